@@ -1,0 +1,14 @@
+import type { ActivityDeps } from './deps';
+import { createEmailLoginActivities } from './email-login';
+import { createLoginActivities } from './login';
+
+/** Every activity the worker registers, built from one set of dependencies. */
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ...createLoginActivities(deps),
+    ...createEmailLoginActivities(deps),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+export type { ActivityDeps } from './deps';

@@ -1,0 +1,67 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { appendAudit } from '../db/audit';
+import { withTransaction } from '../db/pool';
+import { insertSession } from '../db/sessions';
+import { recordMainWallet, upsertUserOnLogin } from '../db/users';
+import { hmacHex } from '../lib/digest';
+import { deriveOmniAccount, type Identity } from '../lib/omni';
+import { signSessionToken, type LoginMethod } from '../lib/session-token';
+import { FailureType, type LoginSession } from '../workflows/definitions';
+import { currentRun } from './context';
+import type { ActivityDeps } from './deps';
+
+export interface CompleteLoginInput {
+  method: LoginMethod;
+  identity: Identity;
+  requestId: string;
+  /** The EVM address that signed in (wallet logins): recorded as the account's main wallet. */
+  wallet?: string;
+}
+
+export function createLoginActivities(deps: ActivityDeps) {
+  return {
+    /**
+     * Ends every front-of-house login: upserts the user, records the session and its audit row in
+     * one transaction, then signs the token. Idempotent per workflow run: a retry reuses the jti,
+     * the session row and the audit row.
+     */
+    async completeLogin(input: CompleteLoginInput): Promise<LoginSession> {
+      const workflowExecution = currentRun();
+      const { config, secrets } = deps;
+      const omniAccount = deriveOmniAccount(config.BROKER_CLIENT_ID, input.identity);
+      const jti = hmacHex(secrets.hmacSecret, 'session-jti', workflowExecution.workflowId, workflowExecution.runId).slice(0, 32);
+      const nowSeconds = Math.floor(deps.now() / 1000);
+      const expiresAt = nowSeconds + config.BROKER_SESSION_TTL_SECONDS;
+      let userId: string;
+      try {
+        userId = await withTransaction(deps.db, async (tx) => {
+          const user = await upsertUserOnLogin(tx, { clientId: config.BROKER_CLIENT_ID, omniAccount, identity: input.identity });
+          if (input.wallet) await recordMainWallet(tx, omniAccount, input.wallet);
+          await insertSession(tx, { jti, omniAccount, method: input.method, expiresAt: new Date(expiresAt * 1000) });
+          await appendAudit(tx, {
+            event: `login.${input.method}`,
+            outcome: 'ok',
+            omniAccount,
+            requestId: input.requestId,
+            idemKey: `login:${workflowExecution.workflowId}:${workflowExecution.runId}`,
+            details: { user_id: user.userId, first_login: user.created, jti_hash: hmacHex(secrets.hmacSecret, 'audit-jti', jti).slice(0, 32) },
+          });
+          return user.userId;
+        });
+      } catch (e) {
+        // Retryable (the DB may come back); after the last attempt the flow reports audit_error.
+        throw ApplicationFailure.retryable(`could not record the login: ${(e as Error).message}`, FailureType.auditFailed);
+      }
+      const { token } = await signSessionToken(secrets.sessionKey, {
+        issuer: config.publicUrl,
+        omniAccount,
+        jti,
+        method: input.method,
+        wallet: input.wallet,
+        nowSeconds,
+        ttlSeconds: config.BROKER_SESSION_TTL_SECONDS,
+      });
+      return { token, token_type: 'Bearer', expires_at: expiresAt, omni_account: omniAccount, user_id: userId, identity: input.identity };
+    },
+  };
+}

@@ -1,0 +1,56 @@
+import { SESv2Client, SendEmailCommand } from '@aws-sdk/client-sesv2';
+
+export interface OutgoingMail {
+  to: string;
+  subject: string;
+  text: string;
+}
+
+export interface Mailer {
+  send(mail: OutgoingMail): Promise<{ messageId: string }>;
+}
+
+/** SES errors that no retry will fix: the flow ends instead of retrying. */
+export const PERMANENT_SES_ERRORS = new Set([
+  'MessageRejected',
+  'BadRequestException',
+  'MailFromDomainNotVerifiedException',
+  'AccountSuspendedException',
+  'SendingPausedException',
+  'NotFoundException',
+]);
+
+/**
+ * Sends through SES v2. The SDK's own retries are off (maxAttempts 1): the Temporal activity
+ * retry policy is the one place retries are decided.
+ */
+export class SesMailer implements Mailer {
+  private readonly client: SESv2Client;
+  constructor(
+    private readonly from: string,
+    opts: { region: string; endpoint?: string },
+  ) {
+    this.client = new SESv2Client({
+      region: opts.region,
+      maxAttempts: 1,
+      ...(opts.endpoint
+        ? { endpoint: opts.endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }
+        : {}),
+    });
+  }
+
+  async send(mail: OutgoingMail): Promise<{ messageId: string }> {
+    const out = await this.client.send(
+      new SendEmailCommand({
+        FromEmailAddress: this.from,
+        Destination: { ToAddresses: [mail.to] },
+        Content: { Simple: { Subject: { Data: mail.subject, Charset: 'UTF-8' }, Body: { Text: { Data: mail.text, Charset: 'UTF-8' } } } },
+      }),
+    );
+    return { messageId: out.MessageId ?? '' };
+  }
+
+  destroy(): void {
+    this.client.destroy();
+  }
+}

@@ -1,0 +1,51 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { ApiDeps } from './deps';
+import { loggerOptions } from './logger';
+import authPlugin from './plugins/auth';
+import docsPlugin from './plugins/docs';
+import errorsPlugin from './plugins/errors';
+import rateLimitPlugin from './plugins/rate-limit';
+import devRoutes from './routes/dev';
+import healthRoutes from './routes/health';
+import sessionRoutes from './routes/session';
+import sessionEmailRoutes from './routes/session-email';
+
+export interface BuildAppOptions {
+  /** pino level; 'silent' in tests. */
+  logLevel?: string;
+}
+
+/** The broker's HTTP surface: shared plugins first, then one plugin per surface. */
+export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: loggerOptions(opts.logLevel ?? deps.config.LOG_LEVEL),
+    bodyLimit: deps.config.BROKER_BODY_LIMIT_BYTES,
+    trustProxy: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
+    },
+    // Graceful shutdown: stop accepting, let in-flight requests finish.
+    return503OnClosing: true,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.decorate('deps', deps);
+  app.addHook('onSend', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+    void reply.header('cache-control', 'no-store');
+  });
+
+  await app.register(errorsPlugin);
+  await app.register(rateLimitPlugin);
+  await app.register(authPlugin);
+  await app.register(docsPlugin);
+
+  await app.register(healthRoutes);
+  await app.register(sessionEmailRoutes);
+  await app.register(sessionRoutes);
+  if (deps.config.devFixtures) await app.register(devRoutes);
+  return app;
+}

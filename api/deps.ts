@@ -1,0 +1,69 @@
+import type { Client } from '@temporalio/client';
+import type { Db } from '../db/pool';
+import type { Config } from '../lib/config';
+import type { BrokerSecrets } from '../lib/secrets';
+
+export interface CapturedMail {
+  to: string;
+  subject: string;
+  text: string;
+  received_at: string;
+}
+
+/** One part /readyz reports on. `ok: false` makes the broker not ready. */
+export type ReadinessCheck = () => Promise<{ ok: boolean; detail?: string }>;
+
+/** Everything the API needs; built by api/main.ts, the stack runner or a test. */
+export interface ApiDeps {
+  config: Config;
+  secrets: BrokerSecrets;
+  db: Db;
+  temporal: Client;
+  /** Dev profile only: the SES stand-in's captured mail, served at GET /_dev/mail. */
+  devMailbox?: { mailTo(address: string): CapturedMail[] };
+  /** Extra parts for /readyz beyond database, Temporal and keys. */
+  readiness?: Record<string, ReadinessCheck>;
+  /** Verifies Heima TEE RS256 JWTs (CONTRACTS §2); absent when no TEE key is configured. */
+  teeVerifier?: TeeTokenVerifier;
+  /** Milliseconds since the epoch; tests may shift it. */
+  now?: () => number;
+}
+
+export interface TeeTokenClaims {
+  sub: string;
+  typ: 'access' | 'id';
+  exp: number;
+  aud: string;
+}
+
+export interface TeeTokenVerifier {
+  /** Resolves the verified claims or throws an Error whose message says why the token is refused. */
+  verify(token: string): Promise<TeeTokenClaims>;
+}
+
+export interface AuthContext {
+  /** Which kind of bearer: a broker session or a TEE access JWT. */
+  kind: 'session' | 'tee';
+  omniAccount: string;
+  /** Session id (broker sessions only): what logout revokes. */
+  jti?: string;
+  /** Unix seconds. */
+  expiresAt: number;
+  /** Login method of a broker session. */
+  method?: string;
+  /** The EVM address of a wallet-login session. */
+  wallet?: string;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    deps: ApiDeps;
+    /** preHandler that requires a valid bearer and sets request.auth. */
+    requireAuth: (request: FastifyRequest) => Promise<void>;
+    /** Throws rate_limited (429 + Retry-After) once `key` has been hit more than `limit` times in `windowMs`. */
+    rateLimit: (key: string, limit: number, windowMs: number) => void;
+  }
+  interface FastifyRequest {
+    auth?: AuthContext;
+  }
+}

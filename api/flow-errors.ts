@@ -1,0 +1,60 @@
+import { WorkflowFailedError, WorkflowNotFoundError, WorkflowUpdateFailedError, isGrpcServiceError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { BrokerError, type ErrorKind } from '../lib/errors';
+import { FailureType } from '../workflows/definitions';
+
+const KIND_BY_FAILURE: Record<string, ErrorKind> = {
+  [FailureType.invalidCode]: 'invalid_code',
+  [FailureType.expired]: 'expired',
+  [FailureType.tooManyAttempts]: 'too_many_attempts',
+  [FailureType.rateLimited]: 'rate_limited',
+  [FailureType.badRequest]: 'bad_request',
+  [FailureType.forbidden]: 'forbidden',
+  [FailureType.unauthorized]: 'unauthorized',
+  [FailureType.deliveryFailed]: 'unavailable',
+  [FailureType.auditFailed]: 'audit_error',
+  [FailureType.stsFailed]: 'sts_error',
+};
+
+function fromApplicationFailure(f: ApplicationFailure): BrokerError | undefined {
+  const kind = f.type ? KIND_BY_FAILURE[f.type] : undefined;
+  if (!kind) return undefined;
+  const details = (f.details?.[0] ?? {}) as Record<string, unknown>;
+  const retryAfter = typeof details.retry_after === 'number' ? details.retry_after : undefined;
+  return new BrokerError(kind, f.message, {
+    body: details,
+    headers: retryAfter !== undefined ? { 'retry-after': String(retryAfter) } : undefined,
+  });
+}
+
+/**
+ * Maps what the Temporal client throws while driving a flow to the wire error: a flow's own
+ * ApplicationFailure keeps its kind and details; a finished or unknown flow is `expired`; an
+ * unreachable Temporal is `unavailable`. Anything else is rethrown (a 500).
+ */
+export function toBrokerError(e: unknown, notFound: BrokerError = new BrokerError('expired', 'this request has expired or is unknown')): unknown {
+  if (e instanceof BrokerError) return e;
+  if (e instanceof WorkflowUpdateFailedError || e instanceof WorkflowFailedError) {
+    let cause: unknown = e.cause;
+    while (cause && !(cause instanceof ApplicationFailure) && cause instanceof Error) cause = cause.cause;
+    if (cause instanceof ApplicationFailure) return fromApplicationFailure(cause) ?? e;
+    return e;
+  }
+  if (e instanceof WorkflowNotFoundError) return notFound;
+  if (isGrpcServiceError(e)) {
+    // 5 NOT_FOUND: the flow finished; 4 DEADLINE_EXCEEDED / 14 UNAVAILABLE: Temporal or the workers are not answering.
+    const code: number = e.code;
+    if (code === 5) return notFound;
+    if (code === 4 || code === 14) return new BrokerError('unavailable', 'the broker could not reach its workflow service in time; retry shortly');
+  }
+  return e;
+}
+
+/** Awaits a flow call, translating its failures (see toBrokerError). */
+export async function driveFlow<T>(call: () => Promise<T>, notFound?: BrokerError): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    throw toBrokerError(e, notFound);
+  }
+}

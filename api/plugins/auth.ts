@@ -1,0 +1,66 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { decodeProtectedHeader } from 'jose';
+import { isSessionLive } from '../../db/sessions';
+import { BrokerError } from '../../lib/errors';
+import { SessionTokenError, verifySessionToken } from '../../lib/session-token';
+import type { AuthContext } from '../deps';
+
+const BEARER_RE = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
+const MAX_TOKEN_LENGTH = 8192;
+
+export function bearerToken(request: FastifyRequest): string {
+  const header = request.headers.authorization;
+  if (!header) throw new BrokerError('unauthorized', 'missing Authorization: Bearer <token>');
+  if (header.length > MAX_TOKEN_LENGTH) throw new BrokerError('unauthorized', 'bearer token is too long');
+  const m = BEARER_RE.exec(header);
+  if (!m?.[1]) throw new BrokerError('unauthorized', 'malformed Authorization header; expected Bearer <jwt>');
+  return m[1];
+}
+
+/**
+ * Authenticates a bearer: a broker session (ES256, checked against the sessions table so logout
+ * takes effect) or a Heima TEE access JWT (RS256, verified locally with the configured key).
+ */
+export default fp(
+  async function authPlugin(app: FastifyInstance) {
+    const { config, secrets, db } = app.deps;
+
+    async function authenticate(token: string): Promise<AuthContext> {
+      let alg: string | undefined;
+      try {
+        alg = decodeProtectedHeader(token).alg;
+      } catch {
+        throw new BrokerError('unauthorized', 'bearer is not a JWT');
+      }
+      if (alg === 'ES256') {
+        try {
+          const claims = await verifySessionToken(secrets.sessionKey, token, config.publicUrl);
+          if (!(await isSessionLive(db, claims.jti))) throw new BrokerError('unauthorized', 'session has been logged out');
+          return { kind: 'session', omniAccount: claims.sub, jti: claims.jti, expiresAt: claims.exp, method: claims.amr, wallet: claims.wallet };
+        } catch (e) {
+          if (e instanceof SessionTokenError) throw new BrokerError('unauthorized', e.message);
+          throw e;
+        }
+      }
+      if (alg === 'RS256') {
+        const tee = app.deps.teeVerifier;
+        if (!tee) throw new BrokerError('unauthorized', 'TEE tokens are not accepted: no TEE key is configured');
+        let claims;
+        try {
+          claims = await tee.verify(token);
+        } catch (e) {
+          throw new BrokerError('unauthorized', `TEE token refused: ${(e as Error).message}`);
+        }
+        if (claims.typ !== 'access') throw new BrokerError('unauthorized', `TEE token of typ "${claims.typ}" cannot be used here; use an access token`);
+        return { kind: 'tee', omniAccount: claims.sub, expiresAt: claims.exp };
+      }
+      throw new BrokerError('unauthorized', `unsupported token algorithm ${alg ?? '(none)'}`);
+    }
+
+    app.decorate('requireAuth', async (request: FastifyRequest) => {
+      request.auth = await authenticate(bearerToken(request));
+    });
+  },
+  { name: 'auth' },
+);

@@ -1,0 +1,36 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { BrokerError } from '../../lib/errors';
+
+/** Renders every failure as {"error", "message"} with the contract's status; never leaks internals. */
+export default fp(
+  async function errorsPlugin(app: FastifyInstance) {
+    app.setErrorHandler((err: FastifyError | BrokerError | Error, request, reply) => {
+      if (err instanceof BrokerError) {
+        for (const [k, v] of Object.entries(err.extra.headers ?? {})) void reply.header(k, v);
+        return reply.code(err.status).send({ error: err.kind, message: err.message, ...err.extra.body });
+      }
+      if (hasZodFastifySchemaValidationErrors(err)) {
+        const first = err.validation[0];
+        const where = first ? `${err.validationContext ?? 'request'}${first.instancePath ? first.instancePath.replace(/\//g, '.') : ''}` : 'request';
+        return reply.code(400).send({ error: 'bad_request', message: `${where}: ${first?.message ?? 'invalid'}` });
+      }
+      const fe = err as FastifyError;
+      if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        return reply.code(413).send({ error: 'payload_too_large', message: 'request body is too large' });
+      }
+      if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+        const message = fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'send a JSON body (Content-Type: application/json)' : fe.message;
+        return reply.code(fe.statusCode).send({ error: fe.statusCode === 404 ? 'not_found' : 'bad_request', message });
+      }
+      request.log.error({ err }, 'unhandled error');
+      return reply.code(500).send({ error: 'internal', message: 'internal error; the broker logged the details' });
+    });
+
+    app.setNotFoundHandler((request, reply) =>
+      reply.code(404).send({ error: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
+    );
+  },
+  { name: 'errors' },
+);

@@ -1,0 +1,61 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { revokeSession } from '../../db/sessions';
+import { findUserByOmni, listWallets } from '../../db/users';
+import { BrokerError } from '../../lib/errors';
+import { commonErrors, identitySchema } from '../schemas';
+
+/** Who am I, and logout: for any bearer the broker accepts. */
+export default async function sessionRoutes(appBase: FastifyInstance) {
+  const app = appBase.withTypeProvider<ZodTypeProvider>();
+  const { db } = app.deps;
+
+  app.get(
+    '/v1/session/me',
+    {
+      preHandler: app.requireAuth,
+      schema: {
+        tags: ['session'],
+        summary: 'The account behind the bearer',
+        security: [{ bearer: [] }],
+        response: {
+          200: z.object({
+            omni_account: z.string(),
+            user_id: z.string().nullable(),
+            identity: identitySchema.nullable(),
+            wallets: z.array(z.object({ wallet_index: z.number().int(), address: z.string().nullable(), role: z.enum(['main', 'agent']) })),
+            expires_at: z.number().int(),
+          }),
+          ...commonErrors,
+        },
+      },
+    },
+    async (request) => {
+      const auth = request.auth;
+      if (!auth) throw new BrokerError('unauthorized', 'not authenticated');
+      const [user, wallets] = await Promise.all([findUserByOmni(db, auth.omniAccount), listWallets(db, auth.omniAccount)]);
+      return {
+        omni_account: auth.omniAccount,
+        user_id: user?.user_id ?? null,
+        identity: user ? identitySchema.parse({ type: user.identity_type, value: user.identity_value }) : null,
+        wallets,
+        expires_at: auth.expiresAt,
+      };
+    },
+  );
+
+  app.post(
+    '/v1/session/logout',
+    {
+      preHandler: app.requireAuth,
+      schema: { tags: ['session'], summary: 'Revoke this session', security: [{ bearer: [] }], response: { 204: z.null(), ...commonErrors } },
+    },
+    async (request, reply) => {
+      const auth = request.auth;
+      if (!auth?.jti) throw new BrokerError('bad_request', 'only broker sessions can log out here; TEE tokens expire on their own');
+      await revokeSession(db, auth.jti);
+      return reply.code(204).send(null);
+    },
+  );
+}

@@ -1,0 +1,20 @@
+import { z } from 'zod';
+import { IDENTITY_TYPES } from '../lib/omni';
+
+/** Wire schemas shared by several surfaces (CONTRACTS §4/§5). */
+
+export const errorBody = z.object({ error: z.string(), message: z.string() }).passthrough().describe('error');
+
+export const identitySchema = z.object({ type: z.enum(IDENTITY_TYPES), value: z.string() });
+
+export const loginSessionSchema = z.object({
+  token: z.string(),
+  token_type: z.literal('Bearer'),
+  expires_at: z.number().int().describe('unix seconds'),
+  omni_account: z.string(),
+  user_id: z.string(),
+  identity: identitySchema,
+});
+
+/** Responses every route may give besides its success, for the OpenAPI page. */
+export const commonErrors = { 400: errorBody, 401: errorBody, 429: errorBody, 500: errorBody, 503: errorBody };

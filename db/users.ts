@@ -1,0 +1,56 @@
+import { randomUUID } from 'node:crypto';
+import type { Identity } from '../lib/omni';
+import type { Queryable } from './pool';
+
+export interface UserRow {
+  user_id: string;
+  client_id: string;
+  omni_account: string;
+  identity_type: string;
+  identity_value: string;
+  created_at: Date;
+  last_login_at: Date;
+}
+
+/** Creates the user on first login (user_id then stays stable) or bumps last_login_at. */
+export async function upsertUserOnLogin(
+  q: Queryable,
+  u: { clientId: string; omniAccount: string; identity: Identity },
+): Promise<{ userId: string; created: boolean }> {
+  const r = await q.query<{ user_id: string; created: boolean }>(
+    `INSERT INTO users (user_id, client_id, omni_account, identity_type, identity_value)
+     VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (omni_account) DO UPDATE SET last_login_at = now()
+     RETURNING user_id, (xmax = 0) AS created`,
+    [randomUUID(), u.clientId, u.omniAccount, u.identity.type, u.identity.value],
+  );
+  const row = r.rows[0];
+  if (!row) throw new Error('user upsert returned no row');
+  return { userId: row.user_id, created: row.created };
+}
+
+export async function findUserByOmni(q: Queryable, omniAccount: string): Promise<UserRow | undefined> {
+  const r = await q.query<UserRow>('SELECT * FROM users WHERE omni_account = $1', [omniAccount]);
+  return r.rows[0];
+}
+
+export interface WalletRow {
+  wallet_index: number;
+  address: string | null;
+  role: 'main' | 'agent';
+}
+
+export async function listWallets(q: Queryable, omniAccount: string): Promise<WalletRow[]> {
+  const r = await q.query<WalletRow>('SELECT wallet_index, address, role FROM wallets WHERE omni_account = $1 ORDER BY wallet_index', [omniAccount]);
+  return r.rows;
+}
+
+/** Records the account's signing wallet as its main wallet (slot 0 unless the address is already there). */
+export async function recordMainWallet(q: Queryable, omniAccount: string, address: string): Promise<void> {
+  await q.query(
+    `INSERT INTO wallets (omni_account, wallet_index, address, role)
+     SELECT $1, COALESCE((SELECT max(wallet_index) + 1 FROM wallets WHERE omni_account = $1), 0), $2, 'main'
+     WHERE NOT EXISTS (SELECT 1 FROM wallets WHERE omni_account = $1 AND address = $2)`,
+    [omniAccount, address],
+  );
+}

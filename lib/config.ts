@@ -1,0 +1,116 @@
+import { z } from 'zod';
+
+/**
+ * Broker configuration, read from the environment once at boot and validated with zod.
+ * Every variable is documented in docs/configuration.md; keep the two in step.
+ */
+
+const bool = z
+  .enum(['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'])
+  .transform((v) => ['1', 'true', 'yes', 'on'].includes(v));
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+const optionalUrl = optionalString.pipe(z.url().optional());
+
+export const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  PORT: int(0, 65535).default(8091),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  BROKER_PUBLIC_URL: optionalUrl,
+  BROKER_DATA_DIR: z.string().min(1).default('.data'),
+  BROKER_DEV_FIXTURES: bool.optional(),
+  BROKER_BODY_LIMIT_BYTES: int(1024, 1024 * 1024).default(16 * 1024),
+
+  DATABASE_URL: optionalString,
+  BROKER_DB_POOL_MAX: int(1, 200).default(10),
+
+  TEMPORAL_ADDRESS: optionalString,
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_API_KEY: optionalString,
+  TEMPORAL_TLS: bool.optional(),
+  BROKER_TASK_QUEUE: z.string().min(1).default('agentkeys-broker'),
+
+  BROKER_CLIENT_ID: z.string().min(1).max(64).default('agentkeys'),
+  /** HMAC secret for ids, code derivation and audit hashing (>= 32 bytes, hex or base64). */
+  BROKER_SECRET: optionalString,
+  /** AES-256 payload codec key (32 bytes, hex or base64). */
+  BROKER_PAYLOAD_KEY: optionalString,
+  /** Comma-separated retired payload keys, still accepted for decoding. */
+  BROKER_PAYLOAD_KEYS_RETIRED: optionalString,
+  BROKER_SESSION_KEY_PATH: optionalString,
+  BROKER_SESSION_TTL_SECONDS: int(60, 30 * 86400).default(12 * 3600),
+  BROKER_OPS_TOKEN: optionalString,
+
+  BROKER_EMAIL_CODE_TTL_SECONDS: int(1, 3600).default(600),
+  BROKER_EMAIL_MAX_ATTEMPTS: int(1, 20).default(5),
+  BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: int(0, 3600).default(60),
+  BROKER_EMAIL_MAX_SENDS: int(1, 20).default(5),
+  BROKER_EMAIL_FROM: z.string().min(3).default('AgentKeys <login@agentkeys.dev>'),
+  BROKER_SES_ENDPOINT: optionalUrl,
+  AWS_REGION: z.string().min(1).default('us-east-1'),
+
+  BROKER_RATE_LIMIT_IP_PER_MINUTE: int(1, 1_000_000).default(60),
+  BROKER_RATE_LIMIT_EMAIL_PER_HOUR: int(1, 1_000_000).default(10),
+
+  BROKER_WALLET_WINDOW_SECONDS: int(1, 86400).default(2700),
+  BROKER_EVM_RPC_URL: optionalUrl,
+
+  BROKER_TEE_JWT_PUBLIC_KEY: optionalString,
+  BROKER_TEE_JWKS_URL: optionalUrl,
+  BROKER_TEE_ISSUER: optionalUrl,
+  BROKER_TEE_CALLBACK_ALLOW: z.string().default('127.0.0.0/8,::1/128'),
+
+  BROKER_OIDC_KEY_PATH: optionalString,
+  BROKER_OIDC_JWT_TTL_SECONDS: int(60, 3600).default(300),
+  BROKER_DATA_ROLE_ARN: optionalString,
+  BROKER_SESSION_DURATION_SECONDS: int(900, 43200).default(3600),
+  BROKER_STS_ENDPOINT: optionalUrl,
+  BROKER_SKIP_STARTUP_CHECK: bool.optional(),
+
+  BROKER_GOOGLE_CLIENT_ID: optionalString,
+  BROKER_GOOGLE_CLIENT_SECRET: optionalString,
+  BROKER_GOOGLE_ISSUER: optionalUrl,
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config extends Env {
+  /** Resolved public URL (BROKER_PUBLIC_URL or http://HOST:PORT), without a trailing slash. */
+  publicUrl: string;
+  /** Whether the dev fixtures (SES capture, /_dev routes, generated keys) are allowed. */
+  devFixtures: boolean;
+  isProduction: boolean;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses and validates the environment; throws a ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const isProduction = e.NODE_ENV === 'production';
+  const devFixtures = e.BROKER_DEV_FIXTURES ?? !isProduction;
+  const publicUrl = (e.BROKER_PUBLIC_URL ?? `http://${e.HOST.includes(':') ? `[${e.HOST}]` : e.HOST}:${e.PORT}`).replace(/\/+$/, '');
+  if (isProduction) {
+    const problems: string[] = [];
+    if (devFixtures) problems.push('BROKER_DEV_FIXTURES must be off in production');
+    if (!e.DATABASE_URL) problems.push('DATABASE_URL is required in production (the embedded database is for development)');
+    if (!e.BROKER_SECRET) problems.push('BROKER_SECRET is required in production (generated secrets are for development)');
+    if (!e.BROKER_PAYLOAD_KEY) problems.push('BROKER_PAYLOAD_KEY is required in production');
+    if (!e.BROKER_SESSION_KEY_PATH) problems.push('BROKER_SESSION_KEY_PATH is required in production (generate one with `npm run keygen`)');
+    if (!e.TEMPORAL_ADDRESS) problems.push('TEMPORAL_ADDRESS is required in production');
+    if (problems.length > 0) throw new ConfigError(`refusing to start in production:\n  ${problems.join('\n  ')}`);
+  }
+  return { ...e, publicUrl, devFixtures, isProduction };
+}

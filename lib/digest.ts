@@ -1,0 +1,26 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+
+/** Keyed and unkeyed digests used for ids, code derivation and audit records (never reversible). */
+
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** HMAC-SHA256 over the parts joined unambiguously (length-prefixed), hex encoded. */
+export function hmacHex(secret: Uint8Array, ...parts: string[]): string {
+  const h = createHmac('sha256', secret);
+  for (const p of parts) {
+    const b = Buffer.from(p, 'utf8');
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(b.length);
+    h.update(len).update(b);
+  }
+  return h.digest('hex');
+}
+
+/** Constant-time comparison of two strings (false when lengths differ). */
+export function safeEqual(a: string, b: string): boolean {
+  const ab = Buffer.from(a, 'utf8');
+  const bb = Buffer.from(b, 'utf8');
+  return ab.length === bb.length && timingSafeEqual(ab, bb);
+}

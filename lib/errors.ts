@@ -1,0 +1,44 @@
+/**
+ * The error kinds of the wire contract ({"error": kind, "message": text}) and their HTTP status.
+ * Throw a BrokerError anywhere in the API; the errors plugin renders it.
+ */
+export const ERROR_STATUS = {
+  bad_request: 400,
+  unauthorized: 401,
+  invalid_code: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  expired: 410,
+  payload_too_large: 413,
+  too_many_attempts: 429,
+  rate_limited: 429,
+  internal: 500,
+  audit_error: 500,
+  sts_error: 502,
+  unavailable: 503,
+} as const;
+
+export type ErrorKind = keyof typeof ERROR_STATUS;
+
+export class BrokerError extends Error {
+  override name = 'BrokerError';
+  readonly status: number;
+  constructor(
+    readonly kind: ErrorKind,
+    message: string,
+    /** Extra body fields (e.g. attempts_left) and response headers (e.g. Retry-After). */
+    readonly extra: { body?: Record<string, unknown>; headers?: Record<string, string> } = {},
+  ) {
+    super(message);
+    this.status = ERROR_STATUS[kind];
+  }
+}
+
+export function rateLimited(message: string, retryAfterSeconds: number): BrokerError {
+  const s = Math.max(1, Math.ceil(retryAfterSeconds));
+  return new BrokerError('rate_limited', message, {
+    body: { retry_after: s },
+    headers: { 'retry-after': String(s) },
+  });
+}

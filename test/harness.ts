@@ -1,0 +1,233 @@
+/**
+ * Boots the whole broker for a test file against real parts: the Temporal dev server that
+ * `npm test` started (TEMPORAL_ADDRESS) or one of its own, a fresh database on the real Postgres,
+ * the SES and STS stand-ins, an in-process worker on its own task queue and the API on a real
+ * loopback port.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Client } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, bundleWorkflowCode, type Worker, type WorkflowBundleOption } from '@temporalio/worker';
+import type { FastifyInstance } from 'fastify';
+import pg from 'pg';
+import { buildApp } from '../api/app';
+import type { ApiDeps } from '../api/deps';
+import { connectTemporalClient } from '../api/temporal-client';
+import { migrate } from '../db/migrate';
+import { createPool, type Db } from '../db/pool';
+import { startSesFixture, type SesFixture } from '../fixtures/ses';
+import { startStsFixture, type StsFixture } from '../fixtures/sts';
+import { loadConfig, type Config } from '../lib/config';
+import { resolveSecrets, type BrokerSecrets } from '../lib/secrets';
+import { temporalConnectionOptions } from '../lib/temporal-options';
+import { SesMailer } from '../activities/ses-mailer';
+import { findOrInstallTemporalCli } from '../scripts/temporal-cli';
+import { findFreePort, startTemporalDevServer, type TemporalDevServer } from '../scripts/temporal-dev-server';
+import { createBrokerWorker, WORKFLOWS_PATH } from '../worker/create-worker';
+
+export const ADMIN_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+let runtimeInstalled = false;
+function installRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+}
+
+let ownServer: Promise<TemporalDevServer> | undefined;
+/** The Temporal address for tests: the runner's server, or one this process starts once. */
+export async function testTemporalAddress(): Promise<string> {
+  if (process.env.TEMPORAL_ADDRESS) return process.env.TEMPORAL_ADDRESS;
+  ownServer ??= findOrInstallTemporalCli({ log: (l) => console.error(l) }).then((cliPath) => startTemporalDevServer({ cliPath, uiPort: false }));
+  return (await ownServer).address;
+}
+
+let bundle: Promise<WorkflowBundleOption> | undefined;
+/** The workflow bundle: prebuilt by the runner (BROKER_WORKFLOW_BUNDLE) or built once per process. */
+export function testWorkflowBundle(): Promise<WorkflowBundleOption> {
+  const prebuilt = process.env.BROKER_WORKFLOW_BUNDLE;
+  bundle ??= prebuilt ? Promise.resolve({ codePath: prebuilt }) : bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+  return bundle;
+}
+
+/** Creates an empty database on the test Postgres and returns its URL and a dropper. */
+export async function createTestDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = `akb_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(ADMIN_DATABASE_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const c = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
+      await c.connect();
+      try {
+        await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}
+
+export interface TestStack {
+  /** Base URL of the API, e.g. http://127.0.0.1:40111 */
+  url: string;
+  config: Config;
+  secrets: BrokerSecrets;
+  db: Db;
+  temporal: Client;
+  ses: SesFixture;
+  sts: StsFixture;
+  app: FastifyInstance;
+  deps: ApiDeps;
+  /** The in-process worker; undefined when started with { worker: false }. */
+  worker?: Worker;
+  /** Starts (again) an in-process worker on the stack's task queue. */
+  startWorker(): Promise<void>;
+  /** Stops the in-process worker, waiting for it to drain. */
+  stopWorker(): Promise<void>;
+  /** Environment a child process (e.g. `tsx worker/main.ts`) needs to join this stack. */
+  childEnv(): NodeJS.ProcessEnv;
+  /** fetch against the API with a JSON body. */
+  request(method: string, path: string, opts?: { body?: unknown; token?: string; headers?: Record<string, string> }): Promise<{ status: number; headers: Headers; body: unknown; text: string }>;
+  stop(): Promise<void>;
+}
+
+export interface StartStackOptions {
+  /** Environment overrides (e.g. short windows): strings as in process.env. */
+  env?: Record<string, string>;
+  /** Start the in-process worker (default true). */
+  worker?: boolean;
+  /** Extra API deps (e.g. a TEE verifier) merged after the defaults. */
+  apiDeps?: Partial<ApiDeps>;
+}
+
+export async function startStack(opts: StartStackOptions = {}): Promise<TestStack> {
+  installRuntime();
+  // Undo whatever was started if a later step fails, so a broken start cannot hang the run.
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const cleanup = async () => {
+    for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
+  };
+  try {
+    return await startStackSteps(opts, cleanups);
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
+
+async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise<unknown>)[]): Promise<TestStack> {
+  const [address, port, workflowBundle] = await Promise.all([testTemporalAddress(), findFreePort(), testWorkflowBundle()]);
+  const database = await createTestDatabase();
+  cleanups.push(database.drop);
+  const ses = await startSesFixture();
+  cleanups.push(() => ses.close());
+  const sts = await startStsFixture();
+  cleanups.push(() => sts.close());
+  const dataDir = await mkdtemp(join(tmpdir(), 'akb-test-'));
+  cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+  const env: Record<string, string> = {
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    BROKER_DATA_DIR: dataDir,
+    DATABASE_URL: database.url,
+    TEMPORAL_ADDRESS: address,
+    BROKER_TASK_QUEUE: `test-${randomBytes(6).toString('hex')}`,
+    BROKER_SES_ENDPOINT: ses.url,
+    BROKER_STS_ENDPOINT: sts.url,
+    BROKER_DEV_FIXTURES: 'true',
+    BROKER_DATA_ROLE_ARN: 'arn:aws:iam::123456789012:role/agentkeys-data',
+    ...opts.env,
+  };
+  const config = loadConfig(env);
+  const secrets = await resolveSecrets(config);
+  const db = createPool(database.url, config.BROKER_DB_POOL_MAX);
+  cleanups.push(() => db.end());
+  await migrate(db);
+  const temporal = await connectTemporalClient(config, secrets, address);
+  cleanups.push(() => temporal.connection.close());
+  const mailer = new SesMailer(config.BROKER_EMAIL_FROM, { region: config.AWS_REGION, endpoint: ses.url });
+  const workerConnection = await NativeConnection.connect(temporalConnectionOptions(config, address));
+  cleanups.push(() => workerConnection.close());
+
+  let worker: Worker | undefined;
+  let running: Promise<void> | undefined;
+  const startWorker = async () => {
+    worker = await createBrokerWorker({ deps: { config, db, secrets, mailer, now: Date.now }, connection: workerConnection, workflowBundle });
+    running = worker.run();
+  };
+  const stopWorker = async () => {
+    if (!worker) return;
+    if (worker.getState() === 'RUNNING') worker.shutdown();
+    await running;
+    worker = undefined;
+  };
+  cleanups.push(stopWorker);
+  if (opts.worker !== false) await startWorker();
+
+  const deps: ApiDeps = { config, secrets, db, temporal, devMailbox: ses, ...opts.apiDeps };
+  const app = await buildApp(deps, { logLevel: 'silent' });
+  cleanups.push(() => app.close());
+  await app.listen({ host: '127.0.0.1', port });
+  const url = `http://127.0.0.1:${port}`;
+
+  const stack: TestStack = {
+    url,
+    config,
+    secrets,
+    db,
+    temporal,
+    ses,
+    sts,
+    app,
+    deps,
+    get worker() {
+      return worker;
+    },
+    startWorker,
+    stopWorker,
+    childEnv: () => ({ ...process.env, ...env }),
+    async request(method, path, o = {}) {
+      const headers: Record<string, string> = { ...o.headers };
+      if (o.body !== undefined) headers['content-type'] ??= 'application/json';
+      if (o.token) headers.authorization = `Bearer ${o.token}`;
+      const res = await fetch(url + path, {
+        method,
+        headers,
+        body: o.body === undefined ? undefined : typeof o.body === 'string' ? o.body : JSON.stringify(o.body),
+      });
+      const text = await res.text();
+      let body: unknown = text;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        /* not JSON */
+      }
+      return { status: res.status, headers: res.headers, body, text };
+    },
+    async stop() {
+      await app.close();
+      await stopWorker();
+      await workerConnection.close();
+      await temporal.connection.close();
+      mailer.destroy();
+      await Promise.all([ses.close(), sts.close()]);
+      await db.end();
+      await database.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+  return stack;
+}
