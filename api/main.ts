@@ -1,0 +1,37 @@
+/**
+ * Production API entry point (`npm run api` after `npm run build`, or `tsx api/main.ts`).
+ * SIGINT/SIGTERM stop accepting requests, finish in-flight ones, then exit.
+ */
+import { migrate } from '../db/migrate';
+import { createPool } from '../db/pool';
+import { ConfigError, loadConfig } from '../lib/config';
+import { resolveSecrets } from '../lib/secrets';
+import { startApi } from './start';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  if (!config.DATABASE_URL) throw new ConfigError('DATABASE_URL is not set: point it at Postgres (or run the whole local stack with `npm start`)');
+  if (!config.TEMPORAL_ADDRESS) throw new ConfigError('TEMPORAL_ADDRESS is not set: point it at a Temporal frontend (or run the whole local stack with `npm start`)');
+  const secrets = await resolveSecrets(config);
+  const db = createPool(config.DATABASE_URL, config.BROKER_DB_POOL_MAX);
+  await migrate(db);
+  const api = await startApi({ config, secrets, db, address: config.TEMPORAL_ADDRESS });
+  api.app.log.info(`agentkeys-broker API listening on ${api.url} (public URL ${config.publicUrl}, docs ${config.publicUrl}/docs)`);
+  let closing = false;
+  const stop = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    api.app.log.info(`${signal}: shutting down`);
+    void api
+      .close()
+      .then(() => db.end())
+      .then(() => process.exit(0));
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof ConfigError ? e.message : e);
+  process.exit(1);
+});

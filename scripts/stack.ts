@@ -1,0 +1,141 @@
+/**
+ * `npm start`: the whole broker on a laptop in one process tree — a Temporal dev server (SQLite and
+ * Web UI under BROKER_DATA_DIR), Postgres (DATABASE_URL, or an embedded PGlite engine served over the
+ * wire protocol), migrations, the worker, the API and the dev fixtures (SES capture, STS). Ctrl-C
+ * stops everything; a second start reuses the data. TEMPORAL_ADDRESS set = use that server.
+ */
+import { join, resolve } from 'node:path';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { startApi } from '../api/start';
+import { startEmbeddedPostgres } from '../db/embedded';
+import { migrate } from '../db/migrate';
+import { createPool } from '../db/pool';
+import { startSesFixture } from '../fixtures/ses';
+import { startStsFixture } from '../fixtures/sts';
+import { ConfigError, loadConfig } from '../lib/config';
+import { resolveSecrets } from '../lib/secrets';
+import { connectTemporalClient } from '../api/temporal-client';
+import { startBrokerWorker, workflowBundleFromEnv } from '../worker/start';
+import { findOrInstallTemporalCli } from './temporal-cli';
+import { ensureSearchAttributes, findFreePort, startTemporalDevServer } from './temporal-dev-server';
+
+const log = (line: string) => console.log(`[stack] ${line}`);
+
+async function portOr(preferred: number): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((res) => {
+    const srv = createServer();
+    srv.once('error', () => void findFreePort().then(res));
+    srv.listen(preferred, '127.0.0.1', () => srv.close(() => res(preferred)));
+  });
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  const stops: (() => Promise<unknown>)[] = [];
+  let stopping = false;
+  const stopAll = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    log('stopping…');
+    for (const stop of stops.reverse()) await stop().catch((e: unknown) => log(`stop failed: ${(e as Error).message}`));
+    log('stopped');
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stopAll(0));
+  process.on('SIGTERM', () => void stopAll(0));
+
+  try {
+    // The AWS SDK warns about Node 20 on every start; it is a notice for operators, not for a laptop stack.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    const base = loadConfig(env);
+    if (base.isProduction) throw new ConfigError('npm start runs the development stack; in production run `npm run api` and `npm run worker`');
+    const dataDir = resolve(base.BROKER_DATA_DIR);
+    env.BROKER_DATA_DIR = dataDir;
+    // The worker's own logs: warnings and errors only, so the stack's output stays readable.
+    Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
+
+    // Temporal
+    let address = base.TEMPORAL_ADDRESS;
+    let uiUrl: string | undefined;
+    if (!address) {
+      const cliPath = await findOrInstallTemporalCli({ log });
+      log('starting the Temporal dev server…');
+      const server = await startTemporalDevServer({
+        cliPath,
+        dbFile: join(dataDir, 'temporal.sqlite'),
+        port: await portOr(7233),
+        uiPort: await portOr(8233),
+        namespace: base.TEMPORAL_NAMESPACE,
+      });
+      stops.push(() => server.stop());
+      address = server.address;
+      uiUrl = server.uiUrl;
+      env.TEMPORAL_ADDRESS = address;
+    }
+
+    // Postgres
+    let embedded = false;
+    if (!base.DATABASE_URL) {
+      log('starting the embedded Postgres (PGlite)…');
+      const pg = await startEmbeddedPostgres({ dataDir: join(dataDir, 'pglite'), log });
+      stops.push(() => pg.stop());
+      env.DATABASE_URL = pg.url;
+      embedded = true;
+    }
+
+    // Dev fixtures: loopback stand-ins for SES and STS.
+    if (base.devFixtures) {
+      if (!base.BROKER_SES_ENDPOINT) {
+        const ses = await startSesFixture();
+        stops.push(() => ses.close());
+        env.BROKER_SES_ENDPOINT = ses.url;
+        devMailbox = ses;
+      }
+      if (!base.BROKER_STS_ENDPOINT) {
+        const sts = await startStsFixture({ jwksUrl: `${base.publicUrl}/.well-known/jwks.json` });
+        stops.push(() => sts.close());
+        env.BROKER_STS_ENDPOINT = sts.url;
+        env.BROKER_DATA_ROLE_ARN ??= 'arn:aws:iam::123456789012:role/agentkeys-dev-data';
+      }
+    }
+
+    const config = loadConfig(env);
+    const secrets = await resolveSecrets(config);
+    // PGlite has one session: one connection for the whole process (see db/embedded.ts).
+    const db = createPool(env.DATABASE_URL as string, embedded ? 1 : config.BROKER_DB_POOL_MAX);
+    stops.push(() => db.end());
+    const applied = await migrate(db);
+    if (applied.length > 0) log(`migrations applied: ${applied.join(', ')}`);
+    if (base.TEMPORAL_ADDRESS) {
+      const client = await connectTemporalClient(config, secrets, address);
+      await ensureSearchAttributes(client.connection, config.TEMPORAL_NAMESPACE);
+      await client.connection.close();
+    }
+
+    const worker = await startBrokerWorker({ config, secrets, db, address, workflowBundle: workflowBundleFromEnv() });
+    stops.push(() => worker.shutdown());
+    const api = await startApi({ config, secrets, db, address, devMailbox });
+    stops.push(() => api.close());
+
+    const lines = [
+      `agentkeys-broker is up in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+      `  API          ${api.url}`,
+      `  API docs     ${api.url}/docs`,
+      `  Temporal     ${address}${uiUrl ? `   UI ${uiUrl}` : ''}`,
+      `  Database     ${embedded ? `embedded PGlite in ${join(dataDir, 'pglite')}` : 'DATABASE_URL'}`,
+      ...(devMailbox ? [`  Dev mail     ${api.url}/_dev/mail?to=<address>`] : []),
+      `  Data         ${dataDir}`,
+      'Ctrl-C stops everything.',
+    ];
+    for (const l of lines) log(l);
+  } catch (e) {
+    console.error(`[stack] could not start: ${e instanceof ConfigError ? e.message : (e as Error).stack ?? String(e)}`);
+    await stopAll(1);
+  }
+}
+
+let devMailbox: Awaited<ReturnType<typeof startSesFixture>> | undefined;
+
+void main();

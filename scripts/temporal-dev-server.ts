@@ -1,0 +1,334 @@
+/**
+ * Runs `temporal server start-dev` (the Temporal CLI's single-process dev server) as a child process, and
+ * registers the broker's custom search attributes, on it or on an existing cluster.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { createConnection, createServer } from 'node:net';
+import { dirname, resolve } from 'node:path';
+import { Connection, isGrpcServiceError, type OperatorService } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { SEARCH_ATTRIBUTE_NAMES, type SearchAttributeName } from '../lib/search-attributes';
+
+const IndexedValueType = temporal.api.enums.v1.IndexedValueType;
+
+/** The broker's custom search attributes and their Temporal types (all Keyword). */
+export const SEARCH_ATTRIBUTES: Readonly<Record<SearchAttributeName, 'Keyword'>> = Object.freeze(
+  Object.fromEntries(SEARCH_ATTRIBUTE_NAMES.map((name) => [name, 'Keyword' as const])) as Record<
+    SearchAttributeName,
+    'Keyword'
+  >,
+);
+
+const HOST = '127.0.0.1';
+const READY_TIMEOUT_MS = 60_000;
+const STOP_GRACE_MS = 5_000;
+const STDERR_TAIL_LINES = 40;
+/** gRPC status ALREADY_EXISTS. */
+const GRPC_ALREADY_EXISTS = 6;
+
+export interface TemporalDevServerOptions {
+  /** Path of the `temporal` binary, see findOrInstallTemporalCli in ./temporal-cli. */
+  cliPath: string;
+  /** SQLite file persisting the server's state (its directory is created); omitted = in-memory. */
+  dbFile?: string;
+  /** Frontend gRPC port; omitted or 0 = a free port. */
+  port?: number;
+  /** Web UI port; omitted or 0 = a free port; false = no UI (`--headless`). */
+  uiPort?: number | false;
+  /** Namespace created at start (the `default` namespace always exists). Default 'default'. */
+  namespace?: string;
+  /** Receives the server's output lines, prefixed with `[temporal]`. Default: discarded. */
+  log?: (line: string) => void;
+  /** How long to wait for the server to be ready. Default 60 s. */
+  readyTimeoutMs?: number;
+}
+
+export interface TemporalDevServer {
+  /** Frontend gRPC address, `host:port`. */
+  address: string;
+  /** Web UI, unless headless. */
+  uiUrl?: string;
+  namespace: string;
+  /** Pid of the `temporal` process. */
+  pid: number;
+  /** SIGTERM, then SIGKILL after 5 s; resolves once the process has exited. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `temporal server start-dev` on 127.0.0.1 and resolves once its frontend answers and the namespace lists
+ * the four broker search attributes as Keyword (registering them if a persisted DB file predates them: the CLI
+ * only applies `--search-attribute` when it creates a namespace).
+ * Rejects after `readyTimeoutMs` or when the process exits early, with the tail of its stderr.
+ * The child is killed when this process exits, or on SIGINT/SIGTERM/SIGHUP (then re-raised if nothing else
+ * handles them); it can outlive a parent killed with SIGKILL.
+ */
+export async function startTemporalDevServer(opts: TemporalDevServerOptions): Promise<TemporalDevServer> {
+  const namespace = opts.namespace ?? 'default';
+  const log = opts.log ?? (() => undefined);
+  const port = opts.port || (await findFreePort());
+  const uiPort = opts.uiPort === false ? undefined : opts.uiPort || (await findFreePort());
+  const dbFile = opts.dbFile === undefined ? undefined : resolve(opts.dbFile);
+  if (dbFile) await mkdir(dirname(dbFile), { recursive: true });
+
+  const args = ['server', 'start-dev', '--ip', HOST, '--port', String(port), '--log-level', 'warn'];
+  args.push(...(uiPort === undefined ? ['--headless'] : ['--ui-port', String(uiPort)]));
+  if (dbFile) args.push('--db-filename', dbFile);
+  if (namespace !== 'default') args.push('--namespace', namespace);
+  for (const name of SEARCH_ATTRIBUTE_NAMES) args.push('--search-attribute', `${name}=${SEARCH_ATTRIBUTES[name]}`);
+
+  const child = spawn(opts.cliPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const address = `${HOST}:${port}`;
+  const stderrTail: string[] = [];
+  const exited = new Promise<string>((done) => {
+    child.once('error', (err) => done(`could not be started: ${err.message}`));
+    child.once('exit', (code, signal) => done(signal ? `was killed by ${signal}` : `exited with code ${code}`));
+  });
+  let exitReason: string | undefined;
+  void exited.then((reason) => {
+    exitReason = reason;
+    untrack(child);
+  });
+  track(child);
+  // Once stop() is asked for, the server's shutdown chatter (dial errors, cancelled polls) is not forwarded.
+  let stopping = false;
+  forwardLines(child.stdout, (line) => {
+    if (!stopping) log(`[temporal] ${line}`);
+  });
+  forwardLines(child.stderr, (line) => {
+    stderrTail.push(line);
+    if (stderrTail.length > STDERR_TAIL_LINES) stderrTail.shift();
+    if (!stopping) log(`[temporal] ${line}`);
+  });
+
+  const stop = once(async () => {
+    stopping = true;
+    if (exitReason !== undefined) return;
+    child.kill('SIGTERM');
+    const killer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+    try {
+      await exited;
+    } finally {
+      clearTimeout(killer);
+    }
+  });
+
+  const failure = (what: string): Error => {
+    const tail = stderrTail.length ? `\nLast lines of its stderr:\n${stderrTail.join('\n')}` : '\n(no stderr output)';
+    return new Error(`Temporal dev server (${opts.cliPath} ${args.join(' ')}) ${what}${tail}`);
+  };
+
+  try {
+    await waitUntilReady(address, namespace, opts.readyTimeoutMs ?? READY_TIMEOUT_MS, () => exitReason, failure, log);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    address,
+    uiUrl: uiPort === undefined ? undefined : `http://${HOST}:${uiPort}`,
+    namespace,
+    pid: child.pid ?? -1,
+    stop,
+  };
+}
+
+async function waitUntilReady(
+  address: string,
+  namespace: string,
+  timeoutMs: number,
+  exitReason: () => string | undefined,
+  failure: (what: string) => Error,
+  log: (line: string) => void,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const [host = HOST, portText = ''] = address.split(':');
+  const port = Number(portText);
+  let lastError = 'the port never accepted a connection';
+  let registered = false;
+  const check = (): void => {
+    const reason = exitReason();
+    if (reason !== undefined) throw failure(`${reason} before it was ready (last check: ${lastError})`);
+    if (Date.now() > deadline) throw failure(`was not ready within ${timeoutMs / 1000} s (last check: ${lastError})`);
+  };
+
+  while (!(await canConnect(host, port))) {
+    check();
+    await sleep(50);
+  }
+  let connection: Connection | undefined;
+  try {
+    for (;;) {
+      check();
+      try {
+        connection ??= await Connection.connect({ address, connectTimeout: '2s' });
+        const conn = connection;
+        const missing = await conn.withDeadline(Date.now() + 3_000, () => missingSearchAttributes(conn, namespace));
+        if (missing.length === 0) return;
+        lastError = `search attributes not registered in namespace ${namespace}: ${missing.join(', ')}`;
+        if (!registered) {
+          // A DB file created before these attributes existed: the CLI does not add them to existing namespaces.
+          log(`[temporal-dev-server] registering ${missing.join(', ')} in existing namespace ${namespace}`);
+          await conn.withDeadline(Date.now() + 10_000, () => ensureSearchAttributes(conn, namespace));
+          registered = true;
+          continue;
+        }
+      } catch (err) {
+        lastError = err instanceof Error ? err.message : String(err);
+      }
+      await sleep(100);
+    }
+  } finally {
+    await connection?.close().catch(() => undefined);
+  }
+}
+
+/** Anything exposing the operator service: a `@temporalio/client` Connection or a worker NativeConnection. */
+export interface HasOperatorService {
+  operatorService: Pick<OperatorService, 'listSearchAttributes' | 'addSearchAttributes'>;
+}
+
+/**
+ * Registers the broker's search attributes in `namespace` on an existing server (e.g. `TEMPORAL_ADDRESS`), as
+ * Keyword, skipping those already present. Throws if one exists with another type, or if, after registering, the
+ * server still does not list them all. Needs operator permissions (Temporal Cloud: add them in the UI or with tcld).
+ */
+export async function ensureSearchAttributes(connection: HasOperatorService, namespace: string): Promise<void> {
+  const existing = await listCustomAttributes(connection, namespace);
+  const wrongType = SEARCH_ATTRIBUTE_NAMES.filter(
+    (name) => existing[name] !== undefined && !isKeyword(existing[name]),
+  );
+  if (wrongType.length > 0) {
+    throw new Error(
+      `Search attributes already registered in namespace ${namespace} with a type other than Keyword: ` +
+        wrongType.map((name) => `${name}=${IndexedValueType[existing[name] ?? 0]}`).join(', '),
+    );
+  }
+  const toAdd = SEARCH_ATTRIBUTE_NAMES.filter((name) => existing[name] === undefined);
+  if (toAdd.length === 0) return;
+  try {
+    await connection.operatorService.addSearchAttributes({
+      namespace,
+      searchAttributes: Object.fromEntries(toAdd.map((name) => [name, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
+    });
+  } catch (err) {
+    const alreadyExists =
+      (isGrpcServiceError(err) && Number(err.code) === GRPC_ALREADY_EXISTS) || /already exists/i.test(String(err));
+    if (!alreadyExists) {
+      throw new Error(
+        `Could not register search attributes ${toAdd.join(', ')} in namespace ${namespace}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+  }
+  const stillMissing = await missingSearchAttributes(connection, namespace);
+  if (stillMissing.length > 0) {
+    throw new Error(`Search attributes still missing in namespace ${namespace} after registering: ${stillMissing.join(', ')}`);
+  }
+}
+
+async function listCustomAttributes(
+  connection: HasOperatorService,
+  namespace: string,
+): Promise<Record<string, temporal.api.enums.v1.IndexedValueType>> {
+  const res = await connection.operatorService.listSearchAttributes({ namespace });
+  return res.customAttributes ?? {};
+}
+
+async function missingSearchAttributes(connection: HasOperatorService, namespace: string): Promise<SearchAttributeName[]> {
+  const existing = await listCustomAttributes(connection, namespace);
+  return SEARCH_ATTRIBUTE_NAMES.filter((name) => !isKeyword(existing[name]));
+}
+
+function isKeyword(type: temporal.api.enums.v1.IndexedValueType | undefined): boolean {
+  return type === IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
+}
+
+/** A currently free TCP port on `host`, found by binding port 0. */
+export async function findFreePort(host = HOST): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', fail);
+    server.listen(0, host, () => {
+      const addr = server.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      server.close(() => (port ? done(port) : fail(new Error(`Could not read the port bound on ${host}`))));
+    });
+  });
+}
+
+function canConnect(host: string, port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = createConnection({ host, port });
+    socket.setTimeout(1_000);
+    socket.once('connect', () => {
+      socket.destroy();
+      done(true);
+    });
+    socket.once('timeout', () => {
+      socket.destroy();
+      done(false);
+    });
+    socket.once('error', () => done(false));
+  });
+}
+
+function forwardLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+  let partial = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    const lines = (partial + chunk).split(/\r?\n/);
+    partial = lines.pop() ?? '';
+    for (const line of lines) if (line.trim()) onLine(line);
+  });
+  stream.on('end', () => {
+    if (partial.trim()) onLine(partial);
+  });
+}
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return () => (running ??= fn());
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+// --- children die with this process -------------------------------------------------------------------------------
+
+const children = new Set<ChildProcess>();
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+function killChildren(): void {
+  for (const child of children) child.kill('SIGTERM');
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  killChildren();
+  // Nobody else handles this signal: restore the default behaviour (terminate) that our listener suppressed.
+  if (process.listenerCount(signal) === 1) {
+    removeProcessHooks();
+    process.kill(process.pid, signal);
+  }
+}
+
+function installProcessHooks(): void {
+  process.on('exit', killChildren);
+  for (const signal of SIGNALS) process.on(signal, onSignal);
+}
+
+function removeProcessHooks(): void {
+  process.off('exit', killChildren);
+  for (const signal of SIGNALS) process.off(signal, onSignal);
+}
+
+function track(child: ChildProcess): void {
+  if (children.size === 0) installProcessHooks();
+  children.add(child);
+}
+
+function untrack(child: ChildProcess): void {
+  if (children.delete(child) && children.size === 0) removeProcessHooks();
+}

@@ -1,0 +1,28 @@
+/**
+ * Production worker entry point (`npm run worker` after `npm run build`, or `tsx worker/main.ts`):
+ * runs every broker workflow and activity against TEMPORAL_ADDRESS and DATABASE_URL.
+ * SIGINT/SIGTERM drain in-flight tasks, then exit.
+ */
+import { migrate } from '../db/migrate';
+import { createPool } from '../db/pool';
+import { ConfigError, loadConfig } from '../lib/config';
+import { resolveSecrets } from '../lib/secrets';
+import { startBrokerWorker, workflowBundleFromEnv } from './start';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  if (!config.DATABASE_URL) throw new ConfigError('DATABASE_URL is not set: point it at Postgres (or run the whole local stack with `npm start`)');
+  if (!config.TEMPORAL_ADDRESS) throw new ConfigError('TEMPORAL_ADDRESS is not set: point it at a Temporal frontend (or run the whole local stack with `npm start`)');
+  const secrets = await resolveSecrets(config);
+  const db = createPool(config.DATABASE_URL, config.BROKER_DB_POOL_MAX);
+  await migrate(db);
+  const running = await startBrokerWorker({ config, secrets, db, address: config.TEMPORAL_ADDRESS, workflowBundle: workflowBundleFromEnv() });
+  console.log(`worker polling task queue ${config.BROKER_TASK_QUEUE} on ${config.TEMPORAL_ADDRESS} (namespace ${config.TEMPORAL_NAMESPACE})`);
+  await running.done;
+  await db.end();
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof ConfigError ? e.message : e);
+  process.exit(1);
+});

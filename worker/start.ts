@@ -1,0 +1,39 @@
+import { NativeConnection, type Worker, type WorkflowBundleOption } from '@temporalio/worker';
+import { SesMailer } from '../activities/ses-mailer';
+import type { Db } from '../db/pool';
+import type { Config } from '../lib/config';
+import type { BrokerSecrets } from '../lib/secrets';
+import { temporalConnectionOptions } from '../lib/temporal-options';
+import { createBrokerWorker } from './create-worker';
+
+export interface RunningWorker {
+  worker: Worker;
+  /** Resolves when the worker has stopped (after shutdown() or a shutdown signal). */
+  done: Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+/** A prebuilt workflow bundle named by BROKER_WORKFLOW_BUNDLE (tests, or a build step), if any. */
+export function workflowBundleFromEnv(env: NodeJS.ProcessEnv = process.env): WorkflowBundleOption | undefined {
+  return env.BROKER_WORKFLOW_BUNDLE ? { codePath: env.BROKER_WORKFLOW_BUNDLE } : undefined;
+}
+
+/** Connects to Temporal and starts polling the broker's task queue with every workflow and activity. */
+export async function startBrokerWorker(opts: { config: Config; secrets: BrokerSecrets; db: Db; address: string; workflowBundle?: WorkflowBundleOption }): Promise<RunningWorker> {
+  const { config, secrets, db } = opts;
+  const mailer = new SesMailer(config.BROKER_EMAIL_FROM, { region: config.AWS_REGION, endpoint: config.BROKER_SES_ENDPOINT });
+  const connection = await NativeConnection.connect(temporalConnectionOptions(config, opts.address));
+  const worker = await createBrokerWorker({ deps: { config, db, secrets, mailer, now: Date.now }, connection, workflowBundle: opts.workflowBundle });
+  const done = worker.run().finally(async () => {
+    mailer.destroy();
+    await connection.close();
+  });
+  return {
+    worker,
+    done,
+    async shutdown() {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await done;
+    },
+  };
+}
