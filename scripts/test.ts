@@ -76,7 +76,6 @@ async function main(): Promise<number> {
   const exitCode = await new Promise<number>((resolve) => child.on('exit', (c, s) => resolve(c ?? (s ? 1 : 0))));
   await stopServer?.();
   await rm(tmp, { recursive: true, force: true });
-  log(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return exitCode;
 }
 

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { ConfigError, loadConfig } from '../lib/config';
+import { startStack, type TestStack } from './harness';
+
+let stack: TestStack;
+before(async () => {
+  stack = await startStack();
+});
+after(async () => {
+  await stack?.stop();
+});
+
+void describe('API basics', () => {
+  void test('/healthz and /readyz report per part', async () => {
+    const h = await stack.request('GET', '/healthz');
+    assert.equal(h.status, 200);
+    assert.equal(h.text, 'ok');
+    const r = await stack.request('GET', '/readyz');
+    assert.equal(r.status, 200, r.text);
+    const parts = (r.body as { parts: Record<string, { ok: boolean }> }).parts;
+    for (const part of ['database', 'temporal', 'session_key']) assert.equal(parts[part]?.ok, true, part);
+  });
+
+  void test('/readyz is 503 naming the part that is down', async () => {
+    const broken = { ...stack.deps.readiness, broken_part: () => Promise.resolve({ ok: false, detail: 'unplugged' }) };
+    // readiness checks are read when the app is built: build a second app over the same deps
+    const { buildApp } = await import('../api/app');
+    const app = await buildApp({ ...stack.deps, readiness: broken }, { logLevel: 'silent' });
+    try {
+      const res = await app.inject({ method: 'GET', url: '/readyz' });
+      assert.equal(res.statusCode, 503);
+      const body = res.json<{ status: string; parts: Record<string, { ok: boolean; detail?: string }> }>();
+      assert.equal(body.status, 'not_ready');
+      assert.deepEqual(body.parts.broken_part, { ok: false, detail: 'unplugged' });
+      assert.equal(body.parts.database?.ok, true);
+    } finally {
+      await app.close();
+    }
+  });
+
+  void test('OpenAPI document lists the session routes; /docs serves the UI', async () => {
+    const doc = await stack.request('GET', '/docs/json');
+    assert.equal(doc.status, 200);
+    const paths = Object.keys((doc.body as { paths: Record<string, unknown> }).paths);
+    for (const p of ['/v1/session/email_code', '/v1/session/email_login', '/v1/session/me', '/v1/session/logout']) assert.ok(paths.includes(p), p);
+    const ui = await stack.request('GET', '/docs/');
+    assert.equal(ui.status, 200);
+    assert.match(ui.text, /swagger/i);
+  });
+
+  void test('unknown route: JSON 404; every response carries a request id', async () => {
+    const res = await stack.request('GET', '/nope', { headers: { 'x-request-id': 'trace-abc.1' } });
+    assert.equal(res.status, 404);
+    assert.deepEqual(Object.keys(res.body as object).sort(), ['error', 'message']);
+    assert.equal(res.headers.get('x-request-id'), 'trace-abc.1');
+    const other = await stack.request('GET', '/healthz');
+    assert.match(other.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/);
+  });
+
+  void test('bearer problems are 401 with a message', async () => {
+    for (const authorization of ['', 'Bearer', 'Basic abc', 'Bearer not-a-jwt', `Bearer ${'a'.repeat(9000)}.b.c`, 'Bearer e30.e30.']) {
+      const res = await stack.request('GET', '/v1/session/me', { headers: authorization ? { authorization } : {} });
+      assert.equal(res.status, 401, authorization.slice(0, 20));
+      assert.equal((res.body as { error: string }).error, 'unauthorized');
+    }
+  });
+});
+
+void describe('configuration', () => {
+  void test('names the bad variable', () => {
+    assert.throws(() => loadConfig({ PORT: 'eighty' }), (e: unknown) => e instanceof ConfigError && /PORT/.test(e.message));
+    assert.throws(() => loadConfig({ BROKER_OIDC_JWT_TTL_SECONDS: '10' }), /BROKER_OIDC_JWT_TTL_SECONDS/);
+  });
+
+  void test('production refuses dev fixtures, generated secrets and the embedded database', () => {
+    assert.throws(
+      () => loadConfig({ NODE_ENV: 'production' }),
+      (e: unknown) =>
+        e instanceof ConfigError && /DATABASE_URL/.test(e.message) && /BROKER_SECRET/.test(e.message) && /BROKER_SESSION_KEY_PATH/.test(e.message) && /TEMPORAL_ADDRESS/.test(e.message),
+    );
+    const prod = {
+      NODE_ENV: 'production',
+      DATABASE_URL: 'postgres://db/broker',
+      BROKER_SECRET: 'ab'.repeat(32),
+      BROKER_PAYLOAD_KEY: 'cd'.repeat(32),
+      BROKER_SESSION_KEY_PATH: '/keys/session.jwk.json',
+      TEMPORAL_ADDRESS: 'temporal:7233',
+    };
+    assert.equal(loadConfig(prod).devFixtures, false);
+    assert.throws(() => loadConfig({ ...prod, BROKER_DEV_FIXTURES: 'true' }), /BROKER_DEV_FIXTURES/);
+  });
+});
