@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { buildApp } from '../api/app';
 import { ConfigError, loadConfig } from '../lib/config';
 import { startStack, type TestStack } from './harness';
 
@@ -25,7 +26,6 @@ void describe('API basics', () => {
   void test('/readyz is 503 naming the part that is down', async () => {
     const broken = { ...stack.deps.readiness, broken_part: () => Promise.resolve({ ok: false, detail: 'unplugged' }) };
     // readiness checks are read when the app is built: build a second app over the same deps
-    const { buildApp } = await import('../api/app');
     const app = await buildApp({ ...stack.deps, readiness: broken }, { logLevel: 'silent' });
     try {
       const res = await app.inject({ method: 'GET', url: '/readyz' });
