@@ -1,0 +1,316 @@
+import { randomUUID } from 'node:crypto';
+import { WithStartWorkflowOperation, type UpdateDefinition } from '@temporalio/client';
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { isAgentBound } from '../../db/grants';
+import { findUserByOmni } from '../../db/users';
+import { parseSourceAllowList } from '../../lib/cidr-allow';
+import { hmacHex, safeEqual } from '../../lib/digest';
+import { BrokerError } from '../../lib/errors';
+import { deriveOmniAccount, IDENTITY_TYPES, IdentityError } from '../../lib/omni';
+import { AkFlow, AkOmniAccount, AkStage } from '../../lib/search-attributes';
+import type { teeAccountWorkflow } from '../../workflows/tee-account';
+import {
+  addWalletSlotUpdate,
+  recordHeimaLoginUpdate,
+  TEE_ACCOUNT_ID_PREFIX,
+  type JsonValue,
+  type TeeAccountInput,
+} from '../../workflows/tee-account-definitions';
+import type { TeeTokenClaims } from '../deps';
+import { driveFlow } from '../flow-errors';
+import { bearerToken } from '../plugins/auth';
+
+/**
+ * The TEE → broker callbacks (CONTRACTS §3): the `pumpx_api` surface the Heima TEE worker calls
+ * for `client_id = agentkeys`. Every answer is the envelope {"code","message","data"}: code 10000
+ * only on success, otherwise the HTTP status × 100 (40000 bad request, 40100 unauthorized, 40300
+ * forbidden, 40400 not found, 41300 body too large, 50000 internal, 50300 unavailable).
+ */
+
+export const CALLBACK_OK_CODE = 10000;
+/** Envelope code of a failed callback: the HTTP status × 100. */
+export const callbackErrorCode = (status: number): number => status * 100;
+
+const envelope = <T extends z.ZodType>(data: T) => z.object({ code: z.number().int(), message: z.string(), data });
+const failureEnvelope = envelope(z.null()).describe('failure: code = HTTP status × 100');
+const failures = { 400: failureEnvelope, 401: failureEnvelope, 403: failureEnvelope, 404: failureEnvelope, 413: failureEnvelope, 500: failureEnvelope, 503: failureEnvelope };
+const ok = <T>(data: T) => ({ code: CALLBACK_OK_CODE, message: 'OK', data });
+
+const evmAddress = (what: string) =>
+  z
+    .string()
+    .regex(/^0x[0-9a-fA-F]{40}$/, `${what} must be a 0x-prefixed 20-byte hex address`)
+    .transform((a) => a.toLowerCase());
+
+/** The TEE's `UserId` enum: {"type": <snake_case variant>, "value": ...}. */
+const userIdSchema = z.object({
+  type: z.enum(IDENTITY_TYPES, { error: () => `userId.type must be one of ${IDENTITY_TYPES.join(', ')}` }),
+  value: z.string().min(1, 'userId.value is empty').max(1024, 'userId.value is too long'),
+});
+
+/** PostHeimaLoginBody, camelCase as upstream serialises it. Unknown fields are ignored. */
+const postHeimaLoginBody = z.object({
+  userId: userIdSchema,
+  clientId: z.string().min(1).max(64),
+  clientAuth: z.object({ type: z.string().min(1).max(64) }).catchall(z.unknown()).nullable().optional(),
+  heimaLoginSuccess: z.boolean(),
+});
+
+const addWalletBody = z.object({ wallet_index: z.number().int().min(0).max(2_147_483_647).optional() }).nullish();
+
+const idempotencyKeySchema = z.string().regex(/^[\w.:-]{1,128}$/, 'Idempotency-Key must be 1-128 characters of [A-Za-z0-9_.:-]');
+
+/** Keys whose string values are secrets in the ClientAuth variants (google_code, signature, ...). */
+const SECRET_KEY_RE = /code|signature|token|secret|password|private/i;
+
+/**
+ * ClientAuth is stored as opaque JSON, but its secret-bearing values (a Google code, a
+ * signature) are replaced by keyed digests first, so no raw secret reaches Temporal or Postgres.
+ */
+function redactClientAuth(secret: Buffer, value: unknown, key = ''): JsonValue {
+  if (value === null || typeof value === 'number' || typeof value === 'boolean') return value;
+  if (typeof value === 'string') return SECRET_KEY_RE.test(key) ? `hmac:${hmacHex(secret, 'client-auth', key, value).slice(0, 32)}` : value;
+  if (Array.isArray(value)) return value.map((v) => redactClientAuth(secret, v, key));
+  if (typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactClientAuth(secret, v, k)]));
+  return null;
+}
+
+interface TeeAccess {
+  claims: TeeTokenClaims;
+  /** Keyed digest of the bearer: the callback's idempotency key. */
+  tokenDigest: string;
+}
+
+function validationMessage(err: FastifyError): string {
+  if (!hasZodFastifySchemaValidationErrors(err)) return err.message;
+  const first = err.validation[0];
+  const where = `${err.validationContext ?? 'request'}${first?.instancePath ? first.instancePath.replace(/\//g, '.') : ''}`;
+  return `${where}: ${first?.message ?? 'invalid'}`;
+}
+
+export default async function teeCallbackRoutes(appBase: FastifyInstance) {
+  const app = appBase.withTypeProvider<ZodTypeProvider>();
+  const { config, secrets, db, temporal } = app.deps;
+  const allowList = parseSourceAllowList(config.BROKER_TEE_CALLBACK_ALLOW);
+  const settings: TeeAccountInput['settings'] = { idleSeconds: config.BROKER_TEE_ACCOUNT_IDLE_SECONDS, maxUpdatesPerRun: config.BROKER_TEE_ACCOUNT_MAX_UPDATES };
+  const access = new WeakMap<FastifyRequest, TeeAccess>();
+  // Identical callbacks in flight in this process share one workflow call.
+  const inFlight = new Map<string, Promise<unknown>>();
+
+  // This surface answers in its own envelope, never {"error","message"}.
+  app.setErrorHandler((err: FastifyError | BrokerError | Error, request, reply) => {
+    let status = 500;
+    let message = 'internal error; the broker logged the details';
+    if (err instanceof BrokerError) {
+      status = err.status;
+      message = err.message;
+      for (const [k, v] of Object.entries(err.extra.headers ?? {})) void reply.header(k, v);
+    } else {
+      const fe = err as FastifyError;
+      if (hasZodFastifySchemaValidationErrors(fe)) {
+        status = 400;
+        message = validationMessage(fe);
+      } else if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        status = 413;
+        message = 'request body is too large';
+      } else if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+        status = fe.statusCode;
+        message = fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'send a JSON body (Content-Type: application/json) or none' : fe.message;
+      }
+    }
+    if (status >= 500 && !(err instanceof BrokerError)) request.log.error({ err }, 'unhandled error in a TEE callback');
+    return reply.code(status).send({ code: callbackErrorCode(status), message, data: null });
+  });
+
+  // add_wallet arrives with no body and no Content-Type; a JSON Content-Type with an empty body is accepted too.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') {
+      done(null, undefined);
+      return;
+    }
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(new BrokerError('bad_request', 'body is not valid JSON'), undefined);
+    }
+  });
+
+  /** preValidation of the authenticated callbacks: a TEE access JWT, verified with the configured key. */
+  async function requireTeeAccess(request: FastifyRequest): Promise<void> {
+    const verifier = app.deps.teeVerifier;
+    if (!verifier) throw new BrokerError('unavailable', 'TEE callbacks are off: no TEE key is configured (BROKER_TEE_JWT_PUBLIC_KEY or BROKER_TEE_JWKS_URL)');
+    const token = bearerToken(request);
+    let claims: TeeTokenClaims;
+    try {
+      claims = await verifier.verify(token);
+    } catch (e) {
+      throw new BrokerError('unauthorized', `TEE token refused: ${(e as Error).message}`);
+    }
+    if (claims.typ !== 'access') throw new BrokerError('unauthorized', `TEE token of typ "${claims.typ}" cannot be used here; send the access token`);
+    access.set(request, { claims, tokenDigest: hmacHex(secrets.hmacSecret, 'tee-token', token) });
+  }
+
+  function teeAccessOf(request: FastifyRequest): TeeAccess {
+    const a = access.get(request);
+    if (!a) throw new BrokerError('unauthorized', 'not authenticated');
+    return a;
+  }
+
+  /** onRequest of the unauthenticated callbacks: only sources on BROKER_TEE_CALLBACK_ALLOW. */
+  async function requireAllowedSource(request: FastifyRequest): Promise<void> {
+    if (!allowList.allows(request.ip)) throw new BrokerError('forbidden', 'this callback is served only to the TEE worker (source not on BROKER_TEE_CALLBACK_ALLOW)');
+  }
+
+  /** Update-with-Start on the account's bookkeeping workflow; retried when it meets a run that is just completing. */
+  async function driveAccount<Ret, Arg>(omniAccount: string, update: UpdateDefinition<Ret, [Arg]>, arg: Arg): Promise<Ret> {
+    const runClosed = new BrokerError('unavailable', 'the account workflow was closing; retry');
+    for (let attempt = 1; ; attempt += 1) {
+      const startWorkflowOperation = new WithStartWorkflowOperation<typeof teeAccountWorkflow>('teeAccountWorkflow', {
+        workflowId: TEE_ACCOUNT_ID_PREFIX + omniAccount,
+        taskQueue: config.BROKER_TASK_QUEUE,
+        args: [{ omniAccount, settings }],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        typedSearchAttributes: [
+          { key: AkFlow, value: 'tee_account' },
+          { key: AkOmniAccount, value: omniAccount },
+          { key: AkStage, value: 'started' },
+        ],
+      });
+      try {
+        return await driveFlow(() => temporal.workflow.executeUpdateWithStart(update, { args: [arg], startWorkflowOperation }), runClosed);
+      } catch (e) {
+        if (e !== runClosed || attempt >= 3) throw e;
+      }
+    }
+  }
+
+  function shared<T>(key: string, call: () => Promise<T>): Promise<T> {
+    const existing = inFlight.get(key);
+    if (existing) return existing as Promise<T>;
+    const p = call().finally(() => inFlight.delete(key));
+    inFlight.set(key, p);
+    return p;
+  }
+
+  app.post(
+    '/v3/account/post_heima_login',
+    {
+      preValidation: requireTeeAccess,
+      schema: {
+        tags: ['tee'],
+        summary: 'TEE callback after a successful Heima login (first-time user bookkeeping)',
+        description: 'Bearer: the TEE access JWT of the account. `sub` must be the OmniAccount of `userId` under `clientId`. Idempotent per token.',
+        security: [{ bearer: [] }],
+        body: postHeimaLoginBody,
+        response: { 200: envelope(z.object({ user_id: z.string() })), ...failures },
+      },
+    },
+    async (request) => {
+      const { claims, tokenDigest } = teeAccessOf(request);
+      const body = request.body;
+      if (body.clientId !== config.BROKER_CLIENT_ID) throw new BrokerError('bad_request', `clientId must be "${config.BROKER_CLIENT_ID}"`);
+      if (!body.heimaLoginSuccess) throw new BrokerError('bad_request', 'heimaLoginSuccess is false; nothing was recorded');
+      let omniAccount: string;
+      try {
+        omniAccount = deriveOmniAccount(body.clientId, body.userId);
+      } catch (e) {
+        if (e instanceof IdentityError) throw new BrokerError('bad_request', `userId.value: ${e.message}`);
+        throw e;
+      }
+      if (!safeEqual(omniAccount, claims.sub)) throw new BrokerError('forbidden', "the bearer's sub is not the OmniAccount of userId under clientId");
+      const record = {
+        clientId: body.clientId,
+        identity: body.userId,
+        clientAuth: redactClientAuth(secrets.hmacSecret, body.clientAuth ?? null),
+        tokenDigest,
+        requestId: request.id,
+      };
+      const recorded = await shared(`login:${tokenDigest}`, () => driveAccount(omniAccount, recordHeimaLoginUpdate, record));
+      request.log.info({ flow: 'tee_account', omni_account: omniAccount, first_login: recorded.first_login }, 'TEE login recorded');
+      return ok({ user_id: recorded.user_id });
+    },
+  );
+
+  for (const path of ['/v3/account/add_wallet', '/add_wallet']) {
+    app.post(
+      path,
+      {
+        preValidation: requireTeeAccess,
+        schema: {
+          tags: ['tee'],
+          summary: 'TEE callback: record a wallet slot for the bearer’s account',
+          description:
+            'Empty body (no Content-Type) = the lowest free slot; `{"wallet_index":N}` = that slot (the same index twice is one slot). ' +
+            'The TEE sends no address: the slot’s address stays empty. An `Idempotency-Key` header makes an empty-body call retry-safe.',
+          security: [{ bearer: [] }],
+          body: addWalletBody,
+          response: { 200: envelope(z.object({})), ...failures },
+          hide: path !== '/v3/account/add_wallet',
+        },
+      },
+      async (request) => {
+        const { claims } = teeAccessOf(request);
+        const omniAccount = claims.sub;
+        const keyHeader = request.headers['idempotency-key'];
+        let requestKey: string = randomUUID();
+        if (keyHeader !== undefined) {
+          const parsed = idempotencyKeySchema.safeParse(keyHeader);
+          if (!parsed.success) throw new BrokerError('bad_request', parsed.error.issues[0]?.message ?? 'bad Idempotency-Key');
+          requestKey = hmacHex(secrets.hmacSecret, 'tee-add-wallet', omniAccount, parsed.data);
+        }
+        if (!(await findUserByOmni(db, omniAccount))) throw new BrokerError('not_found', 'unknown account: the TEE login callback (post_heima_login) must come first');
+        const walletIndex = request.body?.wallet_index;
+        const recorded = await shared(`wallet:${requestKey}`, () => driveAccount(omniAccount, addWalletSlotUpdate, { requestKey, walletIndex, requestId: request.id }));
+        request.log.info({ flow: 'tee_account', omni_account: omniAccount, wallet_index: recorded.wallet_index, created: recorded.created }, 'TEE wallet slot recorded');
+        return ok({});
+      },
+    );
+  }
+
+  for (const path of ['/v3/account/get_account_user_id', '/get_account_user_id']) {
+    app.get(
+      path,
+      {
+        onRequest: requireAllowedSource,
+        schema: {
+          tags: ['tee'],
+          summary: 'TEE callback: the user id of an email address (allow-listed sources only)',
+          querystring: z.object({ email: z.string().trim().max(254, 'email is too long').pipe(z.email('email is not a valid address')) }),
+          response: { 200: envelope(z.object({ userId: z.string().nullable() })), ...failures },
+          hide: path !== '/v3/account/get_account_user_id',
+        },
+      },
+      async (request) => {
+        const omniAccount = deriveOmniAccount(config.BROKER_CLIENT_ID, { type: 'email', value: request.query.email });
+        const user = await findUserByOmni(db, omniAccount);
+        return ok({ userId: user?.user_id ?? null });
+      },
+    );
+  }
+
+  app.post(
+    '/v1/account/check_hyper_agent_address',
+    {
+      onRequest: requireAllowedSource,
+      schema: {
+        tags: ['tee'],
+        summary: 'TEE callback: is this agent wallet bound to this main wallet by a live grant? (allow-listed sources only)',
+        body: z.object({
+          main_address: evmAddress('main_address'),
+          agent_address: evmAddress('agent_address'),
+          login_type: z.number().int().min(0).max(255).optional(),
+        }),
+        response: { 200: envelope(z.object({ isBound: z.boolean() })), ...failures },
+      },
+    },
+    async (request) => {
+      const { main_address, agent_address } = request.body;
+      const at = new Date(app.deps.now?.() ?? Date.now());
+      return ok({ isBound: await isAgentBound(db, main_address, agent_address, at) });
+    },
+  );
+}

@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { findActiveGrantForAgent, hasAnyGrantForAgent } from '../db/grants';
+import { generateTeeKeyPair } from '../fixtures/tee/jwt';
+import { startTeeFixture, type TeeFixture } from '../fixtures/tee/server';
+import { deriveOmniAccount, type Identity } from '../lib/omni';
+import { startStack, type TestStack } from './harness';
+
+/** Grants (CONTRACTS §6) and what check_hyper_agent_address answers from them. */
+
+let stack: TestStack;
+let tee: TeeFixture;
+let shiftMs = 0;
+const clock = () => Date.now() + shiftMs;
+
+before(async () => {
+  const key = await generateTeeKeyPair();
+  stack = await startStack({ env: { BROKER_TEE_JWT_PUBLIC_KEY: key.publicKeyPem }, apiDeps: { now: clock } });
+  tee = await startTeeFixture({ brokerBaseUrl: `${stack.url}/`, privateKeyPem: key.privateKeyPem });
+});
+after(async () => {
+  await tee?.close();
+  await stack?.stop();
+});
+
+const evmAddress = () => `0x${randomBytes(20).toString('hex')}`;
+/** An address with mixed case, as wallets print them. */
+const mixedCase = (a: string) => `0x${[...a.slice(2)].map((c, i) => (i % 2 ? c.toUpperCase() : c)).join('')}`;
+
+interface Account {
+  omni: string;
+  token: string;
+  address?: string;
+}
+
+/** An account logged in through the TEE callback; an EVM identity becomes its main wallet. */
+async function teeAccount(identity: Identity): Promise<Account> {
+  const omni = deriveOmniAccount('agentkeys', identity);
+  const token = tee.issueToken({ sub: omni, typ: 'access', exp: Math.floor(Date.now() / 1000) + 7 * 86400, aud: 'agentkeys' });
+  const r = await stack.request('POST', '/v3/account/post_heima_login', { token, body: { userId: identity, clientId: 'agentkeys', clientAuth: null, heimaLoginSuccess: true } });
+  assert.equal(r.status, 200, r.text);
+  return { omni, token, address: identity.type === 'evm' ? identity.value.toLowerCase() : undefined };
+}
+
+const evmAccount = () => teeAccount({ type: 'evm', value: evmAddress() });
+
+async function isBound(main: string, agent: string): Promise<boolean> {
+  const r = await stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { main_address: main, agent_address: agent, login_type: 0 } });
+  assert.equal(r.status, 200, r.text);
+  return (r.body as { data: { isBound: boolean } }).data.isBound;
+}
+
+async function counts(): Promise<{ grants: number; audit: number }> {
+  const r = await stack.db.query<{ grants: string; audit: string }>(`SELECT (SELECT count(*) FROM grants)::text AS grants, (SELECT count(*) FROM audit_log)::text AS audit`);
+  return { grants: Number(r.rows[0]?.grants), audit: Number(r.rows[0]?.audit) };
+}
+
+interface Grant {
+  grant_id: string;
+  main_address: string;
+  agent_address: string;
+  scope: { services?: string[]; roles?: string[] };
+  expires_at: number;
+}
+
+void describe('grants', () => {
+  void test('create, list, revoke by the owner only; isBound follows; every change audited', async () => {
+    const a = await evmAccount();
+    const b = await evmAccount();
+    const agent = evmAddress();
+    const scope = { services: ['s3'], roles: ['arn:aws:iam::123456789012:role/agentkeys-data'] };
+    const created = await stack.request('POST', '/v1/grants', { token: a.token, body: { agent_address: mixedCase(agent), scope, expires_in: 3600 } });
+    assert.equal(created.status, 201, created.text);
+    const g = created.body as Grant;
+    assert.deepEqual(Object.keys(g), ['grant_id', 'main_address', 'agent_address', 'scope', 'expires_at']);
+    assert.match(g.grant_id, /^grt_[0-9a-f]{32}$/);
+    assert.equal(g.main_address, a.address);
+    assert.equal(g.agent_address, agent);
+    assert.deepEqual(g.scope, scope);
+    assert.ok(Math.abs(g.expires_at - (Math.floor(clock() / 1000) + 3600)) <= 2);
+    assert.equal(await isBound(mixedCase(a.address ?? ''), agent), true);
+    assert.equal(await isBound(b.address ?? '', agent), false, 'bound to A, not to B');
+
+    const active = await findActiveGrantForAgent(stack.db, agent);
+    assert.equal(active?.grant_id, g.grant_id);
+    assert.equal((await findActiveGrantForAgent(stack.db, agent, g.grant_id))?.main_account, a.omni);
+    assert.equal(await findActiveGrantForAgent(stack.db, agent, `grt_${'0'.repeat(32)}`), undefined);
+
+    const listed = await stack.request('GET', '/v1/grants', { token: a.token });
+    const grants = (listed.body as { grants: (Grant & { active: boolean; revoked_at: number | null })[] }).grants;
+    assert.deepEqual(
+      grants.map((x) => [x.grant_id, x.active, x.revoked_at]),
+      [[g.grant_id, true, null]],
+    );
+    assert.deepEqual((await stack.request('GET', '/v1/grants', { token: b.token })).body, { grants: [] });
+
+    // B cannot revoke A's grant: 404, nothing changes.
+    const before = await counts();
+    const foreign = await stack.request('DELETE', `/v1/grants/${g.grant_id}`, { token: b.token });
+    assert.equal(foreign.status, 404, foreign.text);
+    assert.deepEqual(await counts(), before);
+    assert.equal(await isBound(a.address ?? '', agent), true);
+
+    const revoked = await stack.request('DELETE', `/v1/grants/${g.grant_id}`, { token: a.token });
+    assert.equal(revoked.status, 204, revoked.text);
+    assert.equal(await isBound(a.address ?? '', agent), false);
+    assert.equal(await findActiveGrantForAgent(stack.db, agent), undefined);
+    assert.equal(await hasAnyGrantForAgent(stack.db, agent), true);
+    assert.equal((await stack.request('DELETE', `/v1/grants/${g.grant_id}`, { token: a.token })).status, 204, 'revoking twice is fine');
+    const after = (await stack.request('GET', '/v1/grants', { token: a.token })).body as { grants: { active: boolean; revoked_at: number | null }[] };
+    assert.equal(after.grants[0]?.active, false);
+    assert.equal(typeof after.grants[0]?.revoked_at, 'number');
+
+    const audit = await stack.db.query<{ event: string }>(`SELECT event FROM audit_log WHERE omni_account = $1 AND event LIKE 'grant.%' ORDER BY seq`, [a.omni]);
+    assert.deepEqual(
+      audit.rows.map((r) => r.event),
+      ['grant.create', 'grant.revoke'],
+    );
+  });
+
+  void test('an expired grant is no longer bound (broker clock)', async () => {
+    const a = await evmAccount();
+    const agent = evmAddress();
+    const created = await stack.request('POST', '/v1/grants', { token: a.token, body: { agent_address: agent, expires_in: 60 } });
+    assert.equal(created.status, 201, created.text);
+    assert.equal(await isBound(a.address ?? '', agent), true);
+    shiftMs = 61_000;
+    try {
+      assert.equal(await isBound(a.address ?? '', agent), false);
+      assert.equal(await findActiveGrantForAgent(stack.db, agent, undefined, new Date(clock())), undefined);
+      const listed = (await stack.request('GET', '/v1/grants', { token: a.token })).body as { grants: { active: boolean; revoked_at: null }[] };
+      assert.deepEqual(
+        listed.grants.map((x) => [x.active, x.revoked_at]),
+        [[false, null]],
+      );
+    } finally {
+      shiftMs = 0;
+    }
+  });
+
+  void test('defaults and Idempotency-Key: no expires_in is 30 days; a retried POST answers the same grant', async () => {
+    const a = await evmAccount();
+    const agent = evmAddress();
+    const first = await stack.request('POST', '/v1/grants', { token: a.token, body: { agent_address: agent }, headers: { 'idempotency-key': 'create-1' } });
+    assert.equal(first.status, 201, first.text);
+    const g = first.body as Grant;
+    assert.deepEqual(g.scope, {});
+    assert.ok(Math.abs(g.expires_at - (Math.floor(clock() / 1000) + 30 * 86400)) <= 2);
+    const before = await counts();
+    const retry = await stack.request('POST', '/v1/grants', { token: a.token, body: { agent_address: agent }, headers: { 'idempotency-key': 'create-1' } });
+    assert.equal(retry.status, 201, retry.text);
+    assert.deepEqual(retry.body, first.body);
+    assert.deepEqual(await counts(), before);
+  });
+
+  void test('bad input: 4xx with a clear message, nothing written', async () => {
+    const a = await evmAccount();
+    const emailOnly = await teeAccount({ type: 'email', value: `nomain.${Date.now()}@example.com` });
+    const agent = evmAddress();
+    const before = await counts();
+    const cases: { name: string; token?: string; body?: unknown; status: number; message: RegExp }[] = [
+      { name: 'no bearer', body: { agent_address: agent }, status: 401, message: /Authorization/ },
+      { name: 'no main wallet', token: emailOnly.token, body: { agent_address: agent }, status: 403, message: /no main EVM wallet/ },
+      { name: 'bad agent address', token: a.token, body: { agent_address: '0x1234' }, status: 400, message: /agent_address/ },
+      { name: 'agent is the main wallet', token: a.token, body: { agent_address: a.address }, status: 400, message: /differ from the main/ },
+      { name: 'expires_in too short', token: a.token, body: { agent_address: agent, expires_in: 10 }, status: 400, message: /at least 60/ },
+      { name: 'expires_in beyond the maximum', token: a.token, body: { agent_address: agent, expires_in: 366 * 86400 }, status: 400, message: /at most/ },
+      { name: 'unknown scope key', token: a.token, body: { agent_address: agent, scope: { buckets: ['x'] } }, status: 400, message: /scope/ },
+      { name: 'scope entry with a space', token: a.token, body: { agent_address: agent, scope: { services: ['s 3'] } }, status: 400, message: /scope/ },
+    ];
+    for (const c of cases) {
+      const r = await stack.request('POST', '/v1/grants', { token: c.token, body: c.body });
+      assert.equal(r.status, c.status, `${c.name}: ${r.text}`);
+      assert.match((r.body as { message: string }).message, c.message, c.name);
+    }
+    const badId = await stack.request('DELETE', '/v1/grants/not-a-grant', { token: a.token });
+    assert.equal(badId.status, 400, badId.text);
+    const unknown = await stack.request('DELETE', `/v1/grants/grt_${'a'.repeat(32)}`, { token: a.token });
+    assert.equal(unknown.status, 404, unknown.text);
+    assert.deepEqual(await counts(), before);
+  });
+});
