@@ -6,6 +6,7 @@ import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { ConfigError, loadConfig } from '../lib/config';
 import { resolveSecrets } from '../lib/secrets';
+import { StsStartupError, stsStartupGate } from '../activities/sts-client';
 import { startApi } from './start';
 
 async function main(): Promise<void> {
@@ -15,7 +16,10 @@ async function main(): Promise<void> {
   const secrets = await resolveSecrets(config);
   const db = createPool(config.DATABASE_URL, config.BROKER_DB_POOL_MAX);
   await migrate(db);
-  const api = await startApi({ config, secrets, db, address: config.TEMPORAL_ADDRESS });
+  // Production only: refuse to start when STS is unreachable with the broker's credentials.
+  const skip = process.argv.includes('--skip-startup-check') || config.BROKER_SKIP_STARTUP_CHECK === true;
+  const sts = await stsStartupGate(config, { skip });
+  const api = await startApi({ config, secrets, db, address: config.TEMPORAL_ADDRESS, readiness: { sts } });
   api.app.log.info(`agentkeys-broker API listening on ${api.url} (public URL ${config.publicUrl}, docs ${config.publicUrl}/docs)`);
   let closing = false;
   const stop = (signal: string) => {
@@ -32,6 +36,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  console.error(e instanceof ConfigError ? e.message : e);
+  console.error(e instanceof ConfigError || e instanceof StsStartupError ? e.message : e);
   process.exit(1);
 });

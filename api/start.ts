@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app';
 import type { ApiDeps } from './deps';
+import { createTeeVerifierFromConfig, teeKeyReadiness } from '../lib/tee-jwt';
 import { connectTemporalClient } from './temporal-client';
 
 export interface RunningApi {
@@ -13,8 +14,10 @@ export interface RunningApi {
 /** Connects the Temporal client, builds the app and listens on HOST:PORT. */
 export async function startApi(deps: Omit<ApiDeps, 'temporal'> & { address: string }): Promise<RunningApi> {
   const { address, ...rest } = deps;
+  // Throws at boot when a configured TEE key is unusable; undefined when none is configured.
+  const teeVerifier = rest.teeVerifier ?? (await createTeeVerifierFromConfig(deps.config, { now: rest.now }));
   const temporal = await connectTemporalClient(deps.config, deps.secrets, address);
-  const app = await buildApp({ ...rest, temporal });
+  const app = await buildApp({ ...rest, temporal, teeVerifier, readiness: { tee_key: teeKeyReadiness(teeVerifier), ...rest.readiness } });
   const url = await app.listen({ host: deps.config.HOST, port: deps.config.PORT });
   return {
     app,

@@ -12,6 +12,8 @@ import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { startSesFixture } from '../fixtures/ses';
 import { startStsFixture } from '../fixtures/sts';
+import { loadOrCreateTeeFixtureKey } from '../fixtures/tee/jwt';
+import { startTeeFixture } from '../fixtures/tee/server';
 import { ConfigError, loadConfig } from '../lib/config';
 import { resolveSecrets } from '../lib/secrets';
 import { connectTemporalClient } from '../api/temporal-client';
@@ -99,6 +101,15 @@ async function main(): Promise<void> {
         env.BROKER_STS_ENDPOINT = sts.url;
         env.BROKER_DATA_ROLE_ARN ??= 'arn:aws:iam::123456789012:role/agentkeys-dev-data';
       }
+      if (!base.BROKER_TEE_JWT_PUBLIC_KEY && !base.BROKER_TEE_JWKS_URL) {
+        // A dev TEE worker that speaks the Heima JSON-RPC and calls this broker back; trusted via its key.
+        const teeKey = await loadOrCreateTeeFixtureKey(join(dataDir, 'tee-fixture-key.pem'));
+        const tee = await startTeeFixture({ brokerBaseUrl: `${base.publicUrl}/`, privateKeyPem: teeKey.privateKeyPem, port: await portOr(8093) });
+        stops.push(() => tee.close());
+        env.BROKER_TEE_JWT_PUBLIC_KEY = teeKey.publicKeyPkcs1DerHex;
+        env.BROKER_TEE_ISSUER ??= tee.url;
+        teeFixtureUrl = tee.url;
+      }
     }
 
     const config = loadConfig(env);
@@ -126,6 +137,7 @@ async function main(): Promise<void> {
       `  Temporal     ${address}${uiUrl ? `   UI ${uiUrl}` : ''}`,
       `  Database     ${embedded ? `embedded PGlite in ${join(dataDir, 'pglite')}` : 'DATABASE_URL'}`,
       ...(devMailbox ? [`  Dev mail     ${api.url}/_dev/mail?to=<address>`] : []),
+      ...(teeFixtureUrl ? [`  TEE fixture  ${teeFixtureUrl}   (email codes: ${teeFixtureUrl}_dev/email_code?email=<address>)`] : []),
       `  Data         ${dataDir}`,
       'Ctrl-C stops everything.',
     ];
@@ -137,5 +149,6 @@ async function main(): Promise<void> {
 }
 
 let devMailbox: Awaited<ReturnType<typeof startSesFixture>> | undefined;
+let teeFixtureUrl: string | undefined;
 
 void main();

@@ -6,6 +6,7 @@
 import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { ConfigError, loadConfig } from '../lib/config';
+import { OidcKeyStore } from '../lib/oidc-keys';
 import { resolveSecrets } from '../lib/secrets';
 import { startBrokerWorker, workflowBundleFromEnv } from './start';
 
@@ -14,6 +15,8 @@ async function main(): Promise<void> {
   if (!config.DATABASE_URL) throw new ConfigError('DATABASE_URL is not set: point it at Postgres (or run the whole local stack with `npm start`)');
   if (!config.TEMPORAL_ADDRESS) throw new ConfigError('TEMPORAL_ADDRESS is not set: point it at a Temporal frontend (or run the whole local stack with `npm start`)');
   const secrets = await resolveSecrets(config);
+  // Fail at boot, not at the first mint, when the OIDC keyset is missing or unreadable.
+  await OidcKeyStore.fromConfig(config).current();
   const db = createPool(config.DATABASE_URL, config.BROKER_DB_POOL_MAX);
   await migrate(db);
   const running = await startBrokerWorker({ config, secrets, db, address: config.TEMPORAL_ADDRESS, workflowBundle: workflowBundleFromEnv() });

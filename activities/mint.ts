@@ -1,0 +1,156 @@
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { STSClient } from '@aws-sdk/client-sts';
+import { appendAudit } from '../db/audit';
+import { findActiveGrantForAgent, findMainAddress, hasAnyGrantForAgent } from '../db/grants';
+import { withTransaction } from '../db/pool';
+import { hmacHex } from '../lib/digest';
+import { oidcTokenClaims, signOidcToken, stsSessionName } from '../lib/oidc-claims';
+import { OidcKeyStore } from '../lib/oidc-keys';
+import { FailureType } from '../workflows/definitions';
+import {
+  MintActivityFailure,
+  type AssumedDataRole,
+  type MintAuditInput,
+  type MintAuthorisation,
+  type MintGrant,
+  type MintRequest,
+  type SignedOidcJwt,
+} from '../workflows/mint-definitions';
+import { currentRun } from './context';
+import type { ActivityDeps } from './deps';
+import { assumeRoleWithWebIdentity, classifyStsError, createStsClient } from './sts-client';
+
+export interface MintTokenInput {
+  requestId: string;
+  wallet: string;
+  grant?: MintGrant;
+}
+
+export interface AssumeDataRoleInput extends MintTokenInput {
+  durationSeconds: number;
+}
+
+/**
+ * The steps of a credential mint: who may mint for which wallet, the audit rows, the OIDC token
+ * and the STS exchange. Each is idempotent per workflow run (audit rows carry an idem key; a
+ * re-signed token or re-minted STS session simply replaces one nobody received).
+ */
+export function createMintActivities(deps: ActivityDeps) {
+  const { config, secrets } = deps;
+  const oidcKeys = deps.oidcKeys ?? OidcKeyStore.fromConfig(config);
+  let sts: STSClient | undefined;
+  const stsClient = (): STSClient => (sts ??= deps.stsClient ?? createStsClient(config));
+  const auditDigest = (kind: string, value: string) => hmacHex(secrets.hmacSecret, `audit-${kind}`, value).slice(0, 32);
+
+  async function signToken(input: MintTokenInput): Promise<SignedOidcJwt & { nowSeconds: number }> {
+    let keyset;
+    try {
+      keyset = await oidcKeys.current();
+    } catch (e) {
+      throw ApplicationFailure.nonRetryable(`the OIDC signing key is not usable: ${(e as Error).message}`, MintActivityFailure.signingFailed);
+    }
+    const nowSeconds = Math.floor(deps.now() / 1000);
+    const claims = oidcTokenClaims({
+      issuer: config.publicUrl,
+      wallet: input.wallet,
+      nowSeconds,
+      ttlSeconds: config.BROKER_OIDC_JWT_TTL_SECONDS,
+      grant: input.grant ? { grantId: input.grant.grantId, childWallet: input.grant.agentAddress } : undefined,
+    });
+    const jwt = await signOidcToken(keyset.active, claims);
+    return { jwt, expiration: claims.exp, kid: keyset.active.kid, jwtHash: auditDigest('jwt', jwt), nowSeconds };
+  }
+
+  return {
+    /**
+     * Decides for whom the caller mints. A wallet-login session whose wallet is the agent of an
+     * active grant mints for the grant's main wallet; one whose grants are all revoked or expired
+     * is refused; any other caller mints for itself (its main EVM address, else its OmniAccount).
+     */
+    async authoriseMint(req: MintRequest): Promise<MintAuthorisation> {
+      const at = new Date(deps.now());
+      const { caller, grantId } = req;
+      try {
+        if (caller.wallet) {
+          const grant = await findActiveGrantForAgent(deps.db, caller.wallet, grantId, at);
+          if (grant) {
+            return { allowed: true, wallet: grant.main_address, grant: { grantId: grant.grant_id, mainAddress: grant.main_address, agentAddress: grant.agent_address } };
+          }
+          if (grantId) return { allowed: false, reason: `grant ${grantId} is not an active grant for this agent wallet (unknown, revoked or expired)`, grantId };
+          if (await hasAnyGrantForAgent(deps.db, caller.wallet)) {
+            return { allowed: false, reason: 'every grant for this agent wallet is revoked or expired; ask the main account for a new grant' };
+          }
+          return { allowed: true, wallet: caller.wallet };
+        }
+        if (grantId) return { allowed: false, reason: 'grant_id is for agent wallets signed in with their wallet', grantId };
+        return { allowed: true, wallet: (await findMainAddress(deps.db, caller.omniAccount)) ?? caller.omniAccount };
+      } catch (e) {
+        throw ApplicationFailure.retryable(`could not check the caller's grants: ${(e as Error).message}`, MintActivityFailure.authoriseFailed);
+      }
+    },
+
+    /**
+     * Appends one audit row of the mint (event mint.<kind>.intent or mint.<kind>), durable when
+     * this returns. Bounded by BROKER_AUDIT_WRITE_TIMEOUT_MS so an unwritable log fails fast.
+     */
+    async recordMintAudit(input: MintAuditInput): Promise<{ seq: string }> {
+      const { workflowId, runId } = currentRun();
+      const timeout = `${config.BROKER_AUDIT_WRITE_TIMEOUT_MS}ms`;
+      try {
+        const row = await withTransaction(deps.db, async (tx) => {
+          await tx.query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)", [timeout]);
+          return appendAudit(tx, {
+            event: input.phase === 'intent' ? `mint.${input.kind}.intent` : `mint.${input.kind}`,
+            outcome: input.phase === 'intent' ? 'ok' : input.phase,
+            omniAccount: input.omniAccount,
+            requestId: input.requestId,
+            idemKey: `mint:${workflowId}:${runId}:${input.phase}`,
+            details: input.details,
+          });
+        });
+        return { seq: row.seq };
+      } catch (e) {
+        throw ApplicationFailure.retryable(`could not write the audit row: ${(e as Error).message}`, FailureType.auditFailed);
+      }
+    },
+
+    /** Signs an OIDC JWT for the wallet with the active OIDC key. */
+    async signOidcJwt(input: MintTokenInput): Promise<SignedOidcJwt> {
+      const { nowSeconds: _n, ...signed } = await signToken(input);
+      return signed;
+    },
+
+    /**
+     * Signs a fresh OIDC JWT and exchanges it at STS (AssumeRoleWithWebIdentity on
+     * BROKER_DATA_ROLE_ARN). The JWT never leaves this activity; only its digest does.
+     * Throttling, 5xx and transport errors are retryable; every other STS error is final.
+     */
+    async assumeDataRole(input: AssumeDataRoleInput): Promise<AssumedDataRole> {
+      const roleArn = config.BROKER_DATA_ROLE_ARN;
+      if (!roleArn) throw ApplicationFailure.nonRetryable('BROKER_DATA_ROLE_ARN is not configured; the broker cannot mint AWS credentials', FailureType.stsFailed);
+      const signed = await signToken(input);
+      const sessionName = stsSessionName(input.wallet, signed.nowSeconds);
+      try {
+        const creds = await assumeRoleWithWebIdentity(stsClient(), { roleArn, sessionName, webIdentityToken: signed.jwt, durationSeconds: input.durationSeconds });
+        return {
+          accessKeyId: creds.accessKeyId,
+          secretAccessKey: creds.secretAccessKey,
+          sessionToken: creds.sessionToken,
+          expiration: creds.expiration,
+          kid: signed.kid,
+          jwtHash: signed.jwtHash,
+          sessionName,
+          roleArn,
+          attempt: Context.current().info.attempt,
+        };
+      } catch (e) {
+        const c = classifyStsError(e, { roleArn, issuer: config.publicUrl });
+        const details = { sts_code: c.code };
+        throw c.retryable
+          ? ApplicationFailure.retryable(c.message, MintActivityFailure.stsTransient, details)
+          : ApplicationFailure.nonRetryable(c.message, FailureType.stsFailed, details);
+      }
+    },
+  };
+}

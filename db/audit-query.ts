@@ -1,0 +1,59 @@
+import { auditRowHash, GENESIS_HASH, type AuditRowFields } from '../lib/audit-chain';
+import type { Queryable } from './pool';
+
+/** The reading side of the hash-chained audit log: an account's own rows, and the chain check. */
+
+export interface AuditRow extends AuditRowFields {
+  hash: string;
+}
+
+const COLUMNS = 'seq::text AS seq, at, event, outcome, omni_account, request_id, idem_key, details, prev_hash, hash';
+
+/** The account's rows, newest first; `beforeSeq` pages backwards (exclusive). */
+export async function listAuditForAccount(q: Queryable, omniAccount: string, opts: { limit: number; beforeSeq?: string }): Promise<AuditRow[]> {
+  const r = await q.query<AuditRow>(
+    `SELECT ${COLUMNS} FROM audit_log
+      WHERE omni_account = $1 AND ($2::bigint IS NULL OR seq < $2::bigint)
+      ORDER BY seq DESC
+      LIMIT $3`,
+    [omniAccount, opts.beforeSeq ?? null, opts.limit],
+  );
+  return r.rows;
+}
+
+export type AuditChainVerdict =
+  | { ok: true; rows: number; headSeq: string | null; headHash: string }
+  | { ok: false; rows: number; brokenSeq: string; reason: string };
+
+/**
+ * Walks the whole chain in seq order and names the first broken link: a gap or reorder in seq,
+ * a prev_hash that is not the previous row's hash, or a hash that does not match the row's content.
+ */
+export async function verifyAuditChain(q: Queryable, opts: { batchSize?: number } = {}): Promise<AuditChainVerdict> {
+  const batch = opts.batchSize ?? 1000;
+  let prevHash = GENESIS_HASH;
+  let expectedSeq = 1n;
+  let rows = 0;
+  let headSeq: string | null = null;
+  for (;;) {
+    const page = await q.query<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2`, [expectedSeq.toString(), batch]);
+    for (const row of page.rows) {
+      if (BigInt(row.seq) !== expectedSeq) {
+        return { ok: false, rows, brokenSeq: row.seq, reason: `row ${expectedSeq} is missing (the next row is ${row.seq})` };
+      }
+      if (row.prev_hash !== prevHash) {
+        return { ok: false, rows, brokenSeq: row.seq, reason: `prev_hash ${row.prev_hash} is not the hash of row ${expectedSeq - 1n} (${prevHash})` };
+      }
+      const computed = auditRowHash(row);
+      if (computed !== row.hash) {
+        return { ok: false, rows, brokenSeq: row.seq, reason: `its content does not match its hash (stored ${row.hash}, computed ${computed}): the row was altered` };
+      }
+      prevHash = row.hash;
+      headSeq = row.seq;
+      expectedSeq += 1n;
+      rows += 1;
+    }
+    if (page.rows.length < batch) break;
+  }
+  return { ok: true, rows, headSeq, headHash: prevHash };
+}

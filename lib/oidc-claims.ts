@@ -1,0 +1,76 @@
+import { SignJWT, type JWTPayload } from 'jose';
+import type { SigningKey } from './signing-key';
+
+/**
+ * The OIDC tokens the broker issues for AWS STS AssumeRoleWithWebIdentity (CONTRACTS §4), as the
+ * AgentKeys Rust broker shapes them: ES256, header kid + typ "JWT", aud "sts.amazonaws.com",
+ * sub "agentkeys:agent:<wallet>", and the AWS session-tag claim that turns the wallet into the
+ * `agentkeys_user_wallet` principal tag (transitive across role chaining).
+ */
+export const OIDC_AUDIENCE = 'sts.amazonaws.com';
+export const AWS_TAGS_CLAIM = 'https://aws.amazon.com/tags';
+
+export const OIDC_CLAIMS_SUPPORTED = [
+  'iss',
+  'sub',
+  'aud',
+  'iat',
+  'exp',
+  'nbf',
+  'agentkeys_user_wallet',
+  'agentkeys_child_wallet',
+  'agentkeys_grant_id',
+  'agentkeys_operation',
+  AWS_TAGS_CLAIM,
+] as const;
+
+/** An agent wallet minting under a grant of the main wallet. */
+export interface OidcGrantClaims {
+  grantId: string;
+  /** The agent's EVM address, lower-case. */
+  childWallet: string;
+}
+
+export interface OidcTokenClaims extends JWTPayload {
+  iss: string;
+  sub: string;
+  aud: typeof OIDC_AUDIENCE;
+  iat: number;
+  nbf: number;
+  exp: number;
+  agentkeys_user_wallet: string;
+  agentkeys_child_wallet?: string;
+  agentkeys_grant_id?: string;
+  [AWS_TAGS_CLAIM]: { principal_tags: { agentkeys_user_wallet: [string] }; transitive_tag_keys: ['agentkeys_user_wallet'] };
+}
+
+/** The claims of one token: `wallet` is the main wallet (lower-case 0x address) or the OmniAccount. */
+export function oidcTokenClaims(opts: { issuer: string; wallet: string; nowSeconds: number; ttlSeconds: number; grant?: OidcGrantClaims }): OidcTokenClaims {
+  const claims: OidcTokenClaims = {
+    iss: opts.issuer,
+    sub: `agentkeys:agent:${opts.wallet}`,
+    aud: OIDC_AUDIENCE,
+    iat: opts.nowSeconds,
+    nbf: opts.nowSeconds,
+    exp: opts.nowSeconds + opts.ttlSeconds,
+    agentkeys_user_wallet: opts.wallet,
+    [AWS_TAGS_CLAIM]: { principal_tags: { agentkeys_user_wallet: [opts.wallet] }, transitive_tag_keys: ['agentkeys_user_wallet'] },
+  };
+  if (opts.grant) {
+    claims.agentkeys_child_wallet = opts.grant.childWallet;
+    claims.agentkeys_grant_id = opts.grant.grantId;
+  }
+  return claims;
+}
+
+/** Signs the claims with the active OIDC key (header alg ES256, kid, typ JWT). */
+export async function signOidcToken(key: SigningKey, claims: OidcTokenClaims): Promise<string> {
+  return new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'JWT' }).sign(key.privateKey);
+}
+
+const STS_SESSION_NAME_MAX = 64;
+
+/** STS RoleSessionName: `agentkeys-<wallet filtered to [A-Za-z0-9_-]>-<unix s>`, cut to 64 characters. */
+export function stsSessionName(wallet: string, nowSeconds: number): string {
+  return `agentkeys-${wallet.replace(/[^A-Za-z0-9_-]/g, '')}-${nowSeconds}`.slice(0, STS_SESSION_NAME_MAX);
+}

@@ -1,0 +1,98 @@
+/**
+ * Client side of the mint tests and the benchmark: log in over HTTP (wallet signature or email
+ * code), mint, and read the audit rows a mint wrote.
+ */
+import assert from 'node:assert/strict';
+import { buildStatelessWalletMessage } from '../lib/wallet-message';
+import { latestCode, requestCode, submitCode, uniqueEmail } from './email-login-client';
+import type { TestStack } from './harness';
+import { newWallet, nowSeconds, type TestWallet } from './wallet-client';
+
+export interface Session {
+  token: string;
+  omni_account: string;
+}
+
+export interface WalletSession extends Session {
+  wallet: TestWallet;
+}
+
+// Each signature is accepted once: successive logins of one wallet sign distinct timestamps.
+let skew = 0;
+
+/** A wallet login with the stateless EIP-191 message (a new wallet unless one is given). */
+export async function walletLogin(stack: TestStack, wallet: TestWallet = newWallet()): Promise<WalletSession> {
+  skew += 1;
+  const timestamp = nowSeconds() - (skew % 600);
+  const signature = await wallet.sign(buildStatelessWalletMessage(wallet.lower, timestamp));
+  const res = await stack.request('POST', '/v1/session/wallet_login', { body: { address: wallet.address, signature, timestamp } });
+  assert.equal(res.status, 200, res.text);
+  const body = res.body as Session;
+  return { token: body.token, omni_account: body.omni_account, wallet };
+}
+
+/** An email-code login of a fresh address: an account without any EVM wallet. */
+export async function emailLogin(stack: TestStack): Promise<Session> {
+  const email = uniqueEmail('mint');
+  const { request_id } = await requestCode(stack, email);
+  const res = await submitCode(stack, request_id, await latestCode(stack, email));
+  assert.equal(res.status, 200, res.text);
+  return res.body as Session;
+}
+
+export interface OidcMintBody {
+  jwt: string;
+  wallet: string;
+  expiration: number;
+}
+
+export interface AwsMintBody {
+  access_key_id: string;
+  secret_access_key: string;
+  session_token: string;
+  expiration: number;
+  wallet: string;
+}
+
+export async function mintOidc(stack: TestStack, token: string, body?: unknown): Promise<OidcMintBody> {
+  const res = await stack.request('POST', '/v1/mint-oidc-jwt', { token, body });
+  assert.equal(res.status, 200, res.text);
+  return res.body as OidcMintBody;
+}
+
+export async function mintAws(stack: TestStack, token: string, body?: unknown): Promise<AwsMintBody> {
+  const res = await stack.request('POST', '/v1/mint-aws-creds', { token, body });
+  assert.equal(res.status, 200, res.text);
+  return res.body as AwsMintBody;
+}
+
+export interface AuditRowView {
+  seq: string;
+  event: string;
+  outcome: string;
+  omni_account: string | null;
+  request_id: string | null;
+  details: Record<string, unknown>;
+}
+
+/** Audit rows of one account, oldest first, straight from the table. */
+export async function auditRowsOf(stack: TestStack, omniAccount: string): Promise<AuditRowView[]> {
+  const r = await stack.db.query<AuditRowView>(
+    'SELECT seq::text AS seq, event, outcome, omni_account, request_id, details FROM audit_log WHERE omni_account = $1 ORDER BY audit_log.seq',
+    [omniAccount],
+  );
+  return r.rows;
+}
+
+/** The newest mint rows (intent + outcome) of one account. */
+export async function lastMintRows(stack: TestStack, omniAccount: string): Promise<AuditRowView[]> {
+  const rows = (await auditRowsOf(stack, omniAccount)).filter((r) => r.event.startsWith('mint.'));
+  const last = rows[rows.length - 1];
+  assert.ok(last, 'no mint audit rows');
+  return rows.filter((r) => r.request_id === last.request_id);
+}
+
+export async function auditCount(stack: TestStack): Promise<number> {
+  const r = await stack.db.query<{ n: string }>('SELECT count(*) AS n FROM audit_log');
+  return Number(r.rows[0]?.n ?? 0);
+}

@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { startStack, type TestStack } from './harness';
+import { auditCount, lastMintRows, mintAws, mintOidc, walletLogin, type WalletSession } from './mint-client';
+
+let stack: TestStack;
+let main: WalletSession;
+let agent: WalletSession;
+let stranger: WalletSession;
+
+before(async () => {
+  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000' } });
+  stack.sts.setJwksUrl(`${stack.url}/.well-known/jwks.json`);
+  [main, agent, stranger] = await Promise.all([walletLogin(stack), walletLogin(stack), walletLogin(stack)]);
+});
+after(async () => {
+  await stack?.stop();
+});
+
+async function claimsOf(jwt: string) {
+  const { payload } = await jwtVerify(jwt, createRemoteJWKSet(new URL(`${stack.url}/.well-known/jwks.json`)), { audience: 'sts.amazonaws.com', issuer: stack.url });
+  return payload;
+}
+
+async function createGrant(owner: WalletSession, agentAddress: string): Promise<string> {
+  const res = await stack.request('POST', '/v1/grants', { token: owner.token, body: { agent_address: agentAddress } });
+  assert.equal(res.status, 201, res.text);
+  return (res.body as { grant_id: string }).grant_id;
+}
+
+async function expectForbidden(path: string, token: string, body?: unknown): Promise<string> {
+  stack.sts.clear();
+  const res = await stack.request('POST', path, { token, body });
+  assert.equal(res.status, 403, res.text);
+  assert.deepEqual(Object.keys(res.body as object).sort(), ['error', 'message']);
+  assert.equal((res.body as { error: string }).error, 'forbidden');
+  assert.equal(stack.sts.calls().length, 0, 'STS was called for a refused mint');
+  return (res.body as { message: string }).message;
+}
+
+void describe('grant lifecycle: create → agent mints → revoke → agent refused', () => {
+  let grantId: string;
+
+  void test('a wallet nobody granted mints for itself', async () => {
+    const minted = await mintOidc(stack, agent.token);
+    assert.equal(minted.wallet, agent.wallet.lower);
+    const claims = await claimsOf(minted.jwt);
+    assert.equal(claims.agentkeys_child_wallet, undefined);
+    assert.equal(claims.agentkeys_grant_id, undefined);
+  });
+
+  void test('under an active grant the agent mints for the main wallet, with child and grant claims', async () => {
+    grantId = await createGrant(main, agent.wallet.lower);
+    const m = main.wallet.lower;
+    const a = agent.wallet.lower;
+
+    const minted = await mintOidc(stack, agent.token);
+    assert.equal(minted.wallet, m);
+    const claims = await claimsOf(minted.jwt);
+    assert.deepEqual(Object.keys(claims).sort(), [
+      'agentkeys_child_wallet',
+      'agentkeys_grant_id',
+      'agentkeys_user_wallet',
+      'aud',
+      'exp',
+      'https://aws.amazon.com/tags',
+      'iat',
+      'iss',
+      'nbf',
+      'sub',
+    ]);
+    assert.equal(claims.sub, `agentkeys:agent:${m}`);
+    assert.equal(claims.agentkeys_user_wallet, m);
+    assert.equal(claims.agentkeys_child_wallet, a);
+    assert.equal(claims.agentkeys_grant_id, grantId);
+    assert.deepEqual(claims['https://aws.amazon.com/tags'], { principal_tags: { agentkeys_user_wallet: [m] }, transitive_tag_keys: ['agentkeys_user_wallet'] });
+
+    stack.sts.clear();
+    const creds = await mintAws(stack, agent.token, { grant_id: grantId });
+    assert.equal(creds.wallet, m);
+    const call = stack.sts.calls().find((c) => c.action === 'AssumeRoleWithWebIdentity');
+    assert.match(call?.fields.RoleSessionName ?? '', new RegExp(`^agentkeys-${m}-\\d+$`));
+    assert.equal((await claimsOf(call?.fields.WebIdentityToken ?? '')).agentkeys_child_wallet, a);
+
+    const rows = await lastMintRows(stack, agent.omni_account);
+    assert.equal(rows[1]?.details.grant_id, grantId);
+    assert.equal(rows[1]?.details.child_wallet, a);
+    assert.equal(rows[1]?.details.wallet, m);
+  });
+
+  void test('the main account still mints for itself, without agent claims', async () => {
+    const minted = await mintOidc(stack, main.token);
+    assert.equal(minted.wallet, main.wallet.lower);
+    assert.equal((await claimsOf(minted.jwt)).agentkeys_child_wallet, undefined);
+  });
+
+  void test("another account cannot revoke the grant; the agent keeps minting", async () => {
+    const res = await stack.request('DELETE', `/v1/grants/${grantId}`, { token: stranger.token });
+    assert.equal(res.status, 404, res.text);
+    const grant = await stack.db.query<{ revoked_at: Date | null }>('SELECT revoked_at FROM grants WHERE grant_id = $1', [grantId]);
+    assert.equal(grant.rows[0]?.revoked_at, null);
+    assert.equal((await mintOidc(stack, agent.token)).wallet, main.wallet.lower);
+  });
+
+  void test('after the owner revokes it the agent is refused (403), and the refusal is audited', async () => {
+    const res = await stack.request('DELETE', `/v1/grants/${grantId}`, { token: main.token });
+    assert.equal(res.status, 204, res.text);
+
+    const before = await auditCount(stack);
+    const message = await expectForbidden('/v1/mint-oidc-jwt', agent.token);
+    assert.match(message, /revoked or expired/);
+    await expectForbidden('/v1/mint-aws-creds', agent.token);
+    await expectForbidden('/v1/mint-aws-creds', agent.token, { grant_id: grantId });
+    assert.equal(await auditCount(stack), before + 3, 'each refusal writes exactly one audit row');
+    const rows = await lastMintRows(stack, agent.omni_account);
+    assert.deepEqual(
+      rows.map((r) => [r.event, r.outcome]),
+      [['mint.aws', 'denied']],
+    );
+    assert.equal(rows[0]?.details.grant_id, grantId);
+  });
+
+  void test('an expired grant refuses too; a grant_id from a caller that is no agent is refused', async () => {
+    const late = await walletLogin(stack);
+    await stack.db.query(
+      `INSERT INTO grants (grant_id, main_account, main_address, agent_address, created_at, expires_at)
+       VALUES ('grt_${'e'.repeat(32)}', $1, $2, $3, now() - interval '2 hours', now() - interval '1 hour')`,
+      [main.omni_account, main.wallet.lower, late.wallet.lower],
+    );
+    await expectForbidden('/v1/mint-oidc-jwt', late.token);
+    await expectForbidden('/v1/mint-oidc-jwt', stranger.token, { grant_id: `grt_${'e'.repeat(32)}` });
+  });
+});
