@@ -1,7 +1,7 @@
 import type { FastifyServerOptions } from 'fastify';
 
 /** Query parameters whose values are secrets or personal data, masked in request logs. */
-const SENSITIVE_QUERY = /([?&](?:email|code|state|token|id_token|access_token|signature)=)[^&]*/gi;
+const SENSITIVE_QUERY = /([?&](?:email|to|code|state|token|id_token|access_token|signature)=)[^&]*/gi;
 
 export function redactUrl(url: string): string {
   return url.replace(SENSITIVE_QUERY, '$1[redacted]');

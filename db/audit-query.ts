@@ -14,7 +14,7 @@ export async function listAuditForAccount(q: Queryable, omniAccount: string, opt
   const r = await q.query<AuditRow>(
     `SELECT ${COLUMNS} FROM audit_log
       WHERE omni_account = $1 AND ($2::bigint IS NULL OR seq < $2::bigint)
-      ORDER BY seq DESC
+      ORDER BY audit_log.seq DESC
       LIMIT $3`,
     [omniAccount, opts.beforeSeq ?? null, opts.limit],
   );
@@ -36,7 +36,7 @@ export async function verifyAuditChain(q: Queryable, opts: { batchSize?: number 
   let rows = 0;
   let headSeq: string | null = null;
   for (;;) {
-    const page = await q.query<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2`, [expectedSeq.toString(), batch]);
+    const page = await q.query<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY audit_log.seq LIMIT $2`, [expectedSeq.toString(), batch]);
     for (const row of page.rows) {
       if (BigInt(row.seq) !== expectedSeq) {
         return { ok: false, rows, brokenSeq: row.seq, reason: `row ${expectedSeq} is missing (the next row is ${row.seq})` };

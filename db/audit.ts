@@ -31,7 +31,8 @@ export async function appendAudit(tx: Queryable, e: AuditEvent): Promise<AuditRe
     const existing = await tx.query<AuditRecord>('SELECT seq::text AS seq, hash FROM audit_log WHERE idem_key = $1', [e.idemKey]);
     if (existing.rows[0]) return existing.rows[0];
   }
-  const prev = await tx.query<{ seq: string; hash: string }>('SELECT seq::text AS seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
+  // ORDER BY the column, not the text alias `seq` (as text '9' sorts after '10').
+  const prev = await tx.query<{ seq: string; hash: string }>('SELECT seq::text AS seq, hash FROM audit_log ORDER BY audit_log.seq DESC LIMIT 1');
   const seq = prev.rows[0] ? (BigInt(prev.rows[0].seq) + 1n).toString() : '1';
   const row: AuditRowFields = {
     seq,

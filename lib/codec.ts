@@ -40,43 +40,45 @@ export class AesGcmPayloadCodec implements PayloadCodec {
     for (const k of retiredKeys) this.keys.set(keyId(k), k);
   }
 
-  encode(payloads: Payload[]): Promise<Payload[]> {
+  // async, so a failure is a rejected promise, never a synchronous throw from a Promise-returning method.
+  async encode(payloads: Payload[]): Promise<Payload[]> {
     const key = this.keys.get(this.activeId) as Buffer;
-    return Promise.resolve(
-      payloads.map((payload) => {
-        const plain = temporal.api.common.v1.Payload.encode(payload).finish();
-        const iv = randomBytes(IV_LENGTH);
-        const cipher = createCipheriv('aes-256-gcm', key, iv);
-        const body = Buffer.concat([iv, cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
-        return {
-          metadata: {
-            [METADATA_ENCODING_KEY]: Buffer.from(ENCODING),
-            [METADATA_KEY_ID]: Buffer.from(this.activeId),
-          },
-          data: body,
-        };
-      }),
-    );
+    return payloads.map((payload) => {
+      const plain = temporal.api.common.v1.Payload.encode(payload).finish();
+      const iv = randomBytes(IV_LENGTH);
+      const cipher = createCipheriv('aes-256-gcm', key, iv);
+      const body = Buffer.concat([iv, cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
+      return {
+        metadata: {
+          [METADATA_ENCODING_KEY]: Buffer.from(ENCODING),
+          [METADATA_KEY_ID]: Buffer.from(this.activeId),
+        },
+        data: body,
+      };
+    });
   }
 
-  decode(payloads: Payload[]): Promise<Payload[]> {
-    return Promise.resolve(
-      payloads.map((payload) => {
-        const encoding = payload.metadata?.[METADATA_ENCODING_KEY];
-        if (!encoding || Buffer.from(encoding).toString() !== ENCODING) return payload;
-        const idBytes = payload.metadata?.[METADATA_KEY_ID];
-        const id = idBytes ? Buffer.from(idBytes).toString() : '';
-        const key = this.keys.get(id);
-        if (!key) throw new CodecError(`no payload key with id ${id || '(missing)'}; configure it in BROKER_PAYLOAD_KEYS_RETIRED`);
-        const data = Buffer.from(payload.data ?? new Uint8Array());
-        if (data.length < IV_LENGTH + TAG_LENGTH) throw new CodecError('encrypted payload is truncated');
-        const iv = data.subarray(0, IV_LENGTH);
-        const tag = data.subarray(data.length - TAG_LENGTH);
-        const decipher = createDecipheriv('aes-256-gcm', key, iv);
-        decipher.setAuthTag(tag);
-        const plain = Buffer.concat([decipher.update(data.subarray(IV_LENGTH, data.length - TAG_LENGTH)), decipher.final()]);
-        return temporal.api.common.v1.Payload.decode(plain);
-      }),
-    );
+  async decode(payloads: Payload[]): Promise<Payload[]> {
+    return payloads.map((payload) => {
+      const encoding = payload.metadata?.[METADATA_ENCODING_KEY];
+      if (!encoding || Buffer.from(encoding).toString() !== ENCODING) return payload;
+      const idBytes = payload.metadata?.[METADATA_KEY_ID];
+      const id = idBytes ? Buffer.from(idBytes).toString() : '';
+      const key = this.keys.get(id);
+      if (!key) throw new CodecError(`no payload key with id ${id || '(missing)'}; configure it in BROKER_PAYLOAD_KEYS_RETIRED`);
+      const data = Buffer.from(payload.data ?? new Uint8Array());
+      if (data.length < IV_LENGTH + TAG_LENGTH) throw new CodecError('encrypted payload is truncated');
+      const iv = data.subarray(0, IV_LENGTH);
+      const tag = data.subarray(data.length - TAG_LENGTH);
+      const decipher = createDecipheriv('aes-256-gcm', key, iv);
+      decipher.setAuthTag(tag);
+      let plain: Buffer;
+      try {
+        plain = Buffer.concat([decipher.update(data.subarray(IV_LENGTH, data.length - TAG_LENGTH)), decipher.final()]);
+      } catch {
+        throw new CodecError(`encrypted payload failed authentication with key ${id}: it was altered or encrypted with another key`);
+      }
+      return temporal.api.common.v1.Payload.decode(plain);
+    });
   }
 }

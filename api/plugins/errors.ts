@@ -12,8 +12,14 @@ export default fp(
         return reply.code(err.status).send({ error: err.kind, message: err.message, ...err.extra.body });
       }
       if (hasZodFastifySchemaValidationErrors(err)) {
+        // A body that arrived as text (Fastify parses text/plain) is the wrong media type, not a bad field.
+        const contentType = request.headers['content-type'];
+        if (err.validationContext === 'body' && contentType !== undefined && !/^application\/([\w.+-]*\+)?json\b/i.test(contentType)) {
+          return reply.code(415).send({ error: 'bad_request', message: 'send a JSON body (Content-Type: application/json)' });
+        }
         const first = err.validation[0];
-        const where = first ? `${err.validationContext ?? 'request'}${first.instancePath ? first.instancePath.replace(/\//g, '.') : ''}` : 'request';
+        const path = first?.instancePath && first.instancePath !== '/' ? first.instancePath.replace(/\//g, '.') : '';
+        const where = first ? `${err.validationContext ?? 'request'}${path}` : 'request';
         return reply.code(400).send({ error: 'bad_request', message: `${where}: ${first?.message ?? 'invalid'}` });
       }
       const fe = err as FastifyError;
