@@ -45,6 +45,8 @@ export const envSchema = z.object({
   BROKER_SESSION_KEY_PATH: optionalString,
   BROKER_SESSION_TTL_SECONDS: int(60, 30 * 86400).default(12 * 3600),
   BROKER_OPS_TOKEN: optionalString,
+  /** Browser origins (the Temporal Web UI) allowed to call the codec endpoint, comma-separated. */
+  BROKER_CODEC_CORS_ORIGINS: z.string().default('http://localhost:8233,http://127.0.0.1:8233'),
 
   BROKER_EMAIL_CODE_TTL_SECONDS: int(1, 3600).default(600),
   BROKER_EMAIL_MAX_ATTEMPTS: int(1, 20).default(5),
@@ -64,6 +66,13 @@ export const envSchema = z.object({
   BROKER_TEE_JWKS_URL: optionalUrl,
   BROKER_TEE_ISSUER: optionalUrl,
   BROKER_TEE_CALLBACK_ALLOW: z.string().default('127.0.0.0/8,::1/128'),
+  /** An account's TEE bookkeeping workflow (account/<omni>) ends after this long without a callback. */
+  BROKER_TEE_ACCOUNT_IDLE_SECONDS: int(1, 86400).default(300),
+  /** Callbacks one run of that workflow handles before it continues as new (Temporal caps updates per run). */
+  BROKER_TEE_ACCOUNT_MAX_UPDATES: int(1, 1500).default(500),
+  /** Grant lifetime when POST /v1/grants gives no expires_in, and the longest one accepted. */
+  BROKER_GRANT_DEFAULT_TTL_SECONDS: int(60, 10 * 365 * 86400).default(30 * 86400),
+  BROKER_GRANT_MAX_TTL_SECONDS: int(60, 10 * 365 * 86400).default(365 * 86400),
 
   BROKER_OIDC_KEY_PATH: optionalString,
   BROKER_OIDC_JWT_TTL_SECONDS: int(60, 3600).default(300),
@@ -71,6 +80,12 @@ export const envSchema = z.object({
   BROKER_SESSION_DURATION_SECONDS: int(900, 43200).default(3600),
   BROKER_STS_ENDPOINT: optionalUrl,
   BROKER_SKIP_STARTUP_CHECK: bool.optional(),
+  /** How long a verifier (STS, jose) may cache the JWKS: a retired OIDC key stays published this long past the token TTL. */
+  BROKER_OIDC_VERIFIER_CACHE_SECONDS: int(0, 30 * 86400).default(86400),
+  /** How often the API and worker look at the OIDC keyset file for a rotation (0 = every use). */
+  BROKER_OIDC_KEY_RECHECK_MS: int(0, 60_000).default(1000),
+  /** Longest wait for the audit log (lock + insert) before a mint fails closed with audit_error. */
+  BROKER_AUDIT_WRITE_TIMEOUT_MS: int(50, 60_000).default(2000),
 
   BROKER_GOOGLE_CLIENT_ID: optionalString,
   BROKER_GOOGLE_CLIENT_SECRET: optionalString,

@@ -21,6 +21,7 @@ import { startSesFixture, type SesFixture } from '../fixtures/ses';
 import { startStsFixture, type StsFixture } from '../fixtures/sts';
 import { loadConfig, type Config } from '../lib/config';
 import { resolveSecrets, type BrokerSecrets } from '../lib/secrets';
+import { createTeeVerifierFromConfig, teeKeyReadiness } from '../lib/tee-jwt';
 import { temporalConnectionOptions } from '../lib/temporal-options';
 import { SesMailer } from '../activities/ses-mailer';
 import { findOrInstallTemporalCli } from '../scripts/temporal-cli';
@@ -109,6 +110,8 @@ export interface StartStackOptions {
   worker?: boolean;
   /** Extra API deps (e.g. a TEE verifier) merged after the defaults. */
   apiDeps?: Partial<ApiDeps>;
+  /** Receives the API's pino lines at level trace (default: the API logs nothing). */
+  logStream?: { write(line: string): void };
 }
 
 export async function startStack(opts: StartStackOptions = {}): Promise<TestStack> {
@@ -177,8 +180,19 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
   cleanups.push(stopWorker);
   if (opts.worker !== false) await startWorker();
 
-  const deps: ApiDeps = { config, secrets, db, temporal, devMailbox: ses, ...opts.apiDeps };
-  const app = await buildApp(deps, { logLevel: 'silent' });
+  // The TEE verifier from config (BROKER_TEE_JWT_PUBLIC_KEY / BROKER_TEE_JWKS_URL) unless the test gives one.
+  const teeVerifier = opts.apiDeps?.teeVerifier ?? (await createTeeVerifierFromConfig(config, { now: opts.apiDeps?.now }));
+  const deps: ApiDeps = {
+    config,
+    secrets,
+    db,
+    temporal,
+    devMailbox: ses,
+    teeVerifier,
+    ...opts.apiDeps,
+    readiness: { tee_key: teeKeyReadiness(teeVerifier), ...opts.apiDeps?.readiness },
+  };
+  const app = await buildApp(deps, opts.logStream ? { logLevel: 'trace', logStream: opts.logStream } : { logLevel: 'silent' });
   cleanups.push(() => app.close());
   await app.listen({ host: '127.0.0.1', port });
   const url = `http://127.0.0.1:${port}`;

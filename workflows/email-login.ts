@@ -1,4 +1,4 @@
-import { allHandlersFinished, condition, proxyActivities, setHandler, sleep, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, condition, proxyLocalActivities, setHandler, sleep, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { constantTimeEqual } from '../lib/constant-time';
 import { AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
@@ -13,14 +13,16 @@ import {
 } from './definitions';
 import { flowFailure, secondsUntil, unixSeconds } from './failures';
 
-const { sendLoginCode } = proxyActivities<Activities>({
+// Both steps are on the HTTP caller's latency path and idempotent, so they run as local
+// activities (no round trip through the server's task queues).
+const { sendLoginCode } = proxyLocalActivities<Activities>({
   startToCloseTimeout: '15 seconds',
   // Throttling and 5xx from SES are retried with backoff while the HTTP caller waits (~3.5 s in
   // all); a refusal (DeliveryFailed) is final and ends the flow.
   retry: { initialInterval: '500 ms', backoffCoefficient: 2, maximumInterval: '4 seconds', maximumAttempts: 4, nonRetryableErrorTypes: [FailureType.deliveryFailed] },
 });
 
-const { completeLogin } = proxyActivities<Activities>({
+const { completeLogin } = proxyLocalActivities<Activities>({
   startToCloseTimeout: '10 seconds',
   retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '2 seconds', maximumAttempts: 5 },
 });
@@ -78,7 +80,8 @@ export async function emailLoginWorkflow(input: EmailLoginInput): Promise<EmailL
     return {
       request_id: requestId,
       expires_at: unixSeconds(expiresAtMs),
-      resend_after: unixSeconds(lastSendMs + s.resendCooldownSeconds * 1000),
+      // Rounded up: a client that waits until resend_after must not be refused by the cooldown.
+      resend_after: Math.ceil((lastSendMs + s.resendCooldownSeconds * 1000) / 1000),
     };
   });
 

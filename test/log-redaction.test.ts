@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { codeFromMail, requestCode, submitCode, uniqueEmail, type LoginSessionBody } from './email-login-client';
+import { startStack, type TestStack } from './harness';
+
+const OPS_TOKEN = `ops-${randomBytes(24).toString('hex')}`;
+const lines: string[] = [];
+
+let stack: TestStack;
+before(async () => {
+  stack = await startStack({ env: { BROKER_OPS_TOKEN: OPS_TOKEN }, logStream: { write: (line: string) => void lines.push(line) } });
+});
+after(async () => {
+  await stack?.stop();
+});
+
+void describe('API logs', () => {
+  void test('a whole login leaves no address, code, token or ops token in the log lines', async () => {
+    const email = uniqueEmail('Logged');
+    const lower = email.toLowerCase();
+    const sent = await requestCode(stack, email);
+    const mail = stack.ses.mailTo(lower)[0];
+    assert.ok(mail);
+    const code = codeFromMail(mail.text);
+    const wrong = code === '000000' ? '000001' : '000000';
+    assert.equal((await submitCode(stack, sent.request_id, wrong)).status, 401);
+    const login = await submitCode(stack, sent.request_id, code);
+    assert.equal(login.status, 200, login.text);
+    const { token } = login.body as LoginSessionBody;
+    assert.equal((await stack.request('GET', '/v1/session/me', { token })).status, 200);
+    assert.equal((await stack.request('POST', '/v1/session/logout', { token })).status, 204);
+    assert.equal((await stack.request('GET', '/v1/session/me', { token })).status, 401);
+    // Refused inputs that carry the secrets, and a secret in a query string.
+    assert.equal((await stack.request('POST', '/v1/session/email_code', { body: { email: `${lower} ` } })).status, 400);
+    assert.equal((await stack.request('POST', '/v1/session/email_login', { body: { request_id: sent.request_id, code: `${code}x` } })).status, 400);
+    assert.equal((await stack.request('GET', `/v1/session/me?token=${token}&email=${encodeURIComponent(email)}`, { token })).status, 401);
+    // The codec endpoint: the ops token in the header, the address in the decoded answer.
+    const history = await stack.temporal.workflow.getHandle(`email-login/${sent.request_id.split('.')[0] ?? ''}`).fetchHistory();
+    const input = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+    assert.ok(input?.metadata && input.data);
+    const decoded = await stack.request('POST', '/codec/decode', {
+      token: OPS_TOKEN,
+      body: {
+        payloads: [
+          {
+            metadata: Object.fromEntries(Object.entries(input.metadata).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+            data: Buffer.from(input.data).toString('base64'),
+          },
+        ],
+      },
+    });
+    assert.equal(decoded.status, 200, decoded.text);
+    assert.equal((await stack.request('POST', '/codec/decode', { token: `${OPS_TOKEN}-wrong`, body: { payloads: [] } })).status, 403);
+
+    // The logs are there and are what we expect, so the absence below means something.
+    const records = lines.map((l) => JSON.parse(l) as { msg?: string; req?: { url?: string } });
+    assert.ok(records.some((r) => r.msg === 'incoming request' && r.req?.url === '/v1/session/email_code'), 'request lines are logged');
+    assert.ok(records.some((r) => r.msg === 'login code dispatched'), 'flow lines are logged');
+    assert.ok(records.some((r) => r.msg === 'email login succeeded'), 'flow lines are logged');
+    assert.ok(records.some((r) => r.req?.url?.includes('token=[redacted]')), 'query secrets are masked, not dropped');
+
+    const all = lines.join('\n');
+    const secrets: Record<string, string> = {
+      address: lower,
+      'address as typed': email,
+      'local part': lower.split('@')[0] ?? lower,
+      'url-encoded address': encodeURIComponent(email),
+      token,
+      'token signature': token.split('.')[2] ?? token,
+      'ops token': OPS_TOKEN,
+    };
+    for (const [name, secret] of Object.entries(secrets)) assert.ok(!all.includes(secret), `the logs contain the ${name}`);
+    assert.ok(!new RegExp(`(?<!\\d)${code}(?!\\d)`).test(all), 'the logs contain the code');
+    assert.ok(!new RegExp(`(?<!\\d)${wrong}(?!\\d)`).test(all), 'the logs contain a typed (wrong) code');
+  });
+});
