@@ -2,6 +2,8 @@ import type { Config } from '../lib/config';
 import type { BrokerSecrets } from '../lib/secrets';
 import type { Db } from '../db/pool';
 import type { Mailer } from './ses-mailer';
+import type { STSClient } from '@aws-sdk/client-sts';
+import type { OidcKeyStore } from '../lib/oidc-keys';
 
 /** What activities need from the outside world; tests pass their own. */
 export interface ActivityDeps {
@@ -11,4 +13,8 @@ export interface ActivityDeps {
   mailer: Mailer;
   /** Milliseconds since the epoch; tests may shift it. */
   now: () => number;
+  /** The OIDC signing keyset (mint activities); default: OidcKeyStore.fromConfig(config). */
+  oidcKeys?: OidcKeyStore;
+  /** STS client for mint-aws-creds; default: createStsClient(config). */
+  stsClient?: STSClient;
 }

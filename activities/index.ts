@@ -1,12 +1,18 @@
 import type { ActivityDeps } from './deps';
 import { createEmailLoginActivities } from './email-login';
 import { createLoginActivities } from './login';
+import { createMintActivities } from './mint';
+import { createTeeActivities } from './tee';
+import { createWalletLoginActivities } from './wallet-login';
 
 /** Every activity the worker registers, built from one set of dependencies. */
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createLoginActivities(deps),
     ...createEmailLoginActivities(deps),
+    ...createMintActivities(deps),
+    ...createTeeActivities(deps),
+    ...createWalletLoginActivities(deps),
   };
 }
 

@@ -16,6 +16,13 @@ export interface CompleteLoginInput {
   requestId: string;
   /** The EVM address that signed in (wallet logins): recorded as the account's main wallet. */
   wallet?: string;
+  /**
+   * A one-time proof (e.g. the hash of a wallet signature) consumed in the same transaction as the
+   * session: inserted into used_signatures, and a proof already used by another login fails the
+   * activity with a non-retryable FailureType.replayed. `expiresAt` is unix seconds (keep the row
+   * at least as long as the proof could be accepted).
+   */
+  consumeProof?: { hash: string; purpose: string; expiresAt: number };
 }
 
 export function createLoginActivities(deps: ActivityDeps) {
@@ -35,6 +42,17 @@ export function createLoginActivities(deps: ActivityDeps) {
       let userId: string;
       try {
         userId = await withTransaction(deps.db, async (tx) => {
+          if (input.consumeProof) {
+            const p = input.consumeProof;
+            const fresh = await tx.query(
+              `INSERT INTO used_signatures (signature_hash, purpose, expires_at) VALUES ($1, $2, to_timestamp($3)) ON CONFLICT (signature_hash) DO NOTHING`,
+              [p.hash, p.purpose, p.expiresAt],
+            );
+            // Already there: fine only if this very run stored it (a retry after a lost commit ack).
+            if (fresh.rowCount === 0 && (await tx.query('SELECT 1 FROM sessions WHERE jti = $1', [jti])).rowCount === 0) {
+              throw ApplicationFailure.nonRetryable('this signature has already been used; sign a new message', FailureType.replayed);
+            }
+          }
           const user = await upsertUserOnLogin(tx, { clientId: config.BROKER_CLIENT_ID, omniAccount, identity: input.identity });
           if (input.wallet) await recordMainWallet(tx, omniAccount, input.wallet);
           await insertSession(tx, { jti, omniAccount, method: input.method, expiresAt: new Date(expiresAt * 1000) });
@@ -49,6 +67,7 @@ export function createLoginActivities(deps: ActivityDeps) {
           return user.userId;
         });
       } catch (e) {
+        if (e instanceof ApplicationFailure) throw e;
         // Retryable (the DB may come back); after the last attempt the flow reports audit_error.
         throw ApplicationFailure.retryable(`could not record the login: ${(e as Error).message}`, FailureType.auditFailed);
       }

@@ -14,6 +14,8 @@ const KIND_BY_FAILURE: Record<string, ErrorKind> = {
   [FailureType.deliveryFailed]: 'unavailable',
   [FailureType.auditFailed]: 'audit_error',
   [FailureType.stsFailed]: 'sts_error',
+  [FailureType.replayed]: 'conflict',
+  [FailureType.chainUnavailable]: 'unavailable',
 };
 
 function fromApplicationFailure(f: ApplicationFailure): BrokerError | undefined {

@@ -28,6 +28,10 @@ export const FailureType = {
   deliveryFailed: 'DeliveryFailed',
   auditFailed: 'AuditFailed',
   stsFailed: 'StsFailed',
+  /** A one-time proof (wallet signature, nonce) was already consumed: 409 conflict. */
+  replayed: 'Replayed',
+  /** The EVM RPC needed for a contract-wallet signature did not answer: 503 unavailable. */
+  chainUnavailable: 'ChainUnavailable',
 } as const;
 
 // ---- email code login -------------------------------------------------------------------------

@@ -1,0 +1,75 @@
+/**
+ * Wallet-login time windows with a short configured window (BROKER_WALLET_WINDOW_SECONDS=2):
+ * challenges expire by timer, and the workflow checks a stateless timestamp on its own clock.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { WithStartWorkflowOperation } from '@temporalio/client';
+import { sha256Hex } from '../lib/digest';
+import { AkOutcome } from '../lib/search-attributes';
+import { buildStatelessWalletMessage } from '../lib/wallet-message';
+import { submitWalletSignatureUpdate } from '../workflows/wallet-login-definitions';
+import { startStack, type TestStack } from './harness';
+import { newWallet, nowSeconds, rowCounts } from './wallet-client';
+
+const WINDOW_SECONDS = 2;
+
+let stack: TestStack;
+before(async () => {
+  stack = await startStack({ env: { BROKER_WALLET_WINDOW_SECONDS: String(WINDOW_SECONDS), BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000' } });
+});
+after(async () => {
+  await stack?.stop();
+});
+
+void describe('wallet login windows', () => {
+  for (const format of ['eip191', 'siwe'] as const) {
+    void test(`an ${format} challenge expires by timer; signing it afterwards is refused and writes nothing`, async () => {
+      const w = newWallet();
+      const res = await stack.request('POST', '/v1/session/wallet_challenge', { body: { address: w.address, format } });
+      assert.equal(res.status, 200, res.text);
+      const c = res.body as { request_id: string; message: string; expires_at: number };
+      assert.ok(c.expires_at - nowSeconds() <= WINDOW_SECONDS);
+      const signature = await w.sign(c.message);
+      const handle = stack.temporal.workflow.getHandle(`wallet-login/${c.request_id}`);
+      assert.equal(await handle.result(), 'expired');
+      assert.equal((await handle.describe()).typedSearchAttributes.get(AkOutcome), 'expired');
+      const before = await rowCounts(stack.db);
+      const late = await stack.request('POST', '/v1/session/wallet_login', { body: { request_id: c.request_id, signature } });
+      assert.equal(late.status, 410, late.text);
+      assert.equal((late.body as { error: string }).error, 'expired');
+      assert.deepEqual(await rowCounts(stack.db), before);
+    });
+  }
+
+  void test('a stateless timestamp just outside the short window is refused; inside it logs in', async () => {
+    const w = newWallet();
+    const old = nowSeconds() - WINDOW_SECONDS - 2;
+    const stale = await stack.request('POST', '/v1/session/wallet_login', {
+      body: { address: w.address, signature: await w.sign(buildStatelessWalletMessage(w.lower, old)), timestamp: old },
+    });
+    assert.equal(stale.status, 410, stale.text);
+    const t = nowSeconds();
+    const ok = await stack.request('POST', '/v1/session/wallet_login', { body: { address: w.address, signature: await w.sign(buildStatelessWalletMessage(w.lower, t)), timestamp: t } });
+    assert.equal(ok.status, 200, ok.text);
+  });
+
+  void test('the workflow checks the timestamp on its own clock (a flow started past the API is refused)', async () => {
+    const w = newWallet();
+    const old = nowSeconds() - WINDOW_SECONDS - 2;
+    const signature = (await w.sign(buildStatelessWalletMessage(w.lower, old))).toLowerCase();
+    const before = await rowCounts(stack.db);
+    const op = new WithStartWorkflowOperation('walletLoginWorkflow', {
+      workflowId: `wallet-login/${sha256Hex(signature)}`,
+      taskQueue: stack.config.BROKER_TASK_QUEUE,
+      args: [{ kind: 'stateless', address: w.lower, timestamp: old, settings: { windowSeconds: WINDOW_SECONDS, contractWallets: false } }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    });
+    await assert.rejects(stack.temporal.workflow.executeUpdateWithStart(submitWalletSignatureUpdate, { args: [{ signature }], startWorkflowOperation: op }), (e: Error) => {
+      assert.match(String((e.cause as Error | undefined)?.message), /more than 2 s old/);
+      return true;
+    });
+    assert.equal(await (await op.workflowHandle()).result(), 'expired');
+    assert.deepEqual(await rowCounts(stack.db), before);
+  });
+});

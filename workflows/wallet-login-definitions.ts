@@ -1,0 +1,69 @@
+/**
+ * Definitions of the wallet-login flow (EIP-191 stateless login, EIP-191 and SIWE challenges):
+ * inputs, updates and ids shared by the workflow, its activities and the API. Deterministic.
+ */
+import { defineUpdate } from '@temporalio/workflow';
+import type { LoginSession } from './definitions';
+
+/** `wallet-login/<request_id>` (challenges) or `wallet-login/<sha256(normalised signature)>` (stateless). */
+export const WALLET_LOGIN_ID_PREFIX = 'wallet-login/';
+
+export type WalletMessageFormat = 'eip191' | 'siwe';
+
+export interface WalletLoginSettings {
+  /** ± window around the broker's clock for stateless timestamps; challenge lifetime. */
+  windowSeconds: number;
+  /** Contract wallets (ERC-1271/6492) are verified (an RPC URL is configured). */
+  contractWallets: boolean;
+}
+
+export interface StatelessWalletLogin {
+  kind: 'stateless';
+  /** Lower-case 0x address. */
+  address: string;
+  /** Unix seconds, as signed. */
+  timestamp: number;
+  settings: WalletLoginSettings;
+}
+
+export interface WalletChallengeRequest {
+  kind: 'challenge';
+  /** 32 lower-case hex; the workflow id is WALLET_LOGIN_ID_PREFIX + request_id. */
+  requestId: string;
+  format: WalletMessageFormat;
+  /** Lower-case 0x address. */
+  address: string;
+  /** EIP-55 form of the address (SIWE messages carry it). */
+  checksumAddress: string;
+  chainId: number;
+  /** SIWE domain: the authority (host[:port]) of the broker's public URL. */
+  domain: string;
+  /** SIWE URI: the broker's public URL. */
+  uri: string;
+  settings: WalletLoginSettings;
+}
+
+export type WalletLoginInput = StatelessWalletLogin | WalletChallengeRequest;
+
+export interface WalletChallenge {
+  request_id: string;
+  /** The exact text to sign with personal_sign. */
+  message: string;
+  /** Unix seconds. */
+  expires_at: number;
+}
+
+export interface SubmitWalletSignatureInput {
+  /** Challenges: the request_id issued; absent for the stateless form. */
+  request_id?: string;
+  /** Normalised signature hex (lib/wallet-message.ts normalizeWalletSignature). */
+  signature: string;
+}
+
+export type WalletLoginOutcome = 'succeeded' | 'rejected' | 'replayed' | 'expired';
+
+export const issueWalletChallengeUpdate = defineUpdate<WalletChallenge, []>('issueWalletChallenge');
+export const submitWalletSignatureUpdate = defineUpdate<LoginSession, [SubmitWalletSignatureInput]>('submitWalletSignature');
+
+/** used_signatures.purpose of the proofs this flow consumes. */
+export const WALLET_PROOF_PURPOSE = { stateless: 'wallet_login', eip191: 'wallet_challenge_eip191', siwe: 'wallet_challenge_siwe' } as const;
