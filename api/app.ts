@@ -7,20 +7,30 @@ import authPlugin from './plugins/auth';
 import docsPlugin from './plugins/docs';
 import errorsPlugin from './plugins/errors';
 import rateLimitPlugin from './plugins/rate-limit';
+import readinessPlugin from './plugins/readiness';
 import devRoutes from './routes/dev';
 import healthRoutes from './routes/health';
 import sessionRoutes from './routes/session';
 import sessionEmailRoutes from './routes/session-email';
+import sessionWalletRoutes from './routes/session-wallet';
+import grantRoutes from './routes/grants';
+import teeCallbackRoutes from './routes/tee-callbacks';
+import auditRoutes from './routes/audit';
+import mintRoutes from './routes/mint';
+import oidcRoutes from './routes/oidc';
+import codecRoutes from './routes/codec';
 
 export interface BuildAppOptions {
   /** pino level; 'silent' in tests. */
   logLevel?: string;
+  /** Where log lines go (pino `stream`); tests capture them. Default stdout. */
+  logStream?: { write(line: string): void };
 }
 
 /** The broker's HTTP surface: shared plugins first, then one plugin per surface. */
 export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: loggerOptions(opts.logLevel ?? deps.config.LOG_LEVEL),
+    logger: opts.logStream ? { ...(loggerOptions(opts.logLevel ?? deps.config.LOG_LEVEL) as object), stream: opts.logStream } : loggerOptions(opts.logLevel ?? deps.config.LOG_LEVEL),
     bodyLimit: deps.config.BROKER_BODY_LIMIT_BYTES,
     trustProxy: false,
     genReqId: (req) => {
@@ -40,12 +50,20 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
 
   await app.register(errorsPlugin);
   await app.register(rateLimitPlugin);
+  await app.register(readinessPlugin);
   await app.register(authPlugin);
   await app.register(docsPlugin);
 
   await app.register(healthRoutes);
   await app.register(sessionEmailRoutes);
+  await app.register(sessionWalletRoutes);
+  await app.register(oidcRoutes);
   await app.register(sessionRoutes);
+  await app.register(teeCallbackRoutes);
+  await app.register(grantRoutes);
+  await app.register(mintRoutes);
+  await app.register(auditRoutes);
+  await app.register(codecRoutes);
   if (deps.config.devFixtures) await app.register(devRoutes);
   return app;
 }

@@ -1,6 +1,7 @@
 import type { Client } from '@temporalio/client';
 import type { Db } from '../db/pool';
 import type { Config } from '../lib/config';
+import type { OidcKeyStore } from '../lib/oidc-keys';
 import type { BrokerSecrets } from '../lib/secrets';
 
 export interface CapturedMail {
@@ -27,6 +28,8 @@ export interface ApiDeps {
   teeVerifier?: TeeTokenVerifier;
   /** Milliseconds since the epoch; tests may shift it. */
   now?: () => number;
+  /** The OIDC issuer keyset served at /.well-known/jwks.json; default: OidcKeyStore.fromConfig(config). */
+  oidcKeys?: OidcKeyStore;
 }
 
 export interface TeeTokenClaims {
@@ -62,6 +65,10 @@ declare module 'fastify' {
     requireAuth: (request: FastifyRequest) => Promise<void>;
     /** Throws rate_limited (429 + Retry-After) once `key` has been hit more than `limit` times in `windowMs`. */
     rateLimit: (key: string, limit: number, windowMs: number) => void;
+    /** Every part /readyz reports on, by name. */
+    readinessChecks: Map<string, ReadinessCheck>;
+    /** Adds a /readyz part (a name already present is kept: deps given by the caller win). */
+    addReadinessCheck: (name: string, check: ReadinessCheck) => void;
   }
   interface FastifyRequest {
     auth?: AuthContext;

@@ -22,7 +22,7 @@ async function run(check: ReadinessCheck): Promise<{ ok: boolean; detail?: strin
 /** Liveness (/healthz) and readiness per part (/readyz). */
 export default async function healthRoutes(app: FastifyInstance) {
   const { db, temporal, secrets, config } = app.deps;
-  const checks: Record<string, ReadinessCheck> = {
+  const builtIn: Record<string, ReadinessCheck> = {
     database: async () => {
       await db.query('SELECT 1');
       return { ok: true };
@@ -32,14 +32,17 @@ export default async function healthRoutes(app: FastifyInstance) {
       return { ok: true, detail: `namespace ${config.TEMPORAL_NAMESPACE}, task queue ${config.BROKER_TASK_QUEUE}` };
     },
     session_key: () => Promise.resolve({ ok: Boolean(secrets.sessionKey.kid), detail: `kid ${secrets.sessionKey.kid}` }),
-    ...app.deps.readiness,
   };
+  for (const [name, check] of Object.entries(builtIn)) app.addReadinessCheck(name, check);
+
 
   app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => reply.type('text/plain').send('ok'));
 
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
-    const names = Object.keys(checks);
-    const results = await Promise.all(names.map((n) => run(checks[n] as ReadinessCheck)));
+    // Read at request time: surfaces registered after this plugin add their parts too.
+    const entries = [...app.readinessChecks];
+    const names = entries.map(([n]) => n);
+    const results = await Promise.all(entries.map(([, check]) => run(check)));
     const parts = Object.fromEntries(names.map((n, i) => [n, results[i]]));
     const ready = results.every((r) => r.ok);
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', parts });

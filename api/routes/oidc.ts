@@ -31,13 +31,10 @@ export default async function oidcRoutes(appBase: FastifyInstance) {
   const now = app.deps.now ?? Date.now;
   // Fail at boot, not at the first mint, when the keyset is missing or unusable (production).
   await keys.current();
-  app.deps.readiness = {
-    oidc_keys: async () => {
-      const keyset = await keys.current();
-      return { ok: true, detail: `active kid ${keyset.active.kid}, ${publishedJwks(keyset, now()).length} published` };
-    },
-    ...app.deps.readiness,
-  };
+  app.addReadinessCheck('oidc_keys', async () => {
+    const keyset = await keys.current();
+    return { ok: true, detail: `active kid ${keyset.active.kid}, ${publishedJwks(keyset, now()).length} published` };
+  });
 
   app.addHook('onSend', async (request, reply) => {
     if (reply.statusCode === 200 && request.url.startsWith('/.well-known/')) void reply.header('cache-control', PUBLIC_CACHE);
