@@ -11,11 +11,13 @@ import { startStack, type TestStack } from './harness';
 
 let stack: TestStack;
 let tee: TeeFixture;
+/** Added to the fixture TEE's clock, so a test can make a later login in the same second. */
+let teeClockOffsetMs = 0;
 before(async () => {
   const key = await generateTeeKeyPair();
   // The broker trusts the TEE key in the form the real TEE logs it: hex of the PKCS#1 DER.
   stack = await startStack({ env: { BROKER_TEE_JWT_PUBLIC_KEY: key.publicKeyPkcs1DerHex } });
-  tee = await startTeeFixture({ brokerBaseUrl: `${stack.url}/`, privateKeyPem: key.privateKeyPem });
+  tee = await startTeeFixture({ brokerBaseUrl: `${stack.url}/`, privateKeyPem: key.privateKeyPem, now: () => Date.now() + teeClockOffsetMs });
 });
 after(async () => {
   await tee?.close();
@@ -90,8 +92,12 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     ]);
     assert.equal(await count(`audit_log WHERE event = 'tee.add_wallet' AND omni_account = $1`, [omni]), 2);
 
-    // A second login of the same person: a new token, the same user.
+    // A second login of the same person: a new token, the same user. The TEE's tokens carry only
+    // second-resolution exp, so two logins within one second are byte-identical (a retry, by
+    // design); move the fixture's clock on so this one is a distinct, later login.
+    teeClockOffsetMs += 1000;
     const second = await emailLogin(email.toUpperCase());
+    assert.notEqual(second.access_token, login.access_token);
     assert.equal(second.backend_response.data.user_id, userId);
     assert.equal(await count('users WHERE omni_account = $1', [omni]), 1);
     assert.equal(await count(`audit_log WHERE event = 'tee.post_heima_login' AND omni_account = $1`, [omni]), 2);
