@@ -12,6 +12,7 @@ import { recoverMessageAddress, type Hex } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { createEvmSignatureVerifier, personalMessageDigest, recoverSigner, SECP256K1_BACKEND, type Secp256k1Backend } from '../lib/evm-signature';
 import { buildStatelessWalletMessage, parseEoaSignature } from '../lib/wallet-message';
+import { runBench } from './latency';
 
 interface Case {
   address: string;
@@ -56,10 +57,4 @@ async function main(): Promise<void> {
   console.log(`\nnative is ${(viem / native).toFixed(1)}x faster than viem's path and ${(js / native).toFixed(1)}x faster than the js fallback; full broker check ${full.toFixed(1)} µs`);
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runBench(main);

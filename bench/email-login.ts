@@ -11,12 +11,8 @@
 import { performance } from 'node:perf_hooks';
 import { codeFromMail, devMail, submitCode, uniqueEmail } from '../test/email-login-client';
 import { startStack, type TestStack } from '../test/harness';
+import { runBench, summary } from './latency';
 
-function percentile(sortedMs: number[], p: number): number {
-  if (sortedMs.length === 0) return Number.NaN;
-  const i = Math.min(sortedMs.length - 1, Math.max(0, Math.ceil((p / 100) * sortedMs.length) - 1));
-  return sortedMs[i] as number;
-}
 
 interface Sample {
   emailCode: number;
@@ -40,12 +36,6 @@ async function oneLogin(stack: TestStack, i: number): Promise<Sample> {
   return { emailCode: t1 - t0, emailLogin: t3 - t2, roundTrip: t3 - t0 };
 }
 
-function summary(name: string, values: number[]): string {
-  const s = [...values].sort((a, b) => a - b);
-  const mean = s.reduce((a, b) => a + b, 0) / s.length;
-  const f = (v: number) => v.toFixed(1).padStart(7);
-  return `${name.padEnd(28)} p50 ${f(percentile(s, 50))} ms   p95 ${f(percentile(s, 95))} ms   p99 ${f(percentile(s, 99))} ms   mean ${f(mean)} ms   max ${f(s[s.length - 1] ?? Number.NaN)} ms`;
-}
 
 async function main(): Promise<void> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -68,10 +58,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runBench(main);

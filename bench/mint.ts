@@ -11,21 +11,9 @@
 import { performance } from 'node:perf_hooks';
 import { startStack, type TestStack } from '../test/harness';
 import { walletLogin } from '../test/mint-client';
+import { runBench, summary } from './latency';
 
-function percentile(sorted: number[], p: number): number {
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i] ?? Number.NaN;
-}
 
-function summary(name: string, values: number[], wallSeconds: number): string {
-  const s = [...values].sort((a, b) => a - b);
-  const mean = s.reduce((a, b) => a + b, 0) / s.length;
-  const f = (v: number) => v.toFixed(1).padStart(6);
-  return (
-    `${name.padEnd(24)} p50 ${f(percentile(s, 50))} ms   p90 ${f(percentile(s, 90))} ms   p99 ${f(percentile(s, 99))} ms` +
-    `   mean ${f(mean)} ms   max ${f(s[s.length - 1] ?? Number.NaN)} ms   (${(s.length / wallSeconds).toFixed(0)}/s)`
-  );
-}
 
 async function timedMint(stack: TestStack, path: string, token: string): Promise<number> {
   const t0 = performance.now();
@@ -58,10 +46,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    console.error((e as Error).message);
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -16,18 +16,9 @@ import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 
 import { SECP256K1_BACKEND } from '../lib/evm-signature';
 import { buildStatelessWalletMessage } from '../lib/wallet-message';
 import { startStack, type TestStack } from '../test/harness';
+import { runBench, summary } from './latency';
 
-function percentile(sorted: number[], p: number): number {
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i] ?? Number.NaN;
-}
 
-function summary(name: string, values: number[]): string {
-  const s = [...values].sort((a, b) => a - b);
-  const mean = s.reduce((a, b) => a + b, 0) / s.length;
-  const f = (v: number) => v.toFixed(1).padStart(6);
-  return `${name.padEnd(34)} p50 ${f(percentile(s, 50))} ms   p90 ${f(percentile(s, 90))} ms   p99 ${f(percentile(s, 99))} ms   mean ${f(mean)} ms   max ${f(s[s.length - 1] ?? Number.NaN)} ms`;
-}
 
 async function statelessBodies(n: number): Promise<{ address: string; signature: Hex; timestamp: number }[]> {
   const t = Math.floor(Date.now() / 1000);
@@ -90,10 +81,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runBench(main);
