@@ -7,6 +7,7 @@ import { deriveOmniAccount } from '../lib/omni';
 import { AkFlow, AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
 import { buildSiweMessage, buildStatelessWalletMessage, parseSiweMessage, type SiweFields } from '../lib/wallet-message';
 import { submitWalletSignatureUpdate } from '../workflows/wallet-login-definitions';
+import type { LoginSessionBody } from './email-login-client';
 import { startStack, type TestStack } from './harness';
 import { newWallet, nowSeconds, rowCounts, withHighS, withRecoveryBitV, type TestWallet } from './wallet-client';
 
@@ -18,14 +19,7 @@ after(async () => {
   await stack?.stop();
 });
 
-interface Session {
-  token: string;
-  token_type: string;
-  expires_at: number;
-  omni_account: string;
-  user_id: string;
-  identity: { type: string; value: string };
-}
+type Session = LoginSessionBody;
 
 interface Challenge {
   request_id: string;
