@@ -1,6 +1,7 @@
 import type { ActivityDeps } from './deps';
 import { createEmailLoginActivities } from './email-login';
 import { createLoginActivities } from './login';
+import { createMaintenanceActivities } from './maintenance';
 import { createMintActivities } from './mint';
 import { createTeeActivities } from './tee';
 import { createWalletLoginActivities } from './wallet-login';
@@ -13,6 +14,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createMintActivities(deps),
     ...createTeeActivities(deps),
     ...createWalletLoginActivities(deps),
+    ...createMaintenanceActivities(deps),
   };
 }
 

@@ -4,7 +4,9 @@ import type { Db } from '../db/pool';
 import type { Config } from '../lib/config';
 import type { BrokerSecrets } from '../lib/secrets';
 import { temporalConnectionOptions } from '../lib/temporal-options';
+import { connectTemporalClient } from '../api/temporal-client';
 import { createBrokerWorker } from './create-worker';
+import { ensureMaintenanceSchedule } from './schedules';
 
 export interface RunningWorker {
   worker: Worker;
@@ -24,6 +26,12 @@ export async function startBrokerWorker(opts: { config: Config; secrets: BrokerS
   const mailer = new SesMailer(config.BROKER_EMAIL_FROM, { region: config.AWS_REGION, endpoint: config.BROKER_SES_ENDPOINT });
   const connection = await NativeConnection.connect(temporalConnectionOptions(config, opts.address));
   const worker = await createBrokerWorker({ deps: { config, db, secrets, mailer, now: Date.now }, connection, workflowBundle: opts.workflowBundle });
+  const client = await connectTemporalClient(config, secrets, opts.address);
+  try {
+    await ensureMaintenanceSchedule(client, config);
+  } finally {
+    await client.connection.close();
+  }
   const done = worker.run().finally(async () => {
     mailer.destroy();
     await connection.close();

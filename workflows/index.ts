@@ -3,3 +3,4 @@ export { emailLoginWorkflow } from './email-login';
 export { walletLoginWorkflow } from './wallet-login';
 export { teeAccountWorkflow } from './tee-account';
 export { mintAwsCredsWorkflow, mintOidcJwtWorkflow } from './mint';
+export { purgeExpiredWorkflow } from './maintenance';

@@ -1,0 +1,20 @@
+import type { ActivityDeps } from './deps';
+
+export interface PurgeResult {
+  /** Replay-guard rows past their window (the proof would be refused by its own time check). */
+  proofs: number;
+  /** Session rows whose token has expired (the token is refused by its exp anyway). */
+  sessions: number;
+}
+
+export function createMaintenanceActivities(deps: ActivityDeps) {
+  return {
+    /** Deletes rows that can no longer change any decision. Idempotent: a retry deletes nothing more. */
+    async purgeExpiredRows(): Promise<PurgeResult> {
+      const now = new Date(deps.now());
+      const proofs = await deps.db.query('DELETE FROM used_signatures WHERE expires_at < $1', [now]);
+      const sessions = await deps.db.query('DELETE FROM sessions WHERE expires_at < $1', [now]);
+      return { proofs: proofs.rowCount ?? 0, sessions: sessions.rowCount ?? 0 };
+    },
+  };
+}

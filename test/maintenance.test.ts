@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { ensureMaintenanceSchedule } from '../worker/schedules';
+import type { purgeExpiredWorkflow } from '../workflows/maintenance';
+import { PURGE_SCHEDULE_ID } from '../workflows/maintenance-definitions';
+import { startStack, type TestStack } from './harness';
+
+let stack: TestStack;
+before(async () => {
+  stack = await startStack();
+});
+after(async () => {
+  await stack?.stop();
+});
+
+const hex = () => randomBytes(16).toString('hex');
+
+void describe('housekeeping', () => {
+  void test('the purge drops expired replay-guard and session rows and keeps live ones', async () => {
+    const [oldProof, liveProof, oldSession, liveSession] = [hex(), hex(), hex(), hex()];
+    await stack.db.query(
+      `INSERT INTO used_signatures (signature_hash, purpose, expires_at) VALUES ($1, 'test', now() - interval '1 minute'), ($2, 'test', now() + interval '1 hour')`,
+      [oldProof, liveProof],
+    );
+    await stack.db.query(
+      `INSERT INTO sessions (jti, omni_account, method, expires_at) VALUES ($1, '0xabc', 'email', now() - interval '1 minute'), ($2, '0xabc', 'email', now() + interval '1 hour')`,
+      [oldSession, liveSession],
+    );
+    const result = await stack.temporal.workflow.execute<typeof purgeExpiredWorkflow>('purgeExpiredWorkflow', {
+      workflowId: `maintenance/purge-test-${hex()}`,
+      taskQueue: stack.config.BROKER_TASK_QUEUE,
+    });
+    assert.ok(result.proofs >= 1 && result.sessions >= 1, JSON.stringify(result));
+    const proofs = await stack.db.query<{ signature_hash: string }>('SELECT signature_hash FROM used_signatures WHERE signature_hash = ANY($1)', [[oldProof, liveProof]]);
+    assert.deepEqual(proofs.rows.map((r) => r.signature_hash), [liveProof]);
+    const sessions = await stack.db.query<{ jti: string }>('SELECT jti FROM sessions WHERE jti = ANY($1)', [[oldSession, liveSession]]);
+    assert.deepEqual(sessions.rows.map((r) => r.jti), [liveSession]);
+  });
+
+  void test('the hourly schedule is registered once, on the broker task queue', async () => {
+    await stack.temporal.schedule.getHandle(PURGE_SCHEDULE_ID).delete().catch(() => undefined);
+    try {
+      assert.equal(await ensureMaintenanceSchedule(stack.temporal, stack.config), 'created');
+      assert.equal(await ensureMaintenanceSchedule(stack.temporal, stack.config), 'existing');
+      const d = await stack.temporal.schedule.getHandle(PURGE_SCHEDULE_ID).describe();
+      assert.equal(d.action.type, 'startWorkflow');
+      assert.equal(d.action.type === 'startWorkflow' ? d.action.taskQueue : '', stack.config.BROKER_TASK_QUEUE);
+      assert.equal(d.spec.intervals?.[0]?.every, 3_600_000);
+    } finally {
+      await stack.temporal.schedule.getHandle(PURGE_SCHEDULE_ID).delete();
+    }
+  });
+});
