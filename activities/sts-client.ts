@@ -176,10 +176,10 @@ const READINESS_RECHECK_MS = 60_000;
  */
 export async function stsStartupGate(
   config: Pick<Config, 'AWS_REGION' | 'BROKER_STS_ENDPOINT' | 'BROKER_DATA_ROLE_ARN' | 'isProduction'>,
-  opts: { skip: boolean; credentials?: StaticAwsCredentials },
+  opts: { skipCheck: boolean; credentials?: StaticAwsCredentials },
 ): Promise<StsReadinessCheck> {
   if (!config.isProduction) return () => Promise.resolve({ ok: true, detail: 'start-up check not run outside production' });
-  if (opts.skip) return () => Promise.resolve({ ok: true, detail: 'start-up check skipped (--skip-startup-check)' });
+  if (opts.skipCheck) return () => Promise.resolve({ ok: true, detail: 'start-up check skipped (--skip-startup-check)' });
   let last = { at: Date.now(), identity: await stsStartupCheck(config, opts) };
   return async () => {
     if (Date.now() - last.at >= READINESS_RECHECK_MS) {

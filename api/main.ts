@@ -17,8 +17,8 @@ async function main(): Promise<void> {
   const db = createPool(config.DATABASE_URL, config.BROKER_DB_POOL_MAX);
   await migrate(db);
   // Production only: refuse to start when STS is unreachable with the broker's credentials.
-  const skip = process.argv.includes('--skip-startup-check') || config.BROKER_SKIP_STARTUP_CHECK === true;
-  const sts = await stsStartupGate(config, { skip });
+  const skipCheck = process.argv.includes('--skip-startup-check') || config.BROKER_SKIP_STARTUP_CHECK === true;
+  const sts = await stsStartupGate(config, { skipCheck });
   const api = await startApi({ config, secrets, db, address: config.TEMPORAL_ADDRESS, readiness: { sts } });
   api.app.log.info(`agentkeys-broker API listening on ${api.url} (public URL ${config.publicUrl}, docs ${config.publicUrl}/docs)`);
   let closing = false;

@@ -35,26 +35,26 @@ void describe('STS start-up check', () => {
 
   void test('production refuses to start when STS is unreachable, refuses its credentials, or no role is set', async () => {
     const closed = `http://127.0.0.1:${await findFreePort()}`;
-    await assert.rejects(stsStartupGate(production(closed, ROLE), { skip: false, credentials: CREDENTIALS }), (e: Error) => {
+    await assert.rejects(stsStartupGate(production(closed, ROLE), { skipCheck: false, credentials: CREDENTIALS }), (e: Error) => {
       assert.ok(e instanceof StsStartupError);
       assert.match(e.message, /cannot reach http:\/\/127\.0\.0\.1:\d+ with the broker's AWS credentials .*--skip-startup-check/);
       return true;
     });
     sts.failNext(1, 'AccessDenied');
-    await assert.rejects(stsStartupGate(production(sts.url, ROLE), { skip: false, credentials: CREDENTIALS }), /GetCallerIdentity failed: AccessDenied/);
-    await assert.rejects(stsStartupGate(production(sts.url, undefined), { skip: false, credentials: CREDENTIALS }), /BROKER_DATA_ROLE_ARN is not set/);
+    await assert.rejects(stsStartupGate(production(sts.url, ROLE), { skipCheck: false, credentials: CREDENTIALS }), /GetCallerIdentity failed: AccessDenied/);
+    await assert.rejects(stsStartupGate(production(sts.url, undefined), { skipCheck: false, credentials: CREDENTIALS }), /BROKER_DATA_ROLE_ARN is not set/);
   });
 
   void test('/readyz part: reachable in production, skipped on request, not run in development', async () => {
     sts.clear();
-    const ok = await stsStartupGate(production(sts.url, ROLE), { skip: false, credentials: CREDENTIALS });
+    const ok = await stsStartupGate(production(sts.url, ROLE), { skipCheck: false, credentials: CREDENTIALS });
     assert.deepEqual(await ok(), { ok: true, detail: 'reachable as arn:aws:iam::123456789012:user/fixture' });
 
     sts.clear();
     const closed = `http://127.0.0.1:${await findFreePort()}`;
-    const skipped = await stsStartupGate(production(closed, ROLE), { skip: true });
+    const skipped = await stsStartupGate(production(closed, ROLE), { skipCheck: true });
     assert.deepEqual(await skipped(), { ok: true, detail: 'start-up check skipped (--skip-startup-check)' });
-    const dev = await stsStartupGate({ ...production(closed, ROLE), isProduction: false }, { skip: false });
+    const dev = await stsStartupGate({ ...production(closed, ROLE), isProduction: false }, { skipCheck: false });
     assert.match((await dev()).detail ?? '', /not run outside production/);
     assert.equal(sts.calls().length, 0);
   });
