@@ -1,0 +1,265 @@
+/**
+ * `npm run histories:record [-- --replace]`: records one Temporal history per main path of every
+ * workflow into test/histories/<workflowType>-<case>-v<package version>.bin (binary
+ * temporal.api.history.v1.History), for the replay test (test/replay.test.ts).
+ *
+ * Boots a real stack (test/harness.ts) with the TEST-ONLY payload key and HMAC secret of
+ * test/replay-keys.ts, drives each flow over HTTP the way clients and the TEE do, waits for every
+ * run to close and saves its history. Run it on the released code after each release; files that
+ * already exist are kept unless --replace is given, so histories of earlier releases stay.
+ * Uses the Temporal dev server at TEMPORAL_ADDRESS, or starts one of its own.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { WorkflowHandle } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
+import { deriveOmniAccount, type Identity } from '../lib/omni';
+import { buildStatelessWalletMessage } from '../lib/wallet-message';
+import { MINT_ID_PREFIX } from '../workflows/mint-definitions';
+import { TEE_ACCOUNT_ID_PREFIX } from '../workflows/tee-account-definitions';
+import { WALLET_LOGIN_ID_PREFIX } from '../workflows/wallet-login-definitions';
+import { latestCode, requestCode, submitCode, uniqueEmail, workflowIdOf } from '../test/email-login-client';
+import { startStack, type TestStack } from '../test/harness';
+import { walletLogin, type WalletSession } from '../test/mint-client';
+import { REPLAY_TEST_ONLY_ENV } from '../test/replay-keys';
+import { newWallet, nowSeconds } from '../test/wallet-client';
+import { findOrInstallTemporalCli } from './temporal-cli';
+import { startTemporalDevServer } from './temporal-dev-server';
+
+const ROOT = join(__dirname, '..');
+const HISTORIES_DIR = join(ROOT, 'test', 'histories');
+const EventType = temporal.api.enums.v1.EventType;
+const CLOSED = new Set([EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED]);
+
+/** Short windows, so every recorded run closes within seconds. */
+const RECORDING_ENV: Record<string, string> = {
+  ...REPLAY_TEST_ONLY_ENV,
+  BROKER_EMAIL_CODE_TTL_SECONDS: '4',
+  BROKER_EMAIL_MAX_ATTEMPTS: '2',
+  BROKER_TEE_ACCOUNT_IDLE_SECONDS: '2',
+  BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000',
+};
+
+interface Recording {
+  workflowType: string;
+  /** Kebab-case name of the path the run took. */
+  name: string;
+  workflowId: string;
+  /** Update (or signal) names the history must contain, in order: proof the case did what it says. */
+  expectUpdates?: string[];
+}
+
+function check(ok: boolean, what: string): asserts ok {
+  if (!ok) throw new Error(`recording failed: ${what}`);
+}
+
+async function post(stack: TestStack, path: string, status: number, opts: { body?: unknown; token?: string } = {}): Promise<unknown> {
+  const res = await stack.request('POST', path, opts);
+  check(res.status === status, `POST ${path}: expected ${status}, got ${res.status} ${res.text}`);
+  return res.body;
+}
+
+/** The request id of the newest audit row of `event` for an account (what the flow logged as its request id). */
+async function auditRequestId(stack: TestStack, omniAccount: string, event: string): Promise<string> {
+  const r = await stack.db.query<{ request_id: string | null }>('SELECT request_id FROM audit_log WHERE omni_account = $1 AND event = $2 ORDER BY seq DESC LIMIT 1', [
+    omniAccount,
+    event,
+  ]);
+  const id = r.rows[0]?.request_id;
+  check(typeof id === 'string' && id.length > 0, `no ${event} audit row for ${omniAccount}`);
+  return id;
+}
+
+// ---- email code login ---------------------------------------------------------------------------
+
+async function emailSuccess(stack: TestStack): Promise<Recording> {
+  const email = uniqueEmail('replay-success');
+  const { request_id } = await requestCode(stack, email);
+  const res = await submitCode(stack, request_id, await latestCode(stack, email));
+  check(res.status === 200, `email login: ${res.text}`);
+  return { workflowType: 'emailLoginWorkflow', name: 'success', workflowId: workflowIdOf(request_id), expectUpdates: ['requestCode', 'submitCode'] };
+}
+
+async function emailTooManyAttempts(stack: TestStack): Promise<Recording> {
+  const email = uniqueEmail('replay-locked');
+  const { request_id } = await requestCode(stack, email);
+  const right = await latestCode(stack, email);
+  const wrong = right === '000000' ? '111111' : '000000';
+  const first = await submitCode(stack, request_id, wrong);
+  check(first.status === 401, `first wrong code: ${first.status} ${first.text}`);
+  const second = await submitCode(stack, request_id, wrong);
+  check(second.status === 429, `second wrong code: ${second.status} ${second.text}`);
+  return {
+    workflowType: 'emailLoginWorkflow',
+    name: 'too-many-attempts',
+    workflowId: workflowIdOf(request_id),
+    expectUpdates: ['requestCode', 'submitCode', 'submitCode'],
+  };
+}
+
+async function emailExpired(stack: TestStack): Promise<Recording> {
+  const { request_id } = await requestCode(stack, uniqueEmail('replay-expired'));
+  return { workflowType: 'emailLoginWorkflow', name: 'expired', workflowId: workflowIdOf(request_id), expectUpdates: ['requestCode'] };
+}
+
+// ---- wallet login -------------------------------------------------------------------------------
+
+async function walletStateless(stack: TestStack): Promise<Recording> {
+  const w = newWallet();
+  const timestamp = nowSeconds();
+  const signature = await w.sign(buildStatelessWalletMessage(w.lower, timestamp));
+  const session = (await post(stack, '/v1/session/wallet_login', 200, { body: { address: w.address, signature, timestamp } })) as { omni_account: string };
+  const requestId = await auditRequestId(stack, session.omni_account, 'login.wallet');
+  return { workflowType: 'walletLoginWorkflow', name: 'stateless-success', workflowId: WALLET_LOGIN_ID_PREFIX + requestId, expectUpdates: ['submitWalletSignature'] };
+}
+
+async function walletSiwe(stack: TestStack): Promise<Recording> {
+  const w = newWallet();
+  const c = (await post(stack, '/v1/session/wallet_challenge', 200, { body: { address: w.address, format: 'siwe' } })) as { request_id: string; message: string };
+  await post(stack, '/v1/session/wallet_login', 200, { body: { request_id: c.request_id, signature: await w.sign(c.message) } });
+  return {
+    workflowType: 'walletLoginWorkflow',
+    name: 'siwe-success',
+    workflowId: WALLET_LOGIN_ID_PREFIX + c.request_id,
+    expectUpdates: ['issueWalletChallenge', 'submitWalletSignature'],
+  };
+}
+
+// ---- TEE account bookkeeping --------------------------------------------------------------------
+
+async function teeLoginThenWallet(stack: TestStack, teeKey: TeeKeyPair): Promise<Recording> {
+  const identity: Identity = { type: 'email', value: uniqueEmail('replay-tee') };
+  const omni = deriveOmniAccount(stack.config.BROKER_CLIENT_ID, identity);
+  const token = signTeeJwt(teeKey.privateKey, teeClaims(omni, 'access', stack.config.BROKER_CLIENT_ID, nowSeconds()));
+  const body = { userId: identity, clientId: stack.config.BROKER_CLIENT_ID, clientAuth: null, heimaLoginSuccess: true };
+  await post(stack, '/v3/account/post_heima_login', 200, { token, body });
+  await post(stack, '/v3/account/add_wallet', 200, { token });
+  return { workflowType: 'teeAccountWorkflow', name: 'login-then-add-wallet', workflowId: TEE_ACCOUNT_ID_PREFIX + omni, expectUpdates: ['recordHeimaLogin', 'addWalletSlot'] };
+}
+
+// ---- mints --------------------------------------------------------------------------------------
+
+const MINTS = [
+  { workflowType: 'mintOidcJwtWorkflow', path: '/v1/mint-oidc-jwt', event: 'mint.oidc' },
+  { workflowType: 'mintAwsCredsWorkflow', path: '/v1/mint-aws-creds', event: 'mint.aws' },
+] as const;
+
+async function mintSuccess(stack: TestStack, caller: WalletSession, mint: (typeof MINTS)[number]): Promise<Recording> {
+  await post(stack, mint.path, 200, { token: caller.token });
+  const requestId = await auditRequestId(stack, caller.omni_account, mint.event);
+  return { workflowType: mint.workflowType, name: 'success', workflowId: MINT_ID_PREFIX + requestId };
+}
+
+/** An agent wallet whose only grant was revoked is refused (and the refusal audited). */
+async function mintDenied(stack: TestStack, agent: WalletSession, mint: (typeof MINTS)[number]): Promise<Recording> {
+  await post(stack, mint.path, 403, { token: agent.token });
+  const requestId = await auditRequestId(stack, agent.omni_account, mint.event);
+  return { workflowType: mint.workflowType, name: 'denied-agent', workflowId: MINT_ID_PREFIX + requestId };
+}
+
+async function revokedAgent(stack: TestStack): Promise<WalletSession> {
+  const [main, agent] = await Promise.all([walletLogin(stack), walletLogin(stack)]);
+  const grant = (await post(stack, '/v1/grants', 201, { token: main.token, body: { agent_address: agent.wallet.lower } })) as { grant_id: string };
+  const res = await stack.request('DELETE', `/v1/grants/${grant.grant_id}`, { token: main.token });
+  check(res.status === 204, `revoke: ${res.status} ${res.text}`);
+  return agent;
+}
+
+// ---- housekeeping -------------------------------------------------------------------------------
+
+async function purge(stack: TestStack): Promise<Recording> {
+  const workflowId = `maintenance/purge-replay-${Date.now()}`;
+  await stack.temporal.workflow.start('purgeExpiredWorkflow', { workflowId, taskQueue: stack.config.BROKER_TASK_QUEUE });
+  return { workflowType: 'purgeExpiredWorkflow', name: 'success', workflowId };
+}
+
+// ---- saving -------------------------------------------------------------------------------------
+
+function updateNames(history: temporal.api.history.v1.IHistory): string[] {
+  return (history.events ?? []).flatMap((e) => {
+    const name = e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name;
+    return name ? [name] : [];
+  });
+}
+
+async function fetchClosedHistory(handle: WorkflowHandle, rec: Recording): Promise<temporal.api.history.v1.IHistory> {
+  // A denied mint fails its run on purpose: closed is what matters here, not how.
+  await handle.result().catch(() => undefined);
+  const history = await handle.fetchHistory();
+  const events = history.events ?? [];
+  const started = events[0]?.workflowExecutionStartedEventAttributes;
+  const last = events[events.length - 1];
+  check(started?.workflowType?.name === rec.workflowType, `${rec.workflowId} is a ${started?.workflowType?.name ?? '?'} run, not ${rec.workflowType}`);
+  check(started.workflowId === rec.workflowId, `${rec.workflowId}: the started event does not carry the workflow id (the replay needs it)`);
+  check(last?.eventType != null && CLOSED.has(last.eventType), `${rec.workflowId} did not complete or fail (last event ${String(last?.eventType)})`);
+  if (rec.expectUpdates) {
+    const got = updateNames(history);
+    check(JSON.stringify(got) === JSON.stringify(rec.expectUpdates), `${rec.workflowId}: updates ${got.join(',')} instead of ${rec.expectUpdates.join(',')}`);
+  }
+  return history;
+}
+
+async function packageVersion(): Promise<string> {
+  const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version?: string };
+  check(typeof pkg.version === 'string' && /^[0-9A-Za-z.+-]+$/.test(pkg.version), 'package.json has no usable version');
+  return pkg.version;
+}
+
+async function record(stack: TestStack, teeKey: TeeKeyPair): Promise<Recording[]> {
+  stack.sts.setJwksUrl(`${stack.url}/.well-known/jwks.json`);
+  const [caller, agent] = await Promise.all([walletLogin(stack), revokedAgent(stack)]);
+  return Promise.all([
+    emailSuccess(stack),
+    emailTooManyAttempts(stack),
+    emailExpired(stack),
+    walletStateless(stack),
+    walletSiwe(stack),
+    teeLoginThenWallet(stack, teeKey),
+    ...MINTS.flatMap((m) => [mintSuccess(stack, caller, m), mintDenied(stack, agent, m)]),
+    purge(stack),
+  ]);
+}
+
+async function main(): Promise<void> {
+  const replace = process.argv.includes('--replace');
+  const version = await packageVersion();
+  const t0 = Date.now();
+  let stopServer: (() => Promise<void>) | undefined;
+  if (!process.env.TEMPORAL_ADDRESS) {
+    const server = await startTemporalDevServer({ cliPath: await findOrInstallTemporalCli(), uiPort: false });
+    process.env.TEMPORAL_ADDRESS = server.address;
+    stopServer = () => server.stop();
+  }
+  const teeKey = await generateTeeKeyPair();
+  const stack = await startStack({ env: { ...RECORDING_ENV, BROKER_TEE_JWT_PUBLIC_KEY: teeKey.publicKeyPem } });
+  try {
+    const recordings = await record(stack, teeKey);
+    const histories = await Promise.all(recordings.map(async (rec) => ({ rec, history: await fetchClosedHistory(stack.temporal.workflow.getHandle(rec.workflowId), rec) })));
+    await mkdir(HISTORIES_DIR, { recursive: true });
+    for (const { rec, history } of histories) {
+      const file = join(HISTORIES_DIR, `${rec.workflowType}-${rec.name}-v${version}.bin`);
+      const shown = file.slice(ROOT.length + 1);
+      if (existsSync(file) && !replace) {
+        console.log(`kept     ${shown} (exists; --replace overwrites it)`);
+        continue;
+      }
+      const bytes = temporal.api.history.v1.History.encode(history).finish();
+      await writeFile(file, bytes);
+      console.log(`recorded ${shown} (${history.events?.length ?? 0} events, ${bytes.length} bytes)`);
+    }
+    console.log(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  } finally {
+    await stack.stop();
+    await stopServer?.();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e instanceof Error ? e.stack : e);
+    process.exit(1);
+  },
+);
