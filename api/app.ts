@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { ApiDeps } from './deps';
 import { loggerOptions } from './logger';
@@ -39,6 +39,12 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
     },
     // Graceful shutdown: stop accepting, let in-flight requests finish.
     return503OnClosing: true,
+    // The router's own refusals (a malformed URL, a path parameter over 100 characters) in the
+    // wire error shape too, without echoing the URL back (Fastify's default does both otherwise).
+    frameworkErrors: (err, _request, reply: FastifyReply) => {
+      const status = err.statusCode ?? 400;
+      void reply.code(status).send(status >= 500 ? { error: 'internal', message: 'internal error' } : { error: 'bad_request', message: err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is too long' : 'the URL is malformed' });
+    },
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

@@ -16,5 +16,8 @@ export const loginSessionSchema = z.object({
   identity: identitySchema,
 });
 
+/** A grant id as POST /v1/grants issues it (CONTRACTS §6): `grt_` + 32 lower-case hex digits. */
+export const grantIdSchema = z.string().regex(/^grt_[0-9a-f]{32}$/, 'grant_id is malformed (expected grt_ and 32 lower-case hex digits)');
+
 /** Responses every route may give besides its success, for the OpenAPI page. */
 export const commonErrors = { 400: errorBody, 401: errorBody, 429: errorBody, 500: errorBody, 503: errorBody };

@@ -17,13 +17,17 @@ export interface WalletSession extends Session {
   wallet: TestWallet;
 }
 
-// Each signature is accepted once: successive logins of one wallet sign distinct timestamps.
-let skew = 0;
+/** The earliest timestamp each wallet has signed in this process. */
+const earliestSigned = new Map<string, number>();
 
-/** A wallet login with the stateless EIP-191 message (a new wallet unless one is given). */
+/**
+ * A wallet login with the stateless EIP-191 message (a new wallet unless one is given). Each login
+ * of a wallet signs an earlier timestamp than the one before, so two logins of one wallet never
+ * sign the same message (the broker accepts each signature once), however fast they follow.
+ */
 export async function walletLogin(stack: TestStack, wallet: TestWallet = newWallet()): Promise<WalletSession> {
-  skew += 1;
-  const timestamp = nowSeconds() - (skew % 600);
+  const timestamp = Math.min(nowSeconds() - 1, (earliestSigned.get(wallet.lower) ?? Infinity) - 1);
+  earliestSigned.set(wallet.lower, timestamp);
   const signature = await wallet.sign(buildStatelessWalletMessage(wallet.lower, timestamp));
   const res = await stack.request('POST', '/v1/session/wallet_login', { body: { address: wallet.address, signature, timestamp } });
   assert.equal(res.status, 200, res.text);

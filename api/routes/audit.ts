@@ -7,6 +7,8 @@ import { commonErrors } from '../schemas';
 
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 200;
+/** The largest bigint: no seq (or `before` cursor) is above it. */
+const MAX_SEQ = 9_223_372_036_854_775_807n;
 
 const entrySchema = z.object({
   seq: z.string().describe('position in the chained log (a decimal string)'),
@@ -35,7 +37,12 @@ export default async function auditRoutes(appBase: FastifyInstance) {
         security: [{ bearer: [] }],
         querystring: z.object({
           limit: z.coerce.number().int().min(1, 'limit must be at least 1').max(MAX_LIMIT, `limit must be at most ${MAX_LIMIT}`).default(DEFAULT_LIMIT),
-          before: z.string().regex(/^[1-9]\d{0,18}$/, 'before must be a seq from a previous page').optional(),
+          before: z
+            .string()
+            .regex(/^[1-9]\d{0,18}$/, 'before must be a seq from a previous page')
+            // seq is a Postgres bigint: a larger cursor would fail in the query (a 500), not page.
+            .refine((v) => !/^\d{19}$/.test(v) || BigInt(v) <= MAX_SEQ, 'before must be a seq from a previous page')
+            .optional(),
         }),
         response: { 200: z.object({ entries: z.array(entrySchema), next_before: z.string().nullable() }), ...commonErrors },
       },

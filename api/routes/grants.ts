@@ -5,9 +5,10 @@ import { z } from 'zod';
 import { appendAudit } from '../../db/audit';
 import { findMainAddress, insertGrant, listGrantsOfAccount, revokeGrant, type GrantRow } from '../../db/grants';
 import { withTransaction } from '../../db/pool';
+import { canonicalJson } from '../../lib/audit-chain';
 import { hmacHex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
-import { commonErrors, errorBody } from '../schemas';
+import { commonErrors, errorBody, grantIdSchema } from '../schemas';
 
 /**
  * Grants (CONTRACTS §6): the main account binds an agent wallet with a scope and an expiry.
@@ -18,7 +19,8 @@ import { commonErrors, errorBody } from '../schemas';
 const evmAddress = z
   .string()
   .regex(/^0x[0-9a-fA-F]{40}$/, 'must be a 0x-prefixed 20-byte hex address')
-  .transform((a) => a.toLowerCase());
+  .transform((a) => a.toLowerCase())
+  .refine((a) => !/^0x0{40}$/.test(a), 'must not be the zero address (nobody holds its key)');
 
 const scopeItem = z.string().regex(/^[\x21-\x7e]{1,256}$/, 'scope entries are 1-256 printable characters without spaces');
 const scopeSchema = z
@@ -28,7 +30,6 @@ const scopeSchema = z
   })
   .strict();
 
-const grantIdSchema = z.string().regex(/^grt_[0-9a-f]{32}$/, 'grant_id is malformed');
 const idempotencyKeySchema = z.string().regex(/^[\w.:-]{1,128}$/, 'Idempotency-Key must be 1-128 characters of [A-Za-z0-9_.:-]');
 
 const createdGrant = z.object({
@@ -50,6 +51,15 @@ const unix = (d: Date): number => Math.floor(d.getTime() / 1000);
 function scopeOf(g: GrantRow): z.infer<typeof scopeSchema> {
   const parsed = scopeSchema.safeParse(g.scope);
   return parsed.success ? parsed.data : {};
+}
+
+/** Whether a stored grant is the one this request asks for: a retry under an Idempotency-Key must ask for the same grant. */
+function isSameGrantRequest(g: GrantRow, req: { agent_address: string; scope: z.infer<typeof scopeSchema>; expires_in: number }): boolean {
+  return (
+    g.agent_address === req.agent_address &&
+    canonicalJson(scopeOf(g)) === canonicalJson(req.scope) &&
+    g.expires_at.getTime() - g.created_at.getTime() === req.expires_in * 1000
+  );
 }
 
 export default async function grantRoutes(appBase: FastifyInstance) {
@@ -109,6 +119,9 @@ export default async function grantRoutes(appBase: FastifyInstance) {
         return inserted;
       });
       if (!result) throw new BrokerError('conflict', 'this Idempotency-Key was already used for another grant');
+      if (!result.created && !isSameGrantRequest(result.grant, { agent_address, scope, expires_in })) {
+        throw new BrokerError('conflict', 'this Idempotency-Key was already used for a different grant request (agent_address, scope or expires_in); use a new key');
+      }
       const g = result.grant;
       return reply.code(201).send({ grant_id: g.grant_id, main_address: g.main_address, agent_address: g.agent_address, scope: scopeOf(g), expires_at: unix(g.expires_at) });
     },

@@ -1,23 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
-import { TimeoutFailure } from '@temporalio/common';
+import { ApplicationFailure, TimeoutFailure } from '@temporalio/common';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { hmacHex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { AkFlow, AkOmniAccount, AkStage } from '../../lib/search-attributes';
-import { MINT_ID_PREFIX, type MintAwsRequest, type MintCaller, type MintRequest } from '../../workflows/mint-definitions';
+import { MINT_ID_PREFIX, MintActivityFailure, type MintAwsRequest, type MintCaller, type MintRequest } from '../../workflows/mint-definitions';
 import type { mintAwsCredsWorkflow, mintOidcJwtWorkflow } from '../../workflows/mint';
 import { driveFlow } from '../flow-errors';
 import { bearerToken } from '../plugins/auth';
-import { commonErrors, errorBody } from '../schemas';
+import { commonErrors, errorBody, grantIdSchema } from '../schemas';
 
 /** A mint that has not finished by then is abandoned (the caller gets `unavailable`). */
 const MINT_TIMEOUT = '1 minute';
 const MIN_STS_DURATION_SECONDS = 900;
-
-const grantIdSchema = z.string().min(1, 'grant_id is empty').max(128, 'grant_id is too long').optional();
 
 /**
  * Credential minting (CONTRACTS §4): POST /v1/mint-oidc-jwt and POST /v1/mint-aws-creds, each
@@ -30,7 +28,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
   const maxDuration = config.BROKER_SESSION_DURATION_SECONDS;
 
   // `curl -X POST -H 'content-type: application/json'` with no body is a valid mint request here.
-  const jsonParser = app.getDefaultJsonParser('error', 'ignore');
+  const jsonParser = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
@@ -72,6 +70,11 @@ export default async function mintRoutes(appBase: FastifyInstance) {
       if (e instanceof WorkflowFailedError && e.cause instanceof TimeoutFailure) {
         throw new BrokerError('unavailable', 'the mint did not complete in time; nothing was issued, try again');
       }
+      // The OIDC keyset is unreadable or unusable (as /readyz and the JWKS then say): the operator's to fix, not a bug.
+      if (e instanceof WorkflowFailedError && e.cause instanceof ApplicationFailure && e.cause.type === MintActivityFailure.signingFailed) {
+        request.log.error({ flow: 'mint', request_id: requestId, err: e.cause }, 'mint could not sign');
+        throw new BrokerError('unavailable', 'the broker cannot sign tokens right now (its OIDC signing key is not usable); nothing was issued, try again later');
+      }
       if (e instanceof BrokerError) request.log.info({ flow: 'mint', request_id: requestId, error: e.kind }, 'mint refused');
       throw e;
     }
@@ -88,7 +91,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
         summary: 'Mint a short-lived OIDC JWT for AWS STS AssumeRoleWithWebIdentity',
         description: 'Audited before it is returned. An agent wallet mints under an active grant of its main wallet (optionally the given grant_id).',
         security: [{ bearer: [] }],
-        body: z.looseObject({ grant_id: grantIdSchema }).nullish(),
+        body: z.looseObject({ grant_id: grantIdSchema.optional() }).nullish(),
         response: { 200: z.object({ jwt: z.string(), wallet: z.string(), expiration: z.number().int().describe('unix seconds') }), ...mintErrors },
       },
     },
@@ -114,7 +117,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
         security: [{ bearer: [] }],
         body: z
           .looseObject({
-            grant_id: grantIdSchema,
+            grant_id: grantIdSchema.optional(),
             duration_seconds: z
               .number()
               .int('duration_seconds must be a whole number of seconds')

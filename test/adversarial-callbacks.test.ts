@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
+import { deriveOmniAccount, type Identity } from '../lib/omni';
+import { startStack, type TestStack } from './harness';
+import { assertUnchanged, dbSnapshot, spyWorkflowStarts, type HttpAnswer, type WorkflowStartSpy } from './adversarial-probes';
+
+/**
+ * The TEE callbacks' remaining gaps (tee-callbacks.test.ts covers the rest): add_wallet with
+ * expired / forged bearers, oversized bodies and concurrent retries; the allow-listed lookups with
+ * malformed and oversized input. Refusals are the callback envelope with a 4xx and change nothing.
+ */
+
+let stack: TestStack;
+let tee: TeeKeyPair;
+let starts: WorkflowStartSpy;
+
+before(async () => {
+  tee = await generateTeeKeyPair();
+  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_TEE_JWT_PUBLIC_KEY: tee.publicKeyPem } });
+  starts = spyWorkflowStarts(stack.temporal);
+});
+after(async () => {
+  starts?.restore();
+  await stack?.stop();
+});
+
+const nowS = () => Math.floor(Date.now() / 1000);
+const b64url = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+const access = (omni: string, overrides: Record<string, unknown> = {}) => signTeeJwt(tee.privateKey, { ...teeClaims(omni, 'access', 'agentkeys', nowS()), ...overrides });
+
+/** A TEE-logged-in email account: its OmniAccount and access token. */
+async function teeAccount(): Promise<{ omni: string; token: string }> {
+  const identity: Identity = { type: 'email', value: `cb.${randomBytes(6).toString('hex')}@example.com` };
+  const omni = deriveOmniAccount('agentkeys', identity);
+  const token = access(omni);
+  const r = await stack.request('POST', '/v3/account/post_heima_login', { token, body: { userId: identity, clientId: 'agentkeys', clientAuth: null, heimaLoginSuccess: true } });
+  assert.equal(r.status, 200, r.text);
+  return { omni, token };
+}
+
+/** The callback failure envelope: the status, code = status × 100, data null. */
+function assertEnvelopeFailure(res: HttpAnswer, status: number, message: RegExp | undefined, what: string): void {
+  assert.equal(res.status, status, `${what}: ${res.text.slice(0, 300)}`);
+  const b = res.body as { code: number; message: string; data: unknown };
+  assert.deepEqual(Object.keys(b).sort(), ['code', 'data', 'message'], what);
+  assert.equal(b.code, status * 100, what);
+  assert.equal(b.data, null, what);
+  if (message) assert.match(b.message, message, what);
+}
+
+async function slots(omni: string): Promise<number[]> {
+  const r = await stack.db.query<{ wallet_index: number }>('SELECT wallet_index FROM wallets WHERE omni_account = $1 ORDER BY wallet_index', [omni]);
+  return r.rows.map((row) => row.wallet_index);
+}
+
+void describe('add_wallet: expired, forged, oversized, malformed', () => {
+  void test('refused bearers and bodies → 4xx envelope; no slot, no audit row, no workflow', async () => {
+    const { omni, token } = await teeAccount();
+    const other = await generateTeeKeyPair();
+    const [h, p] = token.split('.');
+    const cases: { name: string; token?: string; body?: unknown; headers?: Record<string, string>; status: number; message?: RegExp }[] = [
+      { name: 'expired', token: access(omni, { exp: nowS() - 1 }), status: 401, message: /expired/ },
+      { name: 'another RSA key', token: signTeeJwt(other.privateKey, teeClaims(omni, 'access', 'agentkeys', nowS())), status: 401, message: /TEE token refused/ },
+      { name: 'alg none', token: `${b64url({ alg: 'none', typ: 'JWT' })}.${p}.`, status: 401, message: /TEE token refused/ },
+      { name: 'claims swapped under the real signature', token: `${h}.${b64url({ ...teeClaims(omni, 'access', 'agentkeys', nowS()), exp: nowS() + 30 * 86400 })}.${token.split('.')[2]}`, status: 401, message: /TEE token refused/ },
+      { name: 'a broker-style ES256 token', token: `${b64url({ alg: 'ES256', typ: 'at+jwt' })}.${p}.c2ln`, status: 401, message: /TEE token refused/ },
+      { name: 'a 20 KB body', token, body: { wallet_index: 1, pad: 'x'.repeat(20 * 1024) }, status: 413, message: /too large/ },
+      { name: 'wallet_index too large', token, body: { wallet_index: 2_147_483_648 }, status: 400, message: /wallet_index/ },
+      { name: 'wallet_index fractional', token, body: { wallet_index: 1.5 }, status: 400, message: /wallet_index/ },
+      { name: 'a JSON array', token, body: '[1]', status: 400 },
+      { name: 'bad Idempotency-Key', token, headers: { 'idempotency-key': 'a b' }, status: 400, message: /Idempotency-Key/ },
+    ];
+    const before = await dbSnapshot(stack.db);
+    const started = starts.count();
+    for (const c of cases) {
+      const res = await stack.request('POST', '/v3/account/add_wallet', { token: c.token, body: c.body, headers: c.headers });
+      assertEnvelopeFailure(res, c.status, c.message, c.name);
+    }
+    await assertUnchanged(stack.db, before, 'after the refused add_wallet calls');
+    assert.equal(starts.count(), started, 'a refused add_wallet started a workflow');
+  });
+});
+
+void describe('add_wallet: concurrent', () => {
+  void test('10 concurrent retries with one Idempotency-Key: one slot, one audit row', async () => {
+    const { omni, token } = await teeAccount();
+    const results = await Promise.all(Array.from({ length: 10 }, () => stack.request('POST', '/v3/account/add_wallet', { token, headers: { 'idempotency-key': 'tee-retry' } })));
+    for (const r of results) assert.equal(r.text, '{"code":10000,"message":"OK","data":{}}');
+    assert.deepEqual(await slots(omni), [0]);
+    const audit = await stack.db.query("SELECT 1 FROM audit_log WHERE omni_account = $1 AND event = 'tee.add_wallet'", [omni]);
+    assert.equal(audit.rowCount, 1);
+  });
+
+  void test('8 concurrent calls without a key: 8 distinct slots, none lost or doubled; the same index 8× at once is one slot', async () => {
+    const { omni, token } = await teeAccount();
+    const distinct = await Promise.all(Array.from({ length: 8 }, () => stack.request('POST', '/v3/account/add_wallet', { token })));
+    for (const r of distinct) assert.equal(r.status, 200, r.text);
+    assert.deepEqual(await slots(omni), [0, 1, 2, 3, 4, 5, 6, 7]);
+    const same = await Promise.all(Array.from({ length: 8 }, () => stack.request('POST', '/v3/account/add_wallet', { token, body: { wallet_index: 42 } })));
+    for (const r of same) assert.equal(r.status, 200, r.text);
+    assert.deepEqual(await slots(omni), [0, 1, 2, 3, 4, 5, 6, 7, 42]);
+  });
+});
+
+void describe('allow-listed lookups: malformed and oversized', () => {
+  void test('get_account_user_id and check_hyper_agent_address refuse bad input with a 4xx envelope', async () => {
+    const addr = () => `0x${randomBytes(20).toString('hex')}`;
+    const before = await dbSnapshot(stack.db);
+    const gets: [string, number][] = [
+      [`?email=${'a'.repeat(10 * 1024)}%40example.com`, 400],
+      ['?email=a%40example.com&email=b%40example.com', 400],
+      ['?email=%00%40example.com', 400],
+    ];
+    for (const [q, status] of gets) assertEnvelopeFailure(await stack.request('GET', `/v3/account/get_account_user_id${q}`), status, undefined, q.slice(0, 30));
+    const posts: [string, unknown, number][] = [
+      ['agent not hex', { main_address: addr(), agent_address: `0x${'zz'.repeat(20)}` }, 400],
+      ['login_type a string', { main_address: addr(), agent_address: addr(), login_type: '1' }, 400],
+      ['login_type 256', { main_address: addr(), agent_address: addr(), login_type: 256 }, 400],
+      ['a JSON array', '[]', 400],
+      ['malformed JSON', '{"main_address":', 400],
+      ['a 20 KB body', { main_address: addr(), agent_address: addr(), pad: 'x'.repeat(20 * 1024) }, 413],
+    ];
+    for (const [name, body, status] of posts) assertEnvelopeFailure(await stack.request('POST', '/v1/account/check_hyper_agent_address', { body }), status, undefined, name);
+    await assertUnchanged(stack.db, before, 'after the refused lookups');
+  });
+});
