@@ -139,6 +139,7 @@ void describe('session: replayed', () => {
     const other = await walletLogin(stack, session.wallet);
     assert.equal((await stack.request('POST', '/v1/session/logout', { token: session.token })).status, 204);
     assert.equal(await isRevoked(session.token), true);
+    assert.equal(await logoutRows(session.omni_account), 1, 'the logout is audited');
     await expectAllRefused(ROUTES.map((r) => ({ ...r, name: 'after logout', token: session.token, status: 401, error: 'unauthorized', message: /logged out/ })));
     // Only that session: another session of the same account is still live.
     assert.equal(await me(other.token), 200);
@@ -153,6 +154,11 @@ void describe('session: replayed', () => {
   });
 });
 
+async function logoutRows(omniAccount: string): Promise<number> {
+  const r = await stack.db.query(`SELECT 1 FROM audit_log WHERE event = 'session.logout' AND omni_account = $1`, [omniAccount]);
+  return r.rowCount ?? 0;
+}
+
 void describe('session: concurrent', () => {
   void test('10 concurrent logouts of one session: each 204 or 401, at least one 204, the session revoked once and refused after', async () => {
     const session = await walletLogin(stack);
@@ -162,6 +168,7 @@ void describe('session: concurrent', () => {
     assert.equal(await isRevoked(session.token), true);
     const revokedAt = await stack.db.query('SELECT revoked_at FROM sessions WHERE omni_account = $1 AND revoked_at IS NOT NULL', [session.omni_account]);
     assert.equal(revokedAt.rowCount, 1);
+    assert.equal(await logoutRows(session.omni_account), 1, 'one audit row however many logouts raced');
     assert.equal(await me(session.token), 401);
   });
 

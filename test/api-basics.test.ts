@@ -58,6 +58,21 @@ void describe('API basics', () => {
     assert.match(other.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/);
   });
 
+  void test('the Bearer scheme name is case-insensitive', async () => {
+    const email = `Scheme.${Date.now()}@example.com`;
+    const sent = await stack.request('POST', '/v1/session/email_code', { body: { email } });
+    assert.equal(sent.status, 202, sent.text);
+    const mail = await stack.ses.waitForMail(email.toLowerCase());
+    const code = /\b(\d{6})\b/.exec(mail.text)?.[1] ?? '';
+    const login = await stack.request('POST', '/v1/session/email_login', { body: { request_id: (sent.body as { request_id: string }).request_id, code } });
+    assert.equal(login.status, 200, login.text);
+    const { token } = login.body as { token: string };
+    for (const scheme of ['Bearer', 'bearer', 'BEARER']) {
+      const res = await stack.request('GET', '/v1/session/me', { headers: { authorization: `${scheme} ${token}` } });
+      assert.equal(res.status, 200, scheme);
+    }
+  });
+
   void test('bearer problems are 401 with a message', async () => {
     for (const authorization of ['', 'Bearer', 'Basic abc', 'Bearer not-a-jwt', `Bearer ${'a'.repeat(9000)}.b.c`, 'Bearer e30.e30.']) {
       const res = await stack.request('GET', '/v1/session/me', { headers: authorization ? { authorization } : {} });

@@ -6,7 +6,8 @@ import { BrokerError } from '../../lib/errors';
 import { SessionTokenError, verifySessionToken } from '../../lib/session-token';
 import type { AuthContext } from '../deps';
 
-const BEARER_RE = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
+// The scheme name is case-insensitive (RFC 9110 §11.1).
+const BEARER_RE = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/i;
 const MAX_TOKEN_LENGTH = 8192;
 
 export function bearerToken(request: FastifyRequest): string {

@@ -1,7 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { appendAudit } from '../../db/audit';
+import { withTransaction } from '../../db/pool';
 import { revokeSession } from '../../db/sessions';
+import { hmacHex } from '../../lib/digest';
 import { findUserByOmni, listWallets } from '../../db/users';
 import { BrokerError } from '../../lib/errors';
 import { commonErrors, identitySchema } from '../schemas';
@@ -9,7 +12,7 @@ import { commonErrors, identitySchema } from '../schemas';
 /** Who am I, and logout: for any bearer the broker accepts. */
 export default async function sessionRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
-  const { db } = app.deps;
+  const { db, secrets } = app.deps;
 
   app.get(
     '/v1/session/me',
@@ -54,7 +57,20 @@ export default async function sessionRoutes(appBase: FastifyInstance) {
     async (request, reply) => {
       const auth = request.auth;
       if (!auth?.jti) throw new BrokerError('bad_request', 'only broker sessions can log out here; TEE tokens expire on their own');
-      await revokeSession(db, auth.jti);
+      const jti = auth.jti;
+      await withTransaction(db, async (tx) => {
+        // Only the call that actually revoked it writes the row: concurrent or repeated logouts add nothing.
+        if (await revokeSession(tx, jti)) {
+          await appendAudit(tx, {
+            event: 'session.logout',
+            outcome: 'ok',
+            omniAccount: auth.omniAccount,
+            requestId: request.id,
+            idemKey: `session.logout:${hmacHex(secrets.hmacSecret, 'audit-jti', jti).slice(0, 32)}`,
+            details: { jti_hash: hmacHex(secrets.hmacSecret, 'audit-jti', jti).slice(0, 32), method: auth.method ?? null },
+          });
+        }
+      });
       return reply.code(204).send(null);
     },
   );
