@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { verifyAuditChain } from '../db/audit-query';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { startStack, type TestStack } from './harness';
-import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts, type WorkflowStartSpy } from './adversarial-probes';
+import { assertRefused, assertUnchanged, dbSnapshot, expectAllRefused as expectRefusals, spyWorkflowStarts, type RefusalCase, type WorkflowStartSpy } from './adversarial-probes';
 import { expiredSession, forgedBearers } from './adversarial-tokens';
 import { mintOidc, type WalletSession, walletLogin } from './mint-client';
 
@@ -55,18 +55,7 @@ async function auditRows(event: string, grantId: string): Promise<number> {
 }
 
 /** Sends each request, asserts its refusal, then that no row changed and no workflow started. */
-async function expectAllRefused(
-  cases: { name: string; method?: string; path?: string; token?: string; body?: unknown; headers?: Record<string, string>; status: number; error: string; message?: RegExp }[],
-): Promise<void> {
-  const before = await dbSnapshot(stack.db);
-  const started = starts.count();
-  for (const c of cases) {
-    const res = await stack.request(c.method ?? 'POST', c.path ?? '/v1/grants', { token: c.token, body: c.body, headers: c.headers });
-    assertRefused(res, c.status, c.error, c.message, c.name);
-  }
-  await assertUnchanged(stack.db, before, 'after the refusals');
-  assert.equal(starts.count(), started, 'a refused grant request started a workflow');
-}
+const expectAllRefused = (cases: RefusalCase[]) => expectRefusals({ stack, starts, defaults: { path: '/v1/grants' } }, cases);
 
 void describe('grants: malformed input', () => {
   void test('agent addresses: malformed, zero, the caller’s own in any case → 400, nothing written', async () => {

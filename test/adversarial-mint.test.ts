@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { verifyAuditChain } from '../db/audit-query';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { startStack, type TestStack } from './harness';
-import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts, type WorkflowStartSpy } from './adversarial-probes';
+import { assertRefused, expectAllRefused as expectRefusals, spyWorkflowStarts, type RefusalCase, type WorkflowStartSpy } from './adversarial-probes';
 import { expiredSession, forgedBearers } from './adversarial-tokens';
 import { auditRowsOf, mintOidc, type WalletSession, walletLogin } from './mint-client';
 
@@ -37,31 +37,18 @@ after(async () => {
 const nowS = () => Math.floor(Date.now() / 1000);
 const assumeCalls = () => stack.sts.calls().filter((c) => c.action === 'AssumeRoleWithWebIdentity').length;
 
-interface Refusal {
-  name: string;
-  path: string;
-  token?: string;
-  body?: unknown;
-  headers?: Record<string, string>;
-  status: number;
-  error: string;
-  message?: RegExp;
-}
 
-/** Sends each request and asserts its refusal; then no row changed, no workflow started, STS untouched. */
-async function expectAllRefused(cases: Refusal[]): Promise<void> {
-  const before = await dbSnapshot(stack.db);
-  const started = starts.count();
-  const sts = assumeCalls();
-  for (const c of cases) {
-    const res = await stack.request('POST', c.path, { token: c.token, body: c.body, headers: c.headers });
-    assertRefused(res, c.status, c.error, c.message, `${c.path} ${c.name}`);
-    assert.ok(!/eyJ[\w-]+\.[\w-]+\.[\w-]+/.test(res.text) && !/ASIA[A-Z2-7]{16}/.test(res.text), `${c.name}: a credential in a refusal`);
-  }
-  await assertUnchanged(stack.db, before, 'after the refused mints');
-  assert.equal(starts.count(), started, 'a refused mint started a workflow');
-  assert.equal(assumeCalls(), sts, 'a refused mint reached STS');
-}
+/** Refusals of a mint: besides the usual checks, no credential in the answer and STS untouched. */
+const expectAllRefused = (cases: RefusalCase[]) =>
+  expectRefusals(
+    {
+      stack,
+      starts,
+      eachAnswer: (res, c) => assert.ok(!/eyJ[\w-]+\.[\w-]+\.[\w-]+/.test(res.text) && !/ASIA[A-Z2-7]{16}/.test(res.text), `${c.name}: a credential in a refusal`),
+      counters: { 'STS AssumeRoleWithWebIdentity calls': assumeCalls },
+    },
+    cases,
+  );
 
 /** Mint rows per request_id of one account: [event, outcome] pairs in seq order. */
 async function mintPairs(omni: string): Promise<Map<string, [string, string][]>> {
@@ -110,7 +97,7 @@ void describe('mint: malformed input', () => {
   });
 
   void test('bodies that are no mint request → 4xx: no workflow, no audit row', async () => {
-    const cases = MINTS.flatMap((path): Refusal[] => [
+    const cases = MINTS.flatMap((path): RefusalCase[] => [
       { name: 'malformed JSON', path, token: main.token, body: '{"grant_id":', status: 400, error: 'bad_request' },
       { name: 'a JSON array', path, token: main.token, body: '[]', status: 400, error: 'bad_request' },
       { name: 'a JSON string', path, token: main.token, body: '"mint"', status: 400, error: 'bad_request' },
@@ -128,7 +115,7 @@ void describe('mint: oversized', () => {
     const big = { grant_id: `grt_${'a'.repeat(32)}`, padding: 'x'.repeat(16 * 1024) };
     const huge = { padding: 'x'.repeat(2 * 1024 * 1024) };
     await expectAllRefused(
-      MINTS.flatMap((path): Refusal[] => [
+      MINTS.flatMap((path): RefusalCase[] => [
         { name: 'just over 16 KB', path, token: main.token, body: big, status: 413, error: 'payload_too_large' },
         { name: '2 MB', path, token: main.token, body: huge, status: 413, error: 'payload_too_large' },
         // The bearer is checked before the body is read: no one parses megabytes for a stranger.

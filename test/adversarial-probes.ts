@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import type { Client } from '@temporalio/client';
 import type { Queryable } from '../db/pool';
+import type { TestStack } from './harness';
 
 /** Every table of the schema (db/migrations). */
 export const ALL_TABLES = ['users', 'wallets', 'grants', 'used_signatures', 'sessions', 'audit_log', 'tee_logins', 'tee_wallet_requests'] as const;
@@ -78,4 +79,45 @@ export function spyWorkflowStarts(client: Client): WorkflowStartSpy {
       for (const name of STARTING_METHODS) delete wf[name];
     },
   };
+}
+
+/** One request that must be refused, and how. */
+export interface RefusalCase {
+  name: string;
+  method?: string;
+  path?: string;
+  token?: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+  status: number;
+  error: string;
+  message?: RegExp;
+}
+
+export interface RefusalContext {
+  stack: Pick<TestStack, 'db' | 'request'>;
+  starts: WorkflowStartSpy;
+  /** Used when a case names no method / path. */
+  defaults?: { method?: string; path?: string };
+  /** Extra checks on each refused answer (e.g. no credential in it). */
+  eachAnswer?: (res: HttpAnswer, c: RefusalCase) => void;
+  /** Other side effects that must not move (e.g. calls that reached STS), read before and after. */
+  counters?: Record<string, () => number>;
+}
+
+/** Sends each case and asserts its refusal; afterwards no row changed, no workflow started, no counter moved. */
+export async function expectAllRefused(ctx: RefusalContext, cases: RefusalCase[]): Promise<void> {
+  const before = await dbSnapshot(ctx.stack.db);
+  const started = ctx.starts.count();
+  const counters = Object.entries(ctx.counters ?? {}).map(([name, read]) => ({ name, read, at: read() }));
+  for (const c of cases) {
+    const method = c.method ?? ctx.defaults?.method ?? 'POST';
+    const path = c.path ?? ctx.defaults?.path ?? '/';
+    const res = await ctx.stack.request(method, path, { token: c.token, body: c.body, headers: c.headers });
+    assertRefused(res, c.status, c.error, c.message, `${method} ${path} ${c.name}`);
+    ctx.eachAnswer?.(res, c);
+  }
+  await assertUnchanged(ctx.stack.db, before, 'after the refusals');
+  assert.equal(ctx.starts.count(), started, 'a refused request started a workflow');
+  for (const k of counters) assert.equal(k.read(), k.at, `a refused request moved ${k.name}`);
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { startStack, type TestStack } from './harness';
-import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts, type WorkflowStartSpy } from './adversarial-probes';
+import { assertRefused, expectAllRefused as expectRefusals, spyWorkflowStarts, type RefusalCase, type WorkflowStartSpy } from './adversarial-probes';
 import { expiredSession, forgedBearers } from './adversarial-tokens';
 import { type WalletSession, walletLogin } from './mint-client';
 
@@ -32,28 +32,8 @@ const ROUTES = [
   { method: 'POST', path: '/v1/session/logout' },
 ] as const;
 
-interface Refusal {
-  name: string;
-  method: string;
-  path: string;
-  token?: string;
-  body?: unknown;
-  headers?: Record<string, string>;
-  status: number;
-  error: string;
-  message?: RegExp;
-}
 
-async function expectAllRefused(cases: Refusal[]): Promise<void> {
-  const before = await dbSnapshot(stack.db);
-  const started = starts.count();
-  for (const c of cases) {
-    const res = await stack.request(c.method, c.path, { token: c.token, body: c.body, headers: c.headers });
-    assertRefused(res, c.status, c.error, c.message, `${c.method} ${c.path} ${c.name}`);
-  }
-  await assertUnchanged(stack.db, before, 'after the refusals');
-  assert.equal(starts.count(), started, 'a refusal started a workflow');
-}
+const expectAllRefused = (cases: RefusalCase[]) => expectRefusals({ stack, starts }, cases);
 
 async function isRevoked(token: string): Promise<boolean> {
   const jti = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { jti: string };
@@ -86,7 +66,7 @@ void describe('session: malformed and oversized bearers and bodies', () => {
     ];
     await expectAllRefused(
       ROUTES.flatMap((r) =>
-        headers.map(([name, authorization, message]): Refusal => ({ ...r, name, headers: authorization ? { authorization } : {}, status: 401, error: 'unauthorized', message })),
+        headers.map(([name, authorization, message]): RefusalCase => ({ ...r, name, headers: authorization ? { authorization } : {}, status: 401, error: 'unauthorized', message })),
       ),
     );
     assert.equal(await isRevoked(victim.token), false);
