@@ -86,10 +86,6 @@ export const envSchema = z.object({
   BROKER_OIDC_KEY_RECHECK_MS: int(0, 60_000).default(1000),
   /** Longest wait for the audit log (lock + insert) before a mint fails closed with audit_error. */
   BROKER_AUDIT_WRITE_TIMEOUT_MS: int(50, 60_000).default(2000),
-
-  BROKER_GOOGLE_CLIENT_ID: optionalString,
-  BROKER_GOOGLE_CLIENT_SECRET: optionalString,
-  BROKER_GOOGLE_ISSUER: optionalUrl,
 });
 
 export type Env = z.infer<typeof envSchema>;
