@@ -10,7 +10,7 @@ import { startApi } from '../api/start';
 import { startEmbeddedPostgres } from '../db/embedded';
 import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
-import { startSesFixture } from '../fixtures/ses';
+import { startSesFixture, type SesFixture } from '../fixtures/ses';
 import { startStsFixture } from '../fixtures/sts';
 import { loadOrCreateTeeFixtureKey } from '../fixtures/tee/jwt';
 import { startTeeFixture } from '../fixtures/tee/server';
@@ -87,7 +87,9 @@ async function main(): Promise<void> {
       embedded = true;
     }
 
-    // Dev fixtures: loopback stand-ins for SES and STS.
+    // Dev fixtures: loopback stand-ins for SES, STS and the TEE worker.
+    let devMailbox: SesFixture | undefined;
+    let teeFixtureUrl: string | undefined;
     if (base.devFixtures) {
       if (!base.BROKER_SES_ENDPOINT) {
         const ses = await startSesFixture();
@@ -148,7 +150,5 @@ async function main(): Promise<void> {
   }
 }
 
-let devMailbox: Awaited<ReturnType<typeof startSesFixture>> | undefined;
-let teeFixtureUrl: string | undefined;
 
 void main();
