@@ -1,6 +1,39 @@
 // @ts-check
 import tseslint from 'typescript-eslint';
 
+/**
+ * Imports point down only: scripts/test/bench → worker/api → activities → workflows (their
+ * definitions) / db / adapters → lib. Each layer lists the top-level folders it must not import.
+ * `lib/` is pure (no I/O), `adapters/` holds key loading and outside clients.
+ */
+const TOP = ['api', 'worker', 'activities', 'workflows', 'db', 'adapters', 'lib', 'fixtures', 'scripts', 'test', 'bench', 'cli'];
+const MAY_IMPORT = {
+  lib: ['lib'],
+  db: ['db', 'lib'],
+  adapters: ['adapters', 'lib'],
+  workflows: ['workflows', 'lib'],
+  activities: ['activities', 'workflows', 'db', 'adapters', 'lib'],
+  api: ['api', 'activities', 'workflows', 'db', 'adapters', 'lib'],
+  worker: ['worker', 'activities', 'workflows', 'db', 'adapters', 'lib'],
+  fixtures: ['fixtures', 'adapters', 'lib'],
+  scripts: ['scripts', 'api', 'worker', 'activities', 'workflows', 'db', 'adapters', 'lib', 'fixtures'],
+  test: ['test', 'scripts', 'api', 'worker', 'activities', 'workflows', 'db', 'adapters', 'lib', 'fixtures'],
+  bench: ['bench', 'test', 'scripts', 'api', 'worker', 'activities', 'workflows', 'db', 'adapters', 'lib', 'fixtures'],
+  cli: ['cli', 'lib'],
+};
+const layerRules = Object.entries(MAY_IMPORT).map(([layer, allowed]) => {
+  const banned = TOP.filter((t) => !allowed.includes(t));
+  const patterns = [
+    {
+      regex: `^(\\.\\./)+(${banned.join('|')})(/|$)`,
+      message: `${layer}/ may import only ${allowed.join(', ')} (imports point down; see README "How it is built").`,
+      // A workflow names its activities' types (proxyActivities<typeof …>); that is no runtime import.
+      allowTypeImports: layer === 'workflows',
+    },
+  ];
+  return { files: [`${layer}/**/*.ts`], rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns }] } };
+});
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', '.data/**', 'bin/**', '**/*.mjs'] },
   ...tseslint.configs.recommendedTypeChecked,
@@ -16,6 +49,16 @@ export default tseslint.config(
       '@typescript-eslint/require-await': 'off',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true }],
+    },
+  },
+  ...layerRules,
+  {
+    files: ['lib/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['node:fs', 'node:fs/*', 'fs', 'node:http', 'node:https', 'node:child_process', 'pg', '@aws-sdk/*', '@temporalio/client'], message: 'lib/ is pure: file and network I/O belong in adapters/.' }] },
+      ],
     },
   },
   {

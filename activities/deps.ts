@@ -1,9 +1,9 @@
 import type { Config } from '../lib/config';
-import type { BrokerSecrets } from '../lib/secrets';
+import type { BrokerSecrets } from '../adapters/secrets';
 import type { Db } from '../db/pool';
-import type { Mailer } from './ses-mailer';
+import type { Mailer } from '../adapters/ses-mailer';
 import type { STSClient } from '@aws-sdk/client-sts';
-import type { OidcKeyStore } from '../lib/oidc-keys';
+import type { OidcKeyStore } from '../adapters/oidc-keys';
 
 /** What activities need from the outside world; tests pass their own. */
 export interface ActivityDeps {

@@ -1,8 +1,8 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { deriveEmailCode, emailCodeDigest } from '../lib/email-code';
+import { deriveEmailCode, emailCodeDigest } from '../lib/email-login-code';
 import { FailureType } from '../workflows/definitions';
 import type { ActivityDeps } from './deps';
-import { PERMANENT_SES_ERRORS } from './ses-mailer';
+import { PERMANENT_SES_ERRORS } from '../adapters/ses-mailer';
 
 export interface SendLoginCodeInput {
   workflowId: string;

@@ -1,9 +1,9 @@
 import type { ActivityDeps } from './deps';
 import { createEmailLoginActivities } from './email-login';
-import { createLoginActivities } from './login';
+import { createLoginActivities } from './login-completion';
 import { createMaintenanceActivities } from './maintenance';
 import { createMintActivities } from './mint';
-import { createTeeActivities } from './tee';
+import { createTeeActivities } from './tee-account';
 import { createWalletLoginActivities } from './wallet-login';
 
 /** Every activity the worker registers, built from one set of dependencies. */

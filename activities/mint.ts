@@ -6,7 +6,7 @@ import { findActiveGrantForAgent, findMainAddress, hasAnyGrantForAgent } from '.
 import { withTransaction } from '../db/pool';
 import { hmacHex } from '../lib/digest';
 import { oidcTokenClaims, signOidcToken, stsSessionName } from '../lib/oidc-claims';
-import { OidcKeyStore } from '../lib/oidc-keys';
+import { OidcKeyStore } from '../adapters/oidc-keys';
 import { FailureType } from '../workflows/definitions';
 import {
   MintActivityFailure,
@@ -16,10 +16,10 @@ import {
   type MintGrant,
   type MintRequest,
   type SignedOidcJwt,
-} from '../workflows/mint-definitions';
+} from '../workflows/mint.definitions';
 import { currentRun } from './context';
 import type { ActivityDeps } from './deps';
-import { assumeRoleWithWebIdentity, classifyStsError, createStsClient } from './sts-client';
+import { assumeRoleWithWebIdentity, classifyStsError, createStsClient } from '../adapters/sts-client';
 
 export interface MintTokenInput {
   requestId: string;

@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { createEvmSignatureVerifier, type WalletSignatureCheck, type WalletSignatureInput } from '../lib/evm-signature';
+import { createEvmSignatureVerifier, type WalletSignatureCheck, type WalletSignatureInput } from '../adapters/evm-signature';
 import { FailureType } from '../workflows/definitions';
 import type { ActivityDeps } from './deps';
 

@@ -1,8 +1,13 @@
 import type { Client } from '@temporalio/client';
 import type { Db } from '../db/pool';
 import type { Config } from '../lib/config';
-import type { OidcKeyStore } from '../lib/oidc-keys';
-import type { BrokerSecrets } from '../lib/secrets';
+import type { OidcKeyStore } from '../adapters/oidc-keys';
+import type { BrokerSecrets } from '../adapters/secrets';
+import type { TeeTokenVerifier } from '../adapters/tee-jwt';
+import type { ReadinessCheck } from '../lib/readiness';
+
+export type { ReadinessCheck } from '../lib/readiness';
+export type { TeeTokenClaims, TeeTokenVerifier } from '../adapters/tee-jwt';
 
 export interface CapturedMail {
   to: string;
@@ -11,8 +16,6 @@ export interface CapturedMail {
   received_at: string;
 }
 
-/** One part /readyz reports on. `ok: false` makes the broker not ready. */
-export type ReadinessCheck = () => Promise<{ ok: boolean; detail?: string }>;
 
 /** Everything the API needs; built by api/main.ts, the stack runner or a test. */
 export interface ApiDeps {
@@ -24,24 +27,12 @@ export interface ApiDeps {
   devMailbox?: { mailTo(address: string): CapturedMail[] };
   /** Extra parts for /readyz beyond database, Temporal and keys. */
   readiness?: Record<string, ReadinessCheck>;
-  /** Verifies Heima TEE RS256 JWTs (CONTRACTS §2); absent when no TEE key is configured. */
+  /** Verifies Heima TEE RS256 JWTs (docs/contracts.md §2); absent when no TEE key is configured. */
   teeVerifier?: TeeTokenVerifier;
   /** Milliseconds since the epoch; tests may shift it. */
   now?: () => number;
   /** The OIDC issuer keyset served at /.well-known/jwks.json; default: OidcKeyStore.fromConfig(config). */
   oidcKeys?: OidcKeyStore;
-}
-
-export interface TeeTokenClaims {
-  sub: string;
-  typ: 'access' | 'id';
-  exp: number;
-  aud: string;
-}
-
-export interface TeeTokenVerifier {
-  /** Resolves the verified claims or throws an Error whose message says why the token is refused. */
-  verify(token: string): Promise<TeeTokenClaims>;
 }
 
 export interface AuthContext {

@@ -5,8 +5,8 @@
 import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { ConfigError, loadConfig } from '../lib/config';
-import { resolveSecrets } from '../lib/secrets';
-import { StsStartupError, stsStartupGate } from '../activities/sts-client';
+import { resolveSecrets } from '../adapters/secrets';
+import { StsStartupError, stsStartupGate } from '../adapters/sts-client';
 import { startApi } from './start';
 
 async function main(): Promise<void> {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { IDENTITY_TYPES } from '../lib/omni';
 
-/** Wire schemas shared by several surfaces (CONTRACTS §4/§5). */
+/** Wire schemas shared by several surfaces (docs/contracts.md §4/§5). */
 
 export const errorBody = z.object({ error: z.string(), message: z.string() }).passthrough().describe('error');
 
@@ -16,7 +16,7 @@ export const loginSessionSchema = z.object({
   identity: identitySchema,
 });
 
-/** A grant id as POST /v1/grants issues it (CONTRACTS §6): `grt_` + 32 lower-case hex digits. */
+/** A grant id as POST /v1/grants issues it (docs/contracts.md §6): `grt_` + 32 lower-case hex digits. */
 export const grantIdSchema = z.string().regex(/^grt_[0-9a-f]{32}$/, 'grant_id is malformed (expected grt_ and 32 lower-case hex digits)');
 
 /** Responses every route may give besides its success, for the OpenAPI page. */

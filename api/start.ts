@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app';
 import type { ApiDeps } from './deps';
-import { createTeeVerifierFromConfig, teeKeyReadiness } from '../lib/tee-jwt';
-import { connectTemporalClient } from './temporal-client';
+import { createTeeVerifierFromConfig, teeKeyReadiness } from '../adapters/tee-jwt';
+import { connectTemporalClient } from '../adapters/temporal-client';
 
 export interface RunningApi {
   app: FastifyInstance;

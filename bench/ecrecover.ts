@@ -10,7 +10,7 @@
 import { performance } from 'node:perf_hooks';
 import { recoverMessageAddress, type Hex } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
-import { createEvmSignatureVerifier, personalMessageDigest, recoverSigner, SECP256K1_BACKEND, type Secp256k1Backend } from '../lib/evm-signature';
+import { createEvmSignatureVerifier, personalMessageDigest, recoverSigner, SECP256K1_BACKEND, type Secp256k1Backend } from '../adapters/evm-signature';
 import { buildStatelessWalletMessage, parseEoaSignature } from '../lib/wallet-message';
 import { runBench } from './latency';
 

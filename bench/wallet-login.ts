@@ -13,7 +13,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Hex } from 'viem';
 import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts';
-import { SECP256K1_BACKEND } from '../lib/evm-signature';
+import { SECP256K1_BACKEND } from '../adapters/evm-signature';
 import { buildStatelessWalletMessage } from '../lib/wallet-message';
 import { startStack, type TestStack } from '../test/harness';
 import { runBench, summary } from './latency';

@@ -1,7 +1,7 @@
 import type { Queryable } from './pool';
 
 /**
- * Grants (CONTRACTS §6): a main account binds an agent wallet with a scope and an expiry.
+ * Grants (docs/contracts.md §6): a main account binds an agent wallet with a scope and an expiry.
  * Addresses are stored and compared lower-case (`0x` + 40 hex). A grant is active when it is
  * neither revoked nor expired at the moment asked (`at`, default the database clock).
  */

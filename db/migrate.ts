@@ -8,8 +8,9 @@ const MIGRATIONS_DIR = join(__dirname, 'migrations');
 const MIGRATION_LOCK = 727_001;
 
 /**
- * Applies db/migrations/NNN_*.sql in order, forward only, each in its own transaction, and
- * records them in schema_migrations. Returns the versions applied by this call.
+ * Applies the pending db/migrations/NNN_*.sql in order, forward only, all in one transaction under
+ * an advisory lock (a failing migration applies none of them), and records them in
+ * schema_migrations. Returns the versions applied by this call.
  */
 export async function migrate(pool: pg.Pool, dir = MIGRATIONS_DIR): Promise<string[]> {
   const files = (await readdir(dir)).filter((f) => /^\d{3}_[\w-]+\.sql$/.test(f)).sort();

@@ -1,4 +1,5 @@
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import { AgentKeysError } from './errors';
 
 /**
  * A source-address allow-list from comma-separated CIDRs or bare addresses (IPv4 and IPv6),
@@ -11,7 +12,8 @@ export interface SourceAllowList {
   readonly entries: readonly string[];
 }
 
-export class AllowListError extends Error {
+export class AllowListError extends AgentKeysError {
+  override readonly code: string = 'ERR_ALLOW_LIST';
   override name = 'AllowListError';
 }
 

@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
+import { AgentKeysError } from './errors';
 
 /**
  * AES-256-GCM payload codec: every payload the broker's clients and workers exchange with Temporal
@@ -15,7 +16,8 @@ const METADATA_KEY_ID = 'encryption-key-id';
 const IV_LENGTH = 12;
 const TAG_LENGTH = 16;
 
-export class CodecError extends Error {
+export class CodecError extends AgentKeysError {
+  override readonly code: string = 'ERR_CODEC';
   override name = 'CodecError';
 }
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AgentKeysError } from './errors';
 
 /**
  * Broker configuration, read from the environment once at boot and validated with zod.
@@ -64,7 +65,6 @@ export const envSchema = z.object({
 
   BROKER_TEE_JWT_PUBLIC_KEY: optionalString,
   BROKER_TEE_JWKS_URL: optionalUrl,
-  BROKER_TEE_ISSUER: optionalUrl,
   BROKER_TEE_CALLBACK_ALLOW: z.string().default('127.0.0.0/8,::1/128'),
   /** An account's TEE bookkeeping workflow (account/<omni>) ends after this long without a callback. */
   BROKER_TEE_ACCOUNT_IDLE_SECONDS: int(1, 86400).default(300),
@@ -85,7 +85,7 @@ export const envSchema = z.object({
   /** How often the API and worker look at the OIDC keyset file for a rotation (0 = every use). */
   BROKER_OIDC_KEY_RECHECK_MS: int(0, 60_000).default(1000),
   /** Longest wait for the audit log (lock + insert) before a mint fails closed with audit_error. */
-  BROKER_AUDIT_WRITE_TIMEOUT_MS: int(50, 60_000).default(2000),
+  BROKER_AUDIT_WRITE_TIMEOUT_MS: int(50, 10_000).default(2000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -98,7 +98,8 @@ export interface Config extends Env {
   isProduction: boolean;
 }
 
-export class ConfigError extends Error {
+export class ConfigError extends AgentKeysError {
+  override readonly code: string = 'ERR_CONFIG';
   override name = 'ConfigError';
 }
 

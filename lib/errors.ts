@@ -21,8 +21,21 @@ export const ERROR_STATUS = {
 
 export type ErrorKind = keyof typeof ERROR_STATUS;
 
-export class BrokerError extends Error {
-  override name = 'BrokerError';
+/**
+ * The base of every error the broker defines. `code` is a stable machine-readable code (as jose's
+ * errors carry): callers branch on `instanceof` or `code`, never on the message text.
+ */
+export class AgentKeysError extends Error {
+  readonly code: string = 'ERR_AGENTKEYS';
+  constructor(message?: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** An error the API renders as {"error": kind, "message"}; its code is `ERR_<KIND>`. */
+export class BrokerError extends AgentKeysError {
+  override readonly code: string;
   readonly status: number;
   constructor(
     readonly kind: ErrorKind,
@@ -31,6 +44,7 @@ export class BrokerError extends Error {
     readonly extra: { body?: Record<string, unknown>; headers?: Record<string, string> } = {},
   ) {
     super(message);
+    this.code = `ERR_${kind.toUpperCase()}`;
     this.status = ERROR_STATUS[kind];
   }
 }

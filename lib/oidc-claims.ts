@@ -2,7 +2,7 @@ import { SignJWT, type JWTPayload } from 'jose';
 import type { SigningKey } from './signing-key';
 
 /**
- * The OIDC tokens the broker issues for AWS STS AssumeRoleWithWebIdentity (CONTRACTS §4), as the
+ * The OIDC tokens the broker issues for AWS STS AssumeRoleWithWebIdentity (docs/contracts.md §4), as the
  * AgentKeys Rust broker shapes them: ES256, header kid + typ "JWT", aud "sts.amazonaws.com",
  * sub "agentkeys:agent:<wallet>", and the AWS session-tag claim that turns the wallet into the
  * `agentkeys_user_wallet` principal tag (transitive across role chaining).

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { AgentKeysError } from './errors';
 
 /**
  * OmniAccount derivation, byte-for-byte equal to the Heima TEE's:
@@ -27,7 +28,8 @@ export interface Identity {
   value: string;
 }
 
-export class IdentityError extends Error {
+export class IdentityError extends AgentKeysError {
+  override readonly code: string = 'ERR_IDENTITY';
   override name = 'IdentityError';
 }
 

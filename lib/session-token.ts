@@ -1,8 +1,9 @@
 import { errors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import type { SigningKey } from './signing-key';
+import { AgentKeysError } from './errors';
 
 /**
- * Broker session tokens (CONTRACTS §5): ES256, header kid + typ "at+jwt", iss = public URL,
+ * Broker session tokens (docs/contracts.md §5): ES256, header kid + typ "at+jwt", iss = public URL,
  * aud "agentkeys-broker", sub = OmniAccount, a jti that logout revokes.
  */
 export const SESSION_AUDIENCE = 'agentkeys-broker';
@@ -40,7 +41,8 @@ export async function signSessionToken(
   return { token, expiresAt };
 }
 
-export class SessionTokenError extends Error {
+export class SessionTokenError extends AgentKeysError {
+  override readonly code: string = 'ERR_SESSION_TOKEN';
   override name = 'SessionTokenError';
 }
 

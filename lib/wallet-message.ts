@@ -1,5 +1,6 @@
+import { AgentKeysError } from './errors';
 /**
- * What a wallet signs to log in, and the shape of the signature that comes back (CONTRACTS §5).
+ * What a wallet signs to log in, and the shape of the signature that comes back (docs/contracts.md §5).
  * Pure and dependency-free: the wallet-login workflow builds and checks messages with it, the API
  * and the activities parse signatures with it. Recovery itself lives in lib/evm-signature.ts.
  *
@@ -62,7 +63,8 @@ export function buildSiweMessage(f: SiweFields): string {
   return lines.join('\n');
 }
 
-export class WalletMessageError extends Error {
+export class WalletMessageError extends AgentKeysError {
+  override readonly code: string = 'ERR_WALLET_MESSAGE';
   override name = 'WalletMessageError';
 }
 
@@ -197,7 +199,8 @@ export interface EoaSignature {
   recoveryBit: 0 | 1;
 }
 
-export class SignatureFormatError extends Error {
+export class SignatureFormatError extends AgentKeysError {
+  override readonly code: string = 'ERR_SIGNATURE_FORMAT';
   override name = 'SignatureFormatError';
 }
 

@@ -4,7 +4,8 @@
  *   secret    32 random bytes, hex, for BROKER_SECRET or BROKER_PAYLOAD_KEY (printed)
  */
 import { randomBytes } from 'node:crypto';
-import { generateSigningKeyJwk, writeKeyFile } from '../lib/signing-key';
+import { writeKeyFile } from '../adapters/key-files';
+import { generateSigningKeyJwk } from '../lib/signing-key';
 
 async function main(argv: string[]): Promise<void> {
   const what = argv[0];

@@ -6,7 +6,7 @@
  * processes pick the change up within BROKER_OIDC_KEY_RECHECK_MS, no restart needed.
  */
 import { loadConfig } from '../lib/config';
-import { oidcKeysetPath, retiredKeyRetentionSeconds, rotateOidcKeyset } from '../lib/oidc-keys';
+import { oidcKeysetPath, retiredKeyRetentionSeconds, rotateOidcKeyset } from '../adapters/oidc-keys';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);

@@ -15,8 +15,8 @@ import { startStsFixture } from '../fixtures/sts';
 import { loadOrCreateTeeFixtureKey } from '../fixtures/tee/jwt';
 import { startTeeFixture } from '../fixtures/tee/server';
 import { ConfigError, loadConfig } from '../lib/config';
-import { resolveSecrets } from '../lib/secrets';
-import { connectTemporalClient } from '../api/temporal-client';
+import { resolveSecrets } from '../adapters/secrets';
+import { connectTemporalClient } from '../adapters/temporal-client';
 import { startBrokerWorker, workflowBundleFromEnv } from '../worker/start';
 import { findOrInstallTemporalCli } from './temporal-cli';
 import { ensureSearchAttributes, findFreePort, startTemporalDevServer } from './temporal-dev-server';
@@ -109,7 +109,6 @@ async function main(): Promise<void> {
         const tee = await startTeeFixture({ brokerBaseUrl: `${base.publicUrl}/`, privateKeyPem: teeKey.privateKeyPem, port: await portOr(8093) });
         stops.push(() => tee.close());
         env.BROKER_TEE_JWT_PUBLIC_KEY = teeKey.publicKeyPkcs1DerHex;
-        env.BROKER_TEE_ISSUER ??= tee.url;
         teeFixtureUrl = tee.url;
       }
     }

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { ENCODING, keyId } from '../lib/codec';
-import { oidcKeysetPath, retiredKeyRetentionSeconds, rotateOidcKeyset } from '../lib/oidc-keys';
+import { oidcKeysetPath, retiredKeyRetentionSeconds, rotateOidcKeyset } from '../adapters/oidc-keys';
 import { startStack, type TestStack } from './harness';
 import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts, type WorkflowStartSpy } from './adversarial-probes';
 import { walletLogin } from './mint-client';

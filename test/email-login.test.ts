@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { temporal } from '@temporalio/proto';
-import { emailKey } from '../lib/email-code';
+import { emailKey } from '../lib/email-login-code';
 import { AkFlow, AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
 import { deriveOmniAccount } from '../lib/omni';
 import { codeFromMail, devMail, latestCode, requestCode, rowCounts, submitCode, uniqueEmail, workflowIdOf, type LoginSessionBody } from './email-login-client';

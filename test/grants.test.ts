@@ -7,7 +7,7 @@ import { startTeeFixture, type TeeFixture } from '../fixtures/tee/server';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
 import { startStack, type TestStack } from './harness';
 
-/** Grants (CONTRACTS §6) and what check_hyper_agent_address answers from them. */
+/** Grants (docs/contracts.md §6) and what check_hyper_agent_address answers from them. */
 
 let stack: TestStack;
 let tee: TeeFixture;

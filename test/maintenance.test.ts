@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { ensureMaintenanceSchedule } from '../worker/schedules';
 import type { purgeExpiredWorkflow } from '../workflows/maintenance';
-import { PURGE_SCHEDULE_ID } from '../workflows/maintenance-definitions';
+import { PURGE_SCHEDULE_ID } from '../workflows/maintenance.definitions';
 import { startStack, type TestStack } from './harness';
 
 let stack: TestStack;

@@ -6,7 +6,7 @@ import { createRemoteJWKSet, jwtVerify } from 'jose';
 import type { StsFailureCode } from '../fixtures/sts';
 import { AesGcmPayloadCodec } from '../lib/codec';
 import { AkFlow, AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
-import { MINT_ID_PREFIX } from '../workflows/mint-definitions';
+import { MINT_ID_PREFIX } from '../workflows/mint.definitions';
 import { startStack, type TestStack } from './harness';
 import { auditCount, emailLogin, lastMintRows, mintAws, walletLogin, type WalletSession } from './mint-client';
 
@@ -53,7 +53,7 @@ void describe('POST /v1/mint-aws-creds', () => {
     assert.equal(f.DurationSeconds, String(MAX_DURATION));
     assert.match(f.RoleSessionName ?? '', new RegExp(`^agentkeys-${w}-\\d{10}$`));
     assert.ok((f.RoleSessionName ?? '').length <= 64);
-    // The broker's own OIDC JWT, verifiable against its JWKS, with the CONTRACTS §4 claims.
+    // The broker's own OIDC JWT, verifiable against its JWKS, with the docs/contracts.md §4 claims.
     const { payload } = await jwtVerify(f.WebIdentityToken ?? '', createRemoteJWKSet(new URL(`${stack.url}/.well-known/jwks.json`)), { audience: 'sts.amazonaws.com', issuer: stack.url });
     assert.equal(payload.sub, `agentkeys:agent:${w}`);
     assert.equal(f.RoleSessionName, `agentkeys-${w}-${payload.iat}`);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { stsStartupCheck, stsStartupGate, StsStartupError } from '../activities/sts-client';
+import { stsStartupCheck, stsStartupGate, StsStartupError } from '../adapters/sts-client';
 import { startStsFixture, type StsFixture } from '../fixtures/sts';
 import { findFreePort } from '../scripts/temporal-dev-server';
 

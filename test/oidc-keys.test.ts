@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createOidcKeysetIfMissing, OidcKeysetError, OidcKeyStore, publishedJwks, rotateOidcKeyset, type OidcKeysetFile } from '../lib/oidc-keys';
+import { createOidcKeysetIfMissing, OidcKeysetError, OidcKeyStore, publishedJwks, rotateOidcKeyset, type OidcKeysetFile } from '../adapters/oidc-keys';
 import { generateSigningKeyJwk } from '../lib/signing-key';
 
 let dir: string;

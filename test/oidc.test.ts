@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
 import * as oidcClient from 'openid-client';
-import { oidcKeysetPath, parseOidcKeyset, rotateOidcKeyset, type OidcKeysetFile } from '../lib/oidc-keys';
+import { oidcKeysetPath, parseOidcKeyset, rotateOidcKeyset, type OidcKeysetFile } from '../adapters/oidc-keys';
 import { startStack, type TestStack } from './harness';
 import { emailLogin, lastMintRows, mintOidc, walletLogin, type WalletSession } from './mint-client';
 
@@ -81,7 +81,7 @@ void describe('OIDC issuer', () => {
 });
 
 void describe('POST /v1/mint-oidc-jwt', () => {
-  void test('a wallet account gets a JWT with exactly the CONTRACTS §4 claims, verified against the served JWKS', async () => {
+  void test('a wallet account gets a JWT with exactly the docs/contracts.md §4 claims, verified against the served JWKS', async () => {
     const before = Math.floor(Date.now() / 1000);
     const minted = await mintOidc(stack, main.token);
     assert.deepEqual(Object.keys(minted).sort(), ['expiration', 'jwt', 'wallet']);

@@ -4,7 +4,7 @@ import { deriveOmniAccount, IdentityError, identityValueBytes, OMNI_ACCOUNT_RE, 
 
 const EVM = '0x1234567890abcdef1234567890abcdef12345678';
 
-void describe('OmniAccount derivation (CONTRACTS §1)', () => {
+void describe('OmniAccount derivation (docs/contracts.md §1)', () => {
   void test('the four pinned vectors', () => {
     const vectors: [string, Identity, string][] = [
       ['agentkeys', { type: 'evm', value: EVM }, '0xf77b15b548b5e46fe7bc01673db04ab9de4c3354690082f665a6d9704a9db567'],

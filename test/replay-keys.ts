@@ -1,7 +1,7 @@
 /**
  * TEST-ONLY secrets of the recorded workflow histories in test/histories/: the payload key that
  * encrypted their payloads and the HMAC secret behind their workflow ids. They are public (this
- * file is committed), protect nothing, and belong to scripts/record-histories.ts and
+ * file is committed), protect nothing, and belong to test/record-histories.ts and
  * test/replay.test.ts alone: never configure them in a real broker.
  */
 export const REPLAY_TEST_ONLY_ENV: Readonly<{ BROKER_PAYLOAD_KEY: string; BROKER_SECRET: string }> = Object.freeze({

@@ -10,9 +10,9 @@ import { calculateJwkThumbprint, exportJWK, SignJWT } from 'jose';
 import { generateTeeKeyPair, signTeeJwt, TEE_JWT_HEADER, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { parseSourceAllowList } from '../lib/cidr-allow';
 import { deriveOmniAccount } from '../lib/omni';
-import { createJwksTeeVerifier, createStaticTeeVerifier, createTeeVerifierFromConfig, parseTeePublicKey, TeeKeyError, teeKeyReadiness } from '../lib/tee-jwt';
+import { createJwksTeeVerifier, createStaticTeeVerifier, createTeeVerifierFromConfig, parseTeePublicKey, TeeKeyError, teeKeyReadiness } from '../adapters/tee-jwt';
 
-/** TEE JWT verification (CONTRACTS §2) and the callback source allow-list, without a stack. */
+/** TEE JWT verification (docs/contracts.md §2) and the callback source allow-list, without a stack. */
 
 let key: TeeKeyPair;
 let dir: string;

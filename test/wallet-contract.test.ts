@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { decodeDeployData, erc6492SignatureValidatorAbi, erc6492SignatureValidatorByteCode, hashMessage, recoverAddress, type Hex } from 'viem';
-import { contractReplayKey } from '../lib/evm-signature';
+import { contractReplayKey } from '../adapters/evm-signature';
 import { buildStatelessWalletMessage } from '../lib/wallet-message';
 import { startStack, type TestStack } from './harness';
 import { newWallet, nowSeconds, rowCounts } from './wallet-client';

@@ -8,7 +8,7 @@ import { WithStartWorkflowOperation } from '@temporalio/client';
 import { sha256Hex } from '../lib/digest';
 import { AkOutcome } from '../lib/search-attributes';
 import { buildStatelessWalletMessage } from '../lib/wallet-message';
-import { submitWalletSignatureUpdate } from '../workflows/wallet-login-definitions';
+import { submitWalletSignatureUpdate } from '../workflows/wallet-login.definitions';
 import { startStack, type TestStack } from './harness';
 import { newWallet, nowSeconds, rowCounts } from './wallet-client';
 

@@ -6,7 +6,7 @@ import { sha256Hex } from '../lib/digest';
 import { deriveOmniAccount } from '../lib/omni';
 import { AkFlow, AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
 import { buildSiweMessage, buildStatelessWalletMessage, parseSiweMessage, type SiweFields } from '../lib/wallet-message';
-import { submitWalletSignatureUpdate } from '../workflows/wallet-login-definitions';
+import { submitWalletSignatureUpdate } from '../workflows/wallet-login.definitions';
 import type { LoginSessionBody } from './email-login-client';
 import { startStack, type TestStack } from './harness';
 import { newWallet, nowSeconds, rowCounts, withHighS, withRecoveryBitV, type TestWallet } from './wallet-client';
@@ -96,7 +96,7 @@ void describe('wallet login, stateless EIP-191 (dexs-backend form)', () => {
     assert.equal(sa.get(AkOmniAccount), omni);
   });
 
-  void test('the OmniAccount is derived from the 20 raw address bytes (CONTRACTS §1 vectors)', () => {
+  void test('the OmniAccount is derived from the 20 raw address bytes (docs/contracts.md §1 vectors)', () => {
     const value = '0x1234567890abcdef1234567890abcdef12345678';
     assert.equal(deriveOmniAccount('agentkeys', { type: 'evm', value }), '0xf77b15b548b5e46fe7bc01673db04ab9de4c3354690082f665a6d9704a9db567');
     assert.equal(deriveOmniAccount('wildmeta', { type: 'evm', value }), '0x864a6ed89ff9ee83daf52181a1a734b7cda5752dcb5ce5d326aea99f7e207502');

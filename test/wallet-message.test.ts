@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { recoverMessageAddress } from 'viem';
-import { personalMessageDigest, recoverSigner, SECP256K1_BACKEND } from '../lib/evm-signature';
+import { personalMessageDigest, recoverSigner, SECP256K1_BACKEND } from '../adapters/evm-signature';
 import {
   buildEip191ChallengeMessage,
   buildSiweMessage,
@@ -17,7 +17,7 @@ import {
 import { newWallet, withHighS, withRecoveryBitV } from './wallet-client';
 
 void describe('wallet messages', () => {
-  void test('the stateless message is the CONTRACTS §5 text, byte for byte', () => {
+  void test('the stateless message is the docs/contracts.md §5 text, byte for byte', () => {
     assert.equal(
       buildStatelessWalletMessage('0xAbCdEf0123456789aBcDeF0123456789AbCdEf01', 1700000000),
       'Hi! Welcome to AgentKeys.\n' +

@@ -1,6 +1,6 @@
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
-import { brokerDataConverter } from '../lib/temporal-options';
+import { brokerDataConverter } from '../adapters/temporal-options';
 
 export interface BrokerWorkerOptions {
   deps: ActivityDeps;

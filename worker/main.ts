@@ -6,8 +6,8 @@
 import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { ConfigError, loadConfig } from '../lib/config';
-import { OidcKeyStore } from '../lib/oidc-keys';
-import { resolveSecrets } from '../lib/secrets';
+import { OidcKeyStore } from '../adapters/oidc-keys';
+import { resolveSecrets } from '../adapters/secrets';
 import { startBrokerWorker, workflowBundleFromEnv } from './start';
 
 async function main(): Promise<void> {

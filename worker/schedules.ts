@@ -2,7 +2,7 @@ import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client } from '@tem
 import type { Config } from '../lib/config';
 import { AkFlow } from '../lib/search-attributes';
 import type { purgeExpiredWorkflow } from '../workflows/maintenance';
-import { PURGE_SCHEDULE_ID, PURGE_WORKFLOW_ID } from '../workflows/maintenance-definitions';
+import { PURGE_SCHEDULE_ID, PURGE_WORKFLOW_ID } from '../workflows/maintenance.definitions';
 
 /**
  * Registers the broker's housekeeping Schedule (hourly purge of expired replay-guard and session

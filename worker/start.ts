@@ -1,10 +1,10 @@
 import { NativeConnection, type Worker, type WorkflowBundleOption } from '@temporalio/worker';
-import { SesMailer } from '../activities/ses-mailer';
+import { SesMailer } from '../adapters/ses-mailer';
 import type { Db } from '../db/pool';
 import type { Config } from '../lib/config';
-import type { BrokerSecrets } from '../lib/secrets';
-import { temporalConnectionOptions } from '../lib/temporal-options';
-import { connectTemporalClient } from '../api/temporal-client';
+import type { BrokerSecrets } from '../adapters/secrets';
+import { temporalConnectionOptions } from '../adapters/temporal-options';
+import { connectTemporalClient } from '../adapters/temporal-client';
 import { createBrokerWorker } from './create-worker';
 import { ensureMaintenanceSchedule } from './schedules';
 

@@ -2,15 +2,15 @@ import { allHandlersFinished, condition, proxyLocalActivities, setHandler, sleep
 import type { Activities } from '../activities';
 import { constantTimeEqual } from '../lib/constant-time';
 import { AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
+import { FailureType } from './definitions';
 import {
   EMAIL_LOGIN_ID_PREFIX,
-  FailureType,
   requestCodeUpdate,
   submitCodeUpdate,
   type EmailLoginInput,
   type EmailLoginOutcome,
   type SubmitCodeInput,
-} from './definitions';
+} from './email-login.definitions';
 import { flowFailure, secondsUntil, unixSeconds } from './failures';
 
 // Both steps are on the HTTP caller's latency path and idempotent, so they run as local

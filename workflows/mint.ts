@@ -12,7 +12,7 @@ import {
   type MintKind,
   type MintRequest,
   type OidcJwtMinted,
-} from './mint-definitions';
+} from './mint.definitions';
 
 // Every step is short and idempotent and on the caller's latency path: local activities.
 const { authoriseMint } = proxyLocalActivities<Activities>({
@@ -20,9 +20,11 @@ const { authoriseMint } = proxyLocalActivities<Activities>({
   retry: { initialInterval: '100 ms', backoffCoefficient: 2, maximumInterval: '1 second', maximumAttempts: 3 },
 });
 
-// The audit write bounds itself (BROKER_AUDIT_WRITE_TIMEOUT_MS); three tries, then fail closed.
+// The audit write bounds itself (BROKER_AUDIT_WRITE_TIMEOUT_MS, at most 10 s); three tries within
+// 25 s, then fail closed. Both audit steps fit the mint's 1-minute execution timeout.
 const { recordMintAudit } = proxyLocalActivities<Activities>({
-  startToCloseTimeout: '75 seconds',
+  startToCloseTimeout: '12 seconds',
+  scheduleToCloseTimeout: '25 seconds',
   retry: { initialInterval: '100 ms', backoffCoefficient: 2, maximumInterval: '1 second', maximumAttempts: 3 },
 });
 

@@ -11,7 +11,7 @@ import {
   type TeeAccountInput,
   type WalletSlotRecorded,
   type WalletSlotRequest,
-} from './tee-account-definitions';
+} from './tee-account.definitions';
 
 const { recordHeimaLogin, recordTeeWalletSlot } = proxyActivities<Activities>({
   startToCloseTimeout: '10 seconds',

@@ -29,7 +29,7 @@ import {
   type WalletChallenge,
   type WalletLoginInput,
   type WalletLoginOutcome,
-} from './wallet-login-definitions';
+} from './wallet-login.definitions';
 
 // Both steps are short and sit on the latency path of an HTTP request: local activities, so a
 // login costs one workflow task (no activity task round trips through the server).

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { CodecError } from '../../lib/codec';
 import { safeEqual, sha256Hex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
-import { brokerDataConverter } from '../../lib/temporal-options';
+import { brokerDataConverter } from '../../adapters/temporal-options';
 import { errorBody } from '../schemas';
 
 /** The codec payloads the Temporal UI sends in one call are bigger than any API body. */

@@ -11,7 +11,7 @@ import { BrokerError } from '../../lib/errors';
 import { commonErrors, errorBody, grantIdSchema } from '../schemas';
 
 /**
- * Grants (CONTRACTS §6): the main account binds an agent wallet with a scope and an expiry.
+ * Grants (docs/contracts.md §6): the main account binds an agent wallet with a scope and an expiry.
  * Each change is one row plus its audit row in one transaction: a single-statement change with
  * no outside I/O, so it runs in the API rather than as a workflow.
  */

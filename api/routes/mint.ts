@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { hmacHex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { AkFlow, AkOmniAccount, AkStage } from '../../lib/search-attributes';
-import { MINT_ID_PREFIX, MintActivityFailure, type MintAwsRequest, type MintCaller, type MintRequest } from '../../workflows/mint-definitions';
+import { MINT_ID_PREFIX, MintActivityFailure, type MintAwsRequest, type MintCaller, type MintRequest } from '../../workflows/mint.definitions';
 import type { mintAwsCredsWorkflow, mintOidcJwtWorkflow } from '../../workflows/mint';
 import { driveFlow } from '../flow-errors';
 import { bearerToken } from '../plugins/auth';
@@ -18,7 +18,7 @@ const MINT_TIMEOUT = '1 minute';
 const MIN_STS_DURATION_SECONDS = 900;
 
 /**
- * Credential minting (CONTRACTS §4): POST /v1/mint-oidc-jwt and POST /v1/mint-aws-creds, each
+ * Credential minting (docs/contracts.md §4): POST /v1/mint-oidc-jwt and POST /v1/mint-aws-creds, each
  * one run of a mint workflow (mint/<request_id>) that authorises, audits, mints and audits again
  * before anything is returned. Bodies are optional; unknown fields (sent by older CLIs) are ignored.
  */

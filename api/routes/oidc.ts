@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { BrokerError } from '../../lib/errors';
 import { OIDC_CLAIMS_SUPPORTED } from '../../lib/oidc-claims';
-import { OidcKeyStore, publishedJwks } from '../../lib/oidc-keys';
+import { OidcKeyStore, publishedJwks } from '../../adapters/oidc-keys';
 import { errorBody } from '../schemas';
 
 /** Verifiers may cache these documents briefly; a rotation keeps the old key published far longer. */
@@ -20,7 +20,7 @@ const jwkSchema = z.object({
 });
 
 /**
- * The OIDC issuer (CONTRACTS §4): discovery and the JWKS that AWS IAM (and any OIDC verifier)
+ * The OIDC issuer (docs/contracts.md §4): discovery and the JWKS that AWS IAM (and any OIDC verifier)
  * reads to trust the tokens the broker mints. The keyset file is re-read when it changes, so a
  * rotation (`npm run oidc:rotate`) is served without a restart.
  */

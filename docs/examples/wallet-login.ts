@@ -1,6 +1,6 @@
 /**
  * Log in to an AgentKeys broker with an EVM wallet, in one file: a viem wallet client signs the
- * stateless login message (CONTRACTS §5, personal_sign) and the session comes back over HTTP.
+ * stateless login message (docs/contracts.md §5, personal_sign) and the session comes back over HTTP.
  *
  *   BROKER_URL=http://127.0.0.1:8091 PRIVATE_KEY=0x… npx tsx docs/examples/wallet-login.ts
  *

@@ -9,11 +9,11 @@ import { insertGrant } from '../db/grants';
 import { generateTeeKeyPair, signTeeJwt } from '../fixtures/tee/jwt';
 import { startTeeFixture, type TeeFixture } from '../fixtures/tee/server';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
-import { teeKeyReadiness } from '../lib/tee-jwt';
+import { teeKeyReadiness } from '../adapters/tee-jwt';
 import { startStack, type TestStack } from './harness';
 
 /**
- * The TEE → broker callbacks (CONTRACTS §3) with the exact upstream request shapes, the exact
+ * The TEE → broker callbacks (docs/contracts.md §3) with the exact upstream request shapes, the exact
  * envelopes, and bad input that must change nothing.
  */
 
@@ -114,7 +114,7 @@ void describe('post_heima_login (exact upstream shapes)', () => {
       const row = await stack.db.query<{ user_id: string; identity_type: string }>('SELECT user_id, identity_type FROM users WHERE omni_account = $1', [omni]);
       assert.deepEqual(row.rows, [{ user_id: body.data.user_id, identity_type: identity.type }], identity.type);
     }
-    // The pinned vector of CONTRACTS §1 is what the evm variant landed under.
+    // The pinned vector of docs/contracts.md §1 is what the evm variant landed under.
     const pinned = await stack.db.query('SELECT 1 FROM users WHERE omni_account = $1', ['0xf77b15b548b5e46fe7bc01673db04ab9de4c3354690082f665a6d9704a9db567']);
     assert.equal(pinned.rowCount, 1);
   });

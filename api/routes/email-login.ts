@@ -2,9 +2,9 @@ import { WithStartWorkflowOperation } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { emailCodeDigest, emailKey } from '../../lib/email-code';
+import { emailCodeDigest, emailKey } from '../../lib/email-login-code';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
-import { EMAIL_LOGIN_ID_PREFIX, requestCodeUpdate, submitCodeUpdate, type EmailLoginInput } from '../../workflows/definitions';
+import { EMAIL_LOGIN_ID_PREFIX, requestCodeUpdate, submitCodeUpdate, type EmailLoginInput } from '../../workflows/email-login.definitions';
 import type { emailLoginWorkflow } from '../../workflows/email-login';
 import { driveFlow } from '../flow-errors';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
@@ -17,7 +17,7 @@ const emailSchema = z
 
 const requestIdSchema = z.string().regex(/^[0-9a-f]{32}\.[0-9a-f]{32}$/, 'request_id is malformed');
 
-/** Email + one-time code login (CONTRACTS §5), driven by emailLoginWorkflow. */
+/** Email + one-time code login (docs/contracts.md §5), driven by emailLoginWorkflow. */
 export default async function sessionEmailRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
   const { config, secrets, temporal } = app.deps;

@@ -34,7 +34,7 @@ export interface MintAwsRequest extends MintRequest {
   durationSeconds: number;
 }
 
-/** POST /v1/mint-oidc-jwt success body (CONTRACTS §4). */
+/** POST /v1/mint-oidc-jwt success body (docs/contracts.md §4). */
 export interface OidcJwtMinted {
   jwt: string;
   wallet: string;
@@ -42,7 +42,7 @@ export interface OidcJwtMinted {
   expiration: number;
 }
 
-/** POST /v1/mint-aws-creds success body (CONTRACTS §4). */
+/** POST /v1/mint-aws-creds success body (docs/contracts.md §4). */
 export interface AwsCredsMinted {
   access_key_id: string;
   secret_access_key: string;

@@ -1,7 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import type { Config } from '../lib/config';
-import type { BrokerSecrets } from '../lib/secrets';
-import { brokerDataConverter, temporalConnectionOptions } from '../lib/temporal-options';
+import type { BrokerSecrets } from './secrets';
+import { brokerDataConverter, temporalConnectionOptions } from './temporal-options';
 
 /** A Temporal client with the broker's payload codec, for the API (and tests, and tools). */
 export async function connectTemporalClient(config: Config, secrets: BrokerSecrets, address: string): Promise<Client> {

@@ -17,13 +17,13 @@ import {
   TEE_ACCOUNT_ID_PREFIX,
   type JsonValue,
   type TeeAccountInput,
-} from '../../workflows/tee-account-definitions';
+} from '../../workflows/tee-account.definitions';
 import type { TeeTokenClaims } from '../deps';
 import { driveFlow } from '../flow-errors';
 import { bearerToken } from '../plugins/auth';
 
 /**
- * The TEE → broker callbacks (CONTRACTS §3): the `pumpx_api` surface the Heima TEE worker calls
+ * The TEE → broker callbacks (docs/contracts.md §3): the `pumpx_api` surface the Heima TEE worker calls
  * for `client_id = agentkeys`. Every answer is the envelope {"code","message","data"}: code 10000
  * only on success, otherwise the HTTP status × 100 (40000 bad request, 40100 unauthorized, 40300
  * forbidden, 40400 not found, 41300 body too large, 50000 internal, 50300 unavailable).

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { createPublicClient, hashMessage, http, keccak256, recoverAddress, type PublicClient } from 'viem';
-import { sha256Hex } from './digest';
-import { MAX_WALLET_MESSAGE_BYTES, normalizeWalletSignature, parseEoaSignature, SignatureFormatError, type EoaSignature } from './wallet-message';
+import { sha256Hex } from '../lib/digest';
+import { MAX_WALLET_MESSAGE_BYTES, normalizeWalletSignature, parseEoaSignature, SignatureFormatError, type EoaSignature } from '../lib/wallet-message';
 
 /**
  * EVM signature verification for wallet logins.

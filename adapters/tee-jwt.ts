@@ -1,12 +1,25 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { calculateJwkThumbprint, createRemoteJWKSet, decodeProtectedHeader, errors, jwtVerify, type CryptoKey, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import type { ReadinessCheck, TeeTokenClaims, TeeTokenVerifier } from '../api/deps';
-import type { Config } from './config';
-import { OMNI_ACCOUNT_RE } from './omni';
+import type { ReadinessCheck } from '../lib/readiness';
+import type { Config } from '../lib/config';
+import { OMNI_ACCOUNT_RE } from '../lib/omni';
+import { AgentKeysError } from '../lib/errors';
+
+export interface TeeTokenClaims {
+  sub: string;
+  typ: 'access' | 'id';
+  exp: number;
+  aud: string;
+}
+
+export interface TeeTokenVerifier {
+  /** Resolves the verified claims or throws an Error whose message says why the token is refused. */
+  verify(token: string): Promise<TeeTokenClaims>;
+}
 
 /**
- * Verification of the JWTs the Heima TEE worker issues (CONTRACTS §2): RS256 only, no `kid`
+ * Verification of the JWTs the Heima TEE worker issues (docs/contracts.md §2): RS256 only, no `kid`
  * upstream, claims `sub` (OmniAccount), `typ` ("access" | "id"), `exp`, `aud` (= client id).
  *
  * The key comes from config, loaded once: `BROKER_TEE_JWT_PUBLIC_KEY` (PEM SPKI or PKCS#1 text,
@@ -20,7 +33,8 @@ import { OMNI_ACCOUNT_RE } from './omni';
  * the published RSA keys verifies it, so a JWKS can carry the old and the new key during a rotation.
  */
 
-export class TeeKeyError extends Error {
+export class TeeKeyError extends AgentKeysError {
+  override readonly code: string = 'ERR_TEE_KEY';
   override name = 'TeeKeyError';
 }
 
@@ -79,7 +93,8 @@ export function parseTeePublicKey(value: string, what = 'BROKER_TEE_JWT_PUBLIC_K
   throw new TeeKeyError(`${inFile} holds neither a PEM nor the hex of a DER public key`);
 }
 
-export class TeeTokenError extends Error {
+export class TeeTokenError extends AgentKeysError {
+  override readonly code: string = 'ERR_TEE_TOKEN';
   override name = 'TeeTokenError';
 }
 

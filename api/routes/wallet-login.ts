@@ -6,7 +6,7 @@ import { getAddress } from 'viem';
 import { z } from 'zod';
 import { sha256Hex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
-import { createEvmSignatureVerifier, eoaReplayKey, personalMessageDigest, recoverSigner } from '../../lib/evm-signature';
+import { createEvmSignatureVerifier, eoaReplayKey, personalMessageDigest, recoverSigner } from '../../adapters/evm-signature';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
 import {
   buildStatelessWalletMessage,
@@ -25,7 +25,7 @@ import {
   WALLET_LOGIN_ID_PREFIX,
   type WalletLoginInput,
   type WalletLoginSettings,
-} from '../../workflows/wallet-login-definitions';
+} from '../../workflows/wallet-login.definitions';
 import { driveFlow } from '../flow-errors';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
 
@@ -62,7 +62,7 @@ function normalizeSignature(signature: string, contractWallets: boolean): string
 }
 
 /**
- * Wallet login (CONTRACTS §5), driven by walletLoginWorkflow: the stateless EIP-191 form
+ * Wallet login (docs/contracts.md §5), driven by walletLoginWorkflow: the stateless EIP-191 form
  * `{address, signature, timestamp}` and the challenge forms (EIP-191 with a nonce, SIWE).
  * The API rejects what it can for free (shape, window, signatures by another key, signatures
  * already used) before touching Temporal; the workflow is the authority that verifies and consumes.
@@ -134,7 +134,7 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
         tags: ['session'],
         summary: 'Log in with a wallet signature',
         description:
-          'Either the stateless form {address, signature, timestamp} (the CONTRACTS §5 message, timestamp within the window of the broker clock) ' +
+          'Either the stateless form {address, signature, timestamp} (the docs/contracts.md §5 message, timestamp within the window of the broker clock) ' +
           'or {request_id, signature} for a challenge. Each signature is accepted once (409 afterwards).',
         body: z.object({
           request_id: requestIdSchema.optional(),

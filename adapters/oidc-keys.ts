@@ -2,11 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { chmod, link, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { JWK } from 'jose';
-import type { Config } from './config';
-import { generateSigningKeyJwk, signingKeyFromJwk, type SigningKey } from './signing-key';
+import type { Config } from '../lib/config';
+import { generateSigningKeyJwk, signingKeyFromJwk, type SigningKey } from '../lib/signing-key';
+import { AgentKeysError } from '../lib/errors';
 
 /**
- * The OIDC issuer's keyset (CONTRACTS §4): ES256 keys kept apart from the session key, in one
+ * The OIDC issuer's keyset (docs/contracts.md §4): ES256 keys kept apart from the session key, in one
  * JSON file (mode 0600) that the API (serving the JWKS) and the worker (signing) both read.
  *
  *   {"version":1,"active_kid":"…","keys":[{"jwk":{…private…},"created_at":"…","retired_at":null,"drop_after":null}, …]}
@@ -38,7 +39,8 @@ export interface OidcKeyset {
   entries: OidcKeyEntry[];
 }
 
-export class OidcKeysetError extends Error {
+export class OidcKeysetError extends AgentKeysError {
+  override readonly code: string = 'ERR_OIDC_KEYSET';
   override name = 'OidcKeysetError';
 }
 

@@ -5,7 +5,7 @@ import { recordTeeLogin, recordWalletSlot } from '../db/tee';
 import { recordMainWallet, upsertUserOnLogin } from '../db/users';
 import { deriveOmniAccount, IdentityError } from '../lib/omni';
 import { FailureType } from '../workflows/definitions';
-import type { HeimaLoginRecord, HeimaLoginRecorded, WalletSlotRecorded, WalletSlotRequest } from '../workflows/tee-account-definitions';
+import type { HeimaLoginRecord, HeimaLoginRecorded, WalletSlotRecorded, WalletSlotRequest } from '../workflows/tee-account.definitions';
 import type { ActivityDeps } from './deps';
 
 export interface RecordHeimaLoginInput extends HeimaLoginRecord {

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseKey } from './codec';
-import type { Config } from './config';
-import { loadOrCreateSigningKey, loadSigningKey, type SigningKey } from './signing-key';
+import { parseKey } from '../lib/codec';
+import type { Config } from '../lib/config';
+import { loadOrCreateSigningKey, loadSigningKey } from './key-files';
+import type { SigningKey } from '../lib/signing-key';
 
 /**
  * The broker's secrets: the HMAC secret, the payload codec keys and the session signing key.

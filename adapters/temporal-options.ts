@@ -1,6 +1,6 @@
 import type { DataConverter } from '@temporalio/common';
-import { AesGcmPayloadCodec } from './codec';
-import type { Config } from './config';
+import { AesGcmPayloadCodec } from '../lib/codec';
+import type { Config } from '../lib/config';
 import type { BrokerSecrets } from './secrets';
 
 /** The one data converter every broker client and worker uses: payloads are AES-GCM encrypted. */

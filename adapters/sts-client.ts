@@ -1,5 +1,6 @@
 import { AssumeRoleWithWebIdentityCommand, GetCallerIdentityCommand, STSClient, STSServiceException } from '@aws-sdk/client-sts';
 import type { Config } from '../lib/config';
+import { AgentKeysError } from '../lib/errors';
 
 /**
  * AWS STS as the broker uses it: AssumeRoleWithWebIdentity with the broker's own OIDC token
@@ -37,7 +38,8 @@ export interface StsCredentials {
   assumedRoleArn?: string;
 }
 
-export class StsResponseError extends Error {
+export class StsResponseError extends AgentKeysError {
+  override readonly code: string = 'ERR_STS_RESPONSE';
   override name = 'StsResponseError';
 }
 
@@ -132,7 +134,8 @@ export interface StsCallerIdentity {
   arn: string;
 }
 
-export class StsStartupError extends Error {
+export class StsStartupError extends AgentKeysError {
+  override readonly code: string = 'ERR_STS_STARTUP';
   override name = 'StsStartupError';
 }
 
