@@ -17,7 +17,7 @@ const MAY_IMPORT = {
   worker: ['worker', 'activities', 'workflows', 'db', 'adapters', 'lib'],
   fixtures: ['fixtures', 'adapters', 'lib'],
   scripts: ['scripts', 'api', 'worker', 'activities', 'workflows', 'db', 'adapters', 'lib', 'fixtures'],
-  test: ['test', 'scripts', 'api', 'worker', 'activities', 'workflows', 'db', 'adapters', 'lib', 'fixtures'],
+  test: ['test', 'cli', 'scripts', 'api', 'worker', 'activities', 'workflows', 'db', 'adapters', 'lib', 'fixtures'],
   bench: ['bench', 'test', 'scripts', 'api', 'worker', 'activities', 'workflows', 'db', 'adapters', 'lib', 'fixtures'],
   cli: ['cli', 'lib'],
 };

@@ -1,0 +1,54 @@
+/** HTTP calls to the broker: JSON in and out, one-line errors that say what to do. */
+import type { ErrorBody } from '../lib/wire';
+import { BrokerAnswerError, CliError, NotLoggedInError } from './errors';
+
+export interface BrokerResponse<T> {
+  status: number;
+  body: T;
+}
+
+export class BrokerClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly token?: string,
+  ) {}
+
+  withToken(token: string): BrokerClient {
+    return new BrokerClient(this.baseUrl, token);
+  }
+
+  /** Sends one request; answers 2xx bodies, throws BrokerAnswerError for the rest (unless `expect` lists the status). */
+  async call<T>(method: string, path: string, opts: { body?: unknown; auth?: boolean; expect?: number[] } = {}): Promise<BrokerResponse<T>> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    if (opts.auth) {
+      if (!this.token) throw new NotLoggedInError('not logged in: run agentkeys init');
+      headers.authorization = `Bearer ${this.token}`;
+    }
+    const url = new URL(path, this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`);
+    let res: Response;
+    try {
+      res = await fetch(url, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body), signal: AbortSignal.timeout(30_000) });
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name;
+      throw new CliError(`cannot reach the broker at ${this.baseUrl} (${cause}): is it running? Set --broker-url or AGENTKEYS_BROKER_URL.`);
+    }
+    const text = await res.text();
+    let body: unknown = undefined;
+    if (text) {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = text;
+      }
+    }
+    if ((res.status >= 200 && res.status < 300) || opts.expect?.includes(res.status)) return { status: res.status, body: body as T };
+    const err = (typeof body === 'object' && body !== null ? body : {}) as Partial<ErrorBody> & Record<string, unknown>;
+    const kind = err.error ?? `http_${res.status}`;
+    const message = err.message ?? (typeof body === 'string' && body ? body : res.statusText);
+    if (res.status === 401 && opts.auth) {
+      throw new NotLoggedInError(`the broker refused the stored session (${message}): run agentkeys init`);
+    }
+    throw new BrokerAnswerError(`${method} ${url.pathname} → ${res.status} ${kind}: ${message}`, res.status, kind, err);
+  }
+}

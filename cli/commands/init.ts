@@ -1,0 +1,263 @@
+/** `agentkeys init`: log in by wallet, email code, Google or the Heima TEE, and keep the bearer. */
+import { Command, Option } from 'commander';
+import { deriveOmniAccount } from '../../lib/omni';
+import { buildStatelessWalletMessage } from '../../lib/wallet-message';
+import type { EmailCodeBody, MeBody, SessionBody, WalletChallengeBody } from '../../lib/wire';
+import { BrokerAnswerError, CliError, UsageError } from '../errors';
+import { CliContext } from '../context';
+import { askChoice, askSecret, askText, canPrompt, StdinLines } from '../prompt';
+import type { ProfileSession } from '../session-store';
+import { teeLogin, type TeeLoginResult } from '../tee-client';
+import { loadWalletAccount, type WalletKeyOptions } from '../wallet-key';
+
+const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const NON_TTY_HINT =
+  'name a method: agentkeys init wallet --private-key-file F | init email <address> --code-stdin | init google | init tee --email <address> --code-stdin';
+
+interface InitOptions {
+  showToken?: boolean;
+}
+
+/** Saves the session and prints who is logged in (the token only with --show-token). */
+async function finish(ctx: CliContext, session: ProfileSession, o: InitOptions): Promise<void> {
+  o = { ...o, showToken: o.showToken || ctx.showToken };
+  const store = await ctx.store();
+  await store.save(ctx.profile, session);
+  const who = session.identity ? `${session.identity.type} ${session.identity.value}` : session.omni_account;
+  ctx.print(
+    {
+      profile: ctx.profile,
+      method: session.method,
+      omni_account: session.omni_account,
+      user_id: session.user_id ?? null,
+      identity: session.identity ?? null,
+      expires_at: session.expires_at,
+      store: store.kind,
+      ...(o.showToken ? { token: session.token } : {}),
+    },
+    [
+      `Logged in as ${who} (profile ${ctx.profile}, ${session.method})`,
+      `  omni_account ${session.omni_account}`,
+      `  expires      ${new Date(session.expires_at * 1000).toISOString()}`,
+      `  stored in    ${store.describe(ctx.profile)}`,
+      ...(o.showToken ? [`  token        ${session.token}`] : []),
+    ],
+  );
+}
+
+function fromSessionBody(ctx: CliContext, method: ProfileSession['method'], b: SessionBody): ProfileSession {
+  return { broker_url: ctx.brokerUrl, method, token: b.token, expires_at: b.expires_at, omni_account: b.omni_account, user_id: b.user_id, identity: b.identity };
+}
+
+async function initWallet(ctx: CliContext, o: WalletKeyOptions & InitOptions & { siwe?: boolean }): Promise<void> {
+  const account = await loadWalletAccount(o, async () => ctx.env.AGENTKEYS_KEYSTORE_PASSWORD ?? askSecret('Keystore password', 'set AGENTKEYS_KEYSTORE_PASSWORD'));
+  const broker = ctx.broker();
+  const spin = await ctx.spinner(`Signing in as ${account.address}`);
+  try {
+    let body: SessionBody;
+    if (o.siwe) {
+      const ch = await broker.call<WalletChallengeBody>('POST', '/v1/session/wallet_challenge', { body: { address: account.address, format: 'siwe' } });
+      const signature = await account.signMessage({ message: ch.body.message });
+      body = (await broker.call<SessionBody>('POST', '/v1/session/wallet_login', { body: { request_id: ch.body.request_id, signature } })).body;
+    } else {
+      const timestamp = Math.floor(Date.now() / 1000);
+      const address = account.address.toLowerCase();
+      const signature = await account.signMessage({ message: buildStatelessWalletMessage(address, timestamp) });
+      body = (await broker.call<SessionBody>('POST', '/v1/session/wallet_login', { body: { address, signature, timestamp } })).body;
+    }
+    spin.stop();
+    await finish(ctx, fromSessionBody(ctx, 'wallet', body), o);
+  } catch (e) {
+    spin.fail();
+    throw e;
+  }
+}
+
+/** Where a code comes from: the prompt, or the next stdin line with --code-stdin. */
+function codeSource(codeStdin: boolean | undefined, label: string): (retry: string | undefined) => Promise<string> {
+  if (codeStdin) {
+    const lines = new StdinLines();
+    return async () => {
+      const l = await lines.next();
+      if (!l) throw new CliError('no code on stdin');
+      return l;
+    };
+  }
+  if (!canPrompt()) throw new UsageError(`no terminal to ask for the code on: pass --code-stdin and write the code to stdin`);
+  return (retry) => askText(retry ? `${retry} ${label}` : label, 'pass --code-stdin', (v) => (/^\s*\S+\s*$/.test(v) ? undefined : 'type the code'));
+}
+
+async function initEmail(ctx: CliContext, address: string, o: InitOptions & { codeStdin?: boolean }): Promise<void> {
+  if (!EMAIL_RE.test(address)) throw new UsageError(`"${address}" is not an email address`);
+  const broker = ctx.broker();
+  const nextCode = codeSource(o.codeStdin, `Code sent to ${address}:`);
+  let req: EmailCodeBody;
+  try {
+    req = (await broker.call<EmailCodeBody>('POST', '/v1/session/email_code', { body: { email: address } })).body;
+  } catch (e) {
+    if (e instanceof BrokerAnswerError && e.kind === 'rate_limited') {
+      throw new CliError(`a code was sent to ${address} moments ago; ask again in ${typeof e.body.retry_after === 'number' ? e.body.retry_after : 'a few'} s (or use the code already sent)`);
+    }
+    throw e;
+  }
+  process.stderr.write(`A code was sent to ${address}; it is valid until ${new Date(req.expires_at * 1000).toLocaleTimeString()}.\n`);
+  let retry: string | undefined;
+  for (;;) {
+    const code = (await nextCode(retry)).trim();
+    try {
+      const body = (await broker.call<SessionBody>('POST', '/v1/session/email_login', { body: { request_id: req.request_id, code } })).body;
+      await finish(ctx, fromSessionBody(ctx, 'email', body), o);
+      return;
+    } catch (e) {
+      if (!(e instanceof BrokerAnswerError)) throw e;
+      if (e.kind === 'invalid_code' && typeof e.body.attempts_left === 'number' && e.body.attempts_left > 0) {
+        retry = `Wrong code (${e.body.attempts_left} attempts left).`;
+        process.stderr.write(`${retry}\n`);
+        continue;
+      }
+      if (e.kind === 'invalid_code' || e.kind === 'too_many_attempts') throw new CliError(`too many wrong codes: wait until the code expires, then run agentkeys init email ${address} again`);
+      if (e.kind === 'expired') throw new CliError(`the code expired: run agentkeys init email ${address} again`);
+      if (e.kind === 'bad_request') {
+        retry = 'That is not a code.';
+        process.stderr.write(`${retry}\n`);
+        continue;
+      }
+      throw e;
+    }
+  }
+}
+
+interface GoogleStart {
+  request_id: string;
+  authorize_url: string;
+  poll_secret: string;
+  expires_at: number;
+}
+
+async function initGoogle(ctx: CliContext, o: InitOptions & { browser?: boolean; pollIntervalMs?: string }): Promise<void> {
+  const broker = ctx.broker();
+  const start = (await broker.call<GoogleStart>('POST', '/v1/session/google_oauth_login', { body: { format: 'cli' } })).body;
+  let opened = false;
+  if (o.browser !== false) {
+    try {
+      const { default: open } = await import('open');
+      const child = await open(start.authorize_url);
+      child.on('error', () => undefined);
+      opened = true;
+    } catch {
+      opened = false;
+    }
+  }
+  process.stderr.write(`${opened ? 'Opened your browser at' : 'Open this address in a browser to sign in with Google'}:\n  ${start.authorize_url}\n`);
+  const spin = await ctx.spinner('Waiting for Google sign-in (Ctrl-C cancels)');
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  process.once('SIGINT', onSigint);
+  const interval = Math.max(100, Number(o.pollIntervalMs ?? 1000));
+  try {
+    for (;;) {
+      if (controller.signal.aborted) throw new CliError('cancelled');
+      if (Date.now() / 1000 > start.expires_at + 5) throw new CliError('the Google sign-in expired: run agentkeys init google again');
+      const r = await broker.call<SessionBody | { status: string }>('POST', '/v1/session/google_oauth_poll', { body: { request_id: start.request_id, poll_secret: start.poll_secret }, expect: [202] });
+      if (r.status === 200) {
+        spin.stop();
+        await finish(ctx, fromSessionBody(ctx, 'google', r.body as SessionBody), o);
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, interval);
+        controller.signal.addEventListener('abort', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  } catch (e) {
+    spin.fail();
+    if (e instanceof BrokerAnswerError && e.status === 410) throw new CliError(`the Google sign-in did not complete (${e.kind}): run agentkeys init google again`);
+    throw e;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+async function initTee(ctx: CliContext, o: InitOptions & WalletKeyOptions & { email?: string; teeUrl?: string; codeStdin?: boolean }): Promise<void> {
+  const teeUrl = o.teeUrl ?? ctx.env.AGENTKEYS_TEE_URL;
+  if (!teeUrl) throw new UsageError('name the TEE worker: --tee-url or AGENTKEYS_TEE_URL');
+  if (!o.email === !(o.privateKeyFile || o.mnemonicFile || o.keystore)) throw new UsageError('give either --email <address> or a wallet (--private-key-file F)');
+  const spin = await ctx.spinner('Logging in through the Heima TEE');
+  let result: TeeLoginResult;
+  try {
+    if (o.email) {
+      if (!EMAIL_RE.test(o.email)) throw new UsageError(`"${o.email}" is not an email address`);
+      spin.stop();
+      const nextCode = codeSource(o.codeStdin, `Code the TEE sent to ${o.email}:`);
+      result = await teeLogin(teeUrl, { kind: 'email', email: o.email, code: () => nextCode(undefined) });
+    } else {
+      const account = await loadWalletAccount(o, async () => ctx.env.AGENTKEYS_KEYSTORE_PASSWORD ?? askSecret('Keystore password', 'set AGENTKEYS_KEYSTORE_PASSWORD'));
+      const omni = deriveOmniAccount('agentkeys', { type: 'evm', value: account.address });
+      result = await teeLogin(teeUrl, { kind: 'evm', address: account.address, omniAccount: omni, sign: (message) => account.signMessage({ message }) });
+    }
+    const me = (await ctx.broker(result.accessToken).call<MeBody>('GET', '/v1/session/me', { auth: true })).body;
+    spin.stop();
+    await finish(ctx, { broker_url: ctx.brokerUrl, method: 'tee', token: result.accessToken, expires_at: result.expiresAt, omni_account: me.omni_account, user_id: me.user_id, identity: me.identity }, o);
+  } catch (e) {
+    spin.fail();
+    throw e;
+  }
+}
+
+function walletOptions(cmd: Command): Command {
+  return cmd
+    .option('--private-key-file <file>', 'a file holding the wallet private key (hex)')
+    .option('--mnemonic-file <file>', 'a file holding a BIP-39 mnemonic')
+    .option('--account-index <n>', 'with --mnemonic-file: the address index (m/44\'/60\'/0\'/0/n)', undefined)
+    .option('--keystore <file>', 'a V3 JSON keystore (password from a prompt or AGENTKEYS_KEYSTORE_PASSWORD)');
+}
+
+export function initCommand(): Command {
+  const init = new Command('init')
+    .description('log in to the broker and keep the bearer (asks for a method when none is given)')
+    .option('--show-token', 'print the bearer token too (any init method)')
+    .action(async (o: InitOptions, cmd: Command) => {
+      const ctx = CliContext.from(cmd);
+      if (!canPrompt()) throw new UsageError(NON_TTY_HINT);
+      const method = await askChoice(
+        'How do you want to log in?',
+        [
+          { value: 'wallet', label: 'Wallet', hint: 'a private key file' },
+          { value: 'email', label: 'Email', hint: 'a one-time code' },
+          { value: 'google', label: 'Google' },
+        ],
+        NON_TTY_HINT,
+      );
+      if (method === 'email') return initEmail(ctx, await askText('Email address', NON_TTY_HINT, (v) => (EMAIL_RE.test(v) ? undefined : 'an email address')), o);
+      if (method === 'google') return initGoogle(ctx, o);
+      return initWallet(ctx, { ...o, privateKeyFile: await askText('Private key file', NON_TTY_HINT) });
+    });
+
+  walletOptions(init.command('wallet').description('sign in with a wallet signature (EIP-191; --siwe for Sign-In with Ethereum)'))
+    .option('--siwe', 'use the challenge form (EIP-4361) instead of the stateless message')
+    .action(async (o: WalletKeyOptions & InitOptions & { siwe?: boolean }, cmd: Command) => initWallet(CliContext.from(cmd), o));
+
+  init
+    .command('email')
+    .description('sign in with a one-time code mailed to <address>')
+    .argument('<address>', 'your email address')
+    .option('--code-stdin', 'read the code (one per line, for retries) from stdin instead of prompting')
+    .action(async (address: string, o: InitOptions & { codeStdin?: boolean }, cmd: Command) => initEmail(CliContext.from(cmd), address, o));
+
+  init
+    .command('google')
+    .description('sign in with Google in your browser')
+    .option('--no-browser', 'do not open a browser; print the address to open')
+    .addOption(new Option('--poll-interval-ms <ms>', 'how often to ask the broker').default('1000').hideHelp())
+    .action(async (o: InitOptions & { browser?: boolean; pollIntervalMs?: string }, cmd: Command) => initGoogle(CliContext.from(cmd), o));
+
+  walletOptions(init.command('tee').description('log in through the Heima TEE worker (client_id agentkeys) and keep its access token'))
+    .option('--email <address>', 'log in with an email code the TEE sends')
+    .option('--tee-url <url>', 'the TEE worker JSON-RPC URL (default AGENTKEYS_TEE_URL)')
+    .option('--code-stdin', 'read the email code from stdin instead of prompting')
+    .action(async (o: InitOptions & WalletKeyOptions & { email?: string; teeUrl?: string; codeStdin?: boolean }, cmd: Command) => initTee(CliContext.from(cmd), o));
+  return init;
+}

@@ -1,0 +1,70 @@
+/**
+ * Logging in at a Heima TEE worker (JSON-RPC 2.0, client_id `agentkeys`): an email code or a
+ * wallet signature over the TEE's sign-in message. Its access token is a bearer at the broker.
+ */
+import { CliError } from './errors';
+
+const CLIENT_ID = 'agentkeys';
+let nextId = 1;
+
+async function rpc<T>(url: string, method: string, params: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: nextId++, method, params }),
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (e) {
+    throw new CliError(`cannot reach the TEE worker at ${url} (${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name}): check --tee-url`);
+  }
+  let body: { result?: T; error?: { code: number; message: string } };
+  try {
+    body = (await res.json()) as typeof body;
+  } catch {
+    throw new CliError(`the TEE worker at ${url} answered HTTP ${res.status} without JSON-RPC`);
+  }
+  if (body.error) throw new CliError(`the TEE refused ${method}: ${body.error.message} (${body.error.code})`);
+  return body.result as T;
+}
+
+export interface TeeLoginResult {
+  accessToken: string;
+  /** Unix seconds, from the access token's exp. */
+  expiresAt: number;
+}
+
+export type TeeLoginMethod =
+  | { kind: 'email'; email: string; code: () => Promise<string> }
+  | { kind: 'evm'; address: string; omniAccount: string; sign: (message: string) => Promise<string> };
+
+interface UserLoginResult {
+  access_token: string;
+  id_token: string;
+  backend_response: { code?: number; message?: string };
+}
+
+function expOf(jwt: string): number {
+  const payload = jwt.split('.')[1];
+  const exp = payload ? (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { exp?: unknown }).exp : undefined;
+  if (typeof exp !== 'number') throw new CliError('the TEE answered an access token without exp');
+  return exp;
+}
+
+export async function teeLogin(url: string, m: TeeLoginMethod): Promise<TeeLoginResult> {
+  let userId: { type: string; value: string };
+  let userAuth: { type: string; value: string };
+  if (m.kind === 'email') {
+    await rpc(url, 'omni_requestEmailVerificationCode', { client_id: CLIENT_ID, user_email: m.email });
+    userId = { type: 'email', value: m.email };
+    userAuth = { type: 'email', value: (await m.code()).trim() };
+  } else {
+    const message = await rpc<object>(url, 'omni_getWeb3SignInMessage', { client_id: CLIENT_ID, omni_account: m.omniAccount });
+    userId = { type: 'evm', value: m.address };
+    userAuth = { type: 'evm', value: await m.sign(JSON.stringify(message)) };
+  }
+  const login = await rpc<UserLoginResult>(url, 'omni_userLogin', { user_id: userId, user_auth: userAuth, client_id: CLIENT_ID, client_auth: null });
+  if (login.backend_response?.code !== 10000) throw new CliError(`the broker refused the TEE's login callback: ${login.backend_response?.message ?? 'no answer'}`);
+  return { accessToken: login.access_token, expiresAt: expOf(login.access_token) };
+}

@@ -1,0 +1,371 @@
+/**
+ * The `agentkeys` CLI, run as a subprocess (bin/agentkeys.js) against the running stack over real
+ * HTTP: every login method, the session store, minting (consumed by the AWS SDK's own
+ * credential_process provider), grants, audit, and bad input.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fromProcess } from '@aws-sdk/credential-providers';
+import { Wallet } from '@ethereumjs/wallet';
+import { english, generateMnemonic, generatePrivateKey, mnemonicToAccount, privateKeyToAccount } from 'viem/accounts';
+import { generateTeeKeyPair } from '../fixtures/tee/jwt';
+import { startTeeFixture, type TeeFixture } from '../fixtures/tee/server';
+import { codeFromMail } from './email-login-client';
+import { findFreePort } from '../scripts/temporal-dev-server';
+import { startStack, type TestStack } from './harness';
+import type { Command } from 'commander';
+import { buildProgram } from '../cli/main';
+
+const BIN = join(__dirname, '..', 'bin', 'agentkeys.js');
+
+let stack: TestStack;
+let tee: TeeFixture;
+let home: string;
+
+before(async () => {
+  const key = await generateTeeKeyPair();
+  stack = await startStack({ env: { BROKER_TEE_JWT_PUBLIC_KEY: key.publicKeyPkcs1DerHex } });
+  tee = await startTeeFixture({ brokerBaseUrl: `${stack.url}/`, privateKeyPem: key.privateKeyPem });
+  home = await mkdtemp(join(tmpdir(), 'akb-cli-'));
+});
+after(async () => {
+  await tee?.close();
+  await stack?.stop();
+  if (home) await rm(home, { recursive: true, force: true });
+});
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+interface RunOptions {
+  env?: Record<string, string>;
+  /** Written to stdin up front (then closed), or fed by the caller through `feed`. */
+  stdin?: string;
+  feed?: (write: (s: string) => void, end: () => void, output: () => string) => Promise<void>;
+}
+
+function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH, HOME: home, AGENTKEYS_SESSION_STORE: 'file', AGENTKEYS_BROKER_URL: stack.url, ...extra };
+}
+
+function runCli(args: string[], opts: RunOptions = {}): Promise<Run> {
+  return runProcess(process.execPath, [BIN, ...args], cliEnv(opts.env), opts);
+}
+
+function runProcess(cmd: string, args: string[], env: NodeJS.ProcessEnv, opts: RunOptions): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    if (opts.feed) {
+      opts
+        .feed(
+          (s) => child.stdin.write(s),
+          () => child.stdin.end(),
+          () => stdout + stderr,
+        )
+        .catch((e: unknown) => {
+          child.kill();
+          reject(e instanceof Error ? e : new Error(String(e)));
+        });
+    } else {
+      child.stdin.end(opts.stdin ?? '');
+    }
+  });
+}
+
+function parseJson(r: Run): Record<string, unknown> {
+  assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Record<string, unknown>;
+}
+
+async function keyFile(pk = generatePrivateKey()): Promise<{ path: string; address: string }> {
+  const path = join(home, `key-${Math.random().toString(36).slice(2)}.txt`);
+  await writeFile(path, `${pk}\n`, { mode: 0o600 });
+  return { path, address: privateKeyToAccount(pk).address };
+}
+
+async function waitFor<T>(what: string, fn: () => T | undefined, timeoutMs = 30_000, seen?: () => string): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = fn();
+    if (v !== undefined) return v;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}${seen ? `; saw: ${JSON.stringify(seen())}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+void describe('agentkeys CLI: usage', () => {
+  void test('every command and subcommand has complete help; --help exits 0', async () => {
+    const walk = (c: Command, path: string[]): void => {
+      const help = c.helpInformation();
+      assert.match(help, /^Usage: /, path.join(' '));
+      assert.ok(c.description().length > 10, `${path.join(' ')} has a description`);
+      for (const o of c.options) assert.ok(o.hidden || (o.description && o.description.length > 5), `${path.join(' ')} ${o.flags} is described`);
+      for (const sub of c.commands) walk(sub, [...path, sub.name()]);
+    };
+    const program = buildProgram();
+    walk(program, ['agentkeys']);
+    assert.deepEqual(program.commands.map((c) => c.name()).sort(), ['audit', 'grant', 'init', 'logout', 'mint', 'status', 'whoami']);
+    for (const args of [['--help'], ['mint', 'aws', '--help']]) {
+      const r = await runCli(args);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, /^Usage: agentkeys/m);
+    }
+    const top = await runCli(['--help']);
+    assert.match(top.stdout, /credential_process = agentkeys mint aws --credential-process/);
+  });
+
+  void test('unknown flag or missing argument: usage on stderr, exit 2; no TTY and no method: exit 2 naming the flags', async () => {
+    const unknown = await runCli(['whoami', '--bogus']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown option '--bogus'/);
+    assert.equal(unknown.stdout, '');
+    const missing = await runCli(['init', 'email']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /missing required argument 'address'/);
+    const noTty = await runCli(['init']);
+    assert.equal(noTty.code, 2);
+    assert.match(noTty.stderr, /init wallet --private-key-file F/);
+    const badEmail = await runCli(['init', 'email', 'not-an-address']);
+    assert.equal(badEmail.code, 2);
+    assert.match(badEmail.stderr, /is not an email address/);
+  });
+
+  void test('broker down: one line naming the URL, exit 1', async () => {
+    const port = await findFreePort();
+    const { path } = await keyFile();
+    const r = await runCli(['init', 'wallet', '--private-key-file', path], { env: { AGENTKEYS_BROKER_URL: `http://127.0.0.1:${port}` } });
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`cannot reach the broker at http://127.0.0.1:${port}`));
+  });
+
+  void test('unreadable, malformed and ambiguous key files get clear errors', async () => {
+    const missing = await runCli(['init', 'wallet', '--private-key-file', join(home, 'nope.txt')]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /cannot read the private key file .*nope\.txt: ENOENT/);
+    const bad = join(home, 'bad.txt');
+    await writeFile(bad, 'not a key 0xsecretish');
+    const malformed = await runCli(['init', 'wallet', '--private-key-file', bad]);
+    assert.equal(malformed.code, 1);
+    assert.match(malformed.stderr, /is not a private key: expected 64 hex digits/);
+    assert.doesNotMatch(malformed.stderr, /secretish/, 'the file content is never echoed');
+    const both = await runCli(['init', 'wallet', '--private-key-file', bad, '--mnemonic-file', bad]);
+    assert.equal(both.code, 2);
+    const badMnemonic = await runCli(['init', 'wallet', '--mnemonic-file', bad]);
+    assert.equal(badMnemonic.code, 1);
+    assert.match(badMnemonic.stderr, /holds no valid BIP-39 mnemonic/);
+  });
+});
+
+void describe('agentkeys CLI: wallet login, session store, whoami, logout', () => {
+  void test('init wallet with a key file: the session lands in a 0600 file in a 0700 directory; whoami shows the wallet', async () => {
+    const { path, address } = await keyFile();
+    const env = { AGENTKEYS_PROFILE: 'walletfile' };
+    const init = parseJson(await runCli(['--json', 'init', 'wallet', '--private-key-file', path], { env }));
+    assert.equal(init.method, 'wallet');
+    assert.equal(init.store, 'file');
+    assert.equal(init.token, undefined, 'no token unless --show-token');
+    assert.deepEqual(init.identity, { type: 'evm', value: address.toLowerCase() });
+    const file = join(home, '.agentkeys', 'walletfile', 'session.json');
+    assert.equal((await stat(file)).mode & 0o777, 0o600);
+    assert.equal((await stat(join(home, '.agentkeys', 'walletfile'))).mode & 0o777, 0o700);
+    assert.equal((await stat(join(home, '.agentkeys'))).mode & 0o777, 0o700);
+    const me = parseJson(await runCli(['--json', 'whoami'], { env }));
+    assert.equal(me.omni_account, init.omni_account);
+    const wallets = me.wallets as { address: string; role: string }[];
+    assert.equal(wallets[0]?.address, address.toLowerCase());
+    const human = await runCli(['whoami'], { env });
+    assert.match(human.stdout, new RegExp(`evm ${address.toLowerCase()}`));
+    assert.doesNotMatch(human.stdout + human.stderr, /eyJ/, 'the token is never printed unasked');
+
+    const out = parseJson(await runCli(['--json', 'logout'], { env }));
+    assert.equal(out.revoked, true);
+    await assert.rejects(stat(file), /ENOENT/);
+    const after = await runCli(['whoami'], { env });
+    assert.equal(after.code, 1);
+    assert.match(after.stderr, /run agentkeys init/);
+  });
+
+  void test('a token revoked at the broker: whoami says run agentkeys init, exit 1', async () => {
+    const { path } = await keyFile();
+    const env = { AGENTKEYS_PROFILE: 'revoked' };
+    const init = parseJson(await runCli(['--json', 'init', 'wallet', '--private-key-file', path, '--show-token'], { env }));
+    assert.equal(typeof init.token, 'string');
+    const res = await stack.request('POST', '/v1/session/logout', { token: init.token as string });
+    assert.equal(res.status, 204);
+    const r = await runCli(['whoami'], { env });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /refused the stored session.*run agentkeys init/);
+  });
+
+  void test('init wallet --siwe and with a mnemonic at an account index', async () => {
+    const mnemonic = generateMnemonic(english);
+    const mfile = join(home, 'mnemonic.txt');
+    await writeFile(mfile, `${mnemonic}\n`);
+    const expected = mnemonicToAccount(mnemonic, { addressIndex: 3 }).address.toLowerCase();
+    const init = parseJson(await runCli(['--json', '--profile', 'mnemo', 'init', 'wallet', '--mnemonic-file', mfile, '--account-index', '3', '--siwe']));
+    assert.deepEqual(init.identity, { type: 'evm', value: expected });
+  });
+
+  void test('init wallet with a V3 keystore: the right password logs in, a wrong one is a clear error', async () => {
+    const pk = generatePrivateKey();
+    const wallet = Wallet.fromPrivateKey(Buffer.from(pk.slice(2), 'hex'));
+    const ks = join(home, 'keystore.json');
+    await writeFile(ks, JSON.stringify(await wallet.toV3('correct horse', { kdf: 'pbkdf2', c: 1024 })));
+    const wrong = await runCli(['init', 'wallet', '--keystore', ks], { env: { AGENTKEYS_KEYSTORE_PASSWORD: 'wrong', AGENTKEYS_PROFILE: 'ks' } });
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /wrong password for the keystore/);
+    const ok = parseJson(await runCli(['--json', 'init', 'wallet', '--keystore', ks], { env: { AGENTKEYS_KEYSTORE_PASSWORD: 'correct horse', AGENTKEYS_PROFILE: 'ks' } }));
+    assert.deepEqual(ok.identity, { type: 'evm', value: privateKeyToAccount(pk).address.toLowerCase() });
+    const notKs = await runCli(['init', 'wallet', '--keystore', ks.replace('keystore.json', 'mnemonic.txt')], { env: { AGENTKEYS_KEYSTORE_PASSWORD: 'x' } });
+    assert.equal(notKs.code, 1);
+    assert.match(notKs.stderr, /is not a keystore: not JSON/);
+  });
+
+  void test('status: reachable, ready, the store and the session expiry, as text and JSON', async () => {
+    const { path } = await keyFile();
+    parseJson(await runCli(['--json', '--profile', 'st', 'init', 'wallet', '--private-key-file', path]));
+    const st = parseJson(await runCli(['--json', '--profile', 'st', 'status']));
+    assert.equal(st.reachable, true);
+    assert.equal(st.ready, true);
+    assert.equal(st.store, 'file');
+    assert.equal((st.session as { expired: boolean }).expired, false);
+    const none = await runCli(['--profile', 'nobody', 'status']);
+    assert.equal(none.code, 0);
+    assert.match(none.stdout, /session {2}none \(run agentkeys init\)/);
+  });
+});
+
+void describe('agentkeys CLI: email login', () => {
+  void test('--code-stdin: a mistyped code is retried within the attempt budget, then the mailed code logs in', async () => {
+    const email = `cli-${Date.now()}@example.com`;
+    const r = await runCli(['--json', '--profile', 'mail', 'init', 'email', email, '--code-stdin'], {
+      feed: async (write, end) => {
+        const mail = await stack.ses.waitForMail(email);
+        const code = codeFromMail(mail.text);
+        const wrong = code === '000000' ? '111111' : '000000';
+        write(`${wrong}\n${code}\n`);
+        end();
+      },
+    });
+    const body = parseJson(r);
+    assert.deepEqual(body.identity, { type: 'email', value: email });
+    assert.match(r.stderr, /Wrong code \(4 attempts left\)/);
+  });
+
+  void test('a real pseudo terminal: the code is typed into the prompt', async () => {
+    const email = `cli-pty-${Date.now()}@example.com`;
+    const inner = [process.execPath, BIN, '--profile', 'pty', 'init', 'email', email].map((a) => `'${a}'`).join(' ');
+    const r = await runProcess('script', ['-qfec', inner, '/dev/null'], { ...cliEnv(), TERM: 'xterm' }, {
+      feed: async (write, _end, output) => {
+        const mail = await stack.ses.waitForMail(email);
+        // The terminal echoes character by character: look at the text without line breaks.
+        await waitFor('the prompt', () => (/Code sent to/.test(output().replace(/\r?\n/g, '')) ? true : undefined), 30_000, output);
+        write(`${codeFromMail(mail.text)}\r`);
+      },
+    });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, new RegExp(`Logged in as email ${email}`));
+    const me = parseJson(await runCli(['--json', '--profile', 'pty', 'whoami']));
+    assert.deepEqual(me.identity, { type: 'email', value: email });
+  });
+});
+
+void describe('agentkeys CLI: Heima TEE login', () => {
+  void test('init tee --email: the TEE access token is kept and works at the broker', async () => {
+    const email = `cli-tee-${Date.now()}@example.com`;
+    const r = await runCli(['--json', '--profile', 'tee', 'init', 'tee', '--email', email, '--tee-url', tee.url, '--code-stdin'], {
+      feed: async (write, end) => {
+        write(`${await waitFor('the TEE code', () => tee.lastEmailCode(email))}\n`);
+        end();
+      },
+    });
+    const body = parseJson(r);
+    assert.equal(body.method, 'tee');
+    assert.deepEqual(body.identity, { type: 'email', value: email });
+    const me = parseJson(await runCli(['--json', '--profile', 'tee', 'whoami']));
+    assert.equal(me.omni_account, body.omni_account);
+  });
+
+  void test('init tee with a wallet key file', async () => {
+    const { path, address } = await keyFile();
+    const body = parseJson(await runCli(['--json', '--profile', 'teew', 'init', 'tee', '--private-key-file', path], { env: { AGENTKEYS_TEE_URL: tee.url } }));
+    assert.deepEqual(body.identity, { type: 'evm', value: address.toLowerCase() });
+  });
+});
+
+void describe('agentkeys CLI: minting, grants, audit', () => {
+  void test('mint aws --credential-process is consumed by the AWS SDK; a second call within the cache window asks the broker nothing', async () => {
+    const { path } = await keyFile();
+    parseJson(await runCli(['--json', '--profile', 'minter', 'init', 'wallet', '--private-key-file', path]));
+    const awsConfig = join(home, 'aws-config');
+    const command = [process.execPath, BIN, '--profile', 'minter', 'mint', 'aws', '--credential-process'].join(' ');
+    await writeFile(awsConfig, `[profile agentkeys]\ncredential_process = ${command}\n`);
+    const stsBefore = stack.sts.calls().length;
+    // The SDK runs credential_process with the environment it was given: the test's own HOME is not the CLI's.
+    const saved = { HOME: process.env.HOME, AGENTKEYS_SESSION_STORE: process.env.AGENTKEYS_SESSION_STORE, AGENTKEYS_BROKER_URL: process.env.AGENTKEYS_BROKER_URL };
+    Object.assign(process.env, { HOME: home, AGENTKEYS_SESSION_STORE: 'file', AGENTKEYS_BROKER_URL: stack.url });
+    try {
+      const first = await fromProcess({ profile: 'agentkeys', configFilepath: awsConfig, filepath: join(home, 'no-credentials') })();
+      assert.match(first.accessKeyId, /^ASIA/);
+      assert.ok(first.secretAccessKey.length > 20);
+      assert.ok(first.sessionToken);
+      assert.ok(first.expiration && first.expiration.getTime() > Date.now() + 10 * 60_000);
+      assert.equal(stack.sts.calls().length, stsBefore + 1);
+      const second = await fromProcess({ profile: 'agentkeys', configFilepath: awsConfig, filepath: join(home, 'no-credentials') })();
+      assert.equal(second.accessKeyId, first.accessKeyId);
+      assert.equal(stack.sts.calls().length, stsBefore + 1, 'the cached credentials were reused');
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+    const session = JSON.parse(await readFile(join(home, '.agentkeys', 'minter', 'session.json'), 'utf8')) as { aws_cache?: unknown };
+    assert.ok(session.aws_cache, 'the cache lives in the 0600 session file');
+  });
+
+  void test('mint aws --env and --json, mint oidc, grant add/list/revoke, audit: every --json output parses', async () => {
+    const { path } = await keyFile();
+    const p = ['--profile', 'main'];
+    parseJson(await runCli(['--json', ...p, 'init', 'wallet', '--private-key-file', path]));
+    const env = await runCli([...p, 'mint', 'aws', '--env']);
+    assert.equal(env.code, 0, env.stderr);
+    assert.match(env.stdout, /^export AWS_ACCESS_KEY_ID=ASIA/m);
+    assert.match(env.stdout, /^export AWS_SESSION_TOKEN=/m);
+    const creds = parseJson(await runCli(['--json', ...p, 'mint', 'aws', '--duration', '900']));
+    assert.equal(typeof creds.secret_access_key, 'string');
+    const oidc = parseJson(await runCli(['--json', ...p, 'mint', 'oidc']));
+    assert.match(oidc.jwt as string, /^eyJ/);
+    const agent = privateKeyToAccount(generatePrivateKey()).address;
+    const g = parseJson(await runCli(['--json', ...p, 'grant', 'add', agent, '--services', 's3', '--expires-in', '3600']));
+    assert.match(g.grant_id as string, /^grt_/);
+    const list = parseJson(await runCli(['--json', ...p, 'grant', 'list']));
+    assert.ok((list.grants as { grant_id: string }[]).some((x) => x.grant_id === g.grant_id));
+    const rev = parseJson(await runCli(['--json', ...p, 'grant', 'revoke', g.grant_id as string]));
+    assert.equal(rev.revoked, true);
+    const audit = parseJson(await runCli(['--json', ...p, 'audit', '--limit', '5']));
+    const events = (audit.entries as { event: string }[]).map((e) => e.event);
+    assert.ok(events.length > 0 && events.length <= 5);
+    const badLimit = await runCli([...p, 'audit', '--limit', '999']);
+    assert.equal(badLimit.code, 2);
+    const badAgent = await runCli([...p, 'grant', 'add', 'nope']);
+    assert.equal(badAgent.code, 2);
+    const failure = await runCli(['--json', ...p, 'grant', 'revoke', 'grt_nothere']);
+    assert.equal(failure.code, 1);
+    assert.equal(typeof (JSON.parse(failure.stdout) as { message: string }).message, 'string');
+  });
+});
