@@ -2,9 +2,10 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { STSClient } from '@aws-sdk/client-sts';
 import { appendAudit } from '../db/audit';
-import { findActiveGrantForAgent, findMainAddress, hasAnyGrantForAgent } from '../db/grants';
+import { findActiveGrantForAgent, findMainAddress, hasAcceptedGrantForAgent } from '../db/grants';
 import { withTransaction } from '../db/pool';
 import { hmacHex } from '../lib/digest';
+import { isScoped, scopeAllowsRole, scopeSessionPolicy } from '../lib/grant-scope';
 import { oidcTokenClaims, signOidcToken, stsSessionName } from '../lib/oidc-claims';
 import { OidcKeyStore } from '../adapters/oidc-keys';
 import { FailureType } from '../workflows/definitions';
@@ -13,6 +14,7 @@ import {
   type AssumedDataRole,
   type MintAuditInput,
   type MintAuthorisation,
+  type MintAwsRequest,
   type MintGrant,
   type MintRequest,
   type SignedOidcJwt,
@@ -56,7 +58,7 @@ export function createMintActivities(deps: ActivityDeps) {
       wallet: input.wallet,
       nowSeconds,
       ttlSeconds: config.BROKER_OIDC_JWT_TTL_SECONDS,
-      grant: input.grant ? { grantId: input.grant.grantId, childWallet: input.grant.agentAddress } : undefined,
+      grant: input.grant ? { grantId: input.grant.grantId, childWallet: input.grant.agentAddress, scope: input.grant.scope } : undefined,
     });
     const jwt = await signOidcToken(keyset.active, claims);
     return { jwt, expiration: claims.exp, kid: keyset.active.kid, jwtHash: auditDigest('jwt', jwt), nowSeconds };
@@ -65,21 +67,39 @@ export function createMintActivities(deps: ActivityDeps) {
   return {
     /**
      * Decides for whom the caller mints. A wallet-login session whose wallet is the agent of an
-     * active grant mints for the grant's main wallet; one whose grants are all revoked or expired
-     * is refused; any other caller mints for itself (its main EVM address, else its OmniAccount).
+     * active grant (one the agent accepted) mints for the grant's main wallet, within the grant's
+     * scope; one whose accepted grants are all revoked or expired is refused until it leaves
+     * them; any other caller mints for itself (its main EVM address, else its OmniAccount). A
+     * grant the wallet never accepted changes nothing about its own mints.
      */
     async authoriseMint(req: MintRequest): Promise<MintAuthorisation> {
       const at = new Date(deps.now());
       const { caller, grantId } = req;
+      // mint-aws-creds requests carry a duration; mint-oidc-jwt requests do not.
+      const mintsAws = typeof (req as Partial<MintAwsRequest>).durationSeconds === 'number';
       try {
         if (caller.wallet) {
           const grant = await findActiveGrantForAgent(deps.db, caller.wallet, grantId, at);
           if (grant) {
-            return { allowed: true, wallet: grant.main_address, grant: { grantId: grant.grant_id, mainAddress: grant.main_address, agentAddress: grant.agent_address } };
+            const scope = grant.scope ?? {};
+            if (isScoped(scope) && !mintsAws) {
+              return {
+                allowed: false,
+                reason: `grant ${grant.grant_id} has a scope, which STS enforces only on credentials the broker mints: use mint-aws-creds (a bare OIDC token would carry no session policy)`,
+                grantId: grant.grant_id,
+              };
+            }
+            if (mintsAws && !scopeAllowsRole(scope, config.BROKER_DATA_ROLE_ARN ?? '')) {
+              return { allowed: false, reason: `grant ${grant.grant_id} does not allow the data role (its scope.roles does not name it)`, grantId: grant.grant_id };
+            }
+            return { allowed: true, wallet: grant.main_address, grant: { grantId: grant.grant_id, mainAddress: grant.main_address, agentAddress: grant.agent_address, scope } };
           }
-          if (grantId) return { allowed: false, reason: `grant ${grantId} is not an active grant for this agent wallet (unknown, revoked or expired)`, grantId };
-          if (await hasAnyGrantForAgent(deps.db, caller.wallet)) {
-            return { allowed: false, reason: 'every grant for this agent wallet is revoked or expired; ask the main account for a new grant' };
+          if (grantId) return { allowed: false, reason: `grant ${grantId} is not an active grant for this agent wallet (unknown, not accepted, revoked or expired)`, grantId };
+          if (await hasAcceptedGrantForAgent(deps.db, caller.wallet)) {
+            return {
+              allowed: false,
+              reason: 'every grant this agent wallet accepted is revoked or expired; ask the main account for a new grant, or leave them (DELETE /v1/grants/{grant_id}) to mint for this wallet itself',
+            };
           }
           return { allowed: true, wallet: caller.wallet };
         }
@@ -132,7 +152,9 @@ export function createMintActivities(deps: ActivityDeps) {
       const signed = await signToken(input);
       const sessionName = stsSessionName(input.wallet, signed.nowSeconds);
       try {
-        const creds = await assumeRoleWithWebIdentity(stsClient(), { roleArn, sessionName, webIdentityToken: signed.jwt, durationSeconds: input.durationSeconds });
+        // A scoped grant's services become the inline session policy: the session can do at most that.
+        const policy = scopeSessionPolicy(input.grant?.scope);
+        const creds = await assumeRoleWithWebIdentity(stsClient(), { roleArn, sessionName, webIdentityToken: signed.jwt, durationSeconds: input.durationSeconds, policy });
         return {
           accessKeyId: creds.accessKeyId,
           secretAccessKey: creds.secretAccessKey,

@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { appendAudit } from '../db/audit';
 import { withTransaction } from '../db/pool';
-import { recordTeeLogin, recordWalletSlot } from '../db/tee';
+import { recordTeeLogin, recordWalletSlot, walletRequestText } from '../db/tee';
 import { recordMainWallet, upsertUserOnLogin } from '../db/users';
 import { deriveOmniAccount, IdentityError } from '../lib/omni';
 import { FailureType } from '../workflows/definitions';
@@ -59,24 +59,38 @@ export function createTeeActivities(deps: ActivityDeps) {
       }
     },
 
-    /** Records a wallet slot (add_wallet) and its audit row in one transaction; idempotent per requestKey. */
+    /**
+     * Records a wallet slot (add_wallet) and its audit row in one transaction; idempotent per
+     * requestKey. A key reused for another slot, and a new slot beyond BROKER_WALLET_SLOTS_MAX,
+     * fail non-retryably with FailureType.conflict (409) and write nothing.
+     */
     async recordTeeWalletSlot(input: RecordWalletSlotInput): Promise<WalletSlotRecorded> {
+      const maxSlots = deps.config.BROKER_WALLET_SLOTS_MAX;
+      let slot;
       try {
-        return await withTransaction(deps.db, async (tx) => {
-          const slot = await recordWalletSlot(tx, { requestKey: input.requestKey, omniAccount: input.omniAccount, walletIndex: input.walletIndex });
+        slot = await withTransaction(deps.db, async (tx) => {
+          const r = await recordWalletSlot(tx, { requestKey: input.requestKey, omniAccount: input.omniAccount, walletIndex: input.walletIndex, maxSlots });
+          if (r.outcome !== 'recorded') return r;
           await appendAudit(tx, {
             event: 'tee.add_wallet',
             outcome: 'ok',
             omniAccount: input.omniAccount,
             requestId: input.requestId,
             idemKey: `tee.add_wallet:${input.requestKey}`,
-            details: { wallet_index: slot.walletIndex, created: slot.created, requested_index: input.walletIndex ?? null },
+            details: { wallet_index: r.walletIndex, created: r.created, requested_index: input.walletIndex ?? null },
           });
-          return { wallet_index: slot.walletIndex, created: slot.created };
+          return r;
         });
       } catch (e) {
         throw retryableDbFailure('the wallet slot', e);
       }
+      if (slot.outcome === 'key_reused') {
+        throw ApplicationFailure.nonRetryable(`this Idempotency-Key was already used for another add_wallet request (${walletRequestText(slot.requested)}); use a new key`, FailureType.conflict);
+      }
+      if (slot.outcome === 'full') {
+        throw ApplicationFailure.nonRetryable(`this account already holds ${slot.slots} wallet slots, the most allowed (BROKER_WALLET_SLOTS_MAX = ${maxSlots})`, FailureType.conflict);
+      }
+      return { wallet_index: slot.walletIndex, created: slot.created };
     },
   };
 }

@@ -45,7 +45,14 @@ export class StsResponseError extends AgentKeysError {
 
 export async function assumeRoleWithWebIdentity(
   client: STSClient,
-  input: { roleArn: string; sessionName: string; webIdentityToken: string; durationSeconds: number },
+  input: {
+    roleArn: string;
+    sessionName: string;
+    webIdentityToken: string;
+    durationSeconds: number;
+    /** Inline session policy (JSON): the session gets the intersection of the role's policies and this. */
+    policy?: string;
+  },
 ): Promise<StsCredentials> {
   const out = await client.send(
     new AssumeRoleWithWebIdentityCommand({
@@ -53,6 +60,7 @@ export async function assumeRoleWithWebIdentity(
       RoleSessionName: input.sessionName,
       WebIdentityToken: input.webIdentityToken,
       DurationSeconds: input.durationSeconds,
+      ...(input.policy !== undefined ? { Policy: input.policy } : {}),
     }),
   );
   const c = out.Credentials;

@@ -15,6 +15,7 @@ const KIND_BY_FAILURE: Record<string, ErrorKind> = {
   [FailureType.auditFailed]: 'audit_error',
   [FailureType.stsFailed]: 'sts_error',
   [FailureType.replayed]: 'conflict',
+  [FailureType.conflict]: 'conflict',
   [FailureType.chainUnavailable]: 'unavailable',
 };
 

@@ -1,15 +1,15 @@
+import type { GrantScope } from '../lib/grant-scope';
 import type { Queryable } from './pool';
 
-/**
- * Grants (docs/contracts.md §6): a main account binds an agent wallet with a scope and an expiry.
- * Addresses are stored and compared lower-case (`0x` + 40 hex). A grant is active when it is
- * neither revoked nor expired at the moment asked (`at`, default the database clock).
- */
+export type { GrantScope } from '../lib/grant-scope';
 
-export interface GrantScope {
-  services?: string[];
-  roles?: string[];
-}
+/**
+ * Grants (docs/contracts.md §6): a main account binds an agent wallet with a scope and an expiry, and the
+ * agent wallet consents by signing an acceptance. Addresses are stored and compared lower-case
+ * (`0x` + 40 hex). A grant binds (mints, check_hyper_agent_address) only while it is *active*:
+ * accepted by its agent, not left, not revoked, not expired at the moment asked (`at`, default
+ * the database clock). A grant its agent has not accepted is *pending* and binds nothing.
+ */
 
 export interface GrantRow {
   grant_id: string;
@@ -23,24 +23,44 @@ export interface GrantRow {
   created_at: Date;
   expires_at: Date;
   revoked_at: Date | null;
+  /** When the agent wallet's signed acceptance was taken; null while pending. */
+  accepted_at: Date | null;
+  /** When the agent declined it (before accepting). */
+  declined_at: Date | null;
+  /** When the agent left it (after accepting). */
+  left_at: Date | null;
 }
 
-const COLUMNS = 'grant_id, main_account, main_address, agent_address, scope, created_at, expires_at, revoked_at';
+export type GrantStatus = 'pending' | 'active' | 'revoked' | 'declined' | 'left' | 'expired';
+
+/** A grant's state at `atMs`; the first that holds of revoked, declined, left, expired, active, pending. */
+export function grantStatus(g: GrantRow, atMs: number): GrantStatus {
+  if (g.revoked_at) return 'revoked';
+  if (g.declined_at) return 'declined';
+  if (g.left_at) return 'left';
+  if (g.expires_at.getTime() <= atMs) return 'expired';
+  return g.accepted_at ? 'active' : 'pending';
+}
+
+const COLUMNS = 'grant_id, main_account, main_address, agent_address, scope, created_at, expires_at, revoked_at, accepted_at, declined_at, left_at';
 
 /** `at` as a query parameter: the caller's clock when given, else the database's now(). */
 const atParam = (at: Date | undefined): Date | null => at ?? null;
 
+/** SQL condition of an active grant (`$at` is the parameter holding the moment asked). */
+const ACTIVE = (at: string) => `accepted_at IS NOT NULL AND left_at IS NULL AND revoked_at IS NULL AND expires_at > COALESCE(${at}::timestamptz, now())`;
+
 /**
  * The newest active grant naming `agentAddress` as its agent (any owner), or the grant `grantId`
- * when given and it is active and names that agent. Undefined when there is none.
+ * when given and it is active and names that agent. Pending grants (never accepted by the agent)
+ * are never returned. Undefined when there is none.
  */
 export async function findActiveGrantForAgent(q: Queryable, agentAddress: string, grantId?: string, at?: Date): Promise<GrantRow | undefined> {
   const r = await q.query<GrantRow>(
     `SELECT ${COLUMNS} FROM grants
       WHERE agent_address = $1
         AND ($2::text IS NULL OR grant_id = $2)
-        AND revoked_at IS NULL
-        AND expires_at > COALESCE($3::timestamptz, now())
+        AND ${ACTIVE('$3')}
       ORDER BY created_at DESC, grant_id
       LIMIT 1`,
     [agentAddress.toLowerCase(), grantId ?? null, atParam(at)],
@@ -48,47 +68,77 @@ export async function findActiveGrantForAgent(q: Queryable, agentAddress: string
   return r.rows[0];
 }
 
-/** Whether any grant (active, expired or revoked) ever named `agentAddress` as its agent. */
-export async function hasAnyGrantForAgent(q: Queryable, agentAddress: string): Promise<boolean> {
-  const r = await q.query('SELECT 1 FROM grants WHERE agent_address = $1 LIMIT 1', [agentAddress.toLowerCase()]);
+/**
+ * Whether the agent accepted a grant it has not left (active, revoked or expired). Such an agent
+ * chose to mint for a main wallet: when none of those grants is active any more its mints are
+ * refused until it leaves them. Grants it never accepted do not count.
+ */
+export async function hasAcceptedGrantForAgent(q: Queryable, agentAddress: string): Promise<boolean> {
+  const r = await q.query('SELECT 1 FROM grants WHERE agent_address = $1 AND accepted_at IS NOT NULL AND left_at IS NULL LIMIT 1', [agentAddress.toLowerCase()]);
   return (r.rowCount ?? 0) > 0;
 }
 
-/** Whether an active grant binds exactly this main address and agent address. */
+/** Whether an active (accepted, live) grant binds exactly this main address and agent address. */
 export async function isAgentBound(q: Queryable, mainAddress: string, agentAddress: string, at?: Date): Promise<boolean> {
-  const r = await q.query(
-    `SELECT 1 FROM grants
-      WHERE main_address = $1 AND agent_address = $2
-        AND revoked_at IS NULL AND expires_at > COALESCE($3::timestamptz, now())
-      LIMIT 1`,
-    [mainAddress.toLowerCase(), agentAddress.toLowerCase(), atParam(at)],
-  );
+  const r = await q.query(`SELECT 1 FROM grants WHERE main_address = $1 AND agent_address = $2 AND ${ACTIVE('$3')} LIMIT 1`, [
+    mainAddress.toLowerCase(),
+    agentAddress.toLowerCase(),
+    atParam(at),
+  ]);
   return (r.rowCount ?? 0) > 0;
 }
+
+export type InsertGrantResult =
+  | { outcome: 'created' | 'existing'; grant: GrantRow }
+  /** The id belongs to another account. */
+  | { outcome: 'foreign' }
+  /** The account already holds `live` grants, the most allowed. */
+  | { outcome: 'capped'; live: number };
 
 /**
- * Inserts the grant; when a grant with that id already exists (a retried request carrying the
- * same Idempotency-Key) returns the existing one with `created: false` if the same account owns it.
+ * Inserts the grant (pending) unless the account already holds `maxLive` live grants (pending or
+ * active). When a grant with that id already exists (a retried request carrying the same
+ * Idempotency-Key) answers it as it is now, without counting it against the cap. Must run in a
+ * transaction: takes a per-account lock so concurrent creates cannot pass the cap together.
  */
 export async function insertGrant(
-  q: Queryable,
-  g: { grantId: string; mainAccount: string; mainAddress: string; agentAddress: string; scope: GrantScope; createdAt: Date; expiresAt: Date },
-): Promise<{ grant: GrantRow; created: boolean } | undefined> {
-  const r = await q.query<GrantRow>(
+  tx: Queryable,
+  g: { grantId: string; mainAccount: string; mainAddress: string; agentAddress: string; scope: GrantScope; createdAt: Date; expiresAt: Date; maxLive: number },
+): Promise<InsertGrantResult> {
+  await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('grants:' || $1, 0))`, [g.mainAccount]);
+  const existing = await tx.query<GrantRow>(`SELECT ${COLUMNS} FROM grants WHERE grant_id = $1`, [g.grantId]);
+  if (existing.rows[0]) return existing.rows[0].main_account === g.mainAccount ? { outcome: 'existing', grant: existing.rows[0] } : { outcome: 'foreign' };
+  const live = await tx.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM grants
+      WHERE main_account = $1 AND revoked_at IS NULL AND declined_at IS NULL AND left_at IS NULL AND expires_at > $2`,
+    [g.mainAccount, g.createdAt],
+  );
+  const n = live.rows[0]?.n ?? 0;
+  if (n >= g.maxLive) return { outcome: 'capped', live: n };
+  const r = await tx.query<GrantRow>(
     `INSERT INTO grants (grant_id, main_account, main_address, agent_address, scope, created_at, expires_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7)
-     ON CONFLICT (grant_id) DO NOTHING
      RETURNING ${COLUMNS}`,
     [g.grantId, g.mainAccount, g.mainAddress.toLowerCase(), g.agentAddress.toLowerCase(), JSON.stringify(g.scope), g.createdAt, g.expiresAt],
   );
-  if (r.rows[0]) return { grant: r.rows[0], created: true };
-  const existing = await q.query<GrantRow>(`SELECT ${COLUMNS} FROM grants WHERE grant_id = $1 AND main_account = $2`, [g.grantId, g.mainAccount]);
-  return existing.rows[0] ? { grant: existing.rows[0], created: false } : undefined;
+  return { outcome: 'created', grant: r.rows[0] as GrantRow };
 }
 
-/** The account's grants, newest first, revoked and expired ones included. */
-export async function listGrantsOfAccount(q: Queryable, mainAccount: string): Promise<GrantRow[]> {
-  const r = await q.query<GrantRow>(`SELECT ${COLUMNS} FROM grants WHERE main_account = $1 ORDER BY created_at DESC, grant_id`, [mainAccount]);
+/** One grant by id (any owner), or undefined. `forUpdate` locks the row for the transaction. */
+export async function findGrant(q: Queryable, grantId: string, opts: { forUpdate?: boolean } = {}): Promise<GrantRow | undefined> {
+  const r = await q.query<GrantRow>(`SELECT ${COLUMNS} FROM grants WHERE grant_id = $1${opts.forUpdate ? ' FOR UPDATE' : ''}`, [grantId]);
+  return r.rows[0];
+}
+
+/** The account's grants, newest first, every state included, at most `limit`. */
+export async function listGrantsOfAccount(q: Queryable, mainAccount: string, limit: number): Promise<GrantRow[]> {
+  const r = await q.query<GrantRow>(`SELECT ${COLUMNS} FROM grants WHERE main_account = $1 ORDER BY created_at DESC, grant_id LIMIT $2`, [mainAccount, limit]);
+  return r.rows;
+}
+
+/** The grants naming `agentAddress` as their agent (any owner), newest first, every state included, at most `limit`. */
+export async function listGrantsForAgent(q: Queryable, agentAddress: string, limit: number): Promise<GrantRow[]> {
+  const r = await q.query<GrantRow>(`SELECT ${COLUMNS} FROM grants WHERE agent_address = $1 ORDER BY created_at DESC, grant_id LIMIT $2`, [agentAddress.toLowerCase(), limit]);
   return r.rows;
 }
 
@@ -105,6 +155,47 @@ export async function revokeGrant(q: Queryable, grantId: string, mainAccount: st
   if (updated.rows[0]) return { grant: updated.rows[0], changed: true };
   const existing = await q.query<GrantRow>(`SELECT ${COLUMNS} FROM grants WHERE grant_id = $1 AND main_account = $2`, [grantId, mainAccount]);
   return existing.rows[0] ? { grant: existing.rows[0], changed: false } : undefined;
+}
+
+/** Marks a pending grant accepted at `at`; undefined when it is no longer pending (lost a race). */
+export async function markGrantAccepted(q: Queryable, grantId: string, at: Date): Promise<GrantRow | undefined> {
+  const r = await q.query<GrantRow>(
+    `UPDATE grants SET accepted_at = $2
+      WHERE grant_id = $1 AND accepted_at IS NULL AND declined_at IS NULL AND revoked_at IS NULL AND expires_at > $2
+      RETURNING ${COLUMNS}`,
+    [grantId, at],
+  );
+  return r.rows[0];
+}
+
+/**
+ * The agent ends its part of the grant: a grant it never accepted is declined, one it accepted is
+ * left (whatever its state: a revoked or expired grant is left too, so the agent's own mints come
+ * back). Returns the grant as it is now and whether this call changed it; undefined when the grant
+ * does not name `agentAddress` as its agent.
+ */
+export async function endGrantByAgent(
+  q: Queryable,
+  grantId: string,
+  agentAddress: string,
+  at: Date,
+  opts: { onlyPending?: boolean } = {},
+): Promise<{ grant: GrantRow; changed: 'declined' | 'left' | null } | undefined> {
+  const agent = agentAddress.toLowerCase();
+  const declined = await q.query<GrantRow>(
+    `UPDATE grants SET declined_at = $3 WHERE grant_id = $1 AND agent_address = $2 AND accepted_at IS NULL AND declined_at IS NULL RETURNING ${COLUMNS}`,
+    [grantId, agent, at],
+  );
+  if (declined.rows[0]) return { grant: declined.rows[0], changed: 'declined' };
+  if (!opts.onlyPending) {
+    const left = await q.query<GrantRow>(
+      `UPDATE grants SET left_at = $3 WHERE grant_id = $1 AND agent_address = $2 AND accepted_at IS NOT NULL AND left_at IS NULL RETURNING ${COLUMNS}`,
+      [grantId, agent, at],
+    );
+    if (left.rows[0]) return { grant: left.rows[0], changed: 'left' };
+  }
+  const existing = await q.query<GrantRow>(`SELECT ${COLUMNS} FROM grants WHERE grant_id = $1 AND agent_address = $2`, [grantId, agent]);
+  return existing.rows[0] ? { grant: existing.rows[0], changed: null } : undefined;
 }
 
 /**

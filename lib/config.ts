@@ -73,6 +73,12 @@ export const envSchema = z.object({
   /** Grant lifetime when POST /v1/grants gives no expires_in, and the longest one accepted. */
   BROKER_GRANT_DEFAULT_TTL_SECONDS: int(60, 10 * 365 * 86400).default(30 * 86400),
   BROKER_GRANT_MAX_TTL_SECONDS: int(60, 10 * 365 * 86400).default(365 * 86400),
+  /** Live (pending or active) grants one account may hold; another POST /v1/grants is a 409. */
+  BROKER_GRANTS_MAX_PER_ACCOUNT: int(1, 100_000).default(100),
+  /** Wallet slots one account may hold (add_wallet); a new slot beyond it is a 409. At most 1000 (slot numbers are 0-999). */
+  BROKER_WALLET_SLOTS_MAX: int(1, 1000).default(20),
+  /** add_wallet callbacks per account per minute (this API process). */
+  BROKER_ADD_WALLET_PER_MINUTE: int(1, 1_000_000).default(10),
 
   BROKER_OIDC_KEY_PATH: optionalString,
   BROKER_OIDC_JWT_TTL_SECONDS: int(60, 3600).default(300),

@@ -1,4 +1,5 @@
 import { SignJWT, type JWTPayload } from 'jose';
+import { isScoped, SCOPE_SERVICES_TAG, scopeServicesTag, type GrantScope } from './grant-scope';
 import type { SigningKey } from './signing-key';
 
 /**
@@ -21,6 +22,7 @@ export const OIDC_CLAIMS_SUPPORTED = [
   'agentkeys_child_wallet',
   'agentkeys_grant_id',
   'agentkeys_operation',
+  'agentkeys_scope',
   AWS_TAGS_CLAIM,
 ] as const;
 
@@ -29,6 +31,14 @@ export interface OidcGrantClaims {
   grantId: string;
   /** The agent's EVM address, lower-case. */
   childWallet: string;
+  /** The grant's scope: carried as the `agentkeys_scope` claim and the `agentkeys_scope_services` session tag. */
+  scope?: GrantScope;
+}
+
+/** The AWS session-tag claim: one value per tag; the wallet tag always, the scope tag under a grant with services. */
+export interface AwsTagsClaim {
+  principal_tags: { agentkeys_user_wallet: [string]; [SCOPE_SERVICES_TAG]?: [string] };
+  transitive_tag_keys: string[];
 }
 
 export interface OidcTokenClaims extends JWTPayload {
@@ -41,7 +51,8 @@ export interface OidcTokenClaims extends JWTPayload {
   agentkeys_user_wallet: string;
   agentkeys_child_wallet?: string;
   agentkeys_grant_id?: string;
-  [AWS_TAGS_CLAIM]: { principal_tags: { agentkeys_user_wallet: [string] }; transitive_tag_keys: ['agentkeys_user_wallet'] };
+  agentkeys_scope?: GrantScope;
+  [AWS_TAGS_CLAIM]: AwsTagsClaim;
 }
 
 /** The claims of one token: `wallet` is the main wallet (lower-case 0x address) or the OmniAccount. */
@@ -59,6 +70,18 @@ export function oidcTokenClaims(opts: { issuer: string; wallet: string; nowSecon
   if (opts.grant) {
     claims.agentkeys_child_wallet = opts.grant.childWallet;
     claims.agentkeys_grant_id = opts.grant.grantId;
+    const scope = opts.grant.scope;
+    if (scope && isScoped(scope)) {
+      claims.agentkeys_scope = { ...(scope.services ? { services: scope.services } : {}), ...(scope.roles ? { roles: scope.roles } : {}) };
+      const servicesTag = scopeServicesTag(scope);
+      if (servicesTag !== undefined) {
+        // Transitive, so a role chained from the data role keeps the restriction visible to its policies.
+        claims[AWS_TAGS_CLAIM] = {
+          principal_tags: { agentkeys_user_wallet: [opts.wallet], [SCOPE_SERVICES_TAG]: [servicesTag] },
+          transitive_tag_keys: ['agentkeys_user_wallet', SCOPE_SERVICES_TAG],
+        };
+      }
+    }
   }
   return claims;
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { verifyAuditChain } from '../db/audit-query';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
+import { bindAgent } from './grant-client';
 import { startStack, type TestStack } from './harness';
 import { assertRefused, expectAllRefused as expectRefusals, spyWorkflowStarts, type RefusalCase, type WorkflowStartSpy } from './adversarial-probes';
 import { expiredSession, forgedBearers } from './adversarial-tokens';
@@ -221,9 +222,7 @@ void describe('mint: concurrent', () => {
   void test('agent mints racing the grant’s revocation: each is a 200 under the grant or a 403 denied, each audited once', async () => {
     const owner = await walletLogin(stack);
     const agent = await walletLogin(stack);
-    const created = await stack.request('POST', '/v1/grants', { token: owner.token, body: { agent_address: agent.wallet.lower } });
-    assert.equal(created.status, 201, created.text);
-    const grantId = (created.body as { grant_id: string }).grant_id;
+    const grantId = await bindAgent(stack, owner.token, agent.wallet);
     const mints = Array.from({ length: 10 }, () => stack.request('POST', '/v1/mint-oidc-jwt', { token: agent.token, body: { grant_id: grantId } }));
     const revoke = stack.request('DELETE', `/v1/grants/${grantId}`, { token: owner.token });
     const [results, revoked] = await Promise.all([Promise.all(mints), revoke]);

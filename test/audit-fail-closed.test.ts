@@ -84,8 +84,8 @@ void describe('audit is fail-closed', () => {
   void test('a refused mint whose denial cannot be recorded is still refused (audit_error)', async () => {
     const agent = await walletLogin(stack);
     await stack.db.query(
-      `INSERT INTO grants (grant_id, main_account, main_address, agent_address, expires_at, revoked_at)
-       VALUES ('grt_${'0'.repeat(32)}', $1, $2, $3, now() + interval '1 hour', now())`,
+      `INSERT INTO grants (grant_id, main_account, main_address, agent_address, expires_at, accepted_at, revoked_at)
+       VALUES ('grt_${'0'.repeat(32)}', $1, $2, $3, now() + interval '1 hour', now(), now())`,
       [main.omni_account, main.wallet.lower, agent.wallet.lower],
     );
     const res = await withFailingAuditEvent('mint.oidc', () => stack.request('POST', '/v1/mint-oidc-jwt', { token: agent.token }));

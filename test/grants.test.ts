@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { findActiveGrantForAgent, hasAnyGrantForAgent } from '../db/grants';
+import { findActiveGrantForAgent, hasAcceptedGrantForAgent } from '../db/grants';
 import { generateTeeKeyPair } from '../fixtures/tee/jwt';
 import { startTeeFixture, type TeeFixture } from '../fixtures/tee/server';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
+import { acceptGrant, type GrantView } from './grant-client';
 import { startStack, type TestStack } from './harness';
+import { newWallet } from './wallet-client';
 
 /** Grants (docs/contracts.md §6) and what check_hyper_agent_address answers from them. */
 
@@ -56,29 +58,59 @@ async function counts(): Promise<{ grants: number; audit: number }> {
   return { grants: Number(r.rows[0]?.grants), audit: Number(r.rows[0]?.audit) };
 }
 
-interface Grant {
-  grant_id: string;
-  main_address: string;
-  agent_address: string;
-  scope: { services?: string[]; roles?: string[] };
-  expires_at: number;
-}
+type Grant = GrantView;
 
 void describe('grants', () => {
-  void test('create, list, revoke by the owner only; isBound follows; every change audited', async () => {
+  void test('create (pending), accept, list, revoke by the owner only; isBound follows; every change audited', async () => {
     const a = await evmAccount();
     const b = await evmAccount();
-    const agent = evmAddress();
+    const agentWallet = newWallet();
+    const agent = agentWallet.lower;
     const scope = { services: ['s3'], roles: ['arn:aws:iam::123456789012:role/agentkeys-data'] };
     const created = await stack.request('POST', '/v1/grants', { token: a.token, body: { agent_address: mixedCase(agent), scope, expires_in: 3600 } });
     assert.equal(created.status, 201, created.text);
     const g = created.body as Grant;
-    assert.deepEqual(Object.keys(g), ['grant_id', 'main_address', 'agent_address', 'scope', 'expires_at']);
+    assert.deepEqual(Object.keys(g), [
+      'grant_id',
+      'main_address',
+      'agent_address',
+      'scope',
+      'expires_at',
+      'status',
+      'active',
+      'created_at',
+      'accepted_at',
+      'revoked_at',
+      'acceptance_message',
+    ]);
+    assert.equal(g.status, 'pending');
+    assert.equal(g.active, false);
+    assert.equal(g.accepted_at, null);
+    assert.equal(
+      g.acceptance_message,
+      [
+        'AgentKeys: accept a grant.',
+        'Signing this lets the main wallet below use this agent wallet to mint credentials for it. It sends no transaction and costs no gas.',
+        `Broker: ${new URL(stack.url).host}`,
+        `Grant: ${g.grant_id}`,
+        `Main wallet: ${a.address ?? ''}`,
+        `Agent wallet: ${agent}`,
+        'Services: s3',
+        'Roles: arn:aws:iam::123456789012:role/agentkeys-data',
+        `Expires at: ${g.expires_at}`,
+      ].join('\n'),
+    );
     assert.match(g.grant_id, /^grt_[0-9a-f]{32}$/);
     assert.equal(g.main_address, a.address);
     assert.equal(g.agent_address, agent);
     assert.deepEqual(g.scope, scope);
     assert.ok(Math.abs(g.expires_at - (Math.floor(clock() / 1000) + 3600)) <= 2);
+    assert.equal(await isBound(a.address ?? '', agent), false, 'pending: the agent has not accepted');
+    assert.equal(await findActiveGrantForAgent(stack.db, agent), undefined);
+    assert.equal(await hasAcceptedGrantForAgent(stack.db, agent), false);
+    const accepted = await acceptGrant(stack, agentWallet, g);
+    assert.equal(accepted.acceptance_message, undefined);
+    assert.equal(typeof accepted.accepted_at, 'number');
     assert.equal(await isBound(mixedCase(a.address ?? ''), agent), true);
     assert.equal(await isBound(b.address ?? '', agent), false, 'bound to A, not to B');
 
@@ -90,8 +122,8 @@ void describe('grants', () => {
     const listed = await stack.request('GET', '/v1/grants', { token: a.token });
     const grants = (listed.body as { grants: (Grant & { active: boolean; revoked_at: number | null })[] }).grants;
     assert.deepEqual(
-      grants.map((x) => [x.grant_id, x.active, x.revoked_at]),
-      [[g.grant_id, true, null]],
+      grants.map((x) => [x.grant_id, x.status, x.active, x.revoked_at]),
+      [[g.grant_id, 'active', true, null]],
     );
     assert.deepEqual((await stack.request('GET', '/v1/grants', { token: b.token })).body, { grants: [] });
 
@@ -106,7 +138,7 @@ void describe('grants', () => {
     assert.equal(revoked.status, 204, revoked.text);
     assert.equal(await isBound(a.address ?? '', agent), false);
     assert.equal(await findActiveGrantForAgent(stack.db, agent), undefined);
-    assert.equal(await hasAnyGrantForAgent(stack.db, agent), true);
+    assert.equal(await hasAcceptedGrantForAgent(stack.db, agent), true);
     assert.equal((await stack.request('DELETE', `/v1/grants/${g.grant_id}`, { token: a.token })).status, 204, 'revoking twice is fine');
     const after = (await stack.request('GET', '/v1/grants', { token: a.token })).body as { grants: { active: boolean; revoked_at: number | null }[] };
     assert.equal(after.grants[0]?.active, false);
@@ -115,31 +147,33 @@ void describe('grants', () => {
     const audit = await stack.db.query<{ event: string }>(`SELECT event FROM audit_log WHERE omni_account = $1 AND event LIKE 'grant.%' ORDER BY seq`, [a.omni]);
     assert.deepEqual(
       audit.rows.map((r) => r.event),
-      ['grant.create', 'grant.revoke'],
+      ['grant.create', 'grant.accept', 'grant.revoke'],
     );
   });
 
   void test('an expired grant is no longer bound (broker clock)', async () => {
     const a = await evmAccount();
-    const agent = evmAddress();
+    const agentWallet = newWallet();
+    const agent = agentWallet.lower;
     const created = await stack.request('POST', '/v1/grants', { token: a.token, body: { agent_address: agent, expires_in: 60 } });
     assert.equal(created.status, 201, created.text);
+    await acceptGrant(stack, agentWallet, created.body as Grant);
     assert.equal(await isBound(a.address ?? '', agent), true);
     shiftMs = 61_000;
     try {
       assert.equal(await isBound(a.address ?? '', agent), false);
       assert.equal(await findActiveGrantForAgent(stack.db, agent, undefined, new Date(clock())), undefined);
-      const listed = (await stack.request('GET', '/v1/grants', { token: a.token })).body as { grants: { active: boolean; revoked_at: null }[] };
+      const listed = (await stack.request('GET', '/v1/grants', { token: a.token })).body as { grants: Grant[] };
       assert.deepEqual(
-        listed.grants.map((x) => [x.active, x.revoked_at]),
-        [[false, null]],
+        listed.grants.map((x) => [x.status, x.active, x.revoked_at]),
+        [['expired', false, null]],
       );
     } finally {
       shiftMs = 0;
     }
   });
 
-  void test('defaults and Idempotency-Key: no expires_in is 30 days; a retried POST answers the same grant', async () => {
+  void test('defaults and Idempotency-Key: no expires_in is 30 days; a retried POST answers the same grant (200, as it is now)', async () => {
     const a = await evmAccount();
     const agent = evmAddress();
     const first = await stack.request('POST', '/v1/grants', { token: a.token, body: { agent_address: agent }, headers: { 'idempotency-key': 'create-1' } });
@@ -149,7 +183,7 @@ void describe('grants', () => {
     assert.ok(Math.abs(g.expires_at - (Math.floor(clock() / 1000) + 30 * 86400)) <= 2);
     const before = await counts();
     const retry = await stack.request('POST', '/v1/grants', { token: a.token, body: { agent_address: agent }, headers: { 'idempotency-key': 'create-1' } });
-    assert.equal(retry.status, 201, retry.text);
+    assert.equal(retry.status, 200, retry.text);
     assert.deepEqual(retry.body, first.body);
     assert.deepEqual(await counts(), before);
   });

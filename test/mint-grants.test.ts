@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { bindAgent } from './grant-client';
 import { startStack, type TestStack } from './harness';
 import { auditCount, lastMintRows, mintAws, mintOidc, walletLogin, type WalletSession } from './mint-client';
 
@@ -23,11 +24,8 @@ async function claimsOf(jwt: string) {
   return payload;
 }
 
-async function createGrant(owner: WalletSession, agentAddress: string): Promise<string> {
-  const res = await stack.request('POST', '/v1/grants', { token: owner.token, body: { agent_address: agentAddress } });
-  assert.equal(res.status, 201, res.text);
-  return (res.body as { grant_id: string }).grant_id;
-}
+/** The owner offers the agent a grant and the agent accepts it. */
+const createGrant = (owner: WalletSession, agentSession: WalletSession): Promise<string> => bindAgent(stack, owner.token, agentSession.wallet);
 
 async function expectForbidden(path: string, token: string, body?: unknown): Promise<string> {
   stack.sts.clear();
@@ -51,7 +49,7 @@ void describe('grant lifecycle: create → agent mints → revoke → agent refu
   });
 
   void test('under an active grant the agent mints for the main wallet, with child and grant claims', async () => {
-    grantId = await createGrant(main, agent.wallet.lower);
+    grantId = await createGrant(main, agent);
     const m = main.wallet.lower;
     const a = agent.wallet.lower;
 
@@ -124,8 +122,8 @@ void describe('grant lifecycle: create → agent mints → revoke → agent refu
   void test('an expired grant refuses too; a grant_id from a caller that is no agent is refused', async () => {
     const late = await walletLogin(stack);
     await stack.db.query(
-      `INSERT INTO grants (grant_id, main_account, main_address, agent_address, created_at, expires_at)
-       VALUES ('grt_${'e'.repeat(32)}', $1, $2, $3, now() - interval '2 hours', now() - interval '1 hour')`,
+      `INSERT INTO grants (grant_id, main_account, main_address, agent_address, created_at, expires_at, accepted_at)
+       VALUES ('grt_${'e'.repeat(32)}', $1, $2, $3, now() - interval '2 hours', now() - interval '1 hour', now() - interval '2 hours')`,
       [main.omni_account, main.wallet.lower, late.wallet.lower],
     );
     await expectForbidden('/v1/mint-oidc-jwt', late.token);

@@ -152,7 +152,7 @@ async function mintSuccess(stack: TestStack, caller: WalletSession, mint: (typeo
   return { workflowType: mint.workflowType, name: 'success', workflowId: MINT_ID_PREFIX + requestId };
 }
 
-/** An agent wallet whose only grant was revoked is refused (and the refusal audited). */
+/** An agent wallet whose only (accepted) grant was revoked is refused (and the refusal audited). */
 async function mintDenied(stack: TestStack, agent: WalletSession, mint: (typeof MINTS)[number]): Promise<Recording> {
   await post(stack, mint.path, 403, { token: agent.token });
   const requestId = await auditRequestId(stack, agent.omni_account, mint.event);
@@ -161,7 +161,8 @@ async function mintDenied(stack: TestStack, agent: WalletSession, mint: (typeof 
 
 async function revokedAgent(stack: TestStack): Promise<WalletSession> {
   const [main, agent] = await Promise.all([walletLogin(stack), walletLogin(stack)]);
-  const grant = (await post(stack, '/v1/grants', 201, { token: main.token, body: { agent_address: agent.wallet.lower } })) as { grant_id: string };
+  const grant = (await post(stack, '/v1/grants', 201, { token: main.token, body: { agent_address: agent.wallet.lower } })) as { grant_id: string; acceptance_message: string };
+  await post(stack, `/v1/grants/${grant.grant_id}/accept`, 200, { body: { signature: await agent.wallet.sign(grant.acceptance_message) } });
   const res = await stack.request('DELETE', `/v1/grants/${grant.grant_id}`, { token: main.token });
   check(res.status === 204, `revoke: ${res.status} ${res.text}`);
   return agent;

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { SignJWT } from 'jose';
 import { buildApp } from '../api/app';
-import { insertGrant } from '../db/grants';
+import { insertGrant, markGrantAccepted } from '../db/grants';
 import { generateTeeKeyPair, signTeeJwt } from '../fixtures/tee/jwt';
 import { startTeeFixture, type TeeFixture } from '../fixtures/tee/server';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
@@ -235,13 +235,16 @@ void describe('get_account_user_id and check_hyper_agent_address', () => {
     assertFailure(await stack.request('GET', '/v3/account/get_account_user_id?email=not-an-address'), 400);
   });
 
-  void test('check_hyper_agent_address: isBound follows live grants; addresses compare case-insensitively', async () => {
+  void test('check_hyper_agent_address: isBound follows accepted, live grants; addresses compare case-insensitively', async () => {
     const main = evmAddress();
     const agent = evmAddress();
     const ask = (m: string, a: string) => stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { main_address: m, agent_address: a, login_type: 1 } });
     assert.equal((await ask(main, agent)).text, '{"code":10000,"message":"OK","data":{"isBound":false}}');
     const now = new Date();
-    await insertGrant(stack.db, { grantId: `grt_${randomBytes(16).toString('hex')}`, mainAccount: `0x${'0'.repeat(64)}`, mainAddress: main, agentAddress: agent, scope: {}, createdAt: now, expiresAt: new Date(now.getTime() + 3600_000) });
+    const grantId = `grt_${randomBytes(16).toString('hex')}`;
+    await insertGrant(stack.db, { grantId, mainAccount: `0x${'0'.repeat(64)}`, mainAddress: main, agentAddress: agent, scope: {}, createdAt: now, expiresAt: new Date(now.getTime() + 3600_000), maxLive: 100 });
+    assert.equal((await ask(main, agent)).text, '{"code":10000,"message":"OK","data":{"isBound":false}}', 'a grant its agent has not accepted binds nothing');
+    await markGrantAccepted(stack.db, grantId, new Date());
     assert.equal((await ask(main.toUpperCase().replace('0X', '0x'), agent)).text, '{"code":10000,"message":"OK","data":{"isBound":true}}');
     assert.equal((await ask(agent, main)).text, '{"code":10000,"message":"OK","data":{"isBound":false}}');
     assertFailure(await stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { main_address: 'nope', agent_address: agent } }), 400);

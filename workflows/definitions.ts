@@ -30,6 +30,8 @@ export const FailureType = {
   stsFailed: 'StsFailed',
   /** A one-time proof (wallet signature, nonce) was already consumed: 409 conflict. */
   replayed: 'Replayed',
+  /** The request contradicts what is recorded (an Idempotency-Key reused for another request, a cap reached): 409 conflict. */
+  conflict: 'Conflict',
   /** The EVM RPC needed for a contract-wallet signature did not answer: 503 unavailable. */
   chainUnavailable: 'ChainUnavailable',
 } as const;

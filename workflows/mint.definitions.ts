@@ -59,6 +59,8 @@ export interface MintGrant {
   grantId: string;
   mainAddress: string;
   agentAddress: string;
+  /** What the grant allows (lib/grant-scope.ts); absent on runs recorded before scopes were enforced. */
+  scope?: { services?: string[]; roles?: string[] };
 }
 
 export type MintAuthorisation =

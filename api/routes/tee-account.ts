@@ -4,6 +4,7 @@ import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { isAgentBound } from '../../db/grants';
+import { countWalletSlots, findWalletRequest, MAX_WALLET_INDEX, requestedSlot, walletRequestText } from '../../db/tee';
 import { findUserByOmni } from '../../db/users';
 import { parseSourceAllowList } from '../../lib/cidr-allow';
 import { hmacHex, safeEqual } from '../../lib/digest';
@@ -35,7 +36,17 @@ export const callbackErrorCode = (status: number): number => status * 100;
 
 const envelope = <T extends z.ZodType>(data: T) => z.object({ code: z.number().int(), message: z.string(), data });
 const failureEnvelope = envelope(z.null()).describe('failure: code = HTTP status × 100');
-const failures = { 400: failureEnvelope, 401: failureEnvelope, 403: failureEnvelope, 404: failureEnvelope, 413: failureEnvelope, 500: failureEnvelope, 503: failureEnvelope };
+const failures = {
+  400: failureEnvelope,
+  401: failureEnvelope,
+  403: failureEnvelope,
+  404: failureEnvelope,
+  409: failureEnvelope,
+  413: failureEnvelope,
+  429: failureEnvelope,
+  500: failureEnvelope,
+  503: failureEnvelope,
+};
 const ok = <T>(data: T) => ({ code: CALLBACK_OK_CODE, message: 'OK', data });
 
 const evmAddress = (what: string) =>
@@ -58,7 +69,11 @@ const postHeimaLoginBody = z.object({
   heimaLoginSuccess: z.boolean(),
 });
 
-const addWalletBody = z.object({ wallet_index: z.number().int().min(0).max(2_147_483_647).optional() }).nullish();
+const addWalletBody = z
+  .object({
+    wallet_index: z.number().int().min(0, 'wallet_index must be 0 or more').max(MAX_WALLET_INDEX, `wallet_index must be at most ${MAX_WALLET_INDEX}`).optional(),
+  })
+  .nullish();
 
 const idempotencyKeySchema = z.string().regex(/^[\w.:-]{1,128}$/, 'Idempotency-Key must be 1-128 characters of [A-Za-z0-9_.:-]');
 
@@ -244,8 +259,11 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
           tags: ['tee'],
           summary: 'TEE callback: record a wallet slot for the bearer’s account',
           description:
-            'Empty body (no Content-Type) = the lowest free slot; `{"wallet_index":N}` = that slot (the same index twice is one slot). ' +
-            'The TEE sends no address: the slot’s address stays empty. An `Idempotency-Key` header makes an empty-body call retry-safe.',
+            'Empty body (no Content-Type) = the lowest free slot; `{"wallet_index":N}` = that slot, 0 to ' +
+            `${MAX_WALLET_INDEX} (the same index twice is one slot). At most ${config.BROKER_WALLET_SLOTS_MAX} slots per account ` +
+            `(BROKER_WALLET_SLOTS_MAX; a new one beyond is a 409) and ${config.BROKER_ADD_WALLET_PER_MINUTE} calls per account per minute (429). ` +
+            'The TEE sends no address: the slot’s address stays empty. An `Idempotency-Key` header makes an empty-body call retry-safe; ' +
+            'the same key with another request (another wallet_index, or none) is a 409.',
           security: [{ bearer: [] }],
           body: addWalletBody,
           response: { 200: envelope(z.object({})), ...failures },
@@ -255,16 +273,29 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       async (request) => {
         const { claims } = teeAccessOf(request);
         const omniAccount = claims.sub;
+        app.rateLimit(`add_wallet:account:${omniAccount}`, config.BROKER_ADD_WALLET_PER_MINUTE, 60_000);
+        const walletIndex = request.body?.wallet_index;
         const keyHeader = request.headers['idempotency-key'];
         let requestKey: string = randomUUID();
+        let retry = false;
         if (keyHeader !== undefined) {
           const parsed = idempotencyKeySchema.safeParse(keyHeader);
           if (!parsed.success) throw new BrokerError('bad_request', parsed.error.issues[0]?.message ?? 'bad Idempotency-Key');
           requestKey = hmacHex(secrets.hmacSecret, 'tee-add-wallet', omniAccount, parsed.data);
+          // Refused here without touching the workflow; the activity checks again under the account's lock.
+          const earlier = await findWalletRequest(db, requestKey);
+          if (earlier?.requested != null && earlier.requested !== requestedSlot(walletIndex)) {
+            throw new BrokerError('conflict', `this Idempotency-Key was already used for another add_wallet request (${walletRequestText(earlier.requested)}); use a new key`);
+          }
+          retry = earlier !== undefined;
         }
         if (!(await findUserByOmni(db, omniAccount))) throw new BrokerError('not_found', 'unknown account: the TEE login callback (post_heima_login) must come first');
-        const walletIndex = request.body?.wallet_index;
-        const recorded = await shared(`wallet:${requestKey}`, () => driveAccount(omniAccount, addWalletSlotUpdate, { requestKey, walletIndex, requestId: request.id }));
+        const { slots, hasIndex } = await countWalletSlots(db, omniAccount, walletIndex);
+        if (!retry && !hasIndex && slots >= config.BROKER_WALLET_SLOTS_MAX) {
+          throw new BrokerError('conflict', `this account already holds ${slots} wallet slots, the most allowed (BROKER_WALLET_SLOTS_MAX = ${config.BROKER_WALLET_SLOTS_MAX})`);
+        }
+        // Only identical requests share a call: one key with two bodies must meet the activity's key check.
+        const recorded = await shared(`wallet:${requestKey}:${requestedSlot(walletIndex)}`, () => driveAccount(omniAccount, addWalletSlotUpdate, { requestKey, walletIndex, requestId: request.id }));
         request.log.info({ flow: 'tee_account', omni_account: omniAccount, wallet_index: recorded.wallet_index, created: recorded.created }, 'TEE wallet slot recorded');
         return ok({});
       },
@@ -298,7 +329,7 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       onRequest: requireAllowedSource,
       schema: {
         tags: ['tee'],
-        summary: 'TEE callback: is this agent wallet bound to this main wallet by a live grant? (allow-listed sources only)',
+        summary: 'TEE callback: is this agent wallet bound to this main wallet by a grant its agent accepted, live now? (allow-listed sources only)',
         body: z.object({
           main_address: evmAddress('main_address'),
           agent_address: evmAddress('agent_address'),
