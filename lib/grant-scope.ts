@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /**
- * What a grant's scope allows an agent, and how the broker enforces it (docs/minting.md):
+ * What a grant's scope allows an agent, and how the broker enforces it (docs/mint.md):
  *
  * - `services`: IAM service prefixes (`s3`, `dynamodb`, `execute-api`, …). AWS credentials minted
  *   under the grant carry an inline session policy on AssumeRoleWithWebIdentity that allows

@@ -235,7 +235,7 @@ export default async function grantRoutes(appBase: FastifyInstance) {
         tags: ['grants'],
         summary: 'The agent wallet accepts a pending grant with its signature (no bearer needed)',
         description:
-          'signature: EIP-191 personal_sign by the agent wallet over the grant’s acceptance_message (lib/grant-acceptance.ts; docs/minting.md). ' +
+          'signature: EIP-191 personal_sign by the agent wallet over the grant’s acceptance_message (lib/grant-acceptance.ts; docs/mint.md). ' +
           'Each signature is accepted once. 409 when the grant is no longer pending, 410 when it has expired.',
         params: z.object({ grant_id: grantIdSchema }),
         body: z.object({ signature: z.string().max(2 + 2 * MAX_CONTRACT_SIGNATURE_BYTES, 'signature is too long') }),
