@@ -18,7 +18,8 @@ let starts: WorkflowStartSpy;
 
 before(async () => {
   tee = await generateTeeKeyPair();
-  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_TEE_JWT_PUBLIC_KEY: tee.publicKeyPem } });
+  // The concurrency probes send 16 add_wallet calls for one account at once: above the per-account default.
+  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_ADD_WALLET_PER_MINUTE: '1000', BROKER_TEE_JWT_PUBLIC_KEY: tee.publicKeyPem } });
   starts = spyWorkflowStarts(stack.temporal);
 });
 after(async () => {
