@@ -130,7 +130,7 @@ async function main(): Promise<void> {
     const worker = await startBrokerWorker({ config, secrets, db, address, workflowBundle: workflowBundleFromEnv() });
     stops.push(() => worker.shutdown());
     // In a terminal the API's log lines are printed for people; piped or redirected they stay JSON (what production ships).
-    const logStream = process.stdout.isTTY ? pinoPretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }) : undefined;
+    const logStream = process.stdout.isTTY ? pinoPretty({ colorize: true, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }) : undefined;
     const api = await startApi({ config, secrets, db, address, devMailbox, logStream });
     stops.push(() => api.close());
 
