@@ -1,4 +1,5 @@
 import { hmacHex } from './digest';
+import { AgentKeysError } from './errors';
 
 /**
  * The TEE's ClientAuth (CONTRACTS §3, `{"type": <variant>, "value": {...}}`) as the broker keeps
@@ -29,7 +30,8 @@ export const CLIENT_AUTH_VARIANTS: Readonly<Record<string, Readonly<Record<strin
   wildmeta_backend: { signature: 'secret' },
 };
 
-export class ClientAuthError extends Error {
+export class ClientAuthError extends AgentKeysError {
+  override readonly code: string = 'ERR_CLIENT_AUTH_TOO_DEEP';
   override name = 'ClientAuthError';
 }
 
