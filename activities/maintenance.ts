@@ -5,6 +5,8 @@ export interface PurgeResult {
   proofs: number;
   /** Session rows whose token has expired (the token is refused by its exp anyway). */
   sessions: number;
+  /** Logged-out TEE tokens past their exp (the token is refused by its exp anyway). */
+  revokedTeeTokens: number;
 }
 
 export function createMaintenanceActivities(deps: ActivityDeps) {
@@ -14,7 +16,8 @@ export function createMaintenanceActivities(deps: ActivityDeps) {
       const now = new Date(deps.now());
       const proofs = await deps.db.query('DELETE FROM used_signatures WHERE expires_at < $1', [now]);
       const sessions = await deps.db.query('DELETE FROM sessions WHERE expires_at < $1', [now]);
-      return { proofs: proofs.rowCount ?? 0, sessions: sessions.rowCount ?? 0 };
+      const revokedTeeTokens = await deps.db.query('DELETE FROM revoked_tee_tokens WHERE expires_at < $1', [now]);
+      return { proofs: proofs.rowCount ?? 0, sessions: sessions.rowCount ?? 0, revokedTeeTokens: revokedTeeTokens.rowCount ?? 0 };
     },
   };
 }

@@ -1,11 +1,14 @@
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { TrustProxy } from '../lib/config';
 import type { ApiDeps } from './deps';
 import { loggerOptions } from './logger';
 import authPlugin from './plugins/auth';
 import docsPlugin from './plugins/docs';
 import errorsPlugin from './plugins/errors';
+import securityHeadersPlugin from './plugins/security-headers';
 import rateLimitPlugin from './plugins/rate-limit';
 import readinessPlugin from './plugins/readiness';
 import devRoutes from './routes/dev';
@@ -27,15 +30,32 @@ export interface BuildAppOptions {
   logStream?: { write(line: string): void };
 }
 
+/** A caller's own X-Request-Id, when it is a plain token: kept beside the broker's id, never instead of it. */
+export function clientRequestId(req: Pick<IncomingMessage, 'headers'>): string | undefined {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : undefined;
+}
+
+/** BROKER_TRUST_PROXY as Fastify takes it: a hop count becomes "trust the nearest N hops". */
+function trustProxyOption(setting: TrustProxy): false | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof setting !== 'number') return setting;
+  return (_address, hop) => hop < setting;
+}
+
 /** The broker's HTTP surface: shared plugins first, then one plugin per surface. */
 export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logStream ? { ...(loggerOptions(opts.logLevel ?? deps.config.LOG_LEVEL) as object), stream: opts.logStream } : loggerOptions(opts.logLevel ?? deps.config.LOG_LEVEL),
     bodyLimit: deps.config.BROKER_BODY_LIMIT_BYTES,
-    trustProxy: false,
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
+    // request.ip (rate limits, the TEE callback allow-list, logs) is the TCP peer unless the peer is
+    // a load balancer named in BROKER_TRUST_PROXY; then it is the address that balancer saw.
+    trustProxy: trustProxyOption(deps.config.BROKER_TRUST_PROXY),
+    // Always the broker's own id (audit rows, logs, the X-Request-Id answer): a caller cannot choose it.
+    genReqId: () => randomUUID(),
+    // A caller's X-Request-Id rides along on every log line of its request, labelled as the client's.
+    childLoggerFactory: (logger, bindings, options, rawReq) => {
+      const clientId = clientRequestId(rawReq);
+      return logger.child(clientId ? { ...bindings, client_request_id: clientId } : bindings, options);
     },
     // Graceful shutdown: stop accepting, let in-flight requests finish.
     return503OnClosing: true,
@@ -51,10 +71,13 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   app.decorate('deps', deps);
   app.addHook('onSend', async (request, reply) => {
     void reply.header('x-request-id', request.id);
+    const clientId = clientRequestId(request.raw);
+    if (clientId) void reply.header('x-client-request-id', clientId);
     void reply.header('cache-control', 'no-store');
   });
 
   await app.register(errorsPlugin);
+  await app.register(securityHeadersPlugin);
   await app.register(rateLimitPlugin);
   await app.register(readinessPlugin);
   await app.register(authPlugin);

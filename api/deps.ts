@@ -41,6 +41,8 @@ export interface AuthContext {
   omniAccount: string;
   /** Session id (broker sessions only): what logout revokes. */
   jti?: string;
+  /** Keyed digest of a TEE access token (TEE bearers only): what logout records as revoked. */
+  teeTokenDigest?: string;
   /** Unix seconds. */
   expiresAt: number;
   /** Login method of a broker session. */
@@ -54,8 +56,6 @@ declare module 'fastify' {
     deps: ApiDeps;
     /** preHandler that requires a valid bearer and sets request.auth. */
     requireAuth: (request: FastifyRequest) => Promise<void>;
-    /** Throws rate_limited (429 + Retry-After) once `key` has been hit more than `limit` times in `windowMs`. */
-    rateLimit: (key: string, limit: number, windowMs: number) => void;
     /** Every part /readyz reports on, by name. */
     readinessChecks: Map<string, ReadinessCheck>;
     /** Adds a /readyz part (a name already present is kept: deps given by the caller win). */

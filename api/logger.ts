@@ -1,13 +1,43 @@
 import type { FastifyServerOptions } from 'fastify';
 
-/** Query parameters whose values are secrets or personal data, masked in request logs. */
-const SENSITIVE_QUERY = /([?&](?:email|to|code|state|token|id_token|access_token|signature)=)[^&]*/gi;
+/** Query parameters whose values are neither secret nor personal: logged as sent (when plain). */
+const PLAIN_QUERY_KEYS = new Set(['limit', 'before', 'format']);
+/** A query key that is logged by name: a short lower-case word (an address, a code or a token is none). */
+const LOGGABLE_KEY = /^[a-z_]{1,32}$/;
+const PLAIN_VALUE = /^[\w.-]{0,64}$/;
 
-export function redactUrl(url: string): string {
-  return url.replace(SENSITIVE_QUERY, '$1[redacted]');
+function decodeQueryPart(part: string): string | undefined {
+  try {
+    return decodeURIComponent(part.replace(/\+/g, ' '));
+  } catch {
+    return undefined;
+  }
 }
 
-/** pino options: request lines carry method, path (sensitive query values masked) and request id, never headers or bodies. */
+/**
+ * The request line's URL as it is logged: the path, and of the query only the decoded key names
+ * with every value masked (except a few plain paging fields). Masking by the decoded key means
+ * `?%65mail=` or `?access%5Ftoken=` are masked like `?email=`; a key that is not a short plain
+ * word (it could be the secret itself, e.g. `?alice@example.com`) is masked too.
+ */
+export function redactUrl(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const path = url.slice(0, q);
+  const query = url.slice(q + 1);
+  if (query === '') return path;
+  const parts = query.split('&').map((pair) => {
+    const eq = pair.indexOf('=');
+    const key = decodeQueryPart(eq < 0 ? pair : pair.slice(0, eq))?.toLowerCase();
+    if (key === undefined || !LOGGABLE_KEY.test(key)) return '[redacted]';
+    if (eq < 0) return key;
+    const value = decodeQueryPart(pair.slice(eq + 1));
+    return PLAIN_QUERY_KEYS.has(key) && value !== undefined && PLAIN_VALUE.test(value) ? `${key}=${value}` : `${key}=[redacted]`;
+  });
+  return `${path}?${parts.join('&')}`;
+}
+
+/** pino options: request lines carry method, path (query values masked) and request id, never headers or bodies. */
 export function loggerOptions(level: string): FastifyServerOptions['logger'] {
   return {
     level,

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from './app';
+import { buildApp, type BuildAppOptions } from './app';
 import type { ApiDeps } from './deps';
 import { createTeeVerifierFromConfig, teeKeyReadiness } from '../adapters/tee-jwt';
 import { connectTemporalClient } from '../adapters/temporal-client';
@@ -11,13 +11,13 @@ export interface RunningApi {
   close(): Promise<void>;
 }
 
-/** Connects the Temporal client, builds the app and listens on HOST:PORT. */
-export async function startApi(deps: Omit<ApiDeps, 'temporal'> & { address: string }): Promise<RunningApi> {
-  const { address, ...rest } = deps;
+/** Connects the Temporal client, builds the app and listens on HOST:PORT. `logStream`: where log lines go (default stdout, JSON). */
+export async function startApi(deps: Omit<ApiDeps, 'temporal'> & { address: string; logStream?: BuildAppOptions['logStream'] }): Promise<RunningApi> {
+  const { address, logStream, ...rest } = deps;
   // Throws at boot when a configured TEE key is unusable; undefined when none is configured.
   const teeVerifier = rest.teeVerifier ?? (await createTeeVerifierFromConfig(deps.config, { now: rest.now }));
   const temporal = await connectTemporalClient(deps.config, deps.secrets, address);
-  const app = await buildApp({ ...rest, temporal, teeVerifier, readiness: { tee_key: teeKeyReadiness(teeVerifier), ...rest.readiness } });
+  const app = await buildApp({ ...rest, temporal, teeVerifier, readiness: { tee_key: teeKeyReadiness(teeVerifier), ...rest.readiness } }, logStream ? { logStream } : {});
   const url = await app.listen({ host: deps.config.HOST, port: deps.config.PORT });
   return {
     app,

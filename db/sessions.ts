@@ -20,3 +20,18 @@ export async function revokeSession(q: Queryable, jti: string): Promise<boolean>
   const r = await q.query('UPDATE sessions SET revoked_at = now() WHERE jti = $1 AND revoked_at IS NULL', [jti]);
   return (r.rowCount ?? 0) > 0;
 }
+
+/** Records a logged-out TEE access token by its digest until `expiresAt`; false when it was already revoked. */
+export async function revokeTeeToken(q: Queryable, t: { tokenDigest: string; omniAccount: string; expiresAt: Date }): Promise<boolean> {
+  const r = await q.query(
+    'INSERT INTO revoked_tee_tokens (token_digest, omni_account, expires_at) VALUES ($1, $2, $3) ON CONFLICT (token_digest) DO NOTHING',
+    [t.tokenDigest, t.omniAccount, t.expiresAt],
+  );
+  return (r.rowCount ?? 0) > 0;
+}
+
+/** True when a TEE access token with this digest has been logged out. */
+export async function isTeeTokenRevoked(q: Queryable, tokenDigest: string): Promise<boolean> {
+  const r = await q.query('SELECT 1 FROM revoked_tee_tokens WHERE token_digest = $1', [tokenDigest]);
+  return (r.rowCount ?? 0) > 0;
+}

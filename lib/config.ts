@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { AgentKeysError } from './errors';
 
@@ -17,6 +18,49 @@ const optionalString = z
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 const optionalUrl = optionalString.pipe(z.url().optional());
 
+/** proxy-addr's names for address ranges (loopback, link-local, unique-local). */
+const PROXY_RANGE_NAMES = ['loopback', 'linklocal', 'uniquelocal'];
+
+function isAddressOrCidr(entry: string): boolean {
+  if (PROXY_RANGE_NAMES.includes(entry)) return true;
+  const [address = '', prefix, ...rest] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+}
+
+/**
+ * Which peers may tell the broker the client's address (X-Forwarded-For), as Fastify's
+ * `trustProxy`: off (the default: the TCP peer is the client), a hop count, or the load
+ * balancers' addresses / CIDRs. "Trust everyone" is refused: any client could then pick its
+ * address and walk around every per-address limit and the callback allow-list.
+ */
+export type TrustProxy = false | number | string[];
+
+const trustProxy = z
+  .string()
+  .optional()
+  .transform((v, ctx): TrustProxy => {
+    const text = (v ?? '').trim();
+    if (text === '' || /^(false|off|no|0)$/i.test(text)) return false;
+    if (/^(true|on|yes)$/i.test(text)) {
+      ctx.addIssue({ code: 'custom', message: 'trusting every peer lets any client choose its address; list the load balancers (CIDRs) or give a hop count' });
+      return z.NEVER;
+    }
+    if (/^\d+$/.test(text)) {
+      const hops = Number(text);
+      if (hops > 10) ctx.addIssue({ code: 'custom', message: 'a hop count of at most 10' });
+      return hops;
+    }
+    const entries = text.split(',').map((s) => s.trim()).filter(Boolean);
+    const bad = entries.filter((e) => !isAddressOrCidr(e));
+    if (bad.length > 0) {
+      ctx.addIssue({ code: 'custom', message: `not an address or CIDR: ${bad.join(', ')} (comma-separated CIDRs, loopback/linklocal/uniquelocal, or a hop count)` });
+      return z.NEVER;
+    }
+    return entries;
+  });
+
 export const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -26,6 +70,8 @@ export const envSchema = z.object({
   BROKER_DATA_DIR: z.string().min(1).default('.data'),
   BROKER_DEV_FIXTURES: bool.optional(),
   BROKER_BODY_LIMIT_BYTES: int(1024, 1024 * 1024).default(16 * 1024),
+  /** Load balancers whose X-Forwarded-For the broker believes: CIDRs, or a hop count; unset = none. */
+  BROKER_TRUST_PROXY: trustProxy,
 
   DATABASE_URL: optionalString,
   BROKER_DB_POOL_MAX: int(1, 200).default(10),
@@ -59,6 +105,12 @@ export const envSchema = z.object({
 
   BROKER_RATE_LIMIT_IP_PER_MINUTE: int(1, 1_000_000).default(60),
   BROKER_RATE_LIMIT_EMAIL_PER_HOUR: int(1, 1_000_000).default(10),
+  /** Wallet challenges per client address (IPv6: per /64) per minute: each one is a workflow that lives the wallet window. */
+  BROKER_RATE_LIMIT_WALLET_CHALLENGE_PER_MINUTE: int(1, 1_000_000).default(10),
+  /** Mints (OIDC JWT and AWS credentials together) per account per minute. */
+  BROKER_RATE_LIMIT_MINT_PER_MINUTE: int(1, 1_000_000).default(10),
+  /** Keys each rate limit keeps (least recently used dropped first), per API process. */
+  BROKER_RATE_LIMIT_CACHE_SIZE: int(100, 10_000_000).default(50_000),
 
   BROKER_WALLET_WINDOW_SECONDS: int(1, 86400).default(2700),
   BROKER_EVM_RPC_URL: optionalUrl,

@@ -6,6 +6,7 @@
  */
 import { join, resolve } from 'node:path';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
+import pinoPretty from 'pino-pretty';
 import { startApi } from '../api/start';
 import { startEmbeddedPostgres } from '../db/embedded';
 import { migrate } from '../db/migrate';
@@ -128,7 +129,9 @@ async function main(): Promise<void> {
 
     const worker = await startBrokerWorker({ config, secrets, db, address, workflowBundle: workflowBundleFromEnv() });
     stops.push(() => worker.shutdown());
-    const api = await startApi({ config, secrets, db, address, devMailbox });
+    // In a terminal the API's log lines are printed for people; piped or redirected they stay JSON (what production ships).
+    const logStream = process.stdout.isTTY ? pinoPretty({ colorize: true, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }) : undefined;
+    const api = await startApi({ config, secrets, db, address, devMailbox, logStream });
     stops.push(() => api.close());
 
     const lines = [

@@ -136,7 +136,7 @@ void describe('/.well-known: malformed requests, a broken keyset, rotation under
       assert.ok(!jwks.text.includes(path), 'the file path leaks');
       const discovery = await stack.request('GET', '/.well-known/openid-configuration');
       assert.equal(discovery.status, 200, 'discovery does not depend on the keys');
-      const ready = await stack.request('GET', '/readyz');
+      const ready = await stack.request('GET', '/readyz', { token: stack.config.BROKER_OPS_TOKEN });
       assert.equal(ready.status, 503);
       assert.equal((ready.body as { parts: Record<string, { ok: boolean }> }).parts.oidc_keys?.ok, false);
       const mint = await stack.request('POST', '/v1/mint-oidc-jwt', { token: session.token });

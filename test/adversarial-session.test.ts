@@ -126,11 +126,40 @@ void describe('session: replayed', () => {
     assert.equal(await isRevoked(other.token), false);
   });
 
-  void test('a TEE access token cannot log out (400, nothing written) and stays usable', async () => {
+  void test('a TEE access token logs out: 204, recorded by digest until its exp, refused afterwards everywhere; another TEE token of the account still works', async () => {
     const session = await walletLogin(stack);
     const teeAccess = signTeeJwt(tee.privateKey, teeClaims(session.omni_account, 'access', 'agentkeys', nowS()));
-    await expectAllRefused([{ name: 'TEE access token', method: 'POST', path: '/v1/session/logout', token: teeAccess, status: 400, error: 'bad_request', message: /TEE tokens expire on their own/ }]);
+    const otherTee = signTeeJwt(tee.privateKey, teeClaims(session.omni_account, 'access', 'agentkeys', nowS() - 5));
     assert.equal(await me(teeAccess), 200);
+    assert.equal((await stack.request('POST', '/v1/session/logout', { token: teeAccess })).status, 204);
+    const rows = await stack.db.query<{ omni_account: string; exp: number }>('SELECT omni_account, extract(epoch FROM expires_at)::int AS exp FROM revoked_tee_tokens WHERE omni_account = $1', [session.omni_account]);
+    const claims = JSON.parse(Buffer.from(teeAccess.split('.')[1] ?? '', 'base64url').toString()) as { exp: number };
+    assert.deepEqual(rows.rows, [{ omni_account: session.omni_account, exp: claims.exp }]);
+    const dump = await stack.db.query("SELECT string_agg(t::text, '|') AS all FROM revoked_tee_tokens t");
+    assert.doesNotMatch(JSON.stringify(dump.rows), new RegExp(teeAccess.split('.')[2] ?? 'x'), 'the token itself is not stored');
+    assert.equal(await logoutRows(session.omni_account), 1, 'the logout is audited');
+    // Refused afterwards on every route that takes it: /me, logout again, a mint, the TEE callback.
+    await expectAllRefused([
+      ...ROUTES.map((r) => ({ ...r, name: 'logged-out TEE token', token: teeAccess, status: 401, error: 'unauthorized', message: /logged out/ })),
+      { name: 'mint with a logged-out TEE token', method: 'POST', path: '/v1/mint-oidc-jwt', token: teeAccess, status: 401, error: 'unauthorized', message: /logged out/ },
+    ]);
+    const callback = await stack.request('POST', '/v3/account/add_wallet', { token: teeAccess });
+    assert.equal(callback.status, 401, callback.text);
+    assert.match((callback.body as { message: string }).message, /logged out/);
+    assert.equal(await me(otherTee), 200, 'only that token');
+    assert.equal(await me(session.token), 200, 'the broker session is untouched');
+  });
+
+  void test('10 concurrent logouts of one TEE token: all 204 or 401, one record, one audit row', async () => {
+    const session = await walletLogin(stack);
+    const teeAccess = signTeeJwt(tee.privateKey, teeClaims(session.omni_account, 'access', 'agentkeys', nowS()));
+    const results = await Promise.all(Array.from({ length: 10 }, () => stack.request('POST', '/v1/session/logout', { token: teeAccess })));
+    for (const r of results) if (r.status !== 204) assertRefused(r, 401, 'unauthorized', /logged out/);
+    assert.ok(results.some((r) => r.status === 204));
+    const rows = await stack.db.query('SELECT 1 FROM revoked_tee_tokens WHERE omni_account = $1', [session.omni_account]);
+    assert.equal(rows.rowCount, 1);
+    assert.equal(await logoutRows(session.omni_account), 1);
+    assert.equal(await me(teeAccess), 401);
   });
 });
 

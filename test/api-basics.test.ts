@@ -13,27 +13,42 @@ after(async () => {
 });
 
 void describe('API basics', () => {
-  void test('/healthz and /readyz report per part', async () => {
+  void test('/healthz; /readyz says ready to anyone and reports per part to the ops token only', async () => {
     const h = await stack.request('GET', '/healthz');
     assert.equal(h.status, 200);
     assert.equal(h.text, 'ok');
-    const r = await stack.request('GET', '/readyz');
+    const ops = stack.config.BROKER_OPS_TOKEN ?? '';
+    const r = await stack.request('GET', '/readyz', { token: ops });
     assert.equal(r.status, 200, r.text);
-    const parts = (r.body as { parts: Record<string, { ok: boolean }> }).parts;
+    const parts = (r.body as { parts: Record<string, { ok: boolean; detail?: string }> }).parts;
     for (const part of ['database', 'temporal', 'session_key']) assert.equal(parts[part]?.ok, true, part);
+    assert.match(parts.temporal?.detail ?? '', /namespace/);
+    // Without the token (none, another bearer, a near miss): the status and nothing else.
+    for (const headers of [{} as Record<string, string>, { authorization: `Bearer ${ops}x` }, { authorization: `Basic ${Buffer.from(`ops:${ops}`).toString('base64')}` }]) {
+      const pub = await stack.request('GET', '/readyz', { headers });
+      assert.equal(pub.status, 200, pub.text);
+      assert.deepEqual(pub.body, { status: 'ready' });
+    }
   });
 
-  void test('/readyz is 503 naming the part that is down', async () => {
+  void test('/readyz is 503 naming the part that is down, to the ops token only', async () => {
     const broken = { ...stack.deps.readiness, broken_part: () => Promise.resolve({ ok: false, detail: 'unplugged' }) };
     // readiness checks are read when the app is built: build a second app over the same deps
-    const app = await buildApp({ ...stack.deps, readiness: broken }, { logLevel: 'silent' });
+    const lines: string[] = [];
+    const app = await buildApp({ ...stack.deps, readiness: broken }, { logLevel: 'info', logStream: { write: (l: string) => void lines.push(l) } });
     try {
-      const res = await app.inject({ method: 'GET', url: '/readyz' });
+      const res = await app.inject({ method: 'GET', url: '/readyz', headers: { authorization: `Bearer ${stack.config.BROKER_OPS_TOKEN ?? ''}` } });
       assert.equal(res.statusCode, 503);
       const body = res.json<{ status: string; parts: Record<string, { ok: boolean; detail?: string }> }>();
       assert.equal(body.status, 'not_ready');
       assert.deepEqual(body.parts.broken_part, { ok: false, detail: 'unplugged' });
       assert.equal(body.parts.database?.ok, true);
+      const pub = await app.inject({ method: 'GET', url: '/readyz' });
+      assert.equal(pub.statusCode, 503);
+      assert.deepEqual(pub.json(), { status: 'not_ready' });
+      // Operators without the token see which part in the log, once per change.
+      const warnings = lines.map((l) => JSON.parse(l) as { msg: string; part?: string }).filter((l) => l.msg === 'readiness: broken_part is not ready');
+      assert.equal(warnings.length, 1, lines.join('\n'));
     } finally {
       await app.close();
     }
@@ -49,13 +64,18 @@ void describe('API basics', () => {
     assert.match(ui.text, /swagger/i);
   });
 
-  void test('unknown route: JSON 404; every response carries a request id', async () => {
+  void test('unknown route: JSON 404; every response carries the broker\'s request id, a caller\'s own id beside it', async () => {
     const res = await stack.request('GET', '/nope', { headers: { 'x-request-id': 'trace-abc.1' } });
     assert.equal(res.status, 404);
     assert.deepEqual(Object.keys(res.body as object).sort(), ['error', 'message']);
-    assert.equal(res.headers.get('x-request-id'), 'trace-abc.1');
+    assert.match(res.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/);
+    assert.equal(res.headers.get('x-client-request-id'), 'trace-abc.1');
     const other = await stack.request('GET', '/healthz');
     assert.match(other.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/);
+    assert.equal(other.headers.get('x-client-request-id'), null);
+    // Not a plain token: not echoed at all.
+    const odd = await stack.request('GET', '/healthz', { headers: { 'x-request-id': 'a b<script>' } });
+    assert.equal(odd.headers.get('x-client-request-id'), null);
   });
 
   void test('the Bearer scheme name is case-insensitive', async () => {

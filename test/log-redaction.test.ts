@@ -74,4 +74,55 @@ void describe('API logs', () => {
     assert.ok(!new RegExp(`(?<!\\d)${code}(?!\\d)`).test(all), 'the logs contain the code');
     assert.ok(!new RegExp(`(?<!\\d)${wrong}(?!\\d)`).test(all), 'the logs contain a typed (wrong) code');
   });
+
+  void test('query secrets are masked by their decoded key: percent-encoded keys, upper case, a secret as the key itself', async () => {
+    const from = lines.length;
+    const email = uniqueEmail('Encoded').toLowerCase();
+    const token = `eyJ${randomBytes(30).toString('base64url')}.${randomBytes(30).toString('base64url')}.${randomBytes(30).toString('base64url')}`;
+    const code = String(100000 + (randomBytes(3).readUIntBE(0, 3) % 900000));
+    const urls = [
+      `/healthz?%65mail=${encodeURIComponent(email)}`,
+      `/healthz?access%5Ftoken=${token}`,
+      `/healthz?ACCESS_TOKEN=${token}&limit=5`,
+      `/healthz?e%6D%61il=${email}`,
+      `/healthz?${encodeURIComponent(email)}`,
+      `/healthz?${token}`,
+      `/healthz?x=1&c%6Fde=${code}`,
+      `/healthz?otp=${code}`,
+      `/nope?%65mail=${encodeURIComponent(email)}`,
+    ];
+    for (const url of urls) assert.ok([200, 404].includes((await stack.request('GET', url)).status), url);
+    const mine = lines.slice(from).map((l) => JSON.parse(l) as { msg?: string; req?: { url?: string } });
+    const logged = mine.filter((r) => r.msg === 'incoming request').map((r) => r.req?.url);
+    // Every request was logged, by its path and masked query (the plain paging field `limit` is kept).
+    assert.deepEqual(logged, [
+      '/healthz?email=[redacted]',
+      '/healthz?access_token=[redacted]',
+      '/healthz?access_token=[redacted]&limit=5',
+      '/healthz?email=[redacted]',
+      '/healthz?[redacted]',
+      '/healthz?[redacted]',
+      '/healthz?x=[redacted]&code=[redacted]',
+      '/healthz?otp=[redacted]',
+      '/nope?email=[redacted]',
+    ]);
+    const all = lines.slice(from).join('\n');
+    for (const [name, secret] of Object.entries({ address: email, 'encoded address': encodeURIComponent(email), 'local part': email.split('@')[0] ?? email, token, 'token part': token.split('.')[1] ?? token })) {
+      assert.ok(!all.includes(secret), `the logs contain the ${name}`);
+    }
+    assert.ok(!new RegExp(`(?<!\\d)${code}(?!\\d)`).test(all), 'the logs contain the code');
+  });
+
+  void test('a caller-chosen X-Request-Id is logged as client_request_id; the request id is the broker\'s own', async () => {
+    const from = lines.length;
+    const res = await stack.request('GET', '/healthz', { headers: { 'x-request-id': 'caller-chosen.42' } });
+    const brokerId = res.headers.get('x-request-id') ?? '';
+    assert.match(brokerId, /^[0-9a-f-]{36}$/);
+    const mine = lines.slice(from).map((l) => JSON.parse(l) as { reqId?: string; client_request_id?: string; msg?: string });
+    assert.ok(mine.length >= 2, 'request and response lines');
+    for (const r of mine) {
+      assert.equal(r.reqId, brokerId, r.msg);
+      assert.equal(r.client_request_id, 'caller-chosen.42', r.msg);
+    }
+  });
 });

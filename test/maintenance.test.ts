@@ -17,7 +17,7 @@ after(async () => {
 const hex = () => randomBytes(16).toString('hex');
 
 void describe('housekeeping', () => {
-  void test('the purge drops expired replay-guard and session rows and keeps live ones', async () => {
+  void test('the purge drops expired replay-guard, session and logged-out TEE token rows and keeps live ones', async () => {
     const [oldProof, liveProof, oldSession, liveSession] = [hex(), hex(), hex(), hex()];
     await stack.db.query(
       `INSERT INTO used_signatures (signature_hash, purpose, expires_at) VALUES ($1, 'test', now() - interval '1 minute'), ($2, 'test', now() + interval '1 hour')`,
@@ -27,11 +27,18 @@ void describe('housekeeping', () => {
       `INSERT INTO sessions (jti, omni_account, method, expires_at) VALUES ($1, '0xabc', 'email', now() - interval '1 minute'), ($2, '0xabc', 'email', now() + interval '1 hour')`,
       [oldSession, liveSession],
     );
+    const [oldTee, liveTee] = [hex(), hex()];
+    await stack.db.query(
+      `INSERT INTO revoked_tee_tokens (token_digest, omni_account, expires_at) VALUES ($1, '0xabc', now() - interval '1 minute'), ($2, '0xabc', now() + interval '1 hour')`,
+      [oldTee, liveTee],
+    );
     const result = await stack.temporal.workflow.execute<typeof purgeExpiredWorkflow>('purgeExpiredWorkflow', {
       workflowId: `maintenance/purge-test-${hex()}`,
       taskQueue: stack.config.BROKER_TASK_QUEUE,
     });
-    assert.ok(result.proofs >= 1 && result.sessions >= 1, JSON.stringify(result));
+    assert.ok(result.proofs >= 1 && result.sessions >= 1 && result.revokedTeeTokens >= 1, JSON.stringify(result));
+    const tees = await stack.db.query<{ token_digest: string }>('SELECT token_digest FROM revoked_tee_tokens WHERE token_digest = ANY($1)', [[oldTee, liveTee]]);
+    assert.deepEqual(tees.rows.map((r) => r.token_digest), [liveTee]);
     const proofs = await stack.db.query<{ signature_hash: string }>('SELECT signature_hash FROM used_signatures WHERE signature_hash = ANY($1)', [[oldProof, liveProof]]);
     assert.deepEqual(proofs.rows.map((r) => r.signature_hash), [liveProof]);
     const sessions = await stack.db.query<{ jti: string }>('SELECT jti FROM sessions WHERE jti = ANY($1)', [[oldSession, liveSession]]);

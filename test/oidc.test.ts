@@ -73,7 +73,7 @@ void describe('OIDC issuer', () => {
       assert.equal(k.alg, 'ES256');
       assert.equal(k.use, 'sig');
     }
-    const ready = await stack.request('GET', '/readyz');
+    const ready = await stack.request('GET', '/readyz', { token: stack.config.BROKER_OPS_TOKEN });
     const part = (ready.body as { parts: Record<string, { ok: boolean; detail?: string }> }).parts.oidc_keys;
     assert.equal(part?.ok, true, ready.text);
     assert.match(part?.detail ?? '', new RegExp(`active kid ${keys[0]?.kid as string}`));

@@ -362,13 +362,13 @@ void describe('bad input: non-10000 codes with 4xx, nothing written', () => {
       assert.equal(r.statusCode, 503, r.body);
       assert.deepEqual(Object.keys(r.json<object>()).sort(), ['code', 'data', 'message']);
       assert.equal(r.json<{ code: number }>().code, 50300);
-      const ready = await app.inject({ method: 'GET', url: '/readyz' });
+      const ready = await app.inject({ method: 'GET', url: '/readyz', headers: { authorization: `Bearer ${stack.config.BROKER_OPS_TOKEN ?? ''}` } });
       const parts = ready.json<{ parts: Record<string, { ok: boolean; detail: string }> }>().parts;
       assert.match(parts.tee_key?.detail ?? '', /not configured/);
     } finally {
       await app?.close();
     }
-    const ready = await stack.request('GET', '/readyz');
+    const ready = await stack.request('GET', '/readyz', { token: stack.config.BROKER_OPS_TOKEN });
     const parts = (ready.body as { parts: Record<string, { ok: boolean; detail: string }> }).parts;
     assert.equal(parts.tee_key?.ok, true);
     assert.match(parts.tee_key?.detail ?? '', /^static RSA-2048 key, thumbprint /);

@@ -87,7 +87,7 @@ function contractWallet() {
 
 void describe('contract wallets (BROKER_EVM_RPC_URL set)', () => {
   void test('/readyz says contract wallets are verified, through which chain', async () => {
-    const r = await stack.request('GET', '/readyz');
+    const r = await stack.request('GET', '/readyz', { token: stack.config.BROKER_OPS_TOKEN });
     const part = (r.body as { parts: Record<string, { ok: boolean; detail?: string }> }).parts.evm_signatures;
     assert.equal(part?.ok, true);
     assert.match(part?.detail ?? '', /contract wallets \(ERC-1271\/6492\) via chain 1/);

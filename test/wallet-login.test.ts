@@ -341,7 +341,7 @@ void describe('wallet login, Sign-In with Ethereum (EIP-4361)', () => {
   });
 
   void test('/readyz says the broker verifies EOA signatures only when no RPC is configured', async () => {
-    const r = await stack.request('GET', '/readyz');
+    const r = await stack.request('GET', '/readyz', { token: stack.config.BROKER_OPS_TOKEN });
     const part = (r.body as { parts: Record<string, { ok: boolean; detail?: string }> }).parts.evm_signatures;
     assert.equal(part?.ok, true);
     assert.match(part?.detail ?? '', /EOA signatures only/);

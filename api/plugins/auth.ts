@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { decodeProtectedHeader } from 'jose';
-import { isSessionLive } from '../../db/sessions';
+import { isSessionLive, isTeeTokenRevoked } from '../../db/sessions';
+import { hmacHex, safeEqual, sha256Hex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { SessionTokenError, verifySessionToken } from '../../lib/session-token';
 import type { AuthContext } from '../deps';
@@ -17,6 +18,21 @@ export function bearerToken(request: FastifyRequest): string {
   const m = BEARER_RE.exec(header);
   if (!m?.[1]) throw new BrokerError('unauthorized', 'malformed Authorization header; expected Bearer <jwt>');
   return m[1];
+}
+
+/** The keyed digest a logged-out TEE access token is recorded (and looked up) by. */
+export function teeTokenRevocationDigest(secret: Uint8Array, token: string): string {
+  return hmacHex(secret, 'revoked-tee-token', token);
+}
+
+/**
+ * True when the request carries `Authorization: Bearer <BROKER_OPS_TOKEN>` (compared by digest,
+ * in constant time). Always false when no ops token is configured.
+ */
+export function hasOpsBearer(request: FastifyRequest, opsToken: string | undefined): boolean {
+  if (!opsToken) return false;
+  const m = /^Bearer (\S{1,4096})$/i.exec(request.headers.authorization ?? '');
+  return m?.[1] !== undefined && safeEqual(sha256Hex(m[1]), sha256Hex(opsToken));
 }
 
 /**
@@ -54,7 +70,9 @@ export default fp(
           throw new BrokerError('unauthorized', `TEE token refused: ${(e as Error).message}`);
         }
         if (claims.typ !== 'access') throw new BrokerError('unauthorized', `TEE token of typ "${claims.typ}" cannot be used here; use an access token`);
-        return { kind: 'tee', omniAccount: claims.sub, expiresAt: claims.exp };
+        const teeTokenDigest = teeTokenRevocationDigest(secrets.hmacSecret, token);
+        if (await isTeeTokenRevoked(db, teeTokenDigest)) throw new BrokerError('unauthorized', 'this TEE token has been logged out');
+        return { kind: 'tee', omniAccount: claims.sub, expiresAt: claims.exp, teeTokenDigest };
       }
       throw new BrokerError('unauthorized', `unsupported token algorithm ${alg ?? '(none)'}`);
     }

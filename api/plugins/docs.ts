@@ -19,7 +19,27 @@ export default fp(
       },
       transform: jsonSchemaTransform,
     });
-    await app.register(swaggerUi, { routePrefix: '/docs' });
+    // The UI's own policy (it replaces the API's on /docs): its scripts, styles and images from
+    // this origin (inline styles and data: images, which swagger-ui uses), "Try it out" calls to
+    // the public URL, no framing, no plugins, no third-party validator.
+    const publicOrigin = new URL(app.deps.config.publicUrl).origin;
+    await app.register(swaggerUi, {
+      routePrefix: '/docs',
+      validatorUrl: false,
+      staticCSP: [
+        "default-src 'self'",
+        "base-uri 'self'",
+        `connect-src 'self' ${publicOrigin}`,
+        "font-src 'self' data:",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "script-src 'self'",
+        "script-src-attr 'none'",
+        "style-src 'self' 'unsafe-inline'",
+      ].join('; '),
+    });
   },
   { name: 'docs' },
 );

@@ -1,31 +1,82 @@
-import type { FastifyInstance } from 'fastify';
+import fastifyRateLimit, { normalizeIP, type CreateRateLimitOptions } from '@fastify/rate-limit';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { rateLimited } from '../../lib/errors';
 
 /**
- * Fixed-window counters held in this API process. Per-address limits that must hold across API
- * replicas live in the flows themselves (cooldowns, attempt budgets); these guard one process.
+ * Request limits held in this API process, on @fastify/rate-limit: fixed windows in a bounded
+ * LRU store per limit (BROKER_RATE_LIMIT_CACHE_SIZE keys; the least recently used key is dropped
+ * first, so memory stays bounded whatever the number of sources). Limits that must hold across API
+ * replicas live in the flows themselves (cooldowns, send and attempt budgets); these stop one
+ * source from flooding one process. docs/security.md lists every limit and what it protects.
  */
+
+/** Prefix length that keys an IPv6 client: one /64 is one subscriber (RFC 6177), who owns all 2^64 addresses in it. */
+export const IPV6_PREFIX_BITS = 64;
+
+/** The key of a client address: IPv4 as is (IPv4-mapped IPv6 too), IPv6 cut to its /64. */
+export function clientAddressKey(ip: string | undefined): string {
+  return ip ? normalizeIP(ip, IPV6_PREFIX_BITS) : 'unknown';
+}
+
+export interface LimitOptions {
+  /** Names the limit in keys and logs, e.g. "wallet_challenge:ip". */
+  name: string;
+  /** Requests allowed per key per window. */
+  max: number;
+  windowMs: number;
+}
+
+/**
+ * One limit. Call it with the request (key: the client address, IPv6 by /64) or with an explicit
+ * key (an account, an address digest): it counts the request and throws rate_limited (429 with
+ * Retry-After) once the key is past the limit. Usable as a preHandler.
+ */
+export interface RequestLimit {
+  (request: FastifyRequest, key?: string): Promise<void>;
+  /** Throws rate_limited when the key is already past the limit, without counting this request. */
+  check(request: FastifyRequest, key?: string): Promise<void>;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Creates a limit (at registration time, once per route). */
+    requestLimit(options: LimitOptions): RequestLimit;
+  }
+}
+
 export default fp(
   async function rateLimitPlugin(app: FastifyInstance) {
-    const windows = new Map<string, { count: number; resetAt: number }>();
-    const now = () => app.deps.now?.() ?? Date.now();
-    const sweep = setInterval(() => {
-      const t = now();
-      for (const [k, w] of windows) if (w.resetAt <= t) windows.delete(k);
-    }, 60_000);
-    sweep.unref();
-    app.addHook('onClose', async () => clearInterval(sweep));
+    const cache = app.deps.config.BROKER_RATE_LIMIT_CACHE_SIZE;
+    // global: false — no route is limited unless it asks; the limits are the ones listed in docs/security.md.
+    await app.register(fastifyRateLimit, { global: false, cache });
 
-    app.decorate('rateLimit', (key: string, limit: number, windowMs: number) => {
-      const t = now();
-      let w = windows.get(key);
-      if (!w || w.resetAt <= t) {
-        w = { count: 0, resetAt: t + windowMs };
-        windows.set(key, w);
+    app.decorate('requestLimit', ({ name, max, windowMs }: LimitOptions): RequestLimit => {
+      // The explicit key of the call in progress: keyGenerator runs synchronously when the limiter is called.
+      const explicitKeys = new WeakMap<FastifyRequest, string>();
+      const options = {
+        max,
+        timeWindow: windowMs,
+        // Each limit gets its own store of this size (the plugin-level cache sizes only the global store).
+        cache,
+        keyGenerator: (request: FastifyRequest) => `${name}:${explicitKeys.get(request) ?? clientAddressKey(request.ip)}`,
+      } as CreateRateLimitOptions;
+      const limiter = app.createRateLimit(options);
+
+      async function run(request: FastifyRequest, key: string | undefined, increment: boolean): Promise<void> {
+        if (key === undefined) explicitKeys.delete(request);
+        else explicitKeys.set(request, key);
+        const result = await limiter(request, { increment });
+        if (result.isAllowed) return;
+        const over = increment ? result.isExceeded : result.remaining === 0;
+        if (!over) return;
+        request.log.info({ limit: name, max }, 'rate limited');
+        throw rateLimited('too many requests; slow down', result.ttl / 1000);
       }
-      w.count += 1;
-      if (w.count > limit) throw rateLimited('too many requests; slow down', (w.resetAt - t) / 1000);
+
+      const limit = ((request: FastifyRequest, key?: string) => run(request, key, true)) as RequestLimit;
+      limit.check = (request, key) => run(request, key, false);
+      return limit;
     });
   },
   { name: 'rate-limit' },

@@ -46,6 +46,7 @@ export default async function codecRoutes(appBase: FastifyInstance) {
   const opsToken = config.BROKER_OPS_TOKEN;
   if (!opsToken) return;
   const opsTokenDigest = sha256Hex(opsToken);
+  const badTokenPerIp = app.requestLimit({ name: 'codec:bad-token:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
   const [codec] = brokerDataConverter(secrets).payloadCodecs ?? [];
   if (!codec) throw new Error('the broker data converter has no payload codec');
   const origins = new Set(
@@ -72,7 +73,7 @@ export default async function codecRoutes(appBase: FastifyInstance) {
     }
     const m = /^Bearer (\S{1,4096})$/.exec(header);
     if (!m?.[1] || !safeEqual(sha256Hex(m[1]), opsTokenDigest)) {
-      app.rateLimit(`codec:bad-token:${request.ip}`, config.BROKER_RATE_LIMIT_IP_PER_MINUTE, 60_000);
+      await badTokenPerIp(request);
       throw new BrokerError('forbidden', 'the bearer is not the ops token');
     }
     // The CLI sends an empty X-Namespace; the UI sends the namespace on screen.

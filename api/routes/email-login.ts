@@ -27,6 +27,9 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
     resendCooldownSeconds: config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS,
     maxSends: config.BROKER_EMAIL_MAX_SENDS,
   };
+  const codePerIp = app.requestLimit({ name: 'email_code:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
+  const codePerAddress = app.requestLimit({ name: 'email_code:addr', max: config.BROKER_RATE_LIMIT_EMAIL_PER_HOUR, windowMs: 3_600_000 });
+  const loginPerIp = app.requestLimit({ name: 'email_login:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
 
   app.post(
     '/v1/session/email_code',
@@ -45,8 +48,8 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
     async (request, reply) => {
       const { email } = request.body;
       const key = emailKey(secrets.hmacSecret, email);
-      app.rateLimit(`email_code:ip:${request.ip}`, config.BROKER_RATE_LIMIT_IP_PER_MINUTE, 60_000);
-      app.rateLimit(`email_code:addr:${key}`, config.BROKER_RATE_LIMIT_EMAIL_PER_HOUR, 3_600_000);
+      await codePerIp(request);
+      await codePerAddress(request, key);
       const startWorkflowOperation = new WithStartWorkflowOperation<typeof emailLoginWorkflow>('emailLoginWorkflow', {
         workflowId: EMAIL_LOGIN_ID_PREFIX + key,
         taskQueue: config.BROKER_TASK_QUEUE,
@@ -74,7 +77,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
       },
     },
     async (request) => {
-      app.rateLimit(`email_login:ip:${request.ip}`, config.BROKER_RATE_LIMIT_IP_PER_MINUTE, 60_000);
+      await loginPerIp(request);
       const { request_id, code } = request.body;
       const workflowId = EMAIL_LOGIN_ID_PREFIX + request_id.split('.')[0];
       const code_digest = emailCodeDigest(secrets.hmacSecret, workflowId, code);

@@ -93,6 +93,7 @@ export default async function grantRoutes(appBase: FastifyInstance) {
   const now = () => app.deps.now?.() ?? Date.now();
   const broker = new URL(config.publicUrl).host;
   const verifier = createEvmSignatureVerifier(config.BROKER_EVM_RPC_URL);
+  const acceptPerIp = app.requestLimit({ name: 'grant_accept:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
 
   const acceptanceMessage = (g: GrantRow): string =>
     buildGrantAcceptanceMessage({ broker, grantId: g.grant_id, mainAddress: g.main_address, agentAddress: g.agent_address, scope: storedScope(g), expiresAt: unix(g.expires_at) });
@@ -243,7 +244,7 @@ export default async function grantRoutes(appBase: FastifyInstance) {
       },
     },
     async (request) => {
-      app.rateLimit(`grant_accept:ip:${request.ip}`, config.BROKER_RATE_LIMIT_IP_PER_MINUTE, 60_000);
+      await acceptPerIp(request);
       const { grant_id } = request.params;
       const grant = await findGrant(db, grant_id);
       if (!grant) throw new BrokerError('not_found', 'no such grant');

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { ReadinessCheck } from '../deps';
+import { hasOpsBearer } from '../plugins/auth';
 
 const CHECK_TIMEOUT_MS = 3000;
 
@@ -19,7 +20,7 @@ async function run(check: ReadinessCheck): Promise<{ ok: boolean; detail?: strin
   }
 }
 
-/** Liveness (/healthz) and readiness per part (/readyz). */
+/** Liveness (/healthz) and readiness (/readyz; per part with the ops token). */
 export default async function healthRoutes(app: FastifyInstance) {
   const { db, temporal, secrets, config } = app.deps;
   const builtIn: Record<string, ReadinessCheck> = {
@@ -38,13 +39,23 @@ export default async function healthRoutes(app: FastifyInstance) {
 
   app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => reply.type('text/plain').send('ok'));
 
-  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+  // Public: ready or not, nothing else (key thumbprints, the namespace and task queue are for
+  // operators). With the ops token (Authorization: Bearer <BROKER_OPS_TOKEN>): every part and its detail.
+  const lastOk = new Map<string, boolean>();
+  app.get('/readyz', { schema: { hide: true } }, async (request, reply) => {
     // Read at request time: surfaces registered after this plugin add their parts too.
     const entries = [...app.readinessChecks];
     const names = entries.map(([n]) => n);
     const results = await Promise.all(entries.map(([, check]) => run(check)));
     const parts = Object.fromEntries(names.map((n, i) => [n, results[i]]));
+    // Which part went down (or came back) is logged once per change, for operators without the token.
+    for (const [name, result] of Object.entries(parts)) {
+      if (!result || lastOk.get(name) === result.ok) continue;
+      if (!result.ok || lastOk.has(name)) app.log[result.ok ? 'info' : 'warn']({ part: name, ok: result.ok, detail: result.detail }, `readiness: ${name} ${result.ok ? 'is back' : 'is not ready'}`);
+      lastOk.set(name, result.ok);
+    }
     const ready = results.every((r) => r.ok);
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', parts });
+    const status = ready ? 'ready' : 'not_ready';
+    return reply.code(ready ? 200 : 503).send(hasOpsBearer(request, config.BROKER_OPS_TOKEN) ? { status, parts } : { status });
   });
 }

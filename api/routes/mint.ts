@@ -26,6 +26,9 @@ export default async function mintRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
   const { config, secrets, temporal } = app.deps;
   const maxDuration = config.BROKER_SESSION_DURATION_SECONDS;
+  // One budget per account for both kinds of mint, counted once the bearer is known (before the body is read).
+  const mintPerAccount = app.requestLimit({ name: 'mint:account', max: config.BROKER_RATE_LIMIT_MINT_PER_MINUTE, windowMs: 60_000 });
+  const limitMints = (request: FastifyRequest) => mintPerAccount(request, request.auth?.omniAccount);
 
   // `curl -X POST -H 'content-type: application/json'` with no body is a valid mint request here.
   const jsonParser = app.getDefaultJsonParser('error', 'error');
@@ -85,7 +88,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
   app.post(
     '/v1/mint-oidc-jwt',
     {
-      onRequest: app.requireAuth,
+      onRequest: [app.requireAuth, limitMints],
       schema: {
         tags: ['mint'],
         summary: 'Mint a short-lived OIDC JWT for AWS STS AssumeRoleWithWebIdentity',
@@ -109,7 +112,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
   app.post(
     '/v1/mint-aws-creds',
     {
-      onRequest: app.requireAuth,
+      onRequest: [app.requireAuth, limitMints],
       schema: {
         tags: ['mint'],
         summary: 'Mint short-lived AWS credentials for the data role',

@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { appendAudit } from '../../db/audit';
 import { withTransaction } from '../../db/pool';
-import { revokeSession } from '../../db/sessions';
+import { revokeSession, revokeTeeToken } from '../../db/sessions';
 import { hmacHex } from '../../lib/digest';
 import { findUserByOmni, listWallets } from '../../db/users';
 import { BrokerError } from '../../lib/errors';
@@ -52,11 +52,37 @@ export default async function sessionRoutes(appBase: FastifyInstance) {
     '/v1/session/logout',
     {
       preHandler: app.requireAuth,
-      schema: { tags: ['session'], summary: 'Revoke this session', security: [{ bearer: [] }], response: { 204: z.null(), ...commonErrors } },
+      schema: {
+        tags: ['session'],
+        summary: 'Revoke this session',
+        description: 'A broker session, or a TEE access token: the broker refuses it from then on until its exp (the TEE itself keeps no revocation list).',
+        security: [{ bearer: [] }],
+        response: { 204: z.null(), ...commonErrors },
+      },
     },
     async (request, reply) => {
       const auth = request.auth;
-      if (!auth?.jti) throw new BrokerError('bad_request', 'only broker sessions can log out here; TEE tokens expire on their own');
+      if (!auth) throw new BrokerError('unauthorized', 'not authenticated');
+      if (auth.kind === 'tee') {
+        const tokenDigest = auth.teeTokenDigest;
+        if (!tokenDigest) throw new BrokerError('unauthorized', 'not authenticated');
+        await withTransaction(db, async (tx) => {
+          // Recorded until the token's own exp; only the call that recorded it writes the audit row.
+          if (await revokeTeeToken(tx, { tokenDigest, omniAccount: auth.omniAccount, expiresAt: new Date(auth.expiresAt * 1000) })) {
+            const tokenHash = hmacHex(secrets.hmacSecret, 'audit-tee-token', tokenDigest).slice(0, 32);
+            await appendAudit(tx, {
+              event: 'session.logout',
+              outcome: 'ok',
+              omniAccount: auth.omniAccount,
+              requestId: request.id,
+              idemKey: `session.logout:tee:${tokenHash}`,
+              details: { tee_token_hash: tokenHash, method: 'tee' },
+            });
+          }
+        });
+        return reply.code(204).send(null);
+      }
+      if (!auth.jti) throw new BrokerError('unauthorized', 'not authenticated');
       const jti = auth.jti;
       await withTransaction(db, async (tx) => {
         // Only the call that actually revoked it writes the row: concurrent or repeated logouts add nothing.

@@ -5,8 +5,10 @@ import { hasZodFastifySchemaValidationErrors, type ZodTypeProvider } from 'fasti
 import { z } from 'zod';
 import { isAgentBound } from '../../db/grants';
 import { countWalletSlots, findWalletRequest, MAX_WALLET_INDEX, requestedSlot, walletRequestText } from '../../db/tee';
+import { isTeeTokenRevoked } from '../../db/sessions';
 import { findUserByOmni } from '../../db/users';
 import { parseSourceAllowList } from '../../lib/cidr-allow';
+import { ClientAuthError, sanitizeClientAuth } from '../../lib/client-auth';
 import { hmacHex, safeEqual } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { deriveOmniAccount, IDENTITY_TYPES, IdentityError } from '../../lib/omni';
@@ -21,7 +23,7 @@ import {
 } from '../../workflows/tee-account.definitions';
 import type { TeeTokenClaims } from '../deps';
 import { driveFlow } from '../flow-errors';
-import { bearerToken } from '../plugins/auth';
+import { bearerToken, teeTokenRevocationDigest } from '../plugins/auth';
 
 /**
  * The TEE → broker callbacks (docs/contracts.md §3): the `pumpx_api` surface the Heima TEE worker calls
@@ -76,21 +78,6 @@ const addWalletBody = z
   .nullish();
 
 const idempotencyKeySchema = z.string().regex(/^[\w.:-]{1,128}$/, 'Idempotency-Key must be 1-128 characters of [A-Za-z0-9_.:-]');
-
-/** Keys whose string values are secrets in the ClientAuth variants (google_code, signature, ...). */
-const SECRET_KEY_RE = /code|signature|token|secret|password|private/i;
-
-/**
- * ClientAuth is stored as opaque JSON, but its secret-bearing values (a Google code, a
- * signature) are replaced by keyed digests first, so no raw secret reaches Temporal or Postgres.
- */
-function redactClientAuth(secret: Buffer, value: unknown, key = ''): JsonValue {
-  if (value === null || typeof value === 'number' || typeof value === 'boolean') return value;
-  if (typeof value === 'string') return SECRET_KEY_RE.test(key) ? `hmac:${hmacHex(secret, 'client-auth', key, value).slice(0, 32)}` : value;
-  if (Array.isArray(value)) return value.map((v) => redactClientAuth(secret, v, key));
-  if (typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactClientAuth(secret, v, k)]));
-  return null;
-}
 
 interface TeeAccess {
   claims: TeeTokenClaims;
@@ -166,7 +153,18 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       throw new BrokerError('unauthorized', `TEE token refused: ${(e as Error).message}`);
     }
     if (claims.typ !== 'access') throw new BrokerError('unauthorized', `TEE token of typ "${claims.typ}" cannot be used here; send the access token`);
+    if (await isTeeTokenRevoked(db, teeTokenRevocationDigest(secrets.hmacSecret, token))) throw new BrokerError('unauthorized', 'this TEE token has been logged out');
     access.set(request, { claims, tokenDigest: hmacHex(secrets.hmacSecret, 'tee-token', token) });
+  }
+
+  /** ClientAuth as stored (lib/client-auth.ts): known fields, secrets and unknown fields digested; too deep is a 400. */
+  function storedClientAuth(clientAuth: { type: string; [key: string]: unknown } | null | undefined): JsonValue {
+    try {
+      return sanitizeClientAuth(secrets.hmacSecret, clientAuth);
+    } catch (e) {
+      if (e instanceof ClientAuthError) throw new BrokerError('bad_request', e.message);
+      throw e;
+    }
   }
 
   function teeAccessOf(request: FastifyRequest): TeeAccess {
@@ -240,7 +238,7 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       const record = {
         clientId: body.clientId,
         identity: body.userId,
-        clientAuth: redactClientAuth(secrets.hmacSecret, body.clientAuth ?? null),
+        clientAuth: storedClientAuth(body.clientAuth),
         tokenDigest,
         requestId: request.id,
       };
@@ -250,6 +248,8 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
     },
   );
 
+  // One budget per account across the route and its alias.
+  const addWalletPerAccount = app.requestLimit({ name: 'add_wallet:account', max: config.BROKER_ADD_WALLET_PER_MINUTE, windowMs: 60_000 });
   for (const path of ['/v3/account/add_wallet', '/add_wallet']) {
     app.post(
       path,
@@ -273,7 +273,7 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       async (request) => {
         const { claims } = teeAccessOf(request);
         const omniAccount = claims.sub;
-        app.rateLimit(`add_wallet:account:${omniAccount}`, config.BROKER_ADD_WALLET_PER_MINUTE, 60_000);
+        await addWalletPerAccount(request, omniAccount);
         const walletIndex = request.body?.wallet_index;
         const keyHeader = request.headers['idempotency-key'];
         let requestKey: string = randomUUID();

@@ -78,6 +78,9 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
   const domain = new URL(config.publicUrl).host;
   const now = () => app.deps.now?.() ?? Date.now();
   // Wallet requests are small; contract-wallet (ERC-6492) signatures need the general limit.
+  // Challenges are tighter than logins: each one is a workflow that lives the whole wallet window.
+  const challengePerIp = app.requestLimit({ name: 'wallet_challenge:ip', max: config.BROKER_RATE_LIMIT_WALLET_CHALLENGE_PER_MINUTE, windowMs: 60_000 });
+  const loginPerIp = app.requestLimit({ name: 'wallet_login:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
   const bodyLimit = verifier.contractWallets ? config.BROKER_BODY_LIMIT_BYTES : MAX_WALLET_MESSAGE_BYTES;
   const searchAttributes = [
     { key: AkFlow, value: 'wallet_login' },
@@ -101,7 +104,7 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
       },
     },
     async (request) => {
-      app.rateLimit(`wallet_challenge:ip:${request.ip}`, config.BROKER_RATE_LIMIT_IP_PER_MINUTE, 60_000);
+      await challengePerIp(request);
       const { address, format, chain_id } = request.body;
       const requestId = randomBytes(16).toString('hex');
       const input: WalletLoginInput = {
@@ -146,7 +149,7 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
       },
     },
     async (request) => {
-      app.rateLimit(`wallet_login:ip:${request.ip}`, config.BROKER_RATE_LIMIT_IP_PER_MINUTE, 60_000);
+      await loginPerIp(request);
       const body = request.body;
       const signature = normalizeSignature(body.signature, settings.contractWallets);
 

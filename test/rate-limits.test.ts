@@ -1,0 +1,220 @@
+import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../api/app';
+import { ConfigError, loadConfig } from '../lib/config';
+import { startStack, type TestStack } from './harness';
+import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts, type HttpAnswer, type WorkflowStartSpy } from './adversarial-probes';
+import { walletLogin } from './mint-client';
+import { newWallet } from './wallet-client';
+
+/**
+ * The API's own limits (@fastify/rate-limit) and who the client is behind a load balancer:
+ * mints per account, wallet challenges per client address (IPv6 by /64), and BROKER_TRUST_PROXY
+ * deciding whose X-Forwarded-For counts — for the limits and for the TEE callback allow-list.
+ * The load balancer is 127.0.0.1; 127.0.0.2 (also loopback, so reachable) is a peer nobody trusts.
+ */
+
+const MINTS = 3;
+const CHALLENGES = 2;
+let stack: TestStack;
+let starts: WorkflowStartSpy;
+
+before(async () => {
+  stack = await startStack({
+    env: {
+      BROKER_RATE_LIMIT_MINT_PER_MINUTE: String(MINTS),
+      BROKER_RATE_LIMIT_WALLET_CHALLENGE_PER_MINUTE: String(CHALLENGES),
+      BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000',
+      BROKER_TRUST_PROXY: '127.0.0.1/32',
+      BROKER_TEE_CALLBACK_ALLOW: '10.0.0.0/8',
+    },
+  });
+  starts = spyWorkflowStarts(stack.temporal);
+});
+after(async () => {
+  starts?.restore();
+  await stack?.stop();
+});
+
+/** One HTTP request from a chosen loopback source address (node's fetch cannot pick one). */
+function send(baseUrl: string, method: string, path: string, opts: { from?: string; headers?: Record<string, string>; body?: unknown } = {}): Promise<HttpAnswer & { headers: Record<string, string | string[] | undefined> }> {
+  const url = new URL(path, baseUrl);
+  const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname + url.search,
+        method,
+        localAddress: opts.from ?? '127.0.0.1',
+        headers: { ...(payload ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) } : {}), ...opts.headers },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let body: unknown = text;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            /* not JSON */
+          }
+          resolve({ status: res.statusCode ?? 0, body, text, headers: res.headers });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+const challenge = (baseUrl: string, opts: { from?: string; xff?: string } = {}) =>
+  send(baseUrl, 'POST', '/v1/session/wallet_challenge', {
+    from: opts.from,
+    headers: opts.xff ? { 'x-forwarded-for': opts.xff } : {},
+    body: { address: newWallet().address, format: 'eip191' },
+  });
+
+const allowListed = (baseUrl: string, opts: { from?: string; xff?: string }) =>
+  send(baseUrl, 'GET', '/v3/account/get_account_user_id?email=nobody%40example.com', { from: opts.from, headers: opts.xff ? { 'x-forwarded-for': opts.xff } : {} });
+
+function assertLimited(res: HttpAnswer & { headers: Record<string, unknown> }, what: string): void {
+  assertRefused(res, 429, 'rate_limited', /too many requests/, what);
+  const retryAfter = Number(res.headers['retry-after']);
+  assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, `${what}: Retry-After ${String(res.headers['retry-after'])}`);
+}
+
+/** The same deps under another BROKER_TRUST_PROXY, on a port of its own (fresh limit stores). */
+async function withTrustProxy<T>(trustProxy: string, run: (url: string) => Promise<T>): Promise<T> {
+  const config = loadConfig({ ...stack.childEnv(), BROKER_TRUST_PROXY: trustProxy });
+  let app: FastifyInstance | undefined;
+  try {
+    app = await buildApp({ ...stack.deps, config }, { logLevel: 'silent' });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    return await run(url);
+  } finally {
+    await app?.close();
+  }
+}
+
+void describe('mints per account', () => {
+  void test(`${MINTS * 2} concurrent mints on one session: ${MINTS} minted and audited, the rest 429 with Retry-After, no workflow, no row`, async () => {
+    const session = await walletLogin(stack);
+    const started = starts.count();
+    const results = await Promise.all(Array.from({ length: MINTS * 2 }, () => send(stack.url, 'POST', '/v1/mint-oidc-jwt', { headers: { authorization: `Bearer ${session.token}` } })));
+    const ok = results.filter((r) => r.status === 200);
+    assert.equal(ok.length, MINTS, results.map((r) => r.status).join(','));
+    for (const r of results.filter((x) => x.status !== 200)) assertLimited(r, 'over the mint budget');
+    assert.equal(starts.count() - started, MINTS, 'one workflow per mint that went through');
+    const minted = await stack.db.query<{ n: number }>("SELECT count(DISTINCT request_id)::int AS n FROM audit_log WHERE omni_account = $1 AND event LIKE 'mint.%'", [session.omni_account]);
+    assert.equal(minted.rows[0]?.n, MINTS, 'audit rows for the minted ones only');
+
+    // The budget is the account's: the other kind of mint and a second session of the account are refused too; nothing moves.
+    const second = await walletLogin(stack, session.wallet);
+    const snapshot = await dbSnapshot(stack.db);
+    const startedBefore = starts.count();
+    assertLimited(await send(stack.url, 'POST', '/v1/mint-aws-creds', { headers: { authorization: `Bearer ${session.token}` } }), 'AWS mint, same session');
+    assertLimited(await send(stack.url, 'POST', '/v1/mint-oidc-jwt', { headers: { authorization: `Bearer ${second.token}` } }), 'another session of the account');
+    await assertUnchanged(stack.db, snapshot, 'refused mints');
+    assert.equal(starts.count(), startedBefore, 'a refused mint started a workflow');
+
+    // Another account on the same address is not affected.
+    const other = await walletLogin(stack);
+    const res = await send(stack.url, 'POST', '/v1/mint-aws-creds', { headers: { authorization: `Bearer ${other.token}` } });
+    assert.equal(res.status, 200, res.text);
+  });
+});
+
+void describe('wallet challenges per client address', () => {
+  void test(`challenge number ${CHALLENGES + 1} in a minute from one address is 429, no workflow; wallet logins keep their own budget`, async () => {
+    const from = '127.0.0.3'; // an untrusted peer of its own: its budget is untouched by the other tests
+    for (let i = 0; i < CHALLENGES; i++) assert.equal((await challenge(stack.url, { from })).status, 200);
+    const started = starts.count();
+    const snapshot = await dbSnapshot(stack.db);
+    assertLimited(await challenge(stack.url, { from }), 'one challenge too many');
+    await assertUnchanged(stack.db, snapshot, 'a refused challenge');
+    assert.equal(starts.count(), started, 'a refused challenge started a workflow');
+    // The stateless wallet login is another budget (BROKER_RATE_LIMIT_IP_PER_MINUTE).
+    assert.ok((await walletLogin(stack)).token);
+  });
+
+  void test('IPv6 clients (through the trusted balancer) are keyed by /64: another address in the /64 shares the budget, the next /64 has its own', async () => {
+    const sameNet = ['2001:db8:aa:1::1', '2001:db8:aa:1:ffff:ffff:ffff:fffe', '2001:DB8:AA:1:0:0:0:77'];
+    for (const xff of sameNet.slice(0, CHALLENGES)) assert.equal((await challenge(stack.url, { xff })).status, 200, xff);
+    assertLimited(await challenge(stack.url, { xff: sameNet[2] }), 'a third address of the same /64');
+    assert.equal((await challenge(stack.url, { xff: '2001:db8:aa:2::1' })).status, 200, 'the neighbouring /64');
+    // IPv4 clients are keyed by address, and an IPv4-mapped IPv6 form is the same client.
+    assert.equal((await challenge(stack.url, { xff: '198.51.100.7' })).status, 200);
+    assert.equal((await challenge(stack.url, { xff: '::ffff:198.51.100.7' })).status, 200);
+    assertLimited(await challenge(stack.url, { xff: '198.51.100.7' }), 'the IPv4 client, third time');
+    assert.equal((await challenge(stack.url, { xff: '198.51.100.8' })).status, 200, 'the next IPv4 address');
+  });
+
+  void test('a spoofed X-Forwarded-For from a peer that is not a trusted balancer changes nothing: the peer is the client', async () => {
+    const from = '127.0.0.2';
+    for (let i = 0; i < CHALLENGES; i++) assert.equal((await challenge(stack.url, { from, xff: `203.0.113.${i + 1}` })).status, 200);
+    assertLimited(await challenge(stack.url, { from, xff: '203.0.113.99' }), 'a fresh forged address');
+    assertLimited(await challenge(stack.url, { from, xff: '2001:db8:ff::1' }), 'a forged IPv6 address');
+  });
+
+  void test('without BROKER_TRUST_PROXY, X-Forwarded-For is ignored even from loopback', async () => {
+    await withTrustProxy('', async (url) => {
+      for (let i = 0; i < CHALLENGES; i++) assert.equal((await challenge(url, { xff: `2001:db8:bb:${i}::1` })).status, 200);
+      assertLimited(await challenge(url, { xff: '2001:db8:bb:99::1' }), 'a fresh forged /64');
+    });
+  });
+});
+
+void describe('the TEE callback allow-list behind a load balancer', () => {
+  const ok = (res: HttpAnswer, what: string) => {
+    assert.equal(res.status, 200, `${what}: ${res.text}`);
+    assert.deepEqual(res.body, { code: 10000, message: 'OK', data: { userId: null } }, what);
+  };
+  const refused = (res: HttpAnswer, what: string) => {
+    assert.equal(res.status, 403, `${what}: ${res.text}`);
+    assert.equal((res.body as { code: number }).code, 40300, what);
+  };
+
+  void test('the real client counts: the balancer forwarding an allowed source is served; a forged hop, the balancer itself or an untrusted peer are not', async () => {
+    ok(await allowListed(stack.url, { xff: '10.1.2.3' }), 'allowed client through the balancer');
+    refused(await allowListed(stack.url, {}), 'the balancer itself (not on the list)');
+    refused(await allowListed(stack.url, { xff: '10.1.2.3, 203.0.113.9' }), 'a client that forged 10.1.2.3 before the balancer appended its real address');
+    refused(await allowListed(stack.url, { from: '127.0.0.2', xff: '10.1.2.3' }), 'an untrusted peer claiming an allowed source');
+    const check = await send(stack.url, 'POST', '/v1/account/check_hyper_agent_address', {
+      from: '127.0.0.2',
+      headers: { 'x-forwarded-for': '10.9.9.9' },
+      body: { main_address: newWallet().lower, agent_address: newWallet().lower, login_type: 0 },
+    });
+    refused(check, 'check_hyper_agent_address from an untrusted peer with a forged source');
+  });
+
+  void test('a hop count trusts that many balancers; without BROKER_TRUST_PROXY the TCP peer is the source', async () => {
+    await withTrustProxy('1', async (url) => {
+      ok(await allowListed(url, { xff: '10.1.2.3' }), 'one hop: the address the balancer saw');
+      refused(await allowListed(url, { xff: '10.1.2.3, 203.0.113.9' }), 'one hop: only the last entry counts');
+    });
+    await withTrustProxy('2', async (url) => {
+      ok(await allowListed(url, { xff: '10.1.2.3, 203.0.113.9' }), 'two hops: the entry before the outer balancer (203.0.113.9)');
+    });
+    await withTrustProxy('', async (url) => {
+      refused(await allowListed(url, { xff: '10.1.2.3' }), 'no trusted proxy: loopback is not on the list, whatever the header says');
+    });
+  });
+});
+
+void describe('BROKER_TRUST_PROXY', () => {
+  void test('CIDRs, names and hop counts are read; "trust everyone" and junk are refused at boot', () => {
+    const read = (v: string) => loadConfig({ BROKER_TRUST_PROXY: v }).BROKER_TRUST_PROXY;
+    assert.equal(read(''), false);
+    assert.equal(read('0'), false);
+    assert.equal(read('2'), 2);
+    assert.deepEqual(read(' 10.0.0.0/8, loopback ,2001:db8::/32,192.0.2.1'), ['10.0.0.0/8', 'loopback', '2001:db8::/32', '192.0.2.1']);
+    for (const bad of ['true', 'yes', '10.0.0.0/33', 'lb.internal', '10.0.0.0/8/1', '11']) {
+      assert.throws(() => read(bad), (e: unknown) => e instanceof ConfigError && /BROKER_TRUST_PROXY/.test(e.message), bad);
+    }
+  });
+});
