@@ -1,3 +1,4 @@
+import { purgeEmailSends } from '../db/email-sends';
 import type { ActivityDeps } from './deps';
 
 export interface PurgeResult {
@@ -5,6 +6,8 @@ export interface PurgeResult {
   proofs: number;
   /** Session rows whose token has expired (the token is refused by its exp anyway). */
   sessions: number;
+  /** Email send-budget rows older than its one-hour window. */
+  emailSends: number;
 }
 
 export function createMaintenanceActivities(deps: ActivityDeps) {
@@ -14,7 +17,8 @@ export function createMaintenanceActivities(deps: ActivityDeps) {
       const now = new Date(deps.now());
       const proofs = await deps.db.query('DELETE FROM used_signatures WHERE expires_at < $1', [now]);
       const sessions = await deps.db.query('DELETE FROM sessions WHERE expires_at < $1', [now]);
-      return { proofs: proofs.rowCount ?? 0, sessions: sessions.rowCount ?? 0 };
+      const emailSends = await purgeEmailSends(deps.db, deps.now());
+      return { proofs: proofs.rowCount ?? 0, sessions: sessions.rowCount ?? 0, emailSends };
     },
   };
 }
