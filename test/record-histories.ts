@@ -36,7 +36,7 @@ const CLOSED = new Set([EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, Event
 /** Short windows, so every recorded run closes within seconds. */
 const RECORDING_ENV: Record<string, string> = {
   ...REPLAY_TEST_ONLY_ENV,
-  BROKER_EMAIL_CODE_TTL_SECONDS: '4',
+  BROKER_EMAIL_CODE_TTL_SECONDS: '10', // long enough for a login on a loaded machine
   BROKER_EMAIL_MAX_ATTEMPTS: '2',
   BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: '0',
   BROKER_TEE_ACCOUNT_IDLE_SECONDS: '2',
