@@ -1,9 +1,22 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { deriveEmailCode, emailCodeDigest } from '../lib/email-login-code';
+import { reserveEmailSend } from '../db/email-sends';
+import { deriveEmailCode, emailCodeDigest, emailDispatchKey, emailKey, type EmailCodeDispatch } from '../lib/email-login-code';
+import { emailSendRefusalMessage } from '../lib/email-send-budget';
 import { FailureType } from '../workflows/definitions';
+import { currentRun } from './context';
 import type { ActivityDeps } from './deps';
-import { PERMANENT_SES_ERRORS } from '../adapters/ses-mailer';
+import { PERMANENT_SES_ERRORS, type Mailer } from '../adapters/ses-mailer';
 
+export interface SendEmailLoginCodeInput {
+  email: string;
+  /** 1 for the first mail of the run, +1 per resend. */
+  dispatch: number;
+  /** The run's random salt (EmailLoginRequestInput.code_salt). */
+  salt: string;
+  ttlSeconds: number;
+}
+
+/** Input of the retired per-address flow's send (emailLoginWorkflow). */
 export interface SendLoginCodeInput {
   workflowId: string;
   dispatch: number;
@@ -11,29 +24,62 @@ export interface SendLoginCodeInput {
   ttlSeconds: number;
 }
 
+async function mailCode(mailer: Mailer, to: string, code: string, ttlSeconds: number): Promise<void> {
+  const minutes = Math.max(1, Math.round(ttlSeconds / 60));
+  try {
+    await mailer.send({
+      to,
+      subject: `Your AgentKeys login code: ${code}`,
+      text: `Your AgentKeys login code is ${code}.\n\nIt expires in ${minutes} minute${minutes === 1 ? '' : 's'}. If you did not ask for it, ignore this mail.\n`,
+    });
+  } catch (e) {
+    const name = (e as Error).name;
+    if (PERMANENT_SES_ERRORS.has(name)) {
+      throw ApplicationFailure.nonRetryable(`the mail service refused the message (${name})`, FailureType.deliveryFailed);
+    }
+    throw ApplicationFailure.retryable(`sending the code failed (${name}); will retry`, 'MailTransient');
+  }
+}
+
 export function createEmailLoginActivities(deps: ActivityDeps) {
   return {
     /**
-     * Derives the code for this dispatch and mails it. Returns only a keyed digest of the code.
-     * Retries resend the same code (the derivation is deterministic).
+     * Reserves a send in the address's budget (db email_sends: cooldown and hourly budget across
+     * every flow), derives the code of this dispatch and mails it. Returns only a keyed digest of
+     * the code. A retry of the same dispatch finds its reservation and mails the same code (the
+     * derivation is deterministic in workflow id, run id, dispatch and the run's salt); a spent
+     * budget is a non-retryable RateLimited failure with `retry_after`, and nothing is mailed.
+     */
+    async sendEmailLoginCode(input: SendEmailLoginCodeInput): Promise<{ codeDigest: string }> {
+      const secret = deps.secrets.hmacSecret;
+      const dispatch: EmailCodeDispatch = { ...currentRun(), dispatch: input.dispatch, salt: input.salt };
+      const decision = await reserveEmailSend(deps.db, {
+        addressKey: emailKey(secret, input.email),
+        dispatchKey: emailDispatchKey(secret, dispatch),
+        now: deps.now,
+        policy: { cooldownSeconds: deps.config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS, perHour: deps.config.BROKER_RATE_LIMIT_EMAIL_PER_HOUR },
+      });
+      if (!decision.ok) {
+        throw ApplicationFailure.create({
+          type: FailureType.rateLimited,
+          message: emailSendRefusalMessage(decision.reason),
+          nonRetryable: true,
+          details: [{ retry_after: decision.retryAfterSeconds }],
+        });
+      }
+      const code = deriveEmailCode(secret, dispatch);
+      await mailCode(deps.mailer, input.email, code, input.ttlSeconds);
+      return { codeDigest: emailCodeDigest(secret, dispatch.workflowId, code) };
+    },
+
+    /**
+     * The retired per-address flow's send, kept for its runs still in flight. Its codes now mix in
+     * the run id too, so a later run of the same per-address workflow id never repeats one.
      */
     async sendLoginCode(input: SendLoginCodeInput): Promise<{ codeDigest: string }> {
       const secret = deps.secrets.hmacSecret;
-      const code = deriveEmailCode(secret, input.workflowId, input.dispatch);
-      const minutes = Math.max(1, Math.round(input.ttlSeconds / 60));
-      try {
-        await deps.mailer.send({
-          to: input.email,
-          subject: `Your AgentKeys login code: ${code}`,
-          text: `Your AgentKeys login code is ${code}.\n\nIt expires in ${minutes} minute${minutes === 1 ? '' : 's'}. If you did not ask for it, ignore this mail.\n`,
-        });
-      } catch (e) {
-        const name = (e as Error).name;
-        if (PERMANENT_SES_ERRORS.has(name)) {
-          throw ApplicationFailure.nonRetryable(`the mail service refused the message (${name})`, FailureType.deliveryFailed);
-        }
-        throw ApplicationFailure.retryable(`sending the code failed (${name}); will retry`, 'MailTransient');
-      }
+      const code = deriveEmailCode(secret, { workflowId: input.workflowId, runId: currentRun().runId, dispatch: input.dispatch, salt: '' });
+      await mailCode(deps.mailer, input.email, code, input.ttlSeconds);
       return { codeDigest: emailCodeDigest(secret, input.workflowId, code) };
     },
   };

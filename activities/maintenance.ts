@@ -1,3 +1,4 @@
+import { purgeEmailSends } from '../db/email-sends';
 import type { ActivityDeps } from './deps';
 
 export interface PurgeResult {
@@ -7,6 +8,8 @@ export interface PurgeResult {
   sessions: number;
   /** Logged-out TEE tokens past their exp (the token is refused by its exp anyway). */
   revokedTeeTokens: number;
+  /** Email send-budget rows older than its one-hour window. */
+  emailSends: number;
 }
 
 export function createMaintenanceActivities(deps: ActivityDeps) {
@@ -17,7 +20,8 @@ export function createMaintenanceActivities(deps: ActivityDeps) {
       const proofs = await deps.db.query('DELETE FROM used_signatures WHERE expires_at < $1', [now]);
       const sessions = await deps.db.query('DELETE FROM sessions WHERE expires_at < $1', [now]);
       const revokedTeeTokens = await deps.db.query('DELETE FROM revoked_tee_tokens WHERE expires_at < $1', [now]);
-      return { proofs: proofs.rowCount ?? 0, sessions: sessions.rowCount ?? 0, revokedTeeTokens: revokedTeeTokens.rowCount ?? 0 };
+      const emailSends = await purgeEmailSends(deps.db, deps.now());
+      return { proofs: proofs.rowCount ?? 0, sessions: sessions.rowCount ?? 0, revokedTeeTokens: revokedTeeTokens.rowCount ?? 0, emailSends };
     },
   };
 }

@@ -1,24 +1,53 @@
-import { createHmac } from 'node:crypto';
 import { hmacHex } from './digest';
 
 /**
- * Email login codes. The code for dispatch n of a flow is HMAC(secret, workflow id, n), so a
- * retried send activity mails the same code, and nothing but a keyed digest of it ever reaches
- * Temporal: the API digests what the user typed the same way before it talks to the workflow.
+ * Email login codes. The code of one dispatch is HMAC(secret, workflow id, run id, dispatch
+ * number, a random per-run salt): a retried send activity mails the same code, while no other
+ * dispatch, run or flow ever shares it (the workflow id holds the requester's random request id,
+ * the run id is the server's, the salt comes from the API's CSPRNG). Nothing but a keyed digest of
+ * the code reaches Temporal: the API digests what the user typed the same way before it talks to
+ * the workflow.
  */
 export const EMAIL_CODE_RE = /^\d{6}$/;
 
-export function deriveEmailCode(secret: Uint8Array, workflowId: string, dispatch: number): string {
-  const mac = createHmac('sha256', secret).update(`email-code\0${workflowId}\0${dispatch}`).digest();
-  const n = mac.readUInt32BE(0) % 1_000_000;
+/** What makes one mailed code unique. */
+export interface EmailCodeDispatch {
+  workflowId: string;
+  runId: string;
+  /** 1 for the first mail of a run, +1 per resend. */
+  dispatch: number;
+  /** Random per run (hex); '' only for runs of the retired per-address flow, which had none. */
+  salt: string;
+}
+
+function dispatchMac(secret: Uint8Array, purpose: string, d: EmailCodeDispatch): Buffer {
+  return Buffer.from(hmacHex(secret, purpose, d.workflowId, d.runId, String(d.dispatch), d.salt), 'hex');
+}
+
+export function deriveEmailCode(secret: Uint8Array, d: EmailCodeDispatch): string {
+  // 48 bits reduced mod 10^6: the bias (10^6 / 2^48) is negligible.
+  const n = dispatchMac(secret, 'email-code-v2', d).readUIntBE(0, 6) % 1_000_000;
   return n.toString().padStart(6, '0');
+}
+
+/** The ledger key of one dispatch (db email_sends): a retried send finds its own reservation. */
+export function emailDispatchKey(secret: Uint8Array, d: EmailCodeDispatch): string {
+  return dispatchMac(secret, 'email-dispatch', d).subarray(0, 16).toString('hex');
 }
 
 export function emailCodeDigest(secret: Uint8Array, workflowId: string, code: string): string {
   return hmacHex(secret, 'email-code-digest', workflowId, code);
 }
 
-/** Keyed, non-reversible key of an address: the workflow id part, rate-limit key and log field. */
+/** Keyed, non-reversible key of an address: the send-budget key, the flow's owner check and log field. */
 export function emailKey(secret: Uint8Array, email: string): string {
   return hmacHex(secret, 'email', email.trim().toLowerCase()).slice(0, 32);
+}
+
+/** RFC 5321 §4.5.3.1.1: a local part holds at most 64 octets. */
+export const EMAIL_LOCAL_PART_MAX_OCTETS = 64;
+
+export function emailLocalPartOctets(email: string): number {
+  const at = email.lastIndexOf('@');
+  return Buffer.byteLength(at < 0 ? email : email.slice(0, at), 'utf8');
 }

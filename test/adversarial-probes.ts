@@ -9,7 +9,7 @@ import type { Queryable } from '../db/pool';
 import type { TestStack } from './harness';
 
 /** Every table of the schema (db/migrations). */
-export const ALL_TABLES = ['users', 'wallets', 'grants', 'used_signatures', 'sessions', 'audit_log', 'tee_logins', 'tee_wallet_requests', 'revoked_tee_tokens'] as const;
+export const ALL_TABLES = ['users', 'wallets', 'grants', 'used_signatures', 'sessions', 'audit_log', 'tee_logins', 'tee_wallet_requests', 'revoked_tee_tokens', 'email_sends'] as const;
 
 export type DbSnapshot = Record<string, { rows: number; digest: string }>;
 

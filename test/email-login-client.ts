@@ -3,6 +3,8 @@
  * benchmark: ask for a code, read it from the captured mail (GET /_dev/mail), exchange it.
  */
 import assert from 'node:assert/strict';
+import type { Client, WithStartWorkflowOperation } from '@temporalio/client';
+import type { Workflow } from '@temporalio/common';
 import type { Db } from '../db/pool';
 import type { TestStack } from './harness';
 
@@ -43,11 +45,17 @@ export async function devMail(stack: TestStack, address: string): Promise<DevMai
   return res.body as DevMail[];
 }
 
-/** POST /v1/session/email_code and expect 202; returns the request id. */
-export async function requestCode(stack: TestStack, email: string): Promise<{ request_id: string; expires_at: number; resend_after: number }> {
-  const res = await stack.request('POST', '/v1/session/email_code', { body: { email } });
+export interface CodeDispatchedBody {
+  request_id: string;
+  expires_at: number;
+  resend_after: number;
+}
+
+/** POST /v1/session/email_code (a resend on that request when `requestId` is given) and expect 202. */
+export async function requestCode(stack: TestStack, email: string, requestId?: string): Promise<CodeDispatchedBody> {
+  const res = await stack.request('POST', '/v1/session/email_code', { body: requestId === undefined ? { email } : { email, request_id: requestId } });
   assert.equal(res.status, 202, res.text);
-  return res.body as { request_id: string; expires_at: number; resend_after: number };
+  return res.body as CodeDispatchedBody;
 }
 
 /** The code of the newest mail to `email` (the 202 answers after the mail was accepted). */
@@ -71,7 +79,29 @@ export async function rowCounts(db: Db): Promise<{ users: number; sessions: numb
   return { users: Number(row.users), sessions: Number(row.sessions), audit: Number(row.audit) };
 }
 
-/** The workflow id of an email login, from its request id (email-login/<hmac(email)>). */
+/** The workflow id of an email login, from its request id (email-login/<request id>; a retired `<hmac>.<uuid>` id names email-login/<hmac>). */
 export function workflowIdOf(requestId: string): string {
   return `email-login/${requestId.split('.')[0] ?? ''}`;
+}
+
+/** The other 6-digit code: a guaranteed wrong guess. */
+export function wrongCode(code: string): string {
+  return code === '000000' ? '000001' : '000000';
+}
+
+/**
+ * Records the workflow ids of the email flows the API starts (it shares the test's Temporal
+ * client), for a test that needs the flow of a request that answered no request_id (a 503).
+ */
+export function watchFlowStarts(client: Client): { workflowIds: string[]; restore(): void } {
+  const wf = client.workflow as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const original = wf.executeUpdateWithStart;
+  assert.equal(typeof original, 'function');
+  const workflowIds: string[] = [];
+  wf.executeUpdateWithStart = function (this: unknown, ...args: unknown[]) {
+    const op = (args[1] as { startWorkflowOperation?: WithStartWorkflowOperation<Workflow> } | undefined)?.startWorkflowOperation;
+    if (op) workflowIds.push(op.options.workflowId);
+    return (original as (...a: unknown[]) => unknown).apply(this, args);
+  };
+  return { workflowIds, restore: () => void delete wf.executeUpdateWithStart };
 }

@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AkOutcome } from '../lib/search-attributes';
 import { codeFromMail, devMail, latestCode, requestCode, rowCounts, submitCode, uniqueEmail, workflowIdOf } from './email-login-client';
+import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts } from './adversarial-probes';
 import { startStack, type TestStack } from './harness';
 
 // Short, configured windows: codes live 3 s, a resend is accepted 1 s after the previous send.
@@ -18,6 +19,12 @@ before(async () => {
 after(async () => {
   await stack?.stop();
 });
+
+/** Waits for a time the broker promised (unix seconds), e.g. resend_after: the window itself is under test. */
+async function waitUntil(unixSeconds: number): Promise<void> {
+  const wait = unixSeconds * 1000 - Date.now();
+  if (wait > 0) await delay(wait);
+}
 
 void describe('email code login windows', () => {
   void test('a code past its TTL is refused with 410 expired', async () => {
@@ -40,26 +47,35 @@ void describe('email code login windows', () => {
     assert.equal((await handle.describe()).typedSearchAttributes.get(AkOutcome), 'expired');
   });
 
-  void test('resend cooldown: 429 with Retry-After and no mail; after it a new code replaces the old', async () => {
+  void test('cooldown per address, across requests: 429 with Retry-After, nothing mailed, no flow started; after it the owner resends on their request', async () => {
     const email = uniqueEmail('Resend');
     const lower = email.toLowerCase();
     const first = await requestCode(stack, email);
     const firstCode = await latestCode(stack, email);
     const sesAfterFirst = stack.ses.requestCount();
 
-    const tooSoon = await stack.request('POST', '/v1/session/email_code', { body: { email } });
-    assert.equal(tooSoon.status, 429, tooSoon.text);
-    assert.equal((tooSoon.body as { error: string }).error, 'rate_limited');
-    const retryAfter = Number(tooSoon.headers.get('retry-after'));
-    assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= COOLDOWN_SECONDS, `Retry-After ${retryAfter}`);
-    assert.equal((tooSoon.body as { retry_after: number }).retry_after, retryAfter);
+    // Too soon: a new request (anyone's) and a resend on the owner's request alike.
+    const starts = spyWorkflowStarts(stack.temporal);
+    const rows = await dbSnapshot(stack.db);
+    try {
+      for (const body of [{ email }, { email, request_id: first.request_id }]) {
+        const tooSoon = await stack.request('POST', '/v1/session/email_code', { body });
+        assertRefused(tooSoon, 429, 'rate_limited', /moments ago/);
+        const retryAfter = Number(tooSoon.headers.get('retry-after'));
+        assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= COOLDOWN_SECONDS, `Retry-After ${retryAfter}`);
+        assert.equal((tooSoon.body as { retry_after: number }).retry_after, retryAfter);
+      }
+      assert.equal(starts.count(), 0, 'a refused request started a flow');
+    } finally {
+      starts.restore();
+    }
+    await assertUnchanged(stack.db, rows, 'refused inside the cooldown');
     assert.equal(stack.ses.requestCount(), sesAfterFirst, 'no second send');
     assert.equal((await devMail(stack, lower)).length, 1, 'no second mail');
 
     // resend_after is a promise: a client that waits until then is served.
-    const wait = first.resend_after * 1000 - Date.now();
-    if (wait > 0) await delay(wait);
-    const second = await requestCode(stack, email);
+    await waitUntil(first.resend_after);
+    const second = await requestCode(stack, email, first.request_id);
     assert.equal(second.request_id, first.request_id, 'a resend continues the same request');
     const mails = await devMail(stack, lower);
     assert.equal(mails.length, 2, 'a second mail');
@@ -72,5 +88,17 @@ void describe('email code login windows', () => {
     assert.equal((old.body as { error: string }).error, 'invalid_code');
     const fresh = await submitCode(stack, first.request_id, secondCode);
     assert.equal(fresh.status, 200, fresh.text);
+  });
+
+  void test('a stranger asking for the address after the cooldown does not kill the code the owner is about to type', async () => {
+    const email = uniqueEmail('About-to-type');
+    const owner = await requestCode(stack, email);
+    const ownerCode = await latestCode(stack, email);
+    await waitUntil(owner.resend_after);
+    const stranger = await requestCode(stack, email);
+    assert.notEqual(stranger.request_id, owner.request_id);
+    assert.notEqual(await latestCode(stack, email), ownerCode, 'the stranger\'s request mailed another code');
+    const login = await submitCode(stack, owner.request_id, ownerCode);
+    assert.equal(login.status, 200, login.text);
   });
 });

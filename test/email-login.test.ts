@@ -1,17 +1,22 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { WithStartWorkflowOperation } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { emailKey } from '../lib/email-login-code';
+import { legacyRequestCodeUpdate } from '../workflows/email-login.definitions';
+import type { emailLoginWorkflow } from '../workflows/email-login-legacy';
 import { AkFlow, AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
 import { deriveOmniAccount } from '../lib/omni';
-import { codeFromMail, devMail, latestCode, requestCode, rowCounts, submitCode, uniqueEmail, workflowIdOf, type LoginSessionBody } from './email-login-client';
+import { codeFromMail, devMail, latestCode, requestCode, rowCounts, submitCode, uniqueEmail, watchFlowStarts, workflowIdOf, wrongCode, type LoginSessionBody } from './email-login-client';
 import { startStack, type TestStack } from './harness';
 import { verifyAuditChain } from '../db/audit-query';
 
 let stack: TestStack;
 before(async () => {
-  // Default windows; a high per-IP limit because this file sends many requests from one address.
-  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '1000' } });
+  // Default windows except the resend cooldown (0: one address is asked again at once; the
+  // cooldown is pinned in email-login-windows.test.ts); a high per-IP limit because this file
+  // sends many requests from one address.
+  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '1000', BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: '0' } });
 });
 after(async () => {
   await stack?.stop();
@@ -74,10 +79,10 @@ void describe('email code login', () => {
     const lower = email.toLowerCase();
     const sesBefore = stack.ses.requestCount();
     const sent = await requestCode(stack, email);
-    assert.match(sent.request_id, /^[0-9a-f]{32}\.[0-9a-f]{32}$/);
+    assert.match(sent.request_id, /^[0-9a-f]{32}$/);
     const now = Math.floor(Date.now() / 1000);
     assert.ok(sent.expires_at > now + 500 && sent.expires_at <= now + 601, `expires_at ${sent.expires_at} is ~10 minutes out`);
-    assert.ok(sent.resend_after > now && sent.resend_after <= now + 61, `resend_after ${sent.resend_after} is ~1 minute out`);
+    assert.ok(sent.resend_after >= now - 1 && sent.resend_after <= now + 1, `resend_after ${sent.resend_after} is now (no cooldown configured)`);
     assert.equal(stack.ses.requestCount() - sesBefore, 1);
 
     const mails = await devMail(stack, lower);
@@ -140,7 +145,7 @@ void describe('email code login', () => {
     assert.equal(await handle.result(), 'succeeded');
 
     const { bytes, json } = await historyForms(workflowId);
-    assert.ok(json.includes('emailLoginWorkflow') && json.includes('submitCode'), 'the history is the flow we expect');
+    assert.ok(json.includes('emailLoginRequestWorkflow') && json.includes('submitCode'), 'the history is the flow we expect');
     const secrets = { address: lower, 'address as typed': email, 'local part': lower.split('@')[0] ?? lower, code, token: session.token };
     assertNoSecrets('history (proto bytes)', bytes, secrets);
     assertNoSecrets('history (proto JSON)', json, secrets);
@@ -157,11 +162,11 @@ void describe('email code login', () => {
     assertNoSecrets('workflow id', workflowId, secrets);
   });
 
-  void test('wrong codes spend the attempt budget, then even the right code is refused', async () => {
+  void test('wrong codes spend the attempt budget of that request, then even its right code is refused', async () => {
     const email = uniqueEmail('Guess');
     const sent = await requestCode(stack, email);
     const code = await latestCode(stack, email);
-    const wrong = code === '000000' ? '000001' : '000000';
+    const wrong = wrongCode(code);
     for (let left = 4; left >= 1; left--) {
       const res = await submitCode(stack, sent.request_id, wrong);
       assert.equal(res.status, 401, res.text);
@@ -176,9 +181,9 @@ void describe('email code login', () => {
     assert.equal(right.status, 429, right.text);
     assert.equal((right.body as { error: string }).error, 'too_many_attempts');
 
-    // A new code for a locked address is refused too, with a hint when to come back, and nothing is mailed.
+    // A resend on the locked request is refused too, with a hint when to come back, and nothing is mailed.
     const sesBefore = stack.ses.requestCount();
-    const resend = await stack.request('POST', '/v1/session/email_code', { body: { email } });
+    const resend = await stack.request('POST', '/v1/session/email_code', { body: { email, request_id: sent.request_id } });
     assert.equal(resend.status, 429, resend.text);
     assert.equal((resend.body as { error: string }).error, 'too_many_attempts');
     assert.match(resend.headers.get('retry-after') ?? '', /^\d+$/);
@@ -188,6 +193,136 @@ void describe('email code login', () => {
     assert.deepEqual(await loginRows(omni), { sessions: 0, audit: 0, users: 0 });
     const desc = await stack.temporal.workflow.getHandle(workflowIdOf(sent.request_id)).describe();
     assert.equal(desc.typedSearchAttributes.get(AkStage), 'locked');
+
+    // The lock belongs to that request: a new request for the address gets its own code and budget.
+    const fresh = await requestCode(stack, email);
+    assert.notEqual(fresh.request_id, sent.request_id);
+    const login = await submitCode(stack, fresh.request_id, await latestCode(stack, email));
+    assert.equal(login.status, 200, login.text);
+  });
+
+  void test('every request mails a fresh code: after a login, a new request for the address gets another code and the old one is refused', async () => {
+    const email = uniqueEmail('Fresh');
+    const first = await requestCode(stack, email);
+    const firstCode = await latestCode(stack, email);
+    const login = await submitCode(stack, first.request_id, firstCode);
+    assert.equal(login.status, 200, login.text);
+
+    const second = await requestCode(stack, email);
+    assert.notEqual(second.request_id, first.request_id, 'a new request is a new flow');
+    const secondCode = await latestCode(stack, email);
+    assert.notEqual(secondCode, firstCode, 'the new mail carries another code');
+    const rows = await rowCounts(stack.db);
+
+    // The earlier code logs in nowhere: not on the new request, not again on its own.
+    const oldOnNew = await submitCode(stack, second.request_id, firstCode);
+    assert.equal(oldOnNew.status, 401, oldOnNew.text);
+    assert.equal((oldOnNew.body as { error: string }).error, 'invalid_code');
+    const oldAgain = await submitCode(stack, first.request_id, firstCode);
+    assert.equal(oldAgain.status, 410, oldAgain.text);
+    assert.deepEqual(await rowCounts(stack.db), rows, 'the old code wrote nothing');
+
+    // A third request, without logging in on the second: three distinct codes, and only the newest request's works on it.
+    const third = await requestCode(stack, email);
+    const thirdCode = await latestCode(stack, email);
+    assert.equal(new Set([firstCode, secondCode, thirdCode]).size, 3, 'three requests, three codes');
+    const crossed = await submitCode(stack, third.request_id, secondCode);
+    assert.equal(crossed.status, 401, crossed.text);
+    const ok = await submitCode(stack, third.request_id, thirdCode);
+    assert.equal(ok.status, 200, ok.text);
+    // The second request's own code still works on it: no request kills another's code.
+    const secondOk = await submitCode(stack, second.request_id, secondCode);
+    assert.equal(secondOk.status, 200, secondOk.text);
+  });
+
+  void test('a stranger can neither lock the owner out nor invalidate the owner\'s code', async () => {
+    const email = uniqueEmail('Owner');
+    const owner = await requestCode(stack, email);
+    const ownerCode = await latestCode(stack, email);
+
+    // The stranger asks for the same address: their own request, not the owner's.
+    const stranger = await requestCode(stack, email);
+    assert.notEqual(stranger.request_id, owner.request_id, 'the stranger does not learn the owner\'s request_id');
+    const strangerCode = await latestCode(stack, email); // mailed to the owner's inbox
+    assert.notEqual(strangerCode, ownerCode);
+
+    // Five wrong codes lock the stranger's request, and only that one.
+    const wrong = ['000000', '000001', '000002'].find((c) => c !== ownerCode && c !== strangerCode) ?? '';
+    for (let left = 4; left >= 1; left--) {
+      const res = await submitCode(stack, stranger.request_id, wrong);
+      assert.equal(res.status, 401, res.text);
+      assert.equal((res.body as { attempts_left: number }).attempts_left, left);
+    }
+    const locked = await submitCode(stack, stranger.request_id, wrong);
+    assert.equal(locked.status, 429, locked.text);
+    assert.equal((locked.body as { error: string }).error, 'too_many_attempts');
+    // The owner's code on the stranger's request: refused (the code is bound to its request).
+    const crossed = await submitCode(stack, stranger.request_id, ownerCode);
+    assert.equal(crossed.status, 429, crossed.text);
+
+    // The owner's request has its full attempt budget and its code.
+    const ownerWrong = await submitCode(stack, owner.request_id, wrong);
+    assert.equal(ownerWrong.status, 401, ownerWrong.text);
+    assert.equal((ownerWrong.body as { attempts_left: number }).attempts_left, 4, 'the stranger\'s guesses did not spend the owner\'s budget');
+    const login = await submitCode(stack, owner.request_id, ownerCode);
+    assert.equal(login.status, 200, login.text);
+    assert.deepEqual((login.body as LoginSessionBody).identity, { type: 'email', value: email.toLowerCase() });
+  });
+
+  void test('resend: email_code with the request_id mails that request a new code; a request_id of another address or an unknown one is refused', async () => {
+    const email = uniqueEmail('Resend');
+    const other = uniqueEmail('Other');
+    const sent = await requestCode(stack, email);
+    const firstCode = await latestCode(stack, email);
+
+    const again = await requestCode(stack, email, sent.request_id);
+    assert.equal(again.request_id, sent.request_id, 'a resend continues the same request');
+    const mails = await devMail(stack, email.toLowerCase());
+    assert.equal(mails.length, 2);
+    const secondCode = codeFromMail(mails[0]?.text ?? '');
+    assert.notEqual(secondCode, firstCode, 'a resend mails another code');
+
+    const sesBefore = stack.ses.requestCount();
+    const rows = await rowCounts(stack.db);
+    // Someone holding this request_id cannot point it at another address.
+    const foreign = await stack.request('POST', '/v1/session/email_code', { body: { email: other, request_id: sent.request_id } });
+    assert.equal(foreign.status, 400, foreign.text);
+    assert.equal((foreign.body as { error: string }).error, 'bad_request');
+    assert.match((foreign.body as { message: string }).message, /another address/);
+    // A request that does not exist (or has ended) is not revived.
+    const unknown = await stack.request('POST', '/v1/session/email_code', { body: { email, request_id: 'f'.repeat(32) } });
+    assert.equal(unknown.status, 410, unknown.text);
+    assert.equal((unknown.body as { error: string }).error, 'expired');
+    assert.equal(stack.ses.requestCount(), sesBefore, 'nothing mailed');
+    assert.equal((await devMail(stack, other.toLowerCase())).length, 0);
+
+    // The previous code of the request is dead; the resent one logs in; then the request is over.
+    const old = await submitCode(stack, sent.request_id, firstCode);
+    assert.equal(old.status, 401, old.text);
+    assert.equal((old.body as { error: string }).error, 'invalid_code');
+    const login = await submitCode(stack, sent.request_id, secondCode);
+    assert.equal(login.status, 200, login.text);
+    assert.equal((await rowCounts(stack.db)).sessions, rows.sessions + 1);
+    const afterLogin = await stack.request('POST', '/v1/session/email_code', { body: { email, request_id: sent.request_id } });
+    assert.equal(afterLogin.status, 410, afterLogin.text);
+  });
+
+  void test('a run of the retired per-address flow, in flight at the upgrade, still completes through email_login', async () => {
+    const email = uniqueEmail('Legacy');
+    const lower = email.toLowerCase();
+    // What a 0.1.0 API started: emailLoginWorkflow at email-login/<hmac(address)>, request id <hmac>.<uuid>.
+    const startWorkflowOperation = new WithStartWorkflowOperation<typeof emailLoginWorkflow>('emailLoginWorkflow', {
+      workflowId: `email-login/${emailKey(stack.secrets.hmacSecret, lower)}`,
+      taskQueue: stack.config.BROKER_TASK_QUEUE,
+      args: [{ email: lower, settings: { ttlSeconds: 600, maxAttempts: 5, resendCooldownSeconds: 60, maxSends: 5 } }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    });
+    const sent = await stack.temporal.workflow.executeUpdateWithStart(legacyRequestCodeUpdate, { startWorkflowOperation });
+    assert.match(sent.request_id, /^[0-9a-f]{32}\.[0-9a-f]{32}$/);
+    const login = await submitCode(stack, sent.request_id, await latestCode(stack, email));
+    assert.equal(login.status, 200, login.text);
+    assert.deepEqual((login.body as LoginSessionBody).identity, { type: 'email', value: lower });
+    assert.equal(await (await startWorkflowOperation.workflowHandle()).result(), 'succeeded');
   });
 
   void test('16 concurrent submissions of the right code make exactly one session', async () => {
@@ -229,12 +364,14 @@ void describe('email code login', () => {
     const lower = email.toLowerCase();
     const before = stack.ses.requestCount();
     stack.ses.failNext(1, 'reject');
-    const res = await stack.request('POST', '/v1/session/email_code', { body: { email } });
+    const starts = watchFlowStarts(stack.temporal);
+    const res = await stack.request('POST', '/v1/session/email_code', { body: { email } }).finally(() => starts.restore());
     assert.equal(res.status, 503, res.text);
     assert.equal((res.body as { error: string }).error, 'unavailable');
     assert.equal(stack.ses.requestCount() - before, 1, 'a refusal is not retried');
 
-    const handle = stack.temporal.workflow.getHandle(`email-login/${emailKey(stack.secrets.hmacSecret, lower)}`);
+    assert.equal(starts.workflowIds.length, 1, 'one flow started');
+    const handle = stack.temporal.workflow.getHandle(starts.workflowIds[0] ?? '');
     assert.equal(await handle.result(), 'delivery_failed');
     const desc = await handle.describe();
     assert.equal(desc.status.name, 'COMPLETED');

@@ -6,13 +6,24 @@ export interface EmailLoginSettings {
   ttlSeconds: number;
   maxAttempts: number;
   resendCooldownSeconds: number;
+  /** Mails per flow (a flow is one requester's login request). */
   maxSends: number;
 }
 
-export interface EmailLoginInput {
+/** Input of emailLoginRequestWorkflow: one flow per requester, workflow id email-login/<request id>. */
+export interface EmailLoginRequestInput {
   /** Lower-cased address; encrypted in history by the payload codec. */
   email: string;
+  /** emailKey(secret, email): a resend must name the same address. */
+  email_key: string;
+  /** 32 random hex from the API, mixed into every code of this run. */
+  code_salt: string;
   settings: EmailLoginSettings;
+}
+
+/** Argument of requestCode: whose address the caller asks a (re)send for. */
+export interface RequestCodeInput {
+  email_key: string;
 }
 
 export interface CodeDispatched {
@@ -29,9 +40,20 @@ export interface SubmitCodeInput {
   code_digest: string;
 }
 
-export type EmailLoginOutcome = 'succeeded' | 'expired' | 'too_many_attempts' | 'delivery_failed';
+export type EmailLoginOutcome = 'succeeded' | 'expired' | 'too_many_attempts' | 'delivery_failed' | 'rate_limited';
 
-export const requestCodeUpdate = defineUpdate<CodeDispatched, []>('requestCode');
+export const requestCodeUpdate = defineUpdate<CodeDispatched, [RequestCodeInput]>('requestCode');
 export const submitCodeUpdate = defineUpdate<LoginSession, [SubmitCodeInput]>('submitCode');
 
 export const EMAIL_LOGIN_ID_PREFIX = 'email-login/';
+
+/**
+ * The retired per-address flow (emailLoginWorkflow, workflow id email-login/<hmac(address)>),
+ * kept registered so runs started before the per-requester flow still finish. Its request ids are
+ * `<hmac>.<uuid>`; new request ids are 32 hex without a dot.
+ */
+export interface LegacyEmailLoginInput {
+  email: string;
+  settings: EmailLoginSettings;
+}
+export const legacyRequestCodeUpdate = defineUpdate<CodeDispatched, []>('requestCode');

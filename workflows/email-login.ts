@@ -1,4 +1,4 @@
-import { allHandlersFinished, condition, proxyLocalActivities, setHandler, sleep, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, allHandlersFinished, ApplicationFailure, condition, proxyLocalActivities, setHandler, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { constantTimeEqual } from '../lib/constant-time';
 import { AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
@@ -7,19 +7,26 @@ import {
   EMAIL_LOGIN_ID_PREFIX,
   requestCodeUpdate,
   submitCodeUpdate,
-  type EmailLoginInput,
   type EmailLoginOutcome,
+  type EmailLoginRequestInput,
+  type RequestCodeInput,
   type SubmitCodeInput,
 } from './email-login.definitions';
 import { flowFailure, secondsUntil, unixSeconds } from './failures';
 
 // Both steps are on the HTTP caller's latency path and idempotent, so they run as local
 // activities (no round trip through the server's task queues).
-const { sendLoginCode } = proxyLocalActivities<Activities>({
+const { sendEmailLoginCode } = proxyLocalActivities<Activities>({
   startToCloseTimeout: '15 seconds',
   // Throttling and 5xx from SES are retried with backoff while the HTTP caller waits (~3.5 s in
-  // all); a refusal (DeliveryFailed) is final and ends the flow.
-  retry: { initialInterval: '500 ms', backoffCoefficient: 2, maximumInterval: '4 seconds', maximumAttempts: 4, nonRetryableErrorTypes: [FailureType.deliveryFailed] },
+  // all); a refusal (DeliveryFailed) and a spent address budget (RateLimited) are final.
+  retry: {
+    initialInterval: '500 ms',
+    backoffCoefficient: 2,
+    maximumInterval: '4 seconds',
+    maximumAttempts: 4,
+    nonRetryableErrorTypes: [FailureType.deliveryFailed, FailureType.rateLimited],
+  },
 });
 
 const { completeLogin } = proxyLocalActivities<Activities>({
@@ -27,22 +34,33 @@ const { completeLogin } = proxyLocalActivities<Activities>({
   retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '2 seconds', maximumAttempts: 5 },
 });
 
-type Status = 'pending' | 'completing' | 'succeeded' | 'locked' | 'expired' | 'delivery_failed';
+type Status = 'pending' | 'completing' | 'succeeded' | 'locked' | 'expired' | 'delivery_failed' | 'rate_limited';
+
+/** The address's send budget refused this dispatch (the activity's RateLimited failure, as a local activity raises it or wrapped). */
+function budgetRefusal(e: unknown): { message: string; retryAfter: number } | undefined {
+  const failure = e instanceof ActivityFailure ? e.cause : e;
+  if (!(failure instanceof ApplicationFailure) || failure.type !== FailureType.rateLimited) return undefined;
+  const details = (failure.details?.[0] ?? {}) as { retry_after?: unknown };
+  return { message: failure.message, retryAfter: typeof details.retry_after === 'number' ? details.retry_after : 1 };
+}
 
 /**
- * One live email-code login per address (workflow id email-login/<hmac(email)>). The API starts
- * it with Update-with-Start (requestCode returns once the code is mailed), then sends submitCode
- * Updates carrying a keyed digest of what the user typed. Expiry is a timer that each resend
- * pushes out; wrong codes spend an attempt budget, and a locked flow refuses even the right code
- * until it expires.
+ * One requester's email-code login (workflow id email-login/<request id>, the request id random
+ * and handed to that requester alone). The API starts it with Update-with-Start (requestCode
+ * returns once the code is mailed); the same requester resends with requestCode on the same flow,
+ * and exchanges the code with submitCode Updates carrying a keyed digest of what was typed.
+ * Expiry is a timer each resend pushes out; wrong codes spend this flow's attempt budget only, and
+ * a locked flow refuses even its right code until it expires. The per-address send budget and
+ * cooldown, shared by every flow of the address, are enforced by the send activity.
  */
-export async function emailLoginWorkflow(input: EmailLoginInput): Promise<EmailLoginOutcome> {
+export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): Promise<EmailLoginOutcome> {
   const { workflowId } = workflowInfo();
   const s = input.settings;
-  const requestId = `${workflowId.slice(EMAIL_LOGIN_ID_PREFIX.length)}.${uuid4().replace(/-/g, '')}`;
+  const requestId = workflowId.slice(EMAIL_LOGIN_ID_PREFIX.length);
 
   const state: { status: Status } = { status: 'pending' };
-  let sends = 0;
+  let dispatches = 0; // numbers every dispatch, refused ones too, so no two share a code
+  let sends = 0; // codes mailed (or being mailed) by this flow
   let attempts = 0;
   let lastSendMs = 0;
   let expiresAtMs = 0;
@@ -50,40 +68,64 @@ export async function emailLoginWorkflow(input: EmailLoginInput): Promise<EmailL
 
   const stage = (value: string) => upsertSearchAttributes([{ key: AkStage, value }]);
 
-  setHandler(requestCodeUpdate, async () => {
-    const now = Date.now();
-    if (state.status === 'locked') {
-      throw flowFailure(FailureType.tooManyAttempts, 'too many wrong codes; request a new code later', { retry_after: secondsUntil(expiresAtMs, now) });
-    }
-    if (state.status !== 'pending') throw flowFailure(FailureType.rateLimited, 'a login for this address is finishing; try again', { retry_after: 1 });
-    if (sends > 0 && now < lastSendMs + s.resendCooldownSeconds * 1000) {
-      throw flowFailure(FailureType.rateLimited, 'a code was sent moments ago; wait before asking again', {
-        retry_after: secondsUntil(lastSendMs + s.resendCooldownSeconds * 1000, now),
-      });
-    }
-    if (sends >= s.maxSends) {
-      throw flowFailure(FailureType.rateLimited, 'too many codes sent for this address; try again later', { retry_after: secondsUntil(expiresAtMs, now) });
-    }
-    sends += 1;
-    lastSendMs = now; // reserved before the await, so concurrent resends see the cooldown
-    const dispatch = sends;
-    try {
-      const sent = await sendLoginCode({ workflowId, dispatch, email: input.email, ttlSeconds: s.ttlSeconds });
-      codeDigest = sent.codeDigest;
-    } catch {
-      if (dispatch === 1) state.status = 'delivery_failed';
-      throw flowFailure(FailureType.deliveryFailed, 'the login code could not be sent; try again later');
-    }
-    lastSendMs = Date.now();
-    expiresAtMs = lastSendMs + s.ttlSeconds * 1000;
-    stage('code_sent');
-    return {
-      request_id: requestId,
-      expires_at: unixSeconds(expiresAtMs),
-      // Rounded up: a client that waits until resend_after must not be refused by the cooldown.
-      resend_after: Math.ceil((lastSendMs + s.resendCooldownSeconds * 1000) / 1000),
-    };
-  });
+  setHandler(
+    requestCodeUpdate,
+    async () => {
+      const now = Date.now();
+      if (state.status === 'locked') {
+        throw flowFailure(FailureType.tooManyAttempts, 'too many wrong codes; this login is locked, ask for a new code without request_id later', {
+          retry_after: secondsUntil(expiresAtMs, now),
+        });
+      }
+      if (state.status !== 'pending') throw flowFailure(FailureType.rateLimited, 'this login is finishing; try again', { retry_after: 1 });
+      if (sends > 0 && now < lastSendMs + s.resendCooldownSeconds * 1000) {
+        throw flowFailure(FailureType.rateLimited, 'a code was sent moments ago; wait before asking again', {
+          retry_after: secondsUntil(lastSendMs + s.resendCooldownSeconds * 1000, now),
+        });
+      }
+      if (sends >= s.maxSends) {
+        throw flowFailure(FailureType.rateLimited, 'too many codes sent for this request; ask for a new code without request_id later', {
+          retry_after: secondsUntil(expiresAtMs, now),
+        });
+      }
+      const previousSendMs = lastSendMs;
+      sends += 1;
+      dispatches += 1;
+      lastSendMs = now; // reserved before the await, so concurrent resends see the cooldown
+      const dispatch = dispatches;
+      try {
+        const sent = await sendEmailLoginCode({ email: input.email, dispatch, salt: input.code_salt, ttlSeconds: s.ttlSeconds });
+        codeDigest = sent.codeDigest;
+      } catch (e) {
+        const refusal = budgetRefusal(e);
+        if (refusal) {
+          // Nothing was mailed: the earlier code (if any) stays the valid one.
+          sends -= 1;
+          if (lastSendMs === now) lastSendMs = previousSendMs;
+          if (codeDigest === undefined) state.status = 'rate_limited';
+          throw flowFailure(FailureType.rateLimited, refusal.message, { retry_after: refusal.retryAfter });
+        }
+        if (codeDigest === undefined) state.status = 'delivery_failed';
+        throw flowFailure(FailureType.deliveryFailed, 'the login code could not be sent; try again later');
+      }
+      lastSendMs = Date.now();
+      expiresAtMs = lastSendMs + s.ttlSeconds * 1000;
+      stage('code_sent');
+      return {
+        request_id: requestId,
+        expires_at: unixSeconds(expiresAtMs),
+        // Rounded up: a client that waits until resend_after must not be refused by the cooldown.
+        resend_after: Math.ceil((lastSendMs + s.resendCooldownSeconds * 1000) / 1000),
+      };
+    },
+    {
+      validator: (request: RequestCodeInput) => {
+        if (typeof request?.email_key !== 'string' || !constantTimeEqual(request.email_key, input.email_key)) {
+          throw flowFailure(FailureType.badRequest, 'this request_id was issued for another address');
+        }
+      },
+    },
+  );
 
   setHandler(
     submitCodeUpdate,
@@ -118,9 +160,7 @@ export async function emailLoginWorkflow(input: EmailLoginInput): Promise<EmailL
         if (typeof submission?.code_digest !== 'string' || !/^[0-9a-f]{64}$/.test(submission.code_digest)) {
           throw flowFailure(FailureType.badRequest, 'malformed code submission');
         }
-        if (submission.request_id !== requestId) {
-          throw flowFailure(FailureType.expired, 'this login request was replaced by a newer one; use the latest code');
-        }
+        if (submission.request_id !== requestId) throw flowFailure(FailureType.badRequest, 'the submission names another request');
       },
     },
   );
@@ -141,13 +181,19 @@ export async function emailLoginWorkflow(input: EmailLoginInput): Promise<EmailL
   }
 
   if (state.status === 'locked') {
-    // Keep the lock (and refuse new codes for this address) until the window would have ended.
+    // Keep refusing this flow's code (429, not 410) until its window would have ended.
     const remaining = expiresAtMs - Date.now();
     if (remaining > 0) await sleep(remaining);
   }
 
   const outcome: EmailLoginOutcome =
-    state.status === 'succeeded' ? 'succeeded' : state.status === 'locked' ? 'too_many_attempts' : state.status === 'delivery_failed' ? 'delivery_failed' : 'expired';
+    state.status === 'succeeded'
+      ? 'succeeded'
+      : state.status === 'locked'
+        ? 'too_many_attempts'
+        : state.status === 'delivery_failed' || state.status === 'rate_limited'
+          ? state.status
+          : 'expired';
   upsertSearchAttributes([
     { key: AkStage, value: 'done' },
     { key: AkOutcome, value: outcome },

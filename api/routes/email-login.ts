@@ -1,35 +1,50 @@
+import { randomBytes } from 'node:crypto';
 import { WithStartWorkflowOperation } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { emailCodeDigest, emailKey } from '../../lib/email-login-code';
+import { peekEmailSend } from '../../db/email-sends';
+import { EMAIL_LOCAL_PART_MAX_OCTETS, emailCodeDigest, emailKey, emailLocalPartOctets } from '../../lib/email-login-code';
+import { emailSendRefusalMessage } from '../../lib/email-send-budget';
+import { BrokerError, rateLimited } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
-import { EMAIL_LOGIN_ID_PREFIX, requestCodeUpdate, submitCodeUpdate, type EmailLoginInput } from '../../workflows/email-login.definitions';
-import type { emailLoginWorkflow } from '../../workflows/email-login';
+import { EMAIL_LOGIN_ID_PREFIX, requestCodeUpdate, submitCodeUpdate, type CodeDispatched, type EmailLoginRequestInput } from '../../workflows/email-login.definitions';
+import type { emailLoginRequestWorkflow } from '../../workflows/email-login';
 import { driveFlow } from '../flow-errors';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
 
 const emailSchema = z
   .string()
   .max(254, 'email is longer than 254 characters')
+  .refine((e) => emailLocalPartOctets(e.trim()) <= EMAIL_LOCAL_PART_MAX_OCTETS, `email local part is longer than ${EMAIL_LOCAL_PART_MAX_OCTETS} octets (RFC 5321)`)
   .pipe(z.email('email is not a valid address'))
   .transform((e) => e.trim().toLowerCase());
 
-const requestIdSchema = z.string().regex(/^[0-9a-f]{32}\.[0-9a-f]{32}$/, 'request_id is malformed');
+/** A request id of this release: 32 random hex, the flow's workflow id suffix. */
+const REQUEST_ID_RE = /^[0-9a-f]{32}$/;
+/** A request id of the retired per-address flow (`<hmac(address)>.<uuid>`), still accepted by email_login while its runs finish. */
+const LEGACY_REQUEST_ID_RE = /^[0-9a-f]{32}\.[0-9a-f]{32}$/;
 
-/** Email + one-time code login (docs/contracts.md §5), driven by emailLoginWorkflow. */
+const requestIdSchema = z.string().regex(REQUEST_ID_RE, 'request_id is malformed');
+const submittedRequestIdSchema = z.string().refine((id) => REQUEST_ID_RE.test(id) || LEGACY_REQUEST_ID_RE.test(id), 'request_id is malformed');
+
+/** The workflow id a request id names: email-login/<request id>, or email-login/<hmac> for a legacy one. */
+const workflowIdOf = (requestId: string): string => EMAIL_LOGIN_ID_PREFIX + (requestId.split('.')[0] ?? requestId);
+
+/** Email + one-time code login (docs/contracts.md §5): one emailLoginRequestWorkflow per requester. */
 export default async function sessionEmailRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
-  const { config, secrets, temporal } = app.deps;
-  const settings: EmailLoginInput['settings'] = {
+  const { config, secrets, temporal, db } = app.deps;
+  const now = () => app.deps.now?.() ?? Date.now();
+  const settings: EmailLoginRequestInput['settings'] = {
     ttlSeconds: config.BROKER_EMAIL_CODE_TTL_SECONDS,
     maxAttempts: config.BROKER_EMAIL_MAX_ATTEMPTS,
     resendCooldownSeconds: config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS,
     maxSends: config.BROKER_EMAIL_MAX_SENDS,
   };
   const codePerIp = app.requestLimit({ name: 'email_code:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
-  const codePerAddress = app.requestLimit({ name: 'email_code:addr', max: config.BROKER_RATE_LIMIT_EMAIL_PER_HOUR, windowMs: 3_600_000 });
   const loginPerIp = app.requestLimit({ name: 'email_login:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
+  const sendPolicy = { cooldownSeconds: config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS, perHour: config.BROKER_RATE_LIMIT_EMAIL_PER_HOUR };
 
   app.post(
     '/v1/session/email_code',
@@ -37,31 +52,50 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
       schema: {
         tags: ['session'],
         summary: 'Mail a one-time login code',
-        description: 'Answers the same 202 for any syntactically valid address. A second call is a resend, refused during the cooldown.',
-        body: z.object({ email: emailSchema }),
+        description:
+          'Answers the same 202 for any syntactically valid address. Without request_id it opens a new login request (its own code, ' +
+          'its own attempt budget); with the request_id of a live request for the same address it mails that request a new code ' +
+          '(the previous code of that request stops working). Codes to one address are limited across all requests: one per ' +
+          `${config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS} s and ${config.BROKER_RATE_LIMIT_EMAIL_PER_HOUR} per hour (429 rate_limited with Retry-After).`,
+        body: z.object({ email: emailSchema, request_id: requestIdSchema.optional() }),
         response: {
           202: z.object({ request_id: z.string(), expires_at: z.number().int(), resend_after: z.number().int() }),
+          410: errorBody,
           ...commonErrors,
         },
       },
     },
     async (request, reply) => {
-      const { email } = request.body;
+      const { email, request_id } = request.body;
       const key = emailKey(secrets.hmacSecret, email);
       await codePerIp(request);
-      await codePerAddress(request, key);
-      const startWorkflowOperation = new WithStartWorkflowOperation<typeof emailLoginWorkflow>('emailLoginWorkflow', {
-        workflowId: EMAIL_LOGIN_ID_PREFIX + key,
-        taskQueue: config.BROKER_TASK_QUEUE,
-        args: [{ email, settings }],
-        workflowIdConflictPolicy: 'USE_EXISTING',
-        typedSearchAttributes: [
-          { key: AkFlow, value: 'email_login' },
-          { key: AkStage, value: 'started' },
-        ],
-      });
-      const dispatched = await driveFlow(() => temporal.workflow.executeUpdateWithStart(requestCodeUpdate, { startWorkflowOperation }));
-      request.log.info({ flow: 'email_login', email_key: key }, 'login code dispatched');
+      // The address's budget, read before anything starts: a refusal starts no flow. The send
+      // activity re-checks under a lock and reserves (two requests racing here both pass).
+      const budget = await peekEmailSend(db, key, now(), sendPolicy);
+      if (!budget.ok) throw rateLimited(emailSendRefusalMessage(budget.reason), budget.retryAfterSeconds);
+
+      let dispatched: CodeDispatched;
+      if (request_id !== undefined) {
+        const handle = temporal.workflow.getHandle(workflowIdOf(request_id));
+        dispatched = await driveFlow(
+          () => handle.executeUpdate(requestCodeUpdate, { args: [{ email_key: key }] }),
+          new BrokerError('expired', 'this login request has expired or is unknown; ask for a new code without request_id'),
+        );
+      } else {
+        const input: EmailLoginRequestInput = { email, email_key: key, code_salt: randomBytes(16).toString('hex'), settings };
+        const startWorkflowOperation = new WithStartWorkflowOperation<typeof emailLoginRequestWorkflow>('emailLoginRequestWorkflow', {
+          workflowId: workflowIdOf(randomBytes(16).toString('hex')),
+          taskQueue: config.BROKER_TASK_QUEUE,
+          args: [input],
+          workflowIdConflictPolicy: 'FAIL',
+          typedSearchAttributes: [
+            { key: AkFlow, value: 'email_login' },
+            { key: AkStage, value: 'started' },
+          ],
+        });
+        dispatched = await driveFlow(() => temporal.workflow.executeUpdateWithStart(requestCodeUpdate, { args: [{ email_key: key }], startWorkflowOperation }));
+      }
+      request.log.info({ flow: 'email_login', email_key: key, resend: request_id !== undefined }, 'login code dispatched');
       return reply.code(202).send(dispatched);
     },
   );
@@ -72,14 +106,14 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
       schema: {
         tags: ['session'],
         summary: 'Exchange the mailed code for a session',
-        body: z.object({ request_id: requestIdSchema, code: z.string().regex(/^\d{6}$/, 'code must be the 6 digits from the mail') }),
+        body: z.object({ request_id: submittedRequestIdSchema, code: z.string().regex(/^\d{6}$/, 'code must be the 6 digits from the mail') }),
         response: { 200: loginSessionSchema, 410: errorBody, ...commonErrors },
       },
     },
     async (request) => {
       await loginPerIp(request);
       const { request_id, code } = request.body;
-      const workflowId = EMAIL_LOGIN_ID_PREFIX + request_id.split('.')[0];
+      const workflowId = workflowIdOf(request_id);
       const code_digest = emailCodeDigest(secrets.hmacSecret, workflowId, code);
       const handle = temporal.workflow.getHandle(workflowId);
       const session = await driveFlow(() => handle.executeUpdate(submitCodeUpdate, { args: [{ request_id, code_digest }] }));

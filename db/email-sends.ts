@@ -1,0 +1,44 @@
+import { decideEmailSend, EMAIL_SEND_WINDOW_MS, type EmailSendDecision, type EmailSendPolicy } from '../lib/email-send-budget';
+import { withTransaction, type Db, type Queryable } from './pool';
+
+/** When the address's codes of the last hour were mailed (ms since the epoch). */
+export async function recentEmailSends(q: Queryable, addressKey: string, nowMs: number): Promise<number[]> {
+  const r = await q.query<{ sent_ms: string }>(
+    'SELECT (extract(epoch FROM sent_at) * 1000)::bigint::text AS sent_ms FROM email_sends WHERE address_key = $1 AND sent_at > $2',
+    [addressKey, new Date(nowMs - EMAIL_SEND_WINDOW_MS)],
+  );
+  return r.rows.map((row) => Number(row.sent_ms));
+}
+
+/** Read-only: would one more code to this address be refused now? (The reservation decides.) */
+export async function peekEmailSend(q: Queryable, addressKey: string, nowMs: number, policy: EmailSendPolicy): Promise<EmailSendDecision> {
+  return decideEmailSend(await recentEmailSends(q, addressKey, nowMs), nowMs, policy);
+}
+
+/**
+ * Reserves one send for the address, or says why not. Concurrent reservations for one address
+ * are serialised by a transaction-scoped advisory lock on its key, so two flows cannot both take
+ * the last slot. Idempotent per dispatch: a retry of a reserved dispatch is `ok` and counts once.
+ */
+export async function reserveEmailSend(
+  pool: Db,
+  r: { addressKey: string; dispatchKey: string; now: () => number; policy: EmailSendPolicy },
+): Promise<EmailSendDecision> {
+  return withTransaction(pool, async (c) => {
+    await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 5))', [`email_sends:${r.addressKey}`]);
+    const mine = await c.query('SELECT 1 FROM email_sends WHERE dispatch_key = $1', [r.dispatchKey]);
+    if ((mine.rowCount ?? 0) > 0) return { ok: true };
+    // Read under the lock, so the reservations of one address are in time order.
+    const nowMs = r.now();
+    const decision = decideEmailSend(await recentEmailSends(c, r.addressKey, nowMs), nowMs, r.policy);
+    if (!decision.ok) return decision;
+    await c.query('INSERT INTO email_sends (dispatch_key, address_key, sent_at) VALUES ($1, $2, $3)', [r.dispatchKey, r.addressKey, new Date(nowMs)]);
+    return decision;
+  });
+}
+
+/** Deletes ledger rows that can no longer decide anything (older than the budget window). */
+export async function purgeEmailSends(q: Queryable, nowMs: number): Promise<number> {
+  const r = await q.query('DELETE FROM email_sends WHERE sent_at <= $1', [new Date(nowMs - EMAIL_SEND_WINDOW_MS)]);
+  return r.rowCount ?? 0;
+}
