@@ -334,4 +334,21 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     assert.ok('result' in bound, JSON.stringify(bound));
     assert.deepEqual(bound.result, { transaction_hash: null });
   });
+
+  void test('front door vs TEE door for an address over 64 bytes: the broker refuses it, the TEE login lands under its cut', async () => {
+    const long = `${'f'.repeat(60)}.${Date.now()}@example.com`;
+    const before = await count('users');
+    const refused = await stack.request('POST', '/v1/session/email_code', { body: { email: long } });
+    assert.equal(refused.status, 400, refused.text);
+    assert.match(refused.text, /64 bytes/);
+    assert.equal(await count('users'), before);
+    // The same person through the TEE: one account, the one the TEE's sub names.
+    const login = await emailLogin(long);
+    const me = (await stack.request('GET', '/v1/session/me', { token: login.access_token })).body as Me;
+    assert.equal(me.omni_account, deriveOmniAccount('agentkeys', { type: 'email', value: long.slice(0, 64) }));
+    // A 64-byte address is still welcome at the front door.
+    const fits = `${'e'.repeat(64 - '@example.com'.length)}@example.com`;
+    assert.equal(Buffer.byteLength(fits), 64);
+    assert.equal((await stack.request('POST', '/v1/session/email_code', { body: { email: fits } })).status, 202);
+  });
 });

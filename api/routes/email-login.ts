@@ -7,13 +7,17 @@ import { AkFlow, AkStage } from '../../lib/search-attributes';
 import { EMAIL_LOGIN_ID_PREFIX, requestCodeUpdate, submitCodeUpdate, type EmailLoginInput } from '../../workflows/email-login.definitions';
 import type { emailLoginWorkflow } from '../../workflows/email-login';
 import { driveFlow } from '../flow-errors';
+import { fitsIdentityString } from '../../lib/omni';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
 
 const emailSchema = z
   .string()
   .max(254, 'email is longer than 254 characters')
   .pipe(z.email('email is not a valid address'))
-  .transform((e) => e.trim().toLowerCase());
+  .transform((e) => e.trim().toLowerCase())
+  // The TEE hashes only the first 64 bytes of an identity (lib/omni.ts): two longer addresses that
+  // share them would be one account, so this door refuses them (docs/tee-integration.md).
+  .refine(fitsIdentityString, 'email is longer than 64 bytes, which an OmniAccount cannot tell apart');
 
 const requestIdSchema = z.string().regex(/^[0-9a-f]{32}\.[0-9a-f]{32}$/, 'request_id is malformed');
 
