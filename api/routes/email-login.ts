@@ -16,7 +16,7 @@ const emailSchema = z
   .pipe(z.email('email is not a valid address'))
   .transform((e) => e.trim().toLowerCase())
   // The TEE hashes only the first 64 bytes of an identity (lib/omni.ts): two longer addresses that
-  // share them would be one account, so this door refuses them (docs/tee-integration.md).
+  // share them would be one account, so this door refuses them (docs/tee-account.md).
   .refine(fitsIdentityString, 'email is longer than 64 bytes, which an OmniAccount cannot tell apart');
 
 const requestIdSchema = z.string().regex(/^[0-9a-f]{32}\.[0-9a-f]{32}$/, 'request_id is malformed');
