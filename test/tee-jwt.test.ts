@@ -154,7 +154,7 @@ void describe('static key verification', () => {
       ['alg none', `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims())}.`, /algorithm none/],
       ['HS256 with the public key', await new SignJWT(claims()).setProtectedHeader({ alg: 'HS256' }).sign(Buffer.from(key.publicKeyPem)), /algorithm HS256/],
       ['RS512', signTeeJwt(key.privateKey, claims(), { alg: 'RS512', typ: 'JWT' }), /algorithm RS512/],
-      ['expired', signTeeJwt(key.privateKey, claims({ exp: nowS() - 1 })), /expired/],
+      ['expired', signTeeJwt(key.privateKey, claims({ exp: Math.floor(t / 1000) - 1 })), /expired/],
       ['no exp', signTeeJwt(key.privateKey, { sub: omni, typ: 'access', aud: 'agentkeys' }), /exp/],
       ['aud wildmeta', signTeeJwt(key.privateKey, claims({ aud: 'wildmeta' })), /aud/],
       ['typ refresh', signTeeJwt(key.privateKey, claims({ typ: 'refresh' })), /typ claim/],
@@ -164,7 +164,7 @@ void describe('static key verification', () => {
     ];
     for (const [name, token, message] of cases) await assert.rejects(v.verify(token), message, name);
     // exp is judged on the broker's clock.
-    const live = signTeeJwt(key.privateKey, claims({ exp: nowS() + 30 }));
+    const live = signTeeJwt(key.privateKey, claims({ exp: Math.floor(t / 1000) + 30 }));
     assert.equal((await v.verify(live)).sub, omni);
     t += 60_000;
     await assert.rejects(v.verify(live), /expired/);
