@@ -27,6 +27,8 @@ export interface MintTokenInput {
   requestId: string;
   wallet: string;
   grant?: MintGrant;
+  /** The caller's OmniAccount: the `agentkeys_actor_omni` claim and tag (absent in runs started before it existed). */
+  actorOmni?: string;
 }
 
 export interface AssumeDataRoleInput extends MintTokenInput {
@@ -59,6 +61,7 @@ export function createMintActivities(deps: ActivityDeps) {
       nowSeconds,
       ttlSeconds: config.BROKER_OIDC_JWT_TTL_SECONDS,
       grant: input.grant ? { grantId: input.grant.grantId, childWallet: input.grant.agentAddress, scope: input.grant.scope } : undefined,
+      actorOmni: input.actorOmni,
     });
     const jwt = await signOidcToken(keyset.active, claims);
     return { jwt, expiration: claims.exp, kid: keyset.active.kid, jwtHash: auditDigest('jwt', jwt), nowSeconds };

@@ -22,8 +22,8 @@ export interface TeeTokenVerifier {
  * Verification of the JWTs the Heima TEE worker issues (docs/contracts.md §2): RS256 only, no `kid`
  * upstream, claims `sub` (OmniAccount), `typ` ("access" | "id"), `exp`, `aud` (= client id).
  *
- * The key comes from config, loaded once: `BROKER_TEE_JWT_PUBLIC_KEY` (PEM SPKI or PKCS#1 text,
- * a path to such a file, or the hex of the PKCS#1 DER the TEE logs) or `BROKER_TEE_JWKS_URL`
+ * The key comes from config, loaded once: `BROKER_TEE_JWT_PUBLIC_KEY` (the byte list the TEE logs,
+ * PEM SPKI or PKCS#1 text, the hex of the PKCS#1 DER, or a path to a file holding one of them) or `BROKER_TEE_JWKS_URL`
  * (fetched once, cached and refreshed by jose).
  *
  * `kid` policy: with a static key a token without `kid` (what the TEE sends) is verified against
@@ -59,8 +59,31 @@ function fromPem(pem: string, what: string): KeyObject {
   }
 }
 
-function fromDerHex(hex: string, what: string): KeyObject {
-  const der = Buffer.from(hex.replace(/^0x/i, ''), 'hex');
+const HEX_RE = /^(0x)?[0-9a-fA-F]+$/;
+
+/**
+ * The TEE logs its JWT public key as the Rust `Debug` rendering of the PKCS#1 DER bytes:
+ * `info!("Auth token (JWT) RSA public_key: {:?}", public_key.as_bytes())` →
+ * `[48, 130, 1, 10, 2, 130, 1, 1, 0, …]` (litentry/heima
+ * `tee-worker/omni-executor/rpc-server/src/auth_token_key_store.rs`). Accepted with or without the
+ * brackets, with any whitespace or line breaks between the numbers, and with the log line's text
+ * before the list (`… RSA public_key: [48, 130, …]`).
+ */
+const BYTE_LIST_RE = /^\[?\s*\d{1,3}(\s*,\s*\d{1,3})+\s*,?\s*\]?$/;
+
+function byteListOf(text: string): string | undefined {
+  const marker = /public_key:\s*(\[[\s\S]*\])/.exec(text);
+  const candidate = (marker?.[1] ?? text).trim();
+  return BYTE_LIST_RE.test(candidate) ? candidate : undefined;
+}
+
+function fromByteList(list: string, what: string): KeyObject {
+  const numbers = list.replace(/[[\]\s]/g, '').replace(/,$/, '').split(',').map(Number);
+  if (numbers.some((n) => !Number.isInteger(n) || n < 0 || n > 255)) throw new TeeKeyError(`${what} is a byte list with a value outside 0-255`);
+  return fromDer(Buffer.from(numbers), what, 'a byte list');
+}
+
+function fromDer(der: Buffer, what: string, form: string): KeyObject {
   for (const type of ['pkcs1', 'spki'] as const) {
     try {
       return createPublicKey({ key: der, format: 'der', type });
@@ -68,29 +91,54 @@ function fromDerHex(hex: string, what: string): KeyObject {
       /* try the next encoding */
     }
   }
-  throw new TeeKeyError(`${what} is hex but neither a PKCS#1 nor an SPKI DER public key`);
+  throw new TeeKeyError(`${what} is ${form} but neither a PKCS#1 nor an SPKI DER public key`);
 }
 
-const HEX_RE = /^(0x)?[0-9a-fA-F]+$/;
+/** Which form a BROKER_TEE_JWT_PUBLIC_KEY value was read as (keygen tee-thumbprint prints it). */
+export type TeeKeyForm = 'pem' | 'der-hex' | 'debug-byte-list' | 'file-pem' | 'file-der-hex' | 'file-debug-byte-list';
+
+/** Parses a key value that is not a path; undefined when it is none of the inline forms. */
+function parseInline(text: string, what: string): { key: KeyObject; form: 'pem' | 'der-hex' | 'debug-byte-list' } | undefined {
+  if (text.includes('-----BEGIN')) return { key: fromPem(text.replace(/\\n/g, '\n'), what), form: 'pem' };
+  const list = byteListOf(text);
+  if (list !== undefined) return { key: fromByteList(list, what), form: 'debug-byte-list' };
+  if (HEX_RE.test(text) && text.replace(/^0x/i, '').length % 2 === 0 && text.length >= 128) {
+    return { key: fromDer(Buffer.from(text.replace(/^0x/i, ''), 'hex'), what, 'hex'), form: 'der-hex' };
+  }
+  return undefined;
+}
 
 /**
- * Parses BROKER_TEE_JWT_PUBLIC_KEY: PEM text (SPKI or PKCS#1; `\n` escapes allowed for one-line
- * env values), the hex of a PKCS#1 (or SPKI) DER, or a path to a file holding either.
+ * Parses BROKER_TEE_JWT_PUBLIC_KEY and says which form it was: PEM text (SPKI or PKCS#1; `\n`
+ * escapes allowed for one-line env values), the TEE's log line / Rust `Debug` byte list of the
+ * PKCS#1 DER, the hex of a PKCS#1 (or SPKI) DER, or a path to a file holding any of these.
  */
-export function parseTeePublicKey(value: string, what = 'BROKER_TEE_JWT_PUBLIC_KEY'): KeyObject {
+export function parseTeePublicKeyWithForm(value: string, what = 'BROKER_TEE_JWT_PUBLIC_KEY'): { key: KeyObject; form: TeeKeyForm } {
   const text = value.trim();
-  if (text.includes('-----BEGIN')) return rsaKeyOrThrow(fromPem(text.replace(/\\n/g, '\n'), what), what);
-  if (HEX_RE.test(text) && text.replace(/^0x/i, '').length % 2 === 0 && text.length >= 128) return rsaKeyOrThrow(fromDerHex(text, what), what);
+  const inline = parseInline(text, what);
+  if (inline) return { key: rsaKeyOrThrow(inline.key, what), form: inline.form };
   let file: string;
   try {
     file = readFileSync(text, 'utf8').trim();
   } catch (e) {
-    throw new TeeKeyError(`${what} is neither a PEM, the hex of a DER key, nor a readable file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new TeeKeyError(
+      `${what} is neither a PEM, the TEE's logged byte list, the hex of a DER key, nor a readable file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   const inFile = `${what} (file ${text})`;
-  if (file.includes('-----BEGIN')) return rsaKeyOrThrow(fromPem(file, inFile), inFile);
-  if (HEX_RE.test(file)) return rsaKeyOrThrow(fromDerHex(file, inFile), inFile);
-  throw new TeeKeyError(`${inFile} holds neither a PEM nor the hex of a DER public key`);
+  const fromFile = parseInline(file, inFile);
+  if (!fromFile) throw new TeeKeyError(`${inFile} holds neither a PEM, the TEE's logged byte list, nor the hex of a DER public key`);
+  return { key: rsaKeyOrThrow(fromFile.key, inFile), form: `file-${fromFile.form}` };
+}
+
+/** parseTeePublicKeyWithForm without the form. */
+export function parseTeePublicKey(value: string, what = 'BROKER_TEE_JWT_PUBLIC_KEY'): KeyObject {
+  return parseTeePublicKeyWithForm(value, what).key;
+}
+
+/** The RFC 7638 thumbprint of an RSA public key: what /readyz and `keygen tee-thumbprint` print. */
+export function teeKeyThumbprint(key: KeyObject): Promise<string> {
+  return calculateJwkThumbprint(key.export({ format: 'jwk' }));
 }
 
 export class TeeTokenError extends AgentKeysError {
@@ -172,7 +220,7 @@ function headerOrThrow(token: string): { alg?: string; kid?: string } {
 /** Verifies against one configured RSA public key (what operators get from the TEE's log). */
 export async function createStaticTeeVerifier(key: KeyObject, opts: TeeVerifierOptions): Promise<ConfiguredTeeVerifier> {
   const publicKey = rsaKeyOrThrow(key, 'TEE public key');
-  const thumbprint = await calculateJwkThumbprint(publicKey.export({ format: 'jwk' }));
+  const thumbprint = await teeKeyThumbprint(publicKey);
   const bits = publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
   const source = `static RSA-${bits} key, thumbprint ${thumbprint}`;
   return {

@@ -1,5 +1,6 @@
 import { SignJWT, type JWTPayload } from 'jose';
 import { isScoped, SCOPE_SERVICES_TAG, scopeServicesTag, type GrantScope } from './grant-scope';
+import { bareOmniHex, OMNI_ACCOUNT_RE } from './omni';
 import type { SigningKey } from './signing-key';
 
 /**
@@ -23,6 +24,7 @@ export const OIDC_CLAIMS_SUPPORTED = [
   'agentkeys_grant_id',
   'agentkeys_operation',
   'agentkeys_scope',
+  'agentkeys_actor_omni',
   AWS_TAGS_CLAIM,
 ] as const;
 
@@ -35,9 +37,12 @@ export interface OidcGrantClaims {
   scope?: GrantScope;
 }
 
-/** The AWS session-tag claim: one value per tag; the wallet tag always, the scope tag under a grant with services. */
+/**
+ * The AWS session-tag claim: one value per tag; the wallet tag always, the actor tag when the
+ * caller is known, the scope tag under a grant with services.
+ */
 export interface AwsTagsClaim {
-  principal_tags: { agentkeys_user_wallet: [string]; [SCOPE_SERVICES_TAG]?: [string] };
+  principal_tags: { agentkeys_user_wallet: [string]; agentkeys_actor_omni?: [string]; [SCOPE_SERVICES_TAG]?: [string] };
   transitive_tag_keys: string[];
 }
 
@@ -52,11 +57,40 @@ export interface OidcTokenClaims extends JWTPayload {
   agentkeys_child_wallet?: string;
   agentkeys_grant_id?: string;
   agentkeys_scope?: GrantScope;
+  /** The caller's OmniAccount as bare lower-case hex (the AgentKeys v2 actor; no 0x). */
+  agentkeys_actor_omni?: string;
   [AWS_TAGS_CLAIM]: AwsTagsClaim;
 }
 
-/** The claims of one token: `wallet` is the main wallet (lower-case 0x address) or the OmniAccount. */
-export function oidcTokenClaims(opts: { issuer: string; wallet: string; nowSeconds: number; ttlSeconds: number; grant?: OidcGrantClaims }): OidcTokenClaims {
+/**
+ * An AWS principal-tag value: an OmniAccount is tagged as bare lower-case hex, never with `0x`
+ * (litentry/agent-terrier `agentkeys-broker-server`, incident #242: a `0x` in the tag breaks S3
+ * prefix policies that interpolate `${aws:PrincipalTag/…}` into `bots/<omni>/…`). An EVM address
+ * keeps its `0x` form, as those policies expect.
+ */
+export function principalTagValue(wallet: string): string {
+  return OMNI_ACCOUNT_RE.test(wallet.toLowerCase()) ? bareOmniHex(wallet) : wallet;
+}
+
+/**
+ * The claims of one token: `wallet` is the main wallet (lower-case 0x address) or the OmniAccount;
+ * `actorOmni` is the caller's OmniAccount, carried as `agentkeys_actor_omni` (claim and transitive
+ * principal tag, bare hex) as the AgentKeys v2 broker does.
+ */
+export function oidcTokenClaims(opts: {
+  issuer: string;
+  wallet: string;
+  nowSeconds: number;
+  ttlSeconds: number;
+  grant?: OidcGrantClaims;
+  actorOmni?: string;
+}): OidcTokenClaims {
+  const actor = opts.actorOmni === undefined ? undefined : bareOmniHex(opts.actorOmni);
+  const tags: AwsTagsClaim = { principal_tags: { agentkeys_user_wallet: [principalTagValue(opts.wallet)] }, transitive_tag_keys: ['agentkeys_user_wallet'] };
+  if (actor !== undefined) {
+    tags.principal_tags.agentkeys_actor_omni = [actor];
+    tags.transitive_tag_keys.push('agentkeys_actor_omni');
+  }
   const claims: OidcTokenClaims = {
     iss: opts.issuer,
     sub: `agentkeys:agent:${opts.wallet}`,
@@ -65,7 +99,8 @@ export function oidcTokenClaims(opts: { issuer: string; wallet: string; nowSecon
     nbf: opts.nowSeconds,
     exp: opts.nowSeconds + opts.ttlSeconds,
     agentkeys_user_wallet: opts.wallet,
-    [AWS_TAGS_CLAIM]: { principal_tags: { agentkeys_user_wallet: [opts.wallet] }, transitive_tag_keys: ['agentkeys_user_wallet'] },
+    ...(actor !== undefined ? { agentkeys_actor_omni: actor } : {}),
+    [AWS_TAGS_CLAIM]: tags,
   };
   if (opts.grant) {
     claims.agentkeys_child_wallet = opts.grant.childWallet;
@@ -76,10 +111,8 @@ export function oidcTokenClaims(opts: { issuer: string; wallet: string; nowSecon
       const servicesTag = scopeServicesTag(scope);
       if (servicesTag !== undefined) {
         // Transitive, so a role chained from the data role keeps the restriction visible to its policies.
-        claims[AWS_TAGS_CLAIM] = {
-          principal_tags: { agentkeys_user_wallet: [opts.wallet], [SCOPE_SERVICES_TAG]: [servicesTag] },
-          transitive_tag_keys: ['agentkeys_user_wallet', SCOPE_SERVICES_TAG],
-        };
+        tags.principal_tags[SCOPE_SERVICES_TAG] = [servicesTag];
+        tags.transitive_tag_keys.push(SCOPE_SERVICES_TAG);
       }
     }
   }

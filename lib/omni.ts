@@ -4,10 +4,21 @@ import { AgentKeysError } from './errors';
 /**
  * OmniAccount derivation, byte-for-byte equal to the Heima TEE's:
  * omni = SHA256(client_id || type_tag || value_bytes), rendered 0x + 64 lower-case hex.
- * Raw-bytes identities (evm, substrate, bitcoin, solana) hash their decoded bytes; the rest
- * hash their UTF-8 text (email lower-cased).
+ *
+ * Raw-bytes identities (evm 20, substrate 32, bitcoin 33, solana 32) hash their decoded bytes; the
+ * text identities hash the upstream `IdentityString` form of their UTF-8 text (see
+ * `upstreamIdentityString`), e-mail lower-cased after that.
+ *
+ * Upstream: litentry/heima `parachain/primitives/src/identity.rs` (`Identity::to_omni_account`,
+ * `IdentityString::new`) and `tee-worker/omni-executor/primitives` (`UserId` → `Identity`).
  */
 
+/**
+ * Every identity type of the upstream `UserId` / `Identity` enums, as their snake_case serde tag.
+ * Upstream versions disagree: the executor's `UserId` has `github` (and `pumpx`, `passkey`) but no
+ * `apple`; the newest parachain `Identity` has `apple` at index 2 where older ones had `github`.
+ * The broker accepts the union, so a callback from any of those builds derives.
+ */
 export const IDENTITY_TYPES = [
   'email',
   'evm',
@@ -17,11 +28,15 @@ export const IDENTITY_TYPES = [
   'solana',
   'twitter',
   'discord',
+  'github',
   'apple',
   'pumpx',
   'passkey',
 ] as const;
 export type IdentityType = (typeof IDENTITY_TYPES)[number];
+
+/** The text identities: stored in a 64-byte bounded string upstream before hashing. */
+export const TEXT_IDENTITY_TYPES: readonly IdentityType[] = ['email', 'google', 'twitter', 'discord', 'github', 'apple', 'pumpx', 'passkey'];
 
 export interface Identity {
   type: IdentityType;
@@ -33,14 +48,46 @@ export class IdentityError extends AgentKeysError {
   override name = 'IdentityError';
 }
 
+/**
+ * Upstream `IdentityInnerString = BoundedVec<u8, ConstU32<64>>`, built with `truncate_from`
+ * (litentry/heima `parachain/primitives/src/identity.rs`, `IdentityString::new`).
+ */
+export const IDENTITY_STRING_MAX_BYTES = 64;
+
+export interface UpstreamIdentityString {
+  /** The bytes upstream hashes (before e-mail lower-casing). */
+  bytes: Buffer;
+  /** The value was longer than 64 bytes and was cut. */
+  truncated: boolean;
+  /** The cut split a UTF-8 character, so upstream's `String::from_utf8(..).unwrap_or_default()` made it empty. */
+  collapsed: boolean;
+}
+
+const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * What upstream keeps of a text identity value: its UTF-8 bytes cut to the first 64
+ * (`BoundedVec::truncate_from`); when the cut splits a character, `to_omni_account` decodes with
+ * `String::from_utf8(..).unwrap_or_default()` and hashes the empty string instead.
+ */
+export function upstreamIdentityString(value: string): UpstreamIdentityString {
+  const full = Buffer.from(value, 'utf8');
+  if (full.length <= IDENTITY_STRING_MAX_BYTES) return { bytes: full, truncated: false, collapsed: false };
+  const cut = full.subarray(0, IDENTITY_STRING_MAX_BYTES);
+  try {
+    utf8Strict.decode(cut);
+    return { bytes: Buffer.from(cut), truncated: true, collapsed: false };
+  } catch {
+    return { bytes: Buffer.alloc(0), truncated: true, collapsed: true };
+  }
+}
+
 const HEX_RE = /^(0x)?([0-9a-fA-F]{2})*$/;
 
-function hexBytes(value: string, what: string, expectedLength?: number): Buffer {
+function hexBytes(value: string, what: string, expectedLength: number): Buffer {
   if (!HEX_RE.test(value)) throw new IdentityError(`${what} must be hex`);
   const bytes = Buffer.from(value.replace(/^0x/, ''), 'hex');
-  if (expectedLength !== undefined && bytes.length !== expectedLength) {
-    throw new IdentityError(`${what} must be ${expectedLength} bytes, got ${bytes.length}`);
-  }
+  if (bytes.length !== expectedLength) throw new IdentityError(`${what} must be ${expectedLength} bytes, got ${bytes.length}`);
   return bytes;
 }
 
@@ -72,15 +119,19 @@ export function identityValueBytes(identity: Identity): Buffer {
     case 'substrate':
       return hexBytes(identity.value, 'substrate account', 32);
     case 'bitcoin':
-      return hexBytes(identity.value, 'bitcoin public key');
-    case 'solana':
-      return HEX_RE.test(identity.value) && identity.value.startsWith('0x')
-        ? hexBytes(identity.value, 'solana address', 32)
-        : base58Decode(identity.value);
+      // Upstream `UserId::Bitcoin` → `Address33` (the compressed public key).
+      return hexBytes(identity.value, 'bitcoin public key', 33);
+    case 'solana': {
+      // Upstream takes base58 only; a 0x-hex form of the same 32 bytes is a broker convenience.
+      const bytes = identity.value.startsWith('0x') ? hexBytes(identity.value, 'solana address', 32) : base58Decode(identity.value);
+      if (bytes.length !== 32) throw new IdentityError(`solana address must be 32 bytes, got ${bytes.length}`);
+      return bytes;
+    }
     case 'email':
-      return Buffer.from(identity.value.toLowerCase(), 'utf8');
+      // Upstream lower-cases after the 64-byte cut: `String::from_utf8(inner).unwrap_or_default().to_lowercase()`.
+      return Buffer.from(upstreamIdentityString(identity.value).bytes.toString('utf8').toLowerCase(), 'utf8');
     default:
-      return Buffer.from(identity.value, 'utf8');
+      return upstreamIdentityString(identity.value).bytes;
   }
 }
 
@@ -92,4 +143,29 @@ export function deriveOmniAccount(clientId: string, identity: Identity): string 
   return `0x${h.digest('hex')}`;
 }
 
+/**
+ * Refuses a text value upstream would collapse to the empty string (over 64 bytes, cut inside a
+ * UTF-8 character): every such value of a type shares one OmniAccount, so accepting it would hand
+ * strangers one account. Values cut cleanly are accepted (they derive as upstream does).
+ */
+export function assertIdentityNotCollapsed(identity: Identity): void {
+  if (!TEXT_IDENTITY_TYPES.includes(identity.type)) return;
+  if (upstreamIdentityString(identity.value).collapsed) {
+    throw new IdentityError(
+      `value is over ${IDENTITY_STRING_MAX_BYTES} bytes and byte ${IDENTITY_STRING_MAX_BYTES} falls inside a UTF-8 character: ` +
+        'the TEE hashes it as the empty string, an account every such value would share',
+    );
+  }
+}
+
+/** True when the text value is at most 64 UTF-8 bytes, i.e. upstream hashes all of it. */
+export function fitsIdentityString(value: string): boolean {
+  return Buffer.byteLength(value, 'utf8') <= IDENTITY_STRING_MAX_BYTES;
+}
+
 export const OMNI_ACCOUNT_RE = /^0x[0-9a-f]{64}$/;
+
+/** The OmniAccount as bare lower-case hex (no 0x): the form AWS principal tags carry. */
+export function bareOmniHex(omniAccount: string): string {
+  return omniAccount.replace(/^0x/i, '').toLowerCase();
+}

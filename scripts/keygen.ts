@@ -2,10 +2,21 @@
  * `npm run keygen -- <what> [--out FILE]` makes production key material:
  *   session   an ES256 private JWK for BROKER_SESSION_KEY_PATH (written mode 0600; prints its kid)
  *   secret    32 random bytes, hex, for BROKER_SECRET or BROKER_PAYLOAD_KEY (printed)
+ *   tee-thumbprint [VALUE]
+ *             reads a BROKER_TEE_JWT_PUBLIC_KEY value (the argument, else $BROKER_TEE_JWT_PUBLIC_KEY,
+ *             else standard input: paste the TEE's log line) exactly as the broker does, and prints
+ *             the form it was read as, the key size and its RFC 7638 thumbprint (what /readyz shows)
  */
 import { randomBytes } from 'node:crypto';
 import { writeKeyFile } from '../adapters/key-files';
+import { parseTeePublicKeyWithForm, teeKeyThumbprint } from '../adapters/tee-jwt';
 import { generateSigningKeyJwk } from '../lib/signing-key';
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 async function main(argv: string[]): Promise<void> {
   const what = argv[0];
@@ -22,7 +33,17 @@ async function main(argv: string[]): Promise<void> {
     console.log(`wrote ES256 session key ${out} (kid ${jwk.kid}); set BROKER_SESSION_KEY_PATH=${out}`);
     return;
   }
-  throw new Error('usage: npm run keygen -- session --out FILE | npm run keygen -- secret');
+  if (what === 'tee-thumbprint') {
+    const value = argv[1] ?? process.env.BROKER_TEE_JWT_PUBLIC_KEY ?? (await readStdin());
+    if (!value.trim()) throw new Error('usage: npm run keygen -- tee-thumbprint [VALUE]  (or set BROKER_TEE_JWT_PUBLIC_KEY, or pipe the TEE log line in)');
+    const { key, form } = parseTeePublicKeyWithForm(value);
+    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+    console.log(`form        ${form}`);
+    console.log(`key         RSA-${bits}`);
+    console.log(`thumbprint  ${await teeKeyThumbprint(key)}`);
+    return;
+  }
+  throw new Error('usage: npm run keygen -- session --out FILE | npm run keygen -- secret | npm run keygen -- tee-thumbprint [VALUE]');
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {

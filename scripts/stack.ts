@@ -109,7 +109,8 @@ async function main(): Promise<void> {
         const teeKey = await loadOrCreateTeeFixtureKey(join(dataDir, 'tee-fixture-key.pem'));
         const tee = await startTeeFixture({ brokerBaseUrl: `${base.publicUrl}/`, privateKeyPem: teeKey.privateKeyPem, port: await portOr(8093) });
         stops.push(() => tee.close());
-        env.BROKER_TEE_JWT_PUBLIC_KEY = teeKey.publicKeyPkcs1DerHex;
+        // In the form the real TEE logs it (auth_token_key_store.rs): the PKCS#1 DER as a Rust Debug byte list.
+        env.BROKER_TEE_JWT_PUBLIC_KEY = teeKey.publicKeyDebugByteList;
         teeFixtureUrl = tee.url;
       }
     }

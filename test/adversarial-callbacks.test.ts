@@ -118,7 +118,8 @@ void describe('allow-listed lookups: malformed and oversized', () => {
     const posts: [string, unknown, number][] = [
       ['agent not hex', { main_address: addr(), agent_address: `0x${'zz'.repeat(20)}` }, 400],
       ['login_type a string', { main_address: addr(), agent_address: addr(), login_type: '1' }, 400],
-      ['login_type 256', { main_address: addr(), agent_address: addr(), login_type: 256 }, 400],
+      ['login_type over i32', { main_address: addr(), agent_address: addr(), login_type: 2 ** 31 }, 400],
+      ['login_type under i32', { main_address: addr(), agent_address: addr(), login_type: -(2 ** 31) - 1 }, 400],
       ['a JSON array', '[]', 400],
       ['malformed JSON', '{"main_address":', 400],
       ['a 20 KB body', { main_address: addr(), agent_address: addr(), pad: 'x'.repeat(20 * 1024) }, 413],

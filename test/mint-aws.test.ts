@@ -57,7 +57,10 @@ void describe('POST /v1/mint-aws-creds', () => {
     const { payload } = await jwtVerify(f.WebIdentityToken ?? '', createRemoteJWKSet(new URL(`${stack.url}/.well-known/jwks.json`)), { audience: 'sts.amazonaws.com', issuer: stack.url });
     assert.equal(payload.sub, `agentkeys:agent:${w}`);
     assert.equal(f.RoleSessionName, `agentkeys-${w}-${payload.iat}`);
-    assert.deepEqual(payload['https://aws.amazon.com/tags'], { principal_tags: { agentkeys_user_wallet: [w] }, transitive_tag_keys: ['agentkeys_user_wallet'] });
+    assert.deepEqual(payload['https://aws.amazon.com/tags'], {
+      principal_tags: { agentkeys_user_wallet: [w], agentkeys_actor_omni: [main.omni_account.slice(2)] },
+      transitive_tag_keys: ['agentkeys_user_wallet', 'agentkeys_actor_omni'],
+    });
 
     // The credentials are the ones STS issued: the stand-in recognises them.
     const vended = new STSClient({

@@ -57,6 +57,7 @@ void describe('grant lifecycle: create → agent mints → revoke → agent refu
     assert.equal(minted.wallet, m);
     const claims = await claimsOf(minted.jwt);
     assert.deepEqual(Object.keys(claims).sort(), [
+      'agentkeys_actor_omni',
       'agentkeys_child_wallet',
       'agentkeys_grant_id',
       'agentkeys_user_wallet',
@@ -72,7 +73,12 @@ void describe('grant lifecycle: create → agent mints → revoke → agent refu
     assert.equal(claims.agentkeys_user_wallet, m);
     assert.equal(claims.agentkeys_child_wallet, a);
     assert.equal(claims.agentkeys_grant_id, grantId);
-    assert.deepEqual(claims['https://aws.amazon.com/tags'], { principal_tags: { agentkeys_user_wallet: [m] }, transitive_tag_keys: ['agentkeys_user_wallet'] });
+    // The actor is the agent that minted (its own OmniAccount, bare hex); the wallet is the main one.
+    assert.equal(claims.agentkeys_actor_omni, agent.omni_account.slice(2));
+    assert.deepEqual(claims['https://aws.amazon.com/tags'], {
+      principal_tags: { agentkeys_user_wallet: [m], agentkeys_actor_omni: [agent.omni_account.slice(2)] },
+      transitive_tag_keys: ['agentkeys_user_wallet', 'agentkeys_actor_omni'],
+    });
 
     stack.sts.clear();
     const creds = await mintAws(stack, agent.token, { grant_id: grantId });

@@ -55,7 +55,7 @@ void describe('OIDC issuer', () => {
     assert.deepEqual(meta.subject_types_supported, ['public']);
     assert.deepEqual(meta.scopes_supported, ['openid']);
     assert.deepEqual(meta.token_endpoint_auth_methods_supported, ['none']);
-    for (const claim of ['iss', 'sub', 'aud', 'iat', 'exp', 'nbf', 'agentkeys_user_wallet', 'agentkeys_child_wallet', 'agentkeys_grant_id', 'agentkeys_operation', 'https://aws.amazon.com/tags']) {
+    for (const claim of ['iss', 'sub', 'aud', 'iat', 'exp', 'nbf', 'agentkeys_user_wallet', 'agentkeys_child_wallet', 'agentkeys_grant_id', 'agentkeys_operation', 'agentkeys_actor_omni', 'https://aws.amazon.com/tags']) {
       assert.ok(meta.claims_supported?.includes(claim), `claims_supported lacks ${claim}`);
     }
   });
@@ -92,12 +92,17 @@ void describe('POST /v1/mint-oidc-jwt', () => {
     assert.equal(protectedHeader.typ, 'JWT');
     assert.ok(protectedHeader.kid);
     const w = main.wallet.lower;
-    assert.deepEqual(Object.keys(payload).sort(), ['agentkeys_user_wallet', 'aud', 'exp', 'https://aws.amazon.com/tags', 'iat', 'iss', 'nbf', 'sub']);
+    assert.deepEqual(Object.keys(payload).sort(), ['agentkeys_actor_omni', 'agentkeys_user_wallet', 'aud', 'exp', 'https://aws.amazon.com/tags', 'iat', 'iss', 'nbf', 'sub']);
+    const actor = main.omni_account.slice(2);
+    assert.equal(payload.agentkeys_actor_omni, actor);
     assert.equal(payload.iss, stack.url);
     assert.equal(payload.sub, `agentkeys:agent:${w}`);
     assert.equal(payload.aud, 'sts.amazonaws.com');
     assert.equal(payload.agentkeys_user_wallet, w);
-    assert.deepEqual(payload['https://aws.amazon.com/tags'], { principal_tags: { agentkeys_user_wallet: [w] }, transitive_tag_keys: ['agentkeys_user_wallet'] });
+    assert.deepEqual(payload['https://aws.amazon.com/tags'], {
+      principal_tags: { agentkeys_user_wallet: [w], agentkeys_actor_omni: [actor] },
+      transitive_tag_keys: ['agentkeys_user_wallet', 'agentkeys_actor_omni'],
+    });
     assert.ok((payload.iat ?? 0) >= before - 1 && (payload.iat ?? 0) <= Math.floor(Date.now() / 1000) + 1);
     assert.equal(payload.nbf, payload.iat);
     assert.equal(payload.exp, (payload.iat ?? 0) + TTL);
@@ -128,6 +133,14 @@ void describe('POST /v1/mint-oidc-jwt', () => {
     const { payload } = await verifyAsSts(minted.jwt);
     assert.equal(payload.sub, `agentkeys:agent:${session.omni_account}`);
     assert.equal(payload.agentkeys_user_wallet, session.omni_account);
+    // AWS principal tags carry the OmniAccount as bare hex: a 0x breaks S3 prefix policies.
+    const bare = session.omni_account.slice(2);
+    assert.match(bare, /^[0-9a-f]{64}$/);
+    assert.deepEqual(payload['https://aws.amazon.com/tags'], {
+      principal_tags: { agentkeys_user_wallet: [bare], agentkeys_actor_omni: [bare] },
+      transitive_tag_keys: ['agentkeys_user_wallet', 'agentkeys_actor_omni'],
+    });
+    assert.equal(payload.agentkeys_actor_omni, bare);
   });
 
   void test('a body is optional; an empty JSON body and unknown fields are accepted; a malformed one is a 400', async () => {

@@ -1,6 +1,18 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { deriveOmniAccount, IdentityError, identityValueBytes, OMNI_ACCOUNT_RE, type Identity } from '../lib/omni';
+import { createHash } from 'node:crypto';
+import {
+  assertIdentityNotCollapsed,
+  bareOmniHex,
+  deriveOmniAccount,
+  IDENTITY_TYPES,
+  IdentityError,
+  identityValueBytes,
+  OMNI_ACCOUNT_RE,
+  upstreamIdentityString,
+  type Identity,
+  type IdentityType,
+} from '../lib/omni';
 
 const EVM = '0x1234567890abcdef1234567890abcdef12345678';
 
@@ -49,5 +61,79 @@ void describe('OmniAccount derivation (docs/contracts.md §1)', () => {
     for (const [identity, message] of bad) {
       assert.throws(() => deriveOmniAccount('agentkeys', identity), (e: unknown) => e instanceof IdentityError && message.test(e.message), `${identity.type} ${identity.value}`);
     }
+  });
+});
+
+/**
+ * Upstream keeps a text identity in `IdentityInnerString = BoundedVec<u8, ConstU32<64>>` built with
+ * `truncate_from`, and `to_omni_account` hashes `String::from_utf8(inner).unwrap_or_default()`
+ * (lower-cased for e-mail): litentry/heima `parachain/primitives/src/identity.rs`. The expected
+ * hashes below are built from hand-cut bytes, not from the code under test.
+ */
+void describe('the 64-byte IdentityString rule', () => {
+  const sha = (clientId: string, tag: string, bytes: Buffer) => `0x${createHash('sha256').update(clientId).update(tag).update(bytes).digest('hex')}`;
+  const ascii = (n: number) => 'g'.repeat(n);
+
+  void test('google sub of 63 and 64 bytes hashes whole; 65 and 70 bytes hash their first 64', () => {
+    for (const n of [63, 64]) {
+      const v = ascii(n);
+      assert.equal(deriveOmniAccount('agentkeys', { type: 'google', value: v }), sha('agentkeys', 'google', Buffer.from(v)), `${n} bytes`);
+      assert.deepEqual(upstreamIdentityString(v), { bytes: Buffer.from(v), truncated: false, collapsed: false });
+    }
+    for (const n of [65, 70]) {
+      const v = `${ascii(64)}${'Z'.repeat(n - 64)}`;
+      assert.equal(Buffer.byteLength(v), n);
+      const got = deriveOmniAccount('agentkeys', { type: 'google', value: v });
+      assert.equal(got, sha('agentkeys', 'google', Buffer.from(ascii(64))), `${n} bytes`);
+      // Two different values with the same first 64 bytes are one account upstream, and here.
+      assert.equal(got, deriveOmniAccount('agentkeys', { type: 'google', value: ascii(64) }));
+      assert.deepEqual(upstreamIdentityString(v), { bytes: Buffer.from(ascii(64)), truncated: true, collapsed: false });
+    }
+  });
+
+  void test('a 70-byte e-mail is cut to 64 bytes, then lower-cased (upstream order)', () => {
+    const local = 'A'.repeat(58);
+    const email = `${local}@Example.com`; // 58 + 1 + 11 = 70 bytes
+    assert.equal(Buffer.byteLength(email), 70);
+    const first64 = email.slice(0, 64); // ASCII: bytes = chars
+    assert.equal(deriveOmniAccount('agentkeys', { type: 'email', value: email }), sha('agentkeys', 'email', Buffer.from(first64.toLowerCase())));
+  });
+
+  void test('a multi-byte character across byte 64 collapses the value to the empty string', () => {
+    // 63 ASCII bytes + "é" (2 bytes: 63, 64) → the cut at 64 keeps only the first byte of "é".
+    const v = `${ascii(63)}é-tail`;
+    assert.equal(Buffer.byteLength(v), 63 + 2 + 5);
+    assert.deepEqual(upstreamIdentityString(v), { bytes: Buffer.alloc(0), truncated: true, collapsed: true });
+    assert.equal(deriveOmniAccount('agentkeys', { type: 'google', value: v }), sha('agentkeys', 'google', Buffer.alloc(0)));
+    assert.equal(deriveOmniAccount('agentkeys', { type: 'email', value: `${ascii(62)}€@x.io` }), sha('agentkeys', 'email', Buffer.alloc(0)));
+    assert.throws(() => assertIdentityNotCollapsed({ type: 'google', value: v }), IdentityError);
+    // A character that ends exactly at byte 64 is kept whole.
+    const fits = `${ascii(62)}é${'x'.repeat(6)}`;
+    assert.equal(deriveOmniAccount('agentkeys', { type: 'twitter', value: fits }), sha('agentkeys', 'twitter', Buffer.from(`${ascii(62)}é`)));
+    assert.doesNotThrow(() => assertIdentityNotCollapsed({ type: 'twitter', value: fits }));
+    // Raw-bytes identities are never cut.
+    assert.doesNotThrow(() => assertIdentityNotCollapsed({ type: 'evm', value: EVM }));
+  });
+
+  void test('every upstream identity type derives; github and apple included; bitcoin is a 33-byte key', () => {
+    const values: Record<IdentityType, string> = {
+      email: 'a@b.io', evm: EVM, google: '1', substrate: `0x${'11'.repeat(32)}`, bitcoin: `0x02${'22'.repeat(32)}`,
+      solana: '11111111111111111111111111111111', twitter: 't', discord: 'd', github: 'octocat', apple: '001.abc', pumpx: 'p', passkey: 'k',
+    };
+    const seen = new Set<string>();
+    for (const type of IDENTITY_TYPES) {
+      const omni = deriveOmniAccount('agentkeys', { type, value: values[type] });
+      assert.match(omni, OMNI_ACCOUNT_RE);
+      seen.add(omni);
+    }
+    assert.equal(seen.size, IDENTITY_TYPES.length);
+    assert.equal(deriveOmniAccount('agentkeys', { type: 'github', value: 'octocat' }), sha('agentkeys', 'github', Buffer.from('octocat')));
+    assert.equal(deriveOmniAccount('agentkeys', { type: 'solana', value: '11111111111111111111111111111111' }), sha('agentkeys', 'solana', Buffer.alloc(32)));
+    assert.throws(() => deriveOmniAccount('agentkeys', { type: 'bitcoin', value: `0x${'22'.repeat(20)}` }), /33 bytes/);
+    assert.throws(() => deriveOmniAccount('agentkeys', { type: 'solana', value: '1111' }), /32 bytes/);
+  });
+
+  void test('the AWS tag form is bare lower-case hex', () => {
+    assert.equal(bareOmniHex('0xF77B15b548b5e46fe7bc01673db04ab9de4c3354690082f665a6d9704a9db567'), 'f77b15b548b5e46fe7bc01673db04ab9de4c3354690082f665a6d9704a9db567');
   });
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
@@ -95,6 +95,7 @@ const VARIANTS: Identity[] = [
   { type: 'solana', value: '4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T' },
   { type: 'twitter', value: 'agentkeys_dev' },
   { type: 'discord', value: 'agentkeys#0001' },
+  { type: 'github', value: 'octocat' },
   { type: 'apple', value: '001234.0123456789abcdef.1234' },
   { type: 'pumpx', value: '424242' },
   { type: 'passkey', value: 'credential-7f3a' },
@@ -272,6 +273,55 @@ void describe('get_account_user_id and check_hyper_agent_address', () => {
       assert.equal(loopback.statusCode, 403);
     } finally {
       await app.close();
+    }
+  });
+});
+
+/**
+ * Upstream identity rules and HTTP quirks the callbacks must tolerate (litentry/heima
+ * `parachain/primitives/src/identity.rs`; the wildmeta client's `verify_hyperliquid_link.rs`; the pumpx
+ * client's `get_account_user_id`).
+ */
+void describe('upstream identity rules and quirks', () => {
+  void test('a userId over 64 bytes: the TEE sub is the derivation of its first 64 bytes, and the login is accepted', async () => {
+    const value = `${'x'.repeat(60)}.long@example.com`; // 77 bytes
+    const cut = value.slice(0, 64);
+    const res = await postLogin({ type: 'email', value }, accessToken(deriveOmniAccount('agentkeys', { type: 'email', value: cut })));
+    assert.equal(res.status, 200, res.text);
+    const row = await stack.db.query('SELECT identity_value FROM users WHERE omni_account = $1', [deriveOmniAccount('agentkeys', { type: 'email', value: cut })]);
+    assert.equal(row.rowCount, 1);
+    // A sub derived from the whole value (what the broker used to compute) is not the TEE's.
+    const whole = createHash('sha256').update('agentkeysemail').update(value.toLowerCase()).digest('hex');
+    assertFailure(await postLogin({ type: 'email', value }, accessToken(`0x${whole}`)), 403);
+  });
+
+  void test('a userId cut inside a UTF-8 character (upstream: the empty string) is refused, nothing written', async () => {
+    const value = `${'y'.repeat(63)}é-collapsed`;
+    const before = await counts();
+    // The TEE would sign the sub of the empty value; the broker refuses to give strangers one account.
+    const res = await postLogin({ type: 'google', value }, accessToken(deriveOmniAccount('agentkeys', { type: 'google', value: '' })));
+    assertFailure(res, 400);
+    assert.match((res.body as { message: string }).message, /UTF-8 character/);
+    assert.deepEqual(await counts(), before);
+  });
+
+  void test('check_hyper_agent_address: login_type over the whole i32 range, no X-Language needed', async () => {
+    for (const login_type of [-(2 ** 31), -1, 0, 256, 2 ** 31 - 1]) {
+      const res = await stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { main_address: evmAddress(), agent_address: evmAddress(), login_type } });
+      assert.equal(res.status, 200, `${login_type}: ${res.text}`);
+      assert.deepEqual(res.body, { code: 10000, message: 'OK', data: { isBound: false } });
+    }
+    assertFailure(await stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { main_address: evmAddress(), agent_address: evmAddress(), login_type: 2 ** 31 } }), 400);
+    assertFailure(await stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { main_address: evmAddress(), agent_address: evmAddress(), login_type: 1.5 } }), 400);
+  });
+
+  void test('get_account_user_id: the TEE reads data.userId whatever the status, so no failure carries one', async () => {
+    const outside = await stack.app.inject({ method: 'GET', url: '/v3/account/get_account_user_id?email=a%40example.com', remoteAddress: '203.0.113.9' });
+    assert.equal(outside.statusCode, 403);
+    assert.equal((JSON.parse(outside.body) as { data: unknown }).data, null);
+    for (const q of ['', '?email=nope', `?email=${'a'.repeat(300)}%40example.com`]) {
+      const r = await stack.request('GET', `/v3/account/get_account_user_id${q}`);
+      assertFailure(r, 400);
     }
   });
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { callTeeRpc, teeRpcResult } from '../fixtures/tee/client';
-import { generateTeeKeyPair } from '../fixtures/tee/jwt';
+import { generateTeeKeyPair, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { startTeeFixture, type TeeFixture } from '../fixtures/tee/server';
 import { deriveOmniAccount } from '../lib/omni';
 import { startStack, type TestStack } from './harness';
@@ -13,10 +13,13 @@ let stack: TestStack;
 let tee: TeeFixture;
 /** Added to the fixture TEE's clock, so a test can make a later login in the same second. */
 let teeClockOffsetMs = 0;
+let teeKey: TeeKeyPair;
 before(async () => {
   const key = await generateTeeKeyPair();
-  // The broker trusts the TEE key in the form the real TEE logs it: hex of the PKCS#1 DER.
-  stack = await startStack({ env: { BROKER_TEE_JWT_PUBLIC_KEY: key.publicKeyPkcs1DerHex } });
+  // The broker trusts the TEE key in the form the real TEE logs it (auth_token_key_store.rs):
+  // the log line with the PKCS#1 DER as a Rust Debug byte list.
+  stack = await startStack({ env: { BROKER_TEE_JWT_PUBLIC_KEY: `INFO Auth token (JWT) RSA public_key: ${key.publicKeyDebugByteList}` } });
+  teeKey = key;
   tee = await startTeeFixture({ brokerBaseUrl: `${stack.url}/`, privateKeyPem: key.privateKeyPem, now: () => Date.now() + teeClockOffsetMs });
 });
 after(async () => {
@@ -193,8 +196,9 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     assert.equal(await count('users'), before);
   });
 
-  void test('a broker that refuses the callback makes the TEE answer -32000 (bad backend response)', async () => {
-    // A TEE whose agentkeys_api base points at a wrong path: the answer is no 10000 envelope.
+  void test('a broker that refuses the callback makes the TEE answer -32041 (POST_HEIMA_LOGIN_FAILED_CODE)', async () => {
+    // A TEE whose agentkeys_api base points at a path the broker does not serve: HTTP 404, and
+    // upstream's error_for_status() turns it into the failed-call code.
     const other = await startTeeFixture({ brokerBaseUrl: `${stack.url}/nowhere/` });
     try {
       const email = `lost.${Date.now()}@example.com`;
@@ -205,9 +209,146 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
         client_id: 'agentkeys',
         client_auth: null,
       });
-      assert.ok('error' in r && r.error.code === -32000, JSON.stringify(r));
+      assert.ok('error' in r && r.error.code === -32041, JSON.stringify(r));
     } finally {
       await other.close();
     }
+  });
+
+  void test('the TEE JWT header is {"typ":"JWT","alg":"RS256"} in that byte order, and the broker takes it', async () => {
+    const login = await emailLogin(`hdr.${Date.now()}@example.com`);
+    const header = Buffer.from(login.access_token.split('.')[0] ?? '', 'base64url').toString('utf8');
+    assert.equal(header, '{"typ":"JWT","alg":"RS256"}');
+    assert.equal((await stack.request('GET', '/v1/session/me', { token: login.access_token })).status, 200);
+  });
+
+  void test('an email code stays valid through wrong guesses until a login consumes it; a new request replaces it', async () => {
+    const email = `reuse.${Date.now()}@example.com`;
+    await teeRpcResult(tee.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: email });
+    const first = tee.lastEmailCode(email) ?? '';
+    const login = (code: string) =>
+      callTeeRpc(tee.url, 'omni_userLogin', { user_id: { type: 'email', value: email }, user_auth: { type: 'email', value: code }, client_id: 'agentkeys', client_auth: null });
+    for (let i = 0; i < 3; i += 1) {
+      const wrong = await login(first === '000000' ? '111111' : '000000');
+      assert.ok('error' in wrong && wrong.error.code === -32003, JSON.stringify(wrong));
+    }
+    teeClockOffsetMs += 60 * 60_000; // an hour later: still valid (no expiry of its own)
+    await teeRpcResult(tee.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: email });
+    const second = tee.lastEmailCode(email) ?? '';
+    if (second !== first) {
+      const replaced = await login(first);
+      assert.ok('error' in replaced && replaced.error.code === -32003, 'a new request replaces the code');
+    }
+    const ok = await login(second);
+    assert.ok('result' in ok, JSON.stringify(ok));
+    const again = await login(second);
+    assert.ok('error' in again && again.error.code === -32003, 'consumed');
+  });
+
+  void test('a value over 64 bytes logs in under the TEE\'s cut; one cut inside a character is refused by the broker (-32041)', async () => {
+    const long = `${'l'.repeat(60)}.${Date.now()}@example.com`;
+    assert.ok(Buffer.byteLength(long) > 64);
+    const login = await emailLogin(long);
+    const me = (await stack.request('GET', '/v1/session/me', { token: login.access_token })).body as Me;
+    assert.equal(me.omni_account, deriveOmniAccount('agentkeys', { type: 'email', value: long.slice(0, 64) }));
+
+    const collapsed = `${'c'.repeat(63)}é${Date.now()}@example.com`;
+    const before = await count('users');
+    await teeRpcResult(tee.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: collapsed });
+    const r = await callTeeRpc(tee.url, 'omni_userLogin', {
+      user_id: { type: 'email', value: collapsed },
+      user_auth: { type: 'email', value: tee.lastEmailCode(collapsed) ?? '' },
+      client_id: 'agentkeys',
+      client_auth: null,
+    });
+    assert.ok('error' in r && r.error.code === -32041, JSON.stringify(r));
+    assert.equal(await count('users'), before);
+  });
+
+  void test('post_heima_login joined with or without a leading "/": both reach a broker mounted at the host root', async () => {
+    // Without the slash the base URL's path is kept; with it (some builds) the call goes to the
+    // host root. Mounted at the root, the broker serves both; under a path prefix only the
+    // slash-less form would find it — hence: mount at the host root of the base URL's host.
+    for (const [base, leadingSlash, expect] of [
+      [`${stack.url}/`, false, 'ok'],
+      [`${stack.url}/`, true, 'ok'],
+      [`${stack.url}/agentkeys/`, true, 'ok'],
+      [`${stack.url}/agentkeys/`, false, -32041],
+    ] as const) {
+      const other = await startTeeFixture({ brokerBaseUrl: base, privateKeyPem: teeKey.privateKeyPem, leadingSlashPostHeimaLogin: leadingSlash });
+      try {
+        const email = `slash.${leadingSlash ? 'y' : 'n'}.${Date.now()}@example.com`;
+        await teeRpcResult(other.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: email });
+        const r = await callTeeRpc(other.url, 'omni_userLogin', {
+          user_id: { type: 'email', value: email },
+          user_auth: { type: 'email', value: other.lastEmailCode(email) ?? '' },
+          client_id: 'agentkeys',
+          client_auth: null,
+        });
+        if (expect === 'ok') assert.ok('result' in r, `${base} slash=${leadingSlash}: ${JSON.stringify(r)}`);
+        else assert.ok('error' in r && r.error.code === expect, `${base} slash=${leadingSlash}: ${JSON.stringify(r)}`);
+      } finally {
+        await other.close();
+      }
+    }
+  });
+
+  void test('omni_addWallet needs the patched aud list: an unpatched TEE refuses its own agentkeys token (-32003)', async () => {
+    const unpatched = await startTeeFixture({ brokerBaseUrl: `${stack.url}/`, privateKeyPem: teeKey.privateKeyPem, tokenAudiences: ['heima', 'pumpx', 'wildmeta'] });
+    try {
+      const login = await emailLogin(`aud.${Date.now()}@example.com`);
+      const refused = await callTeeRpc(unpatched.url, 'omni_addWallet', {}, { bearer: login.id_token });
+      assert.ok('error' in refused && refused.error.code === -32003, JSON.stringify(refused));
+      await teeRpcResult(tee.url, 'omni_addWallet', {}, { bearer: login.id_token });
+    } finally {
+      await unpatched.close();
+    }
+  });
+
+  void test('omni_submitUserOpWithAuth asks the broker check_hyper_agent_address (root path, login_type as i32)', async () => {
+    const main = privateKeyToAccount(generatePrivateKey());
+    const omni = deriveOmniAccount('agentkeys', { type: 'evm', value: main.address });
+    const message = await teeRpcResult<{ client_id: string; omni_account: string; message_code: string }>(tee.url, 'omni_getWeb3SignInMessage', { client_id: 'agentkeys', omni_account: omni });
+    const login = await teeRpcResult<LoginResult>(tee.url, 'omni_userLogin', {
+      user_id: { type: 'evm', value: main.address },
+      user_auth: { type: 'evm', value: await main.signMessage({ message: JSON.stringify(message) }) },
+      client_id: 'agentkeys',
+      client_auth: null,
+    });
+    const agent = privateKeyToAccount(generatePrivateKey()).address.toLowerCase();
+    const submit = () =>
+      callTeeRpc(tee.url, 'omni_submitUserOpWithAuth', {
+        user_operations: [],
+        chain_id: 42161,
+        wallet_index: 1,
+        user_id: { type: 'evm', value: main.address },
+        client_id: 'agentkeys',
+        // login_type 2^32 - 1 is sent as the i32 -1.
+        client_auth: { type: 'wildmeta_hl', value: { agent_address: agent, business_json: '{"timestamp":1}', main_address: main.address, signature: '0x', login_type: 0xffffffff } },
+      });
+    const unbound = await submit();
+    assert.ok('error' in unbound && unbound.error.code === -32003, JSON.stringify(unbound));
+    const grant = await stack.request('POST', '/v1/grants', { token: login.access_token, body: { agent_address: agent } });
+    assert.equal(grant.status, 201, grant.text);
+    const bound = await submit();
+    assert.ok('result' in bound, JSON.stringify(bound));
+    assert.deepEqual(bound.result, { transaction_hash: null });
+  });
+
+  void test('front door vs TEE door for an address over 64 bytes: the broker refuses it, the TEE login lands under its cut', async () => {
+    const long = `${'f'.repeat(60)}.${Date.now()}@example.com`;
+    const before = await count('users');
+    const refused = await stack.request('POST', '/v1/session/email_code', { body: { email: long } });
+    assert.equal(refused.status, 400, refused.text);
+    assert.match(refused.text, /64 bytes/);
+    assert.equal(await count('users'), before);
+    // The same person through the TEE: one account, the one the TEE's sub names.
+    const login = await emailLogin(long);
+    const me = (await stack.request('GET', '/v1/session/me', { token: login.access_token })).body as Me;
+    assert.equal(me.omni_account, deriveOmniAccount('agentkeys', { type: 'email', value: long.slice(0, 64) }));
+    // A 64-byte address is still welcome at the front door.
+    const fits = `${'e'.repeat(64 - '@example.com'.length)}@example.com`;
+    assert.equal(Buffer.byteLength(fits), 64);
+    assert.equal((await stack.request('POST', '/v1/session/email_code', { body: { email: fits } })).status, 202);
   });
 });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -10,7 +11,7 @@ import { calculateJwkThumbprint, exportJWK, SignJWT } from 'jose';
 import { generateTeeKeyPair, signTeeJwt, TEE_JWT_HEADER, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { parseSourceAllowList } from '../lib/cidr-allow';
 import { deriveOmniAccount } from '../lib/omni';
-import { createJwksTeeVerifier, createStaticTeeVerifier, createTeeVerifierFromConfig, parseTeePublicKey, TeeKeyError, teeKeyReadiness } from '../adapters/tee-jwt';
+import { createJwksTeeVerifier, createStaticTeeVerifier, createTeeVerifierFromConfig, parseTeePublicKey, parseTeePublicKeyWithForm, TeeKeyError, teeKeyReadiness } from '../adapters/tee-jwt';
 
 /** TEE JWT verification (docs/contracts.md §2) and the callback source allow-list, without a stack. */
 
@@ -41,6 +42,65 @@ void describe('BROKER_TEE_JWT_PUBLIC_KEY forms', () => {
       const parsed = parseTeePublicKey(form);
       assert.ok(parsed.equals(key.publicKey), form.slice(0, 40));
     }
+  });
+
+  void test('the Rust Debug byte list the TEE logs (auth_token_key_store.rs), in every pasted shape', async () => {
+    const der = [...key.publicKey.export({ format: 'der', type: 'pkcs1' })];
+    assert.deepEqual(der.slice(0, 4), [48, 130, 1, 10]);
+    const debug = `[${der.join(', ')}]`;
+    const logLine = `2025-06-01T10:00:00.123Z  INFO rpc_server::auth_token_key_store: Auth token (JWT) RSA public_key: ${debug}`;
+    const file = join(dir, 'tee-key.log');
+    await writeFile(file, `${logLine}\n`);
+    const forms: [string, string][] = [
+      [debug, 'debug-byte-list'],
+      [der.join(', '), 'debug-byte-list'],
+      [der.join(','), 'debug-byte-list'],
+      [`[\n  ${der.join(',\n  ')},\n]`, 'debug-byte-list'],
+      [`  ${debug.replace(/, /g, ',\r\n\t')}  `, 'debug-byte-list'],
+      [logLine, 'debug-byte-list'],
+      [file, 'file-debug-byte-list'],
+      [key.publicKeyPem, 'pem'],
+      [key.publicKeyPkcs1DerHex, 'der-hex'],
+    ];
+    for (const [value, form] of forms) {
+      const parsed = parseTeePublicKeyWithForm(value);
+      assert.equal(parsed.form, form, value.slice(0, 40));
+      assert.ok(parsed.key.equals(key.publicKey), value.slice(0, 40));
+    }
+    assert.throws(() => parseTeePublicKey(`[${[...der.slice(0, -1), 256].join(', ')}]`), /outside 0-255/);
+    assert.throws(() => parseTeePublicKey(`[${der.slice(0, 100).join(', ')}]`), /byte list but neither a PKCS#1 nor an SPKI DER/);
+  });
+
+  void test('npm run keygen -- tee-thumbprint prints the form and the thumbprint /readyz reports', async () => {
+    const der = [...key.publicKey.export({ format: 'der', type: 'pkcs1' })];
+    const logLine = `INFO Auth token (JWT) RSA public_key: [${der.join(', ')}]`;
+    const expected = await calculateJwkThumbprint(await exportJWK(key.publicKey));
+    const verifier = await createTeeVerifierFromConfig({ BROKER_CLIENT_ID: 'agentkeys', BROKER_TEE_JWT_PUBLIC_KEY: logLine, BROKER_TEE_JWKS_URL: undefined });
+    assert.match((await teeKeyReadiness(verifier)()).detail ?? '', new RegExp(`thumbprint ${expected}$`));
+    const run = (args: string[], input?: string) =>
+      new Promise<{ code: number | null; out: string; err: string }>((resolve, reject) => {
+        const env = { ...process.env };
+        delete env.BROKER_TEE_JWT_PUBLIC_KEY;
+        const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/keygen.ts', ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+        child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, out, err }));
+        child.stdin.end(input ?? '');
+      });
+    const fromArg = await run(['tee-thumbprint', logLine]);
+    assert.equal(fromArg.code, 0, fromArg.err);
+    assert.match(fromArg.out, /form\s+debug-byte-list/);
+    assert.match(fromArg.out, /key\s+RSA-2048/);
+    assert.match(fromArg.out, new RegExp(`thumbprint\\s+${expected}`));
+    const fromStdin = await run(['tee-thumbprint'], `${logLine}\n`);
+    assert.equal(fromStdin.code, 0, fromStdin.err);
+    assert.match(fromStdin.out, new RegExp(`thumbprint\\s+${expected}`));
+    const bad = await run(['tee-thumbprint', '[1, 2, 3]']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /neither a PKCS#1 nor an SPKI DER/);
   });
 
   void test('unusable values are refused at boot with a clear message', () => {
@@ -94,7 +154,7 @@ void describe('static key verification', () => {
       ['alg none', `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims())}.`, /algorithm none/],
       ['HS256 with the public key', await new SignJWT(claims()).setProtectedHeader({ alg: 'HS256' }).sign(Buffer.from(key.publicKeyPem)), /algorithm HS256/],
       ['RS512', signTeeJwt(key.privateKey, claims(), { alg: 'RS512', typ: 'JWT' }), /algorithm RS512/],
-      ['expired', signTeeJwt(key.privateKey, claims({ exp: nowS() - 1 })), /expired/],
+      ['expired', signTeeJwt(key.privateKey, claims({ exp: Math.floor(t / 1000) - 1 })), /expired/],
       ['no exp', signTeeJwt(key.privateKey, { sub: omni, typ: 'access', aud: 'agentkeys' }), /exp/],
       ['aud wildmeta', signTeeJwt(key.privateKey, claims({ aud: 'wildmeta' })), /aud/],
       ['typ refresh', signTeeJwt(key.privateKey, claims({ typ: 'refresh' })), /typ claim/],
@@ -104,7 +164,7 @@ void describe('static key verification', () => {
     ];
     for (const [name, token, message] of cases) await assert.rejects(v.verify(token), message, name);
     // exp is judged on the broker's clock.
-    const live = signTeeJwt(key.privateKey, claims({ exp: nowS() + 30 }));
+    const live = signTeeJwt(key.privateKey, claims({ exp: Math.floor(t / 1000) + 30 }));
     assert.equal((await v.verify(live)).sub, omni);
     t += 60_000;
     await assert.rejects(v.verify(live), /expired/);

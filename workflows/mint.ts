@@ -110,7 +110,7 @@ export async function mintOidcJwtWorkflow(req: MintRequest): Promise<OidcJwtMint
   const base = { kind: 'oidc' as const, requestId: req.requestId, omniAccount: req.caller.omniAccount };
   let signed;
   try {
-    signed = await signOidcJwt({ requestId: req.requestId, wallet, grant });
+    signed = await signOidcJwt({ requestId: req.requestId, wallet, grant, actorOmni: req.caller.omniAccount });
   } catch (e) {
     const message = activityCause(e)?.message ?? 'signing failed';
     await audit({ ...base, phase: 'failed', details: { wallet, error: message } });
@@ -131,7 +131,7 @@ export async function mintAwsCredsWorkflow(req: MintAwsRequest): Promise<AwsCred
   const base = { kind: 'aws' as const, requestId: req.requestId, omniAccount: req.caller.omniAccount };
   let assumed;
   try {
-    assumed = await assumeDataRole({ requestId: req.requestId, wallet, grant, durationSeconds: req.durationSeconds });
+    assumed = await assumeDataRole({ requestId: req.requestId, wallet, grant, durationSeconds: req.durationSeconds, actorOmni: req.caller.omniAccount });
   } catch (e) {
     const cause = activityCause(e);
     const stsCode = (cause?.details?.[0] as { sts_code?: string } | undefined)?.sts_code ?? null;

@@ -11,6 +11,7 @@ import { AkFlow, AkStage } from '../../lib/search-attributes';
 import { EMAIL_LOGIN_ID_PREFIX, requestCodeUpdate, submitCodeUpdate, type CodeDispatched, type EmailLoginRequestInput } from '../../workflows/email-login.definitions';
 import type { emailLoginRequestWorkflow } from '../../workflows/email-login';
 import { driveFlow } from '../flow-errors';
+import { fitsIdentityString } from '../../lib/omni';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
 
 const emailSchema = z
@@ -18,7 +19,10 @@ const emailSchema = z
   .max(254, 'email is longer than 254 characters')
   .refine((e) => emailLocalPartOctets(e.trim()) <= EMAIL_LOCAL_PART_MAX_OCTETS, `email local part is longer than ${EMAIL_LOCAL_PART_MAX_OCTETS} octets (RFC 5321)`)
   .pipe(z.email('email is not a valid address'))
-  .transform((e) => e.trim().toLowerCase());
+  .transform((e) => e.trim().toLowerCase())
+  // The TEE hashes only the first 64 bytes of an identity (lib/omni.ts): two longer addresses that
+  // share them would be one account, so this door refuses them (docs/tee-account.md).
+  .refine(fitsIdentityString, 'email is longer than 64 bytes, which an OmniAccount cannot tell apart');
 
 /** A request id of this release: 32 random hex, the flow's workflow id suffix. */
 const REQUEST_ID_RE = /^[0-9a-f]{32}$/;

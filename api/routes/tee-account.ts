@@ -11,7 +11,7 @@ import { parseSourceAllowList } from '../../lib/cidr-allow';
 import { ClientAuthError, sanitizeClientAuth } from '../../lib/client-auth';
 import { hmacHex, safeEqual } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
-import { deriveOmniAccount, IDENTITY_TYPES, IdentityError } from '../../lib/omni';
+import { assertIdentityNotCollapsed, deriveOmniAccount, IDENTITY_TYPES, IdentityError } from '../../lib/omni';
 import { AkFlow, AkOmniAccount, AkStage } from '../../lib/search-attributes';
 import type { teeAccountWorkflow } from '../../workflows/tee-account';
 import {
@@ -57,7 +57,10 @@ const evmAddress = (what: string) =>
     .regex(/^0x[0-9a-fA-F]{40}$/, `${what} must be a 0x-prefixed 20-byte hex address`)
     .transform((a) => a.toLowerCase());
 
-/** The TEE's `UserId` enum: {"type": <snake_case variant>, "value": ...}. */
+/**
+ * The TEE's `UserId` enum: {"type": <snake_case variant>, "value": ...}, every variant of the upstream
+ * versions (github in the executor's `UserId`, apple in the newest parachain `Identity`).
+ */
 const userIdSchema = z.object({
   type: z.enum(IDENTITY_TYPES, { error: () => `userId.type must be one of ${IDENTITY_TYPES.join(', ')}` }),
   value: z.string().min(1, 'userId.value is empty').max(1024, 'userId.value is too long'),
@@ -229,6 +232,9 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       if (!body.heimaLoginSuccess) throw new BrokerError('bad_request', 'heimaLoginSuccess is false; nothing was recorded');
       let omniAccount: string;
       try {
+        // A value over 64 bytes derives as upstream cuts it (lib/omni.ts); one that upstream
+        // collapses to the empty string would be an account shared by strangers: refused.
+        assertIdentityNotCollapsed(body.userId);
         omniAccount = deriveOmniAccount(body.clientId, body.userId);
       } catch (e) {
         if (e instanceof IdentityError) throw new BrokerError('bad_request', `userId.value: ${e.message}`);
@@ -315,6 +321,8 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
           hide: path !== '/v3/account/get_account_user_id',
         },
       },
+      // Upstream reads `data.userId` and checks neither the HTTP status nor `code`
+      // (pumpx client `get_account_user_id`): every failure therefore carries `data: null`, never a userId.
       async (request) => {
         const omniAccount = deriveOmniAccount(config.BROKER_CLIENT_ID, { type: 'email', value: request.query.email });
         const user = await findUserByOmni(db, omniAccount);
@@ -323,6 +331,10 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
     );
   }
 
+  // The TEE joins this path with a leading `/` (`base_url.join("/v1/account/check_hyper_agent_address")`,
+  // litentry/heima wildmeta client `verify_hyperliquid_link.rs`): it always lands at the host root,
+  // whatever path the base URL has. It checks the HTTP status only (`error_for_status`) and sends
+  // no X-Language.
   app.post(
     '/v1/account/check_hyper_agent_address',
     {
@@ -333,7 +345,8 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
         body: z.object({
           main_address: evmAddress('main_address'),
           agent_address: evmAddress('agent_address'),
-          login_type: z.number().int().min(0).max(255).optional(),
+          // Upstream passes `login_type as i32` (wildmeta client, verify_hyperliquid_link): any i32.
+          login_type: z.number().int().min(-2_147_483_648).max(2_147_483_647).optional(),
         }),
         response: { 200: envelope(z.object({ isBound: z.boolean() })), ...failures },
       },
