@@ -136,7 +136,13 @@ interface GoogleStart {
 
 async function initGoogle(ctx: CliContext, o: InitOptions & { browser?: boolean; pollIntervalMs?: string }): Promise<void> {
   const broker = ctx.broker();
-  const start = (await broker.call<GoogleStart>('POST', '/v1/session/google_oauth_login', { body: { format: 'cli' } })).body;
+  let start: GoogleStart;
+  try {
+    start = (await broker.call<GoogleStart>('POST', '/v1/session/google_oauth_login', { body: { format: 'cli' } })).body;
+  } catch (e) {
+    if (e instanceof BrokerAnswerError && e.status === 404) throw new CliError(`the broker at ${broker.baseUrl} offers no Google login: use another method (agentkeys init --help)`);
+    throw e;
+  }
   let opened = false;
   if (o.browser !== false) {
     try {
