@@ -315,7 +315,8 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
       client_id: 'agentkeys',
       client_auth: null,
     });
-    const agent = privateKeyToAccount(generatePrivateKey()).address.toLowerCase();
+    const agentAccount = privateKeyToAccount(generatePrivateKey());
+    const agent = agentAccount.address.toLowerCase();
     const submit = () =>
       callTeeRpc(tee.url, 'omni_submitUserOpWithAuth', {
         user_operations: [],
@@ -330,6 +331,10 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     assert.ok('error' in unbound && unbound.error.code === -32003, JSON.stringify(unbound));
     const grant = await stack.request('POST', '/v1/grants', { token: login.access_token, body: { agent_address: agent } });
     assert.equal(grant.status, 201, grant.text);
+    // A grant binds once the agent wallet accepts it with its signature.
+    const offered = grant.body as { grant_id: string; acceptance_message: string };
+    const accepted = await stack.request('POST', `/v1/grants/${offered.grant_id}/accept`, { body: { signature: await agentAccount.signMessage({ message: offered.acceptance_message }) } });
+    assert.equal(accepted.status, 200, accepted.text);
     const bound = await submit();
     assert.ok('result' in bound, JSON.stringify(bound));
     assert.deepEqual(bound.result, { transaction_hash: null });
