@@ -587,8 +587,9 @@ void describe('grants: scope is enforced in what is minted', () => {
       assert.equal(stack.sts.allows(creds.access_key_id, action), allowed, action);
     }
     const session = stack.sts.session(creds.access_key_id);
-    assert.deepEqual(session?.tags, { agentkeys_user_wallet: owner.wallet.lower, agentkeys_scope_services: 'dynamodb s3' });
-    assert.deepEqual(session?.transitiveTagKeys, ['agentkeys_user_wallet', 'agentkeys_scope_services']);
+    // The actor is the agent's own account, bare hex as AWS tags carry it (docs/mint.md).
+    assert.deepEqual(session?.tags, { agentkeys_user_wallet: owner.wallet.lower, agentkeys_actor_omni: agent.omni_account.slice(2), agentkeys_scope_services: 'dynamodb s3' });
+    assert.deepEqual([...(session?.transitiveTagKeys ?? [])].sort(), ['agentkeys_actor_omni', 'agentkeys_scope_services', 'agentkeys_user_wallet']);
     const claims = decodeJwt(call?.fields.WebIdentityToken ?? '');
     assert.deepEqual(claims.agentkeys_scope, { services: ['s3', 'dynamodb'] });
     assert.equal(claims.agentkeys_grant_id, g.grant_id);
@@ -627,7 +628,10 @@ void describe('grants: scope is enforced in what is minted', () => {
     assert.equal(call?.fields.Policy, undefined);
     const claims = decodeJwt(call?.fields.WebIdentityToken ?? '');
     assert.equal(claims.agentkeys_scope, undefined);
-    assert.deepEqual(claims['https://aws.amazon.com/tags'], { principal_tags: { agentkeys_user_wallet: [owner.wallet.lower] }, transitive_tag_keys: ['agentkeys_user_wallet'] });
+    assert.deepEqual(claims['https://aws.amazon.com/tags'], {
+      principal_tags: { agentkeys_user_wallet: [owner.wallet.lower], agentkeys_actor_omni: [agent.omni_account.slice(2)] },
+      transitive_tag_keys: ['agentkeys_user_wallet', 'agentkeys_actor_omni'],
+    });
     assert.equal((await mintOidc(stack, agent.token)).wallet, owner.wallet.lower);
   });
 });
