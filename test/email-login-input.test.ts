@@ -52,6 +52,14 @@ const cases: Case[] = [
     error: 'bad_request',
     says: /local part.*64 octets/,
   },
+  {
+    name: 'address of 65 bytes (an OmniAccount keeps 64)',
+    path: '/v1/session/email_code',
+    body: JSON.stringify({ email: `${'a'.repeat(65 - '@example.com'.length)}@example.com` }),
+    status: 400,
+    error: 'bad_request',
+    says: /longer than 64 bytes/,
+  },
   { name: 'request_id of the retired form on email_code', path: '/v1/session/email_code', body: JSON.stringify({ email: 'a@example.com', request_id: `${hex32()}.${hex32()}` }), status: 400, error: 'bad_request', says: /request_id/ },
   { name: 'request_id not a string', path: '/v1/session/email_code', body: JSON.stringify({ email: 'a@example.com', request_id: 7 }), status: 400, error: 'bad_request', says: /request_id/ },
   {
@@ -114,9 +122,9 @@ void describe('email login input validation', () => {
     assert.equal(stack.ses.requestCount(), 0, 'no mail sent');
     assert.deepEqual(await workflowsOnQueue(), [], 'no workflow started');
 
-    // Positive control: a valid request (its local part at the 64-octet limit) does show up in the
-    // listing, so the empty list above means something.
-    const sent = await requestCode(stack, `${'c'.repeat(64)}@example.com`);
+    // Positive control: a valid request (the whole address at the 64-byte identity limit) does show
+    // up in the listing, so the empty list above means something.
+    const sent = await requestCode(stack, `${'c'.repeat(64 - '@example.com'.length)}@example.com`);
     const expected = `email-login/${sent.request_id}`;
     let listed: string[] = [];
     for (let i = 0; i < 100 && listed.length === 0; i++) {

@@ -71,6 +71,9 @@ export default async function codecRoutes(appBase: FastifyInstance) {
       void reply.header('www-authenticate', 'Bearer realm="agentkeys-broker codec"');
       throw new BrokerError('unauthorized', 'missing Authorization: Bearer <ops token>');
     }
+    // A source past its budget of wrong tokens is refused whatever it sends now, the right token
+    // included: otherwise the limit only tells a guesser which guess was right (docs/security.md).
+    await badTokenPerIp.check(request);
     const m = /^Bearer (\S{1,4096})$/.exec(header);
     if (!m?.[1] || !safeEqual(sha256Hex(m[1]), opsTokenDigest)) {
       await badTokenPerIp(request);
