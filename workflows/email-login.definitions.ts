@@ -1,6 +1,6 @@
 /** Email code login (workflow `email-login/…`): its input, settings, updates and outcomes. */
 import { defineUpdate } from '@temporalio/workflow';
-import type { LoginSession } from './definitions';
+import type { LoginOutcome, LoginSession } from './definitions';
 
 export interface EmailLoginSettings {
   ttlSeconds: number;
@@ -43,7 +43,7 @@ export interface SubmitCodeInput {
 export type EmailLoginOutcome = 'succeeded' | 'expired' | 'too_many_attempts' | 'delivery_failed' | 'rate_limited';
 
 export const requestCodeUpdate = defineUpdate<CodeDispatched, [RequestCodeInput]>('requestCode');
-export const submitCodeUpdate = defineUpdate<LoginSession, [SubmitCodeInput]>('submitCode');
+export const submitCodeUpdate = defineUpdate<LoginOutcome | LoginSession, [SubmitCodeInput]>('submitCode');
 
 export const EMAIL_LOGIN_ID_PREFIX = 'email-login/';
 

@@ -7,7 +7,19 @@ import { z } from 'zod';
 import { hmacHex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { AkFlow, AkOmniAccount, AkStage } from '../../lib/search-attributes';
-import { MINT_ID_PREFIX, MintActivityFailure, type MintAwsRequest, type MintCaller, type MintRequest } from '../../workflows/mint.definitions';
+import { createSealKeyPair, unsealJson, type SealKeyPair } from '../../lib/seal';
+import {
+  MINT_ID_PREFIX,
+  MintActivityFailure,
+  type AwsCredsMinted,
+  type AwsSecretParts,
+  type MintAwsRequest,
+  type MintCaller,
+  type MintRequest,
+  type OidcJwtMinted,
+  type SealedAwsCreds,
+  type SealedOidcJwt,
+} from '../../workflows/mint.definitions';
 import type { mintAwsCredsWorkflow, mintOidcJwtWorkflow } from '../../workflows/mint';
 import { driveFlow } from '../flow-errors';
 import { bearerToken } from '../plugins/auth';
@@ -83,6 +95,19 @@ export default async function mintRoutes(appBase: FastifyInstance) {
     }
   }
 
+  /** Opens a sealed OIDC mint result; a result of a worker that does not seal yet (rolling deploy) passes as is. */
+  async function openOidc(privateKey: SealKeyPair['privateKey'], minted: OidcJwtMinted | SealedOidcJwt): Promise<OidcJwtMinted> {
+    if (!('sealed' in minted)) return minted;
+    const { jwt } = await unsealJson<{ jwt: string }>(privateKey, minted.sealed);
+    return { jwt, wallet: minted.wallet, expiration: minted.expiration };
+  }
+
+  async function openAws(privateKey: SealKeyPair['privateKey'], minted: AwsCredsMinted | SealedAwsCreds): Promise<AwsCredsMinted> {
+    if (!('sealed' in minted)) return minted;
+    const secret = await unsealJson<AwsSecretParts>(privateKey, minted.sealed);
+    return { access_key_id: minted.access_key_id, secret_access_key: secret.secret_access_key, session_token: secret.session_token, expiration: minted.expiration, wallet: minted.wallet };
+  }
+
   const mintErrors = { ...commonErrors, 403: errorBody, 502: errorBody };
 
   app.post(
@@ -100,9 +125,12 @@ export default async function mintRoutes(appBase: FastifyInstance) {
     },
     async (request) => {
       const requestId = randomBytes(16).toString('hex');
-      const input: MintRequest = { requestId, caller: callerOf(request), grantId: request.body?.grant_id, httpRequestId: request.id };
-      const minted = await runMint(request, requestId, () =>
-        temporal.workflow.execute<typeof mintOidcJwtWorkflow>('mintOidcJwtWorkflow', { ...startOptions(input), args: [input] }),
+      // One key pair per request: the JWT comes back sealed to it, so the flow's history never holds it readable.
+      const seal = await createSealKeyPair();
+      const input: MintRequest = { requestId, caller: callerOf(request), grantId: request.body?.grant_id, httpRequestId: request.id, sealTo: seal.publicJwk };
+      const minted = await openOidc(
+        seal.privateKey,
+        await runMint(request, requestId, () => temporal.workflow.execute<typeof mintOidcJwtWorkflow>('mintOidcJwtWorkflow', { ...startOptions(input), args: [input] })),
       );
       request.log.info({ flow: 'mint', kind: 'oidc', request_id: requestId, wallet: minted.wallet }, 'OIDC JWT minted');
       return minted;
@@ -144,15 +172,18 @@ export default async function mintRoutes(appBase: FastifyInstance) {
     async (request) => {
       if (!config.BROKER_DATA_ROLE_ARN) throw new BrokerError('unavailable', 'this broker has no data role configured (BROKER_DATA_ROLE_ARN); it cannot mint AWS credentials');
       const requestId = randomBytes(16).toString('hex');
+      const seal = await createSealKeyPair();
       const input: MintAwsRequest = {
         requestId,
         caller: callerOf(request),
         grantId: request.body?.grant_id,
         httpRequestId: request.id,
         durationSeconds: request.body?.duration_seconds ?? maxDuration,
+        sealTo: seal.publicJwk,
       };
-      const minted = await runMint(request, requestId, () =>
-        temporal.workflow.execute<typeof mintAwsCredsWorkflow>('mintAwsCredsWorkflow', { ...startOptions(input), args: [input] }),
+      const minted = await openAws(
+        seal.privateKey,
+        await runMint(request, requestId, () => temporal.workflow.execute<typeof mintAwsCredsWorkflow>('mintAwsCredsWorkflow', { ...startOptions(input), args: [input] })),
       );
       request.log.info({ flow: 'mint', kind: 'aws', request_id: requestId, wallet: minted.wallet }, 'AWS credentials minted');
       return minted;
