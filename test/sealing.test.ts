@@ -39,7 +39,7 @@ function collectPayloads(value: unknown, out: Payload[] = []): Payload[] {
   if (value instanceof Uint8Array) return out;
   const v = value as Record<string, unknown>;
   if (v.metadata && typeof v.metadata === 'object' && v.data instanceof Uint8Array) {
-    out.push(v as Payload);
+    out.push(v);
     return out;
   }
   for (const child of Object.values(v)) collectPayloads(child, out);
