@@ -36,9 +36,23 @@ export interface MintRequest {
   sealTo?: SealPublicJwk;
 }
 
+/** A v2 body's signed intent, verified and consumed by the API (lib/mint-intent.ts): what the audit row records of it. */
+export interface SignedMintIntent {
+  /** The client's request_id (its replay guard key, with the address). */
+  requestId: string;
+  /** sha256 of the signed canonical text. */
+  intentHash: string;
+  agentId: string;
+  service: string;
+  scopePath: string;
+  issuedAt: string;
+}
+
 export interface MintAwsRequest extends MintRequest {
   /** STS DurationSeconds, already range-checked by the API. */
   durationSeconds: number;
+  /** Present when the caller sent the v2 body (a per-mint EIP-191 proof of possession). */
+  signedIntent?: SignedMintIntent;
 }
 
 /** POST /v1/mint-oidc-jwt success body (docs/contracts.md §4). */

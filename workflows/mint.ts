@@ -131,7 +131,19 @@ export async function mintOidcJwtWorkflow(req: MintRequest): Promise<OidcJwtMint
  * OIDC JWT and exchange it at STS → audit outcome → the credentials.
  */
 export async function mintAwsCredsWorkflow(req: MintAwsRequest): Promise<AwsCredsMinted | SealedAwsCreds> {
-  const { wallet, grant } = await authoriseAndRecordIntent('aws', req, { duration_seconds: req.durationSeconds });
+  const signed = req.signedIntent;
+  const proof: Record<string, string> = signed
+    ? {
+        proof: 'eip191-intent',
+        intent_request_id: signed.requestId,
+        intent_hash: signed.intentHash,
+        intent_agent_id: signed.agentId,
+        intent_service: signed.service,
+        intent_scope_path: signed.scopePath,
+        intent_issued_at: signed.issuedAt,
+      }
+    : {};
+  const { wallet, grant } = await authoriseAndRecordIntent('aws', req, { duration_seconds: req.durationSeconds, ...proof });
   const base = { kind: 'aws' as const, requestId: req.requestId, omniAccount: req.caller.omniAccount };
   let assumed;
   try {
