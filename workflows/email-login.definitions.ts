@@ -8,6 +8,11 @@ export interface EmailLoginSettings {
   resendCooldownSeconds: number;
   /** Mails per flow (a flow is one requester's login request). */
   maxSends: number;
+  /**
+   * How long a run waits for its first dispatch (which arrives with the start, by Update-with-Start)
+   * before it ends expired. Absent: 60 s — the value runs started before it existed use.
+   */
+  firstDispatchSeconds?: number;
 }
 
 /** Input of emailLoginRequestWorkflow: one flow per requester, workflow id email-login/<request id>. */
