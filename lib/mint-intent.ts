@@ -1,3 +1,4 @@
+import { canonicalJson, CanonicalJsonError } from './canonical-json';
 import { AgentKeysError } from './errors';
 
 /**
@@ -19,30 +20,18 @@ export class MintIntentError extends AgentKeysError {
   override name = 'MintIntentError';
 }
 
-/** Canonical JSON as upstream writes it: keys sorted by UTF-16 code unit (as Rust sorts ASCII keys), no whitespace. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  if (typeof value === 'number' && !Number.isSafeInteger(value)) {
-    // Float and big-number spellings differ between JSON writers: refuse rather than guess.
-    throw new MintIntentError('numbers in a signed intent must be whole and below 2^53');
-  }
-  const text = JSON.stringify(value);
-  if (text === undefined) throw new MintIntentError(`a ${typeof value} has no JSON form`);
-  return text;
-}
-
 /** The text the wallet signs: the body without auth.signature, canonicalised. */
 export function mintIntentSigningInput(body: Record<string, unknown>): string {
   const auth = body.auth;
   if (auth === null || typeof auth !== 'object' || Array.isArray(auth)) throw new MintIntentError('auth must be an object');
   const { signature: _signature, ...authRest } = auth as Record<string, unknown>;
-  return canonicalJson({ ...body, auth: authRest });
+  try {
+    // Upstream's canonicalize_json: sorted keys, no whitespace; floats refused (no agreed spelling to sign).
+    return canonicalJson({ ...body, auth: authRest }, true);
+  } catch (e) {
+    if (e instanceof CanonicalJsonError) throw new MintIntentError(`numbers in a signed intent must be whole and below 2^53`);
+    throw e;
+  }
 }
 
 const RFC3339_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { canonicalJson, mintIntentSigningInput } from '../lib/mint-intent';
+import { canonicalJson } from '../lib/canonical-json';
+import { mintIntentSigningInput } from '../lib/mint-intent';
 import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts, type WorkflowStartSpy } from './adversarial-probes';
 import { startStack, type TestStack } from './harness';
 import { auditRowsOf, emailLogin, walletLogin, type WalletSession } from './mint-client';
@@ -67,7 +68,8 @@ void describe('signed mint intents (v2 body of mint-aws-creds)', () => {
       '{"auth":{"address":"0xabc"},"intent":{"agent_id":"0xabc","scope_path":"bots/","service":"s3"},"issued_at":"2026-05-05T14:00:00Z","request_id":"mnt_1"}',
     );
     assert.equal(canonicalJson({ b: [2, { d: 1, c: 'x' }], a: null }), '{"a":null,"b":[2,{"c":"x","d":1}]}');
-    assert.throws(() => canonicalJson({ n: 1.5 }), /whole/);
+    assert.throws(() => canonicalJson({ n: 1.5 }, true), /whole/);
+    assert.throws(() => mintIntentSigningInput({ n: 1.5, auth: {} }), /whole/);
   });
 
   void test('a signed intent mints, the audit row records the proof, and the same intent again is 409 with nothing changed', async () => {
