@@ -7,7 +7,7 @@
  *   ceiling   an empty workflow answering one Update, started by Update-with-Start through a bare
  *             Fastify handler, on the stack's Temporal server
  *
- *   npm run bench [-- --concurrency 1,16,64] [--duration 10] [--url http://host:port] [--smoke]
+ *   npm run bench [-- --concurrency 1,16,64] [--duration 10] [--flows a,b] [--url http://host:port] [--smoke]
  *
  * Without --url it starts the stack (`npm start`'s scripts/stack.ts, its own Temporal dev server,
  * a fresh database on DATABASE_URL's server or the local Postgres, rate limits raised) and stops
@@ -115,6 +115,8 @@ interface Row {
   p95: number;
   p99: number;
   errors: number;
+  /** Calls still unanswered when the run ended (the flow's first row carries them). */
+  open: number;
   requests: number;
   errorSample?: string;
 }
@@ -156,6 +158,8 @@ async function run(baseUrl: string, flow: string, steps: Step[], connections: nu
   const result = await autocannon({ url: baseUrl, connections, duration: seconds, requests, timeout: 30 });
   const wall = (performance.now() - t0) / 1000;
   const transportErrors = result.errors + result.timeouts;
+  const answered = [...stats.values()].reduce((n, st) => n + st.latencies.length, 0);
+  const open = Math.max(0, result.requests.sent - answered - transportErrors);
   return steps.map((s, i) => {
     const st = stats.get(s.name) ?? { latencies: [], errors: 0 };
     const sorted = st.latencies.sort((a, b) => a - b);
@@ -168,6 +172,7 @@ async function run(baseUrl: string, flow: string, steps: Step[], connections: nu
       p95: pct(sorted, 95),
       p99: pct(sorted, 99),
       errors: st.errors + (i === 0 ? transportErrors : 0),
+      open: i === 0 ? open : 0,
       requests: st.latencies.length,
       ...(st.sample ? { errorSample: st.sample } : {}),
     };
@@ -423,7 +428,17 @@ function flows(token: string, email: boolean): Record<string, Step[]> {
 
 // ---------------------------------------------------------------------------------------------
 
-function parseArgs(argv: string[]): { url?: string; concurrency: number[]; duration: number; warmup: number; smoke: boolean } {
+interface Args {
+  url?: string;
+  concurrency: number[];
+  duration: number;
+  warmup: number;
+  smoke: boolean;
+  /** Rows to run (flow names, `floor`, `ceiling`); all when absent. */
+  only?: string[];
+}
+
+function parseArgs(argv: string[]): Args {
   const get = (name: string) => {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1] : undefined;
@@ -432,19 +447,20 @@ function parseArgs(argv: string[]): { url?: string; concurrency: number[]; durat
   const concurrency = (get('--concurrency') ?? (smoke ? '4' : '1,16,64')).split(',').map(Number);
   const duration = Number(get('--duration') ?? (smoke ? 1.5 : 10));
   if (concurrency.some((c) => !Number.isInteger(c) || c < 1) || !(duration > 0)) {
-    throw new Error('usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--url http://host:port] [--smoke]');
+    throw new Error('usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,wallet_login,siwe,mint_oidc_jwt,email_login] [--url http://host:port] [--smoke]');
   }
-  return { url: get('--url'), concurrency, duration, warmup: smoke ? 0.3 : Math.min(3, duration / 3), smoke };
+  const only = get('--flows')?.split(',');
+  return { url: get('--url'), concurrency, duration, warmup: smoke ? 0.3 : Math.min(3, duration / 3), smoke, ...(only ? { only } : {}) };
 }
 
 function table(rows: (Row & { full_floor?: number; full_ceiling?: number })[]): string {
   const f = (v: number | undefined, d = 1) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(d));
   const lines = [
-    '| flow / call | c | rps | p50 ms | p95 ms | p99 ms | errors | full/floor | full/ceiling |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| flow / call | c | rps | p50 ms | p95 ms | p99 ms | errors | open at end | full/floor | full/ceiling |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map(
       (r) =>
-        `| ${r.step} | ${r.concurrency} | ${f(r.rps, 0)} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${r.errors} | ${f(r.full_floor, 2)} | ${f(r.full_ceiling, 2)} |`,
+        `| ${r.step} | ${r.concurrency} | ${f(r.rps, 0)} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${r.errors} | ${r.open} | ${f(r.full_floor, 2)} | ${f(r.full_ceiling, 2)} |`,
     ),
   ];
   return lines.join('\n');
@@ -472,25 +488,27 @@ async function main(): Promise<void> {
     for (const c of args.concurrency) {
       const rows: Row[] = [];
       const refRows: Record<string, Row | undefined> = {};
-      if (refs.floor) {
+      const wanted = (name: string) => !args.only || args.only.includes(name);
+      if (refs.floor && wanted('floor')) {
         const [r] = await drive(refs.url, 'floor', [{ name: 'floor: wallet login work, bare handler', method: 'POST', path: () => '/floor/wallet_login', body: statelessBody, expect: 200 }], c, args.duration, args.warmup);
         refRows.floor = r;
         if (r) rows.push(r);
       }
-      if (refs.ceiling) {
+      if (refs.ceiling && wanted('ceiling')) {
         const [r] = await drive(refs.url, 'ceiling', [{ name: 'ceiling: empty workflow, Update-with-Start', method: 'POST', path: () => '/ceiling/empty', body: () => '{}', expect: 200 }], c, args.duration, args.warmup);
         refRows.ceiling = r;
         if (r) rows.push(r);
       }
       for (const [flow, steps] of Object.entries(flows(token, email))) {
+        if (!wanted(flow)) continue;
         for (const r of await drive(target.url, flow, steps, c, args.duration, args.warmup)) rows.push(r);
       }
       for (const r of rows) {
         const row: Row & { full_floor?: number; full_ceiling?: number } = { ...r };
-        if (r.flow === 'wallet_login' && refRows.floor) row.full_floor = r.rps / refRows.floor.rps;
-        if (r.flow !== 'floor' && r.flow !== 'ceiling' && r.flow !== 'wallet_login' && refRows.ceiling) row.full_ceiling = r.rps / refRows.ceiling.rps;
+        if (r.flow === 'wallet_login' && refRows.floor?.rps) row.full_floor = r.rps / refRows.floor.rps;
+        if (r.flow !== 'floor' && r.flow !== 'ceiling' && r.flow !== 'wallet_login' && refRows.ceiling?.rps) row.full_ceiling = r.rps / refRows.ceiling.rps;
         all.push(row);
-        console.log(`[bench] c=${c} ${r.step}: ${r.rps.toFixed(0)}/s p50 ${r.p50.toFixed(1)} ms, ${r.errors} errors${r.errorSample ? ` (e.g. ${r.errorSample})` : ''}`);
+        console.log(`[bench] c=${c} ${r.step}: ${r.rps.toFixed(0)}/s p50 ${r.p50.toFixed(1)} ms, ${r.errors} errors, ${r.open} open at end${r.errorSample ? ` (e.g. ${r.errorSample})` : ''}`);
       }
     }
     console.log(`\n${table(all)}\n`);
