@@ -1,3 +1,4 @@
+import { createAuditAnchorActivities } from './audit-anchor';
 import type { ActivityDeps } from './deps';
 import { createEmailLoginActivities } from './email-login';
 import { createLoginActivities } from './login-completion';
@@ -15,6 +16,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createTeeActivities(deps),
     ...createWalletLoginActivities(deps),
     ...createMaintenanceActivities(deps),
+    ...createAuditAnchorActivities(deps),
   };
 }
 

@@ -7,7 +7,7 @@ import { loadOrCreateSigningKey, loadSigningKey } from './key-files';
 import type { SigningKey } from '../lib/signing-key';
 
 /**
- * The broker's secrets: the HMAC secret, the payload codec keys and the session signing key.
+ * The broker's secrets: the HMAC secret, the payload codec keys, the session and audit signing keys.
  * Production reads them from the environment / key files; development generates them once under
  * BROKER_DATA_DIR (mode 0600) so a second start reuses them.
  */
@@ -16,6 +16,8 @@ export interface BrokerSecrets {
   payloadKey: Buffer;
   retiredPayloadKeys: Buffer[];
   sessionKey: SigningKey;
+  /** Signs the audit chain's heads (lib/audit-head.ts). */
+  auditKey: SigningKey;
 }
 
 interface DevSecretsFile {
@@ -56,5 +58,8 @@ export async function resolveSecrets(config: Config): Promise<BrokerSecrets> {
   const sessionKey = config.BROKER_SESSION_KEY_PATH
     ? await loadSigningKey(config.BROKER_SESSION_KEY_PATH)
     : await loadOrCreateSigningKey(join(config.BROKER_DATA_DIR, 'session-key.jwk.json'));
-  return { hmacSecret, payloadKey, retiredPayloadKeys, sessionKey };
+  const auditKey = config.BROKER_AUDIT_KEY_PATH
+    ? await loadSigningKey(config.BROKER_AUDIT_KEY_PATH)
+    : await loadOrCreateSigningKey(join(config.BROKER_DATA_DIR, 'audit-key.jwk.json'));
+  return { hmacSecret, payloadKey, retiredPayloadKeys, sessionKey, auditKey };
 }

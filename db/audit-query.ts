@@ -57,3 +57,36 @@ export async function verifyAuditChain(q: Queryable, opts: { batchSize?: number 
   }
   return { ok: true, rows, headSeq, headHash: prevHash };
 }
+
+/** A signed head as audit:verify checks it (from audit_heads, or pinned elsewhere and passed in). */
+export interface HeadToCheck {
+  seq: string;
+  hash: string;
+  /** When it was signed, for the message. */
+  at: string;
+  /** Where it came from, for the message (e.g. "audit_heads", "--head"). */
+  source: string;
+}
+
+export type HeadsVerdict = { ok: true; checked: number; latestSeq: string | null } | { ok: false; head: HeadToCheck; reason: string };
+
+/**
+ * Checks the log against signed heads. With an intact chain (verifyAuditChain), a head whose seq
+ * still holds its hash pins every row before it; a row that holds another hash was rewritten (or
+ * the rows before it were, and the chain recomputed), a missing row was cut.
+ */
+export async function checkAuditHeads(q: Queryable, heads: HeadToCheck[], chainHeadSeq: string | null): Promise<HeadsVerdict> {
+  let latestSeq: string | null = null;
+  for (const head of heads) {
+    const r = await q.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [head.seq]);
+    const stored = r.rows[0]?.hash;
+    if (stored === undefined) {
+      return { ok: false, head, reason: `the log ends at seq ${chainHeadSeq ?? '(empty)'} but the head signed at ${head.at} (${head.source}) covers seq ${head.seq}: rows were cut` };
+    }
+    if (stored !== head.hash) {
+      return { ok: false, head, reason: `row ${head.seq} holds hash ${stored}, but the head signed at ${head.at} (${head.source}) says ${head.hash}: the log was rewritten at or before seq ${head.seq}` };
+    }
+    if (latestSeq === null || BigInt(head.seq) > BigInt(latestSeq)) latestSeq = head.seq;
+  }
+  return { ok: true, checked: heads.length, latestSeq };
+}

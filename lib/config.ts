@@ -90,6 +90,10 @@ export const envSchema = z.object({
   /** Comma-separated retired payload keys, still accepted for decoding. */
   BROKER_PAYLOAD_KEYS_RETIRED: optionalString,
   BROKER_SESSION_KEY_PATH: optionalString,
+  /** ES256 private JWK that signs the audit chain's heads (its own key: never the session or OIDC key). */
+  BROKER_AUDIT_KEY_PATH: optionalString,
+  /** How often the audit-anchor Schedule signs the chain's head. */
+  BROKER_AUDIT_ANCHOR_SECONDS: int(1, 86400).default(60),
   BROKER_SESSION_TTL_SECONDS: int(60, 30 * 86400).default(12 * 3600),
   BROKER_OPS_TOKEN: optionalString,
   /** Browser origins (the Temporal Web UI) allowed to call the codec endpoint, comma-separated. */
@@ -183,6 +187,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (!e.BROKER_SECRET) problems.push('BROKER_SECRET is required in production (generated secrets are for development)');
     if (!e.BROKER_PAYLOAD_KEY) problems.push('BROKER_PAYLOAD_KEY is required in production');
     if (!e.BROKER_SESSION_KEY_PATH) problems.push('BROKER_SESSION_KEY_PATH is required in production (generate one with `npm run keygen`)');
+    if (!e.BROKER_AUDIT_KEY_PATH) problems.push('BROKER_AUDIT_KEY_PATH is required in production (generate one with `npm run keygen -- audit --out FILE`)');
     if (!e.TEMPORAL_ADDRESS) problems.push('TEMPORAL_ADDRESS is required in production');
     if (problems.length > 0) throw new ConfigError(`refusing to start in production:\n  ${problems.join('\n  ')}`);
   }

@@ -1,13 +1,51 @@
 /**
- * `npm run audit:verify`: walks the whole audit log (DATABASE_URL) in seq order, recomputing each
- * row's hash and its link to the previous row. Exit 0 and a summary when the chain is intact;
- * exit 1 naming the first broken row otherwise (exit 2 when the check itself could not run).
+ * `npm run audit:verify [-- --head <jws>]... [--keys <jwks file or URL>]`: walks the whole audit
+ * log (DATABASE_URL) in seq order, recomputing each row's hash and its link to the previous row,
+ * then checks the log against every signed head: the ones recorded in audit_heads and any pinned
+ * elsewhere and given with --head (e.g. fetched earlier from GET /v1/audit/head). Heads are
+ * verified against the audit keys: --keys (a JWKS file or the broker's /v1/audit/keys URL), else
+ * the broker's own audit key (BROKER_AUDIT_KEY_PATH, or the development key under BROKER_DATA_DIR).
+ *
+ * Exit 0 with a summary when everything agrees; 1 naming the first broken row or contradicted
+ * head; 2 when the check itself could not run.
  */
-import { verifyAuditChain } from '../db/audit-query';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { JSONWebKeySet } from 'jose';
+import { loadSigningKey } from '../adapters/key-files';
+import { allAuditHeads } from '../db/audit-heads';
+import { checkAuditHeads, verifyAuditChain, type HeadToCheck } from '../db/audit-query';
 import { createPool } from '../db/pool';
-import { loadConfig } from '../lib/config';
+import { AuditHeadError, verifyAuditHead } from '../lib/audit-head';
+import { loadConfig, type Config } from '../lib/config';
 
-async function main(): Promise<number> {
+function parseArgs(argv: string[]): { heads: string[]; keys?: string } {
+  const heads: string[] = [];
+  let keys: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = argv[i + 1];
+    if ((a === '--head' || a === '--keys') && next === undefined) throw new Error(`${a} needs a value`);
+    if (a === '--head') heads.push(argv[++i] as string);
+    else if (a === '--keys') keys = argv[++i];
+    else throw new Error(`unknown argument ${a} (usage: audit:verify [--head <jws>]... [--keys <jwks file or URL>])`);
+  }
+  return { heads, keys };
+}
+
+async function auditKeys(config: Config, source: string | undefined): Promise<JSONWebKeySet> {
+  if (source && /^https?:\/\//.test(source)) {
+    const res = await fetch(source);
+    if (!res.ok) throw new Error(`${source} answered ${res.status}`);
+    return (await res.json()) as JSONWebKeySet;
+  }
+  if (source) return JSON.parse(await readFile(source, 'utf8')) as JSONWebKeySet;
+  const key = await loadSigningKey(config.BROKER_AUDIT_KEY_PATH ?? join(config.BROKER_DATA_DIR, 'audit-key.jwk.json'));
+  return { keys: [key.publicJwk] };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
   const config = loadConfig(process.env);
   if (!config.DATABASE_URL) {
     console.error('audit:verify needs DATABASE_URL (the database whose audit_log to check)');
@@ -16,18 +54,39 @@ async function main(): Promise<number> {
   const db = createPool(config.DATABASE_URL, 1);
   try {
     const verdict = await verifyAuditChain(db);
-    if (verdict.ok) {
-      console.log(`audit chain intact: ${verdict.rows} rows, head seq ${verdict.headSeq ?? '(none)'} hash ${verdict.headHash}`);
-      return 0;
+    if (!verdict.ok) {
+      console.error(`audit chain BROKEN at seq ${verdict.brokenSeq}: ${verdict.reason} (${verdict.rows} rows before it verified)`);
+      return 1;
     }
-    console.error(`audit chain BROKEN at seq ${verdict.brokenSeq}: ${verdict.reason} (${verdict.rows} rows before it verified)`);
-    return 1;
+    const keys = await auditKeys(config, args.keys);
+    const heads: HeadToCheck[] = [];
+    const sources: [string, string][] = [...(await allAuditHeads(db)).map((h): [string, string] => [h.jws, `audit_heads seq ${h.seq}`]), ...args.heads.map((j): [string, string] => [j, '--head'])];
+    for (const [jws, source] of sources) {
+      try {
+        const s = await verifyAuditHead(jws, keys);
+        heads.push({ seq: s.seq, hash: s.hash, at: s.at, source });
+      } catch (e) {
+        if (!(e instanceof AuditHeadError)) throw e;
+        console.error(`audit head REFUSED (${source}): ${e.message}`);
+        return 1;
+      }
+    }
+    const checked = await checkAuditHeads(db, heads, verdict.headSeq);
+    if (!checked.ok) {
+      console.error(`audit log CONTRADICTS a signed head: ${checked.reason}`);
+      return 1;
+    }
+    console.log(
+      `audit chain intact: ${verdict.rows} rows, head seq ${verdict.headSeq ?? '(none)'} hash ${verdict.headHash}; ` +
+        `${checked.checked} signed heads agree${checked.latestSeq ? ` (latest at seq ${checked.latestSeq})` : ''}`,
+    );
+    return 0;
   } finally {
     await db.end();
   }
 }
 
-main().then(
+main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e: unknown) => {
     console.error(`audit:verify could not run: ${(e as Error).message}`);

@@ -1,6 +1,7 @@
 /**
  * `npm run keygen -- <what> [--out FILE]` makes production key material:
  *   session   an ES256 private JWK for BROKER_SESSION_KEY_PATH (written mode 0600; prints its kid)
+ *   audit     the same for BROKER_AUDIT_KEY_PATH (signs the audit chain's heads)
  *   secret    32 random bytes, hex, for BROKER_SECRET or BROKER_PAYLOAD_KEY (printed)
  *   tee-thumbprint [VALUE]
  *             reads a BROKER_TEE_JWT_PUBLIC_KEY value (the argument, else $BROKER_TEE_JWT_PUBLIC_KEY,
@@ -26,11 +27,11 @@ async function main(argv: string[]): Promise<void> {
     console.log(randomBytes(32).toString('hex'));
     return;
   }
-  if (what === 'session') {
-    if (!out) throw new Error('usage: npm run keygen -- session --out /path/to/session-key.jwk.json');
+  if (what === 'session' || what === 'audit') {
+    if (!out) throw new Error(`usage: npm run keygen -- ${what} --out /path/to/${what}-key.jwk.json`);
     const jwk = await generateSigningKeyJwk();
     await writeKeyFile(out, jwk, { exclusive: true });
-    console.log(`wrote ES256 session key ${out} (kid ${jwk.kid}); set BROKER_SESSION_KEY_PATH=${out}`);
+    console.log(`wrote ES256 ${what} key ${out} (kid ${jwk.kid}); set BROKER_${what.toUpperCase()}_KEY_PATH=${out}`);
     return;
   }
   if (what === 'tee-thumbprint') {

@@ -112,7 +112,7 @@ void describe('configuration', () => {
     assert.throws(
       () => loadConfig({ NODE_ENV: 'production' }),
       (e: unknown) =>
-        e instanceof ConfigError && /DATABASE_URL/.test(e.message) && /BROKER_SECRET/.test(e.message) && /BROKER_SESSION_KEY_PATH/.test(e.message) && /TEMPORAL_ADDRESS/.test(e.message),
+        e instanceof ConfigError && /DATABASE_URL/.test(e.message) && /BROKER_SECRET/.test(e.message) && /BROKER_SESSION_KEY_PATH/.test(e.message) && /BROKER_AUDIT_KEY_PATH/.test(e.message) && /TEMPORAL_ADDRESS/.test(e.message),
     );
     const prod = {
       NODE_ENV: 'production',
@@ -120,6 +120,7 @@ void describe('configuration', () => {
       BROKER_SECRET: 'ab'.repeat(32),
       BROKER_PAYLOAD_KEY: 'cd'.repeat(32),
       BROKER_SESSION_KEY_PATH: '/keys/session.jwk.json',
+      BROKER_AUDIT_KEY_PATH: '/keys/audit.jwk.json',
       TEMPORAL_ADDRESS: 'temporal:7233',
     };
     assert.equal(loadConfig(prod).devFixtures, false);

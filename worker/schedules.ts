@@ -1,6 +1,8 @@
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
 import type { Config } from '../lib/config';
 import { AkFlow } from '../lib/search-attributes';
+import type { auditAnchorWorkflow } from '../workflows/audit-anchor';
+import { AUDIT_ANCHOR_SCHEDULE_ID, AUDIT_ANCHOR_WORKFLOW_ID } from '../workflows/audit-anchor.definitions';
 import type { purgeExpiredWorkflow } from '../workflows/maintenance';
 import { PURGE_SCHEDULE_ID, PURGE_WORKFLOW_ID } from '../workflows/maintenance.definitions';
 
@@ -27,5 +29,34 @@ export async function ensureMaintenanceSchedule(client: Client, config: Config):
   } catch (e) {
     if (e instanceof ScheduleAlreadyRunning) return 'existing';
     throw e;
+  }
+}
+
+/**
+ * Registers the audit-anchor Schedule (sign the audit chain's head every
+ * BROKER_AUDIT_ANCHOR_SECONDS) unless it exists; an existing one gets the configured interval.
+ */
+export async function ensureAuditAnchorSchedule(client: Client, config: Config): Promise<'created' | 'existing'> {
+  const every = `${config.BROKER_AUDIT_ANCHOR_SECONDS} seconds`;
+  const spec = { intervals: [{ every }] };
+  try {
+    await client.schedule.create<typeof auditAnchorWorkflow>({
+      scheduleId: AUDIT_ANCHOR_SCHEDULE_ID,
+      spec,
+      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
+      action: {
+        type: 'startWorkflow',
+        workflowType: 'auditAnchorWorkflow',
+        workflowId: AUDIT_ANCHOR_WORKFLOW_ID,
+        taskQueue: config.BROKER_TASK_QUEUE,
+        args: [],
+        typedSearchAttributes: [{ key: AkFlow, value: 'audit_anchor' }],
+      },
+    });
+    return 'created';
+  } catch (e) {
+    if (!(e instanceof ScheduleAlreadyRunning)) throw e;
+    await client.schedule.getHandle(AUDIT_ANCHOR_SCHEDULE_ID).update((previous) => ({ ...previous, spec }));
+    return 'existing';
   }
 }

@@ -6,7 +6,7 @@ import type { BrokerSecrets } from '../adapters/secrets';
 import { temporalConnectionOptions } from '../adapters/temporal-options';
 import { connectTemporalClient } from '../adapters/temporal-client';
 import { createBrokerWorker } from './create-worker';
-import { ensureMaintenanceSchedule } from './schedules';
+import { ensureAuditAnchorSchedule, ensureMaintenanceSchedule } from './schedules';
 
 export interface RunningWorker {
   worker: Worker;
@@ -31,6 +31,7 @@ export async function startBrokerWorker(opts: { config: Config; secrets: BrokerS
   const client = await connectTemporalClient(config, secrets, opts.address);
   try {
     await ensureMaintenanceSchedule(client, config);
+    await ensureAuditAnchorSchedule(client, config);
   } finally {
     await client.connection.close();
   }

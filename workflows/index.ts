@@ -6,3 +6,4 @@ export { walletLoginWorkflow } from './wallet-login';
 export { teeAccountWorkflow } from './tee-account';
 export { mintAwsCredsWorkflow, mintOidcJwtWorkflow } from './mint';
 export { purgeExpiredWorkflow } from './maintenance';
+export { auditAnchorWorkflow } from './audit-anchor';

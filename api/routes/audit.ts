@@ -2,8 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { listAuditForAccount } from '../../db/audit-query';
+import { latestAuditHead } from '../../db/audit-heads';
 import { BrokerError } from '../../lib/errors';
-import { commonErrors } from '../schemas';
+import { commonErrors, errorBody } from '../schemas';
 
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 200;
@@ -24,7 +25,9 @@ const entrySchema = z.object({
 /** GET /v1/audit: the caller's own audit rows (by OmniAccount), newest first, paged by seq. */
 export default async function auditRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
-  const { db } = app.deps;
+  const { db, config, secrets } = app.deps;
+  // Heads change at most once per anchor interval: let caches keep one that long (at most a minute).
+  const headMaxAge = Math.min(config.BROKER_AUDIT_ANCHOR_SECONDS, 60);
 
   app.get(
     '/v1/audit',
@@ -64,6 +67,51 @@ export default async function auditRoutes(appBase: FastifyInstance) {
       }));
       const last = rows[rows.length - 1];
       return { entries, next_before: rows.length === limit && last ? last.seq : null };
+    },
+  );
+
+  app.get(
+    '/v1/audit/head',
+    {
+      // Route hooks run after the app's no-store default: a head may be cached for one anchor interval.
+      onSend: async (_request, reply) => {
+        if (reply.statusCode === 200) void reply.header('cache-control', `public, max-age=${headMaxAge}`);
+      },
+      schema: {
+        tags: ['audit'],
+        summary: "The audit chain's latest signed head (public): pin it, and check the log against it later",
+        description:
+          'jws: a compact JWS (ES256, typ agentkeys-audit-head+jws) of {seq, hash, at, iss} by the audit key at GET /v1/audit/keys. ' +
+          'Every row hash covers the previous row, so the head pins every row up to seq: `npm run audit:verify -- --head <jws>` reports a log that disagrees. 404 until the first head is signed.',
+        response: {
+          200: z.object({ seq: z.string(), hash: z.string(), signed_at: z.string(), kid: z.string(), jws: z.string() }),
+          404: errorBody,
+          ...commonErrors,
+        },
+      },
+    },
+    async () => {
+      const head = await latestAuditHead(db);
+      if (!head) throw new BrokerError('not_found', 'no head has been signed yet (the audit-anchor Schedule signs one every BROKER_AUDIT_ANCHOR_SECONDS once the log has rows)');
+      return { seq: head.seq, hash: head.hash, signed_at: head.signed_at.toISOString(), kid: head.kid, jws: head.jws };
+    },
+  );
+
+  app.get(
+    '/v1/audit/keys',
+    {
+      onSend: async (_request, reply) => {
+        void reply.header('cache-control', 'public, max-age=3600');
+      },
+      schema: {
+        tags: ['audit'],
+        summary: 'The keys that sign audit heads (a JWKS)',
+        description: 'Kept apart from /.well-known/jwks.json on purpose: AWS trusts every key in the OIDC JWKS to sign web identity tokens, and an audit key must never be one.',
+        response: { 200: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }) },
+      },
+    },
+    () => {
+      return { keys: [secrets.auditKey.publicJwk] };
     },
   );
 }
