@@ -1,0 +1,72 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { decodeJwt } from 'jose';
+import { GoogleOidc, GoogleProviderError, type GoogleIdentityClaims } from '../adapters/google-oidc';
+import { recordVerifiedEmail } from '../db/users';
+import type { GoogleSessionClaims } from '../workflows/google-login.definitions';
+import type { ActivityDeps } from './deps';
+import { createLoginActivities } from './login-completion';
+
+/** ApplicationFailure type of a provider call that failed; `details[0].reason` says why (access_denied, invalid_id_token, ...). */
+export const GOOGLE_PROVIDER_FAILURE = 'GoogleProviderFailed';
+
+export interface ExchangeGoogleCodeInput {
+  params: Record<string, string>;
+  state: string;
+  nonce: string;
+  code_verifier: string;
+}
+
+export interface CompleteGoogleLoginInput {
+  sub: string;
+  /** Set only when the provider said it is verified. */
+  verified_email?: string;
+  requestId: string;
+}
+
+/** 5xx, timeouts and network errors are retried by the activity's policy; anything else ends the flow. */
+function providerFailure(e: unknown): ApplicationFailure {
+  if (!(e instanceof GoogleProviderError)) return ApplicationFailure.retryable((e as Error)?.message ?? String(e), GOOGLE_PROVIDER_FAILURE, { reason: 'internal' });
+  return ApplicationFailure.create({ message: e.message, type: GOOGLE_PROVIDER_FAILURE, nonRetryable: !e.retryable, details: [{ reason: e.reason }] });
+}
+
+export function createGoogleLoginActivities(deps: ActivityDeps) {
+  const google = deps.googleOidc ?? new GoogleOidc(deps.config);
+  const login = createLoginActivities(deps);
+  return {
+    /**
+     * The code exchange at the token endpoint, the id_token checked by openid-client. Not
+     * idempotent at the provider (a code works once): a retry after a lost answer gets a 4xx and
+     * the flow fails cleanly; the person signs in again.
+     */
+    async exchangeGoogleCode(input: ExchangeGoogleCodeInput): Promise<GoogleIdentityClaims & { access_token: string }> {
+      try {
+        const { accessToken, ...claims } = await google.exchangeCode({ callbackParams: input.params, state: input.state, nonce: input.nonce, codeVerifier: input.code_verifier });
+        return { ...claims, access_token: accessToken };
+      } catch (e) {
+        throw providerFailure(e);
+      }
+    },
+
+    /** Userinfo for the id_token's subject; a different subject is refused by openid-client. */
+    async fetchGoogleUserinfo(input: { access_token: string; sub: string }): Promise<GoogleIdentityClaims> {
+      try {
+        return await google.userinfo(input.access_token, input.sub);
+      } catch (e) {
+        throw providerFailure(e);
+      }
+    },
+
+    /**
+     * The shared login completion (user upsert, session row, audit row in one transaction), then
+     * the verified email on the user. Answers the session's claims, not its token: the API signs
+     * the bearer when it hands it out, so no token is recorded in workflow history.
+     */
+    async completeGoogleLogin(input: CompleteGoogleLoginInput): Promise<GoogleSessionClaims> {
+      const session = await login.completeLogin({ method: 'google', identity: { type: 'google', value: input.sub }, requestId: input.requestId });
+      if (input.verified_email) await recordVerifiedEmail(deps.db, session.omni_account, input.verified_email);
+      const { jti, iat } = decodeJwt(session.token);
+      if (typeof jti !== 'string' || typeof iat !== 'number') throw ApplicationFailure.nonRetryable('the login completion gave a session without jti/iat');
+      return { omni_account: session.omni_account, user_id: session.user_id, identity: session.identity, jti, issued_at: iat, expires_at: session.expires_at };
+    },
+  };
+}
