@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { deriveOmniAccount } from '../lib/omni';
+import { identityForHint } from '../fixtures/google-oidc';
+import { callback, cliStart, consent, loginRows, poll, RETURN_ORIGIN, startGoogleStack, uniqueHint, type GoogleStack } from './google-login-client';
+
+let g: GoogleStack;
+before(async () => {
+  g = await startGoogleStack();
+});
+after(async () => {
+  await g?.stop();
+});
+
+interface SessionBody {
+  token: string;
+  token_type: string;
+  expires_at: number;
+  omni_account: string;
+  user_id: string;
+  identity: { type: string; value: string };
+}
+
+void describe('Google login, CLI form', () => {
+  void test('start → pending → consent → callback page → one session, then 410', async () => {
+    const { stack } = g;
+    const before = await loginRows(stack.db);
+    const start = await cliStart(stack);
+    assert.match(start.request_id, /^[0-9a-f]{32}$/);
+    const authorize = new URL(start.authorize_url);
+    assert.equal(authorize.searchParams.get('code_challenge_method'), 'S256');
+    assert.ok(authorize.searchParams.get('state'));
+    assert.ok(authorize.searchParams.get('nonce'));
+    assert.equal(authorize.searchParams.get('redirect_uri'), stack.config.googleRedirectUri);
+
+    assert.equal((await poll(stack, start)).status, 202);
+    const hint = uniqueHint('cli');
+    const back = await callback(await consent(start.authorize_url, hint));
+    assert.equal(back.status, 200, back.text);
+    assert.match(back.text, /close this tab/);
+
+    const got = await poll(stack, start);
+    assert.equal(got.status, 200, got.text);
+    const session = got.body as SessionBody;
+    const person = identityForHint(hint);
+    assert.deepEqual(session.identity, { type: 'google', value: person.sub });
+    assert.equal(session.omni_account, deriveOmniAccount('agentkeys', { type: 'google', value: person.sub }));
+    const me = await stack.request('GET', '/v1/session/me', { token: session.token });
+    assert.equal(me.status, 200, me.text);
+
+    const again = await poll(stack, start);
+    assert.equal(again.status, 410, again.text);
+    const rows = await loginRows(stack.db);
+    assert.deepEqual(rows, { users: before.users + 1, sessions: before.sessions + 1, audit: before.audit + 1 });
+    const user = await stack.db.query<{ email: string }>('SELECT email FROM users WHERE omni_account = $1', [session.omni_account]);
+    assert.equal(user.rows[0]?.email, person.email);
+  });
+});
+
+void describe('Google login, browser form', () => {
+  void test('302 to the provider → callback 302 to return_to with a one-time exchange code → session once', async () => {
+    const { stack } = g;
+    const returnTo = `${RETURN_ORIGIN}/after-login?tab=2`;
+    const r = await fetch(`${stack.url}/v1/session/google_oauth_login?return_to=${encodeURIComponent(returnTo)}`, { redirect: 'manual' });
+    assert.equal(r.status, 302, await r.text());
+    const authorizeUrl = r.headers.get('location') as string;
+    assert.ok(authorizeUrl.startsWith(g.provider.url));
+    const back = await callback(await consent(authorizeUrl, uniqueHint('browser')));
+    assert.equal(back.status, 302, back.text);
+    const target = new URL(back.location as string);
+    assert.equal(target.origin, RETURN_ORIGIN);
+    assert.equal(target.searchParams.get('tab'), '2');
+    const code = target.searchParams.get('exchange_code') as string;
+    assert.ok(code);
+    assert.doesNotMatch(back.location as string, /eyJ/, 'no token in the redirect');
+    const ex = await stack.request('POST', '/v1/session/google_oauth_exchange', { body: { exchange_code: code } });
+    assert.equal(ex.status, 200, ex.text);
+    const again = await stack.request('POST', '/v1/session/google_oauth_exchange', { body: { exchange_code: code } });
+    assert.equal(again.status, 410, again.text);
+  });
+});
