@@ -47,7 +47,9 @@ function classify(e: unknown, step: string): GoogleProviderError {
     return new GoogleProviderError(`${step}: the provider answered ${e.status} ${e.error}`, e.status >= 500, e.status >= 500 ? 'provider_unavailable' : 'provider_refused');
   }
   const err = e as { name?: string; code?: string; message?: string; cause?: unknown };
-  if (err?.name === 'TimeoutError' || err?.name === 'AbortError') return new GoogleProviderError(`${step}: the provider did not answer in time`, true, 'provider_timeout');
+  if (err?.code === 'OAUTH_TIMEOUT' || err?.name === 'TimeoutError' || err?.name === 'AbortError') {
+    return new GoogleProviderError(`${step}: the provider did not answer in time`, true, 'provider_timeout');
+  }
   if (err?.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM') {
     const status = (err.cause as { status?: number } | undefined)?.status;
     if (typeof status === 'number' && status >= 500) return new GoogleProviderError(`${step}: the provider answered ${status}`, true, 'provider_unavailable');
@@ -88,7 +90,8 @@ export class GoogleOidc {
     const insecure = issuer.protocol === 'http:' && isLoopback(issuer);
     const configuration = await oidc.discovery(issuer, c.BROKER_GOOGLE_CLIENT_ID, secret, secret ? oidc.ClientSecretPost(secret) : oidc.None(), {
       timeout: c.BROKER_GOOGLE_HTTP_TIMEOUT_SECONDS,
-      ...(insecure ? { execute: [oidc.allowInsecureRequests] } : {}),
+      // The id_token's signature is checked against the issuer's JWKS too, not only trusted for having come over TLS.
+      execute: insecure ? [oidc.allowInsecureRequests, oidc.enableNonRepudiationChecks] : [oidc.enableNonRepudiationChecks],
     });
     configuration.timeout = c.BROKER_GOOGLE_HTTP_TIMEOUT_SECONDS;
     return configuration;
