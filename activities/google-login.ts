@@ -1,8 +1,11 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import { decodeJwt } from 'jose';
 import { GoogleOidc, GoogleProviderError, type GoogleIdentityClaims } from '../adapters/google-oidc';
 import { recordVerifiedEmail } from '../db/users';
+import { hmacHex } from '../lib/digest';
 import type { GoogleSessionClaims } from '../workflows/google-login.definitions';
+import { currentRun } from './context';
 import type { ActivityDeps } from './deps';
 import { createLoginActivities } from './login-completion';
 
@@ -32,25 +35,53 @@ function providerFailure(e: unknown): ApplicationFailure {
 export function createGoogleLoginActivities(deps: ActivityDeps) {
   const google = deps.googleOidc ?? new GoogleOidc(deps.config);
   const login = createLoginActivities(deps);
+
+  /**
+   * The provider's access token passes from the exchange to userinfo through history: sealed with
+   * a key only this run's activities derive (HMAC of the broker secret and the run), so not even
+   * an operator decoding history with the payload key can use it.
+   */
+  const runKey = (): Buffer => {
+    const run = currentRun();
+    return Buffer.from(hmacHex(deps.secrets.hmacSecret, 'google-access-token', run.workflowId, run.runId), 'hex');
+  };
+  const seal = (text: string): string => {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', runKey(), iv);
+    return Buffer.concat([iv, cipher.update(text, 'utf8'), cipher.final(), cipher.getAuthTag()]).toString('base64url');
+  };
+  const unseal = (sealed: string): string => {
+    const data = Buffer.from(sealed, 'base64url');
+    const decipher = createDecipheriv('aes-256-gcm', runKey(), data.subarray(0, 12));
+    decipher.setAuthTag(data.subarray(data.length - 16));
+    return Buffer.concat([decipher.update(data.subarray(12, data.length - 16)), decipher.final()]).toString('utf8');
+  };
+
   return {
     /**
      * The code exchange at the token endpoint, the id_token checked by openid-client. Not
      * idempotent at the provider (a code works once): a retry after a lost answer gets a 4xx and
      * the flow fails cleanly; the person signs in again.
      */
-    async exchangeGoogleCode(input: ExchangeGoogleCodeInput): Promise<GoogleIdentityClaims & { access_token: string }> {
+    async exchangeGoogleCode(input: ExchangeGoogleCodeInput): Promise<GoogleIdentityClaims & { access_token_sealed: string }> {
       try {
         const { accessToken, ...claims } = await google.exchangeCode({ callbackParams: input.params, state: input.state, nonce: input.nonce, codeVerifier: input.code_verifier });
-        return { ...claims, access_token: accessToken };
+        return { ...claims, access_token_sealed: seal(accessToken) };
       } catch (e) {
         throw providerFailure(e);
       }
     },
 
     /** Userinfo for the id_token's subject; a different subject is refused by openid-client. */
-    async fetchGoogleUserinfo(input: { access_token: string; sub: string }): Promise<GoogleIdentityClaims> {
+    async fetchGoogleUserinfo(input: { access_token_sealed: string; sub: string }): Promise<GoogleIdentityClaims> {
+      let accessToken: string;
       try {
-        return await google.userinfo(input.access_token, input.sub);
+        accessToken = unseal(input.access_token_sealed);
+      } catch {
+        throw ApplicationFailure.nonRetryable('the sealed access token does not open in this run', GOOGLE_PROVIDER_FAILURE, { reason: 'internal' });
+      }
+      try {
+        return await google.userinfo(accessToken, input.sub);
       } catch (e) {
         throw providerFailure(e);
       }

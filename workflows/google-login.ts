@@ -94,7 +94,7 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
       let reason: string | undefined;
       try {
         const tokens = await exchangeGoogleCode({ params: callback.params, state: input.state, nonce: input.nonce, code_verifier: input.code_verifier });
-        const info = await fetchGoogleUserinfo({ access_token: tokens.access_token, sub: tokens.sub });
+        const info = await fetchGoogleUserinfo({ access_token_sealed: tokens.access_token_sealed, sub: tokens.sub });
         const email = tokens.email ?? info.email;
         // An email is only ever used (stored on the user) when the provider vouches for it.
         if (email !== undefined && (tokens.email_verified ?? info.email_verified) !== true) reason = 'email_unverified';
