@@ -143,7 +143,7 @@ export const envSchema = z.object({
   /** Origins a browser login may return to (comma-separated, e.g. https://app.example.com). */
   BROKER_GOOGLE_RETURN_ORIGINS: z.string().default(''),
   /** How long a Google login waits for the provider's callback, and then for its session to be collected. */
-  BROKER_GOOGLE_LOGIN_TTL_SECONDS: int(10, 3600).default(600),
+  BROKER_GOOGLE_LOGIN_TTL_SECONDS: int(1, 3600).default(600),
   /** Longest wait for one call to the provider (token, userinfo, discovery); a call past it is retried. */
   BROKER_GOOGLE_HTTP_TIMEOUT_SECONDS: int(1, 60).default(10),
   /** Tries of each provider call (token exchange, userinfo) on a 5xx or a timeout; a 4xx is final. */
