@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { buildApp } from '../api/app';
 import { deriveOmniAccount } from '../lib/omni';
 import { identityForHint } from '../fixtures/google-oidc';
 import { callback, cliStart, consent, loginRows, poll, RETURN_ORIGIN, startGoogleStack, uniqueHint, type GoogleStack } from './google-login-client';
@@ -77,5 +78,39 @@ void describe('Google login, browser form', () => {
     assert.equal(ex.status, 200, ex.text);
     const again = await stack.request('POST', '/v1/session/google_oauth_exchange', { body: { exchange_code: code } });
     assert.equal(again.status, 410, again.text);
+  });
+});
+
+void describe('Google login, configuration', () => {
+  /** The same broker with other Google settings, on its own loopback port (shares the stack's database and Temporal). */
+  async function variant(config: Partial<typeof g.stack.config>): Promise<{ url: string; close: () => Promise<unknown> }> {
+    const app = await buildApp({ ...g.stack.deps, config: { ...g.stack.config, ...config } }, { logLevel: 'silent' });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const address = app.server.address();
+    if (!address || typeof address === 'string') throw new Error('no port');
+    return { url: `http://127.0.0.1:${address.port}`, close: () => app.close() };
+  }
+
+  void test('without a client id the Google routes are 404 (the CLI says the broker offers no Google login)', async () => {
+    const v = await variant({ BROKER_GOOGLE_CLIENT_ID: undefined });
+    try {
+      const r = await fetch(`${v.url}/v1/session/google_oauth_login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"format":"cli"}' });
+      assert.equal(r.status, 404);
+      assert.equal((await fetch(`${v.url}/v1/session/google_oauth_callback?state=x&code=y`)).status, 404);
+    } finally {
+      await v.close();
+    }
+  });
+
+  void test('a provider that cannot be discovered: the start is 503 unavailable and no flow begins', async () => {
+    const v = await variant({ BROKER_GOOGLE_ISSUER: 'http://127.0.0.1:9/', BROKER_GOOGLE_HTTP_TIMEOUT_SECONDS: 1 });
+    try {
+      const r = await fetch(`${v.url}/v1/session/google_oauth_login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"format":"cli"}' });
+      assert.equal(r.status, 503, await r.text());
+      const browser = await fetch(`${v.url}/v1/session/google_oauth_login?return_to=${encodeURIComponent(`${RETURN_ORIGIN}/`)}`, { redirect: 'manual' });
+      assert.equal(browser.status, 503);
+    } finally {
+      await v.close();
+    }
   });
 });
