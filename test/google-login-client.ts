@@ -67,10 +67,20 @@ export async function consent(authorizeUrl: string, hint?: string): Promise<stri
   return location;
 }
 
-/** The browser following the provider's redirect back to the broker. */
-export async function callback(url: string): Promise<{ status: number; location: string | null; text: string }> {
-  const r = await fetch(url, { redirect: 'manual' });
+/** The browser following the provider's redirect back to the broker (with the cookie the browser form's start set, if any). */
+export async function callback(url: string, cookie?: string): Promise<{ status: number; location: string | null; text: string }> {
+  const r = await fetch(url, { redirect: 'manual', headers: cookie ? { cookie } : {} });
   return { status: r.status, location: r.headers.get('location'), text: await r.text() };
+}
+
+/** The browser form's start: the provider URL it is sent to and the binding cookie it now holds (`name=value`). */
+export async function browserStart(stack: TestStack, returnTo: string): Promise<{ authorizeUrl: string; cookie: string; setCookie: string }> {
+  const r = await fetch(`${stack.url}/v1/session/google_oauth_login?return_to=${encodeURIComponent(returnTo)}`, { redirect: 'manual' });
+  assert.equal(r.status, 302, await r.text());
+  const setCookie = r.headers.get('set-cookie') ?? '';
+  const cookie = setCookie.split(';')[0] ?? '';
+  assert.match(cookie, /^ak_google_[0-9a-f]{32}=[\w-]{43}$/);
+  return { authorizeUrl: r.headers.get('location') as string, cookie, setCookie };
 }
 
 export function poll(stack: TestStack, start: Pick<CliStart, 'request_id' | 'poll_secret'>): ReturnType<TestStack['request']> {

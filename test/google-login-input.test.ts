@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Payload } from '@temporalio/common';
 import { AesGcmPayloadCodec } from '../lib/codec';
 import { GOOGLE_LOGIN_ID_PREFIX } from '../workflows/google-login.definitions';
-import { callback, cliStart, consent, loginRows, poll, RETURN_ORIGIN, startGoogleStack, uniqueHint, type CliStart, type GoogleStack } from './google-login-client';
+import { browserStart, callback, cliStart, consent, loginRows, poll, RETURN_ORIGIN, startGoogleStack, uniqueHint, type CliStart, type GoogleStack } from './google-login-client';
 
 const MAX_ATTEMPTS = 2;
 let g: GoogleStack;
@@ -207,8 +207,8 @@ void describe('browser form: return_to', () => {
     assert.equal(r.status, 400);
   });
   void test('an exchange code with the wrong secret → 403; the right one still works once', async () => {
-    const r = await fetch(`${g.stack.url}/v1/session/google_oauth_login?return_to=${encodeURIComponent(`${RETURN_ORIGIN}/`)}`, { redirect: 'manual' });
-    const back = await callback(await consent(r.headers.get('location') as string, uniqueHint('exchange')));
+    const start = await browserStart(g.stack, `${RETURN_ORIGIN}/`);
+    const back = await callback(await consent(start.authorizeUrl, uniqueHint('exchange')), start.cookie);
     assert.equal(back.status, 302);
     const code = new URL(back.location as string).searchParams.get('exchange_code') as string;
     const wrong = `${code.split('.')[0]}.${randomBytes(32).toString('base64url')}`;

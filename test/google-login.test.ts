@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { buildApp } from '../api/app';
 import { deriveOmniAccount } from '../lib/omni';
 import { identityForHint } from '../fixtures/google-oidc';
-import { callback, cliStart, consent, loginRows, poll, RETURN_ORIGIN, startGoogleStack, uniqueHint, type GoogleStack } from './google-login-client';
+import { browserStart, callback, cliStart, consent, loginRows, poll, RETURN_ORIGIN, startGoogleStack, uniqueHint, type GoogleStack } from './google-login-client';
 
 let g: GoogleStack;
 before(async () => {
@@ -62,11 +62,17 @@ void describe('Google login, browser form', () => {
   void test('302 to the provider → callback 302 to return_to with a one-time exchange code → session once', async () => {
     const { stack } = g;
     const returnTo = `${RETURN_ORIGIN}/after-login?tab=2`;
-    const r = await fetch(`${stack.url}/v1/session/google_oauth_login?return_to=${encodeURIComponent(returnTo)}`, { redirect: 'manual' });
-    assert.equal(r.status, 302, await r.text());
-    const authorizeUrl = r.headers.get('location') as string;
+    const { authorizeUrl, cookie, setCookie } = await browserStart(stack, returnTo);
+    assert.match(setCookie, /HttpOnly/);
+    assert.match(setCookie, /SameSite=Lax/);
+    assert.match(setCookie, /Path=\/v1\/session\/google_oauth_callback/);
     assert.ok(authorizeUrl.startsWith(g.provider.url));
-    const back = await callback(await consent(authorizeUrl, uniqueHint('browser')));
+    const callbackUrl = await consent(authorizeUrl, uniqueHint('browser'));
+    // Login CSRF: the callback URL opened in another browser (no cookie, or another sign-in's) is refused and changes nothing.
+    assert.equal((await callback(callbackUrl)).status, 403);
+    const other = await browserStart(stack, returnTo);
+    assert.equal((await callback(callbackUrl, other.cookie.replace(/^[^=]+/, cookie.split('=')[0] as string))).status, 403);
+    const back = await callback(callbackUrl, cookie);
     assert.equal(back.status, 302, back.text);
     const target = new URL(back.location as string);
     assert.equal(target.origin, RETURN_ORIGIN);

@@ -23,7 +23,7 @@ import { MINT_ID_PREFIX } from '../workflows/mint.definitions';
 import { TEE_ACCOUNT_ID_PREFIX } from '../workflows/tee-account.definitions';
 import { WALLET_LOGIN_ID_PREFIX } from '../workflows/wallet-login.definitions';
 import { latestCode, requestCode, submitCode, uniqueEmail, workflowIdOf } from './email-login-client';
-import { callback, cliStart, consent, poll, RETURN_ORIGIN } from './google-login-client';
+import { browserStart, callback, cliStart, consent, poll, RETURN_ORIGIN } from './google-login-client';
 import { startStack, type TestStack } from './harness';
 import { walletLogin, type WalletSession } from './mint-client';
 import { REPLAY_TEST_ONLY_ENV } from './replay-keys';
@@ -98,9 +98,8 @@ async function googleCliSuccess(stack: TestStack): Promise<Recording> {
 }
 
 async function googleBrowserSuccess(stack: TestStack): Promise<Recording> {
-  const r = await fetch(`${stack.url}/v1/session/google_oauth_login?return_to=${encodeURIComponent(`${RETURN_ORIGIN}/`)}`, { redirect: 'manual' });
-  check(r.status === 302, `google login: ${r.status}`);
-  const back = await callback(await consent(r.headers.get('location') ?? '', uniqueEmail('replay-google-browser')));
+  const start = await browserStart(stack, `${RETURN_ORIGIN}/`);
+  const back = await callback(await consent(start.authorizeUrl, uniqueEmail('replay-google-browser')), start.cookie);
   check(back.status === 302 && back.location !== null, `google callback: ${back.status} ${back.text}`);
   const code = new URL(back.location).searchParams.get('exchange_code') ?? '';
   await post(stack, '/v1/session/google_oauth_exchange', 200, { body: { exchange_code: code } });

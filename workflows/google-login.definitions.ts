@@ -25,6 +25,11 @@ export interface GoogleLoginInput {
   format: 'browser' | 'cli';
   /** Browser form: where the callback sends the person (origin on BROKER_GOOGLE_RETURN_ORIGINS). */
   return_to?: string;
+  /**
+   * Browser form: keyed digest of the cookie the start set in the person's browser. The callback
+   * must come from that browser (no login CSRF: someone else's callback URL is refused).
+   */
+  browser_binding_digest?: string;
   /** CLI form: keyed digest of the poll secret; only its holder collects the session. */
   poll_secret_digest?: string;
   /** Unix seconds: when the flow stops waiting for the callback. */
@@ -38,6 +43,8 @@ export interface GoogleCallbackInput {
   params: Record<string, string>;
   /** Browser form: keyed digest of the one-time exchange code the API will put in the redirect. */
   exchange_code_digest?: string;
+  /** Browser form: keyed digest of the binding cookie the callback request carried, if any. */
+  browser_binding_digest?: string;
 }
 
 export interface GoogleCallbackResult {

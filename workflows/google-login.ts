@@ -132,6 +132,10 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
         if (input.format === 'browser' && (typeof callback.exchange_code_digest !== 'string' || !DIGEST_RE.test(callback.exchange_code_digest))) {
           throw flowFailure(FailureType.badRequest, 'malformed callback');
         }
+        // Refused before anything changes: the sign-in stays open for the browser that started it.
+        if (input.browser_binding_digest !== undefined && (typeof callback.browser_binding_digest !== 'string' || !constantTimeEqual(callback.browser_binding_digest, input.browser_binding_digest))) {
+          throw flowFailure(FailureType.forbidden, 'this sign-in was started in another browser; start it again here');
+        }
       },
     },
   );

@@ -65,6 +65,21 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
   const requestIdOf = (state: string): string => hmacHex(secrets.hmacSecret, 'google-login-state', state).slice(0, 32);
   const workflowIdOf = (requestId: string): string => GOOGLE_LOGIN_ID_PREFIX + requestId;
   const collectDigest = (requestId: string, secret: string): string => hmacHex(secrets.hmacSecret, 'google-login-collect', workflowIdOf(requestId), secret);
+  const bindingDigest = (requestId: string, binding: string): string => hmacHex(secrets.hmacSecret, 'google-login-browser', workflowIdOf(requestId), binding);
+  /**
+   * The browser form's binding cookie, one per sign-in (several tabs may sign in at once), sent
+   * only to the callback path; SameSite=Lax still sends it on the provider's top-level redirect.
+   */
+  const bindingCookie = (requestId: string) => `ak_google_${requestId}`;
+  const secureCookie = config.publicUrl.startsWith('https:') ? '; Secure' : '';
+  const callbackPath = new URL(config.googleRedirectUri).pathname;
+  function cookieValue(header: string | undefined, name: string): string | undefined {
+    for (const part of (header ?? '').split(';')) {
+      const [k, ...v] = part.trim().split('=');
+      if (k === name) return v.join('=');
+    }
+    return undefined;
+  }
 
   /** Checks return_to against BROKER_GOOGLE_RETURN_ORIGINS; answers the URL to redirect to. */
   function allowedReturnTo(returnTo: string): string {
@@ -81,7 +96,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
   }
 
   /** Opens a sign-in: fresh state, nonce and PKCE verifier into a new flow; answers the provider URL. */
-  async function begin(format: 'browser' | 'cli', extra: Pick<GoogleLoginInput, 'return_to'>): Promise<{ requestId: string; url: string; pollSecret?: string; expiresAt: number }> {
+  async function begin(format: 'browser' | 'cli', extra: Pick<GoogleLoginInput, 'return_to'>): Promise<{ requestId: string; url: string; pollSecret?: string; binding?: string; expiresAt: number }> {
     let authorization: Awaited<ReturnType<GoogleOidc['authorization']>>;
     try {
       authorization = await google.authorization();
@@ -91,6 +106,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
     }
     const requestId = requestIdOf(authorization.state);
     const pollSecret = format === 'cli' ? randomBytes(32).toString('base64url') : undefined;
+    const binding = format === 'browser' ? randomBytes(32).toString('base64url') : undefined;
     const expiresAt = Math.floor(now() / 1000) + settings.ttlSeconds;
     const input: GoogleLoginInput = {
       state: authorization.state,
@@ -99,6 +115,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
       format,
       ...extra,
       ...(pollSecret !== undefined ? { poll_secret_digest: collectDigest(requestId, pollSecret) } : {}),
+      ...(binding !== undefined ? { browser_binding_digest: bindingDigest(requestId, binding) } : {}),
       expires_at: expiresAt,
       settings,
     };
@@ -114,7 +131,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
         ],
       }),
     );
-    return { requestId, url: authorization.url, pollSecret, expiresAt };
+    return { requestId, url: authorization.url, pollSecret, binding, expiresAt };
   }
 
   /**
@@ -152,6 +169,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
       const returnTo = allowedReturnTo(request.query.return_to);
       const started = await begin('browser', { return_to: returnTo });
       request.log.info({ flow: 'google_login', request_id: started.requestId, format: 'browser' }, 'google sign-in started');
+      void reply.header('set-cookie', `${bindingCookie(started.requestId)}=${started.binding}; Path=${callbackPath}; Max-Age=${settings.ttlSeconds}; HttpOnly; SameSite=Lax${secureCookie}`);
       return reply.redirect(started.url, 302);
     },
   );
@@ -206,14 +224,19 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
         const exchangeSecret = randomBytes(32).toString('base64url');
         const handle = temporal.workflow.getHandle(workflowIdOf(requestId));
         const started = Date.now();
+        const binding = cookieValue(request.headers.cookie, bindingCookie(requestId));
         const result = await driveFlow(
-          () => handle.executeUpdate(googleCallbackUpdate, { args: [{ params, exchange_code_digest: collectDigest(requestId, exchangeSecret) }] }),
+          () =>
+            handle.executeUpdate(googleCallbackUpdate, {
+              args: [{ params, exchange_code_digest: collectDigest(requestId, exchangeSecret), ...(binding ? { browser_binding_digest: bindingDigest(requestId, binding) } : {}) }],
+            }),
           gone('this sign-in'),
         );
         request.log.info({ flow: 'google_login', request_id: requestId, ms: Date.now() - started }, 'google sign-in completed');
         if (result.format === 'browser' && result.return_to) {
           const target = new URL(result.return_to);
           target.searchParams.set('exchange_code', `${requestId}.${exchangeSecret}`);
+          void reply.header('set-cookie', `${bindingCookie(requestId)}=; Path=${callbackPath}; Max-Age=0; HttpOnly; SameSite=Lax${secureCookie}`);
           return reply.redirect(target.href, 302);
         }
         return page(reply, 200, 'Signed in', 'You are signed in to AgentKeys. You can close this tab and return to the terminal.');
