@@ -1,6 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
-import { decodeJwt } from 'jose';
 import { GoogleOidc, GoogleProviderError, type GoogleIdentityClaims } from '../adapters/google-oidc';
 import { recordVerifiedEmail } from '../db/users';
 import { hmacHex } from '../lib/digest';
@@ -89,15 +88,13 @@ export function createGoogleLoginActivities(deps: ActivityDeps) {
 
     /**
      * The shared login completion (user upsert, session row, audit row in one transaction), then
-     * the verified email on the user. Answers the session's claims, not its token: the API signs
-     * the bearer when it hands it out, so no token is recorded in workflow history.
+     * the verified email on the user. Answers the session as recorded (its jti and times), never a
+     * token: the API signs the bearer when it hands it out (api/session-issue.ts).
      */
     async completeGoogleLogin(input: CompleteGoogleLoginInput): Promise<GoogleSessionClaims> {
       const session = await login.completeLogin({ method: 'google', identity: { type: 'google', value: input.sub }, requestId: input.requestId });
       if (input.verified_email) await recordVerifiedEmail(deps.db, session.omni_account, input.verified_email);
-      const { jti, iat } = decodeJwt(session.token);
-      if (typeof jti !== 'string' || typeof iat !== 'number') throw ApplicationFailure.nonRetryable('the login completion gave a session without jti/iat');
-      return { omni_account: session.omni_account, user_id: session.user_id, identity: session.identity, jti, issued_at: iat, expires_at: session.expires_at };
+      return session;
     },
   };
 }

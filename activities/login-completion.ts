@@ -5,8 +5,8 @@ import { insertSession } from '../db/sessions';
 import { recordMainWallet, upsertUserOnLogin } from '../db/users';
 import { hmacHex } from '../lib/digest';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
-import { signSessionToken, type LoginMethod } from '../lib/session-token';
-import { FailureType, type LoginSession } from '../workflows/definitions';
+import type { LoginMethod } from '../lib/session-token';
+import { FailureType, type LoginOutcome } from '../workflows/definitions';
 import { currentRun } from './context';
 import type { ActivityDeps } from './deps';
 
@@ -29,10 +29,11 @@ export function createLoginActivities(deps: ActivityDeps) {
   return {
     /**
      * Ends every front-of-house login: upserts the user, records the session and its audit row in
-     * one transaction, then signs the token. Idempotent per workflow run: a retry reuses the jti,
-     * the session row and the audit row.
+     * one transaction, and returns what the session is. It signs no token: the API does that
+     * after the flow returns, so the history holds nothing a caller could present. Idempotent per
+     * workflow run: a retry reuses the jti, the session row and the audit row.
      */
-    async completeLogin(input: CompleteLoginInput): Promise<LoginSession> {
+    async completeLogin(input: CompleteLoginInput): Promise<LoginOutcome> {
       const workflowExecution = currentRun();
       const { config, secrets } = deps;
       const omniAccount = deriveOmniAccount(config.BROKER_CLIENT_ID, input.identity);
@@ -71,16 +72,16 @@ export function createLoginActivities(deps: ActivityDeps) {
         // Retryable (the DB may come back); after the last attempt the flow reports audit_error.
         throw ApplicationFailure.retryable(`could not record the login: ${(e as Error).message}`, FailureType.auditFailed);
       }
-      const { token } = await signSessionToken(secrets.sessionKey, {
-        issuer: config.publicUrl,
-        omniAccount,
+      return {
         jti,
         method: input.method,
-        wallet: input.wallet,
-        nowSeconds,
-        ttlSeconds: config.BROKER_SESSION_TTL_SECONDS,
-      });
-      return { token, token_type: 'Bearer', expires_at: expiresAt, omni_account: omniAccount, user_id: userId, identity: input.identity };
+        ...(input.wallet ? { wallet: input.wallet } : {}),
+        issued_at: nowSeconds,
+        expires_at: expiresAt,
+        omni_account: omniAccount,
+        user_id: userId,
+        identity: input.identity,
+      };
     },
   };
 }

@@ -5,6 +5,7 @@ import { appendAudit } from '../db/audit';
 import { findActiveGrantForAgent, findMainAddress, hasAcceptedGrantForAgent } from '../db/grants';
 import { withTransaction } from '../db/pool';
 import { hmacHex } from '../lib/digest';
+import { sealJson, type SealPublicJwk } from '../lib/seal';
 import { isScoped, scopeAllowsRole, scopeSessionPolicy } from '../lib/grant-scope';
 import { oidcTokenClaims, signOidcToken, stsSessionName } from '../lib/oidc-claims';
 import { OidcKeyStore } from '../adapters/oidc-keys';
@@ -12,6 +13,7 @@ import { FailureType } from '../workflows/definitions';
 import {
   MintActivityFailure,
   type AssumedDataRole,
+  type AwsSecretParts,
   type MintAuditInput,
   type MintAuthorisation,
   type MintAwsRequest,
@@ -29,6 +31,8 @@ export interface MintTokenInput {
   grant?: MintGrant;
   /** The caller's OmniAccount: the `agentkeys_actor_omni` claim and tag (absent in runs started before it existed). */
   actorOmni?: string;
+  /** Seal what leaves the activity to this key (lib/seal.ts); absent in runs started before sealing. */
+  sealTo?: SealPublicJwk;
 }
 
 export interface AssumeDataRoleInput extends MintTokenInput {
@@ -47,7 +51,7 @@ export function createMintActivities(deps: ActivityDeps) {
   const stsClient = (): STSClient => (sts ??= deps.stsClient ?? createStsClient(config));
   const auditDigest = (kind: string, value: string) => hmacHex(secrets.hmacSecret, `audit-${kind}`, value).slice(0, 32);
 
-  async function signToken(input: MintTokenInput): Promise<SignedOidcJwt & { nowSeconds: number }> {
+  async function signToken(input: MintTokenInput): Promise<{ jwt: string; expiration: number; kid: string; jwtHash: string; nowSeconds: number }> {
     let keyset;
     try {
       keyset = await oidcKeys.current();
@@ -140,8 +144,9 @@ export function createMintActivities(deps: ActivityDeps) {
 
     /** Signs an OIDC JWT for the wallet with the active OIDC key. */
     async signOidcJwt(input: MintTokenInput): Promise<SignedOidcJwt> {
-      const { nowSeconds: _n, ...signed } = await signToken(input);
-      return signed;
+      const { nowSeconds: _n, jwt, ...signed } = await signToken(input);
+      // A retry re-signs and re-seals to the same key: the caller gets whichever attempt's result is recorded.
+      return input.sealTo ? { ...signed, sealed: await sealJson(input.sealTo, { jwt }) } : { ...signed, jwt };
     },
 
     /**
@@ -154,21 +159,11 @@ export function createMintActivities(deps: ActivityDeps) {
       if (!roleArn) throw ApplicationFailure.nonRetryable('BROKER_DATA_ROLE_ARN is not configured; the broker cannot mint AWS credentials', FailureType.stsFailed);
       const signed = await signToken(input);
       const sessionName = stsSessionName(input.wallet, signed.nowSeconds);
+      let creds;
       try {
         // A scoped grant's services become the inline session policy: the session can do at most that.
         const policy = scopeSessionPolicy(input.grant?.scope);
-        const creds = await assumeRoleWithWebIdentity(stsClient(), { roleArn, sessionName, webIdentityToken: signed.jwt, durationSeconds: input.durationSeconds, policy });
-        return {
-          accessKeyId: creds.accessKeyId,
-          secretAccessKey: creds.secretAccessKey,
-          sessionToken: creds.sessionToken,
-          expiration: creds.expiration,
-          kid: signed.kid,
-          jwtHash: signed.jwtHash,
-          sessionName,
-          roleArn,
-          attempt: Context.current().info.attempt,
-        };
+        creds = await assumeRoleWithWebIdentity(stsClient(), { roleArn, sessionName, webIdentityToken: signed.jwt, durationSeconds: input.durationSeconds, policy });
       } catch (e) {
         const c = classifyStsError(e, { roleArn, issuer: config.publicUrl });
         const details = { sts_code: c.code };
@@ -176,6 +171,18 @@ export function createMintActivities(deps: ActivityDeps) {
           ? ApplicationFailure.retryable(c.message, MintActivityFailure.stsTransient, details)
           : ApplicationFailure.nonRetryable(c.message, FailureType.stsFailed, details);
       }
+      const secret: AwsSecretParts = { secret_access_key: creds.secretAccessKey, session_token: creds.sessionToken };
+      return {
+        accessKeyId: creds.accessKeyId,
+        // The secret parts leave this activity only sealed to the requesting API's key.
+        ...(input.sealTo ? { sealed: await sealJson(input.sealTo, secret) } : { secretAccessKey: secret.secret_access_key, sessionToken: secret.session_token }),
+        expiration: creds.expiration,
+        kid: signed.kid,
+        jwtHash: signed.jwtHash,
+        sessionName,
+        roleArn,
+        attempt: Context.current().info.attempt,
+      };
     },
   };
 }

@@ -1,7 +1,10 @@
 /** Loads the wallet that signs a login: a private key file, a mnemonic file or a V3 keystore. */
 import { readFile } from 'node:fs/promises';
 import { mnemonicToAccount, privateKeyToAccount, type HDAccount, type PrivateKeyAccount } from 'viem/accounts';
+import type { Command } from 'commander';
+import type { CliContext } from './context';
 import { CliError, UsageError } from './errors';
+import { askSecret } from './prompt';
 
 export type WalletAccount = PrivateKeyAccount | HDAccount;
 
@@ -70,4 +73,18 @@ export async function loadWalletAccount(o: WalletKeyOptions, keystorePassword: (
     throw new CliError(`wrong password for the keystore ${path} (or the keystore is damaged)`);
   }
   return privateKeyToAccount(wallet.getPrivateKeyString() as `0x${string}`);
+}
+
+/** The wallet options every command that signs takes (init wallet, init tee, grant accept). */
+export function withWalletKeyOptions(cmd: Command): Command {
+  return cmd
+    .option('--private-key-file <file>', 'a file holding the wallet private key (hex)')
+    .option('--mnemonic-file <file>', 'a file holding a BIP-39 mnemonic')
+    .option('--account-index <n>', "with --mnemonic-file: the address index (m/44'/60'/0'/0/n)", undefined)
+    .option('--keystore <file>', 'a V3 JSON keystore (password from a prompt or AGENTKEYS_KEYSTORE_PASSWORD)');
+}
+
+/** loadWalletAccount with the keystore password from AGENTKEYS_KEYSTORE_PASSWORD or a prompt. */
+export function loadCliWallet(ctx: CliContext, o: WalletKeyOptions): Promise<WalletAccount> {
+  return loadWalletAccount(o, async () => ctx.env.AGENTKEYS_KEYSTORE_PASSWORD ?? askSecret('Keystore password', 'set AGENTKEYS_KEYSTORE_PASSWORD'));
 }

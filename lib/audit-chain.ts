@@ -1,4 +1,7 @@
 import { createHash } from 'node:crypto';
+import { canonicalJson } from './canonical-json';
+
+export { canonicalJson } from './canonical-json';
 
 /**
  * The audit log's hash chain: each row's hash covers its own fields and the previous row's hash,
@@ -16,15 +19,6 @@ export interface AuditRowFields {
   idem_key: string | null;
   details: Record<string, unknown>;
   prev_hash: string;
-}
-
-/** JSON with object keys sorted at every depth, so the same value always hashes the same. */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
 }
 
 export function auditRowHash(row: AuditRowFields): string {

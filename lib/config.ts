@@ -109,10 +109,14 @@ export const envSchema = z.object({
   BROKER_RATE_LIMIT_WALLET_CHALLENGE_PER_MINUTE: int(1, 1_000_000).default(10),
   /** Mints (OIDC JWT and AWS credentials together) per account per minute. */
   BROKER_RATE_LIMIT_MINT_PER_MINUTE: int(1, 1_000_000).default(10),
+  /** Accepted codec-endpoint calls (decode/encode with the ops token) per address per minute; each is an audit row. */
+  BROKER_RATE_LIMIT_CODEC_PER_MINUTE: int(1, 1_000_000).default(600),
   /** Keys each rate limit keeps (least recently used dropped first), per API process. */
   BROKER_RATE_LIMIT_CACHE_SIZE: int(100, 10_000_000).default(50_000),
 
   BROKER_WALLET_WINDOW_SECONDS: int(1, 86400).default(2700),
+  /** How far a signed mint intent's issued_at may be from the broker clock (either way); its replay guard lives as long. */
+  BROKER_MINT_INTENT_WINDOW_SECONDS: int(10, 3600).default(300),
   BROKER_EVM_RPC_URL: optionalUrl,
 
   BROKER_TEE_JWT_PUBLIC_KEY: optionalString,

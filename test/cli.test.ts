@@ -399,4 +399,41 @@ void describe('agentkeys CLI: minting, grants, audit', () => {
     assert.equal(failure.code, 1);
     assert.equal(typeof (JSON.parse(failure.stdout) as { message: string }).message, 'string');
   });
+
+  void test('the agent side: grant list --agent, accept with the agent key, mint for the main wallet, leave; decline; a wrong key is refused', async () => {
+    const mainKey = await keyFile();
+    const agentKey = await keyFile();
+    const m = ['--profile', 'owner'];
+    const a = ['--profile', 'agent'];
+    parseJson(await runCli(['--json', ...m, 'init', 'wallet', '--private-key-file', mainKey.path]));
+    parseJson(await runCli(['--json', ...a, 'init', 'wallet', '--private-key-file', agentKey.path]));
+    const offered = parseJson(await runCli(['--json', ...m, 'grant', 'add', agentKey.address]));
+    const second = parseJson(await runCli(['--json', ...m, 'grant', 'add', agentKey.address]));
+    const pending = parseJson(await runCli(['--json', ...a, 'grant', 'list', '--agent']));
+    assert.deepEqual((pending.grants as { grant_id: string; status: string }[]).map((g) => [g.grant_id, g.status]).sort(), [
+      [offered.grant_id, 'pending'],
+      [second.grant_id, 'pending'],
+    ].sort());
+
+    // Another key than the grant's agent: refused before anything is signed or sent.
+    const wrong = await runCli([...a, 'grant', 'accept', offered.grant_id as string, '--private-key-file', mainKey.path]);
+    assert.equal(wrong.code, 2, wrong.stderr);
+    assert.match(wrong.stderr, /names 0x[0-9a-fA-F]{40} as its agent/);
+
+    const accepted = parseJson(await runCli(['--json', ...a, 'grant', 'accept', offered.grant_id as string, '--private-key-file', agentKey.path]));
+    assert.equal(accepted.status, 'active');
+    const minted = parseJson(await runCli(['--json', ...a, 'mint', 'oidc']));
+    assert.equal(minted.wallet, mainKey.address.toLowerCase(), 'the agent now mints for the main wallet');
+
+    const declined = parseJson(await runCli(['--json', ...a, 'grant', 'decline', second.grant_id as string]));
+    assert.equal(declined.status, 'declined');
+    const again = await runCli([...a, 'grant', 'accept', second.grant_id as string, '--private-key-file', agentKey.path]);
+    assert.equal(again.code, 2, again.stderr);
+    assert.match(again.stderr, /declined/);
+
+    const left = parseJson(await runCli(['--json', ...a, 'grant', 'leave', offered.grant_id as string]));
+    assert.equal(left.left, true);
+    const own = parseJson(await runCli(['--json', ...a, 'mint', 'oidc']));
+    assert.equal(own.wallet, agentKey.address.toLowerCase(), 'after leaving, the agent mints for itself');
+  });
 });

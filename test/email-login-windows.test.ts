@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
+import { temporal } from '@temporalio/proto';
+import { emailKey } from '../lib/email-login-code';
+import type { EmailLoginRequestInput } from '../workflows/email-login.definitions';
 import { AkOutcome } from '../lib/search-attributes';
-import { codeFromMail, devMail, latestCode, requestCode, rowCounts, submitCode, uniqueEmail, workflowIdOf } from './email-login-client';
+import { codeFromMail, devMail, latestCode, requestCode, rowCounts, submitCode, uniqueEmail, workflowIdOf, wrongCode } from './email-login-client';
 import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts } from './adversarial-probes';
 import { startStack, type TestStack } from './harness';
 
@@ -26,7 +30,59 @@ async function waitUntil(unixSeconds: number): Promise<void> {
   if (wait > 0) await delay(wait);
 }
 
+const EventType = temporal.api.enums.v1.EventType;
+
+/** The TimerStarted durations of a run, in seconds. */
+async function timerSeconds(workflowId: string): Promise<number[]> {
+  const history = await stack.temporal.workflow.getHandle(workflowId).fetchHistory();
+  return (history.events ?? [])
+    .filter((e) => e.eventType === EventType.EVENT_TYPE_TIMER_STARTED)
+    .map((e) => Number(e.timerStartedEventAttributes?.startToFireTimeout?.seconds ?? 0) + (e.timerStartedEventAttributes?.startToFireTimeout?.nanos ?? 0) / 1e9);
+}
+
 void describe('email code login windows', () => {
+  void test('a run whose first dispatch never comes ends expired after its wait, having mailed nothing', async () => {
+    // Only a start without its Update-with-Start dispatch (an API that died in between) gets here:
+    // start the run as such an API would have, with a 1-second wait.
+    const email = uniqueEmail('NeverDispatched').toLowerCase();
+    const workflowId = `email-login/${randomBytes(16).toString('hex')}`;
+    const input: EmailLoginRequestInput = {
+      email,
+      email_key: emailKey(stack.secrets.hmacSecret, email),
+      code_salt: randomBytes(16).toString('hex'),
+      settings: { ttlSeconds: TTL_SECONDS, maxAttempts: 5, resendCooldownSeconds: COOLDOWN_SECONDS, maxSends: 3, firstDispatchSeconds: 1 },
+    };
+    const sesBefore = stack.ses.requestCount();
+    const t0 = Date.now();
+    const handle = await stack.temporal.workflow.start('emailLoginRequestWorkflow', { workflowId, taskQueue: stack.config.BROKER_TASK_QUEUE, args: [input] });
+    assert.equal(await handle.result(), 'expired');
+    assert.ok(Date.now() - t0 >= 1000 - 50, 'it waited for its first dispatch');
+    assert.deepEqual(await timerSeconds(workflowId), [1], 'one timer: the first-dispatch wait, as configured');
+    assert.equal(stack.ses.requestCount(), sesBefore, 'nothing mailed');
+    assert.equal((await handle.describe()).typedSearchAttributes.get(AkOutcome), 'expired');
+  });
+
+  void test('a locked request keeps refusing even the right code until its window ends, then closes too_many_attempts', async () => {
+    const email = uniqueEmail('LockedUntil');
+    const sent = await requestCode(stack, email);
+    const code = await latestCode(stack, email);
+    const workflowId = workflowIdOf(sent.request_id);
+    let last;
+    for (let i = 0; i < 5; i++) last = await submitCode(stack, sent.request_id, wrongCode(code));
+    assert.equal(last?.status, 429, last?.text);
+    const right = await submitCode(stack, sent.request_id, code);
+    assertRefused(right, 429, 'too_many_attempts', /locked/);
+    const handle = stack.temporal.workflow.getHandle(workflowId);
+    assert.equal(await handle.result(), 'too_many_attempts');
+    // It stayed open (answering 429) until the code would have expired, not a moment less.
+    const closed = (await handle.describe()).closeTime?.getTime() ?? 0;
+    assert.ok(closed >= sent.expires_at * 1000 - 1000, `closed at ${closed}, the window ended at ${sent.expires_at * 1000}`);
+    const timers = await timerSeconds(workflowId);
+    assert.ok(timers.length >= 2 && (timers.at(-1) ?? 0) > 0 && (timers.at(-1) ?? 99) <= TTL_SECONDS, `the lock sleep is the last timer: ${timers.join(', ')}`);
+    const after = await submitCode(stack, sent.request_id, code);
+    assert.equal(after.status, 410, after.text);
+  });
+
   void test('a code past its TTL is refused with 410 expired', async () => {
     const email = uniqueEmail('Late');
     const t0 = Date.now();

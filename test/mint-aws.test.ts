@@ -195,10 +195,14 @@ void describe('POST /v1/mint-aws-creds', () => {
       assert.ok(!raw.includes(Buffer.from(value)), `${name} is in the workflow history`);
       assert.ok(!raw.includes(Buffer.from(value.slice(-24))), `part of ${name} is in the workflow history`);
     }
-    // Positive control: the result is there, encrypted: decoding it with the broker's codec shows it.
+    // Positive control: the result is there, encrypted: decoding it with the broker's codec shows
+    // it — and even decoded, the secret parts are only a JWE sealed to the API's one-request key.
     const completed = history.events?.find((e) => e.workflowExecutionCompletedEventAttributes)?.workflowExecutionCompletedEventAttributes;
     const decoded = await new AesGcmPayloadCodec(stack.secrets.payloadKey).decode(completed?.result?.payloads ?? []);
-    assert.ok(Buffer.from(decoded?.[0]?.data ?? new Uint8Array()).includes(Buffer.from(creds.secret_access_key)), 'the codec control failed');
+    const result = JSON.parse(Buffer.from(decoded?.[0]?.data ?? new Uint8Array()).toString()) as Record<string, unknown>;
+    assert.equal(result.access_key_id, creds.access_key_id, 'the codec control failed');
+    assert.match(String(result.sealed), /^[\w-]+\.[\w-]+\.[\w-]+\.[\w-]+\.[\w-]+$/, 'the secret parts are a compact JWE');
+    assert.ok(!JSON.stringify(result).includes(creds.secret_access_key) && !JSON.stringify(result).includes(creds.session_token));
 
     const log = logLines.join('');
     assert.match(log, /AWS credentials minted/, 'the API log was not captured');

@@ -1,6 +1,6 @@
 /** Email code login (workflow `email-login/…`): its input, settings, updates and outcomes. */
 import { defineUpdate } from '@temporalio/workflow';
-import type { LoginSession } from './definitions';
+import type { LoginOutcome, LoginSession } from './definitions';
 
 export interface EmailLoginSettings {
   ttlSeconds: number;
@@ -8,6 +8,11 @@ export interface EmailLoginSettings {
   resendCooldownSeconds: number;
   /** Mails per flow (a flow is one requester's login request). */
   maxSends: number;
+  /**
+   * How long a run waits for its first dispatch (which arrives with the start, by Update-with-Start)
+   * before it ends expired. Absent: 60 s — the value runs started before it existed use.
+   */
+  firstDispatchSeconds?: number;
 }
 
 /** Input of emailLoginRequestWorkflow: one flow per requester, workflow id email-login/<request id>. */
@@ -43,7 +48,7 @@ export interface SubmitCodeInput {
 export type EmailLoginOutcome = 'succeeded' | 'expired' | 'too_many_attempts' | 'delivery_failed' | 'rate_limited';
 
 export const requestCodeUpdate = defineUpdate<CodeDispatched, [RequestCodeInput]>('requestCode');
-export const submitCodeUpdate = defineUpdate<LoginSession, [SubmitCodeInput]>('submitCode');
+export const submitCodeUpdate = defineUpdate<LoginOutcome | LoginSession, [SubmitCodeInput]>('submitCode');
 
 export const EMAIL_LOGIN_ID_PREFIX = 'email-login/';
 

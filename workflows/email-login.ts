@@ -166,7 +166,9 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
   );
 
   // The first dispatch comes with the start (Update-with-Start); give up if it never does.
-  const dispatched = await condition(() => codeDigest !== undefined || state.status !== 'pending', '1 minute');
+  // The timeout is the timer's duration only (the same command either way), so no patch is needed.
+  const firstDispatchMs = (input.settings.firstDispatchSeconds ?? 60) * 1000;
+  const dispatched = await condition(() => codeDigest !== undefined || state.status !== 'pending', firstDispatchMs);
   if (!dispatched) state.status = 'expired';
 
   while (state.status === 'pending' || state.status === 'completing') {

@@ -1,6 +1,6 @@
 /** Google login (workflow `google-login/…`): its input, settings, updates and outcomes. */
 import { defineUpdate } from '@temporalio/workflow';
-import type { Identity } from '../lib/omni';
+import type { LoginOutcome } from './definitions';
 
 export const GOOGLE_LOGIN_ID_PREFIX = 'google-login/';
 
@@ -53,19 +53,11 @@ export interface GoogleCallbackResult {
 }
 
 /**
- * What a finished Google login hands the API: the session's claims and ids, not a token. The API
- * signs the bearer when it hands it out, so no usable token ever sits in workflow history.
+ * What a finished Google login hands the API: the session as the shared login completion recorded
+ * it (jti, times, account), not a token. The API signs the bearer when it hands it out, so no
+ * usable token ever sits in workflow history.
  */
-export interface GoogleSessionClaims {
-  omni_account: string;
-  user_id: string;
-  identity: Identity;
-  jti: string;
-  /** Unix seconds. */
-  issued_at: number;
-  /** Unix seconds. */
-  expires_at: number;
-}
+export type GoogleSessionClaims = LoginOutcome;
 
 /** Argument of the collect Update: a keyed digest of the poll secret (CLI) or of the exchange code (browser). */
 export interface CollectSessionInput {

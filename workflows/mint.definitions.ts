@@ -4,6 +4,8 @@
  * stays deterministic (types and constants only).
  */
 
+import type { SealPublicJwk } from '../lib/seal';
+
 export const MINT_ID_PREFIX = 'mint/';
 
 /** Who asks, as the API authenticated them. */
@@ -27,11 +29,30 @@ export interface MintRequest {
   grantId?: string;
   /** The HTTP request id (x-request-id), for correlating logs with audit rows. */
   httpRequestId?: string;
+  /**
+   * The public half of the API's one-request key (lib/seal.ts): the minted secret is sealed to it
+   * inside the activity, so the history holds only a JWE. Absent in runs started before sealing.
+   */
+  sealTo?: SealPublicJwk;
+}
+
+/** A v2 body's signed intent, verified and consumed by the API (lib/mint-intent.ts): what the audit row records of it. */
+export interface SignedMintIntent {
+  /** The client's request_id (its replay guard key, with the address). */
+  requestId: string;
+  /** sha256 of the signed canonical text. */
+  intentHash: string;
+  agentId: string;
+  service: string;
+  scopePath: string;
+  issuedAt: string;
 }
 
 export interface MintAwsRequest extends MintRequest {
   /** STS DurationSeconds, already range-checked by the API. */
   durationSeconds: number;
+  /** Present when the caller sent the v2 body (a per-mint EIP-191 proof of possession). */
+  signedIntent?: SignedMintIntent;
 }
 
 /** POST /v1/mint-oidc-jwt success body (docs/contracts.md §4). */
@@ -50,6 +71,30 @@ export interface AwsCredsMinted {
   /** Unix seconds. */
   expiration: number;
   wallet: string;
+}
+
+/** What a mint-oidc-jwt run returns when its request carried sealTo: the JWT only as a JWE to it. */
+export interface SealedOidcJwt {
+  /** JWE of {jwt}. */
+  sealed: string;
+  wallet: string;
+  expiration: number;
+}
+
+/** What a mint-aws-creds run returns when its request carried sealTo: the secret parts only as a JWE. */
+export interface SealedAwsCreds {
+  /** JWE of {secret_access_key, session_token}. */
+  sealed: string;
+  /** Not a secret (the audit row records it too). */
+  access_key_id: string;
+  expiration: number;
+  wallet: string;
+}
+
+/** The secret parts of minted AWS credentials, as sealed. */
+export interface AwsSecretParts {
+  secret_access_key: string;
+  session_token: string;
 }
 
 export type MintKind = 'oidc' | 'aws';
@@ -82,8 +127,11 @@ export interface MintAuditInput {
 /** What the STS activity returns besides the credentials: digests and ids for the audit row. */
 export interface AssumedDataRole {
   accessKeyId: string;
-  secretAccessKey: string;
-  sessionToken: string;
+  /** Only in runs without sealTo (started before sealing). */
+  secretAccessKey?: string;
+  sessionToken?: string;
+  /** JWE of AwsSecretParts to the request's sealTo. */
+  sealed?: string;
   expiration: number;
   kid: string;
   jwtHash: string;
@@ -94,7 +142,10 @@ export interface AssumedDataRole {
 }
 
 export interface SignedOidcJwt {
-  jwt: string;
+  /** Only in runs without sealTo (started before sealing). */
+  jwt?: string;
+  /** JWE of {jwt} to the request's sealTo. */
+  sealed?: string;
   expiration: number;
   kid: string;
   jwtHash: string;

@@ -12,6 +12,8 @@ import {
   type MintKind,
   type MintRequest,
   type OidcJwtMinted,
+  type SealedAwsCreds,
+  type SealedOidcJwt,
 } from './mint.definitions';
 
 // Every step is short and idempotent and on the caller's latency path: local activities.
@@ -105,12 +107,12 @@ async function authoriseAndRecordIntent(kind: MintKind, req: MintRequest, extra:
  * POST /v1/mint-oidc-jwt (workflow id mint/<request_id>): authorise → audit intent → sign →
  * audit outcome → the token. Nothing leaves before its audit row is durable.
  */
-export async function mintOidcJwtWorkflow(req: MintRequest): Promise<OidcJwtMinted> {
+export async function mintOidcJwtWorkflow(req: MintRequest): Promise<OidcJwtMinted | SealedOidcJwt> {
   const { wallet, grant } = await authoriseAndRecordIntent('oidc', req, {});
   const base = { kind: 'oidc' as const, requestId: req.requestId, omniAccount: req.caller.omniAccount };
   let signed;
   try {
-    signed = await signOidcJwt({ requestId: req.requestId, wallet, grant, actorOmni: req.caller.omniAccount });
+    signed = await signOidcJwt({ requestId: req.requestId, wallet, grant, actorOmni: req.caller.omniAccount, sealTo: req.sealTo });
   } catch (e) {
     const message = activityCause(e)?.message ?? 'signing failed';
     await audit({ ...base, phase: 'failed', details: { wallet, error: message } });
@@ -119,19 +121,33 @@ export async function mintOidcJwtWorkflow(req: MintRequest): Promise<OidcJwtMint
   }
   await audit({ ...base, phase: 'ok', details: { wallet, ...grantDetails(grant), kid: signed.kid, jwt_hash: signed.jwtHash, expiration: signed.expiration } });
   mark('done', 'ok');
-  return { jwt: signed.jwt, wallet, expiration: signed.expiration };
+  // Sealed when the request carried a key (every run since sealing); runs recorded before it carry the JWT.
+  if (signed.sealed !== undefined) return { sealed: signed.sealed, wallet, expiration: signed.expiration };
+  return { jwt: signed.jwt ?? '', wallet, expiration: signed.expiration };
 }
 
 /**
  * POST /v1/mint-aws-creds (workflow id mint/<request_id>): authorise → audit intent → sign an
  * OIDC JWT and exchange it at STS → audit outcome → the credentials.
  */
-export async function mintAwsCredsWorkflow(req: MintAwsRequest): Promise<AwsCredsMinted> {
-  const { wallet, grant } = await authoriseAndRecordIntent('aws', req, { duration_seconds: req.durationSeconds });
+export async function mintAwsCredsWorkflow(req: MintAwsRequest): Promise<AwsCredsMinted | SealedAwsCreds> {
+  const signed = req.signedIntent;
+  const proof: Record<string, string> = signed
+    ? {
+        proof: 'eip191-intent',
+        intent_request_id: signed.requestId,
+        intent_hash: signed.intentHash,
+        intent_agent_id: signed.agentId,
+        intent_service: signed.service,
+        intent_scope_path: signed.scopePath,
+        intent_issued_at: signed.issuedAt,
+      }
+    : {};
+  const { wallet, grant } = await authoriseAndRecordIntent('aws', req, { duration_seconds: req.durationSeconds, ...proof });
   const base = { kind: 'aws' as const, requestId: req.requestId, omniAccount: req.caller.omniAccount };
   let assumed;
   try {
-    assumed = await assumeDataRole({ requestId: req.requestId, wallet, grant, durationSeconds: req.durationSeconds, actorOmni: req.caller.omniAccount });
+    assumed = await assumeDataRole({ requestId: req.requestId, wallet, grant, durationSeconds: req.durationSeconds, actorOmni: req.caller.omniAccount, sealTo: req.sealTo });
   } catch (e) {
     const cause = activityCause(e);
     const stsCode = (cause?.details?.[0] as { sts_code?: string } | undefined)?.sts_code ?? null;
@@ -162,10 +178,11 @@ export async function mintAwsCredsWorkflow(req: MintAwsRequest): Promise<AwsCred
     },
   });
   mark('done', 'ok');
+  if (assumed.sealed !== undefined) return { sealed: assumed.sealed, access_key_id: assumed.accessKeyId, expiration: assumed.expiration, wallet };
   return {
     access_key_id: assumed.accessKeyId,
-    secret_access_key: assumed.secretAccessKey,
-    session_token: assumed.sessionToken,
+    secret_access_key: assumed.secretAccessKey ?? '',
+    session_token: assumed.sessionToken ?? '',
     expiration: assumed.expiration,
     wallet,
   };

@@ -3,7 +3,7 @@
  * inputs, updates and ids shared by the workflow, its activities and the API. Deterministic.
  */
 import { defineUpdate } from '@temporalio/workflow';
-import type { LoginSession } from './definitions';
+import type { LoginOutcome, LoginSession } from './definitions';
 
 /** `wallet-login/<request_id>` (challenges) or `wallet-login/<sha256(normalised signature)>` (stateless). */
 export const WALLET_LOGIN_ID_PREFIX = 'wallet-login/';
@@ -63,7 +63,7 @@ export interface SubmitWalletSignatureInput {
 export type WalletLoginOutcome = 'succeeded' | 'rejected' | 'replayed' | 'expired';
 
 export const issueWalletChallengeUpdate = defineUpdate<WalletChallenge, []>('issueWalletChallenge');
-export const submitWalletSignatureUpdate = defineUpdate<LoginSession, [SubmitWalletSignatureInput]>('submitWalletSignature');
+export const submitWalletSignatureUpdate = defineUpdate<LoginOutcome | LoginSession, [SubmitWalletSignatureInput]>('submitWalletSignature');
 
 /** used_signatures.purpose of the proofs this flow consumes. */
 export const WALLET_PROOF_PURPOSE = { stateless: 'wallet_login', eip191: 'wallet_challenge_eip191', siwe: 'wallet_challenge_siwe' } as const;

@@ -3,6 +3,8 @@ import type { JSONPayload } from '@temporalio/common/lib/proto-utils';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { appendAudit } from '../../db/audit';
+import { withTransaction } from '../../db/pool';
 import { CodecError } from '../../lib/codec';
 import { safeEqual, sha256Hex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
@@ -42,11 +44,13 @@ function toJson(p: Payload): { metadata: Record<string, string>; data?: string }
  */
 export default async function codecRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
-  const { config, secrets } = app.deps;
+  const { config, secrets, db } = app.deps;
   const opsToken = config.BROKER_OPS_TOKEN;
   if (!opsToken) return;
   const opsTokenDigest = sha256Hex(opsToken);
   const badTokenPerIp = app.requestLimit({ name: 'codec:bad-token:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
+  // Accepted calls are limited too: a leaked ops token cannot pull histories in bulk unnoticed.
+  const callsPerIp = app.requestLimit({ name: 'codec:ip', max: config.BROKER_RATE_LIMIT_CODEC_PER_MINUTE, windowMs: 60_000 });
   const [codec] = brokerDataConverter(secrets).payloadCodecs ?? [];
   if (!codec) throw new Error('the broker data converter has no payload codec');
   const origins = new Set(
@@ -84,6 +88,29 @@ export default async function codecRoutes(appBase: FastifyInstance) {
     if (namespace !== undefined && namespace !== '' && namespace !== config.TEMPORAL_NAMESPACE) {
       throw new BrokerError('forbidden', `this codec serves namespace ${config.TEMPORAL_NAMESPACE} only`);
     }
+    await callsPerIp(request);
+  }
+
+  /**
+   * One audit row per accepted call, durable before anything is decoded (fail closed: no row, no
+   * answer). The codec protocol names no workflow: the row says who (address, user agent), what
+   * (op, payload count, bytes) and the namespace; the request id ties it to the access log.
+   */
+  async function auditCall(request: FastifyRequest, op: 'decode' | 'encode', payloads: number, bytes: number): Promise<void> {
+    const userAgent = request.headers['user-agent'];
+    try {
+      await withTransaction(db, (tx) =>
+        appendAudit(tx, {
+          event: `ops.codec.${op}`,
+          outcome: 'ok',
+          requestId: request.id,
+          details: { address: request.ip, user_agent: typeof userAgent === 'string' ? userAgent.slice(0, 200) : null, namespace: config.TEMPORAL_NAMESPACE, payloads, bytes },
+        }),
+      );
+    } catch (e) {
+      request.log.error({ err: e }, 'codec call could not be audited');
+      throw new BrokerError('unavailable', 'the audit log cannot record this call right now, so nothing was decoded; try again later');
+    }
   }
 
   for (const op of ['decode', 'encode'] as const) {
@@ -111,11 +138,12 @@ export default async function codecRoutes(appBase: FastifyInstance) {
           description: "Temporal's codec-server protocol: {\"payloads\": [{\"metadata\": {key: base64}, \"data\": base64}]}. Optional X-Namespace must be the broker's namespace.",
           security: [{ bearer: [] }],
           body: payloadsBody,
-          response: { 200: payloadsAnswer, 400: errorBody, 401: errorBody, 403: errorBody, 413: errorBody },
+          response: { 200: payloadsAnswer, 400: errorBody, 401: errorBody, 403: errorBody, 413: errorBody, 429: errorBody, 503: errorBody },
         },
       },
       async (request) => {
         const payloads = request.body.payloads.map(fromJson);
+        await auditCall(request, op, payloads.length, payloads.reduce((n, p) => n + (p.data?.length ?? 0), 0));
         try {
           const out = op === 'decode' ? await codec.decode(payloads) : await codec.encode(payloads);
           return { payloads: out.map(toJson) };

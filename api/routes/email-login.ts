@@ -10,6 +10,7 @@ import { BrokerError, rateLimited } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
 import { EMAIL_LOGIN_ID_PREFIX, requestCodeUpdate, submitCodeUpdate, type CodeDispatched, type EmailLoginRequestInput } from '../../workflows/email-login.definitions';
 import type { emailLoginRequestWorkflow } from '../../workflows/email-login';
+import { issueSession } from '../session-issue';
 import { driveFlow } from '../flow-errors';
 import { fitsIdentityString } from '../../lib/omni';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
@@ -122,7 +123,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
       const handle = temporal.workflow.getHandle(workflowId);
       const session = await driveFlow(() => handle.executeUpdate(submitCodeUpdate, { args: [{ request_id, code_digest }] }));
       request.log.info({ flow: 'email_login', omni_account: session.omni_account }, 'email login succeeded');
-      return session;
+      return issueSession(app.deps, session);
     },
   );
 }

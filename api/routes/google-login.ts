@@ -6,7 +6,6 @@ import { GoogleOidc, GoogleProviderError } from '../../adapters/google-oidc';
 import { hmacHex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
-import { signSessionToken } from '../../lib/session-token';
 import type { LoginSession } from '../../workflows/definitions';
 import type { googleLoginWorkflow } from '../../workflows/google-login';
 import {
@@ -17,6 +16,7 @@ import {
   type GoogleSessionClaims,
 } from '../../workflows/google-login.definitions';
 import { driveFlow, toBrokerError } from '../flow-errors';
+import { issueSession } from '../session-issue';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
 
 const REQUEST_ID_RE = /^[0-9a-f]{32}$/;
@@ -134,21 +134,8 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
     return { requestId, url: authorization.url, pollSecret, binding, expiresAt };
   }
 
-  /**
-   * The one place a Google session becomes a bearer: the flow hands over the session's claims
-   * (its row and audit row already durable) and the API signs the token as it hands it out.
-   */
-  async function handOut(claims: GoogleSessionClaims): Promise<LoginSession> {
-    const { token } = await signSessionToken(secrets.sessionKey, {
-      issuer: config.publicUrl,
-      omniAccount: claims.omni_account,
-      jti: claims.jti,
-      method: 'google',
-      nowSeconds: claims.issued_at,
-      ttlSeconds: claims.expires_at - claims.issued_at,
-    });
-    return { token, token_type: 'Bearer', expires_at: claims.expires_at, omni_account: claims.omni_account, user_id: claims.user_id, identity: claims.identity };
-  }
+  /** The one place a Google session becomes a bearer: the shared issuer signs it as it is handed out. */
+  const handOut = (claims: GoogleSessionClaims): Promise<LoginSession> => issueSession(app.deps, claims);
 
   app.get(
     '/v1/session/google_oauth_login',

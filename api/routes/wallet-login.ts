@@ -26,6 +26,7 @@ import {
   type WalletLoginInput,
   type WalletLoginSettings,
 } from '../../workflows/wallet-login.definitions';
+import { issueSession } from '../session-issue';
 import { driveFlow } from '../flow-errors';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
 
@@ -163,7 +164,7 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
           new BrokerError('expired', 'this challenge is unknown, has expired or was already used; ask for a new one'),
         );
         request.log.info({ flow: 'wallet_login', omni_account: session.omni_account }, 'wallet login succeeded');
-        return session;
+        return issueSession(app.deps, session);
       }
 
       const { address, timestamp } = body;
@@ -204,7 +205,7 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
         }
       });
       request.log.info({ flow: 'wallet_login', omni_account: session.omni_account }, 'wallet login succeeded');
-      return session;
+      return issueSession(app.deps, session);
     },
   );
 }

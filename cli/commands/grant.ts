@@ -1,9 +1,16 @@
-/** `agentkeys grant add|list|revoke`: bind agent wallets to this (main) account. */
+/**
+ * `agentkeys grant …`: the main account offers (add), lists and revokes grants; the agent wallet
+ * lists the grants that name it (list --agent), accepts one with its own signature, declines or
+ * leaves it.
+ */
 import { Command } from 'commander';
 import { EVM_ADDRESS_RE } from '../../lib/wallet-message';
 import type { GrantBody } from '../../lib/wire';
 import { UsageError } from '../errors';
 import { CliContext } from '../context';
+import { loadCliWallet, withWalletKeyOptions, type WalletKeyOptions } from '../wallet-key';
+
+type AgentGrantBody = GrantBody & { main_address?: string; acceptance_message?: string };
 
 function grantLine(g: GrantBody & { active?: boolean }): string {
   const state = g.status ?? (g.revoked_at ? 'revoked' : g.active === false ? 'inactive' : 'active');
@@ -35,12 +42,55 @@ export function grantCommand(): Command {
     });
   grant
     .command('list')
-    .description("this account's grants, newest first")
-    .action(async (_o: object, cmd: Command) => {
+    .description("this account's grants, newest first (--agent: the grants naming this wallet as agent)")
+    .option('--agent', 'list the grants that name the wallet this profile signed in with as their agent')
+    .action(async (o: { agent?: boolean }, cmd: Command) => {
       const ctx = CliContext.from(cmd);
       const { broker } = await ctx.authedBroker();
-      const r = (await broker.call<{ grants: GrantBody[] }>('GET', '/v1/grants', { auth: true })).body;
+      const r = (await broker.call<{ grants: GrantBody[] }>('GET', o.agent ? '/v1/grants?role=agent' : '/v1/grants', { auth: true })).body;
       ctx.print(r, r.grants.length ? r.grants.map(grantLine) : 'no grants');
+    });
+  withWalletKeyOptions(
+    grant
+      .command('accept')
+      .description('as the agent: accept a pending grant by signing its acceptance text with the agent wallet')
+      .argument('<grant-id>', 'the grant id (grt_…)'),
+  ).action(async (id: string, o: WalletKeyOptions, cmd: Command) => {
+    const ctx = CliContext.from(cmd);
+    const account = await loadCliWallet(ctx, o);
+    const { broker } = await ctx.authedBroker();
+    const listed = (await broker.call<{ grants: AgentGrantBody[] }>('GET', '/v1/grants?role=agent', { auth: true })).body.grants;
+    const g = listed.find((x) => x.grant_id === id);
+    if (!g) throw new UsageError(`no grant ${id} names the wallet this profile signed in with; log in as the agent wallet first (agentkeys init wallet)`);
+    if (g.status !== 'pending' || !g.acceptance_message) throw new UsageError(`grant ${id} is ${g.status ?? 'not pending'}; only a pending grant can be accepted`);
+    if (account.address.toLowerCase() !== g.agent_address.toLowerCase()) {
+      throw new UsageError(`the key given is ${account.address}, but grant ${id} names ${g.agent_address} as its agent`);
+    }
+    // Shown before signing: what the agent agrees to is the text itself.
+    if (!ctx.json) process.stderr.write(`Signing:\n${g.acceptance_message}\n`);
+    const signature = await account.signMessage({ message: g.acceptance_message });
+    const accepted = (await broker.call<GrantBody>('POST', `/v1/grants/${encodeURIComponent(id)}/accept`, { body: { signature } })).body;
+    ctx.print(accepted, `Accepted: ${grantLine(accepted)}`);
+  });
+  grant
+    .command('decline')
+    .description('as the agent: decline a pending grant that names this wallet')
+    .argument('<grant-id>', 'the grant id (grt_…)')
+    .action(async (id: string, _o: object, cmd: Command) => {
+      const ctx = CliContext.from(cmd);
+      const { broker } = await ctx.authedBroker();
+      const g = (await broker.call<GrantBody>('POST', `/v1/grants/${encodeURIComponent(id)}/decline`, { auth: true })).body;
+      ctx.print(g, `Declined: ${grantLine(g)}`);
+    });
+  grant
+    .command('leave')
+    .description('as the agent: leave an accepted grant (this wallet then mints for itself again)')
+    .argument('<grant-id>', 'the grant id (grt_…)')
+    .action(async (id: string, _o: object, cmd: Command) => {
+      const ctx = CliContext.from(cmd);
+      const { broker } = await ctx.authedBroker();
+      await broker.call('DELETE', `/v1/grants/${encodeURIComponent(id)}`, { auth: true });
+      ctx.print({ grant_id: id, left: true }, `Left ${id}.`);
     });
   grant
     .command('revoke')

@@ -5,10 +5,10 @@ import { buildStatelessWalletMessage } from '../../lib/wallet-message';
 import type { EmailCodeBody, MeBody, SessionBody, WalletChallengeBody } from '../../lib/wire';
 import { BrokerAnswerError, CliError, UsageError } from '../errors';
 import { CliContext } from '../context';
-import { askChoice, askSecret, askText, canPrompt, StdinLines } from '../prompt';
+import { askChoice, askText, canPrompt, StdinLines } from '../prompt';
 import type { ProfileSession } from '../session-store';
 import { teeLogin, type TeeLoginResult } from '../tee-client';
-import { loadWalletAccount, type WalletKeyOptions } from '../wallet-key';
+import { loadCliWallet, withWalletKeyOptions, type WalletKeyOptions } from '../wallet-key';
 
 const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const NON_TTY_HINT =
@@ -50,7 +50,7 @@ function fromSessionBody(ctx: CliContext, method: ProfileSession['method'], b: S
 }
 
 async function initWallet(ctx: CliContext, o: WalletKeyOptions & InitOptions & { siwe?: boolean }): Promise<void> {
-  const account = await loadWalletAccount(o, async () => ctx.env.AGENTKEYS_KEYSTORE_PASSWORD ?? askSecret('Keystore password', 'set AGENTKEYS_KEYSTORE_PASSWORD'));
+  const account = await loadCliWallet(ctx, o);
   const broker = ctx.broker();
   const spin = await ctx.spinner(`Signing in as ${account.address}`);
   try {
@@ -200,7 +200,7 @@ async function initTee(ctx: CliContext, o: InitOptions & WalletKeyOptions & { em
       const nextCode = codeSource(o.codeStdin, `Code the TEE sent to ${o.email}:`);
       result = await teeLogin(teeUrl, { kind: 'email', email: o.email, code: () => nextCode(undefined) });
     } else {
-      const account = await loadWalletAccount(o, async () => ctx.env.AGENTKEYS_KEYSTORE_PASSWORD ?? askSecret('Keystore password', 'set AGENTKEYS_KEYSTORE_PASSWORD'));
+      const account = await loadCliWallet(ctx, o);
       const omni = deriveOmniAccount('agentkeys', { type: 'evm', value: account.address });
       result = await teeLogin(teeUrl, { kind: 'evm', address: account.address, omniAccount: omni, sign: (message) => account.signMessage({ message }) });
     }
@@ -211,14 +211,6 @@ async function initTee(ctx: CliContext, o: InitOptions & WalletKeyOptions & { em
     spin.fail();
     throw e;
   }
-}
-
-function walletOptions(cmd: Command): Command {
-  return cmd
-    .option('--private-key-file <file>', 'a file holding the wallet private key (hex)')
-    .option('--mnemonic-file <file>', 'a file holding a BIP-39 mnemonic')
-    .option('--account-index <n>', 'with --mnemonic-file: the address index (m/44\'/60\'/0\'/0/n)', undefined)
-    .option('--keystore <file>', 'a V3 JSON keystore (password from a prompt or AGENTKEYS_KEYSTORE_PASSWORD)');
 }
 
 export function initCommand(): Command {
@@ -242,7 +234,7 @@ export function initCommand(): Command {
       return initWallet(ctx, { ...o, privateKeyFile: await askText('Private key file', NON_TTY_HINT) });
     });
 
-  walletOptions(init.command('wallet').description('sign in with a wallet signature (EIP-191; --siwe for Sign-In with Ethereum)'))
+  withWalletKeyOptions(init.command('wallet').description('sign in with a wallet signature (EIP-191; --siwe for Sign-In with Ethereum)'))
     .option('--siwe', 'use the challenge form (EIP-4361) instead of the stateless message')
     .action(async (o: WalletKeyOptions & InitOptions & { siwe?: boolean }, cmd: Command) => initWallet(CliContext.from(cmd), o));
 
@@ -260,7 +252,7 @@ export function initCommand(): Command {
     .addOption(new Option('--poll-interval-ms <ms>', 'how often to ask the broker').default('1000').hideHelp())
     .action(async (o: InitOptions & { browser?: boolean; pollIntervalMs?: string }, cmd: Command) => initGoogle(CliContext.from(cmd), o));
 
-  walletOptions(init.command('tee').description('log in through the Heima TEE worker (client_id agentkeys) and keep its access token'))
+  withWalletKeyOptions(init.command('tee').description('log in through the Heima TEE worker (client_id agentkeys) and keep its access token'))
     .option('--email <address>', 'log in with an email code the TEE sends')
     .option('--tee-url <url>', 'the TEE worker JSON-RPC URL (default AGENTKEYS_TEE_URL)')
     .option('--code-stdin', 'read the email code from stdin instead of prompting')

@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
+import type { Payload } from '@temporalio/common';
+import { verifySessionToken } from '../lib/session-token';
+import { createSealKeyPair, sealJson, unsealJson } from '../lib/seal';
+import { latestCode, requestCode, submitCode, uniqueEmail } from './email-login-client';
+import { startStack, type TestStack } from './harness';
+import { auditRowsOf, mintAws, mintOidc, walletLogin, type Session } from './mint-client';
+import { newWallet } from './wallet-client';
+
+/**
+ * Issue: nothing usable in Temporal history, not even for operators. Runs every flow that hands
+ * something out, then reads every payload of every history on the task queue the way an operator
+ * would — through the codec endpoint with the ops token — and looks for anything that works as a
+ * credential: a session token or OIDC JWT that verifies against the broker's keys, an AWS secret,
+ * an email code, or any bearer the API handed out.
+ */
+
+const OPS_TOKEN = `ops-${randomBytes(24).toString('hex')}`;
+let stack: TestStack;
+
+before(async () => {
+  stack = await startStack({ env: { BROKER_OPS_TOKEN: OPS_TOKEN } });
+});
+after(async () => {
+  await stack?.stop();
+});
+
+interface JsonPayload {
+  metadata: Record<string, string>;
+  data?: string;
+}
+
+/** Every Payload anywhere in a history event (inputs, results, update arguments and results, failures' details). */
+function collectPayloads(value: unknown, out: Payload[] = []): Payload[] {
+  if (value === null || typeof value !== 'object') return out;
+  if (value instanceof Uint8Array) return out;
+  const v = value as Record<string, unknown>;
+  if (v.metadata && typeof v.metadata === 'object' && v.data instanceof Uint8Array) {
+    out.push(v);
+    return out;
+  }
+  for (const child of Object.values(v)) collectPayloads(child, out);
+  return out;
+}
+
+const toJson = (p: Payload): JsonPayload => ({
+  metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, m]) => [k, Buffer.from(m).toString('base64')])),
+  data: Buffer.from(p.data ?? new Uint8Array()).toString('base64'),
+});
+
+/** Decodes payloads through the codec endpoint as an operator would, returning each one's text. */
+async function decodeAsOperator(payloads: Payload[]): Promise<string[]> {
+  const res = await stack.request('POST', '/codec/decode', { body: { payloads: payloads.map(toJson) }, headers: { authorization: `Bearer ${OPS_TOKEN}` } });
+  assert.equal(res.status, 200, res.text.slice(0, 300));
+  return (res.body as { payloads: JsonPayload[] }).payloads.map((p) => Buffer.from(p.data ?? '', 'base64').toString('utf8'));
+}
+
+async function historyTexts(workflowIds: string[]): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  for (const id of workflowIds) {
+    const history = await stack.temporal.workflow.getHandle(id).fetchHistory();
+    out.set(id, await decodeAsOperator(collectPayloads(history.events)));
+  }
+  return out;
+}
+
+async function flowIdsOnQueue(minimum: number): Promise<string[]> {
+  let ids: string[] = [];
+  for (let i = 0; i < 100; i++) {
+    ids = [];
+    for await (const w of stack.temporal.workflow.list({ query: `TaskQueue = '${stack.config.BROKER_TASK_QUEUE}'` })) ids.push(w.workflowId);
+    if (ids.length >= minimum) return ids;
+    await new Promise((r) => setTimeout(r, 100)); // visibility is eventually consistent
+  }
+  return ids;
+}
+
+const COMPACT_JWS = /[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}/g;
+
+void describe('what flows hand out is sealed: nothing usable in history', () => {
+  void test('every history of every login and mint, decoded with the ops token, holds no working credential', async () => {
+    const handedOut: string[] = [];
+
+    // Email login (code + session).
+    const email = uniqueEmail('sealed');
+    const { request_id } = await requestCode(stack, email);
+    const code = await latestCode(stack, email);
+    const emailRes = await submitCode(stack, request_id, code);
+    assert.equal(emailRes.status, 200, emailRes.text);
+    const emailSession = emailRes.body as Session;
+    handedOut.push(emailSession.token);
+
+    // Wallet login by SIWE challenge (a workflow), and the stateless form.
+    const w = newWallet();
+    const ch = await stack.request('POST', '/v1/session/wallet_challenge', { body: { address: w.address, format: 'siwe' } });
+    assert.equal(ch.status, 200, ch.text);
+    const { request_id: challengeId, message } = ch.body as { request_id: string; message: string };
+    const siwe = await stack.request('POST', '/v1/session/wallet_login', { body: { request_id: challengeId, signature: await w.sign(message) } });
+    assert.equal(siwe.status, 200, siwe.text);
+    handedOut.push((siwe.body as Session).token);
+    const walletSession = await walletLogin(stack, w);
+    handedOut.push(walletSession.token);
+
+    // Both mints.
+    const oidc = await mintOidc(stack, walletSession.token);
+    const aws = await mintAws(stack, walletSession.token);
+    handedOut.push(oidc.jwt, aws.secret_access_key, aws.session_token);
+
+    // What was handed out works (the scan below would be vacuous otherwise).
+    const me = await stack.request('GET', '/v1/session/me', { token: emailSession.token });
+    assert.equal(me.status, 200, me.text);
+    const jwks = createLocalJWKSet((await stack.request('GET', '/.well-known/jwks.json')).body as JSONWebKeySet);
+    await jwtVerify(oidc.jwt, jwks, { issuer: stack.config.publicUrl });
+
+    const ids = await flowIdsOnQueue(4);
+    assert.ok(ids.some((id) => id.startsWith('email-login/')), `an email flow is listed: ${ids.join(', ')}`);
+    assert.ok(ids.some((id) => id.startsWith('wallet-login/')), 'a wallet flow is listed');
+    assert.ok(ids.filter((id) => id.startsWith('mint/')).length >= 2, 'both mint flows are listed');
+    const texts = await historyTexts(ids);
+
+    let decodedPayloads = 0;
+    let sealedResults = 0;
+    for (const [id, payloadTexts] of texts) {
+      for (const text of payloadTexts) {
+        decodedPayloads++;
+        for (const secret of handedOut) assert.ok(!text.includes(secret), `${id}: a handed-out credential is in the history`);
+        assert.ok(!text.includes(`"${code}"`), `${id}: the email code is in the history`);
+        assert.doesNotMatch(text, /secret_?access_?key|session_?token"|"token"/i, `${id}: ${text.slice(0, 200)}`);
+        for (const candidate of text.match(COMPACT_JWS) ?? []) {
+          await assert.rejects(verifySessionToken(stack.secrets.sessionKey, candidate, stack.config.publicUrl), `${id}: a session token that verifies`);
+          await assert.rejects(jwtVerify(candidate, jwks), `${id}: an OIDC JWT that verifies`);
+        }
+        if (/"sealed":"[^"]+"/.test(text)) sealedResults++;
+      }
+    }
+    assert.ok(decodedPayloads > 20, `the scan read the histories (${decodedPayloads} payloads)`);
+    // The two mint results and what the mint activities returned are JWEs.
+    assert.ok(sealedResults >= 4, `sealed results found: ${sealedResults}`);
+
+    // The operator's reads are on the record.
+    const codecRows = await stack.db.query<{ n: string }>(`SELECT count(*)::text AS n FROM audit_log WHERE event = 'ops.codec.decode'`);
+    assert.equal(Number(codecRows.rows[0]?.n), ids.length, 'one audit row per codec call');
+    const mintRows = await auditRowsOf(stack, walletSession.omni_account);
+    assert.ok(mintRows.some((r) => r.event === 'mint.aws'), 'the mint itself is audited as before');
+  });
+
+  void test('a sealed value opens only with its own key', async () => {
+    const a = await createSealKeyPair();
+    const b = await createSealKeyPair();
+    const jwe = await sealJson(a.publicJwk, { jwt: 'x' });
+    assert.deepEqual(await unsealJson(a.privateKey, jwe), { jwt: 'x' });
+    await assert.rejects(unsealJson(b.privateKey, jwe), /could not open/);
+    assert.notEqual(await sealJson(a.publicJwk, { jwt: 'x' }), jwe, 'fresh ephemeral key and IV each time');
+    await assert.rejects(sealJson({ ...a.publicJwk, crv: 'P-384' as 'P-256' }, {}), /P-256/);
+  });
+});
