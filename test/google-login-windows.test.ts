@@ -7,7 +7,7 @@ import { callback, cliStart, consent, loginRows, poll, startGoogleStack, uniqueH
 
 let g: GoogleStack;
 before(async () => {
-  g = await startGoogleStack({ BROKER_GOOGLE_LOGIN_TTL_SECONDS: '2' });
+  g = await startGoogleStack({ BROKER_GOOGLE_LOGIN_TTL_SECONDS: '2', BROKER_RATE_LIMIT_IP_PER_MINUTE: '3' });
 });
 after(async () => {
   await g?.stop();
@@ -33,4 +33,17 @@ void test('a session nobody collects within the window → uncollected, then 410
   const handle = g.stack.temporal.workflow.getHandle(GOOGLE_LOGIN_ID_PREFIX + start.request_id);
   assert.equal(await handle.result(), 'uncollected');
   assert.equal((await poll(g.stack, start)).status, 410);
+});
+
+void test('starts past BROKER_RATE_LIMIT_IP_PER_MINUTE from one address → 429 with Retry-After, no flow', async () => {
+  // The other tests here spent part of this minute's budget (3): a refusal comes within four tries.
+  let refused: Awaited<ReturnType<typeof g.stack.request>> | undefined;
+  for (let i = 0; i < 4 && !refused; i++) {
+    const r = await g.stack.request('POST', '/v1/session/google_oauth_login', { body: { format: 'cli' } });
+    if (r.status === 429) refused = r;
+    else assert.equal(r.status, 200, r.text);
+  }
+  assert.ok(refused, 'no 429 within four starts');
+  assert.equal((refused.body as { error: string }).error, 'rate_limited');
+  assert.ok(Number(refused.headers.get('retry-after')) >= 1);
 });
