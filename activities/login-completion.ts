@@ -4,6 +4,7 @@ import { withTransaction } from '../db/pool';
 import { insertSession } from '../db/sessions';
 import { recordMainWallet, upsertUserOnLogin } from '../db/users';
 import { hmacHex } from '../lib/digest';
+import { AgentKeysError } from '../lib/errors';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
 import type { LoginMethod } from '../lib/session-token';
 import { FailureType, type LoginOutcome } from '../workflows/definitions';
@@ -25,63 +26,88 @@ export interface CompleteLoginInput {
   consumeProof?: { hash: string; purpose: string; expiresAt: number };
 }
 
+/** What recording a login needs: the broker's config and keys, the pool, the clock. */
+export type LoginRecordDeps = Pick<ActivityDeps, 'config' | 'secrets' | 'db' | 'now'>;
+
+/** The proof in `consumeProof` was already used by another login (the caller answers 409). */
+export class LoginProofReplayedError extends AgentKeysError {
+  override readonly code: string = 'ERR_LOGIN_PROOF_REPLAYED';
+  constructor() {
+    super('this signature has already been used; sign a new message');
+  }
+}
+
+/**
+ * Records one login: consumes the one-time proof (if any), upserts the user and main wallet,
+ * inserts the session and appends the hash-chained audit row, all in one transaction, and returns
+ * what the session is. It signs no token: the API does (api/session-issue.ts), so a workflow
+ * history that holds this result holds nothing a caller could present. The single definition of "a login happened", used by the completeLogin
+ * activity (end of every workflow login) and by the API's stateless wallet login (no workflow).
+ *
+ * `jti` and `idemKey` make it idempotent for a caller that retries (the activity derives both from
+ * its workflow run): a proof already present is accepted only when this very jti's session holds
+ * it. Throws LoginProofReplayedError when the proof belongs to another login; any other error is
+ * the database's (nothing was written).
+ */
+export async function recordLogin(deps: LoginRecordDeps, input: CompleteLoginInput, key: { jti: string; idemKey: string }): Promise<LoginOutcome> {
+  const { config, secrets } = deps;
+  const { jti } = key;
+  const omniAccount = deriveOmniAccount(config.BROKER_CLIENT_ID, input.identity);
+  const nowSeconds = Math.floor(deps.now() / 1000);
+  const expiresAt = nowSeconds + config.BROKER_SESSION_TTL_SECONDS;
+  const userId = await withTransaction(deps.db, async (tx) => {
+    if (input.consumeProof) {
+      const p = input.consumeProof;
+      // Concurrent copies of one proof queue on its unique key here: the first commits and wins,
+      // the others then see its row (or take over if it rolled back).
+      const fresh = await tx.query(
+        `INSERT INTO used_signatures (signature_hash, purpose, expires_at) VALUES ($1, $2, to_timestamp($3)) ON CONFLICT (signature_hash) DO NOTHING`,
+        [p.hash, p.purpose, p.expiresAt],
+      );
+      // Already there: fine only if this very login stored it (a retry after a lost commit ack).
+      if (fresh.rowCount === 0 && (await tx.query('SELECT 1 FROM sessions WHERE jti = $1', [jti])).rowCount === 0) throw new LoginProofReplayedError();
+    }
+    const user = await upsertUserOnLogin(tx, { clientId: config.BROKER_CLIENT_ID, omniAccount, identity: input.identity });
+    if (input.wallet) await recordMainWallet(tx, omniAccount, input.wallet);
+    await insertSession(tx, { jti, omniAccount, method: input.method, expiresAt: new Date(expiresAt * 1000) });
+    await appendAudit(tx, {
+      event: `login.${input.method}`,
+      outcome: 'ok',
+      omniAccount,
+      requestId: input.requestId,
+      idemKey: key.idemKey,
+      details: { user_id: user.userId, first_login: user.created, jti_hash: hmacHex(secrets.hmacSecret, 'audit-jti', jti).slice(0, 32) },
+    });
+    return user.userId;
+  });
+  return {
+    jti,
+    method: input.method,
+    ...(input.wallet ? { wallet: input.wallet } : {}),
+    issued_at: nowSeconds,
+    expires_at: expiresAt,
+    omni_account: omniAccount,
+    user_id: userId,
+    identity: input.identity,
+  };
+}
+
 export function createLoginActivities(deps: ActivityDeps) {
   return {
     /**
-     * Ends every front-of-house login: upserts the user, records the session and its audit row in
-     * one transaction, and returns what the session is. It signs no token: the API does that
-     * after the flow returns, so the history holds nothing a caller could present. Idempotent per
-     * workflow run: a retry reuses the jti, the session row and the audit row.
+     * Ends every workflow login (recordLogin): returns the session's claims, not a token.
+     * Idempotent per workflow run: a retry reuses the jti, the session row and the audit row.
      */
     async completeLogin(input: CompleteLoginInput): Promise<LoginOutcome> {
-      const workflowExecution = currentRun();
-      const { config, secrets } = deps;
-      const omniAccount = deriveOmniAccount(config.BROKER_CLIENT_ID, input.identity);
-      const jti = hmacHex(secrets.hmacSecret, 'session-jti', workflowExecution.workflowId, workflowExecution.runId).slice(0, 32);
-      const nowSeconds = Math.floor(deps.now() / 1000);
-      const expiresAt = nowSeconds + config.BROKER_SESSION_TTL_SECONDS;
-      let userId: string;
+      const { workflowId, runId } = currentRun();
+      const jti = hmacHex(deps.secrets.hmacSecret, 'session-jti', workflowId, runId).slice(0, 32);
       try {
-        userId = await withTransaction(deps.db, async (tx) => {
-          if (input.consumeProof) {
-            const p = input.consumeProof;
-            const fresh = await tx.query(
-              `INSERT INTO used_signatures (signature_hash, purpose, expires_at) VALUES ($1, $2, to_timestamp($3)) ON CONFLICT (signature_hash) DO NOTHING`,
-              [p.hash, p.purpose, p.expiresAt],
-            );
-            // Already there: fine only if this very run stored it (a retry after a lost commit ack).
-            if (fresh.rowCount === 0 && (await tx.query('SELECT 1 FROM sessions WHERE jti = $1', [jti])).rowCount === 0) {
-              throw ApplicationFailure.nonRetryable('this signature has already been used; sign a new message', FailureType.replayed);
-            }
-          }
-          const user = await upsertUserOnLogin(tx, { clientId: config.BROKER_CLIENT_ID, omniAccount, identity: input.identity });
-          if (input.wallet) await recordMainWallet(tx, omniAccount, input.wallet);
-          await insertSession(tx, { jti, omniAccount, method: input.method, expiresAt: new Date(expiresAt * 1000) });
-          await appendAudit(tx, {
-            event: `login.${input.method}`,
-            outcome: 'ok',
-            omniAccount,
-            requestId: input.requestId,
-            idemKey: `login:${workflowExecution.workflowId}:${workflowExecution.runId}`,
-            details: { user_id: user.userId, first_login: user.created, jti_hash: hmacHex(secrets.hmacSecret, 'audit-jti', jti).slice(0, 32) },
-          });
-          return user.userId;
-        });
+        return await recordLogin(deps, input, { jti, idemKey: `login:${workflowId}:${runId}` });
       } catch (e) {
-        if (e instanceof ApplicationFailure) throw e;
+        if (e instanceof LoginProofReplayedError) throw ApplicationFailure.nonRetryable(e.message, FailureType.replayed);
         // Retryable (the DB may come back); after the last attempt the flow reports audit_error.
         throw ApplicationFailure.retryable(`could not record the login: ${(e as Error).message}`, FailureType.auditFailed);
       }
-      return {
-        jti,
-        method: input.method,
-        ...(input.wallet ? { wallet: input.wallet } : {}),
-        issued_at: nowSeconds,
-        expires_at: expiresAt,
-        omni_account: omniAccount,
-        user_id: userId,
-        identity: input.identity,
-      };
     },
   };
 }

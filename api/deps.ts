@@ -31,6 +31,12 @@ export interface ApiDeps {
   teeVerifier?: TeeTokenVerifier;
   /** Milliseconds since the epoch; tests may shift it. */
   now?: () => number;
+  /**
+   * `temporal` is built on the NativeConnection of a worker polling BROKER_TASK_QUEUE in this
+   * process: workflow starts ask for eager execution (the first task comes back in the start
+   * answer instead of through the matching service). Default false: a normal start.
+   */
+  eagerWorkflowStart?: boolean;
   /** The OIDC issuer keyset served at /.well-known/jwks.json; default: OidcKeyStore.fromConfig(config). */
   oidcKeys?: OidcKeyStore;
 }

@@ -1,3 +1,4 @@
+import type { Client } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type BuildAppOptions } from './app';
 import type { ApiDeps } from './deps';
@@ -11,12 +12,15 @@ export interface RunningApi {
   close(): Promise<void>;
 }
 
-/** Connects the Temporal client, builds the app and listens on HOST:PORT. `logStream`: where log lines go (default stdout, JSON). */
-export async function startApi(deps: Omit<ApiDeps, 'temporal'> & { address: string; logStream?: BuildAppOptions['logStream'] }): Promise<RunningApi> {
-  const { address, logStream, ...rest } = deps;
+/**
+ * Connects the Temporal client (or uses `temporal`, e.g. one on an in-process worker's
+ * NativeConnection, whose connection the caller keeps and closes), builds the app and listens.
+ */
+export async function startApi(deps: Omit<ApiDeps, 'temporal'> & { address: string; temporal?: Client; logStream?: BuildAppOptions['logStream'] }): Promise<RunningApi> {
+  const { address, logStream, temporal: given, ...rest } = deps;
   // Throws at boot when a configured TEE key is unusable; undefined when none is configured.
   const teeVerifier = rest.teeVerifier ?? (await createTeeVerifierFromConfig(deps.config, { now: rest.now }));
-  const temporal = await connectTemporalClient(deps.config, deps.secrets, address);
+  const temporal = given ?? (await connectTemporalClient(deps.config, deps.secrets, address));
   const app = await buildApp({ ...rest, temporal, teeVerifier, readiness: { tee_key: teeKeyReadiness(teeVerifier), ...rest.readiness } }, logStream ? { logStream } : {});
   const url = await app.listen({ host: deps.config.HOST, port: deps.config.PORT });
   return {
@@ -24,7 +28,7 @@ export async function startApi(deps: Omit<ApiDeps, 'temporal'> & { address: stri
     url,
     async close() {
       await app.close();
-      await temporal.connection.close();
+      if (!given) await temporal.connection.close();
     },
   };
 }

@@ -5,6 +5,7 @@
  * stops everything; a second start reuses the data. TEMPORAL_ADDRESS set = use that server.
  */
 import { join, resolve } from 'node:path';
+import { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import pinoPretty from 'pino-pretty';
 import { startApi } from '../api/start';
@@ -19,6 +20,7 @@ import { startTeeFixture } from '../fixtures/tee/server';
 import { ConfigError, loadConfig } from '../lib/config';
 import { resolveSecrets } from '../adapters/secrets';
 import { connectTemporalClient } from '../adapters/temporal-client';
+import { brokerDataConverter } from '../adapters/temporal-options';
 import { startBrokerWorker, workflowBundleFromEnv } from '../worker/start';
 import { findOrInstallTemporalCli } from './temporal-cli';
 import { ensureSearchAttributes, findFreePort, startTemporalDevServer } from './temporal-dev-server';
@@ -144,7 +146,10 @@ async function main(): Promise<void> {
     stops.push(() => worker.shutdown());
     // In a terminal the API's log lines are printed for people; piped or redirected they stay JSON (what production ships).
     const logStream = process.stdout.isTTY ? pinoPretty({ colorize: true, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }) : undefined;
-    const api = await startApi({ config, secrets, db, address, devMailbox, logStream });
+    // API and worker share this process: the API's client rides the worker's NativeConnection, so a
+    // workflow start can hand its first task straight to this worker (eager start, docs/performance.md).
+    const temporal = new Client({ connection: worker.connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter: brokerDataConverter(secrets) });
+    const api = await startApi({ config, secrets, db, address, devMailbox, logStream, temporal, eagerWorkflowStart: true });
     stops.push(() => api.close());
 
     const lines = [

@@ -77,6 +77,9 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions): Pr
   if (dbFile) args.push('--db-filename', dbFile);
   if (namespace !== 'default') args.push('--namespace', namespace);
   for (const name of SEARCH_ATTRIBUTE_NAMES) args.push('--search-attribute', `${name}=${SEARCH_ATTRIBUTES[name]}`);
+  // One partition per task queue: a single-process dev server gains nothing from four (the
+  // default), and a poller and a task meet without forwarding between partitions.
+  args.push('--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1', '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1');
 
   const child = spawn(opts.cliPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const address = `${HOST}:${port}`;

@@ -4,6 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { ENCODING, keyId } from '../lib/codec';
 import { oidcKeysetPath, retiredKeyRetentionSeconds, rotateOidcKeyset } from '../adapters/oidc-keys';
+import type { JsonPayload } from './codec-client';
 import { startStack, type TestStack } from './harness';
 import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts, type WorkflowStartSpy } from './adversarial-probes';
 import { walletLogin } from './mint-client';
@@ -30,10 +31,6 @@ after(async () => {
 const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64');
 const ops = { authorization: `Bearer ${OPS_TOKEN}` };
 
-interface JsonPayload {
-  metadata: Record<string, string>;
-  data?: string;
-}
 
 function codec(op: 'decode' | 'encode', body: unknown, headers: Record<string, string> = ops) {
   return stack.request('POST', `/codec/${op}`, { body, headers });

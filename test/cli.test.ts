@@ -266,7 +266,7 @@ void describe('agentkeys CLI: email login', () => {
     const email = `cli-${Date.now()}@example.com`;
     const r = await runCli(['--json', '--profile', 'mail', 'init', 'email', email, '--code-stdin'], {
       feed: async (write, end) => {
-        const mail = await stack.ses.waitForMail(email);
+        const mail = await stack.ses.waitForMail(email, { timeoutMs: 30_000 }); // the CLI starts from source: slow on a loaded machine
         const code = codeFromMail(mail.text);
         const wrong = code === '000000' ? '111111' : '000000';
         write(`${wrong}\n${code}\n`);
@@ -283,7 +283,7 @@ void describe('agentkeys CLI: email login', () => {
     const inner = [process.execPath, BIN, '--profile', 'pty', 'init', 'email', email].map((a) => `'${a}'`).join(' ');
     const r = await runProcess('script', ['-qfec', inner, '/dev/null'], { ...cliEnv(), TERM: 'xterm' }, {
       feed: async (write, _end, output) => {
-        const mail = await stack.ses.waitForMail(email);
+        const mail = await stack.ses.waitForMail(email, { timeoutMs: 30_000 }); // the CLI starts from source: slow on a loaded machine
         // The terminal echoes character by character: look at the text without line breaks.
         await waitFor('the prompt', () => (/Code sent to/.test(output().replace(/\r?\n/g, '')) ? true : undefined), 30_000, output);
         write(`${codeFromMail(mail.text)}\r`);

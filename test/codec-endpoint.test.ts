@@ -8,6 +8,7 @@ import { buildApp } from '../api/app';
 import { findOrInstallTemporalCli } from '../scripts/temporal-cli';
 import { ENCODING } from '../lib/codec';
 import { requestCode, uniqueEmail, workflowIdOf } from './email-login-client';
+import { payloadToJson, type JsonPayload } from './codec-client';
 import { startStack, type TestStack } from './harness';
 
 const OPS_TOKEN = `ops-${randomBytes(24).toString('hex')}`;
@@ -23,10 +24,6 @@ after(async () => {
   await stack?.stop();
 });
 
-interface JsonPayload {
-  metadata: Record<string, string>;
-  data?: string;
-}
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString();
 
@@ -45,10 +42,7 @@ void describe('codec endpoint for the Temporal Web UI', () => {
     const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
     const input = started?.input?.payloads?.[0];
     assert.ok(input?.data && input.metadata, 'the started event has an input payload');
-    const asJson: JsonPayload = {
-      metadata: Object.fromEntries(Object.entries(input.metadata).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
-      data: Buffer.from(input.data).toString('base64'),
-    };
+    const asJson = payloadToJson(input);
     assert.equal(unb64(asJson.metadata.encoding), ENCODING, 'history holds the encrypted form');
 
     const res = await codecCall('decode', [asJson]);
@@ -63,10 +57,7 @@ void describe('codec endpoint for the Temporal Web UI', () => {
 
   void test('encode then decode round-trips, and payloads that are not encrypted pass through decode', async () => {
     const plain = defaultPayloadConverter.toPayload({ hello: 'world', big: 'x'.repeat(64 * 1024) });
-    const plainJson: JsonPayload = {
-      metadata: Object.fromEntries(Object.entries(plain.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
-      data: Buffer.from(plain.data ?? new Uint8Array()).toString('base64'),
-    };
+    const plainJson = payloadToJson(plain);
     // Bigger than BROKER_BODY_LIMIT_BYTES: the codec routes take UI-sized batches.
     const enc = await codecCall('encode', [plainJson]);
     assert.equal(enc.status, 200, enc.text.slice(0, 300));

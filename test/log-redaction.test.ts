@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { codeFromMail, requestCode, submitCode, uniqueEmail, type LoginSessionBody } from './email-login-client';
+import { payloadToJson } from './codec-client';
 import { startStack, type TestStack } from './harness';
 
 const OPS_TOKEN = `ops-${randomBytes(24).toString('hex')}`;
@@ -42,12 +43,7 @@ void describe('API logs', () => {
     const decoded = await stack.request('POST', '/codec/decode', {
       token: OPS_TOKEN,
       body: {
-        payloads: [
-          {
-            metadata: Object.fromEntries(Object.entries(input.metadata).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
-            data: Buffer.from(input.data).toString('base64'),
-          },
-        ],
+        payloads: [payloadToJson(input)],
       },
     });
     assert.equal(decoded.status, 200, decoded.text);

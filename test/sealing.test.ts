@@ -6,6 +6,7 @@ import type { Payload } from '@temporalio/common';
 import { verifySessionToken } from '../lib/session-token';
 import { createSealKeyPair, sealJson, unsealJson } from '../lib/seal';
 import { latestCode, requestCode, submitCode, uniqueEmail } from './email-login-client';
+import { payloadToJson, type JsonPayload } from './codec-client';
 import { startStack, type TestStack } from './harness';
 import { auditRowsOf, mintAws, mintOidc, walletLogin, type Session } from './mint-client';
 import { newWallet } from './wallet-client';
@@ -28,10 +29,6 @@ after(async () => {
   await stack?.stop();
 });
 
-interface JsonPayload {
-  metadata: Record<string, string>;
-  data?: string;
-}
 
 /** Every Payload anywhere in a history event (inputs, results, update arguments and results, failures' details). */
 function collectPayloads(value: unknown, out: Payload[] = []): Payload[] {
@@ -46,14 +43,10 @@ function collectPayloads(value: unknown, out: Payload[] = []): Payload[] {
   return out;
 }
 
-const toJson = (p: Payload): JsonPayload => ({
-  metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, m]) => [k, Buffer.from(m).toString('base64')])),
-  data: Buffer.from(p.data ?? new Uint8Array()).toString('base64'),
-});
 
 /** Decodes payloads through the codec endpoint as an operator would, returning each one's text. */
 async function decodeAsOperator(payloads: Payload[]): Promise<string[]> {
-  const res = await stack.request('POST', '/codec/decode', { body: { payloads: payloads.map(toJson) }, headers: { authorization: `Bearer ${OPS_TOKEN}` } });
+  const res = await stack.request('POST', '/codec/decode', { body: { payloads: payloads.map(payloadToJson) }, headers: { authorization: `Bearer ${OPS_TOKEN}` } });
   assert.equal(res.status, 200, res.text.slice(0, 300));
   return (res.body as { payloads: JsonPayload[] }).payloads.map((p) => Buffer.from(p.data ?? '', 'base64').toString('utf8'));
 }

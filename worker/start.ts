@@ -10,6 +10,8 @@ import { ensureMaintenanceSchedule } from './schedules';
 
 export interface RunningWorker {
   worker: Worker;
+  /** The worker's connection: a Client built on it (same process) can start workflows eagerly. */
+  connection: NativeConnection;
   /** Resolves when the worker has stopped (after shutdown() or a shutdown signal). */
   done: Promise<void>;
   shutdown(): Promise<void>;
@@ -38,6 +40,7 @@ export async function startBrokerWorker(opts: { config: Config; secrets: BrokerS
   });
   return {
     worker,
+    connection,
     done,
     async shutdown() {
       if (worker.getState() === 'RUNNING') worker.shutdown();

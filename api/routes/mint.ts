@@ -108,6 +108,8 @@ export default async function mintRoutes(appBase: FastifyInstance) {
     workflowId: MINT_ID_PREFIX + input.requestId,
     taskQueue: config.BROKER_TASK_QUEUE,
     workflowExecutionTimeout: MINT_TIMEOUT,
+    // Only when a worker shares the client's connection (npm start); otherwise a normal start.
+    requestEagerStart: app.deps.eagerWorkflowStart === true,
     typedSearchAttributes: [
       { key: AkFlow, value: 'mint' },
       { key: AkStage, value: 'started' },

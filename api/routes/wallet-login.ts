@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { WithStartWorkflowOperation, WorkflowNotFoundError } from '@temporalio/client';
+import { WithStartWorkflowOperation } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { getAddress } from 'viem';
 import { z } from 'zod';
 import { sha256Hex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
-import { createEvmSignatureVerifier, eoaReplayKey, personalMessageDigest, recoverSigner } from '../../adapters/evm-signature';
+import { createEvmSignatureVerifier, type WalletSignatureCheck } from '../../adapters/evm-signature';
+import { LoginProofReplayedError, recordLogin } from '../../activities/login-completion';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
 import {
   buildStatelessWalletMessage,
@@ -14,15 +15,16 @@ import {
   MAX_CONTRACT_SIGNATURE_BYTES,
   MAX_WALLET_MESSAGE_BYTES,
   normalizeWalletSignature,
-  parseEoaSignature,
   SignatureFormatError,
   ZERO_ADDRESS,
 } from '../../lib/wallet-message';
+import type { LoginOutcome } from '../../workflows/definitions';
 import type { walletLoginWorkflow } from '../../workflows/wallet-login';
 import {
   issueWalletChallengeUpdate,
   submitWalletSignatureUpdate,
   WALLET_LOGIN_ID_PREFIX,
+  WALLET_PROOF_PURPOSE,
   type WalletLoginInput,
   type WalletLoginSettings,
 } from '../../workflows/wallet-login.definitions';
@@ -63,14 +65,16 @@ function normalizeSignature(signature: string, contractWallets: boolean): string
 }
 
 /**
- * Wallet login (docs/contracts.md §5), driven by walletLoginWorkflow: the stateless EIP-191 form
- * `{address, signature, timestamp}` and the challenge forms (EIP-191 with a nonce, SIWE).
- * The API rejects what it can for free (shape, window, signatures by another key, signatures
- * already used) before touching Temporal; the workflow is the authority that verifies and consumes.
+ * Wallet login (docs/contracts.md §5). The stateless EIP-191 form `{address, signature, timestamp}`
+ * waits for nothing and calls nothing with effects, so it runs here, without a workflow: verify,
+ * then one transaction (replay guard, user, main wallet, session, chained audit row; recordLogin,
+ * shared with the completeLogin activity). The challenge forms (EIP-191 with a nonce, SIWE) wait
+ * for a signature within a window and stay walletLoginWorkflow runs; the API rejects what it can
+ * for free before touching Temporal, and the workflow verifies and consumes.
  */
 export default async function sessionWalletRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
-  const { config, db, temporal } = app.deps;
+  const { config, db, secrets, temporal } = app.deps;
   const verifier = createEvmSignatureVerifier(config.BROKER_EVM_RPC_URL);
   // Said in /readyz: EOA only, or contract wallets through which chain.
   app.addReadinessCheck('evm_signatures', () => verifier.readiness());
@@ -170,40 +174,43 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
       const { address, timestamp } = body;
       if (address === undefined || timestamp === undefined) throw new BrokerError('bad_request', 'send either {address, signature, timestamp} or {request_id, signature}');
       const signedMs = timestamp * 1000;
-      if (now() - signedMs > windowMs) throw new BrokerError('expired', `timestamp is more than ${settings.windowSeconds} s old (unix seconds expected); sign a new message`);
-      if (signedMs - now() > windowMs) throw new BrokerError('unauthorized', `timestamp is more than ${settings.windowSeconds} s ahead of the broker's clock (unix seconds expected)`);
-      if (signature.length === 132) {
-        // ~0.1 ms with the native binding: signatures by another key never reach Temporal.
-        const message = buildStatelessWalletMessage(address, timestamp);
-        const signer = await recoverSigner(personalMessageDigest(message), parseEoaSignature(signature)).catch(() => undefined);
-        if (signer !== address && !settings.contractWallets) throw new BrokerError('unauthorized', 'the signature was not made by this address over the login message');
-        if (signer === address) {
-          const used = await db.query('SELECT 1 FROM used_signatures WHERE signature_hash = $1', [eoaReplayKey(signature)]);
-          if ((used.rowCount ?? 0) > 0) throw new BrokerError('conflict', 'this signature has already been used; sign a new message');
-        }
+      const nowMs = now();
+      if (nowMs - signedMs > windowMs) throw new BrokerError('expired', `timestamp is more than ${settings.windowSeconds} s old (unix seconds expected); sign a new message`);
+      if (signedMs - nowMs > windowMs) throw new BrokerError('unauthorized', `timestamp is more than ${settings.windowSeconds} s ahead of the broker's clock (unix seconds expected)`);
+      // ~0.1 ms for an EOA with the native binding; a contract wallet costs a read-only chain call.
+      let check: WalletSignatureCheck;
+      try {
+        check = await verifier.verify({ address, message: buildStatelessWalletMessage(address, timestamp), signature });
+      } catch {
+        throw new BrokerError('unavailable', 'the chain needed to check a contract-wallet signature did not answer; try again');
       }
-      const input: WalletLoginInput = { kind: 'stateless', address, timestamp, settings };
-      const login = () =>
-        temporal.workflow.executeUpdateWithStart(submitWalletSignatureUpdate, {
-          args: [{ signature }],
-          startWorkflowOperation: new WithStartWorkflowOperation<typeof walletLoginWorkflow>('walletLoginWorkflow', {
-            workflowId: WALLET_LOGIN_ID_PREFIX + sha256Hex(signature),
-            taskQueue: config.BROKER_TASK_QUEUE,
-            args: [input],
-            workflowIdConflictPolicy: 'USE_EXISTING',
-            typedSearchAttributes: searchAttributes,
-          }),
-        });
-      const session = await driveFlow(async () => {
-        try {
-          return await login();
-        } catch (e) {
-          // The same signature's flow closed between our update being admitted and accepted: go
-          // again (a new run meets the durable replay guard and answers 409).
-          if (e instanceof WorkflowNotFoundError) return login();
-          throw e;
-        }
-      });
+      if (!check.valid) {
+        if (check.malformed) throw new BrokerError('bad_request', `body.signature: ${check.reason}`);
+        throw new BrokerError('unauthorized', settings.contractWallets ? check.reason : 'the signature was not made by this address over the login message');
+      }
+      // A replay costs one read; the transaction below is still what decides between racing copies.
+      const used = await db.query('SELECT 1 FROM used_signatures WHERE signature_hash = $1', [check.replayKey]);
+      if ((used.rowCount ?? 0) > 0) throw new BrokerError('conflict', 'this signature has already been used; sign a new message');
+      const jti = randomBytes(16).toString('hex');
+      let session: LoginOutcome;
+      try {
+        session = await recordLogin(
+          { config, secrets, db, now },
+          {
+            method: 'wallet',
+            identity: { type: 'evm', value: address },
+            // What the audit row has always carried for this form: sha256 of the normalised signature.
+            requestId: sha256Hex(signature),
+            wallet: address,
+            consumeProof: { hash: check.replayKey, purpose: WALLET_PROOF_PURPOSE.stateless, expiresAt: Math.floor((Math.max(nowMs, signedMs) + windowMs) / 1000) },
+          },
+          { jti, idemKey: `login:stateless:${jti}` },
+        );
+      } catch (e) {
+        if (e instanceof LoginProofReplayedError) throw new BrokerError('conflict', e.message);
+        request.log.error({ err: e, flow: 'wallet_login' }, 'could not record a stateless wallet login');
+        throw new BrokerError('audit_error', 'the login could not be recorded; try again');
+      }
       request.log.info({ flow: 'wallet_login', omni_account: session.omni_account }, 'wallet login succeeded');
       return issueSession(app.deps, session);
     },
