@@ -4,6 +4,7 @@ import type { Db } from '../db/pool';
 import type { Mailer } from '../adapters/ses-mailer';
 import type { STSClient } from '@aws-sdk/client-sts';
 import type { OidcKeyStore } from '../adapters/oidc-keys';
+import type { GoogleOidc } from '../adapters/google-oidc';
 
 /** What activities need from the outside world; tests pass their own. */
 export interface ActivityDeps {
@@ -17,4 +18,6 @@ export interface ActivityDeps {
   oidcKeys?: OidcKeyStore;
   /** STS client for mint-aws-creds; default: createStsClient(config). */
   stsClient?: STSClient;
+  /** The Google relying party (Google login activities); default: new GoogleOidc(config). */
+  googleOidc?: GoogleOidc;
 }

@@ -1,6 +1,7 @@
 import { createAuditAnchorActivities } from './audit-anchor';
 import type { ActivityDeps } from './deps';
 import { createEmailLoginActivities } from './email-login';
+import { createGoogleLoginActivities } from './google-login';
 import { createLoginActivities } from './login-completion';
 import { createMaintenanceActivities } from './maintenance';
 import { createMintActivities } from './mint';
@@ -12,6 +13,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createLoginActivities(deps),
     ...createEmailLoginActivities(deps),
+    ...createGoogleLoginActivities(deps),
     ...createMintActivities(deps),
     ...createTeeActivities(deps),
     ...createWalletLoginActivities(deps),

@@ -16,6 +16,7 @@ import healthRoutes from './routes/health';
 import sessionRoutes from './routes/session';
 import sessionEmailRoutes from './routes/email-login';
 import sessionWalletRoutes from './routes/wallet-login';
+import sessionGoogleRoutes from './routes/google-login';
 import grantRoutes from './routes/grants';
 import teeCallbackRoutes from './routes/tee-account';
 import auditRoutes from './routes/audit';
@@ -86,6 +87,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   await app.register(healthRoutes);
   await app.register(sessionEmailRoutes);
   await app.register(sessionWalletRoutes);
+  await app.register(sessionGoogleRoutes);
   await app.register(oidcRoutes);
   await app.register(sessionRoutes);
   await app.register(teeCallbackRoutes);

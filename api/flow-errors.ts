@@ -17,6 +17,7 @@ const KIND_BY_FAILURE: Record<string, ErrorKind> = {
   [FailureType.replayed]: 'conflict',
   [FailureType.conflict]: 'conflict',
   [FailureType.chainUnavailable]: 'unavailable',
+  [FailureType.providerUnavailable]: 'unavailable',
 };
 
 function fromApplicationFailure(f: ApplicationFailure): BrokerError | undefined {

@@ -58,3 +58,8 @@ export async function recordMainWallet(q: Queryable, omniAccount: string, addres
     [omniAccount, address],
   );
 }
+
+/** Records the verified email a Google login reported on its user (docs/google-login.md). */
+export async function recordVerifiedEmail(q: Queryable, omniAccount: string, email: string): Promise<void> {
+  await q.query('UPDATE users SET email = $2 WHERE omni_account = $1 AND email IS DISTINCT FROM $2', [omniAccount, email]);
+}

@@ -140,6 +140,23 @@ export const envSchema = z.object({
   /** add_wallet callbacks per account per minute (this API process). */
   BROKER_ADD_WALLET_PER_MINUTE: int(1, 1_000_000).default(10),
 
+  /** Google login (docs/google-login.md): on when a client id is set. The issuer is reached only through its discovery document. */
+  BROKER_GOOGLE_ISSUER: z.url().default('https://accounts.google.com'),
+  BROKER_GOOGLE_CLIENT_ID: optionalString,
+  BROKER_GOOGLE_CLIENT_SECRET: optionalString,
+  /** A file holding the client secret (wins over BROKER_GOOGLE_CLIENT_SECRET). */
+  BROKER_GOOGLE_CLIENT_SECRET_PATH: optionalString,
+  /** The redirect URI registered at the provider; default <public URL>/v1/session/google_oauth_callback. */
+  BROKER_GOOGLE_REDIRECT_URI: optionalUrl,
+  /** Origins a browser login may return to (comma-separated, e.g. https://app.example.com). */
+  BROKER_GOOGLE_RETURN_ORIGINS: z.string().default(''),
+  /** How long a Google login waits for the provider's callback, and then for its session to be collected. */
+  BROKER_GOOGLE_LOGIN_TTL_SECONDS: int(1, 3600).default(600),
+  /** Longest wait for one call to the provider (token, userinfo, discovery); a call past it is retried. */
+  BROKER_GOOGLE_HTTP_TIMEOUT_SECONDS: int(1, 60).default(10),
+  /** Tries of each provider call (token exchange, userinfo) on a 5xx or a timeout; a 4xx is final. */
+  BROKER_GOOGLE_MAX_ATTEMPTS: int(1, 10).default(3),
+
   BROKER_OIDC_KEY_PATH: optionalString,
   BROKER_OIDC_JWT_TTL_SECONDS: int(60, 3600).default(300),
   BROKER_DATA_ROLE_ARN: optionalString,
@@ -159,6 +176,10 @@ export type Env = z.infer<typeof envSchema>;
 export interface Config extends Env {
   /** Resolved public URL (BROKER_PUBLIC_URL or http://HOST:PORT), without a trailing slash. */
   publicUrl: string;
+  /** Google login's redirect URI (BROKER_GOOGLE_REDIRECT_URI or the public URL's callback path). */
+  googleRedirectUri: string;
+  /** BROKER_GOOGLE_RETURN_ORIGINS parsed: the origins a browser login may return to. */
+  googleReturnOrigins: string[];
   /** Whether the dev fixtures (SES capture, /_dev routes, generated keys) are allowed. */
   devFixtures: boolean;
   isProduction: boolean;
@@ -180,6 +201,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const isProduction = e.NODE_ENV === 'production';
   const devFixtures = e.BROKER_DEV_FIXTURES ?? !isProduction;
   const publicUrl = (e.BROKER_PUBLIC_URL ?? `http://${e.HOST.includes(':') ? `[${e.HOST}]` : e.HOST}:${e.PORT}`).replace(/\/+$/, '');
+  const googleRedirectUri = e.BROKER_GOOGLE_REDIRECT_URI ?? `${publicUrl}/v1/session/google_oauth_callback`;
+  const googleReturnOrigins: string[] = [];
+  for (const entry of e.BROKER_GOOGLE_RETURN_ORIGINS.split(',').map((x) => x.trim()).filter(Boolean)) {
+    let origin: string | undefined;
+    try {
+      origin = new URL(entry).origin;
+    } catch {
+      origin = undefined;
+    }
+    if (!origin || origin === 'null' || origin !== entry.replace(/\/+$/, '')) throw new ConfigError(`invalid configuration:\n  BROKER_GOOGLE_RETURN_ORIGINS: "${entry}" is not an origin (scheme://host[:port])`);
+    googleReturnOrigins.push(origin);
+  }
   if (isProduction) {
     const problems: string[] = [];
     if (devFixtures) problems.push('BROKER_DEV_FIXTURES must be off in production');
@@ -189,7 +222,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (!e.BROKER_SESSION_KEY_PATH) problems.push('BROKER_SESSION_KEY_PATH is required in production (generate one with `npm run keygen`)');
     if (!e.BROKER_AUDIT_KEY_PATH) problems.push('BROKER_AUDIT_KEY_PATH is required in production (generate one with `npm run keygen -- audit --out FILE`)');
     if (!e.TEMPORAL_ADDRESS) problems.push('TEMPORAL_ADDRESS is required in production');
+    if (e.BROKER_GOOGLE_CLIENT_ID && !e.BROKER_GOOGLE_CLIENT_SECRET && !e.BROKER_GOOGLE_CLIENT_SECRET_PATH) problems.push('BROKER_GOOGLE_CLIENT_SECRET or BROKER_GOOGLE_CLIENT_SECRET_PATH is required with BROKER_GOOGLE_CLIENT_ID');
+    if (e.BROKER_GOOGLE_CLIENT_ID && new URL(e.BROKER_GOOGLE_ISSUER).protocol !== 'https:') problems.push('BROKER_GOOGLE_ISSUER must be https in production');
     if (problems.length > 0) throw new ConfigError(`refusing to start in production:\n  ${problems.join('\n  ')}`);
   }
-  return { ...e, publicUrl, devFixtures, isProduction };
+  return { ...e, publicUrl, devFixtures, isProduction, googleRedirectUri, googleReturnOrigins };
 }

@@ -14,6 +14,7 @@ import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { startSesFixture, type SesFixture } from '../fixtures/ses';
 import { startStsFixture } from '../fixtures/sts';
+import { startGoogleOidcFixture } from '../fixtures/google-oidc';
 import { loadOrCreateTeeFixtureKey } from '../fixtures/tee/jwt';
 import { startTeeFixture } from '../fixtures/tee/server';
 import { ConfigError, loadConfig } from '../lib/config';
@@ -90,9 +91,10 @@ async function main(): Promise<void> {
       embedded = true;
     }
 
-    // Dev fixtures: loopback stand-ins for SES, STS and the TEE worker.
+    // Dev fixtures: loopback stand-ins for SES, STS, the TEE worker and Google's OpenID provider.
     let devMailbox: SesFixture | undefined;
     let teeFixtureUrl: string | undefined;
+    let googleFixtureUrl: string | undefined;
     if (base.devFixtures) {
       if (!base.BROKER_SES_ENDPOINT) {
         const ses = await startSesFixture();
@@ -114,6 +116,16 @@ async function main(): Promise<void> {
         // In the form the real TEE logs it (auth_token_key_store.rs): the PKCS#1 DER as a Rust Debug byte list.
         env.BROKER_TEE_JWT_PUBLIC_KEY = teeKey.publicKeyDebugByteList;
         teeFixtureUrl = tee.url;
+      }
+      if (!base.BROKER_GOOGLE_CLIENT_ID) {
+        // A real OpenID provider on loopback; the broker finds it through discovery, as it finds Google.
+        const google = await startGoogleOidcFixture({ port: await portOr(8094) });
+        stops.push(() => google.close());
+        env.BROKER_GOOGLE_ISSUER = google.url;
+        env.BROKER_GOOGLE_CLIENT_ID = 'agentkeys-dev.apps.example';
+        env.BROKER_GOOGLE_CLIENT_SECRET = 'agentkeys-dev-secret';
+        env.BROKER_GOOGLE_RETURN_ORIGINS ||= 'http://localhost:5173,http://127.0.0.1:5173';
+        googleFixtureUrl = google.url;
       }
     }
 
@@ -148,6 +160,7 @@ async function main(): Promise<void> {
       `  Database     ${embedded ? `embedded PGlite in ${join(dataDir, 'pglite')}` : 'DATABASE_URL'}`,
       ...(devMailbox ? [`  Dev mail     ${api.url}/_dev/mail?to=<address>`] : []),
       ...(teeFixtureUrl ? [`  TEE fixture  ${teeFixtureUrl}   (email codes: ${teeFixtureUrl}_dev/email_code?email=<address>)`] : []),
+      ...(googleFixtureUrl ? [`  Google       ${googleFixtureUrl}   (OpenID stand-in: add &login_hint=<address> to an authorize URL)`] : []),
       `  Data         ${dataDir}`,
       'Ctrl-C stops everything.',
     ];

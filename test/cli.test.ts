@@ -14,6 +14,8 @@ import { Wallet } from '@ethereumjs/wallet';
 import { english, generateMnemonic, generatePrivateKey, mnemonicToAccount, privateKeyToAccount } from 'viem/accounts';
 import { generateTeeKeyPair } from '../fixtures/tee/jwt';
 import { startTeeFixture, type TeeFixture } from '../fixtures/tee/server';
+import { identityForHint, startGoogleOidcFixture, type GoogleOidcFixture } from '../fixtures/google-oidc';
+import { consent } from './google-login-client';
 import { codeFromMail } from './email-login-client';
 import { findFreePort } from '../scripts/temporal-dev-server';
 import { startStack, type TestStack } from './harness';
@@ -24,17 +26,27 @@ const BIN = join(__dirname, '..', 'bin', 'agentkeys.js');
 
 let stack: TestStack;
 let tee: TeeFixture;
+let google: GoogleOidcFixture;
 let home: string;
 
 before(async () => {
   const key = await generateTeeKeyPair();
-  stack = await startStack({ env: { BROKER_TEE_JWT_PUBLIC_KEY: key.publicKeyPkcs1DerHex } });
+  google = await startGoogleOidcFixture();
+  stack = await startStack({
+    env: {
+      BROKER_TEE_JWT_PUBLIC_KEY: key.publicKeyPkcs1DerHex,
+      BROKER_GOOGLE_ISSUER: google.url,
+      BROKER_GOOGLE_CLIENT_ID: 'agentkeys-cli-test',
+      BROKER_GOOGLE_CLIENT_SECRET: 'cli-test-secret',
+    },
+  });
   tee = await startTeeFixture({ brokerBaseUrl: `${stack.url}/`, privateKeyPem: key.privateKeyPem });
   home = await mkdtemp(join(tmpdir(), 'akb-cli-'));
 });
 after(async () => {
   await tee?.close();
   await stack?.stop();
+  await google?.close();
   if (home) await rm(home, { recursive: true, force: true });
 });
 
@@ -281,6 +293,25 @@ void describe('agentkeys CLI: email login', () => {
     assert.match(r.stdout, new RegExp(`Logged in as email ${email}`));
     const me = parseJson(await runCli(['--json', '--profile', 'pty', 'whoami']));
     assert.deepEqual(me.identity, { type: 'email', value: email });
+  });
+});
+
+void describe('agentkeys CLI: Google login', () => {
+  void test('init google --no-browser: prints the address, polls while the person signs in, keeps the session', async () => {
+    const hint = `cli-google-${Date.now()}@example.com`;
+    const r = await runCli(['--json', '--profile', 'google', 'init', 'google', '--no-browser', '--poll-interval-ms', '100'], {
+      feed: async (_write, end, output) => {
+        const url = await waitFor('the authorize URL', () => /(https?:\/\/\S+\/authorize\?\S+)/.exec(output())?.[1], 30_000, output);
+        const back = await fetch(await consent(url, hint), { redirect: 'manual' });
+        assert.equal(back.status, 200, await back.text());
+        end();
+      },
+    });
+    const body = parseJson(r);
+    assert.equal(body.method, 'google');
+    assert.deepEqual(body.identity, { type: 'google', value: identityForHint(hint).sub });
+    const me = parseJson(await runCli(['--json', '--profile', 'google', 'whoami']));
+    assert.deepEqual(me.identity, { type: 'google', value: identityForHint(hint).sub });
   });
 });
 

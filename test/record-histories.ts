@@ -15,11 +15,14 @@ import { join } from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
+import { startGoogleOidcFixture } from '../fixtures/google-oidc';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
+import { GOOGLE_LOGIN_ID_PREFIX } from '../workflows/google-login.definitions';
 import { MINT_ID_PREFIX } from '../workflows/mint.definitions';
 import { TEE_ACCOUNT_ID_PREFIX } from '../workflows/tee-account.definitions';
 import { WALLET_LOGIN_ID_PREFIX } from '../workflows/wallet-login.definitions';
 import { latestCode, requestCode, submitCode, uniqueEmail, workflowIdOf } from './email-login-client';
+import { browserStart, callback, cliStart, consent, poll, RETURN_ORIGIN } from './google-login-client';
 import { startStack, type TestStack } from './harness';
 import { walletLogin, type WalletSession } from './mint-client';
 import { REPLAY_TEST_ONLY_ENV } from './replay-keys';
@@ -40,6 +43,10 @@ const RECORDING_ENV: Record<string, string> = {
   BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: '0',
   BROKER_TEE_ACCOUNT_IDLE_SECONDS: '2',
   BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000',
+  BROKER_GOOGLE_LOGIN_TTL_SECONDS: '5',
+  BROKER_GOOGLE_CLIENT_ID: 'agentkeys-replay',
+  BROKER_GOOGLE_CLIENT_SECRET: 'replay-secret',
+  BROKER_GOOGLE_RETURN_ORIGINS: RETURN_ORIGIN,
 };
 
 interface Recording {
@@ -77,6 +84,38 @@ async function auditRequestId(stack: TestStack, omniAccount: string, event: stri
 // no longer started by the API: its histories of 0.1.0 stay in test/histories until it is removed.
 
 const EMAIL_FLOW = 'emailLoginRequestWorkflow';
+
+const GOOGLE_FLOW = 'googleLoginWorkflow';
+
+async function googleCliSuccess(stack: TestStack): Promise<Recording> {
+  const start = await cliStart(stack);
+  const back = await callback(await consent(start.authorize_url, uniqueEmail('replay-google')));
+  check(back.status === 200, `google callback: ${back.text}`);
+  const got = await poll(stack, start);
+  check(got.status === 200, `google poll: ${got.text}`);
+  return { workflowType: GOOGLE_FLOW, name: 'cli-success', workflowId: GOOGLE_LOGIN_ID_PREFIX + start.request_id, expectUpdates: ['googleCallback', 'collectSession'] };
+}
+
+async function googleBrowserSuccess(stack: TestStack): Promise<Recording> {
+  const start = await browserStart(stack, `${RETURN_ORIGIN}/`);
+  const back = await callback(await consent(start.authorizeUrl, uniqueEmail('replay-google-browser')), start.cookie);
+  check(back.status === 302 && back.location !== null, `google callback: ${back.status} ${back.text}`);
+  const code = new URL(back.location).searchParams.get('exchange_code') ?? '';
+  await post(stack, '/v1/session/google_oauth_exchange', 200, { body: { exchange_code: code } });
+  return { workflowType: GOOGLE_FLOW, name: 'browser-success', workflowId: GOOGLE_LOGIN_ID_PREFIX + code.split('.')[0], expectUpdates: ['googleCallback', 'collectSession'] };
+}
+
+async function googleDenied(stack: TestStack): Promise<Recording> {
+  const start = await cliStart(stack);
+  const back = await callback(await consent(start.authorize_url, 'deny'));
+  check(back.status === 403, `google denied callback: ${back.status}`);
+  return { workflowType: GOOGLE_FLOW, name: 'denied', workflowId: GOOGLE_LOGIN_ID_PREFIX + start.request_id, expectUpdates: ['googleCallback'] };
+}
+
+async function googleExpired(stack: TestStack): Promise<Recording> {
+  const start = await cliStart(stack);
+  return { workflowType: GOOGLE_FLOW, name: 'expired', workflowId: GOOGLE_LOGIN_ID_PREFIX + start.request_id, expectUpdates: [] };
+}
 
 async function emailSuccess(stack: TestStack): Promise<Recording> {
   const email = uniqueEmail('replay-success');
@@ -231,6 +270,10 @@ async function record(stack: TestStack, teeKey: TeeKeyPair): Promise<Recording[]
     emailExpired(stack),
     walletSiwe(stack),
     teeLoginThenWallet(stack, teeKey),
+    googleCliSuccess(stack),
+    googleBrowserSuccess(stack),
+    googleDenied(stack),
+    googleExpired(stack),
     ...MINTS.flatMap((m) => [mintSuccess(stack, caller, m), mintDenied(stack, agent, m)]),
     purge(stack),
   ]).then(async (recordings) => [...recordings, await auditAnchor(stack)]); // after the others: the log has rows to sign
@@ -247,7 +290,8 @@ async function main(): Promise<void> {
     stopServer = () => server.stop();
   }
   const teeKey = await generateTeeKeyPair();
-  const stack = await startStack({ env: { ...RECORDING_ENV, BROKER_TEE_JWT_PUBLIC_KEY: teeKey.publicKeyPem } });
+  const google = await startGoogleOidcFixture();
+  const stack = await startStack({ env: { ...RECORDING_ENV, BROKER_TEE_JWT_PUBLIC_KEY: teeKey.publicKeyPem, BROKER_GOOGLE_ISSUER: google.url } });
   try {
     const recordings = await record(stack, teeKey);
     const histories = await Promise.all(recordings.map(async (rec) => ({ rec, history: await fetchClosedHistory(stack.temporal.workflow.getHandle(rec.workflowId), rec) })));
@@ -266,6 +310,7 @@ async function main(): Promise<void> {
     console.log(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   } finally {
     await stack.stop();
+    await google.close();
     await stopServer?.();
   }
 }

@@ -55,4 +55,6 @@ export const FailureType = {
   conflict: 'Conflict',
   /** The EVM RPC needed for a contract-wallet signature did not answer: 503 unavailable. */
   chainUnavailable: 'ChainUnavailable',
+  /** An identity provider (Google) kept failing or did not answer in time: 503 unavailable. */
+  providerUnavailable: 'ProviderUnavailable',
 } as const;

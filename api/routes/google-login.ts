@@ -1,0 +1,284 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { GoogleOidc, GoogleProviderError } from '../../adapters/google-oidc';
+import { hmacHex } from '../../lib/digest';
+import { BrokerError } from '../../lib/errors';
+import { AkFlow, AkStage } from '../../lib/search-attributes';
+import type { LoginSession } from '../../workflows/definitions';
+import type { googleLoginWorkflow } from '../../workflows/google-login';
+import {
+  collectSessionUpdate,
+  GOOGLE_LOGIN_ID_PREFIX,
+  googleCallbackUpdate,
+  type GoogleLoginInput,
+  type GoogleSessionClaims,
+} from '../../workflows/google-login.definitions';
+import { driveFlow, toBrokerError } from '../flow-errors';
+import { issueSession } from '../session-issue';
+import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
+
+const REQUEST_ID_RE = /^[0-9a-f]{32}$/;
+/** What openid-client's randomState() makes (43 base64url characters), with room for other lengths. */
+const STATE_RE = /^[\w-]{16,128}$/;
+/** An exchange code: the request id, a dot, 43 base64url characters of one-time secret. */
+const EXCHANGE_CODE_RE = /^([0-9a-f]{32})\.([\w-]{43})$/;
+
+const gone = (what: string) => new BrokerError('expired', `${what} has expired, finished or is unknown; start a new sign-in`);
+
+function htmlEscape(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** The page a person sees in the browser tab the provider sent back (CLI form, or any refusal). */
+function page(reply: FastifyReply, status: number, title: string, text: string): FastifyReply {
+  return reply
+    .code(status)
+    .type('text/html; charset=utf-8')
+    .send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${htmlEscape(title)}</title></head><body><h1>${htmlEscape(title)}</h1><p>${htmlEscape(text)}</p></body></html>\n`);
+}
+
+/**
+ * Google login (docs/google-login.md): the OIDC authorization code flow with PKCE, one
+ * googleLoginWorkflow per sign-in. Browser form: GET google_oauth_login → provider → callback →
+ * return_to with a one-time exchange code → POST google_oauth_exchange. CLI form: POST
+ * google_oauth_login {"format":"cli"} → the person opens authorize_url → the CLI polls
+ * google_oauth_poll. Registered only when BROKER_GOOGLE_CLIENT_ID is set.
+ */
+export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
+  const app = appBase.withTypeProvider<ZodTypeProvider>();
+  const { config, secrets, temporal } = app.deps;
+  if (!config.BROKER_GOOGLE_CLIENT_ID) return;
+  const google = new GoogleOidc(config);
+  const now = () => app.deps.now?.() ?? Date.now();
+  const settings: GoogleLoginInput['settings'] = {
+    ttlSeconds: config.BROKER_GOOGLE_LOGIN_TTL_SECONDS,
+    maxAttempts: config.BROKER_GOOGLE_MAX_ATTEMPTS,
+    httpTimeoutSeconds: config.BROKER_GOOGLE_HTTP_TIMEOUT_SECONDS,
+  };
+  const startPerIp = app.requestLimit({ name: 'google_login:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
+  const callbackPerIp = app.requestLimit({ name: 'google_callback:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
+  // A CLI polls about once a second for as long as the person takes: a wider window than the others.
+  const collectPerIp = app.requestLimit({ name: 'google_collect:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE * 5, windowMs: 60_000 });
+
+  const requestIdOf = (state: string): string => hmacHex(secrets.hmacSecret, 'google-login-state', state).slice(0, 32);
+  const workflowIdOf = (requestId: string): string => GOOGLE_LOGIN_ID_PREFIX + requestId;
+  const collectDigest = (requestId: string, secret: string): string => hmacHex(secrets.hmacSecret, 'google-login-collect', workflowIdOf(requestId), secret);
+  const bindingDigest = (requestId: string, binding: string): string => hmacHex(secrets.hmacSecret, 'google-login-browser', workflowIdOf(requestId), binding);
+  /**
+   * The browser form's binding cookie, one per sign-in (several tabs may sign in at once), sent
+   * only to the callback path; SameSite=Lax still sends it on the provider's top-level redirect.
+   */
+  const bindingCookie = (requestId: string) => `ak_google_${requestId}`;
+  const secureCookie = config.publicUrl.startsWith('https:') ? '; Secure' : '';
+  const callbackPath = new URL(config.googleRedirectUri).pathname;
+  function cookieValue(header: string | undefined, name: string): string | undefined {
+    for (const part of (header ?? '').split(';')) {
+      const [k, ...v] = part.trim().split('=');
+      if (k === name) return v.join('=');
+    }
+    return undefined;
+  }
+
+  /** Checks return_to against BROKER_GOOGLE_RETURN_ORIGINS; answers the URL to redirect to. */
+  function allowedReturnTo(returnTo: string): string {
+    let url: URL;
+    try {
+      url = new URL(returnTo);
+    } catch {
+      throw new BrokerError('bad_request', 'return_to is not an absolute URL');
+    }
+    if (url.username || url.password || !config.googleReturnOrigins.includes(url.origin)) {
+      throw new BrokerError('bad_request', 'return_to is not on this broker\'s allow-list of origins (BROKER_GOOGLE_RETURN_ORIGINS)');
+    }
+    return url.href;
+  }
+
+  /** Opens a sign-in: fresh state, nonce and PKCE verifier into a new flow; answers the provider URL. */
+  async function begin(format: 'browser' | 'cli', extra: Pick<GoogleLoginInput, 'return_to'>): Promise<{ requestId: string; url: string; pollSecret?: string; binding?: string; expiresAt: number }> {
+    let authorization: Awaited<ReturnType<GoogleOidc['authorization']>>;
+    try {
+      authorization = await google.authorization();
+    } catch (e) {
+      if (e instanceof GoogleProviderError) throw new BrokerError('unavailable', 'Google sign-in is not available right now (the provider could not be reached); retry shortly');
+      throw e;
+    }
+    const requestId = requestIdOf(authorization.state);
+    const pollSecret = format === 'cli' ? randomBytes(32).toString('base64url') : undefined;
+    const binding = format === 'browser' ? randomBytes(32).toString('base64url') : undefined;
+    const expiresAt = Math.floor(now() / 1000) + settings.ttlSeconds;
+    const input: GoogleLoginInput = {
+      state: authorization.state,
+      nonce: authorization.nonce,
+      code_verifier: authorization.codeVerifier,
+      format,
+      ...extra,
+      ...(pollSecret !== undefined ? { poll_secret_digest: collectDigest(requestId, pollSecret) } : {}),
+      ...(binding !== undefined ? { browser_binding_digest: bindingDigest(requestId, binding) } : {}),
+      expires_at: expiresAt,
+      settings,
+    };
+    await driveFlow(() =>
+      temporal.workflow.start<typeof googleLoginWorkflow>('googleLoginWorkflow', {
+        workflowId: workflowIdOf(requestId),
+        taskQueue: config.BROKER_TASK_QUEUE,
+        args: [input],
+        workflowIdConflictPolicy: 'FAIL',
+        typedSearchAttributes: [
+          { key: AkFlow, value: 'google_login' },
+          { key: AkStage, value: 'waiting_callback' },
+        ],
+      }),
+    );
+    return { requestId, url: authorization.url, pollSecret, binding, expiresAt };
+  }
+
+  /** The one place a Google session becomes a bearer: the shared issuer signs it as it is handed out. */
+  const handOut = (claims: GoogleSessionClaims): Promise<LoginSession> => issueSession(app.deps, claims);
+
+  app.get(
+    '/v1/session/google_oauth_login',
+    {
+      schema: {
+        tags: ['session'],
+        summary: 'Browser sign-in with Google: redirects to the provider',
+        description:
+          'Starts a sign-in and answers 302 to Google. After the person signs in, the callback sends the browser to return_to ' +
+          'with ?exchange_code=…, which the app exchanges once at POST /v1/session/google_oauth_exchange. return_to must be on ' +
+          'BROKER_GOOGLE_RETURN_ORIGINS.',
+        querystring: z.object({ return_to: z.string().max(2048, 'return_to is longer than 2048 characters') }),
+        response: { 302: z.null().describe('redirect to the provider'), 410: errorBody, ...commonErrors },
+      },
+    },
+    async (request, reply) => {
+      await startPerIp(request);
+      const returnTo = allowedReturnTo(request.query.return_to);
+      const started = await begin('browser', { return_to: returnTo });
+      request.log.info({ flow: 'google_login', request_id: started.requestId, format: 'browser' }, 'google sign-in started');
+      void reply.header('set-cookie', `${bindingCookie(started.requestId)}=${started.binding}; Path=${callbackPath}; Max-Age=${settings.ttlSeconds}; HttpOnly; SameSite=Lax${secureCookie}`);
+      return reply.redirect(started.url, 302);
+    },
+  );
+
+  app.post(
+    '/v1/session/google_oauth_login',
+    {
+      schema: {
+        tags: ['session'],
+        summary: 'CLI sign-in with Google: a URL to open and a secret to poll with',
+        description:
+          'The person opens authorize_url in any browser; the CLI polls POST /v1/session/google_oauth_poll with request_id and ' +
+          'poll_secret until it answers 200 (the session, handed out once) or 410. The sign-in lasts until expires_at.',
+        body: z.object({ format: z.literal('cli', 'format must be "cli" (browsers use GET with return_to)') }),
+        response: {
+          200: z.object({ request_id: z.string(), authorize_url: z.string(), poll_secret: z.string(), expires_at: z.number().int().describe('unix seconds') }),
+          ...commonErrors,
+        },
+      },
+    },
+    async (request) => {
+      await startPerIp(request);
+      const started = await begin('cli', {});
+      request.log.info({ flow: 'google_login', request_id: started.requestId, format: 'cli' }, 'google sign-in started');
+      return { request_id: started.requestId, authorize_url: started.url, poll_secret: started.pollSecret as string, expires_at: started.expiresAt };
+    },
+  );
+
+  app.get(
+    '/v1/session/google_oauth_callback',
+    {
+      schema: {
+        tags: ['session'],
+        summary: 'Where Google sends the browser back (the registered redirect URI)',
+        description:
+          'Finishes the sign-in named by state: the code exchange, the id_token checks and the session happen before this answers. ' +
+          'Browser form: 302 to return_to?exchange_code=…; CLI form: a page saying the tab can be closed. A refusal is a 4xx page; ' +
+          'a callback for a finished, failed or unknown sign-in changes nothing.',
+        querystring: z.record(z.string(), z.string().max(4096)),
+        response: { 200: z.string().describe('text/html'), 302: z.null(), 400: z.string(), 401: z.string(), 403: z.string(), 409: z.string(), 410: z.string(), 503: z.string() },
+      },
+    },
+    async (request, reply) => {
+      const params = request.query;
+      try {
+        await callbackPerIp(request);
+        if (Object.keys(params).length > 20) throw new BrokerError('bad_request', 'too many query parameters');
+        const state = params.state;
+        if (state === undefined || state === '') throw new BrokerError('bad_request', 'state is missing');
+        if (!STATE_RE.test(state)) throw new BrokerError('bad_request', 'state is malformed');
+        const requestId = requestIdOf(state);
+        const exchangeSecret = randomBytes(32).toString('base64url');
+        const handle = temporal.workflow.getHandle(workflowIdOf(requestId));
+        const started = Date.now();
+        const binding = cookieValue(request.headers.cookie, bindingCookie(requestId));
+        const result = await driveFlow(
+          () =>
+            handle.executeUpdate(googleCallbackUpdate, {
+              args: [{ params, exchange_code_digest: collectDigest(requestId, exchangeSecret), ...(binding ? { browser_binding_digest: bindingDigest(requestId, binding) } : {}) }],
+            }),
+          gone('this sign-in'),
+        );
+        request.log.info({ flow: 'google_login', request_id: requestId, ms: Date.now() - started }, 'google sign-in completed');
+        if (result.format === 'browser' && result.return_to) {
+          const target = new URL(result.return_to);
+          target.searchParams.set('exchange_code', `${requestId}.${exchangeSecret}`);
+          void reply.header('set-cookie', `${bindingCookie(requestId)}=; Path=${callbackPath}; Max-Age=0; HttpOnly; SameSite=Lax${secureCookie}`);
+          return reply.redirect(target.href, 302);
+        }
+        return page(reply, 200, 'Signed in', 'You are signed in to AgentKeys. You can close this tab and return to the terminal.');
+      } catch (e) {
+        const err = toBrokerError(e);
+        if (!(err instanceof BrokerError)) throw err;
+        if (err.kind === 'rate_limited') throw err;
+        request.log.info({ flow: 'google_login', error: err.kind, reason: err.extra.body?.reason }, 'google callback refused');
+        return page(reply, err.status, 'Sign-in failed', `${err.kind}: ${err.message}`);
+      }
+    },
+  );
+
+  app.post(
+    '/v1/session/google_oauth_poll',
+    {
+      schema: {
+        tags: ['session'],
+        summary: 'CLI: is the Google sign-in done?',
+        description: '202 while the person has not finished; 200 with the session once (only with the right poll_secret); 410 after that, or when the sign-in expired or failed.',
+        body: z.object({ request_id: z.string().regex(REQUEST_ID_RE, 'request_id is malformed'), poll_secret: z.string().min(1).max(128) }),
+        response: { 200: loginSessionSchema, 202: z.object({ status: z.literal('pending') }), 403: errorBody, 410: errorBody, ...commonErrors },
+      },
+    },
+    async (request, reply) => {
+      await collectPerIp(request);
+      const { request_id, poll_secret } = request.body;
+      const handle = temporal.workflow.getHandle(workflowIdOf(request_id));
+      const r = await driveFlow(() => handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: collectDigest(request_id, poll_secret) }] }), gone('this sign-in'));
+      if (r.status === 'pending') return reply.code(202).send({ status: 'pending' });
+      request.log.info({ flow: 'google_login', omni_account: r.session.omni_account, format: 'cli' }, 'google session handed out');
+      return reply.code(200).send(await handOut(r.session));
+    },
+  );
+
+  app.post(
+    '/v1/session/google_oauth_exchange',
+    {
+      schema: {
+        tags: ['session'],
+        summary: 'Browser app: exchange the one-time code from the redirect for the session',
+        description: 'The exchange_code the callback put on return_to, accepted once; a second exchange is 410.',
+        body: z.object({ exchange_code: z.string().regex(EXCHANGE_CODE_RE, 'exchange_code is malformed') }),
+        response: { 200: loginSessionSchema, 403: errorBody, 410: errorBody, ...commonErrors },
+      },
+    },
+    async (request) => {
+      await collectPerIp(request);
+      const [, requestId = '', secret = ''] = EXCHANGE_CODE_RE.exec(request.body.exchange_code) ?? [];
+      const handle = temporal.workflow.getHandle(workflowIdOf(requestId));
+      const r = await driveFlow(() => handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: collectDigest(requestId, secret) }] }), gone('this exchange code'));
+      // The code is only made once the sign-in succeeded: "pending" cannot happen, but is no session.
+      if (r.status !== 'ready') throw gone('this exchange code');
+      request.log.info({ flow: 'google_login', omni_account: r.session.omni_account, format: 'browser' }, 'google session handed out');
+      return handOut(r.session);
+    },
+  );
+}

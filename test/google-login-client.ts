@@ -1,0 +1,104 @@
+/** Test helpers for Google login: a stack wired to the loopback OpenID provider, and the person's side of the consent over HTTP. */
+import assert from 'node:assert/strict';
+import { startGoogleOidcFixture, type GoogleOidcFixture } from '../fixtures/google-oidc';
+import type { Db } from '../db/pool';
+import { startStack, type TestStack } from './harness';
+
+export const RETURN_ORIGIN = 'https://app.example.com';
+export const CLIENT_ID = 'agentkeys-test-client';
+
+export interface GoogleStack {
+  stack: TestStack;
+  provider: GoogleOidcFixture;
+  stop(): Promise<void>;
+}
+
+export async function startGoogleStack(env: Record<string, string> = {}): Promise<GoogleStack> {
+  const provider = await startGoogleOidcFixture();
+  try {
+    const stack = await startStack({
+      env: {
+        BROKER_GOOGLE_ISSUER: provider.url,
+        BROKER_GOOGLE_CLIENT_ID: CLIENT_ID,
+        BROKER_GOOGLE_CLIENT_SECRET: 'test-client-secret',
+        BROKER_GOOGLE_RETURN_ORIGINS: `${RETURN_ORIGIN},http://127.0.0.1:5173`,
+        BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000',
+        ...env,
+      },
+    });
+    return {
+      stack,
+      provider,
+      async stop() {
+        await stack.stop();
+        await provider.close();
+      },
+    };
+  } catch (e) {
+    await provider.close();
+    throw e;
+  }
+}
+
+export interface CliStart {
+  request_id: string;
+  authorize_url: string;
+  poll_secret: string;
+  expires_at: number;
+}
+
+export async function cliStart(stack: TestStack): Promise<CliStart> {
+  const r = await stack.request('POST', '/v1/session/google_oauth_login', { body: { format: 'cli' } });
+  assert.equal(r.status, 200, r.text);
+  return r.body as CliStart;
+}
+
+/**
+ * The person at the provider: opens the authorize URL (login_hint picks the account, "deny"
+ * refuses) and answers the callback URL the provider redirects the browser to.
+ */
+export async function consent(authorizeUrl: string, hint?: string): Promise<string> {
+  const url = new URL(authorizeUrl);
+  if (hint !== undefined) url.searchParams.set('login_hint', hint);
+  const r = await fetch(url, { redirect: 'manual' });
+  assert.equal(r.status, 302, `authorize answered ${r.status}: ${await r.text()}`);
+  const location = r.headers.get('location');
+  assert.ok(location, 'the provider redirected nowhere');
+  return location;
+}
+
+/** The browser following the provider's redirect back to the broker (with the cookie the browser form's start set, if any). */
+export async function callback(url: string, cookie?: string): Promise<{ status: number; location: string | null; text: string }> {
+  const r = await fetch(url, { redirect: 'manual', headers: cookie ? { cookie } : {} });
+  return { status: r.status, location: r.headers.get('location'), text: await r.text() };
+}
+
+/** The browser form's start: the provider URL it is sent to and the binding cookie it now holds (`name=value`). */
+export async function browserStart(stack: TestStack, returnTo: string): Promise<{ authorizeUrl: string; cookie: string; setCookie: string }> {
+  const r = await fetch(`${stack.url}/v1/session/google_oauth_login?return_to=${encodeURIComponent(returnTo)}`, { redirect: 'manual' });
+  assert.equal(r.status, 302, await r.text());
+  const setCookie = r.headers.get('set-cookie') ?? '';
+  const cookie = setCookie.split(';')[0] ?? '';
+  assert.match(cookie, /^ak_google_[0-9a-f]{32}=[\w-]{43}$/);
+  return { authorizeUrl: r.headers.get('location') as string, cookie, setCookie };
+}
+
+export function poll(stack: TestStack, start: Pick<CliStart, 'request_id' | 'poll_secret'>): ReturnType<TestStack['request']> {
+  return stack.request('POST', '/v1/session/google_oauth_poll', { body: { request_id: start.request_id, poll_secret: start.poll_secret } });
+}
+
+export async function loginRows(db: Db): Promise<{ users: number; sessions: number; audit: number }> {
+  const r = await db.query<{ users: string; sessions: string; audit: string }>(
+    `SELECT (SELECT count(*) FROM users WHERE identity_type = 'google') AS users,
+            (SELECT count(*) FROM sessions WHERE method = 'google') AS sessions,
+            (SELECT count(*) FROM audit_log WHERE event = 'login.google') AS audit`,
+  );
+  const row = r.rows[0];
+  assert.ok(row);
+  return { users: Number(row.users), sessions: Number(row.sessions), audit: Number(row.audit) };
+}
+
+/** A unique person at the provider. */
+export function uniqueHint(label: string): string {
+  return `${label}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}@example.com`;
+}
