@@ -25,6 +25,7 @@ import { startTeeFixture } from '../fixtures/tee/server';
 import { ConfigError, loadConfig } from '../lib/config';
 import { OidcKeyStore } from '../adapters/oidc-keys';
 import { resolveSecrets } from '../adapters/secrets';
+import { brokerDataConverter } from '../adapters/temporal-options';
 import { WORKFLOWS_PATH } from '../worker/create-worker';
 import { TEMPORAL_SERVER, TEMPORAL_SQL_TOOL, TEMPORAL_UI, findOrBuild, temporalSchemaDir } from './cluster/go-build';
 import { busyPorts, layout, type Layout } from './cluster/layout';
@@ -223,7 +224,7 @@ async function main(): Promise<void> {
       HOST: '127.0.0.1',
     };
     const config = loadConfig(env);
-    await resolveSecrets(config);
+    const secrets = await resolveSecrets(config);
     await OidcKeyStore.fromConfig(config).current();
 
     // Dev fixtures, in this process: SES capture, STS, and a TEE worker that calls the broker back.
@@ -294,7 +295,7 @@ async function main(): Promise<void> {
     });
 
     const tls = await ensureSelfSignedCert(join(clusterDir, 'tls'), log);
-    const nginx = await startNginx({ bin: proxies.nginx, l, dir: join(clusterDir, 'nginx'), logDir, cert: tls.cert, key: tls.key, bodyLimit: config.BROKER_BODY_LIMIT_BYTES });
+    const nginx = await startNginx({ bin: proxies.nginx, l, dir: join(clusterDir, 'nginx'), logDir, cert: tls.cert, key: tls.key, bodyLimit: config.BROKER_BODY_LIMIT_BYTES, opsToken });
     stops.push(() => nginx.stop());
     pids.nginx = nginx.pid;
 
@@ -313,6 +314,9 @@ async function main(): Promise<void> {
           `defaultNamespace: ${config.TEMPORAL_NAMESPACE}`,
           'refreshInterval: 1m',
           'notifyOnNewVersion: false',
+          // The browser calls <endpoint>/decode; nginx's ops listener adds the ops token.
+          'codec:',
+          `  endpoint: ${opsUrl}/codec`,
           'cors:',
           '  cookieInsecure: true',
           '',
@@ -333,6 +337,26 @@ async function main(): Promise<void> {
     const ca = await readFile(tls.cert);
     const probe = await httpsGet(`https://127.0.0.1:${l.https}/.well-known/jwks.json`, ca);
     if (probe.status !== 200) throw new Error(`GET /.well-known/jwks.json through nginx answered ${probe.status}: ${probe.body.slice(0, 200)}`);
+
+    // The UI's codec path, as the browser takes it: preflight, then decode without a token of its own.
+    let codecCheck = 'not checked (no Temporal UI)';
+    if (temporalUiUrl) {
+      const origin = temporalUiUrl;
+      const [codec] = brokerDataConverter(secrets).payloadCodecs ?? [];
+      const sample = { metadata: { encoding: new TextEncoder().encode('json/plain') }, data: new TextEncoder().encode('"codec check"') };
+      const [encoded] = codec ? await codec.encode([sample]) : [];
+      const b64 = (u?: Uint8Array | null) => Buffer.from(u ?? new Uint8Array()).toString('base64');
+      const pre = await fetch(`${opsUrl}/codec/decode`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,x-namespace' } });
+      const res = await fetch(`${opsUrl}/codec/decode`, {
+        method: 'POST',
+        headers: { origin, 'content-type': 'application/json', 'x-namespace': config.TEMPORAL_NAMESPACE },
+        body: JSON.stringify({ payloads: [{ metadata: Object.fromEntries(Object.entries(encoded?.metadata ?? {}).map(([k, v]) => [k, b64(v)])), data: b64(encoded?.data) }] }),
+      });
+      const body = (await res.json().catch(() => ({}))) as { payloads?: { data?: string }[] };
+      const decoded = Buffer.from(body.payloads?.[0]?.data ?? '', 'base64').toString('utf8');
+      const ok = pre.status === 204 && res.status === 200 && res.headers.get('access-control-allow-origin') === origin && decoded === '"codec check"';
+      codecCheck = ok ? `${opsUrl}/codec (checked: preflight 204, decode 200)` : `${opsUrl}/codec FAILED the check (preflight ${pre.status}, decode ${res.status})`;
+    }
 
     writeState = async () => {
       const state: ClusterState = {
@@ -362,7 +386,7 @@ async function main(): Promise<void> {
       `  Ops          ${opsUrl}   (loopback only: /readyz, /codec, /_dev; ops token in ${base.BROKER_OPS_TOKEN ? 'BROKER_OPS_TOKEN' : opsTokenFile})`,
       `  API procs    ${l.apis.map((p) => `127.0.0.1:${p}`).join(', ')}   workers: ${workers.length}`,
       `  Temporal     ${temporalAddress} (HAProxy; stats http://127.0.0.1:${l.haproxyStats}/) -> ${l.nodes.map((n) => `127.0.0.1:${n.frontend}`).join(', ')}`,
-      `  Temporal UI  ${temporalUiUrl ?? 'not running (see above)'}`,
+      `  Temporal UI  ${temporalUiUrl ?? 'not running (see above)'}   codec: ${codecCheck}`,
       `  Databases    Temporal: ${temporalDb.database}, ${temporalDb.visibilityDatabase}; broker: ${new URL(databaseUrl).pathname.slice(1)} (${temporalDb.host}:${temporalDb.port})`,
       ...(devMailUrl ? [`  Dev mail     ${devMailUrl}`] : []),
       ...(teeFixtureUrl ? [`  TEE fixture  ${teeFixtureUrl}   (email codes: ${teeFixtureUrl}_dev/email_code?email=<address>)`] : []),

@@ -117,7 +117,17 @@ export async function startHaproxy(o: { bin: string; l: Layout; dir: string; log
   return proc;
 }
 
-export async function startNginx(o: { bin: string; l: Layout; dir: string; logDir: string; cert: string; key: string; bodyLimit: number }): Promise<Managed> {
+export async function startNginx(o: {
+  bin: string;
+  l: Layout;
+  dir: string;
+  logDir: string;
+  cert: string;
+  key: string;
+  bodyLimit: number;
+  /** Supplied to the Temporal UI's codec calls on the ops listener; undefined = the UI gets 401. */
+  opsToken?: string;
+}): Promise<Managed> {
   const template = await readFile(join(DEPLOY, 'nginx', 'agentkeys-broker.conf'), 'utf8');
   const site = render(template, {
     API_SERVERS: o.l.apis.map((p) => `    server 127.0.0.1:${p} max_fails=1 fail_timeout=5s;`).join('\n'),
@@ -131,10 +141,14 @@ export async function startNginx(o: { bin: string; l: Layout; dir: string; logDi
     TEE_ALLOW: '        allow 127.0.0.1;',
     OPS_LISTEN: `127.0.0.1:${o.l.ops}`,
     OPS_ALLOW: '    allow 127.0.0.1;',
+    // Here the operator is whoever can reach the loopback-only ops listener of this machine (the
+    // file below is 0600 in a 0700 directory). In production: authenticate first (docs/deploy.md).
+    CODEC_AUTH: o.opsToken ? `        proxy_set_header Authorization "Bearer ${o.opsToken}";` : '        # no ops token: the UI cannot decode',
   });
   const tmp = join(o.dir, 'tmp');
+  await mkdir(o.dir, { recursive: true, mode: 0o700 });
   await mkdir(tmp, { recursive: true });
-  await writeFile(join(o.dir, 'agentkeys-broker.conf'), site);
+  await writeFile(join(o.dir, 'agentkeys-broker.conf'), site, { mode: 0o600 });
   // The process-level part a distribution's /etc/nginx/nginx.conf has; here everything stays in the data dir.
   const main = join(o.dir, 'nginx.conf');
   await writeFile(
