@@ -6,6 +6,9 @@
  * retries, and the stall (longest gap between two completed flows). After the faults it checks
  * the audit chain (npm run audit:verify), that every mint intent has its outcome row, that every
  * session token a client received is on record, and that no user was created twice.
+ * When it starts the cluster itself, the broker reaches Postgres and the Temporal balancer through
+ * proxies this test controls, and it also makes each of them hang (no answer, no refusal) for at
+ * least 10 s: how fast the API answers meanwhile, what /readyz says, and recovery without restarts.
  *
  * Uses a running cluster (BROKER_DATA_DIR/cluster/state.json with live pids) or starts one with
  * the per-address rate limit raised for the load, and stops it at the end.
@@ -142,6 +145,78 @@ async function load(stats: Stats, clients: number, until: () => boolean): Promis
   );
 }
 
+/**
+ * `what` hangs (every connection through `proxy` stalls: no answer, no refusal) for at least 10 s:
+ * how fast the API answers meanwhile, whether /readyz names the part, and whether everything
+ * recovers without a restart. False when it does not recover or a process was restarted.
+ */
+async function hangFault(what: string, proxy: HangProxy, results: string[], all: Stats[]): Promise<boolean> {
+  const stats = newStats();
+  await flow(stats);
+  const token = stats.tokens[0]!;
+  const opsToken = (await readFile(state.opsTokenFile, 'utf8')).trim();
+  const pidsBefore = { ...state.pids };
+  proxy.hang();
+  const hungAt = Date.now();
+  log(`${what} unreachable: every connection through the proxy hangs`);
+  const timed = async (call: string, fn: () => Promise<{ status: number; detail?: string }>) => {
+    const t = Date.now();
+    try {
+      const r = await fn();
+      return `${call} -> ${r.status}${r.detail ? ` ${r.detail}` : ''} in ${((Date.now() - t) / 1000).toFixed(1)} s`;
+    } catch (e) {
+      return `${call} -> ${(e as Error).message} after ${((Date.now() - t) / 1000).toFixed(1)} s`;
+    }
+  };
+  const answers = await Promise.all([
+    timed('GET /v1/session/me', () => call('GET', '/v1/session/me', undefined, token)),
+    timed('POST /v1/session/email_code', () => call('POST', '/v1/session/email_code', { email: `hang-${Date.now()}@example.com` })),
+    timed('POST /v1/mint-oidc-jwt', () => call('POST', '/v1/mint-oidc-jwt', {}, token)),
+    timed('GET /readyz (ops, token)', async () => {
+      const res = await fetch(`${state.opsUrl}/readyz`, { headers: { authorization: `Bearer ${opsToken}` }, signal: AbortSignal.timeout(30_000) });
+      const body = (await res.json()) as { parts?: Record<string, { ok: boolean; detail?: string }> };
+      const down = Object.entries(body.parts ?? {}).filter(([, p]) => !p.ok).map(([n, p]) => `${n}: ${p.detail ?? 'down'}`);
+      return { status: res.status, detail: down.length ? `(not ready: ${down.join('; ')})` : '(all parts ready)' };
+    }),
+  ]);
+  for (const a of answers) log(`  ${a}`);
+  await sleep(Math.max(0, 10_000 - (Date.now() - hungAt)));
+  proxy.restore();
+  const restoredAt = Date.now();
+  log(`${what} reachable again after ${((restoredAt - hungAt) / 1000).toFixed(0)} s (at least 10 s, longer while calls were still waiting)`);
+  let recoveredMs = -1;
+  const after = newStats();
+  while (Date.now() - restoredAt < 60_000) {
+    try {
+      await flow(after);
+      recoveredMs = Date.now() - restoredAt;
+      break;
+    } catch {
+      await sleep(500);
+    }
+  }
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const restarted = Object.entries(pidsBefore).filter(([n, p]) => state.pids[n] !== p || !alive(p));
+  // An answer within 2 s: 503 for what needs the part, or the normal answer for what does not.
+  const quick = answers.filter((a) => /-> \d{3}\b.* in [01]\.\d s$/.test(a));
+  const line =
+    `${what} hung for ${((restoredAt - hungAt) / 1000).toFixed(0)} s: ${quick.length}/${answers.length} calls answered within 2 s; ` +
+    `first full flow after it came back: ${recoveredMs < 0 ? 'none within 60 s' : `${(recoveredMs / 1000).toFixed(1)} s`}; ` +
+    `processes restarted: ${restarted.length ? restarted.map(([n]) => n).join(', ') : 'none'}`;
+  log(line);
+  results.push(line);
+  all.push(stats, after);
+  if (quick.length < answers.length) log(`  NOT MET: every call should be answered (503 when it needs ${what}) within 2 s while it hangs (reported, not failed: see docs/cluster.md)`);
+  return recoveredMs >= 0 && restarted.length === 0;
+}
+
 async function readState(dataDir: string): Promise<ClusterState | undefined> {
   try {
     const s = JSON.parse(await readFile(join(dataDir, 'cluster', 'state.json'), 'utf8')) as Partial<ClusterState>;
@@ -174,6 +249,7 @@ async function main(): Promise<number> {
   const afterMs = Number(process.env.FAULT_AFTER_S ?? 25) * 1000;
   let cluster: ChildProcess | undefined;
   let dbProxy: HangProxy | undefined;
+  let temporalProxy: HangProxy | undefined;
   let s = await readState(dataDir);
   if (!s) {
     log('no running cluster: starting npm run cluster (logs in BROKER_DATA_DIR/cluster/logs)…');
@@ -182,6 +258,9 @@ async function main(): Promise<number> {
     dbProxy = await startHangProxy({ host: dbUrl.hostname, port: Number(dbUrl.port || 5432) });
     dbUrl.hostname = '127.0.0.1';
     dbUrl.port = String(dbProxy.port);
+    // …and Temporal through one in front of HAProxy (the cluster's layout puts HAProxy at base + 233).
+    const base = Number(process.env.CLUSTER_PORT_BASE ?? 27000);
+    temporalProxy = await startHangProxy({ host: '127.0.0.1', port: base + 233 });
     cluster = spawn(process.execPath, ['--import', 'tsx', 'scripts/cluster.ts'], {
       cwd: ROOT,
       stdio: ['ignore', 'inherit', 'inherit'],
@@ -189,6 +268,7 @@ async function main(): Promise<number> {
         ...process.env,
         BROKER_DATA_DIR: dataDir,
         DATABASE_URL: dbUrl.toString(),
+        CLUSTER_BROKER_TEMPORAL_ADDRESS: `127.0.0.1:${temporalProxy.port}`,
         BROKER_RATE_LIMIT_IP_PER_MINUTE: process.env.BROKER_RATE_LIMIT_IP_PER_MINUTE ?? '100000',
       },
     });
@@ -203,11 +283,13 @@ async function main(): Promise<number> {
   ca = await readFile(state.tlsCert);
   const stopCluster = async () => {
     dbProxy?.restore();
+    temporalProxy?.restore();
     if (cluster && cluster.exitCode === null) {
       cluster.kill('SIGINT');
       await new Promise((r) => cluster?.once('exit', r));
     }
     await dbProxy?.close();
+    await temporalProxy?.close();
   };
 
   try {
@@ -227,7 +309,7 @@ async function main(): Promise<number> {
     ];
     const results: string[] = [];
     const all: Stats[] = [baseline];
-    // FAULT_SKIP_KILLS=1: only the Postgres fault (quicker when working on that one).
+    // FAULT_SKIP_KILLS=1: only the hang faults below (quicker when working on those).
     for (const f of process.env.FAULT_SKIP_KILLS ? [] : faults) {
       const stats = newStats();
       all.push(stats);
@@ -255,66 +337,14 @@ async function main(): Promise<number> {
       await sleep(3000);
     }
 
-    let dbFaultOk = true;
-    if (dbProxy) {
-      // Postgres hangs (no answer, no refusal): the API should answer 503 quickly and recover by itself.
-      const stats = newStats();
-      await flow(stats);
-      const token = stats.tokens[0]!;
-      const opsToken = (await readFile(state.opsTokenFile, 'utf8')).trim();
-      const pidsBefore = { ...state.pids };
-      dbProxy.hang();
-      const hungAt = Date.now();
-      log('Postgres unreachable: every connection through the proxy hangs');
-      const timed = async (what: string, fn: () => Promise<{ status: number; detail?: string }>) => {
-        const t = Date.now();
-        try {
-          const r = await fn();
-          return `${what} -> ${r.status}${r.detail ? ` ${r.detail}` : ''} in ${((Date.now() - t) / 1000).toFixed(1)} s`;
-        } catch (e) {
-          return `${what} -> ${(e as Error).message} after ${((Date.now() - t) / 1000).toFixed(1)} s`;
-        }
-      };
-      const answers = await Promise.all([
-        timed('GET /v1/session/me', () => call('GET', '/v1/session/me', undefined, token)),
-        timed('POST /v1/session/email_code', () => call('POST', '/v1/session/email_code', { email: `hang-${Date.now()}@example.com` })),
-        timed('POST /v1/mint-oidc-jwt', () => call('POST', '/v1/mint-oidc-jwt', {}, token)),
-        timed('GET /readyz (ops, token)', async () => {
-          const res = await fetch(`${state.opsUrl}/readyz`, { headers: { authorization: `Bearer ${opsToken}` }, signal: AbortSignal.timeout(30_000) });
-          const body = (await res.json()) as { parts?: Record<string, { ok: boolean; detail?: string }> };
-          const down = Object.entries(body.parts ?? {}).filter(([, p]) => !p.ok).map(([n, p]) => `${n}: ${p.detail ?? 'down'}`);
-          return { status: res.status, detail: down.length ? `(not ready: ${down.join('; ')})` : '(all parts ready)' };
-        }),
-      ]);
-      for (const a of answers) log(`  ${a}`);
-      await sleep(Math.max(0, 10_000 - (Date.now() - hungAt)));
-      dbProxy.restore();
-      const restoredAt = Date.now();
-      log(`Postgres reachable again after ${((restoredAt - hungAt) / 1000).toFixed(0)} s (at least 10 s, longer while calls were still waiting)`);
-      let recoveredMs = -1;
-      const after = newStats();
-      while (Date.now() - restoredAt < 60_000) {
-        try {
-          await flow(after);
-          recoveredMs = Date.now() - restoredAt;
-          break;
-        } catch {
-          await sleep(500);
-        }
+    let hangFaultsOk = true;
+    if (dbProxy && temporalProxy) {
+      for (const [what, proxy] of [['Postgres', dbProxy], ['the Temporal frontend', temporalProxy]] as const) {
+        const r = await hangFault(what, proxy, results, all);
+        hangFaultsOk &&= r;
       }
-      const restarted = Object.entries(pidsBefore).filter(([n, p]) => state.pids[n] !== p || !(() => { try { process.kill(p, 0); return true; } catch { return false; } })());
-      const slow = answers.filter((a) => !/ -> 503 .* in [01]\.\d s$| -> 503 in [01]\.\d s$/.test(a));
-      const line =
-        `Postgres hung for ${((restoredAt - hungAt) / 1000).toFixed(0)} s: ${answers.length - slow.length}/${answers.length} calls answered 503 within 2 s; ` +
-        `first full flow after it came back: ${recoveredMs < 0 ? 'none within 60 s' : `${(recoveredMs / 1000).toFixed(1)} s`}; ` +
-        `processes restarted: ${restarted.length ? restarted.map(([n]) => n).join(', ') : 'none'}`;
-      log(line);
-      results.push(line);
-      all.push(stats, after);
-      dbFaultOk = recoveredMs >= 0 && restarted.length === 0;
-      if (slow.length > 0) log('  NOT MET: the API should answer 503 within 2 s while the database hangs (reported, not failed: see docs/cluster.md)');
     } else {
-      log('Postgres fault skipped: it needs the cluster started by this test (the broker then reaches Postgres through a proxy the test controls)');
+      log('hang faults skipped: they need the cluster started by this test (the broker then reaches Postgres and Temporal through proxies the test controls)');
     }
 
     // Consistency: the audit chain, mint intents with outcomes, sessions on record, no duplicate users.
@@ -346,7 +376,7 @@ async function main(): Promise<number> {
     for (const c of consistency) log(c);
 
     const failed =
-      !dbFaultOk || verifyCode !== 0 || orphanIntents > 0 || known !== tokens.length || dupUsers > 0 || outcomesOk < jwts || all.some((x) => x.failedFlows > 0);
+      !hangFaultsOk || verifyCode !== 0 || orphanIntents > 0 || known !== tokens.length || dupUsers > 0 || outcomesOk < jwts || all.some((x) => x.failedFlows > 0);
     log(failed ? 'FAILED' : 'passed');
     log('summary:');
     for (const r of results) log(`  ${r}`);

@@ -213,7 +213,8 @@ async function main(): Promise<void> {
       NODE_ENV: base.NODE_ENV,
       BROKER_DATA_DIR: dataDir,
       DATABASE_URL: databaseUrl,
-      TEMPORAL_ADDRESS: temporalAddress,
+      // CLUSTER_BROKER_TEMPORAL_ADDRESS: what the workers and APIs dial instead of HAProxy (the fault tests' proxy).
+      TEMPORAL_ADDRESS: process.env.CLUSTER_BROKER_TEMPORAL_ADDRESS ?? temporalAddress,
       BROKER_PUBLIC_URL: publicUrl,
       // nginx on this host replaces X-Forwarded-For with the client's address; only it is believed.
       BROKER_TRUST_PROXY: process.env.BROKER_TRUST_PROXY ?? '127.0.0.1/32',
