@@ -1,0 +1,81 @@
+/**
+ * A TCP proxy a fault test controls: forwards to `target` until `hang()`, after which every byte
+ * in either direction is held and new connections are accepted but not forwarded — the peer
+ * neither answers nor refuses, as with a network partition or a frozen server. `restore()` lets
+ * everything through again (held data included).
+ */
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+
+export interface HangProxy {
+  port: number;
+  hang(): void;
+  restore(): void;
+  close(): Promise<void>;
+}
+
+export async function startHangProxy(target: { host: string; port: number }, port = 0): Promise<HangProxy> {
+  let hanging = false;
+  const pairs = new Set<[Socket, Socket | undefined]>();
+  const waiting: (() => void)[] = [];
+
+  const link = (client: Socket) => {
+    const upstream = createConnection(target.port, target.host);
+    const pair: [Socket, Socket | undefined] = [client, upstream];
+    pairs.add(pair);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      pairs.delete(pair);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    if (hanging) {
+      client.pause();
+      upstream.pause();
+    }
+  };
+
+  const server: Server = createServer((client) => {
+    if (hanging) {
+      client.pause();
+      client.on('error', () => client.destroy());
+      waiting.push(() => {
+        if (!client.destroyed) {
+          link(client);
+          client.resume();
+        }
+      });
+      return;
+    }
+    link(client);
+  });
+  await new Promise<void>((done) => server.listen(port, '127.0.0.1', done));
+  const address = server.address();
+  return {
+    port: typeof address === 'object' && address ? address.port : 0,
+    hang() {
+      hanging = true;
+      for (const [a, b] of pairs) {
+        a.pause();
+        b?.pause();
+      }
+    },
+    restore() {
+      hanging = false;
+      for (const [a, b] of pairs) {
+        a.resume();
+        b?.resume();
+      }
+      for (const go of waiting.splice(0)) go();
+    },
+    async close() {
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b?.destroy();
+      }
+      await new Promise((done) => server.close(done));
+    },
+  };
+}
