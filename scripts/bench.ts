@@ -624,6 +624,8 @@ async function soak(target: Target, seconds: number, interval: number, concurren
   const drift = (x: SoakSample) => ((x.rss as number) / (reference?.rss as number) - 1) * 100;
   const worst = after.reduce<SoakSample | undefined>((w, x) => (w === undefined || Math.abs(drift(x)) > Math.abs(drift(w)) ? x : w), undefined);
   const within = worst === undefined ? undefined : Math.abs(drift(worst)) <= 10;
+  // A fall (a major GC) is no leak: growth is reported on its own.
+  const growth = after.length === 0 ? undefined : Math.max(...after.map(drift));
   const f = (v: number | undefined, d = 1) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(d));
   const flowNames = Object.keys(load);
   console.log(
@@ -646,10 +648,11 @@ async function soak(target: Target, seconds: number, interval: number, concurren
   const verdict =
     within === undefined
       ? 'RSS: no sample after the warm-up to compare (run longer than two intervals past it, against the stack the bench starts)'
-      : `API+worker RSS after warm-up: ${mb(reference?.rss)} MB at t=${reference?.t}s; the farthest later sample ${mb(worst?.rss)} MB at t=${worst?.t}s (${drift(worst as SoakSample) >= 0 ? '+' : ''}${f(drift(worst as SoakSample))} %): ${within ? 'within' : 'NOT within'} 10 %`;
+      : `API+worker RSS after warm-up: ${mb(reference?.rss)} MB at t=${reference?.t}s; the farthest later sample ${mb(worst?.rss)} MB at t=${worst?.t}s (${drift(worst as SoakSample) >= 0 ? '+' : ''}${f(drift(worst as SoakSample))} %): ${within ? 'within' : 'NOT within'} 10 %; ` +
+        `largest growth ${f(growth)} %: ${(growth as number) <= 10 ? 'no' : 'more than'} 10 % above it`;
   console.log(`[soak] ${verdict}`);
   await mkdir(join(ROOT, 'bench'), { recursive: true });
-  await writeFile(join(ROOT, 'bench/soak.json'), `${JSON.stringify({ at: new Date().toISOString(), seconds, interval, concurrency, warmup, samples, withinTenPercent: within ?? null }, null, 2)}\n`);
+  await writeFile(join(ROOT, 'bench/soak.json'), `${JSON.stringify({ at: new Date().toISOString(), seconds, interval, concurrency, warmup, samples, withinTenPercent: within ?? null, largestGrowthPercent: growth ?? null }, null, 2)}\n`);
   console.log('[bench] wrote bench/soak.json');
 }
 
