@@ -649,7 +649,7 @@ async function soak(target: Target, seconds: number, interval: number, concurren
     within === undefined
       ? 'RSS: no sample after the warm-up to compare (run longer than two intervals past it, against the stack the bench starts)'
       : `API+worker RSS after warm-up: ${mb(reference?.rss)} MB at t=${reference?.t}s; the farthest later sample ${mb(worst?.rss)} MB at t=${worst?.t}s (${drift(worst as SoakSample) >= 0 ? '+' : ''}${f(drift(worst as SoakSample))} %): ${within ? 'within' : 'NOT within'} 10 %; ` +
-        `largest growth ${f(growth)} %: ${(growth as number) <= 10 ? 'no' : 'more than'} 10 % above it`;
+        `largest growth ${f(growth)} % (${(growth as number) <= 10 ? 'at most' : 'more than'} 10 %)`;
   console.log(`[soak] ${verdict}`);
   await mkdir(join(ROOT, 'bench'), { recursive: true });
   await writeFile(join(ROOT, 'bench/soak.json'), `${JSON.stringify({ at: new Date().toISOString(), seconds, interval, concurrency, warmup, samples, withinTenPercent: within ?? null, largestGrowthPercent: growth ?? null }, null, 2)}\n`);
