@@ -259,7 +259,7 @@ async function startStackProcess(opts: { probe: boolean }): Promise<Target> {
     cwd: ROOT,
   });
   let out = '';
-  const up = await new Promise<{ url: string; temporal: string }>((resolve, reject) => {
+  const starting = new Promise<{ url: string; temporal: string }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the stack did not come up in 180 s:\n${out}`)), 180_000);
     child.once('exit', (code) => reject(new Error(`the stack exited (${code}):\n${out}`)));
     child.stdout?.on('data', (chunk: Buffer) => {
@@ -271,6 +271,17 @@ async function startStackProcess(opts: { probe: boolean }): Promise<Target> {
         resolve({ url: api[1], temporal: temporal[1] });
       }
     });
+  });
+  // A stack that never came up leaves no process, database or data directory behind.
+  const up = await starting.catch(async (e: unknown) => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    await database.drop().catch(() => undefined);
+    await rm(dataDir, { recursive: true, force: true });
+    throw e;
   });
   child.removeAllListeners('exit');
   return {
