@@ -7,23 +7,31 @@
  *   ceiling   an empty workflow answering one Update, started by Update-with-Start through a bare
  *             Fastify handler, on the stack's Temporal server
  *
- *   npm run bench [-- --concurrency 1,16,64] [--duration 10] [--flows a,b] [--url http://host:port] [--smoke]
+ *   npm run bench [-- --concurrency 1,16,64] [--duration 10] [--flows a,b] [--url http://host:port [--tee-key pem]] [--smoke]
+ *   npm run bench -- --soak 300 [--soak-interval 10] [--concurrency 8]
  *
  * Without --url it starts the stack (`npm start`'s scripts/stack.ts, its own Temporal dev server,
- * a fresh database on DATABASE_URL's server or the local Postgres, rate limits raised) and stops
- * it at the end. With --url, the floor and ceiling need DATABASE_URL and TEMPORAL_ADDRESS of that
- * broker (skipped otherwise) and the email row needs its dev mailbox (skipped when absent).
+ * a fresh database on DATABASE_URL's server or the local Postgres, the STS stand-in, rate limits
+ * raised) and stops it at the end; the bench plays the TEE worker (the stack trusts a key it makes
+ * for the run). With --url, the floor and ceiling need DATABASE_URL and TEMPORAL_ADDRESS of that
+ * broker (skipped otherwise), the email row its dev mailbox, post_heima_login the TEE's private
+ * key (--tee-key) and mint-aws-creds a data role (each skipped when absent).
  * Each row is warmed up first (a third of --duration, at most 3 s; not measured).
- * --smoke: one short round (c=4, ~1.5 s per row) for CI; ratios are printed, not asserted.
+ * --smoke: one short round (c=4, 1.2 s per row) for CI; ratios are printed, not asserted.
  * Writes bench/results.json.
+ * --soak: wallet login and mint-oidc-jwt side by side for that many seconds instead of the table;
+ * every --soak-interval seconds the stack's RSS (API and worker share its process) and event-loop
+ * delay (scripts/bench/probe.ts, loaded before it), the Temporal server's RSS and the calls made;
+ * then whether the RSS stayed within 10 % of its value after the warm-up. Writes bench/soak.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import autocannon from 'autocannon';
@@ -38,7 +46,10 @@ import { createPool } from '../db/pool';
 import { loadConfig } from '../lib/config';
 import { sha256Hex } from '../lib/digest';
 import { buildStatelessWalletMessage } from '../lib/wallet-message';
+import { deriveOmniAccount, type Identity } from '../lib/omni';
+import { generateTeeKeyPair, signTeeJwt, teeClaims } from '../fixtures/tee/jwt';
 import { benchPingUpdate, type benchEmptyWorkflow } from './bench/ceiling-workflow';
+import type { ProbeAnswer } from './bench/probe';
 import { findFreePort } from './temporal-dev-server';
 
 const ROOT = join(__dirname, '..');
@@ -101,6 +112,8 @@ interface Step {
   /** The JSON body; null skips to the next cycle. */
   body?: (ctx: Ctx) => string | null;
   headers?: Record<string, string>;
+  /** Per-request headers, computed after the body (which may leave what they need in ctx). */
+  headersFor?: (ctx: Ctx) => Record<string, string>;
   expect: number;
   /** Keeps what later steps need from the answer. */
   keep?: (body: string, ctx: Ctx) => void;
@@ -132,8 +145,7 @@ async function drive(baseUrl: string, flow: string, steps: Step[], connections: 
   return run(baseUrl, flow, steps, connections, seconds);
 }
 
-async function run(baseUrl: string, flow: string, steps: Step[], connections: number, seconds: number): Promise<Row[]> {
-  const stats: Stats = new Map();
+async function run(baseUrl: string, flow: string, steps: Step[], connections: number, seconds: number, stats: Stats = new Map()): Promise<Row[]> {
   const requests = steps.map((s): autocannon.Request => ({
     method: s.method,
     path: '/',
@@ -145,8 +157,9 @@ async function run(baseUrl: string, flow: string, steps: Step[], connections: nu
       const path = s.path ? s.path(ctx) : undefined;
       const body = s.body ? s.body(ctx) : undefined;
       if (path === null || body === null) return null as unknown as autocannon.Request;
+      const headers = s.headersFor ? { ...req.headers, ...s.headersFor(ctx) } : undefined;
       ctx.t0 = performance.now();
-      return { ...req, ...(path !== undefined ? { path } : {}), ...(body !== undefined ? { body } : {}) };
+      return { ...req, ...(path !== undefined ? { path } : {}), ...(body !== undefined ? { body } : {}), ...(headers ? { headers } : {}) };
     },
     onResponse: (status: number, body: string, context: object) => {
       const ctx = context as Ctx;
@@ -187,6 +200,11 @@ interface Target {
   temporalAddress?: string;
   databaseUrl?: string;
   env: NodeJS.ProcessEnv;
+  /** Signs the TEE's access JWTs for post_heima_login (the broker trusts its public half). */
+  teeKey?: KeyObject;
+  /** The stack's process (API and worker in one) and, for --soak, its probe (scripts/bench/probe.ts). */
+  pid?: number;
+  probe?: () => Promise<ProbeAnswer | undefined>;
   stop(): Promise<void>;
 }
 
@@ -214,11 +232,13 @@ async function createDatabase(adminUrl: string): Promise<{ url: string; drop(): 
   };
 }
 
-async function startStackProcess(): Promise<Target> {
+async function startStackProcess(opts: { probe: boolean }): Promise<Target> {
   const adminUrl = process.env.DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
   const database = await createDatabase(adminUrl);
   const dataDir = await mkdtemp(join(tmpdir(), 'akb-bench-'));
   const port = await findFreePort();
+  // The bench plays the TEE worker: the stack trusts this key (and starts no TEE fixture of its own).
+  const tee = await generateTeeKeyPair();
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     NODE_ENV: 'development',
@@ -227,12 +247,19 @@ async function startStackProcess(): Promise<Target> {
     PORT: String(port),
     BROKER_DATA_DIR: dataDir,
     DATABASE_URL: database.url,
+    BROKER_TEE_JWT_PUBLIC_KEY: tee.publicKeyPem,
     ...RAISED_LIMITS,
   };
   delete env.TEMPORAL_ADDRESS;
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/stack.ts')], { env, stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT });
+  delete env.BROKER_TEE_JWKS_URL;
+  const entry = join(ROOT, opts.probe ? 'scripts/bench/probed-stack.ts' : 'scripts/stack.ts');
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', entry], {
+    env,
+    stdio: ['ignore', 'pipe', 'inherit', ...(opts.probe ? (['ipc'] as const) : [])],
+    cwd: ROOT,
+  });
   let out = '';
-  const up = await new Promise<{ url: string; temporal: string }>((resolve, reject) => {
+  const starting = new Promise<{ url: string; temporal: string }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the stack did not come up in 180 s:\n${out}`)), 180_000);
     child.once('exit', (code) => reject(new Error(`the stack exited (${code}):\n${out}`)));
     child.stdout?.on('data', (chunk: Buffer) => {
@@ -245,12 +272,26 @@ async function startStackProcess(): Promise<Target> {
       }
     });
   });
+  // A stack that never came up leaves no process, database or data directory behind.
+  const up = await starting.catch(async (e: unknown) => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    await database.drop().catch(() => undefined);
+    await rm(dataDir, { recursive: true, force: true });
+    throw e;
+  });
   child.removeAllListeners('exit');
   return {
     url: up.url,
     temporalAddress: up.temporal,
     databaseUrl: database.url,
     env,
+    teeKey: tee.privateKey,
+    ...(child.pid !== undefined ? { pid: child.pid } : {}),
+    ...(opts.probe ? { probe: () => askProbe(child) } : {}),
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
@@ -261,6 +302,54 @@ async function startStackProcess(): Promise<Target> {
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+function askProbe(child: ChildProcess): Promise<ProbeAnswer | undefined> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      child.off('message', onMessage);
+      resolve(undefined);
+    }, 5_000);
+    const onMessage = (m: unknown) => {
+      if ((m as { type?: unknown } | null)?.type !== 'bench-probe') return;
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      resolve(m as ProbeAnswer);
+    };
+    child.on('message', onMessage);
+    child.send({ type: 'bench-probe' });
+  });
+}
+
+/** Resident set of a process from /proc (Linux), in bytes; undefined when it cannot be read. */
+async function procRss(pid: number): Promise<number | undefined> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => undefined);
+  const kb = status && /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
+  return kb ? Number(kb) * 1024 : undefined;
+}
+
+/** All descendants of a process (Linux /proc), e.g. the Temporal dev server under the stack. */
+async function descendants(root: number): Promise<number[]> {
+  const parent = new Map<number, number>();
+  for (const name of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => undefined);
+    const ppid = stat ? Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) : Number.NaN;
+    if (Number.isInteger(ppid)) parent.set(Number(name), ppid);
+  }
+  const found: number[] = [];
+  const seen = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, ppid] of parent) {
+      if (!seen.has(pid) && seen.has(ppid)) {
+        seen.add(pid);
+        found.push(pid);
+        grew = true;
+      }
+    }
+  }
+  return found;
 }
 
 /** The floor and the ceiling, each behind a bare Fastify handler on one loopback port. */
@@ -356,7 +445,31 @@ async function hasDevMailbox(url: string): Promise<boolean> {
   return res.status === 200;
 }
 
-function flows(token: string, email: boolean): Record<string, Step[]> {
+/** Whether the broker mints AWS credentials (a data role and an STS to call); one real mint decides. */
+async function canMintAws(url: string, token: string): Promise<boolean> {
+  const res = await fetch(`${url}/v1/mint-aws-creds`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: '{}' });
+  if (res.status === 200) return true;
+  console.log(`[bench] mint-aws-creds skipped: the broker answered ${res.status} (${(await res.text()).slice(0, 200)})`);
+  return false;
+}
+
+/** A TEE access JWT, as the Heima TEE signs it, for a fresh account per call: first-time bookkeeping each time. */
+function teeLoginBody(tee: { key: KeyObject; clientId: string }) {
+  return (ctx: Ctx): string => {
+    const userId: Identity = { type: 'email', value: `bench-${randomBytes(8).toString('hex')}@example.com` };
+    ctx.teeToken = signTeeJwt(tee.key, teeClaims(deriveOmniAccount(tee.clientId, userId), 'access', tee.clientId, Math.floor(Date.now() / 1000)));
+    return JSON.stringify({ userId, clientId: tee.clientId, clientAuth: null, heimaLoginSuccess: true });
+  };
+}
+
+interface FlowOptions {
+  token: string;
+  email: boolean;
+  aws: boolean;
+  tee?: { key: KeyObject; clientId: string };
+}
+
+function flows({ token, email, aws, tee }: FlowOptions): Record<string, Step[]> {
   const f: Record<string, Step[]> = {
     wallet_login: [{ name: 'wallet_login (stateless)', method: 'POST', path: () => '/v1/session/wallet_login', body: statelessBody, expect: 200 }],
     siwe: [
@@ -389,6 +502,21 @@ function flows(token: string, email: boolean): Record<string, Step[]> {
     ],
     mint_oidc_jwt: [{ name: 'mint-oidc-jwt', method: 'POST', path: () => '/v1/mint-oidc-jwt', headers: { authorization: `Bearer ${token}` }, body: () => '{}', expect: 200 }],
   };
+  if (aws) {
+    f.mint_aws_creds = [{ name: 'mint-aws-creds (STS stand-in)', method: 'POST', path: () => '/v1/mint-aws-creds', headers: { authorization: `Bearer ${token}` }, body: () => '{}', expect: 200 }];
+  }
+  if (tee) {
+    f.post_heima_login = [
+      {
+        name: 'post_heima_login (TEE JWT, new account)',
+        method: 'POST',
+        path: () => '/v3/account/post_heima_login',
+        body: teeLoginBody(tee),
+        headersFor: (ctx) => ({ authorization: `Bearer ${ctx.teeToken as string}` }),
+        expect: 200,
+      },
+    ];
+  }
   if (email) {
     f.email_login = [
       {
@@ -427,6 +555,119 @@ function flows(token: string, email: boolean): Record<string, Step[]> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// --soak: steady load, and the stack's memory and event-loop delay over time.
+
+interface SoakSample {
+  /** Seconds since the load started. */
+  t: number;
+  /** The stack process: API and worker share it (scripts/stack.ts). */
+  rss?: number;
+  heapUsed?: number;
+  loopDelay?: ProbeAnswer['loopDelay'];
+  temporalRss?: number;
+  /** Per flow, over the interval. */
+  calls: Record<string, { rps: number; p50: number; errors: number }>;
+}
+
+async function temporalServerRss(stackPid: number): Promise<number | undefined> {
+  let total: number | undefined;
+  for (const pid of await descendants(stackPid)) {
+    const comm = (await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')).trim();
+    if (!comm.startsWith('temporal')) continue;
+    total = (total ?? 0) + ((await procRss(pid)) ?? 0);
+  }
+  return total;
+}
+
+async function soak(target: Target, seconds: number, interval: number, concurrency: number): Promise<void> {
+  const token = await sessionToken(target.url);
+  const all = flows({ token, email: false, aws: false });
+  const load: Record<string, Step[]> = { wallet_login: all.wallet_login ?? [], mint_oidc_jwt: all.mint_oidc_jwt ?? [] };
+  const warmup = Math.max(interval, seconds / 5);
+  console.log(
+    `[soak] ${seconds} s of ${Object.keys(load).join(' + ')} at c=${concurrency} each; a sample every ${interval} s; RSS after ${warmup} s is the reference. ` +
+      (target.probe ? 'API and worker run in one process (the stack): its RSS is both.' : 'RSS and event-loop delay need the stack the bench starts (not --url).'),
+  );
+  const stats = new Map<string, Stats>();
+  const seen = new Map<string, number>();
+  const t0 = performance.now();
+  const running = Promise.all(
+    Object.entries(load).map(([flow, steps]) => {
+      const st: Stats = new Map();
+      stats.set(flow, st);
+      return run(target.url, flow, steps, concurrency, seconds, st);
+    }),
+  );
+  const samples: SoakSample[] = [];
+  const mb = (b: number | undefined) => (b === undefined ? '—' : (b / 2 ** 20).toFixed(1));
+  for (let k = 1; k * interval <= seconds; k++) {
+    await sleep(Math.max(0, t0 + k * interval * 1000 - performance.now()));
+    const probe = await target.probe?.();
+    const rss = probe?.rss ?? (target.pid ? await procRss(target.pid) : undefined);
+    const sample: SoakSample = {
+      t: Math.round((performance.now() - t0) / 1000),
+      ...(rss !== undefined ? { rss } : {}),
+      ...(probe ? { heapUsed: probe.heapUsed, loopDelay: probe.loopDelay } : {}),
+      calls: {},
+    };
+    const temporalRss = target.pid ? await temporalServerRss(target.pid) : undefined;
+    if (temporalRss !== undefined) sample.temporalRss = temporalRss;
+    for (const [flow, st] of stats) {
+      const step = [...st.values()][0] ?? { latencies: [], errors: 0 };
+      const from = seen.get(flow) ?? 0;
+      const fresh = step.latencies.slice(from).sort((a, b) => a - b);
+      seen.set(flow, step.latencies.length);
+      const errorsBefore = seen.get(`${flow}:errors`) ?? 0;
+      seen.set(`${flow}:errors`, step.errors);
+      sample.calls[flow] = { rps: fresh.length / interval, p50: pct(fresh, 50), errors: step.errors - errorsBefore };
+    }
+    samples.push(sample);
+    const loop = sample.loopDelay ? `loop delay p50 ${sample.loopDelay.p50.toFixed(1)} p99 ${sample.loopDelay.p99.toFixed(1)} max ${sample.loopDelay.max.toFixed(1)} ms` : 'loop delay —';
+    const calls = Object.entries(sample.calls)
+      .map(([flow, c]) => `${flow} ${c.rps.toFixed(1)}/s p50 ${c.p50.toFixed(0)} ms ${c.errors} err`)
+      .join(', ');
+    console.log(`[soak] t=${sample.t}s api+worker RSS ${mb(sample.rss)} MB (heap ${mb(sample.heapUsed)}), ${loop}, Temporal server RSS ${mb(sample.temporalRss)} MB; ${calls}`);
+  }
+  await running;
+
+  const reference = samples.find((x) => x.t >= warmup && x.rss !== undefined);
+  const after = reference ? samples.filter((x) => x.t > reference.t && x.rss !== undefined) : [];
+  const drift = (x: SoakSample) => ((x.rss as number) / (reference?.rss as number) - 1) * 100;
+  const worst = after.reduce<SoakSample | undefined>((w, x) => (w === undefined || Math.abs(drift(x)) > Math.abs(drift(w)) ? x : w), undefined);
+  const within = worst === undefined ? undefined : Math.abs(drift(worst)) <= 10;
+  // A fall (a major GC) is no leak: growth is reported on its own.
+  const growth = after.length === 0 ? undefined : Math.max(...after.map(drift));
+  const f = (v: number | undefined, d = 1) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(d));
+  const flowNames = Object.keys(load);
+  console.log(
+    [
+      '',
+      `| t s | API+worker RSS MB | heap MB | loop delay p50 / p99 / max ms | Temporal server RSS MB | ${flowNames.map((n) => `${n} rps / p50 ms / errors`).join(' | ')} |`,
+      `|---|---|---|---|---|${flowNames.map(() => '---|').join('')}`,
+      ...samples.map(
+        (x) =>
+          `| ${x.t} | ${mb(x.rss)} | ${mb(x.heapUsed)} | ${x.loopDelay ? `${f(x.loopDelay.p50)} / ${f(x.loopDelay.p99)} / ${f(x.loopDelay.max)}` : '—'} | ${mb(x.temporalRss)} | ${flowNames
+            .map((n) => {
+              const c = x.calls[n];
+              return c ? `${f(c.rps)} / ${f(c.p50, 0)} / ${c.errors}` : '—';
+            })
+            .join(' | ')} |`,
+      ),
+      '',
+    ].join('\n'),
+  );
+  const verdict =
+    within === undefined
+      ? 'RSS: no sample after the warm-up to compare (run longer than two intervals past it, against the stack the bench starts)'
+      : `API+worker RSS after warm-up: ${mb(reference?.rss)} MB at t=${reference?.t}s; the farthest later sample ${mb(worst?.rss)} MB at t=${worst?.t}s (${drift(worst as SoakSample) >= 0 ? '+' : ''}${f(drift(worst as SoakSample))} %): ${within ? 'within' : 'NOT within'} 10 %; ` +
+        `largest growth ${f(growth)} % (${(growth as number) <= 10 ? 'at most' : 'more than'} 10 %)`;
+  console.log(`[soak] ${verdict}`);
+  await mkdir(join(ROOT, 'bench'), { recursive: true });
+  await writeFile(join(ROOT, 'bench/soak.json'), `${JSON.stringify({ at: new Date().toISOString(), seconds, interval, concurrency, warmup, samples, withinTenPercent: within ?? null, largestGrowthPercent: growth ?? null }, null, 2)}\n`);
+  console.log('[bench] wrote bench/soak.json');
+}
+
+// ---------------------------------------------------------------------------------------------
 
 interface Args {
   url?: string;
@@ -436,7 +677,16 @@ interface Args {
   smoke: boolean;
   /** Rows to run (flow names, `floor`, `ceiling`); all when absent. */
   only?: string[];
+  /** --soak <seconds>: steady load instead of the table; memory and event-loop delay every soakInterval s. */
+  soak?: number;
+  soakInterval: number;
+  /** --tee-key <pem>: the TEE's private key, for post_heima_login against --url. */
+  teeKeyFile?: string;
 }
+
+const USAGE =
+  'usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,wallet_login,siwe,mint_oidc_jwt,mint_aws_creds,post_heima_login,email_login] ' +
+  '[--url http://host:port [--tee-key tee-private.pem]] [--smoke] [--soak 300 [--soak-interval 10] [--concurrency 8]]';
 
 function parseArgs(argv: string[]): Args {
   const get = (name: string) => {
@@ -444,13 +694,27 @@ function parseArgs(argv: string[]): Args {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const smoke = argv.includes('--smoke');
-  const concurrency = (get('--concurrency') ?? (smoke ? '4' : '1,16,64')).split(',').map(Number);
-  const duration = Number(get('--duration') ?? (smoke ? 1.5 : 10));
-  if (concurrency.some((c) => !Number.isInteger(c) || c < 1) || !(duration > 0)) {
-    throw new Error('usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,wallet_login,siwe,mint_oidc_jwt,email_login] [--url http://host:port] [--smoke]');
+  const soak = argv.includes('--soak') ? Number(get('--soak')) : undefined;
+  const soakInterval = Number(get('--soak-interval') ?? 10);
+  const concurrency = (get('--concurrency') ?? (smoke ? '4' : soak !== undefined ? '8' : '1,16,64')).split(',').map(Number);
+  // The smoke: 8 rows × (1.2 s + 0.3 s warm-up) ≈ 12 s of load.
+  const duration = Number(get('--duration') ?? (smoke ? 1.2 : 10));
+  if (concurrency.some((c) => !Number.isInteger(c) || c < 1) || !(duration > 0) || (soak !== undefined && !(soak >= soakInterval && soakInterval > 0))) {
+    throw new Error(USAGE);
   }
   const only = get('--flows')?.split(',');
-  return { url: get('--url'), concurrency, duration, warmup: smoke ? 0.3 : Math.min(3, duration / 3), smoke, ...(only ? { only } : {}) };
+  const teeKeyFile = get('--tee-key');
+  return {
+    url: get('--url'),
+    concurrency,
+    duration,
+    warmup: smoke ? 0.3 : Math.min(3, duration / 3),
+    smoke,
+    ...(only ? { only } : {}),
+    ...(soak !== undefined ? { soak } : {}),
+    soakInterval,
+    ...(teeKeyFile ? { teeKeyFile } : {}),
+  };
 }
 
 function table(rows: (Row & { full_floor?: number; full_ceiling?: number })[]): string {
@@ -476,14 +740,27 @@ async function main(): Promise<void> {
         temporalAddress: process.env.TEMPORAL_ADDRESS,
         databaseUrl: process.env.DATABASE_URL,
         env: { ...process.env },
+        ...(args.teeKeyFile ? { teeKey: createPrivateKey(await readFile(args.teeKeyFile, 'utf8')) } : {}),
         stop: async () => undefined,
       }
-    : await startStackProcess();
+    : await startStackProcess({ probe: args.soak !== undefined });
   console.log(`[bench] broker ${target.url}${target.temporalAddress ? `, Temporal ${target.temporalAddress}` : ''}`);
+  if (args.soak !== undefined) {
+    try {
+      await soak(target, args.soak, args.soakInterval, args.concurrency[0] ?? 8);
+    } finally {
+      await target.stop();
+    }
+    return;
+  }
   const refs = await startReferences(target);
   try {
     const token = await sessionToken(target.url);
     const email = await hasDevMailbox(target.url);
+    const wantedFlow = (name: string) => !args.only || args.only.includes(name);
+    const aws = wantedFlow('mint_aws_creds') && (await canMintAws(target.url, token));
+    const tee = target.teeKey ? { key: target.teeKey, clientId: loadConfig(target.env).BROKER_CLIENT_ID } : undefined;
+    if (!tee && wantedFlow('post_heima_login')) console.log('[bench] post_heima_login skipped: no TEE key (with --url, pass --tee-key <the TEE private key PEM>)');
     const all: (Row & { full_floor?: number; full_ceiling?: number })[] = [];
     for (const c of args.concurrency) {
       const rows: Row[] = [];
@@ -499,7 +776,7 @@ async function main(): Promise<void> {
         refRows.ceiling = r;
         if (r) rows.push(r);
       }
-      for (const [flow, steps] of Object.entries(flows(token, email))) {
+      for (const [flow, steps] of Object.entries(flows({ token, email, aws, ...(tee ? { tee } : {}) }))) {
         if (!wanted(flow)) continue;
         for (const r of await drive(target.url, flow, steps, c, args.duration, args.warmup)) rows.push(r);
       }
