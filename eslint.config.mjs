@@ -57,7 +57,14 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['node:fs', 'node:fs/*', 'fs', 'node:http', 'node:https', 'node:child_process', 'pg', '@aws-sdk/*', '@temporalio/client'], message: 'lib/ is pure: file and network I/O belong in adapters/.' }] },
+        {
+          patterns: [
+            {
+              group: ['node:fs', 'node:fs/*', 'fs', 'node:http', 'node:https', 'node:child_process', 'pg', '@aws-sdk/*', '@temporalio/client'],
+              message: 'lib/ is pure: file and network I/O belong in adapters/.',
+            },
+          ],
+        },
       ],
     },
   },

@@ -27,7 +27,8 @@ export interface CompleteGoogleLoginInput {
 
 /** 5xx, timeouts and network errors are retried by the activity's policy; anything else ends the flow. */
 function providerFailure(e: unknown): ApplicationFailure {
-  if (!(e instanceof GoogleProviderError)) return ApplicationFailure.retryable((e as Error)?.message ?? String(e), GOOGLE_PROVIDER_FAILURE, { reason: 'internal' });
+  if (!(e instanceof GoogleProviderError))
+    return ApplicationFailure.retryable((e as Error)?.message ?? String(e), GOOGLE_PROVIDER_FAILURE, { reason: 'internal' });
   return ApplicationFailure.create({ message: e.message, type: GOOGLE_PROVIDER_FAILURE, nonRetryable: !e.retryable, details: [{ reason: e.reason }] });
 }
 
@@ -64,7 +65,12 @@ export function createGoogleLoginActivities(deps: ActivityDeps) {
      */
     async exchangeGoogleCode(input: ExchangeGoogleCodeInput): Promise<GoogleIdentityClaims & { access_token_sealed: string }> {
       try {
-        const { accessToken, ...claims } = await google.exchangeCode({ callbackParams: input.params, state: input.state, nonce: input.nonce, codeVerifier: input.code_verifier });
+        const { accessToken, ...claims } = await google.exchangeCode({
+          callbackParams: input.params,
+          state: input.state,
+          nonce: input.nonce,
+          codeVerifier: input.code_verifier,
+        });
         return { ...claims, access_token_sealed: seal(accessToken) };
       } catch (e) {
         throw providerFailure(e);

@@ -97,15 +97,29 @@ export function createMintActivities(deps: ActivityDeps) {
               };
             }
             if (mintsAws && !scopeAllowsRole(scope, config.BROKER_DATA_ROLE_ARN ?? '')) {
-              return { allowed: false, reason: `grant ${grant.grant_id} does not allow the data role (its scope.roles does not name it)`, grantId: grant.grant_id };
+              return {
+                allowed: false,
+                reason: `grant ${grant.grant_id} does not allow the data role (its scope.roles does not name it)`,
+                grantId: grant.grant_id,
+              };
             }
-            return { allowed: true, wallet: grant.main_address, grant: { grantId: grant.grant_id, mainAddress: grant.main_address, agentAddress: grant.agent_address, scope } };
+            return {
+              allowed: true,
+              wallet: grant.main_address,
+              grant: { grantId: grant.grant_id, mainAddress: grant.main_address, agentAddress: grant.agent_address, scope },
+            };
           }
-          if (grantId) return { allowed: false, reason: `grant ${grantId} is not an active grant for this agent wallet (unknown, not accepted, revoked or expired)`, grantId };
+          if (grantId)
+            return {
+              allowed: false,
+              reason: `grant ${grantId} is not an active grant for this agent wallet (unknown, not accepted, revoked or expired)`,
+              grantId,
+            };
           if (await hasAcceptedGrantForAgent(deps.db, caller.wallet)) {
             return {
               allowed: false,
-              reason: 'every grant this agent wallet accepted is revoked or expired; ask the main account for a new grant, or leave them (DELETE /v1/grants/{grant_id}) to mint for this wallet itself',
+              reason:
+                'every grant this agent wallet accepted is revoked or expired; ask the main account for a new grant, or leave them (DELETE /v1/grants/{grant_id}) to mint for this wallet itself',
             };
           }
           return { allowed: true, wallet: caller.wallet };
@@ -156,14 +170,21 @@ export function createMintActivities(deps: ActivityDeps) {
      */
     async assumeDataRole(input: AssumeDataRoleInput): Promise<AssumedDataRole> {
       const roleArn = config.BROKER_DATA_ROLE_ARN;
-      if (!roleArn) throw ApplicationFailure.nonRetryable('BROKER_DATA_ROLE_ARN is not configured; the broker cannot mint AWS credentials', FailureType.stsFailed);
+      if (!roleArn)
+        throw ApplicationFailure.nonRetryable('BROKER_DATA_ROLE_ARN is not configured; the broker cannot mint AWS credentials', FailureType.stsFailed);
       const signed = await signToken(input);
       const sessionName = stsSessionName(input.wallet, signed.nowSeconds);
       let creds;
       try {
         // A scoped grant's services become the inline session policy: the session can do at most that.
         const policy = scopeSessionPolicy(input.grant?.scope);
-        creds = await assumeRoleWithWebIdentity(stsClient(), { roleArn, sessionName, webIdentityToken: signed.jwt, durationSeconds: input.durationSeconds, policy });
+        creds = await assumeRoleWithWebIdentity(stsClient(), {
+          roleArn,
+          sessionName,
+          webIdentityToken: signed.jwt,
+          durationSeconds: input.durationSeconds,
+          policy,
+        });
       } catch (e) {
         const c = classifyStsError(e, { roleArn, issuer: config.publicUrl });
         const details = { sts_code: c.code };
@@ -175,7 +196,9 @@ export function createMintActivities(deps: ActivityDeps) {
       return {
         accessKeyId: creds.accessKeyId,
         // The secret parts leave this activity only sealed to the requesting API's key.
-        ...(input.sealTo ? { sealed: await sealJson(input.sealTo, secret) } : { secretAccessKey: secret.secret_access_key, sessionToken: secret.session_token }),
+        ...(input.sealTo
+          ? { sealed: await sealJson(input.sealTo, secret) }
+          : { secretAccessKey: secret.secret_access_key, sessionToken: secret.session_token }),
         expiration: creds.expiration,
         kid: signed.kid,
         jwtHash: signed.jwtHash,

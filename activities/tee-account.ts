@@ -38,19 +38,32 @@ export function createTeeActivities(deps: ActivityDeps) {
         throw e;
       }
       if (derived !== input.omniAccount) throw ApplicationFailure.nonRetryable('userId does not derive to this account', FailureType.forbidden);
-      const identity = input.identity.type === 'evm' || input.identity.type === 'email' ? { ...input.identity, value: input.identity.value.toLowerCase() } : input.identity;
+      const identity =
+        input.identity.type === 'evm' || input.identity.type === 'email' ? { ...input.identity, value: input.identity.value.toLowerCase() } : input.identity;
       try {
         return await withTransaction(deps.db, async (tx) => {
           const user = await upsertUserOnLogin(tx, { clientId: input.clientId, omniAccount: input.omniAccount, identity });
           if (identity.type === 'evm') await recordMainWallet(tx, input.omniAccount, identity.value.startsWith('0x') ? identity.value : `0x${identity.value}`);
-          await recordTeeLogin(tx, { tokenDigest: input.tokenDigest, omniAccount: input.omniAccount, clientId: input.clientId, userId: user.userId, clientAuth: input.clientAuth });
+          await recordTeeLogin(tx, {
+            tokenDigest: input.tokenDigest,
+            omniAccount: input.omniAccount,
+            clientId: input.clientId,
+            userId: user.userId,
+            clientAuth: input.clientAuth,
+          });
           await appendAudit(tx, {
             event: 'tee.post_heima_login',
             outcome: 'ok',
             omniAccount: input.omniAccount,
             requestId: input.requestId,
             idemKey: `tee.post_heima_login:${input.tokenDigest}`,
-            details: { user_id: user.userId, first_login: user.created, client_id: input.clientId, identity_type: identity.type, token_digest: input.tokenDigest.slice(0, 32) },
+            details: {
+              user_id: user.userId,
+              first_login: user.created,
+              client_id: input.clientId,
+              identity_type: identity.type,
+              token_digest: input.tokenDigest.slice(0, 32),
+            },
           });
           return { user_id: user.userId, first_login: user.created };
         });
@@ -85,10 +98,16 @@ export function createTeeActivities(deps: ActivityDeps) {
         throw retryableDbFailure('the wallet slot', e);
       }
       if (slot.outcome === 'key_reused') {
-        throw ApplicationFailure.nonRetryable(`this Idempotency-Key was already used for another add_wallet request (${walletRequestText(slot.requested)}); use a new key`, FailureType.conflict);
+        throw ApplicationFailure.nonRetryable(
+          `this Idempotency-Key was already used for another add_wallet request (${walletRequestText(slot.requested)}); use a new key`,
+          FailureType.conflict,
+        );
       }
       if (slot.outcome === 'full') {
-        throw ApplicationFailure.nonRetryable(`this account already holds ${slot.slots} wallet slots, the most allowed (BROKER_WALLET_SLOTS_MAX = ${maxSlots})`, FailureType.conflict);
+        throw ApplicationFailure.nonRetryable(
+          `this account already holds ${slot.slots} wallet slots, the most allowed (BROKER_WALLET_SLOTS_MAX = ${maxSlots})`,
+          FailureType.conflict,
+        );
       }
       return { wallet_index: slot.walletIndex, created: slot.created };
     },

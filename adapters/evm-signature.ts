@@ -78,9 +78,7 @@ export function contractReplayKey(address: string, message: string): string {
   return sha256Hex(`erc1271:${address.toLowerCase()}:${hashMessage(message)}`);
 }
 
-export type WalletSignatureCheck =
-  | { valid: true; via: 'ecrecover' | 'erc1271'; replayKey: string }
-  | { valid: false; malformed: boolean; reason: string };
+export type WalletSignatureCheck = { valid: true; via: 'ecrecover' | 'erc1271'; replayKey: string } | { valid: false; malformed: boolean; reason: string };
 
 export interface WalletSignatureInput {
   /** Lower-case 0x address that claims to have signed. */

@@ -44,7 +44,11 @@ function classify(e: unknown, step: string): GoogleProviderError {
     return new GoogleProviderError(`the provider refused the sign-in: ${e.error}`, false, e.error === 'access_denied' ? 'access_denied' : 'provider_refused');
   }
   if (e instanceof oidc.ResponseBodyError) {
-    return new GoogleProviderError(`${step}: the provider answered ${e.status} ${e.error}`, e.status >= 500, e.status >= 500 ? 'provider_unavailable' : 'provider_refused');
+    return new GoogleProviderError(
+      `${step}: the provider answered ${e.status} ${e.error}`,
+      e.status >= 500,
+      e.status >= 500 ? 'provider_unavailable' : 'provider_refused',
+    );
   }
   const err = e as { name?: string; code?: string; message?: string; cause?: unknown };
   if (err?.code === 'OAUTH_TIMEOUT' || err?.name === 'TimeoutError' || err?.name === 'AbortError') {

@@ -82,7 +82,10 @@ export async function parseOidcKeyset(text: string, path: string): Promise<OidcK
     const single = await signingKeyFromJwk(doc as JWK).catch((e: Error) => {
       throw new OidcKeysetError(`OIDC key ${path}: ${e.message}`);
     });
-    return { active: single, entries: [{ jwk: { ...(doc as JWK), kid: single.kid }, created_at: new Date(0).toISOString(), retired_at: null, drop_after: null }] };
+    return {
+      active: single,
+      entries: [{ jwk: { ...(doc as JWK), kid: single.kid }, created_at: new Date(0).toISOString(), retired_at: null, drop_after: null }],
+    };
   }
   const file = doc as OidcKeysetFile;
   if (file?.version !== 1 || typeof file.active_kid !== 'string' || !Array.isArray(file.keys) || !file.keys.every(isEntry)) {

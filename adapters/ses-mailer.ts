@@ -33,9 +33,7 @@ export class SesMailer implements Mailer {
     this.client = new SESv2Client({
       region: opts.region,
       maxAttempts: 1,
-      ...(opts.endpoint
-        ? { endpoint: opts.endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }
-        : {}),
+      ...(opts.endpoint ? { endpoint: opts.endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
     });
   }
 

@@ -18,7 +18,10 @@ export interface StaticAwsCredentials {
 
 const REQUEST_TIMEOUTS = { connectionTimeout: 3000, requestTimeout: 8000 };
 
-export function createStsClient(config: Pick<Config, 'AWS_REGION' | 'BROKER_STS_ENDPOINT'>, opts: { credentials?: StaticAwsCredentials; maxAttempts?: number } = {}): STSClient {
+export function createStsClient(
+  config: Pick<Config, 'AWS_REGION' | 'BROKER_STS_ENDPOINT'>,
+  opts: { credentials?: StaticAwsCredentials; maxAttempts?: number } = {},
+): STSClient {
   return new STSClient({
     region: config.AWS_REGION,
     maxAttempts: opts.maxAttempts ?? 1,
@@ -109,7 +112,8 @@ export function classifyStsError(e: unknown, ctx: { roleArn: string; issuer: str
     const code = CODE_BY_EXCEPTION[e.name] ?? e.name;
     const said = trimmed(e.message);
     const status = e.$metadata?.httpStatusCode ?? 0;
-    if (THROTTLING_CODES.has(code)) return { code, retryable: true, message: `STS is throttling AssumeRoleWithWebIdentity (${code}: ${said}); try again shortly` };
+    if (THROTTLING_CODES.has(code))
+      return { code, retryable: true, message: `STS is throttling AssumeRoleWithWebIdentity (${code}: ${said}); try again shortly` };
     switch (code) {
       case 'InvalidIdentityToken':
         return {
@@ -120,9 +124,17 @@ export function classifyStsError(e: unknown, ctx: { roleArn: string; issuer: str
       case 'ExpiredTokenException':
         return { code, retryable: false, message: `STS says the broker's OIDC token has expired (ExpiredTokenException: ${said}); check the broker's clock` };
       case 'AccessDenied':
-        return { code, retryable: false, message: `STS denied AssumeRoleWithWebIdentity on ${ctx.roleArn} (AccessDenied: ${said}); check the role's trust policy for ${ctx.issuer}` };
+        return {
+          code,
+          retryable: false,
+          message: `STS denied AssumeRoleWithWebIdentity on ${ctx.roleArn} (AccessDenied: ${said}); check the role's trust policy for ${ctx.issuer}`,
+        };
       case 'IDPCommunicationError':
-        return { code, retryable: false, message: `STS could not reach the broker's OIDC issuer ${ctx.issuer} to verify the token (IDPCommunicationError: ${said})` };
+        return {
+          code,
+          retryable: false,
+          message: `STS could not reach the broker's OIDC issuer ${ctx.issuer} to verify the token (IDPCommunicationError: ${said})`,
+        };
       case 'IDPRejectedClaim':
         return { code, retryable: false, message: `STS rejected a claim of the broker's OIDC token (IDPRejectedClaim: ${said})` };
       default:

@@ -1,6 +1,15 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { calculateJwkThumbprint, createRemoteJWKSet, decodeProtectedHeader, errors, jwtVerify, type CryptoKey, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import {
+  calculateJwkThumbprint,
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  errors,
+  jwtVerify,
+  type CryptoKey,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
 import type { ReadinessCheck } from '../lib/readiness';
 import type { Config } from '../lib/config';
 import { OMNI_ACCOUNT_RE } from '../lib/omni';
@@ -78,7 +87,11 @@ function byteListOf(text: string): string | undefined {
 }
 
 function fromByteList(list: string, what: string): KeyObject {
-  const numbers = list.replace(/[[\]\s]/g, '').replace(/,$/, '').split(',').map(Number);
+  const numbers = list
+    .replace(/[[\]\s]/g, '')
+    .replace(/,$/, '')
+    .split(',')
+    .map(Number);
   if (numbers.some((n) => !Number.isInteger(n) || n < 0 || n > 255)) throw new TeeKeyError(`${what} is a byte list with a value outside 0-255`);
   return fromDer(Buffer.from(numbers), what, 'a byte list');
 }
@@ -200,7 +213,8 @@ async function verifyWith(token: string, key: KeyObject | JWTVerifyGetKey, opts:
   } catch (e) {
     if (e instanceof TeeTokenError) throw e;
     if (e instanceof errors.JWTExpired) throw new TeeTokenError('token expired');
-    if (e instanceof errors.JWTClaimValidationFailed) throw new TeeTokenError(`claim ${e.claim} ${e.reason === 'check_failed' ? 'has the wrong value' : e.reason}`);
+    if (e instanceof errors.JWTClaimValidationFailed)
+      throw new TeeTokenError(`claim ${e.claim} ${e.reason === 'check_failed' ? 'has the wrong value' : e.reason}`);
     if (e instanceof errors.JOSEAlgNotAllowed) throw new TeeTokenError('algorithm not allowed (RS256 only)');
     if (e instanceof errors.JWKSNoMatchingKey) throw new TeeTokenError('no trusted key matches the token (unknown kid)');
     if (e instanceof errors.JWSSignatureVerificationFailed) throw new TeeTokenError('signature verification failed');

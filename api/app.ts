@@ -46,7 +46,9 @@ function trustProxyOption(setting: TrustProxy): false | string[] | ((address: st
 /** The broker's HTTP surface: shared plugins first, then one plugin per surface. */
 export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: opts.logStream ? { ...(loggerOptions(opts.logLevel ?? deps.config.LOG_LEVEL) as object), stream: opts.logStream } : loggerOptions(opts.logLevel ?? deps.config.LOG_LEVEL),
+    logger: opts.logStream
+      ? { ...(loggerOptions(opts.logLevel ?? deps.config.LOG_LEVEL) as object), stream: opts.logStream }
+      : loggerOptions(opts.logLevel ?? deps.config.LOG_LEVEL),
     bodyLimit: deps.config.BROKER_BODY_LIMIT_BYTES,
     // request.ip (rate limits, the TEE callback allow-list, logs) is the TCP peer unless the peer is
     // a load balancer named in BROKER_TRUST_PROXY; then it is the address that balancer saw.
@@ -64,7 +66,13 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
     // wire error shape too, without echoing the URL back (Fastify's default does both otherwise).
     frameworkErrors: (err, _request, reply: FastifyReply) => {
       const status = err.statusCode ?? 400;
-      void reply.code(status).send(status >= 500 ? { error: 'internal', message: 'internal error' } : { error: 'bad_request', message: err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is too long' : 'the URL is malformed' });
+      void reply
+        .code(status)
+        .send(
+          status >= 500
+            ? { error: 'internal', message: 'internal error' }
+            : { error: 'bad_request', message: err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is too long' : 'the URL is malformed' },
+        );
     },
   });
   app.setValidatorCompiler(validatorCompiler);

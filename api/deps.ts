@@ -16,7 +16,6 @@ export interface CapturedMail {
   received_at: string;
 }
 
-
 /** Everything the API needs; built by api/main.ts, the stack runner or a test. */
 export interface ApiDeps {
   config: Config;

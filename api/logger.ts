@@ -42,7 +42,17 @@ export function loggerOptions(level: string): FastifyServerOptions['logger'] {
   return {
     level,
     redact: {
-      paths: ['req.headers.authorization', 'headers.authorization', '*.token', '*.code', '*.secret_access_key', '*.session_token', '*.signature', '*.jwt', '*.email'],
+      paths: [
+        'req.headers.authorization',
+        'headers.authorization',
+        '*.token',
+        '*.code',
+        '*.secret_access_key',
+        '*.session_token',
+        '*.signature',
+        '*.jwt',
+        '*.email',
+      ],
       censor: '[redacted]',
     },
     serializers: {

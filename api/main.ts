@@ -12,7 +12,8 @@ import { startApi } from './start';
 async function main(): Promise<void> {
   const config = loadConfig();
   if (!config.DATABASE_URL) throw new ConfigError('DATABASE_URL is not set: point it at Postgres (or run the whole local stack with `npm start`)');
-  if (!config.TEMPORAL_ADDRESS) throw new ConfigError('TEMPORAL_ADDRESS is not set: point it at a Temporal frontend (or run the whole local stack with `npm start`)');
+  if (!config.TEMPORAL_ADDRESS)
+    throw new ConfigError('TEMPORAL_ADDRESS is not set: point it at a Temporal frontend (or run the whole local stack with `npm start`)');
   const secrets = await resolveSecrets(config);
   const db = createPool(config.DATABASE_URL, config.BROKER_DB_POOL_MAX);
   await migrate(db);

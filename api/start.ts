@@ -16,12 +16,17 @@ export interface RunningApi {
  * Connects the Temporal client (or uses `temporal`, e.g. one on an in-process worker's
  * NativeConnection, whose connection the caller keeps and closes), builds the app and listens.
  */
-export async function startApi(deps: Omit<ApiDeps, 'temporal'> & { address: string; temporal?: Client; logStream?: BuildAppOptions['logStream'] }): Promise<RunningApi> {
+export async function startApi(
+  deps: Omit<ApiDeps, 'temporal'> & { address: string; temporal?: Client; logStream?: BuildAppOptions['logStream'] },
+): Promise<RunningApi> {
   const { address, logStream, temporal: given, ...rest } = deps;
   // Throws at boot when a configured TEE key is unusable; undefined when none is configured.
   const teeVerifier = rest.teeVerifier ?? (await createTeeVerifierFromConfig(deps.config, { now: rest.now }));
   const temporal = given ?? (await connectTemporalClient(deps.config, deps.secrets, address));
-  const app = await buildApp({ ...rest, temporal, teeVerifier, readiness: { tee_key: teeKeyReadiness(teeVerifier), ...rest.readiness } }, logStream ? { logStream } : {});
+  const app = await buildApp(
+    { ...rest, temporal, teeVerifier, readiness: { tee_key: teeKeyReadiness(teeVerifier), ...rest.readiness } },
+    logStream ? { logStream } : {},
+  );
   const url = await app.listen({ host: deps.config.HOST, port: deps.config.PORT });
   return {
     app,

@@ -46,7 +46,9 @@ async function main(): Promise<void> {
   console.log(`ecrecover of a personal_sign signature over the stateless login message; active backend: ${SECP256K1_BACKEND}`);
   const cases = await makeCases(n);
   const recover = (backend: Secp256k1Backend) => (c: Case) => recoverSigner(personalMessageDigest(c.message), parseEoaSignature(c.signature), backend);
-  const viem = await time('viem recoverMessageAddress', cases, async (c) => (await recoverMessageAddress({ message: c.message, signature: c.signature })).toLowerCase());
+  const viem = await time('viem recoverMessageAddress', cases, async (c) =>
+    (await recoverMessageAddress({ message: c.message, signature: c.signature })).toLowerCase(),
+  );
   const js = await time("recoverSigner 'js' (fallback)", cases, recover('js'));
   const native = SECP256K1_BACKEND === 'native' ? await time("recoverSigner 'native' (libsecp256k1)", cases, recover('native')) : Number.NaN;
   const verifier = createEvmSignatureVerifier();
@@ -54,7 +56,9 @@ async function main(): Promise<void> {
     const r = await verifier.verify(c);
     return r.valid ? c.address : 'invalid';
   });
-  console.log(`\nnative is ${(viem / native).toFixed(1)}x faster than viem's path and ${(js / native).toFixed(1)}x faster than the js fallback; full broker check ${full.toFixed(1)} µs`);
+  console.log(
+    `\nnative is ${(viem / native).toFixed(1)}x faster than viem's path and ${(js / native).toFixed(1)}x faster than the js fallback; full broker check ${full.toFixed(1)} µs`,
+  );
 }
 
 runBench(main);

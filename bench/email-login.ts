@@ -13,7 +13,6 @@ import { codeFromMail, devMail, submitCode, uniqueEmail } from '../test/email-lo
 import { startStack, type TestStack } from '../test/harness';
 import { runBench, summary } from './latency';
 
-
 interface Sample {
   emailCode: number;
   emailLogin: number;
@@ -36,7 +35,6 @@ async function oneLogin(stack: TestStack, i: number): Promise<Sample> {
   return { emailCode: t1 - t0, emailLogin: t3 - t2, roundTrip: t3 - t0 };
 }
 
-
 async function main(): Promise<void> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const n = Number(process.argv[2] ?? 100);
@@ -50,9 +48,24 @@ async function main(): Promise<void> {
     for (let i = 0; i < n; i++) samples.push(await oneLogin(stack, i));
     const wall = (performance.now() - t0) / 1000;
     console.log(`email-code login, ${n} sequential logins (after ${warmup} warm-up), ${wall.toFixed(1)} s, ${(n / wall).toFixed(1)} logins/s`);
-    console.log(summary('POST email_code (202)', samples.map((s) => s.emailCode)));
-    console.log(summary('POST email_login (200)', samples.map((s) => s.emailLogin)));
-    console.log(summary('full round trip', samples.map((s) => s.roundTrip)));
+    console.log(
+      summary(
+        'POST email_code (202)',
+        samples.map((s) => s.emailCode),
+      ),
+    );
+    console.log(
+      summary(
+        'POST email_login (200)',
+        samples.map((s) => s.emailLogin),
+      ),
+    );
+    console.log(
+      summary(
+        'full round trip',
+        samples.map((s) => s.roundTrip),
+      ),
+    );
   } finally {
     await stack.stop();
   }

@@ -46,9 +46,24 @@ async function main(): Promise<void> {
     for (let i = 0; i < n; i++) samples.push(await oneLogin(g, i));
     const wall = (performance.now() - t0) / 1000;
     console.log(`Google login (CLI form), ${n} sequential sign-ins (after ${warmup} warm-up), ${wall.toFixed(1)} s`);
-    console.log(summary('POST google_oauth_login (200)', samples.map((s) => s.start)));
-    console.log(summary('GET google_oauth_callback (200)', samples.map((s) => s.callback)));
-    console.log(summary('callback → session (callback + poll)', samples.map((s) => s.callbackToSession)));
+    console.log(
+      summary(
+        'POST google_oauth_login (200)',
+        samples.map((s) => s.start),
+      ),
+    );
+    console.log(
+      summary(
+        'GET google_oauth_callback (200)',
+        samples.map((s) => s.callback),
+      ),
+    );
+    console.log(
+      summary(
+        'callback → session (callback + poll)',
+        samples.map((s) => s.callbackToSession),
+      ),
+    );
   } finally {
     await g.stop();
   }

@@ -13,8 +13,6 @@ import { startStack, type TestStack } from '../test/harness';
 import { walletLogin } from '../test/mint-client';
 import { runBench, summary } from './latency';
 
-
-
 async function timedMint(stack: TestStack, path: string, token: string): Promise<number> {
   const t0 = performance.now();
   const res = await stack.request('POST', path, { token });

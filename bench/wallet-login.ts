@@ -18,8 +18,6 @@ import { buildStatelessWalletMessage } from '../lib/wallet-message';
 import { startStack, type TestStack } from '../test/harness';
 import { runBench, summary } from './latency';
 
-
-
 async function statelessBodies(n: number): Promise<{ address: string; signature: Hex; timestamp: number }[]> {
   const t = Math.floor(Date.now() / 1000);
   return Promise.all(
@@ -75,7 +73,12 @@ async function main(): Promise<void> {
     }
     console.log(summary('SIWE wallet_challenge', challenges));
     console.log(summary('SIWE wallet_login {request_id}', logins));
-    console.log(summary('SIWE both calls', challenges.map((c, i) => c + (logins[i] ?? 0))));
+    console.log(
+      summary(
+        'SIWE both calls',
+        challenges.map((c, i) => c + (logins[i] ?? 0)),
+      ),
+    );
   } finally {
     await stack.stop();
   }

@@ -35,7 +35,13 @@ export class CliContext {
   static from(cmd: Command): CliContext {
     const o = cmd.optsWithGlobals<GlobalOptions>();
     const env = process.env;
-    return new CliContext(o.brokerUrl ?? env.AGENTKEYS_BROKER_URL, checkProfileName(o.profile ?? env.AGENTKEYS_PROFILE ?? 'default'), o.json === true, env, o.showToken === true);
+    return new CliContext(
+      o.brokerUrl ?? env.AGENTKEYS_BROKER_URL,
+      checkProfileName(o.profile ?? env.AGENTKEYS_PROFILE ?? 'default'),
+      o.json === true,
+      env,
+      o.showToken === true,
+    );
   }
 
   store(): Promise<SessionStore> {
@@ -55,7 +61,8 @@ export class CliContext {
   async session(): Promise<ProfileSession> {
     const s = await (await this.store()).load(this.profile);
     if (!s) throw new NotLoggedInError(`profile "${this.profile}" is not logged in: run agentkeys init`);
-    if (s.expires_at * 1000 <= Date.now()) throw new NotLoggedInError(`the session of profile "${this.profile}" expired at ${new Date(s.expires_at * 1000).toISOString()}: run agentkeys init`);
+    if (s.expires_at * 1000 <= Date.now())
+      throw new NotLoggedInError(`the session of profile "${this.profile}" expired at ${new Date(s.expires_at * 1000).toISOString()}: run agentkeys init`);
     return s;
   }
 

@@ -45,7 +45,8 @@ export interface SessionStore {
 
 const PROFILE_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 export function checkProfileName(profile: string): string {
-  if (!PROFILE_RE.test(profile) || profile.startsWith('.')) throw new UsageError(`profile name "${profile}" must be 1–64 of A-Z a-z 0-9 _ . - (not starting with a dot)`);
+  if (!PROFILE_RE.test(profile) || profile.startsWith('.'))
+    throw new UsageError(`profile name "${profile}" must be 1–64 of A-Z a-z 0-9 _ . - (not starting with a dot)`);
   return profile;
 }
 
@@ -139,6 +140,7 @@ export async function openSessionStore(env: NodeJS.ProcessEnv = process.env): Pr
   if (forced === 'file') return new FileSessionStore();
   const Entry = await probeKeychain();
   if (Entry) return new KeychainSessionStore(Entry);
-  if (forced === 'keychain') throw new CliError('AGENTKEYS_SESSION_STORE=keychain, but no OS keychain answers here (on Linux: a Secret Service such as gnome-keyring)');
+  if (forced === 'keychain')
+    throw new CliError('AGENTKEYS_SESSION_STORE=keychain, but no OS keychain answers here (on Linux: a Secret Service such as gnome-keyring)');
   return new FileSessionStore();
 }

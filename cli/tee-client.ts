@@ -65,6 +65,7 @@ export async function teeLogin(url: string, m: TeeLoginMethod): Promise<TeeLogin
     userAuth = { type: 'evm', value: await m.sign(JSON.stringify(message)) };
   }
   const login = await rpc<UserLoginResult>(url, 'omni_userLogin', { user_id: userId, user_auth: userAuth, client_id: CLIENT_ID, client_auth: null });
-  if (login.backend_response?.code !== 10000) throw new CliError(`the broker refused the TEE's login callback: ${login.backend_response?.message ?? 'no answer'}`);
+  if (login.backend_response?.code !== 10000)
+    throw new CliError(`the broker refused the TEE's login callback: ${login.backend_response?.message ?? 'no answer'}`);
   return { accessToken: login.access_token, expiresAt: expOf(login.access_token) };
 }

@@ -34,7 +34,8 @@ export async function loadWalletAccount(o: WalletKeyOptions, keystorePassword: (
   if (o.privateKeyFile) {
     const text = await readSecretFile(o.privateKeyFile, 'private key');
     const hex = text.startsWith('0x') ? text : `0x${text}`;
-    if (!/^0x[0-9a-fA-F]{64}$/.test(hex)) throw new CliError(`${o.privateKeyFile} is not a private key: expected 64 hex digits (optionally 0x-prefixed) and nothing else`);
+    if (!/^0x[0-9a-fA-F]{64}$/.test(hex))
+      throw new CliError(`${o.privateKeyFile} is not a private key: expected 64 hex digits (optionally 0x-prefixed) and nothing else`);
     try {
       return privateKeyToAccount(hex as `0x${string}`);
     } catch {

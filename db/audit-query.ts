@@ -22,8 +22,7 @@ export async function listAuditForAccount(q: Queryable, omniAccount: string, opt
 }
 
 export type AuditChainVerdict =
-  | { ok: true; rows: number; headSeq: string | null; headHash: string }
-  | { ok: false; rows: number; brokenSeq: string; reason: string };
+  { ok: true; rows: number; headSeq: string | null; headHash: string } | { ok: false; rows: number; brokenSeq: string; reason: string };
 
 /**
  * Walks the whole chain in seq order and names the first broken link: a gap or reorder in seq,
@@ -46,7 +45,12 @@ export async function verifyAuditChain(q: Queryable, opts: { batchSize?: number 
       }
       const computed = auditRowHash(row);
       if (computed !== row.hash) {
-        return { ok: false, rows, brokenSeq: row.seq, reason: `its content does not match its hash (stored ${row.hash}, computed ${computed}): the row was altered` };
+        return {
+          ok: false,
+          rows,
+          brokenSeq: row.seq,
+          reason: `its content does not match its hash (stored ${row.hash}, computed ${computed}): the row was altered`,
+        };
       }
       prevHash = row.hash;
       headSeq = row.seq;
@@ -81,10 +85,18 @@ export async function checkAuditHeads(q: Queryable, heads: HeadToCheck[], chainH
     const r = await q.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [head.seq]);
     const stored = r.rows[0]?.hash;
     if (stored === undefined) {
-      return { ok: false, head, reason: `the log ends at seq ${chainHeadSeq ?? '(empty)'} but the head signed at ${head.at} (${head.source}) covers seq ${head.seq}: rows were cut` };
+      return {
+        ok: false,
+        head,
+        reason: `the log ends at seq ${chainHeadSeq ?? '(empty)'} but the head signed at ${head.at} (${head.source}) covers seq ${head.seq}: rows were cut`,
+      };
     }
     if (stored !== head.hash) {
-      return { ok: false, head, reason: `row ${head.seq} holds hash ${stored}, but the head signed at ${head.at} (${head.source}) says ${head.hash}: the log was rewritten at or before seq ${head.seq}` };
+      return {
+        ok: false,
+        head,
+        reason: `row ${head.seq} holds hash ${stored}, but the head signed at ${head.at} (${head.source}) says ${head.hash}: the log was rewritten at or before seq ${head.seq}`,
+      };
     }
     if (latestSeq === null || BigInt(head.seq) > BigInt(latestSeq)) latestSeq = head.seq;
   }

@@ -74,7 +74,9 @@ export async function findActiveGrantForAgent(q: Queryable, agentAddress: string
  * refused until it leaves them. Grants it never accepted do not count.
  */
 export async function hasAcceptedGrantForAgent(q: Queryable, agentAddress: string): Promise<boolean> {
-  const r = await q.query('SELECT 1 FROM grants WHERE agent_address = $1 AND accepted_at IS NOT NULL AND left_at IS NULL LIMIT 1', [agentAddress.toLowerCase()]);
+  const r = await q.query('SELECT 1 FROM grants WHERE agent_address = $1 AND accepted_at IS NOT NULL AND left_at IS NULL LIMIT 1', [
+    agentAddress.toLowerCase(),
+  ]);
   return (r.rowCount ?? 0) > 0;
 }
 
@@ -138,7 +140,10 @@ export async function listGrantsOfAccount(q: Queryable, mainAccount: string, lim
 
 /** The grants naming `agentAddress` as their agent (any owner), newest first, every state included, at most `limit`. */
 export async function listGrantsForAgent(q: Queryable, agentAddress: string, limit: number): Promise<GrantRow[]> {
-  const r = await q.query<GrantRow>(`SELECT ${COLUMNS} FROM grants WHERE agent_address = $1 ORDER BY created_at DESC, grant_id LIMIT $2`, [agentAddress.toLowerCase(), limit]);
+  const r = await q.query<GrantRow>(`SELECT ${COLUMNS} FROM grants WHERE agent_address = $1 ORDER BY created_at DESC, grant_id LIMIT $2`, [
+    agentAddress.toLowerCase(),
+    limit,
+  ]);
   return r.rows;
 }
 

@@ -1,13 +1,12 @@
 import type { Queryable } from './pool';
 
-export async function insertSession(
-  q: Queryable,
-  s: { jti: string; omniAccount: string; method: string; expiresAt: Date },
-): Promise<void> {
-  await q.query(
-    `INSERT INTO sessions (jti, omni_account, method, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING`,
-    [s.jti, s.omniAccount, s.method, s.expiresAt],
-  );
+export async function insertSession(q: Queryable, s: { jti: string; omniAccount: string; method: string; expiresAt: Date }): Promise<void> {
+  await q.query(`INSERT INTO sessions (jti, omni_account, method, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING`, [
+    s.jti,
+    s.omniAccount,
+    s.method,
+    s.expiresAt,
+  ]);
 }
 
 /** True when the session exists and has not been revoked (expiry is checked on the token itself). */
@@ -23,10 +22,11 @@ export async function revokeSession(q: Queryable, jti: string): Promise<boolean>
 
 /** Records a logged-out TEE access token by its digest until `expiresAt`; false when it was already revoked. */
 export async function revokeTeeToken(q: Queryable, t: { tokenDigest: string; omniAccount: string; expiresAt: Date }): Promise<boolean> {
-  const r = await q.query(
-    'INSERT INTO revoked_tee_tokens (token_digest, omni_account, expires_at) VALUES ($1, $2, $3) ON CONFLICT (token_digest) DO NOTHING',
-    [t.tokenDigest, t.omniAccount, t.expiresAt],
-  );
+  const r = await q.query('INSERT INTO revoked_tee_tokens (token_digest, omni_account, expires_at) VALUES ($1, $2, $3) ON CONFLICT (token_digest) DO NOTHING', [
+    t.tokenDigest,
+    t.omniAccount,
+    t.expiresAt,
+  ]);
   return (r.rowCount ?? 0) > 0;
 }
 

@@ -37,7 +37,10 @@ export const walletRequestText = (requested: string): string => (requested === '
 
 /** The request recorded under this key, if any (`requested` NULL: written before requests were kept). */
 export async function findWalletRequest(q: Queryable, requestKey: string): Promise<{ requested: string | null; wallet_index: number } | undefined> {
-  const r = await q.query<{ requested: string | null; wallet_index: number }>('SELECT requested, wallet_index FROM tee_wallet_requests WHERE request_key = $1', [requestKey]);
+  const r = await q.query<{ requested: string | null; wallet_index: number }>(
+    'SELECT requested, wallet_index FROM tee_wallet_requests WHERE request_key = $1',
+    [requestKey],
+  );
   return r.rows[0];
 }
 
@@ -63,7 +66,10 @@ export async function recordWalletSlot(
   w: { requestKey: string; omniAccount: string; walletIndex?: number; maxSlots: number },
 ): Promise<WalletSlotOutcome> {
   await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('wallets:' || $1, 0))`, [w.omniAccount]);
-  const seen = await tx.query<{ wallet_index: number; requested: string | null }>('SELECT wallet_index, requested FROM tee_wallet_requests WHERE request_key = $1', [w.requestKey]);
+  const seen = await tx.query<{ wallet_index: number; requested: string | null }>(
+    'SELECT wallet_index, requested FROM tee_wallet_requests WHERE request_key = $1',
+    [w.requestKey],
+  );
   const earlier = seen.rows[0];
   if (earlier) {
     if (earlier.requested !== null && earlier.requested !== requestedSlot(w.walletIndex)) return { outcome: 'key_reused', requested: earlier.requested };

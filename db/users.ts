@@ -45,7 +45,10 @@ export const MAX_LISTED_WALLETS = 1000;
 
 /** The account's wallet slots, lowest index first, at most MAX_LISTED_WALLETS. */
 export async function listWallets(q: Queryable, omniAccount: string): Promise<WalletRow[]> {
-  const r = await q.query<WalletRow>('SELECT wallet_index, address, role FROM wallets WHERE omni_account = $1 ORDER BY wallet_index LIMIT $2', [omniAccount, MAX_LISTED_WALLETS]);
+  const r = await q.query<WalletRow>('SELECT wallet_index, address, role FROM wallets WHERE omni_account = $1 ORDER BY wallet_index LIMIT $2', [
+    omniAccount,
+    MAX_LISTED_WALLETS,
+  ]);
   return r.rows;
 }
 

@@ -27,7 +27,9 @@ export class AuditHeadError extends AgentKeysError {
 }
 
 export async function signAuditHead(key: SigningKey, statement: AuditHeadStatement): Promise<string> {
-  return new CompactSign(new TextEncoder().encode(canonicalJson(statement))).setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: AUDIT_HEAD_TYP }).sign(key.privateKey);
+  return new CompactSign(new TextEncoder().encode(canonicalJson(statement)))
+    .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: AUDIT_HEAD_TYP })
+    .sign(key.privateKey);
 }
 
 /** Verifies a head against the audit keys (a JWKS) and returns its statement; AuditHeadError says why not. */

@@ -55,7 +55,12 @@ function isPlain(v: unknown): v is string | number | boolean | null {
 }
 
 /** Applies `rules` to the fields of `value` (an object); an unknown field is digested, a bad name dropped. */
-function keepFields(secret: Uint8Array, scope: string, value: Record<string, unknown>, rules: Readonly<Record<string, FieldRule>>): Record<string, ClientAuthJson> {
+function keepFields(
+  secret: Uint8Array,
+  scope: string,
+  value: Record<string, unknown>,
+  rules: Readonly<Record<string, FieldRule>>,
+): Record<string, ClientAuthJson> {
   const digest = (name: string, v: unknown): string => `hmac:${hmacHex(secret, 'client-auth', scope, name, JSON.stringify(v) ?? 'null').slice(0, 32)}`;
   const out: Record<string, ClientAuthJson> = {};
   for (const [name, v] of Object.entries(value)) {

@@ -7,9 +7,7 @@ import { AgentKeysError } from './errors';
  * Every variable is documented in docs/configuration.md; keep the two in step.
  */
 
-const bool = z
-  .enum(['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'])
-  .transform((v) => ['1', 'true', 'yes', 'on'].includes(v));
+const bool = z.enum(['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off']).transform((v) => ['1', 'true', 'yes', 'on'].includes(v));
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const optionalString = z
@@ -52,10 +50,16 @@ const trustProxy = z
       if (hops > 10) ctx.addIssue({ code: 'custom', message: 'a hop count of at most 10' });
       return hops;
     }
-    const entries = text.split(',').map((s) => s.trim()).filter(Boolean);
+    const entries = text
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     const bad = entries.filter((e) => !isAddressOrCidr(e));
     if (bad.length > 0) {
-      ctx.addIssue({ code: 'custom', message: `not an address or CIDR: ${bad.join(', ')} (comma-separated CIDRs, loopback/linklocal/uniquelocal, or a hop count)` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `not an address or CIDR: ${bad.join(', ')} (comma-separated CIDRs, loopback/linklocal/uniquelocal, or a hop count)`,
+      });
       return z.NEVER;
     }
     return entries;
@@ -203,14 +207,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const publicUrl = (e.BROKER_PUBLIC_URL ?? `http://${e.HOST.includes(':') ? `[${e.HOST}]` : e.HOST}:${e.PORT}`).replace(/\/+$/, '');
   const googleRedirectUri = e.BROKER_GOOGLE_REDIRECT_URI ?? `${publicUrl}/v1/session/google_oauth_callback`;
   const googleReturnOrigins: string[] = [];
-  for (const entry of e.BROKER_GOOGLE_RETURN_ORIGINS.split(',').map((x) => x.trim()).filter(Boolean)) {
+  for (const entry of e.BROKER_GOOGLE_RETURN_ORIGINS.split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     let origin: string | undefined;
     try {
       origin = new URL(entry).origin;
     } catch {
       origin = undefined;
     }
-    if (!origin || origin === 'null' || origin !== entry.replace(/\/+$/, '')) throw new ConfigError(`invalid configuration:\n  BROKER_GOOGLE_RETURN_ORIGINS: "${entry}" is not an origin (scheme://host[:port])`);
+    if (!origin || origin === 'null' || origin !== entry.replace(/\/+$/, ''))
+      throw new ConfigError(`invalid configuration:\n  BROKER_GOOGLE_RETURN_ORIGINS: "${entry}" is not an origin (scheme://host[:port])`);
     googleReturnOrigins.push(origin);
   }
   if (isProduction) {
@@ -222,7 +229,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (!e.BROKER_SESSION_KEY_PATH) problems.push('BROKER_SESSION_KEY_PATH is required in production (generate one with `npm run keygen`)');
     if (!e.BROKER_AUDIT_KEY_PATH) problems.push('BROKER_AUDIT_KEY_PATH is required in production (generate one with `npm run keygen -- audit --out FILE`)');
     if (!e.TEMPORAL_ADDRESS) problems.push('TEMPORAL_ADDRESS is required in production');
-    if (e.BROKER_GOOGLE_CLIENT_ID && !e.BROKER_GOOGLE_CLIENT_SECRET && !e.BROKER_GOOGLE_CLIENT_SECRET_PATH) problems.push('BROKER_GOOGLE_CLIENT_SECRET or BROKER_GOOGLE_CLIENT_SECRET_PATH is required with BROKER_GOOGLE_CLIENT_ID');
+    if (e.BROKER_GOOGLE_CLIENT_ID && !e.BROKER_GOOGLE_CLIENT_SECRET && !e.BROKER_GOOGLE_CLIENT_SECRET_PATH)
+      problems.push('BROKER_GOOGLE_CLIENT_SECRET or BROKER_GOOGLE_CLIENT_SECRET_PATH is required with BROKER_GOOGLE_CLIENT_ID');
     if (e.BROKER_GOOGLE_CLIENT_ID && new URL(e.BROKER_GOOGLE_ISSUER).protocol !== 'https:') problems.push('BROKER_GOOGLE_ISSUER must be https in production');
     if (problems.length > 0) throw new ConfigError(`refusing to start in production:\n  ${problems.join('\n  ')}`);
   }

@@ -35,7 +35,9 @@ export function decideEmailSend(sentAtMs: readonly number[], nowMs: number, poli
 
 /** The refusal message of a decision (the same from the API and from the flow). */
 export function emailSendRefusalMessage(reason: 'cooldown' | 'budget'): string {
-  return reason === 'cooldown' ? 'a code was sent to this address moments ago; wait before asking again' : 'too many codes were sent to this address; try again later';
+  return reason === 'cooldown'
+    ? 'a code was sent to this address moments ago; wait before asking again'
+    : 'too many codes were sent to this address; try again later';
 }
 
 function secondsFrom(nowMs: number, atMs: number): number {

@@ -42,7 +42,10 @@ export const grantScopeSchema = z
       .min(1, 'scope.services must name at least one service (omit it for all services)')
       .max(MAX_SCOPE_SERVICES, `scope.services: at most ${MAX_SCOPE_SERVICES} services`)
       .refine(unique, 'scope.services has a duplicate entry')
-      .refine((s) => s.join(' ').length <= MAX_SCOPE_TAG_LENGTH, `scope.services joined by spaces must fit ${MAX_SCOPE_TAG_LENGTH} characters (an AWS session tag)`)
+      .refine(
+        (s) => s.join(' ').length <= MAX_SCOPE_TAG_LENGTH,
+        `scope.services joined by spaces must fit ${MAX_SCOPE_TAG_LENGTH} characters (an AWS session tag)`,
+      )
       .optional(),
     roles: z
       .array(z.string().regex(ROLE_ARN_RE, 'scope.roles entries are IAM role ARNs (arn:aws:iam::<12-digit account>:role/<name>)'))

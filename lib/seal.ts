@@ -45,15 +45,16 @@ export async function sealJson(to: SealPublicJwk, value: unknown): Promise<strin
     throw new SealError('the seal key is not an EC P-256 public JWK');
   }
   const key = await importJWK({ kty: to.kty, crv: to.crv, x: to.x, y: to.y } satisfies JWK, SEAL_ALG);
-  return new CompactEncrypt(new TextEncoder().encode(JSON.stringify(value)))
-    .setProtectedHeader({ alg: SEAL_ALG, enc: SEAL_ENC, cty: SEAL_CTY })
-    .encrypt(key);
+  return new CompactEncrypt(new TextEncoder().encode(JSON.stringify(value))).setProtectedHeader({ alg: SEAL_ALG, enc: SEAL_ENC, cty: SEAL_CTY }).encrypt(key);
 }
 
 /** Decrypts what sealJson made for this key pair. */
 export async function unsealJson<T>(privateKey: CryptoKey, jwe: string): Promise<T> {
   try {
-    const { plaintext, protectedHeader } = await compactDecrypt(jwe, privateKey, { keyManagementAlgorithms: [SEAL_ALG], contentEncryptionAlgorithms: [SEAL_ENC] });
+    const { plaintext, protectedHeader } = await compactDecrypt(jwe, privateKey, {
+      keyManagementAlgorithms: [SEAL_ALG],
+      contentEncryptionAlgorithms: [SEAL_ENC],
+    });
     if (protectedHeader.cty !== SEAL_CTY) throw new SealError(`unexpected content type ${String(protectedHeader.cty)}`);
     return JSON.parse(new TextDecoder().decode(plaintext)) as T;
   } catch (e) {

@@ -137,7 +137,20 @@ export function parseSiweMessage(text: string): SiweFields {
   ] as const) {
     if (value !== undefined && (!RFC3339_RE.test(value) || Number.isNaN(Date.parse(value)))) throw new WalletMessageError(`${name} is not an RFC 3339 time`);
   }
-  return { domain: header[1], address, statement, uri, version, chainId: Number(chainIdText), nonce, issuedAt, expirationTime, notBefore, requestId, resources };
+  return {
+    domain: header[1],
+    address,
+    statement,
+    uri,
+    version,
+    chainId: Number(chainIdText),
+    nonce,
+    issuedAt,
+    expirationTime,
+    notBefore,
+    requestId,
+    resources,
+  };
 }
 
 /** What the broker issued and expects back in a SIWE message. */

@@ -60,7 +60,10 @@ async function main(argv: string[]): Promise<number> {
     }
     const keys = await auditKeys(config, args.keys);
     const heads: HeadToCheck[] = [];
-    const sources: [string, string][] = [...(await allAuditHeads(db)).map((h): [string, string] => [h.jws, `audit_heads seq ${h.seq}`]), ...args.heads.map((j): [string, string] => [j, '--head'])];
+    const sources: [string, string][] = [
+      ...(await allAuditHeads(db)).map((h): [string, string] => [h.jws, `audit_heads seq ${h.seq}`]),
+      ...args.heads.map((j): [string, string] => [j, '--head']),
+    ];
     for (const [jws, source] of sources) {
       try {
         const s = await verifyAuditHead(jws, keys);

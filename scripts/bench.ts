@@ -339,7 +339,7 @@ async function descendants(root: number): Promise<number[]> {
   }
   const found: number[] = [];
   const seen = new Set([root]);
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const [pid, ppid] of parent) {
       if (!seen.has(pid) && seen.has(ppid)) {
@@ -447,7 +447,11 @@ async function hasDevMailbox(url: string): Promise<boolean> {
 
 /** Whether the broker mints AWS credentials (a data role and an STS to call); one real mint decides. */
 async function canMintAws(url: string, token: string): Promise<boolean> {
-  const res = await fetch(`${url}/v1/mint-aws-creds`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: '{}' });
+  const res = await fetch(`${url}/v1/mint-aws-creds`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: '{}',
+  });
   if (res.status === 200) return true;
   console.log(`[bench] mint-aws-creds skipped: the broker answered ${res.status} (${(await res.text()).slice(0, 200)})`);
   return false;
@@ -500,10 +504,21 @@ function flows({ token, email, aws, tee }: FlowOptions): Record<string, Step[]> 
         expect: 200,
       },
     ],
-    mint_oidc_jwt: [{ name: 'mint-oidc-jwt', method: 'POST', path: () => '/v1/mint-oidc-jwt', headers: { authorization: `Bearer ${token}` }, body: () => '{}', expect: 200 }],
+    mint_oidc_jwt: [
+      { name: 'mint-oidc-jwt', method: 'POST', path: () => '/v1/mint-oidc-jwt', headers: { authorization: `Bearer ${token}` }, body: () => '{}', expect: 200 },
+    ],
   };
   if (aws) {
-    f.mint_aws_creds = [{ name: 'mint-aws-creds (STS stand-in)', method: 'POST', path: () => '/v1/mint-aws-creds', headers: { authorization: `Bearer ${token}` }, body: () => '{}', expect: 200 }];
+    f.mint_aws_creds = [
+      {
+        name: 'mint-aws-creds (STS stand-in)',
+        method: 'POST',
+        path: () => '/v1/mint-aws-creds',
+        headers: { authorization: `Bearer ${token}` },
+        body: () => '{}',
+        expect: 200,
+      },
+    ];
   }
   if (tee) {
     f.post_heima_login = [
@@ -586,7 +601,9 @@ async function soak(target: Target, seconds: number, interval: number, concurren
   const warmup = Math.max(interval, seconds / 5);
   console.log(
     `[soak] ${seconds} s of ${Object.keys(load).join(' + ')} at c=${concurrency} each; a sample every ${interval} s; RSS after ${warmup} s is the reference. ` +
-      (target.probe ? 'API and worker run in one process (the stack): its RSS is both.' : 'RSS and event-loop delay need the stack the bench starts (not --url).'),
+      (target.probe
+        ? 'API and worker run in one process (the stack): its RSS is both.'
+        : 'RSS and event-loop delay need the stack the bench starts (not --url).'),
   );
   const stats = new Map<string, Stats>();
   const seen = new Map<string, number>();
@@ -622,11 +639,15 @@ async function soak(target: Target, seconds: number, interval: number, concurren
       sample.calls[flow] = { rps: fresh.length / interval, p50: pct(fresh, 50), errors: step.errors - errorsBefore };
     }
     samples.push(sample);
-    const loop = sample.loopDelay ? `loop delay p50 ${sample.loopDelay.p50.toFixed(1)} p99 ${sample.loopDelay.p99.toFixed(1)} max ${sample.loopDelay.max.toFixed(1)} ms` : 'loop delay —';
+    const loop = sample.loopDelay
+      ? `loop delay p50 ${sample.loopDelay.p50.toFixed(1)} p99 ${sample.loopDelay.p99.toFixed(1)} max ${sample.loopDelay.max.toFixed(1)} ms`
+      : 'loop delay —';
     const calls = Object.entries(sample.calls)
       .map(([flow, c]) => `${flow} ${c.rps.toFixed(1)}/s p50 ${c.p50.toFixed(0)} ms ${c.errors} err`)
       .join(', ');
-    console.log(`[soak] t=${sample.t}s api+worker RSS ${mb(sample.rss)} MB (heap ${mb(sample.heapUsed)}), ${loop}, Temporal server RSS ${mb(sample.temporalRss)} MB; ${calls}`);
+    console.log(
+      `[soak] t=${sample.t}s api+worker RSS ${mb(sample.rss)} MB (heap ${mb(sample.heapUsed)}), ${loop}, Temporal server RSS ${mb(sample.temporalRss)} MB; ${calls}`,
+    );
   }
   await running;
 
@@ -663,7 +684,10 @@ async function soak(target: Target, seconds: number, interval: number, concurren
         `largest growth ${f(growth)} % (${(growth as number) <= 10 ? 'at most' : 'more than'} 10 %)`;
   console.log(`[soak] ${verdict}`);
   await mkdir(join(ROOT, 'bench'), { recursive: true });
-  await writeFile(join(ROOT, 'bench/soak.json'), `${JSON.stringify({ at: new Date().toISOString(), seconds, interval, concurrency, warmup, samples, withinTenPercent: within ?? null, largestGrowthPercent: growth ?? null }, null, 2)}\n`);
+  await writeFile(
+    join(ROOT, 'bench/soak.json'),
+    `${JSON.stringify({ at: new Date().toISOString(), seconds, interval, concurrency, warmup, samples, withinTenPercent: within ?? null, largestGrowthPercent: growth ?? null }, null, 2)}\n`,
+  );
   console.log('[bench] wrote bench/soak.json');
 }
 
@@ -760,19 +784,34 @@ async function main(): Promise<void> {
     const wantedFlow = (name: string) => !args.only || args.only.includes(name);
     const aws = wantedFlow('mint_aws_creds') && (await canMintAws(target.url, token));
     const tee = target.teeKey ? { key: target.teeKey, clientId: loadConfig(target.env).BROKER_CLIENT_ID } : undefined;
-    if (!tee && wantedFlow('post_heima_login')) console.log('[bench] post_heima_login skipped: no TEE key (with --url, pass --tee-key <the TEE private key PEM>)');
+    if (!tee && wantedFlow('post_heima_login'))
+      console.log('[bench] post_heima_login skipped: no TEE key (with --url, pass --tee-key <the TEE private key PEM>)');
     const all: (Row & { full_floor?: number; full_ceiling?: number })[] = [];
     for (const c of args.concurrency) {
       const rows: Row[] = [];
       const refRows: Record<string, Row | undefined> = {};
       const wanted = (name: string) => !args.only || args.only.includes(name);
       if (refs.floor && wanted('floor')) {
-        const [r] = await drive(refs.url, 'floor', [{ name: 'floor: wallet login work, bare handler', method: 'POST', path: () => '/floor/wallet_login', body: statelessBody, expect: 200 }], c, args.duration, args.warmup);
+        const [r] = await drive(
+          refs.url,
+          'floor',
+          [{ name: 'floor: wallet login work, bare handler', method: 'POST', path: () => '/floor/wallet_login', body: statelessBody, expect: 200 }],
+          c,
+          args.duration,
+          args.warmup,
+        );
         refRows.floor = r;
         if (r) rows.push(r);
       }
       if (refs.ceiling && wanted('ceiling')) {
-        const [r] = await drive(refs.url, 'ceiling', [{ name: 'ceiling: empty workflow, Update-with-Start', method: 'POST', path: () => '/ceiling/empty', body: () => '{}', expect: 200 }], c, args.duration, args.warmup);
+        const [r] = await drive(
+          refs.url,
+          'ceiling',
+          [{ name: 'ceiling: empty workflow, Update-with-Start', method: 'POST', path: () => '/ceiling/empty', body: () => '{}', expect: 200 }],
+          c,
+          args.duration,
+          args.warmup,
+        );
         refRows.ceiling = r;
         if (r) rows.push(r);
       }
@@ -785,11 +824,15 @@ async function main(): Promise<void> {
         if (r.flow === 'wallet_login' && refRows.floor?.rps) row.full_floor = r.rps / refRows.floor.rps;
         if (r.flow !== 'floor' && r.flow !== 'ceiling' && r.flow !== 'wallet_login' && refRows.ceiling?.rps) row.full_ceiling = r.rps / refRows.ceiling.rps;
         all.push(row);
-        console.log(`[bench] c=${c} ${r.step}: ${r.rps.toFixed(0)}/s p50 ${r.p50.toFixed(1)} ms, ${r.errors} errors, ${r.open} open at end${r.errorSample ? ` (e.g. ${r.errorSample})` : ''}`);
+        console.log(
+          `[bench] c=${c} ${r.step}: ${r.rps.toFixed(0)}/s p50 ${r.p50.toFixed(1)} ms, ${r.errors} errors, ${r.open} open at end${r.errorSample ? ` (e.g. ${r.errorSample})` : ''}`,
+        );
       }
     }
     console.log(`\n${table(all)}\n`);
-    console.log('full/floor: the flow\'s rps over the floor\'s at the same c; full/ceiling: over the empty workflow\'s. Email and SIWE rows count completed calls of each step of a cycle.');
+    console.log(
+      "full/floor: the flow's rps over the floor's at the same c; full/ceiling: over the empty workflow's. Email and SIWE rows count completed calls of each step of a cycle.",
+    );
     await mkdir(join(ROOT, 'bench'), { recursive: true });
     await writeFile(join(ROOT, 'bench/results.json'), `${JSON.stringify({ at: new Date().toISOString(), args, rows: all }, null, 2)}\n`);
     console.log('[bench] wrote bench/results.json');

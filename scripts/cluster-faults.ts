@@ -198,7 +198,9 @@ async function hangFault(what: string, proxy: HangProxy, results: string[], all:
     timed('GET /readyz (ops, token)', async () => {
       const res = await fetch(`${state.opsUrl}/readyz`, { headers: { authorization: `Bearer ${opsToken}` }, signal: AbortSignal.timeout(30_000) });
       const body = (await res.json()) as { parts?: Record<string, { ok: boolean; detail?: string }> };
-      const down = Object.entries(body.parts ?? {}).filter(([, p]) => !p.ok).map(([n, p]) => `${n}: ${p.detail ?? 'down'}`);
+      const down = Object.entries(body.parts ?? {})
+        .filter(([, p]) => !p.ok)
+        .map(([n, p]) => `${n}: ${p.detail ?? 'down'}`);
       return { status: res.status, detail: down.length ? `(not ready: ${down.join('; ')})` : '(all parts ready)' };
     }),
   ]);
@@ -236,7 +238,8 @@ async function hangFault(what: string, proxy: HangProxy, results: string[], all:
   log(line);
   results.push(line);
   all.push(stats, after);
-  if (quick.length < answers.length) log(`  NOT MET: every call should be answered (503 when it needs ${what}) within 2 s while it hangs (reported, not failed: see docs/cluster.md)`);
+  if (quick.length < answers.length)
+    log(`  NOT MET: every call should be answered (503 when it needs ${what}) within 2 s while it hangs (reported, not failed: see docs/cluster.md)`);
   return recoveredMs >= 0 && restarted.length === 0;
 }
 
@@ -363,7 +366,10 @@ async function main(): Promise<number> {
 
     let hangFaultsOk = true;
     if (dbProxy && temporalProxy) {
-      for (const [what, proxy] of [['Postgres', dbProxy], ['the Temporal frontend', temporalProxy]] as const) {
+      for (const [what, proxy] of [
+        ['Postgres', dbProxy],
+        ['the Temporal frontend', temporalProxy],
+      ] as const) {
         const r = await hangFault(what, proxy, results, all);
         hangFaultsOk &&= r;
       }
@@ -372,7 +378,11 @@ async function main(): Promise<number> {
     }
 
     // Consistency: the audit chain, mint intents with outcomes, sessions on record, no duplicate users.
-    const verify = spawn(process.execPath, ['--import', 'tsx', 'scripts/audit-verify.ts'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DATABASE_URL: state.databaseUrl } });
+    const verify = spawn(process.execPath, ['--import', 'tsx', 'scripts/audit-verify.ts'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, DATABASE_URL: state.databaseUrl },
+    });
     let verifyOut = '';
     verify.stdout?.on('data', (c: Buffer) => (verifyOut += c.toString()));
     verify.stderr?.on('data', (c: Buffer) => (verifyOut += c.toString()));
@@ -385,8 +395,10 @@ async function main(): Promise<number> {
     const orphanIntents = await q(
       "SELECT count(*) AS n FROM audit_log i WHERE i.event = 'mint.oidc.intent' AND i.at::timestamptz >= $1 AND NOT EXISTS (SELECT 1 FROM audit_log o WHERE o.event = 'mint.oidc' AND o.request_id = i.request_id)",
     );
-    const sessions = await q("SELECT count(*) AS n FROM sessions WHERE created_at >= $1");
-    const dupUsers = await q('SELECT count(*) AS n FROM (SELECT omni_account FROM users WHERE $1::timestamptz IS NOT NULL GROUP BY omni_account HAVING count(*) > 1) d');
+    const sessions = await q('SELECT count(*) AS n FROM sessions WHERE created_at >= $1');
+    const dupUsers = await q(
+      'SELECT count(*) AS n FROM (SELECT omni_account FROM users WHERE $1::timestamptz IS NOT NULL GROUP BY omni_account HAVING count(*) > 1) d',
+    );
     const tokens = all.flatMap((x) => x.tokens);
     const jwts = all.reduce((n, x) => n + x.jwts, 0);
     const jtis = tokens.map((t) => (JSON.parse(Buffer.from(t.split('.')[1] ?? '', 'base64url').toString('utf8')) as { jti?: string }).jti ?? '');
@@ -400,7 +412,13 @@ async function main(): Promise<number> {
     for (const c of consistency) log(c);
 
     const failed =
-      !hangFaultsOk || verifyCode !== 0 || orphanIntents > 0 || known !== tokens.length || dupUsers > 0 || outcomesOk < jwts || all.some((x) => x.failedFlows > 0);
+      !hangFaultsOk ||
+      verifyCode !== 0 ||
+      orphanIntents > 0 ||
+      known !== tokens.length ||
+      dupUsers > 0 ||
+      outcomesOk < jwts ||
+      all.some((x) => x.failedFlows > 0);
     log(failed ? 'FAILED' : 'passed');
     log('summary:');
     for (const r of results) log(`  ${r}`);

@@ -63,7 +63,9 @@ async function ensureDatabase(url: string): Promise<void> {
   try {
     await c.connect();
   } catch (e) {
-    throw new ConfigError(`Postgres at ${u.host} does not answer (${(e as Error).message}); npm run cluster needs a Postgres server (DATABASE_URL, TEMPORAL_DATABASE_URL)`);
+    throw new ConfigError(
+      `Postgres at ${u.host} does not answer (${(e as Error).message}); npm run cluster needs a Postgres server (DATABASE_URL, TEMPORAL_DATABASE_URL)`,
+    );
   }
   try {
     if ((await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount === 0) await c.query(`CREATE DATABASE ${name}`);
@@ -122,7 +124,10 @@ async function main(): Promise<void> {
   try {
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     const base = loadConfig(process.env);
-    if (base.isProduction) throw new ConfigError('npm run cluster runs a production-shaped cluster with dev fixtures on one machine; in production run the API and the worker under systemd (deploy/systemd)');
+    if (base.isProduction)
+      throw new ConfigError(
+        'npm run cluster runs a production-shaped cluster with dev fixtures on one machine; in production run the API and the worker under systemd (deploy/systemd)',
+      );
     const dataDir = resolve(base.BROKER_DATA_DIR);
     const clusterDir = join(dataDir, 'cluster');
     const logDir = join(clusterDir, 'logs');
@@ -195,7 +200,8 @@ async function main(): Promise<void> {
 
     log(`starting ${l.nodes.length} Temporal nodes (${HISTORY_SHARDS} history shards)…`);
     const temporalRoot = join(clusterDir, 'temporal');
-    const startNode = (i: number) => startTemporalNode({ index: i, server, root: temporalRoot, logDir, ports: l.nodes[i]!, db: temporalDb, clusterAddress: temporalAddress });
+    const startNode = (i: number) =>
+      startTemporalNode({ index: i, server, root: temporalRoot, logDir, ports: l.nodes[i]!, db: temporalDb, clusterAddress: temporalAddress });
     const nodes = await Promise.all(l.nodes.map((_, i) => startNode(i)));
     nodes.forEach((n, i) => {
       pids[n.name] = n.pid;
@@ -296,7 +302,16 @@ async function main(): Promise<void> {
     });
 
     const tls = await ensureSelfSignedCert(join(clusterDir, 'tls'), log);
-    const nginx = await startNginx({ bin: proxies.nginx, l, dir: join(clusterDir, 'nginx'), logDir, cert: tls.cert, key: tls.key, bodyLimit: config.BROKER_BODY_LIMIT_BYTES, opsToken });
+    const nginx = await startNginx({
+      bin: proxies.nginx,
+      l,
+      dir: join(clusterDir, 'nginx'),
+      logDir,
+      cert: tls.cert,
+      key: tls.key,
+      bodyLimit: config.BROKER_BODY_LIMIT_BYTES,
+      opsToken,
+    });
     stops.push(() => nginx.stop());
     pids.nginx = nginx.pid;
 
@@ -347,16 +362,23 @@ async function main(): Promise<void> {
       const sample = { metadata: { encoding: new TextEncoder().encode('json/plain') }, data: new TextEncoder().encode('"codec check"') };
       const [encoded] = codec ? await codec.encode([sample]) : [];
       const b64 = (u?: Uint8Array | null) => Buffer.from(u ?? new Uint8Array()).toString('base64');
-      const pre = await fetch(`${opsUrl}/codec/decode`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,x-namespace' } });
+      const pre = await fetch(`${opsUrl}/codec/decode`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,x-namespace' },
+      });
       const res = await fetch(`${opsUrl}/codec/decode`, {
         method: 'POST',
         headers: { origin, 'content-type': 'application/json', 'x-namespace': config.TEMPORAL_NAMESPACE },
-        body: JSON.stringify({ payloads: [{ metadata: Object.fromEntries(Object.entries(encoded?.metadata ?? {}).map(([k, v]) => [k, b64(v)])), data: b64(encoded?.data) }] }),
+        body: JSON.stringify({
+          payloads: [{ metadata: Object.fromEntries(Object.entries(encoded?.metadata ?? {}).map(([k, v]) => [k, b64(v)])), data: b64(encoded?.data) }],
+        }),
       });
       const body = (await res.json().catch(() => ({}))) as { payloads?: { data?: string }[] };
       const decoded = Buffer.from(body.payloads?.[0]?.data ?? '', 'base64').toString('utf8');
       const ok = pre.status === 204 && res.status === 200 && res.headers.get('access-control-allow-origin') === origin && decoded === '"codec check"';
-      codecCheck = ok ? `${opsUrl}/codec (checked: preflight 204, decode 200)` : `${opsUrl}/codec FAILED the check (preflight ${pre.status}, decode ${res.status})`;
+      codecCheck = ok
+        ? `${opsUrl}/codec (checked: preflight 204, decode 200)`
+        : `${opsUrl}/codec FAILED the check (preflight ${pre.status}, decode ${res.status})`;
     }
 
     writeState = async () => {

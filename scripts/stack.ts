@@ -145,7 +145,9 @@ async function main(): Promise<void> {
     const worker = await startBrokerWorker({ config, secrets, db, address, workflowBundle: workflowBundleFromEnv() });
     stops.push(() => worker.shutdown());
     // In a terminal the API's log lines are printed for people; piped or redirected they stay JSON (what production ships).
-    const logStream = process.stdout.isTTY ? pinoPretty({ colorize: true, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }) : undefined;
+    const logStream = process.stdout.isTTY
+      ? pinoPretty({ colorize: true, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' })
+      : undefined;
     // API and worker share this process: the API's client rides the worker's NativeConnection, so a
     // workflow start can hand its first task straight to this worker (eager start, docs/performance.md).
     const temporal = new Client({ connection: worker.connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter: brokerDataConverter(secrets) });
@@ -166,10 +168,9 @@ async function main(): Promise<void> {
     ];
     for (const l of lines) log(l);
   } catch (e) {
-    console.error(`[stack] could not start: ${e instanceof ConfigError ? e.message : (e as Error).stack ?? String(e)}`);
+    console.error(`[stack] could not start: ${e instanceof ConfigError ? e.message : ((e as Error).stack ?? String(e))}`);
     await stopAll(1);
   }
 }
-
 
 void main();

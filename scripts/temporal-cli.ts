@@ -178,8 +178,7 @@ async function goInstall(go: string, log: (line: string) => void): Promise<strin
   const seconds = Math.round((Date.now() - started) / 1000);
   if (code !== 0) {
     throw new Error(
-      `\`go install ${GO_INSTALL_TARGET}\` failed (${typeof code === 'number' ? `exit code ${code}` : code}) after ${seconds} s:\n` +
-        tail.join('\n'),
+      `\`go install ${GO_INSTALL_TARGET}\` failed (${typeof code === 'number' ? `exit code ${code}` : code}) after ${seconds} s:\n` + tail.join('\n'),
     );
   }
   for (const candidate of await goBinCandidates()) {
@@ -188,9 +187,7 @@ async function goInstall(go: string, log: (line: string) => void): Promise<strin
       return candidate;
     }
   }
-  throw new Error(
-    `\`go install ${GO_INSTALL_TARGET}\` succeeded after ${seconds} s but no \`${EXE}\` was found in GOBIN, GOPATH/bin or ~/go/bin`,
-  );
+  throw new Error(`\`go install ${GO_INSTALL_TARGET}\` succeeded after ${seconds} s but no \`${EXE}\` was found in GOBIN, GOPATH/bin or ~/go/bin`);
 }
 
 function sdkCacheDir(): string {
@@ -242,9 +239,7 @@ async function sdkDownload(log: (line: string) => void): Promise<{ path?: string
   }
   const present = await readdir(downloadDir).catch(() => [] as string[]);
   return {
-    error:
-      failure ??
-      `the SDK reported success but ${target} does not exist (directory holds: ${present.join(', ') || 'nothing'})`,
+    error: failure ?? `the SDK reported success but ${target} does not exist (directory holds: ${present.join(', ') || 'nothing'})`,
   };
 }
 

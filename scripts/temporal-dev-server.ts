@@ -14,10 +14,7 @@ const IndexedValueType = temporal.api.enums.v1.IndexedValueType;
 
 /** The broker's custom search attributes and their Temporal types (all Keyword). */
 export const SEARCH_ATTRIBUTES: Readonly<Record<SearchAttributeName, 'Keyword'>> = Object.freeze(
-  Object.fromEntries(SEARCH_ATTRIBUTE_NAMES.map((name) => [name, 'Keyword' as const])) as Record<
-    SearchAttributeName,
-    'Keyword'
-  >,
+  Object.fromEntries(SEARCH_ATTRIBUTE_NAMES.map((name) => [name, 'Keyword' as const])) as Record<SearchAttributeName, 'Keyword'>,
 );
 
 const HOST = '127.0.0.1';
@@ -199,9 +196,7 @@ export interface HasOperatorService {
  */
 export async function ensureSearchAttributes(connection: HasOperatorService, namespace: string): Promise<void> {
   const existing = await listCustomAttributes(connection, namespace);
-  const wrongType = SEARCH_ATTRIBUTE_NAMES.filter(
-    (name) => existing[name] !== undefined && !isKeyword(existing[name]),
-  );
+  const wrongType = SEARCH_ATTRIBUTE_NAMES.filter((name) => existing[name] !== undefined && !isKeyword(existing[name]));
   if (wrongType.length > 0) {
     throw new Error(
       `Search attributes already registered in namespace ${namespace} with a type other than Keyword: ` +
@@ -216,8 +211,7 @@ export async function ensureSearchAttributes(connection: HasOperatorService, nam
       searchAttributes: Object.fromEntries(toAdd.map((name) => [name, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
     });
   } catch (err) {
-    const alreadyExists =
-      (isGrpcServiceError(err) && Number(err.code) === GRPC_ALREADY_EXISTS) || /already exists/i.test(String(err));
+    const alreadyExists = (isGrpcServiceError(err) && Number(err.code) === GRPC_ALREADY_EXISTS) || /already exists/i.test(String(err));
     if (!alreadyExists) {
       throw new Error(
         `Could not register search attributes ${toAdd.join(', ')} in namespace ${namespace}: ${err instanceof Error ? err.message : String(err)}`,
@@ -230,10 +224,7 @@ export async function ensureSearchAttributes(connection: HasOperatorService, nam
   }
 }
 
-async function listCustomAttributes(
-  connection: HasOperatorService,
-  namespace: string,
-): Promise<Record<string, temporal.api.enums.v1.IndexedValueType>> {
+async function listCustomAttributes(connection: HasOperatorService, namespace: string): Promise<Record<string, temporal.api.enums.v1.IndexedValueType>> {
   const res = await connection.operatorService.listSearchAttributes({ namespace });
   return res.customAttributes ?? {};
 }

@@ -67,8 +67,21 @@ async function main(): Promise<number> {
 
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-force-exit', '--test-timeout=300000', '--test-reporter=spec', ...files.map((f) => relative(ROOT, f))],
-    { cwd: ROOT, stdio: 'inherit', env: { ...process.env, TEMPORAL_ADDRESS: address, BROKER_WORKFLOW_BUNDLE: bundlePath, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } },
+    [
+      '--import',
+      'tsx',
+      '--test',
+      '--test-concurrency=2',
+      '--test-force-exit',
+      '--test-timeout=300000',
+      '--test-reporter=spec',
+      ...files.map((f) => relative(ROOT, f)),
+    ],
+    {
+      cwd: ROOT,
+      stdio: 'inherit',
+      env: { ...process.env, TEMPORAL_ADDRESS: address, BROKER_WORKFLOW_BUNDLE: bundlePath, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+    },
   );
   const forward = (sig: NodeJS.Signals) => child.kill(sig);
   process.on('SIGINT', forward);

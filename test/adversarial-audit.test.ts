@@ -122,14 +122,23 @@ void describe('audit: concurrent', () => {
     for (const r of results) assert.equal(r.status, 200, r.text);
     for (const r of results.slice(0, 10)) {
       const seqs = (r.body as Page).entries.map((e) => BigInt(e.seq));
-      assert.deepEqual(seqs, [...seqs].sort((a, b) => (a > b ? -1 : a < b ? 1 : 0)));
+      assert.deepEqual(
+        seqs,
+        [...seqs].sort((a, b) => (a > b ? -1 : a < b ? 1 : 0)),
+      );
       assert.ok(!r.text.includes(alice.omni_account));
     }
-    const own = await stack.db.query<{ seq: string }>('SELECT seq::text AS seq FROM audit_log WHERE omni_account = $1 ORDER BY audit_log.seq DESC', [bob.omni_account]);
+    const own = await stack.db.query<{ seq: string }>('SELECT seq::text AS seq FROM audit_log WHERE omni_account = $1 ORDER BY audit_log.seq DESC', [
+      bob.omni_account,
+    ]);
     assert.equal(own.rowCount, 1 + 20, 'the login and an intent + ok pair per mint');
     for (const limit of [1, 3, 7, 200]) {
       const walked = (await allEntries(bob.token, limit)).map((e) => e.seq);
-      assert.deepEqual(walked, own.rows.map((r) => r.seq), `limit ${limit}`);
+      assert.deepEqual(
+        walked,
+        own.rows.map((r) => r.seq),
+        `limit ${limit}`,
+      );
     }
   });
 });

@@ -19,7 +19,9 @@ let starts: WorkflowStartSpy;
 before(async () => {
   tee = await generateTeeKeyPair();
   // The concurrency probes send 16 add_wallet calls for one account at once: above the per-account default.
-  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_ADD_WALLET_PER_MINUTE: '1000', BROKER_TEE_JWT_PUBLIC_KEY: tee.publicKeyPem } });
+  stack = await startStack({
+    env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_ADD_WALLET_PER_MINUTE: '1000', BROKER_TEE_JWT_PUBLIC_KEY: tee.publicKeyPem },
+  });
   starts = spyWorkflowStarts(stack.temporal);
 });
 after(async () => {
@@ -29,14 +31,18 @@ after(async () => {
 
 const nowS = () => Math.floor(Date.now() / 1000);
 const b64url = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
-const access = (omni: string, overrides: Record<string, unknown> = {}) => signTeeJwt(tee.privateKey, { ...teeClaims(omni, 'access', 'agentkeys', nowS()), ...overrides });
+const access = (omni: string, overrides: Record<string, unknown> = {}) =>
+  signTeeJwt(tee.privateKey, { ...teeClaims(omni, 'access', 'agentkeys', nowS()), ...overrides });
 
 /** A TEE-logged-in email account: its OmniAccount and access token. */
 async function teeAccount(): Promise<{ omni: string; token: string }> {
   const identity: Identity = { type: 'email', value: `cb.${randomBytes(6).toString('hex')}@example.com` };
   const omni = deriveOmniAccount('agentkeys', identity);
   const token = access(omni);
-  const r = await stack.request('POST', '/v3/account/post_heima_login', { token, body: { userId: identity, clientId: 'agentkeys', clientAuth: null, heimaLoginSuccess: true } });
+  const r = await stack.request('POST', '/v3/account/post_heima_login', {
+    token,
+    body: { userId: identity, clientId: 'agentkeys', clientAuth: null, heimaLoginSuccess: true },
+  });
   assert.equal(r.status, 200, r.text);
   return { omni, token };
 }
@@ -63,9 +69,19 @@ void describe('add_wallet: expired, forged, oversized, malformed', () => {
     const [h, p] = token.split('.');
     const cases: { name: string; token?: string; body?: unknown; headers?: Record<string, string>; status: number; message?: RegExp }[] = [
       { name: 'expired', token: access(omni, { exp: nowS() - 1 }), status: 401, message: /expired/ },
-      { name: 'another RSA key', token: signTeeJwt(other.privateKey, teeClaims(omni, 'access', 'agentkeys', nowS())), status: 401, message: /TEE token refused/ },
+      {
+        name: 'another RSA key',
+        token: signTeeJwt(other.privateKey, teeClaims(omni, 'access', 'agentkeys', nowS())),
+        status: 401,
+        message: /TEE token refused/,
+      },
       { name: 'alg none', token: `${b64url({ alg: 'none', typ: 'JWT' })}.${p}.`, status: 401, message: /TEE token refused/ },
-      { name: 'claims swapped under the real signature', token: `${h}.${b64url({ ...teeClaims(omni, 'access', 'agentkeys', nowS()), exp: nowS() + 30 * 86400 })}.${token.split('.')[2]}`, status: 401, message: /TEE token refused/ },
+      {
+        name: 'claims swapped under the real signature',
+        token: `${h}.${b64url({ ...teeClaims(omni, 'access', 'agentkeys', nowS()), exp: nowS() + 30 * 86400 })}.${token.split('.')[2]}`,
+        status: 401,
+        message: /TEE token refused/,
+      },
       { name: 'a broker-style ES256 token', token: `${b64url({ alg: 'ES256', typ: 'at+jwt' })}.${p}.c2ln`, status: 401, message: /TEE token refused/ },
       { name: 'a 20 KB body', token, body: { wallet_index: 1, pad: 'x'.repeat(20 * 1024) }, status: 413, message: /too large/ },
       { name: 'wallet_index too large', token, body: { wallet_index: 2_147_483_648 }, status: 400, message: /wallet_index/ },
@@ -87,7 +103,9 @@ void describe('add_wallet: expired, forged, oversized, malformed', () => {
 void describe('add_wallet: concurrent', () => {
   void test('10 concurrent retries with one Idempotency-Key: one slot, one audit row', async () => {
     const { omni, token } = await teeAccount();
-    const results = await Promise.all(Array.from({ length: 10 }, () => stack.request('POST', '/v3/account/add_wallet', { token, headers: { 'idempotency-key': 'tee-retry' } })));
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () => stack.request('POST', '/v3/account/add_wallet', { token, headers: { 'idempotency-key': 'tee-retry' } })),
+    );
     for (const r of results) assert.equal(r.text, '{"code":10000,"message":"OK","data":{}}');
     assert.deepEqual(await slots(omni), [0]);
     const audit = await stack.db.query("SELECT 1 FROM audit_log WHERE omni_account = $1 AND event = 'tee.add_wallet'", [omni]);
@@ -124,7 +142,8 @@ void describe('allow-listed lookups: malformed and oversized', () => {
       ['malformed JSON', '{"main_address":', 400],
       ['a 20 KB body', { main_address: addr(), agent_address: addr(), pad: 'x'.repeat(20 * 1024) }, 413],
     ];
-    for (const [name, body, status] of posts) assertEnvelopeFailure(await stack.request('POST', '/v1/account/check_hyper_agent_address', { body }), status, undefined, name);
+    for (const [name, body, status] of posts)
+      assertEnvelopeFailure(await stack.request('POST', '/v1/account/check_hyper_agent_address', { body }), status, undefined, name);
     await assertUnchanged(stack.db, before, 'after the refused lookups');
   });
 });

@@ -34,7 +34,10 @@ function teeLogin(clientAuth: unknown): { identity: Identity; omni: string; toke
   const identity: Identity = { type: 'email', value: `edge.${randomBytes(6).toString('hex')}@example.com` };
   const omni = deriveOmniAccount('agentkeys', identity);
   const token = signTeeJwt(tee.privateKey, teeClaims(omni, 'access', 'agentkeys', nowS()));
-  const body = typeof clientAuth === 'string' ? `{"userId":${JSON.stringify(identity)},"clientId":"agentkeys","clientAuth":${clientAuth},"heimaLoginSuccess":true}` : { userId: identity, clientId: 'agentkeys', clientAuth, heimaLoginSuccess: true };
+  const body =
+    typeof clientAuth === 'string'
+      ? `{"userId":${JSON.stringify(identity)},"clientId":"agentkeys","clientAuth":${clientAuth},"heimaLoginSuccess":true}`
+      : { userId: identity, clientId: 'agentkeys', clientAuth, heimaLoginSuccess: true };
   return { identity, omni, token, send: () => stack.request('POST', '/v3/account/post_heima_login', { token, body }) };
 }
 
@@ -108,17 +111,38 @@ void describe('ClientAuth: too deep, unknown keys, secrets', () => {
     const login = teeLogin(clientAuth);
     const res = await login.send();
     assert.equal(res.status, 200, res.text);
-    const stored = await stack.db.query<{ client_auth: { type: string; value: Record<string, unknown>; [k: string]: unknown } }>('SELECT client_auth FROM tee_logins WHERE omni_account = $1', [login.omni]);
+    const stored = await stack.db.query<{ client_auth: { type: string; value: Record<string, unknown>; [k: string]: unknown } }>(
+      'SELECT client_auth FROM tee_logins WHERE omni_account = $1',
+      [login.omni],
+    );
     const auth = stored.rows[0]?.client_auth;
     assert.ok(auth);
     assert.equal(auth.type, 'wildmeta_hl');
     assert.deepEqual(
-      { agent_address: auth.value.agent_address, main_address: auth.value.main_address, business_json: auth.value.business_json, login_type: auth.value.login_type },
+      {
+        agent_address: auth.value.agent_address,
+        main_address: auth.value.main_address,
+        business_json: auth.value.business_json,
+        login_type: auth.value.login_type,
+      },
       { agent_address: agent, main_address: main, business_json: '{"builder":"0x0"}', login_type: 1 },
     );
-    for (const key of ['signature', 'otp', 'pin', 'mnemonic', 'api_key', 'jwt', 'credential']) assert.match(String(auth.value[key]), /^hmac:[0-9a-f]{32}$/, key);
+    for (const key of ['signature', 'otp', 'pin', 'mnemonic', 'api_key', 'jwt', 'credential'])
+      assert.match(String(auth.value[key]), /^hmac:[0-9a-f]{32}$/, key);
     assert.match(String(auth.session_secret), /^hmac:[0-9a-f]{32}$/);
-    assert.deepEqual(Object.keys(auth.value).sort(), ['agent_address', 'api_key', 'business_json', 'credential', 'jwt', 'login_type', 'main_address', 'mnemonic', 'otp', 'pin', 'signature']);
+    assert.deepEqual(Object.keys(auth.value).sort(), [
+      'agent_address',
+      'api_key',
+      'business_json',
+      'credential',
+      'jwt',
+      'login_type',
+      'main_address',
+      'mnemonic',
+      'otp',
+      'pin',
+      'signature',
+    ]);
     // No raw secret anywhere in the database.
     const everything = await stack.db.query<{ t: string }>(
       "SELECT (SELECT coalesce(string_agg(x::text, '|'), '') FROM tee_logins x) || (SELECT coalesce(string_agg(a::text, '|'), '') FROM audit_log a) AS t",
@@ -149,7 +173,10 @@ void describe('request ids', () => {
     const mintRows = rows.rows.filter((r) => r.event.startsWith('mint.'));
     assert.ok(mintRows.length > 0);
     // The intent row names the HTTP request that asked for the mint: the broker's id.
-    assert.ok(mintRows.some((r) => r.details.http_request_id === mintId), JSON.stringify(mintRows));
+    assert.ok(
+      mintRows.some((r) => r.details.http_request_id === mintId),
+      JSON.stringify(mintRows),
+    );
     for (const r of mintRows) if ('http_request_id' in r.details) assert.equal(r.details.http_request_id, mintId);
   });
 });
@@ -181,7 +208,8 @@ function assertApiHeaders(headers: Headers, what: string): void {
   assert.equal(headers.get('x-frame-options'), 'DENY', what);
   assert.equal(headers.get('referrer-policy'), 'no-referrer', what);
   const csp = headers.get('content-security-policy') ?? '';
-  for (const d of ["default-src 'none'", "frame-ancestors 'none'", "base-uri 'none'", "form-action 'none'"]) assert.ok(csp.includes(d), `${what}: CSP ${csp} lacks ${d}`);
+  for (const d of ["default-src 'none'", "frame-ancestors 'none'", "base-uri 'none'", "form-action 'none'"])
+    assert.ok(csp.includes(d), `${what}: CSP ${csp} lacks ${d}`);
   // The dev broker is plain http: no HSTS (it would pin a browser to https for this host).
   assert.equal(headers.get('strict-transport-security'), null, what);
 }

@@ -6,7 +6,15 @@ import { verifyAuditChain } from '../db/audit-query';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { deriveOmniAccount } from '../lib/omni';
 import { startStack, type TestStack } from './harness';
-import { assertRefused, assertUnchanged, dbSnapshot, expectAllRefused as expectRefusals, spyWorkflowStarts, type RefusalCase, type WorkflowStartSpy } from './adversarial-probes';
+import {
+  assertRefused,
+  assertUnchanged,
+  dbSnapshot,
+  expectAllRefused as expectRefusals,
+  spyWorkflowStarts,
+  type RefusalCase,
+  type WorkflowStartSpy,
+} from './adversarial-probes';
 import { expiredSession, forgedBearers } from './adversarial-tokens';
 import { acceptGrant, type GrantView, offerGrant } from './grant-client';
 import { emailLogin, mintAws, mintOidc, type WalletSession, walletLogin } from './mint-client';
@@ -89,8 +97,22 @@ void describe('grants: malformed input', () => {
       ...cases,
       { name: 'the zero address', token: t, body: { agent_address: `0x${'0'.repeat(40)}` }, status: 400, error: 'bad_request', message: /zero address/ },
       { name: 'own address, lower case', token: t, body: { agent_address: own }, status: 400, error: 'bad_request', message: /differ from the main/ },
-      { name: 'own address, checksummed', token: t, body: { agent_address: owner.wallet.address }, status: 400, error: 'bad_request', message: /differ from the main/ },
-      { name: 'own address, upper-case hex', token: t, body: { agent_address: upperHex(own) }, status: 400, error: 'bad_request', message: /differ from the main/ },
+      {
+        name: 'own address, checksummed',
+        token: t,
+        body: { agent_address: owner.wallet.address },
+        status: 400,
+        error: 'bad_request',
+        message: /differ from the main/,
+      },
+      {
+        name: 'own address, upper-case hex',
+        token: t,
+        body: { agent_address: upperHex(own) },
+        status: 400,
+        error: 'bad_request',
+        message: /differ from the main/,
+      },
     ]);
   });
 
@@ -131,9 +153,23 @@ void describe('grants: malformed input', () => {
     const agent = evmAddress();
     const values: unknown[] = [0, -1, -3600, 59, 60.5, '3600', null, true, MAX_TTL + 1, Number.MAX_SAFE_INTEGER, 1e308];
     await expectAllRefused([
-      ...values.map((expires_in) => ({ name: `expires_in ${JSON.stringify(expires_in)}`, token: owner.token, body: { agent_address: agent, expires_in }, status: 400, error: 'bad_request', message: /expires_in/ })),
+      ...values.map((expires_in) => ({
+        name: `expires_in ${JSON.stringify(expires_in)}`,
+        token: owner.token,
+        body: { agent_address: agent, expires_in },
+        status: 400,
+        error: 'bad_request',
+        message: /expires_in/,
+      })),
       // JSON.parse reads 1e400 as Infinity.
-      { name: 'expires_in 1e400', token: owner.token, body: `{"agent_address":"${agent}","expires_in":1e400}`, status: 400, error: 'bad_request', message: /expires_in/ },
+      {
+        name: 'expires_in 1e400',
+        token: owner.token,
+        body: `{"agent_address":"${agent}","expires_in":1e400}`,
+        status: 400,
+        error: 'bad_request',
+        message: /expires_in/,
+      },
     ]);
   });
 
@@ -148,9 +184,23 @@ void describe('grants: malformed input', () => {
       { name: 'a JSON array', token: t, body: `["${agent}"]`, status: 400, error: 'bad_request' },
       { name: 'a JSON string', token: t, body: `"${agent}"`, status: 400, error: 'bad_request' },
       { name: '__proto__ key', token: t, body: `{"agent_address":"${agent}","__proto__":{"admin":true}}`, status: 400, error: 'bad_request' },
-      { name: 'constructor.prototype', token: t, body: `{"agent_address":"${agent}","constructor":{"prototype":{"admin":true}}}`, status: 400, error: 'bad_request' },
+      {
+        name: 'constructor.prototype',
+        token: t,
+        body: `{"agent_address":"${agent}","constructor":{"prototype":{"admin":true}}}`,
+        status: 400,
+        error: 'bad_request',
+      },
       { name: 'text/plain', token: t, body: agent, headers: { 'content-type': 'text/plain' }, status: 415, error: 'bad_request', message: /JSON/ },
-      { name: 'form encoded', token: t, body: `agent_address=${agent}`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 415, error: 'bad_request', message: /JSON/ },
+      {
+        name: 'form encoded',
+        token: t,
+        body: `agent_address=${agent}`,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        status: 415,
+        error: 'bad_request',
+        message: /JSON/,
+      },
       ...['', 'has space', 'semi;colon', 'ü', 'k'.repeat(129), 'a,b'].map((key) => ({
         name: `Idempotency-Key ${JSON.stringify(key.slice(0, 12))}`,
         token: t,
@@ -165,15 +215,56 @@ void describe('grants: malformed input', () => {
 
   void test('DELETE of malformed and unknown ids → 400 / 404, nothing written', async () => {
     const t = owner.token;
-    const malformed = [`grt_${'a'.repeat(31)}`, `grt_${'a'.repeat(33)}`, `grt_${'A'.repeat(32)}`, `grt_${'g'.repeat(32)}`, 'a'.repeat(36), `grt_x'%20OR%20'1'='1`, '%00', `grt_${'a'.repeat(32)}%0A`];
+    const malformed = [
+      `grt_${'a'.repeat(31)}`,
+      `grt_${'a'.repeat(33)}`,
+      `grt_${'A'.repeat(32)}`,
+      `grt_${'g'.repeat(32)}`,
+      'a'.repeat(36),
+      `grt_x'%20OR%20'1'='1`,
+      '%00',
+      `grt_${'a'.repeat(32)}%0A`,
+    ];
     await expectAllRefused([
-      ...malformed.map((id) => ({ name: `DELETE ${id}`, method: 'DELETE', path: `/v1/grants/${id}`, token: t, status: 400, error: 'bad_request', message: /grant_id/ })),
-      { name: 'unknown id', method: 'DELETE', path: `/v1/grants/grt_${randomBytes(16).toString('hex')}`, token: t, status: 404, error: 'not_found', message: /no such grant/ },
+      ...malformed.map((id) => ({
+        name: `DELETE ${id}`,
+        method: 'DELETE',
+        path: `/v1/grants/${id}`,
+        token: t,
+        status: 400,
+        error: 'bad_request',
+        message: /grant_id/,
+      })),
+      {
+        name: 'unknown id',
+        method: 'DELETE',
+        path: `/v1/grants/grt_${randomBytes(16).toString('hex')}`,
+        token: t,
+        status: 404,
+        error: 'not_found',
+        message: /no such grant/,
+      },
       { name: 'no id', method: 'DELETE', path: '/v1/grants/', token: t, status: 400, error: 'bad_request' },
       { name: 'the collection', method: 'DELETE', path: '/v1/grants', token: t, status: 404, error: 'not_found' },
       // The router refuses these before the route; in the wire shape too, without echoing the URL.
-      { name: 'a 5 KB id', method: 'DELETE', path: `/v1/grants/grt_${'a'.repeat(5000)}`, token: t, status: 414, error: 'bad_request', message: /^a path parameter is too long$/ },
-      { name: 'broken percent-encoding', method: 'DELETE', path: '/v1/grants/grt_%E0%A4%A', token: t, status: 400, error: 'bad_request', message: /^the URL is malformed$/ },
+      {
+        name: 'a 5 KB id',
+        method: 'DELETE',
+        path: `/v1/grants/grt_${'a'.repeat(5000)}`,
+        token: t,
+        status: 414,
+        error: 'bad_request',
+        message: /^a path parameter is too long$/,
+      },
+      {
+        name: 'broken percent-encoding',
+        method: 'DELETE',
+        path: '/v1/grants/grt_%E0%A4%A',
+        token: t,
+        status: 400,
+        error: 'bad_request',
+        message: /^the URL is malformed$/,
+      },
     ]);
   });
 });
@@ -185,7 +276,13 @@ void describe('grants: oversized', () => {
     await expectAllRefused([
       { name: '10 000 services', token: owner.token, body: { agent_address: agent, scope: { services } }, status: 413, error: 'payload_too_large' },
       { name: 'just over 16 KB', token: owner.token, body: { agent_address: agent, pad: 'x'.repeat(16 * 1024) }, status: 413, error: 'payload_too_large' },
-      { name: '1 MB', token: owner.token, body: { agent_address: agent, scope: { services: ['x'.repeat(1024 * 1024)] } }, status: 413, error: 'payload_too_large' },
+      {
+        name: '1 MB',
+        token: owner.token,
+        body: { agent_address: agent, scope: { services: ['x'.repeat(1024 * 1024)] } },
+        status: 413,
+        error: 'payload_too_large',
+      },
       // The body limit applies before the bearer is looked at.
       { name: '1 MB without a bearer', body: { agent_address: agent, pad: 'x'.repeat(1024 * 1024) }, status: 413, error: 'payload_too_large' },
     ]);
@@ -217,7 +314,9 @@ void describe('grants: expired, forged and replayed bearers', () => {
       { method: 'DELETE', path: `/v1/grants/${grant.grant_id}` },
     ];
     await expectAllRefused(
-      routes.flatMap((r) => bearers.map((b) => ({ ...r, name: `${r.method} ${r.path} with ${b.name}`, token: b.token, status: 401, error: 'unauthorized', message: b.message }))),
+      routes.flatMap((r) =>
+        bearers.map((b) => ({ ...r, name: `${r.method} ${r.path} with ${b.name}`, token: b.token, status: 401, error: 'unauthorized', message: b.message })),
+      ),
     );
     // Positive control: the victim's own token still works, and the grant was never revoked.
     const listed = await stack.request('GET', '/v1/grants', { token: victim.token });
@@ -281,12 +380,10 @@ void describe('grants: concurrent', () => {
   void test('20 concurrent POSTs with one Idempotency-Key: one grant, one audit row, one 201 and 19 identical 200s', async () => {
     const key = `concurrent-${randomBytes(4).toString('hex')}`;
     const body = { agent_address: evmAddress(), scope: { roles: ['arn:aws:iam::123456789012:role/reader'] }, expires_in: 600 };
-    const results = await Promise.all(Array.from({ length: 20 }, () => stack.request('POST', '/v1/grants', { token: owner.token, body, headers: { 'idempotency-key': key } })));
-    assert.deepEqual(
-      results.map((r) => r.status).sort(),
-      [...Array.from({ length: 19 }, () => 200), 201],
-      results.map((r) => r.text).join('\n'),
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => stack.request('POST', '/v1/grants', { token: owner.token, body, headers: { 'idempotency-key': key } })),
     );
+    assert.deepEqual(results.map((r) => r.status).sort(), [...Array.from({ length: 19 }, () => 200), 201], results.map((r) => r.text).join('\n'));
     const ids = new Set(results.map((r) => (r.body as Grant).grant_id));
     assert.equal(ids.size, 1);
     for (const r of results) assert.deepEqual(r.body, results[0]?.body);
@@ -300,7 +397,9 @@ void describe('grants: concurrent', () => {
     const key = `split-${randomBytes(4).toString('hex')}`;
     const agents = [evmAddress(), evmAddress()];
     const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => stack.request('POST', '/v1/grants', { token: owner.token, body: { agent_address: agents[i % 2] }, headers: { 'idempotency-key': key } })),
+      Array.from({ length: 10 }, (_, i) =>
+        stack.request('POST', '/v1/grants', { token: owner.token, body: { agent_address: agents[i % 2] }, headers: { 'idempotency-key': key } }),
+      ),
     );
     const won = results.filter((r) => r.status === 200 || r.status === 201).map((r) => r.body as Grant);
     assert.equal(results.filter((r) => r.status === 201).length, 1);
@@ -333,7 +432,9 @@ void describe('grants: concurrent', () => {
     const accounts = await Promise.all([walletLogin(stack), walletLogin(stack), walletLogin(stack)]);
     const existing = await Promise.all(accounts.map((a) => createGrant(a.token, { agent_address: evmAddress() })));
     const auditBefore = (await stack.db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_log')).rows[0]?.n ?? 0;
-    const creates = accounts.flatMap((a) => Array.from({ length: 8 }, () => stack.request('POST', '/v1/grants', { token: a.token, body: { agent_address: evmAddress() } })));
+    const creates = accounts.flatMap((a) =>
+      Array.from({ length: 8 }, () => stack.request('POST', '/v1/grants', { token: a.token, body: { agent_address: evmAddress() } })),
+    );
     const revokes = accounts.map((a, i) => stack.request('DELETE', `/v1/grants/${existing[i]?.grant_id ?? ''}`, { token: a.token }));
     const results = await Promise.all([...creates, ...revokes]);
     assert.deepEqual(results.map((r) => r.status).sort(), [...Array.from({ length: 24 }, () => 201), 204, 204, 204]);
@@ -359,7 +460,9 @@ async function listAsAgent(token: string): Promise<Grant[]> {
 }
 
 const grantEvents = async (grantId: string): Promise<string[]> =>
-  (await stack.db.query<{ event: string }>(`SELECT event FROM audit_log WHERE details->>'grant_id' = $1 AND event LIKE 'grant.%' ORDER BY seq`, [grantId])).rows.map((r) => r.event);
+  (
+    await stack.db.query<{ event: string }>(`SELECT event FROM audit_log WHERE details->>'grant_id' = $1 AND event LIKE 'grant.%' ORDER BY seq`, [grantId])
+  ).rows.map((r) => r.event);
 
 const acceptPath = (grantId: string) => `/v1/grants/${grantId}/accept`;
 const signatureOf = async (wallet: TestWallet, message: string | undefined) => ({ signature: await wallet.sign(message ?? '') });
@@ -402,7 +505,14 @@ void describe('grants: the agent’s consent', () => {
 
     // A declined grant cannot be accepted any more; the attacker's revoke changes nothing for the victim.
     await expectAllRefused([
-      { name: 'accepting a declined grant', path: acceptPath(offered.grant_id), body: await signatureOf(victim.wallet, offered.acceptance_message), status: 409, error: 'conflict', message: /declined/ },
+      {
+        name: 'accepting a declined grant',
+        path: acceptPath(offered.grant_id),
+        body: await signatureOf(victim.wallet, offered.acceptance_message),
+        status: 409,
+        error: 'conflict',
+        message: /declined/,
+      },
     ]);
     assert.equal((await stack.request('DELETE', `/v1/grants/${offered.grant_id}`, { token: attacker.token })).status, 204);
     assert.equal((await mintOidc(stack, victim.token)).wallet, victim.wallet.lower, 'a revoked grant the victim never accepted does not lock it out');
@@ -419,26 +529,74 @@ void describe('grants: the agent’s consent', () => {
     const host = new URL(stack.url).host;
     await expectAllRefused([
       { name: 'signed by another wallet', path, body: await signatureOf(other, text), status: 401, error: 'unauthorized', message: /agent wallet/ },
-      { name: 'the agent’s signature over another grant’s text', path, body: await signatureOf(agent, g2.acceptance_message), status: 401, error: 'unauthorized' },
-      { name: 'the text with the scope widened', path, body: await signatureOf(agent, text.replace('Services: s3', 'Services: any')), status: 401, error: 'unauthorized' },
-      { name: 'the text for another broker', path, body: await signatureOf(agent, text.replace(`Broker: ${host}`, 'Broker: broker.example.com')), status: 401, error: 'unauthorized' },
-      { name: 'the text with a later expiry', path, body: await signatureOf(agent, text.replace(/Expires at: \d+/, 'Expires at: 99999999999')), status: 401, error: 'unauthorized' },
-      { name: 'the agent’s signature over a login message', path, body: await signatureOf(agent, `Hi! Welcome to AgentKeys.\n${text}`), status: 401, error: 'unauthorized' },
+      {
+        name: 'the agent’s signature over another grant’s text',
+        path,
+        body: await signatureOf(agent, g2.acceptance_message),
+        status: 401,
+        error: 'unauthorized',
+      },
+      {
+        name: 'the text with the scope widened',
+        path,
+        body: await signatureOf(agent, text.replace('Services: s3', 'Services: any')),
+        status: 401,
+        error: 'unauthorized',
+      },
+      {
+        name: 'the text for another broker',
+        path,
+        body: await signatureOf(agent, text.replace(`Broker: ${host}`, 'Broker: broker.example.com')),
+        status: 401,
+        error: 'unauthorized',
+      },
+      {
+        name: 'the text with a later expiry',
+        path,
+        body: await signatureOf(agent, text.replace(/Expires at: \d+/, 'Expires at: 99999999999')),
+        status: 401,
+        error: 'unauthorized',
+      },
+      {
+        name: 'the agent’s signature over a login message',
+        path,
+        body: await signatureOf(agent, `Hi! Welcome to AgentKeys.\n${text}`),
+        status: 401,
+        error: 'unauthorized',
+      },
       { name: 'a malformed signature', path, body: { signature: '0x1234' }, status: 400, error: 'bad_request', message: /signature/ },
       { name: 'no signature', path, body: {}, status: 400, error: 'bad_request', message: /signature/ },
       { name: 'no body', path, status: 400, error: 'bad_request' },
-      { name: 'an unknown grant', path: acceptPath(`grt_${randomBytes(16).toString('hex')}`), body: await signatureOf(agent, text), status: 404, error: 'not_found' },
-      { name: 'a malformed grant id', path: '/v1/grants/grt_nope/accept', body: await signatureOf(agent, text), status: 400, error: 'bad_request', message: /grant_id/ },
+      {
+        name: 'an unknown grant',
+        path: acceptPath(`grt_${randomBytes(16).toString('hex')}`),
+        body: await signatureOf(agent, text),
+        status: 404,
+        error: 'not_found',
+      },
+      {
+        name: 'a malformed grant id',
+        path: '/v1/grants/grt_nope/accept',
+        body: await signatureOf(agent, text),
+        status: 400,
+        error: 'bad_request',
+        message: /grant_id/,
+      },
     ]);
     assert.equal(await isBound(owner.wallet.lower, agent.lower), false);
 
     const accepted = await acceptGrant(stack, agent, g1);
     assert.equal(await isBound(owner.wallet.lower, agent.lower), true);
     assert.equal(accepted.acceptance_message, undefined);
-    const row = await stack.db.query<{ details: { signature_hash: string; via: string } }>(`SELECT details FROM audit_log WHERE event = 'grant.accept' AND details->>'grant_id' = $1`, [g1.grant_id]);
+    const row = await stack.db.query<{ details: { signature_hash: string; via: string } }>(
+      `SELECT details FROM audit_log WHERE event = 'grant.accept' AND details->>'grant_id' = $1`,
+      [g1.grant_id],
+    );
     assert.equal(row.rows.length, 1);
     assert.equal(row.rows[0]?.details.via, 'ecrecover');
-    const guard = await stack.db.query<{ purpose: string }>('SELECT purpose FROM used_signatures WHERE signature_hash = $1', [row.rows[0]?.details.signature_hash]);
+    const guard = await stack.db.query<{ purpose: string }>('SELECT purpose FROM used_signatures WHERE signature_hash = $1', [
+      row.rows[0]?.details.signature_hash,
+    ]);
     assert.deepEqual(
       guard.rows.map((r) => r.purpose),
       ['grant_accept'],
@@ -464,7 +622,14 @@ void describe('grants: the agent’s consent', () => {
     );
     const expiredText = (expired.acceptance_message ?? '').replace(/Expires at: \d+/, `Expires at: ${past.rows[0]?.exp ?? ''}`);
     await expectAllRefused([
-      { name: 'a revoked grant', path: acceptPath(revoked.grant_id), body: await signatureOf(agent, revoked.acceptance_message), status: 409, error: 'conflict', message: /revoked/ },
+      {
+        name: 'a revoked grant',
+        path: acceptPath(revoked.grant_id),
+        body: await signatureOf(agent, revoked.acceptance_message),
+        status: 409,
+        error: 'conflict',
+        message: /revoked/,
+      },
       { name: 'an expired grant', path: acceptPath(expired.grant_id), body: await signatureOf(agent, expiredText), status: 410, error: 'expired' },
     ]);
   });
@@ -474,10 +639,7 @@ void describe('grants: the agent’s consent', () => {
     const g = await createGrant(owner.token, { agent_address: agent.lower });
     const body = await signatureOf(agent, g.acceptance_message);
     const results = await Promise.all(Array.from({ length: 10 }, () => stack.request('POST', acceptPath(g.grant_id), { body })));
-    assert.deepEqual(
-      results.map((r) => r.status).sort(),
-      [200, ...Array.from({ length: 9 }, () => 409)],
-    );
+    assert.deepEqual(results.map((r) => r.status).sort(), [200, ...Array.from({ length: 9 }, () => 409)]);
     for (const r of results) if (r.status === 409) assertRefused(r, 409, 'conflict');
     assert.deepEqual(await grantEvents(g.grant_id), ['grant.create', 'grant.accept']);
     const guard = await stack.db.query<{ n: number }>(
@@ -501,8 +663,23 @@ void describe('grants: the agent’s consent', () => {
     await expectAllRefused([
       { name: 'a stranger leaves it', method: 'DELETE', path: `/v1/grants/${g.grant_id}`, token: stranger.token, status: 404, error: 'not_found' },
       { name: 'a stranger declines it', path: `/v1/grants/${g.grant_id}/decline`, token: stranger.token, status: 404, error: 'not_found' },
-      { name: 'the agent declines an accepted grant', path: `/v1/grants/${g.grant_id}/decline`, token: agent.token, status: 409, error: 'conflict', message: /leave/ },
-      { name: 'role=agent without an EVM wallet', method: 'GET', path: '/v1/grants?role=agent', token: email.token, status: 403, error: 'forbidden', message: /wallet/ },
+      {
+        name: 'the agent declines an accepted grant',
+        path: `/v1/grants/${g.grant_id}/decline`,
+        token: agent.token,
+        status: 409,
+        error: 'conflict',
+        message: /leave/,
+      },
+      {
+        name: 'role=agent without an EVM wallet',
+        method: 'GET',
+        path: '/v1/grants?role=agent',
+        token: email.token,
+        status: 403,
+        error: 'forbidden',
+        message: /wallet/,
+      },
       { name: 'role=owner', method: 'GET', path: '/v1/grants?role=owner', token: agent.token, status: 400, error: 'bad_request', message: /role/ },
       { name: 'limit=0', method: 'GET', path: '/v1/grants?role=agent&limit=0', token: agent.token, status: 400, error: 'bad_request', message: /limit/ },
       { name: 'limit=201', method: 'GET', path: '/v1/grants?limit=201', token: agent.token, status: 400, error: 'bad_request', message: /limit/ },
@@ -530,7 +707,10 @@ void describe('grants: the agent’s consent', () => {
     assert.deepEqual(await grantEvents(g.grant_id), ['grant.create', 'grant.accept', 'grant.revoke', 'grant.leave']);
     assert.deepEqual(await grantEvents(h.grant_id), ['grant.create', 'grant.accept', 'grant.leave']);
     // The agent's answers are on the main account's audit feed.
-    const mains = await stack.db.query<{ omni_account: string }>(`SELECT DISTINCT omni_account FROM audit_log WHERE event LIKE 'grant.%' AND details->>'grant_id' = ANY($1)`, [[g.grant_id, h.grant_id]]);
+    const mains = await stack.db.query<{ omni_account: string }>(
+      `SELECT DISTINCT omni_account FROM audit_log WHERE event LIKE 'grant.%' AND details->>'grant_id' = ANY($1)`,
+      [[g.grant_id, h.grant_id]],
+    );
     assert.deepEqual(
       mains.rows.map((r) => r.omni_account),
       [main.omni_account],
@@ -540,21 +720,39 @@ void describe('grants: the agent’s consent', () => {
   void test(`grants per account are capped (${GRANT_CAP} live): beyond is a 409; a replay still answers; a revoke frees one place, concurrently once`, async () => {
     const main = await walletLogin(stack);
     const keyed = await createGrant(main.token, { agent_address: evmAddress() }, { 'idempotency-key': 'cap-key' });
-    const rest = await Promise.all(Array.from({ length: GRANT_CAP - 1 }, () => stack.request('POST', '/v1/grants', { token: main.token, body: { agent_address: evmAddress() } })));
+    const rest = await Promise.all(
+      Array.from({ length: GRANT_CAP - 1 }, () => stack.request('POST', '/v1/grants', { token: main.token, body: { agent_address: evmAddress() } })),
+    );
     for (const r of rest) assert.equal(r.status, 201, r.text);
     await expectAllRefused([
-      { name: `grant ${GRANT_CAP + 1}`, token: main.token, body: { agent_address: evmAddress() }, status: 409, error: 'conflict', message: /BROKER_GRANTS_MAX_PER_ACCOUNT = 30/ },
-      { name: 'a new key', token: main.token, body: { agent_address: evmAddress() }, headers: { 'idempotency-key': 'cap-key-2' }, status: 409, error: 'conflict', message: /live \(pending or active\) grants/ },
+      {
+        name: `grant ${GRANT_CAP + 1}`,
+        token: main.token,
+        body: { agent_address: evmAddress() },
+        status: 409,
+        error: 'conflict',
+        message: /BROKER_GRANTS_MAX_PER_ACCOUNT = 30/,
+      },
+      {
+        name: 'a new key',
+        token: main.token,
+        body: { agent_address: evmAddress() },
+        headers: { 'idempotency-key': 'cap-key-2' },
+        status: 409,
+        error: 'conflict',
+        message: /live \(pending or active\) grants/,
+      },
     ]);
     assert.equal((await replayGrant(main.token, { agent_address: keyed.agent_address }, 'cap-key')).grant_id, keyed.grant_id);
 
     assert.equal((await stack.request('DELETE', `/v1/grants/${keyed.grant_id}`, { token: main.token })).status, 204);
-    const racing = await Promise.all(Array.from({ length: 6 }, () => stack.request('POST', '/v1/grants', { token: main.token, body: { agent_address: evmAddress() } })));
-    assert.deepEqual(
-      racing.map((r) => r.status).sort(),
-      [201, 409, 409, 409, 409, 409],
+    const racing = await Promise.all(
+      Array.from({ length: 6 }, () => stack.request('POST', '/v1/grants', { token: main.token, body: { agent_address: evmAddress() } })),
     );
-    const live = await stack.db.query<{ n: number }>('SELECT count(*)::int AS n FROM grants WHERE main_account = $1 AND revoked_at IS NULL', [main.omni_account]);
+    assert.deepEqual(racing.map((r) => r.status).sort(), [201, 409, 409, 409, 409, 409]);
+    const live = await stack.db.query<{ n: number }>('SELECT count(*)::int AS n FROM grants WHERE main_account = $1 AND revoked_at IS NULL', [
+      main.omni_account,
+    ]);
     assert.equal(live.rows[0]?.n, GRANT_CAP);
   });
 });
@@ -588,7 +786,11 @@ void describe('grants: scope is enforced in what is minted', () => {
     }
     const session = stack.sts.session(creds.access_key_id);
     // The actor is the agent's own account, bare hex as AWS tags carry it (docs/mint.md).
-    assert.deepEqual(session?.tags, { agentkeys_user_wallet: owner.wallet.lower, agentkeys_actor_omni: agent.omni_account.slice(2), agentkeys_scope_services: 'dynamodb s3' });
+    assert.deepEqual(session?.tags, {
+      agentkeys_user_wallet: owner.wallet.lower,
+      agentkeys_actor_omni: agent.omni_account.slice(2),
+      agentkeys_scope_services: 'dynamodb s3',
+    });
     assert.deepEqual([...(session?.transitiveTagKeys ?? [])].sort(), ['agentkeys_actor_omni', 'agentkeys_scope_services', 'agentkeys_user_wallet']);
     const claims = decodeJwt(call?.fields.WebIdentityToken ?? '');
     assert.deepEqual(claims.agentkeys_scope, { services: ['s3', 'dynamodb'] });
@@ -600,14 +802,21 @@ void describe('grants: scope is enforced in what is minted', () => {
     assertRefused(jwt, 403, 'forbidden', /scope.*mint-aws-creds/);
     assert.ok(!/eyJ[\w-]+\.[\w-]+\./.test(jwt.text));
     assert.equal(stack.sts.calls().length, 0);
-    const denied = await stack.db.query<{ outcome: string }>(`SELECT outcome FROM audit_log WHERE omni_account = $1 AND event = 'mint.oidc' ORDER BY seq DESC LIMIT 1`, [agent.omni_account]);
+    const denied = await stack.db.query<{ outcome: string }>(
+      `SELECT outcome FROM audit_log WHERE omni_account = $1 AND event = 'mint.oidc' ORDER BY seq DESC LIMIT 1`,
+      [agent.omni_account],
+    );
     assert.equal(denied.rows[0]?.outcome, 'denied');
   });
 
   void test('roles: the data role must be named; with no services there is no session policy', async () => {
     const dataRole = stack.config.BROKER_DATA_ROLE_ARN ?? '';
     const [elsewhere, here] = await Promise.all([walletLogin(stack), walletLogin(stack)]);
-    await acceptGrant(stack, elsewhere.wallet, await createGrant(owner.token, { agent_address: elsewhere.wallet.lower, scope: { roles: ['arn:aws:iam::123456789012:role/other'] } }));
+    await acceptGrant(
+      stack,
+      elsewhere.wallet,
+      await createGrant(owner.token, { agent_address: elsewhere.wallet.lower, scope: { roles: ['arn:aws:iam::123456789012:role/other'] } }),
+    );
     await acceptGrant(stack, here.wallet, await createGrant(owner.token, { agent_address: here.wallet.lower, scope: { roles: [dataRole] } }));
     stack.sts.clear();
     assertRefused(await stack.request('POST', '/v1/mint-aws-creds', { token: elsewhere.token }), 403, 'forbidden', /data role/);
@@ -647,12 +856,16 @@ async function teeAccount(): Promise<TeeAccount> {
   const identity = { type: 'email' as const, value: `slots.${randomBytes(6).toString('hex')}@example.com` };
   const omni = deriveOmniAccount('agentkeys', identity);
   const token = signTeeJwt(tee.privateKey, teeClaims(omni, 'access', 'agentkeys', Math.floor(Date.now() / 1000)));
-  const r = await stack.request('POST', '/v3/account/post_heima_login', { token, body: { userId: identity, clientId: 'agentkeys', clientAuth: null, heimaLoginSuccess: true } });
+  const r = await stack.request('POST', '/v3/account/post_heima_login', {
+    token,
+    body: { userId: identity, clientId: 'agentkeys', clientAuth: null, heimaLoginSuccess: true },
+  });
   assert.equal(r.status, 200, r.text);
   return { omni, token };
 }
 
-const addWallet = (a: TeeAccount, body?: unknown, headers: Record<string, string> = {}) => stack.request('POST', '/v3/account/add_wallet', { token: a.token, body, headers });
+const addWallet = (a: TeeAccount, body?: unknown, headers: Record<string, string> = {}) =>
+  stack.request('POST', '/v3/account/add_wallet', { token: a.token, body, headers });
 
 async function slotsOf(a: TeeAccount): Promise<number[]> {
   const r = await stack.db.query<{ wallet_index: number }>('SELECT wallet_index FROM wallets WHERE omni_account = $1 ORDER BY wallet_index', [a.omni]);
@@ -660,7 +873,9 @@ async function slotsOf(a: TeeAccount): Promise<number[]> {
 }
 
 /** The callbacks' envelope refusal: status, code = status × 100, no data; no row changed, no workflow started. */
-async function expectCallbackRefusals(cases: { name: string; account: TeeAccount; body?: unknown; headers?: Record<string, string>; status: number; message: RegExp }[]): Promise<void> {
+async function expectCallbackRefusals(
+  cases: { name: string; account: TeeAccount; body?: unknown; headers?: Record<string, string>; status: number; message: RegExp }[],
+): Promise<void> {
   const before = await dbSnapshot(stack.db);
   const started = starts.count();
   for (const c of cases) {
@@ -703,7 +918,14 @@ void describe('add_wallet: bounded', () => {
     await expectCallbackRefusals([
       { name: 'another wallet_index', account: a, body: { wallet_index: 3 }, headers: key, status: 409, message: /Idempotency-Key.*wallet_index 2/ },
       { name: 'no wallet_index', account: a, headers: key, status: 409, message: /Idempotency-Key/ },
-      { name: 'a number where the first asked for the lowest free slot', account: a, body: { wallet_index: 0 }, headers: other, status: 409, message: /lowest free slot/ },
+      {
+        name: 'a number where the first asked for the lowest free slot',
+        account: a,
+        body: { wallet_index: 0 },
+        headers: other,
+        status: 409,
+        message: /lowest free slot/,
+      },
     ]);
     const before = await dbSnapshot(stack.db);
     assert.equal((await addWallet(a, { wallet_index: 2 }, key)).status, 200);
@@ -737,7 +959,9 @@ void describe('add_wallet: bounded', () => {
   void test('/v1/session/me lists at most 1000 wallet slots, lowest first', async () => {
     const a = await teeAccount();
     // Slots an account collected before the cap existed.
-    await stack.db.query(`INSERT INTO wallets (omni_account, wallet_index, address, role) SELECT $1, i, NULL, 'agent' FROM generate_series(1, 1100) AS i`, [a.omni]);
+    await stack.db.query(`INSERT INTO wallets (omni_account, wallet_index, address, role) SELECT $1, i, NULL, 'agent' FROM generate_series(1, 1100) AS i`, [
+      a.omni,
+    ]);
     const me = await stack.request('GET', '/v1/session/me', { token: a.token });
     assert.equal(me.status, 200, me.text.slice(0, 300));
     const wallets = (me.body as { wallets: { wallet_index: number }[] }).wallets;

@@ -38,14 +38,14 @@ after(async () => {
 const nowS = () => Math.floor(Date.now() / 1000);
 const assumeCalls = () => stack.sts.calls().filter((c) => c.action === 'AssumeRoleWithWebIdentity').length;
 
-
 /** Refusals of a mint: besides the usual checks, no credential in the answer and STS untouched. */
 const expectAllRefused = (cases: RefusalCase[]) =>
   expectRefusals(
     {
       stack,
       starts,
-      eachAnswer: (res, c) => assert.ok(!/eyJ[\w-]+\.[\w-]+\.[\w-]+/.test(res.text) && !/ASIA[A-Z2-7]{16}/.test(res.text), `${c.name}: a credential in a refusal`),
+      eachAnswer: (res, c) =>
+        assert.ok(!/eyJ[\w-]+\.[\w-]+\.[\w-]+/.test(res.text) && !/ASIA[A-Z2-7]{16}/.test(res.text), `${c.name}: a credential in a refusal`),
       counters: { 'STS AssumeRoleWithWebIdentity calls': assumeCalls },
     },
     cases,
@@ -77,7 +77,9 @@ void describe('mint: malformed input', () => {
       ['an object', { id: `grt_${'a'.repeat(32)}` }],
     ];
     await expectAllRefused(
-      MINTS.flatMap((path) => bad.map(([name, grant_id]) => ({ name, path, token: main.token, body: { grant_id }, status: 400, error: 'bad_request', message: /grant_id/ }))),
+      MINTS.flatMap((path) =>
+        bad.map(([name, grant_id]) => ({ name, path, token: main.token, body: { grant_id }, status: 400, error: 'bad_request', message: /grant_id/ })),
+      ),
     );
   });
 
@@ -93,7 +95,15 @@ void describe('mint: malformed input', () => {
         error: 'bad_request',
         message: /duration_seconds/,
       })),
-      { name: 'duration_seconds 1e400', path: '/v1/mint-aws-creds', token: main.token, body: '{"duration_seconds":1e400}', status: 400, error: 'bad_request', message: /duration_seconds/ },
+      {
+        name: 'duration_seconds 1e400',
+        path: '/v1/mint-aws-creds',
+        token: main.token,
+        body: '{"duration_seconds":1e400}',
+        status: 400,
+        error: 'bad_request',
+        message: /duration_seconds/,
+      },
     ]);
   });
 
@@ -105,7 +115,16 @@ void describe('mint: malformed input', () => {
       { name: 'a JSON number', path, token: main.token, body: '7', status: 400, error: 'bad_request' },
       { name: '__proto__ key', path, token: main.token, body: '{"__proto__":{"grant_id":"x"}}', status: 400, error: 'bad_request' },
       { name: 'constructor.prototype', path, token: main.token, body: '{"constructor":{"prototype":{"x":1}}}', status: 400, error: 'bad_request' },
-      { name: 'text/plain', path, token: main.token, body: 'grant_id=x', headers: { 'content-type': 'text/plain' }, status: 415, error: 'bad_request', message: /JSON/ },
+      {
+        name: 'text/plain',
+        path,
+        token: main.token,
+        body: 'grant_id=x',
+        headers: { 'content-type': 'text/plain' },
+        status: 415,
+        error: 'bad_request',
+        message: /JSON/,
+      },
     ]);
     await expectAllRefused(cases);
   });
@@ -147,7 +166,9 @@ void describe('mint: expired, forged and replayed bearers', () => {
       { name: 'an expired TEE access token', token: teeExpired, message: /TEE token refused.*expired/ },
     ];
     await expectAllRefused(
-      MINTS.flatMap((path) => bearers.map((b) => ({ name: b.name, path, token: b.token, body: { duration_seconds: 900 }, status: 401, error: 'unauthorized', message: b.message }))),
+      MINTS.flatMap((path) =>
+        bearers.map((b) => ({ name: b.name, path, token: b.token, body: { duration_seconds: 900 }, status: 401, error: 'unauthorized', message: b.message })),
+      ),
     );
     // Positive controls: the victim's live session and a TEE access token of the same account mint.
     assert.equal((await mintOidc(stack, victim.token)).wallet, victim.wallet.lower);
@@ -215,7 +236,11 @@ void describe('mint: concurrent', () => {
     for (const r of results) if (r.status !== 200) assertRefused(r, 401, 'unauthorized', /logged out/);
     const pairs = await mintPairs(session.omni_account);
     assert.equal(pairs.size, ok, 'an audit pair per minted token, none for a refused one');
-    for (const rows of pairs.values()) assert.deepEqual(rows.map(([, o]) => o), ['ok', 'ok']);
+    for (const rows of pairs.values())
+      assert.deepEqual(
+        rows.map(([, o]) => o),
+        ['ok', 'ok'],
+      );
     assertRefused(await stack.request('POST', '/v1/mint-oidc-jwt', { token: session.token }), 401, 'unauthorized', /logged out/);
   });
 

@@ -31,7 +31,6 @@ after(async () => {
 const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64');
 const ops = { authorization: `Bearer ${OPS_TOKEN}` };
 
-
 function codec(op: 'decode' | 'encode', body: unknown, headers: Record<string, string> = ops) {
   return stack.request('POST', `/codec/${op}`, { body, headers });
 }
@@ -52,7 +51,12 @@ void describe('codec: malformed, oversized, forged, concurrent', () => {
       ['encrypted, no key id', { payloads: [{ metadata: { encoding: enc }, data: b64(randomBytes(40)) }] }, 400, /no payload key with id \(missing\)/],
       ['encrypted, truncated', { payloads: [{ metadata: { encoding: enc, 'encryption-key-id': activeKeyId }, data: b64(randomBytes(10)) }] }, 400, /truncated/],
       ['encrypted, no data', { payloads: [{ metadata: { encoding: enc, 'encryption-key-id': activeKeyId } }] }, 400, /truncated/],
-      ['encrypted, random bytes', { payloads: [{ metadata: { encoding: enc, 'encryption-key-id': activeKeyId }, data: b64(randomBytes(64)) }] }, 400, /failed authentication/],
+      [
+        'encrypted, random bytes',
+        { payloads: [{ metadata: { encoding: enc, 'encryption-key-id': activeKeyId }, data: b64(randomBytes(64)) }] },
+        400,
+        /failed authentication/,
+      ],
     ];
     for (const [name, body, status, message] of cases) {
       const res = await codec('decode', body);
@@ -75,7 +79,12 @@ void describe('codec: malformed, oversized, forged, concurrent', () => {
   });
 
   void test('forged bearers: 403; a 5 KB bearer 403; bad tokens from one address are rate limited (429 + Retry-After), then so is the real token from it', async () => {
-    for (const authorization of [`Bearer ${'x'.repeat(5000)}`, `Bearer ${OPS_TOKEN.toUpperCase()}`, `Bearer ${OPS_TOKEN}\t${OPS_TOKEN}`, `bearer ${OPS_TOKEN}`]) {
+    for (const authorization of [
+      `Bearer ${'x'.repeat(5000)}`,
+      `Bearer ${OPS_TOKEN.toUpperCase()}`,
+      `Bearer ${OPS_TOKEN}\t${OPS_TOKEN}`,
+      `bearer ${OPS_TOKEN}`,
+    ]) {
       assertRefused(await codec('decode', { payloads: [] }, { authorization }), 403, 'forbidden', /ops token/, authorization.slice(0, 20));
     }
     // A fresh source address (inject), so the count starts at zero.
@@ -100,7 +109,9 @@ void describe('codec: malformed, oversized, forged, concurrent', () => {
 
   void test('20 concurrent encodes and decodes: each answer is its own payload, nothing crossed', async () => {
     const values = Array.from({ length: 20 }, (_, i) => `value-${i}-${randomBytes(8).toString('hex')}`);
-    const encoded = await Promise.all(values.map((v) => codec('encode', { payloads: [{ metadata: { encoding: b64('json/plain') }, data: b64(JSON.stringify(v)) }] })));
+    const encoded = await Promise.all(
+      values.map((v) => codec('encode', { payloads: [{ metadata: { encoding: b64('json/plain') }, data: b64(JSON.stringify(v)) }] })),
+    );
     const decoded = await Promise.all(encoded.map((r) => codec('decode', r.body)));
     decoded.forEach((r, i) => {
       assert.equal(r.status, 200, r.text);
@@ -113,7 +124,8 @@ void describe('codec: malformed, oversized, forged, concurrent', () => {
 void describe('/.well-known: malformed requests, a broken keyset, rotation under load', () => {
   void test('other methods and paths: JSON 404; HEAD and query strings are harmless', async () => {
     for (const path of ['/.well-known/jwks.json', '/.well-known/openid-configuration']) {
-      for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) assertRefused(await stack.request(method, path, { body: {} }), 404, 'not_found', /no route/, `${method} ${path}`);
+      for (const method of ['POST', 'PUT', 'DELETE', 'PATCH'])
+        assertRefused(await stack.request(method, path, { body: {} }), 404, 'not_found', /no route/, `${method} ${path}`);
       assertRefused(await stack.request('GET', `${path}/`), 404, 'not_found', undefined, `${path}/`);
       const head = await stack.request('HEAD', path);
       assert.equal(head.status, 200);

@@ -9,13 +9,26 @@ import type { Queryable } from '../db/pool';
 import type { TestStack } from './harness';
 
 /** Every table of the schema (db/migrations). */
-export const ALL_TABLES = ['users', 'wallets', 'grants', 'used_signatures', 'sessions', 'audit_log', 'tee_logins', 'tee_wallet_requests', 'revoked_tee_tokens', 'email_sends'] as const;
+export const ALL_TABLES = [
+  'users',
+  'wallets',
+  'grants',
+  'used_signatures',
+  'sessions',
+  'audit_log',
+  'tee_logins',
+  'tee_wallet_requests',
+  'revoked_tee_tokens',
+  'email_sends',
+] as const;
 
 export type DbSnapshot = Record<string, { rows: number; digest: string }>;
 
 /** Row count and a digest of every row's text form, per table. */
 export async function dbSnapshot(db: Queryable): Promise<DbSnapshot> {
-  const parts = ALL_TABLES.map((t) => `SELECT '${t}' AS t, count(*)::int AS rows, md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) AS digest FROM ${t} x`);
+  const parts = ALL_TABLES.map(
+    (t) => `SELECT '${t}' AS t, count(*)::int AS rows, md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) AS digest FROM ${t} x`,
+  );
   const r = await db.query<{ t: string; rows: number; digest: string }>(parts.join(' UNION ALL '));
   return Object.fromEntries(r.rows.map((row) => [row.t, { rows: row.rows, digest: row.digest }]));
 }

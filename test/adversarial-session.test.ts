@@ -32,7 +32,6 @@ const ROUTES = [
   { method: 'POST', path: '/v1/session/logout' },
 ] as const;
 
-
 const expectAllRefused = (cases: RefusalCase[]) => expectRefusals({ stack, starts }, cases);
 
 async function isRevoked(token: string): Promise<boolean> {
@@ -66,7 +65,14 @@ void describe('session: malformed and oversized bearers and bodies', () => {
     ];
     await expectAllRefused(
       ROUTES.flatMap((r) =>
-        headers.map(([name, authorization, message]): RefusalCase => ({ ...r, name, headers: authorization ? { authorization } : {}, status: 401, error: 'unauthorized', message })),
+        headers.map(([name, authorization, message]): RefusalCase => ({
+          ...r,
+          name,
+          headers: authorization ? { authorization } : {},
+          status: 401,
+          error: 'unauthorized',
+          message,
+        })),
       ),
     );
     assert.equal(await isRevoked(victim.token), false);
@@ -91,7 +97,9 @@ void describe('session: expired and forged bearers', () => {
   void test('an expired session (broker-signed, row live) → 401 on /me and /logout; its row is not touched', async () => {
     const session = await walletLogin(stack);
     const expired = await expiredSession(stack, { omniAccount: session.omni_account, wallet: session.wallet.lower, ageSeconds: 61, ttlSeconds: 60 });
-    await expectAllRefused(ROUTES.map((r) => ({ ...r, name: 'expired a second ago', token: expired, status: 401, error: 'unauthorized', message: /token expired/ })));
+    await expectAllRefused(
+      ROUTES.map((r) => ({ ...r, name: 'expired a second ago', token: expired, status: 401, error: 'unauthorized', message: /token expired/ })),
+    );
     assert.equal(await isRevoked(expired), false);
     // Control: the same construction one minute younger is accepted, so only exp refused it.
     const fresh = await expiredSession(stack, { omniAccount: session.omni_account, wallet: session.wallet.lower, ageSeconds: 1, ttlSeconds: 60 });
@@ -107,7 +115,9 @@ void describe('session: expired and forged bearers', () => {
       { name: 'a TEE id token', token: teeId, message: /typ "id"/ },
       { name: 'a TEE access token for another client', token: teeWrongAud, message: /TEE token refused/ },
     ];
-    await expectAllRefused(ROUTES.flatMap((r) => bearers.map((b) => ({ ...r, name: b.name, token: b.token, status: 401, error: 'unauthorized', message: b.message }))));
+    await expectAllRefused(
+      ROUTES.flatMap((r) => bearers.map((b) => ({ ...r, name: b.name, token: b.token, status: 401, error: 'unauthorized', message: b.message }))),
+    );
     assert.equal(await isRevoked(victim.token), false);
     assert.equal(await me(victim.token), 200);
   });
@@ -120,7 +130,9 @@ void describe('session: replayed', () => {
     assert.equal((await stack.request('POST', '/v1/session/logout', { token: session.token })).status, 204);
     assert.equal(await isRevoked(session.token), true);
     assert.equal(await logoutRows(session.omni_account), 1, 'the logout is audited');
-    await expectAllRefused(ROUTES.map((r) => ({ ...r, name: 'after logout', token: session.token, status: 401, error: 'unauthorized', message: /logged out/ })));
+    await expectAllRefused(
+      ROUTES.map((r) => ({ ...r, name: 'after logout', token: session.token, status: 401, error: 'unauthorized', message: /logged out/ })),
+    );
     // Only that session: another session of the same account is still live.
     assert.equal(await me(other.token), 200);
     assert.equal(await isRevoked(other.token), false);
@@ -132,7 +144,10 @@ void describe('session: replayed', () => {
     const otherTee = signTeeJwt(tee.privateKey, teeClaims(session.omni_account, 'access', 'agentkeys', nowS() - 5));
     assert.equal(await me(teeAccess), 200);
     assert.equal((await stack.request('POST', '/v1/session/logout', { token: teeAccess })).status, 204);
-    const rows = await stack.db.query<{ omni_account: string; exp: number }>('SELECT omni_account, extract(epoch FROM expires_at)::int AS exp FROM revoked_tee_tokens WHERE omni_account = $1', [session.omni_account]);
+    const rows = await stack.db.query<{ omni_account: string; exp: number }>(
+      'SELECT omni_account, extract(epoch FROM expires_at)::int AS exp FROM revoked_tee_tokens WHERE omni_account = $1',
+      [session.omni_account],
+    );
     const claims = JSON.parse(Buffer.from(teeAccess.split('.')[1] ?? '', 'base64url').toString()) as { exp: number };
     assert.deepEqual(rows.rows, [{ omni_account: session.omni_account, exp: claims.exp }]);
     const dump = await stack.db.query("SELECT string_agg(t::text, '|') AS all FROM revoked_tee_tokens t");
@@ -141,7 +156,15 @@ void describe('session: replayed', () => {
     // Refused afterwards on every route that takes it: /me, logout again, a mint, the TEE callback.
     await expectAllRefused([
       ...ROUTES.map((r) => ({ ...r, name: 'logged-out TEE token', token: teeAccess, status: 401, error: 'unauthorized', message: /logged out/ })),
-      { name: 'mint with a logged-out TEE token', method: 'POST', path: '/v1/mint-oidc-jwt', token: teeAccess, status: 401, error: 'unauthorized', message: /logged out/ },
+      {
+        name: 'mint with a logged-out TEE token',
+        method: 'POST',
+        path: '/v1/mint-oidc-jwt',
+        token: teeAccess,
+        status: 401,
+        error: 'unauthorized',
+        message: /logged out/,
+      },
     ]);
     const callback = await stack.request('POST', '/v3/account/add_wallet', { token: teeAccess });
     assert.equal(callback.status, 401, callback.text);
@@ -173,7 +196,10 @@ void describe('session: concurrent', () => {
     const session = await walletLogin(stack);
     const results = await Promise.all(Array.from({ length: 10 }, () => stack.request('POST', '/v1/session/logout', { token: session.token })));
     for (const r of results) if (r.status !== 204) assertRefused(r, 401, 'unauthorized', /logged out/);
-    assert.ok(results.some((r) => r.status === 204), results.map((r) => r.status).join(','));
+    assert.ok(
+      results.some((r) => r.status === 204),
+      results.map((r) => r.status).join(','),
+    );
     assert.equal(await isRevoked(session.token), true);
     const revokedAt = await stack.db.query('SELECT revoked_at FROM sessions WHERE omni_account = $1 AND revoked_at IS NOT NULL', [session.omni_account]);
     assert.equal(revokedAt.rowCount, 1);

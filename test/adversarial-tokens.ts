@@ -29,8 +29,7 @@ export async function forgedBearers(stack: TestStack, token: string): Promise<Re
   const [h, , sig] = token.split('.');
   const other = `0x${randomBytes(32).toString('hex')}`;
   const broker = stack.secrets.sessionKey.privateKey;
-  const sign = (hdr: Record<string, unknown>, body: Record<string, unknown>) =>
-    new SignJWT(body).setProtectedHeader({ alg: 'ES256', ...hdr }).sign(broker);
+  const sign = (hdr: Record<string, unknown>, body: Record<string, unknown>) => new SignJWT(body).setProtectedHeader({ alg: 'ES256', ...hdr }).sign(broker);
   return [
     {
       name: 'the same claims signed by another ES256 key under the broker kid',
@@ -40,14 +39,24 @@ export async function forgedBearers(stack: TestStack, token: string): Promise<Re
     { name: 'alg none', token: `${b64url({ ...header, alg: 'none' })}.${b64url(claims)}.`, message: /algorithm none/ },
     {
       name: 'HS256 keyed with the public session JWK',
-      token: await new SignJWT(claims).setProtectedHeader({ alg: 'HS256', kid, typ: SESSION_TYP }).sign(Buffer.from(JSON.stringify(stack.secrets.sessionKey.publicJwk))),
+      token: await new SignJWT(claims)
+        .setProtectedHeader({ alg: 'HS256', kid, typ: SESSION_TYP })
+        .sign(Buffer.from(JSON.stringify(stack.secrets.sessionKey.publicJwk))),
       message: /algorithm HS256/,
     },
     { name: 'another sub under the real signature', token: `${h}.${b64url({ ...claims, sub: other })}.${sig}`, message: /SIGNATURE_VERIFICATION_FAILED/ },
-    { name: 'a longer exp under the real signature', token: `${h}.${b64url({ ...claims, exp: (claims.exp ?? 0) + 86400 })}.${sig}`, message: /SIGNATURE_VERIFICATION_FAILED/ },
+    {
+      name: 'a longer exp under the real signature',
+      token: `${h}.${b64url({ ...claims, exp: (claims.exp ?? 0) + 86400 })}.${sig}`,
+      message: /SIGNATURE_VERIFICATION_FAILED/,
+    },
     { name: 'the signature cut off', token: `${h}.${b64url(claims)}.`, message: /invalid token/ },
     { name: 'broker key, typ JWT (not a session)', token: await sign({ kid, typ: 'JWT' }, claims), message: /invalid token/ },
-    { name: 'broker key, audience sts.amazonaws.com', token: await sign({ kid, typ: SESSION_TYP }, { ...claims, aud: 'sts.amazonaws.com' }), message: /invalid token/ },
+    {
+      name: 'broker key, audience sts.amazonaws.com',
+      token: await sign({ kid, typ: SESSION_TYP }, { ...claims, aud: 'sts.amazonaws.com' }),
+      message: /invalid token/,
+    },
     { name: 'broker key, another issuer', token: await sign({ kid, typ: SESSION_TYP }, { ...claims, iss: 'https://evil.example' }), message: /invalid token/ },
     { name: 'broker key, no jti', token: await sign({ kid, typ: SESSION_TYP }, { ...claims, jti: undefined }), message: /invalid token/ },
     {
@@ -83,4 +92,3 @@ export async function expiredSession(
   });
   return token;
 }
-

@@ -24,7 +24,11 @@ void describe('API basics', () => {
     for (const part of ['database', 'temporal', 'session_key']) assert.equal(parts[part]?.ok, true, part);
     assert.match(parts.temporal?.detail ?? '', /namespace/);
     // Without the token (none, another bearer, a near miss): the status and nothing else.
-    for (const headers of [{} as Record<string, string>, { authorization: `Bearer ${ops}x` }, { authorization: `Basic ${Buffer.from(`ops:${ops}`).toString('base64')}` }]) {
+    for (const headers of [
+      {} as Record<string, string>,
+      { authorization: `Bearer ${ops}x` },
+      { authorization: `Basic ${Buffer.from(`ops:${ops}`).toString('base64')}` },
+    ]) {
       const pub = await stack.request('GET', '/readyz', { headers });
       assert.equal(pub.status, 200, pub.text);
       assert.deepEqual(pub.body, { status: 'ready' });
@@ -64,7 +68,7 @@ void describe('API basics', () => {
     assert.match(ui.text, /swagger/i);
   });
 
-  void test('unknown route: JSON 404; every response carries the broker\'s request id, a caller\'s own id beside it', async () => {
+  void test("unknown route: JSON 404; every response carries the broker's request id, a caller's own id beside it", async () => {
     const res = await stack.request('GET', '/nope', { headers: { 'x-request-id': 'trace-abc.1' } });
     assert.equal(res.status, 404);
     assert.deepEqual(Object.keys(res.body as object).sort(), ['error', 'message']);
@@ -104,7 +108,10 @@ void describe('API basics', () => {
 
 void describe('configuration', () => {
   void test('names the bad variable', () => {
-    assert.throws(() => loadConfig({ PORT: 'eighty' }), (e: unknown) => e instanceof ConfigError && /PORT/.test(e.message));
+    assert.throws(
+      () => loadConfig({ PORT: 'eighty' }),
+      (e: unknown) => e instanceof ConfigError && /PORT/.test(e.message),
+    );
     assert.throws(() => loadConfig({ BROKER_OIDC_JWT_TTL_SECONDS: '10' }), /BROKER_OIDC_JWT_TTL_SECONDS/);
   });
 
@@ -112,7 +119,12 @@ void describe('configuration', () => {
     assert.throws(
       () => loadConfig({ NODE_ENV: 'production' }),
       (e: unknown) =>
-        e instanceof ConfigError && /DATABASE_URL/.test(e.message) && /BROKER_SECRET/.test(e.message) && /BROKER_SESSION_KEY_PATH/.test(e.message) && /BROKER_AUDIT_KEY_PATH/.test(e.message) && /TEMPORAL_ADDRESS/.test(e.message),
+        e instanceof ConfigError &&
+        /DATABASE_URL/.test(e.message) &&
+        /BROKER_SECRET/.test(e.message) &&
+        /BROKER_SESSION_KEY_PATH/.test(e.message) &&
+        /BROKER_AUDIT_KEY_PATH/.test(e.message) &&
+        /TEMPORAL_ADDRESS/.test(e.message),
     );
     const prod = {
       NODE_ENV: 'production',

@@ -27,7 +27,9 @@ let stack: TestStack;
 let keysFile: string;
 
 before(async () => {
-  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_RATE_LIMIT_MINT_PER_MINUTE: '100000', BROKER_AUDIT_ANCHOR_SECONDS: '1' } });
+  stack = await startStack({
+    env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_RATE_LIMIT_MINT_PER_MINUTE: '100000', BROKER_AUDIT_ANCHOR_SECONDS: '1' },
+  });
   const alice = await walletLogin(stack);
   await mintOidc(stack, alice.token);
   await mintOidc(stack, alice.token);
@@ -53,7 +55,10 @@ async function anchor(): Promise<NonNullable<AnchorResult>> {
 
 async function verify(...args: string[]): Promise<{ code: number; out: string }> {
   try {
-    const r = await run(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/audit-verify.ts'), '--keys', keysFile, ...args], { cwd: ROOT, env: stack.childEnv() });
+    const r = await run(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/audit-verify.ts'), '--keys', keysFile, ...args], {
+      cwd: ROOT,
+      env: stack.childEnv(),
+    });
     return { code: 0, out: r.stdout + r.stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
@@ -66,7 +71,11 @@ async function rewriteAndRechain(mutate: string, params: unknown[]): Promise<voi
   await stack.db.query('ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only');
   try {
     await stack.db.query(mutate, params);
-    const rows = (await stack.db.query<AuditRowFields & { hash: string }>('SELECT seq::text AS seq, at, event, outcome, omni_account, request_id, idem_key, details, prev_hash, hash FROM audit_log ORDER BY audit_log.seq')).rows;
+    const rows = (
+      await stack.db.query<AuditRowFields & { hash: string }>(
+        'SELECT seq::text AS seq, at, event, outcome, omni_account, request_id, idem_key, details, prev_hash, hash FROM audit_log ORDER BY audit_log.seq',
+      )
+    ).rows;
     let prev = '0'.repeat(64);
     for (const row of rows) {
       const fixed = { ...row, prev_hash: prev };
@@ -91,7 +100,8 @@ void describe('anchored audit heads', () => {
     assert.equal(body.jws, head.jws);
     const keys = (await stack.request('GET', '/v1/audit/keys')).body as { keys: { kid: string }[] };
     const statement = await verifyAuditHead(body.jws, keys);
-    const current = (await stack.db.query<{ seq: string; hash: string }>('SELECT seq::text AS seq, hash FROM audit_log ORDER BY audit_log.seq DESC LIMIT 1')).rows[0];
+    const current = (await stack.db.query<{ seq: string; hash: string }>('SELECT seq::text AS seq, hash FROM audit_log ORDER BY audit_log.seq DESC LIMIT 1'))
+      .rows[0];
     assert.deepEqual([statement.seq, statement.hash], [current?.seq, current?.hash]);
     const jwks = (await stack.request('GET', '/.well-known/jwks.json')).body as { keys: { kid: string }[] };
     assert.ok(!jwks.keys.some((k) => k.kid === statement.kid), 'the audit key is not an OIDC key AWS would trust');
@@ -141,7 +151,10 @@ void describe('anchored audit heads', () => {
     const r = await verify();
     assert.equal(r.code, 1, r.out);
     // The earliest head after the rewritten row is the first to contradict it.
-    assert.match(r.out, /CONTRADICTS a signed head: row \d+ holds hash [0-9a-f]{64}, but the head signed at .* says [0-9a-f]{64}: the log was rewritten at or before seq \d+/);
+    assert.match(
+      r.out,
+      /CONTRADICTS a signed head: row \d+ holds hash [0-9a-f]{64}, but the head signed at .* says [0-9a-f]{64}: the log was rewritten at or before seq \d+/,
+    );
     assert.ok(BigInt(head.seq) >= 2n);
   });
 
@@ -158,5 +171,4 @@ void describe('anchored audit heads', () => {
     assert.equal(r.code, 1, r.out);
     assert.match(r.out, new RegExp(`covers seq ${earliest}: rows were cut`));
   });
-
 });

@@ -31,7 +31,9 @@ function assertAuditError(res: { status: number; body: unknown; text: string }):
 async function withFailingAuditEvent<T>(event: string, fn: () => Promise<T>): Promise<T> {
   await stack.db.query(`CREATE OR REPLACE FUNCTION test_refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN RAISE EXCEPTION 'audit storage is unavailable'; END; $$`);
-  await stack.db.query(`CREATE TRIGGER test_refuse_audit BEFORE INSERT ON audit_log FOR EACH ROW WHEN (NEW.event = '${event}') EXECUTE FUNCTION test_refuse_audit()`);
+  await stack.db.query(
+    `CREATE TRIGGER test_refuse_audit BEFORE INSERT ON audit_log FOR EACH ROW WHEN (NEW.event = '${event}') EXECUTE FUNCTION test_refuse_audit()`,
+  );
   try {
     return await fn();
   } finally {

@@ -67,7 +67,10 @@ void describe('GET /v1/audit', () => {
       ['mint.oidc', 'mint.oidc.intent', 'mint.oidc', 'mint.oidc.intent', 'login.wallet'],
     );
     const seqs = entries.map((e) => BigInt(e.seq));
-    assert.deepEqual(seqs, [...seqs].sort((a, b) => (a > b ? -1 : 1)));
+    assert.deepEqual(
+      seqs,
+      [...seqs].sort((a, b) => (a > b ? -1 : 1)),
+    );
     const own = await stack.db.query<{ seq: string }>('SELECT seq::text AS seq FROM audit_log WHERE omni_account = $1', [alice.omni_account]);
     assert.equal(entries.length, own.rowCount);
     assert.ok(!res.text.includes(bob.omni_account), "another account's rows are listed");
@@ -116,7 +119,11 @@ void describe('the hash chain', () => {
     assert.match(edited.stderr, /BROKEN at seq 4: .*altered/);
 
     // Re-hashing the edited row does not help: the next row's link breaks instead.
-    const row = (await stack.db.query<AuditRowFields>('SELECT seq::text AS seq, at, event, outcome, omni_account, request_id, idem_key, details, prev_hash FROM audit_log WHERE seq = 4')).rows[0];
+    const row = (
+      await stack.db.query<AuditRowFields>(
+        'SELECT seq::text AS seq, at, event, outcome, omni_account, request_id, idem_key, details, prev_hash FROM audit_log WHERE seq = 4',
+      )
+    ).rows[0];
     assert.ok(row);
     await tamper('UPDATE audit_log SET hash = $1 WHERE seq = 4', [auditRowHash(row)]);
     const rehashed = await verifyCommand();

@@ -240,7 +240,9 @@ void describe('agentkeys CLI: wallet login, session store, whoami, logout', () =
     const wrong = await runCli(['init', 'wallet', '--keystore', ks], { env: { AGENTKEYS_KEYSTORE_PASSWORD: 'wrong', AGENTKEYS_PROFILE: 'ks' } });
     assert.equal(wrong.code, 1);
     assert.match(wrong.stderr, /wrong password for the keystore/);
-    const ok = parseJson(await runCli(['--json', 'init', 'wallet', '--keystore', ks], { env: { AGENTKEYS_KEYSTORE_PASSWORD: 'correct horse', AGENTKEYS_PROFILE: 'ks' } }));
+    const ok = parseJson(
+      await runCli(['--json', 'init', 'wallet', '--keystore', ks], { env: { AGENTKEYS_KEYSTORE_PASSWORD: 'correct horse', AGENTKEYS_PROFILE: 'ks' } }),
+    );
     assert.deepEqual(ok.identity, { type: 'evm', value: privateKeyToAccount(pk).address.toLowerCase() });
     const notKs = await runCli(['init', 'wallet', '--keystore', ks.replace('keystore.json', 'mnemonic.txt')], { env: { AGENTKEYS_KEYSTORE_PASSWORD: 'x' } });
     assert.equal(notKs.code, 1);
@@ -281,14 +283,19 @@ void describe('agentkeys CLI: email login', () => {
   void test('a real pseudo terminal: the code is typed into the prompt', async () => {
     const email = `cli-pty-${Date.now()}@example.com`;
     const inner = [process.execPath, BIN, '--profile', 'pty', 'init', 'email', email].map((a) => `'${a}'`).join(' ');
-    const r = await runProcess('script', ['-qfec', inner, '/dev/null'], { ...cliEnv(), TERM: 'xterm' }, {
-      feed: async (write, _end, output) => {
-        const mail = await stack.ses.waitForMail(email, { timeoutMs: 30_000 }); // the CLI starts from source: slow on a loaded machine
-        // The terminal echoes character by character: look at the text without line breaks.
-        await waitFor('the prompt', () => (/Code sent to/.test(output().replace(/\r?\n/g, '')) ? true : undefined), 30_000, output);
-        write(`${codeFromMail(mail.text)}\r`);
+    const r = await runProcess(
+      'script',
+      ['-qfec', inner, '/dev/null'],
+      { ...cliEnv(), TERM: 'xterm' },
+      {
+        feed: async (write, _end, output) => {
+          const mail = await stack.ses.waitForMail(email, { timeoutMs: 30_000 }); // the CLI starts from source: slow on a loaded machine
+          // The terminal echoes character by character: look at the text without line breaks.
+          await waitFor('the prompt', () => (/Code sent to/.test(output().replace(/\r?\n/g, '')) ? true : undefined), 30_000, output);
+          write(`${codeFromMail(mail.text)}\r`);
+        },
       },
-    });
+    );
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, new RegExp(`Logged in as email ${email}`));
     const me = parseJson(await runCli(['--json', '--profile', 'pty', 'whoami']));
@@ -347,7 +354,11 @@ void describe('agentkeys CLI: minting, grants, audit', () => {
     await writeFile(awsConfig, `[profile agentkeys]\ncredential_process = ${command}\n`);
     const stsBefore = stack.sts.calls().length;
     // The SDK runs credential_process with the environment it was given: the test's own HOME is not the CLI's.
-    const saved = { HOME: process.env.HOME, AGENTKEYS_SESSION_STORE: process.env.AGENTKEYS_SESSION_STORE, AGENTKEYS_BROKER_URL: process.env.AGENTKEYS_BROKER_URL };
+    const saved = {
+      HOME: process.env.HOME,
+      AGENTKEYS_SESSION_STORE: process.env.AGENTKEYS_SESSION_STORE,
+      AGENTKEYS_BROKER_URL: process.env.AGENTKEYS_BROKER_URL,
+    };
     Object.assign(process.env, { HOME: home, AGENTKEYS_SESSION_STORE: 'file', AGENTKEYS_BROKER_URL: stack.url });
     try {
       const first = await fromProcess({ profile: 'agentkeys', configFilepath: awsConfig, filepath: join(home, 'no-credentials') })();
@@ -410,10 +421,13 @@ void describe('agentkeys CLI: minting, grants, audit', () => {
     const offered = parseJson(await runCli(['--json', ...m, 'grant', 'add', agentKey.address]));
     const second = parseJson(await runCli(['--json', ...m, 'grant', 'add', agentKey.address]));
     const pending = parseJson(await runCli(['--json', ...a, 'grant', 'list', '--agent']));
-    assert.deepEqual((pending.grants as { grant_id: string; status: string }[]).map((g) => [g.grant_id, g.status]).sort(), [
-      [offered.grant_id, 'pending'],
-      [second.grant_id, 'pending'],
-    ].sort());
+    assert.deepEqual(
+      (pending.grants as { grant_id: string; status: string }[]).map((g) => [g.grant_id, g.status]).sort(),
+      [
+        [offered.grant_id, 'pending'],
+        [second.grant_id, 'pending'],
+      ].sort(),
+    );
 
     // Another key than the grant's agent: refused before anything is signed or sent.
     const wrong = await runCli([...a, 'grant', 'accept', offered.grant_id as string, '--private-key-file', mainKey.path]);

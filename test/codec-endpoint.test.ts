@@ -79,8 +79,9 @@ void describe('codec endpoint for the Temporal Web UI', () => {
   });
 
   void test('no bearer: 401; another bearer: 403; never a decoded payload', async () => {
-    const [encrypted] = ((await codecCall('encode', [{ metadata: { encoding: b64('json/plain') }, data: b64('"secret"') }])).body as { payloads: JsonPayload[] })
-      .payloads;
+    const [encrypted] = (
+      (await codecCall('encode', [{ metadata: { encoding: b64('json/plain') }, data: b64('"secret"') }])).body as { payloads: JsonPayload[] }
+    ).payloads;
     const none = await stack.request('POST', '/codec/decode', { body: { payloads: [encrypted] }, headers: { origin: UI } });
     assert.equal(none.status, 401, none.text);
     assert.equal((none.body as { error: string }).error, 'unauthorized');
@@ -120,7 +121,8 @@ void describe('codec endpoint for the Temporal Web UI', () => {
   });
 
   void test('bad bodies, tampered payloads and another namespace get a clear 4xx', async () => {
-    const [encrypted] = ((await codecCall('encode', [{ metadata: { encoding: b64('json/plain') }, data: b64('"x"') }])).body as { payloads: JsonPayload[] }).payloads;
+    const [encrypted] = ((await codecCall('encode', [{ metadata: { encoding: b64('json/plain') }, data: b64('"x"') }])).body as { payloads: JsonPayload[] })
+      .payloads;
     assert.ok(encrypted?.data);
     const data = Buffer.from(encrypted.data, 'base64');
     data[20] = (data[20] ?? 0) ^ 0xff;
@@ -145,7 +147,18 @@ void describe('codec endpoint for the Temporal Web UI', () => {
     const email = uniqueEmail('Cli');
     const sent = await requestCode(stack, email);
     const cli = await findOrInstallTemporalCli({ log: () => undefined });
-    const args = ['workflow', 'show', '--address', stack.config.TEMPORAL_ADDRESS ?? '', '--namespace', 'default', '--workflow-id', workflowIdOf(sent.request_id), '--output', 'json'];
+    const args = [
+      'workflow',
+      'show',
+      '--address',
+      stack.config.TEMPORAL_ADDRESS ?? '',
+      '--namespace',
+      'default',
+      '--workflow-id',
+      workflowIdOf(sent.request_id),
+      '--output',
+      'json',
+    ];
     const raw = await run(cli, args, { timeout: 30_000 });
     assert.ok(!raw.stdout.includes(email.toLowerCase()), 'without the codec the CLI sees ciphertext');
     const decoded = await run(cli, [...args, '--codec-endpoint', `${stack.url}/codec`, '--codec-auth', `Bearer ${OPS_TOKEN}`], { timeout: 30_000 });
@@ -159,7 +172,12 @@ void describe('codec endpoint for the Temporal Web UI', () => {
     const app = await buildApp({ ...stack.deps, config: { ...stack.config, BROKER_OPS_TOKEN: undefined } }, { logLevel: 'silent' });
     try {
       for (const method of ['POST', 'OPTIONS'] as const) {
-        const res = await app.inject({ method, url: '/codec/decode', headers: { authorization: 'Bearer anything', origin: UI }, payload: method === 'POST' ? { payloads: [] } : undefined });
+        const res = await app.inject({
+          method,
+          url: '/codec/decode',
+          headers: { authorization: 'Bearer anything', origin: UI },
+          payload: method === 'POST' ? { payloads: [] } : undefined,
+        });
         assert.equal(res.statusCode, 404, `${method}: ${res.body}`);
       }
     } finally {

@@ -99,7 +99,10 @@ void describe('AES-GCM payload codec (lib/codec.ts)', () => {
     assert.deepEqual(parseKey(hex, 'K'), keyA);
     assert.deepEqual(parseKey(`0x${hex}`, 'K'), keyA);
     assert.deepEqual(parseKey(` ${keyA.toString('base64')}\n`, 'K'), keyA);
-    assert.throws(() => parseKey(randomBytes(16).toString('hex'), 'BROKER_PAYLOAD_KEY'), (e: unknown) => e instanceof CodecError && /BROKER_PAYLOAD_KEY must be 32 bytes/.test(e.message));
+    assert.throws(
+      () => parseKey(randomBytes(16).toString('hex'), 'BROKER_PAYLOAD_KEY'),
+      (e: unknown) => e instanceof CodecError && /BROKER_PAYLOAD_KEY must be 32 bytes/.test(e.message),
+    );
     assert.throws(() => parseKey('', 'K'), CodecError);
     assert.match(keyId(keyA), /^[0-9a-f]{16}$/);
     assert.notEqual(keyId(keyA), keyId(keyB));

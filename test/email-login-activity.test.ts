@@ -89,7 +89,10 @@ void describe('email code send activities', () => {
     await send({ ...base, runId: 'run-b' }, { email, dispatch: 1, salt }); // another run of the same workflow id
     await send(base, { email, dispatch: 3, salt: 'cc'.repeat(16) }); // another salt
     await send({ workflowId: `email-login/${hex32(3)}`, runId: 'run-a' }, { email, dispatch: 1, salt }); // another flow
-    const codes = ses.messages().slice(0, ses.messages().length - before).map((m) => codeFromMail(m.text));
+    const codes = ses
+      .messages()
+      .slice(0, ses.messages().length - before)
+      .map((m) => codeFromMail(m.text));
     assert.equal(codes.length, 5);
     assert.equal(new Set(codes).size, 5, `five dispatches, five codes: ${codes.join(' ')}`);
   });
@@ -119,7 +122,12 @@ void describe('email code send activities', () => {
     const email = uniqueEmail('Legacy').toLowerCase();
     const workflowId = `email-login/${hex32(5)}`; // the old scheme: one id per address, dispatch restarting at 1
     const legacy = (runId: string): Promise<Sent> =>
-      new MockActivityEnvironment({ workflowExecution: { workflowId, runId }, isLocal: true }).run((i: SendLoginCodeInput) => activities.sendLoginCode(i), { workflowId, dispatch: 1, email, ttlSeconds: 600 });
+      new MockActivityEnvironment({ workflowExecution: { workflowId, runId }, isLocal: true }).run((i: SendLoginCodeInput) => activities.sendLoginCode(i), {
+        workflowId,
+        dispatch: 1,
+        email,
+        ttlSeconds: 600,
+      });
     const a = await legacy('run-1');
     const b = await legacy('run-2');
     const [second, first] = codesTo(email);

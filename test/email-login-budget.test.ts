@@ -27,7 +27,8 @@ after(async () => {
 });
 
 const sendsOf = async (email: string) =>
-  (await stack.db.query<{ n: number }>('SELECT count(*)::int AS n FROM email_sends WHERE address_key = $1', [emailKey(stack.secrets.hmacSecret, email)])).rows[0]?.n;
+  (await stack.db.query<{ n: number }>('SELECT count(*)::int AS n FROM email_sends WHERE address_key = $1', [emailKey(stack.secrets.hmacSecret, email)]))
+    .rows[0]?.n;
 
 void describe('email login: the per-address send budget holds across requests', () => {
   void test('new requests and resends share the budget: 429 rate_limited with Retry-After, nothing mailed, no flow started, the earlier codes still work', async () => {

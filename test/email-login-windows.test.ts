@@ -37,7 +37,9 @@ async function timerSeconds(workflowId: string): Promise<number[]> {
   const history = await stack.temporal.workflow.getHandle(workflowId).fetchHistory();
   return (history.events ?? [])
     .filter((e) => e.eventType === EventType.EVENT_TYPE_TIMER_STARTED)
-    .map((e) => Number(e.timerStartedEventAttributes?.startToFireTimeout?.seconds ?? 0) + (e.timerStartedEventAttributes?.startToFireTimeout?.nanos ?? 0) / 1e9);
+    .map(
+      (e) => Number(e.timerStartedEventAttributes?.startToFireTimeout?.seconds ?? 0) + (e.timerStartedEventAttributes?.startToFireTimeout?.nanos ?? 0) / 1e9,
+    );
 }
 
 void describe('email code login windows', () => {
@@ -153,7 +155,7 @@ void describe('email code login windows', () => {
     await waitUntil(owner.resend_after);
     const stranger = await requestCode(stack, email);
     assert.notEqual(stranger.request_id, owner.request_id);
-    assert.notEqual(await latestCode(stack, email), ownerCode, 'the stranger\'s request mailed another code');
+    assert.notEqual(await latestCode(stack, email), ownerCode, "the stranger's request mailed another code");
     const login = await submitCode(stack, owner.request_id, ownerCode);
     assert.equal(login.status, 200, login.text);
   });

@@ -7,7 +7,19 @@ import { legacyRequestCodeUpdate } from '../workflows/email-login.definitions';
 import type { emailLoginWorkflow } from '../workflows/email-login-legacy';
 import { AkFlow, AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
 import { deriveOmniAccount } from '../lib/omni';
-import { codeFromMail, devMail, latestCode, requestCode, rowCounts, submitCode, uniqueEmail, watchFlowStarts, workflowIdOf, wrongCode, type LoginSessionBody } from './email-login-client';
+import {
+  codeFromMail,
+  devMail,
+  latestCode,
+  requestCode,
+  rowCounts,
+  submitCode,
+  uniqueEmail,
+  watchFlowStarts,
+  workflowIdOf,
+  wrongCode,
+  type LoginSessionBody,
+} from './email-login-client';
 import { startStack, type TestStack } from './harness';
 import { verifyAuditChain } from '../db/audit-query';
 
@@ -235,14 +247,14 @@ void describe('email code login', () => {
     assert.equal(secondOk.status, 200, secondOk.text);
   });
 
-  void test('a stranger can neither lock the owner out nor invalidate the owner\'s code', async () => {
+  void test("a stranger can neither lock the owner out nor invalidate the owner's code", async () => {
     const email = uniqueEmail('Owner');
     const owner = await requestCode(stack, email);
     const ownerCode = await latestCode(stack, email);
 
     // The stranger asks for the same address: their own request, not the owner's.
     const stranger = await requestCode(stack, email);
-    assert.notEqual(stranger.request_id, owner.request_id, 'the stranger does not learn the owner\'s request_id');
+    assert.notEqual(stranger.request_id, owner.request_id, "the stranger does not learn the owner's request_id");
     const strangerCode = await latestCode(stack, email); // mailed to the owner's inbox
     assert.notEqual(strangerCode, ownerCode);
 
@@ -263,7 +275,7 @@ void describe('email code login', () => {
     // The owner's request has its full attempt budget and its code.
     const ownerWrong = await submitCode(stack, owner.request_id, wrong);
     assert.equal(ownerWrong.status, 401, ownerWrong.text);
-    assert.equal((ownerWrong.body as { attempts_left: number }).attempts_left, 4, 'the stranger\'s guesses did not spend the owner\'s budget');
+    assert.equal((ownerWrong.body as { attempts_left: number }).attempts_left, 4, "the stranger's guesses did not spend the owner's budget");
     const login = await submitCode(stack, owner.request_id, ownerCode);
     assert.equal(login.status, 200, login.text);
     assert.deepEqual((login.body as LoginSessionBody).identity, { type: 'email', value: email.toLowerCase() });
@@ -396,7 +408,9 @@ void describe('email code login', () => {
       const login = await submitCode(stack, sent.request_id, await latestCode(stack, email));
       assert.equal(login.status, 200, `login ${n + 1}: ${login.text}`);
     }
-    const rows = (await stack.db.query<{ seq: string; prev_hash: string; hash: string }>('SELECT seq::text AS seq, prev_hash, hash FROM audit_log ORDER BY audit_log.seq')).rows;
+    const rows = (
+      await stack.db.query<{ seq: string; prev_hash: string; hash: string }>('SELECT seq::text AS seq, prev_hash, hash FROM audit_log ORDER BY audit_log.seq')
+    ).rows;
     assert.ok(rows.length >= 12);
     rows.forEach((row, i) => {
       assert.equal(row.seq, String(i + 1), 'seq has no gap');

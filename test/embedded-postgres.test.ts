@@ -29,10 +29,10 @@ void test('embedded Postgres persists a transaction across restarts', { timeout:
           profile jsonb NOT NULL DEFAULT '{}'::jsonb,
           logins integer NOT NULL DEFAULT 0
         )`);
-      const ins = await client.query<{ id: string }>(
-        'INSERT INTO accounts (email, profile) VALUES ($1, $2) RETURNING id',
-        ['a@example.com', JSON.stringify({ plan: 'free', tags: ['x'] })],
-      );
+      const ins = await client.query<{ id: string }>('INSERT INTO accounts (email, profile) VALUES ($1, $2) RETURNING id', [
+        'a@example.com',
+        JSON.stringify({ plan: 'free', tags: ['x'] }),
+      ]);
       assert.equal(ins.rows[0]?.id, '1', 'bigserial starts at 1 (pg returns int8 as string)');
       const upsert = await client.query<{ id: string; logins: number }>(
         `INSERT INTO accounts (email, profile) VALUES ($1, $2)
@@ -41,10 +41,9 @@ void test('embedded Postgres persists a transaction across restarts', { timeout:
         ['a@example.com', JSON.stringify({ plan: 'pro' })],
       );
       assert.deepEqual(upsert.rows[0], { id: '1', logins: 1 }, 'ON CONFLICT updated the existing row');
-      const locked = await client.query<{ profile: { plan: string; tags: string[] } }>(
-        'SELECT profile FROM accounts WHERE email = $1 FOR UPDATE',
-        ['a@example.com'],
-      );
+      const locked = await client.query<{ profile: { plan: string; tags: string[] } }>('SELECT profile FROM accounts WHERE email = $1 FOR UPDATE', [
+        'a@example.com',
+      ]);
       assert.deepEqual(locked.rows[0]?.profile, { plan: 'pro', tags: ['x'] }, 'jsonb merged and parsed');
       await client.query('COMMIT');
     } catch (err) {

@@ -78,7 +78,11 @@ void test('SES: SendEmail through the real SDK is captured with its fields', asy
   assert.match(first.MessageId ?? '', /^0100[0-9a-f]{12}-[0-9a-f-]{36}-000000$/);
   assert.equal(fixture.requestCount(), 2);
   const all = fixture.messages();
-  assert.deepEqual(all.map((m) => m.to), ['bob@example.com', 'Alice@Example.com'], 'newest first');
+  assert.deepEqual(
+    all.map((m) => m.to),
+    ['bob@example.com', 'Alice@Example.com'],
+    'newest first',
+  );
 
   const [alice] = fixture.mailTo('alice@EXAMPLE.com');
   assert.ok(alice, 'mailTo matches case-insensitively');
@@ -109,7 +113,13 @@ void test('SES: one capture per recipient, display-name addresses reduced to the
       Destination: { ToAddresses: ['Carol <carol@example.com>'], CcAddresses: ['dave@example.com'] },
     }),
   );
-  assert.deepEqual(fixture.messages().map((m) => m.to).sort(), ['carol@example.com', 'dave@example.com']);
+  assert.deepEqual(
+    fixture
+      .messages()
+      .map((m) => m.to)
+      .sort(),
+    ['carol@example.com', 'dave@example.com'],
+  );
 });
 
 void test('SES: waitForMail resolves on arrival, honours `after`, and times out precisely', async (t) => {
@@ -128,7 +138,10 @@ void test('SES: waitForMail resolves on arrival, honours `after`, and times out 
   // Already there: resolves immediately with the mail at chronological index `after`.
   assert.equal((await fixture.waitForMail('erin@example.com', { after: 0 })).text, 'Your code is 333333');
 
-  await assert.rejects(fixture.waitForMail('erin@example.com', { after: 2, timeoutMs: 30 }), /no mail beyond the 2 already seen within 30 ms \(2 to that address/);
+  await assert.rejects(
+    fixture.waitForMail('erin@example.com', { after: 2, timeoutMs: 30 }),
+    /no mail beyond the 2 already seen within 30 ms \(2 to that address/,
+  );
 
   const pending = fixture.waitForMail('nobody@example.com', { timeoutMs: 5000 });
   await fixture.close();
@@ -452,5 +465,8 @@ void test('STS: GetCallerIdentity answers for static and for vended credentials'
     body: 'Action=GetCallerIdentity&Version=2011-06-15',
   });
   assert.equal(unsigned.status, 403);
-  assert.match(await unsigned.text(), /^<ErrorResponse xmlns="https:\/\/sts\.amazonaws\.com\/doc\/2011-06-15\/"><Error><Type>Sender<\/Type><Code>MissingAuthenticationToken<\/Code>/);
+  assert.match(
+    await unsigned.text(),
+    /^<ErrorResponse xmlns="https:\/\/sts\.amazonaws\.com\/doc\/2011-06-15\/"><Error><Type>Sender<\/Type><Code>MissingAuthenticationToken<\/Code>/,
+  );
 });

@@ -8,7 +8,19 @@ import { after, before, describe, test } from 'node:test';
 import type { Payload } from '@temporalio/common';
 import { AesGcmPayloadCodec } from '../lib/codec';
 import { GOOGLE_LOGIN_ID_PREFIX } from '../workflows/google-login.definitions';
-import { browserStart, callback, cliStart, consent, loginRows, poll, RETURN_ORIGIN, startGoogleStack, uniqueHint, type CliStart, type GoogleStack } from './google-login-client';
+import {
+  browserStart,
+  callback,
+  cliStart,
+  consent,
+  loginRows,
+  poll,
+  RETURN_ORIGIN,
+  startGoogleStack,
+  uniqueHint,
+  type CliStart,
+  type GoogleStack,
+} from './google-login-client';
 
 const MAX_ATTEMPTS = 2;
 let g: GoogleStack;
@@ -196,7 +208,15 @@ void describe('provider failures: retried, then a clean failure', () => {
 });
 
 void describe('browser form: return_to', () => {
-  for (const bad of ['https://evil.example/x', 'https://app.example.com.evil.example/', 'http://app.example.com/', 'https://user:pw@app.example.com/', 'javascript:alert(1)', '/relative', '']) {
+  for (const bad of [
+    'https://evil.example/x',
+    'https://app.example.com.evil.example/',
+    'http://app.example.com/',
+    'https://user:pw@app.example.com/',
+    'javascript:alert(1)',
+    '/relative',
+    '',
+  ]) {
     void test(`return_to ${JSON.stringify(bad)} → 400, no flow`, async () => {
       const r = await fetch(`${g.stack.url}/v1/session/google_oauth_login?return_to=${encodeURIComponent(bad)}`, { redirect: 'manual' });
       assert.equal(r.status, 400, await r.text());
@@ -258,7 +278,13 @@ void describe('history', () => {
     assert.equal(await result(start), 'succeeded');
     const history = await g.stack.temporal.workflow.getHandle(workflowIdOf(start)).fetchHistory();
     const raw = JSON.stringify(history, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('latin1') : v));
-    for (const secret of [authorize.searchParams.get('state') as string, authorize.searchParams.get('nonce') as string, start.poll_secret, token, token.split('.')[2] as string]) {
+    for (const secret of [
+      authorize.searchParams.get('state') as string,
+      authorize.searchParams.get('nonce') as string,
+      start.poll_secret,
+      token,
+      token.split('.')[2] as string,
+    ]) {
       assert.ok(!raw.includes(secret), 'a secret is readable in history');
     }
     // Decoded with the payload key (what an operator with the ops token sees): the flow's secrets are there, the bearer is not.

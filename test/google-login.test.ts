@@ -3,7 +3,18 @@ import { after, before, describe, test } from 'node:test';
 import { buildApp } from '../api/app';
 import { deriveOmniAccount } from '../lib/omni';
 import { identityForHint } from '../fixtures/google-oidc';
-import { browserStart, callback, cliStart, consent, loginRows, poll, RETURN_ORIGIN, startGoogleStack, uniqueHint, type GoogleStack } from './google-login-client';
+import {
+  browserStart,
+  callback,
+  cliStart,
+  consent,
+  loginRows,
+  poll,
+  RETURN_ORIGIN,
+  startGoogleStack,
+  uniqueHint,
+  type GoogleStack,
+} from './google-login-client';
 
 let g: GoogleStack;
 before(async () => {
@@ -100,7 +111,11 @@ void describe('Google login, configuration', () => {
   void test('without a client id the Google routes are 404 (the CLI says the broker offers no Google login)', async () => {
     const v = await variant({ BROKER_GOOGLE_CLIENT_ID: undefined });
     try {
-      const r = await fetch(`${v.url}/v1/session/google_oauth_login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"format":"cli"}' });
+      const r = await fetch(`${v.url}/v1/session/google_oauth_login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"format":"cli"}',
+      });
       assert.equal(r.status, 404);
       assert.equal((await fetch(`${v.url}/v1/session/google_oauth_callback?state=x&code=y`)).status, 404);
     } finally {
@@ -111,7 +126,11 @@ void describe('Google login, configuration', () => {
   void test('a provider that cannot be discovered: the start is 503 unavailable and no flow begins', async () => {
     const v = await variant({ BROKER_GOOGLE_ISSUER: 'http://127.0.0.1:9/', BROKER_GOOGLE_HTTP_TIMEOUT_SECONDS: 1 });
     try {
-      const r = await fetch(`${v.url}/v1/session/google_oauth_login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"format":"cli"}' });
+      const r = await fetch(`${v.url}/v1/session/google_oauth_login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"format":"cli"}',
+      });
       assert.equal(r.status, 503, await r.text());
       const browser = await fetch(`${v.url}/v1/session/google_oauth_login?return_to=${encodeURIComponent(`${RETURN_ORIGIN}/`)}`, { redirect: 'manual' });
       assert.equal(browser.status, 503);

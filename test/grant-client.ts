@@ -30,7 +30,11 @@ export async function offerGrant(stack: Pick<TestStack, 'request'>, token: strin
 }
 
 /** The agent wallet signs the grant's acceptance text and sends it; asserts 200 and an active grant. */
-export async function acceptGrant(stack: Pick<TestStack, 'request'>, agent: TestWallet, grant: Pick<GrantView, 'grant_id' | 'acceptance_message'>): Promise<GrantView> {
+export async function acceptGrant(
+  stack: Pick<TestStack, 'request'>,
+  agent: TestWallet,
+  grant: Pick<GrantView, 'grant_id' | 'acceptance_message'>,
+): Promise<GrantView> {
   assert.ok(grant.acceptance_message, 'a pending grant carries its acceptance_message');
   const signature = await agent.sign(grant.acceptance_message);
   const res = await stack.request('POST', `/v1/grants/${grant.grant_id}/accept`, { body: { signature } });

@@ -40,7 +40,10 @@ interface Account {
 async function teeAccount(identity: Identity): Promise<Account> {
   const omni = deriveOmniAccount('agentkeys', identity);
   const token = tee.issueToken({ sub: omni, typ: 'access', exp: Math.floor(Date.now() / 1000) + 7 * 86400, aud: 'agentkeys' });
-  const r = await stack.request('POST', '/v3/account/post_heima_login', { token, body: { userId: identity, clientId: 'agentkeys', clientAuth: null, heimaLoginSuccess: true } });
+  const r = await stack.request('POST', '/v3/account/post_heima_login', {
+    token,
+    body: { userId: identity, clientId: 'agentkeys', clientAuth: null, heimaLoginSuccess: true },
+  });
   assert.equal(r.status, 200, r.text);
   return { omni, token, address: identity.type === 'evm' ? identity.value.toLowerCase() : undefined };
 }
@@ -54,7 +57,9 @@ async function isBound(main: string, agent: string): Promise<boolean> {
 }
 
 async function counts(): Promise<{ grants: number; audit: number }> {
-  const r = await stack.db.query<{ grants: string; audit: string }>(`SELECT (SELECT count(*) FROM grants)::text AS grants, (SELECT count(*) FROM audit_log)::text AS audit`);
+  const r = await stack.db.query<{ grants: string; audit: string }>(
+    `SELECT (SELECT count(*) FROM grants)::text AS grants, (SELECT count(*) FROM audit_log)::text AS audit`,
+  );
   return { grants: Number(r.rows[0]?.grants), audit: Number(r.rows[0]?.audit) };
 }
 
@@ -144,7 +149,9 @@ void describe('grants', () => {
     assert.equal(after.grants[0]?.active, false);
     assert.equal(typeof after.grants[0]?.revoked_at, 'number');
 
-    const audit = await stack.db.query<{ event: string }>(`SELECT event FROM audit_log WHERE omni_account = $1 AND event LIKE 'grant.%' ORDER BY seq`, [a.omni]);
+    const audit = await stack.db.query<{ event: string }>(`SELECT event FROM audit_log WHERE omni_account = $1 AND event LIKE 'grant.%' ORDER BY seq`, [
+      a.omni,
+    ]);
     assert.deepEqual(
       audit.rows.map((r) => r.event),
       ['grant.create', 'grant.accept', 'grant.revoke'],

@@ -99,7 +99,11 @@ export interface TestStack {
   /** Environment a child process (e.g. `tsx worker/main.ts`) needs to join this stack. */
   childEnv(): NodeJS.ProcessEnv;
   /** fetch against the API with a JSON body. */
-  request(method: string, path: string, opts?: { body?: unknown; token?: string; headers?: Record<string, string> }): Promise<{ status: number; headers: Headers; body: unknown; text: string }>;
+  request(
+    method: string,
+    path: string,
+    opts?: { body?: unknown; token?: string; headers?: Record<string, string> },
+  ): Promise<{ status: number; headers: Headers; body: unknown; text: string }>;
   stop(): Promise<void>;
 }
 

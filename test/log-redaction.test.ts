@@ -51,10 +51,22 @@ void describe('API logs', () => {
 
     // The logs are there and are what we expect, so the absence below means something.
     const records = lines.map((l) => JSON.parse(l) as { msg?: string; req?: { url?: string } });
-    assert.ok(records.some((r) => r.msg === 'incoming request' && r.req?.url === '/v1/session/email_code'), 'request lines are logged');
-    assert.ok(records.some((r) => r.msg === 'login code dispatched'), 'flow lines are logged');
-    assert.ok(records.some((r) => r.msg === 'email login succeeded'), 'flow lines are logged');
-    assert.ok(records.some((r) => r.req?.url?.includes('token=[redacted]')), 'query secrets are masked, not dropped');
+    assert.ok(
+      records.some((r) => r.msg === 'incoming request' && r.req?.url === '/v1/session/email_code'),
+      'request lines are logged',
+    );
+    assert.ok(
+      records.some((r) => r.msg === 'login code dispatched'),
+      'flow lines are logged',
+    );
+    assert.ok(
+      records.some((r) => r.msg === 'email login succeeded'),
+      'flow lines are logged',
+    );
+    assert.ok(
+      records.some((r) => r.req?.url?.includes('token=[redacted]')),
+      'query secrets are masked, not dropped',
+    );
 
     const all = lines.join('\n');
     const secrets: Record<string, string> = {
@@ -103,13 +115,19 @@ void describe('API logs', () => {
       '/nope?email=[redacted]',
     ]);
     const all = lines.slice(from).join('\n');
-    for (const [name, secret] of Object.entries({ address: email, 'encoded address': encodeURIComponent(email), 'local part': email.split('@')[0] ?? email, token, 'token part': token.split('.')[1] ?? token })) {
+    for (const [name, secret] of Object.entries({
+      address: email,
+      'encoded address': encodeURIComponent(email),
+      'local part': email.split('@')[0] ?? email,
+      token,
+      'token part': token.split('.')[1] ?? token,
+    })) {
       assert.ok(!all.includes(secret), `the logs contain the ${name}`);
     }
     assert.ok(!new RegExp(`(?<!\\d)${code}(?!\\d)`).test(all), 'the logs contain the code');
   });
 
-  void test('a caller-chosen X-Request-Id is logged as client_request_id; the request id is the broker\'s own', async () => {
+  void test("a caller-chosen X-Request-Id is logged as client_request_id; the request id is the broker's own", async () => {
     const from = lines.length;
     const res = await stack.request('GET', '/healthz', { headers: { 'x-request-id': 'caller-chosen.42' } });
     const brokerId = res.headers.get('x-request-id') ?? '';

@@ -37,16 +37,32 @@ void describe('housekeeping', () => {
       taskQueue: stack.config.BROKER_TASK_QUEUE,
     });
     assert.ok(result.proofs >= 1 && result.sessions >= 1 && result.revokedTeeTokens >= 1, JSON.stringify(result));
-    const tees = await stack.db.query<{ token_digest: string }>('SELECT token_digest FROM revoked_tee_tokens WHERE token_digest = ANY($1)', [[oldTee, liveTee]]);
-    assert.deepEqual(tees.rows.map((r) => r.token_digest), [liveTee]);
-    const proofs = await stack.db.query<{ signature_hash: string }>('SELECT signature_hash FROM used_signatures WHERE signature_hash = ANY($1)', [[oldProof, liveProof]]);
-    assert.deepEqual(proofs.rows.map((r) => r.signature_hash), [liveProof]);
+    const tees = await stack.db.query<{ token_digest: string }>('SELECT token_digest FROM revoked_tee_tokens WHERE token_digest = ANY($1)', [
+      [oldTee, liveTee],
+    ]);
+    assert.deepEqual(
+      tees.rows.map((r) => r.token_digest),
+      [liveTee],
+    );
+    const proofs = await stack.db.query<{ signature_hash: string }>('SELECT signature_hash FROM used_signatures WHERE signature_hash = ANY($1)', [
+      [oldProof, liveProof],
+    ]);
+    assert.deepEqual(
+      proofs.rows.map((r) => r.signature_hash),
+      [liveProof],
+    );
     const sessions = await stack.db.query<{ jti: string }>('SELECT jti FROM sessions WHERE jti = ANY($1)', [[oldSession, liveSession]]);
-    assert.deepEqual(sessions.rows.map((r) => r.jti), [liveSession]);
+    assert.deepEqual(
+      sessions.rows.map((r) => r.jti),
+      [liveSession],
+    );
   });
 
   void test('the hourly schedule is registered once, on the broker task queue', async () => {
-    await stack.temporal.schedule.getHandle(PURGE_SCHEDULE_ID).delete().catch(() => undefined);
+    await stack.temporal.schedule
+      .getHandle(PURGE_SCHEDULE_ID)
+      .delete()
+      .catch(() => undefined);
     try {
       assert.equal(await ensureMaintenanceSchedule(stack.temporal, stack.config), 'created');
       assert.equal(await ensureMaintenanceSchedule(stack.temporal, stack.config), 'existing');

@@ -54,7 +54,10 @@ void describe('POST /v1/mint-aws-creds', () => {
     assert.match(f.RoleSessionName ?? '', new RegExp(`^agentkeys-${w}-\\d{10}$`));
     assert.ok((f.RoleSessionName ?? '').length <= 64);
     // The broker's own OIDC JWT, verifiable against its JWKS, with the docs/contracts.md §4 claims.
-    const { payload } = await jwtVerify(f.WebIdentityToken ?? '', createRemoteJWKSet(new URL(`${stack.url}/.well-known/jwks.json`)), { audience: 'sts.amazonaws.com', issuer: stack.url });
+    const { payload } = await jwtVerify(f.WebIdentityToken ?? '', createRemoteJWKSet(new URL(`${stack.url}/.well-known/jwks.json`)), {
+      audience: 'sts.amazonaws.com',
+      issuer: stack.url,
+    });
     assert.equal(payload.sub, `agentkeys:agent:${w}`);
     assert.equal(f.RoleSessionName, `agentkeys-${w}-${payload.iat}`);
     assert.deepEqual(payload['https://aws.amazon.com/tags'], {
@@ -85,7 +88,8 @@ void describe('POST /v1/mint-aws-creds', () => {
     assert.equal(ok.session_name, f.RoleSessionName);
     assert.equal(ok.role_arn, ROLE);
     const everything = JSON.stringify(rows);
-    for (const secret of [creds.secret_access_key, creds.session_token, f.WebIdentityToken ?? '-', main.token]) assert.ok(!everything.includes(secret), 'a secret is in the audit log');
+    for (const secret of [creds.secret_access_key, creds.session_token, f.WebIdentityToken ?? '-', main.token])
+      assert.ok(!everything.includes(secret), 'a secret is in the audit log');
 
     // Search attributes name the flow and how it ended.
     const desc = await stack.temporal.workflow.getHandle(MINT_ID_PREFIX + rows[1]?.request_id).describe();

@@ -20,7 +20,10 @@ after(async () => {
 });
 
 async function claimsOf(jwt: string) {
-  const { payload } = await jwtVerify(jwt, createRemoteJWKSet(new URL(`${stack.url}/.well-known/jwks.json`)), { audience: 'sts.amazonaws.com', issuer: stack.url });
+  const { payload } = await jwtVerify(jwt, createRemoteJWKSet(new URL(`${stack.url}/.well-known/jwks.json`)), {
+    audience: 'sts.amazonaws.com',
+    issuer: stack.url,
+  });
   return payload;
 }
 
@@ -99,7 +102,7 @@ void describe('grant lifecycle: create → agent mints → revoke → agent refu
     assert.equal((await claimsOf(minted.jwt)).agentkeys_child_wallet, undefined);
   });
 
-  void test("another account cannot revoke the grant; the agent keeps minting", async () => {
+  void test('another account cannot revoke the grant; the agent keeps minting', async () => {
     const res = await stack.request('DELETE', `/v1/grants/${grantId}`, { token: stranger.token });
     assert.equal(res.status, 404, res.text);
     const grant = await stack.db.query<{ revoked_at: Date | null }>('SELECT revoked_at FROM grants WHERE grant_id = $1', [grantId]);

@@ -20,7 +20,9 @@ let agent: WalletSession;
 let starts: WorkflowStartSpy;
 
 before(async () => {
-  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_RATE_LIMIT_MINT_PER_MINUTE: '100000', BROKER_MINT_INTENT_WINDOW_SECONDS: String(WINDOW) } });
+  stack = await startStack({
+    env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_RATE_LIMIT_MINT_PER_MINUTE: '100000', BROKER_MINT_INTENT_WINDOW_SECONDS: String(WINDOW) },
+  });
   stack.sts.setJwksUrl(`${stack.url}/.well-known/jwks.json`);
   agent = await walletLogin(stack);
   starts = spyWorkflowStarts(stack.temporal);
@@ -78,7 +80,9 @@ void describe('signed mint intents (v2 body of mint-aws-creds)', () => {
     assert.equal(res.status, 200, res.text);
     const creds = res.body as { access_key_id: string; wallet: string };
     assert.equal(creds.wallet, agent.wallet.lower);
-    const intentRow = (await auditRowsOf(stack, agent.omni_account)).find((r) => r.event === 'mint.aws.intent' && r.details.intent_request_id === body.request_id);
+    const intentRow = (await auditRowsOf(stack, agent.omni_account)).find(
+      (r) => r.event === 'mint.aws.intent' && r.details.intent_request_id === body.request_id,
+    );
     assert.ok(intentRow, 'the intent row names the signed request');
     assert.equal(intentRow.details.proof, 'eip191-intent');
     assert.equal(intentRow.details.intent_service, 's3');
@@ -104,18 +108,67 @@ void describe('signed mint intents (v2 body of mint-aws-creds)', () => {
     const good = unsignedIntent(agent.wallet);
     const cases: [string, string, unknown, number, string, RegExp][] = [
       ['signed by another wallet', agent.token, await signIntent(stranger, good), 401, 'unauthorized', /not made by auth.address/],
-      ['tampered after signing', agent.token, { ...(await signIntent(agent.wallet, good)), intent: { ...good.intent, service: 'iam' } }, 401, 'unauthorized', /not made by/],
-      ['an extra field added after signing', agent.token, { ...(await signIntent(agent.wallet, unsignedIntent(agent.wallet))), duration_seconds: 900 }, 401, 'unauthorized', /not made by/],
-      ['another wallet than the session', agent.token, await signIntent(stranger, unsignedIntent(stranger)), 401, 'unauthorized', /not the wallet this session/],
+      [
+        'tampered after signing',
+        agent.token,
+        { ...(await signIntent(agent.wallet, good)), intent: { ...good.intent, service: 'iam' } },
+        401,
+        'unauthorized',
+        /not made by/,
+      ],
+      [
+        'an extra field added after signing',
+        agent.token,
+        { ...(await signIntent(agent.wallet, unsignedIntent(agent.wallet))), duration_seconds: 900 },
+        401,
+        'unauthorized',
+        /not made by/,
+      ],
+      [
+        'another wallet than the session',
+        agent.token,
+        await signIntent(stranger, unsignedIntent(stranger)),
+        401,
+        'unauthorized',
+        /not the wallet this session/,
+      ],
       ['an email session', email.token, await signIntent(agent.wallet, unsignedIntent(agent.wallet)), 403, 'forbidden', /wallet-login session/],
-      ['issued too long ago', agent.token, await signIntent(agent.wallet, unsignedIntent(agent.wallet, { issued_at: new Date(Date.now() - (WINDOW + 30) * 1000).toISOString() })), 410, 'expired', /old/],
-      ['issued in the future', agent.token, await signIntent(agent.wallet, unsignedIntent(agent.wallet, { issued_at: new Date(Date.now() + (WINDOW + 30) * 1000).toISOString() })), 401, 'unauthorized', /ahead/],
-      ['issued_at not RFC 3339', agent.token, await signIntent(agent.wallet, unsignedIntent(agent.wallet, { issued_at: String(Math.floor(Date.now() / 1000)) })), 400, 'bad_request', /RFC 3339/],
+      [
+        'issued too long ago',
+        agent.token,
+        await signIntent(agent.wallet, unsignedIntent(agent.wallet, { issued_at: new Date(Date.now() - (WINDOW + 30) * 1000).toISOString() })),
+        410,
+        'expired',
+        /old/,
+      ],
+      [
+        'issued in the future',
+        agent.token,
+        await signIntent(agent.wallet, unsignedIntent(agent.wallet, { issued_at: new Date(Date.now() + (WINDOW + 30) * 1000).toISOString() })),
+        401,
+        'unauthorized',
+        /ahead/,
+      ],
+      [
+        'issued_at not RFC 3339',
+        agent.token,
+        await signIntent(agent.wallet, unsignedIntent(agent.wallet, { issued_at: String(Math.floor(Date.now() / 1000)) })),
+        400,
+        'bad_request',
+        /RFC 3339/,
+      ],
       ['only some v2 fields', agent.token, { request_id: 'mnt_x' }, 400, 'bad_request', /needs all/],
       // No canonical form to sign (JSON writers spell floats differently), so it is refused before the signature is looked at.
       ['a float in the body', agent.token, { ...(await signIntent(agent.wallet, unsignedIntent(agent.wallet))), weight: 0.5 }, 400, 'bad_request', /whole/],
       ['signature not 65 bytes', agent.token, { ...good, auth: { address: good.auth.address, signature: '0x1234' } }, 400, 'bad_request', /65 bytes/],
-      ['a 4 KB service', agent.token, { ...good, intent: { ...good.intent, service: 'x'.repeat(4096) }, auth: { ...good.auth, signature: '0x00' } }, 400, 'bad_request', /service/],
+      [
+        'a 4 KB service',
+        agent.token,
+        { ...good, intent: { ...good.intent, service: 'x'.repeat(4096) }, auth: { ...good.auth, signature: '0x00' } },
+        400,
+        'bad_request',
+        /service/,
+      ],
     ];
     for (const [what, token, body, status, error, message] of cases) {
       const snap = await dbSnapshot(stack.db);

@@ -48,14 +48,20 @@ void describe('OIDC keyset file', () => {
       publishedJwks(now, Date.now()).map((k) => k.kid),
       [r.activeKid, jwk.kid],
     );
-    assert.ok(publishedJwks(now, Date.now()).every((k) => !('d' in k)), 'a private part is published');
+    assert.ok(
+      publishedJwks(now, Date.now()).every((k) => !('d' in k)),
+      'a private part is published',
+    );
   });
 
   void test('a malformed keyset is refused with the path in the message', async () => {
     const path = join(dir, 'bad.json');
     for (const text of ['not json', '{"version":1,"active_kid":"x","keys":[]}', '{"version":2}']) {
       await writeFile(path, text);
-      await assert.rejects(new OidcKeyStore(path, { createIfMissing: false, recheckMs: 0 }).current(), (e: Error) => e instanceof OidcKeysetError && e.message.includes(path));
+      await assert.rejects(
+        new OidcKeyStore(path, { createIfMissing: false, recheckMs: 0 }).current(),
+        (e: Error) => e instanceof OidcKeysetError && e.message.includes(path),
+      );
     }
   });
 });

@@ -55,7 +55,20 @@ void describe('OIDC issuer', () => {
     assert.deepEqual(meta.subject_types_supported, ['public']);
     assert.deepEqual(meta.scopes_supported, ['openid']);
     assert.deepEqual(meta.token_endpoint_auth_methods_supported, ['none']);
-    for (const claim of ['iss', 'sub', 'aud', 'iat', 'exp', 'nbf', 'agentkeys_user_wallet', 'agentkeys_child_wallet', 'agentkeys_grant_id', 'agentkeys_operation', 'agentkeys_actor_omni', 'https://aws.amazon.com/tags']) {
+    for (const claim of [
+      'iss',
+      'sub',
+      'aud',
+      'iat',
+      'exp',
+      'nbf',
+      'agentkeys_user_wallet',
+      'agentkeys_child_wallet',
+      'agentkeys_grant_id',
+      'agentkeys_operation',
+      'agentkeys_actor_omni',
+      'https://aws.amazon.com/tags',
+    ]) {
       assert.ok(meta.claims_supported?.includes(claim), `claims_supported lacks ${claim}`);
     }
   });
@@ -92,7 +105,17 @@ void describe('POST /v1/mint-oidc-jwt', () => {
     assert.equal(protectedHeader.typ, 'JWT');
     assert.ok(protectedHeader.kid);
     const w = main.wallet.lower;
-    assert.deepEqual(Object.keys(payload).sort(), ['agentkeys_actor_omni', 'agentkeys_user_wallet', 'aud', 'exp', 'https://aws.amazon.com/tags', 'iat', 'iss', 'nbf', 'sub']);
+    assert.deepEqual(Object.keys(payload).sort(), [
+      'agentkeys_actor_omni',
+      'agentkeys_user_wallet',
+      'aud',
+      'exp',
+      'https://aws.amazon.com/tags',
+      'iat',
+      'iss',
+      'nbf',
+      'sub',
+    ]);
     const actor = main.omni_account.slice(2);
     assert.equal(payload.agentkeys_actor_omni, actor);
     assert.equal(payload.iss, stack.url);
@@ -206,7 +229,10 @@ void describe('key rotation', () => {
     const retired = file.keys.find((k) => k.jwk.kid === oldKid);
     assert.ok(retired?.retired_at && retired.drop_after);
     assert.equal(Date.parse(retired.drop_after) - Date.parse(retired.retired_at), (TTL + VERIFIER_CACHE) * 1000);
-    assert.ok(Date.parse(retired.drop_after) >= decodeJwt(before.jwt).exp! * 1000 + VERIFIER_CACHE * 1000, 'dropped before its last token expired plus the cache time');
+    assert.ok(
+      Date.parse(retired.drop_after) >= decodeJwt(before.jwt).exp! * 1000 + VERIFIER_CACHE * 1000,
+      'dropped before its last token expired plus the cache time',
+    );
 
     apiClockShiftMs = Date.parse(retired.drop_after) - Date.now() - 5_000;
     // Only the JWKS's clock is shifted: jose checks the token's exp on the real clock.

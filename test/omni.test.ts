@@ -44,7 +44,10 @@ void describe('OmniAccount derivation (docs/contracts.md §1)', () => {
     assert.equal(deriveOmniAccount('agentkeys', { type: 'email', value: 'ONBOARD@EXAMPLE.COM' }), pinned);
     // The type tag is part of the hash: the same text under another type is another account.
     assert.notEqual(deriveOmniAccount('agentkeys', { type: 'google', value: 'onboard@example.com' }), pinned);
-    assert.notEqual(deriveOmniAccount('agentkeys', { type: 'google', value: '110169484474386276334' }), deriveOmniAccount('agentkeys', { type: 'twitter', value: '110169484474386276334' }));
+    assert.notEqual(
+      deriveOmniAccount('agentkeys', { type: 'google', value: '110169484474386276334' }),
+      deriveOmniAccount('agentkeys', { type: 'twitter', value: '110169484474386276334' }),
+    );
   });
 
   void test('bad inputs are refused with an IdentityError, never hashed', () => {
@@ -59,7 +62,11 @@ void describe('OmniAccount derivation (docs/contracts.md §1)', () => {
       [{ type: 'solana', value: '0OIl' }, /base58/],
     ];
     for (const [identity, message] of bad) {
-      assert.throws(() => deriveOmniAccount('agentkeys', identity), (e: unknown) => e instanceof IdentityError && message.test(e.message), `${identity.type} ${identity.value}`);
+      assert.throws(
+        () => deriveOmniAccount('agentkeys', identity),
+        (e: unknown) => e instanceof IdentityError && message.test(e.message),
+        `${identity.type} ${identity.value}`,
+      );
     }
   });
 });
@@ -117,8 +124,18 @@ void describe('the 64-byte IdentityString rule', () => {
 
   void test('every upstream identity type derives; github and apple included; bitcoin is a 33-byte key', () => {
     const values: Record<IdentityType, string> = {
-      email: 'a@b.io', evm: EVM, google: '1', substrate: `0x${'11'.repeat(32)}`, bitcoin: `0x02${'22'.repeat(32)}`,
-      solana: '11111111111111111111111111111111', twitter: 't', discord: 'd', github: 'octocat', apple: '001.abc', pumpx: 'p', passkey: 'k',
+      email: 'a@b.io',
+      evm: EVM,
+      google: '1',
+      substrate: `0x${'11'.repeat(32)}`,
+      bitcoin: `0x02${'22'.repeat(32)}`,
+      solana: '11111111111111111111111111111111',
+      twitter: 't',
+      discord: 'd',
+      github: 'octocat',
+      apple: '001.abc',
+      pumpx: 'p',
+      passkey: 'k',
     };
     const seen = new Set<string>();
     for (const type of IDENTITY_TYPES) {
@@ -134,6 +151,9 @@ void describe('the 64-byte IdentityString rule', () => {
   });
 
   void test('the AWS tag form is bare lower-case hex', () => {
-    assert.equal(bareOmniHex('0xF77B15b548b5e46fe7bc01673db04ab9de4c3354690082f665a6d9704a9db567'), 'f77b15b548b5e46fe7bc01673db04ab9de4c3354690082f665a6d9704a9db567');
+    assert.equal(
+      bareOmniHex('0xF77B15b548b5e46fe7bc01673db04ab9de4c3354690082f665a6d9704a9db567'),
+      'f77b15b548b5e46fe7bc01673db04ab9de4c3354690082f665a6d9704a9db567',
+    );
   });
 });

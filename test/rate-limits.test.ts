@@ -39,7 +39,12 @@ after(async () => {
 });
 
 /** One HTTP request from a chosen loopback source address (node's fetch cannot pick one). */
-function send(baseUrl: string, method: string, path: string, opts: { from?: string; headers?: Record<string, string>; body?: unknown } = {}): Promise<HttpAnswer & { headers: Record<string, string | string[] | undefined> }> {
+function send(
+  baseUrl: string,
+  method: string,
+  path: string,
+  opts: { from?: string; headers?: Record<string, string>; body?: unknown } = {},
+): Promise<HttpAnswer & { headers: Record<string, string | string[] | undefined> }> {
   const url = new URL(path, baseUrl);
   const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
   return new Promise((resolve, reject) => {
@@ -80,7 +85,10 @@ const challenge = (baseUrl: string, opts: { from?: string; xff?: string } = {}) 
   });
 
 const allowListed = (baseUrl: string, opts: { from?: string; xff?: string }) =>
-  send(baseUrl, 'GET', '/v3/account/get_account_user_id?email=nobody%40example.com', { from: opts.from, headers: opts.xff ? { 'x-forwarded-for': opts.xff } : {} });
+  send(baseUrl, 'GET', '/v3/account/get_account_user_id?email=nobody%40example.com', {
+    from: opts.from,
+    headers: opts.xff ? { 'x-forwarded-for': opts.xff } : {},
+  });
 
 function assertLimited(res: HttpAnswer & { headers: Record<string, unknown> }, what: string): void {
   assertRefused(res, 429, 'rate_limited', /too many requests/, what);
@@ -105,12 +113,17 @@ void describe('mints per account', () => {
   void test(`${MINTS * 2} concurrent mints on one session: ${MINTS} minted and audited, the rest 429 with Retry-After, no workflow, no row`, async () => {
     const session = await walletLogin(stack);
     const started = starts.count();
-    const results = await Promise.all(Array.from({ length: MINTS * 2 }, () => send(stack.url, 'POST', '/v1/mint-oidc-jwt', { headers: { authorization: `Bearer ${session.token}` } })));
+    const results = await Promise.all(
+      Array.from({ length: MINTS * 2 }, () => send(stack.url, 'POST', '/v1/mint-oidc-jwt', { headers: { authorization: `Bearer ${session.token}` } })),
+    );
     const ok = results.filter((r) => r.status === 200);
     assert.equal(ok.length, MINTS, results.map((r) => r.status).join(','));
     for (const r of results.filter((x) => x.status !== 200)) assertLimited(r, 'over the mint budget');
     assert.equal(starts.count() - started, MINTS, 'one workflow per mint that went through');
-    const minted = await stack.db.query<{ n: number }>("SELECT count(DISTINCT request_id)::int AS n FROM audit_log WHERE omni_account = $1 AND event LIKE 'mint.%'", [session.omni_account]);
+    const minted = await stack.db.query<{ n: number }>(
+      "SELECT count(DISTINCT request_id)::int AS n FROM audit_log WHERE omni_account = $1 AND event LIKE 'mint.%'",
+      [session.omni_account],
+    );
     assert.equal(minted.rows[0]?.n, MINTS, 'audit rows for the minted ones only');
 
     // The budget is the account's: the other kind of mint and a second session of the account are refused too; nothing moves.
@@ -118,7 +131,10 @@ void describe('mints per account', () => {
     const snapshot = await dbSnapshot(stack.db);
     const startedBefore = starts.count();
     assertLimited(await send(stack.url, 'POST', '/v1/mint-aws-creds', { headers: { authorization: `Bearer ${session.token}` } }), 'AWS mint, same session');
-    assertLimited(await send(stack.url, 'POST', '/v1/mint-oidc-jwt', { headers: { authorization: `Bearer ${second.token}` } }), 'another session of the account');
+    assertLimited(
+      await send(stack.url, 'POST', '/v1/mint-oidc-jwt', { headers: { authorization: `Bearer ${second.token}` } }),
+      'another session of the account',
+    );
     await assertUnchanged(stack.db, snapshot, 'refused mints');
     assert.equal(starts.count(), startedBefore, 'a refused mint started a workflow');
 
@@ -214,7 +230,11 @@ void describe('BROKER_TRUST_PROXY', () => {
     assert.equal(read('2'), 2);
     assert.deepEqual(read(' 10.0.0.0/8, loopback ,2001:db8::/32,192.0.2.1'), ['10.0.0.0/8', 'loopback', '2001:db8::/32', '192.0.2.1']);
     for (const bad of ['true', 'yes', '10.0.0.0/33', 'lb.internal', '10.0.0.0/8/1', '11']) {
-      assert.throws(() => read(bad), (e: unknown) => e instanceof ConfigError && /BROKER_TRUST_PROXY/.test(e.message), bad);
+      assert.throws(
+        () => read(bad),
+        (e: unknown) => e instanceof ConfigError && /BROKER_TRUST_PROXY/.test(e.message),
+        bad,
+      );
     }
   });
 });

@@ -70,10 +70,10 @@ async function post(stack: TestStack, path: string, status: number, opts: { body
 
 /** The request id of the newest audit row of `event` for an account (what the flow logged as its request id). */
 async function auditRequestId(stack: TestStack, omniAccount: string, event: string): Promise<string> {
-  const r = await stack.db.query<{ request_id: string | null }>('SELECT request_id FROM audit_log WHERE omni_account = $1 AND event = $2 ORDER BY seq DESC LIMIT 1', [
-    omniAccount,
-    event,
-  ]);
+  const r = await stack.db.query<{ request_id: string | null }>(
+    'SELECT request_id FROM audit_log WHERE omni_account = $1 AND event = $2 ORDER BY seq DESC LIMIT 1',
+    [omniAccount, event],
+  );
   const id = r.rows[0]?.request_id;
   check(typeof id === 'string' && id.length > 0, `no ${event} audit row for ${omniAccount}`);
   return id;
@@ -93,7 +93,12 @@ async function googleCliSuccess(stack: TestStack): Promise<Recording> {
   check(back.status === 200, `google callback: ${back.text}`);
   const got = await poll(stack, start);
   check(got.status === 200, `google poll: ${got.text}`);
-  return { workflowType: GOOGLE_FLOW, name: 'cli-success', workflowId: GOOGLE_LOGIN_ID_PREFIX + start.request_id, expectUpdates: ['googleCallback', 'collectSession'] };
+  return {
+    workflowType: GOOGLE_FLOW,
+    name: 'cli-success',
+    workflowId: GOOGLE_LOGIN_ID_PREFIX + start.request_id,
+    expectUpdates: ['googleCallback', 'collectSession'],
+  };
 }
 
 async function googleBrowserSuccess(stack: TestStack): Promise<Recording> {
@@ -102,7 +107,12 @@ async function googleBrowserSuccess(stack: TestStack): Promise<Recording> {
   check(back.status === 302 && back.location !== null, `google callback: ${back.status} ${back.text}`);
   const code = new URL(back.location).searchParams.get('exchange_code') ?? '';
   await post(stack, '/v1/session/google_oauth_exchange', 200, { body: { exchange_code: code } });
-  return { workflowType: GOOGLE_FLOW, name: 'browser-success', workflowId: GOOGLE_LOGIN_ID_PREFIX + code.split('.')[0], expectUpdates: ['googleCallback', 'collectSession'] };
+  return {
+    workflowType: GOOGLE_FLOW,
+    name: 'browser-success',
+    workflowId: GOOGLE_LOGIN_ID_PREFIX + code.split('.')[0],
+    expectUpdates: ['googleCallback', 'collectSession'],
+  };
 }
 
 async function googleDenied(stack: TestStack): Promise<Recording> {
@@ -131,7 +141,12 @@ async function emailResendSuccess(stack: TestStack): Promise<Recording> {
   await requestCode(stack, email, request_id);
   const res = await submitCode(stack, request_id, await latestCode(stack, email));
   check(res.status === 200, `email login after a resend: ${res.text}`);
-  return { workflowType: EMAIL_FLOW, name: 'resend-success', workflowId: workflowIdOf(request_id), expectUpdates: ['requestCode', 'requestCode', 'submitCode'] };
+  return {
+    workflowType: EMAIL_FLOW,
+    name: 'resend-success',
+    workflowId: workflowIdOf(request_id),
+    expectUpdates: ['requestCode', 'requestCode', 'submitCode'],
+  };
 }
 
 async function emailTooManyAttempts(stack: TestStack): Promise<Recording> {
@@ -163,7 +178,10 @@ async function emailExpired(stack: TestStack): Promise<Recording> {
 
 async function walletSiwe(stack: TestStack): Promise<Recording> {
   const w = newWallet();
-  const c = (await post(stack, '/v1/session/wallet_challenge', 200, { body: { address: w.address, format: 'siwe' } })) as { request_id: string; message: string };
+  const c = (await post(stack, '/v1/session/wallet_challenge', 200, { body: { address: w.address, format: 'siwe' } })) as {
+    request_id: string;
+    message: string;
+  };
   await post(stack, '/v1/session/wallet_login', 200, { body: { request_id: c.request_id, signature: await w.sign(c.message) } });
   return {
     workflowType: 'walletLoginWorkflow',
@@ -182,7 +200,12 @@ async function teeLoginThenWallet(stack: TestStack, teeKey: TeeKeyPair): Promise
   const body = { userId: identity, clientId: stack.config.BROKER_CLIENT_ID, clientAuth: null, heimaLoginSuccess: true };
   await post(stack, '/v3/account/post_heima_login', 200, { token, body });
   await post(stack, '/v3/account/add_wallet', 200, { token });
-  return { workflowType: 'teeAccountWorkflow', name: 'login-then-add-wallet', workflowId: TEE_ACCOUNT_ID_PREFIX + omni, expectUpdates: ['recordHeimaLogin', 'addWalletSlot'] };
+  return {
+    workflowType: 'teeAccountWorkflow',
+    name: 'login-then-add-wallet',
+    workflowId: TEE_ACCOUNT_ID_PREFIX + omni,
+    expectUpdates: ['recordHeimaLogin', 'addWalletSlot'],
+  };
 }
 
 // ---- mints --------------------------------------------------------------------------------------
@@ -207,7 +230,10 @@ async function mintDenied(stack: TestStack, agent: WalletSession, mint: (typeof 
 
 async function revokedAgent(stack: TestStack): Promise<WalletSession> {
   const [main, agent] = await Promise.all([walletLogin(stack), walletLogin(stack)]);
-  const grant = (await post(stack, '/v1/grants', 201, { token: main.token, body: { agent_address: agent.wallet.lower } })) as { grant_id: string; acceptance_message: string };
+  const grant = (await post(stack, '/v1/grants', 201, { token: main.token, body: { agent_address: agent.wallet.lower } })) as {
+    grant_id: string;
+    acceptance_message: string;
+  };
   await post(stack, `/v1/grants/${grant.grant_id}/accept`, 200, { body: { signature: await agent.wallet.sign(grant.acceptance_message) } });
   const res = await stack.request('DELETE', `/v1/grants/${grant.grant_id}`, { token: main.token });
   check(res.status === 204, `revoke: ${res.status} ${res.text}`);
@@ -294,7 +320,9 @@ async function main(): Promise<void> {
   const stack = await startStack({ env: { ...RECORDING_ENV, BROKER_TEE_JWT_PUBLIC_KEY: teeKey.publicKeyPem, BROKER_GOOGLE_ISSUER: google.url } });
   try {
     const recordings = await record(stack, teeKey);
-    const histories = await Promise.all(recordings.map(async (rec) => ({ rec, history: await fetchClosedHistory(stack.temporal.workflow.getHandle(rec.workflowId), rec) })));
+    const histories = await Promise.all(
+      recordings.map(async (rec) => ({ rec, history: await fetchClosedHistory(stack.temporal.workflow.getHandle(rec.workflowId), rec) })),
+    );
     await mkdir(HISTORIES_DIR, { recursive: true });
     for (const { rec, history } of histories) {
       const file = join(HISTORIES_DIR, `${rec.workflowType}-${rec.name}-v${version}.bin`);

@@ -29,7 +29,6 @@ after(async () => {
   await stack?.stop();
 });
 
-
 /** Every Payload anywhere in a history event (inputs, results, update arguments and results, failures' details). */
 function collectPayloads(value: unknown, out: Payload[] = []): Payload[] {
   if (value === null || typeof value !== 'object') return out;
@@ -43,10 +42,12 @@ function collectPayloads(value: unknown, out: Payload[] = []): Payload[] {
   return out;
 }
 
-
 /** Decodes payloads through the codec endpoint as an operator would, returning each one's text. */
 async function decodeAsOperator(payloads: Payload[]): Promise<string[]> {
-  const res = await stack.request('POST', '/codec/decode', { body: { payloads: payloads.map(payloadToJson) }, headers: { authorization: `Bearer ${OPS_TOKEN}` } });
+  const res = await stack.request('POST', '/codec/decode', {
+    body: { payloads: payloads.map(payloadToJson) },
+    headers: { authorization: `Bearer ${OPS_TOKEN}` },
+  });
   assert.equal(res.status, 200, res.text.slice(0, 300));
   return (res.body as { payloads: JsonPayload[] }).payloads.map((p) => Buffer.from(p.data ?? '', 'base64').toString('utf8'));
 }
@@ -109,8 +110,14 @@ void describe('what flows hand out is sealed: nothing usable in history', () => 
     await jwtVerify(oidc.jwt, jwks, { issuer: stack.config.publicUrl });
 
     const ids = await flowIdsOnQueue(4);
-    assert.ok(ids.some((id) => id.startsWith('email-login/')), `an email flow is listed: ${ids.join(', ')}`);
-    assert.ok(ids.some((id) => id.startsWith('wallet-login/')), 'a wallet flow is listed');
+    assert.ok(
+      ids.some((id) => id.startsWith('email-login/')),
+      `an email flow is listed: ${ids.join(', ')}`,
+    );
+    assert.ok(
+      ids.some((id) => id.startsWith('wallet-login/')),
+      'a wallet flow is listed',
+    );
     assert.ok(ids.filter((id) => id.startsWith('mint/')).length >= 2, 'both mint flows are listed');
     const texts = await historyTexts(ids);
 
@@ -137,7 +144,10 @@ void describe('what flows hand out is sealed: nothing usable in history', () => 
     const codecRows = await stack.db.query<{ n: string }>(`SELECT count(*)::text AS n FROM audit_log WHERE event = 'ops.codec.decode'`);
     assert.equal(Number(codecRows.rows[0]?.n), ids.length, 'one audit row per codec call');
     const mintRows = await auditRowsOf(stack, walletSession.omni_account);
-    assert.ok(mintRows.some((r) => r.event === 'mint.aws'), 'the mint itself is audited as before');
+    assert.ok(
+      mintRows.some((r) => r.event === 'mint.aws'),
+      'the mint itself is audited as before',
+    );
   });
 
   void test('a sealed value opens only with its own key', async () => {

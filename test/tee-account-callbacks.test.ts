@@ -71,7 +71,13 @@ function rawAddWallet(path: string, token: string): Promise<{ status: number; bo
   const url = new URL(path, stack.url);
   return new Promise((resolve, reject) => {
     const req = httpRequest(
-      { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'x-language': 'en', authorization: `Bearer ${token}`, 'content-length': '0' } },
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: 'POST',
+        headers: { 'x-language': 'en', authorization: `Bearer ${token}`, 'content-length': '0' },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -131,7 +137,10 @@ void describe('post_heima_login (exact upstream shapes)', () => {
     const second = await postLogin(identity, token, loginBody(identity, { clientAuth }));
     assert.deepEqual(second.body, first.body);
     assert.deepEqual(await counts(), before);
-    const stored = await stack.db.query<{ client_auth: { type: string; value: Record<string, string> } }>('SELECT client_auth FROM tee_logins WHERE omni_account = $1', [omni]);
+    const stored = await stack.db.query<{ client_auth: { type: string; value: Record<string, string> } }>(
+      'SELECT client_auth FROM tee_logins WHERE omni_account = $1',
+      [omni],
+    );
     const auth = stored.rows[0]?.client_auth;
     assert.equal(auth?.type, 'wildmeta');
     assert.match(auth?.value.google_code ?? '', /^hmac:[0-9a-f]{32}$/);
@@ -152,7 +161,12 @@ void describe('post_heima_login (exact upstream shapes)', () => {
         i % 2 === 0
           ? stack.request('POST', '/v3/account/post_heima_login', { token, body }).then((r) => ({ status: r.status, body: r.body }))
           : second
-              .inject({ method: 'POST', url: '/v3/account/post_heima_login', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, payload: body })
+              .inject({
+                method: 'POST',
+                url: '/v3/account/post_heima_login',
+                headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+                payload: body,
+              })
               .then((r) => ({ status: r.statusCode, body: r.json<unknown>() })),
       );
       const results = await Promise.all(calls);
@@ -239,11 +253,21 @@ void describe('get_account_user_id and check_hyper_agent_address', () => {
   void test('check_hyper_agent_address: isBound follows accepted, live grants; addresses compare case-insensitively', async () => {
     const main = evmAddress();
     const agent = evmAddress();
-    const ask = (m: string, a: string) => stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { main_address: m, agent_address: a, login_type: 1 } });
+    const ask = (m: string, a: string) =>
+      stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { main_address: m, agent_address: a, login_type: 1 } });
     assert.equal((await ask(main, agent)).text, '{"code":10000,"message":"OK","data":{"isBound":false}}');
     const now = new Date();
     const grantId = `grt_${randomBytes(16).toString('hex')}`;
-    await insertGrant(stack.db, { grantId, mainAccount: `0x${'0'.repeat(64)}`, mainAddress: main, agentAddress: agent, scope: {}, createdAt: now, expiresAt: new Date(now.getTime() + 3600_000), maxLive: 100 });
+    await insertGrant(stack.db, {
+      grantId,
+      mainAccount: `0x${'0'.repeat(64)}`,
+      mainAddress: main,
+      agentAddress: agent,
+      scope: {},
+      createdAt: now,
+      expiresAt: new Date(now.getTime() + 3600_000),
+      maxLive: 100,
+    });
     assert.equal((await ask(main, agent)).text, '{"code":10000,"message":"OK","data":{"isBound":false}}', 'a grant its agent has not accepted binds nothing');
     await markGrantAccepted(stack.db, grantId, new Date());
     assert.equal((await ask(main.toUpperCase().replace('0X', '0x'), agent)).text, '{"code":10000,"message":"OK","data":{"isBound":true}}');
@@ -263,7 +287,10 @@ void describe('get_account_user_id and check_hyper_agent_address', () => {
     });
     assertFailure({ status: outsideCheck.statusCode, body: outsideCheck.json<unknown>(), text: outsideCheck.body }, 403);
 
-    const app = await buildApp({ ...stack.deps, config: { ...stack.config, BROKER_TEE_CALLBACK_ALLOW: '203.0.113.0/24, 2001:db8::/32' } }, { logLevel: 'silent' });
+    const app = await buildApp(
+      { ...stack.deps, config: { ...stack.config, BROKER_TEE_CALLBACK_ALLOW: '203.0.113.0/24, 2001:db8::/32' } },
+      { logLevel: 'silent' },
+    );
     try {
       for (const remoteAddress of ['203.0.113.7', '::ffff:203.0.113.8', '2001:db8::1']) {
         const r = await app.inject({ method: 'GET', url: '/get_account_user_id?email=a%40example.com', remoteAddress });
@@ -288,7 +315,9 @@ void describe('upstream identity rules and quirks', () => {
     const cut = value.slice(0, 64);
     const res = await postLogin({ type: 'email', value }, accessToken(deriveOmniAccount('agentkeys', { type: 'email', value: cut })));
     assert.equal(res.status, 200, res.text);
-    const row = await stack.db.query('SELECT identity_value FROM users WHERE omni_account = $1', [deriveOmniAccount('agentkeys', { type: 'email', value: cut })]);
+    const row = await stack.db.query('SELECT identity_value FROM users WHERE omni_account = $1', [
+      deriveOmniAccount('agentkeys', { type: 'email', value: cut }),
+    ]);
     assert.equal(row.rowCount, 1);
     // A sub derived from the whole value (what the broker used to compute) is not the TEE's.
     const whole = createHash('sha256').update('agentkeysemail').update(value.toLowerCase()).digest('hex');
@@ -307,12 +336,24 @@ void describe('upstream identity rules and quirks', () => {
 
   void test('check_hyper_agent_address: login_type over the whole i32 range, no X-Language needed', async () => {
     for (const login_type of [-(2 ** 31), -1, 0, 256, 2 ** 31 - 1]) {
-      const res = await stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { main_address: evmAddress(), agent_address: evmAddress(), login_type } });
+      const res = await stack.request('POST', '/v1/account/check_hyper_agent_address', {
+        body: { main_address: evmAddress(), agent_address: evmAddress(), login_type },
+      });
       assert.equal(res.status, 200, `${login_type}: ${res.text}`);
       assert.deepEqual(res.body, { code: 10000, message: 'OK', data: { isBound: false } });
     }
-    assertFailure(await stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { main_address: evmAddress(), agent_address: evmAddress(), login_type: 2 ** 31 } }), 400);
-    assertFailure(await stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { main_address: evmAddress(), agent_address: evmAddress(), login_type: 1.5 } }), 400);
+    assertFailure(
+      await stack.request('POST', '/v1/account/check_hyper_agent_address', {
+        body: { main_address: evmAddress(), agent_address: evmAddress(), login_type: 2 ** 31 },
+      }),
+      400,
+    );
+    assertFailure(
+      await stack.request('POST', '/v1/account/check_hyper_agent_address', {
+        body: { main_address: evmAddress(), agent_address: evmAddress(), login_type: 1.5 },
+      }),
+      400,
+    );
   });
 
   void test('get_account_user_id: the TEE reads data.userId whatever the status, so no failure carries one', async () => {
@@ -331,7 +372,14 @@ void describe('OpenAPI', () => {
     const doc = await stack.request('GET', '/docs/json');
     assert.equal(doc.status, 200, doc.text.slice(0, 300));
     const paths = Object.keys((doc.body as { paths: Record<string, unknown> }).paths);
-    for (const p of ['/v3/account/post_heima_login', '/v3/account/add_wallet', '/v3/account/get_account_user_id', '/v1/account/check_hyper_agent_address', '/v1/grants', '/v1/grants/{grant_id}']) {
+    for (const p of [
+      '/v3/account/post_heima_login',
+      '/v3/account/add_wallet',
+      '/v3/account/get_account_user_id',
+      '/v1/account/check_hyper_agent_address',
+      '/v1/grants',
+      '/v1/grants/{grant_id}',
+    ]) {
       assert.ok(paths.includes(p), p);
     }
     assert.ok(!paths.includes('/add_wallet'));
@@ -359,10 +407,31 @@ void describe('bad input: non-10000 codes with 4xx, nothing written', () => {
       { name: 'HS256 signed with the public key (hex)', token: hs256Hex, status: 401, message: /algorithm HS256 not allowed/ },
       { name: 'a kid pointing nowhere', token: tee.issueToken(good, { alg: 'RS256', typ: 'JWT', kid: 'nowhere' }), status: 401, message: /unknown kid/ },
       { name: 'signed by another key', token: signTeeJwt(other.privateKey, good), status: 401, message: /signature verification failed/ },
-      { name: 'sub not derived from userId', token: accessToken(deriveOmniAccount('agentkeys', { type: 'email', value: 'someone.else@example.com' })), status: 403, message: /sub is not the OmniAccount/ },
-      { name: 'sub derived under another client', token: accessToken(deriveOmniAccount('wildmeta', identity)), status: 403, message: /sub is not the OmniAccount/ },
-      { name: 'unknown userId.type', body: loginBody({ type: 'telegram', value: 'x' } as unknown as Identity), status: 400, message: /userId\.type must be one of/ },
-      { name: 'bad evm value', token: accessToken(omni), body: loginBody({ type: 'evm', value: '0x1234' }), status: 400, message: /evm address must be 20 bytes/ },
+      {
+        name: 'sub not derived from userId',
+        token: accessToken(deriveOmniAccount('agentkeys', { type: 'email', value: 'someone.else@example.com' })),
+        status: 403,
+        message: /sub is not the OmniAccount/,
+      },
+      {
+        name: 'sub derived under another client',
+        token: accessToken(deriveOmniAccount('wildmeta', identity)),
+        status: 403,
+        message: /sub is not the OmniAccount/,
+      },
+      {
+        name: 'unknown userId.type',
+        body: loginBody({ type: 'telegram', value: 'x' } as unknown as Identity),
+        status: 400,
+        message: /userId\.type must be one of/,
+      },
+      {
+        name: 'bad evm value',
+        token: accessToken(omni),
+        body: loginBody({ type: 'evm', value: '0x1234' }),
+        status: 400,
+        message: /evm address must be 20 bytes/,
+      },
       { name: 'clientId wildmeta', body: { ...loginBody(identity), clientId: 'wildmeta' }, status: 400, message: /clientId must be "agentkeys"/ },
       { name: 'heimaLoginSuccess missing', body: { userId: identity, clientId: 'agentkeys', clientAuth: null }, status: 400, message: /heimaLoginSuccess/ },
       { name: 'heimaLoginSuccess false', body: { ...loginBody(identity), heimaLoginSuccess: false }, status: 400, message: /nothing was recorded/ },
@@ -391,10 +460,18 @@ void describe('bad input: non-10000 codes with 4xx, nothing written', () => {
     const before = await counts();
     assertFailure(await stack.request('POST', '/v3/account/add_wallet'), 401);
     assertFailure(await stack.request('POST', '/v3/account/add_wallet', { token: accessToken(omni, { typ: 'id' }) }), 401);
-    assertFailure(await stack.request('POST', '/v3/account/add_wallet', { token: accessToken(deriveOmniAccount('agentkeys', { type: 'email', value: 'ghost@example.com' })) }), 404);
+    assertFailure(
+      await stack.request('POST', '/v3/account/add_wallet', {
+        token: accessToken(deriveOmniAccount('agentkeys', { type: 'email', value: 'ghost@example.com' })),
+      }),
+      404,
+    );
     assertFailure(await stack.request('POST', '/v3/account/add_wallet', { token: accessToken(omni), body: { wallet_index: -1 } }), 400);
     assertFailure(await stack.request('POST', '/v3/account/add_wallet', { token: accessToken(omni), body: { wallet_index: 'one' } }), 400);
-    assertFailure(await stack.request('POST', '/v3/account/add_wallet', { token: accessToken(omni), body: 'wallet', headers: { 'content-type': 'text/plain' } }), 400);
+    assertFailure(
+      await stack.request('POST', '/v3/account/add_wallet', { token: accessToken(omni), body: 'wallet', headers: { 'content-type': 'text/plain' } }),
+      400,
+    );
     assert.deepEqual(await counts(), before);
   });
 

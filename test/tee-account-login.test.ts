@@ -168,7 +168,12 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     const calls = tee.pumpxCalls();
     assert.equal(calls.length, 1);
     assert.equal(calls[0]?.path, '/v3/account/post_heima_login');
-    assert.deepEqual(JSON.parse(calls[0]?.body ?? '{}'), { userId: { type: 'email', value: email }, clientId: 'wildmeta', clientAuth: null, heimaLoginSuccess: true });
+    assert.deepEqual(JSON.parse(calls[0]?.body ?? '{}'), {
+      userId: { type: 'email', value: email },
+      clientId: 'wildmeta',
+      clientAuth: null,
+      heimaLoginSuccess: true,
+    });
     assert.equal(await count('users'), before, 'a wildmeta login does not reach the broker');
     // A wildmeta token is no bearer for this broker (aud wildmeta).
     assert.equal((await stack.request('GET', '/v1/session/me', { token: wild.access_token })).status, 401);
@@ -227,7 +232,12 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     await teeRpcResult(tee.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: email });
     const first = tee.lastEmailCode(email) ?? '';
     const login = (code: string) =>
-      callTeeRpc(tee.url, 'omni_userLogin', { user_id: { type: 'email', value: email }, user_auth: { type: 'email', value: code }, client_id: 'agentkeys', client_auth: null });
+      callTeeRpc(tee.url, 'omni_userLogin', {
+        user_id: { type: 'email', value: email },
+        user_auth: { type: 'email', value: code },
+        client_id: 'agentkeys',
+        client_auth: null,
+      });
     for (let i = 0; i < 3; i += 1) {
       const wrong = await login(first === '000000' ? '111111' : '000000');
       assert.ok('error' in wrong && wrong.error.code === -32003, JSON.stringify(wrong));
@@ -245,7 +255,7 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     assert.ok('error' in again && again.error.code === -32003, 'consumed');
   });
 
-  void test('a value over 64 bytes logs in under the TEE\'s cut; one cut inside a character is refused by the broker (-32041)', async () => {
+  void test("a value over 64 bytes logs in under the TEE's cut; one cut inside a character is refused by the broker (-32041)", async () => {
     const long = `${'l'.repeat(60)}.${Date.now()}@example.com`;
     assert.ok(Buffer.byteLength(long) > 64);
     const login = await emailLogin(long);
@@ -294,7 +304,11 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
   });
 
   void test('omni_addWallet needs the patched aud list: an unpatched TEE refuses its own agentkeys token (-32003)', async () => {
-    const unpatched = await startTeeFixture({ brokerBaseUrl: `${stack.url}/`, privateKeyPem: teeKey.privateKeyPem, tokenAudiences: ['heima', 'pumpx', 'wildmeta'] });
+    const unpatched = await startTeeFixture({
+      brokerBaseUrl: `${stack.url}/`,
+      privateKeyPem: teeKey.privateKeyPem,
+      tokenAudiences: ['heima', 'pumpx', 'wildmeta'],
+    });
     try {
       const login = await emailLogin(`aud.${Date.now()}@example.com`);
       const refused = await callTeeRpc(unpatched.url, 'omni_addWallet', {}, { bearer: login.id_token });
@@ -308,7 +322,10 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
   void test('omni_submitUserOpWithAuth asks the broker check_hyper_agent_address (root path, login_type as i32)', async () => {
     const main = privateKeyToAccount(generatePrivateKey());
     const omni = deriveOmniAccount('agentkeys', { type: 'evm', value: main.address });
-    const message = await teeRpcResult<{ client_id: string; omni_account: string; message_code: string }>(tee.url, 'omni_getWeb3SignInMessage', { client_id: 'agentkeys', omni_account: omni });
+    const message = await teeRpcResult<{ client_id: string; omni_account: string; message_code: string }>(tee.url, 'omni_getWeb3SignInMessage', {
+      client_id: 'agentkeys',
+      omni_account: omni,
+    });
     const login = await teeRpcResult<LoginResult>(tee.url, 'omni_userLogin', {
       user_id: { type: 'evm', value: main.address },
       user_auth: { type: 'evm', value: await main.signMessage({ message: JSON.stringify(message) }) },
@@ -325,7 +342,10 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
         user_id: { type: 'evm', value: main.address },
         client_id: 'agentkeys',
         // login_type 2^32 - 1 is sent as the i32 -1.
-        client_auth: { type: 'wildmeta_hl', value: { agent_address: agent, business_json: '{"timestamp":1}', main_address: main.address, signature: '0x', login_type: 0xffffffff } },
+        client_auth: {
+          type: 'wildmeta_hl',
+          value: { agent_address: agent, business_json: '{"timestamp":1}', main_address: main.address, signature: '0x', login_type: 0xffffffff },
+        },
       });
     const unbound = await submit();
     assert.ok('error' in unbound && unbound.error.code === -32003, JSON.stringify(unbound));
@@ -333,7 +353,9 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     assert.equal(grant.status, 201, grant.text);
     // A grant binds once the agent wallet accepts it with its signature.
     const offered = grant.body as { grant_id: string; acceptance_message: string };
-    const accepted = await stack.request('POST', `/v1/grants/${offered.grant_id}/accept`, { body: { signature: await agentAccount.signMessage({ message: offered.acceptance_message }) } });
+    const accepted = await stack.request('POST', `/v1/grants/${offered.grant_id}/accept`, {
+      body: { signature: await agentAccount.signMessage({ message: offered.acceptance_message }) },
+    });
     assert.equal(accepted.status, 200, accepted.text);
     const bound = await submit();
     assert.ok('result' in bound, JSON.stringify(bound));

@@ -34,7 +34,10 @@ async function login(identity: Identity): Promise<{ token: string; userId: strin
   const omni = deriveOmniAccount('agentkeys', identity);
   // A distinct exp makes a distinct token: a new login, not a retry of the last one.
   const token = tee.issueToken({ sub: omni, typ: 'access', exp: Math.floor(Date.now() / 1000) + 86400 + ++tokenSerial, aud: 'agentkeys' });
-  const r = await stack.request('POST', '/v3/account/post_heima_login', { token, body: { userId: identity, clientId: 'agentkeys', clientAuth: null, heimaLoginSuccess: true } });
+  const r = await stack.request('POST', '/v3/account/post_heima_login', {
+    token,
+    body: { userId: identity, clientId: 'agentkeys', clientAuth: null, heimaLoginSuccess: true },
+  });
   assert.equal(r.status, 200, r.text);
   return { token, userId: (r.body as { data: { user_id: string } }).data.user_id };
 }

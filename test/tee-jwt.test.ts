@@ -11,7 +11,15 @@ import { calculateJwkThumbprint, exportJWK, SignJWT } from 'jose';
 import { generateTeeKeyPair, signTeeJwt, TEE_JWT_HEADER, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { parseSourceAllowList } from '../lib/cidr-allow';
 import { deriveOmniAccount } from '../lib/omni';
-import { createJwksTeeVerifier, createStaticTeeVerifier, createTeeVerifierFromConfig, parseTeePublicKey, parseTeePublicKeyWithForm, TeeKeyError, teeKeyReadiness } from '../adapters/tee-jwt';
+import {
+  createJwksTeeVerifier,
+  createStaticTeeVerifier,
+  createTeeVerifierFromConfig,
+  parseTeePublicKey,
+  parseTeePublicKeyWithForm,
+  TeeKeyError,
+  teeKeyReadiness,
+} from '../adapters/tee-jwt';
 
 /** TEE JWT verification (docs/contracts.md §2) and the callback source allow-list, without a stack. */
 
@@ -37,7 +45,15 @@ void describe('BROKER_TEE_JWT_PUBLIC_KEY forms', () => {
     const hexFile = join(dir, 'tee.hex');
     await writeFile(pemFile, pkcs1Pem);
     await writeFile(hexFile, `${key.publicKeyPkcs1DerHex}\n`);
-    const forms = [key.publicKeyPem, pkcs1Pem, key.publicKeyPem.replace(/\n/g, '\\n'), key.publicKeyPkcs1DerHex, `0x${key.publicKeyPkcs1DerHex}`, pemFile, hexFile];
+    const forms = [
+      key.publicKeyPem,
+      pkcs1Pem,
+      key.publicKeyPem.replace(/\n/g, '\\n'),
+      key.publicKeyPkcs1DerHex,
+      `0x${key.publicKeyPkcs1DerHex}`,
+      pemFile,
+      hexFile,
+    ];
     for (const form of forms) {
       const parsed = parseTeePublicKey(form);
       assert.ok(parsed.equals(key.publicKey), form.slice(0, 40));
@@ -114,7 +130,12 @@ void describe('BROKER_TEE_JWT_PUBLIC_KEY forms', () => {
       [join(dir, 'missing.pem'), /ENOENT/],
       [key.privateKeyPem, /is a private key/],
     ];
-    for (const [value, message] of cases) assert.throws(() => parseTeePublicKey(value), (e: Error) => e instanceof TeeKeyError && message.test(e.message), value.slice(0, 30));
+    for (const [value, message] of cases)
+      assert.throws(
+        () => parseTeePublicKey(value),
+        (e: Error) => e instanceof TeeKeyError && message.test(e.message),
+        value.slice(0, 30),
+      );
   });
 
   void test('createTeeVerifierFromConfig: none configured → undefined (readiness says so); both → refused', async () => {
@@ -124,7 +145,11 @@ void describe('BROKER_TEE_JWT_PUBLIC_KEY forms', () => {
     assert.equal(ready.ok, true);
     assert.match(ready.detail ?? '', /not configured/);
     await assert.rejects(
-      createTeeVerifierFromConfig({ BROKER_CLIENT_ID: 'agentkeys', BROKER_TEE_JWT_PUBLIC_KEY: key.publicKeyPem, BROKER_TEE_JWKS_URL: 'http://127.0.0.1:1/jwks' }),
+      createTeeVerifierFromConfig({
+        BROKER_CLIENT_ID: 'agentkeys',
+        BROKER_TEE_JWT_PUBLIC_KEY: key.publicKeyPem,
+        BROKER_TEE_JWKS_URL: 'http://127.0.0.1:1/jwks',
+      }),
       /not both/,
     );
   });
@@ -218,8 +243,10 @@ void describe('JWKS verification', () => {
 void describe('BROKER_TEE_CALLBACK_ALLOW', () => {
   void test('IPv4 and IPv6 CIDRs, bare addresses, IPv4-mapped sources; bad entries refused', () => {
     const allow = parseSourceAllowList('127.0.0.0/8, ::1/128, 10.20.0.0/16, 192.0.2.7, 2001:db8:abcd::/48');
-    for (const ip of ['127.0.0.1', '127.255.0.9', '::1', '10.20.3.4', '::ffff:10.20.3.4', '192.0.2.7', '2001:db8:abcd:1::5']) assert.equal(allow.allows(ip), true, ip);
-    for (const ip of ['10.21.0.1', '192.0.2.8', '::2', '2001:db8:abce::1', '::ffff:8.8.8.8', '', 'localhost', undefined]) assert.equal(allow.allows(ip), false, String(ip));
+    for (const ip of ['127.0.0.1', '127.255.0.9', '::1', '10.20.3.4', '::ffff:10.20.3.4', '192.0.2.7', '2001:db8:abcd:1::5'])
+      assert.equal(allow.allows(ip), true, ip);
+    for (const ip of ['10.21.0.1', '192.0.2.8', '::2', '2001:db8:abce::1', '::ffff:8.8.8.8', '', 'localhost', undefined])
+      assert.equal(allow.allows(ip), false, String(ip));
     assert.equal(parseSourceAllowList('').allows('127.0.0.1'), false);
     for (const bad of ['10.0.0.0/33', 'fe80::/129', 'example.com', '10.0.0.0/8/1', '1.2.3']) assert.throws(() => parseSourceAllowList(bad), /not|prefix/, bad);
   });

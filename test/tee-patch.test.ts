@@ -51,7 +51,11 @@ void describe('tee-patch/agentkeys-phase0.patch', () => {
   void test('git apply --check passes; it touches exactly the stored files; applied, it reverses cleanly', async () => {
     await git('apply', '--check', '--verbose', PATCH);
     const { stdout: stat } = await git('apply', '--numstat', PATCH);
-    const touched = stat.trim().split('\n').map((l) => l.split('\t')[2]).sort();
+    const touched = stat
+      .trim()
+      .split('\n')
+      .map((l) => l.split('\t')[2])
+      .sort();
     assert.deepEqual(touched, Object.keys(UPSTREAM).sort());
     await git('apply', PATCH);
     await git('apply', '--check', '--reverse', PATCH);

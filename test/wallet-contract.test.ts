@@ -51,7 +51,9 @@ async function startChainStandIn(): Promise<ChainStandIn> {
           state.calls.push({ address: address.toLowerCase(), hash });
           result = (await isValid(address, hash, signature)) ? `0x${'0'.repeat(63)}1` : `0x${'0'.repeat(64)}`;
         } else {
-          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: rpc.id, error: { code: -32601, message: 'no such method' } }));
+          res
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ jsonrpc: '2.0', id: rpc.id, error: { code: -32601, message: 'no such method' } }));
           return;
         }
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: rpc.id, result }));
@@ -110,7 +112,7 @@ void describe('contract wallets (BROKER_EVM_RPC_URL set)', () => {
     assert.deepEqual(await rowCounts(stack.db), before);
   });
 
-  void test("a signature the contract wallet does not accept is refused and writes nothing", async () => {
+  void test('a signature the contract wallet does not accept is refused and writes nothing', async () => {
     const cw = contractWallet();
     const stranger = newWallet();
     const t = nowSeconds();
@@ -134,7 +136,9 @@ void describe('contract wallets (BROKER_EVM_RPC_URL set)', () => {
     const w = newWallet();
     const calls = chain.calls.length;
     const t = nowSeconds();
-    const res = await stack.request('POST', '/v1/session/wallet_login', { body: { address: w.address, signature: await w.sign(buildStatelessWalletMessage(w.lower, t)), timestamp: t } });
+    const res = await stack.request('POST', '/v1/session/wallet_login', {
+      body: { address: w.address, signature: await w.sign(buildStatelessWalletMessage(w.lower, t)), timestamp: t },
+    });
     assert.equal(res.status, 200, res.text);
     assert.equal(chain.calls.length, calls);
   });

@@ -50,7 +50,9 @@ void describe('wallet login windows', () => {
     });
     assert.equal(stale.status, 410, stale.text);
     const t = nowSeconds();
-    const ok = await stack.request('POST', '/v1/session/wallet_login', { body: { address: w.address, signature: await w.sign(buildStatelessWalletMessage(w.lower, t)), timestamp: t } });
+    const ok = await stack.request('POST', '/v1/session/wallet_login', {
+      body: { address: w.address, signature: await w.sign(buildStatelessWalletMessage(w.lower, t)), timestamp: t },
+    });
     assert.equal(ok.status, 200, ok.text);
   });
 
@@ -65,10 +67,13 @@ void describe('wallet login windows', () => {
       args: [{ kind: 'stateless', address: w.lower, timestamp: old, settings: { windowSeconds: WINDOW_SECONDS, contractWallets: false } }],
       workflowIdConflictPolicy: 'USE_EXISTING',
     });
-    await assert.rejects(stack.temporal.workflow.executeUpdateWithStart(submitWalletSignatureUpdate, { args: [{ signature }], startWorkflowOperation: op }), (e: Error) => {
-      assert.match(String((e.cause as Error | undefined)?.message), /more than 2 s old/);
-      return true;
-    });
+    await assert.rejects(
+      stack.temporal.workflow.executeUpdateWithStart(submitWalletSignatureUpdate, { args: [{ signature }], startWorkflowOperation: op }),
+      (e: Error) => {
+        assert.match(String((e.cause as Error | undefined)?.message), /more than 2 s old/);
+        return true;
+      },
+    );
     assert.equal(await (await op.workflowHandle()).result(), 'expired');
     assert.deepEqual(await rowCounts(stack.db), before);
   });

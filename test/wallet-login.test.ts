@@ -68,13 +68,22 @@ void describe('wallet login, stateless EIP-191 (dexs-backend form)', () => {
     assert.equal(claims.sub, omni);
     assert.equal(claims.amr, 'wallet');
     assert.equal(claims.wallet, w.lower);
-    assert.deepEqual(await rowCounts(stack.db), { ...before, users: before.users + 1, wallets: before.wallets + 1, sessions: before.sessions + 1, used_signatures: before.used_signatures + 1, audit_log: before.audit_log + 1 });
+    assert.deepEqual(await rowCounts(stack.db), {
+      ...before,
+      users: before.users + 1,
+      wallets: before.wallets + 1,
+      sessions: before.sessions + 1,
+      used_signatures: before.used_signatures + 1,
+      audit_log: before.audit_log + 1,
+    });
 
     const me = await stack.request('GET', '/v1/session/me', { token: session.token });
     assert.equal(me.status, 200, me.text);
     assert.deepEqual((me.body as { wallets: unknown[] }).wallets, [{ wallet_index: 0, address: w.lower, role: 'main' }]);
 
-    const audit = await stack.db.query<{ event: string; omni_account: string; details: Record<string, unknown> }>('SELECT event, omni_account, details FROM audit_log ORDER BY seq DESC LIMIT 1');
+    const audit = await stack.db.query<{ event: string; omni_account: string; details: Record<string, unknown> }>(
+      'SELECT event, omni_account, details FROM audit_log ORDER BY seq DESC LIMIT 1',
+    );
     assert.equal(audit.rows[0]?.event, 'login.wallet');
     assert.equal(audit.rows[0]?.omni_account, omni);
     assert.ok(!JSON.stringify(audit.rows[0]).includes(body.signature.slice(2, 20)), 'the signature must not be in the audit row');
@@ -110,7 +119,10 @@ void describe('wallet login, stateless EIP-191 (dexs-backend form)', () => {
     assert.equal(a.omni_account, b.omni_account);
     assert.equal(b.omni_account, c.omni_account);
     assert.equal(a.user_id, c.user_id);
-    assert.deepEqual([a, b, c].map((s) => s.identity.value), [w.lower, w.lower, w.lower]);
+    assert.deepEqual(
+      [a, b, c].map((s) => s.identity.value),
+      [w.lower, w.lower, w.lower],
+    );
     const wallets = await stack.db.query('SELECT address FROM wallets WHERE omni_account = $1', [a.omni_account]);
     assert.equal(wallets.rowCount, 1, 'one main wallet however the address was written');
     // flip the case of one letter of a checksummed address
@@ -140,10 +152,13 @@ void describe('wallet login, stateless EIP-191 (dexs-backend form)', () => {
       args: [{ kind: 'stateless', address: w.lower, timestamp: t, settings: { windowSeconds: 2700, contractWallets: false } }],
       workflowIdConflictPolicy: 'USE_EXISTING',
     });
-    await assert.rejects(stack.temporal.workflow.executeUpdateWithStart(submitWalletSignatureUpdate, { args: [{ signature }], startWorkflowOperation: op }), (e: Error) => {
-      assert.match(String((e.cause as Error | undefined)?.message), /not made by this address/);
-      return true;
-    });
+    await assert.rejects(
+      stack.temporal.workflow.executeUpdateWithStart(submitWalletSignatureUpdate, { args: [{ signature }], startWorkflowOperation: op }),
+      (e: Error) => {
+        assert.match(String((e.cause as Error | undefined)?.message), /not made by this address/);
+        return true;
+      },
+    );
     assert.equal(await (await op.workflowHandle()).result(), 'rejected');
     assert.deepEqual(await rowCounts(stack.db), before);
   });
@@ -203,10 +218,24 @@ void describe('wallet login, stateless EIP-191 (dexs-backend form)', () => {
       for (const r of results.filter((x) => x.status === 409)) assert.equal((r.body as { error: string }).error, 'conflict');
       const winner = results.find((r) => r.status === 200)?.body as Session;
       const after = await rowCounts(stack.db);
-      assert.deepEqual(after, { users: before.users + 1, wallets: before.wallets + 1, sessions: before.sessions + 1, used_signatures: before.used_signatures + 1, audit_log: before.audit_log + 1 }, `round ${round}`);
+      assert.deepEqual(
+        after,
+        {
+          users: before.users + 1,
+          wallets: before.wallets + 1,
+          sessions: before.sessions + 1,
+          used_signatures: before.used_signatures + 1,
+          audit_log: before.audit_log + 1,
+        },
+        `round ${round}`,
+      );
       // The one session written is the one the winner received.
       const jti = decodeJwt(winner.token).jti;
-      assert.equal((await stack.db.query('SELECT 1 FROM sessions WHERE jti = $1', [jti])).rowCount, 1, `round ${round}: the winner's session is the row written`);
+      assert.equal(
+        (await stack.db.query('SELECT 1 FROM sessions WHERE jti = $1', [jti])).rowCount,
+        1,
+        `round ${round}: the winner's session is the row written`,
+      );
       const me = await stack.request('GET', '/v1/session/me', { token: winner.token });
       assert.equal(me.status, 200, me.text);
     }
@@ -217,7 +246,13 @@ void describe('wallet login, stateless EIP-191 (dexs-backend form)', () => {
     const w = newWallet();
     const t = nowSeconds();
     const signature = await w.sign(buildStatelessWalletMessage('0x0000000000000000000000000000000000000000', t));
-    await expectRefused('/v1/session/wallet_login', { address: '0x0000000000000000000000000000000000000000', signature, timestamp: t }, 400, 'bad_request', /zero address/);
+    await expectRefused(
+      '/v1/session/wallet_login',
+      { address: '0x0000000000000000000000000000000000000000', signature, timestamp: t },
+      400,
+      'bad_request',
+      /zero address/,
+    );
   });
 
   void test('a message signed with CRLF line endings is refused', async () => {
@@ -249,7 +284,11 @@ void describe('wallet login, EIP-191 challenge', () => {
     const c = await challenge(w, 'eip191');
     assert.match(c.request_id, /^[0-9a-f]{32}$/);
     const lines = c.message.split('\n');
-    assert.deepEqual(lines.slice(0, 3), ['Hi! Welcome to AgentKeys.', 'Sign this message to prove you own this wallet. It sends no transaction and costs no gas.', `Address: ${w.lower}`]);
+    assert.deepEqual(lines.slice(0, 3), [
+      'Hi! Welcome to AgentKeys.',
+      'Sign this message to prove you own this wallet. It sends no transaction and costs no gas.',
+      `Address: ${w.lower}`,
+    ]);
     assert.match(lines[3] ?? '', /^Nonce: [A-Za-z0-9]{8,}$/);
     const ts = /^Timestamp is (\d+)\.$/.exec(lines[4] ?? '');
     assert.ok(ts?.[1], c.message);
@@ -276,7 +315,12 @@ void describe('wallet login, EIP-191 challenge', () => {
     const w = newWallet();
     const c = await challenge(w, 'eip191');
     await expectRefused('/v1/session/wallet_login', { request_id: c.request_id, signature: await newWallet().sign(c.message) }, 401, 'unauthorized');
-    await expectRefused('/v1/session/wallet_login', { request_id: c.request_id, signature: await w.sign(c.message.replace(/\n/g, '\r\n')) }, 401, 'unauthorized');
+    await expectRefused(
+      '/v1/session/wallet_login',
+      { request_id: c.request_id, signature: await w.sign(c.message.replace(/\n/g, '\r\n')) },
+      401,
+      'unauthorized',
+    );
     await login({ request_id: c.request_id, signature: await w.sign(c.message) });
   });
 
@@ -337,7 +381,12 @@ void describe('wallet login, Sign-In with Ethereum (EIP-4361)', () => {
       assert.notEqual(text, c.message, what);
       await expectRefused('/v1/session/wallet_login', { request_id: c.request_id, signature: await w.sign(text) }, 401, 'unauthorized');
     }
-    await expectRefused('/v1/session/wallet_login', { request_id: c.request_id, signature: await w.sign(c.message.replace(/\n/g, '\r\n')) }, 401, 'unauthorized');
+    await expectRefused(
+      '/v1/session/wallet_login',
+      { request_id: c.request_id, signature: await w.sign(c.message.replace(/\n/g, '\r\n')) },
+      401,
+      'unauthorized',
+    );
     const session = await login({ request_id: c.request_id, signature: await w.sign(c.message) });
     assert.equal(decodeJwt(session.token).amr, 'siwe');
     assert.equal(decodeJwt(session.token).wallet, w.lower);

@@ -64,7 +64,13 @@ void describe('SIWE (EIP-4361) parsing and checking', () => {
     );
     assert.deepEqual(parseSiweMessage(text), { ...fields, notBefore: undefined, requestId: undefined, resources: undefined });
     assert.equal(checkSiweMessage(text, expected, now), undefined);
-    const withOptional = buildSiweMessage({ ...fields, statement: undefined, notBefore: iso(-1), requestId: 'r-1', resources: ['https://a.example/x', 'ipfs://b'] });
+    const withOptional = buildSiweMessage({
+      ...fields,
+      statement: undefined,
+      notBefore: iso(-1),
+      requestId: 'r-1',
+      resources: ['https://a.example/x', 'ipfs://b'],
+    });
     assert.deepEqual(parseSiweMessage(withOptional).resources, ['https://a.example/x', 'ipfs://b']);
     assert.equal(checkSiweMessage(withOptional, expected, now), undefined);
   });

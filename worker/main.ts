@@ -13,7 +13,8 @@ import { startBrokerWorker, workflowBundleFromEnv } from './start';
 async function main(): Promise<void> {
   const config = loadConfig();
   if (!config.DATABASE_URL) throw new ConfigError('DATABASE_URL is not set: point it at Postgres (or run the whole local stack with `npm start`)');
-  if (!config.TEMPORAL_ADDRESS) throw new ConfigError('TEMPORAL_ADDRESS is not set: point it at a Temporal frontend (or run the whole local stack with `npm start`)');
+  if (!config.TEMPORAL_ADDRESS)
+    throw new ConfigError('TEMPORAL_ADDRESS is not set: point it at a Temporal frontend (or run the whole local stack with `npm start`)');
   const secrets = await resolveSecrets(config);
   // Fail at boot, not at the first mint, when the OIDC keyset is missing or unreadable.
   await OidcKeyStore.fromConfig(config).current();

@@ -23,7 +23,13 @@ export function workflowBundleFromEnv(env: NodeJS.ProcessEnv = process.env): Wor
 }
 
 /** Connects to Temporal and starts polling the broker's task queue with every workflow and activity. */
-export async function startBrokerWorker(opts: { config: Config; secrets: BrokerSecrets; db: Db; address: string; workflowBundle?: WorkflowBundleOption }): Promise<RunningWorker> {
+export async function startBrokerWorker(opts: {
+  config: Config;
+  secrets: BrokerSecrets;
+  db: Db;
+  address: string;
+  workflowBundle?: WorkflowBundleOption;
+}): Promise<RunningWorker> {
   const { config, secrets, db } = opts;
   const mailer = new SesMailer(config.BROKER_EMAIL_FROM, { region: config.AWS_REGION, endpoint: config.BROKER_SES_ENDPOINT });
   const connection = await NativeConnection.connect(temporalConnectionOptions(config, opts.address));

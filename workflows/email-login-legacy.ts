@@ -19,7 +19,13 @@ const { sendLoginCode } = proxyLocalActivities<Activities>({
   startToCloseTimeout: '15 seconds',
   // Throttling and 5xx from SES are retried with backoff while the HTTP caller waits (~3.5 s in
   // all); a refusal (DeliveryFailed) is final and ends the flow.
-  retry: { initialInterval: '500 ms', backoffCoefficient: 2, maximumInterval: '4 seconds', maximumAttempts: 4, nonRetryableErrorTypes: [FailureType.deliveryFailed] },
+  retry: {
+    initialInterval: '500 ms',
+    backoffCoefficient: 2,
+    maximumInterval: '4 seconds',
+    maximumAttempts: 4,
+    nonRetryableErrorTypes: [FailureType.deliveryFailed],
+  },
 });
 
 const { completeLogin } = proxyLocalActivities<Activities>({
@@ -152,7 +158,13 @@ export async function emailLoginWorkflow(input: LegacyEmailLoginInput): Promise<
   }
 
   const outcome: EmailLoginOutcome =
-    state.status === 'succeeded' ? 'succeeded' : state.status === 'locked' ? 'too_many_attempts' : state.status === 'delivery_failed' ? 'delivery_failed' : 'expired';
+    state.status === 'succeeded'
+      ? 'succeeded'
+      : state.status === 'locked'
+        ? 'too_many_attempts'
+        : state.status === 'delivery_failed'
+          ? 'delivery_failed'
+          : 'expired';
   upsertSearchAttributes([
     { key: AkStage, value: 'done' },
     { key: AkOutcome, value: outcome },

@@ -1,4 +1,13 @@
-import { ActivityFailure, allHandlersFinished, ApplicationFailure, condition, proxyLocalActivities, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  allHandlersFinished,
+  ApplicationFailure,
+  condition,
+  proxyLocalActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { constantTimeEqual } from '../lib/constant-time';
 import { AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
@@ -37,7 +46,7 @@ function callbackFailure(reason: string, message: string): ApplicationFailure {
     case 'access_denied':
       return flowFailure(FailureType.forbidden, 'the sign-in was refused at the provider (access_denied)', { reason });
     case 'email_unverified':
-      return flowFailure(FailureType.forbidden, 'the Google account\'s email is not verified', { reason });
+      return flowFailure(FailureType.forbidden, "the Google account's email is not verified", { reason });
     case 'provider_unavailable':
     case 'provider_timeout':
     case 'provider_unreachable':
@@ -128,12 +137,16 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
     {
       validator: (callback: GoogleCallbackInput) => {
         const state = callback?.params?.state;
-        if (typeof state !== 'string' || !constantTimeEqual(state, input.state)) throw flowFailure(FailureType.badRequest, 'state does not belong to this sign-in');
+        if (typeof state !== 'string' || !constantTimeEqual(state, input.state))
+          throw flowFailure(FailureType.badRequest, 'state does not belong to this sign-in');
         if (input.format === 'browser' && (typeof callback.exchange_code_digest !== 'string' || !DIGEST_RE.test(callback.exchange_code_digest))) {
           throw flowFailure(FailureType.badRequest, 'malformed callback');
         }
         // Refused before anything changes: the sign-in stays open for the browser that started it.
-        if (input.browser_binding_digest !== undefined && (typeof callback.browser_binding_digest !== 'string' || !constantTimeEqual(callback.browser_binding_digest, input.browser_binding_digest))) {
+        if (
+          input.browser_binding_digest !== undefined &&
+          (typeof callback.browser_binding_digest !== 'string' || !constantTimeEqual(callback.browser_binding_digest, input.browser_binding_digest))
+        ) {
           throw flowFailure(FailureType.forbidden, 'this sign-in was started in another browser; start it again here');
         }
       },
@@ -149,12 +162,19 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
         return { status: 'ready', session };
       }
       if (status === 'succeeded') throw flowFailure(FailureType.expired, 'the session of this sign-in was already handed out', { outcome: 'collected' });
-      throw flowFailure(FailureType.expired, status === 'expired' ? 'this sign-in has expired; start again' : 'this sign-in failed; start again', { outcome: status });
+      throw flowFailure(FailureType.expired, status === 'expired' ? 'this sign-in has expired; start again' : 'this sign-in failed; start again', {
+        outcome: status,
+      });
     },
     {
       validator: (request: CollectSessionInput) => {
         const expected = input.format === 'cli' ? input.poll_secret_digest : exchangeCodeDigest;
-        if (typeof request?.secret_digest !== 'string' || !DIGEST_RE.test(request.secret_digest) || expected === undefined || !constantTimeEqual(request.secret_digest, expected)) {
+        if (
+          typeof request?.secret_digest !== 'string' ||
+          !DIGEST_RE.test(request.secret_digest) ||
+          expected === undefined ||
+          !constantTimeEqual(request.secret_digest, expected)
+        ) {
           throw flowFailure(FailureType.forbidden, input.format === 'cli' ? 'poll_secret does not match this sign-in' : 'this exchange code is not valid');
         }
       },

@@ -108,9 +108,7 @@ export interface MintGrant {
   scope?: { services?: string[]; roles?: string[] };
 }
 
-export type MintAuthorisation =
-  | { allowed: true; wallet: string; grant?: MintGrant }
-  | { allowed: false; reason: string; grantId?: string };
+export type MintAuthorisation = { allowed: true; wallet: string; grant?: MintGrant } | { allowed: false; reason: string; grantId?: string };
 
 /** Audit phases of one mint: intent before anything is signed, then exactly one outcome. */
 export type MintAuditPhase = 'intent' | 'ok' | 'denied' | 'failed';

@@ -77,7 +77,11 @@ function grantDetails(grant: MintGrant | undefined): Record<string, string | nul
 }
 
 /** authorise → audit (denied, or intent): returns the wallet to mint for, or fails forbidden. */
-async function authoriseAndRecordIntent(kind: MintKind, req: MintRequest, extra: Record<string, string | number>): Promise<{ wallet: string; grant?: MintGrant }> {
+async function authoriseAndRecordIntent(
+  kind: MintKind,
+  req: MintRequest,
+  extra: Record<string, string | number>,
+): Promise<{ wallet: string; grant?: MintGrant }> {
   const base = { kind, requestId: req.requestId, omniAccount: req.caller.omniAccount };
   const who = {
     auth: req.caller.authKind,
@@ -91,7 +95,11 @@ async function authoriseAndRecordIntent(kind: MintKind, req: MintRequest, extra:
     decision = await authoriseMint(req);
   } catch (e) {
     mark('done', 'failed');
-    throw ApplicationFailure.create({ type: MintActivityFailure.authoriseFailed, message: activityCause(e)?.message ?? 'authorisation failed', nonRetryable: true });
+    throw ApplicationFailure.create({
+      type: MintActivityFailure.authoriseFailed,
+      message: activityCause(e)?.message ?? 'authorisation failed',
+      nonRetryable: true,
+    });
   }
   if (!decision.allowed) {
     await audit({ ...base, phase: 'denied', details: { ...who, reason: decision.reason, grant_id: decision.grantId ?? null } });
@@ -147,7 +155,14 @@ export async function mintAwsCredsWorkflow(req: MintAwsRequest): Promise<AwsCred
   const base = { kind: 'aws' as const, requestId: req.requestId, omniAccount: req.caller.omniAccount };
   let assumed;
   try {
-    assumed = await assumeDataRole({ requestId: req.requestId, wallet, grant, durationSeconds: req.durationSeconds, actorOmni: req.caller.omniAccount, sealTo: req.sealTo });
+    assumed = await assumeDataRole({
+      requestId: req.requestId,
+      wallet,
+      grant,
+      durationSeconds: req.durationSeconds,
+      actorOmni: req.caller.omniAccount,
+      sealTo: req.sealTo,
+    });
   } catch (e) {
     const cause = activityCause(e);
     const stsCode = (cause?.details?.[0] as { sts_code?: string } | undefined)?.sts_code ?? null;

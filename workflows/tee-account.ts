@@ -16,7 +16,13 @@ import {
 const { recordHeimaLogin, recordTeeWalletSlot } = proxyActivities<Activities>({
   startToCloseTimeout: '10 seconds',
   // Database hiccups are retried while the TEE waits (~3 s in all); a refused input is final.
-  retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '2 seconds', maximumAttempts: 5, nonRetryableErrorTypes: [FailureType.badRequest, FailureType.forbidden] },
+  retry: {
+    initialInterval: '200 ms',
+    backoffCoefficient: 2,
+    maximumInterval: '2 seconds',
+    maximumAttempts: 5,
+    nonRetryableErrorTypes: [FailureType.badRequest, FailureType.forbidden],
+  },
 });
 
 const DIGEST_RE = /^[0-9a-f]{64}$/;
@@ -93,7 +99,8 @@ export async function teeAccountWorkflow(input: TeeAccountInput): Promise<void> 
       validator: (request: WalletSlotRequest) => {
         if (typeof request?.requestKey !== 'string' || request.requestKey.length === 0) throw flowFailure(FailureType.badRequest, 'malformed wallet request');
         const i = request.walletIndex;
-        if (i !== undefined && (!Number.isInteger(i) || i < 0 || i > 2_147_483_647)) throw flowFailure(FailureType.badRequest, 'wallet_index must be a non-negative integer');
+        if (i !== undefined && (!Number.isInteger(i) || i < 0 || i > 2_147_483_647))
+          throw flowFailure(FailureType.badRequest, 'wallet_index must be a non-negative integer');
       },
     },
   );

@@ -130,7 +130,14 @@ export async function walletLoginWorkflow(input: WalletLoginInput): Promise<Wall
       // The text is the broker's own, so this catches time only; the same checker is what vets every field.
       const problem = checkSiweMessage(
         challenge.message,
-        { domain: input.domain, address: input.checksumAddress, uri: input.uri, chainId: input.chainId, nonce: challenge.nonce, windowSeconds: s.windowSeconds },
+        {
+          domain: input.domain,
+          address: input.checksumAddress,
+          uri: input.uri,
+          chainId: input.chainId,
+          nonce: challenge.nonce,
+          windowSeconds: s.windowSeconds,
+        },
         now,
       );
       if (problem) throw flowFailure(FailureType.expired, `this challenge can no longer be used: ${problem}`);
@@ -193,7 +200,8 @@ export async function walletLoginWorkflow(input: WalletLoginInput): Promise<Wall
         } catch (e) {
           throw flowFailure(FailureType.badRequest, (e as Error).message);
         }
-        if (input.kind === 'challenge' && submission.request_id !== input.requestId) throw flowFailure(FailureType.badRequest, 'request_id does not match this challenge');
+        if (input.kind === 'challenge' && submission.request_id !== input.requestId)
+          throw flowFailure(FailureType.badRequest, 'request_id does not match this challenge');
         if (input.kind === 'stateless' && submission.request_id !== undefined) throw flowFailure(FailureType.badRequest, 'a stateless login has no request_id');
       },
     },
@@ -212,7 +220,13 @@ export async function walletLoginWorkflow(input: WalletLoginInput): Promise<Wall
   }
 
   const outcome: WalletLoginOutcome =
-    state.status === 'succeeded' ? 'succeeded' : state.status === 'replayed' ? 'replayed' : state.status === 'expired' || state.status === 'waiting' ? 'expired' : 'rejected';
+    state.status === 'succeeded'
+      ? 'succeeded'
+      : state.status === 'replayed'
+        ? 'replayed'
+        : state.status === 'expired' || state.status === 'waiting'
+          ? 'expired'
+          : 'rejected';
   upsertSearchAttributes([
     { key: AkStage, value: 'done' },
     { key: AkOutcome, value: outcome },

@@ -92,7 +92,11 @@ export default async function auditRoutes(appBase: FastifyInstance) {
     },
     async () => {
       const head = await latestAuditHead(db);
-      if (!head) throw new BrokerError('not_found', 'no head has been signed yet (the audit-anchor Schedule signs one every BROKER_AUDIT_ANCHOR_SECONDS once the log has rows)');
+      if (!head)
+        throw new BrokerError(
+          'not_found',
+          'no head has been signed yet (the audit-anchor Schedule signs one every BROKER_AUDIT_ANCHOR_SECONDS once the log has rows)',
+        );
       return { seq: head.seq, hash: head.hash, signed_at: head.signed_at.toISOString(), kid: head.kid, jws: head.jws };
     },
   );
@@ -106,7 +110,8 @@ export default async function auditRoutes(appBase: FastifyInstance) {
       schema: {
         tags: ['audit'],
         summary: 'The keys that sign audit heads (a JWKS)',
-        description: 'Kept apart from /.well-known/jwks.json on purpose: AWS trusts every key in the OIDC JWKS to sign web identity tokens, and an audit key must never be one.',
+        description:
+          'Kept apart from /.well-known/jwks.json on purpose: AWS trusts every key in the OIDC JWKS to sign web identity tokens, and an audit key must never be one.',
         response: { 200: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }) },
       },
     },

@@ -104,7 +104,13 @@ export default async function codecRoutes(appBase: FastifyInstance) {
           event: `ops.codec.${op}`,
           outcome: 'ok',
           requestId: request.id,
-          details: { address: request.ip, user_agent: typeof userAgent === 'string' ? userAgent.slice(0, 200) : null, namespace: config.TEMPORAL_NAMESPACE, payloads, bytes },
+          details: {
+            address: request.ip,
+            user_agent: typeof userAgent === 'string' ? userAgent.slice(0, 200) : null,
+            namespace: config.TEMPORAL_NAMESPACE,
+            payloads,
+            bytes,
+          },
         }),
       );
     } catch (e) {
@@ -135,7 +141,8 @@ export default async function codecRoutes(appBase: FastifyInstance) {
         schema: {
           tags: ['ops'],
           summary: op === 'decode' ? 'Decrypt Temporal payloads for the Web UI (ops token)' : 'Encrypt Temporal payloads for the Web UI (ops token)',
-          description: "Temporal's codec-server protocol: {\"payloads\": [{\"metadata\": {key: base64}, \"data\": base64}]}. Optional X-Namespace must be the broker's namespace.",
+          description:
+            'Temporal\'s codec-server protocol: {"payloads": [{"metadata": {key: base64}, "data": base64}]}. Optional X-Namespace must be the broker\'s namespace.',
           security: [{ bearer: [] }],
           body: payloadsBody,
           response: { 200: payloadsAnswer, 400: errorBody, 401: errorBody, 403: errorBody, 413: errorBody, 429: errorBody, 503: errorBody },
@@ -143,7 +150,12 @@ export default async function codecRoutes(appBase: FastifyInstance) {
       },
       async (request) => {
         const payloads = request.body.payloads.map(fromJson);
-        await auditCall(request, op, payloads.length, payloads.reduce((n, p) => n + (p.data?.length ?? 0), 0));
+        await auditCall(
+          request,
+          op,
+          payloads.length,
+          payloads.reduce((n, p) => n + (p.data?.length ?? 0), 0),
+        );
         try {
           const out = op === 'decode' ? await codec.decode(payloads) : await codec.encode(payloads);
           return { payloads: out.map(toJson) };

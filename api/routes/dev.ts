@@ -14,7 +14,6 @@ export default async function devRoutes(appBase: FastifyInstance) {
         querystring: z.object({ to: z.string().min(3).max(254) }),
       },
     },
-    async (request) =>
-      (app.deps.devMailbox?.mailTo(request.query.to) ?? []).map(({ to, subject, text, received_at }) => ({ to, subject, text, received_at })),
+    async (request) => (app.deps.devMailbox?.mailTo(request.query.to) ?? []).map(({ to, subject, text, received_at }) => ({ to, subject, text, received_at })),
   );
 }

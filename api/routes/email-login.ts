@@ -8,7 +8,13 @@ import { EMAIL_LOCAL_PART_MAX_OCTETS, emailCodeDigest, emailKey, emailLocalPartO
 import { emailSendRefusalMessage } from '../../lib/email-send-budget';
 import { BrokerError, rateLimited } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
-import { EMAIL_LOGIN_ID_PREFIX, requestCodeUpdate, submitCodeUpdate, type CodeDispatched, type EmailLoginRequestInput } from '../../workflows/email-login.definitions';
+import {
+  EMAIL_LOGIN_ID_PREFIX,
+  requestCodeUpdate,
+  submitCodeUpdate,
+  type CodeDispatched,
+  type EmailLoginRequestInput,
+} from '../../workflows/email-login.definitions';
 import type { emailLoginRequestWorkflow } from '../../workflows/email-login';
 import { issueSession } from '../session-issue';
 import { driveFlow } from '../flow-errors';
@@ -18,7 +24,10 @@ import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
 const emailSchema = z
   .string()
   .max(254, 'email is longer than 254 characters')
-  .refine((e) => emailLocalPartOctets(e.trim()) <= EMAIL_LOCAL_PART_MAX_OCTETS, `email local part is longer than ${EMAIL_LOCAL_PART_MAX_OCTETS} octets (RFC 5321)`)
+  .refine(
+    (e) => emailLocalPartOctets(e.trim()) <= EMAIL_LOCAL_PART_MAX_OCTETS,
+    `email local part is longer than ${EMAIL_LOCAL_PART_MAX_OCTETS} octets (RFC 5321)`,
+  )
   .pipe(z.email('email is not a valid address'))
   .transform((e) => e.trim().toLowerCase())
   // The TEE hashes only the first 64 bytes of an identity (lib/omni.ts): two longer addresses that

@@ -36,7 +36,9 @@ function page(reply: FastifyReply, status: number, title: string, text: string):
   return reply
     .code(status)
     .type('text/html; charset=utf-8')
-    .send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${htmlEscape(title)}</title></head><body><h1>${htmlEscape(title)}</h1><p>${htmlEscape(text)}</p></body></html>\n`);
+    .send(
+      `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${htmlEscape(title)}</title></head><body><h1>${htmlEscape(title)}</h1><p>${htmlEscape(text)}</p></body></html>\n`,
+    );
 }
 
 /**
@@ -90,18 +92,22 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
       throw new BrokerError('bad_request', 'return_to is not an absolute URL');
     }
     if (url.username || url.password || !config.googleReturnOrigins.includes(url.origin)) {
-      throw new BrokerError('bad_request', 'return_to is not on this broker\'s allow-list of origins (BROKER_GOOGLE_RETURN_ORIGINS)');
+      throw new BrokerError('bad_request', "return_to is not on this broker's allow-list of origins (BROKER_GOOGLE_RETURN_ORIGINS)");
     }
     return url.href;
   }
 
   /** Opens a sign-in: fresh state, nonce and PKCE verifier into a new flow; answers the provider URL. */
-  async function begin(format: 'browser' | 'cli', extra: Pick<GoogleLoginInput, 'return_to'>): Promise<{ requestId: string; url: string; pollSecret?: string; binding?: string; expiresAt: number }> {
+  async function begin(
+    format: 'browser' | 'cli',
+    extra: Pick<GoogleLoginInput, 'return_to'>,
+  ): Promise<{ requestId: string; url: string; pollSecret?: string; binding?: string; expiresAt: number }> {
     let authorization: Awaited<ReturnType<GoogleOidc['authorization']>>;
     try {
       authorization = await google.authorization();
     } catch (e) {
-      if (e instanceof GoogleProviderError) throw new BrokerError('unavailable', 'Google sign-in is not available right now (the provider could not be reached); retry shortly');
+      if (e instanceof GoogleProviderError)
+        throw new BrokerError('unavailable', 'Google sign-in is not available right now (the provider could not be reached); retry shortly');
       throw e;
     }
     const requestId = requestIdOf(authorization.state);
@@ -156,7 +162,10 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
       const returnTo = allowedReturnTo(request.query.return_to);
       const started = await begin('browser', { return_to: returnTo });
       request.log.info({ flow: 'google_login', request_id: started.requestId, format: 'browser' }, 'google sign-in started');
-      void reply.header('set-cookie', `${bindingCookie(started.requestId)}=${started.binding}; Path=${callbackPath}; Max-Age=${settings.ttlSeconds}; HttpOnly; SameSite=Lax${secureCookie}`);
+      void reply.header(
+        'set-cookie',
+        `${bindingCookie(started.requestId)}=${started.binding}; Path=${callbackPath}; Max-Age=${settings.ttlSeconds}; HttpOnly; SameSite=Lax${secureCookie}`,
+      );
       return reply.redirect(started.url, 302);
     },
   );
@@ -196,7 +205,16 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
           'Browser form: 302 to return_to?exchange_code=…; CLI form: a page saying the tab can be closed. A refusal is a 4xx page; ' +
           'a callback for a finished, failed or unknown sign-in changes nothing.',
         querystring: z.record(z.string(), z.string().max(4096)),
-        response: { 200: z.string().describe('text/html'), 302: z.null(), 400: z.string(), 401: z.string(), 403: z.string(), 409: z.string(), 410: z.string(), 503: z.string() },
+        response: {
+          200: z.string().describe('text/html'),
+          302: z.null(),
+          400: z.string(),
+          401: z.string(),
+          403: z.string(),
+          409: z.string(),
+          410: z.string(),
+          503: z.string(),
+        },
       },
     },
     async (request, reply) => {
@@ -215,7 +233,13 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
         const result = await driveFlow(
           () =>
             handle.executeUpdate(googleCallbackUpdate, {
-              args: [{ params, exchange_code_digest: collectDigest(requestId, exchangeSecret), ...(binding ? { browser_binding_digest: bindingDigest(requestId, binding) } : {}) }],
+              args: [
+                {
+                  params,
+                  exchange_code_digest: collectDigest(requestId, exchangeSecret),
+                  ...(binding ? { browser_binding_digest: bindingDigest(requestId, binding) } : {}),
+                },
+              ],
             }),
           gone('this sign-in'),
         );
@@ -243,7 +267,8 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
       schema: {
         tags: ['session'],
         summary: 'CLI: is the Google sign-in done?',
-        description: '202 while the person has not finished; 200 with the session once (only with the right poll_secret); 410 after that, or when the sign-in expired or failed.',
+        description:
+          '202 while the person has not finished; 200 with the session once (only with the right poll_secret); 410 after that, or when the sign-in expired or failed.',
         body: z.object({ request_id: z.string().regex(REQUEST_ID_RE, 'request_id is malformed'), poll_secret: z.string().min(1).max(128) }),
         response: { 200: loginSessionSchema, 202: z.object({ status: z.literal('pending') }), 403: errorBody, 410: errorBody, ...commonErrors },
       },
@@ -252,7 +277,10 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
       await collectPerIp(request);
       const { request_id, poll_secret } = request.body;
       const handle = temporal.workflow.getHandle(workflowIdOf(request_id));
-      const r = await driveFlow(() => handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: collectDigest(request_id, poll_secret) }] }), gone('this sign-in'));
+      const r = await driveFlow(
+        () => handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: collectDigest(request_id, poll_secret) }] }),
+        gone('this sign-in'),
+      );
       if (r.status === 'pending') return reply.code(202).send({ status: 'pending' });
       request.log.info({ flow: 'google_login', omni_account: r.session.omni_account, format: 'cli' }, 'google session handed out');
       return reply.code(200).send(await handOut(r.session));
@@ -274,7 +302,10 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
       await collectPerIp(request);
       const [, requestId = '', secret = ''] = EXCHANGE_CODE_RE.exec(request.body.exchange_code) ?? [];
       const handle = temporal.workflow.getHandle(workflowIdOf(requestId));
-      const r = await driveFlow(() => handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: collectDigest(requestId, secret) }] }), gone('this exchange code'));
+      const r = await driveFlow(
+        () => handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: collectDigest(requestId, secret) }] }),
+        gone('this exchange code'),
+      );
       // The code is only made once the sign-in succeeded: "pending" cannot happen, but is no session.
       if (r.status !== 'ready') throw gone('this exchange code');
       request.log.info({ flow: 'google_login', omni_account: r.session.omni_account, format: 'browser' }, 'google session handed out');

@@ -96,7 +96,14 @@ export default async function grantRoutes(appBase: FastifyInstance) {
   const acceptPerIp = app.requestLimit({ name: 'grant_accept:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
 
   const acceptanceMessage = (g: GrantRow): string =>
-    buildGrantAcceptanceMessage({ broker, grantId: g.grant_id, mainAddress: g.main_address, agentAddress: g.agent_address, scope: storedScope(g), expiresAt: unix(g.expires_at) });
+    buildGrantAcceptanceMessage({
+      broker,
+      grantId: g.grant_id,
+      mainAddress: g.main_address,
+      agentAddress: g.agent_address,
+      scope: storedScope(g),
+      expiresAt: unix(g.expires_at),
+    });
 
   function view(g: GrantRow): GrantView {
     const status = grantStatus(g, now());
@@ -154,7 +161,10 @@ export default async function grantRoutes(appBase: FastifyInstance) {
       const auth = authOf(request.auth);
       const mainAddress = auth.wallet?.toLowerCase() ?? (await findMainAddress(db, auth.omniAccount));
       if (!mainAddress) {
-        throw new BrokerError('forbidden', 'this account has no main EVM wallet; log in with a wallet (or through the TEE with an EVM identity) to grant agents');
+        throw new BrokerError(
+          'forbidden',
+          'this account has no main EVM wallet; log in with a wallet (or through the TEE with an EVM identity) to grant agents',
+        );
       }
       const { agent_address, scope = {}, expires_in = config.BROKER_GRANT_DEFAULT_TTL_SECONDS } = request.body;
       if (agent_address === mainAddress) throw new BrokerError('bad_request', 'agent_address must differ from the main address');
@@ -169,7 +179,16 @@ export default async function grantRoutes(appBase: FastifyInstance) {
       const expiresAt = new Date(createdAt.getTime() + expires_in * 1000);
       const maxLive = config.BROKER_GRANTS_MAX_PER_ACCOUNT;
       const result = await withTransaction(db, async (tx) => {
-        const r = await insertGrant(tx, { grantId, mainAccount: auth.omniAccount, mainAddress, agentAddress: agent_address, scope, createdAt, expiresAt, maxLive });
+        const r = await insertGrant(tx, {
+          grantId,
+          mainAccount: auth.omniAccount,
+          mainAddress,
+          agentAddress: agent_address,
+          scope,
+          createdAt,
+          expiresAt,
+          maxLive,
+        });
         if (r.outcome === 'created') {
           await appendAudit(tx, {
             event: 'grant.create',
@@ -193,7 +212,10 @@ export default async function grantRoutes(appBase: FastifyInstance) {
           );
         case 'existing':
           if (!isSameGrantRequest(result.grant, { agent_address, scope, expires_in })) {
-            throw new BrokerError('conflict', 'this Idempotency-Key was already used for a different grant request (agent_address, scope or expires_in); use a new key');
+            throw new BrokerError(
+              'conflict',
+              'this Idempotency-Key was already used for a different grant request (agent_address, scope or expires_in); use a new key',
+            );
           }
           // A retry answers the grant as it is now (pending, active, revoked, ...), never a revived one.
           return reply.code(200).send(view(result.grant));
@@ -264,12 +286,12 @@ export default async function grantRoutes(appBase: FastifyInstance) {
         const row = await findGrant(tx, grant_id, { forUpdate: true });
         const status = row ? grantStatus(row, at.getTime()) : 'revoked';
         if (status === 'expired') throw new BrokerError('expired', 'this grant has expired; ask the main account for a new one');
-        if (status !== 'pending') throw new BrokerError('conflict', `this grant is ${status}, not pending; only a pending grant can be accepted`, { body: { status } });
-        const fresh = await tx.query(`INSERT INTO used_signatures (signature_hash, purpose, expires_at) VALUES ($1, $2, $3) ON CONFLICT (signature_hash) DO NOTHING`, [
-          proof.replayKey,
-          GRANT_ACCEPT_PROOF_PURPOSE,
-          grant.expires_at,
-        ]);
+        if (status !== 'pending')
+          throw new BrokerError('conflict', `this grant is ${status}, not pending; only a pending grant can be accepted`, { body: { status } });
+        const fresh = await tx.query(
+          `INSERT INTO used_signatures (signature_hash, purpose, expires_at) VALUES ($1, $2, $3) ON CONFLICT (signature_hash) DO NOTHING`,
+          [proof.replayKey, GRANT_ACCEPT_PROOF_PURPOSE, grant.expires_at],
+        );
         if (fresh.rowCount === 0) throw new BrokerError('conflict', 'this signature has already been used');
         const g = await markGrantAccepted(tx, grant_id, at);
         if (!g) throw new BrokerError('conflict', 'this grant is no longer pending');
@@ -302,7 +324,13 @@ export default async function grantRoutes(appBase: FastifyInstance) {
           omniAccount: r.grant.main_account,
           requestId,
           idemKey: `grant.${r.changed}:${grantId}`,
-          details: { grant_id: grantId, main_address: r.grant.main_address, agent_address: r.grant.agent_address, agent_account: auth.omniAccount, via: auth.kind },
+          details: {
+            grant_id: grantId,
+            main_address: r.grant.main_address,
+            agent_address: r.grant.agent_address,
+            agent_account: auth.omniAccount,
+            via: auth.kind,
+          },
         });
       }
       return r;
@@ -328,7 +356,9 @@ export default async function grantRoutes(appBase: FastifyInstance) {
       if (!r) throw new BrokerError('not_found', 'no such grant names this wallet as its agent');
       const status = grantStatus(r.grant, now());
       if (!r.changed && status !== 'declined') {
-        throw new BrokerError('conflict', `this grant is ${status}; only a pending grant can be declined (leave an accepted one with DELETE)`, { body: { status } });
+        throw new BrokerError('conflict', `this grant is ${status}; only a pending grant can be declined (leave an accepted one with DELETE)`, {
+          body: { status },
+        });
       }
       return view(r.grant);
     },

@@ -36,7 +36,6 @@ export default async function healthRoutes(app: FastifyInstance) {
   };
   for (const [name, check] of Object.entries(builtIn)) app.addReadinessCheck(name, check);
 
-
   app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => reply.type('text/plain').send('ok'));
 
   // Public: ready or not, nothing else (key thumbprints, the namespace and task queue are for
@@ -51,7 +50,11 @@ export default async function healthRoutes(app: FastifyInstance) {
     // Which part went down (or came back) is logged once per change, for operators without the token.
     for (const [name, result] of Object.entries(parts)) {
       if (!result || lastOk.get(name) === result.ok) continue;
-      if (!result.ok || lastOk.has(name)) app.log[result.ok ? 'info' : 'warn']({ part: name, ok: result.ok, detail: result.detail }, `readiness: ${name} ${result.ok ? 'is back' : 'is not ready'}`);
+      if (!result.ok || lastOk.has(name))
+        app.log[result.ok ? 'info' : 'warn'](
+          { part: name, ok: result.ok, detail: result.detail },
+          `readiness: ${name} ${result.ok ? 'is back' : 'is not ready'}`,
+        );
       lastOk.set(name, result.ok);
     }
     const ready = results.every((r) => r.ok);

@@ -45,7 +45,10 @@ function mintAwsBodySchema(maxDuration: number) {
         .min(MIN_STS_DURATION_SECONDS, `duration_seconds must be at least ${MIN_STS_DURATION_SECONDS}`)
         .max(maxDuration, `duration_seconds must be at most ${maxDuration} (BROKER_SESSION_DURATION_SECONDS)`)
         .optional(),
-      request_id: z.string().regex(/^[\x21-\x7e]{1,128}$/, 'request_id must be 1 to 128 printable ASCII characters').optional(),
+      request_id: z
+        .string()
+        .regex(/^[\x21-\x7e]{1,128}$/, 'request_id must be 1 to 128 printable ASCII characters')
+        .optional(),
       issued_at: z.string().max(64, 'issued_at is too long').optional(),
       intent: z
         .looseObject({
@@ -128,7 +131,10 @@ export default async function mintRoutes(appBase: FastifyInstance) {
       // The OIDC keyset is unreadable or unusable (as /readyz and the JWKS then say): the operator's to fix, not a bug.
       if (e instanceof WorkflowFailedError && e.cause instanceof ApplicationFailure && e.cause.type === MintActivityFailure.signingFailed) {
         request.log.error({ flow: 'mint', request_id: requestId, err: e.cause }, 'mint could not sign');
-        throw new BrokerError('unavailable', 'the broker cannot sign tokens right now (its OIDC signing key is not usable); nothing was issued, try again later');
+        throw new BrokerError(
+          'unavailable',
+          'the broker cannot sign tokens right now (its OIDC signing key is not usable); nothing was issued, try again later',
+        );
       }
       if (e instanceof BrokerError) request.log.info({ flow: 'mint', request_id: requestId, error: e.kind }, 'mint refused');
       throw e;
@@ -161,10 +167,16 @@ export default async function mintRoutes(appBase: FastifyInstance) {
       if (e instanceof MintIntentError || e instanceof SignatureFormatError) throw new BrokerError('bad_request', e.message);
       throw e;
     }
-    if (now() - signedMs > intentWindowMs) throw new BrokerError('expired', `issued_at is more than ${config.BROKER_MINT_INTENT_WINDOW_SECONDS} s old; sign a new intent`);
-    if (signedMs - now() > intentWindowMs) throw new BrokerError('unauthorized', `issued_at is more than ${config.BROKER_MINT_INTENT_WINDOW_SECONDS} s ahead of the broker's clock`);
+    if (now() - signedMs > intentWindowMs)
+      throw new BrokerError('expired', `issued_at is more than ${config.BROKER_MINT_INTENT_WINDOW_SECONDS} s old; sign a new intent`);
+    if (signedMs - now() > intentWindowMs)
+      throw new BrokerError('unauthorized', `issued_at is more than ${config.BROKER_MINT_INTENT_WINDOW_SECONDS} s ahead of the broker's clock`);
     const signer = await recoverSigner(personalMessageDigest(signingInput), signature).catch(() => undefined);
-    if (signer !== address) throw new BrokerError('unauthorized', 'auth.signature was not made by auth.address over this intent (EIP-191 over the canonical body without auth.signature)');
+    if (signer !== address)
+      throw new BrokerError(
+        'unauthorized',
+        'auth.signature was not made by auth.address over this intent (EIP-191 over the canonical body without auth.signature)',
+      );
     const guard = await db.query(
       `INSERT INTO used_signatures (signature_hash, purpose, expires_at) VALUES ($1, 'mint-intent', to_timestamp($2)) ON CONFLICT (signature_hash) DO NOTHING`,
       [sha256Hex(`mint-intent\n${address}\n${request_id}`), Math.ceil((signedMs + intentWindowMs) / 1000)],
@@ -190,7 +202,13 @@ export default async function mintRoutes(appBase: FastifyInstance) {
   async function openAws(privateKey: SealKeyPair['privateKey'], minted: AwsCredsMinted | SealedAwsCreds): Promise<AwsCredsMinted> {
     if (!('sealed' in minted)) return minted;
     const secret = await unsealJson<AwsSecretParts>(privateKey, minted.sealed);
-    return { access_key_id: minted.access_key_id, secret_access_key: secret.secret_access_key, session_token: secret.session_token, expiration: minted.expiration, wallet: minted.wallet };
+    return {
+      access_key_id: minted.access_key_id,
+      secret_access_key: secret.secret_access_key,
+      session_token: secret.session_token,
+      expiration: minted.expiration,
+      wallet: minted.wallet,
+    };
   }
 
   const mintAwsBody = mintAwsBodySchema(maxDuration);
@@ -216,7 +234,9 @@ export default async function mintRoutes(appBase: FastifyInstance) {
       const input: MintRequest = { requestId, caller: callerOf(request), grantId: request.body?.grant_id, httpRequestId: request.id, sealTo: seal.publicJwk };
       const minted = await openOidc(
         seal.privateKey,
-        await runMint(request, requestId, () => temporal.workflow.execute<typeof mintOidcJwtWorkflow>('mintOidcJwtWorkflow', { ...startOptions(input), args: [input] })),
+        await runMint(request, requestId, () =>
+          temporal.workflow.execute<typeof mintOidcJwtWorkflow>('mintOidcJwtWorkflow', { ...startOptions(input), args: [input] }),
+        ),
       );
       request.log.info({ flow: 'mint', kind: 'oidc', request_id: requestId, wallet: minted.wallet }, 'OIDC JWT minted');
       return minted;
@@ -248,7 +268,8 @@ export default async function mintRoutes(appBase: FastifyInstance) {
       },
     },
     async (request) => {
-      if (!config.BROKER_DATA_ROLE_ARN) throw new BrokerError('unavailable', 'this broker has no data role configured (BROKER_DATA_ROLE_ARN); it cannot mint AWS credentials');
+      if (!config.BROKER_DATA_ROLE_ARN)
+        throw new BrokerError('unavailable', 'this broker has no data role configured (BROKER_DATA_ROLE_ARN); it cannot mint AWS credentials');
       const body = request.body ?? undefined;
       const signedIntent = body && SIGNED_INTENT_FIELDS.some((f) => body[f] !== undefined) ? await verifySignedIntent(request, body) : undefined;
       const requestId = randomBytes(16).toString('hex');
@@ -264,7 +285,9 @@ export default async function mintRoutes(appBase: FastifyInstance) {
       };
       const minted = await openAws(
         seal.privateKey,
-        await runMint(request, requestId, () => temporal.workflow.execute<typeof mintAwsCredsWorkflow>('mintAwsCredsWorkflow', { ...startOptions(input), args: [input] })),
+        await runMint(request, requestId, () =>
+          temporal.workflow.execute<typeof mintAwsCredsWorkflow>('mintAwsCredsWorkflow', { ...startOptions(input), args: [input] }),
+        ),
       );
       request.log.info({ flow: 'mint', kind: 'aws', request_id: requestId, wallet: minted.wallet }, 'AWS credentials minted');
       return minted;

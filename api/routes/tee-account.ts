@@ -70,13 +70,22 @@ const userIdSchema = z.object({
 const postHeimaLoginBody = z.object({
   userId: userIdSchema,
   clientId: z.string().min(1).max(64),
-  clientAuth: z.object({ type: z.string().min(1).max(64) }).catchall(z.unknown()).nullable().optional(),
+  clientAuth: z
+    .object({ type: z.string().min(1).max(64) })
+    .catchall(z.unknown())
+    .nullable()
+    .optional(),
   heimaLoginSuccess: z.boolean(),
 });
 
 const addWalletBody = z
   .object({
-    wallet_index: z.number().int().min(0, 'wallet_index must be 0 or more').max(MAX_WALLET_INDEX, `wallet_index must be at most ${MAX_WALLET_INDEX}`).optional(),
+    wallet_index: z
+      .number()
+      .int()
+      .min(0, 'wallet_index must be 0 or more')
+      .max(MAX_WALLET_INDEX, `wallet_index must be at most ${MAX_WALLET_INDEX}`)
+      .optional(),
   })
   .nullish();
 
@@ -99,7 +108,10 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
   const { config, secrets, db, temporal } = app.deps;
   const allowList = parseSourceAllowList(config.BROKER_TEE_CALLBACK_ALLOW);
-  const settings: TeeAccountInput['settings'] = { idleSeconds: config.BROKER_TEE_ACCOUNT_IDLE_SECONDS, maxUpdatesPerRun: config.BROKER_TEE_ACCOUNT_MAX_UPDATES };
+  const settings: TeeAccountInput['settings'] = {
+    idleSeconds: config.BROKER_TEE_ACCOUNT_IDLE_SECONDS,
+    maxUpdatesPerRun: config.BROKER_TEE_ACCOUNT_MAX_UPDATES,
+  };
   const access = new WeakMap<FastifyRequest, TeeAccess>();
   // Identical callbacks in flight in this process share one workflow call.
   const inFlight = new Map<string, Promise<unknown>>();
@@ -156,7 +168,8 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       throw new BrokerError('unauthorized', `TEE token refused: ${(e as Error).message}`);
     }
     if (claims.typ !== 'access') throw new BrokerError('unauthorized', `TEE token of typ "${claims.typ}" cannot be used here; send the access token`);
-    if (await isTeeTokenRevoked(db, teeTokenRevocationDigest(secrets.hmacSecret, token))) throw new BrokerError('unauthorized', 'this TEE token has been logged out');
+    if (await isTeeTokenRevoked(db, teeTokenRevocationDigest(secrets.hmacSecret, token)))
+      throw new BrokerError('unauthorized', 'this TEE token has been logged out');
     access.set(request, { claims, tokenDigest: hmacHex(secrets.hmacSecret, 'tee-token', token) });
   }
 
@@ -178,7 +191,8 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
 
   /** onRequest of the unauthenticated callbacks: only sources on BROKER_TEE_CALLBACK_ALLOW. */
   async function requireAllowedSource(request: FastifyRequest): Promise<void> {
-    if (!allowList.allows(request.ip)) throw new BrokerError('forbidden', 'this callback is served only to the TEE worker (source not on BROKER_TEE_CALLBACK_ALLOW)');
+    if (!allowList.allows(request.ip))
+      throw new BrokerError('forbidden', 'this callback is served only to the TEE worker (source not on BROKER_TEE_CALLBACK_ALLOW)');
   }
 
   /** Update-with-Start on the account's bookkeeping workflow; retried when it meets a run that is just completing. */
@@ -291,18 +305,30 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
           // Refused here without touching the workflow; the activity checks again under the account's lock.
           const earlier = await findWalletRequest(db, requestKey);
           if (earlier?.requested != null && earlier.requested !== requestedSlot(walletIndex)) {
-            throw new BrokerError('conflict', `this Idempotency-Key was already used for another add_wallet request (${walletRequestText(earlier.requested)}); use a new key`);
+            throw new BrokerError(
+              'conflict',
+              `this Idempotency-Key was already used for another add_wallet request (${walletRequestText(earlier.requested)}); use a new key`,
+            );
           }
           retry = earlier !== undefined;
         }
-        if (!(await findUserByOmni(db, omniAccount))) throw new BrokerError('not_found', 'unknown account: the TEE login callback (post_heima_login) must come first');
+        if (!(await findUserByOmni(db, omniAccount)))
+          throw new BrokerError('not_found', 'unknown account: the TEE login callback (post_heima_login) must come first');
         const { slots, hasIndex } = await countWalletSlots(db, omniAccount, walletIndex);
         if (!retry && !hasIndex && slots >= config.BROKER_WALLET_SLOTS_MAX) {
-          throw new BrokerError('conflict', `this account already holds ${slots} wallet slots, the most allowed (BROKER_WALLET_SLOTS_MAX = ${config.BROKER_WALLET_SLOTS_MAX})`);
+          throw new BrokerError(
+            'conflict',
+            `this account already holds ${slots} wallet slots, the most allowed (BROKER_WALLET_SLOTS_MAX = ${config.BROKER_WALLET_SLOTS_MAX})`,
+          );
         }
         // Only identical requests share a call: one key with two bodies must meet the activity's key check.
-        const recorded = await shared(`wallet:${requestKey}:${requestedSlot(walletIndex)}`, () => driveAccount(omniAccount, addWalletSlotUpdate, { requestKey, walletIndex, requestId: request.id }));
-        request.log.info({ flow: 'tee_account', omni_account: omniAccount, wallet_index: recorded.wallet_index, created: recorded.created }, 'TEE wallet slot recorded');
+        const recorded = await shared(`wallet:${requestKey}:${requestedSlot(walletIndex)}`, () =>
+          driveAccount(omniAccount, addWalletSlotUpdate, { requestKey, walletIndex, requestId: request.id }),
+        );
+        request.log.info(
+          { flow: 'tee_account', omni_account: omniAccount, wallet_index: recorded.wallet_index, created: recorded.created },
+          'TEE wallet slot recorded',
+        );
         return ok({});
       },
     );

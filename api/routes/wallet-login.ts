@@ -47,13 +47,18 @@ const addressSchema = z
 const signatureSchema = z.string().max(2 + 2 * MAX_CONTRACT_SIGNATURE_BYTES, 'signature is too long');
 
 const timestampSchema = z
-  .union([z.number().int().min(0).max(1e15), z.string().regex(/^(0|[1-9]\d{0,14})$/).transform(Number)])
+  .union([
+    z.number().int().min(0).max(1e15),
+    z
+      .string()
+      .regex(/^(0|[1-9]\d{0,14})$/)
+      .transform(Number),
+  ])
   .describe('unix seconds');
 
 const requestIdSchema = z.string().regex(/^[0-9a-f]{32}$/, 'request_id is malformed');
 
 const challengeSchema = z.object({ request_id: z.string(), message: z.string(), expires_at: z.number().int() });
-
 
 function normalizeSignature(signature: string, contractWallets: boolean): string {
   try {
@@ -172,11 +177,14 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
       }
 
       const { address, timestamp } = body;
-      if (address === undefined || timestamp === undefined) throw new BrokerError('bad_request', 'send either {address, signature, timestamp} or {request_id, signature}');
+      if (address === undefined || timestamp === undefined)
+        throw new BrokerError('bad_request', 'send either {address, signature, timestamp} or {request_id, signature}');
       const signedMs = timestamp * 1000;
       const nowMs = now();
-      if (nowMs - signedMs > windowMs) throw new BrokerError('expired', `timestamp is more than ${settings.windowSeconds} s old (unix seconds expected); sign a new message`);
-      if (signedMs - nowMs > windowMs) throw new BrokerError('unauthorized', `timestamp is more than ${settings.windowSeconds} s ahead of the broker's clock (unix seconds expected)`);
+      if (nowMs - signedMs > windowMs)
+        throw new BrokerError('expired', `timestamp is more than ${settings.windowSeconds} s old (unix seconds expected); sign a new message`);
+      if (signedMs - nowMs > windowMs)
+        throw new BrokerError('unauthorized', `timestamp is more than ${settings.windowSeconds} s ahead of the broker's clock (unix seconds expected)`);
       // ~0.1 ms for an EOA with the native binding; a contract wallet costs a read-only chain call.
       let check: WalletSignatureCheck;
       try {
@@ -202,7 +210,11 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
             // What the audit row has always carried for this form: sha256 of the normalised signature.
             requestId: sha256Hex(signature),
             wallet: address,
-            consumeProof: { hash: check.replayKey, purpose: WALLET_PROOF_PURPOSE.stateless, expiresAt: Math.floor((Math.max(nowMs, signedMs) + windowMs) / 1000) },
+            consumeProof: {
+              hash: check.replayKey,
+              purpose: WALLET_PROOF_PURPOSE.stateless,
+              expiresAt: Math.floor((Math.max(nowMs, signedMs) + windowMs) / 1000),
+            },
           },
           { jti, idemKey: `login:stateless:${jti}` },
         );

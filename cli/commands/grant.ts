@@ -29,7 +29,13 @@ export function grantCommand(): Command {
     .action(async (agent: string, o: { services?: string; expiresIn?: string }, cmd: Command) => {
       if (!EVM_ADDRESS_RE.test(agent)) throw new UsageError(`"${agent}" is not a 0x address`);
       const body: Record<string, unknown> = { agent_address: agent };
-      if (o.services) body.scope = { services: o.services.split(',').map((s) => s.trim()).filter(Boolean) };
+      if (o.services)
+        body.scope = {
+          services: o.services
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+        };
       if (o.expiresIn !== undefined) {
         const n = Number(o.expiresIn);
         if (!Number.isInteger(n) || n < 1) throw new UsageError('--expires-in takes whole seconds');
@@ -62,7 +68,8 @@ export function grantCommand(): Command {
     const listed = (await broker.call<{ grants: AgentGrantBody[] }>('GET', '/v1/grants?role=agent', { auth: true })).body.grants;
     const g = listed.find((x) => x.grant_id === id);
     if (!g) throw new UsageError(`no grant ${id} names the wallet this profile signed in with; log in as the agent wallet first (agentkeys init wallet)`);
-    if (g.status !== 'pending' || !g.acceptance_message) throw new UsageError(`grant ${id} is ${g.status ?? 'not pending'}; only a pending grant can be accepted`);
+    if (g.status !== 'pending' || !g.acceptance_message)
+      throw new UsageError(`grant ${id} is ${g.status ?? 'not pending'}; only a pending grant can be accepted`);
     if (account.address.toLowerCase() !== g.agent_address.toLowerCase()) {
       throw new UsageError(`the key given is ${account.address}, but grant ${id} names ${g.agent_address} as its agent`);
     }
@@ -114,7 +121,15 @@ export function auditCommand(): Command {
       if (!Number.isInteger(n) || n < 1 || n > 200) throw new UsageError('--limit takes a whole number from 1 to 200');
       const ctx = CliContext.from(cmd);
       const { broker } = await ctx.authedBroker();
-      const r = (await broker.call<{ entries: { seq: string | number; at?: string; created_at?: string; event: string; outcome: string }[]; next_before: string | null }>('GET', `/v1/audit?limit=${n}`, { auth: true })).body;
-      ctx.print(r, r.entries.length ? r.entries.map((e) => `${String(e.seq).padStart(6)}  ${e.at ?? e.created_at ?? ''}  ${e.event}  ${e.outcome}`) : 'no audit rows');
+      const r = (
+        await broker.call<{
+          entries: { seq: string | number; at?: string; created_at?: string; event: string; outcome: string }[];
+          next_before: string | null;
+        }>('GET', `/v1/audit?limit=${n}`, { auth: true })
+      ).body;
+      ctx.print(
+        r,
+        r.entries.length ? r.entries.map((e) => `${String(e.seq).padStart(6)}  ${e.at ?? e.created_at ?? ''}  ${e.event}  ${e.outcome}`) : 'no audit rows',
+      );
     });
 }

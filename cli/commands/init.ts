@@ -46,7 +46,15 @@ async function finish(ctx: CliContext, session: ProfileSession, o: InitOptions):
 }
 
 function fromSessionBody(ctx: CliContext, method: ProfileSession['method'], b: SessionBody): ProfileSession {
-  return { broker_url: ctx.brokerUrl, method, token: b.token, expires_at: b.expires_at, omni_account: b.omni_account, user_id: b.user_id, identity: b.identity };
+  return {
+    broker_url: ctx.brokerUrl,
+    method,
+    token: b.token,
+    expires_at: b.expires_at,
+    omni_account: b.omni_account,
+    user_id: b.user_id,
+    identity: b.identity,
+  };
 }
 
 async function initWallet(ctx: CliContext, o: WalletKeyOptions & InitOptions & { siwe?: boolean }): Promise<void> {
@@ -96,7 +104,9 @@ async function initEmail(ctx: CliContext, address: string, o: InitOptions & { co
     req = (await broker.call<EmailCodeBody>('POST', '/v1/session/email_code', { body: { email: address } })).body;
   } catch (e) {
     if (e instanceof BrokerAnswerError && e.kind === 'rate_limited') {
-      throw new CliError(`a code was sent to ${address} moments ago; ask again in ${typeof e.body.retry_after === 'number' ? e.body.retry_after : 'a few'} s (or use the code already sent)`);
+      throw new CliError(
+        `a code was sent to ${address} moments ago; ask again in ${typeof e.body.retry_after === 'number' ? e.body.retry_after : 'a few'} s (or use the code already sent)`,
+      );
     }
     throw e;
   }
@@ -115,7 +125,8 @@ async function initEmail(ctx: CliContext, address: string, o: InitOptions & { co
         process.stderr.write(`${retry}\n`);
         continue;
       }
-      if (e.kind === 'invalid_code' || e.kind === 'too_many_attempts') throw new CliError(`too many wrong codes: wait until the code expires, then run agentkeys init email ${address} again`);
+      if (e.kind === 'invalid_code' || e.kind === 'too_many_attempts')
+        throw new CliError(`too many wrong codes: wait until the code expires, then run agentkeys init email ${address} again`);
       if (e.kind === 'expired') throw new CliError(`the code expired: run agentkeys init email ${address} again`);
       if (e.kind === 'bad_request') {
         retry = 'That is not a code.';
@@ -140,7 +151,8 @@ async function initGoogle(ctx: CliContext, o: InitOptions & { browser?: boolean;
   try {
     start = (await broker.call<GoogleStart>('POST', '/v1/session/google_oauth_login', { body: { format: 'cli' } })).body;
   } catch (e) {
-    if (e instanceof BrokerAnswerError && e.status === 404) throw new CliError(`the broker at ${broker.baseUrl} offers no Google login: use another method (agentkeys init --help)`);
+    if (e instanceof BrokerAnswerError && e.status === 404)
+      throw new CliError(`the broker at ${broker.baseUrl} offers no Google login: use another method (agentkeys init --help)`);
     throw e;
   }
   let opened = false;
@@ -164,7 +176,10 @@ async function initGoogle(ctx: CliContext, o: InitOptions & { browser?: boolean;
     for (;;) {
       if (controller.signal.aborted) throw new CliError('cancelled');
       if (Date.now() / 1000 > start.expires_at + 5) throw new CliError('the Google sign-in expired: run agentkeys init google again');
-      const r = await broker.call<SessionBody | { status: string }>('POST', '/v1/session/google_oauth_poll', { body: { request_id: start.request_id, poll_secret: start.poll_secret }, expect: [202] });
+      const r = await broker.call<SessionBody | { status: string }>('POST', '/v1/session/google_oauth_poll', {
+        body: { request_id: start.request_id, poll_secret: start.poll_secret },
+        expect: [202],
+      });
       if (r.status === 200) {
         spin.stop();
         await finish(ctx, fromSessionBody(ctx, 'google', r.body as SessionBody), o);
@@ -180,7 +195,8 @@ async function initGoogle(ctx: CliContext, o: InitOptions & { browser?: boolean;
     }
   } catch (e) {
     spin.fail();
-    if (e instanceof BrokerAnswerError && e.status === 410) throw new CliError(`the Google sign-in did not complete (${e.kind}): run agentkeys init google again`);
+    if (e instanceof BrokerAnswerError && e.status === 410)
+      throw new CliError(`the Google sign-in did not complete (${e.kind}): run agentkeys init google again`);
     throw e;
   } finally {
     process.off('SIGINT', onSigint);
@@ -190,7 +206,8 @@ async function initGoogle(ctx: CliContext, o: InitOptions & { browser?: boolean;
 async function initTee(ctx: CliContext, o: InitOptions & WalletKeyOptions & { email?: string; teeUrl?: string; codeStdin?: boolean }): Promise<void> {
   const teeUrl = o.teeUrl ?? ctx.env.AGENTKEYS_TEE_URL;
   if (!teeUrl) throw new UsageError('name the TEE worker: --tee-url or AGENTKEYS_TEE_URL');
-  if (!o.email === !(o.privateKeyFile || o.mnemonicFile || o.keystore)) throw new UsageError('give either --email <address> or a wallet (--private-key-file F)');
+  if (!o.email === !(o.privateKeyFile || o.mnemonicFile || o.keystore))
+    throw new UsageError('give either --email <address> or a wallet (--private-key-file F)');
   const spin = await ctx.spinner('Logging in through the Heima TEE');
   let result: TeeLoginResult;
   try {
@@ -206,7 +223,19 @@ async function initTee(ctx: CliContext, o: InitOptions & WalletKeyOptions & { em
     }
     const me = (await ctx.broker(result.accessToken).call<MeBody>('GET', '/v1/session/me', { auth: true })).body;
     spin.stop();
-    await finish(ctx, { broker_url: ctx.brokerUrl, method: 'tee', token: result.accessToken, expires_at: result.expiresAt, omni_account: me.omni_account, user_id: me.user_id, identity: me.identity }, o);
+    await finish(
+      ctx,
+      {
+        broker_url: ctx.brokerUrl,
+        method: 'tee',
+        token: result.accessToken,
+        expires_at: result.expiresAt,
+        omni_account: me.omni_account,
+        user_id: me.user_id,
+        identity: me.identity,
+      },
+      o,
+    );
   } catch (e) {
     spin.fail();
     throw e;
@@ -229,7 +258,8 @@ export function initCommand(): Command {
         ],
         NON_TTY_HINT,
       );
-      if (method === 'email') return initEmail(ctx, await askText('Email address', NON_TTY_HINT, (v) => (EMAIL_RE.test(v) ? undefined : 'an email address')), o);
+      if (method === 'email')
+        return initEmail(ctx, await askText('Email address', NON_TTY_HINT, (v) => (EMAIL_RE.test(v) ? undefined : 'an email address')), o);
       if (method === 'google') return initGoogle(ctx, o);
       return initWallet(ctx, { ...o, privateKeyFile: await askText('Private key file', NON_TTY_HINT) });
     });
@@ -256,6 +286,8 @@ export function initCommand(): Command {
     .option('--email <address>', 'log in with an email code the TEE sends')
     .option('--tee-url <url>', 'the TEE worker JSON-RPC URL (default AGENTKEYS_TEE_URL)')
     .option('--code-stdin', 'read the email code from stdin instead of prompting')
-    .action(async (o: InitOptions & WalletKeyOptions & { email?: string; teeUrl?: string; codeStdin?: boolean }, cmd: Command) => initTee(CliContext.from(cmd), o));
+    .action(async (o: InitOptions & WalletKeyOptions & { email?: string; teeUrl?: string; codeStdin?: boolean }, cmd: Command) =>
+      initTee(CliContext.from(cmd), o),
+    );
   return init;
 }

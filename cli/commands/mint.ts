@@ -28,7 +28,13 @@ function mintBody(o: { duration?: string; grantId?: string }): Record<string, un
 
 /** The AWS CLI/SDK `credential_process` output (Version 1). */
 function credentialProcessJson(c: { access_key_id: string; secret_access_key: string; session_token: string; expiration: number }): object {
-  return { Version: 1, AccessKeyId: c.access_key_id, SecretAccessKey: c.secret_access_key, SessionToken: c.session_token, Expiration: new Date(c.expiration * 1000).toISOString() };
+  return {
+    Version: 1,
+    AccessKeyId: c.access_key_id,
+    SecretAccessKey: c.secret_access_key,
+    SessionToken: c.session_token,
+    Expiration: new Date(c.expiration * 1000).toISOString(),
+  };
 }
 
 async function mintAws(ctx: CliContext, o: MintAwsOptions): Promise<void> {
@@ -49,7 +55,13 @@ async function mintAws(ctx: CliContext, o: MintAwsOptions): Promise<void> {
     spin?.stop();
   }
   if (o.credentialProcess) {
-    const cache: AwsCache = { key: cacheKey, access_key_id: creds.access_key_id, secret_access_key: creds.secret_access_key, session_token: creds.session_token, expiration: creds.expiration };
+    const cache: AwsCache = {
+      key: cacheKey,
+      access_key_id: creds.access_key_id,
+      secret_access_key: creds.secret_access_key,
+      session_token: creds.session_token,
+      expiration: creds.expiration,
+    };
     await (await ctx.store()).save(ctx.profile, { ...session, aws_cache: cache });
     process.stdout.write(`${JSON.stringify(credentialProcessJson(creds))}\n`);
     return;

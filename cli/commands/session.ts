@@ -35,37 +35,42 @@ export function logoutCommand(): Command {
       revoked = false;
     }
     await store.remove(ctx.profile);
-    ctx.print({ profile: ctx.profile, revoked, forgotten: true }, revoked ? `Logged out (profile ${ctx.profile}).` : `The session had already ended at the broker; forgot it (profile ${ctx.profile}).`);
+    ctx.print(
+      { profile: ctx.profile, revoked, forgotten: true },
+      revoked ? `Logged out (profile ${ctx.profile}).` : `The session had already ended at the broker; forgot it (profile ${ctx.profile}).`,
+    );
   });
 }
 
 export function statusCommand(): Command {
-  return new Command('status').description('broker reachability and readiness, the session expiry and where it is stored').action(async (_o: object, cmd: Command) => {
-    const ctx = CliContext.from(cmd);
-    const store = await ctx.store();
-    const stored = await store.load(ctx.profile);
-    const url = ctx.explicitBrokerUrl ?? stored?.broker_url ?? ctx.brokerUrl;
-    const broker = new BrokerClient(url);
-    let ready: boolean;
-    let readiness: unknown;
-    try {
-      const r = await broker.call<unknown>('GET', '/readyz', { expect: [503] });
-      ready = r.status === 200;
-      readiness = r.body;
-    } catch (e) {
-      if (e instanceof BrokerAnswerError) throw new CliError(`the broker at ${url} answered /readyz with ${e.status}`);
-      throw e;
-    }
-    const now = Date.now() / 1000;
-    const session = stored
-      ? { method: stored.method, omni_account: stored.omni_account, expires_at: stored.expires_at, expired: stored.expires_at <= now }
-      : null;
-    ctx.print({ broker_url: url, reachable: true, ready, readiness, profile: ctx.profile, store: store.kind, session }, [
-      `broker   ${url}: reachable, ${ready ? 'ready' : 'NOT ready'}`,
-      `profile  ${ctx.profile}, stored in ${store.describe(ctx.profile)}`,
-      session
-        ? `session  ${session.method}, ${session.omni_account}, ${session.expired ? 'EXPIRED' : 'expires'} ${new Date(session.expires_at * 1000).toISOString()}${session.expired ? ' (run agentkeys init)' : ''}`
-        : 'session  none (run agentkeys init)',
-    ]);
-  });
+  return new Command('status')
+    .description('broker reachability and readiness, the session expiry and where it is stored')
+    .action(async (_o: object, cmd: Command) => {
+      const ctx = CliContext.from(cmd);
+      const store = await ctx.store();
+      const stored = await store.load(ctx.profile);
+      const url = ctx.explicitBrokerUrl ?? stored?.broker_url ?? ctx.brokerUrl;
+      const broker = new BrokerClient(url);
+      let ready: boolean;
+      let readiness: unknown;
+      try {
+        const r = await broker.call<unknown>('GET', '/readyz', { expect: [503] });
+        ready = r.status === 200;
+        readiness = r.body;
+      } catch (e) {
+        if (e instanceof BrokerAnswerError) throw new CliError(`the broker at ${url} answered /readyz with ${e.status}`);
+        throw e;
+      }
+      const now = Date.now() / 1000;
+      const session = stored
+        ? { method: stored.method, omni_account: stored.omni_account, expires_at: stored.expires_at, expired: stored.expires_at <= now }
+        : null;
+      ctx.print({ broker_url: url, reachable: true, ready, readiness, profile: ctx.profile, store: store.kind, session }, [
+        `broker   ${url}: reachable, ${ready ? 'ready' : 'NOT ready'}`,
+        `profile  ${ctx.profile}, stored in ${store.describe(ctx.profile)}`,
+        session
+          ? `session  ${session.method}, ${session.omni_account}, ${session.expired ? 'EXPIRED' : 'expires'} ${new Date(session.expires_at * 1000).toISOString()}${session.expired ? ' (run agentkeys init)' : ''}`
+          : 'session  none (run agentkeys init)',
+      ]);
+    });
 }

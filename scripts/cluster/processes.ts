@@ -38,14 +38,7 @@ function installExitHook(): void {
   });
 }
 
-export function startProcess(opts: {
-  name: string;
-  command: string;
-  args: string[];
-  logDir: string;
-  env?: NodeJS.ProcessEnv;
-  cwd?: string;
-}): Managed {
+export function startProcess(opts: { name: string; command: string; args: string[]; logDir: string; env?: NodeJS.ProcessEnv; cwd?: string }): Managed {
   installExitHook();
   const logFile = join(opts.logDir, `${opts.name}.log`);
   const out = createWriteStream(logFile, { flags: 'a' });

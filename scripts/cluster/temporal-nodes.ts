@@ -74,13 +74,20 @@ export async function setupTemporalSchema(opts: { sqlTool: string; schemaDir: st
       throw new Error(`${opts.sqlTool} ${args.join(' ')} failed: ${(err.stderr ?? err.message).trim().split('\n').slice(-5).join('\n')}`);
     }
   };
-  for (const [kind, name] of [['temporal', db.database], ['visibility', db.visibilityDatabase]] as const) {
+  for (const [kind, name] of [
+    ['temporal', db.database],
+    ['visibility', db.visibilityDatabase],
+  ] as const) {
     const exists = await query(db, 'postgres', async (c) => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount === 1);
     if (!exists) {
       log(`creating database ${name}`);
       await run(['--db', name, 'create-database']);
     }
-    const hasSchema = await query(db, name, async (c) => (await c.query<{ t: string | null }>("SELECT to_regclass('schema_version')::text AS t")).rows[0]?.t != null);
+    const hasSchema = await query(
+      db,
+      name,
+      async (c) => (await c.query<{ t: string | null }>("SELECT to_regclass('schema_version')::text AS t")).rows[0]?.t != null,
+    );
     if (!hasSchema) await run(['--db', name, 'setup-schema', '-v', '0.0']);
     await run(['--db', name, 'update-schema', '-d', join(opts.schemaDir, kind, 'versioned')]);
   }
