@@ -10,6 +10,7 @@
  * Ports: CLUSTER_PORT_BASE (default 27000) and up, see scripts/cluster/layout.ts.
  * `cluster/state.json` names every process and port, for scripts/cluster-faults.ts.
  */
+import { stopOnSignal } from './stop-on-signal';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
@@ -108,18 +109,8 @@ interface Supervised {
 
 async function main(): Promise<void> {
   const t0 = Date.now();
-  const stops: (() => Promise<unknown>)[] = [];
-  let stopping = false;
-  const stopAll = async (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    log('stopping…');
-    for (const stop of stops.reverse()) await stop().catch((e: unknown) => log(`stop failed: ${(e as Error).message}`));
-    log('stopped');
-    process.exit(code);
-  };
-  process.on('SIGINT', () => void stopAll(0));
-  process.on('SIGTERM', () => void stopAll(0));
+  const stops = stopOnSignal(log);
+  const { stopAll } = stops;
 
   try {
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -169,11 +160,11 @@ async function main(): Promise<void> {
       };
       const watch = (m: Managed) => {
         void m.exited.then(async (reason) => {
-          if (stopping) return;
+          if (stops.stopping) return;
           log(`${name} (pid ${m.pid}) ended: ${reason}; restarting in ${RESTART_DELAY_MS / 1000} s (log ${m.log})`);
           await new Promise((r) => setTimeout(r, RESTART_DELAY_MS));
           for (;;) {
-            if (stopping) return;
+            if (stops.stopping) return;
             try {
               s.current = await start();
               pids[name] = s.current.pid;

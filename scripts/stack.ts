@@ -4,6 +4,7 @@
  * wire protocol), migrations, the worker, the API and the dev fixtures (SES capture, STS). Ctrl-C
  * stops everything; a second start reuses the data. TEMPORAL_ADDRESS set = use that server.
  */
+import { stopOnSignal } from './stop-on-signal';
 import { join, resolve } from 'node:path';
 import { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
@@ -38,18 +39,8 @@ async function portOr(preferred: number): Promise<number> {
 
 async function main(): Promise<void> {
   const t0 = Date.now();
-  const stops: (() => Promise<unknown>)[] = [];
-  let stopping = false;
-  const stopAll = async (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    log('stopping…');
-    for (const stop of stops.reverse()) await stop().catch((e: unknown) => log(`stop failed: ${(e as Error).message}`));
-    log('stopped');
-    process.exit(code);
-  };
-  process.on('SIGINT', () => void stopAll(0));
-  process.on('SIGTERM', () => void stopAll(0));
+  const stops = stopOnSignal(log);
+  const { stopAll } = stops;
 
   try {
     // The AWS SDK warns about Node 20 on every start; it is a notice for operators, not for a laptop stack.

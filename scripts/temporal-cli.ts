@@ -149,33 +149,59 @@ async function goBinCandidates(): Promise<string[]> {
   return [...new Set(dirs.filter((d) => isAbsolute(d)).map((d) => join(d, EXE)))];
 }
 
-async function goInstall(go: string, log: (line: string) => void): Promise<string> {
-  log(`Building the Temporal CLI ${TEMPORAL_CLI_VERSION} with Go (one time, takes a few minutes)…`);
+export interface GoInstallRun {
+  /** 0 on success; otherwise the exit code, the signal, or why go could not be run. */
+  code: number | string;
+  seconds: number;
+  /** The last 30 lines go printed, for the error message. */
+  tail: string[];
+}
+
+/**
+ * Runs `go install <pkg>`, echoing its output through `log` (indented) and, every 20 s while it
+ * builds, a line saying it still is; killed after `timeoutMs`. Shared by the CLI build here and the
+ * cluster's server and UI builds (scripts/cluster/go-build.ts).
+ */
+export async function runGoInstall(
+  go: string,
+  pkg: string,
+  opts: { log: (line: string) => void; label: string; env?: NodeJS.ProcessEnv; timeoutMs?: number },
+): Promise<GoInstallRun> {
   const started = Date.now();
   const tail: string[] = [];
-  const code = await new Promise<number | string>((done, fail) => {
-    const child = spawn(go, ['install', GO_INSTALL_TARGET], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const timer = setTimeout(() => child.kill('SIGKILL'), GO_INSTALL_TIMEOUT_MS);
+  const code = await new Promise<number | string>((done) => {
+    const child = spawn(go, ['install', pkg], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+    const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs) : undefined;
+    const heartbeat = setInterval(() => opts.log(`  still building the ${opts.label} (${Math.round((Date.now() - started) / 1000)} s)…`), 20_000);
+    const stopTimers = () => {
+      clearTimeout(timer);
+      clearInterval(heartbeat);
+    };
     const onChunk = (chunk: Buffer): void => {
       for (const line of chunk.toString('utf8').split(/\r?\n/)) {
         if (!line.trim()) continue;
         tail.push(line);
         if (tail.length > 30) tail.shift();
-        log(`  ${line}`);
+        opts.log(`  ${line}`);
       }
     };
     child.stdout.on('data', onChunk);
     child.stderr.on('data', onChunk);
     child.on('error', (err) => {
-      clearTimeout(timer);
-      fail(new Error(`Could not run \`${go} install ${GO_INSTALL_TARGET}\`: ${err.message}`));
+      stopTimers();
+      done(`could not run ${go}: ${err.message}`);
     });
     child.on('close', (exitCode, signal) => {
-      clearTimeout(timer);
+      stopTimers();
       done(exitCode ?? signal ?? 'unknown');
     });
   });
-  const seconds = Math.round((Date.now() - started) / 1000);
+  return { code, seconds: Math.round((Date.now() - started) / 1000), tail };
+}
+
+async function goInstall(go: string, log: (line: string) => void): Promise<string> {
+  log(`Building the Temporal CLI ${TEMPORAL_CLI_VERSION} with Go (one time, takes a few minutes)…`);
+  const { code, seconds, tail } = await runGoInstall(go, GO_INSTALL_TARGET, { log, label: 'Temporal CLI', timeoutMs: GO_INSTALL_TIMEOUT_MS });
   if (code !== 0) {
     throw new Error(
       `\`go install ${GO_INSTALL_TARGET}\` failed (${typeof code === 'number' ? `exit code ${code}` : code}) after ${seconds} s:\n` + tail.join('\n'),

@@ -4,12 +4,13 @@
  * the user cache (`$XDG_CACHE_HOME/agentkeys-broker/…`, default `~/.cache`), because the server and
  * the UI are both called `server` and must not overwrite each other in GOPATH/bin.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { runGoInstall } from '../temporal-cli';
 
 const execFileAsync = promisify(execFile);
 
@@ -91,31 +92,7 @@ export async function findOrBuild(target: GoTarget, log: (line: string) => void,
   }
   await mkdir(gobin, { recursive: true });
   log(`building the ${target.label} with Go (one time; a few minutes on the first build)…`);
-  const started = Date.now();
-  const tail: string[] = [];
-  const code = await new Promise<number | string>((done) => {
-    const child = spawn(go, ['install', target.pkg], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GOBIN: gobin } });
-    const heartbeat = setInterval(() => log(`  still building the ${target.label} (${Math.round((Date.now() - started) / 1000)} s)…`), 20_000);
-    const onChunk = (chunk: Buffer): void => {
-      for (const line of chunk.toString('utf8').split(/\r?\n/)) {
-        if (!line.trim()) continue;
-        tail.push(line);
-        if (tail.length > 30) tail.shift();
-        log(`  ${line}`);
-      }
-    };
-    child.stdout.on('data', onChunk);
-    child.stderr.on('data', onChunk);
-    child.on('error', (err) => {
-      clearInterval(heartbeat);
-      done(err.message);
-    });
-    child.on('close', (exitCode, signal) => {
-      clearInterval(heartbeat);
-      done(exitCode ?? signal ?? 'unknown');
-    });
-  });
-  const seconds = Math.round((Date.now() - started) / 1000);
+  const { code, seconds, tail } = await runGoInstall(go, target.pkg, { log, label: target.label, env: { ...process.env, GOBIN: gobin } });
   if (code !== 0 || !(await isExecutable(file))) {
     throw new Error(`\`GOBIN=${gobin} go install ${target.pkg}\` failed (${String(code)}) after ${seconds} s:\n${tail.join('\n')}`);
   }
