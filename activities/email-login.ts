@@ -47,10 +47,11 @@ export function createEmailLoginActivities(deps: ActivityDeps) {
      * Reserves a send in the address's budget (db email_sends: cooldown and hourly budget across
      * every flow), derives the code of this dispatch and mails it. Returns only a keyed digest of
      * the code. A retry of the same dispatch finds its reservation and mails the same code (the
-     * derivation is deterministic in workflow id, run id, dispatch and the run's salt); a spent
+     * derivation is deterministic in workflow id, run id, dispatch and the run's salt) and the same
+     * reservation time; a spent
      * budget is a non-retryable RateLimited failure with `retry_after`, and nothing is mailed.
      */
-    async sendEmailLoginCode(input: SendEmailLoginCodeInput): Promise<{ codeDigest: string }> {
+    async sendEmailLoginCode(input: SendEmailLoginCodeInput): Promise<{ codeDigest: string; sentAtMs: number }> {
       const secret = deps.secrets.hmacSecret;
       const dispatch: EmailCodeDispatch = { ...currentRun(), dispatch: input.dispatch, salt: input.salt };
       const decision = await reserveEmailSend(deps.db, {
@@ -69,7 +70,9 @@ export function createEmailLoginActivities(deps: ActivityDeps) {
       }
       const code = deriveEmailCode(secret, dispatch);
       await mailCode(deps.mailer, input.email, code, input.ttlSeconds);
-      return { codeDigest: emailCodeDigest(secret, dispatch.workflowId, code) };
+      // sentAtMs: when the address's cooldown started counting (the reservation), which the flow's
+      // resend_after must not promise earlier than. A local activity does not move workflow time.
+      return { codeDigest: emailCodeDigest(secret, dispatch.workflowId, code), sentAtMs: decision.reservedAtMs };
     },
 
     /**

@@ -15,6 +15,9 @@ export async function peekEmailSend(q: Queryable, addressKey: string, nowMs: num
   return decideEmailSend(await recentEmailSends(q, addressKey, nowMs), nowMs, policy);
 }
 
+/** A reservation, with the time the address's cooldown now counts from; or why there is none. */
+export type EmailSendReservation = { ok: true; reservedAtMs: number } | Extract<EmailSendDecision, { ok: false }>;
+
 /**
  * Reserves one send for the address, or says why not. Concurrent reservations for one address
  * are serialised by a transaction-scoped advisory lock on its key, so two flows cannot both take
@@ -23,17 +26,20 @@ export async function peekEmailSend(q: Queryable, addressKey: string, nowMs: num
 export async function reserveEmailSend(
   pool: Db,
   r: { addressKey: string; dispatchKey: string; now: () => number; policy: EmailSendPolicy },
-): Promise<EmailSendDecision> {
+): Promise<EmailSendReservation> {
   return withTransaction(pool, async (c) => {
     await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 5))', [`email_sends:${r.addressKey}`]);
-    const mine = await c.query('SELECT 1 FROM email_sends WHERE dispatch_key = $1', [r.dispatchKey]);
-    if ((mine.rowCount ?? 0) > 0) return { ok: true };
+    const mine = await c.query<{ sent_ms: string }>(
+      'SELECT (extract(epoch FROM sent_at) * 1000)::bigint::text AS sent_ms FROM email_sends WHERE dispatch_key = $1',
+      [r.dispatchKey],
+    );
+    if (mine.rows[0]) return { ok: true, reservedAtMs: Number(mine.rows[0].sent_ms) };
     // Read under the lock, so the reservations of one address are in time order.
     const nowMs = r.now();
     const decision = decideEmailSend(await recentEmailSends(c, r.addressKey, nowMs), nowMs, r.policy);
     if (!decision.ok) return decision;
     await c.query('INSERT INTO email_sends (dispatch_key, address_key, sent_at) VALUES ($1, $2, $3)', [r.dispatchKey, r.addressKey, new Date(nowMs)]);
-    return decision;
+    return { ok: true, reservedAtMs: nowMs };
   });
 }
 

@@ -54,7 +54,7 @@ after(async () => {
 
 const hex32 = (n: number) => n.toString(16).padStart(32, '0');
 /** Runs the per-requester send as activity attempt `attempt` of the given run. */
-type Sent = { codeDigest: string };
+type Sent = { codeDigest: string; sentAtMs: number };
 function send(run: { workflowId: string; runId: string }, input: { email: string; dispatch: number; salt: string }, attempt = 1): Promise<Sent> {
   const env = new MockActivityEnvironment({ workflowExecution: run, attempt, isLocal: true });
   return env.run((i: SendEmailLoginCodeInput) => activities.sendEmailLoginCode(i), { ...input, ttlSeconds: 600 });
@@ -68,9 +68,14 @@ void describe('email code send activities', () => {
     const run = { workflowId: `email-login/${hex32(1)}`, runId: 'run-a' };
     const input = { email, dispatch: 1, salt: 'aa'.repeat(16) };
     const rows = await ledgerRows();
+    const t0 = Date.now();
     const first = await send(run, input, 1);
     // The mail went out but the attempt's answer was lost: Temporal runs attempt 2.
+    await new Promise((r) => setTimeout(r, 20));
     const second = await send(run, input, 2);
+    // The cooldown counts from the reservation: the flow's resend_after is computed from this.
+    assert.ok(first.sentAtMs >= t0 && first.sentAtMs <= Date.now(), 'sentAtMs is when the send was reserved');
+    assert.equal(second.sentAtMs, first.sentAtMs, 'a retry reports the first reservation, not its own time');
     const [newest, oldest] = codesTo(email);
     assert.ok(newest && oldest);
     assert.equal(newest, oldest, 'the retry mailed the same code');
@@ -121,7 +126,7 @@ void describe('email code send activities', () => {
   void test('the retired per-address send mixes in the run id: a later run of the same workflow id mails another code', async () => {
     const email = uniqueEmail('Legacy').toLowerCase();
     const workflowId = `email-login/${hex32(5)}`; // the old scheme: one id per address, dispatch restarting at 1
-    const legacy = (runId: string): Promise<Sent> =>
+    const legacy = (runId: string): Promise<{ codeDigest: string }> =>
       new MockActivityEnvironment({ workflowExecution: { workflowId, runId }, isLocal: true }).run((i: SendLoginCodeInput) => activities.sendLoginCode(i), {
         workflowId,
         dispatch: 1,

@@ -103,9 +103,11 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
       dispatches += 1;
       lastSendMs = now; // reserved before the await, so concurrent resends see the cooldown
       const dispatch = dispatches;
+      let sentAtMs: number | undefined;
       try {
         const sent = await sendEmailLoginCode({ email: input.email, dispatch, salt: input.code_salt, ttlSeconds: s.ttlSeconds });
         codeDigest = sent.codeDigest;
+        sentAtMs = sent.sentAtMs;
       } catch (e) {
         const refusal = budgetRefusal(e);
         if (refusal) {
@@ -118,7 +120,10 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
         if (codeDigest === undefined) state.status = 'delivery_failed';
         throw flowFailure(FailureType.deliveryFailed, 'the login code could not be sent; try again later');
       }
-      lastSendMs = Date.now();
+      // Workflow time does not move during a local activity: the send may have been reserved later
+      // than Date.now() says, and the address's cooldown counts from that reservation. (Results
+      // recorded before sentAtMs existed lack it: Date.now(), as then.)
+      lastSendMs = Math.max(Date.now(), sentAtMs ?? 0);
       expiresAtMs = lastSendMs + s.ttlSeconds * 1000;
       stage('code_sent');
       return {
