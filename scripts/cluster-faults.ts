@@ -21,6 +21,7 @@ import { join, resolve } from 'node:path';
 import pg from 'pg';
 import type { ClusterState } from './cluster';
 import { startHangProxy, type HangProxy } from './cluster/hang-proxy';
+import { defaultClusterDatabaseUrl } from './cluster/layout';
 
 const ROOT = resolve(__dirname, '..');
 const log = (line: string) => console.log(`[faults] ${line}`);
@@ -280,7 +281,7 @@ async function main(): Promise<number> {
   if (!s) {
     log('no running cluster: starting npm run cluster (logs in BROKER_DATA_DIR/cluster/logs)…');
     // The broker reaches Postgres through a proxy this test can make hang.
-    const dbUrl = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/agentkeys_cluster');
+    const dbUrl = new URL(process.env.DATABASE_URL ?? defaultClusterDatabaseUrl(dataDir));
     dbProxy = await startHangProxy({ host: dbUrl.hostname, port: Number(dbUrl.port || 5432) });
     dbUrl.hostname = '127.0.0.1';
     dbUrl.port = String(dbProxy.port);

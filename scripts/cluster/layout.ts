@@ -2,6 +2,7 @@
  * Every port `npm run cluster` uses, derived from one base (CLUSTER_PORT_BASE, default 27000) so a
  * second cluster, a dev stack (7233/8233/8091) or another checkout can run beside it.
  */
+import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
 
 export const NODES = 2;
@@ -92,4 +93,14 @@ export async function busyPorts(l: Layout): Promise<number[]> {
   const busy: number[] = [];
   for (const p of allPorts(l)) if (!(await portFree(p))) busy.push(p);
   return busy;
+}
+
+/**
+ * The broker's database when DATABASE_URL is not set: one per data directory. The generated keys
+ * (session, audit, payload) live in the data directory, so rows signed or encrypted with them —
+ * audit heads above all — must not meet another directory's keys: a fresh clone gets a fresh
+ * database instead of one whose signed heads it cannot verify.
+ */
+export function defaultClusterDatabaseUrl(dataDir: string): string {
+  return `postgres://postgres@127.0.0.1:5432/agentkeys_cluster_${createHash('sha256').update(dataDir).digest('hex').slice(0, 10)}`;
 }
