@@ -1,14 +1,19 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Payload } from '@temporalio/common';
+import { temporal } from '@temporalio/proto';
+import { AUDIT_HEAD_TYP } from '../lib/audit-head';
 import { verifySessionToken } from '../lib/session-token';
 import { createSealKeyPair, sealJson, unsealJson } from '../lib/seal';
 import { latestCode, requestCode, submitCode, uniqueEmail } from './email-login-client';
 import { payloadToJson, type JsonPayload } from './codec-client';
 import { startStack, type TestStack } from './harness';
 import { auditRowsOf, mintAws, mintOidc, walletLogin, type Session } from './mint-client';
+import { REPLAY_TEST_ONLY_ENV } from './replay-keys';
 import { newWallet } from './wallet-client';
 
 /**
@@ -23,7 +28,8 @@ const OPS_TOKEN = `ops-${randomBytes(24).toString('hex')}`;
 let stack: TestStack;
 
 before(async () => {
-  stack = await startStack({ env: { BROKER_OPS_TOKEN: OPS_TOKEN } });
+  // The recorded histories' (public, test-only) payload key: the codec endpoint then opens them too.
+  stack = await startStack({ env: { ...REPLAY_TEST_ONLY_ENV, BROKER_OPS_TOKEN: OPS_TOKEN } });
 });
 after(async () => {
   await stack?.stop();
@@ -148,6 +154,39 @@ void describe('what flows hand out is sealed: nothing usable in history', () => 
       mintRows.some((r) => r.event === 'mint.aws'),
       'the mint itself is audited as before',
     );
+  });
+
+  void test('every history recorded since sealing (v0.2.0 on), read through the codec endpoint, holds no credential', async () => {
+    const dir = join(__dirname, 'histories');
+    // v0.1.0 histories predate sealing: they hold the tokens their runs handed out, which is what this issue removed.
+    const files = (await readdir(dir)).filter((f) => f.endsWith('.bin') && !f.endsWith('-v0.1.0.bin'));
+    assert.ok(files.length >= 10, `recorded histories since sealing: ${files.join(', ')}`);
+    const flows = new Set(files.map((f) => f.split('-')[0]));
+    for (const flow of ['emailLoginRequestWorkflow', 'walletLoginWorkflow', 'mintOidcJwtWorkflow', 'mintAwsCredsWorkflow', 'googleLoginWorkflow']) {
+      assert.ok(flows.has(flow), `a recorded ${flow} history`);
+    }
+    let payloads = 0;
+    let sealed = 0;
+    for (const file of files) {
+      const history = temporal.api.history.v1.History.decode(await readFile(join(dir, file)));
+      for (const text of await decodeAsOperator(collectPayloads(history.events))) {
+        payloads++;
+        assert.doesNotMatch(text, /secret_?access_?key|session_?token"|"token"|"access_token"|"id_token"|"refresh_token"/i, `${file}: ${text.slice(0, 200)}`);
+        assert.doesNotMatch(text, /"code":"\d{6}"/, `${file}: an email code`);
+        // No compact JWS at all (a session token, an OIDC JWT, an id_token); the only JWEs are sealed results.
+        for (const m of text.matchAll(/"([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*){2,4})"/g)) {
+          const parts = (m[1] ?? '').split('.');
+          if (parts.length !== 3 || !parts.every((x) => x.length >= 10)) continue;
+          // A signed audit head is a public statement meant to be kept everywhere (docs/mint.md), not a credential.
+          const header = JSON.parse(Buffer.from(parts[0] ?? '', 'base64url').toString()) as { typ?: string };
+          if (header.typ === AUDIT_HEAD_TYP) continue;
+          assert.fail(`${file}: a compact JWS in history: ${(m[1] ?? '').slice(0, 40)}…`);
+        }
+        sealed += (text.match(/"sealed":"[\w-]+\.[\w-]*\.[\w-]+\.[\w-]+\.[\w-]+"/g) ?? []).length;
+      }
+    }
+    assert.ok(payloads > 50, `payloads read: ${payloads}`);
+    assert.ok(sealed >= 4, `sealed mint results in the recorded mints: ${sealed}`);
   });
 
   void test('a sealed value opens only with its own key', async () => {
