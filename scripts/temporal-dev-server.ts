@@ -3,7 +3,9 @@
  * registers the broker's custom search attributes, on it or on an existing cluster.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { randomInt } from 'node:crypto';
 import { createConnection, createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { Connection, isGrpcServiceError, type OperatorService } from '@temporalio/client';
@@ -238,16 +240,47 @@ function isKeyword(type: temporal.api.enums.v1.IndexedValueType | undefined): bo
   return type === IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
 }
 
-/** A currently free TCP port on `host`, found by binding port 0. */
+/**
+ * A currently free TCP port on `host`, chosen below the kernel's ephemeral range. A port the kernel hands out
+ * for port 0 (what the Temporal dev server does for its internal services) or as the local end of an outgoing
+ * connection comes from that range, so a port picked there can be taken again between this check and the
+ * caller's listen; below it only another caller of this function competes, on a random pick among thousands.
+ */
 export async function findFreePort(host = HOST): Promise<number> {
+  const [low, high] = [20_000, ephemeralRangeStart() - 1];
+  for (let attempt = 0; high > low && attempt < 64; attempt++) {
+    const port = low + randomInt(high - low + 1);
+    if (await canBind(host, port)) return port;
+  }
+  return bindPort(host, 0);
+}
+
+function ephemeralRangeStart(): number {
+  try {
+    const start = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(start) && start > 1024 ? start : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+function canBind(host: string, port: number): Promise<boolean> {
+  return bindPort(host, port).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Binds `port` on `host` (0 = any), closes it and resolves with the port that was bound. */
+function bindPort(host: string, port: number): Promise<number> {
   return new Promise((done, fail) => {
     const server = createServer();
     server.unref();
     server.once('error', fail);
-    server.listen(0, host, () => {
+    server.listen(port, host, () => {
       const addr = server.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      server.close(() => (port ? done(port) : fail(new Error(`Could not read the port bound on ${host}`))));
+      const bound = typeof addr === 'object' && addr ? addr.port : 0;
+      server.close(() => (bound ? done(bound) : fail(new Error(`Could not read the port bound on ${host}`))));
     });
   });
 }
