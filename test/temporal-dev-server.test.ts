@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -126,6 +126,9 @@ void test('persists to a SQLite file in a custom namespace with a UI port', { ti
         } else {
           assert.ok(names.includes('persisted-marker'), 'state from round 1 must survive a restart');
         }
+        // Bytes 18 and 19 of a SQLite file are its write and read format: 2 = write-ahead log (DEV_SQLITE_PRAGMAS).
+        const header = await readFile(dbFile);
+        assert.deepEqual([header[18], header[19]], [2, 2], 'the dev server keeps its file in WAL mode');
       } finally {
         await connection.close();
       }
