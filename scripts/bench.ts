@@ -9,6 +9,7 @@
  *
  *   npm run bench [-- --concurrency 1,16,64] [--duration 10] [--flows a,b] [--url http://host:port [--tee-key pem]] [--smoke]
  *   npm run bench -- --soak 300 [--soak-interval 10] [--concurrency 8]
+ *   npm run bench -- --cpu-prof /tmp/prof …   (V8 CPU profiles of the stack process; scripts/bench/profile-summary.ts reads them)
  *
  * Without --url it starts the stack (`npm start`'s scripts/stack.ts, its own Temporal dev server,
  * a fresh database on DATABASE_URL's server or the local Postgres, the STS stand-in, rate limits
@@ -29,7 +30,7 @@ import { createRequire } from 'node:module';
 import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/client';
@@ -232,7 +233,7 @@ async function createDatabase(adminUrl: string): Promise<{ url: string; drop(): 
   };
 }
 
-async function startStackProcess(opts: { probe: boolean }): Promise<Target> {
+async function startStackProcess(opts: { probe: boolean; cpuProfDir?: string }): Promise<Target> {
   const adminUrl = process.env.DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
   const database = await createDatabase(adminUrl);
   const dataDir = await mkdtemp(join(tmpdir(), 'akb-bench-'));
@@ -253,7 +254,9 @@ async function startStackProcess(opts: { probe: boolean }): Promise<Target> {
   delete env.TEMPORAL_ADDRESS;
   delete env.BROKER_TEE_JWKS_URL;
   const entry = join(ROOT, opts.probe ? 'scripts/bench/probed-stack.ts' : 'scripts/stack.ts');
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', entry], {
+  // --cpu-prof: V8 writes the stack process's profile (one file per thread) into the directory when it exits.
+  const profile = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', resolve(opts.cpuProfDir)] : [];
+  const child: ChildProcess = spawn(process.execPath, [...profile, '--import', 'tsx', entry], {
     env,
     stdio: ['ignore', 'pipe', 'inherit', ...(opts.probe ? (['ipc'] as const) : [])],
     cwd: ROOT,
@@ -706,11 +709,13 @@ interface Args {
   soakInterval: number;
   /** --tee-key <pem>: the TEE's private key, for post_heima_login against --url. */
   teeKeyFile?: string;
+  /** --cpu-prof <dir>: the stack process (API + worker) writes V8 CPU profiles there when it stops. */
+  cpuProfDir?: string;
 }
 
 const USAGE =
   'usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,wallet_login,siwe,mint_oidc_jwt,mint_aws_creds,post_heima_login,email_login] ' +
-  '[--url http://host:port [--tee-key tee-private.pem]] [--smoke] [--soak 300 [--soak-interval 10] [--concurrency 8]]';
+  '[--url http://host:port [--tee-key tee-private.pem]] [--smoke] [--soak 300 [--soak-interval 10] [--concurrency 8]] [--cpu-prof dir]';
 
 function parseArgs(argv: string[]): Args {
   const get = (name: string) => {
@@ -728,6 +733,7 @@ function parseArgs(argv: string[]): Args {
   }
   const only = get('--flows')?.split(',');
   const teeKeyFile = get('--tee-key');
+  const cpuProfDir = get('--cpu-prof');
   return {
     url: get('--url'),
     concurrency,
@@ -738,6 +744,7 @@ function parseArgs(argv: string[]): Args {
     ...(soak !== undefined ? { soak } : {}),
     soakInterval,
     ...(teeKeyFile ? { teeKeyFile } : {}),
+    ...(cpuProfDir ? { cpuProfDir } : {}),
   };
 }
 
@@ -767,7 +774,7 @@ async function main(): Promise<void> {
         ...(args.teeKeyFile ? { teeKey: createPrivateKey(await readFile(args.teeKeyFile, 'utf8')) } : {}),
         stop: async () => undefined,
       }
-    : await startStackProcess({ probe: args.soak !== undefined });
+    : await startStackProcess({ probe: args.soak !== undefined, ...(args.cpuProfDir ? { cpuProfDir: args.cpuProfDir } : {}) });
   console.log(`[bench] broker ${target.url}${target.temporalAddress ? `, Temporal ${target.temporalAddress}` : ''}`);
   if (args.soak !== undefined) {
     try {

@@ -23,6 +23,20 @@ const HOST = '127.0.0.1';
 const READY_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 5_000;
 const STDERR_TAIL_LINES = 40;
+/**
+ * Dynamic config of the dev server (docs/performance.md, "The latency path to the engine"):
+ * - one partition per task queue: a single-process server gains nothing from four (the default), and a
+ *   poller and a task meet without forwarding between partitions;
+ * - the history service reads new transfer tasks (the "dispatch this workflow task to matching" step of
+ *   every start, signal and update) at most `transferProcessorMaxPollRPS` times a second per shard; the
+ *   default 20 on the dev server's single shard made every workflow task wait for the next read, up to
+ *   50 ms. Reads are batched, so a higher cap costs a read per burst, not per task.
+ */
+export const DEV_DYNAMIC_CONFIG: Readonly<Record<string, number>> = Object.freeze({
+  'matching.numTaskqueueReadPartitions': 1,
+  'matching.numTaskqueueWritePartitions': 1,
+  'history.transferProcessorMaxPollRPS': 1000,
+});
 /** The dev server's SQLite file settings, see TemporalDevServerOptions.sqlitePragmas. */
 export const DEV_SQLITE_PRAGMAS: Readonly<Record<string, string>> = Object.freeze({ journal_mode: 'wal', synchronous: 'normal' });
 /** gRPC status ALREADY_EXISTS. */
@@ -87,9 +101,7 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions): Pr
   }
   if (namespace !== 'default') args.push('--namespace', namespace);
   for (const name of SEARCH_ATTRIBUTE_NAMES) args.push('--search-attribute', `${name}=${SEARCH_ATTRIBUTES[name]}`);
-  // One partition per task queue: a single-process dev server gains nothing from four (the
-  // default), and a poller and a task meet without forwarding between partitions.
-  args.push('--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1', '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1');
+  for (const [key, value] of Object.entries(DEV_DYNAMIC_CONFIG)) args.push('--dynamic-config-value', `${key}=${value}`);
 
   const child = spawn(opts.cliPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const address = `${HOST}:${port}`;
