@@ -11,6 +11,9 @@ import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client
 export const processRegistry = new Registry();
 collectDefaultMetrics({ register: processRegistry });
 
+/** The HTTP request histogram's name (api/plugins/metrics.ts registers it per app). */
+export const HTTP_REQUEST_DURATION = 'broker_http_request_duration_seconds';
+
 /** Buckets for calls that go through Temporal or to AWS: a few ms up to the 30 s answers allow. */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 

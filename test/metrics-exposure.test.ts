@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { HTTP_REQUEST_DURATION, processRegistry } from '../lib/metrics';
 import { allPorts, APIS, layout, WORKERS } from '../scripts/cluster/layout';
 
 const site = readFileSync(join(__dirname, '..', 'deploy', 'nginx', 'agentkeys-broker.conf'), 'utf8');
@@ -52,5 +53,19 @@ void describe('metrics exposure', () => {
       assert.ok(ports.includes(p));
       assert.ok(!l.apis.includes(p));
     }
+  });
+
+  void test('the Grafana dashboard reads only metrics the broker serves', () => {
+    const dashboard = JSON.parse(readFileSync(join(__dirname, '..', 'deploy', 'grafana', 'agentkeys-broker.json'), 'utf8')) as {
+      panels: { targets: { expr: string }[] }[];
+    };
+    const served = new Set([HTTP_REQUEST_DURATION, ...processRegistry.getMetricsAsArray().map((m) => m.name)]);
+    const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr));
+    const used = exprs.flatMap((e) => [...e.matchAll(/\b((?:broker|process|nodejs)_[a-z0-9_]+)/g)].map((m) => m[1]!.replace(/_(bucket|count|sum)$/, '')));
+    assert.ok(used.length > 10);
+    assert.deepEqual(
+      used.filter((name) => !served.has(name)),
+      [],
+    );
   });
 });

@@ -3,7 +3,7 @@ import fastifyMetrics from 'fastify-metrics';
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { Registry } from 'prom-client';
-import { LATENCY_BUCKETS, loginRequests, mintRequests } from '../../lib/metrics';
+import { HTTP_REQUEST_DURATION, LATENCY_BUCKETS, loginRequests, mintRequests } from '../../lib/metrics';
 import { BrokerError } from '../../lib/errors';
 
 /** Which login flow and step a route is, by method and route pattern. */
@@ -57,7 +57,7 @@ export default fp(
         registeredRoutesOnly: false,
         overrides: {
           histogram: {
-            name: 'broker_http_request_duration_seconds',
+            name: HTTP_REQUEST_DURATION,
             help: 'HTTP requests by method, route pattern and status',
             buckets: LATENCY_BUCKETS,
             registers: [registry],
