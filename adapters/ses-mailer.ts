@@ -1,4 +1,5 @@
 import { SESv2Client, SendEmailCommand } from '@aws-sdk/client-sesv2';
+import { sesErrors, sesSendDuration, timed } from '../lib/metrics';
 
 export interface OutgoingMail {
   to: string;
@@ -38,12 +39,15 @@ export class SesMailer implements Mailer {
   }
 
   async send(mail: OutgoingMail): Promise<{ messageId: string }> {
-    const out = await this.client.send(
-      new SendEmailCommand({
-        FromEmailAddress: this.from,
-        Destination: { ToAddresses: [mail.to] },
-        Content: { Simple: { Subject: { Data: mail.subject, Charset: 'UTF-8' }, Body: { Text: { Data: mail.text, Charset: 'UTF-8' } } } },
-      }),
+    const command = new SendEmailCommand({
+      FromEmailAddress: this.from,
+      Destination: { ToAddresses: [mail.to] },
+      Content: { Simple: { Subject: { Data: mail.subject, Charset: 'UTF-8' }, Body: { Text: { Data: mail.text, Charset: 'UTF-8' } } } },
+    });
+    const out = await timed(
+      (outcome, seconds) => sesSendDuration.observe({ outcome }, seconds),
+      (code) => sesErrors.inc({ code }),
+      () => this.client.send(command),
     );
     return { messageId: out.MessageId ?? '' };
   }

@@ -1,6 +1,7 @@
 import { AssumeRoleWithWebIdentityCommand, GetCallerIdentityCommand, STSClient, STSServiceException } from '@aws-sdk/client-sts';
 import type { Config } from '../lib/config';
 import { AgentKeysError } from '../lib/errors';
+import { stsErrors, stsRequestDuration, timed } from '../lib/metrics';
 
 /**
  * AWS STS as the broker uses it: AssumeRoleWithWebIdentity with the broker's own OIDC token
@@ -41,6 +42,15 @@ export interface StsCredentials {
   assumedRoleArn?: string;
 }
 
+/** One STS call, timed into broker_sts_request_duration_seconds and counted in broker_sts_errors_total when it fails. */
+function stsCall<T>(operation: string, call: () => Promise<T>): Promise<T> {
+  return timed(
+    (outcome, seconds) => stsRequestDuration.observe({ operation, outcome }, seconds),
+    (code) => stsErrors.inc({ operation, code }),
+    call,
+  );
+}
+
 export class StsResponseError extends AgentKeysError {
   override readonly code: string = 'ERR_STS_RESPONSE';
   override name = 'StsResponseError';
@@ -57,15 +67,14 @@ export async function assumeRoleWithWebIdentity(
     policy?: string;
   },
 ): Promise<StsCredentials> {
-  const out = await client.send(
-    new AssumeRoleWithWebIdentityCommand({
-      RoleArn: input.roleArn,
-      RoleSessionName: input.sessionName,
-      WebIdentityToken: input.webIdentityToken,
-      DurationSeconds: input.durationSeconds,
-      ...(input.policy !== undefined ? { Policy: input.policy } : {}),
-    }),
-  );
+  const command = new AssumeRoleWithWebIdentityCommand({
+    RoleArn: input.roleArn,
+    RoleSessionName: input.sessionName,
+    WebIdentityToken: input.webIdentityToken,
+    DurationSeconds: input.durationSeconds,
+    ...(input.policy !== undefined ? { Policy: input.policy } : {}),
+  });
+  const out = await stsCall('AssumeRoleWithWebIdentity', () => client.send(command));
   const c = out.Credentials;
   if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken || !c.Expiration) {
     throw new StsResponseError('STS answered AssumeRoleWithWebIdentity without complete credentials');
@@ -173,7 +182,7 @@ export async function stsStartupCheck(
   }
   const client = createStsClient(config, { credentials: opts.credentials });
   try {
-    const out = await client.send(new GetCallerIdentityCommand({}));
+    const out = await stsCall('GetCallerIdentity', () => client.send(new GetCallerIdentityCommand({})));
     return { account: out.Account ?? '', arn: out.Arn ?? '' };
   } catch (e) {
     const where = config.BROKER_STS_ENDPOINT ?? `STS in ${config.AWS_REGION}`;

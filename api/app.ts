@@ -8,6 +8,7 @@ import { loggerOptions } from './logger';
 import authPlugin from './plugins/auth';
 import docsPlugin from './plugins/docs';
 import errorsPlugin from './plugins/errors';
+import metricsPlugin from './plugins/metrics';
 import securityHeadersPlugin from './plugins/security-headers';
 import rateLimitPlugin from './plugins/rate-limit';
 import readinessPlugin from './plugins/readiness';
@@ -86,6 +87,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   });
 
   await app.register(errorsPlugin);
+  await app.register(metricsPlugin);
   await app.register(securityHeadersPlugin);
   await app.register(rateLimitPlugin);
   await app.register(readinessPlugin);

@@ -22,6 +22,7 @@ async function main(): Promise<void> {
   const sts = await stsStartupGate(config, { skipCheck });
   const api = await startApi({ config, secrets, db, address: config.TEMPORAL_ADDRESS, readiness: { sts } });
   api.app.log.info(`agentkeys-broker API listening on ${api.url} (public URL ${config.publicUrl}, docs ${config.publicUrl}/docs)`);
+  if (api.metricsUrl) api.app.log.info(`metrics on ${api.metricsUrl} (ops listener)`);
   let closing = false;
   const stop = (signal: string) => {
     if (closing) return;

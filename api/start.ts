@@ -2,6 +2,8 @@ import type { Client } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type BuildAppOptions } from './app';
 import type { ApiDeps } from './deps';
+import { startOpsListener } from '../adapters/ops-listener';
+import { processRegistry } from '../lib/metrics';
 import { createTeeVerifierFromConfig, teeKeyReadiness } from '../adapters/tee-jwt';
 import { connectTemporalClient } from '../adapters/temporal-client';
 
@@ -9,6 +11,8 @@ export interface RunningApi {
   app: FastifyInstance;
   /** Where it listens, e.g. http://127.0.0.1:8091 */
   url: string;
+  /** The ops listener's /metrics (BROKER_OPS_HOST:BROKER_OPS_PORT); undefined when BROKER_OPS_PORT is unset. */
+  metricsUrl?: string;
   close(): Promise<void>;
 }
 
@@ -28,10 +32,15 @@ export async function startApi(
     logStream ? { logStream } : {},
   );
   const url = await app.listen({ host: deps.config.HOST, port: deps.config.PORT });
+  const port = deps.config.BROKER_OPS_PORT;
+  const ops =
+    port === undefined ? undefined : await startOpsListener({ host: deps.config.BROKER_OPS_HOST, port, registries: [app.metricsRegistry, processRegistry] });
   return {
     app,
     url,
+    metricsUrl: ops?.metricsUrl,
     async close() {
+      await ops?.close();
       await app.close();
       if (!given) await temporal.connection.close();
     },

@@ -1,4 +1,5 @@
 import { auditRowHash, GENESIS_HASH, type AuditRowFields } from '../lib/audit-chain';
+import { auditWriteFailures } from '../lib/metrics';
 import type { Queryable } from './pool';
 
 // Serialises appenders so each row chains to the true previous row.
@@ -26,6 +27,15 @@ export interface AuditRecord {
  * transaction-scoped); the row is durable when that transaction commits.
  */
 export async function appendAudit(tx: Queryable, e: AuditEvent): Promise<AuditRecord> {
+  try {
+    return await appendAuditRow(tx, e);
+  } catch (err) {
+    auditWriteFailures.inc({ event: e.event });
+    throw err;
+  }
+}
+
+async function appendAuditRow(tx: Queryable, e: AuditEvent): Promise<AuditRecord> {
   await tx.query('SELECT pg_advisory_xact_lock($1)', [AUDIT_CHAIN_LOCK]);
   if (e.idemKey) {
     const existing = await tx.query<AuditRecord>('SELECT seq::text AS seq, hash FROM audit_log WHERE idem_key = $1', [e.idemKey]);

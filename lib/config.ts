@@ -15,6 +15,8 @@ const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 const optionalUrl = optionalString.pipe(z.url().optional());
+/** A port that may be unset (or set empty): undefined then. */
+const optionalPort = (min: number) => z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), int(min, 65535).optional());
 
 /** proxy-addr's names for address ranges (loopback, link-local, unique-local). */
 const PROXY_RANGE_NAMES = ['loopback', 'linklocal', 'uniquelocal'];
@@ -76,6 +78,14 @@ export const envSchema = z.object({
   BROKER_BODY_LIMIT_BYTES: int(1024, 1024 * 1024).default(16 * 1024),
   /** Load balancers whose X-Forwarded-For the broker believes: CIDRs, or a hop count; unset = none. */
   BROKER_TRUST_PROXY: trustProxy,
+  /** Address of the ops listeners (Prometheus /metrics); loopback by default, never the public interface. */
+  BROKER_OPS_HOST: z.string().min(1).default('127.0.0.1'),
+  /** The API process's ops listener (GET /metrics); unset = no listener. */
+  BROKER_OPS_PORT: optionalPort(0),
+  /** The worker process's ops listener (GET /metrics: process, STS, SES, audit); unset = no listener. */
+  BROKER_WORKER_OPS_PORT: optionalPort(0),
+  /** The worker's Temporal SDK metrics (Core's Prometheus exporter, GET /metrics); unset = off. */
+  BROKER_TEMPORAL_METRICS_PORT: optionalPort(1),
 
   DATABASE_URL: optionalString,
   BROKER_DB_POOL_MAX: int(1, 200).default(10),

@@ -266,7 +266,10 @@ async function main(): Promise<void> {
     const node = (name: string, entry: string, extra: NodeJS.ProcessEnv) =>
       startProcess({ name, command: process.execPath, args: ['--import', 'tsx', entry], cwd: ROOT, logDir, env: { ...env, ...extra } });
     const startWorker = async (i: number): Promise<Managed> => {
-      const p = node(`worker-${i + 1}`, 'worker/main.ts', {});
+      const p = node(`worker-${i + 1}`, 'worker/main.ts', {
+        BROKER_WORKER_OPS_PORT: String(l.workerMetrics[i]),
+        BROKER_TEMPORAL_METRICS_PORT: String(l.workerSdkMetrics[i]),
+      });
       const deadline = Date.now() + 90_000;
       while (!(await readFile(p.log, 'utf8').catch(() => '')).includes('worker polling task queue')) {
         if (p.exitReason() !== undefined) throw new Error(`${p.name} stopped (${p.exitReason()}); ${p.log}:\n${await logTail(p.log)}`);
@@ -276,7 +279,7 @@ async function main(): Promise<void> {
       return p;
     };
     const startApiProcess = async (i: number): Promise<Managed> => {
-      const p = node(`api-${i + 1}`, 'api/main.ts', { PORT: String(l.apis[i]) });
+      const p = node(`api-${i + 1}`, 'api/main.ts', { PORT: String(l.apis[i]), BROKER_OPS_PORT: String(l.apiMetrics[i]) });
       await waitForPort(l.apis[i]!, p, 90_000);
       return p;
     };
@@ -393,12 +396,15 @@ async function main(): Promise<void> {
     await writeState();
     stops.push(() => writeFile(join(clusterDir, 'state.json'), '{}\n'));
 
+    const metricsUrl = (port: number) => `http://127.0.0.1:${port}/metrics`;
     const lines = [
       `agentkeys-broker cluster is up in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
       `  Public API   ${publicUrl}   (nginx, TLS; self-signed: curl --cacert ${tls.cert}, or -k)`,
       `  API docs     ${publicUrl}/docs`,
       `  Ops          ${opsUrl}   (loopback only: /readyz, /codec, /_dev; ops token in ${base.BROKER_OPS_TOKEN ? 'BROKER_OPS_TOKEN' : opsTokenFile})`,
       `  API procs    ${l.apis.map((p) => `127.0.0.1:${p}`).join(', ')}   workers: ${workers.length}`,
+      `  Metrics      APIs ${l.apiMetrics.map(metricsUrl).join(', ')}`,
+      `               workers ${l.workerMetrics.map(metricsUrl).join(', ')}; Temporal SDK ${l.workerSdkMetrics.map(metricsUrl).join(', ')}`,
       `  Temporal     ${temporalAddress} (HAProxy; stats http://127.0.0.1:${l.haproxyStats}/) -> ${l.nodes.map((n) => `127.0.0.1:${n.frontend}`).join(', ')}`,
       `  Temporal UI  ${temporalUiUrl ?? 'not running (see above)'}   codec: ${codecCheck}`,
       `  Databases    Temporal: ${temporalDb.database}, ${temporalDb.visibilityDatabase}; broker: ${new URL(databaseUrl).pathname.slice(1)} (${temporalDb.host}:${temporalDb.port})`,

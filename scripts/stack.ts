@@ -22,6 +22,7 @@ import { ConfigError, loadConfig } from '../lib/config';
 import { resolveSecrets } from '../adapters/secrets';
 import { connectTemporalClient } from '../adapters/temporal-client';
 import { brokerDataConverter } from '../adapters/temporal-options';
+import { temporalMetricsUrl, temporalRuntimeOptions } from '../worker/runtime';
 import { startBrokerWorker, workflowBundleFromEnv } from '../worker/start';
 import { findOrInstallTemporalCli } from './temporal-cli';
 import { ensureSearchAttributes, findFreePort, startTemporalDevServer } from './temporal-dev-server';
@@ -46,12 +47,16 @@ async function main(): Promise<void> {
     // The AWS SDK warns about Node 20 on every start; it is a notice for operators, not for a laptop stack.
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     const env: NodeJS.ProcessEnv = { ...process.env };
+    // Metrics on loopback: the API's ops listener (API and worker share this process, so one
+    // /metrics shows both) and the Temporal SDK's exporter.
+    env.BROKER_OPS_PORT ||= String(await portOr(9464));
+    env.BROKER_TEMPORAL_METRICS_PORT ||= String(await portOr(9465));
     const base = loadConfig(env);
     if (base.isProduction) throw new ConfigError('npm start runs the development stack; in production run `npm run api` and `npm run worker`');
     const dataDir = resolve(base.BROKER_DATA_DIR);
     env.BROKER_DATA_DIR = dataDir;
     // The worker's own logs: warnings and errors only, so the stack's output stays readable.
-    Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
+    Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [], ...temporalRuntimeOptions(base) });
 
     // Temporal
     let address = base.TEMPORAL_ADDRESS;
@@ -150,6 +155,8 @@ async function main(): Promise<void> {
       `  API          ${api.url}`,
       `  API docs     ${api.url}/docs`,
       `  Temporal     ${address}${uiUrl ? `   UI ${uiUrl}` : ''}`,
+      ...(api.metricsUrl ? [`  Metrics      ${api.metricsUrl}   (API, worker and process; ops listener, loopback)`] : []),
+      ...(temporalMetricsUrl(config) ? [`  SDK metrics  ${temporalMetricsUrl(config)}   (Temporal SDK: temporal_*)`] : []),
       `  Database     ${embedded ? `embedded PGlite in ${join(dataDir, 'pglite')}` : 'DATABASE_URL'}`,
       ...(devMailbox ? [`  Dev mail     ${api.url}/_dev/mail?to=<address>`] : []),
       ...(teeFixtureUrl ? [`  TEE fixture  ${teeFixtureUrl}   (email codes: ${teeFixtureUrl}_dev/email_code?email=<address>)`] : []),

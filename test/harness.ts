@@ -13,6 +13,8 @@ import { DefaultLogger, NativeConnection, Runtime, bundleWorkflowCode, type Work
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { buildApp } from '../api/app';
+import { startOpsListener, type OpsListener } from '../adapters/ops-listener';
+import { processRegistry } from '../lib/metrics';
 import type { ApiDeps } from '../api/deps';
 import { connectTemporalClient } from '../adapters/temporal-client';
 import { migrate } from '../db/migrate';
@@ -90,6 +92,8 @@ export interface TestStack {
   sts: StsFixture;
   app: FastifyInstance;
   deps: ApiDeps;
+  /** The API's ops listener /metrics, when the stack was started with BROKER_OPS_PORT in env. */
+  metricsUrl?: string;
   /** The in-process worker; undefined when started with { worker: false }. */
   worker?: Worker;
   /** Starts (again) an in-process worker on the stack's task queue. */
@@ -205,6 +209,11 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
   cleanups.push(() => app.close());
   await app.listen({ host: '127.0.0.1', port });
   const url = `http://127.0.0.1:${port}`;
+  let ops: OpsListener | undefined;
+  if (config.BROKER_OPS_PORT !== undefined) {
+    ops = await startOpsListener({ host: config.BROKER_OPS_HOST, port: config.BROKER_OPS_PORT, registries: [app.metricsRegistry, processRegistry] });
+    cleanups.push(() => (ops as OpsListener).close());
+  }
 
   const stack: TestStack = {
     url,
@@ -216,6 +225,7 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
     sts,
     app,
     deps,
+    metricsUrl: ops?.metricsUrl,
     get worker() {
       return worker;
     },
@@ -241,6 +251,7 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
       return { status: res.status, headers: res.headers, body, text };
     },
     async stop() {
+      await ops?.close();
       await app.close();
       await stopWorker();
       await workerConnection.close();

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { FLOW_METADATA } from '../lib/flow-metadata';
 import { ensureMaintenanceSchedule } from '../worker/schedules';
 import type { purgeExpiredWorkflow } from '../workflows/maintenance';
 import { PURGE_SCHEDULE_ID } from '../workflows/maintenance.definitions';
@@ -70,6 +71,13 @@ void describe('housekeeping', () => {
       assert.equal(d.action.type, 'startWorkflow');
       assert.equal(d.action.type === 'startWorkflow' ? d.action.taskQueue : '', stack.config.BROKER_TASK_QUEUE);
       assert.equal(d.spec.intervals?.[0]?.every, 3_600_000);
+      assert.equal(d.action.staticSummary, FLOW_METADATA.maintenance.staticSummary);
+      // A Schedule registered before the action carried a summary gets one at the next start-up.
+      const handle = stack.temporal.schedule.getHandle(PURGE_SCHEDULE_ID);
+      await handle.update((previous) => ({ ...previous, action: { ...previous.action, staticSummary: undefined, staticDetails: undefined } }));
+      assert.equal((await handle.describe()).action.staticSummary, undefined);
+      assert.equal(await ensureMaintenanceSchedule(stack.temporal, stack.config), 'existing');
+      assert.equal((await handle.describe()).action.staticSummary, FLOW_METADATA.maintenance.staticSummary);
     } finally {
       await stack.temporal.schedule.getHandle(PURGE_SCHEDULE_ID).delete();
     }

@@ -8,6 +8,7 @@ import { createPool } from '../db/pool';
 import { ConfigError, loadConfig } from '../lib/config';
 import { OidcKeyStore } from '../adapters/oidc-keys';
 import { resolveSecrets } from '../adapters/secrets';
+import { installWorkerRuntime, temporalMetricsUrl } from './runtime';
 import { startBrokerWorker, workflowBundleFromEnv } from './start';
 
 async function main(): Promise<void> {
@@ -15,12 +16,17 @@ async function main(): Promise<void> {
   if (!config.DATABASE_URL) throw new ConfigError('DATABASE_URL is not set: point it at Postgres (or run the whole local stack with `npm start`)');
   if (!config.TEMPORAL_ADDRESS)
     throw new ConfigError('TEMPORAL_ADDRESS is not set: point it at a Temporal frontend (or run the whole local stack with `npm start`)');
+  // Before any connection: the SDK's metrics exporter (BROKER_TEMPORAL_METRICS_PORT) is process-wide.
+  installWorkerRuntime(config);
   const secrets = await resolveSecrets(config);
   // Fail at boot, not at the first mint, when the OIDC keyset is missing or unreadable.
   await OidcKeyStore.fromConfig(config).current();
   const db = createPool(config.DATABASE_URL, config.BROKER_DB_POOL_MAX);
   await migrate(db);
   const running = await startBrokerWorker({ config, secrets, db, address: config.TEMPORAL_ADDRESS, workflowBundle: workflowBundleFromEnv() });
+  const sdkMetrics = temporalMetricsUrl(config);
+  if (running.metricsUrl) console.log(`metrics on ${running.metricsUrl} (ops listener)`);
+  if (sdkMetrics) console.log(`Temporal SDK metrics on ${sdkMetrics}`);
   console.log(`worker polling task queue ${config.BROKER_TASK_QUEUE} on ${config.TEMPORAL_ADDRESS} (namespace ${config.TEMPORAL_NAMESPACE})`);
   await running.done;
   await db.end();

@@ -1,4 +1,6 @@
 import { NativeConnection, type Worker, type WorkflowBundleOption } from '@temporalio/worker';
+import { startOpsListener } from '../adapters/ops-listener';
+import { processRegistry } from '../lib/metrics';
 import { SesMailer } from '../adapters/ses-mailer';
 import type { Db } from '../db/pool';
 import type { Config } from '../lib/config';
@@ -12,6 +14,8 @@ export interface RunningWorker {
   worker: Worker;
   /** The worker's connection: a Client built on it (same process) can start workflows eagerly. */
   connection: NativeConnection;
+  /** The ops listener's /metrics (BROKER_OPS_HOST:BROKER_WORKER_OPS_PORT); undefined when that port is unset. */
+  metricsUrl?: string;
   /** Resolves when the worker has stopped (after shutdown() or a shutdown signal). */
   done: Promise<void>;
   shutdown(): Promise<void>;
@@ -41,13 +45,17 @@ export async function startBrokerWorker(opts: {
   } finally {
     await client.connection.close();
   }
+  const opsPort = config.BROKER_WORKER_OPS_PORT;
+  const ops = opsPort === undefined ? undefined : await startOpsListener({ host: config.BROKER_OPS_HOST, port: opsPort, registries: [processRegistry] });
   const done = worker.run().finally(async () => {
+    await ops?.close();
     mailer.destroy();
     await connection.close();
   });
   return {
     worker,
     connection,
+    metricsUrl: ops?.metricsUrl,
     done,
     async shutdown() {
       if (worker.getState() === 'RUNNING') worker.shutdown();

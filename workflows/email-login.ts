@@ -12,6 +12,7 @@ import {
 import type { Activities } from '../activities';
 import { constantTimeEqual } from '../lib/constant-time';
 import { AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
+import { showOutcome, showStage } from './progress';
 import { FailureType } from './definitions';
 import {
   EMAIL_LOGIN_ID_PREFIX,
@@ -76,7 +77,10 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
   let expiresAtMs = 0;
   let codeDigest: string | undefined;
 
-  const stage = (value: string) => upsertSearchAttributes([{ key: AkStage, value }]);
+  const stage = (value: string) => {
+    showStage(value);
+    upsertSearchAttributes([{ key: AkStage, value }]);
+  };
 
   setHandler(
     requestCodeUpdate,
@@ -211,6 +215,7 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
         : state.status === 'delivery_failed' || state.status === 'rate_limited'
           ? state.status
           : 'expired';
+  showOutcome(outcome);
   upsertSearchAttributes([
     { key: AkStage, value: 'done' },
     { key: AkOutcome, value: outcome },

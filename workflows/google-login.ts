@@ -11,6 +11,7 @@ import {
 import type { Activities } from '../activities';
 import { constantTimeEqual } from '../lib/constant-time';
 import { AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
+import { showOutcome, showStage } from './progress';
 import { FailureType } from './definitions';
 import { flowFailure } from './failures';
 import {
@@ -87,7 +88,10 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
   let session: GoogleSessionClaims | undefined;
   let exchangeCodeDigest: string | undefined;
   let collected = false;
-  const stage = (value: string) => upsertSearchAttributes([{ key: AkStage, value }]);
+  const stage = (value: string) => {
+    showStage(value);
+    upsertSearchAttributes([{ key: AkStage, value }]);
+  };
 
   setHandler(
     googleCallbackUpdate,
@@ -126,6 +130,7 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
         stage('failed');
         throw callbackFailure(reason ?? 'internal', 'no session');
       }
+      showStage('signed_in');
       upsertSearchAttributes([
         { key: AkOmniAccount, value: session.omni_account },
         { key: AkStage, value: 'signed_in' },
@@ -195,6 +200,7 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
   } else {
     outcome = settled === 'denied' ? 'denied' : settled === 'expired' ? 'expired' : 'failed';
   }
+  showOutcome(outcome);
   upsertSearchAttributes([
     { key: AkStage, value: 'done' },
     { key: AkOutcome, value: outcome },

@@ -2,6 +2,7 @@ import { ActivityFailure, ApplicationFailure, proxyLocalActivities, upsertSearch
 import type { Activities } from '../activities';
 import { AkOutcome, AkStage } from '../lib/search-attributes';
 import { FailureType } from './definitions';
+import { showOutcome, showStage } from './progress';
 import { flowFailure } from './failures';
 import {
   MintActivityFailure,
@@ -53,6 +54,8 @@ const { assumeDataRole } = proxyLocalActivities<Activities>({
 type Outcome = 'ok' | 'denied' | 'audit_error' | 'sts_error' | 'failed';
 
 function mark(stage: string, outcome?: Outcome): void {
+  if (outcome) showOutcome(outcome);
+  else showStage(stage);
   upsertSearchAttributes([{ key: AkStage, value: stage }, ...(outcome ? [{ key: AkOutcome, value: outcome }] : [])]);
 }
 

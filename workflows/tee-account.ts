@@ -2,6 +2,7 @@ import { allHandlersFinished, condition, continueAsNew, proxyActivities, setHand
 import type { Activities } from '../activities';
 import { AkOutcome, AkStage } from '../lib/search-attributes';
 import { FailureType } from './definitions';
+import { showOutcome, showStage } from './progress';
 import { flowFailure } from './failures';
 import {
   addWalletSlotUpdate,
@@ -70,6 +71,7 @@ export async function teeAccountWorkflow(input: TeeAccountInput): Promise<void> 
       }
       try {
         const recorded = await pending;
+        showStage('login_recorded');
         upsertSearchAttributes([{ key: AkStage, value: 'login_recorded' }]);
         return recorded;
       } catch (e) {
@@ -89,6 +91,7 @@ export async function teeAccountWorkflow(input: TeeAccountInput): Promise<void> 
       handled += 1;
       try {
         const recorded: WalletSlotRecorded = await serially(() => recordTeeWalletSlot({ ...request, omniAccount }));
+        showStage('wallet_recorded');
         upsertSearchAttributes([{ key: AkStage, value: 'wallet_recorded' }]);
         return recorded;
       } catch (e) {
@@ -120,6 +123,7 @@ export async function teeAccountWorkflow(input: TeeAccountInput): Promise<void> 
     await condition(allHandlersFinished);
     if (handled === seen) break;
   }
+  showOutcome('idle');
   upsertSearchAttributes([
     { key: AkStage, value: 'done' },
     { key: AkOutcome, value: 'idle' },

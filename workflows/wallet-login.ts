@@ -10,6 +10,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
+import { showOutcome, showStage } from './progress';
 import {
   buildEip191ChallengeMessage,
   buildSiweMessage,
@@ -74,7 +75,10 @@ export async function walletLoginWorkflow(input: WalletLoginInput): Promise<Wall
   let challenge: (WalletChallenge & { expiresAtMs: number; nonce: string }) | undefined;
   let deadlineMs = Date.now() + (input.kind === 'challenge' ? ISSUE_WAIT_MS : STATELESS_LINGER_MS);
 
-  const stage = (value: string) => upsertSearchAttributes([{ key: AkStage, value }]);
+  const stage = (value: string) => {
+    showStage(value);
+    upsertSearchAttributes([{ key: AkStage, value }]);
+  };
 
   if (input.kind === 'challenge') {
     setHandler(issueWalletChallengeUpdate, () => {
@@ -227,6 +231,7 @@ export async function walletLoginWorkflow(input: WalletLoginInput): Promise<Wall
         : state.status === 'expired' || state.status === 'waiting'
           ? 'expired'
           : 'rejected';
+  showOutcome(outcome);
   upsertSearchAttributes([
     { key: AkStage, value: 'done' },
     { key: AkOutcome, value: outcome },

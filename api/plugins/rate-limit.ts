@@ -1,6 +1,7 @@
 import fastifyRateLimit, { normalizeIP, type CreateRateLimitOptions } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { rateLimitRefusals } from '../../lib/metrics';
 import { rateLimited } from '../../lib/errors';
 
 /**
@@ -71,6 +72,7 @@ export default fp(
         const over = increment ? result.isExceeded : result.remaining === 0;
         if (!over) return;
         request.log.info({ limit: name, max }, 'rate limited');
+        rateLimitRefusals.inc({ limit: name });
         throw rateLimited('too many requests; slow down', result.ttl / 1000);
       }
 

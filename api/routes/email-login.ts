@@ -8,6 +8,7 @@ import { EMAIL_LOCAL_PART_MAX_OCTETS, emailCodeDigest, emailKey, emailLocalPartO
 import { emailSendRefusalMessage } from '../../lib/email-send-budget';
 import { BrokerError, rateLimited } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
+import { FLOW_METADATA } from '../../lib/flow-metadata';
 import {
   EMAIL_LOGIN_ID_PREFIX,
   requestCodeUpdate,
@@ -102,6 +103,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
           taskQueue: config.BROKER_TASK_QUEUE,
           args: [input],
           workflowIdConflictPolicy: 'FAIL',
+          ...FLOW_METADATA.email_login,
           typedSearchAttributes: [
             { key: AkFlow, value: 'email_login' },
             { key: AkStage, value: 'started' },

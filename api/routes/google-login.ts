@@ -6,6 +6,7 @@ import { GoogleOidc, GoogleProviderError } from '../../adapters/google-oidc';
 import { hmacHex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
+import { FLOW_METADATA } from '../../lib/flow-metadata';
 import type { LoginSession } from '../../workflows/definitions';
 import type { googleLoginWorkflow } from '../../workflows/google-login';
 import {
@@ -131,6 +132,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
         taskQueue: config.BROKER_TASK_QUEUE,
         args: [input],
         workflowIdConflictPolicy: 'FAIL',
+        ...FLOW_METADATA.google_login,
         typedSearchAttributes: [
           { key: AkFlow, value: 'google_login' },
           { key: AkStage, value: 'waiting_callback' },

@@ -10,6 +10,7 @@ import { MintIntentError, mintIntentSigningInput, parseIssuedAt } from '../../li
 import { EVM_ADDRESS_RE, parseEoaSignature, SignatureFormatError } from '../../lib/wallet-message';
 import { BrokerError } from '../../lib/errors';
 import { AkFlow, AkOmniAccount, AkStage } from '../../lib/search-attributes';
+import { FLOW_METADATA } from '../../lib/flow-metadata';
 import { createSealKeyPair, unsealJson, type SealKeyPair } from '../../lib/seal';
 import {
   MINT_ID_PREFIX,
@@ -107,8 +108,9 @@ export default async function mintRoutes(appBase: FastifyInstance) {
     };
   }
 
-  const startOptions = (input: MintRequest) => ({
+  const startOptions = (input: MintRequest, kind: 'mint_oidc_jwt' | 'mint_aws_creds') => ({
     workflowId: MINT_ID_PREFIX + input.requestId,
+    ...FLOW_METADATA[kind],
     taskQueue: config.BROKER_TASK_QUEUE,
     workflowExecutionTimeout: MINT_TIMEOUT,
     // Only when a worker shares the client's connection (npm start); otherwise a normal start.
@@ -235,7 +237,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
       const minted = await openOidc(
         seal.privateKey,
         await runMint(request, requestId, () =>
-          temporal.workflow.execute<typeof mintOidcJwtWorkflow>('mintOidcJwtWorkflow', { ...startOptions(input), args: [input] }),
+          temporal.workflow.execute<typeof mintOidcJwtWorkflow>('mintOidcJwtWorkflow', { ...startOptions(input, 'mint_oidc_jwt'), args: [input] }),
         ),
       );
       request.log.info({ flow: 'mint', kind: 'oidc', request_id: requestId, wallet: minted.wallet }, 'OIDC JWT minted');
@@ -286,7 +288,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
       const minted = await openAws(
         seal.privateKey,
         await runMint(request, requestId, () =>
-          temporal.workflow.execute<typeof mintAwsCredsWorkflow>('mintAwsCredsWorkflow', { ...startOptions(input), args: [input] }),
+          temporal.workflow.execute<typeof mintAwsCredsWorkflow>('mintAwsCredsWorkflow', { ...startOptions(input, 'mint_aws_creds'), args: [input] }),
         ),
       );
       request.log.info({ flow: 'mint', kind: 'aws', request_id: requestId, wallet: minted.wallet }, 'AWS credentials minted');

@@ -13,6 +13,7 @@ import { hmacHex, safeEqual } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { assertIdentityNotCollapsed, deriveOmniAccount, IDENTITY_TYPES, IdentityError } from '../../lib/omni';
 import { AkFlow, AkOmniAccount, AkStage } from '../../lib/search-attributes';
+import { FLOW_METADATA } from '../../lib/flow-metadata';
 import type { teeAccountWorkflow } from '../../workflows/tee-account';
 import {
   addWalletSlotUpdate,
@@ -204,6 +205,7 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
         taskQueue: config.BROKER_TASK_QUEUE,
         args: [{ omniAccount, settings }],
         workflowIdConflictPolicy: 'USE_EXISTING',
+        ...FLOW_METADATA.tee_account,
         typedSearchAttributes: [
           { key: AkFlow, value: 'tee_account' },
           { key: AkOmniAccount, value: omniAccount },

@@ -9,6 +9,7 @@ import { BrokerError } from '../../lib/errors';
 import { createEvmSignatureVerifier, type WalletSignatureCheck } from '../../adapters/evm-signature';
 import { LoginProofReplayedError, recordLogin } from '../../activities/login-completion';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
+import { FLOW_METADATA } from '../../lib/flow-metadata';
 import {
   buildStatelessWalletMessage,
   EVM_ADDRESS_RE,
@@ -133,6 +134,7 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
         taskQueue: config.BROKER_TASK_QUEUE,
         args: [input],
         workflowIdConflictPolicy: 'USE_EXISTING',
+        ...FLOW_METADATA.wallet_login,
         typedSearchAttributes: searchAttributes,
       });
       return driveFlow(() => temporal.workflow.executeUpdateWithStart(issueWalletChallengeUpdate, { startWorkflowOperation }));

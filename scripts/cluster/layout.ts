@@ -31,6 +31,12 @@ export interface Layout {
   haproxyStats: number;
   temporalUi: number;
   apis: number[];
+  /** Each API process's ops listener (loopback): GET /metrics. */
+  apiMetrics: number[];
+  /** Each worker process's ops listener (loopback): GET /metrics (process, STS, SES, audit). */
+  workerMetrics: number[];
+  /** Each worker's Temporal SDK exporter (loopback): GET /metrics (temporal_*). */
+  workerSdkMetrics: number[];
   nodes: NodePorts[];
   ses: number;
   sts: number;
@@ -58,6 +64,9 @@ export function layout(base: number): Layout {
     haproxyStats: base + 234,
     temporalUi: base + 333,
     apis: Array.from({ length: APIS }, (_, i) => base + 91 + i),
+    apiMetrics: Array.from({ length: APIS }, (_, i) => base + 464 + i),
+    workerMetrics: Array.from({ length: WORKERS }, (_, i) => base + 474 + i),
+    workerSdkMetrics: Array.from({ length: WORKERS }, (_, i) => base + 484 + i),
     nodes: Array.from({ length: NODES }, (_, i) => node(i)),
     ses: base + 25,
     sts: base + 26,
@@ -73,6 +82,9 @@ export function allPorts(l: Layout): number[] {
     l.haproxyStats,
     l.temporalUi,
     ...l.apis,
+    ...l.apiMetrics,
+    ...l.workerMetrics,
+    ...l.workerSdkMetrics,
     l.ses,
     l.sts,
     l.tee,

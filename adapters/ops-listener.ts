@@ -1,0 +1,49 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Registry } from 'prom-client';
+
+export interface OpsListener {
+  /** e.g. http://127.0.0.1:9464/metrics */
+  metricsUrl: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The ops listener: GET /metrics (Prometheus text format) from the given registries, 404 for
+ * anything else. Never on the public port: it binds BROKER_OPS_HOST (loopback by default).
+ */
+export async function startOpsListener(opts: { host: string; port: number; registries: Registry[] }): Promise<OpsListener> {
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    const merged = opts.registries.length === 1 ? opts.registries[0]! : Registry.merge(opts.registries);
+    merged.metrics().then(
+      (text) => {
+        res.writeHead(200, { 'content-type': merged.contentType, 'cache-control': 'no-store' }).end(req.method === 'HEAD' ? undefined : text);
+      },
+      () => {
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n');
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  return {
+    metricsUrl: `http://${host}:${port}/metrics`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
