@@ -2,7 +2,7 @@ import { hmacHex } from './digest';
 import { AgentKeysError } from './errors';
 
 /**
- * The TEE's ClientAuth (CONTRACTS §3, `{"type": <variant>, "value": {...}}`) as the broker keeps
+ * The TEE's ClientAuth (docs/contracts.md §3, `{"type": <variant>, "value": {...}}`) as the broker keeps
  * it: the known upstream fields, their secrets replaced by keyed digests, and nothing else raw.
  *
  * - Nesting deeper than MAX_CLIENT_AUTH_DEPTH is refused (the upstream variants are two levels

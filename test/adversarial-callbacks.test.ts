@@ -7,7 +7,7 @@ import { startStack, type TestStack } from './harness';
 import { assertUnchanged, dbSnapshot, spyWorkflowStarts, type HttpAnswer, type WorkflowStartSpy } from './adversarial-probes';
 
 /**
- * The TEE callbacks' remaining gaps (tee-callbacks.test.ts covers the rest): add_wallet with
+ * The TEE callbacks' remaining gaps (tee-account-callbacks.test.ts covers the rest): add_wallet with
  * expired / forged bearers, oversized bodies and concurrent retries; the allow-listed lookups with
  * malformed and oversized input. Refusals are the callback envelope with a 4xx and change nothing.
  */
