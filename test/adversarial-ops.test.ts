@@ -16,11 +16,20 @@ import { walletLogin } from './mint-client';
 
 const OPS_TOKEN = `ops-${randomBytes(24).toString('hex')}`;
 const IP_LIMIT = 20;
+/** Accepted codec calls per source address and minute (BROKER_RATE_LIMIT_CODEC_PER_MINUTE). */
+const CODEC_LIMIT = 150;
 let stack: TestStack;
 let starts: WorkflowStartSpy;
 
 before(async () => {
-  stack = await startStack({ env: { BROKER_OPS_TOKEN: OPS_TOKEN, BROKER_RATE_LIMIT_IP_PER_MINUTE: String(IP_LIMIT), BROKER_OIDC_KEY_RECHECK_MS: '0' } });
+  stack = await startStack({
+    env: {
+      BROKER_OPS_TOKEN: OPS_TOKEN,
+      BROKER_RATE_LIMIT_IP_PER_MINUTE: String(IP_LIMIT),
+      BROKER_RATE_LIMIT_CODEC_PER_MINUTE: String(CODEC_LIMIT),
+      BROKER_OIDC_KEY_RECHECK_MS: '0',
+    },
+  });
   starts = spyWorkflowStarts(stack.temporal);
 });
 after(async () => {
@@ -104,6 +113,33 @@ void describe('codec: malformed, oversized, forged, concurrent', () => {
     assert.equal(real.statusCode, 429, real.body);
     // Another source with the right token is not affected.
     const other = await stack.app.inject({ ...from, remoteAddress: '198.51.100.8', headers: ops });
+    assert.equal(other.statusCode, 200, other.body);
+  });
+
+  void test('accepted calls are limited per source address: past the limit 429 + Retry-After, no audit row, nothing decoded; another source is not affected', async () => {
+    const from = { method: 'POST' as const, url: '/codec/decode', remoteAddress: '198.51.100.40', headers: ops };
+    const payload = { payloads: [{ metadata: { encoding: b64('json/plain') }, data: b64('"x"') }] };
+    const auditedFrom = async (address: string) =>
+      Number(
+        (
+          await stack.db.query<{ n: string }>(`SELECT count(*)::text AS n FROM audit_log WHERE event = 'ops.codec.decode' AND details->>'address' = $1`, [
+            address,
+          ])
+        ).rows[0]?.n,
+      );
+    const statuses = new Map<number, number>();
+    for (let i = 0; i < CODEC_LIMIT; i++) {
+      const res = await stack.app.inject({ ...from, payload });
+      statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+    }
+    assert.deepEqual([...statuses], [[200, CODEC_LIMIT]]);
+    assert.equal(await auditedFrom(from.remoteAddress), CODEC_LIMIT, 'one audit row per accepted call');
+    const over = await stack.app.inject({ ...from, payload });
+    assert.equal(over.statusCode, 429, over.body);
+    assert.match(over.headers['retry-after']?.toString() ?? '', /^\d+$/);
+    assert.ok(!over.body.includes('"x"') && !over.body.includes(b64('"x"')), 'a refused call decodes nothing');
+    assert.equal(await auditedFrom(from.remoteAddress), CODEC_LIMIT, 'a refused call writes no audit row');
+    const other = await stack.app.inject({ ...from, remoteAddress: '198.51.100.41', payload });
     assert.equal(other.statusCode, 200, other.body);
   });
 
