@@ -79,6 +79,18 @@ export const envSchema = z.object({
 
   DATABASE_URL: optionalString,
   BROKER_DB_POOL_MAX: int(1, 200).default(10),
+  /**
+   * The API's client-side deadline for one database statement and for getting a connection: a
+   * Postgres that accepts connections and never answers costs a caller this long, then 503.
+   * Per statement, not per transaction (the API's transactions are a few short statements).
+   */
+  BROKER_DB_QUERY_TIMEOUT_MS: int(100, 600_000).default(1500),
+  /** How long /readyz waits for one part before it reports the part down ("no answer within …"). */
+  BROKER_READINESS_TIMEOUT_MS: int(50, 60_000).default(1500),
+  /** How long a flow call's probe of the database and Temporal may take before the call answers 503. */
+  BROKER_DEPENDENCY_TIMEOUT_MS: int(50, 60_000).default(800),
+  /** The longest the API waits for a flow (a Temporal Update or workflow result) before answering 503. */
+  BROKER_FLOW_DEADLINE_MS: int(1000, 600_000).default(30_000),
 
   TEMPORAL_ADDRESS: optionalString,
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
