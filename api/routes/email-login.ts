@@ -17,7 +17,6 @@ import {
 } from '../../workflows/email-login.definitions';
 import type { emailLoginRequestWorkflow } from '../../workflows/email-login';
 import { issueSession } from '../session-issue';
-import { driveFlow } from '../flow-errors';
 import { fitsIdentityString } from '../../lib/omni';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
 
@@ -91,7 +90,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
       let dispatched: CodeDispatched;
       if (request_id !== undefined) {
         const handle = temporal.workflow.getHandle(workflowIdOf(request_id));
-        dispatched = await driveFlow(
+        dispatched = await app.driveFlow(
           () => handle.executeUpdate(requestCodeUpdate, { args: [{ email_key: key }] }),
           new BrokerError('expired', 'this login request has expired or is unknown; ask for a new code without request_id'),
         );
@@ -107,7 +106,9 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
             { key: AkStage, value: 'started' },
           ],
         });
-        dispatched = await driveFlow(() => temporal.workflow.executeUpdateWithStart(requestCodeUpdate, { args: [{ email_key: key }], startWorkflowOperation }));
+        dispatched = await app.driveFlow(() =>
+          temporal.workflow.executeUpdateWithStart(requestCodeUpdate, { args: [{ email_key: key }], startWorkflowOperation }),
+        );
       }
       request.log.info({ flow: 'email_login', email_key: key, resend: request_id !== undefined }, 'login code dispatched');
       return reply.code(202).send(dispatched);
@@ -130,7 +131,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
       const workflowId = workflowIdOf(request_id);
       const code_digest = emailCodeDigest(secrets.hmacSecret, workflowId, code);
       const handle = temporal.workflow.getHandle(workflowId);
-      const session = await driveFlow(() => handle.executeUpdate(submitCodeUpdate, { args: [{ request_id, code_digest }] }));
+      const session = await app.driveFlow(() => handle.executeUpdate(submitCodeUpdate, { args: [{ request_id, code_digest }] }));
       request.log.info({ flow: 'email_login', omni_account: session.omni_account }, 'email login succeeded');
       return issueSession(app.deps, session);
     },

@@ -22,7 +22,6 @@ import {
   type TeeAccountInput,
 } from '../../workflows/tee-account.definitions';
 import type { TeeTokenClaims } from '../deps';
-import { driveFlow } from '../flow-errors';
 import { bearerToken, teeTokenRevocationDigest } from '../plugins/auth';
 
 /**
@@ -211,7 +210,7 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
         ],
       });
       try {
-        return await driveFlow(() => temporal.workflow.executeUpdateWithStart(update, { args: [arg], startWorkflowOperation }), runClosed);
+        return await app.driveFlow(() => temporal.workflow.executeUpdateWithStart(update, { args: [arg], startWorkflowOperation }), runClosed);
       } catch (e) {
         if (e !== runClosed || attempt >= 3) throw e;
       }
