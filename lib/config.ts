@@ -119,6 +119,8 @@ export const envSchema = z.object({
   BROKER_EMAIL_MAX_ATTEMPTS: int(1, 20).default(5),
   BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: int(0, 3600).default(60),
   BROKER_EMAIL_MAX_SENDS: int(1, 20).default(5),
+  /** How long after an email login a repeat under the same Idempotency-Key and code gets a fresh session. */
+  BROKER_EMAIL_RETRY_WINDOW_SECONDS: int(1, 3600).default(120),
   BROKER_EMAIL_FROM: z.string().min(3).default('AgentKeys <login@agentkeys.dev>'),
   BROKER_SES_ENDPOINT: optionalUrl,
   AWS_REGION: z.string().min(1).default('us-east-1'),
