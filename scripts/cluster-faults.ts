@@ -16,6 +16,7 @@
  * Env: FAULT_CLIENTS (default 4), FAULT_WARMUP_S (5), FAULT_AFTER_S (25), FAULT_SKIP_KILLS.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join, resolve } from 'node:path';
@@ -38,7 +39,7 @@ interface Reply {
 let ca: Buffer;
 let state: ClusterState;
 
-function call(method: string, path: string, body?: unknown, token?: string): Promise<Reply> {
+function call(method: string, path: string, body?: unknown, token?: string, extraHeaders: Record<string, string> = {}): Promise<Reply> {
   const data = body === undefined ? undefined : JSON.stringify(body);
   const url = new URL(path, `https://127.0.0.1:${state.layout.https}`);
   return new Promise((done, fail) => {
@@ -52,6 +53,7 @@ function call(method: string, path: string, body?: unknown, token?: string): Pro
         headers: {
           ...(data ? { 'content-type': 'application/json' } : {}),
           ...(token ? { authorization: `Bearer ${token}` } : {}),
+          ...extraHeaders,
         },
       },
       (res) => {
@@ -90,22 +92,27 @@ interface Stats {
   completions: number[];
   tokens: string[];
   jwts: number;
-  /** email_code / email_login answers lost (the client started over). */
-  lostLogins: number;
+  /** email_code / email_login calls that succeeded only when repeated under their Idempotency-Key. */
+  repeatedLogins: number;
 }
 
-const newStats = (): Stats => ({ ok: 0, failedFlows: 0, errors: 0, errorKinds: new Map(), completions: [], tokens: [], jwts: 0, lostLogins: 0 });
+const newStats = (): Stats => ({ ok: 0, failedFlows: 0, errors: 0, errorKinds: new Map(), completions: [], tokens: [], jwts: 0, repeatedLogins: 0 });
 
-/** One step with client retries (network errors, 502/503/504: what a client retries); every failed attempt is counted. */
-/** Thrown when a call that must not be repeated lost its answer: the caller starts over. */
-class AnswerLost extends Error {}
-
-async function step(stats: Stats, name: string, fn: () => Promise<Reply>, okStatus: number, retry = true): Promise<Reply> {
+/**
+ * One step with client retries (network errors, 502/503/504: what a client retries); every failed
+ * attempt is counted. A retry repeats the call as it was: email_code and email_login carry an
+ * Idempotency-Key, so a repeat whose first try got through gets its answer (the same request; a
+ * fresh session for the same code) instead of 429 or 410 (docs/cluster.md, runs 3 and 4).
+ */
+async function step(stats: Stats, name: string, fn: () => Promise<Reply>, okStatus: number): Promise<Reply> {
   let last = '';
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       const r = await fn();
-      if (r.status === okStatus) return r;
+      if (r.status === okStatus) {
+        if (attempt > 0 && name.startsWith('email_')) stats.repeatedLogins += 1;
+        return r;
+      }
       last = `${name} ${r.status} ${JSON.stringify(r.body.error ?? r.body.raw ?? '')}`;
       if (![502, 503, 504].includes(r.status)) break;
     } catch (e) {
@@ -113,33 +120,17 @@ async function step(stats: Stats, name: string, fn: () => Promise<Reply>, okStat
     }
     stats.errors += 1;
     stats.errorKinds.set(last, (stats.errorKinds.get(last) ?? 0) + 1);
-    if (!retry) throw new AnswerLost(last);
     await sleep(500 * (attempt + 1));
   }
   throw new Error(last);
 }
 
 let seq = 0;
-/**
- * One login + mint. `email_code` and `email_login` are not repeated when their answer is lost (a
- * 502/503/504 or a dropped connection): if the first try got through, a repeated `email_code` for
- * the address is inside its 60 s resend cooldown (429) and a repeated `email_login` finds the flow
- * finished (410) — docs/cluster.md, runs 3 and 4 — so the client starts over, as one must today.
- */
+/** One login + mint, each call retried as it was (step). */
 async function flow(stats: Stats): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await loginAndMint(stats);
-    } catch (e) {
-      if (!(e instanceof AnswerLost) || attempt >= 3) throw e;
-      stats.lostLogins += 1;
-    }
-  }
-}
-
-async function loginAndMint(stats: Stats): Promise<void> {
   const email = `fault-${Date.now().toString(36)}-${process.pid}-${seq++}@example.com`;
-  const code = await step(stats, 'email_code', () => call('POST', '/v1/session/email_code', { email }), 202, false);
+  const codeKey = { 'idempotency-key': `code-${randomUUID()}` };
+  const code = await step(stats, 'email_code', () => call('POST', '/v1/session/email_code', { email }, undefined, codeKey), 202);
   const requestId = String(code.body.request_id);
   let otp: string | undefined;
   for (let i = 0; i < 300 && !otp; i++) {
@@ -147,7 +138,8 @@ async function loginAndMint(stats: Stats): Promise<void> {
     if (!otp) await sleep(100);
   }
   if (!otp) throw new Error('email_code: no mail within 30 s');
-  const login = await step(stats, 'email_login', () => call('POST', '/v1/session/email_login', { request_id: requestId, code: otp }), 200, false);
+  const loginKey = { 'idempotency-key': `login-${randomUUID()}` };
+  const login = await step(stats, 'email_login', () => call('POST', '/v1/session/email_login', { request_id: requestId, code: otp }, undefined, loginKey), 200);
   const token = String(login.body.token);
   stats.tokens.push(token);
   await step(stats, 'mint-oidc-jwt', () => call('POST', '/v1/mint-oidc-jwt', {}, token), 200);
@@ -360,7 +352,7 @@ async function main(): Promise<number> {
       for (let i = 1; i < marks.length; i++) stall = Math.max(stall, marks[i]! - marks[i - 1]!);
       const line =
         `${f.name}: ${stats.ok} flows ok, ${stats.failedFlows} failed after retries, ${stats.errors} client-visible errors` +
-        `${stats.lostLogins ? ` (${stats.lostLogins} login answer${stats.lostLogins > 1 ? 's' : ''} lost: started over)` : ''}; ` +
+        `${stats.repeatedLogins ? ` (${stats.repeatedLogins} email call${stats.repeatedLogins > 1 ? 's' : ''} answered on a repeat with its Idempotency-Key)` : ''}; ` +
         `stall ${(stall / 1000).toFixed(1)} s (longest gap between completed flows after the kill); ` +
         `${f.target} restarted after ${(restartMs / 1000).toFixed(1)} s; ${((Date.now() - start) / 1000).toFixed(0)} s under load`;
       log(line);
