@@ -18,11 +18,19 @@ import { startStack, testWorkflowBundle, type TestStack } from './harness';
 
 /** Short, so the expiry test waits it out; long enough for ten concurrent repeats on a busy machine. */
 const RETRY_WINDOW_SECONDS = 8;
+/** Long enough that a repeat right after the first try is inside it; short enough to wait out once. */
+const COOLDOWN_SECONDS = 6;
 
 let stack: TestStack;
 before(async () => {
-  // The default 60-s resend cooldown stays on: a repeated email_code without the key is refused by it.
-  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '1000', BROKER_EMAIL_RETRY_WINDOW_SECONDS: String(RETRY_WINDOW_SECONDS) } });
+  // The resend cooldown stays on: a repeated email_code without the key is refused by it.
+  stack = await startStack({
+    env: {
+      BROKER_RATE_LIMIT_IP_PER_MINUTE: '1000',
+      BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: String(COOLDOWN_SECONDS),
+      BROKER_EMAIL_RETRY_WINDOW_SECONDS: String(RETRY_WINDOW_SECONDS),
+    },
+  });
 });
 after(async () => {
   await stack?.stop();
@@ -76,14 +84,34 @@ void describe('email_code under an Idempotency-Key', () => {
     const again = await askCode(email, key);
     assert.equal(again.status, 202, again.text);
     assert.deepEqual(again.body, first.body);
+    // Without the key, or with another one, it is what it was: the cooldown refuses.
+    assert.equal((await askCode(email)).status, 429);
+    assert.equal((await askCode(email, newKey('other'))).status, 429);
     assert.equal((await devMail(stack, email.toLowerCase())).length, 1, 'one mail');
     // The code of that one mail logs in on the request both answers named.
     const login = await exchange((first.body as CodeDispatchedBody).request_id, await latestCode(stack, email));
     assert.equal(login.status, 200, login.text);
+  });
 
-    // Without the key, or with another one, it is what it was: the cooldown refuses.
-    assert.equal((await askCode(email)).status, 429);
-    assert.equal((await askCode(email, newKey('other'))).status, 429);
+  void test('a repeated resend on a request answers the first resend without mailing again', async () => {
+    const { email, requestId } = await openRequest('resend-retry');
+    await new Promise((r) => setTimeout(r, (COOLDOWN_SECONDS + 0.5) * 1000));
+    const key = newKey('resend');
+    const first = await askCode(email, key, requestId);
+    assert.equal(first.status, 202, first.text);
+    const again = await askCode(email, key, requestId);
+    assert.equal(again.status, 202, again.text);
+    assert.deepEqual(again.body, first.body);
+    assert.equal((await devMail(stack, email.toLowerCase())).length, 2, 'the first code and one resend');
+  });
+
+  void test('a keyed resend that never went through, inside the cooldown, is the cooldown 429 at once', async () => {
+    const { email, requestId } = await openRequest('resend-new-key');
+    const t = performance.now();
+    const res = await askCode(email, newKey('resend'), requestId);
+    assert.equal(res.status, 429, res.text);
+    assert.equal((res.body as { error: string }).error, 'rate_limited');
+    assert.ok(performance.now() - t < 2000, `answered after ${(performance.now() - t).toFixed(0)} ms`);
     assert.equal((await devMail(stack, email.toLowerCase())).length, 1);
   });
 
