@@ -185,6 +185,17 @@ void describe('email_login under an Idempotency-Key', () => {
     assert.deepEqual(await loginRecords(omni), { sessions: 1, audits: [{ retry: false }] });
   });
 
+  void test('wrong codes under the right key spend the attempt budget: then the window is closed for the right code too', async () => {
+    const { requestId, code } = await openRequest('login-guess');
+    const key = newKey('guess');
+    const first = await exchange(requestId, code, key);
+    assert.equal(first.status, 200, first.text);
+    for (let i = 0; i < stack.config.BROKER_EMAIL_MAX_ATTEMPTS; i++) assert.equal((await exchange(requestId, wrongCode(code), key)).status, 410);
+    const after = await exchange(requestId, code, key);
+    assert.equal(after.status, 410, after.text);
+    assert.equal((await loginRecords((first.body as LoginSessionBody).omni_account)).sessions, 1);
+  });
+
   void test('after the retry window the repeat is 410 and nothing is recorded', async () => {
     const { requestId, code } = await openRequest('login-late');
     const key = newKey('late');

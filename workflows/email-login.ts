@@ -94,12 +94,11 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
    */
   async function repeatLogin(submission: SubmitCodeInput): Promise<LoginOutcome> {
     const r = retry;
-    if (
-      !r ||
-      Date.now() >= r.untilMs ||
-      !constantTimeEqual(submission.retry_key_digest ?? '', r.keyDigest) ||
-      !constantTimeEqual(submission.code_digest, r.codeDigest)
-    ) {
+    if (!r || Date.now() >= r.untilMs || !constantTimeEqual(submission.retry_key_digest ?? '', r.keyDigest)) throw expiredOrUsed();
+    if (!constantTimeEqual(submission.code_digest, r.codeDigest)) {
+      // Guesses under the right key spend the request's attempt budget; when it is spent the window closes.
+      attempts += 1;
+      if (attempts >= s.maxAttempts) r.untilMs = 0;
       throw expiredOrUsed();
     }
     r.session ??= completeLogin({ method: 'email', identity: { type: 'email', value: input.email }, requestId, reissue: true });
