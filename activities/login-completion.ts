@@ -24,6 +24,12 @@ export interface CompleteLoginInput {
    * at least as long as the proof could be accepted).
    */
   consumeProof?: { hash: string; purpose: string; expiresAt: number };
+  /**
+   * A second session for a login that already succeeded in this run (a repeat under the client's
+   * Idempotency-Key whose first answer was lost): its own jti, session row and audit row (marked
+   * `retry`), idempotent like the first.
+   */
+  reissue?: boolean;
 }
 
 /** What recording a login needs: the broker's config and keys, the pool, the clock. */
@@ -76,7 +82,12 @@ export async function recordLogin(deps: LoginRecordDeps, input: CompleteLoginInp
       omniAccount,
       requestId: input.requestId,
       idemKey: key.idemKey,
-      details: { user_id: user.userId, first_login: user.created, jti_hash: hmacHex(secrets.hmacSecret, 'audit-jti', jti).slice(0, 32) },
+      details: {
+        user_id: user.userId,
+        first_login: user.created,
+        jti_hash: hmacHex(secrets.hmacSecret, 'audit-jti', jti).slice(0, 32),
+        ...(input.reissue ? { retry: true } : {}),
+      },
     });
     return user.userId;
   });
@@ -100,9 +111,10 @@ export function createLoginActivities(deps: ActivityDeps) {
      */
     async completeLogin(input: CompleteLoginInput): Promise<LoginOutcome> {
       const { workflowId, runId } = currentRun();
-      const jti = hmacHex(deps.secrets.hmacSecret, 'session-jti', workflowId, runId).slice(0, 32);
+      const again = input.reissue ? ['retry'] : [];
+      const jti = hmacHex(deps.secrets.hmacSecret, 'session-jti', workflowId, runId, ...again).slice(0, 32);
       try {
-        return await recordLogin(deps, input, { jti, idemKey: `login:${workflowId}:${runId}` });
+        return await recordLogin(deps, input, { jti, idemKey: ['login', workflowId, runId, ...again].join(':') });
       } catch (e) {
         if (e instanceof LoginProofReplayedError) throw ApplicationFailure.nonRetryable(e.message, FailureType.replayed);
         // Retryable (the DB may come back); after the last attempt the flow reports audit_error.

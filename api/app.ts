@@ -12,6 +12,7 @@ import metricsPlugin from './plugins/metrics';
 import securityHeadersPlugin from './plugins/security-headers';
 import rateLimitPlugin from './plugins/rate-limit';
 import readinessPlugin from './plugins/readiness';
+import flowDeadlinePlugin from './plugins/flow-deadline';
 import devRoutes from './routes/dev';
 import healthRoutes from './routes/health';
 import sessionRoutes from './routes/session';
@@ -91,6 +92,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   await app.register(securityHeadersPlugin);
   await app.register(rateLimitPlugin);
   await app.register(readinessPlugin);
+  await app.register(flowDeadlinePlugin);
   await app.register(authPlugin);
   await app.register(docsPlugin);
 

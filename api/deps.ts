@@ -4,6 +4,7 @@ import type { Config } from '../lib/config';
 import type { OidcKeyStore } from '../adapters/oidc-keys';
 import type { BrokerSecrets } from '../adapters/secrets';
 import type { TeeTokenVerifier } from '../adapters/tee-jwt';
+import type { BrokerError } from '../lib/errors';
 import type { ReadinessCheck } from '../lib/readiness';
 
 export type { ReadinessCheck } from '../lib/readiness';
@@ -65,6 +66,8 @@ declare module 'fastify' {
     readinessChecks: Map<string, ReadinessCheck>;
     /** Adds a /readyz part (a name already present is kept: deps given by the caller win). */
     addReadinessCheck: (name: string, check: ReadinessCheck) => void;
+    /** Awaits a Temporal call under the flow deadline and maps its failures to wire errors (api/plugins/flow-deadline.ts). */
+    driveFlow: <T>(call: () => Promise<T>, notFound?: BrokerError) => Promise<T>;
   }
   interface FastifyRequest {
     auth?: AuthContext;

@@ -1,6 +1,6 @@
 import { WorkflowFailedError, WorkflowNotFoundError, WorkflowUpdateFailedError, isGrpcServiceError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { BrokerError, type ErrorKind } from '../lib/errors';
+import { BrokerError, unavailable, type ErrorKind } from '../lib/errors';
 import { FailureType } from '../workflows/definitions';
 
 const KIND_BY_FAILURE: Record<string, ErrorKind> = {
@@ -49,7 +49,7 @@ export function toBrokerError(e: unknown, notFound: BrokerError = new BrokerErro
     // 5 NOT_FOUND: the flow finished; 4 DEADLINE_EXCEEDED / 14 UNAVAILABLE: Temporal or the workers are not answering.
     const code: number = e.code;
     if (code === 5) return notFound;
-    if (code === 4 || code === 14) return new BrokerError('unavailable', 'the broker could not reach its workflow service in time; retry shortly');
+    if (code === 4 || code === 14) return unavailable('the broker could not reach its workflow service in time; retry shortly');
   }
   return e;
 }

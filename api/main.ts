@@ -15,8 +15,10 @@ async function main(): Promise<void> {
   if (!config.TEMPORAL_ADDRESS)
     throw new ConfigError('TEMPORAL_ADDRESS is not set: point it at a Temporal frontend (or run the whole local stack with `npm start`)');
   const secrets = await resolveSecrets(config);
-  const db = createPool(config.DATABASE_URL, config.BROKER_DB_POOL_MAX);
-  await migrate(db);
+  // Migrations on a pool of their own, without the API's statement deadline (an index build may take minutes).
+  const migrations = createPool(config.DATABASE_URL, 1);
+  await migrate(migrations).finally(() => migrations.end());
+  const db = createPool(config.DATABASE_URL, config.BROKER_DB_POOL_MAX, { queryTimeoutMs: config.BROKER_DB_QUERY_TIMEOUT_MS });
   // Production only: refuse to start when STS is unreachable with the broker's credentials.
   const skipCheck = process.argv.includes('--skip-startup-check') || config.BROKER_SKIP_STARTUP_CHECK === true;
   const sts = await stsStartupGate(config, { skipCheck });

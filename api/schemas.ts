@@ -1,3 +1,4 @@
+import { BrokerError } from '../lib/errors';
 import { z } from 'zod';
 import { IDENTITY_TYPES } from '../lib/omni';
 
@@ -20,4 +21,16 @@ export const loginSessionSchema = z.object({
 export const grantIdSchema = z.string().regex(/^grt_[0-9a-f]{32}$/, 'grant_id is malformed (expected grt_ and 32 lower-case hex digits)');
 
 /** Responses every route may give besides its success, for the OpenAPI page. */
+/** An `Idempotency-Key` header's form (the grants, add_wallet and email routes). */
+const idempotencyKeySchema = z.string().regex(/^[\w.:-]{1,128}$/, 'Idempotency-Key must be 1-128 characters of [A-Za-z0-9_.:-]');
+
+/** The request's `Idempotency-Key`, if it sent one; a malformed (or repeated) header is a 400. */
+export function idempotencyKeyOf(request: { headers: Record<string, string | string[] | undefined> }): string | undefined {
+  const header = request.headers['idempotency-key'];
+  if (header === undefined) return undefined;
+  const parsed = idempotencyKeySchema.safeParse(header);
+  if (!parsed.success) throw new BrokerError('bad_request', parsed.error.issues[0]?.message ?? 'bad Idempotency-Key');
+  return parsed.data;
+}
+
 export const commonErrors = { 400: errorBody, 401: errorBody, 429: errorBody, 500: errorBody, 503: errorBody };

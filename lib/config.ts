@@ -89,6 +89,18 @@ export const envSchema = z.object({
 
   DATABASE_URL: optionalString,
   BROKER_DB_POOL_MAX: int(1, 200).default(10),
+  /**
+   * The API's client-side deadline for one database statement and for getting a connection: a
+   * Postgres that accepts connections and never answers costs a caller this long, then 503.
+   * Per statement, not per transaction (the API's transactions are a few short statements).
+   */
+  BROKER_DB_QUERY_TIMEOUT_MS: int(100, 600_000).default(1500),
+  /** How long /readyz waits for one part before it reports the part down ("no answer within …"). */
+  BROKER_READINESS_TIMEOUT_MS: int(50, 60_000).default(1500),
+  /** How long a flow call's probe of the database and Temporal may take before the call answers 503. */
+  BROKER_DEPENDENCY_TIMEOUT_MS: int(50, 60_000).default(800),
+  /** The longest the API waits for a flow (a Temporal Update or workflow result) before answering 503. */
+  BROKER_FLOW_DEADLINE_MS: int(1000, 600_000).default(30_000),
 
   TEMPORAL_ADDRESS: optionalString,
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
@@ -117,6 +129,8 @@ export const envSchema = z.object({
   BROKER_EMAIL_MAX_ATTEMPTS: int(1, 20).default(5),
   BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: int(0, 3600).default(60),
   BROKER_EMAIL_MAX_SENDS: int(1, 20).default(5),
+  /** How long after an email login a repeat under the same Idempotency-Key and code gets a fresh session. */
+  BROKER_EMAIL_RETRY_WINDOW_SECONDS: int(1, 3600).default(120),
   BROKER_EMAIL_FROM: z.string().min(3).default('AgentKeys <login@agentkeys.dev>'),
   BROKER_SES_ENDPOINT: optionalUrl,
   AWS_REGION: z.string().min(1).default('us-east-1'),

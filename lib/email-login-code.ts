@@ -39,6 +39,31 @@ export function emailCodeDigest(secret: Uint8Array, workflowId: string, code: st
   return hmacHex(secret, 'email-code-digest', workflowId, code);
 }
 
+/**
+ * A client's Idempotency-Key on email_login as the flow sees it: keyed and bound to that flow, so
+ * neither the raw key nor one usable on another request is ever stored.
+ */
+export function emailRetryKeyDigest(secret: Uint8Array, workflowId: string, idempotencyKey: string): string {
+  return hmacHex(secret, 'email-login-retry', workflowId, idempotencyKey);
+}
+
+/**
+ * email_code under an Idempotency-Key: the request id its first try opens (so a repeat finds that
+ * flow) and the Update id of the dispatch (so a repeat gets that dispatch's answer, not a new one).
+ * Bound to the address and, for a resend, to the request it resends on.
+ */
+export function emailCodeRetryIds(
+  secret: Uint8Array,
+  emailKeyValue: string,
+  idempotencyKey: string,
+  resendOn?: string,
+): { requestId: string; updateId: string } {
+  return {
+    requestId: hmacHex(secret, 'email-code-request', emailKeyValue, idempotencyKey).slice(0, 32),
+    updateId: `request-code-${hmacHex(secret, 'email-code-update', emailKeyValue, resendOn ?? '', idempotencyKey).slice(0, 32)}`,
+  };
+}
+
 /** Keyed, non-reversible key of an address: the send-budget key, the flow's owner check and log field. */
 export function emailKey(secret: Uint8Array, email: string): string {
   return hmacHex(secret, 'email', email.trim().toLowerCase()).slice(0, 32);

@@ -49,10 +49,20 @@ export class BrokerError extends AgentKeysError {
   }
 }
 
-export function rateLimited(message: string, retryAfterSeconds: number): BrokerError {
+/** An error a caller should retry after a while: `retry_after` in the body, Retry-After in the headers (whole seconds, at least 1). */
+function retryLater(kind: ErrorKind, message: string, retryAfterSeconds: number): BrokerError {
   const s = Math.max(1, Math.ceil(retryAfterSeconds));
-  return new BrokerError('rate_limited', message, {
+  return new BrokerError(kind, message, {
     body: { retry_after: s },
     headers: { 'retry-after': String(s) },
   });
+}
+
+export function rateLimited(message: string, retryAfterSeconds: number): BrokerError {
+  return retryLater('rate_limited', message, retryAfterSeconds);
+}
+
+/** 503: a dependency (database, Temporal) did not answer in time; nothing was done that the caller must know of. */
+export function unavailable(message: string, retryAfterSeconds = 1): BrokerError {
+  return retryLater('unavailable', message, retryAfterSeconds);
 }

@@ -120,6 +120,13 @@ export interface StartStackOptions {
   apiDeps?: Partial<ApiDeps>;
   /** Receives the API's pino lines at level trace (default: the API logs nothing). */
   logStream?: { write(line: string): void };
+  /**
+   * The API gets a pool of its own, as api/main.ts makes it (BROKER_DB_QUERY_TIMEOUT_MS), on the
+   * URL this returns for the test database's (e.g. through a proxy); the worker keeps the direct one.
+   */
+  apiDatabaseUrl?: (url: string) => string;
+  /** The API's Temporal client connects here (e.g. through a proxy) instead of the test server's address. */
+  apiTemporalAddress?: string;
 }
 
 export async function startStack(opts: StartStackOptions = {}): Promise<TestStack> {
@@ -195,11 +202,23 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
 
   // The TEE verifier from config (BROKER_TEE_JWT_PUBLIC_KEY / BROKER_TEE_JWKS_URL) unless the test gives one.
   const teeVerifier = opts.apiDeps?.teeVerifier ?? (await createTeeVerifierFromConfig(config, { now: opts.apiDeps?.now }));
+  let apiDb = db;
+  if (opts.apiDatabaseUrl) {
+    const own = createPool(opts.apiDatabaseUrl(database.url), config.BROKER_DB_POOL_MAX, { queryTimeoutMs: config.BROKER_DB_QUERY_TIMEOUT_MS });
+    cleanups.push(() => own.end());
+    apiDb = own;
+  }
+  let apiTemporal = temporal;
+  if (opts.apiTemporalAddress) {
+    const own = await connectTemporalClient(config, secrets, opts.apiTemporalAddress);
+    cleanups.push(() => own.connection.close());
+    apiTemporal = own;
+  }
   const deps: ApiDeps = {
     config,
     secrets,
-    db,
-    temporal,
+    db: apiDb,
+    temporal: apiTemporal,
     devMailbox: ses,
     teeVerifier,
     ...opts.apiDeps,
@@ -256,9 +275,11 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
       await stopWorker();
       await workerConnection.close();
       await temporal.connection.close();
+      if (apiTemporal !== temporal) await apiTemporal.connection.close();
       mailer.destroy();
       await Promise.all([ses.close(), sts.close()]);
       await db.end();
+      if (apiDb !== db) await apiDb.end();
       await database.drop();
       await rm(dataDir, { recursive: true, force: true });
     },

@@ -10,7 +10,7 @@ import { AUDIT_HEAD_TYP } from '../lib/audit-head';
 import { verifySessionToken } from '../lib/session-token';
 import { createSealKeyPair, sealJson, unsealJson } from '../lib/seal';
 import { latestCode, requestCode, submitCode, uniqueEmail } from './email-login-client';
-import { payloadToJson, type JsonPayload } from './codec-client';
+import { collectPayloads, decodeThroughCodec } from './codec-client';
 import { startStack, type TestStack } from './harness';
 import { auditRowsOf, mintAws, mintOidc, walletLogin, type Session } from './mint-client';
 import { REPLAY_TEST_ONLY_ENV } from './replay-keys';
@@ -35,28 +35,7 @@ after(async () => {
   await stack?.stop();
 });
 
-/** Every Payload anywhere in a history event (inputs, results, update arguments and results, failures' details). */
-function collectPayloads(value: unknown, out: Payload[] = []): Payload[] {
-  if (value === null || typeof value !== 'object') return out;
-  if (value instanceof Uint8Array) return out;
-  const v = value as Record<string, unknown>;
-  if (v.metadata && typeof v.metadata === 'object' && v.data instanceof Uint8Array) {
-    out.push(v);
-    return out;
-  }
-  for (const child of Object.values(v)) collectPayloads(child, out);
-  return out;
-}
-
-/** Decodes payloads through the codec endpoint as an operator would, returning each one's text. */
-async function decodeAsOperator(payloads: Payload[]): Promise<string[]> {
-  const res = await stack.request('POST', '/codec/decode', {
-    body: { payloads: payloads.map(payloadToJson) },
-    headers: { authorization: `Bearer ${OPS_TOKEN}` },
-  });
-  assert.equal(res.status, 200, res.text.slice(0, 300));
-  return (res.body as { payloads: JsonPayload[] }).payloads.map((p) => Buffer.from(p.data ?? '', 'base64').toString('utf8'));
-}
+const decodeAsOperator = (payloads: Payload[]) => decodeThroughCodec(stack, OPS_TOKEN, payloads);
 
 async function historyTexts(workflowIds: string[]): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();

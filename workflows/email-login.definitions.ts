@@ -13,6 +13,11 @@ export interface EmailLoginSettings {
    * before it ends expired. Absent: 60 s — the value runs started before it existed use.
    */
   firstDispatchSeconds?: number;
+  /**
+   * How long after a success a repeat of that submission under the same Idempotency-Key gets a
+   * fresh session (the client lost the first answer). Absent (runs started before it): 120 s.
+   */
+  retryWindowSeconds?: number;
 }
 
 /** Input of emailLoginRequestWorkflow: one flow per requester, workflow id email-login/<request id>. */
@@ -43,6 +48,12 @@ export interface SubmitCodeInput {
   request_id: string;
   /** emailCodeDigest(secret, workflowId, code) computed by the API: never the code itself. */
   code_digest: string;
+  /**
+   * The caller's Idempotency-Key as a keyed digest bound to this flow (emailRetryKeyDigest): a
+   * repeat of the successful submission with the same key and code, within the retry window, gets
+   * a fresh session instead of 410. Absent: no repeat is answered (as before it existed).
+   */
+  retry_key_digest?: string;
 }
 
 export type EmailLoginOutcome = 'succeeded' | 'expired' | 'too_many_attempts' | 'delivery_failed' | 'rate_limited';

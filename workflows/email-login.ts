@@ -3,6 +3,7 @@ import {
   allHandlersFinished,
   ApplicationFailure,
   condition,
+  patched,
   proxyLocalActivities,
   setHandler,
   sleep,
@@ -13,7 +14,7 @@ import type { Activities } from '../activities';
 import { constantTimeEqual } from '../lib/constant-time';
 import { AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
 import { showOutcome, showStage } from './progress';
-import { FailureType } from './definitions';
+import { FailureType, type LoginOutcome } from './definitions';
 import {
   EMAIL_LOGIN_ID_PREFIX,
   requestCodeUpdate,
@@ -44,6 +45,12 @@ const { completeLogin } = proxyLocalActivities<Activities>({
   startToCloseTimeout: '10 seconds',
   retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '2 seconds', maximumAttempts: 5 },
 });
+
+/**
+ * Repeats of a successful submission under the client's Idempotency-Key (0.3.0). Runs started
+ * before it, and runs whose success carried no key, end right after the success as before.
+ */
+const RETRY_PATCH = 'email-login-retry-key';
 
 type Status = 'pending' | 'completing' | 'succeeded' | 'locked' | 'expired' | 'delivery_failed' | 'rate_limited';
 
@@ -76,6 +83,33 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
   let lastSendMs = 0;
   let expiresAtMs = 0;
   let codeDigest: string | undefined;
+  /** Set by a keyed success: what a repeat must bring, until when, and the one session repeats share. */
+  let retry: { keyDigest: string; codeDigest: string; untilMs: number; session?: Promise<LoginOutcome> } | undefined;
+
+  const expiredOrUsed = () => flowFailure(FailureType.expired, 'this login request has expired or was already used; request a new code');
+
+  /**
+   * A repeat of the successful submission (same key digest, same code digest, inside the window):
+   * a fresh session for the same identity, recorded and audited as a retry. Concurrent repeats
+   * share one: the code is consumed once more at most, whatever number of repeats arrives.
+   */
+  async function repeatLogin(submission: SubmitCodeInput): Promise<LoginOutcome> {
+    const r = retry;
+    if (!r || Date.now() >= r.untilMs || !constantTimeEqual(submission.retry_key_digest ?? '', r.keyDigest)) throw expiredOrUsed();
+    if (!constantTimeEqual(submission.code_digest, r.codeDigest)) {
+      // Guesses under the right key spend the request's attempt budget; when it is spent the window closes.
+      attempts += 1;
+      if (attempts >= s.maxAttempts) r.untilMs = 0;
+      throw expiredOrUsed();
+    }
+    r.session ??= completeLogin({ method: 'email', identity: { type: 'email', value: input.email }, requestId, reissue: true });
+    try {
+      return await r.session;
+    } catch {
+      r.session = undefined;
+      throw flowFailure(FailureType.auditFailed, 'the login could not be recorded; try again');
+    }
+  }
 
   const stage = (value: string) => {
     showStage(value);
@@ -149,10 +183,12 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
   setHandler(
     submitCodeUpdate,
     async (submission: SubmitCodeInput) => {
+      const keyed = submission.retry_key_digest !== undefined && patched(RETRY_PATCH);
+      // A keyed repeat that arrives while its first try is being recorded waits for that outcome.
+      if (keyed && state.status === 'completing') await condition(() => state.status !== 'completing');
+      if (keyed && state.status === 'succeeded') return repeatLogin(submission);
       if (state.status === 'locked') throw flowFailure(FailureType.tooManyAttempts, 'too many wrong codes; this login is locked');
-      if (state.status !== 'pending' || codeDigest === undefined || Date.now() >= expiresAtMs) {
-        throw flowFailure(FailureType.expired, 'this login request has expired or was already used; request a new code');
-      }
+      if (state.status !== 'pending' || codeDigest === undefined || Date.now() >= expiresAtMs) throw expiredOrUsed();
       if (!constantTimeEqual(submission.code_digest, codeDigest)) {
         attempts += 1;
         if (attempts >= s.maxAttempts) {
@@ -168,6 +204,10 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
         const session = await completeLogin({ method: 'email', identity: { type: 'email', value: input.email }, requestId });
         upsertSearchAttributes([{ key: AkOmniAccount, value: session.omni_account }]);
         state.status = 'succeeded';
+        if (keyed && submission.retry_key_digest !== undefined) {
+          const windowMs = (s.retryWindowSeconds ?? 120) * 1000;
+          retry = { keyDigest: submission.retry_key_digest, codeDigest: submission.code_digest, untilMs: Date.now() + windowMs };
+        }
         return session;
       } catch {
         state.status = 'pending';
@@ -177,6 +217,12 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
     {
       validator: (submission: SubmitCodeInput) => {
         if (typeof submission?.code_digest !== 'string' || !/^[0-9a-f]{64}$/.test(submission.code_digest)) {
+          throw flowFailure(FailureType.badRequest, 'malformed code submission');
+        }
+        if (
+          submission.retry_key_digest !== undefined &&
+          (typeof submission.retry_key_digest !== 'string' || !/^[0-9a-f]{64}$/.test(submission.retry_key_digest))
+        ) {
           throw flowFailure(FailureType.badRequest, 'malformed code submission');
         }
         if (submission.request_id !== requestId) throw flowFailure(FailureType.badRequest, 'the submission names another request');
@@ -199,6 +245,12 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
     const remaining = deadline - Date.now();
     const woke = remaining > 0 && (await condition(() => state.status !== 'pending' || expiresAtMs !== deadline, remaining));
     if (!woke && state.status === 'pending' && expiresAtMs === deadline) state.status = 'expired';
+  }
+
+  if (state.status === 'succeeded' && retry) {
+    // Only after a keyed success (behind RETRY_PATCH): stay open for repeats of it until the window ends.
+    const remaining = retry.untilMs - Date.now();
+    if (remaining > 0) await sleep(remaining);
   }
 
   if (state.status === 'locked') {

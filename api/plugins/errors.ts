@@ -1,12 +1,19 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { BrokerError } from '../../lib/errors';
+import { isDbUnreachable } from '../../db/pool';
+import { BrokerError, unavailable } from '../../lib/errors';
 
 /** Renders every failure as {"error", "message"} with the contract's status; never leaks internals. */
 export default fp(
   async function errorsPlugin(app: FastifyInstance) {
-    app.setErrorHandler((err: FastifyError | BrokerError | Error, request, reply) => {
+    app.setErrorHandler((errIn: FastifyError | BrokerError | Error, request, reply) => {
+      let err = errIn;
+      // Postgres not answering within BROKER_DB_QUERY_TIMEOUT_MS (or refusing): 503, never a 500.
+      if (isDbUnreachable(err)) {
+        request.log.warn({ err }, 'database not answering: 503 unavailable');
+        err = unavailable('the broker could not reach its database in time; retry shortly');
+      }
       if (err instanceof BrokerError) {
         for (const [k, v] of Object.entries(err.extra.headers ?? {})) void reply.header(k, v);
         return reply.code(err.status).send({ error: err.kind, message: err.message, ...err.extra.body });

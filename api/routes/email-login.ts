@@ -1,10 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { WithStartWorkflowOperation } from '@temporalio/client';
+import { WithStartWorkflowOperation, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { peekEmailSend } from '../../db/email-sends';
-import { EMAIL_LOCAL_PART_MAX_OCTETS, emailCodeDigest, emailKey, emailLocalPartOctets } from '../../lib/email-login-code';
+import {
+  EMAIL_LOCAL_PART_MAX_OCTETS,
+  emailCodeDigest,
+  emailCodeRetryIds,
+  emailKey,
+  emailLocalPartOctets,
+  emailRetryKeyDigest,
+} from '../../lib/email-login-code';
 import { emailSendRefusalMessage } from '../../lib/email-send-budget';
 import { BrokerError, rateLimited } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
@@ -18,9 +25,8 @@ import {
 } from '../../workflows/email-login.definitions';
 import type { emailLoginRequestWorkflow } from '../../workflows/email-login';
 import { issueSession } from '../session-issue';
-import { driveFlow } from '../flow-errors';
 import { fitsIdentityString } from '../../lib/omni';
-import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
+import { commonErrors, errorBody, idempotencyKeyOf, loginSessionSchema } from '../schemas';
 
 const emailSchema = z
   .string()
@@ -56,10 +62,24 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
     maxAttempts: config.BROKER_EMAIL_MAX_ATTEMPTS,
     resendCooldownSeconds: config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS,
     maxSends: config.BROKER_EMAIL_MAX_SENDS,
+    retryWindowSeconds: config.BROKER_EMAIL_RETRY_WINDOW_SECONDS,
   };
   const codePerIp = app.requestLimit({ name: 'email_code:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
   const loginPerIp = app.requestLimit({ name: 'email_login:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
   const sendPolicy = { cooldownSeconds: config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS, perHour: config.BROKER_RATE_LIMIT_EMAIL_PER_HOUR };
+
+  /**
+   * The answer an earlier try under the same Idempotency-Key got (its Update's outcome: the same
+   * 202, or the same refusal), or undefined when there was none (that Update or flow is unknown).
+   */
+  async function earlierDispatch(workflowId: string, updateId: string): Promise<CodeDispatched | undefined> {
+    try {
+      return await app.driveFlow(() => temporal.workflow.getHandle(workflowId).getUpdateHandle<CodeDispatched>(updateId).result());
+    } catch (e) {
+      if (e instanceof BrokerError && e.kind === 'expired') return undefined;
+      throw e;
+    }
+  }
 
   app.post(
     '/v1/session/email_code',
@@ -71,10 +91,13 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
           'Answers the same 202 for any syntactically valid address. Without request_id it opens a new login request (its own code, ' +
           'its own attempt budget); with the request_id of a live request for the same address it mails that request a new code ' +
           '(the previous code of that request stops working). Codes to one address are limited across all requests: one per ' +
-          `${config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS} s and ${config.BROKER_RATE_LIMIT_EMAIL_PER_HOUR} per hour (429 rate_limited with Retry-After).`,
+          `${config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS} s and ${config.BROKER_RATE_LIMIT_EMAIL_PER_HOUR} per hour (429 rate_limited with Retry-After). ` +
+          'With an Idempotency-Key header, a repeat (same address, same request_id or none, same key) answers what the first try answered ' +
+          'and mails nothing; a key whose login request has ended is a 409.',
         body: z.object({ email: emailSchema, request_id: requestIdSchema.optional() }),
         response: {
           202: z.object({ request_id: z.string(), expires_at: z.number().int(), resend_after: z.number().int() }),
+          409: errorBody,
           410: errorBody,
           ...commonErrors,
         },
@@ -83,33 +106,53 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
     async (request, reply) => {
       const { email, request_id } = request.body;
       const key = emailKey(secrets.hmacSecret, email);
+      const idempotencyKey = idempotencyKeyOf(request);
       await codePerIp(request);
+      // Under a key, the request id and the dispatch's Update id come from the key: a repeat finds
+      // the first try's flow and Temporal answers it that Update's outcome instead of running it again.
+      const retryIds = idempotencyKey === undefined ? undefined : emailCodeRetryIds(secrets.hmacSecret, key, idempotencyKey, request_id);
+      const workflowId = workflowIdOf(request_id ?? retryIds?.requestId ?? randomBytes(16).toString('hex'));
       // The address's budget, read before anything starts: a refusal starts no flow. The send
-      // activity re-checks under a lock and reserves (two requests racing here both pass).
+      // activity re-checks under a lock and reserves (two requests racing here both pass). A keyed
+      // repeat whose first try sent the code is inside the cooldown: it gets that first answer.
       const budget = await peekEmailSend(db, key, now(), sendPolicy);
-      if (!budget.ok) throw rateLimited(emailSendRefusalMessage(budget.reason), budget.retryAfterSeconds);
+      if (!budget.ok) {
+        const earlier = retryIds && (await earlierDispatch(workflowId, retryIds.updateId));
+        if (earlier) return reply.code(202).send(earlier);
+        throw rateLimited(emailSendRefusalMessage(budget.reason), budget.retryAfterSeconds);
+      }
 
       let dispatched: CodeDispatched;
+      const update = { args: [{ email_key: key }] as [{ email_key: string }], ...(retryIds ? { updateId: retryIds.updateId } : {}) };
       if (request_id !== undefined) {
-        const handle = temporal.workflow.getHandle(workflowIdOf(request_id));
-        dispatched = await driveFlow(
-          () => handle.executeUpdate(requestCodeUpdate, { args: [{ email_key: key }] }),
+        const handle = temporal.workflow.getHandle(workflowId);
+        dispatched = await app.driveFlow(
+          () => handle.executeUpdate(requestCodeUpdate, update),
           new BrokerError('expired', 'this login request has expired or is unknown; ask for a new code without request_id'),
         );
       } else {
         const input: EmailLoginRequestInput = { email, email_key: key, code_salt: randomBytes(16).toString('hex'), settings };
         const startWorkflowOperation = new WithStartWorkflowOperation<typeof emailLoginRequestWorkflow>('emailLoginRequestWorkflow', {
-          workflowId: workflowIdOf(randomBytes(16).toString('hex')),
+          workflowId,
           taskQueue: config.BROKER_TASK_QUEUE,
           args: [input],
-          workflowIdConflictPolicy: 'FAIL',
+          // A keyed repeat joins the first try's flow while it runs; once it has ended, the key is spent.
+          workflowIdConflictPolicy: retryIds ? 'USE_EXISTING' : 'FAIL',
+          workflowIdReusePolicy: 'REJECT_DUPLICATE',
           ...FLOW_METADATA.email_login,
           typedSearchAttributes: [
             { key: AkFlow, value: 'email_login' },
             { key: AkStage, value: 'started' },
           ],
         });
-        dispatched = await driveFlow(() => temporal.workflow.executeUpdateWithStart(requestCodeUpdate, { args: [{ email_key: key }], startWorkflowOperation }));
+        try {
+          dispatched = await app.driveFlow(() => temporal.workflow.executeUpdateWithStart(requestCodeUpdate, { ...update, startWorkflowOperation }));
+        } catch (e) {
+          if (!(retryIds && e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
+          const earlier = await earlierDispatch(workflowId, retryIds.updateId);
+          if (!earlier) throw new BrokerError('conflict', 'the login request this Idempotency-Key opened has ended; use a new key');
+          dispatched = earlier;
+        }
       }
       request.log.info({ flow: 'email_login', email_key: key, resend: request_id !== undefined }, 'login code dispatched');
       return reply.code(202).send(dispatched);
@@ -122,6 +165,10 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
       schema: {
         tags: ['session'],
         summary: 'Exchange the mailed code for a session',
+        description:
+          'With an Idempotency-Key header, a repeat of a successful exchange (same request_id, same code, same key) within ' +
+          `${config.BROKER_EMAIL_RETRY_WINDOW_SECONDS} s answers a fresh session for the same account (recorded and audited as a retry); ` +
+          'another key, another code or a later repeat gets 410 as without a key.',
         body: z.object({ request_id: submittedRequestIdSchema, code: z.string().regex(/^\d{6}$/, 'code must be the 6 digits from the mail') }),
         response: { 200: loginSessionSchema, 410: errorBody, ...commonErrors },
       },
@@ -129,10 +176,14 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
     async (request) => {
       await loginPerIp(request);
       const { request_id, code } = request.body;
+      const idempotencyKey = idempotencyKeyOf(request);
       const workflowId = workflowIdOf(request_id);
       const code_digest = emailCodeDigest(secrets.hmacSecret, workflowId, code);
+      const retry_key_digest = idempotencyKey === undefined ? undefined : emailRetryKeyDigest(secrets.hmacSecret, workflowId, idempotencyKey);
       const handle = temporal.workflow.getHandle(workflowId);
-      const session = await driveFlow(() => handle.executeUpdate(submitCodeUpdate, { args: [{ request_id, code_digest }] }));
+      const session = await app.driveFlow(() =>
+        handle.executeUpdate(submitCodeUpdate, { args: [{ request_id, code_digest, ...(retry_key_digest ? { retry_key_digest } : {}) }] }),
+      );
       request.log.info({ flow: 'email_login', omni_account: session.omni_account }, 'email login succeeded');
       return issueSession(app.deps, session);
     },

@@ -16,7 +16,7 @@ import {
   type GoogleLoginInput,
   type GoogleSessionClaims,
 } from '../../workflows/google-login.definitions';
-import { driveFlow, toBrokerError } from '../flow-errors';
+import { toBrokerError } from '../flow-errors';
 import { issueSession } from '../session-issue';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
 
@@ -126,7 +126,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
       expires_at: expiresAt,
       settings,
     };
-    await driveFlow(() =>
+    await app.driveFlow(() =>
       temporal.workflow.start<typeof googleLoginWorkflow>('googleLoginWorkflow', {
         workflowId: workflowIdOf(requestId),
         taskQueue: config.BROKER_TASK_QUEUE,
@@ -232,7 +232,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
         const handle = temporal.workflow.getHandle(workflowIdOf(requestId));
         const started = Date.now();
         const binding = cookieValue(request.headers.cookie, bindingCookie(requestId));
-        const result = await driveFlow(
+        const result = await app.driveFlow(
           () =>
             handle.executeUpdate(googleCallbackUpdate, {
               args: [
@@ -279,7 +279,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
       await collectPerIp(request);
       const { request_id, poll_secret } = request.body;
       const handle = temporal.workflow.getHandle(workflowIdOf(request_id));
-      const r = await driveFlow(
+      const r = await app.driveFlow(
         () => handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: collectDigest(request_id, poll_secret) }] }),
         gone('this sign-in'),
       );
@@ -304,7 +304,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
       await collectPerIp(request);
       const [, requestId = '', secret = ''] = EXCHANGE_CODE_RE.exec(request.body.exchange_code) ?? [];
       const handle = temporal.workflow.getHandle(workflowIdOf(requestId));
-      const r = await driveFlow(
+      const r = await app.driveFlow(
         () => handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: collectDigest(requestId, secret) }] }),
         gone('this exchange code'),
       );

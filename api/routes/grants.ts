@@ -25,7 +25,7 @@ import { buildGrantAcceptanceMessage, GRANT_ACCEPT_PROOF_PURPOSE } from '../../l
 import { grantScopeSchema } from '../../lib/grant-scope';
 import { MAX_CONTRACT_SIGNATURE_BYTES } from '../../lib/wallet-message';
 import type { AuthContext } from '../deps';
-import { commonErrors, errorBody, grantIdSchema } from '../schemas';
+import { commonErrors, errorBody, grantIdSchema, idempotencyKeyOf } from '../schemas';
 
 /**
  * Grants (docs/contracts.md §6, docs/mint.md): the main account offers an agent wallet a grant with a
@@ -41,8 +41,6 @@ const evmAddress = z
   .regex(/^0x[0-9a-fA-F]{40}$/, 'must be a 0x-prefixed 20-byte hex address')
   .transform((a) => a.toLowerCase())
   .refine((a) => !/^0x0{40}$/.test(a), 'must not be the zero address (nobody holds its key)');
-
-const idempotencyKeySchema = z.string().regex(/^[\w.:-]{1,128}$/, 'Idempotency-Key must be 1-128 characters of [A-Za-z0-9_.:-]');
 
 const STATUSES = ['pending', 'active', 'revoked', 'declined', 'left', 'expired'] as const;
 
@@ -168,13 +166,9 @@ export default async function grantRoutes(appBase: FastifyInstance) {
       }
       const { agent_address, scope = {}, expires_in = config.BROKER_GRANT_DEFAULT_TTL_SECONDS } = request.body;
       if (agent_address === mainAddress) throw new BrokerError('bad_request', 'agent_address must differ from the main address');
-      const keyHeader = request.headers['idempotency-key'];
+      const idempotencyKey = idempotencyKeyOf(request);
       let grantId = `grt_${randomUUID().replace(/-/g, '')}`;
-      if (keyHeader !== undefined) {
-        const parsed = idempotencyKeySchema.safeParse(keyHeader);
-        if (!parsed.success) throw new BrokerError('bad_request', parsed.error.issues[0]?.message ?? 'bad Idempotency-Key');
-        grantId = `grt_${hmacHex(secrets.hmacSecret, 'grant-id', auth.omniAccount, parsed.data).slice(0, 32)}`;
-      }
+      if (idempotencyKey !== undefined) grantId = `grt_${hmacHex(secrets.hmacSecret, 'grant-id', auth.omniAccount, idempotencyKey).slice(0, 32)}`;
       const createdAt = new Date(now());
       const expiresAt = new Date(createdAt.getTime() + expires_in * 1000);
       const maxLive = config.BROKER_GRANTS_MAX_PER_ACCOUNT;

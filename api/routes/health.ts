@@ -1,37 +1,15 @@
 import type { FastifyInstance } from 'fastify';
 import type { ReadinessCheck } from '../deps';
+import { dependencyChecks, runCheck } from '../dependencies';
 import { hasOpsBearer } from '../plugins/auth';
-
-const CHECK_TIMEOUT_MS = 3000;
-
-async function run(check: ReadinessCheck): Promise<{ ok: boolean; detail?: string }> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      check(),
-      new Promise<{ ok: boolean; detail: string }>((resolve) => {
-        timer = setTimeout(() => resolve({ ok: false, detail: `no answer within ${CHECK_TIMEOUT_MS} ms` }), CHECK_TIMEOUT_MS);
-      }),
-    ]);
-  } catch (e) {
-    return { ok: false, detail: (e as Error).message };
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Liveness (/healthz) and readiness (/readyz; per part with the ops token). */
 export default async function healthRoutes(app: FastifyInstance) {
   const { db, temporal, secrets, config } = app.deps;
+  // Each part gets BROKER_READINESS_TIMEOUT_MS (1500 ms): a hung part is named within 2 s.
+  const timeoutMs = config.BROKER_READINESS_TIMEOUT_MS;
   const builtIn: Record<string, ReadinessCheck> = {
-    database: async () => {
-      await db.query('SELECT 1');
-      return { ok: true };
-    },
-    temporal: async () => {
-      await temporal.workflowService.getSystemInfo({});
-      return { ok: true, detail: `namespace ${config.TEMPORAL_NAMESPACE}, task queue ${config.BROKER_TASK_QUEUE}` };
-    },
+    ...dependencyChecks({ db, temporal }, timeoutMs, `namespace ${config.TEMPORAL_NAMESPACE}, task queue ${config.BROKER_TASK_QUEUE}`),
     session_key: () => Promise.resolve({ ok: Boolean(secrets.sessionKey.kid), detail: `kid ${secrets.sessionKey.kid}` }),
   };
   for (const [name, check] of Object.entries(builtIn)) app.addReadinessCheck(name, check);
@@ -45,7 +23,7 @@ export default async function healthRoutes(app: FastifyInstance) {
     // Read at request time: surfaces registered after this plugin add their parts too.
     const entries = [...app.readinessChecks];
     const names = entries.map(([n]) => n);
-    const results = await Promise.all(entries.map(([, check]) => run(check)));
+    const results = await Promise.all(entries.map(([, check]) => runCheck(check, timeoutMs)));
     const parts = Object.fromEntries(names.map((n, i) => [n, results[i]]));
     // Which part went down (or came back) is logged once per change, for operators without the token.
     for (const [name, result] of Object.entries(parts)) {

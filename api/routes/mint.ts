@@ -26,7 +26,6 @@ import {
   type SignedMintIntent,
 } from '../../workflows/mint.definitions';
 import type { mintAwsCredsWorkflow, mintOidcJwtWorkflow } from '../../workflows/mint';
-import { driveFlow } from '../flow-errors';
 import { bearerToken } from '../plugins/auth';
 import { commonErrors, errorBody, grantIdSchema } from '../schemas';
 
@@ -125,7 +124,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
   /** Runs the mint flow to its end and maps its failures to the wire errors. */
   async function runMint<T>(request: FastifyRequest, requestId: string, execute: () => Promise<T>): Promise<T> {
     try {
-      return await driveFlow(execute);
+      return await app.driveFlow(execute);
     } catch (e) {
       if (e instanceof WorkflowFailedError && e.cause instanceof TimeoutFailure) {
         throw new BrokerError('unavailable', 'the mint did not complete in time; nothing was issued, try again');

@@ -23,8 +23,8 @@ import {
   type TeeAccountInput,
 } from '../../workflows/tee-account.definitions';
 import type { TeeTokenClaims } from '../deps';
-import { driveFlow } from '../flow-errors';
 import { bearerToken, teeTokenRevocationDigest } from '../plugins/auth';
+import { idempotencyKeyOf } from '../schemas';
 
 /**
  * The TEE → broker callbacks (docs/contracts.md §3): the `pumpx_api` surface the Heima TEE worker calls
@@ -89,8 +89,6 @@ const addWalletBody = z
       .optional(),
   })
   .nullish();
-
-const idempotencyKeySchema = z.string().regex(/^[\w.:-]{1,128}$/, 'Idempotency-Key must be 1-128 characters of [A-Za-z0-9_.:-]');
 
 interface TeeAccess {
   claims: TeeTokenClaims;
@@ -213,7 +211,7 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
         ],
       });
       try {
-        return await driveFlow(() => temporal.workflow.executeUpdateWithStart(update, { args: [arg], startWorkflowOperation }), runClosed);
+        return await app.driveFlow(() => temporal.workflow.executeUpdateWithStart(update, { args: [arg], startWorkflowOperation }), runClosed);
       } catch (e) {
         if (e !== runClosed || attempt >= 3) throw e;
       }
@@ -297,13 +295,11 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
         const omniAccount = claims.sub;
         await addWalletPerAccount(request, omniAccount);
         const walletIndex = request.body?.wallet_index;
-        const keyHeader = request.headers['idempotency-key'];
+        const idempotencyKey = idempotencyKeyOf(request);
         let requestKey: string = randomUUID();
         let retry = false;
-        if (keyHeader !== undefined) {
-          const parsed = idempotencyKeySchema.safeParse(keyHeader);
-          if (!parsed.success) throw new BrokerError('bad_request', parsed.error.issues[0]?.message ?? 'bad Idempotency-Key');
-          requestKey = hmacHex(secrets.hmacSecret, 'tee-add-wallet', omniAccount, parsed.data);
+        if (idempotencyKey !== undefined) {
+          requestKey = hmacHex(secrets.hmacSecret, 'tee-add-wallet', omniAccount, idempotencyKey);
           // Refused here without touching the workflow; the activity checks again under the account's lock.
           const earlier = await findWalletRequest(db, requestKey);
           if (earlier?.requested != null && earlier.requested !== requestedSlot(walletIndex)) {

@@ -30,7 +30,6 @@ import {
   type WalletLoginSettings,
 } from '../../workflows/wallet-login.definitions';
 import { issueSession } from '../session-issue';
-import { driveFlow } from '../flow-errors';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
 
 /** Accepts lower-case, upper-case and correctly checksummed (EIP-55) addresses; answers lower-case. */
@@ -137,7 +136,7 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
         ...FLOW_METADATA.wallet_login,
         typedSearchAttributes: searchAttributes,
       });
-      return driveFlow(() => temporal.workflow.executeUpdateWithStart(issueWalletChallengeUpdate, { startWorkflowOperation }));
+      return app.driveFlow(() => temporal.workflow.executeUpdateWithStart(issueWalletChallengeUpdate, { startWorkflowOperation }));
     },
   );
 
@@ -170,7 +169,7 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
           throw new BrokerError('bad_request', 'send either {request_id, signature} or {address, signature, timestamp}, not both');
         }
         const handle = temporal.workflow.getHandle(WALLET_LOGIN_ID_PREFIX + body.request_id);
-        const session = await driveFlow(
+        const session = await app.driveFlow(
           () => handle.executeUpdate(submitWalletSignatureUpdate, { args: [{ request_id: body.request_id, signature }] }),
           new BrokerError('expired', 'this challenge is unknown, has expired or was already used; ask for a new one'),
         );

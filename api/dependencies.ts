@@ -1,0 +1,117 @@
+/**
+ * The database and Temporal as the API depends on them: the checks /readyz reports, and the
+ * deadline a flow call waits under (answer 503 within about 2 s when either stops answering,
+ * instead of holding the caller while it hangs).
+ */
+import type { Client } from '@temporalio/client';
+import type { Db } from '../db/pool';
+import { unavailable, type BrokerError } from '../lib/errors';
+import type { ReadinessCheck } from '../lib/readiness';
+
+/** How long a flow call waits before it checks the database and Temporal (and again each time after). */
+export const FLOW_PROBE_EVERY_MS = 700;
+
+export type CheckResult = { ok: boolean; detail?: string };
+
+/** Runs one check; a check that has not answered within timeoutMs is down ("no answer within …"). */
+export async function runCheck(check: ReadinessCheck, timeoutMs: number): Promise<CheckResult> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      check(),
+      new Promise<CheckResult>((resolve) => {
+        timer = setTimeout(() => resolve({ ok: false, detail: `no answer within ${timeoutMs} ms` }), timeoutMs);
+      }),
+    ]);
+  } catch (e) {
+    return { ok: false, detail: (e as Error).message };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The `database` and `temporal` parts: one round trip each, the Temporal one under a gRPC deadline of timeoutMs. */
+export function dependencyChecks(
+  deps: { db: Db; temporal: Client },
+  timeoutMs: number,
+  temporalDetail?: string,
+): Record<'database' | 'temporal', ReadinessCheck> {
+  return {
+    database: async () => {
+      await deps.db.query('SELECT 1');
+      return { ok: true };
+    },
+    temporal: async () => {
+      await deps.temporal.withDeadline(Date.now() + timeoutMs, () => deps.temporal.workflowService.getSystemInfo({}));
+      return { ok: true, detail: temporalDetail };
+    },
+  };
+}
+
+export interface FlowDeadline {
+  temporal: Client;
+  /** Checks the database and Temporal; answers what is down ("database: no answer within 800 ms"), or undefined. */
+  probe: () => Promise<string | undefined>;
+  /** The longest wait, even while both answer. */
+  deadlineMs: number;
+  probeEveryMs?: number;
+  /** Told why the call was given up (the part and its detail: for the operators' log, not the caller). */
+  onGiveUp?: (why: string) => void;
+}
+
+/** A probe over the given checks: the first part that is down, named. */
+export function dependencyProbe(checks: Record<string, ReadinessCheck>, timeoutMs: number): () => Promise<string | undefined> {
+  return async () => {
+    const entries = Object.entries(checks);
+    const results = await Promise.all(entries.map(([, check]) => runCheck(check, timeoutMs)));
+    const i = results.findIndex((r) => !r.ok);
+    return i < 0 ? undefined : `${entries[i]?.[0]}: ${results[i]?.detail ?? 'down'}`;
+  };
+}
+
+/**
+ * Runs a Temporal client call (an Update, a start and its result) under an abort signal. It is
+ * aborted, and the caller gets 503 `unavailable`, when a probe run after each probeEveryMs of
+ * waiting finds the database or Temporal not answering, or at deadlineMs. A slow flow on healthy
+ * dependencies keeps its time; a hung dependency costs the caller about probeEveryMs + the probe's
+ * timeout. What the flow does after the caller gave up stays the flow's: a mint still audits
+ * before it mints, and its result, sealed to this request's key, is never handed out.
+ */
+export async function withFlowDeadline<T>(d: FlowDeadline, call: () => Promise<T>): Promise<T> {
+  const ctrl = new AbortController();
+  let reason: BrokerError | undefined;
+  const aborted = new Promise<never>((_resolve, reject) => ctrl.signal.addEventListener('abort', () => reject(reason ?? new Error('aborted'))));
+  aborted.catch(() => undefined);
+  const giveUp = (e: BrokerError, why: string) => {
+    if (reason) return;
+    reason = e;
+    d.onGiveUp?.(why);
+    ctrl.abort(e);
+  };
+  const deadline = setTimeout(
+    () => giveUp(unavailable('the broker did not finish this request in time; retry shortly'), `flow deadline of ${d.deadlineMs} ms`),
+    d.deadlineMs,
+  );
+  const every = d.probeEveryMs ?? FLOW_PROBE_EVERY_MS;
+  let probing = false;
+  const probes = setInterval(() => {
+    if (probing) return;
+    probing = true;
+    void d
+      .probe()
+      .then((down) => {
+        if (down) giveUp(unavailable('a service the broker depends on is not answering; retry shortly'), down);
+      })
+      .finally(() => {
+        probing = false;
+      });
+  }, every);
+  try {
+    return await Promise.race([d.temporal.withAbortSignal(ctrl.signal, call), aborted]);
+  } catch (e) {
+    throw reason ?? e;
+  } finally {
+    clearTimeout(deadline);
+    clearInterval(probes);
+  }
+}
