@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { Client } from '@temporalio/client';
+import { brokerDataConverter } from '../adapters/temporal-options';
+import { CodecError } from '../lib/codec';
 import { FLOW_METADATA } from '../lib/flow-metadata';
 import { ensureMaintenanceSchedule } from '../worker/schedules';
 import type { purgeExpiredWorkflow } from '../workflows/maintenance';
@@ -80,6 +83,32 @@ void describe('housekeeping', () => {
       assert.equal((await handle.describe()).action.staticSummary, FLOW_METADATA.maintenance.staticSummary);
     } finally {
       await stack.temporal.schedule.getHandle(PURGE_SCHEDULE_ID).delete();
+    }
+  });
+
+  void test('a schedule written under a payload key this broker does not hold is replaced, not a failed start-up', async () => {
+    const schedules = stack.temporal.schedule;
+    await schedules
+      .getHandle(PURGE_SCHEDULE_ID)
+      .delete()
+      .catch(() => undefined);
+    // Another deployment (or a key since dropped): same namespace, same Schedule id, another payload key.
+    const foreign = new Client({
+      connection: stack.temporal.connection,
+      namespace: stack.config.TEMPORAL_NAMESPACE,
+      dataConverter: brokerDataConverter({ ...stack.secrets, payloadKey: randomBytes(32), retiredPayloadKeys: [] }),
+    });
+    const foreignConfig = { ...stack.config, BROKER_TASK_QUEUE: `foreign-${randomBytes(4).toString('hex')}` };
+    try {
+      assert.equal(await ensureMaintenanceSchedule(foreign, foreignConfig), 'created');
+      await assert.rejects(schedules.getHandle(PURGE_SCHEDULE_ID).describe(), CodecError, 'this broker cannot read it');
+      assert.equal(await ensureMaintenanceSchedule(stack.temporal, stack.config), 'replaced');
+      const d = await schedules.getHandle(PURGE_SCHEDULE_ID).describe();
+      assert.equal(d.action.type === 'startWorkflow' ? d.action.taskQueue : '', stack.config.BROKER_TASK_QUEUE);
+      assert.equal(d.action.staticSummary, FLOW_METADATA.maintenance.staticSummary);
+      assert.equal(await ensureMaintenanceSchedule(stack.temporal, stack.config), 'existing');
+    } finally {
+      await schedules.getHandle(PURGE_SCHEDULE_ID).delete();
     }
   });
 });

@@ -1,4 +1,12 @@
-import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
+import {
+  ScheduleAlreadyRunning,
+  ScheduleNotFoundError,
+  ScheduleOverlapPolicy,
+  type Client,
+  type ScheduleHandle,
+  type ScheduleOptions,
+} from '@temporalio/client';
+import { CodecError } from '../lib/codec';
 import type { Config } from '../lib/config';
 import { AkFlow } from '../lib/search-attributes';
 import { FLOW_METADATA } from '../lib/flow-metadata';
@@ -12,33 +20,20 @@ import { PURGE_SCHEDULE_ID, PURGE_WORKFLOW_ID } from '../workflows/maintenance.d
  * rows) unless it exists already (an existing one without the action's summary gets it); safe to
  * call from every worker at start-up.
  */
-export async function ensureMaintenanceSchedule(client: Client, config: Config): Promise<'created' | 'existing'> {
-  try {
-    await client.schedule.create<typeof purgeExpiredWorkflow>({
-      scheduleId: PURGE_SCHEDULE_ID,
-      spec: { intervals: [{ every: '1 hour' }] },
-      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 hour' },
-      action: {
-        type: 'startWorkflow',
-        workflowType: 'purgeExpiredWorkflow',
-        workflowId: PURGE_WORKFLOW_ID,
-        ...FLOW_METADATA.maintenance,
-        taskQueue: config.BROKER_TASK_QUEUE,
-        args: [],
-        typedSearchAttributes: [{ key: AkFlow, value: 'maintenance' }],
-      },
-    });
-    return 'created';
-  } catch (e) {
-    if (!(e instanceof ScheduleAlreadyRunning)) throw e;
+export async function ensureMaintenanceSchedule(client: Client, config: Config): Promise<ScheduleEnsured> {
+  const options = {
+    scheduleId: PURGE_SCHEDULE_ID,
+    spec: { intervals: [{ every: '1 hour' }] },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 hour' },
+    action: startAction('purgeExpiredWorkflow', PURGE_WORKFLOW_ID, 'maintenance', config),
+  } satisfies ScheduleOptions;
+  return ensureSchedule(client, options, async (handle) => {
     // A Schedule registered before its action carried a summary gets one.
-    const handle = client.schedule.getHandle(PURGE_SCHEDULE_ID);
     const { action } = await handle.describe();
     if (action.staticSummary !== FLOW_METADATA.maintenance.staticSummary) {
       await handle.update((previous) => ({ ...previous, action: { ...previous.action, ...FLOW_METADATA.maintenance } }));
     }
-    return 'existing';
-  }
+  });
 }
 
 /**
@@ -46,30 +41,67 @@ export async function ensureMaintenanceSchedule(client: Client, config: Config):
  * BROKER_AUDIT_ANCHOR_SECONDS) unless it exists; an existing one gets the configured interval
  * and the action's summary.
  */
-export async function ensureAuditAnchorSchedule(client: Client, config: Config): Promise<'created' | 'existing'> {
-  const every = `${config.BROKER_AUDIT_ANCHOR_SECONDS} seconds`;
-  const spec = { intervals: [{ every }] };
+export async function ensureAuditAnchorSchedule(client: Client, config: Config): Promise<ScheduleEnsured> {
+  const spec = { intervals: [{ every: `${config.BROKER_AUDIT_ANCHOR_SECONDS} seconds` }] };
+  const options = {
+    scheduleId: AUDIT_ANCHOR_SCHEDULE_ID,
+    spec,
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
+    action: startAction('auditAnchorWorkflow', AUDIT_ANCHOR_WORKFLOW_ID, 'audit_anchor', config),
+  } satisfies ScheduleOptions;
+  return ensureSchedule(client, options, (handle) =>
+    handle.update((previous) => ({ ...previous, spec, action: { ...previous.action, ...FLOW_METADATA.audit_anchor } })),
+  );
+}
+
+/** The workflows the broker's Schedules start (both take no arguments). */
+type WorkflowTypeName = 'purgeExpiredWorkflow' | 'auditAnchorWorkflow';
+
+/** A Schedule's action: start the broker's `flow` workflow, with no arguments, on the broker task queue. */
+function startAction(workflowType: WorkflowTypeName, workflowId: string, flow: 'maintenance' | 'audit_anchor', config: Config): ScheduleOptions['action'] {
+  return {
+    type: 'startWorkflow',
+    workflowType,
+    workflowId,
+    ...FLOW_METADATA[flow],
+    taskQueue: config.BROKER_TASK_QUEUE,
+    args: [],
+    typedSearchAttributes: [{ key: AkFlow, value: flow }],
+  };
+}
+
+/** created: it was not there; existing: it was, and `refresh` brought it up to date; replaced: see ensureSchedule. */
+export type ScheduleEnsured = 'created' | 'existing' | 'replaced';
+
+/**
+ * Creates the Schedule, or refreshes the one already there. Reading an existing Schedule decodes its
+ * action's payloads (summary, details) with this broker's payload keys; one written under a key this
+ * broker does not hold (a key retired and dropped, another deployment sharing the namespace) cannot be
+ * read or kept, so it is deleted and created again from this broker's definition instead of stopping
+ * the worker at start-up. Its content is the broker's own fixed definition, so nothing is lost.
+ */
+async function ensureSchedule(client: Client, options: ScheduleOptions, refresh: (handle: ScheduleHandle) => Promise<unknown>): Promise<ScheduleEnsured> {
+  if (await createUnlessThere(client, options)) return 'created';
+  const handle = client.schedule.getHandle(options.scheduleId);
   try {
-    await client.schedule.create<typeof auditAnchorWorkflow>({
-      scheduleId: AUDIT_ANCHOR_SCHEDULE_ID,
-      spec,
-      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
-      action: {
-        type: 'startWorkflow',
-        workflowType: 'auditAnchorWorkflow',
-        workflowId: AUDIT_ANCHOR_WORKFLOW_ID,
-        ...FLOW_METADATA.audit_anchor,
-        taskQueue: config.BROKER_TASK_QUEUE,
-        args: [],
-        typedSearchAttributes: [{ key: AkFlow, value: 'audit_anchor' }],
-      },
-    });
-    return 'created';
-  } catch (e) {
-    if (!(e instanceof ScheduleAlreadyRunning)) throw e;
-    await client.schedule
-      .getHandle(AUDIT_ANCHOR_SCHEDULE_ID)
-      .update((previous) => ({ ...previous, spec, action: { ...previous.action, ...FLOW_METADATA.audit_anchor } }));
+    await refresh(handle);
     return 'existing';
+  } catch (e) {
+    if (!(e instanceof CodecError)) throw e;
+    await handle.delete().catch((err: unknown) => {
+      if (!(err instanceof ScheduleNotFoundError)) throw err;
+    });
+    await createUnlessThere(client, options);
+    return 'replaced';
+  }
+}
+
+async function createUnlessThere(client: Client, options: ScheduleOptions): Promise<boolean> {
+  try {
+    await client.schedule.create(options);
+    return true;
+  } catch (e) {
+    if (e instanceof ScheduleAlreadyRunning) return false;
+    throw e;
   }
 }
