@@ -10,9 +10,7 @@ import { CodecError } from '../lib/codec';
 import type { Config } from '../lib/config';
 import { AkFlow } from '../lib/search-attributes';
 import { FLOW_METADATA } from '../lib/flow-metadata';
-import type { auditAnchorWorkflow } from '../workflows/audit-anchor';
 import { AUDIT_ANCHOR_SCHEDULE_ID, AUDIT_ANCHOR_WORKFLOW_ID } from '../workflows/audit-anchor.definitions';
-import type { purgeExpiredWorkflow } from '../workflows/maintenance';
 import { PURGE_SCHEDULE_ID, PURGE_WORKFLOW_ID } from '../workflows/maintenance.definitions';
 
 /**
