@@ -2,6 +2,7 @@
  * Production API entry point (`npm run api` after `npm run build`, or `tsx api/main.ts`).
  * SIGINT/SIGTERM stop accepting requests, finish in-flight ones, then exit.
  */
+import { ensureAuditShards } from '../db/audit';
 import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { ConfigError, loadConfig } from '../lib/config';
@@ -17,6 +18,7 @@ async function main(): Promise<void> {
   const secrets = await resolveSecrets(config);
   const db = createPool(config.DATABASE_URL, config.BROKER_DB_POOL_MAX);
   await migrate(db);
+  await ensureAuditShards(db, config.BROKER_AUDIT_SHARDS);
   // Production only: refuse to start when STS is unreachable with the broker's credentials.
   const skipCheck = process.argv.includes('--skip-startup-check') || config.BROKER_SKIP_STARTUP_CHECK === true;
   const sts = await stsStartupGate(config, { skipCheck });

@@ -12,7 +12,9 @@ const MAX_LIMIT = 200;
 const MAX_SEQ = 9_223_372_036_854_775_807n;
 
 const entrySchema = z.object({
-  seq: z.string().describe('position in the chained log (a decimal string)'),
+  seq: z.string().describe('global position in the log (a decimal string; a cursor — may have gaps)'),
+  shard: z.number().int().nullable().describe('the hash chain the row is in (all of one account are in one); null before the log was sharded'),
+  shard_seq: z.string().nullable().describe("the row's position in its shard's chain, from 1 without gaps"),
   at: z.string().describe('ISO-8601 time the row was written'),
   event: z.string().describe('e.g. login.email, mint.aws.intent, mint.aws, grant.create'),
   outcome: z.enum(['ok', 'denied', 'failed']),
@@ -57,6 +59,8 @@ export default async function auditRoutes(appBase: FastifyInstance) {
       const rows = await listAuditForAccount(db, auth.omniAccount, { limit, beforeSeq: before });
       const entries = rows.map((r) => ({
         seq: r.seq,
+        shard: r.shard ?? null,
+        shard_seq: r.shard_seq ?? null,
         at: r.at,
         event: r.event,
         outcome: r.outcome,
@@ -81,10 +85,20 @@ export default async function auditRoutes(appBase: FastifyInstance) {
         tags: ['audit'],
         summary: "The audit chain's latest signed head (public): pin it, and check the log against it later",
         description:
-          'jws: a compact JWS (ES256, typ agentkeys-audit-head+jws) of {seq, hash, at, iss} by the audit key at GET /v1/audit/keys. ' +
-          'Every row hash covers the previous row, so the head pins every row up to seq: `npm run audit:verify -- --head <jws>` reports a log that disagrees. 404 until the first head is signed.',
+          'jws: a compact JWS (ES256, typ agentkeys-audit-head+jws) by the audit key at GET /v1/audit/keys of {v: 2, seq, hash, root, shards, at, iss}: ' +
+          'shards the head {shard, seq, hash} of every shard chain, root their RFC 6962 Merkle root, seq/hash the latest row (version 1 heads, from before sharding, have only {seq, hash, at, iss}). ' +
+          'Every row hash covers the previous row of its shard, so the head pins every row under it: `npm run audit:verify -- --head <jws>` reports a log that disagrees. 404 until the first head is signed.',
         response: {
-          200: z.object({ seq: z.string(), hash: z.string(), signed_at: z.string(), kid: z.string(), jws: z.string() }),
+          200: z.object({
+            seq: z.string(),
+            hash: z.string(),
+            signed_at: z.string(),
+            kid: z.string(),
+            jws: z.string(),
+            version: z.number().int(),
+            root: z.string().nullable(),
+            shards: z.array(z.object({ shard: z.number().int(), seq: z.string(), hash: z.string() })).nullable(),
+          }),
           404: errorBody,
           ...commonErrors,
         },
@@ -97,7 +111,16 @@ export default async function auditRoutes(appBase: FastifyInstance) {
           'not_found',
           'no head has been signed yet (the audit-anchor Schedule signs one every BROKER_AUDIT_ANCHOR_SECONDS once the log has rows)',
         );
-      return { seq: head.seq, hash: head.hash, signed_at: head.signed_at.toISOString(), kid: head.kid, jws: head.jws };
+      return {
+        seq: head.seq,
+        hash: head.hash,
+        signed_at: head.signed_at.toISOString(),
+        kid: head.kid,
+        jws: head.jws,
+        version: head.version,
+        root: head.root,
+        shards: head.shard_heads,
+      };
     },
   );
 
