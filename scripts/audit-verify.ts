@@ -8,6 +8,10 @@
  * audit keys: --keys (a JWKS file or the broker's /v1/audit/keys URL), else the broker's own audit
  * key (BROKER_AUDIT_KEY_PATH, or the development key under BROKER_DATA_DIR).
  *
+ * `npm run audit:verify -- --proof <file> [--keys …]`: checks one inclusion proof from
+ * GET /v1/audit/proof instead (lib/audit-proof.ts), with no database: the row's hash, the chain to
+ * its shard's head, the audit path to the signed root, the head's signature.
+ *
  * Exit 0 with a summary when everything agrees; 1 naming the first broken row or contradicted
  * head; 2 when the check itself could not run.
  */
@@ -19,20 +23,43 @@ import { allAuditHeads } from '../db/audit-heads';
 import { checkAuditHeads, verifyAuditChain, type HeadToCheck } from '../db/audit-query';
 import { createPool } from '../db/pool';
 import { AuditHeadError, verifyAuditHead } from '../lib/audit-head';
+import { AuditProofError, verifyAuditProof } from '../lib/audit-proof';
 import { loadConfig, type Config } from '../lib/config';
 
-function parseArgs(argv: string[]): { heads: string[]; keys?: string } {
+function parseArgs(argv: string[]): { heads: string[]; keys?: string; proof?: string } {
   const heads: string[] = [];
   let keys: string | undefined;
+  let proof: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = argv[i + 1];
-    if ((a === '--head' || a === '--keys') && next === undefined) throw new Error(`${a} needs a value`);
+    if ((a === '--head' || a === '--keys' || a === '--proof') && next === undefined) throw new Error(`${a} needs a value`);
     if (a === '--head') heads.push(argv[++i] as string);
     else if (a === '--keys') keys = argv[++i];
-    else throw new Error(`unknown argument ${a} (usage: audit:verify [--head <jws>]... [--keys <jwks file or URL>])`);
+    else if (a === '--proof') proof = argv[++i];
+    else throw new Error(`unknown argument ${a} (usage: audit:verify [--head <jws>]... [--keys <jwks file or URL>] | audit:verify --proof <file> [--keys …])`);
   }
-  return { heads, keys };
+  return { heads, keys, proof };
+}
+
+/** --proof: checks one inclusion proof (GET /v1/audit/proof, saved to a file) offline: no database. */
+async function verifyProofFile(file: string, keys: JSONWebKeySet): Promise<number> {
+  let input: unknown;
+  try {
+    input = JSON.parse(await readFile(file, 'utf8'));
+  } catch (e) {
+    console.error(`audit proof REFUSED (${file}): not readable JSON: ${(e as Error).message}`);
+    return 1;
+  }
+  try {
+    const r = await verifyAuditProof(input, keys);
+    console.log(`audit proof holds: row seq ${r.seq} (shard ${r.shard}) is under the head signed at ${r.headAt}, root ${r.root}`);
+    return 0;
+  } catch (e) {
+    if (!(e instanceof AuditProofError)) throw e;
+    console.error(`audit proof REFUSED (${file}): ${e.message}`);
+    return 1;
+  }
 }
 
 async function auditKeys(config: Config, source: string | undefined): Promise<JSONWebKeySet> {
@@ -49,6 +76,7 @@ async function auditKeys(config: Config, source: string | undefined): Promise<JS
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
   const config = loadConfig(process.env);
+  if (args.proof) return verifyProofFile(args.proof, await auditKeys(config, args.keys));
   if (!config.DATABASE_URL) {
     console.error('audit:verify needs DATABASE_URL (the database whose audit_log to check)');
     return 2;

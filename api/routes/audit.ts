@@ -3,6 +3,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { listAuditForAccount } from '../../db/audit-query';
 import { latestAuditHead } from '../../db/audit-heads';
+import { buildAuditProof, MAX_PROOF_CHAIN } from '../../db/audit-proof';
+import { auditProofSchema } from '../../lib/audit-proof';
 import { BrokerError } from '../../lib/errors';
 import { commonErrors, errorBody } from '../schemas';
 
@@ -24,6 +26,13 @@ const entrySchema = z.object({
   hash: z.string(),
 });
 
+/** A seq from a page of GET /v1/audit: a positive Postgres bigint (a larger one would fail in the query — a 500 — not find nothing). */
+const seqParam = (what: string) =>
+  z
+    .string()
+    .regex(/^[1-9]\d{0,18}$/, `${what} must be a seq from GET /v1/audit`)
+    .refine((v) => !/^\d{19}$/.test(v) || BigInt(v) <= MAX_SEQ, `${what} must be a seq from GET /v1/audit`);
+
 /** GET /v1/audit: the caller's own audit rows (by OmniAccount), newest first, paged by seq. */
 export default async function auditRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
@@ -42,12 +51,7 @@ export default async function auditRoutes(appBase: FastifyInstance) {
         security: [{ bearer: [] }],
         querystring: z.object({
           limit: z.coerce.number().int().min(1, 'limit must be at least 1').max(MAX_LIMIT, `limit must be at most ${MAX_LIMIT}`).default(DEFAULT_LIMIT),
-          before: z
-            .string()
-            .regex(/^[1-9]\d{0,18}$/, 'before must be a seq from a previous page')
-            // seq is a Postgres bigint: a larger cursor would fail in the query (a 500), not page.
-            .refine((v) => !/^\d{19}$/.test(v) || BigInt(v) <= MAX_SEQ, 'before must be a seq from a previous page')
-            .optional(),
+          before: seqParam('before').optional(),
         }),
         response: { 200: z.object({ entries: z.array(entrySchema), next_before: z.string().nullable() }), ...commonErrors },
       },
@@ -71,6 +75,47 @@ export default async function auditRoutes(appBase: FastifyInstance) {
       }));
       const last = rows[rows.length - 1];
       return { entries, next_before: rows.length === limit && last ? last.seq : null };
+    },
+  );
+
+  app.get(
+    '/v1/audit/proof',
+    {
+      onRequest: app.requireAuth,
+      schema: {
+        tags: ['audit'],
+        summary: 'Proof that one of your audit rows is under a signed head',
+        description:
+          'The row, the later rows of its shard as {seq, shard_seq, content, hash} up to the shard head at the latest signed head ' +
+          `(or, when the row is more than ${MAX_PROOF_CHAIN} rows below it, the earliest signed head that covers it), the RFC 6962 audit path from that shard head to the head's Merkle root, and the signed head. ` +
+          'Check it offline with `npm run audit:verify -- --proof <file> --keys <broker>/v1/audit/keys`. ' +
+          '404: no such row of yours, or seq beyond the log; 409: the row is not under a signed head yet (retry after the next anchor), or it predates sharding.',
+        security: [{ bearer: [] }],
+        querystring: z.object({ seq: seqParam('seq') }),
+        response: { 200: auditProofSchema, 404: errorBody, 409: errorBody, ...commonErrors },
+      },
+    },
+    async (request) => {
+      const auth = request.auth;
+      if (!auth) throw new BrokerError('unauthorized', 'not authenticated');
+      const { seq } = request.query;
+      const found = await buildAuditProof(db, auth.omniAccount, seq);
+      if (found.ok) return found.proof;
+      switch (found.why) {
+        case 'beyond_log':
+          throw new BrokerError(
+            'not_found',
+            `seq ${seq} is beyond the log's head (${found.logEnd === null ? 'the log is empty' : `its last row is seq ${found.logEnd}`})`,
+          );
+        case 'not_found':
+          throw new BrokerError('not_found', `no audit row ${seq} of yours`);
+        case 'unsharded':
+          throw new BrokerError('conflict', `row ${seq} predates the sharded log and has no inclusion proof; audit:verify with a signed head covers it`);
+        case 'not_anchored':
+          throw new BrokerError('conflict', `row ${seq} is not under a signed head yet: one is signed every ${config.BROKER_AUDIT_ANCHOR_SECONDS} s`, {
+            headers: { 'retry-after': String(config.BROKER_AUDIT_ANCHOR_SECONDS) },
+          });
+      }
     },
   );
 
