@@ -99,9 +99,12 @@ export async function appendAudit(tx: Queryable, e: AuditEvent): Promise<AuditRe
  * Start-up check of BROKER_AUDIT_SHARDS against the database. The count may change only while no
  * row has been written to a shard (a fresh or just-migrated log): once rows are placed by one
  * count, another would put an account's next rows in another chain and break its order, so a
- * different count is refused with a ConfigError (the API and worker do not start).
+ * different count is refused with a ConfigError (the API and worker do not start). Appends always
+ * use the count in the database, never the configured one.
  */
 export async function ensureAuditShards(pool: pg.Pool, shards: number): Promise<'unchanged' | 'set'> {
+  // The usual case, without the exclusive lock: taking it would queue every append behind the start-up.
+  if ((await readAuditSettings(pool)).shards === shards) return 'unchanged';
   return withTransaction(pool, async (c) => {
     await c.query('SELECT pg_advisory_xact_lock($1)', [AUDIT_SETTINGS_LOCK]);
     const current = await readAuditSettings(c);
