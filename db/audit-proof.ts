@@ -18,7 +18,8 @@ const HEAD_COLUMNS = 'seq::text AS seq, hash, signed_at, kid, jws, version, root
  * head — or, when the row is more than MAX_PROOF_CHAIN rows below its shard's head there, the
  * earliest signed head that covers it (the shortest chain). Another account's row is not_found.
  */
-export async function buildAuditProof(q: Queryable, omniAccount: string, seq: string): Promise<ProofLookup> {
+export async function buildAuditProof(q: Queryable, omniAccount: string, seq: string, opts: { maxChain?: number } = {}): Promise<ProofLookup> {
+  const maxChain = opts.maxChain ?? MAX_PROOF_CHAIN;
   const row = (await q.query<AuditRow>(`SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE seq = $1 AND omni_account = $2`, [seq, omniAccount])).rows[0];
   if (!row) {
     const end = (await q.query<{ seq: string | null }>('SELECT max(seq)::text AS seq FROM audit_log')).rows[0]?.seq ?? null;
@@ -44,7 +45,7 @@ export async function buildAuditProof(q: Queryable, omniAccount: string, seq: st
       (await q.query<{ n: string }>('SELECT count(*)::text AS n FROM audit_log WHERE shard = $1 AND seq > $2 AND seq <= $3', [shard, row.seq, leafOf(h)?.seq]))
         .rows[0]?.n,
     );
-  if ((await chainLength(head)) > MAX_PROOF_CHAIN) head = (await covering('ASC')) ?? head;
+  if ((await chainLength(head)) > maxChain) head = (await covering('ASC')) ?? head;
   const heads = head.shard_heads as ShardHead[];
   const leaf = leafOf(head) as ShardHead;
   const later = (

@@ -9,9 +9,11 @@ import { resolveSecrets, type BrokerSecrets } from '../adapters/secrets';
 import { appendAudit, ensureAuditShards } from '../db/audit';
 import { AUDIT_COLUMNS, verifyAuditChain, type AuditRow } from '../db/audit-query';
 import { migrate } from '../db/migrate';
+import { buildAuditProof } from '../db/audit-proof';
 import { createPool, withTransaction, type Db } from '../db/pool';
 import { auditRowHashV1, auditShardOf, GENESIS_HASH } from '../lib/audit-chain';
 import { signAuditHead } from '../lib/audit-head';
+import { verifyAuditProof } from '../lib/audit-proof';
 import { merkleAuditPath, merkleRoot, shardHeadsRoot, verifyMerkleInclusion, type ShardHead } from '../lib/audit-merkle';
 import { loadConfig, type Config } from '../lib/config';
 import { generateSigningKeyJwk, signingKeyFromJwk } from '../lib/signing-key';
@@ -222,6 +224,13 @@ void describe('migrating a single-chain log', () => {
     assert.equal(ok.code, 0, ok.out);
     assert.match(ok.out, /intact: 18 rows in \d of 4 shard chains.*4 signed heads agree/);
 
+    // Rows from before sharding have no proof form; the new ones do.
+    assert.deepEqual(await buildAuditProof(log.db, alice, '1'), { ok: false, why: 'unsharded' });
+    const aliceNew = rows.find((r) => r.omni_account === alice && r.shard !== null);
+    const proof = await buildAuditProof(log.db, alice, aliceNew?.seq ?? '');
+    assert.ok(proof.ok);
+    await verifyAuditProof(proof.proof, { keys: [secrets.auditKey.publicJwk] });
+
     // A broker of the previous version, still running, appends an unsharded row: refused (its caller gets audit_error).
     await assert.rejects(
       log.db.query("INSERT INTO audit_log (seq, at, event, outcome, prev_hash, hash) VALUES (1000, now()::text, 'login.wallet', 'ok', $1, $2)", [
@@ -230,6 +239,26 @@ void describe('migrating a single-chain log', () => {
       ]),
       /audit_log_sharded/,
     );
+  });
+});
+
+void describe('inclusion proofs from the database', () => {
+  void test('a row far below its shard head at the latest head is proved under the earliest head that covers it', async () => {
+    const log = await freshLog({ shards: 4 });
+    const a = account();
+    const first = await append(log, a);
+    const early = await anchor(log);
+    for (let i = 0; i < 5; i++) await append(log, a);
+    const late = await anchor(log);
+    const keys = { keys: [secrets.auditKey.publicJwk] };
+    const latest = await buildAuditProof(log.db, a, first.seq);
+    assert.ok(latest.ok);
+    assert.deepEqual([latest.proof.head.jws, latest.proof.chain.length], [late.jws, 5]);
+    await verifyAuditProof(latest.proof, keys);
+    const short = await buildAuditProof(log.db, a, first.seq, { maxChain: 3 });
+    assert.ok(short.ok);
+    assert.deepEqual([short.proof.head.jws, short.proof.chain.length], [early.jws, 0]);
+    await verifyAuditProof(short.proof, keys);
   });
 });
 
