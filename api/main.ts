@@ -2,6 +2,7 @@
  * Production API entry point (`npm run api` after `npm run build`, or `tsx api/main.ts`).
  * SIGINT/SIGTERM stop accepting requests, finish in-flight ones, then exit.
  */
+import { ensureAuditShards } from '../db/audit';
 import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { ConfigError, loadConfig } from '../lib/config';
@@ -17,7 +18,9 @@ async function main(): Promise<void> {
   const secrets = await resolveSecrets(config);
   // Migrations on a pool of their own, without the API's statement deadline (an index build may take minutes).
   const migrations = createPool(config.DATABASE_URL, 1);
-  await migrate(migrations).finally(() => migrations.end());
+  await migrate(migrations)
+    .then(() => ensureAuditShards(migrations, config.BROKER_AUDIT_SHARDS))
+    .finally(() => migrations.end());
   const db = createPool(config.DATABASE_URL, config.BROKER_DB_POOL_MAX, { queryTimeoutMs: config.BROKER_DB_QUERY_TIMEOUT_MS });
   // Production only: refuse to start when STS is unreachable with the broker's credentials.
   const skipCheck = process.argv.includes('--skip-startup-check') || config.BROKER_SKIP_STARTUP_CHECK === true;

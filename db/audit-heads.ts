@@ -1,44 +1,67 @@
+import type { ShardHead } from '../lib/audit-merkle';
 import type { Queryable } from './pool';
 
 export interface AuditHeadRow {
+  /** The log's latest row when signed. */
   seq: string;
   hash: string;
   signed_at: Date;
   kid: string;
   jws: string;
+  /** 1: the single chain's head; 2: the Merkle root over every shard's head. */
+  version: number;
+  root: string | null;
+  shard_heads: ShardHead[] | null;
 }
 
-const COLUMNS = 'seq::text AS seq, hash, signed_at, kid, jws';
+const COLUMNS = 'seq::text AS seq, hash, signed_at, kid, jws, version, root, shard_heads';
 
-/** The chain's current head row, or null for an empty log. */
-export async function currentAuditHead(q: Queryable): Promise<{ seq: string; hash: string } | null> {
-  const r = await q.query<{ seq: string; hash: string }>('SELECT seq::text AS seq, hash FROM audit_log ORDER BY audit_log.seq DESC LIMIT 1');
-  return r.rows[0] ?? null;
+export interface CurrentHeads {
+  /** The log's latest row. */
+  seq: string;
+  hash: string;
+  /** Every shard's last row in shard order (seq "0" and the chains' starting hash for an empty shard). */
+  shards: ShardHead[];
 }
 
-/** Records a signed head; a head already signed for that seq is kept and returned (idempotent). */
+/** The log's current shard heads, read in one snapshot; null for an empty log. */
+export async function currentAuditHeads(q: Queryable): Promise<CurrentHeads | null> {
+  const r = await q.query<{ kind: 'shard' | 'latest'; shard: number | null; seq: string | null; hash: string | null }>(
+    `WITH settings AS (SELECT shards, genesis_hash FROM audit_settings)
+     SELECT 'shard' AS kind, s.shard, coalesce(p.seq::text, '0') AS seq, coalesce(p.hash, settings.genesis_hash) AS hash
+       FROM settings CROSS JOIN LATERAL generate_series(0, settings.shards - 1) AS s(shard)
+       LEFT JOIN LATERAL (SELECT seq, hash FROM audit_log WHERE audit_log.shard = s.shard ORDER BY shard_seq DESC LIMIT 1) p ON true
+     UNION ALL
+     SELECT 'latest', NULL, l.seq::text, l.hash FROM (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1) l
+     ORDER BY 1 DESC, 2`,
+  );
+  const latest = r.rows.find((x) => x.kind === 'latest');
+  if (!latest?.seq || !latest.hash) return null;
+  const shards = r.rows.filter((x) => x.kind === 'shard').map((x) => ({ shard: x.shard ?? 0, seq: x.seq ?? '0', hash: x.hash ?? '' }));
+  return { seq: latest.seq, hash: latest.hash, shards };
+}
+
+/** Records a signed head; a head already signed for that root (version 1: seq) is kept and returned (idempotent). */
 export async function recordAuditHead(q: Queryable, head: AuditHeadRow): Promise<AuditHeadRow> {
+  const conflict = head.root ? '(root) WHERE root IS NOT NULL' : '(seq) WHERE root IS NULL';
   const inserted = await q.query<AuditHeadRow>(
-    `INSERT INTO audit_heads (seq, hash, signed_at, kid, jws) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING RETURNING ${COLUMNS}`,
-    [head.seq, head.hash, head.signed_at, head.kid, head.jws],
+    `INSERT INTO audit_heads (seq, hash, signed_at, kid, jws, version, root, shard_heads) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT ${conflict} DO NOTHING RETURNING ${COLUMNS}`,
+    [head.seq, head.hash, head.signed_at, head.kid, head.jws, head.version, head.root, head.shard_heads ? JSON.stringify(head.shard_heads) : null],
   );
   if (inserted.rows[0]) return inserted.rows[0];
-  const existing = await q.query<AuditHeadRow>(`SELECT ${COLUMNS} FROM audit_heads WHERE seq = $1`, [head.seq]);
-  if (!existing.rows[0]) throw new Error(`audit head ${head.seq} neither inserted nor found`);
+  const existing = head.root
+    ? await q.query<AuditHeadRow>(`SELECT ${COLUMNS} FROM audit_heads WHERE root = $1`, [head.root])
+    : await q.query<AuditHeadRow>(`SELECT ${COLUMNS} FROM audit_heads WHERE seq = $1 AND root IS NULL`, [head.seq]);
+  if (!existing.rows[0]) throw new Error(`audit head ${head.root ?? head.seq} neither inserted nor found`);
   return existing.rows[0];
 }
 
 export async function latestAuditHead(q: Queryable): Promise<AuditHeadRow | null> {
-  const r = await q.query<AuditHeadRow>(`SELECT ${COLUMNS} FROM audit_heads ORDER BY seq DESC LIMIT 1`);
+  const r = await q.query<AuditHeadRow>(`SELECT ${COLUMNS} FROM audit_heads ORDER BY signed_at DESC, seq DESC LIMIT 1`);
   return r.rows[0] ?? null;
 }
 
 export async function allAuditHeads(q: Queryable): Promise<AuditHeadRow[]> {
-  return (await q.query<AuditHeadRow>(`SELECT ${COLUMNS} FROM audit_heads ORDER BY seq`)).rows;
-}
-
-/** The stored hash of one row, or null when the log has no such row. */
-export async function auditRowHashAt(q: Queryable, seq: string): Promise<string | null> {
-  const r = await q.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [seq]);
-  return r.rows[0]?.hash ?? null;
+  return (await q.query<AuditHeadRow>(`SELECT ${COLUMNS} FROM audit_heads ORDER BY signed_at, seq`)).rows;
 }

@@ -1,4 +1,5 @@
-import { auditRowHash, GENESIS_HASH, type AuditRowFields } from '../lib/audit-chain';
+import { auditRowHash, auditShardOf, GENESIS_HASH, type AuditRowFields } from '../lib/audit-chain';
+import type { ShardHead } from '../lib/audit-merkle';
 import type { Queryable } from './pool';
 
 /** The reading side of the hash-chained audit log: an account's own rows, and the chain check. */
@@ -7,12 +8,13 @@ export interface AuditRow extends AuditRowFields {
   hash: string;
 }
 
-const COLUMNS = 'seq::text AS seq, at, event, outcome, omni_account, request_id, idem_key, details, prev_hash, hash';
+export const AUDIT_COLUMNS =
+  'seq::text AS seq, shard, shard_seq::text AS shard_seq, at, event, outcome, omni_account, request_id, idem_key, details, prev_hash, hash';
 
 /** The account's rows, newest first; `beforeSeq` pages backwards (exclusive). */
 export async function listAuditForAccount(q: Queryable, omniAccount: string, opts: { limit: number; beforeSeq?: string }): Promise<AuditRow[]> {
   const r = await q.query<AuditRow>(
-    `SELECT ${COLUMNS} FROM audit_log
+    `SELECT ${AUDIT_COLUMNS} FROM audit_log
       WHERE omni_account = $1 AND ($2::bigint IS NULL OR seq < $2::bigint)
       ORDER BY audit_log.seq DESC
       LIMIT $3`,
@@ -22,81 +24,165 @@ export async function listAuditForAccount(q: Queryable, omniAccount: string, opt
 }
 
 export type AuditChainVerdict =
-  { ok: true; rows: number; headSeq: string | null; headHash: string } | { ok: false; rows: number; brokenSeq: string; reason: string };
+  | {
+      ok: true;
+      rows: number;
+      /** The log's latest row (any chain). */
+      headSeq: string | null;
+      headHash: string;
+      /** What every shard's first row chains to: the last row of the pre-sharding chain, or all zeros. */
+      genesisHash: string;
+      /** Each shard's last row as found, in shard order (seq "0" for an empty shard). */
+      shardHeads: ShardHead[];
+    }
+  | { ok: false; rows: number; brokenSeq: string; shard: number | null; reason: string };
 
 /**
- * Walks the whole chain in seq order and names the first broken link: a gap or reorder in seq,
- * a prev_hash that is not the previous row's hash, or a hash that does not match the row's content.
+ * Walks the whole log in global seq order and names the first broken link. The rows before
+ * migration 010 (shard null) are one chain with gapless seq; after them every shard is its own
+ * chain, starting from the last of those rows: a gap or reorder in a shard's shard_seq, a row in
+ * another shard than its account's, a prev_hash that is not the shard's previous row's hash, or a
+ * hash that does not match the row's content. The global seq may have gaps (a rolled-back append
+ * uses up its number); a cut tail of a shard is what signed heads catch (checkAuditHeads).
  */
 export async function verifyAuditChain(q: Queryable, opts: { batchSize?: number } = {}): Promise<AuditChainVerdict> {
   const batch = opts.batchSize ?? 1000;
-  let prevHash = GENESIS_HASH;
-  let expectedSeq = 1n;
+  const settings = (await q.query<{ shards: number }>('SELECT shards FROM audit_settings')).rows[0];
+  const shardCount = settings?.shards ?? 1;
+  let legacyHash = GENESIS_HASH;
+  let legacySeq = 0n;
+  let sharded = false;
+  const shards = new Map<number, { shardSeq: bigint; hash: string; seq: string }>();
   let rows = 0;
+  let lastSeq = 0n;
   let headSeq: string | null = null;
+  let headHash = GENESIS_HASH;
+  const broken = (row: AuditRow, reason: string): AuditChainVerdict => ({ ok: false, rows, brokenSeq: row.seq, shard: row.shard ?? null, reason });
   for (;;) {
-    const page = await q.query<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY audit_log.seq LIMIT $2`, [expectedSeq.toString(), batch]);
+    const page = await q.query<AuditRow>(`SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY audit_log.seq LIMIT $2`, [lastSeq.toString(), batch]);
     for (const row of page.rows) {
-      if (BigInt(row.seq) !== expectedSeq) {
-        return { ok: false, rows, brokenSeq: row.seq, reason: `row ${expectedSeq} is missing (the next row is ${row.seq})` };
-      }
-      if (row.prev_hash !== prevHash) {
-        return { ok: false, rows, brokenSeq: row.seq, reason: `prev_hash ${row.prev_hash} is not the hash of row ${expectedSeq - 1n} (${prevHash})` };
+      const seq = BigInt(row.seq);
+      if (row.shard === null || row.shard === undefined) {
+        if (sharded) return broken(row, 'a row of the pre-sharding chain comes after sharded rows');
+        if (seq !== legacySeq + 1n) return broken(row, `row ${legacySeq + 1n} is missing (the next row is ${row.seq})`);
+        if (row.prev_hash !== legacyHash) return broken(row, `prev_hash ${row.prev_hash} is not the hash of row ${legacySeq} (${legacyHash})`);
+        legacySeq = seq;
+      } else {
+        sharded = true;
+        if (row.shard < 0 || row.shard >= shardCount) return broken(row, `shard ${row.shard} does not exist (the log has ${shardCount} shards)`);
+        const home = auditShardOf(row.omni_account, shardCount);
+        if (row.shard !== home) return broken(row, `the row is in shard ${row.shard}, but its account's rows belong in shard ${home}: it was moved`);
+        const prev = shards.get(row.shard);
+        const expected = (prev?.shardSeq ?? 0n) + 1n;
+        const got = BigInt(row.shard_seq ?? '0');
+        if (got !== expected) {
+          return broken(
+            row,
+            got > expected
+              ? `shard ${row.shard} row ${expected} is missing (the shard's next row in seq order is row ${got})`
+              : `shard ${row.shard} row ${got} comes after row ${expected - 1n} in seq order: rows were reordered`,
+          );
+        }
+        const prevHash = prev?.hash ?? legacyHash;
+        if (row.prev_hash !== prevHash) {
+          return broken(
+            row,
+            `prev_hash ${row.prev_hash} is not the hash of ${prev ? `shard ${row.shard} row ${prev.shardSeq} (seq ${prev.seq})` : 'the last pre-sharding row'} (${prevHash})`,
+          );
+        }
+        shards.set(row.shard, { shardSeq: got, hash: row.hash, seq: row.seq });
       }
       const computed = auditRowHash(row);
       if (computed !== row.hash) {
-        return {
-          ok: false,
-          rows,
-          brokenSeq: row.seq,
-          reason: `its content does not match its hash (stored ${row.hash}, computed ${computed}): the row was altered`,
-        };
+        return broken(row, `its content does not match its hash (stored ${row.hash}, computed ${computed}): the row was altered`);
       }
-      prevHash = row.hash;
+      if (row.shard === null || row.shard === undefined) legacyHash = row.hash;
       headSeq = row.seq;
-      expectedSeq += 1n;
+      headHash = row.hash;
+      lastSeq = seq;
       rows += 1;
     }
     if (page.rows.length < batch) break;
   }
-  return { ok: true, rows, headSeq, headHash: prevHash };
+  const shardHeads: ShardHead[] = [];
+  for (let s = 0; s < shardCount; s++) {
+    const h = shards.get(s);
+    shardHeads.push(h ? { shard: s, seq: h.seq, hash: h.hash } : { shard: s, seq: '0', hash: legacyHash });
+  }
+  return { ok: true, rows, headSeq, headHash, genesisHash: legacyHash, shardHeads };
 }
 
 /** A signed head as audit:verify checks it (from audit_heads, or pinned elsewhere and passed in). */
 export interface HeadToCheck {
   seq: string;
   hash: string;
+  /** Version 2 heads: every shard's head (already checked against the signed root). */
+  shards?: ShardHead[];
   /** When it was signed, for the message. */
   at: string;
   /** Where it came from, for the message (e.g. "audit_heads", "--head"). */
   source: string;
 }
 
-export type HeadsVerdict = { ok: true; checked: number; latestSeq: string | null } | { ok: false; head: HeadToCheck; reason: string };
+export type HeadsVerdict = { ok: true; checked: number; latestSeq: string | null } | { ok: false; head: HeadToCheck; shard: number | null; reason: string };
 
 /**
- * Checks the log against signed heads. With an intact chain (verifyAuditChain), a head whose seq
- * still holds its hash pins every row before it; a row that holds another hash was rewritten (or
- * the rows before it were, and the chain recomputed), a missing row was cut.
+ * Checks the log against signed heads. With intact chains (verifyAuditChain), a head whose rows
+ * still hold their hashes pins every row before them in their chains; a row that holds another
+ * hash was rewritten (or rows before it were, and the chain recomputed), a missing row was cut.
+ * A version 1 head pins one row (the single chain's head); a version 2 head pins every shard's.
  */
-export async function checkAuditHeads(q: Queryable, heads: HeadToCheck[], chainHeadSeq: string | null): Promise<HeadsVerdict> {
+export async function checkAuditHeads(
+  q: Queryable,
+  heads: HeadToCheck[],
+  chain: { headSeq: string | null; genesisHash: string; shardHeads: ShardHead[] },
+): Promise<HeadsVerdict> {
   let latestSeq: string | null = null;
+  const signed = (head: HeadToCheck) => `the head signed at ${head.at} (${head.source})`;
   for (const head of heads) {
-    const r = await q.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [head.seq]);
-    const stored = r.rows[0]?.hash;
-    if (stored === undefined) {
-      return {
-        ok: false,
-        head,
-        reason: `the log ends at seq ${chainHeadSeq ?? '(empty)'} but the head signed at ${head.at} (${head.source}) covers seq ${head.seq}: rows were cut`,
-      };
-    }
-    if (stored !== head.hash) {
-      return {
-        ok: false,
-        head,
-        reason: `row ${head.seq} holds hash ${stored}, but the head signed at ${head.at} (${head.source}) says ${head.hash}: the log was rewritten at or before seq ${head.seq}`,
-      };
+    // Version 2: every shard's head, and the log's latest row as version 1 has it (one of those, or the last pre-sharding row).
+    const pins: { shard: number | null; seq: string; hash: string }[] = [
+      ...(head.shards ?? []).map((s) => ({ shard: s.shard, seq: s.seq, hash: s.hash })),
+      { shard: null, seq: head.seq, hash: head.hash },
+    ];
+    for (const pin of pins) {
+      const inShard = pin.shard === null ? '' : ` in shard ${pin.shard}`;
+      if (pin.seq === '0') {
+        if (pin.shard !== null && (chain.shardHeads[pin.shard]?.seq ?? '0') === '0' && pin.hash !== chain.genesisHash) {
+          return {
+            ok: false,
+            head,
+            shard: pin.shard,
+            reason: `${signed(head)} says shard ${pin.shard} starts from ${pin.hash}, but the log's chains start from ${chain.genesisHash}`,
+          };
+        }
+        continue;
+      }
+      const r = await q.query<{ hash: string; shard: number | null }>('SELECT hash, shard FROM audit_log WHERE seq = $1', [pin.seq]);
+      const stored = r.rows[0];
+      if (stored === undefined) {
+        const end =
+          pin.shard === null
+            ? `the log ends at seq ${chain.headSeq ?? '(empty)'}`
+            : `shard ${pin.shard} ends at seq ${chain.shardHeads[pin.shard]?.seq ?? '0'}`;
+        return { ok: false, head, shard: pin.shard, reason: `${end} but ${signed(head)} covers seq ${pin.seq}${inShard}: rows were cut` };
+      }
+      if (pin.shard !== null && stored.shard !== pin.shard) {
+        return {
+          ok: false,
+          head,
+          shard: pin.shard,
+          reason: `row ${pin.seq} is in shard ${String(stored.shard)}, but ${signed(head)} has it as the head of shard ${pin.shard}: the log was rewritten`,
+        };
+      }
+      if (stored.hash !== pin.hash) {
+        return {
+          ok: false,
+          head,
+          shard: pin.shard,
+          reason: `row ${pin.seq}${inShard} holds hash ${stored.hash}, but ${signed(head)} says ${pin.hash}: the log was rewritten at or before seq ${pin.seq}${inShard}`,
+        };
+      }
     }
     if (latestSeq === null || BigInt(head.seq) > BigInt(latestSeq)) latestSeq = head.seq;
   }

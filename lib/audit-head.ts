@@ -1,13 +1,20 @@
 import { CompactSign, compactVerify, createLocalJWKSet, errors, type JSONWebKeySet } from 'jose';
 import { canonicalJson } from './canonical-json';
 import { AgentKeysError } from './errors';
+import { shardHeadsRoot, type ShardHead } from './audit-merkle';
 import type { SigningKey } from './signing-key';
 
 /**
- * A signed head of the audit chain: `{seq, hash, at, iss}` as a compact JWS (ES256, header `kid`
- * and `typ: "agentkeys-audit-head+jws"`) by the audit key. Because every row's hash covers the
- * previous row's, a head pins every row up to `seq`: a log that later disagrees with a head it
- * signed was rewritten or cut (scripts/audit-verify.ts).
+ * A signed head of the audit log as a compact JWS (ES256, header `kid` and
+ * `typ: "agentkeys-audit-head+jws"`) by the audit key. Because every row's hash covers the
+ * previous row's, a head pins every row up to it: a log that later disagrees with a head it signed
+ * was rewritten or cut (scripts/audit-verify.ts).
+ *
+ * Version 1 (the single chain, before migration 010): `{seq, hash, at, iss}`.
+ * Version 2 (sharded chains): `{v: 2, seq, hash, root, shards, at, iss}` — `shards` the head
+ * `{shard, seq, hash}` of every shard in shard order, `root` their RFC 6962 Merkle root
+ * (lib/audit-merkle.ts), and `seq`/`hash` still the log's latest row, so a reader of version 1
+ * keeps working. A statement without `v` is version 1.
  */
 export const AUDIT_HEAD_TYP = 'agentkeys-audit-head+jws';
 
@@ -19,6 +26,12 @@ export interface AuditHeadStatement {
   at: string;
   /** The broker's public URL. */
   iss: string;
+  /** 2 for a sharded head; absent in version 1. */
+  v?: 2;
+  /** Version 2: the Merkle root (hex) over `shards`. */
+  root?: string;
+  /** Version 2: every shard's head, in shard order. */
+  shards?: ShardHead[];
 }
 
 export class AuditHeadError extends AgentKeysError {
@@ -52,5 +65,18 @@ export async function verifyAuditHead(jws: string, keys: JSONWebKeySet): Promise
   if (typeof s.seq !== 'string' || !/^\d+$/.test(s.seq) || typeof s.hash !== 'string' || typeof s.at !== 'string' || typeof s.iss !== 'string') {
     throw new AuditHeadError('the head payload lacks seq, hash, at or iss');
   }
-  return { seq: s.seq, hash: s.hash, at: s.at, iss: s.iss, kid: verified.protectedHeader.kid ?? '' };
+  const base = { seq: s.seq, hash: s.hash, at: s.at, iss: s.iss, kid: verified.protectedHeader.kid ?? '' };
+  if (s.v === undefined) return base;
+  if (s.v !== 2) throw new AuditHeadError(`unknown head version ${String(s.v)}`);
+  const shards = s.shards;
+  if (typeof s.root !== 'string' || !/^[0-9a-f]{64}$/.test(s.root) || !Array.isArray(shards) || shards.length === 0) {
+    throw new AuditHeadError('a version 2 head lacks root or shards');
+  }
+  shards.forEach((h: Partial<ShardHead>, i) => {
+    if (h.shard !== i || typeof h.seq !== 'string' || !/^\d+$/.test(h.seq) || typeof h.hash !== 'string' || !/^[0-9a-f]{64}$/.test(h.hash)) {
+      throw new AuditHeadError(`shard head ${i} of the head is malformed`);
+    }
+  });
+  if (shardHeadsRoot(shards) !== s.root) throw new AuditHeadError(`the head's root ${s.root} is not the Merkle root of its shard heads`);
+  return { ...base, v: 2, root: s.root, shards };
 }

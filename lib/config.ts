@@ -120,6 +120,8 @@ export const envSchema = z.object({
   BROKER_AUDIT_KEY_PATH: optionalString,
   /** How often the audit-anchor Schedule signs the chain's head. */
   BROKER_AUDIT_ANCHOR_SECONDS: int(1, 86400).default(60),
+  /** How many hash chains the audit log is split into (by OmniAccount); fixed once rows are in them. */
+  BROKER_AUDIT_SHARDS: int(1, 256).default(16),
   BROKER_SESSION_TTL_SECONDS: int(60, 30 * 86400).default(12 * 3600),
   BROKER_OPS_TOKEN: optionalString,
   /** Browser origins (the Temporal Web UI) allowed to call the codec endpoint, comma-separated. */

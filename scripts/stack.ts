@@ -11,6 +11,7 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import pinoPretty from 'pino-pretty';
 import { startApi } from '../api/start';
 import { startEmbeddedPostgres } from '../db/embedded';
+import { ensureAuditShards } from '../db/audit';
 import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { startSesFixture, type SesFixture } from '../fixtures/ses';
@@ -131,6 +132,7 @@ async function main(): Promise<void> {
     const db = createPool(env.DATABASE_URL as string, embedded ? 1 : config.BROKER_DB_POOL_MAX);
     stops.push(() => db.end());
     const applied = await migrate(db);
+    await ensureAuditShards(db, config.BROKER_AUDIT_SHARDS);
     if (applied.length > 0) log(`migrations applied: ${applied.join(', ')}`);
     if (base.TEMPORAL_ADDRESS) {
       const client = await connectTemporalClient(config, secrets, address);

@@ -6,11 +6,12 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { auditRowHash, type AuditRowFields } from '../lib/audit-chain';
+import { verifyAuditChain } from '../db/audit-query';
 import { signAuditHead, verifyAuditHead } from '../lib/audit-head';
 import { generateSigningKeyJwk, signingKeyFromJwk } from '../lib/signing-key';
 import { ensureAuditAnchorSchedule } from '../worker/schedules';
 import { AUDIT_ANCHOR_SCHEDULE_ID, type AnchorResult } from '../workflows/audit-anchor.definitions';
+import { rechainShard, withAppendOnlyOff } from './audit-tamper';
 import { startStack, type TestStack } from './harness';
 import { mintOidc, walletLogin } from './mint-client';
 
@@ -66,26 +67,14 @@ async function verify(...args: string[]): Promise<{ code: number; out: string }>
   }
 }
 
-/** As the database superuser with the append-only trigger off, then every later hash recomputed: a rewrite the chain alone cannot see. */
-async function rewriteAndRechain(mutate: string, params: unknown[]): Promise<void> {
-  await stack.db.query('ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only');
-  try {
-    await stack.db.query(mutate, params);
-    const rows = (
-      await stack.db.query<AuditRowFields & { hash: string }>(
-        'SELECT seq::text AS seq, at, event, outcome, omni_account, request_id, idem_key, details, prev_hash, hash FROM audit_log ORDER BY audit_log.seq',
-      )
-    ).rows;
-    let prev = '0'.repeat(64);
-    for (const row of rows) {
-      const fixed = { ...row, prev_hash: prev };
-      const hash = auditRowHash(fixed);
-      await stack.db.query('UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE seq = $3', [prev, hash, row.seq]);
-      prev = hash;
-    }
-  } finally {
-    await stack.db.query('ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only');
-  }
+/** As the database superuser with the append-only trigger off, then every later hash of the row's shard recomputed: a rewrite the chains alone cannot see. */
+async function rewriteAndRechain(seq: string, mutate: string): Promise<void> {
+  await withAppendOnlyOff(stack.db, async () => {
+    await stack.db.query(mutate, [seq]);
+  });
+  const shard = (await stack.db.query<{ shard: number }>('SELECT shard FROM audit_log WHERE seq = $1', [seq])).rows[0]?.shard;
+  assert.ok(shard !== undefined);
+  await rechainShard(stack.db, shard);
 }
 
 void describe('anchored audit heads', () => {
@@ -147,13 +136,14 @@ void describe('anchored audit heads', () => {
 
   void test('a rewrite with every later hash recomputed passes the chain but contradicts the signed head', async () => {
     const head = await anchor();
-    await rewriteAndRechain(`UPDATE audit_log SET details = details || '{"wallet":"0x0000000000000000000000000000000000000bad"}'::jsonb WHERE seq = 2`, []);
+    await rewriteAndRechain('2', `UPDATE audit_log SET details = details || '{"wallet":"0x0000000000000000000000000000000000000bad"}'::jsonb WHERE seq = $1`);
+    assert.ok((await verifyAuditChain(stack.db)).ok, 'the re-chained shard passes the chain check alone');
     const r = await verify();
     assert.equal(r.code, 1, r.out);
     // The earliest head after the rewritten row is the first to contradict it.
     assert.match(
       r.out,
-      /CONTRADICTS a signed head: row \d+ holds hash [0-9a-f]{64}, but the head signed at .* says [0-9a-f]{64}: the log was rewritten at or before seq \d+/,
+      /CONTRADICTS a signed head \(shard \d+\): row \d+ in shard \d+ holds hash [0-9a-f]{64}, but the head signed at .* says [0-9a-f]{64}: the log was rewritten at or before seq \d+ in shard \d+/,
     );
     assert.ok(BigInt(head.seq) >= 2n);
   });
@@ -161,14 +151,15 @@ void describe('anchored audit heads', () => {
   void test('a cut tail is reported against the head that covered it', async () => {
     // Cut from the earliest signed head on: that head's row is gone.
     const earliest = (await stack.db.query<{ seq: string }>('SELECT min(seq)::text AS seq FROM audit_heads')).rows[0]?.seq ?? '';
-    await stack.db.query('ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only');
-    try {
+    await withAppendOnlyOff(stack.db, async () => {
       await stack.db.query('DELETE FROM audit_log WHERE seq >= $1', [earliest]);
-    } finally {
-      await stack.db.query('ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only');
-    }
+    });
+    assert.ok((await verifyAuditChain(stack.db)).ok, 'a cut tail passes the chain check alone');
     const r = await verify();
     assert.equal(r.code, 1, r.out);
-    assert.match(r.out, new RegExp(`covers seq ${earliest}: rows were cut`));
+    assert.match(
+      r.out,
+      new RegExp(`\\(shard (\\d+)\\): shard \\1 ends at seq \\d+ but the head signed at .* covers seq ${earliest} in shard \\1: rows were cut`),
+    );
   });
 });

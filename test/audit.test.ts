@@ -105,40 +105,56 @@ void describe('the hash chain', () => {
     await assert.rejects(stack.db.query('TRUNCATE audit_log'), /append-only/);
   });
 
-  void test('audit:verify passes on the intact chain and names the first broken link after tampering', async () => {
+  void test('audit:verify passes on the intact chains and names the first broken link, with its shard, after tampering', async () => {
     const intact = await verifyCommand();
     assert.equal(intact.code, 0, intact.stderr);
     const total = (await stack.db.query<{ n: string }>('SELECT count(*) AS n FROM audit_log')).rows[0]?.n;
-    assert.match(intact.stdout, new RegExp(`intact: ${total} rows`));
+    assert.match(intact.stdout, new RegExp(`intact: ${total} rows in \\d+ of 16 shard chains`));
 
-    // Rewrite a mint row's wallet (row 4).
-    const original = await stack.db.query<{ details: Record<string, unknown> }>('SELECT details FROM audit_log WHERE seq = 4');
+    // Rewrite a mint row's wallet (row 4, alice's first mint outcome).
+    const rowAt = async (seq: string) =>
+      (
+        await stack.db.query<AuditRowFields>(
+          'SELECT seq::text AS seq, shard, shard_seq::text AS shard_seq, at, event, outcome, omni_account, request_id, idem_key, details, prev_hash FROM audit_log WHERE seq = $1',
+          [seq],
+        )
+      ).rows[0];
+    const row = await rowAt('4');
+    assert.ok(row);
+    const shard = row.shard;
+    // The next row of the same shard (alice's next mint, or bob's if both landed in one shard).
+    const next = (
+      await stack.db.query<{ seq: string }>('SELECT seq::text AS seq FROM audit_log WHERE shard = $1 AND seq > 4 ORDER BY audit_log.seq LIMIT 1', [shard])
+    ).rows[0]?.seq;
+    assert.ok(next);
     await tamper(`UPDATE audit_log SET details = details || '{"wallet":"0x0000000000000000000000000000000000000bad"}'::jsonb WHERE seq = 4`);
     const edited = await verifyCommand();
     assert.equal(edited.code, 1);
-    assert.match(edited.stderr, /BROKEN at seq 4: .*altered/);
+    assert.match(edited.stderr, new RegExp(`BROKEN at shard ${shard}, seq 4: .*altered`));
 
-    // Re-hashing the edited row does not help: the next row's link breaks instead.
-    const row = (
-      await stack.db.query<AuditRowFields>(
-        'SELECT seq::text AS seq, at, event, outcome, omni_account, request_id, idem_key, details, prev_hash FROM audit_log WHERE seq = 4',
-      )
-    ).rows[0];
-    assert.ok(row);
-    await tamper('UPDATE audit_log SET hash = $1 WHERE seq = 4', [auditRowHash(row)]);
+    // Re-hashing the edited row does not help: the next row of its shard breaks instead.
+    const editedRow = await rowAt('4');
+    assert.ok(editedRow);
+    await tamper('UPDATE audit_log SET hash = $1 WHERE seq = 4', [auditRowHash(editedRow)]);
     const rehashed = await verifyCommand();
     assert.equal(rehashed.code, 1);
-    assert.match(rehashed.stderr, /BROKEN at seq 5: prev_hash/);
+    assert.match(
+      rehashed.stderr,
+      new RegExp(`BROKEN at shard ${shard}, seq ${next}: prev_hash .* is not the hash of shard ${shard} row ${row.shard_seq} \\(seq 4\\)`),
+    );
 
-    // Put it back as it was: intact again; then delete a row in the middle.
-    await tamper('UPDATE audit_log SET details = $1, hash = $2 WHERE seq = 4', [
-      JSON.stringify(original.rows[0]?.details),
-      auditRowHash({ ...row, details: original.rows[0]?.details ?? {} }),
-    ]);
+    // Put it back as it was: intact again; then delete a row in the middle of a shard.
+    await tamper('UPDATE audit_log SET details = $1, hash = $2 WHERE seq = 4', [JSON.stringify(row.details), auditRowHash(row)]);
     assert.equal((await verifyCommand()).code, 0);
-    await tamper('DELETE FROM audit_log WHERE seq = 2');
+    await tamper('DELETE FROM audit_log WHERE seq = 4');
     const deleted = await verifyCommand();
     assert.equal(deleted.code, 1);
-    assert.match(deleted.stderr, /BROKEN at seq 3: row 2 is missing/);
+    const missing = BigInt(row.shard_seq ?? '0');
+    assert.match(
+      deleted.stderr,
+      new RegExp(
+        `BROKEN at shard ${shard}, seq ${next}: shard ${shard} row ${missing} is missing \\(the shard's next row in seq order is row ${missing + 1n}\\)`,
+      ),
+    );
   });
 });

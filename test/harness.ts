@@ -17,6 +17,7 @@ import { startOpsListener, type OpsListener } from '../adapters/ops-listener';
 import { processRegistry } from '../lib/metrics';
 import type { ApiDeps } from '../api/deps';
 import { connectTemporalClient } from '../adapters/temporal-client';
+import { ensureAuditShards } from '../db/audit';
 import { migrate } from '../db/migrate';
 import { createPool, type Db } from '../db/pool';
 import { startSesFixture, type SesFixture } from '../fixtures/ses';
@@ -179,6 +180,7 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
   const db = createPool(database.url, config.BROKER_DB_POOL_MAX);
   cleanups.push(() => db.end());
   await migrate(db);
+  await ensureAuditShards(db, config.BROKER_AUDIT_SHARDS);
   const temporal = await connectTemporalClient(config, secrets, address);
   cleanups.push(() => temporal.connection.close());
   const mailer = new SesMailer(config.BROKER_EMAIL_FROM, { region: config.AWS_REGION, endpoint: ses.url });

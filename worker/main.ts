@@ -3,6 +3,7 @@
  * runs every broker workflow and activity against TEMPORAL_ADDRESS and DATABASE_URL.
  * SIGINT/SIGTERM drain in-flight tasks, then exit.
  */
+import { ensureAuditShards } from '../db/audit';
 import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { ConfigError, loadConfig } from '../lib/config';
@@ -23,6 +24,7 @@ async function main(): Promise<void> {
   await OidcKeyStore.fromConfig(config).current();
   const db = createPool(config.DATABASE_URL, config.BROKER_DB_POOL_MAX);
   await migrate(db);
+  await ensureAuditShards(db, config.BROKER_AUDIT_SHARDS);
   const running = await startBrokerWorker({ config, secrets, db, address: config.TEMPORAL_ADDRESS, workflowBundle: workflowBundleFromEnv() });
   const sdkMetrics = temporalMetricsUrl(config);
   if (running.metricsUrl) console.log(`metrics on ${running.metricsUrl} (ops listener)`);

@@ -9,8 +9,12 @@ export interface AnchoredHead {
   /** ISO-8601 time of signing. */
   signed_at: string;
   kid: string;
-  /** The compact JWS of {seq, hash, at, iss} (lib/audit-head.ts). */
+  /** The compact JWS of the head statement (lib/audit-head.ts). */
   jws: string;
+  /** 2 for a head over the sharded chains; absent in results recorded before them (version 1). */
+  version?: number;
+  /** Version 2: the Merkle root over every shard's head (the shard heads are in the JWS). */
+  root?: string;
 }
 
 /** null when the log is still empty. */

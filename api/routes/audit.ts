@@ -3,6 +3,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { listAuditForAccount } from '../../db/audit-query';
 import { latestAuditHead } from '../../db/audit-heads';
+import { buildAuditProof, MAX_PROOF_CHAIN } from '../../db/audit-proof';
+import { auditProofSchema } from '../../lib/audit-proof';
 import { BrokerError } from '../../lib/errors';
 import { commonErrors, errorBody } from '../schemas';
 
@@ -12,7 +14,9 @@ const MAX_LIMIT = 200;
 const MAX_SEQ = 9_223_372_036_854_775_807n;
 
 const entrySchema = z.object({
-  seq: z.string().describe('position in the chained log (a decimal string)'),
+  seq: z.string().describe('global position in the log (a decimal string; a cursor — may have gaps)'),
+  shard: z.number().int().nullable().describe('the hash chain the row is in (all of one account are in one); null before the log was sharded'),
+  shard_seq: z.string().nullable().describe("the row's position in its shard's chain, from 1 without gaps"),
   at: z.string().describe('ISO-8601 time the row was written'),
   event: z.string().describe('e.g. login.email, mint.aws.intent, mint.aws, grant.create'),
   outcome: z.enum(['ok', 'denied', 'failed']),
@@ -21,6 +25,13 @@ const entrySchema = z.object({
   prev_hash: z.string(),
   hash: z.string(),
 });
+
+/** A seq from a page of GET /v1/audit: a positive Postgres bigint (a larger one would fail in the query — a 500 — not find nothing). */
+const seqParam = (what: string) =>
+  z
+    .string()
+    .regex(/^[1-9]\d{0,18}$/, `${what} must be a seq from GET /v1/audit`)
+    .refine((v) => !/^\d{19}$/.test(v) || BigInt(v) <= MAX_SEQ, `${what} must be a seq from GET /v1/audit`);
 
 /** GET /v1/audit: the caller's own audit rows (by OmniAccount), newest first, paged by seq. */
 export default async function auditRoutes(appBase: FastifyInstance) {
@@ -40,12 +51,7 @@ export default async function auditRoutes(appBase: FastifyInstance) {
         security: [{ bearer: [] }],
         querystring: z.object({
           limit: z.coerce.number().int().min(1, 'limit must be at least 1').max(MAX_LIMIT, `limit must be at most ${MAX_LIMIT}`).default(DEFAULT_LIMIT),
-          before: z
-            .string()
-            .regex(/^[1-9]\d{0,18}$/, 'before must be a seq from a previous page')
-            // seq is a Postgres bigint: a larger cursor would fail in the query (a 500), not page.
-            .refine((v) => !/^\d{19}$/.test(v) || BigInt(v) <= MAX_SEQ, 'before must be a seq from a previous page')
-            .optional(),
+          before: seqParam('before').optional(),
         }),
         response: { 200: z.object({ entries: z.array(entrySchema), next_before: z.string().nullable() }), ...commonErrors },
       },
@@ -57,6 +63,8 @@ export default async function auditRoutes(appBase: FastifyInstance) {
       const rows = await listAuditForAccount(db, auth.omniAccount, { limit, beforeSeq: before });
       const entries = rows.map((r) => ({
         seq: r.seq,
+        shard: r.shard ?? null,
+        shard_seq: r.shard_seq ?? null,
         at: r.at,
         event: r.event,
         outcome: r.outcome,
@@ -71,6 +79,47 @@ export default async function auditRoutes(appBase: FastifyInstance) {
   );
 
   app.get(
+    '/v1/audit/proof',
+    {
+      onRequest: app.requireAuth,
+      schema: {
+        tags: ['audit'],
+        summary: 'Proof that one of your audit rows is under a signed head',
+        description:
+          'The row, the later rows of its shard as {seq, shard_seq, content, hash} up to the shard head at the latest signed head ' +
+          `(or, when the row is more than ${MAX_PROOF_CHAIN} rows below it, the earliest signed head that covers it), the RFC 6962 audit path from that shard head to the head's Merkle root, and the signed head. ` +
+          'Check it offline with `npm run audit:verify -- --proof <file> --keys <broker>/v1/audit/keys`. ' +
+          '404: no such row of yours, or seq beyond the log; 409: the row is not under a signed head yet (retry after the next anchor), or it predates sharding.',
+        security: [{ bearer: [] }],
+        querystring: z.object({ seq: seqParam('seq') }),
+        response: { 200: auditProofSchema, 404: errorBody, 409: errorBody, ...commonErrors },
+      },
+    },
+    async (request) => {
+      const auth = request.auth;
+      if (!auth) throw new BrokerError('unauthorized', 'not authenticated');
+      const { seq } = request.query;
+      const found = await buildAuditProof(db, auth.omniAccount, seq);
+      if (found.ok) return found.proof;
+      switch (found.why) {
+        case 'beyond_log':
+          throw new BrokerError(
+            'not_found',
+            `seq ${seq} is beyond the log's head (${found.logEnd === null ? 'the log is empty' : `its last row is seq ${found.logEnd}`})`,
+          );
+        case 'not_found':
+          throw new BrokerError('not_found', `no audit row ${seq} of yours`);
+        case 'unsharded':
+          throw new BrokerError('conflict', `row ${seq} predates the sharded log and has no inclusion proof; audit:verify with a signed head covers it`);
+        case 'not_anchored':
+          throw new BrokerError('conflict', `row ${seq} is not under a signed head yet: one is signed every ${config.BROKER_AUDIT_ANCHOR_SECONDS} s`, {
+            headers: { 'retry-after': String(config.BROKER_AUDIT_ANCHOR_SECONDS) },
+          });
+      }
+    },
+  );
+
+  app.get(
     '/v1/audit/head',
     {
       // Route hooks run after the app's no-store default: a head may be cached for one anchor interval.
@@ -81,10 +130,20 @@ export default async function auditRoutes(appBase: FastifyInstance) {
         tags: ['audit'],
         summary: "The audit chain's latest signed head (public): pin it, and check the log against it later",
         description:
-          'jws: a compact JWS (ES256, typ agentkeys-audit-head+jws) of {seq, hash, at, iss} by the audit key at GET /v1/audit/keys. ' +
-          'Every row hash covers the previous row, so the head pins every row up to seq: `npm run audit:verify -- --head <jws>` reports a log that disagrees. 404 until the first head is signed.',
+          'jws: a compact JWS (ES256, typ agentkeys-audit-head+jws) by the audit key at GET /v1/audit/keys of {v: 2, seq, hash, root, shards, at, iss}: ' +
+          'shards the head {shard, seq, hash} of every shard chain, root their RFC 6962 Merkle root, seq/hash the latest row (version 1 heads, from before sharding, have only {seq, hash, at, iss}). ' +
+          'Every row hash covers the previous row of its shard, so the head pins every row under it: `npm run audit:verify -- --head <jws>` reports a log that disagrees. 404 until the first head is signed.',
         response: {
-          200: z.object({ seq: z.string(), hash: z.string(), signed_at: z.string(), kid: z.string(), jws: z.string() }),
+          200: z.object({
+            seq: z.string(),
+            hash: z.string(),
+            signed_at: z.string(),
+            kid: z.string(),
+            jws: z.string(),
+            version: z.number().int(),
+            root: z.string().nullable(),
+            shards: z.array(z.object({ shard: z.number().int(), seq: z.string(), hash: z.string() })).nullable(),
+          }),
           404: errorBody,
           ...commonErrors,
         },
@@ -97,7 +156,16 @@ export default async function auditRoutes(appBase: FastifyInstance) {
           'not_found',
           'no head has been signed yet (the audit-anchor Schedule signs one every BROKER_AUDIT_ANCHOR_SECONDS once the log has rows)',
         );
-      return { seq: head.seq, hash: head.hash, signed_at: head.signed_at.toISOString(), kid: head.kid, jws: head.jws };
+      return {
+        seq: head.seq,
+        hash: head.hash,
+        signed_at: head.signed_at.toISOString(),
+        kid: head.kid,
+        jws: head.jws,
+        version: head.version,
+        root: head.root,
+        shards: head.shard_heads,
+      };
     },
   );
 
