@@ -66,7 +66,7 @@ const { assumeDataRole } = proxyLocalActivities<Activities>({
 
 /**
  * The `mint-two-steps` path: two local activities per mint instead of four. Each local activity
- * costs a round trip between the SDK core and the workflow thread (~4-5 ms at c=1, more than the
+ * costs a round trip between the SDK core and the workflow thread (~4-5 ms at c=1, more than most
  * steps' own work), so authorisation goes with the decision's audit row, and signing or the STS
  * exchange with the outcome row; nothing leaves before its row is durable either way.
  */
