@@ -1,7 +1,7 @@
 /**
  * Definitions of the credential-mint flows (workflow id `mint/<request_id>`): inputs, results and
  * what the activities exchange. Imported by the workflow, the activities and the API alike, so it
- * stays deterministic (types and constants only).
+ * stays deterministic (types, constants and pure helpers only).
  */
 
 import type { SealPublicJwk } from '../lib/seal';
@@ -147,6 +147,66 @@ export interface SignedOidcJwt {
   expiration: number;
   kid: string;
   jwtHash: string;
+}
+
+/** What the combined authorise-and-audit step takes (runs on the `mint-two-steps` path). */
+export interface AuthoriseMintInput {
+  kind: MintKind;
+  req: MintRequest;
+  /** Kind-specific details of the intent row (duration, signed-intent proof). */
+  extra: Record<string, string | number>;
+}
+
+/** The caller as the mint's audit rows name it (intent and denied rows). */
+export function mintCallerDetails(req: MintRequest): Record<string, string | null> {
+  return {
+    auth: req.caller.authKind,
+    method: req.caller.method ?? null,
+    session_wallet: req.caller.wallet ?? null,
+    bearer_hash: req.caller.bearerHash,
+    http_request_id: req.httpRequestId ?? null,
+  };
+}
+
+/** The grant an audit row names (nulls when the caller mints for itself). */
+export function mintGrantDetails(grant: MintGrant | undefined): Record<string, string | null> {
+  return grant ? { grant_id: grant.grantId, child_wallet: grant.agentAddress } : { grant_id: null, child_wallet: null };
+}
+
+/** The ok row of an OIDC mint. */
+export function oidcOkDetails(wallet: string, grant: MintGrant | undefined, signed: SignedOidcJwt): MintAuditInput['details'] {
+  return { wallet, ...mintGrantDetails(grant), kid: signed.kid, jwt_hash: signed.jwtHash, expiration: signed.expiration };
+}
+
+/** The ok row of an AWS mint (ids and digests, never the secret parts). */
+export function awsOkDetails(wallet: string, grant: MintGrant | undefined, assumed: AssumedDataRole): MintAuditInput['details'] {
+  return {
+    wallet,
+    ...mintGrantDetails(grant),
+    access_key_id: assumed.accessKeyId,
+    session_name: assumed.sessionName,
+    role_arn: assumed.roleArn,
+    kid: assumed.kid,
+    jwt_hash: assumed.jwtHash,
+    expiration: assumed.expiration,
+    sts_attempt: assumed.attempt,
+  };
+}
+
+/**
+ * Attempts of the combined mint steps (`mint-two-steps`), shared by the workflow's retry policy
+ * and the activity, which writes the failed row itself on its last attempt.
+ */
+export const MINT_SIGN_MAX_ATTEMPTS = 2;
+export const MINT_STS_MAX_ATTEMPTS = 3;
+
+/**
+ * details[0] of a combined mint step's final failure: `outcome_recorded` says its failed row is
+ * already durable, so the workflow writes none.
+ */
+export interface MintStepFailureDetails {
+  sts_code: string | null;
+  outcome_recorded: boolean;
 }
 
 /** ApplicationFailure types the mint activities raise internally (the flow turns them into FailureType). */

@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { temporal } from '@temporalio/proto';
+import { Worker } from '@temporalio/worker';
+import { brokerDataConverter } from '../adapters/temporal-options';
+import { MINT_ID_PREFIX } from '../workflows/mint.definitions';
+import { startStack, testWorkflowBundle, type TestStack } from './harness';
+import { lastMintRows, mintAws, mintOidc, walletLogin, type WalletSession } from './mint-client';
+
+/**
+ * A mint runs two local activities (authorise + decision row, mint + outcome row) behind the
+ * `mint-two-steps` patch; its history replays against the current workflow code. Histories recorded
+ * before the patch (four local activities) are test/replay.test.ts's.
+ */
+
+let stack: TestStack;
+let main: WalletSession;
+
+before(async () => {
+  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_DATA_ROLE_ARN: 'arn:aws:iam::123456789012:role/agentkeys-data' } });
+  stack.sts.setJwksUrl(`${stack.url}/.well-known/jwks.json`);
+  main = await walletLogin(stack);
+});
+after(async () => {
+  await stack?.stop();
+});
+
+type History = temporal.api.history.v1.IHistory;
+
+async function historyOfLastMint(): Promise<{ workflowId: string; history: History; rows: string[][] }> {
+  const rows = await lastMintRows(stack, main.omni_account);
+  const workflowId = MINT_ID_PREFIX + (rows[0]?.request_id ?? '');
+  const history = await stack.temporal.workflow.getHandle(workflowId).fetchHistory();
+  return { workflowId, history, rows: rows.map((r) => [r.event, r.outcome]) };
+}
+
+function markers(history: History, name: string): number {
+  return (history.events ?? []).filter((e) => e.markerRecordedEventAttributes?.markerName === name).length;
+}
+
+/** Replays one history through the current workflow bundle; throws on nondeterminism. */
+async function assertReplays(workflowId: string, history: History): Promise<void> {
+  await Worker.runReplayHistory(
+    { workflowBundle: await testWorkflowBundle(), dataConverter: brokerDataConverter(stack.secrets), replayName: 'mint-two-steps' },
+    history,
+    workflowId,
+  );
+}
+
+void describe('a mint runs two local activities (mint-two-steps)', () => {
+  for (const [kind, mint, event] of [
+    ['OIDC', () => mintOidc(stack, main.token), 'mint.oidc'],
+    ['AWS', () => mintAws(stack, main.token), 'mint.aws'],
+  ] as const) {
+    void test(`${kind}: two local-activity markers, the patch marker, the same rows; the history replays`, async () => {
+      await mint();
+      const { workflowId, history, rows } = await historyOfLastMint();
+      assert.equal(markers(history, 'core_local_activity'), 2);
+      assert.equal(markers(history, 'core_patch'), 1);
+      assert.deepEqual(rows, [
+        [`${event}.intent`, 'ok'],
+        [event, 'ok'],
+      ]);
+      await assertReplays(workflowId, history);
+    });
+  }
+
+  void test('a denied mint: one local activity, the denied row, 403; the history replays', async () => {
+    const res = await stack.request('POST', '/v1/mint-oidc-jwt', { token: main.token, body: { grant_id: `grt_${'0'.repeat(32)}` } });
+    assert.equal(res.status, 403, res.text);
+    const { workflowId, history, rows } = await historyOfLastMint();
+    assert.equal(markers(history, 'core_local_activity'), 1);
+    assert.deepEqual(rows, [['mint.oidc', 'denied']]);
+    await assertReplays(workflowId, history);
+  });
+
+  void test('a final STS error: two local activities, the failed row with its code, 502', async () => {
+    stack.sts.clear();
+    stack.sts.failNext(1, 'AccessDenied');
+    const res = await stack.request('POST', '/v1/mint-aws-creds', { token: main.token });
+    assert.equal(res.status, 502, res.text);
+    const { workflowId, history, rows } = await historyOfLastMint();
+    assert.equal(markers(history, 'core_local_activity'), 2);
+    assert.deepEqual(rows, [
+      ['mint.aws.intent', 'ok'],
+      ['mint.aws', 'failed'],
+    ]);
+    assert.equal((await lastMintRows(stack, main.omni_account))[1]?.details.sts_code, 'AccessDenied');
+    await assertReplays(workflowId, history);
+  });
+});
