@@ -59,13 +59,34 @@ export interface FlowDeadline {
   onGiveUp?: (why: string) => void;
 }
 
-/** A probe over the given checks: the first part that is down, named. */
-export function dependencyProbe(checks: Record<string, ReadinessCheck>, timeoutMs: number): () => Promise<string | undefined> {
-  return async () => {
+/**
+ * A probe over the given checks: the first part that is down, named. Every waiting call of the
+ * process shares one probe: a probe in flight, or one that finished less than `reuseMs` ago, is
+ * answered to every caller, so a hundred slow calls cost one `SELECT 1` and one Temporal round trip
+ * per interval instead of a hundred of each (which, on a busy but healthy system, could themselves
+ * exhaust the pool and read as "down").
+ */
+export function dependencyProbe(
+  checks: Record<string, ReadinessCheck>,
+  timeoutMs: number,
+  reuseMs = FLOW_PROBE_EVERY_MS / 2,
+  now: () => number = Date.now,
+): () => Promise<string | undefined> {
+  let shared: { result: Promise<string | undefined>; settledAt?: number } | undefined;
+  const run = async () => {
     const entries = Object.entries(checks);
     const results = await Promise.all(entries.map(([, check]) => runCheck(check, timeoutMs)));
     const i = results.findIndex((r) => !r.ok);
     return i < 0 ? undefined : `${entries[i]?.[0]}: ${results[i]?.detail ?? 'down'}`;
+  };
+  return () => {
+    if (shared && (shared.settledAt === undefined || now() - shared.settledAt < reuseMs)) return shared.result;
+    const current: { result: Promise<string | undefined>; settledAt?: number } = { result: run() };
+    void current.result.finally(() => {
+      current.settledAt = now();
+    });
+    shared = current;
+    return current.result;
   };
 }
 
