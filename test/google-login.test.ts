@@ -15,6 +15,7 @@ import {
   uniqueHint,
   type GoogleStack,
 } from './google-login-client';
+import type { LoginSessionBody } from './email-login-client';
 
 let g: GoogleStack;
 before(async () => {
@@ -23,15 +24,6 @@ before(async () => {
 after(async () => {
   await g?.stop();
 });
-
-interface SessionBody {
-  token: string;
-  token_type: string;
-  expires_at: number;
-  omni_account: string;
-  user_id: string;
-  identity: { type: string; value: string };
-}
 
 void describe('Google login, CLI form', () => {
   void test('start → pending → consent → callback page → one session, then 410', async () => {
@@ -53,7 +45,7 @@ void describe('Google login, CLI form', () => {
 
     const got = await poll(stack, start);
     assert.equal(got.status, 200, got.text);
-    const session = got.body as SessionBody;
+    const session = got.body as LoginSessionBody;
     const person = identityForHint(hint);
     assert.deepEqual(session.identity, { type: 'google', value: person.sub });
     assert.equal(session.omni_account, deriveOmniAccount('agentkeys', { type: 'google', value: person.sub }));

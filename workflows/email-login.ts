@@ -1,6 +1,5 @@
 import {
   ActivityFailure,
-  allHandlersFinished,
   ApplicationFailure,
   condition,
   patched,
@@ -12,8 +11,8 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { constantTimeEqual } from '../lib/constant-time';
-import { AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
-import { showOutcome, showStage } from './progress';
+import { AkOmniAccount, AkStage } from '../lib/search-attributes';
+import { finishFlow, showStage } from './progress';
 import { FailureType, type LoginOutcome } from './definitions';
 import {
   EMAIL_LOGIN_ID_PREFIX,
@@ -267,11 +266,5 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
         : state.status === 'delivery_failed' || state.status === 'rate_limited'
           ? state.status
           : 'expired';
-  showOutcome(outcome);
-  upsertSearchAttributes([
-    { key: AkStage, value: 'done' },
-    { key: AkOutcome, value: outcome },
-  ]);
-  await condition(allHandlersFinished);
-  return outcome;
+  return finishFlow(outcome);
 }

@@ -1,17 +1,8 @@
-import {
-  ActivityFailure,
-  allHandlersFinished,
-  ApplicationFailure,
-  condition,
-  proxyLocalActivities,
-  setHandler,
-  upsertSearchAttributes,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, condition, proxyLocalActivities, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { constantTimeEqual } from '../lib/constant-time';
-import { AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
-import { showOutcome, showStage } from './progress';
+import { AkOmniAccount, AkStage } from '../lib/search-attributes';
+import { finishFlow, showStage } from './progress';
 import { FailureType } from './definitions';
 import { flowFailure } from './failures';
 import {
@@ -200,11 +191,5 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
   } else {
     outcome = settled === 'denied' ? 'denied' : settled === 'expired' ? 'expired' : 'failed';
   }
-  showOutcome(outcome);
-  upsertSearchAttributes([
-    { key: AkStage, value: 'done' },
-    { key: AkOutcome, value: outcome },
-  ]);
-  await condition(allHandlersFinished);
-  return outcome;
+  return finishFlow(outcome);
 }

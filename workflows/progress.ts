@@ -1,4 +1,5 @@
-import { setCurrentDetails } from '@temporalio/workflow';
+import { allHandlersFinished, condition, setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
+import { AkOutcome, AkStage } from '../lib/search-attributes';
 
 /**
  * What the Temporal UI shows as a run's current details (its metadata query): the stage it is at,
@@ -11,4 +12,18 @@ export function showStage(stage: string): void {
 
 export function showOutcome(outcome: string): void {
   setCurrentDetails(`Done: ${outcome}`);
+}
+
+/**
+ * How a login flow ends: its outcome shown, AkStage `done` and AkOutcome set (one command, as the
+ * flows have always issued it), and every Update handler let finish before the run completes.
+ */
+export async function finishFlow<O extends string>(outcome: O): Promise<O> {
+  showOutcome(outcome);
+  upsertSearchAttributes([
+    { key: AkStage, value: 'done' },
+    { key: AkOutcome, value: outcome },
+  ]);
+  await condition(allHandlersFinished);
+  return outcome;
 }

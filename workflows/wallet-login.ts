@@ -1,16 +1,7 @@
-import {
-  ApplicationFailure,
-  allHandlersFinished,
-  condition,
-  proxyLocalActivities,
-  setHandler,
-  upsertSearchAttributes,
-  uuid4,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { ApplicationFailure, condition, proxyLocalActivities, setHandler, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
-import { showOutcome, showStage } from './progress';
+import { AkOmniAccount, AkStage } from '../lib/search-attributes';
+import { finishFlow, showStage } from './progress';
 import {
   buildEip191ChallengeMessage,
   buildSiweMessage,
@@ -231,11 +222,5 @@ export async function walletLoginWorkflow(input: WalletLoginInput): Promise<Wall
         : state.status === 'expired' || state.status === 'waiting'
           ? 'expired'
           : 'rejected';
-  showOutcome(outcome);
-  upsertSearchAttributes([
-    { key: AkStage, value: 'done' },
-    { key: AkOutcome, value: outcome },
-  ]);
-  await condition(allHandlersFinished);
-  return outcome;
+  return finishFlow(outcome);
 }
