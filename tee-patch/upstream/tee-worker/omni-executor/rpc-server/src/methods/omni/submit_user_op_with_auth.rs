@@ -1,23 +1,24 @@
 use crate::detailed_error::DetailedError;
-use crate::error_code::{AUTH_VERIFICATION_FAILED_CODE, INVALID_USEROP_CODE, PARSE_ERROR_CODE};
+use crate::error_code::{AUTH_VERIFICATION_FAILED_CODE, INVALID_USEROP_CODE};
 use crate::server::RpcContext;
 use crate::utils::auth::{
 	verify_payload_timestamp, verify_wildmeta_backend_signature, verify_wildmeta_signature,
 };
+use crate::utils::types::RpcResultExt;
 use crate::utils::user_op::submit_user_ops;
 use crate::utils::validation::{
 	parse_rpc_params, validate_chain_id, validate_user_operations, validate_wallet_index,
 };
 use crate::RpcResult;
 use alloy::primitives::{hex, Address};
-use executor_core::intent_executor::IntentExecutor;
-use executor_core::types::SerializablePackedUserOperation;
-use executor_primitives::{ChainId, ClientAuth, Identity, UserAuth, UserId};
-use executor_storage::WildmetaTimestampStorage;
 use jsonrpsee::RpcModule;
-use pumpx::pubkey_to_address;
+use oe_client_pumpx::pubkey_to_address;
+use oe_client_signer::ChainType;
+use oe_core::intent::executor::IntentExecutor;
+use oe_core::types::SerializablePackedUserOperation;
+use oe_primitives::{ChainId, ClientAuth, UserAuth, UserId};
+use oe_storage::WildmetaTimestampStorage;
 use serde::{Deserialize, Serialize};
-use signer_client::ChainType;
 use std::sync::Arc;
 use tracing::{debug, error};
 
@@ -267,13 +268,8 @@ fn validate_hyperevm_core_writer(call_data: &str, chain_id: ChainId) -> RpcResul
 /// Extract target addresses and inner calldata from OmniAccount execute() or executeBatch() calldata
 fn extract_execute_params_from_calldata(call_data: &str) -> RpcResult<Vec<(Address, String)>> {
 	// Parse calldata - should be OmniAccount.execute() or executeBatch()
-	let call_bytes =
-		hex::decode(call_data.strip_prefix("0x").unwrap_or(call_data)).map_err(|e| {
-			DetailedError::new(PARSE_ERROR_CODE, "Invalid hex encoding in call data")
-				.with_field("call_data")
-				.with_reason(format!("Hex decode error: {}", e))
-				.to_rpc_error()
-		})?;
+	let call_bytes = hex::decode(call_data.strip_prefix("0x").unwrap_or(call_data))
+		.map_err_parse("Failded to decode call_data")?;
 
 	if call_bytes.len() < 4 {
 		return Err(DetailedError::new(
@@ -300,14 +296,14 @@ fn extract_execute_params_from_calldata(call_data: &str) -> RpcResult<Vec<(Addre
 		// Handle executeBatch call
 		parse_execute_batch(&call_bytes)
 	} else {
-		return Err(DetailedError::new(
+		Err(DetailedError::new(
 			AUTH_VERIFICATION_FAILED_CODE,
 			"Call data is not an OmniAccount execute or executeBatch function call",
 		)
 		.with_field("method_signature")
 		.with_received(format!("0x{}", hex::encode(method_sig)))
 		.with_expected("0xb61d27f6 (execute) or 0x18dfeb3c (executeBatch)")
-		.to_rpc_error());
+		.to_rpc_error())
 	}
 }
 
@@ -579,28 +575,15 @@ pub fn register_submit_user_op_with_auth<
 					verify_wildmeta_signature_wrapper(agent_address, business_json, signature)?;
 
 					let business_data: serde_json::Value = serde_json::from_str(business_json)
-						.map_err(|e| {
-							error!("Failed to parse business_json: {:?}", e);
-							DetailedError::new(
-									PARSE_ERROR_CODE,
-									"Failed to parse business JSON",
-								)
-								.with_field("business_json")
-								.with_reason(format!("JSON parse error: {}", e)).to_rpc_error()
-						})?;
+						.map_err_internal("Failed to parse business_json")?;
 
 					let timestamp = business_data
 						.get("timestamp")
 						.and_then(|v| v.as_u64())
 						.ok_or_else(|| {
 							error!("Missing timestamp in business_json");
-							DetailedError::new(
-									crate::error_code::MISSING_REQUIRED_FIELD_CODE,
-									"Missing required field in business JSON",
-								)
-								.with_field("timestamp")
-								.with_expected("Unix timestamp as number")
-								.with_reason("Business JSON must contain a 'timestamp' field").to_rpc_error()
+							DetailedError::invalid_params("business_json", "missing timestamp")
+								.to_rpc_error()
 						})?;
 
 					verify_payload_timestamp_wrapper(
@@ -613,15 +596,11 @@ pub fn register_submit_user_op_with_auth<
 						.wildmeta_api
 						.verify_hyperliquid_link(agent_address, main_address, *login_type)
 						.await
-						.map_err(|e| {
-							error!("Failed to verify hyperliquid link: {:?}", e);
-							DetailedError::new(
-									crate::error_code::EXTERNAL_API_ERROR_CODE,
-									"Failed to verify Hyperliquid account link",
-								)
-								.with_field("operation")
-								.with_received("verify_hyperliquid_link")
-								.with_reason("Could not verify agent and main address linkage").to_rpc_error()
+						.map_err(|_| {
+							let msg = "Failed to verify hyperliquid link";
+							error!(msg);
+							DetailedError::wildmeta_service_error("verify_hyperliquid_link")
+								.to_rpc_error()
 						})?;
 
 					if !linked {
@@ -696,102 +675,63 @@ pub fn register_submit_user_op_with_auth<
 					None
 				},
 				_ => {
-					error!("Invalid client auth type");
-					return Err(DetailedError::new(
-							PARSE_ERROR_CODE,
-							"Invalid client authentication type",
-						)
-						.with_field("client_auth")
-						.with_expected("WildmetaHl or WildmetaBackend")
-						.with_suggestion("Use a supported authentication method").to_rpc_error());
+					let msg = "Invalid client auth type";
+					error!(msg);
+					return Err(DetailedError::parse_error(msg).to_rpc_error());
 				},
 			};
 
-			let identity = Identity::try_from(params.user_id.clone()).map_err(|e| {
-				error!("Failed to convert UserId to Identity: {:?}", e);
-				DetailedError::new(
-						crate::error_code::ACCOUNT_PARSE_ERROR_CODE,
-						"Invalid user identity format",
-					)
-					.with_field("user_id")
-					.with_reason(format!("Failed to parse user identity: {}", e)).to_rpc_error()
-			})?;
-
 			// Only validate main_address if it's provided (not None)
 			if let Some(main_addr) = &main_address {
-				match &identity {
-					Identity::Evm(_) => {
-						if let UserId::Evm(user_address) = &params.user_id {
-							if user_address.to_lowercase() != main_addr.to_lowercase() {
-								error!("Main address does not match user_id for EVM identity");
-								return Err(DetailedError::new(
-										AUTH_VERIFICATION_FAILED_CODE,
-										"User address does not match authenticated main address for EVM identity",
-									)
-									.with_field("user_address")
-									.with_received(user_address.to_string())
-									.with_expected(main_addr.to_string())
-									.with_suggestion("For EVM identity, the user_id must match the authenticated main address").to_rpc_error());
-							}
-						}
-					},
-					_ => {
-						let omni_account = identity.to_omni_account(&params.client_id);
-						let derived_pubkey = ctx
-							.signer_client
-							.request_wallet(
-								ChainType::Evm,
-								params.wallet_index,
-								*omni_account.as_ref(),
+				if let UserId::Evm(user_address) = &params.user_id {
+					if user_address.to_lowercase() != main_addr.to_lowercase() {
+						error!("Main address does not match user_id for EVM identity");
+						return Err(DetailedError::new(
+								AUTH_VERIFICATION_FAILED_CODE,
+								"User address does not match authenticated main address for EVM identity",
 							)
-							.await
-							.map_err(|e| {
-								error!("Failed to derive EVM address: {:?}", e);
-								DetailedError::signer_service_error(
-										"request_wallet",
-										&format!("Failed to derive wallet: {:?}", e),
-									).to_rpc_error()
-							})?;
-						let derived_address = pubkey_to_address(ChainType::Evm, &derived_pubkey)
-							.map_err(|e| {
-								error!("Failed to convert derived pubkey to address: {:?}", e);
-								DetailedError::new(
-										AUTH_VERIFICATION_FAILED_CODE,
-										"Failed to convert derived public key to address",
-									)
-									.with_field("operation")
-									.with_received("pubkey_to_address conversion")
-									.with_reason(format!("Internal error converting public key to address: {:?}", e)).to_rpc_error()
-							})?;
-						if derived_address.to_lowercase() != main_addr.to_lowercase() {
-							error!("Main address does not match derived EVM address");
-							return Err(DetailedError::new(
-									AUTH_VERIFICATION_FAILED_CODE,
-									"Derived address does not match authenticated address",
-								)
-								.with_field("derived_address")
-								.with_received(derived_address.to_string())
-								.with_expected(main_addr.to_string())
-								.with_suggestion("The derived EVM address must match the authenticated main address").to_rpc_error());
-						}
-					},
+							.with_field("user_address")
+							.with_received(user_address.to_string())
+							.with_expected(main_addr.to_string())
+							.with_suggestion("For EVM identity, the user_id must match the authenticated main address").to_rpc_error());
+					}
+				} else {
+					let omni_account = params
+						.user_id
+						.to_omni_account(&params.client_id)
+						.map_err_parse("Failed to convert to omni_account")?;
+
+					let derived_address = ctx
+						.signer_client
+						.request_wallet(
+							ChainType::Evm,
+							params.wallet_index,
+							*omni_account.as_ref(),
+						)
+						.await
+						.map_err(|_| {
+							DetailedError::signer_service_error().to_rpc_error()
+						})
+						.and_then(|pk| pubkey_to_address(ChainType::Evm, &pk).map_err_internal("Failed to convert pubkey to address"))?;
+
+					if derived_address.to_lowercase() != main_addr.to_lowercase() {
+						error!("Main address does not match derived EVM address");
+						return Err(DetailedError::new(
+								AUTH_VERIFICATION_FAILED_CODE,
+								"Derived address does not match authenticated address",
+							)
+							.with_field("derived_address")
+							.with_received(derived_address.to_string())
+							.with_expected(main_addr.to_string())
+							.with_suggestion("The derived EVM address must match the authenticated main address").to_rpc_error());
+					}
 				}
 			}
 
-			let account_id = identity.to_omni_account(&params.client_id);
-
-			// Validate each operation's sender address (already done by validate_user_operations)
-			// Additional validation for address format if needed
-			for (index, op) in params.user_operations.iter().enumerate() {
-				op.sender.parse::<Address>().map_err(|e| {
-					error!("Invalid sender address '{}': {}", op.sender, e);
-					DetailedError::invalid_address_format(
-							&format!("user_operations[{}].sender", index),
-							&op.sender,
-							"0x-prefixed 20-byte Ethereum address (40 hex chars)",
-						).to_rpc_error()
-				})?;
-			}
+			let account_id = params
+				.user_id
+				.to_omni_account(&params.client_id)
+				.map_err_parse("Failed to convert to omni_account")?;
 
 			// Call the common submission logic
 			let transaction_hash = submit_user_ops(
@@ -1018,7 +958,7 @@ mod tests {
 
 	#[test]
 	fn test_validate_backend_calldata_arbitrum() {
-		use executor_core::types::SerializablePackedUserOperation;
+		use oe_core::types::SerializablePackedUserOperation;
 
 		// Helper function to create ERC20 transfer calldata
 		fn create_erc20_transfer_calldata(recipient: &str, amount: u64) -> String {
@@ -1094,7 +1034,7 @@ mod tests {
 
 	#[test]
 	fn test_validate_backend_calldata_hyperevm() {
-		use executor_core::types::SerializablePackedUserOperation;
+		use oe_core::types::SerializablePackedUserOperation;
 
 		// Helper function to create calldata with proper payload format
 		fn create_test_calldata(action_id: u32, additional_data: &[u8]) -> String {
@@ -1178,7 +1118,7 @@ mod tests {
 
 	#[test]
 	fn test_validate_backend_calldata_wrong_contract() {
-		use executor_core::types::SerializablePackedUserOperation;
+		use oe_core::types::SerializablePackedUserOperation;
 
 		let user_op = SerializablePackedUserOperation {
 			sender: "0x1111111111111111111111111111111111111111".to_string(), // Wrong contract

@@ -1,5 +1,5 @@
-use crate::constants::{CLIENT_ID_HEIMA, CLIENT_ID_WILDMETA};
-use executor_crypto::jwt;
+use super::constants::{CLIENT_ID_HEIMA, CLIENT_ID_PUMPX, CLIENT_ID_WILDMETA};
+use oe_crypto::jwt;
 use parity_scale_codec::{Decode, Encode};
 use rsa::{
 	pkcs1::{DecodeRsaPrivateKey, EncodeRsaPublicKey},
@@ -72,7 +72,7 @@ impl AuthTokenValidator<AuthTokenClaims> for String {
 		let claims = jwt::decode::<AuthTokenClaims>(
 			self,
 			public_key.as_bytes(),
-			Some(&[CLIENT_ID_HEIMA, CLIENT_ID_WILDMETA]),
+			Some(&[CLIENT_ID_HEIMA, CLIENT_ID_PUMPX, CLIENT_ID_WILDMETA]),
 			validation.skip_exp_check,
 		)
 		.map_err(|e| Error::JwtError(e.kind().clone()))?;
@@ -96,7 +96,7 @@ impl AuthTokenValidator<AuthTokenClaims> for &str {
 		let claims = jwt::decode::<AuthTokenClaims>(
 			self,
 			public_key.as_bytes(),
-			Some(&[CLIENT_ID_HEIMA, CLIENT_ID_WILDMETA]),
+			Some(&[CLIENT_ID_HEIMA, CLIENT_ID_PUMPX, CLIENT_ID_WILDMETA]),
 			validation.skip_exp_check,
 		)
 		.map_err(|e| Error::JwtError(e.kind().clone()))?;
@@ -107,12 +107,11 @@ impl AuthTokenValidator<AuthTokenClaims> for &str {
 
 #[cfg(test)]
 mod tests {
-	use crate::constants::{AUTH_TOKEN_ACCESS_TYPE, AUTH_TOKEN_ID_TYPE, CLIENT_ID_HEIMA};
-
 	use super::*;
+	use crate::auth::constants::{AUTH_TOKEN_ACCESS_TYPE, AUTH_TOKEN_ID_TYPE, CLIENT_ID_HEIMA};
 	use chrono::{Days, Utc};
-	use executor_primitives::{utils::hex::ToHexPrefixed, Identity, Web2IdentityType};
-	use rsa::{pkcs1::EncodeRsaPrivateKey, RsaPrivateKey};
+	use oe_primitives::{utils::hex::hex_encode, Identity};
+	use rsa::{pkcs1::EncodeRsaPrivateKey, rand_core::OsRng, RsaPrivateKey};
 
 	#[derive(PartialEq, Debug, Serialize, Deserialize)]
 	pub struct TestAuthTokenNoSubClaims {
@@ -128,7 +127,7 @@ mod tests {
 
 	#[test]
 	fn test_auth_token() {
-		let mut rng = rand::thread_rng();
+		let mut rng = OsRng;
 		let rsa_private_key =
 			RsaPrivateKey::new(&mut rng, 2048).expect("Failed to generate private key");
 		let private_key = rsa_private_key.to_pkcs1_der().unwrap();
@@ -138,11 +137,10 @@ mod tests {
 			.expect("Failed to calculate expiration")
 			.timestamp();
 
-		let uid = Identity::from_web2_account("012345", Web2IdentityType::Pumpx);
-		let omni_account = uid.to_omni_account(CLIENT_ID_HEIMA);
+		let omni_account = Identity::Pumpx("012345".into()).to_omni_account(CLIENT_ID_HEIMA);
 
 		let claims = AuthTokenClaims::new(
-			omni_account.to_hex(),
+			hex_encode(omni_account.as_ref()),
 			AUTH_TOKEN_ID_TYPE.to_string(),
 			CLIENT_ID_HEIMA.to_string(),
 			AuthOptions { expires_at },
@@ -157,16 +155,15 @@ mod tests {
 
 	#[test]
 	fn test_auth_token_expired() {
-		let mut rng = rand::thread_rng();
+		let mut rng = OsRng;
 		let rsa_private_key =
 			RsaPrivateKey::new(&mut rng, 2048).expect("Failed to generate private key");
 		let private_key = rsa_private_key.to_pkcs1_der().unwrap();
 
-		let uid = Identity::from_web2_account("012345", Web2IdentityType::Pumpx);
-		let omni_account = uid.to_omni_account(CLIENT_ID_HEIMA);
+		let omni_account = Identity::Pumpx("012345".into()).to_omni_account(CLIENT_ID_HEIMA);
 
 		let claims = AuthTokenClaims::new(
-			omni_account.to_hex(),
+			hex_encode(omni_account.as_ref()),
 			AUTH_TOKEN_ID_TYPE.to_string(),
 			CLIENT_ID_HEIMA.to_string(),
 			AuthOptions { expires_at: 100 },
@@ -181,7 +178,7 @@ mod tests {
 
 	#[test]
 	fn test_auth_token_missing_subject() {
-		let mut rng = rand::thread_rng();
+		let mut rng = OsRng;
 		let rsa_private_key =
 			RsaPrivateKey::new(&mut rng, 2048).expect("Failed to generate private key");
 		let private_key = rsa_private_key.to_pkcs1_der().unwrap();
@@ -205,7 +202,7 @@ mod tests {
 
 	#[test]
 	fn test_auth_token_missing_typ() {
-		let mut rng = rand::thread_rng();
+		let mut rng = OsRng;
 		let rsa_private_key =
 			RsaPrivateKey::new(&mut rng, 2048).expect("Failed to generate private key");
 		let private_key = rsa_private_key.to_pkcs1_der().unwrap();
@@ -228,7 +225,7 @@ mod tests {
 
 	#[test]
 	fn test_auth_token_invalid_type() {
-		let mut rng = rand::thread_rng();
+		let mut rng = OsRng;
 		let rsa_private_key =
 			RsaPrivateKey::new(&mut rng, 2048).expect("Failed to generate private key");
 		let private_key = rsa_private_key.to_pkcs1_der().unwrap();
@@ -238,11 +235,10 @@ mod tests {
 			.expect("Failed to calculate expiration")
 			.timestamp();
 
-		let email_identity = Identity::from_web2_account("test@test.com", Web2IdentityType::Email);
-		let omni_account = email_identity.to_omni_account(CLIENT_ID_HEIMA);
+		let omni_account = Identity::Email("test@test.com".into()).to_omni_account(CLIENT_ID_HEIMA);
 
 		let claims = AuthTokenClaims::new(
-			omni_account.to_hex(),
+			hex_encode(omni_account.as_ref()),
 			AUTH_TOKEN_ACCESS_TYPE.to_string(),
 			CLIENT_ID_HEIMA.to_string(),
 			AuthOptions { expires_at },

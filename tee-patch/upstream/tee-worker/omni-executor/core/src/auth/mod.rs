@@ -1,0 +1,3 @@
+pub mod auth_token;
+pub mod constants;
+pub mod web3;
