@@ -108,7 +108,13 @@ async function main(): Promise<void> {
       if (!base.BROKER_TEE_JWT_PUBLIC_KEY && !base.BROKER_TEE_JWKS_URL) {
         // A dev TEE worker that speaks the Heima JSON-RPC and calls this broker back; trusted via its key.
         const teeKey = await loadOrCreateTeeFixtureKey(join(dataDir, 'tee-fixture-key.pem'));
-        const tee = await startTeeFixture({ brokerBaseUrl: `${base.publicUrl}/`, privateKeyPem: teeKey.privateKeyPem, port: await portOr(8093) });
+        // The worker as tee-patch/agentkeys-phase0.patch makes it (add_wallet by the stored token's aud).
+        const tee = await startTeeFixture({
+          brokerBaseUrl: `${base.publicUrl}/`,
+          privateKeyPem: teeKey.privateKeyPem,
+          port: await portOr(8093),
+          mode: 'patched',
+        });
         stops.push(() => tee.close());
         // In the form the real TEE logs it (auth_token_key_store.rs): the PKCS#1 DER as a Rust Debug byte list.
         env.BROKER_TEE_JWT_PUBLIC_KEY = teeKey.publicKeyDebugByteList;
