@@ -473,12 +473,16 @@ export class StoredSources {
     const clean = stripRust(src);
     const module = this.fileModule(file);
     const checks: UseCheck[] = [];
+    const covered = new Set<number>();
     for (const decl of moduleItems(src).uses) {
       const text = clean.slice(decl.start, decl.end);
       const first = lineOf(decl.start + (text.length - text.trimStart().length));
       const last = lineOf(decl.end - 1);
       let touched = false;
-      for (let l = first; l <= last; l++) if (wanted.has(l)) touched = true;
+      for (let l = first; l <= last; l++) {
+        covered.add(l);
+        if (wanted.has(l)) touched = true;
+      }
       if (!touched) continue;
       for (const leaf of decl.leaves) {
         const path = leaf.path.join('::');
@@ -489,6 +493,19 @@ export class StoredSources {
           if (!(e instanceof ResolveError)) throw e;
           checks.push({ file, line: first, path, outcome: 'failed', detail: e.message });
         }
+      }
+    }
+    // A `use` this reader cannot place (inside a function or an inline module) is not passed unchecked.
+    const srcLines = clean.split('\n');
+    for (const line of lines) {
+      if (!covered.has(line) && /^\s*(?:pub(?:\s*\([^)]*\))?\s+)?use\s/.test(srcLines[line - 1] ?? '')) {
+        checks.push({
+          file,
+          line,
+          path: (srcLines[line - 1] ?? '').trim(),
+          outcome: 'failed',
+          detail: 'a use declaration below module level: not checked by this reader',
+        });
       }
     }
     return checks;

@@ -243,6 +243,20 @@ void describe('tee-patch: imports check (every use path on an added line resolve
     assert.match(c?.detail ?? '', /the source of workspace crate oe-client-signer \(`base_signer_client`\) is not stored/);
   });
 
+  void test('a use added inside a function body is not passed unchecked', async () => {
+    await withCopy(async (dir) => {
+      const file = `${OE}/core/src/auth/constants.rs`;
+      await writeFile(join(dir, file), `${await read(dir, file)}fn f() {\n\tuse oe_crypto::jwt;\n}\n`);
+      const lines = (await read(dir, file)).split('\n').length - 2;
+      const synthetic = `--- a/${file}\n+++ b/${file}\n@@ -1,0 +${lines},1 @@\n+\tuse oe_crypto::jwt;\n`;
+      const checks = checkPatchImports(dir, synthetic);
+      assert.deepEqual(
+        checks.map((c) => [c.outcome, c.path]),
+        [['failed', 'use oe_crypto::jwt;']],
+      );
+    });
+  });
+
   void test('the added lines are found per file, by their line numbers in the patched file', () => {
     const lines = addedLines(patch);
     assert.deepEqual([...lines.keys()].sort(), [...PATCHED_FILES].sort());
