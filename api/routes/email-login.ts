@@ -68,17 +68,32 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
   const loginPerIp = app.requestLimit({ name: 'email_login:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
   const sendPolicy = { cooldownSeconds: config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS, perHour: config.BROKER_RATE_LIMIT_EMAIL_PER_HOUR };
 
-  /**
-   * The answer an earlier try under the same Idempotency-Key got (its Update's outcome: the same
-   * 202, or the same refusal), or undefined when there was none (that Update or flow is unknown).
-   */
-  async function earlierDispatch(workflowId: string, updateId: string): Promise<CodeDispatched | undefined> {
+  const keySpent = () => new BrokerError('conflict', 'the login request this Idempotency-Key opened has ended; use a new key');
+
+  /** Undefined when the flow is unknown (a lookup the flow errors map to `expired`). */
+  async function unlessUnknown<T>(call: () => Promise<T>): Promise<T | undefined> {
     try {
-      return await app.driveFlow(() => temporal.workflow.getHandle(workflowId).getUpdateHandle<CodeDispatched>(updateId).result());
+      return await app.driveFlow(call);
     } catch (e) {
       if (e instanceof BrokerError && e.kind === 'expired') return undefined;
       throw e;
     }
+  }
+
+  /**
+   * Under an Idempotency-Key: once the login request the key names has ended, the key is spent
+   * (409). Temporal keeps a closed flow's Update outcomes and answers a repeated Update id with
+   * them — on a plain Update and on Update-with-Start alike — so without this check a repeat would
+   * get the 202 of a request that is gone.
+   */
+  async function refuseSpentKey(workflowId: string): Promise<void> {
+    const described = await unlessUnknown(() => temporal.workflow.getHandle(workflowId).describe());
+    if (described !== undefined && described.status.name !== 'RUNNING') throw keySpent();
+  }
+
+  /** The answer an earlier try under the same Idempotency-Key got (its Update's outcome: the same 202, or the same refusal), or undefined when there was none. */
+  async function earlierDispatch(workflowId: string, updateId: string): Promise<CodeDispatched | undefined> {
+    return unlessUnknown(() => temporal.workflow.getHandle(workflowId).getUpdateHandle<CodeDispatched>(updateId).result());
   }
 
   app.post(
@@ -112,9 +127,11 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
       // the first try's flow and Temporal answers it that Update's outcome instead of running it again.
       const retryIds = idempotencyKey === undefined ? undefined : emailCodeRetryIds(secrets.hmacSecret, key, idempotencyKey, request_id);
       const workflowId = workflowIdOf(request_id ?? retryIds?.requestId ?? randomBytes(16).toString('hex'));
+      if (retryIds) await refuseSpentKey(workflowId);
       // The address's budget, read before anything starts: a refusal starts no flow. The send
       // activity re-checks under a lock and reserves (two requests racing here both pass). A keyed
-      // repeat whose first try sent the code is inside the cooldown: it gets that first answer.
+      // repeat whose first try sent the code is inside the cooldown: it gets that first answer (the
+      // request is open: checked above).
       const budget = await peekEmailSend(db, key, now(), sendPolicy);
       if (!budget.ok) {
         const earlier = retryIds && (await earlierDispatch(workflowId, retryIds.updateId));
@@ -150,7 +167,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
         } catch (e) {
           if (!(retryIds && e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
           const earlier = await earlierDispatch(workflowId, retryIds.updateId);
-          if (!earlier) throw new BrokerError('conflict', 'the login request this Idempotency-Key opened has ended; use a new key');
+          if (!earlier) throw keySpent();
           dispatched = earlier;
         }
       }
