@@ -165,6 +165,30 @@ void describe('email_code under an Idempotency-Key', () => {
   });
 });
 
+void describe('the resend cooldown is the requester network’s (issue 21, item 4)', () => {
+  void test('a stranger’s code does not start the cooldown for the owner on another network: 429 for the stranger’s /24, 202 for the owner', async () => {
+    const email = uniqueEmail('net-cooldown');
+    assert.equal((await askCode(email, undefined, undefined, '198.51.100.31')).status, 202, 'the stranger');
+    // Another address of the stranger's /24 is the same requester network: inside its cooldown.
+    const starts = spyWorkflowStarts(stack.temporal);
+    const rows = await dbSnapshot(stack.db);
+    try {
+      const tooSoon = await askCode(email, undefined, undefined, '198.51.100.32');
+      assertRefused(tooSoon, 429, 'rate_limited', /from your network moments ago/);
+      const retryAfter = Number(tooSoon.headers.get('retry-after'));
+      assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= COOLDOWN_SECONDS, `Retry-After ${retryAfter}`);
+      assert.equal(starts.count(), 0, 'a refused request started a flow');
+    } finally {
+      starts.restore();
+    }
+    await assertUnchanged(stack.db, rows, 'refused inside the network cooldown');
+    // The owner, at once, from their own network.
+    const owner = await askCode(email, undefined, undefined, '203.0.113.31');
+    assert.equal(owner.status, 202, owner.text);
+    assert.equal((await exchange((owner.body as CodeDispatchedBody).request_id, await latestCode(stack, email))).status, 200);
+  });
+});
+
 void describe('email_login under an Idempotency-Key', () => {
   void test('a repeat with the same key and code gets a fresh session for the same account, audited as a retry', async () => {
     const { requestId, code } = await openRequest('login-retry');
