@@ -52,11 +52,10 @@ export function createEmailLoginActivities(deps: ActivityDeps) {
     /**
      * Reserves a send in the mailbox's budget (db email_sends: the requester network's cooldown and
      * allowance, the mailbox's hourly ceiling, across every flow), derives the code of this
-     * dispatch and mails it. Returns only a keyed digest of
-     * the code. A retry of the same dispatch finds its reservation and mails the same code (the
-     * derivation is deterministic in workflow id, run id, dispatch and the run's salt) and the same
-     * reservation time; a spent
-     * budget is a non-retryable RateLimited failure with `retry_after`, and nothing is mailed.
+     * dispatch and mails it. Returns only a keyed digest of the code. A retry of the same dispatch
+     * finds its reservation and mails the same code (the derivation is deterministic in workflow
+     * id, run id, dispatch and the run's salt) and the same reservation time; a spent budget is a
+     * non-retryable RateLimited failure with `retry_after`, and nothing is mailed.
      */
     async sendEmailLoginCode(input: SendEmailLoginCodeInput): Promise<{ codeDigest: string; sentAtMs: number }> {
       const secret = deps.secrets.hmacSecret;
