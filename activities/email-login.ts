@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { reserveEmailSend } from '../db/email-sends';
-import { deriveEmailCode, emailCodeDigest, emailDispatchKey, emailKey, type EmailCodeDispatch } from '../lib/email-login-code';
-import { emailSendRefusalMessage } from '../lib/email-send-budget';
+import { deriveEmailCode, emailCodeDigest, emailDispatchKey, type EmailCodeDispatch } from '../lib/email-login-code';
+import { emailSendKey, emailSendPolicy, emailSendRefusalMessage } from '../lib/email-send-budget';
 import { FailureType } from '../workflows/definitions';
 import { currentRun } from './context';
 import type { ActivityDeps } from './deps';
@@ -14,6 +14,12 @@ export interface SendEmailLoginCodeInput {
   /** The run's random salt (EmailLoginRequestInput.code_salt). */
   salt: string;
   ttlSeconds: number;
+  /**
+   * The keyed requester network of the call that asked for this dispatch (emailSendNetworkKey):
+   * whose allowance and cooldown the send spends. Absent (an API from before it): the shared
+   * bucket of sends without a network.
+   */
+  networkKey?: string;
 }
 
 /** Input of the retired per-address flow's send (emailLoginWorkflow). */
@@ -44,21 +50,22 @@ async function mailCode(mailer: Mailer, to: string, code: string, ttlSeconds: nu
 export function createEmailLoginActivities(deps: ActivityDeps) {
   return {
     /**
-     * Reserves a send in the address's budget (db email_sends: cooldown and hourly budget across
-     * every flow), derives the code of this dispatch and mails it. Returns only a keyed digest of
-     * the code. A retry of the same dispatch finds its reservation and mails the same code (the
-     * derivation is deterministic in workflow id, run id, dispatch and the run's salt) and the same
-     * reservation time; a spent
-     * budget is a non-retryable RateLimited failure with `retry_after`, and nothing is mailed.
+     * Reserves a send in the mailbox's budget (db email_sends: the requester network's cooldown and
+     * allowance, the mailbox's hourly ceiling, across every flow), derives the code of this
+     * dispatch and mails it. Returns only a keyed digest of the code. A retry of the same dispatch
+     * finds its reservation and mails the same code (the derivation is deterministic in workflow
+     * id, run id, dispatch and the run's salt) and the same reservation time; a spent budget is a
+     * non-retryable RateLimited failure with `retry_after`, and nothing is mailed.
      */
     async sendEmailLoginCode(input: SendEmailLoginCodeInput): Promise<{ codeDigest: string; sentAtMs: number }> {
       const secret = deps.secrets.hmacSecret;
       const dispatch: EmailCodeDispatch = { ...currentRun(), dispatch: input.dispatch, salt: input.salt };
       const decision = await reserveEmailSend(deps.db, {
-        addressKey: emailKey(secret, input.email),
+        addressKey: emailSendKey(secret, input.email),
+        networkKey: input.networkKey ?? null,
         dispatchKey: emailDispatchKey(secret, dispatch),
         now: deps.now,
-        policy: { cooldownSeconds: deps.config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS, perHour: deps.config.BROKER_RATE_LIMIT_EMAIL_PER_HOUR },
+        policy: emailSendPolicy(deps.config),
       });
       if (!decision.ok) {
         throw ApplicationFailure.create({

@@ -40,7 +40,9 @@ async function main(): Promise<void> {
   const n = Number(process.argv[2] ?? 100);
   const warmup = Number(process.argv[3] ?? 5);
   if (!Number.isInteger(n) || n < 1 || !Number.isInteger(warmup) || warmup < 0) throw new Error('usage: tsx bench/email-login.ts [N] [WARMUP]');
-  const stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '1000000', BROKER_RATE_LIMIT_EMAIL_PER_HOUR: '1000000' } });
+  const stack = await startStack({
+    env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '1000000', BROKER_RATE_LIMIT_EMAIL_PER_HOUR: '1000000', BROKER_RATE_LIMIT_EMAIL_PER_NETWORK_PER_HOUR: '1000000' },
+  });
   try {
     for (let i = 0; i < warmup; i++) await oneLogin(stack, -1 - i);
     const samples: Sample[] = [];

@@ -138,7 +138,10 @@ export const envSchema = z.object({
   AWS_REGION: z.string().min(1).default('us-east-1'),
 
   BROKER_RATE_LIMIT_IP_PER_MINUTE: int(1, 1_000_000).default(60),
-  BROKER_RATE_LIMIT_EMAIL_PER_HOUR: int(1, 1_000_000).default(10),
+  /** Codes mailed to one mailbox per rolling hour, all requesters together: the ceiling (docs/email-login.md). */
+  BROKER_RATE_LIMIT_EMAIL_PER_HOUR: int(1, 1_000_000).default(20),
+  /** Codes mailed to one mailbox per requester network (IPv4 /24, IPv6 /48) per rolling hour: one requester's allowance. */
+  BROKER_RATE_LIMIT_EMAIL_PER_NETWORK_PER_HOUR: int(1, 1_000_000).default(3),
   /** Wallet challenges per client address (IPv6: per /64) per minute: each one is a workflow that lives the wallet window. */
   BROKER_RATE_LIMIT_WALLET_CHALLENGE_PER_MINUTE: int(1, 1_000_000).default(10),
   /** Mints (OIDC JWT and AWS credentials together) per account per minute. */

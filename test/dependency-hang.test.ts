@@ -106,7 +106,10 @@ function stackBehindHangProxy(
   before(async () => {
     const p = await startHangProxy(await target());
     proxy = p;
-    stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '1000', BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: '0' }, ...through(p.port) });
+    stack = await startStack({
+      env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '1000', BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: '0', BROKER_RATE_LIMIT_EMAIL_PER_NETWORK_PER_HOUR: '100' },
+      ...through(p.port),
+    });
   });
   after(async () => {
     proxy?.restore();

@@ -38,6 +38,7 @@ before(async () => {
     BROKER_DATA_DIR: dataDir,
     DATABASE_URL: database.url,
     BROKER_RATE_LIMIT_EMAIL_PER_HOUR: String(PER_HOUR),
+    BROKER_RATE_LIMIT_EMAIL_PER_NETWORK_PER_HOUR: String(PER_HOUR),
     BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: '0',
   });
   secrets = await resolveSecrets(config);

@@ -15,6 +15,7 @@ import { devMail, latestCode, uniqueEmail, workflowIdOf, wrongCode, type CodeDis
 import { Worker } from '@temporalio/worker';
 import { brokerDataConverter } from '../adapters/temporal-options';
 import { startStack, testWorkflowBundle, type TestStack } from './harness';
+import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts } from './adversarial-probes';
 
 /** Short, so the expiry test waits it out; long enough for ten concurrent repeats on a busy machine. */
 const RETRY_WINDOW_SECONDS = 8;
@@ -29,6 +30,8 @@ before(async () => {
       BROKER_RATE_LIMIT_IP_PER_MINUTE: '1000',
       BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: String(COOLDOWN_SECONDS),
       BROKER_EMAIL_RETRY_WINDOW_SECONDS: String(RETRY_WINDOW_SECONDS),
+      // The test client is the trusted balancer: X-Forwarded-For presents another requester network.
+      BROKER_TRUST_PROXY: '127.0.0.1/32',
     },
   });
 });
@@ -38,10 +41,10 @@ after(async () => {
 
 const newKey = (label: string) => `${label}-${randomBytes(16).toString('hex')}`;
 
-const askCode = (email: string, key?: string, requestId?: string) =>
+const askCode = (email: string, key?: string, requestId?: string, from?: string) =>
   stack.request('POST', '/v1/session/email_code', {
     body: requestId === undefined ? { email } : { email, request_id: requestId },
-    headers: key === undefined ? {} : { 'idempotency-key': key },
+    headers: { ...(key === undefined ? {} : { 'idempotency-key': key }), ...(from === undefined ? {} : { 'x-forwarded-for': from }) },
   });
 
 const exchange = (requestId: string, code: string, key?: string) =>
@@ -124,6 +127,32 @@ void describe('email_code under an Idempotency-Key', () => {
     assert.equal((await devMail(stack, email.toLowerCase())).length, 1);
   });
 
+  void test('a repeat after its login request ended is 409 conflict, as documented, not the old 202: no mail, no row, no flow', async () => {
+    const email = uniqueEmail('code-ended');
+    const key = newKey('ended');
+    const first = await askCode(email, key);
+    assert.equal(first.status, 202, first.text);
+    const { request_id } = first.body as CodeDispatchedBody;
+    // A login without a key ends the request at once.
+    assert.equal((await exchange(request_id, await latestCode(stack, email))).status, 200);
+    assert.equal(await stack.temporal.workflow.getHandle(workflowIdOf(request_id)).result(), 'succeeded');
+
+    const starts = spyWorkflowStarts(stack.temporal);
+    const rows = await dbSnapshot(stack.db);
+    const mails = (await devMail(stack, email.toLowerCase())).length;
+    try {
+      // Inside the cooldown of this network (the API's budget check finds the earlier try), and
+      // from another network, where the budget lets it through to the start of the keyed request.
+      assertRefused(await askCode(email, key), 409, 'conflict', /has ended; use a new key/, 'inside the cooldown');
+      assertRefused(await askCode(email, key, undefined, '198.51.100.60'), 409, 'conflict', /has ended; use a new key/, 'another network');
+      assert.equal(starts.count(), 0, 'no flow started');
+    } finally {
+      starts.restore();
+    }
+    await assertUnchanged(stack.db, rows, 'a spent key');
+    assert.equal((await devMail(stack, email.toLowerCase())).length, mails, 'nothing mailed');
+  });
+
   void test('a malformed key is a 400 and sends nothing', async () => {
     const email = uniqueEmail('code-badkey');
     // A key shorter than 32 characters is refused too: whoever repeats an email_code key gets its request id.
@@ -133,6 +162,30 @@ void describe('email_code under an Idempotency-Key', () => {
       assert.match(String((res.body as { message: string }).message), /Idempotency-Key/);
     }
     assert.equal((await devMail(stack, email.toLowerCase())).length, 0);
+  });
+});
+
+void describe('the resend cooldown is the requester network’s (issue 21, item 4)', () => {
+  void test('a stranger’s code does not start the cooldown for the owner on another network: 429 for the stranger’s /24, 202 for the owner', async () => {
+    const email = uniqueEmail('net-cooldown');
+    assert.equal((await askCode(email, undefined, undefined, '198.51.100.31')).status, 202, 'the stranger');
+    // Another address of the stranger's /24 is the same requester network: inside its cooldown.
+    const starts = spyWorkflowStarts(stack.temporal);
+    const rows = await dbSnapshot(stack.db);
+    try {
+      const tooSoon = await askCode(email, undefined, undefined, '198.51.100.32');
+      assertRefused(tooSoon, 429, 'rate_limited', /from your network moments ago/);
+      const retryAfter = Number(tooSoon.headers.get('retry-after'));
+      assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= COOLDOWN_SECONDS, `Retry-After ${retryAfter}`);
+      assert.equal(starts.count(), 0, 'a refused request started a flow');
+    } finally {
+      starts.restore();
+    }
+    await assertUnchanged(stack.db, rows, 'refused inside the network cooldown');
+    // The owner, at once, from their own network.
+    const owner = await askCode(email, undefined, undefined, '203.0.113.31');
+    assert.equal(owner.status, 202, owner.text);
+    assert.equal((await exchange((owner.body as CodeDispatchedBody).request_id, await latestCode(stack, email))).status, 200);
   });
 });
 

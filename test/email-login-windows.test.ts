@@ -105,7 +105,7 @@ void describe('email code login windows', () => {
     assert.equal((await handle.describe()).typedSearchAttributes.get(AkOutcome), 'expired');
   });
 
-  void test('cooldown per address, across requests: 429 with Retry-After, nothing mailed, no flow started; after it the owner resends on their request', async () => {
+  void test('cooldown per address (from one network), across requests: 429 with Retry-After, nothing mailed, no flow started; after it the owner resends on their request', async () => {
     const email = uniqueEmail('Resend');
     const lower = email.toLowerCase();
     const first = await requestCode(stack, email);

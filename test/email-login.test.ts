@@ -28,7 +28,9 @@ before(async () => {
   // Default windows except the resend cooldown (0: one address is asked again at once; the
   // cooldown is pinned in email-login-windows.test.ts); a high per-IP limit because this file
   // sends many requests from one address.
-  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '1000', BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: '0' } });
+  stack = await startStack({
+    env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '1000', BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: '0', BROKER_RATE_LIMIT_EMAIL_PER_NETWORK_PER_HOUR: '100' },
+  });
 });
 after(async () => {
   await stack?.stop();

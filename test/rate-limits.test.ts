@@ -170,6 +170,35 @@ void describe('wallet challenges per client address', () => {
     assert.equal((await challenge(stack.url, { xff: '198.51.100.8' })).status, 200, 'the next IPv4 address');
   });
 
+  void test('spellings of one client address (brackets, a port, leading zeros, the IPv4-mapped form) share one budget', async () => {
+    await withTrustProxy('127.0.0.1/32', async (url) => {
+      for (const [spellings, what] of [
+        [['[2001:db8:cc:1::1]:443', '2001:DB8:CC:1:0::1', '[2001:db8:cc:1::1]'], 'IPv6'],
+        [['198.51.100.20:5000', '198.051.100.020', '[::ffff:198.51.100.20]:80'], 'IPv4'],
+        [['203.0.113.30', '::ffff:cb00:711e', '203.000.113.030:1'], 'IPv4 and its mapped hex form'],
+      ] as const) {
+        for (const xff of spellings.slice(0, CHALLENGES)) assert.equal((await challenge(url, { xff })).status, 200, xff);
+        const started = starts.count();
+        const snapshot = await dbSnapshot(stack.db);
+        assertLimited(await challenge(url, { xff: spellings[CHALLENGES] }), `${what}: a third spelling of the same client`);
+        await assertUnchanged(stack.db, snapshot, 'a refused challenge');
+        assert.equal(starts.count(), started, 'a refused challenge started a workflow');
+      }
+    });
+  });
+
+  void test('a client entry that is no IP address counts as the balancer that passed it on: junk opens no budget of its own', async () => {
+    await withTrustProxy('127.0.0.1/32', async (url) => {
+      assert.equal((await challenge(url, { xff: 'not-an-address' })).status, 200);
+      assert.equal((await challenge(url, { xff: 'unknown' })).status, 200);
+      assertLimited(await challenge(url, { xff: '0x7f.0.0.1' }), 'a third string through the same balancer');
+      // The balancer's own budget is the one they spent.
+      assertLimited(await challenge(url, {}), 'the balancer itself');
+      // A real client through the balancer still has its own.
+      assert.equal((await challenge(url, { xff: '192.0.2.77' })).status, 200);
+    });
+  });
+
   void test('a spoofed X-Forwarded-For from a peer that is not a trusted balancer changes nothing: the peer is the client', async () => {
     const from = '127.0.0.2';
     for (let i = 0; i < CHALLENGES; i++) assert.equal((await challenge(stack.url, { from, xff: `203.0.113.${i + 1}` })).status, 200);

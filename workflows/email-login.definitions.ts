@@ -34,6 +34,12 @@ export interface EmailLoginRequestInput {
 /** Argument of requestCode: whose address the caller asks a (re)send for. */
 export interface RequestCodeInput {
   email_key: string;
+  /**
+   * The caller's requester network as a keyed digest (32 hex, emailSendNetworkKey): the send
+   * spends that network's allowance and cooldown for the mailbox. Absent (an API from before it):
+   * sends without a network share one bucket.
+   */
+  network_key?: string;
 }
 
 export interface CodeDispatched {

@@ -67,8 +67,9 @@ function budgetRefusal(e: unknown): { message: string; retryAfter: number } | un
  * returns once the code is mailed); the same requester resends with requestCode on the same flow,
  * and exchanges the code with submitCode Updates carrying a keyed digest of what was typed.
  * Expiry is a timer each resend pushes out; wrong codes spend this flow's attempt budget only, and
- * a locked flow refuses even its right code until it expires. The per-address send budget and
- * cooldown, shared by every flow of the address, are enforced by the send activity.
+ * a locked flow refuses even its right code until it expires. The mailbox's send budget (the
+ * requester network's cooldown and allowance, the mailbox's ceiling), shared by every flow of the
+ * mailbox, is enforced by the send activity.
  */
 export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): Promise<EmailLoginOutcome> {
   const { workflowId } = workflowInfo();
@@ -117,7 +118,7 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
 
   setHandler(
     requestCodeUpdate,
-    async () => {
+    async (request: RequestCodeInput) => {
       const now = Date.now();
       if (state.status === 'locked') {
         throw flowFailure(FailureType.tooManyAttempts, 'too many wrong codes; this login is locked, ask for a new code without request_id later', {
@@ -142,7 +143,15 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
       const dispatch = dispatches;
       let sentAtMs: number | undefined;
       try {
-        const sent = await sendEmailLoginCode({ email: input.email, dispatch, salt: input.code_salt, ttlSeconds: s.ttlSeconds });
+        // The requester's network only changes the activity's input, not the commands: no patch (docs/versioning.md).
+        const networkKey = request.network_key;
+        const sent = await sendEmailLoginCode({
+          email: input.email,
+          dispatch,
+          salt: input.code_salt,
+          ttlSeconds: s.ttlSeconds,
+          ...(networkKey === undefined ? {} : { networkKey }),
+        });
         codeDigest = sent.codeDigest;
         sentAtMs = sent.sentAtMs;
       } catch (e) {
@@ -174,6 +183,9 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
       validator: (request: RequestCodeInput) => {
         if (typeof request?.email_key !== 'string' || !constantTimeEqual(request.email_key, input.email_key)) {
           throw flowFailure(FailureType.badRequest, 'this request_id was issued for another address');
+        }
+        if (request.network_key !== undefined && (typeof request.network_key !== 'string' || !/^[0-9a-f]{32}$/.test(request.network_key))) {
+          throw flowFailure(FailureType.badRequest, 'malformed code request');
         }
       },
     },

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { rateLimitRefusals } from '../../lib/metrics';
 import { rateLimited } from '../../lib/errors';
+import { canonicalClientAddress, canonicalIp } from '../../lib/client-address';
 
 /**
  * Request limits held in this API process, on @fastify/rate-limit: fixed windows in a bounded
@@ -15,9 +16,13 @@ import { rateLimited } from '../../lib/errors';
 /** Prefix length that keys an IPv6 client: one /64 is one subscriber (RFC 6177), who owns all 2^64 addresses in it. */
 export const IPV6_PREFIX_BITS = 64;
 
-/** The key of a client address: IPv4 as is (IPv4-mapped IPv6 too), IPv6 cut to its /64. */
+/**
+ * The key of a client address: its one canonical spelling (lib/client-address.ts: brackets, a port,
+ * leading zeros and the IPv4-mapped form are the same client), IPv6 cut to its /64.
+ */
 export function clientAddressKey(ip: string | undefined): string {
-  return ip ? normalizeIP(ip, IPV6_PREFIX_BITS) : 'unknown';
+  const canonical = canonicalIp(ip);
+  return canonical ? normalizeIP(canonical, IPV6_PREFIX_BITS) : 'unknown';
 }
 
 export interface LimitOptions {
@@ -60,7 +65,7 @@ export default fp(
         timeWindow: windowMs,
         // Each limit gets its own store of this size (the plugin-level cache sizes only the global store).
         cache,
-        keyGenerator: (request: FastifyRequest) => `${name}:${explicitKeys.get(request) ?? clientAddressKey(request.ip)}`,
+        keyGenerator: (request: FastifyRequest) => `${name}:${explicitKeys.get(request) ?? clientAddressKey(canonicalClientAddress(request))}`,
       } as CreateRateLimitOptions;
       const limiter = app.createRateLimit(options);
 

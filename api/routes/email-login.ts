@@ -12,7 +12,8 @@ import {
   emailLocalPartOctets,
   emailRetryKeyDigest,
 } from '../../lib/email-login-code';
-import { emailSendRefusalMessage } from '../../lib/email-send-budget';
+import { canonicalClientAddress, requesterNetwork } from '../../lib/client-address';
+import { emailSendKey, emailSendNetworkKey, emailSendPolicy, emailSendRefusalMessage } from '../../lib/email-send-budget';
 import { BrokerError, rateLimited } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
 import { FLOW_METADATA } from '../../lib/flow-metadata';
@@ -22,6 +23,7 @@ import {
   submitCodeUpdate,
   type CodeDispatched,
   type EmailLoginRequestInput,
+  type RequestCodeInput,
 } from '../../workflows/email-login.definitions';
 import type { emailLoginRequestWorkflow } from '../../workflows/email-login';
 import { issueSession } from '../session-issue';
@@ -66,19 +68,33 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
   };
   const codePerIp = app.requestLimit({ name: 'email_code:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
   const loginPerIp = app.requestLimit({ name: 'email_login:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
-  const sendPolicy = { cooldownSeconds: config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS, perHour: config.BROKER_RATE_LIMIT_EMAIL_PER_HOUR };
+  const sendPolicy = emailSendPolicy(config);
+  const keySpent = () => new BrokerError('conflict', 'the login request this Idempotency-Key opened has ended; use a new key');
 
-  /**
-   * The answer an earlier try under the same Idempotency-Key got (its Update's outcome: the same
-   * 202, or the same refusal), or undefined when there was none (that Update or flow is unknown).
-   */
-  async function earlierDispatch(workflowId: string, updateId: string): Promise<CodeDispatched | undefined> {
+  /** Undefined when the flow is unknown (a lookup the flow errors map to `expired`). */
+  async function unlessUnknown<T>(call: () => Promise<T>): Promise<T | undefined> {
     try {
-      return await app.driveFlow(() => temporal.workflow.getHandle(workflowId).getUpdateHandle<CodeDispatched>(updateId).result());
+      return await app.driveFlow(call);
     } catch (e) {
       if (e instanceof BrokerError && e.kind === 'expired') return undefined;
       throw e;
     }
+  }
+
+  /**
+   * Under an Idempotency-Key: once the login request the key names has ended, the key is spent
+   * (409). Temporal keeps a closed flow's Update outcomes and answers a repeated Update id with
+   * them — on a plain Update and on Update-with-Start alike — so without this check a repeat would
+   * get the 202 of a request that is gone.
+   */
+  async function refuseSpentKey(workflowId: string): Promise<void> {
+    const described = await unlessUnknown(() => temporal.workflow.getHandle(workflowId).describe());
+    if (described !== undefined && described.status.name !== 'RUNNING') throw keySpent();
+  }
+
+  /** The answer an earlier try under the same Idempotency-Key got (its Update's outcome: the same 202, or the same refusal), or undefined when there was none. */
+  async function earlierDispatch(workflowId: string, updateId: string): Promise<CodeDispatched | undefined> {
+    return unlessUnknown(() => temporal.workflow.getHandle(workflowId).getUpdateHandle<CodeDispatched>(updateId).result());
   }
 
   app.post(
@@ -90,8 +106,10 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
         description:
           'Answers the same 202 for any syntactically valid address. Without request_id it opens a new login request (its own code, ' +
           'its own attempt budget); with the request_id of a live request for the same address it mails that request a new code ' +
-          '(the previous code of that request stops working). Codes to one address are limited across all requests: one per ' +
-          `${config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS} s and ${config.BROKER_RATE_LIMIT_EMAIL_PER_HOUR} per hour (429 rate_limited with Retry-After). ` +
+          '(the previous code of that request stops working). Codes to one mailbox (+tags, and dots at Gmail, ignored) are limited ' +
+          `across all requests: per requester network (IPv4 /24, IPv6 /48) one per ${config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS} s and ` +
+          `${config.BROKER_RATE_LIMIT_EMAIL_PER_NETWORK_PER_HOUR} per hour, and ${config.BROKER_RATE_LIMIT_EMAIL_PER_HOUR} per hour in all ` +
+          '(429 rate_limited with Retry-After). ' +
           'With an Idempotency-Key header, a repeat (same address, same request_id or none, same key) answers what the first try answered ' +
           'and mails nothing; a key whose login request has ended is a 409.',
         body: z.object({ email: emailSchema, request_id: requestIdSchema.optional() }),
@@ -106,16 +124,21 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
     async (request, reply) => {
       const { email, request_id } = request.body;
       const key = emailKey(secrets.hmacSecret, email);
+      // The send budget's keys: the mailbox as delivered (+tags, Gmail's dots), the requester's network.
+      const sendKey = emailSendKey(secrets.hmacSecret, email);
+      const networkKey = emailSendNetworkKey(secrets.hmacSecret, requesterNetwork(canonicalClientAddress(request)));
       const idempotencyKey = idempotencyKeyOf(request, UNSCOPED_IDEMPOTENCY_KEY_MIN_LENGTH);
       await codePerIp(request);
       // Under a key, the request id and the dispatch's Update id come from the key: a repeat finds
       // the first try's flow and Temporal answers it that Update's outcome instead of running it again.
       const retryIds = idempotencyKey === undefined ? undefined : emailCodeRetryIds(secrets.hmacSecret, key, idempotencyKey, request_id);
       const workflowId = workflowIdOf(request_id ?? retryIds?.requestId ?? randomBytes(16).toString('hex'));
-      // The address's budget, read before anything starts: a refusal starts no flow. The send
-      // activity re-checks under a lock and reserves (two requests racing here both pass). A keyed
-      // repeat whose first try sent the code is inside the cooldown: it gets that first answer.
-      const budget = await peekEmailSend(db, key, now(), sendPolicy);
+      if (retryIds) await refuseSpentKey(workflowId);
+      // The mailbox's budget for this requester's network, read before anything starts: a refusal
+      // starts no flow. The send activity re-checks under a lock and reserves (two requests racing
+      // here both pass). A keyed repeat whose first try sent the code is inside the cooldown: it
+      // gets that first answer (the request is open: checked above).
+      const budget = await peekEmailSend(db, { addressKey: sendKey, networkKey, nowMs: now(), policy: sendPolicy });
       if (!budget.ok) {
         const earlier = retryIds && (await earlierDispatch(workflowId, retryIds.updateId));
         if (earlier) return reply.code(202).send(earlier);
@@ -123,7 +146,10 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
       }
 
       let dispatched: CodeDispatched;
-      const update = { args: [{ email_key: key }] as [{ email_key: string }], ...(retryIds ? { updateId: retryIds.updateId } : {}) };
+      const update = {
+        args: [{ email_key: key, network_key: networkKey }] as [RequestCodeInput],
+        ...(retryIds ? { updateId: retryIds.updateId } : {}),
+      };
       if (request_id !== undefined) {
         const handle = temporal.workflow.getHandle(workflowId);
         dispatched = await app.driveFlow(
@@ -150,7 +176,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
         } catch (e) {
           if (!(retryIds && e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
           const earlier = await earlierDispatch(workflowId, retryIds.updateId);
-          if (!earlier) throw new BrokerError('conflict', 'the login request this Idempotency-Key opened has ended; use a new key');
+          if (!earlier) throw keySpent();
           dispatched = earlier;
         }
       }
