@@ -72,6 +72,20 @@ void describe('signed mint intents (v2 body of mint-aws-creds)', () => {
     assert.equal(canonicalJson({ b: [2, { d: 1, c: 'x' }], a: null }), '{"a":null,"b":[2,{"c":"x","d":1}]}');
   });
 
+  void test('the value form the audit chain hashes keeps its spelling, and a deep value is refused instead of overflowing the stack', () => {
+    // UTF-16 key order, JSON.stringify's values, undefined members dropped, undefined in arrays as null, a Date as {}.
+    assert.equal(
+      canonicalJson({ z: undefined, b: [undefined, 1.5, 'x\u2028', { y: null, a: true }], a: new Date(0), '\uE000': 1, '\u{1F600}': 2 }),
+      '{"a":{},"b":[null,1.5,"x\u2028",{"a":true,"y":null}],"\u{1F600}":2,"\uE000":1}',
+    );
+    let deep: unknown = 1;
+    for (let i = 0; i < 10_000; i++) deep = [deep];
+    assert.throws(() => canonicalJson(deep), /nested deeper than 128 levels/);
+    let fits: unknown = 1;
+    for (let i = 0; i < 128; i++) fits = { k: fits };
+    assert.equal(canonicalJson(fits), `${'{"k":'.repeat(128)}1${'}'.repeat(128)}`);
+  });
+
   void test('canonical form byte for byte as canonicalize_json: keys by UTF-8 byte, numbers as serde_json spells them', () => {
     // U+E000 is EE 80 80 in UTF-8 and sorts before U+1F600 (F0 9F 98 80); in UTF-16 its surrogate D83D sorts first.
     assert.equal(mintIntentSigningInput('{"\\ud83d\\ude00":1,"auth":{},"\\ue000":2}'), '{"auth":{},"\uE000":2,"\u{1F600}":1}');
