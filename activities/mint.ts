@@ -4,9 +4,11 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { STSClient } from '@aws-sdk/client-sts';
 import { appendAudit } from '../db/audit';
 import { findActiveGrantForAgent, findMainAddress, hasAcceptedGrantForAgent } from '../db/grants';
+import { findUserByOmni } from '../db/users';
 import { withTransaction } from '../db/pool';
 import { hmacHex } from '../lib/digest';
 import { sealJson, type SealPublicJwk } from '../lib/seal';
+import { agentKeysActorId } from '../lib/actor-omni';
 import { isScoped, scopeAllowsRole, scopeSessionPolicy } from '../lib/grant-scope';
 import { oidcTokenClaims, signOidcToken, stsSessionName } from '../lib/oidc-claims';
 import { OidcKeyStore } from '../adapters/oidc-keys';
@@ -38,7 +40,10 @@ export interface MintTokenInput {
   requestId: string;
   wallet: string;
   grant?: MintGrant;
-  /** The caller's OmniAccount: the `agentkeys_actor_omni` claim and tag (absent in runs started before it existed). */
+  /**
+   * The caller's OmniAccount: its account's AgentKeys actor identifier (lib/actor-omni.ts) becomes the
+   * `agentkeys_actor_omni` claim and tag (absent in runs started before it existed).
+   */
   actorOmni?: string;
   /** Seal what leaves the activity to this key (lib/seal.ts); absent in runs started before sealing. */
   sealTo?: SealPublicJwk;
@@ -78,6 +83,23 @@ export function createMintActivities(deps: ActivityDeps) {
   const stsClient = (): STSClient => (sts ??= deps.stsClient ?? createStsClient(config));
   const auditDigest = (kind: string, value: string) => hmacHex(secrets.hmacSecret, `audit-${kind}`, value).slice(0, 32);
 
+  /**
+   * The AgentKeys actor identifier of the caller's account, from the login identity its users row
+   * keeps (the bare OmniAccount when there is none). Read here, not carried in the workflow input,
+   * so runs of every shipped workflow version get it without a workflow change.
+   */
+  async function actorIdOf(omniAccount: string | undefined): Promise<string | undefined> {
+    if (omniAccount === undefined) return undefined;
+    let user;
+    try {
+      user = await findUserByOmni(deps.db, omniAccount);
+    } catch (e) {
+      throw ApplicationFailure.retryable(`could not read the caller's account: ${(e as Error).message}`, MintActivityFailure.authoriseFailed);
+    }
+    const identity = user ? { type: user.identity_type, value: user.identity_value } : undefined;
+    return agentKeysActorId(user?.client_id ?? config.BROKER_CLIENT_ID, omniAccount, identity);
+  }
+
   async function signToken(input: MintTokenInput): Promise<{ jwt: string; expiration: number; kid: string; jwtHash: string; nowSeconds: number }> {
     let keyset;
     try {
@@ -85,6 +107,7 @@ export function createMintActivities(deps: ActivityDeps) {
     } catch (e) {
       throw ApplicationFailure.nonRetryable(`the OIDC signing key is not usable: ${(e as Error).message}`, MintActivityFailure.signingFailed);
     }
+    const actorId = await actorIdOf(input.actorOmni);
     const nowSeconds = Math.floor(deps.now() / 1000);
     const claims = oidcTokenClaims({
       issuer: config.publicUrl,
@@ -92,7 +115,7 @@ export function createMintActivities(deps: ActivityDeps) {
       nowSeconds,
       ttlSeconds: config.BROKER_OIDC_JWT_TTL_SECONDS,
       grant: input.grant ? { grantId: input.grant.grantId, childWallet: input.grant.agentAddress, scope: input.grant.scope } : undefined,
-      actorOmni: input.actorOmni,
+      actorId,
     });
     const jwt = await signOidcToken(keyset.active, claims);
     return { jwt, expiration: claims.exp, kid: keyset.active.kid, jwtHash: auditDigest('jwt', jwt), nowSeconds };

@@ -1,4 +1,4 @@
-import { canonicalJson, CanonicalJsonError } from './canonical-json';
+import { CanonicalJsonError, canonicalJsonTree, parseJsonTree } from './canonical-json';
 import { AgentKeysError } from './errors';
 
 /**
@@ -10,8 +10,8 @@ import { AgentKeysError } from './errors';
  *    "auth": {"address", "signature"}}
  *
  * `auth.signature` is an EIP-191 `personal_sign` by `auth.address` over the canonical JSON of the
- * whole body without `auth.signature`: object keys sorted at every depth, no whitespace, values
- * as JSON writes them (upstream's `canonicalize_json`). A fresh signature per mint is proof that
+ * whole body without `auth.signature`: object keys sorted (UTF-8 byte order) at every depth, no
+ * whitespace, strings and numbers as serde_json writes them (upstream's `canonicalize_json`). A fresh signature per mint is proof that
  * the wallet itself asked for this mint, beyond holding its session bearer.
  */
 
@@ -20,18 +20,26 @@ export class MintIntentError extends AgentKeysError {
   override name = 'MintIntentError';
 }
 
-/** The text the wallet signs: the body without auth.signature, canonicalised. */
-export function mintIntentSigningInput(body: Record<string, unknown>): string {
-  const auth = body.auth;
-  if (auth === null || typeof auth !== 'object' || Array.isArray(auth)) throw new MintIntentError('auth must be an object');
-  const { signature: _signature, ...authRest } = auth as Record<string, unknown>;
+/**
+ * The text the wallet signs: the body as it was sent, without auth.signature, in AgentKeys'
+ * canonical form (lib/canonical-json.ts, `parseJsonTree` + `canonicalJsonTree`), read from the raw
+ * body text so numbers keep the spelling upstream signs. A body upstream could not read (nested
+ * deeper than serde_json reads, a number out of its range, a lone surrogate) or that repeats a key
+ * is refused.
+ */
+export function mintIntentSigningInput(rawBody: string): string {
+  let tree;
   try {
-    // Upstream's canonicalize_json: sorted keys, no whitespace; floats refused (no agreed spelling to sign).
-    return canonicalJson({ ...body, auth: authRest }, true);
+    tree = parseJsonTree(rawBody);
   } catch (e) {
-    if (e instanceof CanonicalJsonError) throw new MintIntentError(`numbers in a signed intent must be whole and below 2^53`);
+    if (e instanceof CanonicalJsonError) throw new MintIntentError(`the signed intent cannot be put in canonical form: ${e.message}`);
     throw e;
   }
+  if (tree.kind !== 'object') throw new MintIntentError('a signed intent must be a JSON object');
+  const auth = tree.entries.find(([key]) => key === 'auth')?.[1];
+  if (auth?.kind !== 'object') throw new MintIntentError('auth must be an object');
+  auth.entries = auth.entries.filter(([key]) => key !== 'signature');
+  return canonicalJsonTree(tree);
 }
 
 const RFC3339_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;

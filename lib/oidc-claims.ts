@@ -1,6 +1,6 @@
 import { SignJWT, type JWTPayload } from 'jose';
 import { isScoped, SCOPE_SERVICES_TAG, scopeServicesTag, type GrantScope } from './grant-scope';
-import { bareOmniHex, OMNI_ACCOUNT_RE } from './omni';
+import { bareOmniHex } from './omni';
 import type { SigningKey } from './signing-key';
 
 /**
@@ -57,25 +57,36 @@ export interface OidcTokenClaims extends JWTPayload {
   agentkeys_child_wallet?: string;
   agentkeys_grant_id?: string;
   agentkeys_scope?: GrantScope;
-  /** The caller's OmniAccount as bare lower-case hex (the AgentKeys v2 actor; no 0x). */
+  /** The caller's AgentKeys actor identifier (lib/actor-omni.ts): bare lower-case hex, no 0x. */
   agentkeys_actor_omni?: string;
   [AWS_TAGS_CLAIM]: AwsTagsClaim;
 }
 
-/**
- * An AWS principal-tag value: an OmniAccount is tagged as bare lower-case hex, never with `0x`
- * (litentry/agent-terrier `agentkeys-broker-server`, incident #242: a `0x` in the tag breaks S3
- * prefix policies that interpolate `${aws:PrincipalTag/…}` into `bots/<omni>/…`). An EVM address
- * keeps its `0x` form, as those policies expect.
- */
-export function principalTagValue(wallet: string): string {
-  return OMNI_ACCOUNT_RE.test(wallet.toLowerCase()) ? bareOmniHex(wallet) : wallet;
+const EVM_WALLET_RE = /^0x[0-9a-f]{40}$/;
+
+/** An actor identifier in the form claims and tags carry it: trimmed, no `0x`, lower-case (as `build_oidc_jwt_claims` normalises it). */
+function bareActor(actor: string): string {
+  return actor.trim().replace(/^0x/i, '').toLowerCase();
 }
 
 /**
- * The claims of one token: `wallet` is the main wallet (lower-case 0x address) or the OmniAccount;
- * `actorOmni` is the caller's OmniAccount, carried as `agentkeys_actor_omni` (claim and transitive
- * principal tag, bare hex) as the AgentKeys v2 broker does.
+ * The wallet as `sub`, `agentkeys_user_wallet` and its tag carry it: the lower-case 0x address of a
+ * wallet; for an account without one (minting for its OmniAccount), the bare actor identifier, as
+ * AgentKeys' `build_oidc_jwt_claims` falls back (litentry/agent-terrier c348357,
+ * `crates/agentkeys-broker-server/src/handlers/oidc.rs`): never a `0x`, which breaks S3 prefix
+ * policies that interpolate `${aws:PrincipalTag/…}` into `bots/<id>/…` (its incident #242).
+ */
+export function userWalletValue(wallet: string, actor: string | undefined): string {
+  const lower = wallet.toLowerCase();
+  if (EVM_WALLET_RE.test(lower)) return lower;
+  return actor !== undefined ? bareActor(actor) : bareOmniHex(wallet);
+}
+
+/**
+ * The claims of one token: `wallet` is the main wallet (lower-case 0x address) or, for an account
+ * without one, its OmniAccount; `actorId` is the caller's AgentKeys actor identifier
+ * (lib/actor-omni.ts), carried as `agentkeys_actor_omni` (claim and transitive principal tag, bare
+ * hex) as the AgentKeys broker does. Runs started before the actor was carried pass none.
  */
 export function oidcTokenClaims(opts: {
   issuer: string;
@@ -83,22 +94,23 @@ export function oidcTokenClaims(opts: {
   nowSeconds: number;
   ttlSeconds: number;
   grant?: OidcGrantClaims;
-  actorOmni?: string;
+  actorId?: string;
 }): OidcTokenClaims {
-  const actor = opts.actorOmni === undefined ? undefined : bareOmniHex(opts.actorOmni);
-  const tags: AwsTagsClaim = { principal_tags: { agentkeys_user_wallet: [principalTagValue(opts.wallet)] }, transitive_tag_keys: ['agentkeys_user_wallet'] };
+  const actor = opts.actorId === undefined ? undefined : bareActor(opts.actorId);
+  const userWallet = userWalletValue(opts.wallet, actor);
+  const tags: AwsTagsClaim = { principal_tags: { agentkeys_user_wallet: [userWallet] }, transitive_tag_keys: ['agentkeys_user_wallet'] };
   if (actor !== undefined) {
     tags.principal_tags.agentkeys_actor_omni = [actor];
     tags.transitive_tag_keys.push('agentkeys_actor_omni');
   }
   const claims: OidcTokenClaims = {
     iss: opts.issuer,
-    sub: `agentkeys:agent:${opts.wallet}`,
+    sub: `agentkeys:agent:${userWallet}`,
     aud: OIDC_AUDIENCE,
     iat: opts.nowSeconds,
     nbf: opts.nowSeconds,
     exp: opts.nowSeconds + opts.ttlSeconds,
-    agentkeys_user_wallet: opts.wallet,
+    agentkeys_user_wallet: userWallet,
     ...(actor !== undefined ? { agentkeys_actor_omni: actor } : {}),
     [AWS_TAGS_CLAIM]: tags,
   };

@@ -19,6 +19,17 @@ const PURPOSE = 'Sign this message to prove you own this wallet. It sends no tra
 export const SIWE_STATEMENT = 'Sign in to AgentKeys.';
 
 export const EVM_ADDRESS_RE = /^0x[0-9a-fA-F]{40}$/;
+
+const ANY_EVM_SPELLING_RE = /^(?:0x)?([0-9a-f]{40})$/i;
+
+/**
+ * An EVM address in any spelling (with or without `0x`, any case) as lower-case `0x` text, or
+ * undefined when the text is no address: for values other programs pass on as they got them.
+ */
+export function normalizeEvmAddress(text: string): string | undefined {
+  const m = ANY_EVM_SPELLING_RE.exec(text);
+  return m ? `0x${(m[1] as string).toLowerCase()}` : undefined;
+}
 export const ZERO_ADDRESS = '0x0000000000000000000000000000000000000000';
 /** EIP-4361: at least 8 alphanumerics. */
 export const SIWE_NONCE_RE = /^[A-Za-z0-9]{8,}$/;

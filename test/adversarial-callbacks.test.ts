@@ -134,7 +134,8 @@ void describe('allow-listed lookups: malformed and oversized', () => {
     ];
     for (const [q, status] of gets) assertEnvelopeFailure(await stack.request('GET', `/v3/account/get_account_user_id${q}`), status, undefined, q.slice(0, 30));
     const posts: [string, unknown, number][] = [
-      ['agent not hex', { main_address: addr(), agent_address: `0x${'zz'.repeat(20)}` }, 400],
+      ['agent_address a number', { main_address: addr(), agent_address: 42 }, 400],
+      ['main_address missing', { agent_address: addr() }, 400],
       ['login_type a string', { main_address: addr(), agent_address: addr(), login_type: '1' }, 400],
       ['login_type over i32', { main_address: addr(), agent_address: addr(), login_type: 2 ** 31 }, 400],
       ['login_type under i32', { main_address: addr(), agent_address: addr(), login_type: -(2 ** 31) - 1 }, 400],

@@ -17,7 +17,7 @@ import {
 } from './adversarial-probes';
 import { expiredSession, forgedBearers } from './adversarial-tokens';
 import { acceptGrant, type GrantView, offerGrant } from './grant-client';
-import { emailLogin, mintAws, mintOidc, type WalletSession, walletLogin } from './mint-client';
+import { agentKeysActorOf, emailLogin, mintAws, mintOidc, type WalletSession, walletLogin } from './mint-client';
 import { newWallet, type TestWallet } from './wallet-client';
 
 /**
@@ -785,10 +785,10 @@ void describe('grants: scope is enforced in what is minted', () => {
       assert.equal(stack.sts.allows(creds.access_key_id, action), allowed, action);
     }
     const session = stack.sts.session(creds.access_key_id);
-    // The actor is the agent's own account, bare hex as AWS tags carry it (docs/mint.md).
+    // The actor is the agent's own account: AgentKeys' actor identifier of its wallet, bare hex (docs/mint.md).
     assert.deepEqual(session?.tags, {
       agentkeys_user_wallet: owner.wallet.lower,
-      agentkeys_actor_omni: agent.omni_account.slice(2),
+      agentkeys_actor_omni: agentKeysActorOf('evm', agent.wallet.lower),
       agentkeys_scope_services: 'dynamodb s3',
     });
     assert.deepEqual([...(session?.transitiveTagKeys ?? [])].sort(), ['agentkeys_actor_omni', 'agentkeys_scope_services', 'agentkeys_user_wallet']);
@@ -838,7 +838,7 @@ void describe('grants: scope is enforced in what is minted', () => {
     const claims = decodeJwt(call?.fields.WebIdentityToken ?? '');
     assert.equal(claims.agentkeys_scope, undefined);
     assert.deepEqual(claims['https://aws.amazon.com/tags'], {
-      principal_tags: { agentkeys_user_wallet: [owner.wallet.lower], agentkeys_actor_omni: [agent.omni_account.slice(2)] },
+      principal_tags: { agentkeys_user_wallet: [owner.wallet.lower], agentkeys_actor_omni: [agentKeysActorOf('evm', agent.wallet.lower)] },
       transitive_tag_keys: ['agentkeys_user_wallet', 'agentkeys_actor_omni'],
     });
     assert.equal((await mintOidc(stack, agent.token)).wallet, owner.wallet.lower);

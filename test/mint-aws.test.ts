@@ -8,7 +8,7 @@ import { AesGcmPayloadCodec } from '../lib/codec';
 import { AkFlow, AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
 import { MINT_ID_PREFIX } from '../workflows/mint.definitions';
 import { startStack, type TestStack } from './harness';
-import { auditCount, emailLogin, lastMintRows, mintAws, walletLogin, type WalletSession } from './mint-client';
+import { agentKeysActorOf, auditCount, emailLogin, lastMintRows, mintAws, walletLogin, type WalletSession } from './mint-client';
 
 const ROLE = 'arn:aws:iam::123456789012:role/agentkeys-data';
 const MAX_DURATION = 7200;
@@ -61,7 +61,7 @@ void describe('POST /v1/mint-aws-creds', () => {
     assert.equal(payload.sub, `agentkeys:agent:${w}`);
     assert.equal(f.RoleSessionName, `agentkeys-${w}-${payload.iat}`);
     assert.deepEqual(payload['https://aws.amazon.com/tags'], {
-      principal_tags: { agentkeys_user_wallet: [w], agentkeys_actor_omni: [main.omni_account.slice(2)] },
+      principal_tags: { agentkeys_user_wallet: [w], agentkeys_actor_omni: [agentKeysActorOf('evm', w)] },
       transitive_tag_keys: ['agentkeys_user_wallet', 'agentkeys_actor_omni'],
     });
 

@@ -3,6 +3,7 @@
  * code), mint, and read the audit rows a mint wrote.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { buildStatelessWalletMessage } from '../lib/wallet-message';
 import { latestCode, requestCode, submitCode, uniqueEmail } from './email-login-client';
 import type { TestStack } from './harness';
@@ -36,12 +37,22 @@ export async function walletLogin(stack: TestStack, wallet: TestWallet = newWall
 }
 
 /** An email-code login of a fresh address: an account without any EVM wallet. */
-export async function emailLogin(stack: TestStack): Promise<Session> {
+export async function emailLogin(stack: TestStack): Promise<Session & { email: string }> {
   const email = uniqueEmail('mint');
   const { request_id } = await requestCode(stack, email);
   const res = await submitCode(stack, request_id, await latestCode(stack, email));
   assert.equal(res.status, 200, res.text);
-  return res.body as Session;
+  return { ...(res.body as Session), email };
+}
+
+/**
+ * AgentKeys' actor identifier for a login identity, computed here from its definition rather than
+ * through lib/actor-omni.ts: SHA256(client id ‖ AgentKeys identity type ‖ value) as lower-case hex
+ * (litentry/agent-terrier `crates/agentkeys-broker-server/src/identity/omni_account.rs`,
+ * `derive_with_client_id`); a wallet's value is its lower-case 0x address text.
+ */
+export function agentKeysActorOf(type: 'evm' | 'email' | 'oauth2_google', value: string, clientId = 'agentkeys'): string {
+  return createHash('sha256').update(`${clientId}${type}${value}`, 'utf8').digest('hex');
 }
 
 export interface OidcMintBody {

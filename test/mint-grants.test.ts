@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { bindAgent } from './grant-client';
 import { startStack, type TestStack } from './harness';
-import { auditCount, lastMintRows, mintAws, mintOidc, walletLogin, type WalletSession } from './mint-client';
+import { agentKeysActorOf, auditCount, lastMintRows, mintAws, mintOidc, walletLogin, type WalletSession } from './mint-client';
 
 let stack: TestStack;
 let main: WalletSession;
@@ -76,10 +76,11 @@ void describe('grant lifecycle: create → agent mints → revoke → agent refu
     assert.equal(claims.agentkeys_user_wallet, m);
     assert.equal(claims.agentkeys_child_wallet, a);
     assert.equal(claims.agentkeys_grant_id, grantId);
-    // The actor is the agent that minted (its own OmniAccount, bare hex); the wallet is the main one.
-    assert.equal(claims.agentkeys_actor_omni, agent.omni_account.slice(2));
+    // The actor is the agent that minted (AgentKeys' actor identifier of its own wallet); the wallet is the main one.
+    const actor = agentKeysActorOf('evm', a);
+    assert.equal(claims.agentkeys_actor_omni, actor);
     assert.deepEqual(claims['https://aws.amazon.com/tags'], {
-      principal_tags: { agentkeys_user_wallet: [m], agentkeys_actor_omni: [agent.omni_account.slice(2)] },
+      principal_tags: { agentkeys_user_wallet: [m], agentkeys_actor_omni: [actor] },
       transitive_tag_keys: ['agentkeys_user_wallet', 'agentkeys_actor_omni'],
     });
 

@@ -9,7 +9,7 @@ import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErr
 import * as oidcClient from 'openid-client';
 import { oidcKeysetPath, parseOidcKeyset, rotateOidcKeyset, type OidcKeysetFile } from '../adapters/oidc-keys';
 import { startStack, type TestStack } from './harness';
-import { emailLogin, lastMintRows, mintOidc, walletLogin, type WalletSession } from './mint-client';
+import { agentKeysActorOf, emailLogin, lastMintRows, mintOidc, walletLogin, type WalletSession } from './mint-client';
 
 const run = promisify(execFile);
 const ROOT = join(__dirname, '..');
@@ -116,7 +116,9 @@ void describe('POST /v1/mint-oidc-jwt', () => {
       'nbf',
       'sub',
     ]);
-    const actor = main.omni_account.slice(2);
+    // AgentKeys' actor identifier of the wallet (lib/actor-omni.ts), not its OmniAccount.
+    const actor = agentKeysActorOf('evm', w);
+    assert.notEqual(actor, main.omni_account.slice(2));
     assert.equal(payload.agentkeys_actor_omni, actor);
     assert.equal(payload.iss, stack.url);
     assert.equal(payload.sub, `agentkeys:agent:${w}`);
@@ -149,16 +151,16 @@ void describe('POST /v1/mint-oidc-jwt', () => {
     assert.ok(!everything.includes(main.token), 'the bearer is in the audit log');
   });
 
-  void test('an account without an EVM wallet mints for its OmniAccount', async () => {
+  void test('an account without an EVM wallet mints for its OmniAccount; sub, the wallet claim and the tags carry its bare actor', async () => {
     const session = await emailLogin(stack);
     const minted = await mintOidc(stack, session.token);
     assert.equal(minted.wallet, session.omni_account);
     const { payload } = await verifyAsSts(minted.jwt);
-    assert.equal(payload.sub, `agentkeys:agent:${session.omni_account}`);
-    assert.equal(payload.agentkeys_user_wallet, session.omni_account);
-    // AWS principal tags carry the OmniAccount as bare hex: a 0x breaks S3 prefix policies.
-    const bare = session.omni_account.slice(2);
-    assert.match(bare, /^[0-9a-f]{64}$/);
+    // As AgentKeys' build_oidc_jwt_claims falls back: the bare actor, never a 0x (it breaks S3 prefix policies).
+    const bare = agentKeysActorOf('email', session.email.toLowerCase());
+    assert.equal(bare, session.omni_account.slice(2)); // an email's actor is its OmniAccount
+    assert.equal(payload.sub, `agentkeys:agent:${bare}`);
+    assert.equal(payload.agentkeys_user_wallet, bare);
     assert.deepEqual(payload['https://aws.amazon.com/tags'], {
       principal_tags: { agentkeys_user_wallet: [bare], agentkeys_actor_omni: [bare] },
       transitive_tag_keys: ['agentkeys_user_wallet', 'agentkeys_actor_omni'],

@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { SignJWT } from 'jose';
 import { buildApp } from '../api/app';
 import { insertGrant, markGrantAccepted } from '../db/grants';
+import { callTeeRpc } from '../fixtures/tee/client';
 import { generateTeeKeyPair, signTeeJwt } from '../fixtures/tee/jwt';
 import { startTeeFixture, type TeeFixture } from '../fixtures/tee/server';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
@@ -53,6 +54,23 @@ async function counts(): Promise<Record<string, number>> {
             (SELECT count(*) FROM audit_log)::text AS audit, (SELECT count(*) FROM grants)::text AS grants`,
   );
   return Object.fromEntries(Object.entries(r.rows[0] ?? {}).map(([k, v]) => [k, Number(v)]));
+}
+
+/** A grant of `main` to `agent` (pending until accepted), written straight to the database; its id. */
+async function pendingGrant(main: string, agent: string): Promise<string> {
+  const now = new Date();
+  const grantId = `grt_${randomBytes(16).toString('hex')}`;
+  await insertGrant(stack.db, {
+    grantId,
+    mainAccount: `0x${'0'.repeat(64)}`,
+    mainAddress: main,
+    agentAddress: agent,
+    scope: {},
+    createdAt: now,
+    expiresAt: new Date(now.getTime() + 3600_000),
+    maxLive: 100,
+  });
+  return grantId;
 }
 
 /** A failure envelope: the given 4xx status, code = status × 100 (never 10000), data null. */
@@ -256,24 +274,75 @@ void describe('get_account_user_id and check_hyper_agent_address', () => {
     const ask = (m: string, a: string) =>
       stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { main_address: m, agent_address: a, login_type: 1 } });
     assert.equal((await ask(main, agent)).text, '{"code":10000,"message":"OK","data":{"isBound":false}}');
-    const now = new Date();
-    const grantId = `grt_${randomBytes(16).toString('hex')}`;
-    await insertGrant(stack.db, {
-      grantId,
-      mainAccount: `0x${'0'.repeat(64)}`,
-      mainAddress: main,
-      agentAddress: agent,
-      scope: {},
-      createdAt: now,
-      expiresAt: new Date(now.getTime() + 3600_000),
-      maxLive: 100,
-    });
+    const grantId = await pendingGrant(main, agent);
     assert.equal((await ask(main, agent)).text, '{"code":10000,"message":"OK","data":{"isBound":false}}', 'a grant its agent has not accepted binds nothing');
     await markGrantAccepted(stack.db, grantId, new Date());
     assert.equal((await ask(main.toUpperCase().replace('0X', '0x'), agent)).text, '{"code":10000,"message":"OK","data":{"isBound":true}}');
     assert.equal((await ask(agent, main)).text, '{"code":10000,"message":"OK","data":{"isBound":false}}');
-    assertFailure(await stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { main_address: 'nope', agent_address: agent } }), 400);
     assertFailure(await stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { main_address: main } }), 400);
+  });
+
+  void test('check_hyper_agent_address answers every spelling of an address; a string that is none is "not linked" to the TEE, not a failed call', async () => {
+    const main = evmAddress();
+    const agent = evmAddress();
+    const grantId = await pendingGrant(main, agent);
+    await markGrantAccepted(stack.db, grantId, new Date());
+    const ask = (m: string, a: string) =>
+      stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { main_address: m, agent_address: a, login_type: 0 } });
+    // The TEE forwards the client's ClientAuth strings as they came: with or without 0x, any case.
+    const spellings = (a: string) => [a, `0x${a.slice(2).toUpperCase()}`, a.slice(2), a.slice(2).toUpperCase(), `0X${a.slice(2)}`];
+    for (const m of spellings(main))
+      for (const a of spellings(agent)) assert.equal((await ask(m, a)).text, '{"code":10000,"message":"OK","data":{"isBound":true}}', `${m} ${a}`);
+    assert.equal((await ask(`${agent.slice(2)}`, main.toUpperCase().slice(2))).text, '{"code":10000,"message":"OK","data":{"isBound":false}}');
+
+    const before = await counts();
+    const notAddresses = [
+      'nope',
+      '',
+      '0x',
+      main.slice(0, 41),
+      `${main}00`,
+      ` ${main}`,
+      `${main}\n`,
+      `0x${'g'.repeat(40)}`,
+      `0x0x${main.slice(2)}`,
+      'x'.repeat(4096),
+    ];
+    for (const bad of notAddresses) {
+      for (const [field, body] of [
+        ['main_address', { main_address: bad, agent_address: agent }],
+        ['agent_address', { main_address: main, agent_address: bad }],
+      ] as const) {
+        const res = await stack.request('POST', '/v1/account/check_hyper_agent_address', { body: { ...body, login_type: 0 } });
+        assert.equal(res.status, 200, `${field}=${JSON.stringify(bad.slice(0, 50))}: ${res.text}`);
+        const b = res.body as { code: number; message: string; data: { isBound: boolean } };
+        assert.equal(b.code, 40000);
+        assert.match(b.message, new RegExp(`^${field} is not an EVM address`));
+        assert.deepEqual(b.data, { isBound: false });
+      }
+    }
+    assert.deepEqual(await counts(), before);
+
+    // Through the TEE (fixture, which reads the answer as submit_user_op_with_auth.rs does): a bound
+    // pair in another spelling goes through; a main_address that is no address is "not linked"
+    // (-32003, AUTH_VERIFICATION_FAILED), not a failed backend call (-32164, EXTERNAL_API_ERROR).
+    const submit = (mainAddress: string) =>
+      callTeeRpc(tee.url, 'omni_submitUserOpWithAuth', {
+        user_operations: [],
+        chain_id: 42161,
+        wallet_index: 1,
+        user_id: { type: 'email', value: `link.${Date.now()}@example.com` },
+        client_id: 'agentkeys',
+        client_auth: {
+          type: 'wildmeta_hl',
+          value: { agent_address: agent.slice(2).toUpperCase(), business_json: '{"timestamp":1}', main_address: mainAddress, signature: '0x', login_type: 0 },
+        },
+      });
+    const bound = await submit(main.slice(2).toUpperCase());
+    assert.ok('result' in bound, JSON.stringify(bound));
+    const notLinked = await submit('not-an-address');
+    assert.ok('error' in notLinked && notLinked.error.code === -32003, JSON.stringify(notLinked));
+    assert.deepEqual(await counts(), before);
   });
 
   void test('the unauthenticated callbacks answer only sources on BROKER_TEE_CALLBACK_ALLOW (403 otherwise)', async () => {

@@ -86,12 +86,15 @@ export default async function mintRoutes(appBase: FastifyInstance) {
   // `curl -X POST -H 'content-type: application/json'` with no body is a valid mint request here.
   const jsonParser = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
+  // The text as sent, kept for a signed intent: its signature covers the text's numbers as spelled.
+  const rawBodies = new WeakMap<FastifyRequest, string>();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
     if (text.trim() === '') {
       done(null, undefined);
       return;
     }
+    rawBodies.set(request, text);
     void jsonParser(request, text, done);
   });
 
@@ -162,7 +165,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
     let signature;
     try {
       signedMs = parseIssuedAt(issued_at);
-      signingInput = mintIntentSigningInput(body);
+      signingInput = mintIntentSigningInput(rawBodies.get(request) ?? '');
       signature = parseEoaSignature(auth.signature);
     } catch (e) {
       if (e instanceof MintIntentError || e instanceof SignatureFormatError) throw new BrokerError('bad_request', e.message);

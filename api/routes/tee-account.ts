@@ -9,6 +9,7 @@ import { isTeeTokenRevoked } from '../../db/sessions';
 import { findUserByOmni } from '../../db/users';
 import { parseSourceAllowList } from '../../lib/cidr-allow';
 import { ClientAuthError, sanitizeClientAuth } from '../../lib/client-auth';
+import { normalizeEvmAddress } from '../../lib/wallet-message';
 import { hmacHex, safeEqual } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { assertIdentityNotCollapsed, deriveOmniAccount, IDENTITY_TYPES, IdentityError } from '../../lib/omni';
@@ -51,12 +52,6 @@ const failures = {
   503: failureEnvelope,
 };
 const ok = <T>(data: T) => ({ code: CALLBACK_OK_CODE, message: 'OK', data });
-
-const evmAddress = (what: string) =>
-  z
-    .string()
-    .regex(/^0x[0-9a-fA-F]{40}$/, `${what} must be a 0x-prefixed 20-byte hex address`)
-    .transform((a) => a.toLowerCase());
 
 /**
  * The TEE's `UserId` enum: {"type": <snake_case variant>, "value": ...}, every variant of the upstream
@@ -359,6 +354,14 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
   // litentry/heima wildmeta client `verify_hyperliquid_link.rs`): it always lands at the host root,
   // whatever path the base URL has. It checks the HTTP status only (`error_for_status`) and sends
   // no X-Language.
+  //
+  // The addresses are the client's `ClientAuth::WildmetaHl` strings as the TEE got them
+  // (`submit_user_op_with_auth.rs` @ 05ff5857: `agent_address` has passed the TEE's own hex parse
+  // for the signature check, `main_address` is forwarded unread). Any spelling of an address is
+  // answered; a string that is no address cannot be linked, and is answered so: 200 with
+  // `isBound: false` (the TEE's "not linked", AUTH_VERIFICATION_FAILED) and the bad-request code
+  // and a message in the envelope for anyone who reads them. A non-2xx would make the TEE report
+  // a failed service call (EXTERNAL_API_ERROR) for what is a client's wrong address.
   app.post(
     '/v1/account/check_hyper_agent_address',
     {
@@ -367,8 +370,8 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
         tags: ['tee'],
         summary: 'TEE callback: is this agent wallet bound to this main wallet by a grant its agent accepted, live now? (allow-listed sources only)',
         body: z.object({
-          main_address: evmAddress('main_address'),
-          agent_address: evmAddress('agent_address'),
+          main_address: z.string(),
+          agent_address: z.string(),
           // Upstream passes `login_type as i32` (wildmeta client, verify_hyperliquid_link): any i32.
           login_type: z.number().int().min(-2_147_483_648).max(2_147_483_647).optional(),
         }),
@@ -376,9 +379,18 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       },
     },
     async (request) => {
-      const { main_address, agent_address } = request.body;
+      const main = normalizeEvmAddress(request.body.main_address);
+      const agent = normalizeEvmAddress(request.body.agent_address);
+      if (main === undefined || agent === undefined) {
+        const which = main === undefined ? 'main_address' : 'agent_address';
+        return {
+          code: callbackErrorCode(400),
+          message: `${which} is not an EVM address (40 hex digits, 0x optional): it is linked to nothing`,
+          data: { isBound: false },
+        };
+      }
       const at = new Date(app.deps.now?.() ?? Date.now());
-      return ok({ isBound: await isAgentBound(db, main_address, agent_address, at) });
+      return ok({ isBound: await isAgentBound(db, main, agent, at) });
     },
   );
 }
