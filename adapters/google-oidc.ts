@@ -101,10 +101,14 @@ export class GoogleOidc {
     return configuration;
   }
 
-  /** Fresh state, nonce and PKCE verifier for one login, and the URL that starts it at the provider. */
-  async authorization(): Promise<{ state: string; nonce: string; codeVerifier: string; url: string }> {
+  /**
+   * Fresh state, nonce and PKCE verifier for one login, and the URL that starts it at the provider.
+   * `stateTail`, when given, is appended to the random state after a dot: a value the callback must
+   * bring back unchanged (the browser app's code challenge, api/routes/google-login.ts).
+   */
+  async authorization(stateTail?: string): Promise<{ state: string; nonce: string; codeVerifier: string; url: string }> {
     const configuration = await this.configuration();
-    const state = oidc.randomState();
+    const state = stateTail === undefined ? oidc.randomState() : `${oidc.randomState()}.${stateTail}`;
     const nonce = oidc.randomNonce();
     const codeVerifier = oidc.randomPKCECodeVerifier();
     const url = oidc.buildAuthorizationUrl(configuration, {

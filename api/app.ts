@@ -25,6 +25,7 @@ import auditRoutes from './routes/audit';
 import mintRoutes from './routes/mint';
 import oidcRoutes from './routes/oidc';
 import codecRoutes from './routes/codec';
+import opsTokenPlugin from './plugins/ops-token';
 
 export interface BuildAppOptions {
   /** pino level; 'silent' in tests. */
@@ -91,6 +92,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   await app.register(metricsPlugin);
   await app.register(securityHeadersPlugin);
   await app.register(rateLimitPlugin);
+  await app.register(opsTokenPlugin);
   await app.register(readinessPlugin);
   await app.register(flowDeadlinePlugin);
   await app.register(authPlugin);

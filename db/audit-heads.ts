@@ -41,12 +41,24 @@ export async function currentAuditHeads(q: Queryable): Promise<CurrentHeads | nu
   return { seq: latest.seq, hash: latest.hash, shards };
 }
 
-/** Records a signed head; a head already signed for that root (version 1: seq) is kept and returned (idempotent). */
+/**
+ * Records a signed head; a head already signed for that root (version 1: seq) is kept and returned
+ * (idempotent). In the same statement, each shard position the head is the first to cover goes into
+ * audit_head_shards, the index proofs find their head by (migration 011).
+ */
 export async function recordAuditHead(q: Queryable, head: AuditHeadRow): Promise<AuditHeadRow> {
   const conflict = head.root ? '(root) WHERE root IS NOT NULL' : '(seq) WHERE root IS NULL';
   const inserted = await q.query<AuditHeadRow>(
-    `INSERT INTO audit_heads (seq, hash, signed_at, kid, jws, version, root, shard_heads) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-     ON CONFLICT ${conflict} DO NOTHING RETURNING ${COLUMNS}`,
+    `WITH head AS (
+       INSERT INTO audit_heads (seq, hash, signed_at, kid, jws, version, root, shard_heads) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+       ON CONFLICT ${conflict} DO NOTHING RETURNING ${COLUMNS}
+     ), positions AS (
+       INSERT INTO audit_head_shards (shard, seq, head_root)
+       SELECT e.shard, e.seq, head.root FROM head CROSS JOIN LATERAL jsonb_to_recordset(head.shard_heads) AS e(shard int, seq bigint)
+        WHERE head.version = 2 AND head.root IS NOT NULL AND e.seq > 0
+       ON CONFLICT (shard, seq) DO NOTHING
+     )
+     SELECT * FROM head`,
     [head.seq, head.hash, head.signed_at, head.kid, head.jws, head.version, head.root, head.shard_heads ? JSON.stringify(head.shard_heads) : null],
   );
   if (inserted.rows[0]) return inserted.rows[0];
@@ -55,6 +67,25 @@ export async function recordAuditHead(q: Queryable, head: AuditHeadRow): Promise
     : await q.query<AuditHeadRow>(`SELECT ${COLUMNS} FROM audit_heads WHERE seq = $1 AND root IS NULL`, [head.seq]);
   if (!existing.rows[0]) throw new Error(`audit head ${head.root ?? head.seq} neither inserted nor found`);
   return existing.rows[0];
+}
+
+/** The latest version 2 head: the first entry of audit_heads_signed_idx read newest first (version 1 heads are all older). */
+export const LATEST_SHARDED_HEAD_SQL = `SELECT ${COLUMNS} FROM audit_heads WHERE version = 2 ORDER BY signed_at DESC, seq DESC LIMIT 1`;
+
+/**
+ * The head that first covered row `$2` (a global seq) of shard `$1`: the shard position at or above
+ * it with the lowest seq, one probe of audit_head_shards' primary key, then its head by root.
+ */
+export const FIRST_COVERING_HEAD_SQL = `SELECT ${COLUMNS} FROM audit_heads
+  WHERE root IS NOT NULL AND root = (SELECT head_root FROM audit_head_shards WHERE shard = $1 AND seq >= $2 ORDER BY seq LIMIT 1)`;
+
+export async function latestShardedHead(q: Queryable): Promise<AuditHeadRow | null> {
+  return (await q.query<AuditHeadRow>(LATEST_SHARDED_HEAD_SQL)).rows[0] ?? null;
+}
+
+/** The signed head with the shortest chain above row `seq` of `shard`; null when no head covers it yet. */
+export async function firstCoveringHead(q: Queryable, shard: number, seq: string): Promise<AuditHeadRow | null> {
+  return (await q.query<AuditHeadRow>(FIRST_COVERING_HEAD_SQL, [shard, seq])).rows[0] ?? null;
 }
 
 export async function latestAuditHead(q: Queryable): Promise<AuditHeadRow | null> {

@@ -2,7 +2,7 @@ import { auditRowContentDigest } from '../lib/audit-chain';
 import { shardAuditPath, type ShardHead } from '../lib/audit-merkle';
 import type { AuditProof } from '../lib/audit-proof';
 import { AUDIT_COLUMNS, type AuditRow } from './audit-query';
-import type { AuditHeadRow } from './audit-heads';
+import { firstCoveringHead, latestShardedHead, type AuditHeadRow } from './audit-heads';
 import type { Queryable } from './pool';
 
 /** A proof's chain is at most this many rows; a row further below its shard's latest signed head gets the earliest head that covers it. */
@@ -10,8 +10,6 @@ export const MAX_PROOF_CHAIN = 10_000;
 
 export type ProofLookup =
   { ok: true; proof: AuditProof } | { ok: false; why: 'beyond_log'; logEnd: string | null } | { ok: false; why: 'not_found' | 'unsharded' | 'not_anchored' };
-
-const HEAD_COLUMNS = 'seq::text AS seq, hash, signed_at, kid, jws, version, root, shard_heads';
 
 /**
  * The inclusion proof of row `seq` of `omniAccount` (lib/audit-proof.ts) under the latest signed
@@ -28,31 +26,33 @@ export async function buildAuditProof(q: Queryable, omniAccount: string, seq: st
   }
   if (row.shard === null || row.shard === undefined || !row.shard_seq) return { ok: false, why: 'unsharded' };
   const shard = row.shard;
+  const rowShardSeq = row.shard_seq;
   const leafOf = (h: AuditHeadRow) => h.shard_heads?.[shard];
-  const covering = async (order: 'DESC' | 'ASC') =>
-    (
-      await q.query<AuditHeadRow>(
-        `SELECT ${HEAD_COLUMNS} FROM audit_heads
-          WHERE version = 2 AND (shard_heads -> $1::int ->> 'seq')::bigint >= $2::bigint
-          ORDER BY signed_at ${order}, seq ${order} LIMIT 1`,
-        [shard, row.seq],
-      )
-    ).rows[0];
-  let head = await covering('DESC');
+  const covers = (h: AuditHeadRow | null): h is AuditHeadRow => h !== null && BigInt(leafOf(h)?.seq ?? '0') >= BigInt(row.seq);
+  // Within a shard seq rises with shard_seq (db/audit.ts): the chain above the row is a shard_seq range, its length a difference.
+  const leafShardSeq = async (h: AuditHeadRow): Promise<string> =>
+    (await q.query<{ shard_seq: string }>('SELECT shard_seq::text AS shard_seq FROM audit_log WHERE seq = $1', [leafOf(h)?.seq])).rows[0]?.shard_seq ??
+    rowShardSeq;
+  // Two indexed look-ups, whatever the number of heads: the latest head, and (when it does not cover
+  // the row, or its chain is too long) the first head that covered it (audit_head_shards).
+  const latest = await latestShardedHead(q);
+  let head = covers(latest) ? latest : null;
+  let upTo = head ? await leafShardSeq(head) : rowShardSeq;
+  if (!head || BigInt(upTo) - BigInt(rowShardSeq) > BigInt(maxChain)) {
+    const first = await firstCoveringHead(q, shard, row.seq);
+    if (covers(first)) {
+      head = first;
+      upTo = await leafShardSeq(first);
+    }
+  }
   if (!head) return { ok: false, why: 'not_anchored' };
-  const chainLength = async (h: AuditHeadRow) =>
-    Number(
-      (await q.query<{ n: string }>('SELECT count(*)::text AS n FROM audit_log WHERE shard = $1 AND seq > $2 AND seq <= $3', [shard, row.seq, leafOf(h)?.seq]))
-        .rows[0]?.n,
-    );
-  if ((await chainLength(head)) > maxChain) head = (await covering('ASC')) ?? head;
   const heads = head.shard_heads as ShardHead[];
   const leaf = leafOf(head) as ShardHead;
   const later = (
-    await q.query<AuditRow>(`SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE shard = $1 AND seq > $2 AND seq <= $3 ORDER BY audit_log.shard_seq`, [
+    await q.query<AuditRow>(`SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE shard = $1 AND shard_seq > $2 AND shard_seq <= $3 ORDER BY audit_log.shard_seq`, [
       shard,
-      row.seq,
-      leaf.seq,
+      rowShardSeq,
+      upTo,
     ])
   ).rows;
   return {

@@ -6,6 +6,11 @@ export function sha256Hex(data: string | Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+/** The PKCE S256 code challenge of a verifier (RFC 7636 §4.2): base64url of its SHA-256, no padding. */
+export function pkceS256Challenge(verifier: string): string {
+  return createHash('sha256').update(verifier, 'ascii').digest('base64url');
+}
+
 /** HMAC-SHA256 over the parts joined unambiguously (length-prefixed), hex encoded. */
 export function hmacHex(secret: Uint8Array, ...parts: string[]): string {
   const h = createHmac('sha256', secret);

@@ -92,10 +92,12 @@ void describe('codec: malformed, oversized, forged, concurrent', () => {
       `Bearer ${'x'.repeat(5000)}`,
       `Bearer ${OPS_TOKEN.toUpperCase()}`,
       `Bearer ${OPS_TOKEN}\t${OPS_TOKEN}`,
-      `bearer ${OPS_TOKEN}`,
+      `Basic ${OPS_TOKEN}`,
     ]) {
       assertRefused(await codec('decode', { payloads: [] }, { authorization }), 403, 'forbidden', /ops token/, authorization.slice(0, 20));
     }
+    // The scheme name is case-insensitive (RFC 9110 §11.1), as everywhere an ops token is read (/readyz too).
+    assert.equal((await codec('decode', { payloads: [] }, { authorization: `bearer ${OPS_TOKEN}` })).status, 200);
     // A fresh source address (inject), so the count starts at zero.
     const from = { method: 'POST' as const, url: '/codec/decode', remoteAddress: '198.51.100.7', payload: { payloads: [] } };
     const statuses: number[] = [];
@@ -114,6 +116,55 @@ void describe('codec: malformed, oversized, forged, concurrent', () => {
     // Another source with the right token is not affected.
     const other = await stack.app.inject({ ...from, remoteAddress: '198.51.100.8', headers: ops });
     assert.equal(other.statusCode, 200, other.body);
+  });
+
+  void test('/readyz detail shares the budget of ops-token guesses: past it 429 there (the right token too), the codec locked as well; a source locked at the codec gets 429 at /readyz; another source and tokenless probes unaffected', async () => {
+    const readyz = (remoteAddress: string, authorization?: string) =>
+      stack.app.inject({ method: 'GET', url: '/readyz', remoteAddress, headers: authorization ? { authorization } : {} });
+    const before = await dbSnapshot(stack.db);
+    const started = starts.count();
+    // Guesses at /readyz from a fresh source: the public answer (no parts) until the budget is spent, then 429.
+    const guesser = '198.51.100.60';
+    for (let i = 0; i < IP_LIMIT; i++) {
+      const res = await readyz(guesser, `Bearer guess-${i}`);
+      assert.notEqual(res.statusCode, 429, `guess ${i}: ${res.body}`);
+      assert.deepEqual(Object.keys(res.json<object>()), ['status'], 'a wrong token sees the public answer only');
+    }
+    const over = await readyz(guesser, `Bearer guess-${IP_LIMIT}`);
+    assert.equal(over.statusCode, 429, over.body);
+    assert.equal(over.json<{ error: string }>().error, 'rate_limited');
+    assert.match(over.headers['retry-after']?.toString() ?? '', /^\d+$/);
+    // Whatever it sends now, the right token included, at /readyz and at the codec: the limit tells no guess apart.
+    const real = await readyz(guesser, `Bearer ${OPS_TOKEN}`);
+    assert.equal(real.statusCode, 429, real.body);
+    assert.ok(!real.body.includes('parts'), 'a limited source saw the detail');
+    const atCodec = await stack.app.inject({ method: 'POST', url: '/codec/decode', remoteAddress: guesser, headers: ops, payload: { payloads: [] } });
+    assert.equal(atCodec.statusCode, 429, atCodec.body);
+    // A load balancer's probe sends no bearer: it still reads ready or not.
+    const probe = await readyz(guesser);
+    assert.notEqual(probe.statusCode, 429, probe.body);
+    assert.deepEqual(Object.keys(probe.json<object>()), ['status']);
+
+    // A source locked out at the codec is locked out of /readyz detail.
+    const codecGuesser = '198.51.100.61';
+    for (let i = 0; i <= IP_LIMIT; i++) {
+      await stack.app.inject({
+        method: 'POST',
+        url: '/codec/decode',
+        remoteAddress: codecGuesser,
+        headers: { authorization: `Bearer guess-${i}` },
+        payload: { payloads: [] },
+      });
+    }
+    const lockedOut = await readyz(codecGuesser, `Bearer ${OPS_TOKEN}`);
+    assert.equal(lockedOut.statusCode, 429, lockedOut.body);
+
+    // Another source with the right token gets the detail.
+    const operator = await readyz('198.51.100.62', `Bearer ${OPS_TOKEN}`);
+    assert.notEqual(operator.statusCode, 429, operator.body);
+    assert.ok(operator.json<{ parts?: object }>().parts, operator.body);
+    await assertUnchanged(stack.db, before, 'after the /readyz guesses');
+    assert.equal(starts.count(), started, 'a /readyz guess started a workflow');
   });
 
   void test('accepted calls are limited per source address: past the limit 429 + Retry-After, no audit row, nothing decoded; another source is not affected', async () => {

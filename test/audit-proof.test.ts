@@ -8,6 +8,8 @@ import { signAuditHead } from '../lib/audit-head';
 import { verifyAuditProof, type AuditProof } from '../lib/audit-proof';
 import { generateSigningKeyJwk, signingKeyFromJwk } from '../lib/signing-key';
 import type { AnchorResult } from '../workflows/audit-anchor.definitions';
+import { buildApp } from '../api/app';
+import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts } from './adversarial-probes';
 import { auditVerify } from './audit-tamper';
 import { startStack, type TestStack } from './harness';
 import { mintOidc, walletLogin, type WalletSession } from './mint-client';
@@ -147,5 +149,45 @@ void describe('GET /v1/audit/proof', () => {
     assert.match((other.body as { message: string }).message, /no audit row \d+ of yours/);
     assert.ok(!other.text.includes(bob.omni_account));
     assert.equal((await stack.request('GET', `/v1/audit/proof?seq=${bobs}`)).status, 401);
+  });
+});
+
+void describe('GET /v1/audit/proof: rate limit (second review, item 10)', () => {
+  void test('past BROKER_RATE_LIMIT_IP_PER_MINUTE proofs a minute: 429 + Retry-After per address and per account, nothing read or changed; others unaffected', async () => {
+    const LIMIT = 5;
+    // The same broker with a low limit (fresh limit stores), on the stack's database and Temporal.
+    const app = await buildApp({ ...stack.deps, config: { ...stack.config, BROKER_RATE_LIMIT_IP_PER_MINUTE: LIMIT } }, { logLevel: 'silent' });
+    try {
+      const [seq] = await ownSeqs(alice.omni_account);
+      const [bobSeq] = await ownSeqs(bob.omni_account);
+      const proof = (token: string, s: string | undefined, remoteAddress: string) =>
+        app.inject({ method: 'GET', url: `/v1/audit/proof?seq=${s ?? ''}`, remoteAddress, headers: { authorization: `Bearer ${token}` } });
+      const answer = (r: Awaited<ReturnType<typeof proof>>) => ({ status: r.statusCode, body: r.json<unknown>(), text: r.body });
+      const before = await dbSnapshot(stack.db);
+      const starts = spyWorkflowStarts(stack.temporal);
+      try {
+        for (let i = 0; i < LIMIT; i++) {
+          const ok = await proof(alice.token, seq, '198.51.100.90');
+          assert.equal(ok.statusCode, 200, ok.body);
+        }
+        const over = await proof(alice.token, seq, '198.51.100.90');
+        assertRefused(answer(over), 429, 'rate_limited', /too many requests/, 'proof past the limit');
+        assert.match(over.headers['retry-after']?.toString() ?? '', /^\d+$/);
+        assert.ok(!over.body.includes('jws'), 'a refused proof carries no proof');
+        // The same address for another account: the address's budget is spent.
+        assertRefused(answer(await proof(bob.token, bobSeq, '198.51.100.90')), 429, 'rate_limited', undefined, 'another account, same address');
+        // The same account from another address: the account's budget is spent.
+        assertRefused(answer(await proof(alice.token, seq, '198.51.100.91')), 429, 'rate_limited', undefined, 'same account, another address');
+        // Another account from another address is not affected.
+        const other = await proof(bob.token, bobSeq, '198.51.100.92');
+        assert.equal(other.statusCode, 200, other.body);
+        await assertUnchanged(stack.db, before, 'after the limited proofs');
+        assert.equal(starts.count(), 0, 'a proof started a workflow');
+      } finally {
+        starts.restore();
+      }
+    } finally {
+      await app.close();
+    }
   });
 });

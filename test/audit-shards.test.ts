@@ -9,6 +9,7 @@ import { resolveSecrets, type BrokerSecrets } from '../adapters/secrets';
 import { appendAudit, ensureAuditShards } from '../db/audit';
 import { AUDIT_COLUMNS, verifyAuditChain, type AuditRow } from '../db/audit-query';
 import { migrate } from '../db/migrate';
+import { FIRST_COVERING_HEAD_SQL, firstCoveringHead, LATEST_SHARDED_HEAD_SQL } from '../db/audit-heads';
 import { buildAuditProof } from '../db/audit-proof';
 import { createPool, withTransaction, type Db } from '../db/pool';
 import { auditRowHashV1, auditShardOf, GENESIS_HASH } from '../lib/audit-chain';
@@ -259,6 +260,112 @@ void describe('inclusion proofs from the database', () => {
     assert.ok(short.ok);
     assert.deepEqual([short.proof.head.jws, short.proof.chain.length], [early.jws, 0]);
     await verifyAuditProof(short.proof, keys);
+  });
+});
+
+void describe('the covering head is looked up by index (second review, item 10)', () => {
+  const positions = async (log: Log) =>
+    (
+      await log.db.query<{ shard: number; seq: string; head_root: string }>(
+        'SELECT shard, seq::text AS seq, head_root FROM audit_head_shards ORDER BY shard, seq',
+      )
+    ).rows;
+
+  void test('each head records the shard positions it is the first to cover; a proof finds its head through them', async () => {
+    const log = await freshLog({ shards: 4 });
+    const a = account();
+    const first = await append(log, a);
+    const early = await anchor(log);
+    const shard = auditShardOf(a, 4);
+    assert.deepEqual(await positions(log), [{ shard, seq: first.seq, head_root: early.root }], 'one row, one non-empty shard');
+    // Unchanged shards are not recorded again; the moved one is, under the later head.
+    await anchor(log);
+    for (let i = 0; i < 3; i++) await append(log, a);
+    const late = await anchor(log);
+    const last = (await rowsOf(log, 'omni_account = $1', [a])).at(-1);
+    assert.deepEqual(await positions(log), [
+      { shard, seq: first.seq, head_root: early.root },
+      { shard, seq: last?.seq, head_root: late.root },
+    ]);
+    assert.equal((await firstCoveringHead(log.db, shard, first.seq))?.jws, early.jws);
+    const second = (await rowsOf(log, 'omni_account = $1', [a]))[1];
+    assert.equal((await firstCoveringHead(log.db, shard, second?.seq ?? ''))?.jws, late.jws, 'the next row is first covered by the late head');
+    assert.equal(await firstCoveringHead(log.db, shard, String(BigInt(last?.seq ?? '0') + 1n)), null, 'nothing covers a row past the heads');
+    // A row appended after the last head: not anchored (409 at the route), found without reading the heads' JSON.
+    const fresh = await append(log, a);
+    assert.deepEqual(await buildAuditProof(log.db, a, fresh.seq), { ok: false, why: 'not_anchored' });
+  });
+
+  void test('the migration credits each position of the heads signed before it to the earliest head', async () => {
+    const log = await freshLog({ upTo: '010_audit_shards.sql' });
+    const head = (n: number, seqs: number[]) =>
+      log.db.query(
+        "INSERT INTO audit_heads (seq, hash, signed_at, kid, jws, version, root, shard_heads) VALUES ($1, 'h', now() + $2 * interval '1 second', 'k', 'j', 2, $3, $4)",
+        [n, n, `root-${n}`, JSON.stringify(seqs.map((seq, shard) => ({ shard, seq: String(seq), hash: 'h' })))],
+      );
+    await head(1, [0, 1, 0, 0]);
+    await head(2, [2, 1, 0, 0]);
+    await head(3, [2, 1, 3, 0]);
+    await migrate(log.db);
+    assert.deepEqual(await positions(log), [
+      { shard: 0, seq: '2', head_root: 'root-2' },
+      { shard: 1, seq: '1', head_root: 'root-1' },
+      { shard: 2, seq: '3', head_root: 'root-3' },
+    ]);
+  });
+
+  void test('with 20 000 signed heads, EXPLAIN shows index scans and no sequential scan for both look-ups', async () => {
+    const log = await freshLog({ shards: 4 });
+    const HEADS = 20_000;
+    // Heads as the anchor signs them (every shard moves each time), written in bulk, and their positions.
+    await log.db.query(
+      `INSERT INTO audit_heads (seq, hash, signed_at, kid, jws, version, root, shard_heads)
+       SELECT 4 * i, 'h', timestamptz '2026-01-01' + i * interval '1 minute', 'k', 'j', 2, 'root-' || i,
+              (SELECT jsonb_agg(jsonb_build_object('shard', s, 'seq', (4 * i - 3 + s)::text, 'hash', 'h') ORDER BY s) FROM generate_series(0, 3) s)
+         FROM generate_series(1, $1::int) i`,
+      [HEADS],
+    );
+    await log.db.query(
+      "INSERT INTO audit_head_shards (shard, seq, head_root) SELECT s, 4 * i - 3 + s, 'root-' || i FROM generate_series(1, $1::int) i, generate_series(0, 3) s",
+      [HEADS],
+    );
+    await log.db.query('ANALYZE audit_heads');
+    await log.db.query('ANALYZE audit_head_shards');
+    interface PlanNode {
+      'Node Type': string;
+      'Relation Name'?: string;
+      'Index Name'?: string;
+      Plans?: PlanNode[];
+    }
+    const nodes = async (sql: string, params: unknown[]): Promise<PlanNode[]> => {
+      const r = await log.db.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${sql}`, params);
+      const out: PlanNode[] = [];
+      const walk = (n: PlanNode) => {
+        out.push(n);
+        for (const c of n.Plans ?? []) walk(c);
+      };
+      walk(r.rows[0]?.['QUERY PLAN'][0].Plan as PlanNode);
+      return out;
+    };
+    const covering = await nodes(FIRST_COVERING_HEAD_SQL, [2, '40001']);
+    assert.deepEqual(
+      covering.filter((n) => n['Node Type'] === 'Seq Scan').map((n) => n['Relation Name']),
+      [],
+      'the covering head is found by a sequential scan',
+    );
+    const indexes = (ns: PlanNode[]) => ns.map((n) => n['Index Name']).filter(Boolean);
+    assert.ok(indexes(covering).includes('audit_head_shards_pkey'), JSON.stringify(covering));
+    assert.ok(indexes(covering).includes('audit_heads_root_idx'), JSON.stringify(covering));
+    const latest = await nodes(LATEST_SHARDED_HEAD_SQL, []);
+    assert.deepEqual(
+      latest.filter((n) => n['Node Type'] === 'Seq Scan').map((n) => n['Relation Name']),
+      [],
+      'the latest head is found by a sequential scan',
+    );
+    assert.ok(indexes(latest).includes('audit_heads_signed_idx'), JSON.stringify(latest));
+    // And they answer right: head i has shard 2 at 4i − 1, so row 40001 is first covered by head 10 001 (at 40 003).
+    assert.equal((await log.db.query<{ root: string }>(FIRST_COVERING_HEAD_SQL, [2, '40001'])).rows[0]?.root, 'root-10001');
+    assert.equal((await log.db.query<{ root: string }>(LATEST_SHARDED_HEAD_SQL)).rows[0]?.root, `root-${HEADS}`);
   });
 });
 

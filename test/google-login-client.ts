@@ -1,8 +1,10 @@
 /** Test helpers for Google login: a stack wired to the loopback OpenID provider, and the person's side of the consent over HTTP. */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { pkceS256Challenge } from '../lib/digest';
 import { startGoogleOidcFixture, type GoogleOidcFixture } from '../fixtures/google-oidc';
 import type { Db } from '../db/pool';
-import { startStack, type TestStack } from './harness';
+import { startStack, type StartStackOptions, type TestStack } from './harness';
 
 export const RETURN_ORIGIN = 'https://app.example.com';
 export const CLIENT_ID = 'agentkeys-test-client';
@@ -13,10 +15,11 @@ export interface GoogleStack {
   stop(): Promise<void>;
 }
 
-export async function startGoogleStack(env: Record<string, string> = {}): Promise<GoogleStack> {
+export async function startGoogleStack(env: Record<string, string> = {}, opts: Pick<StartStackOptions, 'logStream'> = {}): Promise<GoogleStack> {
   const provider = await startGoogleOidcFixture();
   try {
     const stack = await startStack({
+      ...opts,
       env: {
         BROKER_GOOGLE_ISSUER: provider.url,
         BROKER_GOOGLE_CLIENT_ID: CLIENT_ID,
@@ -73,14 +76,36 @@ export async function callback(url: string, cookie?: string): Promise<{ status: 
   return { status: r.status, location: r.headers.get('location'), text: await r.text() };
 }
 
-/** The browser form's start: the provider URL it is sent to and the binding cookie it now holds (`name=value`). */
-export async function browserStart(stack: TestStack, returnTo: string): Promise<{ authorizeUrl: string; cookie: string; setCookie: string }> {
-  const r = await fetch(`${stack.url}/v1/session/google_oauth_login?return_to=${encodeURIComponent(returnTo)}`, { redirect: 'manual' });
+/** A browser app's PKCE pair for one sign-in: the verifier it keeps, the S256 challenge it sends at the start. */
+export function pkcePair(): { verifier: string; challenge: string } {
+  const verifier = randomBytes(32).toString('base64url');
+  return { verifier, challenge: pkceS256Challenge(verifier) };
+}
+
+/** The start URL of the browser form (what the app sends the person to). */
+export function browserStartUrl(stack: Pick<TestStack, 'url'>, returnTo: string, challenge: string): string {
+  return `${stack.url}/v1/session/google_oauth_login?return_to=${encodeURIComponent(returnTo)}&code_challenge=${challenge}&code_challenge_method=S256`;
+}
+
+/**
+ * The browser form's start: the provider URL it is sent to, the binding cookie the browser now
+ * holds (`name=value`), and the code verifier the app that started it keeps for the exchange.
+ */
+export async function browserStart(stack: TestStack, returnTo: string): Promise<{ authorizeUrl: string; cookie: string; setCookie: string; verifier: string }> {
+  const { verifier, challenge } = pkcePair();
+  const r = await fetch(browserStartUrl(stack, returnTo, challenge), { redirect: 'manual' });
   assert.equal(r.status, 302, await r.text());
   const setCookie = r.headers.get('set-cookie') ?? '';
   const cookie = setCookie.split(';')[0] ?? '';
   assert.match(cookie, /^ak_google_[0-9a-f]{32}=[\w-]{43}$/);
-  return { authorizeUrl: r.headers.get('location') as string, cookie, setCookie };
+  return { authorizeUrl: r.headers.get('location') as string, cookie, setCookie, verifier };
+}
+
+/** The app's exchange of the code from the redirect, with the verifier it holds (or none). */
+export function exchange(stack: Pick<TestStack, 'request'>, exchangeCode: string, verifier?: string): ReturnType<TestStack['request']> {
+  return stack.request('POST', '/v1/session/google_oauth_exchange', {
+    body: { exchange_code: exchangeCode, ...(verifier !== undefined ? { code_verifier: verifier } : {}) },
+  });
 }
 
 export function poll(stack: TestStack, start: Pick<CliStart, 'request_id' | 'poll_secret'>): ReturnType<TestStack['request']> {

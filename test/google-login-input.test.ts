@@ -6,14 +6,20 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { Payload } from '@temporalio/common';
+import { assertUnchanged, dbSnapshot, spyWorkflowStarts } from './adversarial-probes';
+import { identityForHint } from '../fixtures/google-oidc';
 import { AesGcmPayloadCodec } from '../lib/codec';
+import { pkceS256Challenge } from '../lib/digest';
 import { GOOGLE_LOGIN_ID_PREFIX } from '../workflows/google-login.definitions';
 import {
   browserStart,
+  browserStartUrl,
   callback,
   cliStart,
   consent,
+  exchange,
   loginRows,
+  pkcePair,
   poll,
   RETURN_ORIGIN,
   startGoogleStack,
@@ -24,9 +30,14 @@ import {
 
 const MAX_ATTEMPTS = 2;
 let g: GoogleStack;
+/** The API's log lines (pino JSON), for what a refusal must not log at error level. */
+const logLines: string[] = [];
 before(async () => {
   // Short provider timeout and two tries, so the 5xx and hanging cases end in seconds.
-  g = await startGoogleStack({ BROKER_GOOGLE_HTTP_TIMEOUT_SECONDS: '1', BROKER_GOOGLE_MAX_ATTEMPTS: String(MAX_ATTEMPTS) });
+  g = await startGoogleStack(
+    { BROKER_GOOGLE_HTTP_TIMEOUT_SECONDS: '1', BROKER_GOOGLE_MAX_ATTEMPTS: String(MAX_ATTEMPTS) },
+    { logStream: { write: (line: string) => void logLines.push(line) } },
+  );
 });
 after(async () => {
   await g?.stop();
@@ -218,8 +229,10 @@ void describe('browser form: return_to', () => {
     '',
   ]) {
     void test(`return_to ${JSON.stringify(bad)} → 400, no flow`, async () => {
-      const r = await fetch(`${g.stack.url}/v1/session/google_oauth_login?return_to=${encodeURIComponent(bad)}`, { redirect: 'manual' });
-      assert.equal(r.status, 400, await r.text());
+      const r = await fetch(browserStartUrl(g.stack, bad, pkcePair().challenge), { redirect: 'manual' });
+      const text = await r.text();
+      assert.equal(r.status, 400, text);
+      assert.match(text, /return_to/);
     });
   }
   void test('no return_to → 400', async () => {
@@ -232,10 +245,10 @@ void describe('browser form: return_to', () => {
     assert.equal(back.status, 302);
     const code = new URL(back.location as string).searchParams.get('exchange_code') as string;
     const wrong = `${code.split('.')[0]}.${randomBytes(32).toString('base64url')}`;
-    assert.equal((await g.stack.request('POST', '/v1/session/google_oauth_exchange', { body: { exchange_code: wrong } })).status, 403);
-    assert.equal((await g.stack.request('POST', '/v1/session/google_oauth_exchange', { body: { exchange_code: 'nonsense' } })).status, 400);
-    assert.equal((await g.stack.request('POST', '/v1/session/google_oauth_exchange', { body: { exchange_code: code } })).status, 200);
-    assert.equal((await g.stack.request('POST', '/v1/session/google_oauth_exchange', { body: { exchange_code: code } })).status, 410);
+    assert.equal((await exchange(g.stack, wrong, start.verifier)).status, 403);
+    assert.equal((await exchange(g.stack, 'nonsense', start.verifier)).status, 400);
+    assert.equal((await exchange(g.stack, code, start.verifier)).status, 200);
+    assert.equal((await exchange(g.stack, code, start.verifier)).status, 410);
   });
 });
 
@@ -302,5 +315,108 @@ void describe('history', () => {
     assert.ok(decoded.includes(authorize.searchParams.get('state') as string), 'the decoder sees the flow input (sanity check of the walk)');
     assert.ok(!decoded.includes(token.split('.')[2] as string), 'the bearer is in decoded history');
     assert.doesNotMatch(decoded, /eyJ[\w-]+\.eyJ[\w-]+\.[\w-]{20,}/, 'a signed JWT is in decoded history');
+  });
+});
+
+void describe('login CSRF through the exchange code (second review, item 3)', () => {
+  void test("an attacker's exchange code posted by another app (another verifier, or none) → 4xx, no session, nothing changed; with its own verifier → 200", async () => {
+    // The attacker signs in through the browser form in their own browser and stops at return_to?exchange_code=….
+    const attacker = await browserStart(g.stack, `${RETURN_ORIGIN}/`);
+    const attackerHint = uniqueHint('csrf-attacker');
+    const back = await callback(await consent(attacker.authorizeUrl, attackerHint), attacker.cookie);
+    assert.equal(back.status, 302, back.text);
+    const code = new URL(back.location as string).searchParams.get('exchange_code') as string;
+    assert.match(code, /^[0-9a-f]{32}\./);
+
+    // The victim's app gets that link: it holds the verifier of its own sign-in, or none at all.
+    const victimApp = pkcePair();
+    const before = await dbSnapshot(g.stack.db);
+    const starts = spyWorkflowStarts(g.stack.temporal);
+    try {
+      const other = await exchange(g.stack, code, victimApp.verifier);
+      assert.equal(other.status, 403, other.text);
+      assert.deepEqual(Object.keys(other.body as object).sort(), ['error', 'message']);
+      assert.equal((other.body as { error: string }).error, 'forbidden');
+      const none = await exchange(g.stack, code);
+      assert.equal(none.status, 400, none.text);
+      assert.match((none.body as { message: string }).message, /code_verifier/);
+      // The challenge itself is not a verifier (nor is anything short of one).
+      const asChallenge = await exchange(g.stack, code, pkceS256Challenge(attacker.verifier));
+      assert.equal(asChallenge.status, 403, asChallenge.text);
+      for (const r of [other, none, asChallenge]) assert.doesNotMatch(r.text, /eyJ/, 'no token in a refusal');
+      await assertUnchanged(g.stack.db, before, 'after the refused exchanges');
+      assert.equal(starts.count(), 0, 'a refused exchange started a workflow');
+    } finally {
+      starts.restore();
+    }
+
+    // The refusals spent nothing: the app that started the sign-in, with its verifier, gets the session once.
+    const own = await exchange(g.stack, code, attacker.verifier);
+    assert.equal(own.status, 200, own.text);
+    assert.equal((own.body as { identity: { value: string } }).identity.value, identityForHint(attackerHint).sub);
+    assert.equal((await exchange(g.stack, code, attacker.verifier)).status, 410);
+  });
+
+  void test('a browser start without an S256 code challenge → 400, no flow; the state carries the challenge and cannot be edited', async () => {
+    const starts = spyWorkflowStarts(g.stack.temporal);
+    try {
+      const returnTo = encodeURIComponent(`${RETURN_ORIGIN}/`);
+      for (const query of [
+        `return_to=${returnTo}`,
+        `return_to=${returnTo}&code_challenge=short`,
+        `return_to=${returnTo}&code_challenge=${pkcePair().challenge}&code_challenge_method=plain`,
+      ]) {
+        const r = await fetch(`${g.stack.url}/v1/session/google_oauth_login?${query}`, { redirect: 'manual' });
+        const text = await r.text();
+        assert.equal(r.status, 400, `${query}: ${text}`);
+        assert.match(text, /code_challenge/);
+      }
+      assert.equal(starts.count(), 0, 'a refused start started a workflow');
+    } finally {
+      starts.restore();
+    }
+    // The attacker's callback with the victim app's challenge put in the state finds no sign-in.
+    const attacker = await browserStart(g.stack, `${RETURN_ORIGIN}/`);
+    const callbackUrl = new URL(await consent(attacker.authorizeUrl, uniqueHint('csrf-state')));
+    const state = callbackUrl.searchParams.get('state') as string;
+    assert.equal(state.split('.')[1], pkceS256Challenge(attacker.verifier), 'the state ends with the challenge');
+    callbackUrl.searchParams.set('state', `${state.split('.')[0] as string}.${pkcePair().challenge}`);
+    await noRows(async () => {
+      assert.equal((await callback(callbackUrl.href, attacker.cookie)).status, 410);
+    });
+  });
+});
+
+void describe('callback: repeated or over-long query values (second review, item 5)', () => {
+  void test('state=…&state=x, a 4097-character code → 400 page, no error log, the sign-in still open', async () => {
+    const { start, callbackUrl } = await upToCallback();
+    const before = await dbSnapshot(g.stack.db);
+    const logged = logLines.length;
+    const repeated = new URL(callbackUrl);
+    repeated.searchParams.append('state', 'x');
+    const long = new URL(callbackUrl);
+    long.searchParams.set('code', 'a'.repeat(4097));
+    const repeatedCode = new URL(callbackUrl);
+    repeatedCode.searchParams.append('code', 'x');
+    for (const url of [repeated, long, repeatedCode]) {
+      const r = await callback(url.href);
+      assert.equal(r.status, 400, r.text);
+      assert.match(r.text, /^<!doctype html>/);
+      assert.match(r.text, /bad_request: each query parameter must appear once and be at most 4096 characters long/);
+    }
+    const lines = logLines.slice(logged).map((l) => JSON.parse(l) as { level: number; msg: string });
+    assert.deepEqual(
+      lines.filter((l) => l.level >= 50),
+      [],
+      'a refused callback logged at error level',
+    );
+    assert.ok(
+      lines.some((l) => l.msg === 'google callback refused'),
+      'the refusals are logged at info level',
+    );
+    await assertUnchanged(g.stack.db, before, 'after the malformed callbacks');
+    // Nothing was acted on: the real callback still signs the person in.
+    assert.equal((await callback(callbackUrl)).status, 200);
+    assert.equal((await poll(g.stack, start)).status, 200);
   });
 });

@@ -5,10 +5,13 @@ import { deriveOmniAccount } from '../lib/omni';
 import { identityForHint } from '../fixtures/google-oidc';
 import {
   browserStart,
+  browserStartUrl,
   callback,
   cliStart,
   consent,
+  exchange,
   loginRows,
+  pkcePair,
   poll,
   RETURN_ORIGIN,
   startGoogleStack,
@@ -65,7 +68,7 @@ void describe('Google login, browser form', () => {
   void test('302 to the provider → callback 302 to return_to with a one-time exchange code → session once', async () => {
     const { stack } = g;
     const returnTo = `${RETURN_ORIGIN}/after-login?tab=2`;
-    const { authorizeUrl, cookie, setCookie } = await browserStart(stack, returnTo);
+    const { authorizeUrl, cookie, setCookie, verifier } = await browserStart(stack, returnTo);
     assert.match(setCookie, /HttpOnly/);
     assert.match(setCookie, /SameSite=Lax/);
     assert.match(setCookie, /Path=\/v1\/session\/google_oauth_callback/);
@@ -83,9 +86,9 @@ void describe('Google login, browser form', () => {
     const code = target.searchParams.get('exchange_code') as string;
     assert.ok(code);
     assert.doesNotMatch(back.location as string, /eyJ/, 'no token in the redirect');
-    const ex = await stack.request('POST', '/v1/session/google_oauth_exchange', { body: { exchange_code: code } });
+    const ex = await exchange(stack, code, verifier);
     assert.equal(ex.status, 200, ex.text);
-    const again = await stack.request('POST', '/v1/session/google_oauth_exchange', { body: { exchange_code: code } });
+    const again = await exchange(stack, code, verifier);
     assert.equal(again.status, 410, again.text);
   });
 });
@@ -124,7 +127,7 @@ void describe('Google login, configuration', () => {
         body: '{"format":"cli"}',
       });
       assert.equal(r.status, 503, await r.text());
-      const browser = await fetch(`${v.url}/v1/session/google_oauth_login?return_to=${encodeURIComponent(`${RETURN_ORIGIN}/`)}`, { redirect: 'manual' });
+      const browser = await fetch(browserStartUrl(v, `${RETURN_ORIGIN}/`, pkcePair().challenge), { redirect: 'manual' });
       assert.equal(browser.status, 503);
     } finally {
       await v.close();

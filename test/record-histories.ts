@@ -107,7 +107,7 @@ async function googleBrowserSuccess(stack: TestStack): Promise<Recording> {
   const back = await callback(await consent(start.authorizeUrl, uniqueEmail('replay-google-browser')), start.cookie);
   check(back.status === 302 && back.location !== null, `google callback: ${back.status} ${back.text}`);
   const code = new URL(back.location).searchParams.get('exchange_code') ?? '';
-  await post(stack, '/v1/session/google_oauth_exchange', 200, { body: { exchange_code: code } });
+  await post(stack, '/v1/session/google_oauth_exchange', 200, { body: { exchange_code: code, code_verifier: start.verifier } });
   return {
     workflowType: GOOGLE_FLOW,
     name: 'browser-success',

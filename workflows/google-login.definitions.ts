@@ -41,7 +41,10 @@ export interface GoogleLoginInput {
 export interface GoogleCallbackInput {
   /** The callback's query parameters (code, state, or error, …), passed to openid-client as they came. */
   params: Record<string, string>;
-  /** Browser form: keyed digest of the one-time exchange code the API will put in the redirect. */
+  /**
+   * Browser form: keyed digest of the one-time exchange code the API will put in the redirect,
+   * bound to the app's code challenge (carried in `state`); the exchange presents the verifier.
+   */
   exchange_code_digest?: string;
   /** Browser form: keyed digest of the binding cookie the callback request carried, if any. */
   browser_binding_digest?: string;

@@ -39,6 +39,10 @@ export default async function auditRoutes(appBase: FastifyInstance) {
   const { db, config, secrets } = app.deps;
   // Heads change at most once per anchor interval: let caches keep one that long (at most a minute).
   const headMaxAge = Math.min(config.BROKER_AUDIT_ANCHOR_SECONDS, 60);
+  // A proof reads up to MAX_PROOF_CHAIN rows: per source and per account, so neither many accounts
+  // from one place nor one bearer from many can keep the database busy with them.
+  const proofPerIp = app.requestLimit({ name: 'audit_proof:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
+  const proofPerAccount = app.requestLimit({ name: 'audit_proof:account', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
 
   app.get(
     '/v1/audit',
@@ -89,7 +93,8 @@ export default async function auditRoutes(appBase: FastifyInstance) {
           'The row, the later rows of its shard as {seq, shard_seq, content, hash} up to the shard head at the latest signed head ' +
           `(or, when the row is more than ${MAX_PROOF_CHAIN} rows below it, the earliest signed head that covers it), the RFC 6962 audit path from that shard head to the head's Merkle root, and the signed head. ` +
           'Check it offline with `npm run audit:verify -- --proof <file> --keys <broker>/v1/audit/keys`. ' +
-          '404: no such row of yours, or seq beyond the log; 409: the row is not under a signed head yet (retry after the next anchor), or it predates sharding.',
+          '404: no such row of yours, or seq beyond the log; 409: the row is not under a signed head yet (retry after the next anchor), or it predates sharding. ' +
+          '429: more than BROKER_RATE_LIMIT_IP_PER_MINUTE proofs a minute from one address or for one account.',
         security: [{ bearer: [] }],
         querystring: z.object({ seq: seqParam('seq') }),
         response: { 200: auditProofSchema, 404: errorBody, 409: errorBody, ...commonErrors },
@@ -98,6 +103,8 @@ export default async function auditRoutes(appBase: FastifyInstance) {
     async (request) => {
       const auth = request.auth;
       if (!auth) throw new BrokerError('unauthorized', 'not authenticated');
+      await proofPerIp(request);
+      await proofPerAccount(request, auth.omniAccount);
       const { seq } = request.query;
       const found = await buildAuditProof(db, auth.omniAccount, seq);
       if (found.ok) return found.proof;

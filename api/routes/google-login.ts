@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { GoogleOidc, GoogleProviderError } from '../../adapters/google-oidc';
-import { hmacHex } from '../../lib/digest';
+import { hmacHex, pkceS256Challenge } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
 import { FLOW_METADATA } from '../../lib/flow-metadata';
@@ -21,10 +21,18 @@ import { issueSession } from '../session-issue';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
 
 const REQUEST_ID_RE = /^[0-9a-f]{32}$/;
-/** What openid-client's randomState() makes (43 base64url characters), with room for other lengths. */
-const STATE_RE = /^[\w-]{16,128}$/;
+/**
+ * What openid-client's randomState() makes (43 base64url characters, with room for other lengths);
+ * a browser sign-in's state carries the app's code challenge after a dot.
+ */
+const STATE_RE = /^[\w-]{16,128}(?:\.([\w-]{43}))?$/;
 /** An exchange code: the request id, a dot, 43 base64url characters of one-time secret. */
 const EXCHANGE_CODE_RE = /^([0-9a-f]{32})\.([\w-]{43})$/;
+/** PKCE (RFC 7636): an S256 challenge is 43 base64url characters; a verifier 43–128 unreserved characters. */
+const CODE_CHALLENGE_RE = /^[\w-]{43}$/;
+const CODE_VERIFIER_RE = /^[A-Za-z0-9._~-]{43,128}$/;
+/** The callback's query values: one of each, none longer than this. */
+const MAX_CALLBACK_VALUE = 4096;
 
 const gone = (what: string) => new BrokerError('expired', `${what} has expired, finished or is unknown; start a new sign-in`);
 
@@ -68,6 +76,13 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
   const requestIdOf = (state: string): string => hmacHex(secrets.hmacSecret, 'google-login-state', state).slice(0, 32);
   const workflowIdOf = (requestId: string): string => GOOGLE_LOGIN_ID_PREFIX + requestId;
   const collectDigest = (requestId: string, secret: string): string => hmacHex(secrets.hmacSecret, 'google-login-collect', workflowIdOf(requestId), secret);
+  /**
+   * The browser form's exchange code, bound to the code challenge the app sent at the start: the
+   * callback folds in the challenge from the flow's own state, the exchange the challenge of the
+   * verifier the app presents. A code delivered to an app without that verifier matches nothing.
+   */
+  const exchangeDigest = (requestId: string, secret: string, challenge: string): string =>
+    hmacHex(secrets.hmacSecret, 'google-login-exchange', workflowIdOf(requestId), secret, challenge);
   const bindingDigest = (requestId: string, binding: string): string => hmacHex(secrets.hmacSecret, 'google-login-browser', workflowIdOf(requestId), binding);
   /**
    * The browser form's binding cookie, one per sign-in (several tabs may sign in at once), sent
@@ -98,14 +113,18 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
     return url.href;
   }
 
-  /** Opens a sign-in: fresh state, nonce and PKCE verifier into a new flow; answers the provider URL. */
+  /**
+   * Opens a sign-in: fresh state, nonce and PKCE verifier into a new flow; answers the provider URL.
+   * The browser form's code challenge rides in the state, which the flow checks on the callback.
+   */
   async function begin(
     format: 'browser' | 'cli',
     extra: Pick<GoogleLoginInput, 'return_to'>,
+    codeChallenge?: string,
   ): Promise<{ requestId: string; url: string; pollSecret?: string; binding?: string; expiresAt: number }> {
     let authorization: Awaited<ReturnType<GoogleOidc['authorization']>>;
     try {
-      authorization = await google.authorization();
+      authorization = await google.authorization(codeChallenge);
     } catch (e) {
       if (e instanceof GoogleProviderError)
         throw new BrokerError('unavailable', 'Google sign-in is not available right now (the provider could not be reached); retry shortly');
@@ -153,16 +172,21 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
         summary: 'Browser sign-in with Google: redirects to the provider',
         description:
           'Starts a sign-in and answers 302 to Google. After the person signs in, the callback sends the browser to return_to ' +
-          'with ?exchange_code=…, which the app exchanges once at POST /v1/session/google_oauth_exchange. return_to must be on ' +
-          'BROKER_GOOGLE_RETURN_ORIGINS.',
-        querystring: z.object({ return_to: z.string().max(2048, 'return_to is longer than 2048 characters') }),
+          'with ?exchange_code=…, which the app exchanges once at POST /v1/session/google_oauth_exchange together with the ' +
+          'code_verifier whose S256 challenge it sent here (PKCE, RFC 7636: the code is good only in the app that started the ' +
+          'sign-in). return_to must be on BROKER_GOOGLE_RETURN_ORIGINS.',
+        querystring: z.object({
+          return_to: z.string().max(2048, 'return_to is longer than 2048 characters'),
+          code_challenge: z.string().regex(CODE_CHALLENGE_RE, 'code_challenge must be the S256 challenge of your code_verifier (43 base64url characters)'),
+          code_challenge_method: z.literal('S256', 'code_challenge_method must be S256').optional(),
+        }),
         response: { 302: z.null().describe('redirect to the provider'), 410: errorBody, ...commonErrors },
       },
     },
     async (request, reply) => {
       await startPerIp(request);
       const returnTo = allowedReturnTo(request.query.return_to);
-      const started = await begin('browser', { return_to: returnTo });
+      const started = await begin('browser', { return_to: returnTo }, request.query.code_challenge);
       request.log.info({ flow: 'google_login', request_id: started.requestId, format: 'browser' }, 'google sign-in started');
       void reply.header(
         'set-cookie',
@@ -199,6 +223,8 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
   app.get(
     '/v1/session/google_oauth_callback',
     {
+      // A repeated or over-long query value is refused on this route's own page, not by the JSON error handler.
+      attachValidation: true,
       schema: {
         tags: ['session'],
         summary: 'Where Google sends the browser back (the registered redirect URI)',
@@ -206,7 +232,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
           'Finishes the sign-in named by state: the code exchange, the id_token checks and the session happen before this answers. ' +
           'Browser form: 302 to return_to?exchange_code=…; CLI form: a page saying the tab can be closed. A refusal is a 4xx page; ' +
           'a callback for a finished, failed or unknown sign-in changes nothing.',
-        querystring: z.record(z.string(), z.string().max(4096)),
+        querystring: z.record(z.string(), z.string().max(MAX_CALLBACK_VALUE)),
         response: {
           200: z.string().describe('text/html'),
           302: z.null(),
@@ -223,10 +249,13 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
       const params = request.query;
       try {
         await callbackPerIp(request);
+        if (request.validationError)
+          throw new BrokerError('bad_request', `each query parameter must appear once and be at most ${MAX_CALLBACK_VALUE} characters long`);
         if (Object.keys(params).length > 20) throw new BrokerError('bad_request', 'too many query parameters');
         const state = params.state;
         if (state === undefined || state === '') throw new BrokerError('bad_request', 'state is missing');
-        if (!STATE_RE.test(state)) throw new BrokerError('bad_request', 'state is malformed');
+        const stateMatch = STATE_RE.exec(state);
+        if (!stateMatch) throw new BrokerError('bad_request', 'state is malformed');
         const requestId = requestIdOf(state);
         const exchangeSecret = randomBytes(32).toString('base64url');
         const handle = temporal.workflow.getHandle(workflowIdOf(requestId));
@@ -238,7 +267,8 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
               args: [
                 {
                   params,
-                  exchange_code_digest: collectDigest(requestId, exchangeSecret),
+                  // A CLI sign-in (no challenge in its state) never uses it; nor a browser one begun before states carried one.
+                  exchange_code_digest: exchangeDigest(requestId, exchangeSecret, stateMatch[1] ?? ''),
                   ...(binding ? { browser_binding_digest: bindingDigest(requestId, binding) } : {}),
                 },
               ],
@@ -295,19 +325,22 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
       schema: {
         tags: ['session'],
         summary: 'Browser app: exchange the one-time code from the redirect for the session',
-        description: 'The exchange_code the callback put on return_to, accepted once; a second exchange is 410.',
-        body: z.object({ exchange_code: z.string().regex(EXCHANGE_CODE_RE, 'exchange_code is malformed') }),
+        description:
+          'The exchange_code the callback put on return_to, with the code_verifier whose S256 challenge started the sign-in; ' +
+          'accepted once (a second exchange is 410). Another verifier, or a code this app did not start, is 403.',
+        body: z.object({
+          exchange_code: z.string().regex(EXCHANGE_CODE_RE, 'exchange_code is malformed'),
+          code_verifier: z.string().regex(CODE_VERIFIER_RE, 'code_verifier must be 43–128 characters of A–Z a–z 0–9 - . _ ~ (RFC 7636)'),
+        }),
         response: { 200: loginSessionSchema, 403: errorBody, 410: errorBody, ...commonErrors },
       },
     },
     async (request) => {
       await collectPerIp(request);
       const [, requestId = '', secret = ''] = EXCHANGE_CODE_RE.exec(request.body.exchange_code) ?? [];
+      const secretDigest = exchangeDigest(requestId, secret, pkceS256Challenge(request.body.code_verifier));
       const handle = temporal.workflow.getHandle(workflowIdOf(requestId));
-      const r = await app.driveFlow(
-        () => handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: collectDigest(requestId, secret) }] }),
-        gone('this exchange code'),
-      );
+      const r = await app.driveFlow(() => handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: secretDigest }] }), gone('this exchange code'));
       // The code is only made once the sign-in succeeded: "pending" cannot happen, but is no session.
       if (r.status !== 'ready') throw gone('this exchange code');
       request.log.info({ flow: 'google_login', omni_account: r.session.omni_account, format: 'browser' }, 'google session handed out');

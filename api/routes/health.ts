@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { ReadinessCheck } from '../deps';
 import { dependencyChecks, runCheck } from '../dependencies';
-import { hasOpsBearer } from '../plugins/auth';
 
 /** Liveness (/healthz) and readiness (/readyz; per part with the ops token). */
 export default async function healthRoutes(app: FastifyInstance) {
@@ -18,8 +17,11 @@ export default async function healthRoutes(app: FastifyInstance) {
 
   // Public: ready or not, nothing else (key thumbprints, the namespace and task queue are for
   // operators). With the ops token (Authorization: Bearer <BROKER_OPS_TOKEN>): every part and its detail.
+  // A wrong token gets the public answer and counts against the source's budget of ops-token guesses,
+  // shared with the codec: past it, any bearer from that source is 429 (a load balancer sends none).
   const lastOk = new Map<string, boolean>();
   app.get('/readyz', { schema: { hide: true } }, async (request, reply) => {
+    const detail = (await app.opsBearer(request)) === 'ops';
     // Read at request time: surfaces registered after this plugin add their parts too.
     const entries = [...app.readinessChecks];
     const names = entries.map(([n]) => n);
@@ -37,6 +39,6 @@ export default async function healthRoutes(app: FastifyInstance) {
     }
     const ready = results.every((r) => r.ok);
     const status = ready ? 'ready' : 'not_ready';
-    return reply.code(ready ? 200 : 503).send(hasOpsBearer(request, config.BROKER_OPS_TOKEN) ? { status, parts } : { status });
+    return reply.code(ready ? 200 : 503).send(detail ? { status, parts } : { status });
   });
 }
