@@ -23,7 +23,7 @@ import {
   type TeeAccountInput,
 } from '../../workflows/tee-account.definitions';
 import type { TeeTokenClaims } from '../deps';
-import { bearerToken, teeTokenRevocationDigest } from '../plugins/auth';
+import { bearerToken, teeTokenDigest } from '../plugins/auth';
 import { idempotencyKeyOf } from '../schemas';
 
 /**
@@ -167,9 +167,9 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       throw new BrokerError('unauthorized', `TEE token refused: ${(e as Error).message}`);
     }
     if (claims.typ !== 'access') throw new BrokerError('unauthorized', `TEE token of typ "${claims.typ}" cannot be used here; send the access token`);
-    if (await isTeeTokenRevoked(db, teeTokenRevocationDigest(secrets.hmacSecret, token)))
+    if (await isTeeTokenRevoked(db, teeTokenDigest(secrets.hmacSecret, 'revoked-tee-token', token)))
       throw new BrokerError('unauthorized', 'this TEE token has been logged out');
-    access.set(request, { claims, tokenDigest: hmacHex(secrets.hmacSecret, 'tee-token', token) });
+    access.set(request, { claims, tokenDigest: teeTokenDigest(secrets.hmacSecret, 'tee-token', token) });
   }
 
   /** ClientAuth as stored (lib/client-auth.ts): known fields, secrets and unknown fields digested; too deep is a 400. */
