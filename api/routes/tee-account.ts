@@ -11,7 +11,7 @@ import { parseSourceAllowList } from '../../lib/cidr-allow';
 import { ClientAuthError, sanitizeClientAuth } from '../../lib/client-auth';
 import { hmacHex, safeEqual } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
-import { assertIdentityNotCollapsed, deriveOmniAccount, IDENTITY_TYPES, IdentityError } from '../../lib/omni';
+import { deriveOmniAccount, fitsIdentityString, IDENTITY_TYPES, IdentityError, omniAccountOf } from '../../lib/omni';
 import { AkFlow, AkOmniAccount, AkStage } from '../../lib/search-attributes';
 import { FLOW_METADATA } from '../../lib/flow-metadata';
 import type { teeAccountWorkflow } from '../../workflows/tee-account';
@@ -246,10 +246,10 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       if (!body.heimaLoginSuccess) throw new BrokerError('bad_request', 'heimaLoginSuccess is false; nothing was recorded');
       let omniAccount: string;
       try {
-        // A value over 64 bytes derives as upstream cuts it (lib/omni.ts); one that upstream
-        // collapses to the empty string would be an account shared by strangers: refused.
-        assertIdentityNotCollapsed(body.userId);
-        omniAccount = deriveOmniAccount(body.clientId, body.userId);
+        // A value over 64 bytes is refused: the TEE derived the account of its first 64 bytes,
+        // which may have been created for another value (lib/omni.ts, assertIdentityFits). The
+        // 400 is what the TEE reads as a failed login: it answers -32041 and hands out no token.
+        omniAccount = omniAccountOf(body.clientId, body.userId);
       } catch (e) {
         if (e instanceof IdentityError) throw new BrokerError('bad_request', `userId.value: ${e.message}`);
         throw e;
@@ -340,7 +340,15 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
         schema: {
           tags: ['tee'],
           summary: 'TEE callback: the user id of an email address (allow-listed sources only)',
-          querystring: z.object({ email: z.string().trim().max(254, 'email is too long').pipe(z.email('email is not a valid address')) }),
+          querystring: z.object({
+            email: z
+              .string()
+              .trim()
+              .max(254, 'email is too long')
+              .pipe(z.email('email is not a valid address'))
+              // Over 64 bytes the TEE's cut would name the account of another address.
+              .refine(fitsIdentityString, 'email is longer than 64 bytes, which an OmniAccount cannot tell apart'),
+          }),
           response: { 200: envelope(z.object({ userId: z.string().nullable() })), ...failures },
           hide: path !== '/v3/account/get_account_user_id',
         },
