@@ -1,8 +1,65 @@
 import { BrokerError } from '../lib/errors';
+import type { FastifySchemaCompiler } from 'fastify';
+import { validatorCompiler as zodValidatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { IDENTITY_TYPES } from '../lib/omni';
 
 /** Wire schemas shared by several surfaces (docs/contracts.md §4/§5). */
+
+/**
+ * Where the first NUL character (U+0000) sits in a parsed request part — in a string value or an
+ * object key — as a path; undefined when there is none. Walks with its own stack (a body nested
+ * thousands deep costs no recursion) and builds the path only for the hit.
+ */
+export function findNul(value: unknown): (string | number)[] | undefined {
+  interface Node {
+    v: unknown;
+    key?: string | number;
+    parent?: Node;
+  }
+  const pathOf = (n: Node | undefined, last?: string | number): (string | number)[] => {
+    const path: (string | number)[] = last === undefined ? [] : [last];
+    for (let at = n; at?.key !== undefined; at = at.parent) path.unshift(at.key);
+    return path;
+  };
+  const stack: Node[] = [{ v: value }];
+  for (let node = stack.pop(); node; node = stack.pop()) {
+    const { v } = node;
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) return pathOf(node);
+    } else if (Array.isArray(v)) {
+      v.forEach((item: unknown, i) => stack.push({ v: item, key: i, parent: node }));
+    } else if (v !== null && typeof v === 'object') {
+      for (const [k, item] of Object.entries(v)) {
+        if (k.includes('\u0000')) return pathOf(node, k);
+        stack.push({ v: item, key: k, parent: node });
+      }
+    }
+  }
+  return undefined;
+}
+
+const nulFree = z.unknown().superRefine((value, ctx) => {
+  const path = findNul(value);
+  if (path) ctx.addIssue({ code: 'custom', path, message: 'must not contain a NUL character (\\u0000)' });
+});
+
+/**
+ * The API's validator compiler: every request part a route declares a schema for (body, query,
+ * params, headers) is first refused when any string or key in it holds a NUL character, then
+ * checked by its zod schema. NUL has no business in an identity, an address, an intent or a key,
+ * and Postgres text cannot store it: refused here, once, it is a 400 naming the field and nothing
+ * is consumed or written (before, an intent carrying one spent its request_id and failed in the
+ * audit write).
+ */
+export const validatorCompiler: FastifySchemaCompiler<z.ZodType> = (route) => {
+  const refuseNul = zodValidatorCompiler({ ...route, schema: nulFree });
+  const validate = zodValidatorCompiler(route);
+  return (data) => {
+    const nul = refuseNul(data);
+    return nul && typeof nul === 'object' && 'error' in nul && nul.error ? nul : validate(data);
+  };
+};
 
 export const errorBody = z.object({ error: z.string(), message: z.string() }).passthrough().describe('error');
 
