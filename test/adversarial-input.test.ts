@@ -1,16 +1,19 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { idempotencyKeyBits } from '../api/schemas';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { mintIntentSigningInput } from '../lib/mint-intent';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
 import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts, type HttpAnswer, type WorkflowStartSpy } from './adversarial-probes';
+import { devMail, uniqueEmail } from './email-login-client';
 import { startStack, type TestStack } from './harness';
 import { walletLogin, type WalletSession } from './mint-client';
 
 /**
  * Input that reached too far: NUL characters (a 500 and a spent intent request_id before; now a
- * 400 at the schema layer, api/schemas.ts). Each refusal changes nothing and starts nothing.
+ * 400 at the schema layer, api/schemas.ts) and guessable Idempotency-Keys on the email routes
+ * (a stranger could join the owner's request). Each refusal changes nothing and starts nothing.
  */
 
 let stack: TestStack;
@@ -125,5 +128,45 @@ void describe('NUL characters are refused at the edge', () => {
       ],
       ['2000 levels deep', () => mintAws({ deep }), (r, w) => assertRefused(r, 400, 'bad_request', /body\.deep(\.a){2000}: must not contain a NUL/, w)],
     ]);
+  });
+});
+
+void describe('Idempotency-Keys a stranger could guess', () => {
+  void test('the estimate: repeated characters and short patterns carry little, random keys much', () => {
+    assert.equal(idempotencyKeyBits('0'.repeat(32)), 0);
+    assert.equal(idempotencyKeyBits('01'.repeat(16)), 2);
+    assert.ok(idempotencyKeyBits('0123456789abcdef'.repeat(2)) <= 64);
+    for (let i = 0; i < 1000; i += 1) {
+      assert.ok(idempotencyKeyBits(randomUUID()) >= 80);
+      assert.ok(idempotencyKeyBits(randomBytes(16).toString('hex')) >= 80);
+    }
+  });
+
+  void test('"0"×32 and other guessable keys → 400 from the owner and from a stranger: nothing to join, nothing mailed, the owner\'s request id never leaks', async () => {
+    const email = uniqueEmail('guessable-key');
+    const ask = (key: string) => stack.request('POST', '/v1/session/email_code', { body: { email }, headers: { 'idempotency-key': key } });
+    const guessable = ['0'.repeat(32), '01'.repeat(16), `${'a'.repeat(31)}b`, '0123456789abcdef'.repeat(2), '00000000-0000-0000-0000-000000000000'];
+    await refusedAll(guessable.map((key) => [key, () => ask(key), (r, w) => assertRefused(r, 400, 'bad_request', /Idempotency-Key is not random enough/, w)]));
+    assert.deepEqual(await devMail(stack, email.toLowerCase()), [], 'no code was mailed');
+    // The owner with a random key gets a request; the stranger's guesses still reach nothing of it.
+    const owner = await ask(randomUUID());
+    assert.equal(owner.status, 202, owner.text);
+    const ownerRequest = (owner.body as { request_id: string }).request_id;
+    await refusedAll(
+      guessable.map((key) => [
+        `stranger ${key}`,
+        () => ask(key),
+        (r, w) => {
+          assertRefused(r, 400, 'bad_request', /not random enough/, w);
+          assert.ok(!r.text.includes(ownerRequest), `${w}: the owner's request id leaked`);
+        },
+      ]),
+    );
+    // email_login takes keys under the same rule.
+    const login = await stack.request('POST', '/v1/session/email_login', {
+      body: { request_id: ownerRequest, code: '000000' },
+      headers: { 'idempotency-key': '0'.repeat(32) },
+    });
+    assertRefused(login, 400, 'bad_request', /not random enough/);
   });
 });

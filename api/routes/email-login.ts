@@ -26,7 +26,7 @@ import {
 import type { emailLoginRequestWorkflow } from '../../workflows/email-login';
 import { issueSession } from '../session-issue';
 import { fitsIdentityString } from '../../lib/omni';
-import { commonErrors, errorBody, idempotencyKeyOf, loginSessionSchema, UNSCOPED_IDEMPOTENCY_KEY_MIN_LENGTH } from '../schemas';
+import { commonErrors, errorBody, idempotencyKeyOf, loginSessionSchema } from '../schemas';
 
 const emailSchema = z
   .string()
@@ -106,7 +106,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
     async (request, reply) => {
       const { email, request_id } = request.body;
       const key = emailKey(secrets.hmacSecret, email);
-      const idempotencyKey = idempotencyKeyOf(request, UNSCOPED_IDEMPOTENCY_KEY_MIN_LENGTH);
+      const idempotencyKey = idempotencyKeyOf(request, 'anyone');
       await codePerIp(request);
       // Under a key, the request id and the dispatch's Update id come from the key: a repeat finds
       // the first try's flow and Temporal answers it that Update's outcome instead of running it again.
@@ -176,7 +176,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
     async (request) => {
       await loginPerIp(request);
       const { request_id, code } = request.body;
-      const idempotencyKey = idempotencyKeyOf(request, UNSCOPED_IDEMPOTENCY_KEY_MIN_LENGTH);
+      const idempotencyKey = idempotencyKeyOf(request, 'anyone');
       const workflowId = workflowIdOf(request_id);
       const code_digest = emailCodeDigest(secrets.hmacSecret, workflowId, code);
       const retry_key_digest = idempotencyKey === undefined ? undefined : emailRetryKeyDigest(secrets.hmacSecret, workflowId, idempotencyKey);
