@@ -43,7 +43,7 @@ export function canonicalCompactJws(token: string): string {
 /** Throws JwsSpellingError unless `token` is three canonical base64url segments. */
 export function assertCanonicalCompactJws(token: string): void {
   const segments = token.split('.');
-  if (segments.length !== 3) throw new JwsSpellingError(`a JWT has 3 segments, this has ${segments.length}`);
+  if (segments.length !== 3) throw new JwsSpellingError(`not a JWT: 3 segments expected, got ${segments.length}`);
   segments.forEach((segment, i) => {
     if (!isCanonicalBase64url(segment)) {
       throw new JwsSpellingError(`the ${SEGMENT_NAMES[i]} segment is not canonical base64url (RFC 7515 §2: no padding, no unused bits set)`);
