@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
-import { deriveOmniAccount, type Identity } from '../lib/omni';
+import { recordLogin } from '../activities/login-completion';
+import { deriveOmniAccount, IdentityError, type Identity } from '../lib/omni';
 import { startTeeFixture } from '../fixtures/tee/server';
 import { callTeeRpc } from '../fixtures/tee/client';
 import { startStack, type TestStack } from './harness';
@@ -214,5 +215,19 @@ void describe('no account across the 64-byte cut', () => {
     assert.equal(starts.count(), started, 'the refused callback started a workflow');
     const after = await stack.request('GET', '/v1/session/me', { token: victim.token });
     assert.deepEqual(after.body, victimView.body, 'the victim sees the account as before');
+  });
+  void test('the front doors share the rule: the login record refuses a Google sub over 64 bytes before writing anything', async () => {
+    const before = await dbSnapshot(stack.db);
+    const deps = { config: stack.config, secrets: stack.secrets, db: stack.db, now: () => Date.now() };
+    const sub = `1${'0'.repeat(64)}`;
+    await assert.rejects(
+      recordLogin(
+        deps,
+        { method: 'google', identity: { type: 'google', value: sub }, requestId: 'req-long-sub' },
+        { jti: randomBytes(16).toString('hex'), idemKey: `test:${sub}` },
+      ),
+      (e: unknown) => e instanceof IdentityError && /over 64 bytes/.test(e.message),
+    );
+    await assertUnchanged(stack.db, before, 'after the refused login record');
   });
 });
