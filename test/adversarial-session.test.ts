@@ -218,6 +218,28 @@ void describe('session: replayed', () => {
     const spellings = [...otherSpellings(teeAccess), ...otherSpellings(session.token)];
     assert.equal(spellings.length, 30, '15 for the RS256 token, 15 for the ES256 session (64-byte signature)');
     await expectAllRefused(spellingRefusals(ROUTES, spellings));
+    // Padding, the standard alphabet, a dangling character: refused as well, on both kinds of token.
+    const [h, p, sig] = teeAccess.split('.') as [string, string, string];
+    const variants: [string, string][] = [
+      ['padded signature', `${h}.${p}.${sig}==`],
+      ['padded payload', `${h}.${p}=.${sig}`],
+      ["'+' and '/' for '-' and '_'", `${h}.${p}.${sig.replace(/-/g, '+').replace(/_/g, '/')}`],
+      ['a dangling character (length 1 mod 4)', `${h}.${p}.${sig}AAA`],
+      ['a dangling character on the session', `${session.token}AAA`],
+    ];
+    await expectAllRefused(
+      variants
+        .filter(([, token]) => token !== teeAccess)
+        .map(([name, token]) => ({
+          method: 'GET',
+          path: '/v1/session/me',
+          name,
+          token,
+          status: 401,
+          error: 'unauthorized',
+          message: /malformed|not canonical base64url/,
+        })),
+    );
     assert.equal(await me(teeAccess), 200, 'the token as issued still works');
     assert.equal(await me(session.token), 200);
     assert.equal(await isRevoked(session.token), false);
