@@ -5,7 +5,7 @@ import { insertSession } from '../db/sessions';
 import { recordMainWallet, upsertUserOnLogin } from '../db/users';
 import { hmacHex } from '../lib/digest';
 import { AgentKeysError } from '../lib/errors';
-import { deriveOmniAccount, type Identity } from '../lib/omni';
+import { IdentityError, omniAccountOf, type Identity } from '../lib/omni';
 import type { LoginMethod } from '../lib/session-token';
 import { FailureType, type LoginOutcome } from '../workflows/definitions';
 import { currentRun } from './context';
@@ -58,7 +58,8 @@ export class LoginProofReplayedError extends AgentKeysError {
 export async function recordLogin(deps: LoginRecordDeps, input: CompleteLoginInput, key: { jti: string; idemKey: string }): Promise<LoginOutcome> {
   const { config, secrets } = deps;
   const { jti } = key;
-  const omniAccount = deriveOmniAccount(config.BROKER_CLIENT_ID, input.identity);
+  // The front doors take no identity over 64 bytes either (docs/tee-account.md, "Identity lengths").
+  const omniAccount = omniAccountOf(config.BROKER_CLIENT_ID, input.identity);
   const nowSeconds = Math.floor(deps.now() / 1000);
   const expiresAt = nowSeconds + config.BROKER_SESSION_TTL_SECONDS;
   const userId = await withTransaction(deps.db, async (tx) => {
@@ -117,6 +118,8 @@ export function createLoginActivities(deps: ActivityDeps) {
         return await recordLogin(deps, input, { jti, idemKey: ['login', workflowId, runId, ...again].join(':') });
       } catch (e) {
         if (e instanceof LoginProofReplayedError) throw ApplicationFailure.nonRetryable(e.message, FailureType.replayed);
+        if (e instanceof IdentityError)
+          throw ApplicationFailure.create({ message: e.message, type: FailureType.badRequest, nonRetryable: true, details: [{ reason: 'identity_too_long' }] });
         // Retryable (the DB may come back); after the last attempt the flow reports audit_error.
         throw ApplicationFailure.retryable(`could not record the login: ${(e as Error).message}`, FailureType.auditFailed);
       }

@@ -3,7 +3,7 @@ import { appendAudit } from '../db/audit';
 import { withTransaction } from '../db/pool';
 import { recordTeeLogin, recordWalletSlot, walletRequestText } from '../db/tee';
 import { recordMainWallet, upsertUserOnLogin } from '../db/users';
-import { deriveOmniAccount, IdentityError } from '../lib/omni';
+import { IdentityError, omniAccountOf } from '../lib/omni';
 import { FailureType } from '../workflows/definitions';
 import type { HeimaLoginRecord, HeimaLoginRecorded, WalletSlotRecorded, WalletSlotRequest } from '../workflows/tee-account.definitions';
 import type { ActivityDeps } from './deps';
@@ -32,7 +32,7 @@ export function createTeeActivities(deps: ActivityDeps) {
     async recordHeimaLogin(input: RecordHeimaLoginInput): Promise<HeimaLoginRecorded> {
       let derived: string;
       try {
-        derived = deriveOmniAccount(input.clientId, input.identity);
+        derived = omniAccountOf(input.clientId, input.identity);
       } catch (e) {
         if (e instanceof IdentityError) throw ApplicationFailure.nonRetryable(e.message, FailureType.badRequest);
         throw e;

@@ -13,6 +13,7 @@ import {
 import type { ReadinessCheck } from '../lib/readiness';
 import type { Config } from '../lib/config';
 import { OMNI_ACCOUNT_RE } from '../lib/omni';
+import { assertCanonicalCompactJws, JwsSpellingError } from '../lib/compact-jws';
 import { AgentKeysError } from '../lib/errors';
 
 export interface TeeTokenClaims {
@@ -223,10 +224,13 @@ async function verifyWith(token: string, key: KeyObject | JWTVerifyGetKey, opts:
   }
 }
 
+/** The protected header of a token spelled canonically (lib/compact-jws.ts); TeeTokenError otherwise. */
 function headerOrThrow(token: string): { alg?: string; kid?: string } {
   try {
+    assertCanonicalCompactJws(token);
     return decodeProtectedHeader(token);
-  } catch {
+  } catch (e) {
+    if (e instanceof JwsSpellingError) throw new TeeTokenError(e.message);
     throw new TeeTokenError('not a JWT');
   }
 }

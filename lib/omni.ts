@@ -144,18 +144,27 @@ export function deriveOmniAccount(clientId: string, identity: Identity): string 
 }
 
 /**
- * Refuses a text value upstream would collapse to the empty string (over 64 bytes, cut inside a
- * UTF-8 character): every such value of a type shares one OmniAccount, so accepting it would hand
- * strangers one account. Values cut cleanly are accepted (they derive as upstream does).
+ * Refuses a text value over 64 bytes. Upstream hashes only its first 64 bytes (or the empty string
+ * when the cut splits a UTF-8 character), so such a value shares its OmniAccount with every value
+ * that starts with the same 64 bytes: `<a 64-byte address>.attacker.test` is the account of that
+ * address. The broker takes no such value at any door (docs/tee-account.md, "Identity lengths"),
+ * so no login lands in an account created for another value. Raw-bytes identities are never cut.
  */
-export function assertIdentityNotCollapsed(identity: Identity): void {
+export function assertIdentityFits(identity: Identity): void {
   if (!TEXT_IDENTITY_TYPES.includes(identity.type)) return;
-  if (upstreamIdentityString(identity.value).collapsed) {
-    throw new IdentityError(
-      `value is over ${IDENTITY_STRING_MAX_BYTES} bytes and byte ${IDENTITY_STRING_MAX_BYTES} falls inside a UTF-8 character: ` +
-        'the TEE hashes it as the empty string, an account every such value would share',
-    );
-  }
+  const { truncated, collapsed } = upstreamIdentityString(identity.value);
+  if (!truncated) return;
+  throw new IdentityError(
+    `value is over ${IDENTITY_STRING_MAX_BYTES} bytes: the TEE hashes only its first ${IDENTITY_STRING_MAX_BYTES}` +
+      (collapsed ? ' (here: the empty string, as byte 64 falls inside a UTF-8 character)' : '') +
+      ', an account it would share with every value that begins the same way',
+  );
+}
+
+/** The OmniAccount of an identity the broker takes (assertIdentityFits, then deriveOmniAccount); IdentityError otherwise. */
+export function omniAccountOf(clientId: string, identity: Identity): string {
+  assertIdentityFits(identity);
+  return deriveOmniAccount(clientId, identity);
 }
 
 /** True when the text value is at most 64 UTF-8 bytes, i.e. upstream hashes all of it. */

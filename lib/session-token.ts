@@ -1,5 +1,6 @@
 import { errors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import type { SigningKey } from './signing-key';
+import { assertCanonicalCompactJws, JwsSpellingError } from './compact-jws';
 import { AgentKeysError } from './errors';
 
 /**
@@ -46,9 +47,10 @@ export class SessionTokenError extends AgentKeysError {
   override name = 'SessionTokenError';
 }
 
-/** Verifies signature, alg, typ, issuer, audience and expiry; throws SessionTokenError with the reason. */
+/** Verifies spelling, signature, alg, typ, issuer, audience and expiry; throws SessionTokenError with the reason. */
 export async function verifySessionToken(key: SigningKey, token: string, issuer: string): Promise<SessionClaims> {
   try {
+    assertCanonicalCompactJws(token);
     const { payload } = await jwtVerify(token, key.publicKey, {
       algorithms: ['ES256'],
       issuer,
@@ -58,6 +60,7 @@ export async function verifySessionToken(key: SigningKey, token: string, issuer:
     });
     return payload as SessionClaims;
   } catch (e) {
+    if (e instanceof JwsSpellingError) throw new SessionTokenError(e.message);
     if (e instanceof errors.JWTExpired) throw new SessionTokenError('token expired');
     if (e instanceof errors.JOSEError) throw new SessionTokenError(`invalid token: ${e.code}`);
     throw e;

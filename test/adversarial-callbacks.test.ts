@@ -2,8 +2,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
-import { deriveOmniAccount, type Identity } from '../lib/omni';
+import { recordLogin } from '../activities/login-completion';
+import { deriveOmniAccount, IdentityError, type Identity } from '../lib/omni';
+import { startTeeFixture } from '../fixtures/tee/server';
+import { callTeeRpc } from '../fixtures/tee/client';
 import { startStack, type TestStack } from './harness';
+import { latestCode, requestCode, submitCode } from './email-login-client';
 import { assertUnchanged, dbSnapshot, spyWorkflowStarts, type HttpAnswer, type WorkflowStartSpy } from './adversarial-probes';
 
 /**
@@ -146,5 +150,85 @@ void describe('allow-listed lookups: malformed and oversized', () => {
     for (const [name, body, status] of posts)
       assertEnvelopeFailure(await stack.request('POST', '/v1/account/check_hyper_agent_address', { body }), status, undefined, name);
     await assertUnchanged(stack.db, before, 'after the refused lookups');
+  });
+});
+
+/**
+ * The TEE derives an OmniAccount from the first 64 bytes of a text identity. A victim who signed
+ * up by email with a 64-byte address V shares that account, at the TEE, with `V.attacker.test`,
+ * a domain the attacker owns. The broker refuses the callback for the longer value, so the TEE's
+ * login fails and the attacker never holds a token the broker serves.
+ */
+void describe('no account across the 64-byte cut', () => {
+  void test('victim signs up by email with a 64-byte address; the TEE callback for "<address>.attacker.test" → 400 (40000), victim unchanged, no workflow', async () => {
+    const tag = randomBytes(4).toString('hex');
+    const victimEmail = `${'v'.repeat(64 - `.${tag}@example.com`.length)}.${tag}@example.com`;
+    assert.equal(Buffer.byteLength(victimEmail), 64);
+    const { request_id } = await requestCode(stack, victimEmail);
+    const login = await submitCode(stack, request_id, await latestCode(stack, victimEmail));
+    assert.equal(login.status, 200, login.text);
+    const victim = login.body as { token: string; omni_account: string; user_id: string };
+    const victimView = await stack.request('GET', '/v1/session/me', { token: victim.token });
+    assert.equal(victimView.status, 200, victimView.text);
+
+    const attackerValue = `${victimEmail}.attacker.test`;
+    // What the TEE signs for the attacker: the OmniAccount of the first 64 bytes, the victim's.
+    assert.equal(deriveOmniAccount('agentkeys', { type: 'email', value: attackerValue }), victim.omni_account);
+    const attackerToken = access(victim.omni_account);
+
+    const before = await dbSnapshot(stack.db);
+    const started = starts.count();
+    const res = await stack.request('POST', '/v3/account/post_heima_login', {
+      token: attackerToken,
+      body: { userId: { type: 'email', value: attackerValue }, clientId: 'agentkeys', clientAuth: null, heimaLoginSuccess: true },
+      headers: { 'x-language': 'en' },
+    });
+    assertEnvelopeFailure(res, 400, /over 64 bytes/, "the attacker's callback");
+    // The allow-listed lookup does not name the victim's account for the longer address either.
+    assertEnvelopeFailure(
+      await stack.request('GET', `/v3/account/get_account_user_id?email=${encodeURIComponent(attackerValue)}`),
+      400,
+      /longer than 64 bytes/,
+      'get_account_user_id',
+    );
+    const own = await stack.request('GET', `/v3/account/get_account_user_id?email=${encodeURIComponent(victimEmail)}`);
+    assert.deepEqual((own.body as { data: unknown }).data, { userId: victim.user_id }, own.text);
+
+    // The same login played end to end through the TEE stand-in: the TEE reads the 400 as a failed
+    // login and hands out no token.
+    const teeServer = await startTeeFixture({ brokerBaseUrl: `${stack.url}/`, privateKeyPem: tee.privateKeyPem });
+    try {
+      await callTeeRpc(teeServer.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: attackerValue });
+      const code = teeServer.lastEmailCode(attackerValue);
+      assert.ok(code, "the TEE mails a code to the attacker's domain");
+      const teeLogin = await callTeeRpc(teeServer.url, 'omni_userLogin', {
+        user_id: { type: 'email', value: attackerValue },
+        user_auth: { type: 'email', value: code },
+        client_id: 'agentkeys',
+        client_auth: null,
+      });
+      assert.ok('error' in teeLogin, JSON.stringify(teeLogin));
+    } finally {
+      await teeServer.close();
+    }
+
+    await assertUnchanged(stack.db, before, "after the attacker's TEE login");
+    assert.equal(starts.count(), started, 'the refused callback started a workflow');
+    const after = await stack.request('GET', '/v1/session/me', { token: victim.token });
+    assert.deepEqual(after.body, victimView.body, 'the victim sees the account as before');
+  });
+  void test('the front doors share the rule: the login record refuses a Google sub over 64 bytes before writing anything', async () => {
+    const before = await dbSnapshot(stack.db);
+    const deps = { config: stack.config, secrets: stack.secrets, db: stack.db, now: () => Date.now() };
+    const sub = `1${'0'.repeat(64)}`;
+    await assert.rejects(
+      recordLogin(
+        deps,
+        { method: 'google', identity: { type: 'google', value: sub }, requestId: 'req-long-sub' },
+        { jti: randomBytes(16).toString('hex'), idemKey: `test:${sub}` },
+      ),
+      (e: unknown) => e instanceof IdentityError && /over 64 bytes/.test(e.message),
+    );
+    await assertUnchanged(stack.db, before, 'after the refused login record');
   });
 });

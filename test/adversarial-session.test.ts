@@ -2,8 +2,16 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { startStack, type TestStack } from './harness';
-import { assertRefused, expectAllRefused as expectRefusals, spyWorkflowStarts, type RefusalCase, type WorkflowStartSpy } from './adversarial-probes';
-import { expiredSession, forgedBearers } from './adversarial-tokens';
+import {
+  assertRefused,
+  assertUnchanged,
+  dbSnapshot,
+  expectAllRefused as expectRefusals,
+  spyWorkflowStarts,
+  type RefusalCase,
+  type WorkflowStartSpy,
+} from './adversarial-probes';
+import { expiredSession, forgedBearers, otherSpellings } from './adversarial-tokens';
 import { type WalletSession, walletLogin } from './mint-client';
 
 /**
@@ -33,6 +41,13 @@ const ROUTES = [
 ] as const;
 
 const expectAllRefused = (cases: RefusalCase[]) => expectRefusals({ stack, starts }, cases);
+
+/** Each route with each spelling: a 401 that names the spelling. */
+function spellingRefusals(routes: readonly { method: string; path: string }[], spellings: string[]): RefusalCase[] {
+  return routes.flatMap((r) =>
+    spellings.map((token, i) => ({ ...r, name: `spelling ${i + 1}`, token, status: 401, error: 'unauthorized', message: /not canonical base64url/ })),
+  );
+}
 
 async function isRevoked(token: string): Promise<boolean> {
   const jti = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { jti: string };
@@ -171,6 +186,63 @@ void describe('session: replayed', () => {
     assert.match((callback.body as { message: string }).message, /logged out/);
     assert.equal(await me(otherTee), 200, 'only that token');
     assert.equal(await me(session.token), 200, 'the broker session is untouched');
+  });
+
+  void test('every other spelling of a logged-out TEE access token (its 15 signature endings) → 401 on /me, logout, both mints and post_heima_login; nothing changed', async () => {
+    const session = await walletLogin(stack);
+    const teeAccess = signTeeJwt(tee.privateKey, teeClaims(session.omni_account, 'access', 'agentkeys', nowS()));
+    const spellings = otherSpellings(teeAccess);
+    assert.equal(spellings.length, 15, 'a 256-byte signature leaves 4 unused bits: 16 spellings in all');
+    assert.equal(await me(teeAccess), 200);
+    assert.equal((await stack.request('POST', '/v1/session/logout', { token: teeAccess })).status, 204);
+    await expectAllRefused(
+      spellingRefusals([...ROUTES, { method: 'POST', path: '/v1/mint-oidc-jwt' }, { method: 'POST', path: '/v1/mint-aws-creds' }], spellings),
+    );
+    // The TEE callback answers in its envelope; the same bearers, the body it would accept from this token.
+    const body = { userId: { type: 'evm', value: session.wallet.lower }, clientId: 'agentkeys', clientAuth: null, heimaLoginSuccess: true };
+    const before = await dbSnapshot(stack.db);
+    const started = starts.count();
+    for (const token of [teeAccess, ...spellings]) {
+      const res = await stack.request('POST', '/v3/account/post_heima_login', { token, body });
+      assert.equal(res.status, 401, res.text);
+      assert.deepEqual({ ...(res.body as object), message: undefined }, { code: 40100, message: undefined, data: null }, res.text);
+      assert.match((res.body as { message: string }).message, token === teeAccess ? /logged out/ : /not canonical base64url/);
+    }
+    await assertUnchanged(stack.db, before, 'post_heima_login with a logged-out token');
+    assert.equal(starts.count(), started, 'a refused callback started a workflow');
+  });
+
+  void test('other spellings of a live TEE token and of a live session → 401 before anything is read; a logout under one records nothing', async () => {
+    const session = await walletLogin(stack);
+    const teeAccess = signTeeJwt(tee.privateKey, teeClaims(session.omni_account, 'access', 'agentkeys', nowS()));
+    const spellings = [...otherSpellings(teeAccess), ...otherSpellings(session.token)];
+    assert.equal(spellings.length, 30, '15 for the RS256 token, 15 for the ES256 session (64-byte signature)');
+    await expectAllRefused(spellingRefusals(ROUTES, spellings));
+    // Padding, the standard alphabet, a dangling character: refused as well, on both kinds of token.
+    const [h, p, sig] = teeAccess.split('.') as [string, string, string];
+    const variants: [string, string][] = [
+      ['padded signature', `${h}.${p}.${sig}==`],
+      ['padded payload', `${h}.${p}=.${sig}`],
+      ["'+' and '/' for '-' and '_'", `${h}.${p}.${sig.replace(/-/g, '+').replace(/_/g, '/')}`],
+      ['a dangling character (length 1 mod 4)', `${h}.${p}.${sig}AAA`],
+      ['a dangling character on the session', `${session.token}AAA`],
+    ];
+    await expectAllRefused(
+      variants
+        .filter(([, token]) => token !== teeAccess)
+        .map(([name, token]) => ({
+          method: 'GET',
+          path: '/v1/session/me',
+          name,
+          token,
+          status: 401,
+          error: 'unauthorized',
+          message: /malformed|not canonical base64url/,
+        })),
+    );
+    assert.equal(await me(teeAccess), 200, 'the token as issued still works');
+    assert.equal(await me(session.token), 200);
+    assert.equal(await isRevoked(session.token), false);
   });
 
   void test('10 concurrent logouts of one TEE token: all 204 or 401, one record, one audit row', async () => {

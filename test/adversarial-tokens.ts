@@ -92,3 +92,20 @@ export async function expiredSession(
   });
   return token;
 }
+
+const BASE64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/**
+ * Every other spelling of `token` that decodes to the same bytes: its signature segment's last
+ * character swapped for each one that differs only in the unused low bits (15 for a 256-byte RS256
+ * or a 64-byte ES256 signature, whose last character carries 2 data bits and 4 unused ones).
+ */
+export function otherSpellings(token: string): string[] {
+  const cut = token.lastIndexOf('.');
+  const signature = token.slice(cut + 1);
+  const bytes = Buffer.from(signature, 'base64url');
+  const stem = token.slice(0, token.length - 1);
+  return [...BASE64URL_ALPHABET]
+    .filter((c) => c !== signature.at(-1) && Buffer.from(signature.slice(0, -1) + c, 'base64url').equals(bytes))
+    .map((c) => stem + c);
+}

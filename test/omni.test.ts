@@ -2,12 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createHash } from 'node:crypto';
 import {
-  assertIdentityNotCollapsed,
+  assertIdentityFits,
   bareOmniHex,
   deriveOmniAccount,
   IDENTITY_TYPES,
   IdentityError,
   identityValueBytes,
+  omniAccountOf,
   OMNI_ACCOUNT_RE,
   upstreamIdentityString,
   type Identity,
@@ -113,13 +114,26 @@ void describe('the 64-byte IdentityString rule', () => {
     assert.deepEqual(upstreamIdentityString(v), { bytes: Buffer.alloc(0), truncated: true, collapsed: true });
     assert.equal(deriveOmniAccount('agentkeys', { type: 'google', value: v }), sha('agentkeys', 'google', Buffer.alloc(0)));
     assert.equal(deriveOmniAccount('agentkeys', { type: 'email', value: `${ascii(62)}€@x.io` }), sha('agentkeys', 'email', Buffer.alloc(0)));
-    assert.throws(() => assertIdentityNotCollapsed({ type: 'google', value: v }), IdentityError);
+    assert.throws(() => assertIdentityFits({ type: 'google', value: v }), /the empty string/);
     // A character that ends exactly at byte 64 is kept whole.
-    const fits = `${ascii(62)}é${'x'.repeat(6)}`;
-    assert.equal(deriveOmniAccount('agentkeys', { type: 'twitter', value: fits }), sha('agentkeys', 'twitter', Buffer.from(`${ascii(62)}é`)));
-    assert.doesNotThrow(() => assertIdentityNotCollapsed({ type: 'twitter', value: fits }));
+    const cutClean = `${ascii(62)}é${'x'.repeat(6)}`;
+    assert.equal(deriveOmniAccount('agentkeys', { type: 'twitter', value: cutClean }), sha('agentkeys', 'twitter', Buffer.from(`${ascii(62)}é`)));
+  });
+
+  void test('the broker takes a text value of at most 64 bytes: one more would share the account of its first 64', () => {
+    const v64 = `${'v'.repeat(52)}@example.com`;
+    assert.equal(Buffer.byteLength(v64), 64);
+    assert.doesNotThrow(() => assertIdentityFits({ type: 'email', value: v64 }));
+    assert.equal(omniAccountOf('agentkeys', { type: 'email', value: v64 }), deriveOmniAccount('agentkeys', { type: 'email', value: v64 }));
+    const longer = `${v64}.attacker.test`;
+    // The TEE derives both to one account; the broker refuses the longer one at every door.
+    assert.equal(deriveOmniAccount('agentkeys', { type: 'email', value: longer }), deriveOmniAccount('agentkeys', { type: 'email', value: v64 }));
+    assert.throws(() => omniAccountOf('agentkeys', { type: 'email', value: longer }), IdentityError);
+    assert.throws(() => assertIdentityFits({ type: 'email', value: `${v64}x` }), /over 64 bytes/);
+    assert.throws(() => assertIdentityFits({ type: 'twitter', value: `${ascii(62)}é${'x'.repeat(6)}` }), IdentityError);
+    assert.doesNotThrow(() => assertIdentityFits({ type: 'github', value: `${ascii(62)}é` }), '64 bytes with a character ending at byte 64');
     // Raw-bytes identities are never cut.
-    assert.doesNotThrow(() => assertIdentityNotCollapsed({ type: 'evm', value: EVM }));
+    assert.doesNotThrow(() => assertIdentityFits({ type: 'evm', value: EVM }));
   });
 
   void test('every upstream identity type derives; github and apple included; bitcoin is a 33-byte key', () => {

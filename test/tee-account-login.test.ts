@@ -255,24 +255,20 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     assert.ok('error' in again && again.error.code === -32003, 'consumed');
   });
 
-  void test("a value over 64 bytes logs in under the TEE's cut; one cut inside a character is refused by the broker (-32041)", async () => {
-    const long = `${'l'.repeat(60)}.${Date.now()}@example.com`;
-    assert.ok(Buffer.byteLength(long) > 64);
-    const login = await emailLogin(long);
-    const me = (await stack.request('GET', '/v1/session/me', { token: login.access_token })).body as Me;
-    assert.equal(me.omni_account, deriveOmniAccount('agentkeys', { type: 'email', value: long.slice(0, 64) }));
-
-    const collapsed = `${'c'.repeat(63)}é${Date.now()}@example.com`;
-    const before = await count('users');
-    await teeRpcResult(tee.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: collapsed });
-    const r = await callTeeRpc(tee.url, 'omni_userLogin', {
-      user_id: { type: 'email', value: collapsed },
-      user_auth: { type: 'email', value: tee.lastEmailCode(collapsed) ?? '' },
-      client_id: 'agentkeys',
-      client_auth: null,
-    });
-    assert.ok('error' in r && r.error.code === -32041, JSON.stringify(r));
-    assert.equal(await count('users'), before);
+  void test('a value over 64 bytes, cut cleanly or inside a character, is refused by the broker: the TEE login fails (-32041), nothing written', async () => {
+    for (const value of [`${'l'.repeat(60)}.${Date.now()}@example.com`, `${'c'.repeat(63)}é${Date.now()}@example.com`]) {
+      assert.ok(Buffer.byteLength(value) > 64);
+      const before = await count('users');
+      await teeRpcResult(tee.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: value });
+      const r = await callTeeRpc(tee.url, 'omni_userLogin', {
+        user_id: { type: 'email', value },
+        user_auth: { type: 'email', value: tee.lastEmailCode(value) ?? '' },
+        client_id: 'agentkeys',
+        client_auth: null,
+      });
+      assert.ok('error' in r && r.error.code === -32041, JSON.stringify(r));
+      assert.equal(await count('users'), before);
+    }
   });
 
   void test('post_heima_login joined with or without a leading "/": both reach a broker mounted at the host root', async () => {
@@ -362,20 +358,20 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     assert.deepEqual(bound.result, { transaction_hash: null });
   });
 
-  void test('front door vs TEE door for an address over 64 bytes: the broker refuses it, the TEE login lands under its cut', async () => {
+  void test('front door and TEE door agree on an address over 64 bytes: both refuse it; 64 bytes is welcome at both', async () => {
     const long = `${'f'.repeat(60)}.${Date.now()}@example.com`;
     const before = await count('users');
     const refused = await stack.request('POST', '/v1/session/email_code', { body: { email: long } });
     assert.equal(refused.status, 400, refused.text);
     assert.match(refused.text, /64 (bytes|octets)/);
+    await assert.rejects(emailLogin(long), (e: Error & { code?: number }) => e.code === -32041);
     assert.equal(await count('users'), before);
-    // The same person through the TEE: one account, the one the TEE's sub names.
-    const login = await emailLogin(long);
-    const me = (await stack.request('GET', '/v1/session/me', { token: login.access_token })).body as Me;
-    assert.equal(me.omni_account, deriveOmniAccount('agentkeys', { type: 'email', value: long.slice(0, 64) }));
-    // A 64-byte address is still welcome at the front door.
-    const fits = `${'e'.repeat(64 - '@example.com'.length)}@example.com`;
+    const domain = `.${Date.now()}@example.com`;
+    const fits = `${'e'.repeat(64 - domain.length)}${domain}`;
     assert.equal(Buffer.byteLength(fits), 64);
     assert.equal((await stack.request('POST', '/v1/session/email_code', { body: { email: fits } })).status, 202);
+    const login = await emailLogin(fits);
+    const me = (await stack.request('GET', '/v1/session/me', { token: login.access_token })).body as Me;
+    assert.equal(me.omni_account, deriveOmniAccount('agentkeys', { type: 'email', value: fits }));
   });
 });

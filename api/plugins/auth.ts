@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { decodeProtectedHeader } from 'jose';
 import { isSessionLive, isTeeTokenRevoked } from '../../db/sessions';
+import { canonicalCompactJws } from '../../lib/compact-jws';
 import { hmacHex, safeEqual, sha256Hex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { SessionTokenError, verifySessionToken } from '../../lib/session-token';
@@ -20,9 +21,16 @@ export function bearerToken(request: FastifyRequest): string {
   return m[1];
 }
 
-/** The keyed digest a logged-out TEE access token is recorded (and looked up) by. */
-export function teeTokenRevocationDigest(secret: Uint8Array, token: string): string {
-  return hmacHex(secret, 'revoked-tee-token', token);
+/**
+ * A keyed digest of what a TEE access token is, not of how it was spelled: taken over the token
+ * rewritten canonically from its decoded bytes (lib/compact-jws.ts). An RS256 signature is
+ * determined by the signed text and the key, so these bytes name one token. `purpose` separates
+ * the uses: 'revoked-tee-token' (what logout records and every TEE bearer is looked up by) and
+ * 'tee-token' (the login callback's idempotency key). For a canonically spelled token (every token
+ * the TEE issues) the digest equals the one taken over its text, as recorded before.
+ */
+export function teeTokenDigest(secret: Uint8Array, purpose: 'revoked-tee-token' | 'tee-token', token: string): string {
+  return hmacHex(secret, purpose, canonicalCompactJws(token));
 }
 
 /**
@@ -70,9 +78,9 @@ export default fp(
           throw new BrokerError('unauthorized', `TEE token refused: ${(e as Error).message}`);
         }
         if (claims.typ !== 'access') throw new BrokerError('unauthorized', `TEE token of typ "${claims.typ}" cannot be used here; use an access token`);
-        const teeTokenDigest = teeTokenRevocationDigest(secrets.hmacSecret, token);
-        if (await isTeeTokenRevoked(db, teeTokenDigest)) throw new BrokerError('unauthorized', 'this TEE token has been logged out');
-        return { kind: 'tee', omniAccount: claims.sub, expiresAt: claims.exp, teeTokenDigest };
+        const revocationDigest = teeTokenDigest(secrets.hmacSecret, 'revoked-tee-token', token);
+        if (await isTeeTokenRevoked(db, revocationDigest)) throw new BrokerError('unauthorized', 'this TEE token has been logged out');
+        return { kind: 'tee', omniAccount: claims.sub, expiresAt: claims.exp, teeTokenDigest: revocationDigest };
       }
       throw new BrokerError('unauthorized', `unsupported token algorithm ${alg ?? '(none)'}`);
     }

@@ -28,7 +28,7 @@ import {
 import type { emailLoginRequestWorkflow } from '../../workflows/email-login';
 import { issueSession } from '../session-issue';
 import { fitsIdentityString } from '../../lib/omni';
-import { commonErrors, errorBody, idempotencyKeyOf, loginSessionSchema, UNSCOPED_IDEMPOTENCY_KEY_MIN_LENGTH } from '../schemas';
+import { commonErrors, errorBody, idempotencyKeyOf, loginSessionSchema } from '../schemas';
 
 const emailSchema = z
   .string()
@@ -127,7 +127,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
       // The send budget's keys: the mailbox as delivered (+tags, Gmail's dots), the requester's network.
       const sendKey = emailSendKey(secrets.hmacSecret, email);
       const networkKey = emailSendNetworkKey(secrets.hmacSecret, requesterNetwork(canonicalClientAddress(request)));
-      const idempotencyKey = idempotencyKeyOf(request, UNSCOPED_IDEMPOTENCY_KEY_MIN_LENGTH);
+      const idempotencyKey = idempotencyKeyOf(request, 'anyone');
       await codePerIp(request);
       // Under a key, the request id and the dispatch's Update id come from the key: a repeat finds
       // the first try's flow and Temporal answers it that Update's outcome instead of running it again.
@@ -202,7 +202,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
     async (request) => {
       await loginPerIp(request);
       const { request_id, code } = request.body;
-      const idempotencyKey = idempotencyKeyOf(request, UNSCOPED_IDEMPOTENCY_KEY_MIN_LENGTH);
+      const idempotencyKey = idempotencyKeyOf(request, 'anyone');
       const workflowId = workflowIdOf(request_id);
       const code_digest = emailCodeDigest(secrets.hmacSecret, workflowId, code);
       const retry_key_digest = idempotencyKey === undefined ? undefined : emailRetryKeyDigest(secrets.hmacSecret, workflowId, idempotencyKey);

@@ -12,7 +12,7 @@ import { ClientAuthError, sanitizeClientAuth } from '../../lib/client-auth';
 import { normalizeEvmAddress } from '../../lib/wallet-message';
 import { hmacHex, safeEqual } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
-import { assertIdentityNotCollapsed, deriveOmniAccount, IDENTITY_TYPES, IdentityError } from '../../lib/omni';
+import { deriveOmniAccount, fitsIdentityString, IDENTITY_TYPES, IdentityError, omniAccountOf } from '../../lib/omni';
 import { AkFlow, AkOmniAccount, AkStage } from '../../lib/search-attributes';
 import { FLOW_METADATA } from '../../lib/flow-metadata';
 import type { teeAccountWorkflow } from '../../workflows/tee-account';
@@ -24,7 +24,7 @@ import {
   type TeeAccountInput,
 } from '../../workflows/tee-account.definitions';
 import type { TeeTokenClaims } from '../deps';
-import { bearerToken, teeTokenRevocationDigest } from '../plugins/auth';
+import { bearerToken, teeTokenDigest } from '../plugins/auth';
 import { idempotencyKeyOf } from '../schemas';
 
 /**
@@ -162,9 +162,9 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       throw new BrokerError('unauthorized', `TEE token refused: ${(e as Error).message}`);
     }
     if (claims.typ !== 'access') throw new BrokerError('unauthorized', `TEE token of typ "${claims.typ}" cannot be used here; send the access token`);
-    if (await isTeeTokenRevoked(db, teeTokenRevocationDigest(secrets.hmacSecret, token)))
+    if (await isTeeTokenRevoked(db, teeTokenDigest(secrets.hmacSecret, 'revoked-tee-token', token)))
       throw new BrokerError('unauthorized', 'this TEE token has been logged out');
-    access.set(request, { claims, tokenDigest: hmacHex(secrets.hmacSecret, 'tee-token', token) });
+    access.set(request, { claims, tokenDigest: teeTokenDigest(secrets.hmacSecret, 'tee-token', token) });
   }
 
   /** ClientAuth as stored (lib/client-auth.ts): known fields, secrets and unknown fields digested; too deep is a 400. */
@@ -241,10 +241,10 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       if (!body.heimaLoginSuccess) throw new BrokerError('bad_request', 'heimaLoginSuccess is false; nothing was recorded');
       let omniAccount: string;
       try {
-        // A value over 64 bytes derives as upstream cuts it (lib/omni.ts); one that upstream
-        // collapses to the empty string would be an account shared by strangers: refused.
-        assertIdentityNotCollapsed(body.userId);
-        omniAccount = deriveOmniAccount(body.clientId, body.userId);
+        // A value over 64 bytes is refused: the TEE derived the account of its first 64 bytes,
+        // which may have been created for another value (lib/omni.ts, assertIdentityFits). The
+        // 400 is what the TEE reads as a failed login: it answers -32041 and hands out no token.
+        omniAccount = omniAccountOf(body.clientId, body.userId);
       } catch (e) {
         if (e instanceof IdentityError) throw new BrokerError('bad_request', `userId.value: ${e.message}`);
         throw e;
@@ -335,7 +335,15 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
         schema: {
           tags: ['tee'],
           summary: 'TEE callback: the user id of an email address (allow-listed sources only)',
-          querystring: z.object({ email: z.string().trim().max(254, 'email is too long').pipe(z.email('email is not a valid address')) }),
+          querystring: z.object({
+            email: z
+              .string()
+              .trim()
+              .max(254, 'email is too long')
+              .pipe(z.email('email is not a valid address'))
+              // Over 64 bytes the TEE's cut would name the account of another address.
+              .refine(fitsIdentityString, 'email is longer than 64 bytes, which an OmniAccount cannot tell apart'),
+          }),
           response: { 200: envelope(z.object({ userId: z.string().nullable() })), ...failures },
           hide: path !== '/v3/account/get_account_user_id',
         },
