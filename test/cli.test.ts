@@ -4,8 +4,7 @@
  * credential_process provider), grants, audit, and bad input.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -21,8 +20,8 @@ import { findFreePort } from '../scripts/temporal-dev-server';
 import { startStack, type TestStack } from './harness';
 import type { Command } from 'commander';
 import { buildProgram } from '../cli/main';
-
-const BIN = join(__dirname, '..', 'bin', 'agentkeys.js');
+import { buildStatelessWalletMessage } from '../lib/wallet-message';
+import { BIN, buildCli, parseJson, runProcess, waitFor, type Run, type RunOptions } from './cli-client';
 
 let stack: TestStack;
 let tee: TeeFixture;
@@ -30,6 +29,7 @@ let google: GoogleOidcFixture;
 let home: string;
 
 before(async () => {
+  buildCli();
   const key = await generateTeeKeyPair();
   google = await startGoogleOidcFixture();
   stack = await startStack({
@@ -50,19 +50,6 @@ after(async () => {
   if (home) await rm(home, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-interface RunOptions {
-  env?: Record<string, string>;
-  /** Written to stdin up front (then closed), or fed by the caller through `feed`. */
-  stdin?: string;
-  feed?: (write: (s: string) => void, end: () => void, output: () => string) => Promise<void>;
-}
-
 function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH, HOME: home, AGENTKEYS_SESSION_STORE: 'file', AGENTKEYS_BROKER_URL: stack.url, ...extra };
 }
@@ -71,51 +58,10 @@ function runCli(args: string[], opts: RunOptions = {}): Promise<Run> {
   return runProcess(process.execPath, [BIN, ...args], cliEnv(opts.env), opts);
 }
 
-function runProcess(cmd: string, args: string[], env: NodeJS.ProcessEnv, opts: RunOptions): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    if (opts.feed) {
-      opts
-        .feed(
-          (s) => child.stdin.write(s),
-          () => child.stdin.end(),
-          () => stdout + stderr,
-        )
-        .catch((e: unknown) => {
-          child.kill();
-          reject(e instanceof Error ? e : new Error(String(e)));
-        });
-    } else {
-      child.stdin.end(opts.stdin ?? '');
-    }
-  });
-}
-
-function parseJson(r: Run): Record<string, unknown> {
-  assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as Record<string, unknown>;
-}
-
 async function keyFile(pk = generatePrivateKey()): Promise<{ path: string; address: string }> {
   const path = join(home, `key-${Math.random().toString(36).slice(2)}.txt`);
   await writeFile(path, `${pk}\n`, { mode: 0o600 });
   return { path, address: privateKeyToAccount(pk).address };
-}
-
-async function waitFor<T>(what: string, fn: () => T | undefined, timeoutMs = 30_000, seen?: () => string): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}${seen ? `; saw: ${JSON.stringify(seen())}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 void describe('agentkeys CLI: usage', () => {
@@ -129,14 +75,26 @@ void describe('agentkeys CLI: usage', () => {
     };
     const program = buildProgram();
     walk(program, ['agentkeys']);
-    assert.deepEqual(program.commands.map((c) => c.name()).sort(), ['audit', 'grant', 'init', 'logout', 'mint', 'status', 'whoami']);
+    assert.deepEqual(program.commands.map((c) => c.name()).sort(), [
+      'audit',
+      'completion',
+      'configure',
+      'grant',
+      'init',
+      'keygen',
+      'logout',
+      'mint',
+      'status',
+      'token',
+      'whoami',
+    ]);
     for (const args of [['--help'], ['mint', 'aws', '--help']]) {
       const r = await runCli(args);
       assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stdout, /^Usage: agentkeys/m);
     }
     const top = await runCli(['--help']);
-    assert.match(top.stdout, /credential_process = agentkeys mint aws --credential-process/);
+    assert.match(top.stdout, /agentkeys configure aws/);
   });
 
   void test('unknown flag or missing argument: usage on stderr, exit 2; no TTY and no method: exit 2 naming the flags', async () => {
@@ -263,6 +221,123 @@ void describe('agentkeys CLI: wallet login, session store, whoami, logout', () =
   });
 });
 
+void describe('agentkeys CLI: the store by default, status --all, remembered broker, AGENTKEYS_TOKEN, token, retried signing, CLI words', () => {
+  void test('Linux without a Secret Service on D-Bus: a login with no store asked for lands in the file, and status names it', async () => {
+    const { path } = await keyFile();
+    // No DBUS_SESSION_BUS_ADDRESS in the child's environment, AGENTKEYS_SESSION_STORE unset.
+    const env = { AGENTKEYS_SESSION_STORE: '', AGENTKEYS_PROFILE: 'nostore' };
+    const init = parseJson(await runCli(['--json', 'init', 'wallet', '--private-key-file', path], { env }));
+    assert.equal(init.store, 'file');
+    assert.equal((await stat(join(home, '.agentkeys', 'nostore', 'session.json'))).mode & 0o777, 0o600);
+    const st = await runCli(['status'], { env });
+    assert.equal(st.code, 0, st.stderr);
+    assert.match(st.stdout, /store {4}file .*\.agentkeys\/nostore\/session\.json/);
+  });
+
+  void test('status --all: every profile with its broker, identity, store and expiry; exit 1 while one broker is not ready', async () => {
+    const { path, address } = await keyFile();
+    parseJson(await runCli(['--json', '--profile', 'all-a', 'init', 'wallet', '--private-key-file', path]));
+    const good = parseJson(await runCli(['--json', 'status', '--all']));
+    const listed = good.profiles as {
+      profile: string;
+      broker_url: string;
+      ready: boolean;
+      store: string;
+      session: { identity: string; expires_at: number } | null;
+    }[];
+    const a = listed.find((p) => p.profile === 'all-a');
+    assert.equal(a?.broker_url, stack.url);
+    assert.equal(a?.ready, true);
+    assert.equal(a?.store, 'file');
+    assert.equal(a?.session?.identity, `evm ${address.toLowerCase()}`);
+    assert.ok((a?.session?.expires_at ?? 0) > Date.now() / 1000);
+
+    // A profile whose broker is gone (as profile.json keeps it).
+    const deadUrl = `http://127.0.0.1:${await findFreePort()}`;
+    const gone = join(home, '.agentkeys', 'all-gone');
+    await mkdir(gone, { recursive: true, mode: 0o700 });
+    await writeFile(join(gone, 'profile.json'), JSON.stringify({ broker_url: deadUrl, kind: 'file' }), { mode: 0o600 });
+    const bad = await runCli(['--json', 'status', '--all']);
+    assert.equal(bad.code, 1);
+    const both = (JSON.parse(bad.stdout) as { profiles: { profile: string; reachable: boolean }[] }).profiles;
+    assert.equal(both.find((p) => p.profile === 'all-gone')?.reachable, false);
+    assert.equal(both.find((p) => p.profile === 'all-a')?.reachable, true);
+    assert.match(bad.stderr, new RegExp(`the broker at ${deadUrl} is not ready`));
+    await rm(gone, { recursive: true });
+  });
+
+  void test('a profile remembers its broker URL: after logout, init without --broker-url goes back to it', async () => {
+    const { path } = await keyFile();
+    const p = ['--profile', 'remember'];
+    const first = parseJson(await runCli(['--json', ...p, 'init', 'wallet', '--private-key-file', path]));
+    assert.equal(first.broker_url, stack.url);
+    parseJson(await runCli(['--json', ...p, 'logout']));
+    const noUrl = { env: { AGENTKEYS_BROKER_URL: '' } };
+    const again = parseJson(await runCli(['--json', ...p, 'init', 'wallet', '--private-key-file', path], noUrl));
+    assert.equal(again.broker_url, stack.url);
+    const st = parseJson(await runCli(['--json', ...p, 'status'], noUrl));
+    assert.equal(st.broker_url, stack.url);
+  });
+
+  void test('AGENTKEYS_TOKEN is the bearer without any stored session; agentkeys token prints the stored one', async () => {
+    const { path, address } = await keyFile();
+    const init = parseJson(await runCli(['--json', '--profile', 'ci-src', 'init', 'wallet', '--private-key-file', path, '--show-token']));
+    const printed = await runCli(['--profile', 'ci-src', 'token']);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.equal(printed.stdout, `${init.token as string}\n`);
+
+    const ciHome = await mkdtemp(join(tmpdir(), 'akb-cli-ci-'));
+    try {
+      const env = { HOME: ciHome, AGENTKEYS_TOKEN: init.token as string };
+      const me = parseJson(await runCli(['--json', 'whoami'], { env }));
+      assert.deepEqual(me.identity, { type: 'evm', value: address.toLowerCase() });
+      assert.equal(me.method, 'AGENTKEYS_TOKEN');
+      const oidc = parseJson(await runCli(['--json', 'mint', 'oidc'], { env }));
+      assert.equal(oidc.wallet, address.toLowerCase());
+      const cp = await runCli(['mint', 'aws', '--credential-process'], { env });
+      assert.equal(cp.code, 0, cp.stderr);
+      assert.equal((JSON.parse(cp.stdout) as { Version: number }).Version, 1);
+      const forged = await runCli(['whoami'], { env: { HOME: ciHome, AGENTKEYS_TOKEN: `${init.token as string}x` } });
+      assert.equal(forged.code, 1);
+      const none = await runCli(['token'], { env: { HOME: ciHome } });
+      assert.equal(none.code, 1);
+      assert.match(none.stderr, /not logged in: run agentkeys init/);
+    } finally {
+      await rm(ciHome, { recursive: true, force: true });
+    }
+  });
+
+  void test("init wallet when the current second's signature is already used: signs again with a later timestamp instead of failing", async () => {
+    const pk = generatePrivateKey();
+    const { path } = await keyFile(pk);
+    const account = privateKeyToAccount(pk);
+    const address = account.address.toLowerCase();
+    // Spend the signatures of this second and the next two, as other logins with this key would.
+    const now = Math.floor(Date.now() / 1000);
+    for (const timestamp of [now, now + 1, now + 2]) {
+      const signature = await account.signMessage({ message: buildStatelessWalletMessage(address, timestamp) });
+      const res = await stack.request('POST', '/v1/session/wallet_login', { body: { address, signature, timestamp } });
+      assert.equal(res.status, 200, res.text);
+    }
+    const r = await runCli(['--json', '--profile', 'resign', 'init', 'wallet', '--private-key-file', path]);
+    const body = parseJson(r);
+    assert.deepEqual(body.identity, { type: 'evm', value: address });
+  });
+
+  void test('errors name CLI commands and flags, not API routes and fields', async () => {
+    const { path } = await keyFile();
+    const p = ['--profile', 'words'];
+    parseJson(await runCli(['--json', ...p, 'init', 'wallet', '--private-key-file', path]));
+    const short = await runCli([...p, 'mint', 'aws', '--duration', '10']);
+    assert.equal(short.code, 1);
+    assert.match(short.stderr, /--duration/);
+    assert.doesNotMatch(short.stderr, /duration_seconds|\/v1\//);
+    const revoke = await runCli([...p, 'grant', 'revoke', 'grt_nothere']);
+    assert.equal(revoke.code, 1);
+    assert.doesNotMatch(revoke.stderr, /\/v1\/|DELETE|grant_id/);
+  });
+});
+
 void describe('agentkeys CLI: email login', () => {
   void test('--code-stdin: a mistyped code is retried within the attempt budget, then the mailed code logs in', async () => {
     const email = `cli-${Date.now()}@example.com`;
@@ -350,8 +425,10 @@ void describe('agentkeys CLI: minting, grants, audit', () => {
     const { path } = await keyFile();
     parseJson(await runCli(['--json', '--profile', 'minter', 'init', 'wallet', '--private-key-file', path]));
     const awsConfig = join(home, 'aws-config');
-    const command = [process.execPath, BIN, '--profile', 'minter', 'mint', 'aws', '--credential-process'].join(' ');
-    await writeFile(awsConfig, `[profile agentkeys]\ncredential_process = ${command}\n`);
+    const configured = parseJson(
+      await runCli(['--json', '--profile', 'minter', 'configure', 'aws', '--aws-profile', 'agentkeys'], { env: { AWS_CONFIG_FILE: awsConfig } }),
+    );
+    assert.equal(configured.changed, true);
     const stsBefore = stack.sts.calls().length;
     // The SDK runs credential_process with the environment it was given: the test's own HOME is not the CLI's.
     const saved = {
@@ -430,18 +507,25 @@ void describe('agentkeys CLI: minting, grants, audit', () => {
     );
 
     // Another key than the grant's agent: refused before anything is signed or sent.
-    const wrong = await runCli([...a, 'grant', 'accept', offered.grant_id as string, '--private-key-file', mainKey.path]);
+    const wrong = await runCli([...a, 'grant', 'accept', offered.grant_id as string, '--private-key-file', mainKey.path, '--yes']);
     assert.equal(wrong.code, 2, wrong.stderr);
     assert.match(wrong.stderr, /names 0x[0-9a-fA-F]{40} as its agent/);
 
-    const accepted = parseJson(await runCli(['--json', ...a, 'grant', 'accept', offered.grant_id as string, '--private-key-file', agentKey.path]));
+    // No terminal to ask on and no --yes: the text is shown, nothing is signed, the grant stays pending.
+    const unasked = await runCli([...a, 'grant', 'accept', offered.grant_id as string, '--private-key-file', agentKey.path]);
+    assert.equal(unasked.code, 2, unasked.stderr);
+    assert.match(unasked.stderr, new RegExp(`Signing with ${agentKey.address}:\\n[^]*${offered.grant_id as string}[^]*pass --yes`));
+    const stillPending = parseJson(await runCli(['--json', ...a, 'grant', 'list', '--agent']));
+    assert.equal((stillPending.grants as { grant_id: string; status: string }[]).find((g) => g.grant_id === offered.grant_id)?.status, 'pending');
+
+    const accepted = parseJson(await runCli(['--json', ...a, 'grant', 'accept', offered.grant_id as string, '--private-key-file', agentKey.path, '--yes']));
     assert.equal(accepted.status, 'active');
     const minted = parseJson(await runCli(['--json', ...a, 'mint', 'oidc']));
     assert.equal(minted.wallet, mainKey.address.toLowerCase(), 'the agent now mints for the main wallet');
 
     const declined = parseJson(await runCli(['--json', ...a, 'grant', 'decline', second.grant_id as string]));
     assert.equal(declined.status, 'declined');
-    const again = await runCli([...a, 'grant', 'accept', second.grant_id as string, '--private-key-file', agentKey.path]);
+    const again = await runCli([...a, 'grant', 'accept', second.grant_id as string, '--private-key-file', agentKey.path, '--yes']);
     assert.equal(again.code, 2, again.stderr);
     assert.match(again.stderr, /declined/);
 
