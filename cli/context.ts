@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { BrokerClient } from './broker-client';
 import { NotLoggedInError } from './errors';
+import { renewIfDue, withRefreshToken } from './renew';
 import {
   checkProfileName,
   forgetLogin,
@@ -65,10 +66,11 @@ export class CliContext {
   }
 
   /** Keeps a new login in the store a new login goes to now (and forgets one kept elsewhere before). */
-  async saveLogin(session: ProfileSession): Promise<SessionStore> {
+  async saveLogin(session: ProfileSession): Promise<{ store: SessionStore; session: ProfileSession }> {
     const store = await openLoginStore(this.env);
-    await saveLogin(this.profile, store, session, this.record);
-    return store;
+    const kept = await withRefreshToken(session);
+    await saveLogin(this.profile, store, kept, this.record);
+    return { store, session: kept };
   }
 
   async forget(): Promise<void> {
@@ -92,8 +94,10 @@ export class CliContext {
   }
 
   async storedSession(): Promise<ProfileSession> {
-    const s = this.record ? await (await this.store()).load(this.profile) : undefined;
-    if (!s) throw new NotLoggedInError(`profile "${this.profile}" is not logged in: run agentkeys init`);
+    const store = await this.store();
+    const loaded = this.record ? await store.load(this.profile) : undefined;
+    if (!loaded) throw new NotLoggedInError(`profile "${this.profile}" is not logged in: run agentkeys init`);
+    const s = await renewIfDue(this.profile, store, this.record, loaded);
     if (s.expires_at * 1000 <= Date.now())
       throw new NotLoggedInError(`the session of profile "${this.profile}" expired at ${new Date(s.expires_at * 1000).toISOString()}: run agentkeys init`);
     return s;

@@ -47,6 +47,10 @@ export interface ProfileSession {
   identity?: Identity;
   /** The verified email behind a Google login, when the broker tells it. */
   email?: string;
+  /** Traded for a new session before this one expires (each is accepted once). */
+  refresh_token?: string;
+  /** Unix seconds: the refresh token expires then unless used. */
+  refresh_expires_at?: number;
   aws_cache?: AwsCache;
 }
 
@@ -68,6 +72,8 @@ export interface ProfileRecord extends StoreChoice {
   email?: string;
   /** Unix seconds. */
   expires_at?: number;
+  /** Unix seconds: until then the session renews itself. */
+  renews_until?: number;
 }
 
 export interface SessionStore extends StoreChoice {
@@ -282,7 +288,15 @@ export async function readProfileRecord(profile: string): Promise<ProfileRecord 
 }
 
 function recordOf(s: ProfileSession): Omit<ProfileRecord, 'kind'> {
-  return { broker_url: s.broker_url, method: s.method, omni_account: s.omni_account, identity: s.identity, email: s.email, expires_at: s.expires_at };
+  return {
+    broker_url: s.broker_url,
+    method: s.method,
+    omni_account: s.omni_account,
+    identity: s.identity,
+    email: s.email,
+    expires_at: s.expires_at,
+    ...(s.refresh_expires_at ? { renews_until: s.refresh_expires_at } : {}),
+  };
 }
 
 export async function writeProfileRecord(profile: string, record: ProfileRecord): Promise<void> {

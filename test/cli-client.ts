@@ -1,7 +1,9 @@
 /** Running the `agentkeys` CLI as a subprocess (bin/agentkeys.js, the built bundle) in the CLI tests. */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 
 export const ROOT = join(__dirname, '..');
 export const BIN = join(ROOT, 'bin', 'agentkeys.js');
@@ -64,4 +66,25 @@ export async function waitFor<T>(what: string, fn: () => T | undefined, timeoutM
     if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}${seen ? `; saw: ${JSON.stringify(seen())}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** The CLI against a running broker with its own HOME (file store unless a test says otherwise). */
+export function cliAgainst(where: () => { url: string; home: string }) {
+  const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
+    PATH: process.env.PATH,
+    HOME: where().home,
+    AGENTKEYS_SESSION_STORE: 'file',
+    AGENTKEYS_BROKER_URL: where().url,
+    ...extra,
+  });
+  return {
+    env,
+    run: (args: string[], opts: RunOptions = {}): Promise<Run> => runProcess(process.execPath, [BIN, ...args], env(opts.env), opts),
+    /** A 0600 file holding a new (or the given) private key. */
+    keyFile: async (pk = generatePrivateKey()): Promise<{ path: string; address: string }> => {
+      const path = join(where().home, `key-${Math.random().toString(36).slice(2)}.txt`);
+      await writeFile(path, `${pk}\n`, { mode: 0o600 });
+      return { path, address: privateKeyToAccount(pk).address };
+    },
+  };
 }

@@ -23,7 +23,9 @@ interface InitOptions {
 /** Saves the session and prints who is logged in (the token only with --show-token). */
 async function finish(ctx: CliContext, session: ProfileSession, o: InitOptions): Promise<void> {
   o = { ...o, showToken: o.showToken || ctx.showToken };
-  const store = await ctx.saveLogin(session);
+  const kept = await ctx.saveLogin(session);
+  const store = kept.store;
+  session = kept.session;
   ctx.print(
     {
       profile: ctx.profile,
@@ -34,6 +36,7 @@ async function finish(ctx: CliContext, session: ProfileSession, o: InitOptions):
       identity: session.identity ?? null,
       ...(session.email ? { email: session.email } : {}),
       expires_at: session.expires_at,
+      renews_until: session.refresh_expires_at ?? null,
       store: store.kind,
       ...(o.showToken ? { token: session.token } : {}),
     },
@@ -41,7 +44,7 @@ async function finish(ctx: CliContext, session: ProfileSession, o: InitOptions):
       `Logged in as ${displayIdentity(session)} (profile ${ctx.profile}, ${session.method})`,
       `  omni_account ${session.omni_account}`,
       `  broker       ${session.broker_url}`,
-      `  expires      ${new Date(session.expires_at * 1000).toISOString()}`,
+      `  expires      ${new Date(session.expires_at * 1000).toISOString()}${session.refresh_expires_at ? ` (renews itself until ${new Date(session.refresh_expires_at * 1000).toISOString()} while in use)` : ''}`,
       `  stored in    ${store.describe(ctx.profile)}`,
       ...(o.showToken ? [`  token        ${session.token}`] : []),
     ],

@@ -64,7 +64,7 @@ interface ProfileStatus {
   ready: boolean;
   store: 'file' | 'keychain';
   stored_in: string;
-  session: { method: string; identity: string; omni_account: string | null; expires_at: number; expired: boolean } | null;
+  session: { method: string; identity: string; omni_account: string | null; expires_at: number; expired: boolean; renews_until: number | null } | null;
 }
 
 interface Readiness {
@@ -108,6 +108,7 @@ async function profileStatus(
             omni_account: record.omni_account ?? null,
             expires_at: record.expires_at,
             expired: record.expires_at <= now,
+            renews_until: record.renews_until ?? null,
           }
         : null,
   };
@@ -119,7 +120,7 @@ function statusLines(s: ProfileStatus): string[] {
     `profile  ${s.profile}`,
     `  broker   ${s.broker_url}: ${s.reachable ? `reachable, ${s.ready ? 'ready' : 'NOT ready'}` : 'NOT reachable'}`,
     session
-      ? `  session  ${session.identity} (${session.method}), ${session.expired ? 'EXPIRED' : 'expires'} ${new Date(session.expires_at * 1000).toISOString()}${session.expired ? ' (run agentkeys init)' : ''}`
+      ? `  session  ${session.identity} (${session.method}), ${session.expired ? 'EXPIRED' : 'expires'} ${new Date(session.expires_at * 1000).toISOString()}${session.renews_until ? `, renews until ${new Date(session.renews_until * 1000).toISOString()}` : session.expired ? ' (run agentkeys init)' : ''}`
       : '  session  none (run agentkeys init)',
     `  store    ${s.stored_in}`,
   ];
