@@ -50,3 +50,9 @@ export async function refreshFamilyOfSession(q: Queryable, jti: string): Promise
   const r = await q.query<{ family_id: string }>('SELECT family_id FROM refresh_tokens WHERE session_jti = $1', [jti]);
   return r.rows[0]?.family_id;
 }
+
+/** Deletes the families past their maximum age: none of their tokens can renew anything any more. */
+export async function purgeRefreshTokens(q: Queryable, now: Date, maxSeconds: number): Promise<number> {
+  const r = await q.query(`DELETE FROM refresh_tokens WHERE family_started_at < $1::timestamptz - make_interval(secs => $2)`, [now, maxSeconds]);
+  return r.rowCount ?? 0;
+}
