@@ -72,5 +72,6 @@ const CLI_WORDS: [RegExp, string][] = [
 ];
 
 export function inCliWords(message: string): string {
-  return CLI_WORDS.reduce((m, [re, words]) => m.replace(re, words), message);
+  // "body.duration_seconds: duration_seconds must be…" says the flag twice once both are translated.
+  return CLI_WORDS.reduce((m, [re, words]) => m.replace(re, words), message).replace(/^(\S+): \1 /, '$1 ');
 }

@@ -176,6 +176,7 @@ void describe('agentkeys CLI: the store by default, status --all, remembered bro
     const short = await runCli([...p, 'mint', 'aws', '--duration', '10']);
     assert.equal(short.code, 1);
     assert.match(short.stderr, /--duration/);
+    assert.match(short.stderr, /agentkeys: --duration must be at least 900/);
     assert.doesNotMatch(short.stderr, /duration_seconds|\/v1\//);
     const revoke = await runCli([...p, 'grant', 'revoke', 'grt_nothere']);
     assert.equal(revoke.code, 1);
