@@ -265,8 +265,14 @@ void describe('agentkeys CLI: Google login', () => {
     const body = parseJson(r);
     assert.equal(body.method, 'google');
     assert.deepEqual(body.identity, { type: 'google', value: identityForHint(hint).sub });
+    assert.equal(body.email, hint, 'the verified email, as the person knows the account');
     const me = parseJson(await runCli(['--json', '--profile', 'google', 'whoami']));
     assert.deepEqual(me.identity, { type: 'google', value: identityForHint(hint).sub });
+    assert.equal(me.email, hint);
+    const human = await runCli(['--profile', 'google', 'whoami']);
+    assert.match(human.stdout, new RegExp(`^google ${hint.replace(/[.]/g, '\\.')} \\(profile google, google\\)`));
+    const st = await runCli(['--profile', 'google', 'status']);
+    assert.match(st.stdout, new RegExp(`session {2}google ${hint.replace(/[.]/g, '\\.')} \\(google\\)`));
   });
 });
 

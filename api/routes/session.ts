@@ -30,6 +30,7 @@ export default async function sessionRoutes(appBase: FastifyInstance) {
             identity: identitySchema.nullable(),
             wallets: z.array(z.object({ wallet_index: z.number().int(), address: z.string().nullable(), role: z.enum(['main', 'agent']) })),
             expires_at: z.number().int(),
+            email: z.string().optional().describe('the verified email of a Google login (email_verified true), when the account has one'),
           }),
           ...commonErrors,
         },
@@ -45,6 +46,7 @@ export default async function sessionRoutes(appBase: FastifyInstance) {
         identity: user ? identitySchema.parse({ type: user.identity_type, value: user.identity_value }) : null,
         wallets,
         expires_at: auth.expiresAt,
+        ...(user?.email ? { email: user.email } : {}),
       };
     },
   );

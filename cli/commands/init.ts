@@ -23,6 +23,11 @@ interface InitOptions {
 /** Saves the session and prints who is logged in (the token only with --show-token). */
 async function finish(ctx: CliContext, session: ProfileSession, o: InitOptions): Promise<void> {
   o = { ...o, showToken: o.showToken || ctx.showToken };
+  if (session.identity?.type === 'google' && !session.email) {
+    // A Google account is known by its email, not its numeric sub: the broker tells the verified one.
+    const me = await ctx.broker(session.token).call<MeBody & { email?: unknown }>('GET', '/v1/session/me', { auth: true });
+    if (typeof me.body.email === 'string') session = { ...session, email: me.body.email };
+  }
   const kept = await ctx.saveLogin(session);
   const store = kept.store;
   session = kept.session;
