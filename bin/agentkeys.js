@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 'use strict';
 // Runs the built CLI (dist/cli/, made by `npm run build:cli`, which `npm install` in a clone and
-// `npm pack` run). Without it — a checkout before its first build — the TypeScript runs through tsx.
+// `npm pack` run). Without it — a checkout before its first build — or with AGENTKEYS_FROM_SOURCE=1
+// (editing cli/ without rebuilding), the TypeScript runs through tsx.
 const { existsSync } = require('node:fs');
 const { join } = require('node:path');
 
 const built = join(__dirname, '..', 'dist', 'cli', 'agentkeys.cjs');
 let run;
-if (existsSync(built)) {
+if (existsSync(built) && process.env.AGENTKEYS_FROM_SOURCE !== '1') {
   run = require(built).run;
 } else {
   require('tsx/cjs/api').register();

@@ -17,6 +17,9 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(cached);
     return 0;
   }
-  const { main } = await import('./main.js');
+  // require, not import(): lazy in the bundle (main.cjs beside this file) and, without a bundle,
+  // through tsx's CommonJS hook, which an import() would bypass.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { main } = require('./main') as typeof import('./main');
   return main(argv);
 }

@@ -96,6 +96,22 @@ void describe('agentkeys CLI: the package', () => {
     }
   });
 
+  void test('without the bundle (AGENTKEYS_FROM_SOURCE=1) the same CLI runs from the TypeScript sources through tsx', async () => {
+    const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const e = { env: { AGENTKEYS_FROM_SOURCE: '1' } };
+    const version = await runCli(['--version'], e);
+    assert.equal(version.stdout.trim(), pkg.version);
+    const usage = await runCli(['mint'], e);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /agentkeys mint needs a subcommand/);
+    const { accessKeyId } = await cachedProfile('from-source');
+    const cp = await runCli(['--profile', 'from-source', 'mint', 'aws', '--credential-process'], e);
+    assert.equal((JSON.parse(cp.stdout) as { AccessKeyId: string }).AccessKeyId, accessKeyId);
+    const keyPath = join(home, 'from-source.key');
+    const keygen = parseJson(await runCli(['--json', 'keygen', keyPath], e));
+    assert.equal(keygen.private_key_file, keyPath);
+  });
+
   void test('the cached answer respects the cache key and the session expiry: other flags or an expired session go to the broker', async () => {
     const { accessKeyId } = await cachedProfile('cache-key');
     const hit = await runCli(['mint', 'aws', '--credential-process'], { env: { AGENTKEYS_PROFILE: 'cache-key' } });
