@@ -1,4 +1,5 @@
 import { purgeEmailSends } from '../db/email-sends';
+import { purgeRefreshTokens } from '../db/refresh-tokens';
 import type { ActivityDeps } from './deps';
 
 export interface PurgeResult {
@@ -10,6 +11,8 @@ export interface PurgeResult {
   revokedTeeTokens: number;
   /** Email send-budget rows older than its one-hour window. */
   emailSends: number;
+  /** Refresh tokens of families past BROKER_REFRESH_MAX_SECONDS (none of them renews anything). */
+  refreshTokens?: number;
 }
 
 export function createMaintenanceActivities(deps: ActivityDeps) {
@@ -21,7 +24,8 @@ export function createMaintenanceActivities(deps: ActivityDeps) {
       const sessions = await deps.db.query('DELETE FROM sessions WHERE expires_at < $1', [now]);
       const revokedTeeTokens = await deps.db.query('DELETE FROM revoked_tee_tokens WHERE expires_at < $1', [now]);
       const emailSends = await purgeEmailSends(deps.db, deps.now());
-      return { proofs: proofs.rowCount ?? 0, sessions: sessions.rowCount ?? 0, revokedTeeTokens: revokedTeeTokens.rowCount ?? 0, emailSends };
+      const refreshTokens = await purgeRefreshTokens(deps.db, now, deps.config.BROKER_REFRESH_MAX_SECONDS);
+      return { proofs: proofs.rowCount ?? 0, sessions: sessions.rowCount ?? 0, revokedTeeTokens: revokedTeeTokens.rowCount ?? 0, emailSends, refreshTokens };
     },
   };
 }

@@ -17,6 +17,7 @@ import flowDeadlinePlugin from './plugins/flow-deadline';
 import devRoutes from './routes/dev';
 import healthRoutes from './routes/health';
 import sessionRoutes from './routes/session';
+import refreshRoutes from './routes/refresh';
 import sessionEmailRoutes from './routes/email-login';
 import sessionWalletRoutes from './routes/wallet-login';
 import sessionGoogleRoutes from './routes/google-login';
@@ -105,6 +106,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   await app.register(sessionGoogleRoutes);
   await app.register(oidcRoutes);
   await app.register(sessionRoutes);
+  await app.register(refreshRoutes);
   await app.register(teeCallbackRoutes);
   await app.register(grantRoutes);
   await app.register(mintRoutes);

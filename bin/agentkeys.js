@@ -1,7 +1,19 @@
 #!/usr/bin/env node
 'use strict';
-// Runs the TypeScript CLI through tsx (a dependency), so `npx agentkeys` works in the repository
-// and after `npm install -g .` without a build step.
-require('tsx/cjs/api').register();
-const { main } = require('../cli/main.ts');
-main(process.argv).then((code) => process.exit(code));
+// Runs the built CLI (dist/cli/, made by `npm run build:cli`, which `npm install` in a clone and
+// `npm pack` run). Without it — a checkout before its first build — or with AGENTKEYS_FROM_SOURCE=1
+// (editing cli/ without rebuilding), the TypeScript runs through tsx.
+const { existsSync } = require('node:fs');
+const { join } = require('node:path');
+
+const built = join(__dirname, '..', 'dist', 'cli', 'agentkeys.cjs');
+let run;
+if (existsSync(built) && process.env.AGENTKEYS_FROM_SOURCE !== '1') {
+  run = require(built).run;
+} else {
+  require('tsx/cjs/api').register();
+  run = require('../cli/start.ts').run;
+}
+// A reader that stops early (`agentkeys completion bash | head`) is no failure.
+process.stdout.on('error', (e) => process.exit(e.code === 'EPIPE' ? 0 : 1));
+run(process.argv).then((code) => process.exit(code));

@@ -49,6 +49,29 @@ export class BrokerClient {
     if (res.status === 401 && opts.auth) {
       throw new NotLoggedInError(`the broker refused the stored session (${message}): run agentkeys init`);
     }
-    throw new BrokerAnswerError(`${method} ${url.pathname} → ${res.status} ${kind}: ${message}`, res.status, kind, err);
+    throw new BrokerAnswerError(`${inCliWords(message)} (${kind}, HTTP ${res.status})`, res.status, kind, err);
   }
+}
+
+/**
+ * The broker's messages name its routes and body fields; a person at the CLI typed commands and
+ * flags. Longest first, so a route is replaced before the field names inside it.
+ */
+const CLI_WORDS: [RegExp, string][] = [
+  [/\bDELETE \/v1\/grants\/\{grant_id\}/g, 'agentkeys grant leave <grant-id>'],
+  [/\bPOST \/v1\/grants\/\{grant_id\}\/accept/g, 'agentkeys grant accept <grant-id>'],
+  [/\b(?:POST \/v1\/)?mint-aws-creds\b/g, 'agentkeys mint aws'],
+  [/\b(?:POST \/v1\/)?mint-oidc-jwt\b/g, 'agentkeys mint oidc'],
+  [/\bbody\.duration_seconds\b|\bduration_seconds\b/g, '--duration'],
+  [/\bbody\.grant_id\b|\bgrant_id\b/g, '--grant-id'],
+  [/\bbody\.expires_in\b|\bexpires_in\b/g, '--expires-in'],
+  [/\bbody\.scope\.services\b|\bscope\.services\b/g, '--services'],
+  [/\bbody\.agent_address\b|\bagent_address\b/g, '<agent-address>'],
+  [/\bquerystring\.limit\b/g, '--limit'],
+  [/\bbody\.email\b/g, '<address>'],
+];
+
+export function inCliWords(message: string): string {
+  // "body.duration_seconds: duration_seconds must be…" says the flag twice once both are translated.
+  return CLI_WORDS.reduce((m, [re, words]) => m.replace(re, words), message).replace(/^(\S+): \1 /, '$1 ');
 }

@@ -1,8 +1,19 @@
-/** What every command gets: the global options, the output helpers, the session store. */
+/** What every command gets: the global options, the output helpers, the profile and its session store. */
 import type { Command } from 'commander';
 import { BrokerClient } from './broker-client';
 import { NotLoggedInError } from './errors';
-import { checkProfileName, openSessionStore, type ProfileSession, type SessionStore } from './session-store';
+import { renewIfDue, withRefreshToken } from './renew';
+import {
+  checkProfileName,
+  forgetLogin,
+  openLoginStore,
+  openStore,
+  readProfileRecord,
+  saveLogin,
+  type ProfileRecord,
+  type ProfileSession,
+  type SessionStore,
+} from './session-store';
 
 export const DEFAULT_BROKER_URL = 'http://127.0.0.1:8091';
 
@@ -24,52 +35,78 @@ export interface Spinner {
 export class CliContext {
   private storePromise?: Promise<SessionStore>;
   constructor(
-    /** --broker-url or AGENTKEYS_BROKER_URL when given; commands on a stored session otherwise use the URL it logged in to. */
+    /** --broker-url or AGENTKEYS_BROKER_URL when given; otherwise the URL the profile logged in to. */
     readonly explicitBrokerUrl: string | undefined,
     readonly profile: string,
     readonly json: boolean,
+    /** The profile's profile.json, when it has one. */
+    readonly record: ProfileRecord | undefined,
     readonly env: NodeJS.ProcessEnv = process.env,
     readonly showToken = false,
   ) {}
 
-  static from(cmd: Command): CliContext {
+  static async open(cmd: Command): Promise<CliContext> {
     const o = cmd.optsWithGlobals<GlobalOptions>();
     const env = process.env;
+    const profile = checkProfileName(o.profile ?? (env.AGENTKEYS_PROFILE || 'default'));
     return new CliContext(
-      o.brokerUrl ?? env.AGENTKEYS_BROKER_URL,
-      checkProfileName(o.profile ?? env.AGENTKEYS_PROFILE ?? 'default'),
+      o.brokerUrl ?? (env.AGENTKEYS_BROKER_URL || undefined),
+      profile,
       o.json === true,
+      await readProfileRecord(profile),
       env,
       o.showToken === true,
     );
   }
 
+  /** The store holding this profile's session: where it was saved, or where a new login would go. */
   store(): Promise<SessionStore> {
-    this.storePromise ??= openSessionStore(this.env);
+    this.storePromise ??= this.record ? openStore(this.record) : openLoginStore(this.env);
     return this.storePromise;
   }
 
+  /** Keeps a new login in the store a new login goes to now (and forgets one kept elsewhere before). */
+  async saveLogin(session: ProfileSession): Promise<{ store: SessionStore; session: ProfileSession }> {
+    const store = await openLoginStore(this.env);
+    const kept = await withRefreshToken(session);
+    await saveLogin(this.profile, store, kept, this.record);
+    return { store, session: kept };
+  }
+
+  async forget(): Promise<void> {
+    await forgetLogin(this.profile, await this.store(), this.record);
+  }
+
+  /** --broker-url / AGENTKEYS_BROKER_URL, else the profile's own, else the default. */
   get brokerUrl(): string {
-    return this.explicitBrokerUrl ?? DEFAULT_BROKER_URL;
+    return this.explicitBrokerUrl ?? this.record?.broker_url ?? DEFAULT_BROKER_URL;
   }
 
   broker(token?: string): BrokerClient {
     return new BrokerClient(this.brokerUrl, token);
   }
 
-  /** The stored session of this profile, refused when missing or expired on this clock. */
-  async session(): Promise<ProfileSession> {
-    const s = await (await this.store()).load(this.profile);
-    if (!s) throw new NotLoggedInError(`profile "${this.profile}" is not logged in: run agentkeys init`);
+  /** AGENTKEYS_TOKEN when set (a bearer for CI), else the stored session of this profile, refused when missing or expired on this clock. */
+  async session(): Promise<ProfileSession | { token: string; fromEnv: true }> {
+    const envToken = this.env.AGENTKEYS_TOKEN?.trim();
+    if (envToken) return { token: envToken, fromEnv: true };
+    return this.storedSession();
+  }
+
+  async storedSession(): Promise<ProfileSession> {
+    const store = await this.store();
+    const loaded = this.record ? await store.load(this.profile) : undefined;
+    if (!loaded) throw new NotLoggedInError(`profile "${this.profile}" is not logged in: run agentkeys init`);
+    const s = await renewIfDue(this.profile, store, this.record, loaded);
     if (s.expires_at * 1000 <= Date.now())
       throw new NotLoggedInError(`the session of profile "${this.profile}" expired at ${new Date(s.expires_at * 1000).toISOString()}: run agentkeys init`);
     return s;
   }
 
-  /** A broker client carrying this profile's bearer (at the URL it logged in to unless --broker-url says otherwise). */
-  async authedBroker(): Promise<{ broker: BrokerClient; session: ProfileSession }> {
-    const session = await this.session();
-    return { broker: new BrokerClient(this.explicitBrokerUrl ?? session.broker_url, session.token), session };
+  /** A broker client carrying the bearer (at the URL the profile logged in to unless --broker-url says otherwise). */
+  async authedBroker(): Promise<BrokerClient> {
+    const s = await this.session();
+    return new BrokerClient('fromEnv' in s ? this.brokerUrl : (this.explicitBrokerUrl ?? s.broker_url), s.token);
   }
 
   /** Prints the result: JSON when --json, else the human lines. */

@@ -39,3 +39,8 @@ export class BrokerAnswerError extends CliError {
     super(message);
   }
 }
+
+/** A failure whose details were already printed (status): only the exit code and a line on stderr. */
+export class ReportedFailure extends CliError {
+  override readonly code: string = 'ERR_CLI_REPORTED';
+}

@@ -1,19 +1,24 @@
 /**
- * The `agentkeys` command: log in to the broker by any method, keep the bearer in the OS keychain
- * (or a 0600 file), and mint credentials for agents. Exit codes: 0 ok, 1 failure, 2 usage.
+ * The `agentkeys` command: log in to the broker by any method, keep the bearer in a file or the OS
+ * keychain, and mint credentials for agents. Exit codes: 0 ok, 1 failure, 2 usage.
  */
 import { Command, CommanderError } from 'commander';
+import { completionCommand } from './commands/completion';
+import { configureCommand } from './commands/configure';
 import { auditCommand, grantCommand } from './commands/grant';
 import { initCommand } from './commands/init';
+import { keygenCommand } from './commands/keygen';
 import { mintCommand } from './commands/mint';
-import { logoutCommand, statusCommand, whoamiCommand } from './commands/session';
+import { logoutCommand, statusCommand, tokenCommand, whoamiCommand } from './commands/session';
 import { DEFAULT_BROKER_URL } from './context';
-import { CliError, EXIT } from './errors';
+import { CliError, EXIT, ReportedFailure, UsageError } from './errors';
+import { VERSION } from './version';
 
 export function buildProgram(): Command {
   const program = new Command('agentkeys')
     .description('AgentKeys: log in to the broker and mint short-lived credentials for your agents')
-    .option('--broker-url <url>', `the broker (default AGENTKEYS_BROKER_URL or ${DEFAULT_BROKER_URL})`)
+    .version(VERSION, '-V, --version', 'print the version')
+    .option('--broker-url <url>', `the broker (default AGENTKEYS_BROKER_URL, else the one the profile logged in to, else ${DEFAULT_BROKER_URL})`)
     .option('--profile <name>', 'which stored login to use (default AGENTKEYS_PROFILE or "default")')
     .option('--json', 'machine-readable output')
     .showHelpAfterError('(run with --help for usage)')
@@ -21,24 +26,52 @@ export function buildProgram(): Command {
       'after',
       `
 Examples:
+  agentkeys keygen                                  # a new wallet key in ~/.agentkeys/agent.key
   agentkeys init wallet --private-key-file ~/.agentkeys/agent.key
   agentkeys init email you@example.com
-  agentkeys mint aws --credential-process      # in ~/.aws/config: credential_process = agentkeys mint aws --credential-process
-  agentkeys grant add 0x1111111111111111111111111111111111111111 --services s3`,
+  agentkeys configure aws                           # [profile agentkeys] in ~/.aws/config: credential_process = agentkeys mint aws --credential-process
+  agentkeys grant add 0x1111111111111111111111111111111111111111 --services s3
+
+Environment: AGENTKEYS_BROKER_URL, AGENTKEYS_PROFILE, AGENTKEYS_TOKEN (a bearer for CI, used instead of
+the stored session), AGENTKEYS_SESSION_STORE=file|keychain, AGENTKEYS_KEYSTORE_PASSWORD, AGENTKEYS_TEE_URL.`,
     );
-  for (const c of [initCommand(), whoamiCommand(), logoutCommand(), statusCommand(), mintCommand(), grantCommand(), auditCommand()]) program.addCommand(c);
-  // Every command: usage errors exit 2 instead of commander's own exit, so main() decides.
-  const strict = (c: Command): void => {
+  for (const c of [
+    keygenCommand(),
+    initCommand(),
+    whoamiCommand(),
+    statusCommand(),
+    tokenCommand(),
+    logoutCommand(),
+    mintCommand(),
+    grantCommand(),
+    auditCommand(),
+    configureCommand(),
+    completionCommand(),
+  ])
+    program.addCommand(c);
+  // Every command: usage errors exit 2 instead of commander's own exit, so main() decides; a
+  // command that only groups subcommands is a usage error without one.
+  const strict = (c: Command, path: string): void => {
     c.exitOverride();
     c.configureOutput({ writeErr: (s) => process.stderr.write(s) });
-    for (const sub of c.commands) strict(sub);
+    const subs = c.commands;
+    if (subs.length > 0 && c !== program && !(c as Command & { _actionHandler?: unknown })._actionHandler) {
+      c.action(() => {
+        throw new UsageError(`${path} needs a subcommand: ${subs.map((s) => s.name()).join(', ')} (${path} --help)`);
+      });
+    }
+    for (const sub of subs) strict(sub, `${path} ${sub.name()}`);
   };
-  strict(program);
+  strict(program, 'agentkeys');
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  if (argv.length <= 2) {
+    process.stderr.write(program.helpInformation());
+    return EXIT.usage;
+  }
   try {
     await program.parseAsync(argv);
     return EXIT.ok;
@@ -50,12 +83,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     const json = argv.includes('--json');
     const message = e instanceof CliError ? e.message : `unexpected error: ${(e as Error).stack ?? String(e)}`;
-    if (json) process.stdout.write(`${JSON.stringify({ error: e instanceof CliError ? e.code : 'ERR_UNEXPECTED', message })}\n`);
+    if (json && !(e instanceof ReportedFailure))
+      process.stdout.write(`${JSON.stringify({ error: e instanceof CliError ? e.code : 'ERR_UNEXPECTED', message })}\n`);
     process.stderr.write(`agentkeys: ${message}\n`);
     return e instanceof CliError ? e.exitCode : EXIT.failure;
   }
-}
-
-if (require.main === module) {
-  void main(process.argv).then((code) => process.exit(code));
 }

@@ -28,6 +28,12 @@ export async function askSecret(message: string, alternative: string): Promise<s
   return answered<string>(await password({ message }));
 }
 
+export async function askConfirm(message: string, alternative: string): Promise<boolean> {
+  requireTty(alternative);
+  const { confirm } = await import('@clack/prompts');
+  return answered<boolean>(await confirm({ message, initialValue: false }));
+}
+
 export async function askChoice<T extends string>(message: string, options: { value: T; label: string; hint?: string }[], alternative: string): Promise<T> {
   requireTty(alternative);
   const { select } = await import('@clack/prompts');

@@ -1,10 +1,21 @@
 /**
- * Where a profile's bearer lives: the OS keychain (service `agentkeys`, account = profile), or,
- * where no keychain works (headless Linux without a Secret Service), a file
- * `~/.agentkeys/<profile>/session.json` with mode 0600 in a 0700 directory.
- * `AGENTKEYS_SESSION_STORE=file|keychain` forces one.
+ * Where a profile lives. Two parts, both under `~/.agentkeys/<profile>/` (0700 directories):
+ *
+ * - `profile.json` (0600): what is not secret — the broker URL, which store holds the session, who
+ *   is logged in and until when. It outlives `logout`, so the profile remembers its broker.
+ * - the session (bearer, cached AWS credentials): in `session.json` (0600) for the file store, or
+ *   in the OS keychain (service `agentkeys`, account = profile).
+ *
+ * Which store a new login uses: `AGENTKEYS_SESSION_STORE=file|keychain` when set; else the
+ * keychain where one answers — macOS and Windows always, Linux and the BSDs only when a Secret
+ * Service owns (or can be started for) `org.freedesktop.secrets` on the session D-Bus; else the
+ * file. Without a Secret Service the keychain library on Linux falls back to the kernel's
+ * persistent keyring, which is keyed by user id (every process of the user shares it), is lost at
+ * reboot and expires after days unused: only used when asked for.
  */
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Identity } from '../lib/omni';
@@ -22,20 +33,50 @@ export interface AwsCache {
   expiration: number;
 }
 
+export type LoginMethod = 'wallet' | 'email' | 'google' | 'tee';
+
+/** The secret part: kept in the profile's store. */
 export interface ProfileSession {
   broker_url: string;
-  method: 'wallet' | 'email' | 'google' | 'tee';
+  method: LoginMethod;
   token: string;
   /** Unix seconds. */
   expires_at: number;
   omni_account: string;
   user_id?: string;
   identity?: Identity;
+  /** The verified email behind a Google login, when the broker tells it. */
+  email?: string;
+  /** Traded for a new session before this one expires (each is accepted once). */
+  refresh_token?: string;
+  /** Unix seconds: the refresh token expires then unless used. */
+  refresh_expires_at?: number;
   aws_cache?: AwsCache;
 }
 
-export interface SessionStore {
-  readonly kind: 'keychain' | 'file';
+export type StoreKind = 'file' | 'keychain';
+/** Which keychain the keyring library writes to on this platform. */
+export type KeychainKind = 'macos-keychain' | 'windows-credential-manager' | 'secret-service' | 'kernel-keyring';
+
+export interface StoreChoice {
+  kind: StoreKind;
+  keychain?: KeychainKind;
+}
+
+/** `profile.json`: nothing secret. The session fields are absent after logout. */
+export interface ProfileRecord extends StoreChoice {
+  broker_url: string;
+  method?: LoginMethod;
+  omni_account?: string;
+  identity?: Identity;
+  email?: string;
+  /** Unix seconds. */
+  expires_at?: number;
+  /** Unix seconds: until then the session renews itself. */
+  renews_until?: number;
+}
+
+export interface SessionStore extends StoreChoice {
   /** Human description of where the session is kept. */
   describe(profile: string): string;
   load(profile: string): Promise<ProfileSession | undefined>;
@@ -50,36 +91,65 @@ export function checkProfileName(profile: string): string {
   return profile;
 }
 
+export function agentkeysDir(): string {
+  return join(homedir(), '.agentkeys');
+}
+export function profileDir(profile: string): string {
+  return join(agentkeysDir(), profile);
+}
+export function sessionFilePath(profile: string): string {
+  return join(profileDir(profile), 'session.json');
+}
+function recordPath(profile: string): string {
+  return join(profileDir(profile), 'profile.json');
+}
+
+/** Writes a 0600 file in 0700 directories, atomically. */
+async function writePrivate(path: string, dir: string, text: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(agentkeysDir(), 0o700);
+  await chmod(dir, 0o700);
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, text, { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+async function readIfPresent(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw new CliError(`cannot read ${path}: ${(e as Error).message}`);
+  }
+}
+
+const KEYCHAIN_NAMES: Record<KeychainKind, string> = {
+  'macos-keychain': 'macOS Keychain',
+  'windows-credential-manager': 'Windows Credential Manager',
+  'secret-service': 'Secret Service keyring',
+  'kernel-keyring': "Linux kernel keyring (shared by all the user's processes, lost at reboot)",
+};
+
+/** Where a profile's session is kept, for people. */
+export function describeStore(choice: StoreChoice, profile: string): string {
+  if (choice.kind === 'file') return `file ${sessionFilePath(profile)}`;
+  return `${KEYCHAIN_NAMES[choice.keychain ?? 'secret-service']} (service ${KEYCHAIN_SERVICE}, account ${profile})`;
+}
+
 export class FileSessionStore implements SessionStore {
   readonly kind = 'file' as const;
-  constructor(private readonly root = join(homedir(), '.agentkeys')) {}
-  path(profile: string): string {
-    return join(this.root, profile, 'session.json');
-  }
   describe(profile: string): string {
-    return `file ${this.path(profile)}`;
+    return describeStore(this, profile);
   }
   async load(profile: string): Promise<ProfileSession | undefined> {
-    let text: string;
-    try {
-      text = await readFile(this.path(profile), 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new CliError(`cannot read ${this.path(profile)}: ${(e as Error).message}`);
-    }
-    return parseSession(text, this.path(profile));
+    const text = await readIfPresent(sessionFilePath(profile));
+    return text === undefined ? undefined : parseSession(text, sessionFilePath(profile));
   }
   async save(profile: string, session: ProfileSession): Promise<void> {
-    const dir = join(this.root, profile);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await chmod(this.root, 0o700);
-    await chmod(dir, 0o700);
-    const tmp = `${this.path(profile)}.${process.pid}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(session, null, 2)}\n`, { mode: 0o600 });
-    await rename(tmp, this.path(profile));
+    await writePrivate(sessionFilePath(profile), profileDir(profile), `${JSON.stringify(session, null, 2)}\n`);
   }
   async remove(profile: string): Promise<void> {
-    await rm(this.path(profile), { force: true });
+    await rm(sessionFilePath(profile), { force: true });
   }
 }
 
@@ -92,9 +162,12 @@ type EntryCtor = new (service: string, account: string) => KeyringEntry;
 
 export class KeychainSessionStore implements SessionStore {
   readonly kind = 'keychain' as const;
-  constructor(private readonly Entry: EntryCtor) {}
+  constructor(
+    private readonly Entry: EntryCtor,
+    readonly keychain: KeychainKind,
+  ) {}
   describe(profile: string): string {
-    return `OS keychain (service ${KEYCHAIN_SERVICE}, account ${profile})`;
+    return describeStore(this, profile);
   }
   async load(profile: string): Promise<ProfileSession | undefined> {
     const text = new this.Entry(KEYCHAIN_SERVICE, profile).getPassword();
@@ -112,7 +185,7 @@ export class KeychainSessionStore implements SessionStore {
   }
 }
 
-function parseSession(text: string, where: string): ProfileSession {
+export function parseSession(text: string, where: string): ProfileSession {
   try {
     const s = JSON.parse(text) as ProfileSession;
     if (typeof s.token === 'string' && typeof s.expires_at === 'number' && typeof s.broker_url === 'string') return s;
@@ -123,7 +196,7 @@ function parseSession(text: string, where: string): ProfileSession {
 }
 
 /** Loads @napi-rs/keyring and checks that the platform store answers; undefined when it does not. */
-async function probeKeychain(): Promise<EntryCtor | undefined> {
+async function loadKeyring(): Promise<EntryCtor | undefined> {
   try {
     const { Entry } = (await import('@napi-rs/keyring')) as { Entry: EntryCtor };
     new Entry(KEYCHAIN_SERVICE, '.probe').getPassword();
@@ -133,14 +206,135 @@ async function probeKeychain(): Promise<EntryCtor | undefined> {
   }
 }
 
-/** The store to use: forced by AGENTKEYS_SESSION_STORE, else the keychain when it works, else the file. */
-export async function openSessionStore(env: NodeJS.ProcessEnv = process.env): Promise<SessionStore> {
+/**
+ * Whether a Secret Service answers on the session D-Bus: `org.freedesktop.secrets` has an owner or
+ * can be activated. Asked through `dbus-send` (a second at most); no bus, no tool: no.
+ */
+export function secretServiceAnswers(env: NodeJS.ProcessEnv): boolean {
+  let address = env.DBUS_SESSION_BUS_ADDRESS;
+  if (!address && env.XDG_RUNTIME_DIR && existsSync(join(env.XDG_RUNTIME_DIR, 'bus'))) address = `unix:path=${join(env.XDG_RUNTIME_DIR, 'bus')}`;
+  if (!address) return false;
+  const ask = (method: string, ...args: string[]): string => {
+    const r = spawnSync(
+      'dbus-send',
+      [
+        '--session',
+        '--print-reply=literal',
+        '--reply-timeout=1000',
+        '--dest=org.freedesktop.DBus',
+        '/org/freedesktop/DBus',
+        `org.freedesktop.DBus.${method}`,
+        ...args,
+      ],
+      { env: { ...env, DBUS_SESSION_BUS_ADDRESS: address }, timeout: 2000, encoding: 'utf8' },
+    );
+    return r.status === 0 ? r.stdout : '';
+  };
+  if (/\btrue\b/.test(ask('NameHasOwner', 'string:org.freedesktop.secrets'))) return true;
+  return /\borg\.freedesktop\.secrets\b/.test(ask('ListActivatableNames'));
+}
+
+/** The store a new login goes to (see the file comment). Pure but for the probe passed in. */
+export function chooseStore(env: NodeJS.ProcessEnv, platform: NodeJS.Platform, secretService: () => boolean): StoreChoice {
   const forced = env.AGENTKEYS_SESSION_STORE;
   if (forced && forced !== 'file' && forced !== 'keychain') throw new UsageError('AGENTKEYS_SESSION_STORE must be "file" or "keychain"');
-  if (forced === 'file') return new FileSessionStore();
-  const Entry = await probeKeychain();
-  if (Entry) return new KeychainSessionStore(Entry);
-  if (forced === 'keychain')
-    throw new CliError('AGENTKEYS_SESSION_STORE=keychain, but no OS keychain answers here (on Linux: a Secret Service such as gnome-keyring)');
-  return new FileSessionStore();
+  if (forced === 'file') return { kind: 'file' };
+  if (platform === 'darwin') return { kind: 'keychain', keychain: 'macos-keychain' };
+  if (platform === 'win32') return { kind: 'keychain', keychain: 'windows-credential-manager' };
+  if (secretService()) return { kind: 'keychain', keychain: 'secret-service' };
+  return forced === 'keychain' ? { kind: 'keychain', keychain: platform === 'linux' ? 'kernel-keyring' : 'secret-service' } : { kind: 'file' };
+}
+
+/** Where a new login on this machine goes. */
+export function loginStoreChoice(env: NodeJS.ProcessEnv): StoreChoice {
+  return chooseStore(env, process.platform, () => secretServiceAnswers(env));
+}
+
+/** Opens a store; a keychain that does not answer is an error. */
+export async function openStore(choice: StoreChoice): Promise<SessionStore> {
+  if (choice.kind === 'file') return new FileSessionStore();
+  const keychain = choice.keychain ?? 'secret-service';
+  const Entry = await loadKeyring();
+  if (!Entry)
+    throw new CliError(`the session store is the ${KEYCHAIN_NAMES[keychain]}, but it does not answer here (AGENTKEYS_SESSION_STORE=file keeps it in a file)`);
+  return new KeychainSessionStore(Entry, keychain);
+}
+
+/** The store for a new login on this machine: the keychain when asked for or when it answers, else the file. */
+export async function openLoginStore(env: NodeJS.ProcessEnv): Promise<SessionStore> {
+  const choice = loginStoreChoice(env);
+  if (choice.kind === 'file' || env.AGENTKEYS_SESSION_STORE === 'keychain') return openStore(choice);
+  try {
+    return await openStore(choice);
+  } catch {
+    return new FileSessionStore();
+  }
+}
+
+export async function readProfileRecord(profile: string): Promise<ProfileRecord | undefined> {
+  const text = await readIfPresent(recordPath(profile));
+  if (text !== undefined) {
+    try {
+      const r = JSON.parse(text) as ProfileRecord;
+      if (typeof r.broker_url === 'string' && (r.kind === 'file' || r.kind === 'keychain')) return r;
+    } catch {
+      /* fall through */
+    }
+    throw new CliError(`${recordPath(profile)} is unreadable: run agentkeys init again`);
+  }
+  // A session file from before profile.json existed: the file store.
+  const legacy = await new FileSessionStore().load(profile);
+  return legacy ? { ...recordOf(legacy), kind: 'file' } : undefined;
+}
+
+function recordOf(s: ProfileSession): Omit<ProfileRecord, 'kind'> {
+  return {
+    broker_url: s.broker_url,
+    method: s.method,
+    omni_account: s.omni_account,
+    identity: s.identity,
+    email: s.email,
+    expires_at: s.expires_at,
+    ...(s.refresh_expires_at ? { renews_until: s.refresh_expires_at } : {}),
+  };
+}
+
+export async function writeProfileRecord(profile: string, record: ProfileRecord): Promise<void> {
+  await writePrivate(recordPath(profile), profileDir(profile), `${JSON.stringify(record, null, 2)}\n`);
+}
+
+/** Keeps a new login: the session in its store, the record beside it; a session left in another store is removed. */
+export async function saveLogin(profile: string, store: SessionStore, session: ProfileSession, previous: ProfileRecord | undefined): Promise<void> {
+  await store.save(profile, session);
+  await writeProfileRecord(profile, { ...recordOf(session), kind: store.kind, ...(store.keychain ? { keychain: store.keychain } : {}) });
+  if (previous && previous.kind !== store.kind) {
+    try {
+      await (await openStore(previous)).remove(profile);
+    } catch {
+      /* the old store no longer answers: nothing to remove there */
+    }
+  }
+}
+
+/** Forgets the session; the record keeps the broker URL and the store. */
+export async function forgetLogin(profile: string, store: SessionStore, record: ProfileRecord | undefined): Promise<void> {
+  await store.remove(profile);
+  if (record)
+    await writeProfileRecord(profile, { broker_url: record.broker_url, kind: record.kind, ...(record.keychain ? { keychain: record.keychain } : {}) });
+}
+
+/** Every profile with a record (or a session file), sorted by name. */
+export async function listProfiles(): Promise<string[]> {
+  let entries: string[];
+  try {
+    entries = await readdir(agentkeysDir());
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const name of entries.sort()) {
+    if (!PROFILE_RE.test(name) || name.startsWith('.')) continue;
+    if (existsSync(recordPath(name)) || existsSync(sessionFilePath(name))) out.push(name);
+  }
+  return out;
 }

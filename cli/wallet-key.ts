@@ -1,6 +1,6 @@
 /** Loads the wallet that signs a login: a private key file, a mnemonic file or a V3 keystore. */
-import { readFile } from 'node:fs/promises';
-import { mnemonicToAccount, privateKeyToAccount, type HDAccount, type PrivateKeyAccount } from 'viem/accounts';
+import { readFile, stat } from 'node:fs/promises';
+import type { HDAccount, PrivateKeyAccount } from 'viem/accounts';
 import type { Command } from 'commander';
 import type { CliContext } from './context';
 import { CliError, UsageError } from './errors';
@@ -15,12 +15,21 @@ export interface WalletKeyOptions {
   keystore?: string;
 }
 
-async function readSecretFile(path: string, what: string): Promise<string> {
+async function readSecretFile(path: string, what: string, warnIfShared = true): Promise<string> {
+  let text: string;
   try {
-    return (await readFile(path, 'utf8')).trim();
+    text = (await readFile(path, 'utf8')).trim();
   } catch (e) {
     throw new CliError(`cannot read the ${what} file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  if (warnIfShared && process.platform !== 'win32') {
+    const mode = (await stat(path)).mode & 0o777;
+    if (mode & 0o077)
+      process.stderr.write(
+        `warning: the ${what} file ${path} is readable by ${mode & 0o007 ? 'everyone' : 'its group'} (mode ${mode.toString(8).padStart(4, '0')}): chmod 600 ${path}\n`,
+      );
+  }
+  return text;
 }
 
 export function walletSourceCount(o: WalletKeyOptions): number {
@@ -36,6 +45,7 @@ export async function loadWalletAccount(o: WalletKeyOptions, keystorePassword: (
     const hex = text.startsWith('0x') ? text : `0x${text}`;
     if (!/^0x[0-9a-fA-F]{64}$/.test(hex))
       throw new CliError(`${o.privateKeyFile} is not a private key: expected 64 hex digits (optionally 0x-prefixed) and nothing else`);
+    const { privateKeyToAccount } = await import('viem/accounts');
     try {
       return privateKeyToAccount(hex as `0x${string}`);
     } catch {
@@ -46,6 +56,7 @@ export async function loadWalletAccount(o: WalletKeyOptions, keystorePassword: (
     const words = (await readSecretFile(o.mnemonicFile, 'mnemonic')).split(/\s+/).join(' ');
     const index = o.accountIndex === undefined ? 0 : Number(o.accountIndex);
     if (!Number.isInteger(index) || index < 0 || index > 2 ** 31 - 1) throw new UsageError('--account-index must be a whole number from 0 to 2147483647');
+    const { mnemonicToAccount } = await import('viem/accounts');
     try {
       return mnemonicToAccount(words, { addressIndex: index });
     } catch {
@@ -53,7 +64,7 @@ export async function loadWalletAccount(o: WalletKeyOptions, keystorePassword: (
     }
   }
   const path = o.keystore as string;
-  const text = await readSecretFile(path, 'keystore');
+  const text = await readSecretFile(path, 'keystore', false);
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -73,6 +84,7 @@ export async function loadWalletAccount(o: WalletKeyOptions, keystorePassword: (
     // The structure was checked above: what fails now is the MAC, i.e. the password.
     throw new CliError(`wrong password for the keystore ${path} (or the keystore is damaged)`);
   }
+  const { privateKeyToAccount } = await import('viem/accounts');
   return privateKeyToAccount(wallet.getPrivateKeyString() as `0x${string}`);
 }
 

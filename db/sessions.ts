@@ -20,6 +20,19 @@ export async function revokeSession(q: Queryable, jti: string): Promise<boolean>
   return (r.rowCount ?? 0) > 0;
 }
 
+/** Revokes every session of the list still live; answers how many it revoked. */
+export async function revokeSessions(q: Queryable, jtis: string[]): Promise<number> {
+  if (jtis.length === 0) return 0;
+  const r = await q.query('UPDATE sessions SET revoked_at = now() WHERE jti = ANY($1) AND revoked_at IS NULL', [jtis]);
+  return r.rowCount ?? 0;
+}
+
+/** When the session was issued (its row), if it exists. */
+export async function sessionCreatedAt(q: Queryable, jti: string): Promise<Date | undefined> {
+  const r = await q.query<{ created_at: Date }>('SELECT created_at FROM sessions WHERE jti = $1', [jti]);
+  return r.rows[0]?.created_at;
+}
+
 /** Records a logged-out TEE access token by its digest until `expiresAt`; false when it was already revoked. */
 export async function revokeTeeToken(q: Queryable, t: { tokenDigest: string; omniAccount: string; expiresAt: Date }): Promise<boolean> {
   const r = await q.query('INSERT INTO revoked_tee_tokens (token_digest, omni_account, expires_at) VALUES ($1, $2, $3) ON CONFLICT (token_digest) DO NOTHING', [

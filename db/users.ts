@@ -10,6 +10,8 @@ export interface UserRow {
   identity_value: string;
   created_at: Date;
   last_login_at: Date;
+  /** The verified email a Google login reported (migration 008); null otherwise. */
+  email: string | null;
 }
 
 /** Creates the user on first login (user_id then stays stable) or bumps last_login_at. */

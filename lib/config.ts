@@ -123,6 +123,10 @@ export const envSchema = z.object({
   /** How many hash chains the audit log is split into (by OmniAccount); fixed once rows are in them. */
   BROKER_AUDIT_SHARDS: int(1, 256).default(16),
   BROKER_SESSION_TTL_SECONDS: int(60, 30 * 86400).default(12 * 3600),
+  /** A refresh token expires this long after it was issued unless traded for a new one first. */
+  BROKER_REFRESH_IDLE_SECONDS: int(60, 365 * 86400).default(7 * 86400),
+  /** No refresh renews a login beyond this long after its first session was issued. */
+  BROKER_REFRESH_MAX_SECONDS: int(60, 365 * 86400).default(30 * 86400),
   BROKER_OPS_TOKEN: optionalString,
   /** Browser origins (the Temporal Web UI) allowed to call the codec endpoint, comma-separated. */
   BROKER_CODEC_CORS_ORIGINS: z.string().default('http://localhost:8233,http://127.0.0.1:8233'),

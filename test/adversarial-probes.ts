@@ -20,6 +20,7 @@ export const ALL_TABLES = [
   'tee_wallet_requests',
   'revoked_tee_tokens',
   'email_sends',
+  'refresh_tokens',
 ] as const;
 
 export type DbSnapshot = Record<string, { rows: number; digest: string }>;

@@ -4,7 +4,6 @@
  * credential_process provider), grants, audit, and bad input.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,8 +20,7 @@ import { findFreePort } from '../scripts/temporal-dev-server';
 import { startStack, type TestStack } from './harness';
 import type { Command } from 'commander';
 import { buildProgram } from '../cli/main';
-
-const BIN = join(__dirname, '..', 'bin', 'agentkeys.js');
+import { BIN, buildCli, cliAgainst, parseJson, runProcess, waitFor } from './cli-client';
 
 let stack: TestStack;
 let tee: TeeFixture;
@@ -30,6 +28,7 @@ let google: GoogleOidcFixture;
 let home: string;
 
 before(async () => {
+  buildCli();
   const key = await generateTeeKeyPair();
   google = await startGoogleOidcFixture();
   stack = await startStack({
@@ -50,73 +49,10 @@ after(async () => {
   if (home) await rm(home, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-interface RunOptions {
-  env?: Record<string, string>;
-  /** Written to stdin up front (then closed), or fed by the caller through `feed`. */
-  stdin?: string;
-  feed?: (write: (s: string) => void, end: () => void, output: () => string) => Promise<void>;
-}
-
-function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH, HOME: home, AGENTKEYS_SESSION_STORE: 'file', AGENTKEYS_BROKER_URL: stack.url, ...extra };
-}
-
-function runCli(args: string[], opts: RunOptions = {}): Promise<Run> {
-  return runProcess(process.execPath, [BIN, ...args], cliEnv(opts.env), opts);
-}
-
-function runProcess(cmd: string, args: string[], env: NodeJS.ProcessEnv, opts: RunOptions): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    if (opts.feed) {
-      opts
-        .feed(
-          (s) => child.stdin.write(s),
-          () => child.stdin.end(),
-          () => stdout + stderr,
-        )
-        .catch((e: unknown) => {
-          child.kill();
-          reject(e instanceof Error ? e : new Error(String(e)));
-        });
-    } else {
-      child.stdin.end(opts.stdin ?? '');
-    }
-  });
-}
-
-function parseJson(r: Run): Record<string, unknown> {
-  assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as Record<string, unknown>;
-}
-
-async function keyFile(pk = generatePrivateKey()): Promise<{ path: string; address: string }> {
-  const path = join(home, `key-${Math.random().toString(36).slice(2)}.txt`);
-  await writeFile(path, `${pk}\n`, { mode: 0o600 });
-  return { path, address: privateKeyToAccount(pk).address };
-}
-
-async function waitFor<T>(what: string, fn: () => T | undefined, timeoutMs = 30_000, seen?: () => string): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}${seen ? `; saw: ${JSON.stringify(seen())}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const cli = cliAgainst(() => ({ url: stack.url, home }));
+const cliEnv = cli.env;
+const runCli = cli.run;
+const keyFile = cli.keyFile;
 
 void describe('agentkeys CLI: usage', () => {
   void test('every command and subcommand has complete help; --help exits 0', async () => {
@@ -129,14 +65,26 @@ void describe('agentkeys CLI: usage', () => {
     };
     const program = buildProgram();
     walk(program, ['agentkeys']);
-    assert.deepEqual(program.commands.map((c) => c.name()).sort(), ['audit', 'grant', 'init', 'logout', 'mint', 'status', 'whoami']);
+    assert.deepEqual(program.commands.map((c) => c.name()).sort(), [
+      'audit',
+      'completion',
+      'configure',
+      'grant',
+      'init',
+      'keygen',
+      'logout',
+      'mint',
+      'status',
+      'token',
+      'whoami',
+    ]);
     for (const args of [['--help'], ['mint', 'aws', '--help']]) {
       const r = await runCli(args);
       assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stdout, /^Usage: agentkeys/m);
     }
     const top = await runCli(['--help']);
-    assert.match(top.stdout, /credential_process = agentkeys mint aws --credential-process/);
+    assert.match(top.stdout, /agentkeys configure aws/);
   });
 
   void test('unknown flag or missing argument: usage on stderr, exit 2; no TTY and no method: exit 2 naming the flags', async () => {
@@ -317,8 +265,14 @@ void describe('agentkeys CLI: Google login', () => {
     const body = parseJson(r);
     assert.equal(body.method, 'google');
     assert.deepEqual(body.identity, { type: 'google', value: identityForHint(hint).sub });
+    assert.equal(body.email, hint, 'the verified email, as the person knows the account');
     const me = parseJson(await runCli(['--json', '--profile', 'google', 'whoami']));
     assert.deepEqual(me.identity, { type: 'google', value: identityForHint(hint).sub });
+    assert.equal(me.email, hint);
+    const human = await runCli(['--profile', 'google', 'whoami']);
+    assert.match(human.stdout, new RegExp(`^google ${hint.replace(/[.]/g, '\\.')} \\(profile google, google\\)`));
+    const st = await runCli(['--profile', 'google', 'status']);
+    assert.match(st.stdout, new RegExp(`session {2}google ${hint.replace(/[.]/g, '\\.')} \\(google\\)`));
   });
 });
 
@@ -350,8 +304,10 @@ void describe('agentkeys CLI: minting, grants, audit', () => {
     const { path } = await keyFile();
     parseJson(await runCli(['--json', '--profile', 'minter', 'init', 'wallet', '--private-key-file', path]));
     const awsConfig = join(home, 'aws-config');
-    const command = [process.execPath, BIN, '--profile', 'minter', 'mint', 'aws', '--credential-process'].join(' ');
-    await writeFile(awsConfig, `[profile agentkeys]\ncredential_process = ${command}\n`);
+    const configured = parseJson(
+      await runCli(['--json', '--profile', 'minter', 'configure', 'aws', '--aws-profile', 'agentkeys'], { env: { AWS_CONFIG_FILE: awsConfig } }),
+    );
+    assert.equal(configured.changed, true);
     const stsBefore = stack.sts.calls().length;
     // The SDK runs credential_process with the environment it was given: the test's own HOME is not the CLI's.
     const saved = {
@@ -430,18 +386,25 @@ void describe('agentkeys CLI: minting, grants, audit', () => {
     );
 
     // Another key than the grant's agent: refused before anything is signed or sent.
-    const wrong = await runCli([...a, 'grant', 'accept', offered.grant_id as string, '--private-key-file', mainKey.path]);
+    const wrong = await runCli([...a, 'grant', 'accept', offered.grant_id as string, '--private-key-file', mainKey.path, '--yes']);
     assert.equal(wrong.code, 2, wrong.stderr);
     assert.match(wrong.stderr, /names 0x[0-9a-fA-F]{40} as its agent/);
 
-    const accepted = parseJson(await runCli(['--json', ...a, 'grant', 'accept', offered.grant_id as string, '--private-key-file', agentKey.path]));
+    // No terminal to ask on and no --yes: the text is shown, nothing is signed, the grant stays pending.
+    const unasked = await runCli([...a, 'grant', 'accept', offered.grant_id as string, '--private-key-file', agentKey.path]);
+    assert.equal(unasked.code, 2, unasked.stderr);
+    assert.match(unasked.stderr, new RegExp(`Signing with ${agentKey.address}:\\n[^]*${offered.grant_id as string}[^]*pass --yes`));
+    const stillPending = parseJson(await runCli(['--json', ...a, 'grant', 'list', '--agent']));
+    assert.equal((stillPending.grants as { grant_id: string; status: string }[]).find((g) => g.grant_id === offered.grant_id)?.status, 'pending');
+
+    const accepted = parseJson(await runCli(['--json', ...a, 'grant', 'accept', offered.grant_id as string, '--private-key-file', agentKey.path, '--yes']));
     assert.equal(accepted.status, 'active');
     const minted = parseJson(await runCli(['--json', ...a, 'mint', 'oidc']));
     assert.equal(minted.wallet, mainKey.address.toLowerCase(), 'the agent now mints for the main wallet');
 
     const declined = parseJson(await runCli(['--json', ...a, 'grant', 'decline', second.grant_id as string]));
     assert.equal(declined.status, 'declined');
-    const again = await runCli([...a, 'grant', 'accept', second.grant_id as string, '--private-key-file', agentKey.path]);
+    const again = await runCli([...a, 'grant', 'accept', second.grant_id as string, '--private-key-file', agentKey.path, '--yes']);
     assert.equal(again.code, 2, again.stderr);
     assert.match(again.stderr, /declined/);
 

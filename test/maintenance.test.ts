@@ -21,7 +21,7 @@ after(async () => {
 const hex = () => randomBytes(16).toString('hex');
 
 void describe('housekeeping', () => {
-  void test('the purge drops expired replay-guard, session and logged-out TEE token rows and keeps live ones', async () => {
+  void test('the purge drops expired replay-guard, session, logged-out TEE token and spent refresh-family rows and keeps live ones', async () => {
     const [oldProof, liveProof, oldSession, liveSession] = [hex(), hex(), hex(), hex()];
     await stack.db.query(
       `INSERT INTO used_signatures (signature_hash, purpose, expires_at) VALUES ($1, 'test', now() - interval '1 minute'), ($2, 'test', now() + interval '1 hour')`,
@@ -36,11 +36,22 @@ void describe('housekeeping', () => {
       `INSERT INTO revoked_tee_tokens (token_digest, omni_account, expires_at) VALUES ($1, '0xabc', now() - interval '1 minute'), ($2, '0xabc', now() + interval '1 hour')`,
       [oldTee, liveTee],
     );
+    const [oldFamily, liveFamily] = [hex(), hex()];
+    await stack.db.query(
+      `INSERT INTO refresh_tokens (token_digest, family_id, omni_account, method, session_jti, family_started_at)
+       VALUES ($1, $1, '0xabc', 'email', $1, now() - make_interval(secs => $3) - interval '1 minute'), ($2, $2, '0xabc', 'email', $2, now() - interval '1 day')`,
+      [oldFamily, liveFamily, stack.config.BROKER_REFRESH_MAX_SECONDS],
+    );
     const result = await stack.temporal.workflow.execute<typeof purgeExpiredWorkflow>('purgeExpiredWorkflow', {
       workflowId: `maintenance/purge-test-${hex()}`,
       taskQueue: stack.config.BROKER_TASK_QUEUE,
     });
-    assert.ok(result.proofs >= 1 && result.sessions >= 1 && result.revokedTeeTokens >= 1, JSON.stringify(result));
+    assert.ok(result.proofs >= 1 && result.sessions >= 1 && result.revokedTeeTokens >= 1 && (result.refreshTokens ?? 0) >= 1, JSON.stringify(result));
+    const families = await stack.db.query<{ family_id: string }>('SELECT family_id FROM refresh_tokens WHERE family_id = ANY($1)', [[oldFamily, liveFamily]]);
+    assert.deepEqual(
+      families.rows.map((r) => r.family_id),
+      [liveFamily],
+    );
     const tees = await stack.db.query<{ token_digest: string }>('SELECT token_digest FROM revoked_tee_tokens WHERE token_digest = ANY($1)', [
       [oldTee, liveTee],
     ]);

@@ -8,6 +8,7 @@ import { hmacHex } from '../../lib/digest';
 import { findUserByOmni, listWallets } from '../../db/users';
 import { BrokerError } from '../../lib/errors';
 import { commonErrors, identitySchema } from '../schemas';
+import { revokeFamilyOfSession } from '../session-refresh';
 
 /** Who am I, and logout: for any bearer the broker accepts. */
 export default async function sessionRoutes(appBase: FastifyInstance) {
@@ -29,6 +30,7 @@ export default async function sessionRoutes(appBase: FastifyInstance) {
             identity: identitySchema.nullable(),
             wallets: z.array(z.object({ wallet_index: z.number().int(), address: z.string().nullable(), role: z.enum(['main', 'agent']) })),
             expires_at: z.number().int(),
+            email: z.string().optional().describe('the verified email of a Google login (email_verified true), when the account has one'),
           }),
           ...commonErrors,
         },
@@ -44,6 +46,7 @@ export default async function sessionRoutes(appBase: FastifyInstance) {
         identity: user ? identitySchema.parse({ type: user.identity_type, value: user.identity_value }) : null,
         wallets,
         expires_at: auth.expiresAt,
+        ...(user?.email ? { email: user.email } : {}),
       };
     },
   );
@@ -86,7 +89,9 @@ export default async function sessionRoutes(appBase: FastifyInstance) {
       const jti = auth.jti;
       await withTransaction(db, async (tx) => {
         // Only the call that actually revoked it writes the row: concurrent or repeated logouts add nothing.
-        if (await revokeSession(tx, jti)) {
+        // Its refresh family ends with it (the token in hand and the sessions it issued).
+        const family = await revokeFamilyOfSession(tx, jti);
+        if ((await revokeSession(tx, jti)) || family > 0) {
           await appendAudit(tx, {
             event: 'session.logout',
             outcome: 'ok',

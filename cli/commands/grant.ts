@@ -6,7 +6,8 @@
 import { Command } from 'commander';
 import { EVM_ADDRESS_RE } from '../../lib/wallet-message';
 import type { GrantBody } from '../../lib/wire';
-import { UsageError } from '../errors';
+import { CliError, UsageError } from '../errors';
+import { askConfirm } from '../prompt';
 import { CliContext } from '../context';
 import { loadCliWallet, withWalletKeyOptions, type WalletKeyOptions } from '../wallet-key';
 
@@ -41,8 +42,8 @@ export function grantCommand(): Command {
         if (!Number.isInteger(n) || n < 1) throw new UsageError('--expires-in takes whole seconds');
         body.expires_in = n;
       }
-      const ctx = CliContext.from(cmd);
-      const { broker } = await ctx.authedBroker();
+      const ctx = await CliContext.open(cmd);
+      const broker = await ctx.authedBroker();
       const g = (await broker.call<GrantBody>('POST', '/v1/grants', { auth: true, body })).body;
       ctx.print(g, grantLine(g));
     });
@@ -51,8 +52,8 @@ export function grantCommand(): Command {
     .description("this account's grants, newest first (--agent: the grants naming this wallet as agent)")
     .option('--agent', 'list the grants that name the wallet this profile signed in with as their agent')
     .action(async (o: { agent?: boolean }, cmd: Command) => {
-      const ctx = CliContext.from(cmd);
-      const { broker } = await ctx.authedBroker();
+      const ctx = await CliContext.open(cmd);
+      const broker = await ctx.authedBroker();
       const r = (await broker.call<{ grants: GrantBody[] }>('GET', o.agent ? '/v1/grants?role=agent' : '/v1/grants', { auth: true })).body;
       ctx.print(r, r.grants.length ? r.grants.map(grantLine) : 'no grants');
     });
@@ -61,31 +62,37 @@ export function grantCommand(): Command {
       .command('accept')
       .description('as the agent: accept a pending grant by signing its acceptance text with the agent wallet')
       .argument('<grant-id>', 'the grant id (grt_…)'),
-  ).action(async (id: string, o: WalletKeyOptions, cmd: Command) => {
-    const ctx = CliContext.from(cmd);
-    const account = await loadCliWallet(ctx, o);
-    const { broker } = await ctx.authedBroker();
-    const listed = (await broker.call<{ grants: AgentGrantBody[] }>('GET', '/v1/grants?role=agent', { auth: true })).body.grants;
-    const g = listed.find((x) => x.grant_id === id);
-    if (!g) throw new UsageError(`no grant ${id} names the wallet this profile signed in with; log in as the agent wallet first (agentkeys init wallet)`);
-    if (g.status !== 'pending' || !g.acceptance_message)
-      throw new UsageError(`grant ${id} is ${g.status ?? 'not pending'}; only a pending grant can be accepted`);
-    if (account.address.toLowerCase() !== g.agent_address.toLowerCase()) {
-      throw new UsageError(`the key given is ${account.address}, but grant ${id} names ${g.agent_address} as its agent`);
-    }
-    // Shown before signing: what the agent agrees to is the text itself.
-    if (!ctx.json) process.stderr.write(`Signing:\n${g.acceptance_message}\n`);
-    const signature = await account.signMessage({ message: g.acceptance_message });
-    const accepted = (await broker.call<GrantBody>('POST', `/v1/grants/${encodeURIComponent(id)}/accept`, { body: { signature } })).body;
-    ctx.print(accepted, `Accepted: ${grantLine(accepted)}`);
-  });
+  )
+    .option('--yes', 'sign without asking (for scripts; the text is still printed on stderr)')
+    .action(async (id: string, o: WalletKeyOptions & { yes?: boolean }, cmd: Command) => {
+      const ctx = await CliContext.open(cmd);
+      const account = await loadCliWallet(ctx, o);
+      const broker = await ctx.authedBroker();
+      const listed = (await broker.call<{ grants: AgentGrantBody[] }>('GET', '/v1/grants?role=agent', { auth: true })).body.grants;
+      const g = listed.find((x) => x.grant_id === id);
+      if (!g) throw new UsageError(`no grant ${id} names the wallet this profile signed in with; log in as the agent wallet first (agentkeys init wallet)`);
+      if (g.status !== 'pending' || !g.acceptance_message)
+        throw new UsageError(`grant ${id} is ${g.status ?? 'not pending'}; only a pending grant can be accepted`);
+      if (account.address.toLowerCase() !== g.agent_address.toLowerCase()) {
+        throw new UsageError(`the key given is ${account.address}, but grant ${id} names ${g.agent_address} as its agent`);
+      }
+      // Shown before signing: what the agent agrees to is the text itself.
+      process.stderr.write(`Signing with ${account.address}:\n${g.acceptance_message}\n`);
+      if (!o.yes) {
+        const yes = await askConfirm(`Sign and accept grant ${id}?`, 'pass --yes to sign without asking');
+        if (!yes) throw new CliError('not signed; the grant stays pending');
+      }
+      const signature = await account.signMessage({ message: g.acceptance_message });
+      const accepted = (await broker.call<GrantBody>('POST', `/v1/grants/${encodeURIComponent(id)}/accept`, { body: { signature } })).body;
+      ctx.print(accepted, `Accepted: ${grantLine(accepted)}`);
+    });
   grant
     .command('decline')
     .description('as the agent: decline a pending grant that names this wallet')
     .argument('<grant-id>', 'the grant id (grt_…)')
     .action(async (id: string, _o: object, cmd: Command) => {
-      const ctx = CliContext.from(cmd);
-      const { broker } = await ctx.authedBroker();
+      const ctx = await CliContext.open(cmd);
+      const broker = await ctx.authedBroker();
       const g = (await broker.call<GrantBody>('POST', `/v1/grants/${encodeURIComponent(id)}/decline`, { auth: true })).body;
       ctx.print(g, `Declined: ${grantLine(g)}`);
     });
@@ -94,8 +101,8 @@ export function grantCommand(): Command {
     .description('as the agent: leave an accepted grant (this wallet then mints for itself again)')
     .argument('<grant-id>', 'the grant id (grt_…)')
     .action(async (id: string, _o: object, cmd: Command) => {
-      const ctx = CliContext.from(cmd);
-      const { broker } = await ctx.authedBroker();
+      const ctx = await CliContext.open(cmd);
+      const broker = await ctx.authedBroker();
       await broker.call('DELETE', `/v1/grants/${encodeURIComponent(id)}`, { auth: true });
       ctx.print({ grant_id: id, left: true }, `Left ${id}.`);
     });
@@ -104,8 +111,8 @@ export function grantCommand(): Command {
     .description('revoke a grant')
     .argument('<grant-id>', 'the grant id (grt_…)')
     .action(async (id: string, _o: object, cmd: Command) => {
-      const ctx = CliContext.from(cmd);
-      const { broker } = await ctx.authedBroker();
+      const ctx = await CliContext.open(cmd);
+      const broker = await ctx.authedBroker();
       await broker.call('DELETE', `/v1/grants/${encodeURIComponent(id)}`, { auth: true });
       ctx.print({ grant_id: id, revoked: true }, `Revoked ${id}.`);
     });
@@ -119,8 +126,8 @@ export function auditCommand(): Command {
     .action(async (o: { limit: string }, cmd: Command) => {
       const n = Number(o.limit);
       if (!Number.isInteger(n) || n < 1 || n > 200) throw new UsageError('--limit takes a whole number from 1 to 200');
-      const ctx = CliContext.from(cmd);
-      const { broker } = await ctx.authedBroker();
+      const ctx = await CliContext.open(cmd);
+      const broker = await ctx.authedBroker();
       const r = (
         await broker.call<{
           entries: { seq: string | number; at?: string; created_at?: string; event: string; outcome: string }[];

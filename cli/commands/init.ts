@@ -8,7 +8,9 @@ import { CliContext } from '../context';
 import { askChoice, askText, canPrompt, StdinLines } from '../prompt';
 import type { ProfileSession } from '../session-store';
 import { teeLogin, type TeeLoginResult } from '../tee-client';
-import { loadCliWallet, withWalletKeyOptions, type WalletKeyOptions } from '../wallet-key';
+import { loadCliWallet, withWalletKeyOptions, type WalletAccount, type WalletKeyOptions } from '../wallet-key';
+import { displayIdentity } from '../identity';
+import type { BrokerClient } from '../broker-client';
 
 const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const NON_TTY_HINT =
@@ -21,31 +23,40 @@ interface InitOptions {
 /** Saves the session and prints who is logged in (the token only with --show-token). */
 async function finish(ctx: CliContext, session: ProfileSession, o: InitOptions): Promise<void> {
   o = { ...o, showToken: o.showToken || ctx.showToken };
-  const store = await ctx.store();
-  await store.save(ctx.profile, session);
-  const who = session.identity ? `${session.identity.type} ${session.identity.value}` : session.omni_account;
+  if (session.identity?.type === 'google' && !session.email) {
+    // A Google account is known by its email, not its numeric sub: the broker tells the verified one.
+    const me = await ctx.broker(session.token).call<MeBody & { email?: unknown }>('GET', '/v1/session/me', { auth: true });
+    if (typeof me.body.email === 'string') session = { ...session, email: me.body.email };
+  }
+  const kept = await ctx.saveLogin(session);
+  const store = kept.store;
+  session = kept.session;
   ctx.print(
     {
       profile: ctx.profile,
+      broker_url: session.broker_url,
       method: session.method,
       omni_account: session.omni_account,
       user_id: session.user_id ?? null,
       identity: session.identity ?? null,
+      ...(session.email ? { email: session.email } : {}),
       expires_at: session.expires_at,
+      renews_until: session.refresh_expires_at ?? null,
       store: store.kind,
       ...(o.showToken ? { token: session.token } : {}),
     },
     [
-      `Logged in as ${who} (profile ${ctx.profile}, ${session.method})`,
+      `Logged in as ${displayIdentity(session)} (profile ${ctx.profile}, ${session.method})`,
       `  omni_account ${session.omni_account}`,
-      `  expires      ${new Date(session.expires_at * 1000).toISOString()}`,
+      `  broker       ${session.broker_url}`,
+      `  expires      ${new Date(session.expires_at * 1000).toISOString()}${session.refresh_expires_at ? ` (renews itself until ${new Date(session.refresh_expires_at * 1000).toISOString()} while in use)` : ''}`,
       `  stored in    ${store.describe(ctx.profile)}`,
       ...(o.showToken ? [`  token        ${session.token}`] : []),
     ],
   );
 }
 
-function fromSessionBody(ctx: CliContext, method: ProfileSession['method'], b: SessionBody): ProfileSession {
+function fromSessionBody(ctx: CliContext, method: ProfileSession['method'], b: SessionBody & { email?: unknown }): ProfileSession {
   return {
     broker_url: ctx.brokerUrl,
     method,
@@ -54,6 +65,7 @@ function fromSessionBody(ctx: CliContext, method: ProfileSession['method'], b: S
     omni_account: b.omni_account,
     user_id: b.user_id,
     identity: b.identity,
+    ...(typeof b.email === 'string' ? { email: b.email } : {}),
   };
 }
 
@@ -68,16 +80,32 @@ async function initWallet(ctx: CliContext, o: WalletKeyOptions & InitOptions & {
       const signature = await account.signMessage({ message: ch.body.message });
       body = (await broker.call<SessionBody>('POST', '/v1/session/wallet_login', { body: { request_id: ch.body.request_id, signature } })).body;
     } else {
-      const timestamp = Math.floor(Date.now() / 1000);
-      const address = account.address.toLowerCase();
-      const signature = await account.signMessage({ message: buildStatelessWalletMessage(address, timestamp) });
-      body = (await broker.call<SessionBody>('POST', '/v1/session/wallet_login', { body: { address, signature, timestamp } })).body;
+      body = await statelessWalletLogin(broker, account);
     }
     spin.stop();
     await finish(ctx, fromSessionBody(ctx, 'wallet', body), o);
   } catch (e) {
     spin.fail();
     throw e;
+  }
+}
+
+/**
+ * The stateless login signs the broker's message with the current second; each signature is
+ * accepted once, so a login that lands on a second already used (two logins in one second) signs
+ * again with a later one instead of failing.
+ */
+async function statelessWalletLogin(broker: BrokerClient, account: WalletAccount): Promise<SessionBody> {
+  const address = account.address.toLowerCase();
+  let timestamp = Math.floor(Date.now() / 1000);
+  for (let attempt = 1; ; attempt++) {
+    const signature = await account.signMessage({ message: buildStatelessWalletMessage(address, timestamp) });
+    try {
+      return (await broker.call<SessionBody>('POST', '/v1/session/wallet_login', { body: { address, signature, timestamp } })).body;
+    } catch (e) {
+      if (!(e instanceof BrokerAnswerError && e.kind === 'conflict') || attempt >= 5) throw e;
+      timestamp = Math.max(timestamp + 1, Math.floor(Date.now() / 1000));
+    }
   }
 }
 
@@ -223,19 +251,7 @@ async function initTee(ctx: CliContext, o: InitOptions & WalletKeyOptions & { em
     }
     const me = (await ctx.broker(result.accessToken).call<MeBody>('GET', '/v1/session/me', { auth: true })).body;
     spin.stop();
-    await finish(
-      ctx,
-      {
-        broker_url: ctx.brokerUrl,
-        method: 'tee',
-        token: result.accessToken,
-        expires_at: result.expiresAt,
-        omni_account: me.omni_account,
-        user_id: me.user_id,
-        identity: me.identity,
-      },
-      o,
-    );
+    await finish(ctx, { ...fromSessionBody(ctx, 'tee', { ...me, token: result.accessToken, token_type: 'Bearer', expires_at: result.expiresAt }) }, o);
   } catch (e) {
     spin.fail();
     throw e;
@@ -247,7 +263,7 @@ export function initCommand(): Command {
     .description('log in to the broker and keep the bearer (asks for a method when none is given)')
     .option('--show-token', 'print the bearer token too (any init method)')
     .action(async (o: InitOptions, cmd: Command) => {
-      const ctx = CliContext.from(cmd);
+      const ctx = await CliContext.open(cmd);
       if (!canPrompt()) throw new UsageError(NON_TTY_HINT);
       const method = await askChoice(
         'How do you want to log in?',
@@ -266,28 +282,28 @@ export function initCommand(): Command {
 
   withWalletKeyOptions(init.command('wallet').description('sign in with a wallet signature (EIP-191; --siwe for Sign-In with Ethereum)'))
     .option('--siwe', 'use the challenge form (EIP-4361) instead of the stateless message')
-    .action(async (o: WalletKeyOptions & InitOptions & { siwe?: boolean }, cmd: Command) => initWallet(CliContext.from(cmd), o));
+    .action(async (o: WalletKeyOptions & InitOptions & { siwe?: boolean }, cmd: Command) => initWallet(await CliContext.open(cmd), o));
 
   init
     .command('email')
     .description('sign in with a one-time code mailed to <address>')
     .argument('<address>', 'your email address')
     .option('--code-stdin', 'read the code (one per line, for retries) from stdin instead of prompting')
-    .action(async (address: string, o: InitOptions & { codeStdin?: boolean }, cmd: Command) => initEmail(CliContext.from(cmd), address, o));
+    .action(async (address: string, o: InitOptions & { codeStdin?: boolean }, cmd: Command) => initEmail(await CliContext.open(cmd), address, o));
 
   init
     .command('google')
     .description('sign in with Google in your browser')
     .option('--no-browser', 'do not open a browser; print the address to open')
     .addOption(new Option('--poll-interval-ms <ms>', 'how often to ask the broker').default('1000').hideHelp())
-    .action(async (o: InitOptions & { browser?: boolean; pollIntervalMs?: string }, cmd: Command) => initGoogle(CliContext.from(cmd), o));
+    .action(async (o: InitOptions & { browser?: boolean; pollIntervalMs?: string }, cmd: Command) => initGoogle(await CliContext.open(cmd), o));
 
   withWalletKeyOptions(init.command('tee').description('log in through the Heima TEE worker (client_id agentkeys) and keep its access token'))
     .option('--email <address>', 'log in with an email code the TEE sends')
     .option('--tee-url <url>', 'the TEE worker JSON-RPC URL (default AGENTKEYS_TEE_URL)')
     .option('--code-stdin', 'read the email code from stdin instead of prompting')
     .action(async (o: InitOptions & WalletKeyOptions & { email?: string; teeUrl?: string; codeStdin?: boolean }, cmd: Command) =>
-      initTee(CliContext.from(cmd), o),
+      initTee(await CliContext.open(cmd), o),
     );
   return init;
 }

@@ -3,50 +3,24 @@ import { Command, Option } from 'commander';
 import type { AwsCredsBody, OidcJwtBody } from '../../lib/wire';
 import { UsageError } from '../errors';
 import { CliContext } from '../context';
-import type { AwsCache } from '../session-store';
+import { cacheKey, cachedCredentials, credentialProcessLine, mintBody, type MintOptions } from '../credential-cache';
 
-/** `credential_process` reuses cached credentials until this long before they expire. */
-export const CREDENTIAL_CACHE_MARGIN_SECONDS = 300;
-
-interface MintAwsOptions {
+interface MintAwsOptions extends MintOptions {
   env?: boolean;
   credentialProcess?: boolean;
-  duration?: string;
-  grantId?: string;
-}
-
-function mintBody(o: { duration?: string; grantId?: string }): Record<string, unknown> | undefined {
-  const body: Record<string, unknown> = {};
-  if (o.duration !== undefined) {
-    const d = Number(o.duration);
-    if (!Number.isInteger(d) || d < 1) throw new UsageError('--duration takes whole seconds');
-    body.duration_seconds = d;
-  }
-  if (o.grantId !== undefined) body.grant_id = o.grantId;
-  return Object.keys(body).length > 0 ? body : undefined;
-}
-
-/** The AWS CLI/SDK `credential_process` output (Version 1). */
-function credentialProcessJson(c: { access_key_id: string; secret_access_key: string; session_token: string; expiration: number }): object {
-  return {
-    Version: 1,
-    AccessKeyId: c.access_key_id,
-    SecretAccessKey: c.secret_access_key,
-    SessionToken: c.session_token,
-    Expiration: new Date(c.expiration * 1000).toISOString(),
-  };
 }
 
 async function mintAws(ctx: CliContext, o: MintAwsOptions): Promise<void> {
   if ([o.env, o.credentialProcess, ctx.json].filter(Boolean).length > 1) throw new UsageError('choose one of --env, --json and --credential-process');
   const body = mintBody(o);
-  const { broker, session } = await ctx.authedBroker();
-  const cacheKey = JSON.stringify(body ?? {});
-  const now = Math.floor(Date.now() / 1000);
-  if (o.credentialProcess && session.aws_cache && session.aws_cache.key === cacheKey && session.aws_cache.expiration - CREDENTIAL_CACHE_MARGIN_SECONDS > now) {
-    process.stdout.write(`${JSON.stringify(credentialProcessJson(session.aws_cache))}\n`);
+  const session = await ctx.session();
+  const stored = 'fromEnv' in session ? undefined : session;
+  const cached = o.credentialProcess && stored ? cachedCredentials(stored, body, Math.floor(Date.now() / 1000)) : undefined;
+  if (cached) {
+    process.stdout.write(credentialProcessLine(cached));
     return;
   }
+  const broker = await ctx.authedBroker();
   const spin = o.credentialProcess ? undefined : await ctx.spinner('Minting AWS credentials');
   let creds: AwsCredsBody;
   try {
@@ -55,15 +29,13 @@ async function mintAws(ctx: CliContext, o: MintAwsOptions): Promise<void> {
     spin?.stop();
   }
   if (o.credentialProcess) {
-    const cache: AwsCache = {
-      key: cacheKey,
-      access_key_id: creds.access_key_id,
-      secret_access_key: creds.secret_access_key,
-      session_token: creds.session_token,
-      expiration: creds.expiration,
-    };
-    await (await ctx.store()).save(ctx.profile, { ...session, aws_cache: cache });
-    process.stdout.write(`${JSON.stringify(credentialProcessJson(creds))}\n`);
+    if (stored) {
+      const { access_key_id, secret_access_key, session_token, expiration } = creds;
+      await (
+        await ctx.store()
+      ).save(ctx.profile, { ...stored, aws_cache: { key: cacheKey(body), access_key_id, secret_access_key, session_token, expiration } });
+    }
+    process.stdout.write(credentialProcessLine(creds));
     return;
   }
   ctx.print(creds, [
@@ -83,14 +55,14 @@ export function mintCommand(): Command {
     .option('--credential-process', 'print the AWS credential_process JSON, reusing cached credentials until 5 minutes before they expire')
     .option('--duration <seconds>', 'session duration (900 up to the broker’s BROKER_SESSION_DURATION_SECONDS)')
     .addOption(new Option('--grant-id <id>', 'as an agent: mint under this grant'))
-    .action(async (o: MintAwsOptions, cmd: Command) => mintAws(CliContext.from(cmd), o));
+    .action(async (o: MintAwsOptions, cmd: Command) => mintAws(await CliContext.open(cmd), o));
   mint
     .command('oidc')
     .description('an OIDC JWT for sts:AssumeRoleWithWebIdentity (prints the JWT)')
     .option('--grant-id <id>', 'as an agent: mint under this grant')
     .action(async (o: { grantId?: string }, cmd: Command) => {
-      const ctx = CliContext.from(cmd);
-      const { broker } = await ctx.authedBroker();
+      const ctx = await CliContext.open(cmd);
+      const broker = await ctx.authedBroker();
       const r = (await broker.call<OidcJwtBody>('POST', '/v1/mint-oidc-jwt', { auth: true, body: mintBody(o) })).body;
       ctx.print(r, r.jwt);
     });

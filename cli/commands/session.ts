@@ -1,17 +1,21 @@
-/** `agentkeys whoami`, `logout` and `status`. */
+/** `agentkeys whoami`, `logout`, `status` and `token`. */
 import { Command } from 'commander';
 import type { MeBody } from '../../lib/wire';
 import { BrokerClient } from '../broker-client';
-import { BrokerAnswerError, CliError, NotLoggedInError } from '../errors';
-import { CliContext } from '../context';
+import { CliError, NotLoggedInError, ReportedFailure } from '../errors';
+import { CliContext, DEFAULT_BROKER_URL } from '../context';
+import { displayIdentity } from '../identity';
+import { describeStore, listProfiles, loginStoreChoice, readProfileRecord } from '../session-store';
 
 export function whoamiCommand(): Command {
   return new Command('whoami').description('show the account this profile is logged in as').action(async (_o: object, cmd: Command) => {
-    const ctx = CliContext.from(cmd);
-    const { broker, session } = await ctx.authedBroker();
-    const me = (await broker.call<MeBody>('GET', '/v1/session/me', { auth: true })).body;
-    ctx.print({ profile: ctx.profile, method: session.method, ...me }, [
-      `${me.identity.type} ${me.identity.value} (profile ${ctx.profile}, ${session.method})`,
+    const ctx = await CliContext.open(cmd);
+    const session = await ctx.session();
+    const method = 'fromEnv' in session ? 'AGENTKEYS_TOKEN' : session.method;
+    const me = (await (await ctx.authedBroker()).call<MeBody & { email?: unknown }>('GET', '/v1/session/me', { auth: true })).body;
+    const email = typeof me.email === 'string' ? me.email : 'fromEnv' in session ? undefined : session.email;
+    ctx.print({ profile: ctx.profile, method, ...me, ...(email ? { email } : {}) }, [
+      `${displayIdentity({ identity: me.identity, email })} (profile ${ctx.profile}, ${method})`,
       `  omni_account ${me.omni_account}`,
       `  user_id      ${me.user_id}`,
       `  expires      ${new Date(me.expires_at * 1000).toISOString()}`,
@@ -21,56 +25,127 @@ export function whoamiCommand(): Command {
 }
 
 export function logoutCommand(): Command {
-  return new Command('logout').description('revoke the session at the broker, then forget it here').action(async (_o: object, cmd: Command) => {
-    const ctx = CliContext.from(cmd);
-    const store = await ctx.store();
-    const stored = await store.load(ctx.profile);
-    if (!stored) throw new NotLoggedInError(`profile "${ctx.profile}" is not logged in`);
-    let revoked = true;
-    try {
-      await ctx.broker(stored.token).call('POST', '/v1/session/logout', { auth: true });
-    } catch (e) {
-      // Already expired or revoked: nothing left to revoke; forget it all the same.
-      if (!(e instanceof NotLoggedInError)) throw e;
-      revoked = false;
-    }
-    await store.remove(ctx.profile);
-    ctx.print(
-      { profile: ctx.profile, revoked, forgotten: true },
-      revoked ? `Logged out (profile ${ctx.profile}).` : `The session had already ended at the broker; forgot it (profile ${ctx.profile}).`,
-    );
-  });
+  return new Command('logout')
+    .description('revoke the session at the broker, then forget it here (the profile keeps its broker URL)')
+    .action(async (_o: object, cmd: Command) => {
+      const ctx = await CliContext.open(cmd);
+      const stored = ctx.record ? await (await ctx.store()).load(ctx.profile) : undefined;
+      if (!stored) throw new NotLoggedInError(`profile "${ctx.profile}" is not logged in`);
+      let revoked = true;
+      try {
+        await new BrokerClient(ctx.explicitBrokerUrl ?? stored.broker_url, stored.token).call('POST', '/v1/session/logout', { auth: true });
+      } catch (e) {
+        // Already expired or revoked: nothing left to revoke; forget it all the same.
+        if (!(e instanceof NotLoggedInError)) throw e;
+        revoked = false;
+      }
+      await ctx.forget();
+      ctx.print(
+        { profile: ctx.profile, revoked, forgotten: true },
+        revoked ? `Logged out (profile ${ctx.profile}).` : `The session had already ended at the broker; forgot it (profile ${ctx.profile}).`,
+      );
+    });
+}
+
+export function tokenCommand(): Command {
+  return new Command('token')
+    .description("print this profile's bearer token (or AGENTKEYS_TOKEN), e.g. for curl or a CI secret")
+    .action(async (_o: object, cmd: Command) => {
+      const ctx = await CliContext.open(cmd);
+      const s = await ctx.session();
+      ctx.print({ profile: ctx.profile, token: s.token, expires_at: 'fromEnv' in s ? null : s.expires_at }, s.token);
+    });
+}
+
+interface ProfileStatus {
+  profile: string;
+  broker_url: string;
+  reachable: boolean;
+  ready: boolean;
+  store: 'file' | 'keychain';
+  stored_in: string;
+  session: { method: string; identity: string; omni_account: string | null; expires_at: number; expired: boolean; renews_until: number | null } | null;
+}
+
+interface Readiness {
+  reachable: boolean;
+  ready: boolean;
+  detail?: unknown;
+}
+
+/** GET /readyz: reachable and ready, reachable and not ready, or not reachable. */
+async function readiness(url: string): Promise<Readiness> {
+  try {
+    const r = await new BrokerClient(url).call<unknown>('GET', '/readyz', { expect: [503] });
+    return { reachable: true, ready: r.status === 200, detail: r.body };
+  } catch (e) {
+    if (e instanceof CliError) return { reachable: false, ready: false };
+    throw e;
+  }
+}
+
+async function profileStatus(
+  ctx: CliContext,
+  profile: string,
+  explicitUrl: string | undefined,
+  ready: (url: string) => Promise<Readiness>,
+): Promise<ProfileStatus> {
+  const record = profile === ctx.profile ? ctx.record : await readProfileRecord(profile);
+  const url = explicitUrl ?? record?.broker_url ?? DEFAULT_BROKER_URL;
+  const choice = record ?? loginStoreChoice(ctx.env);
+  const now = Date.now() / 1000;
+  return {
+    profile,
+    broker_url: url,
+    ...(({ reachable, ready }) => ({ reachable, ready }))(await ready(url)),
+    store: choice.kind,
+    stored_in: describeStore(choice, profile),
+    session:
+      record?.expires_at !== undefined
+        ? {
+            method: record.method ?? 'unknown',
+            identity: displayIdentity(record),
+            omni_account: record.omni_account ?? null,
+            expires_at: record.expires_at,
+            expired: record.expires_at <= now,
+            renews_until: record.renews_until ?? null,
+          }
+        : null,
+  };
+}
+
+function statusLines(s: ProfileStatus): string[] {
+  const session = s.session;
+  return [
+    `profile  ${s.profile}`,
+    `  broker   ${s.broker_url}: ${s.reachable ? `reachable, ${s.ready ? 'ready' : 'NOT ready'}` : 'NOT reachable'}`,
+    session
+      ? `  session  ${session.identity} (${session.method}), ${session.expired ? 'EXPIRED' : 'expires'} ${new Date(session.expires_at * 1000).toISOString()}${session.renews_until ? `, renews until ${new Date(session.renews_until * 1000).toISOString()}` : session.expired ? ' (run agentkeys init)' : ''}`
+      : '  session  none (run agentkeys init)',
+    `  store    ${s.stored_in}`,
+  ];
 }
 
 export function statusCommand(): Command {
   return new Command('status')
-    .description('broker reachability and readiness, the session expiry and where it is stored')
-    .action(async (_o: object, cmd: Command) => {
-      const ctx = CliContext.from(cmd);
-      const store = await ctx.store();
-      const stored = await store.load(ctx.profile);
-      const url = ctx.explicitBrokerUrl ?? stored?.broker_url ?? ctx.brokerUrl;
-      const broker = new BrokerClient(url);
-      let ready: boolean;
-      let readiness: unknown;
-      try {
-        const r = await broker.call<unknown>('GET', '/readyz', { expect: [503] });
-        ready = r.status === 200;
-        readiness = r.body;
-      } catch (e) {
-        if (e instanceof BrokerAnswerError) throw new CliError(`the broker at ${url} answered /readyz with ${e.status}`);
-        throw e;
+    .description('the broker (reachable, ready), the session (who, until when) and where it is stored; exit 1 when a broker is not ready')
+    .option('--all', 'every profile on this machine')
+    .action(async (o: { all?: boolean }, cmd: Command) => {
+      const ctx = await CliContext.open(cmd);
+      const asked = new Map<string, Promise<Readiness>>();
+      const ready = (url: string): Promise<Readiness> => {
+        if (!asked.has(url)) asked.set(url, readiness(url));
+        return asked.get(url) as Promise<Readiness>;
+      };
+      const profiles = o.all ? await listProfiles() : [ctx.profile];
+      // One profile: --broker-url / AGENTKEYS_BROKER_URL may point elsewhere; --all shows each profile's own broker.
+      const statuses = await Promise.all(profiles.map((p) => profileStatus(ctx, p, o.all ? undefined : ctx.explicitBrokerUrl, ready)));
+      if (o.all) ctx.print({ profiles: statuses }, statuses.length ? statuses.flatMap(statusLines) : 'no profiles (run agentkeys init)');
+      else {
+        const s = statuses[0] as ProfileStatus;
+        ctx.print({ ...s, readiness: (await ready(s.broker_url)).detail ?? null }, statusLines(s));
       }
-      const now = Date.now() / 1000;
-      const session = stored
-        ? { method: stored.method, omni_account: stored.omni_account, expires_at: stored.expires_at, expired: stored.expires_at <= now }
-        : null;
-      ctx.print({ broker_url: url, reachable: true, ready, readiness, profile: ctx.profile, store: store.kind, session }, [
-        `broker   ${url}: reachable, ${ready ? 'ready' : 'NOT ready'}`,
-        `profile  ${ctx.profile}, stored in ${store.describe(ctx.profile)}`,
-        session
-          ? `session  ${session.method}, ${session.omni_account}, ${session.expired ? 'EXPIRED' : 'expires'} ${new Date(session.expires_at * 1000).toISOString()}${session.expired ? ' (run agentkeys init)' : ''}`
-          : 'session  none (run agentkeys init)',
-      ]);
+      const down = [...new Set(statuses.filter((s) => !s.ready).map((s) => s.broker_url))];
+      if (down.length) throw new ReportedFailure(`the broker at ${down.join(', ')} is not ready`);
     });
 }

@@ -1,0 +1,66 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { BrokerError } from '../../lib/errors';
+import { commonErrors, errorBody } from '../schemas';
+import type { LoginMethod } from '../../lib/session-token';
+import { claimRefreshToken, refreshSession } from '../session-refresh';
+
+const refreshAnswer = {
+  refresh_token: z.string().describe('opaque; accepted once'),
+  refresh_expires_at: z
+    .number()
+    .int()
+    .describe('unix seconds: unused until then it expires (BROKER_REFRESH_IDLE_SECONDS, capped by BROKER_REFRESH_MAX_SECONDS)'),
+};
+
+/** Staying logged in: a session claims a refresh token, which is traded for a new session (api/session-refresh.ts). */
+export default async function refreshRoutes(appBase: FastifyInstance) {
+  const app = appBase.withTypeProvider<ZodTypeProvider>();
+
+  app.post(
+    '/v1/session/refresh_token',
+    {
+      preHandler: app.requireAuth,
+      schema: {
+        tags: ['session'],
+        summary: "The refresh token of this session (once per session; a broker session's bearer only)",
+        security: [{ bearer: [] }],
+        response: { 201: z.object(refreshAnswer), 409: errorBody, ...commonErrors },
+      },
+    },
+    async (request, reply) => {
+      const auth = request.auth;
+      if (!auth) throw new BrokerError('unauthorized', 'not authenticated');
+      if (auth.kind !== 'session' || !auth.jti)
+        throw new BrokerError('bad_request', 'only a broker session renews here; a TEE access token is renewed at the TEE');
+      return reply
+        .code(201)
+        .send(
+          await claimRefreshToken(
+            app.deps,
+            { omniAccount: auth.omniAccount, jti: auth.jti, method: auth.method as LoginMethod | undefined, wallet: auth.wallet },
+            request.id,
+          ),
+        );
+    },
+  );
+
+  app.post(
+    '/v1/session/refresh',
+    {
+      schema: {
+        tags: ['session'],
+        summary: 'Trade a refresh token for a new session and a new refresh token',
+        description:
+          'Each refresh token is accepted once. Presenting a spent one again revokes its whole family and every session the family issued (audited as session.refresh_reuse).',
+        body: z.object({ refresh_token: z.string().min(1).max(512) }).strict(),
+        response: {
+          200: z.object({ token: z.string(), token_type: z.literal('Bearer'), expires_at: z.number().int(), omni_account: z.string(), ...refreshAnswer }),
+          ...commonErrors,
+        },
+      },
+    },
+    async (request) => refreshSession(app.deps, request.body.refresh_token, request.id),
+  );
+}

@@ -1,0 +1,96 @@
+/**
+ * `agentkeys configure aws`: writes (or updates) the AWS profile whose `credential_process` runs
+ * `agentkeys mint aws --credential-process` for this agentkeys profile, in AWS_CONFIG_FILE or
+ * ~/.aws/config. Shows the change; a second run changes nothing.
+ */
+import { existsSync, realpathSync, statSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
+import { Command } from 'commander';
+import { CliError, UsageError } from '../errors';
+import { CliContext } from '../context';
+
+/** How the AWS tools should start this CLI: `agentkeys` when that is on PATH and is this one, else node and the absolute script. */
+export function agentkeysInvocation(env: NodeJS.ProcessEnv, script = process.argv[1] ?? ''): string {
+  const self = existsSync(script) ? realpathSync(script) : script;
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    const candidate = join(dir, 'agentkeys');
+    try {
+      if (dir && statSync(candidate).isFile() && realpathSync(candidate) === self) return 'agentkeys';
+    } catch {
+      /* not here */
+    }
+  }
+  const quote = (s: string) => (/[\s"'\\]/.test(s) ? `"${s.replace(/(["\\])/g, '\\$1')}"` : s);
+  return `${quote(process.execPath)} ${quote(self)}`;
+}
+
+interface Change {
+  text: string;
+  previous: string | undefined;
+  changed: boolean;
+}
+
+/** The config text with `credential_process = line` in section `header` (added, replaced or left as it is). */
+export function setCredentialProcess(text: string, header: string, value: string): Change {
+  const lines = text.length ? text.replace(/\r?\n$/, '').split(/\r?\n/) : [];
+  const wanted = `credential_process = ${value}`;
+  const norm = (l: string) => l.replace(/\s+/g, ' ').trim();
+  const start = lines.findIndex((l) => norm(l).replace(/\[\s*/, '[').replace(/\s*\]/, ']') === header);
+  if (start < 0) {
+    const out = [...lines, ...(lines.length && lines[lines.length - 1]?.trim() !== '' ? [''] : []), header, wanted];
+    return { text: `${out.join('\n')}\n`, previous: undefined, changed: true };
+  }
+  let end = lines.findIndex((l, i) => i > start && /^\s*\[/.test(l));
+  if (end < 0) end = lines.length;
+  const at = lines.findIndex((l, i) => i > start && i < end && /^\s*credential_process\s*=/.test(l));
+  if (at >= 0) {
+    const previous = (lines[at] as string).replace(/^\s*credential_process\s*=\s*/, '').trim();
+    if (previous === value) return { text, previous, changed: false };
+    lines[at] = wanted;
+    return { text: `${lines.join('\n')}\n`, previous, changed: true };
+  }
+  lines.splice(start + 1, 0, wanted);
+  return { text: `${lines.join('\n')}\n`, previous: undefined, changed: true };
+}
+
+export function configureCommand(): Command {
+  const configure = new Command('configure').description('set up other tools to use this profile');
+  configure
+    .command('aws')
+    .description('write the AWS profile whose credential_process mints through this profile (AWS_CONFIG_FILE or ~/.aws/config)')
+    .option('--aws-profile <name>', 'the AWS profile to write (default "agentkeys", or "agentkeys-<profile>" for another agentkeys profile)')
+    .action(async (o: { awsProfile?: string }, cmd: Command) => {
+      const ctx = await CliContext.open(cmd);
+      const awsProfile = o.awsProfile ?? (ctx.profile === 'default' ? 'agentkeys' : `agentkeys-${ctx.profile}`);
+      if (!/^[A-Za-z0-9_.@+-]{1,64}$/.test(awsProfile)) throw new UsageError(`--aws-profile "${awsProfile}": use letters, digits and _ . @ + -`);
+      const path = ctx.env.AWS_CONFIG_FILE || join(homedir(), '.aws', 'config');
+      const header = awsProfile === 'default' ? '[default]' : `[profile ${awsProfile}]`;
+      const value = `${agentkeysInvocation(ctx.env)}${ctx.profile === 'default' ? '' : ` --profile ${ctx.profile}`} mint aws --credential-process`;
+      let text = '';
+      let mode = 0o600;
+      try {
+        text = await readFile(path, 'utf8');
+        mode = statSync(path).mode & 0o777;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+          throw new CliError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+      const change = setCredentialProcess(text, header, value);
+      if (change.changed) {
+        await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+        const tmp = `${path}.${process.pid}.tmp`;
+        await writeFile(tmp, change.text, { mode });
+        await rename(tmp, path);
+      }
+      const shown = `credential_process = ${value}`;
+      ctx.print({ aws_config: path, aws_profile: awsProfile, credential_process: value, changed: change.changed, previous: change.previous ?? null }, [
+        change.changed ? `${path}: ${change.previous === undefined ? 'added to' : 'updated'} ${header}` : `${path}: ${header} already set; nothing changed`,
+        ...(change.changed && change.previous !== undefined ? [`- credential_process = ${change.previous}`] : []),
+        `${change.changed ? '+' : ' '} ${shown}`,
+        `Try it: aws sts get-caller-identity --profile ${awsProfile}`,
+      ]);
+    });
+  return configure;
+}

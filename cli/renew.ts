@@ -1,0 +1,84 @@
+/**
+ * Staying logged in: after a login the CLI claims the session's refresh token; when the bearer has
+ * less than RENEW_MARGIN_SECONDS left (or has expired) and the refresh token has not, a command
+ * trades it for a new session first. Each refresh token is accepted once and the broker ends the
+ * whole login when a spent one comes back, so processes of one profile renew one at a time (a lock
+ * directory beside profile.json) and a process that waited reads the session the other one saved.
+ */
+import { mkdir, rmdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BrokerClient } from './broker-client';
+import { BrokerAnswerError, CliError, NotLoggedInError } from './errors';
+import { profileDir, saveLogin, type ProfileRecord, type ProfileSession, type SessionStore } from './session-store';
+
+export const RENEW_MARGIN_SECONDS = 300;
+
+interface RefreshAnswer {
+  refresh_token: string;
+  refresh_expires_at: number;
+}
+
+/** The session with its refresh token, or as it was when the broker offers none (older brokers, TEE tokens). */
+export async function withRefreshToken(session: ProfileSession): Promise<ProfileSession> {
+  if (session.method === 'tee') return session;
+  try {
+    const r = await new BrokerClient(session.broker_url, session.token).call<RefreshAnswer>('POST', '/v1/session/refresh_token', { auth: true });
+    return { ...session, refresh_token: r.body.refresh_token, refresh_expires_at: r.body.refresh_expires_at };
+  } catch (e) {
+    if (e instanceof BrokerAnswerError && e.status === 404) return session;
+    process.stderr.write(`warning: this session will not renew itself (${(e as Error).message}); log in again when it expires\n`);
+    return session;
+  }
+}
+
+const due = (s: ProfileSession, now: number) => s.expires_at - RENEW_MARGIN_SECONDS <= now && !!s.refresh_token && (s.refresh_expires_at ?? 0) > now;
+
+async function withLock<T>(profile: string, fn: () => Promise<T>): Promise<T> {
+  const lock = join(profileDir(profile), 'renew.lock');
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      await mkdir(lock, { mode: 0o700 });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      // A lock left by a process that died: older than any renewal takes.
+      const age = Date.now() - (await stat(lock).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
+      if (age > 30_000) await rmdir(lock).catch(() => undefined);
+      if (Date.now() - t0 > 35_000) throw new CliError(`another agentkeys process has been renewing profile "${profile}" for too long (${lock})`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rmdir(lock).catch(() => undefined);
+  }
+}
+
+/** The session, renewed first when it is about to expire and can be. */
+export async function renewIfDue(profile: string, store: SessionStore, record: ProfileRecord | undefined, session: ProfileSession): Promise<ProfileSession> {
+  if (!due(session, Date.now() / 1000)) return session;
+  return withLock(profile, async () => {
+    // Another process may have renewed it while this one waited.
+    const current = (await store.load(profile)) ?? session;
+    if (!due(current, Date.now() / 1000)) return current;
+    let r: { token: string; expires_at: number } & RefreshAnswer;
+    try {
+      r = (await new BrokerClient(current.broker_url).call<typeof r>('POST', '/v1/session/refresh', { body: { refresh_token: current.refresh_token } })).body;
+    } catch (e) {
+      if (e instanceof BrokerAnswerError && e.status === 401)
+        throw new NotLoggedInError(`the session of profile "${profile}" could not be renewed (${e.message}): run agentkeys init`);
+      throw e;
+    }
+    const renewed: ProfileSession = {
+      ...current,
+      token: r.token,
+      expires_at: r.expires_at,
+      refresh_token: r.refresh_token,
+      refresh_expires_at: r.refresh_expires_at,
+    };
+    await saveLogin(profile, store, renewed, record);
+    return renewed;
+  });
+}

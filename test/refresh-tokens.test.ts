@@ -1,0 +1,177 @@
+/**
+ * Refresh tokens over real HTTP and Postgres: a session claims one (once), each is traded once
+ * for a new session and token; forged ones change nothing; a replayed or raced one revokes its
+ * family and every session the family issued, audited; idle and absolute expiry; logout ends
+ * the family; only a digest is stored.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { buildStatelessWalletMessage } from '../lib/wallet-message';
+import { assertRefused, assertUnchanged, dbSnapshot } from './adversarial-probes';
+import { startStack, type TestStack } from './harness';
+import { newWallet, nowSeconds } from './wallet-client';
+
+let stack: TestStack;
+before(async () => {
+  stack = await startStack();
+});
+after(async () => {
+  await stack?.stop();
+});
+
+interface Refreshed {
+  token: string;
+  expires_at: number;
+  omni_account: string;
+  refresh_token: string;
+  refresh_expires_at: number;
+}
+
+async function login(): Promise<{ token: string; omni: string }> {
+  const w = newWallet();
+  const timestamp = nowSeconds();
+  const signature = await w.sign(buildStatelessWalletMessage(w.lower, timestamp));
+  const res = await stack.request('POST', '/v1/session/wallet_login', { body: { address: w.lower, signature, timestamp } });
+  assert.equal(res.status, 200, res.text);
+  const b = res.body as { token: string; omni_account: string };
+  return { token: b.token, omni: b.omni_account };
+}
+
+async function claim(token: string): Promise<string> {
+  const res = await stack.request('POST', '/v1/session/refresh_token', { token });
+  assert.equal(res.status, 201, res.text);
+  return (res.body as { refresh_token: string }).refresh_token;
+}
+
+const refresh = (refresh_token: string) => stack.request('POST', '/v1/session/refresh', { body: { refresh_token } });
+const me = async (token: string) => (await stack.request('GET', '/v1/session/me', { token })).status;
+
+async function auditEvents(omni: string): Promise<{ event: string; outcome: string }[]> {
+  const r = await stack.db.query<{ event: string; outcome: string }>('SELECT event, outcome FROM audit_log WHERE omni_account = $1 ORDER BY seq', [omni]);
+  return r.rows;
+}
+
+void describe('refresh tokens', () => {
+  void test('a session claims one refresh token, once; each is traded once for a new session and a new token; only digests are stored', async () => {
+    const { token, omni } = await login();
+    const first = await claim(token);
+    assert.match(first, /^akr_[A-Za-z0-9_-]{43}$/);
+    assertRefused(await stack.request('POST', '/v1/session/refresh_token', { token }), 409, 'conflict', /already has a refresh token/);
+
+    const r1 = await refresh(first);
+    assert.equal(r1.status, 200, r1.text);
+    const s1 = r1.body as Refreshed;
+    assert.equal(s1.omni_account, omni);
+    assert.notEqual(s1.token, token);
+    assert.notEqual(s1.refresh_token, first);
+    assert.ok(s1.expires_at > nowSeconds() + 3600);
+    assert.ok(s1.refresh_expires_at > nowSeconds() + 86400);
+    assert.equal(await me(s1.token), 200);
+    // A refreshed session comes with its refresh token: it cannot claim a second one.
+    assertRefused(await stack.request('POST', '/v1/session/refresh_token', { token: s1.token }), 409, 'conflict');
+
+    const r2 = await refresh(s1.refresh_token);
+    assert.equal(r2.status, 200, r2.text);
+    assert.equal(await me((r2.body as Refreshed).token), 200);
+
+    const stored = await stack.db.query<{ row: string }>('SELECT r::text AS row FROM refresh_tokens r WHERE omni_account = $1', [omni]);
+    assert.equal(stored.rows.length, 3);
+    for (const { row } of stored.rows) for (const t of [first, s1.refresh_token, (r2.body as Refreshed).refresh_token]) assert.ok(!row.includes(t.slice(4)));
+    const events = (await auditEvents(omni)).map((e) => e.event);
+    assert.deepEqual(
+      events.filter((e) => e.startsWith('session.refresh')),
+      ['session.refresh_claim', 'session.refresh', 'session.refresh'],
+    );
+  });
+
+  void test('forged, malformed and unknown refresh tokens: 401 or 400, and nothing changes', async () => {
+    const { token } = await login();
+    const real = await claim(token);
+    const before = await dbSnapshot(stack.db);
+    for (const t of [`akr_${randomBytes(32).toString('base64url')}`, `${real}x`, real.slice(0, -1), real.toUpperCase(), 'akr_', token.slice(0, 400)]) {
+      assertRefused(await refresh(t), 401, 'unauthorized', /unknown refresh token/, t.slice(0, 12));
+    }
+    for (const body of [
+      {},
+      { refresh_token: '' },
+      { refresh_token: token },
+      { refresh_token: 'x'.repeat(600) },
+      { refresh_token: real, extra: 1 },
+      { refresh_token: 5 },
+    ]) {
+      assertRefused(await stack.request('POST', '/v1/session/refresh', { body }), 400, 'bad_request', undefined, JSON.stringify(body).slice(0, 40));
+    }
+    assertRefused(await stack.request('POST', '/v1/session/refresh_token', {}), 401, 'unauthorized');
+    assertRefused(await stack.request('POST', '/v1/session/refresh_token', { token: `${token}x` }), 401, 'unauthorized');
+    await assertUnchanged(stack.db, before, 'after the forged refresh tokens');
+    assert.equal((await refresh(real)).status, 200, 'the real one still works');
+  });
+
+  void test('a replayed refresh token revokes the family and every session it issued, and is audited', async () => {
+    const { token, omni } = await login();
+    const a = await claim(token);
+    const s1 = (await refresh(a)).body as Refreshed;
+    const s2 = (await refresh(s1.refresh_token)).body as Refreshed;
+    assert.equal(await me(s2.token), 200);
+
+    assertRefused(await refresh(a), 401, 'unauthorized', /already used: its family and sessions are revoked/);
+    assertRefused(await refresh(s2.refresh_token), 401, 'unauthorized', /revoked/, 'the newest token of the family');
+    for (const t of [token, s1.token, s2.token]) assert.equal(await me(t), 401, 'every session of the family is logged out');
+    const reuse = (await auditEvents(omni)).filter((e) => e.event === 'session.refresh_reuse');
+    assert.deepEqual(reuse, [{ event: 'session.refresh_reuse', outcome: 'denied' }]);
+    const row = await stack.db.query<{ details: { sessions_revoked: number } }>(
+      "SELECT details FROM audit_log WHERE omni_account = $1 AND event = 'session.refresh_reuse'",
+      [omni],
+    );
+    assert.equal(row.rows[0]?.details.sessions_revoked, 3);
+    // Presented again: refused, no second audit row.
+    assertRefused(await refresh(a), 401, 'unauthorized');
+    assert.equal((await auditEvents(omni)).filter((e) => e.event === 'session.refresh_reuse').length, 1);
+  });
+
+  void test('the same token raced: exactly one refresh wins, the others count as reuse and end the family', async () => {
+    const { token } = await login();
+    const t = await claim(token);
+    const answers = await Promise.all(Array.from({ length: 5 }, () => refresh(t)));
+    const won = answers.filter((r) => r.status === 200);
+    assert.equal(won.length, 1, answers.map((r) => r.status).join(','));
+    for (const r of answers.filter((x) => x.status !== 200)) assertRefused(r, 401, 'unauthorized');
+    const winner = won[0]?.body as Refreshed;
+    assertRefused(await refresh(winner.refresh_token), 401, 'unauthorized', /revoked/);
+    assert.equal(await me(winner.token), 401);
+
+    // Two different sessions claiming at once: each its own family.
+    const [x, y] = await Promise.all([login(), login()]);
+    const [cx, cy] = await Promise.all([claim(x.token), claim(y.token)]);
+    assert.notEqual(cx, cy);
+    // One session claiming twice at once: one claim.
+    const z = await login();
+    const claims = await Promise.all([1, 2, 3].map(() => stack.request('POST', '/v1/session/refresh_token', { token: z.token })));
+    assert.deepEqual(claims.map((c) => c.status).sort(), [201, 409, 409]);
+  });
+
+  void test('idle and absolute expiry: refused, nothing changes; logout ends the family', async () => {
+    const idle = await login();
+    const it = await claim(idle.token);
+    await stack.db.query("UPDATE refresh_tokens SET created_at = now() - interval '7 days 1 second' WHERE omni_account = $1", [idle.omni]);
+    let before = await dbSnapshot(stack.db);
+    assertRefused(await refresh(it), 401, 'unauthorized', /expired/);
+    await assertUnchanged(stack.db, before, 'an idle token');
+
+    const old = await login();
+    const ot = await claim(old.token);
+    const s = (await refresh(ot)).body as Refreshed;
+    await stack.db.query("UPDATE refresh_tokens SET family_started_at = now() - interval '30 days 1 second' WHERE omni_account = $1", [old.omni]);
+    before = await dbSnapshot(stack.db);
+    assertRefused(await refresh(s.refresh_token), 401, 'unauthorized', /expired/);
+    await assertUnchanged(stack.db, before, 'a family past its maximum');
+
+    const out = await login();
+    const lt = await claim(out.token);
+    const ls = (await refresh(lt)).body as Refreshed;
+    assert.equal((await stack.request('POST', '/v1/session/logout', { token: ls.token })).status, 204);
+    assertRefused(await refresh(ls.refresh_token), 401, 'unauthorized', /revoked/);
+    assert.equal(await me(out.token), 401, 'the login session of the family ends too');
+  });
+});
