@@ -208,6 +208,9 @@ export class OidcKeyStore {
   ) {}
 
   static fromConfig(config: Config): OidcKeyStore {
+    // Production never falls back to the development keyset under BROKER_DATA_DIR (loadConfig refuses it too).
+    if (config.isProduction && !config.BROKER_OIDC_KEY_PATH)
+      throw new OidcKeysetError('BROKER_OIDC_KEY_PATH is required in production (create the keyset with `BROKER_OIDC_KEY_PATH=FILE npm run oidc:rotate`)');
     return new OidcKeyStore(oidcKeysetPath(config), { createIfMissing: !config.isProduction, recheckMs: config.BROKER_OIDC_KEY_RECHECK_MS });
   }
 
