@@ -29,7 +29,7 @@ import { resolveSecrets } from '../adapters/secrets';
 import { brokerDataConverter } from '../adapters/temporal-options';
 import { WORKFLOWS_PATH } from '../worker/create-worker';
 import { TEMPORAL_SERVER, TEMPORAL_SQL_TOOL, TEMPORAL_UI, findOrBuild, temporalSchemaDir } from './cluster/go-build';
-import { busyPorts, defaultClusterDatabaseUrl, layout, type Layout } from './cluster/layout';
+import { busyPorts, defaultClusterDatabaseUrl, defaultClusterTemporalDatabaseUrl, layout, type Layout } from './cluster/layout';
 import { logTail, startProcess, type Managed } from './cluster/processes';
 import { ensureSelfSignedCert, findProxies, startHaproxy, startNginx, waitForPort } from './cluster/proxies';
 import { HISTORY_SHARDS, ensureNamespace, parseTemporalDbUrl, setupTemporalSchema, startTemporalNode, type TemporalDb } from './cluster/temporal-nodes';
@@ -141,7 +141,7 @@ async function main(): Promise<void> {
     }
 
     // Postgres: the Temporal stores and the broker's database.
-    const temporalDb: TemporalDb = parseTemporalDbUrl(process.env.TEMPORAL_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/agentkeys_temporal');
+    const temporalDb: TemporalDb = parseTemporalDbUrl(process.env.TEMPORAL_DATABASE_URL ?? defaultClusterTemporalDatabaseUrl(dataDir));
     const databaseUrl = base.DATABASE_URL ?? defaultClusterDatabaseUrl(dataDir);
     await ensureDatabase(databaseUrl);
     log(`setting up the Temporal schema in ${temporalDb.database} and ${temporalDb.visibilityDatabase} (${temporalDb.host}:${temporalDb.port})…`);
