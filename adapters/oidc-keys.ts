@@ -140,7 +140,9 @@ async function readKeysetText(path: string): Promise<string> {
     return await readFile(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new OidcKeysetError(`OIDC keyset ${path} does not exist; create it with \`npm run oidc:rotate\` (or set BROKER_OIDC_KEY_PATH)`);
+      throw new OidcKeysetError(
+        `OIDC keyset ${path} does not exist; create it with \`BROKER_OIDC_KEY_PATH=${path} npm run oidc:rotate\` (or point BROKER_OIDC_KEY_PATH at the existing one)`,
+      );
     }
     throw new OidcKeysetError(`cannot read OIDC keyset ${path}: ${(e as Error).message}`);
   }
