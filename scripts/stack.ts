@@ -25,6 +25,8 @@ import { connectTemporalClient } from '../adapters/temporal-client';
 import { brokerDataConverter } from '../adapters/temporal-options';
 import { temporalMetricsUrl, temporalRuntimeOptions } from '../worker/runtime';
 import { startBrokerWorker, workflowBundleFromEnv } from '../worker/start';
+import { randomBytes } from 'node:crypto';
+import { checkCodecPath, startCodecProxy, type CodecProxy } from './codec-proxy';
 import { findOrInstallTemporalCli } from './temporal-cli';
 import { findFreePort, startTemporalDevServer } from './temporal-dev-server';
 import { prepareTemporalNamespace } from '../adapters/temporal-namespace';
@@ -70,17 +72,31 @@ async function main(): Promise<void> {
     // The worker's own logs: warnings and errors only, so the stack's output stays readable.
     Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [], ...temporalRuntimeOptions(base) });
 
+    // The Temporal UI decodes payloads through a loopback codec path that adds a dev ops token to the
+    // broker's codec endpoint (as npm run cluster's loopback nginx does): no token to paste.
+    let codecProxy: CodecProxy | undefined;
+    if (base.devFixtures) {
+      env.BROKER_OPS_TOKEN ||= `dev-ops-${randomBytes(24).toString('hex')}`;
+      codecProxy = await startCodecProxy({ apiUrl: `http://127.0.0.1:${base.PORT}`, opsToken: env.BROKER_OPS_TOKEN, port: await portOr(8095) });
+      const proxy = codecProxy;
+      stops.push(() => proxy.close());
+    }
+
     // Temporal
     let address = base.TEMPORAL_ADDRESS;
     let uiUrl: string | undefined;
     if (!address) {
       const cliPath = await findOrInstallTemporalCli({ log });
       log('starting the Temporal dev server…');
+      const uiPort = await portOr(8233);
+      // The UI's origin may call the codec endpoint (a moved UI port too).
+      env.BROKER_CODEC_CORS_ORIGINS ||= `http://localhost:${uiPort},http://127.0.0.1:${uiPort}`;
       const server = await startTemporalDevServer({
         cliPath,
         dbFile: join(dataDir, 'temporal.sqlite'),
         port: await portOr(7233),
-        uiPort: await portOr(8233),
+        uiPort,
+        uiCodecEndpoint: codecProxy?.url,
         namespace: base.TEMPORAL_NAMESPACE,
       });
       stops.push(() => server.stop());
@@ -171,11 +187,13 @@ async function main(): Promise<void> {
     );
     stops.push(() => api.close());
 
+    const codecCheck = codecProxy && uiUrl ? await checkCodecPath(codecProxy.url, uiUrl, config.TEMPORAL_NAMESPACE, secrets) : undefined;
     const lines = [
       `agentkeys-broker is up in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
       `  API          ${api.url}`,
       `  API docs     ${api.url}/docs`,
       `  Temporal     ${address}${uiUrl ? `   UI ${uiUrl}` : ''}`,
+      ...(codecProxy ? [`  Codec        ${codecCheck?.line ?? codecProxy.url}   (the UI's payload decoding; adds a dev ops token)`] : []),
       ...(api.metricsUrl ? [`  Metrics      ${api.metricsUrl}   (API, worker and process; ops listener, loopback)`] : []),
       ...(temporalMetricsUrl(config) ? [`  SDK metrics  ${temporalMetricsUrl(config)}   (Temporal SDK: temporal_*)`] : []),
       `  Database     ${maskUrlPassword(env.DATABASE_URL as string)}   (${embedded ? `embedded PGlite in ${embedded}` : 'DATABASE_URL'})`,

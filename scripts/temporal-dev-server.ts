@@ -50,6 +50,8 @@ export interface TemporalDevServerOptions {
   port?: number;
   /** Web UI port; omitted or 0 = a free port; false = no UI (`--headless`). */
   uiPort?: number | false;
+  /** The Web UI's remote codec endpoint (`--ui-codec-endpoint`): the UI decodes payloads through it. */
+  uiCodecEndpoint?: string;
   /** Namespace created at start (the `default` namespace always exists). Default 'default'. */
   namespace?: string;
   /** Receives the server's output lines, prefixed with `[temporal]`. Default: discarded. */
@@ -88,6 +90,7 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions): Pr
 
   const args = ['server', 'start-dev', '--ip', HOST, '--port', String(port), '--log-level', 'warn'];
   args.push(...(uiPort === undefined ? ['--headless'] : ['--ui-port', String(uiPort)]));
+  if (uiPort !== undefined && opts.uiCodecEndpoint) args.push('--ui-codec-endpoint', opts.uiCodecEndpoint);
   if (dbFile) {
     args.push('--db-filename', dbFile);
     for (const [name, value] of Object.entries(opts.sqlitePragmas ?? DEV_SQLITE_PRAGMAS)) args.push('--sqlite-pragma', `${name}=${value}`);

@@ -9,6 +9,9 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { resolveSecrets } from '../adapters/secrets';
+import { loadConfig } from '../lib/config';
+import { checkCodecPath } from '../scripts/codec-proxy';
 import { createTestDatabase, testTemporalAddress } from './harness';
 
 const ROOT = join(__dirname, '..');
@@ -118,5 +121,17 @@ void describe('npm start with port 8091 taken', () => {
     const m = await fetch(`${ses}/_dev/mail?to=nobody@example.com`);
     assert.equal(m.status, 200);
     assert.deepEqual(await m.json(), []);
+  });
+
+  void test('the codec path for the Temporal UI decodes with the dev ops token it adds; the broker alone refuses without one', async () => {
+    const codecUrl = bannerValue('Codec').split(/\s+/)[0] ?? '';
+    assert.match(codecUrl, /^http:\/\/127\.0\.0\.1:\d+\/codec$/);
+    const secrets = await resolveSecrets(loadConfig({ BROKER_DATA_DIR: dataDir }));
+    // The browser's way, from the UI's origin: preflight, then a decode carrying no token.
+    const check = await checkCodecPath(codecUrl, 'http://localhost:8233', 'default', secrets);
+    assert.equal(check.ok, true, check.line);
+    const api = bannerValue('API').trim();
+    const direct = await fetch(`${api}/codec/decode`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"payloads":[]}' });
+    assert.equal(direct.status, 401);
   });
 });
