@@ -140,7 +140,9 @@ async function readKeysetText(path: string): Promise<string> {
     return await readFile(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new OidcKeysetError(`OIDC keyset ${path} does not exist; create it with \`npm run oidc:rotate\` (or set BROKER_OIDC_KEY_PATH)`);
+      throw new OidcKeysetError(
+        `OIDC keyset ${path} does not exist; create it with \`BROKER_OIDC_KEY_PATH=${path} npm run oidc:rotate\` (or point BROKER_OIDC_KEY_PATH at the existing one)`,
+      );
     }
     throw new OidcKeysetError(`cannot read OIDC keyset ${path}: ${(e as Error).message}`);
   }
@@ -208,6 +210,9 @@ export class OidcKeyStore {
   ) {}
 
   static fromConfig(config: Config): OidcKeyStore {
+    // Production never falls back to the development keyset under BROKER_DATA_DIR (loadConfig refuses it too).
+    if (config.isProduction && !config.BROKER_OIDC_KEY_PATH)
+      throw new OidcKeysetError('BROKER_OIDC_KEY_PATH is required in production (create the keyset with `BROKER_OIDC_KEY_PATH=FILE npm run oidc:rotate`)');
     return new OidcKeyStore(oidcKeysetPath(config), { createIfMissing: !config.isProduction, recheckMs: config.BROKER_OIDC_KEY_RECHECK_MS });
   }
 

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseKey } from '../lib/codec';
-import type { Config } from '../lib/config';
+import { ConfigError, type Config } from '../lib/config';
 import { loadOrCreateSigningKey, loadSigningKey } from './key-files';
-import type { SigningKey } from '../lib/signing-key';
+import { KeyFileError, KeyFileMissingError, type SigningKey } from '../lib/signing-key';
 
 /**
  * The broker's secrets: the HMAC secret, the payload codec keys, the session and audit signing keys.
@@ -41,25 +41,45 @@ async function loadOrCreateDevSecrets(dataDir: string): Promise<DevSecretsFile> 
 function parseSecret(text: string): Buffer {
   const t = text.trim();
   const b = /^[0-9a-fA-F]+$/.test(t) && t.length % 2 === 0 ? Buffer.from(t, 'hex') : Buffer.from(t, 'base64');
-  if (b.length < 32) throw new Error('BROKER_SECRET must be at least 32 bytes (hex or base64)');
+  if (b.length < 32)
+    throw new ConfigError(`BROKER_SECRET must be at least 32 bytes as hex or base64 (got ${b.length}); generate one with \`npm run keygen -- secret\``);
   return b;
+}
+
+function payloadKey(text: string, name: string): Buffer {
+  try {
+    return parseKey(text, name);
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message}; generate one with \`npm run keygen -- secret\``);
+  }
+}
+
+/** A configured key file, or a one-line error naming its variable and the keygen command that makes one. */
+async function configuredSigningKey(variable: string, kind: 'session' | 'audit', path: string): Promise<SigningKey> {
+  try {
+    return await loadSigningKey(path);
+  } catch (e) {
+    if (!(e instanceof KeyFileError)) throw e;
+    const why = e instanceof KeyFileMissingError ? 'does not exist' : e.message.replace(`cannot read signing key ${path}: `, '');
+    throw new ConfigError(`${variable}=${path}: ${why}; generate one with \`npm run keygen -- ${kind} --out ${path}\``);
+  }
 }
 
 export async function resolveSecrets(config: Config): Promise<BrokerSecrets> {
   const needDev = !config.BROKER_SECRET || !config.BROKER_PAYLOAD_KEY;
   const dev = needDev ? await loadOrCreateDevSecrets(config.BROKER_DATA_DIR) : undefined;
   const hmacSecret = parseSecret(config.BROKER_SECRET ?? (dev as DevSecretsFile).secret);
-  const payloadKey = parseKey(config.BROKER_PAYLOAD_KEY ?? (dev as DevSecretsFile).payload_key, 'BROKER_PAYLOAD_KEY');
+  const payload = payloadKey(config.BROKER_PAYLOAD_KEY ?? (dev as DevSecretsFile).payload_key, 'BROKER_PAYLOAD_KEY');
   const retiredPayloadKeys = (config.BROKER_PAYLOAD_KEYS_RETIRED ?? '')
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
-    .map((k) => parseKey(k, 'BROKER_PAYLOAD_KEYS_RETIRED'));
+    .map((k) => payloadKey(k, 'BROKER_PAYLOAD_KEYS_RETIRED'));
   const sessionKey = config.BROKER_SESSION_KEY_PATH
-    ? await loadSigningKey(config.BROKER_SESSION_KEY_PATH)
+    ? await configuredSigningKey('BROKER_SESSION_KEY_PATH', 'session', config.BROKER_SESSION_KEY_PATH)
     : await loadOrCreateSigningKey(join(config.BROKER_DATA_DIR, 'session-key.jwk.json'));
   const auditKey = config.BROKER_AUDIT_KEY_PATH
-    ? await loadSigningKey(config.BROKER_AUDIT_KEY_PATH)
+    ? await configuredSigningKey('BROKER_AUDIT_KEY_PATH', 'audit', config.BROKER_AUDIT_KEY_PATH)
     : await loadOrCreateSigningKey(join(config.BROKER_DATA_DIR, 'audit-key.jwk.json'));
-  return { hmacSecret, payloadKey, retiredPayloadKeys, sessionKey, auditKey };
+  return { hmacSecret, payloadKey: payload, retiredPayloadKeys, sessionKey, auditKey };
 }

@@ -1,31 +1,50 @@
 /**
  * Production API entry point (`npm run api` after `npm run build`, or `tsx api/main.ts`).
- * SIGINT/SIGTERM stop accepting requests, finish in-flight ones, then exit.
+ * SIGINT/SIGTERM stop accepting requests, finish in-flight ones, then exit. A start-up failure
+ * is one line on stderr naming the variable or dependency and the fix (the stack with LOG_LEVEL=debug).
  */
 import { ensureAuditShards } from '../db/audit';
 import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { ConfigError, loadConfig } from '../lib/config';
+import { databaseStartupLine, listenStartupLine, startupFailureText, startupStep, temporalStartupLine } from '../lib/startup-error';
 import { resolveSecrets } from '../adapters/secrets';
-import { StsStartupError, stsStartupGate } from '../adapters/sts-client';
+import { stsStartupGate } from '../adapters/sts-client';
+import { connectTemporalClient } from '../adapters/temporal-client';
+import { prepareTemporalNamespace } from '../adapters/temporal-namespace';
 import { startApi } from './start';
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  if (!config.DATABASE_URL) throw new ConfigError('DATABASE_URL is not set: point it at Postgres (or run the whole local stack with `npm start`)');
-  if (!config.TEMPORAL_ADDRESS)
-    throw new ConfigError('TEMPORAL_ADDRESS is not set: point it at a Temporal frontend (or run the whole local stack with `npm start`)');
+  const databaseUrl = config.DATABASE_URL;
+  const address = config.TEMPORAL_ADDRESS;
+  if (!databaseUrl) throw new ConfigError('DATABASE_URL is not set: point it at Postgres (or run the whole local stack with `npm start`)');
+  if (!address) throw new ConfigError('TEMPORAL_ADDRESS is not set: point it at a Temporal frontend (or run the whole local stack with `npm start`)');
   const secrets = await resolveSecrets(config);
+  const onDatabase = (e: unknown) => databaseStartupLine(e, databaseUrl);
+  const onTemporal = (e: unknown) => temporalStartupLine(e, address, config.TEMPORAL_NAMESPACE);
   // Migrations on a pool of their own, without the API's statement deadline (an index build may take minutes).
-  const migrations = createPool(config.DATABASE_URL, 1);
-  await migrate(migrations)
-    .then(() => ensureAuditShards(migrations, config.BROKER_AUDIT_SHARDS))
-    .finally(() => migrations.end());
-  const db = createPool(config.DATABASE_URL, config.BROKER_DB_POOL_MAX, { queryTimeoutMs: config.BROKER_DB_QUERY_TIMEOUT_MS });
+  const migrations = createPool(databaseUrl, 1);
+  await startupStep(
+    () =>
+      migrate(migrations)
+        .then(() => ensureAuditShards(migrations, config.BROKER_AUDIT_SHARDS))
+        .finally(() => migrations.end()),
+    onDatabase,
+  );
+  const db = createPool(databaseUrl, config.BROKER_DB_POOL_MAX, { queryTimeoutMs: config.BROKER_DB_QUERY_TIMEOUT_MS });
   // Production only: refuse to start when STS is unreachable with the broker's credentials.
   const skipCheck = process.argv.includes('--skip-startup-check') || config.BROKER_SKIP_STARTUP_CHECK === true;
   const sts = await stsStartupGate(config, { skipCheck });
-  const api = await startApi({ config, secrets, db, address: config.TEMPORAL_ADDRESS, readiness: { sts } });
+  const temporal = await startupStep(() => connectTemporalClient(config, secrets, address), onTemporal);
+  await startupStep(
+    () => prepareTemporalNamespace(temporal.connection, { namespace: config.TEMPORAL_NAMESPACE, address, onRegistered: (line) => console.log(line) }),
+    onTemporal,
+  );
+  const api = await startupStep(
+    () => startApi({ config, secrets, db, address, temporal, readiness: { sts } }),
+    (e) => listenStartupLine(e, config.HOST, { PORT: config.PORT, BROKER_OPS_PORT: config.BROKER_OPS_PORT }),
+  );
   api.app.log.info(`agentkeys-broker API listening on ${api.url} (public URL ${config.publicUrl}, docs ${config.publicUrl}/docs)`);
   if (api.metricsUrl) api.app.log.info(`metrics on ${api.metricsUrl} (ops listener)`);
   let closing = false;
@@ -35,6 +54,7 @@ async function main(): Promise<void> {
     api.app.log.info(`${signal}: shutting down`);
     void api
       .close()
+      .then(() => temporal.connection.close())
       .then(() => db.end())
       .then(() => process.exit(0));
   };
@@ -43,6 +63,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  console.error(e instanceof ConfigError || e instanceof StsStartupError ? e.message : e);
+  console.error(startupFailureText('agentkeys-broker api', e, process.env.LOG_LEVEL));
   process.exit(1);
 });

@@ -67,6 +67,17 @@ const trustProxy = z
     return entries;
   });
 
+/** A URL pg can connect with: postgres:// or postgresql://, with a host (or ?host= for a socket directory). */
+function isPostgresUrl(text: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return false;
+  }
+  return (url.protocol === 'postgres:' || url.protocol === 'postgresql:') && (url.hostname !== '' || url.searchParams.has('host'));
+}
+
 export const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -87,7 +98,10 @@ export const envSchema = z.object({
   /** The worker's Temporal SDK metrics (Core's Prometheus exporter, GET /metrics); unset = off. */
   BROKER_TEMPORAL_METRICS_PORT: optionalPort(1),
 
-  DATABASE_URL: optionalString,
+  /** postgres://user:password@host:5432/database (postgresql:// too); refused early when it is not one. */
+  DATABASE_URL: optionalString.refine((v) => v === undefined || isPostgresUrl(v), {
+    message: 'not a Postgres URL: expected postgres://user:password@host:5432/database',
+  }),
   BROKER_DB_POOL_MAX: int(1, 200).default(10),
   /**
    * The API's client-side deadline for one database statement and for getting a connection: a
@@ -231,8 +245,8 @@ export class ConfigError extends AgentKeysError {
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
-    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
   }
   const e = parsed.data;
   const isProduction = e.NODE_ENV === 'production';
@@ -250,22 +264,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       origin = undefined;
     }
     if (!origin || origin === 'null' || origin !== entry.replace(/\/+$/, ''))
-      throw new ConfigError(`invalid configuration:\n  BROKER_GOOGLE_RETURN_ORIGINS: "${entry}" is not an origin (scheme://host[:port])`);
+      throw new ConfigError(`invalid configuration: BROKER_GOOGLE_RETURN_ORIGINS: "${entry}" is not an origin (scheme://host[:port])`);
     googleReturnOrigins.push(origin);
   }
   if (isProduction) {
     const problems: string[] = [];
     if (devFixtures) problems.push('BROKER_DEV_FIXTURES must be off in production');
     if (!e.DATABASE_URL) problems.push('DATABASE_URL is required in production (the embedded database is for development)');
-    if (!e.BROKER_SECRET) problems.push('BROKER_SECRET is required in production (generated secrets are for development)');
-    if (!e.BROKER_PAYLOAD_KEY) problems.push('BROKER_PAYLOAD_KEY is required in production');
-    if (!e.BROKER_SESSION_KEY_PATH) problems.push('BROKER_SESSION_KEY_PATH is required in production (generate one with `npm run keygen`)');
+    if (!e.BROKER_SECRET) problems.push('BROKER_SECRET is required in production (generate one with `npm run keygen -- secret`)');
+    if (!e.BROKER_PAYLOAD_KEY) problems.push('BROKER_PAYLOAD_KEY is required in production (generate one with `npm run keygen -- secret`)');
+    if (!e.BROKER_SESSION_KEY_PATH)
+      problems.push('BROKER_SESSION_KEY_PATH is required in production (generate one with `npm run keygen -- session --out FILE`)');
     if (!e.BROKER_AUDIT_KEY_PATH) problems.push('BROKER_AUDIT_KEY_PATH is required in production (generate one with `npm run keygen -- audit --out FILE`)');
+    // Never the development keyset under BROKER_DATA_DIR: a production issuer's keys are the operator's file.
+    if (!e.BROKER_OIDC_KEY_PATH)
+      problems.push('BROKER_OIDC_KEY_PATH is required in production (create the keyset with `BROKER_OIDC_KEY_PATH=FILE npm run oidc:rotate`)');
     if (!e.TEMPORAL_ADDRESS) problems.push('TEMPORAL_ADDRESS is required in production');
     if (e.BROKER_GOOGLE_CLIENT_ID && !e.BROKER_GOOGLE_CLIENT_SECRET && !e.BROKER_GOOGLE_CLIENT_SECRET_PATH)
       problems.push('BROKER_GOOGLE_CLIENT_SECRET or BROKER_GOOGLE_CLIENT_SECRET_PATH is required with BROKER_GOOGLE_CLIENT_ID');
     if (e.BROKER_GOOGLE_CLIENT_ID && new URL(e.BROKER_GOOGLE_ISSUER).protocol !== 'https:') problems.push('BROKER_GOOGLE_ISSUER must be https in production');
-    if (problems.length > 0) throw new ConfigError(`refusing to start in production:\n  ${problems.join('\n  ')}`);
+    if (problems.length > 0) throw new ConfigError(`refusing to start in production: ${problems.join('; ')}`);
   }
   return { ...e, publicUrl, devFixtures, isProduction, googleRedirectUri, googleReturnOrigins };
 }

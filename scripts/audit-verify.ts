@@ -5,8 +5,8 @@
  * signed head: the ones recorded in audit_heads and any pinned elsewhere and given with --head
  * (e.g. fetched earlier from GET /v1/audit/head). A version 2 head's Merkle root is recomputed from
  * its shard heads, and each shard head must still be in the log. Heads are verified against the
- * audit keys: --keys (a JWKS file or the broker's /v1/audit/keys URL), else the broker's own audit
- * key (BROKER_AUDIT_KEY_PATH, or the development key under BROKER_DATA_DIR).
+ * audit keys, public keys only: --keys (a JWKS file or a URL), else the broker's published JWKS at
+ * <BROKER_PUBLIC_URL>/v1/audit/keys. A verifier never needs, nor reads, the audit private key.
  *
  * `npm run audit:verify -- --proof <file> [--keys …]`: checks one inclusion proof from
  * GET /v1/audit/proof instead (lib/audit-proof.ts), with no database: the row's hash, the chain to
@@ -16,9 +16,7 @@
  * head; 2 when the check itself could not run.
  */
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { JSONWebKeySet } from 'jose';
-import { loadSigningKey } from '../adapters/key-files';
 import { allAuditHeads } from '../db/audit-heads';
 import { checkAuditHeads, verifyAuditChain, type HeadToCheck } from '../db/audit-query';
 import { createPool } from '../db/pool';
@@ -62,15 +60,25 @@ async function verifyProofFile(file: string, keys: JSONWebKeySet): Promise<numbe
   }
 }
 
-async function auditKeys(config: Config, source: string | undefined): Promise<JSONWebKeySet> {
-  if (source && /^https?:\/\//.test(source)) {
-    const res = await fetch(source);
-    if (!res.ok) throw new Error(`${source} answered ${res.status}`);
-    return (await res.json()) as JSONWebKeySet;
+/**
+ * The audit public keys: --keys (a JWKS file or URL), else the broker's published /v1/audit/keys.
+ * A JWK holding a private part is refused: what verifies heads must be shareable with anyone.
+ */
+async function auditKeys(config: Config, given: string | undefined): Promise<JSONWebKeySet> {
+  const source = given ?? `${config.publicUrl}/v1/audit/keys`;
+  let jwks: JSONWebKeySet;
+  if (/^https?:\/\//.test(source)) {
+    const res = await fetch(source).catch((e: unknown) => {
+      throw new Error(`cannot fetch the audit keys from ${source} (${(e as Error).message}); give --keys <JWKS file or URL> (the broker's /v1/audit/keys)`);
+    });
+    if (!res.ok) throw new Error(`${source} answered ${res.status}; give --keys <JWKS file or URL> (the broker's /v1/audit/keys)`);
+    jwks = (await res.json()) as JSONWebKeySet;
+  } else {
+    jwks = JSON.parse(await readFile(source, 'utf8')) as JSONWebKeySet;
   }
-  if (source) return JSON.parse(await readFile(source, 'utf8')) as JSONWebKeySet;
-  const key = await loadSigningKey(config.BROKER_AUDIT_KEY_PATH ?? join(config.BROKER_DATA_DIR, 'audit-key.jwk.json'));
-  return { keys: [key.publicJwk] };
+  if (!Array.isArray(jwks.keys)) throw new Error(`${source} is not a JWKS ({"keys": [...]})`);
+  if (jwks.keys.some((k) => 'd' in k)) throw new Error(`${source} holds a private key; give the public JWKS (GET /v1/audit/keys)`);
+  return jwks;
 }
 
 async function main(argv: string[]): Promise<number> {

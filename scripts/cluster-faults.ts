@@ -375,7 +375,7 @@ async function main(): Promise<number> {
     }
 
     // Consistency: the audit chain, mint intents with outcomes, sessions on record, no duplicate users.
-    const verify = spawn(process.execPath, ['--import', 'tsx', 'scripts/audit-verify.ts'], {
+    const verify = spawn(process.execPath, ['--import', 'tsx', 'scripts/audit-verify.ts', '--keys', `${state.publicUrl}/v1/audit/keys`], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, DATABASE_URL: state.databaseUrl },

@@ -26,10 +26,10 @@ import { startTeeFixture } from '../fixtures/tee/server';
 import { ConfigError, loadConfig } from '../lib/config';
 import { OidcKeyStore } from '../adapters/oidc-keys';
 import { resolveSecrets } from '../adapters/secrets';
-import { brokerDataConverter } from '../adapters/temporal-options';
 import { WORKFLOWS_PATH } from '../worker/create-worker';
 import { TEMPORAL_SERVER, TEMPORAL_SQL_TOOL, TEMPORAL_UI, findOrBuild, temporalSchemaDir } from './cluster/go-build';
-import { busyPorts, defaultClusterDatabaseUrl, layout, type Layout } from './cluster/layout';
+import { checkCodecPath } from './codec-proxy';
+import { busyPorts, defaultClusterDatabaseUrl, defaultClusterTemporalDatabaseUrl, layout, type Layout } from './cluster/layout';
 import { logTail, startProcess, type Managed } from './cluster/processes';
 import { ensureSelfSignedCert, findProxies, startHaproxy, startNginx, waitForPort } from './cluster/proxies';
 import { HISTORY_SHARDS, ensureNamespace, parseTemporalDbUrl, setupTemporalSchema, startTemporalNode, type TemporalDb } from './cluster/temporal-nodes';
@@ -141,7 +141,7 @@ async function main(): Promise<void> {
     }
 
     // Postgres: the Temporal stores and the broker's database.
-    const temporalDb: TemporalDb = parseTemporalDbUrl(process.env.TEMPORAL_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/agentkeys_temporal');
+    const temporalDb: TemporalDb = parseTemporalDbUrl(process.env.TEMPORAL_DATABASE_URL ?? defaultClusterTemporalDatabaseUrl(dataDir));
     const databaseUrl = base.DATABASE_URL ?? defaultClusterDatabaseUrl(dataDir);
     await ensureDatabase(databaseUrl);
     log(`setting up the Temporal schema in ${temporalDb.database} and ${temporalDb.visibilityDatabase} (${temporalDb.host}:${temporalDb.port})…`);
@@ -350,30 +350,7 @@ async function main(): Promise<void> {
 
     // The UI's codec path, as the browser takes it: preflight, then decode without a token of its own.
     let codecCheck = 'not checked (no Temporal UI)';
-    if (temporalUiUrl) {
-      const origin = temporalUiUrl;
-      const [codec] = brokerDataConverter(secrets).payloadCodecs ?? [];
-      const sample = { metadata: { encoding: new TextEncoder().encode('json/plain') }, data: new TextEncoder().encode('"codec check"') };
-      const [encoded] = codec ? await codec.encode([sample]) : [];
-      const b64 = (u?: Uint8Array | null) => Buffer.from(u ?? new Uint8Array()).toString('base64');
-      const pre = await fetch(`${opsUrl}/codec/decode`, {
-        method: 'OPTIONS',
-        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,x-namespace' },
-      });
-      const res = await fetch(`${opsUrl}/codec/decode`, {
-        method: 'POST',
-        headers: { origin, 'content-type': 'application/json', 'x-namespace': config.TEMPORAL_NAMESPACE },
-        body: JSON.stringify({
-          payloads: [{ metadata: Object.fromEntries(Object.entries(encoded?.metadata ?? {}).map(([k, v]) => [k, b64(v)])), data: b64(encoded?.data) }],
-        }),
-      });
-      const body = (await res.json().catch(() => ({}))) as { payloads?: { data?: string }[] };
-      const decoded = Buffer.from(body.payloads?.[0]?.data ?? '', 'base64').toString('utf8');
-      const ok = pre.status === 204 && res.status === 200 && res.headers.get('access-control-allow-origin') === origin && decoded === '"codec check"';
-      codecCheck = ok
-        ? `${opsUrl}/codec (checked: preflight 204, decode 200)`
-        : `${opsUrl}/codec FAILED the check (preflight ${pre.status}, decode ${res.status})`;
-    }
+    if (temporalUiUrl) codecCheck = (await checkCodecPath(`${opsUrl}/codec`, temporalUiUrl, config.TEMPORAL_NAMESPACE, secrets)).line;
 
     writeState = async () => {
       const state: ClusterState = {

@@ -13,6 +13,16 @@ import { writeKeyFile } from '../adapters/key-files';
 import { parseTeePublicKeyWithForm, teeKeyThumbprint } from '../adapters/tee-jwt';
 import { generateSigningKeyJwk } from '../lib/signing-key';
 
+/** Every kind, one line each: what `npm run keygen` with no argument prints. */
+const USAGE = [
+  'usage: npm run keygen -- <kind> [options]',
+  '  npm run keygen -- session --out FILE         ES256 private JWK for BROKER_SESSION_KEY_PATH (mode 0600; prints its kid)',
+  '  npm run keygen -- audit --out FILE           ES256 private JWK for BROKER_AUDIT_KEY_PATH (signs the audit chain heads)',
+  '  npm run keygen -- secret                     32 random bytes, hex, for BROKER_SECRET or BROKER_PAYLOAD_KEY',
+  '  npm run keygen -- tee-thumbprint [VALUE]     the RFC 7638 thumbprint of a BROKER_TEE_JWT_PUBLIC_KEY value',
+  'The OIDC issuer keyset (BROKER_OIDC_KEY_PATH) is made and rotated by `BROKER_OIDC_KEY_PATH=FILE npm run oidc:rotate`.',
+].join('\n');
+
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
@@ -44,7 +54,11 @@ async function main(argv: string[]): Promise<void> {
     console.log(`thumbprint  ${await teeKeyThumbprint(key)}`);
     return;
   }
-  throw new Error('usage: npm run keygen -- session --out FILE | npm run keygen -- secret | npm run keygen -- tee-thumbprint [VALUE]');
+  if (what === undefined || what === 'help' || what === '--help' || what === '-h') {
+    console.log(USAGE);
+    return;
+  }
+  throw new Error(`unknown kind ${JSON.stringify(what)}\n${USAGE}`);
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {

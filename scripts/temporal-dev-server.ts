@@ -8,16 +8,11 @@ import { mkdir } from 'node:fs/promises';
 import { randomInt } from 'node:crypto';
 import { createConnection, createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
-import { Connection, isGrpcServiceError, type OperatorService } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
-import { SEARCH_ATTRIBUTE_NAMES, type SearchAttributeName } from '../lib/search-attributes';
+import { Connection } from '@temporalio/client';
+import { SEARCH_ATTRIBUTE_NAMES } from '../lib/search-attributes';
+import { ensureSearchAttributes, missingSearchAttributes, SEARCH_ATTRIBUTES } from '../adapters/temporal-namespace';
 
-const IndexedValueType = temporal.api.enums.v1.IndexedValueType;
-
-/** The broker's custom search attributes and their Temporal types (all Keyword). */
-export const SEARCH_ATTRIBUTES: Readonly<Record<SearchAttributeName, 'Keyword'>> = Object.freeze(
-  Object.fromEntries(SEARCH_ATTRIBUTE_NAMES.map((name) => [name, 'Keyword' as const])) as Record<SearchAttributeName, 'Keyword'>,
-);
+export { ensureSearchAttributes, SEARCH_ATTRIBUTES };
 
 const HOST = '127.0.0.1';
 const READY_TIMEOUT_MS = 60_000;
@@ -39,8 +34,6 @@ export const DEV_DYNAMIC_CONFIG: Readonly<Record<string, number>> = Object.freez
 });
 /** The dev server's SQLite file settings, see TemporalDevServerOptions.sqlitePragmas. */
 export const DEV_SQLITE_PRAGMAS: Readonly<Record<string, string>> = Object.freeze({ journal_mode: 'wal', synchronous: 'normal' });
-/** gRPC status ALREADY_EXISTS. */
-const GRPC_ALREADY_EXISTS = 6;
 
 export interface TemporalDevServerOptions {
   /** Path of the `temporal` binary, see findOrInstallTemporalCli in ./temporal-cli. */
@@ -57,6 +50,8 @@ export interface TemporalDevServerOptions {
   port?: number;
   /** Web UI port; omitted or 0 = a free port; false = no UI (`--headless`). */
   uiPort?: number | false;
+  /** The Web UI's remote codec endpoint (`--ui-codec-endpoint`): the UI decodes payloads through it. */
+  uiCodecEndpoint?: string;
   /** Namespace created at start (the `default` namespace always exists). Default 'default'. */
   namespace?: string;
   /** Receives the server's output lines, prefixed with `[temporal]`. Default: discarded. */
@@ -95,6 +90,7 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions): Pr
 
   const args = ['server', 'start-dev', '--ip', HOST, '--port', String(port), '--log-level', 'warn'];
   args.push(...(uiPort === undefined ? ['--headless'] : ['--ui-port', String(uiPort)]));
+  if (uiPort !== undefined && opts.uiCodecEndpoint) args.push('--ui-codec-endpoint', opts.uiCodecEndpoint);
   if (dbFile) {
     args.push('--db-filename', dbFile);
     for (const [name, value] of Object.entries(opts.sqlitePragmas ?? DEV_SQLITE_PRAGMAS)) args.push('--sqlite-pragma', `${name}=${value}`);
@@ -207,60 +203,6 @@ async function waitUntilReady(
   } finally {
     await connection?.close().catch(() => undefined);
   }
-}
-
-/** Anything exposing the operator service: a `@temporalio/client` Connection or a worker NativeConnection. */
-export interface HasOperatorService {
-  operatorService: Pick<OperatorService, 'listSearchAttributes' | 'addSearchAttributes'>;
-}
-
-/**
- * Registers the broker's search attributes in `namespace` on an existing server (e.g. `TEMPORAL_ADDRESS`), as
- * Keyword, skipping those already present. Throws if one exists with another type, or if, after registering, the
- * server still does not list them all. Needs operator permissions (Temporal Cloud: add them in the UI or with tcld).
- */
-export async function ensureSearchAttributes(connection: HasOperatorService, namespace: string): Promise<void> {
-  const existing = await listCustomAttributes(connection, namespace);
-  const wrongType = SEARCH_ATTRIBUTE_NAMES.filter((name) => existing[name] !== undefined && !isKeyword(existing[name]));
-  if (wrongType.length > 0) {
-    throw new Error(
-      `Search attributes already registered in namespace ${namespace} with a type other than Keyword: ` +
-        wrongType.map((name) => `${name}=${IndexedValueType[existing[name] ?? 0]}`).join(', '),
-    );
-  }
-  const toAdd = SEARCH_ATTRIBUTE_NAMES.filter((name) => existing[name] === undefined);
-  if (toAdd.length === 0) return;
-  try {
-    await connection.operatorService.addSearchAttributes({
-      namespace,
-      searchAttributes: Object.fromEntries(toAdd.map((name) => [name, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
-    });
-  } catch (err) {
-    const alreadyExists = (isGrpcServiceError(err) && Number(err.code) === GRPC_ALREADY_EXISTS) || /already exists/i.test(String(err));
-    if (!alreadyExists) {
-      throw new Error(
-        `Could not register search attributes ${toAdd.join(', ')} in namespace ${namespace}: ${err instanceof Error ? err.message : String(err)}`,
-      );
-    }
-  }
-  const stillMissing = await missingSearchAttributes(connection, namespace);
-  if (stillMissing.length > 0) {
-    throw new Error(`Search attributes still missing in namespace ${namespace} after registering: ${stillMissing.join(', ')}`);
-  }
-}
-
-async function listCustomAttributes(connection: HasOperatorService, namespace: string): Promise<Record<string, temporal.api.enums.v1.IndexedValueType>> {
-  const res = await connection.operatorService.listSearchAttributes({ namespace });
-  return res.customAttributes ?? {};
-}
-
-async function missingSearchAttributes(connection: HasOperatorService, namespace: string): Promise<SearchAttributeName[]> {
-  const existing = await listCustomAttributes(connection, namespace);
-  return SEARCH_ATTRIBUTE_NAMES.filter((name) => !isKeyword(existing[name]));
-}
-
-function isKeyword(type: temporal.api.enums.v1.IndexedValueType | undefined): boolean {
-  return type === IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
 }
 
 /**

@@ -124,7 +124,9 @@ void describe('configuration', () => {
         /BROKER_SECRET/.test(e.message) &&
         /BROKER_SESSION_KEY_PATH/.test(e.message) &&
         /BROKER_AUDIT_KEY_PATH/.test(e.message) &&
-        /TEMPORAL_ADDRESS/.test(e.message),
+        /BROKER_OIDC_KEY_PATH/.test(e.message) &&
+        /TEMPORAL_ADDRESS/.test(e.message) &&
+        !e.message.includes('\n'),
     );
     const prod = {
       NODE_ENV: 'production',
@@ -133,6 +135,7 @@ void describe('configuration', () => {
       BROKER_PAYLOAD_KEY: 'cd'.repeat(32),
       BROKER_SESSION_KEY_PATH: '/keys/session.jwk.json',
       BROKER_AUDIT_KEY_PATH: '/keys/audit.jwk.json',
+      BROKER_OIDC_KEY_PATH: '/keys/oidc-keys.json',
       TEMPORAL_ADDRESS: 'temporal:7233',
     };
     assert.equal(loadConfig(prod).devFixtures, false);

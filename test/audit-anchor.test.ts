@@ -105,6 +105,8 @@ void describe('anchored audit heads', () => {
   void test('the Schedule keeps anchoring across a worker restart', async () => {
     assert.equal(await ensureAuditAnchorSchedule(stack.temporal, stack.config), 'created');
     assert.equal(await ensureAuditAnchorSchedule(stack.temporal, stack.config), 'existing');
+    const { action } = await stack.temporal.schedule.getHandle(AUDIT_ANCHOR_SCHEDULE_ID).describe();
+    assert.equal(action.type === 'startWorkflow' ? action.workflowExecutionTimeout : undefined, 300_000, 'every scheduled run has an execution timeout');
     const count = async () => Number((await stack.db.query<{ n: string }>('SELECT count(*)::text AS n FROM audit_heads')).rows[0]?.n);
     const waitForNewHead = async (after: number, what: string) => {
       for (let i = 0; i < 150; i++) {

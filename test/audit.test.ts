@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { auditRowHash, type AuditRowFields } from '../lib/audit-chain';
+import { generateSigningKeyJwk } from '../lib/signing-key';
+import { findFreePort } from '../scripts/temporal-dev-server';
 import { startStack, type TestStack } from './harness';
 import { emailLogin, mintOidc, walletLogin, type Session, type WalletSession } from './mint-client';
 
@@ -103,6 +107,39 @@ void describe('the hash chain', () => {
     await assert.rejects(stack.db.query("UPDATE audit_log SET outcome = 'denied' WHERE seq = 1"), /append-only/);
     await assert.rejects(stack.db.query('DELETE FROM audit_log WHERE seq = 1'), /append-only/);
     await assert.rejects(stack.db.query('TRUNCATE audit_log'), /append-only/);
+  });
+
+  void test('audit:verify needs public keys only: the published JWKS by default, or a file; no private key file anywhere', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'akb-verify-'));
+    try {
+      // A verifier's machine: no BROKER_AUDIT_KEY_PATH, an empty data directory.
+      const env = { ...stack.childEnv(), BROKER_AUDIT_KEY_PATH: '', BROKER_DATA_DIR: dir };
+      const verify = (args: string[]) =>
+        run(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/audit-verify.ts'), ...args], { cwd: ROOT, env }).then(
+          (r) => ({ code: 0, out: r.stdout + r.stderr }),
+          (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }),
+        );
+      const published = await verify([]);
+      assert.equal(published.code, 0, published.out);
+      assert.match(published.out, /audit chain intact: .* signed heads agree/);
+      const keysFile = join(dir, 'audit-keys.json');
+      await writeFile(keysFile, (await stack.request('GET', '/v1/audit/keys')).text);
+      const fromFile = await verify(['--keys', keysFile]);
+      assert.equal(fromFile.code, 0, fromFile.out);
+      assert.deepEqual(await readdir(dir), ['audit-keys.json'], 'nothing was read or created in the data directory');
+      // A private JWK given as keys is refused: verification material must be public.
+      const privateFile = join(dir, 'private.json');
+      await writeFile(privateFile, JSON.stringify({ keys: [await generateSigningKeyJwk()] }));
+      const refused = await verify(['--keys', privateFile]);
+      assert.equal(refused.code, 2);
+      assert.match(refused.out, /holds a private key; give the public JWKS/);
+      // A keys URL nobody answers (as the default one when the broker is down): one line saying what to give.
+      const closed = await verify(['--keys', `http://127.0.0.1:${await findFreePort()}/v1/audit/keys`]);
+      assert.equal(closed.code, 2);
+      assert.match(closed.out, /cannot fetch the audit keys from .*; give --keys <JWKS file or URL>/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   void test('audit:verify passes on the intact chains and names the first broken link, with its shard, after tampering', async () => {

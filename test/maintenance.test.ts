@@ -86,12 +86,20 @@ void describe('housekeeping', () => {
       assert.equal(d.action.type === 'startWorkflow' ? d.action.taskQueue : '', stack.config.BROKER_TASK_QUEUE);
       assert.equal(d.spec.intervals?.[0]?.every, 3_600_000);
       assert.equal(d.action.staticSummary, FLOW_METADATA.maintenance.staticSummary);
-      // A Schedule registered before the action carried a summary gets one at the next start-up.
+      // A run nobody can finish (a payload key this broker does not hold) ends instead of blocking the Schedule.
+      const timeout = (a: typeof d.action): unknown => (a.type === 'startWorkflow' ? (a.workflowExecutionTimeout as unknown) : undefined);
+      assert.equal(timeout(d.action), 30 * 60_000);
+      // A Schedule registered before the action carried a summary and a timeout gets them at the next start-up.
       const handle = stack.temporal.schedule.getHandle(PURGE_SCHEDULE_ID);
-      await handle.update((previous) => ({ ...previous, action: { ...previous.action, staticSummary: undefined, staticDetails: undefined } }));
+      await handle.update((previous) => ({
+        ...previous,
+        action: { ...previous.action, staticSummary: undefined, staticDetails: undefined, workflowExecutionTimeout: undefined },
+      }));
       assert.equal((await handle.describe()).action.staticSummary, undefined);
+      assert.equal(timeout((await handle.describe()).action), undefined);
       assert.equal(await ensureMaintenanceSchedule(stack.temporal, stack.config), 'existing');
       assert.equal((await handle.describe()).action.staticSummary, FLOW_METADATA.maintenance.staticSummary);
+      assert.equal(timeout((await handle.describe()).action), 30 * 60_000);
     } finally {
       await stack.temporal.schedule.getHandle(PURGE_SCHEDULE_ID).delete();
     }

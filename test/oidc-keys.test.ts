@@ -26,7 +26,12 @@ void describe('OIDC keyset file', () => {
 
   void test('production: a missing keyset is a clear error, not a new key', async () => {
     const store = new OidcKeyStore(join(dir, 'absent.json'), { createIfMissing: false, recheckMs: 0 });
-    await assert.rejects(store.current(), (e: Error) => e instanceof OidcKeysetError && /does not exist; create it with `npm run oidc:rotate`/.test(e.message));
+    await assert.rejects(
+      store.current(),
+      (e: Error) =>
+        e instanceof OidcKeysetError &&
+        /absent\.json does not exist; create it with `BROKER_OIDC_KEY_PATH=\S+absent\.json npm run oidc:rotate`/.test(e.message),
+    );
     await assert.rejects(stat(join(dir, 'absent.json')), /ENOENT/);
   });
 

@@ -23,13 +23,17 @@ export async function ensureMaintenanceSchedule(client: Client, config: Config):
     scheduleId: PURGE_SCHEDULE_ID,
     spec: { intervals: [{ every: '1 hour' }] },
     policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 hour' },
-    action: startAction('purgeExpiredWorkflow', PURGE_WORKFLOW_ID, 'maintenance', config),
+    action: startAction('purgeExpiredWorkflow', PURGE_WORKFLOW_ID, 'maintenance', config, MAINTENANCE_EXECUTION_TIMEOUT),
   } satisfies ScheduleOptions;
   return ensureSchedule(client, options, async (handle) => {
-    // A Schedule registered before its action carried a summary gets one.
+    // A Schedule registered before its action carried a summary or an execution timeout gets them.
     const { action } = await handle.describe();
-    if (action.staticSummary !== FLOW_METADATA.maintenance.staticSummary) {
-      await handle.update((previous) => ({ ...previous, action: { ...previous.action, ...FLOW_METADATA.maintenance } }));
+    const timeoutMs: unknown = action.type === 'startWorkflow' ? (action.workflowExecutionTimeout as unknown) : undefined;
+    if (action.staticSummary !== FLOW_METADATA.maintenance.staticSummary || timeoutMs !== msFrom(MAINTENANCE_EXECUTION_TIMEOUT)) {
+      await handle.update((previous) => ({
+        ...previous,
+        action: { ...previous.action, ...FLOW_METADATA.maintenance, workflowExecutionTimeout: MAINTENANCE_EXECUTION_TIMEOUT },
+      }));
     }
   });
 }
@@ -45,22 +49,48 @@ export async function ensureAuditAnchorSchedule(client: Client, config: Config):
     scheduleId: AUDIT_ANCHOR_SCHEDULE_ID,
     spec,
     policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
-    action: startAction('auditAnchorWorkflow', AUDIT_ANCHOR_WORKFLOW_ID, 'audit_anchor', config),
+    action: startAction('auditAnchorWorkflow', AUDIT_ANCHOR_WORKFLOW_ID, 'audit_anchor', config, auditAnchorExecutionTimeout(config)),
   } satisfies ScheduleOptions;
   return ensureSchedule(client, options, (handle) =>
-    handle.update((previous) => ({ ...previous, spec, action: { ...previous.action, ...FLOW_METADATA.audit_anchor } })),
+    handle.update((previous) => ({
+      ...previous,
+      spec,
+      action: { ...previous.action, ...FLOW_METADATA.audit_anchor, workflowExecutionTimeout: auditAnchorExecutionTimeout(config) },
+    })),
   );
+}
+
+/**
+ * How long one scheduled run may take before Temporal ends it. Without it, a run no worker can finish
+ * (one written under a payload key this broker does not hold) retries its workflow task forever, and
+ * with overlap SKIP no later run starts either. A purge takes seconds, an anchor well under one.
+ */
+export const MAINTENANCE_EXECUTION_TIMEOUT = '30 minutes';
+export function auditAnchorExecutionTimeout(config: Pick<Config, 'BROKER_AUDIT_ANCHOR_SECONDS'>): string {
+  return `${Math.max(300, 2 * config.BROKER_AUDIT_ANCHOR_SECONDS)} seconds`;
+}
+
+function msFrom(duration: string): number {
+  const [n = '0', unit = ''] = duration.split(' ');
+  return Number(n) * (unit.startsWith('minute') ? 60_000 : 1000);
 }
 
 /** The workflows the broker's Schedules start (both take no arguments). */
 type WorkflowTypeName = 'purgeExpiredWorkflow' | 'auditAnchorWorkflow';
 
-/** A Schedule's action: start the broker's `flow` workflow, with no arguments, on the broker task queue. */
-function startAction(workflowType: WorkflowTypeName, workflowId: string, flow: 'maintenance' | 'audit_anchor', config: Config): ScheduleOptions['action'] {
+/** A Schedule's action: start the broker's `flow` workflow, with no arguments, on the broker task queue, ending it after `workflowExecutionTimeout`. */
+function startAction(
+  workflowType: WorkflowTypeName,
+  workflowId: string,
+  flow: 'maintenance' | 'audit_anchor',
+  config: Config,
+  workflowExecutionTimeout: string,
+): ScheduleOptions['action'] {
   return {
     type: 'startWorkflow',
     workflowType,
     workflowId,
+    workflowExecutionTimeout,
     ...FLOW_METADATA[flow],
     taskQueue: config.BROKER_TASK_QUEUE,
     args: [],

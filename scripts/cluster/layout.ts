@@ -114,5 +114,18 @@ export async function busyPorts(l: Layout): Promise<number[]> {
  * database instead of one whose signed heads it cannot verify.
  */
 export function defaultClusterDatabaseUrl(dataDir: string): string {
-  return `postgres://postgres@127.0.0.1:5432/agentkeys_cluster_${createHash('sha256').update(dataDir).digest('hex').slice(0, 10)}`;
+  return `postgres://postgres@127.0.0.1:5432/agentkeys_cluster_${dataDirTag(dataDir)}`;
+}
+
+/**
+ * The Temporal store of the cluster for `dataDir` (visibility: `<name>_visibility`): one per data
+ * directory, like the broker's database. Its histories are encoded with that directory's payload key;
+ * a cluster on another directory sharing them found runs it could never decode.
+ */
+export function defaultClusterTemporalDatabaseUrl(dataDir: string): string {
+  return `postgres://postgres@127.0.0.1:5432/agentkeys_temporal_${dataDirTag(dataDir)}`;
+}
+
+function dataDirTag(dataDir: string): string {
+  return createHash('sha256').update(dataDir).digest('hex').slice(0, 10);
 }
