@@ -17,8 +17,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import type { ClusterState } from './cluster';
@@ -375,7 +376,13 @@ async function main(): Promise<number> {
     }
 
     // Consistency: the audit chain, mint intents with outcomes, sessions on record, no duplicate users.
-    const verify = spawn(process.execPath, ['--import', 'tsx', 'scripts/audit-verify.ts', '--keys', `${state.publicUrl}/v1/audit/keys`], {
+    // The published audit keys, read through nginx as any verifier would (its TLS certificate is
+    // the cluster's own, which only this client trusts), handed to audit:verify as a file.
+    const published = await call('GET', '/v1/audit/keys');
+    if (published.status !== 200) throw new Error(`GET /v1/audit/keys answered ${published.status}`);
+    const keysFile = join(await mkdtemp(join(tmpdir(), 'akb-audit-keys-')), 'audit-keys.json');
+    await writeFile(keysFile, JSON.stringify(published.body));
+    const verify = spawn(process.execPath, ['--import', 'tsx', 'scripts/audit-verify.ts', '--keys', keysFile], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, DATABASE_URL: state.databaseUrl },
