@@ -227,6 +227,22 @@ void describe('docs: every shell block runs against npm start', () => {
     }
   });
 
+  void test('a session keeps variables across blocks and names the failing command by file and line', async () => {
+    const block = (line: number, body: string): Block => ({ file: 'docs/example.md', line, lang: 'sh', attrs: '', body });
+    const failing = await runSession('example', [block(10, 'A=kept'), block(20, 'echo "A=$A"\nfalse\necho never')]);
+    assert.notEqual(failing.code, 0);
+    assert.match(failing.out, /^A=kept$/m);
+    assert.doesNotMatch(failing.out, /never/);
+    assert.equal(failing.failedAt, 'docs/example.md:21 (exit 1)');
+
+    const inFunction = await runSession('example', [block(30, 'f() {\n  local x\n  x=$(curl -sS --fail-with-body "$B/v1/nothing-here")\n}\nf')]);
+    assert.equal(inFunction.failedAt, 'docs/example.md:32 (exit 22)', inFunction.out);
+
+    const unset = await runSession('example', [block(40, 'echo ok\necho "$NOT_DEFINED_ANYWHERE"')]);
+    assert.notEqual(unset.code, 0);
+    assert.equal(unset.failedAt, 'docs/example.md:41', unset.out);
+  });
+
   void test('the email walk-through run again within the resend cooldown stops at the 429, and nothing after it runs', async () => {
     const page = pages.find((p) => p.file === 'docs/email-login.md');
     const block = page?.blocks.find((b) => b.lang === 'sh' && b.attrs === '' && /email_code/.test(b.body));
