@@ -11,8 +11,9 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { delimiter, dirname, join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { findOrInstallTemporalCli } from '../scripts/temporal-cli';
 import { findFreePort } from '../scripts/temporal-dev-server';
 import { createTestDatabase, testTemporalAddress } from './harness';
 
@@ -85,6 +86,7 @@ function classify(b: Block): 'run' | 'skip' | 'reference' {
 
 interface Banner {
   api: string;
+  temporal: string;
   tee: string;
   sts: string;
   google: string;
@@ -97,10 +99,13 @@ let banner: Banner;
 let drop: (() => Promise<void>) | undefined;
 let dataDir: string;
 let pages: { file: string; blocks: Block[] }[] = [];
+/** The Temporal CLI the stack runs on, on the sessions' PATH as `temporal`. */
+let temporalCliDir: string;
 
 before(async () => {
   pages = await Promise.all((await markdownFiles()).map(async (f) => ({ file: relative(ROOT, f), blocks: extractBlocks(f, await readFile(f, 'utf8')) })));
   dataDir = await mkdtemp(join(tmpdir(), 'akb-docs-'));
+  temporalCliDir = dirname(await findOrInstallTemporalCli({ log: () => undefined }));
   const database = await createTestDatabase();
   drop = database.drop;
   const env: NodeJS.ProcessEnv = {
@@ -140,7 +145,7 @@ before(async () => {
     assert.ok(line, `the banner has a ${label} line:\n${output}`);
     return line.replace(new RegExp(`^\\[stack\\]\\s+${label}\\s+`), '').split(/\s+/)[0] as string;
   };
-  banner = { api: value('API'), tee: value('TEE fixture'), sts: value('STS'), google: value('Google'), databaseUrl: database.url };
+  banner = { api: value('API'), temporal: value('Temporal'), tee: value('TEE fixture'), sts: value('STS'), google: value('Google'), databaseUrl: database.url };
 });
 
 after(async () => {
@@ -168,7 +173,7 @@ async function runSession(name: string, blocks: Block[]): Promise<{ code: number
   }
   await writeFile(join(dir, 'session.sh'), `${parts.join('\n')}\n`);
   const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
+    PATH: `${temporalCliDir}${delimiter}${process.env.PATH ?? ''}`,
     LANG: 'C.UTF-8',
     HOME: home,
     TMPDIR: dir,
@@ -180,6 +185,7 @@ async function runSession(name: string, blocks: Block[]): Promise<{ code: number
     TEE: `${banner.tee.replace(/\/$/, '')}/`,
     STS: banner.sts,
     GOOGLE: banner.google,
+    TEMPORAL_ADDRESS: banner.temporal,
     DATABASE_URL: banner.databaseUrl,
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   };
