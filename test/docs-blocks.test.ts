@@ -103,6 +103,14 @@ let pages: { file: string; blocks: Block[] }[] = [];
 let temporalCliDir: string;
 
 before(async () => {
+  // What the pages say they need besides Node and npm; a missing one is named here, not as a failing block.
+  const missing = await new Promise<string>((done) => {
+    const p = spawn('bash', ['-c', 'for t in curl jq openssl basenc; do command -v "$t" >/dev/null || printf "%s " "$t"; done']);
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.on('exit', () => done(out.trim()));
+  });
+  assert.equal(missing, '', `the docs' walk-throughs need ${missing} (Debian: apt-get install -y curl jq openssl coreutils)`);
   pages = await Promise.all((await markdownFiles()).map(async (f) => ({ file: relative(ROOT, f), blocks: extractBlocks(f, await readFile(f, 'utf8')) })));
   dataDir = await mkdtemp(join(tmpdir(), 'akb-docs-'));
   temporalCliDir = dirname(await findOrInstallTemporalCli({ log: () => undefined }));
@@ -216,9 +224,18 @@ const tail = (s: string) => s.split('\n').slice(-40).join('\n');
 void describe('docs: every shell block runs against npm start', () => {
   void test('every fence is labelled with a known kind, and every skipped shell block says why', () => {
     const skipped: string[] = [];
-    for (const page of pages) for (const b of page.blocks) if (classify(b) === 'skip') skipped.push(`${b.file}:${b.line - 1} ${b.attrs}`);
+    const wrong: string[] = [];
+    for (const page of pages)
+      for (const b of page.blocks) {
+        try {
+          if (classify(b) === 'skip') skipped.push(`${b.file}:${b.line - 1} ${b.attrs}`);
+        } catch (e) {
+          wrong.push((e as Error).message);
+        }
+      }
     // Printed so the run's output lists what CI does not run.
     console.log(`[docs] ${skipped.length} shell blocks not run:\n  ${skipped.join('\n  ')}`);
+    assert.deepEqual(wrong, []);
     assert.ok(pages.some((p) => p.blocks.some((b) => classify(b) === 'run')));
   });
 
