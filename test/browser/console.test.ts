@@ -353,6 +353,49 @@ void describe('the console in Chromium', () => {
     await shoot(tab.page, 'device');
     assert.deepEqual(await tab.cspViolations(), []);
   });
+
+  void test('device: the page looks the code up and sends the decision in the shapes of the device contract (answers given by the page route)', async () => {
+    // The device routes (GET/POST /v1/device/verify, docs/contracts.md) are answered here as the
+    // contract fixes them; docs/console.md names the end-to-end test that replaces these answers.
+    const tab = await openTab();
+    await tab.page.goto('/console/');
+    await signInByEmail(tab, uniqueEmail('device-contract'));
+    const asked: { method: string; url: string; body: unknown; auth: string | undefined }[] = [];
+    const now = Math.floor(Date.now() / 1000);
+    await tab.page.route('**/v1/device/verify*', async (route) => {
+      const req = route.request();
+      asked.push({ method: req.method(), url: req.url(), body: req.postDataJSON() as unknown, auth: req.headers().authorization });
+      if (req.method() === 'GET') {
+        const code = new URL(req.url()).searchParams.get('user_code');
+        if (code !== 'BCDF-GHJK') return route.fulfill({ status: 404, json: { error: 'not_found', message: 'unknown or expired user code' } });
+        return route.fulfill({
+          json: { user_code: code, status: 'pending', requested_at: now, expires_at: now + 600, client_id: 'agentkeys-cli', scope: 'session' },
+        });
+      }
+      return route.fulfill({ json: { status: (req.postDataJSON() as { action: string }).action === 'approve' ? 'approved' : 'denied' } });
+    });
+    await tab.page.goto('/console/device');
+    const input = tab.page.locator('#device input[name=user_code]');
+    await input.fill('zzzz zzzz');
+    await tab.page.getByRole('button', { name: 'Continue' }).click();
+    await tab.page.getByText('No device is waiting for this code').waitFor();
+    await input.fill('bcdf-ghjk');
+    await tab.page.getByRole('button', { name: 'Continue' }).click();
+    await tab.page.getByText('agentkeys-cli').waitFor();
+    await shoot(tab.page, 'device-approve');
+    await tab.page.getByRole('button', { name: 'Approve' }).click();
+    await tab.page.getByText('Approved: the device is signed in').waitFor();
+    const token = (await tab.page.evaluate<string>('sessionStorage.getItem("agentkeys.console.session")')) ?? '';
+    const bearer = `Bearer ${(JSON.parse(token) as { token: string }).token}`;
+    assert.deepEqual(
+      asked.map((a) => [a.method, new URL(a.url).search, a.body, a.auth === bearer]),
+      [
+        ['GET', '?user_code=ZZZZ-ZZZZ', null, true],
+        ['GET', '?user_code=BCDF-GHJK', null, true],
+        ['POST', '', { user_code: 'BCDF-GHJK', action: 'approve' }, true],
+      ],
+    );
+  });
 });
 
 /** Waits until every proof badge on the page shows this verdict (the page's policy allows no eval, so polled from here). */
