@@ -42,9 +42,16 @@ async function loadBundle(): Promise<Bundle> {
   return mod.consoleBundle();
 }
 
+/** One bundle per process: every app built in it (tests build many) serves the same files. */
+let loaded: Promise<Bundle> | undefined;
+
 /** Serves the console at /console: a static page, its script and its stylesheet. */
 export default async function consolePlugin(app: FastifyInstance) {
-  const bundle = await loadBundle();
+  loaded ??= loadBundle();
+  const bundle = await loaded.catch((e: unknown) => {
+    loaded = undefined;
+    throw e;
+  });
   const withPolicy = async (_request: unknown, reply: { header(name: string, value: string): unknown }) => {
     reply.header('content-security-policy', CONSOLE_CSP);
   };
