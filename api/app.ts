@@ -28,6 +28,8 @@ import mintRoutes from './routes/mint';
 import oidcRoutes from './routes/oidc';
 import codecRoutes from './routes/codec';
 import opsTokenPlugin from './plugins/ops-token';
+import consolePlugin from './plugins/console';
+import accountRoutes from './routes/account';
 
 export interface BuildAppOptions {
   /** pino level; 'silent' in tests. */
@@ -112,6 +114,8 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   await app.register(mintRoutes);
   await app.register(auditRoutes);
   await app.register(codecRoutes);
+  await app.register(accountRoutes);
+  await app.register(consolePlugin);
   if (deps.config.devFixtures) await app.register(devRoutes);
   return app;
 }

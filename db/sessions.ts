@@ -48,3 +48,21 @@ export async function isTeeTokenRevoked(q: Queryable, tokenDigest: string): Prom
   const r = await q.query('SELECT 1 FROM revoked_tee_tokens WHERE token_digest = $1', [tokenDigest]);
   return (r.rowCount ?? 0) > 0;
 }
+
+export interface LiveSessionRow {
+  jti: string;
+  method: string;
+  created_at: Date;
+  expires_at: Date;
+}
+
+/** The account's sessions not revoked and not expired, newest first, at most `limit`. */
+export async function listLiveSessionsOfAccount(q: Queryable, omniAccount: string, limit: number): Promise<LiveSessionRow[]> {
+  const r = await q.query<LiveSessionRow>(
+    `SELECT jti, method, created_at, expires_at FROM sessions
+      WHERE omni_account = $1 AND revoked_at IS NULL AND expires_at > now()
+      ORDER BY created_at DESC, jti LIMIT $2`,
+    [omniAccount, limit],
+  );
+  return r.rows;
+}

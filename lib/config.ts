@@ -229,7 +229,7 @@ export interface Config extends Env {
   publicUrl: string;
   /** Google login's redirect URI (BROKER_GOOGLE_REDIRECT_URI or the public URL's callback path). */
   googleRedirectUri: string;
-  /** BROKER_GOOGLE_RETURN_ORIGINS parsed: the origins a browser login may return to. */
+  /** BROKER_GOOGLE_RETURN_ORIGINS parsed, and the public URL's origin (the console's): the origins a browser login may return to. */
   googleReturnOrigins: string[];
   /** Whether the dev fixtures (SES capture, /_dev routes, generated keys) are allowed. */
   devFixtures: boolean;
@@ -267,6 +267,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       throw new ConfigError(`invalid configuration: BROKER_GOOGLE_RETURN_ORIGINS: "${entry}" is not an origin (scheme://host[:port])`);
     googleReturnOrigins.push(origin);
   }
+  // The broker's own console (/console) signs in with Google too: its origin is always allowed.
+  if (!googleReturnOrigins.includes(new URL(publicUrl).origin)) googleReturnOrigins.push(new URL(publicUrl).origin);
   if (isProduction) {
     const problems: string[] = [];
     if (devFixtures) problems.push('BROKER_DEV_FIXTURES must be off in production');

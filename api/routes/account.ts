@@ -1,0 +1,150 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { appendAudit } from '../../db/audit';
+import { withTransaction } from '../../db/pool';
+import { listLiveSessionsOfAccount, revokeSession } from '../../db/sessions';
+import { findUserByOmni } from '../../db/users';
+import { hmacHex } from '../../lib/digest';
+import { BrokerError } from '../../lib/errors';
+import { commonErrors, errorBody } from '../schemas';
+import { revokeFamilyOfSession } from '../session-refresh';
+
+/** The most live sessions listed (and searched by a revoke); an account rarely holds more than a handful. */
+const MAX_SESSIONS = 200;
+
+const sessionIdSchema = z.string().regex(/^[0-9a-f]{32}$/, 'session_id must be 32 lower-case hex digits, as GET /v1/account/sessions lists it');
+
+const sessionView = z.object({
+  session_id: z.string().describe("a keyed digest of the session's id: the jti_hash its login and logout audit rows carry"),
+  method: z.string().describe('how it signed in: email, wallet, google, tee, refresh…'),
+  created_at: z.number().int().describe('unix seconds'),
+  expires_at: z.number().int().describe('unix seconds'),
+  current: z.boolean().describe('the session of this very bearer'),
+});
+
+const unix = (d: Date): number => Math.floor(d.getTime() / 1000);
+
+/**
+ * What an account holder sees of their own account beyond /v1/session/me (the console's account
+ * page): the identities it signs in with, and its live sessions, one of which it may end. A
+ * session is named by the keyed digest its audit rows carry, never by its jti: the list hands out
+ * nothing a bearer is made of, and a name means nothing outside this account.
+ */
+export default async function accountRoutes(appBase: FastifyInstance) {
+  const app = appBase.withTypeProvider<ZodTypeProvider>();
+  const { db, secrets } = app.deps;
+  const sessionIdOf = (jti: string): string => hmacHex(secrets.hmacSecret, 'audit-jti', jti).slice(0, 32);
+  const authOf = (request: { auth?: { omniAccount: string; jti?: string; method?: string; kind: string } }) => {
+    if (!request.auth) throw new BrokerError('unauthorized', 'not authenticated');
+    return request.auth;
+  };
+
+  app.get(
+    '/v1/account/identities',
+    {
+      preHandler: app.requireAuth,
+      schema: {
+        tags: ['account'],
+        summary: 'The identities this account signs in with',
+        security: [{ bearer: [] }],
+        response: {
+          200: z.object({
+            omni_account: z.string(),
+            identities: z.array(
+              z.object({
+                type: z.string(),
+                value: z.string(),
+                email: z.string().nullable().describe('the verified email a Google login reported'),
+                created_at: z.number().int(),
+                last_login_at: z.number().int(),
+              }),
+            ),
+          }),
+          ...commonErrors,
+        },
+      },
+    },
+    async (request) => {
+      const auth = authOf(request);
+      const user = await findUserByOmni(db, auth.omniAccount);
+      return {
+        omni_account: auth.omniAccount,
+        identities: user
+          ? [
+              {
+                type: user.identity_type,
+                value: user.identity_value,
+                email: user.email,
+                created_at: unix(user.created_at),
+                last_login_at: unix(user.last_login_at),
+              },
+            ]
+          : [],
+      };
+    },
+  );
+
+  app.get(
+    '/v1/account/sessions',
+    {
+      preHandler: app.requireAuth,
+      schema: {
+        tags: ['account'],
+        summary: "This account's live sessions, newest first",
+        description: `Sessions neither logged out nor expired, at most ${MAX_SESSIONS}.`,
+        security: [{ bearer: [] }],
+        response: { 200: z.object({ sessions: z.array(sessionView) }), ...commonErrors },
+      },
+    },
+    async (request) => {
+      const auth = authOf(request);
+      const rows = await listLiveSessionsOfAccount(db, auth.omniAccount, MAX_SESSIONS);
+      return {
+        sessions: rows.map((s) => ({
+          session_id: sessionIdOf(s.jti),
+          method: s.method,
+          created_at: unix(s.created_at),
+          expires_at: unix(s.expires_at),
+          current: s.jti === auth.jti,
+        })),
+      };
+    },
+  );
+
+  app.delete(
+    '/v1/account/sessions/:session_id',
+    {
+      preHandler: app.requireAuth,
+      schema: {
+        tags: ['account'],
+        summary: 'End one of this account’s sessions (and the refresh tokens it issued)',
+        description: '204 when it was live and is now revoked; 404 when no live session of this account has that id (another account’s included).',
+        security: [{ bearer: [] }],
+        params: z.object({ session_id: sessionIdSchema }),
+        response: { 204: z.null(), 404: errorBody, ...commonErrors },
+      },
+    },
+    async (request, reply) => {
+      const auth = authOf(request);
+      const wanted = request.params.session_id;
+      const revoked = await withTransaction(db, async (tx) => {
+        const target = (await listLiveSessionsOfAccount(tx, auth.omniAccount, MAX_SESSIONS)).find((s) => sessionIdOf(s.jti) === wanted);
+        if (!target) return false;
+        const family = await revokeFamilyOfSession(tx, target.jti);
+        if (!(await revokeSession(tx, target.jti)) && family === 0) return false;
+        await appendAudit(tx, {
+          event: 'session.revoke',
+          outcome: 'ok',
+          omniAccount: auth.omniAccount,
+          requestId: request.id,
+          idemKey: `session.revoke:${wanted}`,
+          details: { jti_hash: wanted, method: target.method, by_jti_hash: auth.jti ? sessionIdOf(auth.jti) : null, via: auth.kind },
+        });
+        return true;
+      });
+      if (!revoked) throw new BrokerError('not_found', 'no live session of this account has that id');
+      return reply.code(204).send(null);
+    },
+  );
+}

@@ -1,0 +1,71 @@
+/**
+ * The broker's API from the console: same origin, JSON, the session as a Bearer header.
+ *
+ * The session token lives in memory and in sessionStorage (docs/console.md): it survives a reload
+ * and the round trip through Google, dies with the tab, is not shared with other tabs, and is
+ * never written to localStorage or a cookie. No refresh token is asked for.
+ */
+
+export interface Session {
+  token: string;
+  expires_at: number;
+  omni_account: string;
+}
+
+const SESSION_KEY = 'agentkeys.console.session';
+let current: Session | undefined;
+
+export function session(): Session | undefined {
+  if (!current) {
+    try {
+      const stored = JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? 'null') as Session | null;
+      if (stored && typeof stored.token === 'string') current = stored;
+    } catch {
+      /* unreadable: signed out */
+    }
+  }
+  if (current && current.expires_at * 1000 <= Date.now()) forgetSession();
+  return current;
+}
+
+export function keepSession(s: Session): void {
+  current = { token: s.token, expires_at: s.expires_at, omni_account: s.omni_account };
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify(current));
+}
+
+export function forgetSession(): void {
+  current = undefined;
+  sessionStorage.removeItem(SESSION_KEY);
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly kind: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One call; answers the parsed body, throws ApiError with the broker's {error, message}. A 401 signs the console out. */
+export async function call<T>(method: string, path: string, body?: unknown, opts: { auth?: boolean } = {}): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const s = opts.auth === false ? undefined : session();
+  if (s) headers.authorization = `Bearer ${s.token}`;
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
+  const text = await res.text();
+  let parsed: unknown;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    parsed = null;
+  }
+  if (!res.ok) {
+    const e = (parsed ?? {}) as { error?: string; message?: string };
+    if (res.status === 401 && s && opts.auth !== false) forgetSession();
+    throw new ApiError(res.status, e.error ?? 'error', e.message ?? `the broker answered ${res.status}`);
+  }
+  return parsed as T;
+}

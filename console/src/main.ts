@@ -1,0 +1,560 @@
+import { ApiError, call, forgetSession, keepSession, session, type Session } from './api';
+import { ProofError, verifyProofInBrowser, type AuditProof, type Jwk } from './proof';
+import { checkSiweForThisSite, connectWallet, injectedWallet, personalSign, walletChainId } from './wallet';
+
+/**
+ * The console: one page that routes on its path (/console/account, /grants, /audit, /device; the
+ * sign-in page at /console/). Every node is built with the DOM API (no HTML strings, nothing
+ * inline), so what the broker returns is always text.
+ */
+
+type Child = Node | string | null | undefined | false;
+function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, ...children: Child[]): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  for (const c of children) if (c !== null && c !== undefined && c !== false) el.append(c);
+  return el;
+}
+const main = document.getElementById('main') as HTMLElement;
+const nav = document.getElementById('nav') as HTMLElement;
+const when = (unix: number): string => new Date(unix * 1000).toLocaleString();
+const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+const NEXT_KEY = 'agentkeys.console.next';
+const PKCE_KEY = 'agentkeys.console.pkce';
+
+function message(kind: 'ok' | 'error', text: string): HTMLElement {
+  return h('p', { class: `msg ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, text);
+}
+
+/** A button that runs `action`, disabled meanwhile; a failure is shown in `out`. */
+function actionButton(label: string, out: HTMLElement, action: () => Promise<void>, cls = ''): HTMLButtonElement {
+  const b = h('button', { type: 'button', ...(cls ? { class: cls } : {}) }, label);
+  b.addEventListener('click', () => {
+    b.disabled = true;
+    out.replaceChildren();
+    action()
+      .catch((e: unknown) => out.replaceChildren(message('error', errorText(e))))
+      .finally(() => {
+        b.disabled = false;
+      });
+  });
+  return b;
+}
+
+function field(label: string, input: HTMLInputElement): HTMLElement {
+  const id = `f-${Math.random().toString(36).slice(2)}`;
+  input.id = id;
+  return h('div', {}, h('label', { for: id }, label), input);
+}
+
+function go(path: string): void {
+  history.pushState(null, '', path);
+  void render();
+}
+
+function signedIn(s: Session & { identity?: unknown }): void {
+  keepSession(s);
+  const next = sessionStorage.getItem(NEXT_KEY);
+  sessionStorage.removeItem(NEXT_KEY);
+  go(next && next.startsWith('/console/') ? next : '/console/account');
+}
+
+// ---- sign in -------------------------------------------------------------------------------
+
+function emailCard(): HTMLElement {
+  const out = h('div');
+  const email = h('input', { type: 'email', name: 'email', autocomplete: 'email', required: '', placeholder: 'you@example.com' });
+  const code = h('input', {
+    type: 'text',
+    name: 'code',
+    inputmode: 'numeric',
+    autocomplete: 'one-time-code',
+    pattern: '[0-9]{6}',
+    maxlength: '6',
+    class: 'code',
+  });
+  const codeStep = h('div', { hidden: '' }, field('Code from the mail', code));
+  let requestId = '';
+  const send = actionButton('Send code', out, async () => {
+    const r = await call<{ request_id: string }>('POST', '/v1/session/email_code', { email: email.value.trim() }, { auth: false });
+    requestId = r.request_id;
+    codeStep.hidden = false;
+    out.replaceChildren(message('ok', `A 6-digit code was sent to ${email.value.trim()}.`));
+    code.focus();
+  });
+  const verify = actionButton('Sign in', out, async () => {
+    const s = await call<Session>('POST', '/v1/session/email_login', { request_id: requestId, code: code.value.trim() }, { auth: false });
+    signedIn(s);
+  });
+  codeStep.append(verify);
+  return h('section', { class: 'card', id: 'email' }, h('h2', {}, 'Email'), field('Email address', email), send, codeStep, out);
+}
+
+function base64url(bytes: ArrayBuffer | Uint8Array): string {
+  return btoa(String.fromCharCode(...new Uint8Array(bytes)))
+    .replace(/\+/g, '-')
+    .replace(/\//g, '_')
+    .replace(/=+$/, '');
+}
+
+function googleCard(): HTMLElement {
+  const out = h('div');
+  const start = actionButton('Sign in with Google', out, async () => {
+    // RFC 7636: a fresh verifier kept in this tab, its S256 challenge sent (docs/google-login.md).
+    const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)));
+    const challenge = base64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
+    sessionStorage.setItem(PKCE_KEY, verifier);
+    const q = new URLSearchParams({ return_to: `${location.origin}/console/`, code_challenge: challenge, code_challenge_method: 'S256' });
+    location.assign(`/v1/session/google_oauth_login?${q.toString()}`);
+  });
+  return h('section', { class: 'card', id: 'google' }, h('h2', {}, 'Google'), h('p', { class: 'muted' }, 'Sign in with your Google account.'), start, out);
+}
+
+/** Back from Google with ?exchange_code=: trade it, with this tab's verifier, for the session. */
+async function finishGoogle(code: string): Promise<void> {
+  history.replaceState(null, '', location.pathname);
+  const verifier = sessionStorage.getItem(PKCE_KEY);
+  sessionStorage.removeItem(PKCE_KEY);
+  if (!verifier) throw new Error('this tab did not start a Google sign-in; start again');
+  const s = await call<Session>('POST', '/v1/session/google_oauth_exchange', { exchange_code: code, code_verifier: verifier }, { auth: false });
+  signedIn(s);
+}
+
+function walletCard(): HTMLElement {
+  const out = h('div');
+  const start = actionButton('Sign in with wallet', out, async () => {
+    const address = await connectWallet();
+    const chainId = await walletChainId();
+    const challenge = await call<{ request_id: string; message: string }>(
+      'POST',
+      '/v1/session/wallet_challenge',
+      { address, format: 'siwe', chain_id: chainId },
+      { auth: false },
+    );
+    checkSiweForThisSite(challenge.message, address);
+    const signature = await personalSign(challenge.message, address);
+    const s = await call<Session>('POST', '/v1/session/wallet_login', { request_id: challenge.request_id, signature }, { auth: false });
+    signedIn(s);
+  });
+  if (!injectedWallet()) start.disabled = true;
+  return h(
+    'section',
+    { class: 'card', id: 'wallet' },
+    h('h2', {}, 'Wallet'),
+    h('p', { class: 'muted' }, injectedWallet() ? 'Sign in with Ethereum (EIP-4361) with the wallet in this browser.' : 'No wallet found in this browser.'),
+    start,
+    out,
+  );
+}
+
+function signInPage(note?: HTMLElement): HTMLElement[] {
+  return [h('h1', {}, 'Sign in'), ...(note ? [note] : []), h('div', { class: 'grid' }, emailCard(), googleCard(), walletCard())];
+}
+
+// ---- account -------------------------------------------------------------------------------
+
+interface Me {
+  omni_account: string;
+  wallets: { wallet_index: number; address: string | null; role: string }[];
+  email?: string;
+}
+interface Identities {
+  identities: { type: string; value: string; email: string | null; created_at: number; last_login_at: number }[];
+}
+interface Sessions {
+  sessions: { session_id: string; method: string; created_at: number; expires_at: number; current: boolean }[];
+}
+
+async function accountPage(): Promise<HTMLElement[]> {
+  const [me, ids, sessions] = await Promise.all([
+    call<Me>('GET', '/v1/session/me'),
+    call<Identities>('GET', '/v1/account/identities'),
+    call<Sessions>('GET', '/v1/account/sessions'),
+  ]);
+  const out = h('div');
+  const sessionList = h(
+    'ul',
+    { class: 'list', id: 'sessions' },
+    ...sessions.sessions.map((s) =>
+      h(
+        'li',
+        { 'data-session': s.session_id },
+        h('div', { class: 'row' }, h('strong', {}, s.method), s.current ? h('span', { class: 'tag ok' }, 'this session') : null),
+        h('div', { class: 'muted' }, `signed in ${when(s.created_at)} · until ${when(s.expires_at)}`),
+        h('div', { class: 'mono' }, s.session_id),
+        s.current
+          ? null
+          : actionButton(
+              'Revoke',
+              out,
+              async () => {
+                await call('DELETE', `/v1/account/sessions/${s.session_id}`);
+                await render();
+              },
+              'danger',
+            ),
+      ),
+    ),
+  );
+  return [
+    h('h1', {}, 'Account'),
+    h('section', { class: 'card' }, h('h2', {}, 'OmniAccount'), h('div', { class: 'mono', id: 'omni' }, me.omni_account)),
+    h(
+      'section',
+      { class: 'card' },
+      h('h2', {}, 'Identities'),
+      h(
+        'ul',
+        { class: 'list', id: 'identities' },
+        ...ids.identities.map((i) =>
+          h(
+            'li',
+            {},
+            h('div', { class: 'row' }, h('span', { class: 'tag' }, i.type), h('span', { class: 'mono' }, i.value)),
+            i.email ? h('div', {}, i.email) : null,
+            h('div', { class: 'muted' }, `since ${when(i.created_at)} · last sign-in ${when(i.last_login_at)}`),
+          ),
+        ),
+      ),
+    ),
+    h(
+      'section',
+      { class: 'card' },
+      h('h2', {}, 'Wallets'),
+      me.wallets.length === 0
+        ? h('p', { class: 'muted' }, 'No wallet on this account.')
+        : h(
+            'ul',
+            { class: 'list', id: 'wallets' },
+            ...me.wallets.map((w) =>
+              h('li', {}, h('div', { class: 'row' }, h('span', { class: 'tag' }, w.role), h('span', { class: 'mono' }, w.address ?? '(pending)'))),
+            ),
+          ),
+    ),
+    h('section', { class: 'card' }, h('h2', {}, 'Sessions'), sessionList, out),
+  ];
+}
+
+// ---- grants --------------------------------------------------------------------------------
+
+interface Grant {
+  grant_id: string;
+  main_address: string;
+  agent_address: string;
+  scope: { services?: string[]; roles?: string[] };
+  expires_at: number;
+  status: string;
+  acceptance_message?: string;
+}
+
+function grantItem(g: Grant, side: 'main' | 'agent', out: HTMLElement): HTMLElement {
+  const scope = [...(g.scope.services ?? []).map((s) => `service ${s}`), ...(g.scope.roles ?? []).map((r) => `role ${r}`)].join(', ') || 'any service';
+  const live = g.status === 'pending' || g.status === 'active';
+  const tagClass = g.status === 'active' ? 'tag ok' : g.status === 'pending' ? 'tag' : 'tag bad';
+  const actions: HTMLElement[] = [];
+  if (side === 'main' && live) {
+    actions.push(
+      actionButton(
+        'Revoke',
+        out,
+        async () => {
+          await call('DELETE', `/v1/grants/${g.grant_id}`);
+          await render();
+        },
+        'danger',
+      ),
+    );
+  }
+  if (side === 'agent' && g.status === 'pending' && g.acceptance_message) {
+    const text = g.acceptance_message;
+    actions.push(
+      actionButton('Accept with wallet', out, async () => {
+        const address = await connectWallet();
+        if (address.toLowerCase() !== g.agent_address) throw new Error(`the wallet's account is ${address}, not the agent ${g.agent_address} this grant names`);
+        const signature = await personalSign(text, address);
+        await call('POST', `/v1/grants/${g.grant_id}/accept`, { signature }, { auth: false });
+        await render();
+      }),
+      actionButton(
+        'Decline',
+        out,
+        async () => {
+          await call('POST', `/v1/grants/${g.grant_id}/decline`);
+          await render();
+        },
+        'secondary',
+      ),
+    );
+  }
+  return h(
+    'li',
+    { 'data-grant': g.grant_id },
+    h('div', { class: 'row' }, h('span', { class: tagClass }, g.status), h('span', { class: 'mono' }, side === 'main' ? g.agent_address : g.main_address)),
+    h('div', { class: 'muted' }, `${scope} · until ${when(g.expires_at)}`),
+    h('div', { class: 'mono muted' }, g.grant_id),
+    h('div', { class: 'row' }, ...actions),
+  );
+}
+
+async function grantsPage(): Promise<HTMLElement[]> {
+  const out = h('div');
+  const [mine, theirs] = await Promise.all([
+    call<{ grants: Grant[] }>('GET', '/v1/grants?role=main'),
+    call<{ grants: Grant[] }>('GET', '/v1/grants?role=agent').catch((e: unknown) => {
+      if (e instanceof ApiError && e.status === 403) return undefined;
+      throw e;
+    }),
+  ]);
+  const agent = h('input', { type: 'text', name: 'agent_address', placeholder: '0x…', autocomplete: 'off', spellcheck: 'false' });
+  const services = h('input', { type: 'text', name: 'services', placeholder: 'e.g. s3, bedrock (empty: any)' });
+  const days = h('input', { type: 'number', name: 'days', min: '1', max: '365', value: '30' });
+  const offer = actionButton('Offer grant', out, async () => {
+    const list = services.value
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    await call('POST', '/v1/grants', {
+      agent_address: agent.value.trim(),
+      ...(list.length ? { scope: { services: list } } : {}),
+      expires_in: Math.round(Number(days.value) * 86400),
+    });
+    await render();
+  });
+  return [
+    h('h1', {}, 'Grants'),
+    h(
+      'section',
+      { class: 'card', id: 'offer' },
+      h('h2', {}, 'Offer an agent wallet a grant'),
+      h('p', { class: 'muted' }, 'It binds once the agent wallet signs its acceptance.'),
+      field('Agent address', agent),
+      field('Services', services),
+      field('Days', days),
+      offer,
+      out,
+    ),
+    h(
+      'section',
+      { class: 'card' },
+      h('h2', {}, 'Grants of this account'),
+      mine.grants.length
+        ? h('ul', { class: 'list', id: 'grants-main' }, ...mine.grants.map((g) => grantItem(g, 'main', out)))
+        : h('p', { class: 'muted' }, 'None yet.'),
+    ),
+    theirs
+      ? h(
+          'section',
+          { class: 'card' },
+          h('h2', {}, 'Grants offered to this wallet'),
+          theirs.grants.length
+            ? h('ul', { class: 'list', id: 'grants-agent' }, ...theirs.grants.map((g) => grantItem(g, 'agent', out)))
+            : h('p', { class: 'muted' }, 'None.'),
+        )
+      : h('p', { class: 'muted' }, 'Sign in with an agent wallet to see and accept the grants offered to it.'),
+  ];
+}
+
+// ---- audit ---------------------------------------------------------------------------------
+
+interface AuditEntry {
+  seq: string;
+  at: string;
+  event: string;
+  outcome: string;
+  details: Record<string, unknown>;
+  hash: string;
+}
+
+async function checkRow(entry: AuditEntry, keys: Jwk[], badge: HTMLElement): Promise<void> {
+  badge.className = 'tag';
+  badge.textContent = 'checking…';
+  try {
+    const proof = await call<AuditProof>('GET', `/v1/audit/proof?seq=${entry.seq}`);
+    const proven = await verifyProofInBrowser(proof, keys, entry);
+    badge.className = 'tag ok';
+    badge.textContent = `verified · head of ${new Date(proven.headAt).toLocaleString()}`;
+    badge.title = `Merkle root ${proven.root}, audit key ${proven.kid}`;
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 409) {
+      badge.className = 'tag';
+      badge.textContent = 'not under a signed head yet';
+    } else {
+      badge.className = 'tag bad';
+      badge.textContent = e instanceof ProofError ? `proof refused: ${e.message}` : `no proof: ${errorText(e)}`;
+    }
+  }
+}
+
+async function auditPage(): Promise<HTMLElement[]> {
+  const [page, keys] = await Promise.all([
+    call<{ entries: AuditEntry[] }>('GET', '/v1/audit?limit=50'),
+    call<{ keys: Jwk[] }>('GET', '/v1/audit/keys', undefined, { auth: false }),
+  ]);
+  const checks: (() => Promise<void>)[] = [];
+  const items = page.entries.map((e) => {
+    const badge = h('span', { class: 'tag', 'data-proof': e.seq }, 'waiting');
+    checks.push(() => checkRow(e, keys.keys, badge));
+    const summary = Object.entries(e.details)
+      .filter(([, v]) => typeof v === 'string' || typeof v === 'number')
+      .slice(0, 4)
+      .map(([k, v]) => `${k}: ${String(v)}`)
+      .join(' · ');
+    return h(
+      'li',
+      { 'data-seq': e.seq },
+      h('div', { class: 'row' }, h('strong', {}, e.event), h('span', { class: e.outcome === 'ok' ? 'tag ok' : 'tag bad' }, e.outcome), badge),
+      h('div', { class: 'muted' }, `#${e.seq} · ${new Date(e.at).toLocaleString()}`),
+      summary ? h('div', { class: 'mono muted' }, summary) : null,
+    );
+  });
+  // Four at a time: the proof route is rate limited per account.
+  void (async () => {
+    const queue = [...checks];
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        for (let next = queue.shift(); next; next = queue.shift()) await next();
+      }),
+    );
+  })();
+  return [
+    h('h1', {}, 'Audit'),
+    h(
+      'p',
+      { class: 'muted' },
+      'Each row of this account is checked here, in the browser: its inclusion proof against the head signed with the published audit key ',
+      h('span', { class: 'mono' }, keys.keys.map((k) => k.kid ?? '?').join(', ')),
+      '.',
+    ),
+    h('section', { class: 'card' }, page.entries.length ? h('ul', { class: 'list', id: 'audit' }, ...items) : h('p', { class: 'muted' }, 'No rows yet.')),
+  ];
+}
+
+// ---- device --------------------------------------------------------------------------------
+
+/** RFC 8628 §6.1 user codes: 8 letters of BCDFGHJKLMNPQRSTVWXZ, shown XXXX-XXXX; input ignores case, dashes and spaces. */
+export function normalizeUserCode(input: string): string {
+  const letters = input.toUpperCase().replace(/[\s-]/g, '');
+  return letters.length === 8 ? `${letters.slice(0, 4)}-${letters.slice(4)}` : letters;
+}
+
+interface DeviceRequest {
+  user_code: string;
+  status: string;
+  requested_at: number;
+  expires_at: number;
+  client_id?: string;
+  scope?: string;
+}
+
+function devicePage(prefill: string): HTMLElement[] {
+  const out = h('div');
+  const details = h('div');
+  const code = h('input', {
+    type: 'text',
+    name: 'user_code',
+    class: 'code',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: 'XXXX-XXXX',
+    value: normalizeUserCode(prefill),
+  });
+  const decide = (userCode: string, action: 'approve' | 'deny') =>
+    actionButton(
+      action === 'approve' ? 'Approve' : 'Deny',
+      out,
+      async () => {
+        const r = await call<{ status: string }>('POST', '/v1/device/verify', { user_code: userCode, action });
+        details.replaceChildren(
+          message('ok', r.status === 'approved' ? 'Approved: the device is signed in to this account.' : 'Denied: the device gets nothing.'),
+        );
+      },
+      action === 'approve' ? '' : 'danger',
+    );
+  const look = actionButton('Continue', out, async () => {
+    const userCode = normalizeUserCode(code.value);
+    let r: DeviceRequest;
+    try {
+      r = await call<DeviceRequest>('GET', `/v1/device/verify?user_code=${encodeURIComponent(userCode)}`);
+    } catch (e) {
+      if (e instanceof ApiError && (e.status === 404 || e.status === 410)) throw new Error('No device is waiting for this code (wrong, used or expired).');
+      throw e;
+    }
+    details.replaceChildren(
+      h(
+        'dl',
+        {},
+        h('dt', {}, 'Code'),
+        h('dd', { class: 'usercode' }, r.user_code),
+        h('dt', {}, 'Client'),
+        h('dd', {}, r.client_id ?? '(not named)'),
+        h('dt', {}, 'Scope'),
+        h('dd', {}, r.scope ?? '(none)'),
+        h('dt', {}, 'Asked'),
+        h('dd', {}, when(r.requested_at)),
+        h('dt', {}, 'Expires'),
+        h('dd', {}, when(r.expires_at)),
+      ),
+      h('p', {}, 'Approve only a code your own device shows you.'),
+      h('div', { class: 'row' }, decide(r.user_code, 'approve'), decide(r.user_code, 'deny')),
+    );
+  });
+  return [h('h1', {}, 'Sign in a device'), h('section', { class: 'card', id: 'device' }, field('Code shown on the device', code), look, details, out)];
+}
+
+// ---- router --------------------------------------------------------------------------------
+
+async function render(): Promise<void> {
+  const path = location.pathname.replace(/\/+$/, '') || '/console';
+  const params = new URLSearchParams(location.search);
+  const s = session();
+  nav.hidden = !s;
+  for (const a of Array.from(nav.querySelectorAll('a'))) {
+    if (a.getAttribute('href') === path) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  try {
+    const exchange = params.get('exchange_code');
+    if (exchange && path === '/console') return await finishGoogle(exchange);
+    if (!s) {
+      if (path !== '/console') sessionStorage.setItem(NEXT_KEY, location.pathname + location.search);
+      const note = path === '/console/device' ? h('p', {}, 'Sign in to approve the device.') : undefined;
+      main.replaceChildren(...signInPage(note));
+      return;
+    }
+    let nodes: HTMLElement[];
+    if (path === '/console/account' || path === '/console') nodes = await accountPage();
+    else if (path === '/console/grants') nodes = await grantsPage();
+    else if (path === '/console/audit') nodes = await auditPage();
+    else if (path === '/console/device') nodes = devicePage(params.get('user_code') ?? '');
+    else nodes = [h('h1', {}, 'Not found')];
+    if (path === '/console') history.replaceState(null, '', '/console/account');
+    main.replaceChildren(...nodes);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) {
+      forgetSession();
+      main.replaceChildren(...signInPage(message('error', 'Your session has ended; sign in again.')));
+      nav.hidden = true;
+      return;
+    }
+    main.replaceChildren(h('h1', {}, 'Something went wrong'), message('error', errorText(e)));
+  }
+}
+
+document.addEventListener('click', (ev) => {
+  const a = (ev.target as Element | null)?.closest?.('a');
+  if (!a || ev.defaultPrevented || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey) return;
+  const href = a.getAttribute('href') ?? '';
+  if (!href.startsWith('/console')) return;
+  ev.preventDefault();
+  go(href);
+});
+window.addEventListener('popstate', () => void render());
+document.getElementById('signout')?.addEventListener('click', () => {
+  void call('POST', '/v1/session/logout')
+    .catch(() => undefined)
+    .finally(() => {
+      forgetSession();
+      go('/console/');
+    });
+});
+void render();

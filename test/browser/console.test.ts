@@ -1,0 +1,415 @@
+/**
+ * The console (/console) in a real browser: Debian's Chromium driven by playwright-core, against
+ * a whole broker (harness), the SES stand-in's mailbox, the loopback Google provider and an
+ * injected EIP-1193 wallet whose key lives in this process. Every page and sign-in, and the
+ * refusals a person can meet: a wrong email code, a reused SIWE challenge, a SIWE message for
+ * another site, a Google exchange this tab did not start, a tampered audit proof.
+ *
+ * CONSOLE_SCREENSHOTS=<dir> also writes each page at phone (390×844) and desktop (1280×800)
+ * width into <dir> (docs/images/console/ for docs/console.md).
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { AnchorResult } from '../../workflows/audit-anchor.definitions';
+import { API_CSP } from '../../api/plugins/security-headers';
+import { CONSOLE_CSP } from '../../api/plugins/console';
+import { codeFromMail, latestCode, uniqueEmail, wrongCode } from '../email-login-client';
+import { startGoogleStack, type GoogleStack } from '../google-login-client';
+import type { TestStack } from '../harness';
+import { walletLogin } from '../mint-client';
+import { newWallet, type TestWallet } from '../wallet-client';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const SHOTS = process.env.CONSOLE_SCREENSHOTS;
+const PHONE = { width: 390, height: 844 };
+const DESKTOP = { width: 1280, height: 800 };
+
+let g: GoogleStack;
+let stack: TestStack;
+let browser: Browser;
+const contexts: BrowserContext[] = [];
+
+before(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: install it (Debian/Ubuntu: apt-get install -y chromium) or set CHROMIUM_PATH`);
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  g = await startGoogleStack({ BROKER_AUDIT_ANCHOR_SECONDS: '3600' });
+  stack = g.stack;
+});
+after(async () => {
+  for (const c of contexts) await c.close().catch(() => undefined);
+  await browser?.close();
+  await g?.stop();
+});
+
+interface Tab {
+  context: BrowserContext;
+  page: Page;
+  /** The methods the page asked the wallet for, in order. */
+  walletCalls(): Promise<string[]>;
+  /** Content-Security-Policy violations the page reported. */
+  cspViolations(): Promise<string[]>;
+}
+
+/**
+ * A fresh browser profile at phone width; with `wallet`, an injected EIP-1193 provider
+ * (window.ethereum) that answers with the wallet's address and signs personal_sign here.
+ */
+async function openTab(wallet?: TestWallet): Promise<Tab> {
+  const context = await browser.newContext({ viewport: PHONE, baseURL: stack.url });
+  contexts.push(context);
+  // Page-side code as text: this file is compiled for Node, without the DOM's types.
+  await context.addInitScript(
+    `window.__csp = []; document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));`,
+  );
+  if (wallet) {
+    await context.exposeFunction('__akWalletSign', async (hex: string) => wallet.sign(Buffer.from(hex.slice(2), 'hex').toString('utf8')));
+    await context.addInitScript(`
+      window.__akCalls = [];
+      window.ethereum = {
+        request: async ({ method, params }) => {
+          window.__akCalls.push(method);
+          if (method === 'eth_requestAccounts' || method === 'eth_accounts') return [${JSON.stringify(wallet.address)}];
+          if (method === 'eth_chainId') return '0x1';
+          if (method === 'personal_sign') return window.__akWalletSign(String(params[0]));
+          throw Object.assign(new Error('unsupported method ' + method), { code: 4200 });
+        },
+      };`);
+  }
+  const page = await context.newPage();
+  return {
+    context,
+    page,
+    walletCalls: () => page.evaluate<string[]>('window.__akCalls ?? []'),
+    cspViolations: () => page.evaluate<string[]>('window.__csp ?? []'),
+  };
+}
+
+/** Writes the page at both widths when CONSOLE_SCREENSHOTS is set; always checks that nothing is wider than a phone. */
+async function shoot(page: Page, name: string): Promise<void> {
+  const wide = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
+  if (page.viewportSize()?.width === PHONE.width) assert.ok(wide <= 0, `${name}: the page scrolls sideways at phone width by ${wide} px`);
+  if (!SHOTS) return;
+  await mkdir(SHOTS, { recursive: true });
+  const was = page.viewportSize() ?? PHONE;
+  for (const [suffix, size] of [
+    ['phone', PHONE],
+    ['desktop', DESKTOP],
+  ] as const) {
+    await page.setViewportSize(size);
+    await page.screenshot({ path: join(SHOTS, `${name}-${suffix}.png`), fullPage: true });
+  }
+  await page.setViewportSize(was);
+}
+
+async function signInByEmail(tab: Tab, email: string): Promise<void> {
+  const { page } = tab;
+  await page.locator('#email input[name=email]').fill(email);
+  await page.getByRole('button', { name: 'Send code' }).click();
+  await page.locator('#email input[name=code]').waitFor();
+  const code = await latestCode(stack, email);
+  await page.locator('#email input[name=code]').fill(code);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await page.locator('#nav').waitFor({ state: 'visible' });
+}
+
+async function signInByWallet(tab: Tab): Promise<void> {
+  await tab.page.getByRole('button', { name: 'Sign in with wallet' }).click();
+  await tab.page.locator('#nav').waitFor({ state: 'visible' });
+}
+
+const countRows = async (sql: string, args: unknown[] = []): Promise<number> => Number((await stack.db.query<{ n: string }>(sql, args)).rows[0]?.n);
+
+const mainWallet = newWallet();
+const agentWallet = newWallet();
+let mainTab: Tab;
+
+void describe('the console in Chromium', () => {
+  void test('served at /console under its own policy: one script and one stylesheet from this origin, nothing inline; the API keeps its policy', async () => {
+    for (const path of ['/console', '/console/', '/console/device?user_code=BCDF-GHJK', '/console/audit']) {
+      const r = await fetch(stack.url + path);
+      assert.equal(r.status, 200, path);
+      assert.equal(r.headers.get('content-security-policy'), CONSOLE_CSP, path);
+      const html = await r.text();
+      assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)/, 'an inline script');
+      assert.doesNotMatch(html, /<style|\sstyle=|\son[a-z]+=/i, 'an inline style or handler');
+    }
+    const js = await fetch(`${stack.url}/console/app.js`);
+    assert.match(js.headers.get('content-type') ?? '', /javascript/);
+    assert.ok((await js.arrayBuffer()).byteLength < 100_000, 'the bundle stays small');
+    assert.equal((await fetch(`${stack.url}/v1/audit/keys`)).headers.get('content-security-policy'), API_CSP.replace(/; /g, ';'));
+    assert.equal((await fetch(`${stack.url}/console/nothing-here`)).status, 404);
+  });
+
+  void test('email: a wrong code is refused on the page; the right one signs in and shows the account', async () => {
+    const tab = await openTab();
+    const { page } = tab;
+    const email = uniqueEmail('console');
+    await page.goto('/console/');
+    await page.locator('#email input[name=email]').fill(email);
+    await page.getByRole('button', { name: 'Send code' }).click();
+    await page.locator('#email input[name=code]').waitFor();
+    const code = codeFromMail((stack.ses.mailTo(email.toLowerCase())[0] ?? { text: '' }).text);
+    const sessionsBefore = await countRows('SELECT count(*) AS n FROM sessions');
+    await page.locator('#email input[name=code]').fill(wrongCode(code));
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await page.locator('#email [role=alert]').waitFor();
+    assert.match(await page.locator('#email [role=alert]').innerText(), /code/i);
+    assert.equal(await countRows('SELECT count(*) AS n FROM sessions'), sessionsBefore, 'a wrong code made a session');
+    await page.locator('#email input[name=code]').fill(code);
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await page.waitForURL('**/console/account');
+    await page.locator('#identities li').waitFor();
+    assert.match(await page.locator('#identities').innerText(), new RegExp(email.toLowerCase().replace(/[.+]/g, '\\$&')));
+    const omni = await page.locator('#omni').innerText();
+    assert.equal(await countRows('SELECT count(*) AS n FROM users WHERE omni_account = $1', [omni]), 1);
+    // The token is kept for this tab only.
+    const stored = await page.evaluate<{ local: number; session: string[] }>('({ local: localStorage.length, session: Object.keys(sessionStorage) })');
+    assert.equal(stored.local, 0, 'the console wrote to localStorage');
+    assert.deepEqual(stored.session, ['agentkeys.console.session']);
+    assert.deepEqual(await tab.cspViolations(), []);
+  });
+
+  void test('account: every live session is listed; revoking another one ends it, the current one stays', async () => {
+    const wallet = newWallet();
+    const tab = await openTab(wallet);
+    const other = await walletLogin(stack, wallet);
+    await tab.page.goto('/console/');
+    await signInByWallet(tab);
+    await tab.page.locator('#sessions li').nth(1).waitFor();
+    assert.equal(await tab.page.locator('#sessions li').count(), 2);
+    await shoot(tab.page, 'account');
+    const otherItem = tab.page.locator('#sessions li', { hasNot: tab.page.locator('.tag.ok') });
+    const otherId = await otherItem.getAttribute('data-session');
+    await otherItem.getByRole('button', { name: 'Revoke' }).click();
+    await tab.page.locator(`#sessions li[data-session="${otherId}"]`).waitFor({ state: 'detached' });
+    assert.equal(await tab.page.locator('#sessions li').count(), 1);
+    assert.equal((await stack.request('GET', '/v1/session/me', { token: other.token })).status, 401, 'the revoked session still works');
+    assert.equal(
+      await countRows(`SELECT count(*) AS n FROM audit_log WHERE event = 'session.revoke' AND details->>'jti_hash' = $1 AND omni_account = $2`, [
+        otherId,
+        other.omni_account,
+      ]),
+      1,
+    );
+    await tab.page.reload();
+    await tab.page.locator('#sessions li .tag.ok').waitFor();
+    assert.deepEqual(await tab.cspViolations(), []);
+  });
+
+  void test('wallet: Sign-In with Ethereum through an injected EIP-1193 wallet', async () => {
+    mainTab = await openTab(mainWallet);
+    await mainTab.page.goto('/console/');
+    await shoot(mainTab.page, 'sign-in');
+    await signInByWallet(mainTab);
+    await mainTab.page.waitForURL('**/console/account');
+    await mainTab.page.locator('#wallets li').waitFor();
+    assert.match(await mainTab.page.locator('#wallets').innerText(), new RegExp(mainWallet.lower));
+    assert.deepEqual(await mainTab.walletCalls(), ['eth_requestAccounts', 'eth_chainId', 'personal_sign']);
+    assert.deepEqual(await mainTab.cspViolations(), []);
+  });
+
+  void test('wallet: a SIWE challenge used once is refused the second time, and nothing is recorded', async () => {
+    const tab = await openTab(newWallet());
+    let first: string | undefined;
+    await tab.page.route('**/v1/session/wallet_challenge', async (route) => {
+      if (first === undefined) {
+        const res = await route.fetch();
+        first = await res.text();
+        return route.fulfill({ response: res, body: first });
+      }
+      return route.fulfill({ status: 200, contentType: 'application/json', body: first });
+    });
+    await tab.page.goto('/console/');
+    await signInByWallet(tab);
+    await tab.page.getByRole('button', { name: 'Sign out' }).click();
+    await tab.page.getByRole('button', { name: 'Sign in with wallet' }).waitFor();
+    const sessions = await countRows('SELECT count(*) AS n FROM sessions');
+    await tab.page.getByRole('button', { name: 'Sign in with wallet' }).click();
+    const alert = tab.page.locator('#wallet [role=alert]');
+    await alert.waitFor();
+    assert.match(await alert.innerText(), /already used|expired|unknown/);
+    assert.equal(await countRows('SELECT count(*) AS n FROM sessions'), sessions);
+    assert.equal(new URL(tab.page.url()).pathname, '/console/');
+  });
+
+  void test('wallet: a SIWE message for another site is never handed to the wallet', async () => {
+    const tab = await openTab(newWallet());
+    const host = new URL(stack.url).host;
+    await tab.page.route('**/v1/session/wallet_challenge', async (route) => {
+      const res = await route.fetch();
+      const body = (await res.json()) as { message: string };
+      body.message = body.message.replace(`${host} wants you`, 'evil.example wants you');
+      return route.fulfill({ response: res, json: body });
+    });
+    await tab.page.goto('/console/');
+    await tab.page.getByRole('button', { name: 'Sign in with wallet' }).click();
+    const alert = tab.page.locator('#wallet [role=alert]');
+    await alert.waitFor();
+    assert.match(await alert.innerText(), /for evil\.example, not for/);
+    assert.deepEqual(await tab.walletCalls(), ['eth_requestAccounts', 'eth_chainId'], 'the wallet was asked to sign');
+  });
+
+  void test('Google: the browser form with PKCE through the loopback provider; an exchange this tab did not start is refused', async () => {
+    const tab = await openTab();
+    await tab.page.goto('/console/');
+    await tab.page.getByRole('button', { name: 'Sign in with Google' }).click();
+    await tab.page.waitForURL('**/console/account');
+    await tab.page.locator('#identities li').waitFor();
+    const text = await tab.page.locator('#identities').innerText();
+    assert.match(text, /google/);
+    assert.match(text, /dev@example\.com/);
+    assert.equal(await tab.page.evaluate<string>('location.search'), '', 'the exchange code stayed in the address bar');
+
+    const stranger = await openTab();
+    await stranger.page.goto(`/console/?exchange_code=${'a'.repeat(32)}.${'b'.repeat(43)}`);
+    await stranger.page.getByText('this tab did not start a Google sign-in').waitFor();
+  });
+
+  void test('grants: the main account offers, the agent accepts with its wallet, the main account revokes', async () => {
+    const { page } = mainTab;
+    await page.getByRole('link', { name: 'Grants' }).click();
+    await page.locator('#offer input[name=agent_address]').fill(agentWallet.address);
+    await page.locator('#offer input[name=services]').fill('s3, bedrock');
+    await page.getByRole('button', { name: 'Offer grant' }).click();
+    const item = page.locator('#grants-main li').first();
+    await item.locator('.tag', { hasText: 'pending' }).waitFor();
+    const grantId = await item.getAttribute('data-grant');
+    assert.ok(grantId);
+    await shoot(page, 'grants');
+
+    const agent = await openTab(agentWallet);
+    await agent.page.goto('/console/grants');
+    await signInByWallet(agent);
+    await agent.page.getByRole('link', { name: 'Grants' }).click();
+    const offered = agent.page.locator(`#grants-agent li[data-grant="${grantId}"]`);
+    await offered.getByRole('button', { name: 'Accept with wallet' }).click();
+    await agent.page.locator(`#grants-agent li[data-grant="${grantId}"] .tag.ok`).waitFor();
+    assert.equal(
+      (await stack.db.query<{ accepted_at: Date | null }>('SELECT accepted_at FROM grants WHERE grant_id = $1', [grantId])).rows[0]?.accepted_at instanceof
+        Date,
+      true,
+    );
+
+    await page.reload();
+    const active = page.locator(`#grants-main li[data-grant="${grantId}"]`);
+    await active.locator('.tag.ok', { hasText: 'active' }).waitFor();
+    await active.getByRole('button', { name: 'Revoke' }).click();
+    await page.locator(`#grants-main li[data-grant="${grantId}"] .tag.bad`, { hasText: 'revoked' }).waitFor();
+    assert.deepEqual(await mainTab.cspViolations(), []);
+    assert.deepEqual(await agent.cspViolations(), []);
+  });
+
+  void test('audit: every row of the account is proven in the browser against the published key; a changed row or head is refused', async () => {
+    const anchored = await stack.temporal.workflow.execute<() => Promise<AnchorResult>>('auditAnchorWorkflow', {
+      workflowId: `audit/anchor-console-${Date.now()}`,
+      taskQueue: stack.config.BROKER_TASK_QUEUE,
+    });
+    assert.ok(anchored);
+    const { page } = mainTab;
+    await page.getByRole('link', { name: 'Audit' }).click();
+    const omni = (await stack.db.query<{ omni_account: string }>('SELECT omni_account FROM wallets WHERE address = $1', [mainWallet.lower])).rows[0]
+      ?.omni_account;
+    const rows = await countRows('SELECT count(*) AS n FROM audit_log WHERE omni_account = $1', [omni]);
+    assert.ok(rows >= 3, `only ${rows} rows`);
+    await page
+      .locator('#audit li')
+      .nth(rows - 1)
+      .waitFor();
+    await allProofs(page, 'ok');
+    assert.equal(await page.locator('[data-proof].ok').count(), rows);
+    assert.match(await page.locator('[data-proof]').first().innerText(), /^verified/);
+    await shoot(page, 'audit');
+
+    // The same proofs, each changed in one place on the way to the page.
+    for (const [change, refusal] of [
+      [(p: Record<string, unknown>) => ((p.row as { details: Record<string, unknown> }).details.extra = 'x'), /fields do not hash/],
+      [(p: Record<string, unknown>) => ((p.head as { jws: string }).jws = flipLastSignatureChar((p.head as { jws: string }).jws)), /signature does not verify/],
+    ] as const) {
+      await page.route('**/v1/audit/proof?*', async (route) => {
+        const res = await route.fetch();
+        const body = (await res.json()) as Record<string, unknown>;
+        change(body);
+        return route.fulfill({ response: res, json: body });
+      });
+      await page.reload();
+      await allProofs(page, 'bad');
+      assert.match(await page.locator('[data-proof]').first().innerText(), refusal);
+      await page.unrouteAll({ behavior: 'wait' });
+    }
+    assert.deepEqual(await mainTab.cspViolations(), []);
+  });
+
+  void test('device: a verification link opened signed out signs in first, then shows the code it carried', async () => {
+    const tab = await openTab();
+    await tab.page.goto('/console/device?user_code=bcdf ghjk');
+    await tab.page.getByText('Sign in to approve the device.').waitFor();
+    await signInByEmail(tab, uniqueEmail('device'));
+    await tab.page.waitForURL('**/console/device?user_code=*');
+    assert.equal(await tab.page.locator('#device input[name=user_code]').inputValue(), 'BCDF-GHJK');
+    await shoot(tab.page, 'device');
+    assert.deepEqual(await tab.cspViolations(), []);
+  });
+
+  void test('device: the page looks the code up and sends the decision in the shapes of the device contract (answers given by the page route)', async () => {
+    // The device routes (GET/POST /v1/device/verify, docs/contracts.md) are answered here as the
+    // contract fixes them; docs/console.md names the end-to-end test that replaces these answers.
+    const tab = await openTab();
+    await tab.page.goto('/console/');
+    await signInByEmail(tab, uniqueEmail('device-contract'));
+    const asked: { method: string; url: string; body: unknown; auth: string | undefined }[] = [];
+    const now = Math.floor(Date.now() / 1000);
+    await tab.page.route('**/v1/device/verify*', async (route) => {
+      const req = route.request();
+      asked.push({ method: req.method(), url: req.url(), body: req.postDataJSON() as unknown, auth: req.headers().authorization });
+      if (req.method() === 'GET') {
+        const code = new URL(req.url()).searchParams.get('user_code');
+        if (code !== 'BCDF-GHJK') return route.fulfill({ status: 404, json: { error: 'not_found', message: 'unknown or expired user code' } });
+        return route.fulfill({
+          json: { user_code: code, status: 'pending', requested_at: now, expires_at: now + 600, client_id: 'agentkeys-cli', scope: 'session' },
+        });
+      }
+      return route.fulfill({ json: { status: (req.postDataJSON() as { action: string }).action === 'approve' ? 'approved' : 'denied' } });
+    });
+    await tab.page.goto('/console/device');
+    const input = tab.page.locator('#device input[name=user_code]');
+    await input.fill('zzzz zzzz');
+    await tab.page.getByRole('button', { name: 'Continue' }).click();
+    await tab.page.getByText('No device is waiting for this code').waitFor();
+    await input.fill('bcdf-ghjk');
+    await tab.page.getByRole('button', { name: 'Continue' }).click();
+    await tab.page.getByText('agentkeys-cli').waitFor();
+    await shoot(tab.page, 'device-approve');
+    await tab.page.getByRole('button', { name: 'Approve' }).click();
+    await tab.page.getByText('Approved: the device is signed in').waitFor();
+    const token = (await tab.page.evaluate<string>('sessionStorage.getItem("agentkeys.console.session")')) ?? '';
+    const bearer = `Bearer ${(JSON.parse(token) as { token: string }).token}`;
+    assert.deepEqual(
+      asked.map((a) => [a.method, new URL(a.url).search, a.body, a.auth === bearer]),
+      [
+        ['GET', '?user_code=ZZZZ-ZZZZ', null, true],
+        ['GET', '?user_code=BCDF-GHJK', null, true],
+        ['POST', '', { user_code: 'BCDF-GHJK', action: 'approve' }, true],
+      ],
+    );
+  });
+});
+
+/** Waits until every proof badge on the page shows this verdict (the page's policy allows no eval, so polled from here). */
+async function allProofs(page: Page, verdict: 'ok' | 'bad'): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const [all, done] = await Promise.all([page.locator('[data-proof]').count(), page.locator(`[data-proof].${verdict}`).count()]);
+    if (all > 0 && all === done) return;
+    if (Date.now() > deadline) throw new Error(`${done} of ${all} proofs show ${verdict}: ${(await page.locator('[data-proof]').allInnerTexts()).join(' | ')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function flipLastSignatureChar(jws: string): string {
+  const last = jws.slice(-2, -1);
+  return `${jws.slice(0, -2)}${last === 'A' ? 'B' : 'A'}${jws.slice(-1)}`;
+}
