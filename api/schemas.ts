@@ -65,14 +65,33 @@ export const errorBody = z.object({ error: z.string(), message: z.string() }).pa
 
 export const identitySchema = z.object({ type: z.enum(IDENTITY_TYPES), value: z.string() });
 
-export const loginSessionSchema = z.object({
+/**
+ * The session body (docs/contracts.md §5), defined here once: every login answers
+ * loginSessionSchema, a refresh answers the bearer part plus its refresh token
+ * (refreshedSessionSchema); the types below are derived from them.
+ */
+const sessionBearerSchema = z.object({
   token: z.string(),
   token_type: z.literal('Bearer'),
   expires_at: z.number().int().describe('unix seconds'),
   omni_account: z.string(),
-  user_id: z.string(),
-  identity: identitySchema,
 });
+
+export const loginSessionSchema = sessionBearerSchema.extend({ user_id: z.string(), identity: identitySchema });
+export type LoginSession = z.infer<typeof loginSessionSchema>;
+
+/** A session's refresh token as POST /v1/session/refresh_token answers it. */
+export const refreshTokenSchema = z.object({
+  refresh_token: z.string().describe('opaque; accepted once'),
+  refresh_expires_at: z
+    .number()
+    .int()
+    .describe('unix seconds: unused until then it expires (BROKER_REFRESH_IDLE_SECONDS, capped by BROKER_REFRESH_MAX_SECONDS)'),
+});
+export type RefreshTokenAnswer = z.infer<typeof refreshTokenSchema>;
+
+export const refreshedSessionSchema = sessionBearerSchema.extend(refreshTokenSchema.shape);
+export type RefreshedSession = z.infer<typeof refreshedSessionSchema>;
 
 /** A grant id as POST /v1/grants issues it (docs/contracts.md §6): `grt_` + 32 lower-case hex digits. */
 export const grantIdSchema = z.string().regex(/^grt_[0-9a-f]{32}$/, 'grant_id is malformed (expected grt_ and 32 lower-case hex digits)');
