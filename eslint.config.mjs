@@ -72,6 +72,26 @@ export default tseslint.config(
     },
   },
   {
+    // Routes check the request, call one function and shape the answer (docs/code-layout.md):
+    // a transaction, an audit row or a statement belongs to services/ or db/.
+    files: ['api/routes/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            { name: '../../db/pool', importNames: ['withTransaction'], message: 'no transaction in a route: call a function of services/.' },
+            { name: '../../db/audit', importNames: ['appendAudit'], message: 'the audit row is written by the function that changes the state (services/).' },
+          ],
+        },
+      ],
+      'no-restricted-syntax': [
+        'error',
+        { selector: "CallExpression[callee.property.name='query']", message: 'SQL lives in db/ (one module per table); call it from there.' },
+      ],
+    },
+  },
+  {
     files: ['workflows/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', { patterns: ['node:*', 'pg', 'fs', 'crypto', 'net', 'http', '@aws-sdk/*', 'jose', 'viem'] }],
