@@ -3,22 +3,25 @@ import tseslint from 'typescript-eslint';
 
 /**
  * Imports point down only: scripts/test/bench → worker/api → activities → workflows (their
- * definitions) / db / adapters → lib. Each layer lists the top-level folders it must not import.
- * `lib/` is pure (no I/O), `adapters/` holds key loading and outside clients.
+ * definitions) / services → db / adapters → lib. Each layer lists the top-level folders it must not import.
+ * `lib/` is pure (no I/O), `adapters/` holds key loading and outside clients, `db/` one module
+ * per table (all SQL), `services/` the state changes the API and activities share (one
+ * transaction each, its audit row included).
  */
-const TOP = ['api', 'worker', 'activities', 'workflows', 'db', 'adapters', 'lib', 'fixtures', 'scripts', 'test', 'bench', 'cli'];
+const TOP = ['api', 'worker', 'activities', 'workflows', 'services', 'db', 'adapters', 'lib', 'fixtures', 'scripts', 'test', 'bench', 'cli'];
 const MAY_IMPORT = {
   lib: ['lib'],
   db: ['db', 'lib'],
   adapters: ['adapters', 'lib'],
   workflows: ['workflows', 'lib'],
-  activities: ['activities', 'workflows', 'db', 'adapters', 'lib'],
-  api: ['api', 'activities', 'workflows', 'db', 'adapters', 'lib'],
-  worker: ['worker', 'activities', 'workflows', 'db', 'adapters', 'lib'],
+  services: ['services', 'db', 'adapters', 'lib'],
+  activities: ['activities', 'workflows', 'services', 'db', 'adapters', 'lib'],
+  api: ['api', 'activities', 'workflows', 'services', 'db', 'adapters', 'lib'],
+  worker: ['worker', 'activities', 'workflows', 'services', 'db', 'adapters', 'lib'],
   fixtures: ['fixtures', 'adapters', 'lib'],
-  scripts: ['scripts', 'api', 'worker', 'activities', 'workflows', 'db', 'adapters', 'lib', 'fixtures'],
-  test: ['test', 'cli', 'scripts', 'api', 'worker', 'activities', 'workflows', 'db', 'adapters', 'lib', 'fixtures'],
-  bench: ['bench', 'test', 'scripts', 'api', 'worker', 'activities', 'workflows', 'db', 'adapters', 'lib', 'fixtures'],
+  scripts: ['scripts', 'api', 'worker', 'activities', 'workflows', 'services', 'db', 'adapters', 'lib', 'fixtures'],
+  test: ['test', 'cli', 'scripts', 'api', 'worker', 'activities', 'workflows', 'services', 'db', 'adapters', 'lib', 'fixtures'],
+  bench: ['bench', 'test', 'scripts', 'api', 'worker', 'activities', 'workflows', 'services', 'db', 'adapters', 'lib', 'fixtures'],
   cli: ['cli', 'lib'],
 };
 const layerRules = Object.entries(MAY_IMPORT).map(([layer, allowed]) => {
@@ -65,6 +68,26 @@ export default tseslint.config(
             },
           ],
         },
+      ],
+    },
+  },
+  {
+    // Routes check the request, call one function and shape the answer (docs/code-layout.md):
+    // a transaction, an audit row or a statement belongs to services/ or db/.
+    files: ['api/routes/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            { name: '../../db/pool', importNames: ['withTransaction'], message: 'no transaction in a route: call a function of services/.' },
+            { name: '../../db/audit', importNames: ['appendAudit'], message: 'the audit row is written by the function that changes the state (services/).' },
+          ],
+        },
+      ],
+      'no-restricted-syntax': [
+        'error',
+        { selector: "CallExpression[callee.property.name='query']", message: 'SQL lives in db/ (one module per table); call it from there.' },
       ],
     },
   },

@@ -43,7 +43,7 @@ async function mailCode(mailer: Mailer, to: string, code: string, ttlSeconds: nu
     if (PERMANENT_SES_ERRORS.has(name)) {
       throw ApplicationFailure.nonRetryable(`the mail service refused the message (${name})`, FailureType.deliveryFailed);
     }
-    throw ApplicationFailure.retryable(`sending the code failed (${name}); will retry`, 'MailTransient');
+    throw ApplicationFailure.retryable(`sending the code failed (${name}); will retry`, FailureType.mailTransient);
   }
 }
 

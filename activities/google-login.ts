@@ -3,13 +3,14 @@ import { ApplicationFailure } from '@temporalio/common';
 import { GoogleOidc, GoogleProviderError, type GoogleIdentityClaims } from '../adapters/google-oidc';
 import { recordVerifiedEmail } from '../db/users';
 import { hmacHex } from '../lib/digest';
+import { FailureType } from '../lib/errors';
 import type { GoogleSessionClaims } from '../workflows/google-login.definitions';
 import { currentRun } from './context';
 import type { ActivityDeps } from './deps';
 import { createLoginActivities } from './login-completion';
 
 /** ApplicationFailure type of a provider call that failed; `details[0].reason` says why (access_denied, invalid_id_token, ...). */
-export const GOOGLE_PROVIDER_FAILURE = 'GoogleProviderFailed';
+export const GOOGLE_PROVIDER_FAILURE = FailureType.googleProviderFailed;
 
 export interface ExchangeGoogleCodeInput {
   params: Record<string, string>;

@@ -1,5 +1,7 @@
 import { purgeEmailSends } from '../db/email-sends';
 import { purgeRefreshTokens } from '../db/refresh-tokens';
+import { purgeExpiredSessions, purgeExpiredTeeTokenRevocations } from '../db/sessions';
+import { purgeExpiredProofs } from '../db/used-signatures';
 import type { ActivityDeps } from './deps';
 
 export interface PurgeResult {
@@ -20,12 +22,12 @@ export function createMaintenanceActivities(deps: ActivityDeps) {
     /** Deletes rows that can no longer change any decision. Idempotent: a retry deletes nothing more. */
     async purgeExpiredRows(): Promise<PurgeResult> {
       const now = new Date(deps.now());
-      const proofs = await deps.db.query('DELETE FROM used_signatures WHERE expires_at < $1', [now]);
-      const sessions = await deps.db.query('DELETE FROM sessions WHERE expires_at < $1', [now]);
-      const revokedTeeTokens = await deps.db.query('DELETE FROM revoked_tee_tokens WHERE expires_at < $1', [now]);
+      const proofs = await purgeExpiredProofs(deps.db, now);
+      const sessions = await purgeExpiredSessions(deps.db, now);
+      const revokedTeeTokens = await purgeExpiredTeeTokenRevocations(deps.db, now);
       const emailSends = await purgeEmailSends(deps.db, deps.now());
       const refreshTokens = await purgeRefreshTokens(deps.db, now, deps.config.BROKER_REFRESH_MAX_SECONDS);
-      return { proofs: proofs.rowCount ?? 0, sessions: sessions.rowCount ?? 0, revokedTeeTokens: revokedTeeTokens.rowCount ?? 0, emailSends, refreshTokens };
+      return { proofs, sessions, revokedTeeTokens, emailSends, refreshTokens };
     },
   };
 }

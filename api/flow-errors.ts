@@ -1,31 +1,13 @@
 import { WorkflowFailedError, WorkflowNotFoundError, WorkflowUpdateFailedError, isGrpcServiceError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { BrokerError, unavailable, type ErrorKind } from '../lib/errors';
-import { FailureType } from '../workflows/definitions';
-
-const KIND_BY_FAILURE: Record<string, ErrorKind> = {
-  [FailureType.invalidCode]: 'invalid_code',
-  [FailureType.expired]: 'expired',
-  [FailureType.tooManyAttempts]: 'too_many_attempts',
-  [FailureType.rateLimited]: 'rate_limited',
-  [FailureType.badRequest]: 'bad_request',
-  [FailureType.forbidden]: 'forbidden',
-  [FailureType.unauthorized]: 'unauthorized',
-  [FailureType.deliveryFailed]: 'unavailable',
-  [FailureType.auditFailed]: 'audit_error',
-  [FailureType.stsFailed]: 'sts_error',
-  [FailureType.replayed]: 'conflict',
-  [FailureType.conflict]: 'conflict',
-  [FailureType.chainUnavailable]: 'unavailable',
-  [FailureType.providerUnavailable]: 'unavailable',
-};
+import { BrokerError, errorCodeOfFailure, unavailable } from '../lib/errors';
 
 function fromApplicationFailure(f: ApplicationFailure): BrokerError | undefined {
-  const kind = f.type ? KIND_BY_FAILURE[f.type] : undefined;
-  if (!kind) return undefined;
+  const code = errorCodeOfFailure(f.type);
+  if (!code) return undefined;
   const details = (f.details?.[0] ?? {}) as Record<string, unknown>;
   const retryAfter = typeof details.retry_after === 'number' ? details.retry_after : undefined;
-  return new BrokerError(kind, f.message, {
+  return new BrokerError(code, f.message, {
     body: details,
     headers: retryAfter !== undefined ? { 'retry-after': String(retryAfter) } : undefined,
   });
@@ -33,7 +15,7 @@ function fromApplicationFailure(f: ApplicationFailure): BrokerError | undefined 
 
 /**
  * Maps what the Temporal client throws while driving a flow to the wire error: a flow's own
- * ApplicationFailure keeps its kind and details; a finished or unknown flow is `expired`; an
+ * ApplicationFailure answers as its code (lib/errors.ts) with its details; a finished or unknown flow is `expired`; an
  * unreachable Temporal is `unavailable`. Anything else is rethrown (a 500).
  */
 export function toBrokerError(e: unknown, notFound: BrokerError = new BrokerError('expired', 'this request has expired or is unknown')): unknown {
@@ -54,8 +36,11 @@ export function toBrokerError(e: unknown, notFound: BrokerError = new BrokerErro
   return e;
 }
 
-/** Awaits a flow call, translating its failures (see toBrokerError). */
-export async function driveFlow<T>(call: () => Promise<T>, notFound?: BrokerError): Promise<T> {
+/**
+ * Awaits a Temporal client call, translating its failures (see toBrokerError). No deadline: the
+ * routes' `app.driveFlow` (api/plugins/flow-deadline.ts) adds one around this.
+ */
+export async function translateFlowFailures<T>(call: () => Promise<T>, notFound?: BrokerError): Promise<T> {
   try {
     return await call();
   } catch (e) {

@@ -2,7 +2,6 @@ import { BrokerError } from '../lib/errors';
 import type { FastifySchemaCompiler } from 'fastify';
 import { validatorCompiler as zodValidatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { IDENTITY_TYPES } from '../lib/omni';
 
 /** Wire schemas shared by several surfaces (docs/contracts.md §4/§5). */
 
@@ -63,16 +62,16 @@ export const validatorCompiler: FastifySchemaCompiler<z.ZodType> = (route) => {
 
 export const errorBody = z.object({ error: z.string(), message: z.string() }).passthrough().describe('error');
 
-export const identitySchema = z.object({ type: z.enum(IDENTITY_TYPES), value: z.string() });
-
-export const loginSessionSchema = z.object({
-  token: z.string(),
-  token_type: z.literal('Bearer'),
-  expires_at: z.number().int().describe('unix seconds'),
-  omni_account: z.string(),
-  user_id: z.string(),
-  identity: identitySchema,
-});
+// The session bodies are defined once, in lib/wire.ts (the CLI reads the same types).
+export {
+  identitySchema,
+  loginSessionSchema,
+  refreshedSessionSchema,
+  refreshTokenSchema,
+  type RefreshedSessionBody as RefreshedSession,
+  type RefreshTokenBody as RefreshTokenAnswer,
+  type SessionBody as LoginSession,
+} from '../lib/wire';
 
 /** A grant id as POST /v1/grants issues it (docs/contracts.md §6): `grt_` + 32 lower-case hex digits. */
 export const grantIdSchema = z.string().regex(/^grt_[0-9a-f]{32}$/, 'grant_id is malformed (expected grt_ and 32 lower-case hex digits)');

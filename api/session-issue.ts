@@ -1,7 +1,8 @@
 import type { BrokerSecrets } from '../adapters/secrets';
 import type { Config } from '../lib/config';
 import { signSessionToken } from '../lib/session-token';
-import type { LoginOutcome, LoginSession } from '../workflows/definitions';
+import type { LoginOutcome, LoginSession as RecordedLoginSession } from '../workflows/definitions';
+import type { LoginSession } from './schemas';
 
 /**
  * Turns what a login flow returns into the wire session (docs/contracts.md §5): the API signs the
@@ -13,7 +14,7 @@ import type { LoginOutcome, LoginSession } from '../workflows/definitions';
  * A run recorded before this (its completeLogin signed the token itself) returns a LoginSession,
  * which is handed out as it is.
  */
-export async function issueSession(deps: { config: Config; secrets: BrokerSecrets }, result: LoginOutcome | LoginSession): Promise<LoginSession> {
+export async function issueSession(deps: { config: Config; secrets: BrokerSecrets }, result: LoginOutcome | RecordedLoginSession): Promise<LoginSession> {
   if ('token' in result) return result;
   const { token } = await signSessionToken(deps.secrets.sessionKey, {
     issuer: deps.config.publicUrl,

@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
-import { withTransaction, type Db, type Queryable } from '../db/pool';
-import { insertRefreshToken, lockRefreshToken, markRefreshTokenUsed, revokeRefreshFamily, refreshFamilyOfSession } from '../db/refresh-tokens';
+import { withTransaction, type Db } from '../db/pool';
+import { insertRefreshToken, lockRefreshToken, markRefreshTokenUsed, revokeRefreshFamily } from '../db/refresh-tokens';
 import { insertSession, revokeSessions, sessionCreatedAt } from '../db/sessions';
 import type { Config } from '../lib/config';
 import { hmacHex } from '../lib/digest';
 import { BrokerError } from '../lib/errors';
 import { signSessionToken, type LoginMethod } from '../lib/session-token';
+import type { RefreshedSession, RefreshTokenAnswer } from './schemas';
 
 /**
  * Refresh tokens (docs/security.md "Refresh tokens"). Opaque (`akr_` + 32 random bytes,
@@ -15,18 +16,15 @@ import { signSessionToken, type LoginMethod } from '../lib/session-token';
  * new session and a new token of the same family. A spent token presented again — a copy in
  * someone else's hands, or two holders racing — revokes the family and every session it issued,
  * with a `session.refresh_reuse` audit row. Every refusal is the same 401 and changes nothing but
- * that revocation.
+ * that revocation. Each function is one transaction with its audit row.
+ *
+ * Checks here: every rule of refresh tokens (once per session, the family's age, spent, revoked
+ * or expired tokens). The route checks only the body's form and the bearer's kind.
  */
 export interface RefreshDeps {
   config: Config;
   secrets: BrokerSecrets;
   db: Db;
-}
-
-export interface RefreshTokenAnswer {
-  refresh_token: string;
-  /** Unix seconds: unused until then, it expires (the family's maximum may end it sooner). */
-  refresh_expires_at: number;
 }
 
 const digestOf = (secrets: BrokerSecrets, token: string) => hmacHex(secrets.hmacSecret, 'refresh-token', token);
@@ -74,13 +72,6 @@ export async function claimRefreshToken(
   return { refresh_token: token, refresh_expires_at: expiresAt(deps.config, now, started) };
 }
 
-export interface RefreshedSession extends RefreshTokenAnswer {
-  token: string;
-  token_type: 'Bearer';
-  expires_at: number;
-  omni_account: string;
-}
-
 type Outcome =
   | { ok: true; session: Omit<RefreshedSession, 'token' | 'token_type'> & { jti: string; method: LoginMethod; wallet?: string; nowSeconds: number } }
   | { ok: false; message: string };
@@ -114,7 +105,7 @@ export async function refreshSession(deps: RefreshDeps, presented: string, reque
     const token = newToken();
     const jti = randomBytes(16).toString('hex');
     const nowSeconds = Math.floor(nowMs / 1000);
-    const sessionExpires = nowSeconds + config.BROKER_SESSION_TTL_SECONDS;
+    const sessionExpires = nowSeconds + config.BROKER_LOGIN_SESSION_TTL_SECONDS;
     await insertSession(tx, { jti, omniAccount: row.omni_account, method: row.method, expiresAt: new Date(sessionExpires * 1000) });
     await insertRefreshToken(tx, {
       digest: digestOf(secrets, token),
@@ -166,10 +157,4 @@ export async function refreshSession(deps: RefreshDeps, presented: string, reque
     refresh_token: s.refresh_token,
     refresh_expires_at: s.refresh_expires_at,
   };
-}
-
-/** Logout of a session ends its family: the refresh token in hand and the sessions it issued. */
-export async function revokeFamilyOfSession(tx: Queryable, jti: string): Promise<number> {
-  const family = await refreshFamilyOfSession(tx, jti);
-  return family ? revokeSessions(tx, await revokeRefreshFamily(tx, family)) : 0;
 }

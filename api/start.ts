@@ -1,7 +1,7 @@
 import type { Client } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type BuildAppOptions } from './app';
-import type { ApiDeps } from './deps';
+import type { ApiDeps } from './dependencies';
 import { startOpsListener } from '../adapters/ops-listener';
 import { processRegistry } from '../lib/metrics';
 import { createTeeVerifierFromConfig, teeKeyReadiness } from '../adapters/tee-jwt';

@@ -7,16 +7,14 @@
  */
 import { mkdir, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { RefreshTokenBody } from '../lib/wire';
 import { BrokerClient } from './broker-client';
 import { BrokerAnswerError, CliError, NotLoggedInError } from './errors';
 import { profileDir, saveLogin, type ProfileRecord, type ProfileSession, type SessionStore } from './session-store';
 
 export const RENEW_MARGIN_SECONDS = 300;
 
-interface RefreshAnswer {
-  refresh_token: string;
-  refresh_expires_at: number;
-}
+type RefreshAnswer = RefreshTokenBody;
 
 /** The session with its refresh token, or as it was when the broker offers none (older brokers, TEE tokens). */
 export async function withRefreshToken(session: ProfileSession): Promise<ProfileSession> {

@@ -1,3 +1,8 @@
+/**
+ * email_sends: the mailbox send budget's ledger. Checks here: reserveEmailSend decides the budget
+ * under a per-mailbox lock (the decision itself is lib/email-send-budget.ts); peekEmailSend is a
+ * read-only early refusal.
+ */
 import { decideEmailSend, EMAIL_SEND_WINDOW_MS, type EmailSendDecision, type EmailSendPolicy, type EmailSendRecord } from '../lib/email-send-budget';
 import { withTransaction, type Db, type Queryable } from './pool';
 

@@ -9,6 +9,10 @@ export type { GrantScope } from '../lib/grant-scope';
  * (`0x` + 40 hex). A grant binds (mints, check_hyper_agent_address) only while it is *active*:
  * accepted by its agent, not left, not revoked, not expired at the moment asked (`at`, default
  * the database clock). A grant its agent has not accepted is *pending* and binds nothing.
+ *
+ * Checks here: what must hold under concurrency — the live-grant cap (per-account lock in
+ * insertGrant) and each state change's precondition in its UPDATE. The rest of grants' rules are
+ * services/grants.ts's.
  */
 
 export interface GrantRow {
@@ -203,14 +207,5 @@ export async function endGrantByAgent(
   return existing.rows[0] ? { grant: existing.rows[0], changed: null } : undefined;
 }
 
-/**
- * The address a grant of this account binds as its main wallet: the account's main EVM wallet
- * (lowest slot with role main and a known address), or undefined when it has none.
- */
-export async function findMainAddress(q: Queryable, omniAccount: string): Promise<string | undefined> {
-  const r = await q.query<{ address: string }>(
-    `SELECT address FROM wallets WHERE omni_account = $1 AND role = 'main' AND address IS NOT NULL ORDER BY wallet_index LIMIT 1`,
-    [omniAccount],
-  );
-  return r.rows[0]?.address;
-}
+/** @deprecated moved to db/users.ts (the wallets table's module); re-exported for old imports. */
+export { findMainAddress } from './users';

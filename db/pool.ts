@@ -40,6 +40,11 @@ export function isDbUnreachable(e: unknown): boolean {
   return UNREACHABLE_MESSAGES.has(e.message) || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT';
 }
 
+/** One round trip: the database answers (readiness checks). */
+export async function pingDb(q: Queryable): Promise<void> {
+  await q.query('SELECT 1');
+}
+
 /** Runs fn in a transaction on one client; commits on success, rolls back on any error. */
 export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();

@@ -9,6 +9,24 @@ export async function insertSession(q: Queryable, s: { jti: string; omniAccount:
   ]);
 }
 
+/** True when a session row with this jti exists (revoked or not). */
+export async function sessionExists(q: Queryable, jti: string): Promise<boolean> {
+  const r = await q.query('SELECT 1 FROM sessions WHERE jti = $1', [jti]);
+  return (r.rowCount ?? 0) > 0;
+}
+
+/** Deletes the session rows whose token has expired (the token is refused by its exp anyway); answers how many. */
+export async function purgeExpiredSessions(q: Queryable, now: Date): Promise<number> {
+  const r = await q.query('DELETE FROM sessions WHERE expires_at < $1', [now]);
+  return r.rowCount ?? 0;
+}
+
+/** Deletes the logged-out TEE tokens past their exp; answers how many. */
+export async function purgeExpiredTeeTokenRevocations(q: Queryable, now: Date): Promise<number> {
+  const r = await q.query('DELETE FROM revoked_tee_tokens WHERE expires_at < $1', [now]);
+  return r.rowCount ?? 0;
+}
+
 /** True when the session exists and has not been revoked (expiry is checked on the token itself). */
 export async function isSessionLive(q: Queryable, jti: string): Promise<boolean> {
   const r = await q.query('SELECT 1 FROM sessions WHERE jti = $1 AND revoked_at IS NULL', [jti]);

@@ -1,6 +1,10 @@
 import type { Queryable } from './pool';
 
-/** Data access for the Heima TEE callbacks (post_heima_login, add_wallet). */
+/**
+ * Data access for the Heima TEE callbacks (post_heima_login, add_wallet). Checks here: the one
+ * that decides between repeats — a token digest or a wallet slot is recorded once (the unique
+ * keys, ON CONFLICT); the route's and the workflow's in-memory de-duplication only save work.
+ */
 
 /** Records one accepted post_heima_login; the same token digest twice is one row. Returns whether it was new. */
 export async function recordTeeLogin(

@@ -68,3 +68,15 @@ export async function recordMainWallet(q: Queryable, omniAccount: string, addres
 export async function recordVerifiedEmail(q: Queryable, omniAccount: string, email: string): Promise<void> {
   await q.query('UPDATE users SET email = $2 WHERE omni_account = $1 AND email IS DISTINCT FROM $2', [omniAccount, email]);
 }
+
+/**
+ * The address a grant of this account binds as its main wallet: the account's main EVM wallet
+ * (lowest slot with role main and a known address), or undefined when it has none.
+ */
+export async function findMainAddress(q: Queryable, omniAccount: string): Promise<string | undefined> {
+  const r = await q.query<{ address: string }>(
+    `SELECT address FROM wallets WHERE omni_account = $1 AND role = 'main' AND address IS NOT NULL ORDER BY wallet_index LIMIT 1`,
+    [omniAccount],
+  );
+  return r.rows[0]?.address;
+}

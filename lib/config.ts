@@ -136,7 +136,10 @@ export const envSchema = z.object({
   BROKER_AUDIT_ANCHOR_SECONDS: int(1, 86400).default(60),
   /** How many hash chains the audit log is split into (by OmniAccount); fixed once rows are in them. */
   BROKER_AUDIT_SHARDS: int(1, 256).default(16),
-  BROKER_SESSION_TTL_SECONDS: int(60, 30 * 86400).default(12 * 3600),
+  /** Lifetime of a broker login session (the bearer a login answers; default 12 h). */
+  BROKER_LOGIN_SESSION_TTL_SECONDS: int(60, 30 * 86400).optional(),
+  /** @deprecated the old name of BROKER_LOGIN_SESSION_TTL_SECONDS, still read (with a warning). */
+  BROKER_SESSION_TTL_SECONDS: int(60, 30 * 86400).optional(),
   /** A refresh token expires this long after it was issued unless traded for a new one first. */
   BROKER_REFRESH_IDLE_SECONDS: int(60, 365 * 86400).default(7 * 86400),
   /** No refresh renews a login beyond this long after its first session was issued. */
@@ -211,7 +214,10 @@ export const envSchema = z.object({
   BROKER_OIDC_KEY_PATH: optionalString,
   BROKER_OIDC_JWT_TTL_SECONDS: int(60, 3600).default(300),
   BROKER_DATA_ROLE_ARN: optionalString,
-  BROKER_SESSION_DURATION_SECONDS: int(900, 43200).default(3600),
+  /** Longest STS role session a mint may ask for (AWS DurationSeconds; default 1 h). */
+  BROKER_STS_SESSION_DURATION_SECONDS: int(900, 43200).optional(),
+  /** @deprecated the old name of BROKER_STS_SESSION_DURATION_SECONDS, still read (with a warning). */
+  BROKER_SESSION_DURATION_SECONDS: int(900, 43200).optional(),
   BROKER_STS_ENDPOINT: optionalUrl,
   BROKER_SKIP_STARTUP_CHECK: bool.optional(),
   /** How long a verifier (STS, jose) may cache the JWKS: a retired OIDC key stays published this long past the token TTL. */
@@ -224,7 +230,23 @@ export const envSchema = z.object({
 
 export type Env = z.infer<typeof envSchema>;
 
-export interface Config extends Env {
+/** Variables renamed for what they govern: old name → new name (the old one is still read, with a warning). */
+export const RENAMED_ENV = {
+  BROKER_SESSION_TTL_SECONDS: 'BROKER_LOGIN_SESSION_TTL_SECONDS',
+  BROKER_SESSION_DURATION_SECONDS: 'BROKER_STS_SESSION_DURATION_SECONDS',
+} as const;
+
+const warnedRenames = new Set<string>();
+
+export interface Config extends Omit<Env, keyof typeof RENAMED_ENV | (typeof RENAMED_ENV)[keyof typeof RENAMED_ENV]> {
+  /** Lifetime of a broker login session, seconds. */
+  BROKER_LOGIN_SESSION_TTL_SECONDS: number;
+  /** Longest STS role session a mint may ask for, seconds. */
+  BROKER_STS_SESSION_DURATION_SECONDS: number;
+  /** @deprecated BROKER_LOGIN_SESSION_TTL_SECONDS (kept for code not yet moved to the new name). */
+  BROKER_SESSION_TTL_SECONDS: number;
+  /** @deprecated BROKER_STS_SESSION_DURATION_SECONDS (kept for code not yet moved to the new name). */
+  BROKER_SESSION_DURATION_SECONDS: number;
   /** Resolved public URL (BROKER_PUBLIC_URL or http://HOST:PORT), without a trailing slash. */
   publicUrl: string;
   /** Google login's redirect URI (BROKER_GOOGLE_REDIRECT_URI or the public URL's callback path). */
@@ -249,6 +271,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
   }
   const e = parsed.data;
+  for (const [old, now] of Object.entries(RENAMED_ENV)) {
+    if (env[old] === undefined || warnedRenames.has(old)) continue;
+    warnedRenames.add(old);
+    const ignored = env[now] !== undefined ? ` (ignored: ${now} is set)` : '';
+    process.emitWarning(`${old} is deprecated: set ${now} instead${ignored}`, 'DeprecationWarning');
+  }
+  const loginSessionTtl = e.BROKER_LOGIN_SESSION_TTL_SECONDS ?? e.BROKER_SESSION_TTL_SECONDS ?? 12 * 3600;
+  const stsSessionDuration = e.BROKER_STS_SESSION_DURATION_SECONDS ?? e.BROKER_SESSION_DURATION_SECONDS ?? 3600;
+  const sessionLifetimes = {
+    BROKER_LOGIN_SESSION_TTL_SECONDS: loginSessionTtl,
+    BROKER_STS_SESSION_DURATION_SECONDS: stsSessionDuration,
+    BROKER_SESSION_TTL_SECONDS: loginSessionTtl,
+    BROKER_SESSION_DURATION_SECONDS: stsSessionDuration,
+  };
   const isProduction = e.NODE_ENV === 'production';
   const devFixtures = e.BROKER_DEV_FIXTURES ?? !isProduction;
   const publicUrl = (e.BROKER_PUBLIC_URL ?? `http://${e.HOST.includes(':') ? `[${e.HOST}]` : e.HOST}:${e.PORT}`).replace(/\/+$/, '');
@@ -287,5 +323,5 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (e.BROKER_GOOGLE_CLIENT_ID && new URL(e.BROKER_GOOGLE_ISSUER).protocol !== 'https:') problems.push('BROKER_GOOGLE_ISSUER must be https in production');
     if (problems.length > 0) throw new ConfigError(`refusing to start in production: ${problems.join('; ')}`);
   }
-  return { ...e, publicUrl, devFixtures, isProduction, googleRedirectUri, googleReturnOrigins };
+  return { ...e, ...sessionLifetimes, publicUrl, devFixtures, isProduction, googleRedirectUri, googleReturnOrigins };
 }

@@ -1,19 +1,38 @@
 /**
  * Wire bodies of the broker's public API (docs/contracts.md §4–§6), as TypeScript types. The API
- * produces them and the `agentkeys` CLI consumes them; both import them from here.
+ * produces them and the `agentkeys` CLI consumes them; both import them from here. The session
+ * bodies are defined once, as the zod schemas the API's routes answer with (api/schemas.ts
+ * re-exports them); their types are inferred from those schemas.
  */
-import type { Identity } from './omni';
+import { z } from 'zod';
+import { IDENTITY_TYPES, type Identity } from './omni';
+
+export const identitySchema = z.object({ type: z.enum(IDENTITY_TYPES), value: z.string() });
+
+const sessionBearerSchema = z.object({
+  token: z.string(),
+  token_type: z.literal('Bearer'),
+  expires_at: z.number().int().describe('unix seconds'),
+  omni_account: z.string(),
+});
 
 /** The body of every successful login (docs/contracts.md §5). */
-export interface SessionBody {
-  token: string;
-  token_type: 'Bearer';
-  /** Unix seconds. */
-  expires_at: number;
-  omni_account: string;
-  user_id: string;
-  identity: Identity;
-}
+export const loginSessionSchema = sessionBearerSchema.extend({ user_id: z.string(), identity: identitySchema });
+export type SessionBody = z.infer<typeof loginSessionSchema>;
+
+/** A session's refresh token as POST /v1/session/refresh_token answers it. */
+export const refreshTokenSchema = z.object({
+  refresh_token: z.string().describe('opaque; accepted once'),
+  refresh_expires_at: z
+    .number()
+    .int()
+    .describe('unix seconds: unused until then it expires (BROKER_REFRESH_IDLE_SECONDS, capped by BROKER_REFRESH_MAX_SECONDS)'),
+});
+export type RefreshTokenBody = z.infer<typeof refreshTokenSchema>;
+
+/** POST /v1/session/refresh: the bearer part of a session plus the next refresh token. */
+export const refreshedSessionSchema = sessionBearerSchema.extend(refreshTokenSchema.shape);
+export type RefreshedSessionBody = z.infer<typeof refreshedSessionSchema>;
 
 /** Every error answer: `{"error": kind, "message"}` plus kind-specific fields. */
 export interface ErrorBody {

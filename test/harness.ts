@@ -15,7 +15,7 @@ import pg from 'pg';
 import { buildApp } from '../api/app';
 import { startOpsListener, type OpsListener } from '../adapters/ops-listener';
 import { processRegistry } from '../lib/metrics';
-import type { ApiDeps } from '../api/deps';
+import type { ApiDeps } from '../api/dependencies';
 import { connectTemporalClient } from '../adapters/temporal-client';
 import { ensureAuditShards } from '../db/audit';
 import { migrate } from '../db/migrate';

@@ -7,15 +7,8 @@
 import type { Identity } from '../lib/omni';
 import type { LoginMethod } from '../lib/session-token';
 
-/** The wire body of a successful login (docs/contracts.md §5). */
-export interface LoginSession {
-  token: string;
-  token_type: 'Bearer';
-  expires_at: number;
-  omni_account: string;
-  user_id: string;
-  identity: Identity;
-}
+/** The wire body of a successful login (docs/contracts.md §5), defined in lib/wire.ts. */
+export type { SessionBody as LoginSession } from '../lib/wire';
 
 /**
  * What a login flow returns: the session as recorded (its jti, times and account), not a token.
@@ -37,24 +30,5 @@ export interface LoginOutcome {
   identity: Identity;
 }
 
-/** ApplicationFailure types a flow raises; the API maps each to an error kind. */
-export const FailureType = {
-  invalidCode: 'InvalidCode',
-  expired: 'Expired',
-  tooManyAttempts: 'TooManyAttempts',
-  rateLimited: 'RateLimited',
-  badRequest: 'BadRequest',
-  forbidden: 'Forbidden',
-  unauthorized: 'Unauthorized',
-  deliveryFailed: 'DeliveryFailed',
-  auditFailed: 'AuditFailed',
-  stsFailed: 'StsFailed',
-  /** A one-time proof (wallet signature, nonce) was already consumed: 409 conflict. */
-  replayed: 'Replayed',
-  /** The request contradicts what is recorded (an Idempotency-Key reused for another request, a cap reached): 409 conflict. */
-  conflict: 'Conflict',
-  /** The EVM RPC needed for a contract-wallet signature did not answer: 503 unavailable. */
-  chainUnavailable: 'ChainUnavailable',
-  /** An identity provider (Google) kept failing or did not answer in time: 503 unavailable. */
-  providerUnavailable: 'ProviderUnavailable',
-} as const;
+/** ApplicationFailure types: derived from the one error vocabulary (lib/errors.ts), re-exported for the flows that import them here. */
+export { FailureType } from '../lib/errors';

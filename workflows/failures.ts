@@ -1,9 +1,24 @@
-import { ApplicationFailure } from '@temporalio/workflow';
-import { FailureType } from './definitions';
+import { ApplicationFailure } from '@temporalio/common';
+import { ERRORS, type ErrorCode, type FailureTypeName } from '../lib/errors';
 
-/** Failures an update handler raises to the API; `details[0]` carries extra body fields. */
-export function flowFailure(type: (typeof FailureType)[keyof typeof FailureType], message: string, details?: Record<string, unknown>): ApplicationFailure {
+/**
+ * ApplicationFailures built from the one error vocabulary (lib/errors.ts). From
+ * @temporalio/common, not @temporalio/workflow, so activities build theirs here too.
+ */
+
+/** Failures an update handler raises to the API (never retried); `details[0]` carries extra body fields. */
+export function flowFailure(type: FailureTypeName, message: string, details?: Record<string, unknown>): ApplicationFailure {
   return ApplicationFailure.create({ type, message, nonRetryable: true, details: details ? [details] : [] });
+}
+
+/** The same by code: `failureOf('expired', …)`. `retryable` is for activities whose failure may pass (a database, a mail service coming back). */
+export function failureOf(code: ErrorCode, message: string, opts: { details?: Record<string, unknown>; retryable?: boolean } = {}): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: ERRORS[code].failure,
+    message,
+    nonRetryable: !opts.retryable,
+    details: opts.details ? [opts.details] : [],
+  });
 }
 
 export const secondsUntil = (ms: number, now: number): number => Math.max(1, Math.ceil((ms - now) / 1000));

@@ -4,6 +4,7 @@
  * stays deterministic (types, constants and pure helpers only).
  */
 
+import { FailureType } from '../lib/errors';
 import type { SealPublicJwk } from '../lib/seal';
 
 export const MINT_ID_PREFIX = 'mint/';
@@ -211,7 +212,7 @@ export interface MintStepFailureDetails {
 
 /** ApplicationFailure types the mint activities raise internally (the flow turns them into FailureType). */
 export const MintActivityFailure = {
-  stsTransient: 'StsTransient',
-  signingFailed: 'MintSigningFailed',
-  authoriseFailed: 'MintAuthoriseFailed',
+  stsTransient: FailureType.stsTransient,
+  signingFailed: FailureType.mintSigningFailed,
+  authoriseFailed: FailureType.mintAuthoriseFailed,
 } as const;

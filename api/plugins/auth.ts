@@ -6,7 +6,7 @@ import { canonicalCompactJws } from '../../lib/compact-jws';
 import { hmacHex, safeEqual, sha256Hex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { SessionTokenError, verifySessionToken } from '../../lib/session-token';
-import type { AuthContext } from '../deps';
+import type { AuthContext } from '../dependencies';
 
 // The scheme name is case-insensitive (RFC 9110 §11.1).
 const BEARER_RE = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/i;

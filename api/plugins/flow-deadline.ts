@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { BrokerError } from '../../lib/errors';
 import { dependencyChecks, dependencyProbe, withFlowDeadline, type FlowDeadline } from '../dependencies';
-import { driveFlow } from '../flow-errors';
+import { translateFlowFailures } from '../flow-errors';
 
 /**
  * `app.driveFlow`: every route's Temporal call (Update, Update-with-Start, start and result) runs
@@ -18,7 +18,7 @@ export default fp(
       deadlineMs: config.BROKER_FLOW_DEADLINE_MS,
       onGiveUp: (why) => app.log.warn({ why }, 'flow call given up: 503 unavailable'),
     };
-    app.decorate('driveFlow', <T>(call: () => Promise<T>, notFound?: BrokerError) => driveFlow(() => withFlowDeadline(deadline, call), notFound));
+    app.decorate('driveFlow', <T>(call: () => Promise<T>, notFound?: BrokerError) => translateFlowFailures(() => withFlowDeadline(deadline, call), notFound));
   },
   { name: 'flow-deadline' },
 );

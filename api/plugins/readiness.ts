@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import type { ReadinessCheck } from '../deps';
+import type { ReadinessCheck } from '../dependencies';
 import { namespaceReadiness } from '../../adapters/temporal-namespace';
 
 /**

@@ -1,3 +1,8 @@
+/**
+ * The caller's audit rows, their inclusion proofs and the signed heads (docs/contracts.md §4/§5).
+ * Checks here: the query's form and the bearer; rows are scoped to the caller's account by
+ * db/audit-query.ts and db/audit-proof.ts.
+ */
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';

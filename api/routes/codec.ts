@@ -1,13 +1,17 @@
+/**
+ * The Temporal UI's codec endpoint. Checks here: the ops token, the namespace, the CORS origin,
+ * the payloads' form and the per-address rate limit; the audit row written before anything is
+ * decoded is services/ops-audit.ts's.
+ */
 import type { Payload } from '@temporalio/common';
 import type { JSONPayload } from '@temporalio/common/lib/proto-utils';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { appendAudit } from '../../db/audit';
-import { withTransaction } from '../../db/pool';
 import { CodecError } from '../../lib/codec';
 import { BrokerError } from '../../lib/errors';
 import { brokerDataConverter } from '../../adapters/temporal-options';
+import { recordCodecCall } from '../../services/ops-audit';
 import { errorBody } from '../schemas';
 
 /** The codec payloads the Temporal UI sends in one call are bigger than any API body. */
@@ -43,7 +47,7 @@ function toJson(p: Payload): { metadata: Record<string, string>; data?: string }
  */
 export default async function codecRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
-  const { config, secrets, db } = app.deps;
+  const { config, secrets } = app.deps;
   const opsToken = config.BROKER_OPS_TOKEN;
   if (!opsToken) return;
   // Accepted calls are limited too: a leaked ops token cannot pull histories in bulk unnoticed.
@@ -90,20 +94,15 @@ export default async function codecRoutes(appBase: FastifyInstance) {
   async function auditCall(request: FastifyRequest, op: 'decode' | 'encode', payloads: number, bytes: number): Promise<void> {
     const userAgent = request.headers['user-agent'];
     try {
-      await withTransaction(db, (tx) =>
-        appendAudit(tx, {
-          event: `ops.codec.${op}`,
-          outcome: 'ok',
-          requestId: request.id,
-          details: {
-            address: request.ip,
-            user_agent: typeof userAgent === 'string' ? userAgent.slice(0, 200) : null,
-            namespace: config.TEMPORAL_NAMESPACE,
-            payloads,
-            bytes,
-          },
-        }),
-      );
+      await recordCodecCall(app.deps, {
+        op,
+        requestId: request.id,
+        address: request.ip,
+        userAgent: typeof userAgent === 'string' ? userAgent : null,
+        namespace: config.TEMPORAL_NAMESPACE,
+        payloads,
+        bytes,
+      });
     } catch (e) {
       request.log.error({ err: e }, 'codec call could not be audited');
       throw new BrokerError('unavailable', 'the audit log cannot record this call right now, so nothing was decoded; try again later');

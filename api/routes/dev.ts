@@ -1,3 +1,6 @@
+/**
+ * Development-only routes. Checks here: none; the routes exist only with dev fixtures on.
+ */
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';

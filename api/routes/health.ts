@@ -1,6 +1,9 @@
+/**
+ * Liveness and readiness. Checks here: the ops token, for the per-part detail of /readyz
+ * (api/plugins/ops-token.ts); the parts themselves are api/dependencies.ts's.
+ */
 import type { FastifyInstance } from 'fastify';
-import type { ReadinessCheck } from '../deps';
-import { dependencyChecks, runCheck } from '../dependencies';
+import { dependencyChecks, runCheck, type ReadinessCheck } from '../dependencies';
 
 /** Liveness (/healthz) and readiness (/readyz; per part with the ops token). */
 export default async function healthRoutes(app: FastifyInstance) {

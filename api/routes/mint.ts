@@ -4,6 +4,7 @@ import { ApplicationFailure, TimeoutFailure } from '@temporalio/common';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { consumeProof } from '../../db/used-signatures';
 import { hmacHex, sha256Hex } from '../../lib/digest';
 import { personalMessageDigest, recoverSigner } from '../../adapters/evm-signature';
 import { MintIntentError, mintIntentSigningInput, parseIssuedAt } from '../../lib/mint-intent';
@@ -181,11 +182,12 @@ export default async function mintRoutes(appBase: FastifyInstance) {
         'unauthorized',
         'auth.signature was not made by auth.address over this intent (EIP-191 over the canonical body without auth.signature)',
       );
-    const guard = await db.query(
-      `INSERT INTO used_signatures (signature_hash, purpose, expires_at) VALUES ($1, 'mint-intent', to_timestamp($2)) ON CONFLICT (signature_hash) DO NOTHING`,
-      [sha256Hex(`mint-intent\n${address}\n${request_id}`), Math.ceil((signedMs + intentWindowMs) / 1000)],
-    );
-    if ((guard.rowCount ?? 0) === 0) throw new BrokerError('conflict', 'this mint intent (its request_id) was already used; sign a new one');
+    const fresh = await consumeProof(db, {
+      hash: sha256Hex(`mint-intent\n${address}\n${request_id}`),
+      purpose: 'mint-intent',
+      expiresAt: new Date(Math.ceil((signedMs + intentWindowMs) / 1000) * 1000),
+    });
+    if (!fresh) throw new BrokerError('conflict', 'this mint intent (its request_id) was already used; sign a new one');
     return {
       requestId: request_id,
       intentHash: sha256Hex(signingInput),

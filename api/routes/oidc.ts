@@ -1,3 +1,6 @@
+/**
+ * OIDC discovery and JWKS. Checks here: none (public documents).
+ */
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';

@@ -1,18 +1,15 @@
+/**
+ * Staying logged in (POST /v1/session/refresh_token, /v1/session/refresh). Checks here: the body's
+ * form, and that a broker session (not a TEE token) claims; every rule of refresh tokens is
+ * api/session-refresh.ts's.
+ */
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { BrokerError } from '../../lib/errors';
-import { commonErrors, errorBody } from '../schemas';
+import { commonErrors, errorBody, refreshedSessionSchema, refreshTokenSchema } from '../schemas';
 import type { LoginMethod } from '../../lib/session-token';
 import { claimRefreshToken, refreshSession } from '../session-refresh';
-
-const refreshAnswer = {
-  refresh_token: z.string().describe('opaque; accepted once'),
-  refresh_expires_at: z
-    .number()
-    .int()
-    .describe('unix seconds: unused until then it expires (BROKER_REFRESH_IDLE_SECONDS, capped by BROKER_REFRESH_MAX_SECONDS)'),
-};
 
 /** Staying logged in: a session claims a refresh token, which is traded for a new session (api/session-refresh.ts). */
 export default async function refreshRoutes(appBase: FastifyInstance) {
@@ -26,7 +23,7 @@ export default async function refreshRoutes(appBase: FastifyInstance) {
         tags: ['session'],
         summary: "The refresh token of this session (once per session; a broker session's bearer only)",
         security: [{ bearer: [] }],
-        response: { 201: z.object(refreshAnswer), 409: errorBody, ...commonErrors },
+        response: { 201: refreshTokenSchema, 409: errorBody, ...commonErrors },
       },
     },
     async (request, reply) => {
@@ -56,7 +53,7 @@ export default async function refreshRoutes(appBase: FastifyInstance) {
           'Each refresh token is accepted once. Presenting a spent one again revokes its whole family and every session the family issued (audited as session.refresh_reuse).',
         body: z.object({ refresh_token: z.string().min(1).max(512) }).strict(),
         response: {
-          200: z.object({ token: z.string(), token_type: z.literal('Bearer'), expires_at: z.number().int(), omni_account: z.string(), ...refreshAnswer }),
+          200: refreshedSessionSchema,
           ...commonErrors,
         },
       },

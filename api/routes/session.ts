@@ -1,19 +1,17 @@
+/**
+ * Who am I, and logout. Checks here: a bearer is present and carries what its kind needs (a jti,
+ * a TEE token digest); whether it was already revoked is services/sessions.ts's.
+ */
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { appendAudit } from '../../db/audit';
-import { withTransaction } from '../../db/pool';
-import { revokeSession, revokeTeeToken } from '../../db/sessions';
-import { hmacHex } from '../../lib/digest';
-import { findUserByOmni, listWallets } from '../../db/users';
 import { BrokerError } from '../../lib/errors';
+import { describeAccount, logout } from '../../services/sessions';
 import { commonErrors, identitySchema } from '../schemas';
-import { revokeFamilyOfSession } from '../session-refresh';
 
-/** Who am I, and logout: for any bearer the broker accepts. */
+/** Who am I, and logout: for any bearer the broker accepts (services/sessions.ts does the work). */
 export default async function sessionRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
-  const { db, secrets } = app.deps;
 
   app.get(
     '/v1/session/me',
@@ -39,7 +37,7 @@ export default async function sessionRoutes(appBase: FastifyInstance) {
     async (request) => {
       const auth = request.auth;
       if (!auth) throw new BrokerError('unauthorized', 'not authenticated');
-      const [user, wallets] = await Promise.all([findUserByOmni(db, auth.omniAccount), listWallets(db, auth.omniAccount)]);
+      const { user, wallets } = await describeAccount(app.deps, auth.omniAccount);
       return {
         omni_account: auth.omniAccount,
         user_id: user?.user_id ?? null,
@@ -67,41 +65,12 @@ export default async function sessionRoutes(appBase: FastifyInstance) {
       const auth = request.auth;
       if (!auth) throw new BrokerError('unauthorized', 'not authenticated');
       if (auth.kind === 'tee') {
-        const tokenDigest = auth.teeTokenDigest;
-        if (!tokenDigest) throw new BrokerError('unauthorized', 'not authenticated');
-        await withTransaction(db, async (tx) => {
-          // Recorded until the token's own exp; only the call that recorded it writes the audit row.
-          if (await revokeTeeToken(tx, { tokenDigest, omniAccount: auth.omniAccount, expiresAt: new Date(auth.expiresAt * 1000) })) {
-            const tokenHash = hmacHex(secrets.hmacSecret, 'audit-tee-token', tokenDigest).slice(0, 32);
-            await appendAudit(tx, {
-              event: 'session.logout',
-              outcome: 'ok',
-              omniAccount: auth.omniAccount,
-              requestId: request.id,
-              idemKey: `session.logout:tee:${tokenHash}`,
-              details: { tee_token_hash: tokenHash, method: 'tee' },
-            });
-          }
-        });
-        return reply.code(204).send(null);
+        if (!auth.teeTokenDigest) throw new BrokerError('unauthorized', 'not authenticated');
+        await logout(app.deps, { kind: 'tee', omniAccount: auth.omniAccount, teeTokenDigest: auth.teeTokenDigest, expiresAt: auth.expiresAt }, request.id);
+      } else {
+        if (!auth.jti) throw new BrokerError('unauthorized', 'not authenticated');
+        await logout(app.deps, { kind: 'session', omniAccount: auth.omniAccount, jti: auth.jti, method: auth.method }, request.id);
       }
-      if (!auth.jti) throw new BrokerError('unauthorized', 'not authenticated');
-      const jti = auth.jti;
-      await withTransaction(db, async (tx) => {
-        // Only the call that actually revoked it writes the row: concurrent or repeated logouts add nothing.
-        // Its refresh family ends with it (the token in hand and the sessions it issued).
-        const family = await revokeFamilyOfSession(tx, jti);
-        if ((await revokeSession(tx, jti)) || family > 0) {
-          await appendAudit(tx, {
-            event: 'session.logout',
-            outcome: 'ok',
-            omniAccount: auth.omniAccount,
-            requestId: request.id,
-            idemKey: `session.logout:${hmacHex(secrets.hmacSecret, 'audit-jti', jti).slice(0, 32)}`,
-            details: { jti_hash: hmacHex(secrets.hmacSecret, 'audit-jti', jti).slice(0, 32), method: auth.method ?? null },
-          });
-        }
-      });
       return reply.code(204).send(null);
     },
   );

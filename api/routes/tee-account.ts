@@ -11,7 +11,7 @@ import { parseSourceAllowList } from '../../lib/cidr-allow';
 import { ClientAuthError, sanitizeClientAuth } from '../../lib/client-auth';
 import { normalizeEvmAddress } from '../../lib/wallet-message';
 import { hmacHex, safeEqual } from '../../lib/digest';
-import { BrokerError } from '../../lib/errors';
+import { BrokerError, callbackCode } from '../../lib/errors';
 import { deriveOmniAccount, fitsIdentityString, IDENTITY_TYPES, IdentityError, omniAccountOf } from '../../lib/omni';
 import { AkFlow, AkOmniAccount, AkStage } from '../../lib/search-attributes';
 import { FLOW_METADATA } from '../../lib/flow-metadata';
@@ -36,7 +36,7 @@ import { idempotencyKeyOf } from '../schemas';
 
 export const CALLBACK_OK_CODE = 10000;
 /** Envelope code of a failed callback: the HTTP status × 100. */
-export const callbackErrorCode = (status: number): number => status * 100;
+export const callbackErrorCode = callbackCode;
 
 const envelope = <T extends z.ZodType>(data: T) => z.object({ code: z.number().int(), message: z.string(), data });
 const failureEnvelope = envelope(z.null()).describe('failure: code = HTTP status × 100');

@@ -4,10 +4,11 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { getAddress } from 'viem';
 import { z } from 'zod';
+import { isProofUsed } from '../../db/used-signatures';
 import { sha256Hex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { createEvmSignatureVerifier, type WalletSignatureCheck } from '../../adapters/evm-signature';
-import { LoginProofReplayedError, recordLogin } from '../../activities/login-completion';
+import { LoginProofReplayedError, recordLogin } from '../../services/logins';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
 import { FLOW_METADATA } from '../../lib/flow-metadata';
 import {
@@ -198,8 +199,7 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
         throw new BrokerError('unauthorized', settings.contractWallets ? check.reason : 'the signature was not made by this address over the login message');
       }
       // A replay costs one read; the transaction below is still what decides between racing copies.
-      const used = await db.query('SELECT 1 FROM used_signatures WHERE signature_hash = $1', [check.replayKey]);
-      if ((used.rowCount ?? 0) > 0) throw new BrokerError('conflict', 'this signature has already been used; sign a new message');
+      if (await isProofUsed(db, check.replayKey)) throw new BrokerError('conflict', 'this signature has already been used; sign a new message');
       const jti = randomBytes(16).toString('hex');
       let session: LoginOutcome;
       try {

@@ -1,0 +1,290 @@
+/**
+ * Grants (docs/contracts.md §6, docs/mint.md): each change of a grant — offer, accept, decline,
+ * leave, revoke — is one function here, one transaction holding the row and its audit row. A
+ * single-statement change with no outside I/O but a signature check, so it runs in the API rather
+ * than as a workflow.
+ *
+ * Checks here: who may change which grant (owner or named agent), the state machine (only a
+ * pending grant is accepted or declined), the live-grant cap, Idempotency-Key reuse, the agent's
+ * signature over the acceptance text and its one use (db/used-signatures.ts). The routes check
+ * only the request's form (zod) and that a bearer is present.
+ */
+import { randomUUID } from 'node:crypto';
+import type { EvmSignatureVerifier } from '../adapters/evm-signature';
+import type { BrokerSecrets } from '../adapters/secrets';
+import { appendAudit } from '../db/audit';
+import {
+  endGrantByAgent,
+  findGrant,
+  grantStatus,
+  insertGrant,
+  listGrantsForAgent,
+  listGrantsOfAccount,
+  markGrantAccepted,
+  revokeGrant,
+  type GrantRow,
+  type GrantScope,
+} from '../db/grants';
+import { withTransaction, type Db } from '../db/pool';
+import { consumeProof } from '../db/used-signatures';
+import { findMainAddress } from '../db/users';
+import { canonicalJson } from '../lib/audit-chain';
+import type { Config } from '../lib/config';
+import { hmacHex } from '../lib/digest';
+import { BrokerError } from '../lib/errors';
+import { buildGrantAcceptanceMessage, GRANT_ACCEPT_PROOF_PURPOSE } from '../lib/grant-acceptance';
+
+export interface GrantServiceDeps {
+  config: Config;
+  secrets: BrokerSecrets;
+  db: Db;
+  verifier: EvmSignatureVerifier;
+  /** Milliseconds since the epoch. */
+  now: () => number;
+}
+
+/** Who asks: the authenticated caller (api/dependencies.ts AuthContext has this shape). */
+export interface GrantCaller {
+  kind: 'session' | 'tee';
+  omniAccount: string;
+  /** The EVM address of a wallet-login session. */
+  wallet?: string;
+}
+
+export interface GrantOffer {
+  agent_address: string;
+  scope: GrantScope;
+  /** Seconds. */
+  expires_in: number;
+  idempotencyKey?: string;
+}
+
+const unix = (d: Date): number => Math.floor(d.getTime() / 1000);
+
+/** The scope as stored (rows from before the scope was checked may hold anything: kept as is, never widened). */
+export function storedScope(g: GrantRow): GrantScope {
+  const strings = (v: unknown): string[] | undefined => (Array.isArray(v) ? v.map(String) : undefined);
+  const raw = (g.scope ?? {}) as Record<string, unknown>;
+  const scope: GrantScope = {};
+  const services = strings(raw.services);
+  const roles = strings(raw.roles);
+  if (services) scope.services = services;
+  if (roles) scope.roles = roles;
+  return scope;
+}
+
+/** Whether a stored grant is the one this request asks for: a retry under an Idempotency-Key must ask for the same grant. */
+function isSameGrantRequest(g: GrantRow, req: GrantOffer): boolean {
+  return (
+    g.agent_address === req.agent_address &&
+    canonicalJson(storedScope(g)) === canonicalJson(req.scope) &&
+    g.expires_at.getTime() - g.created_at.getTime() === req.expires_in * 1000
+  );
+}
+
+export function createGrantService(deps: GrantServiceDeps) {
+  const { config, secrets, db, verifier, now } = deps;
+  const broker = new URL(config.publicUrl).host;
+
+  /** The exact text the agent wallet signs (personal_sign) to accept the grant. */
+  const acceptanceMessage = (g: GrantRow): string =>
+    buildGrantAcceptanceMessage({
+      broker,
+      grantId: g.grant_id,
+      mainAddress: g.main_address,
+      agentAddress: g.agent_address,
+      scope: storedScope(g),
+      expiresAt: unix(g.expires_at),
+    });
+
+  /** The EVM wallet the caller acts with: its wallet-login wallet, else its account's main wallet. */
+  const callerWallet = async (caller: GrantCaller): Promise<string | undefined> =>
+    caller.wallet?.toLowerCase() ?? (await findMainAddress(db, caller.omniAccount));
+
+  /** The agent declines a pending grant or, with `leave`, ends an accepted one too; undefined when the grant does not name the caller's wallet. */
+  async function endByAgent(caller: GrantCaller, grantId: string, requestId: string, leave: boolean) {
+    const wallet = await callerWallet(caller);
+    if (!wallet) return undefined;
+    const at = new Date(now());
+    return withTransaction(db, async (tx) => {
+      const r = await endGrantByAgent(tx, grantId, wallet, at, { onlyPending: !leave });
+      if (r?.changed) {
+        await appendAudit(tx, {
+          event: `grant.${r.changed === 'declined' ? 'decline' : 'leave'}`,
+          outcome: 'ok',
+          omniAccount: r.grant.main_account,
+          requestId,
+          idemKey: `grant.${r.changed}:${grantId}`,
+          details: {
+            grant_id: grantId,
+            main_address: r.grant.main_address,
+            agent_address: r.grant.agent_address,
+            agent_account: caller.omniAccount,
+            via: caller.kind,
+          },
+        });
+      }
+      return r;
+    });
+  }
+
+  return {
+    acceptanceMessage,
+
+    /**
+     * The main account offers a grant (pending until the agent accepts). `created` is false for a
+     * retry under the same Idempotency-Key, answered with the grant as it is now (never revived).
+     */
+    async offer(caller: GrantCaller, req: GrantOffer, requestId: string): Promise<{ grant: GrantRow; created: boolean }> {
+      const mainAddress = await callerWallet(caller);
+      if (!mainAddress) {
+        throw new BrokerError(
+          'forbidden',
+          'this account has no main EVM wallet; log in with a wallet (or through the TEE with an EVM identity) to grant agents',
+        );
+      }
+      if (req.agent_address === mainAddress) throw new BrokerError('bad_request', 'agent_address must differ from the main address');
+      const grantId =
+        req.idempotencyKey !== undefined
+          ? `grt_${hmacHex(secrets.hmacSecret, 'grant-id', caller.omniAccount, req.idempotencyKey).slice(0, 32)}`
+          : `grt_${randomUUID().replace(/-/g, '')}`;
+      const createdAt = new Date(now());
+      const expiresAt = new Date(createdAt.getTime() + req.expires_in * 1000);
+      const maxLive = config.BROKER_GRANTS_MAX_PER_ACCOUNT;
+      const result = await withTransaction(db, async (tx) => {
+        const r = await insertGrant(tx, {
+          grantId,
+          mainAccount: caller.omniAccount,
+          mainAddress,
+          agentAddress: req.agent_address,
+          scope: req.scope,
+          createdAt,
+          expiresAt,
+          maxLive,
+        });
+        if (r.outcome === 'created') {
+          await appendAudit(tx, {
+            event: 'grant.create',
+            outcome: 'ok',
+            omniAccount: caller.omniAccount,
+            requestId,
+            idemKey: `grant.create:${grantId}`,
+            details: {
+              grant_id: grantId,
+              main_address: mainAddress,
+              agent_address: req.agent_address,
+              scope: req.scope,
+              expires_at: unix(expiresAt),
+              status: 'pending',
+              via: caller.kind,
+            },
+          });
+        }
+        return r;
+      });
+      switch (result.outcome) {
+        case 'foreign':
+          throw new BrokerError('conflict', 'this Idempotency-Key was already used for another grant');
+        case 'capped':
+          throw new BrokerError(
+            'conflict',
+            `this account already holds ${result.live} live (pending or active) grants, the most allowed (BROKER_GRANTS_MAX_PER_ACCOUNT = ${maxLive}); revoke some first`,
+            { body: { limit: maxLive } },
+          );
+        case 'existing':
+          if (!isSameGrantRequest(result.grant, req)) {
+            throw new BrokerError(
+              'conflict',
+              'this Idempotency-Key was already used for a different grant request (agent_address, scope or expires_in); use a new key',
+            );
+          }
+          return { grant: result.grant, created: false };
+        case 'created':
+          return { grant: result.grant, created: true };
+      }
+    },
+
+    /** The account's grants (role main) or the grants naming the caller's wallet as agent (role agent). */
+    async list(caller: GrantCaller, role: 'main' | 'agent', limit: number): Promise<GrantRow[]> {
+      if (role === 'main') return listGrantsOfAccount(db, caller.omniAccount, limit);
+      const wallet = await callerWallet(caller);
+      if (!wallet) throw new BrokerError('forbidden', 'this session has no EVM wallet; log in with the agent wallet to list the grants that name it');
+      return listGrantsForAgent(db, wallet, limit);
+    },
+
+    /** The agent wallet accepts a pending grant with its signature over acceptanceMessage (each signature once). */
+    async accept(grantId: string, signature: string, requestId: string): Promise<GrantRow> {
+      const grant = await findGrant(db, grantId);
+      if (!grant) throw new BrokerError('not_found', 'no such grant');
+      let check;
+      try {
+        check = await verifier.verify({ address: grant.agent_address, message: acceptanceMessage(grant), signature });
+      } catch (e) {
+        throw new BrokerError('unavailable', `the contract-wallet signature could not be checked: ${(e as Error).message}`);
+      }
+      if (!check.valid) {
+        if (check.malformed) throw new BrokerError('bad_request', `body.signature: ${check.reason}`);
+        throw new BrokerError('unauthorized', "the signature was not made by the grant's agent wallet over the grant's acceptance text (acceptance_message)");
+      }
+      const proof = check;
+      return withTransaction(db, async (tx) => {
+        const at = new Date(now());
+        const row = await findGrant(tx, grantId, { forUpdate: true });
+        const status = row ? grantStatus(row, at.getTime()) : 'revoked';
+        if (status === 'expired') throw new BrokerError('expired', 'this grant has expired; ask the main account for a new one');
+        if (status !== 'pending')
+          throw new BrokerError('conflict', `this grant is ${status}, not pending; only a pending grant can be accepted`, { body: { status } });
+        const fresh = await consumeProof(tx, { hash: proof.replayKey, purpose: GRANT_ACCEPT_PROOF_PURPOSE, expiresAt: grant.expires_at });
+        if (!fresh) throw new BrokerError('conflict', 'this signature has already been used');
+        const g = await markGrantAccepted(tx, grantId, at);
+        if (!g) throw new BrokerError('conflict', 'this grant is no longer pending');
+        await appendAudit(tx, {
+          event: 'grant.accept',
+          outcome: 'ok',
+          omniAccount: g.main_account,
+          requestId,
+          idemKey: `grant.accept:${grantId}`,
+          details: { grant_id: grantId, main_address: g.main_address, agent_address: g.agent_address, signature_hash: proof.replayKey, via: proof.via },
+        });
+        return g;
+      });
+    },
+
+    /** The agent declines a pending grant that names it (again: answered as it is). */
+    async decline(caller: GrantCaller, grantId: string, requestId: string): Promise<GrantRow> {
+      const r = await endByAgent(caller, grantId, requestId, false);
+      if (!r) throw new BrokerError('not_found', 'no such grant names this wallet as its agent');
+      const status = grantStatus(r.grant, now());
+      if (!r.changed && status !== 'declined') {
+        throw new BrokerError('conflict', `this grant is ${status}; only a pending grant can be declined (leave an accepted one with DELETE)`, {
+          body: { status },
+        });
+      }
+      return r.grant;
+    },
+
+    /** The owner revokes the grant, or (not the owner) its agent leaves or declines it; done again is no change. */
+    async revokeOrLeave(caller: GrantCaller, grantId: string, requestId: string): Promise<void> {
+      const revoked = await withTransaction(db, async (tx) => {
+        const r = await revokeGrant(tx, grantId, caller.omniAccount, new Date(now()));
+        if (r?.changed) {
+          await appendAudit(tx, {
+            event: 'grant.revoke',
+            outcome: 'ok',
+            omniAccount: caller.omniAccount,
+            requestId,
+            idemKey: `grant.revoke:${grantId}`,
+            details: { grant_id: grantId, main_address: r.grant.main_address, agent_address: r.grant.agent_address, via: caller.kind },
+          });
+        }
+        return r;
+      });
+      if (revoked) return;
+      if (await endByAgent(caller, grantId, requestId, true)) return;
+      // Another account's grant answers exactly like a missing one.
+      throw new BrokerError('not_found', 'no such grant on this account or naming this wallet');
+    },
+  };
+}
+
+export type GrantService = ReturnType<typeof createGrantService>;
