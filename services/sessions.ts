@@ -3,14 +3,18 @@
  * transaction holding the revocation and its audit row; only the call that actually revoked
  * something writes the row, so concurrent or repeated logouts add nothing.
  *
- * Checks here: whether the session or TEE token was already revoked. That the bearer is valid is
+ * An account holder may also end one of their own other sessions by its public name (the keyed
+ * digest its audit rows carry, never the jti).
+ *
+ * Checks here: whether the session or TEE token was already revoked; that a session named for
+ * revocation belongs to the caller's account. That the bearer is valid is
  * checked before (api/plugins/auth.ts).
  */
 import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
 import { withTransaction, type Db, type Queryable } from '../db/pool';
 import { refreshFamilyOfSession, revokeRefreshFamily } from '../db/refresh-tokens';
-import { revokeSession, revokeSessions, revokeTeeToken } from '../db/sessions';
+import { listLiveSessionsOfAccount, revokeSession, revokeSessions, revokeTeeToken, type LiveSessionRow } from '../db/sessions';
 import { findUserByOmni, listWallets, type UserRow, type WalletRow } from '../db/users';
 import { hmacHex } from '../lib/digest';
 
@@ -71,5 +75,47 @@ export async function logout(deps: SessionServiceDeps, caller: LogoutCaller, req
       idemKey: `session.logout:${jtiHash}`,
       details: { jti_hash: jtiHash, method: caller.method ?? null },
     });
+  });
+}
+
+/** The most live sessions listed (and searched by a revoke); an account rarely holds more than a handful. */
+export const MAX_LISTED_SESSIONS = 200;
+
+/** A session's public name: the keyed digest of its jti that its login and logout audit rows carry. */
+export function sessionIdOf(secrets: BrokerSecrets, jti: string): string {
+  return hmacHex(secrets.hmacSecret, 'audit-jti', jti).slice(0, 32);
+}
+
+/** The account's live sessions, newest first, each with its public name. */
+export async function listSessions(deps: SessionServiceDeps, omniAccount: string): Promise<Array<LiveSessionRow & { sessionId: string }>> {
+  const rows = await listLiveSessionsOfAccount(deps.db, omniAccount, MAX_LISTED_SESSIONS);
+  return rows.map((r) => ({ ...r, sessionId: sessionIdOf(deps.secrets, r.jti) }));
+}
+
+/**
+ * Ends the caller's own session named `sessionId` and the refresh family it belongs to, with one
+ * `session.revoke` audit row. False when no live session of this account has that name (another
+ * account's included): nothing changes.
+ */
+export async function revokeOwnSession(
+  deps: SessionServiceDeps,
+  caller: { omniAccount: string; jti?: string; kind: string },
+  sessionId: string,
+  requestId: string,
+): Promise<boolean> {
+  return withTransaction(deps.db, async (tx) => {
+    const target = (await listLiveSessionsOfAccount(tx, caller.omniAccount, MAX_LISTED_SESSIONS)).find((s) => sessionIdOf(deps.secrets, s.jti) === sessionId);
+    if (!target) return false;
+    const family = await revokeFamilyOfSession(tx, target.jti);
+    if (!(await revokeSession(tx, target.jti)) && family === 0) return false;
+    await appendAudit(tx, {
+      event: 'session.revoke',
+      outcome: 'ok',
+      omniAccount: caller.omniAccount,
+      requestId,
+      idemKey: `session.revoke:${sessionId}`,
+      details: { jti_hash: sessionId, method: target.method, by_jti_hash: caller.jti ? sessionIdOf(deps.secrets, caller.jti) : null, via: caller.kind },
+    });
+    return true;
   });
 }

@@ -1,17 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { appendAudit } from '../../db/audit';
-import { withTransaction } from '../../db/pool';
-import { listLiveSessionsOfAccount, revokeSession } from '../../db/sessions';
-import { findUserByOmni } from '../../db/users';
-import { hmacHex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
+import { describeAccount, listSessions, MAX_LISTED_SESSIONS, revokeOwnSession } from '../../services/sessions';
 import { commonErrors, errorBody } from '../schemas';
-import { revokeFamilyOfSession } from '../session-refresh';
-
-/** The most live sessions listed (and searched by a revoke); an account rarely holds more than a handful. */
-const MAX_SESSIONS = 200;
 
 const sessionIdSchema = z.string().regex(/^[0-9a-f]{32}$/, 'session_id must be 32 lower-case hex digits, as GET /v1/account/sessions lists it');
 
@@ -34,7 +26,6 @@ const unix = (d: Date): number => Math.floor(d.getTime() / 1000);
 export default async function accountRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
   const { db, secrets } = app.deps;
-  const sessionIdOf = (jti: string): string => hmacHex(secrets.hmacSecret, 'audit-jti', jti).slice(0, 32);
   const authOf = (request: { auth?: { omniAccount: string; jti?: string; method?: string; kind: string } }) => {
     if (!request.auth) throw new BrokerError('unauthorized', 'not authenticated');
     return request.auth;
@@ -67,7 +58,7 @@ export default async function accountRoutes(appBase: FastifyInstance) {
     },
     async (request) => {
       const auth = authOf(request);
-      const user = await findUserByOmni(db, auth.omniAccount);
+      const { user } = await describeAccount({ db }, auth.omniAccount);
       return {
         omni_account: auth.omniAccount,
         identities: user
@@ -92,17 +83,17 @@ export default async function accountRoutes(appBase: FastifyInstance) {
       schema: {
         tags: ['account'],
         summary: "This account's live sessions, newest first",
-        description: `Sessions neither logged out nor expired, at most ${MAX_SESSIONS}.`,
+        description: `Sessions neither logged out nor expired, at most ${MAX_LISTED_SESSIONS}.`,
         security: [{ bearer: [] }],
         response: { 200: z.object({ sessions: z.array(sessionView) }), ...commonErrors },
       },
     },
     async (request) => {
       const auth = authOf(request);
-      const rows = await listLiveSessionsOfAccount(db, auth.omniAccount, MAX_SESSIONS);
+      const rows = await listSessions({ db, secrets }, auth.omniAccount);
       return {
         sessions: rows.map((s) => ({
-          session_id: sessionIdOf(s.jti),
+          session_id: s.sessionId,
           method: s.method,
           created_at: unix(s.created_at),
           expires_at: unix(s.expires_at),
@@ -127,22 +118,7 @@ export default async function accountRoutes(appBase: FastifyInstance) {
     },
     async (request, reply) => {
       const auth = authOf(request);
-      const wanted = request.params.session_id;
-      const revoked = await withTransaction(db, async (tx) => {
-        const target = (await listLiveSessionsOfAccount(tx, auth.omniAccount, MAX_SESSIONS)).find((s) => sessionIdOf(s.jti) === wanted);
-        if (!target) return false;
-        const family = await revokeFamilyOfSession(tx, target.jti);
-        if (!(await revokeSession(tx, target.jti)) && family === 0) return false;
-        await appendAudit(tx, {
-          event: 'session.revoke',
-          outcome: 'ok',
-          omniAccount: auth.omniAccount,
-          requestId: request.id,
-          idemKey: `session.revoke:${wanted}`,
-          details: { jti_hash: wanted, method: target.method, by_jti_hash: auth.jti ? sessionIdOf(auth.jti) : null, via: auth.kind },
-        });
-        return true;
-      });
+      const revoked = await revokeOwnSession({ db, secrets }, auth, request.params.session_id, request.id);
       if (!revoked) throw new BrokerError('not_found', 'no live session of this account has that id');
       return reply.code(204).send(null);
     },
