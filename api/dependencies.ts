@@ -7,6 +7,7 @@ import type { Client } from '@temporalio/client';
 import type { Db } from '../db/pool';
 import { unavailable, type BrokerError } from '../lib/errors';
 import type { ReadinessCheck } from '../lib/readiness';
+import { temporalRetryScope } from '../adapters/temporal-retry';
 
 /** How long a flow call waits before it checks the database and Temporal (and again each time after). */
 export const FLOW_PROBE_EVERY_MS = 700;
@@ -103,6 +104,7 @@ export async function withFlowDeadline<T>(d: FlowDeadline, call: () => Promise<T
   let reason: BrokerError | undefined;
   const aborted = new Promise<never>((_resolve, reject) => ctrl.signal.addEventListener('abort', () => reject(reason ?? new Error('aborted'))));
   aborted.catch(() => undefined);
+  const retry = temporalRetryScope(Date.now() + d.deadlineMs, ctrl.signal);
   const giveUp = (e: BrokerError, why: string) => {
     if (reason) return;
     reason = e;
@@ -121,14 +123,14 @@ export async function withFlowDeadline<T>(d: FlowDeadline, call: () => Promise<T
     void d
       .probe()
       .then((down) => {
-        if (down) giveUp(unavailable('a service the broker depends on is not answering; retry shortly'), down);
+        if (down && !retry.covers(down)) giveUp(unavailable('a service the broker depends on is not answering; retry shortly'), down);
       })
       .finally(() => {
         probing = false;
       });
   }, every);
   try {
-    return await Promise.race([d.temporal.withAbortSignal(ctrl.signal, call), aborted]);
+    return await Promise.race([d.temporal.withAbortSignal(ctrl.signal, () => retry.run(call)), aborted]);
   } catch (e) {
     throw reason ?? e;
   } finally {
