@@ -131,6 +131,40 @@ void describe('Temporal drops every connection for a while (the API reaches it t
     assert.equal(afterRows.outcomes, before.outcomes + 1);
   });
 
+  void test('a reply lost after Temporal did the work: the re-sent request is the same call (one run, one mail, one mint)', async (t) => {
+    assert.ok(stack && proxy);
+    const session = await emailLogin(stack);
+    const before = await mintRows(stack);
+    const email = uniqueEmail('lost-reply');
+    // The API's open connection carries both requests; their answers are held 1.5 s, then the
+    // connection is reset: the server started the flows (and ran the Update) but the API never heard.
+    const lost = proxy.loseReplies(1500);
+    const s = stack;
+    const observe = async () => {
+      await new Promise((r) => setTimeout(r, 1300));
+      const mails = (await s.request('GET', `/_dev/mail?to=${encodeURIComponent(email)}`)).body as unknown[];
+      return { mails: mails.length, ...(await mintRows(s)) };
+    };
+    const [code, mint, during] = await Promise.all([
+      timed(stack, '/v1/session/email_code', { body: { email } }),
+      timed(stack, '/v1/mint-oidc-jwt', { token: session.token }),
+      observe(),
+    ]);
+    await lost;
+    // While the answers were held, the first tries had done their work: the code was mailed, the mint audited.
+    assert.deepEqual(during, { mails: 1, intents: before.intents + 1, outcomes: before.outcomes + 1 });
+    t.diagnostic(`email_code -> ${code.status} in ${code.ms.toFixed(0)} ms; mint -> ${mint.status} in ${mint.ms.toFixed(0)} ms`);
+    // A re-run of the route's call would carry a new request id and Update id: the start would meet
+    // its own run (WorkflowExecutionAlreadyStarted, a 500) and the Update would mail a second code.
+    assert.equal(code.status, 202, JSON.stringify(code.body));
+    assert.equal(mint.status, 200, JSON.stringify(mint.body));
+    for (const r of [code, mint]) assert.ok(r.ms > 1400, `answered after ${r.ms.toFixed(0)} ms: the reply was not lost`);
+    assert.equal(((await stack.request('GET', `/_dev/mail?to=${encodeURIComponent(email)}`)).body as unknown[]).length, 1);
+    const afterRows = await mintRows(stack);
+    assert.equal(afterRows.intents, before.intents + 1);
+    assert.equal(afterRows.outcomes, before.outcomes + 1);
+  });
+
   void test('an outage that outlasts the deadline: 503 unavailable near the deadline, naming the unreachable workflow service', async (t) => {
     assert.ok(stack && proxy);
     const session = await emailLogin(stack);

@@ -12,6 +12,12 @@ export interface HangProxy {
   port: number;
   hang(): void;
   drop(): void;
+  /**
+   * The answers lost, the requests not: for `ms`, what the open connections' server sends is held
+   * (what the client sends still goes through), then those connections are reset unanswered, as
+   * when a node dies after doing the work and before replying. New connections pass meanwhile.
+   */
+  loseReplies(ms: number): Promise<void>;
   restore(): void;
   close(): Promise<void>;
 }
@@ -74,6 +80,19 @@ export async function startHangProxy(target: { host: string; port: number }, por
     drop() {
       dropping = true;
       for (const pair of pairs) {
+        pair[0].resetAndDestroy();
+        pair[1]?.destroy();
+        pairs.delete(pair);
+      }
+    },
+    async loseReplies(ms) {
+      const open = [...pairs];
+      for (const [client, upstream] of open) {
+        upstream?.unpipe(client);
+        upstream?.pause();
+      }
+      await new Promise((done) => setTimeout(done, ms));
+      for (const pair of open) {
         pair[0].resetAndDestroy();
         pair[1]?.destroy();
         pairs.delete(pair);
