@@ -13,6 +13,7 @@ import { pingDb, type Db } from '../db/pool';
 import type { Config } from '../lib/config';
 import { unavailable, type BrokerError } from '../lib/errors';
 import type { ReadinessCheck } from '../lib/readiness';
+import { temporalRetryScope } from '../adapters/temporal-retry';
 
 export type { ReadinessCheck } from '../lib/readiness';
 export type { TeeTokenClaims, TeeTokenVerifier } from '../adapters/tee-jwt';
@@ -176,6 +177,7 @@ export async function withFlowDeadline<T>(d: FlowDeadline, call: () => Promise<T
   let reason: BrokerError | undefined;
   const aborted = new Promise<never>((_resolve, reject) => ctrl.signal.addEventListener('abort', () => reject(reason ?? new Error('aborted'))));
   aborted.catch(() => undefined);
+  const retry = temporalRetryScope(Date.now() + d.deadlineMs, ctrl.signal);
   const giveUp = (e: BrokerError, why: string) => {
     if (reason) return;
     reason = e;
@@ -194,14 +196,14 @@ export async function withFlowDeadline<T>(d: FlowDeadline, call: () => Promise<T
     void d
       .probe()
       .then((down) => {
-        if (down) giveUp(unavailable('a service the broker depends on is not answering; retry shortly'), down);
+        if (down && !retry.covers(down)) giveUp(unavailable('a service the broker depends on is not answering; retry shortly'), down);
       })
       .finally(() => {
         probing = false;
       });
   }, every);
   try {
-    return await Promise.race([d.temporal.withAbortSignal(ctrl.signal, call), aborted]);
+    return await Promise.race([d.temporal.withAbortSignal(ctrl.signal, () => retry.run(call)), aborted]);
   } catch (e) {
     throw reason ?? e;
   } finally {

@@ -2,19 +2,29 @@
  * A TCP proxy a fault test controls: forwards to `target` until `hang()`, after which every byte
  * in either direction is held and new connections are accepted but not forwarded — the peer
  * neither answers nor refuses, as with a network partition or a frozen server. `restore()` lets
- * everything through again (held data included).
+ * everything through again (held data included). `drop()` is the other kind of outage, a node gone:
+ * open connections are reset and new ones closed at once (the client sees UNAVAILABLE at once)
+ * until `restore()`.
  */
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 
 export interface HangProxy {
   port: number;
   hang(): void;
+  drop(): void;
+  /**
+   * The answers lost, the requests not: for `ms`, what the open connections' server sends is held
+   * (what the client sends still goes through), then those connections are reset unanswered, as
+   * when a node dies after doing the work and before replying. New connections pass meanwhile.
+   */
+  loseReplies(ms: number): Promise<void>;
   restore(): void;
   close(): Promise<void>;
 }
 
 export async function startHangProxy(target: { host: string; port: number }, port = 0): Promise<HangProxy> {
   let hanging = false;
+  let dropping = false;
   const pairs = new Set<[Socket, Socket | undefined]>();
   const waiting: (() => void)[] = [];
 
@@ -38,6 +48,11 @@ export async function startHangProxy(target: { host: string; port: number }, por
   };
 
   const server: Server = createServer((client) => {
+    if (dropping) {
+      client.on('error', () => undefined);
+      client.resetAndDestroy();
+      return;
+    }
     if (hanging) {
       client.pause();
       client.on('error', () => client.destroy());
@@ -62,8 +77,30 @@ export async function startHangProxy(target: { host: string; port: number }, por
         b?.pause();
       }
     },
+    drop() {
+      dropping = true;
+      for (const pair of pairs) {
+        pair[0].resetAndDestroy();
+        pair[1]?.destroy();
+        pairs.delete(pair);
+      }
+    },
+    async loseReplies(ms) {
+      const open = [...pairs];
+      for (const [client, upstream] of open) {
+        upstream?.unpipe(client);
+        upstream?.pause();
+      }
+      await new Promise((done) => setTimeout(done, ms));
+      for (const pair of open) {
+        pair[0].resetAndDestroy();
+        pair[1]?.destroy();
+        pairs.delete(pair);
+      }
+    },
     restore() {
       hanging = false;
+      dropping = false;
       for (const [a, b] of pairs) {
         a.resume();
         b?.resume();
