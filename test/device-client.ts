@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type { Queryable } from '../db/pool';
 import { buildStatelessWalletMessage } from '../lib/wallet-message';
 import { DEVICE_CODE_GRANT_TYPE, USER_CODE_ALPHABET } from '../lib/device-code';
+import { DEVICE_AUTHORIZATION_ID_PREFIX } from '../workflows/device-authorization.definitions';
 import type { TestStack } from './harness';
 import { newWallet, nowSeconds } from './wallet-client';
 
@@ -71,4 +72,21 @@ export async function deviceRows(db: Queryable): Promise<{ sessions: number; aud
     "SELECT (SELECT count(*) FROM sessions WHERE method = 'device') AS sessions, (SELECT count(*) FROM audit_log WHERE event = 'login.device') AS audit",
   );
   return { sessions: Number(r.rows[0]?.sessions), audit: Number(r.rows[0]?.audit) };
+}
+
+/** A device login approved and collected, for the recorded histories (test/record-histories.ts) that the replay test replays. */
+export async function recordDeviceApproved(stack: TestStack): Promise<{ workflowType: string; name: string; workflowId: string; expectUpdates: string[] }> {
+  const person = await signedIn(stack);
+  const dc = await deviceCode(stack, { client_id: 'agentkeys-cli' });
+  assert.equal(await pollError(stack, dc.device_code), 'authorization_pending');
+  const approved = await verify(stack, person.token, dc.user_code);
+  assert.equal(approved.status, 200, approved.text);
+  const got = await pollToken(stack, dc.device_code);
+  assert.equal(got.status, 200, got.text);
+  return {
+    workflowType: 'deviceAuthorizationWorkflow',
+    name: 'approved',
+    workflowId: DEVICE_AUTHORIZATION_ID_PREFIX + (dc.device_code.split('.')[0] ?? ''),
+    expectUpdates: ['registerDeviceCode', 'deviceTokenPoll', 'deviceDecision', 'deviceTokenPoll'],
+  };
 }
