@@ -1,5 +1,6 @@
 import { createAuditAnchorActivities } from './audit-anchor';
 import type { ActivityDeps } from './deps';
+import { createDeviceAuthorizationActivities } from './device-authorization';
 import { createEmailLoginActivities } from './email-login';
 import { createGoogleLoginActivities } from './google-login';
 import { createLoginActivities } from './login-completion';
@@ -19,6 +20,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createWalletLoginActivities(deps),
     ...createMaintenanceActivities(deps),
     ...createAuditAnchorActivities(deps),
+    ...createDeviceAuthorizationActivities(deps),
   };
 }
 

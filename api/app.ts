@@ -27,6 +27,7 @@ import auditRoutes from './routes/audit';
 import mintRoutes from './routes/mint';
 import oidcRoutes from './routes/oidc';
 import codecRoutes from './routes/codec';
+import deviceRoutes from './routes/device';
 import opsTokenPlugin from './plugins/ops-token';
 import consolePlugin from './plugins/console';
 import accountRoutes from './routes/account';
@@ -116,6 +117,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   await app.register(codecRoutes);
   await app.register(accountRoutes);
   await app.register(consolePlugin);
+  await app.register(deviceRoutes);
   if (deps.config.devFixtures) await app.register(devRoutes);
   return app;
 }

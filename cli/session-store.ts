@@ -33,7 +33,7 @@ export interface AwsCache {
   expiration: number;
 }
 
-export type LoginMethod = 'wallet' | 'email' | 'google' | 'tee';
+export type LoginMethod = 'wallet' | 'email' | 'google' | 'tee' | 'device';
 
 /** The secret part: kept in the profile's store. */
 export interface ProfileSession {

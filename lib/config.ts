@@ -210,6 +210,9 @@ export const envSchema = z.object({
   BROKER_GOOGLE_HTTP_TIMEOUT_SECONDS: int(1, 60).default(10),
   /** Tries of each provider call (token exchange, userinfo) on a 5xx or a timeout; a 4xx is final. */
   BROKER_GOOGLE_MAX_ATTEMPTS: int(1, 10).default(3),
+  /** Device authorization (docs/device-flow.md): how long a code lives (RFC 8628 `expires_in`) and the first poll interval. */
+  BROKER_DEVICE_CODE_TTL_SECONDS: int(1, 3600).default(600),
+  BROKER_DEVICE_POLL_INTERVAL_SECONDS: int(1, 60).default(5),
 
   BROKER_OIDC_KEY_PATH: optionalString,
   BROKER_OIDC_JWT_TTL_SECONDS: int(60, 3600).default(300),

@@ -29,6 +29,11 @@ export const FLOW_METADATA = {
     staticDetails:
       "Records the Heima TEE worker's login and wallet callbacks for one account, one at a time. Stages: started → login_recorded / wallet_recorded → done (idle).",
   },
+  device_authorization: {
+    staticSummary: 'Device authorization (RFC 8628)',
+    staticDetails:
+      'Holds a device code until a signed-in person approves or denies it, then hands the device its session once. Stages: waiting_decision → approving → approved → done (or denied, expired).',
+  },
   mint_oidc_jwt: {
     staticSummary: 'Mint: OIDC JWT',
     staticDetails: 'Authorises the caller, audits the intent, signs an OIDC JWT for STS and audits the outcome. Stages: started → minting → done.',

@@ -19,7 +19,7 @@ export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 
 export const loginRequests = new Counter({
   name: 'broker_login_requests_total',
-  help: 'Answers of the login routes by flow (email, wallet, google, tee), step and outcome (ok or the error kind)',
+  help: 'Answers of the login routes by flow (email, wallet, google, tee, device), step and outcome (ok or the error kind)',
   labelNames: ['flow', 'step', 'outcome'] as const,
   registers: [processRegistry],
 });

@@ -10,7 +10,7 @@ import { AgentKeysError } from './errors';
 export const SESSION_AUDIENCE = 'agentkeys-broker';
 export const SESSION_TYP = 'at+jwt';
 
-export type LoginMethod = 'email' | 'wallet' | 'siwe' | 'google' | 'tee';
+export type LoginMethod = 'email' | 'wallet' | 'siwe' | 'google' | 'tee' | 'device';
 
 export interface SessionClaims extends JWTPayload {
   sub: string;

@@ -23,6 +23,7 @@ import { TEE_ACCOUNT_ID_PREFIX } from '../workflows/tee-account.definitions';
 import { WALLET_LOGIN_ID_PREFIX } from '../workflows/wallet-login.definitions';
 import { latestCode, requestCode, submitCode, uniqueEmail, workflowIdOf } from './email-login-client';
 import { browserStart, callback, cliStart, consent, poll, RETURN_ORIGIN } from './google-login-client';
+import { recordDeviceApproved } from './device-client';
 import { startStack, type TestStack } from './harness';
 import { walletLogin, type WalletSession } from './mint-client';
 import { REPLAY_TEST_ONLY_ENV } from './replay-keys';
@@ -301,6 +302,7 @@ async function record(stack: TestStack, teeKey: TeeKeyPair): Promise<Recording[]
     googleBrowserSuccess(stack),
     googleDenied(stack),
     googleExpired(stack),
+    recordDeviceApproved(stack),
     ...MINTS.flatMap((m) => [mintSuccess(stack, caller, m), mintDenied(stack, agent, m)]),
     purge(stack),
   ]).then(async (recordings) => [...recordings, await auditAnchor(stack)]); // after the others: the log has rows to sign

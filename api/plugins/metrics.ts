@@ -18,6 +18,8 @@ const LOGIN_ROUTES: Record<string, { flow: string; step: string }> = {
   'POST /v1/session/google_oauth_poll': { flow: 'google', step: 'poll' },
   'POST /v1/session/google_oauth_exchange': { flow: 'google', step: 'exchange' },
   'POST /v3/account/post_heima_login': { flow: 'tee', step: 'login' },
+  'POST /v1/device/code': { flow: 'device', step: 'code' },
+  'POST /v1/device/verify': { flow: 'device', step: 'verify' },
 };
 
 const MINT_ROUTES: Record<string, string> = {

@@ -14,10 +14,12 @@ import type { BrokerClient } from '../broker-client';
 
 const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const NON_TTY_HINT =
-  'name a method: agentkeys init wallet --private-key-file F | init email <address> --code-stdin | init google | init tee --email <address> --code-stdin';
+  'name a method: agentkeys init wallet --private-key-file F | init email <address> --code-stdin | init google | init device | init tee --email <address> --code-stdin';
 
 interface InitOptions {
   showToken?: boolean;
+  /** With --json: the result as one line (the device login prints JSON lines as it goes). */
+  jsonLine?: boolean;
 }
 
 /** Saves the session and prints who is logged in (the token only with --show-token). */
@@ -31,29 +33,31 @@ async function finish(ctx: CliContext, session: ProfileSession, o: InitOptions):
   const kept = await ctx.saveLogin(session);
   const store = kept.store;
   session = kept.session;
-  ctx.print(
-    {
-      profile: ctx.profile,
-      broker_url: session.broker_url,
-      method: session.method,
-      omni_account: session.omni_account,
-      user_id: session.user_id ?? null,
-      identity: session.identity ?? null,
-      ...(session.email ? { email: session.email } : {}),
-      expires_at: session.expires_at,
-      renews_until: session.refresh_expires_at ?? null,
-      store: store.kind,
-      ...(o.showToken ? { token: session.token } : {}),
-    },
-    [
-      `Logged in as ${displayIdentity(session)} (profile ${ctx.profile}, ${session.method})`,
-      `  omni_account ${session.omni_account}`,
-      `  broker       ${session.broker_url}`,
-      `  expires      ${new Date(session.expires_at * 1000).toISOString()}${session.refresh_expires_at ? ` (renews itself until ${new Date(session.refresh_expires_at * 1000).toISOString()} while in use)` : ''}`,
-      `  stored in    ${store.describe(ctx.profile)}`,
-      ...(o.showToken ? [`  token        ${session.token}`] : []),
-    ],
-  );
+  const result = {
+    profile: ctx.profile,
+    broker_url: session.broker_url,
+    method: session.method,
+    omni_account: session.omni_account,
+    user_id: session.user_id ?? null,
+    identity: session.identity ?? null,
+    ...(session.email ? { email: session.email } : {}),
+    expires_at: session.expires_at,
+    renews_until: session.refresh_expires_at ?? null,
+    store: store.kind,
+    ...(o.showToken ? { token: session.token } : {}),
+  };
+  if (o.jsonLine && ctx.json) {
+    process.stdout.write(`${JSON.stringify({ event: 'logged_in', ...result })}\n`);
+    return;
+  }
+  ctx.print(result, [
+    `Logged in as ${displayIdentity(session)} (profile ${ctx.profile}, ${session.method})`,
+    `  omni_account ${session.omni_account}`,
+    `  broker       ${session.broker_url}`,
+    `  expires      ${new Date(session.expires_at * 1000).toISOString()}${session.refresh_expires_at ? ` (renews itself until ${new Date(session.refresh_expires_at * 1000).toISOString()} while in use)` : ''}`,
+    `  stored in    ${store.describe(ctx.profile)}`,
+    ...(o.showToken ? [`  token        ${session.token}`] : []),
+  ]);
 }
 
 function fromSessionBody(ctx: CliContext, method: ProfileSession['method'], b: SessionBody & { email?: unknown }): ProfileSession {
@@ -231,6 +235,91 @@ async function initGoogle(ctx: CliContext, o: InitOptions & { browser?: boolean;
   }
 }
 
+interface DeviceCodeAnswer {
+  device_code: string;
+  user_code: string;
+  verification_uri: string;
+  verification_uri_complete: string;
+  expires_in: number;
+  interval: number;
+}
+
+/** A QR code of the text for the terminal (qrcode-terminal's half-block rendering). */
+async function terminalQr(text: string): Promise<string> {
+  const { default: qrcode } = await import('qrcode-terminal');
+  return new Promise((resolve) => qrcode.generate(text, { small: true }, resolve));
+}
+
+/**
+ * The device authorization grant (RFC 8628, docs/device-flow.md): for a machine with no browser.
+ * Shows the user code and where to enter it (and a QR code of the link that carries it), then polls
+ * the token endpoint every `interval` seconds, slowing down by 5 s whenever told to (§3.5).
+ */
+async function initDevice(ctx: CliContext, o: InitOptions & { qr?: boolean }): Promise<void> {
+  const broker = ctx.broker();
+  let start: DeviceCodeAnswer;
+  try {
+    start = (await broker.call<DeviceCodeAnswer>('POST', '/v1/device/code', { body: { client_id: 'agentkeys-cli' } })).body;
+  } catch (e) {
+    if (e instanceof BrokerAnswerError && e.status === 404)
+      throw new CliError(`the broker at ${broker.baseUrl} offers no device login: use another method (agentkeys init --help)`);
+    throw e;
+  }
+  const expiresAt = Date.now() + start.expires_in * 1000;
+  if (ctx.json) {
+    const { device_code: _secret, ...shown } = start;
+    process.stdout.write(`${JSON.stringify({ event: 'device_code', ...shown, expires_at: Math.floor(expiresAt / 1000) })}\n`);
+  } else {
+    const qr = o.qr === false ? '' : `\n${await terminalQr(start.verification_uri_complete)}`;
+    process.stderr.write(
+      `To sign in, open ${start.verification_uri}\nsigned in with any method, and enter the code\n\n    ${start.user_code}\n\n` +
+        `or scan this link, which carries the code: ${start.verification_uri_complete}${qr}\n`,
+    );
+  }
+  const spin = await ctx.spinner(`Waiting for approval of ${start.user_code} (Ctrl-C cancels)`);
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  process.once('SIGINT', onSigint);
+  let interval = start.interval;
+  try {
+    for (;;) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, interval * 1000);
+        controller.signal.addEventListener('abort', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      if (controller.signal.aborted) throw new CliError('cancelled');
+      const r = await broker.call<SessionBody | { error: string; error_description?: string; interval?: number }>('POST', '/v1/device/token', {
+        body: { device_code: start.device_code, grant_type: 'urn:ietf:params:oauth:grant-type:device_code' },
+        expect: [400],
+      });
+      if (r.status === 200) {
+        spin.stop();
+        await finish(ctx, fromSessionBody(ctx, 'device', r.body as SessionBody), { ...o, jsonLine: true });
+        return;
+      }
+      const refusal = r.body as { error: string; error_description?: string; interval?: number };
+      if (refusal.error === 'authorization_pending') continue;
+      if (refusal.error === 'slow_down') {
+        interval = typeof refusal.interval === 'number' && refusal.interval > interval ? refusal.interval : interval + 5;
+        if (ctx.json) process.stdout.write(`${JSON.stringify({ event: 'slow_down', interval })}\n`);
+        continue;
+      }
+      if (refusal.error === 'access_denied') throw new CliError('the request was denied in the console: run agentkeys init device again');
+      if (refusal.error === 'expired_token' || Date.now() > expiresAt + interval * 1000)
+        throw new CliError('the code expired before it was approved: run agentkeys init device again');
+      throw new CliError(`the broker refused the device login (${refusal.error}${refusal.error_description ? `: ${refusal.error_description}` : ''})`);
+    }
+  } catch (e) {
+    spin.fail();
+    throw e;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
 async function initTee(ctx: CliContext, o: InitOptions & WalletKeyOptions & { email?: string; teeUrl?: string; codeStdin?: boolean }): Promise<void> {
   const teeUrl = o.teeUrl ?? ctx.env.AGENTKEYS_TEE_URL;
   if (!teeUrl) throw new UsageError('name the TEE worker: --tee-url or AGENTKEYS_TEE_URL');
@@ -271,12 +360,14 @@ export function initCommand(): Command {
           { value: 'wallet', label: 'Wallet', hint: 'a private key file' },
           { value: 'email', label: 'Email', hint: 'a one-time code' },
           { value: 'google', label: 'Google' },
+          { value: 'device', label: 'A code to approve in the console', hint: 'no browser here' },
         ],
         NON_TTY_HINT,
       );
       if (method === 'email')
         return initEmail(ctx, await askText('Email address', NON_TTY_HINT, (v) => (EMAIL_RE.test(v) ? undefined : 'an email address')), o);
       if (method === 'google') return initGoogle(ctx, o);
+      if (method === 'device') return initDevice(ctx, o);
       return initWallet(ctx, { ...o, privateKeyFile: await askText('Private key file', NON_TTY_HINT) });
     });
 
@@ -297,6 +388,12 @@ export function initCommand(): Command {
     .option('--no-browser', 'do not open a browser; print the address to open')
     .addOption(new Option('--poll-interval-ms <ms>', 'how often to ask the broker').default('1000').hideHelp())
     .action(async (o: InitOptions & { browser?: boolean; pollIntervalMs?: string }, cmd: Command) => initGoogle(await CliContext.open(cmd), o));
+
+  init
+    .command('device')
+    .description('sign in on a machine without a browser: approve a short code in the console from any device')
+    .option('--no-qr', 'do not print a QR code of the link')
+    .action(async (o: InitOptions & { qr?: boolean }, cmd: Command) => initDevice(await CliContext.open(cmd), o));
 
   withWalletKeyOptions(init.command('tee').description('log in through the Heima TEE worker (client_id agentkeys) and keep its access token'))
     .option('--email <address>', 'log in with an email code the TEE sends')

@@ -1,0 +1,260 @@
+/**
+ * The device authorization grant (RFC 8628) end to end over HTTP: a real Temporal dev server,
+ * Postgres and the API. What a stranger can do to someone else's request is refused with a clear
+ * 4xx and changes nothing; each §3.5 error code has a test.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { AkFlow } from '../lib/search-attributes';
+import { DEVICE_AUTHORIZATION_ID_PREFIX } from '../workflows/device-authorization.definitions';
+import { startStack, type TestStack } from './harness';
+import { deviceCode, deviceRows, lookUp, otherUserCode, pollError, pollToken, signedIn, verify } from './device-client';
+
+const USER_CODE_SHOWN = /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/;
+const logLines: string[] = [];
+let stack: TestStack;
+before(async () => {
+  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000' }, logStream: { write: (line) => void logLines.push(line) } });
+});
+after(async () => {
+  await stack?.stop();
+});
+
+const requestIdOf = (deviceCodeText: string) => deviceCodeText.split('.')[0] ?? '';
+
+void describe('device authorization grant', () => {
+  void test('code → pending → the person approves (code typed any way) → the session once, then invalid_grant', async () => {
+    const person = await signedIn(stack);
+    const before = await deviceRows(stack.db);
+    const dc = await deviceCode(stack, { client_id: 'agentkeys-cli', scope: 'session' });
+    assert.match(dc.user_code, USER_CODE_SHOWN);
+    assert.match(dc.device_code, /^[0-9a-f]{32}\.[\w-]{43}$/);
+    assert.equal(dc.verification_uri, `${stack.config.publicUrl}/console/device`);
+    assert.equal(dc.verification_uri_complete, `${stack.config.publicUrl}/console/device?user_code=${dc.user_code}`);
+    assert.ok(dc.expires_in > 590 && dc.expires_in <= 600, String(dc.expires_in));
+    assert.equal(dc.interval, 5);
+
+    const pending = await pollToken(stack, dc.device_code);
+    assert.equal(pending.status, 400);
+    assert.equal((pending.body as { error: string }).error, 'authorization_pending');
+
+    // Lower case, spaces, no dash: the same code (RFC 8628 §6.1).
+    const typed = ` ${dc.user_code.replace('-', ' ').toLowerCase()} `;
+    const seen = await lookUp(stack, person.token, typed);
+    assert.equal(seen.status, 200, seen.text);
+    const view = seen.body as Record<string, unknown>;
+    assert.equal(view.user_code, dc.user_code);
+    assert.equal(view.status, 'pending');
+    assert.equal(view.client_id, 'agentkeys-cli');
+    assert.equal(view.scope, 'session');
+    assert.ok(typeof view.expires_at === 'number' && typeof view.requested_at === 'number' && view.expires_at > view.requested_at);
+
+    const approved = await verify(stack, person.token, dc.user_code.replace('-', '').toLowerCase());
+    assert.equal(approved.status, 200, approved.text);
+    assert.deepEqual(approved.body, { status: 'approved' });
+
+    const got = await pollToken(stack, dc.device_code);
+    assert.equal(got.status, 200, got.text);
+    const session = got.body as { token: string; token_type: string; omni_account: string; user_id: string; identity: { type: string } };
+    assert.equal(session.token_type, 'Bearer');
+    assert.equal(session.omni_account, person.omni_account);
+    assert.equal(session.identity.type, 'evm');
+    const me = await stack.request('GET', '/v1/session/me', { token: session.token });
+    assert.equal(me.status, 200, me.text);
+    assert.equal((me.body as { omni_account: string }).omni_account, person.omni_account);
+    const claims = JSON.parse(Buffer.from(session.token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { amr: string };
+    assert.equal(claims.amr, 'device');
+
+    // Issued once: the next poll (with the right secret) is invalid_grant, and no second session exists.
+    assert.equal(await pollError(stack, dc.device_code), 'invalid_grant');
+    assert.deepEqual(await deviceRows(stack.db), { sessions: before.sessions + 1, audit: before.audit + 1 });
+    const audit = await stack.db.query<{ omni_account: string }>("SELECT omni_account FROM audit_log WHERE event = 'login.device' ORDER BY seq DESC LIMIT 1");
+    assert.equal(audit.rows[0]?.omni_account, person.omni_account);
+
+    const handle = stack.temporal.workflow.getHandle(DEVICE_AUTHORIZATION_ID_PREFIX + requestIdOf(dc.device_code));
+    assert.equal(await handle.result(), 'succeeded');
+    assert.equal((await handle.describe()).typedSearchAttributes.get(AkFlow), 'device_authorization');
+    // Neither secret is readable anywhere the broker writes: ids, history, logs.
+    const secret = dc.device_code.split('.')[1] ?? '';
+    const history = JSON.stringify(await handle.fetchHistory());
+    const raw = dc.user_code.replace('-', '');
+    for (const where of [history, logLines.join('\n'), handle.workflowId]) {
+      assert.ok(!where.includes(secret), 'device_code secret leaked');
+      assert.ok(!where.includes(raw) && !where.includes(dc.user_code), 'user code leaked');
+    }
+  });
+
+  void test('access_denied: deny, then an approval is 409 and the device hears access_denied', async () => {
+    const person = await signedIn(stack);
+    const before = await deviceRows(stack.db);
+    const dc = await deviceCode(stack);
+    const denied = await verify(stack, person.token, dc.user_code, 'deny');
+    assert.equal(denied.status, 200, denied.text);
+    assert.deepEqual(denied.body, { status: 'denied' });
+    const late = await verify(stack, person.token, dc.user_code);
+    assert.equal(late.status, 409, late.text);
+    assert.equal((await lookUp(stack, person.token, dc.user_code)).status, 409);
+    assert.equal(await pollError(stack, dc.device_code), 'access_denied');
+    assert.deepEqual(await deviceRows(stack.db), before);
+  });
+
+  void test('approving twice, or denying after approving, is 409; the device still gets one session', async () => {
+    const person = await signedIn(stack);
+    const dc = await deviceCode(stack);
+    assert.equal((await verify(stack, person.token, dc.user_code)).status, 200);
+    const again = await verify(stack, person.token, dc.user_code);
+    assert.equal(again.status, 409, again.text);
+    assert.equal((again.body as { error: string }).error, 'conflict');
+    assert.equal((await verify(stack, person.token, dc.user_code, 'deny')).status, 409);
+    const got = await pollToken(stack, dc.device_code);
+    assert.equal(got.status, 200, got.text);
+    assert.equal((got.body as { omni_account: string }).omni_account, person.omni_account);
+  });
+
+  void test('16 accounts approve one code at once: exactly one wins and the session is that account’s', async () => {
+    const people = await Promise.all(Array.from({ length: 16 }, () => signedIn(stack)));
+    const before = await deviceRows(stack.db);
+    const dc = await deviceCode(stack);
+    const answers = await Promise.all(people.map((p) => verify(stack, p.token, dc.user_code)));
+    const winners = answers.flatMap((a, i) => (a.status === 200 ? [people[i]] : []));
+    assert.equal(winners.length, 1, answers.map((a) => `${a.status} ${a.text}`).join('\n'));
+    assert.ok(
+      answers.every((a) => a.status === 200 || a.status === 409),
+      answers.map((a) => `${a.status} ${a.text}`).join('\n'),
+    );
+    const got = await pollToken(stack, dc.device_code);
+    assert.equal(got.status, 200, got.text);
+    assert.equal((got.body as { omni_account: string }).omni_account, winners[0]?.omni_account);
+    assert.deepEqual(await deviceRows(stack.db), { sessions: before.sessions + 1, audit: before.audit + 1 });
+  });
+
+  void test('no session: looking up or approving without a bearer is 401 and the request stays pending', async () => {
+    const dc = await deviceCode(stack);
+    for (const res of [await verify(stack, undefined, dc.user_code), await lookUp(stack, undefined, dc.user_code)]) {
+      assert.equal(res.status, 401, res.text);
+    }
+    const forged = await verify(stack, 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln', dc.user_code);
+    assert.equal(forged.status, 401, forged.text);
+    assert.equal(await pollError(stack, dc.device_code), 'authorization_pending');
+  });
+
+  void test("polling someone else's request needs its device_code: another secret, or a respelled one, is invalid_grant and changes nothing", async () => {
+    const person = await signedIn(stack);
+    const dc = await deviceCode(stack);
+    const [requestId, secret = ''] = dc.device_code.split('.');
+    const respelled = [
+      `${requestId}.${randomBytes(32).toString('base64url')}`,
+      `${requestId}.${secret.toUpperCase() === secret ? secret.toLowerCase() : secret.toUpperCase()}`,
+      `${requestId?.toUpperCase()}.${secret}`,
+      ` ${dc.device_code}`,
+      `${dc.device_code}\n`,
+      `${dc.device_code} `,
+      `${requestId}.${secret}=`,
+      '',
+    ];
+    for (const code of respelled) assert.equal(await pollError(stack, code), 'invalid_grant', JSON.stringify(code));
+    // The holder's request is untouched: its first poll is pending (no slow_down from the strangers' polls).
+    assert.equal(await pollError(stack, dc.device_code), 'authorization_pending');
+    assert.equal((await verify(stack, person.token, dc.user_code)).status, 200);
+    for (const code of respelled.slice(0, 4)) assert.equal(await pollError(stack, code), 'invalid_grant');
+    assert.equal((await pollToken(stack, dc.device_code)).status, 200);
+  });
+
+  void test('slow_down: polling faster than interval answers slow_down and adds 5 s for that device only', async () => {
+    const dc = await deviceCode(stack);
+    const other = await deviceCode(stack);
+    const first = await pollToken(stack, dc.device_code);
+    assert.deepEqual(
+      [first.status, (first.body as { error: string; interval: number }).error, (first.body as { interval: number }).interval],
+      [400, 'authorization_pending', 5],
+    );
+    const second = await pollToken(stack, dc.device_code);
+    assert.equal((second.body as { error: string }).error, 'slow_down');
+    assert.equal((second.body as { interval: number }).interval, 10);
+    const third = await pollToken(stack, dc.device_code);
+    assert.equal((third.body as { error: string }).error, 'slow_down');
+    assert.equal((third.body as { interval: number }).interval, 15);
+    const theirs = await pollToken(stack, other.device_code);
+    assert.equal((theirs.body as { error: string; interval: number }).error, 'authorization_pending');
+    assert.equal((theirs.body as { interval: number }).interval, 5);
+  });
+
+  void test('invalid_request and unsupported_grant_type: a malformed token request is refused in the RFC shape', async () => {
+    const dc = await deviceCode(stack);
+    const missing = await stack.request('POST', '/v1/device/token', { body: { grant_type: 'urn:ietf:params:oauth:grant-type:device_code' } });
+    assert.equal(missing.status, 400);
+    assert.equal((missing.body as { error: string }).error, 'invalid_request');
+    const grant = await stack.request('POST', '/v1/device/token', { body: { device_code: dc.device_code, grant_type: 'authorization_code' } });
+    assert.equal(grant.status, 400);
+    assert.equal((grant.body as { error: string }).error, 'unsupported_grant_type');
+    assert.equal(await pollError(stack, dc.device_code), 'authorization_pending');
+  });
+
+  void test('the code request refuses a malformed client_id, scope or an unknown field', async () => {
+    for (const body of [{ client_id: 'a b' }, { client_id: 'x'.repeat(65) }, { scope: 'a"b' }, { scope: 'x'.repeat(257) }, { user_code: 'BCDF-GHJK' }]) {
+      const res = await stack.request('POST', '/v1/device/code', { body });
+      assert.equal(res.status, 400, `${JSON.stringify(body)}: ${res.text}`);
+    }
+    const none = await stack.request('POST', '/v1/device/code', {});
+    assert.equal(none.status, 200, none.text);
+  });
+
+  void test('a wrong or malformed user code is 404, alike, and approves nothing', async () => {
+    const person = await signedIn(stack);
+    const dc = await deviceCode(stack);
+    const wrong = otherUserCode(dc.user_code);
+    const answers = [
+      await lookUp(stack, person.token, wrong),
+      await verify(stack, person.token, wrong),
+      await verify(stack, person.token, 'AEIO-UAEI'),
+      await verify(stack, person.token, '1234-5678'),
+      await verify(stack, person.token, dc.user_code.slice(0, 8)),
+    ];
+    for (const a of answers) {
+      assert.equal(a.status, 404, a.text);
+      assert.deepEqual(a.body, answers[0]?.body);
+    }
+    assert.equal(await pollError(stack, dc.device_code), 'authorization_pending');
+  });
+
+  // Last: these spend the per-account and per-network guess budgets of this process (RFC 8628 §5.1).
+  void test('guessing user codes: after 10 wrong codes an account is refused (429), even with a right code; another account still approves', async () => {
+    const guesser = await signedIn(stack);
+    const dc = await deviceCode(stack);
+    for (let i = 0; i < 9; i++) assert.equal((await verify(stack, guesser.token, otherUserCode(dc.user_code))).status, 404);
+    const tenth = await verify(stack, guesser.token, otherUserCode(dc.user_code));
+    assert.equal(tenth.status, 404, tenth.text);
+    const eleventh = await lookUp(stack, guesser.token, otherUserCode(dc.user_code));
+    assert.equal(eleventh.status, 429, eleventh.text);
+    const right = await verify(stack, guesser.token, dc.user_code);
+    assert.equal(right.status, 429, right.text);
+    assert.ok(Number(right.headers.get('retry-after')) >= 1);
+    assert.equal(await pollError(stack, dc.device_code), 'authorization_pending');
+    const owner = await signedIn(stack);
+    assert.equal((await verify(stack, owner.token, dc.user_code)).status, 200);
+  });
+
+  void test('guessing from many accounts on one network: the network budget runs out (429) while each account has some left', async () => {
+    const dc = await deviceCode(stack);
+    let refused = 0;
+    let tries = 0;
+    for (let round = 0; round < 10 && refused === 0; round++) {
+      const guesser = await signedIn(stack);
+      for (let i = 0; i < 5; i++) {
+        tries++;
+        const res = await verify(stack, guesser.token, otherUserCode(dc.user_code));
+        if (res.status === 429) {
+          refused++;
+          break;
+        }
+        assert.equal(res.status, 404, res.text);
+      }
+    }
+    assert.equal(refused, 1);
+    assert.ok(tries <= 31, String(tries));
+    const fresh = await signedIn(stack);
+    assert.equal((await verify(stack, fresh.token, dc.user_code)).status, 429);
+    assert.equal(await pollError(stack, dc.device_code), 'authorization_pending');
+  });
+});

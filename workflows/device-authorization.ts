@@ -1,0 +1,184 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  condition,
+  proxyLocalActivities,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { constantTimeEqual } from '../lib/constant-time';
+import { AkOmniAccount, AkStage } from '../lib/search-attributes';
+import { FailureType, type LoginOutcome } from './definitions';
+import {
+  DEVICE_AUTHORIZATION_ID_PREFIX,
+  deviceDecisionUpdate,
+  deviceRequestQuery,
+  deviceTokenPollUpdate,
+  registerDeviceCodeUpdate,
+  type DeviceAuthorizationInput,
+  type DeviceAuthorizationOutcome,
+  type DeviceDecisionInput,
+  type DeviceTokenPollInput,
+  type DeviceTokenPollResult,
+  type RegisterDeviceCodeInput,
+} from './device-authorization.definitions';
+import { flowFailure } from './failures';
+import { finishFlow, showStage } from './progress';
+
+type Status = 'pending' | 'approving' | 'approved' | 'denied' | 'expired';
+
+const DIGEST_RE = /^[0-9a-f]{64}$/;
+/** RFC 8628 §3.5: slow_down adds 5 seconds to the interval, for this and every later poll. */
+const SLOW_DOWN_STEP_SECONDS = 5;
+/**
+ * Slack on "faster than the interval": the poll's time here is when the workflow task ran, which
+ * lags the request by the queue's delay, so a device that waits exactly `interval` can land a
+ * little early.
+ */
+const POLL_SLACK_MS = 1000;
+/** …but never more than a fifth of the interval, so a short interval still tells a too-fast device. */
+const pollSlackMs = (intervalSeconds: number): number => Math.min(POLL_SLACK_MS, intervalSeconds * 200);
+
+/**
+ * One device authorization request (RFC 8628). The API starts it with the keyed digest of the
+ * device_code (Update-with-Start registerDeviceCode) and hands the device its device_code and the
+ * person the user code. The person's decision arrives as deviceDecision (the verify route, for the
+ * account of its bearer): the first approval records the login (session row and audit row, as every
+ * login) in a local activity; every later decision is a conflict. The device polls with
+ * deviceTokenPoll and gets authorization_pending, slow_down, access_denied or expired_token
+ * (§3.5), or the session exactly once. A timer ends the request at expires_at; the flow answers
+ * expired_token for a grace period after, then ends.
+ */
+export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInput): Promise<DeviceAuthorizationOutcome> {
+  const { workflowId } = workflowInfo();
+  const requestId = workflowId.slice(DEVICE_AUTHORIZATION_ID_PREFIX.length);
+  const expiresAtMs = input.expires_at * 1000;
+
+  const { completeDeviceLogin } = proxyLocalActivities<Activities>({
+    startToCloseTimeout: '10 seconds',
+    retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '2 seconds', maximumAttempts: 5 },
+  });
+
+  let status: Status = 'pending';
+  let session: LoginOutcome | undefined;
+  let collected = false;
+  let interval = input.settings.intervalSeconds;
+  let lastPollMs: number | undefined;
+  const stage = (value: string) => {
+    showStage(value);
+    upsertSearchAttributes([{ key: AkStage, value }]);
+  };
+  const expireIfDue = () => {
+    if ((status === 'pending' || status === 'approved') && Date.now() >= expiresAtMs) status = 'expired';
+  };
+
+  setHandler(registerDeviceCodeUpdate, () => ({ expires_at: input.expires_at, interval }), {
+    validator: (request: RegisterDeviceCodeInput) => {
+      // Another request drew this user code while this one is open: the API draws a new code.
+      if (typeof request?.device_code_digest !== 'string' || !constantTimeEqual(request.device_code_digest, input.device_code_digest))
+        throw flowFailure(FailureType.conflict, 'this user code is in use');
+    },
+  });
+
+  // A query changes nothing: an expiry not yet applied is only shown.
+  setHandler(deviceRequestQuery, () => {
+    const due = (status === 'pending' || status === 'approved') && Date.now() >= expiresAtMs;
+    return {
+      status: due ? 'expired' : status,
+      requested_at: input.requested_at,
+      expires_at: input.expires_at,
+      ...(input.client_id !== undefined ? { client_id: input.client_id } : {}),
+      ...(input.scope !== undefined ? { scope: input.scope } : {}),
+    };
+  });
+
+  setHandler(
+    deviceDecisionUpdate,
+    async (decision: DeviceDecisionInput) => {
+      expireIfDue();
+      if (status === 'expired') throw flowFailure(FailureType.expired, 'this code has expired or is unknown');
+      if (status !== 'pending') throw flowFailure(FailureType.conflict, 'this code has already been answered');
+      if (decision.action === 'deny') {
+        status = 'denied';
+        stage('denied');
+        return { status: 'denied' as const };
+      }
+      // Set before the first await: concurrent approvals see it and are refused (one account wins).
+      status = 'approving';
+      stage('approving');
+      try {
+        session = await completeDeviceLogin({ omni_account: decision.omni_account, requestId });
+      } catch (e) {
+        // Nothing was recorded: the request stays open for an account that can approve it.
+        status = 'pending';
+        stage('waiting_decision');
+        const cause = e instanceof ActivityFailure ? e.cause : e;
+        if (cause instanceof ApplicationFailure && cause.type === FailureType.forbidden) throw flowFailure(FailureType.forbidden, cause.message);
+        throw flowFailure(FailureType.auditFailed, 'the approval could not be recorded; try again');
+      }
+      status = 'approved';
+      upsertSearchAttributes([
+        { key: AkOmniAccount, value: session.omni_account },
+        { key: AkStage, value: 'approved' },
+      ]);
+      showStage('approved');
+      return { status: 'approved' as const };
+    },
+    {
+      validator: (decision: DeviceDecisionInput) => {
+        if (decision?.action !== 'approve' && decision?.action !== 'deny') throw flowFailure(FailureType.badRequest, 'action must be approve or deny');
+        if (typeof decision.omni_account !== 'string' || decision.omni_account.length === 0) throw flowFailure(FailureType.badRequest, 'no account');
+      },
+    },
+  );
+
+  setHandler(
+    deviceTokenPollUpdate,
+    (): DeviceTokenPollResult => {
+      expireIfDue();
+      const now = Date.now();
+      if (status === 'approved' && session && !collected) {
+        collected = true;
+        return { status: 'ready', session };
+      }
+      if (collected) return { status: 'invalid_grant', interval };
+      if (status === 'denied') return { status: 'access_denied', interval };
+      if (status === 'expired') return { status: 'expired_token', interval };
+      const tooSoon = lastPollMs !== undefined && now - lastPollMs < interval * 1000 - pollSlackMs(interval);
+      lastPollMs = now;
+      if (tooSoon) {
+        interval += SLOW_DOWN_STEP_SECONDS;
+        return { status: 'slow_down', interval };
+      }
+      return { status: 'authorization_pending', interval };
+    },
+    {
+      // Only the device_code's holder polls: another digest changes nothing (no history is written).
+      validator: (poll: DeviceTokenPollInput) => {
+        if (
+          typeof poll?.device_code_digest !== 'string' ||
+          !DIGEST_RE.test(poll.device_code_digest) ||
+          !constantTimeEqual(poll.device_code_digest, input.device_code_digest)
+        )
+          throw flowFailure(FailureType.forbidden, 'device_code does not belong to this request');
+      },
+    },
+  );
+
+  stage('waiting_decision');
+  // The decision and the collection both happen before expires_at (the timer); an approval under way finishes first.
+  await condition(() => collected || status === 'denied', Math.max(0, expiresAtMs - Date.now()));
+  await condition(() => status !== 'approving');
+  if (collected) return finishFlow('succeeded');
+  const settled = status as Status; // set by the update handlers while this function awaited
+  const ended: DeviceAuthorizationOutcome = settled === 'denied' ? 'denied' : settled === 'approved' ? 'uncollected' : 'expired';
+  if (settled !== 'denied') status = 'expired';
+  stage(status);
+  // The device hears access_denied / expired_token for a while after, then the request is gone (invalid_grant).
+  const graceEndsMs = expiresAtMs + input.settings.graceSeconds * 1000;
+  await sleep(Math.max(0, graceEndsMs - Date.now()));
+  return finishFlow(ended);
+}
