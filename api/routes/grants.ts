@@ -22,7 +22,7 @@ import { canonicalJson } from '../../lib/audit-chain';
 import { hmacHex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { buildGrantAcceptanceMessage, GRANT_ACCEPT_PROOF_PURPOSE } from '../../lib/grant-acceptance';
-import { grantScopeSchema } from '../../lib/grant-scope';
+import { grantScopeSchema } from '../../activities/mint-targets';
 import { MAX_CONTRACT_SIGNATURE_BYTES } from '../../lib/wallet-message';
 import type { AuthContext } from '../deps';
 import { commonErrors, errorBody, grantIdSchema, idempotencyKeyOf } from '../schemas';
@@ -48,7 +48,7 @@ const grantView = z.object({
   grant_id: z.string(),
   main_address: z.string(),
   agent_address: z.string(),
-  scope: z.object({ services: z.array(z.string()).optional(), roles: z.array(z.string()).optional() }),
+  scope: z.looseObject({ services: z.array(z.string()).optional(), roles: z.array(z.string()).optional() }),
   expires_at: z.number().int().describe('unix seconds'),
   status: z.enum(STATUSES).describe('pending until the agent wallet accepts; only an active grant binds'),
   active: z.boolean(),
@@ -67,8 +67,9 @@ const unixOrNull = (d: Date | null): number | null => (d ? unix(d) : null);
 /** The scope as stored (rows from before the scope was checked may hold anything: kept as is, never widened). */
 function storedScope(g: GrantRow): GrantScope {
   const strings = (v: unknown): string[] | undefined => (Array.isArray(v) ? v.map(String) : undefined);
+  const { services: _s, roles: _r, ...sections } = (g.scope ?? {}) as Record<string, unknown>;
   const raw = (g.scope ?? {}) as Record<string, unknown>;
-  const scope: GrantScope = {};
+  const scope: GrantScope = { ...sections };
   const services = strings(raw.services);
   const roles = strings(raw.roles);
   if (services) scope.services = services;
