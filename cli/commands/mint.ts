@@ -1,7 +1,7 @@
 /** `agentkeys mint aws`, `agentkeys mint oidc` and `agentkeys mint gcp`. */
 import { Command, Option } from 'commander';
 import type { AwsCredsBody, GcpTokenBody, OidcJwtBody } from '../../lib/wire';
-import { UsageError } from '../errors';
+import { ReportedFailure, UsageError } from '../errors';
 import { AUDIENCE_ENV, executableFailure, executableSuccess, IMPERSONATED_EMAIL_ENV } from '../gcp';
 import { CliContext } from '../context';
 import { cacheKey, cachedCredentials, credentialProcessLine, mintBody, type MintOptions } from '../credential-cache';
@@ -74,7 +74,8 @@ async function mintGcp(cmd: Command, o: MintGcpOptions): Promise<void> {
     if (!o.executable) throw e;
     const code = (e as { code?: unknown }).code;
     process.stdout.write(`${JSON.stringify(executableFailure(typeof code === 'string' ? code : 'ERR_AGENTKEYS', (e as Error).message))}\n`);
-    process.exitCode = 1;
+    // Exit non-zero: the library then raises the response's code and message.
+    throw new ReportedFailure('the token was not minted (the executable response says why)');
   }
 }
 
