@@ -32,7 +32,8 @@ const OUTCOME_WRITE_BACKOFF_MS = [100, 200];
 /**
  * The mint, whatever its target, in one local activity: authorise, the decision's audit row
  * (denied, or intent), the target's exchange, the outcome row (ok or failed), then the sealed
- * answer. Nothing leaves before its rows are durable, and this function writes every row of the
+ * answer. Nothing leaves before its rows are durable — the intent row before a target's exchange
+ * reaches outside (STS), both rows before the answer — and this function writes every row of the
  * mint itself: a failed exchange writes its failed row here, then ends the activity for good.
  *
  * Retries: a failure before the exchange (the grants unreadable, the intent row unwritable) is
@@ -93,21 +94,23 @@ export function createMintActivities(deps: ActivityDeps) {
     return { allowed: true, wallet: (await findMainAddress(deps.db, caller.omniAccount)) ?? caller.omniAccount };
   }
 
-  /** Appends one audit row of the mint (mint.<target>.intent or mint.<target>), durable when this returns. */
-  async function writeAudit(req: MintRequest, phase: MintAuditPhase, details: AuditDetails): Promise<void> {
+  /** Appends audit rows of the mint (mint.<target>.intent or mint.<target>) in one transaction, durable when this returns. */
+  async function writeAudit(req: MintRequest, rows: { phase: MintAuditPhase; details: AuditDetails }[]): Promise<void> {
     const { workflowId, runId } = currentRun();
     const timeout = `${config.BROKER_AUDIT_WRITE_TIMEOUT_MS}ms`;
     try {
       await withTransaction(deps.db, async (tx) => {
         await tx.query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)", [timeout]);
-        return appendAudit(tx, {
-          event: phase === 'intent' ? `mint.${req.target}.intent` : `mint.${req.target}`,
-          outcome: phase === 'intent' ? 'ok' : phase,
-          omniAccount: req.caller.omniAccount,
-          requestId: req.requestId,
-          idemKey: `mint:${workflowId}:${runId}:${phase}`,
-          details,
-        });
+        for (const { phase, details } of rows) {
+          await appendAudit(tx, {
+            event: phase === 'intent' ? `mint.${req.target}.intent` : `mint.${req.target}`,
+            outcome: phase === 'intent' ? 'ok' : phase,
+            omniAccount: req.caller.omniAccount,
+            requestId: req.requestId,
+            idemKey: `mint:${workflowId}:${runId}:${phase}`,
+            details,
+          });
+        }
       });
     } catch (e) {
       throw ApplicationFailure.retryable(`could not write the audit row: ${(e as Error).message}`, FailureType.auditFailed);
@@ -115,10 +118,10 @@ export function createMintActivities(deps: ActivityDeps) {
   }
 
   /** The outcome row: its write retried here; when it cannot be written the mint ends for good and nothing leaves. */
-  async function writeOutcome(req: MintRequest, phase: 'ok' | 'failed', details: AuditDetails): Promise<void> {
+  async function writeOutcome(req: MintRequest, rows: { phase: MintAuditPhase; details: AuditDetails }[]): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await writeAudit(req, phase, details);
+        return await writeAudit(req, rows);
       } catch (e) {
         const pause = OUTCOME_WRITE_BACKOFF_MS[attempt];
         if (pause === undefined) throw ApplicationFailure.nonRetryable((e as Error).message, FailureType.auditFailed);
@@ -161,8 +164,7 @@ export function createMintActivities(deps: ActivityDeps) {
       let decision: MintAuthorisation;
       let actorId: string;
       try {
-        decision = await authorise(req, target);
-        actorId = await actorIdOf(req.caller.omniAccount);
+        [decision, actorId] = await Promise.all([authorise(req, target), actorIdOf(req.caller.omniAccount)]);
       } catch (e) {
         throw ApplicationFailure.retryable(`could not check the caller's grants: ${(e as Error).message}`, MintActivityFailure.authoriseFailed);
       }
@@ -174,7 +176,7 @@ export function createMintActivities(deps: ActivityDeps) {
         http_request_id: req.httpRequestId ?? null,
       };
       if (!decision.allowed) {
-        await writeAudit(req, 'denied', { ...who, reason: decision.reason, grant_id: decision.grantId ?? null });
+        await writeAudit(req, [{ phase: 'denied', details: { ...who, reason: decision.reason, grant_id: decision.grantId ?? null } }]);
         return { denied: true, reason: decision.reason };
       }
       const { wallet, grant } = decision;
@@ -191,7 +193,11 @@ export function createMintActivities(deps: ActivityDeps) {
             intent_issued_at: signed.issuedAt,
           }
         : {};
-      await writeAudit(req, 'intent', { ...who, ...target.intentDetails(req.params), ...proof, wallet, ...grantDetails });
+      const intent = { phase: 'intent' as const, details: { ...who, ...target.intentDetails(req.params), ...proof, wallet, ...grantDetails } };
+      // Before anything reaches outside the broker, the intent row is durable on its own; a target
+      // that only signs sends nothing out before its answer, so its intent row commits with the outcome.
+      if (target.reachesOutside) await writeAudit(req, [intent]);
+      const pending = target.reachesOutside ? [] : [intent];
 
       let exchanged: Exchanged | undefined;
       for (let attempt = 1; !exchanged; attempt++) {
@@ -208,14 +214,14 @@ export function createMintActivities(deps: ActivityDeps) {
             continue;
           }
           const message = f.retryable && attempt > 1 ? `${f.message} (gave up after retrying)` : f.message;
-          await writeOutcome(req, 'failed', { wallet, ...f.details, error: message });
+          await writeOutcome(req, [...pending, { phase: 'failed', details: { wallet, ...f.details, error: message } }]);
           const details: MintFailureDetails = { outcome: f.outcome };
           throw ApplicationFailure.create({ type: f.type, message, nonRetryable: true, details: [details] });
         }
       }
       // The secret parts leave this activity only sealed to the requesting API's one-request key.
       const sealed = await sealJson(req.sealTo, exchanged.secret);
-      await writeOutcome(req, 'ok', { wallet, ...grantDetails, ...exchanged.audit });
+      await writeOutcome(req, [...pending, { phase: 'ok', details: { wallet, ...grantDetails, ...exchanged.audit } }]);
       return { denied: false, minted: { sealed, public: exchanged.public, wallet, expiration: exchanged.expiration } };
     },
   };

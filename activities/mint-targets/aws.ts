@@ -87,6 +87,7 @@ export const awsTarget: MintTarget<AwsParams> = {
     return undefined;
   },
   intentDetails: (params) => ({ duration_seconds: params.duration_seconds }),
+  reachesOutside: true,
   async exchange(ctx, params) {
     const { config } = ctx.deps;
     const roleArn = config.BROKER_DATA_ROLE_ARN;

@@ -72,6 +72,7 @@ export const gcpTarget: MintTarget<GcpParams> = {
     return undefined;
   },
   intentDetails: (params) => ({ audience: params.audience, service_account: params.service_account ?? null }),
+  reachesOutside: false,
   async exchange(ctx, params) {
     const extra = params.service_account ? { [GCP_SERVICE_ACCOUNT_CLAIM]: params.service_account } : {};
     // The grant's AWS sections mean nothing to Google: the token carries the grant, not its AWS scope.

@@ -20,6 +20,7 @@ export const oidcTarget: MintTarget<Record<string, never>> = {
   scope: {},
   authorise: () => undefined,
   intentDetails: () => ({}),
+  reachesOutside: false,
   async exchange(ctx) {
     const signed = await ctx.sign(OIDC_AUDIENCE);
     return {

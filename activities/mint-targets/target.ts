@@ -44,6 +44,12 @@ export interface MintTarget<P extends MintParams = MintParams> {
   authorise(scope: GrantScope, params: P, config: Config): string | undefined;
   /** The intent row's target details (parameters, never secrets). */
   intentDetails(params: P): AuditDetails;
+  /**
+   * Whether the exchange sends anything out of the broker (AWS: the token to STS). Its intent row
+   * is then durable before the exchange; a target that only signs writes its intent row in the
+   * outcome row's transaction, still before anything leaves.
+   */
+  reachesOutside: boolean;
   /** Mints: signs, and exchanges where the target has an exchange. */
   exchange(ctx: MintContext, params: P): Promise<Exchanged>;
   /** How a failure of `exchange` reads: the wire failure, whether another try may help. */
