@@ -29,6 +29,21 @@ export interface GrantAcceptanceFields {
   expiresAt: number;
 }
 
+/** Other mint targets' scope sections (e.g. gcp), one line per field, in a fixed order; none when absent. */
+function otherScopeLines(scope: GrantScope): string[] {
+  const lines: string[] = [];
+  for (const section of Object.keys(scope)
+    .filter((k) => k !== 'services' && k !== 'roles')
+    .sort()) {
+    const fields = (scope[section] ?? {}) as Record<string, unknown>;
+    for (const key of Object.keys(fields).sort()) {
+      const value = fields[key];
+      if (Array.isArray(value) && value.length) lines.push(`Scope ${section}.${key}: ${value.map(String).join(',')}`);
+    }
+  }
+  return lines;
+}
+
 export function buildGrantAcceptanceMessage(f: GrantAcceptanceFields): string {
   const list = (items: string[] | undefined) => (items?.length ? items.join(',') : 'any');
   return [
@@ -40,6 +55,7 @@ export function buildGrantAcceptanceMessage(f: GrantAcceptanceFields): string {
     `Agent wallet: ${f.agentAddress.toLowerCase()}`,
     `Services: ${list(f.scope.services)}`,
     `Roles: ${list(f.scope.roles)}`,
+    ...otherScopeLines(f.scope),
     `Expires at: ${f.expiresAt}`,
   ].join('\n');
 }

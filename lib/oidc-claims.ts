@@ -49,7 +49,8 @@ export interface AwsTagsClaim {
 export interface OidcTokenClaims extends JWTPayload {
   iss: string;
   sub: string;
-  aud: typeof OIDC_AUDIENCE;
+  /** The target's audience (sts.amazonaws.com for AWS; a pool provider for Google Cloud). */
+  aud: string;
   iat: number;
   nbf: number;
   exp: number;
@@ -95,6 +96,8 @@ export function oidcTokenClaims(opts: {
   ttlSeconds: number;
   grant?: OidcGrantClaims;
   actorId?: string;
+  /** The mint target's audience (activities/mint-targets); default sts.amazonaws.com. */
+  audience?: string;
 }): OidcTokenClaims {
   const actor = opts.actorId === undefined ? undefined : bareActor(opts.actorId);
   const userWallet = userWalletValue(opts.wallet, actor);
@@ -106,7 +109,7 @@ export function oidcTokenClaims(opts: {
   const claims: OidcTokenClaims = {
     iss: opts.issuer,
     sub: `agentkeys:agent:${userWallet}`,
-    aud: OIDC_AUDIENCE,
+    aud: opts.audience ?? OIDC_AUDIENCE,
     iat: opts.nowSeconds,
     nbf: opts.nowSeconds,
     exp: opts.nowSeconds + opts.ttlSeconds,

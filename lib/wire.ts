@@ -84,6 +84,16 @@ export interface AwsCredsBody {
   wallet: string;
 }
 
+/** POST /v1/mint-gcp-token (docs/gcp.md). */
+export interface GcpTokenBody {
+  id_token: string;
+  audience: string;
+  service_account?: string;
+  wallet: string;
+  /** Unix seconds. */
+  expiration: number;
+}
+
 export interface GrantScope {
   services?: string[];
   roles?: string[];

@@ -54,6 +54,7 @@ import type { ProbeAnswer } from './bench/probe';
 import { findFreePort } from './temporal-dev-server';
 
 const ROOT = join(__dirname, '..');
+const BENCH_GCP_AUDIENCE = '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/bench-pool/providers/bench-broker';
 
 // ---------------------------------------------------------------------------------------------
 // Signing without awaiting: libsecp256k1, ~0.1 ms per signature, inside autocannon's setupRequest.
@@ -511,6 +512,16 @@ function flows({ token, email, aws, tee }: FlowOptions): Record<string, Step[]> 
     mint_oidc_jwt: [
       { name: 'mint-oidc-jwt', method: 'POST', path: () => '/v1/mint-oidc-jwt', headers: { authorization: `Bearer ${token}` }, body: () => '{}', expect: 200 },
     ],
+    mint_gcp_token: [
+      {
+        name: 'mint-gcp-token',
+        method: 'POST',
+        path: () => '/v1/mint-gcp-token',
+        headers: { authorization: `Bearer ${token}` },
+        body: () => JSON.stringify({ audience: BENCH_GCP_AUDIENCE }),
+        expect: 200,
+      },
+    ],
   };
   if (aws) {
     f.mint_aws_creds = [
@@ -715,7 +726,7 @@ interface Args {
 }
 
 const USAGE =
-  'usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,wallet_login,siwe,mint_oidc_jwt,mint_aws_creds,post_heima_login,email_login] ' +
+  'usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,wallet_login,siwe,mint_oidc_jwt,mint_gcp_token,mint_aws_creds,post_heima_login,email_login] ' +
   '[--url http://host:port [--tee-key tee-private.pem]] [--smoke] [--soak 300 [--soak-interval 10] [--concurrency 8]] [--cpu-prof dir]';
 
 function parseArgs(argv: string[]): Args {

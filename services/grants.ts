@@ -64,8 +64,9 @@ const unix = (d: Date): number => Math.floor(d.getTime() / 1000);
 /** The scope as stored (rows from before the scope was checked may hold anything: kept as is, never widened). */
 export function storedScope(g: GrantRow): GrantScope {
   const strings = (v: unknown): string[] | undefined => (Array.isArray(v) ? v.map(String) : undefined);
+  const { services: _s, roles: _r, ...sections } = (g.scope ?? {}) as Record<string, unknown>;
   const raw = (g.scope ?? {}) as Record<string, unknown>;
-  const scope: GrantScope = {};
+  const scope: GrantScope = { ...sections };
   const services = strings(raw.services);
   const roles = strings(raw.roles);
   if (services) scope.services = services;

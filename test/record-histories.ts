@@ -213,21 +213,21 @@ async function teeLoginThenWallet(stack: TestStack, teeKey: TeeKeyPair): Promise
 // ---- mints --------------------------------------------------------------------------------------
 
 const MINTS = [
-  { workflowType: 'mintOidcJwtWorkflow', path: '/v1/mint-oidc-jwt', event: 'mint.oidc' },
-  { workflowType: 'mintAwsCredsWorkflow', path: '/v1/mint-aws-creds', event: 'mint.aws' },
+  { workflowType: 'mintWorkflow', target: 'oidc', path: '/v1/mint-oidc-jwt', event: 'mint.oidc' },
+  { workflowType: 'mintWorkflow', target: 'aws', path: '/v1/mint-aws-creds', event: 'mint.aws' },
 ] as const;
 
 async function mintSuccess(stack: TestStack, caller: WalletSession, mint: (typeof MINTS)[number]): Promise<Recording> {
   await post(stack, mint.path, 200, { token: caller.token });
   const requestId = await auditRequestId(stack, caller.omni_account, mint.event);
-  return { workflowType: mint.workflowType, name: 'success', workflowId: MINT_ID_PREFIX + requestId };
+  return { workflowType: mint.workflowType, name: `${mint.target}-success`, workflowId: MINT_ID_PREFIX + requestId };
 }
 
 /** An agent wallet whose only (accepted) grant was revoked is refused (and the refusal audited). */
 async function mintDenied(stack: TestStack, agent: WalletSession, mint: (typeof MINTS)[number]): Promise<Recording> {
   await post(stack, mint.path, 403, { token: agent.token });
   const requestId = await auditRequestId(stack, agent.omni_account, mint.event);
-  return { workflowType: mint.workflowType, name: 'denied-agent', workflowId: MINT_ID_PREFIX + requestId };
+  return { workflowType: mint.workflowType, name: `${mint.target}-denied-agent`, workflowId: MINT_ID_PREFIX + requestId };
 }
 
 async function revokedAgent(stack: TestStack): Promise<WalletSession> {

@@ -141,7 +141,7 @@ void describe('what flows hand out is sealed: nothing usable in history', () => 
     const files = (await readdir(dir)).filter((f) => f.endsWith('.bin') && !f.endsWith('-v0.1.0.bin'));
     assert.ok(files.length >= 10, `recorded histories since sealing: ${files.join(', ')}`);
     const flows = new Set(files.map((f) => f.split('-')[0]));
-    for (const flow of ['emailLoginRequestWorkflow', 'walletLoginWorkflow', 'mintOidcJwtWorkflow', 'mintAwsCredsWorkflow', 'googleLoginWorkflow']) {
+    for (const flow of ['emailLoginRequestWorkflow', 'walletLoginWorkflow', 'mintWorkflow', 'googleLoginWorkflow']) {
       assert.ok(flows.has(flow), `a recorded ${flow} history`);
     }
     let payloads = 0;

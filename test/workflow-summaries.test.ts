@@ -64,7 +64,7 @@ void describe('workflow summaries', () => {
   void test('a mint starts with its summary and ends saying its outcome, without the account', async () => {
     const session = await walletLogin(stack);
     await mintOidc(stack, session.token);
-    const query = `WorkflowType="mintOidcJwtWorkflow" AND TaskQueue="${stack.config.BROKER_TASK_QUEUE}"`;
+    const query = `WorkflowType="mintWorkflow" AND TaskQueue="${stack.config.BROKER_TASK_QUEUE}"`;
     let id: string | undefined;
     for (let i = 0; i < 100 && !id; i++) {
       for await (const wf of stack.temporal.workflow.list({ query })) id = wf.workflowId;

@@ -5,7 +5,7 @@ export { emailLoginWorkflow } from './email-login-legacy';
 export { walletLoginWorkflow } from './wallet-login';
 export { googleLoginWorkflow } from './google-login';
 export { teeAccountWorkflow } from './tee-account';
-export { mintAwsCredsWorkflow, mintOidcJwtWorkflow } from './mint';
+export { mintWorkflow } from './mint';
 export { purgeExpiredWorkflow } from './maintenance';
 export { auditAnchorWorkflow } from './audit-anchor';
 export { deviceAuthorizationWorkflow } from './device-authorization';

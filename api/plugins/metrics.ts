@@ -5,6 +5,7 @@ import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { Registry } from 'prom-client';
 import { HTTP_REQUEST_DURATION, LATENCY_BUCKETS, loginRequests, mintRequests } from '../../lib/metrics';
 import { BrokerError } from '../../lib/errors';
+import { MINT_TARGETS } from '../../activities/mint-targets';
 
 /** Which login flow and step a route is, by method and route pattern. */
 const LOGIN_ROUTES: Record<string, { flow: string; step: string }> = {
@@ -22,10 +23,10 @@ const LOGIN_ROUTES: Record<string, { flow: string; step: string }> = {
   'POST /v1/device/verify': { flow: 'device', step: 'verify' },
 };
 
-const MINT_ROUTES: Record<string, string> = {
-  'POST /v1/mint-oidc-jwt': 'oidc_jwt',
-  'POST /v1/mint-aws-creds': 'aws_creds',
-};
+/** Every mint target's route, labelled by its path (`/v1/mint-aws-creds` → `aws_creds`). */
+const MINT_ROUTES: Record<string, string> = Object.fromEntries(
+  MINT_TARGETS.map((t) => [`POST ${t.path}`, t.path.replace(/^\/v1\/mint-/, '').replace(/-/g, '_')]),
+);
 
 declare module 'fastify' {
   interface FastifyInstance {

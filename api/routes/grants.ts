@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { createEvmSignatureVerifier } from '../../adapters/evm-signature';
 import { grantStatus, type GrantRow } from '../../db/grants';
 import { BrokerError } from '../../lib/errors';
-import { grantScopeSchema } from '../../lib/grant-scope';
+import { grantScopeSchema } from '../../activities/mint-targets';
 import { MAX_CONTRACT_SIGNATURE_BYTES } from '../../lib/wallet-message';
 import { createGrantService, storedScope } from '../../services/grants';
 import type { AuthContext } from '../dependencies';
@@ -36,7 +36,7 @@ const grantView = z.object({
   grant_id: z.string(),
   main_address: z.string(),
   agent_address: z.string(),
-  scope: z.object({ services: z.array(z.string()).optional(), roles: z.array(z.string()).optional() }),
+  scope: z.looseObject({ services: z.array(z.string()).optional(), roles: z.array(z.string()).optional() }),
   expires_at: z.number().int().describe('unix seconds'),
   status: z.enum(STATUSES).describe('pending until the agent wallet accepts; only an active grant binds'),
   active: z.boolean(),

@@ -1,7 +1,8 @@
 /**
  * `agentkeys configure aws`: writes (or updates) the AWS profile whose `credential_process` runs
  * `agentkeys mint aws --credential-process` for this agentkeys profile, in AWS_CONFIG_FILE or
- * ~/.aws/config. Shows the change; a second run changes nothing.
+ * ~/.aws/config. Shows the change; a second run changes nothing. `agentkeys configure gcp`:
+ * writes the Google external-account credential file whose executable is `agentkeys mint gcp --executable`.
  */
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
@@ -10,6 +11,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { CliError, UsageError } from '../errors';
 import { CliContext } from '../context';
+import { externalAccountFile } from '../gcp';
 
 /** How the AWS tools should start this CLI: `agentkeys` when that is on PATH and is this one, else node and the absolute script. */
 export function agentkeysInvocation(env: NodeJS.ProcessEnv, script = process.argv[1] ?? ''): string {
@@ -90,6 +92,40 @@ export function configureCommand(): Command {
         ...(change.changed && change.previous !== undefined ? [`- credential_process = ${change.previous}`] : []),
         `${change.changed ? '+' : ' '} ${shown}`,
         `Try it: aws sts get-caller-identity --profile ${awsProfile}`,
+      ]);
+    });
+  configure
+    .command('gcp')
+    .description('write a Google Cloud external-account credential file whose executable mints through this profile (docs/gcp.md)')
+    .requiredOption('--audience <provider>', '//iam.googleapis.com/projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>')
+    .option('--service-account <email>', 'impersonate this service account (service_account_impersonation_url)')
+    .option('--output <file>', 'where to write it (default ~/.config/agentkeys/gcp-<profile>.json)')
+    .option('--token-url <url>', "Google's STS token endpoint (default https://sts.googleapis.com/v1/token)")
+    .option('--iam-credentials-url <url>', 'the IAM credentials API base (default https://iamcredentials.googleapis.com)')
+    .action(async (o: { audience: string; serviceAccount?: string; output?: string; tokenUrl?: string; iamCredentialsUrl?: string }, cmd: Command) => {
+      const ctx = await CliContext.open(cmd);
+      if (!o.audience.startsWith('//iam.googleapis.com/'))
+        throw new UsageError(
+          '--audience is a pool provider: //iam.googleapis.com/projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>',
+        );
+      const path = o.output ?? join(homedir(), '.config', 'agentkeys', `gcp-${ctx.profile}.json`);
+      // The library passes the audience and the service account to the executable in its environment.
+      const command = `${agentkeysInvocation(ctx.env)}${ctx.profile === 'default' ? '' : ` --profile ${ctx.profile}`} mint gcp --executable`;
+      const file = externalAccountFile({
+        audience: o.audience,
+        command,
+        serviceAccount: o.serviceAccount,
+        tokenUrl: o.tokenUrl,
+        iamCredentialsUrl: o.iamCredentialsUrl,
+      });
+      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+      const tmp = `${path}.${process.pid}.tmp`;
+      await writeFile(tmp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
+      await rename(tmp, path);
+      ctx.print({ credential_file: path, ...file }, [
+        `${path}: external account for ${o.audience}${o.serviceAccount ? `, impersonating ${o.serviceAccount}` : ''}`,
+        `  executable: ${command}`,
+        `Use it: export GOOGLE_APPLICATION_CREDENTIALS=${path} GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1`,
       ]);
     });
   return configure;

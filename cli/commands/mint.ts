@@ -1,7 +1,8 @@
-/** `agentkeys mint aws` and `agentkeys mint oidc`. */
+/** `agentkeys mint aws`, `agentkeys mint oidc` and `agentkeys mint gcp`. */
 import { Command, Option } from 'commander';
-import type { AwsCredsBody, OidcJwtBody } from '../../lib/wire';
-import { UsageError } from '../errors';
+import type { AwsCredsBody, GcpTokenBody, OidcJwtBody } from '../../lib/wire';
+import { ReportedFailure, UsageError } from '../errors';
+import { AUDIENCE_ENV, executableFailure, executableSuccess, IMPERSONATED_EMAIL_ENV } from '../gcp';
 import { CliContext } from '../context';
 import { cacheKey, cachedCredentials, credentialProcessLine, mintBody, type MintOptions } from '../credential-cache';
 
@@ -46,6 +47,38 @@ async function mintAws(ctx: CliContext, o: MintAwsOptions): Promise<void> {
   ]);
 }
 
+interface MintGcpOptions {
+  audience?: string;
+  serviceAccount?: string;
+  grantId?: string;
+  executable?: boolean;
+}
+
+/**
+ * A token for a workload identity pool provider. With --executable it prints what Google's
+ * executable-sourced credentials read on stdout (nothing on stderr: the library reads both), a
+ * failure included; the library passes the audience and the service account in its environment.
+ */
+async function mintGcp(cmd: Command, o: MintGcpOptions): Promise<void> {
+  const ctx = await CliContext.open(cmd);
+  const audience = o.audience ?? ctx.env[AUDIENCE_ENV];
+  const serviceAccount = o.serviceAccount ?? ctx.env[IMPERSONATED_EMAIL_ENV];
+  try {
+    if (!audience) throw new UsageError(`name the pool provider: --audience //iam.googleapis.com/projects/… (or ${AUDIENCE_ENV})`);
+    const broker = await ctx.authedBroker();
+    const body = { audience, ...(serviceAccount ? { service_account: serviceAccount } : {}), ...(mintBody(o) ?? {}) };
+    const r = (await broker.call<GcpTokenBody>('POST', '/v1/mint-gcp-token', { auth: true, body })).body;
+    if (o.executable) process.stdout.write(`${JSON.stringify(executableSuccess(r.id_token, r.expiration))}\n`);
+    else ctx.print(r, r.id_token);
+  } catch (e) {
+    if (!o.executable) throw e;
+    const code = (e as { code?: unknown }).code;
+    process.stdout.write(`${JSON.stringify(executableFailure(typeof code === 'string' ? code : 'ERR_AGENTKEYS', (e as Error).message))}\n`);
+    // Exit non-zero: the library then raises the response's code and message.
+    throw new ReportedFailure('the token was not minted (the executable response says why)');
+  }
+}
+
 export function mintCommand(): Command {
   const mint = new Command('mint').description('mint short-lived credentials for this profile (or its grant)');
   mint
@@ -66,5 +99,16 @@ export function mintCommand(): Command {
       const r = (await broker.call<OidcJwtBody>('POST', '/v1/mint-oidc-jwt', { auth: true, body: mintBody(o) })).body;
       ctx.print(r, r.jwt);
     });
+  mint
+    .command('gcp')
+    .description('an OIDC JWT for a Google Cloud workload identity pool provider (docs/gcp.md)')
+    .option(
+      '--audience <provider>',
+      `//iam.googleapis.com/projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider> (default: $${AUDIENCE_ENV})`,
+    )
+    .option('--service-account <email>', `the service account to impersonate (default: $${IMPERSONATED_EMAIL_ENV})`)
+    .option('--grant-id <id>', 'as an agent: mint under this grant')
+    .option('--executable', "print Google's executable-sourced credential response (for `configure gcp`)")
+    .action(async (o: MintGcpOptions, cmd: Command) => mintGcp(cmd, o));
   return mint;
 }

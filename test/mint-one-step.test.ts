@@ -8,9 +8,9 @@ import { startStack, testWorkflowBundle, type TestStack } from './harness';
 import { lastMintRows, mintAws, mintOidc, walletLogin, type WalletSession } from './mint-client';
 
 /**
- * A mint runs two local activities (authorise + decision row, mint + outcome row) behind the
- * `mint-two-steps` patch; its history replays against the current workflow code. Histories recorded
- * before the patch (four local activities) are test/replay.test.ts's.
+ * A mint, whatever its target, is one local activity (authorise + decision row, exchange + outcome
+ * row): one marker in its history, no patch, the same audit rows; its history replays against the
+ * current workflow code.
  */
 
 let stack: TestStack;
@@ -41,22 +41,22 @@ function markers(history: History, name: string): number {
 /** Replays one history through the current workflow bundle; throws on nondeterminism. */
 async function assertReplays(workflowId: string, history: History): Promise<void> {
   await Worker.runReplayHistory(
-    { workflowBundle: await testWorkflowBundle(), dataConverter: brokerDataConverter(stack.secrets), replayName: 'mint-two-steps' },
+    { workflowBundle: await testWorkflowBundle(), dataConverter: brokerDataConverter(stack.secrets), replayName: 'mint-one-step' },
     history,
     workflowId,
   );
 }
 
-void describe('a mint runs two local activities (mint-two-steps)', () => {
+void describe('a mint runs one local activity', () => {
   for (const [kind, mint, event] of [
     ['OIDC', () => mintOidc(stack, main.token), 'mint.oidc'],
     ['AWS', () => mintAws(stack, main.token), 'mint.aws'],
   ] as const) {
-    void test(`${kind}: two local-activity markers, the patch marker, the same rows; the history replays`, async () => {
+    void test(`${kind}: one local-activity marker, no patch marker, the intent and ok rows; the history replays`, async () => {
       await mint();
       const { workflowId, history, rows } = await historyOfLastMint();
-      assert.equal(markers(history, 'core_local_activity'), 2);
-      assert.equal(markers(history, 'core_patch'), 1);
+      assert.equal(markers(history, 'core_local_activity'), 1);
+      assert.equal(markers(history, 'core_patch'), 0);
       assert.deepEqual(rows, [
         [`${event}.intent`, 'ok'],
         [event, 'ok'],
@@ -74,13 +74,13 @@ void describe('a mint runs two local activities (mint-two-steps)', () => {
     await assertReplays(workflowId, history);
   });
 
-  void test('a final STS error: two local activities, the failed row with its code, 502', async () => {
+  void test('a final STS error: one local activity, the failed row with its code written by it, 502', async () => {
     stack.sts.clear();
     stack.sts.failNext(1, 'AccessDenied');
     const res = await stack.request('POST', '/v1/mint-aws-creds', { token: main.token });
     assert.equal(res.status, 502, res.text);
     const { workflowId, history, rows } = await historyOfLastMint();
-    assert.equal(markers(history, 'core_local_activity'), 2);
+    assert.equal(markers(history, 'core_local_activity'), 1);
     assert.deepEqual(rows, [
       ['mint.aws.intent', 'ok'],
       ['mint.aws', 'failed'],

@@ -1,0 +1,103 @@
+import { z } from 'zod';
+import { MintActivityFailure } from '../../workflows/mint.definitions';
+import type { MintTarget } from './target';
+
+/**
+ * An OIDC token for Google Cloud workload identity federation (`POST /v1/mint-gcp-token`, docs/gcp.md):
+ * its `aud` is the pool provider (`//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/R`).
+ * The broker only signs; Google's client libraries exchange it themselves at Google's STS (an
+ * external-account credential file whose executable is `agentkeys mint gcp --executable`), and
+ * optionally impersonate a service account with the federated token.
+ *
+ * Scope (`gcp.audiences`, `gcp.service_accounts`): which pool providers the agent may get a token
+ * for, and which service account it may impersonate. The service account goes into the token as
+ * `agentkeys_gcp_service_account`, so the provider's attribute mapping can make it a principal
+ * attribute and the service account's IAM policy can grant roles/iam.workloadIdentityUser on it
+ * alone (the broker cannot see the impersonation call; Google enforces it from the claim).
+ */
+
+export const GCP_AUDIENCE_RE =
+  /^\/\/iam\.googleapis\.com\/projects\/\d{1,20}\/locations\/global\/workloadIdentityPools\/[a-z0-9-]{4,32}\/providers\/[a-z0-9-]{4,32}$/;
+export const GCP_SERVICE_ACCOUNT_RE = /^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$/;
+export const GCP_SERVICE_ACCOUNT_CLAIM = 'agentkeys_gcp_service_account';
+
+const audience = z
+  .string()
+  .regex(
+    GCP_AUDIENCE_RE,
+    'audience must be a workload identity pool provider: //iam.googleapis.com/projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>',
+  );
+const serviceAccount = z.string().regex(GCP_SERVICE_ACCOUNT_RE, 'service_account must be a service account email (<name>@<project>.iam.gserviceaccount.com)');
+const MAX_ENTRIES = 16;
+const unique = (items: string[]) => new Set(items).size === items.length;
+
+type GcpParams = { audience: string; service_account?: string };
+
+export const gcpTarget: MintTarget<GcpParams> = {
+  name: 'gcp',
+  path: '/v1/mint-gcp-token',
+  summary: 'Mint: Google Cloud token',
+  description:
+    'Authorises the caller, audits the intent, signs an OIDC JWT for a workload identity pool provider and audits the outcome, in one step. Stages: started → done.',
+  body: () => ({ audience, service_account: serviceAccount.optional() }),
+  response: z.object({
+    id_token: z.string(),
+    audience: z.string(),
+    service_account: z.string().optional(),
+    expiration: z.number().int().describe('unix seconds'),
+    wallet: z.string(),
+  }),
+  params: (body) => ({
+    audience: body.audience as string,
+    ...(typeof body.service_account === 'string' ? { service_account: body.service_account } : {}),
+  }),
+  scope: {
+    gcp: z
+      .object({
+        audiences: z.array(audience).min(1).max(MAX_ENTRIES).refine(unique, 'scope.gcp.audiences has a duplicate entry').optional(),
+        service_accounts: z.array(serviceAccount).min(1).max(MAX_ENTRIES).refine(unique, 'scope.gcp.service_accounts has a duplicate entry').optional(),
+      })
+      .strict()
+      .optional(),
+  },
+  authorise(scope, params) {
+    const gcp = (scope.gcp ?? {}) as { audiences?: string[]; service_accounts?: string[] };
+    if (gcp.audiences?.length && !gcp.audiences.includes(params.audience)) return `does not allow the audience ${params.audience} (scope.gcp.audiences)`;
+    if (gcp.service_accounts?.length) {
+      if (params.service_account === undefined)
+        return 'allows only impersonating its service accounts: name one in service_account (scope.gcp.service_accounts)';
+      if (!gcp.service_accounts.includes(params.service_account))
+        return `does not allow the service account ${params.service_account} (scope.gcp.service_accounts)`;
+    }
+    return undefined;
+  },
+  intentDetails: (params) => ({ audience: params.audience, service_account: params.service_account ?? null }),
+  reachesOutside: false,
+  async exchange(ctx, params) {
+    const extra = params.service_account ? { [GCP_SERVICE_ACCOUNT_CLAIM]: params.service_account } : {};
+    // The grant's AWS sections mean nothing to Google: the token carries the grant, not its AWS scope.
+    const grant = ctx.grant ? { ...ctx.grant, scope: {} } : undefined;
+    const signed = await ctx.sign(params.audience, extra, grant);
+    return {
+      secret: { id_token: signed.jwt },
+      public: { audience: params.audience, ...(params.service_account ? { service_account: params.service_account } : {}) },
+      expiration: signed.expiration,
+      audit: {
+        audience: params.audience,
+        service_account: params.service_account ?? null,
+        kid: signed.kid,
+        jwt_hash: signed.jwtHash,
+        expiration: signed.expiration,
+      },
+    };
+  },
+  classify: (e) => ({
+    type: MintActivityFailure.signingFailed,
+    outcome: 'failed',
+    details: {},
+    retryable: false,
+    message: (e as Error).message || 'signing failed',
+  }),
+  attempts: 1,
+  backoffMs: [],
+};

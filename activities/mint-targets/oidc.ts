@@ -1,0 +1,42 @@
+import { z } from 'zod';
+import { OIDC_AUDIENCE } from '../../lib/oidc-claims';
+import { MintActivityFailure } from '../../workflows/mint.definitions';
+import type { MintTarget } from './target';
+
+/**
+ * A bare OIDC token for STS AssumeRoleWithWebIdentity (`POST /v1/mint-oidc-jwt`): the caller
+ * presents it to STS itself. It can be presented for any role that trusts the broker, without a
+ * session policy, so the broker cannot make STS enforce a grant's scope on it: a grant with any
+ * scope does not mint it (its section list is empty).
+ */
+export const oidcTarget: MintTarget<Record<string, never>> = {
+  name: 'oidc',
+  path: '/v1/mint-oidc-jwt',
+  summary: 'Mint: OIDC JWT',
+  description: 'Authorises the caller, audits the intent, signs an OIDC JWT for STS and audits the outcome, in one step. Stages: started → done.',
+  body: () => ({}),
+  response: z.object({ jwt: z.string(), wallet: z.string(), expiration: z.number().int().describe('unix seconds') }),
+  params: () => ({}),
+  scope: {},
+  authorise: () => undefined,
+  intentDetails: () => ({}),
+  reachesOutside: false,
+  async exchange(ctx) {
+    const signed = await ctx.sign(OIDC_AUDIENCE);
+    return {
+      secret: { jwt: signed.jwt },
+      public: {},
+      expiration: signed.expiration,
+      audit: { kid: signed.kid, jwt_hash: signed.jwtHash, expiration: signed.expiration },
+    };
+  },
+  classify: (e) => ({
+    type: MintActivityFailure.signingFailed,
+    outcome: 'failed',
+    details: {},
+    retryable: false,
+    message: (e as Error).message || 'signing failed',
+  }),
+  attempts: 1,
+  backoffMs: [],
+};

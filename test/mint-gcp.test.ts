@@ -1,0 +1,248 @@
+/**
+ * The Google Cloud target end to end: `agentkeys configure gcp` writes the external-account
+ * credential file, the real google-auth-library runs `agentkeys mint gcp --executable` from it and
+ * exchanges the broker's token at a loopback stand-in of Google's STS (which verifies it against the
+ * broker's JWKS and the pool provider's audience), then impersonates a service account at a stand-in
+ * of the IAM credentials API. Grants scope it (which provider, which service account); every mint
+ * is audited.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { decodeJwt } from 'jose';
+import { GoogleAuth, PluggableAuthClient } from 'google-auth-library';
+import { startGcpFixture, type GcpFixture } from '../fixtures/gcp';
+import { startStack, type TestStack } from './harness';
+import { buildCli, cliAgainst, parseJson } from './cli-client';
+import { bindAgent } from './grant-client';
+import { lastMintRows, walletLogin, type WalletSession } from './mint-client';
+import { newWallet } from './wallet-client';
+
+const AUDIENCE = '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/agentkeys-pool/providers/agentkeys-broker';
+const OTHER_AUDIENCE = '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/agentkeys-pool/providers/other-broker';
+const SA = 'ci-deployer@my-project-123.iam.gserviceaccount.com';
+const OTHER_SA = 'db-admin@my-project-123.iam.gserviceaccount.com';
+const SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
+
+let stack: TestStack;
+let gcp: GcpFixture;
+let main: WalletSession;
+let home: string;
+const cli = cliAgainst(() => ({ url: stack.url, home }));
+const saved = { ...process.env };
+
+before(async () => {
+  buildCli();
+  home = await mkdtemp(join(tmpdir(), 'akb-gcp-'));
+  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000' } });
+  gcp = await startGcpFixture();
+  gcp.addProvider({ audience: AUDIENCE, issuer: stack.config.publicUrl, jwksUrl: `${stack.url}/.well-known/jwks.json` });
+  main = await walletLogin(stack);
+  // What the library's executable inherits: the opt-in and a bearer for the CLI (as CI would set it).
+  process.env.GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES = '1';
+  process.env.AGENTKEYS_BROKER_URL = stack.url;
+  process.env.AGENTKEYS_TOKEN = main.token;
+  process.env.HOME = home;
+});
+after(async () => {
+  process.env = saved;
+  await gcp?.close();
+  await stack?.stop();
+  if (home) await rm(home, { recursive: true, force: true });
+});
+
+async function configure(extra: string[]): Promise<string> {
+  const output = join(home, `gcp-${Math.random().toString(36).slice(2)}.json`);
+  const r = parseJson(
+    await cli.run([
+      '--json',
+      'configure',
+      'gcp',
+      '--audience',
+      AUDIENCE,
+      '--output',
+      output,
+      '--token-url',
+      gcp.tokenUrl,
+      '--iam-credentials-url',
+      gcp.url,
+      ...extra,
+    ]),
+  );
+  assert.equal(r.credential_file, output);
+  return output;
+}
+
+async function accessTokenFrom(file: string): Promise<string> {
+  const auth = new GoogleAuth({ keyFile: file, scopes: [SCOPE] });
+  const client = await auth.getClient();
+  assert.ok(client instanceof PluggableAuthClient, 'an executable-sourced external account');
+  const { token } = await client.getAccessToken();
+  assert.ok(token);
+  return token;
+}
+
+void describe('Google Cloud workload identity federation through google-auth-library', () => {
+  void test('configure gcp writes the external-account file the library reads', async () => {
+    const file = await configure(['--service-account', SA]);
+    const written = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    assert.equal(written.type, 'external_account');
+    assert.equal(written.audience, AUDIENCE);
+    assert.equal(written.subject_token_type, 'urn:ietf:params:oauth:token-type:id_token');
+    assert.equal(written.token_url, gcp.tokenUrl);
+    assert.equal(written.service_account_impersonation_url, gcp.impersonationUrl(SA));
+    const command = (written.credential_source as { executable: { command: string } }).executable.command;
+    assert.match(command, /agentkeys\.js mint gcp --executable$/);
+  });
+
+  void test('the library exchanges the broker token at STS and impersonates the service account; the mint is audited', async () => {
+    const token = await accessTokenFrom(await configure(['--service-account', SA]));
+    const principal = gcp.principal(token);
+    assert.deepEqual(principal, { kind: 'service_account', subject: SA, scopes: [SCOPE] });
+    const exchange = gcp.calls().find((c) => c.path === '/v1/token');
+    assert.equal(exchange?.fields.audience, AUDIENCE);
+    assert.equal(exchange?.fields.grant_type, 'urn:ietf:params:oauth:grant-type:token-exchange');
+    const rows = await lastMintRows(stack, main.omni_account);
+    assert.deepEqual(
+      rows.map((r) => [r.event, r.outcome]),
+      [
+        ['mint.gcp.intent', 'ok'],
+        ['mint.gcp', 'ok'],
+      ],
+    );
+    assert.equal(rows[0]?.details.audience, AUDIENCE);
+    assert.equal(rows[1]?.details.service_account, SA);
+    assert.match(String(rows[1]?.details.jwt_hash), /^[0-9a-f]{32}$/);
+  });
+
+  void test('without impersonation the library holds the federated token of the wallet', async () => {
+    const token = await accessTokenFrom(await configure([]));
+    const principal = gcp.principal(token);
+    assert.equal(principal?.kind, 'federated');
+    assert.equal(principal?.subject, `agentkeys:agent:${main.wallet.lower}`);
+    assert.equal(principal?.audience, AUDIENCE);
+    assert.equal(principal?.serviceAccount, undefined);
+  });
+
+  void test('a token minted for one provider is refused by another; a token without the service account claim cannot impersonate it', async () => {
+    const stsExchange = (subjectToken: string) =>
+      fetch(gcp.tokenUrl, {
+        method: 'POST',
+        body: new URLSearchParams({
+          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+          audience: AUDIENCE,
+          requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+          subject_token_type: 'urn:ietf:params:oauth:token-type:id_token',
+          subject_token: subjectToken,
+          scope: SCOPE,
+        }),
+      });
+    const other = await mintGcp(main.token, { audience: OTHER_AUDIENCE });
+    assert.equal(other.status, 200, other.text);
+    const refused = await stsExchange((other.body as { id_token: string }).id_token);
+    assert.equal(refused.status, 400);
+    assert.equal(((await refused.json()) as { error: string }).error, 'invalid_grant');
+
+    const plain = await mintGcp(main.token, { audience: AUDIENCE });
+    assert.equal(plain.status, 200, plain.text);
+    const federated = await stsExchange((plain.body as { id_token: string }).id_token);
+    assert.equal(federated.status, 200);
+    const { access_token } = (await federated.json()) as { access_token: string };
+    const impersonate = await fetch(gcp.impersonationUrl(SA), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${access_token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ scope: [SCOPE] }),
+    });
+    assert.equal(impersonate.status, 403);
+  });
+
+  void test('--executable answers a failure in the executable-response form (exit 1, nothing usable)', async () => {
+    const r = await cli.run(['mint', 'gcp', '--executable', '--audience', AUDIENCE], { env: { AGENTKEYS_TOKEN: 'not-a-session' } });
+    assert.equal(r.code, 1);
+    const out = JSON.parse(r.stdout) as { version: number; success: boolean; code: string; message: string };
+    assert.equal(out.version, 1);
+    assert.equal(out.success, false);
+    assert.ok(out.code && out.message, r.stdout);
+  });
+});
+
+async function mintGcp(token: string, body: unknown) {
+  return stack.request('POST', '/v1/mint-gcp-token', { token, body });
+}
+
+void describe('Google Cloud mints under a grant: the scope names the providers and service accounts', () => {
+  let agent: WalletSession;
+  let grantId: string;
+
+  before(async () => {
+    const wallet = newWallet();
+    grantId = await bindAgent(stack, main.token, wallet, { scope: { gcp: { audiences: [AUDIENCE], service_accounts: [SA] } } });
+    agent = await walletLogin(stack, wallet);
+  });
+
+  void test('the grant shows its gcp scope', async () => {
+    const res = await stack.request('GET', '/v1/grants', { token: main.token });
+    assert.equal(res.status, 200, res.text);
+    const grant = (res.body as { grants: { grant_id: string; scope: Record<string, unknown> }[] }).grants.find((g) => g.grant_id === grantId);
+    assert.deepEqual(grant?.scope, { gcp: { audiences: [AUDIENCE], service_accounts: [SA] } });
+  });
+
+  for (const [what, body, reason] of [
+    ['another provider', { audience: OTHER_AUDIENCE, service_account: SA }, /does not allow the audience/],
+    ['another service account', { audience: AUDIENCE, service_account: OTHER_SA }, /does not allow the service account/],
+    ['no service account', { audience: AUDIENCE }, /name one in service_account/],
+  ] as const) {
+    void test(`${what}: 403, audited as denied`, async () => {
+      const res = await mintGcp(agent.token, body);
+      assert.equal(res.status, 403, res.text);
+      assert.match(res.text, reason);
+      const rows = await lastMintRows(stack, agent.omni_account);
+      assert.deepEqual(
+        rows.map((r) => [r.event, r.outcome]),
+        [['mint.gcp', 'denied']],
+      );
+    });
+  }
+
+  void test('within the scope: the main wallet, the grant and the service account in the token', async () => {
+    const res = await mintGcp(agent.token, { audience: AUDIENCE, service_account: SA });
+    assert.equal(res.status, 200, res.text);
+    const body = res.body as { id_token: string; audience: string; service_account: string; wallet: string };
+    assert.equal(body.audience, AUDIENCE);
+    assert.equal(body.service_account, SA);
+    assert.equal(body.wallet, main.wallet.lower);
+    const claims = decodeJwt(body.id_token);
+    assert.equal(claims.aud, AUDIENCE);
+    assert.equal(claims.sub, `agentkeys:agent:${main.wallet.lower}`);
+    assert.equal(claims.agentkeys_grant_id, grantId);
+    assert.equal(claims.agentkeys_child_wallet, agent.wallet.lower);
+    assert.equal(claims.agentkeys_gcp_service_account, SA);
+    assert.equal(claims.agentkeys_scope, undefined, 'the AWS scope claim is for STS only');
+  });
+
+  void test('a grant scoped to Google Cloud mints no AWS token', async () => {
+    const res = await stack.request('POST', '/v1/mint-oidc-jwt', { token: agent.token });
+    assert.equal(res.status, 403, res.text);
+  });
+
+  void test('malformed: a bad audience or service account is a 400 before any flow or audit row; a bad gcp scope is refused', async () => {
+    const before = (await stack.db.query<{ n: string }>('SELECT count(*)::text AS n FROM audit_log')).rows[0]?.n;
+    for (const body of [{}, { audience: 'sts.amazonaws.com' }, { audience: `${AUDIENCE}/x` }, { audience: AUDIENCE, service_account: 'root@example.com' }]) {
+      const res = await mintGcp(main.token, body);
+      assert.equal(res.status, 400, `${JSON.stringify(body)}: ${res.text}`);
+    }
+    assert.equal((await stack.db.query<{ n: string }>('SELECT count(*)::text AS n FROM audit_log')).rows[0]?.n, before);
+    const bad = await stack.request('POST', '/v1/grants', {
+      token: main.token,
+      body: { agent_address: newWallet().lower, scope: { gcp: { audiences: ['//iam.googleapis.com/projects/x'] } } },
+    });
+    assert.equal(bad.status, 400, bad.text);
+    const unknown = await stack.request('POST', '/v1/grants', {
+      token: main.token,
+      body: { agent_address: newWallet().lower, scope: { gcp: { pools: [AUDIENCE] } } },
+    });
+    assert.equal(unknown.status, 400, unknown.text);
+  });
+});
