@@ -9,12 +9,8 @@ import type { LoginOutcome, LoginSession } from '../workflows/definitions';
  * workflow history (readable by operators through the codec endpoint) carries the session's jti
  * and times but never a token that works. Every flow's winner passes through here exactly once;
  * the token's iat/exp are the ones the session row was recorded with.
- *
- * A run recorded before this (its completeLogin signed the token itself) returns a LoginSession,
- * which is handed out as it is.
  */
-export async function issueSession(deps: { config: Config; secrets: BrokerSecrets }, result: LoginOutcome | LoginSession): Promise<LoginSession> {
-  if ('token' in result) return result;
+export async function issueSession(deps: { config: Config; secrets: BrokerSecrets }, result: LoginOutcome): Promise<LoginSession> {
   const { token } = await signSessionToken(deps.secrets.sessionKey, {
     issuer: deps.config.publicUrl,
     omniAccount: result.omni_account,

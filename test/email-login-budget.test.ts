@@ -129,7 +129,7 @@ void describe('email login: the per-address send budget holds across requests', 
       email,
       email_key: key,
       code_salt: randomBytes(16).toString('hex'),
-      settings: { ttlSeconds: 60, maxAttempts: 5, resendCooldownSeconds: 0, maxSends: 5 },
+      settings: { ttlSeconds: 60, maxAttempts: 5, resendCooldownSeconds: 0, maxSends: 5, firstDispatchSeconds: 60, retryWindowSeconds: 120 },
     };
     const startWorkflowOperation = new WithStartWorkflowOperation<typeof emailLoginRequestWorkflow>('emailLoginRequestWorkflow', {
       workflowId: `email-login/${randomBytes(16).toString('hex')}`,
@@ -138,10 +138,12 @@ void describe('email login: the per-address send budget holds across requests', 
       workflowIdConflictPolicy: 'FAIL',
     });
     const ses = stack.ses.requestCount();
-    const refused = await stack.temporal.workflow.executeUpdateWithStart(requestCodeUpdate, { args: [{ email_key: key }], startWorkflowOperation }).then(
-      () => assert.fail('the update was accepted'),
-      (e: unknown) => e,
-    );
+    const refused = await stack.temporal.workflow
+      .executeUpdateWithStart(requestCodeUpdate, { args: [{ email_key: key, network_key: 'ab'.repeat(16) }], startWorkflowOperation })
+      .then(
+        () => assert.fail('the update was accepted'),
+        (e: unknown) => e,
+      );
     assert.ok(refused instanceof WorkflowUpdateFailedError, String(refused));
     assert.ok(refused.cause instanceof ApplicationFailure && refused.cause.type === FailureType.rateLimited, String(refused.cause));
     assert.equal(stack.ses.requestCount(), ses, 'nothing mailed');

@@ -81,8 +81,7 @@ async function auditRequestId(stack: TestStack, omniAccount: string, event: stri
 }
 
 // ---- email code login ---------------------------------------------------------------------------
-// emailLoginRequestWorkflow (one flow per requester). The retired per-address emailLoginWorkflow is
-// no longer started by the API: its histories of 0.1.0 stay in test/histories until it is removed.
+// emailLoginRequestWorkflow (one flow per requester).
 
 const EMAIL_FLOW = 'emailLoginRequestWorkflow';
 
@@ -174,8 +173,7 @@ async function emailExpired(stack: TestStack): Promise<Recording> {
 
 // ---- wallet login -------------------------------------------------------------------------------
 
-// The stateless form has run in the API, without a workflow, since 0.2 (docs/performance.md): its
-// 0.1.0 history stays in test/histories/ for the runs still in flight, and nothing new is recorded.
+// The stateless form runs in the API without a workflow (docs/performance.md): nothing to record.
 
 async function walletSiwe(stack: TestStack): Promise<Recording> {
   const w = newWallet();
