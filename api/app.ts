@@ -18,11 +18,8 @@ import devRoutes from './routes/dev';
 import healthRoutes from './routes/health';
 import sessionRoutes from './routes/session';
 import refreshRoutes from './routes/refresh';
-import sessionEmailRoutes from './routes/email-login';
-import sessionWalletRoutes from './routes/wallet-login';
-import sessionGoogleRoutes from './routes/google-login';
 import grantRoutes from './routes/grants';
-import teeCallbackRoutes from './routes/tee-account';
+import { registerLoginMethods } from './login-methods';
 import auditRoutes from './routes/audit';
 import mintRoutes from './routes/mint';
 import oidcRoutes from './routes/oidc';
@@ -101,13 +98,10 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   await app.register(docsPlugin);
 
   await app.register(healthRoutes);
-  await app.register(sessionEmailRoutes);
-  await app.register(sessionWalletRoutes);
-  await app.register(sessionGoogleRoutes);
+  await registerLoginMethods(app);
   await app.register(oidcRoutes);
   await app.register(sessionRoutes);
   await app.register(refreshRoutes);
-  await app.register(teeCallbackRoutes);
   await app.register(grantRoutes);
   await app.register(mintRoutes);
   await app.register(auditRoutes);

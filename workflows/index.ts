@@ -1,8 +1,12 @@
-// Every workflow the worker runs. One file per workflow; shared types live in definitions.ts.
+// Every workflow the worker runs (the workflow bundle's entry: named exports only, no Node
+// modules). One file per workflow; shared types live in definitions.ts.
+// Login methods: one line each, the `workflowType` of its entry in lib/login-methods.ts
+// (test/login-methods.test.ts checks the two agree).
 export { emailLoginRequestWorkflow } from './email-login';
 export { walletLoginWorkflow } from './wallet-login';
 export { googleLoginWorkflow } from './google-login';
 export { teeAccountWorkflow } from './tee-account';
+// The other flows.
 export { mintAwsCredsWorkflow, mintOidcJwtWorkflow } from './mint';
 export { purgeExpiredWorkflow } from './maintenance';
 export { auditAnchorWorkflow } from './audit-anchor';

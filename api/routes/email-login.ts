@@ -16,7 +16,7 @@ import { canonicalClientAddress, requesterNetwork } from '../../lib/client-addre
 import { emailSendKey, emailSendNetworkKey, emailSendPolicy, emailSendRefusalMessage } from '../../lib/email-send-budget';
 import { BrokerError, rateLimited } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
-import { FLOW_METADATA } from '../../lib/flow-metadata';
+import { LOGIN_METHODS } from '../../lib/login-methods';
 import {
   EMAIL_LOGIN_ID_PREFIX,
   requestCodeUpdate,
@@ -98,6 +98,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
   app.post(
     '/v1/session/email_code',
     {
+      config: { loginStep: 'code' },
       schema: {
         tags: ['session'],
         summary: 'Mail a one-time login code',
@@ -163,9 +164,9 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
           // A keyed repeat joins the first try's flow while it runs; once it has ended, the key is spent.
           workflowIdConflictPolicy: retryIds ? 'USE_EXISTING' : 'FAIL',
           workflowIdReusePolicy: 'REJECT_DUPLICATE',
-          ...FLOW_METADATA.email_login,
+          ...LOGIN_METHODS.email.metadata,
           typedSearchAttributes: [
-            { key: AkFlow, value: 'email_login' },
+            { key: AkFlow, value: LOGIN_METHODS.email.flow },
             { key: AkStage, value: 'started' },
           ],
         });
@@ -186,6 +187,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
   app.post(
     '/v1/session/email_login',
     {
+      config: { loginStep: 'login' },
       schema: {
         tags: ['session'],
         summary: 'Exchange the mailed code for a session',
