@@ -117,6 +117,28 @@ void describe('emailLoginRequestWorkflow (mocked activities)', () => {
     });
   });
 
+  void test('a resend repeated under one Update id (what the API derives from an Idempotency-Key) answers the first resend and mails once', async () => {
+    let sends = 0;
+    const activities: Partial<Activities> = {
+      sendEmailLoginCode: async () => {
+        sends += 1;
+        return { codeDigest: hex(32), sentAtMs: Date.now() };
+      },
+    };
+    await withWorker(env, activities, async (taskQueue) => {
+      const input = emailInput();
+      const { startWorkflowOperation, dispatched } = start(taskQueue, input);
+      await dispatched;
+      const handle = await startWorkflowOperation.workflowHandle();
+      const resend = { args: [{ email_key: input.email_key, network_key }] as [{ email_key: string; network_key: string }], updateId: 'resend-1' };
+      const first = await handle.executeUpdate(requestCodeUpdate, resend);
+      const again = await handle.executeUpdate(requestCodeUpdate, resend);
+      assert.deepEqual(again, first);
+      assert.equal(sends, 2, 'the first code and one resend');
+      await handle.terminate();
+    });
+  });
+
   void test('too many wrong codes lock the request until its code would have expired', async () => {
     const activities: Partial<Activities> = { sendEmailLoginCode: async () => ({ codeDigest: hex(32), sentAtMs: Date.now() }) };
     await withWorker(env, activities, async (taskQueue) => {
