@@ -8,6 +8,7 @@ import { sha256Hex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { createEvmSignatureVerifier, type WalletSignatureCheck } from '../../adapters/evm-signature';
 import { LoginProofReplayedError, recordLogin } from '../../activities/login-completion';
+import { isProofUsed } from '../../db/used-signatures';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
 import { LOGIN_METHODS } from '../../lib/login-methods';
 import {
@@ -200,8 +201,7 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
         throw new BrokerError('unauthorized', settings.contractWallets ? check.reason : 'the signature was not made by this address over the login message');
       }
       // A replay costs one read; the transaction below is still what decides between racing copies.
-      const used = await db.query('SELECT 1 FROM used_signatures WHERE signature_hash = $1', [check.replayKey]);
-      if ((used.rowCount ?? 0) > 0) throw new BrokerError('conflict', 'this signature has already been used; sign a new message');
+      if (await isProofUsed(db, check.replayKey)) throw new BrokerError('conflict', 'this signature has already been used; sign a new message');
       const jti = randomBytes(16).toString('hex');
       let session: LoginOutcome;
       try {
