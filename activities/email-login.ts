@@ -16,18 +16,9 @@ export interface SendEmailLoginCodeInput {
   ttlSeconds: number;
   /**
    * The keyed requester network of the call that asked for this dispatch (emailSendNetworkKey):
-   * whose allowance and cooldown the send spends. Absent (an API from before it): the shared
-   * bucket of sends without a network.
+   * whose allowance and cooldown the send spends.
    */
-  networkKey?: string;
-}
-
-/** Input of the retired per-address flow's send (emailLoginWorkflow). */
-export interface SendLoginCodeInput {
-  workflowId: string;
-  dispatch: number;
-  email: string;
-  ttlSeconds: number;
+  networkKey: string;
 }
 
 async function mailCode(mailer: Mailer, to: string, code: string, ttlSeconds: number): Promise<void> {
@@ -62,7 +53,7 @@ export function createEmailLoginActivities(deps: ActivityDeps) {
       const dispatch: EmailCodeDispatch = { ...currentRun(), dispatch: input.dispatch, salt: input.salt };
       const decision = await reserveEmailSend(deps.db, {
         addressKey: emailSendKey(secret, input.email),
-        networkKey: input.networkKey ?? null,
+        networkKey: input.networkKey,
         dispatchKey: emailDispatchKey(secret, dispatch),
         now: deps.now,
         policy: emailSendPolicy(deps.config),
@@ -80,17 +71,6 @@ export function createEmailLoginActivities(deps: ActivityDeps) {
       // sentAtMs: when the address's cooldown started counting (the reservation), which the flow's
       // resend_after must not promise earlier than. A local activity does not move workflow time.
       return { codeDigest: emailCodeDigest(secret, dispatch.workflowId, code), sentAtMs: decision.reservedAtMs };
-    },
-
-    /**
-     * The retired per-address flow's send, kept for its runs still in flight. Its codes now mix in
-     * the run id too, so a later run of the same per-address workflow id never repeats one.
-     */
-    async sendLoginCode(input: SendLoginCodeInput): Promise<{ codeDigest: string }> {
-      const secret = deps.secrets.hmacSecret;
-      const code = deriveEmailCode(secret, { workflowId: input.workflowId, runId: currentRun().runId, dispatch: input.dispatch, salt: '' });
-      await mailCode(deps.mailer, input.email, code, input.ttlSeconds);
-      return { codeDigest: emailCodeDigest(secret, input.workflowId, code) };
     },
   };
 }

@@ -1,7 +1,7 @@
 import type { BrokerSecrets } from '../adapters/secrets';
 import type { Config } from '../lib/config';
 import { signSessionToken } from '../lib/session-token';
-import type { LoginOutcome, LoginSession as RecordedLoginSession } from '../workflows/definitions';
+import type { LoginOutcome } from '../workflows/definitions';
 import type { LoginSession } from './schemas';
 
 /**
@@ -10,12 +10,8 @@ import type { LoginSession } from './schemas';
  * workflow history (readable by operators through the codec endpoint) carries the session's jti
  * and times but never a token that works. Every flow's winner passes through here exactly once;
  * the token's iat/exp are the ones the session row was recorded with.
- *
- * A run recorded before this (its completeLogin signed the token itself) returns a LoginSession,
- * which is handed out as it is.
  */
-export async function issueSession(deps: { config: Config; secrets: BrokerSecrets }, result: LoginOutcome | RecordedLoginSession): Promise<LoginSession> {
-  if ('token' in result) return result;
+export async function issueSession(deps: { config: Config; secrets: BrokerSecrets }, result: LoginOutcome): Promise<LoginSession> {
   const { token } = await signSessionToken(deps.secrets.sessionKey, {
     issuer: deps.config.publicUrl,
     omniAccount: result.omni_account,

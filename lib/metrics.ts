@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { LOGIN_METHOD_IDS } from './login-methods';
 
 /**
  * The broker's Prometheus metrics (docs/operations.md lists them). One registry per process: what
@@ -19,7 +20,9 @@ export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 
 export const loginRequests = new Counter({
   name: 'broker_login_requests_total',
-  help: 'Answers of the login routes by flow (email, wallet, google, tee, device), step and outcome (ok or the error kind)',
+  // flow: the login method's registry id (lib/login-methods.ts); each route of a method is labelled
+  // when it is registered (api/login-methods.ts), step by its loginStep or its path's last segment.
+  help: `Answers of the login routes by flow (${LOGIN_METHOD_IDS.join(', ')}), step and outcome (ok or the error kind)`,
   labelNames: ['flow', 'step', 'outcome'] as const,
   registers: [processRegistry],
 });

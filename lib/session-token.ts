@@ -1,3 +1,4 @@
+import type { LoginMethod } from './login-methods';
 import { errors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import type { SigningKey } from './signing-key';
 import { assertCanonicalCompactJws, JwsSpellingError } from './compact-jws';
@@ -10,7 +11,8 @@ import { AgentKeysError } from './errors';
 export const SESSION_AUDIENCE = 'agentkeys-broker';
 export const SESSION_TYP = 'at+jwt';
 
-export type LoginMethod = 'email' | 'wallet' | 'siwe' | 'google' | 'tee' | 'device';
+/** How the session was obtained: derived from the login-method registry (lib/login-methods.ts). */
+export type { LoginMethod };
 
 export interface SessionClaims extends JWTPayload {
   sub: string;

@@ -121,15 +121,20 @@ void describe('email login: the per-address send budget holds across requests', 
   void test('the send activity is the authority: a flow started past the API check mails nothing and ends rate_limited', async () => {
     const email = uniqueEmail('Authority').toLowerCase();
     const key = emailKey(stack.secrets.hmacSecret, email);
-    // The budget is spent (by flows the API check did not see yet).
+    const network = 'ab'.repeat(16);
+    // The budget of this network is spent (by flows the API check did not see yet).
     for (let i = 0; i < PER_HOUR; i++) {
-      await stack.db.query('INSERT INTO email_sends (dispatch_key, address_key, sent_at) VALUES ($1, $2, now())', [randomBytes(16).toString('hex'), key]);
+      await stack.db.query('INSERT INTO email_sends (dispatch_key, address_key, network_key, sent_at) VALUES ($1, $2, $3, now())', [
+        randomBytes(16).toString('hex'),
+        key,
+        network,
+      ]);
     }
     const input: EmailLoginRequestInput = {
       email,
       email_key: key,
       code_salt: randomBytes(16).toString('hex'),
-      settings: { ttlSeconds: 60, maxAttempts: 5, resendCooldownSeconds: 0, maxSends: 5 },
+      settings: { ttlSeconds: 60, maxAttempts: 5, resendCooldownSeconds: 0, maxSends: 5, firstDispatchSeconds: 60, retryWindowSeconds: 120 },
     };
     const startWorkflowOperation = new WithStartWorkflowOperation<typeof emailLoginRequestWorkflow>('emailLoginRequestWorkflow', {
       workflowId: `email-login/${randomBytes(16).toString('hex')}`,
@@ -138,10 +143,12 @@ void describe('email login: the per-address send budget holds across requests', 
       workflowIdConflictPolicy: 'FAIL',
     });
     const ses = stack.ses.requestCount();
-    const refused = await stack.temporal.workflow.executeUpdateWithStart(requestCodeUpdate, { args: [{ email_key: key }], startWorkflowOperation }).then(
-      () => assert.fail('the update was accepted'),
-      (e: unknown) => e,
-    );
+    const refused = await stack.temporal.workflow
+      .executeUpdateWithStart(requestCodeUpdate, { args: [{ email_key: key, network_key: network }], startWorkflowOperation })
+      .then(
+        () => assert.fail('the update was accepted'),
+        (e: unknown) => e,
+      );
     assert.ok(refused instanceof WorkflowUpdateFailedError, String(refused));
     assert.ok(refused.cause instanceof ApplicationFailure && refused.cause.type === FailureType.rateLimited, String(refused.cause));
     assert.equal(stack.ses.requestCount(), ses, 'nothing mailed');

@@ -96,18 +96,6 @@ void describe('email_code under an Idempotency-Key', () => {
     assert.equal(login.status, 200, login.text);
   });
 
-  void test('a repeated resend on a request answers the first resend without mailing again', async () => {
-    const { email, requestId } = await openRequest('resend-retry');
-    await new Promise((r) => setTimeout(r, (COOLDOWN_SECONDS + 0.5) * 1000));
-    const key = newKey('resend');
-    const first = await askCode(email, key, requestId);
-    assert.equal(first.status, 202, first.text);
-    const again = await askCode(email, key, requestId);
-    assert.equal(again.status, 202, again.text);
-    assert.deepEqual(again.body, first.body);
-    assert.equal((await devMail(stack, email.toLowerCase())).length, 2, 'the first code and one resend');
-  });
-
   void test('a keyed resend that never went through, inside the cooldown, is the cooldown 429 at once', async () => {
     const { email, requestId } = await openRequest('resend-new-key');
     const t = performance.now();
@@ -255,19 +243,15 @@ void describe('email_login under an Idempotency-Key', () => {
     const key = newKey('late');
     const first = await exchange(requestId, code, key);
     assert.equal(first.status, 200, first.text);
-    await new Promise((r) => setTimeout(r, (RETRY_WINDOW_SECONDS + 1) * 1000));
+    // The run stays open for the retry window and closes when its timer fires: await that, not a sleep.
+    const handle = stack.temporal.workflow.getHandle(workflowIdOf(requestId));
+    assert.equal(await handle.result(), 'succeeded');
     const late = await exchange(requestId, code, key);
     assert.equal(late.status, 410, late.text);
     assert.equal((await loginRecords((first.body as LoginSessionBody).omni_account)).sessions, 1);
 
-    // The run, patch marker and window timer included, replays against the workflow code.
-    const handle = stack.temporal.workflow.getHandle(workflowIdOf(requestId));
-    assert.equal(await handle.result(), 'succeeded');
+    // The run, window timer included, replays against the workflow code.
     const history = await handle.fetchHistory();
-    assert.ok(
-      history.events?.some((e) => e.markerRecordedEventAttributes?.markerName === 'core_patch'),
-      'the keyed success recorded its patch marker',
-    );
     await Worker.runReplayHistory(
       { workflowBundle: await testWorkflowBundle(), dataConverter: brokerDataConverter(stack.secrets) },
       history,

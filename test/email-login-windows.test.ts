@@ -52,7 +52,14 @@ void describe('email code login windows', () => {
       email,
       email_key: emailKey(stack.secrets.hmacSecret, email),
       code_salt: randomBytes(16).toString('hex'),
-      settings: { ttlSeconds: TTL_SECONDS, maxAttempts: 5, resendCooldownSeconds: COOLDOWN_SECONDS, maxSends: 3, firstDispatchSeconds: 1 },
+      settings: {
+        ttlSeconds: TTL_SECONDS,
+        maxAttempts: 5,
+        resendCooldownSeconds: COOLDOWN_SECONDS,
+        maxSends: 3,
+        firstDispatchSeconds: 1,
+        retryWindowSeconds: 120,
+      },
     };
     const sesBefore = stack.ses.requestCount();
     const t0 = Date.now();

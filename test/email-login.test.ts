@@ -1,10 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { WithStartWorkflowOperation } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import { emailKey } from '../lib/email-login-code';
-import { legacyRequestCodeUpdate } from '../workflows/email-login.definitions';
-import type { emailLoginWorkflow } from '../workflows/email-login-legacy';
 import { AkFlow, AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
 import { deriveOmniAccount } from '../lib/omni';
 import {
@@ -319,24 +315,6 @@ void describe('email code login', () => {
     assert.equal((await rowCounts(stack.db)).sessions, rows.sessions + 1);
     const afterLogin = await stack.request('POST', '/v1/session/email_code', { body: { email, request_id: sent.request_id } });
     assert.equal(afterLogin.status, 410, afterLogin.text);
-  });
-
-  void test('a run of the retired per-address flow, in flight at the upgrade, still completes through email_login', async () => {
-    const email = uniqueEmail('Legacy');
-    const lower = email.toLowerCase();
-    // What a 0.1.0 API started: emailLoginWorkflow at email-login/<hmac(address)>, request id <hmac>.<uuid>.
-    const startWorkflowOperation = new WithStartWorkflowOperation<typeof emailLoginWorkflow>('emailLoginWorkflow', {
-      workflowId: `email-login/${emailKey(stack.secrets.hmacSecret, lower)}`,
-      taskQueue: stack.config.BROKER_TASK_QUEUE,
-      args: [{ email: lower, settings: { ttlSeconds: 600, maxAttempts: 5, resendCooldownSeconds: 60, maxSends: 5 } }],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-    });
-    const sent = await stack.temporal.workflow.executeUpdateWithStart(legacyRequestCodeUpdate, { startWorkflowOperation });
-    assert.match(sent.request_id, /^[0-9a-f]{32}\.[0-9a-f]{32}$/);
-    const login = await submitCode(stack, sent.request_id, await latestCode(stack, email));
-    assert.equal(login.status, 200, login.text);
-    assert.deepEqual((login.body as LoginSessionBody).identity, { type: 'email', value: lower });
-    assert.equal(await (await startWorkflowOperation.workflowHandle()).result(), 'succeeded');
   });
 
   void test('16 concurrent submissions of the right code make exactly one session', async () => {

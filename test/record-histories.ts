@@ -16,6 +16,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { startGoogleOidcFixture } from '../fixtures/google-oidc';
+import { LOGIN_METHOD_IDS, LOGIN_METHODS, type LoginMethodId } from '../lib/login-methods';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
 import { GOOGLE_LOGIN_ID_PREFIX } from '../workflows/google-login.definitions';
 import { MINT_ID_PREFIX } from '../workflows/mint.definitions';
@@ -82,12 +83,11 @@ async function auditRequestId(stack: TestStack, omniAccount: string, event: stri
 }
 
 // ---- email code login ---------------------------------------------------------------------------
-// emailLoginRequestWorkflow (one flow per requester). The retired per-address emailLoginWorkflow is
-// no longer started by the API: its histories of 0.1.0 stay in test/histories until it is removed.
+// emailLoginRequestWorkflow (one flow per requester).
 
-const EMAIL_FLOW = 'emailLoginRequestWorkflow';
+const EMAIL_FLOW = LOGIN_METHODS.email.workflowType;
 
-const GOOGLE_FLOW = 'googleLoginWorkflow';
+const GOOGLE_FLOW = LOGIN_METHODS.google.workflowType;
 
 async function googleCliSuccess(stack: TestStack): Promise<Recording> {
   const start = await cliStart(stack);
@@ -175,8 +175,7 @@ async function emailExpired(stack: TestStack): Promise<Recording> {
 
 // ---- wallet login -------------------------------------------------------------------------------
 
-// The stateless form has run in the API, without a workflow, since 0.2 (docs/performance.md): its
-// 0.1.0 history stays in test/histories/ for the runs still in flight, and nothing new is recorded.
+// The stateless form runs in the API without a workflow (docs/performance.md): nothing to record.
 
 async function walletSiwe(stack: TestStack): Promise<Recording> {
   const w = newWallet();
@@ -186,7 +185,7 @@ async function walletSiwe(stack: TestStack): Promise<Recording> {
   };
   await post(stack, '/v1/session/wallet_login', 200, { body: { request_id: c.request_id, signature: await w.sign(c.message) } });
   return {
-    workflowType: 'walletLoginWorkflow',
+    workflowType: LOGIN_METHODS.wallet.workflowType,
     name: 'siwe-success',
     workflowId: WALLET_LOGIN_ID_PREFIX + c.request_id,
     expectUpdates: ['issueWalletChallenge', 'submitWalletSignature'],
@@ -203,12 +202,26 @@ async function teeLoginThenWallet(stack: TestStack, teeKey: TeeKeyPair): Promise
   await post(stack, '/v3/account/post_heima_login', 200, { token, body });
   await post(stack, '/v3/account/add_wallet', 200, { token });
   return {
-    workflowType: 'teeAccountWorkflow',
+    workflowType: LOGIN_METHODS.tee.workflowType,
     name: 'login-then-add-wallet',
     workflowId: TEE_ACCOUNT_ID_PREFIX + omni,
     expectUpdates: ['recordHeimaLogin', 'addWalletSlot'],
   };
 }
+
+// ---- the login methods' cases: the test layer of the registry in lib/login-methods.ts --------
+
+/** One recorded case of a login method: drives it over HTTP and names the run to save. */
+type RecordCase = (stack: TestStack, teeKey: TeeKeyPair) => Promise<Recording>;
+
+/** Typed by the registry's ids: a method added there does not compile until its cases are named here. */
+const LOGIN_METHOD_RECORDINGS: Record<LoginMethodId, RecordCase[]> = {
+  email: [emailSuccess, emailResendSuccess, emailTooManyAttempts, emailExpired],
+  wallet: [walletSiwe],
+  google: [googleCliSuccess, googleBrowserSuccess, googleDenied, googleExpired],
+  tee: [teeLoginThenWallet],
+  device: [recordDeviceApproved],
+};
 
 // ---- mints --------------------------------------------------------------------------------------
 
@@ -292,17 +305,7 @@ async function record(stack: TestStack, teeKey: TeeKeyPair): Promise<Recording[]
   stack.sts.setJwksUrl(`${stack.url}/.well-known/jwks.json`);
   const [caller, agent] = await Promise.all([walletLogin(stack), revokedAgent(stack)]);
   return Promise.all([
-    emailSuccess(stack),
-    emailResendSuccess(stack),
-    emailTooManyAttempts(stack),
-    emailExpired(stack),
-    walletSiwe(stack),
-    teeLoginThenWallet(stack, teeKey),
-    googleCliSuccess(stack),
-    googleBrowserSuccess(stack),
-    googleDenied(stack),
-    googleExpired(stack),
-    recordDeviceApproved(stack),
+    ...LOGIN_METHOD_IDS.flatMap((id) => LOGIN_METHOD_RECORDINGS[id].map((recordCase) => recordCase(stack, teeKey))),
     ...MINTS.flatMap((m) => [mintSuccess(stack, caller, m), mintDenied(stack, agent, m)]),
     purge(stack),
   ]).then(async (recordings) => [...recordings, await auditAnchor(stack)]); // after the others: the log has rows to sign

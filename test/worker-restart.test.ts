@@ -60,7 +60,7 @@ void describe('worker restart', () => {
 
     // No worker: the submission is accepted by Temporal and waits for one.
     const submission = submitCode(stack, sent.request_id, code);
-    const early = await Promise.race([submission.then(() => 'answered'), delay(1500).then(() => 'waiting')]);
+    const early = await Promise.race([submission.then(() => 'answered'), delay(1000).then(() => 'waiting')]);
     assert.equal(early, 'waiting', 'nothing can answer while no worker runs');
 
     await startWorkerProcess();

@@ -2,6 +2,7 @@
  * Temporal user metadata (docs/operations.md): every broker workflow starts with a fixed summary
  * and details the Web UI lists, and says its stage as current details — none of it personal data.
  */
+import { mintTarget } from '../activities/mint-targets';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -72,7 +73,7 @@ void describe('workflow summaries', () => {
     }
     assert.ok(id, 'the mint workflow is not listed');
     const m = await metadataOf(stack.temporal.workflow.getHandle(id));
-    assert.equal(m.summary, FLOW_METADATA.mint_oidc_jwt.staticSummary);
+    assert.equal(m.summary, mintTarget('oidc')?.summary);
     assert.equal(m.current, 'Done: ok');
     assertNoPersonalData([m.summary, m.details, m.current], [session.omni_account, session.wallet.lower]);
   });

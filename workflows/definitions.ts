@@ -13,8 +13,7 @@ export type { SessionBody as LoginSession } from '../lib/wire';
 /**
  * What a login flow returns: the session as recorded (its jti, times and account), not a token.
  * The API signs the bearer from it after the flow returns (api/session-issue.ts), so no history
- * holds a usable session token. Runs recorded before this returned a LoginSession, token included;
- * the API hands those out as they are.
+ * holds a usable session token.
  */
 export interface LoginOutcome {
   jti: string;

@@ -1,6 +1,6 @@
 /** Email code login (workflow `email-login/…`): its input, settings, updates and outcomes. */
 import { defineUpdate } from '@temporalio/workflow';
-import type { LoginOutcome, LoginSession } from './definitions';
+import type { LoginOutcome } from './definitions';
 
 export interface EmailLoginSettings {
   ttlSeconds: number;
@@ -10,14 +10,14 @@ export interface EmailLoginSettings {
   maxSends: number;
   /**
    * How long a run waits for its first dispatch (which arrives with the start, by Update-with-Start)
-   * before it ends expired. Absent: 60 s — the value runs started before it existed use.
+   * before it ends expired.
    */
-  firstDispatchSeconds?: number;
+  firstDispatchSeconds: number;
   /**
    * How long after a success a repeat of that submission under the same Idempotency-Key gets a
-   * fresh session (the client lost the first answer). Absent (runs started before it): 120 s.
+   * fresh session (the client lost the first answer).
    */
-  retryWindowSeconds?: number;
+  retryWindowSeconds: number;
 }
 
 /** Input of emailLoginRequestWorkflow: one flow per requester, workflow id email-login/<request id>. */
@@ -36,10 +36,9 @@ export interface RequestCodeInput {
   email_key: string;
   /**
    * The caller's requester network as a keyed digest (32 hex, emailSendNetworkKey): the send
-   * spends that network's allowance and cooldown for the mailbox. Absent (an API from before it):
-   * sends without a network share one bucket.
+   * spends that network's allowance and cooldown for the mailbox.
    */
-  network_key?: string;
+  network_key: string;
 }
 
 export interface CodeDispatched {
@@ -57,7 +56,7 @@ export interface SubmitCodeInput {
   /**
    * The caller's Idempotency-Key as a keyed digest bound to this flow (emailRetryKeyDigest): a
    * repeat of the successful submission with the same key and code, within the retry window, gets
-   * a fresh session instead of 410. Absent: no repeat is answered (as before it existed).
+   * a fresh session instead of 410. Absent: no repeat is answered.
    */
   retry_key_digest?: string;
 }
@@ -65,17 +64,6 @@ export interface SubmitCodeInput {
 export type EmailLoginOutcome = 'succeeded' | 'expired' | 'too_many_attempts' | 'delivery_failed' | 'rate_limited';
 
 export const requestCodeUpdate = defineUpdate<CodeDispatched, [RequestCodeInput]>('requestCode');
-export const submitCodeUpdate = defineUpdate<LoginOutcome | LoginSession, [SubmitCodeInput]>('submitCode');
+export const submitCodeUpdate = defineUpdate<LoginOutcome, [SubmitCodeInput]>('submitCode');
 
 export const EMAIL_LOGIN_ID_PREFIX = 'email-login/';
-
-/**
- * The retired per-address flow (emailLoginWorkflow, workflow id email-login/<hmac(address)>),
- * kept registered so runs started before the per-requester flow still finish. Its request ids are
- * `<hmac>.<uuid>`; new request ids are 32 hex without a dot.
- */
-export interface LegacyEmailLoginInput {
-  email: string;
-  settings: EmailLoginSettings;
-}
-export const legacyRequestCodeUpdate = defineUpdate<CodeDispatched, []>('requestCode');

@@ -2,7 +2,6 @@ import {
   ActivityFailure,
   ApplicationFailure,
   condition,
-  patched,
   proxyLocalActivities,
   setHandler,
   sleep,
@@ -44,12 +43,6 @@ const { completeLogin } = proxyLocalActivities<Activities>({
   startToCloseTimeout: '10 seconds',
   retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '2 seconds', maximumAttempts: 5 },
 });
-
-/**
- * Repeats of a successful submission under the client's Idempotency-Key (0.3.0). Runs started
- * before it, and runs whose success carried no key, end right after the success as before.
- */
-const RETRY_PATCH = 'email-login-retry-key';
 
 type Status = 'pending' | 'completing' | 'succeeded' | 'locked' | 'expired' | 'delivery_failed' | 'rate_limited';
 
@@ -141,16 +134,14 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
       dispatches += 1;
       lastSendMs = now; // reserved before the await, so concurrent resends see the cooldown
       const dispatch = dispatches;
-      let sentAtMs: number | undefined;
+      let sentAtMs: number;
       try {
-        // The requester's network only changes the activity's input, not the commands: no patch (docs/versioning.md).
-        const networkKey = request.network_key;
         const sent = await sendEmailLoginCode({
           email: input.email,
           dispatch,
           salt: input.code_salt,
           ttlSeconds: s.ttlSeconds,
-          ...(networkKey === undefined ? {} : { networkKey }),
+          networkKey: request.network_key,
         });
         codeDigest = sent.codeDigest;
         sentAtMs = sent.sentAtMs;
@@ -167,9 +158,8 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
         throw flowFailure(FailureType.deliveryFailed, 'the login code could not be sent; try again later');
       }
       // Workflow time does not move during a local activity: the send may have been reserved later
-      // than Date.now() says, and the address's cooldown counts from that reservation. (Results
-      // recorded before sentAtMs existed lack it: Date.now(), as then.)
-      lastSendMs = Math.max(Date.now(), sentAtMs ?? 0);
+      // than Date.now() says, and the address's cooldown counts from that reservation.
+      lastSendMs = Math.max(Date.now(), sentAtMs);
       expiresAtMs = lastSendMs + s.ttlSeconds * 1000;
       stage('code_sent');
       return {
@@ -184,7 +174,7 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
         if (typeof request?.email_key !== 'string' || !constantTimeEqual(request.email_key, input.email_key)) {
           throw flowFailure(FailureType.badRequest, 'this request_id was issued for another address');
         }
-        if (request.network_key !== undefined && (typeof request.network_key !== 'string' || !/^[0-9a-f]{32}$/.test(request.network_key))) {
+        if (typeof request.network_key !== 'string' || !/^[0-9a-f]{32}$/.test(request.network_key)) {
           throw flowFailure(FailureType.badRequest, 'malformed code request');
         }
       },
@@ -194,7 +184,7 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
   setHandler(
     submitCodeUpdate,
     async (submission: SubmitCodeInput) => {
-      const keyed = submission.retry_key_digest !== undefined && patched(RETRY_PATCH);
+      const keyed = submission.retry_key_digest !== undefined;
       // A keyed repeat that arrives while its first try is being recorded waits for that outcome.
       if (keyed && state.status === 'completing') await condition(() => state.status !== 'completing');
       if (keyed && state.status === 'succeeded') return repeatLogin(submission);
@@ -215,9 +205,8 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
         const session = await completeLogin({ method: 'email', identity: { type: 'email', value: input.email }, requestId });
         upsertSearchAttributes([{ key: AkOmniAccount, value: session.omni_account }]);
         state.status = 'succeeded';
-        if (keyed && submission.retry_key_digest !== undefined) {
-          const windowMs = (s.retryWindowSeconds ?? 120) * 1000;
-          retry = { keyDigest: submission.retry_key_digest, codeDigest: submission.code_digest, untilMs: Date.now() + windowMs };
+        if (submission.retry_key_digest !== undefined) {
+          retry = { keyDigest: submission.retry_key_digest, codeDigest: submission.code_digest, untilMs: Date.now() + s.retryWindowSeconds * 1000 };
         }
         return session;
       } catch {
@@ -242,8 +231,7 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
   );
 
   // The first dispatch comes with the start (Update-with-Start); give up if it never does.
-  // The timeout is the timer's duration only (the same command either way), so no patch is needed.
-  const firstDispatchMs = (input.settings.firstDispatchSeconds ?? 60) * 1000;
+  const firstDispatchMs = s.firstDispatchSeconds * 1000;
   const dispatched = await condition(() => codeDigest !== undefined || state.status !== 'pending', firstDispatchMs);
   if (!dispatched) state.status = 'expired';
 
@@ -259,7 +247,7 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
   }
 
   if (state.status === 'succeeded' && retry) {
-    // Only after a keyed success (behind RETRY_PATCH): stay open for repeats of it until the window ends.
+    // Only after a keyed success: stay open for repeats of it until the window ends.
     const remaining = retry.untilMs - Date.now();
     if (remaining > 0) await sleep(remaining);
   }

@@ -1,11 +1,13 @@
-// Every workflow the worker runs. One file per workflow; shared types live in definitions.ts.
+// Every workflow the worker runs (the workflow bundle's entry: named exports only, no Node
+// modules). One file per workflow; shared types live in definitions.ts.
+// Login methods: one line each, the `workflowType` of its entry in lib/login-methods.ts
+// (test/login-methods.test.ts checks the two agree).
 export { emailLoginRequestWorkflow } from './email-login';
-// Retired per-address email flow: registered until its last runs have closed (docs/versioning.md).
-export { emailLoginWorkflow } from './email-login-legacy';
 export { walletLoginWorkflow } from './wallet-login';
 export { googleLoginWorkflow } from './google-login';
 export { teeAccountWorkflow } from './tee-account';
+export { deviceAuthorizationWorkflow } from './device-authorization';
+// The other flows.
 export { mintWorkflow } from './mint';
 export { purgeExpiredWorkflow } from './maintenance';
 export { auditAnchorWorkflow } from './audit-anchor';
-export { deviceAuthorizationWorkflow } from './device-authorization';

@@ -32,7 +32,6 @@ function failureOf(e: unknown, what: string): Error {
   const cause = (e as { cause?: { type?: string; message?: string } }).cause;
   if (cause?.type === FailureType.badRequest) return flowFailure(FailureType.badRequest, cause.message ?? 'bad request');
   if (cause?.type === FailureType.forbidden) return flowFailure(FailureType.forbidden, cause.message ?? 'forbidden');
-  // Issues no command (the update's failure only): runs recorded before this line never met a Conflict.
   if (cause?.type === FailureType.conflict) return flowFailure(FailureType.conflict, cause.message ?? 'conflict');
   return flowFailure(FailureType.auditFailed, `${what} could not be recorded; try again`);
 }

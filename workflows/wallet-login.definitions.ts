@@ -1,11 +1,11 @@
 /**
- * Definitions of the wallet-login flow (EIP-191 stateless login, EIP-191 and SIWE challenges):
+ * Definitions of the wallet challenge flow (EIP-191 and SIWE challenges):
  * inputs, updates and ids shared by the workflow, its activities and the API. Deterministic.
  */
 import { defineUpdate } from '@temporalio/workflow';
-import type { LoginOutcome, LoginSession } from './definitions';
+import type { LoginOutcome } from './definitions';
 
-/** `wallet-login/<request_id>` (challenges) or `wallet-login/<sha256(normalised signature)>` (stateless). */
+/** `wallet-login/<request_id>`. */
 export const WALLET_LOGIN_ID_PREFIX = 'wallet-login/';
 
 export type WalletMessageFormat = 'eip191' | 'siwe';
@@ -15,15 +15,6 @@ export interface WalletLoginSettings {
   windowSeconds: number;
   /** Contract wallets (ERC-1271/6492) are verified (an RPC URL is configured). */
   contractWallets: boolean;
-}
-
-export interface StatelessWalletLogin {
-  kind: 'stateless';
-  /** Lower-case 0x address. */
-  address: string;
-  /** Unix seconds, as signed. */
-  timestamp: number;
-  settings: WalletLoginSettings;
 }
 
 export interface WalletChallengeRequest {
@@ -43,7 +34,7 @@ export interface WalletChallengeRequest {
   settings: WalletLoginSettings;
 }
 
-export type WalletLoginInput = StatelessWalletLogin | WalletChallengeRequest;
+export type WalletLoginInput = WalletChallengeRequest;
 
 export interface WalletChallenge {
   request_id: string;
@@ -54,8 +45,8 @@ export interface WalletChallenge {
 }
 
 export interface SubmitWalletSignatureInput {
-  /** Challenges: the request_id issued; absent for the stateless form. */
-  request_id?: string;
+  /** The request_id issued. */
+  request_id: string;
   /** Normalised signature hex (lib/wallet-message.ts normalizeWalletSignature). */
   signature: string;
 }
@@ -63,7 +54,7 @@ export interface SubmitWalletSignatureInput {
 export type WalletLoginOutcome = 'succeeded' | 'rejected' | 'replayed' | 'expired';
 
 export const issueWalletChallengeUpdate = defineUpdate<WalletChallenge, []>('issueWalletChallenge');
-export const submitWalletSignatureUpdate = defineUpdate<LoginOutcome | LoginSession, [SubmitWalletSignatureInput]>('submitWalletSignature');
+export const submitWalletSignatureUpdate = defineUpdate<LoginOutcome, [SubmitWalletSignatureInput]>('submitWalletSignature');
 
 /** used_signatures.purpose of the proofs this flow consumes. */
 export const WALLET_PROOF_PURPOSE = { stateless: 'wallet_login', eip191: 'wallet_challenge_eip191', siwe: 'wallet_challenge_siwe' } as const;

@@ -2,14 +2,7 @@ import { ApplicationFailure, condition, proxyLocalActivities, setHandler, upsert
 import type { Activities } from '../activities';
 import { AkOmniAccount, AkStage } from '../lib/search-attributes';
 import { finishFlow, showStage } from './progress';
-import {
-  buildEip191ChallengeMessage,
-  buildSiweMessage,
-  buildStatelessWalletMessage,
-  checkSiweMessage,
-  normalizeWalletSignature,
-  SIWE_STATEMENT,
-} from '../lib/wallet-message';
+import { buildEip191ChallengeMessage, buildSiweMessage, checkSiweMessage, normalizeWalletSignature, SIWE_STATEMENT } from '../lib/wallet-message';
 import { FailureType } from './definitions';
 import { flowFailure, unixSeconds } from './failures';
 import {
@@ -36,8 +29,6 @@ const { completeLogin } = proxyLocalActivities<Activities>({
 
 type Status = 'waiting' | 'pending' | 'completing' | 'succeeded' | 'rejected' | 'replayed' | 'expired';
 
-/** How long a stateless flow waits for its signature (it comes with the start) or a retry after a failed recording. */
-const STATELESS_LINGER_MS = 60_000;
 /** How long a challenge flow waits for its challenge to be asked for (it comes with the start). */
 const ISSUE_WAIT_MS = 60_000;
 
@@ -49,10 +40,8 @@ function failureType(e: unknown): string | undefined {
 }
 
 /**
- * One wallet login. Stateless form (`wallet-login/<sha256(signature)>`): started by
- * Update-with-Start carrying the signature; the message is rebuilt from address and timestamp and
- * the timestamp checked against the workflow clock. Challenge form (`wallet-login/<request_id>`):
- * Update-with-Start issues an EIP-191 or SIWE challenge with a fresh nonce, a timer expires it,
+ * One wallet challenge login (`wallet-login/<request_id>`; the stateless form runs in the API
+ * without a workflow, api/routes/wallet-login.ts). Update-with-Start issues an EIP-191 or SIWE challenge with a fresh nonce, a timer expires it,
  * and submitWalletSignature Updates verify signatures over exactly the issued text (wrong ones
  * leave the challenge open; the first right one consumes it). The signature is checked by a local
  * activity, and the login is recorded together with the replay guard row in one transaction.
@@ -62,61 +51,43 @@ export async function walletLoginWorkflow(input: WalletLoginInput): Promise<Wall
   const s = input.settings;
   const windowMs = s.windowSeconds * 1000;
   const requestId = workflowId.slice(WALLET_LOGIN_ID_PREFIX.length);
-  const state: { status: Status } = { status: input.kind === 'challenge' ? 'waiting' : 'pending' };
+  const state: { status: Status } = { status: 'waiting' };
   let challenge: (WalletChallenge & { expiresAtMs: number; nonce: string }) | undefined;
-  let deadlineMs = Date.now() + (input.kind === 'challenge' ? ISSUE_WAIT_MS : STATELESS_LINGER_MS);
+  let deadlineMs = Date.now() + ISSUE_WAIT_MS;
 
   const stage = (value: string) => {
     showStage(value);
     upsertSearchAttributes([{ key: AkStage, value }]);
   };
 
-  if (input.kind === 'challenge') {
-    setHandler(issueWalletChallengeUpdate, () => {
-      if (challenge) return { request_id: challenge.request_id, message: challenge.message, expires_at: challenge.expires_at };
-      const issuedAtMs = unixSeconds(Date.now()) * 1000;
-      const expiresAtMs = issuedAtMs + windowMs;
-      const nonce = uuid4().replace(/-/g, '');
-      const message =
-        input.format === 'siwe'
-          ? buildSiweMessage({
-              domain: input.domain,
-              address: input.checksumAddress,
-              statement: SIWE_STATEMENT,
-              uri: input.uri,
-              version: '1',
-              chainId: input.chainId,
-              nonce,
-              issuedAt: new Date(issuedAtMs).toISOString(),
-              expirationTime: new Date(expiresAtMs).toISOString(),
-            })
-          : buildEip191ChallengeMessage(input.address, nonce, unixSeconds(issuedAtMs));
-      challenge = { request_id: input.requestId, message, expires_at: unixSeconds(expiresAtMs), expiresAtMs, nonce };
-      deadlineMs = expiresAtMs;
-      state.status = 'pending';
-      stage('challenge_issued');
-      return { request_id: challenge.request_id, message, expires_at: challenge.expires_at };
-    });
-  }
+  setHandler(issueWalletChallengeUpdate, () => {
+    if (challenge) return { request_id: challenge.request_id, message: challenge.message, expires_at: challenge.expires_at };
+    const issuedAtMs = unixSeconds(Date.now()) * 1000;
+    const expiresAtMs = issuedAtMs + windowMs;
+    const nonce = uuid4().replace(/-/g, '');
+    const message =
+      input.format === 'siwe'
+        ? buildSiweMessage({
+            domain: input.domain,
+            address: input.checksumAddress,
+            statement: SIWE_STATEMENT,
+            uri: input.uri,
+            version: '1',
+            chainId: input.chainId,
+            nonce,
+            issuedAt: new Date(issuedAtMs).toISOString(),
+            expirationTime: new Date(expiresAtMs).toISOString(),
+          })
+        : buildEip191ChallengeMessage(input.address, nonce, unixSeconds(issuedAtMs));
+    challenge = { request_id: input.requestId, message, expires_at: unixSeconds(expiresAtMs), expiresAtMs, nonce };
+    deadlineMs = expiresAtMs;
+    state.status = 'pending';
+    stage('challenge_issued');
+    return { request_id: challenge.request_id, message, expires_at: challenge.expires_at };
+  });
 
   /** The message the signature must be over, and how long its proof row must be kept; or a refusal. */
   function messageToVerify(now: number): { message: string; proofExpiresAt: number; purpose: string } {
-    if (input.kind === 'stateless') {
-      const signedMs = input.timestamp * 1000;
-      if (now - signedMs > windowMs) {
-        state.status = 'expired';
-        throw flowFailure(FailureType.expired, `the signed timestamp is more than ${s.windowSeconds} s old; sign a new message`);
-      }
-      if (signedMs - now > windowMs) {
-        state.status = 'rejected';
-        throw flowFailure(FailureType.unauthorized, `the signed timestamp is more than ${s.windowSeconds} s ahead of the broker's clock`);
-      }
-      return {
-        message: buildStatelessWalletMessage(input.address, input.timestamp),
-        proofExpiresAt: unixSeconds(Math.max(now, signedMs) + windowMs),
-        purpose: WALLET_PROOF_PURPOSE.stateless,
-      };
-    }
     if (!challenge || now >= challenge.expiresAtMs) {
       state.status = 'expired';
       throw flowFailure(FailureType.expired, 'this challenge has expired; ask for a new one');
@@ -144,8 +115,7 @@ export async function walletLoginWorkflow(input: WalletLoginInput): Promise<Wall
     submitWalletSignatureUpdate,
     async (submission: SubmitWalletSignatureInput) => {
       if (state.status === 'completing' || state.status === 'succeeded' || state.status === 'replayed') {
-        const what = input.kind === 'stateless' ? 'this signature' : 'this challenge';
-        throw flowFailure(FailureType.replayed, `${what} has already been used (or is being used right now); sign a new message`);
+        throw flowFailure(FailureType.replayed, 'this challenge has already been used (or is being used right now); sign a new message');
       }
       if (state.status === 'rejected') throw flowFailure(FailureType.unauthorized, 'this signature was refused');
       if (state.status !== 'pending') throw flowFailure(FailureType.expired, 'this login request has expired; start again');
@@ -160,15 +130,15 @@ export async function walletLoginWorkflow(input: WalletLoginInput): Promise<Wall
         throw flowFailure(FailureType.chainUnavailable, 'the chain needed to check a contract-wallet signature did not answer; try again');
       }
       if (!check.valid) {
-        // A challenge stays open for the right signature; a stateless flow has nothing else to wait for.
-        state.status = input.kind === 'challenge' ? 'pending' : 'rejected';
-        stage(input.kind === 'challenge' ? 'challenge_issued' : 'rejected');
+        // The challenge stays open for the right signature.
+        state.status = 'pending';
+        stage('challenge_issued');
         throw flowFailure(check.malformed ? FailureType.badRequest : FailureType.unauthorized, check.reason);
       }
       stage('completing');
       try {
         const session = await completeLogin({
-          method: input.kind === 'challenge' && input.format === 'siwe' ? 'siwe' : 'wallet',
+          method: input.format === 'siwe' ? 'siwe' : 'wallet',
           identity: { type: 'evm', value: input.address },
           requestId,
           wallet: input.address,
@@ -183,7 +153,7 @@ export async function walletLoginWorkflow(input: WalletLoginInput): Promise<Wall
           throw flowFailure(FailureType.replayed, 'this signature has already been used; sign a new message');
         }
         state.status = 'pending';
-        stage(input.kind === 'challenge' ? 'challenge_issued' : 'started');
+        stage('challenge_issued');
         throw flowFailure(FailureType.auditFailed, 'the login could not be recorded; try again');
       }
     },
@@ -195,15 +165,13 @@ export async function walletLoginWorkflow(input: WalletLoginInput): Promise<Wall
         } catch (e) {
           throw flowFailure(FailureType.badRequest, (e as Error).message);
         }
-        if (input.kind === 'challenge' && submission.request_id !== input.requestId)
-          throw flowFailure(FailureType.badRequest, 'request_id does not match this challenge');
-        if (input.kind === 'stateless' && submission.request_id !== undefined) throw flowFailure(FailureType.badRequest, 'a stateless login has no request_id');
+        if (submission.request_id !== input.requestId) throw flowFailure(FailureType.badRequest, 'request_id does not match this challenge');
       },
     },
   );
 
-  // Wait for the challenge to be asked for (challenge form), then for a signature or the deadline.
-  if (input.kind === 'challenge' && !(await condition(() => state.status !== 'waiting', ISSUE_WAIT_MS))) state.status = 'expired';
+  // Wait for the challenge to be asked for, then for a signature or the deadline.
+  if (!(await condition(() => state.status !== 'waiting', ISSUE_WAIT_MS))) state.status = 'expired';
   while (state.status === 'pending' || state.status === 'completing') {
     if (state.status === 'completing') {
       await condition(() => state.status !== 'completing');

@@ -7,22 +7,6 @@ import { HTTP_REQUEST_DURATION, LATENCY_BUCKETS, loginRequests, mintRequests } f
 import { BrokerError } from '../../lib/errors';
 import { MINT_TARGETS } from '../../activities/mint-targets';
 
-/** Which login flow and step a route is, by method and route pattern. */
-const LOGIN_ROUTES: Record<string, { flow: string; step: string }> = {
-  'POST /v1/session/email_code': { flow: 'email', step: 'code' },
-  'POST /v1/session/email_login': { flow: 'email', step: 'login' },
-  'POST /v1/session/wallet_challenge': { flow: 'wallet', step: 'challenge' },
-  'POST /v1/session/wallet_login': { flow: 'wallet', step: 'login' },
-  'GET /v1/session/google_oauth_login': { flow: 'google', step: 'start' },
-  'POST /v1/session/google_oauth_login': { flow: 'google', step: 'start' },
-  'GET /v1/session/google_oauth_callback': { flow: 'google', step: 'callback' },
-  'POST /v1/session/google_oauth_poll': { flow: 'google', step: 'poll' },
-  'POST /v1/session/google_oauth_exchange': { flow: 'google', step: 'exchange' },
-  'POST /v3/account/post_heima_login': { flow: 'tee', step: 'login' },
-  'POST /v1/device/code': { flow: 'device', step: 'code' },
-  'POST /v1/device/verify': { flow: 'device', step: 'verify' },
-};
-
 /** Every mint target's route, labelled by its path (`/v1/mint-aws-creds` → `aws_creds`). */
 const MINT_ROUTES: Record<string, string> = Object.fromEntries(
   MINT_TARGETS.map((t) => [`POST ${t.path}`, t.path.replace(/^\/v1\/mint-/, '').replace(/-/g, '_')]),
@@ -77,7 +61,8 @@ export default fp(
     });
     app.addHook('onResponse', async (request, reply) => {
       const key = `${request.method} ${request.routeOptions.url ?? ''}`;
-      const login = LOGIN_ROUTES[key];
+      // Labelled where the login method's routes are registered (api/login-methods.ts).
+      const login = request.routeOptions.config.login;
       const mint = MINT_ROUTES[key];
       if (!login && !mint) return;
       const outcome = kinds.get(request) ?? (reply.statusCode < 400 ? 'ok' : `status_${reply.statusCode}`);

@@ -16,7 +16,7 @@ import { canonicalClientAddress, requesterNetwork } from '../../lib/client-addre
 import { emailSendKey, emailSendNetworkKey, emailSendPolicy, emailSendRefusalMessage } from '../../lib/email-send-budget';
 import { BrokerError, rateLimited } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
-import { FLOW_METADATA } from '../../lib/flow-metadata';
+import { LOGIN_METHODS } from '../../lib/login-methods';
 import {
   EMAIL_LOGIN_ID_PREFIX,
   requestCodeUpdate,
@@ -45,14 +45,10 @@ const emailSchema = z
 
 /** A request id of this release: 32 random hex, the flow's workflow id suffix. */
 const REQUEST_ID_RE = /^[0-9a-f]{32}$/;
-/** A request id of the retired per-address flow (`<hmac(address)>.<uuid>`), still accepted by email_login while its runs finish. */
-const LEGACY_REQUEST_ID_RE = /^[0-9a-f]{32}\.[0-9a-f]{32}$/;
-
 const requestIdSchema = z.string().regex(REQUEST_ID_RE, 'request_id is malformed');
-const submittedRequestIdSchema = z.string().refine((id) => REQUEST_ID_RE.test(id) || LEGACY_REQUEST_ID_RE.test(id), 'request_id is malformed');
 
-/** The workflow id a request id names: email-login/<request id>, or email-login/<hmac> for a legacy one. */
-const workflowIdOf = (requestId: string): string => EMAIL_LOGIN_ID_PREFIX + (requestId.split('.')[0] ?? requestId);
+/** The workflow id a request id names: email-login/<request id>. */
+const workflowIdOf = (requestId: string): string => EMAIL_LOGIN_ID_PREFIX + requestId;
 
 /** Email + one-time code login (docs/contracts.md §5): one emailLoginRequestWorkflow per requester. */
 export default async function sessionEmailRoutes(appBase: FastifyInstance) {
@@ -65,6 +61,8 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
     resendCooldownSeconds: config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS,
     maxSends: config.BROKER_EMAIL_MAX_SENDS,
     retryWindowSeconds: config.BROKER_EMAIL_RETRY_WINDOW_SECONDS,
+    // The first dispatch comes with the start; a run it never reached ends after this.
+    firstDispatchSeconds: 60,
   };
   const codePerIp = app.requestLimit({ name: 'email_code:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
   const loginPerIp = app.requestLimit({ name: 'email_login:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
@@ -100,6 +98,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
   app.post(
     '/v1/session/email_code',
     {
+      config: { loginStep: 'code' },
       schema: {
         tags: ['session'],
         summary: 'Mail a one-time login code',
@@ -165,9 +164,9 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
           // A keyed repeat joins the first try's flow while it runs; once it has ended, the key is spent.
           workflowIdConflictPolicy: retryIds ? 'USE_EXISTING' : 'FAIL',
           workflowIdReusePolicy: 'REJECT_DUPLICATE',
-          ...FLOW_METADATA.email_login,
+          ...LOGIN_METHODS.email.metadata,
           typedSearchAttributes: [
-            { key: AkFlow, value: 'email_login' },
+            { key: AkFlow, value: LOGIN_METHODS.email.flow },
             { key: AkStage, value: 'started' },
           ],
         });
@@ -188,6 +187,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
   app.post(
     '/v1/session/email_login',
     {
+      config: { loginStep: 'login' },
       schema: {
         tags: ['session'],
         summary: 'Exchange the mailed code for a session',
@@ -195,7 +195,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
           'With an Idempotency-Key header, a repeat of a successful exchange (same request_id, same code, same key) within ' +
           `${config.BROKER_EMAIL_RETRY_WINDOW_SECONDS} s answers a fresh session for the same account (recorded and audited as a retry); ` +
           'another key, another code or a later repeat gets 410 as without a key.',
-        body: z.object({ request_id: submittedRequestIdSchema, code: z.string().regex(/^\d{6}$/, 'code must be the 6 digits from the mail') }),
+        body: z.object({ request_id: requestIdSchema, code: z.string().regex(/^\d{6}$/, 'code must be the 6 digits from the mail') }),
         response: { 200: loginSessionSchema, 410: errorBody, ...commonErrors },
       },
     },

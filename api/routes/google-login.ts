@@ -6,7 +6,7 @@ import { GoogleOidc, GoogleProviderError } from '../../adapters/google-oidc';
 import { hmacHex, pkceS256Challenge } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
-import { FLOW_METADATA } from '../../lib/flow-metadata';
+import { LOGIN_METHODS } from '../../lib/login-methods';
 import type { LoginSession } from '../../workflows/definitions';
 import type { googleLoginWorkflow } from '../../workflows/google-login';
 import {
@@ -151,9 +151,9 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
         taskQueue: config.BROKER_TASK_QUEUE,
         args: [input],
         workflowIdConflictPolicy: 'FAIL',
-        ...FLOW_METADATA.google_login,
+        ...LOGIN_METHODS.google.metadata,
         typedSearchAttributes: [
-          { key: AkFlow, value: 'google_login' },
+          { key: AkFlow, value: LOGIN_METHODS.google.flow },
           { key: AkStage, value: 'waiting_callback' },
         ],
       }),
@@ -167,6 +167,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
   app.get(
     '/v1/session/google_oauth_login',
     {
+      config: { loginStep: 'start' },
       schema: {
         tags: ['session'],
         summary: 'Browser sign-in with Google: redirects to the provider',
@@ -199,6 +200,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
   app.post(
     '/v1/session/google_oauth_login',
     {
+      config: { loginStep: 'start' },
       schema: {
         tags: ['session'],
         summary: 'CLI sign-in with Google: a URL to open and a secret to poll with',
@@ -223,6 +225,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
   app.get(
     '/v1/session/google_oauth_callback',
     {
+      config: { loginStep: 'callback' },
       // A repeated or over-long query value is refused on this route's own page, not by the JSON error handler.
       attachValidation: true,
       schema: {
@@ -296,6 +299,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
   app.post(
     '/v1/session/google_oauth_poll',
     {
+      config: { loginStep: 'poll' },
       schema: {
         tags: ['session'],
         summary: 'CLI: is the Google sign-in done?',
@@ -322,6 +326,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
   app.post(
     '/v1/session/google_oauth_exchange',
     {
+      config: { loginStep: 'exchange' },
       schema: {
         tags: ['session'],
         summary: 'Browser app: exchange the one-time code from the redirect for the session',

@@ -14,7 +14,7 @@ import { hmacHex, safeEqual } from '../../lib/digest';
 import { BrokerError, callbackCode } from '../../lib/errors';
 import { deriveOmniAccount, fitsIdentityString, IDENTITY_TYPES, IdentityError, omniAccountOf } from '../../lib/omni';
 import { AkFlow, AkOmniAccount, AkStage } from '../../lib/search-attributes';
-import { FLOW_METADATA } from '../../lib/flow-metadata';
+import { LOGIN_METHODS } from '../../lib/login-methods';
 import type { teeAccountWorkflow } from '../../workflows/tee-account';
 import {
   addWalletSlotUpdate,
@@ -198,9 +198,9 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
         taskQueue: config.BROKER_TASK_QUEUE,
         args: [{ omniAccount, settings }],
         workflowIdConflictPolicy: 'USE_EXISTING',
-        ...FLOW_METADATA.tee_account,
+        ...LOGIN_METHODS.tee.metadata,
         typedSearchAttributes: [
-          { key: AkFlow, value: 'tee_account' },
+          { key: AkFlow, value: LOGIN_METHODS.tee.flow },
           { key: AkOmniAccount, value: omniAccount },
           { key: AkStage, value: 'started' },
         ],
@@ -224,6 +224,7 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
   app.post(
     '/v3/account/post_heima_login',
     {
+      config: { loginStep: 'login' },
       preValidation: requireTeeAccess,
       schema: {
         tags: ['tee'],

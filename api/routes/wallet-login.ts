@@ -10,7 +10,7 @@ import { BrokerError } from '../../lib/errors';
 import { createEvmSignatureVerifier, type WalletSignatureCheck } from '../../adapters/evm-signature';
 import { LoginProofReplayedError, recordLogin } from '../../services/logins';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
-import { FLOW_METADATA } from '../../lib/flow-metadata';
+import { LOGIN_METHODS } from '../../lib/login-methods';
 import {
   buildStatelessWalletMessage,
   EVM_ADDRESS_RE,
@@ -94,13 +94,14 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
   const loginPerIp = app.requestLimit({ name: 'wallet_login:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
   const bodyLimit = verifier.contractWallets ? config.BROKER_BODY_LIMIT_BYTES : MAX_WALLET_MESSAGE_BYTES;
   const searchAttributes = [
-    { key: AkFlow, value: 'wallet_login' },
+    { key: AkFlow, value: LOGIN_METHODS.wallet.flow },
     { key: AkStage, value: 'started' },
   ];
 
   app.post(
     '/v1/session/wallet_challenge',
     {
+      config: { loginStep: 'challenge' },
       bodyLimit,
       schema: {
         tags: ['session'],
@@ -134,7 +135,7 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
         taskQueue: config.BROKER_TASK_QUEUE,
         args: [input],
         workflowIdConflictPolicy: 'USE_EXISTING',
-        ...FLOW_METADATA.wallet_login,
+        ...LOGIN_METHODS.wallet.metadata,
         typedSearchAttributes: searchAttributes,
       });
       return app.driveFlow(() => temporal.workflow.executeUpdateWithStart(issueWalletChallengeUpdate, { startWorkflowOperation }));
@@ -144,6 +145,7 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
   app.post(
     '/v1/session/wallet_login',
     {
+      config: { loginStep: 'login' },
       bodyLimit,
       schema: {
         tags: ['session'],

@@ -1,0 +1,45 @@
+/**
+ * Fast workflow tests (docs/login-methods.md, "Testing a method"): the workflows run on the
+ * Temporal CLI dev server the project already installs (scripts/temporal-cli.ts), started through
+ * the SDK's TestWorkflowEnvironment.createLocal with that executable — the time-skipping server is
+ * a download this setup does not make — and a Worker whose activities are the test's mocks. No
+ * Postgres, no API: a test drives the workflow through its client and shortens its windows through
+ * the workflow input, so nothing waits more than about a second.
+ */
+import { randomBytes } from 'node:crypto';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import type { Activities } from '../../activities';
+import { AkFlow, AkOmniAccount, AkOutcome, AkStage } from '../../lib/search-attributes';
+import { findOrInstallTemporalCli } from '../../scripts/temporal-cli';
+import { DEV_DYNAMIC_CONFIG } from '../../scripts/temporal-dev-server';
+import { testWorkflowBundle } from '../harness';
+
+let runtimeInstalled = false;
+
+/** A dev server of its own (in memory, headless) with the broker's search attributes registered. */
+export async function startWorkflowTestEnv(): Promise<TestWorkflowEnvironment> {
+  if (!runtimeInstalled) {
+    // Expected workflow failures are what these tests provoke: keep the worker's log to warnings.
+    Runtime.install({ logger: new DefaultLogger('ERROR') });
+    runtimeInstalled = true;
+  }
+  const path = await findOrInstallTemporalCli();
+  return TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: { type: 'existing-path', path },
+      searchAttributes: [AkFlow, AkOmniAccount, AkStage, AkOutcome],
+      extraArgs: Object.entries(DEV_DYNAMIC_CONFIG).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]),
+    },
+  });
+}
+
+/**
+ * Runs `body` while a Worker on a fresh task queue serves the broker's workflows with the given
+ * mocked activities (an activity a workflow calls and the mock lacks fails the test loudly).
+ */
+export async function withWorker<T>(env: TestWorkflowEnvironment, activities: Partial<Activities>, body: (taskQueue: string) => Promise<T>): Promise<T> {
+  const taskQueue = `wf-${randomBytes(6).toString('hex')}`;
+  const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: await testWorkflowBundle(), activities });
+  return worker.runUntil(body(taskQueue));
+}
