@@ -54,7 +54,7 @@ void describe('error vocabulary', () => {
         mailTransient: 'MailTransient',
       },
     );
-    assert.deepEqual(MintActivityFailure, { stsTransient: 'StsTransient', signingFailed: 'MintSigningFailed', authoriseFailed: 'MintAuthoriseFailed' });
+    assert.deepEqual(MintActivityFailure, { signingFailed: 'MintSigningFailed', authoriseFailed: 'MintAuthoriseFailed' });
     assert.equal(GOOGLE_PROVIDER_FAILURE, 'GoogleProviderFailed');
     const types = Object.values(ERRORS).map((e) => e.failure);
     assert.equal(new Set(types).size, types.length, 'each code has its own failure type');

@@ -47,7 +47,7 @@ after(async () => {
 void describe('docs/operations.md: registering the search attributes by hand', () => {
   void test('the documented command registers all four as Keyword (one --type per --name)', async () => {
     const doc = await readFile(join(ROOT, 'docs/operations.md'), 'utf8');
-    const block = /To register them by hand[\s\S]*?```sh\n([\s\S]*?)```/.exec(doc)?.[1];
+    const block = /To register them by hand[\s\S]*?```sh[^\n]*\n([\s\S]*?)```/.exec(doc)?.[1];
     assert.ok(block, 'docs/operations.md has the registration block');
     const namespace = await freshNamespace('docs-sa');
     const { stdout } = await shell(block.replaceAll('<ns>', namespace));
