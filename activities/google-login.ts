@@ -9,9 +9,6 @@ import { currentRun } from './context';
 import type { ActivityDeps } from './deps';
 import { createLoginActivities } from './login-completion';
 
-/** ApplicationFailure type of a provider call that failed; `details[0].reason` says why (access_denied, invalid_id_token, ...). */
-export const GOOGLE_PROVIDER_FAILURE = FailureType.googleProviderFailed;
-
 export interface ExchangeGoogleCodeInput {
   params: Record<string, string>;
   state: string;
@@ -29,8 +26,8 @@ export interface CompleteGoogleLoginInput {
 /** 5xx, timeouts and network errors are retried by the activity's policy; anything else ends the flow. */
 function providerFailure(e: unknown): ApplicationFailure {
   if (!(e instanceof GoogleProviderError))
-    return ApplicationFailure.retryable((e as Error)?.message ?? String(e), GOOGLE_PROVIDER_FAILURE, { reason: 'internal' });
-  return ApplicationFailure.create({ message: e.message, type: GOOGLE_PROVIDER_FAILURE, nonRetryable: !e.retryable, details: [{ reason: e.reason }] });
+    return ApplicationFailure.retryable((e as Error)?.message ?? String(e), FailureType.googleProviderFailed, { reason: 'internal' });
+  return ApplicationFailure.create({ message: e.message, type: FailureType.googleProviderFailed, nonRetryable: !e.retryable, details: [{ reason: e.reason }] });
 }
 
 export function createGoogleLoginActivities(deps: ActivityDeps) {
@@ -84,7 +81,7 @@ export function createGoogleLoginActivities(deps: ActivityDeps) {
       try {
         accessToken = unseal(input.access_token_sealed);
       } catch {
-        throw ApplicationFailure.nonRetryable('the sealed access token does not open in this run', GOOGLE_PROVIDER_FAILURE, { reason: 'internal' });
+        throw ApplicationFailure.nonRetryable('the sealed access token does not open in this run', FailureType.googleProviderFailed, { reason: 'internal' });
       }
       try {
         return await google.userinfo(accessToken, input.sub);

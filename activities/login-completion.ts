@@ -6,9 +6,6 @@ import { FailureType, type LoginOutcome } from '../workflows/definitions';
 import { currentRun } from './context';
 import type { ActivityDeps } from './deps';
 
-// recordLogin lives in services/logins.ts (the API's stateless wallet login calls it too); re-exported for the old import path.
-export { LoginProofReplayedError, recordLogin, type CompleteLoginInput, type LoginRecordDeps } from '../services/logins';
-
 export function createLoginActivities(deps: ActivityDeps) {
   return {
     /**
@@ -26,7 +23,7 @@ export function createLoginActivities(deps: ActivityDeps) {
         if (e instanceof IdentityError)
           throw ApplicationFailure.create({ message: e.message, type: FailureType.badRequest, nonRetryable: true, details: [{ reason: 'identity_too_long' }] });
         // Retryable (the DB may come back); after the last attempt the flow reports audit_error.
-        throw ApplicationFailure.retryable(`could not record the login: ${(e as Error).message}`, FailureType.auditFailed);
+        throw ApplicationFailure.retryable(`could not record the login: ${(e as Error).message}`, FailureType.auditError);
       }
     },
   };

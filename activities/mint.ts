@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import { appendAudit } from '../db/audit';
-import { findActiveGrantForAgent, findMainAddress, hasAcceptedGrantForAgent } from '../db/grants';
-import { findUserByOmni } from '../db/users';
+import { findActiveGrantForAgent, hasAcceptedGrantForAgent } from '../db/grants';
+import { findMainAddress, findUserByOmni } from '../db/users';
 import { withTransaction } from '../db/pool';
 import { hmacHex } from '../lib/digest';
 import { sealJson } from '../lib/seal';
@@ -113,7 +113,7 @@ export function createMintActivities(deps: ActivityDeps) {
         }
       });
     } catch (e) {
-      throw ApplicationFailure.retryable(`could not write the audit row: ${(e as Error).message}`, FailureType.auditFailed);
+      throw ApplicationFailure.retryable(`could not write the audit row: ${(e as Error).message}`, FailureType.auditError);
     }
   }
 
@@ -124,7 +124,7 @@ export function createMintActivities(deps: ActivityDeps) {
         return await writeAudit(req, rows);
       } catch (e) {
         const pause = OUTCOME_WRITE_BACKOFF_MS[attempt];
-        if (pause === undefined) throw ApplicationFailure.nonRetryable((e as Error).message, FailureType.auditFailed);
+        if (pause === undefined) throw ApplicationFailure.nonRetryable((e as Error).message, FailureType.auditError);
         await sleep(pause);
       }
     }

@@ -18,7 +18,7 @@ export interface RecordWalletSlotInput extends WalletSlotRequest {
 
 const retryableDbFailure = (what: string, e: unknown): ApplicationFailure =>
   // Retryable (the database may come back); after the last attempt the flow reports audit_error.
-  ApplicationFailure.retryable(`could not record ${what}: ${(e as Error).message}`, FailureType.auditFailed);
+  ApplicationFailure.retryable(`could not record ${what}: ${(e as Error).message}`, FailureType.auditError);
 
 export function createTeeActivities(deps: ActivityDeps) {
   return {

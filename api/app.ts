@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { serializerCompiler } from 'fastify-type-provider-zod';
 import type { TrustProxy } from '../lib/config';
-import type { ApiDeps } from './deps';
+import type { ApiDeps } from './dependencies';
 import { loggerOptions } from './logger';
 import { validatorCompiler } from './schemas';
 import authPlugin from './plugins/auth';

@@ -207,5 +207,3 @@ export async function endGrantByAgent(
   return existing.rows[0] ? { grant: existing.rows[0], changed: null } : undefined;
 }
 
-/** @deprecated moved to db/users.ts (the wallets table's module); re-exported for old imports. */
-export { findMainAddress } from './users';

@@ -246,10 +246,6 @@ export interface Config extends Omit<Env, keyof typeof RENAMED_ENV | (typeof REN
   BROKER_LOGIN_SESSION_TTL_SECONDS: number;
   /** Longest STS role session a mint may ask for, seconds. */
   BROKER_STS_SESSION_DURATION_SECONDS: number;
-  /** @deprecated BROKER_LOGIN_SESSION_TTL_SECONDS (kept for code not yet moved to the new name). */
-  BROKER_SESSION_TTL_SECONDS: number;
-  /** @deprecated BROKER_STS_SESSION_DURATION_SECONDS (kept for code not yet moved to the new name). */
-  BROKER_SESSION_DURATION_SECONDS: number;
   /** Resolved public URL (BROKER_PUBLIC_URL or http://HOST:PORT), without a trailing slash. */
   publicUrl: string;
   /** Google login's redirect URI (BROKER_GOOGLE_REDIRECT_URI or the public URL's callback path). */
@@ -285,8 +281,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const sessionLifetimes = {
     BROKER_LOGIN_SESSION_TTL_SECONDS: loginSessionTtl,
     BROKER_STS_SESSION_DURATION_SECONDS: stsSessionDuration,
-    BROKER_SESSION_TTL_SECONDS: loginSessionTtl,
-    BROKER_SESSION_DURATION_SECONDS: stsSessionDuration,
   };
   const isProduction = e.NODE_ENV === 'production';
   const devFixtures = e.BROKER_DEV_FIXTURES ?? !isProduction;

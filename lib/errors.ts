@@ -98,10 +98,6 @@ export const FailureType = {
   ...(Object.fromEntries((Object.keys(ERRORS) as ErrorCode[]).map((c) => [camel(c), spec(c).failure])) as {
     readonly [C in ErrorCode as Camel<C>]: (typeof ERRORS)[C]['failure'];
   }),
-  /** @deprecated FailureType.auditError (the name before the codes were one set). */
-  auditFailed: ERRORS.audit_error.failure,
-  /** @deprecated FailureType.stsError (the name before the codes were one set). */
-  stsFailed: ERRORS.sts_error.failure,
 } as const;
 export type FailureTypeName = Spec['failure'];
 

@@ -39,7 +39,7 @@ import autocannon from 'autocannon';
 import Fastify from 'fastify';
 import pg from 'pg';
 import { keccak256, toHex } from 'viem';
-import { LoginProofReplayedError, recordLogin } from '../activities/login-completion';
+import { LoginProofReplayedError, recordLogin } from '../services/logins';
 import { createEvmSignatureVerifier, personalMessageDigest } from '../adapters/evm-signature';
 import { resolveSecrets } from '../adapters/secrets';
 import { brokerDataConverter } from '../adapters/temporal-options';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
-import { recordLogin } from '../activities/login-completion';
+import { recordLogin } from '../services/logins';
 import { deriveOmniAccount, IdentityError, type Identity } from '../lib/omni';
 import { startTeeFixture } from '../fixtures/tee/server';
 import { callTeeRpc } from '../fixtures/tee/client';

@@ -24,7 +24,7 @@ let starts: WorkflowStartSpy;
 before(async () => {
   tee = await generateTeeKeyPair();
   stack = await startStack({
-    env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_TEE_JWT_PUBLIC_KEY: tee.publicKeyPem, BROKER_SESSION_DURATION_SECONDS: String(MAX_DURATION) },
+    env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_TEE_JWT_PUBLIC_KEY: tee.publicKeyPem, BROKER_STS_SESSION_DURATION_SECONDS: String(MAX_DURATION) },
   });
   stack.sts.setJwksUrl(`${stack.url}/.well-known/jwks.json`);
   main = await walletLogin(stack);

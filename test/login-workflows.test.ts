@@ -11,7 +11,7 @@ import { WithStartWorkflowOperation, WorkflowUpdateFailedError } from '@temporal
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Activities } from '../activities';
-import type { CompleteLoginInput } from '../activities/login-completion';
+import type { CompleteLoginInput } from '../services/logins';
 import { AkOutcome } from '../lib/search-attributes';
 import { FailureType, type LoginOutcome } from '../workflows/definitions';
 import { requestCodeUpdate, submitCodeUpdate, type EmailLoginRequestInput } from '../workflows/email-login.definitions';

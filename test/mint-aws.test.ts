@@ -19,7 +19,7 @@ const logLines: string[] = [];
 
 before(async () => {
   stack = await startStack({
-    env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_DATA_ROLE_ARN: ROLE, BROKER_SESSION_DURATION_SECONDS: String(MAX_DURATION) },
+    env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_DATA_ROLE_ARN: ROLE, BROKER_STS_SESSION_DURATION_SECONDS: String(MAX_DURATION) },
     logStream: { write: (line) => void logLines.push(line) },
   });
   // The STS stand-in verifies every WebIdentityToken against the broker's published JWKS, as STS does.

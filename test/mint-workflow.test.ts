@@ -90,19 +90,19 @@ void describe('mintWorkflow with a mocked activity', () => {
 
   void test("a target's final failure keeps its type and message; not retried", async () => {
     const r = await run(async () => {
-      throw ApplicationFailure.create({ type: FailureType.stsFailed, message: 'STS denied', nonRetryable: true, details: [{ outcome: 'sts_error' }] });
+      throw ApplicationFailure.create({ type: FailureType.stsError, message: 'STS denied', nonRetryable: true, details: [{ outcome: 'sts_error' }] });
     });
     const f = failure(r);
-    assert.equal(f.type, FailureType.stsFailed);
+    assert.equal(f.type, FailureType.stsError);
     assert.equal(f.message, 'STS denied');
     assert.equal(r.calls.length, 1);
   });
 
   void test('an unwritable audit log: retried, then AuditFailed and no credential', async () => {
     const r = await run(async () => {
-      throw ApplicationFailure.retryable('could not write the audit row', FailureType.auditFailed);
+      throw ApplicationFailure.retryable('could not write the audit row', FailureType.auditError);
     });
-    assert.equal(failure(r).type, FailureType.auditFailed);
+    assert.equal(failure(r).type, FailureType.auditError);
     assert.equal(r.calls.length, 3, 'the retry policy: three tries');
   });
 

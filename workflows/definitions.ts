@@ -8,7 +8,6 @@ import type { Identity } from '../lib/omni';
 import type { LoginMethod } from '../lib/session-token';
 
 /** The wire body of a successful login (docs/contracts.md §5), defined in lib/wire.ts. */
-export type { SessionBody as LoginSession } from '../lib/wire';
 
 /**
  * What a login flow returns: the session as recorded (its jti, times and account), not a token.

@@ -117,7 +117,7 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
         stage('waiting_decision');
         const cause = e instanceof ActivityFailure ? e.cause : e;
         if (cause instanceof ApplicationFailure && cause.type === FailureType.forbidden) throw flowFailure(FailureType.forbidden, cause.message);
-        throw flowFailure(FailureType.auditFailed, 'the approval could not be recorded; try again');
+        throw flowFailure(FailureType.auditError, 'the approval could not be recorded; try again');
       }
       status = 'approved';
       upsertSearchAttributes([

@@ -100,7 +100,7 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
       return await r.session;
     } catch {
       r.session = undefined;
-      throw flowFailure(FailureType.auditFailed, 'the login could not be recorded; try again');
+      throw flowFailure(FailureType.auditError, 'the login could not be recorded; try again');
     }
   }
 
@@ -211,7 +211,7 @@ export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): 
         return session;
       } catch {
         state.status = 'pending';
-        throw flowFailure(FailureType.auditFailed, 'the login could not be recorded; try again');
+        throw flowFailure(FailureType.auditError, 'the login could not be recorded; try again');
       }
     },
     {

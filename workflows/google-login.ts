@@ -106,10 +106,10 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
           session = await completeGoogleLogin({ sub: tokens.sub, ...(email !== undefined ? { verified_email: email } : {}), requestId });
         }
       } catch (e) {
-        if (e instanceof ActivityFailure && (e.cause as ApplicationFailure | undefined)?.type === FailureType.auditFailed) {
+        if (e instanceof ActivityFailure && (e.cause as ApplicationFailure | undefined)?.type === FailureType.auditError) {
           status = 'failed';
           stage('failed');
-          throw flowFailure(FailureType.auditFailed, 'the login could not be recorded; sign in again');
+          throw flowFailure(FailureType.auditError, 'the login could not be recorded; sign in again');
         }
         const why = providerReason(e);
         status = why.reason === 'access_denied' ? 'denied' : 'failed';

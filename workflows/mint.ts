@@ -43,9 +43,9 @@ export async function mintWorkflow(req: MintRequest): Promise<SealedMint> {
     outcome = await mint(req);
   } catch (e) {
     const cause = activityCause(e);
-    if (cause?.type === FailureType.auditFailed) {
+    if (cause?.type === FailureType.auditError) {
       mark('done', 'audit_error');
-      throw flowFailure(FailureType.auditFailed, 'the mint could not be recorded in the audit log, so no credential was issued; try again later');
+      throw flowFailure(FailureType.auditError, 'the mint could not be recorded in the audit log, so no credential was issued; try again later');
     }
     const failed = (cause?.details?.[0] as Partial<MintFailureDetails> | undefined)?.outcome;
     mark('done', failed ?? 'failed');

@@ -33,7 +33,7 @@ function failureOf(e: unknown, what: string): Error {
   if (cause?.type === FailureType.badRequest) return flowFailure(FailureType.badRequest, cause.message ?? 'bad request');
   if (cause?.type === FailureType.forbidden) return flowFailure(FailureType.forbidden, cause.message ?? 'forbidden');
   if (cause?.type === FailureType.conflict) return flowFailure(FailureType.conflict, cause.message ?? 'conflict');
-  return flowFailure(FailureType.auditFailed, `${what} could not be recorded; try again`);
+  return flowFailure(FailureType.auditError, `${what} could not be recorded; try again`);
 }
 
 /**

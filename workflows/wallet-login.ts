@@ -154,7 +154,7 @@ export async function walletLoginWorkflow(input: WalletLoginInput): Promise<Wall
         }
         state.status = 'pending';
         stage('challenge_issued');
-        throw flowFailure(FailureType.auditFailed, 'the login could not be recorded; try again');
+        throw flowFailure(FailureType.auditError, 'the login could not be recorded; try again');
       }
     },
     {

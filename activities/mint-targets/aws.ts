@@ -47,8 +47,8 @@ export const awsTarget: MintTarget<AwsParams> = {
       .int('duration_seconds must be a whole number of seconds')
       .min(MIN_DURATION_SECONDS, `duration_seconds must be at least ${MIN_DURATION_SECONDS}`)
       .max(
-        config.BROKER_SESSION_DURATION_SECONDS,
-        `duration_seconds must be at most ${config.BROKER_SESSION_DURATION_SECONDS} (BROKER_SESSION_DURATION_SECONDS)`,
+        config.BROKER_STS_SESSION_DURATION_SECONDS,
+        `duration_seconds must be at most ${config.BROKER_STS_SESSION_DURATION_SECONDS} (BROKER_STS_SESSION_DURATION_SECONDS)`,
       )
       .optional(),
   }),
@@ -62,7 +62,7 @@ export const awsTarget: MintTarget<AwsParams> = {
   }),
   unavailable: (config) =>
     config.BROKER_DATA_ROLE_ARN ? undefined : 'this broker has no data role configured (BROKER_DATA_ROLE_ARN); it cannot mint AWS credentials',
-  params: (body, config: Config) => ({ duration_seconds: (body.duration_seconds as number | undefined) ?? config.BROKER_SESSION_DURATION_SECONDS }),
+  params: (body, config: Config) => ({ duration_seconds: (body.duration_seconds as number | undefined) ?? config.BROKER_STS_SESSION_DURATION_SECONDS }),
   scope: {
     services: z
       .array(z.string().regex(SERVICE_RE, 'scope.services entries are IAM service prefixes: 1-32 lower-case letters, digits and hyphens (e.g. s3, dynamodb)'))
@@ -120,7 +120,7 @@ export const awsTarget: MintTarget<AwsParams> = {
     if (e instanceof MintSigningError)
       return { type: MintActivityFailure.signingFailed, outcome: 'failed', details: { sts_code: null }, retryable: false, message: e.message };
     const c = classifyStsError(e, { roleArn: config.BROKER_DATA_ROLE_ARN ?? '', issuer: config.publicUrl });
-    return { type: FailureType.stsFailed, outcome: 'sts_error', details: { sts_code: c.code }, retryable: c.retryable, message: c.message };
+    return { type: FailureType.stsError, outcome: 'sts_error', details: { sts_code: c.code }, retryable: c.retryable, message: c.message };
   },
   attempts: 3,
   backoffMs: [500, 1000],

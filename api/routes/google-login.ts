@@ -7,7 +7,7 @@ import { hmacHex, pkceS256Challenge } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
 import { LOGIN_METHODS } from '../../lib/login-methods';
-import type { LoginSession } from '../../workflows/definitions';
+import type { LoginSession } from '../schemas';
 import type { googleLoginWorkflow } from '../../workflows/google-login';
 import {
   collectSessionUpdate,

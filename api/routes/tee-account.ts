@@ -23,7 +23,7 @@ import {
   type JsonValue,
   type TeeAccountInput,
 } from '../../workflows/tee-account.definitions';
-import type { TeeTokenClaims } from '../deps';
+import type { TeeTokenClaims } from '../dependencies';
 import { bearerToken, teeTokenDigest } from '../plugins/auth';
 import { idempotencyKeyOf } from '../schemas';
 
@@ -35,8 +35,6 @@ import { idempotencyKeyOf } from '../schemas';
  */
 
 export const CALLBACK_OK_CODE = 10000;
-/** Envelope code of a failed callback: the HTTP status × 100. */
-export const callbackErrorCode = callbackCode;
 
 const envelope = <T extends z.ZodType>(data: T) => z.object({ code: z.number().int(), message: z.string(), data });
 const failureEnvelope = envelope(z.null()).describe('failure: code = HTTP status × 100');
@@ -132,7 +130,7 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       }
     }
     if (status >= 500 && !(err instanceof BrokerError)) request.log.error({ err }, 'unhandled error in a TEE callback');
-    return reply.code(status).send({ code: callbackErrorCode(status), message, data: null });
+    return reply.code(status).send({ code: callbackCode(status), message, data: null });
   });
 
   // add_wallet arrives with no body and no Content-Type; a JSON Content-Type with an empty body is accepted too.
@@ -393,7 +391,7 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       if (main === undefined || agent === undefined) {
         const which = main === undefined ? 'main_address' : 'agent_address';
         return {
-          code: callbackErrorCode(400),
+          code: callbackCode(400),
           message: `${which} is not an EVM address (40 hex digits, 0x optional): it is linked to nothing`,
           data: { isBound: false },
         };

@@ -86,7 +86,7 @@ export function mintCommand(): Command {
     .description('AWS credentials for the data role (default output: export lines for a shell)')
     .option('--env', 'print export lines for a shell (the default)')
     .option('--credential-process', 'print the AWS credential_process JSON, reusing cached credentials until 5 minutes before they expire')
-    .option('--duration <seconds>', 'session duration (900 up to the broker’s BROKER_SESSION_DURATION_SECONDS)')
+    .option('--duration <seconds>', 'session duration (900 up to the broker’s BROKER_STS_SESSION_DURATION_SECONDS)')
     .addOption(new Option('--grant-id <id>', 'as an agent: mint under this grant'))
     .action(async (o: MintAwsOptions, cmd: Command) => mintAws(await CliContext.open(cmd), o));
   mint
