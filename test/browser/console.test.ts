@@ -17,6 +17,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import type { AnchorResult } from '../../workflows/audit-anchor.definitions';
 import { API_CSP } from '../../api/plugins/security-headers';
 import { CONSOLE_CSP } from '../../api/plugins/console';
+import { deviceCode, otherUserCode, pollError, pollToken } from '../device-client';
 import { codeFromMail, latestCode, uniqueEmail, wrongCode } from '../email-login-client';
 import { startGoogleStack, type GoogleStack } from '../google-login-client';
 import type { TestStack } from '../harness';
@@ -354,47 +355,48 @@ void describe('the console in Chromium', () => {
     assert.deepEqual(await tab.cspViolations(), []);
   });
 
-  void test('device: the page looks the code up and sends the decision in the shapes of the device contract (answers given by the page route)', async () => {
-    // The device routes (GET/POST /v1/device/verify, docs/contracts.md) are answered here as the
-    // contract fixes them; docs/console.md names the end-to-end test that replaces these answers.
+  void test('device: a code from POST /v1/device/code, opened from its link signed out, approved in the page; the device collects its session once, a denied one gets access_denied', async () => {
+    const dc = await deviceCode(stack, { client_id: 'agentkeys-cli' });
+    const link = new URL(dc.verification_uri_complete);
+    assert.equal(link.pathname, '/console/device');
     const tab = await openTab();
-    await tab.page.goto('/console/');
-    await signInByEmail(tab, uniqueEmail('device-contract'));
-    const asked: { method: string; url: string; body: unknown; auth: string | undefined }[] = [];
-    const now = Math.floor(Date.now() / 1000);
-    await tab.page.route('**/v1/device/verify*', async (route) => {
-      const req = route.request();
-      asked.push({ method: req.method(), url: req.url(), body: req.postDataJSON() as unknown, auth: req.headers().authorization });
-      if (req.method() === 'GET') {
-        const code = new URL(req.url()).searchParams.get('user_code');
-        if (code !== 'BCDF-GHJK') return route.fulfill({ status: 404, json: { error: 'not_found', message: 'unknown or expired user code' } });
-        return route.fulfill({
-          json: { user_code: code, status: 'pending', requested_at: now, expires_at: now + 600, client_id: 'agentkeys-cli', scope: 'session' },
-        });
-      }
-      return route.fulfill({ json: { status: (req.postDataJSON() as { action: string }).action === 'approve' ? 'approved' : 'denied' } });
-    });
-    await tab.page.goto('/console/device');
+    await tab.page.goto(`${link.pathname}${link.search}`);
+    await tab.page.getByText('Sign in to approve the device.').waitFor();
+    const person = uniqueEmail('device-e2e');
+    await signInByEmail(tab, person);
+    await tab.page.waitForURL('**/console/device?user_code=*');
     const input = tab.page.locator('#device input[name=user_code]');
-    await input.fill('zzzz zzzz');
+    assert.equal(await input.inputValue(), dc.user_code);
+    assert.equal(await pollError(stack, dc.device_code), 'authorization_pending');
+    // A code no request holds reads like an expired one.
+    await input.fill(otherUserCode(dc.user_code).toLowerCase());
     await tab.page.getByRole('button', { name: 'Continue' }).click();
     await tab.page.getByText('No device is waiting for this code').waitFor();
-    await input.fill('bcdf-ghjk');
+    await input.fill(dc.user_code);
     await tab.page.getByRole('button', { name: 'Continue' }).click();
     await tab.page.getByText('agentkeys-cli').waitFor();
     await shoot(tab.page, 'device-approve');
     await tab.page.getByRole('button', { name: 'Approve' }).click();
     await tab.page.getByText('Approved: the device is signed in').waitFor();
-    const token = (await tab.page.evaluate<string>('sessionStorage.getItem("agentkeys.console.session")')) ?? '';
-    const bearer = `Bearer ${(JSON.parse(token) as { token: string }).token}`;
-    assert.deepEqual(
-      asked.map((a) => [a.method, new URL(a.url).search, a.body, a.auth === bearer]),
-      [
-        ['GET', '?user_code=ZZZZ-ZZZZ', null, true],
-        ['GET', '?user_code=BCDF-GHJK', null, true],
-        ['POST', '', { user_code: 'BCDF-GHJK', action: 'approve' }, true],
-      ],
-    );
+    const first = await pollToken(stack, dc.device_code);
+    assert.equal(first.status, 200, first.text);
+    const session = first.body as { token: string; omni_account: string };
+    const me = await stack.request('GET', '/v1/session/me', { token: session.token });
+    assert.equal(me.status, 200, me.text);
+    assert.equal(await pollError(stack, dc.device_code), 'invalid_grant', 'handed out once');
+    assert.deepEqual(await tab.cspViolations(), []);
+
+    const denied = await deviceCode(stack, { client_id: 'agentkeys-cli' });
+    await tab.page.goto('/console/device');
+    await input.fill(denied.user_code);
+    await tab.page.getByRole('button', { name: 'Continue' }).click();
+    await tab.page.getByText('agentkeys-cli').waitFor();
+    await tab.page.getByRole('button', { name: 'Deny' }).click();
+    await tab.page
+      .getByText(/denied/i)
+      .first()
+      .waitFor();
+    assert.equal(await pollError(stack, denied.device_code), 'access_denied');
   });
 });
 
