@@ -3,6 +3,7 @@ import type { ActivityDeps } from './deps';
 import { createEmailLoginActivities } from './email-login';
 import { createGoogleLoginActivities } from './google-login';
 import { createLoginActivities } from './login-completion';
+import { createKillSwitchActivities } from './kill-switch';
 import { createMaintenanceActivities } from './maintenance';
 import { createMintActivities } from './mint';
 import { createTeeActivities } from './tee-account';
@@ -19,6 +20,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createWalletLoginActivities(deps),
     ...createMaintenanceActivities(deps),
     ...createAuditAnchorActivities(deps),
+    ...createKillSwitchActivities(deps),
   };
 }
 

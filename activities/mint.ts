@@ -35,6 +35,7 @@ import {
 import { currentRun } from './context';
 import type { ActivityDeps } from './deps';
 import { assumeRoleWithWebIdentity, classifyStsError, createStsClient } from '../adapters/sts-client';
+import { actingContextFor } from './kill-switch';
 
 export interface MintTokenInput {
   requestId: string;
@@ -116,6 +117,7 @@ export function createMintActivities(deps: ActivityDeps) {
       ttlSeconds: config.BROKER_OIDC_JWT_TTL_SECONDS,
       grant: input.grant ? { grantId: input.grant.grantId, childWallet: input.grant.agentAddress, scope: input.grant.scope } : undefined,
       actorId,
+      acting: await actingContextFor(deps.db, input.grant, deps.now()),
     });
     const jwt = await signOidcToken(keyset.active, claims);
     return { jwt, expiration: claims.exp, kid: keyset.active.kid, jwtHash: auditDigest('jwt', jwt), nowSeconds };

@@ -22,6 +22,7 @@ import sessionEmailRoutes from './routes/email-login';
 import sessionWalletRoutes from './routes/wallet-login';
 import sessionGoogleRoutes from './routes/google-login';
 import grantRoutes from './routes/grants';
+import agentRoutes from './routes/agents';
 import teeCallbackRoutes from './routes/tee-account';
 import auditRoutes from './routes/audit';
 import mintRoutes from './routes/mint';
@@ -109,6 +110,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   await app.register(refreshRoutes);
   await app.register(teeCallbackRoutes);
   await app.register(grantRoutes);
+  await app.register(agentRoutes);
   await app.register(mintRoutes);
   await app.register(auditRoutes);
   await app.register(codecRoutes);

@@ -8,3 +8,4 @@ export { teeAccountWorkflow } from './tee-account';
 export { mintAwsCredsWorkflow, mintOidcJwtWorkflow } from './mint';
 export { purgeExpiredWorkflow } from './maintenance';
 export { auditAnchorWorkflow } from './audit-anchor';
+export { killSwitchWorkflow } from './kill-switch';

@@ -25,6 +25,7 @@ import { buildGrantAcceptanceMessage, GRANT_ACCEPT_PROOF_PURPOSE } from '../../l
 import { grantScopeSchema } from '../../lib/grant-scope';
 import { MAX_CONTRACT_SIGNATURE_BYTES } from '../../lib/wallet-message';
 import type { AuthContext } from '../deps';
+import { recordGrantKill, wakeKillSwitch } from '../kill-switch';
 import { commonErrors, errorBody, grantIdSchema, idempotencyKeyOf } from '../schemas';
 
 /**
@@ -384,10 +385,14 @@ export default async function grantRoutes(appBase: FastifyInstance) {
             idemKey: `grant.revoke:${grant_id}`,
             details: { grant_id, main_address: r.grant.main_address, agent_address: r.grant.agent_address, via: auth.kind },
           });
+          await recordGrantKill(tx, config, r.grant, r.grant.revoked_at ?? new Date(now()), request.id);
         }
         return r;
       });
-      if (revoked) return reply.code(204).send(null);
+      if (revoked) {
+        await wakeKillSwitch(app.deps, request.log);
+        return reply.code(204).send(null);
+      }
       // Not the owner: the grant's agent leaves it (declines it while pending).
       if (await endByAgent(auth, grant_id, request.id, true)) return reply.code(204).send(null);
       // Another account's grant answers exactly like a missing one.

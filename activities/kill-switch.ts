@@ -1,0 +1,77 @@
+import { rename, writeFile } from 'node:fs/promises';
+import { ApplicationFailure } from '@temporalio/common';
+import type { IAMClient } from '@aws-sdk/client-iam';
+import { createIamClient, setRolePolicy } from '../adapters/iam-client';
+import { findGrant, grantStatus } from '../db/grants';
+import { agentEpoch, liveKillSwitchEntries, purgeKillSwitchEntries } from '../db/kill-switch';
+import { KILL_SWITCH_POLICY_NAME, KillSwitchPolicyTooLarge, killSwitchPolicy, killSwitchRoleNames } from '../lib/kill-switch';
+import type { ActingContext } from '../lib/oidc-claims';
+import type { Db } from '../db/pool';
+import type { KillSwitchApplied } from '../workflows/kill-switch.definitions';
+import type { ActivityDeps } from './deps';
+
+/**
+ * What a credential minted under this grant names (lib/oidc-claims.ts withActingClaims): the agent,
+ * the grant and the agent's current revocation epoch for the grant's main wallet. Checks again that
+ * the grant is active, right before signing: a mint authorised before a revocation must not sign
+ * after it (its credential would carry an epoch the revocation did not end).
+ */
+export async function actingContextFor(
+  db: Db,
+  grant: { grantId: string; mainAddress: string; agentAddress: string } | undefined,
+  now: number,
+): Promise<ActingContext | undefined> {
+  if (grant === undefined) return undefined;
+  let row, epoch;
+  try {
+    [row, epoch] = await Promise.all([findGrant(db, grant.grantId), agentEpoch(db, grant.mainAddress, grant.agentAddress)]);
+  } catch (e) {
+    throw ApplicationFailure.retryable(`could not read the grant's revocation state: ${(e as Error).message}`, 'KillSwitchReadFailed');
+  }
+  if (!row || grantStatus(row, now) !== 'active') {
+    throw ApplicationFailure.nonRetryable(
+      `grant ${grant.grantId} is no longer active (revoked, left or expired); nothing is minted under it`,
+      'GrantNoLongerActive',
+    );
+  }
+  return { agentWallet: grant.agentAddress, grantId: grant.grantId, epoch };
+}
+
+export function createKillSwitchActivities(deps: ActivityDeps) {
+  let iam: IAMClient | undefined;
+  return {
+    /**
+     * Drops expired entries and applies the rest: PutRolePolicy (DeleteRolePolicy when none is
+     * left) on each configured role, or the document written to BROKER_KILL_SWITCH_POLICY_FILE.
+     * Idempotent: it writes the whole document each time.
+     */
+    async applyKillSwitch(): Promise<KillSwitchApplied> {
+      const { config } = deps;
+      const at = new Date(deps.now());
+      const dropped = await purgeKillSwitchEntries(deps.db, at);
+      const entries = await liveKillSwitchEntries(deps.db, at);
+      let document;
+      try {
+        document = killSwitchPolicy(
+          entries.map((e) => ({ kind: e.kind, userWallet: e.user_wallet, agentAddress: e.agent_address, grantId: e.grant_id, epoch: e.epoch })),
+        );
+      } catch (e) {
+        if (e instanceof KillSwitchPolicyTooLarge) throw ApplicationFailure.nonRetryable(e.message, 'KillSwitchPolicyTooLarge');
+        throw e;
+      }
+      if (config.BROKER_KILL_SWITCH === 'iam') {
+        iam ??= createIamClient(config);
+        for (const role of killSwitchRoleNames(config.BROKER_KILL_SWITCH_ROLE_NAMES, config.BROKER_DATA_ROLE_ARN)) {
+          await setRolePolicy(iam, role, KILL_SWITCH_POLICY_NAME, document);
+        }
+      } else if (config.BROKER_KILL_SWITCH === 'file' && config.BROKER_KILL_SWITCH_POLICY_FILE) {
+        const file = config.BROKER_KILL_SWITCH_POLICY_FILE;
+        const empty = JSON.stringify({ Version: '2012-10-17', Statement: [] });
+        await writeFile(`${file}.tmp`, `${document ?? empty}\n`);
+        await rename(`${file}.tmp`, file);
+      }
+      const next = entries.reduce<number | null>((min, e) => (min === null || e.expires_at.getTime() < min ? e.expires_at.getTime() : min), null);
+      return { entries: entries.length, dropped, nextExpiryMs: next };
+    },
+  };
+}
