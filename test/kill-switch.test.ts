@@ -258,3 +258,45 @@ void describe('the kill switch per agent, through HTTP, the worker and the IAM s
     assert.equal(iam.evaluate(ROLE, ctx(sessionA)), undefined);
   });
 });
+
+void describe('the IAM stand-in speaks the query protocol the real SDK sends', () => {
+  void test('PutRolePolicy, GetRolePolicy (URL-encoded document), DeleteRolePolicy, and IAM’s refusals', async () => {
+    const { DeleteRolePolicyCommand, GetRolePolicyCommand, IAMClient, MalformedPolicyDocumentException, NoSuchEntityException, PutRolePolicyCommand } =
+      await import('@aws-sdk/client-iam');
+    const own = await startIamFixture({ roles: ['r1'] });
+    const client = new IAMClient({ region: 'us-east-1', endpoint: own.url, credentials: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'secret' } });
+    try {
+      const doc = killSwitchPolicy([{ kind: 'grant', userWallet: '0xmain', agentAddress: '0xaaa', grantId: 'grt_a' }]) as string;
+      await client.send(new PutRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p', PolicyDocument: doc }));
+      const got = await client.send(new GetRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p' }));
+      assert.equal(decodeURIComponent(got.PolicyDocument ?? ''), doc);
+      assert.equal(own.calls()[0]?.action, 'PutRolePolicy');
+      assert.equal(own.calls()[0]?.fields.PolicyDocument, doc);
+      await assert.rejects(
+        client.send(new PutRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p', PolicyDocument: '{not json' })),
+        MalformedPolicyDocumentException,
+      );
+      await assert.rejects(client.send(new PutRolePolicyCommand({ RoleName: 'nope', PolicyName: 'p', PolicyDocument: doc })), NoSuchEntityException);
+      const big = JSON.stringify({
+        Version: '2012-10-17',
+        Statement: [{ Effect: 'Deny', Action: '*', Resource: '*', Condition: { StringEquals: { k: 'v'.repeat(10_300) } } }],
+      });
+      await assert.rejects(
+        client.send(new PutRolePolicyCommand({ RoleName: 'r1', PolicyName: 'q', PolicyDocument: big })),
+        (e: Error) => e.name === 'LimitExceededException',
+      );
+      await client.send(new DeleteRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p' }));
+      assert.equal(own.rolePolicy('r1', 'p'), undefined);
+      await assert.rejects(client.send(new DeleteRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p' })), NoSuchEntityException);
+      const unsigned = await fetch(own.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'Action=GetRolePolicy&Version=2010-05-08&RoleName=r1&PolicyName=p',
+      });
+      assert.equal(unsigned.status, 403);
+    } finally {
+      client.destroy();
+      await own.close();
+    }
+  });
+});
