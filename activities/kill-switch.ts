@@ -2,7 +2,6 @@ import { rename, writeFile } from 'node:fs/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import type { IAMClient } from '@aws-sdk/client-iam';
 import { createIamClient, setRolePolicy } from '../adapters/iam-client';
-import { findGrant, grantStatus } from '../db/grants';
 import { agentEpoch, liveKillSwitchEntries, purgeKillSwitchEntries } from '../db/kill-switch';
 import { KILL_SWITCH_POLICY_NAME, KillSwitchPolicyTooLarge, killSwitchPolicy, killSwitchRoleNames } from '../lib/kill-switch';
 import type { ActingContext } from '../lib/oidc-claims';
@@ -12,27 +11,21 @@ import type { ActivityDeps } from './deps';
 
 /**
  * What a credential minted under this grant names (lib/oidc-claims.ts withActingClaims): the agent,
- * the grant and the agent's current revocation epoch for the grant's main wallet. Checks again that
- * the grant is active, right before signing: a mint authorised before a revocation must not sign
- * after it (its credential would carry an epoch the revocation did not end).
+ * the grant and the agent's current revocation epoch for the grant's main wallet. A mint authorised
+ * just before a revocation may sign just after it, with the next epoch: its credential still carries
+ * the revoked grant's id, which the grant's deny entry names (every revocation of an accepted grant
+ * leaves one, and entries outlast the longest lifetime by 300 s, far beyond a mint's one-minute run).
  */
 export async function actingContextFor(
   db: Db,
   grant: { grantId: string; mainAddress: string; agentAddress: string } | undefined,
-  now: number,
 ): Promise<ActingContext | undefined> {
   if (grant === undefined) return undefined;
-  let row, epoch;
+  let epoch;
   try {
-    [row, epoch] = await Promise.all([findGrant(db, grant.grantId), agentEpoch(db, grant.mainAddress, grant.agentAddress)]);
+    epoch = await agentEpoch(db, grant.mainAddress, grant.agentAddress);
   } catch (e) {
-    throw ApplicationFailure.retryable(`could not read the grant's revocation state: ${(e as Error).message}`, 'KillSwitchReadFailed');
-  }
-  if (!row || grantStatus(row, now) !== 'active') {
-    throw ApplicationFailure.nonRetryable(
-      `grant ${grant.grantId} is no longer active (revoked, left or expired); nothing is minted under it`,
-      'GrantNoLongerActive',
-    );
+    throw ApplicationFailure.retryable(`could not read the agent's revocation epoch: ${(e as Error).message}`, 'KillSwitchReadFailed');
   }
   return { agentWallet: grant.agentAddress, grantId: grant.grantId, epoch };
 }

@@ -117,7 +117,7 @@ export function createMintActivities(deps: ActivityDeps) {
       ttlSeconds: config.BROKER_OIDC_JWT_TTL_SECONDS,
       grant: input.grant ? { grantId: input.grant.grantId, childWallet: input.grant.agentAddress, scope: input.grant.scope } : undefined,
       actorId,
-      acting: await actingContextFor(deps.db, input.grant, deps.now()),
+      acting: await actingContextFor(deps.db, input.grant),
     });
     const jwt = await signOidcToken(keyset.active, claims);
     return { jwt, expiration: claims.exp, kid: keyset.active.kid, jwtHash: auditDigest('jwt', jwt), nowSeconds };
