@@ -5,6 +5,7 @@ import { createDeviceAuthorizationActivities } from './device-authorization';
 import { createEmailLoginActivities } from './email-login';
 import { createGoogleLoginActivities } from './google-login';
 import { createLoginActivities } from './login-completion';
+import { createKillSwitchActivities } from './kill-switch';
 import { createMaintenanceActivities } from './maintenance';
 import { createMintActivities } from './mint';
 import { createTeeActivities } from './tee-account';
@@ -32,6 +33,7 @@ const OTHER_ACTIVITIES = {
   mint: createMintActivities,
   maintenance: createMaintenanceActivities,
   auditAnchor: createAuditAnchorActivities,
+  killSwitch: createKillSwitchActivities,
 } satisfies Record<string, Factory>;
 
 function build<T extends Record<string, Factory>>(factories: T, deps: ActivityDeps): Built<T> {

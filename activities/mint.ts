@@ -23,6 +23,7 @@ import { currentRun } from './context';
 import type { ActivityDeps } from './deps';
 import { mintTarget } from './mint-targets';
 import { MintSigningError, type AuditDetails, type Exchanged, type MintTarget, type SignedToken } from './mint-targets/target';
+import { actingContextFor } from './kill-switch';
 
 type MintAuthorisation = { allowed: true; wallet: string; grant?: MintGrant } | { allowed: false; reason: string; grantId?: string };
 
@@ -152,6 +153,7 @@ export function createMintActivities(deps: ActivityDeps) {
       grant: grant ? { grantId: grant.grantId, childWallet: grant.agentAddress, scope: grant.scope } : undefined,
       actorId,
       audience,
+      acting: await actingContextFor(deps.db, grant),
     });
     const jwt = await signOidcToken(keyset.active, { ...claims, ...extra });
     return { jwt, kid: keyset.active.kid, jwtHash: auditDigest('jwt', jwt), expiration: claims.exp, nowSeconds };

@@ -20,6 +20,7 @@ import sessionRoutes from './routes/session';
 import refreshRoutes from './routes/refresh';
 import grantRoutes from './routes/grants';
 import { registerLoginMethods } from './login-methods';
+import agentRoutes from './routes/agents';
 import auditRoutes from './routes/audit';
 import mintRoutes from './routes/mint';
 import oidcRoutes from './routes/oidc';
@@ -105,6 +106,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   await app.register(sessionRoutes);
   await app.register(refreshRoutes);
   await app.register(grantRoutes);
+  await app.register(agentRoutes);
   await app.register(mintRoutes);
   await app.register(auditRoutes);
   await app.register(codecRoutes);

@@ -207,3 +207,11 @@ export async function endGrantByAgent(
   return existing.rows[0] ? { grant: existing.rows[0], changed: null } : undefined;
 }
 
+/** The account's grants naming `agentAddress` as their agent, every state, locked for the transaction (an agent's revocation). */
+export async function lockGrantsOfAccountForAgent(q: Queryable, mainAccount: string, agentAddress: string): Promise<GrantRow[]> {
+  const r = await q.query<GrantRow>(`SELECT ${COLUMNS} FROM grants WHERE main_account = $1 AND agent_address = $2 ORDER BY created_at, grant_id FOR UPDATE`, [
+    mainAccount,
+    agentAddress.toLowerCase(),
+  ]);
+  return r.rows;
+}

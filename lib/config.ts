@@ -229,6 +229,19 @@ export const envSchema = z.object({
   BROKER_OIDC_KEY_RECHECK_MS: int(0, 60_000).default(1000),
   /** Longest wait for the audit log (lock + insert) before a mint fails closed with audit_error. */
   BROKER_AUDIT_WRITE_TIMEOUT_MS: int(50, 10_000).default(2000),
+
+  /**
+   * The kill switch (docs/kill-switch.md): `iam` puts its deny policy on each data role with
+   * PutRolePolicy, `file` writes it to BROKER_KILL_SWITCH_POLICY_FILE for the operator to apply,
+   * `off` only records revocations.
+   */
+  BROKER_KILL_SWITCH: z.enum(['off', 'iam', 'file']).default('off'),
+  /** Role names (comma-separated) that get the deny policy; default the name of BROKER_DATA_ROLE_ARN. */
+  BROKER_KILL_SWITCH_ROLE_NAMES: z.string().default(''),
+  BROKER_KILL_SWITCH_POLICY_FILE: optionalString,
+  /** The longest session the data roles grant (their MaxSessionDuration): how long a revocation's entry is kept. */
+  BROKER_KILL_SWITCH_MAX_SESSION_SECONDS: int(900, 43200).default(43200),
+  BROKER_IAM_ENDPOINT: optionalUrl,
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -50,14 +50,16 @@ export const ERRORS = {
   // Raised by activities for their workflow only (retried, then turned into one of the above).
   /** A transient mail-service failure (the send is retried). */
   mail_transient: { status: 500, failure: 'MailTransient', internal: true },
-  /** A transient STS failure (retried; the mint then answers sts_error). */
-  sts_transient: { status: 500, failure: 'StsTransient', internal: true },
   /** The OIDC signing key is not usable. */
   mint_signing_failed: { status: 500, failure: 'MintSigningFailed', internal: true },
   /** The caller's account or grants could not be read. */
   mint_authorise_failed: { status: 500, failure: 'MintAuthoriseFailed', internal: true },
   /** A Google call failed; details[0].reason says how (the workflow picks the answer). */
   google_provider_failed: { status: 500, failure: 'GoogleProviderFailed', internal: true },
+  /** An agent's revocation epoch could not be read while signing its credential (retried). */
+  kill_switch_read_failed: { status: 500, failure: 'KillSwitchReadFailed', internal: true },
+  /** The kill switch's deny policy would exceed IAM's inline policy budget (the operator's to resolve). */
+  kill_switch_policy_too_large: { status: 500, failure: 'KillSwitchPolicyTooLarge', internal: true },
 } as const satisfies Record<string, { status: number; error?: string; failure: string; internal?: true }>;
 
 export type ErrorCode = keyof typeof ERRORS;

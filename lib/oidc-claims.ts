@@ -11,6 +11,14 @@ import type { SigningKey } from './signing-key';
  */
 export const OIDC_AUDIENCE = 'sts.amazonaws.com';
 export const AWS_TAGS_CLAIM = 'https://aws.amazon.com/tags';
+/** The claim STS takes as the session's SourceIdentity (IAM User Guide, "Monitor and control actions taken with assumed roles"). */
+export const AWS_SOURCE_IDENTITY_CLAIM = 'https://aws.amazon.com/source_identity';
+/** RFC 8693 §4.1: the party acting for the subject. */
+export const ACT_CLAIM = 'act';
+/** Session tags naming the acting agent, its grant and the agent's revocation epoch (docs/kill-switch.md). */
+export const AGENT_TAG = 'agentkeys_agent_wallet';
+export const GRANT_TAG = 'agentkeys_grant_id';
+export const EPOCH_TAG = 'agentkeys_revocation_epoch';
 
 export const OIDC_CLAIMS_SUPPORTED = [
   'iss',
@@ -26,6 +34,8 @@ export const OIDC_CLAIMS_SUPPORTED = [
   'agentkeys_scope',
   'agentkeys_actor_omni',
   AWS_TAGS_CLAIM,
+  AWS_SOURCE_IDENTITY_CLAIM,
+  ACT_CLAIM,
 ] as const;
 
 /** An agent wallet minting under a grant of the main wallet. */
@@ -42,7 +52,14 @@ export interface OidcGrantClaims {
  * caller is known, the scope tag under a grant with services.
  */
 export interface AwsTagsClaim {
-  principal_tags: { agentkeys_user_wallet: [string]; agentkeys_actor_omni?: [string]; [SCOPE_SERVICES_TAG]?: [string] };
+  principal_tags: {
+    agentkeys_user_wallet: [string];
+    agentkeys_actor_omni?: [string];
+    [SCOPE_SERVICES_TAG]?: [string];
+    [AGENT_TAG]?: [string];
+    [GRANT_TAG]?: [string];
+    [EPOCH_TAG]?: [string];
+  };
   transitive_tag_keys: string[];
 }
 
@@ -61,6 +78,9 @@ export interface OidcTokenClaims extends JWTPayload {
   /** The caller's AgentKeys actor identifier (lib/actor-omni.ts): bare lower-case hex, no 0x. */
   agentkeys_actor_omni?: string;
   [AWS_TAGS_CLAIM]: AwsTagsClaim;
+  /** RFC 8693 §4.1 actor claim: who acts for `sub` (an agent under a grant). */
+  act?: { sub: string };
+  [AWS_SOURCE_IDENTITY_CLAIM]?: string;
 }
 
 const EVM_WALLET_RE = /^0x[0-9a-f]{40}$/;
@@ -98,6 +118,8 @@ export function oidcTokenClaims(opts: {
   actorId?: string;
   /** The mint target's audience (activities/mint-targets); default sts.amazonaws.com. */
   audience?: string;
+  /** The agent acting under the grant: adds `act`, the source identity and the agent/grant/epoch tags (withActingClaims). */
+  acting?: ActingContext;
 }): OidcTokenClaims {
   const actor = opts.actorId === undefined ? undefined : bareActor(opts.actorId);
   const userWallet = userWalletValue(opts.wallet, actor);
@@ -131,7 +153,69 @@ export function oidcTokenClaims(opts: {
       }
     }
   }
-  return claims;
+  return withActingClaims(claims, opts.acting);
+}
+
+/** An agent acting for an account under a grant, as credentials name it. */
+export interface ActingContext {
+  /** The agent's EVM address, lower-case. */
+  agentWallet: string;
+  grantId: string;
+  /** The agent's revocation epoch for this account when the credential was minted (docs/kill-switch.md). */
+  epoch: number;
+}
+
+/**
+ * AWS limits on what a web identity token may ask for (IAM User Guide, "Pass session tags in AWS
+ * STS" and "Passing session tags using AssumeRoleWithWebIdentity"; "Monitor and control actions
+ * taken with assumed roles" for source identity): at most 50 tags, keys 1-128 and values 0-256
+ * characters of letters, digits, spaces and `_ . : / = + - @`, no `aws:` prefix, keys unique
+ * ignoring case; a source identity is 2-64 characters of `[\w+=,.@-]` and does not start with `aws:`.
+ * The STS stand-in (fixtures/sts.ts) refuses what breaks them, as STS does.
+ */
+export const AWS_LIMITS = {
+  maxTags: 50,
+  tagKey: /^[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$/u,
+  tagValue: /^[\p{L}\p{Z}\p{N}_.:/=+\-@]{0,256}$/u,
+  sourceIdentity: /^[\w+=,.@-]{2,64}$/,
+  reservedPrefix: /^aws:/i,
+} as const;
+
+export function isValidSourceIdentity(value: string): boolean {
+  return AWS_LIMITS.sourceIdentity.test(value) && !AWS_LIMITS.reservedPrefix.test(value);
+}
+
+export function isValidTag(key: string, value: string): boolean {
+  return AWS_LIMITS.tagKey.test(key) && !AWS_LIMITS.reservedPrefix.test(key) && AWS_LIMITS.tagValue.test(value);
+}
+
+/**
+ * Names the acting agent in the claims, beside the account they are minted for: the RFC 8693 §4.1
+ * `act` claim (`act.sub` in the same subject form as `sub`), the agent as the AWS SourceIdentity
+ * (set once, kept across role chaining, shown in CloudTrail) and transitive session tags for the
+ * agent, the grant and the agent's revocation epoch, on which the kill switch's deny statements key.
+ * Returns new claims; throws a RangeError for a value AWS would refuse (the mint fails rather than
+ * minting a credential that names nobody).
+ */
+export function withActingClaims(claims: OidcTokenClaims, acting: ActingContext | undefined): OidcTokenClaims {
+  if (acting === undefined) return claims;
+  const agent = acting.agentWallet.toLowerCase();
+  const epoch = String(acting.epoch);
+  if (!isValidSourceIdentity(agent)) throw new RangeError(`the agent ${JSON.stringify(agent)} is not a valid AWS source identity`);
+  for (const [k, v] of [
+    [AGENT_TAG, agent],
+    [GRANT_TAG, acting.grantId],
+    [EPOCH_TAG, epoch],
+  ] as const) {
+    if (!isValidTag(k, v)) throw new RangeError(`session tag ${k}=${JSON.stringify(v)} breaks the AWS tag limits`);
+  }
+  const old = claims[AWS_TAGS_CLAIM];
+  const tags: AwsTagsClaim = {
+    principal_tags: { ...old.principal_tags, [AGENT_TAG]: [agent], [GRANT_TAG]: [acting.grantId], [EPOCH_TAG]: [epoch] },
+    transitive_tag_keys: [...old.transitive_tag_keys.filter((k) => k !== AGENT_TAG && k !== GRANT_TAG && k !== EPOCH_TAG), AGENT_TAG, GRANT_TAG, EPOCH_TAG],
+  };
+  if (Object.keys(tags.principal_tags).length > AWS_LIMITS.maxTags) throw new RangeError(`more than ${AWS_LIMITS.maxTags} session tags`);
+  return { ...claims, act: { sub: `agentkeys:agent:${agent}` }, [AWS_SOURCE_IDENTITY_CLAIM]: agent, [AWS_TAGS_CLAIM]: tags };
 }
 
 /** Signs the claims with the active OIDC key (header alg ES256, kid, typ JWT). */

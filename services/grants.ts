@@ -33,6 +33,7 @@ import type { Config } from '../lib/config';
 import { hmacHex } from '../lib/digest';
 import { BrokerError } from '../lib/errors';
 import { buildGrantAcceptanceMessage, GRANT_ACCEPT_PROOF_PURPOSE } from '../lib/grant-acceptance';
+import { recordGrantKill } from './kill-switch';
 
 export interface GrantServiceDeps {
   config: Config;
@@ -265,7 +266,8 @@ export function createGrantService(deps: GrantServiceDeps) {
     },
 
     /** The owner revokes the grant, or (not the owner) its agent leaves or declines it; done again is no change. */
-    async revokeOrLeave(caller: GrantCaller, grantId: string, requestId: string): Promise<void> {
+    /** The owner revokes (its deny entry recorded: the API then wakes the kill switch), or the agent leaves. */
+    async revokeOrLeave(caller: GrantCaller, grantId: string, requestId: string): Promise<'revoked' | 'left'> {
       const revoked = await withTransaction(db, async (tx) => {
         const r = await revokeGrant(tx, grantId, caller.omniAccount, new Date(now()));
         if (r?.changed) {
@@ -277,11 +279,12 @@ export function createGrantService(deps: GrantServiceDeps) {
             idemKey: `grant.revoke:${grantId}`,
             details: { grant_id: grantId, main_address: r.grant.main_address, agent_address: r.grant.agent_address, via: caller.kind },
           });
+          await recordGrantKill(tx, config, r.grant, r.grant.revoked_at ?? new Date(now()), requestId);
         }
         return r;
       });
-      if (revoked) return;
-      if (await endByAgent(caller, grantId, requestId, true)) return;
+      if (revoked) return 'revoked';
+      if (await endByAgent(caller, grantId, requestId, true)) return 'left';
       // Another account's grant answers exactly like a missing one.
       throw new BrokerError('not_found', 'no such grant on this account or naming this wallet');
     },

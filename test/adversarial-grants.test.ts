@@ -790,8 +790,19 @@ void describe('grants: scope is enforced in what is minted', () => {
       agentkeys_user_wallet: owner.wallet.lower,
       agentkeys_actor_omni: agentKeysActorOf('evm', agent.wallet.lower),
       agentkeys_scope_services: 'dynamodb s3',
+      // The acting agent, its grant and its revocation epoch (docs/kill-switch.md).
+      agentkeys_agent_wallet: agent.wallet.lower,
+      agentkeys_grant_id: g.grant_id,
+      agentkeys_revocation_epoch: '0',
     });
-    assert.deepEqual([...(session?.transitiveTagKeys ?? [])].sort(), ['agentkeys_actor_omni', 'agentkeys_scope_services', 'agentkeys_user_wallet']);
+    assert.deepEqual([...(session?.transitiveTagKeys ?? [])].sort(), [
+      'agentkeys_actor_omni',
+      'agentkeys_agent_wallet',
+      'agentkeys_grant_id',
+      'agentkeys_revocation_epoch',
+      'agentkeys_scope_services',
+      'agentkeys_user_wallet',
+    ]);
     const claims = decodeJwt(call?.fields.WebIdentityToken ?? '');
     assert.deepEqual(claims.agentkeys_scope, { services: ['s3', 'dynamodb'] });
     assert.equal(claims.agentkeys_grant_id, g.grant_id);
@@ -830,16 +841,18 @@ void describe('grants: scope is enforced in what is minted', () => {
 
   void test('an unscoped grant mints as the main wallet does: no policy, no scope claim, OIDC tokens too', async () => {
     const agent = await walletLogin(stack);
-    await acceptGrant(stack, agent.wallet, await createGrant(owner.token, { agent_address: agent.wallet.lower }));
+    const grant = await createGrant(owner.token, { agent_address: agent.wallet.lower });
+    await acceptGrant(stack, agent.wallet, grant);
     stack.sts.clear();
     await mintAws(stack, agent.token);
     const [call] = assumeCalls();
     assert.equal(call?.fields.Policy, undefined);
     const claims = decodeJwt(call?.fields.WebIdentityToken ?? '');
     assert.equal(claims.agentkeys_scope, undefined);
+    const acting = { agentkeys_agent_wallet: [agent.wallet.lower], agentkeys_grant_id: [grant.grant_id], agentkeys_revocation_epoch: ['0'] };
     assert.deepEqual(claims['https://aws.amazon.com/tags'], {
-      principal_tags: { agentkeys_user_wallet: [owner.wallet.lower], agentkeys_actor_omni: [agentKeysActorOf('evm', agent.wallet.lower)] },
-      transitive_tag_keys: ['agentkeys_user_wallet', 'agentkeys_actor_omni'],
+      principal_tags: { agentkeys_user_wallet: [owner.wallet.lower], agentkeys_actor_omni: [agentKeysActorOf('evm', agent.wallet.lower)], ...acting },
+      transitive_tag_keys: ['agentkeys_user_wallet', 'agentkeys_actor_omni', ...Object.keys(acting)],
     });
     assert.equal((await mintOidc(stack, agent.token)).wallet, owner.wallet.lower);
   });

@@ -60,12 +60,14 @@ void describe('grant lifecycle: create → agent mints → revoke → agent refu
     assert.equal(minted.wallet, m);
     const claims = await claimsOf(minted.jwt);
     assert.deepEqual(Object.keys(claims).sort(), [
+      'act',
       'agentkeys_actor_omni',
       'agentkeys_child_wallet',
       'agentkeys_grant_id',
       'agentkeys_user_wallet',
       'aud',
       'exp',
+      'https://aws.amazon.com/source_identity',
       'https://aws.amazon.com/tags',
       'iat',
       'iss',
@@ -79,9 +81,13 @@ void describe('grant lifecycle: create → agent mints → revoke → agent refu
     // The actor is the agent that minted (AgentKeys' actor identifier of its own wallet); the wallet is the main one.
     const actor = agentKeysActorOf('evm', a);
     assert.equal(claims.agentkeys_actor_omni, actor);
+    // Both identities: the agent acts for the main wallet (RFC 8693 act, AWS source identity, docs/kill-switch.md tags).
+    assert.deepEqual(claims.act, { sub: `agentkeys:agent:${a}` });
+    assert.equal(claims['https://aws.amazon.com/source_identity'], a);
+    const acting = { agentkeys_agent_wallet: [a], agentkeys_grant_id: [grantId], agentkeys_revocation_epoch: ['0'] };
     assert.deepEqual(claims['https://aws.amazon.com/tags'], {
-      principal_tags: { agentkeys_user_wallet: [m], agentkeys_actor_omni: [actor] },
-      transitive_tag_keys: ['agentkeys_user_wallet', 'agentkeys_actor_omni'],
+      principal_tags: { agentkeys_user_wallet: [m], agentkeys_actor_omni: [actor], ...acting },
+      transitive_tag_keys: ['agentkeys_user_wallet', 'agentkeys_actor_omni', ...Object.keys(acting)],
     });
 
     stack.sts.clear();

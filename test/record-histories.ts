@@ -269,6 +269,12 @@ async function auditAnchor(stack: TestStack): Promise<Recording> {
   return { workflowType: 'auditAnchorWorkflow', name: 'success', workflowId };
 }
 
+async function killSwitch(stack: TestStack): Promise<Recording> {
+  const workflowId = `kill-switch/replay-${Date.now()}`;
+  await stack.temporal.workflow.start('killSwitchWorkflow', { workflowId, taskQueue: stack.config.BROKER_TASK_QUEUE });
+  return { workflowType: 'killSwitchWorkflow', name: 'empty', workflowId };
+}
+
 // ---- saving -------------------------------------------------------------------------------------
 
 function updateNames(history: temporal.api.history.v1.IHistory): string[] {
@@ -308,6 +314,7 @@ async function record(stack: TestStack, teeKey: TeeKeyPair): Promise<Recording[]
     ...LOGIN_METHOD_IDS.flatMap((id) => LOGIN_METHOD_RECORDINGS[id].map((recordCase) => recordCase(stack, teeKey))),
     ...MINTS.flatMap((m) => [mintSuccess(stack, caller, m), mintDenied(stack, agent, m)]),
     purge(stack),
+    killSwitch(stack),
   ]).then(async (recordings) => [...recordings, await auditAnchor(stack)]); // after the others: the log has rows to sign
 }
 

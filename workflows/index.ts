@@ -11,3 +11,4 @@ export { deviceAuthorizationWorkflow } from './device-authorization';
 export { mintWorkflow } from './mint';
 export { purgeExpiredWorkflow } from './maintenance';
 export { auditAnchorWorkflow } from './audit-anchor';
+export { killSwitchWorkflow } from './kill-switch';

@@ -12,6 +12,7 @@ import { grantScopeSchema } from '../../activities/mint-targets';
 import { MAX_CONTRACT_SIGNATURE_BYTES } from '../../lib/wallet-message';
 import { createGrantService, storedScope } from '../../services/grants';
 import type { AuthContext } from '../dependencies';
+import { wakeKillSwitch } from '../kill-switch';
 import { commonErrors, errorBody, grantIdSchema, idempotencyKeyOf } from '../schemas';
 
 /**
@@ -194,7 +195,7 @@ export default async function grantRoutes(appBase: FastifyInstance) {
       },
     },
     async (request, reply) => {
-      await grants.revokeOrLeave(authOf(request.auth), request.params.grant_id, request.id);
+      if ((await grants.revokeOrLeave(authOf(request.auth), request.params.grant_id, request.id)) === 'revoked') await wakeKillSwitch(app.deps, request.log);
       return reply.code(204).send(null);
     },
   );

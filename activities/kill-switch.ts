@@ -1,0 +1,71 @@
+import { FailureType } from '../lib/errors';
+import { rename, writeFile } from 'node:fs/promises';
+import { ApplicationFailure } from '@temporalio/common';
+import type { IAMClient } from '@aws-sdk/client-iam';
+import { createIamClient, setRolePolicy } from '../adapters/iam-client';
+import { agentEpoch, liveKillSwitchEntries, purgeKillSwitchEntries } from '../db/kill-switch';
+import { KILL_SWITCH_POLICY_NAME, KillSwitchPolicyTooLarge, killSwitchPolicy, killSwitchRoleNames } from '../lib/kill-switch';
+import type { ActingContext } from '../lib/oidc-claims';
+import type { Db } from '../db/pool';
+import type { KillSwitchApplied } from '../workflows/kill-switch.definitions';
+import type { ActivityDeps } from './deps';
+
+/**
+ * What a credential minted under this grant names (lib/oidc-claims.ts withActingClaims): the agent,
+ * the grant and the agent's current revocation epoch for the grant's main wallet. A mint authorised
+ * just before a revocation may sign just after it, with the next epoch: its credential still carries
+ * the revoked grant's id, which the grant's deny entry names (every revocation of an accepted grant
+ * leaves one, and entries outlast the longest lifetime by 300 s, far beyond a mint's one-minute run).
+ */
+export async function actingContextFor(
+  db: Db,
+  grant: { grantId: string; mainAddress: string; agentAddress: string } | undefined,
+): Promise<ActingContext | undefined> {
+  if (grant === undefined) return undefined;
+  let epoch;
+  try {
+    epoch = await agentEpoch(db, grant.mainAddress, grant.agentAddress);
+  } catch (e) {
+    throw ApplicationFailure.retryable(`could not read the agent's revocation epoch: ${(e as Error).message}`, FailureType.killSwitchReadFailed);
+  }
+  return { agentWallet: grant.agentAddress, grantId: grant.grantId, epoch };
+}
+
+export function createKillSwitchActivities(deps: ActivityDeps) {
+  let iam: IAMClient | undefined;
+  return {
+    /**
+     * Drops expired entries and applies the rest: PutRolePolicy (DeleteRolePolicy when none is
+     * left) on each configured role, or the document written to BROKER_KILL_SWITCH_POLICY_FILE.
+     * Idempotent: it writes the whole document each time.
+     */
+    async applyKillSwitch(): Promise<KillSwitchApplied> {
+      const { config } = deps;
+      const at = new Date(deps.now());
+      const dropped = await purgeKillSwitchEntries(deps.db, at);
+      const entries = await liveKillSwitchEntries(deps.db, at);
+      let document;
+      try {
+        document = killSwitchPolicy(
+          entries.map((e) => ({ kind: e.kind, userWallet: e.user_wallet, agentAddress: e.agent_address, grantId: e.grant_id, epoch: e.epoch })),
+        );
+      } catch (e) {
+        if (e instanceof KillSwitchPolicyTooLarge) throw ApplicationFailure.nonRetryable(e.message, FailureType.killSwitchPolicyTooLarge);
+        throw e;
+      }
+      if (config.BROKER_KILL_SWITCH === 'iam') {
+        iam ??= createIamClient(config);
+        for (const role of killSwitchRoleNames(config.BROKER_KILL_SWITCH_ROLE_NAMES, config.BROKER_DATA_ROLE_ARN)) {
+          await setRolePolicy(iam, role, KILL_SWITCH_POLICY_NAME, document);
+        }
+      } else if (config.BROKER_KILL_SWITCH === 'file' && config.BROKER_KILL_SWITCH_POLICY_FILE) {
+        const file = config.BROKER_KILL_SWITCH_POLICY_FILE;
+        const empty = JSON.stringify({ Version: '2012-10-17', Statement: [] });
+        await writeFile(`${file}.tmp`, `${document ?? empty}\n`);
+        await rename(`${file}.tmp`, file);
+      }
+      const next = entries.reduce<number | null>((min, e) => (min === null || e.expires_at.getTime() < min ? e.expires_at.getTime() : min), null);
+      return { entries: entries.length, dropped, nextExpiryMs: next };
+    },
+  };
+}

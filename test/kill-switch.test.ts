@@ -1,0 +1,302 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
+import { createKillSwitchActivities } from '../activities/kill-switch';
+import { SesMailer } from '../adapters/ses-mailer';
+import { startIamFixture, type IamFixture } from '../fixtures/iam';
+import { KILL_SWITCH_POLICY_NAME, killSwitchPolicy } from '../lib/kill-switch';
+import { denyingStatement } from '../lib/iam-policy-eval';
+import { AGENT_TAG, EPOCH_TAG, GRANT_TAG } from '../lib/oidc-claims';
+import { killSwitchWorkflowId } from '../workflows/kill-switch.definitions';
+import { bindAgent } from './grant-client';
+import { startStack, type TestStack } from './harness';
+import { auditRowsOf, mintAws, mintOidc, walletLogin, type WalletSession } from './mint-client';
+
+const ROLE = 'agentkeys-data';
+let stack: TestStack;
+let iam: IamFixture;
+let main: WalletSession;
+let agentA: WalletSession;
+let agentB: WalletSession;
+let stranger: WalletSession;
+let grantA: string;
+let grantB: string;
+
+before(async () => {
+  // The IAM client signs its requests: the worker's default credential chain reads these.
+  process.env.AWS_ACCESS_KEY_ID = 'AKIAKILLSWITCHTEST01';
+  process.env.AWS_SECRET_ACCESS_KEY = 'kill-switch-test-secret-key-000000000000';
+  iam = await startIamFixture({ roles: [ROLE] });
+  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_KILL_SWITCH: 'iam', BROKER_IAM_ENDPOINT: iam.url } });
+  stack.sts.setJwksUrl(`${stack.url}/.well-known/jwks.json`);
+  [main, agentA, agentB, stranger] = await Promise.all([walletLogin(stack), walletLogin(stack), walletLogin(stack), walletLogin(stack)]);
+  grantA = await bindAgent(stack, main.token, agentA.wallet);
+  grantB = await bindAgent(stack, main.token, agentB.wallet);
+});
+after(async () => {
+  await stack?.temporal.workflow
+    .getHandle(killSwitchWorkflowId(stack.config.BROKER_TASK_QUEUE))
+    .terminate('test over')
+    .catch(() => undefined);
+  await stack?.stop();
+  await iam?.close();
+});
+
+async function waitFor<T>(what: string, probe: () => T | undefined, ms = 15_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const ctx = (tags: Record<string, string>) => ({ principalTags: tags, action: 's3:GetObject', resource: 'arn:aws:s3:::data/bots/x' });
+
+void describe('both identities in every credential', () => {
+  void test('an agent’s OIDC token carries act.sub, the source identity claim and agent/grant/epoch tags beside the account’s claims', async () => {
+    const minted = await mintOidc(stack, agentA.token);
+    const { payload } = await jwtVerify(minted.jwt, createRemoteJWKSet(new URL(`${stack.url}/.well-known/jwks.json`)), { audience: 'sts.amazonaws.com' });
+    const a = agentA.wallet.lower;
+    assert.equal(payload.sub, `agentkeys:agent:${main.wallet.lower}`);
+    assert.deepEqual(payload.act, { sub: `agentkeys:agent:${a}` });
+    assert.equal(payload['https://aws.amazon.com/source_identity'], a);
+    const tags = payload['https://aws.amazon.com/tags'] as { principal_tags: Record<string, string[]>; transitive_tag_keys: string[] };
+    assert.deepEqual(tags.principal_tags[AGENT_TAG], [a]);
+    assert.deepEqual(tags.principal_tags[GRANT_TAG], [grantA]);
+    assert.deepEqual(tags.principal_tags[EPOCH_TAG], ['0']);
+    assert.deepEqual(tags.principal_tags.agentkeys_user_wallet, [main.wallet.lower]);
+    for (const k of [AGENT_TAG, GRANT_TAG, EPOCH_TAG, 'agentkeys_user_wallet']) assert.ok(tags.transitive_tag_keys.includes(k), k);
+  });
+
+  void test('a wallet minting for itself names no actor', async () => {
+    const minted = await mintOidc(stack, stranger.token);
+    const claims = decodeJwt(minted.jwt);
+    assert.equal(claims.act, undefined);
+    assert.equal(claims['https://aws.amazon.com/source_identity'], undefined);
+  });
+
+  void test('STS answers the agent as SourceIdentity and keeps the tags on the session', async () => {
+    const minted = await mintOidc(stack, agentB.token);
+    const sts = new STSClient({ region: 'us-east-1', endpoint: stack.sts.url, credentials: { accessKeyId: 'x', secretAccessKey: 'y' } });
+    const out = await sts.send(
+      new AssumeRoleWithWebIdentityCommand({ RoleArn: `arn:aws:iam::123456789012:role/${ROLE}`, RoleSessionName: 'agent-b', WebIdentityToken: minted.jwt }),
+    );
+    assert.equal(out.SourceIdentity, agentB.wallet.lower);
+    const session = stack.sts.session(out.Credentials?.AccessKeyId ?? '');
+    assert.equal(session?.sourceIdentity, agentB.wallet.lower);
+    assert.equal(session?.tags[GRANT_TAG], grantB);
+  });
+
+  void test('the STS stand-in refuses malformed tags and source identities as STS does', async () => {
+    const { SignJWT, generateKeyPair } = await import('jose');
+    const { privateKey } = await generateKeyPair('ES256');
+    stack.sts.setJwksUrl(null);
+    try {
+      const sts = new STSClient({ region: 'us-east-1', endpoint: stack.sts.url, credentials: { accessKeyId: 'x', secretAccessKey: 'y' } });
+      const tryClaims = async (extra: Record<string, unknown>) => {
+        const jwt = await new SignJWT({ sub: 's', aud: 'sts.amazonaws.com', ...extra })
+          .setProtectedHeader({ alg: 'ES256' })
+          .setExpirationTime('5m')
+          .sign(privateKey);
+        return sts.send(
+          new AssumeRoleWithWebIdentityCommand({ RoleArn: `arn:aws:iam::123456789012:role/${ROLE}`, RoleSessionName: 'bad', WebIdentityToken: jwt }),
+        );
+      };
+      const tags = (principal_tags: Record<string, unknown>, transitive_tag_keys: string[] = []) => ({
+        'https://aws.amazon.com/tags': { principal_tags, transitive_tag_keys },
+      });
+      const refusals: [string, Record<string, unknown>][] = [
+        ['key with a character outside the tag charset', tags({ 'agent!': ['x'] })],
+        ['value longer than 256', tags({ k: ['v'.repeat(257)] })],
+        ['key longer than 128', tags({ ['k'.repeat(129)]: ['v'] })],
+        ['reserved aws: prefix', tags({ 'aws:agent': ['v'] })],
+        ['51 tags', tags(Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`t${i}`, ['v']])))],
+        ['keys equal ignoring case', tags({ Agent: ['a'], agent: ['b'] })],
+        ['two values', tags({ k: ['a', 'b'] })],
+        ['transitive key not a tag', tags({ k: ['a'] }, ['other'])],
+        ['source identity with a space', { 'https://aws.amazon.com/source_identity': 'an agent' }],
+        ['source identity of one character', { 'https://aws.amazon.com/source_identity': 'a' }],
+        ['source identity over 64', { 'https://aws.amazon.com/source_identity': 'a'.repeat(65) }],
+        ['source identity aws:', { 'https://aws.amazon.com/source_identity': 'aws:agent' }],
+      ];
+      for (const [why, extra] of refusals) {
+        await assert.rejects(tryClaims(extra), (e: Error) => e.name === 'InvalidIdentityTokenException', why);
+      }
+      const ok = await tryClaims({
+        ...tags({ 'agent wallet:x/y=z+@-_.': ['ok value'] }, ['agent wallet:x/y=z+@-_.']),
+        'https://aws.amazon.com/source_identity': 'a+b=c,d.e@f-g_h',
+      });
+      assert.equal(ok.SourceIdentity, 'a+b=c,d.e@f-g_h');
+    } finally {
+      stack.sts.setJwksUrl(`${stack.url}/.well-known/jwks.json`);
+    }
+  });
+});
+
+void describe('the deny statement, evaluated as IAM reads aws:PrincipalTag conditions', () => {
+  const agentTags = (agent: string, epoch: string, wallet = '0xmain') => ({
+    agentkeys_user_wallet: wallet,
+    [AGENT_TAG]: agent,
+    [GRANT_TAG]: 'grt_x',
+    [EPOCH_TAG]: epoch,
+  });
+  const policy = killSwitchPolicy([
+    { kind: 'agent', userWallet: '0xmain', agentAddress: '0xaaa', epoch: 0 },
+    { kind: 'grant', userWallet: '0xmain', agentAddress: '0xbbb', grantId: 'grt_revoked' },
+  ]) as string;
+
+  void test('denies the revoked agent’s sessions of the ended epoch only, for that wallet only', () => {
+    assert.equal(denyingStatement(policy, ctx(agentTags('0xaaa', '0'))), 'AgentKeysRevokedAgent0');
+    assert.equal(denyingStatement(policy, ctx(agentTags('0xaaa', '1'))), undefined, 'a later epoch (a new grant) is not denied');
+    assert.equal(denyingStatement(policy, ctx(agentTags('0xaaa', '0', '0xother'))), undefined, 'the agent acting for another wallet is not denied');
+    assert.equal(denyingStatement(policy, ctx(agentTags('0xccc', '0'))), undefined, 'another agent is not denied');
+    assert.equal(denyingStatement(policy, ctx({ agentkeys_user_wallet: '0xmain' })), undefined, 'the account’s own sessions carry no agent tags');
+  });
+
+  void test('tag keys match ignoring case, values do not; a revoked grant matches by its id', () => {
+    assert.equal(
+      denyingStatement(policy, ctx({ AgentKeys_Agent_Wallet: '0xaaa', AGENTKEYS_USER_WALLET: '0xmain', [EPOCH_TAG]: '0' })),
+      'AgentKeysRevokedAgent0',
+    );
+    assert.equal(denyingStatement(policy, ctx(agentTags('0xAAA', '0'))), undefined);
+    assert.equal(denyingStatement(policy, ctx({ [GRANT_TAG]: 'grt_revoked' })), 'AgentKeysRevokedGrants');
+    assert.equal(denyingStatement(policy, ctx({ [GRANT_TAG]: 'grt_other' })), undefined);
+  });
+});
+
+void describe('the kill switch per agent, through HTTP, the worker and the IAM stand-in', () => {
+  let sessionA: Record<string, string>;
+  let sessionB: Record<string, string>;
+
+  before(async () => {
+    const [a, b] = [await mintAws(stack, agentA.token), await mintAws(stack, agentB.token)];
+    sessionA = stack.sts.session(a.access_key_id)?.tags ?? {};
+    sessionB = stack.sts.session(b.access_key_id)?.tags ?? {};
+    assert.equal(sessionA[AGENT_TAG], agentA.wallet.lower);
+    assert.equal(sessionB[AGENT_TAG], agentB.wallet.lower);
+  });
+
+  void test('a stranger revoking someone else’s agent or grant gets a 404 and nothing changes', async () => {
+    const before = (await auditRowsOf(stack, main.omni_account)).length;
+    const r1 = await stack.request('POST', `/v1/agents/${agentA.wallet.lower}/revoke`, { token: stranger.token });
+    assert.equal(r1.status, 404, r1.text);
+    const r2 = await stack.request('DELETE', `/v1/grants/${grantA}`, { token: stranger.token });
+    assert.equal(r2.status, 404, r2.text);
+    const r3 = await stack.request('POST', '/v1/agents/not-a-wallet/revoke', { token: main.token });
+    assert.equal(r3.status, 400, r3.text);
+    const r4 = await stack.request('POST', `/v1/agents/${agentA.wallet.lower}/revoke`);
+    assert.equal(r4.status, 401, r4.text);
+    assert.equal((await auditRowsOf(stack, main.omni_account)).length, before);
+    const entries = await stack.db.query('SELECT 1 FROM kill_switch_entries');
+    assert.equal(entries.rowCount, 0);
+    assert.equal(iam.calls().length, 0);
+    await mintOidc(stack, agentA.token); // still bound
+  });
+
+  void test('revoking agent A denies its live session and not agent B’s; A can no longer mint', async () => {
+    const res = await stack.request('POST', `/v1/agents/${agentA.wallet.lower}/revoke`, { token: main.token });
+    assert.equal(res.status, 200, res.text);
+    const body = res.body as { revoked_grants: string[]; ended_epochs: { user_wallet: string; epoch: number }[]; kill_switch: { mode: string; until: number } };
+    assert.deepEqual(body.revoked_grants, [grantA]);
+    assert.deepEqual(body.ended_epochs, [{ user_wallet: main.wallet.lower, epoch: 0 }]);
+    assert.equal(body.kill_switch.mode, 'iam');
+    const doc = await waitFor('the deny policy on the role', () => iam.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME));
+    assert.ok(iam.calls().every((c) => c.signed));
+    assert.ok(iam.evaluate(ROLE, ctx(sessionA)), `agent A's session is not denied by ${doc}`);
+    assert.equal(iam.evaluate(ROLE, ctx(sessionB)), undefined, 'agent B is denied too');
+    const mint = await stack.request('POST', '/v1/mint-oidc-jwt', { token: agentA.token });
+    assert.equal(mint.status, 403, mint.text);
+    const events = (await auditRowsOf(stack, main.omni_account)).map((r) => r.event);
+    for (const e of ['agent.revoke', 'grant.revoke', 'kill_switch.grant']) assert.ok(events.includes(e), e);
+  });
+
+  void test('revoking grant B denies B’s live session; the policy names both', async () => {
+    const res = await stack.request('DELETE', `/v1/grants/${grantB}`, { token: main.token });
+    assert.equal(res.status, 204, res.text);
+    await waitFor('B denied', () => iam.evaluate(ROLE, ctx(sessionB)));
+    assert.ok(iam.evaluate(ROLE, ctx(sessionA)));
+    assert.equal(iam.evaluate(ROLE, ctx({ agentkeys_user_wallet: main.wallet.lower })), undefined, 'the account’s own sessions are not denied');
+  });
+
+  void test('a new grant to the revoked agent mints under the next epoch, which is not denied', async () => {
+    const again = await bindAgent(stack, main.token, agentA.wallet);
+    const m = await mintAws(stack, agentA.token);
+    const tags = stack.sts.session(m.access_key_id)?.tags ?? {};
+    assert.equal(tags[EPOCH_TAG], '1');
+    assert.equal(tags[GRANT_TAG], again);
+    assert.equal(iam.evaluate(ROLE, ctx(tags)), undefined);
+  });
+
+  void test('the entries expire once nothing minted before the revocations can be valid, and the policy is removed', async () => {
+    const { config, db, secrets } = stack;
+    const late = Date.now() + (config.BROKER_OIDC_JWT_TTL_SECONDS + config.BROKER_KILL_SWITCH_MAX_SESSION_SECONDS + 301) * 1000;
+    const early = createKillSwitchActivities({
+      config,
+      db,
+      secrets,
+      mailer: new SesMailer(config.BROKER_EMAIL_FROM, { region: config.AWS_REGION, endpoint: stack.ses.url }),
+      now: () => late - 2 * 600_000,
+    });
+    const kept = await early.applyKillSwitch();
+    assert.equal(kept.dropped, 0);
+    assert.ok(iam.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME));
+    const lateActs = createKillSwitchActivities({
+      config,
+      db,
+      secrets,
+      mailer: new SesMailer(config.BROKER_EMAIL_FROM, { region: config.AWS_REGION, endpoint: stack.ses.url }),
+      now: () => late,
+    });
+    const result = await lateActs.applyKillSwitch();
+    assert.equal(result.entries, 0);
+    assert.ok(result.dropped >= 2, JSON.stringify(result));
+    assert.equal(result.nextExpiryMs, null);
+    assert.equal(iam.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME), undefined);
+    assert.equal(iam.evaluate(ROLE, ctx(sessionA)), undefined);
+  });
+});
+
+void describe('the IAM stand-in speaks the query protocol the real SDK sends', () => {
+  void test('PutRolePolicy, GetRolePolicy (URL-encoded document), DeleteRolePolicy, and IAM’s refusals', async () => {
+    const { DeleteRolePolicyCommand, GetRolePolicyCommand, IAMClient, MalformedPolicyDocumentException, NoSuchEntityException, PutRolePolicyCommand } =
+      await import('@aws-sdk/client-iam');
+    const own = await startIamFixture({ roles: ['r1'] });
+    const client = new IAMClient({ region: 'us-east-1', endpoint: own.url, credentials: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'secret' } });
+    try {
+      const doc = killSwitchPolicy([{ kind: 'grant', userWallet: '0xmain', agentAddress: '0xaaa', grantId: 'grt_a' }]) as string;
+      await client.send(new PutRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p', PolicyDocument: doc }));
+      const got = await client.send(new GetRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p' }));
+      assert.equal(decodeURIComponent(got.PolicyDocument ?? ''), doc);
+      assert.equal(own.calls()[0]?.action, 'PutRolePolicy');
+      assert.equal(own.calls()[0]?.fields.PolicyDocument, doc);
+      await assert.rejects(
+        client.send(new PutRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p', PolicyDocument: '{not json' })),
+        MalformedPolicyDocumentException,
+      );
+      await assert.rejects(client.send(new PutRolePolicyCommand({ RoleName: 'nope', PolicyName: 'p', PolicyDocument: doc })), NoSuchEntityException);
+      const big = JSON.stringify({
+        Version: '2012-10-17',
+        Statement: [{ Effect: 'Deny', Action: '*', Resource: '*', Condition: { StringEquals: { k: 'v'.repeat(10_300) } } }],
+      });
+      await assert.rejects(
+        client.send(new PutRolePolicyCommand({ RoleName: 'r1', PolicyName: 'q', PolicyDocument: big })),
+        (e: Error) => e.name === 'LimitExceededException',
+      );
+      await client.send(new DeleteRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p' }));
+      assert.equal(own.rolePolicy('r1', 'p'), undefined);
+      await assert.rejects(client.send(new DeleteRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p' })), NoSuchEntityException);
+      const unsigned = await fetch(own.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'Action=GetRolePolicy&Version=2010-05-08&RoleName=r1&PolicyName=p',
+      });
+      assert.equal(unsigned.status, 403);
+    } finally {
+      client.destroy();
+      await own.close();
+    }
+  });
+});
