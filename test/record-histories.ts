@@ -9,6 +9,7 @@
  * already exist are kept unless --replace is given, so histories of earlier releases stay.
  * Uses the Temporal dev server at TEMPORAL_ADDRESS, or starts one of its own.
  */
+import { purgeKillSwitchEntries } from '../db/kill-switch';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -270,6 +271,8 @@ async function auditAnchor(stack: TestStack): Promise<Recording> {
 }
 
 async function killSwitch(stack: TestStack): Promise<Recording> {
+  // Every entry expired (the revoked grant above left one): the run applies an empty policy and ends.
+  await purgeKillSwitchEntries(stack.db, new Date(Date.now() + 365 * 86400_000));
   const workflowId = `kill-switch/replay-${Date.now()}`;
   await stack.temporal.workflow.start('killSwitchWorkflow', { workflowId, taskQueue: stack.config.BROKER_TASK_QUEUE });
   return { workflowType: 'killSwitchWorkflow', name: 'empty', workflowId };
