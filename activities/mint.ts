@@ -1,9 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
-import { appendAudit } from '../db/audit';
+import { appendAuditDurably } from '../db/audit';
 import { findActiveGrantForAgent, hasAcceptedGrantForAgent } from '../db/grants';
 import { findMainAddress, findUserByOmni } from '../db/users';
-import { withTransaction } from '../db/pool';
 import { hmacHex } from '../lib/digest';
 import { sealJson } from '../lib/seal';
 import { agentKeysActorId } from '../lib/actor-omni';
@@ -97,21 +96,19 @@ export function createMintActivities(deps: ActivityDeps) {
   /** Appends audit rows of the mint (mint.<target>.intent or mint.<target>) in one transaction, durable when this returns. */
   async function writeAudit(req: MintRequest, rows: { phase: MintAuditPhase; details: AuditDetails }[]): Promise<void> {
     const { workflowId, runId } = currentRun();
-    const timeout = `${config.BROKER_AUDIT_WRITE_TIMEOUT_MS}ms`;
     try {
-      await withTransaction(deps.db, async (tx) => {
-        await tx.query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)", [timeout]);
-        for (const { phase, details } of rows) {
-          await appendAudit(tx, {
-            event: phase === 'intent' ? `mint.${req.target}.intent` : `mint.${req.target}`,
-            outcome: phase === 'intent' ? 'ok' : phase,
-            omniAccount: req.caller.omniAccount,
-            requestId: req.requestId,
-            idemKey: `mint:${workflowId}:${runId}:${phase}`,
-            details,
-          });
-        }
-      });
+      await appendAuditDurably(
+        deps.db,
+        rows.map(({ phase, details }) => ({
+          event: phase === 'intent' ? `mint.${req.target}.intent` : `mint.${req.target}`,
+          outcome: phase === 'intent' ? ('ok' as const) : phase,
+          omniAccount: req.caller.omniAccount,
+          requestId: req.requestId,
+          idemKey: `mint:${workflowId}:${runId}:${phase}`,
+          details,
+        })),
+        config.BROKER_AUDIT_WRITE_TIMEOUT_MS,
+      );
     } catch (e) {
       throw ApplicationFailure.retryable(`could not write the audit row: ${(e as Error).message}`, FailureType.auditError);
     }
