@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import { appendAuditDurably } from '../db/audit';
-import { findActiveGrantForAgent, hasAcceptedGrantForAgent } from '../db/grants';
+import { agentGrantStanding } from '../db/grants';
 import { findMainAddress, findUserByOmni } from '../db/users';
 import { hmacHex } from '../lib/digest';
 import { sealJson } from '../lib/seal';
@@ -62,7 +62,8 @@ export function createMintActivities(deps: ActivityDeps) {
   async function authorise(req: MintRequest, target: MintTarget): Promise<MintAuthorisation> {
     const { caller, grantId } = req;
     if (caller.wallet) {
-      const grant = await findActiveGrantForAgent(deps.db, caller.wallet, grantId, new Date(deps.now()));
+      // The active grant and whether any accepted one remains, in one round trip.
+      const { active: grant, accepted } = await agentGrantStanding(deps.db, caller.wallet, grantId, new Date(deps.now()));
       if (grant) {
         const scope = grant.scope ?? {};
         if (isScoped(scope)) {
@@ -80,7 +81,7 @@ export function createMintActivities(deps: ActivityDeps) {
       }
       if (grantId)
         return { allowed: false, reason: `grant ${grantId} is not an active grant for this agent wallet (unknown, not accepted, revoked or expired)`, grantId };
-      if (await hasAcceptedGrantForAgent(deps.db, caller.wallet)) {
+      if (accepted) {
         return {
           allowed: false,
           reason:

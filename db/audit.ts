@@ -127,13 +127,14 @@ async function appendRows(tx: Queryable, events: readonly AuditEvent[], settings
     await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [AUDIT_SHARD_LOCK, shard]);
     const groupKeys = group.map(({ e }) => e.idemKey).filter((k): k is string => !!k);
     // The rows already appended under these idem keys, one global seq per row still to write
-    // (taken under the shard lock and handed out in ascending order, so within a shard seq rises
+    // (taken under the shard lock and handed out in ascending numeric order — n.v, the bigint, not
+    // the text column — so within a shard seq rises
     // with shard_seq; none taken for a row that exists), and the shard's previous row.
     const r = await tx.query<{ hits: { idem_key: string; seq: string; hash: string }[]; seqs: string[]; shard_seq: string | null; hash: string | null }>(
       `WITH hit AS (SELECT idem_key, seq, hash FROM audit_log WHERE idem_key = ANY($2::text[]))
        SELECT (SELECT coalesce(json_agg(json_build_object('idem_key', idem_key, 'seq', seq::text, 'hash', hash)), '[]'::json) FROM hit) AS hits,
-              ARRAY(SELECT v::text FROM (SELECT nextval('audit_log_global_seq') AS v
-                                           FROM generate_series(1, $3::int - (SELECT count(*)::int FROM hit))) n ORDER BY v) AS seqs,
+              ARRAY(SELECT n.v::text AS seq FROM (SELECT nextval('audit_log_global_seq') AS v
+                                           FROM generate_series(1, $3::int - (SELECT count(*)::int FROM hit))) n ORDER BY n.v) AS seqs,
               p.shard_seq::text AS shard_seq, p.hash
          FROM (SELECT 1) one
          LEFT JOIN LATERAL (SELECT shard_seq, hash FROM audit_log WHERE shard = $1 ORDER BY shard_seq DESC LIMIT 1) p ON true`,
