@@ -50,7 +50,7 @@ export async function appendAudit(tx: Queryable, e: AuditEvent): Promise<AuditRe
 }
 
 /**
- * Appends rows in order, each to its shard's chain, with the same guarantees as that many
+ * Appends rows, each to its shard's chain in the order given, with the same guarantees as that many
  * appendAudit calls but fewer round trips: the settings lock and read once, each shard's lock
  * once, and per shard one statement for the idem check, the global seqs and the previous row,
  * then one insert. Must run inside a transaction. Idem keys within one call must differ.
@@ -126,10 +126,10 @@ async function appendRows(tx: Queryable, events: readonly AuditEvent[], settings
     // snapshot is taken after the lock is granted, so it sees the last row of whoever held it.
     await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [AUDIT_SHARD_LOCK, shard]);
     const groupKeys = group.map(({ e }) => e.idemKey).filter((k): k is string => !!k);
-    // The rows already appended under these idem keys, one global seq per row still to write
-    // (taken under the shard lock and handed out in ascending numeric order — n.v, the bigint, not
-    // the text column — so within a shard seq rises
-    // with shard_seq; none taken for a row that exists), and the shard's previous row.
+    // The rows already appended under these idem keys, one global seq per row still to write, and
+    // the shard's previous row. The seqs are taken under the shard lock and handed out in ascending
+    // numeric order (n.v, the bigint: the text column would put 10 before 9), so within a shard seq
+    // rises with shard_seq; none is taken for a row that exists.
     const r = await tx.query<{ hits: { idem_key: string; seq: string; hash: string }[]; seqs: string[]; shard_seq: string | null; hash: string | null }>(
       `WITH hit AS (SELECT idem_key, seq, hash FROM audit_log WHERE idem_key = ANY($2::text[]))
        SELECT (SELECT coalesce(json_agg(json_build_object('idem_key', idem_key, 'seq', seq::text, 'hash', hash)), '[]'::json) FROM hit) AS hits,
