@@ -1,9 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
-import { appendAudit } from '../db/audit';
-import { findActiveGrantForAgent, hasAcceptedGrantForAgent } from '../db/grants';
+import { appendAuditDurably } from '../db/audit';
+import { agentGrantStanding } from '../db/grants';
 import { findMainAddress, findUserByOmni } from '../db/users';
-import { withTransaction } from '../db/pool';
 import { hmacHex } from '../lib/digest';
 import { sealJson } from '../lib/seal';
 import { agentKeysActorId } from '../lib/actor-omni';
@@ -64,7 +63,8 @@ export function createMintActivities(deps: ActivityDeps) {
   async function authorise(req: MintRequest, target: MintTarget): Promise<MintAuthorisation> {
     const { caller, grantId } = req;
     if (caller.wallet) {
-      const grant = await findActiveGrantForAgent(deps.db, caller.wallet, grantId, new Date(deps.now()));
+      // The active grant and whether any accepted one remains, in one round trip.
+      const { active: grant, accepted } = await agentGrantStanding(deps.db, caller.wallet, grantId, new Date(deps.now()));
       if (grant) {
         const scope = grant.scope ?? {};
         if (isScoped(scope)) {
@@ -82,7 +82,7 @@ export function createMintActivities(deps: ActivityDeps) {
       }
       if (grantId)
         return { allowed: false, reason: `grant ${grantId} is not an active grant for this agent wallet (unknown, not accepted, revoked or expired)`, grantId };
-      if (await hasAcceptedGrantForAgent(deps.db, caller.wallet)) {
+      if (accepted) {
         return {
           allowed: false,
           reason:
@@ -98,21 +98,19 @@ export function createMintActivities(deps: ActivityDeps) {
   /** Appends audit rows of the mint (mint.<target>.intent or mint.<target>) in one transaction, durable when this returns. */
   async function writeAudit(req: MintRequest, rows: { phase: MintAuditPhase; details: AuditDetails }[]): Promise<void> {
     const { workflowId, runId } = currentRun();
-    const timeout = `${config.BROKER_AUDIT_WRITE_TIMEOUT_MS}ms`;
     try {
-      await withTransaction(deps.db, async (tx) => {
-        await tx.query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)", [timeout]);
-        for (const { phase, details } of rows) {
-          await appendAudit(tx, {
-            event: phase === 'intent' ? `mint.${req.target}.intent` : `mint.${req.target}`,
-            outcome: phase === 'intent' ? 'ok' : phase,
-            omniAccount: req.caller.omniAccount,
-            requestId: req.requestId,
-            idemKey: `mint:${workflowId}:${runId}:${phase}`,
-            details,
-          });
-        }
-      });
+      await appendAuditDurably(
+        deps.db,
+        rows.map(({ phase, details }) => ({
+          event: phase === 'intent' ? `mint.${req.target}.intent` : `mint.${req.target}`,
+          outcome: phase === 'intent' ? ('ok' as const) : phase,
+          omniAccount: req.caller.omniAccount,
+          requestId: req.requestId,
+          idemKey: `mint:${workflowId}:${runId}:${phase}`,
+          details,
+        })),
+        config.BROKER_AUDIT_WRITE_TIMEOUT_MS,
+      );
     } catch (e) {
       throw ApplicationFailure.retryable(`could not write the audit row: ${(e as Error).message}`, FailureType.auditError);
     }

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { auditRowContentDigest, auditRowHashV2, auditShardOf, type AuditRowFields } from '../lib/audit-chain';
 import { ConfigError } from '../lib/config';
 import { auditWriteFailures } from '../lib/metrics';
-import { withTransaction, type Queryable } from './pool';
+import { isDbUnreachable, withTransaction, type Queryable } from './pool';
 
 // Advisory lock keys. Appenders of one shard serialise on (AUDIT_SHARD_LOCK, shard) so each row
 // chains to the true previous row of its shard; other shards append in parallel. The shard count
@@ -44,65 +44,163 @@ export async function readAuditSettings(q: Queryable): Promise<AuditSettings> {
  * transaction-scoped); the row is durable when that transaction commits.
  */
 export async function appendAudit(tx: Queryable, e: AuditEvent): Promise<AuditRecord> {
+  const [record] = await appendAuditRows(tx, [e]);
+  if (!record) throw new Error('no audit record appended');
+  return record;
+}
+
+/**
+ * Appends rows, each to its shard's chain in the order given, with the same guarantees as that many
+ * appendAudit calls but fewer round trips: the settings lock and read once, each shard's lock
+ * once, and per shard one statement for the idem check, the global seqs and the previous row,
+ * then one insert. Must run inside a transaction. Idem keys within one call must differ.
+ */
+export async function appendAuditRows(tx: Queryable, events: readonly AuditEvent[]): Promise<AuditRecord[]> {
   try {
-    return await appendAuditRow(tx, e);
+    return await appendRows(tx, events, await lockedSettings(tx));
   } catch (err) {
-    auditWriteFailures.inc({ event: e.event });
+    for (const e of events) auditWriteFailures.inc({ event: e.event });
     throw err;
   }
 }
 
-async function appendAuditRow(tx: Queryable, e: AuditEvent): Promise<AuditRecord> {
-  await tx.query('SELECT pg_advisory_xact_lock_shared($1)', [AUDIT_SETTINGS_LOCK]);
-  const settings = await readAuditSettings(tx);
-  const shard = auditShardOf(e.omniAccount, settings.shards);
-  await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [AUDIT_SHARD_LOCK, shard]);
-  if (e.idemKey) {
-    const existing = await tx.query<AuditRecord>('SELECT seq::text AS seq, hash FROM audit_log WHERE idem_key = $1', [e.idemKey]);
-    if (existing.rows[0]) return existing.rows[0];
+/**
+ * Appends rows in a transaction of their own, durable when this returns; every statement bounded
+ * by `timeoutMs` (lock waits included). BEGIN, the timeouts, the settings lock and the settings
+ * read go in one round trip.
+ */
+export async function appendAuditDurably(pool: pg.Pool, events: readonly AuditEvent[], timeoutMs: number): Promise<AuditRecord[]> {
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new Error(`bad audit write timeout ${timeoutMs}`);
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    let records: AuditRecord[];
+    try {
+      const settings = await lockedSettings(
+        client,
+        `BEGIN; SELECT set_config('lock_timeout', '${timeoutMs}ms', true), set_config('statement_timeout', '${timeoutMs}ms', true); `,
+      );
+      records = await appendRows(client, events, settings);
+      await client.query('COMMIT');
+    } catch (err) {
+      for (const e of events) auditWriteFailures.inc({ event: e.event });
+      throw err;
+    }
+    return records;
+  } catch (e) {
+    // A statement that timed out is still the connection's active one: the client goes, not back to the pool.
+    broken = isDbUnreachable(e);
+    if (!broken) await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  } finally {
+    client.release(broken);
   }
-  // The global seq is taken under the shard lock, so within a shard seq rises with shard_seq.
-  const prev = await tx.query<{ seq: string; shard_seq: string | null; hash: string | null }>(
-    `SELECT nextval('audit_log_global_seq')::text AS seq, p.shard_seq::text AS shard_seq, p.hash
-       FROM (SELECT 1) one
-       LEFT JOIN LATERAL (SELECT shard_seq, hash FROM audit_log WHERE shard = $1 ORDER BY shard_seq DESC LIMIT 1) p ON true`,
-    [shard],
-  );
-  const p = prev.rows[0];
-  if (!p) throw new Error('no seq from audit_log_global_seq');
-  const row: AuditRowFields = {
-    seq: p.seq,
-    shard,
-    shard_seq: p.shard_seq ? (BigInt(p.shard_seq) + 1n).toString() : '1',
-    at: new Date().toISOString(),
-    event: e.event,
-    outcome: e.outcome,
-    omni_account: e.omniAccount ?? null,
-    request_id: e.requestId ?? null,
-    idem_key: e.idemKey ?? null,
-    details: e.details ?? {},
-    prev_hash: p.hash ?? settings.genesis_hash,
-  };
-  const hash = auditRowHashV2(auditRowContentDigest(row), row.prev_hash);
-  await tx.query(
-    `INSERT INTO audit_log (seq, shard, shard_seq, at, event, outcome, omni_account, request_id, idem_key, details, prev_hash, hash)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-    [
-      row.seq,
-      row.shard,
-      row.shard_seq,
-      row.at,
-      row.event,
-      row.outcome,
-      row.omni_account,
-      row.request_id,
-      row.idem_key,
-      JSON.stringify(row.details),
-      row.prev_hash,
-      hash,
-    ],
-  );
-  return { seq: row.seq, hash };
+}
+
+/**
+ * The shard count, read under the shared settings lock (held to the transaction's end, so
+ * ensureAuditShards cannot change it under the appends). Lock and read are two statements sent in
+ * one simple-protocol message: each statement of such a message takes its own snapshot when it
+ * starts (READ COMMITTED), so the read sees whatever committed before the lock was granted, as it
+ * did when they were two round trips. Only constants go into the text: the simple protocol has
+ * no parameters.
+ */
+async function lockedSettings(tx: Queryable, before = ''): Promise<AuditSettings> {
+  const results = (await tx.query(
+    `${before}SELECT pg_advisory_xact_lock_shared(${AUDIT_SETTINGS_LOCK}); SELECT shards, genesis_hash FROM audit_settings`,
+  )) as unknown as pg.QueryResult<AuditSettings>[];
+  const settings = results[results.length - 1]?.rows[0];
+  if (!settings) throw new Error('audit_settings is empty: migration 010 did not run');
+  return settings;
+}
+
+async function appendRows(tx: Queryable, events: readonly AuditEvent[], settings: AuditSettings): Promise<AuditRecord[]> {
+  const keys = events.map((e) => e.idemKey).filter((k): k is string => !!k);
+  if (new Set(keys).size !== keys.length) throw new Error('two audit rows of one append share an idem key');
+  const shardOf = events.map((e) => auditShardOf(e.omniAccount, settings.shards));
+  const records: AuditRecord[] = new Array<AuditRecord>(events.length);
+  // Shards locked in ascending order, so two appends spanning the same shards cannot deadlock.
+  for (const shard of [...new Set(shardOf)].sort((a, b) => a - b)) {
+    const group = events.map((e, i) => ({ e, i })).filter(({ i }) => shardOf[i] === shard);
+    // Its own statement, before the one that reads the shard's previous row: that statement's
+    // snapshot is taken after the lock is granted, so it sees the last row of whoever held it.
+    await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [AUDIT_SHARD_LOCK, shard]);
+    const groupKeys = group.map(({ e }) => e.idemKey).filter((k): k is string => !!k);
+    // The rows already appended under these idem keys, one global seq per row still to write, and
+    // the shard's previous row. The seqs are taken under the shard lock and handed out in ascending
+    // numeric order (n.v, the bigint: the text column would put 10 before 9), so within a shard seq
+    // rises with shard_seq; none is taken for a row that exists.
+    const r = await tx.query<{ hits: { idem_key: string; seq: string; hash: string }[]; seqs: string[]; shard_seq: string | null; hash: string | null }>(
+      `WITH hit AS (SELECT idem_key, seq, hash FROM audit_log WHERE idem_key = ANY($2::text[]))
+       SELECT (SELECT coalesce(json_agg(json_build_object('idem_key', idem_key, 'seq', seq::text, 'hash', hash)), '[]'::json) FROM hit) AS hits,
+              ARRAY(SELECT n.v::text AS seq FROM (SELECT nextval('audit_log_global_seq') AS v
+                                           FROM generate_series(1, $3::int - (SELECT count(*)::int FROM hit))) n ORDER BY n.v) AS seqs,
+              p.shard_seq::text AS shard_seq, p.hash
+         FROM (SELECT 1) one
+         LEFT JOIN LATERAL (SELECT shard_seq, hash FROM audit_log WHERE shard = $1 ORDER BY shard_seq DESC LIMIT 1) p ON true`,
+      [shard, groupKeys, group.length],
+    );
+    const head = r.rows[0];
+    if (!head) throw new Error('no answer from the audit append');
+    const hits = new Map(head.hits.map((h) => [h.idem_key, { seq: h.seq, hash: h.hash }]));
+    const seqs = [...head.seqs];
+    let prevHash = head.hash ?? settings.genesis_hash;
+    let shardSeq = head.shard_seq ? BigInt(head.shard_seq) : 0n;
+    const rows: (AuditRowFields & { hash: string })[] = [];
+    for (const { e, i } of group) {
+      const hit = e.idemKey ? hits.get(e.idemKey) : undefined;
+      if (hit) {
+        records[i] = hit;
+        continue;
+      }
+      const seq = seqs.shift();
+      if (seq === undefined) throw new Error('no seq from audit_log_global_seq');
+      shardSeq += 1n;
+      const row: AuditRowFields = {
+        seq,
+        shard,
+        shard_seq: shardSeq.toString(),
+        at: new Date().toISOString(),
+        event: e.event,
+        outcome: e.outcome,
+        omni_account: e.omniAccount ?? null,
+        request_id: e.requestId ?? null,
+        idem_key: e.idemKey ?? null,
+        details: e.details ?? {},
+        prev_hash: prevHash,
+      };
+      const hash = auditRowHashV2(auditRowContentDigest(row), row.prev_hash);
+      prevHash = hash;
+      rows.push({ ...row, hash });
+      records[i] = { seq, hash };
+    }
+    if (rows.length === 0) continue;
+    const values: unknown[] = [];
+    const tuples = rows.map((row) => {
+      const base = values.length;
+      values.push(
+        row.seq,
+        row.shard,
+        row.shard_seq,
+        row.at,
+        row.event,
+        row.outcome,
+        row.omni_account,
+        row.request_id,
+        row.idem_key,
+        JSON.stringify(row.details),
+        row.prev_hash,
+        row.hash,
+      );
+      return `(${Array.from({ length: 12 }, (_, k) => `$${base + k + 1}`).join(', ')})`;
+    });
+    await tx.query(
+      `INSERT INTO audit_log (seq, shard, shard_seq, at, event, outcome, omni_account, request_id, idem_key, details, prev_hash, hash)
+       VALUES ${tuples.join(', ')}`,
+      values,
+    );
+  }
+  return records;
 }
 
 /**

@@ -84,6 +84,34 @@ export async function hasAcceptedGrantForAgent(q: Queryable, agentAddress: strin
   return (r.rowCount ?? 0) > 0;
 }
 
+/**
+ * What a mint by this agent wallet stands on, in one statement (one snapshot): the grant
+ * findActiveGrantForAgent would return, and whether hasAcceptedGrantForAgent holds.
+ */
+export async function agentGrantStanding(
+  q: Queryable,
+  agentAddress: string,
+  grantId?: string,
+  at?: Date,
+): Promise<{ active: GrantRow | undefined; accepted: boolean }> {
+  const r = await q.query<Partial<GrantRow> & { accepted: boolean }>(
+    `SELECT g.*, EXISTS (SELECT 1 FROM grants WHERE agent_address = $1 AND accepted_at IS NOT NULL AND left_at IS NULL) AS accepted
+       FROM (SELECT 1) one
+       LEFT JOIN LATERAL (
+         SELECT ${COLUMNS} FROM grants
+          WHERE agent_address = $1
+            AND ($2::text IS NULL OR grant_id = $2)
+            AND ${ACTIVE('$3')}
+          ORDER BY created_at DESC, grant_id
+          LIMIT 1) g ON true`,
+    [agentAddress.toLowerCase(), grantId ?? null, atParam(at)],
+  );
+  const row = r.rows[0];
+  if (!row) throw new Error('no answer from the grants query');
+  const { accepted, ...grant } = row;
+  return { active: grant.grant_id ? (grant as GrantRow) : undefined, accepted };
+}
+
 /** Whether an active (accepted, live) grant binds exactly this main address and agent address. */
 export async function isAgentBound(q: Queryable, mainAddress: string, agentAddress: string, at?: Date): Promise<boolean> {
   const r = await q.query(`SELECT 1 FROM grants WHERE main_address = $1 AND agent_address = $2 AND ${ACTIVE('$3')} LIMIT 1`, [

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createAuditAnchorActivities } from '../activities/audit-anchor';
 import { resolveSecrets, type BrokerSecrets } from '../adapters/secrets';
-import { appendAudit, ensureAuditShards } from '../db/audit';
+import { appendAudit, appendAuditDurably, ensureAuditShards } from '../db/audit';
 import { AUDIT_COLUMNS, verifyAuditChain, type AuditRow } from '../db/audit-query';
 import { migrate } from '../db/migrate';
 import { FIRST_COVERING_HEAD_SQL, firstCoveringHead, LATEST_SHARDED_HEAD_SQL } from '../db/audit-heads';
@@ -407,6 +407,52 @@ void describe('concurrent appends', () => {
       );
     }
     assert.ok(new Set((await rowsOf(log)).map((r) => r.shard)).size > 8, 'the accounts spread over the shards');
+  });
+
+  void test('rows appended together (as a mint writes them) chain exactly under concurrency; a repeat returns the rows and takes no seq', async () => {
+    const log = await freshLog({ shards: 4 });
+    // More accounts than shards: appends of different accounts contend for the same shard's lock.
+    const accounts = Array.from({ length: 24 }, account);
+    const pair = (a: string, i: number) =>
+      (['intent', 'ok'] as const).map((phase) => ({
+        event: phase === 'intent' ? 'mint.oidc.intent' : 'mint.oidc',
+        outcome: 'ok' as const,
+        omniAccount: a,
+        idemKey: `mint:${a}:${i}:${phase}`,
+        details: { phase },
+      }));
+    const firsts = await Promise.all(accounts.flatMap((a) => [0, 1, 2].map((i) => appendAuditDurably(log.db, pair(a, i), 2000))));
+    // A row with no idem key between them: it goes to its shard with a fresh seq, nothing else changes.
+    const mixed = await appendAuditDurably(log.db, [...pair(accounts[0]!, 0), { event: 'login.wallet', outcome: 'ok', omniAccount: accounts[0]! }], 2000);
+    const verdict = await verifyAuditChain(log.db);
+    assert.ok(verdict.ok, JSON.stringify(verdict));
+    assert.equal(verdict.rows, 24 * 3 * 2 + 1);
+    assert.deepEqual(mixed.slice(0, 2), firsts[0], 'the repeated rows are the first ones');
+    const seqs = (await rowsOf(log)).map((r) => BigInt(r.seq)).sort((x, y) => (x < y ? -1 : 1));
+    assert.deepEqual(
+      seqs,
+      seqs.map((_, i) => seqs[0]! + BigInt(i)),
+      'no seq taken for a row that already existed',
+    );
+    for (const a of accounts) {
+      const own = await rowsOf(log, 'omni_account = $1', [a]);
+      const shardSeqs = own.map((r) => BigInt(r.shard_seq ?? '0'));
+      assert.deepEqual(
+        shardSeqs,
+        [...shardSeqs].sort((x, y) => (x < y ? -1 : 1)),
+        'seq order is shard order',
+      );
+      // Each pair is adjacent in its shard: intent, then its outcome chained right after it.
+      for (let i = 0; i < 3; i++) {
+        const intent = own.find((r) => r.idem_key === `mint:${a}:${i}:intent`);
+        const ok = own.find((r) => r.idem_key === `mint:${a}:${i}:ok`);
+        assert.ok(intent && ok);
+        assert.equal(BigInt(ok.shard_seq ?? '0'), BigInt(intent.shard_seq ?? '0') + 1n);
+        assert.equal(ok.prev_hash, intent.hash);
+      }
+    }
+    const verified = await verify(log);
+    assert.equal(verified.code, 0, verified.out);
   });
 });
 
