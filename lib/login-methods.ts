@@ -16,6 +16,7 @@
  * so a method registered in one layer and forgotten in another does not compile.
  */
 import type { FlowMetadata } from './flow-metadata';
+import type { Identity } from './omni';
 
 export interface LoginMethodSpec {
   /** The values of the session token's `amr` this method issues (several when it has variants, as SIWE). */
@@ -92,3 +93,22 @@ export const LOGIN_METHOD_IDS = Object.keys(LOGIN_METHODS) as LoginMethodId[];
 
 /** Every session method any login issues. */
 export const SESSION_METHODS: readonly LoginMethod[] = LOGIN_METHOD_IDS.flatMap((id) => LOGIN_METHODS[id].sessionMethods);
+
+/**
+ * What a login flow returns: the session as recorded (its jti, times and account), not a token.
+ * The API signs the bearer from it after the flow returns (api/session-issue.ts), so no history
+ * holds a usable session token.
+ */
+export interface LoginOutcome {
+  jti: string;
+  method: LoginMethod;
+  /** The EVM address that signed in (wallet logins), lower-case. */
+  wallet?: string;
+  /** Unix seconds; the token's iat. */
+  issued_at: number;
+  /** Unix seconds; the token's exp and the session row's expiry. */
+  expires_at: number;
+  omni_account: string;
+  user_id: string;
+  identity: Identity;
+}

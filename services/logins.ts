@@ -15,7 +15,7 @@ import type { Config } from '../lib/config';
 import { hmacHex } from '../lib/digest';
 import { AgentKeysError } from '../lib/errors';
 import { omniAccountOf, type Identity } from '../lib/omni';
-import type { LoginMethod } from '../lib/session-token';
+import type { LoginMethod, LoginOutcome } from '../lib/login-methods';
 
 export interface CompleteLoginInput {
   method: LoginMethod;
@@ -46,18 +46,6 @@ export interface LoginRecordDeps {
   now: () => number;
 }
 
-/** The session as recorded (workflows/definitions.ts `LoginOutcome` has this shape): its jti, times and account, never a token. */
-export interface RecordedLogin {
-  jti: string;
-  method: LoginMethod;
-  wallet?: string;
-  issued_at: number;
-  expires_at: number;
-  omni_account: string;
-  user_id: string;
-  identity: Identity;
-}
-
 /** The proof in `consumeProof` was already used by another login (the caller answers 409). */
 export class LoginProofReplayedError extends AgentKeysError {
   override readonly code: string = 'ERR_LOGIN_PROOF_REPLAYED';
@@ -77,7 +65,7 @@ export class LoginProofReplayedError extends AgentKeysError {
  * it. Throws LoginProofReplayedError when the proof belongs to another login; any other error is
  * the database's (nothing was written).
  */
-export async function recordLogin(deps: LoginRecordDeps, input: CompleteLoginInput, key: { jti: string; idemKey: string }): Promise<RecordedLogin> {
+export async function recordLogin(deps: LoginRecordDeps, input: CompleteLoginInput, key: { jti: string; idemKey: string }): Promise<LoginOutcome> {
   const { config, secrets } = deps;
   const { jti } = key;
   // The front doors take no identity over 64 bytes either (docs/tee-account.md, "Identity lengths").

@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { MintActivityFailure } from '../../workflows/mint.definitions';
-import type { MintTarget } from './target';
+import { SIGN_ONLY, type MintTarget } from './target';
 
 /**
  * An OIDC token for Google Cloud workload identity federation (`POST /v1/mint-gcp-token`, docs/gcp.md):
@@ -91,13 +90,5 @@ export const gcpTarget: MintTarget<GcpParams> = {
       },
     };
   },
-  classify: (e) => ({
-    type: MintActivityFailure.signingFailed,
-    outcome: 'failed',
-    details: {},
-    retryable: false,
-    message: (e as Error).message || 'signing failed',
-  }),
-  attempts: 1,
-  backoffMs: [],
+  ...SIGN_ONLY,
 };

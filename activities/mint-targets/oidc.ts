@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { OIDC_AUDIENCE } from '../../lib/oidc-claims';
-import { MintActivityFailure } from '../../workflows/mint.definitions';
-import type { MintTarget } from './target';
+import { SIGN_ONLY, type MintTarget } from './target';
 
 /**
  * A bare OIDC token for STS AssumeRoleWithWebIdentity (`POST /v1/mint-oidc-jwt`): the caller
@@ -30,13 +29,5 @@ export const oidcTarget: MintTarget<Record<string, never>> = {
       audit: { kid: signed.kid, jwt_hash: signed.jwtHash, expiration: signed.expiration },
     };
   },
-  classify: (e) => ({
-    type: MintActivityFailure.signingFailed,
-    outcome: 'failed',
-    details: {},
-    retryable: false,
-    message: (e as Error).message || 'signing failed',
-  }),
-  attempts: 1,
-  backoffMs: [],
+  ...SIGN_ONLY,
 };

@@ -1,7 +1,7 @@
 import type { ZodObject, ZodRawShape, ZodType } from 'zod';
 import type { Config } from '../../lib/config';
 import type { GrantScope } from '../../lib/grant-scope';
-import type { MintGrant, MintParams } from '../../workflows/mint.definitions';
+import { MintActivityFailure, type MintGrant, type MintParams } from '../../workflows/mint.definitions';
 import type { ActivityDeps } from '../deps';
 
 /**
@@ -111,3 +111,16 @@ export interface ExchangeFailure {
 export class MintSigningError extends Error {
   override name = 'MintSigningError';
 }
+
+/** A target whose exchange only signs (nothing outside to retry): one try, and a failure is the signing key's. */
+export const SIGN_ONLY: Pick<MintTarget, 'classify' | 'attempts' | 'backoffMs'> = {
+  classify: (e) => ({
+    type: MintActivityFailure.signingFailed,
+    outcome: 'failed',
+    details: {},
+    retryable: false,
+    message: (e as Error).message || 'signing failed',
+  }),
+  attempts: 1,
+  backoffMs: [],
+};
