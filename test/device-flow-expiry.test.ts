@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { AkOutcome } from '../lib/search-attributes';
+import { AkOutcome, AkStage } from '../lib/search-attributes';
 import { DEVICE_AUTHORIZATION_ID_PREFIX } from '../workflows/device-authorization.definitions';
 import { startStack, type TestStack } from './harness';
 import { deviceCode, deviceRows, lookUp, otherUserCode, pollError, signedIn, verify } from './device-client';
 
-const TTL_SECONDS = 4;
+const TTL_SECONDS = 2;
 
 let stack: TestStack;
 before(async () => {
@@ -22,7 +22,17 @@ after(async () => {
 
 const handleOf = (stack: TestStack, deviceCodeText: string) =>
   stack.temporal.workflow.getHandle(DEVICE_AUTHORIZATION_ID_PREFIX + (deviceCodeText.split('.')[0] ?? ''));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits for the flow's expiry timer to fire: its AkStage turns `expired` (no fixed sleep). */
+async function expiryFired(stack: TestStack, deviceCodeText: string): Promise<void> {
+  const handle = handleOf(stack, deviceCodeText);
+  const deadline = Date.now() + 30_000;
+  while ((await handle.describe()).typedSearchAttributes.get(AkStage) !== 'expired') {
+    if (Date.now() > deadline) throw new Error('the device request did not expire within 30 s');
+    await pause(100);
+  }
+}
 
 void describe('device authorization expiry', () => {
   void test('expired_token after expiry; approving or looking up an expired code answers as an unknown one; then invalid_grant', async () => {
@@ -31,7 +41,7 @@ void describe('device authorization expiry', () => {
     const dc = await deviceCode(stack);
     assert.ok(dc.expires_in <= TTL_SECONDS);
     assert.equal(await pollError(stack, dc.device_code), 'authorization_pending');
-    await sleep(TTL_SECONDS * 1000 + 300);
+    await expiryFired(stack, dc.device_code);
     assert.equal(await pollError(stack, dc.device_code), 'expired_token');
     const unknown = await verify(stack, person.token, otherUserCode(dc.user_code));
     const late = await verify(stack, person.token, dc.user_code);
@@ -54,7 +64,7 @@ void describe('device authorization expiry', () => {
     const person = await signedIn(stack);
     const dc = await deviceCode(stack);
     assert.equal((await verify(stack, person.token, dc.user_code)).status, 200);
-    await sleep(TTL_SECONDS * 1000 + 300);
+    await expiryFired(stack, dc.device_code);
     assert.equal(await pollError(stack, dc.device_code), 'expired_token');
     assert.equal(await handleOf(stack, dc.device_code).result(), 'uncollected');
   });
