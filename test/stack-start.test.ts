@@ -88,13 +88,18 @@ void describe('npm start with port 8091 taken', () => {
     return line.replace(new RegExp(`^\\[stack\\]\\s+${label}\\s+`), '');
   };
 
-  void test('the API moves to a free port and says so; the banner URL answers', async () => {
+  void test('the API moves to a free port and says so; the banner URLs (API, console) answer', async () => {
     assert.match(output, /port 8091 is taken: the API listens on \d+ \(set PORT to choose\)/);
     const api = bannerValue('API').trim();
     assert.match(api, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.notEqual(new URL(api).port, '8091');
     const res = await fetch(`${api}/healthz`);
     assert.equal(res.status, 200);
+    const console = bannerValue('Console').split(/\s+/)[0] as string;
+    assert.equal(console, `${api}/console`);
+    const page = await fetch(console);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type') ?? '', /text\/html/);
   });
 
   void test('the banner prints the database URL with its password masked', () => {
