@@ -142,11 +142,49 @@ export function temporalRetryScope(deadlineAt: number, signal?: AbortSignal): Te
 
 const sdkDefault = makeGrpcRetryInterceptor(defaultGrpcRetryOptions());
 
+type NextCall = Parameters<Interceptor>[1];
+type Call = ReturnType<NextCall>;
+
+/**
+ * A re-send whose timer fires after the connection was closed (the process is shutting down)
+ * would throw "Channel has been shut down" from that timer, an uncaught exception. Such a re-send
+ * is dropped instead: the call is never started and reports nothing, as the connection it was
+ * made on is gone.
+ */
+export function reSendUnlessClosed(next: NextCall): NextCall {
+  let sent = false;
+  return (options) => {
+    // The first send throws to its caller as before; only a later re-send is guarded.
+    if (!sent) {
+      const call = next(options);
+      sent = true;
+      return call;
+    }
+    try {
+      return next(options);
+    } catch (e) {
+      if (!/shut down|closed/i.test((e as Error).message)) throw e;
+      const dropped = {
+        start: () => undefined,
+        sendMessage: () => undefined,
+        sendMessageWithContext: () => undefined,
+        startRead: () => undefined,
+        halfClose: () => undefined,
+        cancelWithStatus: () => undefined,
+        getPeer: () => '',
+        setCredentials: () => undefined,
+      };
+      return dropped as unknown as Call;
+    }
+  };
+}
+
 /**
  * The client connection's retry interceptor: the SDK's re-send, deciding per call. A call made in
  * a scope follows the scope's rule; any other the SDK default (up to 10 tries).
  */
-export const temporalRetryInterceptor: Interceptor = (options, nextCall) => {
+export const temporalRetryInterceptor: Interceptor = (options, next) => {
+  const nextCall = reSendUnlessClosed(next);
   const scope = storage.getStore();
   if (!scope) return sdkDefault(options, nextCall);
   const method = methodName(options.method_definition.path);

@@ -8,7 +8,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startHangProxy, type HangProxy } from '../scripts/cluster/hang-proxy';
-import { RETRY_LAST_TRY_MS, RETRY_MAX_DELAY_MS, SAFE_TO_RESEND, TemporalRetryScope, methodName, retryDelayMs } from '../adapters/temporal-retry';
+import {
+  RETRY_LAST_TRY_MS,
+  RETRY_MAX_DELAY_MS,
+  SAFE_TO_RESEND,
+  TemporalRetryScope,
+  methodName,
+  reSendUnlessClosed,
+  retryDelayMs,
+} from '../adapters/temporal-retry';
 import { uniqueEmail } from './email-login-client';
 import { startStack, testTemporalAddress, type TestStack } from './harness';
 import { emailLogin } from './mint-client';
@@ -43,6 +51,36 @@ async function mintRows(stack: TestStack): Promise<{ intents: number; outcomes: 
 }
 
 void describe('the retry rule', () => {
+  void test('a re-send after the connection closed is dropped; the first send and other errors still throw', () => {
+    const closed = new Error('Channel has been shut down');
+    type Next = Parameters<typeof reSendUnlessClosed>[0];
+    const throwing =
+      (e: Error): Next =>
+      () => {
+        throw e;
+      };
+    assert.throws(() => reSendUnlessClosed(throwing(closed))({} as never), /shut down/, 'the first send throws to its caller');
+    let n = 0;
+    const live = { start: () => undefined };
+    const next = (() => {
+      if (n++ === 0) return live;
+      throw closed;
+    }) as unknown as Next;
+    const guarded = reSendUnlessClosed(next);
+    assert.equal(guarded({} as never), live);
+    const dropped = guarded({} as never) as unknown as { start: (...a: unknown[]) => unknown; halfClose: () => unknown };
+    assert.notEqual(dropped, live);
+    assert.equal(dropped.start({}, {}), undefined);
+    assert.equal(dropped.halfClose(), undefined);
+    let m = 0;
+    const other = reSendUnlessClosed((() => {
+      if (m++ === 0) return live;
+      throw new Error('bad metadata');
+    }) as unknown as Next);
+    other({} as never);
+    assert.throws(() => other({} as never), /bad metadata/);
+  });
+
   void test('re-sends only methods whose repeat is the same call on the server', () => {
     assert.equal(methodName('/temporal.api.workflowservice.v1.WorkflowService/ExecuteMultiOperation'), 'ExecuteMultiOperation');
     for (const m of ['StartWorkflowExecution', 'ExecuteMultiOperation', 'UpdateWorkflowExecution', 'GetWorkflowExecutionHistory', 'QueryWorkflow'])
