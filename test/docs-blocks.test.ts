@@ -8,7 +8,7 @@
  * A failing command is named by file and line.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, relative } from 'node:path';
@@ -16,6 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { findOrInstallTemporalCli } from '../scripts/temporal-cli';
 import { findFreePort } from '../scripts/temporal-dev-server';
 import { createTestDatabase, testTemporalAddress } from './harness';
+import { startNpmStart, type NpmStart } from './support/npm-start';
 
 const ROOT = join(__dirname, '..');
 const RUNNABLE = new Set(['sh', 'bash']);
@@ -93,8 +94,7 @@ interface Banner {
   databaseUrl: string;
 }
 
-let child: ChildProcess | undefined;
-let output = '';
+let stack: NpmStart | undefined;
 let banner: Banner;
 let drop: (() => Promise<void>) | undefined;
 let dataDir: string;
@@ -130,38 +130,14 @@ before(async () => {
     // The inclusion-proof block waits for its row to be under a signed head (60 s by default).
     BROKER_AUDIT_ANCHOR_SECONDS: '2',
   };
-  child = spawn(process.execPath, ['--import', 'tsx', 'scripts/stack.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const proc = child;
-  await new Promise<void>((done, fail) => {
-    const timer = setTimeout(() => fail(new Error(`npm start was not up within 180 s:\n${output}`)), 180_000);
-    const onData = (b: Buffer) => {
-      output += b.toString();
-      if (/Ctrl-C stops everything\./.test(output)) {
-        clearTimeout(timer);
-        done();
-      }
-    };
-    proc.stdout?.on('data', onData);
-    proc.stderr?.on('data', onData);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      fail(new Error(`npm start exited (${code}) before it was up:\n${output}`));
-    });
-  });
-  const value = (label: string): string => {
-    const line = output.split('\n').find((l) => new RegExp(`^\\[stack\\]\\s+${label}\\s`).test(l));
-    assert.ok(line, `the banner has a ${label} line:\n${output}`);
-    return line.replace(new RegExp(`^\\[stack\\]\\s+${label}\\s+`), '').split(/\s+/)[0] as string;
-  };
+  stack = await startNpmStart(env);
+  const started = stack;
+  const value = (label: string): string => started.banner(label).split(/\s+/)[0] as string;
   banner = { api: value('API'), temporal: value('Temporal'), tee: value('TEE fixture'), sts: value('STS'), google: value('Google'), databaseUrl: database.url };
 });
 
 after(async () => {
-  if (child && child.exitCode === null) {
-    const exited = new Promise((r) => child?.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
-  }
+  await stack?.stop();
   await drop?.();
   await rm(dataDir, { recursive: true, force: true });
 });

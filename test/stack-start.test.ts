@@ -3,7 +3,6 @@
  * and the banner must still give every URL the walk-throughs need.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,8 +12,7 @@ import { resolveSecrets } from '../adapters/secrets';
 import { loadConfig } from '../lib/config';
 import { checkCodecPath } from '../scripts/codec-proxy';
 import { createTestDatabase, testTemporalAddress } from './harness';
-
-const ROOT = join(__dirname, '..');
+import { startNpmStart, type NpmStart } from './support/npm-start';
 
 /** Holds 127.0.0.1:port for the test, unless something else already does (then it is taken anyway). */
 async function holdPort(port: number): Promise<Server | undefined> {
@@ -26,11 +24,10 @@ async function holdPort(port: number): Promise<Server | undefined> {
 }
 
 void describe('npm start with port 8091 taken', () => {
-  let child: ChildProcess | undefined;
+  let stack: NpmStart | undefined;
   let holder: Server | undefined;
   let dataDir: string;
   let drop: (() => Promise<void>) | undefined;
-  let output = '';
   let databaseUrl: string;
 
   before(async () => {
@@ -52,44 +49,19 @@ void describe('npm start with port 8091 taken', () => {
       BROKER_TASK_QUEUE: `stack-${process.pid}`,
       LOG_LEVEL: 'warn',
     };
-    child = spawn(process.execPath, ['--import', 'tsx', 'scripts/stack.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const proc = child;
-    await new Promise<void>((done, fail) => {
-      const timer = setTimeout(() => fail(new Error(`npm start was not up within 180 s:\n${output}`)), 180_000);
-      const onData = (b: Buffer) => {
-        output += b.toString();
-        if (/Ctrl-C stops everything\./.test(output)) {
-          clearTimeout(timer);
-          done();
-        }
-      };
-      proc.stdout?.on('data', onData);
-      proc.stderr?.on('data', onData);
-      proc.once('exit', (code) => {
-        clearTimeout(timer);
-        fail(new Error(`npm start exited (${code}) before it was up:\n${output}`));
-      });
-    });
+    stack = await startNpmStart(env);
   });
   after(async () => {
-    if (child && child.exitCode === null) {
-      const exited = new Promise((r) => child?.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await stack?.stop();
     await new Promise((r) => (holder ? holder.close(r) : r(undefined)));
     await drop?.();
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  const bannerValue = (label: string): string => {
-    const line = output.split('\n').find((l) => new RegExp(`^\\[stack\\]\\s+${label}\\s`).test(l));
-    assert.ok(line, `the banner has a ${label} line:\n${output}`);
-    return line.replace(new RegExp(`^\\[stack\\]\\s+${label}\\s+`), '');
-  };
+  const bannerValue = (label: string): string => (stack as NpmStart).banner(label);
 
   void test('the API moves to a free port and says so; the banner URLs (API, console) answer', async () => {
-    assert.match(output, /port 8091 is taken: the API listens on \d+ \(set PORT to choose\)/);
+    assert.match(stack?.output() ?? '', /port 8091 is taken: the API listens on \d+ \(set PORT to choose\)/);
     const api = bannerValue('API').trim();
     assert.match(api, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.notEqual(new URL(api).port, '8091');
@@ -107,7 +79,7 @@ void describe('npm start with port 8091 taken', () => {
     const shown = new URL(databaseUrl);
     shown.password = '***';
     assert.ok(db.startsWith(`${shown.toString()} `), db);
-    assert.doesNotMatch(output, /banner-s3cret/);
+    assert.doesNotMatch(stack?.output() ?? '', /banner-s3cret/);
   });
 
   void test('the banner prints the SES and STS stand-ins, and they answer there', async () => {
