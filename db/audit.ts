@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { auditRowContentDigest, auditRowHashV2, auditShardOf, type AuditRowFields } from '../lib/audit-chain';
 import { ConfigError } from '../lib/config';
 import { auditWriteFailures } from '../lib/metrics';
-import { isDbUnreachable, withTransaction, type Queryable } from './pool';
+import { withTransaction, type Queryable } from './pool';
 
 // Advisory lock keys. Appenders of one shard serialise on (AUDIT_SHARD_LOCK, shard) so each row
 // chains to the true previous row of its shard; other shards append in parallel. The shard count
@@ -71,29 +71,21 @@ export async function appendAuditRows(tx: Queryable, events: readonly AuditEvent
  */
 export async function appendAuditDurably(pool: pg.Pool, events: readonly AuditEvent[], timeoutMs: number): Promise<AuditRecord[]> {
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new Error(`bad audit write timeout ${timeoutMs}`);
-  const client = await pool.connect();
-  let broken = false;
   try {
-    let records: AuditRecord[];
-    try {
-      const settings = await lockedSettings(
-        client,
-        `BEGIN; SELECT set_config('lock_timeout', '${timeoutMs}ms', true), set_config('statement_timeout', '${timeoutMs}ms', true); `,
-      );
-      records = await appendRows(client, events, settings);
-      await client.query('COMMIT');
-    } catch (err) {
-      for (const e of events) auditWriteFailures.inc({ event: e.event });
-      throw err;
-    }
-    return records;
-  } catch (e) {
-    // A statement that timed out is still the connection's active one: the client goes, not back to the pool.
-    broken = isDbUnreachable(e);
-    if (!broken) await client.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  } finally {
-    client.release(broken);
+    return await withTransaction(
+      pool,
+      async (client) => {
+        const settings = await lockedSettings(
+          client,
+          `BEGIN; SELECT set_config('lock_timeout', '${timeoutMs}ms', true), set_config('statement_timeout', '${timeoutMs}ms', true); `,
+        );
+        return appendRows(client, events, settings);
+      },
+      { begun: true },
+    );
+  } catch (err) {
+    for (const e of events) auditWriteFailures.inc({ event: e.event });
+    throw err;
   }
 }
 
