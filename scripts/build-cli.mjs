@@ -10,7 +10,7 @@
  * build where esbuild is not installed (an install without dev dependencies): bin/agentkeys.js
  * then runs the TypeScript through tsx.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -66,8 +66,23 @@ const importMetaUrl = {
   banner: { js: 'const __agentkeysImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
 };
 
+/**
+ * Each file is written beside its place and renamed into it, so a CLI started while another
+ * process rebuilds (test files run side by side, each building first) reads the old file or the
+ * new one, never half of one.
+ */
+function writeAtomically(result) {
+  for (const f of result.outputFiles) {
+    mkdirSync(dirname(f.path), { recursive: true });
+    const tmp = `${f.path}.${process.pid}.tmp`;
+    writeFileSync(tmp, f.contents);
+    renameSync(tmp, f.path);
+  }
+}
+
 export async function buildCli() {
-  const { build } = await import('esbuild');
+  const esbuild = await import('esbuild');
+  const build = async (options) => writeAtomically(await esbuild.build({ ...options, write: false }));
   await Promise.all([
     build({ ...common, entryPoints: ['cli/start.ts'], outfile: 'dist/cli/agentkeys.cjs', plugins: [mainBeside] }),
     build({ ...common, ...importMetaUrl, entryPoints: ['cli/main.ts'], outfile: 'dist/cli/main.cjs', plugins: [vendorBeside] }),
