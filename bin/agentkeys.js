@@ -16,4 +16,15 @@ if (existsSync(built) && process.env.AGENTKEYS_FROM_SOURCE !== '1') {
 }
 // A reader that stops early (`agentkeys completion bash | head`) is no failure.
 process.stdout.on('error', (e) => process.exit(e.code === 'EPIPE' ? 0 : 1));
-run(process.argv).then((code) => process.exit(code));
+// A command whose work ended without settling (a call left waiting with nothing to wake it) would
+// otherwise leave Node with an empty event loop and exit 0 having printed nothing.
+let settled = false;
+process.on('beforeExit', () => {
+  if (settled) return;
+  process.stderr.write('agentkeys: the command stopped before it finished (an internal error); nothing was done after this point, run it again\n');
+  process.exit(1);
+});
+run(process.argv).then((code) => {
+  settled = true;
+  process.exit(code);
+});

@@ -2,6 +2,9 @@
 import type { ErrorBody } from '../lib/wire';
 import { BrokerAnswerError, CliError, NotLoggedInError } from './errors';
 
+/** The longest one request to the broker may take, answer included. */
+const REQUEST_TIMEOUT_MS = 30_000;
+
 export interface BrokerResponse<T> {
   status: number;
   body: T;
@@ -26,14 +29,33 @@ export class BrokerClient {
       headers.authorization = `Bearer ${this.token}`;
     }
     const url = new URL(path, this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`);
+    // A timer that holds the process open: Node 20's fetch can leave its promise unsettled when the
+    // connection is reset while it opens (seen against a port that resets every connection), and
+    // AbortSignal.timeout's timer does not keep the event loop alive, so the CLI would end with
+    // exit 0 and nothing printed. This one ends the wait with the error below instead.
+    const ctrl = new AbortController();
+    const timer = setTimeout(
+      () => ctrl.abort(new CliError(`the broker at ${this.baseUrl} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`)),
+      REQUEST_TIMEOUT_MS,
+    );
     let res: Response;
+    let text: string;
     try {
-      res = await fetch(url, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body), signal: AbortSignal.timeout(30_000) });
-    } catch (e) {
-      const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name;
-      throw new CliError(`cannot reach the broker at ${this.baseUrl} (${cause}): is it running? Set --broker-url or AGENTKEYS_BROKER_URL.`);
+      try {
+        res = await fetch(url, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body), signal: ctrl.signal });
+      } catch (e) {
+        if (ctrl.signal.aborted) throw ctrl.signal.reason as CliError;
+        const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name;
+        throw new CliError(`cannot reach the broker at ${this.baseUrl} (${cause}): is it running? Set --broker-url or AGENTKEYS_BROKER_URL.`);
+      }
+      text = await res.text().catch((e: unknown) => {
+        throw ctrl.signal.aborted
+          ? (ctrl.signal.reason as CliError)
+          : new CliError(`the broker at ${this.baseUrl} broke off its answer (${(e as Error).message})`);
+      });
+    } finally {
+      clearTimeout(timer);
     }
-    const text = await res.text();
     let body: unknown = undefined;
     if (text) {
       try {

@@ -15,16 +15,15 @@ import { after, before, describe, test } from 'node:test';
 import { privateKeyToAccount } from 'viem/accounts';
 import { chooseStore } from '../cli/session-store';
 import { setCredentialProcess } from '../cli/commands/configure';
-import { findFreePort } from '../scripts/temporal-dev-server';
+import { DEAD_BROKER_URL } from './support/dead-endpoint';
 import { BIN, ROOT, buildCli, parseJson, runProcess, waitFor, type RunOptions } from './cli-client';
 
 let home: string;
-let deadUrl: string;
+const deadUrl = DEAD_BROKER_URL;
 
 before(async () => {
   buildCli();
   home = await mkdtemp(join(tmpdir(), 'akb-cli-local-'));
-  deadUrl = `http://127.0.0.1:${await findFreePort()}`;
 });
 after(async () => {
   if (home) await rm(home, { recursive: true, force: true });
@@ -170,6 +169,7 @@ void describe('agentkeys CLI: the session store', () => {
 
   async function storeOf(profile: string, extra: Record<string, string>): Promise<{ store: string; stored_in: string; code: number }> {
     const r = await runCli(['--json', '--profile', profile, '--broker-url', deadUrl, 'status'], { env: extra });
+    assert.notEqual(r.stdout, '', `status printed nothing (exit ${r.code}): ${r.stderr}`);
     return { ...(JSON.parse(r.stdout) as { store: string; stored_in: string }), code: r.code };
   }
 

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { buildStatelessWalletMessage } from '../lib/wallet-message';
-import { findFreePort } from '../scripts/temporal-dev-server';
 import { buildCli, cliAgainst, parseJson } from './cli-client';
 import { startStack, type TestStack } from './harness';
+import { DEAD_BROKER_URL } from './support/dead-endpoint';
 
 let stack: TestStack;
 let home: string;
@@ -64,7 +64,7 @@ void describe('agentkeys CLI: the store by default, status --all, remembered bro
     assert.ok((a?.session?.expires_at ?? 0) > Date.now() / 1000);
 
     // A profile whose broker is gone (as profile.json keeps it).
-    const deadUrl = `http://127.0.0.1:${await findFreePort()}`;
+    const deadUrl = DEAD_BROKER_URL;
     const gone = join(home, '.agentkeys', 'all-gone');
     await mkdir(gone, { recursive: true, mode: 0o700 });
     await writeFile(join(gone, 'profile.json'), JSON.stringify({ broker_url: deadUrl, kind: 'file' }), { mode: 0o600 });
