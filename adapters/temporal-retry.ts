@@ -33,7 +33,14 @@
  * hangs (no failure, no answer) is still cut after one probe, as before.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { defaultGrpcRetryOptions, isGrpcServiceError, isRetryableError, makeGrpcRetryInterceptor, type ConnectionOptions } from '@temporalio/client';
+import {
+  defaultGrpcRetryOptions,
+  isGrpcServiceError,
+  isRetryableError,
+  makeGrpcRetryInterceptor,
+  WorkflowUpdateFailedError,
+  type ConnectionOptions,
+} from '@temporalio/client';
 import { BrokerError } from '../lib/errors';
 
 type Interceptor = NonNullable<ConnectionOptions['interceptors']>[number];
@@ -134,6 +141,27 @@ export class TemporalRetryScope {
 }
 
 const storage = new AsyncLocalStorage<TemporalRetryScope>();
+
+/** Sends of an Update the worker never processed, in all, before its rejection is the answer. */
+export const UNPROCESSED_UPDATE_SENDS = 5;
+
+/**
+ * Temporal rejects an Update its worker never processed: it arrived while the run's workflow task
+ * was busy with concurrent Updates and a local activity ("wasn't processed by worker"). No handler
+ * ran, so the call (the route's, with its own Update id) is made again, a few times at most; every
+ * handler decides on the run's state, not on the attempt, so a later send that is processed gets
+ * the answer the first would have had.
+ */
+export async function resendUnprocessedUpdate<T>(call: () => Promise<T>): Promise<T> {
+  for (let send = 1; ; send++) {
+    try {
+      return await call();
+    } catch (e) {
+      const unprocessed = e instanceof WorkflowUpdateFailedError && /wasn't processed by worker/.test(String(e.cause?.message ?? e.message));
+      if (!unprocessed || send >= UNPROCESSED_UPDATE_SENDS) throw e;
+    }
+  }
+}
 
 /** A scope for one request's Temporal calls: retries end before `deadlineAt` or when `signal` aborts. */
 export function temporalRetryScope(deadlineAt: number, signal?: AbortSignal): TemporalRetryScope {

@@ -13,7 +13,7 @@ import { pingDb, type Db } from '../db/pool';
 import type { Config } from '../lib/config';
 import { unavailable, type BrokerError } from '../lib/errors';
 import type { ReadinessCheck } from '../lib/readiness';
-import { temporalRetryScope } from '../adapters/temporal-retry';
+import { resendUnprocessedUpdate, temporalRetryScope } from '../adapters/temporal-retry';
 
 export type { ReadinessCheck } from '../lib/readiness';
 export type { TeeTokenClaims, TeeTokenVerifier } from '../adapters/tee-jwt';
@@ -203,7 +203,7 @@ export async function withFlowDeadline<T>(d: FlowDeadline, call: () => Promise<T
       });
   }, every);
   try {
-    return await Promise.race([d.temporal.withAbortSignal(ctrl.signal, () => retry.run(call)), aborted]);
+    return await Promise.race([d.temporal.withAbortSignal(ctrl.signal, () => retry.run(() => resendUnprocessedUpdate(call))), aborted]);
   } catch (e) {
     throw reason ?? e;
   } finally {

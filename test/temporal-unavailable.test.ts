@@ -6,6 +6,7 @@
  * latency and the call runs once; one that outlasts it is a 503 saying so, near the deadline.
  */
 import assert from 'node:assert/strict';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { after, before, describe, test } from 'node:test';
 import { startHangProxy, type HangProxy } from '../scripts/cluster/hang-proxy';
 import {
@@ -15,7 +16,9 @@ import {
   TemporalRetryScope,
   methodName,
   reSendUnlessClosed,
+  resendUnprocessedUpdate,
   retryDelayMs,
+  UNPROCESSED_UPDATE_SENDS,
 } from '../adapters/temporal-retry';
 import { uniqueEmail } from './email-login-client';
 import { startStack, testTemporalAddress, type TestStack } from './harness';
@@ -51,6 +54,35 @@ async function mintRows(stack: TestStack): Promise<{ intents: number; outcomes: 
 }
 
 void describe('the retry rule', () => {
+  void test('an Update the worker never processed is sent again, a few times at most; any other failure at once', async () => {
+    const unprocessed = () => new WorkflowUpdateFailedError('Update failed', new Error("Workflow Update wasn't processed by worker. Try again."));
+    let sends = 0;
+    const answer = await resendUnprocessedUpdate(async () => {
+      if (++sends < 3) throw unprocessed();
+      return 'decided';
+    });
+    assert.deepEqual([answer, sends], ['decided', 3]);
+    sends = 0;
+    await assert.rejects(
+      resendUnprocessedUpdate(async () => {
+        sends++;
+        throw unprocessed();
+      }),
+      WorkflowUpdateFailedError,
+    );
+    assert.equal(sends, UNPROCESSED_UPDATE_SENDS);
+    sends = 0;
+    const refused = new WorkflowUpdateFailedError('Update failed', new Error('this code was already used'));
+    await assert.rejects(
+      resendUnprocessedUpdate(async () => {
+        sends++;
+        throw refused;
+      }),
+      (e) => e === refused,
+    );
+    assert.equal(sends, 1, "a handler's own refusal is the answer, never re-sent");
+  });
+
   void test('a re-send after the connection closed is dropped; the first send and other errors still throw', () => {
     const closed = new Error('Channel has been shut down');
     type Next = Parameters<typeof reSendUnlessClosed>[0];
