@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { teeEmailLogin, teeRpcResult } from '../fixtures/tee/client';
+import { callTeeRpc, teeEmailLogin, teeRpcResult } from '../fixtures/tee/client';
 import { generateTeeKeyPair } from '../fixtures/tee/jwt';
 import { startTeeFixture, type TeeFixture } from '../fixtures/tee/server';
 import { deriveOmniAccount } from '../lib/omni';
@@ -84,5 +84,54 @@ void describe('TEE fixture modes: where omni_addWallet of an agentkeys user goes
     assert.equal(calls[0]?.headers.authorization, `Bearer ${login.access_token}`);
     const omni = deriveOmniAccount('wildmeta', { type: 'email', value: email });
     assert.deepEqual(await brokerWallets(omni), { audited: 0, slots: [] });
+  });
+});
+
+void describe('TEE fixture modes: identity values over 64 bytes (the patch refuses them for agentkeys)', () => {
+  // 65 bytes: a 53-character local part and @example.com; upstream hashes its first 64.
+  const longEmail = () => `${'x'.repeat(40)}${String(Date.now()).padStart(13, '0')}@example.com`;
+  const loginWith = (tee: TeeFixture, email: string, code: string, clientId = 'agentkeys') =>
+    callTeeRpc(tee.url, 'omni_userLogin', {
+      user_id: { type: 'email', value: email },
+      user_auth: { type: 'email', value: code },
+      client_id: clientId,
+      client_auth: null,
+    });
+
+  void test('patched: omni_userLogin with a 65-byte email for agentkeys is -32602 {field: user_id}, before the code is checked, and nothing reaches the broker', async () => {
+    const email = longEmail();
+    assert.equal(Buffer.byteLength(email), 65);
+    await teeRpcResult(patched.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: email });
+    const code = patched.lastEmailCode(email, 'agentkeys') ?? '';
+    const users = async () => (await stack.db.query('SELECT count(*)::int AS n FROM users')).rows[0] as { n: number };
+    const before = await users();
+    for (const given of [code, 'wrong!']) {
+      const r = await loginWith(patched, email, given);
+      assert.ok('error' in r, 'refused');
+      assert.deepEqual(r.error, { code: -32602, message: 'Invalid params', data: { field: 'user_id', reason: 'identity value longer than 64 bytes' } });
+    }
+    assert.equal(patched.lastEmailCode(email, 'agentkeys'), code, 'the code was not spent');
+    assert.deepEqual(await users(), before);
+    // The same account's submit is refused the same way.
+    const submit = await callTeeRpc(patched.url, 'omni_submitUserOpWithAuth', {
+      user_operations: [],
+      chain_id: 1,
+      wallet_index: 0,
+      user_id: { type: 'email', value: email },
+      _user_auth: null,
+      client_id: 'agentkeys',
+      client_auth: { type: 'wildmeta_hl', value: { main_address: '0x' + '11'.repeat(20), agent_address: '0x' + '22'.repeat(20), login_type: 0 } },
+    });
+    assert.ok('error' in submit && submit.error.code === -32602, JSON.stringify(submit));
+  });
+
+  void test("unpatched, and patched for another client: the value is taken under upstream's cut (agentkeys then meets the broker's own refusal)", async () => {
+    const email = longEmail();
+    const wild = await teeEmailLogin(patched, email, 'wildmeta');
+    assert.ok(wild.access_token, 'wildmeta keeps the cut');
+    await teeRpcResult(unpatched.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: email });
+    const r = await loginWith(unpatched, email, unpatched.lastEmailCode(email, 'agentkeys') ?? '');
+    assert.ok('error' in r, 'the broker refuses the callback');
+    assert.notEqual(r.error.code, -32602, 'not the TEE-side refusal: the TEE called the broker');
   });
 });
