@@ -109,7 +109,8 @@ export function createPasskeyCeremonyActivities(deps: ActivityDeps) {
         throw dbFailure(e);
       }
       if (!row) return refuse('unauthorized', 'this passkey is not registered here');
-      if (response.response?.userHandle !== row.user_handle)
+      if (!response.response?.userHandle) return refuse('unauthorized', 'the passkey returned no user handle (a discoverable passkey is required)');
+      if (response.response.userHandle !== row.user_handle)
         return refuse('unauthorized', 'the passkey answered for another user handle than the one it was registered with');
       let info;
       try {

@@ -169,7 +169,7 @@ void describe('passkeys: sign-up, login, registration on an account', () => {
 });
 
 void describe('passkeys: refusals (a clear 4xx and nothing changed)', () => {
-  void test('login: unknown credential, counter regression, user not verified, foreign origin, wrong rp id, wrong ceremony type', async () => {
+  void test('login: unknown credential, counter regression, user not verified, foreign origin, wrong rp id, wrong ceremony type, user handle, backup eligibility', async () => {
     const stranger = new SoftAuthenticator();
     stranger.register({ challenge: 'x', rp: { id: '127.0.0.1' }, user: { id: 'AAAA' } }, { origin });
     await refused('/v1/session/passkey', { response: stranger.assert((await loginOptions()).options, { origin }) }, 401, 'unauthorized', /not registered/);
@@ -200,8 +200,21 @@ void describe('passkeys: refusals (a clear 4xx and nothing changed)', () => {
       /rp ?id/i,
     );
     await refused('/v1/session/passkey', { response: a.assert((await loginOptions()).options, { origin, type: 'webauthn.create' }) }, 401, 'unauthorized');
+    const good = a.assert((await loginOptions()).options, { origin });
+    await refused('/v1/session/passkey', { response: { ...good, response: { ...good.response, userHandle: undefined } } }, 401, 'unauthorized', /user handle/);
+    const other = a.assert((await loginOptions()).options, { origin });
+    await refused(
+      '/v1/session/passkey',
+      { response: { ...other, response: { ...other.response, userHandle: 'c29tZW9uZS1lbHNl' } } },
+      401,
+      'unauthorized',
+      /user handle/,
+    );
+    a.backupEligible = false;
+    await refused('/v1/session/passkey', { response: a.assert((await loginOptions()).options, { origin }) }, 401, 'unauthorized', /backup eligibility/);
+    a.backupEligible = true;
     // Still usable after all that.
-    await logIn(a, { counter: 6 });
+    await logIn(a, { counter: 60 });
   });
 
   void test('registration: foreign origin, wrong rp id, user not verified, a credential registered to another account', async () => {
