@@ -10,6 +10,7 @@ import { createMaintenanceActivities } from './maintenance';
 import { createMintActivities } from './mint';
 import { createTeeActivities } from './tee-account';
 import { createWalletLoginActivities } from './wallet-login';
+import { createPasskeyCeremonyActivities } from './passkey-ceremony';
 
 type Factory = (deps: ActivityDeps) => object;
 type UnionToIntersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void ? I : never;
@@ -25,6 +26,7 @@ const LOGIN_METHOD_ACTIVITIES = {
   google: createGoogleLoginActivities,
   tee: createTeeActivities,
   device: createDeviceAuthorizationActivities,
+  passkey: createPasskeyCeremonyActivities,
 } satisfies Record<LoginMethodId, Factory>;
 
 /** Activities shared by every login (completeLogin) and those of the other flows. */

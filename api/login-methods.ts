@@ -5,6 +5,7 @@ import sessionEmailRoutes from './routes/email-login';
 import sessionGoogleRoutes from './routes/google-login';
 import teeCallbackRoutes from './routes/tee-account';
 import sessionWalletRoutes from './routes/wallet-login';
+import passkeyRoutes from './routes/passkey';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -25,6 +26,7 @@ export const LOGIN_METHOD_ROUTES: Record<LoginMethodId, FastifyPluginAsync> = {
   google: sessionGoogleRoutes,
   tee: teeCallbackRoutes,
   device: deviceRoutes,
+  passkey: passkeyRoutes,
 };
 
 /**

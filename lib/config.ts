@@ -213,6 +213,13 @@ export const envSchema = z.object({
   /** Device authorization (docs/device-flow.md): how long a code lives (RFC 8628 `expires_in`) and the first poll interval. */
   BROKER_DEVICE_CODE_TTL_SECONDS: int(1, 3600).default(600),
   BROKER_DEVICE_POLL_INTERVAL_SECONDS: int(1, 60).default(5),
+  /** Passkeys (docs/passkeys.md): the WebAuthn relying party id, default the public URL's host name. */
+  BROKER_PASSKEY_RP_ID: optionalString,
+  BROKER_PASSKEY_RP_NAME: z.string().min(1).max(64).default('AgentKeys'),
+  /** Origins whose WebAuthn responses are accepted (comma-separated); the public URL's origin (the console's) always is. */
+  BROKER_PASSKEY_ORIGINS: z.string().default(''),
+  /** How long a passkey challenge can be answered (registration, sign-up, login). */
+  BROKER_PASSKEY_CHALLENGE_TTL_SECONDS: int(5, 3600).default(300),
 
   BROKER_OIDC_KEY_PATH: optionalString,
   BROKER_OIDC_JWT_TTL_SECONDS: int(60, 3600).default(300),
@@ -265,6 +272,10 @@ export interface Config extends Omit<Env, keyof typeof RENAMED_ENV | (typeof REN
   googleRedirectUri: string;
   /** BROKER_GOOGLE_RETURN_ORIGINS parsed, and the public URL's origin (the console's): the origins a browser login may return to. */
   googleReturnOrigins: string[];
+  /** The WebAuthn relying party id (BROKER_PASSKEY_RP_ID or the public URL's host name). */
+  passkeyRpId: string;
+  /** BROKER_PASSKEY_ORIGINS parsed, and the public URL's origin: the origins a passkey response may come from. */
+  passkeyOrigins: string[];
   /** Whether the dev fixtures (SES capture, /_dev routes, generated keys) are allowed. */
   devFixtures: boolean;
   isProduction: boolean;
@@ -273,6 +284,27 @@ export interface Config extends Omit<Env, keyof typeof RENAMED_ENV | (typeof REN
 export class ConfigError extends AgentKeysError {
   override readonly code: string = 'ERR_CONFIG';
   override name = 'ConfigError';
+}
+
+/** A comma-separated list of origins (scheme://host[:port]), each checked, with `always` appended when missing. */
+function originList(name: string, text: string, always: string): string[] {
+  const origins: string[] = [];
+  for (const entry of text
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
+    let origin: string | undefined;
+    try {
+      origin = new URL(entry).origin;
+    } catch {
+      origin = undefined;
+    }
+    if (!origin || origin === 'null' || origin !== entry.replace(/\/+$/, ''))
+      throw new ConfigError(`invalid configuration: ${name}: "${entry}" is not an origin (scheme://host[:port])`);
+    origins.push(origin);
+  }
+  if (!origins.includes(always)) origins.push(always);
+  return origins;
 }
 
 /** Parses and validates the environment; throws a ConfigError naming every bad variable. */
@@ -299,22 +331,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const devFixtures = e.BROKER_DEV_FIXTURES ?? !isProduction;
   const publicUrl = (e.BROKER_PUBLIC_URL ?? `http://${e.HOST.includes(':') ? `[${e.HOST}]` : e.HOST}:${e.PORT}`).replace(/\/+$/, '');
   const googleRedirectUri = e.BROKER_GOOGLE_REDIRECT_URI ?? `${publicUrl}/v1/session/google_oauth_callback`;
-  const googleReturnOrigins: string[] = [];
-  for (const entry of e.BROKER_GOOGLE_RETURN_ORIGINS.split(',')
-    .map((x) => x.trim())
-    .filter(Boolean)) {
-    let origin: string | undefined;
-    try {
-      origin = new URL(entry).origin;
-    } catch {
-      origin = undefined;
-    }
-    if (!origin || origin === 'null' || origin !== entry.replace(/\/+$/, ''))
-      throw new ConfigError(`invalid configuration: BROKER_GOOGLE_RETURN_ORIGINS: "${entry}" is not an origin (scheme://host[:port])`);
-    googleReturnOrigins.push(origin);
-  }
-  // The broker's own console (/console) signs in with Google too: its origin is always allowed.
-  if (!googleReturnOrigins.includes(new URL(publicUrl).origin)) googleReturnOrigins.push(new URL(publicUrl).origin);
+  const publicOrigin = new URL(publicUrl).origin;
+  // The broker's own console (/console) signs in with Google and with passkeys: its origin is always allowed.
+  const googleReturnOrigins = originList('BROKER_GOOGLE_RETURN_ORIGINS', e.BROKER_GOOGLE_RETURN_ORIGINS, publicOrigin);
+  const passkeyOrigins = originList('BROKER_PASSKEY_ORIGINS', e.BROKER_PASSKEY_ORIGINS, publicOrigin);
+  const passkeyRpId = e.BROKER_PASSKEY_RP_ID ?? new URL(publicUrl).hostname;
+  if (!/^[a-z0-9.-]{1,253}$/i.test(passkeyRpId) || passkeyRpId !== passkeyRpId.toLowerCase())
+    throw new ConfigError(`invalid configuration: BROKER_PASSKEY_RP_ID: "${passkeyRpId}" is not a lower-case host name`);
   if (isProduction) {
     const problems: string[] = [];
     if (devFixtures) problems.push('BROKER_DEV_FIXTURES must be off in production');
@@ -333,5 +356,5 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (e.BROKER_GOOGLE_CLIENT_ID && new URL(e.BROKER_GOOGLE_ISSUER).protocol !== 'https:') problems.push('BROKER_GOOGLE_ISSUER must be https in production');
     if (problems.length > 0) throw new ConfigError(`refusing to start in production: ${problems.join('; ')}`);
   }
-  return { ...e, ...sessionLifetimes, publicUrl, devFixtures, isProduction, googleRedirectUri, googleReturnOrigins };
+  return { ...e, ...sessionLifetimes, publicUrl, devFixtures, isProduction, googleRedirectUri, googleReturnOrigins, passkeyRpId, passkeyOrigins };
 }

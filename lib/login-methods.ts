@@ -78,6 +78,16 @@ export const LOGIN_METHODS = {
         'Holds a device code until a signed-in person approves or denies it, then hands the device its session once. Stages: waiting_decision → approving → approved → done (or denied, expired).',
     },
   },
+  passkey: {
+    sessionMethods: ['passkey'],
+    flow: 'passkey_ceremony',
+    workflowType: 'passkeyCeremonyWorkflow',
+    metadata: {
+      staticSummary: 'Passkey ceremony (WebAuthn)',
+      staticDetails:
+        'Holds one WebAuthn challenge (registration, sign-up or login) until its response is verified once or it expires. Stages: challenge_issued → verifying → completing → used (or refused, expired).',
+    },
+  },
 } as const satisfies Record<string, LoginMethodSpec>;
 
 /** A registry key: the method's folder-level name and its metrics `flow` label. */

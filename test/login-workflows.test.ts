@@ -17,6 +17,12 @@ import { FailureType, type LoginOutcome } from '../workflows/definitions';
 import { requestCodeUpdate, submitCodeUpdate, type EmailLoginRequestInput } from '../workflows/email-login.definitions';
 import { collectSessionUpdate, googleCallbackUpdate, type GoogleLoginInput } from '../workflows/google-login.definitions';
 import { addWalletSlotUpdate, recordHeimaLoginUpdate } from '../workflows/tee-account.definitions';
+import {
+  openPasskeyChallengeUpdate,
+  submitPasskeyResponseUpdate,
+  type PasskeyCeremonyInput,
+  type PasskeyCeremonyKind,
+} from '../workflows/passkey-ceremony.definitions';
 import { issueWalletChallengeUpdate, submitWalletSignatureUpdate, type WalletChallengeRequest } from '../workflows/wallet-login.definitions';
 import { startWorkflowTestEnv, withWorker } from './support/workflow-env';
 
@@ -343,6 +349,108 @@ void describe('scheduled workflows (mocked activities)', () => {
       assert.deepEqual(await env.client.workflow.execute('auditAnchorWorkflow', { workflowId: `audit/${hex(8)}`, taskQueue }), head);
       next = null;
       assert.equal(await env.client.workflow.execute('auditAnchorWorkflow', { workflowId: `audit/${hex(8)}`, taskQueue }), null);
+    });
+  });
+});
+
+void describe('passkeyCeremonyWorkflow (mocked activities)', () => {
+  const passkey = { id: 'cred', name: 'Phone', created_at: 1, last_used_at: null, backup_eligible: true, backed_up: true, transports: [], aaguid: '0' };
+  const response = { id: 'cred', response: {} };
+
+  function open(taskQueue: string, kind: PasskeyCeremonyKind, ttlSeconds = 3) {
+    const requestId = hex(16);
+    const input: PasskeyCeremonyInput = {
+      kind,
+      challenge: randomBytes(32).toString('base64url'),
+      rpId: 'broker.example',
+      origins: ['https://broker.example'],
+      settings: { ttlSeconds },
+      ...(kind === 'login' ? {} : { omniAccount: `0x${'cd'.repeat(32)}`, userHandle: 'handle' }),
+    };
+    const startWorkflowOperation = new WithStartWorkflowOperation('passkeyCeremonyWorkflow', {
+      workflowId: `passkey/${requestId}`,
+      taskQueue,
+      args: [input],
+      workflowIdConflictPolicy: 'FAIL',
+    });
+    return {
+      requestId,
+      input,
+      startWorkflowOperation,
+      issued: env.client.workflow.executeUpdateWithStart(openPasskeyChallengeUpdate, { startWorkflowOperation }),
+    };
+  }
+
+  void test('a database failure leaves the challenge open; the verified login signs in with the challenge as its proof; a second answer is Replayed', async () => {
+    const login = completeLoginMock();
+    let down = true;
+    const activities: Partial<Activities> = {
+      verifyPasskeyAssertion: async () => {
+        if (down) throw ApplicationFailure.nonRetryable('database down', FailureType.auditError);
+        return { ok: true, identity: { type: 'passkey', value: 'handle' }, omniAccount: `0x${'ab'.repeat(32)}`, credentialId: 'cred' };
+      },
+      completeLogin: login.completeLogin,
+    };
+    await withWorker(env, activities, async (taskQueue) => {
+      const { requestId, startWorkflowOperation, issued } = open(taskQueue, 'login');
+      assert.equal((await issued).request_id, requestId);
+      const handle = await startWorkflowOperation.workflowHandle();
+      const submit = () => handle.executeUpdate(submitPasskeyResponseUpdate, { args: [{ door: 'session', response }] });
+      assert.equal(await refusal(submit()), FailureType.auditError);
+      down = false;
+      const r = await submit();
+      assert.equal(r.kind, 'session');
+      assert.equal(login.calls.length, 1);
+      assert.equal(login.calls[0]?.method, 'passkey');
+      assert.deepEqual(login.calls[0]?.consumeProof && { hash: login.calls[0].consumeProof.hash, purpose: login.calls[0].consumeProof.purpose }, {
+        hash: `passkey:${requestId}`,
+        purpose: 'passkey_login',
+      });
+      assert.equal(await refusal(submit()), FailureType.replayed);
+      assert.equal(await handle.result(), 'succeeded');
+    });
+  });
+
+  void test('a refused response uses the challenge up: the next answer is Replayed and the run ends refused', async () => {
+    const activities: Partial<Activities> = { verifyPasskeyAssertion: async () => ({ ok: false, code: 'unauthorized', reason: 'origin' }) };
+    await withWorker(env, activities, async (taskQueue) => {
+      const { startWorkflowOperation, issued } = open(taskQueue, 'login');
+      await issued;
+      const handle = await startWorkflowOperation.workflowHandle();
+      const submit = () => handle.executeUpdate(submitPasskeyResponseUpdate, { args: [{ door: 'session', response }] });
+      assert.equal(await refusal(submit()), FailureType.unauthorized);
+      assert.equal(await refusal(submit()), FailureType.replayed);
+      assert.equal(await handle.result(), 'refused');
+    });
+  });
+
+  void test('a registration is answered only by its account and through its own door; it signs nobody in', async () => {
+    const login = completeLoginMock();
+    const activities: Partial<Activities> = {
+      verifyPasskeyRegistration: async () => ({ ok: true, passkey, credentialId: 'cred' }),
+      completeLogin: login.completeLogin,
+    };
+    await withWorker(env, activities, async (taskQueue) => {
+      const { input, startWorkflowOperation, issued } = open(taskQueue, 'register');
+      await issued;
+      const handle = await startWorkflowOperation.workflowHandle();
+      const submit = (door: 'register' | 'session', omniAccount?: string) =>
+        handle.executeUpdate(submitPasskeyResponseUpdate, { args: [{ door, response, ...(omniAccount ? { omniAccount } : {}) }] });
+      assert.equal(await refusal(submit('register', `0x${'ef'.repeat(32)}`)), FailureType.forbidden);
+      assert.equal(await refusal(submit('session', input.omniAccount)), FailureType.badRequest);
+      const r = await submit('register', input.omniAccount);
+      assert.deepEqual(r, { kind: 'registered', passkey });
+      assert.equal(login.calls.length, 0);
+      assert.equal(await handle.result(), 'succeeded');
+    });
+  });
+
+  void test('an unanswered challenge expires with its window; a late answer is Expired', async () => {
+    await withWorker(env, {}, async (taskQueue) => {
+      const { startWorkflowOperation, issued } = open(taskQueue, 'signup', 1);
+      await issued;
+      const handle = await startWorkflowOperation.workflowHandle();
+      assert.equal(await handle.result(), 'expired');
     });
   });
 });

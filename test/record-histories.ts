@@ -23,6 +23,7 @@ import { GOOGLE_LOGIN_ID_PREFIX } from '../workflows/google-login.definitions';
 import { MINT_ID_PREFIX } from '../workflows/mint.definitions';
 import { TEE_ACCOUNT_ID_PREFIX } from '../workflows/tee-account.definitions';
 import { WALLET_LOGIN_ID_PREFIX } from '../workflows/wallet-login.definitions';
+import { PASSKEY_CEREMONY_ID_PREFIX } from '../workflows/passkey-ceremony.definitions';
 import { latestCode, requestCode, submitCode, uniqueEmail, workflowIdOf } from './email-login-client';
 import { browserStart, callback, cliStart, consent, poll, RETURN_ORIGIN } from './google-login-client';
 import { recordDeviceApproved } from './device-client';
@@ -30,6 +31,7 @@ import { startStack, type TestStack } from './harness';
 import { walletLogin, type WalletSession } from './mint-client';
 import { REPLAY_TEST_ONLY_ENV } from './replay-keys';
 import { newWallet, nowSeconds } from './wallet-client';
+import { SoftAuthenticator } from './passkey-client';
 import { findOrInstallTemporalCli } from '../scripts/temporal-cli';
 import { startTemporalDevServer } from '../scripts/temporal-dev-server';
 
@@ -45,12 +47,13 @@ const RECORDING_ENV: Record<string, string> = {
   BROKER_EMAIL_MAX_ATTEMPTS: '2',
   BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: '0',
   BROKER_RATE_LIMIT_EMAIL_PER_NETWORK_PER_HOUR: '100000',
-  BROKER_TEE_ACCOUNT_IDLE_SECONDS: '2',
+  BROKER_TEE_ACCOUNT_IDLE_SECONDS: '5', // the login and add_wallet callbacks must reach one run even on a loaded machine
   BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000',
   BROKER_GOOGLE_LOGIN_TTL_SECONDS: '5',
   BROKER_GOOGLE_CLIENT_ID: 'agentkeys-replay',
   BROKER_GOOGLE_CLIENT_SECRET: 'replay-secret',
   BROKER_GOOGLE_RETURN_ORIGINS: RETURN_ORIGIN,
+  BROKER_PASSKEY_CHALLENGE_TTL_SECONDS: '5',
 };
 
 interface Recording {
@@ -210,6 +213,32 @@ async function teeLoginThenWallet(stack: TestStack, teeKey: TeeKeyPair): Promise
   };
 }
 
+// ---- passkeys -----------------------------------------------------------------------------------
+// passkeyCeremonyWorkflow: one run per challenge (sign-up, then a login with the same passkey).
+
+async function passkeySignupThenLogin(stack: TestStack): Promise<Recording[]> {
+  const origin = new URL(stack.url).origin;
+  const a = new SoftAuthenticator();
+  const signup = (await post(stack, '/v1/session/passkey/options', 200, { body: { mode: 'signup' } })) as {
+    request_id: string;
+    options: Parameters<SoftAuthenticator['register']>[0];
+  };
+  await post(stack, '/v1/session/passkey', 200, { body: { response: a.register(signup.options, { origin }) } });
+  const login = (await post(stack, '/v1/session/passkey/options', 200, { body: {} })) as { request_id: string; options: { challenge: string } };
+  await post(stack, '/v1/session/passkey', 200, { body: { response: a.assert(login.options, { origin }) } });
+  const flow = LOGIN_METHODS.passkey.workflowType;
+  const updates = ['openPasskeyChallenge', 'submitPasskeyResponse'];
+  return [
+    { workflowType: flow, name: 'signup-success', workflowId: PASSKEY_CEREMONY_ID_PREFIX + signup.request_id, expectUpdates: updates },
+    { workflowType: flow, name: 'login-success', workflowId: PASSKEY_CEREMONY_ID_PREFIX + login.request_id, expectUpdates: updates },
+  ];
+}
+const passkeySignup = (stack: TestStack) => passkeyRuns(stack).then((r) => r[0]!);
+const passkeyLogin = (stack: TestStack) => passkeyRuns(stack).then((r) => r[1]!);
+let passkeyRecordings: Promise<Recording[]> | undefined;
+/** Both cases come from one sign-up and its login (the login needs the passkey the sign-up made). */
+const passkeyRuns = (stack: TestStack) => (passkeyRecordings ??= passkeySignupThenLogin(stack));
+
 // ---- the login methods' cases: the test layer of the registry in lib/login-methods.ts --------
 
 /** One recorded case of a login method: drives it over HTTP and names the run to save. */
@@ -222,6 +251,7 @@ const LOGIN_METHOD_RECORDINGS: Record<LoginMethodId, RecordCase[]> = {
   google: [googleCliSuccess, googleBrowserSuccess, googleDenied, googleExpired],
   tee: [teeLoginThenWallet],
   device: [recordDeviceApproved],
+  passkey: [passkeySignup, passkeyLogin],
 };
 
 // ---- mints --------------------------------------------------------------------------------------

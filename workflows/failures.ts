@@ -23,3 +23,11 @@ export function failureOf(code: ErrorCode, message: string, opts: { details?: Re
 
 export const secondsUntil = (ms: number, now: number): number => Math.max(1, Math.ceil((ms - now) / 1000));
 export const unixSeconds = (ms: number): number => Math.floor(ms / 1000);
+
+/** The ApplicationFailure type somewhere in an error's cause chain (what an activity raised), if any. */
+export function failureTypeOf(e: unknown): string | undefined {
+  for (let c: unknown = e; c instanceof Error; c = c.cause) {
+    if (c instanceof ApplicationFailure) return c.type ?? undefined;
+  }
+  return undefined;
+}

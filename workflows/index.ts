@@ -7,6 +7,7 @@ export { walletLoginWorkflow } from './wallet-login';
 export { googleLoginWorkflow } from './google-login';
 export { teeAccountWorkflow } from './tee-account';
 export { deviceAuthorizationWorkflow } from './device-authorization';
+export { passkeyCeremonyWorkflow } from './passkey-ceremony';
 // The other flows.
 export { mintWorkflow } from './mint';
 export { purgeExpiredWorkflow } from './maintenance';

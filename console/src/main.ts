@@ -1,5 +1,6 @@
 import { ApiError, call, forgetSession, keepSession, session, type Session } from './api';
 import { ProofError, verifyProofInBrowser, type AuditProof, type Jwk } from './proof';
+import { createPasskey, getPasskey, passkeysAvailable } from './passkey';
 import { checkSiweForThisSite, connectWallet, injectedWallet, personalSign, walletChainId } from './wallet';
 
 /**
@@ -147,8 +148,45 @@ function walletCard(): HTMLElement {
   );
 }
 
+interface Issued {
+  options: Record<string, unknown>;
+}
+
+function passkeyCard(): HTMLElement {
+  const out = h('div');
+  const signIn = actionButton('Sign in with a passkey', out, async () => {
+    const o = await call<Issued>('POST', '/v1/session/passkey/options', { mode: 'login' }, { auth: false });
+    const response = await getPasskey(o.options);
+    signedIn(await call<Session>('POST', '/v1/session/passkey', { response }, { auth: false }));
+  });
+  const signUp = actionButton(
+    'New account with a passkey',
+    out,
+    async () => {
+      const o = await call<Issued>('POST', '/v1/session/passkey/options', { mode: 'signup' }, { auth: false });
+      const response = await createPasskey(o.options);
+      signedIn(await call<Session>('POST', '/v1/session/passkey', { response, name: 'First passkey' }, { auth: false }));
+    },
+    'secondary',
+  );
+  const available = passkeysAvailable();
+  signIn.disabled = signUp.disabled = !available;
+  return h(
+    'section',
+    { class: 'card', id: 'passkey' },
+    h('h2', {}, 'Passkey'),
+    h(
+      'p',
+      { class: 'muted' },
+      available ? 'Sign in with a passkey on this device or your phone, or make a new account with one.' : 'This browser has no passkeys.',
+    ),
+    h('div', { class: 'row' }, signIn, signUp),
+    out,
+  );
+}
+
 function signInPage(note?: HTMLElement): HTMLElement[] {
-  return [h('h1', {}, 'Sign in'), ...(note ? [note] : []), h('div', { class: 'grid' }, emailCard(), googleCard(), walletCard())];
+  return [h('h1', {}, 'Sign in'), ...(note ? [note] : []), h('div', { class: 'grid' }, emailCard(), passkeyCard(), googleCard(), walletCard())];
 }
 
 // ---- account -------------------------------------------------------------------------------
@@ -161,15 +199,19 @@ interface Me {
 interface Identities {
   identities: { type: string; value: string; email: string | null; created_at: number; last_login_at: number }[];
 }
+interface Passkeys {
+  passkeys: { id: string; name: string; created_at: number; last_used_at: number | null; backup_eligible: boolean; backed_up: boolean }[];
+}
 interface Sessions {
   sessions: { session_id: string; method: string; created_at: number; expires_at: number; current: boolean }[];
 }
 
 async function accountPage(): Promise<HTMLElement[]> {
-  const [me, ids, sessions] = await Promise.all([
+  const [me, ids, sessions, passkeys] = await Promise.all([
     call<Me>('GET', '/v1/session/me'),
     call<Identities>('GET', '/v1/account/identities'),
     call<Sessions>('GET', '/v1/account/sessions'),
+    call<Passkeys>('GET', '/v1/passkeys'),
   ]);
   const out = h('div');
   const sessionList = h(
@@ -231,8 +273,57 @@ async function accountPage(): Promise<HTMLElement[]> {
             ),
           ),
     ),
+    passkeysCard(passkeys),
     h('section', { class: 'card' }, h('h2', {}, 'Sessions'), sessionList, out),
   ];
+}
+
+function passkeysCard(list: Passkeys): HTMLElement {
+  const out = h('div');
+  const name = h('input', { type: 'text', name: 'passkey_name', maxlength: '64', placeholder: 'e.g. Laptop', autocomplete: 'off' });
+  const add = actionButton('Add a passkey', out, async () => {
+    const o = await call<Issued>('POST', '/v1/passkeys/registration/options');
+    const response = await createPasskey(o.options);
+    await call('POST', '/v1/passkeys/registration', { response, ...(name.value.trim() ? { name: name.value.trim() } : {}) });
+    await render();
+  });
+  add.disabled = !passkeysAvailable();
+  return h(
+    'section',
+    { class: 'card' },
+    h('h2', {}, 'Passkeys'),
+    list.passkeys.length === 0
+      ? h('p', { class: 'muted' }, 'No passkey on this account.')
+      : h(
+          'ul',
+          { class: 'list', id: 'passkeys' },
+          ...list.passkeys.map((p) =>
+            h(
+              'li',
+              { 'data-passkey': p.id },
+              h(
+                'div',
+                { class: 'row' },
+                h('strong', {}, p.name),
+                p.backup_eligible ? h('span', { class: 'tag' }, p.backed_up ? 'synced' : 'can sync') : h('span', { class: 'tag' }, 'this device only'),
+              ),
+              h('div', { class: 'muted' }, `added ${when(p.created_at)} · ${p.last_used_at ? `last used ${when(p.last_used_at)}` : 'not used yet'}`),
+              actionButton(
+                'Remove',
+                out,
+                async () => {
+                  await call('DELETE', `/v1/passkeys/${p.id}`);
+                  await render();
+                },
+                'danger',
+              ),
+            ),
+          ),
+        ),
+    field('Name of the new passkey', name),
+    add,
+    out,
+  );
 }
 
 // ---- grants --------------------------------------------------------------------------------

@@ -10,8 +10,6 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import type { AnchorResult } from '../../workflows/audit-anchor.definitions';
@@ -23,11 +21,9 @@ import { startGoogleStack, type GoogleStack } from '../google-login-client';
 import type { TestStack } from '../harness';
 import { walletLogin } from '../mint-client';
 import { newWallet, type TestWallet } from '../wallet-client';
+import { PHONE, shoot } from './screenshots';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const SHOTS = process.env.CONSOLE_SCREENSHOTS;
-const PHONE = { width: 390, height: 844 };
-const DESKTOP = { width: 1280, height: 800 };
 
 let g: GoogleStack;
 let stack: TestStack;
@@ -87,23 +83,6 @@ async function openTab(wallet?: TestWallet): Promise<Tab> {
     walletCalls: () => page.evaluate<string[]>('window.__akCalls ?? []'),
     cspViolations: () => page.evaluate<string[]>('window.__csp ?? []'),
   };
-}
-
-/** Writes the page at both widths when CONSOLE_SCREENSHOTS is set; always checks that nothing is wider than a phone. */
-async function shoot(page: Page, name: string): Promise<void> {
-  const wide = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
-  if (page.viewportSize()?.width === PHONE.width) assert.ok(wide <= 0, `${name}: the page scrolls sideways at phone width by ${wide} px`);
-  if (!SHOTS) return;
-  await mkdir(SHOTS, { recursive: true });
-  const was = page.viewportSize() ?? PHONE;
-  for (const [suffix, size] of [
-    ['phone', PHONE],
-    ['desktop', DESKTOP],
-  ] as const) {
-    await page.setViewportSize(size);
-    await page.screenshot({ path: join(SHOTS, `${name}-${suffix}.png`), fullPage: true });
-  }
-  await page.setViewportSize(was);
 }
 
 async function signInByEmail(tab: Tab, email: string): Promise<void> {

@@ -1,0 +1,161 @@
+import { ApplicationFailure } from '@temporalio/common';
+import {
+  verifyAuthenticationResponse,
+  verifyRegistrationResponse,
+  type AuthenticationResponseJSON,
+  type RegistrationResponseJSON,
+} from '@simplewebauthn/server';
+import { findPasskey, recordPasskeyUse } from '../db/passkeys';
+import { findUserByOmni } from '../db/users';
+import { sha256Hex } from '../lib/digest';
+import type { ErrorCode } from '../lib/errors';
+import { IDENTITY_TYPES, omniAccountOf, type Identity, type IdentityType } from '../lib/omni';
+import { registerPasskey } from '../services/passkeys';
+import { FailureType } from '../workflows/definitions';
+import type { RegisteredPasskey } from '../workflows/passkey-ceremony.definitions';
+import type { ActivityDeps } from './deps';
+
+interface CeremonyCheck {
+  challenge: string;
+  rpId: string;
+  origins: string[];
+  response: Record<string, unknown>;
+  requestId: string;
+}
+
+export interface VerifyPasskeyRegistrationInput extends CeremonyCheck {
+  kind: 'register' | 'signup';
+  omniAccount: string;
+  userHandle: string;
+  name: string;
+}
+
+/** A refusal: the answer's code and why (the challenge is used up either way). */
+export type PasskeyRefusal = { ok: false; code: ErrorCode; reason: string };
+export type PasskeyRegistrationVerdict = { ok: true; passkey: RegisteredPasskey; credentialId: string } | PasskeyRefusal;
+export type PasskeyAssertionVerdict = { ok: true; identity: Identity; omniAccount: string; credentialId: string } | PasskeyRefusal;
+
+const refuse = (code: ErrorCode, reason: string): PasskeyRefusal => ({ ok: false, code, reason });
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0] ?? 'refused';
+/** The database did not answer: retried by the workflow's policy, then reported as audit_error. */
+const dbFailure = (e: unknown) => ApplicationFailure.retryable(`the passkey could not be read or recorded: ${message(e)}`, FailureType.auditError);
+
+export function createPasskeyCeremonyActivities(deps: ActivityDeps) {
+  return {
+    /**
+     * Verifies a registration (attestation `none` or any other format the library knows, user
+     * verification required, this rp id and one of these origins, over this challenge) and stores
+     * the credential under its account with its audit row. Idempotent per ceremony: a retry finds
+     * the row its first attempt stored. A credential id already registered, to this account or
+     * another, is refused (409).
+     */
+    async verifyPasskeyRegistration(input: VerifyPasskeyRegistrationInput): Promise<PasskeyRegistrationVerdict> {
+      let info;
+      try {
+        const v = await verifyRegistrationResponse({
+          response: input.response as unknown as RegistrationResponseJSON,
+          expectedChallenge: input.challenge,
+          expectedOrigin: input.origins,
+          expectedRPID: input.rpId,
+          requireUserVerification: true,
+        });
+        if (!v.verified) return refuse('unauthorized', 'the passkey registration did not verify');
+        info = v.registrationInfo;
+      } catch (e) {
+        return refuse('unauthorized', `the passkey registration was refused: ${message(e)}`);
+      }
+      const challengeHash = sha256Hex(input.challenge);
+      try {
+        const r = await registerPasskey(
+          deps,
+          {
+            credentialId: info.credential.id,
+            omniAccount: input.omniAccount,
+            userHandle: input.userHandle,
+            publicKey: Buffer.from(info.credential.publicKey),
+            counter: info.credential.counter,
+            backupEligible: info.credentialDeviceType === 'multiDevice',
+            backedUp: info.credentialBackedUp,
+            transports: info.credential.transports ?? [],
+            aaguid: info.aaguid,
+            name: input.name,
+            challengeHash,
+          },
+          { requestId: input.requestId, idemKey: `passkey.registered:${challengeHash}` },
+        );
+        if (r.status === 'taken')
+          return refuse('conflict', r.ownAccount ? 'this passkey is already registered to this account' : 'this passkey is registered to another account');
+        return { ok: true, passkey: r.passkey, credentialId: r.passkey.id };
+      } catch (e) {
+        throw dbFailure(e);
+      }
+    },
+
+    /**
+     * Verifies a login assertion against the credential it names: its stored public key, this
+     * challenge, rp id and origins, user verification, the user handle the credential was
+     * registered with, a counter that moves forward (or is 0 on both sides, an authenticator
+     * without one), and a backup eligibility that never changes; then records the new counter and
+     * backup state (a compare-and-set, idempotent for this ceremony). Answers the account to sign
+     * in and its identity.
+     */
+    async verifyPasskeyAssertion(input: CeremonyCheck): Promise<PasskeyAssertionVerdict> {
+      const response = input.response as unknown as AuthenticationResponseJSON;
+      const challengeHash = sha256Hex(input.challenge);
+      let row;
+      try {
+        row = await findPasskey(deps.db, String(response.id));
+      } catch (e) {
+        throw dbFailure(e);
+      }
+      if (!row) return refuse('unauthorized', 'this passkey is not registered here');
+      if (!response.response?.userHandle) return refuse('unauthorized', 'the passkey returned no user handle (a discoverable passkey is required)');
+      if (response.response.userHandle !== row.user_handle)
+        return refuse('unauthorized', 'the passkey answered for another user handle than the one it was registered with');
+      let info;
+      try {
+        const v = await verifyAuthenticationResponse({
+          response,
+          expectedChallenge: input.challenge,
+          expectedOrigin: input.origins,
+          expectedRPID: input.rpId,
+          credential: { id: row.credential_id, publicKey: new Uint8Array(row.public_key), counter: Number(row.counter) },
+          requireUserVerification: true,
+        });
+        if (!v.verified) return refuse('unauthorized', 'the passkey assertion did not verify');
+        info = v.authenticationInfo;
+      } catch (e) {
+        // A retry of this very ceremony after its counter was recorded sees its own counter again.
+        if (row.last_challenge === challengeHash && /counter/i.test(message(e))) return signInAs(row);
+        return refuse('unauthorized', `the passkey sign-in was refused: ${message(e)}`);
+      }
+      if ((info.credentialDeviceType === 'multiDevice') !== row.backup_eligible)
+        return refuse('unauthorized', 'the passkey changed its backup eligibility, which a credential never does');
+      try {
+        const moved = await recordPasskeyUse(deps.db, {
+          credentialId: row.credential_id,
+          counter: info.newCounter,
+          backedUp: info.credentialBackedUp,
+          challengeHash,
+        });
+        if (!moved) return refuse('unauthorized', 'the passkey signature counter did not move forward (a cloned authenticator?)');
+        return await signInAs(row);
+      } catch (e) {
+        throw dbFailure(e);
+      }
+
+      async function signInAs(r: { omni_account: string; user_handle: string; credential_id: string }): Promise<PasskeyAssertionVerdict> {
+        const user = await findUserByOmni(deps.db, r.omni_account);
+        const type = user?.identity_type;
+        // The account signs in as its own identity; a passkey-only account whose first login was not recorded, as its handle.
+        const identity: Identity =
+          user && type && (IDENTITY_TYPES as readonly string[]).includes(type)
+            ? { type: type as IdentityType, value: user.identity_value }
+            : { type: 'passkey', value: r.user_handle };
+        if (omniAccountOf(deps.config.BROKER_CLIENT_ID, identity) !== r.omni_account)
+          return refuse('unauthorized', 'the account of this passkey is not known here');
+        return { ok: true, identity, omniAccount: r.omni_account, credentialId: r.credential_id };
+      }
+    },
+  };
+}

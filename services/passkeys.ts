@@ -1,0 +1,101 @@
+/**
+ * An account's passkeys: registering one (the passkey ceremony's activity, after the attestation
+ * was verified), listing them and removing one. Each change is one transaction holding the row and
+ * its audit row.
+ *
+ * Checks here: only what the transaction decides — a credential id already registered (to this or
+ * another account) is refused unless this very ceremony stored it (a retry); a removal names a
+ * passkey of the caller's own account. The attestation, origin, rp id and flags are checked before
+ * (activities/passkey-ceremony.ts); who the caller is, by the API (api/plugins/auth.ts).
+ */
+import { appendAudit } from '../db/audit';
+import { deletePasskey, findPasskey, insertPasskey, listPasskeys, userHandleOfAccount, type NewPasskey, type PasskeyRow } from '../db/passkeys';
+import { withTransaction, type Db } from '../db/pool';
+import { findUserByOmni } from '../db/users';
+import { sha256Hex } from '../lib/digest';
+import type { PasskeyView } from '../lib/passkeys';
+
+export function passkeyView(row: PasskeyRow): PasskeyView {
+  return {
+    id: row.credential_id,
+    name: row.name,
+    created_at: Math.floor(row.created_at.getTime() / 1000),
+    last_used_at: row.last_used_at ? Math.floor(row.last_used_at.getTime() / 1000) : null,
+    backup_eligible: row.backup_eligible,
+    backed_up: row.backed_up,
+    transports: row.transports,
+    aaguid: row.aaguid,
+  };
+}
+
+/** The audit rows name a passkey by a digest of its credential id, never the id itself. */
+const auditName = (credentialId: string) => sha256Hex(`passkey:${credentialId}`).slice(0, 32);
+
+export type RegisterOutcome = { status: 'registered'; passkey: PasskeyView } | { status: 'taken'; ownAccount: boolean };
+
+/**
+ * Stores a verified credential under its account with its audit row (`passkey.registered`).
+ * Idempotent for one ceremony (`p.challengeHash`): a retry finds its own row and answers it again.
+ */
+export async function registerPasskey(deps: { db: Db }, p: NewPasskey, audit: { requestId: string; idemKey: string }): Promise<RegisterOutcome> {
+  return withTransaction(deps.db, async (tx) => {
+    if (!(await insertPasskey(tx, p))) {
+      const existing = await findPasskey(tx, p.credentialId);
+      const mine = existing !== undefined && existing.omni_account === p.omniAccount;
+      if (!existing || !mine || existing.last_challenge !== p.challengeHash) return { status: 'taken', ownAccount: mine };
+      return { status: 'registered', passkey: passkeyView(existing) };
+    }
+    await appendAudit(tx, {
+      event: 'passkey.registered',
+      outcome: 'ok',
+      omniAccount: p.omniAccount,
+      requestId: audit.requestId,
+      idemKey: audit.idemKey,
+      details: { passkey: auditName(p.credentialId), backup_eligible: p.backupEligible, backed_up: p.backedUp },
+    });
+    const row = await findPasskey(tx, p.credentialId);
+    if (!row) throw new Error('the passkey just stored is not there');
+    return { status: 'registered', passkey: passkeyView(row) };
+  });
+}
+
+export async function listAccountPasskeys(deps: { db: Db }, omniAccount: string): Promise<PasskeyView[]> {
+  return (await listPasskeys(deps.db, omniAccount)).map(passkeyView);
+}
+
+/**
+ * What a registration's options need of the account: the WebAuthn user handle its passkeys already
+ * share (undefined before its first), the credential ids it has (authenticators are asked not to
+ * make a second one) and a name to show in the authenticator's account picker.
+ */
+export async function accountForRegistration(
+  deps: { db: Db },
+  omniAccount: string,
+): Promise<{ userHandle: string | undefined; credentialIds: string[]; label: string }> {
+  const [rows, handle, user] = await Promise.all([
+    listPasskeys(deps.db, omniAccount),
+    userHandleOfAccount(deps.db, omniAccount),
+    findUserByOmni(deps.db, omniAccount),
+  ]);
+  const label = user && user.identity_type !== 'passkey' ? user.identity_value : `AgentKeys ${omniAccount.slice(0, 10)}`;
+  return { userHandle: handle, credentialIds: rows.map((r) => r.credential_id), label };
+}
+
+/**
+ * Removes one of the caller's passkeys with its audit row (`passkey.removed`). False when the
+ * account has no passkey with this id (someone else's answers the same as none).
+ */
+export async function removePasskey(deps: { db: Db }, omniAccount: string, credentialId: string, requestId: string): Promise<boolean> {
+  return withTransaction(deps.db, async (tx) => {
+    if (!(await deletePasskey(tx, omniAccount, credentialId))) return false;
+    await appendAudit(tx, {
+      event: 'passkey.removed',
+      outcome: 'ok',
+      omniAccount,
+      requestId,
+      idemKey: `passkey.removed:${requestId}`,
+      details: { passkey: auditName(credentialId) },
+    });
+    return true;
+  });
+}

@@ -1,0 +1,294 @@
+import assert from 'node:assert/strict';
+import { setTimeout as delay } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import { decodeJwt } from 'jose';
+import { verifyAuditChain } from '../db/audit-query';
+import type { Db } from '../db/pool';
+import { deriveOmniAccount } from '../lib/omni';
+import type { LoginSessionBody } from './email-login-client';
+import { startStack, type TestStack } from './harness';
+import { walletLogin } from './mint-client';
+import { SoftAuthenticator, type CeremonyOptions } from './passkey-client';
+
+const TTL_SECONDS = 6;
+let stack: TestStack;
+let origin: string;
+before(async () => {
+  stack = await startStack({
+    env: {
+      BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000',
+      BROKER_PASSKEY_CHALLENGE_TTL_SECONDS: String(TTL_SECONDS),
+      BROKER_PASSKEY_ORIGINS: 'https://app.example.test',
+    },
+  });
+  origin = new URL(stack.url).origin;
+});
+after(async () => {
+  await stack?.stop();
+});
+
+type CreationOptions = { challenge: string; rp: { id?: string; name: string }; user: { id: string; name: string }; excludeCredentials?: { id: string }[] };
+type RequestOptions = { challenge: string; rpId?: string; userVerification?: string; allowCredentials?: unknown[] };
+interface Issued<O> {
+  request_id: string;
+  expires_at: number;
+  options: O;
+}
+
+async function counts(db: Db) {
+  const r = await db.query<Record<string, string>>(
+    `SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM sessions) AS sessions, (SELECT count(*) FROM used_signatures) AS used_signatures,
+            (SELECT count(*) FROM audit_log) AS audit_log, (SELECT count(*) FROM passkeys) AS passkeys,
+            (SELECT coalesce(sum(counter), 0) FROM passkeys) AS counters`,
+  );
+  return Object.fromEntries(Object.entries(r.rows[0] ?? {}).map(([k, v]) => [k, Number(v)]));
+}
+
+async function ok<T>(method: string, path: string, status: number, opts: { body?: unknown; token?: string } = {}): Promise<T> {
+  const res = await stack.request(method, path, opts);
+  assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
+  return res.body as T;
+}
+
+/** Sends a request that must be refused with `status`/`error` and must change no row. */
+async function refused(path: string, body: unknown, status: number, error: string, message?: RegExp, token?: string) {
+  const before = await counts(stack.db);
+  const res = await stack.request('POST', path, { body, ...(token ? { token } : {}) });
+  assert.equal(res.status, status, res.text);
+  assert.equal((res.body as { error: string }).error, error, res.text);
+  if (message) assert.match((res.body as { message: string }).message, message);
+  assert.deepEqual(await counts(stack.db), before, 'a refused request wrote rows');
+}
+
+const signupOptions = () => ok<Issued<CreationOptions>>('POST', '/v1/session/passkey/options', 200, { body: { mode: 'signup' } });
+const loginOptions = () => ok<Issued<RequestOptions>>('POST', '/v1/session/passkey/options', 200, { body: {} });
+const registrationOptions = (token: string) => ok<Issued<CreationOptions>>('POST', '/v1/passkeys/registration/options', 200, { token });
+
+async function signUp(a: SoftAuthenticator, c: Partial<CeremonyOptions> = {}): Promise<{ session: LoginSessionBody; handle: string }> {
+  const o = await signupOptions();
+  const session = await ok<LoginSessionBody>('POST', '/v1/session/passkey', 200, {
+    body: { response: a.register(o.options, { origin, ...c }), name: 'Phone' },
+  });
+  return { session, handle: o.options.user.id };
+}
+
+async function logIn(a: SoftAuthenticator, c: Partial<CeremonyOptions> & { counter?: number } = {}): Promise<LoginSessionBody> {
+  const o = await loginOptions();
+  return ok<LoginSessionBody>('POST', '/v1/session/passkey', 200, { body: { response: a.assert(o.options, { origin, ...c }) } });
+}
+
+void describe('passkeys: sign-up, login, registration on an account', () => {
+  void test('sign-up with a passkey alone: a new account whose identity is the user handle, as the Heima TEE derives it; one session and audit rows', async () => {
+    const a = new SoftAuthenticator();
+    const before = await counts(stack.db);
+    const o = await signupOptions();
+    assert.equal(o.options.rp.id, '127.0.0.1');
+    assert.equal(
+      (o.options as unknown as { authenticatorSelection: { userVerification: string; residentKey: string } }).authenticatorSelection.userVerification,
+      'required',
+    );
+    assert.equal((o.options as unknown as { authenticatorSelection: { residentKey: string } }).authenticatorSelection.residentKey, 'required');
+    const session = await ok<LoginSessionBody>('POST', '/v1/session/passkey', 200, { body: { response: a.register(o.options, { origin }), name: 'Phone' } });
+    const handle = o.options.user.id;
+    assert.match(handle, /^[A-Za-z0-9_-]{43}$/);
+    assert.deepEqual(session.identity, { type: 'passkey', value: handle });
+    assert.equal(session.omni_account, deriveOmniAccount('agentkeys', { type: 'passkey', value: handle }));
+    assert.equal(decodeJwt(session.token).amr, 'passkey');
+    assert.deepEqual(await counts(stack.db), {
+      ...before,
+      users: before.users! + 1,
+      sessions: before.sessions! + 1,
+      used_signatures: before.used_signatures! + 1,
+      audit_log: before.audit_log! + 2,
+      passkeys: before.passkeys! + 1,
+    });
+    const events = await stack.db.query<{ event: string }>('SELECT event FROM audit_log WHERE omni_account = $1 ORDER BY seq', [session.omni_account]);
+    assert.deepEqual(
+      events.rows.map((r) => r.event),
+      ['passkey.registered', 'login.passkey'],
+    );
+    const list = await ok<{ passkeys: { id: string; name: string; backup_eligible: boolean; backed_up: boolean }[] }>('GET', '/v1/passkeys', 200, {
+      token: session.token,
+    });
+    assert.equal(list.passkeys.length, 1);
+    assert.equal(list.passkeys[0]?.name, 'Phone');
+    assert.equal(list.passkeys[0]?.backup_eligible, true);
+    assert.equal((await verifyAuditChain(stack.db)).ok, true);
+  });
+
+  void test('login with a discoverable passkey signs in its account, stores the counter, and each challenge is used once (409 on reuse)', async () => {
+    const a = new SoftAuthenticator();
+    const { session: first } = await signUp(a);
+    const o = await loginOptions();
+    assert.equal(o.options.userVerification, 'required');
+    assert.deepEqual(o.options.allowCredentials ?? [], []);
+    const response = a.assert(o.options, { origin });
+    const again = await ok<LoginSessionBody>('POST', '/v1/session/passkey', 200, { body: { response } });
+    assert.equal(again.omni_account, first.omni_account);
+    const row = await stack.db.query<{ counter: string; last_used_at: Date | null }>('SELECT counter, last_used_at FROM passkeys WHERE credential_id = $1', [
+      response.id,
+    ]);
+    assert.equal(row.rows[0]?.counter, '1');
+    assert.ok(row.rows[0]?.last_used_at);
+    await refused('/v1/session/passkey', { response }, 409, 'conflict', /already been used/);
+  });
+
+  void test('a signed-in account registers passkeys (one user handle for all), lists them, and signs in with one as its own identity', async () => {
+    const wallet = await walletLogin(stack);
+    const a = new SoftAuthenticator();
+    const o1 = await registrationOptions(wallet.token);
+    const p1 = await ok<{ id: string; name: string }>('POST', '/v1/passkeys/registration', 201, {
+      token: wallet.token,
+      body: { response: a.register(o1.options, { origin }), name: 'Laptop' },
+    });
+    assert.equal(p1.name, 'Laptop');
+    const o2 = await registrationOptions(wallet.token);
+    assert.equal(o2.options.user.id, o1.options.user.id, 'the account keeps one user handle');
+    assert.deepEqual(
+      o2.options.excludeCredentials?.map((c) => c.id),
+      [p1.id],
+    );
+    const b = new SoftAuthenticator({ backupEligible: false });
+    await ok('POST', '/v1/passkeys/registration', 201, {
+      token: wallet.token,
+      body: { response: b.register(o2.options, { origin: 'https://app.example.test' }) },
+    });
+    const list = await ok<{ passkeys: { id: string; backup_eligible: boolean }[] }>('GET', '/v1/passkeys', 200, { token: wallet.token });
+    assert.equal(list.passkeys.length, 2);
+    const session = await logIn(b);
+    assert.equal(session.omni_account, wallet.omni_account);
+    assert.deepEqual(session.identity, { type: 'evm', value: wallet.wallet.lower });
+    assert.equal(decodeJwt(session.token).amr, 'passkey');
+  });
+
+  void test('an authenticator whose counter is always 0 signs in again and again (both sides 0: no counter to compare)', async () => {
+    const a = new SoftAuthenticator({ counterStep: 0 });
+    const { session } = await signUp(a);
+    for (let i = 0; i < 2; i++) assert.equal((await logIn(a)).omni_account, session.omni_account);
+  });
+});
+
+void describe('passkeys: refusals (a clear 4xx and nothing changed)', () => {
+  void test('login: unknown credential, counter regression, user not verified, foreign origin, wrong rp id, wrong ceremony type, user handle, backup eligibility', async () => {
+    const stranger = new SoftAuthenticator();
+    stranger.register({ challenge: 'x', rp: { id: '127.0.0.1' }, user: { id: 'AAAA' } }, { origin });
+    await refused('/v1/session/passkey', { response: stranger.assert((await loginOptions()).options, { origin }) }, 401, 'unauthorized', /not registered/);
+
+    const a = new SoftAuthenticator();
+    await signUp(a);
+    await logIn(a, { counter: 5 });
+    await refused('/v1/session/passkey', { response: a.assert((await loginOptions()).options, { origin, counter: 3 }) }, 401, 'unauthorized', /counter/i);
+    await refused(
+      '/v1/session/passkey',
+      { response: a.assert((await loginOptions()).options, { origin, userVerified: false }) },
+      401,
+      'unauthorized',
+      /verif/i,
+    );
+    await refused(
+      '/v1/session/passkey',
+      { response: a.assert((await loginOptions()).options, { origin: 'https://evil.example' }) },
+      401,
+      'unauthorized',
+      /origin/i,
+    );
+    await refused(
+      '/v1/session/passkey',
+      { response: a.assert((await loginOptions()).options, { origin, rpId: 'evil.example' }) },
+      401,
+      'unauthorized',
+      /rp ?id/i,
+    );
+    await refused('/v1/session/passkey', { response: a.assert((await loginOptions()).options, { origin, type: 'webauthn.create' }) }, 401, 'unauthorized');
+    const good = a.assert((await loginOptions()).options, { origin });
+    await refused('/v1/session/passkey', { response: { ...good, response: { ...good.response, userHandle: undefined } } }, 401, 'unauthorized', /user handle/);
+    const other = a.assert((await loginOptions()).options, { origin });
+    await refused(
+      '/v1/session/passkey',
+      { response: { ...other, response: { ...other.response, userHandle: 'c29tZW9uZS1lbHNl' } } },
+      401,
+      'unauthorized',
+      /user handle/,
+    );
+    a.backupEligible = false;
+    await refused('/v1/session/passkey', { response: a.assert((await loginOptions()).options, { origin }) }, 401, 'unauthorized', /backup eligibility/);
+    a.backupEligible = true;
+    // Still usable after all that.
+    await logIn(a, { counter: 60 });
+  });
+
+  void test('registration: foreign origin, wrong rp id, user not verified, a credential registered to another account', async () => {
+    const owner = await walletLogin(stack);
+    const other = await walletLogin(stack);
+    const a = new SoftAuthenticator();
+    const reg = async (
+      token: string,
+      c: Partial<CeremonyOptions> & { credential?: (typeof a.credentials)[number] },
+      status: number,
+      error: string,
+      message?: RegExp,
+    ) =>
+      refused(
+        '/v1/passkeys/registration',
+        { response: a.register((await registrationOptions(token)).options, { origin, ...c }) },
+        status,
+        error,
+        message,
+        token,
+      );
+    await reg(owner.token, { origin: 'https://evil.example' }, 401, 'unauthorized', /origin/i);
+    await reg(owner.token, { rpId: 'evil.example' }, 401, 'unauthorized', /rp ?id/i);
+    await reg(owner.token, { userVerified: false }, 401, 'unauthorized', /verif/i);
+    const o = await registrationOptions(owner.token);
+    const response = a.register(o.options, { origin });
+    await ok('POST', '/v1/passkeys/registration', 201, { token: owner.token, body: { response } });
+    const credential = a.credentials.at(-1);
+    await reg(other.token, { credential }, 409, 'conflict', /another account/);
+    await reg(owner.token, { credential }, 409, 'conflict', /already registered/);
+    // A sign-up cannot take it either.
+    await refused('/v1/session/passkey', { response: a.register((await signupOptions()).options, { origin, credential }) }, 409, 'conflict');
+  });
+
+  void test("a registration challenge answered with another account's session is refused (403) and stays usable", async () => {
+    const owner = await walletLogin(stack);
+    const other = await walletLogin(stack);
+    const a = new SoftAuthenticator();
+    const o = await registrationOptions(owner.token);
+    const response = a.register(o.options, { origin });
+    await refused('/v1/passkeys/registration', { response }, 403, 'forbidden', /another account/, other.token);
+    await refused('/v1/session/passkey', { response }, 400, 'bad_request', /adding a passkey/);
+    await ok('POST', '/v1/passkeys/registration', 201, { token: owner.token, body: { response } });
+    await refused('/v1/passkeys/registration', { response }, 409, 'conflict', /already been used/, owner.token);
+  });
+
+  void test('an expired challenge is refused (410), and a response naming no challenge of ours is a 400', async () => {
+    const a = new SoftAuthenticator();
+    await signUp(a);
+    const o = await loginOptions();
+    assert.ok(o.expires_at - Date.now() / 1000 <= TTL_SECONDS);
+    await delay((TTL_SECONDS + 1.5) * 1000);
+    await refused('/v1/session/passkey', { response: a.assert(o.options, { origin }) }, 410, 'expired');
+    await refused('/v1/session/passkey', { response: a.assert({ challenge: 'not-ours' }, { origin }) }, 400, 'bad_request', /challenge/);
+  });
+
+  void test("a stranger deleting someone else's passkey gets 404 and nothing is removed; the owner removes it and it no longer signs in", async () => {
+    const a = new SoftAuthenticator();
+    const { session } = await signUp(a);
+    const stranger = await walletLogin(stack);
+    const [mine] = (await ok<{ passkeys: { id: string }[] }>('GET', '/v1/passkeys', 200, { token: session.token })).passkeys;
+    assert.ok(mine);
+    const before = await counts(stack.db);
+    const res = await stack.request('DELETE', `/v1/passkeys/${mine.id}`, { token: stranger.token });
+    assert.equal(res.status, 404, res.text);
+    assert.deepEqual(await counts(stack.db), before);
+    const unauth = await stack.request('GET', '/v1/passkeys');
+    assert.equal(unauth.status, 401);
+    const del = await stack.request('DELETE', `/v1/passkeys/${mine.id}`, { token: session.token });
+    assert.equal(del.status, 204, del.text);
+    const removed = await stack.db.query<{ event: string }>("SELECT event FROM audit_log WHERE omni_account = $1 AND event = 'passkey.removed'", [
+      session.omni_account,
+    ]);
+    assert.equal(removed.rowCount, 1);
+    await refused('/v1/session/passkey', { response: a.assert((await loginOptions()).options, { origin }) }, 401, 'unauthorized', /not registered/);
+  });
+});
