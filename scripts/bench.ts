@@ -49,7 +49,8 @@ import { sha256Hex } from '../lib/digest';
 import { buildStatelessWalletMessage } from '../lib/wallet-message';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
 import { generateTeeKeyPair, signTeeJwt, teeClaims } from '../fixtures/tee/jwt';
-import { benchPingUpdate, type benchEmptyWorkflow } from './bench/ceiling-workflow';
+import { benchPingUpdate, type benchEmptyWorkflow, type benchMintShapeWorkflow } from './bench/ceiling-workflow';
+import { AkFlow, AkOmniAccount, AkStage } from '../lib/search-attributes';
 import type { ProbeAnswer } from './bench/probe';
 import { findFreePort } from './temporal-dev-server';
 
@@ -403,7 +404,14 @@ async function startReferences(target: Target): Promise<{ url: string; floor: bo
     const taskQueue = `bench-ceiling-${randomBytes(4).toString('hex')}`;
     const workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('./bench/ceiling-workflow'), logger: new DefaultLogger('WARN') });
     const nativeConnection = await NativeConnection.connect({ address: target.temporalAddress });
-    const worker = await Worker.create({ connection: nativeConnection, namespace: config.TEMPORAL_NAMESPACE, taskQueue, workflowBundle, dataConverter });
+    const worker = await Worker.create({
+      connection: nativeConnection,
+      namespace: config.TEMPORAL_NAMESPACE,
+      taskQueue,
+      workflowBundle,
+      dataConverter,
+      activities: { benchNoop: async () => 'ok' },
+    });
     const running = worker.run();
     stops.push(async () => {
       worker.shutdown();
@@ -422,6 +430,32 @@ async function startReferences(target: Target): Promise<{ url: string; floor: bo
       });
       return { answer: await client.workflow.executeUpdateWithStart(benchPingUpdate, { startWorkflowOperation }) };
     });
+    // The mint's shape, empty: its client rides the worker's connection, so the start is eager as the broker's is.
+    const eager = new Client({ connection: nativeConnection, namespace: config.TEMPORAL_NAMESPACE, dataConverter });
+    for (const [path, searchAttributes] of [
+      ['/ceiling/mint-shape', false],
+      ['/ceiling/mint-shape-sa', true],
+    ] as const) {
+      app.post(path, async () => {
+        const workflowId = `bench-shape/${randomBytes(16).toString('hex')}`;
+        const answer = await eager.workflow.execute<typeof benchMintShapeWorkflow>('benchMintShapeWorkflow', {
+          workflowId,
+          taskQueue,
+          args: [{ searchAttributes }],
+          requestEagerStart: true,
+          ...(searchAttributes
+            ? {
+                typedSearchAttributes: [
+                  { key: AkFlow, value: 'mint' },
+                  { key: AkStage, value: 'started' },
+                  { key: AkOmniAccount, value: workflowId },
+                ],
+              }
+            : {}),
+        });
+        return { answer };
+      });
+    }
     ceiling = true;
   }
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -726,7 +760,7 @@ interface Args {
 }
 
 const USAGE =
-  'usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,wallet_login,siwe,mint_oidc_jwt,mint_gcp_token,mint_aws_creds,post_heima_login,email_login] ' +
+  'usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,shape,shape_sa,wallet_login,siwe,mint_oidc_jwt,mint_gcp_token,mint_aws_creds,post_heima_login,email_login] ' +
   '[--url http://host:port [--tee-key tee-private.pem]] [--smoke] [--soak 300 [--soak-interval 10] [--concurrency 8]] [--cpu-prof dir]';
 
 function parseArgs(argv: string[]): Args {
@@ -833,6 +867,14 @@ async function main(): Promise<void> {
         );
         refRows.ceiling = r;
         if (r) rows.push(r);
+      }
+      // The empty mint shapes (scripts/bench/ceiling-workflow.ts): only when named in --flows.
+      for (const [flow, name, path] of [
+        ['shape', 'empty mint shape: start + local activity + result', '/ceiling/mint-shape'],
+        ['shape_sa', 'empty mint shape + its search attributes', '/ceiling/mint-shape-sa'],
+      ] as const) {
+        if (!refs.ceiling || !args.only?.includes(flow)) continue;
+        rows.push(...(await drive(refs.url, flow, [{ name, method: 'POST', path: () => path, body: () => '{}', expect: 200 }], c, args.duration, args.warmup)));
       }
       for (const [flow, steps] of Object.entries(flows({ token, email, aws, ...(tee ? { tee } : {}) }))) {
         if (!wanted(flow)) continue;

@@ -4,7 +4,8 @@
  * pays to Temporal and nothing else. Bundled by the bench for its own task queue; never by the
  * broker's worker.
  */
-import { condition, defineUpdate, setHandler } from '@temporalio/workflow';
+import { condition, defineUpdate, proxyLocalActivities, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import { AkOutcome, AkStage } from '../../lib/search-attributes';
 
 export const benchPingUpdate = defineUpdate<string, []>('benchPing');
 
@@ -15,4 +16,26 @@ export async function benchEmptyWorkflow(): Promise<void> {
     return 'ok';
   });
   await condition(() => answered);
+}
+
+/**
+ * The mint's shape with none of its work (`--flows shape,shape_sa`, rows run only when named): a
+ * plain start (eager where the client rides the worker's connection, as the broker's API does),
+ * one local activity that does nothing, and the result fetched by the client; with
+ * `searchAttributes`, also the mint workflow's search attributes (three at the start, the stage and
+ * outcome upserted at the end, as workflows/mint.ts marks them). The difference between the two
+ * rows is what the search attributes cost the engine; between `shape` and the ceiling, what the
+ * start-and-result shape with a local activity costs against Update-with-Start.
+ */
+const { benchNoop } = proxyLocalActivities<{ benchNoop(): Promise<string> }>({ startToCloseTimeout: '10 seconds' });
+
+export async function benchMintShapeWorkflow(opts: { searchAttributes: boolean }): Promise<string> {
+  const answer = await benchNoop();
+  if (opts.searchAttributes) {
+    upsertSearchAttributes([
+      { key: AkStage, value: 'done' },
+      { key: AkOutcome, value: 'ok' },
+    ]);
+  }
+  return answer;
 }
