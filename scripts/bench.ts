@@ -432,18 +432,19 @@ async function startReferences(target: Target): Promise<{ url: string; floor: bo
     });
     // The mint's shape, empty: its client rides the worker's connection, so the start is eager as the broker's is.
     const eager = new Client({ connection: nativeConnection, namespace: config.TEMPORAL_NAMESPACE, dataConverter });
-    for (const [path, searchAttributes] of [
-      ['/ceiling/mint-shape', false],
-      ['/ceiling/mint-shape-sa', true],
+    for (const [path, startAttributes, upsert] of [
+      ['/ceiling/mint-shape', false, false],
+      ['/ceiling/mint-shape-sa-start', true, false],
+      ['/ceiling/mint-shape-sa', true, true],
     ] as const) {
       app.post(path, async () => {
         const workflowId = `bench-shape/${randomBytes(16).toString('hex')}`;
         const answer = await eager.workflow.execute<typeof benchMintShapeWorkflow>('benchMintShapeWorkflow', {
           workflowId,
           taskQueue,
-          args: [{ searchAttributes }],
+          args: [{ upsert }],
           requestEagerStart: true,
-          ...(searchAttributes
+          ...(startAttributes
             ? {
                 typedSearchAttributes: [
                   { key: AkFlow, value: 'mint' },
@@ -760,7 +761,7 @@ interface Args {
 }
 
 const USAGE =
-  'usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,shape,shape_sa,wallet_login,siwe,mint_oidc_jwt,mint_gcp_token,mint_aws_creds,post_heima_login,email_login] ' +
+  'usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,shape,shape_sa_start,shape_sa,wallet_login,siwe,mint_oidc_jwt,mint_gcp_token,mint_aws_creds,post_heima_login,email_login] ' +
   '[--url http://host:port [--tee-key tee-private.pem]] [--smoke] [--soak 300 [--soak-interval 10] [--concurrency 8]] [--cpu-prof dir]';
 
 function parseArgs(argv: string[]): Args {
@@ -871,7 +872,8 @@ async function main(): Promise<void> {
       // The empty mint shapes (scripts/bench/ceiling-workflow.ts): only when named in --flows.
       for (const [flow, name, path] of [
         ['shape', 'empty mint shape: start + local activity + result', '/ceiling/mint-shape'],
-        ['shape_sa', 'empty mint shape + its search attributes', '/ceiling/mint-shape-sa'],
+        ['shape_sa_start', 'empty mint shape + its start search attributes', '/ceiling/mint-shape-sa-start'],
+        ['shape_sa', 'empty mint shape + start search attributes + upsert', '/ceiling/mint-shape-sa'],
       ] as const) {
         if (!refs.ceiling || !args.only?.includes(flow)) continue;
         rows.push(...(await drive(refs.url, flow, [{ name, method: 'POST', path: () => path, body: () => '{}', expect: 200 }], c, args.duration, args.warmup)));

@@ -19,19 +19,19 @@ export async function benchEmptyWorkflow(): Promise<void> {
 }
 
 /**
- * The mint's shape with none of its work (`--flows shape,shape_sa`, rows run only when named): a
+ * The mint's shape with none of its work (`--flows shape,shape_sa_start,shape_sa`, rows run only when named): a
  * plain start (eager where the client rides the worker's connection, as the broker's API does),
- * one local activity that does nothing, and the result fetched by the client; with
- * `searchAttributes`, also the mint workflow's search attributes (three at the start, the stage and
- * outcome upserted at the end, as workflows/mint.ts marks them). The difference between the two
- * rows is what the search attributes cost the engine; between `shape` and the ceiling, what the
- * start-and-result shape with a local activity costs against Update-with-Start.
+ * one local activity that does nothing, and the result fetched by the client. `shape_sa_start`
+ * adds the three search attributes the API starts a mint with; `shape_sa` also upserts the stage
+ * and outcome at the end (`upsert`), as workflows/mint.ts marks them. The differences between the
+ * rows are what each costs the engine; between `shape` and the ceiling, what the start-and-result
+ * shape with a local activity costs against Update-with-Start.
  */
 const { benchNoop } = proxyLocalActivities<{ benchNoop(): Promise<string> }>({ startToCloseTimeout: '10 seconds' });
 
-export async function benchMintShapeWorkflow(opts: { searchAttributes: boolean }): Promise<string> {
+export async function benchMintShapeWorkflow(opts: { upsert: boolean }): Promise<string> {
   const answer = await benchNoop();
-  if (opts.searchAttributes) {
+  if (opts.upsert) {
     upsertSearchAttributes([
       { key: AkStage, value: 'done' },
       { key: AkOutcome, value: 'ok' },
