@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { auditRowContentDigest, auditRowHashV2, auditShardOf, type AuditRowFields } from '../lib/audit-chain';
 import { ConfigError } from '../lib/config';
 import { auditWriteFailures } from '../lib/metrics';
@@ -66,22 +66,35 @@ export async function appendAuditRows(tx: Queryable, events: readonly AuditEvent
 
 /**
  * Appends rows in a transaction of their own, durable when this returns; every statement bounded
- * by `timeoutMs` (lock waits included). BEGIN, the timeouts, the settings lock and the settings
- * read go in one round trip.
+ * by `timeoutMs` (lock waits included). Two round trips when the rows fall in one shard: the first
+ * message sends BEGIN, the timeouts, the settings lock and read, then the lock of the shard the
+ * rows fall in by the shard count last read through this pool and the shard's head after it; the
+ * second the insert and COMMIT. When the count read differs from the one guessed (it changes only
+ * on a log with no sharded row, at start-up), the head read is dropped — its seqs are lost, a gap
+ * in the global seq as a rolled-back append leaves — and the right shard is locked and read again;
+ * the other shard's lock is held to the end, harmlessly (at worst a lock wait, bounded by the
+ * timeout).
  */
 export async function appendAuditDurably(pool: pg.Pool, events: readonly AuditEvent[], timeoutMs: number): Promise<AuditRecord[]> {
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new Error(`bad audit write timeout ${timeoutMs}`);
+  const guess = lastShardCount.get(pool);
+  const guessedShards = guess === undefined ? [] : [...new Set(events.map((e) => auditShardOf(e.omniAccount, guess)))];
+  const shard = guessedShards.length === 1 ? guessedShards[0] : undefined;
   try {
     return await withTransaction(
       pool,
       async (client) => {
-        const settings = await lockedSettings(
-          client,
-          `BEGIN; SELECT set_config('lock_timeout', '${timeoutMs}ms', true), set_config('statement_timeout', '${timeoutMs}ms', true); `,
-        );
-        return appendRows(client, events, settings);
+        const before = `BEGIN; SELECT set_config('lock_timeout', '${timeoutMs}ms', true), set_config('statement_timeout', '${timeoutMs}ms', true); `;
+        if (shard === undefined) return appendRows(client, events, await lockedSettings(client, before, pool), { commit: true });
+        const results = (await client.query(
+          `${before}${SETTINGS_SQL}; ${shardLockSql(shard)}; ${shardHeadSql(shard, idemKeysOf(events), events.length)}`,
+        )) as unknown as pg.QueryResult[];
+        const settings = settingsFrom(results.slice(0, -2), pool);
+        const head = results[results.length - 1]?.rows[0] as ShardHead | undefined;
+        const read = settings.shards === guess && head ? { shard, head } : undefined;
+        return appendRows(client, events, settings, { commit: true, ...(read ? { read } : {}) });
       },
-      { begun: true },
+      { begun: true, commits: true },
     );
   } catch (err) {
     for (const e of events) auditWriteFailures.inc({ event: e.event });
@@ -89,56 +102,98 @@ export async function appendAuditDurably(pool: pg.Pool, events: readonly AuditEv
   }
 }
 
+/** The shard count last read under the settings lock, per pool (its database): what the next durable append guesses. */
+const lastShardCount = new WeakMap<pg.Pool, number>();
+
+const SETTINGS_SQL = `SELECT pg_advisory_xact_lock_shared(${AUDIT_SETTINGS_LOCK}); SELECT shards, genesis_hash FROM audit_settings`;
+
+function settingsFrom(results: pg.QueryResult[], pool?: pg.Pool): AuditSettings {
+  const settings = results[results.length - 1]?.rows[0] as AuditSettings | undefined;
+  if (!settings) throw new Error('audit_settings is empty: migration 010 did not run');
+  if (pool) lastShardCount.set(pool, settings.shards);
+  return settings;
+}
+
 /**
  * The shard count, read under the shared settings lock (held to the transaction's end, so
  * ensureAuditShards cannot change it under the appends). Lock and read are two statements sent in
  * one simple-protocol message: each statement of such a message takes its own snapshot when it
  * starts (READ COMMITTED), so the read sees whatever committed before the lock was granted, as it
- * did when they were two round trips. Only constants go into the text: the simple protocol has
- * no parameters.
+ * did when they were two round trips. The simple protocol has no parameters: only constants, and
+ * values through pg.escapeLiteral, go into these texts.
  */
-async function lockedSettings(tx: Queryable, before = ''): Promise<AuditSettings> {
-  const results = (await tx.query(
-    `${before}SELECT pg_advisory_xact_lock_shared(${AUDIT_SETTINGS_LOCK}); SELECT shards, genesis_hash FROM audit_settings`,
-  )) as unknown as pg.QueryResult<AuditSettings>[];
-  const settings = results[results.length - 1]?.rows[0];
-  if (!settings) throw new Error('audit_settings is empty: migration 010 did not run');
-  return settings;
+async function lockedSettings(tx: Queryable, before = '', pool?: pg.Pool): Promise<AuditSettings> {
+  return settingsFrom((await tx.query(`${before}${SETTINGS_SQL}`)) as unknown as pg.QueryResult[], pool);
 }
 
-async function appendRows(tx: Queryable, events: readonly AuditEvent[], settings: AuditSettings): Promise<AuditRecord[]> {
-  const keys = events.map((e) => e.idemKey).filter((k): k is string => !!k);
+interface ShardHead {
+  hits: { idem_key: string; seq: string; hash: string }[];
+  seqs: string[];
+  shard_seq: string | null;
+  hash: string | null;
+}
+
+const sqlInt = (n: number): string => {
+  if (!Number.isSafeInteger(n)) throw new Error(`not an integer: ${n}`);
+  return String(n);
+};
+const sqlText = (v: string | null | undefined): string => (v === null || v === undefined ? 'NULL' : pg.escapeLiteral(v));
+
+function idemKeysOf(events: readonly { idemKey?: string | null }[]): string[] {
+  return events.map((e) => e.idemKey).filter((k): k is string => !!k);
+}
+
+/** Its own statement, before the one that reads the shard's previous row (shardHeadSql). */
+function shardLockSql(shard: number): string {
+  return `SELECT pg_advisory_xact_lock(${AUDIT_SHARD_LOCK}, ${sqlInt(shard)})`;
+}
+
+/**
+ * The rows already appended under these idem keys, one global seq per row still to write, and the
+ * shard's previous row. Sent after the shard's lock: its snapshot is taken after the lock is
+ * granted, so it sees the last row of whoever held it. The seqs are taken under the shard lock and
+ * handed out in ascending numeric order (n.v, the bigint: the text column would put 10 before 9),
+ * so within a shard seq rises with shard_seq; none is taken for a row that exists.
+ */
+function shardHeadSql(shard: number, idemKeys: string[], rows: number): string {
+  return `WITH hit AS (SELECT idem_key, seq, hash FROM audit_log WHERE idem_key = ANY(ARRAY[${idemKeys.map(sqlText).join(', ')}]::text[]))
+       SELECT (SELECT coalesce(json_agg(json_build_object('idem_key', idem_key, 'seq', seq::text, 'hash', hash)), '[]'::json) FROM hit) AS hits,
+              ARRAY(SELECT n.v::text AS seq FROM (SELECT nextval('audit_log_global_seq') AS v
+                                           FROM generate_series(1, ${sqlInt(rows)} - (SELECT count(*)::int FROM hit))) n ORDER BY n.v) AS seqs,
+              p.shard_seq::text AS shard_seq, p.hash
+         FROM (SELECT 1) one
+         LEFT JOIN LATERAL (SELECT shard_seq, hash FROM audit_log WHERE shard = ${sqlInt(shard)} ORDER BY shard_seq DESC LIMIT 1) p ON true`;
+}
+
+/**
+ * Appends the rows, each shard locked (unless `read` holds its lock and head, taken by the caller)
+ * then read, in ascending order so two appends spanning the same shards cannot deadlock; then every
+ * insert in one message, with COMMIT when `commit`.
+ */
+async function appendRows(
+  tx: Queryable,
+  events: readonly AuditEvent[],
+  settings: AuditSettings,
+  opts: { commit?: boolean; read?: { shard: number; head: ShardHead } } = {},
+): Promise<AuditRecord[]> {
+  const keys = idemKeysOf(events);
   if (new Set(keys).size !== keys.length) throw new Error('two audit rows of one append share an idem key');
   const shardOf = events.map((e) => auditShardOf(e.omniAccount, settings.shards));
   const records: AuditRecord[] = new Array<AuditRecord>(events.length);
-  // Shards locked in ascending order, so two appends spanning the same shards cannot deadlock.
+  const inserts: string[] = [];
   for (const shard of [...new Set(shardOf)].sort((a, b) => a - b)) {
     const group = events.map((e, i) => ({ e, i })).filter(({ i }) => shardOf[i] === shard);
-    // Its own statement, before the one that reads the shard's previous row: that statement's
-    // snapshot is taken after the lock is granted, so it sees the last row of whoever held it.
-    await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [AUDIT_SHARD_LOCK, shard]);
-    const groupKeys = group.map(({ e }) => e.idemKey).filter((k): k is string => !!k);
-    // The rows already appended under these idem keys, one global seq per row still to write, and
-    // the shard's previous row. The seqs are taken under the shard lock and handed out in ascending
-    // numeric order (n.v, the bigint: the text column would put 10 before 9), so within a shard seq
-    // rises with shard_seq; none is taken for a row that exists.
-    const r = await tx.query<{ hits: { idem_key: string; seq: string; hash: string }[]; seqs: string[]; shard_seq: string | null; hash: string | null }>(
-      `WITH hit AS (SELECT idem_key, seq, hash FROM audit_log WHERE idem_key = ANY($2::text[]))
-       SELECT (SELECT coalesce(json_agg(json_build_object('idem_key', idem_key, 'seq', seq::text, 'hash', hash)), '[]'::json) FROM hit) AS hits,
-              ARRAY(SELECT n.v::text AS seq FROM (SELECT nextval('audit_log_global_seq') AS v
-                                           FROM generate_series(1, $3::int - (SELECT count(*)::int FROM hit))) n ORDER BY n.v) AS seqs,
-              p.shard_seq::text AS shard_seq, p.hash
-         FROM (SELECT 1) one
-         LEFT JOIN LATERAL (SELECT shard_seq, hash FROM audit_log WHERE shard = $1 ORDER BY shard_seq DESC LIMIT 1) p ON true`,
-      [shard, groupKeys, group.length],
-    );
-    const head = r.rows[0];
+    let head = opts.read?.shard === shard ? opts.read.head : undefined;
+    if (!head) {
+      await tx.query(shardLockSql(shard));
+      head = (await tx.query<ShardHead>(shardHeadSql(shard, idemKeysOf(group.map(({ e }) => e)), group.length))).rows[0];
+    }
     if (!head) throw new Error('no answer from the audit append');
     const hits = new Map(head.hits.map((h) => [h.idem_key, { seq: h.seq, hash: h.hash }]));
     const seqs = [...head.seqs];
     let prevHash = head.hash ?? settings.genesis_hash;
     let shardSeq = head.shard_seq ? BigInt(head.shard_seq) : 0n;
-    const rows: (AuditRowFields & { hash: string })[] = [];
+    const tuples: string[] = [];
     for (const { e, i } of group) {
       const hit = e.idemKey ? hits.get(e.idemKey) : undefined;
       if (hit) {
@@ -163,35 +218,18 @@ async function appendRows(tx: Queryable, events: readonly AuditEvent[], settings
       };
       const hash = auditRowHashV2(auditRowContentDigest(row), row.prev_hash);
       prevHash = hash;
-      rows.push({ ...row, hash });
       records[i] = { seq, hash };
+      const values = [row.seq, String(row.shard), row.shard_seq, row.at, row.event, row.outcome, row.omni_account, row.request_id, row.idem_key];
+      tuples.push(`(${[...values.map(sqlText), sqlText(JSON.stringify(row.details)), sqlText(row.prev_hash), sqlText(hash)].join(', ')})`);
     }
-    if (rows.length === 0) continue;
-    const values: unknown[] = [];
-    const tuples = rows.map((row) => {
-      const base = values.length;
-      values.push(
-        row.seq,
-        row.shard,
-        row.shard_seq,
-        row.at,
-        row.event,
-        row.outcome,
-        row.omni_account,
-        row.request_id,
-        row.idem_key,
-        JSON.stringify(row.details),
-        row.prev_hash,
-        row.hash,
+    if (tuples.length > 0) {
+      inserts.push(
+        `INSERT INTO audit_log (seq, shard, shard_seq, at, event, outcome, omni_account, request_id, idem_key, details, prev_hash, hash) VALUES ${tuples.join(', ')}`,
       );
-      return `(${Array.from({ length: 12 }, (_, k) => `$${base + k + 1}`).join(', ')})`;
-    });
-    await tx.query(
-      `INSERT INTO audit_log (seq, shard, shard_seq, at, event, outcome, omni_account, request_id, idem_key, details, prev_hash, hash)
-       VALUES ${tuples.join(', ')}`,
-      values,
-    );
+    }
   }
+  if (opts.commit) inserts.push('COMMIT');
+  if (inserts.length > 0) await tx.query(inserts.join('; '));
   return records;
 }
 
@@ -217,6 +255,7 @@ export async function ensureAuditShards(pool: pg.Pool, shards: number): Promise<
       );
     }
     await c.query('UPDATE audit_settings SET shards = $1', [shards]);
+    lastShardCount.delete(pool);
     return 'set';
   });
 }

@@ -1,4 +1,5 @@
-import { SignJWT, type JWTPayload } from 'jose';
+import { KeyObject, sign } from 'node:crypto';
+import type { JWTPayload } from 'jose';
 import { isScoped, SCOPE_SERVICES_TAG, scopeServicesTag, type GrantScope } from './grant-scope';
 import { bareOmniHex } from './omni';
 import type { SigningKey } from './signing-key';
@@ -218,9 +219,24 @@ export function withActingClaims(claims: OidcTokenClaims, acting: ActingContext 
   return { ...claims, act: { sub: `agentkeys:agent:${agent}` }, [AWS_SOURCE_IDENTITY_CLAIM]: agent, [AWS_TAGS_CLAIM]: tags };
 }
 
-/** Signs the claims with the active OIDC key (header alg ES256, kid, typ JWT). */
+/** node:crypto's handle on each WebCrypto signing key, made once per key. */
+const nativeKeys = new WeakMap<SigningKey['privateKey'], KeyObject>();
+
+/**
+ * Signs the claims with the active OIDC key (header alg ES256, kid, typ JWT): the compact JWS that
+ * jose's SignJWT makes (RFC 7515; the signature r‖s, RFC 7518 §3.4), signed with node:crypto's
+ * synchronous sign instead of a WebCrypto round trip through the thread pool (docs/performance.md).
+ */
 export async function signOidcToken(key: SigningKey, claims: OidcTokenClaims): Promise<string> {
-  return new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'JWT' }).sign(key.privateKey);
+  let native = nativeKeys.get(key.privateKey);
+  if (!native) {
+    native = KeyObject.from(key.privateKey);
+    nativeKeys.set(key.privateKey, native);
+  }
+  const part = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const signingInput = `${part({ alg: 'ES256', kid: key.kid, typ: 'JWT' })}.${part(claims)}`;
+  const signature = sign('sha256', Buffer.from(signingInput), { key: native, dsaEncoding: 'ieee-p1363' });
+  return `${signingInput}.${signature.toString('base64url')}`;
 }
 
 const STS_SESSION_NAME_MAX = 64;

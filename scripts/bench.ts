@@ -49,7 +49,8 @@ import { sha256Hex } from '../lib/digest';
 import { buildStatelessWalletMessage } from '../lib/wallet-message';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
 import { generateTeeKeyPair, signTeeJwt, teeClaims } from '../fixtures/tee/jwt';
-import { benchPingUpdate, type benchEmptyWorkflow } from './bench/ceiling-workflow';
+import { benchPingUpdate, type benchEmptyWorkflow, type benchMintShapeWorkflow } from './bench/ceiling-workflow';
+import { AkFlow, AkOmniAccount, AkStage } from '../lib/search-attributes';
 import type { ProbeAnswer } from './bench/probe';
 import { findFreePort } from './temporal-dev-server';
 
@@ -134,6 +135,8 @@ interface Row {
   open: number;
   requests: number;
   errorSample?: string;
+  /** CPU per answered call over the measured run, ms: the stack's process (API and worker), its Temporal server, this process (load generator; the references' handlers and worker). */
+  cpu?: { stack: number; temporal: number; bench: number };
 }
 
 function pct(sorted: number[], p: number): number {
@@ -141,10 +144,34 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
 }
 
-/** Warm-up first (JIT, pools, the workflow cache: not measured), then the measured run. */
+/** The processes whose CPU each row reports (set once the stack is up; none against --url). */
+const cpuOf: { stack?: number; temporal: number[] } = { temporal: [] };
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** CPU time of a process, all its threads, in ms (Linux /proc: utime + stime); 0 when unreadable. */
+async function procCpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (!stat) return 0;
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+async function cpuNow(): Promise<{ stack: number; temporal: number; bench: number }> {
+  const own = process.cpuUsage();
+  const temporal = await Promise.all(cpuOf.temporal.map(procCpuMs));
+  return { stack: cpuOf.stack ? await procCpuMs(cpuOf.stack) : 0, temporal: temporal.reduce((a, b) => a + b, 0), bench: (own.user + own.system) / 1000 };
+}
+
+/** Warm-up first (JIT, pools, the workflow cache: not measured), then the measured run, with the CPU it took per answered call. */
 async function drive(baseUrl: string, flow: string, steps: Step[], connections: number, seconds: number, warmupSeconds: number): Promise<Row[]> {
   if (warmupSeconds > 0) await run(baseUrl, flow, steps, connections, warmupSeconds);
-  return run(baseUrl, flow, steps, connections, seconds);
+  const before = await cpuNow();
+  const rows = await run(baseUrl, flow, steps, connections, seconds);
+  const after = await cpuNow();
+  const calls = rows.reduce((n, r) => n + r.requests, 0);
+  if (calls === 0) return rows;
+  const per = (k: 'stack' | 'temporal' | 'bench') => (after[k] - before[k]) / calls;
+  return rows.map((r, i) => (i === 0 ? { ...r, cpu: { stack: per('stack'), temporal: per('temporal'), bench: per('bench') } } : r));
 }
 
 async function run(baseUrl: string, flow: string, steps: Step[], connections: number, seconds: number, stats: Stats = new Map()): Promise<Row[]> {
@@ -403,7 +430,14 @@ async function startReferences(target: Target): Promise<{ url: string; floor: bo
     const taskQueue = `bench-ceiling-${randomBytes(4).toString('hex')}`;
     const workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('./bench/ceiling-workflow'), logger: new DefaultLogger('WARN') });
     const nativeConnection = await NativeConnection.connect({ address: target.temporalAddress });
-    const worker = await Worker.create({ connection: nativeConnection, namespace: config.TEMPORAL_NAMESPACE, taskQueue, workflowBundle, dataConverter });
+    const worker = await Worker.create({
+      connection: nativeConnection,
+      namespace: config.TEMPORAL_NAMESPACE,
+      taskQueue,
+      workflowBundle,
+      dataConverter,
+      activities: { benchNoop: async () => 'ok' },
+    });
     const running = worker.run();
     stops.push(async () => {
       worker.shutdown();
@@ -422,6 +456,33 @@ async function startReferences(target: Target): Promise<{ url: string; floor: bo
       });
       return { answer: await client.workflow.executeUpdateWithStart(benchPingUpdate, { startWorkflowOperation }) };
     });
+    // The mint's shape, empty: its client rides the worker's connection, so the start is eager as the broker's is.
+    const eager = new Client({ connection: nativeConnection, namespace: config.TEMPORAL_NAMESPACE, dataConverter });
+    for (const [path, startAttributes, upsert] of [
+      ['/ceiling/mint-shape', false, false],
+      ['/ceiling/mint-shape-sa-start', true, false],
+      ['/ceiling/mint-shape-sa', true, true],
+    ] as const) {
+      app.post(path, async () => {
+        const workflowId = `bench-shape/${randomBytes(16).toString('hex')}`;
+        const answer = await eager.workflow.execute<typeof benchMintShapeWorkflow>('benchMintShapeWorkflow', {
+          workflowId,
+          taskQueue,
+          args: [{ upsert }],
+          requestEagerStart: true,
+          ...(startAttributes
+            ? {
+                typedSearchAttributes: [
+                  { key: AkFlow, value: 'mint' },
+                  { key: AkStage, value: 'started' },
+                  { key: AkOmniAccount, value: workflowId },
+                ],
+              }
+            : {}),
+        });
+        return { answer };
+      });
+    }
     ceiling = true;
   }
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -726,7 +787,7 @@ interface Args {
 }
 
 const USAGE =
-  'usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,wallet_login,siwe,mint_oidc_jwt,mint_gcp_token,mint_aws_creds,post_heima_login,email_login] ' +
+  'usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,shape,shape_sa_start,shape_sa,wallet_login,siwe,mint_oidc_jwt,mint_gcp_token,mint_aws_creds,post_heima_login,email_login] ' +
   '[--url http://host:port [--tee-key tee-private.pem]] [--smoke] [--soak 300 [--soak-interval 10] [--concurrency 8]] [--cpu-prof dir]';
 
 function parseArgs(argv: string[]): Args {
@@ -763,11 +824,11 @@ function parseArgs(argv: string[]): Args {
 function table(rows: (Row & { full_floor?: number; full_ceiling?: number })[]): string {
   const f = (v: number | undefined, d = 1) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(d));
   const lines = [
-    '| flow / call | c | rps | p50 ms | p95 ms | p99 ms | errors | open at end | full/floor | full/ceiling |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| flow / call | c | rps | p50 ms | p95 ms | p99 ms | errors | open at end | full/floor | full/ceiling | CPU ms/call stack / Temporal / bench |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map(
       (r) =>
-        `| ${r.step} | ${r.concurrency} | ${f(r.rps, 0)} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${r.errors} | ${r.open} | ${f(r.full_floor, 2)} | ${f(r.full_ceiling, 2)} |`,
+        `| ${r.step} | ${r.concurrency} | ${f(r.rps, 0)} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${r.errors} | ${r.open} | ${f(r.full_floor, 2)} | ${f(r.full_ceiling, 2)} | ${r.cpu ? `${f(r.cpu.stack)} / ${f(r.cpu.temporal)} / ${f(r.cpu.bench)}` : '—'} |`,
     ),
   ];
   return lines.join('\n');
@@ -788,6 +849,10 @@ async function main(): Promise<void> {
       }
     : await startStackProcess({ probe: args.soak !== undefined, ...(args.cpuProfDir ? { cpuProfDir: args.cpuProfDir } : {}) });
   console.log(`[bench] broker ${target.url}${target.temporalAddress ? `, Temporal ${target.temporalAddress}` : ''}`);
+  if (target.pid !== undefined) {
+    cpuOf.stack = target.pid;
+    cpuOf.temporal = await descendants(target.pid);
+  }
   if (args.soak !== undefined) {
     try {
       await soak(target, args.soak, args.soakInterval, args.concurrency[0] ?? 8);
@@ -833,6 +898,15 @@ async function main(): Promise<void> {
         );
         refRows.ceiling = r;
         if (r) rows.push(r);
+      }
+      // The empty mint shapes (scripts/bench/ceiling-workflow.ts): only when named in --flows.
+      for (const [flow, name, path] of [
+        ['shape', 'empty mint shape: start + local activity + result', '/ceiling/mint-shape'],
+        ['shape_sa_start', 'empty mint shape + its start search attributes', '/ceiling/mint-shape-sa-start'],
+        ['shape_sa', 'empty mint shape + start search attributes + upsert', '/ceiling/mint-shape-sa'],
+      ] as const) {
+        if (!refs.ceiling || !args.only?.includes(flow)) continue;
+        rows.push(...(await drive(refs.url, flow, [{ name, method: 'POST', path: () => path, body: () => '{}', expect: 200 }], c, args.duration, args.warmup)));
       }
       for (const [flow, steps] of Object.entries(flows({ token, email, aws, ...(tee ? { tee } : {}) }))) {
         if (!wanted(flow)) continue;

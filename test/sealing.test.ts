@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
+import { CompactEncrypt, compactDecrypt, createLocalJWKSet, importJWK, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Payload } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { AUDIT_HEAD_TYP } from '../lib/audit-head';
@@ -175,5 +175,37 @@ void describe('what flows hand out is sealed: nothing usable in history', () => 
     await assert.rejects(unsealJson(b.privateKey, jwe), /could not open/);
     assert.notEqual(await sealJson(a.publicJwk, { jwt: 'x' }), jwe, 'fresh ephemeral key and IV each time');
     await assert.rejects(sealJson({ ...a.publicJwk, crv: 'P-384' as 'P-256' }, {}), /P-256/);
+    await assert.rejects(sealJson({ ...a.publicJwk, x: b.publicJwk.x }, {}), /could not seal/, 'a point off the curve');
+  });
+
+  void test('a sealed value is a standard compact JWE (ECDH-ES+A256KW, A256GCM): jose opens it, and it opens what jose seals', async () => {
+    const a = await createSealKeyPair();
+    const jwe = await sealJson(a.publicJwk, { jwt: 'y', n: 1 });
+    const opened = await compactDecrypt(jwe, a.privateKey, { keyManagementAlgorithms: ['ECDH-ES+A256KW'], contentEncryptionAlgorithms: ['A256GCM'] });
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(opened.plaintext)), { jwt: 'y', n: 1 });
+    assert.equal(opened.protectedHeader.cty, 'agentkeys-sealed+json');
+    const pub = await importJWK(a.publicJwk, 'ECDH-ES+A256KW');
+    const byJose = await new CompactEncrypt(new TextEncoder().encode('{"jwt":"z"}'))
+      .setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM', cty: 'agentkeys-sealed+json' })
+      .encrypt(pub);
+    assert.deepEqual(await unsealJson(a.privateKey, byJose), { jwt: 'z' });
+    // Any changed part, another content type or another algorithm does not open.
+    const parts = jwe.split('.');
+    for (let i = 0; i < 5; i++) {
+      const p = parts.slice();
+      const bytes = Buffer.from(p[i] ?? '', 'base64url');
+      bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 1;
+      p[i] = bytes.toString('base64url');
+      await assert.rejects(unsealJson(a.privateKey, p.join('.')), /could not open/, `part ${i} changed`);
+    }
+    const otherCty = await new CompactEncrypt(new TextEncoder().encode('{}'))
+      .setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM', cty: 'json' })
+      .encrypt(pub);
+    await assert.rejects(unsealJson(a.privateKey, otherCty), /content type/);
+    const otherAlg = await new CompactEncrypt(new TextEncoder().encode('{}'))
+      .setProtectedHeader({ alg: 'ECDH-ES', enc: 'A256GCM', cty: 'agentkeys-sealed+json' })
+      .encrypt(pub);
+    await assert.rejects(unsealJson(a.privateKey, otherAlg), /alg/);
+    await assert.rejects(unsealJson(a.privateKey, 'a.b.c'), /could not open/);
   });
 });

@@ -5,12 +5,49 @@ import { isSessionLive, isTeeTokenRevoked } from '../../db/sessions';
 import { canonicalCompactJws } from '../../lib/compact-jws';
 import { hmacHex, safeEqual, sha256Hex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
-import { SessionTokenError, verifySessionToken } from '../../lib/session-token';
+import { SessionTokenError, verifySessionToken, type SessionClaims } from '../../lib/session-token';
 import type { AuthContext } from '../dependencies';
 
 // The scheme name is case-insensitive (RFC 9110 §11.1).
 const BEARER_RE = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/i;
 const MAX_TOKEN_LENGTH = 8192;
+/** How long a session token's verified signature and claims are reused, and how many are kept. */
+const VERIFIED_SESSION_TTL_MS = 60_000;
+const VERIFIED_SESSION_CACHE_SIZE = 10_000;
+
+/**
+ * Session tokens whose signature and claims verified, by the SHA-256 of the token: what ES256
+ * verification answers is fixed by the token and the broker's key, so a token presented again
+ * within a minute is not verified again (WebCrypto's verify was the largest cryptographic cost of
+ * an authenticated call, docs/performance.md). Only a verified token enters; its expiry is still
+ * checked on every use, and whether the session is live (logout) is still read from the database.
+ */
+export class VerifiedSessions {
+  private readonly entries = new Map<string, { claims: SessionClaims; until: number }>();
+
+  constructor(
+    private readonly ttlMs = VERIFIED_SESSION_TTL_MS,
+    private readonly maxEntries = VERIFIED_SESSION_CACHE_SIZE,
+  ) {}
+
+  async verify(token: string, check: (token: string) => Promise<SessionClaims>): Promise<SessionClaims> {
+    const key = sha256Hex(token);
+    // The wall clock, as jose's verification uses it.
+    const nowMs = Date.now();
+    const hit = this.entries.get(key);
+    // jose refuses a token at its exp second (exp <= now); so does a hit.
+    if (hit && hit.until > nowMs && hit.claims.exp * 1000 > nowMs) return hit.claims;
+    if (hit) this.entries.delete(key);
+    const claims = await check(token);
+    if (this.entries.size >= this.maxEntries) {
+      // The oldest entry first (a Map iterates in insertion order).
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) this.entries.delete(oldest.value);
+    }
+    this.entries.set(key, { claims, until: nowMs + this.ttlMs });
+    return claims;
+  }
+}
 
 export function bearerToken(request: FastifyRequest): string {
   const header = request.headers.authorization;
@@ -50,6 +87,7 @@ export function hasOpsBearer(request: FastifyRequest, opsToken: string | undefin
 export default fp(
   async function authPlugin(app: FastifyInstance) {
     const { config, secrets, db } = app.deps;
+    const verifiedSessions = new VerifiedSessions();
 
     async function authenticate(token: string): Promise<AuthContext> {
       let alg: string | undefined;
@@ -60,7 +98,7 @@ export default fp(
       }
       if (alg === 'ES256') {
         try {
-          const claims = await verifySessionToken(secrets.sessionKey, token, config.publicUrl);
+          const claims = await verifiedSessions.verify(token, (t) => verifySessionToken(secrets.sessionKey, t, config.publicUrl));
           if (!(await isSessionLive(db, claims.jti))) throw new BrokerError('unauthorized', 'session has been logged out');
           return { kind: 'session', omniAccount: claims.sub, jti: claims.jti, expiresAt: claims.exp, method: claims.amr, wallet: claims.wallet };
         } catch (e) {
