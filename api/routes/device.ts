@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { WithStartWorkflowOperation, WorkflowUpdateFailedError } from '@temporalio/client';
+import { WithStartWorkflowOperation } from '@temporalio/client';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -19,7 +19,7 @@ import {
   type DeviceAuthorizationInput,
   type RegisterDeviceCodeResult,
 } from '../../workflows/device-authorization.definitions';
-import { toBrokerError } from '../flow-errors';
+import { toBrokerError, unprocessedRetried } from '../flow-errors';
 import { issueSession } from '../session-issue';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
 
@@ -41,22 +41,6 @@ const VERIFY_FAILURES_PER_NETWORK = 30;
 const GRACE_SECONDS = 600;
 /** …and at least this long, so a device polling at its interval hears expired_token before the request is gone. */
 const MIN_GRACE_SECONDS = 10;
-
-/**
- * Temporal rejects an Update its worker never processed (it arrived while the run's workflow task
- * was busy with concurrent Updates and a local activity: "wasn't processed by worker"). Nothing ran,
- * so sending it again is safe; each handler here decides on the run's state, not on the attempt.
- */
-async function unprocessedRetried<T>(call: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await call();
-    } catch (e) {
-      const unprocessed = e instanceof WorkflowUpdateFailedError && /wasn't processed by worker/.test(String(e.cause?.message ?? e.message));
-      if (!unprocessed || attempt >= 5) throw e;
-    }
-  }
-}
 
 const noSuchCode = () => new BrokerError('not_found', 'no request is waiting for this code: check it, or ask for a new one on the device');
 const tokenErrorBody = z.object({ error: z.string(), error_description: z.string().optional(), interval: z.number().int().optional() });
