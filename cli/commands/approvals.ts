@@ -112,7 +112,7 @@ export async function waitForApproval<T>(ctx: CliContext, broker: BrokerClient, 
         auth: true,
       });
       if (r.body.status === 'approved') return r.body;
-      interval = (r.body).interval;
+      interval = r.body.interval;
     }
   } finally {
     spin.stop();
