@@ -75,7 +75,7 @@ const grantView = z.object({
   accepted_at: z.number().int().nullable(),
   revoked_at: z.number().int().nullable(),
   acceptance_message: z.string().optional().describe('while pending: the exact text the agent wallet signs (personal_sign) to accept'),
-  approval: approvalPolicyView.nullable().describe("when the grant's mints wait for the holder's decision (docs/approvals.md); null: never"),
+  approval: approvalPolicyView.optional().describe("when the grant's mints wait for the holder's decision (docs/approvals.md); absent: never"),
 });
 type GrantView = z.infer<typeof grantView>;
 
@@ -105,7 +105,7 @@ export default async function grantRoutes(appBase: FastifyInstance) {
       accepted_at: unixOrNull(g.accepted_at),
       revoked_at: unixOrNull(g.revoked_at),
       ...(status === 'pending' ? { acceptance_message: grants.acceptanceMessage(g) } : {}),
-      approval: g.approval ?? null,
+      ...(g.approval ? { approval: g.approval } : {}),
     };
   }
 
