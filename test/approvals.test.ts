@@ -18,6 +18,7 @@ import {
   type Holder,
   type Pending,
 } from './approval-client';
+import { deviceCode, pollToken, verify } from './device-client';
 import { devMail, uniqueEmail } from './email-login-client';
 import { startStack, type TestStack } from './harness';
 import { auditCount, emailLogin, walletLogin, type WalletSession } from './mint-client';
@@ -263,17 +264,28 @@ void describe('denials and revocations', () => {
     });
   });
 
-  void test('an account without a wallet decides with a fresh session; a stale one must sign in again', async () => {
-    // An email account owns no grant (no main wallet); what it is refused is deciding another's request.
-    const emailHolder = await emailLogin(stack);
+  void test('a session without a wallet (a device login of the holder, just now) decides without a signature; others are refused', async () => {
     const p = await requestMint(stack, agent);
+    // An email account owns no grant (no main wallet): deciding the holder's request is another account's, 404.
+    const emailAccount = await emailLogin(stack);
     await unchanged(p.approval_id, async () => {
-      await expectError(await decide(stack, emailHolder.token, p.approval_id, { decision: 'approve' }), 404, 'not_found');
+      await expectError(await decide(stack, emailAccount.token, p.approval_id, { decision: 'approve' }), 404, 'not_found');
     });
-    // The holder's own fresh session cannot skip the signature: it is a wallet account.
-    await unchanged(p.approval_id, async () => {
-      await expectError(await decide(stack, holder.token, p.approval_id, { decision: 'approve' }), 400, 'bad_request');
-    });
+    // The holder signs in on a device (RFC 8628): that session names the holder's account but no wallet.
+    const dc = await deviceCode(stack);
+    assert.equal((await verify(stack, holder.token, dc.user_code)).status, 200);
+    const got = await pollToken(stack, dc.device_code);
+    assert.equal(got.status, 200, got.text);
+    const deviceSession = (got.body as { token: string }).token;
+    const res = await decide(stack, deviceSession, p.approval_id, { decision: 'approve' });
+    assert.equal(res.status, 200, res.text);
+    const row = await approvalRow(stack, p.approval_id);
+    assert.equal(row?.status, 'approved');
+    assert.equal(row?.receipt?.via, 'fresh-session');
+    assert.equal(typeof row?.receipt?.auth_time, 'number');
+    const collected = await poll(stack, agent.token, p.approval_id);
+    assert.equal(collected.status, 200, collected.text);
+    assert.equal((collected.body as { status: string }).status, 'approved');
   });
 });
 
