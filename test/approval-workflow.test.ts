@@ -1,6 +1,6 @@
 /**
  * The approval flow on its own (test/support/workflow-env.ts): a dev server of its own, mocked
- * activities, windows of a second or two through the input. The timer ends an undecided request
+ * activities, windows of a few seconds through the input. The timer ends an undecided request
  * (marked expired once, a late decision refused), an approved one is handed out once, and only the
  * agent that asked may poll.
  */
@@ -37,7 +37,7 @@ function inputOf(ttlSeconds: number): ApprovalInput {
     params: {},
     caller: { omniAccount: AGENT, authKind: 'session', bearerHash: 'h' },
   };
-  return { opened: { approval_id: approvalId, requested_at: now, expires_at: now + ttlSeconds, interval: 1 }, mint, graceSeconds: 1 };
+  return { opened: { approval_id: approvalId, requested_at: now, expires_at: now + ttlSeconds, interval: 1 }, mint, graceSeconds: 5 };
 }
 
 /** Mocks that count their calls. */
@@ -84,7 +84,8 @@ void describe('approvalWorkflow', () => {
       const h = await env.client.workflow.start('approvalWorkflow', { workflowId: `approval/${input.opened.approval_id}`, taskQueue, args: [input] });
       const first = await h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: SEAL }] });
       assert.equal(first.status, 'pending');
-      await sleep(2200);
+      // Past expires_at, inside the grace period (5 s: a loaded machine runs these tests too).
+      await sleep(Math.max(0, input.opened.expires_at * 1000 + 300 - Date.now()));
       assert.equal(await failureType(h.executeUpdate(approvalDecisionUpdate, { args: [decision] })), FailureType.expired);
       const late = await h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: SEAL }] });
       assert.equal(late.status, 'expired');
