@@ -8,6 +8,8 @@ export const CREDENTIAL_CACHE_MARGIN_SECONDS = 300;
 export interface MintOptions {
   duration?: string;
   grantId?: string;
+  /** The agent's reason, shown to a holder who approves mints (docs/approvals.md). */
+  reason?: string;
 }
 
 /** The mint request body for the flags given (undefined when none). */
@@ -19,6 +21,7 @@ export function mintBody(o: MintOptions): Record<string, unknown> | undefined {
     body.duration_seconds = d;
   }
   if (o.grantId !== undefined) body.grant_id = o.grantId;
+  if (o.reason !== undefined) body.reason = o.reason;
   return Object.keys(body).length > 0 ? body : undefined;
 }
 

@@ -3,6 +3,7 @@
  * keychain, and mint credentials for agents. Exit codes: 0 ok, 1 failure, 2 usage.
  */
 import { Command, CommanderError } from 'commander';
+import { approvalsCommand, decisionCommands } from './commands/approvals';
 import { completionCommand } from './commands/completion';
 import { configureCommand } from './commands/configure';
 import { auditCommand, grantCommand } from './commands/grant';
@@ -45,6 +46,8 @@ the stored session), AGENTKEYS_SESSION_STORE=file|keychain, AGENTKEYS_KEYSTORE_P
     mintCommand(),
     grantCommand(),
     auditCommand(),
+    approvalsCommand(),
+    ...decisionCommands(),
     configureCommand(),
     completionCommand(),
   ])

@@ -38,7 +38,7 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } 
 import autocannon from 'autocannon';
 import Fastify from 'fastify';
 import pg from 'pg';
-import { keccak256, toHex } from 'viem';
+import { hashTypedData, hexToBytes, keccak256, toHex } from 'viem';
 import { LoginProofReplayedError, recordLogin } from '../services/logins';
 import { createEvmSignatureVerifier, personalMessageDigest } from '../adapters/evm-signature';
 import { resolveSecrets } from '../adapters/secrets';
@@ -75,14 +75,19 @@ function newWallet(): Wallet {
   const pub = secp.publicKeyCreate(key, false);
   return { key, address: `0x${keccak256(pub.subarray(1)).slice(-40)}` };
 }
-function personalSign(w: Wallet, message: string): string {
-  const { signature, recid } = secp.ecdsaSign(personalMessageDigest(message), w.key);
+function digestSign(w: Wallet, digest: Uint8Array): string {
+  const { signature, recid } = secp.ecdsaSign(digest, w.key);
   return `${toHex(signature)}${(27 + recid).toString(16)}`;
 }
-function statelessBody(): string {
-  const w = newWallet();
+function personalSign(w: Wallet, message: string): string {
+  return digestSign(w, personalMessageDigest(message));
+}
+function walletLoginBody(w: Wallet): string {
   const timestamp = Math.floor(Date.now() / 1000);
   return JSON.stringify({ address: w.address, signature: personalSign(w, buildStatelessWalletMessage(w.address, timestamp)), timestamp });
+}
+function statelessBody(): string {
+  return walletLoginBody(newWallet());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -500,8 +505,8 @@ async function startReferences(target: Target): Promise<{ url: string; floor: bo
 // ---------------------------------------------------------------------------------------------
 // The flows.
 
-async function sessionToken(url: string): Promise<string> {
-  const res = await fetch(`${url}/v1/session/wallet_login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: statelessBody() });
+async function sessionToken(url: string, wallet: Wallet = newWallet()): Promise<string> {
+  const res = await fetch(`${url}/v1/session/wallet_login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: walletLoginBody(wallet) });
   if (res.status !== 200) throw new Error(`wallet_login for the mint session answered ${res.status}: ${await res.text()}`);
   return ((await res.json()) as { token: string }).token;
 }
@@ -532,14 +537,87 @@ function teeLoginBody(tee: { key: KeyObject; clientId: string }) {
   };
 }
 
+/** A holder (its wallet signs decisions) and an agent bound by a grant that asks for approval of every mint. */
+interface ApprovalParties {
+  holder: Wallet;
+  holderToken: string;
+  agentToken: string;
+}
+
+async function approvalParties(url: string): Promise<ApprovalParties> {
+  const [holder, agent] = [newWallet(), newWallet()];
+  const [holderToken, agentToken] = await Promise.all([sessionToken(url, holder), sessionToken(url, agent)]);
+  const post = async (path: string, body: unknown, token?: string): Promise<Record<string, string>> => {
+    const res = await fetch(`${url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+    });
+    if (res.status >= 300) throw new Error(`${path} answered ${res.status}: ${await res.text()}`);
+    return (await res.json()) as Record<string, string>;
+  };
+  const grant = await post('/v1/grants', { agent_address: agent.address, approval: { mode: 'always' } }, holderToken);
+  await post(`/v1/grants/${grant.grant_id}/accept`, { signature: personalSign(agent, grant.acceptance_message ?? '') });
+  return { holder, holderToken, agentToken };
+}
+
+/** request → decision → credential: the agent asks (202), the holder reads and signs (EIP-712), the agent collects. */
+function mintApprovalSteps({ holder, holderToken, agentToken }: ApprovalParties): Step[] {
+  const agentAuth = { authorization: `Bearer ${agentToken}` };
+  const holderAuth = { authorization: `Bearer ${holderToken}` };
+  return [
+    {
+      name: 'mint_approval: mint-oidc-jwt → 202',
+      method: 'POST',
+      path: () => '/v1/mint-oidc-jwt',
+      headers: agentAuth,
+      body: () => '{"reason":"bench"}',
+      expect: 202,
+      keep: (body, ctx) => {
+        ctx.approvalId = (JSON.parse(body) as { approval_id: string }).approval_id;
+      },
+    },
+    {
+      name: 'mint_approval: holder reads the request',
+      method: 'GET',
+      path: (ctx) => `/v1/approvals/${ctx.approvalId as string}`,
+      headers: holderAuth,
+      expect: 200,
+      keep: (body, ctx) => {
+        ctx.typed = (JSON.parse(body) as { sign?: { approve: unknown } }).sign?.approve;
+      },
+    },
+    {
+      name: 'mint_approval: holder approves (EIP-712)',
+      method: 'POST',
+      path: (ctx) => `/v1/approvals/${ctx.approvalId as string}/decision`,
+      headers: holderAuth,
+      body: (ctx) =>
+        ctx.typed
+          ? JSON.stringify({ decision: 'approve', signature: digestSign(holder, hexToBytes(hashTypedData(ctx.typed as Parameters<typeof hashTypedData>[0]))) })
+          : null,
+      expect: 200,
+    },
+    {
+      name: 'mint_approval: agent collects the credential',
+      method: 'GET',
+      path: (ctx) => `/v1/approvals/${ctx.approvalId as string}`,
+      headers: agentAuth,
+      expect: 200,
+    },
+  ];
+}
+
 interface FlowOptions {
   token: string;
+  /** The mint_approval flow's parties, when it runs. */
+  approval?: ApprovalParties;
   email: boolean;
   aws: boolean;
   tee?: { key: KeyObject; clientId: string };
 }
 
-function flows({ token, email, aws, tee }: FlowOptions): Record<string, Step[]> {
+function flows({ token, email, aws, tee, approval }: FlowOptions): Record<string, Step[]> {
   const f: Record<string, Step[]> = {
     wallet_login: [{ name: 'wallet_login (stateless)', method: 'POST', path: () => '/v1/session/wallet_login', body: statelessBody, expect: 200 }],
     siwe: [
@@ -596,6 +674,7 @@ function flows({ token, email, aws, tee }: FlowOptions): Record<string, Step[]> 
       },
     ];
   }
+  if (approval) f.mint_approval = mintApprovalSteps(approval);
   if (tee) {
     f.post_heima_login = [
       {
@@ -787,7 +866,7 @@ interface Args {
 }
 
 const USAGE =
-  'usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,shape,shape_sa_start,shape_sa,wallet_login,siwe,mint_oidc_jwt,mint_gcp_token,mint_aws_creds,post_heima_login,email_login] ' +
+  'usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,shape,shape_sa_start,shape_sa,wallet_login,siwe,mint_oidc_jwt,mint_gcp_token,mint_aws_creds,mint_approval,post_heima_login,email_login] ' +
   '[--url http://host:port [--tee-key tee-private.pem]] [--smoke] [--soak 300 [--soak-interval 10] [--concurrency 8]] [--cpu-prof dir]';
 
 function parseArgs(argv: string[]): Args {
@@ -868,6 +947,7 @@ async function main(): Promise<void> {
     const wantedFlow = (name: string) => !args.only || args.only.includes(name);
     const aws = wantedFlow('mint_aws_creds') && (await canMintAws(target.url, token));
     const tee = target.teeKey ? { key: target.teeKey, clientId: loadConfig(target.env).BROKER_CLIENT_ID } : undefined;
+    const approval = wantedFlow('mint_approval') ? await approvalParties(target.url) : undefined;
     if (!tee && wantedFlow('post_heima_login'))
       console.log('[bench] post_heima_login skipped: no TEE key (with --url, pass --tee-key <the TEE private key PEM>)');
     const all: (Row & { full_floor?: number; full_ceiling?: number })[] = [];
@@ -908,7 +988,7 @@ async function main(): Promise<void> {
         if (!refs.ceiling || !args.only?.includes(flow)) continue;
         rows.push(...(await drive(refs.url, flow, [{ name, method: 'POST', path: () => path, body: () => '{}', expect: 200 }], c, args.duration, args.warmup)));
       }
-      for (const [flow, steps] of Object.entries(flows({ token, email, aws, ...(tee ? { tee } : {}) }))) {
+      for (const [flow, steps] of Object.entries(flows({ token, email, aws, ...(tee ? { tee } : {}), ...(approval ? { approval } : {}) }))) {
         if (!wanted(flow)) continue;
         for (const r of await drive(target.url, flow, steps, c, args.duration, args.warmup)) rows.push(r);
       }

@@ -69,14 +69,15 @@ function failure(r: { err?: unknown }): ApplicationFailure {
 }
 
 void describe('mintWorkflow with a mocked activity', () => {
-  void test('one activity call with the request as given; the sealed answer comes back as is', async () => {
+  void test('one activity call with the request as given (marked as able to wait for approval); the sealed answer comes back as is', async () => {
     const minted = { sealed: 'a.b.c.d.e', public: { access_key_id: 'ASIA' }, wallet: '0xabc', expiration: 1 };
     for (const target of ['aws', 'gcp', 'oidc']) {
       const req = request(target);
       const r = await run(async () => ({ denied: false, minted }), req);
       assert.deepEqual(r.ok, minted);
       assert.equal(r.calls.length, 1);
-      assert.deepEqual(r.calls[0], req);
+      // Since the mint-approval patch the flow tells the activity it can open an approval request (docs/approvals.md).
+      assert.deepEqual(r.calls[0], { ...req, approvals: true });
     }
   });
 

@@ -4,11 +4,13 @@ import type { AwsCredsBody, GcpTokenBody, OidcJwtBody } from '../../lib/wire';
 import { ReportedFailure, UsageError } from '../errors';
 import { AUDIENCE_ENV, executableFailure, executableSuccess, IMPERSONATED_EMAIL_ENV } from '../gcp';
 import { CliContext } from '../context';
+import { mintOrWait } from './approvals';
 import { cacheKey, cachedCredentials, credentialProcessLine, mintBody, type MintOptions } from '../credential-cache';
 
 interface MintAwsOptions extends MintOptions {
   env?: boolean;
   credentialProcess?: boolean;
+  wait?: boolean;
 }
 
 async function mintAws(ctx: CliContext, o: MintAwsOptions): Promise<void> {
@@ -25,7 +27,7 @@ async function mintAws(ctx: CliContext, o: MintAwsOptions): Promise<void> {
   const spin = o.credentialProcess ? undefined : await ctx.spinner('Minting AWS credentials');
   let creds: AwsCredsBody;
   try {
-    creds = (await broker.call<AwsCredsBody>('POST', '/v1/mint-aws-creds', { auth: true, body })).body;
+    creds = await mintOrWait<AwsCredsBody>(ctx, broker, '/v1/mint-aws-creds', body, o.wait === true, () => spin?.stop());
   } finally {
     spin?.stop();
   }
@@ -88,15 +90,19 @@ export function mintCommand(): Command {
     .option('--credential-process', 'print the AWS credential_process JSON, reusing cached credentials until 5 minutes before they expire')
     .option('--duration <seconds>', 'session duration (900 up to the broker’s BROKER_STS_SESSION_DURATION_SECONDS)')
     .addOption(new Option('--grant-id <id>', 'as an agent: mint under this grant'))
+    .option('--reason <text>', 'as an agent: why, shown to a holder who approves mints')
+    .option('--wait', "as an agent: when the grant asks for its holder's approval, wait for the decision (a spinner shows it)")
     .action(async (o: MintAwsOptions, cmd: Command) => mintAws(await CliContext.open(cmd), o));
   mint
     .command('oidc')
     .description('an OIDC JWT for sts:AssumeRoleWithWebIdentity (prints the JWT)')
     .option('--grant-id <id>', 'as an agent: mint under this grant')
-    .action(async (o: { grantId?: string }, cmd: Command) => {
+    .option('--reason <text>', 'as an agent: why, shown to a holder who approves mints')
+    .option('--wait', "as an agent: when the grant asks for its holder's approval, wait for the decision (a spinner shows it)")
+    .action(async (o: { grantId?: string; reason?: string; wait?: boolean }, cmd: Command) => {
       const ctx = await CliContext.open(cmd);
       const broker = await ctx.authedBroker();
-      const r = (await broker.call<OidcJwtBody>('POST', '/v1/mint-oidc-jwt', { auth: true, body: mintBody(o) })).body;
+      const r = await mintOrWait<OidcJwtBody>(ctx, broker, '/v1/mint-oidc-jwt', mintBody(o), o.wait === true);
       ctx.print(r, r.jwt);
     });
   mint

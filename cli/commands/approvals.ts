@@ -1,0 +1,141 @@
+/**
+ * `agentkeys approvals`, `agentkeys approve <id>`, `agentkeys deny <id>` (the holder of a grant that
+ * asks for approval, docs/approvals.md) and the agent's wait for a decision (`mint … --wait`).
+ */
+import { Command } from 'commander';
+import type { TypedDataDefinition } from 'viem';
+import { CliError } from '../errors';
+import { askConfirm } from '../prompt';
+import type { BrokerClient } from '../broker-client';
+import { CliContext } from '../context';
+import { loadCliWallet, walletSourceCount, withWalletKeyOptions, type WalletKeyOptions } from '../wallet-key';
+
+interface ApprovalBody {
+  approval_id: string;
+  status: string;
+  grant_id: string;
+  agent_address: string;
+  target: string;
+  params: Record<string, string | number>;
+  scope: { services?: string[]; roles?: string[] };
+  reason: string | null;
+  request_hash: string;
+  requested_at: number;
+  expires_at: number;
+  sign?: { approve: TypedDataDefinition; deny: TypedDataDefinition };
+}
+
+interface PendingBody {
+  approval_id: string;
+  status: 'pending' | 'slow_down';
+  expires_at: number;
+  interval: number;
+}
+
+const iso = (unix: number): string => new Date(unix * 1000).toISOString();
+
+function approvalLines(a: ApprovalBody): string[] {
+  const params = Object.entries(a.params)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+  return [
+    `${a.approval_id}  ${a.status}`,
+    `  agent    ${a.agent_address} (grant ${a.grant_id})`,
+    `  asks     ${a.target}${params ? ` ${params}` : ''}  services ${(a.scope.services ?? ['*']).join(',')}${a.scope.roles ? `  roles ${a.scope.roles.join(',')}` : ''}`,
+    `  reason   ${a.reason ?? '(none given)'}`,
+    `  asked    ${iso(a.requested_at)}, decide before ${iso(a.expires_at)}`,
+  ];
+}
+
+async function decide(id: string, decision: 'approve' | 'deny', o: WalletKeyOptions & { yes?: boolean }, cmd: Command): Promise<void> {
+  const ctx = await CliContext.open(cmd);
+  const broker = await ctx.authedBroker();
+  const view = (await broker.call<ApprovalBody>('GET', `/v1/approvals/${encodeURIComponent(id)}`, { auth: true })).body;
+  if (view.status !== 'pending' || !view.sign) throw new CliError(`approval ${id} is ${view.status}; only a pending request can be decided`);
+  process.stderr.write(`${approvalLines(view).join('\n')}\n`);
+  let signature: string | undefined;
+  if (walletSourceCount(o) > 0) {
+    const account = await loadCliWallet(ctx, o);
+    const typed = view.sign[decision];
+    // Shown before signing: the EIP-712 typed data is exactly what the signature commits to.
+    process.stderr.write(`Signing with ${account.address} (EIP-712):\n${JSON.stringify(typed, null, 2)}\n`);
+    if (!o.yes && !(await askConfirm(`Sign and ${decision} ${id}?`, 'pass --yes to sign without asking'))) throw new CliError('not signed; nothing decided');
+    signature = await account.signTypedData(typed);
+  } else if (!o.yes && !(await askConfirm(`${decision === 'approve' ? 'Approve' : 'Deny'} ${id} with this session?`, 'pass --yes to decide without asking'))) {
+    throw new CliError('nothing decided');
+  }
+  const r = (
+    await broker.call<{ status: string; decided_at: number }>('POST', `/v1/approvals/${encodeURIComponent(id)}/decision`, {
+      auth: true,
+      body: { decision, ...(signature ? { signature } : {}) },
+    })
+  ).body;
+  ctx.print({ approval_id: id, ...r }, `${r.status === 'approved' ? 'Approved' : 'Denied'} ${id}.`);
+}
+
+export function approvalsCommand(): Command {
+  return new Command('approvals')
+    .description("mint requests waiting for this account's decision (grants that ask for approval)")
+    .action(async (_o: object, cmd: Command) => {
+      const ctx = await CliContext.open(cmd);
+      const broker = await ctx.authedBroker();
+      const r = (await broker.call<{ approvals: ApprovalBody[] }>('GET', '/v1/approvals?role=owner', { auth: true })).body;
+      ctx.print({ approvals: r.approvals.map(({ sign: _sign, ...a }) => a) }, r.approvals.length ? r.approvals.flatMap(approvalLines) : 'no requests waiting');
+    });
+}
+
+export function decisionCommands(): Command[] {
+  return (['approve', 'deny'] as const).map((decision) =>
+    withWalletKeyOptions(
+      new Command(decision)
+        .description(
+          `${decision} an agent's mint request: a wallet key signs the request's EIP-712 typed data (shown first); without one the session decides (its login at most 5 minutes old)`,
+        )
+        .argument('<approval-id>', 'the request id (apr_…)'),
+    )
+      .option('--yes', 'decide without asking (for scripts; what is signed is still printed on stderr)')
+      .action(async (id: string, o: WalletKeyOptions & { yes?: boolean }, cmd: Command) => decide(id, decision, o, cmd)),
+  );
+}
+
+/**
+ * The agent's side of a mint that answered 202: polls the request at its interval (slower when told
+ * slow_down) until the holder decides, with a spinner; answers the credential, or throws the refusal.
+ */
+export async function waitForApproval<T>(ctx: CliContext, broker: BrokerClient, pending: PendingBody): Promise<T> {
+  const spin = await ctx.spinner(`Waiting for the holder to approve ${pending.approval_id} (until ${iso(pending.expires_at)}; Ctrl-C stops waiting)`);
+  try {
+    let interval = pending.interval;
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, interval * 1000));
+      const r = await broker.call<PendingBody | (T & { status: 'approved' })>('GET', `/v1/approvals/${encodeURIComponent(pending.approval_id)}`, {
+        auth: true,
+      });
+      if (r.body.status === 'approved') return r.body;
+      interval = r.body.interval;
+    }
+  } finally {
+    spin.stop();
+  }
+}
+
+/** A mint's answer: the credential, or (202) the wait for approval when `wait` is set, else a clear stop naming the request. */
+export async function mintOrWait<T>(
+  ctx: CliContext,
+  broker: BrokerClient,
+  path: string,
+  body: Record<string, unknown> | undefined,
+  wait: boolean,
+  /** Stops the caller's own spinner before this one starts. */
+  beforeWait?: () => void,
+): Promise<T> {
+  const r = await broker.call<T | PendingBody>('POST', path, { auth: true, body });
+  if (r.status !== 202) return r.body as T;
+  beforeWait?.();
+  const pending = r.body as PendingBody;
+  if (!wait)
+    throw new CliError(
+      `this mint waits for the grant holder's approval (request ${pending.approval_id}, until ${iso(pending.expires_at)}); run again with --wait to wait for it`,
+    );
+  return waitForApproval<T>(ctx, broker, pending);
+}

@@ -1,0 +1,119 @@
+/**
+ * The approval flow on its own (test/support/workflow-env.ts): a dev server of its own, mocked
+ * activities, windows of a few seconds through the input. The timer ends an undecided request
+ * (marked expired once, a late decision refused), an approved one is handed out once, and only the
+ * agent that asked may poll.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Activities } from '../activities';
+import { FailureType } from '../workflows/definitions';
+import { approvalDecisionUpdate, approvalPollUpdate, type ApprovalInput, type ApprovalPollResult } from '../workflows/approval.definitions';
+import type { MintRequest } from '../workflows/mint.definitions';
+import { startWorkflowTestEnv, withWorker } from './support/workflow-env';
+
+let env: TestWorkflowEnvironment;
+before(async () => {
+  env = await startWorkflowTestEnv();
+});
+after(async () => {
+  await env?.teardown();
+});
+
+const AGENT = 'agent-account';
+const SEAL = { kty: 'EC' as const, crv: 'P-256' as const, x: 'x', y: 'y' };
+
+function inputOf(ttlSeconds: number): ApprovalInput {
+  const now = Math.floor(Date.now() / 1000);
+  const approvalId = `apr_${randomBytes(16).toString('hex')}`;
+  const mint: Omit<MintRequest, 'sealTo'> = {
+    requestId: approvalId.slice(4),
+    target: 'oidc',
+    params: {},
+    caller: { omniAccount: AGENT, authKind: 'session', bearerHash: 'h' },
+  };
+  return { opened: { approval_id: approvalId, requested_at: now, expires_at: now + ttlSeconds, interval: 1 }, mint, graceSeconds: 5 };
+}
+
+/** Mocks that count their calls. */
+function mocks() {
+  const calls = { notify: 0, expire: 0, decide: 0, mint: [] as MintRequest[] };
+  const activities: Partial<Activities> = {
+    notifyApprovalHolder: () => {
+      calls.notify++;
+      return Promise.resolve({ sent: true });
+    },
+    expireApprovalRequest: () => {
+      calls.expire++;
+      return Promise.resolve();
+    },
+    recordApprovalDecision: (i) => {
+      calls.decide++;
+      return Promise.resolve({ status: i.decision.decision === 'approve' ? 'approved' : 'denied', decided_at: Math.floor(Date.now() / 1000) });
+    },
+    mint: (req) => {
+      calls.mint.push(req);
+      return Promise.resolve({ denied: false, minted: { sealed: 'jwe', public: {}, wallet: '0xholder', expiration: 1 } });
+    },
+  };
+  return { calls, activities };
+}
+
+const decision = { decision: 'approve' as const, omni_account: 'holder', proof: { via: 'fresh-session' as const, session_hash: 's', auth_time: 1 } };
+
+async function failureType(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof WorkflowUpdateFailedError, String(e));
+    return e.cause instanceof ApplicationFailure ? (e.cause.type ?? undefined) : undefined;
+  }
+  assert.fail('the update was accepted');
+}
+
+void describe('approvalWorkflow', () => {
+  void test('the timer ends an undecided request: marked expired once, a late decision and poll hear expired', async () => {
+    const { calls, activities } = mocks();
+    await withWorker(env, activities, async (taskQueue) => {
+      const input = inputOf(2);
+      const h = await env.client.workflow.start('approvalWorkflow', { workflowId: `approval/${input.opened.approval_id}`, taskQueue, args: [input] });
+      const first = await h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: SEAL }] });
+      assert.equal(first.status, 'pending');
+      // Past expires_at, inside the grace period (5 s: a loaded machine runs these tests too).
+      await sleep(Math.max(0, input.opened.expires_at * 1000 + 300 - Date.now()));
+      assert.equal(await failureType(h.executeUpdate(approvalDecisionUpdate, { args: [decision] })), FailureType.expired);
+      const late = await h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: SEAL }] });
+      assert.equal(late.status, 'expired');
+      assert.equal(await h.result(), 'expired');
+      assert.equal(calls.expire, 1);
+      assert.equal(calls.decide, 0);
+      assert.equal(calls.notify, 1);
+    });
+  });
+
+  void test('approved: handed out once (a fresh seal key per poll), then collected; another agent cannot poll', async () => {
+    const { calls, activities } = mocks();
+    await withWorker(env, activities, async (taskQueue) => {
+      const input = inputOf(30);
+      const h = await env.client.workflow.start('approvalWorkflow', { workflowId: `approval/${input.opened.approval_id}`, taskQueue, args: [input] });
+      assert.equal(await failureType(h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: 'someone-else', sealTo: SEAL }] })), FailureType.notFound);
+      assert.equal((await h.executeUpdate(approvalDecisionUpdate, { args: [decision] })).status, 'approved');
+      assert.equal(await failureType(h.executeUpdate(approvalDecisionUpdate, { args: [decision] })), FailureType.conflict);
+      const got: ApprovalPollResult = await h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: { ...SEAL, x: 'fresh' } }] });
+      assert.equal(got.status, 'approved');
+      const again = await h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: SEAL }] });
+      assert.equal(again.status, 'collected');
+      assert.equal(await h.result(), 'collected');
+      assert.equal(calls.mint.length, 1);
+      assert.equal(calls.mint[0]?.sealTo.x, 'fresh');
+      assert.deepEqual(calls.mint[0]?.handout, { approvalId: input.opened.approval_id });
+      assert.equal(calls.decide, 1);
+      assert.equal(calls.expire, 0);
+    });
+  });
+});
