@@ -66,9 +66,12 @@ void describe('agentkeys CLI: usage', () => {
     const program = buildProgram();
     walk(program, ['agentkeys']);
     assert.deepEqual(program.commands.map((c) => c.name()).sort(), [
+      'approvals',
+      'approve',
       'audit',
       'completion',
       'configure',
+      'deny',
       'grant',
       'init',
       'keygen',

@@ -9,7 +9,8 @@ import { lastMintRows, mintAws, mintOidc, walletLogin, type WalletSession } from
 
 /**
  * A mint, whatever its target, is one local activity (authorise + decision row, exchange + outcome
- * row): one marker in its history, no patch, the same audit rows; its history replays against the
+ * row): one marker in its history, one patch marker (mint-approval, the 1.x change that lets a mint wait for
+ * approval: docs/versioning.md), the same audit rows; its history replays against the
  * current workflow code.
  */
 
@@ -52,11 +53,11 @@ void describe('a mint runs one local activity', () => {
     ['OIDC', () => mintOidc(stack, main.token), 'mint.oidc'],
     ['AWS', () => mintAws(stack, main.token), 'mint.aws'],
   ] as const) {
-    void test(`${kind}: one local-activity marker, no patch marker, the intent and ok rows; the history replays`, async () => {
+    void test(`${kind}: one local-activity marker, the mint-approval patch marker, the intent and ok rows; the history replays`, async () => {
       await mint();
       const { workflowId, history, rows } = await historyOfLastMint();
       assert.equal(markers(history, 'core_local_activity'), 1);
-      assert.equal(markers(history, 'core_patch'), 0);
+      assert.equal(markers(history, 'core_patch'), 1);
       assert.deepEqual(rows, [
         [`${event}.intent`, 'ok'],
         [event, 'ok'],

@@ -255,19 +255,31 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     assert.ok('error' in again && again.error.code === -32003, 'consumed');
   });
 
-  void test('a value over 64 bytes, cut cleanly or inside a character, is refused by the broker: the TEE login fails (-32041), nothing written', async () => {
-    for (const value of [`${'l'.repeat(60)}.${Date.now()}@example.com`, `${'c'.repeat(63)}é${Date.now()}@example.com`]) {
-      assert.ok(Buffer.byteLength(value) > 64);
-      const before = await count('users');
-      await teeRpcResult(tee.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: value });
-      const r = await callTeeRpc(tee.url, 'omni_userLogin', {
-        user_id: { type: 'email', value },
-        user_auth: { type: 'email', value: tee.lastEmailCode(value) ?? '' },
-        client_id: 'agentkeys',
-        client_auth: null,
-      });
-      assert.ok('error' in r && r.error.code === -32041, JSON.stringify(r));
-      assert.equal(await count('users'), before);
+  void test('a value over 64 bytes, cut cleanly or inside a character, is refused by the broker even from a TEE that passes it on (-32041), and by the patched TEE first (-32602); nothing written', async () => {
+    // A TEE without the patch's check (mode unpatched) passes the value on under upstream's cut: the
+    // broker's own refusal is what stops it there. The patched TEE refuses it before the broker hears of it.
+    const passesOn = await startTeeFixture({ brokerBaseUrl: `${stack.url}/`, privateKeyPem: teeKey.privateKeyPem, mode: 'unpatched' });
+    try {
+      for (const value of [`${'l'.repeat(60)}.${Date.now()}@example.com`, `${'c'.repeat(63)}é${Date.now()}@example.com`]) {
+        assert.ok(Buffer.byteLength(value) > 64);
+        const before = await count('users');
+        for (const [door, code] of [
+          [passesOn, -32041],
+          [tee, -32602],
+        ] as const) {
+          await teeRpcResult(door.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: value });
+          const r = await callTeeRpc(door.url, 'omni_userLogin', {
+            user_id: { type: 'email', value },
+            user_auth: { type: 'email', value: door.lastEmailCode(value) ?? '' },
+            client_id: 'agentkeys',
+            client_auth: null,
+          });
+          assert.ok('error' in r && r.error.code === code, JSON.stringify(r));
+        }
+        assert.equal(await count('users'), before);
+      }
+    } finally {
+      await passesOn.close();
     }
   });
 
@@ -364,7 +376,8 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     const refused = await stack.request('POST', '/v1/session/email_code', { body: { email: long } });
     assert.equal(refused.status, 400, refused.text);
     assert.match(refused.text, /64 (bytes|octets)/);
-    await assert.rejects(emailLogin(long), (e: Error & { code?: number }) => e.code === -32041);
+    // The patched TEE refuses it before calling the broker (the broker's own refusal: the test above).
+    await assert.rejects(emailLogin(long), (e: Error & { code?: number }) => e.code === -32602);
     assert.equal(await count('users'), before);
     const domain = `.${Date.now()}@example.com`;
     const fits = `${'e'.repeat(64 - domain.length)}${domain}`;
