@@ -98,7 +98,9 @@ interface StepStats {
   errors: number;
   sample?: string;
 }
-type Ctx = Record<string, unknown> & { t0?: number; failed?: boolean };
+type Ctx = Record<string, unknown> & { t0?: number; cycleT0?: number; failed?: boolean };
+/** The row of a multi-step flow's whole cycle (its first request sent → its last answer, completed cycles only). */
+const cycleStep = (flow: string): string => `${flow}: whole cycle`;
 type Stats = Map<string, StepStats>;
 
 function record(stats: Stats, step: string, ok: boolean, ctx: Ctx, body: string): void {
@@ -173,14 +175,14 @@ async function drive(baseUrl: string, flow: string, steps: Step[], connections: 
   const before = await cpuNow();
   const rows = await run(baseUrl, flow, steps, connections, seconds);
   const after = await cpuNow();
-  const calls = rows.reduce((n, r) => n + r.requests, 0);
+  const calls = rows.filter((r) => r.step !== cycleStep(flow)).reduce((n, r) => n + r.requests, 0);
   if (calls === 0) return rows;
   const per = (k: 'stack' | 'temporal' | 'bench') => (after[k] - before[k]) / calls;
   return rows.map((r, i) => (i === 0 ? { ...r, cpu: { stack: per('stack'), temporal: per('temporal'), bench: per('bench') } } : r));
 }
 
 async function run(baseUrl: string, flow: string, steps: Step[], connections: number, seconds: number, stats: Stats = new Map()): Promise<Row[]> {
-  const requests = steps.map((s): autocannon.Request => ({
+  const requests = steps.map((s, i): autocannon.Request => ({
     method: s.method,
     path: '/',
     headers: { 'content-type': 'application/json', ...s.headers },
@@ -199,6 +201,11 @@ async function run(baseUrl: string, flow: string, steps: Step[], connections: nu
       const ctx = context as Ctx;
       record(stats, s.name, status === s.expect, ctx, body);
       if (status === s.expect) s.keep?.(body, ctx);
+      // A flow of several steps also has its whole cycle timed: first request sent → last answer.
+      if (steps.length > 1 && i === 0) ctx.cycleT0 = ctx.t0;
+      if (steps.length > 1 && i === steps.length - 1 && status === s.expect && ctx.cycleT0 !== undefined) {
+        record(stats, cycleStep(flow), true, { t0: ctx.cycleT0 }, body);
+      }
     },
   }));
   const t0 = performance.now();
@@ -207,12 +214,13 @@ async function run(baseUrl: string, flow: string, steps: Step[], connections: nu
   const transportErrors = result.errors + result.timeouts;
   const answered = [...stats.values()].reduce((n, st) => n + st.latencies.length, 0);
   const open = Math.max(0, result.requests.sent - answered - transportErrors);
-  return steps.map((s, i) => {
-    const st = stats.get(s.name) ?? { latencies: [], errors: 0 };
+  const named = steps.length > 1 ? [...steps.map((s) => s.name), cycleStep(flow)] : steps.map((s) => s.name);
+  return named.map((name, i) => {
+    const st = stats.get(name) ?? { latencies: [], errors: 0 };
     const sorted = st.latencies.sort((a, b) => a - b);
     return {
       flow,
-      step: s.name,
+      step: name,
       concurrency: connections,
       rps: (st.latencies.length - st.errors) / wall,
       p50: pct(sorted, 50),
