@@ -1,4 +1,5 @@
 import type { LoginMethodId } from '../lib/login-methods';
+import { createApprovalActivities } from './approval';
 import { createAuditAnchorActivities } from './audit-anchor';
 import type { ActivityDeps } from './deps';
 import { createDeviceAuthorizationActivities } from './device-authorization';
@@ -36,6 +37,7 @@ const OTHER_ACTIVITIES = {
   maintenance: createMaintenanceActivities,
   auditAnchor: createAuditAnchorActivities,
   killSwitch: createKillSwitchActivities,
+  approval: createApprovalActivities,
 } satisfies Record<string, Factory>;
 
 function build<T extends Record<string, Factory>>(factories: T, deps: ActivityDeps): Built<T> {

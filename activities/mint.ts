@@ -23,8 +23,13 @@ import type { ActivityDeps } from './deps';
 import { mintTarget } from './mint-targets';
 import { MintSigningError, type AuditDetails, type Exchanged, type MintTarget, type SignedToken } from './mint-targets/target';
 import { actingContextFor } from './kill-switch';
+import { approvalNeeded, type ApprovalPolicy } from '../lib/approvals';
+import { createApprovalService } from '../services/approvals';
+import type { ApprovalOpened } from '../workflows/approval.definitions';
 
-type MintAuthorisation = { allowed: true; wallet: string; grant?: MintGrant } | { allowed: false; reason: string; grantId?: string };
+type MintAuthorisation =
+  | { allowed: true; wallet: string; grant?: MintGrant & { mainAccount: string; approval: ApprovalPolicy | null } }
+  | { allowed: false; reason: string; grantId?: string };
 
 /** Tries and pauses of the outcome row's write: retried here, never by re-running the mint (that would re-mint). */
 const OUTCOME_WRITE_BACKOFF_MS = [100, 200];
@@ -45,6 +50,7 @@ const OUTCOME_WRITE_BACKOFF_MS = [100, 200];
 export function createMintActivities(deps: ActivityDeps) {
   const { config, secrets } = deps;
   const oidcKeys = deps.oidcKeys ?? OidcKeyStore.fromConfig(config);
+  const approvals = createApprovalService(deps);
   const auditDigest = (kind: string, value: string) => hmacHex(secrets.hmacSecret, `audit-${kind}`, value).slice(0, 32);
 
   /** The AgentKeys actor identifier of the caller's account, from the login identity its users row keeps. */
@@ -77,7 +83,14 @@ export function createMintActivities(deps: ActivityDeps) {
         return {
           allowed: true,
           wallet: grant.main_address,
-          grant: { grantId: grant.grant_id, mainAddress: grant.main_address, agentAddress: grant.agent_address, scope },
+          grant: {
+            grantId: grant.grant_id,
+            mainAddress: grant.main_address,
+            agentAddress: grant.agent_address,
+            scope,
+            mainAccount: grant.main_account,
+            approval: grant.approval ?? null,
+          },
         };
       }
       if (grantId)
@@ -157,6 +170,41 @@ export function createMintActivities(deps: ActivityDeps) {
     return { jwt, kid: keyset.active.kid, jwtHash: auditDigest('jwt', jwt), expiration: claims.exp, nowSeconds };
   }
 
+  /**
+   * A grant that asks for its holder's decision (lib/approvals.ts): the hand-out of an approved
+   * request goes on once its row is marked handed out; a mint the policy stops opens a request
+   * (nothing minted) when its flow can wait for one, and is refused otherwise. Nothing is minted
+   * under such a grant without its approvals row.
+   */
+  async function approvalGate(
+    req: MintRequest,
+    grant: MintGrant & { mainAccount: string; approval: ApprovalPolicy | null },
+  ): Promise<{ pending?: ApprovalOpened; refusal?: string } | undefined> {
+    if (req.handout) {
+      const row = await approvals.claimHandout(req.handout.approvalId, grant.grantId);
+      return row ? undefined : { refusal: `approval ${req.handout.approvalId} is not an approved request under grant ${grant.grantId}` };
+    }
+    const why = approvalNeeded(grant.approval, req.target, req.params);
+    if (why === undefined || !grant.approval) return undefined;
+    if (!req.approvals) return { refusal: `grant ${grant.grantId} asks for the holder's approval (${why}); try again` };
+    const pending = await approvals.open({
+      approvalId: `apr_${req.requestId}`,
+      requestId: req.requestId,
+      grantId: grant.grantId,
+      mainAccount: grant.mainAccount,
+      mainAddress: grant.mainAddress,
+      agentAddress: grant.agentAddress,
+      agentAccount: req.caller.omniAccount,
+      target: req.target,
+      params: req.params,
+      scope: grant.scope,
+      reason: req.reason ?? null,
+      policy: grant.approval,
+      why,
+    });
+    return { pending };
+  }
+
   return {
     async mint(req: MintRequest): Promise<MintOutcome> {
       const target = mintTarget(req.target);
@@ -180,7 +228,16 @@ export function createMintActivities(deps: ActivityDeps) {
         return { denied: true, reason: decision.reason };
       }
       const { wallet, grant } = decision;
-      const grantDetails = grant ? { grant_id: grant.grantId, child_wallet: grant.agentAddress } : { grant_id: null, child_wallet: null };
+      const gate = grant ? await approvalGate(req, grant) : undefined;
+      if (gate?.pending) return { denied: false, pending: gate.pending };
+      if (gate?.refusal) {
+        await writeAudit(req, [{ phase: 'denied', details: { ...who, reason: gate.refusal, grant_id: grant?.grantId ?? null } }]);
+        return { denied: true, reason: gate.refusal };
+      }
+      const grantDetails = {
+        ...(grant ? { grant_id: grant.grantId, child_wallet: grant.agentAddress } : { grant_id: null, child_wallet: null }),
+        ...(req.handout ? { approval_id: req.handout.approvalId } : {}),
+      };
       const signed = req.signedIntent;
       const proof: AuditDetails = signed
         ? {

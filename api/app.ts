@@ -18,6 +18,7 @@ import devRoutes from './routes/dev';
 import healthRoutes from './routes/health';
 import sessionRoutes from './routes/session';
 import refreshRoutes from './routes/refresh';
+import approvalRoutes from './routes/approvals';
 import grantRoutes from './routes/grants';
 import { registerLoginMethods } from './login-methods';
 import agentRoutes from './routes/agents';
@@ -108,6 +109,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   await app.register(grantRoutes);
   await app.register(agentRoutes);
   await app.register(mintRoutes);
+  await app.register(approvalRoutes);
   await app.register(auditRoutes);
   await app.register(codecRoutes);
   await app.register(accountRoutes);

@@ -47,3 +47,19 @@ export async function translateFlowFailures<T>(call: () => Promise<T>, notFound?
     throw toBrokerError(e, notFound);
   }
 }
+
+/**
+ * Temporal rejects an Update its worker never processed (it arrived while the run's workflow task
+ * was busy with concurrent Updates and a local activity: "wasn't processed by worker"). Nothing ran,
+ * so sending it again is safe; each flow's handlers decide on the run's state, not on the attempt.
+ */
+export async function unprocessedRetried<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (e) {
+      const unprocessed = e instanceof WorkflowUpdateFailedError && /wasn't processed by worker/.test(String(e.cause?.message ?? e.message));
+      if (!unprocessed || attempt >= 5) throw e;
+    }
+  }
+}

@@ -1,3 +1,4 @@
+import type { ApprovalPolicy } from '../lib/approvals';
 import type { GrantScope } from '../lib/grant-scope';
 import type { Queryable } from './pool';
 
@@ -33,6 +34,8 @@ export interface GrantRow {
   declined_at: Date | null;
   /** When the agent left it (after accepting). */
   left_at: Date | null;
+  /** Its approval policy (lib/approvals.ts, migration 015): null when its mints never wait for the holder. */
+  approval: ApprovalPolicy | null;
 }
 
 export type GrantStatus = 'pending' | 'active' | 'revoked' | 'declined' | 'left' | 'expired';
@@ -46,7 +49,7 @@ export function grantStatus(g: GrantRow, atMs: number): GrantStatus {
   return g.accepted_at ? 'active' : 'pending';
 }
 
-const COLUMNS = 'grant_id, main_account, main_address, agent_address, scope, created_at, expires_at, revoked_at, accepted_at, declined_at, left_at';
+const COLUMNS = 'grant_id, main_account, main_address, agent_address, scope, created_at, expires_at, revoked_at, accepted_at, declined_at, left_at, approval';
 
 /** `at` as a query parameter: the caller's clock when given, else the database's now(). */
 const atParam = (at: Date | undefined): Date | null => at ?? null;
@@ -137,7 +140,17 @@ export type InsertGrantResult =
  */
 export async function insertGrant(
   tx: Queryable,
-  g: { grantId: string; mainAccount: string; mainAddress: string; agentAddress: string; scope: GrantScope; createdAt: Date; expiresAt: Date; maxLive: number },
+  g: {
+    grantId: string;
+    mainAccount: string;
+    mainAddress: string;
+    agentAddress: string;
+    scope: GrantScope;
+    createdAt: Date;
+    expiresAt: Date;
+    maxLive: number;
+    approval?: ApprovalPolicy | null;
+  },
 ): Promise<InsertGrantResult> {
   await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('grants:' || $1, 0))`, [g.mainAccount]);
   const existing = await tx.query<GrantRow>(`SELECT ${COLUMNS} FROM grants WHERE grant_id = $1`, [g.grantId]);
@@ -150,10 +163,19 @@ export async function insertGrant(
   const n = live.rows[0]?.n ?? 0;
   if (n >= g.maxLive) return { outcome: 'capped', live: n };
   const r = await tx.query<GrantRow>(
-    `INSERT INTO grants (grant_id, main_account, main_address, agent_address, scope, created_at, expires_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)
+    `INSERT INTO grants (grant_id, main_account, main_address, agent_address, scope, created_at, expires_at, approval)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
      RETURNING ${COLUMNS}`,
-    [g.grantId, g.mainAccount, g.mainAddress.toLowerCase(), g.agentAddress.toLowerCase(), JSON.stringify(g.scope), g.createdAt, g.expiresAt],
+    [
+      g.grantId,
+      g.mainAccount,
+      g.mainAddress.toLowerCase(),
+      g.agentAddress.toLowerCase(),
+      JSON.stringify(g.scope),
+      g.createdAt,
+      g.expiresAt,
+      g.approval ? JSON.stringify(g.approval) : null,
+    ],
   );
   return { outcome: 'created', grant: r.rows[0] as GrantRow };
 }

@@ -56,3 +56,9 @@ export async function purgeRefreshTokens(q: Queryable, now: Date, maxSeconds: nu
   const r = await q.query(`DELETE FROM refresh_tokens WHERE family_started_at < $1::timestamptz - make_interval(secs => $2)`, [now, maxSeconds]);
   return r.rowCount ?? 0;
 }
+
+/** When the login behind a session happened, when the session came from a refresh family (the family's start); undefined otherwise. */
+export async function refreshFamilyStartOfSession(q: Queryable, jti: string): Promise<Date | undefined> {
+  const r = await q.query<{ family_started_at: Date }>('SELECT family_started_at FROM refresh_tokens WHERE session_jti = $1', [jti]);
+  return r.rows[0]?.family_started_at;
+}

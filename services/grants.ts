@@ -29,6 +29,7 @@ import { withTransaction, type Db } from '../db/pool';
 import { consumeProof } from '../db/used-signatures';
 import { findMainAddress } from '../db/users';
 import { canonicalJson } from '../lib/audit-chain';
+import type { ApprovalPolicy } from '../lib/approvals';
 import type { Config } from '../lib/config';
 import { hmacHex } from '../lib/digest';
 import { BrokerError } from '../lib/errors';
@@ -57,6 +58,8 @@ export interface GrantOffer {
   scope: GrantScope;
   /** Seconds. */
   expires_in: number;
+  /** When the grant's mints wait for the holder's decision (docs/approvals.md). */
+  approval?: ApprovalPolicy;
   idempotencyKey?: string;
 }
 
@@ -80,7 +83,8 @@ function isSameGrantRequest(g: GrantRow, req: GrantOffer): boolean {
   return (
     g.agent_address === req.agent_address &&
     canonicalJson(storedScope(g)) === canonicalJson(req.scope) &&
-    g.expires_at.getTime() - g.created_at.getTime() === req.expires_in * 1000
+    g.expires_at.getTime() - g.created_at.getTime() === req.expires_in * 1000 &&
+    canonicalJson(g.approval ?? null) === canonicalJson(req.approval ?? null)
   );
 }
 
@@ -163,6 +167,7 @@ export function createGrantService(deps: GrantServiceDeps) {
           createdAt,
           expiresAt,
           maxLive,
+          approval: req.approval ?? null,
         });
         if (r.outcome === 'created') {
           await appendAudit(tx, {
@@ -177,6 +182,7 @@ export function createGrantService(deps: GrantServiceDeps) {
               agent_address: req.agent_address,
               scope: req.scope,
               expires_at: unix(expiresAt),
+              approval: req.approval ?? null,
               status: 'pending',
               via: caller.kind,
             },
@@ -197,7 +203,7 @@ export function createGrantService(deps: GrantServiceDeps) {
           if (!isSameGrantRequest(result.grant, req)) {
             throw new BrokerError(
               'conflict',
-              'this Idempotency-Key was already used for a different grant request (agent_address, scope or expires_in); use a new key',
+              'this Idempotency-Key was already used for a different grant request (agent_address, scope, expires_in or approval); use a new key',
             );
           }
           return { grant: result.grant, created: false };

@@ -20,12 +20,14 @@ import { startGoogleOidcFixture } from '../fixtures/google-oidc';
 import { LOGIN_METHOD_IDS, LOGIN_METHODS, type LoginMethodId } from '../lib/login-methods';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
 import { GOOGLE_LOGIN_ID_PREFIX } from '../workflows/google-login.definitions';
+import { APPROVAL_ID_PREFIX } from '../workflows/approval.definitions';
 import { MINT_ID_PREFIX } from '../workflows/mint.definitions';
 import { TEE_ACCOUNT_ID_PREFIX } from '../workflows/tee-account.definitions';
 import { WALLET_LOGIN_ID_PREFIX } from '../workflows/wallet-login.definitions';
 import { PASSKEY_CEREMONY_ID_PREFIX } from '../workflows/passkey-ceremony.definitions';
 import { latestCode, requestCode, submitCode, uniqueEmail, workflowIdOf } from './email-login-client';
 import { browserStart, callback, cliStart, consent, poll, RETURN_ORIGIN } from './google-login-client';
+import { bindAgentWithApproval, holderLogin, poll as pollApproval, requestMint, signedDecision } from './approval-client';
 import { recordDeviceApproved } from './device-client';
 import { startStack, type TestStack } from './harness';
 import { walletLogin, type WalletSession } from './mint-client';
@@ -286,6 +288,30 @@ async function revokedAgent(stack: TestStack): Promise<WalletSession> {
   return agent;
 }
 
+/**
+ * A mint under a grant that asks for approval: the mint run ends pending (it starts the approval
+ * run), the holder approves with its wallet's EIP-712 signature, the agent collects once.
+ */
+async function approvalCollected(stack: TestStack): Promise<Recording[]> {
+  const [holder, agent] = await Promise.all([holderLogin(stack), walletLogin(stack)]);
+  await bindAgentWithApproval(stack, holder, agent);
+  const pending = await requestMint(stack, agent, { reason: 'replay recording' });
+  const { send } = await signedDecision(stack, holder, pending.approval_id, 'approve');
+  check((await send()).status === 200, 'approval decision');
+  const got = await pollApproval(stack, agent.token, pending.approval_id);
+  check(got.status === 200 && (got.body as { status: string }).status === 'approved', `approved poll: ${got.status} ${got.text}`);
+  const mintRequestId = pending.approval_id.slice('apr_'.length);
+  return [
+    { workflowType: 'mintWorkflow', name: 'oidc-awaiting-approval', workflowId: MINT_ID_PREFIX + mintRequestId },
+    {
+      workflowType: 'approvalWorkflow',
+      name: 'approved-collected',
+      workflowId: APPROVAL_ID_PREFIX + pending.approval_id,
+      expectUpdates: ['approvalDecision', 'approvalPoll'],
+    },
+  ];
+}
+
 // ---- housekeeping -------------------------------------------------------------------------------
 
 async function purge(stack: TestStack): Promise<Recording> {
@@ -348,7 +374,8 @@ async function record(stack: TestStack, teeKey: TeeKeyPair): Promise<Recording[]
     ...MINTS.flatMap((m) => [mintSuccess(stack, caller, m), mintDenied(stack, agent, m)]),
     purge(stack),
     killSwitch(stack),
-  ]).then(async (recordings) => [...recordings, await auditAnchor(stack)]); // after the others: the log has rows to sign
+    approvalCollected(stack),
+  ]).then(async (recordings) => [...recordings.flat(), await auditAnchor(stack)]); // after the others: the log has rows to sign
 }
 
 async function main(): Promise<void> {

@@ -26,21 +26,12 @@ import {
   type RegisterDeviceCodeInput,
 } from './device-authorization.definitions';
 import { flowFailure } from './failures';
+import { pollPacer } from './poll-pacing';
 import { finishFlow, showStage } from './progress';
 
 type Status = 'pending' | 'approving' | 'approved' | 'denied' | 'expired';
 
 const DIGEST_RE = /^[0-9a-f]{64}$/;
-/** RFC 8628 §3.5: slow_down adds 5 seconds to the interval, for this and every later poll. */
-const SLOW_DOWN_STEP_SECONDS = 5;
-/**
- * Slack on "faster than the interval": the poll's time here is when the workflow task ran, which
- * lags the request by the queue's delay, so a device that waits exactly `interval` can land a
- * little early.
- */
-const POLL_SLACK_MS = 1000;
-/** …but never more than a fifth of the interval, so a short interval still tells a too-fast device. */
-const pollSlackMs = (intervalSeconds: number): number => Math.min(POLL_SLACK_MS, intervalSeconds * 200);
 
 /**
  * One device authorization request (RFC 8628). The API starts it with the keyed digest of the
@@ -65,8 +56,7 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
   let status: Status = 'pending';
   let session: LoginOutcome | undefined;
   let collected = false;
-  let interval = input.settings.intervalSeconds;
-  let lastPollMs: number | undefined;
+  const pacer = pollPacer(input.settings.intervalSeconds);
   const stage = (value: string) => {
     showStage(value);
     upsertSearchAttributes([{ key: AkStage, value }]);
@@ -75,7 +65,7 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
     if ((status === 'pending' || status === 'approved') && Date.now() >= expiresAtMs) status = 'expired';
   };
 
-  setHandler(registerDeviceCodeUpdate, () => ({ expires_at: input.expires_at, interval }), {
+  setHandler(registerDeviceCodeUpdate, () => ({ expires_at: input.expires_at, interval: pacer.interval }), {
     validator: (request: RegisterDeviceCodeInput) => {
       // Another request drew this user code while this one is open: the API draws a new code.
       if (typeof request?.device_code_digest !== 'string' || !constantTimeEqual(request.device_code_digest, input.device_code_digest))
@@ -139,20 +129,15 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
     deviceTokenPollUpdate,
     (): DeviceTokenPollResult => {
       expireIfDue();
-      const now = Date.now();
       if (status === 'approved' && session && !collected) {
         collected = true;
         return { status: 'ready', session };
       }
+      const interval = pacer.interval;
       if (collected) return { status: 'invalid_grant', interval };
       if (status === 'denied') return { status: 'access_denied', interval };
       if (status === 'expired') return { status: 'expired_token', interval };
-      const tooSoon = lastPollMs !== undefined && now - lastPollMs < interval * 1000 - pollSlackMs(interval);
-      lastPollMs = now;
-      if (tooSoon) {
-        interval += SLOW_DOWN_STEP_SECONDS;
-        return { status: 'slow_down', interval };
-      }
+      if (pacer.tooSoon(Date.now())) return { status: 'slow_down', interval: pacer.interval };
       return { status: 'authorization_pending', interval };
     },
     {

@@ -13,3 +13,4 @@ export { mintWorkflow } from './mint';
 export { purgeExpiredWorkflow } from './maintenance';
 export { auditAnchorWorkflow } from './audit-anchor';
 export { killSwitchWorkflow } from './kill-switch';
+export { approvalWorkflow } from './approval';

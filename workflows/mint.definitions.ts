@@ -7,6 +7,7 @@
 
 import { FailureType } from '../lib/errors';
 import type { SealPublicJwk } from '../lib/seal';
+import type { ApprovalOpened } from './approval.definitions';
 
 export const MINT_ID_PREFIX = 'mint/';
 
@@ -54,6 +55,15 @@ export interface MintRequest {
   sealTo: SealPublicJwk;
   /** Present when the caller sent a signed intent (a per-mint EIP-191 proof of possession). */
   signedIntent?: SignedMintIntent;
+  /** The agent's stated reason (shown to the holder when the grant asks for approval). */
+  reason?: string;
+  /**
+   * Set by a mint flow that can wait for a holder's decision (patch `mint-approval`): a grant that
+   * asks for approval then opens a request instead of minting. Without it such a grant refuses.
+   */
+  approvals?: boolean;
+  /** This mint hands out the approved request `approvalId` (the approval flow's collection). */
+  handout?: { approvalId: string };
 }
 
 /** The grant an agent mints under. */
@@ -80,7 +90,16 @@ export interface SealedMint {
 }
 
 /** What the mint activity returns: a refusal (its denied row written) or the sealed credential (its ok row written). */
-export type MintOutcome = { denied: true; reason: string } | { denied: false; minted: SealedMint };
+export type MintOutcome =
+  | { denied: true; reason: string }
+  | { denied: false; minted: SealedMint }
+  /** The grant asks for the holder's decision first: the request is open (its row and audit row written), nothing minted. */
+  | { denied: false; pending: ApprovalOpened };
+
+/** What the mint flow answers when the mint waits for approval (the approval flow, approval/<id>, is started). */
+export interface PendingMint {
+  pending: ApprovalOpened;
+}
 
 /** Audit phases of one mint: intent before anything is signed, then exactly one outcome. */
 export type MintAuditPhase = 'intent' | 'ok' | 'denied' | 'failed';

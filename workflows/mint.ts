@@ -1,10 +1,22 @@
-import { ActivityFailure, ApplicationFailure, proxyLocalActivities, upsertSearchAttributes } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  ParentClosePolicy,
+  patched,
+  proxyLocalActivities,
+  startChild,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { AkOutcome, AkStage } from '../lib/search-attributes';
+import { AkFlow, AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
 import { FailureType } from './definitions';
 import { showOutcome, showStage } from './progress';
 import { flowFailure } from './failures';
-import { MintActivityFailure, type MintFailureDetails, type MintRequest, type SealedMint } from './mint.definitions';
+import { APPROVAL_ID_PREFIX, type ApprovalInput } from './approval.definitions';
+import { MintActivityFailure, type MintFailureDetails, type MintRequest, type PendingMint, type SealedMint } from './mint.definitions';
+
+/** Seconds the agent still hears a decision or the expiry from the approval flow (after that, the approvals row answers). */
+const APPROVAL_GRACE_SECONDS = 60;
 
 /**
  * The whole mint is one local activity (activities/mint.ts): authorise + the decision's row, the
@@ -37,10 +49,12 @@ function mark(stage: string, outcome?: string): void {
  * POST /v1/mint-* (workflow id mint/<request_id>): one run per mint, whatever its target. Nothing
  * leaves before its audit rows are durable, and the answer leaves sealed to the API's key.
  */
-export async function mintWorkflow(req: MintRequest): Promise<SealedMint> {
+export async function mintWorkflow(req: MintRequest): Promise<SealedMint | PendingMint> {
+  // Since the mint-approval patch a grant that asks for approval opens a request (docs/approvals.md).
+  const approvals = patched('mint-approval');
   let outcome;
   try {
-    outcome = await mint(req);
+    outcome = await mint(approvals ? { ...req, approvals: true } : req);
   } catch (e) {
     const cause = activityCause(e);
     if (cause?.type === FailureType.auditError) {
@@ -59,6 +73,26 @@ export async function mintWorkflow(req: MintRequest): Promise<SealedMint> {
   if (outcome.denied) {
     mark('done', 'denied');
     throw flowFailure(FailureType.forbidden, outcome.reason);
+  }
+  if ('pending' in outcome) {
+    // The wait is the approval flow's: it outlives this run (ABANDON), which answers the agent 202 now.
+    const { sealTo: _dropped, ...mintRequest } = req;
+    const input: ApprovalInput = { opened: outcome.pending, mint: mintRequest, graceSeconds: APPROVAL_GRACE_SECONDS };
+    await startChild('approvalWorkflow', {
+      workflowId: APPROVAL_ID_PREFIX + outcome.pending.approval_id,
+      args: [input],
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+      workflowIdReusePolicy: 'REJECT_DUPLICATE',
+      staticSummary: 'Approval of a mint',
+      staticDetails: "Waits for the grant holder's decision on one mint, then hands the credential to the agent once.",
+      typedSearchAttributes: [
+        { key: AkFlow, value: 'approval' },
+        { key: AkStage, value: 'awaiting_approval' },
+        { key: AkOmniAccount, value: req.caller.omniAccount },
+      ],
+    });
+    mark('done', 'awaiting_approval');
+    return { pending: outcome.pending };
   }
   mark('done', 'ok');
   return outcome.minted;

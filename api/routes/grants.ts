@@ -8,7 +8,8 @@ import { z } from 'zod';
 import { createEvmSignatureVerifier } from '../../adapters/evm-signature';
 import { grantStatus, type GrantRow } from '../../db/grants';
 import { BrokerError } from '../../lib/errors';
-import { grantScopeSchema } from '../../activities/mint-targets';
+import { grantScopeSchema, MINT_TARGETS } from '../../activities/mint-targets';
+import { APPROVAL_TIMEOUT_DEFAULT_SECONDS, APPROVAL_TIMEOUT_MAX_SECONDS, APPROVAL_TIMEOUT_MIN_SECONDS } from '../../lib/approvals';
 import { MAX_CONTRACT_SIGNATURE_BYTES } from '../../lib/wallet-message';
 import { createGrantService, storedScope } from '../../services/grants';
 import type { AuthContext } from '../dependencies';
@@ -31,6 +32,35 @@ const evmAddress = z
   .transform((a) => a.toLowerCase())
   .refine((a) => !/^0x0{40}$/.test(a), 'must not be the zero address (nobody holds its key)');
 
+/** The approval policy of an offer (lib/approvals.ts): bounds checked here, its meaning in the mint activity. */
+const approvalPolicyBody = z
+  .object({
+    mode: z.enum(['always', 'beyond'], 'approval.mode must be always or beyond'),
+    max_duration_seconds: z.number().int().min(1, 'approval.max_duration_seconds must be at least 1').max(86_400).optional(),
+    targets: z
+      .array(z.enum(MINT_TARGETS.map((t) => t.name) as [string, ...string[]], 'approval.targets names mint targets (aws, oidc, gcp)'))
+      .max(MINT_TARGETS.length)
+      .optional(),
+    timeout_seconds: z
+      .number()
+      .int()
+      .min(APPROVAL_TIMEOUT_MIN_SECONDS, `approval.timeout_seconds must be at least ${APPROVAL_TIMEOUT_MIN_SECONDS}`)
+      .max(APPROVAL_TIMEOUT_MAX_SECONDS, `approval.timeout_seconds must be at most ${APPROVAL_TIMEOUT_MAX_SECONDS}`)
+      .default(APPROVAL_TIMEOUT_DEFAULT_SECONDS),
+    notify_email: z.email('approval.notify_email must be an email address').max(254).optional(),
+  })
+  .strict()
+  .refine((p) => p.mode === 'always' || p.max_duration_seconds !== undefined || p.targets !== undefined, {
+    message: 'approval.mode beyond needs a standing limit: max_duration_seconds or targets',
+  });
+const approvalPolicyView = z.object({
+  mode: z.enum(['always', 'beyond']),
+  max_duration_seconds: z.number().int().optional(),
+  targets: z.array(z.string()).optional(),
+  timeout_seconds: z.number().int(),
+  notify_email: z.string().optional(),
+});
+
 const STATUSES = ['pending', 'active', 'revoked', 'declined', 'left', 'expired'] as const;
 
 const grantView = z.object({
@@ -45,6 +75,7 @@ const grantView = z.object({
   accepted_at: z.number().int().nullable(),
   revoked_at: z.number().int().nullable(),
   acceptance_message: z.string().optional().describe('while pending: the exact text the agent wallet signs (personal_sign) to accept'),
+  approval: approvalPolicyView.nullable().describe("when the grant's mints wait for the holder's decision (docs/approvals.md); null: never"),
 });
 type GrantView = z.infer<typeof grantView>;
 
@@ -74,6 +105,7 @@ export default async function grantRoutes(appBase: FastifyInstance) {
       accepted_at: unixOrNull(g.accepted_at),
       revoked_at: unixOrNull(g.revoked_at),
       ...(status === 'pending' ? { acceptance_message: grants.acceptanceMessage(g) } : {}),
+      approval: g.approval ?? null,
     };
   }
 
@@ -105,14 +137,19 @@ export default async function grantRoutes(appBase: FastifyInstance) {
             .min(60, 'expires_in must be at least 60 seconds')
             .max(config.BROKER_GRANT_MAX_TTL_SECONDS, `expires_in must be at most ${config.BROKER_GRANT_MAX_TTL_SECONDS} seconds`)
             .optional(),
+          approval: approvalPolicyBody.optional(),
         }),
         response: { 200: grantView, 201: grantView, 403: errorBody, 409: errorBody, ...commonErrors },
       },
     },
     async (request, reply) => {
       const auth = authOf(request.auth);
-      const { agent_address, scope = {}, expires_in = config.BROKER_GRANT_DEFAULT_TTL_SECONDS } = request.body;
-      const { grant, created } = await grants.offer(auth, { agent_address, scope, expires_in, idempotencyKey: idempotencyKeyOf(request) }, request.id);
+      const { agent_address, scope = {}, expires_in = config.BROKER_GRANT_DEFAULT_TTL_SECONDS, approval } = request.body;
+      const { grant, created } = await grants.offer(
+        auth,
+        { agent_address, scope, expires_in, ...(approval ? { approval } : {}), idempotencyKey: idempotencyKeyOf(request) },
+        request.id,
+      );
       // A retry answers the grant as it is now (pending, active, revoked, ...), never a revived one.
       return reply.code(created ? 201 : 200).send(view(grant));
     },

@@ -17,6 +17,11 @@ import type { mintWorkflow } from '../../workflows/mint';
 import { MINT_TARGETS, type MintTarget } from '../../activities/mint-targets';
 import { bearerToken } from '../plugins/auth';
 import { commonErrors, errorBody, grantIdSchema } from '../schemas';
+import { APPROVAL_REASON_MAX_LENGTH } from '../../lib/approvals';
+import { approvalPendingBody, pendingAnswer } from './approvals';
+
+/** The agent's stated reason for the holder (docs/approvals.md). */
+const reasonSchema = z.string().max(APPROVAL_REASON_MAX_LENGTH, `reason must be at most ${APPROVAL_REASON_MAX_LENGTH} characters`).optional();
 
 /** A mint that has not finished by then is abandoned (the caller gets `unavailable`). */
 const MINT_TIMEOUT = '1 minute';
@@ -181,7 +186,9 @@ export default async function mintRoutes(appBase: FastifyInstance) {
 
   // One route per target (activities/mint-targets): validate, run the one mint workflow, open its sealed answer.
   for (const target of MINT_TARGETS as readonly MintTarget[]) {
-    const body = z.looseObject({ grant_id: grantIdSchema.optional(), ...target.body(config), ...(target.signedIntent ? signedIntentShape : {}) }).nullish();
+    const body = z
+      .looseObject({ grant_id: grantIdSchema.optional(), reason: reasonSchema, ...target.body(config), ...(target.signedIntent ? signedIntentShape : {}) })
+      .nullish();
     app.post(
       target.path,
       {
@@ -192,10 +199,10 @@ export default async function mintRoutes(appBase: FastifyInstance) {
           description: `${target.description} Audited before it is returned. An agent wallet mints under an active grant of its main wallet (optionally the given grant_id).`,
           security: [{ bearer: [] }],
           body,
-          response: { 200: target.response, ...mintErrors },
+          response: { 200: target.response, 202: approvalPendingBody, ...mintErrors },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const why = target.unavailable?.(config);
         if (why) throw new BrokerError('unavailable', why);
         const fields = (request.body ?? {}) as Record<string, unknown> & SignedIntentBody;
@@ -214,10 +221,15 @@ export default async function mintRoutes(appBase: FastifyInstance) {
           httpRequestId: request.id,
           sealTo: seal.publicJwk,
           ...(signedIntent ? { signedIntent } : {}),
+          ...(typeof fields.reason === 'string' ? { reason: fields.reason } : {}),
         };
         const minted = await runMint(request, requestId, () =>
           temporal.workflow.execute<typeof mintWorkflow>('mintWorkflow', { ...startOptions(input, target), args: [input] }),
         );
+        if ('pending' in minted) {
+          request.log.info({ flow: 'mint', kind: target.name, request_id: requestId, approval_id: minted.pending.approval_id }, 'mint awaits approval');
+          return reply.code(202).send(pendingAnswer(minted.pending));
+        }
         const secret = await unsealJson<Record<string, string>>(seal.privateKey, minted.sealed);
         request.log.info({ flow: 'mint', kind: target.name, request_id: requestId, wallet: minted.wallet }, 'credential minted');
         return { ...secret, ...minted.public, expiration: minted.expiration, wallet: minted.wallet };

@@ -1,0 +1,42 @@
+/**
+ * Approval of a mint (docs/approvals.md; workflow id `approval/<approval_id>`): its input, its
+ * Updates and what they answer. Types, constants and definitions only: imported by the workflow,
+ * the activities and the API alike.
+ */
+import { defineUpdate } from '@temporalio/workflow';
+import type { ApprovalDecisionInput, ApprovalOpened } from '../lib/approvals';
+import type { SealPublicJwk } from '../lib/seal';
+
+export type { ApprovalDecisionInput, ApprovalOpened } from '../lib/approvals';
+import type { MintRequest, SealedMint } from './mint.definitions';
+
+export const APPROVAL_ID_PREFIX = 'approval/';
+
+/** Input of approvalWorkflow: the mint that waits (its seal key dropped: each collection brings its own). */
+export interface ApprovalInput {
+  opened: ApprovalOpened;
+  mint: Omit<MintRequest, 'sealTo'>;
+  /** Seconds after a decision or the expiry during which the agent still hears it (then the row answers). */
+  graceSeconds: number;
+}
+
+export interface ApprovalDecisionResult {
+  status: 'approved' | 'denied';
+  decided_at: number;
+}
+
+/** The agent's poll: its account (only the agent that asked may poll) and a fresh seal key for the credential. */
+export interface ApprovalPollInput {
+  agent_account: string;
+  sealTo: SealPublicJwk;
+}
+
+export type ApprovalPollResult =
+  | { status: 'pending' | 'slow_down'; interval: number; expires_at: number }
+  | { status: 'denied' | 'expired' | 'collected'; interval: number; expires_at: number }
+  | { status: 'approved'; minted: SealedMint };
+
+export type ApprovalOutcome = 'collected' | 'uncollected' | 'denied' | 'expired';
+
+export const approvalDecisionUpdate = defineUpdate<ApprovalDecisionResult, [ApprovalDecisionInput]>('approvalDecision');
+export const approvalPollUpdate = defineUpdate<ApprovalPollResult, [ApprovalPollInput]>('approvalPoll');
