@@ -19,7 +19,7 @@ import {
   type DeviceAuthorizationInput,
   type RegisterDeviceCodeResult,
 } from '../../workflows/device-authorization.definitions';
-import { toBrokerError, unprocessedRetried } from '../flow-errors';
+import { toBrokerError } from '../flow-errors';
 import { issueSession } from '../session-issue';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
 
