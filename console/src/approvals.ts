@@ -162,7 +162,7 @@ function approvalItem(a: Approval, withWallet: boolean, host: ApprovalsHost, tic
   return h(
     'li',
     { 'data-approval': a.approval_id },
-    h('div', { class: 'row' }, status, h('strong', {}, `mint ${a.target}`), h('span', { class: 'mono' }, a.agent_address)),
+    h('div', { class: 'row' }, status, h('strong', {}, `mint ${a.target}`)),
     h(
       'dl',
       {},
