@@ -189,6 +189,9 @@ void describe('approvals in the console (Chromium)', () => {
     assert.match(await alert.innerText(), /more than 5 minutes old/);
     assert.equal((await approvalRow(stack, p.approval_id))?.status, 'pending');
     assert.deepEqual(await auditEvents(stack, 'approval.decide', p.approval_id), []);
+    // The session itself still works: that refusal does not sign the console out.
+    assert.ok((await page.evaluate<string[]>('Object.keys(sessionStorage)')).includes('agentkeys.console.session'), 'the stale-login refusal signed out');
+    assert.equal(await page.locator('#nav').isVisible(), true);
 
     await li.getByRole('button', { name: 'Sign in again' }).click();
     await page.locator('#email input[name=email]').waitFor();
