@@ -21,7 +21,15 @@ export const CONSOLE_CSP = [
 ].join('; ');
 
 /** Paths the console's one page answers (it routes on the path; /console/device is the device flow's verification_uri). */
-export const CONSOLE_PAGES = ['/console', '/console/', '/console/account', '/console/grants', '/console/audit', '/console/device'] as const;
+export const CONSOLE_PAGES = [
+  '/console',
+  '/console/',
+  '/console/account',
+  '/console/grants',
+  '/console/approvals',
+  '/console/audit',
+  '/console/device',
+] as const;
 
 type Bundle = Record<'index.html' | 'app.js' | 'app.css', Buffer>;
 

@@ -43,12 +43,18 @@ export class ApiError extends Error {
     readonly status: number,
     readonly kind: string,
     message: string,
+    /** The rest of the broker's answer (e.g. reauthenticate: true). */
+    readonly body: Record<string, unknown> = {},
   ) {
     super(message);
   }
 }
 
-/** One call; answers the parsed body, throws ApiError with the broker's {error, message}. A 401 signs the console out. */
+/**
+ * One call; answers the parsed body, throws ApiError with the broker's {error, message}. A 401
+ * signs the console out, except one that asks only for a more recent login (reauthenticate: the
+ * session still works; the page offers to sign in again).
+ */
 export async function call<T>(method: string, path: string, body?: unknown, opts: { auth?: boolean } = {}): Promise<T> {
   const headers: Record<string, string> = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
@@ -63,9 +69,9 @@ export async function call<T>(method: string, path: string, body?: unknown, opts
     parsed = null;
   }
   if (!res.ok) {
-    const e = (parsed ?? {}) as { error?: string; message?: string };
-    if (res.status === 401 && s && opts.auth !== false) forgetSession();
-    throw new ApiError(res.status, e.error ?? 'error', e.message ?? `the broker answered ${res.status}`);
+    const e = (parsed ?? {}) as { error?: string; message?: string; reauthenticate?: boolean };
+    if (res.status === 401 && s && opts.auth !== false && e.reauthenticate !== true) forgetSession();
+    throw new ApiError(res.status, e.error ?? 'error', e.message ?? `the broker answered ${res.status}`, e);
   }
   return parsed as T;
 }

@@ -1,52 +1,20 @@
 import { ApiError, call, forgetSession, keepSession, session, type Session } from './api';
 import { ProofError, verifyProofInBrowser, type AuditProof, type Jwk } from './proof';
 import { createPasskey, getPasskey, passkeysAvailable } from './passkey';
+import { approvalsPage } from './approvals';
+import { actionButton, errorText, field, h, message, when } from './dom';
 import { checkSiweForThisSite, connectWallet, injectedWallet, personalSign, walletChainId } from './wallet';
 
 /**
- * The console: one page that routes on its path (/console/account, /grants, /audit, /device; the
+ * The console: one page that routes on its path (/console/account, /grants, /approvals, /audit, /device; the
  * sign-in page at /console/). Every node is built with the DOM API (no HTML strings, nothing
  * inline), so what the broker returns is always text.
  */
 
-type Child = Node | string | null | undefined | false;
-function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, ...children: Child[]): HTMLElementTagNameMap[K] {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
-  for (const c of children) if (c !== null && c !== undefined && c !== false) el.append(c);
-  return el;
-}
 const main = document.getElementById('main') as HTMLElement;
 const nav = document.getElementById('nav') as HTMLElement;
-const when = (unix: number): string => new Date(unix * 1000).toLocaleString();
-const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 const NEXT_KEY = 'agentkeys.console.next';
 const PKCE_KEY = 'agentkeys.console.pkce';
-
-function message(kind: 'ok' | 'error', text: string): HTMLElement {
-  return h('p', { class: `msg ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, text);
-}
-
-/** A button that runs `action`, disabled meanwhile; a failure is shown in `out`. */
-function actionButton(label: string, out: HTMLElement, action: () => Promise<void>, cls = ''): HTMLButtonElement {
-  const b = h('button', { type: 'button', ...(cls ? { class: cls } : {}) }, label);
-  b.addEventListener('click', () => {
-    b.disabled = true;
-    out.replaceChildren();
-    action()
-      .catch((e: unknown) => out.replaceChildren(message('error', errorText(e))))
-      .finally(() => {
-        b.disabled = false;
-      });
-  });
-  return b;
-}
-
-function field(label: string, input: HTMLInputElement): HTMLElement {
-  const id = `f-${Math.random().toString(36).slice(2)}`;
-  input.id = id;
-  return h('div', {}, h('label', { for: id }, label), input);
-}
 
 function go(path: string): void {
   history.pushState(null, '', path);
@@ -615,6 +583,7 @@ async function render(): Promise<void> {
     let nodes: HTMLElement[];
     if (path === '/console/account' || path === '/console') nodes = await accountPage();
     else if (path === '/console/grants') nodes = await grantsPage();
+    else if (path === '/console/approvals') nodes = await approvalsPage({ render, signInAgain });
     else if (path === '/console/audit') nodes = await auditPage();
     else if (path === '/console/device') nodes = devicePage(params.get('user_code') ?? '');
     else nodes = [h('h1', {}, 'Not found')];
@@ -640,12 +609,16 @@ document.addEventListener('click', (ev) => {
   go(href);
 });
 window.addEventListener('popstate', () => void render());
-document.getElementById('signout')?.addEventListener('click', () => {
+/** Ends this session (at the broker too) and shows the sign-in page; once signed in, `next`. */
+function signOut(next?: string): void {
   void call('POST', '/v1/session/logout')
     .catch(() => undefined)
     .finally(() => {
       forgetSession();
+      if (next) sessionStorage.setItem(NEXT_KEY, next);
       go('/console/');
     });
-});
+}
+const signInAgain = (next: string): void => signOut(next);
+document.getElementById('signout')?.addEventListener('click', () => signOut());
 void render();

@@ -9,21 +9,19 @@
  * width into <dir> (docs/images/console/ for docs/console.md).
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { AnchorResult } from '../../workflows/audit-anchor.definitions';
 import { API_CSP } from '../../api/plugins/security-headers';
 import { CONSOLE_CSP } from '../../api/plugins/console';
 import { deviceCode, otherUserCode, pollError, pollToken } from '../device-client';
-import { codeFromMail, latestCode, uniqueEmail, wrongCode } from '../email-login-client';
+import { codeFromMail, uniqueEmail, wrongCode } from '../email-login-client';
 import { startGoogleStack, type GoogleStack } from '../google-login-client';
 import type { TestStack } from '../harness';
 import { walletLogin } from '../mint-client';
 import { newWallet, type TestWallet } from '../wallet-client';
-import { PHONE, shoot } from './screenshots';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+import { shoot } from './screenshots';
+import { launchChromium, openTab as openBrowserTab, signInByEmail as signInByEmailIn, signInByWallet, type Tab } from './tabs';
 
 let g: GoogleStack;
 let stack: TestStack;
@@ -31,8 +29,7 @@ let browser: Browser;
 const contexts: BrowserContext[] = [];
 
 before(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: install it (Debian/Ubuntu: apt-get install -y chromium) or set CHROMIUM_PATH`);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  browser = await launchChromium();
   g = await startGoogleStack({ BROKER_AUDIT_ANCHOR_SECONDS: '3600' });
   stack = g.stack;
 });
@@ -42,64 +39,12 @@ after(async () => {
   await g?.stop();
 });
 
-interface Tab {
-  context: BrowserContext;
-  page: Page;
-  /** The methods the page asked the wallet for, in order. */
-  walletCalls(): Promise<string[]>;
-  /** Content-Security-Policy violations the page reported. */
-  cspViolations(): Promise<string[]>;
-}
-
-/**
- * A fresh browser profile at phone width; with `wallet`, an injected EIP-1193 provider
- * (window.ethereum) that answers with the wallet's address and signs personal_sign here.
- */
-async function openTab(wallet?: TestWallet): Promise<Tab> {
-  const context = await browser.newContext({ viewport: PHONE, baseURL: stack.url });
-  contexts.push(context);
-  // Page-side code as text: this file is compiled for Node, without the DOM's types.
-  await context.addInitScript(
-    `window.__csp = []; document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));`,
-  );
-  if (wallet) {
-    await context.exposeFunction('__akWalletSign', async (hex: string) => wallet.sign(Buffer.from(hex.slice(2), 'hex').toString('utf8')));
-    await context.addInitScript(`
-      window.__akCalls = [];
-      window.ethereum = {
-        request: async ({ method, params }) => {
-          window.__akCalls.push(method);
-          if (method === 'eth_requestAccounts' || method === 'eth_accounts') return [${JSON.stringify(wallet.address)}];
-          if (method === 'eth_chainId') return '0x1';
-          if (method === 'personal_sign') return window.__akWalletSign(String(params[0]));
-          throw Object.assign(new Error('unsupported method ' + method), { code: 4200 });
-        },
-      };`);
-  }
-  const page = await context.newPage();
-  return {
-    context,
-    page,
-    walletCalls: () => page.evaluate<string[]>('window.__akCalls ?? []'),
-    cspViolations: () => page.evaluate<string[]>('window.__csp ?? []'),
-  };
-}
-
-async function signInByEmail(tab: Tab, email: string): Promise<void> {
-  const { page } = tab;
-  await page.locator('#email input[name=email]').fill(email);
-  await page.getByRole('button', { name: 'Send code' }).click();
-  await page.locator('#email input[name=code]').waitFor();
-  const code = await latestCode(stack, email);
-  await page.locator('#email input[name=code]').fill(code);
-  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
-  await page.locator('#nav').waitFor({ state: 'visible' });
-}
-
-async function signInByWallet(tab: Tab): Promise<void> {
-  await tab.page.getByRole('button', { name: 'Sign in with wallet' }).click();
-  await tab.page.locator('#nav').waitFor({ state: 'visible' });
-}
+const openTab = async (wallet?: TestWallet): Promise<Tab> => {
+  const tab = await openBrowserTab(browser, stack.url, wallet);
+  contexts.push(tab.context);
+  return tab;
+};
+const signInByEmail = (tab: Tab, email: string) => signInByEmailIn(stack, tab, email);
 
 const countRows = async (sql: string, args: unknown[] = []): Promise<number> => Number((await stack.db.query<{ n: string }>(sql, args)).rows[0]?.n);
 
@@ -109,7 +54,7 @@ let mainTab: Tab;
 
 void describe('the console in Chromium', () => {
   void test('served at /console under its own policy: one script and one stylesheet from this origin, nothing inline; the API keeps its policy', async () => {
-    for (const path of ['/console', '/console/', '/console/device?user_code=BCDF-GHJK', '/console/audit']) {
+    for (const path of ['/console', '/console/', '/console/device?user_code=BCDF-GHJK', '/console/audit', '/console/approvals']) {
       const r = await fetch(stack.url + path);
       assert.equal(r.status, 200, path);
       assert.equal(r.headers.get('content-security-policy'), CONSOLE_CSP, path);

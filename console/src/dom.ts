@@ -1,0 +1,41 @@
+/**
+ * The console's DOM helpers, shared by its pages: every node is built with the DOM API (no HTML
+ * strings, nothing inline), so what the broker returns is always text.
+ */
+
+export type Child = Node | string | null | undefined | false;
+
+export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, ...children: Child[]): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  for (const c of children) if (c !== null && c !== undefined && c !== false) el.append(c);
+  return el;
+}
+
+export const when = (unix: number): string => new Date(unix * 1000).toLocaleString();
+export const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+export function message(kind: 'ok' | 'error', text: string): HTMLElement {
+  return h('p', { class: `msg ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, text);
+}
+
+/** A button that runs `action`, disabled meanwhile; a failure is shown in `out`. */
+export function actionButton(label: string, out: HTMLElement, action: () => Promise<void>, cls = ''): HTMLButtonElement {
+  const b = h('button', { type: 'button', ...(cls ? { class: cls } : {}) }, label);
+  b.addEventListener('click', () => {
+    b.disabled = true;
+    out.replaceChildren();
+    action()
+      .catch((e: unknown) => out.replaceChildren(message('error', errorText(e))))
+      .finally(() => {
+        b.disabled = false;
+      });
+  });
+  return b;
+}
+
+export function field(label: string, input: HTMLInputElement): HTMLElement {
+  const id = `f-${Math.random().toString(36).slice(2)}`;
+  input.id = id;
+  return h('div', {}, h('label', { for: id }, label), input);
+}
