@@ -193,7 +193,11 @@ async function main(): Promise<void> {
     const temporalRoot = join(clusterDir, 'temporal');
     const startNode = (i: number) =>
       startTemporalNode({ index: i, server, root: temporalRoot, logDir, ports: l.nodes[i]!, db: temporalDb, clusterAddress: temporalAddress });
-    const nodes = await Promise.all(l.nodes.map((_, i) => startNode(i)));
+    // The first node alone, then the rest: on a fresh database each node's start writes the
+    // cluster's metadata, and two first writes at once can fail one node ("failed to initialize
+    // current cluster metadata", seen in a fresh-clone CI run).
+    const first = await startNode(0);
+    const nodes = [first, ...(await Promise.all(l.nodes.slice(1).map((_, i) => startNode(i + 1))))];
     nodes.forEach((n, i) => {
       pids[n.name] = n.pid;
       supervise(n.name, () => startNode(i), n);
