@@ -6,7 +6,8 @@
  *
  * Checks here: who may change which grant (owner or named agent), the state machine (only a
  * pending grant is accepted or declined), the live-grant cap, Idempotency-Key reuse, the agent's
- * signature over the acceptance text and its one use (db/used-signatures.ts). The routes check
+ * signature over the acceptance text and its one use (db/used-signatures.ts), that an approval
+ * policy's notify_email is an address the holder proved it controls. The routes check
  * only the request's form (zod) and that a bearer is present.
  */
 import { randomUUID } from 'node:crypto';

@@ -6,9 +6,10 @@
  * An account holder may also end one of their own other sessions by its public name (the keyed
  * digest its audit rows carry, never the jti).
  *
- * Checks here: whether the session or TEE token was already revoked; that a session named for
- * revocation belongs to the caller's account. That the bearer is valid is
- * checked before (api/plugins/auth.ts).
+ * Checks here: that a broker session token is live (liveSessionClaims: the one check of a session,
+ * for a bearer and for a session shown as a proof); whether the session or TEE token was already
+ * revoked; that a session named for revocation belongs to the caller's account. That a bearer is
+ * valid is checked before the logout (api/plugins/auth.ts, through liveSessionClaims).
  */
 import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
