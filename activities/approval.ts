@@ -2,6 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { findGrant } from '../db/grants';
 import { findApproval } from '../db/approvals';
 import { findUserByOmni } from '../db/users';
+import { provenNotifyEmail, verifiedEmailOf } from '../lib/approvals';
 import { BrokerError, FailureType } from '../lib/errors';
 import { createApprovalService } from '../services/approvals';
 import { failureOf } from '../workflows/failures';
@@ -15,13 +16,16 @@ function asFailure(e: unknown): ApplicationFailure {
   return ApplicationFailure.retryable(`the approval could not be recorded: ${(e as Error).message}`, FailureType.auditError);
 }
 
-/** The address the holder is told at: the grant's notify_email, else the account's email identity (or its verified Google email). */
+/**
+ * The address the holder is told at: the grant's notify_email when it was proven (lib/approvals.ts),
+ * else the account's email identity (or its verified Google email). An unproven notify_email (a
+ * policy written before the proof was asked for) is never mailed.
+ */
 async function holderEmail(deps: ActivityDeps, grantId: string, mainAccount: string): Promise<string | undefined> {
   const grant = await findGrant(deps.db, grantId);
-  if (grant?.approval?.notify_email) return grant.approval.notify_email;
-  const user = await findUserByOmni(deps.db, mainAccount);
-  if (user?.identity_type === 'email') return user.identity_value;
-  return user?.email ?? undefined;
+  const proven = provenNotifyEmail(grant?.approval);
+  if (proven) return proven;
+  return verifiedEmailOf(await findUserByOmni(deps.db, mainAccount));
 }
 
 export function createApprovalActivities(deps: ActivityDeps) {

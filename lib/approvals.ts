@@ -26,8 +26,28 @@ export interface ApprovalPolicy {
   /** Mint targets (aws, oidc, gcp) that mint without a decision under `beyond`. */
   targets?: string[];
   timeout_seconds: number;
-  /** Where the notification goes (else the account's email identity, if it has one). */
+  /** Where the notification goes (normalised), once proven; else the account's own verified address, if it has one. */
   notify_email?: string;
+  /**
+   * Unix seconds: when the broker found that the holder controls `notify_email` — the account's own
+   * verified address, or shown a live session of that address. A policy without it (written before
+   * the check) is never mailed at its `notify_email`.
+   */
+  notify_email_proven_at?: number;
+}
+
+/** A policy as the holder asks for it: `notify_email_proof` is a live session of `notify_email`, checked and never stored. */
+export type ApprovalPolicyRequest = Omit<ApprovalPolicy, 'notify_email_proven_at'> & { notify_email_proof?: string };
+
+/** The account's own verified address: its email login identity, else the verified email its Google login reported. */
+export function verifiedEmailOf(user: { identity_type: string; identity_value: string; email: string | null } | undefined): string | undefined {
+  if (user?.identity_type === 'email') return user.identity_value;
+  return user?.email ?? undefined;
+}
+
+/** Where a policy's notices may go: its `notify_email` only when proven (undefined: the account's own verified address). */
+export function provenNotifyEmail(policy: ApprovalPolicy | null | undefined): string | undefined {
+  return policy?.notify_email !== undefined && policy.notify_email_proven_at !== undefined ? policy.notify_email : undefined;
 }
 
 /** Why a mint under this policy needs a decision, or undefined when it mints at once. */

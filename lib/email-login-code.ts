@@ -64,9 +64,14 @@ export function emailCodeRetryIds(
   };
 }
 
+/** An address as the email login takes it (trimmed, lower-cased): the identity it signs in, and what two addresses are compared as. */
+export function normalizeEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
+
 /** Keyed, non-reversible key of an address: the send-budget key, the flow's owner check and log field. */
 export function emailKey(secret: Uint8Array, email: string): string {
-  return hmacHex(secret, 'email', email.trim().toLowerCase()).slice(0, 32);
+  return hmacHex(secret, 'email', normalizeEmail(email)).slice(0, 32);
 }
 
 /** RFC 5321 §4.5.3.1.1: a local part holds at most 64 octets. */

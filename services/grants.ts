@@ -6,7 +6,8 @@
  *
  * Checks here: who may change which grant (owner or named agent), the state machine (only a
  * pending grant is accepted or declined), the live-grant cap, Idempotency-Key reuse, the agent's
- * signature over the acceptance text and its one use (db/used-signatures.ts). The routes check
+ * signature over the acceptance text and its one use (db/used-signatures.ts), that an approval
+ * policy's notify_email is an address the holder proved it controls. The routes check
  * only the request's form (zod) and that a bearer is present.
  */
 import { randomUUID } from 'node:crypto';
@@ -27,14 +28,16 @@ import {
 } from '../db/grants';
 import { withTransaction, type Db } from '../db/pool';
 import { consumeProof } from '../db/used-signatures';
-import { findMainAddress } from '../db/users';
+import { findMainAddress, findUserByOmni } from '../db/users';
 import { canonicalJson } from '../lib/audit-chain';
-import type { ApprovalPolicy } from '../lib/approvals';
+import { verifiedEmailOf, type ApprovalPolicy, type ApprovalPolicyRequest } from '../lib/approvals';
 import type { Config } from '../lib/config';
 import { hmacHex } from '../lib/digest';
+import { normalizeEmail } from '../lib/email-login-code';
 import { BrokerError } from '../lib/errors';
 import { buildGrantAcceptanceMessage, GRANT_ACCEPT_PROOF_PURPOSE } from '../lib/grant-acceptance';
 import { recordGrantKill } from './kill-switch';
+import { liveSessionClaims } from './sessions';
 
 export interface GrantServiceDeps {
   config: Config;
@@ -58,8 +61,8 @@ export interface GrantOffer {
   scope: GrantScope;
   /** Seconds. */
   expires_in: number;
-  /** When the grant's mints wait for the holder's decision (docs/approvals.md). */
-  approval?: ApprovalPolicy;
+  /** When the grant's mints wait for the holder's decision (docs/approvals.md); its notify_email proven here. */
+  approval?: ApprovalPolicyRequest;
   idempotencyKey?: string;
 }
 
@@ -78,15 +81,27 @@ export function storedScope(g: GrantRow): GrantScope {
   return scope;
 }
 
+/** A policy as compared between a grant and its retry: when its address was proven is not part of what was asked. */
+function askedPolicy(p: ApprovalPolicy | null | undefined): Omit<ApprovalPolicy, 'notify_email_proven_at'> | null {
+  if (!p) return null;
+  const { notify_email_proven_at: _at, ...asked } = p;
+  return asked;
+}
+
 /** Whether a stored grant is the one this request asks for: a retry under an Idempotency-Key must ask for the same grant. */
-function isSameGrantRequest(g: GrantRow, req: GrantOffer): boolean {
+function isSameGrantRequest(g: GrantRow, req: GrantOffer, approval: ApprovalPolicy | undefined): boolean {
   return (
     g.agent_address === req.agent_address &&
     canonicalJson(storedScope(g)) === canonicalJson(req.scope) &&
     g.expires_at.getTime() - g.created_at.getTime() === req.expires_in * 1000 &&
-    canonicalJson(g.approval ?? null) === canonicalJson(req.approval ?? null)
+    canonicalJson(askedPolicy(g.approval)) === canonicalJson(askedPolicy(approval))
   );
 }
+
+/** What a refused notify_email is told to do instead. */
+const NOTIFY_EMAIL_HOW =
+  "sign in with that address (email code or Google) and pass that session's access token as approval.notify_email_proof, " +
+  "or leave notify_email out to use this account's own verified address";
 
 export function createGrantService(deps: GrantServiceDeps) {
   const { config, secrets, db, verifier, now } = deps;
@@ -102,6 +117,34 @@ export function createGrantService(deps: GrantServiceDeps) {
       scope: storedScope(g),
       expiresAt: unix(g.expires_at),
     });
+
+  /**
+   * The policy as stored: its notify_email normalised and marked proven, or a 400 that creates
+   * nothing. An address is proven when it is the caller's own verified address, or when
+   * notify_email_proof is a live broker session (checked as a bearer is) of an account whose
+   * verified address it is. The proof itself is dropped here: never stored, logged or audited.
+   */
+  async function provenPolicy(caller: GrantCaller, requested: ApprovalPolicyRequest): Promise<ApprovalPolicy> {
+    const { notify_email_proof: proof, ...policy } = requested;
+    if (policy.notify_email === undefined) return policy;
+    const address = normalizeEmail(policy.notify_email);
+    const refuse = (why: string) => new BrokerError('bad_request', `${why}; ${NOTIFY_EMAIL_HOW}`);
+    const own = verifiedEmailOf(await findUserByOmni(db, caller.omniAccount));
+    if (own === undefined || normalizeEmail(own) !== address) {
+      if (proof === undefined) throw refuse("approval.notify_email is not this account's verified address and comes without approval.notify_email_proof");
+      let prover: string;
+      try {
+        prover = (await liveSessionClaims({ secrets, db, issuer: config.publicUrl }, proof)).sub;
+      } catch (e) {
+        if (e instanceof BrokerError && e.errorCode === 'unauthorized') throw refuse(`approval.notify_email_proof is not a live session of this broker (${e.message})`);
+        throw e;
+      }
+      const proven = verifiedEmailOf(await findUserByOmni(db, prover));
+      if (proven === undefined) throw refuse('approval.notify_email_proof is a session of an account with no verified email address (not an email identity)');
+      if (normalizeEmail(proven) !== address) throw refuse('approval.notify_email_proof is a session of another address');
+    }
+    return { ...policy, notify_email: address, notify_email_proven_at: Math.floor(now() / 1000) };
+  }
 
   /** The EVM wallet the caller acts with: its wallet-login wallet, else its account's main wallet. */
   const callerWallet = async (caller: GrantCaller): Promise<string | undefined> =>
@@ -150,6 +193,7 @@ export function createGrantService(deps: GrantServiceDeps) {
         );
       }
       if (req.agent_address === mainAddress) throw new BrokerError('bad_request', 'agent_address must differ from the main address');
+      const approval = req.approval ? await provenPolicy(caller, req.approval) : undefined;
       const grantId =
         req.idempotencyKey !== undefined
           ? `grt_${hmacHex(secrets.hmacSecret, 'grant-id', caller.omniAccount, req.idempotencyKey).slice(0, 32)}`
@@ -167,7 +211,7 @@ export function createGrantService(deps: GrantServiceDeps) {
           createdAt,
           expiresAt,
           maxLive,
-          approval: req.approval ?? null,
+          approval: approval ?? null,
         });
         if (r.outcome === 'created') {
           await appendAudit(tx, {
@@ -182,7 +226,7 @@ export function createGrantService(deps: GrantServiceDeps) {
               agent_address: req.agent_address,
               scope: req.scope,
               expires_at: unix(expiresAt),
-              approval: req.approval ?? null,
+              approval: approval ?? null,
               status: 'pending',
               via: caller.kind,
             },
@@ -200,7 +244,7 @@ export function createGrantService(deps: GrantServiceDeps) {
             { body: { limit: maxLive } },
           );
         case 'existing':
-          if (!isSameGrantRequest(result.grant, req)) {
+          if (!isSameGrantRequest(result.grant, req, approval)) {
             throw new BrokerError(
               'conflict',
               'this Idempotency-Key was already used for a different grant request (agent_address, scope, expires_in or approval); use a new key',

@@ -6,21 +6,48 @@
  * An account holder may also end one of their own other sessions by its public name (the keyed
  * digest its audit rows carry, never the jti).
  *
- * Checks here: whether the session or TEE token was already revoked; that a session named for
- * revocation belongs to the caller's account. That the bearer is valid is
- * checked before (api/plugins/auth.ts).
+ * Checks here: that a broker session token is live (liveSessionClaims: the one check of a session,
+ * for a bearer and for a session shown as a proof); whether the session or TEE token was already
+ * revoked; that a session named for revocation belongs to the caller's account. That a bearer is
+ * valid is checked before the logout (api/plugins/auth.ts, through liveSessionClaims).
  */
 import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
 import { withTransaction, type Db, type Queryable } from '../db/pool';
 import { refreshFamilyOfSession, revokeRefreshFamily } from '../db/refresh-tokens';
-import { listLiveSessionsOfAccount, revokeSession, revokeSessions, revokeTeeToken, type LiveSessionRow } from '../db/sessions';
+import { isSessionLive, listLiveSessionsOfAccount, revokeSession, revokeSessions, revokeTeeToken, type LiveSessionRow } from '../db/sessions';
 import { findUserByOmni, listWallets, type UserRow, type WalletRow } from '../db/users';
 import { hmacHex } from '../lib/digest';
+import { BrokerError } from '../lib/errors';
+import { SessionTokenError, verifySessionToken, type SessionClaims } from '../lib/session-token';
 
 export interface SessionServiceDeps {
   secrets: BrokerSecrets;
   db: Db;
+}
+
+/**
+ * The claims of a broker session token that is live: its spelling, ES256 signature, typ, issuer,
+ * audience and expiry checked (lib/session-token.ts), and its session not logged out (the sessions
+ * table). Anything else is a BrokerError `unauthorized` saying why. The one check of a broker
+ * session, for a bearer (api/plugins/auth.ts) and for a session shown as a proof
+ * (services/grants.ts). `verify` may stand in for the signature check with a cache of tokens that
+ * verified before (the auth plugin's); the liveness is read every time.
+ */
+export async function liveSessionClaims(
+  deps: { secrets: BrokerSecrets; db: Db; issuer: string },
+  token: string,
+  verify?: (token: string, check: (t: string) => Promise<SessionClaims>) => Promise<SessionClaims>,
+): Promise<SessionClaims> {
+  const check = (t: string) => verifySessionToken(deps.secrets.sessionKey, t, deps.issuer);
+  try {
+    const claims = verify ? await verify(token, check) : await check(token);
+    if (!(await isSessionLive(deps.db, claims.jti))) throw new BrokerError('unauthorized', 'session has been logged out');
+    return claims;
+  } catch (e) {
+    if (e instanceof SessionTokenError) throw new BrokerError('unauthorized', e.message);
+    throw e;
+  }
 }
 
 /** The bearer being logged out (api/dependencies.ts AuthContext has this shape). */

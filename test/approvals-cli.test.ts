@@ -1,6 +1,6 @@
 /**
  * Approval of a mint through the CLI, end to end: the agent runs `agentkeys mint oidc --wait` while
- * the holder, told by mail (read from the dev mailbox), lists the request and approves it with
+ * the holder, told by mail at an address it proved it controls (read from the dev mailbox), lists the request and approves it with
  * `agentkeys approve`, signing the EIP-712 typed data with its wallet key; the agent's command then
  * prints the credential. Both run as subprocesses of the built CLI against a real stack.
  */
@@ -15,7 +15,7 @@ import { bindAgentWithApproval, holderLogin } from './approval-client';
 import { buildCli, cliAgainst, parseJson } from './cli-client';
 import { devMail, uniqueEmail } from './email-login-client';
 import { startStack, type TestStack } from './harness';
-import { walletLogin } from './mint-client';
+import { emailLogin, walletLogin } from './mint-client';
 import { newWallet } from './wallet-client';
 
 let stack: TestStack;
@@ -42,8 +42,9 @@ void describe('agentkeys mint --wait, approvals, approve, deny', () => {
     const asHolder = { env: { AGENTKEYS_PROFILE: 'holder' } };
     const asAgent = { env: { AGENTKEYS_PROFILE: 'agent' } };
     const notifyEmail = uniqueEmail('cli-approvals');
-    const [holder, agent] = await Promise.all([holderLogin(stack, holderPk), walletLogin(stack, newWallet(agentPk))]);
-    await bindAgentWithApproval(stack, holder, agent, { notify_email: notifyEmail });
+    const [holder, agent, proof] = await Promise.all([holderLogin(stack, holderPk), walletLogin(stack, newWallet(agentPk)), emailLogin(stack, notifyEmail)]);
+    // The holder shows it controls the address: the access token of an email-code login of it.
+    await bindAgentWithApproval(stack, holder, agent, { notify_email: notifyEmail, notify_email_proof: proof.token });
     // The CLI's own logins sign the current second; the test's signed an earlier one (each signature is accepted once).
     assert.equal((await cli.run(['init', 'wallet', '--private-key-file', holderKey.path], asHolder)).code, 0);
     assert.equal((await cli.run(['init', 'wallet', '--private-key-file', agentKey.path], asAgent)).code, 0);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
+import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { AkStage } from '../lib/search-attributes';
 import { APPROVAL_ID_PREFIX } from '../workflows/approval.definitions';
@@ -21,13 +22,18 @@ import {
 import { deviceCode, pollToken, verify } from './device-client';
 import { devMail, uniqueEmail } from './email-login-client';
 import { startStack, type TestStack } from './harness';
-import { auditCount, emailLogin, walletLogin, type WalletSession } from './mint-client';
+import { bindAgent } from './grant-client';
+import { auditCount, emailLogin, walletLogin, type Session, type WalletSession } from './mint-client';
+import { newWallet } from './wallet-client';
 
 let stack: TestStack;
 let holder: Holder;
 let agent: WalletSession;
 let stranger: WalletSession;
 let notifyEmail: string;
+/** The access token of an email-code login of notifyEmail: the proof that the holder controls it. */
+let notifyProof: string;
+let notifiedGrant: string;
 /** A request under a 30 s timeout, opened first: the last tests decide and poll it after it expired. */
 let expiring: Pending;
 
@@ -36,10 +42,11 @@ before(async () => {
   stack.sts.setJwksUrl(`${stack.url}/.well-known/jwks.json`);
   [holder, agent, stranger] = await Promise.all([holderLogin(stack), walletLogin(stack), walletLogin(stack)]);
   notifyEmail = uniqueEmail('approvals');
+  notifyProof = (await emailLogin(stack, notifyEmail)).token;
   const expiringAgent = await walletLogin(stack);
   await bindAgentWithApproval(stack, holder, expiringAgent, { timeout_seconds: 30 });
   expiring = await requestMint(stack, expiringAgent, { reason: 'will expire' });
-  await bindAgentWithApproval(stack, holder, agent, { notify_email: notifyEmail });
+  notifiedGrant = await bindAgentWithApproval(stack, holder, agent, { notify_email: notifyEmail, notify_email_proof: notifyProof });
 });
 after(async () => {
   await stack?.stop();
@@ -90,6 +97,140 @@ void describe('grants that ask for approval', () => {
   });
 });
 
+/** The mail to `address` naming `approvalId`, waited for (up to 5 s). */
+async function mailNaming(address: string, approvalId: string) {
+  let mails: Awaited<ReturnType<typeof devMail>> = [];
+  for (let i = 0; i < 50 && mails.length === 0; i++) {
+    mails = (await devMail(stack, address)).filter((m) => m.text.includes(approvalId));
+    if (!mails.length) await sleep(100);
+  }
+  return mails;
+}
+
+/** `token` re-signed by a key that is not the broker's: every claim and header field as the broker issued them. */
+async function forged(token: string): Promise<string> {
+  const { privateKey } = await generateKeyPair('ES256');
+  const { kid, typ } = decodeProtectedHeader(token);
+  return new SignJWT(decodeJwt(token)).setProtectedHeader({ alg: 'ES256', ...(kid ? { kid } : {}), ...(typ ? { typ } : {}) }).sign(privateKey);
+}
+
+/** An email-login account that holds grants: its main wallet recorded as the TEE's add_wallet callback records one. */
+async function emailHolder(email: string): Promise<Session & { email: string }> {
+  const person = await emailLogin(stack, email);
+  await stack.db.query(`INSERT INTO wallets (omni_account, wallet_index, address, role) VALUES ($1, 0, $2, 'main')`, [person.omni_account, newWallet().lower]);
+  return person;
+}
+
+void describe('notify_email must be an address the holder proved it controls', () => {
+  let asker: Holder;
+  /** An address the asker does not control, and a live session of it (someone else's). */
+  let victim: string;
+  let victimSession: Session;
+  let other: Session & { email: string };
+
+  before(async () => {
+    asker = await holderLogin(stack);
+    victim = uniqueEmail('victim');
+    [victimSession, other] = await Promise.all([emailLogin(stack, victim), emailLogin(stack, uniqueEmail('other'))]);
+  });
+
+  const counts = async (omni: string) => {
+    const r = await stack.db.query<{ grants: string; audit: string }>(
+      'SELECT (SELECT count(*) FROM grants WHERE main_account = $1) AS grants, (SELECT count(*) FROM audit_log WHERE omni_account = $1) AS audit',
+      [omni],
+    );
+    return r.rows[0];
+  };
+
+  /** POST /v1/grants with `approval`: 400 bad_request saying why and what to do; no grant row, no audit row. */
+  async function refused(approval: Record<string, unknown>, why: RegExp): Promise<void> {
+    const before = await counts(asker.omni_account);
+    const res = await stack.request('POST', '/v1/grants', { token: asker.token, body: { agent_address: newWallet().lower, approval: { mode: 'always', ...approval } } });
+    await expectError(res, 400, 'bad_request');
+    const message = (res.body as { message: string }).message;
+    assert.match(message, why);
+    assert.match(message, /sign in with that address \(email code or Google\) and pass that session's access token as approval\.notify_email_proof/);
+    assert.match(message, /leave notify_email out to use this account's own verified address/);
+    if (typeof approval.notify_email_proof === 'string') assert.ok(!res.text.includes(approval.notify_email_proof), 'the answer echoes the proof');
+    assert.deepEqual(await counts(asker.omni_account), before, 'a grant or an audit row was written');
+  }
+
+  void test('an address without a proof is refused: 400, no grant, no audit row', async () => {
+    await refused({ notify_email: victim }, /is not this account's verified address and comes without approval\.notify_email_proof/);
+  });
+
+  void test("a live session of another address is no proof of this one: 400", async () => {
+    await refused({ notify_email: victim, notify_email_proof: other.token }, /a session of another address/);
+  });
+
+  void test('a forged or garbage proof is refused: 400', async () => {
+    await refused({ notify_email: victim, notify_email_proof: await forged(victimSession.token) }, /not a live session of this broker/);
+    await refused({ notify_email: victim, notify_email_proof: 'garbage' }, /not a live session of this broker/);
+    await refused({ notify_email: victim, notify_email_proof: `${victimSession.token}x` }, /not a live session of this broker/);
+  });
+
+  void test("a wallet-login session is no proof of an address (not an email identity): 400", async () => {
+    await refused({ notify_email: victim, notify_email_proof: stranger.token }, /not an email identity/);
+    // Not even the asker's own wallet session.
+    await refused({ notify_email: victim, notify_email_proof: asker.token }, /not an email identity/);
+  });
+
+  void test('a proof whose session was logged out is refused: 400 (it was accepted while live)', async () => {
+    const live = await stack.request('POST', '/v1/grants', {
+      token: asker.token,
+      body: { agent_address: newWallet().lower, approval: { mode: 'always', notify_email: victim, notify_email_proof: victimSession.token } },
+    });
+    assert.equal(live.status, 201, live.text);
+    const out = await stack.request('POST', '/v1/session/logout', { token: victimSession.token });
+    assert.equal(out.status, 204, out.text);
+    await refused({ notify_email: victim, notify_email_proof: victimSession.token }, /not a live session of this broker \(session has been logged out\)/);
+  });
+
+  void test('the proof is checked and dropped: the grant and its audit row hold the proven address, never the token', async () => {
+    const g = await stack.db.query<{ approval: Record<string, unknown> }>('SELECT approval FROM grants WHERE grant_id = $1', [notifiedGrant]);
+    const stored = g.rows[0]?.approval;
+    assert.equal(stored?.notify_email, notifyEmail.toLowerCase());
+    assert.equal(typeof stored?.notify_email_proven_at, 'number');
+    assert.equal(stored?.notify_email_proof, undefined);
+    const audit = await stack.db.query<{ details: Record<string, unknown> }>(
+      `SELECT details FROM audit_log WHERE event = 'grant.create' AND details->>'grant_id' = $1`,
+      [notifiedGrant],
+    );
+    assert.equal(audit.rowCount, 1);
+    assert.equal((audit.rows[0]?.details.approval as Record<string, unknown>).notify_email, notifyEmail.toLowerCase());
+    const anywhere = await stack.db.query(
+      `SELECT 1 FROM grants WHERE approval::text LIKE '%' || $1 || '%' UNION ALL SELECT 1 FROM audit_log WHERE details::text LIKE '%' || $1 || '%'`,
+      [notifyProof.split('.')[2]],
+    );
+    assert.equal(anywhere.rowCount, 0, 'the proof token was stored');
+  });
+
+  void test("an email-login holder names its own address without a proof: accepted, and the notice goes there", async () => {
+    const person = await emailHolder(uniqueEmail('own'));
+    const itsAgent = await walletLogin(stack);
+    // Typed in another case than the login's: compared normalised.
+    await bindAgent(stack, person.token, itsAgent.wallet, { approval: { mode: 'always', notify_email: person.email.toUpperCase() } });
+    const p = await requestMint(stack, itsAgent, { reason: 'own address' });
+    assert.equal((await mailNaming(person.email, p.approval_id)).length, 1, 'no notification mail at the holder’s own address');
+  });
+
+  void test('a policy from before the proof (notify_email unproven) mails the account’s own address, never that one', async () => {
+    const person = await emailHolder(uniqueEmail('legacy'));
+    const itsAgent = await walletLogin(stack);
+    const unproven = uniqueEmail('unproven');
+    const grantId = await bindAgent(stack, person.token, itsAgent.wallet, { approval: { mode: 'always' } });
+    // The row as an earlier release wrote it: an address the holder typed, nothing proven.
+    await stack.db.query(`UPDATE grants SET approval = approval || jsonb_build_object('notify_email', $2::text) WHERE grant_id = $1`, [grantId, unproven]);
+    const p = await requestMint(stack, itsAgent, { reason: 'legacy policy' });
+    assert.equal((await mailNaming(person.email, p.approval_id)).length, 1, 'no notification mail at the holder’s own address');
+    assert.deepEqual(
+      (await devMail(stack, unproven)).filter((m) => m.text.includes(p.approval_id)),
+      [],
+      'the unproven address was mailed',
+    );
+  });
+});
+
 void describe('an agent asks, the holder approves, the agent collects once', () => {
   let pending: Pending;
 
@@ -111,12 +252,8 @@ void describe('an agent asks, the holder approves, the agent collects once', () 
     assert.equal(mints.rowCount, 0, 'a mint row was written for a request that waits');
   });
 
-  void test('the holder is mailed the request and the commands that decide it', async () => {
-    let mails: Awaited<ReturnType<typeof devMail>> = [];
-    for (let i = 0; i < 50 && mails.length === 0; i++) {
-      mails = (await devMail(stack, notifyEmail)).filter((m) => m.text.includes(pending.approval_id));
-      if (!mails.length) await sleep(100);
-    }
+  void test('the holder is mailed the request and the commands that decide it, at the proven notify_email', async () => {
+    const mails = await mailNaming(notifyEmail, pending.approval_id);
     assert.equal(mails.length, 1, 'no notification mail');
     const text = mails[0]?.text ?? '';
     assert.ok(text.includes(`agentkeys approve ${pending.approval_id}`), text);

@@ -36,9 +36,8 @@ export async function walletLogin(stack: TestStack, wallet: TestWallet = newWall
   return { token: body.token, omni_account: body.omni_account, wallet };
 }
 
-/** An email-code login of a fresh address: an account without any EVM wallet. */
-export async function emailLogin(stack: TestStack): Promise<Session & { email: string }> {
-  const email = uniqueEmail('mint');
+/** An email-code login of `email` (default a fresh address): an account without any EVM wallet. */
+export async function emailLogin(stack: TestStack, email: string = uniqueEmail('mint')): Promise<Session & { email: string }> {
   const { request_id } = await requestCode(stack, email);
   const res = await submitCode(stack, request_id, await latestCode(stack, email));
   assert.equal(res.status, 200, res.text);

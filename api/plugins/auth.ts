@@ -1,11 +1,12 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { decodeProtectedHeader } from 'jose';
-import { isSessionLive, isTeeTokenRevoked } from '../../db/sessions';
+import { isTeeTokenRevoked } from '../../db/sessions';
 import { canonicalCompactJws } from '../../lib/compact-jws';
 import { hmacHex, safeEqual, sha256Hex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
-import { SessionTokenError, verifySessionToken, type SessionClaims } from '../../lib/session-token';
+import type { SessionClaims } from '../../lib/session-token';
+import { liveSessionClaims } from '../../services/sessions';
 import type { AuthContext } from '../dependencies';
 
 // The scheme name is case-insensitive (RFC 9110 §11.1).
@@ -97,14 +98,8 @@ export default fp(
         throw new BrokerError('unauthorized', 'bearer is not a JWT');
       }
       if (alg === 'ES256') {
-        try {
-          const claims = await verifiedSessions.verify(token, (t) => verifySessionToken(secrets.sessionKey, t, config.publicUrl));
-          if (!(await isSessionLive(db, claims.jti))) throw new BrokerError('unauthorized', 'session has been logged out');
-          return { kind: 'session', omniAccount: claims.sub, jti: claims.jti, expiresAt: claims.exp, method: claims.amr, wallet: claims.wallet };
-        } catch (e) {
-          if (e instanceof SessionTokenError) throw new BrokerError('unauthorized', e.message);
-          throw e;
-        }
+        const claims = await liveSessionClaims({ secrets, db, issuer: config.publicUrl }, token, (t, check) => verifiedSessions.verify(t, check));
+        return { kind: 'session', omniAccount: claims.sub, jti: claims.jti, expiresAt: claims.exp, method: claims.amr, wallet: claims.wallet };
       }
       if (alg === 'RS256') {
         const tee = app.deps.teeVerifier;

@@ -32,7 +32,13 @@ const evmAddress = z
   .transform((a) => a.toLowerCase())
   .refine((a) => !/^0x0{40}$/.test(a), 'must not be the zero address (nobody holds its key)');
 
-/** The approval policy of an offer (lib/approvals.ts): bounds checked here, its meaning in the mint activity. */
+/** The longest notify_email_proof taken: the longest bearer the API takes (api/plugins/auth.ts). */
+const NOTIFY_EMAIL_PROOF_MAX_LENGTH = 8192;
+
+/**
+ * The approval policy of an offer (lib/approvals.ts): bounds checked here, its meaning in the mint
+ * activity; whether notify_email is proven is services/grants.ts's.
+ */
 const approvalPolicyBody = z
   .object({
     mode: z.enum(['always', 'beyond'], 'approval.mode must be always or beyond'),
@@ -48,10 +54,15 @@ const approvalPolicyBody = z
       .max(APPROVAL_TIMEOUT_MAX_SECONDS, `approval.timeout_seconds must be at most ${APPROVAL_TIMEOUT_MAX_SECONDS}`)
       .default(APPROVAL_TIMEOUT_DEFAULT_SECONDS),
     notify_email: z.email('approval.notify_email must be an email address').max(254).optional(),
+    // A broker session's access token (services/grants.ts checks it); never stored or logged.
+    notify_email_proof: z.string().min(1).max(NOTIFY_EMAIL_PROOF_MAX_LENGTH, 'approval.notify_email_proof is too long').optional(),
   })
   .strict()
   .refine((p) => p.mode === 'always' || p.max_duration_seconds !== undefined || p.targets !== undefined, {
     message: 'approval.mode beyond needs a standing limit: max_duration_seconds or targets',
+  })
+  .refine((p) => p.notify_email_proof === undefined || p.notify_email !== undefined, {
+    message: 'approval.notify_email_proof proves approval.notify_email: give the address too',
   });
 const approvalPolicyView = z.object({
   mode: z.enum(['always', 'beyond']),
@@ -59,6 +70,7 @@ const approvalPolicyView = z.object({
   targets: z.array(z.string()).optional(),
   timeout_seconds: z.number().int(),
   notify_email: z.string().optional(),
+  notify_email_proven_at: z.number().int().optional().describe('unix seconds: when notify_email was proven; without it the address is never mailed'),
 });
 
 const STATUSES = ['pending', 'active', 'revoked', 'declined', 'left', 'expired'] as const;
@@ -126,6 +138,8 @@ export default async function grantRoutes(appBase: FastifyInstance) {
           'The main address is the account’s main EVM wallet. The grant is `pending` (it binds nothing) until the agent wallet signs ' +
           '`acceptance_message` and sends it to POST /v1/grants/{grant_id}/accept. ' +
           `An account holds at most ${config.BROKER_GRANTS_MAX_PER_ACCOUNT} live (pending or active) grants (409 beyond). ` +
+          "approval.notify_email is this account's own verified address, or comes with approval.notify_email_proof: the access token of a " +
+          'live session of that address (an email-code or Google login); anything else is a 400 (docs/approvals.md). ' +
           'An Idempotency-Key header makes a retry answer the same grant as it is now (200), a key reused for another request is a 409.',
         security: [{ bearer: [] }],
         body: z.object({
