@@ -3,15 +3,18 @@ import { AgentKeysError } from './errors';
 
 /**
  * Sealing what a flow hands out (docs/operations.md, "What the history holds"): the API makes a
- * fresh P-256 key pair per request and passes only its public half into the workflow; the
+ * fresh X25519 key pair per request and passes only its public half into the workflow; the
  * activity that mints encrypts the credential to it as a compact JWE (ECDH-ES+A256KW, A256GCM;
- * RFC 7516, RFC 7518 §4.6), with a fresh ephemeral key, content key and IV every call. The history
- * keeps only that JWE, which neither the payload codec key nor the ops token opens; the private
- * half never leaves the API process that made it, and is dropped with the request.
+ * RFC 7516, RFC 7518 §4.6, X25519 keys as RFC 8037 OKP JWKs), with a fresh ephemeral key, content
+ * key and IV every call. The history keeps only that JWE, which neither the payload codec key nor
+ * the ops token opens; the private half never leaves the API process that made it, and is dropped
+ * with the request.
  *
  * Built on node:crypto's synchronous primitives rather than WebCrypto (jose): the same JWE, which
- * jose opens and makes (test/sealing.test.ts), but without six thread-pool hops per seal and four
- * per open, which cost a mint ~2 ms of its latency on a busy machine (docs/performance.md).
+ * jose opens and makes (test/sealing.test.ts), without thread-pool hops. X25519 rather than P-256
+ * since 2026-12-06: key generation, agreement and the import of a JWK cost less than half as much
+ * (docs/performance.md). A P-256 key (`kty: EC`) is still sealed to and opened: a mint started by
+ * an API of the version before, or an ephemeral key of that curve, works on either side.
  */
 export const SEAL_ALG = 'ECDH-ES+A256KW';
 export const SEAL_ENC = 'A256GCM';
@@ -23,13 +26,8 @@ const GCM_IV_BYTES = 12;
 const GCM_TAG_BYTES = 16;
 const HEADER_KEYS = new Set(['alg', 'enc', 'cty', 'epk']);
 
-/** The public half as it travels in a workflow input: an EC P-256 JWK, public members only. */
-export interface SealPublicJwk {
-  kty: 'EC';
-  crv: 'P-256';
-  x: string;
-  y: string;
-}
+/** The public half as it travels in a workflow input: an X25519 OKP JWK (or, from before, an EC P-256 one), public members only. */
+export type SealPublicJwk = { kty: 'OKP'; crv: 'X25519'; x: string } | { kty: 'EC'; crv: 'P-256'; x: string; y: string };
 
 export interface SealKeyPair {
   publicJwk: SealPublicJwk;
@@ -41,20 +39,27 @@ export class SealError extends AgentKeysError {
   override name = 'SealError';
 }
 
-function isP256PublicJwk(k: unknown): k is SealPublicJwk {
-  const j = k as Partial<SealPublicJwk> | undefined;
+function isSealPublicJwk(k: unknown): k is SealPublicJwk {
+  const j = k as { kty?: unknown; crv?: unknown; x?: unknown; y?: unknown } | undefined;
+  if (j?.kty === 'OKP') return j.crv === 'X25519' && typeof j.x === 'string';
   return j?.kty === 'EC' && j.crv === 'P-256' && typeof j.x === 'string' && typeof j.y === 'string';
 }
 
-/** Public members only; createPublicKey also checks that the point is on the curve. */
+/** Public members only; createPublicKey also checks the key (for P-256, that the point is on the curve). */
 function publicKeyOf(jwk: SealPublicJwk): KeyObject {
-  return createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, format: 'jwk' });
+  const key = jwk.kty === 'OKP' ? { kty: jwk.kty, crv: jwk.crv, x: jwk.x } : { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y };
+  return createPublicKey({ key, format: 'jwk' });
 }
 
 function publicJwkOf(key: KeyObject): SealPublicJwk {
   const jwk = key.export({ format: 'jwk' });
-  if (!isP256PublicJwk(jwk)) throw new SealError('unexpected key shape from generateKeyPair');
-  return { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y };
+  if (!isSealPublicJwk(jwk)) throw new SealError('unexpected key shape from generateKeyPair');
+  return jwk.kty === 'OKP' ? { kty: 'OKP', crv: 'X25519', x: jwk.x } : { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y };
+}
+
+/** A fresh key pair on the curve of `like`. */
+function keyPairLike(like: SealPublicJwk): { publicKey: KeyObject; privateKey: KeyObject } {
+  return like.kty === 'OKP' ? generateKeyPairSync('x25519') : generateKeyPairSync('ec', { namedCurve: 'P-256' });
 }
 
 /** RFC 7518 §4.6.2: the key-wrapping key from the shared secret (Concat KDF, SHA-256, no PartyUInfo/PartyVInfo). */
@@ -78,16 +83,16 @@ function keyWrappingKey(sharedSecret: Buffer): Buffer {
 
 /** A fresh key pair for one request. */
 export async function createSealKeyPair(): Promise<SealKeyPair> {
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { publicKey, privateKey } = generateKeyPairSync('x25519');
   return { publicJwk: publicJwkOf(publicKey), privateKey };
 }
 
 /** Encrypts a JSON value to the public key; a fresh ephemeral key, content key and IV every call. */
 export async function sealJson(to: SealPublicJwk, value: unknown): Promise<string> {
-  if (!isP256PublicJwk(to)) throw new SealError('the seal key is not an EC P-256 public JWK');
+  if (!isSealPublicJwk(to)) throw new SealError('the seal key is not an X25519 (OKP) or P-256 (EC) public JWK');
   try {
     const recipient = publicKeyOf(to);
-    const ephemeral = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const ephemeral = keyPairLike(to);
     const kek = keyWrappingKey(diffieHellman({ privateKey: ephemeral.privateKey, publicKey: recipient }));
     const cek = randomBytes(32);
     const wrap = createCipheriv('id-aes256-wrap', kek, AES_KW_IV);
@@ -122,7 +127,7 @@ export async function unsealJson<T>(privateKey: KeyObject, jwe: string): Promise
     if (unknownMember !== undefined) throw new SealError(`unexpected header member ${unknownMember}`);
     if (header.alg !== SEAL_ALG || header.enc !== SEAL_ENC) throw new SealError(`unexpected alg/enc ${String(header.alg)}/${String(header.enc)}`);
     if (header.cty !== SEAL_CTY) throw new SealError(`unexpected content type ${String(header.cty)}`);
-    if (!isP256PublicJwk(header.epk)) throw new SealError('the ephemeral key is not an EC P-256 public JWK');
+    if (!isSealPublicJwk(header.epk)) throw new SealError('the ephemeral key is not an X25519 (OKP) or P-256 (EC) public JWK');
     const iv = Buffer.from(ivText, 'base64url');
     const tag = Buffer.from(tagText, 'base64url');
     if (iv.length !== GCM_IV_BYTES || tag.length !== GCM_TAG_BYTES) throw new SealError('bad IV or tag length');

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -8,7 +8,7 @@ import type { Payload } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { AUDIT_HEAD_TYP } from '../lib/audit-head';
 import { verifySessionToken } from '../lib/session-token';
-import { createSealKeyPair, sealJson, unsealJson } from '../lib/seal';
+import { createSealKeyPair, sealJson, unsealJson, type SealPublicJwk } from '../lib/seal';
 import { latestCode, requestCode, submitCode, uniqueEmail } from './email-login-client';
 import { collectPayloads, decodeThroughCodec } from './codec-client';
 import { startStack, type TestStack } from './harness';
@@ -174,8 +174,24 @@ void describe('what flows hand out is sealed: nothing usable in history', () => 
     assert.deepEqual(await unsealJson(a.privateKey, jwe), { jwt: 'x' });
     await assert.rejects(unsealJson(b.privateKey, jwe), /could not open/);
     assert.notEqual(await sealJson(a.publicJwk, { jwt: 'x' }), jwe, 'fresh ephemeral key and IV each time');
-    await assert.rejects(sealJson({ ...a.publicJwk, crv: 'P-384' as 'P-256' }, {}), /P-256/);
-    await assert.rejects(sealJson({ ...a.publicJwk, x: b.publicJwk.x }, {}), /could not seal/, 'a point off the curve');
+    assert.equal(a.publicJwk.kty, 'OKP', 'an X25519 key pair since 2026-12-06');
+    await assert.rejects(sealJson({ ...a.publicJwk, crv: 'X448' } as unknown as SealPublicJwk, {}), /X25519/);
+    await assert.rejects(sealJson({ ...a.publicJwk, x: 'AAAA' }, {}), /could not seal/, 'an X25519 key of the wrong length');
+  });
+
+  void test('a P-256 key (an API of the version before) is still sealed to and opened; a key of one curve never opens the other', async () => {
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const jwk = publicKey.export({ format: 'jwk' }) as { x: string; y: string };
+    const p256: SealPublicJwk = { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y };
+    const jwe = await sealJson(p256, { jwt: 'old' });
+    const header = JSON.parse(Buffer.from(jwe.split('.')[0] ?? '', 'base64url').toString()) as { epk: { kty: string; crv: string } };
+    assert.deepEqual([header.epk.kty, header.epk.crv], ['EC', 'P-256'], 'the ephemeral key is on the recipient\'s curve');
+    assert.deepEqual(await unsealJson(privateKey, jwe), { jwt: 'old' });
+    const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }) as { x: string };
+    await assert.rejects(sealJson({ ...p256, x: other.x }, {}), /could not seal/, 'a point off the curve');
+    const x = await createSealKeyPair();
+    await assert.rejects(unsealJson(privateKey, await sealJson(x.publicJwk, { jwt: 'new' })), /could not open/);
+    await assert.rejects(unsealJson(x.privateKey, jwe), /could not open/);
   });
 
   void test('a sealed value is a standard compact JWE (ECDH-ES+A256KW, A256GCM): jose opens it, and it opens what jose seals', async () => {

@@ -1,6 +1,6 @@
 /**
  * `npx tsx scripts/bench/seal-cost.ts [n]`: what sealing adds to one mint, timed in this process —
- * the API's fresh P-256 key pair, the activity's JWE of the credential, the API's opening of it
+ * the API's fresh X25519 key pair, the activity's JWE of the credential, the API's opening of it
  * (lib/seal.ts) — as p50/p95 over n rounds (default 500) after a warm-up. The rest of a mint's path
  * is the same with or without sealing, so this is its cost per mint (docs/performance.md).
  */
