@@ -1,3 +1,4 @@
+import { purgeFinishedApprovals } from '../db/approvals';
 import { purgeEmailSends } from '../db/email-sends';
 import { purgeRefreshTokens } from '../db/refresh-tokens';
 import { purgeExpiredSessions, purgeExpiredTeeTokenRevocations } from '../db/sessions';
@@ -15,6 +16,8 @@ export interface PurgeResult {
   emailSends: number;
   /** Refresh tokens of families past BROKER_REFRESH_MAX_SECONDS (none of them renews anything). */
   refreshTokens?: number;
+  /** Approval requests finished more than BROKER_APPROVAL_RETENTION_DAYS ago (their audit rows stay). Optional: runs recorded before it returned none. */
+  approvals?: number;
 }
 
 export function createMaintenanceActivities(deps: ActivityDeps) {
@@ -27,7 +30,8 @@ export function createMaintenanceActivities(deps: ActivityDeps) {
       const revokedTeeTokens = await purgeExpiredTeeTokenRevocations(deps.db, now);
       const emailSends = await purgeEmailSends(deps.db, deps.now());
       const refreshTokens = await purgeRefreshTokens(deps.db, now, deps.config.BROKER_REFRESH_MAX_SECONDS);
-      return { proofs, sessions, revokedTeeTokens, emailSends, refreshTokens };
+      const approvals = await purgeFinishedApprovals(deps.db, now, deps.config.BROKER_APPROVAL_RETENTION_DAYS);
+      return { proofs, sessions, revokedTeeTokens, emailSends, refreshTokens, approvals };
     },
   };
 }

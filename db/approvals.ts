@@ -106,3 +106,29 @@ export async function markApprovalCollected(q: Queryable, approvalId: string, at
   );
   return r.rows[0];
 }
+
+/**
+ * Deletes the requests that ended more than `retentionDays` before `now`; answers how many.
+ *
+ * A request has ended at the latest of its expiry, its decision and its hand-out: after expires_at
+ * no decision lands (decideApproval), an approved one is collectable for 5 minutes after its
+ * decision (workflows/approval.ts), and a denied, expired or handed-out one changes no more. So
+ * the rule covers every state — expired, denied, handed out, approved but never collected, and a
+ * pending row whose expiry the flow never recorded — while a pending request (expires_at still
+ * ahead) or an approved one inside its hand-out window is never touched: the retention is at least
+ * a day (lib/config.ts), far longer than either window.
+ *
+ * Why a retention, and why rows go at all: this table is the working state (what the API lists,
+ * what makes a decision or a hand-out single). The durable record is the audit log, which is never
+ * purged: `approval.request`, `approval.decide` (with the receipt), `approval.expire` and the
+ * hand-out's mint rows with its approval_id. Thirty days by default (BROKER_APPROVAL_RETENTION_DAYS)
+ * keeps a finished request's answer (403, 410, 409 rather than 404) and its holder's view long past
+ * any poll or support question about it; past that, the id answers 404 to everyone.
+ */
+export async function purgeFinishedApprovals(q: Queryable, now: Date, retentionDays: number): Promise<number> {
+  const r = await q.query(`DELETE FROM approvals WHERE GREATEST(expires_at, decided_at, collected_at) < $1::timestamptz - make_interval(days => $2)`, [
+    now,
+    retentionDays,
+  ]);
+  return r.rowCount ?? 0;
+}

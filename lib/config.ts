@@ -144,6 +144,12 @@ export const envSchema = z.object({
   BROKER_REFRESH_IDLE_SECONDS: int(60, 365 * 86400).default(7 * 86400),
   /** No refresh renews a login beyond this long after its first session was issued. */
   BROKER_REFRESH_MAX_SECONDS: int(60, 365 * 86400).default(30 * 86400),
+  /**
+   * Days a finished approval request (denied, expired, handed out, or its window over) stays in the
+   * approvals table; the hourly purge then deletes it (db/approvals.ts purgeFinishedApprovals).
+   * At least a day: far past the 5-minute hand-out window of an approved request.
+   */
+  BROKER_APPROVAL_RETENTION_DAYS: int(1, 3650).default(30),
   BROKER_OPS_TOKEN: optionalString,
   /** Browser origins (the Temporal Web UI) allowed to call the codec endpoint, comma-separated. */
   BROKER_CODEC_CORS_ORIGINS: z.string().default('http://localhost:8233,http://127.0.0.1:8233'),

@@ -2,7 +2,7 @@
  * Approval of a mint through the CLI, end to end: the agent runs `agentkeys mint oidc --wait` while
  * the holder, told by mail at an address it proved it controls (read from the dev mailbox), lists the request and approves it with
  * `agentkeys approve`, signing the EIP-712 typed data with its wallet key; the agent's command then
- * prints the credential. Both run as subprocesses of the built CLI against a real stack.
+ * prints the credential; `agentkeys mint gcp --wait` likewise. Both run as subprocesses of the built CLI against a real stack.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
+import { decodeJwt } from 'jose';
 import { generatePrivateKey } from 'viem/accounts';
 import { bindAgentWithApproval, holderLogin } from './approval-client';
 import { buildCli, cliAgainst, parseJson } from './cli-client';
@@ -89,5 +90,50 @@ void describe('agentkeys mint --wait, approvals, approve, deny', () => {
     const again = await cli.run(['approve', rest, '--private-key-file', holderKey.path, '--yes'], asHolder);
     assert.notEqual(again.code, 0);
     assert.match(again.stderr, /is denied; only a pending request can be decided/);
+  });
+
+  void test('mint gcp waits the same way: without --wait it names the request (--executable: in the executable response), with --wait --json it prints the token once approved', async () => {
+    const audience = '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/agentkeys-pool/providers/agentkeys-broker';
+    const holderPk = generatePrivateKey();
+    const agentPk = generatePrivateKey();
+    const [holderKey, agentKey] = await Promise.all([cli.keyFile(holderPk), cli.keyFile(agentPk)]);
+    const asHolder = { env: { AGENTKEYS_PROFILE: 'gcp-holder' } };
+    const asAgent = { env: { AGENTKEYS_PROFILE: 'gcp-agent' } };
+    const [holder, agent] = await Promise.all([holderLogin(stack, holderPk), walletLogin(stack, newWallet(agentPk))]);
+    await bindAgentWithApproval(stack, holder, agent);
+    assert.equal((await cli.run(['init', 'wallet', '--private-key-file', holderKey.path], asHolder)).code, 0);
+    assert.equal((await cli.run(['init', 'wallet', '--private-key-file', agentKey.path], asAgent)).code, 0);
+
+    const noWait = await cli.run(['mint', 'gcp', '--audience', audience, '--reason', 'no wait'], asAgent);
+    assert.notEqual(noWait.code, 0);
+    assert.equal(noWait.stdout, '', 'no token printed');
+    assert.match(noWait.stderr, /waits for the grant holder's approval \(request apr_[0-9a-f]{32}/);
+    const executable = await cli.run(['mint', 'gcp', '--executable', '--audience', audience], asAgent);
+    assert.equal(executable.code, 1);
+    const failure = JSON.parse(executable.stdout) as { version: number; success: boolean; message: string };
+    assert.equal(failure.success, false);
+    assert.match(failure.message, /waits for the grant holder's approval \(request apr_[0-9a-f]{32}.*--wait/);
+
+    const waiting = cli.run(['mint', 'gcp', '--audience', audience, '--wait', '--reason', 'gcp deploy', '--json'], asAgent);
+    let approvalId: string | undefined;
+    for (let i = 0; i < 100 && !approvalId; i++) {
+      const listed = parseJson(await cli.run(['approvals', '--json'], asHolder)) as { approvals: { approval_id: string; reason: string; target: string }[] };
+      const asked = listed.approvals.find((a) => a.reason === 'gcp deploy');
+      if (asked) assert.equal(asked.target, 'gcp');
+      approvalId = asked?.approval_id;
+      if (!approvalId) await sleep(200);
+    }
+    assert.ok(approvalId, 'the waiting mint opened no request');
+    const approved = await cli.run(['approve', approvalId, '--private-key-file', holderKey.path, '--yes'], asHolder);
+    assert.equal(approved.code, 0, approved.stderr);
+
+    const got = parseJson(await waiting);
+    assert.equal(got.status, 'approved');
+    assert.equal(got.approval_id, approvalId);
+    assert.equal(got.audience, audience);
+    assert.equal(got.wallet, holder.wallet.lower);
+    const claims = decodeJwt(String(got.id_token));
+    assert.equal(claims.aud, audience);
+    assert.equal(claims.sub, `agentkeys:agent:${holder.wallet.lower}`);
   });
 });

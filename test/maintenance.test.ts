@@ -2,13 +2,18 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '@temporalio/client';
+import { createMaintenanceActivities } from '../activities/maintenance';
+import { SesMailer } from '../adapters/ses-mailer';
+import { decideApproval, expireApproval, insertApproval, markApprovalCollected } from '../db/approvals';
 import { brokerDataConverter } from '../adapters/temporal-options';
 import { CodecError } from '../lib/codec';
 import { FLOW_METADATA } from '../lib/flow-metadata';
 import { ensureMaintenanceSchedule } from '../worker/schedules';
 import type { purgeExpiredWorkflow } from '../workflows/maintenance';
 import { PURGE_SCHEDULE_ID } from '../workflows/maintenance.definitions';
+import { bindAgent } from './grant-client';
 import { startStack, type TestStack } from './harness';
+import { walletLogin } from './mint-client';
 
 let stack: TestStack;
 before(async () => {
@@ -47,6 +52,7 @@ void describe('housekeeping', () => {
       taskQueue: stack.config.BROKER_TASK_QUEUE,
     });
     assert.ok(result.proofs >= 1 && result.sessions >= 1 && result.revokedTeeTokens >= 1 && (result.refreshTokens ?? 0) >= 1, JSON.stringify(result));
+    assert.equal(typeof result.approvals, 'number', 'the run reports the approvals it purged');
     const families = await stack.db.query<{ family_id: string }>('SELECT family_id FROM refresh_tokens WHERE family_id = ANY($1)', [[oldFamily, liveFamily]]);
     assert.deepEqual(
       families.rows.map((r) => r.family_id),
@@ -71,6 +77,90 @@ void describe('housekeeping', () => {
       sessions.rows.map((r) => r.jti),
       [liveSession],
     );
+  });
+
+  void test('the purge drops approval requests finished more than BROKER_APPROVAL_RETENTION_DAYS ago, never an open one', async () => {
+    const retentionDays = 7;
+    const day = 86_400_000;
+    const minute = 60_000;
+    // The purge's clock; every row is placed relative to it.
+    const at = Date.now();
+    const t = (ms: number) => new Date(at + ms);
+    const holder = await walletLogin(stack);
+    const agent = await walletLogin(stack);
+    const grantId = await bindAgent(stack, holder.token, agent.wallet);
+    const open = async (requestedAt: Date, expiresAt: Date): Promise<string> => {
+      const approvalId = `apr_${hex()}`;
+      await insertApproval(stack.db, {
+        approval_id: approvalId,
+        grant_id: grantId,
+        main_account: holder.omni_account,
+        main_address: holder.wallet.lower,
+        agent_address: agent.wallet.lower,
+        agent_account: agent.omni_account,
+        target: 'oidc',
+        params: {},
+        scope: {},
+        reason: 'purge test',
+        request_hash: `0x${'0'.repeat(64)}`,
+        requested_at: requestedAt,
+        expires_at: expiresAt,
+      });
+      return approvalId;
+    };
+    const receipt = { via: 'test' };
+    const decide = async (id: string, status: 'approved' | 'denied', when: Date) =>
+      assert.ok(await decideApproval(stack.db, { approvalId: id, status, at: when, via: 'fresh-session', receipt }), `decided ${id}`);
+    /** Each state of a request whose window started `ago` before the clock (a 5-minute decision window, as the default policy's). */
+    const seed = async (ago: number) => {
+      const requested = t(-ago);
+      const expires = t(-ago + 5 * minute);
+      const ids = {
+        expired: await open(requested, expires),
+        denied: await open(requested, expires),
+        collected: await open(requested, expires),
+        uncollected: await open(requested, expires),
+        // The flow's expiry never landed (e.g. its run was terminated): pending, but its window is long over.
+        staleUnmarked: await open(requested, expires),
+      };
+      assert.ok(await expireApproval(stack.db, ids.expired, expires));
+      await decide(ids.denied, 'denied', t(-ago + minute));
+      await decide(ids.collected, 'approved', t(-ago + minute));
+      assert.ok(await markApprovalCollected(stack.db, ids.collected, t(-ago + 2 * minute)));
+      await decide(ids.uncollected, 'approved', t(-ago + minute));
+      return ids;
+    };
+    const old = await seed((retentionDays + 1) * day);
+    const recent = await seed((retentionDays - 1) * day);
+    // Open requests: one waiting for its decision, one approved and not yet collected, both inside their windows.
+    const pending = await open(t(-minute), t(4 * minute));
+    const approvedOpen = await open(t(-2 * minute), t(3 * minute));
+    await decide(approvedOpen, 'approved', t(-30_000));
+    // A request opened just before the clock whose window ends at it: nothing can change it any more, but it ended now, not a week ago.
+    const justEnded = await open(t(-5 * minute), t(0));
+
+    const mailer = new SesMailer(stack.config.BROKER_EMAIL_FROM, { region: stack.config.AWS_REGION, endpoint: stack.ses.url });
+    try {
+      const activities = createMaintenanceActivities({
+        config: { ...stack.config, BROKER_APPROVAL_RETENTION_DAYS: retentionDays },
+        db: stack.db,
+        secrets: stack.secrets,
+        mailer,
+        now: () => at,
+      });
+      const result = await activities.purgeExpiredRows();
+      assert.equal(result.approvals, Object.keys(old).length, JSON.stringify(result));
+      const mine = [...Object.values(old), ...Object.values(recent), pending, approvedOpen, justEnded];
+      const left = await stack.db.query<{ approval_id: string }>('SELECT approval_id FROM approvals WHERE approval_id = ANY($1) ORDER BY approval_id', [mine]);
+      assert.deepEqual(
+        left.rows.map((r) => r.approval_id),
+        [...Object.values(recent), pending, approvedOpen, justEnded].sort(),
+      );
+      // Idempotent: a retry of the activity deletes nothing more.
+      assert.equal((await activities.purgeExpiredRows()).approvals, 0);
+    } finally {
+      mailer.destroy();
+    }
   });
 
   void test('the hourly schedule is registered once, on the broker task queue', async () => {

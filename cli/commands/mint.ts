@@ -53,6 +53,8 @@ interface MintGcpOptions {
   audience?: string;
   serviceAccount?: string;
   grantId?: string;
+  reason?: string;
+  wait?: boolean;
   executable?: boolean;
 }
 
@@ -69,7 +71,7 @@ async function mintGcp(cmd: Command, o: MintGcpOptions): Promise<void> {
     if (!audience) throw new UsageError(`name the pool provider: --audience //iam.googleapis.com/projects/… (or ${AUDIENCE_ENV})`);
     const broker = await ctx.authedBroker();
     const body = { audience, ...(serviceAccount ? { service_account: serviceAccount } : {}), ...(mintBody(o) ?? {}) };
-    const r = (await broker.call<GcpTokenBody>('POST', '/v1/mint-gcp-token', { auth: true, body })).body;
+    const r = await mintOrWait<GcpTokenBody>(ctx, broker, '/v1/mint-gcp-token', body, o.wait === true);
     if (o.executable) process.stdout.write(`${JSON.stringify(executableSuccess(r.id_token, r.expiration))}\n`);
     else ctx.print(r, r.id_token);
   } catch (e) {
@@ -81,40 +83,50 @@ async function mintGcp(cmd: Command, o: MintGcpOptions): Promise<void> {
   }
 }
 
+/** The agent's side of a grant that asks for approval (docs/approvals.md), the same on every target. */
+function withApprovalOptions(cmd: Command): Command {
+  return cmd
+    .option('--reason <text>', 'as an agent: why, shown to a holder who approves mints')
+    .option('--wait', "as an agent: when the grant asks for its holder's approval, wait for the decision (a spinner shows it)");
+}
+
 export function mintCommand(): Command {
   const mint = new Command('mint').description('mint short-lived credentials for this profile (or its grant)');
-  mint
-    .command('aws')
-    .description('AWS credentials for the data role (default output: export lines for a shell)')
-    .option('--env', 'print export lines for a shell (the default)')
-    .option('--credential-process', 'print the AWS credential_process JSON, reusing cached credentials until 5 minutes before they expire')
-    .option('--duration <seconds>', 'session duration (900 up to the broker’s BROKER_STS_SESSION_DURATION_SECONDS)')
-    .addOption(new Option('--grant-id <id>', 'as an agent: mint under this grant'))
-    .option('--reason <text>', 'as an agent: why, shown to a holder who approves mints')
-    .option('--wait', "as an agent: when the grant asks for its holder's approval, wait for the decision (a spinner shows it)")
-    .action(async (o: MintAwsOptions, cmd: Command) => mintAws(await CliContext.open(cmd), o));
-  mint
-    .command('oidc')
-    .description('an OIDC JWT for sts:AssumeRoleWithWebIdentity (prints the JWT)')
-    .option('--grant-id <id>', 'as an agent: mint under this grant')
-    .option('--reason <text>', 'as an agent: why, shown to a holder who approves mints')
-    .option('--wait', "as an agent: when the grant asks for its holder's approval, wait for the decision (a spinner shows it)")
-    .action(async (o: { grantId?: string; reason?: string; wait?: boolean }, cmd: Command) => {
-      const ctx = await CliContext.open(cmd);
-      const broker = await ctx.authedBroker();
-      const r = await mintOrWait<OidcJwtBody>(ctx, broker, '/v1/mint-oidc-jwt', mintBody(o), o.wait === true);
-      ctx.print(r, r.jwt);
-    });
-  mint
-    .command('gcp')
-    .description('an OIDC JWT for a Google Cloud workload identity pool provider (docs/gcp.md)')
+  withApprovalOptions(
+    mint
+      .command('aws')
+      .description('AWS credentials for the data role (default output: export lines for a shell)')
+      .option('--env', 'print export lines for a shell (the default)')
+      .option('--credential-process', 'print the AWS credential_process JSON, reusing cached credentials until 5 minutes before they expire')
+      .option('--duration <seconds>', 'session duration (900 up to the broker’s BROKER_STS_SESSION_DURATION_SECONDS)')
+      .addOption(new Option('--grant-id <id>', 'as an agent: mint under this grant')),
+  ).action(async (o: MintAwsOptions, cmd: Command) => mintAws(await CliContext.open(cmd), o));
+  withApprovalOptions(
+    mint
+      .command('oidc')
+      .description('an OIDC JWT for sts:AssumeRoleWithWebIdentity (prints the JWT)')
+      .option('--grant-id <id>', 'as an agent: mint under this grant'),
+  ).action(async (o: { grantId?: string; reason?: string; wait?: boolean }, cmd: Command) => {
+    const ctx = await CliContext.open(cmd);
+    const broker = await ctx.authedBroker();
+    const r = await mintOrWait<OidcJwtBody>(ctx, broker, '/v1/mint-oidc-jwt', mintBody(o), o.wait === true);
+    ctx.print(r, r.jwt);
+  });
+  withApprovalOptions(
+    mint
+      .command('gcp')
+      .description('an OIDC JWT for a Google Cloud workload identity pool provider (docs/gcp.md)')
+      .option(
+        '--audience <provider>',
+        `//iam.googleapis.com/projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider> (default: $${AUDIENCE_ENV})`,
+      )
+      .option('--service-account <email>', `the service account to impersonate (default: $${IMPERSONATED_EMAIL_ENV})`)
+      .option('--grant-id <id>', 'as an agent: mint under this grant'),
+  )
     .option(
-      '--audience <provider>',
-      `//iam.googleapis.com/projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider> (default: $${AUDIENCE_ENV})`,
+      '--executable',
+      "print Google's executable-sourced credential response (for `configure gcp`); with --wait, the library's executable timeout bounds the wait",
     )
-    .option('--service-account <email>', `the service account to impersonate (default: $${IMPERSONATED_EMAIL_ENV})`)
-    .option('--grant-id <id>', 'as an agent: mint under this grant')
-    .option('--executable', "print Google's executable-sourced credential response (for `configure gcp`)")
     .action(async (o: MintGcpOptions, cmd: Command) => mintGcp(cmd, o));
   return mint;
 }
