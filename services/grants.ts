@@ -136,7 +136,8 @@ export function createGrantService(deps: GrantServiceDeps) {
       try {
         prover = (await liveSessionClaims({ secrets, db, issuer: config.publicUrl }, proof)).sub;
       } catch (e) {
-        if (e instanceof BrokerError && e.errorCode === 'unauthorized') throw refuse(`approval.notify_email_proof is not a live session of this broker (${e.message})`);
+        if (e instanceof BrokerError && e.errorCode === 'unauthorized')
+          throw refuse(`approval.notify_email_proof is not a live session of this broker (${e.message})`);
         throw e;
       }
       const proven = verifiedEmailOf(await findUserByOmni(db, prover));

@@ -145,7 +145,10 @@ void describe('notify_email must be an address the holder proved it controls', (
   /** POST /v1/grants with `approval`: 400 bad_request saying why and what to do; no grant row, no audit row. */
   async function refused(approval: Record<string, unknown>, why: RegExp): Promise<void> {
     const before = await counts(asker.omni_account);
-    const res = await stack.request('POST', '/v1/grants', { token: asker.token, body: { agent_address: newWallet().lower, approval: { mode: 'always', ...approval } } });
+    const res = await stack.request('POST', '/v1/grants', {
+      token: asker.token,
+      body: { agent_address: newWallet().lower, approval: { mode: 'always', ...approval } },
+    });
     await expectError(res, 400, 'bad_request');
     const message = (res.body as { message: string }).message;
     assert.match(message, why);
@@ -159,7 +162,7 @@ void describe('notify_email must be an address the holder proved it controls', (
     await refused({ notify_email: victim }, /is not this account's verified address and comes without approval\.notify_email_proof/);
   });
 
-  void test("a live session of another address is no proof of this one: 400", async () => {
+  void test('a live session of another address is no proof of this one: 400', async () => {
     await refused({ notify_email: victim, notify_email_proof: other.token }, /a session of another address/);
   });
 
@@ -169,7 +172,7 @@ void describe('notify_email must be an address the holder proved it controls', (
     await refused({ notify_email: victim, notify_email_proof: `${victimSession.token}x` }, /not a live session of this broker/);
   });
 
-  void test("a wallet-login session is no proof of an address (not an email identity): 400", async () => {
+  void test('a wallet-login session is no proof of an address (not an email identity): 400', async () => {
     await refused({ notify_email: victim, notify_email_proof: stranger.token }, /not an email identity/);
     // Not even the asker's own wallet session.
     await refused({ notify_email: victim, notify_email_proof: asker.token }, /not an email identity/);
@@ -205,7 +208,7 @@ void describe('notify_email must be an address the holder proved it controls', (
     assert.equal(anywhere.rowCount, 0, 'the proof token was stored');
   });
 
-  void test("an email-login holder names its own address without a proof: accepted, and the notice goes there", async () => {
+  void test('an email-login holder names its own address without a proof: accepted, and the notice goes there', async () => {
     const person = await emailHolder(uniqueEmail('own'));
     const itsAgent = await walletLogin(stack);
     // Typed in another case than the login's: compared normalised.

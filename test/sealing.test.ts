@@ -185,7 +185,7 @@ void describe('what flows hand out is sealed: nothing usable in history', () => 
     const p256: SealPublicJwk = { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y };
     const jwe = await sealJson(p256, { jwt: 'old' });
     const header = JSON.parse(Buffer.from(jwe.split('.')[0] ?? '', 'base64url').toString()) as { epk: { kty: string; crv: string } };
-    assert.deepEqual([header.epk.kty, header.epk.crv], ['EC', 'P-256'], 'the ephemeral key is on the recipient\'s curve');
+    assert.deepEqual([header.epk.kty, header.epk.crv], ['EC', 'P-256'], "the ephemeral key is on the recipient's curve");
     assert.deepEqual(await unsealJson(privateKey, jwe), { jwt: 'old' });
     const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }) as { x: string };
     await assert.rejects(sealJson({ ...p256, x: other.x }, {}), /could not seal/, 'a point off the curve');
