@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { AgentKeysError } from './errors';
+import { isSealPublicJwk, type SealPublicJwk } from './seal-key';
 
 /**
  * Sealing what a flow hands out (docs/operations.md, "What the history holds"): the API makes a
@@ -26,8 +27,7 @@ const GCM_IV_BYTES = 12;
 const GCM_TAG_BYTES = 16;
 const HEADER_KEYS = new Set(['alg', 'enc', 'cty', 'epk']);
 
-/** The public half as it travels in a workflow input: an X25519 OKP JWK (or, from before, an EC P-256 one), public members only. */
-export type SealPublicJwk = { kty: 'OKP'; crv: 'X25519'; x: string } | { kty: 'EC'; crv: 'P-256'; x: string; y: string };
+export type { SealPublicJwk } from './seal-key';
 
 export interface SealKeyPair {
   publicJwk: SealPublicJwk;
@@ -37,12 +37,6 @@ export interface SealKeyPair {
 export class SealError extends AgentKeysError {
   override readonly code: string = 'ERR_SEAL';
   override name = 'SealError';
-}
-
-function isSealPublicJwk(k: unknown): k is SealPublicJwk {
-  const j = k as { kty?: unknown; crv?: unknown; x?: unknown; y?: unknown } | undefined;
-  if (j?.kty === 'OKP') return j.crv === 'X25519' && typeof j.x === 'string';
-  return j?.kty === 'EC' && j.crv === 'P-256' && typeof j.x === 'string' && typeof j.y === 'string';
 }
 
 /** Public members only; createPublicKey also checks the key (for P-256, that the point is on the curve). */

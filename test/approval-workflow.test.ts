@@ -15,6 +15,7 @@ import type { Activities } from '../activities';
 import { FailureType } from '../workflows/definitions';
 import { approvalDecisionUpdate, approvalPollUpdate, type ApprovalInput, type ApprovalPollResult } from '../workflows/approval.definitions';
 import type { MintRequest } from '../workflows/mint.definitions';
+import type { SealPublicJwk } from '../lib/seal-key';
 import { startWorkflowTestEnv, withWorker } from './support/workflow-env';
 
 let env: TestWorkflowEnvironment;
@@ -104,13 +105,17 @@ void describe('approvalWorkflow', () => {
       assert.equal(await failureType(h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: 'someone-else', sealTo: SEAL }] })), FailureType.notFound);
       assert.equal((await h.executeUpdate(approvalDecisionUpdate, { args: [decision] })).status, 'approved');
       assert.equal(await failureType(h.executeUpdate(approvalDecisionUpdate, { args: [decision] })), FailureType.conflict);
-      const got: ApprovalPollResult = await h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: { ...SEAL, x: 'fresh' } }] });
+      const notAKey = { kty: 'RSA', n: 'x', e: 'AQAB' } as unknown as SealPublicJwk;
+      assert.equal(await failureType(h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: notAKey }] })), FailureType.badRequest);
+      // The API's key since 2026-12-06 (lib/seal.ts); a P-256 one (SEAL) is still taken.
+      const fresh: SealPublicJwk = { kty: 'OKP', crv: 'X25519', x: 'fresh' };
+      const got: ApprovalPollResult = await h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: fresh }] });
       assert.equal(got.status, 'approved');
       const again = await h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: SEAL }] });
       assert.equal(again.status, 'collected');
       assert.equal(await h.result(), 'collected');
       assert.equal(calls.mint.length, 1);
-      assert.equal(calls.mint[0]?.sealTo.x, 'fresh');
+      assert.deepEqual(calls.mint[0]?.sealTo, fresh);
       assert.deepEqual(calls.mint[0]?.handout, { approvalId: input.opened.approval_id });
       assert.equal(calls.decide, 1);
       assert.equal(calls.expire, 0);

@@ -5,7 +5,7 @@
  */
 import { defineUpdate } from '@temporalio/workflow';
 import type { ApprovalDecisionInput, ApprovalOpened } from '../lib/approvals';
-import type { SealPublicJwk } from '../lib/seal';
+import type { SealPublicJwk } from '../lib/seal-key';
 
 export type { ApprovalDecisionInput, ApprovalOpened } from '../lib/approvals';
 import type { MintRequest, SealedMint } from './mint.definitions';

@@ -1,6 +1,7 @@
 import { ActivityFailure, ApplicationFailure, condition, proxyLocalActivities, setHandler, sleep, upsertSearchAttributes } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { AkStage } from '../lib/search-attributes';
+import { isSealPublicJwk } from '../lib/seal-key';
 import type { FailureTypeName } from '../lib/errors';
 import { FailureType } from './definitions';
 import {
@@ -124,7 +125,8 @@ export async function approvalWorkflow(input: ApprovalInput): Promise<ApprovalOu
       // Only the agent that asked polls; anyone else hears the same as for an unknown request.
       validator: (poll: ApprovalPollInput) => {
         if (poll?.agent_account !== request.caller.omniAccount) throw flowFailure(FailureType.notFound, 'no such approval request for this agent');
-        if (poll.sealTo?.kty !== 'EC') throw flowFailure(FailureType.badRequest, 'no seal key');
+        // Only the shape (lib/seal-key.ts); the activity's seal checks the key itself.
+        if (!isSealPublicJwk(poll.sealTo)) throw flowFailure(FailureType.badRequest, 'no seal key');
       },
     },
   );

@@ -6,7 +6,7 @@
  */
 
 import { FailureType } from '../lib/errors';
-import type { SealPublicJwk } from '../lib/seal';
+import type { SealPublicJwk } from '../lib/seal-key';
 import type { ApprovalOpened } from './approval.definitions';
 
 export const MINT_ID_PREFIX = 'mint/';
