@@ -8,7 +8,7 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import type { Hex } from 'viem';
 import { bindAgent } from './grant-client';
 import type { TestStack } from './harness';
-import { walletLogin, type WalletSession } from './mint-client';
+import { emailLogin, walletLogin, type Session, type WalletSession } from './mint-client';
 import { newWallet } from './wallet-client';
 
 export interface TypedData {
@@ -100,4 +100,20 @@ export async function auditEvents(stack: TestStack, event: string, approvalId: s
     [event, approvalId],
   );
   return r.rows;
+}
+
+/** An email-login account that holds grants: its main wallet recorded as the TEE's add_wallet callback records one. */
+export async function emailHolder(stack: TestStack, email?: string): Promise<Session & { email: string }> {
+  const person = await emailLogin(stack, email);
+  await stack.db.query(`INSERT INTO wallets (omni_account, wallet_index, address, role) VALUES ($1, 0, $2, 'main')`, [person.omni_account, newWallet().lower]);
+  return person;
+}
+
+/**
+ * Every login of the account so far happened `seconds` ago: its sessions' creation and the start of
+ * each refresh family it claimed (what a decision without a wallet signature counts from).
+ */
+export async function ageLogins(stack: TestStack, omniAccount: string, seconds: number): Promise<void> {
+  await stack.db.query(`UPDATE sessions SET created_at = now() - make_interval(secs => $2) WHERE omni_account = $1`, [omniAccount, seconds]);
+  await stack.db.query(`UPDATE refresh_tokens SET family_started_at = now() - make_interval(secs => $2) WHERE omni_account = $1`, [omniAccount, seconds]);
 }

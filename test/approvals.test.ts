@@ -10,6 +10,7 @@ import {
   auditEvents,
   bindAgentWithApproval,
   decide,
+  emailHolder,
   holderLogin,
   poll,
   requestMint,
@@ -114,13 +115,6 @@ async function forged(token: string): Promise<string> {
   return new SignJWT(decodeJwt(token)).setProtectedHeader({ alg: 'ES256', ...(kid ? { kid } : {}), ...(typ ? { typ } : {}) }).sign(privateKey);
 }
 
-/** An email-login account that holds grants: its main wallet recorded as the TEE's add_wallet callback records one. */
-async function emailHolder(email: string): Promise<Session & { email: string }> {
-  const person = await emailLogin(stack, email);
-  await stack.db.query(`INSERT INTO wallets (omni_account, wallet_index, address, role) VALUES ($1, 0, $2, 'main')`, [person.omni_account, newWallet().lower]);
-  return person;
-}
-
 void describe('notify_email must be an address the holder proved it controls', () => {
   let asker: Holder;
   /** An address the asker does not control, and a live session of it (someone else's). */
@@ -209,7 +203,7 @@ void describe('notify_email must be an address the holder proved it controls', (
   });
 
   void test('an email-login holder names its own address without a proof: accepted, and the notice goes there', async () => {
-    const person = await emailHolder(uniqueEmail('own'));
+    const person = await emailHolder(stack, uniqueEmail('own'));
     const itsAgent = await walletLogin(stack);
     // Typed in another case than the login's: compared normalised.
     await bindAgent(stack, person.token, itsAgent.wallet, { approval: { mode: 'always', notify_email: person.email.toUpperCase() } });
@@ -218,7 +212,7 @@ void describe('notify_email must be an address the holder proved it controls', (
   });
 
   void test('a policy from before the proof (notify_email unproven) mails the account’s own address, never that one', async () => {
-    const person = await emailHolder(uniqueEmail('legacy'));
+    const person = await emailHolder(stack, uniqueEmail('legacy'));
     const itsAgent = await walletLogin(stack);
     const unproven = uniqueEmail('unproven');
     const grantId = await bindAgent(stack, person.token, itsAgent.wallet, { approval: { mode: 'always' } });

@@ -17,6 +17,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Browser, BrowserContext } from 'playwright-core';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import {
+  ageLogins,
   approvalRow,
   auditEvents,
   bindAgentWithApproval,
@@ -182,7 +183,7 @@ void describe('approvals in the console (Chromium)', () => {
     await li.waitFor();
 
     // Every session of this account signed in 10 minutes ago.
-    await stack.db.query(`UPDATE sessions SET created_at = created_at - interval '10 minutes' WHERE omni_account = $1`, [person.omni_account]);
+    await ageLogins(stack, person.omni_account, 600);
     await li.getByRole('button', { name: 'Approve' }).click();
     const alert = li.locator('[role=alert]');
     await alert.waitFor();
