@@ -8,7 +8,7 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import type { Hex } from 'viem';
 import { bindAgent } from './grant-client';
 import type { TestStack } from './harness';
-import { emailLogin, walletLogin, type Session, type WalletSession } from './mint-client';
+import { auditCount, emailLogin, walletLogin, type Session, type WalletSession } from './mint-client';
 import { newWallet } from './wallet-client';
 
 export interface TypedData {
@@ -116,4 +116,12 @@ export async function emailHolder(stack: TestStack, email?: string): Promise<Ses
 export async function ageLogins(stack: TestStack, omniAccount: string, seconds: number): Promise<void> {
   await stack.db.query(`UPDATE sessions SET created_at = now() - make_interval(secs => $2) WHERE omni_account = $1`, [omniAccount, seconds]);
   await stack.db.query(`UPDATE refresh_tokens SET family_started_at = now() - make_interval(secs => $2) WHERE omni_account = $1`, [omniAccount, seconds]);
+}
+
+/** The request's row and the audit log as they are: a refusal must leave both as they were. */
+export async function unchanged(stack: TestStack, id: string, body: () => Promise<void>): Promise<void> {
+  const [row, audit] = await Promise.all([approvalRow(stack, id), auditCount(stack)]);
+  await body();
+  assert.deepEqual(await approvalRow(stack, id), row, 'the approvals row changed');
+  assert.equal(await auditCount(stack), audit, 'an audit row was written');
 }

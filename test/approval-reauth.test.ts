@@ -8,10 +8,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { APPROVAL_REAUTH_SECONDS } from '../services/approvals';
-import { ageLogins, approvalRow, auditEvents, decide, emailHolder, requestMint } from './approval-client';
+import { ageLogins, approvalRow, auditEvents, decide, emailHolder, requestMint, unchanged } from './approval-client';
 import { bindAgent } from './grant-client';
 import { startStack, type TestStack } from './harness';
-import { auditCount, emailLogin, walletLogin, type Session, type WalletSession } from './mint-client';
+import { emailLogin, walletLogin, type Session, type WalletSession } from './mint-client';
 
 let stack: TestStack;
 let person: Session & { email: string };
@@ -29,17 +29,9 @@ after(async () => {
   await stack?.stop();
 });
 
-/** The row and the audit log as they are: a refusal must leave both as they were. */
-async function unchanged(id: string, body: () => Promise<void>): Promise<void> {
-  const [row, audit] = await Promise.all([approvalRow(stack, id), auditCount(stack)]);
-  await body();
-  assert.deepEqual(await approvalRow(stack, id), row, 'the approvals row changed');
-  assert.equal(await auditCount(stack), audit, 'an audit row was written');
-}
-
 /** A decision without a signature refused for a stale login: 401, `reauthenticate: true`, nothing changed. */
 async function refusedAsStale(token: string, id: string): Promise<void> {
-  await unchanged(id, async () => {
+  await unchanged(stack, id, async () => {
     const res = await decide(stack, token, id, { decision: 'approve' });
     assert.equal(res.status, 401, res.text);
     const body = res.body as { error: string; reauthenticate?: unknown };
@@ -77,7 +69,7 @@ void describe('deciding without a wallet signature needs a recent login', () => 
     await ageLogins(stack, person.omni_account, APPROVAL_REAUTH_SECONDS + 10);
     await refusedAsStale(person.token, p.approval_id);
     // Denying is held to the same rule.
-    await unchanged(p.approval_id, async () => {
+    await unchanged(stack, p.approval_id, async () => {
       const res = await decide(stack, person.token, p.approval_id, { decision: 'deny' });
       assert.equal(res.status, 401, res.text);
       assert.equal((res.body as { reauthenticate?: unknown }).reauthenticate, true, res.text);

@@ -7,6 +7,7 @@ import { AkStage } from '../lib/search-attributes';
 import { APPROVAL_ID_PREFIX } from '../workflows/approval.definitions';
 import {
   approvalRow,
+  unchanged,
   auditEvents,
   bindAgentWithApproval,
   decide,
@@ -52,14 +53,6 @@ before(async () => {
 after(async () => {
   await stack?.stop();
 });
-
-/** The row and the audit log as they are: a refusal must leave both as they were. */
-async function unchanged(id: string, body: () => Promise<void>): Promise<void> {
-  const [row, audit] = await Promise.all([approvalRow(stack, id), auditCount(stack)]);
-  await body();
-  assert.deepEqual(await approvalRow(stack, id), row, 'the approvals row changed');
-  assert.equal(await auditCount(stack), audit, 'an audit row was written');
-}
 
 async function expectError(res: { status: number; body: unknown; text: string }, status: number, error: string): Promise<void> {
   assert.equal(res.status, status, res.text);
@@ -306,7 +299,7 @@ void describe('an agent asks, the holder approves, the agent collects once', () 
   void test('refusals change nothing: malformed, forged, another wallet, unsigned wallet session, another account', async () => {
     const id = pending.approval_id;
     const { signature } = await signedDecision(stack, holder, id, 'approve');
-    await unchanged(id, async () => {
+    await unchanged(stack, id, async () => {
       await expectError(await decide(stack, holder.token, id, { decision: 'approve', signature: '0x1234' }), 400, 'bad_request');
       // Forged: a well-formed signature over other data (the deny typed data) does not approve.
       const view = await viewOf(stack, holder, id);
@@ -348,7 +341,7 @@ void describe('an agent asks, the holder approves, the agent collects once', () 
     const id = pending.approval_id;
     const row = await approvalRow(stack, id);
     const signature = row?.receipt?.signature as string;
-    await unchanged(id, async () => {
+    await unchanged(stack, id, async () => {
       await expectError(await decide(stack, holder.token, id, { decision: 'approve', signature }), 409, 'conflict');
       const denyView = await stack.request('GET', `/v1/approvals/${id}`, { token: holder.token });
       assert.equal((denyView.body as ApprovalView).sign, undefined, 'a decided request offers nothing to sign');
@@ -393,7 +386,7 @@ void describe('denials and revocations', () => {
     const { send } = await signedDecision(stack, holder, p.approval_id, 'approve');
     const del = await stack.request('DELETE', `/v1/grants/${grantId}`, { token: holder.token });
     assert.equal(del.status, 204, del.text);
-    await unchanged(p.approval_id, async () => {
+    await unchanged(stack, p.approval_id, async () => {
       await expectError(await send(), 409, 'conflict');
     });
   });
@@ -402,7 +395,7 @@ void describe('denials and revocations', () => {
     const p = await requestMint(stack, agent);
     // An email account owns no grant (no main wallet): deciding the holder's request is another account's, 404.
     const emailAccount = await emailLogin(stack);
-    await unchanged(p.approval_id, async () => {
+    await unchanged(stack, p.approval_id, async () => {
       await expectError(await decide(stack, emailAccount.token, p.approval_id, { decision: 'approve' }), 404, 'not_found');
     });
     // The holder signs in on a device (RFC 8628): that session names the holder's account but no wallet.
@@ -430,7 +423,7 @@ void describe('expiry', () => {
     const signature = await holder.signTypedData(view.sign!.approve);
     const wait = expiring.expires_at * 1000 - Date.now() + 500;
     if (wait > 0) await sleep(wait);
-    await unchanged(id, async () => {
+    await unchanged(stack, id, async () => {
       await expectError(await decide(stack, holder.token, id, { decision: 'approve', signature }), 410, 'expired');
     });
     let row = await approvalRow(stack, id);
