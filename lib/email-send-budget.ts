@@ -16,7 +16,7 @@
  */
 import type { Config } from './config';
 import { hmacHex } from './digest';
-import { emailKey } from './email-login-code';
+import { emailKey, normalizeEmail } from './email-login-code';
 
 export const EMAIL_SEND_WINDOW_MS = 3_600_000;
 
@@ -110,7 +110,7 @@ const TAGS_IGNORED = new Set(['outlook.com', 'hotmail.com', 'live.com', 'icloud.
  * still two accounts.
  */
 export function emailSendMailbox(email: string): string {
-  const address = email.trim().toLowerCase();
+  const address = normalizeEmail(email);
   const at = address.lastIndexOf('@');
   if (at <= 0) return address;
   let local = address.slice(0, at);

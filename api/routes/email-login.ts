@@ -11,6 +11,7 @@ import {
   emailKey,
   emailLocalPartOctets,
   emailRetryKeyDigest,
+  normalizeEmail,
 } from '../../lib/email-login-code';
 import { canonicalClientAddress, requesterNetwork } from '../../lib/client-address';
 import { emailSendKey, emailSendNetworkKey, emailSendPolicy, emailSendRefusalMessage } from '../../lib/email-send-budget';
@@ -38,7 +39,7 @@ const emailSchema = z
     `email local part is longer than ${EMAIL_LOCAL_PART_MAX_OCTETS} octets (RFC 5321)`,
   )
   .pipe(z.email('email is not a valid address'))
-  .transform((e) => e.trim().toLowerCase())
+  .transform(normalizeEmail)
   // The TEE hashes only the first 64 bytes of an identity (lib/omni.ts): two longer addresses that
   // share them would be one account, so this door refuses them (docs/tee-account.md).
   .refine(fitsIdentityString, 'email is longer than 64 bytes, which an OmniAccount cannot tell apart');
