@@ -562,7 +562,12 @@ function devicePage(prefill: string): HTMLElement[] {
 
 // ---- router --------------------------------------------------------------------------------
 
+/** Counts renders: a page whose data arrives after the person moved on is dropped, not shown over the newer one. */
+let renders = 0;
+
 async function render(): Promise<void> {
+  const mine = ++renders;
+  const current = () => mine === renders;
   const path = location.pathname.replace(/\/+$/, '') || '/console';
   const params = new URLSearchParams(location.search);
   const s = session();
@@ -587,9 +592,11 @@ async function render(): Promise<void> {
     else if (path === '/console/audit') nodes = await auditPage();
     else if (path === '/console/device') nodes = devicePage(params.get('user_code') ?? '');
     else nodes = [h('h1', {}, 'Not found')];
+    if (!current()) return;
     if (path === '/console') history.replaceState(null, '', '/console/account');
     main.replaceChildren(...nodes);
   } catch (e) {
+    if (!current()) return;
     if (e instanceof ApiError && e.status === 401) {
       forgetSession();
       main.replaceChildren(...signInPage(message('error', 'Your session has ended; sign in again.')));

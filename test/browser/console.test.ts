@@ -137,6 +137,36 @@ void describe('the console in Chromium', () => {
     assert.deepEqual(await mainTab.cspViolations(), []);
   });
 
+  void test('navigation: a page whose data arrives after the person moved on is not shown over the newer page', async () => {
+    const tab = await openTab(newWallet());
+    const { page } = tab;
+    await page.goto('/console/');
+    await signInByWallet(tab);
+    await page.locator('#sessions li').waitFor();
+    // Hold the account page's /v1/session/me until the approvals page has been shown.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let seen!: () => void;
+    const asked = new Promise<void>((resolve) => (seen = resolve));
+    await page.route('**/v1/session/me', async (route) => {
+      seen();
+      await held;
+      await route.continue();
+    });
+    await page.getByRole('link', { name: 'Account' }).click();
+    await asked;
+    await page.getByRole('link', { name: 'Approvals' }).click();
+    await page.getByRole('heading', { name: 'Approvals' }).waitFor();
+    const late = page.waitForResponse('**/v1/session/me');
+    release();
+    await late;
+    // The account page's other calls had answered: once /me has, its render is a few tasks away.
+    await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 300)));
+    assert.equal(await page.locator('#main h1').first().innerText(), 'Approvals');
+    assert.equal(await page.locator('#sessions').count(), 0, 'the late account page replaced the approvals page');
+    assert.match(page.url(), /\/console\/approvals$/);
+  });
+
   void test('wallet: a SIWE challenge used once is refused the second time, and nothing is recorded', async () => {
     const tab = await openTab(newWallet());
     let first: string | undefined;
