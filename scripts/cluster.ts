@@ -15,7 +15,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join, resolve } from 'node:path';
-import { DefaultLogger, bundleWorkflowCode } from '@temporalio/worker';
 import pg from 'pg';
 import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
@@ -26,7 +25,7 @@ import { startTeeFixture } from '../fixtures/tee/server';
 import { ConfigError, loadConfig } from '../lib/config';
 import { OidcKeyStore } from '../adapters/oidc-keys';
 import { resolveSecrets } from '../adapters/secrets';
-import { WORKFLOWS_PATH } from '../worker/create-worker';
+import { bundleBrokerWorkflows } from '../worker/create-worker';
 import { TEMPORAL_SERVER, TEMPORAL_SQL_TOOL, TEMPORAL_UI, findOrBuild, temporalSchemaDir } from './cluster/go-build';
 import { checkCodecPath } from './codec-proxy';
 import { busyPorts, defaultClusterDatabaseUrl, defaultClusterTemporalDatabaseUrl, layout, type Layout } from './cluster/layout';
@@ -263,7 +262,7 @@ async function main(): Promise<void> {
 
     // One workflow bundle for both workers (bundling takes seconds of CPU each).
     const bundlePath = join(clusterDir, 'workflow-bundle.js');
-    const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+    const { code } = await bundleBrokerWorkflows();
     await writeFile(bundlePath, code);
     env.BROKER_WORKFLOW_BUNDLE = bundlePath;
 

@@ -8,11 +8,11 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { DefaultLogger, Runtime, bundleWorkflowCode } from '@temporalio/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import pg from 'pg';
 import { findOrInstallTemporalCli } from './temporal-cli';
 import { startTemporalDevServer } from './temporal-dev-server';
-import { WORKFLOWS_PATH } from '../worker/create-worker';
+import { bundleBrokerWorkflows } from '../worker/create-worker';
 
 const ROOT = join(__dirname, '..');
 const ADMIN_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -61,7 +61,7 @@ async function main(): Promise<number> {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const tmp = await mkdtemp(join(tmpdir(), 'akb-bundle-'));
   const bundlePath = join(tmp, 'workflow-bundle.js');
-  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+  const { code } = await bundleBrokerWorkflows();
   await writeFile(bundlePath, code);
   log(`workflows bundled; running ${files.length} test files`);
 

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, bundleWorkflowCode, type Worker, type WorkflowBundleOption } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, type Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { buildApp } from '../api/app';
@@ -29,7 +29,7 @@ import { temporalConnectionOptions } from '../adapters/temporal-options';
 import { SesMailer } from '../adapters/ses-mailer';
 import { findOrInstallTemporalCli } from '../scripts/temporal-cli';
 import { findFreePort, startTemporalDevServer, type TemporalDevServer } from '../scripts/temporal-dev-server';
-import { createBrokerWorker, WORKFLOWS_PATH } from '../worker/create-worker';
+import { bundleBrokerWorkflows, createBrokerWorker } from '../worker/create-worker';
 
 export const ADMIN_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -52,7 +52,7 @@ let bundle: Promise<WorkflowBundleOption> | undefined;
 /** The workflow bundle: prebuilt by the runner (BROKER_WORKFLOW_BUNDLE) or built once per process. */
 export function testWorkflowBundle(): Promise<WorkflowBundleOption> {
   const prebuilt = process.env.BROKER_WORKFLOW_BUNDLE;
-  bundle ??= prebuilt ? Promise.resolve({ codePath: prebuilt }) : bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+  bundle ??= prebuilt ? Promise.resolve({ codePath: prebuilt }) : bundleBrokerWorkflows();
   return bundle;
 }
 

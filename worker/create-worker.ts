@@ -1,4 +1,4 @@
-import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleOption, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 import { brokerDataConverter } from '../adapters/temporal-options';
 
@@ -12,13 +12,29 @@ export interface BrokerWorkerOptions {
 
 export const WORKFLOWS_PATH = require.resolve('../workflows');
 
+/**
+ * The workflow modules load once per worker thread, shared by every run, instead of once per run:
+ * the SDK's reusable V8 context otherwise evaluates each of the ~30 modules behind workflows/ again
+ * for every workflow it starts (docs/performance.md). Safe because no module there keeps state at
+ * module scope: constants, definitions and activity proxies only, which the SDK freezes once loaded
+ * (a module that assigns to its own state would then throw, in every test).
+ */
+export const PRELOADED_WORKFLOW_MODULES = [WORKFLOWS_PATH];
+
+/** The broker's workflow bundle, built the way the worker builds it (tests, the cluster and the replay suite share one). */
+export function bundleBrokerWorkflows(): Promise<WorkflowBundleWithSourceMap> {
+  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, preloadModules: PRELOADED_WORKFLOW_MODULES, logger: new DefaultLogger('WARN') });
+}
+
 export async function createBrokerWorker(opts: BrokerWorkerOptions): Promise<Worker> {
   const { config, secrets } = opts.deps;
   return Worker.create({
     connection: opts.connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.BROKER_TASK_QUEUE,
-    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    ...(opts.workflowBundle
+      ? { workflowBundle: opts.workflowBundle }
+      : { workflowsPath: WORKFLOWS_PATH, bundlerOptions: { preloadModules: PRELOADED_WORKFLOW_MODULES } }),
     activities: createActivities(opts.deps),
     dataConverter: brokerDataConverter(secrets),
     ...(opts.identity ? { identity: opts.identity } : {}),
