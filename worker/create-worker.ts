@@ -16,8 +16,9 @@ export const WORKFLOWS_PATH = require.resolve('../workflows');
  * The workflow modules load once per worker thread, shared by every run, instead of once per run:
  * the SDK's reusable V8 context otherwise evaluates each of the ~30 modules behind workflows/ again
  * for every workflow it starts (docs/performance.md). Safe because no module there keeps state at
- * module scope: constants, definitions and activity proxies only, which the SDK freezes once loaded
- * (a module that assigns to its own state would then throw, in every test).
+ * module scope — constants, definitions and activity proxies only, which the SDK freezes once
+ * loaded; a module-scope `let` would be shared by every run, and test/workflow-bundle.test.ts
+ * refuses one.
  */
 export const PRELOADED_WORKFLOW_MODULES = [WORKFLOWS_PATH];
 
