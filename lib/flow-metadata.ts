@@ -1,4 +1,5 @@
 import { LOGIN_METHOD_IDS, LOGIN_METHODS, type LoginFlow } from './login-methods';
+import { SYSTEM_FLOW_METADATA } from './system-flow-metadata';
 /**
  * Temporal user metadata of each broker workflow: the one-line summary the Web UI's list shows
  * and the details its workflow page shows. Fixed words only — never an email, a wallet address,
@@ -19,12 +20,5 @@ const LOGIN_FLOW_METADATA = Object.fromEntries(LOGIN_METHOD_IDS.map((id) => [LOG
 
 export const FLOW_METADATA = {
   ...LOGIN_FLOW_METADATA,
-  maintenance: {
-    staticSummary: 'Maintenance: purge expired rows',
-    staticDetails: 'Hourly Schedule: drops expired replay-guard and session rows.',
-  },
-  audit_anchor: {
-    staticSummary: 'Audit anchor: sign the chain head',
-    staticDetails: "Schedule: signs the audit chain's newest head with the audit key.",
-  },
+  ...SYSTEM_FLOW_METADATA,
 } as const satisfies Record<string, FlowMetadata>;

@@ -5,6 +5,7 @@ import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { AkStage } from '../lib/search-attributes';
 import { APPROVAL_ID_PREFIX } from '../workflows/approval.definitions';
+import { FLOW_METADATA } from '../lib/flow-metadata';
 import {
   approvalRow,
   unchanged,
@@ -263,6 +264,11 @@ void describe('an agent asks, the holder approves, the agent collects once', () 
     assert.deepEqual(found, [workflowId]);
     const described = await stack.temporal.workflow.getHandle(workflowId).describe();
     assert.deepEqual(described.typedSearchAttributes.get(AkStage), 'awaiting_approval');
+    assert.deepEqual(
+      { staticSummary: await described.staticSummary(), staticDetails: await described.staticDetails() },
+      FLOW_METADATA.approval,
+      'the approval flow starts with its metadata from lib/flow-metadata.ts',
+    );
   });
 
   void test('the agent polls: pending, then slow_down when it polls faster than interval', async () => {

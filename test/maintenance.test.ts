@@ -190,6 +190,10 @@ void describe('housekeeping', () => {
       assert.equal(await ensureMaintenanceSchedule(stack.temporal, stack.config), 'existing');
       assert.equal((await handle.describe()).action.staticSummary, FLOW_METADATA.maintenance.staticSummary);
       assert.equal(timeout((await handle.describe()).action), 30 * 60_000);
+      // Details of an older text (the summary unchanged) are brought up to date too.
+      await handle.update((previous) => ({ ...previous, action: { ...previous.action, staticDetails: 'Hourly Schedule: drops expired rows.' } }));
+      assert.equal(await ensureMaintenanceSchedule(stack.temporal, stack.config), 'existing');
+      assert.equal((await handle.describe()).action.staticDetails, FLOW_METADATA.maintenance.staticDetails);
     } finally {
       await stack.temporal.schedule.getHandle(PURGE_SCHEDULE_ID).delete();
     }

@@ -26,10 +26,11 @@ export async function ensureMaintenanceSchedule(client: Client, config: Config):
     action: startAction('purgeExpiredWorkflow', PURGE_WORKFLOW_ID, 'maintenance', config, MAINTENANCE_EXECUTION_TIMEOUT),
   } satisfies ScheduleOptions;
   return ensureSchedule(client, options, async (handle) => {
-    // A Schedule registered before its action carried a summary or an execution timeout gets them.
+    // A Schedule registered before its action carried this summary, details or execution timeout gets them.
     const { action } = await handle.describe();
     const timeoutMs: unknown = action.type === 'startWorkflow' ? (action.workflowExecutionTimeout as unknown) : undefined;
-    if (action.staticSummary !== FLOW_METADATA.maintenance.staticSummary || timeoutMs !== msFrom(MAINTENANCE_EXECUTION_TIMEOUT)) {
+    const { staticSummary, staticDetails } = FLOW_METADATA.maintenance;
+    if (action.staticSummary !== staticSummary || action.staticDetails !== staticDetails || timeoutMs !== msFrom(MAINTENANCE_EXECUTION_TIMEOUT)) {
       await handle.update((previous) => ({
         ...previous,
         action: { ...previous.action, ...FLOW_METADATA.maintenance, workflowExecutionTimeout: MAINTENANCE_EXECUTION_TIMEOUT },

@@ -13,6 +13,7 @@ import { FailureType } from './definitions';
 import { showOutcome, showStage } from './progress';
 import { flowFailure } from './failures';
 import { APPROVAL_ID_PREFIX, type ApprovalInput } from './approval.definitions';
+import { SYSTEM_FLOW_METADATA } from '../lib/system-flow-metadata';
 import { MintActivityFailure, type MintFailureDetails, type MintRequest, type PendingMint, type SealedMint } from './mint.definitions';
 
 /** Seconds the agent still hears a decision or the expiry from the approval flow (after that, the approvals row answers). */
@@ -83,8 +84,7 @@ export async function mintWorkflow(req: MintRequest): Promise<SealedMint | Pendi
       args: [input],
       parentClosePolicy: ParentClosePolicy.ABANDON,
       workflowIdReusePolicy: 'REJECT_DUPLICATE',
-      staticSummary: 'Approval of a mint',
-      staticDetails: "Waits for the grant holder's decision on one mint, then hands the credential to the agent once.",
+      ...SYSTEM_FLOW_METADATA.approval,
       typedSearchAttributes: [
         { key: AkFlow, value: 'approval' },
         { key: AkStage, value: 'awaiting_approval' },
