@@ -23,6 +23,13 @@ export function executableFailure(code: string, message: string): Record<string,
   return { version: 1, success: false, code, message };
 }
 
+/**
+ * The longest `timeout_millis` Google's client libraries accept for an executable source (their
+ * range is 5 000 to 120 000 ms: google-auth-library 10.9.1, build/src/auth/pluggable-auth-client.js,
+ * MAXIMUM_EXECUTABLE_TIMEOUT_MILLIS, refuses a file with more).
+ */
+export const GCP_EXECUTABLE_MAX_TIMEOUT_MS = 120_000;
+
 /** The external-account credential file (type external_account, an executable credential source). */
 export function externalAccountFile(o: {
   audience: string;

@@ -292,6 +292,10 @@ void describe('agentkeys CLI: configure aws', () => {
     assert.equal(named.aws_profile, 'agentkeys-ci');
     assert.match(named.credential_process as string, / --profile ci mint aws --credential-process$/);
 
+    const waiting = parseJson(await runCli(['--json', '--profile', 'ci', 'configure', 'aws', '--wait'], e));
+    assert.equal(waiting.changed, true);
+    assert.match(waiting.credential_process as string, / --profile ci mint aws --credential-process --wait$/);
+
     await writeFile(config, (await readFile(config, 'utf8')).replace(/(\[profile agentkeys\]\ncredential_process = ).*/, '$1old-command'));
     const updated = await runCli(['configure', 'aws'], e);
     assert.match(updated.stdout, /updated \[profile agentkeys\]\n- credential_process = old-command\n\+ credential_process = /);

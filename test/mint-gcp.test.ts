@@ -97,6 +97,14 @@ void describe('Google Cloud workload identity federation through google-auth-lib
     assert.match(command, /agentkeys\.js mint gcp --executable$/);
   });
 
+  void test('configure gcp --wait: the executable waits for an approval, with the longest timeout the library accepts, and the library still runs it', async () => {
+    const file = await configure(['--service-account', SA, '--wait']);
+    const written = JSON.parse(await readFile(file, 'utf8')) as { credential_source: { executable: { command: string; timeout_millis: number } } };
+    assert.match(written.credential_source.executable.command, /agentkeys\.js mint gcp --executable --wait$/);
+    assert.equal(written.credential_source.executable.timeout_millis, 120_000);
+    assert.ok(await accessTokenFrom(file));
+  });
+
   void test('the library exchanges the broker token at STS and impersonates the service account; the mint is audited', async () => {
     const token = await accessTokenFrom(await configure(['--service-account', SA]));
     const principal = gcp.principal(token);

@@ -3,6 +3,7 @@
  * `agentkeys mint aws --credential-process` for this agentkeys profile, in AWS_CONFIG_FILE or
  * ~/.aws/config. Shows the change; a second run changes nothing. `agentkeys configure gcp`:
  * writes the Google external-account credential file whose executable is `agentkeys mint gcp --executable`.
+ * With `--wait` the configured command waits for a holder's approval when the grant asks for one.
  */
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
@@ -11,7 +12,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { CliError, UsageError } from '../errors';
 import { CliContext } from '../context';
-import { externalAccountFile } from '../gcp';
+import { externalAccountFile, GCP_EXECUTABLE_MAX_TIMEOUT_MS } from '../gcp';
 
 /** How the AWS tools should start this CLI: `agentkeys` when that is on PATH and is this one, else node and the absolute script. */
 export function agentkeysInvocation(env: NodeJS.ProcessEnv, script = process.argv[1] ?? ''): string {
@@ -57,19 +58,32 @@ export function setCredentialProcess(text: string, header: string, value: string
   return { text: `${lines.join('\n')}\n`, previous: undefined, changed: true };
 }
 
+/** This CLI with the profile the configured tool should mint through. */
+const mintInvocation = (ctx: CliContext): string => `${agentkeysInvocation(ctx.env)}${ctx.profile === 'default' ? '' : ` --profile ${ctx.profile}`}`;
+
+interface GcpOptions {
+  audience: string;
+  serviceAccount?: string;
+  output?: string;
+  tokenUrl?: string;
+  iamCredentialsUrl?: string;
+  wait?: boolean;
+}
+
 export function configureCommand(): Command {
   const configure = new Command('configure').description('set up other tools to use this profile');
   configure
     .command('aws')
     .description('write the AWS profile whose credential_process mints through this profile (AWS_CONFIG_FILE or ~/.aws/config)')
     .option('--aws-profile <name>', 'the AWS profile to write (default "agentkeys", or "agentkeys-<profile>" for another agentkeys profile)')
-    .action(async (o: { awsProfile?: string }, cmd: Command) => {
+    .option('--wait', "the command waits for the holder's decision when the grant asks for approval (else the AWS tool fails at once)")
+    .action(async (o: { awsProfile?: string; wait?: boolean }, cmd: Command) => {
       const ctx = await CliContext.open(cmd);
       const awsProfile = o.awsProfile ?? (ctx.profile === 'default' ? 'agentkeys' : `agentkeys-${ctx.profile}`);
       if (!/^[A-Za-z0-9_.@+-]{1,64}$/.test(awsProfile)) throw new UsageError(`--aws-profile "${awsProfile}": use letters, digits and _ . @ + -`);
       const path = ctx.env.AWS_CONFIG_FILE || join(homedir(), '.aws', 'config');
       const header = awsProfile === 'default' ? '[default]' : `[profile ${awsProfile}]`;
-      const value = `${agentkeysInvocation(ctx.env)}${ctx.profile === 'default' ? '' : ` --profile ${ctx.profile}`} mint aws --credential-process`;
+      const value = `${mintInvocation(ctx)} mint aws --credential-process${o.wait ? ' --wait' : ''}`;
       let text = '';
       let mode = 0o600;
       try {
@@ -102,7 +116,11 @@ export function configureCommand(): Command {
     .option('--output <file>', 'where to write it (default ~/.config/agentkeys/gcp-<profile>.json)')
     .option('--token-url <url>', "Google's STS token endpoint (default https://sts.googleapis.com/v1/token)")
     .option('--iam-credentials-url <url>', 'the IAM credentials API base (default https://iamcredentials.googleapis.com)')
-    .action(async (o: { audience: string; serviceAccount?: string; output?: string; tokenUrl?: string; iamCredentialsUrl?: string }, cmd: Command) => {
+    .option(
+      '--wait',
+      `the executable waits for the holder's decision when the grant asks for approval, up to the library's longest executable timeout (${GCP_EXECUTABLE_MAX_TIMEOUT_MS / 1000} s)`,
+    )
+    .action(async (o: GcpOptions, cmd: Command) => {
       const ctx = await CliContext.open(cmd);
       if (!o.audience.startsWith('//iam.googleapis.com/'))
         throw new UsageError(
@@ -110,13 +128,14 @@ export function configureCommand(): Command {
         );
       const path = o.output ?? join(homedir(), '.config', 'agentkeys', `gcp-${ctx.profile}.json`);
       // The library passes the audience and the service account to the executable in its environment.
-      const command = `${agentkeysInvocation(ctx.env)}${ctx.profile === 'default' ? '' : ` --profile ${ctx.profile}`} mint gcp --executable`;
+      const command = `${mintInvocation(ctx)} mint gcp --executable${o.wait ? ' --wait' : ''}`;
       const file = externalAccountFile({
         audience: o.audience,
         command,
         serviceAccount: o.serviceAccount,
         tokenUrl: o.tokenUrl,
         iamCredentialsUrl: o.iamCredentialsUrl,
+        ...(o.wait ? { timeoutMillis: GCP_EXECUTABLE_MAX_TIMEOUT_MS } : {}),
       });
       await mkdir(dirname(path), { recursive: true, mode: 0o700 });
       const tmp = `${path}.${process.pid}.tmp`;
