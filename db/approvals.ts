@@ -126,9 +126,10 @@ export async function markApprovalCollected(q: Queryable, approvalId: string, at
  * any poll or support question about it; past that, the id answers 404 to everyone.
  */
 export async function purgeFinishedApprovals(q: Queryable, now: Date, retentionDays: number): Promise<number> {
-  const r = await q.query(`DELETE FROM approvals WHERE GREATEST(expires_at, decided_at, collected_at) < $1::timestamptz - make_interval(days => $2)`, [
-    now,
-    retentionDays,
-  ]);
+  const r = await q.query(PURGE_FINISHED_APPROVALS_SQL, [now, retentionDays]);
   return r.rowCount ?? 0;
 }
+
+/** The purge's statement ($1 now, $2 retention days); its predicate is the expression of the approvals_finished_by index (migration 017). */
+export const PURGE_FINISHED_APPROVALS_SQL =
+  'DELETE FROM approvals WHERE GREATEST(expires_at, decided_at, collected_at) < $1::timestamptz - make_interval(days => $2)';

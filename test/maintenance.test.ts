@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { Client } from '@temporalio/client';
 import { createMaintenanceActivities } from '../activities/maintenance';
 import { SesMailer } from '../adapters/ses-mailer';
-import { decideApproval, expireApproval, insertApproval, markApprovalCollected } from '../db/approvals';
+import { decideApproval, expireApproval, insertApproval, markApprovalCollected, PURGE_FINISHED_APPROVALS_SQL } from '../db/approvals';
 import { brokerDataConverter } from '../adapters/temporal-options';
 import { CodecError } from '../lib/codec';
 import { FLOW_METADATA } from '../lib/flow-metadata';
@@ -160,6 +160,23 @@ void describe('housekeeping', () => {
       assert.equal((await activities.purgeExpiredRows()).approvals, 0);
     } finally {
       mailer.destroy();
+    }
+  });
+
+  void test('the approvals purge finds its rows through the approvals_finished_by index, not by reading the table', async () => {
+    const client = await stack.db.connect();
+    try {
+      await client.query('BEGIN');
+      // The test table is small, so the planner would scan it anyway; forbid that to see whether the index can serve.
+      await client.query('SET LOCAL enable_seqscan = off');
+      const plan = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${PURGE_FINISHED_APPROVALS_SQL}`, [new Date(), 30]);
+      assert.match(
+        plan.rows.map((r) => r['QUERY PLAN']).join('\n'),
+        /Index (Only )?Scan using approvals_finished_by|Bitmap Index Scan on approvals_finished_by/,
+      );
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
     }
   });
 
