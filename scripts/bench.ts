@@ -10,6 +10,7 @@
  *   npm run bench [-- --concurrency 1,16,64] [--duration 10] [--flows a,b] [--url http://host:port [--tee-key pem]] [--smoke]
  *   npm run bench -- --soak 300 [--soak-interval 10] [--concurrency 8]
  *   npm run bench -- --cpu-prof /tmp/prof …   (V8 CPU profiles of the stack process; scripts/bench/profile-summary.ts reads them)
+ *   npm run bench -- --threads …             (the stack process's CPU per call by thread, and Postgres', under the table)
  *
  * Without --url it starts the stack (`npm start`'s scripts/stack.ts, its own Temporal dev server,
  * a fresh database on DATABASE_URL's server or the local Postgres, the STS stand-in, rate limits
@@ -52,6 +53,7 @@ import { generateTeeKeyPair, signTeeJwt, teeClaims } from '../fixtures/tee/jwt';
 import { benchPingUpdate, type benchEmptyWorkflow, type benchMintShapeWorkflow } from './bench/ceiling-workflow';
 import { AkFlow, AkOmniAccount, AkStage } from '../lib/search-attributes';
 import type { ProbeAnswer } from './bench/probe';
+import { breakdown, describeBreakdown, parseStat, sampleThreads, type ThreadBreakdown } from './bench/threads';
 import { findFreePort } from './temporal-dev-server';
 
 const ROOT = join(__dirname, '..');
@@ -144,6 +146,8 @@ interface Row {
   errorSample?: string;
   /** CPU per answered call over the measured run, ms: the stack's process (API and worker), its Temporal server, this process (load generator; the references' handlers and worker). */
   cpu?: { stack: number; temporal: number; bench: number };
+  /** --threads: the stack process's CPU per answered call by thread, and Postgres' (scripts/bench/threads.ts). */
+  threads?: ThreadBreakdown;
 }
 
 function pct(sorted: number[], p: number): number {
@@ -151,16 +155,13 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
 }
 
-/** The processes whose CPU each row reports (set once the stack is up; none against --url). */
-const cpuOf: { stack?: number; temporal: number[] } = { temporal: [] };
-const CLOCK_TICKS_PER_SECOND = 100;
+/** The processes whose CPU each row reports (set once the stack is up; none against --url); with --threads, the rows the stack serves by thread. */
+const cpuOf: { stack?: number; temporal: number[]; threads?: { stackUrl: string } } = { temporal: [] };
 
 /** CPU time of a process, all its threads, in ms (Linux /proc: utime + stime); 0 when unreadable. */
 async function procCpuMs(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  if (!stat) return 0;
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+  return (stat ? parseStat(stat)?.ms : undefined) ?? 0;
 }
 
 async function cpuNow(): Promise<{ stack: number; temporal: number; bench: number }> {
@@ -172,13 +173,19 @@ async function cpuNow(): Promise<{ stack: number; temporal: number; bench: numbe
 /** Warm-up first (JIT, pools, the workflow cache: not measured), then the measured run, with the CPU it took per answered call. */
 async function drive(baseUrl: string, flow: string, steps: Step[], connections: number, seconds: number, warmupSeconds: number): Promise<Row[]> {
   if (warmupSeconds > 0) await run(baseUrl, flow, steps, connections, warmupSeconds);
+  const stack = cpuOf.threads?.stackUrl === baseUrl ? cpuOf.stack : undefined;
+  const threadsBefore = stack !== undefined ? await sampleThreads(stack) : undefined;
   const before = await cpuNow();
   const rows = await run(baseUrl, flow, steps, connections, seconds);
   const after = await cpuNow();
+  const threadsAfter = stack !== undefined ? await sampleThreads(stack) : undefined;
   const calls = rows.filter((r) => r.step !== cycleStep(flow)).reduce((n, r) => n + r.requests, 0);
   if (calls === 0) return rows;
   const per = (k: 'stack' | 'temporal' | 'bench') => (after[k] - before[k]) / calls;
-  return rows.map((r, i) => (i === 0 ? { ...r, cpu: { stack: per('stack'), temporal: per('temporal'), bench: per('bench') } } : r));
+  const threads = stack !== undefined && threadsBefore && threadsAfter ? breakdown(stack, threadsBefore, threadsAfter, calls) : undefined;
+  return rows.map((r, i) =>
+    i === 0 ? { ...r, cpu: { stack: per('stack'), temporal: per('temporal'), bench: per('bench') }, ...(threads ? { threads } : {}) } : r,
+  );
 }
 
 async function run(baseUrl: string, flow: string, steps: Step[], connections: number, seconds: number, stats: Stats = new Map()): Promise<Row[]> {
@@ -871,11 +878,13 @@ interface Args {
   teeKeyFile?: string;
   /** --cpu-prof <dir>: the stack process (API + worker) writes V8 CPU profiles there when it stops. */
   cpuProfDir?: string;
+  /** --threads: also the stack process's CPU per call by thread, and Postgres' (Linux). */
+  threads: boolean;
 }
 
 const USAGE =
   'usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,shape,shape_sa_start,shape_sa,wallet_login,siwe,mint_oidc_jwt,mint_gcp_token,mint_aws_creds,mint_approval,post_heima_login,email_login] ' +
-  '[--url http://host:port [--tee-key tee-private.pem]] [--smoke] [--soak 300 [--soak-interval 10] [--concurrency 8]] [--cpu-prof dir]';
+  '[--url http://host:port [--tee-key tee-private.pem]] [--smoke] [--soak 300 [--soak-interval 10] [--concurrency 8]] [--cpu-prof dir] [--threads]';
 
 function parseArgs(argv: string[]): Args {
   const get = (name: string) => {
@@ -905,6 +914,7 @@ function parseArgs(argv: string[]): Args {
     soakInterval,
     ...(teeKeyFile ? { teeKeyFile } : {}),
     ...(cpuProfDir ? { cpuProfDir } : {}),
+    threads: argv.includes('--threads'),
   };
 }
 
@@ -939,6 +949,7 @@ async function main(): Promise<void> {
   if (target.pid !== undefined) {
     cpuOf.stack = target.pid;
     cpuOf.temporal = await descendants(target.pid);
+    if (args.threads) cpuOf.threads = { stackUrl: target.url };
   }
   if (args.soak !== undefined) {
     try {
@@ -1014,6 +1025,8 @@ async function main(): Promise<void> {
     console.log(
       "full/floor: the flow's rps over the floor's at the same c; full/ceiling: over the empty workflow's. Email and SIWE rows count completed calls of each step of a cycle.",
     );
+    // --threads: the stack process by thread, for the rows it served (the references run in this process).
+    for (const r of all) if (r.threads) console.log(`[bench] c=${r.concurrency} ${r.step}, CPU ms/call: ${describeBreakdown(r.threads)}`);
     await mkdir(join(ROOT, 'bench'), { recursive: true });
     await writeFile(join(ROOT, 'bench/results.json'), `${JSON.stringify({ at: new Date().toISOString(), args, rows: all }, null, 2)}\n`);
     console.log('[bench] wrote bench/results.json');
