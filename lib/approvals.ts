@@ -6,14 +6,14 @@
 import { canonicalJson } from './canonical-json';
 import { sha256Hex } from './digest';
 
-/** Bounds of a grant's decision timeout (seconds): long enough for a person, short enough that a waiting agent is not stuck. */
-export const APPROVAL_TIMEOUT_MIN_SECONDS = 30;
+/**
+ * Bounds of a grant's decision timeout (seconds): long enough for a person, short enough that a
+ * waiting agent is not stuck. The lower bound is BROKER_APPROVAL_TIMEOUT_MIN_SECONDS (30 by default).
+ */
 export const APPROVAL_TIMEOUT_MAX_SECONDS = 3600;
 export const APPROVAL_TIMEOUT_DEFAULT_SECONDS = 300;
 /** The agent's stated reason, at most this many characters. */
 export const APPROVAL_REASON_MAX_LENGTH = 280;
-/** How often the agent polls at first (CIBA `interval`); slow_down adds 5 s. */
-export const APPROVAL_POLL_INTERVAL_SECONDS = 2;
 
 /**
  * A grant's approval policy as stored on the grant. `always`: every mint waits for the holder.

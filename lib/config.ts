@@ -150,6 +150,10 @@ export const envSchema = z.object({
    * At least a day: far past the 5-minute hand-out window of an approved request.
    */
   BROKER_APPROVAL_RETENTION_DAYS: int(1, 3650).default(30),
+  /** The shortest decision timeout a grant's approval policy may set (seconds; a person needs time to decide). */
+  BROKER_APPROVAL_TIMEOUT_MIN_SECONDS: int(1, 3600).default(30),
+  /** How often an agent polls an approval request at first (CIBA `interval`, seconds); slow_down adds 5. */
+  BROKER_APPROVAL_POLL_INTERVAL_SECONDS: int(1, 60).default(2),
   BROKER_OPS_TOKEN: optionalString,
   /** Browser origins (the Temporal Web UI) allowed to call the codec endpoint, comma-separated. */
   BROKER_CODEC_CORS_ORIGINS: z.string().default('http://localhost:8233,http://127.0.0.1:8233'),

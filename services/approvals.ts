@@ -27,7 +27,6 @@ import { refreshFamilyStartOfSession } from '../db/refresh-tokens';
 import { sessionCreatedAt } from '../db/sessions';
 import { consumeProof, isProofUsed } from '../db/used-signatures';
 import {
-  APPROVAL_POLL_INTERVAL_SECONDS,
   approvalRequestHash,
   approvalTypedData,
   type ApprovalDecision,
@@ -194,7 +193,12 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         });
         return r;
       });
-      return { approval_id: row.approval_id, requested_at: unix(row.requested_at), expires_at: unix(row.expires_at), interval: APPROVAL_POLL_INTERVAL_SECONDS };
+      return {
+        approval_id: row.approval_id,
+        requested_at: unix(row.requested_at),
+        expires_at: unix(row.expires_at),
+        interval: config.BROKER_APPROVAL_POLL_INTERVAL_SECONDS,
+      };
     },
 
     /** The holder's pending requests, oldest first. */

@@ -9,7 +9,7 @@ import { createEvmSignatureVerifier } from '../../adapters/evm-signature';
 import { grantStatus, type GrantRow } from '../../db/grants';
 import { BrokerError } from '../../lib/errors';
 import { grantScopeSchema, MINT_TARGETS } from '../../activities/mint-targets';
-import { APPROVAL_TIMEOUT_DEFAULT_SECONDS, APPROVAL_TIMEOUT_MAX_SECONDS, APPROVAL_TIMEOUT_MIN_SECONDS } from '../../lib/approvals';
+import { APPROVAL_TIMEOUT_DEFAULT_SECONDS, APPROVAL_TIMEOUT_MAX_SECONDS } from '../../lib/approvals';
 import { MAX_CONTRACT_SIGNATURE_BYTES } from '../../lib/wallet-message';
 import { createGrantService, storedScope } from '../../services/grants';
 import type { AuthContext } from '../dependencies';
@@ -39,31 +39,32 @@ const NOTIFY_EMAIL_PROOF_MAX_LENGTH = 8192;
  * The approval policy of an offer (lib/approvals.ts): bounds checked here, its meaning in the mint
  * activity; whether notify_email is proven is services/grants.ts's.
  */
-const approvalPolicyBody = z
-  .object({
-    mode: z.enum(['always', 'beyond'], 'approval.mode must be always or beyond'),
-    max_duration_seconds: z.number().int().min(1, 'approval.max_duration_seconds must be at least 1').max(86_400).optional(),
-    targets: z
-      .array(z.enum(MINT_TARGETS.map((t) => t.name) as [string, ...string[]], 'approval.targets names mint targets (aws, oidc, gcp)'))
-      .max(MINT_TARGETS.length)
-      .optional(),
-    timeout_seconds: z
-      .number()
-      .int()
-      .min(APPROVAL_TIMEOUT_MIN_SECONDS, `approval.timeout_seconds must be at least ${APPROVAL_TIMEOUT_MIN_SECONDS}`)
-      .max(APPROVAL_TIMEOUT_MAX_SECONDS, `approval.timeout_seconds must be at most ${APPROVAL_TIMEOUT_MAX_SECONDS}`)
-      .default(APPROVAL_TIMEOUT_DEFAULT_SECONDS),
-    notify_email: z.email('approval.notify_email must be an email address').max(254).optional(),
-    // A broker session's access token (services/grants.ts checks it); never stored or logged.
-    notify_email_proof: z.string().min(1).max(NOTIFY_EMAIL_PROOF_MAX_LENGTH, 'approval.notify_email_proof is too long').optional(),
-  })
-  .strict()
-  .refine((p) => p.mode === 'always' || p.max_duration_seconds !== undefined || p.targets !== undefined, {
-    message: 'approval.mode beyond needs a standing limit: max_duration_seconds or targets',
-  })
-  .refine((p) => p.notify_email_proof === undefined || p.notify_email !== undefined, {
-    message: 'approval.notify_email_proof proves approval.notify_email: give the address too',
-  });
+const approvalPolicyBody = (minTimeoutSeconds: number) =>
+  z
+    .object({
+      mode: z.enum(['always', 'beyond'], 'approval.mode must be always or beyond'),
+      max_duration_seconds: z.number().int().min(1, 'approval.max_duration_seconds must be at least 1').max(86_400).optional(),
+      targets: z
+        .array(z.enum(MINT_TARGETS.map((t) => t.name) as [string, ...string[]], 'approval.targets names mint targets (aws, oidc, gcp)'))
+        .max(MINT_TARGETS.length)
+        .optional(),
+      timeout_seconds: z
+        .number()
+        .int()
+        .min(minTimeoutSeconds, `approval.timeout_seconds must be at least ${minTimeoutSeconds}`)
+        .max(APPROVAL_TIMEOUT_MAX_SECONDS, `approval.timeout_seconds must be at most ${APPROVAL_TIMEOUT_MAX_SECONDS}`)
+        .default(APPROVAL_TIMEOUT_DEFAULT_SECONDS),
+      notify_email: z.email('approval.notify_email must be an email address').max(254).optional(),
+      // A broker session's access token (services/grants.ts checks it); never stored or logged.
+      notify_email_proof: z.string().min(1).max(NOTIFY_EMAIL_PROOF_MAX_LENGTH, 'approval.notify_email_proof is too long').optional(),
+    })
+    .strict()
+    .refine((p) => p.mode === 'always' || p.max_duration_seconds !== undefined || p.targets !== undefined, {
+      message: 'approval.mode beyond needs a standing limit: max_duration_seconds or targets',
+    })
+    .refine((p) => p.notify_email_proof === undefined || p.notify_email !== undefined, {
+      message: 'approval.notify_email_proof proves approval.notify_email: give the address too',
+    });
 const approvalPolicyView = z.object({
   mode: z.enum(['always', 'beyond']),
   max_duration_seconds: z.number().int().optional(),
@@ -151,7 +152,7 @@ export default async function grantRoutes(appBase: FastifyInstance) {
             .min(60, 'expires_in must be at least 60 seconds')
             .max(config.BROKER_GRANT_MAX_TTL_SECONDS, `expires_in must be at most ${config.BROKER_GRANT_MAX_TTL_SECONDS} seconds`)
             .optional(),
-          approval: approvalPolicyBody.optional(),
+          approval: approvalPolicyBody(config.BROKER_APPROVAL_TIMEOUT_MIN_SECONDS).optional(),
         }),
         response: { 200: grantView, 201: grantView, 403: errorBody, 409: errorBody, ...commonErrors },
       },
