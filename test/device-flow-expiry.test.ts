@@ -1,5 +1,6 @@
 /**
- * Device authorization requests expire by timer (BROKER_DEVICE_CODE_TTL_SECONDS=4): after expiry
+ * Device authorization requests expire by timer (BROKER_DEVICE_CODE_TTL_SECONDS=2, a 1-s poll
+ * interval, so the grace after expiry is 2 s): after expiry
  * the device hears expired_token (RFC 8628 §3.5), an approval is refused exactly like an unknown
  * code, and once the flow has ended any poll is invalid_grant. Nothing is recorded.
  */
@@ -14,7 +15,9 @@ const TTL_SECONDS = 2;
 
 let stack: TestStack;
 before(async () => {
-  stack = await startStack({ env: { BROKER_DEVICE_CODE_TTL_SECONDS: String(TTL_SECONDS), BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000' } });
+  stack = await startStack({
+    env: { BROKER_DEVICE_CODE_TTL_SECONDS: String(TTL_SECONDS), BROKER_DEVICE_POLL_INTERVAL_SECONDS: '1', BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000' },
+  });
 });
 after(async () => {
   await stack?.stop();

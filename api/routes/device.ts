@@ -39,8 +39,8 @@ const VERIFY_FAILURES_PER_ACCOUNT = 10;
 const VERIFY_FAILURES_PER_NETWORK = 30;
 /** The grace after expiry during which the device still hears expired_token (then invalid_grant). */
 const GRACE_SECONDS = 600;
-/** …and at least this long, so a device polling at its interval hears expired_token before the request is gone. */
-const MIN_GRACE_SECONDS = 10;
+/** …and at least this many intervals (10 s at the default 5), so a device polling at its interval hears expired_token before the request is gone. */
+const MIN_GRACE_INTERVALS = 2;
 
 const noSuchCode = () => new BrokerError('not_found', 'no request is waiting for this code: check it, or ask for a new one on the device');
 const tokenErrorBody = z.object({ error: z.string(), error_description: z.string().optional(), interval: z.number().int().optional() });
@@ -58,7 +58,7 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
   const settings: DeviceAuthorizationInput['settings'] = {
     ttlSeconds: config.BROKER_DEVICE_CODE_TTL_SECONDS,
     intervalSeconds: config.BROKER_DEVICE_POLL_INTERVAL_SECONDS,
-    graceSeconds: Math.min(GRACE_SECONDS, Math.max(MIN_GRACE_SECONDS, config.BROKER_DEVICE_CODE_TTL_SECONDS)),
+    graceSeconds: Math.min(GRACE_SECONDS, Math.max(MIN_GRACE_INTERVALS * config.BROKER_DEVICE_POLL_INTERVAL_SECONDS, config.BROKER_DEVICE_CODE_TTL_SECONDS)),
   };
   const verificationUri = `${config.publicUrl}/console/device`;
 
