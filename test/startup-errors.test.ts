@@ -152,9 +152,12 @@ void describe('start-up errors are one line naming the variable and the fix', ()
 
   void test('Temporal down: the API and the worker name TEMPORAL_ADDRESS', async () => {
     const closed = `127.0.0.1:${await findFreePort()}`;
-    const api = await startProcess('api/main.ts', { TEMPORAL_ADDRESS: closed });
+    // Each waits out its connection attempts before it gives up: both at once.
+    const [api, worker] = await Promise.all([
+      startProcess('api/main.ts', { TEMPORAL_ADDRESS: closed }),
+      startProcess('worker/main.ts', { TEMPORAL_ADDRESS: closed }),
+    ]);
     assertOneLine(api, 'api', new RegExp(`Temporal at TEMPORAL_ADDRESS=${closed} is not answering \\(.*\\); start it .* or fix TEMPORAL_ADDRESS`));
-    const worker = await startProcess('worker/main.ts', { TEMPORAL_ADDRESS: closed });
     assertOneLine(worker, 'worker', new RegExp(`Temporal at TEMPORAL_ADDRESS=${closed} is not answering \\(.*\\); start it .* or fix TEMPORAL_ADDRESS`));
   });
 
