@@ -54,6 +54,7 @@ import { benchPingUpdate, type benchEmptyWorkflow, type benchMintShapeWorkflow }
 import { AkFlow, AkOmniAccount, AkStage } from '../lib/search-attributes';
 import type { ProbeAnswer } from './bench/probe';
 import { breakdown, describeBreakdown, parseStat, sampleThreads, type ThreadBreakdown } from './bench/threads';
+import { roundsSummary } from './bench/rounds';
 import { findFreePort } from './temporal-dev-server';
 
 const ROOT = join(__dirname, '..');
@@ -148,6 +149,8 @@ interface Row {
   cpu?: { stack: number; temporal: number; bench: number };
   /** --threads: the stack process's CPU per answered call by thread, and Postgres' (scripts/bench/threads.ts). */
   threads?: ThreadBreakdown;
+  /** --rounds: which round of the table the row is from. */
+  round?: number;
 }
 
 function pct(sorted: number[], p: number): number {
@@ -880,11 +883,13 @@ interface Args {
   cpuProfDir?: string;
   /** --threads: also the stack process's CPU per call by thread, and Postgres' (Linux). */
   threads: boolean;
+  /** --rounds N: the table N times, each ratio to its own round's ceiling, then the medians. */
+  rounds: number;
 }
 
 const USAGE =
   'usage: npm run bench -- [--concurrency 1,16,64] [--duration 10] [--flows floor,ceiling,shape,shape_sa_start,shape_sa,wallet_login,siwe,mint_oidc_jwt,mint_gcp_token,mint_aws_creds,mint_approval,post_heima_login,email_login] ' +
-  '[--url http://host:port [--tee-key tee-private.pem]] [--smoke] [--soak 300 [--soak-interval 10] [--concurrency 8]] [--cpu-prof dir] [--threads]';
+  '[--url http://host:port [--tee-key tee-private.pem]] [--smoke] [--soak 300 [--soak-interval 10] [--concurrency 8]] [--cpu-prof dir] [--threads] [--rounds 3]';
 
 function parseArgs(argv: string[]): Args {
   const get = (name: string) => {
@@ -903,6 +908,8 @@ function parseArgs(argv: string[]): Args {
   const only = get('--flows')?.split(',');
   const teeKeyFile = get('--tee-key');
   const cpuProfDir = get('--cpu-prof');
+  const rounds = Number(get('--rounds') ?? 1);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new Error(USAGE);
   return {
     url: get('--url'),
     concurrency,
@@ -915,6 +922,7 @@ function parseArgs(argv: string[]): Args {
     ...(teeKeyFile ? { teeKeyFile } : {}),
     ...(cpuProfDir ? { cpuProfDir } : {}),
     threads: argv.includes('--threads'),
+    rounds,
   };
 }
 
@@ -925,7 +933,7 @@ function table(rows: (Row & { full_floor?: number; full_ceiling?: number })[]): 
     '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map(
       (r) =>
-        `| ${r.step} | ${r.concurrency} | ${f(r.rps, 0)} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${r.errors} | ${r.open} | ${f(r.full_floor, 2)} | ${f(r.full_ceiling, 2)} | ${r.cpu ? `${f(r.cpu.stack)} / ${f(r.cpu.temporal)} / ${f(r.cpu.bench)}` : '—'} |`,
+        `| ${r.step}${r.round ? ` (round ${r.round})` : ''} | ${r.concurrency} | ${f(r.rps, 0)} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${r.errors} | ${r.open} | ${f(r.full_floor, 2)} | ${f(r.full_ceiling, 2)} | ${r.cpu ? `${f(r.cpu.stack)} / ${f(r.cpu.temporal)} / ${f(r.cpu.bench)}` : '—'} |`,
     ),
   ];
   return lines.join('\n');
@@ -969,62 +977,70 @@ async function main(): Promise<void> {
     const approval = wantedFlow('mint_approval') ? await approvalParties(target.url) : undefined;
     if (!tee && wantedFlow('post_heima_login'))
       console.log('[bench] post_heima_login skipped: no TEE key (with --url, pass --tee-key <the TEE private key PEM>)');
-    const all: (Row & { full_floor?: number; full_ceiling?: number })[] = [];
-    for (const c of args.concurrency) {
-      const rows: Row[] = [];
-      const refRows: Record<string, Row | undefined> = {};
-      const wanted = (name: string) => !args.only || args.only.includes(name);
-      if (refs.floor && wanted('floor')) {
-        const [r] = await drive(
-          refs.url,
-          'floor',
-          [{ name: 'floor: wallet login work, bare handler', method: 'POST', path: () => '/floor/wallet_login', body: statelessBody, expect: 200 }],
-          c,
-          args.duration,
-          args.warmup,
-        );
-        refRows.floor = r;
-        if (r) rows.push(r);
+    const all: (Row & { full_floor?: number; full_ceiling?: number; p50_ceiling?: number })[] = [];
+    // --rounds N: the whole table N times over, interleaved, so each ratio compares rows run minutes apart at most.
+    for (let round = 1; round <= args.rounds; round++)
+      for (const c of args.concurrency) {
+        const rows: Row[] = [];
+        const refRows: Record<string, Row | undefined> = {};
+        const wanted = (name: string) => !args.only || args.only.includes(name);
+        if (refs.floor && wanted('floor')) {
+          const [r] = await drive(
+            refs.url,
+            'floor',
+            [{ name: 'floor: wallet login work, bare handler', method: 'POST', path: () => '/floor/wallet_login', body: statelessBody, expect: 200 }],
+            c,
+            args.duration,
+            args.warmup,
+          );
+          refRows.floor = r;
+          if (r) rows.push(r);
+        }
+        if (refs.ceiling && wanted('ceiling')) {
+          const [r] = await drive(
+            refs.url,
+            'ceiling',
+            [{ name: 'ceiling: empty workflow, Update-with-Start', method: 'POST', path: () => '/ceiling/empty', body: () => '{}', expect: 200 }],
+            c,
+            args.duration,
+            args.warmup,
+          );
+          refRows.ceiling = r;
+          if (r) rows.push(r);
+        }
+        // The empty mint shapes (scripts/bench/ceiling-workflow.ts): only when named in --flows.
+        for (const [flow, name, path] of [
+          ['shape', 'empty mint shape: start + local activity + result', '/ceiling/mint-shape'],
+          ['shape_sa_start', 'empty mint shape + its start search attributes', '/ceiling/mint-shape-sa-start'],
+          ['shape_sa', 'empty mint shape + start search attributes + upsert', '/ceiling/mint-shape-sa'],
+        ] as const) {
+          if (!refs.ceiling || !args.only?.includes(flow)) continue;
+          rows.push(
+            ...(await drive(refs.url, flow, [{ name, method: 'POST', path: () => path, body: () => '{}', expect: 200 }], c, args.duration, args.warmup)),
+          );
+        }
+        for (const [flow, steps] of Object.entries(flows({ token, email, aws, ...(tee ? { tee } : {}), ...(approval ? { approval } : {}) }))) {
+          if (!wanted(flow)) continue;
+          for (const r of await drive(target.url, flow, steps, c, args.duration, args.warmup)) rows.push(r);
+        }
+        for (const r of rows) {
+          const row: Row & { full_floor?: number; full_ceiling?: number; p50_ceiling?: number } = { ...r, ...(args.rounds > 1 ? { round } : {}) };
+          if (r.flow === 'wallet_login' && refRows.floor?.rps) row.full_floor = r.rps / refRows.floor.rps;
+          if (r.flow !== 'floor' && r.flow !== 'ceiling' && r.flow !== 'wallet_login' && refRows.ceiling?.rps) {
+            row.full_ceiling = r.rps / refRows.ceiling.rps;
+            row.p50_ceiling = r.p50 / refRows.ceiling.p50;
+          }
+          all.push(row);
+          console.log(
+            `[bench] c=${c} ${r.step}: ${r.rps.toFixed(0)}/s p50 ${r.p50.toFixed(1)} ms, ${r.errors} errors, ${r.open} open at end${r.errorSample ? ` (e.g. ${r.errorSample})` : ''}`,
+          );
+        }
       }
-      if (refs.ceiling && wanted('ceiling')) {
-        const [r] = await drive(
-          refs.url,
-          'ceiling',
-          [{ name: 'ceiling: empty workflow, Update-with-Start', method: 'POST', path: () => '/ceiling/empty', body: () => '{}', expect: 200 }],
-          c,
-          args.duration,
-          args.warmup,
-        );
-        refRows.ceiling = r;
-        if (r) rows.push(r);
-      }
-      // The empty mint shapes (scripts/bench/ceiling-workflow.ts): only when named in --flows.
-      for (const [flow, name, path] of [
-        ['shape', 'empty mint shape: start + local activity + result', '/ceiling/mint-shape'],
-        ['shape_sa_start', 'empty mint shape + its start search attributes', '/ceiling/mint-shape-sa-start'],
-        ['shape_sa', 'empty mint shape + start search attributes + upsert', '/ceiling/mint-shape-sa'],
-      ] as const) {
-        if (!refs.ceiling || !args.only?.includes(flow)) continue;
-        rows.push(...(await drive(refs.url, flow, [{ name, method: 'POST', path: () => path, body: () => '{}', expect: 200 }], c, args.duration, args.warmup)));
-      }
-      for (const [flow, steps] of Object.entries(flows({ token, email, aws, ...(tee ? { tee } : {}), ...(approval ? { approval } : {}) }))) {
-        if (!wanted(flow)) continue;
-        for (const r of await drive(target.url, flow, steps, c, args.duration, args.warmup)) rows.push(r);
-      }
-      for (const r of rows) {
-        const row: Row & { full_floor?: number; full_ceiling?: number } = { ...r };
-        if (r.flow === 'wallet_login' && refRows.floor?.rps) row.full_floor = r.rps / refRows.floor.rps;
-        if (r.flow !== 'floor' && r.flow !== 'ceiling' && r.flow !== 'wallet_login' && refRows.ceiling?.rps) row.full_ceiling = r.rps / refRows.ceiling.rps;
-        all.push(row);
-        console.log(
-          `[bench] c=${c} ${r.step}: ${r.rps.toFixed(0)}/s p50 ${r.p50.toFixed(1)} ms, ${r.errors} errors, ${r.open} open at end${r.errorSample ? ` (e.g. ${r.errorSample})` : ''}`,
-        );
-      }
-    }
     console.log(`\n${table(all)}\n`);
     console.log(
       "full/floor: the flow's rps over the floor's at the same c; full/ceiling: over the empty workflow's. Email and SIWE rows count completed calls of each step of a cycle.",
     );
+    if (args.rounds > 1) for (const line of roundsSummary(all)) console.log(line);
     // --threads: the stack process by thread, for the rows it served (the references run in this process).
     for (const r of all) if (r.threads) console.log(`[bench] c=${r.concurrency} ${r.step}, CPU ms/call: ${describeBreakdown(r.threads)}`);
     await mkdir(join(ROOT, 'bench'), { recursive: true });
