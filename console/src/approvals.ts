@@ -49,10 +49,14 @@ function scopeText(scope: Record<string, unknown>): string {
   return parts.join(', ') || 'any service';
 }
 
-/** "in 4 min 12 s", or "expired" once the time is up (by this device's clock; the broker's decides). */
+/**
+ * "in 4 min 12 s" (the seconds rounded up), or "expired" once expires_at has passed — never before
+ * (by this device's clock; the broker's decides).
+ */
 export function expiresIn(expiresAt: number, nowMs = Date.now()): string {
-  const left = Math.floor(expiresAt - nowMs / 1000);
-  if (left <= 0) return 'expired';
+  const leftMs = expiresAt * 1000 - nowMs;
+  if (leftMs <= 0) return 'expired';
+  const left = Math.ceil(leftMs / 1000);
   const m = Math.floor(left / 60);
   return m > 0 ? `in ${m} min ${left % 60} s` : `in ${left} s`;
 }

@@ -224,6 +224,8 @@ void describe('approvals in the console (Chromium)', () => {
     assert.match(await li.locator('[data-expires]').innerText(), /^in \d s$/);
     // The page counts down by the browser's clock (this machine's, as the broker's) and says when it is over.
     await li.locator('[data-expires]', { hasText: 'expired' }).waitFor();
+    // Not a moment early: a click then would still be decided (the page once said "expired" up to 1 s before).
+    assert.ok(Date.now() >= expiring.expires_at * 1000, 'the page said expired before expires_at');
     await li.getByRole('button', { name: 'Approve' }).click();
     await li.getByRole('button', { name: 'Sign and approve' }).click();
     const alert = li.locator('[role=alert]');
