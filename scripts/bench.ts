@@ -926,7 +926,10 @@ function parseArgs(argv: string[]): Args {
   };
 }
 
-function table(rows: (Row & { full_floor?: number; full_ceiling?: number })[]): string {
+/** A row as the table prints it: with its rate against the floor's or the ceiling's at the same c, and its p50 against the ceiling's. */
+type TableRow = Row & { full_floor?: number; full_ceiling?: number; p50_ceiling?: number };
+
+function table(rows: TableRow[]): string {
   const f = (v: number | undefined, d = 1) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(d));
   const lines = [
     '| flow / call | c | rps | p50 ms | p95 ms | p99 ms | errors | open at end | full/floor | full/ceiling | CPU ms/call stack / Temporal / bench |',
@@ -977,14 +980,13 @@ async function main(): Promise<void> {
     const approval = wantedFlow('mint_approval') ? await approvalParties(target.url) : undefined;
     if (!tee && wantedFlow('post_heima_login'))
       console.log('[bench] post_heima_login skipped: no TEE key (with --url, pass --tee-key <the TEE private key PEM>)');
-    const all: (Row & { full_floor?: number; full_ceiling?: number; p50_ceiling?: number })[] = [];
+    const all: TableRow[] = [];
     // --rounds N: the whole table N times over, interleaved, so each ratio compares rows run minutes apart at most.
     for (let round = 1; round <= args.rounds; round++)
       for (const c of args.concurrency) {
         const rows: Row[] = [];
         const refRows: Record<string, Row | undefined> = {};
-        const wanted = (name: string) => !args.only || args.only.includes(name);
-        if (refs.floor && wanted('floor')) {
+        if (refs.floor && wantedFlow('floor')) {
           const [r] = await drive(
             refs.url,
             'floor',
@@ -996,7 +998,7 @@ async function main(): Promise<void> {
           refRows.floor = r;
           if (r) rows.push(r);
         }
-        if (refs.ceiling && wanted('ceiling')) {
+        if (refs.ceiling && wantedFlow('ceiling')) {
           const [r] = await drive(
             refs.url,
             'ceiling',
@@ -1020,11 +1022,11 @@ async function main(): Promise<void> {
           );
         }
         for (const [flow, steps] of Object.entries(flows({ token, email, aws, ...(tee ? { tee } : {}), ...(approval ? { approval } : {}) }))) {
-          if (!wanted(flow)) continue;
+          if (!wantedFlow(flow)) continue;
           for (const r of await drive(target.url, flow, steps, c, args.duration, args.warmup)) rows.push(r);
         }
         for (const r of rows) {
-          const row: Row & { full_floor?: number; full_ceiling?: number; p50_ceiling?: number } = { ...r, ...(args.rounds > 1 ? { round } : {}) };
+          const row: TableRow = { ...r, ...(args.rounds > 1 ? { round } : {}) };
           if (r.flow === 'wallet_login' && refRows.floor?.rps) row.full_floor = r.rps / refRows.floor.rps;
           if (r.flow !== 'floor' && r.flow !== 'ceiling' && r.flow !== 'wallet_login' && refRows.ceiling?.rps) {
             row.full_ceiling = r.rps / refRows.ceiling.rps;

@@ -33,9 +33,7 @@ export async function createBrokerWorker(opts: BrokerWorkerOptions): Promise<Wor
     connection: opts.connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.BROKER_TASK_QUEUE,
-    ...(opts.workflowBundle
-      ? { workflowBundle: opts.workflowBundle }
-      : { workflowsPath: WORKFLOWS_PATH, bundlerOptions: { preloadModules: PRELOADED_WORKFLOW_MODULES } }),
+    workflowBundle: opts.workflowBundle ?? (await bundleBrokerWorkflows()),
     activities: createActivities(opts.deps),
     dataConverter: brokerDataConverter(secrets),
     ...(opts.identity ? { identity: opts.identity } : {}),
