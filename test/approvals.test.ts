@@ -39,6 +39,11 @@ let notifyProof: string;
 let notifiedGrant: string;
 /** An agent under a grant whose requests time out after 5 s (this stack's shortest, BROKER_APPROVAL_TIMEOUT_MIN_SECONDS). */
 let expiringAgent: WalletSession;
+/**
+ * Its request, opened before the first test with the holder's signed approval in hand: the expiry
+ * test (the last) decides it after expires_at, so its 5 s run out while the other tests run.
+ */
+let expiring: { id: string; expiresAt: number; signature: `0x${string}` };
 
 before(async () => {
   stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_APPROVAL_TIMEOUT_MIN_SECONDS: '5' } });
@@ -48,6 +53,9 @@ before(async () => {
   notifyProof = (await emailLogin(stack, notifyEmail)).token;
   expiringAgent = await walletLogin(stack);
   await bindAgentWithApproval(stack, holder, expiringAgent, { timeout_seconds: 5 });
+  const opened = await requestMint(stack, expiringAgent, { reason: 'will expire' });
+  const view = await viewOf(stack, holder, opened.approval_id);
+  expiring = { id: opened.approval_id, expiresAt: opened.expires_at, signature: await holder.signTypedData(view.sign!.approve) };
   notifiedGrant = await bindAgentWithApproval(stack, holder, agent, { notify_email: notifyEmail, notify_email_proof: notifyProof });
 });
 after(async () => {
@@ -424,11 +432,9 @@ void describe('denials and revocations', () => {
 
 void describe('expiry', () => {
   void test('deciding after expires_at is 410 with nothing changed; the agent hears 410; the row says expired', async () => {
-    const expiring = await requestMint(stack, expiringAgent, { reason: 'will expire' });
-    const id = expiring.approval_id;
-    const view = await viewOf(stack, holder, id);
-    const signature = await holder.signTypedData(view.sign!.approve);
-    while (Date.now() < expiring.expires_at * 1000 + 500) await sleep(Math.min(1000, expiring.expires_at * 1000 + 500 - Date.now()));
+    const { id, signature } = expiring;
+    const wait = expiring.expiresAt * 1000 + 500 - Date.now();
+    if (wait > 0) await sleep(wait);
     await unchanged(stack, id, async () => {
       await expectError(await decide(stack, holder.token, id, { decision: 'approve', signature }), 410, 'expired');
     });
@@ -439,5 +445,8 @@ void describe('expiry', () => {
     }
     assert.equal(row?.status, 'expired');
     assert.equal((await auditEvents(stack, 'approval.expire', id)).length, 1);
+    // The agent polling for its credential hears the end, and no other wallet hears anything of it.
+    await expectError(await poll(stack, expiringAgent.token, id), 410, 'expired');
+    await expectError(await poll(stack, stranger.token, id), 404, 'not_found');
   });
 });
