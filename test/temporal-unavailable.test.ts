@@ -6,6 +6,7 @@
  * latency and the call runs once; one that outlasts it is a 503 saying so, near the deadline.
  */
 import assert from 'node:assert/strict';
+import { isDeepStrictEqual } from 'node:util';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { after, before, describe, test } from 'node:test';
 import { startHangProxy, type HangProxy } from '../scripts/cluster/hang-proxy';
@@ -220,7 +221,7 @@ void describe('Temporal drops every connection for a while (the API reaches it t
       for (;;) {
         const mails = (await s.request('GET', `/_dev/mail?to=${encodeURIComponent(email)}`)).body as unknown[];
         const seen = { mails: mails.length, ...(await mintRows(s)) };
-        if (JSON.stringify(seen) === JSON.stringify(expected) || performance.now() > until) return seen;
+        if (isDeepStrictEqual(seen, expected) || performance.now() > until) return seen;
         await new Promise((r) => setTimeout(r, 50));
       }
     };
