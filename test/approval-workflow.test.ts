@@ -1,6 +1,7 @@
 /**
  * The approval flow on its own (test/support/workflow-env.ts): a dev server of its own, mocked
- * activities, windows of a few seconds through the input. The timer ends an undecided request
+ * activities, windows under two seconds through the input (a fractional expires_at and grace: the
+ * API sends whole seconds, the workflow times both in milliseconds). The timer ends an undecided request
  * (marked expired once, a late decision refused), an approved one is handed out once, and only the
  * agent that asked may poll.
  */
@@ -29,8 +30,9 @@ after(async () => {
 const AGENT = 'agent-account';
 const SEAL = { kty: 'EC' as const, crv: 'P-256' as const, x: 'x', y: 'y' };
 
-function inputOf(ttlSeconds: number): ApprovalInput {
-  const now = Math.floor(Date.now() / 1000);
+/** A request opened now that expires after ttlMs; the agent hears its end for graceSeconds after that. */
+function inputOf(ttlMs: number, graceSeconds: number): ApprovalInput {
+  const nowMs = Date.now();
   const approvalId = `apr_${randomBytes(16).toString('hex')}`;
   const mint: Omit<MintRequest, 'sealTo'> = {
     requestId: approvalId.slice(4),
@@ -38,7 +40,11 @@ function inputOf(ttlSeconds: number): ApprovalInput {
     params: {},
     caller: { omniAccount: AGENT, authKind: 'session', bearerHash: 'h' },
   };
-  return { opened: { approval_id: approvalId, requested_at: now, expires_at: now + ttlSeconds, interval: 1 }, mint, graceSeconds: 5 };
+  return {
+    opened: { approval_id: approvalId, requested_at: Math.floor(nowMs / 1000), expires_at: (nowMs + ttlMs) / 1000, interval: 1 },
+    mint,
+    graceSeconds,
+  };
 }
 
 /** Mocks that count their calls. */
@@ -81,12 +87,13 @@ void describe('approvalWorkflow', () => {
   void test('the timer ends an undecided request: marked expired once, a late decision and poll hear expired', async () => {
     const { calls, activities } = mocks();
     await withWorker(env, activities, async (taskQueue) => {
-      const input = inputOf(2);
+      // 1.5 s of grace: the late decision and poll below land well inside it on a loaded machine.
+      const input = inputOf(600, 1.5);
       const h = await env.client.workflow.start('approvalWorkflow', { workflowId: `approval/${input.opened.approval_id}`, taskQueue, args: [input] });
       const first = await h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: SEAL }] });
       assert.equal(first.status, 'pending');
-      // Past expires_at, inside the grace period (5 s: a loaded machine runs these tests too).
-      await sleep(Math.max(0, input.opened.expires_at * 1000 + 300 - Date.now()));
+      // Just past expires_at, inside the grace period.
+      await sleep(Math.max(0, input.opened.expires_at * 1000 + 100 - Date.now()));
       assert.equal(await failureType(h.executeUpdate(approvalDecisionUpdate, { args: [decision] })), FailureType.expired);
       const late = await h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: SEAL }] });
       assert.equal(late.status, 'expired');
@@ -100,7 +107,8 @@ void describe('approvalWorkflow', () => {
   void test('approved: handed out once (a fresh seal key per poll), then collected; another agent cannot poll', async () => {
     const { calls, activities } = mocks();
     await withWorker(env, activities, async (taskQueue) => {
-      const input = inputOf(30);
+      // The window never ends here; 1 s of grace after the collection for the repeated poll.
+      const input = inputOf(30_000, 1);
       const h = await env.client.workflow.start('approvalWorkflow', { workflowId: `approval/${input.opened.approval_id}`, taskQueue, args: [input] });
       assert.equal(await failureType(h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: 'someone-else', sealTo: SEAL }] })), FailureType.notFound);
       assert.equal((await h.executeUpdate(approvalDecisionUpdate, { args: [decision] })).status, 'approved');

@@ -67,9 +67,12 @@ export function otherUserCode(not: string): string {
   }
 }
 
-export async function deviceRows(db: Queryable): Promise<{ sessions: number; audit: number }> {
+/** What a device login records: device sessions and login.device audit rows, all or one account's. */
+export async function deviceRows(db: Queryable, omniAccount?: string): Promise<{ sessions: number; audit: number }> {
   const r = await db.query<{ sessions: string; audit: string }>(
-    "SELECT (SELECT count(*) FROM sessions WHERE method = 'device') AS sessions, (SELECT count(*) FROM audit_log WHERE event = 'login.device') AS audit",
+    `SELECT (SELECT count(*) FROM sessions WHERE method = 'device' AND ($1::text IS NULL OR omni_account = $1)) AS sessions,
+            (SELECT count(*) FROM audit_log WHERE event = 'login.device' AND ($1::text IS NULL OR omni_account = $1)) AS audit`,
+    [omniAccount ?? null],
   );
   return { sessions: Number(r.rows[0]?.sessions), audit: Number(r.rows[0]?.audit) };
 }

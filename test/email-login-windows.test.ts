@@ -6,7 +6,18 @@ import { temporal } from '@temporalio/proto';
 import { emailKey } from '../lib/email-login-code';
 import type { EmailLoginRequestInput } from '../workflows/email-login.definitions';
 import { AkOutcome } from '../lib/search-attributes';
-import { codeFromMail, devMail, latestCode, requestCode, rowCounts, submitCode, uniqueEmail, workflowIdOf, wrongCode } from './email-login-client';
+import {
+  codeFromMail,
+  devMail,
+  latestCode,
+  requestCode,
+  rowCounts,
+  submitCode,
+  uniqueEmail,
+  workflowIdOf,
+  wrongCode,
+  type CodeDispatchedBody,
+} from './email-login-client';
 import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts } from './adversarial-probes';
 import { startStack, type TestStack } from './harness';
 
@@ -14,11 +25,29 @@ import { startStack, type TestStack } from './harness';
 const TTL_SECONDS = 3;
 const COOLDOWN_SECONDS = 1;
 
+type Answer = Awaited<ReturnType<typeof submitCode>>;
+
 let stack: TestStack;
+/**
+ * The two requests whose code windows the last tests wait out, opened (and the locked one locked)
+ * before the first test, so that their TTL runs out while the other tests run.
+ */
+let locked: { sent: CodeDispatchedBody; code: string; wrong: Answer[]; right: Answer };
+let late: { t0: number; sent: CodeDispatchedBody; code: string };
 before(async () => {
   stack = await startStack({
     env: { BROKER_EMAIL_CODE_TTL_SECONDS: String(TTL_SECONDS), BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: String(COOLDOWN_SECONDS) },
   });
+  const lockedEmail = uniqueEmail('LockedUntil');
+  const sent = await requestCode(stack, lockedEmail);
+  const code = await latestCode(stack, lockedEmail);
+  const wrong: Answer[] = [];
+  for (let i = 0; i < 5; i++) wrong.push(await submitCode(stack, sent.request_id, wrongCode(code)));
+  locked = { sent, code, wrong, right: await submitCode(stack, sent.request_id, code) };
+  const lateEmail = uniqueEmail('Late');
+  const t0 = Date.now();
+  const lateSent = await requestCode(stack, lateEmail);
+  late = { t0, sent: lateSent, code: await latestCode(stack, lateEmail) };
 });
 after(async () => {
   await stack?.stop();
@@ -68,47 +97,6 @@ void describe('email code login windows', () => {
     assert.ok(Date.now() - t0 >= 1000 - 50, 'it waited for its first dispatch');
     assert.deepEqual(await timerSeconds(workflowId), [1], 'one timer: the first-dispatch wait, as configured');
     assert.equal(stack.ses.requestCount(), sesBefore, 'nothing mailed');
-    assert.equal((await handle.describe()).typedSearchAttributes.get(AkOutcome), 'expired');
-  });
-
-  void test('a locked request keeps refusing even the right code until its window ends, then closes too_many_attempts', async () => {
-    const email = uniqueEmail('LockedUntil');
-    const sent = await requestCode(stack, email);
-    const code = await latestCode(stack, email);
-    const workflowId = workflowIdOf(sent.request_id);
-    let last;
-    for (let i = 0; i < 5; i++) last = await submitCode(stack, sent.request_id, wrongCode(code));
-    assert.equal(last?.status, 429, last?.text);
-    const right = await submitCode(stack, sent.request_id, code);
-    assertRefused(right, 429, 'too_many_attempts', /locked/);
-    const handle = stack.temporal.workflow.getHandle(workflowId);
-    assert.equal(await handle.result(), 'too_many_attempts');
-    // It stayed open (answering 429) until the code would have expired, not a moment less.
-    const closed = (await handle.describe()).closeTime?.getTime() ?? 0;
-    assert.ok(closed >= sent.expires_at * 1000 - 1000, `closed at ${closed}, the window ended at ${sent.expires_at * 1000}`);
-    const timers = await timerSeconds(workflowId);
-    assert.ok(timers.length >= 2 && (timers.at(-1) ?? 0) > 0 && (timers.at(-1) ?? 99) <= TTL_SECONDS, `the lock sleep is the last timer: ${timers.join(', ')}`);
-    const after = await submitCode(stack, sent.request_id, code);
-    assert.equal(after.status, 410, after.text);
-  });
-
-  void test('a code past its TTL is refused with 410 expired', async () => {
-    const email = uniqueEmail('Late');
-    const t0 = Date.now();
-    const sent = await requestCode(stack, email);
-    assert.ok(sent.expires_at <= Math.ceil(t0 / 1000) + TTL_SECONDS + 1, 'expires_at follows the configured TTL');
-    const code = await latestCode(stack, email);
-    const rowsBefore = await rowCounts(stack.db);
-
-    // The flow's own timer ends it: await that instead of guessing a sleep.
-    const handle = stack.temporal.workflow.getHandle(workflowIdOf(sent.request_id));
-    assert.equal(await handle.result(), 'expired');
-    assert.ok(Date.now() - t0 >= TTL_SECONDS * 1000 - 50, 'the flow lived for its TTL');
-
-    const late = await submitCode(stack, sent.request_id, code);
-    assert.equal(late.status, 410, late.text);
-    assert.equal((late.body as { error: string }).error, 'expired');
-    assert.deepEqual(await rowCounts(stack.db), rowsBefore, 'nothing written');
     assert.equal((await handle.describe()).typedSearchAttributes.get(AkOutcome), 'expired');
   });
 
@@ -165,5 +153,40 @@ void describe('email code login windows', () => {
     assert.notEqual(await latestCode(stack, email), ownerCode, "the stranger's request mailed another code");
     const login = await submitCode(stack, owner.request_id, ownerCode);
     assert.equal(login.status, 200, login.text);
+  });
+});
+
+void describe('email code login windows that run out (their requests opened before the first test)', () => {
+  void test('a locked request keeps refusing even the right code until its window ends, then closes too_many_attempts', async () => {
+    const { sent, code, wrong, right } = locked;
+    assert.equal(wrong.at(-1)?.status, 429, wrong.at(-1)?.text);
+    assertRefused(right, 429, 'too_many_attempts', /locked/);
+    const handle = stack.temporal.workflow.getHandle(workflowIdOf(sent.request_id));
+    assert.equal(await handle.result(), 'too_many_attempts');
+    // It stayed open (answering 429) until the code would have expired, not a moment less.
+    const closed = (await handle.describe()).closeTime?.getTime() ?? 0;
+    assert.ok(closed >= sent.expires_at * 1000 - 1000, `closed at ${closed}, the window ended at ${sent.expires_at * 1000}`);
+    const timers = await timerSeconds(handle.workflowId);
+    assert.ok(timers.length >= 2 && (timers.at(-1) ?? 0) > 0 && (timers.at(-1) ?? 99) <= TTL_SECONDS, `the lock sleep is the last timer: ${timers.join(', ')}`);
+    const after = await submitCode(stack, sent.request_id, code);
+    assert.equal(after.status, 410, after.text);
+  });
+
+  void test('a code past its TTL is refused with 410 expired', async () => {
+    const { t0, sent, code } = late;
+    assert.ok(sent.expires_at <= Math.ceil(t0 / 1000) + TTL_SECONDS + 1, 'expires_at follows the configured TTL');
+
+    // The flow's own timer ends it: await that instead of guessing a sleep.
+    const handle = stack.temporal.workflow.getHandle(workflowIdOf(sent.request_id));
+    assert.equal(await handle.result(), 'expired');
+    const closed = (await handle.describe()).closeTime?.getTime() ?? 0;
+    assert.ok(closed - t0 >= TTL_SECONDS * 1000 - 50, `the flow lived for its TTL: closed ${closed - t0} ms after the request`);
+
+    const rowsBefore = await rowCounts(stack.db);
+    const refused = await submitCode(stack, sent.request_id, code);
+    assert.equal(refused.status, 410, refused.text);
+    assert.equal((refused.body as { error: string }).error, 'expired');
+    assert.deepEqual(await rowCounts(stack.db), rowsBefore, 'nothing written');
+    assert.equal((await handle.describe()).typedSearchAttributes.get(AkOutcome), 'expired');
   });
 });

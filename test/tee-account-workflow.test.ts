@@ -20,7 +20,7 @@ before(async () => {
   // The idle window outlasts the gaps between this test's callbacks on a loaded machine, so the
   // budget (not idleness) ends the first run.
   stack = await startStack({
-    env: { BROKER_TEE_JWT_PUBLIC_KEY: key.publicKeyPem, BROKER_TEE_ACCOUNT_IDLE_SECONDS: '4', BROKER_TEE_ACCOUNT_MAX_UPDATES: '2' },
+    env: { BROKER_TEE_JWT_PUBLIC_KEY: key.publicKeyPem, BROKER_TEE_ACCOUNT_IDLE_SECONDS: '2', BROKER_TEE_ACCOUNT_MAX_UPDATES: '2' },
   });
   tee = await startTeeFixture({ brokerBaseUrl: `${stack.url}/`, privateKeyPem: key.privateKeyPem });
 });

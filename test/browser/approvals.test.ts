@@ -59,19 +59,19 @@ let expiringAgent: WalletSession;
 before(async () => {
   [browser, stack] = await Promise.all([
     launchChromium(),
-    // Requests that may time out in seconds and a 1-s poll interval: the expiry test waits 6 s, not half a minute.
+    // Requests that may time out in seconds and a 1-s poll interval: the expiry test waits 3 s, not half a minute.
     startStack({
       env: {
         BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000',
         BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: '0',
-        BROKER_APPROVAL_TIMEOUT_MIN_SECONDS: '4',
+        BROKER_APPROVAL_TIMEOUT_MIN_SECONDS: '2',
         BROKER_APPROVAL_POLL_INTERVAL_SECONDS: '1',
       },
     }),
   ]);
   [holder, agent, expiringAgent] = await Promise.all([holderLogin(stack, holderKey), walletLogin(stack), walletLogin(stack)]);
   await bindAgentWithApproval(stack, holder, agent);
-  await bindAgentWithApproval(stack, holder, expiringAgent, { timeout_seconds: 6 });
+  await bindAgentWithApproval(stack, holder, expiringAgent, { timeout_seconds: 3 });
 });
 after(async () => {
   for (const c of contexts) await c.close().catch(() => undefined);
