@@ -15,7 +15,7 @@ import { devMail, latestCode, uniqueEmail, workflowIdOf, wrongCode, type CodeDis
 import { Worker } from '@temporalio/worker';
 import { brokerDataConverter } from '../adapters/temporal-options';
 import { startStack, testWorkflowBundle, type TestStack } from './harness';
-import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts } from './adversarial-probes';
+import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts, type HttpAnswer } from './adversarial-probes';
 
 /**
  * Short, so it runs out while this file's other tests run (the expiry test's login is taken before
@@ -27,7 +27,7 @@ const COOLDOWN_SECONDS = 6;
 
 let stack: TestStack;
 /** The expiry test's login, taken before the first test so that its retry window runs out meanwhile. */
-let lateLogin: { requestId: string; code: string; key: string; first: Awaited<ReturnType<typeof exchange>> };
+let lateLogin: { requestId: string; code: string; key: string; first: HttpAnswer };
 before(async () => {
   // The resend cooldown stays on: a repeated email_code without the key is refused by it.
   stack = await startStack({

@@ -18,21 +18,19 @@ import {
   wrongCode,
   type CodeDispatchedBody,
 } from './email-login-client';
-import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts } from './adversarial-probes';
+import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts, type HttpAnswer } from './adversarial-probes';
 import { startStack, type TestStack } from './harness';
 
 // Short, configured windows: codes live 3 s, a resend is accepted 1 s after the previous send.
 const TTL_SECONDS = 3;
 const COOLDOWN_SECONDS = 1;
 
-type Answer = Awaited<ReturnType<typeof submitCode>>;
-
 let stack: TestStack;
 /**
  * The two requests whose code windows the last tests wait out, opened (and the locked one locked)
  * before the first test, so that their TTL runs out while the other tests run.
  */
-let locked: { sent: CodeDispatchedBody; code: string; wrong: Answer[]; right: Answer };
+let locked: { sent: CodeDispatchedBody; code: string; wrong: HttpAnswer[]; right: HttpAnswer };
 let late: { t0: number; sent: CodeDispatchedBody; code: string };
 before(async () => {
   stack = await startStack({
@@ -41,7 +39,7 @@ before(async () => {
   const lockedEmail = uniqueEmail('LockedUntil');
   const sent = await requestCode(stack, lockedEmail);
   const code = await latestCode(stack, lockedEmail);
-  const wrong: Answer[] = [];
+  const wrong: HttpAnswer[] = [];
   for (let i = 0; i < 5; i++) wrong.push(await submitCode(stack, sent.request_id, wrongCode(code)));
   locked = { sent, code, wrong, right: await submitCode(stack, sent.request_id, code) };
   const lateEmail = uniqueEmail('Late');
