@@ -164,6 +164,8 @@ export const envSchema = z.object({
   BROKER_EMAIL_MAX_SENDS: int(1, 20).default(5),
   /** How long after an email login a repeat under the same Idempotency-Key and code gets a fresh session. */
   BROKER_EMAIL_RETRY_WINDOW_SECONDS: int(1, 3600).default(120),
+  /** The wait before SES is tried again after throttling or a 5xx (doubling each time, 4 tries in all). */
+  BROKER_EMAIL_SEND_BACKOFF_MS: int(10, 10_000).default(500),
   BROKER_EMAIL_FROM: z.string().min(3).default('AgentKeys <login@agentkeys.dev>'),
   BROKER_SES_ENDPOINT: optionalUrl,
   AWS_REGION: z.string().min(1).default('us-east-1'),

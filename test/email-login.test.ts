@@ -19,13 +19,20 @@ import {
 import { startStack, type TestStack } from './harness';
 import { verifyAuditChain } from '../db/audit-query';
 
+const SEND_BACKOFF_MS = 50;
+
 let stack: TestStack;
 before(async () => {
   // Default windows except the resend cooldown (0: one address is asked again at once; the
-  // cooldown is pinned in email-login-windows.test.ts); a high per-IP limit because this file
-  // sends many requests from one address.
+  // cooldown is pinned in email-login-windows.test.ts) and SES's backoff (50 ms, doubling, instead
+  // of 500); a high per-IP limit because this file sends many requests from one address.
   stack = await startStack({
-    env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '1000', BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: '0', BROKER_RATE_LIMIT_EMAIL_PER_NETWORK_PER_HOUR: '100' },
+    env: {
+      BROKER_RATE_LIMIT_IP_PER_MINUTE: '1000',
+      BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: '0',
+      BROKER_RATE_LIMIT_EMAIL_PER_NETWORK_PER_HOUR: '100',
+      BROKER_EMAIL_SEND_BACKOFF_MS: String(SEND_BACKOFF_MS),
+    },
   });
 });
 after(async () => {
@@ -343,8 +350,8 @@ void describe('email code login', () => {
       const sent = await requestCode(stack, email);
       const waited = Date.now() - t0;
       assert.equal(stack.ses.requestCount() - before, 3, `${kind}: two failures and one success`);
-      // Backoff 500 ms then 1 s between the three attempts.
-      assert.ok(waited >= 1400, `${kind}: retried with backoff (took ${waited} ms)`);
+      // Backoff 50 ms then 100 ms between the three attempts.
+      assert.ok(waited >= 3 * SEND_BACKOFF_MS - 10, `${kind}: retried with backoff (took ${waited} ms)`);
       assert.equal((await devMail(stack, email.toLowerCase())).length, 1, 'exactly one mail delivered');
       const login = await submitCode(stack, sent.request_id, await latestCode(stack, email));
       assert.equal(login.status, 200, login.text);

@@ -18,6 +18,11 @@ export interface EmailLoginSettings {
    * fresh session (the client lost the first answer).
    */
   retryWindowSeconds: number;
+  /**
+   * The wait before the mail is tried again after a transient failure (doubling, 4 tries in all).
+   * Absent in runs started before it was set: 500 ms.
+   */
+  sendBackoffMs?: number;
 }
 
 /** Input of emailLoginRequestWorkflow: one flow per requester, workflow id email-login/<request id>. */

@@ -26,18 +26,23 @@ import { flowFailure, secondsUntil, unixSeconds } from './failures';
 
 // Both steps are on the HTTP caller's latency path and idempotent, so they run as local
 // activities (no round trip through the server's task queues).
-const { sendEmailLoginCode } = proxyLocalActivities<Activities>({
-  startToCloseTimeout: '15 seconds',
-  // Throttling and 5xx from SES are retried with backoff while the HTTP caller waits (~3.5 s in
-  // all); a refusal (DeliveryFailed) and a spent address budget (RateLimited) are final.
-  retry: {
-    initialInterval: '500 ms',
-    backoffCoefficient: 2,
-    maximumInterval: '4 seconds',
-    maximumAttempts: 4,
-    nonRetryableErrorTypes: [FailureType.deliveryFailed, FailureType.rateLimited],
-  },
-});
+/**
+ * Throttling and 5xx from SES are retried with backoff while the HTTP caller waits (0.5 + 1 + 2 s
+ * by default); a refusal (DeliveryFailed) and a spent address budget (RateLimited) are final.
+ * The retry options are not in the run's history: a run replays whatever the backoff.
+ */
+function sendActivity(backoffMs = 500) {
+  return proxyLocalActivities<Activities>({
+    startToCloseTimeout: '15 seconds',
+    retry: {
+      initialInterval: backoffMs,
+      backoffCoefficient: 2,
+      maximumInterval: 8 * backoffMs,
+      maximumAttempts: 4,
+      nonRetryableErrorTypes: [FailureType.deliveryFailed, FailureType.rateLimited],
+    },
+  }).sendEmailLoginCode;
+}
 
 const { completeLogin } = proxyLocalActivities<Activities>({
   startToCloseTimeout: '10 seconds',
@@ -67,6 +72,7 @@ function budgetRefusal(e: unknown): { message: string; retryAfter: number } | un
 export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): Promise<EmailLoginOutcome> {
   const { workflowId } = workflowInfo();
   const s = input.settings;
+  const sendEmailLoginCode = sendActivity(s.sendBackoffMs);
   const requestId = workflowId.slice(EMAIL_LOGIN_ID_PREFIX.length);
 
   const state: { status: Status } = { status: 'pending' };

@@ -62,6 +62,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
     resendCooldownSeconds: config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS,
     maxSends: config.BROKER_EMAIL_MAX_SENDS,
     retryWindowSeconds: config.BROKER_EMAIL_RETRY_WINDOW_SECONDS,
+    sendBackoffMs: config.BROKER_EMAIL_SEND_BACKOFF_MS,
     // The first dispatch comes with the start; a run it never reached ends after this.
     firstDispatchSeconds: 60,
   };
