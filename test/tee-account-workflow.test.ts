@@ -17,10 +17,10 @@ let stack: TestStack;
 let tee: TeeFixture;
 before(async () => {
   const key = await generateTeeKeyPair();
-  // The idle window outlasts the gaps between this test's callbacks on a loaded machine, so the
-  // budget (not idleness) ends the first run.
+  // The idle window (1 s) outlasts the gaps between this test's callbacks (one HTTP call each,
+  // ~0.1 s here) on a loaded machine, so the budget (not idleness) ends the first run.
   stack = await startStack({
-    env: { BROKER_TEE_JWT_PUBLIC_KEY: key.publicKeyPem, BROKER_TEE_ACCOUNT_IDLE_SECONDS: '2', BROKER_TEE_ACCOUNT_MAX_UPDATES: '2' },
+    env: { BROKER_TEE_JWT_PUBLIC_KEY: key.publicKeyPem, BROKER_TEE_ACCOUNT_IDLE_SECONDS: '1', BROKER_TEE_ACCOUNT_MAX_UPDATES: '2' },
   });
   tee = await startTeeFixture({ brokerBaseUrl: `${stack.url}/`, privateKeyPem: key.privateKeyPem });
 });
