@@ -346,12 +346,14 @@ void describe('email code login', () => {
       const email = uniqueEmail(`Retry-${kind}`);
       const before = stack.ses.requestCount();
       stack.ses.failNext(2, kind);
-      const t0 = Date.now();
       const sent = await requestCode(stack, email);
-      const waited = Date.now() - t0;
       assert.equal(stack.ses.requestCount() - before, 3, `${kind}: two failures and one success`);
-      // Backoff 50 ms then 100 ms between the three attempts.
-      assert.ok(waited >= 3 * SEND_BACKOFF_MS - 10, `${kind}: retried with backoff (took ${waited} ms)`);
+      // Between the three attempts SES saw the configured backoff, 50 ms then 100 ms (the default
+      // 500 ms would have made the second gap a second).
+      const [a, b, c] = stack.ses.requestTimes().slice(before);
+      const gaps = [b! - a!, c! - b!];
+      assert.ok(gaps[0]! >= SEND_BACKOFF_MS - 2 && gaps[1]! >= 2 * SEND_BACKOFF_MS - 2, `${kind}: retried with backoff (gaps ${gaps.join(', ')} ms)`);
+      assert.ok(gaps[1]! < 10 * SEND_BACKOFF_MS, `${kind}: the configured backoff, not the default (gaps ${gaps.join(', ')} ms)`);
       assert.equal((await devMail(stack, email.toLowerCase())).length, 1, 'exactly one mail delivered');
       const login = await submitCode(stack, sent.request_id, await latestCode(stack, email));
       assert.equal(login.status, 200, login.text);
