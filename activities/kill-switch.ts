@@ -1,10 +1,11 @@
 import { FailureType } from '../lib/errors';
 import { rename, writeFile } from 'node:fs/promises';
+import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { IAMClient } from '@aws-sdk/client-iam';
 import { createIamClient, setRolePolicy } from '../adapters/iam-client';
 import { agentEpoch, liveKillSwitchEntries, purgeKillSwitchEntries } from '../db/kill-switch';
-import { KILL_SWITCH_POLICY_NAME, KillSwitchPolicyTooLarge, killSwitchPolicy, killSwitchRoleNames } from '../lib/kill-switch';
+import { KILL_SWITCH_POLICY_NAME, killSwitchPolicy, killSwitchRoleNames } from '../lib/kill-switch';
 import type { ActingContext } from '../lib/oidc-claims';
 import type { Db } from '../db/pool';
 import type { KillSwitchApplied } from '../workflows/kill-switch.definitions';
@@ -37,21 +38,31 @@ export function createKillSwitchActivities(deps: ActivityDeps) {
     /**
      * Drops expired entries and applies the rest: PutRolePolicy (DeleteRolePolicy when none is
      * left) on each configured role, or the document written to BROKER_KILL_SWITCH_POLICY_FILE.
-     * Idempotent: it writes the whole document each time.
+     * Idempotent: it writes the whole document each time. Never refused for its size: entries that
+     * do not fit one by one are denied by issue time (lib/kill-switch.ts), and the result says so.
      */
     async applyKillSwitch(): Promise<KillSwitchApplied> {
       const { config } = deps;
       const at = new Date(deps.now());
       const dropped = await purgeKillSwitchEntries(deps.db, at);
       const entries = await liveKillSwitchEntries(deps.db, at);
-      let document;
-      try {
-        document = killSwitchPolicy(
-          entries.map((e) => ({ kind: e.kind, userWallet: e.user_wallet, agentAddress: e.agent_address, grantId: e.grant_id, epoch: e.epoch })),
-        );
-      } catch (e) {
-        if (e instanceof KillSwitchPolicyTooLarge) throw ApplicationFailure.nonRetryable(e.message, FailureType.killSwitchPolicyTooLarge);
-        throw e;
+      const { document, collapsedWallets, roleWide } = killSwitchPolicy(
+        entries.map((e) => ({
+          kind: e.kind,
+          userWallet: e.user_wallet,
+          agentAddress: e.agent_address,
+          grantId: e.grant_id,
+          epoch: e.epoch,
+          revokedAt: e.revoked_at,
+        })),
+        { oidcTtlSeconds: config.BROKER_OIDC_JWT_TTL_SECONDS },
+      );
+      if (collapsedWallets.length > 0) {
+        log.warn('kill switch entries over the policy size: denied by issue time', {
+          entries: entries.length,
+          collapsedWallets: collapsedWallets.length,
+          roleWide,
+        });
       }
       if (config.BROKER_KILL_SWITCH === 'iam') {
         iam ??= createIamClient(config);
@@ -65,7 +76,7 @@ export function createKillSwitchActivities(deps: ActivityDeps) {
         await rename(`${file}.tmp`, file);
       }
       const next = entries.reduce<number | null>((min, e) => (min === null || e.expires_at.getTime() < min ? e.expires_at.getTime() : min), null);
-      return { entries: entries.length, dropped, nextExpiryMs: next };
+      return { entries: entries.length, dropped, nextExpiryMs: next, collapsedWallets: collapsedWallets.length, roleWide };
     },
   };
 }

@@ -25,6 +25,15 @@ export async function agentEpoch(q: Queryable, userWallet: string, agentAddress:
   return r.rows[0]?.epoch ?? 0;
 }
 
+/** When the agent's current epoch for this user wallet began (its last revocation), or undefined if it was never revoked. */
+export async function agentEpochStart(q: Queryable, userWallet: string, agentAddress: string): Promise<Date | undefined> {
+  const r = await q.query<{ revoked_at: Date }>('SELECT revoked_at FROM agent_epochs WHERE user_wallet = $1 AND agent_address = $2', [
+    userWallet.toLowerCase(),
+    agentAddress.toLowerCase(),
+  ]);
+  return r.rows[0]?.revoked_at;
+}
+
 /**
  * Raises the agent's epoch for this user wallet by one and returns the epoch it ended. The row
  * lock serialises concurrent revocations of one agent: each ends a different epoch.

@@ -58,8 +58,6 @@ export const ERRORS = {
   google_provider_failed: { status: 500, failure: 'GoogleProviderFailed', internal: true },
   /** An agent's revocation epoch could not be read while signing its credential (retried). */
   kill_switch_read_failed: { status: 500, failure: 'KillSwitchReadFailed', internal: true },
-  /** The kill switch's deny policy would exceed IAM's inline policy budget (the operator's to resolve). */
-  kill_switch_policy_too_large: { status: 500, failure: 'KillSwitchPolicyTooLarge', internal: true },
 } as const satisfies Record<string, { status: number; error?: string; failure: string; internal?: true }>;
 
 export type ErrorCode = keyof typeof ERRORS;

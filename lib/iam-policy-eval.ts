@@ -10,7 +10,11 @@
  * - a key absent from the request context does not match, except under a negated operator
  *   (StringNotEquals, StringNotLike), where it does;
  * - condition key names (`aws:PrincipalTag/<key>`) are matched ignoring case, values by the operator
- *   (StringEquals case-sensitive, StringEqualsIgnoreCase not; StringLike with `*` and `?`).
+ *   (StringEquals case-sensitive, StringEqualsIgnoreCase not; StringLike with `*` and `?`);
+ * - date operators compare instants (`DateLessThan` on `aws:TokenIssueTime`, the key AWS's own
+ *   "revoke active sessions" policy uses: IAM User Guide, "Revoking IAM role temporary security
+ *   credentials");
+ * - `Null` tests presence: `"true"` matches a key absent from the context, `"false"` one present.
  *
  * Operators it does not know make it throw rather than guess.
  */
@@ -18,7 +22,7 @@
 export interface RequestContext {
   /** The session's principal tags (aws:PrincipalTag/<key>). */
   principalTags: Record<string, string>;
-  /** Other single-valued keys (e.g. aws:SourceIdentity). */
+  /** Other single-valued keys (e.g. aws:SourceIdentity, aws:TokenIssueTime as ISO 8601). */
   keys?: Record<string, string>;
   action: string;
   resource?: string;
@@ -64,10 +68,31 @@ const OPERATORS: Record<string, { negated: boolean; test: (policyValue: string, 
   StringNotEqualsIgnoreCase: { negated: true, test: (p, a) => p.toLowerCase() === a.toLowerCase() },
   StringLike: { negated: false, test: (p, a) => wildcard(p, a, false) },
   StringNotLike: { negated: true, test: (p, a) => wildcard(p, a, false) },
+  DateEquals: { negated: false, test: (p, a) => instant(a) === instant(p) },
+  DateNotEquals: { negated: true, test: (p, a) => instant(a) === instant(p) },
+  DateLessThan: { negated: false, test: (p, a) => instant(a) < instant(p) },
+  DateLessThanEquals: { negated: false, test: (p, a) => instant(a) <= instant(p) },
+  DateGreaterThan: { negated: false, test: (p, a) => instant(a) > instant(p) },
+  DateGreaterThanEquals: { negated: false, test: (p, a) => instant(a) >= instant(p) },
 };
+
+/** A date condition value or context value (ISO 8601); anything else makes the evaluator throw rather than guess. */
+function instant(text: string): number {
+  const t = Date.parse(text);
+  if (Number.isNaN(t)) throw new RangeError(`not an ISO 8601 date: ${text}`);
+  return t;
+}
 
 function conditionMatches(condition: Statement['Condition'], ctx: RequestContext): boolean {
   for (const [operator, block] of Object.entries(condition ?? {})) {
+    if (operator === 'Null') {
+      for (const [key, value] of Object.entries(block)) {
+        const absent = contextValue(ctx, key) === undefined;
+        if (list(value).some((v) => v !== 'true' && v !== 'false')) throw new RangeError(`Null takes "true" or "false", not ${JSON.stringify(value)}`);
+        if (!list(value).some((v) => (v === 'true') === absent)) return false;
+      }
+      continue;
+    }
     const op = OPERATORS[operator];
     if (!op) throw new RangeError(`the evaluator does not know the condition operator ${operator}`);
     for (const [key, values] of Object.entries(block)) {

@@ -24,6 +24,8 @@ export interface KillSwitchEntry {
   agentAddress: string;
   grantId?: string | null;
   epoch?: number | null;
+  /** When it was revoked: a statement collapsed by issue time denies what was issued until revokedAt + the exchange window. */
+  revokedAt: Date;
 }
 
 /** An inline role policy may hold 10,240 characters (IAM quotas, "IAM and AWS STS quotas"; whitespace not counted). */
@@ -31,47 +33,94 @@ export const ROLE_POLICY_MAX_CHARS = 10_240;
 
 export const KILL_SWITCH_POLICY_NAME = 'agentkeys-kill-switch';
 
-export class KillSwitchPolicyTooLarge extends Error {
-  override name = 'KillSwitchPolicyTooLarge';
+export interface KillSwitchPolicy {
+  /** The policy document (JSON text), or undefined when nothing is revoked. */
+  document: string | undefined;
+  /** User wallets whose entries did not fit one by one: every agent session of theirs issued before a cutoff is denied. */
+  collapsedWallets: string[];
+  /** Not even that fitted: every agent session of every wallet issued before the latest cutoff is denied. */
+  roleWide: boolean;
 }
 
-/** The policy document for the entries (JSON text), or undefined when nothing is revoked. */
-export function killSwitchPolicy(entries: KillSwitchEntry[]): string | undefined {
-  const statements: object[] = [];
-  const grants = [...new Set(entries.filter((e) => e.kind === 'grant' && e.grantId).map((e) => e.grantId as string))].sort();
-  if (grants.length > 0) {
-    statements.push({
-      Sid: 'AgentKeysRevokedGrants',
-      Effect: 'Deny',
-      Action: '*',
-      Resource: '*',
-      Condition: { StringEquals: { [`aws:PrincipalTag/${GRANT_TAG}`]: grants } },
-    });
+const USER_WALLET_KEY = 'aws:PrincipalTag/agentkeys_user_wallet';
+/** Present on every credential an agent minted, absent from an account's own (lib/oidc-claims.ts). */
+const AGENT_KEY = `aws:PrincipalTag/${AGENT_TAG}`;
+
+const deny = (Sid: string, Condition: object) => ({ Sid, Effect: 'Deny', Action: '*', Resource: '*', Condition });
+
+/** ISO 8601 in whole seconds, rounded up (the cutoff must not fall before what it has to cover). */
+const isoCeil = (ms: number) => new Date(Math.ceil(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+
+/**
+ * The policy document for the entries. Precise while it fits: one statement listing the revoked
+ * grants, one per revoked agent and wallet listing the epochs that ended. When the precise form is
+ * over IAM's size, the wallets with the most entries (largest first) are collapsed one by one into
+ * a statement by issue time — every agent session of that wallet issued before its last
+ * revocation + the exchange window (`aws:TokenIssueTime`, AWS's own "revoke active sessions"
+ * condition) — and, should even that not fit, into one such statement for every agent session.
+ * So the deny always covers every credential revoked, and what the size costs is collateral: a
+ * collapsed wallet's other agents mint again after the cutoff. One account revoking on purpose can
+ * only collapse itself first (docs/kill-switch.md, "Limits").
+ */
+export function killSwitchPolicy(entries: KillSwitchEntry[], opts: { oidcTtlSeconds: number; skewSeconds?: number }): KillSwitchPolicy {
+  if (entries.length === 0) return { document: undefined, collapsedWallets: [], roleWide: false };
+  const windowMs = (opts.oidcTtlSeconds + (opts.skewSeconds ?? 300)) * 1000;
+  const byWallet = new Map<string, KillSwitchEntry[]>();
+  for (const e of entries) {
+    const w = e.userWallet.toLowerCase();
+    byWallet.set(w, [...(byWallet.get(w) ?? []), e]);
   }
-  const agents = entries.filter((e) => e.kind === 'agent' && e.epoch !== null && e.epoch !== undefined);
-  agents.forEach((e, i) => {
-    statements.push({
-      Sid: `AgentKeysRevokedAgent${i}`,
-      Effect: 'Deny',
-      Action: '*',
-      Resource: '*',
-      Condition: {
-        StringEquals: {
-          [`aws:PrincipalTag/${AGENT_TAG}`]: e.agentAddress.toLowerCase(),
-          'aws:PrincipalTag/agentkeys_user_wallet': e.userWallet.toLowerCase(),
-          [`aws:PrincipalTag/${EPOCH_TAG}`]: String(e.epoch),
-        },
-      },
+  const cutoffOf = (list: KillSwitchEntry[]) => isoCeil(list.reduce((max, e) => Math.max(max, e.revokedAt.getTime()), 0) + windowMs);
+  const walletStatement = (wallet: string, i: number) =>
+    deny(`AgentKeysRevokedWallet${i}`, {
+      StringEquals: { [USER_WALLET_KEY]: wallet },
+      Null: { [AGENT_KEY]: 'false' },
+      DateLessThan: { 'aws:TokenIssueTime': cutoffOf(byWallet.get(wallet) ?? []) },
     });
-  });
-  if (statements.length === 0) return undefined;
-  const text = JSON.stringify({ Version: '2012-10-17', Statement: statements });
+  const render = (collapsed: Set<string>) => {
+    const precise = entries.filter((e) => !collapsed.has(e.userWallet.toLowerCase()));
+    const statements: object[] = [];
+    const grants = [...new Set(precise.filter((e) => e.kind === 'grant' && e.grantId).map((e) => e.grantId as string))].sort();
+    if (grants.length > 0) statements.push(deny('AgentKeysRevokedGrants', { StringEquals: { [`aws:PrincipalTag/${GRANT_TAG}`]: grants } }));
+    const epochs = new Map<string, { agent: string; wallet: string; epochs: Set<string> }>();
+    for (const e of precise) {
+      if (e.kind !== 'agent' || e.epoch === null || e.epoch === undefined) continue;
+      const agent = e.agentAddress.toLowerCase();
+      const wallet = e.userWallet.toLowerCase();
+      const key = `${agent}/${wallet}`;
+      const seen = epochs.get(key) ?? { agent, wallet, epochs: new Set<string>() };
+      seen.epochs.add(String(e.epoch));
+      epochs.set(key, seen);
+    }
+    [...epochs.values()].forEach((a, i) => {
+      const ended = [...a.epochs].sort((x, y) => Number(x) - Number(y));
+      statements.push(
+        deny(`AgentKeysRevokedAgent${i}`, {
+          StringEquals: { [AGENT_KEY]: a.agent, [USER_WALLET_KEY]: a.wallet, [`aws:PrincipalTag/${EPOCH_TAG}`]: ended.length === 1 ? ended[0] : ended },
+        }),
+      );
+    });
+    [...collapsed].sort().forEach((wallet, i) => statements.push(walletStatement(wallet, i)));
+    return JSON.stringify({ Version: '2012-10-17', Statement: statements });
+  };
+  const collapsed = new Set<string>();
+  let text = render(collapsed);
   if (text.length > ROLE_POLICY_MAX_CHARS) {
-    throw new KillSwitchPolicyTooLarge(
-      `the kill switch's deny policy would be ${text.length} characters, over the ${ROLE_POLICY_MAX_CHARS} IAM allows for a role's inline policies`,
-    );
+    // Largest first, by what the wallet's entries weigh; stop once the collapsed statements alone are too many.
+    const order = [...byWallet.entries()].map(([w, list]) => ({ w, size: JSON.stringify(list).length }));
+    order.sort((a, b) => b.size - a.size || (a.w < b.w ? -1 : 1));
+    let collapsedChars = 0;
+    for (const { w } of order) {
+      collapsed.add(w);
+      collapsedChars += JSON.stringify(walletStatement(w, collapsed.size)).length + 1;
+      if (collapsedChars > ROLE_POLICY_MAX_CHARS) break;
+      text = render(collapsed);
+      if (text.length <= ROLE_POLICY_MAX_CHARS) break;
+    }
   }
-  return text;
+  if (text.length <= ROLE_POLICY_MAX_CHARS) return { document: text, collapsedWallets: [...collapsed].sort(), roleWide: false };
+  const everyAgent = deny('AgentKeysRevokedAll', { Null: { [AGENT_KEY]: 'false' }, DateLessThan: { 'aws:TokenIssueTime': cutoffOf(entries) } });
+  return { document: JSON.stringify({ Version: '2012-10-17', Statement: [everyAgent] }), collapsedWallets: [...byWallet.keys()].sort(), roleWide: true };
 }
 
 /**

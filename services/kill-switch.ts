@@ -5,11 +5,14 @@
  * (woken by the API after the commit, api/kill-switch.ts).
  *
  * Checks here: that the caller's account granted the agent (else nothing changes); that only live
- * grants are revoked; that a grant never accepted (it minted nothing) gets no entry.
+ * grants are revoked; that a grant never accepted (it minted nothing) gets no entry; that an
+ * agent's epoch is ended (and gets an entry) only when one of the account's grants to it was
+ * accepted during that epoch — else no credential carries it, and a revocation repeated on purpose
+ * would only spend the deny policy's shared size (docs/kill-switch.md, "Limits").
  */
 import { appendAudit } from '../db/audit';
 import { grantStatus, lockGrantsOfAccountForAgent, revokeGrant, type GrantRow } from '../db/grants';
-import { bumpAgentEpoch, insertKillSwitchEntry } from '../db/kill-switch';
+import { agentEpochStart, bumpAgentEpoch, insertKillSwitchEntry } from '../db/kill-switch';
 import { withTransaction, type Db, type Queryable } from '../db/pool';
 import type { Config } from '../lib/config';
 import { killSwitchEntryExpiry } from '../lib/kill-switch';
@@ -45,6 +48,19 @@ export async function recordGrantKill(tx: Queryable, config: Config, grant: Gran
       mode: config.BROKER_KILL_SWITCH,
     },
   });
+}
+
+/**
+ * Whether the grant could have minted after `began` (the agent's current epoch's start): accepted,
+ * and neither revoked, left nor expired by then. A grant the epoch's own revocation ended carries
+ * that revocation's instant exactly, so it counts for the epoch before; the comparison leans to
+ * writing an entry, never to missing one.
+ */
+function mayHaveMintedSince(g: GrantRow, began: Date | undefined): boolean {
+  if (g.accepted_at === null) return false;
+  if (began === undefined) return true;
+  const after = (t: Date | null) => t === null || t.getTime() > began.getTime();
+  return after(g.revoked_at) && after(g.left_at) && g.expires_at.getTime() > began.getTime();
 }
 
 export interface AgentRevocation {
@@ -89,6 +105,9 @@ export async function revokeAgent(
     }
     const ended: { user_wallet: string; epoch: number }[] = [];
     for (const wallet of [...new Set(grants.map((g) => g.main_address))]) {
+      // The row lock of lockGrantsOfAccountForAgent serialises this read with other revocations of the agent by this account.
+      const began = await agentEpochStart(tx, wallet, agent);
+      if (!grants.some((g) => g.main_address === wallet && mayHaveMintedSince(g, began))) continue;
       const epoch = await bumpAgentEpoch(tx, wallet, agent, at);
       ended.push({ user_wallet: wallet, epoch });
       await insertKillSwitchEntry(tx, {
@@ -101,12 +120,13 @@ export async function revokeAgent(
         expiresAt: until,
       });
     }
+    if (revoked.length === 0 && ended.length === 0) return { revoked, ended, until };
     await appendAudit(tx, {
       event: 'agent.revoke',
       outcome: 'ok',
       omniAccount: caller.omniAccount,
       requestId: requestId,
-      idemKey: `agent.revoke:${agent}:${ended.map((e) => `${e.user_wallet}:${e.epoch}`).join(',')}`,
+      idemKey: `agent.revoke:${agent}:${ended.map((e) => `${e.user_wallet}:${e.epoch}`).join(',')}:${revoked.join(',')}`,
       details: {
         agent_address: agent,
         revoked_grants: revoked,

@@ -9,9 +9,10 @@ import { KILL_SWITCH_POLICY_NAME, killSwitchPolicy } from '../lib/kill-switch';
 import { denyingStatement } from '../lib/iam-policy-eval';
 import { AGENT_TAG, EPOCH_TAG, GRANT_TAG } from '../lib/oidc-claims';
 import { killSwitchWorkflowId } from '../workflows/kill-switch.definitions';
-import { bindAgent } from './grant-client';
+import { bindAgent, offerGrant } from './grant-client';
 import { startStack, type TestStack } from './harness';
 import { auditRowsOf, mintAws, mintOidc, walletLogin, type WalletSession } from './mint-client';
+import { newWallet, type TestWallet } from './wallet-client';
 
 const ROLE = 'agentkeys-data';
 let stack: TestStack;
@@ -53,7 +54,21 @@ async function waitFor<T>(what: string, probe: () => T | undefined, ms = 15_000)
   }
 }
 
-const ctx = (tags: Record<string, string>) => ({ principalTags: tags, action: 's3:GetObject', resource: 'arn:aws:s3:::data/bots/x' });
+/** IAM's request context for a session with these tags, issued at `issuedAt` (aws:TokenIssueTime). */
+const ctx = (tags: Record<string, string>, issuedAt = new Date().toISOString()) => ({
+  principalTags: tags,
+  keys: { 'aws:TokenIssueTime': issuedAt },
+  action: 's3:GetObject',
+  resource: 'arn:aws:s3:::data/bots/x',
+});
+/** The context of a session the STS stand-in issued. */
+const sessionCtx = (stack: TestStack, accessKeyId: string) => {
+  const s = stack.sts.session(accessKeyId);
+  assert.ok(s, accessKeyId);
+  return ctx(s.tags, s.issuedAt);
+};
+const TTL = { oidcTtlSeconds: 300 };
+const REVOKED = new Date('2026-12-07T10:00:00Z');
 
 void describe('both identities in every credential', () => {
   void test('an agent’s OIDC token carries act.sub, the source identity claim and agent/grant/epoch tags beside the account’s claims', async () => {
@@ -143,10 +158,13 @@ void describe('the deny statement, evaluated as IAM reads aws:PrincipalTag condi
     [GRANT_TAG]: 'grt_x',
     [EPOCH_TAG]: epoch,
   });
-  const policy = killSwitchPolicy([
-    { kind: 'agent', userWallet: '0xmain', agentAddress: '0xaaa', epoch: 0 },
-    { kind: 'grant', userWallet: '0xmain', agentAddress: '0xbbb', grantId: 'grt_revoked' },
-  ]) as string;
+  const policy = killSwitchPolicy(
+    [
+      { kind: 'agent', userWallet: '0xmain', agentAddress: '0xaaa', epoch: 0, revokedAt: REVOKED },
+      { kind: 'grant', userWallet: '0xmain', agentAddress: '0xbbb', grantId: 'grt_revoked', revokedAt: REVOKED },
+    ],
+    TTL,
+  ).document as string;
 
   void test('denies the revoked agent’s sessions of the ended epoch only, for that wallet only', () => {
     assert.equal(denyingStatement(policy, ctx(agentTags('0xaaa', '0'))), 'AgentKeysRevokedAgent0');
@@ -164,6 +182,85 @@ void describe('the deny statement, evaluated as IAM reads aws:PrincipalTag condi
     assert.equal(denyingStatement(policy, ctx(agentTags('0xAAA', '0'))), undefined);
     assert.equal(denyingStatement(policy, ctx({ [GRANT_TAG]: 'grt_revoked' })), 'AgentKeysRevokedGrants');
     assert.equal(denyingStatement(policy, ctx({ [GRANT_TAG]: 'grt_other' })), undefined);
+  });
+});
+
+void describe('the deny policy never outgrows IAM’s size: what does not fit one by one is denied by issue time', () => {
+  const hex = (n: number, width = 40) => `0x${n.toString(16).padStart(width, '0')}`;
+  const agentEntry = (wallet: string, agent: string, epoch: number, revokedAt = REVOKED) => ({
+    kind: 'agent' as const,
+    userWallet: wallet,
+    agentAddress: agent,
+    epoch,
+    revokedAt,
+  });
+  const grantEntry = (wallet: string, agent: string, grantId: string) => ({
+    kind: 'grant' as const,
+    userWallet: wallet,
+    agentAddress: agent,
+    grantId,
+    revokedAt: REVOKED,
+  });
+  const tags = (wallet: string, agent: string, epoch: string, grant = 'grt_live') => ({
+    agentkeys_user_wallet: wallet,
+    [AGENT_TAG]: agent,
+    [GRANT_TAG]: grant,
+    [EPOCH_TAG]: epoch,
+  });
+  const before = '2026-12-07T10:04:00Z'; // issued before the revocation's cutoff (10:00 + 300 s TTL + 300 s skew)
+  const after = '2026-12-07T10:10:01Z';
+  const victim = hex(0xf1);
+  const attacker = hex(0xa1);
+
+  void test('the epochs one agent ended for one wallet share a statement: a hundred revocations still fit, precisely', () => {
+    const p = killSwitchPolicy(
+      Array.from({ length: 100 }, (_, i) => agentEntry(victim, hex(0xb), i)),
+      TTL,
+    );
+    assert.equal(p.roleWide, false);
+    assert.deepEqual(p.collapsedWallets, []);
+    assert.ok((p.document ?? '').length < 10_240);
+    assert.equal(denyingStatement(p.document as string, ctx(tags(victim, hex(0xb), '57'))), 'AgentKeysRevokedAgent0');
+    assert.equal(denyingStatement(p.document as string, ctx(tags(victim, hex(0xb), '100'))), undefined, 'the epoch after the last revocation');
+  });
+
+  void test('one account revoking many agents collapses only itself; another account’s revocation stays exact', () => {
+    const entries = [
+      ...Array.from({ length: 40 }, (_, i) => [
+        agentEntry(attacker, hex(0x1000 + i), 0),
+        grantEntry(attacker, hex(0x1000 + i), `grt_${hex(i, 32).slice(2)}`),
+      ]).flat(),
+      agentEntry(victim, hex(0xb), 0),
+      grantEntry(victim, hex(0xc), 'grt_victims'),
+    ];
+    const p = killSwitchPolicy(entries, TTL);
+    const doc = p.document as string;
+    assert.ok(doc.length <= 10_240, String(doc.length));
+    assert.deepEqual(p.collapsedWallets, [attacker]);
+    assert.equal(p.roleWide, false);
+    // The victim's revocations: exact, at any issue time; its other agents untouched.
+    assert.match(denyingStatement(doc, ctx(tags(victim, hex(0xb), '0'), after)) ?? '', /^AgentKeysRevokedAgent/);
+    assert.equal(denyingStatement(doc, ctx(tags(victim, hex(0xc), '0', 'grt_victims'), after)), 'AgentKeysRevokedGrants');
+    assert.equal(denyingStatement(doc, ctx(tags(victim, hex(0xd), '0'), before)), undefined);
+    // The collapsed account: every agent session issued before the cutoff, none after, never the account's own.
+    assert.equal(denyingStatement(doc, ctx(tags(attacker, hex(0x1005), '0'), before)), 'AgentKeysRevokedWallet0');
+    assert.equal(denyingStatement(doc, ctx(tags(attacker, hex(0x9999), '3'), before)), 'AgentKeysRevokedWallet0', 'collateral: its other agents mint again');
+    assert.equal(denyingStatement(doc, ctx(tags(attacker, hex(0x1005), '1'), after)), undefined);
+    assert.equal(denyingStatement(doc, ctx({ agentkeys_user_wallet: attacker }, before)), undefined, 'the account’s own sessions carry no agent tag');
+  });
+
+  void test('too many accounts to collapse one by one: every agent session issued before the last cutoff is denied, no account’s own', () => {
+    const late = new Date(REVOKED.getTime() + 60_000);
+    const entries = Array.from({ length: 80 }, (_, i) => agentEntry(hex(0x5000 + i), hex(0x6000 + i), 0, i === 7 ? late : REVOKED));
+    const p = killSwitchPolicy(entries, TTL);
+    const doc = p.document as string;
+    assert.equal(p.roleWide, true);
+    assert.equal(p.collapsedWallets.length, 80);
+    assert.ok(doc.length < 1000, String(doc.length));
+    assert.equal(denyingStatement(doc, ctx(tags(hex(0x5003), hex(0x6003), '0'), '2026-12-07T10:10:59Z')), 'AgentKeysRevokedAll', 'up to the latest cutoff');
+    assert.equal(denyingStatement(doc, ctx(tags(victim, hex(0xb), '0'), before)), 'AgentKeysRevokedAll');
+    assert.equal(denyingStatement(doc, ctx(tags(victim, hex(0xb), '0'), '2026-12-07T10:11:01Z')), undefined);
+    assert.equal(denyingStatement(doc, ctx({ agentkeys_user_wallet: victim }, before)), undefined);
   });
 });
 
@@ -259,6 +356,56 @@ void describe('the kill switch per agent, through HTTP, the worker and the IAM s
   });
 });
 
+void describe('one account revoking on purpose cannot turn the kill switch off for another', () => {
+  void test('revoking an agent that never accepted ends no epoch and writes no entry, however often', async () => {
+    const attacker = await walletLogin(stack);
+    const never = newWallet();
+    const offered = await offerGrant(stack, attacker.token, { agent_address: never.lower });
+    for (let i = 0; i < 5; i++) {
+      const res = await stack.request('POST', `/v1/agents/${never.lower}/revoke`, { token: attacker.token });
+      assert.equal(res.status, 200, res.text);
+      const body = res.body as { revoked_grants: string[]; ended_epochs: unknown[] };
+      assert.deepEqual(body.revoked_grants, i === 0 ? [offered.grant_id] : []);
+      assert.deepEqual(body.ended_epochs, []);
+    }
+    const entries = await stack.db.query('SELECT 1 FROM kill_switch_entries WHERE main_account = $1', [attacker.omni_account]);
+    assert.equal(entries.rowCount, 0);
+    const events = (await auditRowsOf(stack, attacker.omni_account)).filter((r) => r.event === 'agent.revoke');
+    assert.equal(events.length, 1, 'only the revocation that changed something is recorded');
+  });
+
+  void test('32 agents granted, accepted and revoked by one account: another account’s revocation still denies exactly its agent', async () => {
+    const [victimAgent, victimOther] = [await walletLogin(stack), await walletLogin(stack)];
+    await bindAgent(stack, main.token, victimAgent.wallet);
+    await bindAgent(stack, main.token, victimOther.wallet);
+    const [mintedC, mintedD] = [await mintAws(stack, victimAgent.token), await mintAws(stack, victimOther.token)];
+
+    const attacker = await walletLogin(stack);
+    const agents = Array.from({ length: 32 }, () => newWallet());
+    const own = agents[0] as TestWallet;
+    const first = await walletLogin(stack, own);
+    await bindAgent(stack, attacker.token, own);
+    const attackersOwn = await mintAws(stack, first.token);
+    for (const agent of agents) {
+      if (agent !== own) await bindAgent(stack, attacker.token, agent);
+      const res = await stack.request('POST', `/v1/agents/${agent.lower}/revoke`, { token: attacker.token });
+      assert.equal(res.status, 200, res.text);
+      assert.equal((res.body as { ended_epochs: unknown[] }).ended_epochs.length, 1);
+    }
+    const res = await stack.request('POST', `/v1/agents/${victimAgent.wallet.lower}/revoke`, { token: main.token });
+    assert.equal(res.status, 200, res.text);
+
+    const sid = await waitFor('the victim’s revoked agent denied', () => iam.evaluate(ROLE, sessionCtx(stack, mintedC.access_key_id)));
+    assert.match(sid, /^AgentKeysRevoked(Agent|Grants)/, 'the victim’s entries are exact (the agent’s, and its grant’s)');
+    assert.equal(iam.evaluate(ROLE, sessionCtx(stack, mintedD.access_key_id)), undefined, 'the victim’s other agent is not denied');
+    assert.equal(iam.evaluate(ROLE, sessionCtx(stack, attackersOwn.access_key_id)), 'AgentKeysRevokedWallet0', 'the flooding account is denied by issue time');
+    const doc = iam.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME) ?? '';
+    assert.ok(doc.length <= 10_240, String(doc.length));
+    const handle = stack.temporal.workflow.getHandle(killSwitchWorkflowId(stack.config.BROKER_TASK_QUEUE));
+    assert.equal((await handle.describe()).status.name, 'RUNNING', 'the kill switch workflow has not failed');
+  });
+});
+
 void describe('the IAM stand-in speaks the query protocol the real SDK sends', () => {
   void test('PutRolePolicy, GetRolePolicy (URL-encoded document), DeleteRolePolicy, and IAM’s refusals', async () => {
     const { DeleteRolePolicyCommand, GetRolePolicyCommand, IAMClient, MalformedPolicyDocumentException, NoSuchEntityException, PutRolePolicyCommand } =
@@ -266,7 +413,8 @@ void describe('the IAM stand-in speaks the query protocol the real SDK sends', (
     const own = await startIamFixture({ roles: ['r1'] });
     const client = new IAMClient({ region: 'us-east-1', endpoint: own.url, credentials: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'secret' } });
     try {
-      const doc = killSwitchPolicy([{ kind: 'grant', userWallet: '0xmain', agentAddress: '0xaaa', grantId: 'grt_a' }]) as string;
+      const doc = killSwitchPolicy([{ kind: 'grant', userWallet: '0xmain', agentAddress: '0xaaa', grantId: 'grt_a', revokedAt: REVOKED }], TTL)
+        .document as string;
       await client.send(new PutRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p', PolicyDocument: doc }));
       const got = await client.send(new GetRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p' }));
       assert.equal(decodeURIComponent(got.PolicyDocument ?? ''), doc);

@@ -13,4 +13,8 @@ export interface KillSwitchApplied {
   dropped: number;
   /** When the earliest entry in force expires (ms since the epoch), or null when none is. */
   nextExpiryMs: number | null;
+  /** Wallets whose entries are denied by issue time, too many to name one by one (docs/kill-switch.md, "Limits"). */
+  collapsedWallets?: number;
+  /** Every agent session issued before the latest cutoff is denied: not even the wallets fitted. */
+  roleWide?: boolean;
 }
