@@ -10,10 +10,14 @@ export interface BrokerResponse<T> {
   body: T;
 }
 
+/** Where the bearer came from: what to tell the person when the broker refuses it. */
+export type TokenSource = 'stored' | 'AGENTKEYS_TOKEN';
+
 export class BrokerClient {
   constructor(
     readonly baseUrl: string,
     private readonly token?: string,
+    private readonly tokenSource: TokenSource = 'stored',
   ) {}
 
   withToken(token: string): BrokerClient {
@@ -69,6 +73,11 @@ export class BrokerClient {
     const kind = err.error ?? `http_${res.status}`;
     const message = err.message ?? (typeof body === 'string' && body ? body : res.statusText);
     if (res.status === 401 && opts.auth) {
+      // AGENTKEYS_TOKEN is used instead of the stored session, so `init` would not help.
+      if (this.tokenSource === 'AGENTKEYS_TOKEN')
+        throw new NotLoggedInError(
+          `the broker refused AGENTKEYS_TOKEN (${message}): it has expired or was logged out; set a fresh one (agentkeys token prints a profile's), or unset AGENTKEYS_TOKEN to use the stored session`,
+        );
       throw new NotLoggedInError(`the broker refused the stored session (${message}): run agentkeys init`);
     }
     throw new BrokerAnswerError(`${inCliWords(message)} (${kind}, HTTP ${res.status})`, res.status, kind, err);

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { BrokerClient } from './broker-client';
 import { NotLoggedInError } from './errors';
 import { renewIfDue, withRefreshToken } from './renew';
+import { shown } from './terminal-text';
 import {
   checkProfileName,
   forgetLogin,
@@ -106,13 +107,16 @@ export class CliContext {
   /** A broker client carrying the bearer (at the URL the profile logged in to unless --broker-url says otherwise). */
   async authedBroker(): Promise<BrokerClient> {
     const s = await this.session();
-    return new BrokerClient('fromEnv' in s ? this.brokerUrl : (this.explicitBrokerUrl ?? s.broker_url), s.token);
+    return 'fromEnv' in s ? new BrokerClient(this.brokerUrl, s.token, 'AGENTKEYS_TOKEN') : new BrokerClient(this.explicitBrokerUrl ?? s.broker_url, s.token);
   }
 
-  /** Prints the result: JSON when --json, else the human lines. */
+  /**
+   * Prints the result: JSON when --json, else the human lines, each with its control and direction
+   * characters escaped (they carry the broker's text: reasons, targets, addresses).
+   */
   print(json: unknown, human: string | string[]): void {
     if (this.json) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
-    else process.stdout.write(`${(Array.isArray(human) ? human : [human]).join('\n')}\n`);
+    else process.stdout.write(`${(Array.isArray(human) ? human : [human]).map(shown).join('\n')}\n`);
   }
 
   /** Progress for slow steps, on stderr, only for a person at a terminal. */
@@ -121,16 +125,16 @@ export class CliContext {
       return { update: () => undefined, succeed: () => undefined, fail: () => undefined, stop: () => undefined };
     }
     const { default: ora } = await import('ora');
-    const s = ora({ text, stream: process.stderr }).start();
+    const s = ora({ text: shown(text), stream: process.stderr }).start();
     return {
       update: (t) => {
-        s.text = t;
+        s.text = shown(t);
       },
       succeed: (t) => {
-        s.succeed(t);
+        s.succeed(t === undefined ? t : shown(t));
       },
       fail: (t) => {
-        s.fail(t);
+        s.fail(t === undefined ? t : shown(t));
       },
       stop: () => {
         s.stop();

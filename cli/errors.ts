@@ -40,7 +40,16 @@ export class BrokerAnswerError extends CliError {
   }
 }
 
-/** A failure whose details were already printed (status): only the exit code and a line on stderr. */
+/**
+ * A failure whose details were already printed (status): only the exit code and a line on stderr —
+ * or, `silent`, not even that line (a program that reads stdout and stderr as one answer).
+ */
 export class ReportedFailure extends CliError {
   override readonly code: string = 'ERR_CLI_REPORTED';
+  constructor(
+    message: string,
+    readonly silent = false,
+  ) {
+    super(message);
+  }
 }

@@ -18,7 +18,7 @@ export function executableSuccess(idToken: string, expiration: number): Record<s
   return { version: 1, success: true, token_type: ID_TOKEN_TYPE, id_token: idToken, expiration_time: expiration };
 }
 
-/** A failed executable response: the library raises it with its code and message. */
+/** A failed executable response, printed alone on stdout with exit code 1 (cli/commands/mint.ts says what the library makes of it). */
 export function executableFailure(code: string, message: string): Record<string, unknown> {
   return { version: 1, success: false, code, message };
 }

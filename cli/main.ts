@@ -13,6 +13,7 @@ import { mintCommand } from './commands/mint';
 import { logoutCommand, statusCommand, tokenCommand, whoamiCommand } from './commands/session';
 import { DEFAULT_BROKER_URL } from './context';
 import { CliError, EXIT, ReportedFailure, UsageError } from './errors';
+import { shown, shownLines } from './terminal-text';
 import { VERSION } from './version';
 
 export function buildProgram(): Command {
@@ -75,20 +76,30 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(program.helpInformation());
     return EXIT.usage;
   }
+  const json = argv.includes('--json');
   try {
     await program.parseAsync(argv);
     return EXIT.ok;
   } catch (e) {
     if (e instanceof CommanderError) {
-      // --help and --version end here with exit code 0; everything else is a usage error.
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.help' || e.code === 'commander.version') return EXIT.ok;
+      // --help, --version and `agentkeys help` end here with exit code 0. Everything else is a usage
+      // error, whose text commander has already written to stderr: an unknown option, a missing
+      // argument, global options without a command (commander's help with exit code 1).
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || (e.code === 'commander.help' && e.exitCode === 0)) return EXIT.ok;
+      if (json) {
+        const message = e.code === 'commander.help' ? 'name a command (agentkeys --help)' : e.message.replace(/^error: /, '');
+        process.stdout.write(`${JSON.stringify({ error: new UsageError(message).code, message })}\n`);
+      }
       return EXIT.usage;
     }
-    const json = argv.includes('--json');
-    const message = e instanceof CliError ? e.message : `unexpected error: ${(e as Error).stack ?? String(e)}`;
+    if (e instanceof ReportedFailure && e.silent) return e.exitCode;
     if (json && !(e instanceof ReportedFailure))
-      process.stdout.write(`${JSON.stringify({ error: e instanceof CliError ? e.code : 'ERR_UNEXPECTED', message })}\n`);
-    process.stderr.write(`agentkeys: ${message}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ error: e instanceof CliError ? e.code : 'ERR_UNEXPECTED', message: e instanceof CliError ? e.message : `unexpected error: ${(e as Error).stack ?? String(e)}` })}\n`,
+      );
+    // One line for a CliError, whose message may carry the broker's text; an unexpected error keeps
+    // its stack's lines. Either way no control character reaches the terminal as it is.
+    process.stderr.write(`agentkeys: ${e instanceof CliError ? shown(e.message) : `unexpected error: ${shownLines((e as Error).stack ?? String(e))}`}\n`);
     return e instanceof CliError ? e.exitCode : EXIT.failure;
   }
 }

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import type { RefreshTokenBody } from '../lib/wire';
 import { BrokerClient } from './broker-client';
 import { BrokerAnswerError, CliError, NotLoggedInError } from './errors';
-import { profileDir, saveLogin, type ProfileRecord, type ProfileSession, type SessionStore } from './session-store';
+import { shown } from './terminal-text';
+import { profileDir, saveLogin, type AwsCache, type ProfileRecord, type ProfileSession, type SessionStore } from './session-store';
 
 export const RENEW_MARGIN_SECONDS = 300;
 
@@ -24,7 +25,7 @@ export async function withRefreshToken(session: ProfileSession): Promise<Profile
     return { ...session, refresh_token: r.body.refresh_token, refresh_expires_at: r.body.refresh_expires_at };
   } catch (e) {
     if (e instanceof BrokerAnswerError && e.status === 404) return session;
-    process.stderr.write(`warning: this session will not renew itself (${(e as Error).message}); log in again when it expires\n`);
+    process.stderr.write(`warning: this session will not renew itself (${shown((e as Error).message)}); log in again when it expires\n`);
     return session;
   }
 }
@@ -78,5 +79,33 @@ export async function renewIfDue(profile: string, store: SessionStore, record: P
     };
     await saveLogin(profile, store, renewed, record);
     return renewed;
+  });
+}
+
+/** The same login as far as cached credentials go: the account, its method and broker (a renewal keeps them all). */
+function sameLogin(a: ProfileSession, b: ProfileSession): boolean {
+  return (
+    a.broker_url === b.broker_url &&
+    a.omni_account === b.omni_account &&
+    a.method === b.method &&
+    a.user_id === b.user_id &&
+    JSON.stringify(a.identity ?? null) === JSON.stringify(b.identity ?? null)
+  );
+}
+
+/**
+ * Keeps the credentials `mint aws --credential-process` minted with the session, which may have
+ * changed while the mint ran (a mint that waits for approval takes minutes): under the renewal lock,
+ * the session is read again and only its `aws_cache` is set, so a refresh token another process
+ * renewed in the meantime is never put back (the broker would take the spent one for a stolen
+ * copy and end the login). Nothing is written when no session is stored any more (a `logout`) or
+ * the one stored is another account's (an `init` as someone else). Answers whether it was kept.
+ */
+export async function saveAwsCache(profile: string, store: SessionStore, minted: ProfileSession, cache: AwsCache): Promise<boolean> {
+  return withLock(profile, async () => {
+    const current = await store.load(profile);
+    if (!current || !sameLogin(current, minted)) return false;
+    await store.save(profile, { ...current, aws_cache: cache });
+    return true;
   });
 }

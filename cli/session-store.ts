@@ -15,11 +15,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Identity } from '../lib/omni';
 import { CliError, UsageError } from './errors';
+import { replaceFile } from './write-file';
 
 export const KEYCHAIN_SERVICE = 'agentkeys';
 
@@ -109,9 +110,7 @@ async function writePrivate(path: string, dir: string, text: string): Promise<vo
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(agentkeysDir(), 0o700);
   await chmod(dir, 0o700);
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, text, { mode: 0o600 });
-  await rename(tmp, path);
+  await replaceFile(path, text, 0o600);
 }
 
 async function readIfPresent(path: string): Promise<string | undefined> {

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -245,6 +245,42 @@ void describe('agentkeys CLI: status, version, usage', () => {
     }
     assert.match((await runCli(['grant'])).stderr, /agentkeys grant needs a subcommand: add, list, accept/);
   });
+
+  void test("--json: commander's own usage errors (unknown option, missing argument, no command) are one JSON document on stdout too, exit 2; without --json only stderr", async () => {
+    for (const [args, message] of [
+      [['--json', 'whoami', '--bogus'], /^unknown option '--bogus'/],
+      [['whoami', '--json', '--bogus'], /^unknown option '--bogus'/],
+      [['--json', 'grant', 'revoke'], /^missing required argument 'grant-id'/],
+      [['--json', '--profile', 'x'], /^name a command/],
+      [['--json', 'mint'], /^agentkeys mint needs a subcommand/],
+    ] as const) {
+      const r = await runCli([...args]);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      const body = JSON.parse(r.stdout) as { error: string; message: string };
+      assert.deepEqual(Object.keys(body), ['error', 'message']);
+      assert.equal(body.error, 'ERR_CLI_USAGE');
+      assert.match(body.message, message);
+      assert.notEqual(r.stderr, '', 'the text for people stays on stderr');
+    }
+    const plain = await runCli(['whoami', '--bogus']);
+    assert.equal(plain.code, 2);
+    assert.equal(plain.stdout, '');
+    assert.match(plain.stderr, /^error: unknown option '--bogus'/);
+    const noCommand = await runCli(['--profile', 'x']);
+    assert.equal(noCommand.code, 2, 'global options without a command are usage, as no arguments at all are');
+    assert.equal(noCommand.stdout, '');
+    assert.match(noCommand.stderr, /^Usage: agentkeys/);
+    // --help and help still succeed, with or without --json.
+    for (const args of [
+      ['--json', '--help'],
+      ['--json', 'help'],
+      ['help', 'mint'],
+    ]) {
+      const r = await runCli(args);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, /^Usage: agentkeys/);
+    }
+  });
 });
 
 void describe('agentkeys CLI: keygen, key files', () => {
@@ -303,6 +339,94 @@ void describe('agentkeys CLI: configure aws', () => {
     assert.equal((await stat(config)).mode & 0o777, 0o600);
   });
 
+  /**
+   * Runs `agentkeys …` as a process whose pid is known up front: the shell plants `plant "$$"`
+   * (the pid), then execs node in its own place, so the CLI runs with that pid.
+   */
+  function runWithPid(args: string[], plant: string, extra: Record<string, string>) {
+    return runProcess('sh', ['-c', `${plant} && exec "$NODE" "$BIN" "$@"`, 'sh', ...args], env({ NODE: process.execPath, BIN, ...extra }), {});
+  }
+
+  void test('configure aws and gcp write through a new temporary file: a symlink planted at the old pid-named temp name, and files beside, are left untouched', async () => {
+    const dir = join(home, 'planted');
+    await mkdir(dir);
+    const victim = join(home, 'victim.txt');
+    await writeFile(victim, 'precious\n', { mode: 0o600 });
+    const config = join(dir, 'config');
+    await writeFile(config, '[default]\nregion = eu-west-1\n', { mode: 0o644 });
+    const bystanders = [join(dir, 'config.tmp'), join(dir, '.config.0123456789abcdef01234567.tmp')];
+    for (const f of bystanders) await writeFile(f, 'someone else\n');
+    const aws = await runWithPid(['configure', 'aws'], 'ln -s "$VICTIM" "$AWS_CONFIG_FILE.$$.tmp"', { VICTIM: victim, AWS_CONFIG_FILE: config });
+    assert.equal(aws.code, 0, aws.stderr);
+    assert.equal(await readFile(victim, 'utf8'), 'precious\n', 'the link target is not written');
+    const links = (await readdir(dir)).filter((f) => /^config\.\d+\.tmp$/.test(f));
+    assert.equal(links.length, 1, 'the planted link is still there');
+    assert.equal(await readlink(join(dir, links[0] as string)), victim);
+    for (const f of bystanders) assert.equal(await readFile(f, 'utf8'), 'someone else\n');
+    assert.ok((await lstat(config)).isFile(), 'the config is a file, not the planted link moved over it');
+    assert.match(await readFile(config, 'utf8'), /^\[default\]\nregion = eu-west-1\n\n\[profile agentkeys\]\ncredential_process = /);
+    assert.equal((await stat(config)).mode & 0o777, 0o644, 'the mode the file had');
+    assert.deepEqual(
+      (await readdir(dir)).filter((f) => f.endsWith('.tmp')).sort(),
+      [...bystanders.map((f) => f.slice(dir.length + 1)), links[0]].sort(),
+      'no temporary file left behind',
+    );
+
+    const output = join(dir, 'gcp.json');
+    const gcp = await runWithPid(
+      ['configure', 'gcp', '--audience', '//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x', '--output', output],
+      'ln -s "$VICTIM" "$OUT.$$.tmp"',
+      {
+        VICTIM: victim,
+        OUT: output,
+      },
+    );
+    assert.equal(gcp.code, 0, gcp.stderr);
+    assert.equal(await readFile(victim, 'utf8'), 'precious\n');
+    assert.equal((JSON.parse(await readFile(output, 'utf8')) as { type: string }).type, 'external_account');
+    assert.ok((await lstat(output)).isFile());
+    assert.equal((await stat(output)).mode & 0o777, 0o600);
+  });
+
+  void test('configure aws and gcp on a file that is a symbolic link: the link stays, the file it points to gets the change', async () => {
+    const dotfiles = join(home, 'dotfiles');
+    const dir = join(home, 'linked');
+    await mkdir(dotfiles);
+    await mkdir(dir);
+    const real = join(dotfiles, 'aws-config');
+    await writeFile(real, '[profile work]\nregion = us-east-1\n', { mode: 0o600 });
+    const config = join(dir, 'config');
+    await symlink(real, config);
+    const r = await runCli(['configure', 'aws'], { env: { AWS_CONFIG_FILE: config } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok((await lstat(config)).isSymbolicLink(), 'still a link');
+    assert.equal(await readlink(config), real);
+    assert.match(await readFile(real, 'utf8'), /^\[profile work\]\nregion = us-east-1\n\n\[profile agentkeys\]\ncredential_process = /);
+    assert.deepEqual((await readdir(dotfiles)).sort(), ['aws-config'], 'nothing left beside the target');
+
+    const realGcp = join(dotfiles, 'gcp.json');
+    await writeFile(realGcp, '{}\n', { mode: 0o600 });
+    const output = join(dir, 'gcp.json');
+    await symlink(realGcp, output);
+    const g = await runCli([
+      'configure',
+      'gcp',
+      '--audience',
+      '//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x',
+      '--output',
+      output,
+    ]);
+    assert.equal(g.code, 0, g.stderr);
+    assert.ok((await lstat(output)).isSymbolicLink());
+    assert.equal((JSON.parse(await readFile(realGcp, 'utf8')) as { type: string }).type, 'external_account');
+
+    const dangling = join(dir, 'dangling');
+    await symlink(join(dotfiles, 'missing'), dangling);
+    const refused = await runCli(['configure', 'aws'], { env: { AWS_CONFIG_FILE: dangling } });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /is a symbolic link to a file that cannot be reached/);
+  });
+
   void test('setCredentialProcess: adds a section, adds the key to a section without it, replaces it, keeps CRLF-free text otherwise', () => {
     assert.equal(setCredentialProcess('', '[profile a]', 'x').text, '[profile a]\ncredential_process = x\n');
     assert.equal(setCredentialProcess('[profile a]\nregion = r\n[b]\n', '[profile a]', 'x').text, '[profile a]\ncredential_process = x\nregion = r\n[b]\n');
@@ -338,5 +462,251 @@ void describe('agentkeys CLI: shell completion', () => {
     assert.match(fish.stdout, /complete -c agentkeys -f -n '__fish_use_subcommand' -a mint -d /);
     assert.match(fish.stdout, /'__fish_seen_subcommand_from mint; and __fish_seen_subcommand_from aws' -l credential-process/);
     assert.doesNotMatch(fish.stdout, /'__fish_seen_subcommand_from configure; and __fish_seen_subcommand_from aws' -l credential-process/);
+  });
+});
+
+type Answer = { status: number; body?: unknown };
+type Route = (body: Record<string, string>) => Answer | Promise<Answer>;
+
+/** A loopback stand-in of the broker: each route answered by the test (which may hold an answer back); anything else 404. */
+async function brokerStandIn(routes: Record<string, Route>): Promise<{ url: string; seen: string[]; close: () => Promise<void> }> {
+  const seen: string[] = [];
+  const server: Server = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (d: Buffer) => (raw += d.toString()));
+    req.on('end', () => {
+      const key = `${req.method} ${req.url}`;
+      seen.push(key);
+      const route = routes[key];
+      void Promise.resolve(
+        route ? route(raw ? (JSON.parse(raw) as Record<string, string>) : {}) : { status: 404, body: { error: 'not_found', message: key } },
+      ).then((a: Answer) => {
+        res.writeHead(a.status, a.body === undefined ? {} : { 'content-type': 'application/json' });
+        res.end(a.body === undefined ? '' : JSON.stringify(a.body));
+      });
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    seen,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+const OMNI = `0x${'ab'.repeat(32)}`;
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+/** A profile logged in at `brokerUrl` (as `init` leaves it, with its refresh token); answers the session file's path. */
+async function loggedIn(profile: string, brokerUrl: string): Promise<string> {
+  const dir = join(home, '.agentkeys', profile);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const base = {
+    broker_url: brokerUrl,
+    method: 'wallet',
+    omni_account: OMNI,
+    identity: { type: 'evm', value: `0x${'11'.repeat(20)}` },
+    expires_at: nowSeconds() + 3600,
+  };
+  await writeFile(join(dir, 'profile.json'), JSON.stringify({ ...base, kind: 'file', renews_until: nowSeconds() + 86400 }), { mode: 0o600 });
+  const file = join(dir, 'session.json');
+  await writeFile(file, JSON.stringify({ ...base, token: 'tok_0', refresh_token: 'akr_0', refresh_expires_at: nowSeconds() + 86400 }), { mode: 0o600 });
+  return file;
+}
+
+/** A mint route that answers only when released, and tells when the request has arrived. */
+function heldMint() {
+  let arrived!: () => void;
+  let release!: () => void;
+  const arrival = new Promise<void>((r) => (arrived = r));
+  const released = new Promise<void>((r) => (release = r));
+  const creds = {
+    access_key_id: 'ASIAHELDMINT',
+    secret_access_key: 's'.repeat(40),
+    session_token: 't'.repeat(64),
+    expiration: nowSeconds() + 3600,
+    wallet: '0x11',
+  };
+  const route: Route = async () => {
+    arrived();
+    await released;
+    return { status: 200, body: creds };
+  };
+  return { route, arrival, release, creds };
+}
+
+void describe('agentkeys CLI: mint aws --credential-process while another process renews or logs out', () => {
+  void test('a renewal during the mint: the cache goes into the renewed session, its refresh token stays the live one, and the next renewal works', async () => {
+    // Refresh tokens as the broker treats them: each accepted once; a spent one ends the login.
+    let live = 'akr_0';
+    let n = 0;
+    let revoked = false;
+    const spent = new Set<string>();
+    const mint = heldMint();
+    const broker = await brokerStandIn({
+      'POST /v1/session/refresh': ({ refresh_token }) => {
+        if (refresh_token && spent.has(refresh_token)) revoked = true;
+        if (revoked || refresh_token !== live)
+          return { status: 401, body: { error: 'unauthorized', message: 'this refresh token was already used: its family and sessions are revoked' } };
+        spent.add(live);
+        live = `akr_${++n}`;
+        return {
+          status: 200,
+          body: {
+            token: `tok_${n}`,
+            token_type: 'Bearer',
+            expires_at: nowSeconds() + 43200,
+            omni_account: OMNI,
+            refresh_token: live,
+            refresh_expires_at: nowSeconds() + 86400,
+          },
+        };
+      },
+      'POST /v1/mint-aws-creds': mint.route,
+    });
+    try {
+      const file = await loggedIn('race-renew', broker.url);
+      type Stored = { token: string; refresh_token: string; expires_at: number; aws_cache?: { access_key_id: string } };
+      const read = async () => JSON.parse(await readFile(file, 'utf8')) as Stored;
+      const dueSoon = async () => writeFile(file, JSON.stringify({ ...(await read()), expires_at: nowSeconds() + 60 }), { mode: 0o600 });
+      const p = ['--profile', 'race-renew'];
+
+      const minting = runCli([...p, 'mint', 'aws', '--credential-process']);
+      await mint.arrival;
+      // Meanwhile another agentkeys process finds the session due and renews it.
+      await dueSoon();
+      const other = await runCli([...p, 'token']);
+      assert.equal(other.code, 0, other.stderr);
+      assert.equal(other.stdout, 'tok_1\n');
+      mint.release();
+      const done = await minting;
+      assert.equal(done.code, 0, done.stderr);
+      assert.equal((JSON.parse(done.stdout) as { AccessKeyId: string }).AccessKeyId, mint.creds.access_key_id);
+
+      const after = await read();
+      assert.equal(after.refresh_token, 'akr_1', 'the renewed refresh token, not the spent one the mint started with');
+      assert.equal(after.token, 'tok_1');
+      assert.equal(after.aws_cache?.access_key_id, mint.creds.access_key_id, 'the credentials are cached in it');
+      // The login lives on: the next renewal presents the live token.
+      await dueSoon();
+      const next = await runCli([...p, 'token']);
+      assert.equal(next.code, 0, next.stderr);
+      assert.equal(next.stdout, 'tok_2\n');
+      assert.equal(revoked, false);
+    } finally {
+      await broker.close();
+    }
+  });
+
+  void test('a logout during the mint: the credentials are printed, and no session comes back', async () => {
+    const mint = heldMint();
+    const broker = await brokerStandIn({
+      'POST /v1/session/logout': () => ({ status: 204 }),
+      'POST /v1/mint-aws-creds': mint.route,
+      'GET /readyz': () => ({ status: 200, body: { status: 'ready' } }),
+    });
+    try {
+      const file = await loggedIn('race-logout', broker.url);
+      const p = ['--profile', 'race-logout'];
+      const minting = runCli([...p, 'mint', 'aws', '--credential-process']);
+      await mint.arrival;
+      const out = await runCli([...p, 'logout']);
+      assert.equal(out.code, 0, out.stderr);
+      await assert.rejects(stat(file), { code: 'ENOENT' });
+      mint.release();
+      const done = await minting;
+      assert.equal(done.code, 0, done.stderr);
+      assert.equal((JSON.parse(done.stdout) as { AccessKeyId: string }).AccessKeyId, mint.creds.access_key_id);
+      await assert.rejects(stat(file), { code: 'ENOENT' }, 'the mint does not bring back the session logout removed');
+      const st = parseJson(await runCli(['--json', ...p, 'status']));
+      assert.equal(st.session, null, 'still logged out');
+      assert.deepEqual(broker.seen, ['POST /v1/mint-aws-creds', 'POST /v1/session/logout', 'GET /readyz']);
+    } finally {
+      await broker.close();
+    }
+  });
+});
+
+/** Control characters other than the newline, and the Unicode direction controls: none may reach a terminal raw. */
+const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+
+void describe('agentkeys CLI: text from the broker in human output', () => {
+  void test('approvals, approve and deny show control characters and direction overrides in reasons, targets, services, addresses and errors escaped; --json keeps the text', async () => {
+    const reason = 'ship it\r\x1b[1A\x1b[2K  asks     mint oidc\u202egnp.exe\x9b31m\x7f\u2066';
+    const at = nowSeconds();
+    const typed = (id: string, decision: string) => ({
+      domain: { name: 'AgentKeys', version: '1', chainId: 1 },
+      types: {
+        MintApproval: [
+          { name: 'approval_id', type: 'string' },
+          { name: 'decision', type: 'string' },
+          { name: 'reason', type: 'string' },
+        ],
+      },
+      primaryType: 'MintApproval',
+      message: { approval_id: id, decision, reason },
+    });
+    const approval = (id: string) => ({
+      approval_id: id,
+      status: 'pending',
+      grant_id: 'grt_\x1b[31mx',
+      agent_address: '0x2222222222222222222222222222222222222222\x1b]0;title\x07',
+      target: 'aws\x1b[8m',
+      params: { duration_seconds: 900, 'k\x1bx': 'v\r' },
+      scope: { services: ['s3\u202e'], roles: ['r\x00'] },
+      reason,
+      request_hash: `0x${'00'.repeat(32)}`,
+      requested_at: at,
+      expires_at: at + 600,
+      sign: { approve: typed(id, 'approve'), deny: typed(id, 'deny') },
+    });
+    const A = `apr_${'a'.repeat(32)}`;
+    const B = `apr_${'b'.repeat(32)}`;
+    const broker = await brokerStandIn({
+      'GET /v1/approvals?role=owner': () => ({ status: 200, body: { approvals: [approval(A)] } }),
+      [`GET /v1/approvals/${A}`]: () => ({ status: 200, body: approval(A) }),
+      [`POST /v1/approvals/${A}/decision`]: () => ({ status: 200, body: { status: 'approved', decided_at: nowSeconds() } }),
+      [`GET /v1/approvals/${B}`]: () => ({ status: 200, body: approval(B) }),
+      [`POST /v1/approvals/${B}/decision`]: () => ({ status: 409, body: { error: 'conflict', message: 'already decided\x1b[2K\r by \u202eenon' } }),
+    });
+    try {
+      await loggedIn('escapes', broker.url);
+      const p = ['--profile', 'escapes'];
+      const shownReason = String.raw`ship it\r\x1b[1A\x1b[2K  asks     mint oidc\u202egnp.exe\x9b31m\x7f\u2066`;
+
+      const listed = await runCli([...p, 'approvals']);
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.doesNotMatch(listed.stdout, RAW_CONTROL);
+      assert.ok(listed.stdout.includes(`  reason   ${shownReason}\n`), listed.stdout);
+      assert.ok(listed.stdout.includes(String.raw`  asks     aws\x1b[8m duration_seconds=900 k\x1bx=v\r  services s3\u202e  roles r\x00`), listed.stdout);
+      assert.ok(listed.stdout.includes(String.raw`0x2222222222222222222222222222222222222222\x1b]0;title\x07 (grant grt_\x1b[31mx)`), listed.stdout);
+      const json = parseJson(await runCli(['--json', ...p, 'approvals'])) as { approvals: { reason: string; target: string }[] };
+      assert.equal(json.approvals[0]?.reason, reason, '--json carries the text as it is (JSON escapes it)');
+      assert.equal(json.approvals[0]?.target, 'aws\x1b[8m');
+
+      const bySession = await runCli([...p, 'approve', A, '--yes']);
+      assert.equal(bySession.code, 0, bySession.stderr);
+      assert.doesNotMatch(bySession.stderr, RAW_CONTROL);
+      assert.ok(bySession.stderr.includes(`  reason   ${shownReason}\n`), bySession.stderr);
+      assert.equal(bySession.stdout, `Approved ${A}.\n`);
+
+      const key = join(home, 'escapes.key');
+      await writeFile(key, `0x${'42'.repeat(32)}\n`, { mode: 0o600 });
+      const signed = await runCli([...p, 'approve', A, '--private-key-file', key, '--yes']);
+      assert.equal(signed.code, 0, signed.stderr);
+      assert.doesNotMatch(signed.stderr, RAW_CONTROL);
+      // The typed data as JSON: C0 escaped by JSON itself, DEL, C1 and the overrides as \u escapes.
+      assert.ok(
+        signed.stderr.includes(String.raw`"reason": "ship it\r\u001b[1A\u001b[2K  asks     mint oidc\u202egnp.exe\u009b31m\u007f\u2066"`),
+        signed.stderr,
+      );
+
+      const refused = await runCli([...p, 'deny', B, '--yes']);
+      assert.equal(refused.code, 1);
+      assert.doesNotMatch(refused.stderr, RAW_CONTROL);
+      assert.match(refused.stderr, /agentkeys: already decided\\x1b\[2K\\r by \\u202eenon \(conflict, HTTP 409\)\n$/);
+    } finally {
+      await broker.close();
+    }
   });
 });

@@ -110,12 +110,41 @@ void describe('agentkeys CLI: the store by default, status --all, remembered bro
       assert.equal((JSON.parse(cp.stdout) as { Version: number }).Version, 1);
       const forged = await runCli(['whoami'], { env: { HOME: ciHome, AGENTKEYS_TOKEN: `${init.token as string}x` } });
       assert.equal(forged.code, 1);
+      assert.match(forged.stderr, /the broker refused AGENTKEYS_TOKEN/);
+      assert.doesNotMatch(forged.stderr, /agentkeys init/, 'init cannot help while AGENTKEYS_TOKEN is set');
       const none = await runCli(['token'], { env: { HOME: ciHome } });
       assert.equal(none.code, 1);
       assert.match(none.stderr, /not logged in: run agentkeys init/);
     } finally {
       await rm(ciHome, { recursive: true, force: true });
     }
+  });
+
+  void test('a bearer the broker refuses: from AGENTKEYS_TOKEN the error names it (set a fresh one or unset it); a stored one says run agentkeys init', async () => {
+    const { path } = await keyFile();
+    const p = ['--profile', 'refused'];
+    const init = parseJson(await runCli(['--json', ...p, 'init', 'wallet', '--private-key-file', path, '--show-token']));
+    // The login ends at the broker, as a logout elsewhere ends it; the profile still holds the bearer.
+    const out = await stack.request('POST', '/v1/session/logout', { token: init.token as string });
+    assert.ok(out.status < 300, out.text);
+
+    const env = { env: { AGENTKEYS_TOKEN: init.token as string } };
+    const viaEnv = await runCli([...p, 'whoami'], env);
+    assert.equal(viaEnv.code, 1);
+    assert.match(
+      viaEnv.stderr,
+      /^agentkeys: the broker refused AGENTKEYS_TOKEN \(.+\): it has expired or was logged out; set a fresh one \(agentkeys token prints a profile's\), or unset AGENTKEYS_TOKEN to use the stored session\n$/,
+    );
+    const json = await runCli(['--json', ...p, 'mint', 'oidc'], env);
+    assert.equal(json.code, 1);
+    const body = JSON.parse(json.stdout) as { error: string; message: string };
+    assert.equal(body.error, 'ERR_CLI_NOT_LOGGED_IN');
+    assert.match(body.message, /refused AGENTKEYS_TOKEN/);
+
+    const stored = await runCli([...p, 'whoami']);
+    assert.equal(stored.code, 1);
+    assert.match(stored.stderr, /^agentkeys: the broker refused the stored session \(.+\): run agentkeys init\n$/);
+    assert.doesNotMatch(stored.stderr, /AGENTKEYS_TOKEN/);
   });
 
   void test("init wallet when the current second's signature is already used: signs again with a later timestamp instead of failing", async () => {

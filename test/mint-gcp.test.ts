@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
-import { GoogleAuth, PluggableAuthClient } from 'google-auth-library';
+import { ExecutableError, GoogleAuth, PluggableAuthClient } from 'google-auth-library';
 import { startGcpFixture, type GcpFixture } from '../fixtures/gcp';
 import { startStack, type TestStack } from './harness';
 import { buildCli, cliAgainst, parseJson } from './cli-client';
@@ -166,13 +166,56 @@ void describe('Google Cloud workload identity federation through google-auth-lib
     assert.equal(impersonate.status, 403);
   });
 
-  void test('--executable answers a failure in the executable-response form (exit 1, nothing usable)', async () => {
-    const r = await cli.run(['mint', 'gcp', '--executable', '--audience', AUDIENCE], { env: { AGENTKEYS_TOKEN: 'not-a-session' } });
-    assert.equal(r.code, 1);
-    const out = JSON.parse(r.stdout) as { version: number; success: boolean; code: string; message: string };
-    assert.equal(out.version, 1);
-    assert.equal(out.success, false);
-    assert.ok(out.code && out.message, r.stdout);
+  void test('--executable answers a failure in the executable-response form: exit 1, the response alone on stdout, nothing on stderr; a bad profile too', async () => {
+    for (const [env, code, message] of [
+      [{ AGENTKEYS_TOKEN: 'not-a-session' }, 'ERR_CLI_NOT_LOGGED_IN', /^the broker refused AGENTKEYS_TOKEN \(.+\): it has expired or was logged out/],
+      [{ AGENTKEYS_PROFILE: '../elsewhere' }, 'ERR_CLI_USAGE', /^profile name "\.\.\/elsewhere" must be/],
+    ] as const) {
+      const r = await cli.run(['mint', 'gcp', '--executable', '--audience', AUDIENCE], { env });
+      assert.equal(r.code, 1, 'a failure response exits non-zero (the spec)');
+      assert.equal(r.stderr, '', 'the library joins stderr to stdout: anything there breaks the response');
+      assert.match(r.stdout, /^\{.*\}\n$/, 'one JSON line');
+      const out = JSON.parse(r.stdout) as Record<string, unknown>;
+      assert.deepEqual(Object.keys(out), ['version', 'success', 'code', 'message']);
+      assert.equal(out.version, 1);
+      assert.equal(out.success, false);
+      assert.equal(out.code, code);
+      assert.match(String(out.message), message);
+    }
+  });
+
+  void test("google-auth-library's PluggableAuthClient raises the failure response, and only it, as its ExecutableError", async () => {
+    const file = await configure([]);
+    for (const [env, code, message] of [
+      [{ AGENTKEYS_TOKEN: 'not-a-session' }, 'ERR_CLI_NOT_LOGGED_IN', /the broker refused AGENTKEYS_TOKEN \(.+\): it has expired or was logged out/],
+      [{ AGENTKEYS_PROFILE: '../elsewhere' }, 'ERR_CLI_USAGE', /profile name "\.\.\/elsewhere" must be/],
+    ] as const) {
+      // The executable inherits this process's environment.
+      const before = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+      Object.assign(process.env, env);
+      try {
+        const client = await new GoogleAuth({ keyFile: file, scopes: [SCOPE] }).getClient();
+        assert.ok(client instanceof PluggableAuthClient);
+        await assert.rejects(client.getAccessToken(), (e: unknown) => {
+          assert.ok(e instanceof ExecutableError, String(e));
+          assert.equal(e.code, '1', 'the exit status');
+          // The library's message wraps the executable's stdout and stderr joined: the response alone.
+          const prefix = 'The executable failed with exit code: 1 and error message: ';
+          assert.ok(e.message.startsWith(prefix), e.message);
+          assert.ok(e.message.endsWith('.'), e.message);
+          const response = JSON.parse(e.message.slice(prefix.length, -1)) as Record<string, unknown>;
+          assert.equal(response.success, false);
+          assert.equal(response.code, code);
+          assert.match(String(response.message), message);
+          return true;
+        });
+      } finally {
+        for (const [k, v] of Object.entries(before)) {
+          if (v === undefined) delete process.env[k];
+          else process.env[k] = v;
+        }
+      }
+    }
   });
 });
 

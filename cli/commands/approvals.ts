@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import type { TypedDataDefinition } from 'viem';
 import { CliError } from '../errors';
 import { askConfirm } from '../prompt';
+import { shown, shownJson } from '../terminal-text';
 import type { BrokerClient } from '../broker-client';
 import { CliContext } from '../context';
 import { loadCliWallet, walletSourceCount, withWalletKeyOptions, type WalletKeyOptions } from '../wallet-key';
@@ -34,6 +35,7 @@ interface PendingBody {
 
 const iso = (unix: number): string => new Date(unix * 1000).toISOString();
 
+/** The request as a holder reads it (the caller escapes each line: the reason is the agent's text). */
 function approvalLines(a: ApprovalBody): string[] {
   const params = Object.entries(a.params)
     .map(([k, v]) => `${k}=${v}`)
@@ -52,13 +54,13 @@ async function decide(id: string, decision: 'approve' | 'deny', o: WalletKeyOpti
   const broker = await ctx.authedBroker();
   const view = (await broker.call<ApprovalBody>('GET', `/v1/approvals/${encodeURIComponent(id)}`, { auth: true })).body;
   if (view.status !== 'pending' || !view.sign) throw new CliError(`approval ${id} is ${view.status}; only a pending request can be decided`);
-  process.stderr.write(`${approvalLines(view).join('\n')}\n`);
+  process.stderr.write(`${approvalLines(view).map(shown).join('\n')}\n`);
   let signature: string | undefined;
   if (walletSourceCount(o) > 0) {
     const account = await loadCliWallet(ctx, o);
     const typed = view.sign[decision];
     // Shown before signing: the EIP-712 typed data is exactly what the signature commits to.
-    process.stderr.write(`Signing with ${account.address} (EIP-712):\n${JSON.stringify(typed, null, 2)}\n`);
+    process.stderr.write(`Signing with ${account.address} (EIP-712):\n${shownJson(typed, 2)}\n`);
     if (!o.yes && !(await askConfirm(`Sign and ${decision} ${id}?`, 'pass --yes to sign without asking'))) throw new CliError('not signed; nothing decided');
     signature = await account.signTypedData(typed);
   } else if (!o.yes && !(await askConfirm(`${decision === 'approve' ? 'Approve' : 'Deny'} ${id} with this session?`, 'pass --yes to decide without asking'))) {

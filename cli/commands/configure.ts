@@ -4,15 +4,18 @@
  * ~/.aws/config. Shows the change; a second run changes nothing. `agentkeys configure gcp`:
  * writes the Google external-account credential file whose executable is `agentkeys mint gcp --executable`.
  * With `--wait` the configured command waits for a holder's approval when the grant asks for one.
+ * Both replace their file whole (`replaceFile`); a file that is a symbolic link stays one, and the
+ * file it points to gets the new text.
  */
 import { existsSync, realpathSync, statSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { CliError, UsageError } from '../errors';
 import { CliContext } from '../context';
 import { externalAccountFile, GCP_EXECUTABLE_MAX_TIMEOUT_MS } from '../gcp';
+import { replaceFile, writeTarget } from '../write-file';
 
 /** How the AWS tools should start this CLI: `agentkeys` when that is on PATH and is this one, else node and the absolute script. */
 export function agentkeysInvocation(env: NodeJS.ProcessEnv, script = process.argv[1] ?? ''): string {
@@ -82,23 +85,22 @@ export function configureCommand(): Command {
       const awsProfile = o.awsProfile ?? (ctx.profile === 'default' ? 'agentkeys' : `agentkeys-${ctx.profile}`);
       if (!/^[A-Za-z0-9_.@+-]{1,64}$/.test(awsProfile)) throw new UsageError(`--aws-profile "${awsProfile}": use letters, digits and _ . @ + -`);
       const path = ctx.env.AWS_CONFIG_FILE || join(homedir(), '.aws', 'config');
+      const target = await writeTarget(path);
       const header = awsProfile === 'default' ? '[default]' : `[profile ${awsProfile}]`;
       const value = `${mintInvocation(ctx)} mint aws --credential-process${o.wait ? ' --wait' : ''}`;
       let text = '';
       let mode = 0o600;
       try {
-        text = await readFile(path, 'utf8');
-        mode = statSync(path).mode & 0o777;
+        text = await readFile(target, 'utf8');
+        mode = statSync(target).mode & 0o777;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
           throw new CliError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
       }
       const change = setCredentialProcess(text, header, value);
       if (change.changed) {
-        await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-        const tmp = `${path}.${process.pid}.tmp`;
-        await writeFile(tmp, change.text, { mode });
-        await rename(tmp, path);
+        await mkdir(dirname(target), { recursive: true, mode: 0o700 });
+        await replaceFile(target, change.text, mode);
       }
       const shown = `credential_process = ${value}`;
       ctx.print({ aws_config: path, aws_profile: awsProfile, credential_process: value, changed: change.changed, previous: change.previous ?? null }, [
@@ -137,10 +139,9 @@ export function configureCommand(): Command {
         iamCredentialsUrl: o.iamCredentialsUrl,
         ...(o.wait ? { timeoutMillis: GCP_EXECUTABLE_MAX_TIMEOUT_MS } : {}),
       });
-      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-      const tmp = `${path}.${process.pid}.tmp`;
-      await writeFile(tmp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
-      await rename(tmp, path);
+      const target = await writeTarget(path);
+      await mkdir(dirname(target), { recursive: true, mode: 0o700 });
+      await replaceFile(target, `${JSON.stringify(file, null, 2)}\n`, 0o600);
       ctx.print({ credential_file: path, ...file }, [
         `${path}: external account for ${o.audience}${o.serviceAccount ? `, impersonating ${o.serviceAccount}` : ''}`,
         `  executable: ${command}`,

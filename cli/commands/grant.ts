@@ -8,6 +8,7 @@ import { EVM_ADDRESS_RE } from '../../lib/wallet-message';
 import type { GrantBody } from '../../lib/wire';
 import { CliError, UsageError } from '../errors';
 import { askConfirm } from '../prompt';
+import { shownLines } from '../terminal-text';
 import { CliContext } from '../context';
 import { loadCliWallet, withWalletKeyOptions, type WalletKeyOptions } from '../wallet-key';
 
@@ -77,7 +78,7 @@ export function grantCommand(): Command {
         throw new UsageError(`the key given is ${account.address}, but grant ${id} names ${g.agent_address} as its agent`);
       }
       // Shown before signing: what the agent agrees to is the text itself.
-      process.stderr.write(`Signing with ${account.address}:\n${g.acceptance_message}\n`);
+      process.stderr.write(`Signing with ${account.address}:\n${shownLines(g.acceptance_message)}\n`);
       if (!o.yes) {
         const yes = await askConfirm(`Sign and accept grant ${id}?`, 'pass --yes to sign without asking');
         if (!yes) throw new CliError('not signed; the grant stays pending');

@@ -10,6 +10,7 @@ import type { ProfileSession } from '../session-store';
 import { teeLogin, type TeeLoginResult } from '../tee-client';
 import { loadCliWallet, withWalletKeyOptions, type WalletAccount, type WalletKeyOptions } from '../wallet-key';
 import { displayIdentity } from '../identity';
+import { shown } from '../terminal-text';
 import type { BrokerClient } from '../broker-client';
 
 const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
@@ -198,7 +199,7 @@ async function initGoogle(ctx: CliContext, o: InitOptions & { browser?: boolean;
       opened = false;
     }
   }
-  process.stderr.write(`${opened ? 'Opened your browser at' : 'Open this address in a browser to sign in with Google'}:\n  ${start.authorize_url}\n`);
+  process.stderr.write(`${opened ? 'Opened your browser at' : 'Open this address in a browser to sign in with Google'}:\n  ${shown(start.authorize_url)}\n`);
   const spin = await ctx.spinner('Waiting for Google sign-in (Ctrl-C cancels)');
   const controller = new AbortController();
   const onSigint = () => controller.abort();
@@ -272,8 +273,8 @@ async function initDevice(ctx: CliContext, o: InitOptions & { qr?: boolean }): P
   } else {
     const qr = o.qr === false ? '' : `\n${await terminalQr(start.verification_uri_complete)}`;
     process.stderr.write(
-      `To sign in, open ${start.verification_uri}\nsigned in with any method, and enter the code\n\n    ${start.user_code}\n\n` +
-        `or scan this link, which carries the code: ${start.verification_uri_complete}${qr}\n`,
+      `To sign in, open ${shown(start.verification_uri)}\nsigned in with any method, and enter the code\n\n    ${shown(start.user_code)}\n\n` +
+        `or scan this link, which carries the code: ${shown(start.verification_uri_complete)}${qr}\n`,
     );
   }
   const spin = await ctx.spinner(`Waiting for approval of ${start.user_code} (Ctrl-C cancels)`);

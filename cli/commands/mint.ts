@@ -5,6 +5,7 @@ import { ReportedFailure, UsageError } from '../errors';
 import { AUDIENCE_ENV, executableFailure, executableSuccess, IMPERSONATED_EMAIL_ENV } from '../gcp';
 import { CliContext } from '../context';
 import { mintOrWait } from './approvals';
+import { saveAwsCache } from '../renew';
 import { cacheKey, cachedCredentials, credentialProcessLine, mintBody, type MintOptions } from '../credential-cache';
 
 interface MintAwsOptions extends MintOptions {
@@ -34,9 +35,11 @@ async function mintAws(ctx: CliContext, o: MintAwsOptions): Promise<void> {
   if (o.credentialProcess) {
     if (stored) {
       const { access_key_id, secret_access_key, session_token, expiration } = creds;
-      await (
-        await ctx.store()
-      ).save(ctx.profile, { ...stored, aws_cache: { key: cacheKey(body), access_key_id, secret_access_key, session_token, expiration } });
+      // Into the session as it is now, under the renewal lock (see saveAwsCache). The cache only
+      // saves the next call a mint: when it cannot be kept the credentials are still the answer.
+      await saveAwsCache(ctx.profile, await ctx.store(), stored, { key: cacheKey(body), access_key_id, secret_access_key, session_token, expiration }).catch(
+        () => false,
+      );
     }
     process.stdout.write(credentialProcessLine(creds));
     return;
@@ -60,14 +63,21 @@ interface MintGcpOptions {
 
 /**
  * A token for a workload identity pool provider. With --executable it prints what Google's
- * executable-sourced credentials read on stdout (nothing on stderr: the library reads both), a
- * failure included; the library passes the audience and the service account in its environment.
+ * executable-sourced credentials read on stdout, a failure included, and nothing on stderr; the
+ * library passes the audience and the service account in its environment.
+ *
+ * A failure is the response `{"success": false, "code", "message"}` with exit code 1, as Google's
+ * executable-sourced credentials spec asks (google-auth-library README, "Response format fields
+ * summary": when false, "exit with a non-zero value"). google-auth-library 10.9
+ * (build/src/auth/pluggable-auth-handler.js) joins stdout and stderr into one string and, on a
+ * non-zero exit, raises ExecutableError with the exit status as its code and that string as its
+ * message: so nothing goes to stderr, and the message is exactly the response (code and message).
  */
 async function mintGcp(cmd: Command, o: MintGcpOptions): Promise<void> {
-  const ctx = await CliContext.open(cmd);
-  const audience = o.audience ?? ctx.env[AUDIENCE_ENV];
-  const serviceAccount = o.serviceAccount ?? ctx.env[IMPERSONATED_EMAIL_ENV];
   try {
+    const ctx = await CliContext.open(cmd);
+    const audience = o.audience ?? ctx.env[AUDIENCE_ENV];
+    const serviceAccount = o.serviceAccount ?? ctx.env[IMPERSONATED_EMAIL_ENV];
     if (!audience) throw new UsageError(`name the pool provider: --audience //iam.googleapis.com/projects/… (or ${AUDIENCE_ENV})`);
     const broker = await ctx.authedBroker();
     const body = { audience, ...(serviceAccount ? { service_account: serviceAccount } : {}), ...(mintBody(o) ?? {}) };
@@ -76,10 +86,11 @@ async function mintGcp(cmd: Command, o: MintGcpOptions): Promise<void> {
     else ctx.print(r, r.id_token);
   } catch (e) {
     if (!o.executable) throw e;
+    // The library refuses a failure without a code or a message: neither is ever empty.
     const code = (e as { code?: unknown }).code;
-    process.stdout.write(`${JSON.stringify(executableFailure(typeof code === 'string' ? code : 'ERR_AGENTKEYS', (e as Error).message))}\n`);
-    // Exit non-zero: the library then raises the response's code and message.
-    throw new ReportedFailure('the token was not minted (the executable response says why)');
+    const message = e instanceof Error && e.message ? e.message : String(e) || 'unknown error';
+    process.stdout.write(`${JSON.stringify(executableFailure(typeof code === 'string' && code ? code : 'ERR_AGENTKEYS', message))}\n`);
+    throw new ReportedFailure('the token was not minted (the executable response says why)', true);
   }
 }
 
