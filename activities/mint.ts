@@ -18,7 +18,7 @@ import {
   type MintOutcome,
   type MintRequest,
 } from '../workflows/mint.definitions';
-import { currentRun } from './context';
+import { currentActivity, currentRun } from './context';
 import type { ActivityDeps } from './deps';
 import { mintTarget } from './mint-targets';
 import { MintSigningError, type AuditDetails, type Exchanged, type MintTarget, type SignedToken } from './mint-targets/target';
@@ -43,7 +43,7 @@ const OUTCOME_WRITE_BACKOFF_MS = [100, 200];
  *
  * Retries: a failure before the exchange (the grants unreadable, the intent row unwritable) is
  * retryable; the retry re-reads the grants and re-writes the row under the same idem key
- * (mint:<workflow>:<run>:<phase>), so it stays single. From the exchange on, nothing is retried by
+ * (mint:<workflow>:<run>:<phase>; a hand-out's names its activity too, auditIdemKey), so it stays single. From the exchange on, nothing is retried by
  * Temporal: the exchange's own tries (the target's `attempts`) and the outcome row's write are
  * repeated here, and every failure after that is non-retryable.
  */
@@ -108,9 +108,24 @@ export function createMintActivities(deps: ActivityDeps) {
     return { allowed: true, wallet: (await findMainAddress(deps.db, caller.omniAccount)) ?? caller.omniAccount };
   }
 
+  /**
+   * The idem key of a mint's row: one per phase of the mint's run. A hand-out (req.handout) is the
+   * exception: the approval workflow runs the mint again at each poll while an approved request is
+   * not collected (a failed exchange), all in its one run, so its key names the activity too —
+   * each try its own rows, a retry of one try still the same rows. Ordinary mints keep the key
+   * they always had, so a mint in flight across a deploy writes no row twice.
+   */
+  function auditIdemKey(req: MintRequest, phase: MintAuditPhase): string {
+    if (!req.handout) {
+      const { workflowId, runId } = currentRun();
+      return `mint:${workflowId}:${runId}:${phase}`;
+    }
+    const { workflowId, runId, activityId } = currentActivity();
+    return `mint:${workflowId}:${runId}:handout-${activityId}:${phase}`;
+  }
+
   /** Appends audit rows of the mint (mint.<target>.intent or mint.<target>) in one transaction, durable when this returns. */
   async function writeAudit(req: MintRequest, rows: { phase: MintAuditPhase; details: AuditDetails }[]): Promise<void> {
-    const { workflowId, runId } = currentRun();
     try {
       await appendAuditDurably(
         deps.db,
@@ -119,7 +134,7 @@ export function createMintActivities(deps: ActivityDeps) {
           outcome: phase === 'intent' ? ('ok' as const) : phase,
           omniAccount: req.caller.omniAccount,
           requestId: req.requestId,
-          idemKey: `mint:${workflowId}:${runId}:${phase}`,
+          idemKey: auditIdemKey(req, phase),
           details,
         })),
         config.BROKER_AUDIT_WRITE_TIMEOUT_MS,
@@ -223,20 +238,22 @@ export function createMintActivities(deps: ActivityDeps) {
         bearer_hash: req.caller.bearerHash,
         http_request_id: req.httpRequestId ?? null,
       };
+      // Every row of a hand-out names its approval request.
+      const handout: AuditDetails = req.handout ? { approval_id: req.handout.approvalId } : {};
       if (!decision.allowed) {
-        await writeAudit(req, [{ phase: 'denied', details: { ...who, reason: decision.reason, grant_id: decision.grantId ?? null } }]);
+        await writeAudit(req, [{ phase: 'denied', details: { ...who, reason: decision.reason, grant_id: decision.grantId ?? null, ...handout } }]);
         return { denied: true, reason: decision.reason };
       }
       const { wallet, grant } = decision;
       const gate = grant ? await approvalGate(req, grant) : undefined;
       if (gate?.pending) return { denied: false, pending: gate.pending };
       if (gate?.refusal) {
-        await writeAudit(req, [{ phase: 'denied', details: { ...who, reason: gate.refusal, grant_id: grant?.grantId ?? null } }]);
+        await writeAudit(req, [{ phase: 'denied', details: { ...who, reason: gate.refusal, grant_id: grant?.grantId ?? null, ...handout } }]);
         return { denied: true, reason: gate.refusal };
       }
       const grantDetails = {
         ...(grant ? { grant_id: grant.grantId, child_wallet: grant.agentAddress } : { grant_id: null, child_wallet: null }),
-        ...(req.handout ? { approval_id: req.handout.approvalId } : {}),
+        ...handout,
       };
       const signed = req.signedIntent;
       const proof: AuditDetails = signed
@@ -271,7 +288,7 @@ export function createMintActivities(deps: ActivityDeps) {
             continue;
           }
           const message = f.retryable && attempt > 1 ? `${f.message} (gave up after retrying)` : f.message;
-          await writeOutcome(req, [...pending, { phase: 'failed', details: { wallet, ...f.details, error: message } }]);
+          await writeOutcome(req, [...pending, { phase: 'failed', details: { wallet, ...handout, ...f.details, error: message } }]);
           const details: MintFailureDetails = { outcome: f.outcome };
           throw ApplicationFailure.create({ type: f.type, message, nonRetryable: true, details: [details] });
         }

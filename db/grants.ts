@@ -38,16 +38,31 @@ export interface GrantRow {
   approval: ApprovalPolicy | null;
 }
 
-export type GrantStatus = 'pending' | 'active' | 'revoked' | 'declined' | 'left' | 'expired';
+export const GRANT_STATUSES = ['pending', 'active', 'revoked', 'declined', 'left', 'expired'] as const;
+export type GrantStatus = (typeof GRANT_STATUSES)[number];
+
+/**
+ * The one rule of a grant's state at a moment, read in TypeScript (grantStatus) and in SQL
+ * (statusSql, the listing's status filter): the first row that holds, in this order. Both read the
+ * same columns; `expires_at` is compared at the millisecond, as the pg driver reads it into a Date
+ * (it drops the microseconds). test/grants-listing.test.ts pins that the two agree for every state.
+ */
+const STATUS_RULES: readonly { status: GrantStatus; holds: (g: GrantRow, atMs: number) => boolean; sql: (at: string) => string }[] = [
+  { status: 'revoked', holds: (g) => !!g.revoked_at, sql: () => 'revoked_at IS NOT NULL' },
+  { status: 'declined', holds: (g) => !!g.declined_at, sql: () => 'declined_at IS NOT NULL' },
+  { status: 'left', holds: (g) => !!g.left_at, sql: () => 'left_at IS NOT NULL' },
+  { status: 'expired', holds: (g, atMs) => g.expires_at.getTime() <= atMs, sql: (at) => `date_trunc('milliseconds', expires_at) <= ${at}` },
+  { status: 'active', holds: (g) => !!g.accepted_at, sql: () => 'accepted_at IS NOT NULL' },
+  { status: 'pending', holds: () => true, sql: () => 'true' },
+];
 
 /** A grant's state at `atMs`; the first that holds of revoked, declined, left, expired, active, pending. */
 export function grantStatus(g: GrantRow, atMs: number): GrantStatus {
-  if (g.revoked_at) return 'revoked';
-  if (g.declined_at) return 'declined';
-  if (g.left_at) return 'left';
-  if (g.expires_at.getTime() <= atMs) return 'expired';
-  return g.accepted_at ? 'active' : 'pending';
+  return STATUS_RULES.find((r) => r.holds(g, atMs))?.status ?? 'pending';
 }
+
+/** SQL of a grant's state (the same rule as grantStatus), `at` naming the timestamptz parameter of the moment asked. */
+const statusSql = (at: string): string => `CASE ${STATUS_RULES.map((r) => `WHEN ${r.sql(at)} THEN '${r.status}'`).join(' ')} END`;
 
 const COLUMNS = 'grant_id, main_account, main_address, agent_address, scope, created_at, expires_at, revoked_at, accepted_at, declined_at, left_at, approval';
 
@@ -186,18 +201,42 @@ export async function findGrant(q: Queryable, grantId: string, opts: { forUpdate
   return r.rows[0];
 }
 
-/** The account's grants, newest first, every state included, at most `limit`. */
-export async function listGrantsOfAccount(q: Queryable, mainAccount: string, limit: number): Promise<GrantRow[]> {
-  const r = await q.query<GrantRow>(`SELECT ${COLUMNS} FROM grants WHERE main_account = $1 ORDER BY created_at DESC, grant_id LIMIT $2`, [mainAccount, limit]);
-  return r.rows;
+/** Whose grants a listing holds: the account's own (as main account), or those naming a wallet as agent (any owner). */
+export type GrantListing = { mainAccount: string } | { agentAddress: string };
+
+export interface GrantListOptions {
+  /** At most this many. */
+  limit: number;
+  /** Only grants in one of these states at `at` (grantStatus's rule, in SQL); every state when absent. */
+  statuses?: readonly GrantStatus[];
+  /** Only the grants after this one in the listing's order (the last grant of the previous page). */
+  before?: string;
+  /** The moment the states are taken at. */
+  at: Date;
 }
 
-/** The grants naming `agentAddress` as their agent (any owner), newest first, every state included, at most `limit`. */
-export async function listGrantsForAgent(q: Queryable, agentAddress: string, limit: number): Promise<GrantRow[]> {
-  const r = await q.query<GrantRow>(`SELECT ${COLUMNS} FROM grants WHERE agent_address = $1 ORDER BY created_at DESC, grant_id LIMIT $2`, [
-    agentAddress.toLowerCase(),
-    limit,
-  ]);
+/**
+ * The listing's grants, newest first (created_at, then grant_id, the order every page keeps), at
+ * most `limit`, filtered by state when `statuses` is given, after the grant `before` when given.
+ * Undefined when `before` names no grant of this listing (another account's or agent's included).
+ */
+export async function listGrants(q: Queryable, listing: GrantListing, opts: GrantListOptions): Promise<GrantRow[] | undefined> {
+  const [column, owner] = 'mainAccount' in listing ? ['main_account', listing.mainAccount] : ['agent_address', listing.agentAddress.toLowerCase()];
+  if (opts.before !== undefined) {
+    const cursor = await q.query(`SELECT 1 FROM grants WHERE grant_id = $1 AND ${column} = $2`, [opts.before, owner]);
+    if (!cursor.rowCount) return undefined;
+  }
+  const r = await q.query<GrantRow>(
+    `SELECT ${COLUMNS} FROM grants
+      WHERE ${column} = $1
+        AND ($3::text[] IS NULL OR ${statusSql('$4::timestamptz')} = ANY($3::text[]))
+        AND ($5::text IS NULL OR EXISTS (
+              SELECT 1 FROM grants c WHERE c.grant_id = $5
+                 AND (grants.created_at < c.created_at OR (grants.created_at = c.created_at AND grants.grant_id > c.grant_id))))
+      ORDER BY created_at DESC, grant_id
+      LIMIT $2`,
+    [owner, opts.limit, opts.statuses ? [...opts.statuses] : null, opts.at, opts.before ?? null],
+  );
   return r.rows;
 }
 

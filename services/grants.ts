@@ -19,12 +19,13 @@ import {
   findGrant,
   grantStatus,
   insertGrant,
-  listGrantsForAgent,
-  listGrantsOfAccount,
+  listGrants,
   markGrantAccepted,
   revokeGrant,
+  type GrantListing,
   type GrantRow,
   type GrantScope,
+  type GrantStatus,
 } from '../db/grants';
 import { withTransaction, type Db } from '../db/pool';
 import { consumeProof } from '../db/used-signatures';
@@ -257,12 +258,33 @@ export function createGrantService(deps: GrantServiceDeps) {
       }
     },
 
-    /** The account's grants (role main) or the grants naming the caller's wallet as agent (role agent). */
-    async list(caller: GrantCaller, role: 'main' | 'agent', limit: number): Promise<GrantRow[]> {
-      if (role === 'main') return listGrantsOfAccount(db, caller.omniAccount, limit);
-      const wallet = await callerWallet(caller);
-      if (!wallet) throw new BrokerError('forbidden', 'this session has no EVM wallet; log in with the agent wallet to list the grants that name it');
-      return listGrantsForAgent(db, wallet, limit);
+    /**
+     * The account's grants (role main) or the grants naming the caller's wallet as agent (role
+     * agent), newest first; only those in `statuses` when given, only those after the grant
+     * `before` (the last of the previous page) when given — a grant of this same listing, else a
+     * 400. `atMs` is the moment the states were taken at: the answer shows each grant's state then.
+     */
+    async list(
+      caller: GrantCaller,
+      role: 'main' | 'agent',
+      opts: { limit: number; statuses?: readonly GrantStatus[]; before?: string },
+    ): Promise<{ grants: GrantRow[]; atMs: number }> {
+      let listing: GrantListing;
+      if (role === 'main') listing = { mainAccount: caller.omniAccount };
+      else {
+        const wallet = await callerWallet(caller);
+        if (!wallet) throw new BrokerError('forbidden', 'this session has no EVM wallet; log in with the agent wallet to list the grants that name it');
+        listing = { agentAddress: wallet };
+      }
+      const atMs = now();
+      const grants = await listGrants(db, listing, { ...opts, at: new Date(atMs) });
+      if (!grants) {
+        throw new BrokerError(
+          'bad_request',
+          `before names no grant of this listing (role=${role}): pass the grant_id of the last grant of the previous page of the same listing`,
+        );
+      }
+      return { grants, atMs };
     },
 
     /** The agent wallet accepts a pending grant with its signature over acceptanceMessage (each signature once). */

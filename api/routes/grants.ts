@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createEvmSignatureVerifier } from '../../adapters/evm-signature';
-import { grantStatus, type GrantRow } from '../../db/grants';
+import { GRANT_STATUSES, grantStatus, type GrantRow } from '../../db/grants';
 import { BrokerError } from '../../lib/errors';
 import { grantScopeSchema, MINT_TARGETS } from '../../activities/mint-targets';
 import { APPROVAL_TIMEOUT_DEFAULT_SECONDS, APPROVAL_TIMEOUT_MAX_SECONDS } from '../../lib/approvals';
@@ -74,7 +74,7 @@ const approvalPolicyView = z.object({
   notify_email_proven_at: z.number().int().optional().describe('unix seconds: when notify_email was proven; without it the address is never mailed'),
 });
 
-const STATUSES = ['pending', 'active', 'revoked', 'declined', 'left', 'expired'] as const;
+const STATUSES = GRANT_STATUSES;
 
 const grantView = z.object({
   grant_id: z.string(),
@@ -94,6 +94,15 @@ type GrantView = z.infer<typeof grantView>;
 
 const LIST_MAX = 200;
 
+/**
+ * GET /v1/grants?status=: one or more states, comma-separated (`status=pending,active`) or the
+ * parameter repeated (`status=pending&status=active`); an unknown state is a 400.
+ */
+const statusFilter = z
+  .union([z.string(), z.array(z.string())])
+  .transform((v) => [...new Set((Array.isArray(v) ? v : [v]).flatMap((s) => s.split(',')).map((s) => s.trim()))])
+  .pipe(z.array(z.enum(STATUSES, { error: (i) => `status ${JSON.stringify(i.input)} is unknown: one or more of ${STATUSES.join(', ')}` })).min(1));
+
 const unix = (d: Date): number => Math.floor(d.getTime() / 1000);
 const unixOrNull = (d: Date | null): number | null => (d ? unix(d) : null);
 
@@ -104,8 +113,9 @@ export default async function grantRoutes(appBase: FastifyInstance) {
   const grants = createGrantService({ config, secrets, db, now, verifier: createEvmSignatureVerifier(config.BROKER_EVM_RPC_URL) });
   const acceptPerIp = app.requestLimit({ name: 'grant_accept:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
 
-  function view(g: GrantRow): GrantView {
-    const status = grantStatus(g, now());
+  /** The grant as answered: its state at `atMs` (a listing's: the moment its filter was applied). */
+  function view(g: GrantRow, atMs = now()): GrantView {
+    const status = grantStatus(g, atMs);
     return {
       grant_id: g.grant_id,
       main_address: g.main_address,
@@ -176,20 +186,30 @@ export default async function grantRoutes(appBase: FastifyInstance) {
       preHandler: app.requireAuth,
       schema: {
         tags: ['grants'],
-        summary: 'Grants of this account (role=main, default) or naming this wallet as agent (role=agent), newest first, every state included',
-        description: `At most \`limit\` (1-${LIST_MAX}, default 100) grants. role=agent needs a session of the agent wallet (wallet login, or a TEE login with that EVM identity).`,
+        summary: 'Grants of this account (role=main, default) or naming this wallet as agent (role=agent), newest first; every state unless status filters',
+        description:
+          `At most \`limit\` (1-${LIST_MAX}, default 100) grants, newest first (created_at, then grant_id). ` +
+          `\`status\`: only grants in one of these states, comma-separated or the parameter repeated (${STATUSES.join(', ')}); an unknown state is a 400. ` +
+          'Anyone can offer any wallet a grant, so an agent lists what it can act on with status=pending (offers) or status=active. ' +
+          '`before`: a grant_id of this same listing, usually the last grant of the previous page; the answer holds only the grants after it ' +
+          '(older, in this order), so pages never overlap or skip. A grant_id that is not in this listing (another account’s, or malformed) is a 400. ' +
+          'The last page is one with fewer than `limit` grants. ' +
+          'role=agent needs a session of the agent wallet (wallet login, or a TEE login with that EVM identity).',
         security: [{ bearer: [] }],
         querystring: z.object({
           role: z.enum(['main', 'agent'], { error: () => 'role must be main or agent' }).default('main'),
           limit: z.coerce.number().int().min(1, 'limit must be at least 1').max(LIST_MAX, `limit must be at most ${LIST_MAX}`).default(100),
+          status: statusFilter.optional(),
+          before: grantIdSchema.optional(),
         }),
         response: { 200: z.object({ grants: z.array(grantView) }), 403: errorBody, ...commonErrors },
       },
     },
     async (request) => {
       const auth = authOf(request.auth);
-      const { role, limit } = request.query;
-      return { grants: (await grants.list(auth, role, limit)).map(view) };
+      const { role, limit, status, before } = request.query;
+      const listed = await grants.list(auth, role, { limit, ...(status ? { statuses: status } : {}), ...(before ? { before } : {}) });
+      return { grants: listed.grants.map((g) => view(g, listed.atMs)) };
     },
   );
 
