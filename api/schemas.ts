@@ -1,3 +1,4 @@
+import { CanonicalJsonError, canonicalJson } from '../lib/canonical-json';
 import { BrokerError } from '../lib/errors';
 import type { FastifySchemaCompiler } from 'fastify';
 import { validatorCompiler as zodValidatorCompiler } from 'fastify-type-provider-zod';
@@ -59,6 +60,48 @@ export const validatorCompiler: FastifySchemaCompiler<z.ZodType> = (route) => {
     return nul && typeof nul === 'object' && 'error' in nul && nul.error ? nul : validate(data);
   };
 };
+
+/**
+ * A refinement for free-form JSON a route passes on whole (into a workflow's input, whose payload
+ * converter writes it with the recursive JSON.stringify): nesting past CANONICAL_VALUE_MAX_DEPTH
+ * (128) is an issue on that field, a 400 before anything is started or written. The same bound and
+ * the same walk, without recursion, as the canonical form that bounds signed mint intents
+ * (lib/canonical-json.ts, docs/security.md "Second review, item 6").
+ */
+export function refuseDeepNesting(value: unknown, ctx: z.RefinementCtx): void {
+  try {
+    canonicalJson(value);
+  } catch (e) {
+    if (!(e instanceof CanonicalJsonError)) throw e;
+    ctx.addIssue({ code: 'custom', message: `is ${e.message}` });
+  }
+}
+
+/**
+ * What one line of text shown to a person may not hold: C0 controls (U+0000–U+001F: ESC, CR, LF and
+ * TAB included), DEL (U+007F), C1 controls (U+0080–U+009F, among them CSI, which some terminals read
+ * as ESC [), the Unicode line and paragraph separators (U+2028, U+2029) and the invisible bidi
+ * characters: embeddings and overrides (U+202A–U+202E), isolates (U+2066–U+2069), which reorder what
+ * is shown after them, and marks (U+061C, U+200E, U+200F). The same set the CLI escapes when it shows
+ * text from elsewhere (cli/terminal-text.ts).
+ */
+const NOT_ONE_LINE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
+/**
+ * A refinement for a text another party reads in a terminal or a page (an agent's approval
+ * `reason`): one line, refused with an issue naming the first offending character and where it is.
+ */
+export function oneLineText(field: string): (value: string, ctx: z.RefinementCtx) => void {
+  return (value, ctx) => {
+    const m = NOT_ONE_LINE.exec(value);
+    if (!m) return;
+    const code = (m[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0');
+    ctx.addIssue({
+      code: 'custom',
+      message: `${field} must be one line of plain text: U+${code} at character ${m.index + 1} is refused (no control characters — tab, CR and LF included — DEL, line separators or bidi controls)`,
+    });
+  };
+}
 
 export const errorBody = z.object({ error: z.string(), message: z.string() }).passthrough().describe('error');
 

@@ -3,7 +3,7 @@ import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
 import { withTransaction, type Db } from '../db/pool';
 import { insertRefreshToken, lockRefreshToken, markRefreshTokenUsed, revokeRefreshFamily } from '../db/refresh-tokens';
-import { insertSession, revokeSessions, sessionCreatedAt } from '../db/sessions';
+import { insertSession, lockSession, revokeSessions } from '../db/sessions';
 import type { Config } from '../lib/config';
 import { hmacHex } from '../lib/digest';
 import { BrokerError } from '../lib/errors';
@@ -18,8 +18,8 @@ import type { RefreshedSession, RefreshTokenAnswer } from './schemas';
  * with a `session.refresh_reuse` audit row. Every refusal is the same 401 and changes nothing but
  * that revocation. Each function is one transaction with its audit row.
  *
- * Checks here: every rule of refresh tokens (once per session, the family's age, spent, revoked
- * or expired tokens). The route checks only the body's form and the bearer's kind.
+ * Checks here: every rule of refresh tokens (once per session and only while the session is live,
+ * the family's age, spent, revoked or expired tokens). The route checks only the body's form and the bearer's kind.
  */
 export interface RefreshDeps {
   config: Config;
@@ -45,8 +45,11 @@ export async function claimRefreshToken(
   const familyId = randomBytes(16).toString('hex');
   const now = Date.now();
   const started = await withTransaction(deps.db, async (tx) => {
-    const issued = await sessionCreatedAt(tx, auth.jti);
-    if (!issued) throw new BrokerError('unauthorized', 'session has been logged out');
+    // Locked, and live: a logout that committed since the bearer was checked refuses the claim here,
+    // and one still running waits for this claim and then ends the family it starts (services/sessions.ts).
+    const session = await lockSession(tx, auth.jti);
+    if (!session || session.revoked_at) throw new BrokerError('unauthorized', 'session has been logged out');
+    const issued = session.created_at;
     if (issued.getTime() + deps.config.BROKER_REFRESH_MAX_SECONDS * 1000 <= now)
       throw new BrokerError('conflict', 'this session is too old to start renewing; log in again');
     const fresh = await insertRefreshToken(tx, {

@@ -45,6 +45,17 @@ export async function revokeSessions(q: Queryable, jtis: string[]): Promise<numb
   return r.rowCount ?? 0;
 }
 
+/**
+ * The session's row, locked until the transaction ends; undefined when there is none. A claim of
+ * its refresh token and its logout (or revocation by id) each take this lock first, so they run
+ * one after the other: a claim never starts a family for a session a logout already ended, and a
+ * logout sees the family a claim before it started.
+ */
+export async function lockSession(q: Queryable, jti: string): Promise<{ created_at: Date; revoked_at: Date | null } | undefined> {
+  const r = await q.query<{ created_at: Date; revoked_at: Date | null }>('SELECT created_at, revoked_at FROM sessions WHERE jti = $1 FOR UPDATE', [jti]);
+  return r.rows[0];
+}
+
 /** When the session was issued (its row), if it exists. */
 export async function sessionCreatedAt(q: Queryable, jti: string): Promise<Date | undefined> {
   const r = await q.query<{ created_at: Date }>('SELECT created_at FROM sessions WHERE jti = $1', [jti]);

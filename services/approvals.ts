@@ -23,8 +23,6 @@ import {
 } from '../db/approvals';
 import { findGrant, grantStatus } from '../db/grants';
 import { withTransaction, type Db } from '../db/pool';
-import { refreshFamilyStartOfSession } from '../db/refresh-tokens';
-import { sessionCreatedAt } from '../db/sessions';
 import { consumeProof, isProofUsed } from '../db/used-signatures';
 import {
   approvalRequestHash,
@@ -38,9 +36,10 @@ import type { Config } from '../lib/config';
 import { sha256Hex } from '../lib/digest';
 import { BrokerError } from '../lib/errors';
 import { parseEoaSignature, SignatureFormatError } from '../lib/wallet-message';
+import { REAUTH_SECONDS, requireRecentLogin } from './sessions';
 
-/** A session decides without a wallet signature only when its login is at most this old (docs/approvals.md says why 5 minutes). */
-export const APPROVAL_REAUTH_SECONDS = 300;
+/** A session decides without a wallet signature only when its login is at most this old (services/sessions.ts requireRecentLogin; docs/approvals.md says why 5 minutes). */
+export const APPROVAL_REAUTH_SECONDS = REAUTH_SECONDS;
 /** The one-time proof purpose of a decision's signature (db/used-signatures.ts). */
 const DECISION_PROOF_PURPOSE = 'approval-decision';
 
@@ -142,19 +141,8 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
   async function freshSessionProof(caller: ApprovalDecider): Promise<ApprovalDecisionInput['proof']> {
     if (caller.wallet)
       throw new BrokerError('bad_request', "a wallet account decides with its wallet: send signature, the EIP-712 signature of the request's typed data");
-    if (caller.kind !== 'session' || !caller.jti)
-      throw new BrokerError('forbidden', 'a TEE bearer cannot decide without a wallet signature; sign in to the broker, then decide within 5 minutes');
-    const login = (await refreshFamilyStartOfSession(db, caller.jti)) ?? (await sessionCreatedAt(db, caller.jti));
-    if (!login) throw new BrokerError('unauthorized', 'session has been logged out');
-    if (now() - login.getTime() > APPROVAL_REAUTH_SECONDS * 1000)
-      throw new BrokerError(
-        'unauthorized',
-        `deciding without a wallet signature needs a login at most ${APPROVAL_REAUTH_SECONDS} s old: sign in again, then decide`,
-        {
-          body: { reauthenticate: true },
-        },
-      );
-    return { via: 'fresh-session', session_hash: sha256Hex(`session\n${caller.jti}`).slice(0, 32), auth_time: unix(login) };
+    const { jti, loginAt } = await requireRecentLogin({ db, now }, caller, { what: 'deciding without a wallet signature', then: 'decide' });
+    return { via: 'fresh-session', session_hash: sha256Hex(`session\n${jti}`).slice(0, 32), auth_time: unix(loginAt) };
   }
 
   return {

@@ -7,15 +7,26 @@
  * digest its audit rows carry, never the jti).
  *
  * Checks here: that a broker session token is live (liveSessionClaims: the one check of a session,
- * for a bearer and for a session shown as a proof); whether the session or TEE token was already
- * revoked; that a session named for revocation belongs to the caller's account. That a bearer is
- * valid is checked before the logout (api/plugins/auth.ts, through liveSessionClaims).
+ * for a bearer and for a session shown as a proof); that its login is recent (requireRecentLogin:
+ * the one check of a recent login, for approvals, passkey registration and device approval);
+ * whether the session or TEE token was already revoked; that a session named for revocation
+ * belongs to the caller's account. That a bearer is valid is checked before the logout
+ * (api/plugins/auth.ts, through liveSessionClaims).
  */
 import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
 import { withTransaction, type Db, type Queryable } from '../db/pool';
-import { refreshFamilyOfSession, revokeRefreshFamily } from '../db/refresh-tokens';
-import { isSessionLive, listLiveSessionsOfAccount, revokeSession, revokeSessions, revokeTeeToken, type LiveSessionRow } from '../db/sessions';
+import { refreshFamilyOfSession, refreshFamilyStartOfSession, revokeRefreshFamily } from '../db/refresh-tokens';
+import {
+  isSessionLive,
+  listLiveSessionsOfAccount,
+  lockSession,
+  revokeSession,
+  revokeSessions,
+  revokeTeeToken,
+  sessionCreatedAt,
+  type LiveSessionRow,
+} from '../db/sessions';
 import { findUserByOmni, listWallets, type UserRow, type WalletRow } from '../db/users';
 import { hmacHex } from '../lib/digest';
 import { BrokerError } from '../lib/errors';
@@ -50,6 +61,50 @@ export async function liveSessionClaims(
   }
 }
 
+/**
+ * How old a login may be for what a stolen bearer must not do on its own: decide an approval
+ * without a wallet signature (services/approvals.ts), add a passkey, approve a device
+ * (docs/security.md "A recent login binds a passkey or a device"). Five minutes: docs/approvals.md
+ * says why.
+ */
+export const REAUTH_SECONDS = 300;
+
+/** What the caller was doing, for the refusal: e.g. `{ what: 'adding a passkey', then: 'add it' }`. */
+export interface RecentLoginAction {
+  /** A gerund phrase: "adding a passkey". */
+  what: string;
+  /** What to do once signed in again: "add it". */
+  then: string;
+}
+
+/**
+ * The one check of a recent login: the bearer is a broker session whose login is at most
+ * REAUTH_SECONDS old — a refreshed session counts from its refresh family's first login, so
+ * refreshing does not renew it. A TEE bearer carries no login time (no iat): 403. A logged-out
+ * session: 401. A login too old: 401 `unauthorized` with
+ * `reauthenticate: true` ("… needs a login at most 300 s old: sign in again, then …"), which the
+ * console reads as "offer to sign in again" rather than "signed out". Reads only; changes nothing.
+ * Answers the session and when its login was.
+ */
+export async function requireRecentLogin(
+  deps: { db: Db; now?: () => number },
+  caller: { kind: 'session' | 'tee'; jti?: string },
+  action: RecentLoginAction,
+): Promise<{ jti: string; loginAt: Date }> {
+  if (caller.kind !== 'session' || !caller.jti)
+    throw new BrokerError(
+      'forbidden',
+      `${action.what} needs a broker session, and a TEE bearer cannot show when its login was: sign in to the broker, then ${action.then} within 5 minutes`,
+    );
+  const login = (await refreshFamilyStartOfSession(deps.db, caller.jti)) ?? (await sessionCreatedAt(deps.db, caller.jti));
+  if (!login) throw new BrokerError('unauthorized', 'session has been logged out');
+  if ((deps.now ?? Date.now)() - login.getTime() > REAUTH_SECONDS * 1000)
+    throw new BrokerError('unauthorized', `${action.what} needs a login at most ${REAUTH_SECONDS} s old: sign in again, then ${action.then}`, {
+      body: { reauthenticate: true },
+    });
+  return { jti: caller.jti, loginAt: login };
+}
+
 /** The bearer being logged out (api/dependencies.ts AuthContext has this shape). */
 export type LogoutCaller =
   | { kind: 'session'; omniAccount: string; jti: string; method?: string }
@@ -61,8 +116,14 @@ export async function describeAccount(deps: { db: Db }, omniAccount: string): Pr
   return { user, wallets };
 }
 
-/** Logout of a session ends its refresh family: the refresh token in hand and the sessions it issued. */
+/**
+ * Logout of a session ends its refresh family: the refresh token in hand and the sessions it issued.
+ * It locks the session's row first, as a claim of its refresh token does (api/session-refresh.ts),
+ * so a claim in flight either commits first, and its family is read and ended here, or waits and
+ * then finds the session revoked.
+ */
 export async function revokeFamilyOfSession(tx: Queryable, jti: string): Promise<number> {
+  await lockSession(tx, jti);
   const family = await refreshFamilyOfSession(tx, jti);
   return family ? revokeSessions(tx, await revokeRefreshFamily(tx, family)) : 0;
 }

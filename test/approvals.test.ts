@@ -22,6 +22,7 @@ import {
   type Holder,
   type Pending,
 } from './approval-client';
+import { spyWorkflowStarts } from './adversarial-probes';
 import { deviceCode, pollToken, verify } from './device-client';
 import { devMail, uniqueEmail } from './email-login-client';
 import { startStack, type TestStack } from './harness';
@@ -227,6 +228,58 @@ void describe('notify_email must be an address the holder proved it controls', (
       [],
       'the unproven address was mailed',
     );
+  });
+});
+
+void describe("the agent's reason is one line of plain text", () => {
+  void test('control characters (C0 with tab, CR and LF; DEL; C1), line separators and bidi overrides are a 400 naming the field; nothing is opened', async () => {
+    const cases: [string, string][] = [
+      ['ESC', 'ok\u001b[2J\u001b[Happroved'],
+      ['CR', 'deploy\rapproved by the holder'],
+      ['LF', 'deploy\nagentkeys approve'],
+      ['TAB', 'deploy\tnow'],
+      ['BEL', 'ring\u0007'],
+      ['DEL', 'x\u007f'],
+      ['C1 CSI', 'x\u009b2J'],
+      ['C1 NEL', 'x\u0085y'],
+      ['LINE SEPARATOR', 'x\u2028y'],
+      ['RLO', 'invoice \u202egnp.exe'],
+      ['LRE', '\u202ax'],
+      ['PDF', 'x\u202c'],
+      ['RLI', 'x\u2067y\u2069'],
+      ['FSI', '\u2068x'],
+      ['RLM', 'x\u200f'],
+      ['ALM', 'x\u061cy'],
+    ];
+    // What a mint request writes: an approvals row, its approval.request row, mint rows (the expiring request's own expiry may land meanwhile).
+    const written = async () =>
+      (
+        await stack.db.query<{ approvals: number; audit: number }>(
+          `SELECT (SELECT count(*)::int FROM approvals) AS approvals,
+                  (SELECT count(*)::int FROM audit_log WHERE event = 'approval.request' OR event LIKE 'mint.%') AS audit`,
+        )
+      ).rows[0];
+    const before = await written();
+    const starts = spyWorkflowStarts(stack.temporal);
+    try {
+      for (const [name, reason] of cases) {
+        const res = await stack.request('POST', '/v1/mint-oidc-jwt', { token: agent.token, body: { reason } });
+        assert.equal(res.status, 400, `${name}: ${res.text}`);
+        const body = res.body as { error: string; message: string };
+        assert.equal(body.error, 'bad_request', name);
+        assert.match(body.message, /^body\.reason: reason must be one line of plain text: U\+[0-9A-F]{4} at character \d+ is refused/, name);
+        const code = (reason.match(/[^\x20-\x7e]/)?.[0]?.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0');
+        assert.ok(body.message.includes(`U+${code}`), `${name}: ${body.message}`);
+      }
+      assert.equal(starts.count(), 0, 'a mint or approval flow was started');
+    } finally {
+      starts.restore();
+    }
+    assert.deepEqual(await written(), before, 'a refused reason wrote rows');
+    // Printable text in any script, emoji and punctuation is one line, and is kept as sent.
+    const plain = 'déployer le build — «nightly» 🚀 (ticket #42); 日本語 OK';
+    const p = await requestMint(stack, agent, { reason: plain });
+    assert.equal((await viewOf(stack, holder, p.approval_id)).reason, plain);
   });
 });
 

@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { AkFlow } from '../lib/search-attributes';
+import { REAUTH_SECONDS } from '../services/sessions';
 import { DEVICE_AUTHORIZATION_ID_PREFIX } from '../workflows/device-authorization.definitions';
+import { ageLogins } from './approval-client';
 import { startStack, type TestStack } from './harness';
 import { deviceCode, deviceRows, lookUp, otherUserCode, pollError, pollToken, signedIn, verify } from './device-client';
 
@@ -127,6 +129,41 @@ void describe('device authorization grant', () => {
     assert.equal(got.status, 200, got.text);
     assert.equal((got.body as { omni_account: string }).omni_account, winners[0]?.omni_account);
     assert.deepEqual(await deviceRows(stack.db), { sessions: before.sessions + 1, audit: before.audit + 1 });
+  });
+
+  void test('approving needs a login at most 300 s old (as an approval without a signature does): older is 401 reauthenticate, nothing recorded; denying does not', async () => {
+    const person = await signedIn(stack);
+    const dc = await deviceCode(stack);
+    const handle = stack.temporal.workflow.getHandle(DEVICE_AUTHORIZATION_ID_PREFIX + requestIdOf(dc.device_code));
+    await ageLogins(stack, person.omni_account, REAUTH_SECONDS + 10);
+    const before = await deviceRows(stack.db);
+    const events = (await handle.fetchHistory()).events?.length;
+    const stale = await verify(stack, person.token, dc.user_code);
+    assert.equal(stale.status, 401, stale.text);
+    const body = stale.body as { error: string; message: string; reauthenticate?: unknown };
+    assert.equal(body.error, 'unauthorized');
+    assert.equal(body.reauthenticate, true, stale.text);
+    assert.match(body.message, /approving a device needs a login at most 300 s old: sign in again, then approve it/);
+    assert.equal((await handle.fetchHistory()).events?.length, events, 'the request saw a decision');
+    assert.deepEqual(await deviceRows(stack.db), before);
+    assert.equal(await pollError(stack, dc.device_code), 'authorization_pending');
+    // The session still works, and still shows what the code asks for.
+    assert.equal((await lookUp(stack, person.token, dc.user_code)).status, 200);
+
+    // A login 290 s old approves; the device gets its session.
+    await ageLogins(stack, person.omni_account, REAUTH_SECONDS - 10);
+    const approved = await verify(stack, person.token, dc.user_code);
+    assert.equal(approved.status, 200, approved.text);
+    const got = await pollToken(stack, dc.device_code);
+    assert.equal(got.status, 200, got.text);
+    assert.equal((got.body as { omni_account: string }).omni_account, person.omni_account);
+
+    // Denying binds nothing: a stale login may still turn a code away.
+    const other = await deviceCode(stack);
+    await ageLogins(stack, person.omni_account, REAUTH_SECONDS + 10);
+    const denied = await verify(stack, person.token, other.user_code, 'deny');
+    assert.equal(denied.status, 200, denied.text);
+    assert.equal(await pollError(stack, other.device_code), 'access_denied');
   });
 
   void test('no session: looking up or approving without a bearer is 401 and the request stays pending', async () => {

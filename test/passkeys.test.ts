@@ -5,6 +5,10 @@ import { decodeJwt } from 'jose';
 import { verifyAuditChain } from '../db/audit-query';
 import type { Db } from '../db/pool';
 import { deriveOmniAccount } from '../lib/omni';
+import { REAUTH_SECONDS } from '../services/sessions';
+import { PASSKEY_CEREMONY_ID_PREFIX } from '../workflows/passkey-ceremony.definitions';
+import { spyWorkflowStarts } from './adversarial-probes';
+import { ageLogins } from './approval-client';
 import type { LoginSessionBody } from './email-login-client';
 import { startStack, type TestStack } from './harness';
 import { walletLogin } from './mint-client';
@@ -288,6 +292,82 @@ void describe('passkeys: refusals (a clear 4xx and nothing changed)', () => {
     ]);
     assert.equal(removed.rowCount, 1);
     await refused('/v1/session/passkey', { response: a.assert((await loginOptions()).options, { origin }) }, 401, 'unauthorized', /not registered/);
+  });
+});
+
+void describe('passkeys: a recent login adds one (the freshness approvals ask for)', () => {
+  void test('registration options for a login older than 300 s: 401 reauthenticate, nothing started or written; 290 s old and a new login are served', async () => {
+    const owner = await walletLogin(stack);
+    await ageLogins(stack, owner.omni_account, REAUTH_SECONDS + 10);
+    const starts = spyWorkflowStarts(stack.temporal);
+    try {
+      const before = await counts(stack.db);
+      const res = await stack.request('POST', '/v1/passkeys/registration/options', { token: owner.token });
+      assert.equal(res.status, 401, res.text);
+      const body = res.body as { error: string; message: string; reauthenticate?: unknown };
+      assert.equal(body.error, 'unauthorized');
+      assert.equal(body.reauthenticate, true, res.text);
+      assert.match(body.message, /adding a passkey needs a login at most 300 s old: sign in again, then add it/);
+      assert.equal(starts.count(), 0, 'a ceremony was started');
+      assert.deepEqual(await counts(stack.db), before, 'a refused request wrote rows');
+      // The session itself still works: only this step wants a recent login.
+      assert.equal((await stack.request('GET', '/v1/passkeys', { token: owner.token })).status, 200);
+    } finally {
+      starts.restore();
+    }
+
+    await ageLogins(stack, owner.omni_account, REAUTH_SECONDS - 10);
+    const a = new SoftAuthenticator();
+    const o = await registrationOptions(owner.token);
+    // The check is at the options: a challenge issued to a recent login may be answered within its window (5 s here).
+    await ageLogins(stack, owner.omni_account, REAUTH_SECONDS + 10);
+    await ok('POST', '/v1/passkeys/registration', 201, { token: owner.token, body: { response: a.register(o.options, { origin }) } });
+
+    // Signing in again (any method) makes a recent login of the same account.
+    const again = await walletLogin(stack, owner.wallet);
+    assert.equal(again.omni_account, owner.omni_account);
+    const b = new SoftAuthenticator();
+    const o2 = await registrationOptions(again.token);
+    await ok('POST', '/v1/passkeys/registration', 201, { token: again.token, body: { response: b.register(o2.options, { origin }) } });
+  });
+});
+
+void describe('passkeys: nesting', () => {
+  /** The body's JSON text with `DEEP` (JSON.stringify cannot write it) where the marker string is. */
+  const DEEP = '['.repeat(10_000) + ']'.repeat(10_000);
+  const withDeep = (body: unknown): string => JSON.stringify(body).replace('"__deep__"', DEEP);
+  const historyLength = async (requestId: string) =>
+    (await stack.temporal.workflow.getHandle(PASSKEY_CEREMONY_ID_PREFIX + requestId).fetchHistory()).events?.length ?? 0;
+
+  void test('a response nested 10,000 deep (under the body limit) is a 400 at both answer routes; nothing reaches the ceremony, whose challenge still works', async () => {
+    const owner = await walletLogin(stack);
+    const a = new SoftAuthenticator();
+    const o = await registrationOptions(owner.token);
+    const response = a.register(o.options, { origin });
+    const events = await historyLength(o.request_id);
+    const before = await counts(stack.db);
+    for (const deep of [
+      { ...response, clientExtensionResults: { credProps: '__deep__' } },
+      { ...response, response: { ...response.response, extra: '__deep__' } },
+    ]) {
+      const text = withDeep({ response: deep });
+      assert.ok(text.length < 32 * 1024, `${text.length} bytes: under the passkey body limit`);
+      const res = await stack.request('POST', '/v1/passkeys/registration', { token: owner.token, body: text });
+      assert.equal(res.status, 400, res.text);
+      assert.equal((res.body as { error: string }).error, 'bad_request', res.text);
+      assert.match((res.body as { message: string }).message, /^body\.response: is nested deeper than 128 levels/);
+    }
+    assert.equal(await historyLength(o.request_id), events, 'the ceremony saw an Update');
+    assert.deepEqual(await counts(stack.db), before, 'a refused request wrote rows');
+    await ok('POST', '/v1/passkeys/registration', 201, { token: owner.token, body: { response } });
+
+    const s = await signupOptions();
+    const signup = a.register(s.options, { origin });
+    const signupEvents = await historyLength(s.request_id);
+    const res = await stack.request('POST', '/v1/session/passkey', { body: withDeep({ response: { ...signup, clientExtensionResults: { x: '__deep__' } } }) });
+    assert.equal(res.status, 400, res.text);
+    assert.equal(await historyLength(s.request_id), signupEvents, 'the sign-up ceremony saw an Update');
+    await ok('POST', '/v1/session/passkey', 200, { body: { response: signup } });
   });
 });
 

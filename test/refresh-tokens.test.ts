@@ -7,7 +7,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { claimRefreshToken } from '../api/session-refresh';
+import { BrokerError } from '../lib/errors';
 import { buildStatelessWalletMessage } from '../lib/wallet-message';
+import { logout } from '../services/sessions';
 import { assertRefused, assertUnchanged, dbSnapshot } from './adversarial-probes';
 import { startStack, type TestStack } from './harness';
 import { newWallet, nowSeconds } from './wallet-client';
@@ -46,6 +49,22 @@ async function claim(token: string): Promise<string> {
 
 const refresh = (refresh_token: string) => stack.request('POST', '/v1/session/refresh', { body: { refresh_token } });
 const me = async (token: string) => (await stack.request('GET', '/v1/session/me', { token })).status;
+
+/** The session id (jti) a broker session token carries. */
+const jtiOf = (token: string): string => (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { jti: string }).jti;
+
+const refreshRowsOfSession = async (jti: string): Promise<number> =>
+  Number((await stack.db.query<{ n: string }>('SELECT count(*) AS n FROM refresh_tokens WHERE session_jti = $1', [jti])).rows[0]?.n);
+
+/** Waits until `n` statements of this test's database wait on a lock, or `done()` says the waiting is moot. */
+async function lockWaiters(n: number, done: () => boolean = () => false): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    const r = await stack.db.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+    if (Number(r.rows[0]?.n) >= n || done()) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  assert.fail(`${n} statement(s) never waited on a lock`);
+}
 
 async function auditEvents(omni: string): Promise<{ event: string; outcome: string }[]> {
   const r = await stack.db.query<{ event: string; outcome: string }>('SELECT event, outcome FROM audit_log WHERE omni_account = $1 ORDER BY seq', [omni]);
@@ -149,6 +168,58 @@ void describe('refresh tokens', () => {
     const z = await login();
     const claims = await Promise.all([1, 2, 3].map(() => stack.request('POST', '/v1/session/refresh_token', { token: z.token })));
     assert.deepEqual(claims.map((c) => c.status).sort(), [201, 409, 409]);
+  });
+
+  void test('a claim for a session logged out after its bearer was checked is 401 and starts no family', async () => {
+    // The race: the claim passes the bearer check, the owner logs out (no family yet, so only the
+    // session is revoked), then the claim's transaction runs. Played in that order, deterministically.
+    const { token, omni } = await login();
+    const jti = jtiOf(token);
+    const captured = { omniAccount: omni, jti, method: 'wallet' as const };
+    await logout(stack.deps, { kind: 'session', omniAccount: omni, jti }, 'test-logout');
+    const before = await dbSnapshot(stack.db);
+    await assert.rejects(claimRefreshToken(stack.deps, captured, 'test-claim'), (e: unknown) => {
+      assert.ok(e instanceof BrokerError, String(e));
+      assert.equal(e.kind, 'unauthorized');
+      assert.match(e.message, /logged out/);
+      return true;
+    });
+    await assertUnchanged(stack.db, before, 'a claim for a logged-out session');
+    assert.equal(await refreshRowsOfSession(jti), 0);
+    // Over HTTP the bearer itself is refused.
+    assertRefused(await stack.request('POST', '/v1/session/refresh_token', { token }), 401, 'unauthorized', /logged out/);
+    assert.equal(await refreshRowsOfSession(jti), 0);
+    assert.equal((await auditEvents(omni)).filter((e) => e.event === 'session.refresh_claim').length, 0);
+  });
+
+  void test('a claim in flight when the session logs out: the two queue on the session row, and the logout ends the family the claim started', async () => {
+    const { token, omni } = await login();
+    const jti = jtiOf(token);
+    // Hold the session's row so the claim (already past the bearer check) and then the logout queue behind it, in that order.
+    const holder = await stack.db.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM sessions WHERE jti = $1 FOR UPDATE', [jti]);
+      let claimed: Awaited<ReturnType<TestStack['request']>> | undefined;
+      const claiming = stack.request('POST', '/v1/session/refresh_token', { token }).then((r) => (claimed = r));
+      await lockWaiters(1, () => claimed !== undefined);
+      const loggingOut = stack.request('POST', '/v1/session/logout', { token });
+      await lockWaiters(claimed ? 1 : 2);
+      await holder.query('COMMIT');
+      const [c, out] = await Promise.all([claiming, loggingOut]);
+      assert.equal(c.status, 201, c.text);
+      assert.equal(out.status, 204, out.text);
+      const refreshToken = (c.body as { refresh_token: string }).refresh_token;
+      assertRefused(await refresh(refreshToken), 401, 'unauthorized', /revoked/, 'the refresh token claimed just before the logout');
+      assert.equal(await me(token), 401);
+      assert.deepEqual(
+        (await auditEvents(omni)).map((e) => e.event).filter((e) => e.startsWith('session.')),
+        ['session.refresh_claim', 'session.logout'],
+      );
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      holder.release();
+    }
   });
 
   void test('idle and absolute expiry: refused, nothing changes; logout ends the family', async () => {

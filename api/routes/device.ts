@@ -19,6 +19,7 @@ import {
   type DeviceAuthorizationInput,
   type RegisterDeviceCodeResult,
 } from '../../workflows/device-authorization.definitions';
+import { REAUTH_SECONDS, requireRecentLogin } from '../../services/sessions';
 import { toBrokerError } from '../flow-errors';
 import { issueSession } from '../session-issue';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
@@ -306,7 +307,8 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
         tags: ['device'],
         summary: 'Approve or deny a device (RFC 8628 §3.3): the device gets a session of this account',
         description:
-          'Any session. The first decision wins: a second (by anyone) is 409. 404 for a code that is unknown, expired or malformed. ' +
+          `Approving needs a broker session whose login is at most ${REAUTH_SECONDS} s old (else 401 with reauthenticate: true, before the code is looked up; ` +
+          'a TEE bearer 403); denying, any session. The first decision wins: a second (by anyone) is 409. 404 for a code that is unknown, expired or malformed. ' +
           'An approval records a login of this account (method device, its own session and audit row) that the device collects once.',
         body: z.object({ user_code: z.string().max(64), action: z.enum(['approve', 'deny'], 'action must be "approve" or "deny"') }),
         response: { 200: z.object({ status: z.enum(['approved', 'denied']) }), 403: errorBody, 404: errorBody, 409: errorBody, ...commonErrors },
@@ -316,6 +318,9 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
       const auth = request.auth;
       if (!auth) throw new BrokerError('unauthorized', 'not authenticated');
       const { action } = request.body;
+      // An approval signs a device in for the session's lifetime, out of reach of this bearer's logout:
+      // only a recent login may approve (services/sessions.ts). Denying binds nothing and needs none.
+      if (action === 'approve') await requireRecentLogin({ db: app.deps.db, now: app.deps.now }, auth, { what: 'approving a device', then: 'approve it' });
       return onRequest(request, request.body.user_code, async (workflowId) => {
         const r = await app.driveFlow(
           () => temporal.workflow.getHandle(workflowId).executeUpdate(deviceDecisionUpdate, { args: [{ action, omni_account: auth.omniAccount }] }),

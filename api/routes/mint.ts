@@ -16,12 +16,16 @@ import { MINT_ID_PREFIX, MintActivityFailure, type MintCaller, type MintRequest,
 import type { mintWorkflow } from '../../workflows/mint';
 import { MINT_TARGETS, type MintTarget } from '../../activities/mint-targets';
 import { bearerToken } from '../plugins/auth';
-import { commonErrors, errorBody, grantIdSchema } from '../schemas';
+import { commonErrors, errorBody, grantIdSchema, oneLineText } from '../schemas';
 import { APPROVAL_REASON_MAX_LENGTH } from '../../lib/approvals';
 import { approvalPendingBody, pendingAnswer } from './approvals';
 
-/** The agent's stated reason for the holder (docs/approvals.md). */
-const reasonSchema = z.string().max(APPROVAL_REASON_MAX_LENGTH, `reason must be at most ${APPROVAL_REASON_MAX_LENGTH} characters`).optional();
+/** The agent's stated reason for the holder (docs/approvals.md): one line, shown in the holder's terminal and console. */
+const reasonSchema = z
+  .string()
+  .max(APPROVAL_REASON_MAX_LENGTH, `reason must be at most ${APPROVAL_REASON_MAX_LENGTH} characters`)
+  .superRefine(oneLineText('reason'))
+  .optional();
 
 /** A mint that has not finished by then is abandoned (the caller gets `unavailable`). */
 const MINT_TIMEOUT = '1 minute';

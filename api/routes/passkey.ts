@@ -10,6 +10,8 @@ import { LOGIN_METHODS } from '../../lib/login-methods';
 import { omniAccountOf } from '../../lib/omni';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
 import { accountForRegistration, listAccountPasskeys, removePasskey } from '../../services/passkeys';
+import { REAUTH_SECONDS, requireRecentLogin } from '../../services/sessions';
+import type { AuthContext } from '../dependencies';
 import type { passkeyCeremonyWorkflow } from '../../workflows/passkey-ceremony';
 import {
   openPasskeyChallengeUpdate,
@@ -21,7 +23,7 @@ import {
   type SubmitPasskeyResponseInput,
 } from '../../workflows/passkey-ceremony.definitions';
 import { issueSession } from '../session-issue';
-import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
+import { commonErrors, errorBody, loginSessionSchema, refuseDeepNesting } from '../schemas';
 
 /** Passkey requests are small JSON: a credential response is a few hundred bytes to a few KiB. */
 const BODY_LIMIT = 32 * 1024;
@@ -29,23 +31,26 @@ const B64URL = /^[A-Za-z0-9_-]*$/;
 const b64url = (max: number) => z.string().max(max).regex(B64URL, 'must be base64url');
 
 /** The browser's PublicKeyCredential as JSON (what @simplewebauthn/browser or PublicKeyCredential.toJSON() gives). */
-const credentialSchema = z.object({
-  id: b64url(1366).min(16, 'id is too short'),
-  rawId: b64url(1366),
-  type: z.literal('public-key'),
-  response: z
-    .object({
-      clientDataJSON: b64url(8192),
-      attestationObject: b64url(16384).optional(),
-      authenticatorData: b64url(8192).optional(),
-      signature: b64url(1024).optional(),
-      userHandle: b64url(128).nullish(),
-      transports: z.array(z.string().max(32)).max(16).optional(),
-    })
-    .passthrough(),
-  clientExtensionResults: z.record(z.string(), z.unknown()).default({}),
-  authenticatorAttachment: z.string().max(32).optional(),
-});
+const credentialSchema = z
+  .object({
+    id: b64url(1366).min(16, 'id is too short'),
+    rawId: b64url(1366),
+    type: z.literal('public-key'),
+    response: z
+      .object({
+        clientDataJSON: b64url(8192),
+        attestationObject: b64url(16384).optional(),
+        authenticatorData: b64url(8192).optional(),
+        signature: b64url(1024).optional(),
+        userHandle: b64url(128).nullish(),
+        transports: z.array(z.string().max(32)).max(16).optional(),
+      })
+      .passthrough(),
+    clientExtensionResults: z.record(z.string(), z.unknown()).default({}),
+    authenticatorAttachment: z.string().max(32).optional(),
+  })
+  // It goes whole into the ceremony's Update: bounded nesting, or Temporal's payload converter overflows (a 500).
+  .superRefine(refuseDeepNesting);
 const nameSchema = z.string().trim().min(1).max(64).optional().describe('a name to tell this passkey apart, e.g. "Laptop"');
 const passkeySchema = z.object({
   id: z.string(),
@@ -116,10 +121,11 @@ export default async function passkeyRoutes(appBase: FastifyInstance) {
     return app.driveFlow(() => handle.executeUpdate(submitPasskeyResponseUpdate, { args: [{ ...submission, response: body }] }), unknownChallenge());
   }
 
-  const account = (request: FastifyRequest): string => {
+  const bearer = (request: FastifyRequest): AuthContext => {
     if (!request.auth) throw new BrokerError('unauthorized', 'not authenticated');
-    return request.auth.omniAccount;
+    return request.auth;
   };
+  const account = (request: FastifyRequest): string => bearer(request).omniAccount;
   const registrationOptions = (userHandle: string, userName: string, exclude: string[] = []) =>
     generateRegistrationOptions({
       rpName: config.BROKER_PASSKEY_RP_NAME,
@@ -142,13 +148,17 @@ export default async function passkeyRoutes(appBase: FastifyInstance) {
       schema: {
         tags: ['passkeys'],
         summary: 'Options to add a passkey to this account (navigator.credentials.create)',
-        description: `The challenge can be answered once, within ${ttlSeconds} s, at POST /v1/passkeys/registration.`,
-        response: { 200: optionsAnswer, ...commonErrors },
+        description:
+          `A broker session whose login is at most ${REAUTH_SECONDS} s old (else 401 with reauthenticate: true; a TEE bearer 403). ` +
+          `The challenge can be answered once, within ${ttlSeconds} s, at POST /v1/passkeys/registration.`,
+        response: { 200: optionsAnswer, 403: errorBody, ...commonErrors },
       },
     },
     async (request) => {
       await challengePerIp(request);
       const omniAccount = account(request);
+      // A passkey outlives every session: only a recent login may add one (services/sessions.ts).
+      await requireRecentLogin({ db, now: app.deps.now }, bearer(request), { what: 'adding a passkey', then: 'add it' });
       const acct = await accountForRegistration({ db }, omniAccount);
       const userHandle = acct.userHandle ?? randomBytes(32).toString('base64url');
       const options = await registrationOptions(userHandle, acct.label, acct.credentialIds);

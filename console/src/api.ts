@@ -50,6 +50,9 @@ export class ApiError extends Error {
   }
 }
 
+/** The broker asks only for a more recent sign-in (401 with reauthenticate: true): the session still works. */
+export const asksForRecentSignIn = (e: unknown): boolean => e instanceof ApiError && e.status === 401 && e.body.reauthenticate === true;
+
 /**
  * One call; answers the parsed body, throws ApiError with the broker's {error, message}. A 401
  * signs the console out, except one that asks only for a more recent login (reauthenticate: the

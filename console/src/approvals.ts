@@ -1,5 +1,5 @@
 import type { ApprovalRequestFields } from '../../lib/approvals';
-import { ApiError, call } from './api';
+import { ApiError, asksForRecentSignIn, call } from './api';
 import { actionButton, h, message, when } from './dom';
 import { connectWallet, injectedWallet, signTypedData, withDomainType, type TypedData } from './wallet';
 
@@ -68,7 +68,7 @@ function refusal(e: unknown, host: ApprovalsHost): HTMLElement[] {
     if (code === 4001) return [message('error', 'The wallet declined to sign: nothing was decided.')];
     throw e;
   }
-  if (e.status === 401 && e.body.reauthenticate === true) {
+  if (asksForRecentSignIn(e)) {
     const again = h('button', { type: 'button' }, 'Sign in again');
     again.addEventListener('click', () => host.signInAgain('/console/approvals'));
     return [

@@ -1,4 +1,4 @@
-import { ApiError, call, forgetSession, keepSession, session, type Session } from './api';
+import { ApiError, asksForRecentSignIn, call, forgetSession, keepSession, session, type Session } from './api';
 import { ProofError, verifyProofInBrowser, type AuditProof, type Jwk } from './proof';
 import { createPasskey, getPasskey, passkeysAvailable } from './passkey';
 import { approvalsPage } from './approvals';
@@ -246,11 +246,30 @@ async function accountPage(): Promise<HTMLElement[]> {
   ];
 }
 
+/**
+ * The broker's "sign in again" refusal (a step that wants a sign-in at most 5 minutes old: adding a
+ * passkey, approving a device): what happened and a button that signs in again and comes back to `next`.
+ */
+function recentSignInNeeded(text: string, next: string): HTMLElement[] {
+  const again = h('button', { type: 'button' }, 'Sign in again');
+  again.addEventListener('click', () => signInAgain(next));
+  return [message('error', text), again];
+}
+
 function passkeysCard(list: Passkeys): HTMLElement {
   const out = h('div');
   const name = h('input', { type: 'text', name: 'passkey_name', maxlength: '64', placeholder: 'e.g. Laptop', autocomplete: 'off' });
   const add = actionButton('Add a passkey', out, async () => {
-    const o = await call<Issued>('POST', '/v1/passkeys/registration/options');
+    let o: Issued;
+    try {
+      o = await call<Issued>('POST', '/v1/passkeys/registration/options');
+    } catch (e) {
+      if (!asksForRecentSignIn(e)) throw e;
+      out.replaceChildren(
+        ...recentSignInNeeded('Your sign-in is more than 5 minutes old. To add a passkey, sign in again, then add it: nothing was added.', '/console/account'),
+      );
+      return;
+    }
     const response = await createPasskey(o.options);
     await call('POST', '/v1/passkeys/registration', { response, ...(name.value.trim() ? { name: name.value.trim() } : {}) });
     await render();
@@ -522,7 +541,19 @@ function devicePage(prefill: string): HTMLElement[] {
       action === 'approve' ? 'Approve' : 'Deny',
       out,
       async () => {
-        const r = await call<{ status: string }>('POST', '/v1/device/verify', { user_code: userCode, action });
+        let r: { status: string };
+        try {
+          r = await call<{ status: string }>('POST', '/v1/device/verify', { user_code: userCode, action });
+        } catch (e) {
+          if (!asksForRecentSignIn(e)) throw e;
+          out.replaceChildren(
+            ...recentSignInNeeded(
+              'Your sign-in is more than 5 minutes old. To approve a device, sign in again, then approve it: nothing was approved.',
+              `/console/device?user_code=${encodeURIComponent(userCode)}`,
+            ),
+          );
+          return;
+        }
         details.replaceChildren(
           message('ok', r.status === 'approved' ? 'Approved: the device is signed in to this account.' : 'Denied: the device gets nothing.'),
         );

@@ -14,6 +14,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { AnchorResult } from '../../workflows/audit-anchor.definitions';
 import { API_CSP } from '../../api/plugins/security-headers';
 import { CONSOLE_CSP } from '../../api/plugins/console';
+import { ageLogins } from '../approval-client';
 import { deviceCode, otherUserCode, pollError, pollToken } from '../device-client';
 import { codeFromMail, uniqueEmail, wrongCode } from '../email-login-client';
 import { startGoogleStack, type GoogleStack } from '../google-login-client';
@@ -351,6 +352,47 @@ void describe('the console in Chromium', () => {
       .first()
       .waitFor();
     assert.equal(await pollError(stack, denied.device_code), 'access_denied');
+  });
+});
+
+void describe('the console in Chromium: a step that wants a recent sign-in', () => {
+  void test('device: with a sign-in more than 5 minutes old, Approve says to sign in again and approves nothing; signed in again, the link brings the code back and it approves', async () => {
+    const dc = await deviceCode(stack, { client_id: 'agentkeys-cli' });
+    const link = new URL(dc.verification_uri_complete);
+    // A wallet signs in as often as asked (an email code has its resend cooldown).
+    const tab = await openTab(newWallet());
+    const { page } = tab;
+    await page.goto(`${link.pathname}${link.search}`);
+    await signInByWallet(tab);
+    await page.locator('#device input[name=user_code]').waitFor();
+    const stored = await page.evaluate<string | null>("sessionStorage.getItem('agentkeys.console.session')");
+    const omni = (JSON.parse(stored ?? '{}') as { omni_account?: string }).omni_account;
+    assert.ok(omni, 'no session in the tab');
+    // Every session of this account signed in 10 minutes ago.
+    await ageLogins(stack, omni, 600);
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByText('agentkeys-cli').waitFor();
+    await page.getByRole('button', { name: 'Approve' }).click();
+    const alert = page.locator('#device [role=alert]');
+    await alert.waitFor();
+    assert.match(await alert.innerText(), /more than 5 minutes old\. To approve a device, sign in again/);
+    assert.equal(await pollError(stack, dc.device_code), 'authorization_pending');
+    assert.equal(await page.locator('#nav').isVisible(), true, 'the refusal signed the console out');
+
+    await page.getByRole('button', { name: 'Sign in again' }).click();
+    await page.getByRole('button', { name: 'Sign in with wallet' }).waitFor();
+    await signInByWallet(tab);
+    await page.waitForURL('**/console/device?user_code=*');
+    await page.locator('#device input[name=user_code]').waitFor();
+    assert.equal(await page.locator('#device input[name=user_code]').inputValue(), dc.user_code);
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByText('agentkeys-cli').waitFor();
+    await page.getByRole('button', { name: 'Approve' }).click();
+    await page.getByText('Approved: the device is signed in').waitFor();
+    const got = await pollToken(stack, dc.device_code);
+    assert.equal(got.status, 200, got.text);
+    assert.equal((got.body as { omni_account: string }).omni_account, omni);
+    assert.deepEqual(await tab.cspViolations(), []);
   });
 });
 

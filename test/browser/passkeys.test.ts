@@ -14,6 +14,7 @@ import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { ageLogins } from '../approval-client';
 import { latestCode, uniqueEmail } from '../email-login-client';
 import { startStack, type TestStack } from '../harness';
 import { PHONE, shoot } from './screenshots';
@@ -51,7 +52,15 @@ before(async () => {
   [own, origin, foreign, foreignOrigin] = [a.server, a.origin, b.server, b.origin];
   [browser, stack] = await Promise.all([
     chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--host-resolver-rules=MAP localhost 127.0.0.1'] }),
-    startStack({ env: { BROKER_PUBLIC_URL: origin, BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000' } }),
+    // One person signs in by email twice in a row (a sign-in too old to add a passkey, then again): no resend cooldown.
+    startStack({
+      env: {
+        BROKER_PUBLIC_URL: origin,
+        BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000',
+        BROKER_EMAIL_RESEND_COOLDOWN_SECONDS: '0',
+        BROKER_RATE_LIMIT_EMAIL_PER_NETWORK_PER_HOUR: '100',
+      },
+    }),
   ]);
   brokerPort = Number(new URL(stack.url).port);
 });
@@ -87,17 +96,22 @@ async function openTab(baseURL = origin): Promise<Page> {
 
 const count = async (sql: string, args: unknown[] = []): Promise<number> => Number((await stack.db.query<{ n: string }>(sql, args)).rows[0]?.n);
 
+/** Signs `email` in on the sign-in page with its emailed code; ends on the account page. */
+async function signInByEmail(page: Page, email: string): Promise<void> {
+  await page.locator('#email input[name=email]').fill(email);
+  await page.getByRole('button', { name: 'Send code' }).click();
+  await page.locator('#email input[name=code]').waitFor();
+  await page.locator('#email input[name=code]').fill(await latestCode(stack, email));
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await page.waitForURL('**/console/account');
+}
+
 void describe('passkeys in the console (Chromium, virtual authenticator)', () => {
   void test('add a passkey on the account page, sign out, sign in with it (same account, method passkey), then remove it', async () => {
     const page = await openTab();
     const email = uniqueEmail('console-passkey');
     await page.goto('/console/');
-    await page.locator('#email input[name=email]').fill(email);
-    await page.getByRole('button', { name: 'Send code' }).click();
-    await page.locator('#email input[name=code]').waitFor();
-    await page.locator('#email input[name=code]').fill(await latestCode(stack, email));
-    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
-    await page.waitForURL('**/console/account');
+    await signInByEmail(page, email);
     const omni = await page.locator('#omni').innerText();
 
     await page.locator('input[name=passkey_name]').fill('Laptop');
@@ -123,6 +137,33 @@ void describe('passkeys in the console (Chromium, virtual authenticator)', () =>
     await page.locator('#passkeys li').getByRole('button', { name: 'Remove' }).click();
     await page.getByText('No passkey on this account.').waitFor();
     assert.equal(await count('SELECT count(*) AS n FROM passkeys WHERE omni_account = $1', [omni]), 0);
+    assert.deepEqual(await page.evaluate<string[]>('window.__csp'), []);
+  });
+
+  void test('a sign-in more than 5 minutes old: Add a passkey says to sign in again and adds nothing; signed in again, it adds one', async () => {
+    const page = await openTab();
+    const email = uniqueEmail('console-passkey-stale');
+    const signIn = () => signInByEmail(page, email);
+    await page.goto('/console/');
+    await signIn();
+    const omni = await page.locator('#omni').innerText();
+    // Every session of this account signed in 10 minutes ago.
+    await ageLogins(stack, omni, 600);
+    await page.getByRole('button', { name: 'Add a passkey' }).click();
+    const alert = page.locator('[role=alert]');
+    await alert.waitFor();
+    assert.match(await alert.innerText(), /more than 5 minutes old\. To add a passkey, sign in again/);
+    assert.equal(await count('SELECT count(*) AS n FROM passkeys WHERE omni_account = $1', [omni]), 0);
+    // The refusal does not sign the console out.
+    assert.equal(await page.locator('#nav').isVisible(), true);
+
+    await page.getByRole('button', { name: 'Sign in again' }).click();
+    await page.locator('#email input[name=email]').waitFor();
+    await signIn();
+    assert.equal(await page.locator('#omni').innerText(), omni);
+    await page.getByRole('button', { name: 'Add a passkey' }).click();
+    await page.locator('#passkeys li').waitFor();
+    assert.equal(await count('SELECT count(*) AS n FROM passkeys WHERE omni_account = $1', [omni]), 1);
     assert.deepEqual(await page.evaluate<string[]>('window.__csp'), []);
   });
 
