@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
 import { withTransaction, type Db } from '../db/pool';
-import { insertRefreshToken, lockRefreshToken, markRefreshTokenUsed, revokeRefreshFamily } from '../db/refresh-tokens';
+import { familyOfRefreshToken, insertRefreshToken, lockRefreshFamily, lockRefreshToken, markRefreshTokenUsed, revokeRefreshFamily } from '../db/refresh-tokens';
 import { insertSession, lockSession, revokeSessions } from '../db/sessions';
 import type { Config } from '../lib/config';
 import { hmacHex } from '../lib/digest';
@@ -84,6 +84,9 @@ export async function refreshSession(deps: RefreshDeps, presented: string, reque
   const { config, secrets } = deps;
   const digest = digestOf(secrets, presented);
   const outcome = await withTransaction(deps.db, async (tx): Promise<Outcome> => {
+    // The family's lock first (a logout of any of its sessions takes it too), then the token's.
+    const family = await familyOfRefreshToken(tx, digest);
+    if (family) await lockRefreshFamily(tx, family);
     const row = await lockRefreshToken(tx, digest);
     if (!row) return { ok: false, message: 'unknown refresh token; log in again' };
     if (row.revoked_at) return { ok: false, message: 'this refresh token has been revoked; log in again' };

@@ -27,6 +27,21 @@ export async function insertRefreshToken(
 }
 
 /** The token's row, locked until the transaction ends (concurrent presentations of one token queue here). */
+/**
+ * Serialises the changes of one refresh family until the transaction ends: a refresh (which adds a
+ * token and a session to the family) and a revocation of the family (logout, reuse) take it first,
+ * so a revocation never misses a token a refresh was adding meanwhile.
+ */
+export async function lockRefreshFamily(q: Queryable, familyId: string): Promise<void> {
+  await q.query(`SELECT pg_advisory_xact_lock(hashtextextended('refresh_family:' || $1, 0))`, [familyId]);
+}
+
+/** The family of a token, read without a lock (to take the family's lock before the token's). */
+export async function familyOfRefreshToken(q: Queryable, digest: string): Promise<string | undefined> {
+  const r = await q.query<{ family_id: string }>('SELECT family_id FROM refresh_tokens WHERE token_digest = $1', [digest]);
+  return r.rows[0]?.family_id;
+}
+
 export async function lockRefreshToken(q: Queryable, digest: string): Promise<RefreshTokenRow | undefined> {
   const r = await q.query<RefreshTokenRow>('SELECT * FROM refresh_tokens WHERE token_digest = $1 FOR UPDATE', [digest]);
   return r.rows[0];

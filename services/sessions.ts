@@ -16,7 +16,7 @@
 import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
 import { withTransaction, type Db, type Queryable } from '../db/pool';
-import { refreshFamilyOfSession, refreshFamilyStartOfSession, revokeRefreshFamily } from '../db/refresh-tokens';
+import { lockRefreshFamily, refreshFamilyOfSession, refreshFamilyStartOfSession, revokeRefreshFamily } from '../db/refresh-tokens';
 import {
   isSessionLive,
   listLiveSessionsOfAccount,
@@ -120,12 +120,17 @@ export async function describeAccount(deps: { db: Db }, omniAccount: string): Pr
  * Logout of a session ends its refresh family: the refresh token in hand and the sessions it issued.
  * It locks the session's row first, as a claim of its refresh token does (api/session-refresh.ts),
  * so a claim in flight either commits first, and its family is read and ended here, or waits and
- * then finds the session revoked.
+ * then finds the session revoked; then the family's lock, as a refresh does, so a refresh in flight
+ * either commits first, and what it added is ended here too, or waits and finds its token revoked.
  */
 export async function revokeFamilyOfSession(tx: Queryable, jti: string): Promise<number> {
   await lockSession(tx, jti);
   const family = await refreshFamilyOfSession(tx, jti);
-  return family ? revokeSessions(tx, await revokeRefreshFamily(tx, family)) : 0;
+  if (!family) return 0;
+  // A refresh of the family in flight has committed by the time this lock is held, and the
+  // statements below see the token and session it added; a later one waits and finds the family revoked.
+  await lockRefreshFamily(tx, family);
+  return revokeSessions(tx, await revokeRefreshFamily(tx, family));
 }
 
 /**

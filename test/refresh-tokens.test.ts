@@ -222,6 +222,37 @@ void describe('refresh tokens', () => {
     }
   });
 
+  void test('a refresh in flight when an older session of its family logs out: the logout ends what the refresh added too', async () => {
+    const { token: first } = await login();
+    const r1 = await claim(first);
+    const renewed = await refresh(r1);
+    assert.equal(renewed.status, 200, renewed.text);
+    const { token: second, refresh_token: r2 } = renewed.body as { token: string; refresh_token: string };
+    assert.equal(await me(first), 200, 'the first session lives on beside the refreshed one');
+    // Hold r2's row: the refresh of r2 queues on it, then the logout of the first session queues behind the refresh.
+    const holder = await stack.db.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM refresh_tokens WHERE session_jti = $1 FOR UPDATE', [jtiOf(second)]);
+      let refreshed: Awaited<ReturnType<TestStack['request']>> | undefined;
+      const refreshing = refresh(r2).then((r) => (refreshed = r));
+      await lockWaiters(1, () => refreshed !== undefined);
+      const loggingOut = stack.request('POST', '/v1/session/logout', { token: first });
+      await lockWaiters(refreshed ? 1 : 2);
+      await holder.query('COMMIT');
+      const [got, out] = await Promise.all([refreshing, loggingOut]);
+      assert.equal(out.status, 204, out.text);
+      assert.equal(got.status, 200, got.text);
+      const third = got.body as { token: string; refresh_token: string };
+      assert.equal(await me(third.token), 401, 'the session the refresh added outlived the logout of its family');
+      assertRefused(await refresh(third.refresh_token), 401, 'unauthorized', /revoked/, 'the refresh token the refresh added');
+      assert.equal(await me(second), 401);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      holder.release();
+    }
+  });
+
   void test('idle and absolute expiry: refused, nothing changes; logout ends the family', async () => {
     const idle = await login();
     const it = await claim(idle.token);
