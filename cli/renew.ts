@@ -32,7 +32,11 @@ export async function withRefreshToken(session: ProfileSession): Promise<Profile
 
 const due = (s: ProfileSession, now: number) => s.expires_at - RENEW_MARGIN_SECONDS <= now && !!s.refresh_token && (s.refresh_expires_at ?? 0) > now;
 
-async function withLock<T>(profile: string, fn: () => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` holding the profile's renewal lock (a directory beside the session): renewal, the
+ * credential cache's write and logout take it, so none writes over what another just changed.
+ */
+export async function withLock<T>(profile: string, fn: () => Promise<T>): Promise<T> {
   const lock = join(profileDir(profile), 'renew.lock');
   const t0 = Date.now();
   for (;;) {

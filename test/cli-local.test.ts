@@ -625,6 +625,55 @@ void describe('agentkeys CLI: mint aws --credential-process while another proces
       await broker.close();
     }
   });
+
+  void test('a logout during a renewal: it waits for the renewal, logs out the renewed session, and no session comes back', async () => {
+    let arrived!: () => void;
+    let release!: () => void;
+    const arrival = new Promise<void>((r) => (arrived = r));
+    const released = new Promise<void>((r) => (release = r));
+    let refreshAnswered = false;
+    let logoutAfterRefresh: boolean | undefined;
+    const broker = await brokerStandIn({
+      'POST /v1/session/refresh': async () => {
+        arrived();
+        await released;
+        refreshAnswered = true;
+        return {
+          status: 200,
+          body: {
+            token: 'tok_1',
+            token_type: 'Bearer',
+            expires_at: nowSeconds() + 43200,
+            omni_account: OMNI,
+            refresh_token: 'akr_1',
+            refresh_expires_at: nowSeconds() + 86400,
+          },
+        };
+      },
+      'POST /v1/session/logout': () => {
+        logoutAfterRefresh = refreshAnswered;
+        return { status: 204 };
+      },
+    });
+    try {
+      const file = await loggedIn('race-logout-renew', broker.url);
+      await writeFile(file, JSON.stringify({ ...(JSON.parse(await readFile(file, 'utf8')) as object), expires_at: nowSeconds() + 60 }), { mode: 0o600 });
+      const p = ['--profile', 'race-logout-renew'];
+      const renewing = runCli([...p, 'token']);
+      await arrival;
+      const loggingOut = runCli([...p, 'logout']);
+      // The logout waits on the renewal's lock; let it try for a moment before the renewal answers.
+      await new Promise((r) => setTimeout(r, 300));
+      release();
+      const [renewed, out] = await Promise.all([renewing, loggingOut]);
+      assert.equal(renewed.code, 0, renewed.stderr);
+      assert.equal(out.code, 0, out.stderr);
+      assert.equal(logoutAfterRefresh, true, 'the logout went out while the renewal was still in flight');
+      await assert.rejects(stat(file), { code: 'ENOENT' }, 'the renewal brought back the session logout removed');
+    } finally {
+      await broker.close();
+    }
+  });
 });
 
 /** Control characters other than the newline, and the Unicode direction controls: none may reach a terminal raw. */

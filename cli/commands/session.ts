@@ -5,6 +5,7 @@ import { BrokerClient } from '../broker-client';
 import { CliError, NotLoggedInError, ReportedFailure } from '../errors';
 import { CliContext, DEFAULT_BROKER_URL } from '../context';
 import { displayIdentity } from '../identity';
+import { withLock } from '../renew';
 import { describeStore, listProfiles, loginStoreChoice, readProfileRecord } from '../session-store';
 
 export function whoamiCommand(): Command {
@@ -29,17 +30,24 @@ export function logoutCommand(): Command {
     .description('revoke the session at the broker, then forget it here (the profile keeps its broker URL)')
     .action(async (_o: object, cmd: Command) => {
       const ctx = await CliContext.open(cmd);
-      const stored = ctx.record ? await (await ctx.store()).load(ctx.profile) : undefined;
-      if (!stored) throw new NotLoggedInError(`profile "${ctx.profile}" is not logged in`);
-      let revoked = true;
-      try {
-        await new BrokerClient(ctx.explicitBrokerUrl ?? stored.broker_url, stored.token).call('POST', '/v1/session/logout', { auth: true });
-      } catch (e) {
-        // Already expired or revoked: nothing left to revoke; forget it all the same.
-        if (!(e instanceof NotLoggedInError)) throw e;
-        revoked = false;
-      }
-      await ctx.forget();
+      const store = await ctx.store();
+      if (!(ctx.record ? await store.load(ctx.profile) : undefined)) throw new NotLoggedInError(`profile "${ctx.profile}" is not logged in`);
+      // Under the renewal lock: a renewal in flight finishes first and its session is the one logged
+      // out here; none can write the session back after it is forgotten.
+      const revoked = await withLock(ctx.profile, async () => {
+        const stored = await store.load(ctx.profile);
+        if (!stored) return false;
+        let done = true;
+        try {
+          await new BrokerClient(ctx.explicitBrokerUrl ?? stored.broker_url, stored.token).call('POST', '/v1/session/logout', { auth: true });
+        } catch (e) {
+          // Already expired or revoked: nothing left to revoke; forget it all the same.
+          if (!(e instanceof NotLoggedInError)) throw e;
+          done = false;
+        }
+        await ctx.forget();
+        return done;
+      });
       ctx.print(
         { profile: ctx.profile, revoked, forgotten: true },
         revoked ? `Logged out (profile ${ctx.profile}).` : `The session had already ended at the broker; forgot it (profile ${ctx.profile}).`,
