@@ -118,18 +118,21 @@ export async function describeAccount(deps: { db: Db }, omniAccount: string): Pr
 
 /**
  * Logout of a session ends its refresh family: the refresh token in hand and the sessions it issued.
- * It locks the session's row first, as a claim of its refresh token does (api/session-refresh.ts),
- * so a claim in flight either commits first, and its family is read and ended here, or waits and
- * then finds the session revoked; then the family's lock, as a refresh does, so a refresh in flight
+ * It locks the session's row, as a claim of its refresh token does (api/session-refresh.ts), so a
+ * claim in flight either commits first, and its family is read and ended here, or waits and then
+ * finds the session revoked; and the family's lock, as a refresh does, so a refresh in flight
  * either commits first, and what it added is ended here too, or waits and finds its token revoked.
  */
 export async function revokeFamilyOfSession(tx: Queryable, jti: string): Promise<number> {
+  // The family's lock before the session's row: a refresh, or a replay that revokes the family and
+  // its sessions, takes them in that order, so the two cannot wait on each other.
+  const known = await refreshFamilyOfSession(tx, jti);
+  if (known) await lockRefreshFamily(tx, known);
   await lockSession(tx, jti);
-  const family = await refreshFamilyOfSession(tx, jti);
+  // Read again: a claim that committed while this waited for the session's row started the family.
+  const family = known ?? (await refreshFamilyOfSession(tx, jti));
   if (!family) return 0;
-  // A refresh of the family in flight has committed by the time this lock is held, and the
-  // statements below see the token and session it added; a later one waits and finds the family revoked.
-  await lockRefreshFamily(tx, family);
+  if (!known) await lockRefreshFamily(tx, family);
   return revokeSessions(tx, await revokeRefreshFamily(tx, family));
 }
 

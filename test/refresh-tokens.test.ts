@@ -253,6 +253,36 @@ void describe('refresh tokens', () => {
     }
   });
 
+  void test('a replayed token and a logout of the same family at once: they queue, neither deadlocks, both answer', async () => {
+    const { token: first } = await login();
+    const spent = await claim(first);
+    const renewed = await refresh(spent);
+    assert.equal(renewed.status, 200, renewed.text);
+    const family = (await stack.db.query<{ family_id: string }>('SELECT family_id FROM refresh_tokens WHERE session_jti = $1', [jtiOf(first)])).rows[0]
+      ?.family_id;
+    assert.ok(family);
+    // Hold the family's lock: the replay queues on it first, then the logout of the first session.
+    const holder = await stack.db.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT pg_advisory_xact_lock(hashtextextended('refresh_family:' || $1, 0))`, [family]);
+      let replayed: Awaited<ReturnType<TestStack['request']>> | undefined;
+      const replaying = refresh(spent).then((r) => (replayed = r));
+      await lockWaiters(1, () => replayed !== undefined);
+      const loggingOut = stack.request('POST', '/v1/session/logout', { token: first });
+      await lockWaiters(replayed ? 1 : 2);
+      await holder.query('COMMIT');
+      const [replay, out] = await Promise.all([replaying, loggingOut]);
+      assertRefused(replay, 401, 'unauthorized', /already used/, 'the replayed token');
+      assert.equal(out.status, 204, out.text);
+      assert.equal(await me(first), 401);
+      assert.equal(await me((renewed.body as { token: string }).token), 401);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      holder.release();
+    }
+  });
+
   void test('idle and absolute expiry: refused, nothing changes; logout ends the family', async () => {
     const idle = await login();
     const it = await claim(idle.token);
