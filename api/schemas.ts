@@ -1,5 +1,6 @@
 import { CanonicalJsonError, canonicalJson } from '../lib/canonical-json';
 import { BrokerError } from '../lib/errors';
+import { LAYOUT_CHARACTER } from '../lib/plain-text';
 import type { FastifySchemaCompiler } from 'fastify';
 import { validatorCompiler as zodValidatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -78,22 +79,13 @@ export function refuseDeepNesting(value: unknown, ctx: z.RefinementCtx): void {
 }
 
 /**
- * What one line of text shown to a person may not hold: C0 controls (U+0000–U+001F: ESC, CR, LF and
- * TAB included), DEL (U+007F), C1 controls (U+0080–U+009F, among them CSI, which some terminals read
- * as ESC [), the Unicode line and paragraph separators (U+2028, U+2029) and the invisible bidi
- * characters: embeddings and overrides (U+202A–U+202E), isolates (U+2066–U+2069), which reorder what
- * is shown after them, and marks (U+061C, U+200E, U+200F). The same set the CLI escapes when it shows
- * text from elsewhere (cli/terminal-text.ts).
- */
-const NOT_ONE_LINE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
-
-/**
  * A refinement for a text another party reads in a terminal or a page (an agent's approval
- * `reason`): one line, refused with an issue naming the first offending character and where it is.
+ * `reason`): one line, none of lib/plain-text.ts's layout characters, refused with an issue naming
+ * the first one and where it is.
  */
 export function oneLineText(field: string): (value: string, ctx: z.RefinementCtx) => void {
   return (value, ctx) => {
-    const m = NOT_ONE_LINE.exec(value);
+    const m = LAYOUT_CHARACTER.exec(value);
     if (!m) return;
     const code = (m[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0');
     ctx.addIssue({

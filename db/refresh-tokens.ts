@@ -26,7 +26,6 @@ export async function insertRefreshToken(
   return (r.rowCount ?? 0) > 0;
 }
 
-/** The token's row, locked until the transaction ends (concurrent presentations of one token queue here). */
 /**
  * Serialises the changes of one refresh family until the transaction ends: a refresh (which adds a
  * token and a session to the family) and a revocation of the family (logout, reuse) take it first,
@@ -42,6 +41,7 @@ export async function familyOfRefreshToken(q: Queryable, digest: string): Promis
   return r.rows[0]?.family_id;
 }
 
+/** The token's row, locked until the transaction ends (concurrent presentations of one token queue here). */
 export async function lockRefreshToken(q: Queryable, digest: string): Promise<RefreshTokenRow | undefined> {
   const r = await q.query<RefreshTokenRow>('SELECT * FROM refresh_tokens WHERE token_digest = $1 FOR UPDATE', [digest]);
   return r.rows[0];

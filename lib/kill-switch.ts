@@ -33,6 +33,9 @@ export const ROLE_POLICY_MAX_CHARS = 10_240;
 
 export const KILL_SWITCH_POLICY_NAME = 'agentkeys-kill-switch';
 
+/** Clock skew allowed between the broker, STS and IAM, in every bound of the kill switch. */
+const SKEW_SECONDS = 300;
+
 export interface KillSwitchPolicy {
   /** The policy document (JSON text), or undefined when nothing is revoked. */
   document: string | undefined;
@@ -62,13 +65,15 @@ const isoCeil = (ms: number) => new Date(Math.ceil(ms / 1000) * 1000).toISOStrin
  * collapsed wallet's other agents mint again after the cutoff. One account revoking on purpose can
  * only collapse itself first (docs/kill-switch.md, "Limits").
  */
-export function killSwitchPolicy(entries: KillSwitchEntry[], opts: { oidcTtlSeconds: number; skewSeconds?: number }): KillSwitchPolicy {
+export function killSwitchPolicy(entries: KillSwitchEntry[], opts: { oidcTtlSeconds: number }): KillSwitchPolicy {
   if (entries.length === 0) return { document: undefined, collapsedWallets: [], roleWide: false };
-  const windowMs = (opts.oidcTtlSeconds + (opts.skewSeconds ?? 300)) * 1000;
+  const windowMs = (opts.oidcTtlSeconds + SKEW_SECONDS) * 1000;
   const byWallet = new Map<string, KillSwitchEntry[]>();
   for (const e of entries) {
     const w = e.userWallet.toLowerCase();
-    byWallet.set(w, [...(byWallet.get(w) ?? []), e]);
+    const list = byWallet.get(w);
+    if (list) list.push(e);
+    else byWallet.set(w, [e]);
   }
   const cutoffOf = (list: KillSwitchEntry[]) => isoCeil(list.reduce((max, e) => Math.max(max, e.revokedAt.getTime()), 0) + windowMs);
   const walletStatement = (wallet: string, i: number) =>
@@ -129,8 +134,8 @@ export function killSwitchPolicy(entries: KillSwitchEntry[], opts: { oidcTtlSeco
  * role grants (MaxSessionDuration, at most 12 hours; role chaining keeps the tags but caps the
  * chained session at one hour, inside that), plus clock skew.
  */
-export function killSwitchEntryExpiry(revokedAt: Date, opts: { oidcTtlSeconds: number; maxSessionSeconds: number; skewSeconds?: number }): Date {
-  return new Date(revokedAt.getTime() + (opts.oidcTtlSeconds + opts.maxSessionSeconds + (opts.skewSeconds ?? 300)) * 1000);
+export function killSwitchEntryExpiry(revokedAt: Date, opts: { oidcTtlSeconds: number; maxSessionSeconds: number }): Date {
+  return new Date(revokedAt.getTime() + (opts.oidcTtlSeconds + opts.maxSessionSeconds + SKEW_SECONDS) * 1000);
 }
 
 /** The role names the deny policy goes on: BROKER_KILL_SWITCH_ROLE_NAMES, else the data role's name. */

@@ -5,7 +5,7 @@
  * Checks here: whose request it is (the holder decides, the asking agent polls; anyone else hears
  * 404, as for a request that does not exist), the decision's proof — an EIP-712 signature by the
  * grant's main wallet over the request's hash (a wallet-login session must sign), else a session
- * whose login is at most APPROVAL_REAUTH_SECONDS old — its one use, the grant still active when
+ * whose login is at most REAUTH_SECONDS old (requireRecentLogin, services/sessions.ts) — its one use, the grant still active when
  * approving, and the request still pending and unexpired (db/approvals.ts's conditional UPDATE
  * makes one of racing decisions win). The routes check only the request's form.
  */
@@ -36,10 +36,8 @@ import type { Config } from '../lib/config';
 import { sha256Hex } from '../lib/digest';
 import { BrokerError } from '../lib/errors';
 import { parseEoaSignature, SignatureFormatError } from '../lib/wallet-message';
-import { REAUTH_SECONDS, requireRecentLogin } from './sessions';
+import { requireRecentLogin } from './sessions';
 
-/** A session decides without a wallet signature only when its login is at most this old (services/sessions.ts requireRecentLogin; docs/approvals.md says why 5 minutes). */
-export const APPROVAL_REAUTH_SECONDS = REAUTH_SECONDS;
 /** The one-time proof purpose of a decision's signature (db/used-signatures.ts). */
 const DECISION_PROOF_PURPOSE = 'approval-decision';
 

@@ -1,13 +1,13 @@
 /**
  * A holder without a wallet decides an approval request with its session alone, over HTTP: the
- * login behind that session must be at most APPROVAL_REAUTH_SECONDS old. Too old is 401 with
+ * login behind that session must be at most REAUTH_SECONDS old. Too old is 401 with
  * `reauthenticate: true` and changes nothing; just inside the window is accepted; a refreshed
  * session counts from its refresh family's first login, so refreshing does not renew it, while
  * signing in again does.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { APPROVAL_REAUTH_SECONDS } from '../services/approvals';
+import { REAUTH_SECONDS } from '../services/sessions';
 import { ageLogins, approvalRow, auditEvents, decide, emailHolder, requestMint, unchanged } from './approval-client';
 import { bindAgent } from './grant-client';
 import { startStack, type TestStack } from './harness';
@@ -66,7 +66,7 @@ const refresh = async (refresh_token: string): Promise<string> => {
 void describe('deciding without a wallet signature needs a recent login', () => {
   void test('a login older than 300 s is refused with reauthenticate: true and changes nothing', async () => {
     const p = await requestMint(stack, agent, { reason: 'stale login' });
-    await ageLogins(stack, person.omni_account, APPROVAL_REAUTH_SECONDS + 10);
+    await ageLogins(stack, person.omni_account, REAUTH_SECONDS + 10);
     await refusedAsStale(person.token, p.approval_id);
     // Denying is held to the same rule.
     await unchanged(stack, p.approval_id, async () => {
@@ -79,7 +79,7 @@ void describe('deciding without a wallet signature needs a recent login', () => 
   void test('a login 290 s old is just inside the window: accepted', async () => {
     const p = await requestMint(stack, agent, { reason: 'fresh enough' });
     const session = await emailLogin(stack, person.email);
-    await ageLogins(stack, person.omni_account, APPROVAL_REAUTH_SECONDS - 10);
+    await ageLogins(stack, person.omni_account, REAUTH_SECONDS - 10);
     await approvedBySession(session.token, p.approval_id);
   });
 
@@ -87,7 +87,7 @@ void describe('deciding without a wallet signature needs a recent login', () => 
     const p = await requestMint(stack, agent, { reason: 'refreshed session' });
     const session = await emailLogin(stack, person.email);
     const refreshToken = await claimRefresh(session.token);
-    await ageLogins(stack, person.omni_account, APPROVAL_REAUTH_SECONDS + 10);
+    await ageLogins(stack, person.omni_account, REAUTH_SECONDS + 10);
     const refreshed = await refresh(refreshToken);
     assert.notEqual(refreshed, session.token);
     // The refreshed session itself is brand new; only its family's login is old.

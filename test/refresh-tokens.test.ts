@@ -66,6 +66,30 @@ async function lockWaiters(n: number, done: () => boolean = () => false): Promis
   assert.fail(`${n} statement(s) never waited on a lock`);
 }
 
+type Answer = Awaited<ReturnType<TestStack['request']>>;
+
+/**
+ * Another connection holds a lock (`lockSql`); `first` is sent and queues behind it, then a logout
+ * of `logoutToken` queues behind both; the lock is released and both answers come back, in that order.
+ */
+async function queuedBehind(lockSql: string, args: unknown[], first: () => Promise<Answer>, logoutToken: string): Promise<[Answer, Answer]> {
+  const holder = await stack.db.connect();
+  try {
+    await holder.query('BEGIN');
+    await holder.query(lockSql, args);
+    let answered: Answer | undefined;
+    const firstAnswer = first().then((r) => (answered = r));
+    await lockWaiters(1, () => answered !== undefined);
+    const loggingOut = stack.request('POST', '/v1/session/logout', { token: logoutToken });
+    await lockWaiters(answered ? 1 : 2);
+    await holder.query('COMMIT');
+    return await Promise.all([firstAnswer, loggingOut]);
+  } finally {
+    await holder.query('ROLLBACK').catch(() => undefined);
+    holder.release();
+  }
+}
+
 async function auditEvents(omni: string): Promise<{ event: string; outcome: string }[]> {
   const r = await stack.db.query<{ event: string; outcome: string }>('SELECT event, outcome FROM audit_log WHERE omni_account = $1 ORDER BY seq', [omni]);
   return r.rows;
@@ -196,30 +220,21 @@ void describe('refresh tokens', () => {
     const { token, omni } = await login();
     const jti = jtiOf(token);
     // Hold the session's row so the claim (already past the bearer check) and then the logout queue behind it, in that order.
-    const holder = await stack.db.connect();
-    try {
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM sessions WHERE jti = $1 FOR UPDATE', [jti]);
-      let claimed: Awaited<ReturnType<TestStack['request']>> | undefined;
-      const claiming = stack.request('POST', '/v1/session/refresh_token', { token }).then((r) => (claimed = r));
-      await lockWaiters(1, () => claimed !== undefined);
-      const loggingOut = stack.request('POST', '/v1/session/logout', { token });
-      await lockWaiters(claimed ? 1 : 2);
-      await holder.query('COMMIT');
-      const [c, out] = await Promise.all([claiming, loggingOut]);
-      assert.equal(c.status, 201, c.text);
-      assert.equal(out.status, 204, out.text);
-      const refreshToken = (c.body as { refresh_token: string }).refresh_token;
-      assertRefused(await refresh(refreshToken), 401, 'unauthorized', /revoked/, 'the refresh token claimed just before the logout');
-      assert.equal(await me(token), 401);
-      assert.deepEqual(
-        (await auditEvents(omni)).map((e) => e.event).filter((e) => e.startsWith('session.')),
-        ['session.refresh_claim', 'session.logout'],
-      );
-    } finally {
-      await holder.query('ROLLBACK').catch(() => undefined);
-      holder.release();
-    }
+    const [c, out] = await queuedBehind(
+      'SELECT 1 FROM sessions WHERE jti = $1 FOR UPDATE',
+      [jti],
+      () => stack.request('POST', '/v1/session/refresh_token', { token }),
+      token,
+    );
+    assert.equal(c.status, 201, c.text);
+    assert.equal(out.status, 204, out.text);
+    const refreshToken = (c.body as { refresh_token: string }).refresh_token;
+    assertRefused(await refresh(refreshToken), 401, 'unauthorized', /revoked/, 'the refresh token claimed just before the logout');
+    assert.equal(await me(token), 401);
+    assert.deepEqual(
+      (await auditEvents(omni)).map((e) => e.event).filter((e) => e.startsWith('session.')),
+      ['session.refresh_claim', 'session.logout'],
+    );
   });
 
   void test('a refresh in flight when an older session of its family logs out: the logout ends what the refresh added too', async () => {
@@ -230,27 +245,13 @@ void describe('refresh tokens', () => {
     const { token: second, refresh_token: r2 } = renewed.body as { token: string; refresh_token: string };
     assert.equal(await me(first), 200, 'the first session lives on beside the refreshed one');
     // Hold r2's row: the refresh of r2 queues on it, then the logout of the first session queues behind the refresh.
-    const holder = await stack.db.connect();
-    try {
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM refresh_tokens WHERE session_jti = $1 FOR UPDATE', [jtiOf(second)]);
-      let refreshed: Awaited<ReturnType<TestStack['request']>> | undefined;
-      const refreshing = refresh(r2).then((r) => (refreshed = r));
-      await lockWaiters(1, () => refreshed !== undefined);
-      const loggingOut = stack.request('POST', '/v1/session/logout', { token: first });
-      await lockWaiters(refreshed ? 1 : 2);
-      await holder.query('COMMIT');
-      const [got, out] = await Promise.all([refreshing, loggingOut]);
-      assert.equal(out.status, 204, out.text);
-      assert.equal(got.status, 200, got.text);
-      const third = got.body as { token: string; refresh_token: string };
-      assert.equal(await me(third.token), 401, 'the session the refresh added outlived the logout of its family');
-      assertRefused(await refresh(third.refresh_token), 401, 'unauthorized', /revoked/, 'the refresh token the refresh added');
-      assert.equal(await me(second), 401);
-    } finally {
-      await holder.query('ROLLBACK').catch(() => undefined);
-      holder.release();
-    }
+    const [got, out] = await queuedBehind('SELECT 1 FROM refresh_tokens WHERE session_jti = $1 FOR UPDATE', [jtiOf(second)], () => refresh(r2), first);
+    assert.equal(out.status, 204, out.text);
+    assert.equal(got.status, 200, got.text);
+    const third = got.body as { token: string; refresh_token: string };
+    assert.equal(await me(third.token), 401, 'the session the refresh added outlived the logout of its family');
+    assertRefused(await refresh(third.refresh_token), 401, 'unauthorized', /revoked/, 'the refresh token the refresh added');
+    assert.equal(await me(second), 401);
   });
 
   void test('a replayed token and a logout of the same family at once: they queue, neither deadlocks, both answer', async () => {
@@ -262,25 +263,16 @@ void describe('refresh tokens', () => {
       ?.family_id;
     assert.ok(family);
     // Hold the family's lock: the replay queues on it first, then the logout of the first session.
-    const holder = await stack.db.connect();
-    try {
-      await holder.query('BEGIN');
-      await holder.query(`SELECT pg_advisory_xact_lock(hashtextextended('refresh_family:' || $1, 0))`, [family]);
-      let replayed: Awaited<ReturnType<TestStack['request']>> | undefined;
-      const replaying = refresh(spent).then((r) => (replayed = r));
-      await lockWaiters(1, () => replayed !== undefined);
-      const loggingOut = stack.request('POST', '/v1/session/logout', { token: first });
-      await lockWaiters(replayed ? 1 : 2);
-      await holder.query('COMMIT');
-      const [replay, out] = await Promise.all([replaying, loggingOut]);
-      assertRefused(replay, 401, 'unauthorized', /already used/, 'the replayed token');
-      assert.equal(out.status, 204, out.text);
-      assert.equal(await me(first), 401);
-      assert.equal(await me((renewed.body as { token: string }).token), 401);
-    } finally {
-      await holder.query('ROLLBACK').catch(() => undefined);
-      holder.release();
-    }
+    const [replay, out] = await queuedBehind(
+      `SELECT pg_advisory_xact_lock(hashtextextended('refresh_family:' || $1, 0))`,
+      [family],
+      () => refresh(spent),
+      first,
+    );
+    assertRefused(replay, 401, 'unauthorized', /already used/, 'the replayed token');
+    assert.equal(out.status, 204, out.text);
+    assert.equal(await me(first), 401);
+    assert.equal(await me((renewed.body as { token: string }).token), 401);
   });
 
   void test('idle and absolute expiry: refused, nothing changes; logout ends the family', async () => {

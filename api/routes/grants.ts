@@ -74,15 +74,13 @@ const approvalPolicyView = z.object({
   notify_email_proven_at: z.number().int().optional().describe('unix seconds: when notify_email was proven; without it the address is never mailed'),
 });
 
-const STATUSES = GRANT_STATUSES;
-
 const grantView = z.object({
   grant_id: z.string(),
   main_address: z.string(),
   agent_address: z.string(),
   scope: z.looseObject({ services: z.array(z.string()).optional(), roles: z.array(z.string()).optional() }),
   expires_at: z.number().int().describe('unix seconds'),
-  status: z.enum(STATUSES).describe('pending until the agent wallet accepts; only an active grant binds'),
+  status: z.enum(GRANT_STATUSES).describe('pending until the agent wallet accepts; only an active grant binds'),
   active: z.boolean(),
   created_at: z.number().int(),
   accepted_at: z.number().int().nullable(),
@@ -101,7 +99,7 @@ const LIST_MAX = 200;
 const statusFilter = z
   .union([z.string(), z.array(z.string())])
   .transform((v) => [...new Set((Array.isArray(v) ? v : [v]).flatMap((s) => s.split(',')).map((s) => s.trim()))])
-  .pipe(z.array(z.enum(STATUSES, { error: (i) => `status ${JSON.stringify(i.input)} is unknown: one or more of ${STATUSES.join(', ')}` })).min(1));
+  .pipe(z.array(z.enum(GRANT_STATUSES, { error: (i) => `status ${JSON.stringify(i.input)} is unknown: one or more of ${GRANT_STATUSES.join(', ')}` })).min(1));
 
 const unix = (d: Date): number => Math.floor(d.getTime() / 1000);
 const unixOrNull = (d: Date | null): number | null => (d ? unix(d) : null);
@@ -189,7 +187,7 @@ export default async function grantRoutes(appBase: FastifyInstance) {
         summary: 'Grants of this account (role=main, default) or naming this wallet as agent (role=agent), newest first; every state unless status filters',
         description:
           `At most \`limit\` (1-${LIST_MAX}, default 100) grants, newest first (created_at, then grant_id). ` +
-          `\`status\`: only grants in one of these states, comma-separated or the parameter repeated (${STATUSES.join(', ')}); an unknown state is a 400. ` +
+          `\`status\`: only grants in one of these states, comma-separated or the parameter repeated (${GRANT_STATUSES.join(', ')}); an unknown state is a 400. ` +
           'Anyone can offer any wallet a grant, so an agent lists what it can act on with status=pending (offers) or status=active. ' +
           '`before`: a grant_id of this same listing, usually the last grant of the previous page; the answer holds only the grants after it ' +
           '(older, in this order), so pages never overlap or skip. A grant_id that is not in this listing (another account’s, or malformed) is a 400. ' +
