@@ -363,6 +363,8 @@ export interface UseCheck {
   /** `ok`: resolved in stored sources; `external`: a registry or std crate, not checked; else the failure. */
   outcome: 'ok' | 'external' | 'failed';
   detail: string;
+  /** On a failure this reader could not judge: the path leads into a source that is not stored, or the `use` is below module level. */
+  unchecked?: 'not stored' | 'below module level';
 }
 
 const STD_CRATES = new Set(['std', 'core', 'alloc']);
@@ -382,6 +384,8 @@ interface Module {
 }
 
 class ResolveError extends Error {}
+/** The path leads into a source that is not stored: neither right nor wrong as far as this reader can tell. */
+class NotStoredError extends ResolveError {}
 
 export class StoredSources {
   private readonly crates: CrateInfo[];
@@ -405,7 +409,7 @@ export class StoredSources {
   private rootModule(crate: CrateInfo): Module {
     const file = `${crate.dir}/src/lib.rs`;
     const src = this.read(file);
-    if (src === undefined) throw new ResolveError(`the lib.rs of crate ${crate.pkg} is not stored (${file})`);
+    if (src === undefined) throw new NotStoredError(`the lib.rs of crate ${crate.pkg} is not stored (${file})`);
     return { file, src, childDir: `${crate.dir}/src`, crate, modPath: [] };
   }
 
@@ -414,7 +418,7 @@ export class StoredSources {
     const crate = this.crateOf(file);
     if (!crate) throw new ResolveError(`${file} belongs to no stored crate`);
     const src = this.read(file);
-    if (src === undefined) throw new ResolveError(`${file} is not stored`);
+    if (src === undefined) throw new NotStoredError(`${file} is not stored`);
     const inSrc = file.slice(`${crate.dir}/src/`.length).replace(/\.rs$/, '');
     const parts = inSrc.split('/');
     const last = parts[parts.length - 1];
@@ -431,7 +435,7 @@ export class StoredSources {
       const src = this.read(file);
       if (src !== undefined) return { file, src, childDir: file.endsWith('/mod.rs') ? dirname(file) : file.replace(/\.rs$/, ''), crate: parent.crate, modPath };
     }
-    throw new ResolveError(`the source of module ${parent.crate.pkg}::${modPath.join('::')} is not stored (${parent.childDir}/${decl.name}.rs)`);
+    throw new NotStoredError(`the source of module ${parent.crate.pkg}::${modPath.join('::')} is not stored (${parent.childDir}/${decl.name}.rs)`);
   }
 
   /** The parent of a module given by file (for `super`); only by file layout. */
@@ -491,7 +495,14 @@ export class StoredSources {
           checks.push({ file, line: first, path, outcome: outcome === 'external' ? 'external' : 'ok', detail: outcome });
         } catch (e) {
           if (!(e instanceof ResolveError)) throw e;
-          checks.push({ file, line: first, path, outcome: 'failed', detail: e.message });
+          checks.push({
+            file,
+            line: first,
+            path,
+            outcome: 'failed',
+            detail: e.message,
+            ...(e instanceof NotStoredError && { unchecked: 'not stored' as const }),
+          });
         }
       }
     }
@@ -505,6 +516,7 @@ export class StoredSources {
           path: (srcLines[line - 1] ?? '').trim(),
           outcome: 'failed',
           detail: 'a use declaration below module level: not checked by this reader',
+          unchecked: 'below module level',
         });
       }
     }
@@ -539,7 +551,7 @@ export class StoredSources {
     if (!dep) throw new ResolveError(`\`${head}\` is not a crate ${from.crate.pkg} depends on (its Cargo.toml [dependencies]) nor an item of ${from.file}`);
     const crate = this.crates.find((c) => c.pkg === dep.pkg);
     if (!crate) {
-      if (dep.local) throw new ResolveError(`the source of workspace crate ${dep.pkg} (\`${head}\`) is not stored`);
+      if (dep.local) throw new NotStoredError(`the source of workspace crate ${dep.pkg} (\`${head}\`) is not stored`);
       return 'external';
     }
     return this.walk(this.rootModule(crate), rest, 'extern', path);
@@ -557,8 +569,8 @@ export class StoredSources {
       const found = this.lookup(m, seg, mode, full, seen);
       if (isLast)
         return found.kind === 'module' ? `module ${found.module.crate.pkg}::${found.module.modPath.join('::')}` : `${found.kind} ${seg} in ${found.where}`;
-      if (found.kind !== 'module')
-        throw new ResolveError(`\`${seg}\` in ${full.join('::')} is ${found.kind === 'external' ? 'in a crate whose source is not stored' : 'not a module'}`);
+      if (found.kind === 'external') throw new NotStoredError(`\`${seg}\` in ${full.join('::')} is in a crate whose source is not stored`);
+      if (found.kind !== 'module') throw new ResolveError(`\`${seg}\` in ${full.join('::')} is not a module`);
       m = found.module;
     }
     return `module ${m.crate.pkg}::${m.modPath.join('::')}`;
@@ -579,7 +591,7 @@ export class StoredSources {
     const where = `${m.crate.pkg}::${m.modPath.join('::') || '(root)'} (${m.file})`;
     if (m.unstored) {
       // Only the children's files are known: a module found there is taken as declared (in-crate paths only).
-      if (mode === 'extern') throw new ResolveError(`the source of ${where} is not stored`);
+      if (mode === 'extern') throw new NotStoredError(`the source of ${where} is not stored`);
       return { kind: 'module', module: this.childModule(m, { name, visibility: 'private' }) };
     }
     const mod = items.mods.find((d) => d.name === name);
@@ -666,6 +678,21 @@ export function checkPatchImports(root: string, patch: string): UseCheck[] {
   return checks;
 }
 
+/**
+ * Every module-level `use` in the stored (patched) `files`, context lines included: the paths that
+ * fail for a reason this reader can judge (a crate the file's crate does not depend on, a name its
+ * stored module does not declare, a private module). A path into a source that is not stored is
+ * not one of them. Empty when the stored texts are one layout.
+ */
+export function layoutProblems(root: string, files: string[]): UseCheck[] {
+  const sources = new StoredSources(root);
+  return files.flatMap((file) => {
+    const lineCount = readFileSync(join(root, file), 'utf8').split('\n').length;
+    const all = Array.from({ length: lineCount }, (_, i) => i + 1);
+    return sources.checkUses(file, all).filter((c) => c.outcome === 'failed' && c.unchecked === undefined);
+  });
+}
+
 /** Checks one `use` statement (`use a::{b, c};`) as if written in the stored file `file`. */
 export function checkUseStatement(root: string, file: string, statement: string): UseCheck[] {
   const sources = new StoredSources(root);
@@ -678,7 +705,7 @@ export function checkUseStatement(root: string, file: string, statement: string)
       return { file, line: 0, path, outcome: outcome === 'external' ? 'external' : 'ok', detail: outcome };
     } catch (e) {
       if (!(e instanceof ResolveError)) throw e;
-      return { file, line: 0, path, outcome: 'failed', detail: e.message };
+      return { file, line: 0, path, outcome: 'failed', detail: e.message, ...(e instanceof NotStoredError && { unchecked: 'not stored' as const }) };
     }
   });
 }

@@ -11,6 +11,7 @@ import {
   checkPatchImports,
   checkUseStatement,
   expandUseTree,
+  layoutProblems,
   listFiles,
   moduleItems,
   readmeStoredFiles,
@@ -154,6 +155,27 @@ void describe('tee-patch: imports check (every use path on an added line resolve
     // Outside the stored sources: std and registry crates, each a dependency of the patched rpc-server.
     const external = new Set(checks.filter((c) => c.outcome === 'external').map((c) => c.path.split('::')[0]));
     assert.deepEqual([...external].sort(), ['reqwest', 'serde', 'std', 'tracing']);
+  });
+
+  void test('the stored texts are one layout: every module-level use of the patched files, context lines too, names a dependency and a declared item', async () => {
+    const rust = PATCHED_FILES.filter((f) => f.endsWith('.rs'));
+    assert.deepEqual(layoutProblems(patched, rust), []);
+    // user_login.rs as cut before (60635e7f): the same body under the pre-move imports, which the stored crates no longer have.
+    await withCopy(async (dir) => {
+      const text = await read(dir, USER_LOGIN);
+      const preMove = text
+        .replace('use oe_core::auth::{', 'use heima_authentication::{')
+        .replace('use oe_core::intent::executor::IntentExecutor;', 'use oe_core::intent_executor::IntentExecutor;');
+      assert.notEqual(preMove, text);
+      await writeFile(join(dir, USER_LOGIN), preMove);
+      const problems = layoutProblems(dir, [USER_LOGIN]);
+      assert.deepEqual(
+        [...new Set(problems.map((p) => p.path.split('::').slice(0, 2).join('::')))],
+        ['heima_authentication::auth_token', 'heima_authentication::constants', 'oe_core::intent_executor'],
+      );
+      assert.match(problems[0]?.detail ?? '', /`heima_authentication` is not a crate rpc-server depends on/);
+      assert.match(problems.at(-1)?.detail ?? '', /`intent_executor` is not declared in oe-core/);
+    });
   });
 
   void test('without the Cargo.toml hunk the reqwest import fails: registry crates must be dependencies', async () => {

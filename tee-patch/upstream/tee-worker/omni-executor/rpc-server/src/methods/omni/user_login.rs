@@ -9,15 +9,15 @@ use crate::{
 };
 
 use chrono::{Days, Utc};
-use heima_authentication::{
+use jsonrpsee::{types::ErrorObject, RpcModule};
+use oe_client_pumpx::methods::post_heima_login::{PostHeimaLoginBody, PostHeimaLoginResponse};
+use oe_core::auth::{
 	auth_token::{AuthOptions, AuthTokenClaims},
 	constants::{
 		AUTH_TOKEN_ACCESS_TYPE, AUTH_TOKEN_EXPIRATION_DAYS, AUTH_TOKEN_ID_TYPE, CLIENT_ID_WILDMETA,
 	},
 };
-use jsonrpsee::{types::ErrorObject, RpcModule};
-use oe_client_pumpx::methods::post_heima_login::{PostHeimaLoginBody, PostHeimaLoginResponse};
-use oe_core::intent_executor::IntentExecutor;
+use oe_core::intent::executor::IntentExecutor;
 use oe_crypto::jwt;
 use oe_primitives::{to_omni_auth, utils::hex::hex_encode, ClientAuth, OmniAuth, UserAuth, UserId};
 use oe_storage::{HeimaJwtStorage, Storage};
