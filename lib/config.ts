@@ -122,7 +122,17 @@ export const envSchema = z.object({
   TEMPORAL_TLS: bool.optional(),
   BROKER_TASK_QUEUE: z.string().min(1).default('agentkeys-broker'),
 
-  BROKER_CLIENT_ID: z.string().min(1).max(64).default('agentkeys'),
+  /**
+   * The client id every OmniAccount is derived under (and the `aud` of TEE tokens). A stray space or
+   * quote from an env file would silently fork every account, so they are refused, as AgentKeys'
+   * own broker refuses them in `AGENTKEYS_CLIENT_ID` (docs/configuration.md).
+   */
+  BROKER_CLIENT_ID: z
+    .string()
+    .min(1)
+    .max(64)
+    .refine((v) => !/[\s"'\p{Cc}]/u.test(v), { message: 'contains whitespace, a quote or a control character: every OmniAccount is derived under it' })
+    .default('agentkeys'),
   /** HMAC secret for ids, code derivation and audit hashing (>= 32 bytes, hex or base64). */
   BROKER_SECRET: optionalString,
   /** AES-256 payload codec key (32 bytes, hex or base64). */

@@ -115,6 +115,13 @@ void describe('configuration', () => {
     assert.throws(() => loadConfig({ BROKER_OIDC_JWT_TTL_SECONDS: '10' }), /BROKER_OIDC_JWT_TTL_SECONDS/);
   });
 
+  void test('a client id with whitespace or quotes is refused: it would fork every OmniAccount', () => {
+    for (const bad of ['agentkeys ', ' agentkeys', '"agentkeys"', "'agentkeys'", 'agent keys', 'agentkeys\t', 'agentkeys\u0000', ''])
+      assert.throws(() => loadConfig({ BROKER_CLIENT_ID: bad }), /BROKER_CLIENT_ID/, JSON.stringify(bad));
+    assert.equal(loadConfig({ BROKER_CLIENT_ID: 'agentterrier' }).BROKER_CLIENT_ID, 'agentterrier');
+    assert.equal(loadConfig({}).BROKER_CLIENT_ID, 'agentkeys');
+  });
+
   void test('production refuses dev fixtures, generated secrets and the embedded database', () => {
     assert.throws(
       () => loadConfig({ NODE_ENV: 'production' }),
