@@ -3,8 +3,9 @@ import { AgentKeysError } from './errors';
 
 /**
  * The signed mint intent: the optional v2 body of `POST /v1/mint-aws-creds` (docs/mint.md,
- * "Signed intents"), in the form the later AgentKeys broker accepts
- * (litentry/agent-terrier, crates/agentkeys-broker-server/src/handlers/mint.rs):
+ * "Signed intents"), in the form AgentKeys' own broker accepted at its Stage-7 commit
+ * (litentry/agent-terrier 5f79a9f, crates/agentkeys-broker-server/src/handlers/mint.rs; upstream
+ * retired the route and the handler in 958c375):
  *
  *   {"request_id", "issued_at", "intent": {"agent_id", "service", "scope_path"?},
  *    "auth": {"address", "signature"}}

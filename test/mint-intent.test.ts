@@ -9,8 +9,9 @@ import { auditRowsOf, emailLogin, walletLogin, type WalletSession } from './mint
 import { newWallet, type TestWallet } from './wallet-client';
 
 /**
- * The signed-intent (v2) body of POST /v1/mint-aws-creds, as the later AgentKeys broker takes it
- * (litentry/agent-terrier, crates/agentkeys-broker-server/src/handlers/mint.rs): per-mint EIP-191
+ * The signed-intent (v2) body of POST /v1/mint-aws-creds, as AgentKeys' own broker took it at
+ * litentry/agent-terrier 5f79a9f (crates/agentkeys-broker-server/src/handlers/mint.rs, retired
+ * upstream in 958c375): per-mint EIP-191
  * proof of possession by the session's wallet, replay-guarded and audited; today's body keeps working.
  */
 
