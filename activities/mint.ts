@@ -7,7 +7,7 @@ import { hmacHex } from '../lib/digest';
 import { sealJson } from '../lib/seal';
 import { agentKeysActorId } from '../lib/actor-omni';
 import { isScoped, namesSection } from '../lib/grant-scope';
-import { oidcTokenClaims, signOidcToken } from '../lib/oidc-claims';
+import { oidcTokenClaims, signOidcToken, userWalletValue } from '../lib/oidc-claims';
 import { OidcKeyStore } from '../adapters/oidc-keys';
 import { FailureType } from '../workflows/definitions';
 import {
@@ -296,7 +296,9 @@ export function createMintActivities(deps: ActivityDeps) {
       // The secret parts leave this activity only sealed to the requesting API's one-request key.
       const sealed = await sealJson(req.sealTo, exchanged.secret);
       await writeOutcome(req, [...pending, { phase: 'ok', details: { wallet, ...grantDetails, ...exchanged.audit } }]);
-      return { denied: false, minted: { sealed, public: exchanged.public, wallet, expiration: exchanged.expiration } };
+      // The answer names the wallet as the credential does (its agentkeys_user_wallet): a client builds
+      // its storage prefix from it, as AgentKeys' own clients do. The audit rows keep the OmniAccount.
+      return { denied: false, minted: { sealed, public: exchanged.public, wallet: userWalletValue(wallet, actorId), expiration: exchanged.expiration } };
     },
   };
 }

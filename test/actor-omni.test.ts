@@ -168,7 +168,7 @@ void describe('minted over HTTP: the actor AgentKeys derives for the login', () 
     const session = await emailLogin(stack);
     const expected = agentKeysActorOf('email', session.email.toLowerCase());
     const minted = await mintOidc(stack, session.token);
-    assert.equal(minted.wallet, session.omni_account);
+    assert.equal(minted.wallet, expected, 'the answer names the wallet the credential names, as AgentKeys clients read it');
     assert.deepEqual(actorAndTags(await verify(minted.jwt)), {
       claim: expected,
       tag: expected,
@@ -191,7 +191,8 @@ void describe('minted over HTTP: the actor AgentKeys derives for the login', () 
     assert.notEqual(expected, session.omni_account.slice(2));
 
     stack.sts.clear();
-    await mintAws(stack, session.token);
+    const creds = await mintAws(stack, session.token);
+    assert.equal(creds.wallet, expected, 'the answer names the user wallet the session tags carry, not the 0x OmniAccount');
     assert.deepEqual(actorAndTags(await lastWebIdentity()), {
       claim: expected,
       tag: expected,

@@ -117,11 +117,11 @@ void describe('POST /v1/mint-aws-creds', () => {
     assert.equal(await auditCount(stack), rows);
   });
 
-  void test('an account without a wallet gets the session name from its OmniAccount, cut to 64 characters', async () => {
+  void test('an account without a wallet gets the session name from its OmniAccount, cut to 64 characters; the answer names its actor identifier', async () => {
     stack.sts.clear();
     const session = await emailLogin(stack);
     const creds = await mintAws(stack, session.token);
-    assert.equal(creds.wallet, session.omni_account);
+    assert.equal(creds.wallet, agentKeysActorOf('email', session.email.toLowerCase()));
     const name = assumeCalls()[0]?.fields.RoleSessionName ?? '';
     assert.equal(name.length, 64);
     assert.equal(name, `agentkeys-${session.omni_account}`.slice(0, 64));

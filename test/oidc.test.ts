@@ -151,13 +151,14 @@ void describe('POST /v1/mint-oidc-jwt', () => {
     assert.ok(!everything.includes(main.token), 'the bearer is in the audit log');
   });
 
-  void test('an account without an EVM wallet mints for its OmniAccount; sub, the wallet claim and the tags carry its bare actor', async () => {
+  void test('an account without an EVM wallet mints for its OmniAccount; sub, the wallet claim, the tags and the answer carry its bare actor', async () => {
     const session = await emailLogin(stack);
     const minted = await mintOidc(stack, session.token);
-    assert.equal(minted.wallet, session.omni_account);
     const { payload } = await verifyAsSts(minted.jwt);
     // As AgentKeys' build_oidc_jwt_claims falls back: the bare actor, never a 0x (it breaks S3 prefix policies).
     const bare = agentKeysActorOf('email', session.email.toLowerCase());
+    // The answer's wallet is what the credential names (AgentKeys' provisioner builds bots/<wallet>/ from it).
+    assert.equal(minted.wallet, bare);
     assert.equal(bare, session.omni_account.slice(2)); // an email's actor is its OmniAccount
     assert.equal(payload.sub, `agentkeys:agent:${bare}`);
     assert.equal(payload.agentkeys_user_wallet, bare);

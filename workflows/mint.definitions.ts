@@ -84,6 +84,7 @@ export interface SealedMint {
   sealed: string;
   /** Not secret: e.g. access_key_id, audience. */
   public: MintParams;
+  /** The wallet as the credential names it (its agentkeys_user_wallet): an EVM address, else the bare actor identifier. */
   wallet: string;
   /** Unix seconds. */
   expiration: number;
