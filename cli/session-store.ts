@@ -12,6 +12,13 @@
  * file. Without a Secret Service the keychain library on Linux falls back to the kernel's
  * persistent keyring, which is keyed by user id (every process of the user shares it), is lost at
  * reboot and expires after days unused: only used when asked for.
+ *
+ * AgentKeys' own CLI (litentry/agent-terrier c348357, `crates/agentkeys-core/src/session_store.rs`)
+ * keeps its sessions under the same `~/.agentkeys/<session id>/`: a `session.json` of another shape
+ * (`token`, `wallet`, `created_at`, `ttl_seconds`, no broker URL), or a `.keyring_managed` marker
+ * beside its keychain entry (service `agentkeys` too). A directory holding those and no
+ * `profile.json` is not a profile of this CLI: it is listed by no command and no command writes to
+ * or deletes from it (ForeignProfileError).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -184,6 +191,39 @@ export class KeychainSessionStore implements SessionStore {
   }
 }
 
+/** The marker AgentKeys' own CLI leaves in a session directory whose session is in the keychain. */
+const FOREIGN_KEYRING_MARKER = '.keyring_managed';
+
+/** A profile directory another program keeps its session in (see the file comment). */
+export class ForeignProfileError extends CliError {
+  constructor(profile: string) {
+    super(
+      `${profileDir(profile)} holds a session this CLI did not write (AgentKeys' own agentkeys CLI keeps its sessions in ~/.agentkeys/<id>/ too); it is left alone: use another --profile (or AGENTKEYS_PROFILE)`,
+    );
+  }
+}
+
+/** A session text in no shape of this CLI's but JSON all the same: another program's. */
+function isForeignSession(text: string): boolean {
+  try {
+    const s = JSON.parse(text) as unknown;
+    return typeof s === 'object' && s !== null && !Array.isArray(s) && typeof (s as { broker_url?: unknown }).broker_url !== 'string';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * How a profile's directory stands: this CLI's (its profile.json, or a session file of its own from
+ * before profile.json existed), another program's, or nothing of either.
+ */
+async function profileKind(profile: string): Promise<'ours' | 'foreign' | 'none'> {
+  if (existsSync(recordPath(profile))) return 'ours';
+  const text = await readIfPresent(sessionFilePath(profile));
+  if (text !== undefined) return isForeignSession(text) ? 'foreign' : 'ours';
+  return existsSync(join(profileDir(profile), FOREIGN_KEYRING_MARKER)) ? 'foreign' : 'none';
+}
+
 export function parseSession(text: string, where: string): ProfileSession {
   try {
     const s = JSON.parse(text) as ProfileSession;
@@ -281,6 +321,7 @@ export async function readProfileRecord(profile: string): Promise<ProfileRecord 
     }
     throw new CliError(`${recordPath(profile)} is unreadable: run agentkeys init again`);
   }
+  if ((await profileKind(profile)) === 'foreign') throw new ForeignProfileError(profile);
   // A session file from before profile.json existed: the file store.
   const legacy = await new FileSessionStore().load(profile);
   return legacy ? { ...recordOf(legacy), kind: 'file' } : undefined;
@@ -322,18 +363,21 @@ export async function forgetLogin(profile: string, store: SessionStore, record: 
     await writeProfileRecord(profile, { broker_url: record.broker_url, kind: record.kind, ...(record.keychain ? { keychain: record.keychain } : {}) });
 }
 
-/** Every profile with a record (or a session file), sorted by name. */
-export async function listProfiles(): Promise<string[]> {
+/** Every profile of this CLI (a record, or a session file of its own), sorted by name; and the directories another program keeps its sessions in. */
+export async function listProfiles(): Promise<{ profiles: string[]; foreign: string[] }> {
   let entries: string[];
   try {
     entries = await readdir(agentkeysDir());
   } catch {
-    return [];
+    return { profiles: [], foreign: [] };
   }
-  const out: string[] = [];
+  const profiles: string[] = [];
+  const foreign: string[] = [];
   for (const name of entries.sort()) {
     if (!PROFILE_RE.test(name) || name.startsWith('.')) continue;
-    if (existsSync(recordPath(name)) || existsSync(sessionFilePath(name))) out.push(name);
+    const kind = await profileKind(name);
+    if (kind === 'ours') profiles.push(name);
+    else if (kind === 'foreign') foreign.push(name);
   }
-  return out;
+  return { profiles, foreign };
 }

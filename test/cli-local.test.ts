@@ -208,6 +208,60 @@ void describe('agentkeys CLI: the session store', () => {
   });
 });
 
+void describe("agentkeys CLI: AgentKeys' own CLI's sessions under ~/.agentkeys", () => {
+  void test('a directory holding its session.json or its keychain marker is no profile: status --all names it apart, every command on it refuses by name, and it is left byte for byte', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'akb-cli-foreign-'));
+    try {
+      const ak = join(root, '.agentkeys');
+      // Its shapes (agent-terrier c348357): agentkeys-types Session in session.json; a .keyring_managed marker beside a keychain entry.
+      const theirs = JSON.stringify({
+        token: 'their-bearer',
+        wallet: '0x1111111111111111111111111111111111111111',
+        scope: null,
+        created_at: 1,
+        ttl_seconds: 3600,
+      });
+      await mkdir(join(ak, 'master'), { recursive: true });
+      await writeFile(join(ak, 'master', 'session.json'), theirs, { mode: 0o600 });
+      await mkdir(join(ak, 'alice'), { recursive: true });
+      await writeFile(join(ak, 'alice', '.keyring_managed'), '', { mode: 0o600 });
+      await cachedProfile('mine', root);
+      const run = (args: string[]) => runProcess(process.execPath, [BIN, ...args], { PATH: process.env.PATH, HOME: root, AGENTKEYS_SESSION_STORE: 'file' }, {});
+
+      const all = await run(['--json', 'status', '--all']);
+      const listed = JSON.parse(all.stdout) as { profiles: { profile: string }[]; other_sessions: string[] };
+      assert.deepEqual(
+        listed.profiles.map((p) => p.profile),
+        ['mine'],
+      );
+      assert.deepEqual(listed.other_sessions, [join(ak, 'alice'), join(ak, 'master')]);
+      assert.match((await run(['status', '--all'])).stdout, /\.agentkeys\/master: another program's session.*left alone/);
+
+      for (const profile of ['master', 'alice']) {
+        for (const args of [
+          ['status'],
+          ['logout'],
+          ['mint', 'aws', '--env'],
+          ['init', 'wallet', '--private-key-file', join(root, 'none.key'), '--broker-url', deadUrl],
+        ]) {
+          const r = await run(['--json', '--profile', profile, ...args]);
+          assert.notEqual(r.code, 0, `${profile} ${args.join(' ')}`);
+          assert.match(
+            (JSON.parse(r.stdout) as { message: string }).message,
+            /holds a session this CLI did not write .*use another --profile/,
+            `${profile} ${args.join(' ')}`,
+          );
+        }
+      }
+      assert.equal(await readFile(join(ak, 'master', 'session.json'), 'utf8'), theirs);
+      assert.deepEqual(await readdir(join(ak, 'master')), ['session.json']);
+      assert.deepEqual(await readdir(join(ak, 'alice')), ['.keyring_managed']);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
 void describe('agentkeys CLI: status, version, usage', () => {
   void test('status exits 1 when the broker is not reachable or not ready, and still shows the profile', async () => {
     const down = await runCli(['--json', '--profile', 'nobody', '--broker-url', deadUrl, 'status']);

@@ -6,7 +6,7 @@ import { CliError, NotLoggedInError, ReportedFailure } from '../errors';
 import { CliContext, DEFAULT_BROKER_URL } from '../context';
 import { displayIdentity } from '../identity';
 import { withLock } from '../renew';
-import { describeStore, listProfiles, loginStoreChoice, readProfileRecord } from '../session-store';
+import { describeStore, listProfiles, loginStoreChoice, profileDir, readProfileRecord } from '../session-store';
 
 export function whoamiCommand(): Command {
   return new Command('whoami').description('show the account this profile is logged in as').action(async (_o: object, cmd: Command) => {
@@ -145,11 +145,17 @@ export function statusCommand(): Command {
         if (!asked.has(url)) asked.set(url, readiness(url));
         return asked.get(url) as Promise<Readiness>;
       };
-      const profiles = o.all ? await listProfiles() : [ctx.profile];
+      const listed = o.all ? await listProfiles() : { profiles: [ctx.profile], foreign: [] };
+      const profiles = listed.profiles;
       // One profile: --broker-url / AGENTKEYS_BROKER_URL may point elsewhere; --all shows each profile's own broker.
       const statuses = await Promise.all(profiles.map((p) => profileStatus(ctx, p, o.all ? undefined : ctx.explicitBrokerUrl, ready)));
-      if (o.all) ctx.print({ profiles: statuses }, statuses.length ? statuses.flatMap(statusLines) : 'no profiles (run agentkeys init)');
-      else {
+      if (o.all) {
+        const others = listed.foreign.map((p) => `(${profileDir(p)}: another program's session, AgentKeys' own CLI's; left alone)`);
+        ctx.print({ profiles: statuses, other_sessions: listed.foreign.map(profileDir) }, [
+          ...(statuses.length ? statuses.flatMap(statusLines) : ['no profiles (run agentkeys init)']),
+          ...others,
+        ]);
+      } else {
         const s = statuses[0] as ProfileStatus;
         ctx.print({ ...s, readiness: (await ready(s.broker_url)).detail ?? null }, statusLines(s));
       }
