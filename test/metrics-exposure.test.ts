@@ -8,38 +8,14 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { HTTP_REQUEST_DURATION, processRegistry } from '../lib/metrics';
 import { allPorts, APIS, layout, WORKERS } from '../scripts/cluster/layout';
-
-const site = readFileSync(join(__dirname, '..', 'deploy', 'nginx', 'agentkeys-broker.conf'), 'utf8');
-
-/** The public server block: from its marker to the ops server's. */
-function publicServer(): string {
-  const start = site.indexOf('# --- public');
-  const end = site.indexOf('# --- ops');
-  assert.ok(start >= 0 && end > start, 'the nginx site has no public / ops markers');
-  return site.slice(start, end);
-}
-
-/** Whether an nginx location (modifier and pattern) would take the path. */
-function locationTakes(modifier: string, pattern: string, path: string): boolean {
-  if (modifier === '=') return pattern === path;
-  if (modifier === '~') return new RegExp(pattern).test(path);
-  if (modifier === '~*') return new RegExp(pattern, 'i').test(path);
-  return path.startsWith(pattern);
-}
+import { locationFor, publicLocations } from './support/nginx-site';
 
 void describe('metrics exposure', () => {
   void test('no public nginx location passes /metrics to the broker', () => {
-    const block = publicServer();
-    const locations = [...block.matchAll(/location\s+(=|~\*|~|\^~)?\s*(\S+)\s*\{([^}]*)\}/g)];
+    const locations = publicLocations();
     assert.ok(locations.length > 5, 'found no locations in the public server');
-    for (const path of ['/metrics', '/metrics/', '/METRICS']) {
-      const passing = locations.filter(([, modifier = '', pattern = '', body = '']) => locationTakes(modifier, pattern, path) && body.includes('proxy_pass'));
-      assert.deepEqual(
-        passing.map((m) => m[0].split('{')[0]?.trim()),
-        [],
-        `${path} reaches the broker through the public server`,
-      );
-    }
+    for (const path of ['/metrics', '/metrics/', '/METRICS'])
+      assert.equal(locationFor(locations, path)?.proxied ?? false, false, `${path} reaches the broker through the public server`);
   });
 
   void test('the cluster gives each API and worker its own metrics ports, none shared with anything else', () => {
