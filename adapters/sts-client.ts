@@ -136,7 +136,7 @@ export function classifyStsError(e: unknown, ctx: { roleArn: string; issuer: str
         return {
           code,
           retryable: false,
-          message: `STS denied AssumeRoleWithWebIdentity on ${ctx.roleArn} (AccessDenied: ${said}); check the role's trust policy for ${ctx.issuer}`,
+          message: `STS denied AssumeRoleWithWebIdentity on ${ctx.roleArn} (AccessDenied: ${said}); the role's trust policy must let the OIDC provider ${ctx.issuer} sts:AssumeRoleWithWebIdentity, sts:TagSession (every token carries session tags) and sts:SetSourceIdentity (an agent's token under a grant names the agent as source identity), under its aud and sub conditions`,
         };
       case 'IDPCommunicationError':
         return {

@@ -146,3 +146,28 @@ void describe('grant lifecycle: create → agent mints → revoke → agent refu
     await expectForbidden('/v1/mint-oidc-jwt', stranger.token, { grant_id: `grt_${'e'.repeat(32)}` });
   });
 });
+
+void describe("the data role's trust policy", () => {
+  void test("trusting the provider as AgentKeys' own docs write it (sts:AssumeRoleWithWebIdentity and sts:TagSession): the owner mints, an agent under a grant is a 502 that names sts:SetSourceIdentity; with it the agent mints", async () => {
+    const [owner, itsAgent] = await Promise.all([walletLogin(stack), walletLogin(stack)]);
+    await bindAgent(stack, owner.token, itsAgent.wallet);
+    // litentry/agent-terrier c348357, docs/wiki/tag-based-access.md, "IAM role trust policy".
+    stack.sts.setTrustActions(['sts:AssumeRoleWithWebIdentity', 'sts:TagSession']);
+    try {
+      assert.equal((await mintAws(stack, owner.token)).wallet, owner.wallet.lower);
+      const before = await auditCount(stack);
+      const refused = await stack.request('POST', '/v1/mint-aws-creds', { token: itsAgent.token });
+      assert.equal(refused.status, 502, refused.text);
+      const body = refused.body as { error: string; message: string };
+      assert.equal(body.error, 'sts_error');
+      assert.match(body.message, /AccessDenied.*trust policy must let the OIDC provider .*sts:SetSourceIdentity/);
+      assert.equal(await auditCount(stack), before + 2, 'the intent and the failure are audited');
+      stack.sts.setTrustActions(['sts:AssumeRoleWithWebIdentity', 'sts:TagSession', 'sts:SetSourceIdentity']);
+      const creds = await mintAws(stack, itsAgent.token);
+      assert.equal(creds.wallet, owner.wallet.lower);
+      assert.equal(stack.sts.session(creds.access_key_id)?.sourceIdentity, itsAgent.wallet.lower);
+    } finally {
+      stack.sts.setTrustActions(null);
+    }
+  });
+});
