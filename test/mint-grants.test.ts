@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { bindAgent } from './grant-client';
@@ -147,8 +149,17 @@ void describe('grant lifecycle: create → agent mints → revoke → agent refu
   });
 });
 
+/** The actions of the data role's trust policy docs/deploy.md gives (its `trust-policy.json` block). */
+function trustPolicyActionsOfDeployDoc(): string[] {
+  const doc = readFileSync(join(__dirname, '..', 'docs', 'deploy.md'), 'utf8');
+  const block = /`trust-policy\.json`[\s\S]*?```json\n([\s\S]*?)```/.exec(doc)?.[1];
+  assert.ok(block, 'docs/deploy.md has no trust-policy.json block');
+  const policy = JSON.parse(block) as { Statement: { Action: string[] }[] };
+  return policy.Statement.flatMap((s) => s.Action);
+}
+
 void describe("the data role's trust policy", () => {
-  void test("trusting the provider as AgentKeys' own docs write it (sts:AssumeRoleWithWebIdentity and sts:TagSession): the owner mints, an agent under a grant is a 502 that names sts:SetSourceIdentity; with it the agent mints", async () => {
+  void test("trusting the provider as AgentKeys' own docs write it (sts:AssumeRoleWithWebIdentity and sts:TagSession): the owner mints, an agent under a grant is a 502 that names sts:SetSourceIdentity; with the policy docs/deploy.md gives, the agent mints", async () => {
     const [owner, itsAgent] = await Promise.all([walletLogin(stack), walletLogin(stack)]);
     await bindAgent(stack, owner.token, itsAgent.wallet);
     // litentry/agent-terrier c348357, docs/wiki/tag-based-access.md, "IAM role trust policy".
@@ -162,7 +173,7 @@ void describe("the data role's trust policy", () => {
       assert.equal(body.error, 'sts_error');
       assert.match(body.message, /AccessDenied.*trust policy must let the OIDC provider .*sts:SetSourceIdentity/);
       assert.equal(await auditCount(stack), before + 2, 'the intent and the failure are audited');
-      stack.sts.setTrustActions(['sts:AssumeRoleWithWebIdentity', 'sts:TagSession', 'sts:SetSourceIdentity']);
+      stack.sts.setTrustActions(trustPolicyActionsOfDeployDoc());
       const creds = await mintAws(stack, itsAgent.token);
       assert.equal(creds.wallet, owner.wallet.lower);
       assert.equal(stack.sts.session(creds.access_key_id)?.sourceIdentity, itsAgent.wallet.lower);
