@@ -1,6 +1,8 @@
 import type { Client } from '@temporalio/client';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../lib/config';
+import { FLOW_METADATA } from '../lib/flow-metadata';
+import { AkFlow } from '../lib/search-attributes';
 import { killSwitchChanged, killSwitchWorkflowId } from '../workflows/kill-switch.definitions';
 
 /**
@@ -13,6 +15,8 @@ export async function wakeKillSwitch(deps: { config: Config; temporal: Client },
     await deps.temporal.workflow.signalWithStart('killSwitchWorkflow', {
       workflowId: killSwitchWorkflowId(deps.config.BROKER_TASK_QUEUE),
       taskQueue: deps.config.BROKER_TASK_QUEUE,
+      ...FLOW_METADATA.kill_switch,
+      typedSearchAttributes: [{ key: AkFlow, value: 'kill_switch' }],
       signal: killSwitchChanged,
       signalArgs: [],
     });

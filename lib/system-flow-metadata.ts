@@ -15,6 +15,11 @@ export const SYSTEM_FLOW_METADATA = {
     staticSummary: 'Audit anchor: sign the chain head',
     staticDetails: "Schedule: signs the audit chain's newest head with the audit key.",
   },
+  kill_switch: {
+    staticSummary: 'Kill switch: deny revoked agents at IAM',
+    staticDetails:
+      "Started by a revocation: writes the deny policy of revoked agents' sessions onto the data roles, again as entries expire; ends when none is left.",
+  },
   approval: {
     staticSummary: 'Approval of a mint',
     staticDetails: "Waits for the grant holder's decision on one mint, then hands the credential to the agent once.",

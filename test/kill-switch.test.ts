@@ -8,6 +8,7 @@ import { startIamFixture, type IamFixture } from '../fixtures/iam';
 import { KILL_SWITCH_POLICY_NAME, killSwitchPolicy } from '../lib/kill-switch';
 import { denyingStatement } from '../lib/iam-policy-eval';
 import { AGENT_TAG, EPOCH_TAG, GRANT_TAG } from '../lib/oidc-claims';
+import { AkFlow } from '../lib/search-attributes';
 import { killSwitchWorkflowId } from '../workflows/kill-switch.definitions';
 import { bindAgent, offerGrant } from './grant-client';
 import { startStack, type TestStack } from './harness';
@@ -402,7 +403,9 @@ void describe('one account revoking on purpose cannot turn the kill switch off f
     const doc = iam.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME) ?? '';
     assert.ok(doc.length <= 10_240, String(doc.length));
     const handle = stack.temporal.workflow.getHandle(killSwitchWorkflowId(stack.config.BROKER_TASK_QUEUE));
-    assert.equal((await handle.describe()).status.name, 'RUNNING', 'the kill switch workflow has not failed');
+    const described = await handle.describe();
+    assert.equal(described.status.name, 'RUNNING', 'the kill switch workflow has not failed');
+    assert.equal(described.typedSearchAttributes.get(AkFlow), 'kill_switch', 'an operator finds it by AkFlow');
   });
 });
 

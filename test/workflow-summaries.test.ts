@@ -4,6 +4,8 @@
  */
 import { mintTarget } from '../activities/mint-targets';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -85,5 +87,13 @@ void describe('workflow summaries', () => {
         assert.ok(!text.includes('\n'), `${flow}: one line`);
       }
     }
+  });
+
+  void test('docs/operations.md names every AkFlow value an operator can filter by', () => {
+    const ops = readFileSync(join(__dirname, '..', 'docs', 'operations.md'), 'utf8');
+    const row = /^\| `AkFlow` \|[^\n]*$/m.exec(ops)?.[0] ?? '';
+    const listed = [...row.matchAll(/`([a-z_]+)`/g)].map((m) => m[1]);
+    // Every flow with fixed metadata, and the mint (whose summary is its target's).
+    assert.deepEqual(listed.sort(), [...Object.keys(FLOW_METADATA), 'mint'].sort());
   });
 });

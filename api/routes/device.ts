@@ -7,7 +7,7 @@ import { canonicalClientAddress, requesterNetwork } from '../../lib/client-addre
 import { DEVICE_CODE_GRANT_TYPE, formatUserCode, newUserCode, normaliseUserCode, type DeviceTokenError } from '../../lib/device-code';
 import { hmacHex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
-import { FLOW_METADATA } from '../../lib/flow-metadata';
+import { LOGIN_METHODS } from '../../lib/login-methods';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
 import type { deviceAuthorizationWorkflow } from '../../workflows/device-authorization';
 import {
@@ -173,9 +173,9 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
           args: [input],
           // An open request holding this code answers the Update with a conflict (another digest): draw again.
           workflowIdConflictPolicy: 'USE_EXISTING',
-          ...FLOW_METADATA.device_authorization,
+          ...LOGIN_METHODS.device.metadata,
           typedSearchAttributes: [
-            { key: AkFlow, value: 'device_authorization' },
+            { key: AkFlow, value: LOGIN_METHODS.device.flow },
             { key: AkStage, value: 'waiting_decision' },
           ],
         });
