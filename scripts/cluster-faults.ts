@@ -24,6 +24,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
+import { CONSOLE_PAGES } from '../api/plugins/console';
 import type { ClusterState } from './cluster';
 import { startHangProxy, type HangProxy } from './cluster/hang-proxy';
 import { describeHangAnswer, HANG_CALLS, hangProblems, type HangAnswer, type HungPart } from './cluster/hang-verdict';
@@ -79,6 +80,26 @@ function call(method: string, path: string, body?: unknown, token?: string, extr
     req.on('error', fail);
     req.end(data);
   });
+}
+
+/**
+ * Every route of the OpenAPI document and every console page, through nginx: each must reach the
+ * broker (which answers a PATCH, a method no route takes, with its own 404) and the codec and dev
+ * routes must not (nginx's own 404, deploy/nginx/agentkeys-broker.conf). The live counterpart of
+ * test/nginx-routes.test.ts. Answers the paths served wrongly.
+ */
+async function routesThroughNginx(): Promise<{ checked: number; wrong: string[] }> {
+  const doc = await call('GET', '/docs/json');
+  const documented = Object.keys((doc.body.paths ?? {}) as Record<string, unknown>).map((p) => p.replace(/\{[^}]+\}/g, 'x1'));
+  const paths = [...documented, ...CONSOLE_PAGES, '/console/app.js'];
+  const wrong: string[] = [];
+  for (const path of paths) {
+    const r = await call('PATCH', path);
+    const byNginx = r.status === 404 && r.body.message === 'no such route';
+    const opsOnly = path.startsWith('/codec/') || path.startsWith('/_dev/');
+    if (byNginx !== opsOnly) wrong.push(`${path}: ${byNginx ? "nginx's own 404" : `reached the broker (${r.status})`}`);
+  }
+  return { checked: paths.length, wrong };
 }
 
 async function devMail(to: string): Promise<string | undefined> {
@@ -323,6 +344,10 @@ async function main(): Promise<number> {
     await db.connect();
     const since = (await db.query<{ now: Date }>('SELECT now() AS now')).rows[0]!.now;
 
+    const routes = await routesThroughNginx();
+    log(`routes through nginx: ${routes.checked} paths, ${routes.wrong.length} served wrongly`);
+    for (const w of routes.wrong) log(`  NOT MET: ${w}`);
+
     const baseline = newStats();
     const t0 = Date.now();
     await load(baseline, clients, () => Date.now() - t0 > 8000);
@@ -428,6 +453,7 @@ async function main(): Promise<number> {
     for (const c of consistency) log(c);
 
     const failed =
+      routes.wrong.length > 0 ||
       !hangFaultsOk ||
       tooMany.length > 0 ||
       verifyCode !== 0 ||
