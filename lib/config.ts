@@ -187,7 +187,7 @@ export const envSchema = z.object({
   BROKER_RATE_LIMIT_EMAIL_PER_NETWORK_PER_HOUR: int(1, 1_000_000).default(3),
   /** Wallet challenges per client address (IPv6: per /64) per minute: each one is a workflow that lives the wallet window. */
   BROKER_RATE_LIMIT_WALLET_CHALLENGE_PER_MINUTE: int(1, 1_000_000).default(10),
-  /** Mints (OIDC JWT and AWS credentials together) per account per minute. */
+  /** Mints of every target together per account per minute; an agent's polls of its approval requests get 4× this. */
   BROKER_RATE_LIMIT_MINT_PER_MINUTE: int(1, 1_000_000).default(10),
   /** Accepted codec-endpoint calls (decode/encode with the ops token) per address per minute; each is an audit row. */
   BROKER_RATE_LIMIT_CODEC_PER_MINUTE: int(1, 1_000_000).default(600),

@@ -29,7 +29,7 @@ export const loginRequests = new Counter({
 
 export const mintRequests = new Counter({
   name: 'broker_mint_requests_total',
-  help: 'Answers of the mint routes by kind (oidc_jwt, aws_creds) and outcome (ok or the error kind)',
+  help: 'Answers of the mint routes by kind (one per mint target, its route without /v1/mint-: oidc_jwt, aws_creds, gcp_token) and outcome (ok or the error kind)',
   labelNames: ['kind', 'outcome'] as const,
   registers: [processRegistry],
 });

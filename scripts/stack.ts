@@ -198,7 +198,7 @@ async function main(): Promise<void> {
       `agentkeys-broker is up in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
       `  API          ${api.url}`,
       `  API docs     ${api.url}/docs`,
-      `  Console      ${api.url}/console   (sign in, sessions, grants, audit proofs, device codes)`,
+      `  Console      ${api.url}/console   (sign in, passkeys, sessions, grants, approvals, audit proofs, device codes)`,
       `  Temporal     ${address}${uiUrl ? `   UI ${uiUrl}` : ''}`,
       ...(codecProxy ? [`  Codec        ${codecCheck?.line ?? codecProxy.url}   (the UI's payload decoding; adds a dev ops token)`] : []),
       ...(api.metricsUrl ? [`  Metrics      ${api.metricsUrl}   (API, worker and process; ops listener, loopback)`] : []),

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { BrokerError } from '../../lib/errors';
+import { SESSION_METHODS } from '../../lib/login-methods';
 import { describeAccount, listSessions, MAX_LISTED_SESSIONS, revokeOwnSession } from '../../services/sessions';
 import { commonErrors, errorBody } from '../schemas';
 
@@ -9,7 +10,7 @@ const sessionIdSchema = z.string().regex(/^[0-9a-f]{32}$/, 'session_id must be 3
 
 const sessionView = z.object({
   session_id: z.string().describe("a keyed digest of the session's id: the jti_hash its login and logout audit rows carry"),
-  method: z.string().describe('how it signed in: email, wallet, google, tee, refresh…'),
+  method: z.string().describe(`how it signed in: ${[...new Set(SESSION_METHODS)].join(', ')} (a refreshed session keeps its login's)`),
   created_at: z.number().int().describe('unix seconds'),
   expires_at: z.number().int().describe('unix seconds'),
   current: z.boolean().describe('the session of this very bearer'),

@@ -67,7 +67,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
   const { config, secrets, temporal, db } = app.deps;
   const now = app.deps.now ?? Date.now;
   const intentWindowMs = config.BROKER_MINT_INTENT_WINDOW_SECONDS * 1000;
-  // One budget per account for both kinds of mint, counted once the bearer is known (before the body is read).
+  // One budget per account for every mint target, counted once the bearer is known (before the body is read).
   const mintPerAccount = app.requestLimit({ name: 'mint:account', max: config.BROKER_RATE_LIMIT_MINT_PER_MINUTE, windowMs: 60_000 });
   const limitMints = (request: FastifyRequest) => mintPerAccount(request, request.auth?.omniAccount);
 
