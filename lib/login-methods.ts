@@ -85,7 +85,7 @@ export const LOGIN_METHODS = {
     metadata: {
       staticSummary: 'Passkey ceremony (WebAuthn)',
       staticDetails:
-        'Holds one WebAuthn challenge (registration, sign-up or login) until its response is verified once or it expires. Stages: challenge_issued → verifying → completing → used (or refused, expired).',
+        'Holds one WebAuthn challenge (registration, sign-up or login) until its response is verified once or it expires. Stages: challenge_issued → verifying → completing → done; outcome succeeded, refused or expired.',
     },
   },
 } as const satisfies Record<string, LoginMethodSpec>;

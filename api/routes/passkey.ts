@@ -92,7 +92,7 @@ export default async function passkeyRoutes(appBase: FastifyInstance) {
   const { config, db, temporal } = app.deps;
   const ttlSeconds = config.BROKER_PASSKEY_CHALLENGE_TTL_SECONDS;
   const rpID = config.passkeyRpId;
-  // Each challenge is a workflow that lives its window: as tight as the wallet challenges.
+  // Each challenge is a workflow that lives its window (5 min by default; a wallet challenge's lives 45, hence its lower budget).
   const challengePerIp = app.requestLimit({ name: 'passkey_challenge:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
   const answerPerIp = app.requestLimit({ name: 'passkey_answer:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
 
