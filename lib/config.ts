@@ -357,6 +357,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // The broker's own console (/console) signs in with Google and with passkeys: its origin is always allowed.
   const googleReturnOrigins = originList('BROKER_GOOGLE_RETURN_ORIGINS', e.BROKER_GOOGLE_RETURN_ORIGINS, publicOrigin);
   const passkeyOrigins = originList('BROKER_PASSKEY_ORIGINS', e.BROKER_PASSKEY_ORIGINS, publicOrigin);
+  // AgentKeys' own broker reads the same setting as AGENTKEYS_CLIENT_ID (its VE stack: agentterrier): a
+  // deployment moved from it with only that name set would derive every account under another id.
+  const upstreamClientId = env.AGENTKEYS_CLIENT_ID;
+  if (upstreamClientId !== undefined && upstreamClientId !== '' && upstreamClientId !== e.BROKER_CLIENT_ID)
+    throw new ConfigError(
+      `invalid configuration: AGENTKEYS_CLIENT_ID is "${upstreamClientId}" but BROKER_CLIENT_ID is "${e.BROKER_CLIENT_ID}": this broker derives every account under BROKER_CLIENT_ID (AGENTKEYS_CLIENT_ID is AgentKeys' own broker's name for it); set BROKER_CLIENT_ID to the same value, or unset AGENTKEYS_CLIENT_ID`,
+    );
   const passkeyRpId = e.BROKER_PASSKEY_RP_ID ?? new URL(publicUrl).hostname;
   if (!/^[a-z0-9.-]{1,253}$/i.test(passkeyRpId) || passkeyRpId !== passkeyRpId.toLowerCase())
     throw new ConfigError(`invalid configuration: BROKER_PASSKEY_RP_ID: "${passkeyRpId}" is not a lower-case host name`);

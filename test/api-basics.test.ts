@@ -122,6 +122,17 @@ void describe('configuration', () => {
     assert.equal(loadConfig({}).BROKER_CLIENT_ID, 'agentkeys');
   });
 
+  void test("AgentKeys' own name for the client id, AGENTKEYS_CLIENT_ID, must agree with BROKER_CLIENT_ID: a stack moved from it derives no account under another id", () => {
+    assert.throws(
+      () => loadConfig({ AGENTKEYS_CLIENT_ID: 'agentterrier' }),
+      /AGENTKEYS_CLIENT_ID is "agentterrier" but BROKER_CLIENT_ID is "agentkeys".*set BROKER_CLIENT_ID/,
+    );
+    assert.throws(() => loadConfig({ AGENTKEYS_CLIENT_ID: 'agentkeys', BROKER_CLIENT_ID: 'agentterrier' }), /AGENTKEYS_CLIENT_ID/);
+    assert.equal(loadConfig({ AGENTKEYS_CLIENT_ID: 'agentterrier', BROKER_CLIENT_ID: 'agentterrier' }).BROKER_CLIENT_ID, 'agentterrier');
+    assert.equal(loadConfig({ AGENTKEYS_CLIENT_ID: 'agentkeys' }).BROKER_CLIENT_ID, 'agentkeys');
+    assert.equal(loadConfig({ AGENTKEYS_CLIENT_ID: '' }).BROKER_CLIENT_ID, 'agentkeys');
+  });
+
   void test('production refuses dev fixtures, generated secrets and the embedded database', () => {
     assert.throws(
       () => loadConfig({ NODE_ENV: 'production' }),
