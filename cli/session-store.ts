@@ -149,7 +149,10 @@ export class FileSessionStore implements SessionStore {
   }
   async load(profile: string): Promise<ProfileSession | undefined> {
     const text = await readIfPresent(sessionFilePath(profile));
-    return text === undefined ? undefined : parseSession(text, sessionFilePath(profile));
+    if (text === undefined) return undefined;
+    // Another program's session written over this profile's (its CLI's default id is another name, but may be given this one).
+    if (isForeignSession(text)) throw new ForeignProfileError(profile);
+    return parseSession(text, sessionFilePath(profile));
   }
   async save(profile: string, session: ProfileSession): Promise<void> {
     await writePrivate(sessionFilePath(profile), profileDir(profile), `${JSON.stringify(session, null, 2)}\n`);

@@ -241,7 +241,7 @@ void describe("agentkeys CLI: AgentKeys' own CLI's sessions under ~/.agentkeys",
         for (const args of [
           ['status'],
           ['logout'],
-          ['mint', 'aws', '--env'],
+          ['mint', 'aws'],
           ['init', 'wallet', '--private-key-file', join(root, 'none.key'), '--broker-url', deadUrl],
         ]) {
           const r = await run(['--json', '--profile', profile, ...args]);
@@ -254,6 +254,14 @@ void describe("agentkeys CLI: AgentKeys' own CLI's sessions under ~/.agentkeys",
         }
       }
       assert.equal(await readFile(join(ak, 'master', 'session.json'), 'utf8'), theirs);
+      // A profile of this CLI whose session file the other CLI then wrote (the same name given to both).
+      await writeFile(join(ak, 'mine', 'session.json'), theirs, { mode: 0o600 });
+      for (const args of [['mint', 'aws'], ['logout']]) {
+        const r = await run(['--json', '--profile', 'mine', ...args]);
+        assert.notEqual(r.code, 0, args.join(' '));
+        assert.match((JSON.parse(r.stdout) as { message: string }).message, /holds a session this CLI did not write/, args.join(' '));
+      }
+      assert.equal(await readFile(join(ak, 'mine', 'session.json'), 'utf8'), theirs);
       assert.deepEqual(await readdir(join(ak, 'master')), ['session.json']);
       assert.deepEqual(await readdir(join(ak, 'alice')), ['.keyring_managed']);
     } finally {
