@@ -180,7 +180,10 @@ export class KeychainSessionStore implements SessionStore {
   }
   async load(profile: string): Promise<ProfileSession | undefined> {
     const text = new this.Entry(KEYCHAIN_SERVICE, profile).getPassword();
-    return text ? parseSession(text, this.describe(profile)) : undefined;
+    if (!text) return undefined;
+    // AgentKeys' own CLI keeps its keychain sessions under the same service (account: its session id).
+    if (isForeignSession(text)) throw new ForeignProfileError(profile);
+    return parseSession(text, this.describe(profile));
   }
   async save(profile: string, session: ProfileSession): Promise<void> {
     new this.Entry(KEYCHAIN_SERVICE, profile).setPassword(JSON.stringify(session));
@@ -346,13 +349,29 @@ export async function writeProfileRecord(profile: string, record: ProfileRecord)
   await writePrivate(recordPath(profile), profileDir(profile), `${JSON.stringify(record, null, 2)}\n`);
 }
 
-/** Keeps a new login: the session in its store, the record beside it; a session left in another store is removed. */
+/** Whether `store` holds another program's session for `profile` (ForeignProfileError), which nothing here may replace or remove. */
+async function holdsForeign(store: SessionStore, profile: string): Promise<boolean> {
+  try {
+    await store.load(profile);
+    return false;
+  } catch (e) {
+    return e instanceof ForeignProfileError;
+  }
+}
+
+/**
+ * Keeps a new login: the session in its store, the record beside it; a session left in another store
+ * is removed. Another program's session where this one would go is refused (ForeignProfileError), and
+ * one in the store left behind stays.
+ */
 export async function saveLogin(profile: string, store: SessionStore, session: ProfileSession, previous: ProfileRecord | undefined): Promise<void> {
+  if (await holdsForeign(store, profile)) throw new ForeignProfileError(profile);
   await store.save(profile, session);
   await writeProfileRecord(profile, { ...recordOf(session), kind: store.kind, ...(store.keychain ? { keychain: store.keychain } : {}) });
   if (previous && previous.kind !== store.kind) {
     try {
-      await (await openStore(previous)).remove(profile);
+      const old = await openStore(previous);
+      if (!(await holdsForeign(old, profile))) await old.remove(profile);
     } catch {
       /* the old store no longer answers: nothing to remove there */
     }

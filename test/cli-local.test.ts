@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { privateKeyToAccount } from 'viem/accounts';
-import { chooseStore } from '../cli/session-store';
+import { chooseStore, FileSessionStore, ForeignProfileError, KeychainSessionStore, saveLogin, type ProfileSession } from '../cli/session-store';
 import { setCredentialProcess } from '../cli/commands/configure';
 import { DEAD_BROKER_URL } from './support/dead-endpoint';
 import { BIN, ROOT, buildCli, parseJson, runProcess, waitFor, type RunOptions } from './cli-client';
@@ -208,19 +208,22 @@ void describe('agentkeys CLI: the session store', () => {
   });
 });
 
+/** A session as AgentKeys' own CLI stores it (agent-terrier c348357, agentkeys-types `Session`). */
+const THEIR_SESSION = JSON.stringify({
+  token: 'their-bearer',
+  wallet: '0x1111111111111111111111111111111111111111',
+  scope: null,
+  created_at: 1,
+  ttl_seconds: 3600,
+});
+
 void describe("agentkeys CLI: AgentKeys' own CLI's sessions under ~/.agentkeys", () => {
   void test('a directory holding its session.json or its keychain marker is no profile: status --all names it apart, every command on it refuses by name, and it is left byte for byte', async () => {
     const root = await mkdtemp(join(tmpdir(), 'akb-cli-foreign-'));
     try {
       const ak = join(root, '.agentkeys');
-      // Its shapes (agent-terrier c348357): agentkeys-types Session in session.json; a .keyring_managed marker beside a keychain entry.
-      const theirs = JSON.stringify({
-        token: 'their-bearer',
-        wallet: '0x1111111111111111111111111111111111111111',
-        scope: null,
-        created_at: 1,
-        ttl_seconds: 3600,
-      });
+      // Its shapes: its Session in session.json; a .keyring_managed marker beside a keychain entry.
+      const theirs = THEIR_SESSION;
       await mkdir(join(ak, 'master'), { recursive: true });
       await writeFile(join(ak, 'master', 'session.json'), theirs, { mode: 0o600 });
       await mkdir(join(ak, 'alice'), { recursive: true });
@@ -265,6 +268,55 @@ void describe("agentkeys CLI: AgentKeys' own CLI's sessions under ~/.agentkeys",
       assert.deepEqual(await readdir(join(ak, 'master')), ['session.json']);
       assert.deepEqual(await readdir(join(ak, 'alice')), ['.keyring_managed']);
     } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
+void describe("agentkeys CLI: AgentKeys' own CLI's sessions in the keychain and under a profile's name", () => {
+  void test("a keychain entry or a session file of its shape is never read as this CLI's, replaced by a login, or removed when a login moves store", async () => {
+    const theirs = THEIR_SESSION;
+    // The keychain as @napi-rs/keyring's Entry presents it: one password per service and account.
+    const entries = new Map<string, string>();
+    class FakeEntry {
+      constructor(
+        private readonly service: string,
+        private readonly account: string,
+      ) {}
+      getPassword() {
+        return entries.get(`${this.service}/${this.account}`);
+      }
+      setPassword(p: string) {
+        entries.set(`${this.service}/${this.account}`, p);
+      }
+      deletePassword() {
+        return entries.delete(`${this.service}/${this.account}`);
+      }
+    }
+    const keychain = new KeychainSessionStore(FakeEntry, 'secret-service');
+    const now = Math.floor(Date.now() / 1000);
+    const ours: ProfileSession = { token: 'ours', broker_url: deadUrl, method: 'wallet', omni_account: `0x${'cd'.repeat(32)}`, expires_at: now + 3600 };
+    const home0 = process.env.HOME;
+    const root = await mkdtemp(join(tmpdir(), 'akb-cli-foreign-store-'));
+    process.env.HOME = root;
+    try {
+      entries.set('agentkeys/shared', theirs);
+      await assert.rejects(keychain.load('shared'), ForeignProfileError);
+      await assert.rejects(saveLogin('shared', keychain, ours, undefined), ForeignProfileError);
+      assert.equal(entries.get('agentkeys/shared'), theirs, 'a login does not replace it');
+      // A profile of this CLI that was in the keychain, logging in again into the file store: the entry now there is theirs and stays.
+      await saveLogin('shared', new FileSessionStore(), ours, { broker_url: deadUrl, kind: 'keychain', keychain: 'secret-service' });
+      assert.equal(entries.get('agentkeys/shared'), theirs, 'moving store does not remove it');
+      // Their session file written over a profile of this CLI: a login into the file store refuses, and the file stays.
+      const file = join(root, '.agentkeys', 'shared', 'session.json');
+      await writeFile(file, theirs, { mode: 0o600 });
+      await assert.rejects(saveLogin('shared', new FileSessionStore(), ours, undefined), ForeignProfileError);
+      assert.equal(await readFile(file, 'utf8'), theirs);
+      // This CLI's own keychain session is read and replaced as before.
+      await saveLogin('own', keychain, ours, undefined);
+      assert.equal((await keychain.load('own'))?.token, 'ours');
+    } finally {
+      process.env.HOME = home0;
       await rm(root, { recursive: true, force: true });
     }
   });

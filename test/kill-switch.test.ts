@@ -8,6 +8,7 @@ import { startIamFixture, type IamFixture } from '../fixtures/iam';
 import { KILL_SWITCH_POLICY_NAME, killSwitchPolicy } from '../lib/kill-switch';
 import { denyingStatement } from '../lib/iam-policy-eval';
 import { AGENT_TAG, EPOCH_TAG, GRANT_TAG } from '../lib/oidc-claims';
+import { FLOW_METADATA } from '../lib/flow-metadata';
 import { AkFlow } from '../lib/search-attributes';
 import { killSwitchWorkflowId } from '../workflows/kill-switch.definitions';
 import { bindAgent, offerGrant } from './grant-client';
@@ -406,6 +407,7 @@ void describe('one account revoking on purpose cannot turn the kill switch off f
     const described = await handle.describe();
     assert.equal(described.status.name, 'RUNNING', 'the kill switch workflow has not failed');
     assert.equal(described.typedSearchAttributes.get(AkFlow), 'kill_switch', 'an operator finds it by AkFlow');
+    assert.equal(await described.staticSummary(), FLOW_METADATA.kill_switch.staticSummary, 'and reads what it is in the list');
   });
 });
 
