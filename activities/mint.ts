@@ -297,7 +297,8 @@ export function createMintActivities(deps: ActivityDeps) {
       const sealed = await sealJson(req.sealTo, exchanged.secret);
       await writeOutcome(req, [...pending, { phase: 'ok', details: { wallet, ...grantDetails, ...exchanged.audit } }]);
       // The answer names the wallet as the credential does (its agentkeys_user_wallet): a client builds
-      // its storage prefix from it, as AgentKeys' own clients do. The audit rows keep the OmniAccount.
+      // its storage prefix from it, as AgentKeys' own clients do (litentry/agent-terrier c348357,
+      // crates/agentkeys-provisioner/src/aws_creds.rs, AwsTempCreds::wallet). The audit rows keep the OmniAccount.
       return { denied: false, minted: { sealed, public: exchanged.public, wallet: userWalletValue(wallet, actorId), expiration: exchanged.expiration } };
     },
   };

@@ -327,10 +327,11 @@ export async function readProfileRecord(profile: string): Promise<ProfileRecord 
     }
     throw new CliError(`${recordPath(profile)} is unreadable: run agentkeys init again`);
   }
-  if ((await profileKind(profile)) === 'foreign') throw new ForeignProfileError(profile);
-  // A session file from before profile.json existed: the file store.
+  // A session file from before profile.json existed: the file store (another program's is refused by the load).
   const legacy = await new FileSessionStore().load(profile);
-  return legacy ? { ...recordOf(legacy), kind: 'file' } : undefined;
+  if (legacy) return { ...recordOf(legacy), kind: 'file' };
+  if (existsSync(join(profileDir(profile), FOREIGN_KEYRING_MARKER))) throw new ForeignProfileError(profile);
+  return undefined;
 }
 
 function recordOf(s: ProfileSession): Omit<ProfileRecord, 'kind'> {

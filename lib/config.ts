@@ -357,8 +357,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // The broker's own console (/console) signs in with Google and with passkeys: its origin is always allowed.
   const googleReturnOrigins = originList('BROKER_GOOGLE_RETURN_ORIGINS', e.BROKER_GOOGLE_RETURN_ORIGINS, publicOrigin);
   const passkeyOrigins = originList('BROKER_PASSKEY_ORIGINS', e.BROKER_PASSKEY_ORIGINS, publicOrigin);
-  // AgentKeys' own broker reads the same setting as AGENTKEYS_CLIENT_ID (its VE stack: agentterrier): a
-  // deployment moved from it with only that name set would derive every account under another id.
+  // AgentKeys' own broker reads the same setting as AGENTKEYS_CLIENT_ID (its VE stack: agentterrier;
+  // litentry/agent-terrier c348357, crates/agentkeys-broker-server/src/config.rs): a deployment moved
+  // from it with only that name set would derive every account under another id.
   const upstreamClientId = env.AGENTKEYS_CLIENT_ID;
   if (upstreamClientId !== undefined && upstreamClientId !== '' && upstreamClientId !== e.BROKER_CLIENT_ID)
     throw new ConfigError(
