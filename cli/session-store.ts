@@ -361,12 +361,21 @@ async function holdsForeign(store: SessionStore, profile: string): Promise<boole
 }
 
 /**
+ * Refuses a login whose session would go where another program's is (ForeignProfileError). `init`
+ * asks before it logs in, so a refused profile costs no session at the broker and no code; the save
+ * asks again, for one written there meanwhile.
+ */
+export async function assertLoginWritable(profile: string, store: SessionStore): Promise<void> {
+  if (await holdsForeign(store, profile)) throw new ForeignProfileError(profile);
+}
+
+/**
  * Keeps a new login: the session in its store, the record beside it; a session left in another store
  * is removed. Another program's session where this one would go is refused (ForeignProfileError), and
  * one in the store left behind stays.
  */
 export async function saveLogin(profile: string, store: SessionStore, session: ProfileSession, previous: ProfileRecord | undefined): Promise<void> {
-  if (await holdsForeign(store, profile)) throw new ForeignProfileError(profile);
+  await assertLoginWritable(profile, store);
   await store.save(profile, session);
   await writeProfileRecord(profile, { ...recordOf(session), kind: store.kind, ...(store.keychain ? { keychain: store.keychain } : {}) });
   if (previous && previous.kind !== store.kind) {

@@ -12,8 +12,16 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { privateKeyToAccount } from 'viem/accounts';
-import { chooseStore, FileSessionStore, ForeignProfileError, KeychainSessionStore, saveLogin, type ProfileSession } from '../cli/session-store';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import {
+  assertLoginWritable,
+  chooseStore,
+  FileSessionStore,
+  ForeignProfileError,
+  KeychainSessionStore,
+  saveLogin,
+  type ProfileSession,
+} from '../cli/session-store';
 import { setCredentialProcess } from '../cli/commands/configure';
 import { DEAD_BROKER_URL } from './support/dead-endpoint';
 import { BIN, ROOT, buildCli, parseJson, runProcess, waitFor, type RunOptions } from './cli-client';
@@ -271,6 +279,59 @@ void describe("agentkeys CLI: AgentKeys' own CLI's sessions under ~/.agentkeys",
       await rm(root, { recursive: true, force: true });
     }
   });
+
+  void test("init into a profile of this CLI whose session file AgentKeys' own CLI then wrote is refused by name before anything reaches the broker or the TEE, and writes nothing", async () => {
+    const root = await mkdtemp(join(tmpdir(), 'akb-cli-foreign-init-'));
+    // A broker that would log anyone in: without the refusal up front, a wallet login completes here and is refused only at the save.
+    const requests: string[] = [];
+    const server: Server = createServer((req, res) => {
+      requests.push(`${req.method} ${req.url}`);
+      req.resume();
+      const now = Math.floor(Date.now() / 1000);
+      const session = { token: 'minted', token_type: 'Bearer', expires_at: now + 3600, omni_account: `0x${'ab'.repeat(32)}`, user_id: 'u1' };
+      const found = req.method === 'POST' && req.url === '/v1/session/wallet_login';
+      res.writeHead(found ? 200 : 404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(found ? session : { error: 'not_found' }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const dir = join(root, '.agentkeys', 'mine');
+      await cachedProfile('mine', root);
+      await writeFile(join(dir, 'session.json'), THEIR_SESSION, { mode: 0o600 });
+      const before = new Map<string, string>();
+      for (const f of await readdir(dir)) before.set(f, await readFile(join(dir, f), 'utf8'));
+      const keyFile = join(root, 'wallet.key');
+      await writeFile(keyFile, `${generatePrivateKey()}\n`, { mode: 0o600 });
+      const run = (args: string[]) =>
+        runProcess(process.execPath, [BIN, ...args], { PATH: process.env.PATH, HOME: root, AGENTKEYS_SESSION_STORE: 'file' }, { stdin: '123456\n' });
+
+      for (const args of [
+        ['init', 'wallet', '--private-key-file', keyFile],
+        ['init', 'wallet', '--siwe', '--private-key-file', keyFile],
+        ['init', 'email', 'someone@example.com', '--code-stdin'],
+        ['init', 'google', '--no-browser'],
+        ['init', 'device', '--no-qr'],
+        ['init', 'tee', '--tee-url', url, '--private-key-file', keyFile],
+        ['init'],
+      ]) {
+        const r = await run(['--json', '--profile', 'mine', '--broker-url', url, ...args]);
+        assert.equal(r.code, 1, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+        const body = JSON.parse(r.stdout) as { error: string; message: string };
+        assert.equal(body.error, 'ERR_CLI', args.join(' '));
+        assert.equal(
+          body.message,
+          `${dir} holds a session this CLI did not write (AgentKeys' own agentkeys CLI keeps its sessions in ~/.agentkeys/<id>/ too); it is left alone: use another --profile (or AGENTKEYS_PROFILE)`,
+        );
+        assert.deepEqual(requests, [], `${args.join(' ')}: nothing reaches the broker`);
+      }
+      assert.deepEqual((await readdir(dir)).sort(), [...before.keys()].sort(), 'no file added');
+      for (const [f, text] of before) assert.equal(await readFile(join(dir, f), 'utf8'), text, `${f} unchanged`);
+    } finally {
+      server.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 });
 
 void describe("agentkeys CLI: AgentKeys' own CLI's sessions in the keychain and under a profile's name", () => {
@@ -302,6 +363,9 @@ void describe("agentkeys CLI: AgentKeys' own CLI's sessions in the keychain and 
     try {
       entries.set('agentkeys/shared', theirs);
       await assert.rejects(keychain.load('shared'), ForeignProfileError);
+      // init asks before logging in; the save asks again.
+      await assert.rejects(assertLoginWritable('shared', keychain), ForeignProfileError);
+      await assertLoginWritable('own', keychain);
       await assert.rejects(saveLogin('shared', keychain, ours, undefined), ForeignProfileError);
       assert.equal(entries.get('agentkeys/shared'), theirs, 'a login does not replace it');
       // A profile of this CLI that was in the keychain, logging in again into the file store: the entry now there is theirs and stays.

@@ -6,7 +6,7 @@ import type { EmailCodeBody, MeBody, SessionBody, WalletChallengeBody } from '..
 import { BrokerAnswerError, CliError, UsageError } from '../errors';
 import { CliContext } from '../context';
 import { askChoice, askText, canPrompt, StdinLines } from '../prompt';
-import type { ProfileSession } from '../session-store';
+import { assertLoginWritable, openLoginStore, type ProfileSession } from '../session-store';
 import { teeLogin, type TeeLoginResult } from '../tee-client';
 import { loadCliWallet, withWalletKeyOptions, type WalletAccount, type WalletKeyOptions } from '../wallet-key';
 import { displayIdentity } from '../identity';
@@ -21,6 +21,17 @@ interface InitOptions {
   showToken?: boolean;
   /** With --json: the result as one line (the device login prints JSON lines as it goes). */
   jsonLine?: boolean;
+}
+
+/**
+ * The context of a login, refused by name when the store its session would go to holds another
+ * program's (ForeignProfileError): before any prompt and any request to the broker or the TEE, which
+ * would leave a session there and may send a code, all for a save that is refused.
+ */
+async function openForLogin(cmd: Command): Promise<CliContext> {
+  const ctx = await CliContext.open(cmd);
+  await assertLoginWritable(ctx.profile, await openLoginStore(ctx.env));
+  return ctx;
 }
 
 /** Saves the session and prints who is logged in (the token only with --show-token). */
@@ -353,7 +364,7 @@ export function initCommand(): Command {
     .description('log in to the broker and keep the bearer (asks for a method when none is given)')
     .option('--show-token', 'print the bearer token too (any init method)')
     .action(async (o: InitOptions, cmd: Command) => {
-      const ctx = await CliContext.open(cmd);
+      const ctx = await openForLogin(cmd);
       if (!canPrompt()) throw new UsageError(NON_TTY_HINT);
       const method = await askChoice(
         'How do you want to log in?',
@@ -374,34 +385,34 @@ export function initCommand(): Command {
 
   withWalletKeyOptions(init.command('wallet').description('sign in with a wallet signature (EIP-191; --siwe for Sign-In with Ethereum)'))
     .option('--siwe', 'use the challenge form (EIP-4361) instead of the stateless message')
-    .action(async (o: WalletKeyOptions & InitOptions & { siwe?: boolean }, cmd: Command) => initWallet(await CliContext.open(cmd), o));
+    .action(async (o: WalletKeyOptions & InitOptions & { siwe?: boolean }, cmd: Command) => initWallet(await openForLogin(cmd), o));
 
   init
     .command('email')
     .description('sign in with a one-time code mailed to <address>')
     .argument('<address>', 'your email address')
     .option('--code-stdin', 'read the code (one per line, for retries) from stdin instead of prompting')
-    .action(async (address: string, o: InitOptions & { codeStdin?: boolean }, cmd: Command) => initEmail(await CliContext.open(cmd), address, o));
+    .action(async (address: string, o: InitOptions & { codeStdin?: boolean }, cmd: Command) => initEmail(await openForLogin(cmd), address, o));
 
   init
     .command('google')
     .description('sign in with Google in your browser')
     .option('--no-browser', 'do not open a browser; print the address to open')
     .addOption(new Option('--poll-interval-ms <ms>', 'how often to ask the broker').default('1000').hideHelp())
-    .action(async (o: InitOptions & { browser?: boolean; pollIntervalMs?: string }, cmd: Command) => initGoogle(await CliContext.open(cmd), o));
+    .action(async (o: InitOptions & { browser?: boolean; pollIntervalMs?: string }, cmd: Command) => initGoogle(await openForLogin(cmd), o));
 
   init
     .command('device')
     .description('sign in on a machine without a browser: approve a short code in the console from any device')
     .option('--no-qr', 'do not print a QR code of the link')
-    .action(async (o: InitOptions & { qr?: boolean }, cmd: Command) => initDevice(await CliContext.open(cmd), o));
+    .action(async (o: InitOptions & { qr?: boolean }, cmd: Command) => initDevice(await openForLogin(cmd), o));
 
   withWalletKeyOptions(init.command('tee').description('log in through the Heima TEE worker (client_id agentkeys) and keep its access token'))
     .option('--email <address>', 'log in with an email code the TEE sends')
     .option('--tee-url <url>', 'the TEE worker JSON-RPC URL (default AGENTKEYS_TEE_URL)')
     .option('--code-stdin', 'read the email code from stdin instead of prompting')
     .action(async (o: InitOptions & WalletKeyOptions & { email?: string; teeUrl?: string; codeStdin?: boolean }, cmd: Command) =>
-      initTee(await CliContext.open(cmd), o),
+      initTee(await openForLogin(cmd), o),
     );
   return init;
 }
