@@ -6,6 +6,7 @@ import type { IAMClient } from '@aws-sdk/client-iam';
 import { createIamClient, setRolePolicy } from '../adapters/iam-client';
 import { agentEpoch, liveKillSwitchEntries, purgeKillSwitchEntries } from '../db/kill-switch';
 import { KILL_SWITCH_POLICY_NAME, killSwitchPolicy, killSwitchRoleNames } from '../lib/kill-switch';
+import { killSwitchCollapsedWallets, killSwitchEntries, killSwitchRoleWide } from '../lib/metrics';
 import type { ActingContext } from '../lib/oidc-claims';
 import type { Db } from '../db/pool';
 import type { KillSwitchApplied } from '../workflows/kill-switch.definitions';
@@ -75,6 +76,9 @@ export function createKillSwitchActivities(deps: ActivityDeps) {
         await writeFile(`${file}.tmp`, `${document ?? empty}\n`);
         await rename(`${file}.tmp`, file);
       }
+      killSwitchEntries.set(entries.length);
+      killSwitchCollapsedWallets.set(collapsedWallets.length);
+      killSwitchRoleWide.set(roleWide ? 1 : 0);
       const next = entries.reduce<number | null>((min, e) => (min === null || e.expires_at.getTime() < min ? e.expires_at.getTime() : min), null);
       return { entries: entries.length, dropped, nextExpiryMs: next, collapsedWallets: collapsedWallets.length, roleWide };
     },

@@ -55,15 +55,28 @@ const deny = (Sid: string, Condition: object) => ({ Sid, Effect: 'Deny', Action:
 const isoCeil = (ms: number) => new Date(Math.ceil(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 
 /**
+ * How coarsely the cutoffs of collapsed wallets may be rounded up so that wallets share a statement,
+ * finest first: one second (each wallet its own cutoff), then a minute, five, fifteen, an hour.
+ * Rounding up only lengthens a collapsed wallet's own deny (its agents' sessions issued in those
+ * extra seconds mint again); it never reaches another wallet.
+ */
+const CUTOFF_GRAINS_SECONDS = [1, 60, 300, 900, 3600];
+
+/** What one wallet listed in a collapsed statement costs at least: its quoted address and a comma. */
+const LISTED_WALLET_CHARS = 45;
+
+/**
  * The policy document for the entries. Precise while it fits: one statement listing the revoked
  * grants, one per revoked agent and wallet listing the epochs that ended. When the precise form is
  * over IAM's size, the wallets with the most entries (largest first) are collapsed one by one into
- * a statement by issue time — every agent session of that wallet issued before its last
- * revocation + the exchange window (`aws:TokenIssueTime`, AWS's own "revoke active sessions"
- * condition) — and, should even that not fit, into one such statement for every agent session.
- * So the deny always covers every credential revoked, and what the size costs is collateral: a
- * collapsed wallet's other agents mint again after the cutoff. One account revoking on purpose can
- * only collapse itself first (docs/kill-switch.md, "Limits").
+ * a deny by issue time — every agent session of that wallet issued before its last revocation +
+ * the exchange window (`aws:TokenIssueTime`, AWS's own "revoke active sessions" condition). Collapsed
+ * wallets whose cutoffs round up to the same instant share one statement listing them (a listed
+ * wallet costs ~45 characters, a statement ~200), the rounding made coarser until they fit; only
+ * past that (some two hundred revoking accounts at once) does one statement cover every agent
+ * session. So the deny always covers every credential revoked, and what the size costs is
+ * collateral: a collapsed wallet's other agents mint again after the cutoff. One account revoking
+ * on purpose can only collapse itself first (docs/kill-switch.md, "Limits").
  */
 export function killSwitchPolicy(entries: KillSwitchEntry[], opts: { oidcTtlSeconds: number }): KillSwitchPolicy {
   if (entries.length === 0) return { document: undefined, collapsedWallets: [], roleWide: false };
@@ -75,20 +88,31 @@ export function killSwitchPolicy(entries: KillSwitchEntry[], opts: { oidcTtlSeco
     if (list) list.push(e);
     else byWallet.set(w, [e]);
   }
-  const cutoffOf = (list: KillSwitchEntry[]) => isoCeil(list.reduce((max, e) => Math.max(max, e.revokedAt.getTime()), 0) + windowMs);
-  const walletStatement = (wallet: string, i: number) =>
-    deny(`AgentKeysRevokedWallet${i}`, {
-      StringEquals: { [USER_WALLET_KEY]: wallet },
-      Null: { [AGENT_KEY]: 'false' },
-      DateLessThan: { 'aws:TokenIssueTime': cutoffOf(byWallet.get(wallet) ?? []) },
-    });
-  const render = (collapsed: Set<string>) => {
-    const precise = entries.filter((e) => !collapsed.has(e.userWallet.toLowerCase()));
-    const statements: object[] = [];
-    const grants = [...new Set(precise.filter((e) => e.kind === 'grant' && e.grantId).map((e) => e.grantId as string))].sort();
-    if (grants.length > 0) statements.push(deny('AgentKeysRevokedGrants', { StringEquals: { [`aws:PrincipalTag/${GRANT_TAG}`]: grants } }));
+  const cutoffMs = (list: KillSwitchEntry[]) => list.reduce((max, e) => Math.max(max, e.revokedAt.getTime()), 0) + windowMs;
+  const collapsedStatements = (collapsed: Set<string>, grainSeconds: number) => {
+    const grainMs = grainSeconds * 1000;
+    const byCutoff = new Map<number, string[]>();
+    for (const wallet of [...collapsed].sort()) {
+      const cutoff = Math.ceil(cutoffMs(byWallet.get(wallet) ?? []) / grainMs) * grainMs;
+      const listed = byCutoff.get(cutoff);
+      if (listed) listed.push(wallet);
+      else byCutoff.set(cutoff, [wallet]);
+    }
+    return [...byCutoff.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([cutoff, wallets], i) =>
+        deny(`AgentKeysRevokedWallets${i}`, {
+          StringEquals: { [USER_WALLET_KEY]: wallets.length === 1 ? wallets[0] : wallets },
+          Null: { [AGENT_KEY]: 'false' },
+          DateLessThan: { 'aws:TokenIssueTime': isoCeil(cutoff) },
+        }),
+      );
+  };
+  const grantIds = (list: KillSwitchEntry[]) => [...new Set(list.filter((e) => e.kind === 'grant' && e.grantId).map((e) => e.grantId as string))].sort();
+  /** The statements naming each revoked agent and wallet, with the epochs that ended. */
+  const agentStatements = (list: KillSwitchEntry[]) => {
     const epochs = new Map<string, { agent: string; wallet: string; epochs: Set<string> }>();
-    for (const e of precise) {
+    for (const e of list) {
       if (e.kind !== 'agent' || e.epoch === null || e.epoch === undefined) continue;
       const agent = e.agentAddress.toLowerCase();
       const wallet = e.userWallet.toLowerCase();
@@ -97,34 +121,53 @@ export function killSwitchPolicy(entries: KillSwitchEntry[], opts: { oidcTtlSeco
       seen.epochs.add(String(e.epoch));
       epochs.set(key, seen);
     }
-    [...epochs.values()].forEach((a, i) => {
+    return [...epochs.values()].map((a, i) => {
       const ended = [...a.epochs].sort((x, y) => Number(x) - Number(y));
-      statements.push(
-        deny(`AgentKeysRevokedAgent${i}`, {
-          StringEquals: { [AGENT_KEY]: a.agent, [USER_WALLET_KEY]: a.wallet, [`aws:PrincipalTag/${EPOCH_TAG}`]: ended.length === 1 ? ended[0] : ended },
-        }),
-      );
+      return deny(`AgentKeysRevokedAgent${i}`, {
+        StringEquals: { [AGENT_KEY]: a.agent, [USER_WALLET_KEY]: a.wallet, [`aws:PrincipalTag/${EPOCH_TAG}`]: ended.length === 1 ? ended[0] : ended },
+      });
     });
-    [...collapsed].sort().forEach((wallet, i) => statements.push(walletStatement(wallet, i)));
+  };
+  const render = (collapsed: Set<string>, grainSeconds: number) => {
+    const precise = entries.filter((e) => !collapsed.has(e.userWallet.toLowerCase()));
+    const statements: object[] = [];
+    const grants = grantIds(precise);
+    if (grants.length > 0) statements.push(deny('AgentKeysRevokedGrants', { StringEquals: { [`aws:PrincipalTag/${GRANT_TAG}`]: grants } }));
+    statements.push(...agentStatements(precise), ...collapsedStatements(collapsed, grainSeconds));
     return JSON.stringify({ Version: '2012-10-17', Statement: statements });
   };
-  const collapsed = new Set<string>();
-  let text = render(collapsed);
-  if (text.length > ROLE_POLICY_MAX_CHARS) {
-    // Largest first, by what the wallet's entries weigh; stop once the collapsed statements alone are too many.
-    const order = [...byWallet.entries()].map(([w, list]) => ({ w, size: JSON.stringify(list).length }));
-    order.sort((a, b) => b.size - a.size || (a.w < b.w ? -1 : 1));
-    let collapsedChars = 0;
-    for (const { w } of order) {
+  const fits = (text: string) => text.length <= ROLE_POLICY_MAX_CHARS;
+  const exact = render(new Set(), 1);
+  if (fits(exact)) return { document: exact, collapsedWallets: [], roleWide: false };
+  // What each wallet's precise entries weigh at least (its agent statements, its grant ids in the
+  // shared list): the heaviest are collapsed first, and no document is rendered before what is kept
+  // could fit.
+  const weight = new Map<string, number>();
+  for (const [wallet, list] of byWallet) {
+    const agents = agentStatements(list).reduce((n, st) => n + JSON.stringify(st).length + 1, 0);
+    weight.set(wallet, agents + grantIds(list).reduce((n, id) => n + id.length + 3, 0));
+  }
+  const order = [...weight.entries()].sort(([a, x], [b, y]) => y - x || (a < b ? -1 : 1)).map(([w]) => w);
+  const total = [...weight.values()].reduce((a, b) => a + b, 0);
+  // The finest rounding at which the collapsed wallets fit, and at it as few collapsed as will fit:
+  // a coarser rounding lengthens every collapsed wallet's deny, one more wallet collapsed only its own.
+  for (const grain of CUTOFF_GRAINS_SECONDS) {
+    const collapsed = new Set<string>();
+    let kept = total;
+    for (const w of order) {
       collapsed.add(w);
-      collapsedChars += JSON.stringify(walletStatement(w, collapsed.size)).length + 1;
-      if (collapsedChars > ROLE_POLICY_MAX_CHARS) break;
-      text = render(collapsed);
-      if (text.length <= ROLE_POLICY_MAX_CHARS) break;
+      kept -= weight.get(w) ?? 0;
+      // Past this many listed wallets the collapsed statements alone are too large at any rounding.
+      if (collapsed.size * LISTED_WALLET_CHARS > ROLE_POLICY_MAX_CHARS) break;
+      if (kept + collapsed.size * LISTED_WALLET_CHARS > ROLE_POLICY_MAX_CHARS) continue;
+      const text = render(collapsed, grain);
+      if (fits(text)) return { document: text, collapsedWallets: [...collapsed].sort(), roleWide: false };
     }
   }
-  if (text.length <= ROLE_POLICY_MAX_CHARS) return { document: text, collapsedWallets: [...collapsed].sort(), roleWide: false };
-  const everyAgent = deny('AgentKeysRevokedAll', { Null: { [AGENT_KEY]: 'false' }, DateLessThan: { 'aws:TokenIssueTime': cutoffOf(entries) } });
+  const everyAgent = deny('AgentKeysRevokedAll', {
+    Null: { [AGENT_KEY]: 'false' },
+    DateLessThan: { 'aws:TokenIssueTime': isoCeil(cutoffMs(entries)) },
+  });
   return { document: JSON.stringify({ Version: '2012-10-17', Statement: [everyAgent] }), collapsedWallets: [...byWallet.keys()].sort(), roleWide: true };
 }
 

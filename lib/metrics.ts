@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { LOGIN_METHOD_IDS } from './login-methods';
 
 /**
@@ -75,6 +75,25 @@ export const sesErrors = new Counter({
   name: 'broker_ses_errors_total',
   help: 'SES SendEmail calls that failed, by error code (the SDK exception name)',
   labelNames: ['code'] as const,
+  registers: [processRegistry],
+});
+
+/** The kill switch's deny policy as last applied (activities/kill-switch.ts; docs/kill-switch.md, "Limits"). */
+export const killSwitchEntries = new Gauge({
+  name: 'broker_kill_switch_entries',
+  help: 'Kill switch deny entries in force at the last application',
+  registers: [processRegistry],
+});
+
+export const killSwitchCollapsedWallets = new Gauge({
+  name: 'broker_kill_switch_collapsed_wallets',
+  help: 'User wallets whose revocations did not fit one by one and are denied by issue time (their other agents mint again)',
+  registers: [processRegistry],
+});
+
+export const killSwitchRoleWide = new Gauge({
+  name: 'broker_kill_switch_role_wide',
+  help: '1 while the deny policy covers every agent session issued before a cutoff (too many revoking accounts to list), else 0',
   registers: [processRegistry],
 });
 

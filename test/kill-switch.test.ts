@@ -9,6 +9,7 @@ import { KILL_SWITCH_POLICY_NAME, killSwitchPolicy } from '../lib/kill-switch';
 import { denyingStatement } from '../lib/iam-policy-eval';
 import { AGENT_TAG, EPOCH_TAG, GRANT_TAG } from '../lib/oidc-claims';
 import { FLOW_METADATA } from '../lib/flow-metadata';
+import { processRegistry } from '../lib/metrics';
 import { AkFlow } from '../lib/search-attributes';
 import { killSwitchWorkflowId } from '../workflows/kill-switch.definitions';
 import { bindAgent, offerGrant } from './grant-client';
@@ -70,6 +71,8 @@ const sessionCtx = (stack: TestStack, accessKeyId: string) => {
   return ctx(s.tags, s.issuedAt);
 };
 const TTL = { oidcTtlSeconds: 300 };
+/** A gauge of this process's registry, where the in-process worker's activities set them. */
+const gaugeValue = async (name: string) => (await processRegistry.getSingleMetric(name)?.get())?.values[0]?.value;
 const REVOKED = new Date('2026-12-07T10:00:00Z');
 
 void describe('both identities in every credential', () => {
@@ -245,19 +248,76 @@ void describe('the deny policy never outgrows IAM’s size: what does not fit on
     assert.equal(denyingStatement(doc, ctx(tags(victim, hex(0xc), '0', 'grt_victims'), after)), 'AgentKeysRevokedGrants');
     assert.equal(denyingStatement(doc, ctx(tags(victim, hex(0xd), '0'), before)), undefined);
     // The collapsed account: every agent session issued before the cutoff, none after, never the account's own.
-    assert.equal(denyingStatement(doc, ctx(tags(attacker, hex(0x1005), '0'), before)), 'AgentKeysRevokedWallet0');
-    assert.equal(denyingStatement(doc, ctx(tags(attacker, hex(0x9999), '3'), before)), 'AgentKeysRevokedWallet0', 'collateral: its other agents mint again');
+    assert.equal(denyingStatement(doc, ctx(tags(attacker, hex(0x1005), '0'), before)), 'AgentKeysRevokedWallets0');
+    assert.equal(denyingStatement(doc, ctx(tags(attacker, hex(0x9999), '3'), before)), 'AgentKeysRevokedWallets0', 'collateral: its other agents mint again');
     assert.equal(denyingStatement(doc, ctx(tags(attacker, hex(0x1005), '1'), after)), undefined);
     assert.equal(denyingStatement(doc, ctx({ agentkeys_user_wallet: attacker }, before)), undefined, 'the account’s own sessions carry no agent tag');
   });
 
-  void test('too many accounts to collapse one by one: every agent session issued before the last cutoff is denied, no account’s own', () => {
+  void test('many accounts revoking at once share statements listing their wallets; no other account is touched', () => {
+    // Eighty accounts, one revoked agent each: ~26,000 characters one by one.
     const late = new Date(REVOKED.getTime() + 60_000);
     const entries = Array.from({ length: 80 }, (_, i) => agentEntry(hex(0x5000 + i), hex(0x6000 + i), 0, i === 7 ? late : REVOKED));
     const p = killSwitchPolicy(entries, TTL);
     const doc = p.document as string;
+    assert.ok(doc.length <= 10_240, String(doc.length));
+    assert.equal(p.roleWide, false);
+    assert.ok(p.collapsedWallets.length < 80, 'some stay exact');
+    const statements = (JSON.parse(doc) as { Statement: { Sid: string }[] }).Statement;
+    assert.ok(statements.filter((st) => st.Sid.startsWith('AgentKeysRevokedWallets')).length <= 2, 'one statement per cutoff');
+    for (let i = 0; i < 80; i++) {
+      const wallet = hex(0x5000 + i);
+      assert.ok(denyingStatement(doc, ctx(tags(wallet, hex(0x6000 + i), '0'), before)), `wallet ${i}'s revoked agent`);
+      const other = denyingStatement(doc, ctx(tags(wallet, hex(0x9999), '0'), before));
+      assert.equal(other === undefined, !p.collapsedWallets.includes(wallet), `wallet ${i}'s other agent: denied only when collapsed`);
+    }
+    assert.equal(
+      denyingStatement(doc, ctx(tags(hex(0x5007), hex(0x9999), '0'), '2026-12-07T10:10:59Z')),
+      'AgentKeysRevokedWallets1',
+      'the late wallet: its own cutoff',
+    );
+    assert.equal(denyingStatement(doc, ctx(tags(hex(0x5003), hex(0x9999), '0'), '2026-12-07T10:10:59Z')), undefined, 'not the late cutoff');
+    assert.equal(denyingStatement(doc, ctx(tags(victim, hex(0xb), '0'), before)), undefined, 'an account that revoked nothing');
+    assert.equal(denyingStatement(doc, ctx({ agentkeys_user_wallet: hex(0x5003) }, before)), undefined, 'the account’s own sessions');
+  });
+
+  void test('cutoffs are rounded up, only as far as needed, and a wallet’s deny never reaches another wallet', () => {
+    // 150 accounts revoking one agent each, 37 s apart: one statement each cannot fit, nor one per minute.
+    const at = (i: number) => new Date(REVOKED.getTime() + i * 37_000);
+    const entries = Array.from({ length: 150 }, (_, i) => agentEntry(hex(0x7000 + i), hex(0x8000 + i), 0, at(i)));
+    const p = killSwitchPolicy(entries, TTL);
+    const doc = p.document as string;
+    assert.ok(doc.length <= 10_240, String(doc.length));
+    assert.equal(p.roleWide, false);
+    const walletStatements = (JSON.parse(doc) as { Statement: { Sid: string; Condition: { DateLessThan: Record<string, string> } }[] }).Statement.filter((st) =>
+      st.Sid.startsWith('AgentKeysRevokedWallets'),
+    );
+    assert.ok(walletStatements.length > 1 && walletStatements.length < p.collapsedWallets.length, String(walletStatements.length));
+    const [first, second] = walletStatements.map((st) => Date.parse(st.Condition.DateLessThan['aws:TokenIssueTime'] ?? ''));
+    const grain = (second ?? 0) - (first ?? 0);
+    assert.ok([300_000, 900_000].includes(grain), `rounded to ${grain} ms: coarser than a minute (one statement a minute cannot fit), finer than an hour`);
+    for (const wallet of p.collapsedWallets) {
+      const i = Number.parseInt(wallet.slice(2), 16) - 0x7000;
+      const own = at(i).getTime() + 600_000; // revocation + 300 s TTL + 300 s skew
+      const ownCutoff = Math.ceil(own / grain) * grain;
+      const iso = (ms: number) => new Date(ms).toISOString();
+      assert.ok(denyingStatement(doc, ctx(tags(wallet, hex(0x9999), '0'), iso(own - 1000))), `collapsed ${i}: before its cutoff`);
+      assert.ok(denyingStatement(doc, ctx(tags(wallet, hex(0x9999), '0'), iso(ownCutoff - 1000))), `collapsed ${i}: up to the rounded cutoff`);
+      assert.equal(denyingStatement(doc, ctx(tags(wallet, hex(0x9999), '0'), iso(ownCutoff))), undefined, `collapsed ${i}: not after it`);
+    }
+    for (let i = 0; i < 150; i++) {
+      assert.ok(denyingStatement(doc, ctx(tags(hex(0x7000 + i), hex(0x8000 + i), '0'), '2026-12-07T09:00:00Z')), `revoked agent ${i}`);
+    }
+    assert.equal(denyingStatement(doc, ctx(tags(victim, hex(0xb), '0'), '2026-12-07T10:05:00Z')), undefined, 'an account that revoked nothing');
+  });
+
+  void test('too many accounts even to list: every agent session issued before the last cutoff is denied, no account’s own', () => {
+    const late = new Date(REVOKED.getTime() + 60_000);
+    const entries = Array.from({ length: 300 }, (_, i) => agentEntry(hex(0x5000 + i), hex(0x6000 + i), 0, i === 7 ? late : REVOKED));
+    const p = killSwitchPolicy(entries, TTL);
+    const doc = p.document as string;
     assert.equal(p.roleWide, true);
-    assert.equal(p.collapsedWallets.length, 80);
+    assert.equal(p.collapsedWallets.length, 300);
     assert.ok(doc.length < 1000, String(doc.length));
     assert.equal(denyingStatement(doc, ctx(tags(hex(0x5003), hex(0x6003), '0'), '2026-12-07T10:10:59Z')), 'AgentKeysRevokedAll', 'up to the latest cutoff');
     assert.equal(denyingStatement(doc, ctx(tags(victim, hex(0xb), '0'), before)), 'AgentKeysRevokedAll');
@@ -342,6 +402,9 @@ void describe('the kill switch per agent, through HTTP, the worker and the IAM s
     const kept = await early.applyKillSwitch();
     assert.equal(kept.dropped, 0);
     assert.ok(iam.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME));
+    assert.ok(kept.entries > 0);
+    assert.equal(await gaugeValue('broker_kill_switch_entries'), kept.entries);
+    assert.equal(await gaugeValue('broker_kill_switch_role_wide'), 0);
     const lateActs = createKillSwitchActivities({
       config,
       db,
@@ -351,6 +414,7 @@ void describe('the kill switch per agent, through HTTP, the worker and the IAM s
     });
     const result = await lateActs.applyKillSwitch();
     assert.equal(result.entries, 0);
+    assert.equal(await gaugeValue('broker_kill_switch_entries'), 0);
     assert.ok(result.dropped >= 2, JSON.stringify(result));
     assert.equal(result.nextExpiryMs, null);
     assert.equal(iam.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME), undefined);
@@ -400,7 +464,7 @@ void describe('one account revoking on purpose cannot turn the kill switch off f
     const sid = await waitFor('the victim’s revoked agent denied', () => iam.evaluate(ROLE, sessionCtx(stack, mintedC.access_key_id)));
     assert.match(sid, /^AgentKeysRevoked(Agent|Grants)/, 'the victim’s entries are exact (the agent’s, and its grant’s)');
     assert.equal(iam.evaluate(ROLE, sessionCtx(stack, mintedD.access_key_id)), undefined, 'the victim’s other agent is not denied');
-    assert.equal(iam.evaluate(ROLE, sessionCtx(stack, attackersOwn.access_key_id)), 'AgentKeysRevokedWallet0', 'the flooding account is denied by issue time');
+    assert.equal(iam.evaluate(ROLE, sessionCtx(stack, attackersOwn.access_key_id)), 'AgentKeysRevokedWallets0', 'the flooding account is denied by issue time');
     const doc = iam.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME) ?? '';
     assert.ok(doc.length <= 10_240, String(doc.length));
     const handle = stack.temporal.workflow.getHandle(killSwitchWorkflowId(stack.config.BROKER_TASK_QUEUE));
