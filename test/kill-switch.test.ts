@@ -18,6 +18,8 @@ import { auditRowsOf, mintAws, mintOidc, walletLogin, type WalletSession } from 
 import { newWallet, type TestWallet } from './wallet-client';
 
 const ROLE = 'agentkeys-data';
+/** Agent revocations per account per minute here: above what any one account below needs (32 + a few). */
+const REVOKES_PER_MINUTE = 40;
 let stack: TestStack;
 let iam: IamFixture;
 let main: WalletSession;
@@ -32,7 +34,14 @@ before(async () => {
   process.env.AWS_ACCESS_KEY_ID = 'AKIAKILLSWITCHTEST01';
   process.env.AWS_SECRET_ACCESS_KEY = 'kill-switch-test-secret-key-000000000000';
   iam = await startIamFixture({ roles: [ROLE] });
-  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_KILL_SWITCH: 'iam', BROKER_IAM_ENDPOINT: iam.url } });
+  stack = await startStack({
+    env: {
+      BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000',
+      BROKER_RATE_LIMIT_REVOKE_PER_MINUTE: String(REVOKES_PER_MINUTE),
+      BROKER_KILL_SWITCH: 'iam',
+      BROKER_IAM_ENDPOINT: iam.url,
+    },
+  });
   stack.sts.setJwksUrl(`${stack.url}/.well-known/jwks.json`);
   [main, agentA, agentB, stranger] = await Promise.all([walletLogin(stack), walletLogin(stack), walletLogin(stack), walletLogin(stack)]);
   grantA = await bindAgent(stack, main.token, agentA.wallet);
@@ -438,6 +447,35 @@ void describe('one account revoking on purpose cannot turn the kill switch off f
     assert.equal(entries.rowCount, 0);
     const events = (await auditRowsOf(stack, attacker.omni_account)).filter((r) => r.event === 'agent.revoke');
     assert.equal(events.length, 1, 'only the revocation that changed something is recorded');
+  });
+
+  void test('an account’s revocations are limited per minute: past the limit 429 with Retry-After, nothing recorded; another account unaffected', async () => {
+    const looping = await walletLogin(stack);
+    const agent = await walletLogin(stack);
+    await bindAgent(stack, looping.token, agent.wallet);
+    const revoke = (token: string, wallet: string) => stack.request('POST', `/v1/agents/${wallet}/revoke`, { token });
+    for (let i = 0; i < REVOKES_PER_MINUTE; i++) {
+      const res = await revoke(looping.token, agent.wallet.lower);
+      assert.equal(res.status, 200, `revocation ${i}: ${res.text}`);
+    }
+    const rows = (await auditRowsOf(stack, looping.omni_account)).length;
+    const epochs = await stack.db.query('SELECT * FROM agent_epochs WHERE agent_address = $1', [agent.wallet.lower]);
+    await bindAgent(stack, looping.token, agent.wallet);
+    const over = await revoke(looping.token, agent.wallet.lower);
+    assert.equal(over.status, 429, over.text);
+    assert.equal((over.body as { error: string }).error, 'rate_limited');
+    assert.ok(Number(over.headers.get('retry-after')) > 0, 'Retry-After');
+    assert.equal((await auditRowsOf(stack, looping.omni_account)).length, rows + 2, 'only the new grant’s offer and acceptance');
+    assert.deepEqual((await stack.db.query('SELECT * FROM agent_epochs WHERE agent_address = $1', [agent.wallet.lower])).rows, epochs.rows, 'no epoch ended');
+    const listed = await stack.request('GET', '/v1/grants', { token: looping.token });
+    assert.ok(
+      (listed.body as { grants: { status: string }[] }).grants.some((g) => g.status === 'active'),
+      'the new grant is still active',
+    );
+    const other = await walletLogin(stack);
+    const otherAgent = newWallet();
+    await offerGrant(stack, other.token, { agent_address: otherAgent.lower });
+    assert.equal((await revoke(other.token, otherAgent.lower)).status, 200, 'another account');
   });
 
   void test('32 agents granted, accepted and revoked by one account: another account’s revocation still denies exactly its agent', async () => {

@@ -29,6 +29,7 @@ export default async function agentRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
   const { config, db } = app.deps;
   const now = () => app.deps.now?.() ?? Date.now();
+  const revokesPerAccount = app.requestLimit({ name: 'agent_revoke:account', max: config.BROKER_RATE_LIMIT_REVOKE_PER_MINUTE, windowMs: 60_000 });
 
   app.post(
     '/v1/agents/:wallet/revoke',
@@ -49,9 +50,11 @@ export default async function agentRoutes(appBase: FastifyInstance) {
     async (request) => {
       const auth = request.auth;
       if (!auth) throw new BrokerError('unauthorized', 'not authenticated');
+      await revokesPerAccount(request, auth.omniAccount);
       const agent = request.params.wallet;
       const result = await revokeAgent({ db, config, now }, auth, agent, request.id);
       if (!result) throw new BrokerError('not_found', 'this account has never granted that agent wallet');
+      // Always, a repeated revocation too: it is how an entry whose wake-up failed is applied.
       await wakeKillSwitch(app.deps, request.log);
       request.log.info({ flow: 'kill_switch', agent }, 'agent revoked');
       return {
