@@ -27,6 +27,7 @@ import pg from 'pg';
 import { CONSOLE_PAGES } from '../api/plugins/console';
 import type { ClusterState } from './cluster';
 import { startHangProxy, type HangProxy } from './cluster/hang-proxy';
+import { publicExposure } from './cluster/public-routes';
 import { describeHangAnswer, HANG_CALLS, hangProblems, type HangAnswer, type HungPart } from './cluster/hang-verdict';
 import { defaultClusterDatabaseUrl } from './cluster/layout';
 
@@ -96,7 +97,7 @@ async function routesThroughNginx(): Promise<{ checked: number; wrong: string[] 
   for (const path of paths) {
     const r = await call('PATCH', path);
     const byNginx = r.status === 404 && r.body.message === 'no such route';
-    const opsOnly = path.startsWith('/codec/') || path.startsWith('/_dev/');
+    const opsOnly = publicExposure(path) === 'ops';
     if (byNginx !== opsOnly) wrong.push(`${path}: ${byNginx ? "nginx's own 404" : `reached the broker (${r.status})`}`);
   }
   return { checked: paths.length, wrong };

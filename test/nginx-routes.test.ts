@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { CONSOLE_PAGES } from '../api/plugins/console';
+import { publicExposure, type PublicExposure } from '../scripts/cluster/public-routes';
 import { startStack, type TestStack } from './harness';
 import { locationFor, publicLocations, type NginxLocation } from './support/nginx-site';
 
@@ -18,17 +19,7 @@ after(async () => {
   await stack?.stop();
 });
 
-/**
- * What the public server must do with a path: the TEE worker's callbacks (docs/contracts.md §3) pass
- * from the TEE's network only; the codec and the dev routes are on the ops listener alone
- * (docs/deploy.md); everything else passes.
- */
-function expected(path: string): 'tee' | 'ops' | 'public' {
-  if (path.startsWith('/v3/account/') || ['/add_wallet', '/get_account_user_id', '/v1/account/check_hyper_agent_address'].includes(path)) return 'tee';
-  if (path.startsWith('/codec/') || path.startsWith('/_dev/')) return 'ops';
-  return 'public';
-}
-const served = (l: NginxLocation | undefined): 'tee' | 'ops' | 'public' => (!l?.proxied ? 'ops' : l.fenced ? 'tee' : 'public');
+const served = (l: NginxLocation | undefined): PublicExposure => (!l?.proxied ? 'ops' : l.fenced ? 'tee' : 'public');
 
 const describeLocation = (l: NginxLocation | undefined) => (l ? `location ${l.modifier} ${l.pattern}`.replace(/\s+/g, ' ') : 'no location');
 
@@ -43,8 +34,8 @@ void describe('nginx: the public server and the routes of the broker', () => {
     const locations = publicLocations();
     const wrong = paths
       .map((path) => ({ path, at: locationFor(locations, path) }))
-      .filter(({ path, at }) => served(at) !== expected(path))
-      .map(({ path, at }) => `${path}: ${describeLocation(at)} serves it as ${served(at)}, not ${expected(path)}`);
+      .filter(({ path, at }) => served(at) !== publicExposure(path))
+      .map(({ path, at }) => `${path}: ${describeLocation(at)} serves it as ${served(at)}, not ${publicExposure(path)}`);
     assert.deepEqual(wrong, []);
     for (const path of ['/v3/account/post_heima_login', '/v1/account/check_hyper_agent_address', '/codec/decode', '/v1/mint-gcp-token'])
       assert.ok(documented.includes(path), `${path} is documented`);
