@@ -1,6 +1,7 @@
+import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { findGrant } from '../db/grants';
-import { findApproval } from '../db/approvals';
+import { findApproval, markApprovalNotified } from '../db/approvals';
 import { findUserByOmni } from '../db/users';
 import { provenNotifyEmail, verifiedEmailOf } from '../lib/approvals';
 import { BrokerError, FailureType } from '../lib/errors';
@@ -48,11 +49,14 @@ export function createApprovalActivities(deps: ActivityDeps) {
 
     /**
      * Tells the holder through the mail service: what is asked and the commands that decide.
-     * No address known: nothing sent (the request is listed all the same). A retry may mail again.
+     * No address known: nothing sent (the request is listed all the same). Once sent, the row says
+     * so, and a rerun (a retry, the flow's task run again after a worker died) sends nothing; a
+     * second mail takes a send whose own answer was lost, or the row's update failing after it.
      */
     async notifyApprovalHolder(input: { approvalId: string }): Promise<{ sent: boolean }> {
       const row = await findApproval(deps.db, input.approvalId);
       if (!row) return { sent: false };
+      if (row.notified_at) return { sent: true };
       const to = await holderEmail(deps, row.grant_id, row.main_account);
       if (!to) return { sent: false };
       const params = Object.entries(row.params)
@@ -70,6 +74,12 @@ export function createApprovalActivities(deps: ActivityDeps) {
         const name = (e as Error).name;
         if (PERMANENT_SES_ERRORS.has(name)) throw ApplicationFailure.nonRetryable(`the mail service refused the message (${name})`, FailureType.deliveryFailed);
         throw ApplicationFailure.retryable(`sending the notification failed (${name}); will retry`, FailureType.mailTransient);
+      }
+      try {
+        await markApprovalNotified(deps.db, row.approval_id, new Date(deps.now()));
+      } catch (e) {
+        // The mail went: failing here would send it again on the retry.
+        log.warn('the approval notice was sent but could not be recorded as sent', { approvalId: row.approval_id, error: (e as Error).message });
       }
       return { sent: true };
     },

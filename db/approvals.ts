@@ -28,12 +28,14 @@ export interface ApprovalRow {
   decided_via: string | null;
   receipt: Record<string, unknown> | null;
   collected_at: Date | null;
+  /** When the holder was mailed about it (migration 018); null when no mail went. */
+  notified_at: Date | null;
 }
 
 const COLUMNS =
-  'approval_id, grant_id, main_account, main_address, agent_address, agent_account, target, params, scope, reason, request_hash, status, requested_at, expires_at, decided_at, decided_via, receipt, collected_at';
+  'approval_id, grant_id, main_account, main_address, agent_address, agent_account, target, params, scope, reason, request_hash, status, requested_at, expires_at, decided_at, decided_via, receipt, collected_at, notified_at';
 
-export type NewApproval = Omit<ApprovalRow, 'status' | 'decided_at' | 'decided_via' | 'receipt' | 'collected_at'>;
+export type NewApproval = Omit<ApprovalRow, 'status' | 'decided_at' | 'decided_via' | 'receipt' | 'collected_at' | 'notified_at'>;
 
 /** Inserts the pending request; a retry with the same id finds it (and changes nothing). */
 export async function insertApproval(q: Queryable, a: NewApproval): Promise<ApprovalRow> {
@@ -105,6 +107,11 @@ export async function markApprovalCollected(q: Queryable, approvalId: string, at
     [approvalId, at],
   );
   return r.rows[0];
+}
+
+/** Records that the holder was mailed about the request; the first time stays. */
+export async function markApprovalNotified(q: Queryable, approvalId: string, at: Date): Promise<void> {
+  await q.query('UPDATE approvals SET notified_at = COALESCE(notified_at, $2) WHERE approval_id = $1', [approvalId, at]);
 }
 
 /**

@@ -87,10 +87,13 @@ export async function signedDecision(stack: TestStack, holder: Holder, id: strin
 
 /** The approvals row as stored (status, decision time, receipt, hand-out). */
 export async function approvalRow(stack: TestStack, id: string) {
-  const r = await stack.db.query<{ status: string; decided_at: Date | null; receipt: Record<string, unknown> | null; collected_at: Date | null }>(
-    'SELECT status, decided_at, receipt, collected_at FROM approvals WHERE approval_id = $1',
-    [id],
-  );
+  const r = await stack.db.query<{
+    status: string;
+    decided_at: Date | null;
+    receipt: Record<string, unknown> | null;
+    collected_at: Date | null;
+    notified_at: Date | null;
+  }>('SELECT status, decided_at, receipt, collected_at, notified_at FROM approvals WHERE approval_id = $1', [id]);
   return r.rows[0];
 }
 

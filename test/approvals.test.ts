@@ -3,6 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import { createApprovalActivities } from '../activities/approval';
+import { SesMailer } from '../adapters/ses-mailer';
 import { AkStage } from '../lib/search-attributes';
 import { APPROVAL_ID_PREFIX } from '../workflows/approval.definitions';
 import { FLOW_METADATA } from '../lib/flow-metadata';
@@ -311,6 +313,26 @@ void describe('an agent asks, the holder approves, the agent collects once', () 
     assert.ok(text.includes(`agentkeys approve ${pending.approval_id}`), text);
     assert.ok(text.includes(agent.wallet.lower), text);
     assert.ok(text.includes('deploy the nightly build'), text);
+  });
+
+  void test('the notice runs again (a retry, or the flow’s task after a worker died): no second mail, and the row says when it went', async () => {
+    // Recorded just after the mail service answered, so shortly after the mail is seen.
+    let row = await approvalRow(stack, pending.approval_id);
+    for (let i = 0; i < 50 && !row?.notified_at; i++) {
+      await sleep(100);
+      row = await approvalRow(stack, pending.approval_id);
+    }
+    assert.ok(row?.notified_at instanceof Date, 'the sent notice is not recorded');
+    const rerun = createApprovalActivities({
+      config: stack.config,
+      db: stack.db,
+      secrets: stack.secrets,
+      mailer: new SesMailer(stack.config.BROKER_EMAIL_FROM, { region: stack.config.AWS_REGION, endpoint: stack.ses.url }),
+      now: Date.now,
+    });
+    assert.deepEqual(await rerun.notifyApprovalHolder({ approvalId: pending.approval_id }), { sent: true });
+    assert.equal((await mailNaming(notifyEmail, pending.approval_id)).length, 1, 'mailed twice');
+    assert.equal((await approvalRow(stack, pending.approval_id))?.notified_at?.getTime(), row.notified_at.getTime(), 'the first time stays');
   });
 
   void test('ops find the waiting request in Temporal by AkStage=awaiting_approval', async () => {
