@@ -3,6 +3,7 @@
  * keychain, and mint credentials for agents. Exit codes: 0 ok, 1 failure, 2 usage.
  */
 import { Command, CommanderError } from 'commander';
+import { agentCommand } from './commands/agent';
 import { approvalsCommand, decisionCommands } from './commands/approvals';
 import { completionCommand } from './commands/completion';
 import { configureCommand } from './commands/configure';
@@ -46,6 +47,7 @@ the stored session), AGENTKEYS_SESSION_STORE=file|keychain, AGENTKEYS_KEYSTORE_P
     logoutCommand(),
     mintCommand(),
     grantCommand(),
+    agentCommand(),
     auditCommand(),
     approvalsCommand(),
     ...decisionCommands(),

@@ -109,6 +109,17 @@ export interface GrantBody {
   revoked_at?: number | null;
 }
 
+/** POST /v1/agents/{wallet}/revoke: the kill switch per agent (docs/kill-switch.md). */
+export interface AgentRevokedBody {
+  agent_address: string;
+  /** The grants this call revoked. */
+  revoked_grants: string[];
+  /** The agent's epochs this call ended, per main wallet: credentials carrying them are denied. */
+  ended_epochs: { user_wallet: string; epoch: number }[];
+  /** How the deny entries are applied, and until when (unix seconds) they last. */
+  kill_switch: { mode: 'off' | 'iam' | 'file'; until: number };
+}
+
 export interface AuditEntry {
   seq: number | string;
   event: string;

@@ -20,7 +20,11 @@ import { findFreePort } from '../scripts/temporal-dev-server';
 import { startStack, type TestStack } from './harness';
 import type { Command } from 'commander';
 import { buildProgram } from '../cli/main';
+import { revokedLine } from '../cli/commands/agent';
 import { BIN, buildCli, cliAgainst, parseJson, runProcess, waitFor } from './cli-client';
+import { bindAgent, offerGrant } from './grant-client';
+import { auditRowsOf, walletLogin } from './mint-client';
+import { newWallet } from './wallet-client';
 
 let stack: TestStack;
 let tee: TeeFixture;
@@ -66,6 +70,7 @@ void describe('agentkeys CLI: usage', () => {
     const program = buildProgram();
     walk(program, ['agentkeys']);
     assert.deepEqual(program.commands.map((c) => c.name()).sort(), [
+      'agent',
       'approvals',
       'approve',
       'audit',
@@ -113,6 +118,40 @@ void describe('agentkeys CLI: usage', () => {
     assert.equal(r.code, 1);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, new RegExp(`cannot reach the broker at http://127.0.0.1:${port}`));
+  });
+
+  void test('agent revoke in words: how far the revocation reaches in each kill switch mode', () => {
+    const agent = `0x${'a'.repeat(40)}`;
+    const main = `0x${'b'.repeat(40)}`;
+    const until = Date.UTC(2026, 11, 7, 22, 5) / 1000;
+    const answer = (mode: 'off' | 'iam' | 'file', revoked = ['grt_one', 'grt_two'], ended = [{ user_wallet: main, epoch: 0 }]) => ({
+      agent_address: agent,
+      revoked_grants: revoked,
+      ended_epochs: ended,
+      kill_switch: { mode, until },
+    });
+    assert.equal(
+      revokedLine(answer('iam')),
+      `Revoked agent ${agent}: 2 grants revoked (grt_one, grt_two); its credentials for ${main} (epoch 0) are denied until 2026-12-07T22:05:00.000Z (kill switch: iam).`,
+    );
+    assert.equal(
+      revokedLine(answer('file')),
+      `Revoked agent ${agent}: 2 grants revoked (grt_one, grt_two); its credentials for ${main} (epoch 0) are denied once the broker's operator applies the kill switch policy file (the deny lasts until 2026-12-07T22:05:00.000Z; kill switch: file).`,
+    );
+    assert.equal(
+      revokedLine(answer('off', ['grt_one'])),
+      `Revoked agent ${agent}: 1 grant revoked (grt_one); credentials it already holds for ${main} (epoch 0) stay valid until they expire: the broker records the revocation but applies no deny (kill switch: off).`,
+    );
+    // Grants revoked and no epoch ended: they were all pending, so no credential exists to end.
+    assert.equal(
+      revokedLine(answer('iam', ['grt_one'], [])),
+      `Revoked agent ${agent}: 1 grant revoked (grt_one); none had been accepted, so it holds no credentials for this account to end.`,
+    );
+    assert.match(
+      revokedLine(answer('iam', [], [{ user_wallet: main, epoch: 3 }])),
+      /^Revoked agent 0xa{40}: no grant was left to revoke; its credentials for 0xb{40} \(epoch 3\) are denied/,
+    );
+    assert.match(revokedLine(answer('iam', [], [])), /^Nothing changed: agent 0xa{40} has no pending or active grant from this account/);
   });
 
   void test('unreadable, malformed and ambiguous key files get clear errors', async () => {
@@ -368,6 +407,72 @@ void describe('agentkeys CLI: minting, grants, audit', () => {
     const failure = await runCli(['--json', ...p, 'grant', 'revoke', 'grt_nothere']);
     assert.equal(failure.code, 1);
     assert.equal(typeof (JSON.parse(failure.stdout) as { message: string }).message, 'string');
+  });
+
+  void test('agent revoke <wallet>: every grant naming the agent revoked and its epoch ended; a wallet never granted is not found and changes nothing; a malformed one is refused before any request', async () => {
+    const mainKey = await keyFile();
+    const main = mainKey.address.toLowerCase();
+    const p = ['--profile', 'revoker'];
+    const init = parseJson(await runCli(['--json', ...p, 'init', 'wallet', '--private-key-file', mainKey.path, '--show-token']));
+    const token = init.token as string;
+    const statusesOf = async (t: string): Promise<Record<string, string>> => {
+      const res = await stack.request('GET', '/v1/grants', { token: t });
+      assert.equal(res.status, 200, res.text);
+      return Object.fromEntries((res.body as { grants: { grant_id: string; status: string }[] }).grants.map((g) => [g.grant_id, g.status]));
+    };
+    const auditCount = async () => (await auditRowsOf(stack, init.omni_account as string)).length;
+    const agent = newWallet();
+    const pending = (await offerGrant(stack, token, { agent_address: agent.lower })).grant_id;
+    const accepted = await bindAgent(stack, token, agent);
+    // Another account's agent, which this account never granted.
+    const other = await walletLogin(stack);
+    const theirs = newWallet();
+    const theirGrant = await bindAgent(stack, other.token, theirs);
+    const auditBefore = await auditCount();
+
+    const stranger = await runCli(['--json', ...p, 'agent', 'revoke', theirs.address]);
+    assert.equal(stranger.code, 1, stranger.stderr);
+    assert.match(stranger.stderr, /never granted that agent wallet \(not_found, HTTP 404\)/);
+    assert.equal((JSON.parse(stranger.stdout) as { error: string }).error, 'ERR_CLI_BROKER_ANSWER');
+    assert.deepEqual(await statusesOf(other.token), { [theirGrant]: 'active' }, 'the other account’s grant stands');
+    assert.deepEqual(await statusesOf(token), { [pending]: 'pending', [accepted]: 'active' }, 'this account’s grants stand');
+    assert.equal(await auditCount(), auditBefore, 'no audit row');
+
+    // The broker named here does not listen: a request would fail with exit 1, not a usage error.
+    const deadBroker = { AGENTKEYS_BROKER_URL: `http://127.0.0.1:${await findFreePort()}` };
+    for (const bad of ['0x123', `${agent.address}0`, agent.address.slice(2), `0x${'g'.repeat(40)}`]) {
+      const r = await runCli(['--json', ...p, 'agent', 'revoke', bad], { env: deadBroker });
+      assert.equal(r.code, 2, `${bad}: ${r.stderr}`);
+      assert.match(r.stderr, /is not a wallet address: 0x and 40 hex digits/);
+      assert.equal((JSON.parse(r.stdout) as { error: string }).error, 'ERR_CLI_USAGE');
+    }
+    assert.deepEqual(await statusesOf(token), { [pending]: 'pending', [accepted]: 'active' });
+
+    const revoked = parseJson(await runCli(['--json', ...p, 'agent', 'revoke', agent.address]));
+    assert.equal(revoked.agent_address, agent.lower);
+    assert.deepEqual([...(revoked.revoked_grants as string[])].sort(), [pending, accepted].sort());
+    // The agent accepted a grant, so it could hold credentials of epoch 0 for the main wallet: that epoch ended.
+    assert.deepEqual(revoked.ended_epochs, [{ user_wallet: main, epoch: 0 }]);
+    assert.equal((revoked.kill_switch as { mode: string }).mode, 'off');
+    assert.deepEqual(await statusesOf(token), { [pending]: 'revoked', [accepted]: 'revoked' });
+    assert.deepEqual(await statusesOf(other.token), { [theirGrant]: 'active' });
+
+    // In words: what changed and, with the kill switch off (the stack's default), that held credentials stay valid.
+    const agent2 = newWallet();
+    const grant2 = await bindAgent(stack, token, agent2);
+    const human = await runCli([...p, 'agent', 'revoke', agent2.address]);
+    assert.equal(human.code, 0, human.stderr);
+    assert.equal(
+      human.stdout,
+      `Revoked agent ${agent2.lower}: 1 grant revoked (${grant2}); credentials it already holds for ${main} (epoch 0) stay valid until they expire: the broker records the revocation but applies no deny (kill switch: off).\n`,
+    );
+    // A repeat revokes and ends nothing, and says so.
+    const again = await runCli([...p, 'agent', 'revoke', agent.address]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(
+      again.stdout,
+      `Nothing changed: agent ${agent.lower} has no pending or active grant from this account, and no credential of it is left to end (it was revoked before, or never accepted a grant).\n`,
+    );
   });
 
   void test('the agent side: grant list --agent, accept with the agent key, mint for the main wallet, leave; decline; a wrong key is refused', async () => {
