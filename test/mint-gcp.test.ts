@@ -7,6 +7,7 @@
  * is audited.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +23,8 @@ import { newWallet } from './wallet-client';
 
 const AUDIENCE = '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/agentkeys-pool/providers/agentkeys-broker';
 const OTHER_AUDIENCE = '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/agentkeys-pool/providers/other-broker';
+/** A provider set up without an attribute condition, as docs/gcp.md warns against. */
+const UNCONDITIONED_AUDIENCE = '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/agentkeys-pool/providers/no-condition';
 const SA = 'ci-deployer@my-project-123.iam.gserviceaccount.com';
 const OTHER_SA = 'db-admin@my-project-123.iam.gserviceaccount.com';
 const SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
@@ -38,8 +41,11 @@ before(async () => {
   home = await mkdtemp(join(tmpdir(), 'akb-gcp-'));
   stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000' } });
   gcp = await startGcpFixture();
-  gcp.addProvider({ audience: AUDIENCE, issuer: stack.config.publicUrl, jwksUrl: `${stack.url}/.well-known/jwks.json` });
   main = await walletLogin(stack);
+  // As docs/gcp.md sets a provider up, its condition read from there: it admits the tokens of its tenant's wallet only.
+  const provider = { issuer: stack.config.publicUrl, jwksUrl: `${stack.url}/.well-known/jwks.json` };
+  gcp.addProvider({ ...provider, audience: AUDIENCE, attributeCondition: documentedCondition().replace('$USER_WALLET', main.wallet.lower) });
+  gcp.addProvider({ ...provider, audience: UNCONDITIONED_AUDIENCE });
   // What the library's executable inherits: the opt-in and a bearer for the CLI (as CI would set it).
   process.env.GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES = '1';
   process.env.AGENTKEYS_BROKER_URL = stack.url;
@@ -52,6 +58,17 @@ after(async () => {
   await stack?.stop();
   if (home) await rm(home, { recursive: true, force: true });
 });
+
+/** The attribute condition docs/gcp.md gives its provider (`--attribute-condition="…"`), `$USER_WALLET` unexpanded. */
+function documentedCondition(): string {
+  const doc = readFileSync(join(__dirname, '..', 'docs', 'gcp.md'), 'utf8');
+  const condition = /providers create-oidc[^`]*?--attribute-condition="([^"]+)"/.exec(doc)?.[1] ?? '';
+  assert.ok(
+    condition.includes('assertion.agentkeys_user_wallet') && condition.includes('$USER_WALLET'),
+    'docs/gcp.md sets up its provider without the condition on the wallet',
+  );
+  return condition;
+}
 
 async function configure(extra: string[]): Promise<string> {
   const output = join(home, `gcp-${Math.random().toString(36).slice(2)}.json`);
@@ -164,6 +181,51 @@ void describe('Google Cloud workload identity federation through google-auth-lib
       body: JSON.stringify({ scope: [SCOPE] }),
     });
     assert.equal(impersonate.status, 403);
+  });
+
+  void test('another account of this broker, naming the tenant’s provider and service account, is refused by the provider’s attribute condition; without one it would impersonate', async () => {
+    // The broker is one issuer for every account: it signs any account's token for any audience,
+    // so what keeps a stranger out of a tenant's project is the provider's condition on the wallet.
+    const stranger = await walletLogin(stack);
+    const exchange = async (audience: string, subjectToken: string) => {
+      const res = await fetch(gcp.tokenUrl, {
+        method: 'POST',
+        body: new URLSearchParams({
+          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+          audience,
+          requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+          subject_token_type: 'urn:ietf:params:oauth:token-type:id_token',
+          subject_token: subjectToken,
+          scope: SCOPE,
+        }),
+      });
+      return { status: res.status, body: (await res.json()) as { error?: string; error_description?: string; access_token?: string } };
+    };
+    const impersonates = async (accessToken: string) =>
+      (
+        await fetch(gcp.impersonationUrl(SA), {
+          method: 'POST',
+          headers: { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ scope: [SCOPE] }),
+        })
+      ).status;
+
+    const minted = await mintGcp(stranger.token, { audience: AUDIENCE, service_account: SA });
+    assert.equal(minted.status, 200, minted.text);
+    const refused = await exchange(AUDIENCE, (minted.body as { id_token: string }).id_token);
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.error, 'unauthorized_client');
+    assert.match(refused.body.error_description ?? '', /rejected by the attribute condition/);
+
+    const tenants = await mintGcp(main.token, { audience: AUDIENCE, service_account: SA });
+    const admitted = await exchange(AUDIENCE, (tenants.body as { id_token: string }).id_token);
+    assert.equal(admitted.status, 200, JSON.stringify(admitted.body));
+    assert.equal(await impersonates(admitted.body.access_token ?? ''), 200, 'the tenant impersonates its service account');
+
+    const open = await mintGcp(stranger.token, { audience: UNCONDITIONED_AUDIENCE, service_account: SA });
+    const accepted = await exchange(UNCONDITIONED_AUDIENCE, (open.body as { id_token: string }).id_token);
+    assert.equal(accepted.status, 200, 'a provider without a condition admits any account of the broker');
+    assert.equal(await impersonates(accepted.body.access_token ?? ''), 200, 'and any of them impersonates a service account bound by its attribute alone');
   });
 
   void test('--executable answers a failure in the executable-response form: exit 1, the response alone on stdout, nothing on stderr; a bad profile too', async () => {
