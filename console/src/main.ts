@@ -374,6 +374,77 @@ function grantItem(g: Grant, side: 'main' | 'agent', out: HTMLElement): HTMLElem
   );
 }
 
+interface AgentRevocation {
+  agent_address: string;
+  revoked_grants: string[];
+  ended_epochs: { user_wallet: string; epoch: number }[];
+  kill_switch: { mode: 'off' | 'iam' | 'file'; until: number };
+}
+
+/**
+ * What the last agent revocation did. The page is rendered again after it, which replaces every
+ * node, so the answer is kept here and shown once by that render.
+ */
+let agentNote: HTMLElement | undefined;
+
+/** The kill switch's answer (docs/kill-switch.md) as the account holder needs it: what ended, and until when. */
+function agentRevokedText(r: AgentRevocation): string {
+  const n = r.revoked_grants.length;
+  const grants = n === 0 ? 'no grant to it was still live' : `${n} grant${n === 1 ? '' : 's'} revoked`;
+  let held: string;
+  // No epoch ended: the agent accepted no grant since it was last revoked (or ever), so it can hold no credential of this account.
+  if (r.ended_epochs.length === 0) held = 'It holds no credential of this account to end.';
+  else if (r.kill_switch.mode === 'iam') held = `The credentials it already holds are denied until ${when(r.kill_switch.until)}.`;
+  else if (r.kill_switch.mode === 'file')
+    held = `A deny for the credentials it already holds, until ${when(r.kill_switch.until)}, is written to the broker's policy file for its operator to apply.`;
+  else held = "This broker's kill switch is off: the credentials it already holds stay valid until they expire.";
+  return `Agent ${r.agent_address}: ${grants}. ${held}`;
+}
+
+/**
+ * An agent wallet of this account's grants, listed once however many grants name it, with the
+ * kill switch. It ends more than a grant's Revoke (every grant naming the agent, and the
+ * credentials it already holds), so it asks first, in the page, as the approvals page does before
+ * a signature.
+ */
+function agentItem(agent: string, grants: Grant[]): HTMLElement {
+  const out = h('div');
+  const live = grants.filter((g) => g.status === 'pending' || g.status === 'active').length;
+  const confirm = actionButton(
+    'Confirm: revoke every grant and end its credentials',
+    out,
+    async () => {
+      const r = await call<AgentRevocation>('POST', `/v1/agents/${agent}/revoke`);
+      agentNote = message('ok', agentRevokedText(r));
+      await render();
+    },
+    'danger',
+  );
+  const cancel = h('button', { type: 'button', class: 'secondary' }, 'Cancel');
+  cancel.addEventListener('click', () => out.replaceChildren());
+  const ask = h('button', { type: 'button', class: 'danger' }, 'Revoke agent');
+  ask.addEventListener('click', () => {
+    out.replaceChildren(
+      h(
+        'p',
+        {},
+        `This revokes every grant this account made to ${agent} and ends the credentials it already holds. ` +
+          'It cannot be undone: to trust this wallet again, offer it a new grant.',
+      ),
+      h('div', { class: 'row' }, confirm, cancel),
+    );
+    confirm.focus();
+  });
+  return h(
+    'li',
+    { 'data-agent': agent },
+    h('div', { class: 'mono' }, agent),
+    h('div', { class: 'muted' }, `${grants.length} grant${grants.length === 1 ? '' : 's'} · ${live ? `${live} live` : 'none live'}`),
+    h('div', { class: 'row' }, ask),
+    out,
+  );
+}
+
 async function grantsPage(): Promise<HTMLElement[]> {
   const out = h('div');
   const [mine, theirs] = await Promise.all([
@@ -386,6 +457,10 @@ async function grantsPage(): Promise<HTMLElement[]> {
   const agent = h('input', { type: 'text', name: 'agent_address', placeholder: '0x…', autocomplete: 'off', spellcheck: 'false' });
   const services = h('input', { type: 'text', name: 'services', placeholder: 'e.g. s3, bedrock (empty: any)' });
   const days = h('input', { type: 'number', name: 'days', min: '1', max: '365', value: '30' });
+  const note = agentNote;
+  agentNote = undefined;
+  const byAgent = new Map<string, Grant[]>();
+  for (const g of mine.grants) byAgent.set(g.agent_address, [...(byAgent.get(g.agent_address) ?? []), g]);
   const offer = actionButton('Offer grant', out, async () => {
     const list = services.value
       .split(',')
@@ -419,6 +494,18 @@ async function grantsPage(): Promise<HTMLElement[]> {
         ? h('ul', { class: 'list', id: 'grants-main' }, ...mine.grants.map((g) => grantItem(g, 'main', out)))
         : h('p', { class: 'muted' }, 'None yet.'),
     ),
+    ...(byAgent.size
+      ? [
+          h(
+            'section',
+            { class: 'card' },
+            h('h2', {}, 'Agents'),
+            h('p', { class: 'muted' }, 'Revoke agent ends an agent wallet at once: every grant naming it, and the credentials it already holds.'),
+            note ?? null,
+            h('ul', { class: 'list', id: 'agents' }, ...[...byAgent].map(([a, gs]) => agentItem(a, gs))),
+          ),
+        ]
+      : []),
     theirs
       ? h(
           'section',

@@ -18,6 +18,7 @@ import { ageLogins } from '../approval-client';
 import { deviceCode, otherUserCode, pollError, pollToken } from '../device-client';
 import { codeFromMail, uniqueEmail, wrongCode } from '../email-login-client';
 import { startGoogleStack, type GoogleStack } from '../google-login-client';
+import { bindAgent, offerGrant, type GrantView } from '../grant-client';
 import type { TestStack } from '../harness';
 import { walletLogin } from '../mint-client';
 import { newWallet, type TestWallet } from '../wallet-client';
@@ -46,6 +47,14 @@ const openTab = async (wallet?: TestWallet): Promise<Tab> => {
   return tab;
 };
 const signInByEmail = (tab: Tab, email: string) => signInByEmailIn(stack, tab, email);
+
+/** Each grant of the account behind `token` with its status, from GET /v1/grants. */
+const grantStatuses = async (token: string): Promise<Record<string, string>> => {
+  const res = await stack.request('GET', '/v1/grants?role=main', { token });
+  assert.equal(res.status, 200, res.text);
+  return Object.fromEntries((res.body as { grants: GrantView[] }).grants.map((g) => [g.grant_id, g.status]));
+};
+const isAgentRevoke = (url: string): boolean => /^\/v1\/agents\/[^/]+\/revoke$/.test(new URL(url).pathname);
 
 const countRows = async (sql: string, args: unknown[] = []): Promise<number> => Number((await stack.db.query<{ n: string }>(sql, args)).rows[0]?.n);
 
@@ -257,6 +266,105 @@ void describe('the console in Chromium', () => {
     await page.locator(`#grants-main li[data-grant="${grantId}"] .tag.bad`, { hasText: 'revoked' }).waitFor();
     assert.deepEqual(await mainTab.cspViolations(), []);
     assert.deepEqual(await agent.cspViolations(), []);
+  });
+
+  void test('grants: each agent wallet is listed once with Revoke agent; cancelled, nothing is sent; confirmed, every grant naming it is revoked and the page says what ended', async () => {
+    const owner = newWallet();
+    const agentA = newWallet();
+    const agentB = newWallet();
+    const s = await walletLogin(stack, owner);
+    const activeA = await bindAgent(stack, s.token, agentA);
+    const pendingA = (await offerGrant(stack, s.token, { agent_address: agentA.lower })).grant_id;
+    const activeB = await bindAgent(stack, s.token, agentB);
+    const tab = await openTab(owner);
+    const { page } = tab;
+    const revokeCalls: string[] = [];
+    page.on('request', (r) => {
+      if (isAgentRevoke(r.url())) revokeCalls.push(r.url());
+    });
+    await page.goto('/console/grants');
+    await signInByWallet(tab);
+    const itemA = page.locator(`#agents li[data-agent="${agentA.lower}"]`);
+    await itemA.waitFor();
+    assert.equal(await page.locator('#agents li').count(), 2, 'an agent with two grants is listed twice');
+    assert.match(await itemA.innerText(), /2 grants · 2 live/);
+
+    // Asked in the page, then cancelled: no call, every grant as it was.
+    const confirm = itemA.getByRole('button', { name: 'Confirm: revoke every grant and end its credentials' });
+    await itemA.getByRole('button', { name: 'Revoke agent' }).click();
+    await confirm.waitFor();
+    assert.match(await itemA.innerText(), new RegExp(`every grant this account made to ${agentA.lower} and ends the credentials it already holds`));
+    await shoot(page, 'grants-revoke-agent');
+    await itemA.getByRole('button', { name: 'Cancel' }).click();
+    await confirm.waitFor({ state: 'detached' });
+    // A call the first click had sent would have answered by now.
+    await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 500)));
+    assert.deepEqual(revokeCalls, [], 'Revoke agent called the kill switch before the confirmation');
+    assert.deepEqual(await grantStatuses(s.token), { [activeA]: 'active', [pendingA]: 'pending', [activeB]: 'active' });
+
+    // Confirmed: both grants naming agent A end, agent B's stays; the page says so (this stack's kill switch is off).
+    await itemA.getByRole('button', { name: 'Revoke agent' }).click();
+    await confirm.click();
+    const note = page.locator('#main [role=status]');
+    await note.waitFor();
+    assert.equal(
+      await note.innerText(),
+      `Agent ${agentA.lower}: 2 grants revoked. This broker's kill switch is off: the credentials it already holds stay valid until they expire.`,
+    );
+    for (const id of [activeA, pendingA]) await page.locator(`#grants-main li[data-grant="${id}"] .tag.bad`, { hasText: 'revoked' }).waitFor();
+    assert.equal(await page.locator(`#grants-main li[data-grant="${activeB}"] .tag.ok`, { hasText: 'active' }).count(), 1);
+    assert.match(await itemA.innerText(), /2 grants · none live/);
+    assert.equal(revokeCalls.length, 1);
+    assert.deepEqual(await grantStatuses(s.token), { [activeA]: 'revoked', [pendingA]: 'revoked', [activeB]: 'active' });
+    assert.equal(await countRows('SELECT count(*) AS n FROM grants WHERE grant_id = ANY($1) AND revoked_at IS NOT NULL', [[activeA, pendingA]]), 2);
+    assert.equal(await countRows(`SELECT count(*) AS n FROM audit_log WHERE event = 'agent.revoke' AND omni_account = $1`, [s.omni_account]), 1);
+
+    // The answer a broker applying the deny gives (mode iam; this stack's is off, so it is changed on the way): until when.
+    let until = 0;
+    await page.route('**/v1/agents/*/revoke', async (route) => {
+      const res = await route.fetch();
+      const body = (await res.json()) as { kill_switch: { mode: string; until: number } };
+      until = body.kill_switch.until;
+      body.kill_switch.mode = 'iam';
+      return route.fulfill({ response: res, json: body });
+    });
+    const itemB = page.locator(`#agents li[data-agent="${agentB.lower}"]`);
+    await itemB.getByRole('button', { name: 'Revoke agent' }).click();
+    await itemB.getByRole('button', { name: 'Confirm: revoke every grant and end its credentials' }).click();
+    await page.locator(`#grants-main li[data-grant="${activeB}"] .tag.bad`, { hasText: 'revoked' }).waitFor();
+    assert.ok(until > Date.now() / 1000, `until ${until}`);
+    const shown = await page.evaluate<string, number>((u) => new Date(u * 1000).toLocaleString(), until);
+    assert.equal(await note.innerText(), `Agent ${agentB.lower}: 1 grant revoked. The credentials it already holds are denied until ${shown}.`);
+    await page.unrouteAll({ behavior: 'wait' });
+    assert.equal((await grantStatuses(s.token))[activeB], 'revoked');
+    assert.deepEqual(await tab.cspViolations(), []);
+  });
+
+  void test('grants: a Revoke agent the broker refuses (429 past the per-account limit) shows its answer beside the agent, and the grant stays active', async () => {
+    const owner = newWallet();
+    const agent = newWallet();
+    const s = await walletLogin(stack, owner);
+    const grantId = await bindAgent(stack, s.token, agent);
+    const tab = await openTab(owner);
+    const { page } = tab;
+    await page.goto('/console/grants');
+    await signInByWallet(tab);
+    const item = page.locator(`#agents li[data-agent="${agent.lower}"]`);
+    await item.waitFor();
+    // Every call counts against the account's limit, a 404 for a wallet it never granted too.
+    for (let i = 0; i < stack.config.BROKER_RATE_LIMIT_REVOKE_PER_MINUTE; i++) {
+      assert.equal((await stack.request('POST', `/v1/agents/${newWallet().lower}/revoke`, { token: s.token })).status, 404);
+    }
+    await item.getByRole('button', { name: 'Revoke agent' }).click();
+    await item.getByRole('button', { name: 'Confirm: revoke every grant and end its credentials' }).click();
+    const alert = item.locator('[role=alert]');
+    await alert.waitFor();
+    assert.match(await alert.innerText(), /too many requests/);
+    assert.equal(await page.locator('#main [role=status]').count(), 0, 'a refusal read as done');
+    assert.equal(await item.locator('.tag.bad').count(), 0);
+    assert.equal(await page.locator(`#grants-main li[data-grant="${grantId}"] .tag.ok`, { hasText: 'active' }).count(), 1);
+    assert.deepEqual(await grantStatuses(s.token), { [grantId]: 'active' });
+    assert.deepEqual(await tab.cspViolations(), []);
   });
 
   void test('audit: every row of the account is proven in the browser against the published key; a changed row or head is refused', async () => {
