@@ -72,8 +72,24 @@ export async function purgeRefreshTokens(q: Queryable, now: Date, maxSeconds: nu
   return r.rowCount ?? 0;
 }
 
-/** When the login behind a session happened, when the session came from a refresh family (the family's start); undefined otherwise. */
-export async function refreshFamilyStartOfSession(q: Queryable, jti: string): Promise<Date | undefined> {
-  const r = await q.query<{ family_started_at: Date }>('SELECT family_started_at FROM refresh_tokens WHERE session_jti = $1', [jti]);
-  return r.rows[0]?.family_started_at;
+/**
+ * The login behind a session of a refresh family: when it happened (the family's start), the method
+ * the family recorded and the session that began it (the family's first token's). Undefined when
+ * the session is of no family.
+ */
+export async function refreshFamilyLoginOfSession(
+  q: Queryable,
+  jti: string,
+): Promise<{ startedAt: Date; method: string; firstSessionJti: string } | undefined> {
+  const r = await q.query<{ family_started_at: Date; method: string; first_session_jti: string }>(
+    `SELECT r.family_started_at, first.method, first.session_jti AS first_session_jti
+       FROM refresh_tokens r
+       CROSS JOIN LATERAL (
+         SELECT f.method, f.session_jti FROM refresh_tokens f WHERE f.family_id = r.family_id ORDER BY f.created_at, f.token_digest LIMIT 1
+       ) first
+      WHERE r.session_jti = $1`,
+    [jti],
+  );
+  const row = r.rows[0];
+  return row && { startedAt: row.family_started_at, method: row.method, firstSessionJti: row.first_session_jti };
 }

@@ -56,10 +56,10 @@ export async function lockSession(q: Queryable, jti: string): Promise<{ created_
   return r.rows[0];
 }
 
-/** When the session was issued (its row), if it exists. */
-export async function sessionCreatedAt(q: Queryable, jti: string): Promise<Date | undefined> {
-  const r = await q.query<{ created_at: Date }>('SELECT created_at FROM sessions WHERE jti = $1', [jti]);
-  return r.rows[0]?.created_at;
+/** When the session was issued and by which login method (its row), if it exists. */
+export async function sessionLogin(q: Queryable, jti: string): Promise<{ created_at: Date; method: string } | undefined> {
+  const r = await q.query<{ created_at: Date; method: string }>('SELECT created_at, method FROM sessions WHERE jti = $1', [jti]);
+  return r.rows[0];
 }
 
 /** Records a logged-out TEE access token by its digest until `expiresAt`; false when it was already revoked. */

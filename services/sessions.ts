@@ -7,8 +7,9 @@
  * digest its audit rows carry, never the jti).
  *
  * Checks here: that a broker session token is live (liveSessionClaims: the one check of a session,
- * for a bearer and for a session shown as a proof); that its login is recent (requireRecentLogin:
- * the one check of a recent login, for approvals, passkey registration and device approval);
+ * for a bearer and for a session shown as a proof); that its login is recent and was made on the
+ * caller's own device (requireRecentLogin: the one check of a recent login, for approvals, passkey
+ * registration and device approval);
  * whether the session or TEE token was already revoked; that a session named for revocation
  * belongs to the caller's account. That a bearer is valid is checked before the logout
  * (api/plugins/auth.ts, through liveSessionClaims).
@@ -16,7 +17,7 @@
 import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
 import { withTransaction, type Db, type Queryable } from '../db/pool';
-import { lockRefreshFamily, refreshFamilyOfSession, refreshFamilyStartOfSession, revokeRefreshFamily } from '../db/refresh-tokens';
+import { lockRefreshFamily, refreshFamilyLoginOfSession, refreshFamilyOfSession, revokeRefreshFamily } from '../db/refresh-tokens';
 import {
   isSessionLive,
   listLiveSessionsOfAccount,
@@ -24,12 +25,13 @@ import {
   revokeSession,
   revokeSessions,
   revokeTeeToken,
-  sessionCreatedAt,
+  sessionLogin,
   type LiveSessionRow,
 } from '../db/sessions';
 import { findUserByOmni, listWallets, type UserRow, type WalletRow } from '../db/users';
 import { hmacHex } from '../lib/digest';
 import { BrokerError } from '../lib/errors';
+import { LOGIN_METHODS } from '../lib/login-methods';
 import { SessionTokenError, verifySessionToken, type SessionClaims } from '../lib/session-token';
 
 export interface SessionServiceDeps {
@@ -77,11 +79,35 @@ export interface RecentLoginAction {
   then: string;
 }
 
+/** The session methods of a device-flow login (RFC 8628): a session another device approved. */
+const DEVICE_FLOW_METHODS: readonly string[] = LOGIN_METHODS.device.sessionMethods;
+
 /**
- * The one check of a recent login: the bearer is a broker session whose login is at most
- * REAUTH_SECONDS old — a refreshed session counts from its refresh family's first login, so
- * refreshing does not renew it. A TEE bearer carries no login time (no iat): 403. A logged-out
- * session: 401. A login too old: 401 `unauthorized` with
+ * How and when the login behind a session was made. A session of a refresh family answers for the
+ * family's first login: its start, and the method its first session's row recorded (the family's
+ * own record of it once that row is purged), so neither refreshing nor a later session's row can
+ * change the answer. Undefined when the session has no row.
+ */
+async function loginOfSession(db: Db, jti: string): Promise<{ at: Date; method: string } | undefined> {
+  const family = await refreshFamilyLoginOfSession(db, jti);
+  if (!family) {
+    const own = await sessionLogin(db, jti);
+    return own && { at: own.created_at, method: own.method };
+  }
+  const first = await sessionLogin(db, family.firstSessionJti);
+  return { at: family.startedAt, method: first?.method ?? family.method };
+}
+
+/**
+ * The one check of a recent login: the bearer is a broker session whose login the caller made
+ * itself (not one approved from another device) at most REAUTH_SECONDS ago — a refreshed session
+ * counts from its refresh family's first login, so refreshing neither renews it nor changes how it
+ * was made. A TEE bearer carries no login time (no iat): 403. A device-flow login (RFC 8628), or a session refreshed from
+ * one, is 403 however fresh: a person talked into approving someone else's device code (§5.4,
+ * remote phishing) hands over that login, and it must not add a passkey or approve another device,
+ * which would outlive the person's logout of it, nor decide an approval. It is refused before its
+ * age, so an old one is not told to sign in again, which on that device would be another device
+ * login. A logged-out session: 401. A login too old: 401 `unauthorized` with
  * `reauthenticate: true` ("… needs a login at most 300 s old: sign in again, then …"), which the
  * console reads as "offer to sign in again" rather than "signed out". Reads only; changes nothing.
  * Answers the session and when its login was.
@@ -96,13 +122,19 @@ export async function requireRecentLogin(
       'forbidden',
       `${action.what} needs a broker session, and a TEE bearer cannot show when its login was: sign in to the broker, then ${action.then} within 5 minutes`,
     );
-  const login = (await refreshFamilyStartOfSession(deps.db, caller.jti)) ?? (await sessionCreatedAt(deps.db, caller.jti));
+  const login = await loginOfSession(deps.db, caller.jti);
   if (!login) throw new BrokerError('unauthorized', 'session has been logged out');
-  if ((deps.now ?? Date.now)() - login.getTime() > REAUTH_SECONDS * 1000)
+  if (DEVICE_FLOW_METHODS.includes(login.method))
+    throw new BrokerError(
+      'forbidden',
+      `${action.what} needs a login made on this device: a session approved from another device (the device flow) cannot; ` +
+        `sign in here with email, Google, a wallet or a passkey, then ${action.then}`,
+    );
+  if ((deps.now ?? Date.now)() - login.at.getTime() > REAUTH_SECONDS * 1000)
     throw new BrokerError('unauthorized', `${action.what} needs a login at most ${REAUTH_SECONDS} s old: sign in again, then ${action.then}`, {
       body: { reauthenticate: true },
     });
-  return { jti: caller.jti, loginAt: login };
+  return { jti: caller.jti, loginAt: login.at };
 }
 
 /** The bearer being logged out (api/dependencies.ts AuthContext has this shape). */

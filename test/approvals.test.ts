@@ -480,26 +480,39 @@ void describe('denials and revocations', () => {
     });
   });
 
-  void test('a session without a wallet (a device login of the holder, just now) decides without a signature; others are refused', async () => {
-    const p = await requestMint(stack, agent);
+  void test('a session without a wallet decides without a signature only from a login made here (an email code of the holder, just now); a device login of the holder is refused; others are refused', async () => {
+    const person = await emailHolder(stack);
+    const itsAgent = await walletLogin(stack);
+    await bindAgent(stack, person.token, itsAgent.wallet, { approval: { mode: 'always' } });
+    const p = await requestMint(stack, itsAgent);
+    // The holder's notice marks the row when it is sent; wait for it, so that no check below sees it as a change.
+    for (let i = 0; i < 100 && !(await approvalRow(stack, p.approval_id))?.notified_at; i++) await sleep(100);
+    assert.ok((await approvalRow(stack, p.approval_id))?.notified_at, 'the holder was not notified');
     // An email account owns no grant (no main wallet): deciding the holder's request is another account's, 404.
     const emailAccount = await emailLogin(stack);
     await unchanged(stack, p.approval_id, async () => {
       await expectError(await decide(stack, emailAccount.token, p.approval_id, { decision: 'approve' }), 404, 'not_found');
     });
-    // The holder signs in on a device (RFC 8628): that session names the holder's account but no wallet.
+    // The holder approves a device code (RFC 8628): that session names the holder's account and was
+    // made just now, but from another device, where a phisher may hold it (§5.4): 403.
     const dc = await deviceCode(stack);
-    assert.equal((await verify(stack, holder.token, dc.user_code)).status, 200);
+    assert.equal((await verify(stack, person.token, dc.user_code)).status, 200);
     const got = await pollToken(stack, dc.device_code);
     assert.equal(got.status, 200, got.text);
     const deviceSession = (got.body as { token: string }).token;
-    const res = await decide(stack, deviceSession, p.approval_id, { decision: 'approve' });
+    await unchanged(stack, p.approval_id, async () => {
+      const refused = await decide(stack, deviceSession, p.approval_id, { decision: 'approve' });
+      await expectError(refused, 403, 'forbidden');
+      assert.match((refused.body as { message: string }).message, /^deciding without a wallet signature needs a login made on this device/);
+    });
+    // The holder's own email-code login, made here just now, decides.
+    const res = await decide(stack, person.token, p.approval_id, { decision: 'approve' });
     assert.equal(res.status, 200, res.text);
     const row = await approvalRow(stack, p.approval_id);
     assert.equal(row?.status, 'approved');
     assert.equal(row?.receipt?.via, 'fresh-session');
     assert.equal(typeof row?.receipt?.auth_time, 'number');
-    const collected = await poll(stack, agent.token, p.approval_id);
+    const collected = await poll(stack, itsAgent.token, p.approval_id);
     assert.equal(collected.status, 200, collected.text);
     assert.equal((collected.body as { status: string }).status, 'approved');
   });

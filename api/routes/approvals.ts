@@ -198,7 +198,7 @@ export default async function approvalRoutes(appBase: FastifyInstance) {
         description:
           "signature: the EIP-712 signature (eth_signTypedData_v4) by the grant's main wallet over the request's typed data for this " +
           'decision (GET /v1/approvals/{id} `sign`); required of a wallet-login session. Without it: a broker session whose login is at most ' +
-          '300 s old. The first decision wins: later ones are 409; after expires_at 410; another account’s request 404.',
+          '300 s old and was made on this device (a device-flow login is 403). The first decision wins: later ones are 409; after expires_at 410; another account’s request 404.',
         security: [{ bearer: [] }],
         params: z.object({ approval_id: approvalIdSchema }),
         body: z

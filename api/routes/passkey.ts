@@ -149,7 +149,7 @@ export default async function passkeyRoutes(appBase: FastifyInstance) {
         tags: ['passkeys'],
         summary: 'Options to add a passkey to this account (navigator.credentials.create)',
         description:
-          `A broker session whose login is at most ${REAUTH_SECONDS} s old (else 401 with reauthenticate: true; a TEE bearer 403). ` +
+          `A broker session whose login is at most ${REAUTH_SECONDS} s old (else 401 with reauthenticate: true); a session from the device flow, however fresh, and a TEE bearer are 403. ` +
           `The challenge can be answered once, within ${ttlSeconds} s, at POST /v1/passkeys/registration.`,
         response: { 200: optionsAnswer, 403: errorBody, ...commonErrors },
       },
