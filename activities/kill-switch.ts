@@ -38,9 +38,11 @@ export function createKillSwitchActivities(deps: ActivityDeps) {
   return {
     /**
      * Drops expired entries and applies the rest: PutRolePolicy (DeleteRolePolicy when none is
-     * left) on each configured role, or the document written to BROKER_KILL_SWITCH_POLICY_FILE.
-     * Idempotent: it writes the whole document each time. Never refused for its size: entries that
-     * do not fit one by one are denied by issue time (lib/kill-switch.ts), and the result says so.
+     * left) on each configured role whose policy differs, or the document written to
+     * BROKER_KILL_SWITCH_POLICY_FILE. Idempotent: it applies the whole document each time, and a
+     * role already holding it is not written again (adapters/iam-client.ts). Never refused for its
+     * size: entries that do not fit one by one are denied by issue time (lib/kill-switch.ts), and
+     * the result says so.
      */
     async applyKillSwitch(): Promise<KillSwitchApplied> {
       const { config } = deps;
@@ -67,8 +69,14 @@ export function createKillSwitchActivities(deps: ActivityDeps) {
       }
       if (config.BROKER_KILL_SWITCH === 'iam') {
         iam ??= createIamClient(config);
+        const unread: string[] = [];
         for (const role of killSwitchRoleNames(config.BROKER_KILL_SWITCH_ROLE_NAMES, config.BROKER_DATA_ROLE_ARN)) {
-          await setRolePolicy(iam, role, KILL_SWITCH_POLICY_NAME, document);
+          if ((await setRolePolicy(iam, role, KILL_SWITCH_POLICY_NAME, document)).readRefused) unread.push(role);
+        }
+        if (unread.length > 0) {
+          log.warn('kill switch policy not readable (iam:GetRolePolicy refused): written without comparing, so every wake-up spends IAM writes', {
+            roles: unread,
+          });
         }
       } else if (config.BROKER_KILL_SWITCH === 'file' && config.BROKER_KILL_SWITCH_POLICY_FILE) {
         const file = config.BROKER_KILL_SWITCH_POLICY_FILE;

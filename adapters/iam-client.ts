@@ -1,4 +1,5 @@
-import { DeleteRolePolicyCommand, IAMClient, NoSuchEntityException, PutRolePolicyCommand } from '@aws-sdk/client-iam';
+import { isDeepStrictEqual } from 'node:util';
+import { DeleteRolePolicyCommand, GetRolePolicyCommand, IAMClient, NoSuchEntityException, PutRolePolicyCommand } from '@aws-sdk/client-iam';
 import type { Config } from '../lib/config';
 
 /**
@@ -14,15 +15,59 @@ export function createIamClient(config: Pick<Config, 'AWS_REGION' | 'BROKER_IAM_
   });
 }
 
-/** Puts the policy on the role, or deletes it when there is none (a missing one is already gone). */
-export async function setRolePolicy(client: IAMClient, roleName: string, policyName: string, document: string | undefined): Promise<void> {
-  if (document !== undefined) {
-    await client.send(new PutRolePolicyCommand({ RoleName: roleName, PolicyName: policyName, PolicyDocument: document }));
-    return;
+/** What setRolePolicy did to one role. */
+export interface RolePolicyOutcome {
+  /** `unchanged`: the role already held this document, or had no policy to delete. */
+  change: 'put' | 'deleted' | 'unchanged';
+  /** IAM refused the read (no iam:GetRolePolicy), so the policy was written without comparing. */
+  readRefused: boolean;
+}
+
+/** The role's policy as IAM holds it: absent, present (its parsed JSON, undefined if it is not JSON), or unreadable. */
+type CurrentPolicy = { state: 'absent' } | { state: 'present'; parsed: unknown } | { state: 'refused' };
+
+async function currentRolePolicy(client: IAMClient, roleName: string, policyName: string): Promise<CurrentPolicy> {
+  let encoded: string | undefined;
+  try {
+    encoded = (await client.send(new GetRolePolicyCommand({ RoleName: roleName, PolicyName: policyName }))).PolicyDocument;
+  } catch (e) {
+    if (e instanceof NoSuchEntityException) return { state: 'absent' };
+    // A principal set up before the kill switch read its policy has only the two write permissions:
+    // writing as before keeps revocations applied, where failing would leave them all unapplied.
+    if ((e as Error).name === 'AccessDenied') return { state: 'refused' };
+    throw e;
   }
+  // IAM answers the document URL-encoded (RFC 3986) and the SDK hands it on as it came. Anything
+  // that does not decode to JSON differs from what the broker writes, so it is written again.
+  try {
+    return { state: 'present', parsed: JSON.parse(decodeURIComponent(encoded ?? '')) };
+  } catch {
+    return { state: 'present', parsed: undefined };
+  }
+}
+
+/**
+ * Makes the role's inline policy `document`, or removes it when `document` is undefined. It reads
+ * the policy first and writes only when IAM holds something else: every application goes over
+ * every role, and IAM's write quota is the AWS account's, shared with every other use of it, so a
+ * wake-up that changes nothing must not spend it. Reading each time, rather than remembering what
+ * was last written, keeps this right when the policy was changed or deleted out of band.
+ */
+export async function setRolePolicy(client: IAMClient, roleName: string, policyName: string, document: string | undefined): Promise<RolePolicyOutcome> {
+  const current = await currentRolePolicy(client, roleName, policyName);
+  const readRefused = current.state === 'refused';
+  if (document !== undefined) {
+    if (current.state === 'present' && isDeepStrictEqual(current.parsed, JSON.parse(document))) return { change: 'unchanged', readRefused };
+    await client.send(new PutRolePolicyCommand({ RoleName: roleName, PolicyName: policyName, PolicyDocument: document }));
+    return { change: 'put', readRefused };
+  }
+  if (current.state === 'absent') return { change: 'unchanged', readRefused };
   try {
     await client.send(new DeleteRolePolicyCommand({ RoleName: roleName, PolicyName: policyName }));
+    return { change: 'deleted', readRefused };
   } catch (e) {
+    // Already gone (deleted out of band since the read): nothing to do.
     if (!(e instanceof NoSuchEntityException)) throw e;
+    return { change: 'unchanged', readRefused };
   }
 }

@@ -24,7 +24,7 @@ let realOffer: GrantView;
 let junk: string[];
 
 before(async () => {
-  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000' } });
+  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_RATE_LIMIT_REVOKE_PER_MINUTE: '100000' } });
   [holder, spammer, agent] = await Promise.all([walletLogin(stack), walletLogin(stack), walletLogin(stack)]);
   realOffer = await offerGrant(stack, holder.token, { agent_address: agent.wallet.lower });
   junk = [];

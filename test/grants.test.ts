@@ -11,6 +11,8 @@ import { newWallet } from './wallet-client';
 
 /** Grants (docs/contracts.md §6) and what check_hyper_agent_address answers from them. */
 
+/** Grant revocations per account per minute here: above the two any other test below makes. */
+const REVOKES_PER_MINUTE = 5;
 let stack: TestStack;
 let tee: TeeFixture;
 let shiftMs = 0;
@@ -18,7 +20,10 @@ const clock = () => Date.now() + shiftMs;
 
 before(async () => {
   const key = await generateTeeKeyPair();
-  stack = await startStack({ env: { BROKER_TEE_JWT_PUBLIC_KEY: key.publicKeyPem }, apiDeps: { now: clock } });
+  stack = await startStack({
+    env: { BROKER_TEE_JWT_PUBLIC_KEY: key.publicKeyPem, BROKER_RATE_LIMIT_REVOKE_PER_MINUTE: String(REVOKES_PER_MINUTE) },
+    apiDeps: { now: clock },
+  });
   tee = await startTeeFixture({ brokerBaseUrl: `${stack.url}/`, privateKeyPem: key.privateKeyPem });
 });
 after(async () => {
@@ -220,5 +225,39 @@ void describe('grants', () => {
     const unknown = await stack.request('DELETE', `/v1/grants/grt_${'a'.repeat(32)}`, { token: a.token });
     assert.equal(unknown.status, 404, unknown.text);
     assert.deepEqual(await counts(), before);
+  });
+
+  void test(`revocations are limited per account (${REVOKES_PER_MINUTE} a minute): then 429 with Retry-After and nothing changes; another account, and the account's agent revocations, unaffected`, async () => {
+    const a = await evmAccount();
+    const b = await evmAccount();
+    const offer = async (account: Account, agent: string): Promise<Grant> => {
+      const r = await stack.request('POST', '/v1/grants', { token: account.token, body: { agent_address: agent } });
+      assert.equal(r.status, 201, r.text);
+      return r.body as Grant;
+    };
+    const revoke = (account: Account, g: Grant) => stack.request('DELETE', `/v1/grants/${g.grant_id}`, { token: account.token });
+    const entries = async () => (await stack.db.query('SELECT 1 FROM kill_switch_entries WHERE main_account = $1', [a.omni])).rowCount;
+    const looped = await offer(a, evmAddress());
+    const agentWallet = newWallet();
+    const target = await acceptGrant(stack, agentWallet, await offer(a, agentWallet.lower));
+    // The same revoked grant again and again: each call a transaction and a wake-up of the kill switch.
+    for (let i = 0; i < REVOKES_PER_MINUTE; i++) {
+      const r = await revoke(a, looped);
+      assert.equal(r.status, 204, `revocation ${i}: ${r.text}`);
+    }
+    const before = await counts();
+    const entriesBefore = await entries();
+    const over = await revoke(a, target);
+    assert.equal(over.status, 429, over.text);
+    assert.equal((over.body as { error: string }).error, 'rate_limited');
+    assert.ok(Number(over.headers.get('retry-after')) > 0, 'Retry-After');
+    assert.deepEqual(await counts(), before, 'no row, no audit row');
+    assert.equal(await entries(), entriesBefore, 'no deny entry');
+    assert.equal((await findActiveGrantForAgent(stack.db, agentWallet.lower))?.grant_id, target.grant_id, 'the grant is still active');
+
+    assert.equal((await revoke(b, await offer(b, evmAddress()))).status, 204, 'another account');
+    const agentRevoke = await stack.request('POST', `/v1/agents/${agentWallet.lower}/revoke`, { token: a.token });
+    assert.equal(agentRevoke.status, 200, agentRevoke.text);
+    assert.deepEqual((agentRevoke.body as { revoked_grants: string[] }).revoked_grants, [target.grant_id]);
   });
 });

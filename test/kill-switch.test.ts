@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger, type LogEntry } from '@temporalio/worker';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { createKillSwitchActivities } from '../activities/kill-switch';
 import { SesMailer } from '../adapters/ses-mailer';
@@ -11,7 +13,7 @@ import { AGENT_TAG, EPOCH_TAG, GRANT_TAG } from '../lib/oidc-claims';
 import { FLOW_METADATA } from '../lib/flow-metadata';
 import { processRegistry } from '../lib/metrics';
 import { AkFlow } from '../lib/search-attributes';
-import { killSwitchWorkflowId } from '../workflows/kill-switch.definitions';
+import { killSwitchWorkflowId, type KillSwitchApplied } from '../workflows/kill-switch.definitions';
 import { bindAgent, offerGrant } from './grant-client';
 import { startStack, type TestStack } from './harness';
 import { auditRowsOf, mintAws, mintOidc, walletLogin, type WalletSession } from './mint-client';
@@ -510,6 +512,110 @@ void describe('one account revoking on purpose cannot turn the kill switch off f
     assert.equal(described.status.name, 'RUNNING', 'the kill switch workflow has not failed');
     assert.equal(described.typedSearchAttributes.get(AkFlow), 'kill_switch', 'an operator finds it by AkFlow');
     assert.equal(await described.staticSummary(), FLOW_METADATA.kill_switch.staticSummary, 'and reads what it is in the list');
+  });
+});
+
+void describe('the kill switch writes IAM only where a role holds another policy', () => {
+  const ROLES = [ROLE, 'agentkeys-data-chained'];
+  /** An IAM stand-in of this describe's own: the kill switch workflow keeps writing to the stack's. */
+  let own: IamFixture;
+
+  before(async () => {
+    own = await startIamFixture({ roles: ROLES });
+    // A live entry of its own, whatever the tests above left.
+    const agent = await walletLogin(stack);
+    const grant = await bindAgent(stack, main.token, agent.wallet);
+    const res = await stack.request('DELETE', `/v1/grants/${grant}`, { token: main.token });
+    assert.equal(res.status, 204, res.text);
+  });
+  after(async () => {
+    await own?.close();
+  });
+
+  /**
+   * Runs applyKillSwitch at `at` against `iam` (default: this describe's stand-in), with a fresh
+   * activity each time, so nothing is remembered between runs but what IAM holds; `logged` gets
+   * its log entries.
+   */
+  async function apply(at = Date.now(), { iam = own, logged = [] }: { iam?: IamFixture; logged?: LogEntry[] } = {}) {
+    const { config, db, secrets } = stack;
+    const activities = createKillSwitchActivities({
+      config: { ...config, BROKER_IAM_ENDPOINT: iam.url, BROKER_KILL_SWITCH_ROLE_NAMES: ROLES.join(',') },
+      db,
+      secrets,
+      mailer: new SesMailer(config.BROKER_EMAIL_FROM, { region: config.AWS_REGION, endpoint: stack.ses.url }),
+      now: () => at,
+    });
+    const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('WARN', (entry) => logged.push(entry)) });
+    return env.run<[], KillSwitchApplied, () => Promise<KillSwitchApplied>>(() => activities.applyKillSwitch());
+  }
+  /** The roles each `action` request to `iam` named, in order. */
+  const requested = (action: string, iam = own) => iam.calls().flatMap((c) => (c.action === action ? [c.fields.RoleName] : []));
+
+  void test('the same entries applied twice: one PutRolePolicy per role, not two; a new revocation writes each role once more', async () => {
+    const first = await apply();
+    assert.ok(first.entries > 0);
+    assert.deepEqual(requested('PutRolePolicy'), ROLES);
+    const doc = own.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME);
+    assert.ok(doc);
+    const second = await apply();
+    assert.equal(second.entries, first.entries);
+    assert.deepEqual(requested('PutRolePolicy'), ROLES, 'the unchanged document was written again');
+    assert.deepEqual(requested('GetRolePolicy'), [...ROLES, ...ROLES], 'each application reads every role');
+    for (const role of ROLES) assert.equal(own.rolePolicy(role, KILL_SWITCH_POLICY_NAME), doc, role);
+
+    const agent = await walletLogin(stack);
+    const grant = await bindAgent(stack, main.token, agent.wallet);
+    assert.equal((await stack.request('DELETE', `/v1/grants/${grant}`, { token: main.token })).status, 204);
+    await apply();
+    assert.deepEqual(requested('PutRolePolicy'), [...ROLES, ...ROLES]);
+    assert.ok(own.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME)?.includes(grant), 'the new grant is denied');
+    assert.deepEqual(requested('DeleteRolePolicy'), []);
+  });
+
+  void test('a policy deleted or changed out of band is written again at the next application; the same document reformatted is not', async () => {
+    const doc = own.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME);
+    assert.ok(doc);
+    const puts = requested('PutRolePolicy').length;
+    own.changeOutOfBand(ROLE, KILL_SWITCH_POLICY_NAME, undefined);
+    own.changeOutOfBand('agentkeys-data-chained', KILL_SWITCH_POLICY_NAME, JSON.stringify({ Version: '2012-10-17', Statement: [] }));
+    await apply();
+    assert.deepEqual(requested('PutRolePolicy').slice(puts), ROLES);
+    for (const role of ROLES) assert.equal(own.rolePolicy(role, KILL_SWITCH_POLICY_NAME), doc, role);
+    // The same statements saved with other whitespace: IAM already holds what the broker wants.
+    own.changeOutOfBand('agentkeys-data-chained', KILL_SWITCH_POLICY_NAME, JSON.stringify(JSON.parse(doc), null, 2));
+    await apply();
+    assert.deepEqual(requested('PutRolePolicy').slice(puts), ROLES);
+  });
+
+  void test('a principal refused iam:GetRolePolicy still gets the policy written, each time, with a warning', async () => {
+    const refusing = await startIamFixture({ roles: ROLES });
+    try {
+      refusing.deny('GetRolePolicy');
+      const logged: LogEntry[] = [];
+      await apply(Date.now(), { iam: refusing, logged });
+      await apply(Date.now(), { iam: refusing, logged });
+      assert.deepEqual(requested('PutRolePolicy', refusing), [...ROLES, ...ROLES]);
+      assert.equal(refusing.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME), own.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME));
+      const warnings = logged.filter((e) => e.level === 'WARN' && e.message.includes('iam:GetRolePolicy'));
+      assert.equal(warnings.length, 2, JSON.stringify(logged.map((e) => e.message)));
+      assert.deepEqual(warnings[0]?.meta?.roles, ROLES);
+    } finally {
+      await refusing.close();
+    }
+  });
+
+  void test('nothing left to deny: the policy deleted where a role holds it, and no DeleteRolePolicy where none is', async () => {
+    const { config } = stack;
+    own.changeOutOfBand('agentkeys-data-chained', KILL_SWITCH_POLICY_NAME, undefined);
+    // Past every entry's expiry (this drops them, as the 'entries expire' test does).
+    const late = Date.now() + (config.BROKER_OIDC_JWT_TTL_SECONDS + config.BROKER_KILL_SWITCH_MAX_SESSION_SECONDS + 301) * 1000;
+    const result = await apply(late);
+    assert.equal(result.entries, 0);
+    assert.deepEqual(requested('DeleteRolePolicy'), [ROLE], 'only the role that held the policy');
+    for (const role of ROLES) assert.equal(own.rolePolicy(role, KILL_SWITCH_POLICY_NAME), undefined, role);
+    await apply(late);
+    assert.deepEqual(requested('DeleteRolePolicy'), [ROLE], 'a role with no policy was asked to delete it');
   });
 });
 

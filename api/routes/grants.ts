@@ -110,6 +110,8 @@ export default async function grantRoutes(appBase: FastifyInstance) {
   const now = () => app.deps.now?.() ?? Date.now();
   const grants = createGrantService({ config, secrets, db, now, verifier: createEvmSignatureVerifier(config.BROKER_EVM_RPC_URL) });
   const acceptPerIp = app.requestLimit({ name: 'grant_accept:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
+  // Its own budget beside agent_revoke:account (api/routes/agents.ts), under the same variable.
+  const revokesPerAccount = app.requestLimit({ name: 'grant_revoke:account', max: config.BROKER_RATE_LIMIT_REVOKE_PER_MINUTE, windowMs: 60_000 });
 
   /** The grant as answered: its state at `atMs` (a listing's: the moment its filter was applied). */
   function view(g: GrantRow, atMs = now()): GrantView {
@@ -259,13 +261,19 @@ export default async function grantRoutes(appBase: FastifyInstance) {
       schema: {
         tags: ['grants'],
         summary: 'The main account revokes a grant, or its agent wallet leaves (or declines) it; 204 again if already done',
+        description: `At most ${config.BROKER_RATE_LIMIT_REVOKE_PER_MINUTE} calls a minute per account, a leave or a 404 too (429 beyond).`,
         security: [{ bearer: [] }],
         params: z.object({ grant_id: grantIdSchema }),
         response: { 204: z.null(), 404: errorBody, ...commonErrors },
       },
     },
     async (request, reply) => {
-      if ((await grants.revokeOrLeave(authOf(request.auth), request.params.grant_id, request.id)) === 'revoked') await wakeKillSwitch(app.deps, request.log);
+      const auth = authOf(request.auth);
+      // Counted before any work, a leave or a 404 too. A revocation wakes the kill switch workflow
+      // even when repeated (that is how an entry whose wake-up failed is applied), and each wake-up
+      // goes over every data role's policy at IAM, whose request quota is the AWS account's.
+      await revokesPerAccount(request, auth.omniAccount);
+      if ((await grants.revokeOrLeave(auth, request.params.grant_id, request.id)) === 'revoked') await wakeKillSwitch(app.deps, request.log);
       return reply.code(204).send(null);
     },
   );
