@@ -560,6 +560,7 @@ void describe('agentkeys CLI: configure aws', () => {
       },
     );
     assert.equal(gcp.code, 0, gcp.stderr);
+    assert.match(gcp.stdout, /--attribute-condition="assertion\.agentkeys_user_wallet == /, 'the reminder that the provider must admit only this account');
     assert.equal(await readFile(victim, 'utf8'), 'precious\n');
     assert.equal((JSON.parse(await readFile(output, 'utf8')) as { type: string }).type, 'external_account');
     assert.ok((await lstat(output)).isFile());

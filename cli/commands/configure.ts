@@ -146,6 +146,8 @@ export function configureCommand(): Command {
         `${path}: external account for ${o.audience}${o.serviceAccount ? `, impersonating ${o.serviceAccount}` : ''}`,
         `  executable: ${command}`,
         `Use it: export GOOGLE_APPLICATION_CREDENTIALS=${path} GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1`,
+        // The broker signs for any of its accounts: only the provider's condition keeps the others out.
+        `The pool provider must admit only your account: --attribute-condition="assertion.agentkeys_user_wallet == '<the wallet a mint answers>'" (docs/gcp.md)`,
       ]);
     });
   return configure;
