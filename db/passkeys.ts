@@ -7,7 +7,8 @@ import type { Queryable } from './pool';
  * Checks here: a credential id belongs to one account (its primary key decides between racing
  * registrations); a sign-in moves the counter forward or keeps both at 0 (a compare-and-set, so two
  * racing uses of one counter value cannot both pass). The signature, origin, rp id and flags are
- * checked before (activities/passkey-ceremony.ts).
+ * checked before (activities/passkey-ceremony.ts); whether a removal would leave an account
+ * without a way to sign in, by services/passkeys.ts under lockPasskeysOfAccount.
  */
 
 export interface PasskeyRow {
@@ -85,6 +86,20 @@ export async function recordPasskeyUse(q: Queryable, u: { credentialId: string; 
     [u.credentialId, u.counter, u.backedUp, u.challengeHash],
   );
   return (r.rowCount ?? 0) > 0;
+}
+
+/**
+ * Locks every passkey row of the account until the transaction ends and answers their credential
+ * ids. Two removals of the same account's passkeys so take turns: the second waits, then reads the
+ * rows the first left (a row it deleted is skipped), so a count taken here cannot be stale when
+ * the delete follows. The rows are locked in credential id order, one order for every caller, so
+ * two such transactions cannot wait on each other.
+ */
+export async function lockPasskeysOfAccount(q: Queryable, omniAccount: string): Promise<string[]> {
+  const r = await q.query<{ credential_id: string }>('SELECT credential_id FROM passkeys WHERE omni_account = $1 ORDER BY credential_id FOR UPDATE', [
+    omniAccount,
+  ]);
+  return r.rows.map((row) => row.credential_id);
 }
 
 /** Deletes one of the account's passkeys; false when the account has no passkey with this id. */

@@ -3,17 +3,32 @@
  * was verified), listing them and removing one. Each change is one transaction holding the row and
  * its audit row.
  *
- * Checks here: only what the transaction decides — a credential id already registered (to this or
+ * Checks here: what the transaction decides — a credential id already registered (to this or
  * another account) is refused unless this very ceremony stored it (a retry); a removal names a
- * passkey of the caller's own account. The attestation, origin, rp id and flags are checked before
+ * passkey of the caller's own account, and is refused when it would take the last passkey of an
+ * account whose identity is a passkey (it could never sign in again), decided under a lock on the
+ * account's passkey rows so two removals cannot both pass it. A removal first needs a recent login
+ * of the caller (requireRecentLogin, services/sessions.ts, the one check of it), asked here before
+ * anything is read. The attestation, origin, rp id and flags are checked before
  * (activities/passkey-ceremony.ts); who the caller is, by the API (api/plugins/auth.ts).
  */
 import { appendAudit } from '../db/audit';
-import { deletePasskey, findPasskey, insertPasskey, listPasskeys, userHandleOfAccount, type NewPasskey, type PasskeyRow } from '../db/passkeys';
+import {
+  deletePasskey,
+  findPasskey,
+  insertPasskey,
+  listPasskeys,
+  lockPasskeysOfAccount,
+  userHandleOfAccount,
+  type NewPasskey,
+  type PasskeyRow,
+} from '../db/passkeys';
 import { withTransaction, type Db } from '../db/pool';
 import { findUserByOmni } from '../db/users';
 import { sha256Hex } from '../lib/digest';
+import { BrokerError } from '../lib/errors';
 import type { PasskeyView } from '../lib/passkeys';
+import { requireRecentLogin } from './sessions';
 
 export function passkeyView(row: PasskeyRow): PasskeyView {
   return {
@@ -84,9 +99,34 @@ export async function accountForRegistration(
 /**
  * Removes one of the caller's passkeys with its audit row (`passkey.removed`). False when the
  * account has no passkey with this id (someone else's answers the same as none).
+ *
+ * A passkey is a way into the account that outlives every session, and for an account made with a
+ * passkey alone it is the only way: a stolen bearer must not take them away. So the caller's login
+ * must be recent (a BrokerError as requireRecentLogin answers, before anything is read), and the
+ * last passkey of an account whose identity is a passkey is kept: 409 `conflict`, nothing removed.
+ * An account with no user row counts as such an account, since its passkeys sign it in as their
+ * user handle (activities/passkey-ceremony.ts).
  */
-export async function removePasskey(deps: { db: Db }, omniAccount: string, credentialId: string, requestId: string): Promise<boolean> {
+export async function removePasskey(
+  deps: { db: Db; now?: () => number },
+  caller: { kind: 'session' | 'tee'; omniAccount: string; jti?: string },
+  credentialId: string,
+  requestId: string,
+): Promise<boolean> {
+  await requireRecentLogin(deps, caller, { what: 'removing a passkey', then: 'remove it' });
+  const { omniAccount } = caller;
   return withTransaction(deps.db, async (tx) => {
+    // Held until commit: a concurrent removal of another of these passkeys waits here, then counts what this one left.
+    const ids = await lockPasskeysOfAccount(tx, omniAccount);
+    if (!ids.includes(credentialId)) return false;
+    if (ids.length === 1) {
+      const user = await findUserByOmni(tx, omniAccount);
+      if (!user || user.identity_type === 'passkey')
+        throw new BrokerError(
+          'conflict',
+          'this is the last passkey of an account that signs in only with passkeys: add another passkey first, or the account can never sign in again',
+        );
+    }
     if (!(await deletePasskey(tx, omniAccount, credentialId))) return false;
     await appendAudit(tx, {
       event: 'passkey.removed',

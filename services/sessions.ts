@@ -9,10 +9,11 @@
  * Checks here: that a broker session token is live (liveSessionClaims: the one check of a session,
  * for a bearer and for a session shown as a proof); that its login is recent and was made on the
  * caller's own device (requireRecentLogin: the one check of a recent login, for approvals, passkey
- * registration and device approval);
+ * registration and removal, device approval and ending another session);
  * whether the session or TEE token was already revoked; that a session named for revocation
- * belongs to the caller's account. That a bearer is valid is checked before the logout
- * (api/plugins/auth.ts, through liveSessionClaims).
+ * belongs to the caller's account, and that ending one other than the caller's own comes from a
+ * recent login (ending its own is a logout and takes any session). That a bearer is valid is
+ * checked before the logout (api/plugins/auth.ts, through liveSessionClaims).
  */
 import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
@@ -65,7 +66,8 @@ export async function liveSessionClaims(
 
 /**
  * How old a login may be for what a stolen bearer must not do on its own: decide an approval
- * without a wallet signature (services/approvals.ts), add a passkey, approve a device
+ * without a wallet signature (services/approvals.ts), add or remove a passkey
+ * (services/passkeys.ts), approve a device, end another session of the account
  * (docs/security.md "A recent login binds a passkey or a device"). Five minutes: docs/approvals.md
  * says why.
  */
@@ -224,13 +226,20 @@ export async function listSessions(deps: SessionServiceDeps, omniAccount: string
  * Ends the caller's own session named `sessionId` and the refresh family it belongs to, with one
  * `session.revoke` audit row. False when no live session of this account has that name (another
  * account's included): nothing changes.
+ *
+ * Ending the very session of the bearer is a logout and takes any session. Ending another one
+ * needs a recent login (requireRecentLogin, asked before the sessions are read): else a stolen
+ * bearer, however old, could end the owner's other sessions and be the one left signed in. A TEE
+ * bearer has no session of its own here, so it is refused (403) whatever it names.
  */
 export async function revokeOwnSession(
-  deps: SessionServiceDeps,
-  caller: { omniAccount: string; jti?: string; kind: string },
+  deps: SessionServiceDeps & { now?: () => number },
+  caller: { omniAccount: string; jti?: string; kind: 'session' | 'tee' },
   sessionId: string,
   requestId: string,
 ): Promise<boolean> {
+  const own = caller.kind === 'session' && caller.jti !== undefined && sessionIdOf(deps.secrets, caller.jti) === sessionId;
+  if (!own) await requireRecentLogin(deps, caller, { what: 'ending another session', then: 'end it' });
   return withTransaction(deps.db, async (tx) => {
     const target = (await listLiveSessionsOfAccount(tx, caller.omniAccount, MAX_LISTED_SESSIONS)).find((s) => sessionIdOf(deps.secrets, s.jti) === sessionId);
     if (!target) return false;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
+import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { verifyAuditChain } from '../db/audit-query';
 import type { Db } from '../db/pool';
 import { deriveOmniAccount } from '../lib/omni';
@@ -19,14 +20,17 @@ const TTL_SECONDS = 5; // the configuration's minimum
 const EXPIRY_MARGIN_MS = 1500;
 let stack: TestStack;
 let origin: string;
+let tee: TeeKeyPair;
 /** A login challenge of a signed-up authenticator, taken before the first test: the expiry test's (the last), which so waits for no timer of its own. */
 let early: { a: SoftAuthenticator; o: Issued<RequestOptions>; answeredAt: number };
 before(async () => {
+  tee = await generateTeeKeyPair();
   stack = await startStack({
     env: {
       BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000',
       BROKER_PASSKEY_CHALLENGE_TTL_SECONDS: String(TTL_SECONDS),
       BROKER_PASSKEY_ORIGINS: 'https://app.example.test',
+      BROKER_TEE_JWT_PUBLIC_KEY: tee.publicKeyPem,
     },
   });
   origin = new URL(stack.url).origin;
@@ -88,6 +92,17 @@ async function logIn(a: SoftAuthenticator, c: Partial<CeremonyOptions> & { count
   const o = await loginOptions();
   return ok<LoginSessionBody>('POST', '/v1/session/passkey', 200, { body: { response: a.assert(o.options, { origin, ...c }) } });
 }
+
+/** Registers a new passkey of `a` on the account of `token` (a login at most 300 s old); answers its id. */
+async function addPasskey(token: string, a: SoftAuthenticator): Promise<string> {
+  const o = await registrationOptions(token);
+  return (await ok<{ id: string }>('POST', '/v1/passkeys/registration', 201, { token, body: { response: a.register(o.options, { origin }) } })).id;
+}
+
+const passkeyIds = async (omniAccount: string): Promise<string[]> =>
+  (
+    await stack.db.query<{ credential_id: string }>('SELECT credential_id FROM passkeys WHERE omni_account = $1 ORDER BY credential_id', [omniAccount])
+  ).rows.map((r) => r.credential_id);
 
 void describe('passkeys: sign-up, login, registration on an account', () => {
   void test('sign-up with a passkey alone: a new account whose identity is the user handle, as the Heima TEE derives it; one session and audit rows', async () => {
@@ -276,6 +291,8 @@ void describe('passkeys: refusals (a clear 4xx and nothing changed)', () => {
   void test("a stranger deleting someone else's passkey gets 404 and nothing is removed; the owner removes it and it no longer signs in", async () => {
     const a = new SoftAuthenticator();
     const { session } = await signUp(a);
+    // A second passkey first: the account's identity is a passkey, and its last one is never removed.
+    await addPasskey(session.token, new SoftAuthenticator());
     const stranger = await walletLogin(stack);
     const [mine] = (await ok<{ passkeys: { id: string }[] }>('GET', '/v1/passkeys', 200, { token: session.token })).passkeys;
     assert.ok(mine);
@@ -329,6 +346,106 @@ void describe('passkeys: a recent login adds one (the freshness approvals ask fo
     const b = new SoftAuthenticator();
     const o2 = await registrationOptions(again.token);
     await ok('POST', '/v1/passkeys/registration', 201, { token: again.token, body: { response: b.register(o2.options, { origin }) } });
+  });
+});
+
+void describe('passkeys: removing one needs a recent login, and never takes the last of an account that signs in only with passkeys', () => {
+  /** A DELETE that must be refused with `status`/`error` (and `message`), changing no row. */
+  async function removalRefused(token: string, id: string, status: number, error: string, message: RegExp): Promise<{ reauthenticate?: unknown }> {
+    const before = await counts(stack.db);
+    const res = await stack.request('DELETE', `/v1/passkeys/${id}`, { token });
+    assert.equal(res.status, status, res.text);
+    const body = res.body as { error: string; message: string; reauthenticate?: unknown };
+    assert.equal(body.error, error, res.text);
+    assert.match(body.message, message);
+    assert.deepEqual(await counts(stack.db), before, 'a refused removal changed rows');
+    return body;
+  }
+
+  void test('a login older than 300 s: 401 reauthenticate before the passkey is looked up, nothing removed; signed in again, it is removed', async () => {
+    const a = new SoftAuthenticator();
+    const { session } = await signUp(a);
+    const second = await addPasskey(session.token, new SoftAuthenticator());
+    const ids = await passkeyIds(session.omni_account);
+    await ageLogins(stack, session.omni_account, REAUTH_SECONDS + 10);
+    const stale = /removing a passkey needs a login at most 300 s old: sign in again, then remove it/;
+    assert.equal((await removalRefused(session.token, second, 401, 'unauthorized', stale)).reauthenticate, true);
+    // Before the passkey is looked up: an id this account does not have answers the same, not 404.
+    assert.equal((await removalRefused(session.token, 'bm90LWEtcGFzc2tleS1vZi1vdXJz', 401, 'unauthorized', stale)).reauthenticate, true);
+    assert.deepEqual(await passkeyIds(session.omni_account), ids);
+    // The session itself still works: only this step wants a recent login.
+    assert.equal((await stack.request('GET', '/v1/passkeys', { token: session.token })).status, 200);
+
+    const again = await logIn(a);
+    assert.equal(again.omni_account, session.omni_account);
+    const res = await stack.request('DELETE', `/v1/passkeys/${second}`, { token: again.token });
+    assert.equal(res.status, 204, res.text);
+    assert.deepEqual(
+      await passkeyIds(session.omni_account),
+      ids.filter((id) => id !== second),
+    );
+  });
+
+  void test('a TEE bearer is 403 (it cannot show when its login was), nothing removed', async () => {
+    const owner = await walletLogin(stack);
+    const id = await addPasskey(owner.token, new SoftAuthenticator());
+    const token = signTeeJwt(tee.privateKey, teeClaims(owner.omni_account, 'access', 'agentkeys', Math.floor(Date.now() / 1000)));
+    await removalRefused(token, id, 403, 'forbidden', /removing a passkey needs a broker session/);
+    assert.deepEqual(await passkeyIds(owner.omni_account), [id]);
+  });
+
+  void test('the last passkey of an account whose identity is a passkey: 409 saying to add another first, and it still signs in', async () => {
+    const a = new SoftAuthenticator();
+    const { session } = await signUp(a);
+    const [only] = await passkeyIds(session.omni_account);
+    assert.ok(only);
+    await removalRefused(
+      session.token,
+      only,
+      409,
+      'conflict',
+      /^this is the last passkey of an account that signs in only with passkeys: add another passkey first, or the account can never sign in again$/,
+    );
+    assert.deepEqual(await passkeyIds(session.omni_account), [only]);
+    assert.equal((await logIn(a)).omni_account, session.omni_account);
+    // With another passkey added, the first goes; the one left is then the last.
+    const b = new SoftAuthenticator();
+    const second = await addPasskey(session.token, b);
+    assert.equal((await stack.request('DELETE', `/v1/passkeys/${only}`, { token: session.token })).status, 204);
+    await removalRefused(session.token, second, 409, 'conflict', /last passkey/);
+    assert.equal((await logIn(b)).omni_account, session.omni_account);
+  });
+
+  void test('two removals racing for the last two passkeys of such an account: one 204, one 409, one passkey left', async () => {
+    // Several accounts at once, so the two removals of each meet in the database more than once.
+    const rounds = await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        const { session } = await signUp(new SoftAuthenticator());
+        await addPasskey(session.token, new SoftAuthenticator());
+        return { session, ids: await passkeyIds(session.omni_account) };
+      }),
+    );
+    const answers = await Promise.all(
+      rounds.map(({ session, ids }) => Promise.all(ids.map((id) => stack.request('DELETE', `/v1/passkeys/${id}`, { token: session.token })))),
+    );
+    for (const [i, { session, ids }] of rounds.entries()) {
+      assert.equal(ids.length, 2);
+      const statuses = (answers[i] ?? []).map((r) => r.status).sort();
+      assert.deepEqual(statuses, [204, 409], (answers[i] ?? []).map((r) => r.text).join(' | '));
+      const left = await passkeyIds(session.omni_account);
+      assert.equal(left.length, 1, 'both passkeys were removed');
+      const removed = await stack.db.query("SELECT 1 FROM audit_log WHERE omni_account = $1 AND event = 'passkey.removed'", [session.omni_account]);
+      assert.equal(removed.rowCount, 1);
+    }
+  });
+
+  void test('an account whose identity is a wallet removes its last passkey: it still signs in with the wallet', async () => {
+    const owner = await walletLogin(stack);
+    const id = await addPasskey(owner.token, new SoftAuthenticator());
+    const res = await stack.request('DELETE', `/v1/passkeys/${id}`, { token: owner.token });
+    assert.equal(res.status, 204, res.text);
+    assert.deepEqual(await passkeyIds(owner.omni_account), []);
+    assert.equal((await walletLogin(stack, owner.wallet)).omni_account, owner.omni_account);
   });
 });
 

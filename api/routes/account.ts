@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { BrokerError } from '../../lib/errors';
 import { SESSION_METHODS } from '../../lib/login-methods';
-import { describeAccount, listSessions, MAX_LISTED_SESSIONS, revokeOwnSession } from '../../services/sessions';
+import { describeAccount, listSessions, MAX_LISTED_SESSIONS, REAUTH_SECONDS, revokeOwnSession } from '../../services/sessions';
 import { commonErrors, errorBody } from '../schemas';
 
 const sessionIdSchema = z.string().regex(/^[0-9a-f]{32}$/, 'session_id must be 32 lower-case hex digits, as GET /v1/account/sessions lists it');
@@ -27,7 +27,7 @@ const unix = (d: Date): number => Math.floor(d.getTime() / 1000);
 export default async function accountRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
   const { db, secrets } = app.deps;
-  const authOf = (request: { auth?: { omniAccount: string; jti?: string; method?: string; kind: string } }) => {
+  const authOf = (request: { auth?: { omniAccount: string; jti?: string; method?: string; kind: 'session' | 'tee' } }) => {
     if (!request.auth) throw new BrokerError('unauthorized', 'not authenticated');
     return request.auth;
   };
@@ -111,15 +111,18 @@ export default async function accountRoutes(appBase: FastifyInstance) {
       schema: {
         tags: ['account'],
         summary: 'End one of this account’s sessions (and the refresh tokens it issued)',
-        description: '204 when it was live and is now revoked; 404 when no live session of this account has that id (another account’s included).',
+        description:
+          '204 when it was live and is now revoked; 404 when no live session of this account has that id (another account’s included). ' +
+          `The bearer's own session takes any bearer (a logout); any other needs a broker session whose login is at most ${REAUTH_SECONDS} s old ` +
+          '(else 401 with reauthenticate: true, before the sessions are read), and a session from the device flow, however fresh, and a TEE bearer are 403.',
         security: [{ bearer: [] }],
         params: z.object({ session_id: sessionIdSchema }),
-        response: { 204: z.null(), 404: errorBody, ...commonErrors },
+        response: { 204: z.null(), 403: errorBody, 404: errorBody, ...commonErrors },
       },
     },
     async (request, reply) => {
       const auth = authOf(request);
-      const revoked = await revokeOwnSession({ db, secrets }, auth, request.params.session_id, request.id);
+      const revoked = await revokeOwnSession({ db, secrets, now: app.deps.now }, auth, request.params.session_id, request.id);
       if (!revoked) throw new BrokerError('not_found', 'no live session of this account has that id');
       return reply.code(204).send(null);
     },

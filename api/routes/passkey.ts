@@ -276,13 +276,17 @@ export default async function passkeyRoutes(appBase: FastifyInstance) {
       schema: {
         tags: ['passkeys'],
         summary: 'Remove one of this account’s passkeys',
-        description: '204 when removed; 404 when this account has no passkey with this id (another account’s passkey answers the same).',
+        description:
+          `A broker session whose login is at most ${REAUTH_SECONDS} s old (else 401 with reauthenticate: true, before the passkey is looked up); ` +
+          'a session from the device flow, however fresh, and a TEE bearer are 403. ' +
+          '204 when removed; 404 when this account has no passkey with this id (another account’s passkey answers the same); ' +
+          '409 for the last passkey of an account whose identity is a passkey (it could never sign in again), nothing removed.',
         params: z.object({ id: b64url(1366) }),
-        response: { 204: z.null(), 404: errorBody, ...commonErrors },
+        response: { 204: z.null(), 403: errorBody, 404: errorBody, 409: errorBody, ...commonErrors },
       },
     },
     async (request, reply) => {
-      if (!(await removePasskey({ db }, account(request), request.params.id, request.id)))
+      if (!(await removePasskey({ db, now: app.deps.now }, bearer(request), request.params.id, request.id)))
         throw new BrokerError('not_found', 'this account has no passkey with this id');
       return reply.code(204).send(null);
     },

@@ -198,8 +198,12 @@ async function accountPage(): Promise<HTMLElement[]> {
               'Revoke',
               out,
               async () => {
-                await call('DELETE', `/v1/account/sessions/${s.session_id}`);
-                await render();
+                const done = await unlessSignInTooOld(
+                  out,
+                  'Your sign-in is more than 5 minutes old. To revoke another session, sign in again, then revoke it: nothing was revoked.',
+                  () => call('DELETE', `/v1/account/sessions/${s.session_id}`),
+                );
+                if (done) await render();
               },
               'danger',
             ),
@@ -247,13 +251,31 @@ async function accountPage(): Promise<HTMLElement[]> {
 }
 
 /**
- * The broker's "sign in again" refusal (a step that wants a sign-in at most 5 minutes old: adding a
- * passkey, approving a device): what happened and a button that signs in again and comes back to `next`.
+ * The broker's "sign in again" refusal (a step that wants a sign-in at most 5 minutes old: adding or
+ * removing a passkey, revoking another session, approving a device): what happened and a button
+ * that signs in again and comes back to `next`.
  */
 function recentSignInNeeded(text: string, next: string): HTMLElement[] {
   const again = h('button', { type: 'button' }, 'Sign in again');
   again.addEventListener('click', () => signInAgain(next));
   return [message('error', text), again];
+}
+
+/**
+ * Runs an account-page step the broker refuses for a sign-in more than 5 minutes old. That refusal
+ * is not a failure of the session: `out` shows `text` (what was not done) with *Sign in again*,
+ * back to the account page, and the answer is false. Any other refusal is thrown, for the button
+ * to show.
+ */
+async function unlessSignInTooOld(out: HTMLElement, text: string, step: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await step();
+    return true;
+  } catch (e) {
+    if (!asksForRecentSignIn(e)) throw e;
+    out.replaceChildren(...recentSignInNeeded(text, '/console/account'));
+    return false;
+  }
 }
 
 function passkeysCard(list: Passkeys): HTMLElement {
@@ -299,8 +321,13 @@ function passkeysCard(list: Passkeys): HTMLElement {
                 'Remove',
                 out,
                 async () => {
-                  await call('DELETE', `/v1/passkeys/${p.id}`);
-                  await render();
+                  // The last passkey of an account made with a passkey alone is refused (409): its message says what to do, in `out`.
+                  const done = await unlessSignInTooOld(
+                    out,
+                    'Your sign-in is more than 5 minutes old. To remove a passkey, sign in again, then remove it: nothing was removed.',
+                    () => call('DELETE', `/v1/passkeys/${p.id}`),
+                  );
+                  if (done) await render();
                 },
                 'danger',
               ),
