@@ -104,9 +104,10 @@ export class GoogleOidc {
   /**
    * Fresh state, nonce and PKCE verifier for one login, and the URL that starts it at the provider.
    * `stateTail`, when given, is appended to the random state after a dot: a value the callback must
-   * bring back unchanged (the browser app's code challenge, api/routes/google-login.ts).
+   * bring back unchanged (the browser app's code challenge, api/routes/google-login.ts). `prompt`
+   * (OpenID Connect Core §3.1.2.1), when given, is sent as is.
    */
-  async authorization(stateTail?: string): Promise<{ state: string; nonce: string; codeVerifier: string; url: string }> {
+  async authorization(stateTail?: string, prompt?: 'select_account'): Promise<{ state: string; nonce: string; codeVerifier: string; url: string }> {
     const configuration = await this.configuration();
     const state = stateTail === undefined ? oidc.randomState() : `${oidc.randomState()}.${stateTail}`;
     const nonce = oidc.randomNonce();
@@ -119,6 +120,7 @@ export class GoogleOidc {
       nonce,
       code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
       code_challenge_method: 'S256',
+      ...(prompt !== undefined ? { prompt } : {}),
     });
     return { state, nonce, codeVerifier, url: url.href };
   }

@@ -39,6 +39,7 @@ void describe('Google login, CLI form', () => {
     assert.ok(authorize.searchParams.get('state'));
     assert.ok(authorize.searchParams.get('nonce'));
     assert.equal(authorize.searchParams.get('redirect_uri'), stack.config.googleRedirectUri);
+    assert.equal(authorize.searchParams.get('prompt'), 'select_account', 'a CLI sign-in never completes in a browser without the account chooser');
 
     assert.equal((await poll(stack, start)).status, 202);
     const hint = uniqueHint('cli');
@@ -73,6 +74,7 @@ void describe('Google login, browser form', () => {
     assert.match(setCookie, /SameSite=Lax/);
     assert.match(setCookie, /Path=\/v1\/session\/google_oauth_callback/);
     assert.ok(authorizeUrl.startsWith(g.provider.url));
+    assert.equal(new URL(authorizeUrl).searchParams.get('prompt'), null, 'bound to this browser: no account chooser forced');
     const callbackUrl = await consent(authorizeUrl, uniqueHint('browser'));
     // Login CSRF: the callback URL opened in another browser (no cookie, or another sign-in's) is refused and changes nothing.
     assert.equal((await callback(callbackUrl)).status, 403);

@@ -124,7 +124,10 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
   ): Promise<{ requestId: string; url: string; pollSecret?: string; binding?: string; expiresAt: number }> {
     let authorization: Awaited<ReturnType<GoogleOidc['authorization']>>;
     try {
-      authorization = await google.authorization(codeChallenge);
+      // The CLI form's session goes to whoever holds the poll secret, whatever browser completes the
+      // sign-in: Google must show its account chooser, so a link opened by someone signed in to
+      // Google never completes a stranger's sign-in without a click on a page naming the app.
+      authorization = await google.authorization(codeChallenge, format === 'cli' ? 'select_account' : undefined);
     } catch (e) {
       if (e instanceof GoogleProviderError)
         throw new BrokerError('unavailable', 'Google sign-in is not available right now (the provider could not be reached); retry shortly');
