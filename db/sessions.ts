@@ -62,6 +62,15 @@ export async function sessionLogin(q: Queryable, jti: string): Promise<{ created
   return r.rows[0];
 }
 
+/**
+ * Gives a session row the method it is handed out under, when it still has the one its login flow
+ * recorded; false when it does not (already relabelled, or no such row).
+ */
+export async function relabelSessionMethod(q: Queryable, jti: string, from: string, to: string): Promise<boolean> {
+  const r = await q.query('UPDATE sessions SET method = $3 WHERE jti = $1 AND method = $2', [jti, from, to]);
+  return (r.rowCount ?? 0) > 0;
+}
+
 /** Records a logged-out TEE access token by its digest until `expiresAt`; false when it was already revoked. */
 export async function revokeTeeToken(q: Queryable, t: { tokenDigest: string; omniAccount: string; expiresAt: Date }): Promise<boolean> {
   const r = await q.query('INSERT INTO revoked_tee_tokens (token_digest, omni_account, expires_at) VALUES ($1, $2, $3) ON CONFLICT (token_digest) DO NOTHING', [

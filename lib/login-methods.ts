@@ -21,6 +21,13 @@ import type { Identity } from './omni';
 export interface LoginMethodSpec {
   /** The values of the session token's `amr` this method issues (several when it has variants, as SIWE). */
   readonly sessionMethods: readonly string[];
+  /**
+   * Those of its `sessionMethods` whose login a browser other than the client's completed (the
+   * device flow, a Google sign-in started from a CLI): whoever holds the client's secret gets the
+   * session of whoever finished it, so it never counts as a recent login made here
+   * (services/sessions.ts requireRecentLogin).
+   */
+  readonly completedElsewhere?: readonly string[];
   /** Its workflow's AkFlow search attribute and FLOW_METADATA key. */
   readonly flow: string;
   /** Its workflow type, as exported by workflows/index.ts. */
@@ -49,7 +56,9 @@ export const LOGIN_METHODS = {
     },
   },
   google: {
-    sessionMethods: ['google'],
+    // google_cli: the CLI form, handed to the poll secret's holder (api/routes/google-login.ts).
+    sessionMethods: ['google', 'google_cli'],
+    completedElsewhere: ['google_cli'],
     flow: 'google_login',
     workflowType: 'googleLoginWorkflow',
     metadata: {
@@ -70,6 +79,7 @@ export const LOGIN_METHODS = {
   },
   device: {
     sessionMethods: ['device'],
+    completedElsewhere: ['device'],
     flow: 'device_authorization',
     workflowType: 'deviceAuthorizationWorkflow',
     metadata: {
@@ -103,6 +113,12 @@ export const LOGIN_METHOD_IDS = Object.keys(LOGIN_METHODS) as LoginMethodId[];
 
 /** Every session method any login issues. */
 export const SESSION_METHODS: readonly LoginMethod[] = LOGIN_METHOD_IDS.flatMap((id) => LOGIN_METHODS[id].sessionMethods);
+
+/** The session methods whose login another browser completed: never a recent login made here. */
+export const COMPLETED_ELSEWHERE_METHODS: readonly string[] = LOGIN_METHOD_IDS.flatMap((id) => {
+  const spec: LoginMethodSpec = LOGIN_METHODS[id];
+  return spec.completedElsewhere ?? [];
+});
 
 /**
  * What a login flow returns: the session as recorded (its jti, times and account), not a token.

@@ -26,13 +26,14 @@ import {
   revokeSession,
   revokeSessions,
   revokeTeeToken,
+  relabelSessionMethod,
   sessionLogin,
   type LiveSessionRow,
 } from '../db/sessions';
 import { findUserByOmni, listWallets, type UserRow, type WalletRow } from '../db/users';
 import { hmacHex } from '../lib/digest';
 import { BrokerError } from '../lib/errors';
-import { LOGIN_METHODS } from '../lib/login-methods';
+import { COMPLETED_ELSEWHERE_METHODS } from '../lib/login-methods';
 import { SessionTokenError, verifySessionToken, type SessionClaims } from '../lib/session-token';
 
 export interface SessionServiceDeps {
@@ -81,9 +82,6 @@ export interface RecentLoginAction {
   then: string;
 }
 
-/** The session methods of a device-flow login (RFC 8628): a session another device approved. */
-const DEVICE_FLOW_METHODS: readonly string[] = LOGIN_METHODS.device.sessionMethods;
-
 /**
  * How and when the login behind a session was made. A session of a refresh family answers for the
  * family's first login: its start, and the method its first session's row recorded (the family's
@@ -104,8 +102,9 @@ async function loginOfSession(db: Db, jti: string): Promise<{ at: Date; method: 
  * The one check of a recent login: the bearer is a broker session whose login the caller made
  * itself (not one approved from another device) at most REAUTH_SECONDS ago — a refreshed session
  * counts from its refresh family's first login, so refreshing neither renews it nor changes how it
- * was made. A TEE bearer carries no login time (no iat): 403. A device-flow login (RFC 8628), or a session refreshed from
- * one, is 403 however fresh: a person talked into approving someone else's device code (§5.4,
+ * was made. A TEE bearer carries no login time (no iat): 403. A login another browser finished
+ * (the registry's `completedElsewhere`: the device flow, RFC 8628, and Google sign-in started from a
+ * CLI), or a session refreshed from one, is 403 however fresh: a person talked into approving someone else's device code (§5.4,
  * remote phishing) hands over that login, and it must not add a passkey or approve another device,
  * which would outlive the person's logout of it, nor decide an approval. It is refused before its
  * age, so an old one is not told to sign in again, which on that device would be another device
@@ -126,17 +125,28 @@ export async function requireRecentLogin(
     );
   const login = await loginOfSession(deps.db, caller.jti);
   if (!login) throw new BrokerError('unauthorized', 'session has been logged out');
-  if (DEVICE_FLOW_METHODS.includes(login.method))
+  if (COMPLETED_ELSEWHERE_METHODS.includes(login.method))
     throw new BrokerError(
       'forbidden',
-      `${action.what} needs a login made on this device: a session approved from another device (the device flow) cannot; ` +
-        `sign in here with email, Google, a wallet or a passkey, then ${action.then}`,
+      `${action.what} needs a login made on this device: a session whose sign-in was finished in another browser ` +
+        `(the device flow, or Google sign-in started from a CLI) cannot; sign in here with email, Google, a wallet or a passkey, then ${action.then}`,
     );
   if ((deps.now ?? Date.now)() - login.at.getTime() > REAUTH_SECONDS * 1000)
     throw new BrokerError('unauthorized', `${action.what} needs a login at most ${REAUTH_SECONDS} s old: sign in again, then ${action.then}`, {
       body: { reauthenticate: true },
     });
   return { jti: caller.jti, loginAt: login.at };
+}
+
+/**
+ * The session of a Google sign-in started from a CLI, as it is handed to the poll secret's holder:
+ * recorded and signed as `google_cli`, a login another browser finished (lib/login-methods.ts
+ * `completedElsewhere`), before any token of it exists. The flow records every Google login as
+ * `google`; only the hand-out knows which form it was.
+ */
+export async function asCliGoogleSession<S extends { jti: string; method: string }>(deps: { db: Db }, session: S): Promise<S & { method: 'google_cli' }> {
+  if (!(await relabelSessionMethod(deps.db, session.jti, session.method, 'google_cli'))) throw new BrokerError('unauthorized', 'session has been logged out');
+  return { ...session, method: 'google_cli' };
 }
 
 /** The bearer being logged out (api/dependencies.ts AuthContext has this shape). */

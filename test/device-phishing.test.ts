@@ -61,8 +61,8 @@ async function deviceSessionOf(approver: { token: string; omni_account: string }
 /** What the refusal says, for `what` ("adding a passkey") and `then` ("add it"). */
 const deviceRefusal = (what: string, then: string) =>
   new RegExp(
-    `^${what} needs a login made on this device: a session approved from another device \\(the device flow\\) cannot; ` +
-      `sign in here with email, Google, a wallet or a passkey, then ${then}$`,
+    `^${what} needs a login made on this device: a session whose sign-in was finished in another browser ` +
+      `\\(the device flow, or Google sign-in started from a CLI\\) cannot; sign in here with email, Google, a wallet or a passkey, then ${then}$`,
   );
 
 function assertForbidden(res: { status: number; body: unknown; text: string }, message: RegExp): void {

@@ -115,7 +115,7 @@ export function poll(stack: TestStack, start: Pick<CliStart, 'request_id' | 'pol
 export async function loginRows(db: Db): Promise<{ users: number; sessions: number; audit: number }> {
   const r = await db.query<{ users: string; sessions: string; audit: string }>(
     `SELECT (SELECT count(*) FROM users WHERE identity_type = 'google') AS users,
-            (SELECT count(*) FROM sessions WHERE method = 'google') AS sessions,
+            (SELECT count(*) FROM sessions WHERE method IN ('google', 'google_cli')) AS sessions,
             (SELECT count(*) FROM audit_log WHERE event = 'login.google') AS audit`,
   );
   const row = r.rows[0];

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { decodeJwt } from 'jose';
 import { after, before, describe, test } from 'node:test';
 import { buildApp } from '../api/app';
 import { deriveOmniAccount } from '../lib/omni';
@@ -55,6 +56,17 @@ void describe('Google login, CLI form', () => {
     assert.equal(session.omni_account, deriveOmniAccount('agentkeys', { type: 'google', value: person.sub }));
     const me = await stack.request('GET', '/v1/session/me', { token: session.token });
     assert.equal(me.status, 200, me.text);
+    // Whoever held the poll secret got the session of whoever finished in the browser: it is a
+    // login another browser completed, never a recent login made here.
+    assert.equal(decodeJwt(session.token).amr, 'google_cli');
+    const method = await stack.db.query<{ method: string }>('SELECT method FROM sessions WHERE omni_account = $1', [session.omni_account]);
+    assert.deepEqual(
+      method.rows.map((r) => r.method),
+      ['google_cli'],
+    );
+    const passkey = await stack.request('POST', '/v1/passkeys/registration/options', { token: session.token });
+    assert.equal(passkey.status, 403, passkey.text);
+    assert.match((passkey.body as { message: string }).message, /Google sign-in started from a CLI/);
 
     const again = await poll(stack, start);
     assert.equal(again.status, 410, again.text);
@@ -90,6 +102,10 @@ void describe('Google login, browser form', () => {
     assert.doesNotMatch(back.location as string, /eyJ/, 'no token in the redirect');
     const ex = await exchange(stack, code, verifier);
     assert.equal(ex.status, 200, ex.text);
+    // Finished in the browser that started it: a login made here.
+    const token = (ex.body as { token: string }).token;
+    assert.equal(decodeJwt(token).amr, 'google');
+    assert.equal((await stack.request('POST', '/v1/passkeys/registration/options', { token })).status, 200);
     const again = await exchange(stack, code, verifier);
     assert.equal(again.status, 410, again.text);
   });

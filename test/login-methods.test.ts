@@ -18,7 +18,7 @@ void describe('login-method registry', () => {
     const flows = LOGIN_METHOD_IDS.map((id) => LOGIN_METHODS[id].flow);
     assert.equal(new Set(flows).size, flows.length);
     assert.equal(new Set(SESSION_METHODS).size, SESSION_METHODS.length, 'one amr value belongs to one method');
-    assert.deepEqual([...SESSION_METHODS].sort(), ['device', 'email', 'google', 'passkey', 'siwe', 'tee', 'wallet']);
+    assert.deepEqual([...SESSION_METHODS].sort(), ['device', 'email', 'google', 'google_cli', 'passkey', 'siwe', 'tee', 'wallet']);
     for (const id of LOGIN_METHOD_IDS) assert.deepEqual((FLOW_METADATA as Record<string, unknown>)[LOGIN_METHODS[id].flow], LOGIN_METHODS[id].metadata);
   });
 

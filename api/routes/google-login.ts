@@ -17,6 +17,7 @@ import {
   type GoogleSessionClaims,
 } from '../../workflows/google-login.definitions';
 import { toBrokerError } from '../flow-errors';
+import { asCliGoogleSession } from '../../services/sessions';
 import { issueSession } from '../session-issue';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
 
@@ -322,7 +323,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
       );
       if (r.status === 'pending') return reply.code(202).send({ status: 'pending' });
       request.log.info({ flow: 'google_login', omni_account: r.session.omni_account, format: 'cli' }, 'google session handed out');
-      return reply.code(200).send(await handOut(r.session));
+      return reply.code(200).send(await handOut(await asCliGoogleSession(app.deps, r.session)));
     },
   );
 
