@@ -82,6 +82,10 @@ export interface RecentLoginAction {
   then: string;
 }
 
+/** Who requireRecentLogin refuses with 403 whatever the login's age, as the routes' descriptions say it. */
+export const NEVER_A_RECENT_LOGIN =
+  'a session whose sign-in another browser finished (the device flow, or Google sign-in started from a CLI), however fresh, and a TEE bearer';
+
 /**
  * How and when the login behind a session was made. A session of a refresh family answers for the
  * family's first login: its start, and the method its first session's row recorded (the family's

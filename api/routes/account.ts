@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { BrokerError } from '../../lib/errors';
 import { SESSION_METHODS } from '../../lib/login-methods';
-import { describeAccount, listSessions, MAX_LISTED_SESSIONS, REAUTH_SECONDS, revokeOwnSession } from '../../services/sessions';
+import { describeAccount, listSessions, MAX_LISTED_SESSIONS, NEVER_A_RECENT_LOGIN, REAUTH_SECONDS, revokeOwnSession } from '../../services/sessions';
 import { commonErrors, errorBody } from '../schemas';
 
 const sessionIdSchema = z.string().regex(/^[0-9a-f]{32}$/, 'session_id must be 32 lower-case hex digits, as GET /v1/account/sessions lists it');
@@ -114,7 +114,7 @@ export default async function accountRoutes(appBase: FastifyInstance) {
         description:
           '204 when it was live and is now revoked; 404 when no live session of this account has that id (another account’s included). ' +
           `The bearer's own session takes any bearer (a logout); any other needs a broker session whose login is at most ${REAUTH_SECONDS} s old ` +
-          '(else 401 with reauthenticate: true, before the sessions are read), and a session from the device flow, however fresh, and a TEE bearer are 403.',
+          `(else 401 with reauthenticate: true, before the sessions are read); ${NEVER_A_RECENT_LOGIN} are 403.`,
         security: [{ bearer: [] }],
         params: z.object({ session_id: sessionIdSchema }),
         response: { 204: z.null(), 403: errorBody, 404: errorBody, ...commonErrors },

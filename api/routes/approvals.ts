@@ -14,6 +14,7 @@ import { BrokerError } from '../../lib/errors';
 import { MAX_CONTRACT_SIGNATURE_BYTES } from '../../lib/wallet-message';
 import { createSealKeyPair, unsealJson } from '../../lib/seal';
 import { createApprovalService, type ApprovalService } from '../../services/approvals';
+import { NEVER_A_RECENT_LOGIN } from '../../services/sessions';
 import { APPROVAL_ID_PREFIX, approvalDecisionUpdate, approvalPollUpdate, type ApprovalOpened } from '../../workflows/approval.definitions';
 import type { AuthContext } from '../dependencies';
 import { commonErrors, errorBody } from '../schemas';
@@ -198,7 +199,8 @@ export default async function approvalRoutes(appBase: FastifyInstance) {
         description:
           "signature: the EIP-712 signature (eth_signTypedData_v4) by the grant's main wallet over the request's typed data for this " +
           'decision (GET /v1/approvals/{id} `sign`); required of a wallet-login session. Without it: a broker session whose login is at most ' +
-          '300 s old and was made on this device (a device-flow login is 403). The first decision wins: later ones are 409; after expires_at 410; another account’s request 404.',
+          `300 s old and was made on this device (${NEVER_A_RECENT_LOGIN} are 403).` +
+          ' The first decision wins: later ones are 409; after expires_at 410; another account’s request 404.',
         security: [{ bearer: [] }],
         params: z.object({ approval_id: approvalIdSchema }),
         body: z

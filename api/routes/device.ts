@@ -19,7 +19,7 @@ import {
   type DeviceAuthorizationInput,
   type RegisterDeviceCodeResult,
 } from '../../workflows/device-authorization.definitions';
-import { REAUTH_SECONDS, requireRecentLogin } from '../../services/sessions';
+import { NEVER_A_RECENT_LOGIN, REAUTH_SECONDS, requireRecentLogin } from '../../services/sessions';
 import { toBrokerError } from '../flow-errors';
 import { issueSession } from '../session-issue';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
@@ -308,7 +308,8 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
         summary: 'Approve or deny a device (RFC 8628 §3.3): the device gets a session of this account',
         description:
           `Approving needs a broker session whose login is at most ${REAUTH_SECONDS} s old (else 401 with reauthenticate: true, before the code is looked up; ` +
-          'a session from the device flow, however fresh, and a TEE bearer 403); denying, any session. The first decision wins: a second (by anyone) is 409. 404 for a code that is unknown, expired or malformed. ' +
+          `${NEVER_A_RECENT_LOGIN} 403); denying, any session.` +
+          ' The first decision wins: a second (by anyone) is 409. 404 for a code that is unknown, expired or malformed. ' +
           'An approval records a login of this account (method device, its own session and audit row) that the device collects once.',
         body: z.object({ user_code: z.string().max(64), action: z.enum(['approve', 'deny'], 'action must be "approve" or "deny"') }),
         response: { 200: z.object({ status: z.enum(['approved', 'denied']) }), 403: errorBody, 404: errorBody, 409: errorBody, ...commonErrors },

@@ -10,7 +10,7 @@ import { LOGIN_METHODS } from '../../lib/login-methods';
 import { omniAccountOf } from '../../lib/omni';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
 import { accountForRegistration, listAccountPasskeys, removePasskey } from '../../services/passkeys';
-import { REAUTH_SECONDS, requireRecentLogin } from '../../services/sessions';
+import { NEVER_A_RECENT_LOGIN, REAUTH_SECONDS, requireRecentLogin } from '../../services/sessions';
 import type { AuthContext } from '../dependencies';
 import type { passkeyCeremonyWorkflow } from '../../workflows/passkey-ceremony';
 import {
@@ -149,7 +149,7 @@ export default async function passkeyRoutes(appBase: FastifyInstance) {
         tags: ['passkeys'],
         summary: 'Options to add a passkey to this account (navigator.credentials.create)',
         description:
-          `A broker session whose login is at most ${REAUTH_SECONDS} s old (else 401 with reauthenticate: true); a session from the device flow, however fresh, and a TEE bearer are 403. ` +
+          `A broker session whose login is at most ${REAUTH_SECONDS} s old (else 401 with reauthenticate: true); ${NEVER_A_RECENT_LOGIN} are 403. ` +
           `The challenge can be answered once, within ${ttlSeconds} s, at POST /v1/passkeys/registration.`,
         response: { 200: optionsAnswer, 403: errorBody, ...commonErrors },
       },
@@ -278,7 +278,7 @@ export default async function passkeyRoutes(appBase: FastifyInstance) {
         summary: 'Remove one of this account’s passkeys',
         description:
           `A broker session whose login is at most ${REAUTH_SECONDS} s old (else 401 with reauthenticate: true, before the passkey is looked up); ` +
-          'a session from the device flow, however fresh, and a TEE bearer are 403. ' +
+          `${NEVER_A_RECENT_LOGIN} are 403. ` +
           '204 when removed; 404 when this account has no passkey with this id (another account’s passkey answers the same); ' +
           '409 for the last passkey of an account whose identity is a passkey (it could never sign in again), nothing removed.',
         params: z.object({ id: b64url(1366) }),
