@@ -1,3 +1,4 @@
+import type { AgentRevokedBody } from '../../lib/wire';
 import { ApiError, asksForRecentSignIn, call, forgetSession, keepSession, session, type Session } from './api';
 import { ProofError, verifyProofInBrowser, type AuditProof, type Jwk } from './proof';
 import { createPasskey, getPasskey, passkeysAvailable } from './passkey';
@@ -401,13 +402,6 @@ function grantItem(g: Grant, side: 'main' | 'agent', out: HTMLElement): HTMLElem
   );
 }
 
-interface AgentRevocation {
-  agent_address: string;
-  revoked_grants: string[];
-  ended_epochs: { user_wallet: string; epoch: number }[];
-  kill_switch: { mode: 'off' | 'iam' | 'file'; until: number };
-}
-
 /**
  * What the last agent revocation did. The page is rendered again after it, which replaces every
  * node, so the answer is kept here and shown once by that render.
@@ -415,7 +409,7 @@ interface AgentRevocation {
 let agentNote: HTMLElement | undefined;
 
 /** The kill switch's answer (docs/kill-switch.md) as the account holder needs it: what ended, and until when. */
-function agentRevokedText(r: AgentRevocation): string {
+function agentRevokedText(r: AgentRevokedBody): string {
   const n = r.revoked_grants.length;
   const grants = n === 0 ? 'no grant to it was still live' : `${n} grant${n === 1 ? '' : 's'} revoked`;
   let held: string;
@@ -441,7 +435,7 @@ function agentItem(agent: string, grants: Grant[]): HTMLElement {
     'Confirm: revoke every grant and end its credentials',
     out,
     async () => {
-      const r = await call<AgentRevocation>('POST', `/v1/agents/${agent}/revoke`);
+      const r = await call<AgentRevokedBody>('POST', `/v1/agents/${agent}/revoke`);
       agentNote = message('ok', agentRevokedText(r));
       await render();
     },
