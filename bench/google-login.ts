@@ -3,7 +3,7 @@
  * Postgres and the loopback OpenID provider (test/google-login-client.ts startGoogleStack). N
  * sequential CLI-form sign-ins after a warm-up; "callback to session" is the browser's GET of the
  * callback (code exchange, id_token checks, userinfo, user + session + audit rows) plus the CLI's
- * one poll that collects the session.
+ * one poll that collects the session (with the confirmation code the callback page showed).
  *
  *   npx tsx bench/google-login.ts [N=50] [WARMUP=5]
  *
@@ -28,7 +28,7 @@ async function oneLogin(g: GoogleStack, i: number): Promise<Sample> {
   const back = await callback(callbackUrl);
   if (back.status !== 200) throw new Error(`callback answered ${back.status}: ${back.text}`);
   const t3 = performance.now();
-  const got = await poll(g.stack, start);
+  const got = await poll(g.stack, start, back.code);
   if (got.status !== 200) throw new Error(`poll answered ${got.status}: ${got.text}`);
   const t4 = performance.now();
   return { start: t1 - t0, callback: t3 - t2, callbackToSession: t4 - t2 };

@@ -183,7 +183,7 @@ void describe('minted over HTTP: the actor AgentKeys derives for the login', () 
     const start = await cliStart(stack);
     const back = await callback(await consent(start.authorize_url, uniqueHint('actor')));
     assert.equal(back.status, 200, back.text);
-    const got = await poll(stack, start);
+    const got = await poll(stack, start, back.code);
     assert.equal(got.status, 200, got.text);
     const session = got.body as { token: string; omni_account: string; identity: { type: string; value: string } };
     assert.equal(session.identity.type, 'google');

@@ -14,7 +14,7 @@ import { english, generateMnemonic, generatePrivateKey, mnemonicToAccount, priva
 import { generateTeeKeyPair } from '../fixtures/tee/jwt';
 import { startTeeFixture, type TeeFixture } from '../fixtures/tee/server';
 import { identityForHint, startGoogleOidcFixture, type GoogleOidcFixture } from '../fixtures/google-oidc';
-import { consent } from './google-login-client';
+import { callback, consent } from './google-login-client';
 import { codeFromMail } from './email-login-client';
 import { findFreePort } from '../scripts/temporal-dev-server';
 import { startStack, type TestStack } from './harness';
@@ -294,16 +294,21 @@ void describe('agentkeys CLI: email login', () => {
 });
 
 void describe('agentkeys CLI: Google login', () => {
-  void test('init google --no-browser: prints the address, polls while the person signs in, keeps the session', async () => {
+  void test('init google --no-browser: prints the address, takes the code the page shows (a wrong one asked again), keeps the session', async () => {
     const hint = `cli-google-${Date.now()}@example.com`;
-    const r = await runCli(['--json', '--profile', 'google', 'init', 'google', '--no-browser', '--poll-interval-ms', '100'], {
-      feed: async (_write, end, output) => {
+    const r = await runCli(['--json', '--profile', 'google', 'init', 'google', '--no-browser', '--code-stdin', '--poll-interval-ms', '100'], {
+      feed: async (write, end, output) => {
         const url = await waitFor('the authorize URL', () => /(https?:\/\/\S+\/authorize\?\S+)/.exec(output())?.[1], 30_000, output);
-        const back = await fetch(await consent(url, hint), { redirect: 'manual' });
-        assert.equal(back.status, 200, await back.text());
+        const back = await callback(await consent(url, hint));
+        assert.equal(back.status, 200, back.text);
+        assert.ok(back.code);
+        write(`${back.code === 'BBBB-BBBB' ? 'CCCC-CCCC' : 'BBBB-BBBB'}\n`);
+        await waitFor('the retry prompt', () => /Wrong code \(4 attempts left\)/.exec(output()), 30_000, output);
+        write(`${back.code.toLowerCase()}\n`);
         end();
       },
     });
+    assert.match(r.stderr, /the page shows a code: type it here/);
     const body = parseJson(r);
     assert.equal(body.method, 'google');
     assert.deepEqual(body.identity, { type: 'google', value: identityForHint(hint).sub });
@@ -315,6 +320,30 @@ void describe('agentkeys CLI: Google login', () => {
     assert.match(human.stdout, new RegExp(`^google ${hint.replace(/[.]/g, '\\.')} \\(profile google, google\\)`));
     const st = await runCli(['--profile', 'google', 'status']);
     assert.match(st.stdout, new RegExp(`session {2}google ${hint.replace(/[.]/g, '\\.')} \\(google\\)`));
+  });
+});
+
+void describe('agentkeys CLI: Google login at a terminal', () => {
+  void test('a real pseudo terminal: the address is printed, the code from the page is typed into the prompt', async () => {
+    const hint = `cli-google-pty-${Date.now()}@example.com`;
+    const inner = [process.execPath, BIN, '--profile', 'gpty', 'init', 'google', '--no-browser'].map((a) => `'${a}'`).join(' ');
+    const r = await runProcess(
+      'script',
+      ['-qfec', inner, '/dev/null'],
+      { ...cliEnv(), TERM: 'xterm' },
+      {
+        feed: async (write, _end, output) => {
+          const url = await waitFor('the authorize URL', () => /(https?:\/\/\S+\/authorize\?\S+)/.exec(output())?.[1], 30_000, output);
+          const back = await callback(await consent(url, hint));
+          assert.ok(back.code, back.text);
+          await waitFor('the prompt', () => (/Code the browser page shows/.test(output().replace(/\r?\n/g, '')) ? true : undefined), 30_000, output);
+          write(`${back.code}\r`);
+        },
+      },
+    );
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const me = parseJson(await runCli(['--json', '--profile', 'gpty', 'whoami']));
+    assert.deepEqual(me.identity, { type: 'google', value: identityForHint(hint).sub });
   });
 });
 

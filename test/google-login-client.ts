@@ -70,10 +70,23 @@ export async function consent(authorizeUrl: string, hint?: string): Promise<stri
   return location;
 }
 
-/** The browser following the provider's redirect back to the broker (with the cookie the browser form's start set, if any). */
-export async function callback(url: string, cookie?: string): Promise<{ status: number; location: string | null; text: string }> {
+/**
+ * The browser following the provider's redirect back to the broker (with the cookie the browser
+ * form's start set, if any); `code` is the confirmation code a CLI sign-in's page shows.
+ */
+export async function callback(url: string, cookie?: string): Promise<{ status: number; location: string | null; text: string; code?: string }> {
   const r = await fetch(url, { redirect: 'manual', headers: cookie ? { cookie } : {} });
-  return { status: r.status, location: r.headers.get('location'), text: await r.text() };
+  const text = await r.text();
+  const code = /<code id="confirmation-code">([A-Z]{4}-[A-Z]{4})<\/code>/.exec(text)?.[1];
+  return { status: r.status, location: r.headers.get('location'), text, ...(code !== undefined ? { code } : {}) };
+}
+
+/** A CLI sign-in's callback that succeeds: the confirmation code its page shows. */
+export async function cliCallback(url: string): Promise<string> {
+  const back = await callback(url);
+  assert.equal(back.status, 200, back.text);
+  assert.ok(back.code, `the page shows no confirmation code: ${back.text}`);
+  return back.code;
 }
 
 /** A browser app's PKCE pair for one sign-in: the verifier it keeps, the S256 challenge it sends at the start. */
@@ -108,8 +121,11 @@ export function exchange(stack: Pick<TestStack, 'request'>, exchangeCode: string
   });
 }
 
-export function poll(stack: TestStack, start: Pick<CliStart, 'request_id' | 'poll_secret'>): ReturnType<TestStack['request']> {
-  return stack.request('POST', '/v1/session/google_oauth_poll', { body: { request_id: start.request_id, poll_secret: start.poll_secret } });
+/** The CLI's poll: the secret from the start and, once the person has signed in, the code their page showed. */
+export function poll(stack: Pick<TestStack, 'request'>, start: Pick<CliStart, 'request_id' | 'poll_secret'>, code?: string): ReturnType<TestStack['request']> {
+  return stack.request('POST', '/v1/session/google_oauth_poll', {
+    body: { request_id: start.request_id, poll_secret: start.poll_secret, ...(code !== undefined ? { confirmation_code: code } : {}) },
+  });
 }
 
 export async function loginRows(db: Db): Promise<{ users: number; sessions: number; audit: number }> {

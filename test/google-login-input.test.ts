@@ -15,6 +15,7 @@ import {
   browserStart,
   browserStartUrl,
   callback,
+  cliCallback,
   cliStart,
   consent,
   exchange,
@@ -88,10 +89,11 @@ void describe('callback: state', () => {
   void test('reused: the second callback changes nothing (409), the session is the first one', async () => {
     const before = await loginRows(g.stack.db);
     const { start, callbackUrl } = await upToCallback();
-    assert.equal((await callback(callbackUrl)).status, 200);
+    const code = await cliCallback(callbackUrl);
     const second = await callback(callbackUrl);
     assert.equal(second.status, 409, second.text);
-    const got = await poll(g.stack, start);
+    assert.equal(second.code, undefined, 'a refused callback shows no code');
+    const got = await poll(g.stack, start, code);
     assert.equal(got.status, 200, got.text);
     const rows = await loginRows(g.stack.db);
     assert.equal(rows.sessions, before.sessions + 1);
@@ -110,8 +112,8 @@ void describe('callback: state', () => {
 
   void test('a callback after the flow has finished is 410 and changes nothing', async () => {
     const { start, callbackUrl } = await upToCallback();
-    assert.equal((await callback(callbackUrl)).status, 200);
-    assert.equal((await poll(g.stack, start)).status, 200);
+    const code = await cliCallback(callbackUrl);
+    assert.equal((await poll(g.stack, start, code)).status, 200);
     assert.equal(await result(start), 'succeeded');
     await noRows(async () => {
       assert.equal((await callback(callbackUrl)).status, 410);
@@ -153,8 +155,8 @@ void describe('provider refusals and bad tokens', () => {
   void test('the honest token through the replacing path is accepted (the cases above fail for their one change)', async () => {
     const { start, callbackUrl } = await upToCallback();
     g.provider.replaceIdToken((c, t) => t.sign(c));
-    assert.equal((await callback(callbackUrl)).status, 200);
-    assert.equal((await poll(g.stack, start)).status, 200);
+    const code = await cliCallback(callbackUrl);
+    assert.equal((await poll(g.stack, start, code)).status, 200);
   });
 
   void test('email_verified false → 403, no user', async () => {
@@ -171,9 +173,9 @@ void describe('provider failures: retried, then a clean failure', () => {
     const { start, callbackUrl } = await upToCallback();
     const calls = g.provider.tokenCalls;
     g.provider.failToken(500, 1);
-    assert.equal((await callback(callbackUrl)).status, 200);
+    const code = await cliCallback(callbackUrl);
     assert.equal(g.provider.tokenCalls, calls + 2);
-    assert.equal((await poll(g.stack, start)).status, 200);
+    assert.equal((await poll(g.stack, start, code)).status, 200);
   });
 
   void test('token endpoint 500 every time → retried, then 503 and a failed flow', async () => {
@@ -212,9 +214,9 @@ void describe('provider failures: retried, then a clean failure', () => {
     const { start, callbackUrl } = await upToCallback();
     const calls = g.provider.tokenCalls;
     g.provider.failUserinfo(503, 1);
-    assert.equal((await callback(callbackUrl)).status, 200);
+    const code = await cliCallback(callbackUrl);
     assert.equal(g.provider.tokenCalls, calls + 1);
-    assert.equal((await poll(g.stack, start)).status, 200);
+    assert.equal((await poll(g.stack, start, code)).status, 200);
   });
 });
 
@@ -257,18 +259,19 @@ void describe('CLI form: polling', () => {
     const { start, callbackUrl } = await upToCallback();
     const wrong = { request_id: start.request_id, poll_secret: randomBytes(32).toString('base64url') };
     assert.equal((await poll(g.stack, wrong)).status, 403);
-    assert.equal((await callback(callbackUrl)).status, 200);
+    const code = await cliCallback(callbackUrl);
     assert.equal((await poll(g.stack, wrong)).status, 403);
-    assert.equal((await poll(g.stack, start)).status, 200);
-    assert.equal((await poll(g.stack, start)).status, 410, 'handed out once');
+    assert.equal((await poll(g.stack, wrong, code)).status, 403, 'the code without the poll secret is nothing');
+    assert.equal((await poll(g.stack, start, code)).status, 200);
+    assert.equal((await poll(g.stack, start, code)).status, 410, 'handed out once');
     assert.equal((await poll(g.stack, { request_id: 'x', poll_secret: 'y' })).status, 400);
     assert.equal((await poll(g.stack, { request_id: randomBytes(16).toString('hex'), poll_secret: 'y' })).status, 410);
   });
 
   void test('16 concurrent polls of a finished sign-in → exactly one session', async () => {
     const { start, callbackUrl } = await upToCallback();
-    assert.equal((await callback(callbackUrl)).status, 200);
-    const answers = await Promise.all(Array.from({ length: 16 }, () => poll(g.stack, start)));
+    const code = await cliCallback(callbackUrl);
+    const answers = await Promise.all(Array.from({ length: 16 }, () => poll(g.stack, start, code)));
     const statuses = answers.map((a) => a.status).sort();
     assert.equal(statuses.filter((s) => s === 200).length, 1, statuses.join(','));
     assert.equal(statuses.filter((s) => s === 410).length, 15, statuses.join(','));
@@ -284,8 +287,8 @@ void describe('history', () => {
   void test('no state, nonce, verifier, poll secret or bearer readable in history; decoded, still no bearer', async () => {
     const { start, callbackUrl } = await upToCallback();
     const authorize = new URL(start.authorize_url);
-    assert.equal((await callback(callbackUrl)).status, 200);
-    const got = await poll(g.stack, start);
+    const code = await cliCallback(callbackUrl);
+    const got = await poll(g.stack, start, code);
     assert.equal(got.status, 200);
     const token = (got.body as { token: string }).token;
     assert.equal(await result(start), 'succeeded');
@@ -295,6 +298,8 @@ void describe('history', () => {
       authorize.searchParams.get('state') as string,
       authorize.searchParams.get('nonce') as string,
       start.poll_secret,
+      code,
+      code.replace('-', ''),
       token,
       token.split('.')[2] as string,
     ]) {
@@ -416,7 +421,7 @@ void describe('callback: repeated or over-long query values (second review, item
     );
     await assertUnchanged(g.stack.db, before, 'after the malformed callbacks');
     // Nothing was acted on: the real callback still signs the person in.
-    assert.equal((await callback(callbackUrl)).status, 200);
-    assert.equal((await poll(g.stack, start)).status, 200);
+    const code = await cliCallback(callbackUrl);
+    assert.equal((await poll(g.stack, start, code)).status, 200);
   });
 });

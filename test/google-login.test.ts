@@ -17,8 +17,10 @@ import {
   RETURN_ORIGIN,
   startGoogleStack,
   uniqueHint,
+  type CliStart,
   type GoogleStack,
 } from './google-login-client';
+import { GOOGLE_LOGIN_ID_PREFIX } from '../workflows/google-login.definitions';
 import type { LoginSessionBody } from './email-login-client';
 
 let g: GoogleStack;
@@ -46,9 +48,10 @@ void describe('Google login, CLI form', () => {
     const hint = uniqueHint('cli');
     const back = await callback(await consent(start.authorize_url, hint));
     assert.equal(back.status, 200, back.text);
-    assert.match(back.text, /close this tab/);
+    assert.match(back.text, /Type this code where you ran agentkeys init google/);
+    assert.match(back.code ?? '', /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/);
 
-    const got = await poll(stack, start);
+    const got = await poll(stack, start, back.code);
     assert.equal(got.status, 200, got.text);
     const session = got.body as LoginSessionBody;
     const person = identityForHint(hint);
@@ -68,12 +71,77 @@ void describe('Google login, CLI form', () => {
     assert.equal(passkey.status, 403, passkey.text);
     assert.match((passkey.body as { message: string }).message, /Google sign-in started from a CLI/);
 
-    const again = await poll(stack, start);
+    const again = await poll(stack, start, back.code);
     assert.equal(again.status, 410, again.text);
     const rows = await loginRows(stack.db);
     assert.deepEqual(rows, { users: before.users + 1, sessions: before.sessions + 1, audit: before.audit + 1 });
     const user = await stack.db.query<{ email: string }>('SELECT email FROM users WHERE omni_account = $1', [session.omni_account]);
     assert.equal(user.rows[0]?.email, person.email);
+  });
+});
+
+void describe('Google login, CLI form: the confirmation code', () => {
+  const workflowResult = (start: CliStart) => g.stack.temporal.workflow.getHandle(GOOGLE_LOGIN_ID_PREFIX + start.request_id).result();
+
+  void test("a stranger's CLI sign-in finished by a person gets the stranger nothing without the code on the person's page", async () => {
+    const { stack } = g;
+    const before = await loginRows(stack.db);
+    // The stranger starts a sign-in and gets a person to open its authorize URL; the person signs in.
+    const stranger = await cliStart(stack);
+    const page = await callback(await consent(stranger.authorize_url, uniqueHint('victim')));
+    assert.equal(page.status, 200, page.text);
+    assert.match(page.text, /Never give it to anyone else/);
+    // The poll secret alone, the way every CLI collected before: refused, and it says what is missing.
+    const bare = await poll(stack, stranger);
+    assert.equal(bare.status, 400, bare.text);
+    assert.match((bare.body as { message: string }).message, /confirmation_code/);
+    // Guessing: every wrong code is counted; the fifth ends the sign-in for good, the right code too.
+    const wrong = ['BBBB-BBBB', 'CCCC-CCCC', 'DDDD-DDDD', 'FFFF-FFFF'].filter((c) => c !== page.code);
+    for (const [i, code] of wrong.entries()) {
+      const r = await poll(stack, stranger, code);
+      assert.equal(r.status, 401, r.text);
+      assert.deepEqual([(r.body as { error: string }).error, (r.body as { attempts_left: number }).attempts_left], ['invalid_code', 4 - i]);
+    }
+    const last = await poll(stack, stranger, 'GGGG-GGGG' === page.code ? 'HHHH-HHHH' : 'GGGG-GGGG');
+    assert.equal(last.status, 429, last.text);
+    assert.equal((last.body as { error: string }).error, 'too_many_attempts');
+    const late = await poll(stack, stranger, page.code);
+    assert.ok([429, 410].includes(late.status), `${late.status} ${late.text}`);
+    assert.equal(await workflowResult(stranger), 'failed', 'refused for good: the flow ends, it does not wait out its window');
+    assert.equal((await poll(stack, stranger, page.code)).status, 410);
+    // The login row exists (the person did sign in); no bearer for it was ever handed out.
+    const rows = await loginRows(stack.db);
+    assert.equal(rows.sessions, before.sessions + 1);
+  });
+
+  void test('the code is one code however it is typed; a string that is no code is 400 and costs no attempt', async () => {
+    const { stack } = g;
+    const start = await cliStart(stack);
+    const page = await callback(await consent(start.authorize_url, uniqueHint('respelled')));
+    assert.ok(page.code);
+    for (const malformed of ['1234-5678', 'AEIO-UAEI', 'BCD', 'x'.repeat(65)]) {
+      const r = await poll(stack, start, malformed);
+      assert.equal(r.status, 400, `${malformed}: ${r.text}`);
+    }
+    const wrong = await poll(stack, start, page.code === 'BBBB-BBBB' ? 'CCCC-CCCC' : 'BBBB-BBBB');
+    assert.equal((wrong.body as { attempts_left: number }).attempts_left, 4, 'only the wrong code counted');
+    const respelled = ` ${page.code.replace('-', '').toLowerCase()} `;
+    const got = await poll(stack, start, respelled);
+    assert.equal(got.status, 200, got.text);
+    assert.equal(decodeJwt((got.body as LoginSessionBody).token).amr, 'google_cli');
+  });
+
+  void test('16 concurrent wrong codes are 16 attempts: four 401s, then 429s, and no session', async () => {
+    const { stack } = g;
+    const start = await cliStart(stack);
+    const page = await callback(await consent(start.authorize_url, uniqueHint('concurrent-codes')));
+    const guess = page.code === 'BBBB-BBBB' ? 'CCCC-CCCC' : 'BBBB-BBBB';
+    const answers = await Promise.all(Array.from({ length: 16 }, () => poll(stack, start, guess)));
+    const statuses = answers.map((a) => a.status).sort();
+    assert.equal(statuses.filter((s) => s === 401).length, 4, statuses.join(','));
+    assert.equal(statuses.filter((s) => s !== 401 && s !== 429 && s !== 410).length, 0, statuses.join(','));
+    assert.equal(await workflowResult(start), 'failed');
+    assert.equal((await poll(stack, start, page.code)).status, 410);
   });
 });
 

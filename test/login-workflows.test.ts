@@ -267,22 +267,40 @@ void describe('googleLoginWorkflow (mocked activities)', () => {
     settings: { ttlSeconds, maxAttempts: 3, httpTimeoutSeconds: 1 },
   });
 
-  void test('callback → exchange → session, collected once by the poll secret', async () => {
-    const activities: Partial<Activities> = {
-      exchangeGoogleCode: async () => ({ access_token_sealed: 'sealed', sub: 'google-sub', email: 'p@example.com', email_verified: true }),
-      fetchGoogleUserinfo: async () => ({ sub: 'google-sub', email: 'p@example.com', email_verified: true }),
-      completeGoogleLogin: async (i) => ({
-        ...(await completeLoginMock().completeLogin({ method: 'google', identity: { type: 'google', value: i.sub }, requestId: i.requestId })),
-      }),
-    };
-    await withWorker(env, activities, async (taskQueue) => {
+  const confirmation = 'c'.repeat(64);
+  const googleActivities = (): Partial<Activities> => ({
+    exchangeGoogleCode: async () => ({ access_token_sealed: 'sealed', sub: 'google-sub', email: 'p@example.com', email_verified: true }),
+    fetchGoogleUserinfo: async () => ({ sub: 'google-sub', email: 'p@example.com', email_verified: true }),
+    completeGoogleLogin: async (i) => ({
+      ...(await completeLoginMock().completeLogin({ method: 'google', identity: { type: 'google', value: i.sub }, requestId: i.requestId })),
+    }),
+  });
+
+  void test('callback → exchange → session, collected once by the poll secret with the confirmation code', async () => {
+    await withWorker(env, googleActivities(), async (taskQueue) => {
       const handle = await env.client.workflow.start('googleLoginWorkflow', { workflowId: `google-login/${hex(16)}`, taskQueue, args: [input(60)] });
       assert.equal(await refusal(handle.executeUpdate(googleCallbackUpdate, { args: [{ params: { state: hex(16), code: 'c' } }] })), FailureType.badRequest);
-      assert.deepEqual(await handle.executeUpdate(googleCallbackUpdate, { args: [{ params: { state, code: 'c' } }] }), { format: 'cli' });
-      assert.equal(await refusal(handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: 'e'.repeat(64) }] })), FailureType.forbidden);
-      const got = await handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: pollSecret }] });
+      const callback = { params: { state, code: 'c' }, confirmation_digest: confirmation };
+      assert.deepEqual(await handle.executeUpdate(googleCallbackUpdate, { args: [callback] }), { format: 'cli' });
+      const collect = (secret: string, code?: string) =>
+        handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: secret, ...(code !== undefined ? { confirmation_digest: code } : {}) }] });
+      assert.equal(await refusal(collect('e'.repeat(64), confirmation)), FailureType.forbidden);
+      assert.equal(await refusal(collect(pollSecret)), FailureType.badRequest, 'the poll secret alone');
+      assert.equal(await refusal(collect(pollSecret, 'f'.repeat(64))), FailureType.invalidCode);
+      const got = await collect(pollSecret, confirmation);
       assert.equal(got.status, 'ready');
       assert.equal(await handle.result(), 'succeeded');
+    });
+  });
+
+  void test('five wrong confirmation codes: refused for good, the run ends failed without waiting out its window', async () => {
+    await withWorker(env, googleActivities(), async (taskQueue) => {
+      const handle = await env.client.workflow.start('googleLoginWorkflow', { workflowId: `google-login/${hex(16)}`, taskQueue, args: [input(600)] });
+      await handle.executeUpdate(googleCallbackUpdate, { args: [{ params: { state, code: 'c' }, confirmation_digest: confirmation }] });
+      const wrong = () => handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: pollSecret, confirmation_digest: 'f'.repeat(64) }] });
+      for (let i = 0; i < 4; i++) assert.equal(await refusal(wrong()), FailureType.invalidCode);
+      assert.equal(await refusal(wrong()), FailureType.tooManyAttempts);
+      assert.equal(await handle.result(), 'failed');
     });
   });
 

@@ -19,7 +19,7 @@ import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../f
 import { startGoogleOidcFixture } from '../fixtures/google-oidc';
 import { LOGIN_METHOD_IDS, LOGIN_METHODS, type LoginMethodId } from '../lib/login-methods';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
-import { GOOGLE_LOGIN_ID_PREFIX } from '../workflows/google-login.definitions';
+import { GOOGLE_LOGIN_ID_PREFIX, MAX_CONFIRMATION_ATTEMPTS } from '../workflows/google-login.definitions';
 import { APPROVAL_ID_PREFIX } from '../workflows/approval.definitions';
 import { MINT_ID_PREFIX } from '../workflows/mint.definitions';
 import { TEE_ACCOUNT_ID_PREFIX } from '../workflows/tee-account.definitions';
@@ -99,13 +99,31 @@ async function googleCliSuccess(stack: TestStack): Promise<Recording> {
   const start = await cliStart(stack);
   const back = await callback(await consent(start.authorize_url, uniqueEmail('replay-google')));
   check(back.status === 200, `google callback: ${back.text}`);
-  const got = await poll(stack, start);
+  const got = await poll(stack, start, back.code);
   check(got.status === 200, `google poll: ${got.text}`);
   return {
     workflowType: GOOGLE_FLOW,
     name: 'cli-success',
     workflowId: GOOGLE_LOGIN_ID_PREFIX + start.request_id,
     expectUpdates: ['googleCallback', 'collectSession'],
+  };
+}
+
+/** A CLI sign-in whose starter does not have the page's code: five wrong codes, and the run ends refused. */
+async function googleCliWrongCodes(stack: TestStack): Promise<Recording> {
+  const start = await cliStart(stack);
+  const back = await callback(await consent(start.authorize_url, uniqueEmail('replay-google-codes')));
+  check(back.status === 200 && back.code !== undefined, `google callback: ${back.text}`);
+  const wrong = back.code === 'BBBB-BBBB' ? 'CCCC-CCCC' : 'BBBB-BBBB';
+  for (let i = 0; i < MAX_CONFIRMATION_ATTEMPTS; i++) {
+    const got = await poll(stack, start, wrong);
+    check(got.status === (i < MAX_CONFIRMATION_ATTEMPTS - 1 ? 401 : 429), `google poll with a wrong code: ${got.status} ${got.text}`);
+  }
+  return {
+    workflowType: GOOGLE_FLOW,
+    name: 'cli-wrong-codes',
+    workflowId: GOOGLE_LOGIN_ID_PREFIX + start.request_id,
+    expectUpdates: ['googleCallback', ...Array<string>(MAX_CONFIRMATION_ATTEMPTS).fill('collectSession')],
   };
 }
 
@@ -250,7 +268,7 @@ type RecordCase = (stack: TestStack, teeKey: TeeKeyPair) => Promise<Recording>;
 const LOGIN_METHOD_RECORDINGS: Record<LoginMethodId, RecordCase[]> = {
   email: [emailSuccess, emailResendSuccess, emailTooManyAttempts, emailExpired],
   wallet: [walletSiwe],
-  google: [googleCliSuccess, googleBrowserSuccess, googleDenied, googleExpired],
+  google: [googleCliSuccess, googleCliWrongCodes, googleBrowserSuccess, googleDenied, googleExpired],
   tee: [teeLoginThenWallet],
   device: [recordDeviceApproved],
   passkey: [passkeySignup, passkeyLogin],

@@ -48,6 +48,11 @@ export interface GoogleCallbackInput {
   exchange_code_digest?: string;
   /** Browser form: keyed digest of the binding cookie the callback request carried, if any. */
   browser_binding_digest?: string;
+  /**
+   * CLI form: keyed digest of the confirmation code the callback page shows the person, who types
+   * it into the CLI that started the sign-in (the collect must carry it; see CollectSessionInput).
+   */
+  confirmation_digest?: string;
 }
 
 export interface GoogleCallbackResult {
@@ -65,7 +70,22 @@ export type GoogleSessionClaims = LoginOutcome;
 /** Argument of the collect Update: a keyed digest of the poll secret (CLI) or of the exchange code (browser). */
 export interface CollectSessionInput {
   secret_digest: string;
+  /**
+   * CLI form: keyed digest of the confirmation code the person typed, absent while the CLI only
+   * asks whether the sign-in is done. The poll secret alone no longer collects a finished sign-in:
+   * whoever started it must also have the code from the browser that finished it.
+   */
+  confirmation_digest?: string;
 }
+
+/**
+ * The CLI form's collect needs the callback page's confirmation code (patched in after 1.0.0:
+ * runs recorded before it hand the session to the poll secret alone). docs/versioning.md.
+ */
+export const GOOGLE_CLI_CONFIRMATION_PATCH = 'google-cli-confirmation';
+
+/** Wrong confirmation codes a CLI sign-in takes before its session is never handed out. */
+export const MAX_CONFIRMATION_ATTEMPTS = 5;
 
 export type CollectSessionResult = { status: 'pending' } | { status: 'ready'; session: GoogleSessionClaims };
 

@@ -1,4 +1,13 @@
-import { ActivityFailure, ApplicationFailure, condition, proxyLocalActivities, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  condition,
+  patched,
+  proxyLocalActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { constantTimeEqual } from '../lib/constant-time';
 import { AkOmniAccount, AkStage } from '../lib/search-attributes';
@@ -7,8 +16,10 @@ import { FailureType } from './definitions';
 import { flowFailure } from './failures';
 import {
   collectSessionUpdate,
+  GOOGLE_CLI_CONFIRMATION_PATCH,
   GOOGLE_LOGIN_ID_PREFIX,
   googleCallbackUpdate,
+  MAX_CONFIRMATION_ATTEMPTS,
   type CollectSessionInput,
   type CollectSessionResult,
   type GoogleCallbackInput,
@@ -55,9 +66,10 @@ function callbackFailure(reason: string, message: string): ApplicationFailure {
  * provider's callback arrives as the googleCallback Update: the code exchange (id_token checked by
  * openid-client), userinfo and the shared login completion run as local activities while the
  * callback waits. Only one callback is ever acted on; a later one, or one after the window, changes
- * nothing. The session is then collected once with collectSession (the CLI's poll secret or the
- * browser's one-time exchange code, as keyed digests); the flow carries the session's claims, and
- * the API signs the bearer as it hands it out.
+ * nothing. The session is then collected once with collectSession (the CLI's poll secret together
+ * with the confirmation code the callback page showed, or the browser's one-time exchange code, as
+ * keyed digests); the flow carries the session's claims, and the API signs the bearer as it hands
+ * it out. A CLI sign-in refuses its session for good after MAX_CONFIRMATION_ATTEMPTS wrong codes.
  */
 export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<GoogleLoginOutcome> {
   const { workflowId } = workflowInfo();
@@ -78,6 +90,8 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
   let status: Status = 'waiting';
   let session: GoogleSessionClaims | undefined;
   let exchangeCodeDigest: string | undefined;
+  let confirmationDigest: string | undefined;
+  let wrongCodes = 0;
   let collected = false;
   const stage = (value: string) => {
     showStage(value);
@@ -127,6 +141,7 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
         { key: AkStage, value: 'signed_in' },
       ]);
       exchangeCodeDigest = callback.exchange_code_digest;
+      confirmationDigest = callback.confirmation_digest;
       status = 'succeeded';
       return { format: input.format, ...(input.return_to !== undefined ? { return_to: input.return_to } : {}) };
     },
@@ -149,11 +164,29 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
     },
   );
 
+  /**
+   * The CLI form's second factor of the collect: the code the callback page showed in the browser
+   * that finished the sign-in. The poll secret says who started it, the code that the person who
+   * finished it handed it over; a stranger who got someone to open their link has only the first.
+   */
+  const confirmCode = (request: CollectSessionInput): void => {
+    if (wrongCodes >= MAX_CONFIRMATION_ATTEMPTS) throw flowFailure(FailureType.tooManyAttempts, 'too many wrong confirmation codes; start a new sign-in');
+    if (request.confirmation_digest === undefined)
+      throw flowFailure(FailureType.badRequest, 'the person has signed in: send confirmation_code, the code the browser page shows');
+    if (confirmationDigest !== undefined && constantTimeEqual(request.confirmation_digest, confirmationDigest)) return;
+    wrongCodes += 1;
+    if (wrongCodes >= MAX_CONFIRMATION_ATTEMPTS) throw flowFailure(FailureType.tooManyAttempts, 'too many wrong confirmation codes; start a new sign-in');
+    throw flowFailure(FailureType.invalidCode, 'the confirmation code is not the one the browser page shows', {
+      attempts_left: MAX_CONFIRMATION_ATTEMPTS - wrongCodes,
+    });
+  };
+
   setHandler(
     collectSessionUpdate,
-    (): CollectSessionResult => {
+    (request: CollectSessionInput): CollectSessionResult => {
       if (status === 'waiting' || status === 'exchanging') return { status: 'pending' };
       if (status === 'succeeded' && session && !collected) {
+        if (input.format === 'cli' && patched(GOOGLE_CLI_CONFIRMATION_PATCH)) confirmCode(request);
         collected = true;
         return { status: 'ready', session };
       }
@@ -173,6 +206,9 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
         ) {
           throw flowFailure(FailureType.forbidden, input.format === 'cli' ? 'poll_secret does not match this sign-in' : 'this exchange code is not valid');
         }
+        if (request.confirmation_digest !== undefined && (typeof request.confirmation_digest !== 'string' || !DIGEST_RE.test(request.confirmation_digest))) {
+          throw flowFailure(FailureType.badRequest, 'malformed confirmation code');
+        }
       },
     },
   );
@@ -186,8 +222,11 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
   const settled = status as Status; // set by the update handler while this function awaited
   let outcome: GoogleLoginOutcome;
   if (settled === 'succeeded') {
-    // The session waits one more window for its holder (the CLI polling, the browser app exchanging).
-    outcome = (await condition(() => collected, s.ttlSeconds * 1000)) ? 'succeeded' : 'uncollected';
+    // The session waits one more window for its holder (the CLI polling, the browser app exchanging),
+    // or until wrong confirmation codes have refused it for good.
+    const refused = () => wrongCodes >= MAX_CONFIRMATION_ATTEMPTS;
+    await condition(() => collected || refused(), s.ttlSeconds * 1000);
+    outcome = collected ? 'succeeded' : refused() ? 'failed' : 'uncollected';
   } else {
     outcome = settled === 'denied' ? 'denied' : settled === 'expired' ? 'expired' : 'failed';
   }

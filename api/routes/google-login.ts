@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { GoogleOidc, GoogleProviderError } from '../../adapters/google-oidc';
+import { formatUserCode, newUserCode, normaliseUserCode } from '../../lib/device-code';
 import { hmacHex, pkceS256Challenge } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
@@ -13,6 +14,7 @@ import {
   collectSessionUpdate,
   GOOGLE_LOGIN_ID_PREFIX,
   googleCallbackUpdate,
+  MAX_CONFIRMATION_ATTEMPTS,
   type GoogleLoginInput,
   type GoogleSessionClaims,
 } from '../../workflows/google-login.definitions';
@@ -41,13 +43,17 @@ function htmlEscape(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/** The page a person sees in the browser tab the provider sent back (CLI form, or any refusal). */
-function page(reply: FastifyReply, status: number, title: string, text: string): FastifyReply {
+/**
+ * The page a person sees in the browser tab the provider sent back (CLI form, or any refusal). A
+ * CLI sign-in's page shows its confirmation code in `#confirmation-code`, between two paragraphs.
+ */
+function page(reply: FastifyReply, status: number, title: string, text: string, code?: { value: string; after: string }): FastifyReply {
+  const shown = code ? `<p><code id="confirmation-code">${htmlEscape(code.value)}</code></p><p>${htmlEscape(code.after)}</p>` : '';
   return reply
     .code(status)
     .type('text/html; charset=utf-8')
     .send(
-      `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${htmlEscape(title)}</title></head><body><h1>${htmlEscape(title)}</h1><p>${htmlEscape(text)}</p></body></html>\n`,
+      `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${htmlEscape(title)}</title></head><body><h1>${htmlEscape(title)}</h1><p>${htmlEscape(text)}</p>${shown}</body></html>\n`,
     );
 }
 
@@ -85,6 +91,8 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
   const exchangeDigest = (requestId: string, secret: string, challenge: string): string =>
     hmacHex(secrets.hmacSecret, 'google-login-exchange', workflowIdOf(requestId), secret, challenge);
   const bindingDigest = (requestId: string, binding: string): string => hmacHex(secrets.hmacSecret, 'google-login-browser', workflowIdOf(requestId), binding);
+  /** The CLI form's confirmation code (normalised, lib/device-code.ts), as the flow keeps it. */
+  const confirmationDigest = (requestId: string, code: string): string => hmacHex(secrets.hmacSecret, 'google-login-confirm', workflowIdOf(requestId), code);
   /**
    * The browser form's binding cookie, one per sign-in (several tabs may sign in at once), sent
    * only to the callback path; SameSite=Lax still sends it on the provider's top-level redirect.
@@ -237,7 +245,8 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
         summary: 'Where Google sends the browser back (the registered redirect URI)',
         description:
           'Finishes the sign-in named by state: the code exchange, the id_token checks and the session happen before this answers. ' +
-          'Browser form: 302 to return_to?exchange_code=…; CLI form: a page saying the tab can be closed. A refusal is a 4xx page; ' +
+          'Browser form: 302 to return_to?exchange_code=…; CLI form: a page showing the confirmation code the person types into ' +
+          'the CLI (element #confirmation-code). A refusal is a 4xx page; ' +
           'a callback for a finished, failed or unknown sign-in changes nothing.',
         querystring: z.record(z.string(), z.string().max(MAX_CALLBACK_VALUE)),
         response: {
@@ -265,6 +274,8 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
         if (!stateMatch) throw new BrokerError('bad_request', 'state is malformed');
         const requestId = requestIdOf(state);
         const exchangeSecret = randomBytes(32).toString('base64url');
+        // Made for every callback: the API learns the form from the flow's answer; a browser sign-in never shows it.
+        const confirmationCode = newUserCode();
         const handle = temporal.workflow.getHandle(workflowIdOf(requestId));
         const started = Date.now();
         const binding = cookieValue(request.headers.cookie, bindingCookie(requestId));
@@ -277,6 +288,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
                   // A CLI sign-in (no challenge in its state) never uses it; nor a browser one begun before states carried one.
                   exchange_code_digest: exchangeDigest(requestId, exchangeSecret, stateMatch[1] ?? ''),
                   ...(binding ? { browser_binding_digest: bindingDigest(requestId, binding) } : {}),
+                  confirmation_digest: confirmationDigest(requestId, confirmationCode),
                 },
               ],
             }),
@@ -289,7 +301,12 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
           void reply.header('set-cookie', `${bindingCookie(requestId)}=; Path=${callbackPath}; Max-Age=0; HttpOnly; SameSite=Lax${secureCookie}`);
           return reply.redirect(target.href, 302);
         }
-        return page(reply, 200, 'Signed in', 'You are signed in to AgentKeys. You can close this tab and return to the terminal.');
+        return page(reply, 200, 'One more step: type this code in your terminal', 'Type this code where you ran agentkeys init google:', {
+          value: formatUserCode(confirmationCode),
+          after:
+            'Never give it to anyone else: whoever types it gets into your AgentKeys account. ' +
+            'If you did not start a sign-in in a terminal just now, close this tab; nobody gets in without the code.',
+        });
       } catch (e) {
         const err = toBrokerError(e);
         if (!(err instanceof BrokerError)) throw err;
@@ -308,19 +325,39 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
         tags: ['session'],
         summary: 'CLI: is the Google sign-in done?',
         description:
-          '202 while the person has not finished; 200 with the session once (only with the right poll_secret); 410 after that, or when the sign-in expired or failed.',
-        body: z.object({ request_id: z.string().regex(REQUEST_ID_RE, 'request_id is malformed'), poll_secret: z.string().min(1).max(128) }),
-        response: { 200: loginSessionSchema, 202: z.object({ status: z.literal('pending') }), 403: errorBody, 410: errorBody, ...commonErrors },
+          '202 while the person has not finished. Once they have, the session is handed out once (200) to the right poll_secret ' +
+          'together with confirmation_code, the code the callback page showed the person (case and dashes do not matter); ' +
+          'without it 400, a wrong one 401 invalid_code with attempts_left, and after ' +
+          `${MAX_CONFIRMATION_ATTEMPTS} wrong codes 429 too_many_attempts: the session is never handed out. 410 after the hand-out, ` +
+          'or when the sign-in expired or failed.',
+        body: z.object({
+          request_id: z.string().regex(REQUEST_ID_RE, 'request_id is malformed'),
+          poll_secret: z.string().min(1).max(128),
+          confirmation_code: z
+            .string()
+            .max(64)
+            .refine((v) => normaliseUserCode(v) !== undefined, 'confirmation_code is not a code the page shows (8 letters, XXXX-XXXX)')
+            .transform((v) => normaliseUserCode(v) as string)
+            .optional(),
+        }),
+        response: {
+          200: loginSessionSchema,
+          202: z.object({ status: z.literal('pending') }),
+          403: errorBody,
+          410: errorBody,
+          ...commonErrors,
+        },
       },
     },
     async (request, reply) => {
       await collectPerIp(request);
-      const { request_id, poll_secret } = request.body;
+      const { request_id, poll_secret, confirmation_code } = request.body;
       const handle = temporal.workflow.getHandle(workflowIdOf(request_id));
-      const r = await app.driveFlow(
-        () => handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: collectDigest(request_id, poll_secret) }] }),
-        gone('this sign-in'),
-      );
+      const collect = {
+        secret_digest: collectDigest(request_id, poll_secret),
+        ...(confirmation_code !== undefined ? { confirmation_digest: confirmationDigest(request_id, confirmation_code) } : {}),
+      };
+      const r = await app.driveFlow(() => handle.executeUpdate(collectSessionUpdate, { args: [collect] }), gone('this sign-in'));
       if (r.status === 'pending') return reply.code(202).send({ status: 'pending' });
       request.log.info({ flow: 'google_login', omni_account: r.session.omni_account, format: 'cli' }, 'google session handed out');
       return reply.code(200).send(await handOut(await asCliGoogleSession(app.deps, r.session)));

@@ -15,7 +15,7 @@ import type { BrokerClient } from '../broker-client';
 
 const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const NON_TTY_HINT =
-  'name a method: agentkeys init wallet --private-key-file F | init email <address> --code-stdin | init google | init device | init tee --email <address> --code-stdin';
+  'name a method: agentkeys init wallet --private-key-file F | init email <address> --code-stdin | init google --code-stdin | init device | init tee --email <address> --code-stdin';
 
 interface InitOptions {
   showToken?: boolean;
@@ -139,6 +139,46 @@ function codeSource(codeStdin: boolean | undefined, label: string): (retry: stri
   return (retry) => askText(retry ? `${retry} ${label}` : label, 'pass --code-stdin', (v) => (/^\s*\S+\s*$/.test(v) ? undefined : 'type the code'));
 }
 
+/**
+ * Asks for a code until the broker takes it: a wrong code (with attempts left) or one that is no
+ * code is asked for again; the last wrong code, a locked login or an expired one end with what to
+ * do. `send` answers the broker's body, or undefined to ask the broker again with the same code later.
+ */
+async function untilCodeTaken<T>(
+  nextCode: (retry: string | undefined) => Promise<string>,
+  send: (code: string) => Promise<{ status: number; body: unknown }>,
+  say: { tooMany: string; expired: string },
+  again?: () => Promise<void>,
+): Promise<T> {
+  let retry: string | undefined;
+  for (;;) {
+    const code = (await nextCode(retry)).trim();
+    try {
+      for (;;) {
+        const r = await send(code);
+        if (r.status === 200) return r.body as T;
+        if (!again) throw new CliError(`the broker answered ${r.status}`);
+        await again();
+      }
+    } catch (e) {
+      if (!(e instanceof BrokerAnswerError)) throw e;
+      if (e.kind === 'invalid_code' && typeof e.body.attempts_left === 'number' && e.body.attempts_left > 0) {
+        retry = `Wrong code (${e.body.attempts_left} attempts left).`;
+        process.stderr.write(`${retry}\n`);
+        continue;
+      }
+      if (e.kind === 'invalid_code' || e.kind === 'too_many_attempts') throw new CliError(say.tooMany);
+      if (e.kind === 'expired') throw new CliError(say.expired);
+      if (e.kind === 'bad_request') {
+        retry = 'That is not a code.';
+        process.stderr.write(`${retry}\n`);
+        continue;
+      }
+      throw e;
+    }
+  }
+}
+
 async function initEmail(ctx: CliContext, address: string, o: InitOptions & { codeStdin?: boolean }): Promise<void> {
   if (!EMAIL_RE.test(address)) throw new UsageError(`"${address}" is not an email address`);
   const broker = ctx.broker();
@@ -155,31 +195,15 @@ async function initEmail(ctx: CliContext, address: string, o: InitOptions & { co
     throw e;
   }
   process.stderr.write(`A code was sent to ${address}; it is valid until ${new Date(req.expires_at * 1000).toLocaleTimeString()}.\n`);
-  let retry: string | undefined;
-  for (;;) {
-    const code = (await nextCode(retry)).trim();
-    try {
-      const body = (await broker.call<SessionBody>('POST', '/v1/session/email_login', { body: { request_id: req.request_id, code } })).body;
-      await finish(ctx, fromSessionBody(ctx, 'email', body), o);
-      return;
-    } catch (e) {
-      if (!(e instanceof BrokerAnswerError)) throw e;
-      if (e.kind === 'invalid_code' && typeof e.body.attempts_left === 'number' && e.body.attempts_left > 0) {
-        retry = `Wrong code (${e.body.attempts_left} attempts left).`;
-        process.stderr.write(`${retry}\n`);
-        continue;
-      }
-      if (e.kind === 'invalid_code' || e.kind === 'too_many_attempts')
-        throw new CliError(`too many wrong codes: wait until the code expires, then run agentkeys init email ${address} again`);
-      if (e.kind === 'expired') throw new CliError(`the code expired: run agentkeys init email ${address} again`);
-      if (e.kind === 'bad_request') {
-        retry = 'That is not a code.';
-        process.stderr.write(`${retry}\n`);
-        continue;
-      }
-      throw e;
-    }
-  }
+  const body = await untilCodeTaken<SessionBody>(
+    nextCode,
+    (code) => broker.call<SessionBody>('POST', '/v1/session/email_login', { body: { request_id: req.request_id, code } }),
+    {
+      tooMany: `too many wrong codes: wait until the code expires, then run agentkeys init email ${address} again`,
+      expired: `the code expired: run agentkeys init email ${address} again`,
+    },
+  );
+  await finish(ctx, fromSessionBody(ctx, 'email', body), o);
 }
 
 interface GoogleStart {
@@ -189,8 +213,15 @@ interface GoogleStart {
   expires_at: number;
 }
 
-async function initGoogle(ctx: CliContext, o: InitOptions & { browser?: boolean; pollIntervalMs?: string }): Promise<void> {
+/**
+ * Google in a browser, finished in the terminal: the CLI prints (and opens) the authorize URL; once
+ * the person has signed in, the broker's page shows a confirmation code which they type here. The
+ * poll secret alone does not collect the session (docs/google-login.md): a link someone else
+ * opened hands its starter nothing without the code from that person's page.
+ */
+async function initGoogle(ctx: CliContext, o: InitOptions & { browser?: boolean; pollIntervalMs?: string; codeStdin?: boolean }): Promise<void> {
   const broker = ctx.broker();
+  const nextCode = codeSource(o.codeStdin, 'Code the browser page shows after you sign in:');
   let start: GoogleStart;
   try {
     start = (await broker.call<GoogleStart>('POST', '/v1/session/google_oauth_login', { body: { format: 'cli' } })).body;
@@ -210,41 +241,27 @@ async function initGoogle(ctx: CliContext, o: InitOptions & { browser?: boolean;
       opened = false;
     }
   }
-  process.stderr.write(`${opened ? 'Opened your browser at' : 'Open this address in a browser to sign in with Google'}:\n  ${shown(start.authorize_url)}\n`);
-  const spin = await ctx.spinner('Waiting for Google sign-in (Ctrl-C cancels)');
-  const controller = new AbortController();
-  const onSigint = () => controller.abort();
-  process.once('SIGINT', onSigint);
+  process.stderr.write(
+    `${opened ? 'Opened your browser at' : 'Open this address in a browser to sign in with Google'}:\n  ${shown(start.authorize_url)}\n` +
+      `When you have signed in, the page shows a code: type it here (valid until ${new Date(start.expires_at * 1000).toLocaleTimeString()}).\n`,
+  );
   const interval = Math.max(100, Number(o.pollIntervalMs ?? 1000));
-  try {
-    for (;;) {
-      if (controller.signal.aborted) throw new CliError('cancelled');
-      if (Date.now() / 1000 > start.expires_at + 5) throw new CliError('the Google sign-in expired: run agentkeys init google again');
-      const r = await broker.call<SessionBody | { status: string }>('POST', '/v1/session/google_oauth_poll', {
-        body: { request_id: start.request_id, poll_secret: start.poll_secret },
+  const again = 'run agentkeys init google again';
+  const body = await untilCodeTaken<SessionBody>(
+    nextCode,
+    (code) =>
+      broker.call<SessionBody | { status: string }>('POST', '/v1/session/google_oauth_poll', {
+        body: { request_id: start.request_id, poll_secret: start.poll_secret, confirmation_code: code },
         expect: [202],
-      });
-      if (r.status === 200) {
-        spin.stop();
-        await finish(ctx, fromSessionBody(ctx, 'google', r.body as SessionBody), o);
-        return;
-      }
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, interval);
-        controller.signal.addEventListener('abort', () => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  } catch (e) {
-    spin.fail();
-    if (e instanceof BrokerAnswerError && e.status === 410)
-      throw new CliError(`the Google sign-in did not complete (${e.kind}): run agentkeys init google again`);
-    throw e;
-  } finally {
-    process.off('SIGINT', onSigint);
-  }
+      }),
+    { tooMany: `too many wrong codes: ${again}`, expired: `the Google sign-in expired, failed or was already used: ${again}` },
+    async () => {
+      // A code typed before the broker has seen the sign-in finish (202): ask again shortly, until the sign-in's window ends.
+      if (Date.now() / 1000 > start.expires_at + 5) throw new CliError(`the Google sign-in expired: ${again}`);
+      await new Promise((resolve) => setTimeout(resolve, interval));
+    },
+  );
+  await finish(ctx, fromSessionBody(ctx, 'google', body), o);
 }
 
 interface DeviceCodeAnswer {
@@ -398,8 +415,11 @@ export function initCommand(): Command {
     .command('google')
     .description('sign in with Google in your browser')
     .option('--no-browser', 'do not open a browser; print the address to open')
+    .option('--code-stdin', 'read the code the browser page shows (one per line, for retries) from stdin instead of prompting')
     .addOption(new Option('--poll-interval-ms <ms>', 'how often to ask the broker').default('1000').hideHelp())
-    .action(async (o: InitOptions & { browser?: boolean; pollIntervalMs?: string }, cmd: Command) => initGoogle(await openForLogin(cmd), o));
+    .action(async (o: InitOptions & { browser?: boolean; pollIntervalMs?: string; codeStdin?: boolean }, cmd: Command) =>
+      initGoogle(await openForLogin(cmd), o),
+    );
 
   init
     .command('device')
