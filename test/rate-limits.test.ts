@@ -97,8 +97,13 @@ function assertLimited(res: HttpAnswer & { headers: Record<string, unknown> }, w
 }
 
 /** The same deps under another BROKER_TRUST_PROXY, on a port of its own (fresh limit stores). */
-async function withTrustProxy<T>(trustProxy: string, run: (url: string) => Promise<T>): Promise<T> {
-  const config = loadConfig({ ...stack.childEnv(), BROKER_TRUST_PROXY: trustProxy });
+function withTrustProxy<T>(trustProxy: string, run: (url: string) => Promise<T>): Promise<T> {
+  return withEnv({ BROKER_TRUST_PROXY: trustProxy }, run);
+}
+
+/** The same deps under other settings, on a port of its own (fresh limit stores). */
+async function withEnv<T>(env: Record<string, string>, run: (url: string) => Promise<T>): Promise<T> {
+  const config = loadConfig({ ...stack.childEnv(), ...env });
   let app: FastifyInstance | undefined;
   try {
     app = await buildApp({ ...stack.deps, config }, { logLevel: 'silent' });
@@ -265,5 +270,37 @@ void describe('BROKER_TRUST_PROXY', () => {
         bad,
       );
     }
+  });
+});
+
+void describe('refused refreshes per client address', () => {
+  const LIMIT = 3;
+  const refresh = (url: string, from: string, token: string) => send(url, 'POST', '/v1/session/refresh', { from, body: { refresh_token: token } });
+  /** A fresh refresh token of a new account (claimed with its session's bearer). */
+  async function refreshToken(): Promise<string> {
+    const session = await walletLogin(stack);
+    const claimed = await send(stack.url, 'POST', '/v1/session/refresh_token', { headers: { authorization: `Bearer ${session.token}` } });
+    assert.equal(claimed.status, 201, claimed.text);
+    return (claimed.body as { refresh_token: string }).refresh_token;
+  }
+
+  void test(`past ${LIMIT} refused refreshes from one address: 429 before the lookup, a good token too; other addresses and good refreshes are not counted`, async () => {
+    await withEnv({ BROKER_RATE_LIMIT_IP_PER_MINUTE: String(LIMIT) }, async (url) => {
+      // Good refreshes never count: more than the limit in a row from one address.
+      let token = await refreshToken();
+      for (let i = 0; i <= LIMIT; i++) {
+        const r = await refresh(url, '127.0.0.6', token);
+        assert.equal(r.status, 200, `good refresh ${i + 1}: ${r.text}`);
+        token = (r.body as { refresh_token: string }).refresh_token;
+      }
+      const junk = `rt_${'A'.repeat(43)}`;
+      for (let i = 0; i < LIMIT; i++) assertRefused(await refresh(url, '127.0.0.7', junk), 401, 'unauthorized', /./, `junk ${i + 1}`);
+      const snapshot = await dbSnapshot(stack.db);
+      assertLimited(await refresh(url, '127.0.0.7', junk), 'one refused refresh too many');
+      assertLimited(await refresh(url, '127.0.0.7', token), 'a good token from the spent address');
+      await assertUnchanged(stack.db, snapshot, 'refreshes refused by the limit');
+      // The good token was not looked up, so not spent: it still refreshes from another address.
+      assert.equal((await refresh(url, '127.0.0.8', token)).status, 200);
+    });
   });
 });

@@ -14,6 +14,9 @@ import { claimRefreshToken, refreshSession } from '../session-refresh';
 /** Staying logged in: a session claims a refresh token, which is traded for a new session (api/session-refresh.ts). */
 export default async function refreshRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
+  // Refused refreshes per client address: a refresh token is 256 random bits, so this bounds the
+  // database reads a source spends on tokens that are not, not guessing; good refreshes never count.
+  const failuresPerIp = app.requestLimit({ name: 'refresh_failures:ip', max: app.deps.config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
 
   app.post(
     '/v1/session/refresh_token',
@@ -50,7 +53,8 @@ export default async function refreshRoutes(appBase: FastifyInstance) {
         tags: ['session'],
         summary: 'Trade a refresh token for a new session and a new refresh token',
         description:
-          'Each refresh token is accepted once. Presenting a spent one again revokes its whole family and every session the family issued (audited as session.refresh_reuse).',
+          'Each refresh token is accepted once. Presenting a spent one again revokes its whole family and every session the family issued (audited as session.refresh_reuse). ' +
+          'Past BROKER_RATE_LIMIT_IP_PER_MINUTE refused refreshes a minute from one client address, 429 before the token is looked up.',
         body: z.object({ refresh_token: z.string().min(1).max(512) }).strict(),
         response: {
           200: refreshedSessionSchema,
@@ -58,6 +62,14 @@ export default async function refreshRoutes(appBase: FastifyInstance) {
         },
       },
     },
-    async (request) => refreshSession(app.deps, request.body.refresh_token, request.id),
+    async (request) => {
+      await failuresPerIp.check(request);
+      try {
+        return await refreshSession(app.deps, request.body.refresh_token, request.id);
+      } catch (e) {
+        if (e instanceof BrokerError && e.kind === 'unauthorized') await failuresPerIp(request);
+        throw e;
+      }
+    },
   );
 }
