@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -43,6 +43,14 @@ function htmlEscape(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/** The callback pages' one stylesheet: readable text, and a code large enough to copy by eye (a click selects it whole). */
+const PAGE_STYLE =
+  'body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}' +
+  '#confirmation-code{display:inline-block;font:600 2.5rem ui-monospace,monospace;letter-spacing:.15em;' +
+  'padding:.5rem 1rem;border:1px solid #999;border-radius:.5rem;user-select:all}';
+/** The pages' policy: nothing but that stylesheet, allowed by its hash (no inline script, no other source). */
+const PAGE_CSP = `default-src 'none'; style-src 'sha256-${createHash('sha256').update(PAGE_STYLE).digest('base64')}'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
+
 /**
  * The page a person sees in the browser tab the provider sent back (CLI form, or any refusal). A
  * CLI sign-in's page shows its confirmation code in `#confirmation-code`, between two paragraphs.
@@ -51,9 +59,11 @@ function page(reply: FastifyReply, status: number, title: string, text: string, 
   const shown = code ? `<p><code id="confirmation-code">${htmlEscape(code.value)}</code></p><p>${htmlEscape(code.after)}</p>` : '';
   return reply
     .code(status)
+    .header('content-security-policy', PAGE_CSP)
     .type('text/html; charset=utf-8')
     .send(
-      `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${htmlEscape(title)}</title></head><body><h1>${htmlEscape(title)}</h1><p>${htmlEscape(text)}</p>${shown}</body></html>\n`,
+      `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>${htmlEscape(title)}</title><style>${PAGE_STYLE}</style></head>` +
+        `<body><h1>${htmlEscape(title)}</h1><p>${htmlEscape(text)}</p>${shown}</body></html>\n`,
     );
 }
 
