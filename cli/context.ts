@@ -1,9 +1,9 @@
 /** What every command gets: the global options, the output helpers, the profile and its session store. */
 import type { Command } from 'commander';
 import { BrokerClient } from './broker-client';
-import { NotLoggedInError } from './errors';
+import { NotLoggedInError, UsageError } from './errors';
 import { renewIfDue, withRefreshToken } from './renew';
-import { shown } from './terminal-text';
+import { shown, shownJson } from './terminal-text';
 import {
   checkProfileName,
   forgetLogin,
@@ -104,10 +104,30 @@ export class CliContext {
     return s;
   }
 
-  /** A broker client carrying the bearer (at the URL the profile logged in to unless --broker-url says otherwise). */
+  /** A broker client carrying the bearer: AGENTKEYS_TOKEN's at brokerUrl, a stored session's at the broker it logged in to. */
   async authedBroker(): Promise<BrokerClient> {
     const s = await this.session();
-    return 'fromEnv' in s ? new BrokerClient(this.brokerUrl, s.token, 'AGENTKEYS_TOKEN') : new BrokerClient(this.explicitBrokerUrl ?? s.broker_url, s.token);
+    return 'fromEnv' in s ? new BrokerClient(this.brokerUrl, s.token, 'AGENTKEYS_TOKEN') : new BrokerClient(this.sessionBrokerUrl(s), s.token);
+  }
+
+  /**
+   * Where a stored session's bearer may go: only the broker that issued it. A --broker-url or
+   * AGENTKEYS_BROKER_URL naming another one (a staging broker exported in the shell) is refused
+   * rather than handed this profile's bearer.
+   */
+  sessionBrokerUrl(s: Pick<ProfileSession, 'broker_url'>): string {
+    const spelled = (u: string) => {
+      try {
+        return new URL(u).href.replace(/\/+$/, '');
+      } catch {
+        return u;
+      }
+    };
+    if (this.explicitBrokerUrl !== undefined && spelled(this.explicitBrokerUrl) !== spelled(s.broker_url))
+      throw new UsageError(
+        `profile "${this.profile}" is logged in at ${s.broker_url}, and its session is not sent to ${this.explicitBrokerUrl} (--broker-url or AGENTKEYS_BROKER_URL): use another --profile for that broker, or drop the setting`,
+      );
+    return s.broker_url;
   }
 
   /**
@@ -115,7 +135,8 @@ export class CliContext {
    * characters escaped (they carry the broker's text: reasons, targets, addresses).
    */
   print(json: unknown, human: string | string[]): void {
-    if (this.json) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+    // shownJson: the same JSON value, with the C1 and direction characters a broker may send as \u escapes (a terminal may show it).
+    if (this.json) process.stdout.write(`${shownJson(json, 2)}\n`);
     else process.stdout.write(`${(Array.isArray(human) ? human : [human]).map(shown).join('\n')}\n`);
   }
 

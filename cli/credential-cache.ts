@@ -1,5 +1,5 @@
 /** The mint request of `mint aws` and the `credential_process` answer kept with the session. */
-import { UsageError } from './errors';
+import { CliError, UsageError } from './errors';
 import type { AwsCache, ProfileSession } from './session-store';
 
 /** `credential_process` reuses cached credentials until this long before they expire. */
@@ -44,4 +44,32 @@ export function credentialProcessLine(c: { access_key_id: string; secret_access_
     SessionToken: c.session_token,
     Expiration: new Date(c.expiration * 1000).toISOString(),
   })}\n`;
+}
+
+/**
+ * The shape STS gives credentials (an access key id of 16–128 word characters, a secret and a
+ * session token in base64's alphabet, a whole-second expiry). Anything else from a broker is
+ * refused before it is printed, cached or handed to an SDK: these values end up in shells
+ * (`eval "$(agentkeys mint aws)"`) and files, so a broker — or whoever sits on a plain-http path
+ * to one — must not be able to put a `$(…)`, a quote or a newline there.
+ */
+const ACCESS_KEY_ID_RE = /^\w{16,128}$/;
+const BASE64_TEXT_RE = /^[A-Za-z0-9/+=]{1,8192}$/;
+
+export function checkedAwsCredentials<T extends { access_key_id: unknown; secret_access_key: unknown; session_token: unknown; expiration: unknown }>(c: T): T {
+  const ok =
+    typeof c.access_key_id === 'string' &&
+    ACCESS_KEY_ID_RE.test(c.access_key_id) &&
+    typeof c.secret_access_key === 'string' &&
+    BASE64_TEXT_RE.test(c.secret_access_key) &&
+    typeof c.session_token === 'string' &&
+    BASE64_TEXT_RE.test(c.session_token) &&
+    Number.isSafeInteger(c.expiration);
+  if (!ok) throw new CliError('the broker answered credentials that are not shaped as STS issues them; nothing was printed (is AGENTKEYS_BROKER_URL your broker?)');
+  return c;
+}
+
+/** A value as one single-quoted shell word (a quote inside it closed, escaped and reopened). */
+export function shellQuoted(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
 }

@@ -14,7 +14,7 @@ import { mintCommand } from './commands/mint';
 import { logoutCommand, statusCommand, tokenCommand, whoamiCommand } from './commands/session';
 import { DEFAULT_BROKER_URL } from './context';
 import { CliError, EXIT, ReportedFailure, UsageError } from './errors';
-import { shown, shownLines } from './terminal-text';
+import { shown, shownJson, shownLines } from './terminal-text';
 import { VERSION } from './version';
 
 export function buildProgram(): Command {
@@ -90,14 +90,14 @@ export async function main(argv: string[]): Promise<number> {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || (e.code === 'commander.help' && e.exitCode === 0)) return EXIT.ok;
       if (json) {
         const message = e.code === 'commander.help' ? 'name a command (agentkeys --help)' : e.message.replace(/^error: /, '');
-        process.stdout.write(`${JSON.stringify({ error: new UsageError(message).code, message })}\n`);
+        process.stdout.write(`${shownJson({ error: new UsageError(message).code, message })}\n`);
       }
       return EXIT.usage;
     }
     if (e instanceof ReportedFailure && e.silent) return e.exitCode;
     if (json && !(e instanceof ReportedFailure))
       process.stdout.write(
-        `${JSON.stringify({ error: e instanceof CliError ? e.code : 'ERR_UNEXPECTED', message: e instanceof CliError ? e.message : `unexpected error: ${(e as Error).stack ?? String(e)}` })}\n`,
+        `${shownJson({ error: e instanceof CliError ? e.code : 'ERR_UNEXPECTED', message: e instanceof CliError ? e.message : `unexpected error: ${(e as Error).stack ?? String(e)}` })}\n`,
       );
     // One line for a CliError, whose message may carry the broker's text; an unexpected error keeps
     // its stack's lines. Either way no control character reaches the terminal as it is.

@@ -700,7 +700,7 @@ function heldMint() {
   const arrival = new Promise<void>((r) => (arrived = r));
   const released = new Promise<void>((r) => (release = r));
   const creds = {
-    access_key_id: 'ASIAHELDMINT',
+    access_key_id: 'ASIAHELDMINTAAAAAAAA',
     secret_access_key: 's'.repeat(40),
     session_token: 't'.repeat(64),
     expiration: nowSeconds() + 3600,
@@ -935,6 +935,112 @@ void describe('agentkeys CLI: text from the broker in human output', () => {
       assert.match(refused.stderr, /agentkeys: already decided\\x1b\[2K\\r by \\u202eenon \(conflict, HTTP 409\)\n$/);
     } finally {
       await broker.close();
+    }
+  });
+});
+
+void describe('agentkeys CLI: credentials from a broker', () => {
+  const expiration = () => nowSeconds() + 900;
+  const good = () => ({
+    access_key_id: 'ASIAGOODKEYFORSHELL1',
+    secret_access_key: 'abc/def+ghi=',
+    session_token: 'FwoGZXIvYXdzE//token+with/slashes==',
+    expiration: expiration(),
+    wallet: `0x${'11'.repeat(20)}`,
+  });
+
+  void test('mint aws: export lines a shell evaluates to exactly the credentials (each value one quoted word)', async () => {
+    const broker = await brokerStandIn({ 'POST /v1/mint-aws-creds': () => ({ status: 200, body: good() }) });
+    try {
+      await loggedIn('creds-good', broker.url);
+      const r = await runCli(['--profile', 'creds-good', 'mint', 'aws']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^export AWS_ACCESS_KEY_ID='ASIAGOODKEYFORSHELL1'$/m);
+      const shell = spawnSync(
+        'bash',
+        ['-c', 'eval "$1"; printf "%s\\n" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$AWS_SESSION_TOKEN"', 'bash', r.stdout],
+        {
+          encoding: 'utf8',
+        },
+      );
+      assert.equal(shell.status, 0, shell.stderr);
+      assert.deepEqual(shell.stdout.trim().split('\n'), [good().access_key_id, good().secret_access_key, good().session_token]);
+    } finally {
+      await broker.close();
+    }
+  });
+
+  void test('mint aws: credentials not shaped as STS issues them (a $(…), a quote, a newline) are refused, nothing printed or cached', async () => {
+    const marker = join(home, 'PWNED');
+    for (const [name, bad] of [
+      ['key id', { access_key_id: `ASIAX$(touch ${marker})` }],
+      ['secret', { secret_access_key: "s';touch " + marker + ";'" }],
+      ['token', { session_token: 't\nexport PATH=/tmp' }],
+      ['expiry', { expiration: 'soon' }],
+    ] as const) {
+      const broker = await brokerStandIn({ 'POST /v1/mint-aws-creds': () => ({ status: 200, body: { ...good(), ...bad } }) });
+      try {
+        const profile = `creds-bad-${name.replace(' ', '-')}`;
+        await loggedIn(profile, broker.url);
+        for (const mode of [[], ['--credential-process']]) {
+          const r = await runCli(['--profile', profile, 'mint', 'aws', ...mode]);
+          assert.equal(r.code, 1, `${name} ${mode.join(' ')}: ${r.stdout}`);
+          assert.equal(r.stdout, '', `${name}: nothing on stdout`);
+          assert.match(r.stderr, /not shaped as STS issues them/);
+        }
+        const session = JSON.parse(await readFile(join(home, '.agentkeys', profile, 'session.json'), 'utf8')) as { aws_cache?: unknown };
+        assert.equal(session.aws_cache, undefined, `${name}: nothing cached`);
+      } finally {
+        await broker.close();
+      }
+    }
+    await assert.rejects(stat(marker), 'no command ran');
+  });
+});
+
+void describe('agentkeys CLI: where a profile sends its bearer and what it opens', () => {
+  void test("a --broker-url or AGENTKEYS_BROKER_URL naming another broker never gets the profile's bearer (usage error, no request there)", async () => {
+    const me = { omni_account: OMNI, user_id: 'u1', identity: { type: 'evm', value: `0x${'11'.repeat(20)}` }, wallets: [], expires_at: nowSeconds() + 3600 };
+    const home1 = await brokerStandIn({ 'GET /v1/session/me': () => ({ status: 200, body: me }) });
+    const other = await brokerStandIn({});
+    try {
+      await loggedIn('pinned', home1.url);
+      for (const run of [
+        () => runCli(['--profile', 'pinned', '--broker-url', other.url, 'whoami']),
+        () => runCli(['--profile', 'pinned', 'whoami'], { env: { AGENTKEYS_BROKER_URL: other.url } }),
+        () => runCli(['--profile', 'pinned', '--broker-url', other.url, 'logout']),
+      ]) {
+        const r = await run();
+        assert.equal(r.code, 2, r.stdout + r.stderr);
+        assert.match(r.stderr, /is logged in at .* and its session is not sent to/);
+      }
+      assert.deepEqual(other.seen, [], 'the other broker heard nothing');
+      // The same broker spelled with a trailing slash is the same broker.
+      const same = await runCli(['--profile', 'pinned', '--broker-url', `${home1.url}/`, 'whoami']);
+      assert.equal(same.code, 0, same.stderr);
+      assert.ok(home1.seen.includes('GET /v1/session/me'));
+    } finally {
+      await home1.close();
+      await other.close();
+    }
+  });
+
+  void test('init google opens nothing and fails when the broker answers a sign-in address that is not https (nor loopback http)', async () => {
+    for (const address of ['file:///etc/passwd', 'smb://evil.example/share', 'http://evil.example/authorize', 'javascript:alert(1)']) {
+      const broker = await brokerStandIn({
+        'POST /v1/session/google_oauth_login': () => ({
+          status: 200,
+          body: { request_id: 'a'.repeat(32), authorize_url: address, poll_secret: 'p', expires_at: nowSeconds() + 600 },
+        }),
+      });
+      try {
+        const r = await runCli(['--profile', 'gopen', '--broker-url', broker.url, 'init', 'google', '--code-stdin'], { stdin: 'BCDF-GHJK\n' });
+        assert.equal(r.code, 1, `${address}: ${r.stdout}${r.stderr}`);
+        assert.match(r.stderr, /not https \(nor http on this machine\); nothing was opened/);
+        assert.deepEqual(broker.seen, ['POST /v1/session/google_oauth_login'], `${address}: no poll followed`);
+      } finally {
+        await broker.close();
+      }
     }
   });
 });

@@ -413,7 +413,7 @@ void describe('agentkeys CLI: minting, grants, audit', () => {
     parseJson(await runCli(['--json', ...p, 'init', 'wallet', '--private-key-file', path]));
     const env = await runCli([...p, 'mint', 'aws', '--env']);
     assert.equal(env.code, 0, env.stderr);
-    assert.match(env.stdout, /^export AWS_ACCESS_KEY_ID=ASIA/m);
+    assert.match(env.stdout, /^export AWS_ACCESS_KEY_ID='ASIA\w+'$/m);
     assert.match(env.stdout, /^export AWS_SESSION_TOKEN=/m);
     const creds = parseJson(await runCli(['--json', ...p, 'mint', 'aws', '--duration', '900']));
     assert.equal(typeof creds.secret_access_key, 'string');

@@ -214,6 +214,22 @@ interface GoogleStart {
 }
 
 /**
+ * Whether an address from the broker may be handed to the system's opener: https, or http on a
+ * loopback host (the dev stand-ins). Anything else (file:, smb:, a custom scheme, a local path)
+ * would let a hostile broker open what it likes on this machine.
+ */
+function browserAddress(address: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(address);
+  } catch {
+    return false;
+  }
+  if (url.protocol === 'https:') return true;
+  return url.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+}
+
+/**
  * Google in a browser, finished in the terminal: the CLI prints (and opens) the authorize URL; once
  * the person has signed in, the broker's page shows a confirmation code which they type here. The
  * poll secret alone does not collect the session (docs/google-login.md): a link someone else
@@ -230,6 +246,8 @@ async function initGoogle(ctx: CliContext, o: InitOptions & { browser?: boolean;
       throw new CliError(`the broker at ${broker.baseUrl} offers no Google login: use another method (agentkeys init --help)`);
     throw e;
   }
+  if (!browserAddress(start.authorize_url))
+    throw new CliError(`the broker at ${broker.baseUrl} answered a sign-in address that is not https (nor http on this machine); nothing was opened`);
   let opened = false;
   if (o.browser !== false) {
     try {

@@ -6,7 +6,7 @@ import { AUDIENCE_ENV, executableFailure, executableSuccess, IMPERSONATED_EMAIL_
 import { CliContext } from '../context';
 import { mintOrWait } from './approvals';
 import { saveAwsCache } from '../renew';
-import { cacheKey, cachedCredentials, credentialProcessLine, mintBody, type MintOptions } from '../credential-cache';
+import { cacheKey, cachedCredentials, checkedAwsCredentials, credentialProcessLine, mintBody, shellQuoted, type MintOptions } from '../credential-cache';
 
 interface MintAwsOptions extends MintOptions {
   env?: boolean;
@@ -28,7 +28,7 @@ async function mintAws(ctx: CliContext, o: MintAwsOptions): Promise<void> {
   const spin = o.credentialProcess ? undefined : await ctx.spinner('Minting AWS credentials');
   let creds: AwsCredsBody;
   try {
-    creds = await mintOrWait<AwsCredsBody>(ctx, broker, '/v1/mint-aws-creds', body, o.wait === true, () => spin?.stop());
+    creds = checkedAwsCredentials(await mintOrWait<AwsCredsBody>(ctx, broker, '/v1/mint-aws-creds', body, o.wait === true, () => spin?.stop()));
   } finally {
     spin?.stop();
   }
@@ -45,9 +45,9 @@ async function mintAws(ctx: CliContext, o: MintAwsOptions): Promise<void> {
     return;
   }
   ctx.print(creds, [
-    `export AWS_ACCESS_KEY_ID=${creds.access_key_id}`,
-    `export AWS_SECRET_ACCESS_KEY=${creds.secret_access_key}`,
-    `export AWS_SESSION_TOKEN=${creds.session_token}`,
+    `export AWS_ACCESS_KEY_ID=${shellQuoted(creds.access_key_id)}`,
+    `export AWS_SECRET_ACCESS_KEY=${shellQuoted(creds.secret_access_key)}`,
+    `export AWS_SESSION_TOKEN=${shellQuoted(creds.session_token)}`,
     `# for wallet ${creds.wallet}, expires ${new Date(creds.expiration * 1000).toISOString()}`,
   ]);
 }

@@ -39,7 +39,7 @@ export function logoutCommand(): Command {
         if (!stored) return false;
         let done = true;
         try {
-          await new BrokerClient(ctx.explicitBrokerUrl ?? stored.broker_url, stored.token).call('POST', '/v1/session/logout', { auth: true });
+          await new BrokerClient(ctx.sessionBrokerUrl(stored), stored.token).call('POST', '/v1/session/logout', { auth: true });
         } catch (e) {
           // Already expired or revoked: nothing left to revoke; forget it all the same.
           if (!(e instanceof NotLoggedInError)) throw e;
