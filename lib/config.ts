@@ -189,6 +189,8 @@ export const envSchema = z.object({
   BROKER_RATE_LIMIT_WALLET_CHALLENGE_PER_MINUTE: int(1, 1_000_000).default(10),
   /** Mints of every target together per account per minute; an agent's polls of its approval requests get 4× this. */
   BROKER_RATE_LIMIT_MINT_PER_MINUTE: int(1, 1_000_000).default(10),
+  /** Mints of every target together per client address (IPv6 /64) per minute, whatever the account: accounts are free, the token services' quota is not. */
+  BROKER_RATE_LIMIT_MINT_PER_IP_PER_MINUTE: int(1, 1_000_000).default(120),
   /** Agent revocations (the kill switch) per account per minute: each is a transaction, audit rows and a signal to the kill switch workflow. */
   BROKER_RATE_LIMIT_REVOKE_PER_MINUTE: int(1, 1_000_000).default(30),
   /** Accepted codec-endpoint calls (decode/encode with the ops token) per address per minute; each is an audit row. */

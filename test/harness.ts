@@ -171,6 +171,7 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
     // Tests make many challenges and mints from one address and account; the tests of these limits set their own.
     BROKER_RATE_LIMIT_WALLET_CHALLENGE_PER_MINUTE: '100000',
     BROKER_RATE_LIMIT_MINT_PER_MINUTE: '100000',
+    BROKER_RATE_LIMIT_MINT_PER_IP_PER_MINUTE: '100000',
     // /readyz shows its parts to this bearer only (stack.request('GET', '/readyz', { token: stack.config.BROKER_OPS_TOKEN })).
     BROKER_OPS_TOKEN: `ops-${randomBytes(24).toString('hex')}`,
     ...opts.env,

@@ -150,6 +150,23 @@ void describe('mints per account', () => {
   });
 });
 
+void describe('mints per client address', () => {
+  void test("free accounts do not multiply an address's mints: past BROKER_RATE_LIMIT_MINT_PER_IP_PER_MINUTE, 429 for every account there, no workflow; another address mints", async () => {
+    const PER_IP = 3;
+    const sessions = await Promise.all(Array.from({ length: PER_IP + 2 }, () => walletLogin(stack)));
+    await withEnv({ BROKER_RATE_LIMIT_MINT_PER_IP_PER_MINUTE: String(PER_IP) }, async (url) => {
+      const mint = (token: string, from: string) => send(url, 'POST', '/v1/mint-oidc-jwt', { from, headers: { authorization: `Bearer ${token}` } });
+      for (const s of sessions.slice(0, PER_IP)) assert.equal((await mint(s.token, '127.0.0.9')).status, 200);
+      const started = starts.count();
+      const snapshot = await dbSnapshot(stack.db);
+      for (const s of sessions.slice(PER_IP)) assertLimited(await mint(s.token, '127.0.0.9'), 'a fresh account on a spent address');
+      assert.equal(starts.count(), started, 'a refused mint started a workflow');
+      await assertUnchanged(stack.db, snapshot, 'mints refused by the address limit');
+      assert.equal((await mint(sessions[PER_IP]?.token ?? '', '127.0.0.10')).status, 200, 'another address has its own budget');
+    });
+  });
+});
+
 void describe('wallet challenges per client address', () => {
   void test(`challenge number ${CHALLENGES + 1} in a minute from one address is 429, no workflow; wallet logins keep their own budget`, async () => {
     const from = '127.0.0.3'; // an untrusted peer of its own: its budget is untouched by the other tests

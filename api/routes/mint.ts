@@ -67,9 +67,14 @@ export default async function mintRoutes(appBase: FastifyInstance) {
   const { config, secrets, temporal, db } = app.deps;
   const now = app.deps.now ?? Date.now;
   const intentWindowMs = config.BROKER_MINT_INTENT_WINDOW_SECONDS * 1000;
-  // One budget per account for every mint target, counted once the bearer is known (before the body is read).
+  // One budget per account for every mint target, counted once the bearer is known (before the body is read),
+  // and one per client address: accounts cost nothing to make, the token services' quota (STS, Google) is shared.
   const mintPerAccount = app.requestLimit({ name: 'mint:account', max: config.BROKER_RATE_LIMIT_MINT_PER_MINUTE, windowMs: 60_000 });
-  const limitMints = (request: FastifyRequest) => mintPerAccount(request, request.auth?.omniAccount);
+  const mintPerIp = app.requestLimit({ name: 'mint:ip', max: config.BROKER_RATE_LIMIT_MINT_PER_IP_PER_MINUTE, windowMs: 60_000 });
+  const limitMints = async (request: FastifyRequest) => {
+    await mintPerAccount(request, request.auth?.omniAccount);
+    await mintPerIp(request);
+  };
 
   // `curl -X POST -H 'content-type: application/json'` with no body is a valid mint request here.
   const jsonParser = app.getDefaultJsonParser('error', 'error');
