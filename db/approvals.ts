@@ -101,10 +101,10 @@ export async function expireApproval(q: Queryable, approvalId: string, at: Date)
  * Records the hand-out of an approved request. Its one collector is the request's own flow, which
  * hands out once; a retry of that flow's mint finds the row already marked and goes on.
  */
-export async function markApprovalCollected(q: Queryable, approvalId: string, at: Date): Promise<ApprovalRow | undefined> {
+export async function markApprovalCollected(q: Queryable, approvalId: string, grantId: string, at: Date): Promise<ApprovalRow | undefined> {
   const r = await q.query<ApprovalRow>(
-    `UPDATE approvals SET collected_at = COALESCE(collected_at, $2) WHERE approval_id = $1 AND status = 'approved' RETURNING ${COLUMNS}`,
-    [approvalId, at],
+    `UPDATE approvals SET collected_at = COALESCE(collected_at, $3) WHERE approval_id = $1 AND grant_id = $2 AND status = 'approved' RETURNING ${COLUMNS}`,
+    [approvalId, grantId, at],
   );
   return r.rows[0];
 }

@@ -291,10 +291,12 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       });
     },
 
-    /** Marks the approved request handed out; undefined when it is not approved (or not under this grant). */
+    /**
+     * Marks the approved request handed out; undefined, and nothing marked, when it is not approved
+     * or not under this grant (a refused hand-out must not use up the approval).
+     */
     async claimHandout(approvalId: string, grantId: string): Promise<ApprovalRow | undefined> {
-      const row = await markApprovalCollected(db, approvalId, new Date(now()));
-      return row?.grant_id === grantId ? row : undefined;
+      return markApprovalCollected(db, approvalId, grantId, new Date(now()));
     },
   };
 }

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { bindAgentWithApproval, holderLogin, poll, requestMint, signedDecision, type Holder } from './approval-client';
+import { markApprovalCollected } from '../db/approvals';
 import { startStack, type TestStack } from './harness';
 import { walletLogin, type WalletSession } from './mint-client';
 
@@ -124,5 +125,18 @@ void describe('a failed hand-out of an approved mint', () => {
     const got = await poll(stack, agent.token, id);
     assert.equal(got.status, 200, got.text);
     assert.equal(count(await mintRows(id), 'mint.aws', 'ok'), 1);
+  });
+});
+
+void describe('marking an approved request handed out', () => {
+  void test('under another grant: nothing marked, the approval is not used up; under its own grant: marked once', async () => {
+    const id = await approvedAwsRequest();
+    const collectedAt = async () =>
+      (await stack.db.query<{ collected_at: Date | null }>('SELECT collected_at FROM approvals WHERE approval_id = $1', [id])).rows[0]?.collected_at;
+    const own = (await stack.db.query<{ grant_id: string }>('SELECT grant_id FROM approvals WHERE approval_id = $1', [id])).rows[0]?.grant_id ?? '';
+    assert.equal(await markApprovalCollected(stack.db, id, `grt_${'0'.repeat(32)}`, new Date()), undefined);
+    assert.equal(await collectedAt(), null, 'a refused hand-out leaves the approval as it was');
+    assert.equal((await markApprovalCollected(stack.db, id, own, new Date()))?.approval_id, id);
+    assert.ok(await collectedAt());
   });
 });

@@ -126,7 +126,7 @@ void describe('housekeeping', () => {
       assert.ok(await expireApproval(stack.db, ids.expired, expires));
       await decide(ids.denied, 'denied', t(-ago + minute));
       await decide(ids.collected, 'approved', t(-ago + minute));
-      assert.ok(await markApprovalCollected(stack.db, ids.collected, t(-ago + 2 * minute)));
+      assert.ok(await markApprovalCollected(stack.db, ids.collected, grantId, t(-ago + 2 * minute)));
       await decide(ids.uncollected, 'approved', t(-ago + minute));
       return ids;
     };
