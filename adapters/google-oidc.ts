@@ -38,10 +38,36 @@ export interface CodeExchangeInput {
 
 const isLoopback = (url: URL): boolean => ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
 
+/**
+ * The `error` codes an authorization response may carry (RFC 6749 §4.1.2.1, OpenID Connect Core
+ * §3.1.2.6). The callback's query is anyone's to write — a link to the callback with a made-up
+ * `error` — so only these are named on the person's page and in the flow's history; any other
+ * value is not repeated.
+ */
+const AUTHORIZATION_ERRORS = new Set([
+  'invalid_request',
+  'unauthorized_client',
+  'access_denied',
+  'unsupported_response_type',
+  'invalid_scope',
+  'server_error',
+  'temporarily_unavailable',
+  'interaction_required',
+  'login_required',
+  'account_selection_required',
+  'consent_required',
+  'invalid_request_uri',
+  'invalid_request_object',
+  'request_not_supported',
+  'request_uri_not_supported',
+  'registration_not_supported',
+]);
+
 function classify(e: unknown, step: string): GoogleProviderError {
   if (e instanceof GoogleProviderError) return e;
   if (e instanceof oidc.AuthorizationResponseError) {
-    return new GoogleProviderError(`the provider refused the sign-in: ${e.error}`, false, e.error === 'access_denied' ? 'access_denied' : 'provider_refused');
+    const code = AUTHORIZATION_ERRORS.has(e.error) ? e.error : "an error code that is not OAuth's";
+    return new GoogleProviderError(`the provider refused the sign-in: ${code}`, false, e.error === 'access_denied' ? 'access_denied' : 'provider_refused');
   }
   if (e instanceof oidc.ResponseBodyError) {
     return new GoogleProviderError(

@@ -130,6 +130,22 @@ void describe('provider refusals and bad tokens', () => {
     });
   });
 
+  void test("a made-up error on a callback link (the query is anyone's to write) is named neither on the page nor in history", async () => {
+    await noRows(async () => {
+      const start = await cliStart(g.stack);
+      const state = new URL(start.authorize_url).searchParams.get('state') as string;
+      const spoof = 'Your account is locked. Call +1 555 0100 and read out the code below';
+      const url = new URL(g.stack.config.googleRedirectUri);
+      url.searchParams.set('state', state);
+      url.searchParams.set('error', spoof);
+      const text = await refused(start, url.href, 401);
+      assert.doesNotMatch(text, /Call|555|locked/);
+      assert.match(text, /an error code that is not OAuth/);
+      const history = JSON.stringify(await g.stack.temporal.workflow.getHandle(workflowIdOf(start)).fetchHistory());
+      assert.doesNotMatch(history, /555 0100/);
+    });
+  });
+
   const badTokens: [string, Parameters<GoogleStack['provider']['replaceIdToken']>[0]][] = [
     ['wrong aud', (c, t) => t.sign({ ...c, aud: 'someone-else.apps.googleusercontent.com' })],
     ['wrong iss', (c, t) => t.sign({ ...c, iss: 'https://accounts.evil.example' })],
