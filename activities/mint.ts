@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
-import { appendAuditDurably } from '../db/audit';
+import { appendAuditDurably, type AuditRecord } from '../db/audit';
 import { agentGrantStanding } from '../db/grants';
 import { findMainAddress, findUserByOmni } from '../db/users';
 import { hmacHex } from '../lib/digest';
@@ -125,9 +125,9 @@ export function createMintActivities(deps: ActivityDeps) {
   }
 
   /** Appends audit rows of the mint (mint.<target>.intent or mint.<target>) in one transaction, durable when this returns. */
-  async function writeAudit(req: MintRequest, rows: { phase: MintAuditPhase; details: AuditDetails }[]): Promise<void> {
+  async function writeAudit(req: MintRequest, rows: { phase: MintAuditPhase; details: AuditDetails }[]): Promise<AuditRecord[]> {
     try {
-      await appendAuditDurably(
+      return await appendAuditDurably(
         deps.db,
         rows.map(({ phase, details }) => ({
           event: phase === 'intent' ? `mint.${req.target}.intent` : `mint.${req.target}`,
@@ -145,7 +145,7 @@ export function createMintActivities(deps: ActivityDeps) {
   }
 
   /** The outcome row: its write retried here; when it cannot be written the mint ends for good and nothing leaves. */
-  async function writeOutcome(req: MintRequest, rows: { phase: MintAuditPhase; details: AuditDetails }[]): Promise<void> {
+  async function writeOutcome(req: MintRequest, rows: { phase: MintAuditPhase; details: AuditDetails }[]): Promise<AuditRecord[]> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await writeAudit(req, rows);
@@ -295,7 +295,15 @@ export function createMintActivities(deps: ActivityDeps) {
       }
       // The secret parts leave this activity only sealed to the requesting API's one-request key.
       const sealed = await sealJson(req.sealTo, exchanged.secret);
-      await writeOutcome(req, [...pending, { phase: 'ok', details: { wallet, ...grantDetails, ...exchanged.audit } }]);
+      const written = await writeOutcome(req, [...pending, { phase: 'ok', details: { wallet, ...grantDetails, ...exchanged.audit } }]);
+      // An earlier try of this very activity wrote the ok row and its answer was lost (the worker died
+      // before the workflow recorded it, so the activity ran again): that row describes the earlier
+      // credential, not this one, and nothing may leave without a row that names it.
+      if (written[written.length - 1]?.existing)
+        throw ApplicationFailure.nonRetryable(
+          'an earlier try of this mint was recorded and its answer lost; nothing is handed out: mint again',
+          FailureType.auditError,
+        );
       // The answer names the wallet as the credential does (its agentkeys_user_wallet): a client builds
       // its storage prefix from it, as AgentKeys' own clients do (litentry/agent-terrier c348357,
       // crates/agentkeys-provisioner/src/aws_creds.rs, AwsTempCreds::wallet). The audit rows keep the OmniAccount.

@@ -25,6 +25,8 @@ export interface AuditEvent {
 export interface AuditRecord {
   seq: string;
   hash: string;
+  /** The row was already there under its idem key (an earlier try wrote it): nothing was appended. */
+  existing?: true;
 }
 
 export interface AuditSettings {
@@ -197,7 +199,7 @@ async function appendRows(
     for (const { e, i } of group) {
       const hit = e.idemKey ? hits.get(e.idemKey) : undefined;
       if (hit) {
-        records[i] = hit;
+        records[i] = { ...hit, existing: true };
         continue;
       }
       const seq = seqs.shift();

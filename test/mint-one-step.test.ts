@@ -1,9 +1,16 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { temporal } from '@temporalio/proto';
+import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
+import { createMintActivities } from '../activities/mint';
+import { SesMailer } from '../adapters/ses-mailer';
+import { createSealKeyPair } from '../lib/seal';
+import { FailureType } from '../workflows/definitions';
 import { brokerDataConverter } from '../adapters/temporal-options';
-import { MINT_ID_PREFIX } from '../workflows/mint.definitions';
+import { MINT_ID_PREFIX, type MintOutcome, type MintRequest } from '../workflows/mint.definitions';
 import { startStack, testWorkflowBundle, type TestStack } from './harness';
 import { lastMintRows, mintAws, mintOidc, walletLogin, type WalletSession } from './mint-client';
 
@@ -88,5 +95,40 @@ void describe('a mint runs one local activity', () => {
     ]);
     assert.equal((await lastMintRows(stack, main.omni_account))[1]?.details.sts_code, 'AccessDenied');
     await assertReplays(workflowId, history);
+  });
+});
+
+void describe('a mint activity run again after its outcome was recorded', () => {
+  void test("hands nothing out: the ok row names the first try's credential, not the second's", async () => {
+    const activities = createMintActivities({
+      config: stack.config,
+      db: stack.db,
+      secrets: stack.secrets,
+      mailer: new SesMailer(stack.config.BROKER_EMAIL_FROM, { region: stack.config.AWS_REGION, endpoint: stack.ses.url }),
+      now: Date.now,
+    });
+    const requestId = randomBytes(16).toString('hex');
+    const req: MintRequest = {
+      requestId,
+      target: 'oidc',
+      params: {},
+      caller: { omniAccount: main.omni_account, authKind: 'session', method: 'wallet', wallet: main.wallet.lower, bearerHash: 'b'.repeat(32) },
+      sealTo: (await createSealKeyPair()).publicJwk,
+    };
+    // The same run, as a worker that died before recording the first answer would run it again.
+    const run = (): Promise<MintOutcome> =>
+      new MockActivityEnvironment({ workflowExecution: { workflowId: MINT_ID_PREFIX + requestId, runId: 'run-1' }, isLocal: true }).run(
+        (r: MintRequest) => activities.mint(r),
+        req,
+      );
+    const first = await run();
+    assert.ok('minted' in first && first.minted, 'the first try mints');
+    await assert.rejects(run(), (e: unknown) => e instanceof ApplicationFailure && e.type === FailureType.auditError && /earlier try/.test(e.message));
+    const rows = await stack.db.query<{ outcome: string }>("SELECT outcome FROM audit_log WHERE request_id = $1 AND event = 'mint.oidc'", [requestId]);
+    assert.deepEqual(
+      rows.rows.map((r) => r.outcome),
+      ['ok'],
+      "one outcome row, the first try's",
+    );
   });
 });
