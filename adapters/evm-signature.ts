@@ -72,7 +72,9 @@ export function eoaReplayKey(normalizedSignature: string): string {
 
 /**
  * Contract-wallet signatures have no canonical byte form (a wrapper can be re-encoded), so their
- * replay key is the signed message for that address instead of the signature bytes.
+ * replay key is the signed message for that address instead of the signature bytes. The stateless
+ * wallet login consumes this key for every signature, an EOA's too (api/routes/wallet-login.ts):
+ * an EOA's own signature re-encoded can pass the chain check when the EOA is delegated (EIP-7702).
  */
 export function contractReplayKey(address: string, message: string): string {
   return sha256Hex(`erc1271:${address.toLowerCase()}:${hashMessage(message)}`);

@@ -41,7 +41,7 @@ import Fastify from 'fastify';
 import pg from 'pg';
 import { hashTypedData, hexToBytes, keccak256, toHex } from 'viem';
 import { LoginProofReplayedError, recordLogin } from '../services/logins';
-import { createEvmSignatureVerifier, personalMessageDigest } from '../adapters/evm-signature';
+import { contractReplayKey, createEvmSignatureVerifier, personalMessageDigest } from '../adapters/evm-signature';
 import { resolveSecrets } from '../adapters/secrets';
 import { brokerDataConverter } from '../adapters/temporal-options';
 import { createPool } from '../db/pool';
@@ -425,7 +425,8 @@ async function startReferences(target: Target): Promise<{ url: string; floor: bo
       const { address, signature, timestamp } = request.body as { address: string; signature: string; timestamp: number };
       const nowMs = Date.now();
       if (Math.abs(nowMs - timestamp * 1000) > windowMs) return reply.code(410).send({ error: 'expired' });
-      const check = await verifier.verify({ address, message: buildStatelessWalletMessage(address, timestamp), signature });
+      const message = buildStatelessWalletMessage(address, timestamp);
+      const check = await verifier.verify({ address, message, signature });
       if (!check.valid) return reply.code(401).send({ error: 'unauthorized' });
       const jti = randomBytes(16).toString('hex');
       try {
@@ -436,7 +437,13 @@ async function startReferences(target: Target): Promise<{ url: string; floor: bo
             identity: { type: 'evm', value: address },
             requestId: sha256Hex(signature),
             wallet: address,
-            consumeProof: { hash: check.replayKey, purpose: 'wallet_login', expiresAt: Math.floor((nowMs + windowMs) / 1000) },
+            // The route's two keys (api/routes/wallet-login.ts): the signature's and the (address, message) one.
+            consumeProof: {
+              hash: check.replayKey,
+              aliases: [contractReplayKey(address, message)],
+              purpose: 'wallet_login',
+              expiresAt: Math.floor((nowMs + windowMs) / 1000),
+            },
           },
           { jti, idemKey: `login:floor:${jti}` },
         );

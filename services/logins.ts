@@ -2,8 +2,9 @@
  * "A login happened", defined once: recordLogin is called by the completeLogin activity (the end
  * of every workflow login) and by the API's stateless wallet login (no workflow), so it lives
  * below both. Checks here: only what the transaction decides — a one-time proof already used by
- * another login (the unique key of used_signatures) and an identity the OmniAccount derivation
- * refuses. The proof's signature and time window are checked before (route or workflow).
+ * another login (any of its keys already in used_signatures) and an identity the OmniAccount
+ * derivation refuses. The proof's signature, time window and keys are decided before (route or
+ * workflow).
  */
 import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
@@ -26,10 +27,12 @@ export interface CompleteLoginInput {
   /**
    * A one-time proof (e.g. the hash of a wallet signature) consumed in the same transaction as the
    * session (db/used-signatures.ts); a proof already used by another login throws
-   * LoginProofReplayedError. `expiresAt` is unix seconds (keep the row at least as long as the
+   * LoginProofReplayedError. `aliases` are further keys of the same proof (the stateless wallet
+   * login's (address, message) key beside the signature's): all are consumed together, and any one
+   * already used is a replay. `expiresAt` is unix seconds (keep the rows at least as long as the
    * proof could be accepted).
    */
-  consumeProof?: { hash: string; purpose: string; expiresAt: number };
+  consumeProof?: { hash: string; aliases?: string[]; purpose: string; expiresAt: number };
   /**
    * A second session for a login that already succeeded in this run (a repeat under the client's
    * Idempotency-Key whose first answer was lost): its own jti, session row and audit row (marked
@@ -75,9 +78,9 @@ export async function recordLogin(deps: LoginRecordDeps, input: CompleteLoginInp
   const userId = await withTransaction(deps.db, async (tx) => {
     if (input.consumeProof) {
       const p = input.consumeProof;
-      // Concurrent copies of one proof queue on its unique key here: the first commits and wins,
-      // the others then see its row (or take over if it rolled back).
-      const fresh = await consumeProof(tx, { hash: p.hash, purpose: p.purpose, expiresAt: new Date(p.expiresAt * 1000) });
+      // Concurrent copies of one proof queue on its unique key(s) here: the first commits and wins,
+      // the others then see its rows (or take over if it rolled back).
+      const fresh = await consumeProof(tx, { hash: p.hash, aliases: p.aliases, purpose: p.purpose, expiresAt: new Date(p.expiresAt * 1000) });
       // Already there: fine only if this very login stored it (a retry after a lost commit ack).
       if (!fresh && !(await sessionExists(tx, jti))) throw new LoginProofReplayedError();
     }

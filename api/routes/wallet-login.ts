@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { isProofUsed } from '../../db/used-signatures';
 import { sha256Hex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
-import { createEvmSignatureVerifier, type WalletSignatureCheck } from '../../adapters/evm-signature';
+import { contractReplayKey, createEvmSignatureVerifier, type WalletSignatureCheck } from '../../adapters/evm-signature';
 import { LoginProofReplayedError, recordLogin } from '../../services/logins';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
 import { LOGIN_METHODS } from '../../lib/login-methods';
@@ -77,6 +77,16 @@ function normalizeSignature(signature: string, contractWallets: boolean): string
  * shared with the completeLogin activity). The challenge forms (EIP-191 with a nonce, SIWE) wait
  * for a signature within a window and stay walletLoginWorkflow runs; the API rejects what it can
  * for free before touching Temporal, and the workflow verifies and consumes.
+ *
+ * The stateless form's replay guard is decided here (which keys its proof has; recordLogin's
+ * transaction consumes them, db/used-signatures.ts stores them): one signed message is one login,
+ * whatever the encoding of its signature. The proof is consumed under the signature's key
+ * (`replayKey`: its normalised bytes for an EOA) and under the (address, message) key
+ * (contractReplayKey), together: with contract wallets on, the owner's own ECDSA signature can
+ * also reach the chain check re-encoded (an ERC-6492 envelope, a 64-byte compact form) and pass
+ * there for an EOA delegated under EIP-7702, so a bytes key alone let one observed signature log
+ * in twice. The bytes key stays so rows written by earlier releases, and instances of the release
+ * before during a rolling deploy, still refuse the raw signature.
  */
 export default async function sessionWalletRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
@@ -190,9 +200,10 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
       if (signedMs - nowMs > windowMs)
         throw new BrokerError('unauthorized', `timestamp is more than ${settings.windowSeconds} s ahead of the broker's clock (unix seconds expected)`);
       // ~0.1 ms for an EOA with the native binding; a contract wallet costs a read-only chain call.
+      const message = buildStatelessWalletMessage(address, timestamp);
       let check: WalletSignatureCheck;
       try {
-        check = await verifier.verify({ address, message: buildStatelessWalletMessage(address, timestamp), signature });
+        check = await verifier.verify({ address, message, signature });
       } catch {
         throw new BrokerError('unavailable', 'the chain needed to check a contract-wallet signature did not answer; try again');
       }
@@ -200,8 +211,11 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
         if (check.malformed) throw new BrokerError('bad_request', `body.signature: ${check.reason}`);
         throw new BrokerError('unauthorized', settings.contractWallets ? check.reason : 'the signature was not made by this address over the login message');
       }
+      // One message, one login, whatever the signature's encoding (see the comment at the top): the
+      // (address, message) key beside the signature's (the same key for a contract-wallet signature).
+      const messageKey = contractReplayKey(address, message);
       // A replay costs one read; the transaction below is still what decides between racing copies.
-      if (await isProofUsed(db, check.replayKey)) throw new BrokerError('conflict', 'this signature has already been used; sign a new message');
+      if (await isProofUsed(db, [check.replayKey, messageKey])) throw new BrokerError('conflict', 'this signature has already been used; sign a new message');
       const jti = randomBytes(16).toString('hex');
       let session: LoginOutcome;
       try {
@@ -215,6 +229,7 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
             wallet: address,
             consumeProof: {
               hash: check.replayKey,
+              aliases: [messageKey],
               purpose: WALLET_PROOF_PURPOSE.stateless,
               expiresAt: Math.floor((Math.max(nowMs, signedMs) + windowMs) / 1000),
             },
