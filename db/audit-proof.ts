@@ -1,7 +1,7 @@
 import { auditRowContentDigest } from '../lib/audit-chain';
 import { shardAuditPath, type ShardHead } from '../lib/audit-merkle';
 import type { AuditProof } from '../lib/audit-proof';
-import { AUDIT_COLUMNS, type AuditRow } from './audit-query';
+import { AUDIT_COLUMNS, MINTS_UNDER_GRANTS_OF, type AuditRow } from './audit-query';
 import { firstCoveringHead, latestShardedHead, type AuditHeadRow } from './audit-heads';
 import type { Queryable } from './pool';
 
@@ -14,11 +14,17 @@ export type ProofLookup =
 /**
  * The inclusion proof of row `seq` of `omniAccount` (lib/audit-proof.ts) under the latest signed
  * head — or, when the row is more than MAX_PROOF_CHAIN rows below its shard's head there, the
- * earliest signed head that covers it (the shortest chain). Another account's row is not_found.
+ * earliest signed head that covers it (the shortest chain). Another account's row is not_found,
+ * except a mint made under one of the account's grants (the rows GET /v1/audit?of=grants lists).
  */
 export async function buildAuditProof(q: Queryable, omniAccount: string, seq: string, opts: { maxChain?: number } = {}): Promise<ProofLookup> {
   const maxChain = opts.maxChain ?? MAX_PROOF_CHAIN;
-  const row = (await q.query<AuditRow>(`SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE seq = $1 AND omni_account = $2`, [seq, omniAccount])).rows[0];
+  const row = (
+    await q.query<AuditRow>(`SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE seq = $1 AND (omni_account = $2 OR (${MINTS_UNDER_GRANTS_OF('$2')}))`, [
+      seq,
+      omniAccount,
+    ])
+  ).rows[0];
   if (!row) {
     const end = (await q.query<{ seq: string | null }>('SELECT max(seq)::text AS seq FROM audit_log')).rows[0]?.seq ?? null;
     if (end === null || BigInt(seq) > BigInt(end)) return { ok: false, why: 'beyond_log', logEnd: end };

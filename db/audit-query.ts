@@ -23,6 +23,26 @@ export async function listAuditForAccount(q: Queryable, omniAccount: string, opt
   return r.rows;
 }
 
+/**
+ * Which rows an account may read: its own, or — `of: 'grants'` — the mint rows its agents wrote
+ * under the account's grants (they name the grant in `grant_id`; the agents' own logs keep them).
+ * The SQL condition on audit_log (alias-free), its parameter being the account.
+ */
+export const MINTS_UNDER_GRANTS_OF = (param: string): string =>
+  `event LIKE 'mint.%' AND details ->> 'grant_id' IN (SELECT grant_id FROM grants WHERE main_account = ${param})`;
+
+/** The mint rows made under the grants `mainAccount` holds (by its agents), newest first; paged as listAuditForAccount. */
+export async function listMintsUnderGrantsOf(q: Queryable, mainAccount: string, opts: { limit: number; beforeSeq?: string }): Promise<AuditRow[]> {
+  const r = await q.query<AuditRow>(
+    `SELECT ${AUDIT_COLUMNS} FROM audit_log
+      WHERE ${MINTS_UNDER_GRANTS_OF('$1')} AND ($2::bigint IS NULL OR seq < $2::bigint)
+      ORDER BY audit_log.seq DESC
+      LIMIT $3`,
+    [mainAccount, opts.beforeSeq ?? null, opts.limit],
+  );
+  return r.rows;
+}
+
 export type AuditChainVerdict =
   | {
       ok: true;

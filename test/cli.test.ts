@@ -429,6 +429,10 @@ void describe('agentkeys CLI: minting, grants, audit', () => {
     const audit = parseJson(await runCli(['--json', ...p, 'audit', '--limit', '5']));
     const events = (audit.entries as { event: string }[]).map((e) => e.event);
     assert.ok(events.length > 0 && events.length <= 5);
+    // Its one grant was offered, never accepted: nothing was minted under it.
+    const underGrants = await runCli([...p, 'audit', '--grants']);
+    assert.equal(underGrants.code, 0, underGrants.stderr);
+    assert.equal(underGrants.stdout, 'no mints under your grants\n');
     const badLimit = await runCli([...p, 'audit', '--limit', '999']);
     assert.equal(badLimit.code, 2);
     const badAgent = await runCli([...p, 'grant', 'add', 'nope']);

@@ -182,3 +182,46 @@ void describe("the data role's trust policy", () => {
     }
   });
 });
+
+void describe("the holder's view of its agents' mints", () => {
+  interface Entry {
+    seq: string;
+    event: string;
+    outcome: string;
+    omni_account?: string;
+    details: { grant_id?: string };
+  }
+  const audit = async (token: string, query = '') => {
+    const r = await stack.request('GET', `/v1/audit${query}`, { token });
+    assert.equal(r.status, 200, r.text);
+    return (r.body as { entries: Entry[] }).entries;
+  };
+
+  void test("GET /v1/audit?of=grants lists the mints made under your grants (not your own rows, not another holder's), and the proof route answers you for them", async () => {
+    const holder = await walletLogin(stack);
+    const agent = await walletLogin(stack);
+    const stranger = await walletLogin(stack);
+    const grantId = await bindAgent(stack, holder.token, agent.wallet);
+    await mintOidc(stack, agent.token);
+    await mintOidc(stack, holder.token); // the holder's own mint: its own log, not "of grants"
+    const mine = await audit(holder.token, '?of=grants');
+    assert.deepEqual(
+      mine.map((e) => [e.event, e.outcome, e.omni_account, e.details.grant_id]),
+      [
+        ['mint.oidc', 'ok', agent.omni_account, grantId],
+        ['mint.oidc.intent', 'ok', agent.omni_account, grantId],
+      ],
+    );
+    assert.ok(!(await audit(holder.token)).some((e) => e.seq === mine[0]?.seq), "the default view stays the account's own rows");
+    assert.deepEqual(await audit(stranger.token, '?of=grants'), [], 'another account holds no grant of these');
+    // The agent's own log still has them.
+    assert.ok((await audit(agent.token)).some((e) => e.seq === mine[0]?.seq));
+    // Proofs: the holder is answered for the row (not yet anchored here, or proven), a stranger is told there is no such row of theirs.
+    const seq = mine[0]?.seq ?? '';
+    const forHolder = await stack.request('GET', `/v1/audit/proof?seq=${seq}`, { token: holder.token });
+    assert.ok([200, 409].includes(forHolder.status), forHolder.text);
+    const forStranger = await stack.request('GET', `/v1/audit/proof?seq=${seq}`, { token: stranger.token });
+    assert.equal(forStranger.status, 404, forStranger.text);
+    assert.equal((await stack.request('GET', '/v1/audit?of=everyone', { token: holder.token })).status, 400);
+  });
+});

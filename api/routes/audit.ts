@@ -6,7 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { listAuditForAccount } from '../../db/audit-query';
+import { listAuditForAccount, listMintsUnderGrantsOf } from '../../db/audit-query';
 import { latestAuditHead } from '../../db/audit-heads';
 import { buildAuditProof, MAX_PROOF_CHAIN } from '../../db/audit-proof';
 import { auditProofSchema } from '../../lib/audit-proof';
@@ -29,6 +29,7 @@ const entrySchema = z.object({
   details: z.record(z.string(), z.unknown()).describe('never a raw secret: bearers, JWTs and codes appear as HMACs'),
   prev_hash: z.string(),
   hash: z.string(),
+  omni_account: z.string().optional().describe('with of=grants: the agent account whose log holds the row'),
 });
 
 /** A seq from a page of GET /v1/audit: a positive Postgres bigint (a larger one would fail in the query — a 500 — not find nothing). */
@@ -55,12 +56,16 @@ export default async function auditRoutes(appBase: FastifyInstance) {
       onRequest: app.requireAuth,
       schema: {
         tags: ['audit'],
-        summary: 'Your own audit rows, newest first',
-        description: 'Pass the returned next_before as `before` to get the next (older) page.',
+        summary: 'Your own audit rows, newest first; or the mints your agents made under your grants',
+        description:
+          'Pass the returned next_before as `before` to get the next (older) page. With of=grants: the mint rows ' +
+          '(mint.<target>.intent and mint.<target>) your agents wrote under your grants — on their logs, each naming the ' +
+          'grant in details.grant_id — with the agent account in omni_account; GET /v1/audit/proof proves them to you too.',
         security: [{ bearer: [] }],
         querystring: z.object({
           limit: z.coerce.number().int().min(1, 'limit must be at least 1').max(MAX_LIMIT, `limit must be at most ${MAX_LIMIT}`).default(DEFAULT_LIMIT),
           before: seqParam('before').optional(),
+          of: z.enum(['own', 'grants'], 'of must be "own" (the default) or "grants"').default('own'),
         }),
         response: { 200: z.object({ entries: z.array(entrySchema), next_before: z.string().nullable() }), ...commonErrors },
       },
@@ -68,8 +73,11 @@ export default async function auditRoutes(appBase: FastifyInstance) {
     async (request) => {
       const auth = request.auth;
       if (!auth) throw new BrokerError('unauthorized', 'not authenticated');
-      const { limit, before } = request.query;
-      const rows = await listAuditForAccount(db, auth.omniAccount, { limit, beforeSeq: before });
+      const { limit, before, of } = request.query;
+      const rows =
+        of === 'grants'
+          ? await listMintsUnderGrantsOf(db, auth.omniAccount, { limit, beforeSeq: before })
+          : await listAuditForAccount(db, auth.omniAccount, { limit, beforeSeq: before });
       const entries = rows.map((r) => ({
         seq: r.seq,
         shard: r.shard ?? null,
@@ -81,6 +89,7 @@ export default async function auditRoutes(appBase: FastifyInstance) {
         details: r.details,
         prev_hash: r.prev_hash,
         hash: r.hash,
+        ...(of === 'grants' ? { omni_account: r.omni_account ?? undefined } : {}),
       }));
       const last = rows[rows.length - 1];
       return { entries, next_before: rows.length === limit && last ? last.seq : null };
@@ -93,7 +102,7 @@ export default async function auditRoutes(appBase: FastifyInstance) {
       onRequest: app.requireAuth,
       schema: {
         tags: ['audit'],
-        summary: 'Proof that one of your audit rows is under a signed head',
+        summary: 'Proof that one of your audit rows (or a mint under one of your grants) is under a signed head',
         description:
           'The row, the later rows of its shard as {seq, shard_seq, content, hash} up to the shard head at the latest signed head ' +
           `(or, when the row is more than ${MAX_PROOF_CHAIN} rows below it, the earliest signed head that covers it), the RFC 6962 audit path from that shard head to the head's Merkle root, and the signed head. ` +

@@ -122,22 +122,36 @@ export function grantCommand(): Command {
 
 export function auditCommand(): Command {
   return new Command('audit')
-    .description("this account's audit rows, newest first")
+    .description("this account's audit rows, newest first (--grants: the mints your agents made under your grants)")
     .option('--limit <n>', 'how many rows (1–200)', '20')
-    .action(async (o: { limit: string }, cmd: Command) => {
+    .option('--grants', "the mint rows your agents wrote under this account's grants, each with the agent's wallet")
+    .action(async (o: { limit: string; grants?: boolean }, cmd: Command) => {
       const n = Number(o.limit);
       if (!Number.isInteger(n) || n < 1 || n > 200) throw new UsageError('--limit takes a whole number from 1 to 200');
       const ctx = await CliContext.open(cmd);
       const broker = await ctx.authedBroker();
       const r = (
         await broker.call<{
-          entries: { seq: string | number; at?: string; created_at?: string; event: string; outcome: string }[];
+          entries: {
+            seq: string | number;
+            at?: string;
+            created_at?: string;
+            event: string;
+            outcome: string;
+            details?: { child_wallet?: unknown; grant_id?: unknown };
+          }[];
           next_before: string | null;
-        }>('GET', `/v1/audit?limit=${n}`, { auth: true })
+        }>('GET', `/v1/audit?limit=${n}${o.grants ? '&of=grants' : ''}`, { auth: true })
       ).body;
+      const under = (e: (typeof r.entries)[number]) =>
+        o.grants ? `  agent ${String(e.details?.child_wallet ?? '?')} (grant ${String(e.details?.grant_id ?? '?')})` : '';
       ctx.print(
         r,
-        r.entries.length ? r.entries.map((e) => `${String(e.seq).padStart(6)}  ${e.at ?? e.created_at ?? ''}  ${e.event}  ${e.outcome}`) : 'no audit rows',
+        r.entries.length
+          ? r.entries.map((e) => `${String(e.seq).padStart(6)}  ${e.at ?? e.created_at ?? ''}  ${e.event}  ${e.outcome}${under(e)}`)
+          : o.grants
+            ? 'no mints under your grants'
+            : 'no audit rows',
       );
     });
 }
