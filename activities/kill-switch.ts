@@ -3,9 +3,17 @@ import { rename, writeFile } from 'node:fs/promises';
 import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { IAMClient } from '@aws-sdk/client-iam';
-import { createIamClient, setRolePolicy } from '../adapters/iam-client';
+import { createIamClient, isLimitExceeded, otherInlinePolicies, setRolePolicy } from '../adapters/iam-client';
 import { agentEpoch, liveKillSwitchEntries, purgeKillSwitchEntries } from '../db/kill-switch';
-import { KILL_SWITCH_POLICY_NAME, killSwitchPolicy, killSwitchRoleNames } from '../lib/kill-switch';
+import {
+  inlinePolicySize,
+  KILL_SWITCH_POLICY_NAME,
+  killSwitchPolicy,
+  killSwitchRoleNames,
+  ROLE_POLICY_MAX_CHARS,
+  UNREAD_INLINE_RESERVE_CHARS,
+  type KillSwitchPolicy,
+} from '../lib/kill-switch';
 import { killSwitchCollapsedWallets, killSwitchEntries, killSwitchRoleWide } from '../lib/metrics';
 import type { ActingContext } from '../lib/oidc-claims';
 import type { Db } from '../db/pool';
@@ -33,6 +41,13 @@ export async function actingContextFor(
   return { agentWallet: grant.agentAddress, grantId: grant.grantId, epoch };
 }
 
+/**
+ * How much smaller than the document IAM refused with LimitExceeded the next one is rendered. The
+ * role's other inline policies were read (or a reserve assumed) just before: a refusal means they
+ * grew since, or are larger than the reserve, and a few steps reach any size the role can hold.
+ */
+const LIMIT_EXCEEDED_STEP_CHARS = 1024;
+
 export function createKillSwitchActivities(deps: ActivityDeps) {
   let iam: IAMClient | undefined;
   return {
@@ -41,54 +56,131 @@ export function createKillSwitchActivities(deps: ActivityDeps) {
      * left) on each configured role whose policy differs, or the document written to
      * BROKER_KILL_SWITCH_POLICY_FILE. Idempotent: it applies the whole document each time, and a
      * role already holding it is not written again (adapters/iam-client.ts). Never refused for its
-     * size: entries that do not fit one by one are denied by issue time (lib/kill-switch.ts), and
-     * the result says so.
+     * size: each role's document is rendered against what the role's other inline policies leave of
+     * the 10,240 characters they share (read each time; a reserve assumed when they cannot be
+     * read), entries that do not fit one by one are denied by issue time (lib/kill-switch.ts), a
+     * LimitExceeded all the same renders smaller, and the result says what was collapsed. A role
+     * that fails does not stop the others: the activity fails (and is retried) after trying them all.
      */
     async applyKillSwitch(): Promise<KillSwitchApplied> {
       const { config } = deps;
       const at = new Date(deps.now());
       const dropped = await purgeKillSwitchEntries(deps.db, at);
       const entries = await liveKillSwitchEntries(deps.db, at);
-      const { document, collapsedWallets, roleWide } = killSwitchPolicy(
-        entries.map((e) => ({
-          kind: e.kind,
-          userWallet: e.user_wallet,
-          agentAddress: e.agent_address,
-          grantId: e.grant_id,
-          epoch: e.epoch,
-          revokedAt: e.revoked_at,
-        })),
-        { oidcTtlSeconds: config.BROKER_OIDC_JWT_TTL_SECONDS },
-      );
-      if (collapsedWallets.length > 0) {
-        log.warn('kill switch entries over the policy size: denied by issue time', {
-          entries: entries.length,
-          collapsedWallets: collapsedWallets.length,
-          roleWide,
-        });
-      }
+      const rendered = new Map<number, KillSwitchPolicy>();
+      /** The document for a role whose other inline policies leave `maxChars`. */
+      const render = (maxChars: number) => {
+        const budget = Math.max(0, maxChars);
+        let p = rendered.get(budget);
+        if (!p) {
+          p = killSwitchPolicy(
+            entries.map((e) => ({
+              kind: e.kind,
+              userWallet: e.user_wallet,
+              agentAddress: e.agent_address,
+              grantId: e.grant_id,
+              epoch: e.epoch,
+              revokedAt: e.revoked_at,
+            })),
+            { oidcTtlSeconds: config.BROKER_OIDC_JWT_TTL_SECONDS, maxChars: budget },
+          );
+          rendered.set(budget, p);
+        }
+        return p;
+      };
+      /** What was applied: the most collapsed of the documents written (roles may differ). */
+      const applied: KillSwitchPolicy[] = [];
+      /** Set when a role could not be written: thrown (and so retried) once the others are. */
+      let failure: Error | undefined;
       if (config.BROKER_KILL_SWITCH === 'iam') {
         iam ??= createIamClient(config);
+        const client = iam;
         const unread: string[] = [];
+        const unbudgeted: { role: string; refused: string }[] = [];
+        const failed: { role: string; error: Error }[] = [];
         for (const role of killSwitchRoleNames(config.BROKER_KILL_SWITCH_ROLE_NAMES, config.BROKER_DATA_ROLE_ARN)) {
-          if ((await setRolePolicy(iam, role, KILL_SWITCH_POLICY_NAME, document)).readRefused) unread.push(role);
+          try {
+            let budget = ROLE_POLICY_MAX_CHARS;
+            if (entries.length > 0) {
+              const others = await otherInlinePolicies(client, role, KILL_SWITCH_POLICY_NAME);
+              if (others.state === 'read') budget -= others.size;
+              else {
+                budget -= UNREAD_INLINE_RESERVE_CHARS;
+                unbudgeted.push({ role, refused: `iam:${others.action}` });
+              }
+            }
+            for (;;) {
+              const p = render(budget);
+              try {
+                if ((await setRolePolicy(client, role, KILL_SWITCH_POLICY_NAME, p.document)).readRefused) unread.push(role);
+                applied.push(p);
+                break;
+              } catch (e) {
+                if (!isLimitExceeded(e) || p.document === undefined) throw e;
+                // The role's other inline policies leave less than assumed: render against less
+                // than this document took, unless nothing smaller can be rendered.
+                const refused = inlinePolicySize(p.document);
+                const smaller = Math.min(budget, refused) - LIMIT_EXCEEDED_STEP_CHARS;
+                const next = render(smaller).document;
+                if (next === undefined || inlinePolicySize(next) >= refused) {
+                  throw new Error(
+                    `IAM refused the kill switch policy for role ${role} for its size (LimitExceeded) at ${refused} characters, the smallest it renders: the role's other inline policies leave no room for it`,
+                    { cause: e },
+                  );
+                }
+                log.warn('kill switch policy refused for its size (LimitExceeded): rendered smaller', { role, refusedChars: refused, budget: smaller });
+                budget = smaller;
+              }
+            }
+          } catch (e) {
+            failed.push({ role, error: e as Error });
+          }
+        }
+        if (unbudgeted.length > 0) {
+          log.warn(
+            `kill switch: the roles' other inline policies are not readable, so ${UNREAD_INLINE_RESERVE_CHARS} of the role's ${ROLE_POLICY_MAX_CHARS} characters are assumed taken by them (grant iam:ListRolePolicies and iam:GetRolePolicy)`,
+            { roles: unbudgeted.map((u) => u.role), refused: [...new Set(unbudgeted.map((u) => u.refused))] },
+          );
         }
         if (unread.length > 0) {
           log.warn('kill switch policy not readable (iam:GetRolePolicy refused): written without comparing, so every wake-up spends IAM writes', {
             roles: unread,
           });
         }
+        for (const f of failed) log.error('kill switch policy not applied to a role', { role: f.role, error: f.error.message });
+        const first = failed[0];
+        if (first) {
+          failure = new Error(`kill switch policy not applied to ${failed.map((f) => f.role).join(', ')}: ${failed.map((f) => f.error.message).join('; ')}`, {
+            cause: first.error,
+          });
+        }
       } else if (config.BROKER_KILL_SWITCH === 'file' && config.BROKER_KILL_SWITCH_POLICY_FILE) {
+        // Applied by the operator's own tooling to roles the broker never sees: rendered as if
+        // other inline policies took the reserve (docs/kill-switch.md, "Limits").
+        const p = render(ROLE_POLICY_MAX_CHARS - UNREAD_INLINE_RESERVE_CHARS);
+        applied.push(p);
         const file = config.BROKER_KILL_SWITCH_POLICY_FILE;
         const empty = JSON.stringify({ Version: '2012-10-17', Statement: [] });
-        await writeFile(`${file}.tmp`, `${document ?? empty}\n`);
+        await writeFile(`${file}.tmp`, `${p.document ?? empty}\n`);
         await rename(`${file}.tmp`, file);
+      } else {
+        applied.push(render(ROLE_POLICY_MAX_CHARS));
+      }
+      const collapsedWallets = applied.reduce((n, p) => Math.max(n, p.collapsedWallets.length), 0);
+      const roleWide = applied.some((p) => p.roleWide);
+      if (collapsedWallets > 0) {
+        log.warn('kill switch entries over the policy size: denied by issue time', {
+          entries: entries.length,
+          collapsedWallets,
+          roleWide,
+        });
       }
       killSwitchEntries.set(entries.length);
-      killSwitchCollapsedWallets.set(collapsedWallets.length);
+      killSwitchCollapsedWallets.set(collapsedWallets);
       killSwitchRoleWide.set(roleWide ? 1 : 0);
+      if (failure) throw failure;
       const next = entries.reduce<number | null>((min, e) => (min === null || e.expires_at.getTime() < min ? e.expires_at.getTime() : min), null);
-      return { entries: entries.length, dropped, nextExpiryMs: next, collapsedWallets: collapsedWallets.length, roleWide };
+      return { entries: entries.length, dropped, nextExpiryMs: next, collapsedWallets, roleWide };
     },
   };
 }

@@ -1,10 +1,20 @@
 import { isDeepStrictEqual } from 'node:util';
-import { DeleteRolePolicyCommand, GetRolePolicyCommand, IAMClient, NoSuchEntityException, PutRolePolicyCommand } from '@aws-sdk/client-iam';
+import {
+  DeleteRolePolicyCommand,
+  GetRolePolicyCommand,
+  IAMClient,
+  LimitExceededException,
+  ListRolePoliciesCommand,
+  NoSuchEntityException,
+  PutRolePolicyCommand,
+} from '@aws-sdk/client-iam';
 import type { Config } from '../lib/config';
+import { inlinePolicySize } from '../lib/kill-switch';
 
 /**
- * AWS IAM as the kill switch uses it: the inline deny policy on each data role (docs/kill-switch.md).
- * The SDK's own retries are off: the kill switch's activity retry policy decides.
+ * AWS IAM as the kill switch uses it: the inline deny policy on each data role, and the sizes of the
+ * role's other inline policies, which share its budget (docs/kill-switch.md). The SDK's own retries
+ * are off: the kill switch's activity retry policy decides.
  */
 export function createIamClient(config: Pick<Config, 'AWS_REGION' | 'BROKER_IAM_ENDPOINT'>): IAMClient {
   return new IAMClient({
@@ -23,6 +33,60 @@ export interface RolePolicyOutcome {
   readRefused: boolean;
 }
 
+/** IAM refused a PutRolePolicy because the role's inline policies would be over their size together. */
+export function isLimitExceeded(e: unknown): boolean {
+  return e instanceof LimitExceededException || (e as Error | undefined)?.name === 'LimitExceededException';
+}
+
+/** A principal's policy does not allow the call (IAM answers AccessDenied). */
+const isAccessDenied = (e: unknown) => (e as Error | undefined)?.name === 'AccessDenied';
+
+/**
+ * The role's other inline policies (every one but `exceptPolicyName`) as IAM sizes them against
+ * the role's budget (inlinePolicySize), or `refused` when the principal may not list them
+ * (iam:ListRolePolicies) or read one (iam:GetRolePolicy): the caller then assumes a reserve.
+ */
+export type OtherInlinePolicies = { state: 'read'; size: number; names: string[] } | { state: 'refused'; action: 'ListRolePolicies' | 'GetRolePolicy' };
+
+export async function otherInlinePolicies(client: IAMClient, roleName: string, exceptPolicyName: string): Promise<OtherInlinePolicies> {
+  const names: string[] = [];
+  let marker: string | undefined;
+  do {
+    let page;
+    try {
+      page = await client.send(new ListRolePoliciesCommand({ RoleName: roleName, ...(marker ? { Marker: marker } : {}) }));
+    } catch (e) {
+      if (isAccessDenied(e)) return { state: 'refused', action: 'ListRolePolicies' };
+      throw e;
+    }
+    names.push(...(page.PolicyNames ?? []));
+    marker = page.IsTruncated ? page.Marker : undefined;
+  } while (marker);
+  let size = 0;
+  const others = names.filter((n) => n !== exceptPolicyName);
+  for (const name of others) {
+    let encoded: string | undefined;
+    try {
+      encoded = (await client.send(new GetRolePolicyCommand({ RoleName: roleName, PolicyName: name }))).PolicyDocument;
+    } catch (e) {
+      // Deleted since the listing: it takes nothing.
+      if (e instanceof NoSuchEntityException) continue;
+      if (isAccessDenied(e)) return { state: 'refused', action: 'GetRolePolicy' };
+      throw e;
+    }
+    // URL-encoded as IAM answers it (below); a document that does not decode is counted encoded,
+    // which is longer, so never less than IAM counts.
+    let text = encoded ?? '';
+    try {
+      text = decodeURIComponent(text);
+    } catch {
+      // counted as it came
+    }
+    size += inlinePolicySize(text);
+  }
+  return { state: 'read', size, names: others };
+}
+
 /** The role's policy as IAM holds it: absent, present (its parsed JSON, undefined if it is not JSON), or unreadable. */
 type CurrentPolicy = { state: 'absent' } | { state: 'present'; parsed: unknown } | { state: 'refused' };
 
@@ -34,7 +98,7 @@ async function currentRolePolicy(client: IAMClient, roleName: string, policyName
     if (e instanceof NoSuchEntityException) return { state: 'absent' };
     // A principal set up before the kill switch read its policy has only the two write permissions:
     // writing as before keeps revocations applied, where failing would leave them all unapplied.
-    if ((e as Error).name === 'AccessDenied') return { state: 'refused' };
+    if (isAccessDenied(e)) return { state: 'refused' };
     throw e;
   }
   // IAM answers the document URL-encoded (RFC 3986) and the SDK hands it on as it came. Anything

@@ -28,8 +28,56 @@ export interface KillSwitchEntry {
   revokedAt: Date;
 }
 
-/** An inline role policy may hold 10,240 characters (IAM quotas, "IAM and AWS STS quotas"; whitespace not counted). */
+/**
+ * What ALL the inline policies of one role may hold together: 10,240 characters ("IAM and AWS STS
+ * quotas": "the total aggregate policy size (the sum size of all inline policies) per entity", role
+ * policy size 10,240; IAM does not count white space). The kill switch's policy shares it with
+ * every other inline policy on the role (docs/deploy.md's data permissions, if put inline), so each
+ * role's document is rendered against what the others leave (`maxChars`, inlinePolicySize).
+ */
 export const ROLE_POLICY_MAX_CHARS = 10_240;
+
+/**
+ * The characters assumed taken by a role's other inline policies when they cannot be read (no
+ * iam:ListRolePolicies or iam:GetRolePolicy), and in the `file` mode, which never sees the role:
+ * the document is then rendered against 10,240 − 4,096 = 6,144. docs/deploy.md's data policy is
+ * some 250 characters; a role whose others take more is refused with LimitExceeded, and the kill
+ * switch then renders smaller (activities/kill-switch.ts).
+ */
+export const UNREAD_INLINE_RESERVE_CHARS = 4_096;
+
+/**
+ * The size IAM counts for a policy document against ROLE_POLICY_MAX_CHARS, assumed on the safe
+ * side: AWS documents that white space is not counted, and not exactly which, so only JSON's own
+ * white space between tokens (space, tab, CR, LF) is left out and white space inside strings is
+ * counted; and IAM's LimitExceeded message speaks of bytes, so a character outside ASCII counts as
+ * its UTF-8 bytes. Both can only make the count larger than IAM's, never smaller. (Every document
+ * the kill switch renders is compact ASCII JSON: its size is its length.)
+ */
+export function inlinePolicySize(text: string): number {
+  let size = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (!inString) {
+      if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) continue;
+      if (c === 0x22) inString = true;
+    } else if (c === 0x5c) {
+      // A backslash and the (ASCII) character it escapes, which cannot end the string.
+      size += Math.min(2, text.length - i);
+      i += 1;
+      continue;
+    } else if (c === 0x22) inString = false;
+    if (c < 0x80) size += 1;
+    else if (c < 0x800) size += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      // A surrogate pair: one code point, four bytes.
+      size += 4;
+      i += 1;
+    } else size += 3;
+  }
+  return size;
+}
 
 export const KILL_SWITCH_POLICY_NAME = 'agentkeys-kill-switch';
 
@@ -68,18 +116,22 @@ const LISTED_WALLET_CHARS = 45;
 /**
  * The policy document for the entries. Precise while it fits: one statement listing the revoked
  * grants, one per revoked agent and wallet listing the epochs that ended. When the precise form is
- * over IAM's size, the wallets with the most entries (largest first) are collapsed one by one into
- * a deny by issue time — every agent session of that wallet issued before its last revocation +
- * the exchange window (`aws:TokenIssueTime`, AWS's own "revoke active sessions" condition). Collapsed
- * wallets whose cutoffs round up to the same instant share one statement listing them (a listed
- * wallet costs ~45 characters, a statement ~200), the rounding made coarser until they fit; only
- * past that (some two hundred revoking accounts at once) does one statement cover every agent
- * session. So the deny always covers every credential revoked, and what the size costs is
- * collateral: a collapsed wallet's other agents mint again after the cutoff. One account revoking
- * on purpose can only collapse itself first (docs/kill-switch.md, "Limits").
+ * over `maxChars` (counted as inlinePolicySize; default the role's whole 10,240, but the activity
+ * passes what the role's other inline policies leave), the wallets with the most entries (largest
+ * first) are collapsed one by one into a deny by issue time — every agent session of that wallet
+ * issued before its last revocation + the exchange window (`aws:TokenIssueTime`, AWS's own "revoke
+ * active sessions" condition). Collapsed wallets whose cutoffs round up to the same instant share
+ * one statement listing them (a listed wallet costs ~45 characters, a statement ~200), the rounding
+ * made coarser until they fit; only past that (some two hundred revoking accounts at once) does one
+ * statement cover every agent session. So the deny always covers every credential revoked, and what
+ * the size costs is collateral: a collapsed wallet's other agents mint again after the cutoff. One
+ * account revoking on purpose can only collapse itself first (docs/kill-switch.md, "Limits"). The
+ * role-wide form (~240 characters) is the smallest there is: below that `maxChars` it is returned
+ * all the same, and IAM decides.
  */
-export function killSwitchPolicy(entries: KillSwitchEntry[], opts: { oidcTtlSeconds: number }): KillSwitchPolicy {
+export function killSwitchPolicy(entries: KillSwitchEntry[], opts: { oidcTtlSeconds: number; maxChars?: number }): KillSwitchPolicy {
   if (entries.length === 0) return { document: undefined, collapsedWallets: [], roleWide: false };
+  const maxChars = opts.maxChars ?? ROLE_POLICY_MAX_CHARS;
   const windowMs = (opts.oidcTtlSeconds + SKEW_SECONDS) * 1000;
   const byWallet = new Map<string, KillSwitchEntry[]>();
   for (const e of entries) {
@@ -136,7 +188,7 @@ export function killSwitchPolicy(entries: KillSwitchEntry[], opts: { oidcTtlSeco
     statements.push(...agentStatements(precise), ...collapsedStatements(collapsed, grainSeconds));
     return JSON.stringify({ Version: '2012-10-17', Statement: statements });
   };
-  const fits = (text: string) => text.length <= ROLE_POLICY_MAX_CHARS;
+  const fits = (text: string) => inlinePolicySize(text) <= maxChars;
   const exact = render(new Set(), 1);
   if (fits(exact)) return { document: exact, collapsedWallets: [], roleWide: false };
   // What each wallet's precise entries weigh at least (its agent statements, its grant ids in the
@@ -158,8 +210,8 @@ export function killSwitchPolicy(entries: KillSwitchEntry[], opts: { oidcTtlSeco
       collapsed.add(w);
       kept -= weight.get(w) ?? 0;
       // Past this many listed wallets the collapsed statements alone are too large at any rounding.
-      if (collapsed.size * LISTED_WALLET_CHARS > ROLE_POLICY_MAX_CHARS) break;
-      if (kept + collapsed.size * LISTED_WALLET_CHARS > ROLE_POLICY_MAX_CHARS) continue;
+      if (collapsed.size * LISTED_WALLET_CHARS > maxChars) break;
+      if (kept + collapsed.size * LISTED_WALLET_CHARS > maxChars) continue;
       const text = render(collapsed, grain);
       if (fits(text)) return { document: text, collapsedWallets: [...collapsed].sort(), roleWide: false };
     }

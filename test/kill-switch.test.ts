@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -7,7 +9,15 @@ import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { createKillSwitchActivities } from '../activities/kill-switch';
 import { SesMailer } from '../adapters/ses-mailer';
 import { startIamFixture, type IamFixture } from '../fixtures/iam';
-import { KILL_SWITCH_POLICY_NAME, killSwitchPolicy } from '../lib/kill-switch';
+import { liveKillSwitchEntries, purgeKillSwitchEntries } from '../db/kill-switch';
+import {
+  inlinePolicySize,
+  KILL_SWITCH_POLICY_NAME,
+  killSwitchPolicy,
+  ROLE_POLICY_MAX_CHARS,
+  UNREAD_INLINE_RESERVE_CHARS,
+  type KillSwitchEntry,
+} from '../lib/kill-switch';
 import { denyingStatement } from '../lib/iam-policy-eval';
 import { AGENT_TAG, EPOCH_TAG, GRANT_TAG } from '../lib/oidc-claims';
 import { FLOW_METADATA } from '../lib/flow-metadata';
@@ -335,6 +345,28 @@ void describe('the deny policy never outgrows IAM’s size: what does not fit on
     assert.equal(denyingStatement(doc, ctx(tags(victim, hex(0xb), '0'), '2026-12-07T10:11:01Z')), undefined);
     assert.equal(denyingStatement(doc, ctx({ agentkeys_user_wallet: victim }, before)), undefined);
   });
+
+  void test('rendered against less than the whole budget (what a role’s other inline policies leave): it fits that, collapsing sooner', () => {
+    const entries = Array.from({ length: 27 }, (_, i) => agentEntry(attacker, hex(0x3000 + i), 0));
+    entries.push(agentEntry(victim, hex(0xb), 0));
+    const whole = killSwitchPolicy(entries, TTL);
+    assert.deepEqual(whole.collapsedWallets, [], 'the exact form fits the whole budget');
+    const size = inlinePolicySize(whole.document as string);
+    const beside = killSwitchPolicy(entries, { ...TTL, maxChars: size - 1 });
+    assert.ok(inlinePolicySize(beside.document as string) < size);
+    assert.deepEqual(beside.collapsedWallets, [attacker], 'the account with the most entries collapsed first');
+    assert.match(denyingStatement(beside.document as string, ctx(tags(victim, hex(0xb), '0'), after)) ?? '', /^AgentKeysRevokedAgent/);
+    const none = killSwitchPolicy(entries, { ...TTL, maxChars: 0 });
+    assert.equal(none.roleWide, true, 'below the smallest form: the role-wide one, for IAM to decide');
+  });
+
+  void test('sizes counted as IAM counts them against the budget, on the safe side', () => {
+    assert.equal(inlinePolicySize('{"a":"b"}'), 9);
+    assert.equal(inlinePolicySize('{\n  "a" : "b"\r\n}\t'), 9, 'white space between tokens is not counted');
+    assert.equal(inlinePolicySize('{"a":"b c"}'), 11, 'inside a string it is');
+    assert.equal(inlinePolicySize('{"a":"\\"b"}'), 11, 'an escaped quote does not end the string');
+    assert.equal(inlinePolicySize('{"a":"é€😀"}'), 8 + 2 + 3 + 4, 'UTF-8 bytes');
+  });
 });
 
 void describe('the kill switch per agent, through HTTP, the worker and the IAM stand-in', () => {
@@ -619,10 +651,207 @@ void describe('the kill switch writes IAM only where a role holds another policy
   });
 });
 
+/** docs/deploy.md's `data-policy.json`, the data permissions it once had operators put inline on the data role. */
+const DEPLOY_DATA_POLICY = (() => {
+  const md = readFileSync(join(__dirname, '..', 'docs', 'deploy.md'), 'utf8');
+  const block = /```json\n([\s\S]*?)\n```/.exec(md.slice(md.indexOf('`data-policy.json`')));
+  assert.ok(block?.[1], 'docs/deploy.md has a data-policy.json block');
+  return JSON.stringify(JSON.parse(block[1]));
+})();
+/** An Allow policy of exactly `size` characters (inlinePolicySize), standing for any other inline policy. */
+const allowPolicyOfSize = (size: number) => {
+  const doc = (pad: string) =>
+    JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: `arn:aws:s3:::agentkeys-data/${pad}` }] });
+  const text = doc('x'.repeat(size - doc('').length));
+  assert.equal(inlinePolicySize(text), size);
+  return text;
+};
+
+void describe('a role’s other inline policies share its 10,240 characters: the kill switch is rendered against what they leave', () => {
+  const CHAINED = 'agentkeys-data-chained';
+  const DATA_POLICY_NAME = 'agentkeys-data';
+  const dataSize = inlinePolicySize(DEPLOY_DATA_POLICY);
+  /** Over this the old renderer still wrote the exact form whole, and IAM refused it beside the data policy. */
+  const window = { above: ROLE_POLICY_MAX_CHARS - dataSize, upTo: ROLE_POLICY_MAX_CHARS };
+  let victim: WalletSession;
+  let victimAgent: WalletSession;
+  let victimGrant: string;
+  let victimSession: string;
+  let victimOtherSession: string;
+  let floodersOwnSession: string;
+
+  /** The live entries as the activity reads them. */
+  const liveEntries = async (): Promise<KillSwitchEntry[]> =>
+    (await liveKillSwitchEntries(stack.db, new Date())).map((e) => ({
+      kind: e.kind,
+      userWallet: e.user_wallet,
+      agentAddress: e.agent_address,
+      grantId: e.grant_id,
+      epoch: e.epoch,
+      revokedAt: e.revoked_at,
+    }));
+  /** The size of the exact form (nothing collapsed), as a renderer with the role's whole budget wrote it. */
+  const exactSize = (entries: KillSwitchEntry[]) =>
+    inlinePolicySize(killSwitchPolicy(entries, { oidcTtlSeconds: stack.config.BROKER_OIDC_JWT_TTL_SECONDS, maxChars: Infinity }).document ?? '');
+  /** What the victim's revocation below will add: its grant's entry and its agent's ended epoch 0. */
+  const victimEntries = (): KillSwitchEntry[] => [
+    { kind: 'grant', userWallet: victim.wallet.lower, agentAddress: victimAgent.wallet.lower, grantId: victimGrant, revokedAt: new Date() },
+    { kind: 'agent', userWallet: victim.wallet.lower, agentAddress: victimAgent.wallet.lower, epoch: 0, revokedAt: new Date() },
+  ];
+
+  /** applyKillSwitch once against `own` for `roles`, as the 'writes IAM only' tests do; `logged` gets its log entries. */
+  async function applyTo(own: IamFixture, roles: string[], logged: LogEntry[] = []) {
+    const { config, db, secrets } = stack;
+    const activities = createKillSwitchActivities({
+      config: { ...config, BROKER_IAM_ENDPOINT: own.url, BROKER_KILL_SWITCH_ROLE_NAMES: roles.join(',') },
+      db,
+      secrets,
+      mailer: new SesMailer(config.BROKER_EMAIL_FROM, { region: config.AWS_REGION, endpoint: stack.ses.url }),
+      now: () => Date.now(),
+    });
+    const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('WARN', (entry) => logged.push(entry)) });
+    return env.run<[], KillSwitchApplied, () => Promise<KillSwitchApplied>>(() => activities.applyKillSwitch());
+  }
+  const puts = (own: IamFixture) => own.calls().flatMap((c) => (c.action === 'PutRolePolicy' ? [c.fields.RoleName] : []));
+
+  before(async () => {
+    // From no entry, whatever ran before: the flood below lands the exact form where it must.
+    await purgeKillSwitchEntries(stack.db, new Date(Date.now() + 365 * 86400_000));
+    // The data permissions as docs/deploy.md had them: a second inline policy on the data role.
+    iam.changeOutOfBand(ROLE, DATA_POLICY_NAME, DEPLOY_DATA_POLICY);
+
+    victim = await walletLogin(stack);
+    victimAgent = await walletLogin(stack);
+    const victimOther = await walletLogin(stack);
+    victimGrant = await bindAgent(stack, victim.token, victimAgent.wallet);
+    await bindAgent(stack, victim.token, victimOther.wallet);
+    victimSession = (await mintAws(stack, victimAgent.token)).access_key_id;
+    victimOtherSession = (await mintAws(stack, victimOther.token)).access_key_id;
+
+    // One account grants, accepts and revokes agents until the exact form, with the victim's
+    // revocation to come, lands above 10,240 − the data policy and at most 10,240: ~370 characters
+    // an agent (its statement and its grant's id), then 39 a grant revoked on its own.
+    const flooder = await walletLogin(stack);
+    const first = newWallet();
+    await bindAgent(stack, flooder.token, first);
+    floodersOwnSession = (await mintAws(stack, (await walletLogin(stack, first)).token)).access_key_id;
+    const predicted = async () => exactSize([...(await liveEntries()), ...victimEntries()]);
+    for (let agent = first; (await predicted()) + 500 <= window.above; agent = newWallet()) {
+      if (agent !== first) await bindAgent(stack, flooder.token, agent);
+      const res = await stack.request('POST', `/v1/agents/${agent.lower}/revoke`, { token: flooder.token });
+      assert.equal(res.status, 200, res.text);
+    }
+    while ((await predicted()) <= window.above) {
+      const grant = await bindAgent(stack, flooder.token, newWallet());
+      const res = await stack.request('DELETE', `/v1/grants/${grant}`, { token: flooder.token });
+      assert.equal(res.status, 204, res.text);
+    }
+  });
+  after(() => {
+    iam.changeOutOfBand(ROLE, DATA_POLICY_NAME, undefined);
+  });
+
+  void test('the exact form between 10,240 − the data policy and 10,240: another account’s revocation is in force and the kill switch does not stall', async () => {
+    const res = await stack.request('POST', `/v1/agents/${victimAgent.wallet.lower}/revoke`, { token: victim.token });
+    assert.equal(res.status, 200, res.text);
+    const exact = exactSize(await liveEntries());
+    assert.ok(
+      exact > window.above && exact <= window.upTo,
+      `the exact form (${exact}) is in (${window.above}, ${window.upTo}]: what a renderer with the whole budget wrote as is`,
+    );
+
+    const sid = await waitFor('the victim’s revoked agent denied', () => iam.evaluate(ROLE, sessionCtx(stack, victimSession)), 20_000);
+    assert.match(sid, /^AgentKeysRevoked(Agent|Grants)/, 'the victim’s entries are exact');
+    assert.equal(iam.evaluate(ROLE, sessionCtx(stack, victimOtherSession)), undefined, 'the victim’s other agent is not denied');
+    assert.match(iam.evaluate(ROLE, sessionCtx(stack, floodersOwnSession)) ?? '', /^AgentKeysRevokedWallets/, 'the flooding account is collapsed');
+    const doc = iam.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME) ?? '';
+    assert.ok(inlinePolicySize(doc) <= window.above, `the kill switch (${inlinePolicySize(doc)}) fits beside the data policy (${dataSize})`);
+    assert.equal(iam.rolePolicy(ROLE, DATA_POLICY_NAME), DEPLOY_DATA_POLICY, 'the data policy is untouched');
+
+    // The activity finished: nothing pending, nothing retrying, and the workflow waits for the next change.
+    const handle = stack.temporal.workflow.getHandle(killSwitchWorkflowId(stack.config.BROKER_TASK_QUEUE));
+    const until = Date.now() + 15_000;
+    for (;;) {
+      const described = await handle.describe();
+      assert.equal(described.status.name, 'RUNNING', 'the kill switch workflow has not failed');
+      const pending = described.raw.pendingActivities ?? [];
+      if (pending.length === 0) break;
+      assert.ok(
+        Date.now() < until,
+        `applyKillSwitch still pending: ${JSON.stringify(pending.map((a) => ({ attempt: a.attempt, failure: a.lastFailure?.message })))}`,
+      );
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  });
+
+  void test('without iam:ListRolePolicies a reserve is assumed, with a warning; IAM refusing the document for its size anyway (LimitExceeded) renders it smaller at once, and the other roles are written', async () => {
+    const own = await startIamFixture({ roles: [ROLE, CHAINED] });
+    try {
+      own.deny('ListRolePolicies');
+      const assumed = killSwitchPolicy(await liveEntries(), {
+        oidcTtlSeconds: stack.config.BROKER_OIDC_JWT_TTL_SECONDS,
+        maxChars: ROLE_POLICY_MAX_CHARS - UNREAD_INLINE_RESERVE_CHARS,
+      }).document;
+      assert.ok(assumed);
+      // The role's other policy is larger than the reserve: that document is over the role's budget by one.
+      const otherSize = ROLE_POLICY_MAX_CHARS - inlinePolicySize(assumed) + 1;
+      assert.ok(otherSize > UNREAD_INLINE_RESERVE_CHARS, String(otherSize));
+      own.changeOutOfBand(ROLE, DATA_POLICY_NAME, allowPolicyOfSize(otherSize));
+      const logged: LogEntry[] = [];
+      const result = await applyTo(own, [ROLE, CHAINED], logged);
+      assert.ok((result.collapsedWallets ?? 0) >= 1, JSON.stringify(result));
+      assert.deepEqual(puts(own), [ROLE, ROLE, CHAINED], 'the refused role written again, smaller, then the next');
+      const written = own.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME) ?? '';
+      assert.ok(inlinePolicySize(written) <= ROLE_POLICY_MAX_CHARS - otherSize, String(inlinePolicySize(written)));
+      assert.equal(own.rolePolicy(CHAINED, KILL_SWITCH_POLICY_NAME), assumed, 'a role with no other policy: the reserve’s document');
+      for (const role of [ROLE, CHAINED]) assert.ok(own.evaluate(role, sessionCtx(stack, victimSession)), `the victim’s agent denied on ${role}`);
+      const reserve = logged.find((e) => e.level === 'WARN' && e.message.includes('not readable, so'));
+      assert.deepEqual(reserve?.meta?.roles, [ROLE, CHAINED], JSON.stringify(logged.map((e) => e.message)));
+      assert.deepEqual(reserve?.meta?.refused, ['iam:ListRolePolicies']);
+      const limit = logged.find((e) => e.level === 'WARN' && e.message.includes('LimitExceeded'));
+      assert.equal(limit?.meta?.role, ROLE);
+    } finally {
+      await own.close();
+    }
+  });
+
+  void test('each role rendered against its own others; a role they leave no room fails the application only after the other roles are written, and is written once they shrink', async () => {
+    const own = await startIamFixture({ roles: [ROLE, CHAINED] });
+    try {
+      own.changeOutOfBand(ROLE, DATA_POLICY_NAME, allowPolicyOfSize(ROLE_POLICY_MAX_CHARS - 100));
+      const logged: LogEntry[] = [];
+      await assert.rejects(applyTo(own, [ROLE, CHAINED], logged), /not applied to agentkeys-data: .*leave no room/);
+      assert.deepEqual(puts(own), [ROLE, CHAINED], 'one refused write, not a loop, then the next role');
+      assert.equal(own.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME), undefined);
+      const whole = own.rolePolicy(CHAINED, KILL_SWITCH_POLICY_NAME) ?? '';
+      assert.equal(inlinePolicySize(whole), exactSize(await liveEntries()), 'the role with no other policy: the exact form, its whole budget');
+      assert.match(own.evaluate(CHAINED, sessionCtx(stack, victimSession)) ?? '', /^AgentKeysRevoked(Agent|Grants)/);
+      assert.ok(logged.some((e) => e.level === 'ERROR' && e.meta?.role === ROLE));
+
+      own.changeOutOfBand(ROLE, DATA_POLICY_NAME, DEPLOY_DATA_POLICY);
+      await applyTo(own, [ROLE, CHAINED]);
+      const beside = own.rolePolicy(ROLE, KILL_SWITCH_POLICY_NAME) ?? '';
+      assert.ok(inlinePolicySize(beside) <= window.above, String(inlinePolicySize(beside)));
+      assert.match(own.evaluate(ROLE, sessionCtx(stack, victimSession)) ?? '', /^AgentKeysRevoked(Agent|Grants)/);
+      assert.equal(own.rolePolicy(CHAINED, KILL_SWITCH_POLICY_NAME), whole, 'unchanged, not written again');
+      assert.deepEqual(puts(own), [ROLE, CHAINED, ROLE]);
+    } finally {
+      await own.close();
+    }
+  });
+});
+
 void describe('the IAM stand-in speaks the query protocol the real SDK sends', () => {
   void test('PutRolePolicy, GetRolePolicy (URL-encoded document), DeleteRolePolicy, and IAM’s refusals', async () => {
-    const { DeleteRolePolicyCommand, GetRolePolicyCommand, IAMClient, MalformedPolicyDocumentException, NoSuchEntityException, PutRolePolicyCommand } =
-      await import('@aws-sdk/client-iam');
+    const {
+      DeleteRolePolicyCommand,
+      GetRolePolicyCommand,
+      IAMClient,
+      ListRolePoliciesCommand,
+      MalformedPolicyDocumentException,
+      NoSuchEntityException,
+      PutRolePolicyCommand,
+    } = await import('@aws-sdk/client-iam');
     const own = await startIamFixture({ roles: ['r1'] });
     const client = new IAMClient({ region: 'us-east-1', endpoint: own.url, credentials: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'secret' } });
     try {
@@ -649,6 +878,25 @@ void describe('the IAM stand-in speaks the query protocol the real SDK sends', (
       await client.send(new DeleteRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p' }));
       assert.equal(own.rolePolicy('r1', 'p'), undefined);
       await assert.rejects(client.send(new DeleteRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p' })), NoSuchEntityException);
+      // The role's inline policies share one budget: each fits alone, together they do not.
+      await client.send(new PutRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p', PolicyDocument: doc }));
+      const rest = ROLE_POLICY_MAX_CHARS - inlinePolicySize(doc);
+      await client.send(new PutRolePolicyCommand({ RoleName: 'r1', PolicyName: 'q', PolicyDocument: allowPolicyOfSize(rest) }));
+      await assert.rejects(
+        client.send(new PutRolePolicyCommand({ RoleName: 'r1', PolicyName: 'q', PolicyDocument: allowPolicyOfSize(rest + 1) })),
+        (e: Error) => e.name === 'LimitExceededException',
+      );
+      await client.send(
+        new PutRolePolicyCommand({ RoleName: 'r1', PolicyName: 'q', PolicyDocument: JSON.stringify(JSON.parse(allowPolicyOfSize(rest)), null, 2) }),
+      );
+      const one = await client.send(new ListRolePoliciesCommand({ RoleName: 'r1', MaxItems: 1 }));
+      assert.deepEqual([one.PolicyNames, one.IsTruncated], [['p'], true]);
+      const two = await client.send(new ListRolePoliciesCommand({ RoleName: 'r1', Marker: one.Marker }));
+      assert.deepEqual([two.PolicyNames, two.IsTruncated], [['q'], false]);
+      await client.send(new DeleteRolePolicyCommand({ RoleName: 'r1', PolicyName: 'p' }));
+      await client.send(new DeleteRolePolicyCommand({ RoleName: 'r1', PolicyName: 'q' }));
+      assert.deepEqual((await client.send(new ListRolePoliciesCommand({ RoleName: 'r1' }))).PolicyNames, []);
+      await assert.rejects(client.send(new ListRolePoliciesCommand({ RoleName: 'nope' })), NoSuchEntityException);
       const unsigned = await fetch(own.url, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
