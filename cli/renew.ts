@@ -5,7 +5,8 @@
  * whole login when a spent one comes back, so processes of one profile renew one at a time (a lock
  * directory beside profile.json) and a process that waited reads the session the other one saved.
  */
-import { mkdir, rmdir, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rename, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RefreshTokenBody } from '../lib/wire';
 import { BrokerClient } from './broker-client';
@@ -32,31 +33,76 @@ export async function withRefreshToken(session: ProfileSession): Promise<Profile
 
 const due = (s: ProfileSession, now: number) => s.expires_at - RENEW_MARGIN_SECONDS <= now && !!s.refresh_token && (s.refresh_expires_at ?? 0) > now;
 
+/** A lock whose holder has not touched it for this long is taken to be a dead process's. */
+const LOCK_STALE_MS = 30_000;
+/** How often a holder touches its lock while it works (a slow keychain prompt must not look dead). */
+const LOCK_HEARTBEAT_MS = 5_000;
+
 /**
  * Runs `fn` holding the profile's renewal lock (a directory beside the session): renewal, the
- * credential cache's write and logout take it, so none writes over what another just changed.
+ * credential cache's write and logout take it, so none writes over what another just changed. The
+ * holder touches the directory while it works, so only a dead holder's lock goes stale. A stale
+ * lock is broken by renaming it away (one waiter's rename wins) and checking that what was renamed
+ * is the lock seen stale (its owner file): a lock taken meanwhile by another waiter is put back.
  */
 export async function withLock<T>(profile: string, fn: () => Promise<T>): Promise<T> {
   const lock = join(profileDir(profile), 'renew.lock');
+  const owner = `owner-${process.pid}-${randomBytes(6).toString('hex')}`;
+  // The lock is born with its owner file: made aside, then renamed into place (atomic; refused while one is there).
+  const mine = `${lock}.new-${owner}`;
+  await mkdir(mine, { mode: 0o700 });
+  await writeFile(join(mine, owner), '', { mode: 0o600 });
   const t0 = Date.now();
-  for (;;) {
-    try {
-      await mkdir(lock, { mode: 0o700 });
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      // A lock left by a process that died: older than any renewal takes.
-      const age = Date.now() - (await stat(lock).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
-      if (age > 30_000) await rmdir(lock).catch(() => undefined);
-      if (Date.now() - t0 > 35_000) throw new CliError(`another agentkeys process has been renewing profile "${profile}" for too long (${lock})`);
-      await new Promise((r) => setTimeout(r, 100));
+  try {
+    for (;;) {
+      try {
+        await rename(mine, lock);
+        break;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+        await breakIfStale(lock);
+        if (Date.now() - t0 > LOCK_STALE_MS + 5_000)
+          throw new CliError(`another agentkeys process has been renewing profile "${profile}" for too long (${lock})`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
+  } catch (e) {
+    await rm(mine, { recursive: true, force: true }).catch(() => undefined);
+    throw e;
   }
+  const heartbeat = setInterval(() => {
+    const now = new Date();
+    void utimes(lock, now, now).catch(() => undefined);
+  }, LOCK_HEARTBEAT_MS);
+  heartbeat.unref();
   try {
     return await fn();
   } finally {
+    clearInterval(heartbeat);
+    await rm(join(lock, owner), { force: true }).catch(() => undefined);
     await rmdir(lock).catch(() => undefined);
   }
+}
+
+/** Removes the lock when its holder has not touched it for LOCK_STALE_MS (see withLock). */
+async function breakIfStale(lock: string): Promise<void> {
+  const seen = await stat(lock).catch(() => undefined);
+  if (!seen || Date.now() - seen.mtimeMs <= LOCK_STALE_MS) return;
+  const staleOwners = (await readdir(lock).catch(() => [])).sort().join(',');
+  const aside = `${lock}.stale-${randomBytes(6).toString('hex')}`;
+  try {
+    await rename(lock, aside);
+  } catch {
+    return; // another waiter broke it first
+  }
+  const owners = (await readdir(aside).catch(() => [])).sort().join(',');
+  if (owners !== staleOwners) {
+    // Taken by another waiter between the look and the rename: give it back.
+    await rename(aside, lock).catch(() => undefined);
+    return;
+  }
+  await rm(aside, { recursive: true, force: true }).catch(() => undefined);
 }
 
 /** The session, renewed first when it is about to expire and can be. */

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -23,6 +23,7 @@ import {
   type ProfileSession,
 } from '../cli/session-store';
 import { setCredentialProcess } from '../cli/commands/configure';
+import { withLock } from '../cli/renew';
 import { DEAD_BROKER_URL } from './support/dead-endpoint';
 import { BIN, ROOT, buildCli, parseJson, runProcess, waitFor, type RunOptions } from './cli-client';
 
@@ -1041,6 +1042,62 @@ void describe('agentkeys CLI: where a profile sends its bearer and what it opens
       } finally {
         await broker.close();
       }
+    }
+  });
+});
+
+void describe('agentkeys CLI: the renewal lock', () => {
+  void test("a dead holder's lock is broken, and waiters that all find it stale still hold the lock one at a time", async () => {
+    const saved = process.env.HOME;
+    process.env.HOME = home;
+    try {
+      const dir = join(home, '.agentkeys', 'locktest');
+      const lock = join(dir, 'renew.lock');
+      await mkdir(lock, { recursive: true, mode: 0o700 });
+      await writeFile(join(lock, 'owner-999999-dead'), '');
+      const old = new Date(Date.now() - 60_000);
+      await utimes(lock, old, old);
+      let inside = 0;
+      let most = 0;
+      let done = 0;
+      await Promise.all(
+        Array.from({ length: 8 }, () =>
+          withLock('locktest', async () => {
+            inside += 1;
+            most = Math.max(most, inside);
+            await new Promise((r) => setTimeout(r, 20));
+            inside -= 1;
+            done += 1;
+          }),
+        ),
+      );
+      assert.equal(done, 8);
+      assert.equal(most, 1, 'never two holders at once');
+      assert.deepEqual(await readdir(dir), [], 'no lock, no stale copy and no unused new lock left behind');
+    } finally {
+      process.env.HOME = saved;
+    }
+  });
+
+  void test('a live holder keeps its lock: a waiter does not break a lock younger than the stale age', async () => {
+    const saved = process.env.HOME;
+    process.env.HOME = home;
+    try {
+      await mkdir(join(home, '.agentkeys', 'locklive'), { recursive: true, mode: 0o700 });
+      const order: string[] = [];
+      let release: () => void = () => undefined;
+      const held = withLock('locklive', () => new Promise<void>((r) => (release = () => (order.push('first out'), r()))));
+      await new Promise((r) => setTimeout(r, 50));
+      const waiter = withLock('locklive', async () => {
+        order.push('second in');
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(order, [], 'the waiter waits');
+      release();
+      await Promise.all([held, waiter]);
+      assert.deepEqual(order, ['first out', 'second in']);
+    } finally {
+      process.env.HOME = saved;
     }
   });
 });
