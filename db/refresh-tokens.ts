@@ -60,6 +60,89 @@ export async function revokeRefreshFamily(q: Queryable, familyId: string): Promi
   return r.rows.map((row) => row.session_jti);
 }
 
+/**
+ * Revokes every token of the family, as revokeRefreshFamily does; answers the sessions the family
+ * issued and how many of its tokens this revoked (0: the family was already ended).
+ */
+export async function endRefreshFamily(q: Queryable, familyId: string): Promise<{ sessionJtis: string[]; tokensRevoked: number }> {
+  // The outer SELECT reads the rows as they were before the UPDATE of the same statement: all of them.
+  const r = await q.query<{ session_jti: string; revoked_now: boolean }>(
+    `WITH now_revoked AS (
+       UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL RETURNING token_digest
+     )
+     SELECT t.session_jti, (n.token_digest IS NOT NULL) AS revoked_now
+       FROM refresh_tokens t LEFT JOIN now_revoked n USING (token_digest)
+      WHERE t.family_id = $1`,
+    [familyId],
+  );
+  return { sessionJtis: r.rows.map((row) => row.session_jti), tokensRevoked: r.rows.filter((row) => row.revoked_now).length };
+}
+
+/** How long a refresh token renews (the Config's BROKER_REFRESH_IDLE_SECONDS and BROKER_REFRESH_MAX_SECONDS). */
+export interface RefreshLimits {
+  idleSeconds: number;
+  maxSeconds: number;
+}
+
+export interface LiveRefreshFamilyRow {
+  family_id: string;
+  /** The session issued with the family's one unspent token: its newest. */
+  session_jti: string;
+  method: string;
+  /**
+   * When that session was issued, by the family's own record: the family's start for the login's
+   * own session (the family's only token), else the token's creation (one transaction with it).
+   */
+  session_created_at: Date;
+  /** Unix seconds: when the unspent token stops renewing, as api/session-refresh.ts counts it (its `refresh_expires_at`). */
+  refresh_expires_at: number;
+}
+
+/**
+ * The account's refresh families that can still renew, newest first, at most `limit`: each one's
+ * unspent token (a family has at most one: a claim adds it, each refresh spends it and adds the
+ * next) that is not revoked and not past its idle or absolute limit, which api/session-refresh.ts
+ * refuses from the whole second min(created + idle, family start + max), floored, on.
+ */
+export async function listLiveRefreshFamiliesOfAccount(
+  q: Queryable,
+  omniAccount: string,
+  limits: RefreshLimits,
+  limit: number,
+): Promise<LiveRefreshFamilyRow[]> {
+  const r = await q.query<LiveRefreshFamilyRow>(
+    `SELECT family_id, session_jti, method, session_created_at, refresh_expires_at FROM (
+       SELECT t.family_id, t.session_jti, t.method, t.created_at, t.token_digest,
+              CASE WHEN EXISTS (SELECT 1 FROM refresh_tokens o WHERE o.family_id = t.family_id AND o.token_digest <> t.token_digest)
+                   THEN t.created_at ELSE t.family_started_at END AS session_created_at,
+              floor(extract(epoch FROM least(t.created_at + make_interval(secs => $2), t.family_started_at + make_interval(secs => $3))))::float8 AS refresh_expires_at
+         FROM refresh_tokens t
+        WHERE t.omni_account = $1 AND t.revoked_at IS NULL AND t.used_at IS NULL
+     ) live
+     WHERE to_timestamp(refresh_expires_at) > now()
+     ORDER BY created_at DESC, token_digest LIMIT $4`,
+    [omniAccount, limits.idleSeconds, limits.maxSeconds, limit],
+  );
+  return r.rows;
+}
+
+/** The family of each of these sessions that claimed or was issued a refresh token. */
+export async function familiesOfSessions(q: Queryable, jtis: string[]): Promise<Map<string, string>> {
+  if (jtis.length === 0) return new Map();
+  const r = await q.query<{ session_jti: string; family_id: string }>('SELECT session_jti, family_id FROM refresh_tokens WHERE session_jti = ANY($1)', [jtis]);
+  return new Map(r.rows.map((row) => [row.session_jti, row.family_id]));
+}
+
+/** Every session these families issued (each token's), newest first. */
+export async function sessionsOfFamilies(q: Queryable, familyIds: string[]): Promise<Array<{ family_id: string; session_jti: string }>> {
+  if (familyIds.length === 0) return [];
+  const r = await q.query<{ family_id: string; session_jti: string }>(
+    'SELECT family_id, session_jti FROM refresh_tokens WHERE family_id = ANY($1) ORDER BY created_at DESC, token_digest',
+    [familyIds],
+  );
+  return r.rows;
+}
+
 /** The family a session belongs to, if it claimed or was issued a refresh token. */
 export async function refreshFamilyOfSession(q: Queryable, jti: string): Promise<string | undefined> {
   const r = await q.query<{ family_id: string }>('SELECT family_id FROM refresh_tokens WHERE session_jti = $1', [jti]);

@@ -104,3 +104,14 @@ export async function listLiveSessionsOfAccount(q: Queryable, omniAccount: strin
   );
   return r.rows;
 }
+
+export interface SessionRow extends LiveSessionRow {
+  revoked_at: Date | null;
+}
+
+/** The rows of these sessions that exist (the hourly purge deletes those whose bearer expired), revoked or not. */
+export async function sessionsByJti(q: Queryable, jtis: string[]): Promise<SessionRow[]> {
+  if (jtis.length === 0) return [];
+  const r = await q.query<SessionRow>('SELECT jti, method, created_at, expires_at, revoked_at FROM sessions WHERE jti = ANY($1)', [jtis]);
+  return r.rows;
+}

@@ -3,8 +3,10 @@
  * transaction holding the revocation and its audit row; only the call that actually revoked
  * something writes the row, so concurrent or repeated logouts add nothing.
  *
- * An account holder may also end one of their own other sessions by its public name (the keyed
- * digest its audit rows carry, never the jti).
+ * An account holder may also list the logins of their account that can still produce a bearer
+ * (a session whose bearer is live, or a refresh family that can still renew, whose session rows
+ * the hourly purge may have deleted), and end one, the whole login, by a public name (the keyed
+ * digest its sessions' audit rows carry, never the jti).
  *
  * Checks here: that a broker session token is live (liveSessionClaims: the one check of a session,
  * for a bearer and for a session shown as a proof); that its login is recent and was made on the
@@ -18,7 +20,15 @@
 import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
 import { withTransaction, type Db, type Queryable } from '../db/pool';
-import { lockRefreshFamily, refreshFamilyLoginOfSession, refreshFamilyOfSession, revokeRefreshFamily } from '../db/refresh-tokens';
+import {
+  endRefreshFamily,
+  familiesOfSessions,
+  listLiveRefreshFamiliesOfAccount,
+  lockRefreshFamily,
+  refreshFamilyLoginOfSession,
+  refreshFamilyOfSession,
+  sessionsOfFamilies,
+} from '../db/refresh-tokens';
 import {
   isSessionLive,
   listLiveSessionsOfAccount,
@@ -28,9 +38,10 @@ import {
   revokeTeeToken,
   relabelSessionMethod,
   sessionLogin,
-  type LiveSessionRow,
+  sessionsByJti,
 } from '../db/sessions';
 import { findUserByOmni, listWallets, type UserRow, type WalletRow } from '../db/users';
+import type { Config } from '../lib/config';
 import { hmacHex } from '../lib/digest';
 import { BrokerError } from '../lib/errors';
 import { COMPLETED_ELSEWHERE_METHODS } from '../lib/login-methods';
@@ -170,6 +181,9 @@ export async function describeAccount(deps: { db: Db }, omniAccount: string): Pr
  * claim in flight either commits first, and its family is read and ended here, or waits and then
  * finds the session revoked; and the family's lock, as a refresh does, so a refresh in flight
  * either commits first, and what it added is ended here too, or waits and finds its token revoked.
+ * Answers how many sessions and refresh tokens it revoked: a family whose sessions' rows were all
+ * purged still counts its tokens. A session whose row is gone locks nothing and is found by its
+ * family's record (`refresh_tokens.session_jti`).
  */
 export async function revokeFamilyOfSession(tx: Queryable, jti: string): Promise<number> {
   // The family's lock before the session's row: a refresh, or a replay that revokes the family and
@@ -181,7 +195,8 @@ export async function revokeFamilyOfSession(tx: Queryable, jti: string): Promise
   const family = known ?? (await refreshFamilyOfSession(tx, jti));
   if (!family) return 0;
   if (!known) await lockRefreshFamily(tx, family);
-  return revokeSessions(tx, await revokeRefreshFamily(tx, family));
+  const ended = await endRefreshFamily(tx, family);
+  return ended.tokensRevoked + (await revokeSessions(tx, ended.sessionJtis));
 }
 
 /**
@@ -222,7 +237,7 @@ export async function logout(deps: SessionServiceDeps, caller: LogoutCaller, req
   });
 }
 
-/** The most live sessions listed (and searched by a revoke); an account rarely holds more than a handful. */
+/** The most logins listed (and of each kind searched by a revoke); an account rarely holds more than a handful. */
 export const MAX_LISTED_SESSIONS = 200;
 
 /** A session's public name: the keyed digest of its jti that its login and logout audit rows carry. */
@@ -230,16 +245,117 @@ export function sessionIdOf(secrets: BrokerSecrets, jti: string): string {
   return hmacHex(secrets.hmacSecret, 'audit-jti', jti).slice(0, 32);
 }
 
-/** The account's live sessions, newest first, each with its public name. */
-export async function listSessions(deps: SessionServiceDeps, omniAccount: string): Promise<Array<LiveSessionRow & { sessionId: string }>> {
-  const rows = await listLiveSessionsOfAccount(deps.db, omniAccount, MAX_LISTED_SESSIONS);
-  return rows.map((r) => ({ ...r, sessionId: sessionIdOf(deps.secrets, r.jti) }));
+/** What listing and ending an account's logins read of the configuration. */
+export type SessionListConfig = Pick<Config, 'BROKER_REFRESH_IDLE_SECONDS' | 'BROKER_REFRESH_MAX_SECONDS' | 'BROKER_LOGIN_SESSION_TTL_SECONDS'>;
+
+/**
+ * A login of the account that can still produce a bearer: a session whose bearer is live (not
+ * logged out, not expired), or a refresh family that can still renew, whatever became of its
+ * sessions' bearers and rows. All live sessions of one family are one login.
+ */
+export interface AccountLogin {
+  /** The session that stands for the login: the caller's own when its bearer is one of the login's, else the login's newest. */
+  jti: string;
+  method: string;
+  /** When that session was issued (its row's; the family's record of it when the purge deleted the row). */
+  created_at: Date;
+  /** When that session's bearer expires (its row's; when the purge deleted the row, its issue time plus BROKER_LOGIN_SESSION_TTL_SECONDS). */
+  expires_at: Date;
+  /** True when a session of the login has a live bearer; then `jti` is one. */
+  bearerLive: boolean;
+  /** Unix seconds: when its refresh family stops renewing (the `refresh_expires_at` of its unspent token); null when it has none that can. */
+  refreshExpiresAt: number | null;
+  /** Its refresh family, if its sessions claimed a refresh token. */
+  familyId: string | null;
 }
 
 /**
- * Ends the caller's own session named `sessionId` and the refresh family it belongs to, with one
- * `session.revoke` audit row. False when no live session of this account has that name (another
- * account's included): nothing changes.
+ * The account's logins that can still produce a bearer, newest session first, each with every
+ * session of it known here (its live bearers'), for a revoke to add its family's to. Reads
+ * without locks: a revoke then takes the family's and the session's in their order.
+ */
+async function loginsOfAccount(
+  q: Queryable,
+  config: SessionListConfig,
+  omniAccount: string,
+  callerJti?: string,
+): Promise<Array<AccountLogin & { jtis: string[] }>> {
+  const bearers = await listLiveSessionsOfAccount(q, omniAccount, MAX_LISTED_SESSIONS);
+  const familyOf = await familiesOfSessions(
+    q,
+    bearers.map((b) => b.jti),
+  );
+  const families = await listLiveRefreshFamiliesOfAccount(
+    q,
+    omniAccount,
+    { idleSeconds: config.BROKER_REFRESH_IDLE_SECONDS, maxSeconds: config.BROKER_REFRESH_MAX_SECONDS },
+    MAX_LISTED_SESSIONS,
+  );
+  const logins = new Map<string, AccountLogin & { jtis: string[] }>();
+  // Newest first: a login stands for its newest live session unless the caller's is one of it.
+  for (const b of bearers) {
+    const familyId = familyOf.get(b.jti) ?? null;
+    const key = familyId ?? `session:${b.jti}`;
+    const known = logins.get(key);
+    const shown = { jti: b.jti, method: b.method, created_at: b.created_at, expires_at: b.expires_at };
+    if (!known) logins.set(key, { ...shown, bearerLive: true, refreshExpiresAt: null, familyId, jtis: [b.jti] });
+    else {
+      known.jtis.push(b.jti);
+      if (b.jti === callerJti) Object.assign(known, shown);
+    }
+  }
+  // A family with no live bearer stands for its newest session, whose row may be revoked, expired or purged.
+  const rows = new Map(
+    (
+      await sessionsByJti(
+        q,
+        families.filter((f) => !logins.has(f.family_id)).map((f) => f.session_jti),
+      )
+    ).map((r) => [r.jti, r]),
+  );
+  for (const f of families) {
+    const known = logins.get(f.family_id);
+    if (known) {
+      known.refreshExpiresAt = f.refresh_expires_at;
+      continue;
+    }
+    const row = rows.get(f.session_jti);
+    const createdAt = row?.created_at ?? f.session_created_at;
+    logins.set(f.family_id, {
+      jti: f.session_jti,
+      method: row?.method ?? f.method,
+      created_at: createdAt,
+      expires_at: row?.expires_at ?? new Date(createdAt.getTime() + config.BROKER_LOGIN_SESSION_TTL_SECONDS * 1000),
+      bearerLive: false,
+      refreshExpiresAt: f.refresh_expires_at,
+      familyId: f.family_id,
+      jtis: [f.session_jti],
+    });
+  }
+  return [...logins.values()].sort((a, b) => b.created_at.getTime() - a.created_at.getTime() || (a.jti < b.jti ? -1 : a.jti > b.jti ? 1 : 0));
+}
+
+/**
+ * The account's logins that can still produce a bearer (AccountLogin), newest first, at most
+ * MAX_LISTED_SESSIONS, each named by its session's public name. `callerJti`: the bearer's own
+ * session, which then stands for its login.
+ */
+export async function listSessions(
+  deps: SessionServiceDeps & { config: SessionListConfig },
+  omniAccount: string,
+  callerJti?: string,
+): Promise<Array<AccountLogin & { sessionId: string }>> {
+  const logins = await loginsOfAccount(deps.db, deps.config, omniAccount, callerJti);
+  return logins.slice(0, MAX_LISTED_SESSIONS).map(({ jtis: _jtis, ...login }) => ({ ...login, sessionId: sessionIdOf(deps.secrets, login.jti) }));
+}
+
+/**
+ * Ends the login of the caller's own account that a session named `sessionId` belongs to — the
+ * session and the refresh family it belongs to, whose every session is ended with it — with one
+ * `session.revoke` audit row. The name is that of any session of a login listSessions lists: a
+ * live bearer's, or any session its live refresh family issued (so an id listed before its family
+ * was refreshed again still names it, and so does one whose row was purged). False when no such
+ * login of this account has that name (another account's included): nothing changes.
  *
  * Ending the very session of the bearer is a logout and takes any session. Ending another one
  * needs a recent login (requireRecentLogin, asked before the sessions are read): else a stolen
@@ -247,7 +363,7 @@ export async function listSessions(deps: SessionServiceDeps, omniAccount: string
  * bearer has no session of its own here, so it is refused (403) whatever it names.
  */
 export async function revokeOwnSession(
-  deps: SessionServiceDeps & { now?: () => number },
+  deps: SessionServiceDeps & { config: SessionListConfig; now?: () => number },
   caller: { omniAccount: string; jti?: string; kind: 'session' | 'tee' },
   sessionId: string,
   requestId: string,
@@ -255,8 +371,21 @@ export async function revokeOwnSession(
   const own = caller.kind === 'session' && caller.jti !== undefined && sessionIdOf(deps.secrets, caller.jti) === sessionId;
   if (!own) await requireRecentLogin(deps, caller, { what: 'ending another session', then: 'end it' });
   return withTransaction(deps.db, async (tx) => {
-    const target = (await listLiveSessionsOfAccount(tx, caller.omniAccount, MAX_LISTED_SESSIONS)).find((s) => sessionIdOf(deps.secrets, s.jti) === sessionId);
+    const logins = await loginsOfAccount(tx, deps.config, caller.omniAccount);
+    // Every session a live family issued names its login too.
+    const byFamily = new Map<string, (typeof logins)[number]>();
+    for (const l of logins) if (l.familyId !== null && l.refreshExpiresAt !== null) byFamily.set(l.familyId, l);
+    for (const s of await sessionsOfFamilies(tx, [...byFamily.keys()])) byFamily.get(s.family_id)?.jtis.push(s.session_jti);
+    let target: { jti: string; method: string } | undefined;
+    for (const login of logins) {
+      const jti = login.jtis.find((j) => sessionIdOf(deps.secrets, j) === sessionId);
+      if (jti) {
+        target = { jti, method: login.method };
+        break;
+      }
+    }
     if (!target) return false;
+    // The family's lock, then the session's row (revokeFamilyOfSession), as a refresh and a logout take them.
     const family = await revokeFamilyOfSession(tx, target.jti);
     if (!(await revokeSession(tx, target.jti)) && family === 0) return false;
     await appendAudit(tx, {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
-import { REAUTH_SECONDS } from '../services/sessions';
+import { purgeExpiredSessions } from '../db/sessions';
+import { REAUTH_SECONDS, sessionIdOf } from '../services/sessions';
 import { ageLogins } from './approval-client';
 import { startStack, type TestStack } from './harness';
 import { walletLogin, type WalletSession } from './mint-client';
@@ -37,6 +38,8 @@ interface SessionView {
   created_at: number;
   expires_at: number;
   current: boolean;
+  bearer_live: boolean;
+  refresh_expires_at: number | null;
 }
 const sessionsOf = async (token: string): Promise<SessionView[]> => {
   const r = await stack.request('GET', '/v1/account/sessions', { token });
@@ -160,5 +163,175 @@ void describe('/v1/account: ending another session needs a recent login', () => 
     assert.match((r.body as { message: string }).message, /ending another session needs a broker session/);
     assert.equal(await auditRows(), before);
     assert.equal(await live(dave.token), true);
+  });
+});
+
+void describe('/v1/account: a login lives on in its refresh family after its bearer expires', () => {
+  interface Renewed {
+    token: string;
+    expires_at: number;
+    refresh_token: string;
+    refresh_expires_at: number;
+  }
+  const jtiOf = (token: string): string => (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { jti: string }).jti;
+  const idOf = (token: string): string => sessionIdOf(stack.deps.secrets, jtiOf(token));
+  const claim = async (token: string): Promise<{ refresh_token: string; refresh_expires_at: number }> => {
+    const r = await stack.request('POST', '/v1/session/refresh_token', { token });
+    assert.equal(r.status, 201, r.text);
+    return r.body as { refresh_token: string; refresh_expires_at: number };
+  };
+  const refresh = (refresh_token: string) => stack.request('POST', '/v1/session/refresh', { body: { refresh_token } });
+  const renew = async (refresh_token: string): Promise<Renewed> => {
+    const r = await refresh(refresh_token);
+    assert.equal(r.status, 200, r.text);
+    return r.body as Renewed;
+  };
+  /** Makes these sessions' bearers expired, as 12 hours would (their rows' expiry, which the listing and the purge read). */
+  const expireBearers = async (...tokens: string[]) => {
+    await stack.db.query(`UPDATE sessions SET expires_at = now() - interval '1 second' WHERE jti = ANY($1)`, [tokens.map(jtiOf)]);
+  };
+  const live = async (token: string) => (await stack.request('GET', '/v1/session/me', { token })).status === 200;
+  const revoke = (id: string, token: string) => stack.request('DELETE', `/v1/account/sessions/${id}`, { token });
+  /**
+   * A listed refresh_expires_at against the one the holder was given: the listing counts from the
+   * token's row (as the refresh does), the answer from the API's clock a moment apart; both floored.
+   */
+  const near = (listed: number | null, given: number) => assert.ok(listed !== null && Math.abs(listed - given) <= 1, `${listed} vs ${given}`);
+
+  void test('a login whose bearer expired and whose refresh token can still renew is listed; ending it refuses the refresh token; a stranger can neither see nor end it', async () => {
+    const wallet = newWallet();
+    const thief = await walletLogin(stack, wallet);
+    const stolen = await claim(thief.token);
+    await expireBearers(thief.token);
+    const owner = await walletLogin(stack, wallet);
+
+    const list = await sessionsOf(owner.token);
+    assert.equal(list.length, 2, JSON.stringify(list));
+    const theirs = list.find((s) => s.session_id === idOf(thief.token));
+    assert.ok(theirs, 'the login whose bearer expired is not listed');
+    assert.deepEqual(
+      { current: theirs.current, bearer_live: theirs.bearer_live, method: theirs.method },
+      { current: false, bearer_live: false, method: 'wallet' },
+    );
+    near(theirs.refresh_expires_at, stolen.refresh_expires_at);
+    assert.ok(theirs.expires_at <= Math.floor(Date.now() / 1000));
+    const mine = list.find((s) => s.current);
+    assert.deepEqual(mine && [mine.session_id, mine.bearer_live, mine.refresh_expires_at], [idOf(owner.token), true, null]);
+
+    // Another account neither lists nor ends it, and nothing changes.
+    const stranger = await walletLogin(stack);
+    assert.ok(!(await sessionsOf(stranger.token)).some((s) => s.session_id === theirs.session_id));
+    const before = await auditRows();
+    assert.equal((await revoke(theirs.session_id, stranger.token)).status, 404);
+    assert.equal(await auditRows(), before);
+
+    const r = await revoke(theirs.session_id, owner.token);
+    assert.equal(r.status, 204, r.text);
+    assert.equal(await auditRows(), before + 1);
+    const row = await stack.db.query<{ event: string; details: { jti_hash: string } }>(`SELECT event, details FROM audit_log ORDER BY seq DESC LIMIT 1`);
+    assert.deepEqual([row.rows[0]?.event, row.rows[0]?.details.jti_hash], ['session.revoke', theirs.session_id]);
+    const refused = await refresh(stolen.refresh_token);
+    assert.equal(refused.status, 401, refused.text);
+    assert.deepEqual(
+      (await sessionsOf(owner.token)).map((s) => s.session_id),
+      [idOf(owner.token)],
+    );
+    assert.equal((await revoke(theirs.session_id, owner.token)).status, 404);
+    assert.equal(await live(owner.token), true);
+  });
+
+  void test('a family whose expired session rows the purge deleted is still listed, once, and ended', async () => {
+    const wallet = newWallet();
+    const thief = await walletLogin(stack, wallet);
+    const renewed = await renew((await claim(thief.token)).refresh_token);
+    await expireBearers(thief.token, renewed.token);
+    await purgeExpiredSessions(stack.db, new Date());
+    const rows = await stack.db.query('SELECT 1 FROM sessions WHERE jti = ANY($1)', [[jtiOf(thief.token), jtiOf(renewed.token)]]);
+    assert.equal(rows.rowCount, 0, 'the purge kept the rows');
+    const owner = await walletLogin(stack, wallet);
+
+    const list = await sessionsOf(owner.token);
+    assert.equal(list.length, 2, JSON.stringify(list));
+    const theirs = list.find((s) => !s.current);
+    assert.ok(theirs);
+    // Its newest session stands for it, as the family recorded it.
+    assert.equal(theirs.session_id, idOf(renewed.token));
+    assert.equal(theirs.bearer_live, false);
+    near(theirs.refresh_expires_at, renewed.refresh_expires_at);
+    assert.equal(theirs.method, 'wallet');
+    assert.ok(Math.abs(theirs.expires_at - renewed.expires_at) <= 2, `${theirs.expires_at} vs ${renewed.expires_at}`);
+
+    const stranger = await walletLogin(stack);
+    assert.equal((await revoke(theirs.session_id, stranger.token)).status, 404);
+    // The refused revoke ended nothing: the family still renews.
+    const again = await renew(renewed.refresh_token);
+    // That refresh made a live bearer of the family again: still one entry, now its newest session.
+    const relisted = (await sessionsOf(owner.token)).filter((s) => !s.current);
+    assert.equal(relisted.length, 1, JSON.stringify(relisted));
+    assert.equal(relisted[0]?.bearer_live, true);
+
+    // The id listed before that refresh still names the login.
+    const r = await revoke(theirs.session_id, owner.token);
+    assert.equal(r.status, 204, r.text);
+    assert.deepEqual(
+      (await sessionsOf(owner.token)).map((s) => s.session_id),
+      [idOf(owner.token)],
+    );
+    assert.equal(await live(again.token), false);
+    assert.equal((await refresh(again.refresh_token)).status, 401);
+    const family = await stack.db.query<{ n: string }>(
+      'SELECT count(*) AS n FROM refresh_tokens WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE session_jti = $1) AND revoked_at IS NULL',
+      [jtiOf(thief.token)],
+    );
+    assert.equal(family.rows[0]?.n, '0');
+  });
+
+  void test("a refreshed login shows once, as the caller's own session when the caller is one of it; any id of it ends all of it", async () => {
+    const wallet = newWallet();
+    const first = await walletLogin(stack, wallet);
+    const second = await renew((await claim(first.token)).refresh_token);
+    const mineFrom = async (token: string) => {
+      const list = await sessionsOf(token);
+      assert.equal(list.length, 1, JSON.stringify(list));
+      return list[0];
+    };
+    for (const token of [first.token, second.token]) {
+      const mine = await mineFrom(token);
+      assert.deepEqual(mine && [mine.session_id, mine.current, mine.bearer_live], [idOf(token), true, true]);
+      near(mine?.refresh_expires_at ?? null, second.refresh_expires_at);
+    }
+
+    const owner = await walletLogin(stack, wallet);
+    const others = (await sessionsOf(owner.token)).filter((s) => !s.current);
+    assert.deepEqual(
+      others.map((s) => s.session_id),
+      [idOf(second.token)],
+      'the newest session stands for a login the caller is not in',
+    );
+    // The older session's id, no longer listed, names the same login.
+    const r = await revoke(idOf(first.token), owner.token);
+    assert.equal(r.status, 204, r.text);
+    assert.equal(await live(first.token), false);
+    assert.equal(await live(second.token), false);
+    assert.equal((await refresh(second.refresh_token)).status, 401);
+    assert.equal(await live(owner.token), true);
+  });
+
+  void test('ending another login this way still needs a recent login; ending the one of its own bearer is a logout', async () => {
+    const wallet = newWallet();
+    const thief = await walletLogin(stack, wallet);
+    const stolen = await claim(thief.token);
+    await expireBearers(thief.token);
+    const owner = await walletLogin(stack, wallet);
+    await ageLogins(stack, owner.omni_account, REAUTH_SECONDS + 10);
+    const r = await revoke(idOf(thief.token), owner.token);
+    assert.equal(r.status, 401, r.text);
+    assert.equal((r.body as { reauthenticate?: boolean }).reauthenticate, true);
+    // The thief's family is untouched: its token still renews (and is then spent).
+    const renewed = await renew(stolen.refresh_token);
+    // The renewed bearer ends its own login, aged or not.
+    assert.equal((await revoke(idOf(renewed.token), renewed.token)).status, 204);
+    assert.equal((await refresh(renewed.refresh_token)).status, 401);
+    assert.equal(await live(owner.token), true);
   });
 });

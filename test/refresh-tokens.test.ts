@@ -10,9 +10,10 @@ import { after, before, describe, test } from 'node:test';
 import { claimRefreshToken } from '../api/session-refresh';
 import { BrokerError } from '../lib/errors';
 import { buildStatelessWalletMessage } from '../lib/wallet-message';
-import { logout } from '../services/sessions';
+import { logout, sessionIdOf } from '../services/sessions';
 import { assertRefused, assertUnchanged, dbSnapshot } from './adversarial-probes';
 import { startStack, type TestStack } from './harness';
+import { walletLogin } from './mint-client';
 import { newWallet, nowSeconds } from './wallet-client';
 
 let stack: TestStack;
@@ -70,9 +71,10 @@ type Answer = Awaited<ReturnType<TestStack['request']>>;
 
 /**
  * Another connection holds a lock (`lockSql`); `first` is sent and queues behind it, then a logout
- * of `logoutToken` queues behind both; the lock is released and both answers come back, in that order.
+ * of `logoutToken` (or the request `then` sends) queues behind both; the lock is released and both
+ * answers come back, in that order.
  */
-async function queuedBehind(lockSql: string, args: unknown[], first: () => Promise<Answer>, logoutToken: string): Promise<[Answer, Answer]> {
+async function queuedBehind(lockSql: string, args: unknown[], first: () => Promise<Answer>, then: string | (() => Promise<Answer>)): Promise<[Answer, Answer]> {
   const holder = await stack.db.connect();
   try {
     await holder.query('BEGIN');
@@ -80,7 +82,7 @@ async function queuedBehind(lockSql: string, args: unknown[], first: () => Promi
     let answered: Answer | undefined;
     const firstAnswer = first().then((r) => (answered = r));
     await lockWaiters(1, () => answered !== undefined);
-    const loggingOut = stack.request('POST', '/v1/session/logout', { token: logoutToken });
+    const loggingOut = typeof then === 'string' ? stack.request('POST', '/v1/session/logout', { token: then }) : then();
     await lockWaiters(answered ? 1 : 2);
     await holder.query('COMMIT');
     return await Promise.all([firstAnswer, loggingOut]);
@@ -273,6 +275,29 @@ void describe('refresh tokens', () => {
     assert.equal(out.status, 204, out.text);
     assert.equal(await me(first), 401);
     assert.equal(await me((renewed.body as { token: string }).token), 401);
+  });
+
+  void test("a revoke by id of a login whose bearer expired, with a refresh of its family in flight: both queue on the family's lock, and the revoke ends what the refresh added", async () => {
+    const wallet = newWallet();
+    const thief = await walletLogin(stack, wallet);
+    const stolen = await claim(thief.token);
+    await stack.db.query(`UPDATE sessions SET expires_at = now() - interval '1 second' WHERE jti = $1`, [jtiOf(thief.token)]);
+    const owner = await walletLogin(stack, wallet);
+    const family = (await stack.db.query<{ family_id: string }>('SELECT family_id FROM refresh_tokens WHERE session_jti = $1', [jtiOf(thief.token)])).rows[0]
+      ?.family_id;
+    assert.ok(family);
+    const [got, revoked] = await queuedBehind(
+      `SELECT pg_advisory_xact_lock(hashtextextended('refresh_family:' || $1, 0))`,
+      [family],
+      () => refresh(stolen),
+      () => stack.request('DELETE', `/v1/account/sessions/${sessionIdOf(stack.deps.secrets, jtiOf(thief.token))}`, { token: owner.token }),
+    );
+    assert.equal(got.status, 200, got.text);
+    assert.equal(revoked.status, 204, revoked.text);
+    const added = got.body as Refreshed;
+    assert.equal(await me(added.token), 401, 'the session the refresh added outlived the revoke of its login');
+    assertRefused(await refresh(added.refresh_token), 401, 'unauthorized', /revoked/, 'the refresh token the refresh added');
+    assert.equal(await me(owner.token), 200);
   });
 
   void test('idle and absolute expiry: refused, nothing changes; logout ends the family', async () => {

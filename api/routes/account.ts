@@ -14,15 +14,29 @@ const sessionView = z.object({
   created_at: z.number().int().describe('unix seconds'),
   expires_at: z.number().int().describe('unix seconds'),
   current: z.boolean().describe('the session of this very bearer'),
+  bearer_live: z
+    .boolean()
+    .describe(
+      'the login has a bearer not logged out and not expired (then this entry is one of its sessions); false: its bearers are over, and only its refresh token can give it another, until refresh_expires_at',
+    ),
+  refresh_expires_at: z
+    .number()
+    .int()
+    .nullable()
+    .describe(
+      'unix seconds: until when its refresh token can renew it, counted from the token as the refresh counts it (the refresh_expires_at its holder was given, within a second); null when it has none that can',
+    ),
 });
 
 const unix = (d: Date): number => Math.floor(d.getTime() / 1000);
 
 /**
  * What an account holder sees of their own account beyond /v1/session/me (the console's account
- * page): the identities it signs in with, and its live sessions, one of which it may end. A
- * session is named by the keyed digest its audit rows carry, never by its jti: the list hands out
- * nothing a bearer is made of, and a name means nothing outside this account.
+ * page): the identities it signs in with, and its logins that can still produce a bearer (a live
+ * session, or a refresh family that can still renew, once its bearer has expired too), one of
+ * which it may end. A login is named by the keyed digest its session's audit rows carry, never by
+ * a jti: the list hands out nothing a bearer is made of, and a name means nothing outside this
+ * account.
  */
 export default async function accountRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
@@ -84,14 +98,17 @@ export default async function accountRoutes(appBase: FastifyInstance) {
       schema: {
         tags: ['account'],
         summary: "This account's live sessions, newest first",
-        description: `Sessions neither logged out nor expired, at most ${MAX_LISTED_SESSIONS}.`,
+        description:
+          `Every login of this account that can still produce a bearer, at most ${MAX_LISTED_SESSIONS}: a session neither logged out nor expired, ` +
+          'or a refresh family whose token can still renew it, also once its bearer has expired (bearer_live false). ' +
+          "A login's sessions show as one entry: the bearer's own session when it is one of them, else its newest.",
         security: [{ bearer: [] }],
         response: { 200: z.object({ sessions: z.array(sessionView) }), ...commonErrors },
       },
     },
     async (request) => {
       const auth = authOf(request);
-      const rows = await listSessions({ db, secrets }, auth.omniAccount);
+      const rows = await listSessions({ db, secrets, config: app.deps.config }, auth.omniAccount, auth.jti);
       return {
         sessions: rows.map((s) => ({
           session_id: s.sessionId,
@@ -99,6 +116,8 @@ export default async function accountRoutes(appBase: FastifyInstance) {
           created_at: unix(s.created_at),
           expires_at: unix(s.expires_at),
           current: s.jti === auth.jti,
+          bearer_live: s.bearerLive,
+          refresh_expires_at: s.refreshExpiresAt,
         })),
       };
     },
@@ -113,6 +132,8 @@ export default async function accountRoutes(appBase: FastifyInstance) {
         summary: 'End one of this account’s sessions (and the refresh tokens it issued)',
         description:
           '204 when it was live and is now revoked; 404 when no live session of this account has that id (another account’s included). ' +
+          'It ends the whole login: the session and its refresh family with every session it issued, also when its bearer has expired but the family can still renew ' +
+          '(any session id of such a login names it). ' +
           `The bearer's own session takes any bearer (a logout); any other needs a broker session whose login is at most ${REAUTH_SECONDS} s old ` +
           `(else 401 with reauthenticate: true, before the sessions are read); ${NEVER_A_RECENT_LOGIN} are 403.`,
         security: [{ bearer: [] }],
@@ -122,7 +143,7 @@ export default async function accountRoutes(appBase: FastifyInstance) {
     },
     async (request, reply) => {
       const auth = authOf(request);
-      const revoked = await revokeOwnSession({ db, secrets, now: app.deps.now }, auth, request.params.session_id, request.id);
+      const revoked = await revokeOwnSession({ db, secrets, config: app.deps.config, now: app.deps.now }, auth, request.params.session_id, request.id);
       if (!revoked) throw new BrokerError('not_found', 'no live session of this account has that id');
       return reply.code(204).send(null);
     },

@@ -172,7 +172,24 @@ interface Passkeys {
   passkeys: { id: string; name: string; created_at: number; last_used_at: number | null; backup_eligible: boolean; backed_up: boolean }[];
 }
 interface Sessions {
-  sessions: { session_id: string; method: string; created_at: number; expires_at: number; current: boolean }[];
+  sessions: {
+    session_id: string;
+    method: string;
+    created_at: number;
+    expires_at: number;
+    current: boolean;
+    /** False: its bearer is over, and only its refresh token (until refresh_expires_at) can renew it. */
+    bearer_live: boolean;
+    refresh_expires_at: number | null;
+  }[];
+}
+
+/** When a listed login was made and how long it lasts: a login whose bearer expired still lives while its refresh token renews it. */
+function sessionTimes(s: Sessions['sessions'][number]): string {
+  const renews = s.refresh_expires_at === null ? '' : ` · renews until ${when(s.refresh_expires_at)}`;
+  return s.bearer_live
+    ? `signed in ${when(s.created_at)} · until ${when(s.expires_at)}${renews}`
+    : `signed in ${when(s.created_at)} · expired ${when(s.expires_at)}${renews}`;
 }
 
 async function accountPage(): Promise<HTMLElement[]> {
@@ -190,8 +207,14 @@ async function accountPage(): Promise<HTMLElement[]> {
       h(
         'li',
         { 'data-session': s.session_id },
-        h('div', { class: 'row' }, h('strong', {}, s.method), s.current ? h('span', { class: 'tag ok' }, 'this session') : null),
-        h('div', { class: 'muted' }, `signed in ${when(s.created_at)} · until ${when(s.expires_at)}`),
+        h(
+          'div',
+          { class: 'row' },
+          h('strong', {}, s.method),
+          s.current ? h('span', { class: 'tag ok' }, 'this session') : null,
+          s.bearer_live ? null : h('span', { class: 'tag', title: 'Its session expired, but its refresh token can still sign it in again' }, 'can renew'),
+        ),
+        h('div', { class: 'muted' }, sessionTimes(s)),
         h('div', { class: 'mono' }, s.session_id),
         s.current
           ? null

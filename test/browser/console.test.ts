@@ -135,6 +135,27 @@ void describe('the console in Chromium', () => {
     assert.deepEqual(await tab.cspViolations(), []);
   });
 
+  void test('account: a login whose session expired but whose refresh token still renews it is listed as such; revoking it ends the refresh token', async () => {
+    const wallet = newWallet();
+    const tab = await openTab(wallet);
+    const away = await walletLogin(stack, wallet);
+    const claimed = await stack.request('POST', '/v1/session/refresh_token', { token: away.token });
+    assert.equal(claimed.status, 201, claimed.text);
+    const { jti } = JSON.parse(Buffer.from(away.token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { jti: string };
+    await stack.db.query(`UPDATE sessions SET expires_at = now() - interval '1 second' WHERE jti = $1`, [jti]);
+    await tab.page.goto('/console/');
+    await signInByWallet(tab);
+    await tab.page.locator('#sessions li').nth(1).waitFor();
+    const item = tab.page.locator('#sessions li', { hasNot: tab.page.locator('.tag.ok') });
+    assert.match(await item.innerText(), /can renew[\s\S]*expired .+ · renews until /);
+    const id = await item.getAttribute('data-session');
+    await item.getByRole('button', { name: 'Revoke' }).click();
+    await tab.page.locator(`#sessions li[data-session="${id}"]`).waitFor({ state: 'detached' });
+    const refused = await stack.request('POST', '/v1/session/refresh', { body: { refresh_token: (claimed.body as { refresh_token: string }).refresh_token } });
+    assert.equal(refused.status, 401, refused.text);
+    assert.deepEqual(await tab.cspViolations(), []);
+  });
+
   void test('wallet: Sign-In with Ethereum through an injected EIP-1193 wallet', async () => {
     mainTab = await openTab(mainWallet);
     await mainTab.page.goto('/console/');
