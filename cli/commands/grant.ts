@@ -143,8 +143,8 @@ export function auditCommand(): Command {
           next_before: string | null;
         }>('GET', `/v1/audit?limit=${n}${o.grants ? '&of=grants' : ''}`, { auth: true })
       ).body;
-      const under = (e: (typeof r.entries)[number]) =>
-        o.grants ? `  agent ${String(e.details?.child_wallet ?? '?')} (grant ${String(e.details?.grant_id ?? '?')})` : '';
+      const text = (v: unknown) => (typeof v === 'string' ? v : '?');
+      const under = (e: (typeof r.entries)[number]) => (o.grants ? `  agent ${text(e.details?.child_wallet)} (grant ${text(e.details?.grant_id)})` : '');
       ctx.print(
         r,
         r.entries.length
