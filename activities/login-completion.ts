@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { hmacHex } from '../lib/digest';
 import { IdentityError } from '../lib/omni';
-import { LoginProofReplayedError, recordLogin, type CompleteLoginInput } from '../services/logins';
+import { LoginProofReplayedError, LoginRecordedForAnotherError, recordLogin, type CompleteLoginInput } from '../services/logins';
 import { FailureType, type LoginOutcome } from '../workflows/definitions';
 import { currentRun } from './context';
 import type { ActivityDeps } from './deps';
@@ -20,6 +20,7 @@ export function createLoginActivities(deps: ActivityDeps) {
         return await recordLogin(deps, input, { jti, idemKey: ['login', workflowId, runId, ...again].join(':') });
       } catch (e) {
         if (e instanceof LoginProofReplayedError) throw ApplicationFailure.nonRetryable(e.message, FailureType.replayed);
+        if (e instanceof LoginRecordedForAnotherError) throw ApplicationFailure.nonRetryable(e.message, FailureType.conflict);
         if (e instanceof IdentityError)
           throw ApplicationFailure.create({ message: e.message, type: FailureType.badRequest, nonRetryable: true, details: [{ reason: 'identity_too_long' }] });
         // Retryable (the DB may come back); after the last attempt the flow reports audit_error.

@@ -9,6 +9,12 @@ export async function insertSession(q: Queryable, s: { jti: string; omniAccount:
   ]);
 }
 
+/** Whose session row `jti` is (account and method), if there is one; revoked or not. */
+export async function sessionOwner(q: Queryable, jti: string): Promise<{ omni_account: string; method: string } | undefined> {
+  const r = await q.query<{ omni_account: string; method: string }>('SELECT omni_account, method FROM sessions WHERE jti = $1', [jti]);
+  return r.rows[0];
+}
+
 /** True when a session row with this jti exists (revoked or not). */
 export async function sessionExists(q: Queryable, jti: string): Promise<boolean> {
   const r = await q.query('SELECT 1 FROM sessions WHERE jti = $1', [jti]);

@@ -9,7 +9,7 @@
 import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
 import { withTransaction, type Db } from '../db/pool';
-import { insertSession, sessionExists } from '../db/sessions';
+import { insertSession, sessionExists, sessionOwner } from '../db/sessions';
 import { consumeProof } from '../db/used-signatures';
 import { recordMainWallet, upsertUserOnLogin } from '../db/users';
 import type { Config } from '../lib/config';
@@ -57,6 +57,14 @@ export class LoginProofReplayedError extends AgentKeysError {
   }
 }
 
+/** This login's session id already names another account's (or method's) session: nothing is recorded. */
+export class LoginRecordedForAnotherError extends AgentKeysError {
+  override readonly code: string = 'ERR_LOGIN_RECORDED_FOR_ANOTHER';
+  constructor() {
+    super('this sign-in was already completed for another account; start a new one');
+  }
+}
+
 /**
  * Records one login: consumes the one-time proof (if any), upserts the user and main wallet,
  * inserts the session and appends the hash-chained audit row, all in one transaction, and returns
@@ -87,6 +95,12 @@ export async function recordLogin(deps: LoginRecordDeps, input: CompleteLoginInp
     const user = await upsertUserOnLogin(tx, { clientId: config.BROKER_CLIENT_ID, omniAccount, identity: input.identity });
     if (input.wallet) await recordMainWallet(tx, omniAccount, input.wallet);
     await insertSession(tx, { jti, omniAccount, method: input.method, expiresAt: new Date(expiresAt * 1000) });
+    // A retry of this very login finds its own row; a row of another account or method under this
+    // jti means an earlier completion of the same run committed for someone else (a device code
+    // approved by one account whose commit went unacknowledged, then by another): handing out a
+    // token for this account on that row would give it a session it cannot list or end.
+    const owner = await sessionOwner(tx, jti);
+    if (owner && (owner.omni_account !== omniAccount || owner.method !== input.method)) throw new LoginRecordedForAnotherError();
     await appendAudit(tx, {
       event: `login.${input.method}`,
       outcome: 'ok',

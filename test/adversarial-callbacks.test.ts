@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
-import { recordLogin } from '../services/logins';
+import { LoginRecordedForAnotherError, recordLogin } from '../services/logins';
 import { deriveOmniAccount, IdentityError, type Identity } from '../lib/omni';
 import { startTeeFixture } from '../fixtures/tee/server';
 import { callTeeRpc } from '../fixtures/tee/client';
@@ -230,5 +230,25 @@ void describe('no account across the 64-byte cut', () => {
       (e: unknown) => e instanceof IdentityError && /over 64 bytes/.test(e.message),
     );
     await assertUnchanged(stack.db, before, 'after the refused login record');
+  });
+});
+
+void describe('recording one login run twice', () => {
+  void test('the same run completed again for another account is refused, nothing written; for the same account it is the same login', async () => {
+    const deps = { config: stack.config, secrets: stack.secrets, db: stack.db, now: () => Date.now() };
+    const jti = randomBytes(16).toString('hex');
+    const key = { jti, idemKey: `test:device:${jti}` };
+    const a: Identity = { type: 'email', value: `a-${jti}@example.com` };
+    const first = await recordLogin(deps, { method: 'device', identity: a, requestId: 'req-a' }, key);
+    const again = await recordLogin(deps, { method: 'device', identity: a, requestId: 'req-a' }, key);
+    assert.deepEqual({ ...again, issued_at: 0, expires_at: 0 }, { ...first, issued_at: 0, expires_at: 0 }, 'a retry of the same login');
+    const before = await dbSnapshot(stack.db);
+    await assert.rejects(
+      recordLogin(deps, { method: 'device', identity: { type: 'email', value: `b-${jti}@example.com` }, requestId: 'req-b' }, key),
+      (e: unknown) => e instanceof LoginRecordedForAnotherError,
+    );
+    await assertUnchanged(stack.db, before, 'after the refused second account');
+    const owner = await stack.db.query<{ omni_account: string }>('SELECT omni_account FROM sessions WHERE jti = $1', [jti]);
+    assert.equal(owner.rows[0]?.omni_account, deriveOmniAccount(stack.config.BROKER_CLIENT_ID, a));
   });
 });
