@@ -65,7 +65,8 @@ export function checkedAwsCredentials<T extends { access_key_id: unknown; secret
     typeof c.session_token === 'string' &&
     BASE64_TEXT_RE.test(c.session_token) &&
     Number.isSafeInteger(c.expiration);
-  if (!ok) throw new CliError('the broker answered credentials that are not shaped as STS issues them; nothing was printed (is AGENTKEYS_BROKER_URL your broker?)');
+  if (!ok)
+    throw new CliError('the broker answered credentials that are not shaped as STS issues them; nothing was printed (is AGENTKEYS_BROKER_URL your broker?)');
   return c;
 }
 
