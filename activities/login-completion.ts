@@ -10,14 +10,19 @@ export function createLoginActivities(deps: ActivityDeps) {
   return {
     /**
      * Ends every workflow login (recordLogin): returns the session's claims, not a token.
-     * Idempotent per workflow run: a retry reuses the jti, the session row and the audit row.
+     * Idempotent per workflow run and identity: a retry reuses the jti, the session row and the
+     * audit row. The identity is part of both: a run whose completion committed for one account
+     * and whose result was lost (a workflow task that did not complete, so concurrent approvals of
+     * a device code are delivered again, maybe in another order) can complete for another, which
+     * gets a session row and an audit row of its own instead of a token on the first one's row.
      */
     async completeLogin(input: CompleteLoginInput): Promise<LoginOutcome> {
       const { workflowId, runId } = currentRun();
       const again = input.reissue ? ['retry'] : [];
-      const jti = hmacHex(deps.secrets.hmacSecret, 'session-jti', workflowId, runId, ...again).slice(0, 32);
+      const who = hmacHex(deps.secrets.hmacSecret, 'login-identity', input.identity.type, input.identity.value).slice(0, 16);
+      const jti = hmacHex(deps.secrets.hmacSecret, 'session-jti', workflowId, runId, who, ...again).slice(0, 32);
       try {
-        return await recordLogin(deps, input, { jti, idemKey: ['login', workflowId, runId, ...again].join(':') });
+        return await recordLogin(deps, input, { jti, idemKey: ['login', workflowId, runId, who, ...again].join(':') });
       } catch (e) {
         if (e instanceof LoginProofReplayedError) throw ApplicationFailure.nonRetryable(e.message, FailureType.replayed);
         if (e instanceof LoginRecordedForAnotherError) throw ApplicationFailure.nonRetryable(e.message, FailureType.conflict);

@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createLoginActivities } from '../activities/login-completion';
+import { SesMailer } from '../adapters/ses-mailer';
+import type { LoginOutcome } from '../workflows/definitions';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
-import { LoginRecordedForAnotherError, recordLogin } from '../services/logins';
+import { LoginRecordedForAnotherError, recordLogin, type CompleteLoginInput } from '../services/logins';
 import { deriveOmniAccount, IdentityError, type Identity } from '../lib/omni';
 import { startTeeFixture } from '../fixtures/tee/server';
 import { callTeeRpc } from '../fixtures/tee/client';
@@ -250,5 +254,43 @@ void describe('recording one login run twice', () => {
     await assertUnchanged(stack.db, before, 'after the refused second account');
     const owner = await stack.db.query<{ omni_account: string }>('SELECT omni_account FROM sessions WHERE jti = $1', [jti]);
     assert.equal(owner.rows[0]?.omni_account, deriveOmniAccount(stack.config.BROKER_CLIENT_ID, a));
+  });
+});
+
+void describe('completing one login run for two accounts', () => {
+  void test('a run whose completion committed for one account and then runs for another gives each its own session and audit row; a retry for the same account is the same login', async () => {
+    const activities = createLoginActivities({
+      config: stack.config,
+      db: stack.db,
+      secrets: stack.secrets,
+      mailer: new SesMailer(stack.config.BROKER_EMAIL_FROM, { region: stack.config.AWS_REGION, endpoint: stack.ses.url }),
+      now: Date.now,
+    });
+    const run = { workflowId: `device-authorization/${randomBytes(16).toString('hex')}`, runId: 'run-1' };
+    const complete = (identity: Identity): Promise<LoginOutcome> => {
+      const input: CompleteLoginInput = { method: 'device', identity, requestId: 'req-device' };
+      return new MockActivityEnvironment({ workflowExecution: run, isLocal: true }).run((i: CompleteLoginInput) => activities.completeLogin(i), input);
+    };
+    const a = await complete({ type: 'email', value: `first-${run.workflowId.slice(-8)}@example.com` });
+    const b = await complete({ type: 'email', value: `second-${run.workflowId.slice(-8)}@example.com` });
+    const aAgain = await complete({ type: 'email', value: `first-${run.workflowId.slice(-8)}@example.com` });
+    assert.notEqual(a.jti, b.jti);
+    assert.equal(aAgain.jti, a.jti, 'a retry for the same account');
+    const rows = await stack.db.query<{ jti: string; omni_account: string }>(
+      'SELECT jti, omni_account FROM sessions WHERE jti = ANY($1) ORDER BY omni_account',
+      [[a.jti, b.jti]],
+    );
+    assert.deepEqual(
+      rows.rows.map((r) => [r.jti, r.omni_account]).sort(),
+      [
+        [a.jti, a.omni_account],
+        [b.jti, b.omni_account],
+      ].sort(),
+    );
+    const audit = await stack.db.query<{ omni_account: string }>(
+      "SELECT omni_account FROM audit_log WHERE event = 'login.device' AND request_id = 'req-device' AND omni_account = ANY($1)",
+      [[a.omni_account, b.omni_account]],
+    );
+    assert.equal(audit.rows.length, 2, 'one audit row each');
   });
 });

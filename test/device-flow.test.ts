@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { decodeJwt } from 'jose';
 import { AkFlow } from '../lib/search-attributes';
 import { REAUTH_SECONDS } from '../services/sessions';
 import { DEVICE_AUTHORIZATION_ID_PREFIX } from '../workflows/device-authorization.definitions';
@@ -127,8 +128,26 @@ void describe('device authorization grant', () => {
     );
     const got = await pollToken(stack, dc.device_code);
     assert.equal(got.status, 200, got.text);
-    assert.equal((got.body as { omni_account: string }).omni_account, winners[0]?.omni_account);
-    assert.deepEqual(await deviceRows(stack.db), { sessions: before.sessions + 1, audit: before.audit + 1 });
+    const winner = winners[0]?.omni_account;
+    assert.equal((got.body as { omni_account: string }).omni_account, winner);
+    // The token's session row is the winner's own: it lists it, ends it, and its audit row says so.
+    const row = await stack.db.query<{ omni_account: string }>('SELECT omni_account FROM sessions WHERE jti = $1', [
+      decodeJwt((got.body as { token: string }).token).jti,
+    ]);
+    assert.equal(row.rows[0]?.omni_account, winner);
+    assert.deepEqual(await deviceRows(stack.db, winner), { sessions: 1, audit: 1 });
+    // Concurrent Updates can make Temporal run a workflow task again (the first one's result lost):
+    // an approval whose completion committed there keeps its own rows, never handed out. Each
+    // session row has its audit row, and every one is an approver's.
+    const after = await deviceRows(stack.db);
+    assert.ok(after.sessions >= before.sessions + 1);
+    assert.equal(after.audit - before.audit, after.sessions - before.sessions);
+    const approvers = new Set(people.map((p) => p.omni_account));
+    const added = await stack.db.query<{ omni_account: string }>(
+      "SELECT omni_account FROM sessions WHERE method = 'device' AND created_at >= now() - interval '1 minute' AND omni_account = ANY($1)",
+      [[...approvers]],
+    );
+    assert.equal(added.rows.length, after.sessions - before.sessions, 'no device session of anyone but an approver');
   });
 
   void test('approving needs a login at most 300 s old (as an approval without a signature does): older is 401 reauthenticate, nothing recorded; denying does not', async () => {
