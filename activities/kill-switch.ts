@@ -4,7 +4,7 @@ import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { IAMClient } from '@aws-sdk/client-iam';
 import { createIamClient, isLimitExceeded, otherInlinePolicies, setRolePolicy } from '../adapters/iam-client';
-import { agentEpoch, liveKillSwitchEntries, purgeKillSwitchEntries } from '../db/kill-switch';
+import { agentEpoch, killSwitchEntryOf, liveKillSwitchEntries, purgeKillSwitchEntries } from '../db/kill-switch';
 import {
   inlinePolicySize,
   KILL_SWITCH_POLICY_NAME,
@@ -73,17 +73,7 @@ export function createKillSwitchActivities(deps: ActivityDeps) {
         const budget = Math.max(0, maxChars);
         let p = rendered.get(budget);
         if (!p) {
-          p = killSwitchPolicy(
-            entries.map((e) => ({
-              kind: e.kind,
-              userWallet: e.user_wallet,
-              agentAddress: e.agent_address,
-              grantId: e.grant_id,
-              epoch: e.epoch,
-              revokedAt: e.revoked_at,
-            })),
-            { oidcTtlSeconds: config.BROKER_OIDC_JWT_TTL_SECONDS, maxChars: budget },
-          );
+          p = killSwitchPolicy(entries.map(killSwitchEntryOf), { oidcTtlSeconds: config.BROKER_OIDC_JWT_TTL_SECONDS, maxChars: budget });
           rendered.set(budget, p);
         }
         return p;

@@ -1,4 +1,5 @@
 import type { Queryable } from './pool';
+import type { KillSwitchEntry } from '../lib/kill-switch';
 
 /** The kill switch's tables (db/migrations/014_kill_switch.sql, docs/kill-switch.md). */
 
@@ -67,6 +68,11 @@ export async function insertKillSwitchEntry(
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
     [e.kind, e.mainAccount, e.userWallet.toLowerCase(), e.agentAddress.toLowerCase(), e.grantId ?? null, e.epoch ?? null, e.revokedAt, e.expiresAt],
   );
+}
+
+/** An entry as the policy renderer takes it (lib/kill-switch.ts). */
+export function killSwitchEntryOf(e: KillSwitchEntryRow): KillSwitchEntry {
+  return { kind: e.kind, userWallet: e.user_wallet, agentAddress: e.agent_address, grantId: e.grant_id, epoch: e.epoch, revokedAt: e.revoked_at };
 }
 
 /** Entries still in force at `at`, oldest first. */

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { IDENTITY_TYPES, type Identity } from './omni';
+import { SESSION_METHODS } from './login-methods';
 
 export const identitySchema = z.object({ type: z.enum(IDENTITY_TYPES), value: z.string() });
 
@@ -126,4 +127,30 @@ export interface AuditEntry {
   outcome: string;
   at: string;
   [field: string]: unknown;
+}
+
+/** One login of the account as GET /v1/account/sessions lists it. */
+export const accountSessionSchema = z.object({
+  session_id: z.string().describe("a keyed digest of the session's id: the jti_hash its login and logout audit rows carry"),
+  method: z.string().describe(`how it signed in: ${[...new Set(SESSION_METHODS)].join(', ')} (a refreshed session keeps its login's)`),
+  created_at: z.number().int().describe('unix seconds'),
+  expires_at: z.number().int().describe('unix seconds'),
+  current: z.boolean().describe('the session of this very bearer'),
+  bearer_live: z
+    .boolean()
+    .describe(
+      'the login has a bearer not logged out and not expired (then this entry is one of its sessions); false: its bearers are over, and only its refresh token can give it another, until refresh_expires_at',
+    ),
+  refresh_expires_at: z
+    .number()
+    .int()
+    .nullable()
+    .describe(
+      'unix seconds: until when its refresh token can renew it, counted from the token as the refresh counts it (the refresh_expires_at its holder was given, within a second); null when it has none that can',
+    ),
+});
+export type AccountSession = z.infer<typeof accountSessionSchema>;
+/** GET /v1/account/sessions. */
+export interface AccountSessionsBody {
+  sessions: AccountSession[];
 }

@@ -1,3 +1,4 @@
+import type { AccountSession } from '../lib/wire';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
@@ -32,15 +33,7 @@ after(async () => {
   await stack?.stop();
 });
 
-interface SessionView {
-  session_id: string;
-  method: string;
-  created_at: number;
-  expires_at: number;
-  current: boolean;
-  bearer_live: boolean;
-  refresh_expires_at: number | null;
-}
+type SessionView = AccountSession;
 const sessionsOf = async (token: string): Promise<SessionView[]> => {
   const r = await stack.request('GET', '/v1/account/sessions', { token });
   assert.equal(r.status, 200, r.text);

@@ -9,7 +9,7 @@ import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { createKillSwitchActivities } from '../activities/kill-switch';
 import { SesMailer } from '../adapters/ses-mailer';
 import { startIamFixture, type IamFixture } from '../fixtures/iam';
-import { liveKillSwitchEntries, purgeKillSwitchEntries } from '../db/kill-switch';
+import { killSwitchEntryOf, liveKillSwitchEntries, purgeKillSwitchEntries } from '../db/kill-switch';
 import {
   inlinePolicySize,
   KILL_SWITCH_POLICY_NAME,
@@ -681,15 +681,7 @@ void describe('a role’s other inline policies share its 10,240 characters: the
   let floodersOwnSession: string;
 
   /** The live entries as the activity reads them. */
-  const liveEntries = async (): Promise<KillSwitchEntry[]> =>
-    (await liveKillSwitchEntries(stack.db, new Date())).map((e) => ({
-      kind: e.kind,
-      userWallet: e.user_wallet,
-      agentAddress: e.agent_address,
-      grantId: e.grant_id,
-      epoch: e.epoch,
-      revokedAt: e.revoked_at,
-    }));
+  const liveEntries = async (): Promise<KillSwitchEntry[]> => (await liveKillSwitchEntries(stack.db, new Date())).map(killSwitchEntryOf);
   /** The size of the exact form (nothing collapsed), as a renderer with the role's whole budget wrote it. */
   const exactSize = (entries: KillSwitchEntry[]) =>
     inlinePolicySize(killSwitchPolicy(entries, { oidcTtlSeconds: stack.config.BROKER_OIDC_JWT_TTL_SECONDS, maxChars: Infinity }).document ?? '');

@@ -2,31 +2,11 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { BrokerError } from '../../lib/errors';
-import { SESSION_METHODS } from '../../lib/login-methods';
 import { describeAccount, listSessions, MAX_LISTED_SESSIONS, NEVER_A_RECENT_LOGIN, REAUTH_SECONDS, revokeOwnSession } from '../../services/sessions';
+import { accountSessionSchema } from '../../lib/wire';
 import { commonErrors, errorBody } from '../schemas';
 
 const sessionIdSchema = z.string().regex(/^[0-9a-f]{32}$/, 'session_id must be 32 lower-case hex digits, as GET /v1/account/sessions lists it');
-
-const sessionView = z.object({
-  session_id: z.string().describe("a keyed digest of the session's id: the jti_hash its login and logout audit rows carry"),
-  method: z.string().describe(`how it signed in: ${[...new Set(SESSION_METHODS)].join(', ')} (a refreshed session keeps its login's)`),
-  created_at: z.number().int().describe('unix seconds'),
-  expires_at: z.number().int().describe('unix seconds'),
-  current: z.boolean().describe('the session of this very bearer'),
-  bearer_live: z
-    .boolean()
-    .describe(
-      'the login has a bearer not logged out and not expired (then this entry is one of its sessions); false: its bearers are over, and only its refresh token can give it another, until refresh_expires_at',
-    ),
-  refresh_expires_at: z
-    .number()
-    .int()
-    .nullable()
-    .describe(
-      'unix seconds: until when its refresh token can renew it, counted from the token as the refresh counts it (the refresh_expires_at its holder was given, within a second); null when it has none that can',
-    ),
-});
 
 const unix = (d: Date): number => Math.floor(d.getTime() / 1000);
 
@@ -103,7 +83,7 @@ export default async function accountRoutes(appBase: FastifyInstance) {
           'or a refresh family whose token can still renew it, also once its bearer has expired (bearer_live false). ' +
           "A login's sessions show as one entry: the bearer's own session when it is one of them, else its newest.",
         security: [{ bearer: [] }],
-        response: { 200: z.object({ sessions: z.array(sessionView) }), ...commonErrors },
+        response: { 200: z.object({ sessions: z.array(accountSessionSchema) }), ...commonErrors },
       },
     },
     async (request) => {

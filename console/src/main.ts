@@ -1,4 +1,4 @@
-import type { AgentRevokedBody } from '../../lib/wire';
+import type { AccountSession, AccountSessionsBody, AgentRevokedBody } from '../../lib/wire';
 import { ApiError, asksForRecentSignIn, call, forgetSession, keepSession, session, type Session } from './api';
 import { ProofError, verifyProofInBrowser, type AuditProof, type Jwk } from './proof';
 import { createPasskey, getPasskey, passkeysAvailable } from './passkey';
@@ -171,21 +171,9 @@ interface Identities {
 interface Passkeys {
   passkeys: { id: string; name: string; created_at: number; last_used_at: number | null; backup_eligible: boolean; backed_up: boolean }[];
 }
-interface Sessions {
-  sessions: {
-    session_id: string;
-    method: string;
-    created_at: number;
-    expires_at: number;
-    current: boolean;
-    /** False: its bearer is over, and only its refresh token (until refresh_expires_at) can renew it. */
-    bearer_live: boolean;
-    refresh_expires_at: number | null;
-  }[];
-}
 
 /** When a listed login was made and how long it lasts: a login whose bearer expired still lives while its refresh token renews it. */
-function sessionTimes(s: Sessions['sessions'][number]): string {
+function sessionTimes(s: AccountSession): string {
   const renews = s.refresh_expires_at === null ? '' : ` · renews until ${when(s.refresh_expires_at)}`;
   return s.bearer_live
     ? `signed in ${when(s.created_at)} · until ${when(s.expires_at)}${renews}`
@@ -196,7 +184,7 @@ async function accountPage(): Promise<HTMLElement[]> {
   const [me, ids, sessions, passkeys] = await Promise.all([
     call<Me>('GET', '/v1/session/me'),
     call<Identities>('GET', '/v1/account/identities'),
-    call<Sessions>('GET', '/v1/account/sessions'),
+    call<AccountSessionsBody>('GET', '/v1/account/sessions'),
     call<Passkeys>('GET', '/v1/passkeys'),
   ]);
   const out = h('div');
