@@ -91,8 +91,9 @@ export class BrokerClient {
 const CLI_WORDS: [RegExp, string][] = [
   [/\bDELETE \/v1\/grants\/\{grant_id\}/g, 'agentkeys grant leave <grant-id>'],
   [/\bPOST \/v1\/grants\/\{grant_id\}\/accept/g, 'agentkeys grant accept <grant-id>'],
-  [/\b(?:POST \/v1\/)?mint-aws-creds\b/g, 'agentkeys mint aws'],
-  [/\b(?:POST \/v1\/)?mint-oidc-jwt\b/g, 'agentkeys mint oidc'],
+  [/(?:\bPOST )?(?:\/v1\/)?\bmint-aws-creds\b/g, 'agentkeys mint aws'],
+  [/(?:\bPOST )?(?:\/v1\/)?\bmint-oidc-jwt\b/g, 'agentkeys mint oidc'],
+  [/(?:\bPOST )?(?:\/v1\/)?\bmint-gcp-token\b/g, 'agentkeys mint gcp'],
   [/\bbody\.duration_seconds\b|\bduration_seconds\b/g, '--duration'],
   [/\bbody\.grant_id\b|\bgrant_id\b/g, '--grant-id'],
   [/\bbody\.expires_in\b|\bexpires_in\b/g, '--expires-in'],

@@ -24,6 +24,7 @@ import {
 } from '../cli/session-store';
 import { setCredentialProcess } from '../cli/commands/configure';
 import { withLock } from '../cli/renew';
+import { inCliWords } from '../cli/broker-client';
 import { DEAD_BROKER_URL } from './support/dead-endpoint';
 import { BIN, ROOT, buildCli, parseJson, runProcess, waitFor, type RunOptions } from './cli-client';
 
@@ -1099,5 +1100,16 @@ void describe('agentkeys CLI: the renewal lock', () => {
     } finally {
       process.env.HOME = saved;
     }
+  });
+});
+
+void describe("agentkeys CLI: the broker's words in the CLI's", () => {
+  void test('routes named in a message become the commands that call them, with or without their method and path', () => {
+    assert.equal(
+      inCliWords('grant g has a scope that does not cover /v1/mint-oidc-jwt (it names no gcp; use mint-aws-creds)'),
+      'grant g has a scope that does not cover agentkeys mint oidc (it names no gcp; use agentkeys mint aws)',
+    );
+    assert.equal(inCliWords('retry POST /v1/mint-gcp-token later'), 'retry agentkeys mint gcp later');
+    assert.equal(inCliWords('body.duration_seconds: duration_seconds must be at least 900'), '--duration must be at least 900');
   });
 });

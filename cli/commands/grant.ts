@@ -143,8 +143,9 @@ export function auditCommand(): Command {
           next_before: string | null;
         }>('GET', `/v1/audit?limit=${n}${o.grants ? '&of=grants' : ''}`, { auth: true })
       ).body;
-      const text = (v: unknown) => (typeof v === 'string' ? v : '?');
-      const under = (e: (typeof r.entries)[number]) => (o.grants ? `  agent ${text(e.details?.child_wallet)} (grant ${text(e.details?.grant_id)})` : '');
+      const text = (label: string, v: unknown) => (typeof v === 'string' ? `  ${label} ${v}` : '');
+      // A refused mint's row names the grant it asked under, not always the agent.
+      const under = (e: (typeof r.entries)[number]) => (o.grants ? `${text('agent', e.details?.child_wallet)}${text('grant', e.details?.grant_id)}` : '');
       ctx.print(
         r,
         r.entries.length
