@@ -560,6 +560,8 @@ interface AuditEntry {
   outcome: string;
   details: Record<string, unknown>;
   hash: string;
+  /** With of=grants: the agent account whose log holds the row. */
+  omni_account?: string;
 }
 
 async function checkRow(entry: AuditEntry, keys: Jwk[], badge: HTMLElement): Promise<void> {
@@ -582,13 +584,17 @@ async function checkRow(entry: AuditEntry, keys: Jwk[], badge: HTMLElement): Pro
   }
 }
 
+/** The agent of a mint row under a grant: its wallet when the row names it (a refusal may not), else its account. */
+const agentOf = (e: AuditEntry): string => (typeof e.details.child_wallet === 'string' ? e.details.child_wallet : (e.omni_account ?? '?'));
+
 async function auditPage(): Promise<HTMLElement[]> {
-  const [page, keys] = await Promise.all([
+  const [page, underGrants, keys] = await Promise.all([
     call<{ entries: AuditEntry[] }>('GET', '/v1/audit?limit=50'),
+    call<{ entries: AuditEntry[] }>('GET', '/v1/audit?of=grants&limit=50'),
     call<{ keys: Jwk[] }>('GET', '/v1/audit/keys', undefined, { auth: false }),
   ]);
   const checks: (() => Promise<void>)[] = [];
-  const items = page.entries.map((e) => {
+  const item = (e: AuditEntry) => {
     const badge = h('span', { class: 'tag', 'data-proof': e.seq }, 'waiting');
     checks.push(() => checkRow(e, keys.keys, badge));
     const summary = Object.entries(e.details)
@@ -601,9 +607,12 @@ async function auditPage(): Promise<HTMLElement[]> {
       { 'data-seq': e.seq },
       h('div', { class: 'row' }, h('strong', {}, e.event), h('span', { class: e.outcome === 'ok' ? 'tag ok' : 'tag bad' }, e.outcome), badge),
       h('div', { class: 'muted' }, `#${e.seq} · ${new Date(e.at).toLocaleString()}`),
+      e.omni_account !== undefined ? h('div', { class: 'mono' }, `agent ${agentOf(e)} · grant ${String(e.details.grant_id)}`) : null,
       summary ? h('div', { class: 'mono muted' }, summary) : null,
     );
-  });
+  };
+  const items = page.entries.map(item);
+  const agentItems = underGrants.entries.map(item);
   // Four at a time: the proof route is rate limited per account.
   void (async () => {
     const queue = [...checks];
@@ -623,6 +632,15 @@ async function auditPage(): Promise<HTMLElement[]> {
       '.',
     ),
     h('section', { class: 'card' }, page.entries.length ? h('ul', { class: 'list', id: 'audit' }, ...items) : h('p', { class: 'muted' }, 'No rows yet.')),
+    h(
+      'section',
+      { class: 'card' },
+      h('h2', {}, 'Mints under your grants'),
+      h('p', { class: 'muted' }, "Credentials your agents minted in your wallet's name: rows of their logs, proven the same way."),
+      underGrants.entries.length
+        ? h('ul', { class: 'list', id: 'audit-grants' }, ...agentItems)
+        : h('p', { class: 'muted' }, 'None yet: no agent has minted under your grants.'),
+    ),
   ];
 }
 

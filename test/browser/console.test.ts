@@ -388,7 +388,14 @@ void describe('the console in Chromium', () => {
     assert.deepEqual(await tab.cspViolations(), []);
   });
 
-  void test('audit: every row of the account is proven in the browser against the published key; a changed row or head is refused', async () => {
+  void test('audit: every row of the account, and every mint its agents made under its grants, is proven in the browser against the published key; a changed row or head is refused', async () => {
+    // An agent of this account mints under its grant: the rows are on the agent's log, shown here too.
+    const holder = await walletLogin(stack, mainWallet);
+    const agentWallet = newWallet();
+    const agent = await walletLogin(stack, agentWallet);
+    const grantId = await bindAgent(stack, holder.token, agentWallet);
+    const minted = await stack.request('POST', '/v1/mint-oidc-jwt', { token: agent.token });
+    assert.equal(minted.status, 200, minted.text);
     const anchored = await stack.temporal.workflow.execute<() => Promise<AnchorResult>>('auditAnchorWorkflow', {
       workflowId: `audit/anchor-console-${Date.now()}`,
       taskQueue: stack.config.BROKER_TASK_QUEUE,
@@ -404,8 +411,11 @@ void describe('the console in Chromium', () => {
       .locator('#audit li')
       .nth(rows - 1)
       .waitFor();
+    await page.locator('#audit-grants li').nth(1).waitFor();
     await allProofs(page, 'ok');
-    assert.equal(await page.locator('[data-proof].ok').count(), rows);
+    assert.equal(await page.locator('#audit-grants li').count(), 2, 'the mint intent and outcome rows');
+    assert.equal(await page.locator('[data-proof].ok').count(), rows + 2);
+    assert.match(await page.locator('#audit-grants li').first().innerText(), new RegExp(`agent ${agentWallet.lower} · grant ${grantId}`));
     assert.match(await page.locator('[data-proof]').first().innerText(), /^verified/);
     await shoot(page, 'audit');
 
