@@ -4,6 +4,7 @@
  * with the id_token checked against the issuer's JWKS, and userinfo. Nothing about OIDC is done by
  * hand here; this file only decides which failures are worth another try.
  */
+import { isLoopbackUrl } from '../lib/client-address';
 import { readFile } from 'node:fs/promises';
 import * as oidc from 'openid-client';
 import type { Config } from '../lib/config';
@@ -35,8 +36,6 @@ export interface CodeExchangeInput {
   nonce: string;
   codeVerifier: string;
 }
-
-const isLoopback = (url: URL): boolean => ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
 
 /**
  * The `error` codes an authorization response may carry (RFC 6749 §4.1.2.1, OpenID Connect Core
@@ -117,7 +116,7 @@ export class GoogleOidc {
     const secret = c.BROKER_GOOGLE_CLIENT_SECRET_PATH ? (await readFile(c.BROKER_GOOGLE_CLIENT_SECRET_PATH, 'utf8')).trim() : c.BROKER_GOOGLE_CLIENT_SECRET;
     const issuer = new URL(c.BROKER_GOOGLE_ISSUER);
     // Plain HTTP only for a provider on this machine (the dev stand-in); production requires https (lib/config.ts).
-    const insecure = issuer.protocol === 'http:' && isLoopback(issuer);
+    const insecure = issuer.protocol === 'http:' && isLoopbackUrl(issuer);
     const configuration = await oidc.discovery(issuer, c.BROKER_GOOGLE_CLIENT_ID, secret, secret ? oidc.ClientSecretPost(secret) : oidc.None(), {
       timeout: c.BROKER_GOOGLE_HTTP_TIMEOUT_SECONDS,
       // The id_token's signature is checked against the issuer's JWKS too, not only trusted for having come over TLS.

@@ -1,12 +1,14 @@
 import type { Queryable } from './pool';
 
-export async function insertSession(q: Queryable, s: { jti: string; omniAccount: string; method: string; expiresAt: Date }): Promise<void> {
-  await q.query(`INSERT INTO sessions (jti, omni_account, method, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING`, [
+/** Inserts the session row; false when a row with this jti was already there (left as it was). */
+export async function insertSession(q: Queryable, s: { jti: string; omniAccount: string; method: string; expiresAt: Date }): Promise<boolean> {
+  const r = await q.query(`INSERT INTO sessions (jti, omni_account, method, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING`, [
     s.jti,
     s.omniAccount,
     s.method,
     s.expiresAt,
   ]);
+  return (r.rowCount ?? 0) > 0;
 }
 
 /** Whose session row `jti` is (account and method), if there is one; revoked or not. */

@@ -91,3 +91,8 @@ export function requesterNetwork(canonical: string): string {
   const groups = ipv6Groups(canonical).slice(0, REQUESTER_NETWORK_BITS.ipv6 / 16);
   return `${groups.map((g) => g.toString(16)).join(':')}::/${REQUESTER_NETWORK_BITS.ipv6}`;
 }
+
+/** A URL on this machine's loopback (where plain http is tolerated: the dev stand-ins), by its host as URL parses it. */
+export function isLoopbackUrl(url: URL): boolean {
+  return ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+}

@@ -94,12 +94,12 @@ export async function recordLogin(deps: LoginRecordDeps, input: CompleteLoginInp
     }
     const user = await upsertUserOnLogin(tx, { clientId: config.BROKER_CLIENT_ID, omniAccount, identity: input.identity });
     if (input.wallet) await recordMainWallet(tx, omniAccount, input.wallet);
-    await insertSession(tx, { jti, omniAccount, method: input.method, expiresAt: new Date(expiresAt * 1000) });
+    const inserted = await insertSession(tx, { jti, omniAccount, method: input.method, expiresAt: new Date(expiresAt * 1000) });
     // A retry of this very login finds its own row; a row of another account or method under this
     // jti means an earlier completion of the same run committed for someone else (a device code
     // approved by one account whose commit went unacknowledged, then by another): handing out a
     // token for this account on that row would give it a session it cannot list or end.
-    const owner = await sessionOwner(tx, jti);
+    const owner = inserted ? undefined : await sessionOwner(tx, jti);
     if (owner && (owner.omni_account !== omniAccount || owner.method !== input.method)) throw new LoginRecordedForAnotherError();
     await appendAudit(tx, {
       event: `login.${input.method}`,

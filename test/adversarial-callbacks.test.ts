@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createLoginActivities } from '../activities/login-completion';
-import { SesMailer } from '../adapters/ses-mailer';
 import type { LoginOutcome } from '../workflows/definitions';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { LoginRecordedForAnotherError, recordLogin, type CompleteLoginInput } from '../services/logins';
@@ -259,13 +258,7 @@ void describe('recording one login run twice', () => {
 
 void describe('completing one login run for two accounts', () => {
   void test('a run whose completion committed for one account and then runs for another gives each its own session and audit row; a retry for the same account is the same login', async () => {
-    const activities = createLoginActivities({
-      config: stack.config,
-      db: stack.db,
-      secrets: stack.secrets,
-      mailer: new SesMailer(stack.config.BROKER_EMAIL_FROM, { region: stack.config.AWS_REGION, endpoint: stack.ses.url }),
-      now: Date.now,
-    });
+    const activities = createLoginActivities(stack.activityDeps);
     const run = { workflowId: `device-authorization/${randomBytes(16).toString('hex')}`, runId: 'run-1' };
     const complete = (identity: Identity): Promise<LoginOutcome> => {
       const input: CompleteLoginInput = { method: 'device', identity, requestId: 'req-device' };

@@ -4,7 +4,6 @@ import { after, before, describe, test } from 'node:test';
 import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { createApprovalActivities } from '../activities/approval';
-import { SesMailer } from '../adapters/ses-mailer';
 import { AkStage } from '../lib/search-attributes';
 import { APPROVAL_ID_PREFIX } from '../workflows/approval.definitions';
 import { FLOW_METADATA } from '../lib/flow-metadata';
@@ -323,13 +322,7 @@ void describe('an agent asks, the holder approves, the agent collects once', () 
       row = await approvalRow(stack, pending.approval_id);
     }
     assert.ok(row?.notified_at instanceof Date, 'the sent notice is not recorded');
-    const rerun = createApprovalActivities({
-      config: stack.config,
-      db: stack.db,
-      secrets: stack.secrets,
-      mailer: new SesMailer(stack.config.BROKER_EMAIL_FROM, { region: stack.config.AWS_REGION, endpoint: stack.ses.url }),
-      now: Date.now,
-    });
+    const rerun = createApprovalActivities(stack.activityDeps);
     assert.deepEqual(await rerun.notifyApprovalHolder({ approvalId: pending.approval_id }), { sent: true });
     assert.equal((await mailNaming(notifyEmail, pending.approval_id)).length, 1, 'mailed twice');
     assert.equal((await approvalRow(stack, pending.approval_id))?.notified_at?.getTime(), row.notified_at.getTime(), 'the first time stays');

@@ -26,6 +26,7 @@ import { loadConfig, type Config } from '../lib/config';
 import { resolveSecrets, type BrokerSecrets } from '../adapters/secrets';
 import { createTeeVerifierFromConfig, teeKeyReadiness } from '../adapters/tee-jwt';
 import { temporalConnectionOptions } from '../adapters/temporal-options';
+import type { ActivityDeps } from '../activities/deps';
 import { SesMailer } from '../adapters/ses-mailer';
 import { findOrInstallTemporalCli } from '../scripts/temporal-cli';
 import { findFreePort, startTemporalDevServer, type TemporalDevServer } from '../scripts/temporal-dev-server';
@@ -93,6 +94,8 @@ export interface TestStack {
   sts: StsFixture;
   app: FastifyInstance;
   deps: ApiDeps;
+  /** What the in-process worker's activities run with: for a test that calls an activity itself. */
+  activityDeps: ActivityDeps;
   /** The API's ops listener /metrics, when the stack was started with BROKER_OPS_PORT in env. */
   metricsUrl?: string;
   /** The in-process worker; undefined when started with { worker: false }. */
@@ -185,13 +188,14 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
   const temporal = await connectTemporalClient(config, secrets, address);
   cleanups.push(() => temporal.connection.close());
   const mailer = new SesMailer(config.BROKER_EMAIL_FROM, { region: config.AWS_REGION, endpoint: ses.url });
+  const activityDeps: ActivityDeps = { config, db, secrets, mailer, now: Date.now };
   const workerConnection = await NativeConnection.connect(temporalConnectionOptions(config, address));
   cleanups.push(() => workerConnection.close());
 
   let worker: Worker | undefined;
   let running: Promise<void> | undefined;
   const startWorker = async () => {
-    worker = await createBrokerWorker({ deps: { config, db, secrets, mailer, now: Date.now }, connection: workerConnection, workflowBundle });
+    worker = await createBrokerWorker({ deps: activityDeps, connection: workerConnection, workflowBundle });
     running = worker.run();
   };
   const stopWorker = async () => {
@@ -247,6 +251,7 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
     sts,
     app,
     deps,
+    activityDeps,
     metricsUrl: ops?.metricsUrl,
     get worker() {
       return worker;

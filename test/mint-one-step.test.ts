@@ -6,7 +6,6 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { createMintActivities } from '../activities/mint';
-import { SesMailer } from '../adapters/ses-mailer';
 import { createSealKeyPair } from '../lib/seal';
 import { FailureType } from '../workflows/definitions';
 import { brokerDataConverter } from '../adapters/temporal-options';
@@ -100,13 +99,7 @@ void describe('a mint runs one local activity', () => {
 
 void describe('a mint activity run again after its outcome was recorded', () => {
   void test("hands nothing out: the ok row names the first try's credential, not the second's", async () => {
-    const activities = createMintActivities({
-      config: stack.config,
-      db: stack.db,
-      secrets: stack.secrets,
-      mailer: new SesMailer(stack.config.BROKER_EMAIL_FROM, { region: stack.config.AWS_REGION, endpoint: stack.ses.url }),
-      now: Date.now,
-    });
+    const activities = createMintActivities(stack.activityDeps);
     const requestId = randomBytes(16).toString('hex');
     const req: MintRequest = {
       requestId,

@@ -1,5 +1,6 @@
 /** `agentkeys init`: log in by wallet, email code, Google or the Heima TEE, and keep the bearer. */
 import { Command, Option } from 'commander';
+import { isLoopbackUrl } from '../../lib/client-address';
 import { deriveOmniAccount } from '../../lib/omni';
 import { buildStatelessWalletMessage } from '../../lib/wallet-message';
 import type { EmailCodeBody, MeBody, SessionBody, WalletChallengeBody } from '../../lib/wire';
@@ -226,7 +227,7 @@ function browserAddress(address: string): boolean {
     return false;
   }
   if (url.protocol === 'https:') return true;
-  return url.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+  return url.protocol === 'http:' && isLoopbackUrl(url);
 }
 
 /**
