@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
 import { withTransaction, type Db } from '../db/pool';
-import { familyOfRefreshToken, insertRefreshToken, lockRefreshFamily, lockRefreshToken, markRefreshTokenUsed, revokeRefreshFamily } from '../db/refresh-tokens';
+import { familyOfRefreshToken, insertRefreshToken, lockRefreshFamily, lockRefreshToken, markRefreshTokenUsed, endRefreshFamily } from '../db/refresh-tokens';
 import { insertSession, lockSession, revokeSessions } from '../db/sessions';
 import type { Config } from '../lib/config';
 import { hmacHex } from '../lib/digest';
@@ -92,8 +92,7 @@ export async function refreshSession(deps: RefreshDeps, presented: string, reque
     if (row.revoked_at) return { ok: false, message: 'this refresh token has been revoked; log in again' };
     if (row.used_at) {
       // Spent before: whoever holds the family's newer tokens may not be the owner. End them all.
-      const jtis = await revokeRefreshFamily(tx, row.family_id);
-      const sessions = await revokeSessions(tx, jtis);
+      const sessions = await revokeSessions(tx, (await endRefreshFamily(tx, row.family_id)).sessionJtis);
       await appendAudit(tx, {
         event: 'session.refresh_reuse',
         outcome: 'denied',

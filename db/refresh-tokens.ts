@@ -51,18 +51,9 @@ export async function markRefreshTokenUsed(q: Queryable, digest: string): Promis
   await q.query('UPDATE refresh_tokens SET used_at = now() WHERE token_digest = $1', [digest]);
 }
 
-/** Revokes every token of the family; answers the sessions the family issued. */
-export async function revokeRefreshFamily(q: Queryable, familyId: string): Promise<string[]> {
-  const r = await q.query<{ session_jti: string }>(
-    'UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE family_id = $1 RETURNING session_jti',
-    [familyId],
-  );
-  return r.rows.map((row) => row.session_jti);
-}
-
 /**
- * Revokes every token of the family, as revokeRefreshFamily does; answers the sessions the family
- * issued and how many of its tokens this revoked (0: the family was already ended).
+ * Revokes every token of the family; answers the sessions the family issued and how many of its
+ * tokens this revoked (0: the family was already ended).
  */
 export async function endRefreshFamily(q: Queryable, familyId: string): Promise<{ sessionJtis: string[]; tokensRevoked: number }> {
   // The outer SELECT reads the rows as they were before the UPDATE of the same statement: all of them.
