@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { RefreshTokenBody } from '../lib/wire';
 import { BrokerClient } from './broker-client';
 import { BrokerAnswerError, CliError, NotLoggedInError } from './errors';
@@ -33,10 +33,13 @@ export async function withRefreshToken(session: ProfileSession): Promise<Profile
 
 const due = (s: ProfileSession, now: number) => s.expires_at - RENEW_MARGIN_SECONDS <= now && !!s.refresh_token && (s.refresh_expires_at ?? 0) > now;
 
-/** A lock whose holder has not touched it for this long is taken to be a dead process's. */
-const LOCK_STALE_MS = 30_000;
-/** How often a holder touches its lock while it works (a slow keychain prompt must not look dead). */
-const LOCK_HEARTBEAT_MS = 5_000;
+/**
+ * The lock's clock. `staleMs`: a lock whose holder has not touched it for this long is taken to be a
+ * dead process's. `heartbeatMs`: how often a holder touches its lock while it works (a slow keychain
+ * prompt must not look dead). `waitMs`: how long a waiter waits before it gives up. Fields so the
+ * tests can run the clock fast; the CLI never changes them.
+ */
+export const lockTiming = { staleMs: 30_000, heartbeatMs: 5_000, waitMs: 35_000 };
 
 /**
  * Runs `fn` holding the profile's renewal lock (a directory beside the session): renewal, the
@@ -62,8 +65,7 @@ export async function withLock<T>(profile: string, fn: () => Promise<T>): Promis
         const code = (e as NodeJS.ErrnoException).code;
         if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
         await breakIfStale(lock);
-        if (Date.now() - t0 > LOCK_STALE_MS + 5_000)
-          throw new CliError(`another agentkeys process has been renewing profile "${profile}" for too long (${lock})`);
+        if (Date.now() - t0 > lockTiming.waitMs) throw new CliError(`another agentkeys process has been renewing profile "${profile}" for too long (${lock})`);
         await new Promise((r) => setTimeout(r, 100));
       }
     }
@@ -74,8 +76,9 @@ export async function withLock<T>(profile: string, fn: () => Promise<T>): Promis
   const heartbeat = setInterval(() => {
     const now = new Date();
     void utimes(lock, now, now).catch(() => undefined);
-  }, LOCK_HEARTBEAT_MS);
+  }, lockTiming.heartbeatMs);
   heartbeat.unref();
+  await sweepStrays(lock);
   try {
     return await fn();
   } finally {
@@ -85,10 +88,10 @@ export async function withLock<T>(profile: string, fn: () => Promise<T>): Promis
   }
 }
 
-/** Removes the lock when its holder has not touched it for LOCK_STALE_MS (see withLock). */
+/** Removes the lock when its holder has not touched it for `lockTiming.staleMs` (see withLock). */
 async function breakIfStale(lock: string): Promise<void> {
   const seen = await stat(lock).catch(() => undefined);
-  if (!seen || Date.now() - seen.mtimeMs <= LOCK_STALE_MS) return;
+  if (!seen || Date.now() - seen.mtimeMs <= lockTiming.staleMs) return;
   const staleOwners = (await readdir(lock).catch(() => [])).sort().join(',');
   const aside = `${lock}.stale-${randomBytes(6).toString('hex')}`;
   try {
@@ -103,6 +106,25 @@ async function breakIfStale(lock: string): Promise<void> {
     return;
   }
   await rm(aside, { recursive: true, force: true }).catch(() => undefined);
+}
+
+/**
+ * Removes what a process killed mid-way left beside the lock: its unused new lock (`.new-*`, older
+ * than any waiter waits) or a dead lock it had renamed aside (`.stale-*`, already stale when renamed;
+ * one being given back was just made, so is young). Run by the holder, best effort.
+ */
+async function sweepStrays(lock: string): Promise<void> {
+  const dir = dirname(lock);
+  const prefix = `${basename(lock)}.`;
+  const now = Date.now();
+  for (const name of await readdir(dir).catch(() => [])) {
+    const kind = name.startsWith(`${prefix}new-`) ? 'new' : name.startsWith(`${prefix}stale-`) ? 'stale' : undefined;
+    if (!kind) continue;
+    const seen = await stat(join(dir, name)).catch(() => undefined);
+    const age = seen ? now - seen.mtimeMs : 0;
+    if (age > (kind === 'new' ? lockTiming.waitMs + lockTiming.staleMs : lockTiming.staleMs))
+      await rm(join(dir, name), { recursive: true, force: true }).catch(() => undefined);
+  }
 }
 
 /** The session, renewed first when it is about to expire and can be. */

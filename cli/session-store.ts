@@ -204,7 +204,7 @@ const FOREIGN_KEYRING_MARKER = '.keyring_managed';
 export class ForeignProfileError extends CliError {
   constructor(profile: string) {
     super(
-      `${profileDir(profile)} holds a session this CLI did not write (AgentKeys' own agentkeys CLI keeps its sessions in ~/.agentkeys/<id>/ too); it is left alone: use another --profile (or AGENTKEYS_PROFILE)`,
+      `${profileDir(profile)} holds files this CLI did not write (AgentKeys' own agentkeys CLI keeps its sessions and keys in ~/.agentkeys/<name>/ too); it is left alone: use another --profile (or AGENTKEYS_PROFILE)`,
     );
   }
 }
@@ -227,7 +227,21 @@ async function profileKind(profile: string): Promise<'ours' | 'foreign' | 'none'
   if (existsSync(recordPath(profile))) return 'ours';
   const text = await readIfPresent(sessionFilePath(profile));
   if (text !== undefined) return isForeignSession(text) ? 'foreign' : 'ours';
-  return existsSync(join(profileDir(profile), FOREIGN_KEYRING_MARKER)) ? 'foreign' : 'none';
+  return (await holdsOthersFiles(profile)) ? 'foreign' : 'none';
+}
+
+/** Whether names in a profile directory are this CLI's: its record, session, renewal lock and their temporary files. */
+const OURS_RE = /^(?:profile\.json|session\.json|renew\.lock(?:\..*)?|\.(?:profile|session)\.json\.[0-9a-f]+\.tmp)$/;
+
+/**
+ * A directory with no profile.json of this CLI's that holds another program's files: AgentKeys' own
+ * keychain marker, or anything this CLI does not write (its CLI also keeps e.g. `~/.agentkeys/k11/<omni>.json`,
+ * agent-terrier c348357 `crates/agentkeys-cli/src/k11.rs`). Such a directory is left alone.
+ */
+async function holdsOthersFiles(profile: string): Promise<boolean> {
+  if (existsSync(recordPath(profile))) return false;
+  const names = await readdir(profileDir(profile)).catch(() => [] as string[]);
+  return names.some((n) => n === FOREIGN_KEYRING_MARKER || !OURS_RE.test(n));
 }
 
 export function parseSession(text: string, where: string): ProfileSession {
@@ -330,7 +344,7 @@ export async function readProfileRecord(profile: string): Promise<ProfileRecord 
   // A session file from before profile.json existed: the file store (another program's is refused by the load).
   const legacy = await new FileSessionStore().load(profile);
   if (legacy) return { ...recordOf(legacy), kind: 'file' };
-  if (existsSync(join(profileDir(profile), FOREIGN_KEYRING_MARKER))) throw new ForeignProfileError(profile);
+  if (await holdsOthersFiles(profile)) throw new ForeignProfileError(profile);
   return undefined;
 }
 
@@ -352,6 +366,7 @@ export async function writeProfileRecord(profile: string, record: ProfileRecord)
 
 /** Whether `store` holds another program's session for `profile` (ForeignProfileError), which nothing here may replace or remove. */
 async function holdsForeign(store: SessionStore, profile: string): Promise<boolean> {
+  if (await holdsOthersFiles(profile)) return true;
   try {
     await store.load(profile);
     return false;

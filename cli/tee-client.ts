@@ -52,6 +52,29 @@ function expOf(jwt: string): number {
   return exp;
 }
 
+/**
+ * The text the wallet signs to log in: the TEE's sign-in message as JSON, and only when it is one
+ * (upstream `HeimaMessagePayload`: client_id, omni_account, message_code; heima
+ * tee-worker/omni-executor rpc-server/src/methods/omni/get_web3_sign_in_message.rs) for AgentKeys'
+ * client and this wallet's account. Anything else is refused unsigned: a TEE URL that is not the
+ * real worker's could otherwise have the key sign another client's login, or any text at all.
+ */
+function signInMessage(answer: unknown, omniAccount: string): string {
+  const o = answer && typeof answer === 'object' && !Array.isArray(answer) ? (answer as Record<string, unknown>) : undefined;
+  const keys = o ? Object.keys(o).sort().join(',') : '';
+  const hex = (v: unknown) => (typeof v === 'string' ? v.toLowerCase().replace(/^0x/, '') : undefined);
+  if (
+    !o ||
+    keys !== 'client_id,message_code,omni_account' ||
+    o.client_id !== CLIENT_ID ||
+    hex(o.omni_account) !== hex(omniAccount) ||
+    typeof o.message_code !== 'string' ||
+    !/^[0-9A-Za-z]{1,32}$/.test(o.message_code)
+  )
+    throw new CliError(`the TEE worker's sign-in message is not one for client ${CLIENT_ID} and account ${omniAccount}; nothing signed`);
+  return JSON.stringify(o);
+}
+
 export async function teeLogin(url: string, m: TeeLoginMethod): Promise<TeeLoginResult> {
   let userId: { type: string; value: string };
   let userAuth: { type: string; value: string };
@@ -60,9 +83,9 @@ export async function teeLogin(url: string, m: TeeLoginMethod): Promise<TeeLogin
     userId = { type: 'email', value: m.email };
     userAuth = { type: 'email', value: (await m.code()).trim() };
   } else {
-    const message = await rpc<object>(url, 'omni_getWeb3SignInMessage', { client_id: CLIENT_ID, omni_account: m.omniAccount });
+    const message = signInMessage(await rpc<unknown>(url, 'omni_getWeb3SignInMessage', { client_id: CLIENT_ID, omni_account: m.omniAccount }), m.omniAccount);
     userId = { type: 'evm', value: m.address };
-    userAuth = { type: 'evm', value: await m.sign(JSON.stringify(message)) };
+    userAuth = { type: 'evm', value: await m.sign(message) };
   }
   const login = await rpc<UserLoginResult>(url, 'omni_userLogin', { user_id: userId, user_auth: userAuth, client_id: CLIENT_ID, client_auth: null });
   if (login.backend_response?.code !== 10000)

@@ -12,7 +12,11 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { recoverMessageAddress, recoverTypedDataAddress } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import { approvalRequestHash, approvalTypedData } from '../lib/approvals';
+import { buildGrantAcceptanceMessage } from '../lib/grant-acceptance';
+import { deriveOmniAccount } from '../lib/omni';
 import {
   assertLoginWritable,
   chooseStore,
@@ -23,7 +27,7 @@ import {
   type ProfileSession,
 } from '../cli/session-store';
 import { setCredentialProcess } from '../cli/commands/configure';
-import { withLock } from '../cli/renew';
+import { lockTiming, withLock } from '../cli/renew';
 import { inCliWords } from '../cli/broker-client';
 import { DEAD_BROKER_URL } from './support/dead-endpoint';
 import { BIN, ROOT, buildCli, parseJson, runProcess, waitFor, type RunOptions } from './cli-client';
@@ -228,7 +232,7 @@ const THEIR_SESSION = JSON.stringify({
 });
 
 void describe("agentkeys CLI: AgentKeys' own CLI's sessions under ~/.agentkeys", () => {
-  void test('a directory holding its session.json or its keychain marker is no profile: status --all names it apart, every command on it refuses by name, and it is left byte for byte', async () => {
+  void test('a directory holding its session.json, its keychain marker or its K11 files is no profile: status --all names it apart, every command on it refuses by name, and it is left byte for byte', async () => {
     const root = await mkdtemp(join(tmpdir(), 'akb-cli-foreign-'));
     try {
       const ak = join(root, '.agentkeys');
@@ -238,6 +242,10 @@ void describe("agentkeys CLI: AgentKeys' own CLI's sessions under ~/.agentkeys",
       await writeFile(join(ak, 'master', 'session.json'), theirs, { mode: 0o600 });
       await mkdir(join(ak, 'alice'), { recursive: true });
       await writeFile(join(ak, 'alice', '.keyring_managed'), '', { mode: 0o600 });
+      // Its K11 credentials: ~/.agentkeys/k11/<omni>.json (agent-terrier crates/agentkeys-cli/src/k11.rs).
+      const k11File = `0x${'cd'.repeat(32)}.json`;
+      await mkdir(join(ak, 'k11'), { recursive: true });
+      await writeFile(join(ak, 'k11', k11File), '{"k11":"theirs"}', { mode: 0o600 });
       await cachedProfile('mine', root);
       const run = (args: string[]) => runProcess(process.execPath, [BIN, ...args], { PATH: process.env.PATH, HOME: root, AGENTKEYS_SESSION_STORE: 'file' }, {});
 
@@ -247,10 +255,10 @@ void describe("agentkeys CLI: AgentKeys' own CLI's sessions under ~/.agentkeys",
         listed.profiles.map((p) => p.profile),
         ['mine'],
       );
-      assert.deepEqual(listed.other_sessions, [join(ak, 'alice'), join(ak, 'master')]);
+      assert.deepEqual(listed.other_sessions, [join(ak, 'alice'), join(ak, 'k11'), join(ak, 'master')]);
       assert.match((await run(['status', '--all'])).stdout, /\.agentkeys\/master: another program's session.*left alone/);
 
-      for (const profile of ['master', 'alice']) {
+      for (const profile of ['master', 'alice', 'k11']) {
         for (const args of [
           ['status'],
           ['logout'],
@@ -261,7 +269,7 @@ void describe("agentkeys CLI: AgentKeys' own CLI's sessions under ~/.agentkeys",
           assert.notEqual(r.code, 0, `${profile} ${args.join(' ')}`);
           assert.match(
             (JSON.parse(r.stdout) as { message: string }).message,
-            /holds a session this CLI did not write .*use another --profile/,
+            /holds files this CLI did not write .*use another --profile/,
             `${profile} ${args.join(' ')}`,
           );
         }
@@ -272,11 +280,13 @@ void describe("agentkeys CLI: AgentKeys' own CLI's sessions under ~/.agentkeys",
       for (const args of [['mint', 'aws'], ['logout']]) {
         const r = await run(['--json', '--profile', 'mine', ...args]);
         assert.notEqual(r.code, 0, args.join(' '));
-        assert.match((JSON.parse(r.stdout) as { message: string }).message, /holds a session this CLI did not write/, args.join(' '));
+        assert.match((JSON.parse(r.stdout) as { message: string }).message, /holds files this CLI did not write/, args.join(' '));
       }
       assert.equal(await readFile(join(ak, 'mine', 'session.json'), 'utf8'), theirs);
       assert.deepEqual(await readdir(join(ak, 'master')), ['session.json']);
       assert.deepEqual(await readdir(join(ak, 'alice')), ['.keyring_managed']);
+      assert.deepEqual(await readdir(join(ak, 'k11')), [k11File]);
+      assert.equal(await readFile(join(ak, 'k11', k11File), 'utf8'), '{"k11":"theirs"}');
     } finally {
       await rm(root, { recursive: true, force: true });
     }
@@ -323,7 +333,7 @@ void describe("agentkeys CLI: AgentKeys' own CLI's sessions under ~/.agentkeys",
         assert.equal(body.error, 'ERR_CLI', args.join(' '));
         assert.equal(
           body.message,
-          `${dir} holds a session this CLI did not write (AgentKeys' own agentkeys CLI keeps its sessions in ~/.agentkeys/<id>/ too); it is left alone: use another --profile (or AGENTKEYS_PROFILE)`,
+          `${dir} holds files this CLI did not write (AgentKeys' own agentkeys CLI keeps its sessions and keys in ~/.agentkeys/<name>/ too); it is left alone: use another --profile (or AGENTKEYS_PROFILE)`,
         );
         assert.deepEqual(requests, [], `${args.join(' ')}: nothing reaches the broker`);
       }
@@ -864,32 +874,29 @@ void describe('agentkeys CLI: text from the broker in human output', () => {
   void test('approvals, approve and deny show control characters and direction overrides in reasons, targets, services, addresses and errors escaped; --json keeps the text', async () => {
     const reason = 'ship it\r\x1b[1A\x1b[2K  asks     mint oidc\u202egnp.exe\x9b31m\x7f\u2066';
     const at = nowSeconds();
-    const typed = (id: string, decision: string) => ({
-      domain: { name: 'AgentKeys', version: '1', chainId: 1 },
-      types: {
-        MintApproval: [
-          { name: 'approval_id', type: 'string' },
-          { name: 'decision', type: 'string' },
-          { name: 'reason', type: 'string' },
-        ],
-      },
-      primaryType: 'MintApproval',
-      message: { approval_id: id, decision, reason },
-    });
-    const approval = (id: string) => ({
-      approval_id: id,
-      status: 'pending',
-      grant_id: 'grt_\x1b[31mx',
-      agent_address: '0x2222222222222222222222222222222222222222\x1b]0;title\x07',
-      target: 'aws\x1b[8m',
-      params: { duration_seconds: 900, 'k\x1bx': 'v\r' },
-      scope: { services: ['s3\u202e'], roles: ['r\x00'] },
-      reason,
-      request_hash: `0x${'00'.repeat(32)}`,
-      requested_at: at,
-      expires_at: at + 600,
-      sign: { approve: typed(id, 'approve'), deny: typed(id, 'deny') },
-    });
+    const main = privateKeyToAccount(`0x${'42'.repeat(32)}`);
+    let host = '';
+    const approval = (id: string) => {
+      const fields = {
+        approval_id: id,
+        grant_id: 'grt_\x1b[31mx',
+        main_address: main.address.toLowerCase(),
+        agent_address: '0x2222222222222222222222222222222222222222\x1b]0;title\x07',
+        target: 'aws\x1b[8m',
+        params: { duration_seconds: 900, 'k\x1bx': 'v\r' },
+        scope: { services: ['s3\u202e'], roles: ['r\x00'] },
+        reason,
+        requested_at: at,
+        expires_at: at + 600,
+      };
+      const hash = approvalRequestHash(fields);
+      return {
+        ...fields,
+        status: 'pending',
+        request_hash: hash,
+        sign: { approve: approvalTypedData(host, id, hash, 'approve'), deny: approvalTypedData(host, id, hash, 'deny') },
+      };
+    };
     const A = `apr_${'a'.repeat(32)}`;
     const B = `apr_${'b'.repeat(32)}`;
     const broker = await brokerStandIn({
@@ -899,6 +906,7 @@ void describe('agentkeys CLI: text from the broker in human output', () => {
       [`GET /v1/approvals/${B}`]: () => ({ status: 200, body: approval(B) }),
       [`POST /v1/approvals/${B}/decision`]: () => ({ status: 409, body: { error: 'conflict', message: 'already decided\x1b[2K\r by \u202eenon' } }),
     });
+    host = new URL(broker.url).host;
     try {
       await loggedIn('escapes', broker.url);
       const p = ['--profile', 'escapes'];
@@ -925,16 +933,217 @@ void describe('agentkeys CLI: text from the broker in human output', () => {
       const signed = await runCli([...p, 'approve', A, '--private-key-file', key, '--yes']);
       assert.equal(signed.code, 0, signed.stderr);
       assert.doesNotMatch(signed.stderr, RAW_CONTROL);
-      // The typed data as JSON: C0 escaped by JSON itself, DEL, C1 and the overrides as \u escapes.
-      assert.ok(
-        signed.stderr.includes(String.raw`"reason": "ship it\r\u001b[1A\u001b[2K  asks     mint oidc\u202egnp.exe\u009b31m\u007f\u2066"`),
-        signed.stderr,
-      );
+      assert.ok(signed.stderr.includes(`  reason   ${shownReason}\n`), signed.stderr);
+      assert.ok(signed.stderr.includes(`"approvalId": "${A}"`), signed.stderr);
 
       const refused = await runCli([...p, 'deny', B, '--yes']);
       assert.equal(refused.code, 1);
       assert.doesNotMatch(refused.stderr, RAW_CONTROL);
       assert.match(refused.stderr, /agentkeys: already decided\\x1b\[2K\\r by \\u202eenon \(conflict, HTTP 409\)\n$/);
+    } finally {
+      await broker.close();
+    }
+  });
+});
+
+void describe('agentkeys CLI: what a wallet signs is built here, never taken from the broker', () => {
+  const main = privateKeyToAccount(`0x${'43'.repeat(32)}`);
+  const agent = privateKeyToAccount(`0x${'44'.repeat(32)}`);
+  const at = nowSeconds();
+  const writeKey = async (name: string, hex: string) => {
+    const file = join(home, name);
+    await writeFile(file, `${hex}\n`, { mode: 0o600 });
+    return file;
+  };
+  // A token permit: what a hostile broker (or a plain-http path to one) would have the main wallet sign.
+  const permit = {
+    domain: { name: 'USD Coin', version: '2', chainId: 1, verifyingContract: '0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48' },
+    types: {
+      Permit: [
+        { name: 'owner', type: 'address' },
+        { name: 'spender', type: 'address' },
+        { name: 'value', type: 'uint256' },
+        { name: 'nonce', type: 'uint256' },
+        { name: 'deadline', type: 'uint256' },
+      ],
+    },
+    primaryType: 'Permit',
+    message: { owner: main.address, spender: `0x${'66'.repeat(20)}`, value: (2n ** 256n - 1n).toString(), nonce: '0', deadline: String(at + 3600) },
+  };
+
+  void test('approve: typed data other than this request at this broker, or a request_hash that is not the hash of the request shown, is refused and nothing is posted', async () => {
+    const id = `apr_${'c'.repeat(32)}`;
+    let host = '';
+    const fields = {
+      approval_id: id,
+      grant_id: `grt_${'d'.repeat(32)}`,
+      main_address: main.address.toLowerCase(),
+      agent_address: agent.address.toLowerCase(),
+      target: 'aws',
+      params: { duration_seconds: 900 },
+      scope: {},
+      reason: null,
+      requested_at: at,
+      expires_at: at + 600,
+    };
+    let variant: 'permit' | 'other-host' | 'wrong-hash' | 'good' = 'permit';
+    const view = () => {
+      const hash = approvalRequestHash(fields);
+      const typed = (d: 'approve' | 'deny') =>
+        variant === 'permit' ? permit : approvalTypedData(variant === 'other-host' ? 'broker.example' : host, id, hash, d);
+      return {
+        ...fields,
+        status: 'pending',
+        request_hash: variant === 'wrong-hash' ? `0x${'00'.repeat(32)}` : hash,
+        sign: { approve: typed('approve'), deny: typed('deny') },
+      };
+    };
+    const posted: string[] = [];
+    const broker = await brokerStandIn({
+      [`GET /v1/approvals/${id}`]: () => ({ status: 200, body: view() }),
+      [`POST /v1/approvals/${id}/decision`]: (b) => (posted.push(b.signature ?? ''), { status: 200, body: { status: 'approved', decided_at: nowSeconds() } }),
+    });
+    host = new URL(broker.url).host;
+    try {
+      await loggedIn('sign-approve', broker.url);
+      const key = await writeKey('sign-approve.key', `0x${'43'.repeat(32)}`);
+      for (const [v, message] of [
+        ['permit', /asks for a signature over other typed data than approval .* nothing signed/],
+        ['other-host', /asks for a signature over other typed data than approval .* nothing signed/],
+        ['wrong-hash', /request_hash for .* is not the hash of the request it shows; nothing signed/],
+      ] as const) {
+        variant = v;
+        const r = await runCli(['--profile', 'sign-approve', 'approve', id, '--private-key-file', key, '--yes']);
+        assert.equal(r.code, 1, `${v}: ${r.stderr}`);
+        assert.match(r.stderr, message, v);
+        assert.deepEqual(posted, [], `${v}: no decision was posted`);
+      }
+      // The request as the broker really builds it: signed, and the signature is the main wallet's over it.
+      variant = 'good';
+      const ok = await runCli(['--profile', 'sign-approve', 'approve', id, '--private-key-file', key, '--yes']);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal(posted.length, 1);
+      const signer = await recoverTypedDataAddress({
+        ...approvalTypedData(host, id, approvalRequestHash(fields), 'approve'),
+        signature: posted[0] as `0x${string}`,
+      });
+      assert.equal(signer, main.address);
+    } finally {
+      await broker.close();
+    }
+  });
+
+  void test('grant accept: text other than the acceptance of this grant at this broker (a sign-in message, say) is refused and nothing is posted', async () => {
+    const id = `grt_${'e'.repeat(32)}`;
+    let host = '';
+    const grant = {
+      grant_id: id,
+      main_address: main.address.toLowerCase(),
+      agent_address: agent.address.toLowerCase(),
+      scope: { services: ['s3'] },
+      expires_at: at + 86_400,
+    };
+    let text = '';
+    const posted: string[] = [];
+    const broker = await brokerStandIn({
+      'GET /v1/grants?role=agent': () => ({ status: 200, body: { grants: [{ ...grant, status: 'pending', acceptance_message: text }] } }),
+      [`POST /v1/grants/${id}/accept`]: (b) => (posted.push(b.signature ?? ''), { status: 200, body: { ...grant, status: 'active' } }),
+    });
+    host = new URL(broker.url).host;
+    const real = () =>
+      buildGrantAcceptanceMessage({
+        broker: host,
+        grantId: id,
+        mainAddress: grant.main_address,
+        agentAddress: grant.agent_address,
+        scope: grant.scope,
+        expiresAt: grant.expires_at,
+      });
+    try {
+      await loggedIn('sign-accept', broker.url);
+      const key = await writeKey('sign-accept.key', `0x${'44'.repeat(32)}`);
+      for (const hostile of [
+        `app.example wants you to sign in with your Ethereum account:\n${agent.address}\n\nURI: https://app.example\nVersion: 1\nChain ID: 1\nNonce: abcdefgh12\nIssued At: 2026-12-07T00:00:00Z`,
+        real().replace('Services: s3', 'Services: any'),
+        real().replace(`Broker: ${host}`, 'Broker: broker.example'),
+      ]) {
+        text = hostile;
+        const r = await runCli(['--profile', 'sign-accept', 'grant', 'accept', id, '--private-key-file', key, '--yes']);
+        assert.equal(r.code, 1, r.stderr);
+        assert.match(r.stderr, /asks the agent wallet to sign other text than the acceptance of grant .* nothing signed/);
+        assert.deepEqual(posted, [], 'nothing was posted');
+      }
+      text = real();
+      const ok = await runCli(['--profile', 'sign-accept', 'grant', 'accept', id, '--private-key-file', key, '--yes']);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal(await recoverMessageAddress({ message: real(), signature: posted[0] as `0x${string}` }), agent.address);
+    } finally {
+      await broker.close();
+    }
+  });
+
+  void test('init tee: a sign-in message for another client, another account or in another shape is refused and nothing is signed', async () => {
+    const omni = deriveOmniAccount('agentkeys', { type: 'evm', value: agent.address });
+    let message: unknown;
+    const seen: string[] = [];
+    const tee: Server = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (d: Buffer) => (raw += d.toString()));
+      req.on('end', () => {
+        const call = JSON.parse(raw) as { id: number; method: string };
+        seen.push(call.method);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id: call.id,
+            ...(call.method === 'omni_getWeb3SignInMessage' ? { result: message } : { error: { code: -32601, message: 'not here' } }),
+          }),
+        );
+      });
+    });
+    await new Promise<void>((r) => tee.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(tee.address() as { port: number }).port}`;
+    try {
+      const key = await writeKey('sign-tee.key', `0x${'44'.repeat(32)}`);
+      for (const hostile of [
+        { client_id: 'wildmeta', omni_account: omni, message_code: '12345678' },
+        { client_id: 'agentkeys', omni_account: `0x${'ab'.repeat(32)}`, message_code: '12345678' },
+        { client_id: 'agentkeys', omni_account: omni, message_code: '12345678', note: 'and more' },
+        'app.example wants you to sign in with your Ethereum account',
+      ]) {
+        message = hostile;
+        seen.length = 0;
+        const r = await runCli(['--profile', 'sign-tee', '--broker-url', url, 'init', 'tee', '--tee-url', url, '--private-key-file', key]);
+        assert.equal(r.code, 1, r.stderr);
+        assert.match(r.stderr, /sign-in message is not one for client agentkeys and account .* nothing signed/, JSON.stringify(hostile));
+        assert.deepEqual(seen, ['omni_getWeb3SignInMessage'], 'no login was sent');
+      }
+    } finally {
+      await new Promise<void>((r) => tee.close(() => r()));
+    }
+  });
+
+  void test('init device --json escapes C1 and direction overrides in what the broker sends', async () => {
+    const broker = await brokerStandIn({
+      'POST /v1/device/code': () => ({
+        status: 200,
+        body: {
+          device_code: 'dc',
+          user_code: 'BCDF\u009b31m',
+          verification_uri: 'https://broker.example/device\u202e',
+          verification_uri_complete: 'https://broker.example/device?c=x',
+          expires_in: 1,
+          interval: 1,
+        },
+      }),
+    });
+    try {
+      const r = await runCli(['--json', '--profile', 'device-escape', '--broker-url', broker.url, 'init', 'device', '--no-qr']);
+      const first = r.stdout.split('\n')[0] ?? '';
+      assert.ok(first.includes(String.raw`"user_code":"BCDF\u009b31m"`), first);
+      assert.ok(first.includes(String.raw`device\u202e"`), first);
+      assert.doesNotMatch(r.stdout, /[\u0080-\u009f\u202a-\u202e\u2066-\u2069]/);
     } finally {
       await broker.close();
     }
@@ -1097,6 +1306,56 @@ void describe('agentkeys CLI: the renewal lock', () => {
       release();
       await Promise.all([held, waiter]);
       assert.deepEqual(order, ['first out', 'second in']);
+    } finally {
+      process.env.HOME = saved;
+    }
+  });
+  void test('a holder that works longer than the stale age keeps its lock: its heartbeat keeps it young', async () => {
+    const saved = process.env.HOME;
+    const timing = { ...lockTiming };
+    process.env.HOME = home;
+    Object.assign(lockTiming, { staleMs: 200, heartbeatMs: 40, waitMs: 5_000 });
+    try {
+      await mkdir(join(home, '.agentkeys', 'lockbeat'), { recursive: true, mode: 0o700 });
+      const order: string[] = [];
+      const held = withLock('lockbeat', async () => {
+        order.push('first in');
+        await new Promise((r) => setTimeout(r, 800)); // four stale ages
+        order.push('first out');
+      });
+      await new Promise((r) => setTimeout(r, 20));
+      const waiter = withLock('lockbeat', async () => {
+        order.push('second in');
+      });
+      await Promise.all([held, waiter]);
+      assert.deepEqual(order, ['first in', 'first out', 'second in'], 'the waiter did not take a lock its holder kept touching');
+    } finally {
+      Object.assign(lockTiming, timing);
+      process.env.HOME = saved;
+    }
+  });
+
+  void test('what a killed process left beside the lock is swept once old: an unused new lock, a dead lock renamed aside', async () => {
+    const saved = process.env.HOME;
+    process.env.HOME = home;
+    try {
+      const dir = join(home, '.agentkeys', 'locksweep');
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const old = new Date(Date.now() - 10 * 60_000);
+      const strays = ['renew.lock.new-owner-999998-dead', 'renew.lock.stale-0123456789ab'];
+      for (const name of strays) {
+        await mkdir(join(dir, name), { mode: 0o700 });
+        await writeFile(join(dir, name, 'owner-999998-dead'), '');
+        await utimes(join(dir, name), old, old);
+      }
+      // A waiter's new lock made a moment ago is not a stray.
+      await mkdir(join(dir, 'renew.lock.new-owner-999997-waiting'), { mode: 0o700 });
+      let ran = false;
+      await withLock('locksweep', async () => {
+        ran = true;
+      });
+      assert.ok(ran);
+      assert.deepEqual(await readdir(dir), ['renew.lock.new-owner-999997-waiting'], 'the old strays are gone, the young one stays');
     } finally {
       process.env.HOME = saved;
     }

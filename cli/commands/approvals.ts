@@ -4,6 +4,8 @@
  */
 import { Command } from 'commander';
 import type { TypedDataDefinition } from 'viem';
+import { approvalRequestHash, approvalTypedData, type ApprovalDecision } from '../../lib/approvals';
+import { canonicalJson } from '../../lib/canonical-json';
 import { CliError } from '../errors';
 import { askConfirm } from '../prompt';
 import { shown, shownJson } from '../terminal-text';
@@ -15,10 +17,11 @@ interface ApprovalBody {
   approval_id: string;
   status: string;
   grant_id: string;
+  main_address: string;
   agent_address: string;
   target: string;
   params: Record<string, string | number>;
-  scope: { services?: string[]; roles?: string[] };
+  scope: { services?: string[]; roles?: string[] } & Record<string, unknown>;
   reason: string | null;
   request_hash: string;
   requested_at: number;
@@ -49,6 +52,44 @@ function approvalLines(a: ApprovalBody): string[] {
   ];
 }
 
+/**
+ * The EIP-712 typed data the holder signs, built here from the request as shown, never taken from
+ * the broker: a hostile broker (or a plain-http path to one) could otherwise have any typed data
+ * signed with the main wallet's key (a token permit, say). The request's fields must hash to the
+ * broker's request_hash, and the broker's own typed data must be this one (its domain names the host
+ * this CLI talks to), or nothing is signed.
+ */
+function typedDataToSign(id: string, view: ApprovalBody, decision: ApprovalDecision, brokerUrl: string) {
+  const fields = {
+    approval_id: view.approval_id,
+    grant_id: view.grant_id,
+    main_address: view.main_address,
+    agent_address: view.agent_address,
+    target: view.target,
+    params: view.params,
+    scope: view.scope,
+    reason: view.reason,
+    requested_at: view.requested_at,
+    expires_at: view.expires_at,
+  };
+  let hash: `0x${string}`;
+  try {
+    hash = approvalRequestHash(fields);
+  } catch {
+    throw new CliError(`the broker described approval ${id} in a form this CLI cannot hash; nothing signed`);
+  }
+  if (view.approval_id !== id || hash !== view.request_hash)
+    throw new CliError(`the broker's request_hash for ${id} is not the hash of the request it shows; nothing signed`);
+  const host = new URL(brokerUrl).host;
+  const typed = approvalTypedData(host, id, hash, decision);
+  if (canonicalJson(typed) !== canonicalJson(view.sign?.[decision] ?? null))
+    throw new CliError(
+      `the broker asks for a signature over other typed data than approval ${id} at ${host} (${decision}); nothing signed. ` +
+        "If the broker's public URL names another host, use that URL as --broker-url",
+    );
+  return typed;
+}
+
 async function decide(id: string, decision: 'approve' | 'deny', o: WalletKeyOptions & { yes?: boolean }, cmd: Command): Promise<void> {
   const ctx = await CliContext.open(cmd);
   const broker = await ctx.authedBroker();
@@ -58,7 +99,9 @@ async function decide(id: string, decision: 'approve' | 'deny', o: WalletKeyOpti
   let signature: string | undefined;
   if (walletSourceCount(o) > 0) {
     const account = await loadCliWallet(ctx, o);
-    const typed = view.sign[decision];
+    if (account.address.toLowerCase() !== String(view.main_address).toLowerCase())
+      throw new CliError(`the key given is ${account.address}, but approval ${id} is for the grant of main wallet ${shown(String(view.main_address))}`);
+    const typed = typedDataToSign(id, view, decision, broker.baseUrl);
     // Shown before signing: the EIP-712 typed data is exactly what the signature commits to.
     process.stderr.write(`Signing with ${account.address} (EIP-712):\n${shownJson(typed, 2)}\n`);
     if (!o.yes && !(await askConfirm(`Sign and ${decision} ${id}?`, 'pass --yes to sign without asking'))) throw new CliError('not signed; nothing decided');

@@ -5,14 +5,45 @@
  */
 import { Command } from 'commander';
 import { EVM_ADDRESS_RE } from '../../lib/wallet-message';
+import { buildGrantAcceptanceMessage } from '../../lib/grant-acceptance';
+import type { GrantScope } from '../../lib/grant-scope';
 import type { GrantBody } from '../../lib/wire';
 import { CliError, UsageError } from '../errors';
 import { askConfirm } from '../prompt';
-import { shownLines } from '../terminal-text';
+import { shown, shownLines } from '../terminal-text';
 import { CliContext } from '../context';
 import { loadCliWallet, withWalletKeyOptions, type WalletKeyOptions } from '../wallet-key';
 
 type AgentGrantBody = GrantBody & { main_address?: string; acceptance_message?: string };
+
+/**
+ * The acceptance text the agent wallet signs, built here from the grant as listed, never taken from
+ * the broker: a hostile broker (or a plain-http path to one) could otherwise have the agent's key
+ * sign any text (a login message for another site, say). The broker's own text must be this one,
+ * whose Broker line names the host this CLI talks to, or nothing is signed.
+ */
+function acceptanceText(g: AgentGrantBody, brokerUrl: string): string {
+  const host = new URL(brokerUrl).host;
+  let text: string;
+  try {
+    text = buildGrantAcceptanceMessage({
+      broker: host,
+      grantId: g.grant_id,
+      mainAddress: String(g.main_address),
+      agentAddress: g.agent_address,
+      scope: g.scope as GrantScope,
+      expiresAt: g.expires_at as number,
+    });
+  } catch {
+    text = '';
+  }
+  if (text === '' || text !== g.acceptance_message)
+    throw new CliError(
+      `the broker asks the agent wallet to sign other text than the acceptance of grant ${shown(g.grant_id)} at ${host}; nothing signed. ` +
+        "If the broker's public URL names another host, use that URL as --broker-url",
+    );
+  return text;
+}
 
 function grantLine(g: GrantBody & { active?: boolean }): string {
   const state = g.status ?? (g.revoked_at ? 'revoked' : g.active === false ? 'inactive' : 'active');
@@ -77,13 +108,14 @@ export function grantCommand(): Command {
       if (account.address.toLowerCase() !== g.agent_address.toLowerCase()) {
         throw new UsageError(`the key given is ${account.address}, but grant ${id} names ${g.agent_address} as its agent`);
       }
+      const text = acceptanceText(g, broker.baseUrl);
       // Shown before signing: what the agent agrees to is the text itself.
-      process.stderr.write(`Signing with ${account.address}:\n${shownLines(g.acceptance_message)}\n`);
+      process.stderr.write(`Signing with ${account.address}:\n${shownLines(text)}\n`);
       if (!o.yes) {
         const yes = await askConfirm(`Sign and accept grant ${id}?`, 'pass --yes to sign without asking');
         if (!yes) throw new CliError('not signed; the grant stays pending');
       }
-      const signature = await account.signMessage({ message: g.acceptance_message });
+      const signature = await account.signMessage({ message: text });
       const accepted = (await broker.call<GrantBody>('POST', `/v1/grants/${encodeURIComponent(id)}/accept`, { body: { signature } })).body;
       ctx.print(accepted, `Accepted: ${grantLine(accepted)}`);
     });

@@ -11,7 +11,7 @@ import { assertLoginWritable, openLoginStore, type ProfileSession } from '../ses
 import { teeLogin, type TeeLoginResult } from '../tee-client';
 import { loadCliWallet, withWalletKeyOptions, type WalletAccount, type WalletKeyOptions } from '../wallet-key';
 import { displayIdentity } from '../identity';
-import { shown } from '../terminal-text';
+import { shown, shownJson } from '../terminal-text';
 import type { BrokerClient } from '../broker-client';
 
 const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
@@ -60,7 +60,7 @@ async function finish(ctx: CliContext, session: ProfileSession, o: InitOptions):
     ...(o.showToken ? { token: session.token } : {}),
   };
   if (o.jsonLine && ctx.json) {
-    process.stdout.write(`${JSON.stringify({ event: 'logged_in', ...result })}\n`);
+    process.stdout.write(`${shownJson({ event: 'logged_in', ...result })}\n`);
     return;
   }
   ctx.print(result, [
@@ -316,7 +316,7 @@ async function initDevice(ctx: CliContext, o: InitOptions & { qr?: boolean }): P
   const expiresAt = Date.now() + start.expires_in * 1000;
   if (ctx.json) {
     const { device_code: _secret, ...shown } = start;
-    process.stdout.write(`${JSON.stringify({ event: 'device_code', ...shown, expires_at: Math.floor(expiresAt / 1000) })}\n`);
+    process.stdout.write(`${shownJson({ event: 'device_code', ...shown, expires_at: Math.floor(expiresAt / 1000) })}\n`);
   } else {
     const qr = o.qr === false ? '' : `\n${await terminalQr(start.verification_uri_complete)}`;
     process.stderr.write(
