@@ -10,7 +10,7 @@ import { findUserByOmni } from '../db/users';
 import { sha256Hex } from '../lib/digest';
 import type { ErrorCode } from '../lib/errors';
 import { IDENTITY_TYPES, omniAccountOf, type Identity, type IdentityType } from '../lib/omni';
-import { registerPasskey } from '../services/passkeys';
+import { passkeysFullMessage, registerPasskey } from '../services/passkeys';
 import { FailureType } from '../workflows/definitions';
 import type { RegisteredPasskey } from '../workflows/passkey-ceremony.definitions';
 import type { ActivityDeps } from './deps';
@@ -47,7 +47,8 @@ export function createPasskeyCeremonyActivities(deps: ActivityDeps) {
      * verification required, this rp id and one of these origins, over this challenge) and stores
      * the credential under its account with its audit row. Idempotent per ceremony: a retry finds
      * the row its first attempt stored. A credential id already registered, to this account or
-     * another, is refused (409).
+     * another, is refused (409), and so is a passkey past the cap on passkeys per account
+     * (services/passkeys.ts), nothing written.
      */
     async verifyPasskeyRegistration(input: VerifyPasskeyRegistrationInput): Promise<PasskeyRegistrationVerdict> {
       let info;
@@ -85,6 +86,7 @@ export function createPasskeyCeremonyActivities(deps: ActivityDeps) {
         );
         if (r.status === 'taken')
           return refuse('conflict', r.ownAccount ? 'this passkey is already registered to this account' : 'this passkey is registered to another account');
+        if (r.status === 'full') return refuse('conflict', passkeysFullMessage(r.count));
         return { ok: true, passkey: r.passkey, credentialId: r.passkey.id };
       } catch (e) {
         throw dbFailure(e);
@@ -98,6 +100,13 @@ export function createPasskeyCeremonyActivities(deps: ActivityDeps) {
      * without one), and a backup eligibility that never changes; then records the new counter and
      * backup state (a compare-and-set, idempotent for this ceremony). Answers the account to sign
      * in and its identity.
+     *
+     * A second answer to a ceremony whose counter was already recorded (its login could not be
+     * recorded and the ceremony took answers again, or this activity was retried) meets its own
+     * counter and fails the counter check. The library checks the counter before the signature, so
+     * that failure says nothing of the signature: the answer is verified again with the counter
+     * check out of the way, and it signs in only when the signature verifies and its counter is the
+     * one this ceremony recorded (the same assertion sent again). Anything else is refused.
      */
     async verifyPasskeyAssertion(input: CeremonyCheck): Promise<PasskeyAssertionVerdict> {
       const response = input.response as unknown as AuthenticationResponseJSON;
@@ -112,25 +121,39 @@ export function createPasskeyCeremonyActivities(deps: ActivityDeps) {
       if (!response.response?.userHandle) return refuse('unauthorized', 'the passkey returned no user handle (a discoverable passkey is required)');
       if (response.response.userHandle !== row.user_handle)
         return refuse('unauthorized', 'the passkey answered for another user handle than the one it was registered with');
-      let info;
-      try {
+      const storedCounter = Number(row.counter);
+      const verify = async (counter: number) => {
         const v = await verifyAuthenticationResponse({
           response,
           expectedChallenge: input.challenge,
           expectedOrigin: input.origins,
           expectedRPID: input.rpId,
-          credential: { id: row.credential_id, publicKey: new Uint8Array(row.public_key), counter: Number(row.counter) },
+          credential: { id: row.credential_id, publicKey: new Uint8Array(row.public_key), counter },
           requireUserVerification: true,
         });
-        if (!v.verified) return refuse('unauthorized', 'the passkey assertion did not verify');
-        info = v.authenticationInfo;
+        return v.verified ? v.authenticationInfo : undefined;
+      };
+      const regressed = 'the passkey signature counter did not move forward (a cloned authenticator?)';
+      let info;
+      try {
+        info = await verify(storedCounter);
       } catch (e) {
-        // A retry of this very ceremony after its counter was recorded sees its own counter again.
-        if (row.last_challenge === challengeHash && /counter/i.test(message(e))) return signInAs(row);
-        return refuse('unauthorized', `the passkey sign-in was refused: ${message(e)}`);
+        if (!(row.last_challenge === challengeHash && /counter/i.test(message(e))))
+          return refuse('unauthorized', `the passkey sign-in was refused: ${message(e)}`);
+        // This ceremony recorded the counter already, and the counter is checked before the signature:
+        // verify again with a stored counter of 0, so the signature (and every other check) is made,
+        // and take only the counter this ceremony recorded.
+        try {
+          info = await verify(0);
+        } catch (again) {
+          return refuse('unauthorized', `the passkey sign-in was refused: ${message(again)}`);
+        }
+        if (info && info.newCounter !== storedCounter) return refuse('unauthorized', regressed);
       }
+      if (!info) return refuse('unauthorized', 'the passkey assertion did not verify');
       if ((info.credentialDeviceType === 'multiDevice') !== row.backup_eligible)
         return refuse('unauthorized', 'the passkey changed its backup eligibility, which a credential never does');
+      // The same assertion sent again passes the compare-and-set as this ceremony's own write, and only while it is the last one.
       try {
         const moved = await recordPasskeyUse(deps.db, {
           credentialId: row.credential_id,
@@ -138,7 +161,7 @@ export function createPasskeyCeremonyActivities(deps: ActivityDeps) {
           backedUp: info.credentialBackedUp,
           challengeHash,
         });
-        if (!moved) return refuse('unauthorized', 'the passkey signature counter did not move forward (a cloned authenticator?)');
+        if (!moved) return refuse('unauthorized', regressed);
         return await signInAs(row);
       } catch (e) {
         throw dbFailure(e);

@@ -8,7 +8,8 @@ import type { Queryable } from './pool';
  * registrations); a sign-in moves the counter forward or keeps both at 0 (a compare-and-set, so two
  * racing uses of one counter value cannot both pass). The signature, origin, rp id and flags are
  * checked before (activities/passkey-ceremony.ts); whether a removal would leave an account
- * without a way to sign in, by services/passkeys.ts under lockPasskeysOfAccount.
+ * without a way to sign in, and whether a registration would pass the cap on passkeys per account,
+ * by services/passkeys.ts under lockPasskeysOfAccount.
  */
 
 export interface PasskeyRow {
@@ -42,9 +43,6 @@ export interface NewPasskey {
   challengeHash: string;
 }
 
-/** The most passkeys one listing shows (an account holds a handful). */
-export const MAX_LISTED_PASSKEYS = 100;
-
 /** Inserts the credential; false when its id is already stored (under any account). */
 export async function insertPasskey(q: Queryable, p: NewPasskey): Promise<boolean> {
   const r = await q.query(
@@ -60,12 +58,16 @@ export async function findPasskey(q: Queryable, credentialId: string): Promise<P
   return r.rows[0];
 }
 
-export async function listPasskeys(q: Queryable, omniAccount: string): Promise<PasskeyRow[]> {
-  const r = await q.query<PasskeyRow>('SELECT * FROM passkeys WHERE omni_account = $1 ORDER BY created_at, credential_id LIMIT $2', [
-    omniAccount,
-    MAX_LISTED_PASSKEYS,
-  ]);
+/** The account's passkeys, oldest first, at most `limit` (the caller's cap: services/passkeys.ts). */
+export async function listPasskeys(q: Queryable, omniAccount: string, limit: number): Promise<PasskeyRow[]> {
+  const r = await q.query<PasskeyRow>('SELECT * FROM passkeys WHERE omni_account = $1 ORDER BY created_at, credential_id LIMIT $2', [omniAccount, limit]);
   return r.rows;
+}
+
+/** How many passkeys the account holds. */
+export async function countPasskeys(q: Queryable, omniAccount: string): Promise<number> {
+  const r = await q.query<{ n: number }>('SELECT count(*)::int AS n FROM passkeys WHERE omni_account = $1', [omniAccount]);
+  return r.rows[0]?.n ?? 0;
 }
 
 /** The WebAuthn user handle the account's passkeys carry (its first one's), if it has any. */
@@ -89,13 +91,18 @@ export async function recordPasskeyUse(q: Queryable, u: { credentialId: string; 
 }
 
 /**
- * Locks every passkey row of the account until the transaction ends and answers their credential
- * ids. Two removals of the same account's passkeys so take turns: the second waits, then reads the
- * rows the first left (a row it deleted is skipped), so a count taken here cannot be stale when
- * the delete follows. The rows are locked in credential id order, one order for every caller, so
- * two such transactions cannot wait on each other.
+ * Takes the account's passkey lock until the transaction ends (a transaction-scoped advisory lock
+ * keyed on the account), then locks every passkey row of the account and answers their credential
+ * ids. Two removals, two registrations, or one of each, of the same account so take turns: the
+ * second waits for the lock, and only then reads, so it sees the rows the first added or left and
+ * a count taken here cannot be stale when the insert or delete follows. Row locks alone would not
+ * do for a registration: a row another transaction is inserting is not there to be locked, and a
+ * read that waited on a locked row still misses rows committed while it waited. The advisory lock
+ * comes first and the rows are locked in credential id order, one order for every caller, so two
+ * such transactions cannot wait on each other. Must run inside a transaction.
  */
 export async function lockPasskeysOfAccount(q: Queryable, omniAccount: string): Promise<string[]> {
+  await q.query(`SELECT pg_advisory_xact_lock(hashtextextended('passkeys:' || $1, 0))`, [omniAccount]);
   const r = await q.query<{ credential_id: string }>('SELECT credential_id FROM passkeys WHERE omni_account = $1 ORDER BY credential_id FOR UPDATE', [
     omniAccount,
   ]);

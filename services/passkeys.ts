@@ -4,16 +4,20 @@
  * its audit row.
  *
  * Checks here: what the transaction decides — a credential id already registered (to this or
- * another account) is refused unless this very ceremony stored it (a retry); a removal names a
- * passkey of the caller's own account, and is refused when it would take the last passkey of an
- * account whose identity is a passkey (it could never sign in again), decided under a lock on the
- * account's passkey rows so two removals cannot both pass it. A removal first needs a recent login
- * of the caller (requireRecentLogin, services/sessions.ts, the one check of it), asked here before
- * anything is read. The attestation, origin, rp id and flags are checked before
- * (activities/passkey-ceremony.ts); who the caller is, by the API (api/plugins/auth.ts).
+ * another account) is refused unless this very ceremony stored it (a retry); an account holds at
+ * most MAX_PASSKEYS_PER_ACCOUNT passkeys (a registration past it is refused, and so are its
+ * options); a removal names a passkey of the caller's own account, and is refused when it would
+ * take the last passkey of an account whose identity is a passkey (it could never sign in again).
+ * The cap and the last-passkey rule are decided under the account's passkey lock
+ * (lockPasskeysOfAccount), so two registrations, or two removals, cannot both pass. A removal
+ * first needs a recent login of the caller (requireRecentLogin, services/sessions.ts, the one
+ * check of it), asked here before anything is read. The attestation, origin, rp id and flags are
+ * checked before (activities/passkey-ceremony.ts); who the caller is, by the API
+ * (api/plugins/auth.ts).
  */
 import { appendAudit } from '../db/audit';
 import {
+  countPasskeys,
   deletePasskey,
   findPasskey,
   insertPasskey,
@@ -46,20 +50,41 @@ export function passkeyView(row: PasskeyRow): PasskeyView {
 /** The audit rows name a passkey by a digest of its credential id, never the id itself. */
 const auditName = (credentialId: string) => sha256Hex(`passkey:${credentialId}`).slice(0, 32);
 
-export type RegisterOutcome = { status: 'registered'; passkey: PasskeyView } | { status: 'taken'; ownAccount: boolean };
+/**
+ * The most passkeys one account holds, as many as wallet slots by default. Without a cap, a recent
+ * login could register junk passkeys past what a listing shows and hide one among them; with it, a
+ * listing shows every passkey of the account.
+ */
+export const MAX_PASSKEYS_PER_ACCOUNT = 20;
+
+/** The refusal of one passkey past the cap (409 `conflict`): what to do about it. */
+export const passkeysFullMessage = (count: number) =>
+  `this account already has ${count} passkeys, the most allowed (${MAX_PASSKEYS_PER_ACCOUNT}): remove one it no longer uses first, then add the new one`;
+
+export type RegisterOutcome = { status: 'registered'; passkey: PasskeyView } | { status: 'taken'; ownAccount: boolean } | { status: 'full'; count: number };
 
 /**
  * Stores a verified credential under its account with its audit row (`passkey.registered`).
  * Idempotent for one ceremony (`p.challengeHash`): a retry finds its own row and answers it again.
+ * An account that already holds MAX_PASSKEYS_PER_ACCOUNT passkeys gets no other (`full`, nothing
+ * written), counted under the account's passkey lock so racing registrations cannot pass it together.
  */
 export async function registerPasskey(deps: { db: Db }, p: NewPasskey, audit: { requestId: string; idemKey: string }): Promise<RegisterOutcome> {
   return withTransaction(deps.db, async (tx) => {
-    if (!(await insertPasskey(tx, p))) {
+    // Held until commit: a concurrent registration (or removal) of this account waits here, then counts what this one left.
+    const ids = await lockPasskeysOfAccount(tx, p.omniAccount);
+    const taken = async (): Promise<RegisterOutcome | undefined> => {
       const existing = await findPasskey(tx, p.credentialId);
-      const mine = existing !== undefined && existing.omni_account === p.omniAccount;
-      if (!existing || !mine || existing.last_challenge !== p.challengeHash) return { status: 'taken', ownAccount: mine };
+      if (!existing) return undefined;
+      const mine = existing.omni_account === p.omniAccount;
+      if (!mine || existing.last_challenge !== p.challengeHash) return { status: 'taken', ownAccount: mine };
       return { status: 'registered', passkey: passkeyView(existing) };
-    }
+    };
+    // A retry of this very ceremony (its row is counted already), or a credential id stored before.
+    const before = await taken();
+    if (before) return before;
+    if (ids.length >= MAX_PASSKEYS_PER_ACCOUNT) return { status: 'full', count: ids.length };
+    if (!(await insertPasskey(tx, p))) return (await taken()) ?? { status: 'taken', ownAccount: false };
     await appendAudit(tx, {
       event: 'passkey.registered',
       outcome: 'ok',
@@ -74,21 +99,27 @@ export async function registerPasskey(deps: { db: Db }, p: NewPasskey, audit: { 
   });
 }
 
+/** Every passkey of the account (at most MAX_PASSKEYS_PER_ACCOUNT), oldest first. */
 export async function listAccountPasskeys(deps: { db: Db }, omniAccount: string): Promise<PasskeyView[]> {
-  return (await listPasskeys(deps.db, omniAccount)).map(passkeyView);
+  return (await listPasskeys(deps.db, omniAccount, MAX_PASSKEYS_PER_ACCOUNT)).map(passkeyView);
 }
 
 /**
  * What a registration's options need of the account: the WebAuthn user handle its passkeys already
  * share (undefined before its first), the credential ids it has (authenticators are asked not to
- * make a second one) and a name to show in the authenticator's account picker.
+ * make a second one) and a name to show in the authenticator's account picker. An account that
+ * already holds MAX_PASSKEYS_PER_ACCOUNT passkeys gets no challenge: a BrokerError `conflict` (409)
+ * saying to remove one first. The registration itself counts again, under the lock
+ * (registerPasskey): this is the early answer, so no ceremony is opened that could only be refused.
  */
 export async function accountForRegistration(
   deps: { db: Db },
   omniAccount: string,
 ): Promise<{ userHandle: string | undefined; credentialIds: string[]; label: string }> {
+  const count = await countPasskeys(deps.db, omniAccount);
+  if (count >= MAX_PASSKEYS_PER_ACCOUNT) throw new BrokerError('conflict', passkeysFullMessage(count));
   const [rows, handle, user] = await Promise.all([
-    listPasskeys(deps.db, omniAccount),
+    listPasskeys(deps.db, omniAccount, MAX_PASSKEYS_PER_ACCOUNT),
     userHandleOfAccount(deps.db, omniAccount),
     findUserByOmni(deps.db, omniAccount),
   ]);

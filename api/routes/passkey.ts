@@ -9,7 +9,7 @@ import { BrokerError } from '../../lib/errors';
 import { LOGIN_METHODS } from '../../lib/login-methods';
 import { omniAccountOf } from '../../lib/omni';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
-import { accountForRegistration, listAccountPasskeys, removePasskey } from '../../services/passkeys';
+import { accountForRegistration, listAccountPasskeys, MAX_PASSKEYS_PER_ACCOUNT, removePasskey } from '../../services/passkeys';
 import { NEVER_A_RECENT_LOGIN, REAUTH_SECONDS, requireRecentLogin } from '../../services/sessions';
 import type { AuthContext } from '../dependencies';
 import type { passkeyCeremonyWorkflow } from '../../workflows/passkey-ceremony';
@@ -150,8 +150,9 @@ export default async function passkeyRoutes(appBase: FastifyInstance) {
         summary: 'Options to add a passkey to this account (navigator.credentials.create)',
         description:
           `A broker session whose login is at most ${REAUTH_SECONDS} s old (else 401 with reauthenticate: true); ${NEVER_A_RECENT_LOGIN} are 403. ` +
+          `An account holds at most ${MAX_PASSKEYS_PER_ACCOUNT} passkeys: one that has them all is 409 (remove one first), no challenge opened. ` +
           `The challenge can be answered once, within ${ttlSeconds} s, at POST /v1/passkeys/registration.`,
-        response: { 200: optionsAnswer, 403: errorBody, ...commonErrors },
+        response: { 200: optionsAnswer, 403: errorBody, 409: errorBody, ...commonErrors },
       },
     },
     async (request) => {
@@ -176,7 +177,9 @@ export default async function passkeyRoutes(appBase: FastifyInstance) {
         tags: ['passkeys'],
         summary: 'Add a passkey to this account (the answer to its registration options)',
         description:
-          'Answers 201 with the passkey. 401 when the attestation does not verify (origin, rp id, user verification); 409 for a used challenge or a passkey already registered here or to another account; 410 once the challenge expired.',
+          'Answers 201 with the passkey. 401 when the attestation does not verify (origin, rp id, user verification); 409 for a used challenge, ' +
+          `a passkey already registered here or to another account, or an account that already holds ${MAX_PASSKEYS_PER_ACCOUNT} passkeys (nothing written); ` +
+          '410 once the challenge expired.',
         body: z.object({ response: credentialSchema, name: nameSchema }),
         response: { 201: passkeySchema, 403: errorBody, 409: errorBody, 410: errorBody, ...commonErrors },
       },
@@ -262,6 +265,7 @@ export default async function passkeyRoutes(appBase: FastifyInstance) {
       schema: {
         tags: ['passkeys'],
         summary: "This account's passkeys",
+        description: `All of them, oldest first: an account holds at most ${MAX_PASSKEYS_PER_ACCOUNT}.`,
         response: { 200: z.object({ passkeys: z.array(passkeySchema) }), ...commonErrors },
       },
     },
