@@ -26,7 +26,9 @@ export interface AccountIdentity {
  * it; the actor identifier is only what the minted credentials name, so that a session minted here
  * reaches the prefix AgentKeys clients read and write.
  *
- * Upstream (litentry/agent-terrier at c348357, the newest read): `crates/agentkeys-core/src/actor_omni.rs`
+ * Upstream (litentry/agent-terrier, each file read at c348357c690ddd3798ed7ceae599305fb62f39ff;
+ * newer stored texts of the broker's router add no login route, docs/contracts.md):
+ * `crates/agentkeys-core/src/actor_omni.rs`
  * (`actor_omni_from_wallet`: `agentkeys` ‖ `evm` ‖ the lower-cased wallet text);
  * `crates/agentkeys-broker-server/src/identity/omni_account.rs` (`derive_with_client_id`, whose
  * `client_id` became the stack's configured one in ecc5a11 — `agentkeys` on the AWS stack —

@@ -325,7 +325,7 @@ void describe('get_account_user_id and check_hyper_agent_address', () => {
 
     // Through the TEE (fixture, which reads the answer as submit_user_op_with_auth.rs does): a bound
     // pair in another spelling goes through; a main_address that is no address is "not linked"
-    // (-32003, AUTH_VERIFICATION_FAILED), not a failed backend call (-32164, EXTERNAL_API_ERROR).
+    // (-32003, AUTH_VERIFICATION_FAILED), not a failed backend call (-32165, WILDMETA_SERVICE_ERROR).
     const submit = (mainAddress: string) =>
       callTeeRpc(tee.url, 'omni_submitUserOpWithAuth', {
         user_operations: [],

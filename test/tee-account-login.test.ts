@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { callTeeRpc, teeRpcResult } from '../fixtures/tee/client';
@@ -55,6 +57,54 @@ async function emailLogin(email: string, clientId = 'agentkeys'): Promise<LoginR
     client_id: clientId,
     client_auth: null,
   });
+}
+
+/** A request a stand-in in front of the broker received. */
+interface Received {
+  path: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+/**
+ * An HTTP server in front of the broker, as a reverse proxy mounting it under a path prefix would
+ * be: `<prefix>/…` is passed on to the broker as `/…`, anything else is a 404 of its own. Or, with
+ * `answer`, a backend that answers every request with that status and JSON body. Records what it
+ * received.
+ */
+async function startFrontOfBroker(opts: { prefix?: string; answer?: { status: number; body: unknown } }) {
+  const received: Received[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const path = req.url ?? '/';
+      received.push({ path, headers: { ...req.headers } });
+      const reply = (status: number, body: string) => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(body);
+      };
+      if (opts.answer) return reply(opts.answer.status, JSON.stringify(opts.answer.body));
+      const prefix = opts.prefix ?? '';
+      if (!path.startsWith(`${prefix}/`)) return reply(404, '{"error":"not found"}');
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && !['host', 'connection', 'content-length'].includes(k)) headers[k] = v;
+      const body = Buffer.concat(chunks);
+      fetch(`${stack.url}${path.slice(prefix.length)}`, { method: req.method, headers, body: body.length > 0 ? body : undefined }).then(
+        async (r) => reply(r.status, await r.text()),
+        () => reply(502, '{"error":"bad gateway"}'),
+      );
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    received,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
 }
 
 void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
@@ -201,9 +251,9 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     assert.equal(await count('users'), before);
   });
 
-  void test('a broker that refuses the callback makes the TEE answer -32041 (POST_HEIMA_LOGIN_FAILED_CODE)', async () => {
+  void test('a broker that refuses the callback makes the TEE answer -32161 (PUMPX_SERVICE_ERROR_CODE, the code the patch keeps)', async () => {
     // A TEE whose agentkeys_api base points at a path the broker does not serve: HTTP 404, and
-    // upstream's error_for_status() turns it into the failed-call code.
+    // error_for_status() turns it into the failed-call answer, pumpx_service_error("post_heima_login", …).
     const other = await startTeeFixture({ brokerBaseUrl: `${stack.url}/nowhere/` });
     try {
       const email = `lost.${Date.now()}@example.com`;
@@ -214,7 +264,10 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
         client_id: 'agentkeys',
         client_auth: null,
       });
-      assert.ok('error' in r && r.error.code === -32041, JSON.stringify(r));
+      assert.ok('error' in r, JSON.stringify(r));
+      assert.equal(r.error.code, -32161);
+      assert.equal(r.error.message, 'Pumpx service error in post_heima_login');
+      assert.match((r.error.data as { reason: string }).reason, /HTTP status 404/);
     } finally {
       await other.close();
     }
@@ -255,7 +308,7 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     assert.ok('error' in again && again.error.code === -32003, 'consumed');
   });
 
-  void test('a value over 64 bytes, cut cleanly or inside a character, is refused by the broker even from a TEE that passes it on (-32041), and by the patched TEE first (-32602); nothing written', async () => {
+  void test('a value over 64 bytes, cut cleanly or inside a character, is refused by the broker even from a TEE that passes it on (-32161), and by the patched TEE first (-32602); nothing written', async () => {
     // A TEE without the patch's check (mode unpatched) passes the value on under upstream's cut: the
     // broker's own refusal is what stops it there. The patched TEE refuses it before the broker hears of it.
     const passesOn = await startTeeFixture({ brokerBaseUrl: `${stack.url}/`, privateKeyPem: teeKey.privateKeyPem, mode: 'unpatched' });
@@ -264,7 +317,7 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
         assert.ok(Buffer.byteLength(value) > 64);
         const before = await count('users');
         for (const [door, code] of [
-          [passesOn, -32041],
+          [passesOn, -32161],
           [tee, -32602],
         ] as const) {
           await teeRpcResult(door.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: value });
@@ -284,14 +337,14 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
   });
 
   void test('post_heima_login joined with or without a leading "/": both reach a broker mounted at the host root', async () => {
-    // Without the slash the base URL's path is kept; with it (some builds) the call goes to the
-    // host root. Mounted at the root, the broker serves both; under a path prefix only the
-    // slash-less form would find it — hence: mount at the host root of the base URL's host.
+    // Without the slash (the patch's client) the base URL's path is kept; with it (some other
+    // builds) the call goes to the host root. The broker serves its routes at its own root, so a
+    // base with a path prefix needs a proxy that takes the prefix off (the next test).
     for (const [base, leadingSlash, expect] of [
       [`${stack.url}/`, false, 'ok'],
       [`${stack.url}/`, true, 'ok'],
       [`${stack.url}/agentkeys/`, true, 'ok'],
-      [`${stack.url}/agentkeys/`, false, -32041],
+      [`${stack.url}/agentkeys/`, false, -32161],
     ] as const) {
       const other = await startTeeFixture({ brokerBaseUrl: base, privateKeyPem: teeKey.privateKeyPem, leadingSlashPostHeimaLogin: leadingSlash });
       try {
@@ -311,6 +364,131 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     }
   });
 
+  /** omni_submitUserOpWithAuth of an email user with a wildmeta_hl pair: the link check only. */
+  const submitLinkCheck = (teeUrl: string, email: string, main: string, agent: string) =>
+    callTeeRpc(teeUrl, 'omni_submitUserOpWithAuth', {
+      user_operations: [],
+      chain_id: 42161,
+      wallet_index: 1,
+      user_id: { type: 'email', value: email },
+      client_id: 'agentkeys',
+      client_auth: {
+        type: 'wildmeta_hl',
+        value: { agent_address: agent, business_json: '{"timestamp":1}', main_address: main, signature: '0x', login_type: 0 },
+      },
+    });
+
+  void test('a broker URL with a path prefix: the patched TEE joins every call onto it when it ends in "/", each with X-Language: en', async () => {
+    const front = await startFrontOfBroker({ prefix: '/agentkeys' });
+    const withSlash = await startTeeFixture({ brokerBaseUrl: `${front.url}/agentkeys/`, privateKeyPem: teeKey.privateKeyPem });
+    const withoutSlash = await startTeeFixture({ brokerBaseUrl: `${front.url}/agentkeys`, privateKeyPem: teeKey.privateKeyPem });
+    const main = privateKeyToAccount(generatePrivateKey()).address;
+    const agent = privateKeyToAccount(generatePrivateKey()).address;
+    try {
+      const email = `prefix.${Date.now()}@example.com`;
+      await teeRpcResult(withSlash.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: email });
+      const login = await teeRpcResult<LoginResult>(withSlash.url, 'omni_userLogin', {
+        user_id: { type: 'email', value: email },
+        user_auth: { type: 'email', value: withSlash.lastEmailCode(email) ?? '' },
+        client_id: 'agentkeys',
+        client_auth: null,
+      });
+      assert.equal(login.backend_response.code, 10000);
+      await teeRpcResult(withSlash.url, 'omni_addWallet', {}, { bearer: login.id_token });
+      const me = (await stack.request('GET', '/v1/session/me', { token: login.access_token })).body as Me;
+      assert.deepEqual(
+        me.wallets.map((w) => w.wallet_index),
+        [0],
+      );
+      // Not linked (-32003) is the broker's answer; a call that failed would be -32165.
+      const unbound = await submitLinkCheck(withSlash.url, email, main, agent);
+      assert.ok('error' in unbound && unbound.error.code === -32003, JSON.stringify(unbound));
+
+      assert.deepEqual(
+        front.received.map((r) => r.path),
+        ['/agentkeys/v3/account/post_heima_login', '/agentkeys/v3/account/add_wallet', '/agentkeys/v1/account/check_hyper_agent_address'],
+      );
+      const [postLogin, addWallet, check] = front.received.map((r) => r.headers);
+      for (const h of [postLogin, addWallet, check]) assert.equal(h?.['x-language'], 'en');
+      assert.equal(postLogin?.authorization, `Bearer ${login.access_token}`);
+      assert.equal(postLogin?.['content-type'], 'application/json');
+      assert.equal(addWallet?.authorization, `Bearer ${login.access_token}`);
+      assert.equal(addWallet?.['content-length'], '0');
+      assert.equal(addWallet?.['content-type'], undefined);
+      assert.equal(check?.authorization, undefined);
+      assert.equal(check?.['content-type'], 'application/json');
+
+      // Without the trailing "/" the join replaces the last segment: the calls go to the host root,
+      // which the proxy does not pass on, and the TEE answers its failed-call codes.
+      front.received.length = 0;
+      const lost = `prefix.lost.${Date.now()}@example.com`;
+      await teeRpcResult(withoutSlash.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: lost });
+      const refused = await callTeeRpc(withoutSlash.url, 'omni_userLogin', {
+        user_id: { type: 'email', value: lost },
+        user_auth: { type: 'email', value: withoutSlash.lastEmailCode(lost) ?? '' },
+        client_id: 'agentkeys',
+        client_auth: null,
+      });
+      assert.ok('error' in refused && refused.error.code === -32161, JSON.stringify(refused));
+      const failedCheck = await submitLinkCheck(withoutSlash.url, lost, main, agent);
+      assert.ok('error' in failedCheck, JSON.stringify(failedCheck));
+      assert.deepEqual(failedCheck.error, { code: -32165, message: 'Wildmeta service error in verify_hyperliquid_link', data: {} });
+      assert.deepEqual(
+        front.received.map((r) => r.path),
+        ['/v3/account/post_heima_login', '/v1/account/check_hyper_agent_address'],
+      );
+    } finally {
+      await withSlash.close();
+      await withoutSlash.close();
+      await front.close();
+    }
+  });
+
+  void test('the answers of the patched base: -32000 for a code other than 10000, -32165 for a link check without data.isBound, -32163 for omni_addWallet before any login', async () => {
+    // A backend that answers every call HTTP 200 {"code":40000,…}: post_heima_login reads the code
+    // (check_backend_response), check_hyper_agent_address reads only data.isBound.
+    const backend = await startFrontOfBroker({ answer: { status: 200, body: { code: 40000, message: 'refused', data: null } } });
+    const other = await startTeeFixture({ brokerBaseUrl: `${backend.url}/`, privateKeyPem: teeKey.privateKeyPem });
+    try {
+      const email = `answers.${Date.now()}@example.com`;
+      await teeRpcResult(other.url, 'omni_requestEmailVerificationCode', { client_id: 'agentkeys', user_email: email });
+      const login = await callTeeRpc(other.url, 'omni_userLogin', {
+        user_id: { type: 'email', value: email },
+        user_auth: { type: 'email', value: other.lastEmailCode(email) ?? '' },
+        client_id: 'agentkeys',
+        client_auth: null,
+      });
+      assert.ok('error' in login, JSON.stringify(login));
+      assert.deepEqual(login.error, {
+        code: -32000,
+        message: 'Invalid backend response',
+        data: { backend_response: { code: 40000, message: 'refused' }, field: 'post_heima_login' },
+      });
+      const check = await submitLinkCheck(
+        other.url,
+        email,
+        privateKeyToAccount(generatePrivateKey()).address,
+        privateKeyToAccount(generatePrivateKey()).address,
+      );
+      assert.ok('error' in check, JSON.stringify(check));
+      assert.deepEqual(check.error, { code: -32165, message: 'Wildmeta service error in verify_hyperliquid_link', data: {} });
+
+      // The login failed, so no access token is stored for the account: add_wallet has none to send.
+      const omni = deriveOmniAccount('agentkeys', { type: 'email', value: email });
+      const idToken = other.issueToken({ sub: omni, typ: 'id', aud: 'agentkeys', exp: Math.floor(Date.now() / 1000) + 600 });
+      const added = await callTeeRpc(other.url, 'omni_addWallet', {}, { bearer: idToken });
+      assert.ok('error' in added, JSON.stringify(added));
+      assert.deepEqual(added.error, { code: -32163, message: 'Storage service error in get access token', data: {} });
+      assert.deepEqual(
+        backend.received.map((r) => r.path),
+        ['/v3/account/post_heima_login', '/v1/account/check_hyper_agent_address'],
+      );
+    } finally {
+      await other.close();
+      await backend.close();
+    }
+  });
+
   void test('omni_addWallet needs the patched aud list: an unpatched TEE refuses its own agentkeys token (-32003)', async () => {
     const unpatched = await startTeeFixture({
       brokerBaseUrl: `${stack.url}/`,
@@ -327,7 +505,7 @@ void describe('TEE login through the fixture TEE (client_id agentkeys)', () => {
     }
   });
 
-  void test('omni_submitUserOpWithAuth asks the broker check_hyper_agent_address (root path, login_type as i32)', async () => {
+  void test('omni_submitUserOpWithAuth asks the broker check_hyper_agent_address (joined onto the base URL, login_type as i32)', async () => {
     const main = privateKeyToAccount(generatePrivateKey());
     const omni = deriveOmniAccount('agentkeys', { type: 'evm', value: main.address });
     const message = await teeRpcResult<{ client_id: string; omni_account: string; message_code: string }>(tee.url, 'omni_getWeb3SignInMessage', {

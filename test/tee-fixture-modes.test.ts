@@ -8,7 +8,7 @@ import { startStack, type TestStack } from './harness';
 
 /**
  * Where `omni_addWallet` of an agentkeys user goes, through the real broker: upstream's handler
- * (litentry/heima `rpc-server/src/methods/omni/add_wallet.rs` @701b07553e11, played by the fixture's
+ * (litentry/heima `rpc-server/src/methods/omni/add_wallet.rs` @701b07553e11cad32baf35f46101aa4c465caf0c, played by the fixture's
  * `mode: 'unpatched'`) sends every wallet to the pumpx backend, so the broker never sees it; the
  * patched worker (tee-patch/, the default mode) sends it to the backend of the client the stored
  * access token was issued to — `POST /v3/account/add_wallet` here for agentkeys.

@@ -242,7 +242,7 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       try {
         // A value over 64 bytes is refused: the TEE derived the account of its first 64 bytes,
         // which may have been created for another value (lib/omni.ts, assertIdentityFits). The
-        // 400 is what the TEE reads as a failed login: it answers -32041 and hands out no token.
+        // 400 is what the TEE reads as a failed login: it answers -32161 (older builds -32041) and hands out no token.
         omniAccount = omniAccountOf(body.clientId, body.userId);
       } catch (e) {
         if (e instanceof IdentityError) throw new BrokerError('bad_request', `userId.value: ${e.message}`);
