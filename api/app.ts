@@ -49,6 +49,33 @@ function trustProxyOption(setting: TrustProxy): false | string[] | ((address: st
   return (_address, hop) => hop < setting;
 }
 
+/**
+ * Warns once (per app: one per API process) when a peer that BROKER_TRUST_PROXY does not name sends
+ * X-Forwarded-For. The header is then ignored and that peer is the client address: behind a load
+ * balancer left off the setting every client shares the balancer's address, so each per-address
+ * limit becomes one global budget and BROKER_TEE_CALLBACK_ALLOW sees the balancer, not the TEE.
+ * Neither the header's value nor any other request data is logged, only the peer.
+ */
+function warnOnUntrustedForwardedFor(app: FastifyInstance, setting: TrustProxy): void {
+  let warned = false;
+  app.addHook('onRequest', async (request) => {
+    if (warned) return;
+    const forwarded = [request.headers['x-forwarded-for'] ?? []].flat().join(',');
+    if (forwarded.replace(/[\s,]/g, '') === '') return;
+    // Fastify walks X-Forwarded-For only past trusted peers: `ips` is the TCP peer alone when it is not one.
+    if (setting !== false && (request.ips?.length ?? 0) > 1) return;
+    warned = true;
+    const peer = request.raw.socket.remoteAddress ?? 'unknown';
+    const now = setting === false ? 'unset' : String(setting);
+    request.log.warn(
+      { peer, setting: 'BROKER_TRUST_PROXY' },
+      `X-Forwarded-For from ${peer} ignored: that peer is not on BROKER_TRUST_PROXY (${now}), so it is the client address of its requests ` +
+        `(rate limits, BROKER_TEE_CALLBACK_ALLOW). If ${peer} is your load balancer, add it to BROKER_TRUST_PROXY (docs/deploy.md). ` +
+        'Logged once per process.',
+    );
+  });
+}
+
 /** The broker's HTTP surface: shared plugins first, then one plugin per surface. */
 export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
@@ -81,6 +108,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
         );
     },
   });
+  warnOnUntrustedForwardedFor(app, deps.config.BROKER_TRUST_PROXY);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.decorate('deps', deps);

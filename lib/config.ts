@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { isLoopbackUrl } from './client-address';
 import { AgentKeysError } from './errors';
 
 /**
@@ -191,8 +192,12 @@ export const envSchema = z.object({
   BROKER_RATE_LIMIT_MINT_PER_MINUTE: int(1, 1_000_000).default(10),
   /** Mints of every target together per client address (IPv6 /64) per minute, whatever the account: accounts are free, the token services' quota is not. */
   BROKER_RATE_LIMIT_MINT_PER_IP_PER_MINUTE: int(1, 1_000_000).default(120),
+  /** Approval requests opened (mints answered 202) per client address (IPv6 /64) per minute: each is a flow that waits up to an hour. */
+  BROKER_RATE_LIMIT_APPROVAL_OPEN_PER_IP_PER_MINUTE: int(1, 1_000_000).default(20),
   /** Agent revocations (the kill switch) per account per minute: each is a transaction, audit rows and a signal to the kill switch workflow. */
   BROKER_RATE_LIMIT_REVOKE_PER_MINUTE: int(1, 1_000_000).default(30),
+  /** Successful refreshes per refresh family (one login) in any 60 s, counted in Postgres: the CLI renews about twice a day; each refresh is a session, a token and an audit row. */
+  BROKER_RATE_LIMIT_REFRESH_PER_MINUTE: int(1, 1_000_000).default(6),
   /** Accepted codec-endpoint calls (decode/encode with the ops token) per address per minute; each is an audit row. */
   BROKER_RATE_LIMIT_CODEC_PER_MINUTE: int(1, 1_000_000).default(600),
   /** Keys each rate limit keeps (least recently used dropped first), per API process. */
@@ -333,6 +338,32 @@ function originList(name: string, text: string, always: string): string[] {
   return origins;
 }
 
+/**
+ * URLs whose answers the broker trusts or to which it sends a credential. In production each must be
+ * https, or plain http to this machine's loopback (a sidecar or stand-in): on a plain-http path
+ * anyone could answer in its place. (BROKER_GOOGLE_ISSUER has its own rule below.)
+ */
+const PRODUCTION_HTTPS_URLS = {
+  BROKER_TEE_JWKS_URL: 'it serves the keys that verify TEE bearers, so whoever answers it could sign in as any account',
+  BROKER_EVM_RPC_URL: 'its eth_call answers decide whether a contract-wallet signature is valid',
+  BROKER_STS_ENDPOINT: "it receives the broker's signed web identity tokens and returns the credentials a mint hands out",
+  BROKER_IAM_ENDPOINT: "the kill switch's deny policies are written through it",
+  BROKER_SES_ENDPOINT: 'login codes are mailed through it',
+} as const;
+
+/** The production problems of PRODUCTION_HTTPS_URLS (the values are not echoed: an RPC URL may carry an API key). */
+function plainHttpUrlProblems(e: Env): string[] {
+  const problems: string[] = [];
+  for (const [name, why] of Object.entries(PRODUCTION_HTTPS_URLS) as [keyof typeof PRODUCTION_HTTPS_URLS, string][]) {
+    const value = e[name];
+    if (value === undefined) continue;
+    const url = new URL(value);
+    if (url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackUrl(url))) continue;
+    problems.push(`${name} must be an https:// URL in production (plain http only to 127.0.0.1, localhost or [::1]): ${why}; set it to the https URL`);
+  }
+  return problems;
+}
+
 /** Parses and validates the environment; throws a ConfigError naming every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);
@@ -388,6 +419,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (e.BROKER_GOOGLE_CLIENT_ID && !e.BROKER_GOOGLE_CLIENT_SECRET && !e.BROKER_GOOGLE_CLIENT_SECRET_PATH)
       problems.push('BROKER_GOOGLE_CLIENT_SECRET or BROKER_GOOGLE_CLIENT_SECRET_PATH is required with BROKER_GOOGLE_CLIENT_ID');
     if (e.BROKER_GOOGLE_CLIENT_ID && new URL(e.BROKER_GOOGLE_ISSUER).protocol !== 'https:') problems.push('BROKER_GOOGLE_ISSUER must be https in production');
+    problems.push(...plainHttpUrlProblems(e));
     if (problems.length > 0) throw new ConfigError(`refusing to start in production: ${problems.join('; ')}`);
   }
   return { ...e, ...sessionLifetimes, publicUrl, devFixtures, isProduction, googleRedirectUri, googleReturnOrigins, passkeyRpId, passkeyOrigins };

@@ -87,6 +87,34 @@ function startProcess(entry: 'api/main.ts' | 'worker/main.ts', env: Record<strin
   });
 }
 
+/** Starts the API with `env` until it says it listens, then stops it (SIGTERM); rejects when it exits first or takes over 60 s. */
+function startApiUntilListening(env: Record<string, string | undefined>): Promise<string> {
+  const merged = Object.fromEntries(Object.entries({ ...base, ...env }).filter((e): e is [string, string] => e[1] !== undefined));
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, ['--import', TSX, join(ROOT, 'api/main.ts')], { cwd: ROOT, env: merged, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    let listening = false;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      fail(new Error(`the API did not listen within 60 s\n${output}`));
+    }, 60_000);
+    const read = (b: Buffer) => {
+      output += b.toString();
+      if (!listening && output.includes('agentkeys-broker API listening on')) {
+        listening = true;
+        child.kill('SIGTERM');
+      }
+    };
+    child.stdout.on('data', read);
+    child.stderr.on('data', read);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      if (listening) done(output);
+      else fail(new Error(`the API exited (${String(code)}) before listening\n${output}`));
+    });
+  });
+}
+
 const TRACE = /^\s+at .+\(?.+:\d+:\d+\)?$|^\s+at /m;
 
 /** Exit 1, the failure is the one line `<process> could not start: …` matching `line`, and nothing prints a stack frame. */
@@ -178,6 +206,40 @@ void describe('start-up errors are one line naming the variable and the fix', ()
     assert.equal(exit.code, 1);
     assert.match(exit.stderr, /agentkeys-broker api could not start: BROKER_SECRET must be at least 32 bytes/);
     assert.match(exit.stderr, TRACE);
+  });
+});
+
+void describe("production takes trust only over https (or this machine's loopback)", () => {
+  void test('a plain-http BROKER_TEE_JWKS_URL or BROKER_EVM_RPC_URL off loopback: refused in one line naming the variable, the value not echoed', async () => {
+    const jwks = await startProcess('api/main.ts', { BROKER_TEE_JWKS_URL: 'http://tee.internal:2000/jwks' });
+    assertOneLine(
+      jwks,
+      'api',
+      /refusing to start in production: BROKER_TEE_JWKS_URL must be an https:\/\/ URL in production \(plain http only to 127\.0\.0\.1, localhost or \[::1\]\): .*any account; set it to the https URL$/,
+    );
+    assert.doesNotMatch(jwks.stderr, /tee\.internal/);
+    const rpc = await startProcess('worker/main.ts', { BROKER_EVM_RPC_URL: 'http://rpc.internal:8545/v3/rpc-key-1234' });
+    assertOneLine(rpc, 'worker', /BROKER_EVM_RPC_URL must be an https:\/\/ URL in production .*contract-wallet signature.*; set it to the https URL$/);
+    assert.doesNotMatch(rpc.stderr, /rpc-key-1234|rpc\.internal/, 'an RPC URL may carry an API key: not echoed');
+    // Plain http on the private network is refused too: only loopback stays on this machine.
+    const lan = await startProcess('api/main.ts', { BROKER_TEE_JWKS_URL: 'http://10.0.9.4/jwks', BROKER_STS_ENDPOINT: 'http://sts.internal' });
+    assertOneLine(lan, 'api', /BROKER_TEE_JWKS_URL must be an https:\/\/ URL .*; BROKER_STS_ENDPOINT must be an https:\/\/ URL/);
+  });
+
+  void test('https, or plain http to loopback: the API starts', async () => {
+    const [loopbackJwks, loopbackRpc] = await Promise.all([
+      startApiUntilListening({
+        PORT: String(await findFreePort()),
+        BROKER_TEE_JWKS_URL: 'http://127.0.0.1:2000/jwks',
+        BROKER_EVM_RPC_URL: 'https://rpc.example.com/v3/key',
+      }),
+      startApiUntilListening({
+        PORT: String(await findFreePort()),
+        BROKER_TEE_JWKS_URL: 'https://tee.example.com/jwks',
+        BROKER_EVM_RPC_URL: 'http://localhost:8545',
+      }),
+    ]);
+    for (const output of [loopbackJwks, loopbackRpc]) assert.doesNotMatch(output, /could not start/);
   });
 });
 
