@@ -1,12 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
-import { withTransaction, type Db } from '../db/pool';
-import { familyOfRefreshToken, insertRefreshToken, lockRefreshFamily, lockRefreshToken, markRefreshTokenUsed, endRefreshFamily } from '../db/refresh-tokens';
-import { insertSession, lockSession, revokeSessions } from '../db/sessions';
+import { withTransaction, type Db, type Queryable } from '../db/pool';
+import {
+  endRefreshFamily,
+  familyOfRefreshToken,
+  insertRefreshToken,
+  lockRefreshFamily,
+  lockRefreshToken,
+  markRefreshTokenUsed,
+  recentTokensOfFamily,
+} from '../db/refresh-tokens';
+import { insertSession, lockSession, revokeSessionsOfFamily } from '../db/sessions';
 import type { Config } from '../lib/config';
 import { hmacHex } from '../lib/digest';
-import { BrokerError } from '../lib/errors';
+import { BrokerError, rateLimited } from '../lib/errors';
+import { rateLimitRefusals } from '../lib/metrics';
 import { signSessionToken, type LoginMethod } from '../lib/session-token';
 import type { RefreshedSession, RefreshTokenAnswer } from './schemas';
 
@@ -18,8 +27,15 @@ import type { RefreshedSession, RefreshTokenAnswer } from './schemas';
  * with a `session.refresh_reuse` audit row. Every refusal is the same 401 and changes nothing but
  * that revocation. Each function is one transaction with its audit row.
  *
+ * A family renews at most BROKER_RATE_LIMIT_REFRESH_PER_MINUTE times in any 60 s (the CLI renews
+ * about twice a day): past that, 429 and nothing changes, the token presented still unspent. The
+ * budget is counted from the family's own rows, under its lock, so it holds across API processes
+ * and restarts. It bounds how many sessions one family can hold live at once; ending a family
+ * reads neither its spent tokens nor its expired sessions (db/refresh-tokens.ts endRefreshFamily).
+ *
  * Checks here: every rule of refresh tokens (once per session and only while the session is live,
- * the family's age, spent, revoked or expired tokens). The route checks only the body's form and the bearer's kind.
+ * the family's age, spent, revoked or expired tokens, a family's end, its refresh budget). The
+ * route checks only the body's form and the bearer's kind.
  */
 export interface RefreshDeps {
   config: Config;
@@ -77,7 +93,26 @@ export async function claimRefreshToken(
 
 type Outcome =
   | { ok: true; session: Omit<RefreshedSession, 'token' | 'token_type'> & { jti: string; method: LoginMethod; wallet?: string; nowSeconds: number } }
-  | { ok: false; message: string };
+  | { ok: false; message: string; retryAfterSeconds?: number };
+
+/** The window of the per-family refresh budget (BROKER_RATE_LIMIT_REFRESH_PER_MINUTE). */
+const REFRESH_BUDGET_WINDOW_SECONDS = 60;
+
+/**
+ * Whether the family has spent its refresh budget: refreshes issued in the last
+ * REFRESH_BUDGET_WINDOW_SECONDS (its tokens created then, less its first, the claim's, when that is
+ * one of them). Undefined when it may refresh, else the seconds until the oldest of those leaves
+ * the window.
+ */
+async function budgetSpent(tx: Queryable, config: Config, familyId: string): Promise<number | undefined> {
+  const max = config.BROKER_RATE_LIMIT_REFRESH_PER_MINUTE;
+  const recent = await recentTokensOfFamily(tx, familyId, REFRESH_BUDGET_WINDOW_SECONDS, max + 1);
+  // Newest first; when the claim's token may be one of them, it is the oldest, never one of the newest `max`.
+  if (recent.createdAt.length - (recent.firstInWindow ? 1 : 0) < max) return undefined;
+  const oldestCounted = recent.createdAt[max - 1];
+  if (!oldestCounted) return undefined;
+  return Math.max(1, Math.ceil((oldestCounted.getTime() + REFRESH_BUDGET_WINDOW_SECONDS * 1000 - recent.now.getTime()) / 1000));
+}
 
 /** Trades a refresh token for a new session and a new refresh token of its family. */
 export async function refreshSession(deps: RefreshDeps, presented: string, requestId: string): Promise<RefreshedSession> {
@@ -89,10 +124,12 @@ export async function refreshSession(deps: RefreshDeps, presented: string, reque
     if (family) await lockRefreshFamily(tx, family);
     const row = await lockRefreshToken(tx, digest);
     if (!row) return { ok: false, message: 'unknown refresh token; log in again' };
-    if (row.revoked_at) return { ok: false, message: 'this refresh token has been revoked; log in again' };
+    // The family's end first: ending it revokes only its unspent token, so a spent one of an ended family reads revoked here.
+    if (row.revoked_at || row.family_ended) return { ok: false, message: 'this refresh token has been revoked; log in again' };
     if (row.used_at) {
       // Spent before: whoever holds the family's newer tokens may not be the owner. End them all.
-      const sessions = await revokeSessions(tx, (await endRefreshFamily(tx, row.family_id)).sessionJtis);
+      await endRefreshFamily(tx, row.family_id);
+      const sessions = await revokeSessionsOfFamily(tx, row.omni_account, row.family_id);
       await appendAudit(tx, {
         event: 'session.refresh_reuse',
         outcome: 'denied',
@@ -106,6 +143,15 @@ export async function refreshSession(deps: RefreshDeps, presented: string, reque
     const nowMs = Date.now();
     if (nowMs >= expiresAt(config, row.created_at.getTime(), row.family_started_at.getTime()) * 1000)
       return { ok: false, message: 'this refresh token has expired; log in again' };
+    const retryAfterSeconds = await budgetSpent(tx, config, row.family_id);
+    if (retryAfterSeconds !== undefined)
+      return {
+        ok: false,
+        retryAfterSeconds,
+        message:
+          `this login renewed ${config.BROKER_RATE_LIMIT_REFRESH_PER_MINUTE} times in the last minute, its most; ` +
+          `the refresh token is still good: present it again in ${retryAfterSeconds} s`,
+      };
     await markRefreshTokenUsed(tx, digest);
     const token = newToken();
     const jti = randomBytes(16).toString('hex');
@@ -143,7 +189,11 @@ export async function refreshSession(deps: RefreshDeps, presented: string, reque
       },
     };
   });
-  if (!outcome.ok) throw new BrokerError('unauthorized', outcome.message);
+  if (!outcome.ok) {
+    if (outcome.retryAfterSeconds === undefined) throw new BrokerError('unauthorized', outcome.message);
+    rateLimitRefusals.inc({ limit: 'refresh:family' });
+    throw rateLimited(outcome.message, outcome.retryAfterSeconds);
+  }
   const s = outcome.session;
   const { token } = await signSessionToken(secrets.sessionKey, {
     issuer: config.publicUrl,

@@ -41,9 +41,17 @@ export async function familyOfRefreshToken(q: Queryable, digest: string): Promis
   return r.rows[0]?.family_id;
 }
 
-/** The token's row, locked until the transaction ends (concurrent presentations of one token queue here). */
-export async function lockRefreshToken(q: Queryable, digest: string): Promise<RefreshTokenRow | undefined> {
-  const r = await q.query<RefreshTokenRow>('SELECT * FROM refresh_tokens WHERE token_digest = $1 FOR UPDATE', [digest]);
+/**
+ * The token's row, locked until the transaction ends (concurrent presentations of one token queue
+ * here), with whether its family has ended (refresh_family_revocations: the record that counts, as
+ * ending a family revokes only its unspent token).
+ */
+export async function lockRefreshToken(q: Queryable, digest: string): Promise<(RefreshTokenRow & { family_ended: boolean }) | undefined> {
+  const r = await q.query<RefreshTokenRow & { family_ended: boolean }>(
+    `SELECT t.*, EXISTS (SELECT 1 FROM refresh_family_revocations f WHERE f.family_id = t.family_id) AS family_ended
+       FROM refresh_tokens t WHERE t.token_digest = $1 FOR UPDATE OF t`,
+    [digest],
+  );
   return r.rows[0];
 }
 
@@ -52,21 +60,48 @@ export async function markRefreshTokenUsed(q: Queryable, digest: string): Promis
 }
 
 /**
- * Revokes every token of the family; answers the sessions the family issued and how many of its
- * tokens this revoked (0: the family was already ended).
+ * Ends the family, at a cost that does not grow with its size: records its end once
+ * (refresh_family_revocations, which every refresh of the family reads first) and revokes its one
+ * unspent token (its partial index); its spent tokens, which can renew nothing, are left as they
+ * are. Answers whether this call ended it (false: it had ended before) and how many tokens it
+ * revoked (0 or 1). Its sessions are the caller's to revoke (db/sessions.ts revokeSessionsOfFamily).
  */
-export async function endRefreshFamily(q: Queryable, familyId: string): Promise<{ sessionJtis: string[]; tokensRevoked: number }> {
-  // The outer SELECT reads the rows as they were before the UPDATE of the same statement: all of them.
-  const r = await q.query<{ session_jti: string; revoked_now: boolean }>(
-    `WITH now_revoked AS (
-       UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL RETURNING token_digest
+export async function endRefreshFamily(q: Queryable, familyId: string): Promise<{ ended: boolean; tokensRevoked: number }> {
+  const r = await q.query<{ ended: boolean; tokens_revoked: number }>(
+    `WITH ended AS (
+       INSERT INTO refresh_family_revocations (family_id) VALUES ($1) ON CONFLICT (family_id) DO NOTHING RETURNING family_id
+     ), revoked AS (
+       UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL AND used_at IS NULL RETURNING token_digest
      )
-     SELECT t.session_jti, (n.token_digest IS NOT NULL) AS revoked_now
-       FROM refresh_tokens t LEFT JOIN now_revoked n USING (token_digest)
-      WHERE t.family_id = $1`,
+     SELECT EXISTS (SELECT 1 FROM ended) AS ended, (SELECT count(*) FROM revoked)::int AS tokens_revoked`,
     [familyId],
   );
-  return { sessionJtis: r.rows.map((row) => row.session_jti), tokensRevoked: r.rows.filter((row) => row.revoked_now).length };
+  const row = r.rows[0];
+  return { ended: row?.ended ?? false, tokensRevoked: row?.tokens_revoked ?? 0 };
+}
+
+/**
+ * What the family's refresh budget needs: the creation times of its newest tokens issued in the
+ * last `windowSeconds` (at most `take`, newest first), whether its first token (the claim, which is
+ * no refresh) may be among them (no token of the family is older than the window), and the
+ * database's clock. Reads at most `take` + 1 index entries whatever the family's size.
+ */
+export async function recentTokensOfFamily(
+  q: Queryable,
+  familyId: string,
+  windowSeconds: number,
+  take: number,
+): Promise<{ now: Date; createdAt: Date[]; firstInWindow: boolean }> {
+  const r = await q.query<{ now: Date; created: Date[]; older: boolean }>(
+    `SELECT now() AS now,
+            EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND created_at <= now() - make_interval(secs => $2)) AS older,
+            coalesce(ARRAY(SELECT created_at FROM refresh_tokens WHERE family_id = $1 AND created_at > now() - make_interval(secs => $2)
+                            ORDER BY created_at DESC LIMIT $3), '{}') AS created`,
+    [familyId, windowSeconds, take],
+  );
+  const row = r.rows[0];
+  if (!row) throw new Error('recentTokensOfFamily: no row');
+  return { now: row.now, createdAt: row.created, firstInWindow: !row.older };
 }
 
 /** How long a refresh token renews (the Config's BROKER_REFRESH_IDLE_SECONDS and BROKER_REFRESH_MAX_SECONDS). */
@@ -109,6 +144,7 @@ export async function listLiveRefreshFamiliesOfAccount(
               floor(extract(epoch FROM least(t.created_at + make_interval(secs => $2), t.family_started_at + make_interval(secs => $3))))::float8 AS refresh_expires_at
          FROM refresh_tokens t
         WHERE t.omni_account = $1 AND t.revoked_at IS NULL AND t.used_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM refresh_family_revocations f WHERE f.family_id = t.family_id)
      ) live
      WHERE to_timestamp(refresh_expires_at) > now()
      ORDER BY created_at DESC, token_digest LIMIT $4`,
@@ -117,32 +153,45 @@ export async function listLiveRefreshFamiliesOfAccount(
   return r.rows;
 }
 
-/** The family of each of these sessions that claimed or was issued a refresh token. */
-export async function familiesOfSessions(q: Queryable, jtis: string[]): Promise<Map<string, string>> {
-  if (jtis.length === 0) return new Map();
-  const r = await q.query<{ session_jti: string; family_id: string }>('SELECT session_jti, family_id FROM refresh_tokens WHERE session_jti = ANY($1)', [jtis]);
-  return new Map(r.rows.map((row) => [row.session_jti, row.family_id]));
-}
-
-/** Every session these families issued (each token's), newest first. */
-export async function sessionsOfFamilies(q: Queryable, familyIds: string[]): Promise<Array<{ family_id: string; session_jti: string }>> {
+/**
+ * The sessions these families issued most recently: each one's newest `perFamily` tokens' (read
+ * newest first on the (family_id, created_at) index), so as many rows whatever the families' sizes.
+ */
+export async function newestSessionsOfFamilies(
+  q: Queryable,
+  familyIds: string[],
+  perFamily: number,
+): Promise<Array<{ family_id: string; session_jti: string }>> {
   if (familyIds.length === 0) return [];
   const r = await q.query<{ family_id: string; session_jti: string }>(
-    'SELECT family_id, session_jti FROM refresh_tokens WHERE family_id = ANY($1) ORDER BY created_at DESC, token_digest',
-    [familyIds],
+    `SELECT f.family_id, t.session_jti
+       FROM unnest($1::text[]) AS f(family_id)
+       CROSS JOIN LATERAL (
+         SELECT session_jti FROM refresh_tokens WHERE family_id = f.family_id ORDER BY created_at DESC LIMIT $2
+       ) t`,
+    [familyIds, perFamily],
   );
   return r.rows;
 }
 
-/** The family a session belongs to, if it claimed or was issued a refresh token. */
-export async function refreshFamilyOfSession(q: Queryable, jti: string): Promise<string | undefined> {
-  const r = await q.query<{ family_id: string }>('SELECT family_id FROM refresh_tokens WHERE session_jti = $1', [jti]);
-  return r.rows[0]?.family_id;
+/** The family a session belongs to, and its account, if the session claimed or was issued a refresh token. */
+export async function refreshFamilyOfSession(q: Queryable, jti: string): Promise<{ familyId: string; omniAccount: string } | undefined> {
+  const r = await q.query<{ family_id: string; omni_account: string }>('SELECT family_id, omni_account FROM refresh_tokens WHERE session_jti = $1', [jti]);
+  const row = r.rows[0];
+  return row && { familyId: row.family_id, omniAccount: row.omni_account };
 }
 
-/** Deletes the families past their maximum age: none of their tokens can renew anything any more. */
+/**
+ * Deletes the families past their maximum age: none of their tokens can renew anything any more.
+ * Their end's record goes too (a family ends after it starts, so one ended before the cut-off
+ * started before it). Answers how many tokens it deleted.
+ */
 export async function purgeRefreshTokens(q: Queryable, now: Date, maxSeconds: number): Promise<number> {
-  const r = await q.query(`DELETE FROM refresh_tokens WHERE family_started_at < $1::timestamptz - make_interval(secs => $2)`, [now, maxSeconds]);
+  const r = await q.query(
+    `WITH ends AS (DELETE FROM refresh_family_revocations WHERE revoked_at < $1::timestamptz - make_interval(secs => $2))
+     DELETE FROM refresh_tokens WHERE family_started_at < $1::timestamptz - make_interval(secs => $2)`,
+    [now, maxSeconds],
+  );
   return r.rowCount ?? 0;
 }
 

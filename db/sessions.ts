@@ -46,13 +46,6 @@ export async function revokeSession(q: Queryable, jti: string): Promise<boolean>
   return (r.rowCount ?? 0) > 0;
 }
 
-/** Revokes every session of the list still live; answers how many it revoked. */
-export async function revokeSessions(q: Queryable, jtis: string[]): Promise<number> {
-  if (jtis.length === 0) return 0;
-  const r = await q.query('UPDATE sessions SET revoked_at = now() WHERE jti = ANY($1) AND revoked_at IS NULL', [jtis]);
-  return r.rowCount ?? 0;
-}
-
 /**
  * The session's row, locked until the transaction ends; undefined when there is none. A claim of
  * its refresh token and its logout (or revocation by id) each take this lock first, so they run
@@ -102,15 +95,63 @@ export interface LiveSessionRow {
   expires_at: Date;
 }
 
-/** The account's sessions not revoked and not expired, newest first, at most `limit`. */
-export async function listLiveSessionsOfAccount(q: Queryable, omniAccount: string, limit: number): Promise<LiveSessionRow[]> {
-  const r = await q.query<LiveSessionRow>(
-    `SELECT jti, method, created_at, expires_at FROM sessions
-      WHERE omni_account = $1 AND revoked_at IS NULL AND expires_at > now()
-      ORDER BY created_at DESC, jti LIMIT $2`,
-    [omniAccount, limit],
+/*
+ * A session's refresh family is the family of the refresh token its row in refresh_tokens names
+ * (`session_jti`, unique): the queries below read it per session through that index, so they read
+ * as many rows as the account has sessions, never a whole family.
+ */
+
+/**
+ * The account's logins with a live bearer (sessions not revoked and not expired), one row each —
+ * all live sessions of one refresh family are one login, a session of none is one on its own —
+ * newest first, at most `limit`. Each login stands for its session `preferJti` when that is one of
+ * it, else for its newest. Reads every live session of the account, and each one's family by its
+ * token; however many bearers one family holds, it is one row and hides no other login.
+ */
+export async function listLiveLoginsOfAccount(
+  q: Queryable,
+  omniAccount: string,
+  preferJti: string | undefined,
+  limit: number,
+): Promise<Array<LiveSessionRow & { family_id: string | null }>> {
+  const r = await q.query<LiveSessionRow & { family_id: string | null }>(
+    `WITH live AS MATERIALIZED (
+       SELECT s.jti, s.method, s.created_at, s.expires_at, (SELECT t.family_id FROM refresh_tokens t WHERE t.session_jti = s.jti) AS family_id
+         FROM sessions s
+        WHERE s.omni_account = $1 AND s.revoked_at IS NULL AND s.expires_at > now()
+     )
+     SELECT jti, method, created_at, expires_at, family_id FROM (
+       SELECT DISTINCT ON (coalesce('family:' || family_id, 'session:' || jti)) jti, method, created_at, expires_at, family_id FROM live
+        ORDER BY coalesce('family:' || family_id, 'session:' || jti), coalesce(jti = $2, false) DESC, created_at DESC, jti
+     ) logins
+     ORDER BY created_at DESC, jti LIMIT $3`,
+    [omniAccount, preferJti ?? null, limit],
   );
   return r.rows;
+}
+
+/** Every live session of the account (not revoked, not expired), in no order. */
+export async function liveSessionsOfAccount(q: Queryable, omniAccount: string): Promise<Array<{ jti: string; method: string }>> {
+  const r = await q.query<{ jti: string; method: string }>(
+    'SELECT jti, method FROM sessions WHERE omni_account = $1 AND revoked_at IS NULL AND expires_at > now()',
+    [omniAccount],
+  );
+  return r.rows;
+}
+
+/**
+ * Revokes every session of the refresh family not yet revoked; answers how many. Reads the
+ * account's sessions not revoked (what the hourly purge leaves: those issued within about one
+ * session lifetime) and each one's family by its token, never the family's older tokens.
+ */
+export async function revokeSessionsOfFamily(q: Queryable, omniAccount: string, familyId: string): Promise<number> {
+  const r = await q.query(
+    `UPDATE sessions s SET revoked_at = now()
+      WHERE s.omni_account = $1 AND s.revoked_at IS NULL
+        AND (SELECT t.family_id FROM refresh_tokens t WHERE t.session_jti = s.jti) = $2`,
+    [omniAccount, familyId],
+  );
+  return r.rowCount ?? 0;
 }
 
 export interface SessionRow extends LiveSessionRow {

@@ -22,19 +22,19 @@ import { appendAudit } from '../db/audit';
 import { withTransaction, type Db, type Queryable } from '../db/pool';
 import {
   endRefreshFamily,
-  familiesOfSessions,
   listLiveRefreshFamiliesOfAccount,
   lockRefreshFamily,
+  newestSessionsOfFamilies,
   refreshFamilyLoginOfSession,
   refreshFamilyOfSession,
-  sessionsOfFamilies,
 } from '../db/refresh-tokens';
 import {
   isSessionLive,
-  listLiveSessionsOfAccount,
+  listLiveLoginsOfAccount,
+  liveSessionsOfAccount,
   lockSession,
   revokeSession,
-  revokeSessions,
+  revokeSessionsOfFamily,
   revokeTeeToken,
   relabelSessionMethod,
   sessionLogin,
@@ -177,26 +177,30 @@ export async function describeAccount(deps: { db: Db }, omniAccount: string): Pr
 
 /**
  * Logout of a session ends its refresh family: the refresh token in hand and the sessions it issued.
- * It locks the session's row, as a claim of its refresh token does (api/session-refresh.ts), so a
- * claim in flight either commits first, and its family is read and ended here, or waits and then
- * finds the session revoked; and the family's lock, as a refresh does, so a refresh in flight
- * either commits first, and what it added is ended here too, or waits and finds its token revoked.
- * Answers how many sessions and refresh tokens it revoked: a family whose sessions' rows were all
- * purged still counts its tokens. A session whose row is gone locks nothing and is found by its
+ * Its cost does not grow with the family's history: it records the family's end once and revokes
+ * the family's unspent token and its sessions not yet revoked (db/refresh-tokens.ts
+ * endRefreshFamily, db/sessions.ts revokeSessionsOfFamily); a refresh reads the family's end
+ * before anything else, so its spent tokens need no change. It locks the session's row, as a
+ * claim of its refresh token does (api/session-refresh.ts), so a claim in flight either commits
+ * first, and its family is read and ended here, or waits and then finds the session revoked; and
+ * the family's lock, as a refresh does, so a refresh in flight either commits first, and what it
+ * added is ended here too, or waits and finds its token revoked. Answers how many sessions and
+ * refresh tokens it revoked: a family whose sessions' rows were all purged still counts its
+ * unspent token. A session whose row is gone locks nothing and is found by its
  * family's record (`refresh_tokens.session_jti`).
  */
 export async function revokeFamilyOfSession(tx: Queryable, jti: string): Promise<number> {
   // The family's lock before the session's row: a refresh, or a replay that revokes the family and
   // its sessions, takes them in that order, so the two cannot wait on each other.
   const known = await refreshFamilyOfSession(tx, jti);
-  if (known) await lockRefreshFamily(tx, known);
+  if (known) await lockRefreshFamily(tx, known.familyId);
   await lockSession(tx, jti);
   // Read again: a claim that committed while this waited for the session's row started the family.
   const family = known ?? (await refreshFamilyOfSession(tx, jti));
   if (!family) return 0;
-  if (!known) await lockRefreshFamily(tx, family);
-  const ended = await endRefreshFamily(tx, family);
-  return ended.tokensRevoked + (await revokeSessions(tx, ended.sessionJtis));
+  if (!known) await lockRefreshFamily(tx, family.familyId);
+  const ended = await endRefreshFamily(tx, family.familyId);
+  return ended.tokensRevoked + (await revokeSessionsOfFamily(tx, family.omniAccount, family.familyId));
 }
 
 /**
@@ -246,7 +250,10 @@ export function sessionIdOf(secrets: BrokerSecrets, jti: string): string {
 }
 
 /** What listing and ending an account's logins read of the configuration. */
-export type SessionListConfig = Pick<Config, 'BROKER_REFRESH_IDLE_SECONDS' | 'BROKER_REFRESH_MAX_SECONDS' | 'BROKER_LOGIN_SESSION_TTL_SECONDS'>;
+export type SessionListConfig = Pick<
+  Config,
+  'BROKER_REFRESH_IDLE_SECONDS' | 'BROKER_REFRESH_MAX_SECONDS' | 'BROKER_LOGIN_SESSION_TTL_SECONDS' | 'BROKER_RATE_LIMIT_REFRESH_PER_MINUTE'
+>;
 
 /**
  * A login of the account that can still produce a bearer: a session whose bearer is live (not
@@ -270,40 +277,30 @@ export interface AccountLogin {
 }
 
 /**
- * The account's logins that can still produce a bearer, newest session first, each with every
- * session of it known here (its live bearers'), for a revoke to add its family's to. Reads
- * without locks: a revoke then takes the family's and the session's in their order.
+ * The account's logins that can still produce a bearer, newest session first: its logins with a
+ * live bearer (db/sessions.ts listLiveLoginsOfAccount: one row per login however many bearers it
+ * holds, the caller's own session standing for its login), and its refresh families that can still
+ * renew. At most MAX_LISTED_SESSIONS of each are read; neither read grows with a family's history.
  */
-async function loginsOfAccount(
-  q: Queryable,
-  config: SessionListConfig,
-  omniAccount: string,
-  callerJti?: string,
-): Promise<Array<AccountLogin & { jtis: string[] }>> {
-  const bearers = await listLiveSessionsOfAccount(q, omniAccount, MAX_LISTED_SESSIONS);
-  const familyOf = await familiesOfSessions(
-    q,
-    bearers.map((b) => b.jti),
-  );
+async function loginsOfAccount(q: Queryable, config: SessionListConfig, omniAccount: string, callerJti?: string): Promise<AccountLogin[]> {
+  const bearers = await listLiveLoginsOfAccount(q, omniAccount, callerJti, MAX_LISTED_SESSIONS);
   const families = await listLiveRefreshFamiliesOfAccount(
     q,
     omniAccount,
     { idleSeconds: config.BROKER_REFRESH_IDLE_SECONDS, maxSeconds: config.BROKER_REFRESH_MAX_SECONDS },
     MAX_LISTED_SESSIONS,
   );
-  const logins = new Map<string, AccountLogin & { jtis: string[] }>();
-  // Newest first: a login stands for its newest live session unless the caller's is one of it.
-  for (const b of bearers) {
-    const familyId = familyOf.get(b.jti) ?? null;
-    const key = familyId ?? `session:${b.jti}`;
-    const known = logins.get(key);
-    const shown = { jti: b.jti, method: b.method, created_at: b.created_at, expires_at: b.expires_at };
-    if (!known) logins.set(key, { ...shown, bearerLive: true, refreshExpiresAt: null, familyId, jtis: [b.jti] });
-    else {
-      known.jtis.push(b.jti);
-      if (b.jti === callerJti) Object.assign(known, shown);
-    }
-  }
+  const logins = new Map<string, AccountLogin>();
+  for (const b of bearers)
+    logins.set(b.family_id ?? `session:${b.jti}`, {
+      jti: b.jti,
+      method: b.method,
+      created_at: b.created_at,
+      expires_at: b.expires_at,
+      bearerLive: true,
+      refreshExpiresAt: null,
+      familyId: b.family_id,
+    });
   // A family with no live bearer stands for its newest session, whose row may be revoked, expired or purged.
   const rows = new Map(
     (
@@ -329,10 +326,49 @@ async function loginsOfAccount(
       bearerLive: false,
       refreshExpiresAt: f.refresh_expires_at,
       familyId: f.family_id,
-      jtis: [f.session_jti],
     });
   }
   return [...logins.values()].sort((a, b) => b.created_at.getTime() - a.created_at.getTime() || (a.jti < b.jti ? -1 : a.jti > b.jti ? 1 : 0));
+}
+
+/**
+ * How many of a live refresh family's newest sessions name its login for a revoke by id: an hour of
+ * refreshes at the family's budget, and the one before them. So an id listed for a family with no
+ * live bearer still names it after the family renewed (for an hour at the most the budget allows,
+ * for months at the CLI's twice a day), and the search reads as many rows whatever the family's size.
+ */
+function revokeSearchPerFamily(config: Pick<Config, 'BROKER_RATE_LIMIT_REFRESH_PER_MINUTE'>): number {
+  return config.BROKER_RATE_LIMIT_REFRESH_PER_MINUTE * 60 + 1;
+}
+
+/**
+ * The session named `sessionId` among those that name a login of the account: any live bearer of
+ * it (one per login is listed, the others name the same login), else one of the newest sessions
+ * (revokeSearchPerFamily) of a refresh family of it that can still renew, whose row may be expired
+ * or purged. Reads without locks: the revoke then takes the family's and the session's in their order.
+ */
+async function sessionNamed(
+  q: Queryable,
+  deps: { secrets: BrokerSecrets; config: SessionListConfig },
+  omniAccount: string,
+  sessionId: string,
+): Promise<{ jti: string; method: string } | undefined> {
+  const named = (jti: string) => sessionIdOf(deps.secrets, jti) === sessionId;
+  const bearer = (await liveSessionsOfAccount(q, omniAccount)).find((s) => named(s.jti));
+  if (bearer) return { jti: bearer.jti, method: bearer.method };
+  const families = await listLiveRefreshFamiliesOfAccount(
+    q,
+    omniAccount,
+    { idleSeconds: deps.config.BROKER_REFRESH_IDLE_SECONDS, maxSeconds: deps.config.BROKER_REFRESH_MAX_SECONDS },
+    MAX_LISTED_SESSIONS,
+  );
+  const methodOf = new Map(families.map((f) => [f.family_id, f.method]));
+  const issued = await newestSessionsOfFamilies(q, [...methodOf.keys()], revokeSearchPerFamily(deps.config));
+  const hit = issued.find((s) => named(s.session_jti));
+  if (!hit) return undefined;
+  // The method its family recorded, or its session's own when its row is still there.
+  const [row] = await sessionsByJti(q, [hit.session_jti]);
+  return { jti: hit.session_jti, method: row?.method ?? methodOf.get(hit.family_id) ?? 'unknown' };
 }
 
 /**
@@ -346,16 +382,19 @@ export async function listSessions(
   callerJti?: string,
 ): Promise<Array<AccountLogin & { sessionId: string }>> {
   const logins = await loginsOfAccount(deps.db, deps.config, omniAccount, callerJti);
-  return logins.slice(0, MAX_LISTED_SESSIONS).map(({ jtis: _jtis, ...login }) => ({ ...login, sessionId: sessionIdOf(deps.secrets, login.jti) }));
+  return logins.slice(0, MAX_LISTED_SESSIONS).map((login) => ({ ...login, sessionId: sessionIdOf(deps.secrets, login.jti) }));
 }
 
 /**
  * Ends the login of the caller's own account that a session named `sessionId` belongs to — the
  * session and the refresh family it belongs to, whose every session is ended with it — with one
  * `session.revoke` audit row. The name is that of any session of a login listSessions lists: a
- * live bearer's, or any session its live refresh family issued (so an id listed before its family
- * was refreshed again still names it, and so does one whose row was purged). False when no such
- * login of this account has that name (another account's included): nothing changes.
+ * live bearer's, or one of the newest sessions its live refresh family issued (revokeSearchPerFamily:
+ * so an id listed before its family was refreshed again still names it, and so does one whose row
+ * was purged). False when no such login of this account has that name (another account's
+ * included): nothing changes. Neither finding the session (the account's live bearers, each live
+ * family's newest sessions) nor ending its login (revokeFamilyOfSession) reads a family's older
+ * tokens, so a family renewed for weeks ends as fast as a new one.
  *
  * Ending the very session of the bearer is a logout and takes any session. Ending another one
  * needs a recent login (requireRecentLogin, asked before the sessions are read): else a stolen
@@ -371,19 +410,7 @@ export async function revokeOwnSession(
   const own = caller.kind === 'session' && caller.jti !== undefined && sessionIdOf(deps.secrets, caller.jti) === sessionId;
   if (!own) await requireRecentLogin(deps, caller, { what: 'ending another session', then: 'end it' });
   return withTransaction(deps.db, async (tx) => {
-    const logins = await loginsOfAccount(tx, deps.config, caller.omniAccount);
-    // Every session a live family issued names its login too.
-    const byFamily = new Map<string, (typeof logins)[number]>();
-    for (const l of logins) if (l.familyId !== null && l.refreshExpiresAt !== null) byFamily.set(l.familyId, l);
-    for (const s of await sessionsOfFamilies(tx, [...byFamily.keys()])) byFamily.get(s.family_id)?.jtis.push(s.session_jti);
-    let target: { jti: string; method: string } | undefined;
-    for (const login of logins) {
-      const jti = login.jtis.find((j) => sessionIdOf(deps.secrets, j) === sessionId);
-      if (jti) {
-        target = { jti, method: login.method };
-        break;
-      }
-    }
+    const target = await sessionNamed(tx, deps, caller.omniAccount, sessionId);
     if (!target) return false;
     // The family's lock, then the session's row (revokeFamilyOfSession), as a refresh and a logout take them.
     const family = await revokeFamilyOfSession(tx, target.jti);

@@ -272,11 +272,16 @@ void describe('/v1/account: a login lives on in its refresh family after its bea
     );
     assert.equal(await live(again.token), false);
     assert.equal((await refresh(again.refresh_token)).status, 401);
-    const family = await stack.db.query<{ n: string }>(
-      'SELECT count(*) AS n FROM refresh_tokens WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE session_jti = $1) AND revoked_at IS NULL',
+    // The family is ended once (its revocation row, which every refresh reads first) and its one
+    // unspent token revoked; its spent tokens are left as they are (ending a family never reads them).
+    const familyOf = `(SELECT family_id FROM refresh_tokens WHERE session_jti = $1)`;
+    const unspent = await stack.db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM refresh_tokens WHERE family_id = ${familyOf} AND used_at IS NULL AND revoked_at IS NULL`,
       [jtiOf(thief.token)],
     );
-    assert.equal(family.rows[0]?.n, '0');
+    assert.equal(unspent.rows[0]?.n, '0');
+    const ended = await stack.db.query(`SELECT 1 FROM refresh_family_revocations WHERE family_id = ${familyOf}`, [jtiOf(thief.token)]);
+    assert.equal(ended.rowCount, 1);
   });
 
   void test("a refreshed login shows once, as the caller's own session when the caller is one of it; any id of it ends all of it", async () => {

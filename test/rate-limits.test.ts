@@ -303,7 +303,7 @@ void describe('refused refreshes per client address', () => {
 
   void test(`past ${LIMIT} refused refreshes from one address: 429 before the lookup, a good token too; other addresses and good refreshes are not counted`, async () => {
     await withEnv({ BROKER_RATE_LIMIT_IP_PER_MINUTE: String(LIMIT) }, async (url) => {
-      // Good refreshes never count: more than the limit in a row from one address.
+      // Good refreshes never count here (the family's own budget, BROKER_RATE_LIMIT_REFRESH_PER_MINUTE, is 6 by default): more than the limit in a row from one address.
       let token = await refreshToken();
       for (let i = 0; i <= LIMIT; i++) {
         const r = await refresh(url, '127.0.0.6', token);
@@ -318,6 +318,36 @@ void describe('refused refreshes per client address', () => {
       await assertUnchanged(stack.db, snapshot, 'refreshes refused by the limit');
       // The good token was not looked up, so not spent: it still refreshes from another address.
       assert.equal((await refresh(url, '127.0.0.8', token)).status, 200);
+    });
+  });
+});
+
+void describe('successful refreshes per refresh family', () => {
+  const BUDGET = 2;
+  const refresh = (url: string, from: string, token: string) => send(url, 'POST', '/v1/session/refresh', { from, body: { refresh_token: token } });
+
+  void test(`past ${BUDGET} refreshes of one family in a minute, from any addresses: 429 with Retry-After, nothing changes; the refused-refresh count of the address is not touched`, async () => {
+    await withEnv({ BROKER_RATE_LIMIT_REFRESH_PER_MINUTE: String(BUDGET), BROKER_RATE_LIMIT_IP_PER_MINUTE: '1' }, async (url) => {
+      const session = await walletLogin(stack);
+      const claimed = await send(url, 'POST', '/v1/session/refresh_token', { headers: { authorization: `Bearer ${session.token}` } });
+      assert.equal(claimed.status, 201, claimed.text);
+      let token = (claimed.body as { refresh_token: string }).refresh_token;
+      // Each refresh from another address: the budget is the family's, not a source's.
+      for (const from of ['127.0.0.9', '127.0.0.10']) {
+        const r = await refresh(url, from, token);
+        assert.equal(r.status, 200, r.text);
+        token = (r.body as { refresh_token: string }).refresh_token;
+      }
+      const snapshot = await dbSnapshot(stack.db);
+      for (const from of ['127.0.0.11', '127.0.0.11', '127.0.0.12']) {
+        const r = await refresh(url, from, token);
+        assertRefused(r, 429, 'rate_limited', /renewed 2 times in the last minute/, from);
+        const retryAfter = Number(r.headers['retry-after']);
+        assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, `Retry-After ${String(r.headers['retry-after'])}`);
+      }
+      await assertUnchanged(stack.db, snapshot, 'refreshes past the family budget');
+      // Those 429s were no refused refresh of 127.0.0.11 (its limit here is 1): a junk token there is looked up and refused as unknown.
+      assertRefused(await refresh(url, '127.0.0.11', `akr_${'A'.repeat(43)}`), 401, 'unauthorized', /unknown refresh token/);
     });
   });
 });

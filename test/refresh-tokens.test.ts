@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { claimRefreshToken } from '../api/session-refresh';
+import { purgeRefreshTokens } from '../db/refresh-tokens';
 import { BrokerError } from '../lib/errors';
 import { buildStatelessWalletMessage } from '../lib/wallet-message';
 import { logout, sessionIdOf } from '../services/sessions';
@@ -322,5 +323,42 @@ void describe('refresh tokens', () => {
     assert.equal((await stack.request('POST', '/v1/session/logout', { token: ls.token })).status, 204);
     assertRefused(await refresh(ls.refresh_token), 401, 'unauthorized', /revoked/);
     assert.equal(await me(out.token), 401, 'the login session of the family ends too');
+  });
+
+  void test('ending a family records its end once and revokes only its unspent token; its spent ones are refused as revoked, with no reuse row; the purge drops the record with the family', async () => {
+    const { token, omni } = await login();
+    const a = await claim(token);
+    const s1 = (await refresh(a)).body as Refreshed;
+    const s2 = (await refresh(s1.refresh_token)).body as Refreshed;
+    const family = (await stack.db.query<{ family_id: string }>('SELECT family_id FROM refresh_tokens WHERE session_jti = $1', [jtiOf(token)])).rows[0]
+      ?.family_id;
+    assert.ok(family);
+    assert.equal((await stack.request('POST', '/v1/session/logout', { token: s2.token })).status, 204);
+
+    const ends = await stack.db.query('SELECT 1 FROM refresh_family_revocations WHERE family_id = $1', [family]);
+    assert.equal(ends.rowCount, 1);
+    const rows = await stack.db.query<{ unspent: boolean; revoked: boolean }>(
+      'SELECT used_at IS NULL AS unspent, revoked_at IS NOT NULL AS revoked FROM refresh_tokens WHERE family_id = $1 ORDER BY created_at',
+      [family],
+    );
+    assert.deepEqual(rows.rows, [
+      { unspent: false, revoked: false },
+      { unspent: false, revoked: false },
+      { unspent: true, revoked: true },
+    ]);
+    for (const t of [a, s1.refresh_token, s2.refresh_token]) assertRefused(await refresh(t), 401, 'unauthorized', /revoked/);
+    for (const t of [token, s1.token, s2.token]) assert.equal(await me(t), 401);
+    assert.deepEqual(
+      (await auditEvents(omni)).filter((e) => e.event === 'session.refresh_reuse'),
+      [],
+      'a spent token of an ended family is no reuse',
+    );
+
+    // Past the family's maximum age its tokens and the record of its end go together.
+    await stack.db.query(`UPDATE refresh_tokens SET family_started_at = now() - interval '31 days' WHERE family_id = $1`, [family]);
+    await stack.db.query(`UPDATE refresh_family_revocations SET revoked_at = now() - interval '31 days' WHERE family_id = $1`, [family]);
+    assert.ok((await purgeRefreshTokens(stack.db, new Date(), stack.config.BROKER_REFRESH_MAX_SECONDS)) >= 3);
+    assert.equal((await stack.db.query('SELECT 1 FROM refresh_tokens WHERE family_id = $1', [family])).rowCount, 0);
+    assert.equal((await stack.db.query('SELECT 1 FROM refresh_family_revocations WHERE family_id = $1', [family])).rowCount, 0);
   });
 });

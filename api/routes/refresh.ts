@@ -15,7 +15,8 @@ import { claimRefreshToken, refreshSession } from '../session-refresh';
 export default async function refreshRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
   // Refused refreshes per client address: a refresh token is 256 random bits, so this bounds the
-  // database reads a source spends on tokens that are not, not guessing; good refreshes never count.
+  // database reads a source spends on tokens that are not, not guessing; good refreshes never count
+  // here (each family has its own budget of them, api/session-refresh.ts).
   const failuresPerIp = app.requestLimit({ name: 'refresh_failures:ip', max: app.deps.config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
 
   app.post(
@@ -54,7 +55,8 @@ export default async function refreshRoutes(appBase: FastifyInstance) {
         summary: 'Trade a refresh token for a new session and a new refresh token',
         description:
           'Each refresh token is accepted once. Presenting a spent one again revokes its whole family and every session the family issued (audited as session.refresh_reuse). ' +
-          'Past BROKER_RATE_LIMIT_IP_PER_MINUTE refused refreshes a minute from one client address, 429 before the token is looked up.',
+          'Past BROKER_RATE_LIMIT_IP_PER_MINUTE refused refreshes a minute from one client address, 429 before the token is looked up. ' +
+          'Past BROKER_RATE_LIMIT_REFRESH_PER_MINUTE successful refreshes of one login (refresh family) in any 60 s, 429 with Retry-After: nothing changes and the token presented stays good.',
         body: z.object({ refresh_token: z.string().min(1).max(512) }).strict(),
         response: {
           200: refreshedSessionSchema,
