@@ -25,7 +25,7 @@ import { MintSigningError, type AuditDetails, type Exchanged, type MintTarget, t
 import { actingContextFor } from './kill-switch';
 import { approvalNeeded, type ApprovalPolicy } from '../lib/approvals';
 import { createApprovalService } from '../services/approvals';
-import type { ApprovalOpened } from '../workflows/approval.definitions';
+import type { ApprovalHandout, ApprovalOpened } from '../workflows/approval.definitions';
 
 type MintAuthorisation =
   | { allowed: true; wallet: string; grant?: MintGrant & { mainAccount: string; approval: ApprovalPolicy | null } }
@@ -221,7 +221,7 @@ export function createMintActivities(deps: ActivityDeps) {
   }
 
   return {
-    async mint(req: MintRequest): Promise<MintOutcome> {
+    async mint(req: MintRequest & { handout?: ApprovalHandout }): Promise<MintOutcome> {
       const target = mintTarget(req.target);
       if (!target) throw ApplicationFailure.nonRetryable(`unknown mint target ${req.target}`, FailureType.badRequest);
       let decision: MintAuthorisation;
@@ -238,8 +238,15 @@ export function createMintActivities(deps: ActivityDeps) {
         bearer_hash: req.caller.bearerHash,
         http_request_id: req.httpRequestId ?? null,
       };
-      // Every row of a hand-out names its approval request.
-      const handout: AuditDetails = req.handout ? { approval_id: req.handout.approvalId } : {};
+      // Every row of a hand-out names its approval request, and — its caller being the session that
+      // collects (patch approval-collector) — the session that asked for it.
+      const requestedBy = req.handout?.requestedBy;
+      const handout: AuditDetails = req.handout
+        ? {
+            approval_id: req.handout.approvalId,
+            ...(requestedBy ? { requested_by_bearer_hash: requestedBy.bearerHash, requested_by_http_request_id: requestedBy.httpRequestId } : {}),
+          }
+        : {};
       if (!decision.allowed) {
         await writeAudit(req, [{ phase: 'denied', details: { ...who, reason: decision.reason, grant_id: decision.grantId ?? null, ...handout } }]);
         return { denied: true, reason: decision.reason };
@@ -288,7 +295,8 @@ export function createMintActivities(deps: ActivityDeps) {
             continue;
           }
           const message = f.retryable && attempt > 1 ? `${f.message} (gave up after retrying)` : f.message;
-          await writeOutcome(req, [...pending, { phase: 'failed', details: { wallet, ...handout, ...f.details, error: message } }]);
+          // The grant too, as on the intent row: the holder reads the failed outcome of a mint under its grant (GET /v1/audit?of=grants).
+          await writeOutcome(req, [...pending, { phase: 'failed', details: { wallet, ...grantDetails, ...f.details, error: message } }]);
           const details: MintFailureDetails = { outcome: f.outcome };
           throw ApplicationFailure.create({ type: f.type, message, nonRetryable: true, details: [details] });
         }

@@ -26,10 +26,16 @@ export async function listAuditForAccount(q: Queryable, omniAccount: string, opt
 /**
  * Which rows an account may read: its own, or — `of: 'grants'` — the mint rows its agents wrote
  * under the account's grants (they name the grant in `grant_id`; the agents' own logs keep them).
- * The SQL condition on audit_log (alias-free), its parameter being the account.
+ * A grant id is not secret and a refused mint records the id its caller sent, so a row counts
+ * only when it also names the grant's agent: `child_wallet` (the intent and outcome rows of a
+ * mint under the grant), else `session_wallet` (a refusal: the wallet the caller signed in with).
+ * A stranger's refused mint naming the grant is on the stranger's log only. The SQL condition on
+ * audit_log (alias-free), its parameter being the account.
  */
 export const MINTS_UNDER_GRANTS_OF = (param: string): string =>
-  `event LIKE 'mint.%' AND details ->> 'grant_id' IN (SELECT grant_id FROM grants WHERE main_account = ${param})`;
+  `event LIKE 'mint.%' AND (details ->> 'grant_id') IS NOT NULL AND EXISTS (
+     SELECT 1 FROM grants g WHERE g.grant_id = details ->> 'grant_id' AND g.main_account = ${param}
+        AND g.agent_address = COALESCE(details ->> 'child_wallet', details ->> 'session_wallet'))`;
 
 /** The mint rows made under the grants `mainAccount` holds (by its agents), newest first; paged as listAuditForAccount. */
 export async function listMintsUnderGrantsOf(q: Queryable, mainAccount: string, opts: { limit: number; beforeSeq?: string }): Promise<AuditRow[]> {

@@ -1,5 +1,5 @@
 import type { ApprovalPolicy } from '../lib/approvals';
-import type { GrantScope } from '../lib/grant-scope';
+import { isScoped, type GrantScope } from '../lib/grant-scope';
 import type { Queryable } from './pool';
 
 export type { GrantScope } from '../lib/grant-scope';
@@ -9,7 +9,8 @@ export type { GrantScope } from '../lib/grant-scope';
  * agent wallet consents by signing an acceptance. Addresses are stored and compared lower-case
  * (`0x` + 40 hex). A grant binds (mints, check_hyper_agent_address) only while it is *active*:
  * accepted by its agent, not left, not revoked, not expired at the moment asked (`at`, default
- * the database clock). A grant its agent has not accepted is *pending* and binds nothing.
+ * the database clock); check_hyper_agent_address only when it is also unscoped and asks for no
+ * approval (isAgentBound). A grant its agent has not accepted is *pending* and binds nothing.
  *
  * Checks here: what must hold under concurrency — the live-grant cap (per-account lock in
  * insertGrant) and each state change's precondition in its UPDATE. The rest of grants' rules are
@@ -130,14 +131,20 @@ export async function agentGrantStanding(
   return { active: grant.grant_id ? (grant as GrantRow) : undefined, accepted };
 }
 
-/** Whether an active (accepted, live) grant binds exactly this main address and agent address. */
+/**
+ * Whether an active (accepted, live) grant binds exactly this main address and agent address for
+ * the TEE's check_hyper_agent_address: one that lets the agent act as the main wallet without
+ * limit — unscoped (its scope restricts nothing, lib/grant-scope.ts isScoped) and without an
+ * approval policy. The TEE runs whatever the bound agent asks from the main wallet, and the
+ * broker can hold neither a scope nor the holder's decision there, so a scoped grant or one that
+ * asks for approval binds its agent for mints under it only.
+ */
 export async function isAgentBound(q: Queryable, mainAddress: string, agentAddress: string, at?: Date): Promise<boolean> {
-  const r = await q.query(`SELECT 1 FROM grants WHERE main_address = $1 AND agent_address = $2 AND ${ACTIVE('$3')} LIMIT 1`, [
-    mainAddress.toLowerCase(),
-    agentAddress.toLowerCase(),
-    atParam(at),
-  ]);
-  return (r.rowCount ?? 0) > 0;
+  const r = await q.query<Pick<GrantRow, 'scope'>>(
+    `SELECT scope FROM grants WHERE main_address = $1 AND agent_address = $2 AND approval IS NULL AND ${ACTIVE('$3')}`,
+    [mainAddress.toLowerCase(), agentAddress.toLowerCase(), atParam(at)],
+  );
+  return r.rows.some((g) => !isScoped(g.scope));
 }
 
 export type InsertGrantResult =

@@ -18,7 +18,8 @@ export const APPROVAL_REASON_MAX_LENGTH = 280;
 /**
  * A grant's approval policy as stored on the grant. `always`: every mint waits for the holder.
  * `beyond`: a mint waits when it asks for more than the standing limit — a longer duration than
- * `max_duration_seconds`, or a target not in `targets` — and mints at once otherwise.
+ * `max_duration_seconds` (or, under that limit, a target that takes no duration and is not named in
+ * `targets`), or a target not in `targets` — and mints at once otherwise.
  */
 export interface ApprovalPolicy {
   mode: 'always' | 'beyond';
@@ -50,14 +51,24 @@ export function provenNotifyEmail(policy: ApprovalPolicy | null | undefined): st
   return policy?.notify_email !== undefined && policy.notify_email_proven_at !== undefined ? policy.notify_email : undefined;
 }
 
-/** Why a mint under this policy needs a decision, or undefined when it mints at once. */
+/**
+ * Why a mint under this policy needs a decision, or undefined when it mints at once. Under
+ * `max_duration_seconds` a target without a numeric `duration_seconds` (a bare OIDC token, a Google
+ * token) waits too unless `targets` names it: its holder, not the broker, picks the lifetime of
+ * what it gets with it (AssumeRoleWithWebIdentity's DurationSeconds, Google's STS), so the broker
+ * cannot hold that to the limit.
+ */
 export function approvalNeeded(policy: ApprovalPolicy | null | undefined, target: string, params: Record<string, string | number>): string | undefined {
   if (!policy) return undefined;
   if (policy.mode === 'always') return 'the grant asks for approval of every mint';
   if (policy.targets && !policy.targets.includes(target)) return `the grant mints ${target} only with approval`;
+  if (policy.max_duration_seconds === undefined) return undefined;
   const duration = params.duration_seconds;
-  if (policy.max_duration_seconds !== undefined && typeof duration === 'number' && duration > policy.max_duration_seconds)
-    return `duration_seconds ${duration} is beyond the grant's standing ${policy.max_duration_seconds}`;
+  if (typeof duration !== 'number')
+    return policy.targets?.includes(target)
+      ? undefined
+      : `${target} takes no duration_seconds: the broker cannot hold the lifetime of the credential its token is exchanged for to the grant's standing ${policy.max_duration_seconds} s (name ${target} in approval.targets to mint it at once)`;
+  if (duration > policy.max_duration_seconds) return `duration_seconds ${duration} is beyond the grant's standing ${policy.max_duration_seconds}`;
   return undefined;
 }
 

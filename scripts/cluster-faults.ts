@@ -319,6 +319,7 @@ async function main(): Promise<number> {
         CLUSTER_BROKER_TEMPORAL_ADDRESS: `127.0.0.1:${temporalProxy.port}`,
         BROKER_RATE_LIMIT_IP_PER_MINUTE: process.env.BROKER_RATE_LIMIT_IP_PER_MINUTE ?? '100000',
         BROKER_RATE_LIMIT_MINT_PER_IP_PER_MINUTE: process.env.BROKER_RATE_LIMIT_MINT_PER_IP_PER_MINUTE ?? '100000',
+        BROKER_RATE_LIMIT_APPROVAL_OPEN_PER_IP_PER_MINUTE: process.env.BROKER_RATE_LIMIT_APPROVAL_OPEN_PER_IP_PER_MINUTE ?? '100000',
       },
     });
     const t = Date.now();

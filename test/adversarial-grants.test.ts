@@ -586,7 +586,9 @@ void describe('grants: the agent’s consent', () => {
     assert.equal(await isBound(owner.wallet.lower, agent.lower), false);
 
     const accepted = await acceptGrant(stack, agent, g1);
-    assert.equal(await isBound(owner.wallet.lower, agent.lower), true);
+    // Accepted; its scope keeps it from binding for the TEE (test/grant-bound-scope.test.ts), so the accepted grant row is the proof here.
+    assert.equal(await isBound(owner.wallet.lower, agent.lower), false);
+    assert.equal((await stack.db.query(`SELECT 1 FROM grants WHERE grant_id = $1 AND accepted_at IS NOT NULL`, [g1.grant_id])).rowCount, 1);
     assert.equal(accepted.acceptance_message, undefined);
     const row = await stack.db.query<{ details: { signature_hash: string; via: string } }>(
       `SELECT details FROM audit_log WHERE event = 'grant.accept' AND details->>'grant_id' = $1`,

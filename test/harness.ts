@@ -175,6 +175,7 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
     BROKER_RATE_LIMIT_WALLET_CHALLENGE_PER_MINUTE: '100000',
     BROKER_RATE_LIMIT_MINT_PER_MINUTE: '100000',
     BROKER_RATE_LIMIT_MINT_PER_IP_PER_MINUTE: '100000',
+    BROKER_RATE_LIMIT_APPROVAL_OPEN_PER_IP_PER_MINUTE: '100000',
     // /readyz shows its parts to this bearer only (stack.request('GET', '/readyz', { token: stack.config.BROKER_OPS_TOKEN })).
     BROKER_OPS_TOKEN: `ops-${randomBytes(24).toString('hex')}`,
     ...opts.env,

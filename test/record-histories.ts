@@ -330,6 +330,29 @@ async function approvalCollected(stack: TestStack): Promise<Recording[]> {
   ];
 }
 
+/**
+ * Since patch `approval-collector`: the agent opens the request with one session, logs it out, and
+ * collects the approved credential with another session of the same wallet (the hand-out's rows
+ * name the collecting session, the opener as requested_by_*).
+ */
+async function approvalCollectedByAnotherSession(stack: TestStack): Promise<Recording> {
+  const [holder, opener] = await Promise.all([holderLogin(stack), walletLogin(stack)]);
+  await bindAgentWithApproval(stack, holder, opener);
+  const pending = await requestMint(stack, opener, { reason: 'replay recording: another session collects' });
+  await post(stack, '/v1/session/logout', 204, { token: opener.token });
+  const { send } = await signedDecision(stack, holder, pending.approval_id, 'approve');
+  check((await send()).status === 200, 'approval decision');
+  const collector = await walletLogin(stack, opener.wallet);
+  const got = await pollApproval(stack, collector.token, pending.approval_id);
+  check(got.status === 200 && (got.body as { status: string }).status === 'approved', `approved poll by another session: ${got.status} ${got.text}`);
+  return {
+    workflowType: 'approvalWorkflow',
+    name: 'approved-collected-by-another-session',
+    workflowId: APPROVAL_ID_PREFIX + pending.approval_id,
+    expectUpdates: ['approvalDecision', 'approvalPoll'],
+  };
+}
+
 // ---- housekeeping -------------------------------------------------------------------------------
 
 async function purge(stack: TestStack): Promise<Recording> {
@@ -393,6 +416,7 @@ async function record(stack: TestStack, teeKey: TeeKeyPair): Promise<Recording[]
     purge(stack),
     killSwitch(stack),
     approvalCollected(stack),
+    approvalCollectedByAnotherSession(stack),
   ]).then(async (recordings) => [...recordings.flat(), await auditAnchor(stack)]); // after the others: the log has rows to sign
 }
 

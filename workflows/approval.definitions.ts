@@ -25,10 +25,29 @@ export interface ApprovalDecisionResult {
   decided_at: number;
 }
 
-/** The agent's poll: its account (only the agent that asked may poll) and a fresh seal key for the credential. */
+/** Patch id: the hand-out's audit rows name the session that collects it (docs/versioning.md). */
+export const APPROVAL_COLLECTOR_PATCH = 'approval-collector';
+
+/**
+ * The agent's poll: its account (only the agent that asked may poll), a fresh seal key for the
+ * credential, and who polls — the audit handle of its bearer (an HMAC, as the mint's) and the HTTP
+ * request id — for the hand-out's audit rows (absent from an API older than the patch).
+ */
 export interface ApprovalPollInput {
   agent_account: string;
   sealTo: SealPublicJwk;
+  bearer_hash?: string;
+  http_request_id?: string;
+}
+
+/**
+ * What a hand-out's mint carries (activities/mint.ts): the approval it hands out and, since patch
+ * `approval-collector`, the session that opened the request (the mint's caller is then the one
+ * that collects).
+ */
+export interface ApprovalHandout {
+  approvalId: string;
+  requestedBy?: { bearerHash: string; httpRequestId: string | null };
 }
 
 export type ApprovalPollResult =

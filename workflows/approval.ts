@@ -1,19 +1,22 @@
-import { ActivityFailure, ApplicationFailure, condition, proxyLocalActivities, setHandler, sleep, upsertSearchAttributes } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, condition, patched, proxyLocalActivities, setHandler, sleep, upsertSearchAttributes } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { AkStage } from '../lib/search-attributes';
 import { isSealPublicJwk } from '../lib/seal-key';
 import type { FailureTypeName } from '../lib/errors';
 import { FailureType } from './definitions';
 import {
+  APPROVAL_COLLECTOR_PATCH,
   approvalDecisionUpdate,
   approvalPollUpdate,
   type ApprovalDecisionInput,
+  type ApprovalHandout,
   type ApprovalInput,
   type ApprovalOutcome,
   type ApprovalPollInput,
   type ApprovalPollResult,
 } from './approval.definitions';
 import { flowFailure } from './failures';
+import type { MintRequest } from './mint.definitions';
 import { pollPacer } from './poll-pacing';
 import { finishFlow, showStage } from './progress';
 
@@ -33,6 +36,25 @@ function causeOf(e: unknown): ApplicationFailure {
   if (cause instanceof ApplicationFailure && cause.type && cause.type !== FailureType.auditError)
     return flowFailure(cause.type as FailureTypeName, cause.message, cause.details?.[0] as Record<string, unknown> | undefined);
   return flowFailure(FailureType.auditError, 'the decision or the hand-out could not be recorded; try again');
+}
+
+/**
+ * The hand-out's mint as the collecting poll runs it: its caller's bearer and HTTP request are the
+ * poll's, the opener's kept as `requestedBy` (patch `approval-collector`). A poll from an API older
+ * than the patch names no bearer: the opener's stay, as before.
+ */
+function collectorsMint(
+  request: Omit<MintRequest, 'sealTo'>,
+  poll: ApprovalPollInput,
+  approvalId: string,
+): Omit<MintRequest, 'sealTo' | 'handout'> & { handout: ApprovalHandout } {
+  if (poll.bearer_hash === undefined) return { ...request, handout: { approvalId } };
+  return {
+    ...request,
+    caller: { ...request.caller, bearerHash: poll.bearer_hash },
+    httpRequestId: poll.http_request_id,
+    handout: { approvalId, requestedBy: { bearerHash: request.caller.bearerHash, httpRequestId: request.httpRequestId ?? null } },
+  };
 }
 
 /**
@@ -103,7 +125,12 @@ export async function approvalWorkflow(input: ApprovalInput): Promise<ApprovalOu
       if (status === 'approved' && !collecting) {
         collecting = true;
         try {
-          const outcome = await mint({ ...request, sealTo: poll.sealTo, handout: { approvalId } });
+          // Since the approval-collector patch the hand-out's rows name the session that collects (the opener's as requested_by_*).
+          const outcome = await mint(
+            patched(APPROVAL_COLLECTOR_PATCH)
+              ? { ...collectorsMint(request, poll, approvalId), sealTo: poll.sealTo }
+              : { ...request, sealTo: poll.sealTo, handout: { approvalId } },
+          );
           if ('minted' in outcome) {
             collected = true;
             return { status: 'approved', minted: outcome.minted };

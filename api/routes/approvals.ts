@@ -10,6 +10,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { type ApprovalRow } from '../../db/approvals';
+import { hmacHex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { MAX_CONTRACT_SIGNATURE_BYTES } from '../../lib/wallet-message';
 import { createSealKeyPair, unsealJson } from '../../lib/seal';
@@ -17,6 +18,7 @@ import { createApprovalService, type ApprovalService } from '../../services/appr
 import { NEVER_A_RECENT_LOGIN } from '../../services/sessions';
 import { APPROVAL_ID_PREFIX, approvalDecisionUpdate, approvalPollUpdate, type ApprovalOpened } from '../../workflows/approval.definitions';
 import type { AuthContext } from '../dependencies';
+import { bearerToken } from '../plugins/auth';
 import { commonErrors, errorBody } from '../schemas';
 
 const approvalIdSchema = z.string().regex(/^apr_[0-9a-f]{32}$/, 'approval_id is malformed (expected apr_ and 32 lower-case hex digits)');
@@ -32,6 +34,9 @@ export const approvalPendingBody = z.object({
   expires_at: z.number().int().describe('unix seconds: no decision after this'),
   interval: z.number().int().describe('seconds to wait between polls; slow_down adds 5'),
 });
+
+/** The audit log's handle on the request's bearer (an HMAC of it, never the bearer): a mint's and a hand-out's rows name their caller by it. */
+export const auditBearerHash = (hmacSecret: Buffer, request: FastifyRequest): string => hmacHex(hmacSecret, 'audit-bearer', bearerToken(request)).slice(0, 32);
 
 export const pendingAnswer = (o: ApprovalOpened) => ({
   approval_id: o.approval_id,
@@ -90,7 +95,7 @@ function ownerView(approvals: ApprovalService, row: ApprovalRow, nowMs: number):
 
 export default async function approvalRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
-  const { config, db, temporal } = app.deps;
+  const { config, db, temporal, secrets } = app.deps;
   const now = () => app.deps.now?.() ?? Date.now();
   const approvals = createApprovalService({ config, db, now });
   const pollsPerAccount = app.requestLimit({ name: 'approval_poll:account', max: config.BROKER_RATE_LIMIT_MINT_PER_MINUTE * 4, windowMs: 60_000 });
@@ -163,7 +168,18 @@ export default async function approvalRoutes(appBase: FastifyInstance) {
       let r;
       try {
         r = await app.driveFlow(
-          () => handle(approval_id).executeUpdate(approvalPollUpdate, { args: [{ agent_account: auth.omniAccount, sealTo: seal.publicJwk }] }),
+          () =>
+            handle(approval_id).executeUpdate(approvalPollUpdate, {
+              // Who polls: an approved request's hand-out is recorded as this session's, this request's.
+              args: [
+                {
+                  agent_account: auth.omniAccount,
+                  sealTo: seal.publicJwk,
+                  bearer_hash: auditBearerHash(secrets.hmacSecret, request),
+                  http_request_id: request.id,
+                },
+              ],
+            }),
           gone,
         );
       } catch (e) {

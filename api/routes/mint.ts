@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { consumeProof } from '../../db/used-signatures';
-import { hmacHex, sha256Hex } from '../../lib/digest';
+import { sha256Hex } from '../../lib/digest';
 import { personalMessageDigest, recoverSigner } from '../../adapters/evm-signature';
 import { MintIntentError, mintIntentSigningInput, parseIssuedAt } from '../../lib/mint-intent';
 import { EVM_ADDRESS_RE, parseEoaSignature, SignatureFormatError } from '../../lib/wallet-message';
@@ -15,10 +15,9 @@ import { createSealKeyPair, unsealJson } from '../../lib/seal';
 import { MINT_ID_PREFIX, MintActivityFailure, type MintCaller, type MintRequest, type SignedMintIntent } from '../../workflows/mint.definitions';
 import type { mintWorkflow } from '../../workflows/mint';
 import { MINT_TARGETS, type MintTarget } from '../../activities/mint-targets';
-import { bearerToken } from '../plugins/auth';
 import { commonErrors, errorBody, grantIdSchema, oneLineText } from '../schemas';
 import { APPROVAL_REASON_MAX_LENGTH } from '../../lib/approvals';
-import { approvalPendingBody, pendingAnswer } from './approvals';
+import { approvalPendingBody, auditBearerHash, pendingAnswer } from './approvals';
 
 /** The agent's stated reason for the holder (docs/approvals.md): one line, shown in the holder's terminal and console. */
 const reasonSchema = z
@@ -71,10 +70,24 @@ export default async function mintRoutes(appBase: FastifyInstance) {
   // and one per client address: accounts cost nothing to make, the token services' quota (STS, Google) is shared.
   const mintPerAccount = app.requestLimit({ name: 'mint:account', max: config.BROKER_RATE_LIMIT_MINT_PER_MINUTE, windowMs: 60_000 });
   const mintPerIp = app.requestLimit({ name: 'mint:ip', max: config.BROKER_RATE_LIMIT_MINT_PER_IP_PER_MINUTE, windowMs: 60_000 });
+  // Approval requests opened from one client address: each is a flow that waits up to an hour for
+  // the holder. Counted when a mint answers 202; checked before every mint that could open one (a
+  // wallet session's: only an agent wallet mints under a grant), so a refused mint opens nothing.
+  const approvalOpensPerIp = app.requestLimit({
+    name: 'approval_open:ip',
+    max: config.BROKER_RATE_LIMIT_APPROVAL_OPEN_PER_IP_PER_MINUTE,
+    windowMs: 60_000,
+  });
   const limitMints = async (request: FastifyRequest) => {
     await mintPerAccount(request, request.auth?.omniAccount);
     await mintPerIp(request);
+    if (request.auth?.wallet) await approvalOpensPerIp.check(request);
   };
+  /** Counts an opened request; it is open already, so the agent gets its 202 even when this one went past the limit. */
+  const countApprovalOpen = (request: FastifyRequest) =>
+    approvalOpensPerIp(request).catch((e: unknown) => {
+      if (!(e instanceof BrokerError && e.kind === 'rate_limited')) throw e;
+    });
 
   // `curl -X POST -H 'content-type: application/json'` with no body is a valid mint request here.
   const jsonParser = app.getDefaultJsonParser('error', 'error');
@@ -99,7 +112,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
       authKind: auth.kind,
       method: auth.method,
       wallet: auth.wallet?.toLowerCase(),
-      bearerHash: hmacHex(secrets.hmacSecret, 'audit-bearer', bearerToken(request)).slice(0, 32),
+      bearerHash: auditBearerHash(secrets.hmacSecret, request),
     };
   }
 
@@ -236,6 +249,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
           temporal.workflow.execute<typeof mintWorkflow>('mintWorkflow', { ...startOptions(input, target), args: [input] }),
         );
         if ('pending' in minted) {
+          await countApprovalOpen(request);
           request.log.info({ flow: 'mint', kind: target.name, request_id: requestId, approval_id: minted.pending.approval_id }, 'mint awaits approval');
           return reply.code(202).send(pendingAnswer(minted.pending));
         }

@@ -357,10 +357,14 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
     );
   }
 
-  // The TEE joins this path with a leading `/` (`base_url.join("/v1/account/check_hyper_agent_address")`,
-  // litentry/heima wildmeta client `verify_hyperliquid_link.rs`): it always lands at the host root,
-  // whatever path the base URL has. It checks the HTTP status only (`error_for_status`) and sends
-  // no X-Language.
+  // The patched TEE joins `v1/account/check_hyper_agent_address` to OE_AGENTKEYS_API_BASE_URL with
+  // URL join rules, as its other AgentKeys calls (tee-patch/agentkeys-phase0.patch, the AgentKeys
+  // client; a base with a path prefix ends in `/`), and sends X-Language: en; upstream's own wildmeta
+  // client joins it with a leading `/` (`verify_hyperliquid_link.rs`). Either checks the HTTP
+  // status only (`error_for_status`).
+  //
+  // "Bound" means the TEE may run any user operation the agent asks from the main wallet: only an
+  // active grant that is unscoped and asks for no approval binds (db/grants.ts, isAgentBound).
   //
   // The addresses are the client's `ClientAuth::WildmetaHl` strings as the TEE got them
   // (`submit_user_op_with_auth.rs` @ 05ff5857: `agent_address` has passed the TEE's own hex parse
@@ -375,7 +379,8 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
       onRequest: requireAllowedSource,
       schema: {
         tags: ['tee'],
-        summary: 'TEE callback: is this agent wallet bound to this main wallet by a grant its agent accepted, live now? (allow-listed sources only)',
+        summary:
+          'TEE callback: is this agent wallet bound to this main wallet by an unscoped grant without approval policy that its agent accepted, live now? (allow-listed sources only)',
         body: z.object({
           main_address: z.string(),
           agent_address: z.string(),

@@ -1,0 +1,260 @@
+/**
+ * Edges of approval grants and of what a holder reads of its agents' mints:
+ *
+ * - a `beyond` policy with max_duration_seconds holds back the targets that take no duration (a
+ *   bare OIDC token, a Google token: the agent picks the lifetime of what it exchanges them for);
+ * - a stranger's refused mint naming the holder's grant id is not the holder's to read or prove,
+ *   and a failed exchange under the grant is (its failed row names the grant);
+ * - an approved mint collected by another session of the agent is recorded as that session's;
+ * - approval requests opened from one client address are limited, checked before anything opens.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../api/app';
+import { loadConfig } from '../lib/config';
+import { hmacHex } from '../lib/digest';
+import { spyWorkflowStarts, type WorkflowStartSpy } from './adversarial-probes';
+import { bindAgentWithApproval, holderLogin, poll, requestMint, signedDecision } from './approval-client';
+import { bindAgent } from './grant-client';
+import { startStack, type TestStack } from './harness';
+import { emailLogin, walletLogin, type WalletSession } from './mint-client';
+
+const GCP_AUDIENCE = '//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/gaps-pool/providers/gaps-provider';
+
+let stack: TestStack;
+let starts: WorkflowStartSpy;
+
+before(async () => {
+  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000' } });
+  stack.sts.setJwksUrl(`${stack.url}/.well-known/jwks.json`);
+  starts = spyWorkflowStarts(stack.temporal);
+});
+after(async () => {
+  starts?.restore();
+  stack?.sts.failAlways(null);
+  await stack?.stop();
+});
+
+interface AuditEntry {
+  seq: string;
+  event: string;
+  outcome: string;
+  request_id: string | null;
+  details: Record<string, unknown>;
+}
+
+/** Every mint row the holder reads under its grants (GET /v1/audit?of=grants, one page is plenty here). */
+async function mintsUnderGrants(token: string): Promise<AuditEntry[]> {
+  const res = await stack.request('GET', '/v1/audit?of=grants&limit=200', { token });
+  assert.equal(res.status, 200, res.text);
+  return (res.body as { entries: AuditEntry[] }).entries;
+}
+
+const bearerHashOf = (token: string) => hmacHex(stack.secrets.hmacSecret, 'audit-bearer', token).slice(0, 32);
+
+void describe('a beyond policy with max_duration_seconds', () => {
+  void test('targets without a duration wait for the holder unless named in targets; an AWS mint within the limit mints at once', async () => {
+    const [holder, agent] = await Promise.all([holderLogin(stack), walletLogin(stack)]);
+    await bindAgentWithApproval(stack, holder, agent, { mode: 'beyond', max_duration_seconds: 900 });
+
+    const oidc = await requestMint(stack, agent, {}, '/v1/mint-oidc-jwt');
+    const gcp = await requestMint(stack, agent, { audience: GCP_AUDIENCE }, '/v1/mint-gcp-token');
+    for (const p of [oidc, gcp]) {
+      const why = await stack.db.query<{ why: string }>(
+        `SELECT details->>'why' AS why FROM audit_log WHERE event = 'approval.request' AND details->>'approval_id' = $1`,
+        [p.approval_id],
+      );
+      assert.match(why.rows[0]?.why ?? '', /cannot hold the lifetime/, JSON.stringify(why.rows));
+    }
+    const aws = await stack.request('POST', '/v1/mint-aws-creds', { token: agent.token, body: { duration_seconds: 900 } });
+    assert.equal(aws.status, 200, aws.text);
+    const longer = await stack.request('POST', '/v1/mint-aws-creds', { token: agent.token, body: { duration_seconds: 901 } });
+    assert.equal(longer.status, 202, longer.text);
+
+    // Named in targets: the holder chose to let those mint at once.
+    const [holder2, agent2] = await Promise.all([holderLogin(stack), walletLogin(stack)]);
+    await bindAgentWithApproval(stack, holder2, agent2, { mode: 'beyond', max_duration_seconds: 900, targets: ['aws', 'oidc'] });
+    const named = await stack.request('POST', '/v1/mint-oidc-jwt', { token: agent2.token });
+    assert.equal(named.status, 200, named.text);
+    await requestMint(stack, agent2, { audience: GCP_AUDIENCE }, '/v1/mint-gcp-token');
+  });
+});
+
+void describe('what the holder reads of mints under its grants', () => {
+  void test("a stranger's refused mint naming the holder's grant is not listed or proven to the holder; a failed exchange under the grant is listed", async () => {
+    const [holder, agent, stranger, emailStranger] = await Promise.all([walletLogin(stack), walletLogin(stack), walletLogin(stack), emailLogin(stack)]);
+    const grantId = await bindAgent(stack, holder.token, agent.wallet);
+
+    for (const s of [stranger, emailStranger]) {
+      const res = await stack.request('POST', '/v1/mint-oidc-jwt', { token: s.token, body: { grant_id: grantId } });
+      assert.equal(res.status, 403, res.text);
+    }
+    const strangers = await stack.db.query<{ seq: string }>(
+      `SELECT seq::text AS seq FROM audit_log WHERE omni_account = ANY($1) AND details->>'grant_id' = $2 ORDER BY seq`,
+      [[stranger.omni_account, emailStranger.omni_account], grantId],
+    );
+    assert.equal(strangers.rows.length, 2, 'each refusal is on its caller’s log, naming the id it sent');
+
+    // The agent's own refusal under the grant (a scope that does not cover the target) stays the holder's to read.
+    const scoped = await bindAgent(stack, holder.token, agent.wallet, { scope: { services: ['s3'] } });
+    const refused = await stack.request('POST', '/v1/mint-oidc-jwt', { token: agent.token, body: { grant_id: scoped } });
+    assert.equal(refused.status, 403, refused.text);
+
+    // A failed exchange under the grant: its intent and its failed outcome.
+    stack.sts.failAlways('AccessDenied');
+    let failedMint;
+    try {
+      failedMint = await stack.request('POST', '/v1/mint-aws-creds', { token: agent.token, body: { grant_id: grantId } });
+    } finally {
+      stack.sts.failAlways(null);
+    }
+    assert.equal(failedMint.status, 502, failedMint.text);
+
+    const listed = await mintsUnderGrants(holder.token);
+    const seqs = new Set(listed.map((e) => e.seq));
+    for (const r of strangers.rows) assert.ok(!seqs.has(r.seq), `a stranger's row ${r.seq} is listed to the holder`);
+    assert.ok(
+      listed.some((e) => e.event === 'mint.oidc' && e.outcome === 'denied' && e.details.grant_id === scoped),
+      `the agent's own refusal is listed: ${JSON.stringify(listed)}`,
+    );
+    const aws = listed.filter((e) => e.event.startsWith('mint.aws'));
+    assert.deepEqual(
+      aws.map((e) => [e.event, e.outcome]),
+      [
+        ['mint.aws', 'failed'],
+        ['mint.aws.intent', 'ok'],
+      ],
+      JSON.stringify(aws),
+    );
+    assert.equal(aws[0]?.details.grant_id, grantId);
+    assert.equal(aws[0]?.details.child_wallet, agent.wallet.lower);
+    assert.equal(aws[0]?.request_id, aws[1]?.request_id);
+
+    for (const r of strangers.rows) {
+      const proof = await stack.request('GET', `/v1/audit/proof?seq=${r.seq}`, { token: holder.token });
+      assert.equal(proof.status, 404, `the holder is proven a stranger's row ${r.seq}: ${proof.text}`);
+    }
+    const own = await stack.request('GET', `/v1/audit/proof?seq=${aws[0]?.seq}`, { token: holder.token });
+    assert.notEqual(own.status, 404, `the failed row under the grant is the holder's to prove: ${own.text}`);
+  });
+});
+
+void describe('an approved mint collected by another session', () => {
+  void test('the hand-out rows name the session and request that collected it, and the opener as requested_by_*', async () => {
+    const holder = await holderLogin(stack);
+    const opener: WalletSession = await walletLogin(stack);
+    await bindAgentWithApproval(stack, holder, opener);
+    const opened = await stack.request('POST', '/v1/mint-oidc-jwt', { token: opener.token, body: { reason: 'collected elsewhere' } });
+    assert.equal(opened.status, 202, opened.text);
+    const approvalId = (opened.body as { approval_id: string }).approval_id;
+    assert.equal((await stack.request('POST', '/v1/session/logout', { token: opener.token })).status, 204);
+    assert.equal((await (await signedDecision(stack, holder, approvalId, 'approve')).send()).status, 200);
+
+    const collector = await walletLogin(stack, opener.wallet);
+    assert.equal(collector.omni_account, opener.omni_account);
+    const got = await poll(stack, collector.token, approvalId);
+    assert.equal(got.status, 200, got.text);
+    assert.equal((got.body as { status: string }).status, 'approved');
+
+    const rows = await stack.db.query<{ event: string; outcome: string; details: Record<string, unknown> }>(
+      `SELECT event, outcome, details FROM audit_log WHERE event LIKE 'mint.oidc%' AND details->>'approval_id' = $1 ORDER BY seq`,
+      [approvalId],
+    );
+    // The intent row names who minted (the ok row, committed with it, names what was minted); both name the opener.
+    assert.deepEqual(
+      rows.rows.map((r) => [r.event, r.outcome]),
+      [
+        ['mint.oidc.intent', 'ok'],
+        ['mint.oidc', 'ok'],
+      ],
+    );
+    const [intent, ok] = rows.rows;
+    assert.equal(intent?.details.bearer_hash, bearerHashOf(collector.token), 'the hand-out is recorded as the collecting session’s');
+    assert.notEqual(bearerHashOf(collector.token), bearerHashOf(opener.token));
+    assert.equal(intent?.details.http_request_id, got.headers.get('x-request-id'));
+    for (const r of [intent, ok]) {
+      assert.equal(r?.details.requested_by_bearer_hash, bearerHashOf(opener.token), `${r?.event}`);
+      assert.equal(r?.details.requested_by_http_request_id, opened.headers.get('x-request-id'), `${r?.event}`);
+    }
+  });
+});
+
+void describe('approval requests opened per client address', () => {
+  const LIMIT = 2;
+
+  /** The API again with a small BROKER_RATE_LIMIT_APPROVAL_OPEN_PER_IP_PER_MINUTE (its own limits), on the stack's database and Temporal. */
+  async function withLimit<T>(run: (request: TestStack['request']) => Promise<T>): Promise<T> {
+    const config = loadConfig({ ...stack.childEnv(), BROKER_RATE_LIMIT_APPROVAL_OPEN_PER_IP_PER_MINUTE: String(LIMIT) });
+    let app: FastifyInstance | undefined;
+    try {
+      app = await buildApp({ ...stack.deps, config }, { logLevel: 'silent' });
+      const url = await app.listen({ host: '127.0.0.1', port: 0 });
+      const request: TestStack['request'] = async (method, path, opts = {}) => {
+        const res = await fetch(new URL(path, url), {
+          method,
+          headers: {
+            ...(opts.body === undefined ? {} : { 'content-type': 'application/json' }),
+            ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+            ...opts.headers,
+          },
+          body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+        });
+        const text = await res.text();
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = text;
+        }
+        return { status: res.status, headers: res.headers, body, text };
+      };
+      return await run(request);
+    } finally {
+      await app?.close();
+    }
+  }
+
+  const counts = async (agentAccount: string) =>
+    (
+      await stack.db.query<{ approvals: number; audit: number }>(
+        `SELECT (SELECT count(*) FROM approvals WHERE agent_account = $1)::int AS approvals,
+                (SELECT count(*) FROM audit_log WHERE omni_account = $1 OR event = 'approval.request')::int AS audit`,
+        [agentAccount],
+      )
+    ).rows[0];
+
+  void test(`past ${LIMIT} opened requests a minute from one address: 429 before anything opens (no row, no audit row, no workflow)`, async () => {
+    const [holder, agent] = await Promise.all([holderLogin(stack), walletLogin(stack)]);
+    await bindAgentWithApproval(stack, holder, agent);
+    await withLimit(async (request) => {
+      for (let i = 0; i < LIMIT; i++) {
+        const res = await request('POST', '/v1/mint-oidc-jwt', { token: agent.token });
+        assert.equal(res.status, 202, res.text);
+      }
+      const before = await counts(agent.omni_account);
+      const started = starts.count();
+      const refused = await request('POST', '/v1/mint-oidc-jwt', { token: agent.token });
+      assert.equal(refused.status, 429, refused.text);
+      assert.equal((refused.body as { error: string }).error, 'rate_limited');
+      assert.ok(Number(refused.headers.get('retry-after')) > 0, 'Retry-After');
+      assert.equal(starts.count(), started, 'a refused open started a workflow');
+      assert.deepEqual(await counts(agent.omni_account), before, 'a refused open wrote a row');
+      // A mint by an account with no wallet (it never opens a request) is not held by it.
+      const email = await emailLogin(stack);
+      assert.equal((await request('POST', '/v1/mint-oidc-jwt', { token: email.token })).status, 200);
+    });
+    // Another API process (the stack's own) keeps its own count.
+    assert.equal((await stack.request('POST', '/v1/mint-oidc-jwt', { token: agent.token })).status, 202);
+  });
+
+  void test('plain mints do not spend the budget of opened requests', async () => {
+    const [holder, agent, plain] = await Promise.all([holderLogin(stack), walletLogin(stack), walletLogin(stack)]);
+    await bindAgentWithApproval(stack, holder, agent);
+    await withLimit(async (request) => {
+      for (let i = 0; i < LIMIT * 3; i++) assert.equal((await request('POST', '/v1/mint-oidc-jwt', { token: plain.token })).status, 200);
+      for (let i = 0; i < LIMIT; i++) assert.equal((await request('POST', '/v1/mint-oidc-jwt', { token: agent.token })).status, 202);
+      assert.equal((await request('POST', '/v1/mint-oidc-jwt', { token: agent.token })).status, 429);
+    });
+  });
+});
