@@ -89,7 +89,7 @@ void describe('approvalWorkflow', () => {
     await withWorker(env, activities, async (taskQueue) => {
       // 1 s of grace: the late decision and poll below (two Updates, tens of ms) land well inside it
       // on a loaded machine, and the run's end is under a second after them.
-      const input = inputOf(600, 1);
+      const input = inputOf(900, 1);
       const h = await env.client.workflow.start('approvalWorkflow', { workflowId: `approval/${input.opened.approval_id}`, taskQueue, args: [input] });
       const first = await h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: SEAL }] });
       assert.equal(first.status, 'pending');
@@ -112,8 +112,12 @@ void describe('approvalWorkflow', () => {
       const input = inputOf(30_000, 1);
       const h = await env.client.workflow.start('approvalWorkflow', { workflowId: `approval/${input.opened.approval_id}`, taskQueue, args: [input] });
       assert.equal(await failureType(h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: 'someone-else', sealTo: SEAL }] })), FailureType.notFound);
+      assert.equal(calls.decide, 0, 'a refused poll recorded a decision');
       assert.equal((await h.executeUpdate(approvalDecisionUpdate, { args: [decision] })).status, 'approved');
+      // The decision is recorded once, before the Update answers.
+      assert.equal(calls.decide, 1);
       assert.equal(await failureType(h.executeUpdate(approvalDecisionUpdate, { args: [decision] })), FailureType.conflict);
+      assert.equal(calls.decide, 1, 'the refused second decision was recorded');
       const notAKey = { kty: 'RSA', n: 'x', e: 'AQAB' } as unknown as SealPublicJwk;
       assert.equal(await failureType(h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: notAKey }] })), FailureType.badRequest);
       // The API's key since 2026-12-06 (lib/seal.ts); a P-256 one (SEAL) is still taken.

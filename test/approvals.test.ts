@@ -72,6 +72,17 @@ async function expectError(res: { status: number; body: unknown; text: string },
 void describe('grants that ask for approval', () => {
   void test('the approval policy is validated and shown on the grant', async () => {
     const agentWallet = (await walletLogin(stack)).wallet.lower;
+    // The grants and the audit log as they are; the request opened before the first test may expire
+    // meanwhile (its flow's own audit row), which no refusal here has to do with.
+    const state = async () => {
+      const r = await stack.db.query<{ grants: string; audit: string }>(
+        `SELECT (SELECT count(*) FROM grants) AS grants,
+                (SELECT count(*) FROM audit_log WHERE NOT (event = 'approval.expire' AND details->>'approval_id' = $1)) AS audit`,
+        [expiring.id],
+      );
+      return { grants: Number(r.rows[0]?.grants), audit: Number(r.rows[0]?.audit) };
+    };
+    const before = await state();
     for (const approval of [
       { mode: 'sometimes' },
       { mode: 'always', timeout_seconds: 4 }, // under this stack's BROKER_APPROVAL_TIMEOUT_MIN_SECONDS (5; 30 by default)
@@ -84,12 +95,17 @@ void describe('grants that ask for approval', () => {
       assert.equal(res.status, 400, `${JSON.stringify(approval)}: ${res.text}`);
       if (approval.timeout_seconds === 4) assert.match(res.text, /at least 5/, 'the refusal names the configured minimum');
     }
+    assert.deepEqual(await state(), before, 'a refused grant wrote a grant or an audit row');
+    const pairs = await stack.db.query('SELECT 1 FROM grants WHERE agent_address = $1', [agentWallet]);
+    assert.equal(pairs.rowCount, 0, 'a grant to the agent exists');
     const res = await stack.request('POST', '/v1/grants', {
       token: holder.token,
       body: { agent_address: agentWallet, approval: { mode: 'beyond', max_duration_seconds: 900, targets: ['aws'] } },
     });
     assert.equal(res.status, 201, res.text);
     assert.deepEqual((res.body as { approval: unknown }).approval, { mode: 'beyond', max_duration_seconds: 900, targets: ['aws'], timeout_seconds: 300 });
+    // The accepted one is seen by the same count: a grant more.
+    assert.equal((await state()).grants, before.grants + 1);
   });
 
   void test('beyond: a mint within the standing limit mints at once, one beyond it waits', async () => {

@@ -82,6 +82,18 @@ void describe('codec endpoint for the Temporal Web UI', () => {
     const [encrypted] = (
       (await codecCall('encode', [{ metadata: { encoding: b64('json/plain') }, data: b64('"secret"') }])).body as { payloads: JsonPayload[] }
     ).payloads;
+    // Each accepted call leaves its audit row before anything is decoded; a refused one leaves none.
+    const codecRows = async () =>
+      (
+        await stack.db.query<{ event: string; n: number }>(
+          `SELECT event, count(*)::int AS n FROM audit_log WHERE event IN ('ops.codec.decode', 'ops.codec.encode') GROUP BY event ORDER BY event`,
+        )
+      ).rows;
+    const before = await codecRows();
+    assert.ok(
+      before.some((r) => r.event === 'ops.codec.encode'),
+      'the accepted encode above has its audit row',
+    );
     const none = await stack.request('POST', '/codec/decode', { body: { payloads: [encrypted] }, headers: { origin: UI } });
     assert.equal(none.status, 401, none.text);
     assert.equal((none.body as { error: string }).error, 'unauthorized');
@@ -97,6 +109,7 @@ void describe('codec endpoint for the Temporal Web UI', () => {
     // A session token of a user is not the ops token either.
     const enc = await codecCall('encode', [], { authorization: 'Bearer a.b.c' });
     assert.equal(enc.status, 403);
+    assert.deepEqual(await codecRows(), before, 'a refused codec call was audited as an accepted one');
   });
 
   void test('CORS: the preflight answers the UI origins only', async () => {

@@ -26,6 +26,22 @@ after(async () => {
 
 const requestIdOf = (deviceCodeText: string) => deviceCodeText.split('.')[0] ?? '';
 
+/**
+ * What a device approval can leave in the database, row for row: device sessions, the audit rows
+ * of device logins, and the sessions and audit rows of the accounts involved. (The request itself
+ * lives in its workflow; the broker has no device table.)
+ */
+async function deviceState(accounts: string[] = []) {
+  const [sessions, audit] = await Promise.all([
+    stack.db.query<Record<string, unknown>>(`SELECT * FROM sessions WHERE method = 'device' OR omni_account = ANY($1) ORDER BY jti`, [accounts]),
+    stack.db.query<Record<string, unknown>>(
+      `SELECT seq::text, event, outcome, omni_account, details FROM audit_log WHERE event LIKE '%device%' OR omni_account = ANY($1) ORDER BY seq`,
+      [accounts],
+    ),
+  ]);
+  return { sessions: sessions.rows, audit: audit.rows };
+}
+
 void describe('device authorization grant', () => {
   void test('code → pending → the person approves (code typed any way) → the session once, then invalid_grant', async () => {
     const person = await signedIn(stack);
@@ -187,12 +203,14 @@ void describe('device authorization grant', () => {
 
   void test('no session: looking up or approving without a bearer is 401 and the request stays pending', async () => {
     const dc = await deviceCode(stack);
+    const before = await deviceState();
     for (const res of [await verify(stack, undefined, dc.user_code), await lookUp(stack, undefined, dc.user_code)]) {
       assert.equal(res.status, 401, res.text);
     }
     const forged = await verify(stack, 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln', dc.user_code);
     assert.equal(forged.status, 401, forged.text);
     assert.equal(await pollError(stack, dc.device_code), 'authorization_pending');
+    assert.deepEqual(await deviceState(), before, 'a refused approval wrote device rows');
   });
 
   void test("polling someone else's request needs its device_code: another secret, or a respelled one, is invalid_grant and changes nothing", async () => {
@@ -259,6 +277,7 @@ void describe('device authorization grant', () => {
   void test('a wrong or malformed user code is 404, alike, and approves nothing', async () => {
     const person = await signedIn(stack);
     const dc = await deviceCode(stack);
+    const before = await deviceState([person.omni_account]);
     const wrong = otherUserCode(dc.user_code);
     const answers = [
       await lookUp(stack, person.token, wrong),
@@ -272,12 +291,14 @@ void describe('device authorization grant', () => {
       assert.deepEqual(a.body, answers[0]?.body);
     }
     assert.equal(await pollError(stack, dc.device_code), 'authorization_pending');
+    assert.deepEqual(await deviceState([person.omni_account]), before, 'a wrong code wrote device rows');
   });
 
   // Last: these spend the per-account and per-network guess budgets of this process (RFC 8628 §5.1).
   void test('guessing user codes: after 10 wrong codes an account is refused (429), even with a right code; another account still approves', async () => {
     const guesser = await signedIn(stack);
     const dc = await deviceCode(stack);
+    const before = await deviceState([guesser.omni_account]);
     for (let i = 0; i < 9; i++) assert.equal((await verify(stack, guesser.token, otherUserCode(dc.user_code))).status, 404);
     const tenth = await verify(stack, guesser.token, otherUserCode(dc.user_code));
     assert.equal(tenth.status, 404, tenth.text);
@@ -287,16 +308,24 @@ void describe('device authorization grant', () => {
     assert.equal(right.status, 429, right.text);
     assert.ok(Number(right.headers.get('retry-after')) >= 1);
     assert.equal(await pollError(stack, dc.device_code), 'authorization_pending');
+    assert.deepEqual(await deviceState([guesser.omni_account]), before, 'the guesses or the refused right code wrote device rows');
     const owner = await signedIn(stack);
     assert.equal((await verify(stack, owner.token, dc.user_code)).status, 200);
   });
 
   void test('guessing from many accounts on one network: the network budget runs out (429) while each account has some left', async () => {
     const dc = await deviceCode(stack);
+    // Each guesser's rows as its own login left them, before its guesses.
+    const guessers: { omni_account: string; rows: Awaited<ReturnType<typeof deviceState>> }[] = [];
+    const signedInGuesser = async () => {
+      const guesser = await signedIn(stack);
+      guessers.push({ omni_account: guesser.omni_account, rows: await deviceState([guesser.omni_account]) });
+      return guesser;
+    };
     let refused = 0;
     let tries = 0;
     for (let round = 0; round < 10 && refused === 0; round++) {
-      const guesser = await signedIn(stack);
+      const guesser = await signedInGuesser();
       for (let i = 0; i < 5; i++) {
         tries++;
         const res = await verify(stack, guesser.token, otherUserCode(dc.user_code));
@@ -309,8 +338,9 @@ void describe('device authorization grant', () => {
     }
     assert.equal(refused, 1);
     assert.ok(tries <= 31, String(tries));
-    const fresh = await signedIn(stack);
+    const fresh = await signedInGuesser();
     assert.equal((await verify(stack, fresh.token, dc.user_code)).status, 429);
     assert.equal(await pollError(stack, dc.device_code), 'authorization_pending');
+    for (const g of guessers) assert.deepEqual(await deviceState([g.omni_account]), g.rows, `the guesses of ${g.omni_account} wrote device rows`);
   });
 });

@@ -247,10 +247,19 @@ void describe('browser form: return_to', () => {
     '',
   ]) {
     void test(`return_to ${JSON.stringify(bad)} → 400, no flow`, async () => {
-      const r = await fetch(browserStartUrl(g.stack, bad, pkcePair().challenge), { redirect: 'manual' });
-      const text = await r.text();
-      assert.equal(r.status, 400, text);
-      assert.match(text, /return_to/);
+      const before = await dbSnapshot(g.stack.db);
+      const starts = spyWorkflowStarts(g.stack.temporal);
+      try {
+        const r = await fetch(browserStartUrl(g.stack, bad, pkcePair().challenge), { redirect: 'manual' });
+        const text = await r.text();
+        assert.equal(r.status, 400, text);
+        assert.match(text, /return_to/);
+        assert.equal(r.headers.get('set-cookie'), null, 'a refused start set the sign-in cookie');
+        assert.equal(starts.count(), 0, 'a refused start started a workflow');
+        await assertUnchanged(g.stack.db, before, 'after the refused start');
+      } finally {
+        starts.restore();
+      }
     });
   }
   void test('no return_to → 400', async () => {

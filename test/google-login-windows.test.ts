@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { AkOutcome } from '../lib/search-attributes';
 import { GOOGLE_LOGIN_ID_PREFIX } from '../workflows/google-login.definitions';
+import { assertUnchanged, dbSnapshot, spyWorkflowStarts } from './adversarial-probes';
 import { callback, cliStart, consent, loginRows, poll, startGoogleStack, uniqueHint, type GoogleStack } from './google-login-client';
 
 let g: GoogleStack;
@@ -38,10 +39,23 @@ void test('a session nobody collects within the window → uncollected, then 410
 void test('starts past BROKER_RATE_LIMIT_IP_PER_MINUTE from one address → 429 with Retry-After, no flow', async () => {
   // The other tests here spent part of this minute's budget (3): a refusal comes within four tries.
   let refused: Awaited<ReturnType<typeof g.stack.request>> | undefined;
-  for (let i = 0; i < 4 && !refused; i++) {
-    const r = await g.stack.request('POST', '/v1/session/google_oauth_login', { body: { format: 'cli' } });
-    if (r.status === 429) refused = r;
-    else assert.equal(r.status, 200, r.text);
+  const starts = spyWorkflowStarts(g.stack.temporal);
+  try {
+    for (let i = 0; i < 4 && !refused; i++) {
+      // What stood before this start: a refused one must leave both as they were.
+      const [started, before] = [starts.count(), await dbSnapshot(g.stack.db)];
+      const r = await g.stack.request('POST', '/v1/session/google_oauth_login', { body: { format: 'cli' } });
+      if (r.status === 429) {
+        refused = r;
+        assert.equal(starts.count(), started, 'the refused start started a workflow');
+        await assertUnchanged(g.stack.db, before, 'after the refused start');
+      } else {
+        assert.equal(r.status, 200, r.text);
+        assert.equal(starts.count(), started + 1, 'an accepted start is one workflow start');
+      }
+    }
+  } finally {
+    starts.restore();
   }
   assert.ok(refused, 'no 429 within four starts');
   assert.equal((refused.body as { error: string }).error, 'rate_limited');

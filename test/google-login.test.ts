@@ -21,6 +21,7 @@ import {
   type GoogleStack,
 } from './google-login-client';
 import { GOOGLE_LOGIN_ID_PREFIX } from '../workflows/google-login.definitions';
+import { spyWorkflowStarts } from './adversarial-probes';
 import type { LoginSessionBody } from './email-login-client';
 
 let g: GoogleStack;
@@ -30,6 +31,16 @@ before(async () => {
 after(async () => {
   await g?.stop();
 });
+
+/** Every Google user, login session and login.google audit row, as rows. */
+async function loginState() {
+  const [users, sessions, audit] = await Promise.all([
+    g.stack.db.query<Record<string, unknown>>(`SELECT * FROM users WHERE identity_type = 'google' ORDER BY user_id`),
+    g.stack.db.query<Record<string, unknown>>(`SELECT * FROM sessions WHERE method IN ('google', 'google_cli') ORDER BY jti`),
+    g.stack.db.query<Record<string, unknown>>(`SELECT seq::text, omni_account, outcome, details FROM audit_log WHERE event = 'login.google' ORDER BY seq`),
+  ]);
+  return { users: users.rows, sessions: sessions.rows, audit: audit.rows };
+}
 
 void describe('Google login, CLI form', () => {
   void test('start → pending → consent → callback page → one session, then 410', async () => {
@@ -135,13 +146,24 @@ void describe('Google login, CLI form: the confirmation code', () => {
     const { stack } = g;
     const start = await cliStart(stack);
     const page = await callback(await consent(start.authorize_url, uniqueHint('concurrent-codes')));
-    const guess = page.code === 'BBBB-BBBB' ? 'CCCC-CCCC' : 'BBBB-BBBB';
-    const answers = await Promise.all(Array.from({ length: 16 }, () => poll(stack, start, guess)));
-    const statuses = answers.map((a) => a.status).sort();
-    assert.equal(statuses.filter((s) => s === 401).length, 4, statuses.join(','));
-    assert.equal(statuses.filter((s) => s !== 401 && s !== 429 && s !== 410).length, 0, statuses.join(','));
-    assert.equal(await workflowResult(start), 'failed');
-    assert.equal((await poll(stack, start, page.code)).status, 410);
+    assert.equal(page.status, 200, page.text);
+    // The person's login is recorded when the callback finishes; the guesses must add nothing to it.
+    const before = await loginState();
+    const starts = spyWorkflowStarts(stack.temporal);
+    try {
+      const guess = page.code === 'BBBB-BBBB' ? 'CCCC-CCCC' : 'BBBB-BBBB';
+      const answers = await Promise.all(Array.from({ length: 16 }, () => poll(stack, start, guess)));
+      const statuses = answers.map((a) => a.status).sort();
+      assert.equal(statuses.filter((s) => s === 401).length, 4, statuses.join(','));
+      assert.equal(statuses.filter((s) => s !== 401 && s !== 429 && s !== 410).length, 0, statuses.join(','));
+      for (const a of answers) assert.doesNotMatch(a.text, /eyJ/, 'a token in a refused poll');
+      assert.equal(await workflowResult(start), 'failed');
+      assert.equal((await poll(stack, start, page.code)).status, 410);
+      assert.equal(starts.count(), 0, 'a poll started a workflow');
+    } finally {
+      starts.restore();
+    }
+    assert.deepEqual(await loginState(), before, 'the refused polls changed login rows');
   });
 });
 
@@ -206,6 +228,9 @@ void describe('Google login, configuration', () => {
 
   void test('a provider that cannot be discovered: the start is 503 unavailable and no flow begins', async () => {
     const v = await variant({ BROKER_GOOGLE_ISSUER: 'http://127.0.0.1:9/', BROKER_GOOGLE_HTTP_TIMEOUT_SECONDS: 1 });
+    // The variant shares the stack's Temporal client: its starts are counted here.
+    const starts = spyWorkflowStarts(g.stack.temporal);
+    const before = await loginState();
     try {
       const r = await fetch(`${v.url}/v1/session/google_oauth_login`, {
         method: 'POST',
@@ -215,7 +240,10 @@ void describe('Google login, configuration', () => {
       assert.equal(r.status, 503, await r.text());
       const browser = await fetch(browserStartUrl(v, `${RETURN_ORIGIN}/`, pkcePair().challenge), { redirect: 'manual' });
       assert.equal(browser.status, 503);
+      assert.equal(starts.count(), 0, 'a start the provider could not serve started a workflow');
+      assert.deepEqual(await loginState(), before, 'a refused start changed login rows');
     } finally {
+      starts.restore();
       await v.close();
     }
   });

@@ -26,7 +26,7 @@ import { AkFlow } from '../lib/search-attributes';
 import { killSwitchWorkflowId, type KillSwitchApplied } from '../workflows/kill-switch.definitions';
 import { bindAgent, offerGrant } from './grant-client';
 import { startStack, type TestStack } from './harness';
-import { auditRowsOf, mintAws, mintOidc, walletLogin, type WalletSession } from './mint-client';
+import { auditCount, auditRowsOf, mintAws, mintOidc, walletLogin, type WalletSession } from './mint-client';
 import { newWallet, type TestWallet } from './wallet-client';
 
 const ROLE = 'agentkeys-data';
@@ -383,6 +383,9 @@ void describe('the kill switch per agent, through HTTP, the worker and the IAM s
 
   void test('a stranger revoking someone else’s agent or grant gets a 404 and nothing changes', async () => {
     const before = (await auditRowsOf(stack, main.omni_account)).length;
+    const epochs = async () => (await stack.db.query<Record<string, unknown>>('SELECT * FROM agent_epochs ORDER BY user_wallet, agent_address')).rows;
+    const epochsBefore = await epochs();
+    const auditBefore = await auditCount(stack);
     const r1 = await stack.request('POST', `/v1/agents/${agentA.wallet.lower}/revoke`, { token: stranger.token });
     assert.equal(r1.status, 404, r1.text);
     const r2 = await stack.request('DELETE', `/v1/grants/${grantA}`, { token: stranger.token });
@@ -392,6 +395,11 @@ void describe('the kill switch per agent, through HTTP, the worker and the IAM s
     const r4 = await stack.request('POST', `/v1/agents/${agentA.wallet.lower}/revoke`);
     assert.equal(r4.status, 401, r4.text);
     assert.equal((await auditRowsOf(stack, main.omni_account)).length, before);
+    assert.equal(await auditCount(stack), auditBefore, 'a refused revocation wrote an audit row');
+    assert.deepEqual(await epochs(), epochsBefore, 'an agent epoch moved');
+    const grant = await stack.db.query<{ revoked_at: Date | null }>('SELECT revoked_at FROM grants WHERE grant_id = $1', [grantA]);
+    assert.equal(grant.rowCount, 1);
+    assert.equal(grant.rows[0]?.revoked_at, null, 'the grant was revoked');
     const entries = await stack.db.query('SELECT 1 FROM kill_switch_entries');
     assert.equal(entries.rowCount, 0);
     assert.equal(iam.calls().length, 0);

@@ -338,6 +338,14 @@ void describe('Google Cloud mints under a grant: the scope names the providers a
   void test('a grant scoped to Google Cloud mints no AWS token', async () => {
     const res = await stack.request('POST', '/v1/mint-oidc-jwt', { token: agent.token });
     assert.equal(res.status, 403, res.text);
+    assert.deepEqual(Object.keys(res.body as object).sort(), ['error', 'message']);
+    assert.equal((res.body as { error: string }).error, 'forbidden');
+    assert.doesNotMatch(res.text, /eyJ/, 'a JWT in the refusal');
+    const rows = await lastMintRows(stack, agent.omni_account);
+    assert.deepEqual(
+      rows.map((r) => [r.event, r.outcome]),
+      [['mint.oidc', 'denied']],
+    );
   });
 
   void test('malformed: a bad audience or service account is a 400 before any flow or audit row; a bad gcp scope is refused', async () => {

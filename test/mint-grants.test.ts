@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { createRemoteJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
+import { verifyAuditProof, type AuditProof } from '../lib/audit-proof';
+import type { AnchorResult } from '../workflows/audit-anchor.definitions';
 import { bindAgent } from './grant-client';
 import { startStack, type TestStack } from './harness';
 import { agentKeysActorOf, auditCount, lastMintRows, mintAws, mintOidc, walletLogin, type WalletSession } from './mint-client';
@@ -27,6 +29,15 @@ async function claimsOf(jwt: string) {
     issuer: stack.url,
   });
   return payload;
+}
+
+/** Signs the audit log's current head now (what the anchor Schedule does), as the proof route needs. */
+async function anchorAuditHead(): Promise<void> {
+  const head = await stack.temporal.workflow.execute<() => Promise<AnchorResult>>('auditAnchorWorkflow', {
+    workflowId: `audit/anchor-test-${Date.now()}-${Math.random().toString(16).slice(2)}`,
+    taskQueue: stack.config.BROKER_TASK_QUEUE,
+  });
+  assert.ok(head, 'the anchor signed no head');
 }
 
 /** The owner offers the agent a grant and the agent accepts it. */
@@ -112,10 +123,14 @@ void describe('grant lifecycle: create → agent mints → revoke → agent refu
   });
 
   void test('another account cannot revoke the grant; the agent keeps minting', async () => {
+    const killSwitchEntries = async () => Number((await stack.db.query<{ n: string }>('SELECT count(*) AS n FROM kill_switch_entries')).rows[0]?.n);
+    const [audit, entries] = [await auditCount(stack), await killSwitchEntries()];
     const res = await stack.request('DELETE', `/v1/grants/${grantId}`, { token: stranger.token });
     assert.equal(res.status, 404, res.text);
     const grant = await stack.db.query<{ revoked_at: Date | null }>('SELECT revoked_at FROM grants WHERE grant_id = $1', [grantId]);
     assert.equal(grant.rows[0]?.revoked_at, null);
+    assert.equal(await auditCount(stack), audit, 'the refused revocation wrote an audit row');
+    assert.equal(await killSwitchEntries(), entries, 'the refused revocation left a kill-switch entry');
     assert.equal((await mintOidc(stack, agent.token)).wallet, main.wallet.lower);
   });
 
@@ -216,10 +231,18 @@ void describe("the holder's view of its agents' mints", () => {
     assert.deepEqual(await audit(stranger.token, '?of=grants'), [], 'another account holds no grant of these');
     // The agent's own log still has them.
     assert.ok((await audit(agent.token)).some((e) => e.seq === mine[0]?.seq));
-    // Proofs: the holder is answered for the row (not yet anchored here, or proven), a stranger is told there is no such row of theirs.
+    // Proofs: once a head is signed over the row, the holder gets its proof and it verifies against
+    // the broker's audit keys; a stranger is told there is no such row of theirs.
     const seq = mine[0]?.seq ?? '';
+    await anchorAuditHead();
     const forHolder = await stack.request('GET', `/v1/audit/proof?seq=${seq}`, { token: holder.token });
-    assert.ok([200, 409].includes(forHolder.status), forHolder.text);
+    assert.equal(forHolder.status, 200, forHolder.text);
+    const proof = forHolder.body as AuditProof;
+    assert.equal(proof.row.seq, seq);
+    assert.equal(proof.row.omni_account, agent.omni_account);
+    const keys = (await stack.request('GET', '/v1/audit/keys')).body as JSONWebKeySet;
+    const proven = await verifyAuditProof(proof, keys);
+    assert.equal(proven.seq, seq);
     const forStranger = await stack.request('GET', `/v1/audit/proof?seq=${seq}`, { token: stranger.token });
     assert.equal(forStranger.status, 404, forStranger.text);
     assert.equal((await stack.request('GET', '/v1/audit?of=everyone', { token: holder.token })).status, 400);

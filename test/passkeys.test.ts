@@ -270,10 +270,29 @@ void describe('passkeys: refusals (a clear 4xx and nothing changed)', () => {
     const response = a.register(o.options, { origin });
     await ok('POST', '/v1/passkeys/registration', 201, { token: owner.token, body: { response } });
     const credential = a.credentials.at(-1);
+    assert.ok(credential);
+    const ownerIds = await passkeyIds(owner.omni_account);
+    assert.deepEqual(ownerIds, [response.id]);
+    // The stored credential (its account, user handle and public key) as the owner registered it.
+    const stored = async () =>
+      (
+        await stack.db.query<Record<string, unknown>>(
+          'SELECT omni_account, user_handle, public_key, counter, created_at FROM passkeys WHERE credential_id = $1',
+          [response.id],
+        )
+      ).rows;
+    const ownerRow = await stored();
     await reg(other.token, { credential }, 409, 'conflict', /another account/);
     await reg(owner.token, { credential }, 409, 'conflict', /already registered/);
     // A sign-up cannot take it either.
     await refused('/v1/session/passkey', { response: a.register((await signupOptions()).options, { origin, credential }) }, 409, 'conflict');
+    assert.deepEqual(await passkeyIds(owner.omni_account), ownerIds, "the owner's passkeys changed");
+    assert.deepEqual(await passkeyIds(other.omni_account), [], 'the other account got a passkey');
+    assert.deepEqual(await stored(), ownerRow, 'the credential was moved or rewritten');
+    // The passkey (the authenticator's newest credential) still signs in to its owner's account.
+    const session = await logIn(a);
+    assert.equal(session.omni_account, owner.omni_account);
+    assert.deepEqual(session.identity, { type: 'evm', value: owner.wallet.lower });
   });
 
   void test("a registration challenge answered with another account's session is refused (403) and stays usable", async () => {
