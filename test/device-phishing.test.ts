@@ -17,7 +17,7 @@ import { deviceCode, deviceRows, pollError, pollToken, signedIn, verify } from '
 import type { LoginSessionBody } from './email-login-client';
 import { startStack, type TestStack } from './harness';
 import { emailLogin } from './mint-client';
-import { SoftAuthenticator } from './passkey-client';
+import { SoftAuthenticator, type CreationOptions, type Issued, type RequestOptions } from './passkey-client';
 
 let stack: TestStack;
 let origin: string;
@@ -28,13 +28,6 @@ before(async () => {
 after(async () => {
   await stack?.stop();
 });
-
-type CreationOptions = { challenge: string; rp: { id?: string; name: string }; user: { id: string; name: string } };
-type RequestOptions = { challenge: string; rpId?: string };
-interface Issued<O> {
-  request_id: string;
-  options: O;
-}
 
 async function ok<T>(method: string, path: string, status: number, opts: { body?: unknown; token?: string } = {}): Promise<T> {
   const res = await stack.request(method, path, opts);

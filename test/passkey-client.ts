@@ -6,6 +6,31 @@
  * object) and RFC 9052/9053 (COSE_Key EC2); the CBOR is the few major types those use.
  */
 import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import type { Db } from '../db/pool';
+
+/** What the options routes answer (the parts the tests read): creation options, request options, and the envelope. */
+export type CreationOptions = {
+  challenge: string;
+  rp: { id?: string; name: string };
+  user: { id: string; name: string };
+  excludeCredentials?: { id: string }[];
+};
+export type RequestOptions = { challenge: string; rpId?: string; userVerification?: string; allowCredentials?: unknown[] };
+export interface Issued<O> {
+  request_id: string;
+  expires_at: number;
+  options: O;
+}
+
+/** The row counts a passkey request may change (users, sessions, used signatures, audit rows, passkeys) and the sum of the counters. */
+export async function passkeyCounts(db: Db): Promise<Record<string, number>> {
+  const r = await db.query<Record<string, string>>(
+    `SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM sessions) AS sessions, (SELECT count(*) FROM used_signatures) AS used_signatures,
+            (SELECT count(*) FROM audit_log) AS audit_log, (SELECT count(*) FROM passkeys) AS passkeys,
+            (SELECT coalesce(sum(counter), 0) FROM passkeys) AS counters`,
+  );
+  return Object.fromEntries(Object.entries(r.rows[0] ?? {}).map(([k, v]) => [k, Number(v)]));
+}
 
 type Cbor = number | string | Uint8Array | Cbor[] | Map<Cbor, Cbor>;
 

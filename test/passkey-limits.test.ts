@@ -7,13 +7,12 @@
 import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import type { Db } from '../db/pool';
 import { MAX_PASSKEYS_PER_ACCOUNT } from '../services/passkeys';
 import { spyWorkflowStarts } from './adversarial-probes';
 import type { LoginSessionBody } from './email-login-client';
 import { startStack, type TestStack } from './harness';
 import { walletLogin } from './mint-client';
-import { FLAGS, SoftAuthenticator } from './passkey-client';
+import { FLAGS, passkeyCounts, SoftAuthenticator, type CreationOptions, type Issued, type RequestOptions } from './passkey-client';
 
 let stack: TestStack;
 let origin: string;
@@ -32,25 +31,9 @@ after(async () => {
   await stack?.stop();
 });
 
-type CreationOptions = { challenge: string; rp: { id?: string; name: string }; user: { id: string; name: string } };
-type RequestOptions = { challenge: string; rpId?: string };
-interface Issued<O> {
-  request_id: string;
-  expires_at: number;
-  options: O;
-}
 type Answer = { status: number; body: unknown; text: string };
 
 const sha256 = (b: Uint8Array | string) => createHash('sha256').update(b).digest();
-
-async function counts(db: Db) {
-  const r = await db.query<Record<string, string>>(
-    `SELECT (SELECT count(*) FROM sessions) AS sessions, (SELECT count(*) FROM used_signatures) AS used_signatures,
-            (SELECT count(*) FROM audit_log) AS audit_log, (SELECT count(*) FROM passkeys) AS passkeys,
-            (SELECT coalesce(sum(counter), 0) FROM passkeys) AS counters`,
-  );
-  return Object.fromEntries(Object.entries(r.rows[0] ?? {}).map(([k, v]) => [k, Number(v)]));
-}
 
 async function ok<T>(method: string, path: string, status: number, opts: { body?: unknown; token?: string } = {}): Promise<T> {
   const res = await stack.request(method, path, opts);
@@ -66,9 +49,9 @@ function assertRefused(res: Answer, status: number, error: string, message?: Reg
 
 /** Sends a request that must be refused with `status`/`error` and must change no row. */
 async function refused(method: string, path: string, opts: { body?: unknown; token?: string }, status: number, error: string, message?: RegExp) {
-  const before = await counts(stack.db);
+  const before = await passkeyCounts(stack.db);
   assertRefused(await stack.request(method, path, opts), status, error, message);
-  assert.deepEqual(await counts(stack.db), before, 'a refused request wrote rows');
+  assert.deepEqual(await passkeyCounts(stack.db), before, 'a refused request wrote rows');
 }
 
 const signupOptions = () => ok<Issued<CreationOptions>>('POST', '/v1/session/passkey/options', 200, { body: { mode: 'signup' } });
@@ -113,14 +96,14 @@ async function signInRecordedButNotLoggedIn(a: SoftAuthenticator, counter: numbe
   const o = await loginOptions();
   const genuine = a.assert(o.options, { origin, counter });
   const stored = Number((await storedUse(genuine.id))?.counter);
-  const before = await counts(stack.db);
+  const before = await passkeyCounts(stack.db);
   const res = await withLoginUnrecordable(() => signIn(genuine));
   assertRefused(res, 500, 'audit_error', /try again/);
   const use = await storedUse(genuine.id);
   assert.equal(use?.counter, String(counter), 'the counter of the first answer is recorded');
   assert.equal(use?.last_challenge, sha256(o.options.challenge).toString('hex'));
   // Only the counter moved: no session, no used proof, no audit row.
-  assert.deepEqual(await counts(stack.db), { ...before, counters: before.counters! + counter - stored });
+  assert.deepEqual(await passkeyCounts(stack.db), { ...before, counters: before.counters! + counter - stored });
   return { o, genuine };
 }
 
@@ -174,10 +157,10 @@ void describe('passkeys: a sign-in answered again after its counter was recorded
 
   void test('an assertion with a zeroed signature and a lower counter is refused (401), no session written', async () => {
     const { o, genuine } = await signInRecordedButNotLoggedIn(a, 10);
-    const before = await counts(stack.db);
+    const before = await passkeyCounts(stack.db);
     const res = await signIn(forged(o.options.challenge, genuine.id, genuine.response.userHandle, 1, Buffer.alloc(64)));
     assertRefused(res, 401, 'unauthorized');
-    assert.deepEqual(await counts(stack.db), before, 'the refusal wrote rows');
+    assert.deepEqual(await passkeyCounts(stack.db), before, 'the refusal wrote rows');
     // The ceremony is used up by the refusal: the genuine assertion now hears so.
     assertRefused(await signIn(genuine), 409, 'conflict', /already been used/);
   });
@@ -186,27 +169,27 @@ void describe('passkeys: a sign-in answered again after its counter was recorded
     const { o, genuine } = await signInRecordedButNotLoggedIn(a, 11);
     const forgery = forged(o.options.challenge, genuine.id, genuine.response.userHandle, 11, Buffer.alloc(0));
     forgery.response.signature = signedByAnotherKey(forgery).toString('base64url');
-    const before = await counts(stack.db);
+    const before = await passkeyCounts(stack.db);
     assertRefused(await signIn(forgery), 401, 'unauthorized', /did not verify/);
-    assert.deepEqual(await counts(stack.db), before, 'the refusal wrote rows');
+    assert.deepEqual(await passkeyCounts(stack.db), before, 'the refusal wrote rows');
   });
 
   void test('another genuine assertion over the same challenge with another counter is refused (401): only the same assertion is a retry', async () => {
     const { o, genuine } = await signInRecordedButNotLoggedIn(a, 20);
-    const before = await counts(stack.db);
+    const before = await passkeyCounts(stack.db);
     assertRefused(await signIn(a.assert(o.options, { origin, counter: 19 })), 401, 'unauthorized', /counter/);
-    assert.deepEqual(await counts(stack.db), before, 'the refusal wrote rows');
+    assert.deepEqual(await passkeyCounts(stack.db), before, 'the refusal wrote rows');
     assert.equal((await storedUse(genuine.id))?.counter, '20');
   });
 
   void test('the genuine assertion sent again signs the owner in (the retry the branch is for), once', async () => {
     const { genuine } = await signInRecordedButNotLoggedIn(a, 30);
-    const before = await counts(stack.db);
+    const before = await passkeyCounts(stack.db);
     const res = await signIn(genuine);
     assert.equal(res.status, 200, res.text);
     const session = res.body as LoginSessionBody;
     assert.equal(session.omni_account, owner.omni_account);
-    assert.equal((await counts(stack.db)).sessions, before.sessions! + 1);
+    assert.equal((await passkeyCounts(stack.db)).sessions, before.sessions! + 1);
     assert.equal((await storedUse(genuine.id))?.counter, '30');
     assertRefused(await signIn(genuine), 409, 'conflict', /already been used/);
     // The authenticator goes on from there.

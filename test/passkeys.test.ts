@@ -4,7 +4,6 @@ import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { verifyAuditChain } from '../db/audit-query';
-import type { Db } from '../db/pool';
 import { deriveOmniAccount } from '../lib/omni';
 import { REAUTH_SECONDS } from '../services/sessions';
 import { PASSKEY_CEREMONY_ID_PREFIX } from '../workflows/passkey-ceremony.definitions';
@@ -13,7 +12,7 @@ import { ageLogins } from './approval-client';
 import type { LoginSessionBody } from './email-login-client';
 import { startStack, type TestStack } from './harness';
 import { walletLogin } from './mint-client';
-import { SoftAuthenticator, type CeremonyOptions } from './passkey-client';
+import { passkeyCounts, SoftAuthenticator, type CeremonyOptions, type CreationOptions, type Issued, type RequestOptions } from './passkey-client';
 
 const TTL_SECONDS = 5; // the configuration's minimum
 /** How long after its expires_at second a challenge is surely gone: the ceremony's timer fired and its run closed. */
@@ -43,23 +42,6 @@ after(async () => {
   await stack?.stop();
 });
 
-type CreationOptions = { challenge: string; rp: { id?: string; name: string }; user: { id: string; name: string }; excludeCredentials?: { id: string }[] };
-type RequestOptions = { challenge: string; rpId?: string; userVerification?: string; allowCredentials?: unknown[] };
-interface Issued<O> {
-  request_id: string;
-  expires_at: number;
-  options: O;
-}
-
-async function counts(db: Db) {
-  const r = await db.query<Record<string, string>>(
-    `SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM sessions) AS sessions, (SELECT count(*) FROM used_signatures) AS used_signatures,
-            (SELECT count(*) FROM audit_log) AS audit_log, (SELECT count(*) FROM passkeys) AS passkeys,
-            (SELECT coalesce(sum(counter), 0) FROM passkeys) AS counters`,
-  );
-  return Object.fromEntries(Object.entries(r.rows[0] ?? {}).map(([k, v]) => [k, Number(v)]));
-}
-
 async function ok<T>(method: string, path: string, status: number, opts: { body?: unknown; token?: string } = {}): Promise<T> {
   const res = await stack.request(method, path, opts);
   assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
@@ -68,12 +50,12 @@ async function ok<T>(method: string, path: string, status: number, opts: { body?
 
 /** Sends a request that must be refused with `status`/`error` and must change no row. */
 async function refused(path: string, body: unknown, status: number, error: string, message?: RegExp, token?: string) {
-  const before = await counts(stack.db);
+  const before = await passkeyCounts(stack.db);
   const res = await stack.request('POST', path, { body, ...(token ? { token } : {}) });
   assert.equal(res.status, status, res.text);
   assert.equal((res.body as { error: string }).error, error, res.text);
   if (message) assert.match((res.body as { message: string }).message, message);
-  assert.deepEqual(await counts(stack.db), before, 'a refused request wrote rows');
+  assert.deepEqual(await passkeyCounts(stack.db), before, 'a refused request wrote rows');
 }
 
 const signupOptions = () => ok<Issued<CreationOptions>>('POST', '/v1/session/passkey/options', 200, { body: { mode: 'signup' } });
@@ -107,7 +89,7 @@ const passkeyIds = async (omniAccount: string): Promise<string[]> =>
 void describe('passkeys: sign-up, login, registration on an account', () => {
   void test('sign-up with a passkey alone: a new account whose identity is the user handle, as the Heima TEE derives it; one session and audit rows', async () => {
     const a = new SoftAuthenticator();
-    const before = await counts(stack.db);
+    const before = await passkeyCounts(stack.db);
     const o = await signupOptions();
     assert.equal(o.options.rp.id, '127.0.0.1');
     assert.equal(
@@ -121,7 +103,7 @@ void describe('passkeys: sign-up, login, registration on an account', () => {
     assert.deepEqual(session.identity, { type: 'passkey', value: handle });
     assert.equal(session.omni_account, deriveOmniAccount('agentkeys', { type: 'passkey', value: handle }));
     assert.equal(decodeJwt(session.token).amr, 'passkey');
-    assert.deepEqual(await counts(stack.db), {
+    assert.deepEqual(await passkeyCounts(stack.db), {
       ...before,
       users: before.users! + 1,
       sessions: before.sessions! + 1,
@@ -315,10 +297,10 @@ void describe('passkeys: refusals (a clear 4xx and nothing changed)', () => {
     const stranger = await walletLogin(stack);
     const [mine] = (await ok<{ passkeys: { id: string }[] }>('GET', '/v1/passkeys', 200, { token: session.token })).passkeys;
     assert.ok(mine);
-    const before = await counts(stack.db);
+    const before = await passkeyCounts(stack.db);
     const res = await stack.request('DELETE', `/v1/passkeys/${mine.id}`, { token: stranger.token });
     assert.equal(res.status, 404, res.text);
-    assert.deepEqual(await counts(stack.db), before);
+    assert.deepEqual(await passkeyCounts(stack.db), before);
     const unauth = await stack.request('GET', '/v1/passkeys');
     assert.equal(unauth.status, 401);
     const del = await stack.request('DELETE', `/v1/passkeys/${mine.id}`, { token: session.token });
@@ -337,7 +319,7 @@ void describe('passkeys: a recent login adds one (the freshness approvals ask fo
     await ageLogins(stack, owner.omni_account, REAUTH_SECONDS + 10);
     const starts = spyWorkflowStarts(stack.temporal);
     try {
-      const before = await counts(stack.db);
+      const before = await passkeyCounts(stack.db);
       const res = await stack.request('POST', '/v1/passkeys/registration/options', { token: owner.token });
       assert.equal(res.status, 401, res.text);
       const body = res.body as { error: string; message: string; reauthenticate?: unknown };
@@ -345,7 +327,7 @@ void describe('passkeys: a recent login adds one (the freshness approvals ask fo
       assert.equal(body.reauthenticate, true, res.text);
       assert.match(body.message, /adding a passkey needs a login at most 300 s old: sign in again, then add it/);
       assert.equal(starts.count(), 0, 'a ceremony was started');
-      assert.deepEqual(await counts(stack.db), before, 'a refused request wrote rows');
+      assert.deepEqual(await passkeyCounts(stack.db), before, 'a refused request wrote rows');
       // The session itself still works: only this step wants a recent login.
       assert.equal((await stack.request('GET', '/v1/passkeys', { token: owner.token })).status, 200);
     } finally {
@@ -371,13 +353,13 @@ void describe('passkeys: a recent login adds one (the freshness approvals ask fo
 void describe('passkeys: removing one needs a recent login, and never takes the last of an account that signs in only with passkeys', () => {
   /** A DELETE that must be refused with `status`/`error` (and `message`), changing no row. */
   async function removalRefused(token: string, id: string, status: number, error: string, message: RegExp): Promise<{ reauthenticate?: unknown }> {
-    const before = await counts(stack.db);
+    const before = await passkeyCounts(stack.db);
     const res = await stack.request('DELETE', `/v1/passkeys/${id}`, { token });
     assert.equal(res.status, status, res.text);
     const body = res.body as { error: string; message: string; reauthenticate?: unknown };
     assert.equal(body.error, error, res.text);
     assert.match(body.message, message);
-    assert.deepEqual(await counts(stack.db), before, 'a refused removal changed rows');
+    assert.deepEqual(await passkeyCounts(stack.db), before, 'a refused removal changed rows');
     return body;
   }
 
@@ -481,7 +463,7 @@ void describe('passkeys: nesting', () => {
     const o = await registrationOptions(owner.token);
     const response = a.register(o.options, { origin });
     const events = await historyLength(o.request_id);
-    const before = await counts(stack.db);
+    const before = await passkeyCounts(stack.db);
     for (const deep of [
       { ...response, clientExtensionResults: { credProps: '__deep__' } },
       { ...response, response: { ...response.response, extra: '__deep__' } },
@@ -494,7 +476,7 @@ void describe('passkeys: nesting', () => {
       assert.match((res.body as { message: string }).message, /^body\.response: is nested deeper than 128 levels/);
     }
     assert.equal(await historyLength(o.request_id), events, 'the ceremony saw an Update');
-    assert.deepEqual(await counts(stack.db), before, 'a refused request wrote rows');
+    assert.deepEqual(await passkeyCounts(stack.db), before, 'a refused request wrote rows');
     await ok('POST', '/v1/passkeys/registration', 201, { token: owner.token, body: { response } });
 
     const s = await signupOptions();
