@@ -1,6 +1,6 @@
 /** HTTP calls to the broker: JSON in and out, one-line errors that say what to do. */
 import type { ErrorBody } from '../lib/wire';
-import { BrokerAnswerError, CliError, NotLoggedInError } from './errors';
+import { BrokerAnswerError, CliError, NotLoggedInError, UsageError } from './errors';
 
 /** The longest one request to the broker may take, answer included. */
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -106,4 +106,20 @@ const CLI_WORDS: [RegExp, string][] = [
 export function inCliWords(message: string): string {
   // "body.duration_seconds: duration_seconds must be…" says the flag twice once both are translated.
   return CLI_WORDS.reduce((m, [re, words]) => m.replace(re, words), message).replace(/^(\S+): \1 /, '$1 ');
+}
+
+/**
+ * The broker's host as what a wallet signs names it (an approval's EIP-712 domain, a grant's
+ * acceptance text): `--broker-host` when given (the broker reached under another name than its
+ * public URL's), else the host of the URL this CLI talks to, spelled as the URL standard spells it.
+ */
+export function brokerHostOf(given: string | undefined, brokerUrl: string): string {
+  if (given === undefined) return new URL(brokerUrl).host;
+  try {
+    const u = new URL(`https://${given}`);
+    if (u.pathname === '/' && !u.search && !u.hash && !u.username && !u.password && `${given}`.length > 0) return u.host;
+  } catch {
+    /* below */
+  }
+  throw new UsageError(`--broker-host takes a host and an optional port (broker.example.com, broker.example.com:8443), not "${given}"`);
 }

@@ -230,18 +230,20 @@ async function profileKind(profile: string): Promise<'ours' | 'foreign' | 'none'
   return (await holdsOthersFiles(profile)) ? 'foreign' : 'none';
 }
 
-/** Whether names in a profile directory are this CLI's: its record, session, renewal lock and their temporary files. */
-const OURS_RE = /^(?:profile\.json|session\.json|renew\.lock(?:\..*)?|\.(?:profile|session)\.json\.[0-9a-f]+\.tmp)$/;
+/** The JSON files this CLI writes in a profile directory. */
+const OUR_JSON = new Set(['profile.json', 'session.json']);
 
 /**
  * A directory with no profile.json of this CLI's that holds another program's files: AgentKeys' own
- * keychain marker, or anything this CLI does not write (its CLI also keeps e.g. `~/.agentkeys/k11/<omni>.json`,
- * agent-terrier c348357 `crates/agentkeys-cli/src/k11.rs`). Such a directory is left alone.
+ * keychain marker, or a JSON file this CLI does not write (its CLI also keeps e.g.
+ * `~/.agentkeys/k11/<omni>.json`, agent-terrier c348357 `crates/agentkeys-cli/src/k11.rs`). Such a
+ * directory is left alone.
  */
 async function holdsOthersFiles(profile: string): Promise<boolean> {
   if (existsSync(recordPath(profile))) return false;
   const names = await readdir(profileDir(profile)).catch(() => [] as string[]);
-  return names.some((n) => n === FOREIGN_KEYRING_MARKER || !OURS_RE.test(n));
+  // Another program's marker, or a JSON file this CLI does not write; dotfiles and other strays (.DS_Store, an editor's backup) do not count.
+  return names.some((n) => n === FOREIGN_KEYRING_MARKER || (!n.startsWith('.') && n.endsWith('.json') && !OUR_JSON.has(n)));
 }
 
 export function parseSession(text: string, where: string): ProfileSession {

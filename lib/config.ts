@@ -420,6 +420,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       problems.push('BROKER_GOOGLE_CLIENT_SECRET or BROKER_GOOGLE_CLIENT_SECRET_PATH is required with BROKER_GOOGLE_CLIENT_ID');
     if (e.BROKER_GOOGLE_CLIENT_ID && new URL(e.BROKER_GOOGLE_ISSUER).protocol !== 'https:') problems.push('BROKER_GOOGLE_ISSUER must be https in production');
     problems.push(...plainHttpUrlProblems(e));
+    if (!e.BROKER_PUBLIC_URL && ['0.0.0.0', '::', '[::]'].includes(e.HOST))
+      problems.push(
+        `BROKER_PUBLIC_URL is required when HOST is ${e.HOST}: the public URL names the broker in its tokens, its OIDC issuer and what wallets sign, and no client reaches an unspecified address`,
+      );
     if (problems.length > 0) throw new ConfigError(`refusing to start in production: ${problems.join('; ')}`);
   }
   return { ...e, ...sessionLifetimes, publicUrl, devFixtures, isProduction, googleRedirectUri, googleReturnOrigins, passkeyRpId, passkeyOrigins };

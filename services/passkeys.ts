@@ -57,6 +57,9 @@ const auditName = (credentialId: string) => sha256Hex(`passkey:${credentialId}`)
  */
 export const MAX_PASSKEYS_PER_ACCOUNT = 20;
 
+/** How many a listing shows: the cap, and what listings showed before it, for accounts that hold more from then. */
+const LISTED_PASSKEYS = 100;
+
 /** The refusal of one passkey past the cap (409 `conflict`): what to do about it. */
 export const passkeysFullMessage = (count: number) =>
   `this account already has ${count} passkeys, the most allowed (${MAX_PASSKEYS_PER_ACCOUNT}): remove one it no longer uses first, then add the new one`;
@@ -99,9 +102,12 @@ export async function registerPasskey(deps: { db: Db }, p: NewPasskey, audit: { 
   });
 }
 
-/** Every passkey of the account (at most MAX_PASSKEYS_PER_ACCOUNT), oldest first. */
+/**
+ * Every passkey of the account, oldest first: at most MAX_PASSKEYS_PER_ACCOUNT since the cap, and
+ * up to LISTED_PASSKEYS for an account that registered more before it (they stay listed, removable).
+ */
 export async function listAccountPasskeys(deps: { db: Db }, omniAccount: string): Promise<PasskeyView[]> {
-  return (await listPasskeys(deps.db, omniAccount, MAX_PASSKEYS_PER_ACCOUNT)).map(passkeyView);
+  return (await listPasskeys(deps.db, omniAccount, LISTED_PASSKEYS)).map(passkeyView);
 }
 
 /**

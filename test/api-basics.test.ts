@@ -158,5 +158,9 @@ void describe('configuration', () => {
     };
     assert.equal(loadConfig(prod).devFixtures, false);
     assert.throws(() => loadConfig({ ...prod, BROKER_DEV_FIXTURES: 'true' }), /BROKER_DEV_FIXTURES/);
+    // Listening on every address needs the public URL spelled out: the default would name 0.0.0.0 in tokens and signatures.
+    assert.throws(() => loadConfig({ ...prod, HOST: '0.0.0.0' }), /BROKER_PUBLIC_URL is required when HOST is 0\.0\.0\.0/);
+    assert.throws(() => loadConfig({ ...prod, HOST: '::' }), ConfigError);
+    assert.equal(loadConfig({ ...prod, HOST: '0.0.0.0', BROKER_PUBLIC_URL: 'https://broker.example.com' }).publicUrl, 'https://broker.example.com');
   });
 });

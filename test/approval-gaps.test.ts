@@ -243,9 +243,28 @@ void describe('approval requests opened per client address', () => {
       // A mint by an account with no wallet (it never opens a request) is not held by it.
       const email = await emailLogin(stack);
       assert.equal((await request('POST', '/v1/mint-oidc-jwt', { token: email.token })).status, 200);
+      // Nor is a wallet from the same address that mints for itself, or under a grant that asks for no approval:
+      // whoever opens requests from an address cannot stop the others' mints there.
+      const [self, otherHolder, freeAgent] = await Promise.all([walletLogin(stack), holderLogin(stack), walletLogin(stack)]);
+      await bindAgent(stack, otherHolder.token, freeAgent.wallet);
+      assert.equal((await request('POST', '/v1/mint-oidc-jwt', { token: self.token })).status, 200);
+      assert.equal((await request('POST', '/v1/mint-oidc-jwt', { token: freeAgent.token })).status, 200);
     });
     // Another API process (the stack's own) keeps its own count.
     assert.equal((await stack.request('POST', '/v1/mint-oidc-jwt', { token: agent.token })).status, 202);
+  });
+
+  void test(`a burst of mints that may open requests opens at most ${LIMIT}`, async () => {
+    const [holder, agent] = await Promise.all([holderLogin(stack), walletLogin(stack)]);
+    await bindAgentWithApproval(stack, holder, agent);
+    await withLimit(async (request) => {
+      const statuses = (await Promise.all(Array.from({ length: LIMIT + 4 }, () => request('POST', '/v1/mint-oidc-jwt', { token: agent.token })))).map(
+        (r) => r.status,
+      );
+      assert.equal(statuses.filter((x) => x === 202).length, LIMIT, statuses.join(','));
+      assert.equal(statuses.filter((x) => x === 429).length, 4, statuses.join(','));
+      assert.equal((await counts(agent.omni_account))?.approvals, LIMIT);
+    });
   });
 
   void test('plain mints do not spend the budget of opened requests', async () => {

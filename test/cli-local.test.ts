@@ -1018,6 +1018,20 @@ void describe('agentkeys CLI: what a wallet signs is built here, never taken fro
         assert.match(r.stderr, message, v);
         assert.deepEqual(posted, [], `${v}: no decision was posted`);
       }
+      // A broker reached under another name than its public URL's: signed when that host is given.
+      variant = 'other-host';
+      const tunnel = await runCli(['--profile', 'sign-approve', 'approve', id, '--private-key-file', key, '--yes', '--broker-host', 'broker.example']);
+      assert.equal(tunnel.code, 0, tunnel.stderr);
+      assert.equal(posted.length, 1);
+      const viaTunnel = await recoverTypedDataAddress({
+        ...approvalTypedData('broker.example', id, approvalRequestHash(fields), 'approve'),
+        signature: posted[0] as `0x${string}`,
+      });
+      assert.equal(viaTunnel, main.address);
+      posted.length = 0;
+      const badHost = await runCli(['--profile', 'sign-approve', 'approve', id, '--private-key-file', key, '--yes', '--broker-host', 'broker.example/x']);
+      assert.equal(badHost.code, 2, badHost.stderr);
+      assert.deepEqual(posted, []);
       // The request as the broker really builds it: signed, and the signature is the main wallet's over it.
       variant = 'good';
       const ok = await runCli(['--profile', 'sign-approve', 'approve', id, '--private-key-file', key, '--yes']);
@@ -1025,7 +1039,7 @@ void describe('agentkeys CLI: what a wallet signs is built here, never taken fro
       assert.equal(posted.length, 1);
       const signer = await recoverTypedDataAddress({
         ...approvalTypedData(host, id, approvalRequestHash(fields), 'approve'),
-        signature: posted[0] as `0x${string}`,
+        signature: (posted as string[])[0] as `0x${string}`,
       });
       assert.equal(signer, main.address);
     } finally {
@@ -1073,6 +1087,14 @@ void describe('agentkeys CLI: what a wallet signs is built here, never taken fro
         assert.match(r.stderr, /asks the agent wallet to sign other text than the acceptance of grant .* nothing signed/);
         assert.deepEqual(posted, [], 'nothing was posted');
       }
+      // The text names the broker's public host, reached here under another name: it names that host when refused, and is signed when it is given.
+      text = real().replace(`Broker: ${host}`, 'Broker: broker.example');
+      const named = await runCli(['--profile', 'sign-accept', 'grant', 'accept', id, '--private-key-file', key, '--yes']);
+      assert.match(named.stderr, /pass that host as --broker-host \(the text names broker\.example\)/);
+      const tunnel = await runCli(['--profile', 'sign-accept', 'grant', 'accept', id, '--private-key-file', key, '--yes', '--broker-host', 'broker.example']);
+      assert.equal(tunnel.code, 0, tunnel.stderr);
+      assert.equal(await recoverMessageAddress({ message: text, signature: posted[0] as `0x${string}` }), agent.address);
+      posted.length = 0;
       text = real();
       const ok = await runCli(['--profile', 'sign-accept', 'grant', 'accept', id, '--private-key-file', key, '--yes']);
       assert.equal(ok.code, 0, ok.stderr);

@@ -4,6 +4,7 @@ import { ApplicationFailure, TimeoutFailure } from '@temporalio/common';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { findActiveGrantForAgent } from '../../db/grants';
 import { consumeProof } from '../../db/used-signatures';
 import { sha256Hex } from '../../lib/digest';
 import { personalMessageDigest, recoverSigner } from '../../adapters/evm-signature';
@@ -71,8 +72,9 @@ export default async function mintRoutes(appBase: FastifyInstance) {
   const mintPerAccount = app.requestLimit({ name: 'mint:account', max: config.BROKER_RATE_LIMIT_MINT_PER_MINUTE, windowMs: 60_000 });
   const mintPerIp = app.requestLimit({ name: 'mint:ip', max: config.BROKER_RATE_LIMIT_MINT_PER_IP_PER_MINUTE, windowMs: 60_000 });
   // Approval requests opened from one client address: each is a flow that waits up to an hour for
-  // the holder. Counted when a mint answers 202; checked before every mint that could open one (a
-  // wallet session's: only an agent wallet mints under a grant), so a refused mint opens nothing.
+  // the holder. Spent by every mint that may open one — a wallet's mint under an active grant with
+  // an approval policy — before anything starts, so a refused mint opens nothing, a burst cannot
+  // pass it together, and mints under grants without a policy (and every other caller) never meet it.
   const approvalOpensPerIp = app.requestLimit({
     name: 'approval_open:ip',
     max: config.BROKER_RATE_LIMIT_APPROVAL_OPEN_PER_IP_PER_MINUTE,
@@ -81,13 +83,11 @@ export default async function mintRoutes(appBase: FastifyInstance) {
   const limitMints = async (request: FastifyRequest) => {
     await mintPerAccount(request, request.auth?.omniAccount);
     await mintPerIp(request);
-    if (request.auth?.wallet) await approvalOpensPerIp.check(request);
   };
-  /** Counts an opened request; it is open already, so the agent gets its 202 even when this one went past the limit. */
-  const countApprovalOpen = (request: FastifyRequest) =>
-    approvalOpensPerIp(request).catch((e: unknown) => {
-      if (!(e instanceof BrokerError && e.kind === 'rate_limited')) throw e;
-    });
+  const limitApprovalOpens = async (request: FastifyRequest, grantId: string | undefined) => {
+    const wallet = request.auth?.wallet;
+    if (wallet && (await findActiveGrantForAgent(db, wallet, grantId, new Date(now())))?.approval) await approvalOpensPerIp(request);
+  };
 
   // `curl -X POST -H 'content-type: application/json'` with no body is a valid mint request here.
   const jsonParser = app.getDefaultJsonParser('error', 'error');
@@ -229,6 +229,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
         if (why) throw new BrokerError('unavailable', why);
         const fields = (request.body ?? {}) as Record<string, unknown> & SignedIntentBody;
         const params = target.params(fields, config);
+        await limitApprovalOpens(request, typeof fields.grant_id === 'string' ? fields.grant_id : undefined);
         const signedIntent =
           target.signedIntent && SIGNED_INTENT_FIELDS.some((f) => fields[f] !== undefined) ? await verifySignedIntent(request, fields) : undefined;
         const requestId = randomBytes(16).toString('hex');
@@ -249,7 +250,6 @@ export default async function mintRoutes(appBase: FastifyInstance) {
           temporal.workflow.execute<typeof mintWorkflow>('mintWorkflow', { ...startOptions(input, target), args: [input] }),
         );
         if ('pending' in minted) {
-          await countApprovalOpen(request);
           request.log.info({ flow: 'mint', kind: target.name, request_id: requestId, approval_id: minted.pending.approval_id }, 'mint awaits approval');
           return reply.code(202).send(pendingAnswer(minted.pending));
         }

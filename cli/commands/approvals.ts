@@ -11,6 +11,7 @@ import { askConfirm } from '../prompt';
 import { shown, shownJson } from '../terminal-text';
 import type { BrokerClient } from '../broker-client';
 import { CliContext } from '../context';
+import { brokerHostOf } from '../broker-client';
 import { loadCliWallet, walletSourceCount, withWalletKeyOptions, type WalletKeyOptions } from '../wallet-key';
 
 interface ApprovalBody {
@@ -59,7 +60,7 @@ function approvalLines(a: ApprovalBody): string[] {
  * broker's request_hash, and the broker's own typed data must be this one (its domain names the host
  * this CLI talks to), or nothing is signed.
  */
-function typedDataToSign(id: string, view: ApprovalBody, decision: ApprovalDecision, brokerUrl: string) {
+function typedDataToSign(id: string, view: ApprovalBody, decision: ApprovalDecision, host: string) {
   const fields = {
     approval_id: view.approval_id,
     grant_id: view.grant_id,
@@ -80,17 +81,18 @@ function typedDataToSign(id: string, view: ApprovalBody, decision: ApprovalDecis
   }
   if (view.approval_id !== id || hash !== view.request_hash)
     throw new CliError(`the broker's request_hash for ${id} is not the hash of the request it shows; nothing signed`);
-  const host = new URL(brokerUrl).host;
   const typed = approvalTypedData(host, id, hash, decision);
   if (canonicalJson(typed) !== canonicalJson(view.sign?.[decision] ?? null))
     throw new CliError(
       `the broker asks for a signature over other typed data than approval ${id} at ${host} (${decision}); nothing signed. ` +
-        "If the broker's public URL names another host, use that URL as --broker-url",
+        "If this CLI reaches the broker under another name than its public URL's (a tunnel, an internal address), pass that host as --broker-host",
     );
   return typed;
 }
 
-async function decide(id: string, decision: 'approve' | 'deny', o: WalletKeyOptions & { yes?: boolean }, cmd: Command): Promise<void> {
+type DecideOptions = WalletKeyOptions & { yes?: boolean; brokerHost?: string };
+
+async function decide(id: string, decision: 'approve' | 'deny', o: DecideOptions, cmd: Command): Promise<void> {
   const ctx = await CliContext.open(cmd);
   const broker = await ctx.authedBroker();
   const view = (await broker.call<ApprovalBody>('GET', `/v1/approvals/${encodeURIComponent(id)}`, { auth: true })).body;
@@ -101,7 +103,7 @@ async function decide(id: string, decision: 'approve' | 'deny', o: WalletKeyOpti
     const account = await loadCliWallet(ctx, o);
     if (account.address.toLowerCase() !== String(view.main_address).toLowerCase())
       throw new CliError(`the key given is ${account.address}, but approval ${id} is for the grant of main wallet ${shown(String(view.main_address))}`);
-    const typed = typedDataToSign(id, view, decision, broker.baseUrl);
+    const typed = typedDataToSign(id, view, decision, brokerHostOf(o.brokerHost, broker.baseUrl));
     // Shown before signing: the EIP-712 typed data is exactly what the signature commits to.
     process.stderr.write(`Signing with ${account.address} (EIP-712):\n${shownJson(typed, 2)}\n`);
     if (!o.yes && !(await askConfirm(`Sign and ${decision} ${id}?`, 'pass --yes to sign without asking'))) throw new CliError('not signed; nothing decided');
@@ -139,7 +141,8 @@ export function decisionCommands(): Command[] {
         .argument('<approval-id>', 'the request id (apr_…)'),
     )
       .option('--yes', 'decide without asking (for scripts; what is signed is still printed on stderr)')
-      .action(async (id: string, o: WalletKeyOptions & { yes?: boolean }, cmd: Command) => decide(id, decision, o, cmd)),
+      .option('--broker-host <host>', "the host of the broker's public URL, when this CLI reaches it under another name (a tunnel, an internal address)")
+      .action(async (id: string, o: DecideOptions, cmd: Command) => decide(id, decision, o, cmd)),
   );
 }
 

@@ -8,6 +8,7 @@ import { EVM_ADDRESS_RE } from '../../lib/wallet-message';
 import { buildGrantAcceptanceMessage } from '../../lib/grant-acceptance';
 import type { GrantScope } from '../../lib/grant-scope';
 import type { GrantBody } from '../../lib/wire';
+import { brokerHostOf } from '../broker-client';
 import { CliError, UsageError } from '../errors';
 import { askConfirm } from '../prompt';
 import { shown, shownLines } from '../terminal-text';
@@ -22,8 +23,7 @@ type AgentGrantBody = GrantBody & { main_address?: string; acceptance_message?: 
  * sign any text (a login message for another site, say). The broker's own text must be this one,
  * whose Broker line names the host this CLI talks to, or nothing is signed.
  */
-function acceptanceText(g: AgentGrantBody, brokerUrl: string): string {
-  const host = new URL(brokerUrl).host;
+function acceptanceText(g: AgentGrantBody, host: string): string {
   let text: string;
   try {
     text = buildGrantAcceptanceMessage({
@@ -40,10 +40,13 @@ function acceptanceText(g: AgentGrantBody, brokerUrl: string): string {
   if (text === '' || text !== g.acceptance_message)
     throw new CliError(
       `the broker asks the agent wallet to sign other text than the acceptance of grant ${shown(g.grant_id)} at ${host}; nothing signed. ` +
-        "If the broker's public URL names another host, use that URL as --broker-url",
+        `If this CLI reaches the broker under another name than its public URL's (a tunnel, an internal address), pass that host as --broker-host (the text names ${shown(brokerLineOf(g.acceptance_message))})`,
     );
   return text;
 }
+
+/** The host an acceptance text's Broker line names ("?" when it has none). */
+const brokerLineOf = (text: string | undefined): string => /^Broker: (.*)$/m.exec(text ?? '')?.[1] ?? '?';
 
 function grantLine(g: GrantBody & { active?: boolean }): string {
   const state = g.status ?? (g.revoked_at ? 'revoked' : g.active === false ? 'inactive' : 'active');
@@ -96,7 +99,8 @@ export function grantCommand(): Command {
       .argument('<grant-id>', 'the grant id (grt_…)'),
   )
     .option('--yes', 'sign without asking (for scripts; the text is still printed on stderr)')
-    .action(async (id: string, o: WalletKeyOptions & { yes?: boolean }, cmd: Command) => {
+    .option('--broker-host <host>', "the host of the broker's public URL, when this CLI reaches it under another name (a tunnel, an internal address)")
+    .action(async (id: string, o: WalletKeyOptions & { yes?: boolean; brokerHost?: string }, cmd: Command) => {
       const ctx = await CliContext.open(cmd);
       const account = await loadCliWallet(ctx, o);
       const broker = await ctx.authedBroker();
@@ -108,7 +112,7 @@ export function grantCommand(): Command {
       if (account.address.toLowerCase() !== g.agent_address.toLowerCase()) {
         throw new UsageError(`the key given is ${account.address}, but grant ${id} names ${g.agent_address} as its agent`);
       }
-      const text = acceptanceText(g, broker.baseUrl);
+      const text = acceptanceText(g, brokerHostOf(o.brokerHost, broker.baseUrl));
       // Shown before signing: what the agent agrees to is the text itself.
       process.stderr.write(`Signing with ${account.address}:\n${shownLines(text)}\n`);
       if (!o.yes) {
