@@ -10,14 +10,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../api/app';
-import { loadConfig } from '../lib/config';
 import { hmacHex } from '../lib/digest';
 import { spyWorkflowStarts, type WorkflowStartSpy } from './adversarial-probes';
 import { bindAgentWithApproval, holderLogin, poll, requestMint, signedDecision } from './approval-client';
 import { bindAgent } from './grant-client';
-import { startStack, type TestStack } from './harness';
+import { apiRequest, startStack, withApiUnder, type ApiRequest, type TestStack } from './harness';
 import { emailLogin, walletLogin, type WalletSession } from './mint-client';
 
 const GCP_AUDIENCE = '//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/gaps-pool/providers/gaps-provider';
@@ -184,36 +181,8 @@ void describe('approval requests opened per client address', () => {
   const LIMIT = 2;
 
   /** The API again with a small BROKER_RATE_LIMIT_APPROVAL_OPEN_PER_IP_PER_MINUTE (its own limits), on the stack's database and Temporal. */
-  async function withLimit<T>(run: (request: TestStack['request']) => Promise<T>): Promise<T> {
-    const config = loadConfig({ ...stack.childEnv(), BROKER_RATE_LIMIT_APPROVAL_OPEN_PER_IP_PER_MINUTE: String(LIMIT) });
-    let app: FastifyInstance | undefined;
-    try {
-      app = await buildApp({ ...stack.deps, config }, { logLevel: 'silent' });
-      const url = await app.listen({ host: '127.0.0.1', port: 0 });
-      const request: TestStack['request'] = async (method, path, opts = {}) => {
-        const res = await fetch(new URL(path, url), {
-          method,
-          headers: {
-            ...(opts.body === undefined ? {} : { 'content-type': 'application/json' }),
-            ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
-            ...opts.headers,
-          },
-          body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-        });
-        const text = await res.text();
-        let body: unknown;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          body = text;
-        }
-        return { status: res.status, headers: res.headers, body, text };
-      };
-      return await run(request);
-    } finally {
-      await app?.close();
-    }
-  }
+  const withLimit = <T>(run: (request: ApiRequest) => Promise<T>): Promise<T> =>
+    withApiUnder(stack, { BROKER_RATE_LIMIT_APPROVAL_OPEN_PER_IP_PER_MINUTE: String(LIMIT) }, (url) => run(apiRequest(url)));
 
   const counts = async (agentAccount: string) =>
     (

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { startStack, type TestStack } from './harness';
+import { withFailingAuditEvent } from './support/audit-faults';
 import { auditCount, auditRowsOf, walletLogin, type WalletSession } from './mint-client';
 
 const WRITE_TIMEOUT_MS = 400;
@@ -25,20 +26,6 @@ function assertAuditError(res: { status: number; body: unknown; text: string }):
   assert.deepEqual(Object.keys(res.body as object).sort(), ['error', 'message']);
   assert.equal((res.body as { error: string }).error, 'audit_error');
   assert.match((res.body as { message: string }).message, /audit log.*no credential/);
-}
-
-/** Makes INSERTs of audit rows with `event` fail, for the duration of fn (a superuser's trigger). */
-async function withFailingAuditEvent<T>(event: string, fn: () => Promise<T>): Promise<T> {
-  await stack.db.query(`CREATE OR REPLACE FUNCTION test_refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN RAISE EXCEPTION 'audit storage is unavailable'; END; $$`);
-  await stack.db.query(
-    `CREATE TRIGGER test_refuse_audit BEFORE INSERT ON audit_log FOR EACH ROW WHEN (NEW.event = '${event}') EXECUTE FUNCTION test_refuse_audit()`,
-  );
-  try {
-    return await fn();
-  } finally {
-    await stack.db.query('DROP TRIGGER test_refuse_audit ON audit_log');
-  }
 }
 
 void describe('audit is fail-closed', () => {
@@ -68,7 +55,7 @@ void describe('audit is fail-closed', () => {
 
   void test('the outcome row of an AWS mint cannot be written: STS was called, yet no credential leaves', async () => {
     stack.sts.clear();
-    const res = await withFailingAuditEvent('mint.aws', () => stack.request('POST', '/v1/mint-aws-creds', { token: main.token }));
+    const res = await withFailingAuditEvent(stack.db, 'mint.aws', () => stack.request('POST', '/v1/mint-aws-creds', { token: main.token }));
     assertAuditError(res);
     assert.equal(assumeCalls().length, 1);
     assert.ok(!/ASIA[A-Z2-7]{16}/.test(res.text), 'an access key id is in the refusal');
@@ -78,7 +65,7 @@ void describe('audit is fail-closed', () => {
   });
 
   void test('the outcome row of an OIDC mint cannot be written: no JWT leaves', async () => {
-    const res = await withFailingAuditEvent('mint.oidc', () => stack.request('POST', '/v1/mint-oidc-jwt', { token: main.token }));
+    const res = await withFailingAuditEvent(stack.db, 'mint.oidc', () => stack.request('POST', '/v1/mint-oidc-jwt', { token: main.token }));
     assertAuditError(res);
     assert.ok(!/eyJ[\w-]+\.[\w-]+\.[\w-]+/.test(res.text), 'a JWT is in the refusal');
   });
@@ -90,7 +77,7 @@ void describe('audit is fail-closed', () => {
        VALUES ('grt_${'0'.repeat(32)}', $1, $2, $3, now() + interval '1 hour', now(), now())`,
       [main.omni_account, main.wallet.lower, agent.wallet.lower],
     );
-    const res = await withFailingAuditEvent('mint.oidc', () => stack.request('POST', '/v1/mint-oidc-jwt', { token: agent.token }));
+    const res = await withFailingAuditEvent(stack.db, 'mint.oidc', () => stack.request('POST', '/v1/mint-oidc-jwt', { token: agent.token }));
     assertAuditError(res);
   });
 });

@@ -83,6 +83,47 @@ export async function createTestDatabase(): Promise<{ url: string; drop: () => P
   };
 }
 
+/** A request to an API with a JSON body (and bearer), its answer parsed when it is JSON. */
+export type ApiRequest = (
+  method: string,
+  path: string,
+  opts?: { body?: unknown; token?: string; headers?: Record<string, string> },
+) => Promise<{ status: number; headers: Headers; body: unknown; text: string }>;
+
+/** ApiRequest against the API at `baseUrl`. */
+export function apiRequest(baseUrl: string): ApiRequest {
+  return async (method, path, o = {}) => {
+    const headers: Record<string, string> = { ...o.headers };
+    if (o.body !== undefined) headers['content-type'] ??= 'application/json';
+    if (o.token) headers.authorization = `Bearer ${o.token}`;
+    const res = await fetch(baseUrl + path, {
+      method,
+      headers,
+      body: o.body === undefined ? undefined : typeof o.body === 'string' ? o.body : JSON.stringify(o.body),
+    });
+    const text = await res.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      /* not JSON */
+    }
+    return { status: res.status, headers: res.headers, body, text };
+  };
+}
+
+/** The stack's API again under other settings, on a port of its own (its own request limits), for `run`; closed after. */
+export async function withApiUnder<T>(stack: TestStack, env: Record<string, string>, run: (url: string) => Promise<T>): Promise<T> {
+  const config = loadConfig({ ...stack.childEnv(), ...env });
+  let app: FastifyInstance | undefined;
+  try {
+    app = await buildApp({ ...stack.deps, config }, { logLevel: 'silent' });
+    return await run(await app.listen({ host: '127.0.0.1', port: 0 }));
+  } finally {
+    await app?.close();
+  }
+}
+
 export interface TestStack {
   /** Base URL of the API, e.g. http://127.0.0.1:40111 */
   url: string;
@@ -107,11 +148,7 @@ export interface TestStack {
   /** Environment a child process (e.g. `tsx worker/main.ts`) needs to join this stack. */
   childEnv(): NodeJS.ProcessEnv;
   /** fetch against the API with a JSON body. */
-  request(
-    method: string,
-    path: string,
-    opts?: { body?: unknown; token?: string; headers?: Record<string, string> },
-  ): Promise<{ status: number; headers: Headers; body: unknown; text: string }>;
+  request: ApiRequest;
   stop(): Promise<void>;
 }
 
@@ -260,24 +297,7 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
     startWorker,
     stopWorker,
     childEnv: () => ({ ...process.env, ...env }),
-    async request(method, path, o = {}) {
-      const headers: Record<string, string> = { ...o.headers };
-      if (o.body !== undefined) headers['content-type'] ??= 'application/json';
-      if (o.token) headers.authorization = `Bearer ${o.token}`;
-      const res = await fetch(url + path, {
-        method,
-        headers,
-        body: o.body === undefined ? undefined : typeof o.body === 'string' ? o.body : JSON.stringify(o.body),
-      });
-      const text = await res.text();
-      let body: unknown = text;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        /* not JSON */
-      }
-      return { status: res.status, headers: res.headers, body, text };
-    },
+    request: apiRequest(url),
     async stop() {
       await ops?.close();
       await app.close();

@@ -11,6 +11,7 @@ import { MAX_PASSKEYS_PER_ACCOUNT } from '../services/passkeys';
 import { spyWorkflowStarts } from './adversarial-probes';
 import type { LoginSessionBody } from './email-login-client';
 import { startStack, type TestStack } from './harness';
+import { withFailingAuditEvent } from './support/audit-faults';
 import { walletLogin } from './mint-client';
 import { FLAGS, passkeyCounts, SoftAuthenticator, type CreationOptions, type Issued, type RequestOptions } from './passkey-client';
 
@@ -73,20 +74,6 @@ const storedUse = async (credentialId: string) =>
   (await stack.db.query<{ counter: string; last_challenge: string }>('SELECT counter, last_challenge FROM passkeys WHERE credential_id = $1', [credentialId]))
     .rows[0];
 
-/** Makes the audit row of every passkey login fail for the duration of fn (a superuser's trigger): the login cannot be recorded. */
-async function withLoginUnrecordable<T>(fn: () => Promise<T>): Promise<T> {
-  await stack.db.query(`CREATE OR REPLACE FUNCTION test_refuse_passkey_login() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN RAISE EXCEPTION 'audit storage is unavailable'; END; $$`);
-  await stack.db.query(
-    `CREATE TRIGGER test_refuse_passkey_login BEFORE INSERT ON audit_log FOR EACH ROW WHEN (NEW.event = 'login.passkey') EXECUTE FUNCTION test_refuse_passkey_login()`,
-  );
-  try {
-    return await fn();
-  } finally {
-    await stack.db.query('DROP TRIGGER test_refuse_passkey_login ON audit_log');
-  }
-}
-
 /**
  * A genuine sign-in of `a` with counter `counter` whose passkey check passed (the counter is
  * recorded) and whose login then could not be recorded: the ceremony answers audit_error and takes
@@ -97,7 +84,7 @@ async function signInRecordedButNotLoggedIn(a: SoftAuthenticator, counter: numbe
   const genuine = a.assert(o.options, { origin, counter });
   const stored = Number((await storedUse(genuine.id))?.counter);
   const before = await passkeyCounts(stack.db);
-  const res = await withLoginUnrecordable(() => signIn(genuine));
+  const res = await withFailingAuditEvent(stack.db, 'login.passkey', () => signIn(genuine));
   assertRefused(res, 500, 'audit_error', /try again/);
   const use = await storedUse(genuine.id);
   assert.equal(use?.counter, String(counter), 'the counter of the first answer is recorded');

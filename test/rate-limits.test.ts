@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../api/app';
 import { ConfigError, loadConfig } from '../lib/config';
-import { startStack, type TestStack } from './harness';
+import { startStack, withApiUnder, type TestStack } from './harness';
 import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts, type HttpAnswer, type WorkflowStartSpy } from './adversarial-probes';
 import { walletLogin } from './mint-client';
 import { newWallet } from './wallet-client';
@@ -102,17 +100,7 @@ function withTrustProxy<T>(trustProxy: string, run: (url: string) => Promise<T>)
 }
 
 /** The same deps under other settings, on a port of its own (fresh limit stores). */
-async function withEnv<T>(env: Record<string, string>, run: (url: string) => Promise<T>): Promise<T> {
-  const config = loadConfig({ ...stack.childEnv(), ...env });
-  let app: FastifyInstance | undefined;
-  try {
-    app = await buildApp({ ...stack.deps, config }, { logLevel: 'silent' });
-    const url = await app.listen({ host: '127.0.0.1', port: 0 });
-    return await run(url);
-  } finally {
-    await app?.close();
-  }
-}
+const withEnv = <T>(env: Record<string, string>, run: (url: string) => Promise<T>): Promise<T> => withApiUnder(stack, env, run);
 
 void describe('mints per account', () => {
   void test(`${MINTS * 2} concurrent mints on one session: ${MINTS} minted and audited, the rest 429 with Retry-After, no workflow, no row`, async () => {
