@@ -11,7 +11,7 @@
  * only the request's form (zod) and that a bearer is present.
  */
 import { randomUUID } from 'node:crypto';
-import type { EvmSignatureVerifier } from '../adapters/evm-signature';
+import { contractReplayKey, type EvmSignatureVerifier } from '../adapters/evm-signature';
 import type { BrokerSecrets } from '../adapters/secrets';
 import { appendAudit } from '../db/audit';
 import {
@@ -287,13 +287,24 @@ export function createGrantService(deps: GrantServiceDeps) {
       return { grants, atMs };
     },
 
-    /** The agent wallet accepts a pending grant with its signature over acceptanceMessage (each signature once). */
+    /**
+     * The agent wallet accepts a pending grant with its signature over acceptanceMessage (each
+     * signature once, whatever its encoding). The row lock and the pending state decide first; the
+     * replay guard is the second lock, and it keys the proof the way the stateless wallet login
+     * does (api/routes/wallet-login.ts): under the signature's key (`replayKey`: its normalised
+     * bytes for an EOA) and under the (agent address, acceptance text) key (contractReplayKey),
+     * together. With contract wallets on, the agent's own ECDSA signature re-encoded (an ERC-6492
+     * envelope, a 64-byte EIP-2098 compact form) can pass the chain check for an EOA delegated under
+     * EIP-7702 and get the message key, while the 65-byte form gets the bytes key: keyed on the bytes
+     * alone, one signature was two proofs. The audit row keeps `replayKey` as its signature_hash.
+     */
     async accept(grantId: string, signature: string, requestId: string): Promise<GrantRow> {
       const grant = await findGrant(db, grantId);
       if (!grant) throw new BrokerError('not_found', 'no such grant');
+      const message = acceptanceMessage(grant);
       let check;
       try {
-        check = await verifier.verify({ address: grant.agent_address, message: acceptanceMessage(grant), signature });
+        check = await verifier.verify({ address: grant.agent_address, message, signature });
       } catch (e) {
         throw new BrokerError('unavailable', `the contract-wallet signature could not be checked: ${(e as Error).message}`);
       }
@@ -309,7 +320,14 @@ export function createGrantService(deps: GrantServiceDeps) {
         if (status === 'expired') throw new BrokerError('expired', 'this grant has expired; ask the main account for a new one');
         if (status !== 'pending')
           throw new BrokerError('conflict', `this grant is ${status}, not pending; only a pending grant can be accepted`, { body: { status } });
-        const fresh = await consumeProof(tx, { hash: proof.replayKey, purpose: GRANT_ACCEPT_PROOF_PURPOSE, expiresAt: grant.expires_at });
+        // One signed acceptance, one proof, whatever the signature's encoding (see above). A refusal
+        // throws, so the transaction rolls back whichever of the keys it stored.
+        const fresh = await consumeProof(tx, {
+          hash: proof.replayKey,
+          aliases: [contractReplayKey(grant.agent_address, message)],
+          purpose: GRANT_ACCEPT_PROOF_PURPOSE,
+          expiresAt: grant.expires_at,
+        });
         if (!fresh) throw new BrokerError('conflict', 'this signature has already been used');
         const g = await markGrantAccepted(tx, grantId, at);
         if (!g) throw new BrokerError('conflict', 'this grant is no longer pending');
