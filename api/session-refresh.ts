@@ -17,6 +17,7 @@ import { hmacHex } from '../lib/digest';
 import { BrokerError, rateLimited } from '../lib/errors';
 import { rateLimitRefusals } from '../lib/metrics';
 import { signSessionToken, type LoginMethod } from '../lib/session-token';
+import { sessionIdOf } from '../services/sessions';
 import type { RefreshedSession, RefreshTokenAnswer } from './schemas';
 
 /**
@@ -75,6 +76,7 @@ export async function claimRefreshToken(
       method: auth.method ?? 'wallet',
       wallet: auth.wallet,
       sessionJti: auth.jti,
+      sessionJtiHash: sessionIdOf(deps.secrets, auth.jti),
       familyStartedAt: issued,
     });
     if (!fresh) throw new BrokerError('conflict', 'this session already has a refresh token (each session gets one; a refreshed session comes with its own)');
@@ -165,6 +167,7 @@ export async function refreshSession(deps: RefreshDeps, presented: string, reque
       method: row.method,
       wallet: row.wallet ?? undefined,
       sessionJti: jti,
+      sessionJtiHash: sessionIdOf(secrets, jti),
       familyStartedAt: row.family_started_at,
     });
     await appendAudit(tx, {

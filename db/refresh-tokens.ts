@@ -7,21 +7,36 @@ export interface RefreshTokenRow {
   method: string;
   wallet: string | null;
   session_jti: string;
+  /** That session's public name (services/sessions.ts sessionIdOf); null on tokens issued before migration 023. */
+  session_jti_hash: string | null;
   family_started_at: Date;
   created_at: Date;
   used_at: Date | null;
   revoked_at: Date | null;
 }
 
-/** Inserts a refresh token; false when its session already has one (the unique session_jti). */
+/**
+ * Inserts a refresh token, with its session's public name (`sessionJtiHash`: services/sessions.ts
+ * sessionIdOf of `sessionJti`, by which a revoke by id finds it); false when its session already
+ * has one (the unique session_jti).
+ */
 export async function insertRefreshToken(
   q: Queryable,
-  t: { digest: string; familyId: string; omniAccount: string; method: string; wallet?: string; sessionJti: string; familyStartedAt: Date },
+  t: {
+    digest: string;
+    familyId: string;
+    omniAccount: string;
+    method: string;
+    wallet?: string;
+    sessionJti: string;
+    sessionJtiHash: string;
+    familyStartedAt: Date;
+  },
 ): Promise<boolean> {
   const r = await q.query(
-    `INSERT INTO refresh_tokens (token_digest, family_id, omni_account, method, wallet, session_jti, family_started_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (session_jti) DO NOTHING`,
-    [t.digest, t.familyId, t.omniAccount, t.method, t.wallet ?? null, t.sessionJti, t.familyStartedAt],
+    `INSERT INTO refresh_tokens (token_digest, family_id, omni_account, method, wallet, session_jti, session_jti_hash, family_started_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (session_jti) DO NOTHING`,
+    [t.digest, t.familyId, t.omniAccount, t.method, t.wallet ?? null, t.sessionJti, t.sessionJtiHash, t.familyStartedAt],
   );
   return (r.rowCount ?? 0) > 0;
 }
@@ -172,6 +187,38 @@ export async function newestSessionsOfFamilies(
     [familyIds, perFamily],
   );
   return r.rows;
+}
+
+/**
+ * The session of the account `omniAccount` whose public name (services/sessions.ts sessionIdOf) is
+ * `sessionJtiHash`, by the name its refresh token recorded (migration 023): the session, its
+ * family and the method the family recorded, with whether that family can still renew (not ended,
+ * and its unspent token not revoked and not past its idle or absolute limit, counted as
+ * listLiveRefreshFamiliesOfAccount counts them). One index entry, then the family's unspent token
+ * by its own index: as many rows whatever the family's size or age. Undefined when no token of
+ * this account recorded that name (another account's, a session of no family, or one issued
+ * before migration 023).
+ */
+export async function sessionOfRefreshFamilyNamed(
+  q: Queryable,
+  omniAccount: string,
+  sessionJtiHash: string,
+  limits: RefreshLimits,
+): Promise<{ session_jti: string; family_id: string; method: string; can_renew: boolean } | undefined> {
+  const r = await q.query<{ session_jti: string; family_id: string; method: string; can_renew: boolean }>(
+    `SELECT t.session_jti, t.family_id, t.method,
+            NOT EXISTS (SELECT 1 FROM refresh_family_revocations f WHERE f.family_id = t.family_id)
+            AND EXISTS (
+              SELECT 1 FROM refresh_tokens u
+               WHERE u.family_id = t.family_id AND u.revoked_at IS NULL AND u.used_at IS NULL
+                 AND to_timestamp(floor(extract(epoch FROM least(u.created_at + make_interval(secs => $3), u.family_started_at + make_interval(secs => $4))))::float8) > now()
+            ) AS can_renew
+       FROM refresh_tokens t
+      WHERE t.session_jti_hash = $1 AND t.omni_account = $2
+      ORDER BY t.created_at DESC LIMIT 1`,
+    [sessionJtiHash, omniAccount, limits.idleSeconds, limits.maxSeconds],
+  );
+  return r.rows[0];
 }
 
 /** The family a session belongs to, and its account, if the session claimed or was issued a refresh token. */

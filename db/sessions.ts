@@ -130,10 +130,15 @@ export async function listLiveLoginsOfAccount(
   return r.rows;
 }
 
-/** Every live session of the account (not revoked, not expired), in no order. */
-export async function liveSessionsOfAccount(q: Queryable, omniAccount: string): Promise<Array<{ jti: string; method: string }>> {
-  const r = await q.query<{ jti: string; method: string }>(
-    'SELECT jti, method FROM sessions WHERE omni_account = $1 AND revoked_at IS NULL AND expires_at > now()',
+/**
+ * Every live session of the account (not revoked, not expired), in no order, each with its refresh
+ * family (read by its token, as listLiveLoginsOfAccount does; null for a session of none).
+ */
+export async function liveSessionsOfAccount(q: Queryable, omniAccount: string): Promise<Array<{ jti: string; method: string; family_id: string | null }>> {
+  const r = await q.query<{ jti: string; method: string; family_id: string | null }>(
+    `SELECT s.jti, s.method, (SELECT t.family_id FROM refresh_tokens t WHERE t.session_jti = s.jti) AS family_id
+       FROM sessions s
+      WHERE s.omni_account = $1 AND s.revoked_at IS NULL AND s.expires_at > now()`,
     [omniAccount],
   );
   return r.rows;

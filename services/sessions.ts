@@ -27,6 +27,7 @@ import {
   newestSessionsOfFamilies,
   refreshFamilyLoginOfSession,
   refreshFamilyOfSession,
+  sessionOfRefreshFamilyNamed,
 } from '../db/refresh-tokens';
 import {
   isSessionLive,
@@ -332,20 +333,28 @@ async function loginsOfAccount(q: Queryable, config: SessionListConfig, omniAcco
 }
 
 /**
- * How many of a live refresh family's newest sessions name its login for a revoke by id: an hour of
- * refreshes at the family's budget, and the one before them. So an id listed for a family with no
- * live bearer still names it after the family renewed (for an hour at the most the budget allows,
- * for months at the CLI's twice a day), and the search reads as many rows whatever the family's size.
+ * How many of a live refresh family's newest sessions the fallback of a revoke by id searches
+ * (sessionNamed), for tokens issued before migration 023 recorded their session's name: an hour of
+ * refreshes at the family's budget, and the one before them. It reads as many rows whatever the
+ * family's size; once every family from before 023 is past BROKER_REFRESH_MAX_SECONDS it finds
+ * nothing the lookup by name does not.
  */
 function revokeSearchPerFamily(config: Pick<Config, 'BROKER_RATE_LIMIT_REFRESH_PER_MINUTE'>): number {
   return config.BROKER_RATE_LIMIT_REFRESH_PER_MINUTE * 60 + 1;
 }
 
 /**
- * The session named `sessionId` among those that name a login of the account: any live bearer of
- * it (one per login is listed, the others name the same login), else one of the newest sessions
- * (revokeSearchPerFamily) of a refresh family of it that can still renew, whose row may be expired
- * or purged. Reads without locks: the revoke then takes the family's and the session's in their order.
+ * The session named `sessionId` among those that name a login of the account that is still live,
+ * whichever of its sessions the listing showed and however many refreshes came since:
+ *  1. a live bearer of the account (a session of no family is a login only while it is one);
+ *  2. else the session whose refresh token recorded that name (db/refresh-tokens.ts
+ *     sessionOfRefreshFamilyNamed: by its index, checked to be of this account), when its family can
+ *     still renew or holds a live bearer; its own row may be expired or purged. A family that has
+ *     ended, or can no longer renew and holds no live bearer, is no login: undefined;
+ *  3. else, for a token issued before migration 023 (no name recorded), one of the newest sessions
+ *     (revokeSearchPerFamily) of a refresh family of the account that can still renew.
+ * Another account's id is found by none of them. Reads without locks: the revoke then takes the
+ * family's and the session's in their order.
  */
 async function sessionNamed(
   q: Queryable,
@@ -354,21 +363,27 @@ async function sessionNamed(
   sessionId: string,
 ): Promise<{ jti: string; method: string } | undefined> {
   const named = (jti: string) => sessionIdOf(deps.secrets, jti) === sessionId;
-  const bearer = (await liveSessionsOfAccount(q, omniAccount)).find((s) => named(s.jti));
+  const limits = { idleSeconds: deps.config.BROKER_REFRESH_IDLE_SECONDS, maxSeconds: deps.config.BROKER_REFRESH_MAX_SECONDS };
+  const live = await liveSessionsOfAccount(q, omniAccount);
+  const bearer = live.find((s) => named(s.jti));
   if (bearer) return { jti: bearer.jti, method: bearer.method };
-  const families = await listLiveRefreshFamiliesOfAccount(
-    q,
-    omniAccount,
-    { idleSeconds: deps.config.BROKER_REFRESH_IDLE_SECONDS, maxSeconds: deps.config.BROKER_REFRESH_MAX_SECONDS },
-    MAX_LISTED_SESSIONS,
-  );
+  const issued = await sessionOfRefreshFamilyNamed(q, omniAccount, sessionId, limits);
+  if (issued) {
+    if (!issued.can_renew && !live.some((s) => s.family_id === issued.family_id)) return undefined;
+    return { jti: issued.session_jti, method: await methodOfSession(q, issued.session_jti, issued.method) };
+  }
+  const families = await listLiveRefreshFamiliesOfAccount(q, omniAccount, limits, MAX_LISTED_SESSIONS);
   const methodOf = new Map(families.map((f) => [f.family_id, f.method]));
-  const issued = await newestSessionsOfFamilies(q, [...methodOf.keys()], revokeSearchPerFamily(deps.config));
-  const hit = issued.find((s) => named(s.session_jti));
+  const older = await newestSessionsOfFamilies(q, [...methodOf.keys()], revokeSearchPerFamily(deps.config));
+  const hit = older.find((s) => named(s.session_jti));
   if (!hit) return undefined;
-  // The method its family recorded, or its session's own when its row is still there.
-  const [row] = await sessionsByJti(q, [hit.session_jti]);
-  return { jti: hit.session_jti, method: row?.method ?? methodOf.get(hit.family_id) ?? 'unknown' };
+  return { jti: hit.session_jti, method: await methodOfSession(q, hit.session_jti, methodOf.get(hit.family_id) ?? 'unknown') };
+}
+
+/** The method a session's row recorded, when its row is still there; else the one its family recorded. */
+async function methodOfSession(q: Queryable, jti: string, familyMethod: string): Promise<string> {
+  const [row] = await sessionsByJti(q, [jti]);
+  return row?.method ?? familyMethod;
 }
 
 /**
@@ -388,13 +403,14 @@ export async function listSessions(
 /**
  * Ends the login of the caller's own account that a session named `sessionId` belongs to — the
  * session and the refresh family it belongs to, whose every session is ended with it — with one
- * `session.revoke` audit row. The name is that of any session of a login listSessions lists: a
- * live bearer's, or one of the newest sessions its live refresh family issued (revokeSearchPerFamily:
- * so an id listed before its family was refreshed again still names it, and so does one whose row
- * was purged). False when no such login of this account has that name (another account's
- * included): nothing changes. Neither finding the session (the account's live bearers, each live
- * family's newest sessions) nor ending its login (revokeFamilyOfSession) reads a family's older
- * tokens, so a family renewed for weeks ends as fast as a new one.
+ * `session.revoke` audit row. The name is that of any session a login listSessions lists was ever
+ * listed under, while the login lives: a live bearer's, or any session its refresh family issued
+ * (sessionNamed: by the name its refresh token recorded, so an id listed however many refreshes
+ * before still names it, and so does one whose row was purged). False when no such login of this
+ * account has that name (another account's included, and an ended login's): nothing changes.
+ * Neither finding the session (the account's live bearers, one index entry of refresh_tokens)
+ * nor ending its login (revokeFamilyOfSession) reads a family's older tokens, so a family renewed
+ * for weeks ends as fast as a new one.
  *
  * Ending the very session of the bearer is a logout and takes any session. Ending another one
  * needs a recent login (requireRecentLogin, asked before the sessions are read): else a stolen

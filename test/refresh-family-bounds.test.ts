@@ -7,7 +7,9 @@
  * family renews at most BROKER_RATE_LIMIT_REFRESH_PER_MINUTE times in any 60 s: past that, 429 with
  * nothing changed and the token presented still good once the window has moved (moved here by aging
  * the family's rows, not by waiting). However many bearers one family holds, the account's other
- * logins stay listed and can be ended by id.
+ * logins stay listed and can be ended by id. A login is ended by the id it was first listed under
+ * however many refreshes came since (more than an hour of them at the budget, bulk-inserted), and
+ * no other account can end it with that id.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -193,6 +195,95 @@ void describe("the account's logins when one family holds many bearers", () => {
     assert.equal(ended.status, 204, ended.text);
     assert.equal(await me(laptop.token), 401);
     assert.equal(await me(owner.token), 200);
+  });
+});
+
+void describe('a revoke by id of a login refreshed many times since it was listed', () => {
+  void test('ends it by the id it was first listed under; a stranger with that id is 404 and changes nothing; once ended, 404', async () => {
+    // The old search: each live family's newest sessions, an hour of refreshes at the budget and one more.
+    const oldSearch = stack.config.BROKER_RATE_LIMIT_REFRESH_PER_MINUTE * 60 + 1;
+    const renewals = oldSearch + 10;
+    const wallet = newWallet();
+    const laptop = await walletLogin(stack, wallet);
+    const first = await claim(laptop.token);
+    const owner = await walletLogin(stack, wallet);
+    const listedId = idOf(laptop.token);
+    const listed = async () =>
+      ((await stack.request('GET', '/v1/account/sessions', { token: owner.token })).body as { sessions: Array<{ session_id: string }> }).sessions.map(
+        (s) => s.session_id,
+      );
+    assert.ok((await listed()).includes(listedId), 'the laptop login is listed under its session');
+
+    // Hours later: the laptop's session expired and the hourly purge deleted its row; its family
+    // renewed `renewals` times since (inserted as the budget would have let them accumulate, a
+    // refresh every 10 s up to a minute ago), and then once more for real.
+    const family = await familyOf(laptop.token);
+    const age = renewals * 10 + 120;
+    await stack.db.query(
+      `UPDATE refresh_tokens SET created_at = now() - make_interval(secs => $2), family_started_at = now() - make_interval(secs => $2 + 60) WHERE family_id = $1`,
+      [family, age],
+    );
+    await stack.db.query(
+      `INSERT INTO refresh_tokens (token_digest, family_id, omni_account, method, session_jti, family_started_at, created_at, used_at)
+       SELECT 'renewed-' || $1 || '-' || i, $1, $2, 'wallet', 'renewed-' || $1 || '-' || i, now() - make_interval(secs => $4 + 60),
+              now() - make_interval(secs => 60 + i * 10), now() - make_interval(secs => 55 + i * 10)
+         FROM generate_series(1, $3::int) AS i`,
+      [family, owner.omni_account, renewals, age],
+    );
+    await stack.db.query('DELETE FROM sessions WHERE jti = $1', [jtiOf(laptop.token)]);
+    const current = await renew(first);
+    assert.ok(!(await listed()).includes(listedId), 'the login is listed under its newest session now');
+
+    const stranger = await walletLogin(stack);
+    const snapshot = await dbSnapshot(stack.db);
+    assertRefused(
+      await stack.request('DELETE', `/v1/account/sessions/${listedId}`, { token: stranger.token }),
+      404,
+      'not_found',
+      undefined,
+      "a stranger's revoke",
+    );
+    await assertUnchanged(stack.db, snapshot, "a stranger's revoke by the owner's id");
+    assert.equal(await me(current.token), 200);
+
+    const r = await timed('DELETE by an id listed before an hour of refreshes', () =>
+      stack.request('DELETE', `/v1/account/sessions/${listedId}`, { token: owner.token }),
+    );
+    assert.equal(r.status, 204, r.text);
+    assertRefused(await refresh(current.refresh_token), 401, 'unauthorized', /revoked/, "the family's current token");
+    assert.equal(await me(current.token), 401);
+    assert.equal(await unrevokedSessions(family), 0);
+    assert.equal(await me(owner.token), 200);
+    const audit = await stack.db.query<{ details: { jti_hash: string } }>(
+      "SELECT details FROM audit_log WHERE event = 'session.revoke' AND omni_account = $1",
+      [owner.omni_account],
+    );
+    assert.deepEqual(
+      audit.rows.map((row) => row.details.jti_hash),
+      [listedId],
+    );
+
+    // The login has ended: its id names nothing any more, as any ended login's.
+    const ended = await dbSnapshot(stack.db);
+    assertRefused(await stack.request('DELETE', `/v1/account/sessions/${listedId}`, { token: owner.token }), 404, 'not_found', undefined, 'an ended login');
+    await assertUnchanged(stack.db, ended, 'a revoke of an ended login');
+  });
+});
+
+void describe('a revoke by id of a login whose tokens are from before migration 023', () => {
+  void test('a session its refresh token recorded no name for is still found among its family’s newest, and ended', async () => {
+    const wallet = newWallet();
+    const laptop = await walletLogin(stack, wallet);
+    const current = await renew(await claim(laptop.token));
+    const family = await familyOf(laptop.token);
+    // Issued before 023: no name recorded; the laptop's bearer has expired, the family still renews.
+    await stack.db.query('UPDATE refresh_tokens SET session_jti_hash = NULL WHERE family_id = $1', [family]);
+    await stack.db.query(`UPDATE sessions SET expires_at = now() - interval '1 second' WHERE jti = $1`, [jtiOf(laptop.token)]);
+    const owner = await walletLogin(stack, wallet);
+    const r = await stack.request('DELETE', `/v1/account/sessions/${idOf(laptop.token)}`, { token: owner.token });
+    assert.equal(r.status, 204, r.text);
+    assertRefused(await refresh(current.refresh_token), 401, 'unauthorized', /revoked/, "the family's current token");
+    assert.equal(await me(current.token), 401);
   });
 });
 
