@@ -3,8 +3,8 @@ import { hmacHex } from './digest';
 /**
  * Email login codes. The code of one dispatch is HMAC(secret, workflow id, run id, dispatch
  * number, a random per-run salt): a retried send activity mails the same code, while no other
- * dispatch, run or flow ever shares it (the workflow id holds the requester's random request id,
- * the run id is the server's, the salt comes from the API's CSPRNG). Nothing but a keyed digest of
+ * dispatch, run or flow ever shares it (the workflow id holds a keyed digest of the requester's
+ * random request id, the run id is the server's, the salt comes from the API's CSPRNG). Nothing but a keyed digest of
  * the code reaches Temporal: the API digests what the user typed the same way before it talks to
  * the workflow.
  */
@@ -33,6 +33,16 @@ export function deriveEmailCode(secret: Uint8Array, d: EmailCodeDispatch): strin
 /** The ledger key of one dispatch (db email_sends): a retried send finds its own reservation. */
 export function emailDispatchKey(secret: Uint8Array, d: EmailCodeDispatch): string {
   return dispatchMac(secret, 'email-dispatch', d).subarray(0, 16).toString('hex');
+}
+
+/**
+ * What a login request is known by in Temporal: the keyed digest of its request id (64 hex), the
+ * suffix of its workflow id. A workflow id is visible to whoever can list the namespace's
+ * workflows, without the payload key; the request id alone spends the request's attempts, so it
+ * never appears there (docs/email-login.md).
+ */
+export function emailRequestDigest(secret: Uint8Array, requestId: string): string {
+  return hmacHex(secret, 'email-login-request', requestId);
 }
 
 export function emailCodeDigest(secret: Uint8Array, workflowId: string, code: string): string {

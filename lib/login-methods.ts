@@ -40,7 +40,7 @@ export const LOGIN_METHODS = {
   email: {
     sessionMethods: ['email'],
     flow: 'email_login',
-    workflowType: 'emailLoginRequestWorkflow',
+    workflowType: 'emailCodeLoginWorkflow',
     metadata: {
       staticSummary: 'Email code login',
       staticDetails: 'Sends a one-time code by email and checks what the person types. Stages: started → code_sent → verifying → done (or locked).',

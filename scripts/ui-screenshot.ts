@@ -11,7 +11,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
-import { EMAIL_LOGIN_ID_PREFIX } from '../workflows/email-login.definitions';
+import { LOGIN_METHODS } from '../lib/login-methods';
 
 const ROOT = resolve(__dirname, '..');
 const log = (line: string) => console.log(`[screenshot] ${line}`);
@@ -49,8 +49,8 @@ async function post(api: string, path: string, body: unknown): Promise<Record<st
   return json;
 }
 
-/** One email login; its workflow id. */
-async function login(api: string): Promise<string> {
+/** One email login (its workflow id is a keyed digest of the request id, which this script cannot compute: the page finds it). */
+async function login(api: string): Promise<void> {
   const { request_id } = (await post(api, '/v1/session/email_code', { email: EMAIL })) as { request_id: string };
   let code: string | undefined;
   for (let i = 0; i < 100 && !code; i++) {
@@ -60,7 +60,6 @@ async function login(api: string): Promise<string> {
   }
   if (!code) throw new Error('no login code in the dev mailbox');
   await post(api, '/v1/session/email_login', { request_id, code });
-  return EMAIL_LOGIN_ID_PREFIX + request_id.split('.')[0];
 }
 
 async function main(): Promise<void> {
@@ -76,13 +75,15 @@ async function main(): Promise<void> {
   }
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: ['--no-sandbox'] });
   try {
-    const workflowId = await login(stack.api);
-    const url = `${stack.ui}/namespaces/default/workflows/${encodeURIComponent(workflowId)}`;
-    log(`login done; opening ${url}`);
+    await login(stack.api);
+    const query = `WorkflowType="${LOGIN_METHODS.email.workflowType}"`;
+    const list = `${stack.ui}/namespaces/default/workflows?query=${encodeURIComponent(query)}`;
+    log(`login done; opening the newest email login from ${list}`);
     const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
-    await page.goto(url);
-    // The decoded input names the flow's fields; the encrypted one shows only `binary/encrypted`.
     const timeout = Number(process.env.TIMEOUT_MS ?? 60_000);
+    await page.goto(list);
+    await page.locator('a[href*="/workflows/email-login"]').first().click({ timeout });
+    // The decoded input names the flow's fields; the encrypted one shows only `binary/encrypted`.
     await page.getByText('email_key').first().waitFor({ timeout });
     await page.getByText('Email code login').first().waitFor({ timeout });
     await sleep(1000);

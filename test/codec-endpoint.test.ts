@@ -38,7 +38,7 @@ void describe('codec endpoint for the Temporal Web UI', () => {
   void test('decodes a flow input from real history with the ops token', async () => {
     const email = uniqueEmail('Decoded');
     const sent = await requestCode(stack, email);
-    const history = await stack.temporal.workflow.getHandle(workflowIdOf(sent.request_id)).fetchHistory();
+    const history = await stack.temporal.workflow.getHandle(workflowIdOf(stack, sent.request_id)).fetchHistory();
     const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
     const input = started?.input?.payloads?.[0];
     assert.ok(input?.data && input.metadata, 'the started event has an input payload');
@@ -168,7 +168,7 @@ void describe('codec endpoint for the Temporal Web UI', () => {
       '--namespace',
       'default',
       '--workflow-id',
-      workflowIdOf(sent.request_id),
+      workflowIdOf(stack, sent.request_id),
       '--output',
       'json',
     ];

@@ -7,11 +7,11 @@ import { emailKey } from '../lib/email-login-code';
 import { emailSendKey } from '../lib/email-send-budget';
 import { AkOutcome } from '../lib/search-attributes';
 import { FailureType } from '../workflows/definitions';
-import { requestCodeUpdate, type EmailLoginRequestInput } from '../workflows/email-login.definitions';
-import type { emailLoginRequestWorkflow } from '../workflows/email-login';
+import { requestCodeUpdate, type EmailCodeLoginInput } from '../workflows/email-login.definitions';
+import type { emailCodeLoginWorkflow } from '../workflows/email-login';
 import type { purgeExpiredWorkflow } from '../workflows/maintenance';
 import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts } from './adversarial-probes';
-import { devMail, latestCode, requestCode, submitCode, uniqueEmail } from './email-login-client';
+import { devMail, latestCode, requestCode, submitCode, uniqueEmail, workflowIdOf } from './email-login-client';
 import { startStack, type TestStack } from './harness';
 
 // Two codes per mailbox per requester network per hour, twelve per mailbox in all, and no
@@ -130,14 +130,16 @@ void describe('email login: the per-address send budget holds across requests', 
         network,
       ]);
     }
-    const input: EmailLoginRequestInput = {
+    const request_id = randomBytes(16).toString('hex');
+    const input: EmailCodeLoginInput = {
+      request_id,
       email,
       email_key: key,
       code_salt: randomBytes(16).toString('hex'),
       settings: { ttlSeconds: 60, maxAttempts: 5, resendCooldownSeconds: 0, maxSends: 5, firstDispatchSeconds: 60, retryWindowSeconds: 120 },
     };
-    const startWorkflowOperation = new WithStartWorkflowOperation<typeof emailLoginRequestWorkflow>('emailLoginRequestWorkflow', {
-      workflowId: `email-login/${randomBytes(16).toString('hex')}`,
+    const startWorkflowOperation = new WithStartWorkflowOperation<typeof emailCodeLoginWorkflow>('emailCodeLoginWorkflow', {
+      workflowId: workflowIdOf(stack, request_id),
       taskQueue: stack.config.BROKER_TASK_QUEUE,
       args: [input],
       workflowIdConflictPolicy: 'FAIL',
@@ -301,7 +303,7 @@ void describe('email login: a keyed resend after its request ended (issue 21, it
     const again = await resend();
     assert.equal(again.status, 202, again.text);
     assert.equal((await submitCode(stack, first.request_id, await latestCode(stack, email))).status, 200);
-    assert.equal(await stack.temporal.workflow.getHandle(`email-login/${first.request_id}`).result(), 'succeeded');
+    assert.equal(await stack.temporal.workflow.getHandle(workflowIdOf(stack, first.request_id)).result(), 'succeeded');
 
     const starts = spyWorkflowStarts(stack.temporal);
     const rows = await dbSnapshot(stack.db);

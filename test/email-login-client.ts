@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import type { Client, WithStartWorkflowOperation } from '@temporalio/client';
 import type { Workflow } from '@temporalio/common';
 import type { Db } from '../db/pool';
+import { emailRequestDigest } from '../lib/email-login-code';
+import { EMAIL_LOGIN_ID_PREFIX } from '../workflows/email-login.definitions';
 import type { TestStack } from './harness';
 
 export interface DevMail {
@@ -79,9 +81,9 @@ export async function rowCounts(db: Db): Promise<{ users: number; sessions: numb
   return { users: Number(row.users), sessions: Number(row.sessions), audit: Number(row.audit) };
 }
 
-/** The workflow id of an email login, from its request id (email-login/<request id>; a retired `<hmac>.<uuid>` id names email-login/<hmac>). */
-export function workflowIdOf(requestId: string): string {
-  return `email-login/${requestId.split('.')[0] ?? ''}`;
+/** The workflow id of an email login, from its request id: email-login/<keyed digest of the request id>. */
+export function workflowIdOf(stack: Pick<TestStack, 'secrets'>, requestId: string): string {
+  return EMAIL_LOGIN_ID_PREFIX + emailRequestDigest(stack.secrets.hmacSecret, requestId);
 }
 
 /** The other 6-digit code: a guaranteed wrong guess. */

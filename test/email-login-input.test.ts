@@ -195,7 +195,7 @@ void describe('email login input validation', () => {
       // counted as one start, of its own flow, and records its send, so the zeros above mean something.
       const sent = await requestCode(stack, `${'c'.repeat(64 - '@example.com'.length)}@example.com`);
       assert.equal(starts.count(), 1);
-      const described = await stack.temporal.workflow.getHandle(workflowIdOf(sent.request_id)).describe();
+      const described = await stack.temporal.workflow.getHandle(workflowIdOf(stack, sent.request_id)).describe();
       assert.equal(described.taskQueue, stack.config.BROKER_TASK_QUEUE);
       assert.equal(await emailSends(), 1);
     } finally {

@@ -131,7 +131,7 @@ void describe('email_code under an Idempotency-Key', () => {
     const { request_id } = first.body as CodeDispatchedBody;
     // A login without a key ends the request at once.
     assert.equal((await exchange(request_id, await latestCode(stack, email))).status, 200);
-    assert.equal(await stack.temporal.workflow.getHandle(workflowIdOf(request_id)).result(), 'succeeded');
+    assert.equal(await stack.temporal.workflow.getHandle(workflowIdOf(stack, request_id)).result(), 'succeeded');
 
     const starts = spyWorkflowStarts(stack.temporal);
     const rows = await dbSnapshot(stack.db);
@@ -274,7 +274,7 @@ void describe('email_login under an Idempotency-Key', () => {
       assert.equal(res.status, 200, res.text);
       tokens.push((res.body as LoginSessionBody).token);
     }
-    const history = await stack.temporal.workflow.getHandle(workflowIdOf(requestId)).fetchHistory();
+    const history = await stack.temporal.workflow.getHandle(workflowIdOf(stack, requestId)).fetchHistory();
     const texts = await decodeThroughCodec(stack, stack.config.BROKER_OPS_TOKEN ?? '', collectPayloads(history.events));
     assert.ok(
       texts.some((t) => t.includes('retry_key_digest')),
@@ -299,7 +299,7 @@ void describe('email_login after its retry window', () => {
     const { requestId, code, key, first } = lateLogin;
     assert.equal(first.status, 200, first.text);
     // The run stays open for the retry window and closes when its timer fires: await that, not a sleep.
-    const handle = stack.temporal.workflow.getHandle(workflowIdOf(requestId));
+    const handle = stack.temporal.workflow.getHandle(workflowIdOf(stack, requestId));
     assert.equal(await handle.result(), 'succeeded');
     const late = await exchange(requestId, code, key);
     assert.equal(late.status, 410, late.text);

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { temporal } from '@temporalio/proto';
 import { emailKey } from '../lib/email-login-code';
-import type { EmailLoginRequestInput } from '../workflows/email-login.definitions';
+import type { EmailCodeLoginInput } from '../workflows/email-login.definitions';
 import { AkOutcome } from '../lib/search-attributes';
 import {
   codeFromMail,
@@ -74,8 +74,10 @@ void describe('email code login windows', () => {
     // Only a start without its Update-with-Start dispatch (an API that died in between) gets here:
     // start the run as such an API would have, with a 1-second wait.
     const email = uniqueEmail('NeverDispatched').toLowerCase();
-    const workflowId = `email-login/${randomBytes(16).toString('hex')}`;
-    const input: EmailLoginRequestInput = {
+    const request_id = randomBytes(16).toString('hex');
+    const workflowId = workflowIdOf(stack, request_id);
+    const input: EmailCodeLoginInput = {
+      request_id,
       email,
       email_key: emailKey(stack.secrets.hmacSecret, email),
       code_salt: randomBytes(16).toString('hex'),
@@ -90,7 +92,7 @@ void describe('email code login windows', () => {
     };
     const sesBefore = stack.ses.requestCount();
     const t0 = Date.now();
-    const handle = await stack.temporal.workflow.start('emailLoginRequestWorkflow', { workflowId, taskQueue: stack.config.BROKER_TASK_QUEUE, args: [input] });
+    const handle = await stack.temporal.workflow.start('emailCodeLoginWorkflow', { workflowId, taskQueue: stack.config.BROKER_TASK_QUEUE, args: [input] });
     assert.equal(await handle.result(), 'expired');
     assert.ok(Date.now() - t0 >= 1000 - 50, 'it waited for its first dispatch');
     assert.deepEqual(await timerSeconds(workflowId), [1], 'one timer: the first-dispatch wait, as configured');
@@ -159,7 +161,7 @@ void describe('email code login windows that run out (their requests opened befo
     const { sent, code, wrong, right } = locked;
     assert.equal(wrong.at(-1)?.status, 429, wrong.at(-1)?.text);
     assertRefused(right, 429, 'too_many_attempts', /locked/);
-    const handle = stack.temporal.workflow.getHandle(workflowIdOf(sent.request_id));
+    const handle = stack.temporal.workflow.getHandle(workflowIdOf(stack, sent.request_id));
     assert.equal(await handle.result(), 'too_many_attempts');
     // It stayed open (answering 429) until the code would have expired, not a moment less.
     const closed = (await handle.describe()).closeTime?.getTime() ?? 0;
@@ -175,7 +177,7 @@ void describe('email code login windows that run out (their requests opened befo
     assert.ok(sent.expires_at <= Math.ceil(t0 / 1000) + TTL_SECONDS + 1, 'expires_at follows the configured TTL');
 
     // The flow's own timer ends it: await that instead of guessing a sleep.
-    const handle = stack.temporal.workflow.getHandle(workflowIdOf(sent.request_id));
+    const handle = stack.temporal.workflow.getHandle(workflowIdOf(stack, sent.request_id));
     assert.equal(await handle.result(), 'expired');
     const closed = (await handle.describe()).closeTime?.getTime() ?? 0;
     assert.ok(closed - t0 >= TTL_SECONDS * 1000 - 50, `the flow lived for its TTL: closed ${closed - t0} ms after the request`);

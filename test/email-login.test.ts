@@ -156,14 +156,21 @@ void describe('email code login', () => {
     assert.equal(login.status, 200, login.text);
     const session = login.body as LoginSessionBody;
 
-    const workflowId = workflowIdOf(sent.request_id);
-    assert.match(workflowId, /^email-login\/[0-9a-f]{32}$/);
+    const workflowId = workflowIdOf(stack, sent.request_id);
+    assert.match(workflowId, /^email-login\/[0-9a-f]{64}$/);
     const handle = stack.temporal.workflow.getHandle(workflowId);
     assert.equal(await handle.result(), 'succeeded');
 
     const { bytes, json } = await historyForms(workflowId);
-    assert.ok(json.includes('emailLoginRequestWorkflow') && json.includes('submitCode'), 'the history is the flow we expect');
-    const secrets = { address: lower, 'address as typed': email, 'local part': lower.split('@')[0] ?? lower, code, token: session.token };
+    assert.ok(json.includes('emailCodeLoginWorkflow') && json.includes('submitCode'), 'the history is the flow we expect');
+    const secrets = {
+      address: lower,
+      'address as typed': email,
+      'local part': lower.split('@')[0] ?? lower,
+      code,
+      token: session.token,
+      'request id': sent.request_id,
+    };
     assertNoSecrets('history (proto bytes)', bytes, secrets);
     assertNoSecrets('history (proto JSON)', json, secrets);
 
@@ -208,7 +215,7 @@ void describe('email code login', () => {
 
     const omni = deriveOmniAccount('agentkeys', { type: 'email', value: email.toLowerCase() });
     assert.deepEqual(await loginRows(omni), { sessions: 0, audit: 0, users: 0 });
-    const desc = await stack.temporal.workflow.getHandle(workflowIdOf(sent.request_id)).describe();
+    const desc = await stack.temporal.workflow.getHandle(workflowIdOf(stack, sent.request_id)).describe();
     assert.equal(desc.typedSearchAttributes.get(AkStage), 'locked');
 
     // The lock belongs to that request: a new request for the address gets its own code and budget.

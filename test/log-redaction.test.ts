@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { codeFromMail, requestCode, submitCode, uniqueEmail, type LoginSessionBody } from './email-login-client';
+import { codeFromMail, requestCode, submitCode, uniqueEmail, workflowIdOf, type LoginSessionBody } from './email-login-client';
 import { payloadToJson } from './codec-client';
 import { startStack, type TestStack } from './harness';
 
@@ -37,7 +37,7 @@ void describe('API logs', () => {
     assert.equal((await stack.request('POST', '/v1/session/email_login', { body: { request_id: sent.request_id, code: `${code}x` } })).status, 400);
     assert.equal((await stack.request('GET', `/v1/session/me?token=${token}&email=${encodeURIComponent(email)}`, { token })).status, 401);
     // The codec endpoint: the ops token in the header, the address in the decoded answer.
-    const history = await stack.temporal.workflow.getHandle(`email-login/${sent.request_id.split('.')[0] ?? ''}`).fetchHistory();
+    const history = await stack.temporal.workflow.getHandle(workflowIdOf(stack, sent.request_id)).fetchHistory();
     const input = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
     assert.ok(input?.metadata && input.data);
     const decoded = await stack.request('POST', '/codec/decode', {

@@ -14,7 +14,7 @@ import type { Activities } from '../activities';
 import type { CompleteLoginInput } from '../services/logins';
 import { AkOutcome } from '../lib/search-attributes';
 import { FailureType, type LoginOutcome } from '../workflows/definitions';
-import { requestCodeUpdate, submitCodeUpdate, type EmailLoginRequestInput } from '../workflows/email-login.definitions';
+import { requestCodeUpdate, submitCodeUpdate, type EmailCodeLoginInput } from '../workflows/email-login.definitions';
 import { collectSessionUpdate, googleCallbackUpdate, type GoogleLoginInput } from '../workflows/google-login.definitions';
 import { addWalletSlotUpdate, recordHeimaLoginUpdate } from '../workflows/tee-account.definitions';
 import {
@@ -65,18 +65,19 @@ async function refusal(p: Promise<unknown>): Promise<string | undefined> {
   return e.cause instanceof ApplicationFailure ? (e.cause.type ?? undefined) : undefined;
 }
 
-void describe('emailLoginRequestWorkflow (mocked activities)', () => {
-  const emailInput = (settings: Partial<EmailLoginRequestInput['settings']> = {}): EmailLoginRequestInput => ({
+void describe('emailCodeLoginWorkflow (mocked activities)', () => {
+  const emailInput = (settings: Partial<EmailCodeLoginInput['settings']> = {}): EmailCodeLoginInput => ({
     email: 'person@example.com',
     email_key: hex(32),
     code_salt: hex(16),
+    request_id: hex(16),
     settings: { ttlSeconds: 60, maxAttempts: 2, resendCooldownSeconds: 0, maxSends: 3, firstDispatchSeconds: 60, retryWindowSeconds: 1, ...settings },
   });
   const network_key = hex(16);
 
-  function start(taskQueue: string, input: EmailLoginRequestInput) {
-    const startWorkflowOperation = new WithStartWorkflowOperation('emailLoginRequestWorkflow', {
-      workflowId: `email-login/${hex(16)}`,
+  function start(taskQueue: string, input: EmailCodeLoginInput, workflowType = 'emailCodeLoginWorkflow', workflowId = `email-login/${hex(32)}`) {
+    const startWorkflowOperation = new WithStartWorkflowOperation(workflowType, {
+      workflowId,
       taskQueue,
       args: [input],
       workflowIdConflictPolicy: 'FAIL',
@@ -102,10 +103,16 @@ void describe('emailLoginRequestWorkflow (mocked activities)', () => {
       completeLogin: login.completeLogin,
     };
     await withWorker(env, activities, async (taskQueue) => {
-      const { startWorkflowOperation, dispatched } = start(taskQueue, emailInput());
+      const input = emailInput();
+      const { startWorkflowOperation, dispatched } = start(taskQueue, input);
       const sent = await dispatched;
       const handle = await startWorkflowOperation.workflowHandle();
       const request_id = sent.request_id;
+      // The request id is the input's, not the workflow id's (which is only a digest of it).
+      assert.equal(request_id, input.request_id);
+      assert.ok(!handle.workflowId.includes(request_id));
+      const idSuffix = handle.workflowId.slice('email-login/'.length);
+      assert.equal(await refusal(handle.executeUpdate(submitCodeUpdate, { args: [{ request_id: idSuffix, code_digest: right }] })), FailureType.badRequest);
       assert.equal(await refusal(handle.executeUpdate(submitCodeUpdate, { args: [{ request_id, code_digest: hex(32) }] })), FailureType.invalidCode);
       const key = hex(32);
       const session = await handle.executeUpdate(submitCodeUpdate, { args: [{ request_id, code_digest: right, retry_key_digest: key }] });
@@ -120,6 +127,31 @@ void describe('emailLoginRequestWorkflow (mocked activities)', () => {
       );
       assert.equal(sends.length, 1);
       assert.equal((await handle.describe()).typedSearchAttributes.get(AkOutcome), 'succeeded');
+    });
+  });
+
+  void test('the retired emailLoginRequestWorkflow (runs 1.1.0 started) still reads its request id from its workflow id and logs in', async () => {
+    const right = hex(32);
+    const login = completeLoginMock();
+    const activities: Partial<Activities> = {
+      sendEmailLoginCode: async () => ({ codeDigest: right, sentAtMs: Date.now() }),
+      completeLogin: login.completeLogin,
+    };
+    await withWorker(env, activities, async (taskQueue) => {
+      const { request_id: _unused, ...retiredInput } = emailInput();
+      const requestId = hex(16);
+      const { startWorkflowOperation, dispatched } = start(
+        taskQueue,
+        retiredInput as EmailCodeLoginInput,
+        'emailLoginRequestWorkflow',
+        `email-login/${requestId}`,
+      );
+      assert.equal((await dispatched).request_id, requestId);
+      const handle = await startWorkflowOperation.workflowHandle();
+      const session = await handle.executeUpdate(submitCodeUpdate, { args: [{ request_id: requestId, code_digest: right }] });
+      assert.deepEqual(session.identity, { type: 'email', value: 'person@example.com' });
+      assert.equal(login.calls[0]?.requestId, requestId);
+      assert.equal(await handle.result(), 'succeeded');
     });
   });
 
@@ -168,8 +200,8 @@ void describe('emailLoginRequestWorkflow (mocked activities)', () => {
     await withWorker(env, activities, async (taskQueue) => {
       // The two runs wait out their 1-s windows side by side.
       const { startWorkflowOperation, dispatched } = start(taskQueue, emailInput({ ttlSeconds: 1 }));
-      const never = await env.client.workflow.start('emailLoginRequestWorkflow', {
-        workflowId: `email-login/${hex(16)}`,
+      const never = await env.client.workflow.start('emailCodeLoginWorkflow', {
+        workflowId: `email-login/${hex(32)}`,
         taskQueue,
         args: [emailInput({ firstDispatchSeconds: 1 })],
       });

@@ -158,7 +158,7 @@ async function emailSuccess(stack: TestStack): Promise<Recording> {
   const { request_id } = await requestCode(stack, email);
   const res = await submitCode(stack, request_id, await latestCode(stack, email));
   check(res.status === 200, `email login: ${res.text}`);
-  return { workflowType: EMAIL_FLOW, name: 'success', workflowId: workflowIdOf(request_id), expectUpdates: ['requestCode', 'submitCode'] };
+  return { workflowType: EMAIL_FLOW, name: 'success', workflowId: workflowIdOf(stack, request_id), expectUpdates: ['requestCode', 'submitCode'] };
 }
 
 async function emailResendSuccess(stack: TestStack): Promise<Recording> {
@@ -170,7 +170,7 @@ async function emailResendSuccess(stack: TestStack): Promise<Recording> {
   return {
     workflowType: EMAIL_FLOW,
     name: 'resend-success',
-    workflowId: workflowIdOf(request_id),
+    workflowId: workflowIdOf(stack, request_id),
     expectUpdates: ['requestCode', 'requestCode', 'submitCode'],
   };
 }
@@ -187,14 +187,14 @@ async function emailTooManyAttempts(stack: TestStack): Promise<Recording> {
   return {
     workflowType: EMAIL_FLOW,
     name: 'too-many-attempts',
-    workflowId: workflowIdOf(request_id),
+    workflowId: workflowIdOf(stack, request_id),
     expectUpdates: ['requestCode', 'submitCode', 'submitCode'],
   };
 }
 
 async function emailExpired(stack: TestStack): Promise<Recording> {
   const { request_id } = await requestCode(stack, uniqueEmail('replay-expired'));
-  return { workflowType: EMAIL_FLOW, name: 'expired', workflowId: workflowIdOf(request_id), expectUpdates: ['requestCode'] };
+  return { workflowType: EMAIL_FLOW, name: 'expired', workflowId: workflowIdOf(stack, request_id), expectUpdates: ['requestCode'] };
 }
 
 // ---- wallet login -------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ void describe('worker restart', () => {
     assert.deepEqual(rows.rows[0], { sessions: '1', audit: '1' });
     assert.equal((await stack.request('GET', '/v1/session/me', { token: session.token })).status, 200);
 
-    const handle = stack.temporal.workflow.getHandle(workflowIdOf(sent.request_id));
+    const handle = stack.temporal.workflow.getHandle(workflowIdOf(stack, sent.request_id));
     assert.equal(await handle.result(), 'succeeded');
     assert.equal((await handle.describe()).typedSearchAttributes.get(AkOutcome), 'succeeded');
   });

@@ -45,7 +45,7 @@ void describe('workflow summaries', () => {
   void test('an email login starts with its summary and says its stage, without the address', async () => {
     const email = uniqueEmail('Summary');
     const { request_id } = await requestCode(stack, email);
-    const m = await metadataOf(stack.temporal.workflow.getHandle(workflowIdOf(request_id)));
+    const m = await metadataOf(stack.temporal.workflow.getHandle(workflowIdOf(stack, request_id)));
     const expected: FlowMetadata = FLOW_METADATA.email_login;
     assert.equal(m.summary, expected.staticSummary);
     assert.equal(m.details, expected.staticDetails);

@@ -25,7 +25,10 @@ export interface EmailLoginSettings {
   sendBackoffMs?: number;
 }
 
-/** Input of emailLoginRequestWorkflow: one flow per requester, workflow id email-login/<request id>. */
+/**
+ * Input of the retired emailLoginRequestWorkflow (1.1.0 and before): one flow per requester,
+ * workflow id email-login/<request id>, the request id read from it.
+ */
 export interface EmailLoginRequestInput {
   /** Lower-cased address; encrypted in history by the payload codec. */
   email: string;
@@ -34,6 +37,16 @@ export interface EmailLoginRequestInput {
   /** 32 random hex from the API, mixed into every code of this run. */
   code_salt: string;
   settings: EmailLoginSettings;
+}
+
+/**
+ * Input of emailCodeLoginWorkflow (since 1.2.0): one flow per requester, workflow id
+ * email-login/<emailRequestDigest(secret, request id)>. The request id travels in the input, which
+ * the payload codec encrypts, never in the id.
+ */
+export interface EmailCodeLoginInput extends EmailLoginRequestInput {
+  /** 32 random hex from the API (or derived from an Idempotency-Key): what the requester holds. */
+  request_id: string;
 }
 
 /** Argument of requestCode: whose address the caller asks a (re)send for. */

@@ -17,6 +17,7 @@ import {
   EMAIL_LOGIN_ID_PREFIX,
   requestCodeUpdate,
   submitCodeUpdate,
+  type EmailCodeLoginInput,
   type EmailLoginOutcome,
   type EmailLoginRequestInput,
   type RequestCodeInput,
@@ -60,8 +61,9 @@ function budgetRefusal(e: unknown): { message: string; retryAfter: number } | un
 }
 
 /**
- * One requester's email-code login (workflow id email-login/<request id>, the request id random
- * and handed to that requester alone). The API starts it with Update-with-Start (requestCode
+ * One requester's email-code login (workflow id email-login/<keyed digest of the request id>, the
+ * request id random, handed to that requester alone and carried in the encrypted input). The API
+ * starts it with Update-with-Start (requestCode
  * returns once the code is mailed); the same requester resends with requestCode on the same flow,
  * and exchanges the code with submitCode Updates carrying a keyed digest of what was typed.
  * Expiry is a timer each resend pushes out; wrong codes spend this flow's attempt budget only, and
@@ -69,11 +71,22 @@ function budgetRefusal(e: unknown): { message: string; retryAfter: number } | un
  * requester network's cooldown and allowance, the mailbox's ceiling), shared by every flow of the
  * mailbox, is enforced by the send activity.
  */
+export async function emailCodeLoginWorkflow(input: EmailCodeLoginInput): Promise<EmailLoginOutcome> {
+  return emailLogin(input, input.request_id);
+}
+
+/**
+ * Retired in 1.2.0: the same login under workflow id email-login/<request id>, so the request id
+ * could be read from a workflow listing. Registered until the last run started by 1.1.0 has closed
+ * (docs/versioning.md, "Retired workflow types"); nothing starts it any more.
+ */
 export async function emailLoginRequestWorkflow(input: EmailLoginRequestInput): Promise<EmailLoginOutcome> {
-  const { workflowId } = workflowInfo();
+  return emailLogin(input, workflowInfo().workflowId.slice(EMAIL_LOGIN_ID_PREFIX.length));
+}
+
+async function emailLogin(input: EmailLoginRequestInput, requestId: string): Promise<EmailLoginOutcome> {
   const s = input.settings;
   const sendEmailLoginCode = sendActivity(s.sendBackoffMs);
-  const requestId = workflowId.slice(EMAIL_LOGIN_ID_PREFIX.length);
 
   const state: { status: Status } = { status: 'pending' };
   let dispatches = 0; // numbers every dispatch, refused ones too, so no two share a code

@@ -10,6 +10,7 @@ import {
   emailCodeRetryIds,
   emailKey,
   emailLocalPartOctets,
+  emailRequestDigest,
   emailRetryKeyDigest,
   normalizeEmail,
 } from '../../lib/email-login-code';
@@ -23,10 +24,10 @@ import {
   requestCodeUpdate,
   submitCodeUpdate,
   type CodeDispatched,
-  type EmailLoginRequestInput,
+  type EmailCodeLoginInput,
   type RequestCodeInput,
 } from '../../workflows/email-login.definitions';
-import type { emailLoginRequestWorkflow } from '../../workflows/email-login';
+import type { emailCodeLoginWorkflow } from '../../workflows/email-login';
 import { issueSession } from '../session-issue';
 import { fitsIdentityString } from '../../lib/omni';
 import { commonErrors, errorBody, idempotencyKeyOf, loginSessionSchema } from '../schemas';
@@ -44,19 +45,23 @@ const emailSchema = z
   // share them would be one account, so this door refuses them (docs/tee-account.md).
   .refine(fitsIdentityString, 'email is longer than 64 bytes, which an OmniAccount cannot tell apart');
 
-/** A request id of this release: 32 random hex, the flow's workflow id suffix. */
+/** A request id: 32 random hex, held by the requester alone (its flow is known by a keyed digest of it). */
 const REQUEST_ID_RE = /^[0-9a-f]{32}$/;
 const requestIdSchema = z.string().regex(REQUEST_ID_RE, 'request_id is malformed');
 
-/** The workflow id a request id names: email-login/<request id>. */
-const workflowIdOf = (requestId: string): string => EMAIL_LOGIN_ID_PREFIX + requestId;
+/**
+ * The workflow id of a request started by 1.1.0 (emailLoginRequestWorkflow, retired): the request
+ * id itself. 32 hex, never a digest id (64 hex), so neither can reach the other's flow. Remove
+ * with that type (docs/versioning.md, "Retired workflow types").
+ */
+const retiredWorkflowIdOf = (requestId: string): string => EMAIL_LOGIN_ID_PREFIX + requestId;
 
-/** Email + one-time code login (docs/contracts.md §5): one emailLoginRequestWorkflow per requester. */
+/** Email + one-time code login (docs/contracts.md §5): one emailCodeLoginWorkflow per requester. */
 export default async function sessionEmailRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
   const { config, secrets, temporal, db } = app.deps;
   const now = () => app.deps.now?.() ?? Date.now();
-  const settings: EmailLoginRequestInput['settings'] = {
+  const settings: EmailCodeLoginInput['settings'] = {
     ttlSeconds: config.BROKER_EMAIL_CODE_TTL_SECONDS,
     maxAttempts: config.BROKER_EMAIL_MAX_ATTEMPTS,
     resendCooldownSeconds: config.BROKER_EMAIL_RESEND_COOLDOWN_SECONDS,
@@ -70,6 +75,23 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
   const loginPerIp = app.requestLimit({ name: 'email_login:ip', max: config.BROKER_RATE_LIMIT_IP_PER_MINUTE, windowMs: 60_000 });
   const sendPolicy = emailSendPolicy(config);
   const keySpent = () => new BrokerError('conflict', 'the login request this Idempotency-Key opened has ended; use a new key');
+  /** The workflow id of a login request: email-login/<keyed digest of its request id>. */
+  const workflowIdOf = (requestId: string): string => EMAIL_LOGIN_ID_PREFIX + emailRequestDigest(secrets.hmacSecret, requestId);
+
+  /**
+   * Drives the flow of an existing request: its own, or else (a request 1.1.0 opened, while such
+   * runs can be open) the retired one. Only an unknown flow is looked for again; every answer of
+   * a flow that exists is its own.
+   */
+  async function onRequestFlow<T>(requestId: string, call: (workflowId: string) => Promise<T>, notFound: BrokerError): Promise<T> {
+    const unknown = new BrokerError(notFound.errorCode, notFound.message);
+    try {
+      return await app.driveFlow(() => call(workflowIdOf(requestId)), unknown);
+    } catch (e) {
+      if (e !== unknown) throw e;
+    }
+    return app.driveFlow(() => call(retiredWorkflowIdOf(requestId)), notFound);
+  }
 
   /** Undefined when the flow is unknown (a lookup the flow errors map to `expired`). */
   async function unlessUnknown<T>(call: () => Promise<T>): Promise<T | undefined> {
@@ -133,7 +155,8 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
       // Under a key, the request id and the dispatch's Update id come from the key: a repeat finds
       // the first try's flow and Temporal answers it that Update's outcome instead of running it again.
       const retryIds = idempotencyKey === undefined ? undefined : emailCodeRetryIds(secrets.hmacSecret, key, idempotencyKey, request_id);
-      const workflowId = workflowIdOf(request_id ?? retryIds?.requestId ?? randomBytes(16).toString('hex'));
+      const requestId = request_id ?? retryIds?.requestId ?? randomBytes(16).toString('hex');
+      const workflowId = workflowIdOf(requestId);
       if (retryIds) await refuseSpentKey(workflowId);
       // The mailbox's budget for this requester's network, read before anything starts: a refusal
       // starts no flow. The send activity re-checks under a lock and reserves (two requests racing
@@ -152,14 +175,14 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
         ...(retryIds ? { updateId: retryIds.updateId } : {}),
       };
       if (request_id !== undefined) {
-        const handle = temporal.workflow.getHandle(workflowId);
-        dispatched = await app.driveFlow(
-          () => handle.executeUpdate(requestCodeUpdate, update),
+        dispatched = await onRequestFlow(
+          request_id,
+          (id) => temporal.workflow.getHandle(id).executeUpdate(requestCodeUpdate, update),
           new BrokerError('expired', 'this login request has expired or is unknown; ask for a new code without request_id'),
         );
       } else {
-        const input: EmailLoginRequestInput = { email, email_key: key, code_salt: randomBytes(16).toString('hex'), settings };
-        const startWorkflowOperation = new WithStartWorkflowOperation<typeof emailLoginRequestWorkflow>('emailLoginRequestWorkflow', {
+        const input: EmailCodeLoginInput = { email, email_key: key, code_salt: randomBytes(16).toString('hex'), settings, request_id: requestId };
+        const startWorkflowOperation = new WithStartWorkflowOperation<typeof emailCodeLoginWorkflow>(LOGIN_METHODS.email.workflowType, {
           workflowId,
           taskQueue: config.BROKER_TASK_QUEUE,
           args: [input],
@@ -181,7 +204,7 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
           dispatched = earlier;
         }
       }
-      request.log.info({ flow: 'email_login', email_key: key, resend: request_id !== undefined }, 'login code dispatched');
+      request.log.info({ flow: 'email_login', email_key: key, workflow_id: workflowId, resend: request_id !== undefined }, 'login code dispatched');
       return reply.code(202).send(dispatched);
     },
   );
@@ -205,13 +228,15 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
       await loginPerIp(request);
       const { request_id, code } = request.body;
       const idempotencyKey = idempotencyKeyOf(request, 'anyone');
-      const workflowId = workflowIdOf(request_id);
-      const code_digest = emailCodeDigest(secrets.hmacSecret, workflowId, code);
-      const retry_key_digest = idempotencyKey === undefined ? undefined : emailRetryKeyDigest(secrets.hmacSecret, workflowId, idempotencyKey);
-      const handle = temporal.workflow.getHandle(workflowId);
-      const session = await app.driveFlow(() =>
-        handle.executeUpdate(submitCodeUpdate, { args: [{ request_id, code_digest, ...(retry_key_digest ? { retry_key_digest } : {}) }] }),
-      );
+      // The code and the key are digested bound to the flow they are submitted to.
+      const submit = (workflowId: string) => {
+        const code_digest = emailCodeDigest(secrets.hmacSecret, workflowId, code);
+        const retry_key_digest = idempotencyKey === undefined ? undefined : emailRetryKeyDigest(secrets.hmacSecret, workflowId, idempotencyKey);
+        return temporal.workflow
+          .getHandle(workflowId)
+          .executeUpdate(submitCodeUpdate, { args: [{ request_id, code_digest, ...(retry_key_digest ? { retry_key_digest } : {}) }] });
+      };
+      const session = await onRequestFlow(request_id, submit, new BrokerError('expired', 'this request has expired or is unknown'));
       request.log.info({ flow: 'email_login', omni_account: session.omni_account }, 'email login succeeded');
       return issueSession(app.deps, session);
     },
