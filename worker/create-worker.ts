@@ -1,6 +1,6 @@
 import { DefaultLogger, NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleOption, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
-import { brokerDataConverter } from '../adapters/temporal-options';
+import { FAILURE_CONVERTER_PATH, brokerDataConverter } from '../adapters/temporal-options';
 
 export interface BrokerWorkerOptions {
   deps: ActivityDeps;
@@ -22,9 +22,18 @@ export const WORKFLOWS_PATH = require.resolve('../workflows');
  */
 export const PRELOADED_WORKFLOW_MODULES = [WORKFLOWS_PATH];
 
-/** The broker's workflow bundle, built the way the worker builds it (tests, the cluster and the replay suite share one). */
+/**
+ * The broker's workflow bundle, built the way the worker builds it (tests, the cluster and the
+ * replay suite share one), with the data converter's failure converter: failures raised inside a
+ * workflow are encoded there.
+ */
 export function bundleBrokerWorkflows(): Promise<WorkflowBundleWithSourceMap> {
-  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, preloadModules: PRELOADED_WORKFLOW_MODULES, logger: new DefaultLogger('WARN') });
+  return bundleWorkflowCode({
+    workflowsPath: WORKFLOWS_PATH,
+    preloadModules: PRELOADED_WORKFLOW_MODULES,
+    failureConverterPath: FAILURE_CONVERTER_PATH,
+    logger: new DefaultLogger('WARN'),
+  });
 }
 
 export async function createBrokerWorker(opts: BrokerWorkerOptions): Promise<Worker> {
