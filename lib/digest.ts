@@ -23,6 +23,17 @@ export function hmacHex(secret: Uint8Array, ...parts: string[]): string {
   return h.digest('hex');
 }
 
+/**
+ * What a login request a client holds by its request id is known by in Temporal: the keyed digest
+ * of that id (64 hex), the suffix of its workflow id. A workflow id is visible to whoever can list
+ * the namespace's workflows without the payload key, and a request id is the client's handle on
+ * its flow (an email login's alone spends its attempts; a wallet challenge's lets a stranger keep
+ * it busy with junk signatures), so none appears there.
+ */
+export function requestIdDigest(secret: Uint8Array, flow: 'email-login' | 'wallet-login', requestId: string): string {
+  return hmacHex(secret, `${flow}-request`, requestId);
+}
+
 /** Constant-time comparison of two strings (false when lengths differ). */
 export function safeEqual(a: string, b: string): boolean {
   const ab = Buffer.from(a, 'utf8');

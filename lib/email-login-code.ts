@@ -35,16 +35,6 @@ export function emailDispatchKey(secret: Uint8Array, d: EmailCodeDispatch): stri
   return dispatchMac(secret, 'email-dispatch', d).subarray(0, 16).toString('hex');
 }
 
-/**
- * What a login request is known by in Temporal: the keyed digest of its request id (64 hex), the
- * suffix of its workflow id. A workflow id is visible to whoever can list the namespace's
- * workflows, without the payload key; the request id alone spends the request's attempts, so it
- * never appears there (docs/email-login.md).
- */
-export function emailRequestDigest(secret: Uint8Array, requestId: string): string {
-  return hmacHex(secret, 'email-login-request', requestId);
-}
-
 export function emailCodeDigest(secret: Uint8Array, workflowId: string, code: string): string {
   return hmacHex(secret, 'email-code-digest', workflowId, code);
 }

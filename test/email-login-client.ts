@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { Client, WithStartWorkflowOperation } from '@temporalio/client';
 import type { Workflow } from '@temporalio/common';
 import type { Db } from '../db/pool';
-import { emailRequestDigest } from '../lib/email-login-code';
+import { requestIdDigest } from '../lib/digest';
 import { EMAIL_LOGIN_ID_PREFIX } from '../workflows/email-login.definitions';
 import type { TestStack } from './harness';
 
@@ -83,7 +83,7 @@ export async function rowCounts(db: Db): Promise<{ users: number; sessions: numb
 
 /** The workflow id of an email login, from its request id: email-login/<keyed digest of the request id>. */
 export function workflowIdOf(stack: Pick<TestStack, 'secrets'>, requestId: string): string {
-  return EMAIL_LOGIN_ID_PREFIX + emailRequestDigest(stack.secrets.hmacSecret, requestId);
+  return EMAIL_LOGIN_ID_PREFIX + requestIdDigest(stack.secrets.hmacSecret, 'email-login', requestId);
 }
 
 /** The other 6-digit code: a guaranteed wrong guess. */

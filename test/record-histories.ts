@@ -23,7 +23,6 @@ import { GOOGLE_LOGIN_ID_PREFIX, MAX_CONFIRMATION_ATTEMPTS } from '../workflows/
 import { APPROVAL_ID_PREFIX } from '../workflows/approval.definitions';
 import { MINT_ID_PREFIX } from '../workflows/mint.definitions';
 import { TEE_ACCOUNT_ID_PREFIX } from '../workflows/tee-account.definitions';
-import { WALLET_LOGIN_ID_PREFIX } from '../workflows/wallet-login.definitions';
 import { PASSKEY_CEREMONY_ID_PREFIX } from '../workflows/passkey-ceremony.definitions';
 import { latestCode, requestCode, submitCode, uniqueEmail, workflowIdOf } from './email-login-client';
 import { browserStart, callback, cliStart, consent, poll, RETURN_ORIGIN } from './google-login-client';
@@ -32,7 +31,7 @@ import { recordDeviceApproved } from './device-client';
 import { startStack, type TestStack } from './harness';
 import { walletLogin, type WalletSession } from './mint-client';
 import { REPLAY_TEST_ONLY_ENV } from './replay-keys';
-import { newWallet, nowSeconds } from './wallet-client';
+import { newWallet, nowSeconds, walletWorkflowIdOf } from './wallet-client';
 import { SoftAuthenticator } from './passkey-client';
 import { findOrInstallTemporalCli } from '../scripts/temporal-cli';
 import { startTemporalDevServer } from '../scripts/temporal-dev-server';
@@ -211,7 +210,7 @@ async function walletSiwe(stack: TestStack): Promise<Recording> {
   return {
     workflowType: LOGIN_METHODS.wallet.workflowType,
     name: 'siwe-success',
-    workflowId: WALLET_LOGIN_ID_PREFIX + c.request_id,
+    workflowId: walletWorkflowIdOf(stack, c.request_id),
     expectUpdates: ['issueWalletChallenge', 'submitWalletSignature'],
   };
 }

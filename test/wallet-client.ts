@@ -5,6 +5,8 @@
 import { createWalletClient, custom, type Hex } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import type { Queryable } from '../db/pool';
+import { requestIdDigest } from '../lib/digest';
+import { WALLET_LOGIN_ID_PREFIX } from '../workflows/wallet-login.definitions';
 
 export interface TestWallet {
   /** EIP-55 checksummed. */
@@ -65,4 +67,9 @@ export async function rowCounts(db: Queryable): Promise<RowCounts> {
     used_signatures: Number(row.used_signatures),
     audit_log: Number(row.audit_log),
   };
+}
+
+/** The workflow id of a wallet challenge, from its request id: wallet-login/<keyed digest of the request id>. */
+export function walletWorkflowIdOf(stack: { secrets: { hmacSecret: Uint8Array } }, requestId: string): string {
+  return WALLET_LOGIN_ID_PREFIX + requestIdDigest(stack.secrets.hmacSecret, 'wallet-login', requestId);
 }

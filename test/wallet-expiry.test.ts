@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { AkOutcome } from '../lib/search-attributes';
 import { buildStatelessWalletMessage } from '../lib/wallet-message';
 import { startStack, type TestStack } from './harness';
-import { newWallet, nowSeconds, rowCounts } from './wallet-client';
+import { newWallet, nowSeconds, rowCounts, walletWorkflowIdOf } from './wallet-client';
 
 const WINDOW_SECONDS = 1;
 
@@ -28,7 +28,7 @@ void describe('wallet login windows', () => {
       const c = res.body as { request_id: string; message: string; expires_at: number };
       assert.ok(c.expires_at - nowSeconds() <= WINDOW_SECONDS);
       const signature = await w.sign(c.message);
-      const handle = stack.temporal.workflow.getHandle(`wallet-login/${c.request_id}`);
+      const handle = stack.temporal.workflow.getHandle(walletWorkflowIdOf(stack, c.request_id));
       assert.equal(await handle.result(), 'expired');
       assert.equal((await handle.describe()).typedSearchAttributes.get(AkOutcome), 'expired');
       const before = await rowCounts(stack.db);

@@ -9,7 +9,7 @@ import { deriveOmniAccount } from '../lib/omni';
 import { buildSiweMessage, buildStatelessWalletMessage, parseSiweMessage, type SiweFields } from '../lib/wallet-message';
 import type { LoginSessionBody } from './email-login-client';
 import { startStack, type TestStack } from './harness';
-import { newWallet, nowSeconds, rowCounts, withHighS, withRecoveryBitV, type TestWallet } from './wallet-client';
+import { newWallet, nowSeconds, rowCounts, withHighS, walletWorkflowIdOf, withRecoveryBitV, type TestWallet } from './wallet-client';
 
 let stack: TestStack;
 before(async () => {
@@ -290,7 +290,7 @@ void describe('wallet login, EIP-191 challenge', () => {
     assert.equal(decodeJwt(session.token).amr, 'wallet');
     // nonce reuse: the same request_id again, with the same or a fresh signature
     await expectRefused('/v1/session/wallet_login', { request_id: c.request_id, signature }, 410, 'expired', /already used|expired/);
-    const handle = stack.temporal.workflow.getHandle(`wallet-login/${c.request_id}`);
+    const handle = stack.temporal.workflow.getHandle(walletWorkflowIdOf(stack, c.request_id));
     assert.equal(await handle.result(), 'succeeded');
   });
 

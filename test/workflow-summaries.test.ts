@@ -11,11 +11,10 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { WorkflowHandle } from '@temporalio/client';
 import { workflowMetadataQuery } from '@temporalio/workflow';
 import { FLOW_METADATA, type FlowMetadata } from '../lib/flow-metadata';
-import { WALLET_LOGIN_ID_PREFIX } from '../workflows/wallet-login.definitions';
 import { requestCode, uniqueEmail, workflowIdOf } from './email-login-client';
 import { startStack, type TestStack } from './harness';
 import { mintOidc, walletLogin } from './mint-client';
-import { newWallet } from './wallet-client';
+import { newWallet, walletWorkflowIdOf } from './wallet-client';
 
 let stack: TestStack;
 
@@ -58,7 +57,7 @@ void describe('workflow summaries', () => {
     const res = await stack.request('POST', '/v1/session/wallet_challenge', { body: { address: w.address, format: 'eip191' } });
     assert.equal(res.status, 200, res.text);
     const { request_id } = res.body as { request_id: string };
-    const m = await metadataOf(stack.temporal.workflow.getHandle(WALLET_LOGIN_ID_PREFIX + request_id));
+    const m = await metadataOf(stack.temporal.workflow.getHandle(walletWorkflowIdOf(stack, request_id)));
     assert.equal(m.summary, FLOW_METADATA.wallet_login.staticSummary);
     assert.equal(m.current, 'Stage: challenge_issued');
     assertNoPersonalData([m.summary, m.details, m.current], [w.lower, w.lower.slice(2), request_id]);

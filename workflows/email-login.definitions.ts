@@ -41,7 +41,7 @@ export interface EmailLoginRequestInput {
 
 /**
  * Input of emailCodeLoginWorkflow (since 1.2.0): one flow per requester, workflow id
- * email-login/<emailRequestDigest(secret, request id)>. The request id travels in the input, which
+ * email-login/<requestIdDigest(secret, 'email-login', request id)> (lib/digest.ts). The request id travels in the input, which
  * the payload codec encrypts, never in the id.
  */
 export interface EmailCodeLoginInput extends EmailLoginRequestInput {

@@ -5,7 +5,7 @@
 import { defineUpdate } from '@temporalio/workflow';
 import type { LoginOutcome } from './definitions';
 
-/** `wallet-login/<request_id>`. */
+/** `wallet-login/<requestIdDigest(secret, 'wallet-login', request_id)>` (lib/digest.ts) (since 1.2.0; `wallet-login/<request_id>` before). */
 export const WALLET_LOGIN_ID_PREFIX = 'wallet-login/';
 
 export type WalletMessageFormat = 'eip191' | 'siwe';
@@ -19,7 +19,7 @@ export interface WalletLoginSettings {
 
 export interface WalletChallengeRequest {
   kind: 'challenge';
-  /** 32 lower-case hex; the workflow id is WALLET_LOGIN_ID_PREFIX + request_id. */
+  /** 32 lower-case hex, the client's handle on the challenge (the workflow id holds only its keyed digest). */
   requestId: string;
   format: WalletMessageFormat;
   /** Lower-case 0x address. */

@@ -1,4 +1,4 @@
-import { ApplicationFailure, condition, proxyLocalActivities, setHandler, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, condition, proxyLocalActivities, setHandler, upsertSearchAttributes, uuid4 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { AkOmniAccount, AkStage } from '../lib/search-attributes';
 import { finishFlow, showStage } from './progress';
@@ -8,7 +8,6 @@ import { flowFailure, unixSeconds } from './failures';
 import {
   issueWalletChallengeUpdate,
   submitWalletSignatureUpdate,
-  WALLET_LOGIN_ID_PREFIX,
   WALLET_PROOF_PURPOSE,
   type SubmitWalletSignatureInput,
   type WalletChallenge,
@@ -40,17 +39,17 @@ function failureType(e: unknown): string | undefined {
 }
 
 /**
- * One wallet challenge login (`wallet-login/<request_id>`; the stateless form runs in the API
+ * One wallet challenge login (`wallet-login/<keyed digest of request_id>`; the stateless form runs in the API
  * without a workflow, api/routes/wallet-login.ts). Update-with-Start issues an EIP-191 or SIWE challenge with a fresh nonce, a timer expires it,
  * and submitWalletSignature Updates verify signatures over exactly the issued text (wrong ones
  * leave the challenge open; the first right one consumes it). The signature is checked by a local
  * activity, and the login is recorded together with the replay guard row in one transaction.
  */
 export async function walletLoginWorkflow(input: WalletLoginInput): Promise<WalletLoginOutcome> {
-  const { workflowId } = workflowInfo();
   const s = input.settings;
   const windowMs = s.windowSeconds * 1000;
-  const requestId = workflowId.slice(WALLET_LOGIN_ID_PREFIX.length);
+  // Since 1.2.0 the workflow id holds only a digest of it; in runs 1.1.0 started the two were the same text.
+  const requestId = input.requestId;
   const state: { status: Status } = { status: 'waiting' };
   let challenge: (WalletChallenge & { expiresAtMs: number; nonce: string }) | undefined;
   let deadlineMs = Date.now() + ISSUE_WAIT_MS;

@@ -10,12 +10,12 @@ import {
   emailCodeRetryIds,
   emailKey,
   emailLocalPartOctets,
-  emailRequestDigest,
   emailRetryKeyDigest,
   normalizeEmail,
 } from '../../lib/email-login-code';
 import { canonicalClientAddress, requesterNetwork } from '../../lib/client-address';
 import { emailSendKey, emailSendNetworkKey, emailSendPolicy, emailSendRefusalMessage } from '../../lib/email-send-budget';
+import { requestIdDigest } from '../../lib/digest';
 import { BrokerError, rateLimited } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
 import { LOGIN_METHODS } from '../../lib/login-methods';
@@ -28,6 +28,7 @@ import {
   type RequestCodeInput,
 } from '../../workflows/email-login.definitions';
 import type { emailCodeLoginWorkflow } from '../../workflows/email-login';
+import { driveRequestFlow } from '../request-flows';
 import { issueSession } from '../session-issue';
 import { fitsIdentityString } from '../../lib/omni';
 import { commonErrors, errorBody, idempotencyKeyOf, loginSessionSchema } from '../schemas';
@@ -76,22 +77,11 @@ export default async function sessionEmailRoutes(appBase: FastifyInstance) {
   const sendPolicy = emailSendPolicy(config);
   const keySpent = () => new BrokerError('conflict', 'the login request this Idempotency-Key opened has ended; use a new key');
   /** The workflow id of a login request: email-login/<keyed digest of its request id>. */
-  const workflowIdOf = (requestId: string): string => EMAIL_LOGIN_ID_PREFIX + emailRequestDigest(secrets.hmacSecret, requestId);
+  const workflowIdOf = (requestId: string): string => EMAIL_LOGIN_ID_PREFIX + requestIdDigest(secrets.hmacSecret, 'email-login', requestId);
 
-  /**
-   * Drives the flow of an existing request: its own, or else (a request 1.1.0 opened, while such
-   * runs can be open) the retired one. Only an unknown flow is looked for again; every answer of
-   * a flow that exists is its own.
-   */
-  async function onRequestFlow<T>(requestId: string, call: (workflowId: string) => Promise<T>, notFound: BrokerError): Promise<T> {
-    const unknown = new BrokerError(notFound.errorCode, notFound.message);
-    try {
-      return await app.driveFlow(() => call(workflowIdOf(requestId)), unknown);
-    } catch (e) {
-      if (e !== unknown) throw e;
-    }
-    return app.driveFlow(() => call(retiredWorkflowIdOf(requestId)), notFound);
-  }
+  /** Drives the flow of an existing request: its own, or else (a request 1.1.0 opened, while such runs can be open) the retired one. */
+  const onRequestFlow = <T>(requestId: string, call: (workflowId: string) => Promise<T>, notFound: BrokerError): Promise<T> =>
+    driveRequestFlow(app.driveFlow, [workflowIdOf(requestId), retiredWorkflowIdOf(requestId)], call, notFound);
 
   /** Undefined when the flow is unknown (a lookup the flow errors map to `expired`). */
   async function unlessUnknown<T>(call: () => Promise<T>): Promise<T | undefined> {

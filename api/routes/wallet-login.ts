@@ -5,7 +5,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { getAddress } from 'viem';
 import { z } from 'zod';
 import { isProofUsed } from '../../db/used-signatures';
-import { sha256Hex } from '../../lib/digest';
+import { requestIdDigest, sha256Hex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { contractReplayKey, createEvmSignatureVerifier, type WalletSignatureCheck } from '../../adapters/evm-signature';
 import { LoginProofReplayedError, recordLogin } from '../../services/logins';
@@ -30,6 +30,7 @@ import {
   type WalletLoginInput,
   type WalletLoginSettings,
 } from '../../workflows/wallet-login.definitions';
+import { driveRequestFlow } from '../request-flows';
 import { issueSession } from '../session-issue';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
 
@@ -97,6 +98,8 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
   const settings: WalletLoginSettings = { windowSeconds: config.BROKER_WALLET_WINDOW_SECONDS, contractWallets: verifier.contractWallets };
   const windowMs = settings.windowSeconds * 1000;
   const domain = new URL(config.publicUrl).host;
+  /** A challenge's workflow id: wallet-login/<keyed digest of its request id>. */
+  const workflowIdOf = (requestId: string): string => WALLET_LOGIN_ID_PREFIX + requestIdDigest(secrets.hmacSecret, 'wallet-login', requestId);
   const now = () => app.deps.now?.() ?? Date.now();
   // Wallet requests are small; contract-wallet (ERC-6492) signatures need the general limit.
   // Challenges are tighter than logins: each one is a workflow that lives the whole wallet window.
@@ -141,7 +144,7 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
         settings,
       };
       const startWorkflowOperation = new WithStartWorkflowOperation<typeof walletLoginWorkflow>('walletLoginWorkflow', {
-        workflowId: WALLET_LOGIN_ID_PREFIX + requestId,
+        workflowId: workflowIdOf(requestId),
         taskQueue: config.BROKER_TASK_QUEUE,
         args: [input],
         workflowIdConflictPolicy: 'USE_EXISTING',
@@ -181,9 +184,12 @@ export default async function sessionWalletRoutes(appBase: FastifyInstance) {
         if (body.address !== undefined || body.timestamp !== undefined) {
           throw new BrokerError('bad_request', 'send either {request_id, signature} or {address, signature, timestamp}, not both');
         }
-        const handle = temporal.workflow.getHandle(WALLET_LOGIN_ID_PREFIX + body.request_id);
-        const session = await app.driveFlow(
-          () => handle.executeUpdate(submitWalletSignatureUpdate, { args: [{ request_id: body.request_id, signature }] }),
+        const requestId = body.request_id;
+        const session = await driveRequestFlow(
+          app.driveFlow,
+          // A challenge 1.1.0 issued is at its request id itself (32 hex, never a digest's 64) while it can be open.
+          [workflowIdOf(requestId), WALLET_LOGIN_ID_PREFIX + requestId],
+          (id) => temporal.workflow.getHandle(id).executeUpdate(submitWalletSignatureUpdate, { args: [{ request_id: requestId, signature }] }),
           new BrokerError('expired', 'this challenge is unknown, has expired or was already used; ask for a new one'),
         );
         request.log.info({ flow: 'wallet_login', omni_account: session.omni_account }, 'wallet login succeeded');
