@@ -11,7 +11,20 @@ let run;
 if (existsSync(built) && process.env.AGENTKEYS_FROM_SOURCE !== '1') {
   run = require(built).run;
 } else {
+  // tsx reads the tsconfig.json of the current directory unless told which: a repository's `paths`
+  // could then map `commander` or `viem/accounts` to its own code, run by this CLI with the wallet
+  // key in hand. The package's own tsconfig, whatever directory the CLI runs in.
+  const tsconfig = join(__dirname, '..', 'tsconfig.json');
+  if (!existsSync(tsconfig)) {
+    process.stderr.write(`agentkeys: cannot run from the TypeScript sources without ${tsconfig}; build the CLI (npm run build:cli)\n`);
+    process.exit(1);
+  }
+  const before = process.env.TSX_TSCONFIG_PATH;
+  process.env.TSX_TSCONFIG_PATH = tsconfig;
   require('tsx/cjs/api').register();
+  // Read by register() alone: the commands this CLI starts (a browser, dbus-send) get the environment as it was.
+  if (before === undefined) delete process.env.TSX_TSCONFIG_PATH;
+  else process.env.TSX_TSCONFIG_PATH = before;
   run = require('../cli/start.ts').run;
 }
 // A reader that stops early (`agentkeys completion bash | head`) is no failure.

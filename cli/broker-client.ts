@@ -1,9 +1,55 @@
 /** HTTP calls to the broker: JSON in and out, one-line errors that say what to do. */
+import { isLoopbackUrl } from '../lib/client-address';
 import type { ErrorBody } from '../lib/wire';
 import { BrokerAnswerError, CliError, NotLoggedInError, UsageError } from './errors';
 
 /** The longest one request to the broker may take, answer included. */
 const REQUEST_TIMEOUT_MS = 30_000;
+
+/** Set to 1 to let the CLI talk plain http to a broker or TEE worker that is not on this machine. */
+export const ALLOW_INSECURE_HTTP_ENV = 'AGENTKEYS_ALLOW_INSECURE_HTTP';
+
+/**
+ * Refuses a URL the CLI would send bearers, refresh tokens, codes or signatures to over plain http
+ * across a network: https, or http on this machine's loopback (the dev stack), or http anywhere
+ * with AGENTKEYS_ALLOW_INSECURE_HTTP=1. Anyone on the path of a plain-http request reads the bearer
+ * and can answer in the broker's place. `who` and `setting` name the server and where its URL is set.
+ */
+export function checkTransport(url: string, who: string, setting: string, env: NodeJS.ProcessEnv = process.env): void {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new UsageError(`the URL of ${who} (${setting}) is not a URL: "${url}"`);
+  }
+  if (u.protocol === 'https:') return;
+  if (u.protocol !== 'http:') throw new UsageError(`the URL of ${who} (${setting}) is not an http(s) URL: "${url}"`);
+  if (isLoopbackUrl(u) || env[ALLOW_INSECURE_HTTP_ENV] === '1') return;
+  throw new UsageError(
+    `refusing plain http to ${who} at ${url} (${setting}): tokens, codes and signatures would cross the network unencrypted, readable and answerable by anyone on the path. ` +
+      `Use https, or set ${ALLOW_INSECURE_HTTP_ENV}=1 to allow it on a network you trust`,
+  );
+}
+
+/** A fetch that followed no redirect: undici's "unexpected redirect" (fetch with redirect: 'error'). */
+export function wasRedirect(e: unknown): boolean {
+  const cause = (e as { cause?: { message?: unknown } }).cause;
+  return typeof cause?.message === 'string' && /\bredirect\b/i.test(cause.message);
+}
+
+/** A broker URL as one spelling (a trailing slash, case and default port do not make another broker). */
+function spelledBrokerUrl(u: string): string {
+  try {
+    return new URL(u).href.replace(/\/+$/, '');
+  } catch {
+    return u;
+  }
+}
+
+/** Whether two broker URLs name the same broker. */
+export function sameBrokerUrl(a: string, b: string): boolean {
+  return spelledBrokerUrl(a) === spelledBrokerUrl(b);
+}
 
 export interface BrokerResponse<T> {
   status: number;
@@ -20,6 +66,11 @@ export class BrokerClient {
     private readonly tokenSource: TokenSource = 'stored',
   ) {}
 
+  /** Refuses this broker's URL when requests to it would go in plain http across a network (checkTransport). */
+  checkTransport(): void {
+    checkTransport(this.baseUrl, 'the broker', "--broker-url, AGENTKEYS_BROKER_URL or the profile's URL");
+  }
+
   withToken(token: string): BrokerClient {
     return new BrokerClient(this.baseUrl, token);
   }
@@ -32,6 +83,7 @@ export class BrokerClient {
       if (!this.token) throw new NotLoggedInError('not logged in: run agentkeys init');
       headers.authorization = `Bearer ${this.token}`;
     }
+    this.checkTransport();
     const url = new URL(path, this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`);
     // A timer that holds the process open: Node 20's fetch can leave its promise unsettled when the
     // connection is reset while it opens (seen against a port that resets every connection), and
@@ -46,9 +98,21 @@ export class BrokerClient {
     let text: string;
     try {
       try {
-        res = await fetch(url, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body), signal: ctrl.signal });
+        // No redirect is followed: one would re-send the body (a refresh token, a code, a signature)
+        // to wherever the answer points, another origin included.
+        res = await fetch(url, {
+          method,
+          headers,
+          body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+          signal: ctrl.signal,
+          redirect: 'error',
+        });
       } catch (e) {
         if (ctrl.signal.aborted) throw ctrl.signal.reason as CliError;
+        if (wasRedirect(e))
+          throw new CliError(
+            `the broker at ${this.baseUrl} answered ${method} ${url.pathname} with a redirect, which this CLI does not follow (nothing was sent on): set --broker-url or AGENTKEYS_BROKER_URL to the broker's own address`,
+          );
         const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name;
         throw new CliError(`cannot reach the broker at ${this.baseUrl} (${cause}): is it running? Set --broker-url or AGENTKEYS_BROKER_URL.`);
       }

@@ -1,8 +1,8 @@
 /** What every command gets: the global options, the output helpers, the profile and its session store. */
 import type { Command } from 'commander';
-import { BrokerClient } from './broker-client';
+import { BrokerClient, sameBrokerUrl } from './broker-client';
 import { NotLoggedInError, UsageError } from './errors';
-import { renewIfDue, withRefreshToken } from './renew';
+import { renewIfDue, withLock, withRefreshToken } from './renew';
 import { shown, shownJson } from './terminal-text';
 import {
   checkProfileName,
@@ -66,11 +66,20 @@ export class CliContext {
     return this.storePromise;
   }
 
-  /** Keeps a new login in the store a new login goes to now (and forgets one kept elsewhere before). */
+  /**
+   * Keeps a new login in the store a new login goes to now (and forgets one kept elsewhere before),
+   * under the profile's renewal lock: a renewal of the old login that is in flight finishes first
+   * and is then replaced, instead of writing the old account back over this one when it ends.
+   */
   async saveLogin(session: ProfileSession): Promise<{ store: SessionStore; session: ProfileSession }> {
     const store = await openLoginStore(this.env);
     const kept = await withRefreshToken(session);
-    await saveLogin(this.profile, store, kept, this.record);
+    await withLock(this.profile, async (stillHeld) => {
+      // The record as it is now: a renewal or a logout meanwhile may have rewritten it.
+      const record = (await readProfileRecord(this.profile)) ?? this.record;
+      await stillHeld('saving the login');
+      await saveLogin(this.profile, store, kept, record);
+    });
     return { store, session: kept };
   }
 
@@ -116,14 +125,7 @@ export class CliContext {
    * rather than handed this profile's bearer.
    */
   sessionBrokerUrl(s: Pick<ProfileSession, 'broker_url'>): string {
-    const spelled = (u: string) => {
-      try {
-        return new URL(u).href.replace(/\/+$/, '');
-      } catch {
-        return u;
-      }
-    };
-    if (this.explicitBrokerUrl !== undefined && spelled(this.explicitBrokerUrl) !== spelled(s.broker_url))
+    if (this.explicitBrokerUrl !== undefined && !sameBrokerUrl(this.explicitBrokerUrl, s.broker_url))
       throw new UsageError(
         `profile "${this.profile}" is logged in at ${s.broker_url}, and its session is not sent to ${this.explicitBrokerUrl} (--broker-url or AGENTKEYS_BROKER_URL): use another --profile for that broker, or drop the setting`,
       );

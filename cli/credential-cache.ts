@@ -29,10 +29,29 @@ export function cacheKey(body: Record<string, unknown> | undefined): string {
   return JSON.stringify(body ?? {});
 }
 
-/** The cached credentials for this request while they have more than the margin left. */
+/**
+ * The longest credential the broker issues: AWS STS's 12 h (BROKER_STS_SESSION_DURATION_SECONDS is
+ * at most 43,200 s; OIDC and Google tokens are shorter, and are not cached).
+ */
+export const LONGEST_CREDENTIAL_SECONDS = 43_200;
+/** How far this machine's clock may be behind STS's before a 12 h credential looks longer. */
+const CLOCK_SKEW_SECONDS = 300;
+
+/**
+ * Whether credentials expiring then may be kept: not when they claim to last longer than any the
+ * broker issues. A broker (or a plain-http path to one) could otherwise plant credentials that
+ * `credential_process` answers from the cache for as long as the profile stays logged in.
+ */
+export function cacheableExpiry(expiration: number, nowSeconds: number): boolean {
+  return expiration <= nowSeconds + LONGEST_CREDENTIAL_SECONDS + CLOCK_SKEW_SECONDS;
+}
+
+/** The cached credentials for this request while they have more than the margin left (and no more than any credential lasts). */
 export function cachedCredentials(session: ProfileSession, body: Record<string, unknown> | undefined, nowSeconds: number): AwsCache | undefined {
   const c = session.aws_cache;
-  return c && c.key === cacheKey(body) && c.expiration - CREDENTIAL_CACHE_MARGIN_SECONDS > nowSeconds ? c : undefined;
+  return c && c.key === cacheKey(body) && c.expiration - CREDENTIAL_CACHE_MARGIN_SECONDS > nowSeconds && cacheableExpiry(c.expiration, nowSeconds)
+    ? c
+    : undefined;
 }
 
 /** The AWS CLI/SDK `credential_process` output (Version 1), one line. */

@@ -2,8 +2,10 @@
  * Answers `agentkeys [--profile P] mint aws --credential-process [--duration S] [--grant-id G]`
  * from the profile's cached credentials without loading the rest of the CLI: the AWS CLI runs
  * `credential_process` on every invocation. Anything it is not sure of (other flags, no cache, an
- * expired session, AGENTKEYS_TOKEN) is left to the full CLI, which gives the same answer or the error.
+ * expired session, AGENTKEYS_TOKEN, an AGENTKEYS_BROKER_URL naming another broker than the session's)
+ * is left to the full CLI, which gives the same answer or the error.
  */
+import { sameBrokerUrl } from './broker-client';
 import { cachedCredentials, credentialProcessLine, mintBody, type MintOptions } from './credential-cache';
 import { checkProfileName, openStore, readProfileRecord } from './session-store';
 
@@ -30,6 +32,8 @@ export async function answerFromCache(args: string[], env: NodeJS.ProcessEnv): P
   if (!record?.expires_at || record.expires_at * 1000 <= Date.now()) return undefined;
   const session = await (await openStore(record)).load(profile);
   if (!session || session.expires_at * 1000 <= Date.now()) return undefined;
+  // Credentials of the session's broker are no answer for another one (the full CLI refuses that).
+  if (env.AGENTKEYS_BROKER_URL && !sameBrokerUrl(env.AGENTKEYS_BROKER_URL, session.broker_url)) return undefined;
   const cached = cachedCredentials(session, mintBody(o), Math.floor(Date.now() / 1000));
   return cached ? credentialProcessLine(cached) : undefined;
 }

@@ -42,17 +42,27 @@ const due = (s: ProfileSession, now: number) => s.expires_at - RENEW_MARGIN_SECO
 export const lockTiming = { staleMs: 30_000, heartbeatMs: 5_000, waitMs: 35_000 };
 
 /**
- * Runs `fn` holding the profile's renewal lock (a directory beside the session): renewal, the
- * credential cache's write and logout take it, so none writes over what another just changed. The
- * holder touches the directory while it works, so only a dead holder's lock goes stale. A stale
- * lock is broken by renaming it away (one waiter's rename wins) and checking that what was renamed
- * is the lock seen stale (its owner file): a lock taken meanwhile by another waiter is put back.
+ * Throws unless this process still holds the lock: called before a step that must not run twice
+ * (a refresh token's trade) or must not write over another holder's work (a save). A holder that
+ * stalled past the stale age (a suspended process) may have had its lock broken and taken.
  */
-export async function withLock<T>(profile: string, fn: () => Promise<T>): Promise<T> {
+export type LockCheck = (before: string) => Promise<void>;
+
+/**
+ * Runs `fn` holding the profile's renewal lock (a directory beside the session): renewal, the
+ * credential cache's write, a new login's save and logout take it, so none writes over what another
+ * just changed. The holder touches the directory while it works, so only a dead holder's lock goes
+ * stale. A stale lock is broken by renaming it away (one waiter's rename wins) and checking that
+ * what was renamed is the lock seen stale (its owner file): a lock taken meanwhile by another
+ * waiter is put back. `fn` gets a check that the lock is still this process's (LockCheck).
+ */
+export async function withLock<T>(profile: string, fn: (stillHeld: LockCheck) => Promise<T>): Promise<T> {
   const lock = join(profileDir(profile), 'renew.lock');
   const owner = `owner-${process.pid}-${randomBytes(6).toString('hex')}`;
   // The lock is born with its owner file: made aside, then renamed into place (atomic; refused while one is there).
   const mine = `${lock}.new-${owner}`;
+  // A first login's profile has no directory yet.
+  await mkdir(profileDir(profile), { recursive: true, mode: 0o700 });
   await mkdir(mine, { mode: 0o700 });
   await writeFile(join(mine, owner), '', { mode: 0o600 });
   const t0 = Date.now();
@@ -79,8 +89,14 @@ export async function withLock<T>(profile: string, fn: () => Promise<T>): Promis
   }, lockTiming.heartbeatMs);
   heartbeat.unref();
   await sweepStrays(lock);
+  const stillHeld: LockCheck = async (before) => {
+    if (!(await stat(join(lock, owner)).catch(() => undefined)))
+      throw new CliError(
+        `another agentkeys process took over the renewal lock of profile "${profile}" while this one was held up (a keychain prompt left open, a suspended process); it stopped before ${before}: run the command again`,
+      );
+  };
   try {
-    return await fn();
+    return await fn(stillHeld);
   } finally {
     clearInterval(heartbeat);
     await rm(join(lock, owner), { force: true }).catch(() => undefined);
@@ -130,11 +146,15 @@ async function sweepStrays(lock: string): Promise<void> {
 /** The session, renewed first when it is about to expire and can be. */
 export async function renewIfDue(profile: string, store: SessionStore, record: ProfileRecord | undefined, session: ProfileSession): Promise<ProfileSession> {
   if (!due(session, Date.now() / 1000)) return session;
-  return withLock(profile, async () => {
-    // Another process may have renewed it while this one waited.
-    const current = (await store.load(profile)) ?? session;
+  return withLock(profile, async (stillHeld) => {
+    // Another process may have renewed it while this one waited, logged out, or logged in anew
+    // (maybe into another store): a session no longer stored here is not renewed and written back.
+    const current = await store.load(profile);
+    if (!current) throw new NotLoggedInError(`profile "${profile}" was logged out or logged in again while this command waited: run it again`);
     if (!due(current, Date.now() / 1000)) return current;
     let r: { token: string; expires_at: number } & RefreshAnswer;
+    // A refresh token is accepted once: not traded when another process may hold the lock (and trade it) now.
+    await stillHeld('trading the refresh token');
     try {
       r = (await new BrokerClient(current.broker_url).call<typeof r>('POST', '/v1/session/refresh', { body: { refresh_token: current.refresh_token } })).body;
     } catch (e) {
@@ -149,6 +169,7 @@ export async function renewIfDue(profile: string, store: SessionStore, record: P
       refresh_token: r.refresh_token,
       refresh_expires_at: r.refresh_expires_at,
     };
+    await stillHeld('saving the renewed session');
     await saveLogin(profile, store, renewed, record);
     return renewed;
   });
@@ -174,9 +195,10 @@ function sameLogin(a: ProfileSession, b: ProfileSession): boolean {
  * the one stored is another account's (an `init` as someone else). Answers whether it was kept.
  */
 export async function saveAwsCache(profile: string, store: SessionStore, minted: ProfileSession, cache: AwsCache): Promise<boolean> {
-  return withLock(profile, async () => {
+  return withLock(profile, async (stillHeld) => {
     const current = await store.load(profile);
     if (!current || !sameLogin(current, minted)) return false;
+    await stillHeld('caching the credentials');
     await store.save(profile, { ...current, aws_cache: cache });
     return true;
   });

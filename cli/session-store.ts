@@ -162,10 +162,15 @@ export class FileSessionStore implements SessionStore {
   }
 }
 
+/**
+ * A keychain entry as @napi-rs/keyring's AsyncEntry presents it (its calls run off the main thread,
+ * so a keychain prompt left open does not stop the renewal lock's heartbeat); a synchronous one
+ * (the tests' stand-in) does as well.
+ */
 interface KeyringEntry {
-  getPassword(): string | null | undefined;
-  setPassword(password: string): void;
-  deletePassword(): boolean | void;
+  getPassword(): string | null | undefined | Promise<string | null | undefined>;
+  setPassword(password: string): void | Promise<void>;
+  deletePassword(): unknown;
 }
 type EntryCtor = new (service: string, account: string) => KeyringEntry;
 
@@ -179,18 +184,18 @@ export class KeychainSessionStore implements SessionStore {
     return describeStore(this, profile);
   }
   async load(profile: string): Promise<ProfileSession | undefined> {
-    const text = new this.Entry(KEYCHAIN_SERVICE, profile).getPassword();
+    const text = await new this.Entry(KEYCHAIN_SERVICE, profile).getPassword();
     if (!text) return undefined;
     // AgentKeys' own CLI keeps its keychain sessions under the same service (account: its session id).
     if (isForeignSession(text)) throw new ForeignProfileError(profile);
     return parseSession(text, this.describe(profile));
   }
   async save(profile: string, session: ProfileSession): Promise<void> {
-    new this.Entry(KEYCHAIN_SERVICE, profile).setPassword(JSON.stringify(session));
+    await new this.Entry(KEYCHAIN_SERVICE, profile).setPassword(JSON.stringify(session));
   }
   async remove(profile: string): Promise<void> {
     try {
-      new this.Entry(KEYCHAIN_SERVICE, profile).deletePassword();
+      await new this.Entry(KEYCHAIN_SERVICE, profile).deletePassword();
     } catch {
       /* nothing stored */
     }
@@ -256,12 +261,12 @@ export function parseSession(text: string, where: string): ProfileSession {
   throw new CliError(`the session in ${where} is unreadable: run agentkeys init again`);
 }
 
-/** Loads @napi-rs/keyring and checks that the platform store answers; undefined when it does not. */
+/** Loads @napi-rs/keyring's asynchronous entry and checks that the platform store answers; undefined when it does not. */
 async function loadKeyring(): Promise<EntryCtor | undefined> {
   try {
-    const { Entry } = (await import('@napi-rs/keyring')) as { Entry: EntryCtor };
-    new Entry(KEYCHAIN_SERVICE, '.probe').getPassword();
-    return Entry;
+    const { AsyncEntry } = (await import('@napi-rs/keyring')) as { AsyncEntry: EntryCtor };
+    await new AsyncEntry(KEYCHAIN_SERVICE, '.probe').getPassword();
+    return AsyncEntry;
   } catch {
     return undefined;
   }

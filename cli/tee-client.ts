@@ -2,12 +2,19 @@
  * Logging in at a Heima TEE worker (JSON-RPC 2.0, client_id `agentkeys`): an email code or a
  * wallet signature over the TEE's sign-in message. Its access token is a bearer at the broker.
  */
+import { checkTransport, wasRedirect } from './broker-client';
 import { CliError } from './errors';
 
 const CLIENT_ID = 'agentkeys';
 let nextId = 1;
 
+/** Refuses a TEE URL the login would cross a network over in plain http (see checkTransport). */
+export function checkTeeUrl(url: string): void {
+  checkTransport(url, 'the TEE worker', '--tee-url or AGENTKEYS_TEE_URL');
+}
+
 async function rpc<T>(url: string, method: string, params: unknown): Promise<T> {
+  checkTeeUrl(url);
   let res: Response;
   try {
     res = await fetch(url, {
@@ -15,8 +22,11 @@ async function rpc<T>(url: string, method: string, params: unknown): Promise<T> 
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ jsonrpc: '2.0', id: nextId++, method, params }),
       signal: AbortSignal.timeout(30_000),
+      // Not followed: a redirect would re-send the code or the signature to wherever it points.
+      redirect: 'error',
     });
   } catch (e) {
+    if (wasRedirect(e)) throw new CliError(`the TEE worker at ${url} answered ${method} with a redirect, which this CLI does not follow: check --tee-url`);
     throw new CliError(`cannot reach the TEE worker at ${url} (${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name}): check --tee-url`);
   }
   let body: { result?: T; error?: { code: number; message: string } };

@@ -7,8 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,6 +17,7 @@ import { recoverMessageAddress, recoverTypedDataAddress } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { approvalRequestHash, approvalTypedData } from '../lib/approvals';
 import { buildGrantAcceptanceMessage } from '../lib/grant-acceptance';
+import { buildSiweMessage, SIWE_STATEMENT, type SiweFields } from '../lib/wallet-message';
 import { deriveOmniAccount } from '../lib/omni';
 import {
   assertLoginWritable,
@@ -23,11 +25,13 @@ import {
   FileSessionStore,
   ForeignProfileError,
   KeychainSessionStore,
+  openStore,
   saveLogin,
   type ProfileSession,
+  type SessionStore,
 } from '../cli/session-store';
 import { setCredentialProcess } from '../cli/commands/configure';
-import { lockTiming, withLock } from '../cli/renew';
+import { lockTiming, renewIfDue, withLock } from '../cli/renew';
 import { inCliWords } from '../cli/broker-client';
 import { DEAD_BROKER_URL } from './support/dead-endpoint';
 import { BIN, ROOT, buildCli, parseJson, runProcess, waitFor, type RunOptions } from './cli-client';
@@ -51,14 +55,14 @@ function runCli(args: string[], opts: RunOptions = {}, bin = BIN) {
 }
 
 /** A profile logged in to `broker_url` with cached AWS credentials, as `init` and one `mint aws --credential-process` leave it. */
-async function cachedProfile(profile: string, root = home): Promise<{ accessKeyId: string }> {
+async function cachedProfile(profile: string, root = home, cachedFor = 3600): Promise<{ accessKeyId: string }> {
   const dir = join(root, '.agentkeys', profile);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const now = Math.floor(Date.now() / 1000);
   const base = { broker_url: deadUrl, method: 'wallet', omni_account: `0x${'cd'.repeat(32)}`, expires_at: now + 3600 };
   const accessKeyId = `ASIA${profile.toUpperCase().replace(/[^A-Z0-9]/g, '')}CACHED`;
   await writeFile(join(dir, 'profile.json'), JSON.stringify({ ...base, kind: 'file' }), { mode: 0o600 });
-  const aws_cache = { key: '{}', access_key_id: accessKeyId, secret_access_key: 's'.repeat(40), session_token: 't'.repeat(100), expiration: now + 3600 };
+  const aws_cache = { key: '{}', access_key_id: accessKeyId, secret_access_key: 's'.repeat(40), session_token: 't'.repeat(100), expiration: now + cachedFor };
   await writeFile(join(dir, 'session.json'), JSON.stringify({ ...base, token: 'not-a-real-token', aws_cache }), { mode: 0o600 });
   return { accessKeyId };
 }
@@ -123,6 +127,30 @@ void describe('agentkeys CLI: the package', () => {
     const keyPath = join(home, 'from-source.key');
     const keygen = parseJson(await runCli(['--json', 'keygen', keyPath], e));
     assert.equal(keygen.private_key_file, keyPath);
+  });
+
+  void test("from the sources, the tsconfig.json of the directory it runs in is not read: a repository's paths mapping commander or viem/accounts to its own code runs nothing", async () => {
+    const repo = await mkdtemp(join(tmpdir(), 'akb-hostile-repo-'));
+    try {
+      const marker = join(repo, 'PLANTED-CODE-RAN');
+      await writeFile(
+        join(repo, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: { baseUrl: '.', paths: { commander: ['./planted.ts'], 'viem/accounts': ['./planted.ts'], 'viem/*': ['./planted.ts'] } },
+        }),
+      );
+      await writeFile(join(repo, 'planted.ts'), `require('node:fs').writeFileSync(${JSON.stringify(marker)}, 'ran');\nexport {};\n`);
+      const run = (args: string[]) =>
+        spawnSync(process.execPath, [BIN, ...args], { cwd: repo, env: env({ AGENTKEYS_FROM_SOURCE: '1' }), encoding: 'utf8', timeout: 120_000 });
+      const help = run(['--help']);
+      assert.equal(help.status, 0, help.stderr);
+      assert.match(help.stdout, /^Usage: agentkeys/);
+      const keygen = run(['--json', 'keygen', join(repo, 'k.key')]);
+      assert.equal(keygen.status, 0, keygen.stderr);
+      await assert.rejects(stat(marker), "the repository's code did not run");
+    } finally {
+      await rm(repo, { recursive: true, force: true });
+    }
   });
 
   void test('the cached answer respects the cache key and the session expiry: other flags or an expired session go to the broker', async () => {
@@ -625,6 +653,21 @@ void describe('agentkeys CLI: configure aws', () => {
     assert.deepEqual(setCredentialProcess(same, '[profile a]', 'x'), { text: same, previous: 'x', changed: false });
     assert.equal(setCredentialProcess('[ profile  a ]\ncredential_process=y\n', '[profile a]', 'x').text, '[ profile  a ]\ncredential_process = x\n');
   });
+
+  void test('setCredentialProcess: a header with a comment after it is that section (a second one would make botocore refuse the whole file)', () => {
+    for (const header of ['[profile a] ; mine', '[profile a];mine', '[profile a]  # set up by hand', '  [ profile a ]\t;']) {
+      assert.equal(
+        setCredentialProcess(`${header}\nregion = r\n\n[b]\n`, '[profile a]', 'x').text,
+        `${header}\ncredential_process = x\nregion = r\n\n[b]\n`,
+        header,
+      );
+      const replaced = setCredentialProcess(`${header}\ncredential_process = y\n`, '[profile a]', 'x');
+      assert.deepEqual(replaced, { text: `${header}\ncredential_process = x\n`, previous: 'y', changed: true }, header);
+    }
+    // Another section whose name starts the same, or text after the bracket that is no comment: not this one.
+    assert.equal(setCredentialProcess('[profile ab] ; mine\n', '[profile a]', 'x').text, '[profile ab] ; mine\n\n[profile a]\ncredential_process = x\n');
+    assert.equal(setCredentialProcess('[profile a]x\n', '[profile a]', 'x').text, '[profile a]x\n\n[profile a]\ncredential_process = x\n');
+  });
 });
 
 void describe('agentkeys CLI: shell completion', () => {
@@ -656,11 +699,11 @@ void describe('agentkeys CLI: shell completion', () => {
   });
 });
 
-type Answer = { status: number; body?: unknown };
+type Answer = { status: number; body?: unknown; headers?: Record<string, string> };
 type Route = (body: Record<string, string>) => Answer | Promise<Answer>;
 
 /** A loopback stand-in of the broker: each route answered by the test (which may hold an answer back); anything else 404. */
-async function brokerStandIn(routes: Record<string, Route>): Promise<{ url: string; seen: string[]; close: () => Promise<void> }> {
+async function brokerStandIn(routes: Record<string, Route>, host = '127.0.0.1'): Promise<{ url: string; seen: string[]; close: () => Promise<void> }> {
   const seen: string[] = [];
   const server: Server = createServer((req, res) => {
     let raw = '';
@@ -672,14 +715,14 @@ async function brokerStandIn(routes: Record<string, Route>): Promise<{ url: stri
       void Promise.resolve(
         route ? route(raw ? (JSON.parse(raw) as Record<string, string>) : {}) : { status: 404, body: { error: 'not_found', message: key } },
       ).then((a: Answer) => {
-        res.writeHead(a.status, a.body === undefined ? {} : { 'content-type': 'application/json' });
+        res.writeHead(a.status, { ...(a.body === undefined ? {} : { 'content-type': 'application/json' }), ...a.headers });
         res.end(a.body === undefined ? '' : JSON.stringify(a.body));
       });
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(0, host, r));
   return {
-    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    url: `http://${host}:${(server.address() as { port: number }).port}`,
     seen,
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
@@ -1146,6 +1189,92 @@ void describe('agentkeys CLI: what a wallet signs is built here, never taken fro
     }
   });
 
+  void test('init wallet --siwe: a sign-in message for another site, address, statement, URI or chain, or with more in it, is refused and nothing is signed or posted', async () => {
+    const wallet = privateKeyToAccount(`0x${'45'.repeat(32)}`);
+    let host = '';
+    let url = '';
+    let message = '';
+    const challenges: Record<string, unknown>[] = [];
+    const logins: string[] = [];
+    const session = {
+      token: 'tok_siwe',
+      token_type: 'Bearer',
+      expires_at: at + 3600,
+      omni_account: OMNI,
+      user_id: 'u1',
+      identity: { type: 'evm', value: wallet.address.toLowerCase() },
+    };
+    const broker = await brokerStandIn({
+      'POST /v1/session/wallet_challenge': (b) => (challenges.push(b), { status: 200, body: { request_id: 'f'.repeat(32), message, expires_at: at + 300 } }),
+      'POST /v1/session/wallet_login': (b) => (logins.push(b.signature ?? ''), { status: 200, body: session }),
+    });
+    host = new URL(broker.url).host;
+    url = broker.url;
+    // The message the broker builds (workflows/wallet-login.ts), with one field changed at a time.
+    const siwe = (change: Partial<SiweFields> = {}) =>
+      buildSiweMessage({
+        domain: host,
+        address: wallet.address,
+        statement: SIWE_STATEMENT,
+        uri: url,
+        version: '1',
+        chainId: 1,
+        nonce: 'a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6',
+        issuedAt: new Date(at * 1000).toISOString(),
+        expirationTime: new Date((at + 300) * 1000).toISOString(),
+        ...change,
+      });
+    try {
+      const key = await writeKey('sign-siwe.key', `0x${'45'.repeat(32)}`);
+      const login = (...extra: string[]) =>
+        runCli(['--profile', 'sign-siwe', '--broker-url', broker.url, 'init', 'wallet', '--siwe', '--private-key-file', key, ...extra]);
+      for (const [name, hostile] of [
+        ['another site', siwe({ domain: 'evil.example', uri: 'https://evil.example' })],
+        ['another site, this URI', siwe({ domain: 'evil.example' })],
+        ['another address', siwe({ address: main.address })],
+        ['another statement', siwe({ statement: 'Sign in to Evil.' })],
+        ['no statement', siwe({ statement: undefined })],
+        ['another URI', siwe({ uri: 'https://evil.example' })],
+        ['another chain', siwe({ chainId: 137 })],
+        ['resources', siwe({ resources: ['https://evil.example/drain'] })],
+        ['a request id', siwe({ requestId: 'evil' })],
+        ['no expiry', siwe({ expirationTime: undefined })],
+        ['not SIWE', `Transfer everything to ${main.address}`],
+        ['CRLF', siwe().replace(/\n/g, '\r\n')],
+      ] as const) {
+        message = hostile;
+        const r = await login();
+        assert.equal(r.code, 1, `${name}: ${r.stdout}${r.stderr}`);
+        assert.match(r.stderr, /sign-in message is not a Sign-In with Ethereum at .* nothing signed/, name);
+        assert.deepEqual(logins, [], `${name}: nothing was posted to wallet_login`);
+      }
+      message = siwe({ domain: 'evil.example', uri: 'https://evil.example' });
+      assert.match((await login()).stderr, /it names the site evil\.example.*pass that host as --broker-host/);
+      // Reached under another name than its public URL's: signed when that host is given, and only for it.
+      message = siwe({ domain: 'broker.example', uri: 'https://broker.example' });
+      const tunnel = await login('--broker-host', 'broker.example');
+      assert.equal(tunnel.code, 0, tunnel.stderr);
+      assert.equal(await recoverMessageAddress({ message, signature: logins[0] as `0x${string}` }), wallet.address);
+      logins.length = 0;
+      assert.equal((await login('--broker-host', 'other.example')).code, 1);
+      assert.deepEqual(logins, []);
+      const stateless = await runCli(['--profile', 'sign-siwe', '--broker-url', broker.url, 'init', 'wallet', '--private-key-file', key, '--broker-host', 'x']);
+      assert.equal(stateless.code, 2, stateless.stderr);
+      // The message as the broker really builds it: signed by the key, sent once.
+      message = siwe();
+      const ok = await login();
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal(logins.length, 1);
+      assert.equal(await recoverMessageAddress({ message, signature: (logins as string[])[0] as `0x${string}` }), wallet.address);
+      assert.ok(
+        challenges.every((c) => c.chain_id === 1 && c.format === 'siwe' && c.address === wallet.address),
+        'the chain asked for is the one checked',
+      );
+    } finally {
+      await broker.close();
+    }
+  });
+
   void test('init device --json escapes C1 and direction overrides in what the broker sends', async () => {
     const broker = await brokerStandIn({
       'POST /v1/device/code': () => ({
@@ -1357,6 +1486,99 @@ void describe('agentkeys CLI: the renewal lock', () => {
     }
   });
 
+  void test('a holder whose lock was taken over while it was held up neither trades the refresh token nor saves', async () => {
+    const saved = process.env.HOME;
+    process.env.HOME = home;
+    const renewed = {
+      token: 'tok_1',
+      token_type: 'Bearer',
+      expires_at: nowSeconds() + 3600,
+      omni_account: OMNI,
+      refresh_token: 'akr_1',
+      refresh_expires_at: nowSeconds() + 86400,
+    };
+    let onRefresh: () => Promise<void> = async () => undefined;
+    const broker = await brokerStandIn({ 'POST /v1/session/refresh': async () => (await onRefresh(), { status: 200, body: renewed }) });
+    try {
+      const profile = 'lock-taken';
+      const file = await loggedIn(profile, broker.url);
+      const lock = join(home, '.agentkeys', profile, 'renew.lock');
+      // What a waiter does to a lock it found stale: renames it away, and its own lock takes the place.
+      const takeOver = async () => {
+        await rename(lock, `${lock}.stale-test-${Date.now()}`);
+        await mkdir(lock, { mode: 0o700 });
+        await writeFile(join(lock, 'owner-999996-other'), '');
+      };
+      const due = { ...(JSON.parse(await readFile(file, 'utf8')) as ProfileSession), expires_at: nowSeconds() + 60 };
+      await writeFile(file, JSON.stringify(due), { mode: 0o600 });
+      const files = new FileSessionStore();
+      // Taken over while the session was read (a keychain prompt left open): no refresh is sent.
+      let steal = true;
+      const stalling: SessionStore = {
+        kind: 'file',
+        describe: (p) => files.describe(p),
+        load: async (p) => {
+          if (steal) await takeOver();
+          return files.load(p);
+        },
+        save: (p, sess) => files.save(p, sess),
+        remove: (p) => files.remove(p),
+      };
+      await assert.rejects(renewIfDue(profile, stalling, undefined, due), /took over the renewal lock .* it stopped before trading the refresh token/);
+      assert.deepEqual(broker.seen, [], 'the refresh token was not traded');
+      await rm(lock, { recursive: true });
+      // Taken over while the broker answered: the renewed session is not written over the new holder's.
+      steal = false;
+      onRefresh = takeOver;
+      await assert.rejects(renewIfDue(profile, stalling, undefined, due), /took over the renewal lock .* it stopped before saving the renewed session/);
+      assert.deepEqual(broker.seen, ['POST /v1/session/refresh']);
+      assert.equal((JSON.parse(await readFile(file, 'utf8')) as ProfileSession).refresh_token, 'akr_0', 'nothing saved');
+      await rm(lock, { recursive: true });
+    } finally {
+      process.env.HOME = saved;
+      await broker.close();
+    }
+  });
+
+  void test("the keychain store awaits its entry (the keyring library's AsyncEntry, whose calls leave the event loop, and so the lock's heartbeat, running)", async () => {
+    const entries = new Map<string, string>();
+    let ticks = 0;
+    const later = <T>(v: T) => new Promise<T>((r) => setTimeout(() => r(v), 30));
+    class SlowEntry {
+      constructor(
+        private readonly service: string,
+        private readonly account: string,
+      ) {}
+      getPassword() {
+        return later(entries.get(`${this.service}/${this.account}`));
+      }
+      setPassword(p: string) {
+        return later(undefined).then(() => void entries.set(`${this.service}/${this.account}`, p));
+      }
+      deletePassword() {
+        return later(entries.delete(`${this.service}/${this.account}`));
+      }
+    }
+    const keychain = new KeychainSessionStore(SlowEntry, 'secret-service');
+    const session: ProfileSession = { token: 'slow', broker_url: deadUrl, method: 'wallet', omni_account: OMNI, expires_at: nowSeconds() + 3600 };
+    const timer = setInterval(() => (ticks += 1), 5);
+    try {
+      await keychain.save('slow', session);
+      assert.equal((await keychain.load('slow'))?.token, 'slow');
+      await keychain.remove('slow');
+      assert.equal(await keychain.load('slow'), undefined);
+    } finally {
+      clearInterval(timer);
+    }
+    assert.ok(ticks > 0, 'timers ran while the keychain answered');
+    // Where the platform keychain answers, the store the CLI opens uses AsyncEntry.
+    const opened = await openStore({ kind: 'keychain', keychain: 'secret-service' }).catch(() => undefined);
+    if (opened) {
+      const { AsyncEntry } = await import('@napi-rs/keyring');
+      assert.equal((opened as unknown as { Entry: unknown }).Entry, AsyncEntry);
+    }
+  });
+
   void test('what a killed process left beside the lock is swept once old: an unused new lock, a dead lock renamed aside', async () => {
     const saved = process.env.HOME;
     process.env.HOME = home;
@@ -1392,5 +1614,192 @@ void describe("agentkeys CLI: the broker's words in the CLI's", () => {
     );
     assert.equal(inCliWords('retry POST /v1/mint-gcp-token later'), 'retry agentkeys mint gcp later');
     assert.equal(inCliWords('body.duration_seconds: duration_seconds must be at least 900'), '--duration must be at least 900');
+  });
+});
+
+void describe('agentkeys CLI: how it reaches a broker', () => {
+  // 127.0.0.2 is this machine too (Linux routes 127/8 to lo), but not one of the loopback names the
+  // CLI takes plain http to without asking: a stand-in for a broker across a network, reachable here.
+  const OTHER_HOST = '127.0.0.2';
+
+  void test('plain http to a broker or TEE worker not on this machine is refused before anything is sent, unless AGENTKEYS_ALLOW_INSECURE_HTTP=1', async () => {
+    const broker = await brokerStandIn(
+      {
+        'POST /v1/session/email_code': () => ({ status: 429, body: { error: 'rate_limited', message: 'slow down', retry_after: 7 } }),
+        'POST /': () => ({ status: 200, body: { jsonrpc: '2.0', id: 1, error: { code: -32000, message: 'tee says no' } } }),
+      },
+      OTHER_HOST,
+    );
+    try {
+      const insecure = /refusing plain http to the (broker|TEE worker) at http:\/\/127\.0\.0\.2:\d+ .*set AGENTKEYS_ALLOW_INSECURE_HTTP=1/;
+      const email = ['--profile', 'plain-http', '--broker-url', broker.url, 'init', 'email', 'someone@example.com', '--code-stdin'];
+      const tee = ['--profile', 'plain-http', 'init', 'tee', '--tee-url', broker.url, '--email', 'someone@example.com', '--code-stdin'];
+      for (const args of [email, tee]) {
+        const r = await runCli(args, { stdin: '123456\n' });
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+        assert.match(r.stderr, insecure);
+      }
+      // A profile that logged in there before keeps its URL, and is refused the same way.
+      await loggedIn('plain-http-stored', broker.url);
+      const stored = await runCli(['--profile', 'plain-http-stored', 'whoami']);
+      assert.equal(stored.code, 2, stored.stderr);
+      assert.match(stored.stderr, insecure);
+      assert.deepEqual(broker.seen, [], 'nothing was sent');
+      // Asked for: the same commands go there.
+      const allowed = { AGENTKEYS_ALLOW_INSECURE_HTTP: '1' };
+      const r = await runCli(email, { stdin: '123456\n', env: allowed });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /a code was sent to someone@example\.com moments ago; ask again in 7 s/);
+      const t = await runCli(tee, { stdin: '123456\n', env: allowed });
+      assert.match(t.stderr, /the TEE refused omni_requestEmailVerificationCode: tee says no/);
+      assert.deepEqual(broker.seen, ['POST /v1/session/email_code', 'POST /']);
+    } finally {
+      await broker.close();
+    }
+  });
+
+  void test('a redirect is not followed: a renewal the broker redirects elsewhere sends the refresh token nowhere else, and says the broker redirected', async () => {
+    const elsewhere = await brokerStandIn({});
+    const broker = await brokerStandIn({
+      'POST /v1/session/refresh': () => ({ status: 307, headers: { location: `${elsewhere.url}/v1/session/refresh` } }),
+      'POST /v1/session/wallet_challenge': () => ({ status: 308, headers: { location: `${elsewhere.url}/v1/session/wallet_challenge` } }),
+    });
+    try {
+      const file = await loggedIn('redirected', broker.url);
+      const stored = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+      await writeFile(file, JSON.stringify({ ...stored, expires_at: nowSeconds() + 60 }), { mode: 0o600 });
+      const r = await runCli(['--profile', 'redirected', 'whoami']);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /the broker at http:\/\/127\.0\.0\.1:\d+ answered POST \/v1\/session\/refresh with a redirect, which this CLI does not follow/);
+      const key = join(home, 'redirected.key');
+      await writeFile(key, `${generatePrivateKey()}\n`, { mode: 0o600 });
+      const siwe = await runCli(['--profile', 'redirected-login', '--broker-url', broker.url, 'init', 'wallet', '--siwe', '--private-key-file', key]);
+      assert.equal(siwe.code, 1, siwe.stderr);
+      assert.match(siwe.stderr, /answered POST \/v1\/session\/wallet_challenge with a redirect/);
+      assert.deepEqual(elsewhere.seen, [], 'the refresh token and the address went nowhere else');
+      assert.equal((JSON.parse(await readFile(file, 'utf8')) as { refresh_token: string }).refresh_token, 'akr_0', 'the session is as it was');
+    } finally {
+      await broker.close();
+      await elsewhere.close();
+    }
+  });
+
+  void test('credentials claiming to last longer than any the broker issues (12 h) are printed but not cached, and a cache holding such is not answered', async () => {
+    const creds = (seconds: number) => ({
+      access_key_id: 'ASIALONGLIVEDCREDS01',
+      secret_access_key: 's'.repeat(40),
+      session_token: 't'.repeat(64),
+      expiration: nowSeconds() + seconds,
+      wallet: `0x${'11'.repeat(20)}`,
+    });
+    let lasting = 10 * 86_400;
+    const broker = await brokerStandIn({ 'POST /v1/mint-aws-creds': () => ({ status: 200, body: creds(lasting) }) });
+    try {
+      const file = await loggedIn('long-creds', broker.url);
+      const cached = async () => (JSON.parse(await readFile(file, 'utf8')) as { aws_cache?: { expiration: number } }).aws_cache;
+      const mint = () => runCli(['--profile', 'long-creds', 'mint', 'aws', '--credential-process']);
+      for (let i = 1; i <= 2; i++) {
+        const r = await mint();
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal((JSON.parse(r.stdout) as { AccessKeyId: string }).AccessKeyId, 'ASIALONGLIVEDCREDS01');
+        assert.equal(await cached(), undefined, 'not cached');
+        assert.equal(broker.seen.length, i, 'each call asks the broker');
+      }
+      // The longest real one (12 h) is cached as before.
+      lasting = 43_200;
+      assert.equal((await mint()).code, 0);
+      const kept = (await cached())?.expiration ?? 0;
+      assert.ok(kept > nowSeconds() + 43_000, `cached until ${kept}`);
+    } finally {
+      await broker.close();
+    }
+    // A cache written with a far expiry (by an older CLI): neither the start file nor the full CLI answers it.
+    await cachedProfile('long-cache', home, 10 * 86_400);
+    const r = await runCli(['--profile', 'long-cache', 'mint', 'aws', '--credential-process']);
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, new RegExp(`cannot reach the broker at ${deadUrl}`));
+  });
+
+  void test("a cached credential_process answer is for the session's broker only: with AGENTKEYS_BROKER_URL or --broker-url naming another, the CLI refuses instead", async () => {
+    const { accessKeyId } = await cachedProfile('cache-broker');
+    const other = await brokerStandIn({});
+    try {
+      for (const [args, extra] of [
+        [['--profile', 'cache-broker', 'mint', 'aws', '--credential-process'], { AGENTKEYS_BROKER_URL: other.url }],
+        [['--profile', 'cache-broker', '--broker-url', other.url, 'mint', 'aws', '--credential-process'], {}],
+      ] as const) {
+        const r = await runCli([...args], { env: { ...extra } });
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}`);
+        assert.equal(r.stdout, '', 'no credentials');
+        assert.match(r.stderr, /is logged in at .* and its session is not sent to/);
+      }
+      assert.deepEqual(other.seen, []);
+      // The session's own broker, however spelled: answered from the cache.
+      const same = await runCli(['--profile', 'cache-broker', 'mint', 'aws', '--credential-process'], { env: { AGENTKEYS_BROKER_URL: `${deadUrl}/` } });
+      assert.equal(same.code, 0, same.stderr);
+      assert.equal((JSON.parse(same.stdout) as { AccessKeyId: string }).AccessKeyId, accessKeyId);
+    } finally {
+      await other.close();
+    }
+  });
+
+  void test('init saves its login under the renewal lock: a renewal of the old login in flight finishes first and does not write the old account back', async () => {
+    let releaseRefresh!: () => void;
+    let refreshArrived!: () => void;
+    const released = new Promise<void>((r) => (releaseRefresh = r));
+    const arrival = new Promise<void>((r) => (refreshArrived = r));
+    const NEW_OMNI = `0x${'ef'.repeat(32)}`;
+    const broker = await brokerStandIn({
+      'POST /v1/session/refresh': async () => {
+        refreshArrived();
+        await released;
+        const at = nowSeconds();
+        return {
+          status: 200,
+          body: {
+            token: 'tok_old_renewed',
+            token_type: 'Bearer',
+            expires_at: at + 3600,
+            omni_account: OMNI,
+            refresh_token: 'akr_1',
+            refresh_expires_at: at + 86400,
+          },
+        };
+      },
+      'GET /v1/session/me': () => ({ status: 200, body: { omni_account: OMNI, user_id: 'u1', identity: null, wallets: [], expires_at: nowSeconds() + 3600 } }),
+      'POST /v1/session/wallet_login': () => ({
+        status: 200,
+        body: { token: 'tok_new', token_type: 'Bearer', expires_at: nowSeconds() + 3600, omni_account: NEW_OMNI, user_id: 'u2', identity: null },
+      }),
+    });
+    try {
+      const file = await loggedIn('init-lock', broker.url);
+      const dir = join(home, '.agentkeys', 'init-lock');
+      const stored = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+      await writeFile(file, JSON.stringify({ ...stored, expires_at: nowSeconds() + 60 }), { mode: 0o600 });
+      // One process renews the old login (holding the lock) while the broker takes its time...
+      const renewing = runCli(['--profile', 'init-lock', 'whoami']);
+      await arrival;
+      // ...and meanwhile the person logs in again on the same profile.
+      const key = join(home, 'init-lock.key');
+      await writeFile(key, `${generatePrivateKey()}\n`, { mode: 0o600 });
+      let initDone = false;
+      const init = runCli(['--profile', 'init-lock', 'init', 'wallet', '--private-key-file', key]).finally(() => (initDone = true));
+      await waitFor('init to wait for the lock, or to end', () =>
+        initDone || readdirSync(dir).some((n) => n.startsWith('renew.lock.new-')) ? true : undefined,
+      );
+      assert.equal(initDone, false, 'init waits for the renewal to finish before it saves');
+      releaseRefresh();
+      assert.equal((await renewing).code, 0);
+      const r = await init;
+      assert.equal(r.code, 0, r.stderr);
+      const after = JSON.parse(await readFile(file, 'utf8')) as { token: string; omni_account: string };
+      assert.equal(after.token, 'tok_new', 'the new login is the one stored');
+      assert.equal(after.omni_account, NEW_OMNI);
+      assert.equal((JSON.parse(await readFile(join(dir, 'profile.json'), 'utf8')) as { omni_account: string }).omni_account, NEW_OMNI);
+    } finally {
+      releaseRefresh();
+      await broker.close();
+    }
   });
 });

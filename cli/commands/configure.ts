@@ -38,12 +38,23 @@ interface Change {
   changed: boolean;
 }
 
+/**
+ * The section a header line opens, as the AWS tools read it: `[ profile  a ]` is `[profile a]`,
+ * and a comment after the bracket (`[profile a] ; mine`, `[profile a]# x`) is no part of it
+ * (botocore's configparser matches the bracketed name and ignores the rest; the JavaScript SDK
+ * strips `;` / `#` comments first). Undefined for a line that opens no section.
+ */
+function sectionOf(line: string): string | undefined {
+  const m = /^\s*\[([^\]]*)\]\s*(?:[;#].*)?$/.exec(line);
+  return m ? `[${(m[1] as string).replace(/\s+/g, ' ').trim()}]` : undefined;
+}
+
 /** The config text with `credential_process = line` in section `header` (added, replaced or left as it is). */
 export function setCredentialProcess(text: string, header: string, value: string): Change {
   const lines = text.length ? text.replace(/\r?\n$/, '').split(/\r?\n/) : [];
   const wanted = `credential_process = ${value}`;
-  const norm = (l: string) => l.replace(/\s+/g, ' ').trim();
-  const start = lines.findIndex((l) => norm(l).replace(/\[\s*/, '[').replace(/\s*\]/, ']') === header);
+  // A second section of the same name would make botocore refuse the whole file.
+  const start = lines.findIndex((l) => sectionOf(l) === header);
   if (start < 0) {
     const out = [...lines, ...(lines.length && lines[lines.length - 1]?.trim() !== '' ? [''] : []), header, wanted];
     return { text: `${out.join('\n')}\n`, previous: undefined, changed: true };

@@ -2,17 +2,17 @@
 import { Command, Option } from 'commander';
 import { isLoopbackUrl } from '../../lib/client-address';
 import { deriveOmniAccount } from '../../lib/omni';
-import { buildStatelessWalletMessage } from '../../lib/wallet-message';
+import { buildSiweMessage, buildStatelessWalletMessage, parseSiweMessage, SIWE_NONCE_RE, SIWE_STATEMENT, type SiweFields } from '../../lib/wallet-message';
 import type { EmailCodeBody, MeBody, SessionBody, WalletChallengeBody } from '../../lib/wire';
 import { BrokerAnswerError, CliError, UsageError } from '../errors';
 import { CliContext } from '../context';
 import { askChoice, askText, canPrompt, StdinLines } from '../prompt';
 import { assertLoginWritable, openLoginStore, type ProfileSession } from '../session-store';
-import { teeLogin, type TeeLoginResult } from '../tee-client';
+import { checkTeeUrl, teeLogin, type TeeLoginResult } from '../tee-client';
 import { loadCliWallet, withWalletKeyOptions, type WalletAccount, type WalletKeyOptions } from '../wallet-key';
 import { displayIdentity } from '../identity';
 import { shown, shownJson } from '../terminal-text';
-import type { BrokerClient } from '../broker-client';
+import { brokerHostOf, type BrokerClient } from '../broker-client';
 
 const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const NON_TTY_HINT =
@@ -32,6 +32,8 @@ interface InitOptions {
 async function openForLogin(cmd: Command): Promise<CliContext> {
   const ctx = await CliContext.open(cmd);
   await assertLoginWritable(ctx.profile, await openLoginStore(ctx.env));
+  // A broker URL in plain http across a network is refused before any key, code or prompt.
+  ctx.broker().checkTransport();
   return ctx;
 }
 
@@ -86,15 +88,100 @@ function fromSessionBody(ctx: CliContext, method: ProfileSession['method'], b: S
   };
 }
 
-async function initWallet(ctx: CliContext, o: WalletKeyOptions & InitOptions & { siwe?: boolean }): Promise<void> {
-  const account = await loadCliWallet(ctx, o);
+/** The chain a SIWE login asks for (the broker's default; a login proves the key, on no chain in particular). */
+const SIWE_CHAIN_ID = 1;
+
+/** What the SIWE message the CLI signs must say: who is signing in, where, and on which chain. */
+interface SiweWanted {
+  /** The broker's host as its public URL names it (brokerHostOf). */
+  host: string;
+  /** The broker URL this CLI talks to: the message's URI, unless the broker is reached under another name (--broker-host). */
+  brokerUrl: string;
+  viaOtherName: boolean;
+  /** EIP-55, as the broker writes it. */
+  address: string;
+  chainId: number;
+}
+
+/** The URI a SIWE message of this broker may name: its URL, or (--broker-host) an http(s) URL of that host. */
+function siweUriFits(uri: string, want: SiweWanted): boolean {
+  let u: URL;
+  try {
+    u = new URL(uri);
+  } catch {
+    return false;
+  }
+  if ((u.protocol !== 'https:' && u.protocol !== 'http:') || u.username || u.password || u.search || u.hash) return false;
+  const spelled = (x: URL) => x.href.replace(/\/+$/, '');
+  return want.viaOtherName ? u.host === want.host : spelled(u) === spelled(new URL(want.brokerUrl));
+}
+
+/**
+ * The Sign-In with Ethereum message to sign: the broker's, and only when it is a sign-in at this
+ * broker (domain its host, URI its URL), for this key's address, with AgentKeys' statement, on the
+ * chain asked for, and nothing else. Its fields are checked, then the message is rebuilt from them
+ * and must be the broker's byte for byte (no resources, request id or other lines slipped in).
+ * Anything else is refused unsigned: a hostile broker, or a plain-http path to one, would otherwise
+ * get a signature that logs this wallet in at another site.
+ */
+function siweMessageToSign(text: unknown, want: SiweWanted): string {
+  const refuse = (why: string) =>
+    new CliError(
+      `the broker's sign-in message is not a Sign-In with Ethereum at ${want.host} for ${want.address} (${why}); nothing signed.` +
+        (why.startsWith('it names the site')
+          ? " If this CLI reaches the broker under another name than its public URL's (a tunnel, an internal address), pass that host as --broker-host"
+          : ''),
+    );
+  if (typeof text !== 'string') throw refuse('no text');
+  let m: SiweFields;
+  try {
+    m = parseSiweMessage(text);
+  } catch (e) {
+    throw refuse(`not an EIP-4361 message: ${(e as Error).message}`);
+  }
+  if (m.domain !== want.host) throw refuse(`it names the site ${m.domain}`);
+  if (m.address !== want.address) throw refuse(`it is for the address ${m.address}`);
+  if (m.statement !== SIWE_STATEMENT) throw refuse(`its statement is not "${SIWE_STATEMENT}"`);
+  if (!siweUriFits(m.uri, want)) throw refuse(`it names the URI ${m.uri}`);
+  if (m.version !== '1') throw refuse(`version ${m.version}`);
+  if (m.chainId !== want.chainId) throw refuse(`chain id ${m.chainId}, not ${want.chainId}`);
+  if (!SIWE_NONCE_RE.test(m.nonce)) throw refuse('its nonce is malformed');
+  if (m.expirationTime === undefined || Date.parse(m.expirationTime) <= Date.parse(m.issuedAt)) throw refuse('it has no expiry after its issue time');
+  const rebuilt = buildSiweMessage({
+    domain: want.host,
+    address: want.address,
+    statement: SIWE_STATEMENT,
+    uri: m.uri,
+    version: '1',
+    chainId: want.chainId,
+    nonce: m.nonce,
+    issuedAt: m.issuedAt,
+    expirationTime: m.expirationTime,
+  });
+  if (rebuilt !== text) throw refuse('it carries more than a sign-in (a not-before, a request id or resources)');
+  return rebuilt;
+}
+
+async function initWallet(ctx: CliContext, o: WalletKeyOptions & InitOptions & { siwe?: boolean; brokerHost?: string }): Promise<void> {
+  if (o.brokerHost !== undefined && !o.siwe) throw new UsageError('--broker-host goes with --siwe (the stateless message names no host)');
   const broker = ctx.broker();
+  const host = o.siwe ? brokerHostOf(o.brokerHost, broker.baseUrl) : '';
+  const account = await loadCliWallet(ctx, o);
   const spin = await ctx.spinner(`Signing in as ${account.address}`);
   try {
     let body: SessionBody;
     if (o.siwe) {
-      const ch = await broker.call<WalletChallengeBody>('POST', '/v1/session/wallet_challenge', { body: { address: account.address, format: 'siwe' } });
-      const signature = await account.signMessage({ message: ch.body.message });
+      const ch = await broker.call<WalletChallengeBody>('POST', '/v1/session/wallet_challenge', {
+        body: { address: account.address, format: 'siwe', chain_id: SIWE_CHAIN_ID },
+      });
+      const message = siweMessageToSign(ch.body.message, {
+        host,
+        brokerUrl: broker.baseUrl,
+        viaOtherName: o.brokerHost !== undefined,
+        address: account.address,
+        chainId: SIWE_CHAIN_ID,
+      });
+      const signature = await account.signMessage({ message });
       body = (await broker.call<SessionBody>('POST', '/v1/session/wallet_login', { body: { request_id: ch.body.request_id, signature } })).body;
     } else {
       body = await statelessWalletLogin(broker, account);
@@ -371,6 +458,8 @@ async function initDevice(ctx: CliContext, o: InitOptions & { qr?: boolean }): P
 async function initTee(ctx: CliContext, o: InitOptions & WalletKeyOptions & { email?: string; teeUrl?: string; codeStdin?: boolean }): Promise<void> {
   const teeUrl = o.teeUrl ?? ctx.env.AGENTKEYS_TEE_URL;
   if (!teeUrl) throw new UsageError('name the TEE worker: --tee-url or AGENTKEYS_TEE_URL');
+  // Before any prompt: a code typed for a login that would then be refused is wasted.
+  checkTeeUrl(teeUrl);
   if (!o.email === !(o.privateKeyFile || o.mnemonicFile || o.keystore))
     throw new UsageError('give either --email <address> or a wallet (--private-key-file F)');
   const spin = await ctx.spinner('Logging in through the Heima TEE');
@@ -421,7 +510,11 @@ export function initCommand(): Command {
 
   withWalletKeyOptions(init.command('wallet').description('sign in with a wallet signature (EIP-191; --siwe for Sign-In with Ethereum)'))
     .option('--siwe', 'use the challenge form (EIP-4361) instead of the stateless message')
-    .action(async (o: WalletKeyOptions & InitOptions & { siwe?: boolean }, cmd: Command) => initWallet(await openForLogin(cmd), o));
+    .option(
+      '--broker-host <host>',
+      "with --siwe: the host of the broker's public URL, when this CLI reaches it under another name (a tunnel, an internal address)",
+    )
+    .action(async (o: WalletKeyOptions & InitOptions & { siwe?: boolean; brokerHost?: string }, cmd: Command) => initWallet(await openForLogin(cmd), o));
 
   init
     .command('email')

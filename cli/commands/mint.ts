@@ -6,7 +6,16 @@ import { AUDIENCE_ENV, executableFailure, executableSuccess, IMPERSONATED_EMAIL_
 import { CliContext } from '../context';
 import { mintOrWait } from './approvals';
 import { saveAwsCache } from '../renew';
-import { cacheKey, cachedCredentials, checkedAwsCredentials, credentialProcessLine, mintBody, shellQuoted, type MintOptions } from '../credential-cache';
+import {
+  cacheableExpiry,
+  cacheKey,
+  cachedCredentials,
+  checkedAwsCredentials,
+  credentialProcessLine,
+  mintBody,
+  shellQuoted,
+  type MintOptions,
+} from '../credential-cache';
 
 interface MintAwsOptions extends MintOptions {
   env?: boolean;
@@ -19,6 +28,9 @@ async function mintAws(ctx: CliContext, o: MintAwsOptions): Promise<void> {
   const body = mintBody(o);
   const session = await ctx.session();
   const stored = 'fromEnv' in session ? undefined : session;
+  // A --broker-url / AGENTKEYS_BROKER_URL naming another broker is refused before the cache answers
+  // that broker's question with this session's broker's credentials.
+  if (stored) ctx.sessionBrokerUrl(stored);
   const cached = o.credentialProcess && stored ? cachedCredentials(stored, body, Math.floor(Date.now() / 1000)) : undefined;
   if (cached) {
     process.stdout.write(credentialProcessLine(cached));
@@ -33,7 +45,7 @@ async function mintAws(ctx: CliContext, o: MintAwsOptions): Promise<void> {
     spin?.stop();
   }
   if (o.credentialProcess) {
-    if (stored) {
+    if (stored && cacheableExpiry(creds.expiration, Math.floor(Date.now() / 1000))) {
       const { access_key_id, secret_access_key, session_token, expiration } = creds;
       // Into the session as it is now, under the renewal lock (see saveAwsCache). The cache only
       // saves the next call a mint: when it cannot be kept the credentials are still the answer.

@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import type { MeBody } from '../../lib/wire';
 import { BrokerClient } from '../broker-client';
-import { CliError, NotLoggedInError, ReportedFailure } from '../errors';
+import { CliError, NotLoggedInError, ReportedFailure, UsageError } from '../errors';
 import { CliContext, DEFAULT_BROKER_URL } from '../context';
 import { displayIdentity } from '../identity';
 import { withLock } from '../renew';
@@ -70,6 +70,8 @@ interface ProfileStatus {
   broker_url: string;
   reachable: boolean;
   ready: boolean;
+  /** Why the broker was not asked (its URL is refused: plain http across a network). */
+  not_asked?: string;
   store: 'file' | 'keychain';
   stored_in: string;
   session: { method: string; identity: string; omni_account: string | null; expires_at: number; expired: boolean; renews_until: number | null } | null;
@@ -78,6 +80,7 @@ interface ProfileStatus {
 interface Readiness {
   reachable: boolean;
   ready: boolean;
+  notAsked?: string;
   detail?: unknown;
 }
 
@@ -87,6 +90,7 @@ async function readiness(url: string): Promise<Readiness> {
     const r = await new BrokerClient(url).call<unknown>('GET', '/readyz', { expect: [503] });
     return { reachable: true, ready: r.status === 200, detail: r.body };
   } catch (e) {
+    if (e instanceof UsageError) return { reachable: false, ready: false, notAsked: e.message };
     if (e instanceof CliError) return { reachable: false, ready: false };
     throw e;
   }
@@ -105,7 +109,7 @@ async function profileStatus(
   return {
     profile,
     broker_url: url,
-    ...(({ reachable, ready }) => ({ reachable, ready }))(await ready(url)),
+    ...(({ reachable, ready, notAsked }) => ({ reachable, ready, ...(notAsked ? { not_asked: notAsked } : {}) }))(await ready(url)),
     store: choice.kind,
     stored_in: describeStore(choice, profile),
     session:
@@ -126,7 +130,7 @@ function statusLines(s: ProfileStatus): string[] {
   const session = s.session;
   return [
     `profile  ${s.profile}`,
-    `  broker   ${s.broker_url}: ${s.reachable ? `reachable, ${s.ready ? 'ready' : 'NOT ready'}` : 'NOT reachable'}`,
+    `  broker   ${s.broker_url}: ${s.reachable ? `reachable, ${s.ready ? 'ready' : 'NOT ready'}` : s.not_asked ? `NOT asked: ${s.not_asked}` : 'NOT reachable'}`,
     session
       ? `  session  ${session.identity} (${session.method}), ${session.expired ? 'EXPIRED' : 'expires'} ${new Date(session.expires_at * 1000).toISOString()}${session.renews_until ? `, renews until ${new Date(session.renews_until * 1000).toISOString()}` : session.expired ? ' (run agentkeys init)' : ''}`
       : '  session  none (run agentkeys init)',
