@@ -7,13 +7,19 @@
  * the 401 "sign in again" a stale login gets. A login made on the device itself still does both.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import type { Payload } from '@temporalio/common';
 import { decodeJwt } from 'jose';
+import { AesGcmPayloadCodec } from '../lib/codec';
+import { DEVICE_CODE_GRANT_TYPE, formatUserCode, newUserCode } from '../lib/device-code';
+import { hmacHex } from '../lib/digest';
 import { REAUTH_SECONDS } from '../services/sessions';
-import { DEVICE_AUTHORIZATION_ID_PREFIX } from '../workflows/device-authorization.definitions';
+import type { deviceAuthorizationWorkflow } from '../workflows/device-authorization';
+import { DEVICE_AUTHORIZATION_ID_PREFIX, type DeviceAuthorizationInput } from '../workflows/device-authorization.definitions';
 import { spyWorkflowStarts } from './adversarial-probes';
 import { ageLogins } from './approval-client';
-import { deviceCode, deviceRows, pollError, pollToken, signedIn, verify } from './device-client';
+import { deviceCode, deviceRows, lookUp, pollError, pollToken, signedIn, verify, type DeviceCodeBody } from './device-client';
 import type { LoginSessionBody } from './email-login-client';
 import { startStack, type TestStack } from './harness';
 import { emailLogin } from './mint-client';
@@ -22,7 +28,8 @@ import { SoftAuthenticator, type CreationOptions, type Issued, type RequestOptio
 let stack: TestStack;
 let origin: string;
 before(async () => {
-  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000' } });
+  // Loopback is the load balancer: X-Forwarded-For names the client (another network than the tests' own).
+  stack = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_TRUST_PROXY: '127.0.0.1/32' } });
   origin = new URL(stack.url).origin;
 });
 after(async () => {
@@ -156,5 +163,108 @@ void describe('a session from the device flow binds nothing (RFC 8628 §5.4 remo
       assert.equal(await passkeyCount(session.omni_account), before + 1, method);
       await deviceSessionOf(session);
     }
+  });
+});
+
+/** A device code requested from `from` (X-Forwarded-For through the trusted loopback), or from loopback itself. */
+async function deviceCodeFrom(from: string | undefined, body: Record<string, unknown> = { client_id: 'agentkeys-cli' }): Promise<DeviceCodeBody> {
+  const res = await stack.request('POST', '/v1/device/code', { body, ...(from ? { headers: { 'x-forwarded-for': from } } : {}) });
+  assert.equal(res.status, 200, res.text);
+  return res.body as DeviceCodeBody;
+}
+
+/** GET /v1/device/verify as `token`, from `from` (or loopback). */
+async function lookUpFrom(token: string, userCode: string, from?: string): Promise<Record<string, unknown>> {
+  const res = from
+    ? await stack.request('GET', `/v1/device/verify?user_code=${encodeURIComponent(userCode)}`, { token, headers: { 'x-forwarded-for': from } })
+    : await lookUp(stack, token, userCode);
+  assert.equal(res.status, 200, res.text);
+  return res.body as Record<string, unknown>;
+}
+
+void describe('the verify answer says where a code was requested from (RFC 8628 §5.4)', () => {
+  void test("a phisher's code names the phisher's network, not the person's: same_network false; from the person's own /24 or /48, true", async () => {
+    const person = await signedIn(stack);
+    // What the real CLI sends, and a scope that reads like a promise: both only the device's claims.
+    const phished = await deviceCodeFrom('198.51.100.7', { client_id: 'agentkeys-cli', scope: 'verified-by-agentkeys' });
+    const view = await lookUpFrom(person.token, phished.user_code);
+    assert.equal(view.client_id, 'agentkeys-cli');
+    assert.equal(view.scope, 'verified-by-agentkeys');
+    assert.equal(view.requester_network, '198.51.100.0/24');
+    assert.equal(view.approver_network, '127.0.0.0/24');
+    assert.equal(view.same_network, false);
+    // The person on that network (another address of its /24) is told it is theirs.
+    const there = await lookUpFrom(person.token, phished.user_code, '198.51.100.200');
+    assert.equal(there.approver_network, '198.51.100.0/24');
+    assert.equal(there.same_network, true);
+
+    const own = await deviceCodeFrom(undefined);
+    const ownView = await lookUpFrom(person.token, own.user_code);
+    assert.equal(ownView.requester_network, '127.0.0.0/24');
+    assert.equal(ownView.same_network, true);
+
+    // IPv6: a /48 (one site), whatever address of it asks.
+    const v6 = await deviceCodeFrom('2001:db8:aa:1::5');
+    const v6View = await lookUpFrom(person.token, v6.user_code, '[2001:db8:aa:ff::9]:443');
+    assert.equal(v6View.requester_network, '2001:db8:aa::/48');
+    assert.equal(v6View.same_network, true);
+    assert.equal((await lookUpFrom(person.token, v6.user_code, '2001:db8:ab::1')).same_network, false);
+
+    // The network is in the flow's input only, which the codec encrypts: not in the id, the search attributes or the history as stored.
+    const handle = stack.temporal.workflow.getHandle(DEVICE_AUTHORIZATION_ID_PREFIX + (phished.device_code.split('.')[0] ?? ''));
+    const history = await handle.fetchHistory();
+    const bytesAsText = (_k: string, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('latin1') : v);
+    const stored = [
+      JSON.stringify(history, bytesAsText),
+      handle.workflowId,
+      JSON.stringify((await handle.describe()).raw.workflowExecutionInfo?.searchAttributes ?? {}, bytesAsText),
+    ];
+    for (const where of stored) assert.ok(!where.includes('198.51.100'), 'the requester network is readable in Temporal');
+    // Decoded with the payload key (sanity check that the walk reaches the input): there it is.
+    const payloads: Payload[] = [];
+    const walk = (v: unknown): void => {
+      if (!v || typeof v !== 'object' || v instanceof Uint8Array) return;
+      const o = v as Record<string, unknown>;
+      if (o.metadata && typeof o.metadata === 'object' && o.data instanceof Uint8Array) payloads.push(o);
+      for (const x of Object.values(o)) walk(x);
+    };
+    walk(history);
+    const decoded = (await new AesGcmPayloadCodec(stack.secrets.payloadKey).decode(payloads)).map((p) =>
+      Buffer.from(p.data ?? new Uint8Array()).toString('utf8'),
+    );
+    assert.ok(decoded.join('\n').includes('"requester_network":"198.51.100.0/24"'), 'the decoded input holds the network');
+
+    // Looking up decides nothing; the device still waits.
+    assert.equal(await pollError(stack, phished.device_code), 'authorization_pending');
+  });
+
+  void test('a request an older API opened (no requester_network in its input) is shown without one, same_network false, and still approves', async () => {
+    const person = await signedIn(stack);
+    const userCode = newUserCode();
+    const requestId = hmacHex(stack.secrets.hmacSecret, 'device-user-code', userCode).slice(0, 32);
+    const workflowId = DEVICE_AUTHORIZATION_ID_PREFIX + requestId;
+    const secret = randomBytes(32).toString('base64url');
+    const requestedAt = Math.floor(Date.now() / 1000);
+    const input: DeviceAuthorizationInput = {
+      device_code_digest: hmacHex(stack.secrets.hmacSecret, 'device-code', workflowId, secret),
+      client_id: 'agentkeys-cli',
+      requested_at: requestedAt,
+      expires_at: requestedAt + 600,
+      settings: { ttlSeconds: 600, intervalSeconds: 5, graceSeconds: 10 },
+    };
+    await stack.temporal.workflow.start<typeof deviceAuthorizationWorkflow>('deviceAuthorizationWorkflow', {
+      workflowId,
+      taskQueue: stack.config.BROKER_TASK_QUEUE,
+      args: [input],
+    });
+    const view = await lookUpFrom(person.token, formatUserCode(userCode));
+    assert.equal(view.requester_network, undefined);
+    assert.equal(view.approver_network, '127.0.0.0/24');
+    assert.equal(view.same_network, false);
+    const approved = await verify(stack, person.token, formatUserCode(userCode));
+    assert.equal(approved.status, 200, approved.text);
+    const got = await stack.request('POST', '/v1/device/token', { body: { device_code: `${requestId}.${secret}`, grant_type: DEVICE_CODE_GRANT_TYPE } });
+    assert.equal(got.status, 200, got.text);
+    assert.equal((got.body as { omni_account: string }).omni_account, person.omni_account);
   });
 });

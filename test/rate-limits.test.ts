@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { ConfigError, loadConfig } from '../lib/config';
 import { startStack, withApiUnder, type TestStack } from './harness';
 import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts, type HttpAnswer, type WorkflowStartSpy } from './adversarial-probes';
 import { walletLogin } from './mint-client';
+import { rawRequest } from './support/raw-http';
 import { newWallet } from './wallet-client';
 
 /**
@@ -36,44 +36,7 @@ after(async () => {
   await stack?.stop();
 });
 
-/** One HTTP request from a chosen loopback source address (node's fetch cannot pick one). */
-function send(
-  baseUrl: string,
-  method: string,
-  path: string,
-  opts: { from?: string; headers?: Record<string, string>; body?: unknown } = {},
-): Promise<HttpAnswer & { headers: Record<string, string | string[] | undefined> }> {
-  const url = new URL(path, baseUrl);
-  const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: url.hostname,
-        port: url.port,
-        path: url.pathname + url.search,
-        method,
-        localAddress: opts.from ?? '127.0.0.1',
-        headers: { ...(payload ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) } : {}), ...opts.headers },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let body: unknown = text;
-          try {
-            body = JSON.parse(text);
-          } catch {
-            /* not JSON */
-          }
-          resolve({ status: res.statusCode ?? 0, body, text, headers: res.headers });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
+const send = rawRequest;
 
 const challenge = (baseUrl: string, opts: { from?: string; xff?: string } = {}) =>
   send(baseUrl, 'POST', '/v1/session/wallet_challenge', {

@@ -19,8 +19,15 @@ export interface DeviceAuthorizationSettings {
  */
 export interface DeviceAuthorizationInput {
   device_code_digest: string;
+  /** What the device said it is and asks for: its own claims, never verified. */
   client_id?: string;
   scope?: string;
+  /**
+   * The network the code was requested from (IPv4 /24, IPv6 /48: lib/client-address.ts
+   * requesterNetwork), shown on the verify page. Here only, in the input the payload codec
+   * encrypts (never in the id or a search attribute). Absent in runs an older API started.
+   */
+  requester_network?: string;
   /** Unix seconds. */
   requested_at: number;
   /** Unix seconds: after this no decision is taken and no session handed out. */
@@ -65,6 +72,8 @@ export interface DeviceRequestView {
   expires_at: number;
   client_id?: string;
   scope?: string;
+  /** The input's requester_network, when the run has one. */
+  requester_network?: string;
 }
 
 export type DeviceAuthorizationOutcome = 'succeeded' | 'uncollected' | 'denied' | 'expired';

@@ -82,6 +82,8 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
       expires_at: input.expires_at,
       ...(input.client_id !== undefined ? { client_id: input.client_id } : {}),
       ...(input.scope !== undefined ? { scope: input.scope } : {}),
+      // A query issues no command: no patch. A run started before the field existed answers without it.
+      ...(input.requester_network !== undefined ? { requester_network: input.requester_network } : {}),
     };
   });
 

@@ -20,6 +20,7 @@ import {
   type RegisterDeviceCodeResult,
 } from '../../workflows/device-authorization.definitions';
 import { NEVER_A_RECENT_LOGIN, REAUTH_SECONDS, requireRecentLogin } from '../../services/sessions';
+import { refuseFromAnotherOrigin } from '../fetch-metadata';
 import { toBrokerError } from '../flow-errors';
 import { issueSession } from '../session-issue';
 import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
@@ -74,11 +75,13 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
   const workflowIdOf = (requestId: string): string => DEVICE_AUTHORIZATION_ID_PREFIX + requestId;
   const deviceCodeDigest = (requestId: string, secret: string): string => hmacHex(secrets.hmacSecret, 'device-code', workflowIdOf(requestId), secret);
 
+  /** The client's network (IPv4 /24, IPv6 /48, lib/client-address.ts): what the guess limits count by and the verify page shows. */
+  const networkOf = (request: FastifyRequest): string => requesterNetwork(canonicalClientAddress(request));
   /** The keys a verify attempt counts against: the bearer's account and the client's network. */
   const guessKeys = (request: FastifyRequest) => {
     const auth = request.auth;
     if (!auth) throw new BrokerError('unauthorized', 'not authenticated');
-    return { account: `account:${auth.omniAccount}`, network: `network:${requesterNetwork(canonicalClientAddress(request))}` };
+    return { account: `account:${auth.omniAccount}`, network: `network:${networkOf(request)}` };
   };
   /** Refuses a caller already past a guess limit, before looking anything up. */
   async function checkGuesses(request: FastifyRequest): Promise<void> {
@@ -125,7 +128,9 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
         summary: 'Device authorization request (RFC 8628 §3.1): a device_code to poll with and a user_code for the person',
         description:
           'No authentication. The device shows user_code and verification_uri (or a QR code of verification_uri_complete) and polls ' +
-          'POST /v1/device/token every `interval` seconds until the person approves at the console or the code expires (expires_in seconds).',
+          'POST /v1/device/token every `interval` seconds until the person approves at the console or the code expires (expires_in seconds). ' +
+          "The requester's network (IPv4 /24, IPv6 /48) is kept with the request and shown to the person who looks it up. " +
+          'A browser request that a page of another origin made (Sec-Fetch-Site cross-site or same-site) is 403: a device asks for its code itself.',
         body: z
           .object({
             client_id: z.string().regex(CLIENT_ID_RE, 'client_id must be 1–64 characters of letters, digits, _ . : -').optional(),
@@ -146,14 +151,21 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
             expires_in: z.number().int(),
             interval: z.number().int(),
           }),
+          403: errorBody,
           ...commonErrors,
         },
       },
     },
     async (request) => {
+      // A page of another site can make each visitor's browser send this bodiless POST (no preflight),
+      // opening a request that lives its TTL; it could never read the answer (no CORS). The CLI sends no
+      // Sec-Fetch-* headers, the console's own fetch sends same-origin.
+      refuseFromAnotherOrigin(request, 'a device code', 'a device asks for its code itself (agentkeys init device)');
       await codePerIp(request);
       const { client_id, scope } = request.body ?? {};
       const requestedAt = Math.floor(now() / 1000);
+      // Kept in the flow's input only, which the payload codec encrypts: never in its id, search attributes or logs.
+      const network = networkOf(request);
       for (let draw = 1; ; draw++) {
         const userCode = newUserCode();
         const requestId = requestIdOf(userCode);
@@ -163,6 +175,7 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
           device_code_digest: digest,
           ...(client_id !== undefined ? { client_id } : {}),
           ...(scope !== undefined ? { scope } : {}),
+          ...(network !== 'unknown' ? { requester_network: network } : {}),
           requested_at: requestedAt,
           expires_at: requestedAt + settings.ttlSeconds,
           settings,
@@ -266,8 +279,14 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
     status: z.literal('pending'),
     requested_at: z.number().int().describe('unix seconds'),
     expires_at: z.number().int().describe('unix seconds'),
-    client_id: z.string().optional(),
-    scope: z.string().optional(),
+    client_id: z.string().optional().describe('what the device said it is: not verified'),
+    scope: z.string().optional().describe('what the device said it asks for: not verified'),
+    requester_network: z
+      .string()
+      .optional()
+      .describe('the network POST /v1/device/code came from (IPv4 /24, IPv6 /48); absent for a request made before the broker recorded it'),
+    approver_network: z.string().describe("the network of this request (the person's own)"),
+    same_network: z.boolean().describe('requester_network is approver_network; false when requester_network is absent'),
   });
 
   app.get(
@@ -278,7 +297,9 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
         tags: ['device'],
         summary: 'What a user code asks for, before the person approves it (RFC 8628 §3.3)',
         description:
-          'Any session. 404 for a code that is unknown, expired or malformed (all alike), 409 once answered. Wrong codes count against per-account and per-network limits (§5.1).',
+          'Any session. 404 for a code that is unknown, expired or malformed (all alike), 409 once answered. Wrong codes count against per-account and per-network limits (§5.1). ' +
+          'client_id and scope are what the device claimed, unverified; requester_network is where the code was asked for from, ' +
+          "same_network whether that is the caller's own network (RFC 8628 §5.4: a code from another network may be a phisher's).",
         querystring: z.object({ user_code: z.string().max(64) }),
         response: { 200: viewSchema, 404: errorBody, 409: errorBody, ...commonErrors },
       },
@@ -288,6 +309,7 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
         const view = await app.driveFlow(() => temporal.workflow.getHandle(workflowId).query(deviceRequestQuery), noSuchCode());
         if (view.status === 'expired') throw noSuchCode();
         if (view.status !== 'pending') throw new BrokerError('conflict', 'this code has already been answered');
+        const approverNetwork = networkOf(request);
         return {
           user_code: formatUserCode(userCode),
           status: 'pending' as const,
@@ -295,6 +317,10 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
           expires_at: view.expires_at,
           ...(view.client_id !== undefined ? { client_id: view.client_id } : {}),
           ...(view.scope !== undefined ? { scope: view.scope } : {}),
+          // Absent for a request opened before the broker recorded the network: never "the same".
+          ...(view.requester_network !== undefined ? { requester_network: view.requester_network } : {}),
+          approver_network: approverNetwork,
+          same_network: view.requester_network !== undefined && approverNetwork !== 'unknown' && view.requester_network === approverNetwork,
         };
       }),
   );

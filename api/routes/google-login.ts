@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { GoogleOidc, GoogleProviderError } from '../../adapters/google-oidc';
@@ -18,6 +18,7 @@ import {
   type GoogleLoginInput,
   type GoogleSessionClaims,
 } from '../../workflows/google-login.definitions';
+import { fromAnotherOrigin, isTopLevelNavigation } from '../fetch-metadata';
 import { toBrokerError } from '../flow-errors';
 import { asCliGoogleSession } from '../../services/sessions';
 import { issueSession } from '../session-issue';
@@ -132,6 +133,29 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
     return url.href;
   }
 
+  const ownOrigin = new URL(config.publicUrl).origin;
+  /**
+   * A browser start is a top-level navigation (the app sends the tab, or a window it opens, to this
+   * URL). Refused when the browser says a page of another origin made it (Fetch Metadata,
+   * api/fetch-metadata.ts) in any other way — an <img>, a fetch, a frame — which a page can make
+   * every visitor's browser send, opening a sign-in per visit; and when it returns to this broker's
+   * own origin (the console) but came from another origin: the console starts its sign-in from its
+   * own page (same-origin), and only its tab holds the PKCE verifier the exchange needs.
+   */
+  function checkStartOrigin(headers: FastifyRequest['headers'], returnTo: string): void {
+    if (!fromAnotherOrigin(headers)) return;
+    if (!isTopLevelNavigation(headers))
+      throw new BrokerError(
+        'forbidden',
+        'a Google sign-in is started by sending the browser tab to this URL, not from an image, a frame or a fetch of another site',
+      );
+    if (new URL(returnTo).origin === ownOrigin)
+      throw new BrokerError(
+        'forbidden',
+        "a sign-in that returns to this broker's console is started from the console itself, not from another site: open the console and sign in there",
+      );
+  }
+
   /**
    * Opens a sign-in: fresh state, nonce and PKCE verifier into a new flow; answers the provider URL.
    * The browser form's code challenge rides in the state, which the flow checks on the callback.
@@ -197,18 +221,21 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
           'Starts a sign-in and answers 302 to Google. After the person signs in, the callback sends the browser to return_to ' +
           'with ?exchange_code=…, which the app exchanges once at POST /v1/session/google_oauth_exchange together with the ' +
           'code_verifier whose S256 challenge it sent here (PKCE, RFC 7636: the code is good only in the app that started the ' +
-          'sign-in). return_to must be on BROKER_GOOGLE_RETURN_ORIGINS.',
+          'sign-in). return_to must be on BROKER_GOOGLE_RETURN_ORIGINS. A browser request a page of another origin made ' +
+          '(Sec-Fetch-Site cross-site or same-site) is 403 unless it is a top-level navigation, and always when return_to is ' +
+          "this broker's own origin (the console starts its sign-in from its own page).",
         querystring: z.object({
           return_to: z.string().max(2048, 'return_to is longer than 2048 characters'),
           code_challenge: z.string().regex(CODE_CHALLENGE_RE, 'code_challenge must be the S256 challenge of your code_verifier (43 base64url characters)'),
           code_challenge_method: z.literal('S256', 'code_challenge_method must be S256').optional(),
         }),
-        response: { 302: z.null().describe('redirect to the provider'), 410: errorBody, ...commonErrors },
+        response: { 302: z.null().describe('redirect to the provider'), 403: errorBody, 410: errorBody, ...commonErrors },
       },
     },
     async (request, reply) => {
-      await startPerIp(request);
       const returnTo = allowedReturnTo(request.query.return_to);
+      checkStartOrigin(request.headers, returnTo);
+      await startPerIp(request);
       const started = await begin('browser', { return_to: returnTo }, request.query.code_challenge);
       request.log.info({ flow: 'google_login', request_id: started.requestId, format: 'browser' }, 'google sign-in started');
       void reply.header(

@@ -22,6 +22,7 @@ import {
   type PasskeyCeremonyResult,
   type SubmitPasskeyResponseInput,
 } from '../../workflows/passkey-ceremony.definitions';
+import { refuseFromAnotherOrigin } from '../fetch-metadata';
 import { issueSession } from '../session-issue';
 import { commonErrors, errorBody, loginSessionSchema, refuseDeepNesting } from '../schemas';
 
@@ -205,15 +206,20 @@ export default async function passkeyRoutes(appBase: FastifyInstance) {
       schema: {
         tags: ['session'],
         summary: 'Options to sign in with a passkey (navigator.credentials.get), or to sign up with one (mode "signup": navigator.credentials.create)',
-        description: `Discoverable credentials, user verification required. The challenge can be answered once, within ${ttlSeconds} s, at POST /v1/session/passkey.`,
+        description:
+          `Discoverable credentials, user verification required. The challenge can be answered once, within ${ttlSeconds} s, at POST /v1/session/passkey. ` +
+          'A browser request that a page of another origin made (Sec-Fetch-Site cross-site or same-site) is 403: the API answers no other origin (no CORS), so only a page it serves can use the options.',
         body: z
           .object({ mode: z.enum(['login', 'signup']).default('login') })
           .strict()
           .nullish(),
-        response: { 200: optionsAnswer, ...commonErrors },
+        response: { 200: optionsAnswer, 403: errorBody, ...commonErrors },
       },
     },
     async (request) => {
+      // Bodiless, so a page of another site can make each visitor's browser send it (no preflight),
+      // opening a ceremony that lives its TTL; it could never read the options (no CORS).
+      refuseFromAnotherOrigin(request, 'passkey options', "sign in from the broker's own pages");
       await challengePerIp(request);
       if ((request.body?.mode ?? 'login') === 'login') {
         const options = await generateAuthenticationOptions({

@@ -659,6 +659,32 @@ interface DeviceRequest {
   expires_at: number;
   client_id?: string;
   scope?: string;
+  requester_network?: string;
+  approver_network: string;
+  same_network: boolean;
+}
+
+/** A value the device sent about itself, marked as such: anyone can make a code naming any client or scope. */
+const claimed = (value: string | undefined, none: string): HTMLElement =>
+  value === undefined ? h('dd', { class: 'muted' }, none) : h('dd', {}, value, ' ', h('span', { class: 'tag bad' }, 'claimed by the device, unverified'));
+
+/**
+ * Where the code was asked for from, against where this person is (RFC 8628 §5.4, remote phishing):
+ * a code from another network is shown with a warning, above everything else.
+ */
+function networkWarning(r: DeviceRequest): HTMLElement | null {
+  if (r.same_network) return null;
+  const text =
+    r.requester_network === undefined
+      ? 'The network this code was requested from is not known: approve only a device you are holding.'
+      : `This code was requested from another network than yours (${r.requester_network}; yours is ${r.approver_network}): approve only a device you are holding.`;
+  return h(
+    'div',
+    { class: 'msg warn', id: 'device-network-warning', role: 'alert' },
+    h('strong', {}, text),
+    h('br'),
+    'If someone sent you this link or code, or asked you to enter it, deny it: approving gives them a session of your account.',
+  );
 }
 
 function devicePage(prefill: string): HTMLElement[] {
@@ -707,19 +733,32 @@ function devicePage(prefill: string): HTMLElement[] {
       throw e;
     }
     details.replaceChildren(
+      ...[networkWarning(r)].filter((n): n is HTMLElement => n !== null),
       h(
         'dl',
-        {},
+        { id: 'device-request' },
         h('dt', {}, 'Code'),
         h('dd', { class: 'usercode' }, r.user_code),
         h('dt', {}, 'Client'),
-        h('dd', {}, r.client_id ?? '(not named)'),
+        claimed(r.client_id, '(not named)'),
         h('dt', {}, 'Scope'),
-        h('dd', {}, r.scope ?? '(none)'),
+        claimed(r.scope, '(none)'),
+        h('dt', {}, 'Requested from'),
+        h(
+          'dd',
+          { class: 'mono', id: 'device-requester-network' },
+          r.requester_network ?? '(not recorded)',
+          ...(r.same_network ? [' ', h('span', { class: 'tag ok' }, 'your network')] : []),
+        ),
         h('dt', {}, 'Asked'),
         h('dd', {}, when(r.requested_at)),
         h('dt', {}, 'Expires'),
         h('dd', {}, when(r.expires_at)),
+      ),
+      h(
+        'p',
+        { class: 'muted' },
+        'The client and scope are what the device said about itself: the broker has not checked them, and a code anyone made can name any client.',
       ),
       h('p', {}, 'Approve only a code your own device shows you.'),
       h('div', { class: 'row' }, decide(r.user_code, 'approve'), decide(r.user_code, 'deny')),

@@ -32,7 +32,8 @@ const contexts: BrowserContext[] = [];
 
 before(async () => {
   browser = await launchChromium();
-  g = await startGoogleStack({ BROKER_AUDIT_ANCHOR_SECONDS: '3600' });
+  // Loopback is trusted as a load balancer: a device code asked for with X-Forwarded-For comes from another network than the browser's.
+  g = await startGoogleStack({ BROKER_AUDIT_ANCHOR_SECONDS: '3600', BROKER_TRUST_PROXY: '127.0.0.1/32' });
   stack = g.stack;
 });
 after(async () => {
@@ -497,6 +498,50 @@ void describe('the console in Chromium', () => {
       .first()
       .waitFor();
     assert.equal(await pollError(stack, denied.device_code), 'access_denied');
+  });
+
+  void test("device: client and scope read as the device's unverified claims; a code from another network is shown with its network and a warning, one from the person's own network without", async () => {
+    // A phisher's request: the client id the real CLI sends, a scope that reads like a promise, from elsewhere.
+    const far = await stack.request('POST', '/v1/device/code', {
+      body: { client_id: 'agentkeys-cli', scope: 'verified-by-agentkeys' },
+      headers: { 'x-forwarded-for': '198.51.100.7' },
+    });
+    assert.equal(far.status, 200, far.text);
+    const phished = far.body as { user_code: string; device_code: string; verification_uri_complete: string };
+    const near = await deviceCode(stack, { client_id: 'agentkeys-cli' });
+
+    const tab = await openTab(newWallet());
+    const { page } = tab;
+    const link = new URL(phished.verification_uri_complete);
+    await page.goto(`${link.pathname}${link.search}`);
+    await signInByWallet(tab);
+    await page.waitForURL('**/console/device?user_code=*');
+    const input = page.locator('#device input[name=user_code]');
+    assert.equal(await input.inputValue(), phished.user_code);
+    await page.getByRole('button', { name: 'Continue' }).click();
+    const warning = page.locator('#device-network-warning');
+    await warning.waitFor();
+    assert.match(
+      await warning.innerText(),
+      /^This code was requested from another network than yours \(198\.51\.100\.0\/24; yours is 127\.0\.0\.0\/24\): approve only a device you are holding\./,
+    );
+    assert.equal(await page.locator('#device-requester-network').innerText(), '198.51.100.0/24');
+    const shown = await page.locator('#device-request').innerText();
+    assert.match(shown, /agentkeys-cli\s+claimed by the device, unverified/);
+    assert.match(shown, /verified-by-agentkeys\s+claimed by the device, unverified/);
+    assert.match(await page.locator('#device').innerText(), /the broker has not checked them/);
+    await shoot(page, 'device-other-network');
+
+    // The person's own network: the same claims labelled so, the network marked as theirs, no warning.
+    await input.fill(near.user_code);
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.locator('#device-requester-network', { hasText: '127.0.0.0/24' }).waitFor();
+    assert.match(await page.locator('#device-requester-network').innerText(), /^127\.0\.0\.0\/24\s+your network$/);
+    assert.match(await page.locator('#device-request').innerText(), /agentkeys-cli\s+claimed by the device, unverified/);
+    assert.equal(await warning.count(), 0, 'a warning for a code of the same network');
+    assert.equal(await pollError(stack, phished.device_code), 'authorization_pending');
+    assert.equal(await pollError(stack, near.device_code), 'authorization_pending');
+    assert.deepEqual(await tab.cspViolations(), []);
   });
 });
 
