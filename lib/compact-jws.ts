@@ -28,6 +28,25 @@ export function isCanonicalBase64url(segment: string): boolean {
   return Buffer.from(segment, 'base64url').toString('base64url') === segment;
 }
 
+/** The order of P-256's group (FIPS 186-4 D.1.2.3): an ES256 signature (r, s) and (r, n − s) both verify. */
+const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+
+/**
+ * An ES256 compact JWS with its signature's s in the lower half (s replaced by n − s otherwise):
+ * the one of a signature's two valid forms that the broker issues its session tokens in and keys
+ * records about a bearer by, so a bearer's ECDSA twin is the same bearer. A token whose signature
+ * is not 64 bytes (RS256, a malformed one) is returned as it is.
+ */
+export function lowSCompactJws(token: string): string {
+  const dot = token.lastIndexOf('.');
+  const sig = Buffer.from(token.slice(dot + 1), 'base64url');
+  if (dot < 0 || sig.length !== 64) return token;
+  const s = BigInt(`0x${sig.subarray(32).toString('hex')}`);
+  if (s <= P256_N / 2n) return token;
+  const low = Buffer.from((P256_N - s).toString(16).padStart(64, '0'), 'hex');
+  return `${token.slice(0, dot + 1)}${Buffer.concat([sig.subarray(0, 32), low]).toString('base64url')}`;
+}
+
 /**
  * The token written canonically from its decoded header, payload and signature bytes: every
  * spelling of one token maps here. Records about a token (revocation, idempotency) are keyed by

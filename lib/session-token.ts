@@ -1,7 +1,7 @@
 import type { LoginMethod } from './login-methods';
 import { errors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import type { SigningKey } from './signing-key';
-import { assertCanonicalCompactJws, JwsSpellingError } from './compact-jws';
+import { assertCanonicalCompactJws, JwsSpellingError, lowSCompactJws } from './compact-jws';
 import { AgentKeysError } from './errors';
 
 /**
@@ -41,7 +41,9 @@ export async function signSessionToken(
     .setIssuedAt(opts.nowSeconds)
     .setExpirationTime(expiresAt)
     .sign(key.privateKey);
-  return { token, expiresAt };
+  // Issued with a low s: the form a bearer's records are keyed by (lowSCompactJws), so the issued
+  // text and its ECDSA twin hash alike.
+  return { token: lowSCompactJws(token), expiresAt };
 }
 
 export class SessionTokenError extends AgentKeysError {

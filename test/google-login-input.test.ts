@@ -387,6 +387,15 @@ void describe('login CSRF through the exchange code (second review, item 3)', ()
     assert.equal((await exchange(g.stack, code, attacker.verifier)).status, 410);
   });
 
+  /** A challenge whose last base64url character has its two unused bits set: the same bytes as a real one, another spelling. */
+  const respelledChallenge = (): string => {
+    for (;;) {
+      const c = pkcePair().challenge;
+      const last = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.indexOf(c.slice(-1));
+      if ((last & 3) === 0) return c.slice(0, -1) + 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'[last | 1];
+    }
+  };
+
   void test('a browser start without an S256 code challenge → 400, no flow; the state carries the challenge and cannot be edited', async () => {
     const starts = spyWorkflowStarts(g.stack.temporal);
     try {
@@ -395,6 +404,8 @@ void describe('login CSRF through the exchange code (second review, item 3)', ()
         `return_to=${returnTo}`,
         `return_to=${returnTo}&code_challenge=short`,
         `return_to=${returnTo}&code_challenge=${pkcePair().challenge}&code_challenge_method=plain`,
+        // The same 32 bytes with the last character's unused bits set: no verifier's S256 is spelled so.
+        `return_to=${returnTo}&code_challenge=${respelledChallenge()}&code_challenge_method=S256`,
       ]) {
         const r = await fetch(`${g.stack.url}/v1/session/google_oauth_login?${query}`, { redirect: 'manual' });
         const text = await r.text();

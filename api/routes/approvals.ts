@@ -10,6 +10,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { type ApprovalRow } from '../../db/approvals';
+import { lowSCompactJws } from '../../lib/compact-jws';
 import { hmacHex } from '../../lib/digest';
 import { BrokerError } from '../../lib/errors';
 import { MAX_CONTRACT_SIGNATURE_BYTES } from '../../lib/wallet-message';
@@ -36,7 +37,9 @@ export const approvalPendingBody = z.object({
 });
 
 /** The audit log's handle on the request's bearer (an HMAC of it, never the bearer): a mint's and a hand-out's rows name their caller by it. */
-export const auditBearerHash = (hmacSecret: Buffer, request: FastifyRequest): string => hmacHex(hmacSecret, 'audit-bearer', bearerToken(request)).slice(0, 32);
+export const auditBearerHash = (hmacSecret: Buffer, request: FastifyRequest): string =>
+  // Over the low-s form (lib/compact-jws.ts): an ES256 bearer's twin (r, n − s) verifies too, and is the same bearer.
+  hmacHex(hmacSecret, 'audit-bearer', lowSCompactJws(bearerToken(request))).slice(0, 32);
 
 export const pendingAnswer = (o: ApprovalOpened) => ({
   approval_id: o.approval_id,

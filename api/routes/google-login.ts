@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { GoogleOidc, GoogleProviderError } from '../../adapters/google-oidc';
 import { formatUserCode, newUserCode, normaliseUserCode } from '../../lib/device-code';
 import { hmacHex, pkceS256Challenge } from '../../lib/digest';
+import { isCanonicalBase64url } from '../../lib/compact-jws';
 import { BrokerError } from '../../lib/errors';
 import { AkFlow, AkStage } from '../../lib/search-attributes';
 import { LOGIN_METHODS } from '../../lib/login-methods';
@@ -226,7 +227,11 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
           "this broker's own origin (the console starts its sign-in from its own page).",
         querystring: z.object({
           return_to: z.string().max(2048, 'return_to is longer than 2048 characters'),
-          code_challenge: z.string().regex(CODE_CHALLENGE_RE, 'code_challenge must be the S256 challenge of your code_verifier (43 base64url characters)'),
+          code_challenge: z
+            .string()
+            .regex(CODE_CHALLENGE_RE, 'code_challenge must be the S256 challenge of your code_verifier (43 base64url characters)')
+            // The last character's two unused bits set spell the same 32 bytes, which no verifier's S256 ever does: a sign-in that could never finish.
+            .refine(isCanonicalBase64url, 'code_challenge is not the canonical base64url of 32 bytes (its last character has unused bits set)'),
           code_challenge_method: z.literal('S256', 'code_challenge_method must be S256').optional(),
         }),
         response: { 302: z.null().describe('redirect to the provider'), 403: errorBody, 410: errorBody, ...commonErrors },
