@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { createEvmSignatureVerifier, type WalletSignatureCheck, type WalletSignatureInput } from '../adapters/evm-signature';
+import { createEvmSignatureVerifier, EvmRpcUnavailableError, type WalletSignatureCheck, type WalletSignatureInput } from '../adapters/evm-signature';
 import { FailureType } from '../workflows/definitions';
 import type { ActivityDeps } from './deps';
 
@@ -18,7 +18,8 @@ export function createWalletLoginActivities(deps: ActivityDeps) {
       try {
         return await verifier.verify(input);
       } catch (e) {
-        throw ApplicationFailure.retryable(`the EVM RPC did not answer: ${(e as Error).message.split('\n')[0]}`, FailureType.chainUnavailable);
+        // The adapter's EvmRpcUnavailableError names the kind of failure only (an RPC URL may carry an API key).
+        throw ApplicationFailure.retryable(e instanceof EvmRpcUnavailableError ? e.message : 'the EVM RPC did not answer', FailureType.chainUnavailable);
       }
     },
   };

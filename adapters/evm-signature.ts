@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { createPublicClient, hashMessage, http, keccak256, recoverAddress, type PublicClient } from 'viem';
 import { sha256Hex } from '../lib/digest';
+import { AgentKeysError } from '../lib/errors';
 import { MAX_WALLET_MESSAGE_BYTES, normalizeWalletSignature, parseEoaSignature, SignatureFormatError, type EoaSignature } from '../lib/wallet-message';
 
 /**
@@ -102,25 +103,47 @@ export interface EvmSignatureVerifier {
 }
 
 /**
+ * The chain did not answer a contract-wallet check or the readiness probe. Its message names the
+ * failure's kind and HTTP status only: an RPC URL often carries an API key in its path (Alchemy,
+ * Infura), and viem's errors quote the URL, so none of their text is passed on (to a client's 503,
+ * a log line, /readyz or a workflow's failure).
+ */
+export class EvmRpcUnavailableError extends AgentKeysError {
+  override readonly code: string = 'ERR_EVM_RPC_UNAVAILABLE';
+}
+
+/** What may be said of an RPC failure: the error's name and the HTTP status it carries, if any. */
+function rpcFailure(e: unknown, status?: number): EvmRpcUnavailableError {
+  const name = e instanceof Error && /^\w{1,64}$/.test(e.name) ? e.name : 'error';
+  const s = status ?? (e as { status?: unknown } | undefined)?.status;
+  return new EvmRpcUnavailableError(`the EVM RPC did not answer (${name}${typeof s === 'number' ? `, HTTP ${s}` : ''})`);
+}
+
+/**
  * viem's verifyMessage reads a failed validator call (an unreachable RPC included) as "invalid
  * signature". Each contract-wallet check therefore gets a client whose fetch records transport
  * failures, so an outage is reported as such (and retried) instead of refusing a good signature.
  */
 async function verifyOnChain(rpcUrl: string, timeoutMs: number, input: WalletSignatureInput & { signature: `0x${string}` }): Promise<boolean> {
-  let unreachable: string | undefined;
+  let unreachable: EvmRpcUnavailableError | undefined;
   const fetchFn: typeof fetch = async (url, init) => {
     try {
       const res = await fetch(url, init);
-      if (!res.ok) unreachable = `HTTP ${res.status}`;
+      if (!res.ok) unreachable = rpcFailure(undefined, res.status);
       return res;
     } catch (e) {
-      unreachable = (e as Error).message;
+      unreachable = rpcFailure(e);
       throw e;
     }
   };
   const client = createPublicClient({ transport: http(rpcUrl, { timeout: timeoutMs, retryCount: 1, fetchFn }) });
-  const ok = await client.verifyMessage({ address: input.address as `0x${string}`, message: input.message, signature: input.signature });
-  if (!ok && unreachable !== undefined) throw new Error(`EVM RPC unreachable: ${unreachable}`);
+  let ok: boolean;
+  try {
+    ok = await client.verifyMessage({ address: input.address as `0x${string}`, message: input.message, signature: input.signature });
+  } catch (e) {
+    throw unreachable ?? rpcFailure(e);
+  }
+  if (!ok && unreachable !== undefined) throw unreachable;
   return ok;
 }
 
@@ -159,7 +182,12 @@ export function createEvmSignatureVerifier(rpcUrl?: string, opts: { timeoutMs?: 
     },
     async readiness() {
       if (!client) return { ok: true, detail: `EOA signatures only (BROKER_EVM_RPC_URL unset); ecrecover: ${recovery}` };
-      const chainId = await client.getChainId();
+      let chainId: number;
+      try {
+        chainId = await client.getChainId();
+      } catch (e) {
+        throw rpcFailure(e);
+      }
       return { ok: true, detail: `EOA and contract wallets (ERC-1271/6492) via chain ${chainId}; ecrecover: ${recovery}` };
     },
   };

@@ -419,6 +419,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (e.BROKER_GOOGLE_CLIENT_ID && !e.BROKER_GOOGLE_CLIENT_SECRET && !e.BROKER_GOOGLE_CLIENT_SECRET_PATH)
       problems.push('BROKER_GOOGLE_CLIENT_SECRET or BROKER_GOOGLE_CLIENT_SECRET_PATH is required with BROKER_GOOGLE_CLIENT_ID');
     if (e.BROKER_GOOGLE_CLIENT_ID && new URL(e.BROKER_GOOGLE_ISSUER).protocol !== 'https:') problems.push('BROKER_GOOGLE_ISSUER must be https in production');
+    // It unlocks every flow's payloads (/codec) to whoever reaches the API's private port: not a
+    // word an operator typed, and never echoed.
+    if (e.BROKER_OPS_TOKEN !== undefined && e.BROKER_OPS_TOKEN.length < 32)
+      problems.push(
+        `BROKER_OPS_TOKEN is ${e.BROKER_OPS_TOKEN.length} characters; in production it must be at least 32 (generate one with \`npm run keygen -- secret\`)`,
+      );
     problems.push(...plainHttpUrlProblems(e));
     if (!e.BROKER_PUBLIC_URL && ['0.0.0.0', '::', '[::]'].includes(e.HOST))
       problems.push(

@@ -305,8 +305,9 @@ export function createGrantService(deps: GrantServiceDeps) {
       let check;
       try {
         check = await verifier.verify({ address: grant.agent_address, message, signature });
-      } catch (e) {
-        throw new BrokerError('unavailable', `the contract-wallet signature could not be checked: ${(e as Error).message}`);
+      } catch {
+        // The adapter says only the kind of failure (an RPC URL may carry an API key); nothing of it reaches the client.
+        throw new BrokerError('unavailable', 'the chain needed to check a contract-wallet signature did not answer; try again');
       }
       if (!check.valid) {
         if (check.malformed) throw new BrokerError('bad_request', `body.signature: ${check.reason}`);

@@ -162,5 +162,12 @@ void describe('configuration', () => {
     assert.throws(() => loadConfig({ ...prod, HOST: '0.0.0.0' }), /BROKER_PUBLIC_URL is required when HOST is 0\.0\.0\.0/);
     assert.throws(() => loadConfig({ ...prod, HOST: '::' }), ConfigError);
     assert.equal(loadConfig({ ...prod, HOST: '0.0.0.0', BROKER_PUBLIC_URL: 'https://broker.example.com' }).publicUrl, 'https://broker.example.com');
+    // The ops token opens every flow's payloads: a short one is refused, and not echoed.
+    assert.throws(
+      () => loadConfig({ ...prod, BROKER_OPS_TOKEN: 'changeme' }),
+      (e: unknown) =>
+        e instanceof ConfigError && /BROKER_OPS_TOKEN is 8 characters; in production it must be at least 32/.test(e.message) && !e.message.includes('changeme'),
+    );
+    assert.equal(loadConfig({ ...prod, BROKER_OPS_TOKEN: 'ef'.repeat(16) }).BROKER_OPS_TOKEN, 'ef'.repeat(16));
   });
 });

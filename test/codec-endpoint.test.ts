@@ -34,6 +34,14 @@ function codecCall(op: 'decode' | 'encode', payloads: unknown, headers: Record<s
   });
 }
 
+/** The codec's audit rows by event: an accepted call leaves one before anything is decoded, a refused one none. */
+const codecRows = async () =>
+  (
+    await stack.db.query<{ event: string; n: number }>(
+      `SELECT event, count(*)::int AS n FROM audit_log WHERE event IN ('ops.codec.decode', 'ops.codec.encode') GROUP BY event ORDER BY event`,
+    )
+  ).rows;
+
 void describe('codec endpoint for the Temporal Web UI', () => {
   void test('decodes a flow input from real history with the ops token', async () => {
     const email = uniqueEmail('Decoded');
@@ -83,12 +91,6 @@ void describe('codec endpoint for the Temporal Web UI', () => {
       (await codecCall('encode', [{ metadata: { encoding: b64('json/plain') }, data: b64('"secret"') }])).body as { payloads: JsonPayload[] }
     ).payloads;
     // Each accepted call leaves its audit row before anything is decoded; a refused one leaves none.
-    const codecRows = async () =>
-      (
-        await stack.db.query<{ event: string; n: number }>(
-          `SELECT event, count(*)::int AS n FROM audit_log WHERE event IN ('ops.codec.decode', 'ops.codec.encode') GROUP BY event ORDER BY event`,
-        )
-      ).rows;
     const before = await codecRows();
     assert.ok(
       before.some((r) => r.event === 'ops.codec.encode'),
@@ -129,8 +131,18 @@ void describe('codec endpoint for the Temporal Web UI', () => {
     const evil = await stack.request('OPTIONS', '/codec/decode', { headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
     assert.equal(evil.status, 403);
     assert.equal(evil.headers.get('access-control-allow-origin'), null);
-    const post = await codecCall('decode', [], { origin: 'https://evil.example' });
-    assert.equal(post.headers.get('access-control-allow-origin'), null, 'no CORS grant for other origins');
+    // With the right token, from a page of another origin (a name rebound to a local codec proxy): refused, nothing audited or decoded.
+    const before = await codecRows();
+    for (const origin of ['https://evil.example', 'http://evil.example:8095', 'null']) {
+      const post = await codecCall('decode', [], { origin });
+      assert.equal(post.status, 403, `${origin}: ${post.text}`);
+      assert.match((post.body as { message: string }).message, /origin not allowed/);
+      assert.equal(post.headers.get('access-control-allow-origin'), null, 'no CORS grant for other origins');
+    }
+    assert.deepEqual(await codecRows(), before, 'a refused origin was audited as an accepted call');
+    // The CLI sends no Origin.
+    const cli = await stack.request('POST', '/codec/decode', { body: { payloads: [] }, headers: { authorization: `Bearer ${OPS_TOKEN}`, 'x-namespace': '' } });
+    assert.equal(cli.status, 200, cli.text);
   });
 
   void test('bad bodies, tampered payloads and another namespace get a clear 4xx', async () => {

@@ -71,6 +71,11 @@ export default async function codecRoutes(appBase: FastifyInstance) {
 
   /** Runs before the body is read, so a caller without the token cannot make the broker parse megabytes. */
   async function requireOpsToken(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    // A browser names the page's origin on every POST; only the configured UIs may use the codec
+    // from a page. Without this, a page whose name is rebound to a local codec proxy that adds the
+    // token (scripts/codec-proxy.ts, an ops nginx) reads decoded payloads same-origin, needing no CORS.
+    const origin = request.headers.origin;
+    if (origin !== undefined && !origins.has(origin)) throw new BrokerError('forbidden', 'origin not allowed; add it to BROKER_CODEC_CORS_ORIGINS');
     const header = request.headers.authorization;
     if (!header) {
       void reply.header('www-authenticate', 'Bearer realm="agentkeys-broker codec"');
