@@ -123,4 +123,25 @@ void describe('the shipped deploy files agree on one topology', () => {
     const source = LOOPBACK.allows(config.HOST) ? '127.0.0.1' : (nginx.bind ?? '');
     assert.equal(tee.allows(source), false, 'the allow list names the TEE workers, as nginx saw them, never nginx itself');
   });
+
+  void test('both units run the process without what a node server never needs', () => {
+    for (const unit of ['agentkeys-api@.service', 'agentkeys-worker@.service']) {
+      const text = read('systemd', unit);
+      for (const line of [
+        'NoNewPrivileges=yes',
+        'ProtectSystem=strict',
+        'UMask=0077',
+        'CapabilityBoundingSet=',
+        'PrivateDevices=yes',
+        'ProtectKernelTunables=yes',
+        'ProtectKernelModules=yes',
+        'ProtectControlGroups=yes',
+        'RestrictNamespaces=yes',
+        'RestrictSUIDSGID=yes',
+        'LockPersonality=yes',
+        'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK',
+      ])
+        assert.ok(text.split('\n').includes(line), `${unit} lacks ${line}`);
+    }
+  });
 });

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { CONSOLE_PAGES } from '../api/plugins/console';
+import { PASSKEY_BODY_LIMIT_BYTES } from '../api/routes/passkey';
 import { publicExposure, type PublicExposure } from '../scripts/cluster/public-routes';
 import { startStack, type TestStack } from './harness';
 import { locationFor, publicLocations, type NginxLocation } from './support/nginx-site';
@@ -39,6 +40,16 @@ void describe('nginx: the public server and the routes of the broker', () => {
     assert.deepEqual(wrong, []);
     for (const path of ['/v3/account/post_heima_login', '/v1/account/check_hyper_agent_address', '/codec/decode', '/v1/mint-gcp-token'])
       assert.ok(documented.includes(path), `${path} is documented`);
+  });
+
+  void test("a passkey's answer gets through at the size the broker takes on its routes", () => {
+    const locations = publicLocations();
+    for (const path of ['/v1/passkeys/registration', '/v1/session/passkey']) {
+      const at = locationFor(locations, path);
+      const size = /client_max_body_size\s+(\d+)k\s*;/.exec(at?.body ?? '')?.[1];
+      assert.equal(Number(size) * 1024, PASSKEY_BODY_LIMIT_BYTES, `${path}: ${describeLocation(at)} takes ${size ?? 'BODY_LIMIT'}`);
+      assert.ok(at?.proxied, path);
+    }
   });
 
   void test('the ops routes and anything unknown are not passed on the public server', () => {

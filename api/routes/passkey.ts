@@ -26,8 +26,12 @@ import { refuseFromAnotherOrigin } from '../fetch-metadata';
 import { issueSession } from '../session-issue';
 import { commonErrors, errorBody, loginSessionSchema, refuseDeepNesting } from '../schemas';
 
-/** Passkey requests are small JSON: a credential response is a few hundred bytes to a few KiB. */
-const BODY_LIMIT = 32 * 1024;
+/**
+ * Passkey requests are small JSON: a credential response is a few hundred bytes to a few KiB, an
+ * attestation with its certificates more. deploy/nginx lets these routes' bodies through at this size.
+ */
+export const PASSKEY_BODY_LIMIT_BYTES = 32 * 1024;
+const BODY_LIMIT = PASSKEY_BODY_LIMIT_BYTES;
 const B64URL = /^[A-Za-z0-9_-]*$/;
 const b64url = (max: number) => z.string().max(max).regex(B64URL, 'must be base64url');
 
