@@ -5,17 +5,22 @@ import { AUDIT_COLUMNS, MINTS_UNDER_GRANTS_OF, type AuditRow } from './audit-que
 import { firstCoveringHead, latestShardedHead, type AuditHeadRow } from './audit-heads';
 import type { Queryable } from './pool';
 
-/** A proof's chain is at most this many rows; a row further below its shard's latest signed head gets the earliest head that covers it. */
+/**
+ * A proof's chain is at most this many rows; a row further below its shard's latest signed head gets
+ * the earliest head that covers it, and a row further than this below that one too (the anchor
+ * stalled while its shard grew) gets no proof (too_far).
+ */
 export const MAX_PROOF_CHAIN = 10_000;
 
-export type ProofLookup =
-  { ok: true; proof: AuditProof } | { ok: false; why: 'beyond_log'; logEnd: string | null } | { ok: false; why: 'not_found' | 'unsharded' | 'not_anchored' };
+export type ProofLookup = { ok: true; proof: AuditProof } | { ok: false; why: 'not_found' | 'unsharded' | 'not_anchored' | 'too_far' };
 
 /**
  * The inclusion proof of row `seq` of `omniAccount` (lib/audit-proof.ts) under the latest signed
- * head — or, when the row is more than MAX_PROOF_CHAIN rows below its shard's head there, the
- * earliest signed head that covers it (the shortest chain). Another account's row is not_found,
- * except a mint made under one of the account's grants (the rows GET /v1/audit?of=grants lists).
+ * head — or, when the row is more than `maxChain` rows below its shard's head there, the earliest
+ * signed head that covers it (the shortest chain); too_far when that chain is still longer than
+ * `maxChain`, so no proof reads more rows than that. Another account's row is not_found, except a
+ * mint made under one of the account's grants (the rows GET /v1/audit?of=grants lists); so is a
+ * seq beyond the log's last row, with nothing to tell the two apart (not even another query).
  */
 export async function buildAuditProof(q: Queryable, omniAccount: string, seq: string, opts: { maxChain?: number } = {}): Promise<ProofLookup> {
   const maxChain = opts.maxChain ?? MAX_PROOF_CHAIN;
@@ -25,11 +30,7 @@ export async function buildAuditProof(q: Queryable, omniAccount: string, seq: st
       omniAccount,
     ])
   ).rows[0];
-  if (!row) {
-    const end = (await q.query<{ seq: string | null }>('SELECT max(seq)::text AS seq FROM audit_log')).rows[0]?.seq ?? null;
-    if (end === null || BigInt(seq) > BigInt(end)) return { ok: false, why: 'beyond_log', logEnd: end };
-    return { ok: false, why: 'not_found' };
-  }
+  if (!row) return { ok: false, why: 'not_found' };
   if (row.shard === null || row.shard === undefined || !row.shard_seq) return { ok: false, why: 'unsharded' };
   const shard = row.shard;
   const rowShardSeq = row.shard_seq;
@@ -52,6 +53,8 @@ export async function buildAuditProof(q: Queryable, omniAccount: string, seq: st
     }
   }
   if (!head) return { ok: false, why: 'not_anchored' };
+  // Even the earliest head that covers the row is too far above it: refused before reading the chain.
+  if (BigInt(upTo) - BigInt(rowShardSeq) > BigInt(maxChain)) return { ok: false, why: 'too_far' };
   const heads = head.shard_heads as ShardHead[];
   const leaf = leafOf(head) as ShardHead;
   const later = (

@@ -1,6 +1,7 @@
+import pg from 'pg';
 import { auditRowHash, auditShardOf, GENESIS_HASH, type AuditRowFields } from '../lib/audit-chain';
 import type { ShardHead } from '../lib/audit-merkle';
-import type { Queryable } from './pool';
+import { withTransaction, type Queryable } from './pool';
 
 /** The reading side of the hash-chained audit log: an account's own rows, and the chain check. */
 
@@ -21,6 +22,12 @@ export async function listAuditForAccount(q: Queryable, omniAccount: string, opt
     [omniAccount, opts.beforeSeq ?? null, opts.limit],
   );
   return r.rows;
+}
+
+/** The rows at these global seqs (those that exist), in no particular order. */
+export async function auditRowsAt(q: Queryable, seqs: readonly string[]): Promise<AuditRow[]> {
+  if (seqs.length === 0) return [];
+  return (await q.query<AuditRow>(`SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE seq = ANY($1::bigint[])`, [seqs])).rows;
 }
 
 /**
@@ -64,14 +71,42 @@ export type AuditChainVerdict =
   | { ok: false; rows: number; brokenSeq: string; shard: number | null; reason: string };
 
 /**
+ * Runs fn on one client in one REPEATABLE READ READ ONLY transaction: every statement fn sends sees
+ * the log as it stood at the first one. Reading the log in several statements needs it. Shards
+ * commit out of seq order by design (each appends under its own lock, with seqs from one sequence):
+ * a row with a lower seq can commit after a row with a higher one was read, so a walk whose pages
+ * each took their own snapshot could step past it and report it missing. In one snapshot a shard is
+ * always a prefix of its chain (its next row is appended only after the previous one committed), a
+ * head is visible only with the rows it covers, and rows committed later are left for the next walk.
+ */
+export async function withAuditSnapshot<T>(pool: pg.Pool, fn: (q: pg.PoolClient) => Promise<T>): Promise<T> {
+  return withTransaction(
+    pool,
+    async (client) => {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      return fn(client);
+    },
+    { begun: true },
+  );
+}
+
+/**
  * Walks the whole log in global seq order and names the first broken link. The rows before
  * migration 010 (shard null) are one chain with gapless seq; after them every shard is its own
  * chain, starting from the last of those rows: a gap or reorder in a shard's shard_seq, a row in
  * another shard than its account's, a prev_hash that is not the shard's previous row's hash, or a
  * hash that does not match the row's content. The global seq may have gaps (a rolled-back append
  * uses up its number); a cut tail of a shard is what signed heads catch (checkAuditHeads).
+ *
+ * Given a pool, the walk runs in a snapshot of its own (withAuditSnapshot); given a client, it must
+ * already be in one (audit:verify runs the walk and the heads' check in the same one).
  */
 export async function verifyAuditChain(q: Queryable, opts: { batchSize?: number } = {}): Promise<AuditChainVerdict> {
+  if (q instanceof pg.Pool) return withAuditSnapshot(q, (client) => walkAuditChain(client, opts));
+  return walkAuditChain(q, opts);
+}
+
+async function walkAuditChain(q: Queryable, opts: { batchSize?: number }): Promise<AuditChainVerdict> {
   const batch = opts.batchSize ?? 1000;
   const settings = (await q.query<{ shards: number }>('SELECT shards FROM audit_settings')).rows[0];
   const shardCount = settings?.shards ?? 1;
@@ -157,6 +192,7 @@ export type HeadsVerdict = { ok: true; checked: number; latestSeq: string | null
  * still hold their hashes pins every row before them in their chains; a row that holds another
  * hash was rewritten (or rows before it were, and the chain recomputed), a missing row was cut.
  * A version 1 head pins one row (the single chain's head); a version 2 head pins every shard's.
+ * Read in the walk's snapshot (withAuditSnapshot), so the heads and the rows they pin are as the walk found them.
  */
 export async function checkAuditHeads(
   q: Queryable,

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { auditRowContentDigest, auditRowHashV2, auditShardOf, type AuditRowFields } from '../lib/audit-chain';
+import { assertPlainJson, CanonicalJsonError } from '../lib/canonical-json';
 import { ConfigError } from '../lib/config';
 import { auditWriteFailures } from '../lib/metrics';
 import { withTransaction, type Queryable } from './pool';
@@ -18,7 +19,11 @@ export interface AuditEvent {
   requestId?: string | null;
   /** Makes the append idempotent: a second append with the same key returns the first row. */
   idemKey?: string | null;
-  /** Never raw secrets: hash or HMAC tokens, codes and credentials before they get here. */
+  /**
+   * Never raw secrets: hash or HMAC tokens, codes and credentials before they get here. Plain JSON
+   * values only (no Date, Buffer or class instance: lib/canonical-json.ts assertPlainJson); anything
+   * else is refused before a statement is sent.
+   */
   details?: Record<string, unknown>;
 }
 
@@ -59,6 +64,7 @@ export async function appendAudit(tx: Queryable, e: AuditEvent): Promise<AuditRe
  */
 export async function appendAuditRows(tx: Queryable, events: readonly AuditEvent[]): Promise<AuditRecord[]> {
   try {
+    refuseNonPlainDetails(events);
     return await appendRows(tx, events, await lockedSettings(tx));
   } catch (err) {
     for (const e of events) auditWriteFailures.inc({ event: e.event });
@@ -80,6 +86,12 @@ export async function appendAuditRows(tx: Queryable, events: readonly AuditEvent
 export async function appendAuditDurably(pool: pg.Pool, events: readonly AuditEvent[], timeoutMs: number): Promise<AuditRecord[]> {
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new Error(`bad audit write timeout ${timeoutMs}`);
   const guess = lastShardCount.get(pool);
+  try {
+    refuseNonPlainDetails(events);
+  } catch (err) {
+    for (const e of events) auditWriteFailures.inc({ event: e.event });
+    throw err;
+  }
   const guessedShards = guess === undefined ? [] : [...new Set(events.map((e) => auditShardOf(e.omniAccount, guess)))];
   const shard = guessedShards.length === 1 ? guessedShards[0] : undefined;
   try {
@@ -101,6 +113,28 @@ export async function appendAuditDurably(pool: pg.Pool, events: readonly AuditEv
   } catch (err) {
     for (const e of events) auditWriteFailures.inc({ event: e.event });
     throw err;
+  }
+}
+
+/**
+ * A row's details are stored as JSON.stringify writes them and hashed as canonicalJson writes them;
+ * the two agree only on plain JSON values (canonicalJson ignores toJSON: a Date would be stored as
+ * its ISO text and hashed as an empty object, a row that never verifies). Checked before the first
+ * statement, so a refused append takes no lock and no seq and writes nothing.
+ */
+function refuseNonPlainDetails(events: readonly AuditEvent[]): void {
+  for (const e of events) {
+    const details: unknown = e.details ?? {};
+    const proto: unknown = typeof details === 'object' && details !== null ? Object.getPrototypeOf(details) : undefined;
+    if (Array.isArray(details) || (proto !== Object.prototype && proto !== null)) {
+      throw new CanonicalJsonError(`the details of audit event ${e.event} are not a plain object`);
+    }
+    try {
+      assertPlainJson(details, 'details');
+    } catch (err) {
+      if (err instanceof CanonicalJsonError) throw new CanonicalJsonError(`audit event ${e.event} not written: ${err.message}`);
+      throw err;
+    }
   }
 }
 

@@ -1,4 +1,4 @@
-import { CompactSign, compactVerify, createLocalJWKSet, errors, type JSONWebKeySet } from 'jose';
+import { base64url, CompactSign, compactVerify, createLocalJWKSet, decodeProtectedHeader, errors, type JSONWebKeySet } from 'jose';
 import { canonicalJson } from './canonical-json';
 import { AgentKeysError } from './errors';
 import { shardHeadsRoot, type ShardHead } from './audit-merkle';
@@ -55,17 +55,50 @@ export async function verifyAuditHead(jws: string, keys: JSONWebKeySet): Promise
     if (e instanceof errors.JOSEError) throw new AuditHeadError(`the head does not verify: ${e.code}`);
     throw e;
   }
-  if (verified.protectedHeader.typ !== AUDIT_HEAD_TYP) throw new AuditHeadError(`not an audit head (typ ${String(verified.protectedHeader.typ)})`);
+  return statementOf(verified.protectedHeader, verified.payload);
+}
+
+/** The kid in a head's protected header, read without checking anything else; null when it is not a compact JWS with one. */
+export function auditHeadKid(jws: string): string | null {
+  try {
+    const kid = decodeProtectedHeader(jws.trim()).kid;
+    return typeof kid === 'string' ? kid : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A head's statement, its form checked as verifyAuditHead checks it, but not its signature: only
+ * for a head from a source the database cannot write (the audit anchor's previous run, kept by
+ * Temporal) signed by a key since retired, which the current audit keys cannot verify.
+ */
+export function readAuditHeadUnverified(jws: string): AuditHeadStatement & { kid: string } {
+  const parts = jws.trim().split('.');
+  if (parts.length !== 3) throw new AuditHeadError('the head is not a compact JWS');
+  let header: { typ?: unknown; kid?: unknown };
+  let payload: Uint8Array;
+  try {
+    header = decodeProtectedHeader(jws.trim());
+    payload = base64url.decode(parts[1] as string);
+  } catch {
+    throw new AuditHeadError('the head is not a compact JWS');
+  }
+  return statementOf(header, payload);
+}
+
+function statementOf(header: { typ?: unknown; kid?: unknown }, payload: Uint8Array): AuditHeadStatement & { kid: string } {
+  if (header.typ !== AUDIT_HEAD_TYP) throw new AuditHeadError(`not an audit head (typ ${String(header.typ)})`);
   let s: Partial<AuditHeadStatement>;
   try {
-    s = JSON.parse(new TextDecoder().decode(verified.payload)) as Partial<AuditHeadStatement>;
+    s = JSON.parse(new TextDecoder().decode(payload)) as Partial<AuditHeadStatement>;
   } catch {
     throw new AuditHeadError('the head payload is not JSON');
   }
   if (typeof s.seq !== 'string' || !/^\d+$/.test(s.seq) || typeof s.hash !== 'string' || typeof s.at !== 'string' || typeof s.iss !== 'string') {
     throw new AuditHeadError('the head payload lacks seq, hash, at or iss');
   }
-  const base = { seq: s.seq, hash: s.hash, at: s.at, iss: s.iss, kid: verified.protectedHeader.kid ?? '' };
+  const base = { seq: s.seq, hash: s.hash, at: s.at, iss: s.iss, kid: typeof header.kid === 'string' ? header.kid : '' };
   if (s.v === undefined) return base;
   if (s.v !== 2) throw new AuditHeadError(`unknown head version ${String(s.v)}`);
   const shards = s.shards;

@@ -35,7 +35,12 @@ export const CANONICAL_VALUE_MAX_DEPTH = 128;
  */
 export const JSON_TEXT_MAX_DEPTH = 127;
 
-/** JSON with keys sorted (UTF-16 order) at every depth and no whitespace: the broker's own canonical form of a value. */
+/**
+ * JSON with keys sorted (UTF-16 order) at every depth and no whitespace: the broker's own canonical
+ * form of a value. It reads a value's own enumerable properties and never calls `toJSON`, where
+ * JSON.stringify does: a Date, a Buffer or a class instance would hash as one text and be stored as
+ * another. Values that are stored as JSON and hashed in this form must pass assertPlainJson first.
+ */
 export function canonicalJson(value: unknown): string {
   const out: string[] = [];
   // A work item is text to write, or a value to write at a depth.
@@ -74,6 +79,46 @@ export function canonicalJson(value: unknown): string {
     }
   }
   return out.join('');
+}
+
+/**
+ * Throws CanonicalJsonError, naming the path (`what` its root), unless `value` is plain JSON data:
+ * null, booleans, numbers, strings, arrays and plain objects (prototype Object.prototype or null),
+ * with no `toJSON` anywhere. On such data canonicalJson and JSON.stringify write the same value,
+ * so what is stored (JSON.stringify) is what was hashed (canonicalJson). Refused: anything with a
+ * `toJSON` (a Date, a Buffer), another prototype (a Map, a class instance, a boxed string), a
+ * function, a symbol, a bigint. An undefined property is allowed (both leave it out), as are an
+ * undefined array item and a number JSON cannot hold (both write null). Without recursion, like
+ * canonicalJson, and refused deeper than CANONICAL_VALUE_MAX_DEPTH (so a cycle is refused too).
+ */
+export function assertPlainJson(value: unknown, what = 'value'): void {
+  const work: { value: unknown; path: string; depth: number }[] = [{ value, path: what, depth: 0 }];
+  for (let item = work.pop(); item !== undefined; item = work.pop()) {
+    const { value: v, path } = item;
+    const refuse = (is: string): never => {
+      throw new CanonicalJsonError(
+        `${path} is ${is}: only plain JSON values (null, booleans, numbers, strings, arrays, plain objects) are hashed and stored alike; convert it first (a Date with toISOString())`,
+      );
+    };
+    if (v === undefined) continue; // left out of an object, null in an array: the same in both forms
+    if (v === null || typeof v === 'boolean' || typeof v === 'number' || typeof v === 'string') continue;
+    if (typeof v !== 'object') refuse(`a ${typeof v}`);
+    const obj = v as Record<string, unknown>;
+    const proto = Object.getPrototypeOf(obj) as unknown;
+    const named = (obj.constructor as { name?: unknown } | undefined)?.name;
+    const kind = typeof named === 'string' && named !== '' && named !== 'Object' ? `a ${named}` : 'an object';
+    if (typeof obj.toJSON === 'function') refuse(`${kind} with a toJSON method`);
+    const array = Array.isArray(obj);
+    if (array ? proto !== Array.prototype : proto !== Object.prototype && proto !== null) refuse(`${kind} (not a plain ${array ? 'array' : 'object'})`);
+    const depth = item.depth + 1;
+    if (depth > CANONICAL_VALUE_MAX_DEPTH) throw new CanonicalJsonError(`${path} is nested deeper than ${CANONICAL_VALUE_MAX_DEPTH} levels`);
+    if (array) {
+      for (let i = (obj as unknown[]).length - 1; i >= 0; i--) work.push({ value: (obj as unknown[])[i], path: `${path}[${i}]`, depth });
+    } else {
+      for (const k of Object.keys(obj).reverse())
+        work.push({ value: obj[k], path: /^[A-Za-z_$][\w$]*$/.test(k) ? `${path}.${k}` : `${path}[${JSON.stringify(k).slice(0, 80)}]`, depth });
+    }
+  }
 }
 
 /** JSON text read into a tree that keeps what its canonical spelling needs. */

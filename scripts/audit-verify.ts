@@ -7,6 +7,9 @@
  * its shard heads, and each shard head must still be in the log. Heads are verified against the
  * audit keys, public keys only: --keys (a JWKS file or a URL), else the broker's published JWKS at
  * <BROKER_PUBLIC_URL>/v1/audit/keys. A verifier never needs, nor reads, the audit private key.
+ * The walk, the heads and their check read one snapshot (a REPEATABLE READ READ ONLY transaction,
+ * db/audit-query.ts withAuditSnapshot): on a live log, rows and heads committed while it runs are
+ * left for the next run instead of showing up half-way through the walk as missing rows.
  *
  * `npm run audit:verify -- --proof <file> [--keys …]`: checks one inclusion proof from
  * GET /v1/audit/proof instead (lib/audit-proof.ts), with no database: the row's hash, the chain to
@@ -18,8 +21,8 @@
 import { readFile } from 'node:fs/promises';
 import type { JSONWebKeySet } from 'jose';
 import { allAuditHeads } from '../db/audit-heads';
-import { checkAuditHeads, verifyAuditChain, type HeadToCheck } from '../db/audit-query';
-import { createPool } from '../db/pool';
+import { checkAuditHeads, verifyAuditChain, withAuditSnapshot, type HeadToCheck } from '../db/audit-query';
+import { createPool, type Queryable } from '../db/pool';
 import { AuditHeadError, verifyAuditHead } from '../lib/audit-head';
 import { AuditProofError, verifyAuditProof } from '../lib/audit-proof';
 import { loadConfig, type Config } from '../lib/config';
@@ -91,48 +94,53 @@ async function main(argv: string[]): Promise<number> {
   }
   const db = createPool(config.DATABASE_URL, 1);
   try {
-    const verdict = await verifyAuditChain(db);
-    if (!verdict.ok) {
-      const at = verdict.shard === null ? `seq ${verdict.brokenSeq}` : `shard ${verdict.shard}, seq ${verdict.brokenSeq}`;
-      console.error(`audit chain BROKEN at ${at}: ${verdict.reason} (${verdict.rows} rows before it verified)`);
-      return 1;
-    }
-    const keys = await auditKeys(config, args.keys);
-    const heads: HeadToCheck[] = [];
-    const sources: { jws: string; source: string; root?: string | null }[] = [
-      ...(await allAuditHeads(db)).map((h) => ({
-        jws: h.jws,
-        source: `audit_heads seq ${h.seq}${h.root ? ` root ${h.root.slice(0, 16)}…` : ''}`,
-        root: h.root,
-      })),
-      ...args.heads.map((jws) => ({ jws, source: '--head' })),
-    ];
-    for (const { jws, source, root } of sources) {
-      try {
-        const s = await verifyAuditHead(jws, keys);
-        if (root !== undefined && root !== (s.root ?? null))
-          throw new AuditHeadError(`the row's root ${String(root)} is not the signed root ${String(s.root)}`);
-        heads.push({ seq: s.seq, hash: s.hash, shards: s.shards, at: s.at, source });
-      } catch (e) {
-        if (!(e instanceof AuditHeadError)) throw e;
-        console.error(`audit head REFUSED (${source}): ${e.message}`);
-        return 1;
-      }
-    }
-    const checked = await checkAuditHeads(db, heads, verdict);
-    if (!checked.ok) {
-      console.error(`audit log CONTRADICTS a signed head${checked.shard === null ? '' : ` (shard ${checked.shard})`}: ${checked.reason}`);
-      return 1;
-    }
-    const used = verdict.shardHeads.filter((h) => h.seq !== '0').length;
-    console.log(
-      `audit chain intact: ${verdict.rows} rows in ${used} of ${verdict.shardHeads.length} shard chains, head seq ${verdict.headSeq ?? '(none)'} hash ${verdict.headHash}; ` +
-        `${checked.checked} signed heads agree${checked.latestSeq ? ` (latest at seq ${checked.latestSeq})` : ''}`,
-    );
-    return 0;
+    // The walk, the heads and their check in one snapshot: rows and heads committed meanwhile are for the next run.
+    return await withAuditSnapshot(db, (q) => verifyInSnapshot(q, config, args));
   } finally {
     await db.end();
   }
+}
+
+/** The chains, then every signed head against them, all read through `q` (one REPEATABLE READ snapshot). */
+async function verifyInSnapshot(q: Queryable, config: Config, args: { heads: string[]; keys?: string }): Promise<number> {
+  const verdict = await verifyAuditChain(q);
+  if (!verdict.ok) {
+    const at = verdict.shard === null ? `seq ${verdict.brokenSeq}` : `shard ${verdict.shard}, seq ${verdict.brokenSeq}`;
+    console.error(`audit chain BROKEN at ${at}: ${verdict.reason} (${verdict.rows} rows before it verified)`);
+    return 1;
+  }
+  const keys = await auditKeys(config, args.keys);
+  const heads: HeadToCheck[] = [];
+  const sources: { jws: string; source: string; root?: string | null }[] = [
+    ...(await allAuditHeads(q)).map((h) => ({
+      jws: h.jws,
+      source: `audit_heads seq ${h.seq}${h.root ? ` root ${h.root.slice(0, 16)}…` : ''}`,
+      root: h.root,
+    })),
+    ...args.heads.map((jws) => ({ jws, source: '--head' })),
+  ];
+  for (const { jws, source, root } of sources) {
+    try {
+      const s = await verifyAuditHead(jws, keys);
+      if (root !== undefined && root !== (s.root ?? null)) throw new AuditHeadError(`the row's root ${String(root)} is not the signed root ${String(s.root)}`);
+      heads.push({ seq: s.seq, hash: s.hash, shards: s.shards, at: s.at, source });
+    } catch (e) {
+      if (!(e instanceof AuditHeadError)) throw e;
+      console.error(`audit head REFUSED (${source}): ${e.message}`);
+      return 1;
+    }
+  }
+  const checked = await checkAuditHeads(q, heads, verdict);
+  if (!checked.ok) {
+    console.error(`audit log CONTRADICTS a signed head${checked.shard === null ? '' : ` (shard ${checked.shard})`}: ${checked.reason}`);
+    return 1;
+  }
+  const used = verdict.shardHeads.filter((h) => h.seq !== '0').length;
+  console.log(
+    `audit chain intact: ${verdict.rows} rows in ${used} of ${verdict.shardHeads.length} shard chains, head seq ${verdict.headSeq ?? '(none)'} hash ${verdict.headHash}; ` +
+      `${checked.checked} signed heads agree${checked.latestSeq ? ` (latest at seq ${checked.latestSeq})` : ''}`,
+  );
+  return 0;
 }
 
 main(process.argv.slice(2)).then(

@@ -9,6 +9,8 @@ import { promisify } from 'node:util';
 import { verifyAuditChain } from '../db/audit-query';
 import { signAuditHead, verifyAuditHead } from '../lib/audit-head';
 import { generateSigningKeyJwk, signingKeyFromJwk } from '../lib/signing-key';
+import { ActivityFailure, ApplicationFailure, ScheduleOverlapPolicy, WorkflowFailedError } from '@temporalio/client';
+import type { ShardHead } from '../lib/audit-merkle';
 import { ensureAuditAnchorSchedule } from '../worker/schedules';
 import { AUDIT_ANCHOR_SCHEDULE_ID, type AnchorResult } from '../workflows/audit-anchor.definitions';
 import { rechainShard, withAppendOnlyOff } from './audit-tamper';
@@ -163,5 +165,93 @@ void describe('anchored audit heads', () => {
       r.out,
       new RegExp(`\\(shard (\\d+)\\): shard \\1 ends at seq \\d+ but the head signed at .* covers seq ${earliest} in shard \\1: rows were cut`),
     );
+  });
+});
+
+/**
+ * The audit anchor run by its Schedule: Temporal hands each scheduled run the head its predecessor
+ * signed, and the anchor refuses to sign a log that no longer extends it — even when whoever
+ * rewrote a shard also deleted every signed head from the database, so the database alone has
+ * nothing left to contradict the forgery. Its own stack, after the tests above (the Schedule's id
+ * is one per namespace: one test at a time may own it).
+ */
+let sched: TestStack;
+
+const headCount = async () => Number((await sched.db.query<{ n: string }>('SELECT count(*)::text AS n FROM audit_heads')).rows[0]?.n);
+
+async function until<T>(what: string, probe: () => Promise<T | undefined | false>): Promise<T> {
+  for (let i = 0; i < 150; i++) {
+    const v = await probe();
+    if (v) return v;
+    await delay(200);
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+void describe('the scheduled audit anchor', () => {
+  before(async () => {
+    sched = await startStack({ env: { BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000', BROKER_AUDIT_ANCHOR_SECONDS: '1' } });
+    for (let i = 0; i < 4; i++) await walletLogin(sched);
+  });
+  after(async () => {
+    await sched?.temporal.schedule
+      .getHandle(AUDIT_ANCHOR_SCHEDULE_ID)
+      .delete()
+      .catch(() => undefined);
+    await sched?.stop();
+  });
+
+  void test('a shard rewritten and every signed head deleted: the next scheduled run refuses against its predecessor’s head, naming the shard, and signs nothing', async () => {
+    assert.equal(await ensureAuditAnchorSchedule(sched.temporal, sched.config), 'created');
+    const schedule = sched.temporal.schedule.getHandle(AUDIT_ANCHOR_SCHEDULE_ID);
+    await until('the first scheduled head', async () => (await headCount()) >= 1);
+    await walletLogin(sched);
+    await until('a second scheduled head, signed by a run given the first', async () => (await headCount()) >= 2);
+    await schedule.pause('the test tampers with the log');
+    await until('no scheduled run in flight', async () => (await schedule.describe()).info.runningActions.length === 0);
+
+    // The newest head — what the last scheduled run returned, so what Temporal hands the next one.
+    const newest = (await sched.db.query<{ shard_heads: ShardHead[] }>('SELECT shard_heads FROM audit_heads ORDER BY signed_at DESC, seq DESC LIMIT 1'))
+      .rows[0];
+    const pinned = newest?.shard_heads.find((h) => h.seq !== '0');
+    assert.ok(pinned, 'a shard with rows under the head');
+    // As the broker's database login can: rewrite the shard's signed head row, re-chain the shard,
+    // delete every signed head (triggers off), and let the log grow.
+    await withAppendOnlyOff(sched.db, async () => {
+      await sched.db.query(`UPDATE audit_log SET details = details || '{"forged":true}'::jsonb WHERE seq = $1`, [pinned.seq]);
+    });
+    await rechainShard(sched.db, pinned.shard);
+    for (const table of ['audit_heads', 'audit_head_shards']) {
+      await sched.db.query(`ALTER TABLE ${table} DISABLE TRIGGER USER`);
+      await sched.db.query(`DELETE FROM ${table}`);
+      await sched.db.query(`ALTER TABLE ${table} ENABLE TRIGGER USER`);
+    }
+    await walletLogin(sched);
+
+    const taken = (await schedule.describe()).info.numActionsTaken;
+    // With the Schedule's own overlap policy: a start under ALLOW_ALL (trigger()'s default) is given no previous result.
+    await schedule.trigger(ScheduleOverlapPolicy.SKIP);
+    const action = await until('the triggered run to finish', async () => {
+      const { info } = await schedule.describe();
+      const last = info.recentActions.at(-1)?.action;
+      return info.numActionsTaken > taken && info.runningActions.length === 0 && last?.type === 'startWorkflow' ? last : undefined;
+    });
+    const run = sched.temporal.workflow.getHandle(action.workflow.workflowId, action.workflow.firstExecutionRunId);
+    const failure = await run.result().then(
+      () => assert.fail('the anchor signed a rewritten log'),
+      (e: unknown) => e,
+    );
+    assert.ok(failure instanceof WorkflowFailedError, String(failure));
+    assert.ok(failure.cause instanceof ActivityFailure, String(failure.cause));
+    const cause = failure.cause.cause;
+    assert.ok(cause instanceof ApplicationFailure, String(cause));
+    assert.equal(cause.type, 'AuditFailed');
+    assert.match(
+      cause.message,
+      new RegExp(
+        `^audit anchor REFUSED to sign \\(shard ${pinned.shard}\\): row ${pinned.seq} of shard ${pinned.shard} holds hash [0-9a-f]{64}, but was signed with ${pinned.hash}: .*\\(the previous anchor run\\)`,
+      ),
+    );
+    assert.equal(await headCount(), 0, 'nothing signed');
   });
 });

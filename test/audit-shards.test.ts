@@ -1,26 +1,21 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { createAuditAnchorActivities } from '../activities/audit-anchor';
-import { resolveSecrets, type BrokerSecrets } from '../adapters/secrets';
+import { describe, test } from 'node:test';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { appendAudit, appendAuditDurably, ensureAuditShards } from '../db/audit';
 import { AUDIT_COLUMNS, verifyAuditChain, type AuditRow } from '../db/audit-query';
 import { migrate } from '../db/migrate';
 import { FIRST_COVERING_HEAD_SQL, firstCoveringHead, LATEST_SHARDED_HEAD_SQL } from '../db/audit-heads';
 import { buildAuditProof } from '../db/audit-proof';
-import { createPool, withTransaction, type Db } from '../db/pool';
+import { withTransaction } from '../db/pool';
 import { auditRowHashV1, auditShardOf, GENESIS_HASH } from '../lib/audit-chain';
 import { signAuditHead } from '../lib/audit-head';
 import { verifyAuditProof } from '../lib/audit-proof';
 import { merkleAuditPath, merkleRoot, shardHeadsRoot, verifyMerkleInclusion, type ShardHead } from '../lib/audit-merkle';
-import { loadConfig, type Config } from '../lib/config';
 import { generateSigningKeyJwk, signingKeyFromJwk } from '../lib/signing-key';
-import type { AnchoredHead } from '../workflows/audit-anchor.definitions';
+import type { AnchoredHead, AnchorResult } from '../workflows/audit-anchor.definitions';
 import { auditVerify, rechainShard, withAppendOnlyOff } from './audit-tamper';
-import { createTestDatabase } from './harness';
+import { useAuditLogs, type AuditTestLog } from './support/audit-logs';
 
 /**
  * The sharded audit log (issue 16 item 2): the RFC 6962 tree a head commits to, the migration of a
@@ -28,47 +23,9 @@ import { createTestDatabase } from './harness';
  * and audit:verify naming the shard and row of every kind of tampering.
  */
 
-const cleanups: (() => Promise<unknown>)[] = [];
-let dataDir: string;
-let keysFile: string;
-let secrets: BrokerSecrets;
-
-before(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'akb-audit-shards-'));
-  cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
-  secrets = await resolveSecrets(loadConfig({ NODE_ENV: 'test', BROKER_DATA_DIR: dataDir }));
-  keysFile = join(dataDir, 'audit-keys.json');
-  await writeFile(keysFile, JSON.stringify({ keys: [secrets.auditKey.publicJwk] }));
-});
-after(async () => {
-  for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
-});
-
-interface Log {
-  db: Db;
-  url: string;
-  config: Config;
-}
-
-async function freshLog(opts: { shards?: number; upTo?: string } = {}): Promise<Log> {
-  const database = await createTestDatabase();
-  const config = loadConfig({ NODE_ENV: 'test', BROKER_DATA_DIR: dataDir, DATABASE_URL: database.url });
-  const db = createPool(database.url, 8);
-  cleanups.push(database.drop, () => db.end());
-  if (opts.upTo) {
-    // Only the migrations up to `upTo`: a database as an older broker left it.
-    const dir = await mkdtemp(join(tmpdir(), 'akb-migrations-'));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    for (const f of await readdir(join(__dirname, '../db/migrations'))) {
-      if (f <= opts.upTo) await copyFile(join(__dirname, '../db/migrations', f), join(dir, f));
-    }
-    await migrate(db, dir);
-  } else {
-    await migrate(db);
-    await ensureAuditShards(db, opts.shards ?? 4);
-  }
-  return { db, url: database.url, config };
-}
+const logs = useAuditLogs('akb-audit-shards');
+type Log = AuditTestLog;
+const freshLog = (opts: { shards?: number; upTo?: string } = {}): Promise<Log> => logs.fresh(opts);
 
 const account = () => `0x${randomBytes(32).toString('hex')}`;
 
@@ -77,20 +34,15 @@ async function append(log: Log, omniAccount: string | null, event = 'login.walle
 }
 
 async function anchor(log: Log): Promise<AnchoredHead> {
-  const activities = createAuditAnchorActivities({
-    config: log.config,
-    db: log.db,
-    secrets,
-    mailer: { send: () => Promise.reject(new Error('no mail')) },
-    now: Date.now,
-  });
-  const head = await activities.anchorAuditHead();
+  const activities = logs.anchorActivities(log);
+  // In an activity context, as the worker runs it: the anchor logs when it refuses or skips a head.
+  const head = await new MockActivityEnvironment().run<[], AnchorResult, () => Promise<AnchorResult>>(() => activities.anchorAuditHead());
   assert.ok(head, 'the log has rows');
   return head;
 }
 
 const verify = (log: Log, ...args: string[]) =>
-  auditVerify({ ...process.env, NODE_ENV: 'test', BROKER_DATA_DIR: dataDir, DATABASE_URL: log.url }, ['--keys', keysFile, ...args]);
+  auditVerify({ ...process.env, NODE_ENV: 'test', BROKER_DATA_DIR: logs.dataDir, DATABASE_URL: log.url }, ['--keys', logs.keysFile, ...args]);
 
 const rowsOf = async (log: Log, where = 'true', params: unknown[] = []) =>
   (await log.db.query<AuditRow>(`SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE ${where} ORDER BY audit_log.seq`, params)).rows;
@@ -193,8 +145,13 @@ void describe('migrating a single-chain log', () => {
         [row.seq, row.at, row.event, row.outcome, row.omni_account, null, null, JSON.stringify(row.details), row.prev_hash, prev],
       );
     }
-    const oldHead = await signAuditHead(secrets.auditKey, { seq: '5', hash: prev, at: new Date().toISOString(), iss: log.config.publicUrl });
-    await log.db.query('INSERT INTO audit_heads (seq, hash, signed_at, kid, jws) VALUES ($1, $2, now(), $3, $4)', ['5', prev, secrets.auditKey.kid, oldHead]);
+    const oldHead = await signAuditHead(logs.secrets.auditKey, { seq: '5', hash: prev, at: new Date().toISOString(), iss: log.config.publicUrl });
+    await log.db.query('INSERT INTO audit_heads (seq, hash, signed_at, kid, jws) VALUES ($1, $2, now(), $3, $4)', [
+      '5',
+      prev,
+      logs.secrets.auditKey.kid,
+      oldHead,
+    ]);
 
     await migrate(log.db);
     assert.equal(await ensureAuditShards(log.db, 4), 'set', 'a migrated log has no sharded row yet: the count may still be chosen');
@@ -230,7 +187,7 @@ void describe('migrating a single-chain log', () => {
     const aliceNew = rows.find((r) => r.omni_account === alice && r.shard !== null);
     const proof = await buildAuditProof(log.db, alice, aliceNew?.seq ?? '');
     assert.ok(proof.ok);
-    await verifyAuditProof(proof.proof, { keys: [secrets.auditKey.publicJwk] });
+    await verifyAuditProof(proof.proof, { keys: [logs.secrets.auditKey.publicJwk] });
 
     // A broker of the previous version, still running, appends an unsharded row: refused (its caller gets audit_error).
     await assert.rejects(
@@ -251,7 +208,7 @@ void describe('inclusion proofs from the database', () => {
     const early = await anchor(log);
     for (let i = 0; i < 5; i++) await append(log, a);
     const late = await anchor(log);
-    const keys = { keys: [secrets.auditKey.publicJwk] };
+    const keys = { keys: [logs.secrets.auditKey.publicJwk] };
     const latest = await buildAuditProof(log.db, a, first.seq);
     assert.ok(latest.ok);
     assert.deepEqual([latest.proof.head.jws, latest.proof.chain.length], [late.jws, 5]);
@@ -551,7 +508,7 @@ void describe('audit:verify on a sharded log', () => {
     const foreign = await verify(log, '--head', await signAuditHead(stranger, statement));
     assert.equal(foreign.code, 1, foreign.out);
     assert.match(foreign.out, /REFUSED \(--head\): the head is signed by a key that is not an audit key/);
-    const bent = await verify(log, '--head', await signAuditHead(secrets.auditKey, { ...statement, root: 'a'.repeat(64) }));
+    const bent = await verify(log, '--head', await signAuditHead(logs.secrets.auditKey, { ...statement, root: 'a'.repeat(64) }));
     assert.equal(bent.code, 1, bent.out);
     assert.match(bent.out, /REFUSED \(--head\): the head's root a{64} is not the Merkle root of its shard heads/);
   });

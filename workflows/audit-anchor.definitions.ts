@@ -19,3 +19,16 @@ export interface AnchoredHead {
 
 /** null when the log is still empty. */
 export type AnchorResult = AnchoredHead | null;
+
+/** What anchorAuditHead takes (nothing, from runs started before the patch `audit-anchor-extends-previous`). */
+export interface AnchorInput {
+  /**
+   * The head the Schedule's previous run returned (Temporal's last completion result): the anchor
+   * refuses to sign a log that no longer extends it. null or absent: none (the first scheduled run,
+   * a run started by hand).
+   */
+  previous?: AnchoredHead | null;
+}
+
+/** The patch id of the run that passes the previous run's head to the anchor (docs/versioning.md). */
+export const AUDIT_ANCHOR_EXTENDS_PATCH = 'audit-anchor-extends-previous';

@@ -15,6 +15,9 @@ import { commonErrors, errorBody } from '../schemas';
 
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 200;
+/** GET /v1/audit/proof's 404: the same for a row of another account and a seq the log has not reached. */
+const PROOF_NOT_FOUND = 'no audit row of yours has that seq';
+
 /** The largest bigint: no seq (or `before` cursor) is above it. */
 const MAX_SEQ = 9_223_372_036_854_775_807n;
 
@@ -107,7 +110,8 @@ export default async function auditRoutes(appBase: FastifyInstance) {
           'The row, the later rows of its shard as {seq, shard_seq, content, hash} up to the shard head at the latest signed head ' +
           `(or, when the row is more than ${MAX_PROOF_CHAIN} rows below it, the earliest signed head that covers it), the RFC 6962 audit path from that shard head to the head's Merkle root, and the signed head. ` +
           'Check it offline with `npm run audit:verify -- --proof <file> --keys <broker>/v1/audit/keys`. ' +
-          '404: no such row of yours, or seq beyond the log; 409: the row is not under a signed head yet (retry after the next anchor), or it predates sharding. ' +
+          "404: no such row of yours (one answer whether the seq is another account's or beyond the log); 409: the row is not under a signed head yet (retry after the next anchor), " +
+          `it predates sharding, or it is more than ${MAX_PROOF_CHAIN} rows below the first head that covers it (audit:verify covers those). ` +
           '429: more than BROKER_RATE_LIMIT_IP_PER_MINUTE proofs a minute from one address or for one account.',
         security: [{ bearer: [] }],
         querystring: z.object({ seq: seqParam('seq') }),
@@ -123,13 +127,15 @@ export default async function auditRoutes(appBase: FastifyInstance) {
       const found = await buildAuditProof(db, auth.omniAccount, seq);
       if (found.ok) return found.proof;
       switch (found.why) {
-        case 'beyond_log':
-          throw new BrokerError(
-            'not_found',
-            `seq ${seq} is beyond the log's head (${found.logEnd === null ? 'the log is empty' : `its last row is seq ${found.logEnd}`})`,
-          );
         case 'not_found':
-          throw new BrokerError('not_found', `no audit row ${seq} of yours`);
+          // One answer, byte for byte, for another account's row and a seq past the log's end: it
+          // must not tell how far the log goes (its activity) or which seqs exist.
+          throw new BrokerError('not_found', PROOF_NOT_FOUND);
+        case 'too_far':
+          throw new BrokerError(
+            'conflict',
+            `row ${seq} is too far from any signed head for a proof (more than ${MAX_PROOF_CHAIN} rows of its shard between it and the first head that covers it); \`npm run audit:verify\` with a signed head covers it`,
+          );
         case 'unsharded':
           throw new BrokerError('conflict', `row ${seq} predates the sharded log and has no inclusion proof; audit:verify with a signed head covers it`);
         case 'not_anchored':
