@@ -5,6 +5,7 @@ import { auditRowsAt, withAuditSnapshot } from '../db/audit-query';
 import { extendsSignedHead, pinnedSeqs, type SignedPins } from '../lib/audit-extends';
 import { auditHeadKid, AuditHeadError, readAuditHeadUnverified, signAuditHead, verifyAuditHead } from '../lib/audit-head';
 import { shardHeadsRoot } from '../lib/audit-merkle';
+import type { JWK } from 'jose';
 import type { SigningKey } from '../lib/signing-key';
 import type { AnchorInput, AnchorResult } from '../workflows/audit-anchor.definitions';
 import { failureOf } from '../workflows/failures';
@@ -40,13 +41,13 @@ export function createAuditAnchorActivities(deps: ActivityDeps) {
         const earlier: Earlier[] = [];
         const fromTemporal = input.previous?.jws;
         if (fromTemporal) {
-          const e = await earlierHead(fromTemporal, key, 'the previous anchor run', true);
+          const e = await earlierHead(fromTemporal, key, deps.secrets.retiredAuditKeys, 'the previous anchor run', true);
           if ('refused' in e) return e;
           if (e.head) earlier.push(e.head);
         }
         const recorded = await latestAuditHead(q);
         if (recorded) {
-          const e = await earlierHead(recorded.jws, key, `audit_heads (seq ${recorded.seq})`, false);
+          const e = await earlierHead(recorded.jws, key, deps.secrets.retiredAuditKeys, `audit_heads (seq ${recorded.seq})`, false);
           if ('refused' in e) return e;
           if (e.head) earlier.push(e.head);
         }
@@ -105,23 +106,35 @@ export function createAuditAnchorActivities(deps: ActivityDeps) {
 }
 
 /**
- * An earlier head's statement. Signed by the current audit key: verified, and refused when it does
- * not verify. Signed by another key (one retired since): from Temporal, read as it is (the database
- * cannot write it); from audit_heads, which the database login can write, skipped with a warning
- * until the current key has signed a head.
+ * An earlier head's statement. Signed by the current audit key or one retired by a rotation
+ * (BROKER_AUDIT_KEYS_RETIRED_PATH): verified, and refused when it does not verify. Signed by a key
+ * the broker does not know: from Temporal, read as it is (the database cannot write it); from
+ * audit_heads, which the database login can write, skipped with a warning until the current key
+ * has signed a head.
  */
-async function earlierHead(jws: string, key: SigningKey, source: string, trustedSource: boolean): Promise<{ head: Earlier | null } | { refused: Refusal }> {
+async function earlierHead(
+  jws: string,
+  key: SigningKey,
+  retired: JWK[],
+  source: string,
+  trustedSource: boolean,
+): Promise<{ head: Earlier | null } | { refused: Refusal }> {
   try {
     let s;
-    if (auditHeadKid(jws) === key.kid) {
-      s = await verifyAuditHead(jws, { keys: [key.publicJwk] });
+    const known = [key.publicJwk, ...retired];
+    const kid = auditHeadKid(jws);
+    if (known.some((k) => k.kid === kid)) {
+      s = await verifyAuditHead(jws, { keys: known });
     } else if (trustedSource) {
       s = readAuditHeadUnverified(jws);
     } else {
-      log.warn('the newest head in audit_heads is signed by another key than the audit key (retired?): the anchor does not check the log against it', {
-        source,
-        kid: auditHeadKid(jws),
-      });
+      log.warn(
+        'the newest head in audit_heads is signed by a key that is neither the audit key nor a retired one (BROKER_AUDIT_KEYS_RETIRED_PATH): the anchor does not check the log against it',
+        {
+          source,
+          kid: auditHeadKid(jws),
+        },
+      );
       return { head: null };
     }
     return { head: { pins: s, at: s.at, source } };

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { JWK } from 'jose';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseKey } from '../lib/codec';
@@ -18,6 +19,8 @@ export interface BrokerSecrets {
   sessionKey: SigningKey;
   /** Signs the audit chain's heads (lib/audit-head.ts). */
   auditKey: SigningKey;
+  /** Public halves of audit keys retired by a rotation (BROKER_AUDIT_KEYS_RETIRED_PATH): heads they signed still verify. */
+  retiredAuditKeys: JWK[];
 }
 
 interface DevSecretsFile {
@@ -81,5 +84,32 @@ export async function resolveSecrets(config: Config): Promise<BrokerSecrets> {
   const auditKey = config.BROKER_AUDIT_KEY_PATH
     ? await configuredSigningKey('BROKER_AUDIT_KEY_PATH', 'audit', config.BROKER_AUDIT_KEY_PATH)
     : await loadOrCreateSigningKey(join(config.BROKER_DATA_DIR, 'audit-key.jwk.json'));
-  return { hmacSecret, payloadKey: payload, retiredPayloadKeys, sessionKey, auditKey };
+  const retiredAuditKeys = config.BROKER_AUDIT_KEYS_RETIRED_PATH ? await retiredAuditPublicKeys(config.BROKER_AUDIT_KEYS_RETIRED_PATH, auditKey.kid) : [];
+  return { hmacSecret, payloadKey: payload, retiredPayloadKeys, sessionKey, auditKey, retiredAuditKeys };
+}
+
+/**
+ * The retired audit keys' JWKS: ES256 public keys, each with its kid, none the current key's and
+ * none with a private part (the file is published as it is read).
+ */
+async function retiredAuditPublicKeys(path: string, currentKid: string): Promise<JWK[]> {
+  const refuse = (why: string) => new ConfigError(`BROKER_AUDIT_KEYS_RETIRED_PATH=${path}: ${why}`);
+  let jwks: unknown;
+  try {
+    jwks = JSON.parse(await readFile(path, 'utf8'));
+  } catch (e) {
+    throw refuse(`cannot read it as JSON (${(e as NodeJS.ErrnoException).code ?? (e as Error).name}); give a JWKS file {"keys": [...]}`);
+  }
+  const keys = (jwks as { keys?: unknown }).keys;
+  if (!Array.isArray(keys)) throw refuse('not a JWKS ({"keys": [...]})');
+  return keys.map((k: unknown, i) => {
+    const key = k as JWK;
+    if (typeof key !== 'object' || key === null) throw refuse(`key ${i} is not an object`);
+    if ('d' in key) throw refuse(`key ${i} holds a private part: give the public halves only (GET /v1/audit/keys of the broker before the rotation)`);
+    if (key.kty !== 'EC' || key.crv !== 'P-256' || typeof key.x !== 'string' || typeof key.y !== 'string')
+      throw refuse(`key ${i} is not an ES256 (P-256) public key`);
+    if (typeof key.kid !== 'string' || key.kid === '') throw refuse(`key ${i} has no kid`);
+    if (key.kid === currentKid) throw refuse(`key ${i} is the current audit key (kid ${key.kid})`);
+    return { kty: 'EC', crv: 'P-256', x: key.x, y: key.y, kid: key.kid, alg: 'ES256', use: 'sig' };
+  });
 }

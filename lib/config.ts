@@ -143,6 +143,11 @@ export const envSchema = z.object({
   BROKER_SESSION_KEY_PATH: optionalString,
   /** ES256 private JWK that signs the audit chain's heads (its own key: never the session or OIDC key). */
   BROKER_AUDIT_KEY_PATH: optionalString,
+  /**
+   * A JWKS file of audit keys retired by a rotation, public halves only: published beside the
+   * current key at GET /v1/audit/keys, so heads and proofs they signed keep verifying.
+   */
+  BROKER_AUDIT_KEYS_RETIRED_PATH: optionalString,
   /** How often the audit-anchor Schedule signs the chain's head. */
   BROKER_AUDIT_ANCHOR_SECONDS: int(1, 86400).default(60),
   /** How many hash chains the audit log is split into (by OmniAccount); fixed once rows are in them. */

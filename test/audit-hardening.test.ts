@@ -9,6 +9,8 @@ import { buildAuditProof } from '../db/audit-proof';
 import { AUDIT_COLUMNS, verifyAuditChain, type AuditRow } from '../db/audit-query';
 import { createPool, withTransaction, type Db } from '../db/pool';
 import { auditShardOf } from '../lib/audit-chain';
+import type { BrokerSecrets } from '../adapters/secrets';
+import { generateSigningKeyJwk, signingKeyFromJwk } from '../lib/signing-key';
 import type { AnchoredHead } from '../workflows/audit-anchor.definitions';
 import { rechainShard, withAppendOnlyOff } from './audit-tamper';
 import { useAuditLogs, type AuditTestLog } from './support/audit-logs';
@@ -55,7 +57,7 @@ interface Logged {
 }
 
 /** The anchor activity run as the worker runs it (in an activity context), its log lines kept. */
-async function anchor(log: Log, previous?: AnchoredHead | null): Promise<{ head: AnchoredHead | null; logged: Logged[] }> {
+async function anchor(log: Log, previous?: AnchoredHead | null, secrets?: BrokerSecrets): Promise<{ head: AnchoredHead | null; logged: Logged[] }> {
   const logged: Logged[] = [];
   const logger: Logger = {
     log: (level, message, meta) => void logged.push({ level, message, meta }),
@@ -65,7 +67,7 @@ async function anchor(log: Log, previous?: AnchoredHead | null): Promise<{ head:
     warn: (message, meta) => void logged.push({ level: 'WARN', message, meta }),
     error: (message, meta) => void logged.push({ level: 'ERROR', message, meta }),
   };
-  const activities = logs.anchorActivities(log);
+  const activities = logs.anchorActivities(log, secrets);
   const env = new MockActivityEnvironment(undefined, { logger });
   try {
     const head = await env.run<[], AnchoredHead | null, () => Promise<AnchoredHead | null>>(() =>
@@ -309,6 +311,27 @@ void describe('the anchor signs only a log that extends the head it signed befor
       await log.db.query(`UPDATE audit_log SET details = '{"n":4}'::jsonb WHERE seq = $1`, [head.seq]);
     });
     await assert.rejects(anchor(log, previous), refusedNaming(shard, /kept its signed hash, but its content no longer matches it/));
+  });
+
+  void test('after a rotation, a recorded head signed by a retired key (BROKER_AUDIT_KEYS_RETIRED_PATH) is checked, not skipped', async () => {
+    const { log, shard, rows } = await anchoredLog();
+    await withAppendOnlyOff(log.db, async () => {
+      await log.db.query(`UPDATE audit_log SET details = '{"n":5}'::jsonb WHERE seq = $1`, [rows[0]?.seq]);
+    });
+    await rechainShard(log.db, shard);
+    const rotated = await signingKeyFromJwk(await generateSigningKeyJwk());
+    const heads = await count(log.db, 'audit_heads');
+    // The old key published as retired: the newest recorded head is verified with it and the rewrite refused.
+    const withRetired: BrokerSecrets = { ...logs.secrets, auditKey: rotated, retiredAuditKeys: [logs.secrets.auditKey.publicJwk] };
+    await assert.rejects(
+      anchor(log, undefined, withRetired),
+      refusedNaming(shard, /holds hash [0-9a-f]{64}, but was signed with .*\(audit_heads \(seq \d+\)\)/),
+    );
+    assert.equal(await count(log.db, 'audit_heads'), heads, 'nothing signed');
+    // Not published as retired: a head of an unknown key is skipped with a warning (the database could have written it).
+    const { head, logged } = await anchor(log, undefined, { ...logs.secrets, auditKey: rotated, retiredAuditKeys: [] });
+    assert.ok(head, 'signed: nothing it knows contradicts the log');
+    assert.ok(logged.some((l) => l.level === 'WARN' && /neither the audit key nor a retired one/.test(l.message)));
   });
 
   void test('a previous head that is not the audit key’s: refused; an honest log with an unchanged head: the same head again', async () => {

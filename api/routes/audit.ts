@@ -206,12 +206,14 @@ export default async function auditRoutes(appBase: FastifyInstance) {
         tags: ['audit'],
         summary: 'The keys that sign audit heads (a JWKS)',
         description:
+          'The current audit key and those retired by a rotation (BROKER_AUDIT_KEYS_RETIRED_PATH). ' +
           'Kept apart from /.well-known/jwks.json on purpose: AWS trusts every key in the OIDC JWKS to sign web identity tokens, and an audit key must never be one.',
         response: { 200: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }) },
       },
     },
     () => {
-      return { keys: [secrets.auditKey.publicJwk] };
+      // The current key, then those a rotation retired: heads and proofs they signed keep verifying.
+      return { keys: [secrets.auditKey.publicJwk, ...secrets.retiredAuditKeys] };
     },
   );
 }

@@ -32,8 +32,8 @@ export interface AuditLogs {
   fresh(opts?: { shards?: number; upTo?: string; poolSize?: number }): Promise<AuditTestLog>;
   /** Run after the file's tests, newest first. */
   cleanups: (() => Promise<unknown>)[];
-  /** The audit anchor's activities on a log (no mail: the anchor sends none). */
-  anchorActivities(log: AuditTestLog): ReturnType<typeof createAuditAnchorActivities>;
+  /** The audit anchor's activities on a log (no mail: the anchor sends none), with these secrets or the data directory's. */
+  anchorActivities(log: AuditTestLog, secrets?: BrokerSecrets): ReturnType<typeof createAuditAnchorActivities>;
 }
 
 export function useAuditLogs(prefix: string): AuditLogs {
@@ -65,11 +65,11 @@ export function useAuditLogs(prefix: string): AuditLogs {
       return join(ready(dataDir, 'dataDir'), 'audit-keys.json');
     },
     cleanups,
-    anchorActivities(log) {
+    anchorActivities(log, given) {
       return createAuditAnchorActivities({
         config: log.config,
         db: log.db,
-        secrets: ready(secrets, 'secrets'),
+        secrets: given ?? ready(secrets, 'secrets'),
         mailer: { send: () => Promise.reject(new Error('no mail')) },
         now: Date.now,
       });
