@@ -14,8 +14,7 @@ export async function driveRequestFlow<T>(
   call: (workflowId: string) => Promise<T>,
   notFound: BrokerError,
 ): Promise<T> {
-  for (const [i, workflowId] of workflowIds.entries()) {
-    if (i === workflowIds.length - 1) break;
+  for (const workflowId of workflowIds.slice(0, -1)) {
     const unknown = new BrokerError(notFound.errorCode, notFound.message);
     try {
       return await drive(() => call(workflowId), unknown);
@@ -23,7 +22,7 @@ export async function driveRequestFlow<T>(
       if (e !== unknown) throw e;
     }
   }
-  const last = workflowIds[workflowIds.length - 1];
+  const last = workflowIds.at(-1);
   if (last === undefined) throw notFound;
   return drive(() => call(last), notFound);
 }

@@ -36,18 +36,23 @@ async function listedFlowIds(workflowType: string, mustInclude: string): Promise
   }
 }
 
+/** A flow is listed under the digest of its request id (ownId), and no listed id of its type carries a request id. */
+async function assertListedByDigestOnly(workflowType: string, ownId: string, requestId: string): Promise<void> {
+  const listed = await listedFlowIds(workflowType, ownId);
+  assert.ok(listed.includes(ownId), 'the flow is listed under the digest of its request id');
+  assert.ok(
+    listed.every((id) => !id.includes(requestId)),
+    'no listed id carries the request id',
+  );
+}
+
 void describe('login request ids stay out of Temporal ids', () => {
   void test('a listed workflow id names no request id, and what it names cannot be submitted or resent to', async () => {
     const email = uniqueEmail('Listed');
     const sent = await requestCode(stack, email);
     const code = await latestCode(stack, email);
     const ownId = workflowIdOf(stack, sent.request_id);
-    const listed = await listedFlowIds(LOGIN_METHODS.email.workflowType, ownId);
-    assert.ok(listed.includes(ownId), 'the flow is listed under the digest of its request id');
-    assert.ok(
-      listed.every((id) => !id.includes(sent.request_id)),
-      'no listed id carries the request id',
-    );
+    await assertListedByDigestOnly(LOGIN_METHODS.email.workflowType, ownId, sent.request_id);
 
     // A stranger tries what the listing shows: the id's suffix, and its first 32 hex (a request id's shape).
     const suffix = ownId.slice(EMAIL_LOGIN_ID_PREFIX.length);
@@ -94,12 +99,7 @@ void describe('login request ids stay out of Temporal ids', () => {
     assert.equal(res.status, 200, res.text);
     const c = res.body as { request_id: string; message: string };
     const ownId = walletWorkflowIdOf(stack, c.request_id);
-    const listed = await listedFlowIds(LOGIN_METHODS.wallet.workflowType, ownId);
-    assert.ok(listed.includes(ownId), 'the challenge is listed under the digest of its request id');
-    assert.ok(
-      listed.every((id) => !id.includes(c.request_id)),
-      'no listed id carries the request id',
-    );
+    await assertListedByDigestOnly(LOGIN_METHODS.wallet.workflowType, ownId, c.request_id);
     const signature = await w.sign(c.message);
     const suffix = ownId.slice(WALLET_LOGIN_ID_PREFIX.length);
     const forged = (request_id: string) => stack.request('POST', '/v1/session/wallet_login', { body: { request_id, signature } });

@@ -12,7 +12,7 @@ import { checkTeeUrl, teeLogin, type TeeLoginResult } from '../tee-client';
 import { loadCliWallet, withWalletKeyOptions, type WalletAccount, type WalletKeyOptions } from '../wallet-key';
 import { displayIdentity } from '../identity';
 import { shown, shownJson } from '../terminal-text';
-import { brokerHostOf, type BrokerClient } from '../broker-client';
+import { brokerHostOf, sameBrokerUrl, type BrokerClient } from '../broker-client';
 
 const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const NON_TTY_HINT =
@@ -112,8 +112,7 @@ function siweUriFits(uri: string, want: SiweWanted): boolean {
     return false;
   }
   if ((u.protocol !== 'https:' && u.protocol !== 'http:') || u.username || u.password || u.search || u.hash) return false;
-  const spelled = (x: URL) => x.href.replace(/\/+$/, '');
-  return want.viaOtherName ? u.host === want.host : spelled(u) === spelled(new URL(want.brokerUrl));
+  return want.viaOtherName ? u.host === want.host : sameBrokerUrl(uri, want.brokerUrl);
 }
 
 /**
