@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { hmacHex } from '../lib/digest';
+import { accountTag, hmacHex } from '../lib/digest';
 import { IdentityError } from '../lib/omni';
 import { LoginProofReplayedError, LoginRecordedForAnotherError, recordLogin, type CompleteLoginInput } from '../services/logins';
 import { FailureType, type LoginOutcome } from '../workflows/definitions';
@@ -22,7 +22,8 @@ export function createLoginActivities(deps: ActivityDeps) {
       const who = hmacHex(deps.secrets.hmacSecret, 'login-identity', input.identity.type, input.identity.value).slice(0, 16);
       const jti = hmacHex(deps.secrets.hmacSecret, 'session-jti', workflowId, runId, who, ...again).slice(0, 32);
       try {
-        return await recordLogin(deps, input, { jti, idemKey: ['login', workflowId, runId, who, ...again].join(':') });
+        const session = await recordLogin(deps, input, { jti, idemKey: ['login', workflowId, runId, who, ...again].join(':') });
+        return { ...session, account_tag: accountTag(deps.secrets.hmacSecret, session.omni_account) };
       } catch (e) {
         if (e instanceof LoginProofReplayedError) throw ApplicationFailure.nonRetryable(e.message, FailureType.replayed);
         if (e instanceof LoginRecordedForAnotherError) throw ApplicationFailure.nonRetryable(e.message, FailureType.conflict);

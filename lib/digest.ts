@@ -34,6 +34,16 @@ export function requestIdDigest(secret: Uint8Array, flow: 'email-login' | 'walle
   return hmacHex(secret, `${flow}-request`, requestId);
 }
 
+/**
+ * An account as Temporal shows it (the AkAccount search attribute, the TEE bookkeeping workflow's
+ * id): the keyed digest of its OmniAccount, 32 hex. The OmniAccount is an unkeyed hash of the
+ * client id and the identity, so anyone listing the namespace could hash a list of addresses and
+ * learn which have accounts; the tag needs the broker's secret.
+ */
+export function accountTag(secret: Uint8Array, omniAccount: string): string {
+  return hmacHex(secret, 'account-tag', omniAccount.toLowerCase()).slice(0, 32);
+}
+
 /** Constant-time comparison of two strings (false when lengths differ). */
 export function safeEqual(a: string, b: string): boolean {
   const ab = Buffer.from(a, 'utf8');

@@ -135,6 +135,11 @@ export interface LoginOutcome {
   /** Unix seconds; the token's exp and the session row's expiry. */
   expires_at: number;
   omni_account: string;
+  /**
+   * The account's keyed tag (lib/digest.ts accountTag), what Temporal lists the flow under; set
+   * by the workflow logins' completion from 1.3.0 on, absent from the API's stateless login.
+   */
+  account_tag?: string;
   user_id: string;
   identity: Identity;
 }

@@ -51,7 +51,7 @@ import { buildStatelessWalletMessage } from '../lib/wallet-message';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
 import { generateTeeKeyPair, signTeeJwt, teeClaims } from '../fixtures/tee/jwt';
 import { benchPingUpdate, type benchEmptyWorkflow, type benchMintShapeWorkflow } from './bench/ceiling-workflow';
-import { AkFlow, AkOmniAccount, AkStage } from '../lib/search-attributes';
+import { AkAccount, AkFlow, AkStage } from '../lib/search-attributes';
 import type { ProbeAnswer } from './bench/probe';
 import { breakdown, describeBreakdown, parseStat, sampleThreads, type ThreadBreakdown } from './bench/threads';
 import { roundsSummary } from './bench/rounds';
@@ -507,7 +507,7 @@ async function startReferences(target: Target): Promise<{ url: string; floor: bo
                 typedSearchAttributes: [
                   { key: AkFlow, value: 'mint' },
                   { key: AkStage, value: 'started' },
-                  { key: AkOmniAccount, value: workflowId },
+                  { key: AkAccount, value: workflowId },
                 ],
               }
             : {}),

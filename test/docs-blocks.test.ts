@@ -171,6 +171,8 @@ async function runSession(name: string, blocks: Block[]): Promise<{ code: number
     GOOGLE: banner.google,
     TEMPORAL_ADDRESS: banner.temporal,
     DATABASE_URL: banner.databaseUrl,
+    // The stack's data directory, as `npm start`'s default `.data` would be on a laptop (its secret: npm run account:tag).
+    BROKER_DATA_DIR: join(dataDir, 'broker'),
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   };
   return new Promise((resolve) => {

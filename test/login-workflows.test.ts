@@ -357,7 +357,7 @@ void describe('teeAccountWorkflow (mocked activities)', () => {
     await withWorker(env, activities, async (taskQueue) => {
       const omniAccount = `0x${hex(32)}`;
       const handle = await env.client.workflow.start('teeAccountWorkflow', {
-        workflowId: `account/${omniAccount}`,
+        workflowId: `tee-account/${hex(16)}`,
         taskQueue,
         args: [{ omniAccount, settings: { idleSeconds: 1, maxUpdatesPerRun: 100 } }],
       });

@@ -5,7 +5,8 @@ import { temporal } from '@temporalio/proto';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import type { StsFailureCode } from '../fixtures/sts';
 import { AesGcmPayloadCodec } from '../lib/codec';
-import { AkFlow, AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
+import { AkAccount, AkFlow, AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
+import { accountTag } from '../lib/digest';
 import { MINT_ID_PREFIX } from '../workflows/mint.definitions';
 import { startStack, type TestStack } from './harness';
 import { agentKeysActorOf, auditCount, emailLogin, lastMintRows, mintAws, walletLogin, type WalletSession } from './mint-client';
@@ -94,7 +95,8 @@ void describe('POST /v1/mint-aws-creds', () => {
     // Search attributes name the flow and how it ended.
     const desc = await stack.temporal.workflow.getHandle(MINT_ID_PREFIX + rows[1]?.request_id).describe();
     assert.equal(desc.typedSearchAttributes.get(AkFlow), 'mint');
-    assert.equal(desc.typedSearchAttributes.get(AkOmniAccount), main.omni_account);
+    assert.equal(desc.typedSearchAttributes.get(AkAccount), accountTag(stack.secrets.hmacSecret, main.omni_account));
+    assert.equal(desc.typedSearchAttributes.get(AkOmniAccount), undefined);
     assert.equal(desc.typedSearchAttributes.get(AkStage), 'done');
     assert.equal(desc.typedSearchAttributes.get(AkOutcome), 'ok');
   });
@@ -193,7 +195,8 @@ void describe('POST /v1/mint-aws-creds', () => {
 
     const history = await stack.temporal.workflow.getHandle(MINT_ID_PREFIX + requestId).fetchHistory();
     const raw = Buffer.from(temporal.api.history.v1.History.encode(history).finish());
-    assert.ok(raw.includes(Buffer.from(main.omni_account)), 'history fetched is not this mint');
+    assert.ok(raw.includes(Buffer.from(accountTag(stack.secrets.hmacSecret, main.omni_account))), 'history fetched is not this mint');
+    assert.ok(!raw.includes(Buffer.from(main.omni_account.slice(2))), 'the OmniAccount is in the history in clear');
     const secrets = { secret_access_key: creds.secret_access_key, session_token: creds.session_token, jwt, bearer: main.token };
     for (const [name, value] of Object.entries(secrets)) {
       assert.ok(!raw.includes(Buffer.from(value)), `${name} is in the workflow history`);

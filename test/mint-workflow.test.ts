@@ -13,7 +13,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { AkFlow, AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
+import { AkAccount, AkFlow, AkOutcome, AkStage } from '../lib/search-attributes';
 import { FailureType } from '../workflows/definitions';
 import type { MintOutcome, MintRequest } from '../workflows/mint.definitions';
 import { testWorkflowBundle } from './harness';
@@ -23,7 +23,7 @@ const TEMPORAL = process.env.TEMPORAL_CLI ?? join(homedir(), 'go', 'bin', 'tempo
 let env: TestWorkflowEnvironment;
 before(async () => {
   env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: TEMPORAL }, searchAttributes: [AkFlow, AkOmniAccount, AkStage, AkOutcome] },
+    server: { executable: { type: 'existing-path', path: TEMPORAL }, searchAttributes: [AkFlow, AkAccount, AkStage, AkOutcome] },
   });
 });
 after(async () => {

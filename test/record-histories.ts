@@ -19,6 +19,7 @@ import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../f
 import { startGoogleOidcFixture } from '../fixtures/google-oidc';
 import { LOGIN_METHOD_IDS, LOGIN_METHODS, type LoginMethodId } from '../lib/login-methods';
 import { deriveOmniAccount, type Identity } from '../lib/omni';
+import { accountTag } from '../lib/digest';
 import { GOOGLE_LOGIN_ID_PREFIX, MAX_CONFIRMATION_ATTEMPTS } from '../workflows/google-login.definitions';
 import { APPROVAL_ID_PREFIX } from '../workflows/approval.definitions';
 import { MINT_ID_PREFIX } from '../workflows/mint.definitions';
@@ -227,7 +228,7 @@ async function teeLoginThenWallet(stack: TestStack, teeKey: TeeKeyPair): Promise
   return {
     workflowType: LOGIN_METHODS.tee.workflowType,
     name: 'login-then-add-wallet',
-    workflowId: TEE_ACCOUNT_ID_PREFIX + omni,
+    workflowId: TEE_ACCOUNT_ID_PREFIX + accountTag(stack.secrets.hmacSecret, omni),
     expectUpdates: ['recordHeimaLogin', 'addWalletSlot'],
   };
 }

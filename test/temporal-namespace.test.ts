@@ -58,10 +58,10 @@ void describe('docs/operations.md: registering the search attributes by hand', (
   void test('the single --type form it replaces registers only the first name while printing success', async () => {
     const namespace = await freshNamespace('docs-sa-old');
     const { stdout } = await shell(
-      `temporal operator search-attribute create --namespace ${namespace} --type Keyword --name AkFlow --name AkOmniAccount --name AkStage --name AkOutcome`,
+      `temporal operator search-attribute create --namespace ${namespace} --type Keyword --name AkFlow --name AkAccount --name AkStage --name AkOutcome`,
     );
     assert.match(stdout, /Search attributes have been added/);
-    assert.deepEqual(await missingSearchAttributes(connection, namespace), ['AkOmniAccount', 'AkStage', 'AkOutcome']);
+    assert.deepEqual(await missingSearchAttributes(connection, namespace), ['AkAccount', 'AkStage', 'AkOutcome']);
   });
 });
 
@@ -95,7 +95,7 @@ void describe('start-up: the namespace and its search attributes', () => {
     assert.match(err.message, new RegExp(`search attributes ${SEARCH_ATTRIBUTE_NAMES.join(', ')} are not registered in namespace ${namespace}`));
     const command = /run `([^`]+)`/.exec(err.message)?.[1];
     assert.ok(command, err.message);
-    assert.match(command, new RegExp(`--address ${address} --namespace ${namespace} --name AkFlow --type Keyword --name AkOmniAccount --type Keyword`));
+    assert.match(command, new RegExp(`--address ${address} --namespace ${namespace} --name AkFlow --type Keyword --name AkAccount --type Keyword`));
     await shell(command);
     assert.deepEqual(await missingSearchAttributes(connection, namespace), []);
   });
@@ -137,7 +137,7 @@ void describe('/readyz names a missing namespace or search attribute', () => {
     assert.match(
       before.body.parts.temporal_namespace?.detail ?? '',
       new RegExp(
-        `search attributes missing in namespace ${namespace}: AkFlow, AkOmniAccount, AkStage, AkOutcome \\(run \`temporal operator search-attribute create`,
+        `search attributes missing in namespace ${namespace}: AkFlow, AkAccount, AkStage, AkOutcome \\(run \`temporal operator search-attribute create`,
       ),
     );
     assert.equal(before.body.parts.temporal?.ok, true, 'the server itself answers');

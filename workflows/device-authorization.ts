@@ -10,7 +10,8 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { constantTimeEqual } from '../lib/constant-time';
-import { AkOmniAccount, AkStage } from '../lib/search-attributes';
+import { AkStage } from '../lib/search-attributes';
+import { accountAttributes } from './account-attribute';
 import { FailureType, type LoginOutcome } from './definitions';
 import {
   DEVICE_AUTHORIZATION_ID_PREFIX,
@@ -112,10 +113,7 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
         throw flowFailure(FailureType.auditError, 'the approval could not be recorded; try again');
       }
       status = 'approved';
-      upsertSearchAttributes([
-        { key: AkOmniAccount, value: session.omni_account },
-        { key: AkStage, value: 'approved' },
-      ]);
+      upsertSearchAttributes([...accountAttributes(session), { key: AkStage, value: 'approved' }]);
       showStage('approved');
       return { status: 'approved' as const };
     },

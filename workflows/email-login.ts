@@ -10,7 +10,8 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { constantTimeEqual } from '../lib/constant-time';
-import { AkOmniAccount, AkStage } from '../lib/search-attributes';
+import { AkStage } from '../lib/search-attributes';
+import { showAccount } from './account-attribute';
 import { finishFlow, showStage } from './progress';
 import { FailureType, type LoginOutcome } from './definitions';
 import {
@@ -222,7 +223,7 @@ async function emailLogin(input: EmailLoginRequestInput, requestId: string): Pro
       stage('verifying');
       try {
         const session = await completeLogin({ method: 'email', identity: { type: 'email', value: input.email }, requestId });
-        upsertSearchAttributes([{ key: AkOmniAccount, value: session.omni_account }]);
+        showAccount(session);
         state.status = 'succeeded';
         if (submission.retry_key_digest !== undefined) {
           retry = { keyDigest: submission.retry_key_digest, codeDigest: submission.code_digest, untilMs: Date.now() + s.retryWindowSeconds * 1000 };

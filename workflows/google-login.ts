@@ -10,7 +10,8 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { constantTimeEqual } from '../lib/constant-time';
-import { AkOmniAccount, AkStage } from '../lib/search-attributes';
+import { AkStage } from '../lib/search-attributes';
+import { accountAttributes } from './account-attribute';
 import { finishFlow, showStage } from './progress';
 import { FailureType } from './definitions';
 import { flowFailure } from './failures';
@@ -136,10 +137,7 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
         throw callbackFailure(reason ?? 'internal', 'no session');
       }
       showStage('signed_in');
-      upsertSearchAttributes([
-        { key: AkOmniAccount, value: session.omni_account },
-        { key: AkStage, value: 'signed_in' },
-      ]);
+      upsertSearchAttributes([...accountAttributes(session), { key: AkStage, value: 'signed_in' }]);
       exchangeCodeDigest = callback.exchange_code_digest;
       confirmationDigest = callback.confirmation_digest;
       status = 'succeeded';

@@ -22,6 +22,8 @@ export interface MintCaller {
   wallet?: string;
   /** HMAC of the bearer: the audit log's handle on it, never the bearer itself. */
   bearerHash: string;
+  /** The account's keyed tag (lib/digest.ts accountTag), what Temporal lists it by; absent from an API before 1.3.0. */
+  accountTag?: string;
 }
 
 /** A target's request parameters as the API validated them (no secrets: they are in the history). */

@@ -8,7 +8,8 @@ import {
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { AkFlow, AkOmniAccount, AkOutcome, AkStage } from '../lib/search-attributes';
+import { AkFlow, AkOutcome, AkStage } from '../lib/search-attributes';
+import { accountAttributes } from './account-attribute';
 import { FailureType } from './definitions';
 import { showOutcome, showStage } from './progress';
 import { flowFailure } from './failures';
@@ -88,7 +89,7 @@ export async function mintWorkflow(req: MintRequest): Promise<SealedMint | Pendi
       typedSearchAttributes: [
         { key: AkFlow, value: 'approval' },
         { key: AkStage, value: 'awaiting_approval' },
-        { key: AkOmniAccount, value: req.caller.omniAccount },
+        ...accountAttributes({ omni_account: req.caller.omniAccount, account_tag: req.caller.accountTag }),
       ],
     });
     mark('done', 'awaiting_approval');

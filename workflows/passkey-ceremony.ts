@@ -1,7 +1,8 @@
 import { condition, proxyLocalActivities, setHandler, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { Identity } from '../lib/omni';
-import { AkOmniAccount, AkStage } from '../lib/search-attributes';
+import { AkStage } from '../lib/search-attributes';
+import { showAccount } from './account-attribute';
 import { FailureType, type LoginOutcome } from './definitions';
 import { failureOf, failureTypeOf, flowFailure, unixSeconds } from './failures';
 import {
@@ -69,7 +70,7 @@ export async function passkeyCeremonyWorkflow(input: PasskeyCeremonyInput): Prom
         requestId,
         consumeProof: { hash: `passkey:${requestId}`, purpose: PASSKEY_PROOF_PURPOSE, expiresAt: unixSeconds(expiresAtMs) },
       });
-      upsertSearchAttributes([{ key: AkOmniAccount, value: session.omni_account }]);
+      showAccount(session);
       return session;
     } catch (e) {
       if (failureTypeOf(e) === FailureType.replayed) {

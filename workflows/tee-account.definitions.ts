@@ -1,11 +1,17 @@
 /**
- * Definitions of the per-account TEE bookkeeping workflow (account/<omni>): its input, the
+ * Definitions of the per-account TEE bookkeeping workflow (tee-account/<tag>): its input, the
  * Updates the TEE callbacks send and their results. Deterministic: no Node built-ins, no I/O.
  */
 import { defineUpdate } from '@temporalio/workflow';
 import type { Identity } from '../lib/omni';
 
-export const TEE_ACCOUNT_ID_PREFIX = 'account/';
+/**
+ * The workflow id is this prefix and the account's keyed tag (lib/digest.ts accountTag): the id is
+ * what a namespace reader lists, so it carries no OmniAccount. Until 1.2.0 it was `account/<omni>`
+ * (the same type; such runs idle out after BROKER_TEE_ACCOUNT_IDLE_SECONDS, and the database, not
+ * the run, is what keeps two concurrent bookkeeping steps of one account correct: db/tee.ts).
+ */
+export const TEE_ACCOUNT_ID_PREFIX = 'tee-account/';
 
 export interface TeeAccountSettings {
   /** The run completes after this long without an Update. */

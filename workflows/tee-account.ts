@@ -37,7 +37,7 @@ function failureOf(e: unknown, what: string): Error {
 }
 
 /**
- * One entity workflow per account (workflow id account/<omni>) that does the TEE callbacks'
+ * One entity workflow per account (workflow id tee-account/<tag>) that does the TEE callbacks'
  * bookkeeping, one at a time: first-time user creation on post_heima_login, wallet slots on
  * add_wallet. The API drives it with Update-with-Start (USE_EXISTING), so concurrent callbacks for
  * the same account meet here; identical logins (same token digest) share one activity call and

@@ -1,6 +1,7 @@
 import { ApplicationFailure, condition, proxyLocalActivities, setHandler, upsertSearchAttributes, uuid4 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { AkOmniAccount, AkStage } from '../lib/search-attributes';
+import { AkStage } from '../lib/search-attributes';
+import { showAccount } from './account-attribute';
 import { finishFlow, showStage } from './progress';
 import { buildEip191ChallengeMessage, buildSiweMessage, checkSiweMessage, normalizeWalletSignature, SIWE_STATEMENT } from '../lib/wallet-message';
 import { FailureType } from './definitions';
@@ -143,7 +144,7 @@ export async function walletLoginWorkflow(input: WalletLoginInput): Promise<Wall
           wallet: input.address,
           consumeProof: { hash: check.replayKey, purpose, expiresAt: proofExpiresAt },
         });
-        upsertSearchAttributes([{ key: AkOmniAccount, value: session.omni_account }]);
+        showAccount(session);
         state.status = 'succeeded';
         return session;
       } catch (e) {

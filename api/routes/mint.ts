@@ -6,12 +6,12 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { findActiveGrantForAgent } from '../../db/grants';
 import { consumeProof } from '../../db/used-signatures';
-import { sha256Hex } from '../../lib/digest';
+import { accountTag, sha256Hex } from '../../lib/digest';
 import { personalMessageDigest, recoverSigner } from '../../adapters/evm-signature';
 import { MintIntentError, mintIntentSigningInput, parseIssuedAt } from '../../lib/mint-intent';
 import { EVM_ADDRESS_RE, parseEoaSignature, SignatureFormatError } from '../../lib/wallet-message';
 import { BrokerError } from '../../lib/errors';
-import { AkFlow, AkOmniAccount, AkStage } from '../../lib/search-attributes';
+import { AkAccount, AkFlow, AkStage } from '../../lib/search-attributes';
 import { createSealKeyPair, unsealJson } from '../../lib/seal';
 import { MINT_ID_PREFIX, MintActivityFailure, type MintCaller, type MintRequest, type SignedMintIntent } from '../../workflows/mint.definitions';
 import type { mintWorkflow } from '../../workflows/mint';
@@ -113,6 +113,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
       method: auth.method,
       wallet: auth.wallet?.toLowerCase(),
       bearerHash: auditBearerHash(secrets.hmacSecret, request),
+      accountTag: accountTag(secrets.hmacSecret, auth.omniAccount),
     };
   }
 
@@ -127,7 +128,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
     typedSearchAttributes: [
       { key: AkFlow, value: 'mint' },
       { key: AkStage, value: 'started' },
-      { key: AkOmniAccount, value: input.caller.omniAccount },
+      { key: AkAccount, value: accountTag(secrets.hmacSecret, input.caller.omniAccount) },
     ],
   });
 

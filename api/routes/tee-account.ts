@@ -10,10 +10,10 @@ import { findUserByOmni } from '../../db/users';
 import { parseSourceAllowList } from '../../lib/cidr-allow';
 import { ClientAuthError, sanitizeClientAuth } from '../../lib/client-auth';
 import { normalizeEvmAddress } from '../../lib/wallet-message';
-import { hmacHex, safeEqual } from '../../lib/digest';
+import { accountTag, hmacHex, safeEqual } from '../../lib/digest';
 import { BrokerError, callbackCode } from '../../lib/errors';
 import { deriveOmniAccount, fitsIdentityString, IDENTITY_TYPES, IdentityError, omniAccountOf } from '../../lib/omni';
-import { AkFlow, AkOmniAccount, AkStage } from '../../lib/search-attributes';
+import { AkAccount, AkFlow, AkStage } from '../../lib/search-attributes';
 import { LOGIN_METHODS } from '../../lib/login-methods';
 import type { teeAccountWorkflow } from '../../workflows/tee-account';
 import {
@@ -190,16 +190,17 @@ export default async function teeCallbackRoutes(appBase: FastifyInstance) {
   /** Update-with-Start on the account's bookkeeping workflow; retried when it meets a run that is just completing. */
   async function driveAccount<Ret, Arg>(omniAccount: string, update: UpdateDefinition<Ret, [Arg]>, arg: Arg): Promise<Ret> {
     const runClosed = new BrokerError('unavailable', 'the account workflow was closing; retry');
+    const tag = accountTag(secrets.hmacSecret, omniAccount);
     for (let attempt = 1; ; attempt += 1) {
       const startWorkflowOperation = new WithStartWorkflowOperation<typeof teeAccountWorkflow>('teeAccountWorkflow', {
-        workflowId: TEE_ACCOUNT_ID_PREFIX + omniAccount,
+        workflowId: TEE_ACCOUNT_ID_PREFIX + tag,
         taskQueue: config.BROKER_TASK_QUEUE,
         args: [{ omniAccount, settings }],
         workflowIdConflictPolicy: 'USE_EXISTING',
         ...LOGIN_METHODS.tee.metadata,
         typedSearchAttributes: [
           { key: AkFlow, value: LOGIN_METHODS.tee.flow },
-          { key: AkOmniAccount, value: omniAccount },
+          { key: AkAccount, value: tag },
           { key: AkStage, value: 'started' },
         ],
       });

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities';
-import { AkFlow, AkOmniAccount, AkOutcome, AkStage } from '../../lib/search-attributes';
+import { AkAccount, AkFlow, AkOutcome, AkStage } from '../../lib/search-attributes';
 import { findOrInstallTemporalCli } from '../../scripts/temporal-cli';
 import { DEV_DYNAMIC_CONFIG } from '../../scripts/temporal-dev-server';
 import { testWorkflowBundle } from '../harness';
@@ -28,7 +28,7 @@ export async function startWorkflowTestEnv(): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path },
-      searchAttributes: [AkFlow, AkOmniAccount, AkStage, AkOutcome],
+      searchAttributes: [AkFlow, AkAccount, AkStage, AkOutcome],
       extraArgs: Object.entries(DEV_DYNAMIC_CONFIG).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]),
     },
   });
