@@ -3,7 +3,7 @@
  * activities, windows under two seconds through the input (a fractional expires_at and grace: the
  * API sends whole seconds, the workflow times both in milliseconds). The timer ends an undecided request
  * (marked expired once, a late decision refused), an approved one is handed out once, and only the
- * agent that asked may poll.
+ * agent that asked may poll; past its collection window an approved credential is not handed out.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -132,6 +132,21 @@ void describe('approvalWorkflow', () => {
       assert.deepEqual(calls.mint[0]?.handout, { approvalId: input.opened.approval_id });
       assert.equal(calls.decide, 1);
       assert.equal(calls.expire, 0);
+    });
+  });
+
+  void test('approved but not collected in its window: a later poll hears expired and nothing is minted', async () => {
+    const { calls, activities } = mocks();
+    await withWorker(env, activities, async (taskQueue) => {
+      // A 0.5 s collection window (300 s in the product), then 1 s in which the agent still hears the end.
+      const input: ApprovalInput = { ...inputOf(30_000, 1), collectWindowSeconds: 0.5 };
+      const h = await env.client.workflow.start('approvalWorkflow', { workflowId: `approval/${input.opened.approval_id}`, taskQueue, args: [input] });
+      assert.equal((await h.executeUpdate(approvalDecisionUpdate, { args: [decision] })).status, 'approved');
+      await sleep(700);
+      const late = await h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: SEAL }] });
+      assert.equal(late.status, 'expired');
+      assert.equal(calls.mint.length, 0, 'a credential was minted after its collection window');
+      assert.equal(await h.result(), 'uncollected');
     });
   });
 });

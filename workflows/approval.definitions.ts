@@ -18,6 +18,8 @@ export interface ApprovalInput {
   mint: Omit<MintRequest, 'sealTo'>;
   /** Seconds after a decision or the expiry during which the agent still hears it (then the row answers). */
   graceSeconds: number;
+  /** Seconds an approved credential waits to be collected (default 300, docs/approvals.md); the workflow tests shorten it. */
+  collectWindowSeconds?: number;
 }
 
 export interface ApprovalDecisionResult {
@@ -27,6 +29,9 @@ export interface ApprovalDecisionResult {
 
 /** Patch id: the hand-out's audit rows name the session that collects it (docs/versioning.md). */
 export const APPROVAL_COLLECTOR_PATCH = 'approval-collector';
+
+/** Patch id: once the collection window has ended, a poll hears `expired` and nothing is minted (docs/versioning.md). */
+export const APPROVAL_WINDOW_CLOSES_PATCH = 'approval-collection-window-closes';
 
 /**
  * The agent's poll: its account (only the agent that asked may poll), a fresh seal key for the

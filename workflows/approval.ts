@@ -6,6 +6,7 @@ import type { FailureTypeName } from '../lib/errors';
 import { FailureType } from './definitions';
 import {
   APPROVAL_COLLECTOR_PATCH,
+  APPROVAL_WINDOW_CLOSES_PATCH,
   approvalDecisionUpdate,
   approvalPollUpdate,
   type ApprovalDecisionInput,
@@ -74,6 +75,8 @@ export async function approvalWorkflow(input: ApprovalInput): Promise<ApprovalOu
   let status: Status = 'pending';
   let collecting = false;
   let collected = false;
+  // The collection window has ended uncollected: no hand-out starts after it.
+  let handOutClosed = false;
   const pacer = pollPacer(opened.interval);
   const stage = (value: string) => {
     showStage(value);
@@ -121,7 +124,7 @@ export async function approvalWorkflow(input: ApprovalInput): Promise<ApprovalOu
       const shown = { interval: pacer.interval, expires_at: opened.expires_at };
       if (collected) return { status: 'collected', ...shown };
       if (status === 'denied') return { status: 'denied', ...shown };
-      if (status === 'expired') return { status: 'expired', ...shown };
+      if (status === 'expired' || handOutClosed) return { status: 'expired', ...shown };
       if (status === 'approved' && !collecting) {
         collecting = true;
         try {
@@ -166,7 +169,10 @@ export async function approvalWorkflow(input: ApprovalInput): Promise<ApprovalOu
   let ended: ApprovalOutcome;
   const settled = status as Status; // set by the Update handlers while this function awaited
   if (settled === 'approved') {
-    await condition(() => collected && !collecting, COLLECT_WINDOW_SECONDS * 1000);
+    await condition(() => collected && !collecting, (input.collectWindowSeconds ?? COLLECT_WINDOW_SECONDS) * 1000);
+    // Past the window a poll hears expired (410), as the row will say, instead of collecting a
+    // credential the run then reports uncollected; a hand-out already running finishes.
+    if (patched(APPROVAL_WINDOW_CLOSES_PATCH)) handOutClosed = true;
     await condition(() => !collecting);
     ended = collected ? 'collected' : 'uncollected';
   } else if (settled === 'denied') {
