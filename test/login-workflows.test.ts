@@ -407,7 +407,8 @@ void describe('passkeyCeremonyWorkflow (mocked activities)', () => {
   const passkey = { id: 'cred', name: 'Phone', created_at: 1, last_used_at: null, backup_eligible: true, backed_up: true, transports: [], aaguid: '0' };
   const response = { id: 'cred', response: {} };
 
-  function open(taskQueue: string, kind: PasskeyCeremonyKind, ttlSeconds = 2) {
+  // 5 s: room for a few Updates on a loaded machine (2 s was not); each run waits out its window.
+  function open(taskQueue: string, kind: PasskeyCeremonyKind, ttlSeconds = 5) {
     const requestId = hex(16);
     const input: PasskeyCeremonyInput = {
       kind,
