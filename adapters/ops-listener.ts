@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 
@@ -8,13 +8,21 @@ export interface OpsListener {
   close(): Promise<void>;
 }
 
+/** Answers the ops listener's /docs and /docs/… requests (the API's Swagger UI, api/plugins/docs.ts). */
+export type OpsDocsHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
 /**
- * The ops listener: GET /metrics (Prometheus text format) from the given registries, 404 for
- * anything else. Never on the public port: it binds BROKER_OPS_HOST (loopback by default).
+ * The ops listener: GET /metrics (Prometheus text format) from the given registries, the /docs UI
+ * when `docs` is given (production's default place for it: another origin than the console's),
+ * 404 for anything else. Never on the public port: it binds BROKER_OPS_HOST (loopback by default).
  */
-export async function startOpsListener(opts: { host: string; port: number; registries: Registry[] }): Promise<OpsListener> {
+export async function startOpsListener(opts: { host: string; port: number; registries: Registry[]; docs?: OpsDocsHandler | null }): Promise<OpsListener> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
+    if (opts.docs && (path === '/docs' || path?.startsWith('/docs/'))) {
+      opts.docs(req, res);
+      return;
+    }
     if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       return;

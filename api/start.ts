@@ -11,7 +11,7 @@ export interface RunningApi {
   app: FastifyInstance;
   /** Where it listens, e.g. http://127.0.0.1:8091 */
   url: string;
-  /** The ops listener's /metrics (BROKER_OPS_HOST:BROKER_OPS_PORT); undefined when BROKER_OPS_PORT is unset. */
+  /** The ops listener's /metrics (BROKER_OPS_HOST:BROKER_OPS_PORT; also /docs in production); undefined when BROKER_OPS_PORT is unset. */
   metricsUrl?: string;
   close(): Promise<void>;
 }
@@ -34,7 +34,9 @@ export async function startApi(
   const url = await app.listen({ host: deps.config.HOST, port: deps.config.PORT });
   const port = deps.config.BROKER_OPS_PORT;
   const ops =
-    port === undefined ? undefined : await startOpsListener({ host: deps.config.BROKER_OPS_HOST, port, registries: [app.metricsRegistry, processRegistry] });
+    port === undefined
+      ? undefined
+      : await startOpsListener({ host: deps.config.BROKER_OPS_HOST, port, registries: [app.metricsRegistry, processRegistry], docs: app.opsDocs });
   return {
     app,
     url,

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { isLoopbackUrl } from './client-address';
+import { parseGoogleReturnTargets, type GoogleReturnTargets } from './google-return-url';
 import { AgentKeysError } from './errors';
 
 /**
@@ -94,6 +95,8 @@ export const envSchema = z.object({
   BROKER_OPS_HOST: z.string().min(1).default('127.0.0.1'),
   /** The API process's ops listener (GET /metrics); unset = no listener. */
   BROKER_OPS_PORT: optionalPort(0),
+  /** Where the /docs UI (Swagger UI) is served: the public listener, the ops listener, or nowhere; default public, ops in production (api/plugins/docs.ts). */
+  BROKER_DOCS_UI: z.enum(['public', 'ops', 'off']).optional(),
   /** The worker process's ops listener (GET /metrics: process, STS, SES, audit); unset = no listener. */
   BROKER_WORKER_OPS_PORT: optionalPort(0),
   /** The worker's Temporal SDK metrics (Core's Prometheus exporter, GET /metrics); unset = off. */
@@ -238,7 +241,9 @@ export const envSchema = z.object({
   BROKER_GOOGLE_CLIENT_SECRET_PATH: optionalString,
   /** The redirect URI registered at the provider; default <public URL>/v1/session/google_oauth_callback. */
   BROKER_GOOGLE_REDIRECT_URI: optionalUrl,
-  /** Origins a browser login may return to (comma-separated, e.g. https://app.example.com). */
+  /** Exact URLs a browser login may return to (comma-separated, e.g. https://app.example.com/after-login; no query); the console's always is (lib/google-return-url.ts). */
+  BROKER_GOOGLE_RETURN_URLS: z.string().default(''),
+  /** The older, wider setting: origins on which a browser login may return to any path (warned about in production). */
   BROKER_GOOGLE_RETURN_ORIGINS: z.string().default(''),
   /** How long a Google login waits for the provider's callback, and then for its session to be collected. */
   BROKER_GOOGLE_LOGIN_TTL_SECONDS: int(1, 3600).default(600),
@@ -306,8 +311,8 @@ export interface Config extends Omit<Env, keyof typeof RENAMED_ENV | (typeof REN
   publicUrl: string;
   /** Google login's redirect URI (BROKER_GOOGLE_REDIRECT_URI or the public URL's callback path). */
   googleRedirectUri: string;
-  /** BROKER_GOOGLE_RETURN_ORIGINS parsed, and the public URL's origin (the console's): the origins a browser login may return to. */
-  googleReturnOrigins: string[];
+  /** Where a browser login may return to: BROKER_GOOGLE_RETURN_URLS and the console's URL (exact), BROKER_GOOGLE_RETURN_ORIGINS (any path). */
+  googleReturnTargets: GoogleReturnTargets;
   /** The WebAuthn relying party id (BROKER_PASSKEY_RP_ID or the public URL's host name). */
   passkeyRpId: string;
   /** BROKER_PASSKEY_ORIGINS parsed, and the public URL's origin: the origins a passkey response may come from. */
@@ -394,8 +399,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const publicUrl = (e.BROKER_PUBLIC_URL ?? `http://${e.HOST.includes(':') ? `[${e.HOST}]` : e.HOST}:${e.PORT}`).replace(/\/+$/, '');
   const googleRedirectUri = e.BROKER_GOOGLE_REDIRECT_URI ?? `${publicUrl}/v1/session/google_oauth_callback`;
   const publicOrigin = new URL(publicUrl).origin;
-  // The broker's own console (/console) signs in with Google and with passkeys: its origin is always allowed.
-  const googleReturnOrigins = originList('BROKER_GOOGLE_RETURN_ORIGINS', e.BROKER_GOOGLE_RETURN_ORIGINS, publicOrigin);
+  // The broker's own console (/console) signs in with Google and with passkeys: its return URL and its origin are always allowed.
+  let googleReturnTargets: GoogleReturnTargets;
+  try {
+    googleReturnTargets = parseGoogleReturnTargets(e.BROKER_GOOGLE_RETURN_URLS, e.BROKER_GOOGLE_RETURN_ORIGINS, publicOrigin);
+  } catch (err) {
+    throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
+  }
   const passkeyOrigins = originList('BROKER_PASSKEY_ORIGINS', e.BROKER_PASSKEY_ORIGINS, publicOrigin);
   // AgentKeys' own broker reads the same setting as AGENTKEYS_CLIENT_ID (its VE stack: agentterrier;
   // litentry/agent-terrier c348357, crates/agentkeys-broker-server/src/config.rs): a deployment moved
@@ -437,5 +447,5 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       );
     if (problems.length > 0) throw new ConfigError(`refusing to start in production: ${problems.join('; ')}`);
   }
-  return { ...e, ...sessionLifetimes, publicUrl, devFixtures, isProduction, googleRedirectUri, googleReturnOrigins, passkeyRpId, passkeyOrigins };
+  return { ...e, ...sessionLifetimes, publicUrl, devFixtures, isProduction, googleRedirectUri, googleReturnTargets, passkeyRpId, passkeyOrigins };
 }

@@ -275,7 +275,12 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
   const url = `http://127.0.0.1:${port}`;
   let ops: OpsListener | undefined;
   if (config.BROKER_OPS_PORT !== undefined) {
-    ops = await startOpsListener({ host: config.BROKER_OPS_HOST, port: config.BROKER_OPS_PORT, registries: [app.metricsRegistry, processRegistry] });
+    ops = await startOpsListener({
+      host: config.BROKER_OPS_HOST,
+      port: config.BROKER_OPS_PORT,
+      registries: [app.metricsRegistry, processRegistry],
+      docs: app.opsDocs,
+    });
     cleanups.push(() => (ops as OpsListener).close());
   }
 

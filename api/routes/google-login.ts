@@ -20,6 +20,7 @@ import {
   type GoogleSessionClaims,
 } from '../../workflows/google-login.definitions';
 import { fromAnotherOrigin, isTopLevelNavigation } from '../fetch-metadata';
+import { allowedGoogleReturnUrl, ReturnUrlRefused } from '../../lib/google-return-url';
 import { toBrokerError } from '../flow-errors';
 import { asCliGoogleSession } from '../../services/sessions';
 import { issueSession } from '../session-issue';
@@ -120,19 +121,25 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
     return undefined;
   }
 
-  /** Checks return_to against BROKER_GOOGLE_RETURN_ORIGINS; answers the URL to redirect to. */
+  /**
+   * Checks return_to against the return URLs (lib/google-return-url.ts: exact, compared after
+   * normalisation, no query) and the older bare origins; answers the URL to redirect to.
+   */
   function allowedReturnTo(returnTo: string): string {
-    let url: URL;
     try {
-      url = new URL(returnTo);
-    } catch {
-      throw new BrokerError('bad_request', 'return_to is not an absolute URL');
+      return allowedGoogleReturnUrl(returnTo, config.googleReturnTargets);
+    } catch (e) {
+      if (e instanceof ReturnUrlRefused) throw new BrokerError('bad_request', e.message);
+      throw e;
     }
-    if (url.username || url.password || !config.googleReturnOrigins.includes(url.origin)) {
-      throw new BrokerError('bad_request', "return_to is not on this broker's allow-list of origins (BROKER_GOOGLE_RETURN_ORIGINS)");
-    }
-    return url.href;
   }
+  if (config.googleReturnTargets.origins.length > 0 && config.isProduction)
+    app.log.warn(
+      { setting: 'BROKER_GOOGLE_RETURN_ORIGINS', origins: config.googleReturnTargets.origins },
+      'BROKER_GOOGLE_RETURN_ORIGINS lets a browser Google sign-in return to any path on these origins, with its exchange code in the query: ' +
+        'a page there that logs or forwards query strings would see the codes. List the exact return URLs in BROKER_GOOGLE_RETURN_URLS ' +
+        'instead and remove the origins (docs/google-login.md, "Return URLs"). Logged once at start-up.',
+    );
 
   const ownOrigin = new URL(config.publicUrl).origin;
   /**
@@ -222,7 +229,9 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
           'Starts a sign-in and answers 302 to Google. After the person signs in, the callback sends the browser to return_to ' +
           'with ?exchange_code=…, which the app exchanges once at POST /v1/session/google_oauth_exchange together with the ' +
           'code_verifier whose S256 challenge it sent here (PKCE, RFC 7636: the code is good only in the app that started the ' +
-          'sign-in). return_to must be on BROKER_GOOGLE_RETURN_ORIGINS. A browser request a page of another origin made ' +
+          'sign-in). return_to must be one of BROKER_GOOGLE_RETURN_URLS exactly (scheme, host, port and path, compared after URL ' +
+          "normalisation; no query or fragment; the console's <public URL>/console/ always is one), or on an origin of the older " +
+          'BROKER_GOOGLE_RETURN_ORIGINS (any path); anything else is 400. A browser request a page of another origin made ' +
           '(Sec-Fetch-Site cross-site or same-site) is 403 unless it is a top-level navigation, and always when return_to is ' +
           "this broker's own origin (the console starts its sign-in from its own page).",
         querystring: z.object({
