@@ -17,7 +17,7 @@ import { hmacHex } from '../lib/digest';
 import { BrokerError, rateLimited } from '../lib/errors';
 import { rateLimitRefusals } from '../lib/metrics';
 import { signSessionToken, type LoginMethod } from '../lib/session-token';
-import { sessionIdOf } from '../services/sessions';
+import { loginOfRefreshFamily, sessionIdOf } from '../services/sessions';
 import type { RefreshedSession, RefreshTokenAnswer } from './schemas';
 
 /**
@@ -34,9 +34,9 @@ import type { RefreshedSession, RefreshTokenAnswer } from './schemas';
  * and restarts. It bounds how many sessions one family can hold live at once; ending a family
  * reads neither its spent tokens nor its expired sessions (db/refresh-tokens.ts endRefreshFamily).
  *
- * Checks here: every rule of refresh tokens (once per session and only while the session is live,
- * the family's age, spent, revoked or expired tokens, a family's end, its refresh budget). The
- * route checks only the body's form and the bearer's kind.
+ * Checks here: every rule of refresh tokens (once per session, only for a login's own session and
+ * only while it is live, the family's age, spent, revoked or expired tokens, a family's end, its
+ * refresh budget). The route checks only the body's form and the bearer's kind.
  */
 export interface RefreshDeps {
   config: Config;
@@ -52,7 +52,13 @@ function expiresAt(config: Config, createdMs: number, familyStartedMs: number): 
   return Math.floor(Math.min(createdMs + config.BROKER_REFRESH_IDLE_SECONDS * 1000, familyStartedMs + config.BROKER_REFRESH_MAX_SECONDS * 1000) / 1000);
 }
 
-/** The first refresh token of a broker session (the login's bearer): once per session. */
+const ALREADY_CLAIMED = 'this session already has a refresh token (each session gets one; a refreshed session comes with its own)';
+
+/**
+ * The first refresh token of a broker session (the login's bearer): once per session, and only for
+ * a login's own session: a session a refresh issued came with its token and never starts a family,
+ * nor does one from before migration 024 whose row does not say how it was issued (409).
+ */
 export async function claimRefreshToken(
   deps: RefreshDeps,
   auth: { omniAccount: string; jti: string; method?: LoginMethod; wallet?: string },
@@ -66,6 +72,15 @@ export async function claimRefreshToken(
     // and one still running waits for this claim and then ends the family it starts (services/sessions.ts).
     const session = await lockSession(tx, auth.jti);
     if (!session || session.revoked_at) throw new BrokerError('unauthorized', 'session has been logged out');
+    // Only a login's own session starts a family, by its row (migration 024), whether or not the
+    // family of a refreshed one is still there: the purge deletes a family's rows while a session
+    // it issued may live on, which would otherwise claim a new family (30 more days, again and again).
+    if (session.issued_by_refresh === true) throw new BrokerError('conflict', ALREADY_CLAIMED);
+    if (session.issued_by_refresh !== false)
+      throw new BrokerError(
+        'conflict',
+        'this session was issued before the broker recorded whether a refresh issued it, so it cannot start renewing; log in again',
+      );
     const issued = session.created_at;
     if (issued.getTime() + deps.config.BROKER_REFRESH_MAX_SECONDS * 1000 <= now)
       throw new BrokerError('conflict', 'this session is too old to start renewing; log in again');
@@ -79,7 +94,7 @@ export async function claimRefreshToken(
       sessionJtiHash: sessionIdOf(deps.secrets, auth.jti),
       familyStartedAt: issued,
     });
-    if (!fresh) throw new BrokerError('conflict', 'this session already has a refresh token (each session gets one; a refreshed session comes with its own)');
+    if (!fresh) throw new BrokerError('conflict', ALREADY_CLAIMED);
     await appendAudit(tx, {
       event: 'session.refresh_claim',
       outcome: 'ok',
@@ -159,7 +174,16 @@ export async function refreshSession(deps: RefreshDeps, presented: string, reque
     const jti = randomBytes(16).toString('hex');
     const nowSeconds = Math.floor(nowMs / 1000);
     const sessionExpires = nowSeconds + config.BROKER_LOGIN_SESSION_TTL_SECONDS;
-    await insertSession(tx, { jti, omniAccount: row.omni_account, method: row.method, expiresAt: new Date(sessionExpires * 1000) });
+    // The login behind it is its family's, recorded on its row: never a fresh login of its own,
+    // whatever becomes of the family's rows (services/sessions.ts requireRecentLogin).
+    const login = (await loginOfRefreshFamily(tx, row.session_jti)) ?? { at: row.family_started_at, method: row.method };
+    await insertSession(tx, {
+      jti,
+      omniAccount: row.omni_account,
+      method: row.method,
+      expiresAt: new Date(sessionExpires * 1000),
+      refreshOf: { loginAt: login.at, loginMethod: login.method },
+    });
     await insertRefreshToken(tx, {
       digest: digestOf(secrets, token),
       familyId: row.family_id,

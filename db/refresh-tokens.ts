@@ -229,14 +229,33 @@ export async function refreshFamilyOfSession(q: Queryable, jti: string): Promise
 }
 
 /**
- * Deletes the families past their maximum age: none of their tokens can renew anything any more.
- * Their end's record goes too (a family ends after it starts, so one ended before the cut-off
- * started before it). Answers how many tokens it deleted.
+ * Deletes the families past their maximum age (as of `now`) that no longer hold a live session:
+ * none of their tokens can renew anything any more, and no session they issued can still be
+ * presented (each session row a token of theirs names is revoked, expired or gone). A family past
+ * its maximum whose newest session still lives is kept until that session expires (at most about
+ * one session lifetime, BROKER_LOGIN_SESSION_TTL_SECONDS, more): its token rows are what tie that
+ * session to the family, for its logout and the revocation of the family. Its sessions are found as
+ * revokeSessionsOfFamily finds them (db/sessions.ts): the account's sessions not revoked, each one's
+ * family by its token. Their end's record goes with them (a family ends after it starts, so one
+ * ended before the cut-off started before it). Answers how many tokens it deleted.
  */
 export async function purgeRefreshTokens(q: Queryable, now: Date, maxSeconds: number): Promise<number> {
   const r = await q.query(
-    `WITH ends AS (DELETE FROM refresh_family_revocations WHERE revoked_at < $1::timestamptz - make_interval(secs => $2))
-     DELETE FROM refresh_tokens WHERE family_started_at < $1::timestamptz - make_interval(secs => $2)`,
+    `WITH aged AS MATERIALIZED (
+       SELECT DISTINCT family_id, omni_account FROM refresh_tokens WHERE family_started_at < $1::timestamptz - make_interval(secs => $2)
+     ), kept AS MATERIALIZED (
+       SELECT a.family_id FROM aged a
+        WHERE EXISTS (
+          SELECT 1 FROM sessions s
+           WHERE s.omni_account = a.omni_account AND s.revoked_at IS NULL AND s.expires_at >= $1::timestamptz
+             AND (SELECT t.family_id FROM refresh_tokens t WHERE t.session_jti = s.jti) = a.family_id
+        )
+     ), ends AS (
+       DELETE FROM refresh_family_revocations
+        WHERE revoked_at < $1::timestamptz - make_interval(secs => $2) AND family_id NOT IN (SELECT family_id FROM kept)
+     )
+     DELETE FROM refresh_tokens
+      WHERE family_started_at < $1::timestamptz - make_interval(secs => $2) AND family_id NOT IN (SELECT family_id FROM kept)`,
     [now, maxSeconds],
   );
   return r.rowCount ?? 0;

@@ -1,14 +1,31 @@
 import type { Queryable } from './pool';
 
-/** Inserts the session row; false when a row with this jti was already there (left as it was). */
-export async function insertSession(q: Queryable, s: { jti: string; omniAccount: string; method: string; expiresAt: Date }): Promise<boolean> {
-  const r = await q.query(`INSERT INTO sessions (jti, omni_account, method, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING`, [
-    s.jti,
-    s.omniAccount,
-    s.method,
-    s.expiresAt,
-  ]);
+/**
+ * Inserts the session row; false when a row with this jti was already there (left as it was).
+ * `refreshOf`: the session is issued by a refresh, and this is the login behind it (its refresh
+ * family's); without it, the session is a login's own (migration 024, `issued_by_refresh`).
+ */
+export async function insertSession(
+  q: Queryable,
+  s: { jti: string; omniAccount: string; method: string; expiresAt: Date; refreshOf?: { loginAt: Date; loginMethod: string } },
+): Promise<boolean> {
+  const r = await q.query(
+    `INSERT INTO sessions (jti, omni_account, method, expires_at, issued_by_refresh, login_at, login_method) VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (jti) DO NOTHING`,
+    [s.jti, s.omniAccount, s.method, s.expiresAt, s.refreshOf !== undefined, s.refreshOf?.loginAt ?? null, s.refreshOf?.loginMethod ?? null],
+  );
   return (r.rowCount ?? 0) > 0;
+}
+
+/**
+ * How a session was issued, by its row (migration 024): a login's own session (`issued_by_refresh`
+ * false), one a refresh issued (true, with its login's time and method), or not known (NULL: a row
+ * written before 024 and no longer tied to a refresh family).
+ */
+export interface SessionIssue {
+  issued_by_refresh: boolean | null;
+  login_at: Date | null;
+  login_method: string | null;
 }
 
 /** Whose session row `jti` is (account and method), if there is one; revoked or not. */
@@ -52,14 +69,23 @@ export async function revokeSession(q: Queryable, jti: string): Promise<boolean>
  * one after the other: a claim never starts a family for a session a logout already ended, and a
  * logout sees the family a claim before it started.
  */
-export async function lockSession(q: Queryable, jti: string): Promise<{ created_at: Date; revoked_at: Date | null } | undefined> {
-  const r = await q.query<{ created_at: Date; revoked_at: Date | null }>('SELECT created_at, revoked_at FROM sessions WHERE jti = $1 FOR UPDATE', [jti]);
+export async function lockSession(
+  q: Queryable,
+  jti: string,
+): Promise<{ created_at: Date; revoked_at: Date | null; issued_by_refresh: boolean | null } | undefined> {
+  const r = await q.query<{ created_at: Date; revoked_at: Date | null; issued_by_refresh: boolean | null }>(
+    'SELECT created_at, revoked_at, issued_by_refresh FROM sessions WHERE jti = $1 FOR UPDATE',
+    [jti],
+  );
   return r.rows[0];
 }
 
-/** When the session was issued and by which login method (its row), if it exists. */
-export async function sessionLogin(q: Queryable, jti: string): Promise<{ created_at: Date; method: string } | undefined> {
-  const r = await q.query<{ created_at: Date; method: string }>('SELECT created_at, method FROM sessions WHERE jti = $1', [jti]);
+/** When the session was issued, under which method, and how (SessionIssue), by its row, if it exists. */
+export async function sessionLogin(q: Queryable, jti: string): Promise<({ created_at: Date; method: string } & SessionIssue) | undefined> {
+  const r = await q.query<{ created_at: Date; method: string } & SessionIssue>(
+    'SELECT created_at, method, issued_by_refresh, login_at, login_method FROM sessions WHERE jti = $1',
+    [jti],
+  );
   return r.rows[0];
 }
 

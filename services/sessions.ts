@@ -99,26 +99,42 @@ export const NEVER_A_RECENT_LOGIN =
   'a session whose sign-in another browser finished (the device flow, or Google sign-in started from a CLI), however fresh, and a TEE bearer';
 
 /**
- * How and when the login behind a session was made. A session of a refresh family answers for the
- * family's first login: its start, and the method its first session's row recorded (the family's
- * own record of it once that row is purged), so neither refreshing nor a later session's row can
- * change the answer. Undefined when the session has no row.
+ * The login that began the refresh family of session `jti`: its start, and the method its first
+ * session's row recorded (the family's own record of it once that row is purged), so neither
+ * refreshing nor a later session's row can change the answer. Undefined when the session is of no
+ * family (or its family was purged). What a refresh records on the session it issues
+ * (api/session-refresh.ts), and how a session from before migration 024 tied to a family is read.
  */
-async function loginOfSession(db: Db, jti: string): Promise<{ at: Date; method: string } | undefined> {
-  const family = await refreshFamilyLoginOfSession(db, jti);
-  if (!family) {
-    const own = await sessionLogin(db, jti);
-    return own && { at: own.created_at, method: own.method };
-  }
-  const first = await sessionLogin(db, family.firstSessionJti);
+export async function loginOfRefreshFamily(q: Queryable, jti: string): Promise<{ at: Date; method: string } | undefined> {
+  const family = await refreshFamilyLoginOfSession(q, jti);
+  if (!family) return undefined;
+  const first = await sessionLogin(q, family.firstSessionJti);
   return { at: family.startedAt, method: first?.method ?? family.method };
+}
+
+/**
+ * How and when the login behind a session was made, by its own row (migration 024), never by
+ * whether its refresh family's rows are still there: a session a refresh issued answers for the
+ * login its row recorded (its family's first: loginOfRefreshFamily, when it was issued); a login's
+ * own session, for itself. A row from before 024 that says neither answers for the family it is
+ * still tied to, else with no known time (`at` undefined: no recent login), as it may be a
+ * refreshed session whose family the purge deleted. Undefined when the session has no row.
+ */
+async function loginOfSession(db: Db, jti: string): Promise<{ at: Date | undefined; method: string } | undefined> {
+  const own = await sessionLogin(db, jti);
+  if (!own) return undefined;
+  if (own.issued_by_refresh === true) return { at: own.login_at ?? undefined, method: own.login_method ?? own.method };
+  if (own.issued_by_refresh === false) return { at: own.created_at, method: own.method };
+  return (await loginOfRefreshFamily(db, jti)) ?? { at: undefined, method: own.method };
 }
 
 /**
  * The one check of a recent login: the bearer is a broker session whose login the caller made
  * itself (not one approved from another device) at most REAUTH_SECONDS ago — a refreshed session
- * counts from its refresh family's first login, so refreshing neither renews it nor changes how it
- * was made. A TEE bearer carries no login time (no iat): 403. A login another browser finished
+ * counts from its refresh family's first login, as its own row recorded it (loginOfSession), so
+ * neither refreshing nor the purge of the family's rows renews it or changes how it was made; a
+ * session from before migration 024 whose issue is not known counts as no recent login. A TEE
+ * bearer carries no login time (no iat): 403. A login another browser finished
  * (the registry's `completedElsewhere`: the device flow, RFC 8628, and Google sign-in started from a
  * CLI), or a session refreshed from one, is 403 however fresh: a person talked into approving someone else's device code (§5.4,
  * remote phishing) hands over that login, and it must not add a passkey or approve another device,
@@ -147,7 +163,7 @@ export async function requireRecentLogin(
       `${action.what} needs a login made on this device: a session whose sign-in was finished in another browser ` +
         `(the device flow, or Google sign-in started from a CLI) cannot; sign in here with email, Google, a wallet or a passkey, then ${action.then}`,
     );
-  if ((deps.now ?? Date.now)() - login.at.getTime() > REAUTH_SECONDS * 1000)
+  if (!login.at || (deps.now ?? Date.now)() - login.at.getTime() > REAUTH_SECONDS * 1000)
     throw new BrokerError('unauthorized', `${action.what} needs a login at most ${REAUTH_SECONDS} s old: sign in again, then ${action.then}`, {
       body: { reauthenticate: true },
     });
