@@ -35,6 +35,17 @@ export type PasskeyRefusal = { ok: false; code: ErrorCode; reason: string };
 export type PasskeyRegistrationVerdict = { ok: true; passkey: RegisteredPasskey; credentialId: string } | PasskeyRefusal;
 export type PasskeyAssertionVerdict = { ok: true; identity: Identity; omniAccount: string; credentialId: string } | PasskeyRefusal;
 
+/**
+ * The length of a credential id the broker stores, in bytes, as WebAuthn Level 3 bounds it: at least
+ * 16 (its "Credential ID" definition) and at most 1023 (§7.1: a relying party fails a registration
+ * whose credential id is longer).
+ * The library does not check it, and the passkeys table's CHECK (migration 016) holds the id's
+ * base64url text to 16–1366 characters: outside these bounds the id is refused before anything is
+ * written, never left to that CHECK (a database failure the ceremony retries, then a 500).
+ */
+export const CREDENTIAL_ID_MIN_BYTES = 16;
+export const CREDENTIAL_ID_MAX_BYTES = 1023;
+
 const refuse = (code: ErrorCode, reason: string): PasskeyRefusal => ({ ok: false, code, reason });
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0] ?? 'refused';
 /** The database did not answer: retried by the workflow's policy, then reported as audit_error. */
@@ -48,7 +59,8 @@ export function createPasskeyCeremonyActivities(deps: ActivityDeps) {
      * the credential under its account with its audit row. Idempotent per ceremony: a retry finds
      * the row its first attempt stored. A credential id already registered, to this account or
      * another, is refused (409), and so is a passkey past the cap on passkeys per account
-     * (services/passkeys.ts), nothing written.
+     * (services/passkeys.ts), nothing written; so is a credential id outside the WebAuthn bounds
+     * (CREDENTIAL_ID_MIN_BYTES–CREDENTIAL_ID_MAX_BYTES: 400), before anything is written.
      */
     async verifyPasskeyRegistration(input: VerifyPasskeyRegistrationInput): Promise<PasskeyRegistrationVerdict> {
       let info;
@@ -65,6 +77,12 @@ export function createPasskeyCeremonyActivities(deps: ActivityDeps) {
       } catch (e) {
         return refuse('unauthorized', `the passkey registration was refused: ${message(e)}`);
       }
+      const idBytes = Buffer.from(info.credential.id, 'base64url').length;
+      if (idBytes < CREDENTIAL_ID_MIN_BYTES || idBytes > CREDENTIAL_ID_MAX_BYTES)
+        return refuse(
+          'bad_request',
+          `the passkey's credential id is ${idBytes} bytes; WebAuthn credential ids are ${CREDENTIAL_ID_MIN_BYTES} to ${CREDENTIAL_ID_MAX_BYTES} bytes`,
+        );
       const challengeHash = sha256Hex(input.challenge);
       try {
         const r = await registerPasskey(

@@ -1,0 +1,125 @@
+/**
+ * Passkey credential ids outside the WebAuthn bounds (16 to 1023 bytes), over HTTP against real
+ * Temporal and Postgres. @simplewebauthn/server does not bound the id it reads from the
+ * authenticator data: an id the passkeys table's CHECK accepts (12 or 1024 bytes) was stored, and
+ * one it refuses (11 or 1025 bytes, sent under a well-formed `id`) failed the write, which the
+ * ceremony retried and answered 500 `audit_error`. Each is now a 400 `bad_request` that uses the
+ * challenge up and writes nothing, on registration and on sign-up; ids of 16 and 1023 bytes are
+ * stored.
+ */
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { CREDENTIAL_ID_MAX_BYTES, CREDENTIAL_ID_MIN_BYTES } from '../activities/passkey-ceremony';
+import { startStack, type TestStack } from './harness';
+import { walletLogin } from './mint-client';
+import { passkeyCounts, SoftAuthenticator, type Credential, type CreationOptions, type Issued } from './passkey-client';
+
+let stack: TestStack;
+let origin: string;
+before(async () => {
+  stack = await startStack({
+    env: {
+      BROKER_RATE_LIMIT_IP_PER_MINUTE: '100000',
+      BROKER_PASSKEY_CHALLENGE_TTL_SECONDS: '120',
+      BROKER_PASSKEY_ORIGINS: 'https://app.example.test',
+    },
+  });
+  origin = new URL(stack.url).origin;
+});
+after(async () => {
+  await stack?.stop();
+});
+
+type Answer = Awaited<ReturnType<TestStack['request']>>;
+
+/** A credential of `bytes` bytes of id, for the authenticator to make in place of its own. */
+function credentialOf(bytes: number, rpId: string, userHandle: string): Credential {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return { id: randomBytes(bytes), key: privateKey, publicJwk: publicKey.export({ format: 'jwk' }) as { x: string; y: string }, rpId, userHandle, counter: 0 };
+}
+
+/**
+ * The authenticator's answer to `o` for a credential id of `bytes` bytes in its authenticator data;
+ * `claimedId`: a well-formed id the answer's `id` and `rawId` give instead (the library compares
+ * them with each other only).
+ */
+function answerWithId(o: Issued<CreationOptions>, bytes: number, claimedId?: Buffer): ReturnType<SoftAuthenticator['register']> {
+  const rpId = o.options.rp.id ?? new URL(origin).hostname;
+  const response = new SoftAuthenticator().register(o.options, { origin, credential: credentialOf(bytes, rpId, o.options.user.id) });
+  if (!claimedId) return response;
+  return { ...response, id: claimedId.toString('base64url'), rawId: claimedId.toString('base64url') };
+}
+
+const registrationOptions = async (token: string): Promise<Issued<CreationOptions>> => {
+  const r = await stack.request('POST', '/v1/passkeys/registration/options', { token });
+  assert.equal(r.status, 200, r.text);
+  return r.body as Issued<CreationOptions>;
+};
+
+const signupOptions = async (): Promise<Issued<CreationOptions>> => {
+  const r = await stack.request('POST', '/v1/session/passkey/options', { body: { mode: 'signup' } });
+  assert.equal(r.status, 200, r.text);
+  return r.body as Issued<CreationOptions>;
+};
+
+/** `send` is refused 400 `bad_request` naming the id's length, writes no row, and the challenge is used up (an answer sent again: 409). */
+async function refusedForItsId(send: () => Promise<Answer>, bytes: number, what: string): Promise<void> {
+  const before = await passkeyCounts(stack.db);
+  const r = await send();
+  assert.equal(r.status, 400, `${what}: ${r.text}`);
+  assert.equal((r.body as { error: string }).error, 'bad_request', `${what}: ${r.text}`);
+  assert.match((r.body as { message: string }).message, new RegExp(`credential id is ${bytes} bytes; WebAuthn credential ids are 16 to 1023 bytes`), what);
+  assert.deepEqual(await passkeyCounts(stack.db), before, `${what}: a refused registration wrote rows`);
+  const again = await send();
+  assert.equal(again.status, 409, `${what}, sent again: ${again.text}`);
+  assert.deepEqual(await passkeyCounts(stack.db), before, `${what}, sent again: rows written`);
+}
+
+void describe('passkey credential ids outside 16 to 1023 bytes', () => {
+  void test("the bounds are WebAuthn's", () => {
+    assert.deepEqual([CREDENTIAL_ID_MIN_BYTES, CREDENTIAL_ID_MAX_BYTES], [16, 1023]);
+  });
+
+  void test('registration: a 12-, 15- or 1024-byte id (which the table would take) is 400, nothing written, the challenge used up', async () => {
+    const owner = await walletLogin(stack);
+    for (const bytes of [12, 15, 1024]) {
+      const o = await registrationOptions(owner.token);
+      const response = answerWithId(o, bytes);
+      await refusedForItsId(() => stack.request('POST', '/v1/passkeys/registration', { token: owner.token, body: { response } }), bytes, `a ${bytes}-byte id`);
+    }
+  });
+
+  void test('registration: an 11-byte or 1025-byte id (which the table refuses) under a well-formed `id` is 400, not a retried 500', async () => {
+    const owner = await walletLogin(stack);
+    for (const bytes of [11, 1025]) {
+      const o = await registrationOptions(owner.token);
+      const response = answerWithId(o, bytes, randomBytes(32));
+      await refusedForItsId(
+        () => stack.request('POST', '/v1/passkeys/registration', { token: owner.token, body: { response } }),
+        bytes,
+        `a ${bytes}-byte id in the authenticator data`,
+      );
+    }
+  });
+
+  void test('sign-up: a 12-byte or 1024-byte id is 400, no account, session or passkey written', async () => {
+    for (const bytes of [12, 1024]) {
+      const o = await signupOptions();
+      const response = answerWithId(o, bytes);
+      await refusedForItsId(() => stack.request('POST', '/v1/session/passkey', { body: { response } }), bytes, `a sign-up with a ${bytes}-byte id`);
+    }
+  });
+
+  void test('ids of 16 and 1023 bytes are stored', async () => {
+    const owner = await walletLogin(stack);
+    for (const bytes of [16, 1023]) {
+      const o = await registrationOptions(owner.token);
+      const response = answerWithId(o, bytes);
+      const r = await stack.request('POST', '/v1/passkeys/registration', { token: owner.token, body: { response } });
+      assert.equal(r.status, 201, r.text);
+      const stored = await stack.db.query('SELECT 1 FROM passkeys WHERE credential_id = $1 AND omni_account = $2', [response.id, owner.omni_account]);
+      assert.equal(stored.rowCount, 1, `the ${bytes}-byte id`);
+    }
+  });
+});
