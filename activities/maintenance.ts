@@ -14,7 +14,7 @@ export interface PurgeResult {
   revokedTeeTokens: number;
   /** Email send-budget rows older than its one-hour window. */
   emailSends: number;
-  /** Refresh tokens of families past BROKER_REFRESH_MAX_SECONDS (none of them renews anything). */
+  /** Refresh tokens of families past BROKER_REFRESH_MAX_SECONDS that no longer hold a live session (none of them renews anything). */
   refreshTokens?: number;
   /** Approval requests finished more than BROKER_APPROVAL_RETENTION_DAYS ago (their audit rows stay). Optional: runs recorded before it returned none. */
   approvals?: number;

@@ -182,7 +182,8 @@ export default async function passkeyRoutes(appBase: FastifyInstance) {
         tags: ['passkeys'],
         summary: 'Add a passkey to this account (the answer to its registration options)',
         description:
-          'Answers 201 with the passkey. 401 when the attestation does not verify (origin, rp id, user verification); 409 for a used challenge, ' +
+          'Answers 201 with the passkey. 400 for a credential id under 16 or over 1023 bytes (the challenge used up); ' +
+          '401 when the attestation does not verify (origin, rp id, user verification); 409 for a used challenge, ' +
           `a passkey already registered here or to another account, or an account that already holds ${MAX_PASSKEYS_PER_ACCOUNT} passkeys (nothing written); ` +
           '410 once the challenge expired.',
         body: z.object({ response: credentialSchema, name: nameSchema }),
@@ -252,7 +253,8 @@ export default async function passkeyRoutes(appBase: FastifyInstance) {
         tags: ['session'],
         summary: 'Sign in (or sign up) with a passkey: the answer to POST /v1/session/passkey/options',
         description:
-          'The session body of every login, method passkey. 401 when the response does not verify (unknown passkey, origin, rp id, ' +
+          'The session body of every login, method passkey. 400 for a sign-up whose credential id is under 16 or over 1023 bytes; ' +
+          '401 when the response does not verify (unknown passkey, origin, rp id, ' +
           'user verification, a counter that went backwards); 409 for a used challenge or a passkey already registered; 410 once the challenge expired.',
         body: z.object({ response: credentialSchema, name: nameSchema }),
         response: { 200: loginSessionSchema, 403: errorBody, 409: errorBody, 410: errorBody, ...commonErrors },
