@@ -269,6 +269,14 @@ async function appendRows(
   return records;
 }
 
+/** The refusal of a count that differs from the one rows were already placed by. */
+function shardCountFixed(shards: number, current: number): ConfigError {
+  return new ConfigError(
+    `BROKER_AUDIT_SHARDS is ${shards} but the audit log is already split into ${current} chains; ` +
+      `the count cannot change on a log with sharded rows (set BROKER_AUDIT_SHARDS=${current})`,
+  );
+}
+
 /**
  * Start-up check of BROKER_AUDIT_SHARDS against the database. The count may change only while no
  * row has been written to a shard (a fresh or just-migrated log): once rows are placed by one
@@ -284,14 +292,26 @@ export async function ensureAuditShards(pool: pg.Pool, shards: number): Promise<
     const current = await readAuditSettings(c);
     if (current.shards === shards) return 'unchanged';
     const used = await c.query('SELECT 1 FROM audit_log WHERE shard IS NOT NULL LIMIT 1');
-    if (used.rows.length > 0) {
-      throw new ConfigError(
-        `BROKER_AUDIT_SHARDS is ${shards} but the audit log is already split into ${current.shards} chains; ` +
-          `the count cannot change on a log with sharded rows (set BROKER_AUDIT_SHARDS=${current.shards})`,
-      );
-    }
+    if (used.rows.length > 0) throw shardCountFixed(shards, current.shards);
     await c.query('UPDATE audit_settings SET shards = $1', [shards]);
     lastShardCount.delete(pool);
     return 'set';
   });
+}
+
+/**
+ * ensureAuditShards without its write, for a login that may only read audit_settings
+ * (BROKER_MIGRATIONS=external: the schema owner sets the count, `npm run db:migrate`). A different
+ * count is refused either way, with the fix that still applies: on a log without sharded rows the
+ * owner can set it, on one with them the setting must follow the database.
+ */
+export async function checkAuditShards(q: Queryable, shards: number): Promise<void> {
+  const current = await readAuditSettings(q);
+  if (current.shards === shards) return;
+  const used = await q.query('SELECT 1 FROM audit_log WHERE shard IS NOT NULL LIMIT 1');
+  if (used.rows.length > 0) throw shardCountFixed(shards, current.shards);
+  throw new ConfigError(
+    `BROKER_AUDIT_SHARDS is ${shards} but the database has ${current.shards} audit shards, and with BROKER_MIGRATIONS=external only the schema owner sets them: ` +
+      `run \`npm run db:migrate\` with BROKER_AUDIT_SHARDS=${shards} (no row is in a shard yet), or set BROKER_AUDIT_SHARDS=${current.shards}`,
+  );
 }

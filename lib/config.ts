@@ -108,6 +108,20 @@ export const envSchema = z.object({
   }),
   BROKER_DB_POOL_MAX: int(1, 200).default(10),
   /**
+   * `auto`: the API and worker apply pending migrations at start-up, as DATABASE_URL's login (which
+   * then owns every table). `external`: they run no DDL and refuse to start until `npm run db:migrate`
+   * has applied every migration as a separate owner role (db/migrate.ts prepareSchema).
+   */
+  BROKER_MIGRATIONS: z.enum(['auto', 'external']).default('auto'),
+  /** The schema owner's URL, for `npm run db:migrate` only; the API and worker refuse to start with it set. */
+  BROKER_MIGRATION_DATABASE_URL: optionalString.refine((v) => v === undefined || isPostgresUrl(v), {
+    message: 'not a Postgres URL: expected postgres://owner:password@host:5432/database',
+  }),
+  /** The login the API and worker connect as: `npm run db:migrate` grants it what the runtime needs (db/roles.ts). */
+  BROKER_RUNTIME_ROLE: optionalString.refine((v) => v === undefined || /^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/.test(v), {
+    message: 'not a Postgres role name',
+  }),
+  /**
    * The API's client-side deadline for one database statement and for getting a connection: a
    * Postgres that accepts connections and never answers costs a caller this long, then 503.
    * Per statement, not per transaction (the API's transactions are a few short statements).

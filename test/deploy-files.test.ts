@@ -5,7 +5,7 @@
  * limit becomes one global budget and BROKER_TEE_CALLBACK_ALLOW never sees the TEE.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -124,8 +124,8 @@ void describe('the shipped deploy files agree on one topology', () => {
     assert.equal(tee.allows(source), false, 'the allow list names the TEE workers, as nginx saw them, never nginx itself');
   });
 
-  void test('both units run the process without what a node server never needs', () => {
-    for (const unit of ['agentkeys-api@.service', 'agentkeys-worker@.service']) {
+  void test('every unit runs the process without what a node server never needs', () => {
+    for (const unit of ['agentkeys-api@.service', 'agentkeys-worker@.service', 'agentkeys-migrate.service']) {
       const text = read('systemd', unit);
       for (const line of [
         'NoNewPrivileges=yes',
@@ -143,5 +143,49 @@ void describe('the shipped deploy files agree on one topology', () => {
       ])
         assert.ok(text.split('\n').includes(line), `${unit} lacks ${line}`);
     }
+  });
+});
+
+void describe('migrations run as the schema owner, whose credential only the migrate unit holds', () => {
+  const runtimeEnv = envFile(read('systemd', 'broker.env.example'));
+  const migrateEnv = envFile(read('systemd', 'migrate.env.example'));
+  const migrateUnit = read('systemd', 'agentkeys-migrate.service');
+
+  void test('the migrate unit is a one-shot of the built command, reading migrate.env and not broker.env', () => {
+    assert.match(migrateUnit, /^Type=oneshot$/m);
+    assert.deepEqual(
+      [...migrateUnit.matchAll(/^EnvironmentFile=(.*)$/gm)].map((m) => m[1]),
+      ['/etc/agentkeys-broker/migrate.env'],
+    );
+    const exec = /^ExecStart=\/usr\/bin\/node (dist\/(\S+)\.js)$/m.exec(migrateUnit);
+    assert.ok(exec, 'ExecStart runs a built entry point with node');
+    // dist/db/migrate-main.js is built from db/migrate-main.ts (tsconfig.build.json builds db/).
+    assert.ok(existsSync(join(DEPLOY, '..', `${exec[2] ?? ''}.ts`)), `${exec[1] ?? ''} has no source`);
+    assert.match(migrateUnit, /^DynamicUser=yes$/m, "not the runtime processes' user: they cannot read its environment");
+  });
+
+  void test('the API and worker units never name migrate.env, and broker.env holds no owner URL', () => {
+    for (const unit of ['agentkeys-api@.service', 'agentkeys-worker@.service']) {
+      const text = read('systemd', unit);
+      assert.doesNotMatch(text, /migrate\.env/, unit);
+      assert.doesNotMatch(text, /^(Wants|Requires|BindsTo)=.*agentkeys-migrate/m, `${unit} pulls in the owner's unit`);
+    }
+    assert.equal(runtimeEnv.BROKER_MIGRATION_DATABASE_URL, undefined);
+    assert.equal(loadConfig(shippedApiEnv()).BROKER_MIGRATIONS, 'external', 'the runtime processes run no DDL');
+  });
+
+  void test("migrate.env names the owner of broker.env's database and grants broker.env's login", () => {
+    const owner = new URL(migrateEnv.BROKER_MIGRATION_DATABASE_URL ?? '');
+    const runtime = new URL(runtimeEnv.DATABASE_URL ?? '');
+    assert.equal(`${owner.host}${owner.pathname}`, `${runtime.host}${runtime.pathname}`, 'one database');
+    assert.notEqual(owner.username, runtime.username, 'the owner is not the runtime login');
+    assert.equal(migrateEnv.BROKER_RUNTIME_ROLE, runtime.username);
+    assert.equal(
+      Number(migrateEnv.BROKER_AUDIT_SHARDS),
+      loadConfig(shippedApiEnv()).BROKER_AUDIT_SHARDS,
+      'the count the owner sets is the one the runtime checks',
+    );
+    // Nothing of the runtime's secrets in the owner's file, and nothing else it would not read.
+    assert.deepEqual(Object.keys(migrateEnv).sort(), ['BROKER_AUDIT_SHARDS', 'BROKER_MIGRATION_DATABASE_URL', 'BROKER_RUNTIME_ROLE']);
   });
 });

@@ -168,6 +168,12 @@ export interface StartStackOptions {
   apiDatabaseUrl?: (url: string) => string;
   /** The API's Temporal client connects here (e.g. through a proxy) instead of the test server's address. */
   apiTemporalAddress?: string;
+  /**
+   * Sets up the fresh database in place of the stack's own migration: called with its superuser
+   * URL, it migrates (e.g. as an owner role, `npm run db:migrate`) and returns the URL every part
+   * of the stack connects with instead (e.g. a runtime login granted by db/roles.ts).
+   */
+  prepareDatabase?: (url: string) => Promise<string>;
 }
 
 export async function startStack(opts: StartStackOptions = {}): Promise<TestStack> {
@@ -195,13 +201,14 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
   cleanups.push(() => sts.close());
   const dataDir = await mkdtemp(join(tmpdir(), 'akb-test-'));
   cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+  const databaseUrl = opts.prepareDatabase ? await opts.prepareDatabase(database.url) : database.url;
   const env: Record<string, string> = {
     NODE_ENV: 'test',
     LOG_LEVEL: 'silent',
     HOST: '127.0.0.1',
     PORT: String(port),
     BROKER_DATA_DIR: dataDir,
-    DATABASE_URL: database.url,
+    DATABASE_URL: databaseUrl,
     TEMPORAL_ADDRESS: address,
     BROKER_TASK_QUEUE: `test-${randomBytes(6).toString('hex')}`,
     BROKER_SES_ENDPOINT: ses.url,
@@ -219,10 +226,12 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
   };
   const config = loadConfig(env);
   const secrets = await resolveSecrets(config);
-  const db = createPool(database.url, config.BROKER_DB_POOL_MAX);
+  const db = createPool(databaseUrl, config.BROKER_DB_POOL_MAX);
   cleanups.push(() => db.end());
-  await migrate(db);
-  await ensureAuditShards(db, config.BROKER_AUDIT_SHARDS);
+  if (!opts.prepareDatabase) {
+    await migrate(db);
+    await ensureAuditShards(db, config.BROKER_AUDIT_SHARDS);
+  }
   const temporal = await connectTemporalClient(config, secrets, address);
   cleanups.push(() => temporal.connection.close());
   const mailer = new SesMailer(config.BROKER_EMAIL_FROM, { region: config.AWS_REGION, endpoint: ses.url });
@@ -249,7 +258,7 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
   const teeVerifier = opts.apiDeps?.teeVerifier ?? (await createTeeVerifierFromConfig(config, { now: opts.apiDeps?.now }));
   let apiDb = db;
   if (opts.apiDatabaseUrl) {
-    const own = createPool(opts.apiDatabaseUrl(database.url), config.BROKER_DB_POOL_MAX, { queryTimeoutMs: config.BROKER_DB_QUERY_TIMEOUT_MS });
+    const own = createPool(opts.apiDatabaseUrl(databaseUrl), config.BROKER_DB_POOL_MAX, { queryTimeoutMs: config.BROKER_DB_QUERY_TIMEOUT_MS });
     cleanups.push(() => own.end());
     apiDb = own;
   }

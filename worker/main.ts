@@ -4,8 +4,7 @@
  * SIGINT/SIGTERM drain in-flight tasks, then exit. A start-up failure is one line on stderr naming
  * the variable or dependency and the fix (the stack with LOG_LEVEL=debug).
  */
-import { ensureAuditShards } from '../db/audit';
-import { migrate } from '../db/migrate';
+import { prepareSchema } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { ConfigError, loadConfig } from '../lib/config';
 import { databaseStartupLine, listenStartupLine, startupFailureText, startupStep, temporalStartupLine } from '../lib/startup-error';
@@ -28,13 +27,12 @@ async function main(): Promise<void> {
   // Fail at boot, not at the first mint, when the OIDC keyset is missing or unreadable.
   await OidcKeyStore.fromConfig(config).current();
   const db = createPool(databaseUrl, config.BROKER_DB_POOL_MAX);
-  await startupStep(
-    async () => {
-      await migrate(db);
-      await ensureAuditShards(db, config.BROKER_AUDIT_SHARDS);
-    },
+  // Migrations, or with BROKER_MIGRATIONS=external the check that the schema owner ran them.
+  const schema = await startupStep(
+    () => prepareSchema(db, config),
     (e) => databaseStartupLine(e, databaseUrl),
   );
+  for (const warning of schema.warnings) console.warn(`agentkeys-broker worker: warning: ${warning}`);
   const onTemporal = (e: unknown) => temporalStartupLine(e, address, config.TEMPORAL_NAMESPACE);
   // The namespace and its search attributes before the Schedules: a Schedule names AkFlow.
   const client = await startupStep(() => connectTemporalClient(config, secrets, address), onTemporal);
