@@ -1,10 +1,8 @@
-import { FailureType } from '../lib/errors';
 import { rename, writeFile } from 'node:fs/promises';
 import { log } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
 import type { IAMClient } from '@aws-sdk/client-iam';
 import { createIamClient, isLimitExceeded, otherInlinePolicies, setRolePolicy } from '../adapters/iam-client';
-import { agentEpoch, killSwitchEntryOf, liveKillSwitchEntries, purgeKillSwitchEntries } from '../db/kill-switch';
+import { killSwitchEntryOf, liveKillSwitchEntries, purgeKillSwitchEntries } from '../db/kill-switch';
 import {
   inlinePolicySize,
   KILL_SWITCH_POLICY_NAME,
@@ -16,29 +14,21 @@ import {
 } from '../lib/kill-switch';
 import { killSwitchCollapsedWallets, killSwitchEntries, killSwitchRoleWide } from '../lib/metrics';
 import type { ActingContext } from '../lib/oidc-claims';
-import type { Db } from '../db/pool';
 import type { KillSwitchApplied } from '../workflows/kill-switch.definitions';
 import type { ActivityDeps } from './deps';
 
 /**
  * What a credential minted under this grant names (lib/oidc-claims.ts withActingClaims): the agent,
- * the grant and the agent's current revocation epoch for the grant's main wallet. A mint authorised
- * just before a revocation may sign just after it, with the next epoch: its credential still carries
- * the revoked grant's id, which the grant's deny entry names (every revocation of an accepted grant
- * leaves one, and entries outlast the longest lifetime by 300 s, far beyond a mint's one-minute run).
+ * the grant and the agent's revocation epoch for the grant's main wallet as the mint's
+ * authorisation read it — in the same statement as the grant's standing (db/grants.ts
+ * agentGrantStanding), never later. An agent revocation revokes the agent's grants and raises its
+ * epoch in one transaction: a mint authorised before it carries the epoch it ends, whose deny entry
+ * covers the credential even when its grant expired or was left in between (and so has no grant
+ * entry); a mint authorised after it finds no active grant, or one accepted since, under the next
+ * epoch (docs/kill-switch.md, "A mint in flight").
  */
-export async function actingContextFor(
-  db: Db,
-  grant: { grantId: string; mainAddress: string; agentAddress: string } | undefined,
-): Promise<ActingContext | undefined> {
-  if (grant === undefined) return undefined;
-  let epoch;
-  try {
-    epoch = await agentEpoch(db, grant.mainAddress, grant.agentAddress);
-  } catch (e) {
-    throw ApplicationFailure.retryable(`could not read the agent's revocation epoch: ${(e as Error).message}`, FailureType.killSwitchReadFailed);
-  }
-  return { agentWallet: grant.agentAddress, grantId: grant.grantId, epoch };
+export function actingContextFor(grant: { grantId: string; agentAddress: string; epoch: number } | undefined): ActingContext | undefined {
+  return grant && { agentWallet: grant.agentAddress, grantId: grant.grantId, epoch: grant.epoch };
 }
 
 /**

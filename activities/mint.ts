@@ -7,7 +7,7 @@ import { hmacHex } from '../lib/digest';
 import { sealJson } from '../lib/seal';
 import { agentKeysActorId } from '../lib/actor-omni';
 import { isScoped, namesSection } from '../lib/grant-scope';
-import { oidcTokenClaims, signOidcToken, userWalletValue } from '../lib/oidc-claims';
+import { oidcTokenClaims, signOidcToken, userWalletValue, type ActingContext } from '../lib/oidc-claims';
 import { OidcKeyStore } from '../adapters/oidc-keys';
 import { FailureType } from '../workflows/definitions';
 import {
@@ -28,7 +28,12 @@ import { createApprovalService } from '../services/approvals';
 import type { ApprovalHandout, ApprovalOpened } from '../workflows/approval.definitions';
 
 type MintAuthorisation =
-  | { allowed: true; wallet: string; grant?: MintGrant & { mainAccount: string; approval: ApprovalPolicy | null } }
+  | {
+      allowed: true;
+      wallet: string;
+      /** With the agent's revocation epoch for the grant's main wallet, read in the grant's own statement (the credential carries it). */
+      grant?: MintGrant & { mainAccount: string; approval: ApprovalPolicy | null; epoch: number };
+    }
   | { allowed: false; reason: string; grantId?: string };
 
 /** Tries and pauses of the outcome row's write: retried here, never by re-running the mint (that would re-mint). */
@@ -69,8 +74,10 @@ export function createMintActivities(deps: ActivityDeps) {
   async function authorise(req: MintRequest, target: MintTarget): Promise<MintAuthorisation> {
     const { caller, grantId } = req;
     if (caller.wallet) {
-      // The active grant and whether any accepted one remains, in one round trip.
-      const { active: grant, accepted } = await agentGrantStanding(deps.db, caller.wallet, grantId, new Date(deps.now()));
+      // The active grant, the agent's revocation epoch under it and whether any accepted grant
+      // remains, in one statement: the credential carries the epoch read with the grant that
+      // authorised it, which a later agent revocation ends (docs/kill-switch.md, "A mint in flight").
+      const { active: grant, accepted, epoch } = await agentGrantStanding(deps.db, caller.wallet, grantId, new Date(deps.now()));
       if (grant) {
         const scope = grant.scope ?? {};
         if (isScoped(scope)) {
@@ -90,6 +97,7 @@ export function createMintActivities(deps: ActivityDeps) {
             scope,
             mainAccount: grant.main_account,
             approval: grant.approval ?? null,
+            epoch: epoch ?? 0,
           },
         };
       }
@@ -157,9 +165,11 @@ export function createMintActivities(deps: ActivityDeps) {
     }
   }
 
+  /** Signs one token for `audience` (each target passes its own: no default); `acting` is fixed at authorisation. */
   async function sign(
     wallet: string,
     grant: MintGrant | undefined,
+    acting: ActingContext | undefined,
     actorId: string,
     audience: string,
     extra: Record<string, unknown> = {},
@@ -179,7 +189,7 @@ export function createMintActivities(deps: ActivityDeps) {
       grant: grant ? { grantId: grant.grantId, childWallet: grant.agentAddress, scope: grant.scope } : undefined,
       actorId,
       audience,
-      acting: await actingContextFor(deps.db, grant),
+      acting,
     });
     const jwt = await signOidcToken(keyset.active, { ...claims, ...extra });
     return { jwt, kid: keyset.active.kid, jwtHash: auditDigest('jwt', jwt), expiration: claims.exp, nowSeconds };
@@ -252,6 +262,8 @@ export function createMintActivities(deps: ActivityDeps) {
         return { denied: true, reason: decision.reason };
       }
       const { wallet, grant } = decision;
+      // What the credential names of the agent (lib/oidc-claims.ts withActingClaims): the epoch read with the grant, not at signing.
+      const acting = actingContextFor(grant);
       const gate = grant ? await approvalGate(req, grant) : undefined;
       if (gate?.pending) return { denied: false, pending: gate.pending };
       if (gate?.refusal) {
@@ -284,7 +296,7 @@ export function createMintActivities(deps: ActivityDeps) {
       for (let attempt = 1; !exchanged; attempt++) {
         try {
           exchanged = await target.exchange(
-            { deps, wallet, grant, actorId, attempt, sign: (audience, extra, g = grant) => sign(wallet, g, actorId, audience, extra) },
+            { deps, wallet, grant, actorId, attempt, sign: (audience, extra, g = grant) => sign(wallet, g, acting, actorId, audience, extra) },
             req.params,
           );
         } catch (e) {
@@ -303,7 +315,11 @@ export function createMintActivities(deps: ActivityDeps) {
       }
       // The secret parts leave this activity only sealed to the requesting API's one-request key.
       const sealed = await sealJson(req.sealTo, exchanged.secret);
-      const written = await writeOutcome(req, [...pending, { phase: 'ok', details: { wallet, ...grantDetails, ...exchanged.audit } }]);
+      // The ok row names the epoch the credential carries: the deny entry that covers it is the one ending that epoch.
+      const written = await writeOutcome(req, [
+        ...pending,
+        { phase: 'ok', details: { wallet, ...grantDetails, ...exchanged.audit, revocation_epoch: acting?.epoch ?? null } },
+      ]);
       // An earlier try of this very activity wrote the ok row and its answer was lost (the worker died
       // before the workflow recorded it, so the activity ran again): that row describes the earlier
       // credential, not this one, and nothing may leave without a row that names it.

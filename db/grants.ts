@@ -105,16 +105,21 @@ export async function hasAcceptedGrantForAgent(q: Queryable, agentAddress: strin
 
 /**
  * What a mint by this agent wallet stands on, in one statement (one snapshot): the grant
- * findActiveGrantForAgent would return, and whether hasAcceptedGrantForAgent holds.
+ * findActiveGrantForAgent would return, whether hasAcceptedGrantForAgent holds, and — with an
+ * active grant — the agent's revocation epoch for the grant's main wallet (agent_epochs; 0 until
+ * first revoked). An agent revocation revokes its grants and raises the epoch in one transaction,
+ * so this read sees both or neither: a grant active here is one the epoch read with it covers, and
+ * a revocation after this read ends that very epoch (docs/kill-switch.md).
  */
 export async function agentGrantStanding(
   q: Queryable,
   agentAddress: string,
   grantId?: string,
   at?: Date,
-): Promise<{ active: GrantRow | undefined; accepted: boolean }> {
-  const r = await q.query<Partial<GrantRow> & { accepted: boolean }>(
-    `SELECT g.*, EXISTS (SELECT 1 FROM grants WHERE agent_address = $1 AND accepted_at IS NOT NULL AND left_at IS NULL) AS accepted
+): Promise<{ active: GrantRow | undefined; accepted: boolean; epoch: number | undefined }> {
+  const r = await q.query<Partial<GrantRow> & { accepted: boolean; agent_epoch: number | null }>(
+    `SELECT g.*, CASE WHEN g.grant_id IS NULL THEN NULL ELSE COALESCE(e.epoch, 0) END AS agent_epoch,
+            EXISTS (SELECT 1 FROM grants WHERE agent_address = $1 AND accepted_at IS NOT NULL AND left_at IS NULL) AS accepted
        FROM (SELECT 1) one
        LEFT JOIN LATERAL (
          SELECT ${COLUMNS} FROM grants
@@ -122,13 +127,14 @@ export async function agentGrantStanding(
             AND ($2::text IS NULL OR grant_id = $2)
             AND ${ACTIVE('$3')}
           ORDER BY created_at DESC, grant_id
-          LIMIT 1) g ON true`,
+          LIMIT 1) g ON true
+       LEFT JOIN agent_epochs e ON e.user_wallet = g.main_address AND e.agent_address = $1`,
     [agentAddress.toLowerCase(), grantId ?? null, atParam(at)],
   );
   const row = r.rows[0];
   if (!row) throw new Error('no answer from the grants query');
-  const { accepted, ...grant } = row;
-  return { active: grant.grant_id ? (grant as GrantRow) : undefined, accepted };
+  const { accepted, agent_epoch, ...grant } = row;
+  return grant.grant_id ? { active: grant as GrantRow, accepted, epoch: agent_epoch ?? 0 } : { active: undefined, accepted, epoch: undefined };
 }
 
 /**

@@ -1,7 +1,11 @@
 import type { Queryable } from './pool';
 import type { KillSwitchEntry } from '../lib/kill-switch';
 
-/** The kill switch's tables (db/migrations/014_kill_switch.sql, docs/kill-switch.md). */
+/**
+ * The kill switch's tables (db/migrations/014_kill_switch.sql, docs/kill-switch.md). The epoch a
+ * mint's credential carries is read with the mint's grant, in its one statement (db/grants.ts
+ * agentGrantStanding), not here.
+ */
 
 export interface KillSwitchEntryRow {
   entry_id: string;
@@ -16,15 +20,6 @@ export interface KillSwitchEntryRow {
 }
 
 const COLUMNS = 'entry_id, kind, main_account, user_wallet, agent_address, grant_id, epoch, revoked_at, expires_at';
-
-/** The agent's current revocation epoch for this user wallet (0 until first revoked). */
-export async function agentEpoch(q: Queryable, userWallet: string, agentAddress: string): Promise<number> {
-  const r = await q.query<{ epoch: number }>('SELECT epoch FROM agent_epochs WHERE user_wallet = $1 AND agent_address = $2', [
-    userWallet.toLowerCase(),
-    agentAddress.toLowerCase(),
-  ]);
-  return r.rows[0]?.epoch ?? 0;
-}
 
 /** When the agent's current epoch for this user wallet began (its last revocation), or undefined if it was never revoked. */
 export async function agentEpochStart(q: Queryable, userWallet: string, agentAddress: string): Promise<Date | undefined> {

@@ -117,11 +117,17 @@ export function oidcTokenClaims(opts: {
   ttlSeconds: number;
   grant?: OidcGrantClaims;
   actorId?: string;
-  /** The mint target's audience (activities/mint-targets); default sts.amazonaws.com. */
-  audience?: string;
+  /**
+   * The mint target's audience (activities/mint-targets): required, no default — each target names
+   * its own (OIDC_AUDIENCE for the AWS targets), so a target whose audience went missing cannot
+   * sign a token for another's.
+   */
+  audience: string;
   /** The agent acting under the grant: adds `act`, the source identity and the agent/grant/epoch tags (withActingClaims). */
   acting?: ActingContext;
 }): OidcTokenClaims {
+  // Typed as required, and checked where it is used: a parameter lost on its way (a flow's history is untyped) fails the mint.
+  if (typeof opts.audience !== 'string' || opts.audience === '') throw new RangeError('the token names no audience');
   const actor = opts.actorId === undefined ? undefined : bareActor(opts.actorId);
   const userWallet = userWalletValue(opts.wallet, actor);
   const tags: AwsTagsClaim = { principal_tags: { agentkeys_user_wallet: [userWallet] }, transitive_tag_keys: ['agentkeys_user_wallet'] };
@@ -132,7 +138,7 @@ export function oidcTokenClaims(opts: {
   const claims: OidcTokenClaims = {
     iss: opts.issuer,
     sub: `agentkeys:agent:${userWallet}`,
-    aud: opts.audience ?? OIDC_AUDIENCE,
+    aud: opts.audience,
     iat: opts.nowSeconds,
     nbf: opts.nowSeconds,
     exp: opts.nowSeconds + opts.ttlSeconds,

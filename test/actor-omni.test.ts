@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
 import { agentKeysActorId } from '../lib/actor-omni';
-import { oidcTokenClaims } from '../lib/oidc-claims';
+import { OIDC_AUDIENCE, oidcTokenClaims } from '../lib/oidc-claims';
 import { deriveOmniAccount } from '../lib/omni';
 import { callback, cliStart, consent, poll, startGoogleStack, uniqueHint, type GoogleStack } from './google-login-client';
 import { agentKeysActorOf, emailLogin, mintAws, mintOidc, walletLogin } from './mint-client';
@@ -83,7 +83,7 @@ void describe('the AgentKeys actor identifier: upstream vectors', () => {
 });
 
 void describe('the claims: build_oidc_jwt_claims forms', () => {
-  const base = { issuer: 'https://issuer', nowSeconds: 1_000, ttlSeconds: 300 };
+  const base = { issuer: 'https://issuer', nowSeconds: 1_000, ttlSeconds: 300, audience: OIDC_AUDIENCE };
 
   void test('a wallet: sub and agentkeys_user_wallet the lower-case address, the actor beside it (wallet_session_oidc_tags_unchanged_after_144)', () => {
     const actor = '43adfc06263716e1fe7b72513bb3d305aff6cf8f060c1b709cfa0d4977bf0373';

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { hmacHex } from '../lib/digest';
 import { spyWorkflowStarts, type WorkflowStartSpy } from './adversarial-probes';
-import { bindAgentWithApproval, holderLogin, poll, requestMint, signedDecision } from './approval-client';
+import { bindAgentWithApproval, holderLogin, poll, requestMint, signedDecision, viewOf } from './approval-client';
 import { bindAgent } from './grant-client';
 import { apiRequest, startStack, withApiUnder, type ApiRequest, type TestStack } from './harness';
 import { emailLogin, walletLogin, type WalletSession } from './mint-client';
@@ -75,6 +75,36 @@ void describe('a beyond policy with max_duration_seconds', () => {
     const named = await stack.request('POST', '/v1/mint-oidc-jwt', { token: agent2.token });
     assert.equal(named.status, 200, named.text);
     await requestMint(stack, agent2, { audience: GCP_AUDIENCE }, '/v1/mint-gcp-token');
+  });
+});
+
+void describe('a Google Cloud mint without its audience, under a grant that always asks', () => {
+  void test('no body or a null one: 400 before anything opens (no approval request, no row, no workflow); with an audience it waits, naming it', async () => {
+    const [holder, agent] = await Promise.all([holderLogin(stack), walletLogin(stack)]);
+    await bindAgentWithApproval(stack, holder, agent);
+    const counts = async () =>
+      (
+        await stack.db.query<{ approvals: number; audit: number }>(
+          `SELECT (SELECT count(*) FROM approvals WHERE agent_account = $1)::int AS approvals,
+                  (SELECT count(*) FROM audit_log WHERE omni_account = $1 OR event = 'approval.request')::int AS audit`,
+          [agent.omni_account],
+        )
+      ).rows[0];
+    const before = await counts();
+    const started = starts.count();
+    for (const [what, opts] of [
+      ['no body', {}],
+      ['a null body', { body: null }],
+    ] as const) {
+      const res = await stack.request('POST', '/v1/mint-gcp-token', { token: agent.token, ...opts });
+      assert.equal(res.status, 400, `${what}: ${res.text}`);
+      assert.equal((res.body as { error: string }).error, 'bad_request', `${what}: ${res.text}`);
+    }
+    assert.equal(starts.count(), started, 'a refused mint started a workflow');
+    assert.deepEqual(await counts(), before, 'a refused mint opened a request or wrote a row');
+    // The holder is only ever asked about a mint that names its audience.
+    const pending = await requestMint(stack, agent, { audience: GCP_AUDIENCE }, '/v1/mint-gcp-token');
+    assert.deepEqual((await viewOf(stack, holder, pending.approval_id)).params, { audience: GCP_AUDIENCE });
   });
 });
 

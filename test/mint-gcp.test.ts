@@ -7,17 +7,25 @@
  * is audited.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { decodeJwt } from 'jose';
 import { ExecutableError, GoogleAuth, PluggableAuthClient } from 'google-auth-library';
 import { startGcpFixture, type GcpFixture } from '../fixtures/gcp';
+import { createMintActivities } from '../activities/mint';
+import { FailureType } from '../lib/errors';
+import { createSealKeyPair } from '../lib/seal';
+import { MINT_ID_PREFIX, type MintRequest } from '../workflows/mint.definitions';
 import { startStack, type TestStack } from './harness';
 import { buildCli, cliAgainst, parseJson } from './cli-client';
 import { bindAgent } from './grant-client';
+import { spyWorkflowStarts } from './adversarial-probes';
 import { lastMintRows, walletLogin, type WalletSession } from './mint-client';
 import { newWallet } from './wallet-client';
 
@@ -348,11 +356,31 @@ void describe('Google Cloud mints under a grant: the scope names the providers a
     );
   });
 
-  void test('malformed: a bad audience or service account is a 400 before any flow or audit row; a bad gcp scope is refused', async () => {
+  void test('malformed: no body, a null or empty one, a bad audience or service account is a 400 before any flow or audit row; a bad gcp scope is refused', async () => {
     const before = (await stack.db.query<{ n: string }>('SELECT count(*)::text AS n FROM audit_log')).rows[0]?.n;
-    for (const body of [{}, { audience: 'sts.amazonaws.com' }, { audience: `${AUDIENCE}/x` }, { audience: AUDIENCE, service_account: 'root@example.com' }]) {
-      const res = await mintGcp(main.token, body);
-      assert.equal(res.status, 400, `${JSON.stringify(body)}: ${res.text}`);
+    const starts = spyWorkflowStarts(stack.temporal);
+    try {
+      // No body at all, a JSON null, an empty body sent as JSON: the audience is required, as in {}.
+      for (const [what, send] of [
+        ['no body', () => stack.request('POST', '/v1/mint-gcp-token', { token: main.token })],
+        ['a null body', () => mintGcp(main.token, null)],
+        [
+          'an empty JSON body',
+          () => stack.request('POST', '/v1/mint-gcp-token', { token: main.token, body: '', headers: { 'content-type': 'application/json' } }),
+        ],
+      ] as const) {
+        const res = await send();
+        assert.equal(res.status, 400, `${what}: ${res.text}`);
+        assert.equal((res.body as { error: string }).error, 'bad_request', `${what}: ${res.text}`);
+        assert.doesNotMatch(res.text, /eyJ/, `${what}: a JWT in the refusal`);
+      }
+      for (const body of [{}, { audience: 'sts.amazonaws.com' }, { audience: `${AUDIENCE}/x` }, { audience: AUDIENCE, service_account: 'root@example.com' }]) {
+        const res = await mintGcp(main.token, body);
+        assert.equal(res.status, 400, `${JSON.stringify(body)}: ${res.text}`);
+      }
+      assert.equal(starts.count(), 0, 'a mint flow was started');
+    } finally {
+      starts.restore();
     }
     assert.equal((await stack.db.query<{ n: string }>('SELECT count(*)::text AS n FROM audit_log')).rows[0]?.n, before);
     const bad = await stack.request('POST', '/v1/grants', {
@@ -365,5 +393,33 @@ void describe('Google Cloud mints under a grant: the scope names the providers a
       body: { agent_address: newWallet().lower, scope: { gcp: { pools: [AUDIENCE] } } },
     });
     assert.equal(unknown.status, 400, unknown.text);
+  });
+
+  void test('a mint run without an audience in its parameters (a flow or approval request started before the body was required) signs nothing', async () => {
+    const activities = createMintActivities(stack.activityDeps);
+    const requestId = randomBytes(16).toString('hex');
+    const req: MintRequest = {
+      requestId,
+      target: 'gcp',
+      params: {},
+      caller: { omniAccount: main.omni_account, authKind: 'session', method: 'wallet', wallet: main.wallet.lower, bearerHash: 'g'.repeat(32) },
+      sealTo: (await createSealKeyPair()).publicJwk,
+    };
+    const env = new MockActivityEnvironment({ workflowExecution: { workflowId: MINT_ID_PREFIX + requestId, runId: 'run-1' }, isLocal: true });
+    await assert.rejects(
+      env.run((r: MintRequest) => activities.mint(r), req),
+      (e: unknown) => e instanceof ApplicationFailure && e.type === FailureType.badRequest && /nothing was signed/.test(e.message),
+    );
+    const rows = await stack.db.query<{ event: string; outcome: string }>('SELECT event, outcome FROM audit_log WHERE request_id = $1 ORDER BY seq', [
+      requestId,
+    ]);
+    assert.deepEqual(
+      rows.rows.map((r) => [r.event, r.outcome]),
+      [
+        ['mint.gcp.intent', 'ok'],
+        ['mint.gcp', 'failed'],
+      ],
+      'no ok row: nothing left',
+    );
   });
 });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { BrokerError, FailureType } from '../../lib/errors';
 import { SIGN_ONLY, type MintTarget } from './target';
 
 /**
@@ -20,15 +21,17 @@ export const GCP_AUDIENCE_RE =
 export const GCP_SERVICE_ACCOUNT_RE = /^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$/;
 export const GCP_SERVICE_ACCOUNT_CLAIM = 'agentkeys_gcp_service_account';
 
-const audience = z
-  .string()
-  .regex(
-    GCP_AUDIENCE_RE,
-    'audience must be a workload identity pool provider: //iam.googleapis.com/projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>',
-  );
+const AUDIENCE_FORM =
+  'a workload identity pool provider: //iam.googleapis.com/projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>';
+const audience = z.string().regex(GCP_AUDIENCE_RE, `audience must be ${AUDIENCE_FORM}`);
 const serviceAccount = z.string().regex(GCP_SERVICE_ACCOUNT_RE, 'service_account must be a service account email (<name>@<project>.iam.gserviceaccount.com)');
 const MAX_ENTRIES = 16;
 const unique = (items: string[]) => new Set(items).size === items.length;
+
+/** The exchange found no valid audience in its parameters: refused as a bad request, before anything is signed. */
+class GcpAudienceError extends Error {
+  override name = 'GcpAudienceError';
+}
 
 type GcpParams = { audience: string; service_account?: string };
 
@@ -46,10 +49,14 @@ export const gcpTarget: MintTarget<GcpParams> = {
     expiration: z.number().int().describe('unix seconds'),
     wallet: z.string(),
   }),
-  params: (body) => ({
-    audience: body.audience as string,
-    ...(typeof body.service_account === 'string' ? { service_account: body.service_account } : {}),
-  }),
+  params: (body) => {
+    // The route's schema requires it (bodyRequired); never let a token go out with another target's audience.
+    if (typeof body.audience !== 'string') throw new BrokerError('bad_request', `audience is required: ${AUDIENCE_FORM}`);
+    return {
+      audience: body.audience,
+      ...(typeof body.service_account === 'string' ? { service_account: body.service_account } : {}),
+    };
+  },
   scope: {
     gcp: z
       .object({
@@ -73,6 +80,10 @@ export const gcpTarget: MintTarget<GcpParams> = {
   intentDetails: (params) => ({ audience: params.audience, service_account: params.service_account ?? null }),
   reachesOutside: false,
   async exchange(ctx, params) {
+    // Checked again where it is signed: the parameters come from the flow's history, and a run (or
+    // an approval request) started before a check was added carries whatever passed then.
+    if (typeof params.audience !== 'string' || !GCP_AUDIENCE_RE.test(params.audience))
+      throw new GcpAudienceError(`the mint names no workload identity pool provider as its audience (${AUDIENCE_FORM}); nothing was signed`);
     const extra = params.service_account ? { [GCP_SERVICE_ACCOUNT_CLAIM]: params.service_account } : {};
     // The grant's AWS sections mean nothing to Google: the token carries the grant, not its AWS scope.
     const grant = ctx.grant ? { ...ctx.grant, scope: {} } : undefined;
@@ -91,4 +102,8 @@ export const gcpTarget: MintTarget<GcpParams> = {
     };
   },
   ...SIGN_ONLY,
+  classify: (e, config) =>
+    e instanceof GcpAudienceError
+      ? { type: FailureType.badRequest, outcome: 'failed', details: {}, retryable: false, message: e.message }
+      : SIGN_ONLY.classify(e, config),
 };

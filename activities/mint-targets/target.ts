@@ -1,4 +1,4 @@
-import type { ZodObject, ZodRawShape, ZodType } from 'zod';
+import { z, type ZodObject, type ZodRawShape, type ZodType } from 'zod';
 import type { Config } from '../../lib/config';
 import type { GrantScope } from '../../lib/grant-scope';
 import { MintActivityFailure, type MintGrant, type MintParams } from '../../workflows/mint.definitions';
@@ -25,7 +25,10 @@ export interface MintTarget<P extends MintParams = MintParams> {
   /** OpenAPI summary and the workflow's summary in the Temporal UI (fixed words: no account, no address). */
   summary: string;
   description: string;
-  /** The body fields besides grant_id (zod shape; unknown fields are ignored). */
+  /**
+   * The body fields besides grant_id (zod shape; unknown fields are ignored). A target with a
+   * required field needs a body: one missing or `null` is refused as `{}` is (bodyRequired).
+   */
   body(config: Config): ZodRawShape;
   /** Whether the body may carry a signed intent (lib/mint-intent.ts, the v2 body). */
   signedIntent?: boolean;
@@ -105,6 +108,16 @@ export interface ExchangeFailure {
   details: AuditDetails;
   retryable: boolean;
   message: string;
+}
+
+/**
+ * Whether a request for the target must carry a body: when `{}` does not satisfy its fields (one of
+ * them is required, e.g. gcp's audience). Derived from `body`, so the rule cannot drift from the
+ * fields: the route makes such a body required (a missing or `null` one is a 400, as `{}` is) and
+ * optional for the others (an empty POST reads as `{}`).
+ */
+export function bodyRequired(target: Pick<MintTarget, 'body'>, config: Config): boolean {
+  return !z.object(target.body(config)).safeParse({}).success;
 }
 
 /** Raised by `sign` when the OIDC keyset is unusable: never retried (the operator's to fix). */

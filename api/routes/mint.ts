@@ -16,6 +16,7 @@ import { createSealKeyPair, unsealJson } from '../../lib/seal';
 import { MINT_ID_PREFIX, MintActivityFailure, type MintCaller, type MintRequest, type SignedMintIntent } from '../../workflows/mint.definitions';
 import type { mintWorkflow } from '../../workflows/mint';
 import { MINT_TARGETS, type MintTarget } from '../../activities/mint-targets';
+import { bodyRequired } from '../../activities/mint-targets/target';
 import { commonErrors, errorBody, grantIdSchema, oneLineText } from '../schemas';
 import { APPROVAL_REASON_MAX_LENGTH } from '../../lib/approvals';
 import { approvalPendingBody, auditBearerHash, pendingAnswer } from './approvals';
@@ -60,7 +61,7 @@ type SignedIntentBody = { [K in keyof typeof signedIntentShape]?: z.infer<(typeo
  * POST /v1/mint-oidc-jwt, /v1/mint-aws-creds, /v1/mint-gcp-token), each one run of the mint
  * workflow (mint/<request_id>) that authorises, audits, mints and audits again before anything is
  * returned. The route validates the body and the signed intent, and opens the sealed answer.
- * Bodies are optional where a target needs no field; unknown fields (sent by older CLIs) are ignored.
+ * Bodies are optional where a target needs no field (bodyRequired); unknown fields (sent by older CLIs) are ignored.
  */
 export default async function mintRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>();
@@ -209,9 +210,14 @@ export default async function mintRoutes(appBase: FastifyInstance) {
 
   // One route per target (activities/mint-targets): validate, run the one mint workflow, open its sealed answer.
   for (const target of MINT_TARGETS as readonly MintTarget[]) {
-    const body = z
-      .looseObject({ grant_id: grantIdSchema.optional(), reason: reasonSchema, ...target.body(config), ...(target.signedIntent ? signedIntentShape : {}) })
-      .nullish();
+    const fieldsSchema = z.looseObject({
+      grant_id: grantIdSchema.optional(),
+      reason: reasonSchema,
+      ...target.body(config),
+      ...(target.signedIntent ? signedIntentShape : {}),
+    });
+    // A target with a required field (gcp's audience) needs its body: a missing or null one is a 400 as {} is.
+    const body = bodyRequired(target, config) ? fieldsSchema : fieldsSchema.nullish();
     app.post(
       target.path,
       {
