@@ -58,15 +58,7 @@ export function parseJson(r: Run): Record<string, unknown> {
   return JSON.parse(r.stdout) as Record<string, unknown>;
 }
 
-export async function waitFor<T>(what: string, fn: () => T | undefined, timeoutMs = 30_000, seen?: () => string): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}${seen ? `; saw: ${JSON.stringify(seen())}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+export { waitFor } from './support/wait-for';
 
 /** The CLI against a running broker with its own HOME (file store unless a test says otherwise). */
 export function cliAgainst(where: () => { url: string; home: string }) {

@@ -18,6 +18,7 @@ import { createSealKeyPair } from '../lib/seal';
 import { killSwitchWorkflowId } from '../workflows/kill-switch.definitions';
 import { MINT_ID_PREFIX, type MintOutcome, type MintRequest } from '../workflows/mint.definitions';
 import { bindAgent } from './grant-client';
+import { waitFor } from './support/wait-for';
 import { startStack, type TestStack } from './harness';
 import { walletLogin, type WalletSession } from './mint-client';
 
@@ -43,16 +44,6 @@ after(async () => {
   await stack?.stop();
   await iam?.close();
 });
-
-async function waitFor<T>(what: string, probe: () => T | undefined, ms = 15_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** A signing keyset that tells when the mint reaches its signing step and holds it there until released. */
 function heldKeys(): { keys: OidcKeyStore; reached: Promise<void>; release: () => void } {

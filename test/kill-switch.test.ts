@@ -25,6 +25,7 @@ import { processRegistry } from '../lib/metrics';
 import { AkFlow } from '../lib/search-attributes';
 import { killSwitchWorkflowId, type KillSwitchApplied } from '../workflows/kill-switch.definitions';
 import { bindAgent, offerGrant } from './grant-client';
+import { waitFor } from './support/wait-for';
 import { startStack, type TestStack } from './harness';
 import { auditCount, auditRowsOf, mintAws, mintOidc, walletLogin, type WalletSession } from './mint-client';
 import { newWallet, type TestWallet } from './wallet-client';
@@ -67,16 +68,6 @@ after(async () => {
   await stack?.stop();
   await iam?.close();
 });
-
-async function waitFor<T>(what: string, probe: () => T | undefined, ms = 15_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** IAM's request context for a session with these tags, issued at `issuedAt` (aws:TokenIssueTime). */
 const ctx = (tags: Record<string, string>, issuedAt = new Date().toISOString()) => ({
