@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { buildApp } from '../api/app';
 import { assertUnchanged, dbSnapshot, spyWorkflowStarts } from './adversarial-probes';
+import { parseGoogleReturnTargets, type GoogleReturnTargets } from '../lib/google-return-url';
 import { productionReady } from './docs-ui-client';
 import { browserStart, browserStartUrl, callback, consent, exchange, pkcePair, startGoogleStack, uniqueHint, type GoogleStack } from './google-login-client';
 
@@ -83,6 +84,24 @@ void describe('Google sign-in: exact return URLs', () => {
       assert.equal(`${target.origin}${target.pathname}`, RETURN_URL, spelling);
       assert.deepEqual([...target.searchParams.keys()], ['exchange_code'], spelling);
       assert.equal(target.hash, '');
+    }
+  });
+
+  void test('a sign-in whose return URL left the list while it ran is not sent there: 400 page, no exchange code', async () => {
+    const start = await browserStart(g.stack, RETURN_URL);
+    const granted = await consent(start.authorizeUrl, uniqueHint('return-url-removed'));
+    // The operator drops the URL (a restart with a shorter BROKER_GOOGLE_RETURN_URLS) while the person is at Google.
+    const config = g.stack.config as { googleReturnTargets: GoogleReturnTargets };
+    const listed = config.googleReturnTargets;
+    config.googleReturnTargets = parseGoogleReturnTargets('http://127.0.0.1:5173/done', '', new URL(g.stack.url).origin);
+    try {
+      const back = await callback(granted, start.cookie);
+      assert.equal(back.status, 400, back.text);
+      assert.equal(back.location, null, 'the browser was sent on');
+      assert.match(back.text, /no longer one this broker returns to/);
+      assert.doesNotMatch(back.text, /exchange_code/);
+    } finally {
+      config.googleReturnTargets = listed;
     }
   });
 

@@ -347,7 +347,22 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
         );
         request.log.info({ flow: 'google_login', request_id: requestId, ms: Date.now() - started }, 'google sign-in completed');
         if (result.format === 'browser' && result.return_to) {
-          const target = new URL(result.return_to);
+          // Checked again against today's list: a sign-in begun before the list changed (an URL
+          // removed, or a 1.2.0 start checked by origin only) does not carry its code there.
+          let returnTo: string;
+          try {
+            returnTo = allowedGoogleReturnUrl(result.return_to, config.googleReturnTargets);
+          } catch (e) {
+            if (!(e instanceof ReturnUrlRefused)) throw e;
+            request.log.warn({ flow: 'google_login', request_id: requestId }, 'google sign-in return URL no longer allowed');
+            return page(
+              reply,
+              400,
+              'Sign-in failed',
+              'bad_request: the page this sign-in was started from is no longer one this broker returns to; start the sign-in again from your app',
+            );
+          }
+          const target = new URL(returnTo);
           target.searchParams.set('exchange_code', `${requestId}.${exchangeSecret}`);
           void reply.header('set-cookie', `${bindingCookie(requestId)}=; Path=${callbackPath}; Max-Age=0; HttpOnly; SameSite=Lax${secureCookie}`);
           return reply.redirect(target.href, 302);
