@@ -233,7 +233,7 @@ export const envSchema = z.object({
   BROKER_TEE_JWT_PUBLIC_KEY: optionalString,
   BROKER_TEE_JWKS_URL: optionalUrl,
   BROKER_TEE_CALLBACK_ALLOW: z.string().default('127.0.0.0/8,::1/128'),
-  /** An account's TEE bookkeeping workflow (account/<omni>) ends after this long without a callback. */
+  /** An account's TEE bookkeeping workflow (tee-account/<account tag>) ends after this long without a callback. */
   BROKER_TEE_ACCOUNT_IDLE_SECONDS: int(1, 86400).default(300),
   /** Callbacks one run of that workflow handles before it continues as new (Temporal caps updates per run). */
   BROKER_TEE_ACCOUNT_MAX_UPDATES: int(1, 1500).default(500),
