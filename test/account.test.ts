@@ -5,6 +5,7 @@ import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../f
 import { purgeExpiredSessions } from '../db/sessions';
 import { REAUTH_SECONDS, sessionIdOf } from '../services/sessions';
 import { ageLogins } from './approval-client';
+import { jtiOf } from './refresh-client';
 import { startStack, type TestStack } from './harness';
 import { walletLogin, type WalletSession } from './mint-client';
 import { newWallet } from './wallet-client';
@@ -166,7 +167,6 @@ void describe('/v1/account: a login lives on in its refresh family after its bea
     refresh_token: string;
     refresh_expires_at: number;
   }
-  const jtiOf = (token: string): string => (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { jti: string }).jti;
   const idOf = (token: string): string => sessionIdOf(stack.deps.secrets, jtiOf(token));
   const claim = async (token: string): Promise<{ refresh_token: string; refresh_expires_at: number }> => {
     const r = await stack.request('POST', '/v1/session/refresh_token', { token });

@@ -14,6 +14,7 @@ import { collectPayloads, decodeThroughCodec } from './codec-client';
 import { devMail, latestCode, uniqueEmail, workflowIdOf, wrongCode, type CodeDispatchedBody, type LoginSessionBody } from './email-login-client';
 import { Worker } from '@temporalio/worker';
 import { brokerDataConverter } from '../adapters/temporal-options';
+import { jtiOf } from './refresh-client';
 import { startStack, testWorkflowBundle, type TestStack } from './harness';
 import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts, type HttpAnswer } from './adversarial-probes';
 
@@ -70,7 +71,6 @@ async function openRequest(label: string): Promise<{ email: string; requestId: s
 }
 
 /** The session's jti, from the token's payload. */
-const jtiOf = (token: string): string => (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { jti: string }).jti;
 
 /** The sessions and email-login audit rows of one account. */
 async function loginRecords(omni: string): Promise<{ sessions: number; audits: { retry: boolean }[] }> {

@@ -16,6 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { sessionIdOf } from '../services/sessions';
 import { assertRefused, assertUnchanged, dbSnapshot } from './adversarial-probes';
 import { startStack, type TestStack } from './harness';
+import { claimRefreshToken, jtiOf, refreshFamilyOf, renewSession } from './refresh-client';
 import { walletLogin } from './mint-client';
 import { newWallet } from './wallet-client';
 
@@ -33,34 +34,13 @@ const SPENT_TOKENS = 150_000;
 /** Its live sessions: 12 hours (the default BROKER_LOGIN_SESSION_TTL_SECONDS) of refreshes at 6 a minute. */
 const LIVE_SESSIONS = 6 * 60 * 12;
 
-interface Renewed {
-  token: string;
-  refresh_token: string;
-}
-
-const jtiOf = (token: string): string => (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { jti: string }).jti;
 const idOf = (token: string): string => sessionIdOf(stack.deps.secrets, jtiOf(token));
 const refresh = (refresh_token: string) => stack.request('POST', '/v1/session/refresh', { body: { refresh_token } });
 const me = async (token: string) => (await stack.request('GET', '/v1/session/me', { token })).status;
 
-async function claim(token: string): Promise<string> {
-  const r = await stack.request('POST', '/v1/session/refresh_token', { token });
-  assert.equal(r.status, 201, r.text);
-  return (r.body as { refresh_token: string }).refresh_token;
-}
-
-async function renew(refreshToken: string): Promise<Renewed> {
-  const r = await refresh(refreshToken);
-  assert.equal(r.status, 200, r.text);
-  return r.body as Renewed;
-}
-
-async function familyOf(token: string): Promise<string> {
-  const r = await stack.db.query<{ family_id: string }>('SELECT family_id FROM refresh_tokens WHERE session_jti = $1', [jtiOf(token)]);
-  const family = r.rows[0]?.family_id;
-  assert.ok(family, 'the session has no refresh family');
-  return family;
-}
+const claim = (token: string) => claimRefreshToken(stack, token);
+const renew = (refreshToken: string) => renewSession(stack, refreshToken);
+const familyOf = (token: string) => refreshFamilyOf(stack, token);
 
 /**
  * Adds to the family `spent` spent tokens issued every 10 s back from a minute ago (older than its

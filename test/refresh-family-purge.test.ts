@@ -20,6 +20,7 @@ import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { assertRefused, assertUnchanged, dbSnapshot, spyWorkflowStarts } from './adversarial-probes';
 import { createTestDatabase, startStack, type TestStack } from './harness';
+import { claimRefreshToken, jtiOf, refreshFamilyOf, renewSession } from './refresh-client';
 import { walletLogin } from './mint-client';
 
 let stack: TestStack;
@@ -30,35 +31,13 @@ after(async () => {
   await stack?.stop();
 });
 
-interface Refreshed {
-  token: string;
-  expires_at: number;
-  refresh_token: string;
-}
-
-const jtiOf = (token: string): string => (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { jti: string }).jti;
 const claimOf = (token: string) => stack.request('POST', '/v1/session/refresh_token', { token });
 const registrationOptionsOf = (token: string) => stack.request('POST', '/v1/passkeys/registration/options', { token });
 const me = async (token: string) => (await stack.request('GET', '/v1/session/me', { token })).status;
 
-async function claim(token: string): Promise<string> {
-  const r = await claimOf(token);
-  assert.equal(r.status, 201, r.text);
-  return (r.body as { refresh_token: string }).refresh_token;
-}
-
-async function refresh(refreshToken: string): Promise<Refreshed> {
-  const r = await stack.request('POST', '/v1/session/refresh', { body: { refresh_token: refreshToken } });
-  assert.equal(r.status, 200, r.text);
-  return r.body as Refreshed;
-}
-
-async function familyOf(token: string): Promise<string> {
-  const r = await stack.db.query<{ family_id: string }>('SELECT family_id FROM refresh_tokens WHERE session_jti = $1', [jtiOf(token)]);
-  const family = r.rows[0]?.family_id;
-  assert.ok(family, 'the session has no refresh family');
-  return family;
-}
+const claim = (token: string) => claimRefreshToken(stack, token);
+const refresh = (refreshToken: string) => renewSession(stack, refreshToken);
+const familyOf = (token: string) => refreshFamilyOf(stack, token);
 
 const familyRows = async (family: string): Promise<number> =>
   (await stack.db.query('SELECT 1 FROM refresh_tokens WHERE family_id = $1', [family])).rowCount ?? 0;

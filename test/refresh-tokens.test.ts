@@ -14,6 +14,7 @@ import { buildStatelessWalletMessage } from '../lib/wallet-message';
 import { logout, sessionIdOf } from '../services/sessions';
 import { assertRefused, assertUnchanged, dbSnapshot } from './adversarial-probes';
 import { startStack, type TestStack } from './harness';
+import { claimRefreshToken as claimOverHttp, jtiOf } from './refresh-client';
 import { walletLogin } from './mint-client';
 import { newWallet, nowSeconds } from './wallet-client';
 
@@ -43,17 +44,10 @@ async function login(): Promise<{ token: string; omni: string }> {
   return { token: b.token, omni: b.omni_account };
 }
 
-async function claim(token: string): Promise<string> {
-  const res = await stack.request('POST', '/v1/session/refresh_token', { token });
-  assert.equal(res.status, 201, res.text);
-  return (res.body as { refresh_token: string }).refresh_token;
-}
+const claim = (token: string) => claimOverHttp(stack, token);
 
 const refresh = (refresh_token: string) => stack.request('POST', '/v1/session/refresh', { body: { refresh_token } });
 const me = async (token: string) => (await stack.request('GET', '/v1/session/me', { token })).status;
-
-/** The session id (jti) a broker session token carries. */
-const jtiOf = (token: string): string => (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { jti: string }).jti;
 
 const refreshRowsOfSession = async (jti: string): Promise<number> =>
   Number((await stack.db.query<{ n: string }>('SELECT count(*) AS n FROM refresh_tokens WHERE session_jti = $1', [jti])).rows[0]?.n);
