@@ -342,7 +342,7 @@ export class ConfigError extends AgentKeysError {
 }
 
 /** A comma-separated list of origins (scheme://host[:port]), each checked, with `always` appended when missing. */
-function originList(name: string, text: string, always: string): string[] {
+function originList(name: string, text: string, opts: { always?: string; hint?: string } = {}): string[] {
   const origins: string[] = [];
   for (const entry of text
     .split(',')
@@ -355,10 +355,10 @@ function originList(name: string, text: string, always: string): string[] {
       origin = undefined;
     }
     if (!origin || origin === 'null' || origin !== entry.replace(/\/+$/, ''))
-      throw new ConfigError(`invalid configuration: ${name}: "${entry}" is not an origin (scheme://host[:port])`);
-    origins.push(origin);
+      throw new ConfigError(`invalid configuration: ${name}: "${entry}" is not an origin (scheme://host[:port])${opts.hint ? `; ${opts.hint}` : ''}`);
+    if (!origins.includes(origin)) origins.push(origin);
   }
-  if (!origins.includes(always)) origins.push(always);
+  if (opts.always !== undefined && !origins.includes(opts.always)) origins.push(opts.always);
   return origins;
 }
 
@@ -414,13 +414,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const googleRedirectUri = e.BROKER_GOOGLE_REDIRECT_URI ?? `${publicUrl}/v1/session/google_oauth_callback`;
   const publicOrigin = new URL(publicUrl).origin;
   // The broker's own console (/console) signs in with Google and with passkeys: its return URL and its origin are always allowed.
+  const googleReturnOrigins = originList('BROKER_GOOGLE_RETURN_ORIGINS', e.BROKER_GOOGLE_RETURN_ORIGINS, {
+    hint: 'list exact return URLs with a path in BROKER_GOOGLE_RETURN_URLS',
+  });
   let googleReturnTargets: GoogleReturnTargets;
   try {
-    googleReturnTargets = parseGoogleReturnTargets(e.BROKER_GOOGLE_RETURN_URLS, e.BROKER_GOOGLE_RETURN_ORIGINS, publicOrigin);
+    googleReturnTargets = parseGoogleReturnTargets(e.BROKER_GOOGLE_RETURN_URLS, googleReturnOrigins, publicOrigin);
   } catch (err) {
     throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
   }
-  const passkeyOrigins = originList('BROKER_PASSKEY_ORIGINS', e.BROKER_PASSKEY_ORIGINS, publicOrigin);
+  const passkeyOrigins = originList('BROKER_PASSKEY_ORIGINS', e.BROKER_PASSKEY_ORIGINS, { always: publicOrigin });
   // AgentKeys' own broker reads the same setting as AGENTKEYS_CLIENT_ID (its VE stack: agentterrier;
   // litentry/agent-terrier c348357, crates/agentkeys-broker-server/src/config.rs): a deployment moved
   // from it with only that name set would derive every account under another id.

@@ -51,17 +51,16 @@ function parse(text: string): URL | undefined {
 }
 
 /**
- * Parses the two settings. Throws an Error naming the variable and the entry (the config turns it
- * into a ConfigError). `publicOrigin`'s console URL is always an exact entry.
+ * BROKER_GOOGLE_RETURN_URLS parsed, beside the origins of BROKER_GOOGLE_RETURN_ORIGINS (parsed as
+ * every origin list is, lib/config.ts). Throws an Error naming the variable and the entry (the
+ * config turns it into a ConfigError). `publicOrigin`'s console URL is always an exact entry.
  */
-export function parseGoogleReturnTargets(urlsText: string, originsText: string, publicOrigin: string): GoogleReturnTargets {
-  const entries = (text: string) =>
-    text
-      .split(',')
-      .map((x) => x.trim())
-      .filter(Boolean);
+export function parseGoogleReturnTargets(urlsText: string, returnOrigins: readonly string[], publicOrigin: string): GoogleReturnTargets {
   const urls: string[] = [];
-  for (const entry of entries(urlsText)) {
+  for (const entry of urlsText
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     const url = parse(entry);
     if (!url || !isWeb(url) || url.username || url.password || hasQueryOrFragment(url))
       throw new Error(`BROKER_GOOGLE_RETURN_URLS: "${entry}" is not a return URL (http(s)://host[:port]/path, without user info, query or fragment)`);
@@ -69,16 +68,8 @@ export function parseGoogleReturnTargets(urlsText: string, originsText: string, 
   }
   const consoleUrl = new URL(CONSOLE_RETURN_PATH, publicOrigin).href;
   if (!urls.includes(consoleUrl)) urls.push(consoleUrl);
-  const origins: string[] = [];
-  for (const entry of entries(originsText)) {
-    const url = parse(entry);
-    if (!url || !isWeb(url) || url.origin !== entry.replace(/\/+$/, ''))
-      throw new Error(
-        `BROKER_GOOGLE_RETURN_ORIGINS: "${entry}" is not an origin (scheme://host[:port]); list exact return URLs with a path in BROKER_GOOGLE_RETURN_URLS`,
-      );
-    if (!origins.includes(url.origin)) origins.push(url.origin);
-  }
-  return { urls, origins };
+  for (const origin of returnOrigins) if (!isWeb(new URL(origin))) throw new Error(`BROKER_GOOGLE_RETURN_ORIGINS: "${origin}" is not an http(s) origin`);
+  return { urls, origins: [...returnOrigins] };
 }
 
 /** Why a return_to is refused: the message of a 400 `bad_request` (never echoing the value or the list). */

@@ -10,13 +10,13 @@ import { ConfigError, loadConfig } from '../lib/config';
 import { allowedGoogleReturnUrl, parseGoogleReturnTargets, returnUrlKey, ReturnUrlRefused } from '../lib/google-return-url';
 
 const PUBLIC = 'https://broker.example.com';
-const targets = parseGoogleReturnTargets('https://app.example.com/after-login, https://app.example.com/caf%C3%A9/,https://app.example.com', '', PUBLIC);
+const targets = parseGoogleReturnTargets('https://app.example.com/after-login, https://app.example.com/caf%C3%A9/,https://app.example.com', [], PUBLIC);
 const refused = (returnTo: string) =>
   assert.throws(() => allowedGoogleReturnUrl(returnTo, targets), ReturnUrlRefused, `${JSON.stringify(returnTo)} was accepted`);
 
 void describe('Google return URLs: the settings', () => {
   void test("the console's URL is always an exact entry; entries are kept in WHATWG spelling; an empty path is /", () => {
-    assert.deepEqual(parseGoogleReturnTargets('', '', PUBLIC), { urls: [`${PUBLIC}/console/`], origins: [] });
+    assert.deepEqual(parseGoogleReturnTargets('', [], PUBLIC), { urls: [`${PUBLIC}/console/`], origins: [] });
     assert.deepEqual(targets.urls, [
       'https://app.example.com/after-login',
       'https://app.example.com/caf%C3%A9/',
@@ -24,7 +24,7 @@ void describe('Google return URLs: the settings', () => {
       `${PUBLIC}/console/`,
     ]);
     // The same URL twice (two spellings) is one entry.
-    assert.deepEqual(parseGoogleReturnTargets('https://APP.example.com:443/a/../x,https://app.example.com/x', '', PUBLIC).urls, [
+    assert.deepEqual(parseGoogleReturnTargets('https://APP.example.com:443/a/../x,https://app.example.com/x', [], PUBLIC).urls, [
       'https://app.example.com/x',
       `${PUBLIC}/console/`,
     ]);
@@ -118,7 +118,7 @@ void describe('Google return URLs: a requested return_to', () => {
   });
 
   void test('an origin of the older setting: any path, query kept (as before), other origins still exact', () => {
-    const wide = parseGoogleReturnTargets('https://app.example.com/after-login', 'http://localhost:5173', PUBLIC);
+    const wide = parseGoogleReturnTargets('https://app.example.com/after-login', ['http://localhost:5173'], PUBLIC);
     assert.equal(allowedGoogleReturnUrl('http://LOCALHOST:5173/done?tab=2', wide), 'http://localhost:5173/done?tab=2');
     assert.throws(() => allowedGoogleReturnUrl('https://app.example.com/elsewhere', wide), ReturnUrlRefused);
     assert.throws(() => allowedGoogleReturnUrl('http://user@localhost:5173/done', wide), ReturnUrlRefused);

@@ -93,7 +93,7 @@ void describe('Google sign-in: exact return URLs', () => {
     // The operator drops the URL (a restart with a shorter BROKER_GOOGLE_RETURN_URLS) while the person is at Google.
     const config = g.stack.config as { googleReturnTargets: GoogleReturnTargets };
     const listed = config.googleReturnTargets;
-    config.googleReturnTargets = parseGoogleReturnTargets('http://127.0.0.1:5173/done', '', new URL(g.stack.url).origin);
+    config.googleReturnTargets = parseGoogleReturnTargets('http://127.0.0.1:5173/done', [], new URL(g.stack.url).origin);
     try {
       const back = await callback(granted, start.cookie);
       assert.equal(back.status, 400, back.text);
