@@ -129,7 +129,8 @@ export default async function mintRoutes(appBase: FastifyInstance) {
     typedSearchAttributes: [
       { key: AkFlow, value: 'mint' },
       { key: AkStage, value: 'started' },
-      { key: AkAccount, value: accountTag(secrets.hmacSecret, input.caller.omniAccount) },
+      // callerOf has computed it; the fallback only satisfies the type (a workflow input may lack it).
+      { key: AkAccount, value: input.caller.accountTag ?? accountTag(secrets.hmacSecret, input.caller.omniAccount) },
     ],
   });
 
