@@ -56,8 +56,6 @@ export const ERRORS = {
   mint_authorise_failed: { status: 500, failure: 'MintAuthoriseFailed', internal: true },
   /** A Google call failed; details[0].reason says how (the workflow picks the answer). */
   google_provider_failed: { status: 500, failure: 'GoogleProviderFailed', internal: true },
-  /** An agent's revocation epoch could not be read while signing its credential (retried). */
-  kill_switch_read_failed: { status: 500, failure: 'KillSwitchReadFailed', internal: true },
 } as const satisfies Record<string, { status: number; error?: string; failure: string; internal?: true }>;
 
 export type ErrorCode = keyof typeof ERRORS;
