@@ -47,6 +47,25 @@ export const CREDENTIAL_ID_MIN_BYTES = 16;
 export const CREDENTIAL_ID_MAX_BYTES = 1023;
 
 const refuse = (code: ErrorCode, reason: string): PasskeyRefusal => ({ ok: false, code, reason });
+
+/**
+ * Why a registration's `id` is not the credential id its authenticator data names, or undefined
+ * when it is. The library checks only that `id` equals `rawId`; the id it answers (and the broker
+ * stores) is the attested credential data's. They must be the same bytes, and `id` must spell them
+ * canonically (unpadded base64url, no unused bits set, nothing Node's lenient decoder skips): a
+ * respelling of an id is refused, not normalised, as the library refuses an `id` other than `rawId`.
+ * `attested` is the library's own encoding of the authenticator data's bytes, canonical.
+ */
+export function claimedIdMismatch(claimed: unknown, attested: string): string | undefined {
+  if (typeof claimed !== 'string') return "the passkey's id is not a string; send the browser's own WebAuthn answer";
+  const bytes = Buffer.from(claimed, 'base64url');
+  if (bytes.toString('base64url') !== claimed)
+    return "the passkey's id is not canonical base64url (unpadded, as the browser encodes it); send the browser's own WebAuthn answer unchanged";
+  if (!bytes.equals(Buffer.from(attested, 'base64url')))
+    return "the passkey's id does not match the credential id in its authenticator data; register it again from the browser's own WebAuthn answer";
+  return undefined;
+}
+
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0] ?? 'refused';
 /** The database did not answer: retried by the workflow's policy, then reported as audit_error. */
 const dbFailure = (e: unknown) => ApplicationFailure.retryable(`the passkey could not be read or recorded: ${message(e)}`, FailureType.auditError);
@@ -60,7 +79,9 @@ export function createPasskeyCeremonyActivities(deps: ActivityDeps) {
      * the row its first attempt stored. A credential id already registered, to this account or
      * another, is refused (409), and so is a passkey past the cap on passkeys per account
      * (services/passkeys.ts), nothing written; so is a credential id outside the WebAuthn bounds
-     * (CREDENTIAL_ID_MIN_BYTES–CREDENTIAL_ID_MAX_BYTES: 400), before anything is written.
+     * (CREDENTIAL_ID_MIN_BYTES–CREDENTIAL_ID_MAX_BYTES: 400), before anything is written, and a
+     * response whose `id` is not, byte for byte and canonically spelled, the credential id of its
+     * authenticator data (claimedIdMismatch: 400): the id stored is the one the client named.
      */
     async verifyPasskeyRegistration(input: VerifyPasskeyRegistrationInput): Promise<PasskeyRegistrationVerdict> {
       let info;
@@ -83,6 +104,8 @@ export function createPasskeyCeremonyActivities(deps: ActivityDeps) {
           'bad_request',
           `the passkey's credential id is ${idBytes} bytes; WebAuthn credential ids are ${CREDENTIAL_ID_MIN_BYTES} to ${CREDENTIAL_ID_MAX_BYTES} bytes`,
         );
+      const idMismatch = claimedIdMismatch(input.response.id, info.credential.id);
+      if (idMismatch) return refuse('bad_request', idMismatch);
       const challengeHash = sha256Hex(input.challenge);
       try {
         const r = await registerPasskey(

@@ -6,11 +6,16 @@
  * ceremony retried and answered 500 `audit_error`. Each is now a 400 `bad_request` that uses the
  * challenge up and writes nothing, on registration and on sign-up; ids of 16 and 1023 bytes are
  * stored.
+ *
+ * The library also checks only that a registration's `id` equals its `rawId`, and answers the id of
+ * the authenticator data: an `id`/`rawId` naming one credential over authenticator data naming
+ * another was stored under the authenticator data's id, one the client never named. That is now a
+ * 400 `bad_request`, nothing written, and so is a non-canonical spelling of the right id.
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { CREDENTIAL_ID_MAX_BYTES, CREDENTIAL_ID_MIN_BYTES } from '../activities/passkey-ceremony';
+import { claimedIdMismatch, CREDENTIAL_ID_MAX_BYTES, CREDENTIAL_ID_MIN_BYTES } from '../activities/passkey-ceremony';
 import { startStack, type TestStack } from './harness';
 import { walletLogin } from './mint-client';
 import { passkeyCounts, SoftAuthenticator, type Credential, type CreationOptions, type Issued } from './passkey-client';
@@ -121,5 +126,110 @@ void describe('passkey credential ids outside 16 to 1023 bytes', () => {
       const stored = await stack.db.query('SELECT 1 FROM passkeys WHERE credential_id = $1 AND omni_account = $2', [response.id, owner.omni_account]);
       assert.equal(stored.rowCount, 1, `the ${bytes}-byte id`);
     }
+  });
+});
+
+/**
+ * `send` is refused 400 `bad_request` with a message matching `reason`, writes no row (and lists no
+ * passkey for `token`'s account), and the challenge is used up (an answer sent again: 409).
+ */
+async function refusedForItsClaimedId(send: () => Promise<Answer>, reason: RegExp, what: string, token?: string): Promise<void> {
+  const before = await passkeyCounts(stack.db);
+  const listed = token ? ((await stack.request('GET', '/v1/passkeys', { token })).body as { passkeys: unknown[] }).passkeys.length : 0;
+  const r = await send();
+  assert.equal(r.status, 400, `${what}: ${r.text}`);
+  assert.equal((r.body as { error: string }).error, 'bad_request', `${what}: ${r.text}`);
+  assert.match((r.body as { message: string }).message, reason, what);
+  assert.deepEqual(await passkeyCounts(stack.db), before, `${what}: a refused registration wrote rows`);
+  if (token) {
+    const list = await stack.request('GET', '/v1/passkeys', { token });
+    assert.equal(list.status, 200, list.text);
+    assert.equal((list.body as { passkeys: unknown[] }).passkeys.length, listed, `${what}: a passkey is listed`);
+  }
+  const again = await send();
+  assert.equal(again.status, 409, `${what}, sent again: ${again.text}`);
+  assert.deepEqual(await passkeyCounts(stack.db), before, `${what}, sent again: rows written`);
+}
+
+const MISMATCH = /the passkey's id does not match the credential id in its authenticator data; register it again from the browser's own WebAuthn answer/;
+const NOT_CANONICAL = /the passkey's id is not canonical base64url/;
+
+/** `id` spelled with the unused low bits of its last character set: the same bytes under Node's decoder, another string. */
+function respelled(id: string): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const unused = { 2: 0b1111, 3: 0b11 }[id.length % 4];
+  assert.ok(unused, `an id of ${id.length} characters has no unused bits`);
+  const last = alphabet.indexOf(id.at(-1) ?? '');
+  const other = id.slice(0, -1) + alphabet[last | unused];
+  assert.notEqual(other, id);
+  assert.ok(Buffer.from(other, 'base64url').equals(Buffer.from(id, 'base64url')), 'the respelling decodes to the same bytes');
+  return other;
+}
+
+void describe("a passkey's id is the credential id of its authenticator data", () => {
+  void test('registration: an id/rawId naming another credential than the authenticator data is 400, nothing stored', async () => {
+    const owner = await walletLogin(stack);
+    const o = await registrationOptions(owner.token);
+    const credential = credentialOf(32, o.options.rp.id ?? new URL(origin).hostname, o.options.user.id);
+    const attested = credential.id.toString('base64url');
+    const claimed = randomBytes(32).toString('base64url');
+    const response = { ...new SoftAuthenticator().register(o.options, { origin, credential }), id: claimed, rawId: claimed };
+    assert.notEqual(attested, response.id);
+    await refusedForItsClaimedId(
+      () => stack.request('POST', '/v1/passkeys/registration', { token: owner.token, body: { response } }),
+      MISMATCH,
+      "an id other than the authenticator data's",
+      owner.token,
+    );
+    const stored = await stack.db.query('SELECT credential_id FROM passkeys WHERE credential_id = ANY($1) OR omni_account = $2', [
+      [response.id, attested],
+      owner.omni_account,
+    ]);
+    assert.equal(stored.rowCount, 0, 'neither id is stored');
+  });
+
+  void test('sign-up: an id/rawId naming another credential than the authenticator data is 400, no account, session or passkey written', async () => {
+    const o = await signupOptions();
+    const response = answerWithId(o, 32, randomBytes(32));
+    await refusedForItsClaimedId(() => stack.request('POST', '/v1/session/passkey', { body: { response } }), MISMATCH, 'a sign-up with another id');
+  });
+
+  void test('registration: a non-canonical spelling of the right id (unused bits set) is 400, nothing stored', async () => {
+    const owner = await walletLogin(stack);
+    for (const bytes of [16, 32]) {
+      const o = await registrationOptions(owner.token);
+      const honest = answerWithId(o, bytes);
+      const id = respelled(honest.id);
+      const response = { ...honest, id, rawId: id };
+      await refusedForItsClaimedId(
+        () => stack.request('POST', '/v1/passkeys/registration', { token: owner.token, body: { response } }),
+        NOT_CANONICAL,
+        `a ${bytes}-byte id respelled`,
+        owner.token,
+      );
+    }
+  });
+
+  void test('the same answer with its own id is stored under that id (the check refuses only a mismatch)', async () => {
+    const owner = await walletLogin(stack);
+    const o = await registrationOptions(owner.token);
+    const response = answerWithId(o, 32);
+    const r = await stack.request('POST', '/v1/passkeys/registration', { token: owner.token, body: { response } });
+    assert.equal(r.status, 201, r.text);
+    const list = await stack.request('GET', '/v1/passkeys', { token: owner.token });
+    assert.deepEqual(
+      (list.body as { passkeys: { id: string }[] }).passkeys.map((p) => p.id),
+      [response.id],
+    );
+  });
+
+  void test('claimedIdMismatch: the same bytes canonically spelled pass; other bytes, padding, skipped characters, unused bits or a non-string do not', () => {
+    const id = randomBytes(32).toString('base64url');
+    assert.equal(claimedIdMismatch(id, id), undefined);
+    assert.match(claimedIdMismatch(randomBytes(32).toString('base64url'), id) ?? '', MISMATCH);
+    for (const spelling of [`${id}=`, `${id.slice(0, 10)}.${id.slice(10)}`, `${id.slice(0, 10)}+${id.slice(10)}`, respelled(id), ` ${id}`])
+      assert.match(claimedIdMismatch(spelling, id) ?? '', NOT_CANONICAL, spelling);
+    assert.match(claimedIdMismatch(undefined, id) ?? '', /not a string/);
+    assert.match(claimedIdMismatch(42, id) ?? '', /not a string/);
   });
 });
