@@ -100,6 +100,22 @@ async function configure(extra: string[]): Promise<string> {
   return output;
 }
 
+/** An RFC 8693 exchange at the STS stand-in, as Google's libraries make it. */
+async function exchangeAtSts(audience: string, subjectToken: string) {
+  const res = await fetch(gcp.tokenUrl, {
+    method: 'POST',
+    body: new URLSearchParams({
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      audience,
+      requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      subject_token_type: 'urn:ietf:params:oauth:token-type:id_token',
+      subject_token: subjectToken,
+      scope: SCOPE,
+    }),
+  });
+  return { status: res.status, body: (await res.json()) as { error?: string; error_description?: string; access_token?: string } };
+}
+
 async function accessTokenFrom(file: string): Promise<string> {
   const auth = new GoogleAuth({ keyFile: file, scopes: [SCOPE] });
   const client = await auth.getClient();
@@ -160,32 +176,19 @@ void describe('Google Cloud workload identity federation through google-auth-lib
   });
 
   void test('a token minted for one provider is refused by another; a token without the service account claim cannot impersonate it', async () => {
-    const stsExchange = (subjectToken: string) =>
-      fetch(gcp.tokenUrl, {
-        method: 'POST',
-        body: new URLSearchParams({
-          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-          audience: AUDIENCE,
-          requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-          subject_token_type: 'urn:ietf:params:oauth:token-type:id_token',
-          subject_token: subjectToken,
-          scope: SCOPE,
-        }),
-      });
     const other = await mintGcp(main.token, { audience: OTHER_AUDIENCE });
     assert.equal(other.status, 200, other.text);
-    const refused = await stsExchange((other.body as { id_token: string }).id_token);
+    const refused = await exchangeAtSts(AUDIENCE, (other.body as { id_token: string }).id_token);
     assert.equal(refused.status, 400);
-    assert.equal(((await refused.json()) as { error: string }).error, 'invalid_grant');
+    assert.equal(refused.body.error, 'invalid_grant');
 
     const plain = await mintGcp(main.token, { audience: AUDIENCE });
     assert.equal(plain.status, 200, plain.text);
-    const federated = await stsExchange((plain.body as { id_token: string }).id_token);
+    const federated = await exchangeAtSts(AUDIENCE, (plain.body as { id_token: string }).id_token);
     assert.equal(federated.status, 200);
-    const { access_token } = (await federated.json()) as { access_token: string };
     const impersonate = await fetch(gcp.impersonationUrl(SA), {
       method: 'POST',
-      headers: { authorization: `Bearer ${access_token}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${federated.body.access_token ?? ''}`, 'content-type': 'application/json' },
       body: JSON.stringify({ scope: [SCOPE] }),
     });
     assert.equal(impersonate.status, 403);
@@ -195,20 +198,6 @@ void describe('Google Cloud workload identity federation through google-auth-lib
     // The broker is one issuer for every account: it signs any account's token for any audience,
     // so what keeps a stranger out of a tenant's project is the provider's condition on the wallet.
     const stranger = await walletLogin(stack);
-    const exchange = async (audience: string, subjectToken: string) => {
-      const res = await fetch(gcp.tokenUrl, {
-        method: 'POST',
-        body: new URLSearchParams({
-          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-          audience,
-          requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-          subject_token_type: 'urn:ietf:params:oauth:token-type:id_token',
-          subject_token: subjectToken,
-          scope: SCOPE,
-        }),
-      });
-      return { status: res.status, body: (await res.json()) as { error?: string; error_description?: string; access_token?: string } };
-    };
     const impersonates = async (accessToken: string) =>
       (
         await fetch(gcp.impersonationUrl(SA), {
@@ -220,18 +209,18 @@ void describe('Google Cloud workload identity federation through google-auth-lib
 
     const minted = await mintGcp(stranger.token, { audience: AUDIENCE, service_account: SA });
     assert.equal(minted.status, 200, minted.text);
-    const refused = await exchange(AUDIENCE, (minted.body as { id_token: string }).id_token);
+    const refused = await exchangeAtSts(AUDIENCE, (minted.body as { id_token: string }).id_token);
     assert.equal(refused.status, 400);
     assert.equal(refused.body.error, 'unauthorized_client');
     assert.match(refused.body.error_description ?? '', /rejected by the attribute condition/);
 
     const tenants = await mintGcp(main.token, { audience: AUDIENCE, service_account: SA });
-    const admitted = await exchange(AUDIENCE, (tenants.body as { id_token: string }).id_token);
+    const admitted = await exchangeAtSts(AUDIENCE, (tenants.body as { id_token: string }).id_token);
     assert.equal(admitted.status, 200, JSON.stringify(admitted.body));
     assert.equal(await impersonates(admitted.body.access_token ?? ''), 200, 'the tenant impersonates its service account');
 
     const open = await mintGcp(stranger.token, { audience: UNCONDITIONED_AUDIENCE, service_account: SA });
-    const accepted = await exchange(UNCONDITIONED_AUDIENCE, (open.body as { id_token: string }).id_token);
+    const accepted = await exchangeAtSts(UNCONDITIONED_AUDIENCE, (open.body as { id_token: string }).id_token);
     assert.equal(accepted.status, 200, 'a provider without a condition admits any account of the broker');
     assert.equal(await impersonates(accepted.body.access_token ?? ''), 200, 'and any of them impersonates a service account bound by its attribute alone');
   });
@@ -336,11 +325,30 @@ void describe('Google Cloud mints under a grant: the scope names the providers a
     assert.equal(body.wallet, main.wallet.lower);
     const claims = decodeJwt(body.id_token);
     assert.equal(claims.aud, AUDIENCE);
-    assert.equal(claims.sub, `agentkeys:agent:${main.wallet.lower}`);
+    assert.equal(claims.sub, `agentkeys:agent:${main.wallet.lower}:grant:${grantId}`, 'the grant is its own principal at Google');
+    assert.equal(claims.agentkeys_user_wallet, main.wallet.lower);
     assert.equal(claims.agentkeys_grant_id, grantId);
     assert.equal(claims.agentkeys_child_wallet, agent.wallet.lower);
     assert.equal(claims.agentkeys_gcp_service_account, SA);
     assert.equal(claims.agentkeys_scope, undefined, 'the AWS scope claim is for STS only');
+  });
+
+  void test("the agent is not its holder's principal at Google: a role bound to the holder's subject reaches no agent, whose only way in is its service accounts", async () => {
+    // scope.gcp.service_accounts can only be enforced through impersonation: were the agent's
+    // federated principal its holder's, every role bound to the holder's …/subject/agentkeys:agent:<wallet>
+    // would be the agent's too, whatever service accounts its grant lists.
+    const minted = await mintGcp(agent.token, { audience: AUDIENCE, service_account: SA });
+    assert.equal(minted.status, 200, minted.text);
+    const federated = await exchangeAtSts(AUDIENCE, (minted.body as { id_token: string }).id_token);
+    assert.equal(federated.status, 200, JSON.stringify(federated.body));
+    const principal = gcp.principal(federated.body.access_token ?? '');
+    assert.equal(principal?.kind, 'federated');
+    assert.equal(principal?.subject, `agentkeys:agent:${main.wallet.lower}:grant:${grantId}`);
+    assert.notEqual(principal?.subject, `agentkeys:agent:${main.wallet.lower}`, "the holder's own principal");
+    assert.ok(Buffer.byteLength(principal?.subject ?? '') <= 127, 'google.subject is at most 127 bytes');
+    assert.equal(principal?.serviceAccount, SA);
+    const rows = await lastMintRows(stack, agent.omni_account);
+    assert.equal(rows.at(-1)?.details.subject, `agentkeys:agent:${main.wallet.lower}:grant:${grantId}`, 'the ok row names the principal');
   });
 
   void test('a grant scoped to Google Cloud mints no AWS token', async () => {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { BrokerError, FailureType } from '../../lib/errors';
+import { userWalletValue } from '../../lib/oidc-claims';
 import { SIGN_ONLY, type MintTarget } from './target';
 
 /**
@@ -14,6 +15,10 @@ import { SIGN_ONLY, type MintTarget } from './target';
  * `agentkeys_gcp_service_account`, so the provider's attribute mapping can make it a principal
  * attribute and the service account's IAM policy can grant roles/iam.workloadIdentityUser on it
  * alone (the broker cannot see the impersonation call; Google enforces it from the claim).
+ *
+ * Under a grant the token's subject is the grant's (`gcpSubject`), not its holder's: Google can
+ * hold an agent to its service accounts only through impersonation, so a role bound to the
+ * holder's own principal (`…/subject/agentkeys:agent:<wallet>`) must not reach the holder's agents.
  */
 
 export const GCP_AUDIENCE_RE =
@@ -34,6 +39,16 @@ class GcpAudienceError extends Error {
 }
 
 type GcpParams = { audience: string; service_account?: string };
+
+/**
+ * The `sub` (Google's `google.subject`, at most 127 bytes) of a Google Cloud token: the holder's
+ * own, `agentkeys:agent:<user wallet>`, as on every target; under a grant
+ * `agentkeys:agent:<user wallet>:grant:<grant id>` (101 bytes), one principal per grant, which
+ * nothing is bound to until its holder binds it.
+ */
+export function gcpSubject(userWallet: string, grantId: string | undefined): string {
+  return grantId === undefined ? `agentkeys:agent:${userWallet}` : `agentkeys:agent:${userWallet}:grant:${grantId}`;
+}
 
 export const gcpTarget: MintTarget<GcpParams> = {
   name: 'gcp',
@@ -84,7 +99,8 @@ export const gcpTarget: MintTarget<GcpParams> = {
     // an approval request) started before a check was added carries whatever passed then.
     if (typeof params.audience !== 'string' || !GCP_AUDIENCE_RE.test(params.audience))
       throw new GcpAudienceError(`the mint names no workload identity pool provider as its audience (${AUDIENCE_FORM}); nothing was signed`);
-    const extra = params.service_account ? { [GCP_SERVICE_ACCOUNT_CLAIM]: params.service_account } : {};
+    const extra: Record<string, unknown> = params.service_account ? { [GCP_SERVICE_ACCOUNT_CLAIM]: params.service_account } : {};
+    if (ctx.grant) extra.sub = gcpSubject(userWalletValue(ctx.wallet, ctx.actorId), ctx.grant.grantId);
     // The grant's AWS sections mean nothing to Google: the token carries the grant, not its AWS scope.
     const grant = ctx.grant ? { ...ctx.grant, scope: {} } : undefined;
     const signed = await ctx.sign(params.audience, extra, grant);
@@ -95,6 +111,7 @@ export const gcpTarget: MintTarget<GcpParams> = {
       audit: {
         audience: params.audience,
         service_account: params.service_account ?? null,
+        subject: gcpSubject(userWalletValue(ctx.wallet, ctx.actorId), ctx.grant?.grantId),
         kid: signed.kid,
         jwt_hash: signed.jwtHash,
         expiration: signed.expiration,
