@@ -110,6 +110,12 @@ export async function hasAcceptedGrantForAgent(q: Queryable, agentAddress: strin
  * first revoked). An agent revocation revokes its grants and raises the epoch in one transaction,
  * so this read sees both or neither: a grant active here is one the epoch read with it covers, and
  * a revocation after this read ends that very epoch (docs/kill-switch.md).
+ *
+ * A grant that expired by the time the agent's current epoch began (its last revocation) stands
+ * for nothing here, whatever `at` says: a revocation raises the epoch only for grants that may
+ * have minted since it began (services/kill-switch.ts, `mayHaveMintedSince`, by the stored expiry
+ * and epoch start), so a mint on a clock behind the revocation's must not take such a grant, or it
+ * would carry an epoch no later revocation ends. Both sides compare stored times: one clock.
  */
 export async function agentGrantStanding(
   q: Queryable,
@@ -126,6 +132,9 @@ export async function agentGrantStanding(
           WHERE agent_address = $1
             AND ($2::text IS NULL OR grant_id = $2)
             AND ${ACTIVE('$3')}
+            AND NOT EXISTS (SELECT 1 FROM agent_epochs began
+                             WHERE began.user_wallet = grants.main_address AND began.agent_address = $1
+                               AND began.revoked_at >= grants.expires_at)
           ORDER BY created_at DESC, grant_id
           LIMIT 1) g ON true
        LEFT JOIN agent_epochs e ON e.user_wallet = g.main_address AND e.agent_address = $1`,

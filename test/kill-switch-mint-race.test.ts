@@ -62,14 +62,17 @@ function heldKeys(): { keys: OidcKeyStore; reached: Promise<void>; release: () =
   return { keys, reached, release };
 }
 
-/** Runs one AWS mint of `agent` through the mint activity, as the mint workflow runs it. */
-async function startMint(agent: WalletSession, keys: OidcKeyStore): Promise<{ requestId: string; outcome: Promise<MintOutcome> }> {
-  const activities = createMintActivities({ ...stack.activityDeps, oidcKeys: keys });
+/** Runs one mint of `agent` (AWS unless told) through the mint activity, as the mint workflow runs it. */
+async function startMint(
+  agent: WalletSession,
+  deps: { oidcKeys?: OidcKeyStore; now?: () => number },
+  mint: Pick<MintRequest, 'target' | 'params'> = { target: 'aws', params: { duration_seconds: 900 } },
+): Promise<{ requestId: string; outcome: Promise<MintOutcome> }> {
+  const activities = createMintActivities({ ...stack.activityDeps, ...deps });
   const requestId = randomBytes(16).toString('hex');
   const req: MintRequest = {
     requestId,
-    target: 'aws',
-    params: { duration_seconds: 900 },
+    ...mint,
     caller: { omniAccount: agent.omni_account, authKind: 'session', method: 'wallet', wallet: agent.wallet.lower, bearerHash: 'r'.repeat(32) },
     sealTo: (await createSealKeyPair()).publicJwk,
   };
@@ -92,7 +95,7 @@ void describe('a mint authorised before its grant ended and its agent was revoke
       const [main, agent] = await Promise.all([walletLogin(stack), walletLogin(stack)]);
       const grantId = await bindAgent(stack, main.token, agent.wallet);
       const held = heldKeys();
-      const { requestId, outcome } = await startMint(agent, held.keys);
+      const { requestId, outcome } = await startMint(agent, { oidcKeys: held.keys });
       try {
         await held.reached; // authorised, its intent row durable, about to sign
         await end(grantId, agent);
@@ -127,4 +130,28 @@ void describe('a mint authorised before its grant ended and its agent was revoke
       assert.match(sid, /^AgentKeysRevokedAgent/, 'denied by the agent’s ended epoch (the grant has no entry)');
     });
   }
+});
+
+void describe("a mint on a clock behind the revocation's", () => {
+  void test('a grant that expired before the agent was revoked authorises nothing, however late the clock: its epoch would outlive every later revocation', async () => {
+    const [main, agent] = await Promise.all([walletLogin(stack), walletLogin(stack)]);
+    const grantId = await bindAgent(stack, main.token, agent.wallet);
+    await stack.db.query(`UPDATE grants SET expires_at = now() - interval '10 minutes' WHERE grant_id = $1`, [grantId]);
+    const res = await stack.request('POST', `/v1/agents/${agent.wallet.lower}/revoke`, { token: main.token });
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual((res.body as { ended_epochs: unknown }).ended_epochs, [{ user_wallet: main.wallet.lower, epoch: 0 }]);
+    // A worker whose clock is 20 minutes behind sees the grant still active. Were it to mint, the
+    // credential would carry epoch 1, and the next revocation would not end it: the grant expired
+    // before epoch 1 began, so nothing could have minted under it since (mayHaveMintedSince).
+    const { requestId, outcome: running } = await startMint(agent, { now: () => Date.now() - 20 * 60_000 }, { target: 'oidc', params: {} });
+    const outcome = await running;
+    assert.ok(outcome.denied, JSON.stringify(outcome));
+    const rows = await stack.db.query<{ event: string; outcome: string }>(`SELECT event, outcome FROM audit_log WHERE request_id = $1 ORDER BY seq`, [
+      requestId,
+    ]);
+    assert.deepEqual(
+      rows.rows.map((r) => [r.event, r.outcome]),
+      [['mint.oidc', 'denied']],
+    );
+  });
 });
