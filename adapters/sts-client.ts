@@ -115,7 +115,7 @@ function trimmed(text: string | undefined): string {
 }
 
 /** Turns what the STS client threw into a code, a retry decision and a message that says what to check. */
-export function classifyStsError(e: unknown, ctx: { roleArn: string; issuer: string }): ClassifiedStsError {
+export function classifyStsError(e: unknown, ctx: { roleArn: string; issuer: string; audience: string }): ClassifiedStsError {
   if (e instanceof StsResponseError) return { code: 'IncompleteResponse', retryable: true, message: e.message };
   if (e instanceof STSServiceException) {
     const code = CODE_BY_EXCEPTION[e.name] ?? e.name;
@@ -128,7 +128,7 @@ export function classifyStsError(e: unknown, ctx: { roleArn: string; issuer: str
         return {
           code,
           retryable: false,
-          message: `STS rejected the broker's OIDC token (InvalidIdentityToken: ${said}); check that an IAM OIDC provider for ${ctx.issuer} exists with audience sts.amazonaws.com and can fetch its JWKS`,
+          message: `STS rejected the broker's OIDC token (InvalidIdentityToken: ${said}); check that an IAM OIDC provider for ${ctx.issuer} exists with audience ${ctx.audience} (BROKER_STS_AUDIENCE) and can fetch its JWKS`,
         };
       case 'ExpiredTokenException':
         return { code, retryable: false, message: `STS says the broker's OIDC token has expired (ExpiredTokenException: ${said}); check the broker's clock` };

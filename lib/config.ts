@@ -278,6 +278,17 @@ export const envSchema = z.object({
 
   BROKER_OIDC_KEY_PATH: optionalString,
   BROKER_OIDC_JWT_TTL_SECONDS: int(60, 3600).default(300),
+  /**
+   * The `aud` of the tokens the AWS targets sign (mint-oidc-jwt, mint-aws-creds): the client id the
+   * IAM OIDC provider registers. AgentKeys' own broker reads the same name with the same default
+   * (litentry/agent-terrier 120a4ac63617109aa7f8050e263be3297a760397,
+   * crates/agentkeys-broker-server/src/config.rs `sts_audience`); its other cloud stack registers
+   * its own. Google Cloud mints name theirs per request.
+   */
+  BROKER_STS_AUDIENCE: z
+    .string()
+    .regex(/^[\x21-\x7e]{1,255}$/, 'BROKER_STS_AUDIENCE must be 1 to 255 printable ASCII characters without spaces (an IAM OIDC provider client id)')
+    .default('sts.amazonaws.com'),
   BROKER_DATA_ROLE_ARN: optionalString,
   /** Longest STS role session a mint may ask for (AWS DurationSeconds; default 1 h). */
   BROKER_STS_SESSION_DURATION_SECONDS: int(900, 43200).optional(),

@@ -6,10 +6,12 @@ import type { SigningKey } from './signing-key';
 
 /**
  * The OIDC tokens the broker issues for AWS STS AssumeRoleWithWebIdentity (docs/contracts.md §4), as the
- * AgentKeys Rust broker shapes them: ES256, header kid + typ "JWT", aud "sts.amazonaws.com",
+ * AgentKeys Rust broker shapes them: ES256, header kid + typ "JWT", aud BROKER_STS_AUDIENCE
+ * (default OIDC_AUDIENCE, "sts.amazonaws.com"),
  * sub "agentkeys:agent:<wallet>", and the AWS session-tag claim that turns the wallet into the
  * `agentkeys_user_wallet` principal tag (transitive across role chaining).
  */
+/** BROKER_STS_AUDIENCE's default: the client id AWS's IAM OIDC providers register. */
 export const OIDC_AUDIENCE = 'sts.amazonaws.com';
 export const AWS_TAGS_CLAIM = 'https://aws.amazon.com/tags';
 /** The claim STS takes as the session's SourceIdentity (IAM User Guide, "Monitor and control actions taken with assumed roles"). */
@@ -119,7 +121,7 @@ export function oidcTokenClaims(opts: {
   actorId?: string;
   /**
    * The mint target's audience (activities/mint-targets): required, no default — each target names
-   * its own (OIDC_AUDIENCE for the AWS targets), so a target whose audience went missing cannot
+   * its own (BROKER_STS_AUDIENCE for the AWS targets), so a target whose audience went missing cannot
    * sign a token for another's.
    */
   audience: string;

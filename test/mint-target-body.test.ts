@@ -18,10 +18,10 @@ const config = loadConfig({});
 const AUDIENCE = '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/agentkeys-pool/providers/agentkeys-broker';
 
 /** A mint context whose `sign` records the audiences it was asked for. */
-function recordingContext(): { ctx: MintContext; audiences: string[] } {
+function recordingContext(withConfig = config): { ctx: MintContext; audiences: string[] } {
   const audiences: string[] = [];
   const ctx: MintContext = {
-    deps: { config } as ActivityDeps,
+    deps: { config: withConfig } as ActivityDeps,
     wallet: '0x70997970c51812dc3a010c7d01b50e0d17dc79c8',
     actorId: 'a'.repeat(64),
     attempt: 1,
@@ -78,5 +78,15 @@ void describe('a mint target’s body and audience', () => {
       assert.throws(() => oidcTokenClaims({ ...base, audience: audience as string }), RangeError, JSON.stringify(audience));
     }
     assert.equal(oidcTokenClaims({ ...base, audience: AUDIENCE }).aud, AUDIENCE);
+  });
+
+  void test('BROKER_STS_AUDIENCE names the AWS targets’ audience, as AgentKeys’ own broker reads it; a value no IAM provider could register is refused at start', async () => {
+    assert.equal(config.BROKER_STS_AUDIENCE, OIDC_AUDIENCE);
+    const { ctx, audiences } = recordingContext(loadConfig({ BROKER_STS_AUDIENCE: 've-broker-runtime' }));
+    await oidcTarget.exchange(ctx, {});
+    assert.deepEqual(audiences, ['ve-broker-runtime']);
+    for (const bad of ['', 'sts.amazonaws.com ', 'two words', 'x'.repeat(256), 'aud\u0000']) {
+      assert.throws(() => loadConfig({ BROKER_STS_AUDIENCE: bad }), /BROKER_STS_AUDIENCE/, JSON.stringify(bad));
+    }
   });
 });

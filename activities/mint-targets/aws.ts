@@ -1,7 +1,7 @@
 import type { STSClient } from '@aws-sdk/client-sts';
 import { z } from 'zod';
 import { MAX_SCOPE_TAG_LENGTH, scopeSessionPolicy } from '../../lib/grant-scope';
-import { OIDC_AUDIENCE, stsSessionName } from '../../lib/oidc-claims';
+import { stsSessionName } from '../../lib/oidc-claims';
 import type { Config } from '../../lib/config';
 import { FailureType } from '../../workflows/definitions';
 import { MintActivityFailure } from '../../workflows/mint.definitions';
@@ -11,7 +11,7 @@ import { MintSigningError, type MintTarget } from './target';
 
 /**
  * Short-lived AWS credentials for the data role (`POST /v1/mint-aws-creds`): the broker signs an
- * OIDC token for sts.amazonaws.com and exchanges it itself (AssumeRoleWithWebIdentity on
+ * OIDC token for BROKER_STS_AUDIENCE (sts.amazonaws.com) and exchanges it itself (AssumeRoleWithWebIdentity on
  * BROKER_DATA_ROLE_ARN); the token never leaves the activity, only its digest does. Throttling,
  * 5xx and transport errors are tried again (0.5 s, then 1 s); every other STS error is final.
  *
@@ -92,7 +92,7 @@ export const awsTarget: MintTarget<AwsParams> = {
     const { config } = ctx.deps;
     const roleArn = config.BROKER_DATA_ROLE_ARN;
     if (!roleArn) throw new Error('BROKER_DATA_ROLE_ARN is not configured; the broker cannot mint AWS credentials');
-    const signed = await ctx.sign(OIDC_AUDIENCE);
+    const signed = await ctx.sign(ctx.deps.config.BROKER_STS_AUDIENCE);
     const sessionName = stsSessionName(ctx.wallet, signed.nowSeconds);
     const creds = await assumeRoleWithWebIdentity(stsOf(ctx.deps), {
       roleArn,
@@ -119,7 +119,7 @@ export const awsTarget: MintTarget<AwsParams> = {
   classify(e, config) {
     if (e instanceof MintSigningError)
       return { type: MintActivityFailure.signingFailed, outcome: 'failed', details: { sts_code: null }, retryable: false, message: e.message };
-    const c = classifyStsError(e, { roleArn: config.BROKER_DATA_ROLE_ARN ?? '', issuer: config.publicUrl });
+    const c = classifyStsError(e, { roleArn: config.BROKER_DATA_ROLE_ARN ?? '', issuer: config.publicUrl, audience: config.BROKER_STS_AUDIENCE });
     return { type: FailureType.stsError, outcome: 'sts_error', details: { sts_code: c.code }, retryable: c.retryable, message: c.message };
   },
   attempts: 3,

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { OIDC_AUDIENCE } from '../../lib/oidc-claims';
 import { SIGN_ONLY, type MintTarget } from './target';
 
 /**
@@ -21,7 +20,7 @@ export const oidcTarget: MintTarget<Record<string, never>> = {
   intentDetails: () => ({}),
   reachesOutside: false,
   async exchange(ctx) {
-    const signed = await ctx.sign(OIDC_AUDIENCE);
+    const signed = await ctx.sign(ctx.deps.config.BROKER_STS_AUDIENCE);
     return {
       secret: { jwt: signed.jwt },
       public: {},
