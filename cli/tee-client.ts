@@ -66,7 +66,8 @@ function expOf(jwt: string): number {
  * The text the wallet signs to log in: the TEE's sign-in message as JSON, and only when it is one
  * (upstream `HeimaMessagePayload`: client_id, omni_account, message_code, an 8-digit otp; litentry/heima
  * tee-worker/omni-executor/rpc-server/src/methods/omni/get_web3_sign_in_message.rs
- * @3d8240d8baf4878964a7fe24950fe278ab28a877) for AgentKeys'
+ * @3d8240d8baf4878964a7fe24950fe278ab28a877, the same payload in the newer crate layout at
+ * d106ac346e7142bd65bc90b5b4b8cda8ecccec64, `oe_core::auth::web3::HeimaMessagePayload`) for AgentKeys'
  * client and this wallet's account. Anything else is refused unsigned: a TEE URL that is not the
  * real worker's could otherwise have the key sign another client's login, or any text at all.
  */

@@ -15,8 +15,10 @@ import { AgentKeysError } from './errors';
 
 /**
  * Every identity type of the upstream `UserId` / `Identity` enums, as their snake_case serde tag.
- * Upstream versions disagree: the executor's `UserId` has `github` (and `pumpx`, `passkey`) but no
- * `apple`; the newest parachain `Identity` has `apple` at index 2 where older ones had `github`.
+ * Upstream versions disagree: older executor `UserId`s have `github` (and `pumpx`, `passkey`) but
+ * no `apple`; the newest (`tee-worker/omni-executor/primitives/src/auth.rs`
+ * @4a07c15edcd37ee3ab10245772ba466e35a026db) has `apple` and no `github`, as the newest parachain
+ * `Identity` has `apple` at index 2 where older ones had `github`.
  * The broker accepts the union, so a callback from any of those builds derives.
  */
 export const IDENTITY_TYPES = [
