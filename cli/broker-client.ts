@@ -1,7 +1,7 @@
 /** HTTP calls to the broker: JSON in and out, one-line errors that say what to do. */
 import { isLoopbackUrl } from '../lib/client-address';
 import type { ErrorBody } from '../lib/wire';
-import { BrokerAnswerError, CliError, NotLoggedInError, UsageError } from './errors';
+import { BrokerAnswerError, brokerRefusal, CliError, EXIT, initCommandFor, NotLoggedInError, UsageError } from './errors';
 
 /** The longest one request to the broker may take, answer included. */
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -64,6 +64,8 @@ export class BrokerClient {
     readonly baseUrl: string,
     private readonly token?: string,
     private readonly tokenSource: TokenSource = 'stored',
+    /** The profile whose stored session the token is: named in what to run when the broker refuses it. */
+    private readonly profile?: string,
   ) {}
 
   /** Refuses this broker's URL when requests to it would go in plain http across a network (checkTransport). */
@@ -72,7 +74,7 @@ export class BrokerClient {
   }
 
   withToken(token: string): BrokerClient {
-    return new BrokerClient(this.baseUrl, token);
+    return new BrokerClient(this.baseUrl, token, 'stored', this.profile);
   }
 
   /** Sends one request; answers 2xx bodies, throws BrokerAnswerError for the rest (unless `expect` lists the status). */
@@ -80,7 +82,7 @@ export class BrokerClient {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
     if (opts.auth) {
-      if (!this.token) throw new NotLoggedInError('not logged in: run agentkeys init');
+      if (!this.token) throw new NotLoggedInError(`not logged in: run ${initCommandFor(this.profile)}`);
       headers.authorization = `Bearer ${this.token}`;
     }
     this.checkTransport();
@@ -113,8 +115,10 @@ export class BrokerClient {
           throw new CliError(
             `the broker at ${this.baseUrl} answered ${method} ${url.pathname} with a redirect, which this CLI does not follow (nothing was sent on): set --broker-url or AGENTKEYS_BROKER_URL to the broker's own address`,
           );
-        const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name;
-        throw new CliError(`cannot reach the broker at ${this.baseUrl} (${cause}): is it running? Set --broker-url or AGENTKEYS_BROKER_URL.`);
+        // The system's code (ECONNREFUSED, ENOTFOUND, a TLS one), else what fetch says (a port it refuses: "bad port").
+        const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+        const why = cause?.code ?? cause?.message ?? (e as Error).name;
+        throw new CliError(`cannot reach the broker at ${this.baseUrl} (${why}): is it running? Set --broker-url or AGENTKEYS_BROKER_URL.`);
       }
       text = await res.text().catch((e: unknown) => {
         throw ctrl.signal.aborted
@@ -137,12 +141,15 @@ export class BrokerClient {
     const kind = err.error ?? `http_${res.status}`;
     const message = err.message ?? (typeof body === 'string' && body ? body : res.statusText);
     if (res.status === 401 && opts.auth) {
+      const refusal = { broker: brokerRefusal(res.status, kind, err) };
       // AGENTKEYS_TOKEN is used instead of the stored session, so `init` would not help.
       if (this.tokenSource === 'AGENTKEYS_TOKEN')
         throw new NotLoggedInError(
           `the broker refused AGENTKEYS_TOKEN (${message}): it has expired or was logged out; set a fresh one (agentkeys token prints a profile's), or unset AGENTKEYS_TOKEN to use the stored session`,
+          EXIT.failure,
+          refusal,
         );
-      throw new NotLoggedInError(`the broker refused the stored session (${message}): run agentkeys init`);
+      throw new NotLoggedInError(`the broker refused the stored session (${message}): run ${initCommandFor(this.profile)}`, EXIT.failure, refusal);
     }
     throw new BrokerAnswerError(`${inCliWords(message)} (${kind}, HTTP ${res.status})`, res.status, kind, err);
   }
@@ -158,8 +165,19 @@ const CLI_WORDS: [RegExp, string][] = [
   [/(?:\bPOST )?(?:\/v1\/)?\bmint-aws-creds\b/g, 'agentkeys mint aws'],
   [/(?:\bPOST )?(?:\/v1\/)?\bmint-oidc-jwt\b/g, 'agentkeys mint oidc'],
   [/(?:\bPOST )?(?:\/v1\/)?\bmint-gcp-token\b/g, 'agentkeys mint gcp'],
+  // A request to decide with no signature, from a wallet account: the key signs it, given as one of these flags.
+  [
+    /\bsend signature, the EIP-712 signature of the request's typed data\b/g,
+    "pass the wallet's key (--private-key-file, --mnemonic-file or --keystore) to sign the request's EIP-712 typed data",
+  ],
+  [/\bleave an accepted one with DELETE\b/g, 'leave an accepted one with agentkeys grant leave <grant-id>'],
+  // Ids in the path are the commands' arguments (grant revoke <grant-id>, approve <approval-id>), not flags.
+  [/\bparams\.grant_id\b(?:: grant_id\b)?/g, '<grant-id>'],
+  [/\bparams\.approval_id\b(?:: approval_id\b)?/g, '<approval-id>'],
   [/\bbody\.duration_seconds\b|\bduration_seconds\b/g, '--duration'],
   [/\bbody\.grant_id\b|\bgrant_id\b/g, '--grant-id'],
+  [/\bbody\.audience\b(?:: audience\b)?/g, '--audience'],
+  [/\bbody\.service_account\b(?:: service_account\b)?|\bservice_account\b/g, '--service-account'],
   [/\bbody\.expires_in\b|\bexpires_in\b/g, '--expires-in'],
   [/\bbody\.scope\.services\b|\bscope\.services\b/g, '--services'],
   [/\bbody\.agent_address\b|\bagent_address\b/g, '<agent-address>'],

@@ -1,7 +1,7 @@
 /** What every command gets: the global options, the output helpers, the profile and its session store. */
 import type { Command } from 'commander';
 import { BrokerClient, sameBrokerUrl } from './broker-client';
-import { NotLoggedInError, UsageError } from './errors';
+import { initCommandFor, NotLoggedInError, UsageError } from './errors';
 import { renewIfDue, withLock, withRefreshToken } from './renew';
 import { shown, shownJson } from './terminal-text';
 import {
@@ -106,17 +106,21 @@ export class CliContext {
   async storedSession(): Promise<ProfileSession> {
     const store = await this.store();
     const loaded = this.record ? await store.load(this.profile) : undefined;
-    if (!loaded) throw new NotLoggedInError(`profile "${this.profile}" is not logged in: run agentkeys init`);
+    if (!loaded) throw new NotLoggedInError(`profile "${this.profile}" is not logged in: run ${initCommandFor(this.profile)}`);
     const s = await renewIfDue(this.profile, store, this.record, loaded);
     if (s.expires_at * 1000 <= Date.now())
-      throw new NotLoggedInError(`the session of profile "${this.profile}" expired at ${new Date(s.expires_at * 1000).toISOString()}: run agentkeys init`);
+      throw new NotLoggedInError(
+        `the session of profile "${this.profile}" expired at ${new Date(s.expires_at * 1000).toISOString()}: run ${initCommandFor(this.profile)}`,
+      );
     return s;
   }
 
   /** A broker client carrying the bearer: AGENTKEYS_TOKEN's at brokerUrl, a stored session's at the broker it logged in to. */
   async authedBroker(): Promise<BrokerClient> {
     const s = await this.session();
-    return 'fromEnv' in s ? new BrokerClient(this.brokerUrl, s.token, 'AGENTKEYS_TOKEN') : new BrokerClient(this.sessionBrokerUrl(s), s.token);
+    return 'fromEnv' in s
+      ? new BrokerClient(this.brokerUrl, s.token, 'AGENTKEYS_TOKEN')
+      : new BrokerClient(this.sessionBrokerUrl(s), s.token, 'stored', this.profile);
   }
 
   /**

@@ -60,6 +60,8 @@ the stored session), AGENTKEYS_SESSION_STORE=file|keychain, AGENTKEYS_KEYSTORE_P
   const strict = (c: Command, path: string): void => {
     c.exitOverride();
     c.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    // addCommand does not pass the program's setting on: each command points at its own help.
+    if (c !== program) c.showHelpAfterError(`(${path} --help for usage)`);
     const subs = c.commands;
     if (subs.length > 0 && c !== program && !(c as Command & { _actionHandler?: unknown })._actionHandler) {
       c.action(() => {
@@ -95,9 +97,10 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.usage;
     }
     if (e instanceof ReportedFailure && e.silent) return e.exitCode;
+    // The CLI's code, then (details) the broker's own refusal behind it, when there is one.
     if (json && !(e instanceof ReportedFailure))
       process.stdout.write(
-        `${shownJson({ error: e instanceof CliError ? e.code : 'ERR_UNEXPECTED', message: e instanceof CliError ? e.message : `unexpected error: ${(e as Error).stack ?? String(e)}` })}\n`,
+        `${shownJson(e instanceof CliError ? { error: e.code, message: e.message, ...e.details } : { error: 'ERR_UNEXPECTED', message: `unexpected error: ${(e as Error).stack ?? String(e)}` })}\n`,
       );
     // One line for a CliError, whose message may carry the broker's text; an unexpected error keeps
     // its stack's lines. Either way no control character reaches the terminal as it is.

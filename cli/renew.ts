@@ -10,7 +10,7 @@ import { mkdir, readdir, rename, rm, rmdir, stat, utimes, writeFile } from 'node
 import { basename, dirname, join } from 'node:path';
 import type { RefreshTokenBody } from '../lib/wire';
 import { BrokerClient } from './broker-client';
-import { BrokerAnswerError, CliError, NotLoggedInError } from './errors';
+import { BrokerAnswerError, CliError, EXIT, initCommandFor, NotLoggedInError } from './errors';
 import { shown } from './terminal-text';
 import { profileDir, saveLogin, type AwsCache, type ProfileRecord, type ProfileSession, type SessionStore } from './session-store';
 
@@ -159,7 +159,11 @@ export async function renewIfDue(profile: string, store: SessionStore, record: P
       r = (await new BrokerClient(current.broker_url).call<typeof r>('POST', '/v1/session/refresh', { body: { refresh_token: current.refresh_token } })).body;
     } catch (e) {
       if (e instanceof BrokerAnswerError && e.status === 401)
-        throw new NotLoggedInError(`the session of profile "${profile}" could not be renewed (${e.message}): run agentkeys init`);
+        throw new NotLoggedInError(
+          `the session of profile "${profile}" could not be renewed (${e.message}): run ${initCommandFor(profile)}`,
+          EXIT.failure,
+          e.details,
+        );
       throw e;
     }
     const renewed: ProfileSession = {

@@ -26,7 +26,7 @@ import { chmod, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Identity } from '../lib/omni';
-import { CliError, UsageError } from './errors';
+import { CliError, initCommandFor, UsageError } from './errors';
 import { replaceFile } from './write-file';
 
 export const KEYCHAIN_SERVICE = 'agentkeys';
@@ -346,7 +346,7 @@ export async function readProfileRecord(profile: string): Promise<ProfileRecord 
     } catch {
       /* fall through */
     }
-    throw new CliError(`${recordPath(profile)} is unreadable: run agentkeys init again`);
+    throw new CliError(`${recordPath(profile)} is unreadable: run ${initCommandFor(profile)} again`);
   }
   // A session file from before profile.json existed: the file store (another program's is refused by the load).
   const legacy = await new FileSessionStore().load(profile);

@@ -168,7 +168,8 @@ void describe('agentkeys CLI: the package', () => {
     }
     const expired = await runCli(['--profile', 'cache-key', 'mint', 'aws', '--credential-process']);
     assert.equal(expired.code, 1);
-    assert.match(expired.stderr, /expired .*run agentkeys init/);
+    // What to run names the profile: a bare `agentkeys init` would log in the default one.
+    assert.match(expired.stderr, /expired .*run agentkeys init --profile cache-key\n$/);
   });
 });
 
@@ -433,7 +434,7 @@ void describe('agentkeys CLI: status, version, usage', () => {
     const body = JSON.parse(down.stdout) as { reachable: boolean; ready: boolean; session: unknown };
     assert.equal(body.reachable, false);
     assert.equal(body.session, null);
-    assert.match(down.stderr, /not ready/);
+    assert.match(down.stderr, /^agentkeys: the broker at \S+ is not reachable: is it running\? Set --broker-url or AGENTKEYS_BROKER_URL\n$/);
     const server: Server = createServer((req, res) => {
       res.writeHead(req.url === '/readyz' ? 503 : 404, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ status: 'not_ready', checks: { postgres: 'down' } }));
@@ -484,6 +485,8 @@ void describe('agentkeys CLI: status, version, usage', () => {
     assert.equal(plain.code, 2);
     assert.equal(plain.stdout, '');
     assert.match(plain.stderr, /^error: unknown option '--bogus'/);
+    // A subcommand's usage error points at that subcommand's help, as the program's own does.
+    assert.match((await runCli(['mint', 'aws', '--bogus'])).stderr, /^error: unknown option '--bogus'\n\(agentkeys mint aws --help for usage\)\n$/);
     const noCommand = await runCli(['--profile', 'x']);
     assert.equal(noCommand.code, 2, 'global options without a command are usage, as no arguments at all are');
     assert.equal(noCommand.stdout, '');
@@ -1615,6 +1618,25 @@ void describe("agentkeys CLI: the broker's words in the CLI's", () => {
     assert.equal(inCliWords('retry POST /v1/mint-gcp-token later'), 'retry agentkeys mint gcp later');
     assert.equal(inCliWords('body.duration_seconds: duration_seconds must be at least 900'), '--duration must be at least 900');
   });
+
+  void test("path ids become the commands' arguments; the gcp fields, a missing signature and a DELETE become flags and commands", () => {
+    assert.equal(inCliWords('params.grant_id: grant_id is malformed (expected grt_…)'), '<grant-id> is malformed (expected grt_…)');
+    assert.equal(inCliWords('params.approval_id: approval_id is malformed (expected apr_…)'), '<approval-id> is malformed (expected apr_…)');
+    assert.equal(inCliWords('body.audience: audience must be a workload identity pool provider'), '--audience must be a workload identity pool provider');
+    assert.equal(inCliWords('body.service_account: service_account must be a service account email'), '--service-account must be a service account email');
+    assert.equal(
+      inCliWords('allows only impersonating its service accounts: name one in service_account (scope.gcp.service_accounts)'),
+      'allows only impersonating its service accounts: name one in --service-account (scope.gcp.service_accounts)',
+    );
+    assert.equal(
+      inCliWords('this grant is active; only a pending grant can be declined (leave an accepted one with DELETE)'),
+      'this grant is active; only a pending grant can be declined (leave an accepted one with agentkeys grant leave <grant-id>)',
+    );
+    assert.equal(
+      inCliWords("a wallet account decides with its wallet: send signature, the EIP-712 signature of the request's typed data"),
+      "a wallet account decides with its wallet: pass the wallet's key (--private-key-file, --mnemonic-file or --keystore) to sign the request's EIP-712 typed data",
+    );
+  });
 });
 
 void describe('agentkeys CLI: how it reaches a broker', () => {
@@ -1801,5 +1823,74 @@ void describe('agentkeys CLI: how it reaches a broker', () => {
       releaseRefresh();
       await broker.close();
     }
+  });
+});
+
+void describe('agentkeys CLI: failures a script can branch on', () => {
+  void test("--json: a broker's refusal carries its closed error kind, HTTP status and fields beside the CLI's code; a refused session names the profile to log in again", async () => {
+    const broker = await brokerStandIn({
+      'POST /v1/mint-oidc-jwt': () => ({ status: 429, body: { error: 'rate_limited', message: 'too many mints', retry_after: 7 } }),
+      'GET /v1/session/me': () => ({ status: 401, body: { error: 'unauthorized', message: 'session has been logged out' } }),
+    });
+    try {
+      await loggedIn('refusals', broker.url);
+      const limited = await runCli(['--json', '--profile', 'refusals', 'mint', 'oidc']);
+      assert.equal(limited.code, 1);
+      assert.deepEqual(JSON.parse(limited.stdout), {
+        error: 'ERR_CLI_BROKER_ANSWER',
+        message: 'too many mints (rate_limited, HTTP 429)',
+        broker: { error: 'rate_limited', http_status: 429, retry_after: 7 },
+      });
+      const refused = await runCli(['--json', '--profile', 'refusals', 'whoami']);
+      assert.equal(refused.code, 1);
+      const body = JSON.parse(refused.stdout) as { error: string; message: string; broker: unknown };
+      assert.equal(body.error, 'ERR_CLI_NOT_LOGGED_IN');
+      assert.deepEqual(body.broker, { error: 'unauthorized', http_status: 401 });
+      assert.match(body.message, /run agentkeys init --profile refusals$/);
+    } finally {
+      await broker.close();
+    }
+  });
+
+  void test('a mint that waits for approval: without --wait, --json names the request (ERR_CLI_APPROVAL_PENDING); with --wait and no terminal, one line on stderr says what it waits for, stdout keeps the JSON alone', async () => {
+    const approvalId = `apr_${'ab'.repeat(16)}`;
+    const expiresAt = nowSeconds() + 300;
+    const creds = { access_key_id: 'ASIAWAITEDFORAPPROVA', secret_access_key: 's'.repeat(40), session_token: 't'.repeat(64), expiration: nowSeconds() + 900 };
+    const broker = await brokerStandIn({
+      'POST /v1/mint-oidc-jwt': () => ({ status: 202, body: { approval_id: approvalId, status: 'pending', expires_at: expiresAt, interval: 0 } }),
+      'POST /v1/mint-aws-creds': () => ({ status: 202, body: { approval_id: approvalId, status: 'pending', expires_at: expiresAt, interval: 0 } }),
+      [`GET /v1/approvals/${approvalId}`]: () => ({
+        status: 200,
+        body: { approval_id: approvalId, status: 'approved', jwt: 'a.b.c', wallet: `0x${'11'.repeat(20)}`, ...creds },
+      }),
+    });
+    try {
+      await loggedIn('pending', broker.url);
+      const noWait = await runCli(['--json', '--profile', 'pending', 'mint', 'oidc']);
+      assert.equal(noWait.code, 1);
+      const body = JSON.parse(noWait.stdout) as { error: string; approval_id: string; expires_at: number };
+      assert.equal(body.error, 'ERR_CLI_APPROVAL_PENDING');
+      assert.equal(body.approval_id, approvalId);
+      assert.equal(body.expires_at, expiresAt);
+
+      const waited = await runCli(['--json', '--profile', 'pending', 'mint', 'oidc', '--wait']);
+      assert.equal(waited.code, 0, waited.stderr);
+      assert.equal((JSON.parse(waited.stdout) as { jwt: string }).jwt, 'a.b.c');
+      assert.match(waited.stderr, new RegExp(`^Waiting for the holder to approve ${approvalId} \\(until `));
+      // An AWS SDK reads credential_process's output as its answer: nothing on stderr there.
+      const sdk = await runCli(['--profile', 'pending', 'mint', 'aws', '--credential-process', '--wait']);
+      assert.equal(sdk.code, 0, sdk.stderr);
+      assert.equal(sdk.stderr, '');
+    } finally {
+      await broker.close();
+    }
+  });
+
+  void test('a broker URL fetch refuses to connect to says why (a port fetch blocks), not just "TypeError"', async () => {
+    const r = await runCli(['--json', '--profile', 'nobody', 'init', 'email', 'a@example.com', '--code-stdin'], {
+      env: { AGENTKEYS_BROKER_URL: 'http://127.0.0.1:1' },
+    });
+    assert.equal(r.code, 1);
+    assert.match((JSON.parse(r.stdout) as { message: string }).message, /^cannot reach the broker at http:\/\/127\.0\.0\.1:1 \(bad port\): is it running\?/);
   });
 });

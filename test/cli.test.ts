@@ -249,7 +249,7 @@ void describe('agentkeys CLI: wallet login, session store, whoami, logout', () =
     assert.equal((st.session as { expired: boolean }).expired, false);
     const none = await runCli(['--profile', 'nobody', 'status']);
     assert.equal(none.code, 0);
-    assert.match(none.stdout, /session {2}none \(run agentkeys init\)/);
+    assert.match(none.stdout, /session {2}none \(run agentkeys init --profile nobody\)/);
   });
 });
 

@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import type { TypedDataDefinition } from 'viem';
 import { approvalRequestHash, approvalTypedData, type ApprovalDecision } from '../../lib/approvals';
 import { canonicalJson } from '../../lib/canonical-json';
-import { CliError } from '../errors';
+import { ApprovalPendingError, CliError } from '../errors';
 import { askConfirm } from '../prompt';
 import { shown, shownJson } from '../terminal-text';
 import type { BrokerClient } from '../broker-client';
@@ -150,8 +150,13 @@ export function decisionCommands(): Command[] {
  * The agent's side of a mint that answered 202: polls the request at its interval (slower when told
  * slow_down) until the holder decides, with a spinner; answers the credential, or throws the refusal.
  */
-export async function waitForApproval<T>(ctx: CliContext, broker: BrokerClient, pending: PendingBody): Promise<T> {
-  const spin = await ctx.spinner(`Waiting for the holder to approve ${pending.approval_id} (until ${iso(pending.expires_at)}; Ctrl-C stops waiting)`);
+export async function waitForApproval<T>(ctx: CliContext, broker: BrokerClient, pending: PendingBody, quiet = false): Promise<T> {
+  const text = `Waiting for the holder to approve ${pending.approval_id} (until ${iso(pending.expires_at)}; Ctrl-C stops waiting)`;
+  // Where no spinner shows (--json, or no terminal) one line on stderr says what the command waits
+  // for (a script's log names the request to approve). Not for an AWS SDK or a Google library, which
+  // read the output as their answer.
+  if (!quiet && (ctx.json || !process.stderr.isTTY)) process.stderr.write(`${text}\n`);
+  const spin = await ctx.spinner(text);
   try {
     let interval = pending.interval;
     for (;;) {
@@ -174,16 +179,22 @@ export async function mintOrWait<T>(
   path: string,
   body: Record<string, unknown> | undefined,
   wait: boolean,
-  /** Stops the caller's own spinner before this one starts. */
-  beforeWait?: () => void,
+  opts: {
+    /** Stops the caller's own spinner before this one starts. */
+    beforeWait?: () => void;
+    /** Nothing on stderr while waiting (credential_process, Google's executable). */
+    quiet?: boolean;
+  } = {},
 ): Promise<T> {
   const r = await broker.call<T | PendingBody>('POST', path, { auth: true, body });
   if (r.status !== 202) return r.body as T;
-  beforeWait?.();
+  opts.beforeWait?.();
   const pending = r.body as PendingBody;
   if (!wait)
-    throw new CliError(
+    throw new ApprovalPendingError(
       `this mint waits for the grant holder's approval (request ${pending.approval_id}, until ${iso(pending.expires_at)}); run again with --wait to wait for it`,
+      pending.approval_id,
+      pending.expires_at,
     );
-  return waitForApproval<T>(ctx, broker, pending);
+  return waitForApproval<T>(ctx, broker, pending, opts.quiet);
 }

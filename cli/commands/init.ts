@@ -4,7 +4,7 @@ import { isLoopbackUrl } from '../../lib/client-address';
 import { deriveOmniAccount } from '../../lib/omni';
 import { buildSiweMessage, buildStatelessWalletMessage, parseSiweMessage, SIWE_NONCE_RE, SIWE_STATEMENT, type SiweFields } from '../../lib/wallet-message';
 import type { EmailCodeBody, MeBody, SessionBody, WalletChallengeBody } from '../../lib/wire';
-import { BrokerAnswerError, CliError, UsageError } from '../errors';
+import { BrokerAnswerError, CliError, EXIT, UsageError } from '../errors';
 import { CliContext } from '../context';
 import { askChoice, askText, canPrompt, StdinLines } from '../prompt';
 import { assertLoginWritable, openLoginStore, type ProfileSession } from '../session-store';
@@ -254,8 +254,8 @@ async function untilCodeTaken<T>(
         process.stderr.write(`${retry}\n`);
         continue;
       }
-      if (e.kind === 'invalid_code' || e.kind === 'too_many_attempts') throw new CliError(say.tooMany);
-      if (e.kind === 'expired') throw new CliError(say.expired);
+      if (e.kind === 'invalid_code' || e.kind === 'too_many_attempts') throw new CliError(say.tooMany, EXIT.failure, e.details);
+      if (e.kind === 'expired') throw new CliError(say.expired, EXIT.failure, e.details);
       if (e.kind === 'bad_request') {
         retry = 'That is not a code.';
         process.stderr.write(`${retry}\n`);
@@ -277,6 +277,8 @@ async function initEmail(ctx: CliContext, address: string, o: InitOptions & { co
     if (e instanceof BrokerAnswerError && e.kind === 'rate_limited') {
       throw new CliError(
         `a code was sent to ${address} moments ago; ask again in ${typeof e.body.retry_after === 'number' ? e.body.retry_after : 'a few'} s (or use the code already sent)`,
+        EXIT.failure,
+        e.details,
       );
     }
     throw e;
@@ -330,7 +332,7 @@ async function initGoogle(ctx: CliContext, o: InitOptions & { browser?: boolean;
     start = (await broker.call<GoogleStart>('POST', '/v1/session/google_oauth_login', { body: { format: 'cli' } })).body;
   } catch (e) {
     if (e instanceof BrokerAnswerError && e.status === 404)
-      throw new CliError(`the broker at ${broker.baseUrl} offers no Google login: use another method (agentkeys init --help)`);
+      throw new CliError(`the broker at ${broker.baseUrl} offers no Google login: use another method (agentkeys init --help)`, EXIT.failure, e.details);
     throw e;
   }
   if (!browserAddress(start.authorize_url))
@@ -396,7 +398,7 @@ async function initDevice(ctx: CliContext, o: InitOptions & { qr?: boolean }): P
     start = (await broker.call<DeviceCodeAnswer>('POST', '/v1/device/code', { body: { client_id: 'agentkeys-cli' } })).body;
   } catch (e) {
     if (e instanceof BrokerAnswerError && e.status === 404)
-      throw new CliError(`the broker at ${broker.baseUrl} offers no device login: use another method (agentkeys init --help)`);
+      throw new CliError(`the broker at ${broker.baseUrl} offers no device login: use another method (agentkeys init --help)`, EXIT.failure, e.details);
     throw e;
   }
   const expiresAt = Date.now() + start.expires_in * 1000;

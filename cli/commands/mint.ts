@@ -40,7 +40,12 @@ async function mintAws(ctx: CliContext, o: MintAwsOptions): Promise<void> {
   const spin = o.credentialProcess ? undefined : await ctx.spinner('Minting AWS credentials');
   let creds: AwsCredsBody;
   try {
-    creds = checkedAwsCredentials(await mintOrWait<AwsCredsBody>(ctx, broker, '/v1/mint-aws-creds', body, o.wait === true, () => spin?.stop()));
+    creds = checkedAwsCredentials(
+      await mintOrWait<AwsCredsBody>(ctx, broker, '/v1/mint-aws-creds', body, o.wait === true, {
+        beforeWait: () => spin?.stop(),
+        quiet: o.credentialProcess === true,
+      }),
+    );
   } finally {
     spin?.stop();
   }
@@ -93,7 +98,7 @@ async function mintGcp(cmd: Command, o: MintGcpOptions): Promise<void> {
     if (!audience) throw new UsageError(`name the pool provider: --audience //iam.googleapis.com/projects/… (or ${AUDIENCE_ENV})`);
     const broker = await ctx.authedBroker();
     const body = { audience, ...(serviceAccount ? { service_account: serviceAccount } : {}), ...(mintBody(o) ?? {}) };
-    const r = await mintOrWait<GcpTokenBody>(ctx, broker, '/v1/mint-gcp-token', body, o.wait === true);
+    const r = await mintOrWait<GcpTokenBody>(ctx, broker, '/v1/mint-gcp-token', body, o.wait === true, { quiet: o.executable === true });
     if (o.executable) process.stdout.write(`${JSON.stringify(executableSuccess(r.id_token, r.expiration))}\n`);
     else ctx.print(r, r.id_token);
   } catch (e) {

@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import type { MeBody } from '../../lib/wire';
 import { BrokerClient } from '../broker-client';
-import { CliError, NotLoggedInError, ReportedFailure, UsageError } from '../errors';
+import { CliError, initCommandFor, NotLoggedInError, ReportedFailure, UsageError } from '../errors';
 import { CliContext, DEFAULT_BROKER_URL } from '../context';
 import { displayIdentity } from '../identity';
 import { withLock } from '../renew';
@@ -132,8 +132,8 @@ function statusLines(s: ProfileStatus): string[] {
     `profile  ${s.profile}`,
     `  broker   ${s.broker_url}: ${s.reachable ? `reachable, ${s.ready ? 'ready' : 'NOT ready'}` : s.not_asked ? `NOT asked: ${s.not_asked}` : 'NOT reachable'}`,
     session
-      ? `  session  ${session.identity} (${session.method}), ${session.expired ? 'EXPIRED' : 'expires'} ${new Date(session.expires_at * 1000).toISOString()}${session.renews_until ? `, renews until ${new Date(session.renews_until * 1000).toISOString()}` : session.expired ? ' (run agentkeys init)' : ''}`
-      : '  session  none (run agentkeys init)',
+      ? `  session  ${session.identity} (${session.method}), ${session.expired ? 'EXPIRED' : 'expires'} ${new Date(session.expires_at * 1000).toISOString()}${session.renews_until ? `, renews until ${new Date(session.renews_until * 1000).toISOString()}` : session.expired ? ` (run ${initCommandFor(s.profile)})` : ''}`
+      : `  session  none (run ${initCommandFor(s.profile)})`,
     `  store    ${s.stored_in}`,
   ];
 }
@@ -163,7 +163,19 @@ export function statusCommand(): Command {
         const s = statuses[0] as ProfileStatus;
         ctx.print({ ...s, readiness: (await ready(s.broker_url)).detail ?? null }, statusLines(s));
       }
-      const down = [...new Set(statuses.filter((s) => !s.ready).map((s) => s.broker_url))];
-      if (down.length) throw new ReportedFailure(`the broker at ${down.join(', ')} is not ready`);
+      // Each broker that is not ready once, with why: not asked (its URL is refused), not reachable, or reachable and not ready.
+      const down = new Map(statuses.filter((s) => !s.ready).map((s) => [s.broker_url, s]));
+      if (down.size)
+        throw new ReportedFailure(
+          [...down.values()]
+            .map((s) =>
+              s.not_asked
+                ? `the broker at ${s.broker_url} was not asked (its URL is refused)`
+                : s.reachable
+                  ? `the broker at ${s.broker_url} is not ready (see its readiness above)`
+                  : `the broker at ${s.broker_url} is not reachable: is it running? Set --broker-url or AGENTKEYS_BROKER_URL`,
+            )
+            .join('; '),
+        );
     });
 }
