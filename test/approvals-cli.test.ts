@@ -134,6 +134,8 @@ void describe('agentkeys mint --wait, approvals, approve, deny', () => {
     assert.equal(got.wallet, holder.wallet.lower);
     const claims = decodeJwt(String(got.id_token));
     assert.equal(claims.aud, audience);
-    assert.equal(claims.sub, `agentkeys:agent:${holder.wallet.lower}`);
+    assert.equal(claims.sub, `agentkeys:agent:${holder.wallet.lower}:grant:${String(claims.agentkeys_grant_id)}`, "the grant's own principal at Google");
+    assert.equal(claims.agentkeys_user_wallet, holder.wallet.lower);
+    assert.match(String(claims.agentkeys_grant_id), /^grt_[0-9a-f]{32}$/);
   });
 });
