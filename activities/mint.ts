@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import { appendAuditDurably, type AuditRecord } from '../db/audit';
+import { auditRowsByIdemKeys } from '../db/audit-query';
 import { agentGrantStanding } from '../db/grants';
 import { findMainAddress, findUserByOmni } from '../db/users';
 import { hmacHex } from '../lib/digest';
@@ -51,6 +52,12 @@ const OUTCOME_WRITE_BACKOFF_MS = [100, 200];
  * (mint:<workflow>:<run>:<phase>; a hand-out's names its activity too, auditIdemKey), so it stays single. From the exchange on, nothing is retried by
  * Temporal: the exchange's own tries (the target's `attempts`) and the outcome row's write are
  * repeated here, and every failure after that is non-retryable.
+ *
+ * One mint, one outcome: a try that finds its mint's outcome already recorded (the worker died
+ * after an earlier try's rows committed and before the workflow recorded its answer, so the
+ * activity runs again) decides nothing again and reaches nothing outside — it answers what the
+ * row says: the same refusal, the same failure, the request it opened; after an ok row, a failure
+ * (that credential's answer is lost, and nothing else may leave under its row).
  */
 export function createMintActivities(deps: ActivityDeps) {
   const { config, secrets } = deps;
@@ -230,17 +237,62 @@ export function createMintActivities(deps: ActivityDeps) {
     return { pending };
   }
 
+  /**
+   * What an earlier try of this very mint recorded, if anything: its outcome row (ok, failed or
+   * denied, under this try's idem keys), or the approval request it opened. One indexed read, made
+   * beside the authorisation's.
+   */
+  async function earlierOutcome(req: MintRequest & { handout?: ApprovalHandout }): Promise<MintOutcome | undefined> {
+    const phases = ['ok', 'failed', 'denied'] as const;
+    const opened = !req.handout && req.approvals ? `approval.request:apr_${req.requestId}` : undefined;
+    let rows;
+    try {
+      rows = await auditRowsByIdemKeys(
+        deps.db,
+        [...phases.map((p) => auditIdemKey(req, p)), ...(opened ? [opened] : [])],
+        config.BROKER_AUDIT_WRITE_TIMEOUT_MS,
+      );
+    } catch (e) {
+      // The log this mint would write to cannot be read: it fails as an unwritable log does.
+      throw ApplicationFailure.retryable(`could not read the audit log: ${(e as Error).message}`, FailureType.auditError);
+    }
+    const row = (phase: (typeof phases)[number]) => rows.find((r) => r.idem_key === auditIdemKey(req, phase));
+    if (row('ok'))
+      throw ApplicationFailure.nonRetryable(
+        'an earlier try of this mint was recorded and its answer lost; nothing is handed out: mint again',
+        FailureType.auditError,
+      );
+    const failed = row('failed');
+    if (failed) {
+      const d = failed.details;
+      const outcome: MintFailureDetails = { outcome: typeof d.failure_outcome === 'string' ? d.failure_outcome : 'failed' };
+      throw ApplicationFailure.create({
+        type: typeof d.failure_type === 'string' ? d.failure_type : FailureType.auditError,
+        message: typeof d.error === 'string' ? d.error : 'an earlier try of this mint failed',
+        nonRetryable: true,
+        details: [outcome],
+      });
+    }
+    const denied = row('denied');
+    if (denied) return { denied: true, reason: typeof denied.details.reason === 'string' ? denied.details.reason : 'refused' };
+    const pending = opened && rows.some((r) => r.idem_key === opened) ? await approvals.opened(`apr_${req.requestId}`) : undefined;
+    return pending ? { denied: false, pending } : undefined;
+  }
+
   return {
     async mint(req: MintRequest & { handout?: ApprovalHandout }): Promise<MintOutcome> {
       const target = mintTarget(req.target);
       if (!target) throw ApplicationFailure.nonRetryable(`unknown mint target ${req.target}`, FailureType.badRequest);
       let decision: MintAuthorisation;
       let actorId: string;
+      let earlier: MintOutcome | undefined;
       try {
-        [decision, actorId] = await Promise.all([authorise(req, target), actorIdOf(req.caller.omniAccount)]);
+        [decision, actorId, earlier] = await Promise.all([authorise(req, target), actorIdOf(req.caller.omniAccount), earlierOutcome(req)]);
       } catch (e) {
+        if (e instanceof ApplicationFailure) throw e;
         throw ApplicationFailure.retryable(`could not check the caller's grants: ${(e as Error).message}`, MintActivityFailure.authoriseFailed);
       }
+      if (earlier) return earlier;
       const who = {
         auth: req.caller.authKind,
         method: req.caller.method ?? null,
@@ -308,13 +360,32 @@ export function createMintActivities(deps: ActivityDeps) {
           }
           const message = f.retryable && attempt > 1 ? `${f.message} (gave up after retrying)` : f.message;
           // The grant too, as on the intent row: the holder reads the failed outcome of a mint under its grant (GET /v1/audit?of=grants).
-          await writeOutcome(req, [...pending, { phase: 'failed', details: { wallet, ...grantDetails, ...f.details, error: message } }]);
+          // The wire failure too: a try that finds this row answers the same (earlierOutcome).
+          await writeOutcome(req, [
+            ...pending,
+            { phase: 'failed', details: { wallet, ...grantDetails, ...f.details, error: message, failure_type: f.type, failure_outcome: f.outcome } },
+          ]);
           const details: MintFailureDetails = { outcome: f.outcome };
           throw ApplicationFailure.create({ type: f.type, message, nonRetryable: true, details: [details] });
         }
       }
-      // The secret parts leave this activity only sealed to the requesting API's one-request key.
-      const sealed = await sealJson(req.sealTo, exchanged.secret);
+      // The secret parts leave this activity only sealed to the requesting API's one-request key. A key
+      // that cannot be sealed to ends the mint with its failed row, never a retry (another exchange).
+      let sealed: string;
+      try {
+        sealed = await sealJson(req.sealTo, exchanged.secret);
+      } catch (e) {
+        const message = `the credential could not be sealed to the requesting API's key, so it was not handed out: ${(e as Error).message}`;
+        await writeOutcome(req, [
+          ...pending,
+          {
+            phase: 'failed',
+            details: { wallet, ...grantDetails, ...exchanged.audit, error: message, failure_type: FailureType.badRequest, failure_outcome: 'failed' },
+          },
+        ]);
+        const details: MintFailureDetails = { outcome: 'failed' };
+        throw ApplicationFailure.create({ type: FailureType.badRequest, message, nonRetryable: true, details: [details] });
+      }
       // The ok row names the epoch the credential carries: the deny entry that covers it is the one ending that epoch.
       const written = await writeOutcome(req, [
         ...pending,

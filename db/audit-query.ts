@@ -24,6 +24,29 @@ export async function listAuditForAccount(q: Queryable, omniAccount: string, opt
   return r.rows;
 }
 
+/**
+ * The rows under these idem keys (those that exist), in no particular order: what earlier tries of a
+ * step wrote. Bounded as an append is (`timeoutMs`, lock waits included: a log locked by another
+ * session fails this fast, as it fails the append), in one round trip: the simple protocol carries
+ * no parameters, so the keys go in through pg.escapeLiteral.
+ */
+export async function auditRowsByIdemKeys(pool: pg.Pool, idemKeys: readonly string[], timeoutMs: number): Promise<AuditRow[]> {
+  if (idemKeys.length === 0) return [];
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new Error(`bad audit read timeout ${timeoutMs}`);
+  const keys = idemKeys.map((k) => pg.escapeLiteral(k)).join(', ');
+  return withTransaction(
+    pool,
+    async (client) => {
+      const results = (await client.query(
+        `BEGIN READ ONLY; SELECT set_config('lock_timeout', '${timeoutMs}ms', true), set_config('statement_timeout', '${timeoutMs}ms', true); ` +
+          `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE idem_key IN (${keys}); COMMIT`,
+      )) as unknown as pg.QueryResult<AuditRow>[];
+      return results[2]?.rows ?? [];
+    },
+    { begun: true, commits: true },
+  );
+}
+
 /** The rows at these global seqs (those that exist), in no particular order. */
 export async function auditRowsAt(q: Queryable, seqs: readonly string[]): Promise<AuditRow[]> {
   if (seqs.length === 0) return [];

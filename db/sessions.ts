@@ -29,8 +29,10 @@ export interface SessionIssue {
 }
 
 /** Whose session row `jti` is (account and method), if there is one; revoked or not. */
-export async function sessionOwner(q: Queryable, jti: string): Promise<{ omni_account: string; method: string } | undefined> {
-  const r = await q.query<{ omni_account: string; method: string }>('SELECT omni_account, method FROM sessions WHERE jti = $1', [jti]);
+export async function sessionOwner(q: Queryable, jti: string): Promise<{ omni_account: string; method: string; expires_at: Date } | undefined> {
+  const r = await q.query<{ omni_account: string; method: string; expires_at: Date }>('SELECT omni_account, method, expires_at FROM sessions WHERE jti = $1', [
+    jti,
+  ]);
   return r.rows[0];
 }
 

@@ -143,6 +143,14 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     return { via: 'fresh-session', session_hash: sha256Hex(`session\n${jti}`).slice(0, 32), auth_time: unix(loginAt) };
   }
 
+  /** What a mint answers of an open request. */
+  const openedOf = (row: ApprovalRow): ApprovalOpened => ({
+    approval_id: row.approval_id,
+    requested_at: unix(row.requested_at),
+    expires_at: unix(row.expires_at),
+    interval: config.BROKER_APPROVAL_POLL_INTERVAL_SECONDS,
+  });
+
   return {
     /** Opens the request (its row and its `approval.request` audit row); a retry with the same id finds it unchanged. */
     async open(input: ApprovalRequestInput): Promise<ApprovalOpened> {
@@ -179,12 +187,13 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         });
         return r;
       });
-      return {
-        approval_id: row.approval_id,
-        requested_at: unix(row.requested_at),
-        expires_at: unix(row.expires_at),
-        interval: config.BROKER_APPROVAL_POLL_INTERVAL_SECONDS,
-      };
+      return openedOf(row);
+    },
+
+    /** The request `approvalId` as open() answered it when it was opened, or undefined if it never was. */
+    async opened(approvalId: string): Promise<ApprovalOpened | undefined> {
+      const row = await findApproval(db, approvalId);
+      return row ? openedOf(row) : undefined;
     },
 
     /** The holder's pending requests, oldest first. */

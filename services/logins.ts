@@ -82,7 +82,8 @@ export async function recordLogin(deps: LoginRecordDeps, input: CompleteLoginInp
   // The front doors take no identity over 64 bytes either (docs/tee-account.md, "Identity lengths").
   const omniAccount = omniAccountOf(config.BROKER_CLIENT_ID, input.identity);
   const nowSeconds = Math.floor(deps.now() / 1000);
-  const expiresAt = nowSeconds + config.BROKER_LOGIN_SESSION_TTL_SECONDS;
+  let expiresAt = nowSeconds + config.BROKER_LOGIN_SESSION_TTL_SECONDS;
+  let issuedAt = nowSeconds;
   const userId = await withTransaction(deps.db, async (tx) => {
     if (input.consumeProof) {
       const p = input.consumeProof;
@@ -101,6 +102,12 @@ export async function recordLogin(deps: LoginRecordDeps, input: CompleteLoginInp
     // token for this account on that row would give it a session it cannot list or end.
     const owner = inserted ? undefined : await sessionOwner(tx, jti);
     if (owner && (owner.omni_account !== omniAccount || owner.method !== input.method)) throw new LoginRecordedForAnotherError();
+    // A retry answers the times its row was recorded with, not its own: the token is signed with
+    // them (api/session-issue.ts), and must not outlive its row.
+    if (owner) {
+      expiresAt = Math.floor(owner.expires_at.getTime() / 1000);
+      issuedAt = expiresAt - config.BROKER_LOGIN_SESSION_TTL_SECONDS;
+    }
     await appendAudit(tx, {
       event: `login.${input.method}`,
       outcome: 'ok',
@@ -120,7 +127,7 @@ export async function recordLogin(deps: LoginRecordDeps, input: CompleteLoginInp
     jti,
     method: input.method,
     ...(input.wallet ? { wallet: input.wallet } : {}),
-    issued_at: nowSeconds,
+    issued_at: issuedAt,
     expires_at: expiresAt,
     omni_account: omniAccount,
     user_id: userId,
