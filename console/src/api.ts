@@ -50,6 +50,16 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * The broker's message as a person reads it: a request-validation message loses the path of the
+ * field it names ("body.email: …"), which the page's field label already says; an answer without a
+ * message (a proxy's HTML error page) says what happened and what to do.
+ */
+function readable(status: number, text: string | undefined): string {
+  if (typeof text === 'string' && text) return text.replace(/^(body|querystring|params)(\.[\w.]+)?: /, '');
+  return status >= 500 ? `The broker answered ${status} (it is unavailable or failed): try again in a moment.` : `The broker refused the request (${status}).`;
+}
+
 /** The broker asks only for a more recent sign-in (401 with reauthenticate: true): the session still works. */
 export const asksForRecentSignIn = (e: unknown): boolean => e instanceof ApiError && e.status === 401 && e.body.reauthenticate === true;
 
@@ -63,8 +73,15 @@ export async function call<T>(method: string, path: string, body?: unknown, opts
   if (body !== undefined) headers['content-type'] = 'application/json';
   const s = opts.auth === false ? undefined : session();
   if (s) headers.authorization = `Bearer ${s.token}`;
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
-  const text = await res.text();
+  let res: Response;
+  let text: string;
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
+    text = await res.text();
+  } catch {
+    // fetch names no cause ("Failed to fetch"): the request may or may not have reached the broker.
+    throw new ApiError(0, 'network', 'The broker could not be reached: check the connection, then try again.');
+  }
   let parsed: unknown;
   try {
     parsed = text ? JSON.parse(text) : null;
@@ -74,7 +91,7 @@ export async function call<T>(method: string, path: string, body?: unknown, opts
   if (!res.ok) {
     const e = (parsed ?? {}) as { error?: string; message?: string; reauthenticate?: boolean };
     if (res.status === 401 && s && opts.auth !== false && e.reauthenticate !== true) forgetSession();
-    throw new ApiError(res.status, e.error ?? 'error', e.message ?? `the broker answered ${res.status}`, e);
+    throw new ApiError(res.status, e.error ?? 'error', readable(res.status, e.message), e);
   }
   return parsed as T;
 }

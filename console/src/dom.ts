@@ -19,16 +19,30 @@ export function message(kind: 'ok' | 'error', text: string): HTMLElement {
   return h('p', { class: `msg ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, text);
 }
 
-/** A button that runs `action`, disabled meanwhile; a failure is shown in `out`. */
-export function actionButton(label: string, out: HTMLElement, action: () => Promise<void>, cls = ''): HTMLButtonElement {
+/** How long an action runs before the page says it is still working. */
+const BUSY_AFTER_MS = 400;
+
+/**
+ * A button that runs `action`, disabled meanwhile (aria-busy); when it takes longer than a moment,
+ * `busy` shows in `out` as a status, so a slow broker or a waiting wallet does not look like a dead
+ * button. A failure is shown in `out`.
+ */
+export function actionButton(label: string, out: HTMLElement, action: () => Promise<void>, cls = '', busy = 'Working…'): HTMLButtonElement {
   const b = h('button', { type: 'button', ...(cls ? { class: cls } : {}) }, label);
   b.addEventListener('click', () => {
+    if (b.disabled) return;
     b.disabled = true;
+    b.setAttribute('aria-busy', 'true');
     out.replaceChildren();
+    const pending = h('p', { class: 'muted busy', role: 'status' }, busy);
+    const timer = setTimeout(() => out.append(pending), BUSY_AFTER_MS);
     action()
       .catch((e: unknown) => out.replaceChildren(message('error', errorText(e))))
       .finally(() => {
+        clearTimeout(timer);
+        pending.remove();
         b.disabled = false;
+        b.removeAttribute('aria-busy');
       });
   });
   return b;

@@ -17,8 +17,12 @@ const nav = document.getElementById('nav') as HTMLElement;
 const NEXT_KEY = 'agentkeys.console.next';
 const PKCE_KEY = 'agentkeys.console.pkce';
 
+/** Set by a move to another page: once it is shown, focus goes to its heading (a screen reader reads where it is). */
+let moved = false;
+
 function go(path: string): void {
   history.pushState(null, '', path);
+  moved = true;
   void render();
 }
 
@@ -30,6 +34,35 @@ function signedIn(s: Session & { identity?: unknown }): void {
 }
 
 // ---- sign in -------------------------------------------------------------------------------
+
+/** The email sign-in's refusals as what to do next (docs/email-login.md, every answer). */
+function emailRefusal(e: unknown): Error {
+  if (!(e instanceof ApiError)) return e instanceof Error ? e : new Error(String(e));
+  const left = e.body.attempts_left;
+  if (e.kind === 'invalid_code')
+    return new Error(
+      typeof left === 'number'
+        ? `That code is not correct: ${left} attempt${left === 1 ? '' : 's'} left. Check the latest mail, or send a new code.`
+        : 'That code is not correct. Check the latest mail, or send a new code.',
+    );
+  if (e.kind === 'expired') return new Error('This code has expired or was already used: send a new code.');
+  if (e.kind === 'too_many_attempts') return new Error('Too many wrong codes: this code no longer works. Send a new code.');
+  if (e.kind === 'rate_limited' && typeof e.body.retry_after === 'number')
+    return new Error(`${e.message} (about ${Math.ceil(e.body.retry_after)} s). A code sent earlier still works.`);
+  return e;
+}
+
+/**
+ * A form whose Enter in a field runs `button` (its submit button: the browser clicks it). Nothing
+ * is submitted to a URL — the button's action sends with fetch, and the policy's form-action is
+ * 'none'.
+ */
+function enterRuns(button: HTMLButtonElement, ...children: HTMLElement[]): HTMLFormElement {
+  button.type = 'submit';
+  const form = h('form', { novalidate: '' }, ...children);
+  form.addEventListener('submit', (ev) => ev.preventDefault());
+  return form;
+}
 
 function emailCard(): HTMLElement {
   const out = h('div');
@@ -43,21 +76,41 @@ function emailCard(): HTMLElement {
     maxlength: '6',
     class: 'code',
   });
-  const codeStep = h('div', { hidden: '' }, field('Code from the mail', code));
   let requestId = '';
-  const send = actionButton('Send code', out, async () => {
-    const r = await call<{ request_id: string }>('POST', '/v1/session/email_code', { email: email.value.trim() }, { auth: false });
-    requestId = r.request_id;
-    codeStep.hidden = false;
-    out.replaceChildren(message('ok', `A 6-digit code was sent to ${email.value.trim()}.`));
-    code.focus();
-  });
-  const verify = actionButton('Sign in', out, async () => {
-    const s = await call<Session>('POST', '/v1/session/email_login', { request_id: requestId, code: code.value.trim() }, { auth: false });
-    signedIn(s);
-  });
-  codeStep.append(verify);
-  return h('section', { class: 'card', id: 'email' }, h('h2', {}, 'Email'), field('Email address', email), send, codeStep, out);
+  const send = actionButton(
+    'Send code',
+    out,
+    async () => {
+      const address = email.value.trim();
+      if (!address) throw new Error('Enter your email address first.');
+      const r = await call<{ request_id: string }>('POST', '/v1/session/email_code', { email: address }, { auth: false }).catch((e: unknown) => {
+        throw emailRefusal(e);
+      });
+      requestId = r.request_id;
+      codeStep.hidden = false;
+      out.replaceChildren(message('ok', `A 6-digit code was sent to ${address}.`));
+      code.value = '';
+      code.focus();
+    },
+    '',
+    'Sending the code…',
+  );
+  const verify = actionButton(
+    'Sign in',
+    out,
+    async () => {
+      const digits = code.value.replace(/\s/g, '');
+      if (!/^[0-9]{6}$/.test(digits)) throw new Error('Enter the 6 digits from the mail.');
+      const s = await call<Session>('POST', '/v1/session/email_login', { request_id: requestId, code: digits }, { auth: false }).catch((e: unknown) => {
+        throw emailRefusal(e);
+      });
+      signedIn(s);
+    },
+    '',
+    'Signing in…',
+  );
+  const codeStep = h('div', { hidden: '' }, enterRuns(verify, field('Code from the mail', code), verify));
+  return h('section', { class: 'card', id: 'email' }, h('h2', {}, 'Email'), enterRuns(send, field('Email address', email), send), codeStep, out);
 }
 
 function base64url(bytes: ArrayBuffer | Uint8Array): string {
@@ -494,6 +547,8 @@ async function grantsPage(): Promise<HTMLElement[]> {
   const byAgent = new Map<string, Grant[]>();
   for (const g of mine.grants) byAgent.set(g.agent_address, [...(byAgent.get(g.agent_address) ?? []), g]);
   const offer = actionButton('Offer grant', out, async () => {
+    const d = Number(days.value);
+    if (!days.value.trim() || !Number.isFinite(d) || d < 1 || d > 365) throw new Error('Days: enter how many days the grant lasts, from 1 to 365.');
     const list = services.value
       .split(',')
       .map((s) => s.trim())
@@ -501,7 +556,7 @@ async function grantsPage(): Promise<HTMLElement[]> {
     await call('POST', '/v1/grants', {
       agent_address: agent.value.trim(),
       ...(list.length ? { scope: { services: list } } : {}),
-      expires_in: Math.round(Number(days.value) * 86400),
+      expires_in: Math.round(d * 86400),
     });
     await render();
   });
@@ -512,10 +567,7 @@ async function grantsPage(): Promise<HTMLElement[]> {
       { class: 'card', id: 'offer' },
       h('h2', {}, 'Offer an agent wallet a grant'),
       h('p', { class: 'muted' }, 'It binds once the agent wallet signs its acceptance.'),
-      field('Agent address', agent),
-      field('Services', services),
-      field('Days', days),
-      offer,
+      enterRuns(offer, field('Agent address', agent), field('Services', services), field('Days', days), offer),
       out,
     ),
     h(
@@ -764,13 +816,31 @@ function devicePage(prefill: string): HTMLElement[] {
       h('div', { class: 'row' }, decide(r.user_code, 'approve'), decide(r.user_code, 'deny')),
     );
   });
-  return [h('h1', {}, 'Sign in a device'), h('section', { class: 'card', id: 'device' }, field('Code shown on the device', code), look, details, out)];
+  return [
+    h('h1', {}, 'Sign in a device'),
+    h('section', { class: 'card', id: 'device' }, enterRuns(look, field('Code shown on the device', code), look), details, out),
+  ];
 }
 
 // ---- router --------------------------------------------------------------------------------
 
 /** Counts renders: a page whose data arrives after the person moved on is dropped, not shown over the newer one. */
 let renders = 0;
+/** How long a page's data may take before the page says it is loading. */
+const LOADING_AFTER_MS = 300;
+
+/** Shows `nodes` as the page: the tab's title names it, and after a move focus goes to its heading. */
+function show(nodes: HTMLElement[]): void {
+  main.removeAttribute('aria-busy');
+  main.replaceChildren(...nodes);
+  const heading = main.querySelector('h1');
+  document.title = heading?.textContent ? `${heading.textContent} · AgentKeys console` : 'AgentKeys console';
+  if (moved && heading) {
+    heading.tabIndex = -1;
+    heading.focus();
+  }
+  moved = false;
+}
 
 async function render(): Promise<void> {
   const mine = ++renders;
@@ -783,13 +853,19 @@ async function render(): Promise<void> {
     if (a.getAttribute('href') === path) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
+  // A slow broker: the page says it is loading instead of leaving the last one (or a blank) in place.
+  const loading = setTimeout(() => {
+    if (!current()) return;
+    main.setAttribute('aria-busy', 'true');
+    main.replaceChildren(h('p', { class: 'muted', role: 'status', id: 'loading' }, 'Loading…'));
+  }, LOADING_AFTER_MS);
   try {
     const exchange = params.get('exchange_code');
     if (exchange && path === '/console') return await finishGoogle(exchange);
     if (!s) {
       if (path !== '/console') sessionStorage.setItem(NEXT_KEY, location.pathname + location.search);
       const note = path === '/console/device' ? h('p', {}, 'Sign in to approve the device.') : undefined;
-      main.replaceChildren(...signInPage(note));
+      show(signInPage(note));
       return;
     }
     let nodes: HTMLElement[];
@@ -801,16 +877,20 @@ async function render(): Promise<void> {
     else nodes = [h('h1', {}, 'Not found')];
     if (!current()) return;
     if (path === '/console') history.replaceState(null, '', '/console/account');
-    main.replaceChildren(...nodes);
+    show(nodes);
   } catch (e) {
     if (!current()) return;
     if (e instanceof ApiError && e.status === 401) {
       forgetSession();
-      main.replaceChildren(...signInPage(message('error', 'Your session has ended; sign in again.')));
+      show(signInPage(message('error', 'Your session has ended; sign in again.')));
       nav.hidden = true;
       return;
     }
-    main.replaceChildren(h('h1', {}, 'Something went wrong'), message('error', errorText(e)));
+    const again = h('button', { type: 'button' }, 'Try again');
+    again.addEventListener('click', () => void render());
+    show([h('h1', {}, 'Something went wrong'), message('error', errorText(e)), again]);
+  } finally {
+    clearTimeout(loading);
   }
 }
 

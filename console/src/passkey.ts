@@ -24,6 +24,23 @@ interface CredentialRef {
 const refs = (list: CredentialRef[] | undefined): PublicKeyCredentialDescriptor[] =>
   (list ?? []).map((c) => ({ id: fromB64u(c.id), type: 'public-key', transports: c.transports as AuthenticatorTransport[] | undefined }));
 
+/**
+ * The browser's WebAuthn refusals as what happened and what to do: its own texts name the spec
+ * ("The operation either timed out or was not allowed. See: https://www.w3.org/…").
+ */
+function ceremonyError(e: unknown, making: boolean): Error {
+  const name = (e as { name?: unknown } | null)?.name;
+  if (name === 'NotAllowedError')
+    return new Error(
+      making
+        ? 'No passkey was made: the prompt was closed, timed out or refused. Try again, or sign in another way.'
+        : 'No passkey was used: the prompt was closed, timed out, or this device has no passkey for this site. Try again, or sign in another way.',
+    );
+  if (name === 'InvalidStateError') return new Error('This device already holds a passkey of this account: nothing was added.');
+  if (name === 'SecurityError') return new Error("Passkeys do not work on this address (they need https, or localhost, on the broker's own site).");
+  return e instanceof Error ? e : new Error(String(e));
+}
+
 export function passkeysAvailable(): boolean {
   return typeof window.PublicKeyCredential === 'function' && !!navigator.credentials;
 }
@@ -51,7 +68,9 @@ export async function createPasskey(options: Record<string, unknown>): Promise<R
     user: { ...o.user, id: fromB64u(o.user.id) },
     excludeCredentials: refs(o.excludeCredentials),
   };
-  const cred = (await navigator.credentials.create({ publicKey })) as PublicKeyCredential | null;
+  const cred = (await navigator.credentials.create({ publicKey }).catch((e: unknown) => {
+    throw ceremonyError(e, true);
+  })) as PublicKeyCredential | null;
   if (!cred) throw new Error('no passkey was made');
   const r = cred.response as AuthenticatorAttestationResponse;
   return {
@@ -68,7 +87,9 @@ export async function createPasskey(options: Record<string, unknown>): Promise<R
 export async function getPasskey(options: Record<string, unknown>): Promise<Record<string, unknown>> {
   const o = options as unknown as PublicKeyCredentialRequestOptions & { challenge: string; allowCredentials?: CredentialRef[] };
   const publicKey: PublicKeyCredentialRequestOptions = { ...o, challenge: fromB64u(o.challenge), allowCredentials: refs(o.allowCredentials) };
-  const cred = (await navigator.credentials.get({ publicKey })) as PublicKeyCredential | null;
+  const cred = (await navigator.credentials.get({ publicKey }).catch((e: unknown) => {
+    throw ceremonyError(e, false);
+  })) as PublicKeyCredential | null;
   if (!cred) throw new Error('no passkey was chosen');
   const r = cred.response as AuthenticatorAssertionResponse;
   return {
