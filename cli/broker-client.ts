@@ -145,7 +145,7 @@ export class BrokerClient {
       // AGENTKEYS_TOKEN is used instead of the stored session, so `init` would not help.
       if (this.tokenSource === 'AGENTKEYS_TOKEN')
         throw new NotLoggedInError(
-          `the broker refused AGENTKEYS_TOKEN (${message}): it has expired or was logged out; set a fresh one (agentkeys token prints a profile's), or unset AGENTKEYS_TOKEN to use the stored session`,
+          `the broker refused AGENTKEYS_TOKEN (${message}): it is not a session of this broker, or it expired or was logged out; set a fresh one (agentkeys token prints a profile's), or unset AGENTKEYS_TOKEN to use the stored session`,
           EXIT.failure,
           refusal,
         );

@@ -134,7 +134,7 @@ void describe('agentkeys CLI: the store by default, status --all, remembered bro
     assert.equal(viaEnv.code, 1);
     assert.match(
       viaEnv.stderr,
-      /^agentkeys: the broker refused AGENTKEYS_TOKEN \(.+\): it has expired or was logged out; set a fresh one \(agentkeys token prints a profile's\), or unset AGENTKEYS_TOKEN to use the stored session\n$/,
+      /^agentkeys: the broker refused AGENTKEYS_TOKEN \(.+\): it is not a session of this broker, or it expired or was logged out; set a fresh one \(agentkeys token prints a profile's\), or unset AGENTKEYS_TOKEN to use the stored session\n$/,
     );
     const json = await runCli(['--json', ...p, 'mint', 'oidc'], env);
     assert.equal(json.code, 1);

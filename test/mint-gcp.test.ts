@@ -227,7 +227,11 @@ void describe('Google Cloud workload identity federation through google-auth-lib
 
   void test('--executable answers a failure in the executable-response form: exit 1, the response alone on stdout, nothing on stderr; a bad profile too', async () => {
     for (const [env, code, message] of [
-      [{ AGENTKEYS_TOKEN: 'not-a-session' }, 'ERR_CLI_NOT_LOGGED_IN', /^the broker refused AGENTKEYS_TOKEN \(.+\): it has expired or was logged out/],
+      [
+        { AGENTKEYS_TOKEN: 'not-a-session' },
+        'ERR_CLI_NOT_LOGGED_IN',
+        /^the broker refused AGENTKEYS_TOKEN \(.+\): it is not a session of this broker, or it expired or was logged out/,
+      ],
       [{ AGENTKEYS_PROFILE: '../elsewhere' }, 'ERR_CLI_USAGE', /^profile name "\.\.\/elsewhere" must be/],
     ] as const) {
       const r = await cli.run(['mint', 'gcp', '--executable', '--audience', AUDIENCE], { env });
@@ -246,7 +250,11 @@ void describe('Google Cloud workload identity federation through google-auth-lib
   void test("google-auth-library's PluggableAuthClient raises the failure response, and only it, as its ExecutableError", async () => {
     const file = await configure([]);
     for (const [env, code, message] of [
-      [{ AGENTKEYS_TOKEN: 'not-a-session' }, 'ERR_CLI_NOT_LOGGED_IN', /the broker refused AGENTKEYS_TOKEN \(.+\): it has expired or was logged out/],
+      [
+        { AGENTKEYS_TOKEN: 'not-a-session' },
+        'ERR_CLI_NOT_LOGGED_IN',
+        /the broker refused AGENTKEYS_TOKEN \(.+\): it is not a session of this broker, or it expired or was logged out/,
+      ],
       [{ AGENTKEYS_PROFILE: '../elsewhere' }, 'ERR_CLI_USAGE', /profile name "\.\.\/elsewhere" must be/],
     ] as const) {
       // The executable inherits this process's environment.
