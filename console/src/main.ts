@@ -532,7 +532,8 @@ function agentItem(agent: string, grants: Grant[]): HTMLElement {
 
 async function grantsPage(): Promise<HTMLElement[]> {
   const out = h('div');
-  const [mine, theirs] = await Promise.all([
+  const [me, mine, theirs] = await Promise.all([
+    call<Me>('GET', '/v1/session/me'),
     call<{ grants: Grant[] }>('GET', '/v1/grants?role=main'),
     call<{ grants: Grant[] }>('GET', '/v1/grants?role=agent').catch((e: unknown) => {
       if (e instanceof ApiError && e.status === 403) return undefined;
@@ -566,8 +567,20 @@ async function grantsPage(): Promise<HTMLElement[]> {
       'section',
       { class: 'card', id: 'offer' },
       h('h2', {}, 'Offer an agent wallet a grant'),
-      h('p', { class: 'muted' }, 'It binds once the agent wallet signs its acceptance.'),
-      enterRuns(offer, field('Agent address', agent), field('Services', services), field('Days', days), offer),
+      // A grant is offered from the account's main wallet (the agent's credentials name it): an
+      // account without one is told so before it fills the form in, not by the broker's refusal after.
+      ...(me.wallets.some((w) => w.role === 'main' && w.address)
+        ? [
+            h('p', { class: 'muted' }, 'It binds once the agent wallet signs its acceptance.'),
+            enterRuns(offer, field('Agent address', agent), field('Services', services), field('Days', days), offer),
+          ]
+        : [
+            h(
+              'p',
+              { class: 'muted', id: 'offer-needs-wallet' },
+              'Grants are offered from a main EVM wallet, and this account has none: sign in with a wallet (or through the TEE with an EVM identity) to grant agents.',
+            ),
+          ]),
       out,
     ),
     h(

@@ -48,7 +48,7 @@ const scrollsSideways = (page: Page) => page.evaluate<number>('document.document
 const json = (status: number, body: unknown) => (route: Route) => route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(body) });
 
 void describe('the console for a first-time person', () => {
-  void test('email sign-in by keyboard alone; each refusal says what happened and what to do; the new page is focused and named', async () => {
+  void test('email sign-in by keyboard alone; each refusal says what happened and what to do; the new page is focused and named, and says what it needs', async () => {
     const { page } = await openTab();
     await page.goto('/console/');
     const email = page.locator('#email input[name=email]');
@@ -87,6 +87,9 @@ void describe('the console for a first-time person', () => {
     await page.locator('#offer').waitFor();
     assert.equal(await focused(page), 'H1 Grants');
     assert.equal(await page.title(), 'Grants · AgentKeys console');
+    // An email account has no main wallet to offer from: it is told so, not handed a form the broker refuses.
+    assert.match(await page.locator('#offer-needs-wallet').innerText(), /offered from a main EVM wallet, and this account has none: sign in with a wallet/);
+    assert.equal(await page.locator('#offer input[name=agent_address]').count(), 0);
     assert.ok((await scrollsSideways(page)) <= 0);
   });
 
