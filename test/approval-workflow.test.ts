@@ -105,6 +105,21 @@ void describe('approvalWorkflow', () => {
     });
   });
 
+  void test('the expiry is recorded though the database fails its first tries: the run ends expired, not failed', async () => {
+    const { calls, activities } = mocks();
+    // Three failures: one more than the flow's other steps are tried.
+    activities.expireApprovalRequest = () => {
+      calls.expire++;
+      return calls.expire <= 3 ? Promise.reject(new Error('the database is not answering')) : Promise.resolve();
+    };
+    await withWorker(env, activities, async (taskQueue) => {
+      const input = inputOf(300, 0.2);
+      const h = await env.client.workflow.start('approvalWorkflow', { workflowId: `approval/${input.opened.approval_id}`, taskQueue, args: [input] });
+      assert.equal(await h.result(), 'expired');
+      assert.equal(calls.expire, 4);
+    });
+  });
+
   void test('approved: handed out once (a fresh seal key per poll), then collected; another agent cannot poll', async () => {
     const { calls, activities } = mocks();
     await withWorker(env, activities, async (taskQueue) => {

@@ -26,9 +26,21 @@ type Status = 'pending' | 'deciding' | 'approved' | 'denied' | 'expired';
 /** Seconds an approved request stays collectable (the agent polls every few seconds; this is slack for a pause). */
 const COLLECT_WINDOW_SECONDS = 300;
 
-const { recordApprovalDecision, expireApprovalRequest, notifyApprovalHolder, mint } = proxyLocalActivities<Activities>({
+const { recordApprovalDecision, notifyApprovalHolder, mint } = proxyLocalActivities<Activities>({
   startToCloseTimeout: '50 seconds',
   retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '2 seconds', maximumAttempts: 3 },
+});
+
+/**
+ * The expiry's record (the row marked expired, its audit row) is tried until the database answers,
+ * as the kill switch's document is: nobody waits on it (polls already hear expired), and the flow
+ * failing instead would leave the row pending with no `approval.expire` row. Its pauses stay under
+ * the SDK's local retry threshold (a minute), so no timer is added to a run's commands: the change
+ * needs no patch, and the replay suite's histories still replay.
+ */
+const { expireApprovalRequest } = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '50 seconds',
+  retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds' },
 });
 
 /** The ApplicationFailure an activity ended with, else an audit failure (nothing was recorded). */
