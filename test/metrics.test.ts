@@ -2,6 +2,7 @@
  * Prometheus metrics (docs/operations.md): the API's ops listener after real logins and mints,
  * nothing on the public port, the worker process's ops listener and the Temporal SDK's exporter.
  */
+import { request as httpRequest } from 'node:http';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -121,6 +122,23 @@ void describe('metrics', () => {
     assert.notEqual(ops.port, new URL(stack.url).port);
     assert.equal((await fetch(new URL('/healthz', ops))).status, 404);
     assert.equal((await fetch(new URL('/v1/session/me', ops))).status, 404);
+  });
+
+  void test('bound to loopback, the ops listener answers only a loopback Host: a page rebound to 127.0.0.1 reads nothing', async () => {
+    const ops = new URL(stack.metricsUrl as string);
+    const statusWith = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = httpRequest({ host: ops.hostname, port: ops.port, path: '/metrics', headers: { host } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    for (const host of [`127.0.0.1:${ops.port}`, `localhost:${ops.port}`, `[::1]:${ops.port}`, 'localhost']) assert.equal(await statusWith(host), 200, host);
+    for (const host of [`attacker.example:${ops.port}`, 'attacker.example', `127.0.0.1.attacker.example:${ops.port}`, 'localhost.']) {
+      assert.equal(await statusWith(host), 421, JSON.stringify(host));
+    }
   });
 
   void test('a failed audit append is counted by event', async () => {
