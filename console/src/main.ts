@@ -77,16 +77,30 @@ function emailCard(): HTMLElement {
     class: 'code',
   });
   let requestId = '';
+  /** The address requestId was opened for: asking again for it is a resend on that request (docs/email-login.md, "Resend"). */
+  let requestedFor = '';
+  const ask = (address: string, resend: string | undefined) =>
+    call<{ request_id: string }>('POST', '/v1/session/email_code', { email: address, ...(resend ? { request_id: resend } : {}) }, { auth: false });
   const send = actionButton(
     'Send code',
     out,
     async () => {
       const address = email.value.trim();
       if (!address) throw new Error('Enter your email address first.');
-      const r = await call<{ request_id: string }>('POST', '/v1/session/email_code', { email: address }, { auth: false }).catch((e: unknown) => {
-        throw emailRefusal(e);
-      });
+      // Sending again for the same address mails a new code on the open request (its old code stops
+      // working) instead of opening another one, which the per-network cooldown would refuse; a
+      // request that has closed since (410) is opened anew.
+      const resend = requestId && requestedFor === address ? requestId : undefined;
+      const r = await ask(address, resend)
+        .catch((e: unknown) => {
+          if (resend && e instanceof ApiError && e.status === 410) return ask(address, undefined);
+          throw e;
+        })
+        .catch((e: unknown) => {
+          throw emailRefusal(e);
+        });
       requestId = r.request_id;
+      requestedFor = address;
       codeStep.hidden = false;
       out.replaceChildren(message('ok', `A 6-digit code was sent to ${address}.`));
       code.value = '';

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Browser, BrowserContext, Page, Route } from 'playwright-core';
 import { latestCode, uniqueEmail } from '../email-login-client';
 import { startStack, type TestStack } from '../harness';
+import { waitFor } from '../support/wait-for';
 import { newWallet, type TestWallet } from '../wallet-client';
 import { launchChromium, openTab as openBrowserTab, signInByEmail, signInByWallet, type Tab } from './tabs';
 
@@ -91,6 +92,33 @@ void describe('the console for a first-time person', () => {
     assert.match(await page.locator('#offer-needs-wallet').innerText(), /offered from a main EVM wallet, and this account has none: sign in with a wallet/);
     assert.equal(await page.locator('#offer input[name=agent_address]').count(), 0);
     assert.ok((await scrollsSideways(page)) <= 0);
+  });
+
+  void test('sending the code again for the same address resends on the open request: a new code, the old one stops working', async () => {
+    const { page } = await openTab();
+    await page.goto('/console/');
+    const asked: Record<string, unknown>[] = [];
+    page.on('request', (r) => {
+      if (r.method() === 'POST' && new URL(r.url()).pathname === '/v1/session/email_code') asked.push(r.postDataJSON() as Record<string, unknown>);
+    });
+    const address = uniqueEmail('resend');
+    const email = page.locator('#email input[name=email]');
+    const code = page.locator('#email input[name=code]');
+    await email.fill(address);
+    await email.press('Enter');
+    await code.waitFor({ state: 'visible' });
+    const first = await latestCode(stack, address);
+    await email.press('Enter');
+    await waitFor('the second mail', async () => ((await latestCode(stack, address)) !== first ? true : undefined));
+    assert.equal(asked.length, 2);
+    assert.equal(asked[0]?.request_id, undefined);
+    assert.equal(typeof asked[1]?.request_id, 'string', 'the second send names the open request');
+    await code.fill(first);
+    await code.press('Enter');
+    assert.match(await alertIn(page, '#email'), /not correct|expired/);
+    await code.fill(await latestCode(stack, address));
+    await code.press('Enter');
+    await page.waitForURL('**/console/account');
   });
 
   void test('a broker that cannot be reached, answers a proxy 502, or is slow: what happened, what to do, and progress meanwhile', async () => {
