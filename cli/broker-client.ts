@@ -174,6 +174,15 @@ const CLI_WORDS: [RegExp, string][] = [
   // Ids in the path are the commands' arguments (grant revoke <grant-id>, approve <approval-id>), not flags.
   [/\bparams\.grant_id\b(?:: grant_id\b)?/g, '<grant-id>'],
   [/\bparams\.approval_id\b(?:: approval_id\b)?/g, '<approval-id>'],
+  // A grant's approval policy: `grant add --approval <mode>` and one --approval-… flag per field of it.
+  [/\baccess token as approval\.notify_email_proof\b/g, 'access token in a file given as --approval-notify-email-proof-file'],
+  [/\b(?:body\.)?(?:approval\.)?notify_email_proof\b/g, '--approval-notify-email-proof-file'],
+  [/\b(?:body\.)?(?:approval\.)?notify_email\b/g, '--approval-notify-email'],
+  [/\bmax_duration_seconds or targets\b/g, '--approval-max-duration-seconds or --approval-targets'],
+  [/\b(?:body\.)?(?:approval\.)?max_duration_seconds\b/g, '--approval-max-duration-seconds'],
+  [/\b(?:body\.)?approval\.targets(?:\.\d+)?\b/g, '--approval-targets'],
+  [/\b(?:body\.)?approval\.timeout_seconds\b/g, '--approval-timeout-seconds'],
+  [/\b(?:body\.)?approval\.mode\b|\bbody\.approval\b(?!\.)/g, '--approval'],
   [/\bbody\.duration_seconds\b|\bduration_seconds\b/g, '--duration'],
   [/\bbody\.grant_id\b|\bgrant_id\b/g, '--grant-id'],
   [/\bbody\.audience\b(?:: audience\b)?/g, '--audience'],

@@ -2,10 +2,11 @@
  * Approval of a mint through the CLI, end to end: the agent runs `agentkeys mint oidc --wait` while
  * the holder, told by mail at an address it proved it controls (read from the dev mailbox), lists the request and approves it with
  * `agentkeys approve`, signing the EIP-712 typed data with its wallet key; the agent's command then
- * prints the credential; `agentkeys mint gcp --wait` likewise. Both run as subprocesses of the built CLI against a real stack.
+ * prints the credential; `agentkeys mint gcp --wait` likewise. The holder sets the policy with `agentkeys grant add --approval …`
+ * (one flag per field; the broker's refusals name the flags). All run as subprocesses of the built CLI against a real stack.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -137,5 +138,106 @@ void describe('agentkeys mint --wait, approvals, approve, deny', () => {
     assert.equal(claims.sub, `agentkeys:agent:${holder.wallet.lower}:grant:${String(claims.agentkeys_grant_id)}`, "the grant's own principal at Google");
     assert.equal(claims.agentkeys_user_wallet, holder.wallet.lower);
     assert.match(String(claims.agentkeys_grant_id), /^grt_[0-9a-f]{32}$/);
+  });
+
+  void test("grant add --approval …: the policy, one flag per field, is on the grant (grant list, human and --json) and the agent's mint waits; a bad value is refused naming its flag", async () => {
+    const holderPk = generatePrivateKey();
+    const [holderKey, agentKey, otherKey] = await Promise.all([cli.keyFile(holderPk), cli.keyFile(), cli.keyFile()]);
+    const asHolder = { env: { AGENTKEYS_PROFILE: 'flags-holder' } };
+    const asAgent = { env: { AGENTKEYS_PROFILE: 'flags-agent' } };
+    assert.equal((await cli.run(['init', 'wallet', '--private-key-file', holderKey.path], asHolder)).code, 0);
+    assert.equal((await cli.run(['init', 'wallet', '--private-key-file', agentKey.path], asAgent)).code, 0);
+    // The notice address is proven with a session of it, given in a file (never on the command line).
+    const notifyEmail = uniqueEmail('cli-grant-flags');
+    const proofFile = join(home, 'notify-proof.txt');
+    await writeFile(proofFile, `${(await emailLogin(stack, notifyEmail)).token}\n`, { mode: 0o600 });
+
+    const added = parseJson(
+      await cli.run(
+        [
+          'grant',
+          'add',
+          agentKey.address,
+          '--approval',
+          'always',
+          '--approval-timeout-seconds',
+          '120',
+          '--approval-notify-email',
+          notifyEmail,
+          '--approval-notify-email-proof-file',
+          proofFile,
+          '--json',
+        ],
+        asHolder,
+      ),
+    ) as { grant_id: string; approval?: Record<string, unknown> };
+    assert.deepEqual(
+      { ...added.approval, notify_email_proven_at: typeof added.approval?.notify_email_proven_at },
+      {
+        mode: 'always',
+        timeout_seconds: 120,
+        notify_email: notifyEmail.toLowerCase(),
+        notify_email_proven_at: 'number',
+      },
+    );
+    const beyond = parseJson(
+      await cli.run(
+        ['grant', 'add', otherKey.address, '--approval', 'beyond', '--approval-max-duration-seconds', '900', '--approval-targets', 'aws, oidc', '--json'],
+        asHolder,
+      ),
+    ) as { grant_id: string };
+
+    const listed = parseJson(await cli.run(['grant', 'list', '--json'], asHolder)) as { grants: { grant_id: string; approval?: Record<string, unknown> }[] };
+    assert.equal(listed.grants.find((g) => g.grant_id === added.grant_id)?.approval?.mode, 'always');
+    assert.deepEqual(listed.grants.find((g) => g.grant_id === beyond.grant_id)?.approval, {
+      mode: 'beyond',
+      max_duration_seconds: 900,
+      targets: ['aws', 'oidc'],
+      timeout_seconds: 300,
+    });
+    const human = await cli.run(['grant', 'list'], asHolder);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(
+      human.stdout,
+      new RegExp(`${added.grant_id} .* approval always \\(timeout-seconds 120, notify-email ${notifyEmail.toLowerCase().replace(/[.+]/g, '\\$&')}\\)`),
+    );
+    assert.match(human.stdout, new RegExp(`${beyond.grant_id} .* approval beyond \\(max-duration-seconds 900, targets aws,oidc, timeout-seconds 300\\)`));
+
+    // The agent accepts; its mint then waits for the holder: without --wait, ERR_CLI_APPROVAL_PENDING naming the request.
+    assert.equal((await cli.run(['grant', 'accept', added.grant_id, '--private-key-file', agentKey.path, '--yes'], asAgent)).code, 0);
+    const minted = await cli.run(['mint', 'oidc', '--reason', 'flags', '--json'], asAgent);
+    assert.equal(minted.code, 1, minted.stderr);
+    const pending = JSON.parse(minted.stdout) as { error: string; approval_id: string };
+    assert.equal(pending.error, 'ERR_CLI_APPROVAL_PENDING');
+    assert.match(pending.approval_id, /^apr_[0-9a-f]{32}$/);
+    const asked = parseJson(await cli.run(['approvals', '--json'], asHolder)) as { approvals: { approval_id: string; grant_id: string }[] };
+    assert.equal(asked.approvals.find((a) => a.approval_id === pending.approval_id)?.grant_id, added.grant_id);
+
+    // The broker's refusals name the flags; only the syntax is the CLI's own (exit 2, nothing sent).
+    const refused = async (flags: string[], message: RegExp, code = 1) => {
+      const r = await cli.run(['grant', 'add', (await cli.keyFile()).address, ...flags], asHolder);
+      assert.equal(r.code, code, `${flags.join(' ')}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /approval\.|_seconds|notify_email/, 'no API field names');
+    };
+    await refused(['--approval', 'sometimes'], /^agentkeys: --approval must be always or beyond \(bad_request, HTTP 400\)$/m);
+    await refused(['--approval', 'always', '--approval-timeout-seconds', '5'], /^agentkeys: --approval-timeout-seconds must be at least 30 \(bad_request/m);
+    await refused(['--approval', 'always', '--approval-timeout-seconds', '7200'], /^agentkeys: --approval-timeout-seconds must be at most 3600 \(bad_request/m);
+    await refused(['--approval', 'beyond'], /^agentkeys: --approval beyond needs a standing limit: --approval-max-duration-seconds or --approval-targets/m);
+    await refused(['--approval', 'beyond', '--approval-targets', 'aws,s3'], /^agentkeys: --approval-targets names mint targets \(aws, oidc, gcp\)/m);
+    await refused(['--approval', 'beyond', '--approval-max-duration-seconds', '0'], /^agentkeys: --approval-max-duration-seconds must be at least 1/m);
+    await refused(['--approval', 'always', '--approval-notify-email', 'not-an-address'], /^agentkeys: --approval-notify-email must be an email address/m);
+    await refused(
+      ['--approval', 'always', '--approval-notify-email', uniqueEmail('cli-grant-unproven')],
+      /without --approval-notify-email-proof-file; sign in with that address .* in a file given as --approval-notify-email-proof-file/,
+    );
+    await refused(['--approval', 'always', '--approval-timeout-seconds', '1.5'], /^agentkeys: --approval-timeout-seconds takes whole seconds, not "1\.5"$/m, 2);
+    await refused(['--approval-targets', 'aws'], /^agentkeys: --approval-targets goes with --approval <mode>/m, 2);
+    await refused(
+      ['--approval', 'always', '--approval-notify-email-proof-file', join(home, 'missing')],
+      /^agentkeys: cannot read the --approval-notify-email-proof-file .*missing: ENOENT$/m,
+    );
+    const after = parseJson(await cli.run(['grant', 'list', '--json'], asHolder)) as { grants: unknown[] };
+    assert.equal(after.grants.length, 2, 'no refused grant was written');
   });
 });

@@ -3,7 +3,9 @@
  * lists the grants that name it (list --agent), accepts one with its own signature, declines or
  * leaves it.
  */
+import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
+import type { ApprovalPolicy } from '../../lib/approvals';
 import { EVM_ADDRESS_RE } from '../../lib/wallet-message';
 import { buildGrantAcceptanceMessage } from '../../lib/grant-acceptance';
 import type { GrantScope } from '../../lib/grant-scope';
@@ -48,10 +50,84 @@ function acceptanceText(g: AgentGrantBody, host: string): string {
 /** The host an acceptance text's Broker line names ("?" when it has none). */
 const brokerLineOf = (text: string | undefined): string => /^Broker: (.*)$/m.exec(text ?? '')?.[1] ?? '?';
 
-function grantLine(g: GrantBody & { active?: boolean }): string {
+/** A grant as the broker shows it, with its approval policy when its mints wait for the holder (docs/approvals.md). */
+type ListedGrant = GrantBody & { active?: boolean; approval?: ApprovalPolicy };
+
+/** The policy in the words of `grant add`'s flags: `approval beyond (max-duration-seconds 900, targets aws,oidc, timeout-seconds 300)`. */
+function approvalText(p: ApprovalPolicy): string {
+  const parts = [
+    p.max_duration_seconds !== undefined ? `max-duration-seconds ${p.max_duration_seconds}` : '',
+    p.targets !== undefined ? `targets ${p.targets.length ? p.targets.join(',') : '(none)'}` : '',
+    `timeout-seconds ${p.timeout_seconds}`,
+    p.notify_email !== undefined ? `notify-email ${p.notify_email}${p.notify_email_proven_at === undefined ? ' (unproven: not mailed)' : ''}` : '',
+  ].filter(Boolean);
+  return shown(`approval ${p.mode} (${parts.join(', ')})`);
+}
+
+function grantLine(g: ListedGrant): string {
   const state = g.status ?? (g.revoked_at ? 'revoked' : g.active === false ? 'inactive' : 'active');
   const exp = g.expires_at ? new Date(g.expires_at * 1000).toISOString() : 'never';
-  return `${g.grant_id}  ${state.padEnd(8)} agent ${g.agent_address}  services ${(g.scope.services ?? ['*']).join(',')}  expires ${exp}`;
+  const line = `${g.grant_id}  ${state.padEnd(8)} agent ${g.agent_address}  services ${(g.scope.services ?? ['*']).join(',')}  expires ${exp}`;
+  return g.approval ? `${line}  ${approvalText(g.approval)}` : line;
+}
+
+interface ApprovalOptions {
+  approval?: string;
+  approvalMaxDurationSeconds?: string;
+  approvalTargets?: string;
+  approvalTimeoutSeconds?: string;
+  approvalNotifyEmail?: string;
+  approvalNotifyEmailProofFile?: string;
+}
+
+/** A whole number of seconds, as typed; its bounds are the broker's to say. */
+function seconds(flag: string, v: string): number {
+  if (!/^\d+$/.test(v.trim())) throw new UsageError(`${flag} takes whole seconds, not "${shown(v)}"`);
+  return Number(v);
+}
+
+/**
+ * The `approval` object of POST /v1/grants, one flag per field; only the syntax is checked here
+ * (whole seconds, a list, a readable file): the broker's refusal names the flag (CLI_WORDS).
+ */
+async function approvalPolicyOf(o: ApprovalOptions): Promise<Record<string, unknown> | undefined> {
+  const given = (
+    [
+      ['--approval-max-duration-seconds', o.approvalMaxDurationSeconds],
+      ['--approval-targets', o.approvalTargets],
+      ['--approval-timeout-seconds', o.approvalTimeoutSeconds],
+      ['--approval-notify-email', o.approvalNotifyEmail],
+      ['--approval-notify-email-proof-file', o.approvalNotifyEmailProofFile],
+    ] as const
+  ).filter(([, v]) => v !== undefined);
+  if (o.approval === undefined) {
+    if (given.length) throw new UsageError(`${given[0]?.[0]} goes with --approval <mode> (always or beyond)`);
+    return undefined;
+  }
+  const policy: Record<string, unknown> = { mode: o.approval };
+  if (o.approvalMaxDurationSeconds !== undefined) policy.max_duration_seconds = seconds('--approval-max-duration-seconds', o.approvalMaxDurationSeconds);
+  if (o.approvalTargets !== undefined)
+    policy.targets = o.approvalTargets
+      .split(',')
+      .map((t) => t.trim())
+      .filter(Boolean);
+  if (o.approvalTimeoutSeconds !== undefined) policy.timeout_seconds = seconds('--approval-timeout-seconds', o.approvalTimeoutSeconds);
+  if (o.approvalNotifyEmail !== undefined) policy.notify_email = o.approvalNotifyEmail;
+  if (o.approvalNotifyEmailProofFile !== undefined) {
+    const path = o.approvalNotifyEmailProofFile;
+    let token: string;
+    try {
+      token = (await readFile(path, 'utf8')).trim();
+    } catch (e) {
+      throw new CliError(`cannot read the --approval-notify-email-proof-file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    if (!token)
+      throw new CliError(
+        `--approval-notify-email-proof-file ${path} is empty: it holds the access token of a session of the --approval-notify-email address (agentkeys token --profile <that login's profile>)`,
+      );
+    policy.notify_email_proof = token;
+  }
+  return policy;
 }
 
 export function grantCommand(): Command {
@@ -62,7 +138,19 @@ export function grantCommand(): Command {
     .argument('<agent-address>', 'the agent wallet address (0x…)')
     .option('--services <list>', 'comma-separated services the agent may use (e.g. s3)')
     .option('--expires-in <seconds>', 'how long the grant lasts')
-    .action(async (agent: string, o: { services?: string; expiresIn?: string }, cmd: Command) => {
+    .option('--approval <mode>', "the agent's mints wait for your approval: always, or beyond the standing limit the flags below set (docs/approvals.md)")
+    .option(
+      '--approval-max-duration-seconds <seconds>',
+      'with --approval beyond: a mint asking a longer duration waits (as does a target without a duration not in --approval-targets)',
+    )
+    .option('--approval-targets <list>', 'with --approval beyond: comma-separated mint targets (aws, oidc, gcp) that mint at once; any other waits')
+    .option('--approval-timeout-seconds <seconds>', "how long you have to decide (the broker's default: 300)")
+    .option('--approval-notify-email <address>', "where you are told of a request (default: this account's own verified address)")
+    .option(
+      '--approval-notify-email-proof-file <file>',
+      'a file holding the access token of a session of --approval-notify-email (agentkeys token --profile <its profile>), unless that is your own verified address',
+    )
+    .action(async (agent: string, o: { services?: string; expiresIn?: string } & ApprovalOptions, cmd: Command) => {
       if (!EVM_ADDRESS_RE.test(agent)) throw new UsageError(`"${agent}" is not a 0x address`);
       const body: Record<string, unknown> = { agent_address: agent };
       if (o.services)
@@ -77,9 +165,11 @@ export function grantCommand(): Command {
         if (!Number.isInteger(n) || n < 1) throw new UsageError('--expires-in takes whole seconds');
         body.expires_in = n;
       }
+      const approval = await approvalPolicyOf(o);
+      if (approval) body.approval = approval;
       const ctx = await CliContext.open(cmd);
       const broker = await ctx.authedBroker();
-      const g = (await broker.call<GrantBody>('POST', '/v1/grants', { auth: true, body })).body;
+      const g = (await broker.call<ListedGrant>('POST', '/v1/grants', { auth: true, body })).body;
       ctx.print(g, grantLine(g));
     });
   grant
@@ -89,7 +179,7 @@ export function grantCommand(): Command {
     .action(async (o: { agent?: boolean }, cmd: Command) => {
       const ctx = await CliContext.open(cmd);
       const broker = await ctx.authedBroker();
-      const r = (await broker.call<{ grants: GrantBody[] }>('GET', o.agent ? '/v1/grants?role=agent' : '/v1/grants', { auth: true })).body;
+      const r = (await broker.call<{ grants: ListedGrant[] }>('GET', o.agent ? '/v1/grants?role=agent' : '/v1/grants', { auth: true })).body;
       ctx.print(r, r.grants.length ? r.grants.map(grantLine) : 'no grants');
     });
   withWalletKeyOptions(
