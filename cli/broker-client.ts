@@ -1,7 +1,7 @@
 /** HTTP calls to the broker: JSON in and out, one-line errors that say what to do. */
 import { isLoopbackUrl } from '../lib/client-address';
 import type { ErrorBody } from '../lib/wire';
-import { BrokerAnswerError, brokerRefusal, CliError, EXIT, initCommandFor, NotLoggedInError, UsageError } from './errors';
+import { BrokerAnswerError, brokerRefusal, BrokerUnreachableError, CliError, EXIT, initCommandFor, NotLoggedInError, UsageError } from './errors';
 
 /** The longest one request to the broker may take, answer included. */
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -93,7 +93,7 @@ export class BrokerClient {
     // exit 0 and nothing printed. This one ends the wait with the error below instead.
     const ctrl = new AbortController();
     const timer = setTimeout(
-      () => ctrl.abort(new CliError(`the broker at ${this.baseUrl} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`)),
+      () => ctrl.abort(new BrokerUnreachableError(`the broker at ${this.baseUrl} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`)),
       REQUEST_TIMEOUT_MS,
     );
     let res: Response;
@@ -118,12 +118,12 @@ export class BrokerClient {
         // The system's code (ECONNREFUSED, ENOTFOUND, a TLS one), else what fetch says (a port it refuses: "bad port").
         const cause = (e as { cause?: { code?: string; message?: string } }).cause;
         const why = cause?.code ?? cause?.message ?? (e as Error).name;
-        throw new CliError(`cannot reach the broker at ${this.baseUrl} (${why}): is it running? Set --broker-url or AGENTKEYS_BROKER_URL.`);
+        throw new BrokerUnreachableError(`cannot reach the broker at ${this.baseUrl} (${why}): is it running? Set --broker-url or AGENTKEYS_BROKER_URL.`);
       }
       text = await res.text().catch((e: unknown) => {
         throw ctrl.signal.aborted
           ? (ctrl.signal.reason as CliError)
-          : new CliError(`the broker at ${this.baseUrl} broke off its answer (${(e as Error).message})`);
+          : new BrokerUnreachableError(`the broker at ${this.baseUrl} broke off its answer (${(e as Error).message})`);
       });
     } finally {
       clearTimeout(timer);

@@ -47,6 +47,14 @@ export function brokerRefusal(status: number, kind: string, body: Record<string,
   return { error: kind, http_status: status, ...fields };
 }
 
+/**
+ * No answer from the broker: not reachable (refused, unknown host, TLS), no answer in time, or an
+ * answer broken off. Nothing is known to have happened there; a script may try again later.
+ */
+export class BrokerUnreachableError extends CliError {
+  override readonly code: string = 'ERR_CLI_BROKER_UNREACHABLE';
+}
+
 /** The broker answered with an error body. */
 export class BrokerAnswerError extends CliError {
   override readonly code: string = 'ERR_CLI_BROKER_ANSWER';

@@ -1891,6 +1891,8 @@ void describe('agentkeys CLI: failures a script can branch on', () => {
       env: { AGENTKEYS_BROKER_URL: 'http://127.0.0.1:1' },
     });
     assert.equal(r.code, 1);
-    assert.match((JSON.parse(r.stdout) as { message: string }).message, /^cannot reach the broker at http:\/\/127\.0\.0\.1:1 \(bad port\): is it running\?/);
+    const failure = JSON.parse(r.stdout) as { error: string; message: string };
+    assert.equal(failure.error, 'ERR_CLI_BROKER_UNREACHABLE', 'a script tells "no answer" from a refusal by its code');
+    assert.match(failure.message, /^cannot reach the broker at http:\/\/127\.0\.0\.1:1 \(bad port\): is it running\?/);
   });
 });
