@@ -25,8 +25,11 @@ import { mintTarget } from './mint-targets';
 import { MintSigningError, type AuditDetails, type Exchanged, type MintTarget, type SignedToken } from './mint-targets/target';
 import { actingContextFor } from './kill-switch';
 import { approvalNeeded, type ApprovalPolicy } from '../lib/approvals';
-import { createApprovalService } from '../services/approvals';
+import { approvalRequestIdemKey, createApprovalService } from '../services/approvals';
 import type { ApprovalHandout, ApprovalOpened } from '../workflows/approval.definitions';
+
+/** The approval request a mint opens, named after the mint's request. */
+const approvalIdOf = (req: MintRequest): string => `apr_${req.requestId}`;
 
 type MintAuthorisation =
   | {
@@ -220,7 +223,7 @@ export function createMintActivities(deps: ActivityDeps) {
     if (why === undefined || !grant.approval) return undefined;
     if (!req.approvals) return { refusal: `grant ${grant.grantId} asks for the holder's approval (${why}); try again` };
     const pending = await approvals.open({
-      approvalId: `apr_${req.requestId}`,
+      approvalId: approvalIdOf(req),
       requestId: req.requestId,
       grantId: grant.grantId,
       mainAccount: grant.mainAccount,
@@ -244,7 +247,7 @@ export function createMintActivities(deps: ActivityDeps) {
    */
   async function earlierOutcome(req: MintRequest & { handout?: ApprovalHandout }): Promise<MintOutcome | undefined> {
     const phases = ['ok', 'failed', 'denied'] as const;
-    const opened = !req.handout && req.approvals ? `approval.request:apr_${req.requestId}` : undefined;
+    const opened = !req.handout && req.approvals ? approvalRequestIdemKey(approvalIdOf(req)) : undefined;
     let rows;
     try {
       rows = await auditRowsByIdemKeys(
@@ -275,7 +278,7 @@ export function createMintActivities(deps: ActivityDeps) {
     }
     const denied = row('denied');
     if (denied) return { denied: true, reason: typeof denied.details.reason === 'string' ? denied.details.reason : 'refused' };
-    const pending = opened && rows.some((r) => r.idem_key === opened) ? await approvals.opened(`apr_${req.requestId}`) : undefined;
+    const pending = opened && rows.some((r) => r.idem_key === opened) ? await approvals.opened(approvalIdOf(req)) : undefined;
     return pending ? { denied: false, pending } : undefined;
   }
 

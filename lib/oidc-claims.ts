@@ -11,7 +11,6 @@ import type { SigningKey } from './signing-key';
  * sub "agentkeys:agent:<wallet>", and the AWS session-tag claim that turns the wallet into the
  * `agentkeys_user_wallet` principal tag (transitive across role chaining).
  */
-/** BROKER_STS_AUDIENCE's default: the client id AWS's IAM OIDC providers register. */
 export const OIDC_AUDIENCE = 'sts.amazonaws.com';
 export const AWS_TAGS_CLAIM = 'https://aws.amazon.com/tags';
 /** The claim STS takes as the session's SourceIdentity (IAM User Guide, "Monitor and control actions taken with assumed roles"). */

@@ -102,6 +102,9 @@ function sameProof(receipt: Record<string, unknown> | null, proof: ApprovalDecis
     : receipt.session_hash === proof.session_hash && receipt.auth_time === proof.auth_time;
 }
 
+/** The idem key of a request's `approval.request` row: one per request, whichever try opened it. */
+export const approvalRequestIdemKey = (approvalId: string): string => `approval.request:${approvalId}`;
+
 export function createApprovalService(deps: ApprovalServiceDeps) {
   const { config, db, now } = deps;
   const broker = new URL(config.publicUrl).host;
@@ -182,7 +185,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
           outcome: 'ok',
           omniAccount: input.mainAccount,
           requestId: input.requestId,
-          idemKey: `approval.request:${input.approvalId}`,
+          idemKey: approvalRequestIdemKey(input.approvalId),
           details: { ...requestFieldsOf(r), agent_account: input.agentAccount, request_hash: r.request_hash, why: input.why },
         });
         return r;

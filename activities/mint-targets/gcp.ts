@@ -99,8 +99,9 @@ export const gcpTarget: MintTarget<GcpParams> = {
     // an approval request) started before a check was added carries whatever passed then.
     if (typeof params.audience !== 'string' || !GCP_AUDIENCE_RE.test(params.audience))
       throw new GcpAudienceError(`the mint names no workload identity pool provider as its audience (${AUDIENCE_FORM}); nothing was signed`);
+    const subject = gcpSubject(userWalletValue(ctx.wallet, ctx.actorId), ctx.grant?.grantId);
     const extra: Record<string, unknown> = params.service_account ? { [GCP_SERVICE_ACCOUNT_CLAIM]: params.service_account } : {};
-    if (ctx.grant) extra.sub = gcpSubject(userWalletValue(ctx.wallet, ctx.actorId), ctx.grant.grantId);
+    if (ctx.grant) extra.sub = subject;
     // The grant's AWS sections mean nothing to Google: the token carries the grant, not its AWS scope.
     const grant = ctx.grant ? { ...ctx.grant, scope: {} } : undefined;
     const signed = await ctx.sign(params.audience, extra, grant);
@@ -111,7 +112,7 @@ export const gcpTarget: MintTarget<GcpParams> = {
       audit: {
         audience: params.audience,
         service_account: params.service_account ?? null,
-        subject: gcpSubject(userWalletValue(ctx.wallet, ctx.actorId), ctx.grant?.grantId),
+        subject,
         kid: signed.kid,
         jwt_hash: signed.jwtHash,
         expiration: signed.expiration,

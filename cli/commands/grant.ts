@@ -80,6 +80,13 @@ interface ApprovalOptions {
   approvalNotifyEmailProofFile?: string;
 }
 
+/** A comma-separated flag value as its entries, trimmed, empty ones dropped. */
+const commaList = (text: string): string[] =>
+  text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+
 /** A whole number of seconds, as typed; its bounds are the broker's to say. */
 function seconds(flag: string, v: string): number {
   if (!/^\d+$/.test(v.trim())) throw new UsageError(`${flag} takes whole seconds, not "${shown(v)}"`);
@@ -106,11 +113,7 @@ async function approvalPolicyOf(o: ApprovalOptions): Promise<Record<string, unkn
   }
   const policy: Record<string, unknown> = { mode: o.approval };
   if (o.approvalMaxDurationSeconds !== undefined) policy.max_duration_seconds = seconds('--approval-max-duration-seconds', o.approvalMaxDurationSeconds);
-  if (o.approvalTargets !== undefined)
-    policy.targets = o.approvalTargets
-      .split(',')
-      .map((t) => t.trim())
-      .filter(Boolean);
+  if (o.approvalTargets !== undefined) policy.targets = commaList(o.approvalTargets);
   if (o.approvalTimeoutSeconds !== undefined) policy.timeout_seconds = seconds('--approval-timeout-seconds', o.approvalTimeoutSeconds);
   if (o.approvalNotifyEmail !== undefined) policy.notify_email = o.approvalNotifyEmail;
   if (o.approvalNotifyEmailProofFile !== undefined) {
@@ -153,13 +156,7 @@ export function grantCommand(): Command {
     .action(async (agent: string, o: { services?: string; expiresIn?: string } & ApprovalOptions, cmd: Command) => {
       if (!EVM_ADDRESS_RE.test(agent)) throw new UsageError(`"${agent}" is not a 0x address`);
       const body: Record<string, unknown> = { agent_address: agent };
-      if (o.services)
-        body.scope = {
-          services: o.services
-            .split(',')
-            .map((s) => s.trim())
-            .filter(Boolean),
-        };
+      if (o.services) body.scope = { services: commaList(o.services) };
       if (o.expiresIn !== undefined) {
         const n = Number(o.expiresIn);
         if (!Number.isInteger(n) || n < 1) throw new UsageError('--expires-in takes whole seconds');
