@@ -34,12 +34,19 @@ export async function replaceFile(path: string, text: string, mode: number): Pro
 /**
  * Where writing `path` should land: the file itself, or, when `path` is a symbolic link (a config
  * kept in a dotfiles repository), the file it points to, so the link stays a link. A link to
- * nothing is refused rather than guessed at.
+ * nothing is refused rather than guessed at, and so is a link someone else owns: in a shared
+ * directory (`/tmp`) another user's link would aim the write at any file of ours (the wallet key,
+ * `authorized_keys`), and the kernel's own guard (`fs.protected_symlinks`) never sees a link
+ * resolved here. `uid`: whose links are followed (this process's; a parameter for tests).
  */
-export async function writeTarget(path: string): Promise<string> {
+export async function writeTarget(path: string, uid: number | undefined = process.getuid?.()): Promise<string> {
   try {
-    if (!(await lstat(path)).isSymbolicLink()) return path;
+    const st = await lstat(path);
+    if (!st.isSymbolicLink()) return path;
+    if (uid !== undefined && st.uid !== uid)
+      throw new CliError(`${path} is a symbolic link owned by another user (uid ${st.uid}): not written through; remove it or write elsewhere`);
   } catch (e) {
+    if (e instanceof CliError) throw e;
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return path;
     throw new CliError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }

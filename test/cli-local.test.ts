@@ -31,6 +31,7 @@ import {
   type SessionStore,
 } from '../cli/session-store';
 import { setCredentialProcess } from '../cli/commands/configure';
+import { writeTarget } from '../cli/write-file';
 import { lockTiming, renewIfDue, withLock } from '../cli/renew';
 import { inCliWords } from '../cli/broker-client';
 import { DEAD_BROKER_URL } from './support/dead-endpoint';
@@ -647,6 +648,19 @@ void describe('agentkeys CLI: configure aws', () => {
     const refused = await runCli(['configure', 'aws'], { env: { AWS_CONFIG_FILE: dangling } });
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /is a symbolic link to a file that cannot be reached/);
+  });
+
+  void test('a symbolic link another user owns is not written through (a link planted in /tmp at the wallet key)', async () => {
+    const dir = await mkdtemp(join(home, 'planted-link-'));
+    const key = join(dir, 'agent.key');
+    await writeFile(key, 'precious\n', { mode: 0o600 });
+    const link = join(dir, 'gcp.json');
+    await symlink(key, link);
+    const own = (await lstat(link)).uid;
+    assert.equal(await writeTarget(link, own), key, "this user's own link is followed");
+    await assert.rejects(writeTarget(link, own + 1), /is a symbolic link owned by another user \(uid \d+\): not written through/);
+    assert.equal(await writeTarget(join(dir, 'absent.json'), own + 1), join(dir, 'absent.json'), 'a path that is no link is written as is');
+    assert.equal(await readFile(key, 'utf8'), 'precious\n');
   });
 
   void test('setCredentialProcess: adds a section, adds the key to a section without it, replaces it, keeps CRLF-free text otherwise', () => {
@@ -1278,6 +1292,30 @@ void describe('agentkeys CLI: what a wallet signs is built here, never taken fro
     }
   });
 
+  void test('init device refuses a device code whose expires_in is not a number (it would poll forever), showing nothing', async () => {
+    const broker = await brokerStandIn({
+      'POST /v1/device/code': () => ({
+        status: 200,
+        body: {
+          device_code: 'dc',
+          user_code: 'BCDF-GHJK',
+          verification_uri: 'https://b.example/device',
+          verification_uri_complete: 'https://b.example/device?c=x',
+          expires_in: 'soon',
+          interval: 1,
+        },
+      }),
+    });
+    try {
+      const r = await runCli(['--json', '--profile', 'device-shape', '--broker-url', broker.url, 'init', 'device', '--no-qr']);
+      assert.equal(r.code, 1, r.stdout);
+      assert.match((JSON.parse(r.stdout) as { message: string }).message, /answered a device code without a usable expires_in; nothing was shown$/);
+      assert.deepEqual(broker.seen, ['POST /v1/device/code'], 'no poll');
+    } finally {
+      await broker.close();
+    }
+  });
+
   void test('init device --json escapes C1 and direction overrides in what the broker sends', async () => {
     const broker = await brokerStandIn({
       'POST /v1/device/code': () => ({
@@ -1390,8 +1428,17 @@ void describe('agentkeys CLI: where a profile sends its bearer and what it opens
     }
   });
 
-  void test('init google opens nothing and fails when the broker answers a sign-in address that is not https (nor loopback http)', async () => {
-    for (const address of ['file:///etc/passwd', 'smb://evil.example/share', 'http://evil.example/authorize', 'javascript:alert(1)']) {
+  void test('init google opens nothing and fails when the broker answers a sign-in address that is not https (nor loopback http), or one PowerShell would run', async () => {
+    for (const address of [
+      'file:///etc/passwd',
+      'smb://evil.example/share',
+      'http://evil.example/authorize',
+      'javascript:alert(1)',
+      // On Windows and WSL the opener quotes the address for PowerShell, which runs $(…) inside it.
+      'https://accounts.google.com/o/oauth2/v2/auth?s=$(calc.exe)',
+      'https://accounts.google.com/o/oauth2/v2/auth?k=$env:AWS_SECRET_ACCESS_KEY',
+      'https://a.example/?q=`whoami`',
+    ]) {
       const broker = await brokerStandIn({
         'POST /v1/session/google_oauth_login': () => ({
           status: 200,
@@ -1401,7 +1448,7 @@ void describe('agentkeys CLI: where a profile sends its bearer and what it opens
       try {
         const r = await runCli(['--profile', 'gopen', '--broker-url', broker.url, 'init', 'google', '--code-stdin'], { stdin: 'BCDF-GHJK\n' });
         assert.equal(r.code, 1, `${address}: ${r.stdout}${r.stderr}`);
-        assert.match(r.stderr, /not https \(nor http on this machine\); nothing was opened/);
+        assert.match(r.stderr, /not https \(nor http on this machine\), or one with `\$` or a backtick; nothing was opened/);
         assert.deepEqual(broker.seen, ['POST /v1/session/google_oauth_login'], `${address}: no poll followed`);
       } finally {
         await broker.close();
@@ -1857,8 +1904,8 @@ void describe('agentkeys CLI: failures a script can branch on', () => {
     const expiresAt = nowSeconds() + 300;
     const creds = { access_key_id: 'ASIAWAITEDFORAPPROVA', secret_access_key: 's'.repeat(40), session_token: 't'.repeat(64), expiration: nowSeconds() + 900 };
     const broker = await brokerStandIn({
-      'POST /v1/mint-oidc-jwt': () => ({ status: 202, body: { approval_id: approvalId, status: 'pending', expires_at: expiresAt, interval: 0 } }),
-      'POST /v1/mint-aws-creds': () => ({ status: 202, body: { approval_id: approvalId, status: 'pending', expires_at: expiresAt, interval: 0 } }),
+      'POST /v1/mint-oidc-jwt': () => ({ status: 202, body: { approval_id: approvalId, status: 'pending', expires_at: expiresAt, interval: 1 } }),
+      'POST /v1/mint-aws-creds': () => ({ status: 202, body: { approval_id: approvalId, status: 'pending', expires_at: expiresAt, interval: 1 } }),
       [`GET /v1/approvals/${approvalId}`]: () => ({
         status: 200,
         body: { approval_id: approvalId, status: 'approved', jwt: 'a.b.c', wallet: `0x${'11'.repeat(20)}`, ...creds },
@@ -1883,6 +1930,37 @@ void describe('agentkeys CLI: failures a script can branch on', () => {
       assert.equal(sdk.stderr, '');
     } finally {
       await broker.close();
+    }
+  });
+
+  void test("a waiting mint's answer from a hostile broker: its id is shown escaped, a request past its expiry is not waited for, a 202 without expiry or pace is refused", async () => {
+    const odd = 'apr_\u001b[2J\u009b31m\u202ex';
+    const pastExpiry = await brokerStandIn({
+      'POST /v1/mint-oidc-jwt': () => ({ status: 202, body: { approval_id: odd, status: 'pending', expires_at: nowSeconds() - 120, interval: 1 } }),
+    });
+    const shapeless = await brokerStandIn({
+      'POST /v1/mint-oidc-jwt': () => ({ status: 202, body: { approval_id: 'apr_x', status: 'pending' } }),
+    });
+    try {
+      await loggedIn('hostile-wait', pastExpiry.url);
+      const r = await runCli(['--json', '--profile', 'hostile-wait', 'mint', 'oidc', '--wait']);
+      assert.equal(r.code, 1, r.stdout);
+      assert.doesNotMatch(r.stderr + r.stdout, /[\u001b\u009b\u202e]/, 'no raw escape reaches the terminal');
+      assert.ok(r.stderr.includes(String.raw`Waiting for the holder to approve apr_\x1b[2J\x9b31m\u202ex (until `), r.stderr);
+      assert.match((JSON.parse(r.stdout) as { message: string }).message, /expired at .* without a decision: run the mint again$/);
+      assert.deepEqual(pastExpiry.seen, ['POST /v1/mint-oidc-jwt'], 'no poll after the expiry');
+
+      await loggedIn('shapeless-wait', shapeless.url);
+      const s = await runCli(['--json', '--profile', 'shapeless-wait', 'mint', 'oidc', '--wait']);
+      assert.equal(s.code, 1, s.stdout);
+      assert.match(
+        (JSON.parse(s.stdout) as { message: string }).message,
+        /answered a waiting mint without an approval id, expiry and interval the CLI can use$/,
+      );
+      assert.deepEqual(shapeless.seen, ['POST /v1/mint-oidc-jwt']);
+    } finally {
+      await pastExpiry.close();
+      await shapeless.close();
     }
   });
 

@@ -39,6 +39,23 @@ interface PendingBody {
 
 const iso = (unix: number): string => new Date(unix * 1000).toISOString();
 
+/**
+ * A broker's 202 as the CLI relies on it: an id to poll, a finite expiry and a finite pace. Anything
+ * else (a hostile or broken broker) would loop without pause, never end, or crash on the date.
+ */
+function pendingFrom(brokerUrl: string, body: unknown): PendingBody {
+  const b = body as Partial<PendingBody> | null;
+  if (
+    typeof b?.approval_id === 'string' &&
+    b.approval_id.length > 0 &&
+    Number.isFinite(b.expires_at) &&
+    Math.abs(b.expires_at as number) < 1e11 &&
+    Number.isFinite(b.interval)
+  )
+    return { approval_id: b.approval_id, status: b.status ?? 'pending', expires_at: b.expires_at as number, interval: Math.max(1, b.interval as number) };
+  throw new CliError(`the broker at ${brokerUrl} answered a waiting mint without an approval id, expiry and interval the CLI can use`);
+}
+
 /** The request as a holder reads it (the caller escapes each line: the reason is the agent's text). */
 function approvalLines(a: ApprovalBody): string[] {
   const params = Object.entries(a.params)
@@ -155,17 +172,21 @@ export async function waitForApproval<T>(ctx: CliContext, broker: BrokerClient, 
   // Where no spinner shows (--json, or no terminal) one line on stderr says what the command waits
   // for (a script's log names the request to approve). Not for an AWS SDK or a Google library, which
   // read the output as their answer.
-  if (!quiet && (ctx.json || !process.stderr.isTTY)) process.stderr.write(`${text}\n`);
+  if (!quiet && (ctx.json || !process.stderr.isTTY)) process.stderr.write(`${shown(text)}\n`);
   const spin = await ctx.spinner(text);
   try {
     let interval = pending.interval;
     for (;;) {
       await new Promise((resolve) => setTimeout(resolve, interval * 1000));
+      // The broker ends a request at its expiry (an error); one that still says "pending" a minute
+      // after it is not waited for.
+      if (Date.now() > (pending.expires_at + 60) * 1000)
+        throw new CliError(`the approval request ${pending.approval_id} expired at ${iso(pending.expires_at)} without a decision: run the mint again`);
       const r = await broker.call<PendingBody | (T & { status: 'approved' })>('GET', `/v1/approvals/${encodeURIComponent(pending.approval_id)}`, {
         auth: true,
       });
       if (r.body.status === 'approved') return r.body;
-      interval = r.body.interval;
+      interval = pendingFrom(broker.baseUrl, r.body).interval;
     }
   } finally {
     spin.stop();
@@ -189,7 +210,7 @@ export async function mintOrWait<T>(
   const r = await broker.call<T | PendingBody>('POST', path, { auth: true, body });
   if (r.status !== 202) return r.body as T;
   opts.beforeWait?.();
-  const pending = r.body as PendingBody;
+  const pending = pendingFrom(broker.baseUrl, r.body);
   if (!wait)
     throw new ApprovalPendingError(
       `this mint waits for the grant holder's approval (request ${pending.approval_id}, until ${iso(pending.expires_at)}); run again with --wait to wait for it`,

@@ -303,19 +303,23 @@ interface GoogleStart {
 }
 
 /**
- * Whether an address from the broker may be handed to the system's opener: https, or http on a
+ * The address from the broker that may be handed to the system's opener, in its normalised form
+ * (`URL#href`: quotes, spaces and controls percent-encoded), or undefined: https, or http on a
  * loopback host (the dev stand-ins). Anything else (file:, smb:, a custom scheme, a local path)
- * would let a hostile broker open what it likes on this machine.
+ * would let a hostile broker open what it likes on this machine. `$` and a backtick, which URLs
+ * leave as they are, are refused too: on Windows and WSL the opener hands the address to PowerShell
+ * inside double quotes, where `$(…)` runs a command (sindresorhus/open#323); no sign-in address
+ * has either.
  */
-function browserAddress(address: string): boolean {
+function browserAddress(address: string): string | undefined {
   let url: URL;
   try {
     url = new URL(address);
   } catch {
-    return false;
+    return undefined;
   }
-  if (url.protocol === 'https:') return true;
-  return url.protocol === 'http:' && isLoopbackUrl(url);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackUrl(url))) return undefined;
+  return /[$`]/.test(url.href) ? undefined : url.href;
 }
 
 /**
@@ -335,13 +339,16 @@ async function initGoogle(ctx: CliContext, o: InitOptions & { browser?: boolean;
       throw new CliError(`the broker at ${broker.baseUrl} offers no Google login: use another method (agentkeys init --help)`, EXIT.failure, e.details);
     throw e;
   }
-  if (!browserAddress(start.authorize_url))
-    throw new CliError(`the broker at ${broker.baseUrl} answered a sign-in address that is not https (nor http on this machine); nothing was opened`);
+  const address = browserAddress(start.authorize_url);
+  if (address === undefined)
+    throw new CliError(
+      `the broker at ${broker.baseUrl} answered a sign-in address that is not https (nor http on this machine), or one with \`$\` or a backtick; nothing was opened`,
+    );
   let opened = false;
   if (o.browser !== false) {
     try {
       const { default: open } = await import('open');
-      const child = await open(start.authorize_url);
+      const child = await open(address);
       child.on('error', () => undefined);
       opened = true;
     } catch {
@@ -349,7 +356,7 @@ async function initGoogle(ctx: CliContext, o: InitOptions & { browser?: boolean;
     }
   }
   process.stderr.write(
-    `${opened ? 'Opened your browser at' : 'Open this address in a browser to sign in with Google'}:\n  ${shown(start.authorize_url)}\n` +
+    `${opened ? 'Opened your browser at' : 'Open this address in a browser to sign in with Google'}:\n  ${shown(address)}\n` +
       `When you have signed in, the page shows a code: type it here (valid until ${new Date(start.expires_at * 1000).toLocaleTimeString()}).\n`,
   );
   const interval = Math.max(100, Number(o.pollIntervalMs ?? 1000));
@@ -401,6 +408,10 @@ async function initDevice(ctx: CliContext, o: InitOptions & { qr?: boolean }): P
       throw new CliError(`the broker at ${broker.baseUrl} offers no device login: use another method (agentkeys init --help)`, EXIT.failure, e.details);
     throw e;
   }
+  // RFC 8628 §3.2: expires_in is required, interval defaults to 5 s. Anything else from the broker
+  // (a string, a negative number) would poll forever or print what the broker put there.
+  if (!(Number.isFinite(start.expires_in) && start.expires_in > 0))
+    throw new CliError(`the broker at ${broker.baseUrl} answered a device code without a usable expires_in; nothing was shown`);
   const expiresAt = Date.now() + start.expires_in * 1000;
   if (ctx.json) {
     const { device_code: _secret, ...shown } = start;
@@ -416,7 +427,7 @@ async function initDevice(ctx: CliContext, o: InitOptions & { qr?: boolean }): P
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once('SIGINT', onSigint);
-  let interval = start.interval;
+  let interval = Number.isFinite(start.interval) && start.interval >= 1 ? start.interval : 5;
   try {
     for (;;) {
       await new Promise<void>((resolve) => {
@@ -439,8 +450,8 @@ async function initDevice(ctx: CliContext, o: InitOptions & { qr?: boolean }): P
       const refusal = r.body as { error: string; error_description?: string; interval?: number };
       if (refusal.error === 'authorization_pending') continue;
       if (refusal.error === 'slow_down') {
-        interval = typeof refusal.interval === 'number' && refusal.interval > interval ? refusal.interval : interval + 5;
-        if (ctx.json) process.stdout.write(`${JSON.stringify({ event: 'slow_down', interval })}\n`);
+        interval = Number.isFinite(refusal.interval) && (refusal.interval as number) > interval ? (refusal.interval as number) : interval + 5;
+        if (ctx.json) process.stdout.write(`${shownJson({ event: 'slow_down', interval })}\n`);
         continue;
       }
       if (refusal.error === 'access_denied') throw new CliError('the request was denied in the console: run agentkeys init device again');
