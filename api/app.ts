@@ -21,6 +21,7 @@ import refreshRoutes from './routes/refresh';
 import approvalRoutes from './routes/approvals';
 import grantRoutes from './routes/grants';
 import { registerLoginMethods } from './login-methods';
+import { PASSKEY_ID_MAX_CHARS } from './routes/passkey';
 import agentRoutes from './routes/agents';
 import auditRoutes from './routes/audit';
 import mintRoutes from './routes/mint';
@@ -83,6 +84,10 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
       ? { ...(loggerOptions(opts.logLevel ?? deps.config.LOG_LEVEL) as object), stream: opts.logStream }
       : loggerOptions(opts.logLevel ?? deps.config.LOG_LEVEL),
     bodyLimit: deps.config.BROKER_BODY_LIMIT_BYTES,
+    // The router refuses a longer path parameter before any route sees it (Fastify's default is 100
+    // characters, which left a passkey with an id over 75 bytes impossible to remove). Every other
+    // parameter's own schema bounds it to 42 characters or fewer.
+    maxParamLength: PASSKEY_ID_MAX_CHARS,
     // request.ip (rate limits, the TEE callback allow-list, logs) is the TCP peer unless the peer is
     // a load balancer named in BROKER_TRUST_PROXY; then it is the address that balancer saw.
     trustProxy: trustProxyOption(deps.config.BROKER_TRUST_PROXY),
@@ -95,7 +100,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
     },
     // Graceful shutdown: stop accepting, let in-flight requests finish.
     return503OnClosing: true,
-    // The router's own refusals (a malformed URL, a path parameter over 100 characters) in the
+    // The router's own refusals (a malformed URL, a path parameter over maxParamLength) in the
     // wire error shape too, without echoing the URL back (Fastify's default does both otherwise).
     frameworkErrors: (err, _request, reply: FastifyReply) => {
       const status = err.statusCode ?? 400;

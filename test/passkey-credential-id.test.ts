@@ -116,16 +116,29 @@ void describe('passkey credential ids outside 16 to 1023 bytes', () => {
     }
   });
 
-  void test('ids of 16 and 1023 bytes are stored', async () => {
+  void test('ids of 16, 76 and 1023 bytes are stored, and each can be removed (a path parameter of up to 1366 characters)', async () => {
     const owner = await walletLogin(stack);
-    for (const bytes of [16, 1023]) {
+    for (const bytes of [16, 76, 1023]) {
       const o = await registrationOptions(owner.token);
       const response = answerWithId(o, bytes);
       const r = await stack.request('POST', '/v1/passkeys/registration', { token: owner.token, body: { response } });
       assert.equal(r.status, 201, r.text);
       const stored = await stack.db.query('SELECT 1 FROM passkeys WHERE credential_id = $1 AND omni_account = $2', [response.id, owner.omni_account]);
       assert.equal(stored.rowCount, 1, `the ${bytes}-byte id`);
+      const removed = await stack.request('DELETE', `/v1/passkeys/${response.id}`, { token: owner.token });
+      assert.equal(removed.status, 204, `the ${bytes}-byte id (${response.id.length} characters) removed: ${removed.text}`);
+      const left = await stack.db.query('SELECT 1 FROM passkeys WHERE credential_id = $1', [response.id]);
+      assert.equal(left.rowCount, 0, `the ${bytes}-byte id is gone`);
     }
+    const audited = await stack.db.query("SELECT 1 FROM audit_log WHERE omni_account = $1 AND event = 'passkey.removed'", [owner.omni_account]);
+    assert.equal(audited.rowCount, 3);
+  });
+
+  void test('a path parameter over 1366 characters is still refused by the router, in the wire shape', async () => {
+    const owner = await walletLogin(stack);
+    const r = await stack.request('DELETE', `/v1/passkeys/${'A'.repeat(1367)}`, { token: owner.token });
+    assert.equal(r.status, 414, r.text);
+    assert.deepEqual(r.body, { error: 'bad_request', message: 'a path parameter is too long' });
   });
 });
 

@@ -32,14 +32,20 @@ import { commonErrors, errorBody, loginSessionSchema, refuseDeepNesting } from '
  */
 export const PASSKEY_BODY_LIMIT_BYTES = 32 * 1024;
 const BODY_LIMIT = PASSKEY_BODY_LIMIT_BYTES;
+/**
+ * A credential id in base64url, at most: 1366 characters, over the 1023 bytes the ceremony takes
+ * (activities/passkey-ceremony.ts) and what migration 016 allows. The longest path parameter of any
+ * route (`DELETE /v1/passkeys/:id`), so the router's own bound (api/app.ts) is this.
+ */
+export const PASSKEY_ID_MAX_CHARS = 1366;
 const B64URL = /^[A-Za-z0-9_-]*$/;
 const b64url = (max: number) => z.string().max(max).regex(B64URL, 'must be base64url');
 
 /** The browser's PublicKeyCredential as JSON (what @simplewebauthn/browser or PublicKeyCredential.toJSON() gives). */
 const credentialSchema = z
   .object({
-    id: b64url(1366).min(16, 'id is too short'),
-    rawId: b64url(1366),
+    id: b64url(PASSKEY_ID_MAX_CHARS).min(16, 'id is too short'),
+    rawId: b64url(PASSKEY_ID_MAX_CHARS),
     type: z.literal('public-key'),
     response: z
       .object({
@@ -297,7 +303,7 @@ export default async function passkeyRoutes(appBase: FastifyInstance) {
           `${NEVER_A_RECENT_LOGIN} are 403. ` +
           '204 when removed; 404 when this account has no passkey with this id (another account’s passkey answers the same); ' +
           '409 for the last passkey of an account whose identity is a passkey (it could never sign in again), nothing removed.',
-        params: z.object({ id: b64url(1366) }),
+        params: z.object({ id: b64url(PASSKEY_ID_MAX_CHARS) }),
         response: { 204: z.null(), 403: errorBody, 404: errorBody, 409: errorBody, ...commonErrors },
       },
     },
