@@ -1,8 +1,10 @@
 import { CanonicalJsonError, canonicalJson } from '../lib/canonical-json';
 import { BrokerError } from '../lib/errors';
 import { LAYOUT_CHARACTER } from '../lib/plain-text';
+import { EVM_ADDRESS_RE } from '../lib/wallet-message';
 import type { FastifySchemaCompiler } from 'fastify';
 import { validatorCompiler as zodValidatorCompiler } from 'fastify-type-provider-zod';
+import { getAddress } from 'viem';
 import { z } from 'zod';
 
 /** Wire schemas shared by several surfaces (docs/contracts.md §4/§5). */
@@ -107,6 +109,23 @@ export {
   type RefreshTokenBody as RefreshTokenAnswer,
   type SessionBody as LoginSession,
 } from '../lib/wire';
+
+/**
+ * An EVM address as a caller may spell it (every route that takes one): lower-case, upper-case or
+ * correctly checksummed (EIP-55), answered lower-case. Mixed case with a broken checksum is a typo
+ * (400), never another spelling of some address. `field` names it in the message.
+ */
+export function evmAddressSchema(field: string) {
+  return z
+    .string()
+    .max(64, `${field} is too long`)
+    .regex(EVM_ADDRESS_RE, `${field} must be 0x followed by 40 hex digits`)
+    .refine((a) => {
+      const body = a.slice(2);
+      return body === body.toLowerCase() || body === body.toUpperCase() || getAddress(a.toLowerCase()) === a;
+    }, `${field} has mixed case but not a valid EIP-55 checksum`)
+    .transform((a) => a.toLowerCase());
+}
 
 /** A grant id as POST /v1/grants issues it (docs/contracts.md §6): `grt_` + 32 lower-case hex digits. */
 export const grantIdSchema = z.string().regex(/^grt_[0-9a-f]{32}$/, 'grant_id is malformed (expected grt_ and 32 lower-case hex digits)');

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
+import { getAddress } from 'viem';
 import { verifyAuditChain } from '../db/audit-query';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { deriveOmniAccount } from '../lib/omni';
@@ -56,6 +57,13 @@ after(async () => {
 
 const evmAddress = () => `0x${randomBytes(20).toString('hex')}`;
 const upperHex = (a: string) => `0x${a.slice(2).toUpperCase()}`;
+/** An EIP-55 address with one letter's case flipped: a typo, not another spelling. */
+const brokenChecksum = (lower: string): string => {
+  const checksummed = getAddress(lower);
+  const i = checksummed.slice(2).search(/[a-fA-F]/) + 2;
+  const c = checksummed.charAt(i);
+  return `${checksummed.slice(0, i)}${c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase()}${checksummed.slice(i + 1)}`;
+};
 
 type Grant = GrantView;
 
@@ -96,6 +104,22 @@ void describe('grants: malformed input', () => {
     await expectAllRefused([
       ...cases,
       { name: 'the zero address', token: t, body: { agent_address: `0x${'0'.repeat(40)}` }, status: 400, error: 'bad_request', message: /zero address/ },
+      {
+        name: 'mixed case with a broken EIP-55 checksum',
+        token: t,
+        body: { agent_address: brokenChecksum(`0x${'ab'.repeat(20)}`) },
+        status: 400,
+        error: 'bad_request',
+        message: /agent_address has mixed case but not a valid EIP-55 checksum/,
+      },
+      {
+        name: 'revoking an agent spelled with a broken checksum',
+        token: t,
+        path: `/v1/agents/${brokenChecksum(`0x${'ab'.repeat(20)}`)}/revoke`,
+        status: 400,
+        error: 'bad_request',
+        message: /wallet has mixed case but not a valid EIP-55 checksum/,
+      },
       { name: 'own address, lower case', token: t, body: { agent_address: own }, status: 400, error: 'bad_request', message: /differ from the main/ },
       {
         name: 'own address, checksummed',

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { BrokerError } from '../../lib/errors';
 import { revokeAgent } from '../../services/kill-switch';
 import { wakeKillSwitch } from '../kill-switch';
-import { commonErrors, errorBody } from '../schemas';
+import { commonErrors, errorBody, evmAddressSchema } from '../schemas';
 
 /**
  * The kill switch per agent (docs/kill-switch.md): the account holder revokes an agent wallet.
@@ -13,10 +13,7 @@ import { commonErrors, errorBody } from '../schemas';
  * the account that granted the agent can do this; any other caller gets the answer a missing
  * agent gets (404) and nothing changes.
  */
-const agentParam = z
-  .string()
-  .regex(/^0x[0-9a-fA-F]{40}$/, 'wallet must be a 0x-prefixed 20-byte hex address')
-  .transform((a) => a.toLowerCase());
+const agentParam = evmAddressSchema('wallet');
 
 const revokedView = z.object({
   agent_address: z.string(),

@@ -14,7 +14,8 @@ import { MAX_CONTRACT_SIGNATURE_BYTES } from '../../lib/wallet-message';
 import { createGrantService, storedScope } from '../../services/grants';
 import type { AuthContext } from '../dependencies';
 import { wakeKillSwitch } from '../kill-switch';
-import { commonErrors, errorBody, grantIdSchema, idempotencyKeyOf } from '../schemas';
+import { commonErrors, errorBody, evmAddressSchema, grantIdSchema, idempotencyKeyOf } from '../schemas';
+import { ZERO_ADDRESS } from '../../lib/wallet-message';
 
 /**
  * Grants (docs/contracts.md §6, docs/mint.md): the main account offers an agent wallet a grant with a
@@ -26,11 +27,7 @@ import { commonErrors, errorBody, grantIdSchema, idempotencyKeyOf } from '../sch
  * audit row; the route shapes the answer.
  */
 
-const evmAddress = z
-  .string()
-  .regex(/^0x[0-9a-fA-F]{40}$/, 'must be a 0x-prefixed 20-byte hex address')
-  .transform((a) => a.toLowerCase())
-  .refine((a) => !/^0x0{40}$/.test(a), 'must not be the zero address (nobody holds its key)');
+const evmAddress = evmAddressSchema('agent_address').refine((a) => a !== ZERO_ADDRESS, 'must not be the zero address (nobody holds its key)');
 
 /** The longest notify_email_proof taken: the longest bearer the API takes (api/plugins/auth.ts). */
 const NOTIFY_EMAIL_PROOF_MAX_LENGTH = 8192;

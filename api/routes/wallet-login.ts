@@ -13,7 +13,6 @@ import { AkFlow, AkStage } from '../../lib/search-attributes';
 import { LOGIN_METHODS } from '../../lib/login-methods';
 import {
   buildStatelessWalletMessage,
-  EVM_ADDRESS_RE,
   MAX_CONTRACT_SIGNATURE_BYTES,
   MAX_WALLET_MESSAGE_BYTES,
   normalizeWalletSignature,
@@ -32,19 +31,9 @@ import {
 } from '../../workflows/wallet-login.definitions';
 import { driveRequestFlow } from '../request-flows';
 import { issueSession } from '../session-issue';
-import { commonErrors, errorBody, loginSessionSchema } from '../schemas';
+import { commonErrors, errorBody, evmAddressSchema, loginSessionSchema } from '../schemas';
 
-/** Accepts lower-case, upper-case and correctly checksummed (EIP-55) addresses; answers lower-case. */
-const addressSchema = z
-  .string()
-  .max(64, 'address is too long')
-  .regex(EVM_ADDRESS_RE, 'address must be 0x followed by 40 hex digits')
-  .refine((a) => {
-    const body = a.slice(2);
-    return body === body.toLowerCase() || body === body.toUpperCase() || getAddress(a.toLowerCase()) === a;
-  }, 'address has mixed case but not a valid EIP-55 checksum')
-  .transform((a) => a.toLowerCase())
-  .refine((a) => a !== ZERO_ADDRESS, 'the zero address cannot sign');
+const addressSchema = evmAddressSchema('address').refine((a) => a !== ZERO_ADDRESS, 'the zero address cannot sign');
 
 const signatureSchema = z.string().max(2 + 2 * MAX_CONTRACT_SIGNATURE_BYTES, 'signature is too long');
 
