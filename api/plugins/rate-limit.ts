@@ -40,8 +40,14 @@ export interface LimitOptions {
  */
 export interface RequestLimit {
   (request: FastifyRequest, key?: string): Promise<void>;
-  /** Throws rate_limited when the key is already past the limit, without counting this request. */
-  check(request: FastifyRequest, key?: string): Promise<void>;
+  /**
+   * For a limit on failures (wrong guesses, bad tokens): throws rate_limited when the key's
+   * failures so far and its attempts still in flight reach the limit, else holds a place for this
+   * attempt until `settle` says how it ended — `settle(true)` counts a failure, `settle(false)` frees
+   * the place. Checking the count and counting only after the attempt would let any number of
+   * concurrent attempts pass a check none of them had yet counted against.
+   */
+  reserve(request: FastifyRequest, key?: string): Promise<(failed: boolean) => Promise<void>>;
 }
 
 declare module 'fastify' {
@@ -69,20 +75,47 @@ export default fp(
       } as CreateRateLimitOptions;
       const limiter = app.createRateLimit(options);
 
-      async function run(request: FastifyRequest, key: string | undefined, increment: boolean): Promise<void> {
-        if (key === undefined) explicitKeys.delete(request);
-        else explicitKeys.set(request, key);
-        const result = await limiter(request, { increment });
-        if (result.isAllowed) return;
-        const over = increment ? result.isExceeded : result.remaining === 0;
-        if (!over) return;
+      /** Attempts holding a place (reserve) per key, in this process: failures that may yet be counted. */
+      const inFlight = new Map<string, number>();
+      const hold = (key: string, by: number) => {
+        const n = (inFlight.get(key) ?? 0) + by;
+        if (n > 0) inFlight.set(key, n);
+        else inFlight.delete(key);
+      };
+
+      function refuse(request: FastifyRequest, ttlMs: number): never {
         request.log.info({ limit: name, max }, 'rate limited');
         rateLimitRefusals.inc({ limit: name });
-        throw rateLimited('too many requests; slow down', result.ttl / 1000);
+        throw rateLimited('too many requests; slow down', ttlMs / 1000);
       }
 
-      const limit = ((request: FastifyRequest, key?: string) => run(request, key, true)) as RequestLimit;
-      limit.check = (request, key) => run(request, key, false);
+      async function run(request: FastifyRequest, key: string | undefined, increment: boolean) {
+        if (key === undefined) explicitKeys.delete(request);
+        else explicitKeys.set(request, key);
+        return limiter(request, { increment });
+      }
+
+      const limit = (async (request: FastifyRequest, key?: string) => {
+        const result = await run(request, key, true);
+        if (!result.isAllowed && result.isExceeded) refuse(request, result.ttl);
+      }) as RequestLimit;
+      limit.reserve = async (request, key) => {
+        const result = await run(request, key, false);
+        if (result.isAllowed) return async () => undefined;
+        // The key as the limiter counts it, read back after the call (the client address when none is given).
+        const held = result.key;
+        // Full with attempts in flight and no failure yet counted (no window, ttl 0): they end in milliseconds.
+        if (result.remaining - (inFlight.get(held) ?? 0) <= 0) refuse(request, Math.max(result.ttl, 1000));
+        hold(held, 1);
+        let settled = false;
+        return async (failed: boolean) => {
+          if (settled) return;
+          settled = true;
+          hold(held, -1);
+          // Counted, never refused here: the place was held, and the next attempt meets the limit.
+          if (failed) await run(request, key, true);
+        };
+      };
       return limit;
     });
   },

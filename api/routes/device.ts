@@ -83,17 +83,25 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
     if (!auth) throw new BrokerError('unauthorized', 'not authenticated');
     return { account: `account:${auth.omniAccount}`, network: `network:${networkOf(request)}` };
   };
-  /** Refuses a caller already past a guess limit, before looking anything up. */
-  async function checkGuesses(request: FastifyRequest): Promise<void> {
+  /**
+   * Holds a guess's place in both limits before anything is looked up (refused, 429, when the
+   * account's or the network's wrong guesses and guesses in flight already reach its limit); the
+   * returned settle counts it as wrong, or frees the place.
+   */
+  async function reserveGuess(request: FastifyRequest): Promise<(wrong: boolean) => Promise<void>> {
     const keys = guessKeys(request);
-    await failuresPerAccount.check(request, keys.account);
-    await failuresPerNetwork.check(request, keys.network);
-  }
-  /** Counts a code that named no waiting request against both limits (throws 429 when one is spent). */
-  async function countGuess(request: FastifyRequest): Promise<void> {
-    const keys = guessKeys(request);
-    await failuresPerAccount(request, keys.account);
-    await failuresPerNetwork(request, keys.network);
+    const account = await failuresPerAccount.reserve(request, keys.account);
+    let network: (wrong: boolean) => Promise<void>;
+    try {
+      network = await failuresPerNetwork.reserve(request, keys.network);
+    } catch (e) {
+      await account(false);
+      throw e;
+    }
+    return async (wrong) => {
+      await account(wrong);
+      await network(wrong);
+    };
   }
 
   /**
@@ -102,21 +110,26 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
    */
   async function onRequest<T>(request: FastifyRequest, typed: string, call: (workflowId: string, userCode: string) => Promise<T>): Promise<T> {
     await verifyPerIp(request);
-    await checkGuesses(request);
-    const userCode = normaliseUserCode(typed);
-    if (userCode === undefined) {
-      await countGuess(request);
-      throw noSuchCode();
-    }
+    const settle = await reserveGuess(request);
+    let wrong = false;
     try {
-      return await call(workflowIdOf(requestIdOf(userCode)), userCode);
-    } catch (e) {
-      const err = toBrokerError(e, noSuchCode());
-      if (err instanceof BrokerError && (err.kind === 'not_found' || err.kind === 'expired')) {
-        await countGuess(request);
+      const userCode = normaliseUserCode(typed);
+      if (userCode === undefined) {
+        wrong = true;
         throw noSuchCode();
       }
-      throw err;
+      try {
+        return await call(workflowIdOf(requestIdOf(userCode)), userCode);
+      } catch (e) {
+        const err = toBrokerError(e, noSuchCode());
+        if (err instanceof BrokerError && (err.kind === 'not_found' || err.kind === 'expired')) {
+          wrong = true;
+          throw noSuchCode();
+        }
+        throw err;
+      }
+    } finally {
+      await settle(wrong);
     }
   }
 

@@ -65,12 +65,15 @@ export default async function refreshRoutes(appBase: FastifyInstance) {
       },
     },
     async (request) => {
-      await failuresPerIp.check(request);
+      const settle = await failuresPerIp.reserve(request);
+      let refused = false;
       try {
         return await refreshSession(app.deps, request.body.refresh_token, request.id);
       } catch (e) {
-        if (e instanceof BrokerError && e.kind === 'unauthorized') await failuresPerIp(request);
+        refused = e instanceof BrokerError && e.kind === 'unauthorized';
         throw e;
+      } finally {
+        await settle(refused);
       }
     },
   );
