@@ -221,7 +221,12 @@ export function createMintActivities(deps: ActivityDeps) {
     }
     const why = approvalNeeded(grant.approval, req.target, req.params);
     if (why === undefined || !grant.approval) return undefined;
-    if (!req.approvals) return { refusal: `grant ${grant.grantId} asks for the holder's approval (${why}); try again` };
+    // The one place the approval-open budget is enforced: the API spends `approval_open:ip` when its
+    // own read of the grants finds a policy and says so (req.approvalOpenCounted); the grant found
+    // here may differ from that read (a newer grant revoked, one with a policy accepted since), and
+    // a mint whose API spent nothing opens nothing. Its caller's retry meets the policy at the API,
+    // which then spends the budget. Absent (a run started by an API from before): opened as then.
+    if (!req.approvals || req.approvalOpenCounted === false) return { refusal: `grant ${grant.grantId} asks for the holder's approval (${why}); try again` };
     const pending = await approvals.open({
       approvalId: approvalIdOf(req),
       requestId: req.requestId,

@@ -64,6 +64,13 @@ export interface MintRequest {
    * asks for approval then opens a request instead of minting. Without it such a grant refuses.
    */
   approvals?: boolean;
+  /**
+   * Whether the API spent the client address's `approval_open:ip` budget for this mint (it read an
+   * active grant with an approval policy before starting it). Set by every API since it was added;
+   * the mint activity opens no request when it is `false` (activities/mint.ts, approvalGate, keeps
+   * the rule). Absent — a run started by an API from before — it opens one as it did then.
+   */
+  approvalOpenCounted?: boolean;
   /** This mint hands out the approved request `approvalId` (the approval flow's collection). */
   handout?: { approvalId: string };
 }

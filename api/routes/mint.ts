@@ -85,9 +85,14 @@ export default async function mintRoutes(appBase: FastifyInstance) {
     await mintPerAccount(request, request.auth?.omniAccount);
     await mintPerIp(request);
   };
-  const limitApprovalOpens = async (request: FastifyRequest, grantId: string | undefined) => {
+  // Whether this mint spent the budget, told to the flow (MintRequest.approvalOpenCounted): the grant
+  // read here may not be the one the mint activity finds tens of ms later (a newer grant revoked, or
+  // one with a policy accepted, in between), and the activity opens a request only when this is true.
+  const limitApprovalOpens = async (request: FastifyRequest, grantId: string | undefined): Promise<boolean> => {
     const wallet = request.auth?.wallet;
-    if (wallet && (await findActiveGrantForAgent(db, wallet, grantId, new Date(now())))?.approval) await approvalOpensPerIp(request);
+    if (!wallet || !(await findActiveGrantForAgent(db, wallet, grantId, new Date(now())))?.approval) return false;
+    await approvalOpensPerIp(request);
+    return true;
   };
 
   // `curl -X POST -H 'content-type: application/json'` with no body is a valid mint request here.
@@ -237,7 +242,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
         if (why) throw new BrokerError('unavailable', why);
         const fields = (request.body ?? {}) as Record<string, unknown> & SignedIntentBody;
         const params = target.params(fields, config);
-        await limitApprovalOpens(request, typeof fields.grant_id === 'string' ? fields.grant_id : undefined);
+        const approvalOpenCounted = await limitApprovalOpens(request, typeof fields.grant_id === 'string' ? fields.grant_id : undefined);
         const signedIntent =
           target.signedIntent && SIGNED_INTENT_FIELDS.some((f) => fields[f] !== undefined) ? await verifySignedIntent(request, fields) : undefined;
         const requestId = randomBytes(16).toString('hex');
@@ -251,6 +256,7 @@ export default async function mintRoutes(appBase: FastifyInstance) {
           grantId: typeof fields.grant_id === 'string' ? fields.grant_id : undefined,
           httpRequestId: request.id,
           sealTo: seal.publicJwk,
+          approvalOpenCounted,
           ...(signedIntent ? { signedIntent } : {}),
           ...(typeof fields.reason === 'string' ? { reason: fields.reason } : {}),
         };
