@@ -18,7 +18,7 @@ function decodeQueryPart(part: string): string | undefined {
  * The request line's URL as it is logged: the path, and of the query only the decoded key names
  * with every value masked (except a few plain paging fields). Masking by the decoded key means
  * `?%65mail=` or `?access%5Ftoken=` are masked like `?email=`; a key that is not a short plain
- * word (it could be the secret itself, e.g. `?alice@example.com`) is masked too.
+ * word (it could be the secret itself, e.g. `?alice@example.com`), or has no value, is masked too.
  */
 export function redactUrl(url: string): string {
   const q = url.indexOf('?');
@@ -29,8 +29,9 @@ export function redactUrl(url: string): string {
   const parts = query.split('&').map((pair) => {
     const eq = pair.indexOf('=');
     const key = decodeQueryPart(eq < 0 ? pair : pair.slice(0, eq))?.toLowerCase();
-    if (key === undefined || !LOGGABLE_KEY.test(key)) return '[redacted]';
-    if (eq < 0) return key;
+    // A key without a value is no parameter any route reads: it may be a secret typed alone (a
+    // device user code, `?BCDFGHJK`, is a short word once lower-cased), so it is masked whole.
+    if (key === undefined || eq < 0 || !LOGGABLE_KEY.test(key)) return '[redacted]';
     const value = decodeQueryPart(pair.slice(eq + 1));
     return PLAIN_QUERY_KEYS.has(key) && value !== undefined && PLAIN_VALUE.test(value) ? `${key}=${value}` : `${key}=[redacted]`;
   });
@@ -52,6 +53,9 @@ export function loggerOptions(level: string): FastifyServerOptions['logger'] {
         '*.signature',
         '*.jwt',
         '*.email',
+        // Node's HTTP parse errors carry the request's raw bytes (its Authorization header, its body),
+        // which Fastify logs at trace level for a malformed request.
+        'err.rawPacket',
       ],
       censor: '[redacted]',
     },

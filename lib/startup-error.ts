@@ -12,11 +12,19 @@ export class StartupError extends AgentKeysError {
   override name = 'StartupError';
 }
 
-/** A URL with its password replaced by `***` (what a start-up line may show of DATABASE_URL). */
+/** Connection-string parameters whose values say nothing secret; every other one is masked. */
+const PLAIN_URL_PARAMS = new Set(['sslmode', 'application_name', 'connect_timeout', 'host', 'port', 'dbname', 'user', 'target_session_attrs']);
+
+/**
+ * A URL with its password replaced by `***` (what a start-up line may show of DATABASE_URL), and
+ * every query parameter's value too but for a few plain ones: pg takes the password as
+ * `?password=` as well (and `sslpassword`, `options`, …).
+ */
 export function maskUrlPassword(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
+    for (const key of new Set(u.searchParams.keys())) if (!PLAIN_URL_PARAMS.has(key.toLowerCase())) u.searchParams.set(key, '***');
     return u.toString();
   } catch {
     return '(unparsable URL)';

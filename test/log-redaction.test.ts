@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import pino from 'pino';
+import { loggerOptions } from '../api/logger';
 import { codeFromMail, requestCode, submitCode, uniqueEmail, workflowIdOf, type LoginSessionBody } from './email-login-client';
 import { payloadToJson } from './codec-client';
 import { startStack, type TestStack } from './harness';
@@ -98,6 +100,7 @@ void describe('API logs', () => {
       `/healthz?x=1&c%6Fde=${code}`,
       `/healthz?otp=${code}`,
       `/nope?%65mail=${encodeURIComponent(email)}`,
+      '/console/device?BCDFGHJK',
     ];
     for (const url of urls) assert.ok([200, 404].includes((await stack.request('GET', url)).status), url);
     const mine = lines.slice(from).map((l) => JSON.parse(l) as { msg?: string; req?: { url?: string } });
@@ -113,6 +116,7 @@ void describe('API logs', () => {
       '/healthz?x=[redacted]&code=[redacted]',
       '/healthz?otp=[redacted]',
       '/nope?email=[redacted]',
+      '/console/device?[redacted]',
     ]);
     const all = lines.slice(from).join('\n');
     for (const [name, secret] of Object.entries({
@@ -125,6 +129,21 @@ void describe('API logs', () => {
       assert.ok(!all.includes(secret), `the logs contain the ${name}`);
     }
     assert.ok(!new RegExp(`(?<!\\d)${code}(?!\\d)`).test(all), 'the logs contain the code');
+  });
+
+  void test("an HTTP parse error's raw bytes (its Authorization header, its body) are not logged, even at trace level", () => {
+    const out: string[] = [];
+    const logger = pino({ ...(loggerOptions('trace') as pino.LoggerOptions) }, { write: (l: string) => void out.push(l) });
+    const secret = `Bearer ${randomBytes(24).toString('hex')}`;
+    const err = Object.assign(new Error('Parse Error: Header overflow'), {
+      code: 'HPE_HEADER_OVERFLOW',
+      rawPacket: Buffer.from(`POST /v1/session/refresh HTTP/1.1\r\nAuthorization: ${secret}\r\n\r\n{"refresh_token":"akr_x"}`),
+    });
+    logger.trace({ err }, 'client error');
+    assert.equal(out.length, 1);
+    assert.ok(!out[0]?.includes(secret.slice(7)), out[0]);
+    assert.ok(!out[0]?.includes(Buffer.from(secret).toString('base64').slice(0, 16)), 'nor in base64');
+    assert.match(out[0] ?? '', /"rawPacket":"\[redacted\]"/);
   });
 
   void test("a caller-chosen X-Request-Id is logged as client_request_id; the request id is the broker's own", async () => {

@@ -10,7 +10,7 @@ import { CONSOLE_PAGES } from '../api/plugins/console';
 import { PASSKEY_BODY_LIMIT_BYTES } from '../api/routes/passkey';
 import { publicExposure, type PublicExposure } from '../scripts/cluster/public-routes';
 import { startStack, type TestStack } from './harness';
-import { locationFor, publicLocations, type NginxLocation } from './support/nginx-site';
+import { locationFor, publicLocations, publicServerBlock, type NginxLocation } from './support/nginx-site';
 
 let stack: TestStack;
 before(async () => {
@@ -49,6 +49,17 @@ void describe('nginx: the public server and the routes of the broker', () => {
       const size = /client_max_body_size\s+(\d+)k\s*;/.exec(at?.body ?? '')?.[1];
       assert.equal(Number(size) * 1024, PASSKEY_BODY_LIMIT_BYTES, `${path}: ${describeLocation(at)} takes ${size ?? 'BODY_LIMIT'}`);
       assert.ok(at?.proxied, path);
+    }
+  });
+
+  void test("the routes whose query carries a secret log only critical errors: nginx's error lines quote the query", () => {
+    assert.match(publicServerBlock(), /^\s*error_log\s+# ERROR_LOG\s+error\s*;/m, 'the public server has its error log');
+    const locations = publicLocations();
+    // A device user code, Google's code and state, the console's exchange code or a user code in its link.
+    for (const path of ['/v1/device/verify', '/v1/session/google_oauth_callback', ...CONSOLE_PAGES]) {
+      const at = locationFor(locations, path);
+      assert.ok(at?.proxied, path);
+      assert.match(at?.body ?? '', /\berror_log\s+# ERROR_LOG\s+crit\s*;/, `${path}: ${describeLocation(at)} logs errors with its query`);
     }
   });
 

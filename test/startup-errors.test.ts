@@ -13,6 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { createOidcKeysetIfMissing } from '../adapters/oidc-keys';
 import { writeKeyFile } from '../adapters/key-files';
+import { databaseStartupLine, maskUrlPassword } from '../lib/startup-error';
 import { generateSigningKeyJwk } from '../lib/signing-key';
 import { findFreePort } from '../scripts/temporal-dev-server';
 import { createTestDatabase, testTemporalAddress } from './harness';
@@ -137,6 +138,15 @@ void describe('start-up errors are one line naming the variable and the fix', ()
       assertOneLine(exit, 'api', /DATABASE_URL: not a Postgres URL: expected postgres:\/\/user:password@host:5432\/database/);
       assert.doesNotMatch(exit.stderr, /db\.internal|not-a-url/, 'the value is not echoed (it may hold a password)');
     }
+  });
+
+  void test('a password given as a query parameter is masked too (pg reads ?password=, ?sslpassword=, ?options=)', () => {
+    const url = 'postgres://broker@db.internal:5432/agentkeys?password=hunter2secret&sslmode=require&SSLPASSWORD=k3y&options=-c%20x%3Dopt1';
+    const shown = maskUrlPassword(url);
+    assert.equal(shown, 'postgres://broker@db.internal:5432/agentkeys?password=***&sslmode=require&SSLPASSWORD=***&options=***');
+    const line = databaseStartupLine(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), url);
+    assert.doesNotMatch(line, /hunter2secret|k3y|opt1/);
+    assert.match(line, /sslmode=require/, 'a plain parameter still shows');
   });
 
   void test('Postgres down (the password masked), a database that does not exist', async () => {

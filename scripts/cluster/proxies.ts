@@ -150,6 +150,7 @@ export async function startNginx(o: {
     TLS_CERT: o.cert,
     TLS_KEY: o.key,
     ACCESS_LOG: join(o.logDir, 'nginx-access.log'),
+    ERROR_LOG: join(o.logDir, 'nginx-error.log'),
     BODY_LIMIT: String(o.bodyLimit),
     // Here the TEE fixture runs on this host; in production: the TEE workers' addresses.
     TEE_ALLOW: '        allow 127.0.0.1;',
