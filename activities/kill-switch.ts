@@ -1,8 +1,8 @@
 import { rename, writeFile } from 'node:fs/promises';
-import { log } from '@temporalio/activity';
+import { Context, log, type Info as ActivityInfo } from '@temporalio/activity';
 import type { IAMClient } from '@aws-sdk/client-iam';
-import { createIamClient, isLimitExceeded, otherInlinePolicies, setRolePolicy } from '../adapters/iam-client';
-import { killSwitchEntryOf, liveKillSwitchEntries, purgeKillSwitchEntries } from '../db/kill-switch';
+import { createIamClient, IAM_CALL_MAX_MS, isLimitExceeded, otherInlinePolicies, setRolePolicy } from '../adapters/iam-client';
+import { killSwitchEntryOf, liveKillSwitchEntries, purgeKillSwitchEntries, type KillSwitchEntryRow } from '../db/kill-switch';
 import {
   inlinePolicySize,
   KILL_SWITCH_POLICY_NAME,
@@ -38,6 +38,39 @@ export function actingContextFor(grant: { grantId: string; agentAddress: string;
  */
 const LIMIT_EXCEEDED_STEP_CHARS = 1024;
 
+/**
+ * The latest moment (ms since the epoch) at which an attempt of applyKillSwitch may start a write:
+ * its start-to-close deadline less IAM_CALL_MAX_MS, the longest one IAM call takes. Once that
+ * deadline passes the server schedules the next attempt (after a backoff of 2 s or more) while this
+ * one may still be running; a write started by the cutoff has landed by the deadline, so none can
+ * overwrite the next attempt's newer document with this attempt's older one. The attempt counts
+ * from when it was scheduled (`currentAttemptScheduledTimestampMs`, the server's clock, never later
+ * than its start) or from `startedMs` (this host's clock when it began), whichever is earlier, so
+ * neither clock being behind the other moves the cutoff later. A start-to-close timeout no longer
+ * than one IAM call leaves no moment at which a write is sure to land in time: there is no cutoff
+ * then (Infinity) rather than an activity that can never apply anything (the workflow gives it a
+ * minute; MockActivityEnvironment's default info gives 1 s).
+ */
+export function killSwitchWriteCutoffMs(info: Pick<ActivityInfo, 'currentAttemptScheduledTimestampMs' | 'startToCloseTimeoutMs'>, startedMs: number): number {
+  if (!(info.startToCloseTimeoutMs > IAM_CALL_MAX_MS)) return Infinity;
+  return Math.min(info.currentAttemptScheduledTimestampMs, startedMs) + info.startToCloseTimeoutMs - IAM_CALL_MAX_MS;
+}
+
+/** The running attempt's write cutoff and cancellation; none when called outside an activity (a test calling it directly). */
+function currentAttempt(startedMs: number): { cutoffMs: number; abortSignal?: AbortSignal } {
+  let ctx: Context;
+  try {
+    ctx = Context.current();
+  } catch {
+    return { cutoffMs: Infinity };
+  }
+  return { cutoffMs: killSwitchWriteCutoffMs(ctx.info, startedMs), abortSignal: ctx.cancellationSignal };
+}
+
+const sameEntries = (a: KillSwitchEntryRow[], b: KillSwitchEntryRow[]) => a.length === b.length && a.every((e, i) => e.entry_id === b[i]?.entry_id);
+const earliestExpiry = (entries: KillSwitchEntryRow[], min: number | null) =>
+  entries.reduce<number | null>((m, e) => (m === null || e.expires_at.getTime() < m ? e.expires_at.getTime() : m), min);
+
 export function createKillSwitchActivities(deps: ActivityDeps) {
   let iam: IAMClient | undefined;
   return {
@@ -51,13 +84,43 @@ export function createKillSwitchActivities(deps: ActivityDeps) {
      * read), entries that do not fit one by one are denied by issue time (lib/kill-switch.ts), a
      * LimitExceeded all the same renders smaller, and the result says what was collapsed. A role
      * that fails does not stop the others: the activity fails (and is retried) after trying them all.
+     *
+     * No write starts after the attempt's write cutoff (killSwitchWriteCutoffMs): past it the role
+     * fails with a retryable error instead, and the next attempt reads the entries afresh. Each
+     * write renders the entries read again just before it, so what it puts was read at most one
+     * IAM call (the GetRolePolicy that compares) before the PutRolePolicy starts, not at the start
+     * of an attempt that may have spent most of its minute on other roles: a revocation recorded
+     * meanwhile is applied by that write, not only by the next wake-up. The cutoff is what keeps an
+     * overrun attempt from undoing a later one; the re-read keeps each write as new as it can be.
+     * Each IAM call is aborted when the activity is cancelled.
      */
     async applyKillSwitch(): Promise<KillSwitchApplied> {
       const { config } = deps;
+      const { cutoffMs, abortSignal } = currentAttempt(Date.now());
       const at = new Date(deps.now());
       const dropped = await purgeKillSwitchEntries(deps.db, at);
-      const entries = await liveKillSwitchEntries(deps.db, at);
-      const rendered = new Map<number, KillSwitchPolicy>();
+      let entries = await liveKillSwitchEntries(deps.db, at);
+      /** The earliest expiry among every entry read: waking for one that is gone by then costs a wake-up, missing one would keep it denied. */
+      let nextExpiry = earliestExpiry(entries, null);
+      let rendered = new Map<number, KillSwitchPolicy>();
+      /** Reads the live entries again (as of the same `at`) for the write about to be rendered. */
+      const reread = async () => {
+        const fresh = await liveKillSwitchEntries(deps.db, at);
+        nextExpiry = earliestExpiry(fresh, nextExpiry);
+        if (!sameEntries(fresh, entries)) {
+          entries = fresh;
+          rendered = new Map();
+        }
+      };
+      /** Throws, naming why, once the attempt is past its write cutoff: what it would write may be older than a later attempt's. */
+      const beforeWrite = (target: string) => () => {
+        abortSignal?.throwIfAborted();
+        if (Date.now() > cutoffMs) {
+          throw new Error(
+            `not writing the kill switch policy ${target}: the activity attempt is past its write cutoff (${new Date(cutoffMs).toISOString()}, its start-to-close deadline less ${IAM_CALL_MAX_MS} ms, the longest one IAM call takes), so a later attempt may already have written newer entries; the next attempt reads them afresh`,
+          );
+        }
+      };
       /** The document for a role whose other inline policies leave `maxChars`. */
       const render = (maxChars: number) => {
         const budget = Math.max(0, maxChars);
@@ -79,10 +142,13 @@ export function createKillSwitchActivities(deps: ActivityDeps) {
         const unbudgeted: { role: string; refused: string }[] = [];
         const failed: { role: string; error: Error }[] = [];
         for (const role of killSwitchRoleNames(config.BROKER_KILL_SWITCH_ROLE_NAMES, config.BROKER_DATA_ROLE_ARN)) {
+          const checkCutoff = beforeWrite(`to role ${role}`);
           try {
+            // Past the cutoff no write can follow: spend no IAM read on the role.
+            checkCutoff();
             let budget = ROLE_POLICY_MAX_CHARS;
             if (entries.length > 0) {
-              const others = await otherInlinePolicies(client, role, KILL_SWITCH_POLICY_NAME);
+              const others = await otherInlinePolicies(client, role, KILL_SWITCH_POLICY_NAME, { abortSignal });
               if (others.state === 'read') budget -= others.size;
               else {
                 budget -= UNREAD_INLINE_RESERVE_CHARS;
@@ -90,9 +156,12 @@ export function createKillSwitchActivities(deps: ActivityDeps) {
               }
             }
             for (;;) {
+              await reread();
               const p = render(budget);
               try {
-                if ((await setRolePolicy(client, role, KILL_SWITCH_POLICY_NAME, p.document)).readRefused) unread.push(role);
+                if ((await setRolePolicy(client, role, KILL_SWITCH_POLICY_NAME, p.document, { abortSignal, beforeWrite: checkCutoff })).readRefused) {
+                  unread.push(role);
+                }
                 applied.push(p);
                 break;
               } catch (e) {
@@ -137,9 +206,11 @@ export function createKillSwitchActivities(deps: ActivityDeps) {
       } else if (config.BROKER_KILL_SWITCH === 'file' && config.BROKER_KILL_SWITCH_POLICY_FILE) {
         // Applied by the operator's own tooling to roles the broker never sees: rendered as if
         // other inline policies took the reserve (docs/kill-switch.md, "Limits").
-        const p = render(ROLE_POLICY_MAX_CHARS - UNREAD_INLINE_RESERVE_CHARS);
-        applied.push(p);
         const file = config.BROKER_KILL_SWITCH_POLICY_FILE;
+        await reread();
+        const p = render(ROLE_POLICY_MAX_CHARS - UNREAD_INLINE_RESERVE_CHARS);
+        beforeWrite(`to ${file}`)();
+        applied.push(p);
         const empty = JSON.stringify({ Version: '2012-10-17', Statement: [] });
         await writeFile(`${file}.tmp`, `${p.document ?? empty}\n`);
         await rename(`${file}.tmp`, file);
@@ -159,8 +230,7 @@ export function createKillSwitchActivities(deps: ActivityDeps) {
       killSwitchCollapsedWallets.set(collapsedWallets);
       killSwitchRoleWide.set(roleWide ? 1 : 0);
       if (failure) throw failure;
-      const next = entries.reduce<number | null>((min, e) => (min === null || e.expires_at.getTime() < min ? e.expires_at.getTime() : min), null);
-      return { entries: entries.length, dropped, nextExpiryMs: next, collapsedWallets, roleWide };
+      return { entries: entries.length, dropped, nextExpiryMs: nextExpiry, collapsedWallets, roleWide };
     },
   };
 }

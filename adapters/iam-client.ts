@@ -11,18 +11,34 @@ import {
 import type { Config } from '../lib/config';
 import { inlinePolicySize } from '../lib/kill-switch';
 
+const IAM_CONNECTION_TIMEOUT_MS = 3000;
+const IAM_REQUEST_TIMEOUT_MS = 8000;
+/**
+ * The longest one IAM call made with createIamClient can take: its connection timeout plus its
+ * request timeout (the request timer runs from the start, so this is on the safe side). The kill
+ * switch starts no write later than this before its attempt's deadline (activities/kill-switch.ts).
+ */
+export const IAM_CALL_MAX_MS = IAM_CONNECTION_TIMEOUT_MS + IAM_REQUEST_TIMEOUT_MS;
+
 /**
  * AWS IAM as the kill switch uses it: the inline deny policy on each data role, and the sizes of the
  * role's other inline policies, which share its budget (docs/kill-switch.md). The SDK's own retries
- * are off: the kill switch's activity retry policy decides.
+ * are off: the kill switch's activity retry policy decides. `throwOnRequestTimeout`: without it the
+ * SDK only logs a warning when the request timeout passes and the call goes on waiting, so
+ * IAM_CALL_MAX_MS would bound nothing.
  */
 export function createIamClient(config: Pick<Config, 'AWS_REGION' | 'BROKER_IAM_ENDPOINT'>): IAMClient {
   return new IAMClient({
     region: config.AWS_REGION,
     maxAttempts: 1,
-    requestHandler: { connectionTimeout: 3000, requestTimeout: 8000 },
+    requestHandler: { connectionTimeout: IAM_CONNECTION_TIMEOUT_MS, requestTimeout: IAM_REQUEST_TIMEOUT_MS, throwOnRequestTimeout: true },
     ...(config.BROKER_IAM_ENDPOINT ? { endpoint: config.BROKER_IAM_ENDPOINT } : {}),
   });
+}
+
+/** How the kill switch's IAM calls are made: `abortSignal` (the activity's cancellation) aborts each in flight. */
+export interface IamCallOptions {
+  abortSignal?: AbortSignal;
 }
 
 /** What setRolePolicy did to one role. */
@@ -48,13 +64,18 @@ const isAccessDenied = (e: unknown) => (e as Error | undefined)?.name === 'Acces
  */
 export type OtherInlinePolicies = { state: 'read'; size: number; names: string[] } | { state: 'refused'; action: 'ListRolePolicies' | 'GetRolePolicy' };
 
-export async function otherInlinePolicies(client: IAMClient, roleName: string, exceptPolicyName: string): Promise<OtherInlinePolicies> {
+export async function otherInlinePolicies(
+  client: IAMClient,
+  roleName: string,
+  exceptPolicyName: string,
+  { abortSignal }: IamCallOptions = {},
+): Promise<OtherInlinePolicies> {
   const names: string[] = [];
   let marker: string | undefined;
   do {
     let page;
     try {
-      page = await client.send(new ListRolePoliciesCommand({ RoleName: roleName, ...(marker ? { Marker: marker } : {}) }));
+      page = await client.send(new ListRolePoliciesCommand({ RoleName: roleName, ...(marker ? { Marker: marker } : {}) }), { abortSignal });
     } catch (e) {
       if (isAccessDenied(e)) return { state: 'refused', action: 'ListRolePolicies' };
       throw e;
@@ -67,7 +88,7 @@ export async function otherInlinePolicies(client: IAMClient, roleName: string, e
   for (const name of others) {
     let encoded: string | undefined;
     try {
-      encoded = (await client.send(new GetRolePolicyCommand({ RoleName: roleName, PolicyName: name }))).PolicyDocument;
+      encoded = (await client.send(new GetRolePolicyCommand({ RoleName: roleName, PolicyName: name }), { abortSignal })).PolicyDocument;
     } catch (e) {
       // Deleted since the listing: it takes nothing.
       if (e instanceof NoSuchEntityException) continue;
@@ -90,10 +111,10 @@ export async function otherInlinePolicies(client: IAMClient, roleName: string, e
 /** The role's policy as IAM holds it: absent, present (its parsed JSON, undefined if it is not JSON), or unreadable. */
 type CurrentPolicy = { state: 'absent' } | { state: 'present'; parsed: unknown } | { state: 'refused' };
 
-async function currentRolePolicy(client: IAMClient, roleName: string, policyName: string): Promise<CurrentPolicy> {
+async function currentRolePolicy(client: IAMClient, roleName: string, policyName: string, { abortSignal }: IamCallOptions): Promise<CurrentPolicy> {
   let encoded: string | undefined;
   try {
-    encoded = (await client.send(new GetRolePolicyCommand({ RoleName: roleName, PolicyName: policyName }))).PolicyDocument;
+    encoded = (await client.send(new GetRolePolicyCommand({ RoleName: roleName, PolicyName: policyName }), { abortSignal })).PolicyDocument;
   } catch (e) {
     if (e instanceof NoSuchEntityException) return { state: 'absent' };
     // A principal set up before the kill switch read its policy has only the two write permissions:
@@ -116,18 +137,28 @@ async function currentRolePolicy(client: IAMClient, roleName: string, policyName
  * every role, and IAM's write quota is the AWS account's, shared with every other use of it, so a
  * wake-up that changes nothing must not spend it. Reading each time, rather than remembering what
  * was last written, keeps this right when the policy was changed or deleted out of band.
+ * `beforeWrite` is called after the read, just before a PutRolePolicy or DeleteRolePolicy is sent:
+ * if it throws, nothing is written and setRolePolicy throws that.
  */
-export async function setRolePolicy(client: IAMClient, roleName: string, policyName: string, document: string | undefined): Promise<RolePolicyOutcome> {
-  const current = await currentRolePolicy(client, roleName, policyName);
+export async function setRolePolicy(
+  client: IAMClient,
+  roleName: string,
+  policyName: string,
+  document: string | undefined,
+  { abortSignal, beforeWrite }: IamCallOptions & { beforeWrite?: () => void } = {},
+): Promise<RolePolicyOutcome> {
+  const current = await currentRolePolicy(client, roleName, policyName, { abortSignal });
   const readRefused = current.state === 'refused';
   if (document !== undefined) {
     if (current.state === 'present' && isDeepStrictEqual(current.parsed, JSON.parse(document))) return { change: 'unchanged', readRefused };
-    await client.send(new PutRolePolicyCommand({ RoleName: roleName, PolicyName: policyName, PolicyDocument: document }));
+    beforeWrite?.();
+    await client.send(new PutRolePolicyCommand({ RoleName: roleName, PolicyName: policyName, PolicyDocument: document }), { abortSignal });
     return { change: 'put', readRefused };
   }
   if (current.state === 'absent') return { change: 'unchanged', readRefused };
+  beforeWrite?.();
   try {
-    await client.send(new DeleteRolePolicyCommand({ RoleName: roleName, PolicyName: policyName }));
+    await client.send(new DeleteRolePolicyCommand({ RoleName: roleName, PolicyName: policyName }), { abortSignal });
     return { change: 'deleted', readRefused };
   } catch (e) {
     // Already gone (deleted out of band since the read): nothing to do.
