@@ -5,6 +5,34 @@ import { BrokerAnswerError, brokerRefusal, BrokerUnreachableError, CliError, EXI
 
 /** The longest one request to the broker may take, answer included. */
 const REQUEST_TIMEOUT_MS = 30_000;
+/** The most of one answer the CLI reads: the broker's largest (a page of 200 grants or audit rows) is a few hundred KiB. */
+export const ANSWER_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * An answer's text, or undefined past `maxBytes` (declared or as it arrives; the rest is not
+ * read): a hostile or broken server could otherwise fill the CLI's memory until its timeout.
+ */
+export async function boundedText(res: Response, maxBytes = ANSWER_MAX_BYTES): Promise<string | undefined> {
+  if (Number(res.headers.get('content-length')) > maxBytes) {
+    await res.body?.cancel();
+    return undefined;
+  }
+  if (!res.body) return '';
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel();
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 /** Set to 1 to let the CLI talk plain http to a broker or TEE worker that is not on this machine. */
 export const ALLOW_INSECURE_HTTP_ENV = 'AGENTKEYS_ALLOW_INSECURE_HTTP';
@@ -120,11 +148,16 @@ export class BrokerClient {
         const why = cause?.code ?? cause?.message ?? (e as Error).name;
         throw new BrokerUnreachableError(`cannot reach the broker at ${this.baseUrl} (${why}): is it running? Set --broker-url or AGENTKEYS_BROKER_URL.`);
       }
-      text = await res.text().catch((e: unknown) => {
+      const read = await boundedText(res).catch((e: unknown) => {
         throw ctrl.signal.aborted
           ? (ctrl.signal.reason as CliError)
           : new BrokerUnreachableError(`the broker at ${this.baseUrl} broke off its answer (${(e as Error).message})`);
       });
+      if (read === undefined)
+        throw new CliError(
+          `the broker at ${this.baseUrl} answered ${method} ${url.pathname} with more than ${ANSWER_MAX_BYTES / 1024 / 1024} MiB, which no answer of a broker is; nothing past that was read: check --broker-url`,
+        );
+      text = read;
     } finally {
       clearTimeout(timer);
     }

@@ -2,7 +2,7 @@
  * Logging in at a Heima TEE worker (JSON-RPC 2.0, client_id `agentkeys`): an email code or a
  * wallet signature over the TEE's sign-in message. Its access token is a bearer at the broker.
  */
-import { checkTransport, wasRedirect } from './broker-client';
+import { ANSWER_MAX_BYTES, boundedText, checkTransport, wasRedirect } from './broker-client';
 import { CliError } from './errors';
 
 const CLIENT_ID = 'agentkeys';
@@ -31,8 +31,12 @@ async function rpc<T>(url: string, method: string, params: unknown): Promise<T> 
   }
   let body: { result?: T; error?: { code: number; message: string } };
   try {
-    body = (await res.json()) as typeof body;
-  } catch {
+    const text = await boundedText(res);
+    if (text === undefined)
+      throw new CliError(`the TEE worker at ${url} answered ${method} with more than ${ANSWER_MAX_BYTES / 1024 / 1024} MiB: check --tee-url`);
+    body = JSON.parse(text) as typeof body;
+  } catch (e) {
+    if (e instanceof CliError) throw e;
     throw new CliError(`the TEE worker at ${url} answered HTTP ${res.status} without JSON-RPC`);
   }
   if (body.error) throw new CliError(`the TEE refused ${method}: ${body.error.message} (${body.error.code})`);

@@ -1964,6 +1964,30 @@ void describe('agentkeys CLI: failures a script can branch on', () => {
     }
   });
 
+  void test('an answer over 4 MiB, declared or streamed, is not read past its limit: the command fails saying so', async () => {
+    const huge = { omni_account: OMNI, padding: 'x'.repeat(5 * 1024 * 1024) };
+    const length = Buffer.byteLength(JSON.stringify(huge));
+    const declared = await brokerStandIn({ 'GET /v1/session/me': () => ({ status: 200, body: huge, headers: { 'content-length': String(length) } }) });
+    const streamed = await brokerStandIn({ 'GET /v1/session/me': () => ({ status: 200, body: huge }) });
+    try {
+      for (const [profile, broker] of [
+        ['huge-declared', declared],
+        ['huge-streamed', streamed],
+      ] as const) {
+        await loggedIn(profile, broker.url);
+        const r = await runCli(['--json', '--profile', profile, 'whoami']);
+        assert.equal(r.code, 1, `${profile}: ${r.stdout.slice(0, 300)}`);
+        assert.match(
+          (JSON.parse(r.stdout) as { message: string }).message,
+          /answered GET \/v1\/session\/me with more than 4 MiB, which no answer of a broker is/,
+        );
+      }
+    } finally {
+      await declared.close();
+      await streamed.close();
+    }
+  });
+
   void test('a broker URL fetch refuses to connect to says why (a port fetch blocks), not just "TypeError"', async () => {
     const r = await runCli(['--json', '--profile', 'nobody', 'init', 'email', 'a@example.com', '--code-stdin'], {
       env: { AGENTKEYS_BROKER_URL: 'http://127.0.0.1:1' },
