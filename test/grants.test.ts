@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { getAddress } from 'viem';
 import { findActiveGrantForAgent, hasAcceptedGrantForAgent } from '../db/grants';
 import { generateTeeKeyPair } from '../fixtures/tee/jwt';
 import { startTeeFixture, type TeeFixture } from '../fixtures/tee/server';
@@ -77,7 +78,7 @@ void describe('grants', () => {
     const agentWallet = newWallet();
     const agent = agentWallet.lower;
     const scope = { services: ['s3'], roles: ['arn:aws:iam::123456789012:role/agentkeys-data'] };
-    const created = await stack.request('POST', '/v1/grants', { token: a.token, body: { agent_address: mixedCase(agent), scope, expires_in: 3600 } });
+    const created = await stack.request('POST', '/v1/grants', { token: a.token, body: { agent_address: getAddress(agent), scope, expires_in: 3600 } });
     assert.equal(created.status, 201, created.text);
     const g = created.body as Grant;
     assert.deepEqual(Object.keys(g), [
