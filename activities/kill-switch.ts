@@ -39,21 +39,28 @@ export function actingContextFor(grant: { grantId: string; agentAddress: string;
 const LIMIT_EXCEEDED_STEP_CHARS = 1024;
 
 /**
- * The latest moment (ms since the epoch) at which an attempt of applyKillSwitch may start a write:
- * its start-to-close deadline less IAM_CALL_MAX_MS, the longest one IAM call takes. Once that
- * deadline passes the server schedules the next attempt (after a backoff of 2 s or more) while this
- * one may still be running; a write started by the cutoff has landed by the deadline, so none can
- * overwrite the next attempt's newer document with this attempt's older one. The attempt counts
- * from when it was scheduled (`currentAttemptScheduledTimestampMs`, the server's clock, never later
- * than its start) or from `startedMs` (this host's clock when it began), whichever is earlier, so
- * neither clock being behind the other moves the cutoff later. A start-to-close timeout no longer
- * than one IAM call leaves no moment at which a write is sure to land in time: there is no cutoff
- * then (Infinity) rather than an activity that can never apply anything (the workflow gives it a
- * minute; MockActivityEnvironment's default info gives 1 s).
+ * How late, on this host's clock, an attempt may learn it started: the server starts an attempt's
+ * start-to-close timer when it hands the task to this worker, a moment before the activity runs.
  */
-export function killSwitchWriteCutoffMs(info: Pick<ActivityInfo, 'currentAttemptScheduledTimestampMs' | 'startToCloseTimeoutMs'>, startedMs: number): number {
-  if (!(info.startToCloseTimeoutMs > IAM_CALL_MAX_MS)) return Infinity;
-  return Math.min(info.currentAttemptScheduledTimestampMs, startedMs) + info.startToCloseTimeoutMs - IAM_CALL_MAX_MS;
+const ATTEMPT_START_MARGIN_MS = 2000;
+
+/**
+ * The latest moment (ms since the epoch, this host's clock) at which an attempt of applyKillSwitch
+ * may start a write: its start-to-close deadline less IAM_CALL_MAX_MS (one IAM call's longest wait
+ * for an answer) and a margin for the delivery of the task. Past the deadline the server schedules
+ * the next attempt (after a backoff of 2 s or more) while this one may still be running; a write
+ * started by the cutoff has had its answer, or been given up, by the deadline, so no write of this
+ * attempt is sent after the next one began. (IAM may still apply a request it received and whose
+ * answer was lost: the next attempt compares the role's policy before writing, and writes the
+ * newer document over it.) Counted from when the attempt started here, not from when it was
+ * scheduled: time spent waiting in the task queue is not part of the start-to-close timeout. A
+ * start-to-close timeout with no room for one call leaves no cutoff (Infinity) rather than an
+ * activity that can never apply anything (the workflow gives it a minute; MockActivityEnvironment's
+ * default info gives 1 s).
+ */
+export function killSwitchWriteCutoffMs(info: Pick<ActivityInfo, 'startToCloseTimeoutMs'>, startedMs: number): number {
+  const room = info.startToCloseTimeoutMs - IAM_CALL_MAX_MS - ATTEMPT_START_MARGIN_MS;
+  return room > 0 ? startedMs + room : Infinity;
 }
 
 /** The running attempt's write cutoff and cancellation; none when called outside an activity (a test calling it directly). */
@@ -71,7 +78,11 @@ const sameEntries = (a: KillSwitchEntryRow[], b: KillSwitchEntryRow[]) => a.leng
 const earliestExpiry = (entries: KillSwitchEntryRow[], min: number | null) =>
   entries.reduce<number | null>((m, e) => (m === null || e.expires_at.getTime() < m ? e.expires_at.getTime() : m), min);
 
-export function createKillSwitchActivities(deps: ActivityDeps) {
+/**
+ * `attemptStartedMs`: when the running attempt began on this host's clock (default: now, when the
+ * activity is called); tests move it back to stand for an attempt late in its minute.
+ */
+export function createKillSwitchActivities(deps: ActivityDeps, opts: { attemptStartedMs?: () => number } = {}) {
   let iam: IAMClient | undefined;
   return {
     /**
@@ -96,7 +107,7 @@ export function createKillSwitchActivities(deps: ActivityDeps) {
      */
     async applyKillSwitch(): Promise<KillSwitchApplied> {
       const { config } = deps;
-      const { cutoffMs, abortSignal } = currentAttempt(Date.now());
+      const { cutoffMs, abortSignal } = currentAttempt(opts.attemptStartedMs?.() ?? Date.now());
       const at = new Date(deps.now());
       const dropped = await purgeKillSwitchEntries(deps.db, at);
       let entries = await liveKillSwitchEntries(deps.db, at);
@@ -146,18 +157,22 @@ export function createKillSwitchActivities(deps: ActivityDeps) {
           try {
             // Past the cutoff no write can follow: spend no IAM read on the role.
             checkCutoff();
-            let budget = ROLE_POLICY_MAX_CHARS;
-            if (entries.length > 0) {
-              const others = await otherInlinePolicies(client, role, KILL_SWITCH_POLICY_NAME, { abortSignal });
-              if (others.state === 'read') budget -= others.size;
-              else {
-                budget -= UNREAD_INLINE_RESERVE_CHARS;
-                unbudgeted.push({ role, refused: `iam:${others.action}` });
-              }
-            }
+            /** What the role's other inline policies leave; read once the entries to write are not none. */
+            let budget: number | undefined;
             for (;;) {
               await reread();
-              const p = render(budget);
+              if (budget === undefined && entries.length > 0) {
+                budget = ROLE_POLICY_MAX_CHARS;
+                const others = await otherInlinePolicies(client, role, KILL_SWITCH_POLICY_NAME, { abortSignal });
+                if (others.state === 'read') budget -= others.size;
+                else {
+                  budget -= UNREAD_INLINE_RESERVE_CHARS;
+                  unbudgeted.push({ role, refused: `iam:${others.action}` });
+                }
+                // Sizing the role took IAM calls: the write renders the entries as they are now.
+                await reread();
+              }
+              const p = render(budget ?? ROLE_POLICY_MAX_CHARS);
               try {
                 if ((await setRolePolicy(client, role, KILL_SWITCH_POLICY_NAME, p.document, { abortSignal, beforeWrite: checkCutoff })).readRefused) {
                   unread.push(role);
@@ -169,7 +184,7 @@ export function createKillSwitchActivities(deps: ActivityDeps) {
                 // The role's other inline policies leave less than assumed: render against less
                 // than this document took, unless nothing smaller can be rendered.
                 const refused = inlinePolicySize(p.document);
-                const smaller = Math.min(budget, refused) - LIMIT_EXCEEDED_STEP_CHARS;
+                const smaller = Math.min(budget ?? ROLE_POLICY_MAX_CHARS, refused) - LIMIT_EXCEEDED_STEP_CHARS;
                 const next = render(smaller).document;
                 if (next === undefined || inlinePolicySize(next) >= refused) {
                   throw new Error(

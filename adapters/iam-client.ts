@@ -14,8 +14,9 @@ import { inlinePolicySize } from '../lib/kill-switch';
 const IAM_CONNECTION_TIMEOUT_MS = 3000;
 const IAM_REQUEST_TIMEOUT_MS = 8000;
 /**
- * The longest one IAM call made with createIamClient can take: its connection timeout plus its
- * request timeout (the request timer runs from the start, so this is on the safe side). The kill
+ * The longest this process waits for one IAM call made with createIamClient: its connection timeout
+ * plus its request timeout (the request timer runs from the start, so this is on the safe side).
+ * It bounds the wait, not when IAM applies a request it received. The kill
  * switch starts no write later than this before its attempt's deadline (activities/kill-switch.ts).
  */
 export const IAM_CALL_MAX_MS = IAM_CONNECTION_TIMEOUT_MS + IAM_REQUEST_TIMEOUT_MS;
@@ -27,11 +28,18 @@ export const IAM_CALL_MAX_MS = IAM_CONNECTION_TIMEOUT_MS + IAM_REQUEST_TIMEOUT_M
  * SDK only logs a warning when the request timeout passes and the call goes on waiting, so
  * IAM_CALL_MAX_MS would bound nothing.
  */
-export function createIamClient(config: Pick<Config, 'AWS_REGION' | 'BROKER_IAM_ENDPOINT'>): IAMClient {
+export function createIamClient(
+  config: Pick<Config, 'AWS_REGION' | 'BROKER_IAM_ENDPOINT'>,
+  opts: { /** Tests: a shorter answer timeout. */ requestTimeoutMs?: number } = {},
+): IAMClient {
   return new IAMClient({
     region: config.AWS_REGION,
     maxAttempts: 1,
-    requestHandler: { connectionTimeout: IAM_CONNECTION_TIMEOUT_MS, requestTimeout: IAM_REQUEST_TIMEOUT_MS, throwOnRequestTimeout: true },
+    requestHandler: {
+      connectionTimeout: IAM_CONNECTION_TIMEOUT_MS,
+      requestTimeout: opts.requestTimeoutMs ?? IAM_REQUEST_TIMEOUT_MS,
+      throwOnRequestTimeout: true,
+    },
     ...(config.BROKER_IAM_ENDPOINT ? { endpoint: config.BROKER_IAM_ENDPOINT } : {}),
   });
 }

@@ -23,17 +23,20 @@ export const PERMANENT_SES_ERRORS = new Set([
 
 /**
  * Sends through SES v2. The SDK's own retries are off (maxAttempts 1): the Temporal activity
- * retry policy is the one place retries are decided.
+ * retry policy is the one place retries are decided. 3 s to connect and 8 s for the answer, inside
+ * the send activity's own 15 s (`throwOnRequestTimeout`: without it the SDK only warns and waits
+ * on, and the activity's retry would send the mail again while the first send still hangs).
  */
 export class SesMailer implements Mailer {
   private readonly client: SESv2Client;
   constructor(
     private readonly from: string,
-    opts: { region: string; endpoint?: string },
+    opts: { region: string; endpoint?: string; /** Tests: a shorter answer timeout. */ requestTimeoutMs?: number },
   ) {
     this.client = new SESv2Client({
       region: opts.region,
       maxAttempts: 1,
+      requestHandler: { connectionTimeout: 3000, requestTimeout: opts.requestTimeoutMs ?? 8000, throwOnRequestTimeout: true },
       ...(opts.endpoint ? { endpoint: opts.endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
     });
   }
