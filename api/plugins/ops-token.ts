@@ -27,10 +27,10 @@ export default fp(
     app.decorate('opsBearer', async (request: FastifyRequest): Promise<OpsBearer> => {
       const header = request.headers.authorization;
       if (!header || !opsToken) return 'none';
-      const settle = await badTokenPerIp.reserve(request);
-      const ops = hasOpsBearer(request, opsToken);
-      await settle(!ops);
-      return ops ? 'ops' : 'wrong';
+      await badTokenPerIp.check(request);
+      if (hasOpsBearer(request, opsToken)) return 'ops';
+      await badTokenPerIp(request);
+      return 'wrong';
     });
   },
   { name: 'ops-token', dependencies: ['rate-limit'] },

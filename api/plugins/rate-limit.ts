@@ -41,7 +41,14 @@ export interface LimitOptions {
 export interface RequestLimit {
   (request: FastifyRequest, key?: string): Promise<void>;
   /**
-   * For a limit on failures (wrong guesses, bad tokens): throws rate_limited when the key's
+   * Throws rate_limited when the key is already past the limit, without counting this request: a
+   * limit on failures over secrets no guessing reaches (refresh tokens, the ops token), where a
+   * burst of concurrent tries passing one check buys nothing and a place held by each request in
+   * flight (reserve) would refuse a fleet's good requests behind one address.
+   */
+  check(request: FastifyRequest, key?: string): Promise<void>;
+  /**
+   * For a limit on failures of a guessable secret (a device user code): throws rate_limited when the key's
    * failures so far and its attempts still in flight reach the limit, else holds a place for this
    * attempt until `settle` says how it ended — `settle(true)` counts a failure, `settle(false)` frees
    * the place. Checking the count and counting only after the attempt would let any number of
@@ -99,6 +106,10 @@ export default fp(
         const result = await run(request, key, true);
         if (!result.isAllowed && result.isExceeded) refuse(request, result.ttl);
       }) as RequestLimit;
+      limit.check = async (request, key) => {
+        const result = await run(request, key, false);
+        if (!result.isAllowed && result.remaining === 0) refuse(request, Math.max(result.ttl, 1000));
+      };
       limit.reserve = async (request, key) => {
         const result = await run(request, key, false);
         if (result.isAllowed) return async () => undefined;

@@ -99,8 +99,11 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
       throw e;
     }
     return async (wrong) => {
-      await account(wrong);
-      await network(wrong);
+      try {
+        await account(wrong);
+      } finally {
+        await network(wrong);
+      }
     };
   }
 

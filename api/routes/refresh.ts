@@ -65,15 +65,12 @@ export default async function refreshRoutes(appBase: FastifyInstance) {
       },
     },
     async (request) => {
-      const settle = await failuresPerIp.reserve(request);
-      let refused = false;
+      await failuresPerIp.check(request);
       try {
         return await refreshSession(app.deps, request.body.refresh_token, request.id);
       } catch (e) {
-        refused = e instanceof BrokerError && e.kind === 'unauthorized';
+        if (e instanceof BrokerError && e.kind === 'unauthorized') await failuresPerIp(request);
         throw e;
-      } finally {
-        await settle(refused);
       }
     },
   );
