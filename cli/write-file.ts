@@ -5,8 +5,8 @@
  * never half of it; nothing else in the directory is touched.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, open, realpath, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { lstat, open, readlink, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { CliError } from './errors';
 
 export async function replaceFile(path: string, text: string, mode: number): Promise<void> {
@@ -31,30 +31,37 @@ export async function replaceFile(path: string, text: string, mode: number): Pro
   }
 }
 
+/** Links followed before a chain is taken for a loop (Linux's own limit, MAXSYMLINKS). */
+const MAX_LINK_HOPS = 40;
+
 /**
  * Where writing `path` should land: the file itself, or, when `path` is a symbolic link (a config
- * kept in a dotfiles repository), the file it points to, so the link stays a link. A link to
- * nothing is refused rather than guessed at, and so is a link someone else owns: in a shared
- * directory (`/tmp`) another user's link would aim the write at any file of ours (the wallet key,
- * `authorized_keys`), and the kernel's own guard (`fs.protected_symlinks`) never sees a link
- * resolved here. `uid`: whose links are followed (this process's; a parameter for tests).
+ * kept in a dotfiles repository), the file its chain of links ends at, so the link stays a link. A
+ * link to nothing is refused rather than guessed at, and so is a chain with a link someone else
+ * owns (root's excepted): in a shared directory (`/tmp`) another user's link would aim the write at
+ * any file of ours (the wallet key, `authorized_keys`), and the kernel's own guard
+ * (`fs.protected_symlinks`) never sees links resolved here. Every link of the chain is checked,
+ * not only the first. `uid`: whose links are followed (this process's; a parameter for tests).
  */
 export async function writeTarget(path: string, uid: number | undefined = process.getuid?.()): Promise<string> {
-  try {
-    const st = await lstat(path);
-    if (!st.isSymbolicLink()) return path;
-    if (uid !== undefined && st.uid !== uid)
-      throw new CliError(`${path} is a symbolic link owned by another user (uid ${st.uid}): not written through; remove it or write elsewhere`);
-  } catch (e) {
-    if (e instanceof CliError) throw e;
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return path;
-    throw new CliError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  try {
-    return await realpath(path);
-  } catch (e) {
-    throw new CliError(
-      `${path} is a symbolic link to a file that cannot be reached (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): remove the link or create its target`,
-    );
+  let current = path;
+  for (let hops = 0; ; hops++) {
+    let st;
+    try {
+      st = await lstat(current);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' && hops === 0) return path;
+      if (code === 'ENOENT' || code === 'ENOTDIR')
+        throw new CliError(`${path} is a symbolic link to a file that cannot be reached (${code}): remove the link or create its target`);
+      throw new CliError(`cannot read ${current}: ${code ?? (e as Error).message}`);
+    }
+    if (!st.isSymbolicLink()) return current;
+    if (uid !== undefined && st.uid !== uid && st.uid !== 0)
+      throw new CliError(
+        `${current === path ? path : `${path} leads through ${current}, which`} is a symbolic link owned by another user (uid ${st.uid}): not written through; remove it or write elsewhere`,
+      );
+    if (hops >= MAX_LINK_HOPS) throw new CliError(`${path} is a chain of more than ${MAX_LINK_HOPS} symbolic links: remove the loop`);
+    current = resolve(dirname(current), await readlink(current));
   }
 }

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { lchown, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -650,16 +650,30 @@ void describe('agentkeys CLI: configure aws', () => {
     assert.match(refused.stderr, /is a symbolic link to a file that cannot be reached/);
   });
 
-  void test('a symbolic link another user owns is not written through (a link planted in /tmp at the wallet key)', async () => {
+  void test('a chain of symbolic links with one another user owns is not written through (a link planted in /tmp at the wallet key)', async () => {
     const dir = await mkdtemp(join(home, 'planted-link-'));
     const key = join(dir, 'agent.key');
     await writeFile(key, 'precious\n', { mode: 0o600 });
-    const link = join(dir, 'gcp.json');
-    await symlink(key, link);
-    const own = (await lstat(link)).uid;
-    assert.equal(await writeTarget(link, own), key, "this user's own link is followed");
-    await assert.rejects(writeTarget(link, own + 1), /is a symbolic link owned by another user \(uid \d+\): not written through/);
-    assert.equal(await writeTarget(join(dir, 'absent.json'), own + 1), join(dir, 'absent.json'), 'a path that is no link is written as is');
+    const own = process.getuid?.() ?? 0;
+    // Another user's link (this test runs as root, which may give a link away; uid 4242 owns no file here).
+    const planted = join(dir, 'planted.json');
+    await symlink(key, planted);
+    await lchown(planted, 4242, 4242);
+    await assert.rejects(writeTarget(planted, own), /planted\.json is a symbolic link owned by another user \(uid 4242\): not written through/);
+    // The first link is this user's; the one it leads to is not.
+    const mine = join(dir, 'gcp.json');
+    await symlink(planted, mine);
+    await assert.rejects(writeTarget(mine, own), /gcp\.json leads through .*planted\.json, which is a symbolic link owned by another user \(uid 4242\)/);
+    // This user's own chain (two hops, one relative) ends at the file; a path that is no link is itself.
+    const hop = join(dir, 'hop.json');
+    await symlink('agent.key', hop);
+    const chain = join(dir, 'chain.json');
+    await symlink(hop, chain);
+    assert.equal(await writeTarget(chain, own), key);
+    assert.equal(await writeTarget(join(dir, 'absent.json'), own), join(dir, 'absent.json'));
+    const loop = join(dir, 'loop.json');
+    await symlink(loop, loop);
+    await assert.rejects(writeTarget(loop, own), /is a chain of more than 40 symbolic links/);
     assert.equal(await readFile(key, 'utf8'), 'precious\n');
   });
 
