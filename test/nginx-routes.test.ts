@@ -56,7 +56,13 @@ void describe('nginx: the public server and the routes of the broker', () => {
     assert.match(publicServerBlock(), /^\s*error_log\s+# ERROR_LOG\s+error\s*;/m, 'the public server has its error log');
     const locations = publicLocations();
     // A device user code, Google's code and state, the console's exchange code or a user code in its link.
-    for (const path of ['/v1/device/verify', '/v1/session/google_oauth_callback', ...CONSOLE_PAGES]) {
+    for (const path of [
+      '/v1/device/verify',
+      '/v1/session/google_oauth_callback',
+      ...CONSOLE_PAGES,
+      '/get_account_user_id',
+      '/v3/account/get_account_user_id',
+    ]) {
       const at = locationFor(locations, path);
       assert.ok(at?.proxied, path);
       assert.match(at?.body ?? '', /\berror_log\s+# ERROR_LOG\s+crit\s*;/, `${path}: ${describeLocation(at)} logs errors with its query`);
