@@ -1,10 +1,10 @@
 import { CanonicalJsonError, canonicalJson } from '../lib/canonical-json';
 import { BrokerError } from '../lib/errors';
 import { LAYOUT_CHARACTER } from '../lib/plain-text';
+import { isAddressSpelling } from '../lib/evm-address';
 import { EVM_ADDRESS_RE } from '../lib/wallet-message';
 import type { FastifySchemaCompiler } from 'fastify';
 import { validatorCompiler as zodValidatorCompiler } from 'fastify-type-provider-zod';
-import { getAddress } from 'viem';
 import { z } from 'zod';
 
 /** Wire schemas shared by several surfaces (docs/contracts.md §4/§5). */
@@ -120,10 +120,7 @@ export function evmAddressSchema(field: string) {
     .string()
     .max(64, `${field} is too long`)
     .regex(EVM_ADDRESS_RE, `${field} must be 0x followed by 40 hex digits`)
-    .refine((a) => {
-      const body = a.slice(2);
-      return body === body.toLowerCase() || body === body.toUpperCase() || getAddress(a.toLowerCase()) === a;
-    }, `${field} has mixed case but not a valid EIP-55 checksum`)
+    .refine(isAddressSpelling, `${field} has mixed case but not a valid EIP-55 checksum`)
     .transform((a) => a.toLowerCase());
 }
 

@@ -479,6 +479,18 @@ void describe('agentkeys CLI: minting, grants, audit', () => {
       assert.match(r.stderr, /is not a wallet address: 0x and 40 hex digits/);
       assert.equal((JSON.parse(r.stdout) as { error: string }).error, 'ERR_CLI_USAGE');
     }
+    // A checksummed address with one letter's case flipped is a typo, refused before any request (as the broker would).
+    const letter = agent.address.slice(2).search(/[a-fA-F]/) + 2;
+    const c = agent.address.charAt(letter);
+    const typo = `${agent.address.slice(0, letter)}${c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase()}${agent.address.slice(letter + 1)}`;
+    for (const args of [
+      ['agent', 'revoke', typo],
+      ['grant', 'add', typo],
+    ]) {
+      const r = await runCli(['--json', ...p, ...args], { env: deadBroker });
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /has mixed case but not a valid EIP-55 checksum: a typo\?/);
+    }
     assert.deepEqual(await statusesOf(token), { [pending]: 'pending', [accepted]: 'active' });
 
     const revoked = parseJson(await runCli(['--json', ...p, 'agent', 'revoke', agent.address]));

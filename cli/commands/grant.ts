@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import type { ApprovalPolicy } from '../../lib/approvals';
+import { isAddressSpelling } from '../../lib/evm-address';
 import { EVM_ADDRESS_RE } from '../../lib/wallet-message';
 import { buildGrantAcceptanceMessage } from '../../lib/grant-acceptance';
 import type { GrantScope } from '../../lib/grant-scope';
@@ -155,6 +156,7 @@ export function grantCommand(): Command {
     )
     .action(async (agent: string, o: { services?: string; expiresIn?: string } & ApprovalOptions, cmd: Command) => {
       if (!EVM_ADDRESS_RE.test(agent)) throw new UsageError(`"${agent}" is not a 0x address`);
+      if (!isAddressSpelling(agent)) throw new UsageError(`"${agent}" has mixed case but not a valid EIP-55 checksum: a typo? (all lower case is fine)`);
       const body: Record<string, unknown> = { agent_address: agent };
       if (o.services) body.scope = { services: commaList(o.services) };
       if (o.expiresIn !== undefined) {
