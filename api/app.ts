@@ -87,7 +87,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
     // The router refuses a longer path parameter before any route sees it (Fastify's default is 100
     // characters, which left a passkey with an id over 75 bytes impossible to remove). Every other
     // parameter's own schema bounds it to 42 characters or fewer.
-    maxParamLength: PASSKEY_ID_MAX_CHARS,
+    routerOptions: { maxParamLength: PASSKEY_ID_MAX_CHARS },
     // request.ip (rate limits, the TEE callback allow-list, logs) is the TCP peer unless the peer is
     // a load balancer named in BROKER_TRUST_PROXY; then it is the address that balancer saw.
     trustProxy: trustProxyOption(deps.config.BROKER_TRUST_PROXY),
