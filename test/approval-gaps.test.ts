@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { hmacHex } from '../lib/digest';
 import { spyWorkflowStarts, type WorkflowStartSpy } from './adversarial-probes';
-import { bindAgentWithApproval, holderLogin, poll, requestMint, signedDecision, viewOf } from './approval-client';
+import { approvalRow, bindAgentWithApproval, holderLogin, poll, requestMint, signedDecision, viewOf } from './approval-client';
 import { bindAgent } from './grant-client';
 import { apiRequest, startStack, withApiUnder, type ApiRequest, type TestStack } from './harness';
 import { emailLogin, walletLogin, type WalletSession } from './mint-client';
@@ -168,6 +168,22 @@ void describe('what the holder reads of mints under its grants', () => {
 });
 
 void describe('an approved mint collected by another session', () => {
+  void test('a decision that finds the row pending but no flow for it (the moment before the mint starts it) is 503 "send it again", not 410; the row stays pending', async () => {
+    const holder = await holderLogin(stack);
+    const agent: WalletSession = await walletLogin(stack);
+    await bindAgentWithApproval(stack, holder, agent);
+    const { approval_id: id } = await requestMint(stack, agent);
+    const decision = await signedDecision(stack, holder, id, 'deny');
+    // No flow for the pending row: what a decision meets before the mint has started the flow.
+    await stack.temporal.workflow.getHandle(`approval/${id}`).terminate('stands for a flow not started yet');
+    const r = await decision.send();
+    assert.equal(r.status, 503, r.text);
+    assert.equal((r.body as { error: string }).error, 'unavailable');
+    assert.match((r.body as { message: string }).message, /still being opened; nothing was decided: send the decision again/);
+    assert.equal(r.headers.get('retry-after'), '1');
+    assert.equal((await approvalRow(stack, id))?.status, 'pending', 'nothing was decided');
+  });
+
   void test('the hand-out rows name the session and request that collected it, and the opener as requested_by_*', async () => {
     const holder = await holderLogin(stack);
     const opener: WalletSession = await walletLogin(stack);

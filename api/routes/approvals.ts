@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { type ApprovalRow } from '../../db/approvals';
 import { lowSCompactJws } from '../../lib/compact-jws';
 import { hmacHex } from '../../lib/digest';
-import { BrokerError } from '../../lib/errors';
+import { BrokerError, unavailable } from '../../lib/errors';
 import { MAX_CONTRACT_SIGNATURE_BYTES } from '../../lib/wallet-message';
 import { createSealKeyPair, unsealJson } from '../../lib/seal';
 import { createApprovalService, type ApprovalService } from '../../services/approvals';
@@ -219,7 +219,8 @@ export default async function approvalRoutes(appBase: FastifyInstance) {
           "signature: the EIP-712 signature (eth_signTypedData_v4) by the grant's main wallet over the request's typed data for this " +
           'decision (GET /v1/approvals/{id} `sign`); required of a wallet-login session. Without it: a broker session whose login is at most ' +
           `300 s old and was made on this device (${NEVER_A_RECENT_LOGIN} are 403).` +
-          ' The first decision wins: later ones are 409; after expires_at 410; another account’s request 404.',
+          ' The first decision wins: later ones are 409; after expires_at 410; another account’s request 404;' +
+          ' 503 with Retry-After in the moment between a request being listed and its flow starting (send it again).',
         security: [{ bearer: [] }],
         params: z.object({ approval_id: approvalIdSchema }),
         body: z
@@ -242,9 +243,11 @@ export default async function approvalRoutes(appBase: FastifyInstance) {
       const { approval_id } = request.params;
       const { decision, signature } = request.body;
       const checked = await approvals.checkDecision(auth, approval_id, decision, signature);
+      // The row is pending and unexpired (checkDecision): no flow for it yet means the mint that
+      // opened it has committed the row and not yet started the flow, a matter of milliseconds.
       const r = await app.driveFlow(
         () => handle(approval_id).executeUpdate(approvalDecisionUpdate, { args: [{ ...checked, http_request_id: request.id }] }),
-        new BrokerError('expired', 'this approval request has expired; nothing was decided'),
+        unavailable('this approval request is still being opened; nothing was decided: send the decision again in a moment'),
       );
       request.log.info({ flow: 'approval', approval_id, decision: r.status }, 'approval request decided');
       return { approval_id, ...r };
