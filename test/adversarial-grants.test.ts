@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
-import { getAddress } from 'viem';
 import { verifyAuditChain } from '../db/audit-query';
 import { generateTeeKeyPair, signTeeJwt, teeClaims, type TeeKeyPair } from '../fixtures/tee/jwt';
 import { deriveOmniAccount } from '../lib/omni';
@@ -19,7 +18,7 @@ import {
 import { expiredSession, forgedBearers } from './adversarial-tokens';
 import { acceptGrant, type GrantView, offerGrant } from './grant-client';
 import { agentKeysActorOf, emailLogin, mintAws, mintOidc, type WalletSession, walletLogin } from './mint-client';
-import { newWallet, type TestWallet } from './wallet-client';
+import { brokenChecksum, newWallet, type TestWallet } from './wallet-client';
 
 /**
  * POST / GET / DELETE /v1/grants against malformed, oversized, expired, replayed, forged and
@@ -57,13 +56,6 @@ after(async () => {
 
 const evmAddress = () => `0x${randomBytes(20).toString('hex')}`;
 const upperHex = (a: string) => `0x${a.slice(2).toUpperCase()}`;
-/** An EIP-55 address with one letter's case flipped: a typo, not another spelling. */
-const brokenChecksum = (lower: string): string => {
-  const checksummed = getAddress(lower);
-  const i = checksummed.slice(2).search(/[a-fA-F]/) + 2;
-  const c = checksummed.charAt(i);
-  return `${checksummed.slice(0, i)}${c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase()}${checksummed.slice(i + 1)}`;
-};
 
 type Grant = GrantView;
 

@@ -2,7 +2,7 @@
  * Test-side wallet: a viem wallet client over a local account (signs like MetaMask's
  * personal_sign would; it needs no RPC), plus signature surgery for the bad-input tests.
  */
-import { createWalletClient, custom, type Hex } from 'viem';
+import { createWalletClient, custom, getAddress, type Hex } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import type { Queryable } from '../db/pool';
 import { requestIdDigest } from '../lib/digest';
@@ -43,6 +43,14 @@ export function withHighS(signature: Hex): Hex {
 }
 
 export const nowSeconds = (): number => Math.floor(Date.now() / 1000);
+
+/** An address in its EIP-55 spelling with one letter's case flipped: a typo, not another spelling of it. */
+export function brokenChecksum(address: string): string {
+  const checksummed = getAddress(address.toLowerCase());
+  const i = checksummed.slice(2).search(/[a-fA-F]/) + 2;
+  const c = checksummed.charAt(i);
+  return `${checksummed.slice(0, i)}${c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase()}${checksummed.slice(i + 1)}`;
+}
 
 export interface RowCounts {
   users: number;
