@@ -9,24 +9,19 @@ import {
   PutRolePolicyCommand,
 } from '@aws-sdk/client-iam';
 import type { Config } from '../lib/config';
+import { AWS_CALL_MAX_MS, awsRequestHandler } from './aws-request';
 import { inlinePolicySize } from '../lib/kill-switch';
 
-const IAM_CONNECTION_TIMEOUT_MS = 3000;
-const IAM_REQUEST_TIMEOUT_MS = 8000;
 /**
- * The longest this process waits for one IAM call made with createIamClient: its connection timeout
- * plus its request timeout (the request timer runs from the start, so this is on the safe side).
- * It bounds the wait, not when IAM applies a request it received. The kill
- * switch starts no write later than this before its attempt's deadline (activities/kill-switch.ts).
+ * The longest this process waits for one IAM call made with createIamClient (adapters/aws-request.ts).
+ * The kill switch starts no write later than this before its attempt's deadline (activities/kill-switch.ts).
  */
-export const IAM_CALL_MAX_MS = IAM_CONNECTION_TIMEOUT_MS + IAM_REQUEST_TIMEOUT_MS;
+export const IAM_CALL_MAX_MS = AWS_CALL_MAX_MS;
 
 /**
  * AWS IAM as the kill switch uses it: the inline deny policy on each data role, and the sizes of the
  * role's other inline policies, which share its budget (docs/kill-switch.md). The SDK's own retries
- * are off: the kill switch's activity retry policy decides. `throwOnRequestTimeout`: without it the
- * SDK only logs a warning when the request timeout passes and the call goes on waiting, so
- * IAM_CALL_MAX_MS would bound nothing.
+ * are off: the kill switch's activity retry policy decides.
  */
 export function createIamClient(
   config: Pick<Config, 'AWS_REGION' | 'BROKER_IAM_ENDPOINT'>,
@@ -35,17 +30,13 @@ export function createIamClient(
   return new IAMClient({
     region: config.AWS_REGION,
     maxAttempts: 1,
-    requestHandler: {
-      connectionTimeout: IAM_CONNECTION_TIMEOUT_MS,
-      requestTimeout: opts.requestTimeoutMs ?? IAM_REQUEST_TIMEOUT_MS,
-      throwOnRequestTimeout: true,
-    },
+    requestHandler: awsRequestHandler(opts.requestTimeoutMs),
     ...(config.BROKER_IAM_ENDPOINT ? { endpoint: config.BROKER_IAM_ENDPOINT } : {}),
   });
 }
 
 /** How the kill switch's IAM calls are made: `abortSignal` (the activity's cancellation) aborts each in flight. */
-export interface IamCallOptions {
+interface IamCallOptions {
   abortSignal?: AbortSignal;
 }
 

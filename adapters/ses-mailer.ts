@@ -1,5 +1,6 @@
 import { SESv2Client, SendEmailCommand } from '@aws-sdk/client-sesv2';
 import { sesErrors, sesSendDuration, timed } from '../lib/metrics';
+import { awsRequestHandler } from './aws-request';
 
 export interface OutgoingMail {
   to: string;
@@ -23,9 +24,8 @@ export const PERMANENT_SES_ERRORS = new Set([
 
 /**
  * Sends through SES v2. The SDK's own retries are off (maxAttempts 1): the Temporal activity
- * retry policy is the one place retries are decided. 3 s to connect and 8 s for the answer, inside
- * the send activity's own 15 s (`throwOnRequestTimeout`: without it the SDK only warns and waits
- * on, and the activity's retry would send the mail again while the first send still hangs).
+ * retry policy is the one place retries are decided. Its waits (adapters/aws-request.ts) end inside
+ * the send activity's own 15 s.
  */
 export class SesMailer implements Mailer {
   private readonly client: SESv2Client;
@@ -36,7 +36,7 @@ export class SesMailer implements Mailer {
     this.client = new SESv2Client({
       region: opts.region,
       maxAttempts: 1,
-      requestHandler: { connectionTimeout: 3000, requestTimeout: opts.requestTimeoutMs ?? 8000, throwOnRequestTimeout: true },
+      requestHandler: awsRequestHandler(opts.requestTimeoutMs),
       ...(opts.endpoint ? { endpoint: opts.endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
     });
   }

@@ -1,5 +1,6 @@
 import { AssumeRoleWithWebIdentityCommand, GetCallerIdentityCommand, STSClient, STSServiceException } from '@aws-sdk/client-sts';
 import type { Config } from '../lib/config';
+import { awsRequestHandler } from './aws-request';
 import { AgentKeysError } from '../lib/errors';
 import { stsErrors, stsRequestDuration, timed } from '../lib/metrics';
 
@@ -17,13 +18,6 @@ export interface StaticAwsCredentials {
   sessionToken?: string;
 }
 
-/**
- * 3 s to connect, 8 s for the answer. `throwOnRequestTimeout`: without it the SDK only logs a
- * warning once the request timeout passes and the call goes on waiting, up to the mint activity's
- * own 50 s, with the mint's caller waiting behind it.
- */
-const REQUEST_TIMEOUTS = { connectionTimeout: 3000, requestTimeout: 8000, throwOnRequestTimeout: true };
-
 export function createStsClient(
   config: Pick<Config, 'AWS_REGION' | 'BROKER_STS_ENDPOINT'>,
   opts: { credentials?: StaticAwsCredentials; maxAttempts?: number; /** Tests: a shorter answer timeout. */ requestTimeoutMs?: number } = {},
@@ -31,7 +25,7 @@ export function createStsClient(
   return new STSClient({
     region: config.AWS_REGION,
     maxAttempts: opts.maxAttempts ?? 1,
-    requestHandler: { ...REQUEST_TIMEOUTS, ...(opts.requestTimeoutMs !== undefined ? { requestTimeout: opts.requestTimeoutMs } : {}) },
+    requestHandler: awsRequestHandler(opts.requestTimeoutMs),
     ...(config.BROKER_STS_ENDPOINT ? { endpoint: config.BROKER_STS_ENDPOINT } : {}),
     ...(opts.credentials ? { credentials: opts.credentials } : {}),
   });
