@@ -114,8 +114,12 @@ export function createKillSwitchActivities(deps: ActivityDeps, opts: { attemptSt
       /** The earliest expiry among every entry read: waking for one that is gone by then costs a wake-up, missing one would keep it denied. */
       let nextExpiry = earliestExpiry(entries, null);
       let rendered = new Map<number, KillSwitchPolicy>();
-      /** Reads the live entries again (as of the same `at`) for the write about to be rendered. */
+      /** An IAM call was made since the entries were read: the next write reads them again first. */
+      let stale = false;
+      /** Reads the live entries again (as of the same `at`) for the write about to be rendered, if an IAM call came between. */
       const reread = async () => {
+        if (!stale) return;
+        stale = false;
         const fresh = await liveKillSwitchEntries(deps.db, at);
         nextExpiry = earliestExpiry(fresh, nextExpiry);
         if (!sameEntries(fresh, entries)) {
@@ -163,6 +167,7 @@ export function createKillSwitchActivities(deps: ActivityDeps, opts: { attemptSt
               await reread();
               if (budget === undefined && entries.length > 0) {
                 budget = ROLE_POLICY_MAX_CHARS;
+                stale = true;
                 const others = await otherInlinePolicies(client, role, KILL_SWITCH_POLICY_NAME, { abortSignal });
                 if (others.state === 'read') budget -= others.size;
                 else {
@@ -173,6 +178,7 @@ export function createKillSwitchActivities(deps: ActivityDeps, opts: { attemptSt
                 await reread();
               }
               const p = render(budget ?? ROLE_POLICY_MAX_CHARS);
+              stale = true;
               try {
                 if ((await setRolePolicy(client, role, KILL_SWITCH_POLICY_NAME, p.document, { abortSignal, beforeWrite: checkCutoff })).readRefused) {
                   unread.push(role);
@@ -222,7 +228,6 @@ export function createKillSwitchActivities(deps: ActivityDeps, opts: { attemptSt
         // Applied by the operator's own tooling to roles the broker never sees: rendered as if
         // other inline policies took the reserve (docs/kill-switch.md, "Limits").
         const file = config.BROKER_KILL_SWITCH_POLICY_FILE;
-        await reread();
         const p = render(ROLE_POLICY_MAX_CHARS - UNREAD_INLINE_RESERVE_CHARS);
         beforeWrite(`to ${file}`)();
         applied.push(p);
