@@ -111,7 +111,7 @@ export {
 } from '../lib/wire';
 
 /**
- * An EVM address as a caller may spell it (every route that takes one): lower-case, upper-case or
+ * An EVM address as a caller may spell it (wallet login, grants, the kill switch): lower-case, upper-case or
  * correctly checksummed (EIP-55), answered lower-case. Mixed case with a broken checksum is a typo
  * (400), never another spelling of some address. `field` names it in the message.
  */

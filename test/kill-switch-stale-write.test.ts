@@ -4,8 +4,9 @@
  * retry wrote since (dropping a revocation recorded in between): it starts no IAM write past its
  * write cutoff (its deadline less the longest one IAM call takes), each write renders the entries
  * read just before it, and cancelling the activity aborts the IAM call in flight. The attempts run
- * in MockActivityEnvironment with the activity info a worker would give them (a scheduled time
- * set back makes an attempt "most of a minute old" without waiting), against the IAM stand-in
+ * in MockActivityEnvironment with the activity info a worker would give them (an attempt's start
+ * set back, `attemptStartedMs`, makes it "most of a minute old" without waiting; time it spent
+ * queued before it started does not), against the IAM stand-in
  * behind a proxy that holds one chosen request until the test releases it.
  */
 import assert from 'node:assert/strict';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Client } from '@temporalio/client';
 import type { FastifyBaseLogger } from 'fastify';
-import { wakeKillSwitch } from '../api/kill-switch';
+import { WAKE_INTERVAL_MS, wakeKillSwitch } from '../api/kill-switch';
 import type { Config } from '../lib/config';
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -69,7 +69,7 @@ function assertCovered(calls: Call[], sends: Send[]): void {
 function assertSpaced(sends: Send[]): void {
   for (let i = 1; i < sends.length; i++) {
     const gap = sends[i]!.startedAt - sends[i - 1]!.startedAt;
-    assert.ok(gap >= 999, `sends ${i - 1} and ${i} only ${gap} ms apart`);
+    assert.ok(gap >= WAKE_INTERVAL_MS - 1, `sends ${i - 1} and ${i} only ${gap} ms apart`);
   }
 }
 

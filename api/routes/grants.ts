@@ -10,12 +10,11 @@ import { GRANT_STATUSES, grantStatus, type GrantRow } from '../../db/grants';
 import { BrokerError } from '../../lib/errors';
 import { grantScopeSchema, MINT_TARGETS } from '../../activities/mint-targets';
 import { APPROVAL_TIMEOUT_DEFAULT_SECONDS, APPROVAL_TIMEOUT_MAX_SECONDS } from '../../lib/approvals';
-import { MAX_CONTRACT_SIGNATURE_BYTES } from '../../lib/wallet-message';
+import { MAX_CONTRACT_SIGNATURE_BYTES, ZERO_ADDRESS } from '../../lib/wallet-message';
 import { createGrantService, storedScope } from '../../services/grants';
 import type { AuthContext } from '../dependencies';
 import { wakeKillSwitch } from '../kill-switch';
 import { commonErrors, errorBody, evmAddressSchema, grantIdSchema, idempotencyKeyOf } from '../schemas';
-import { ZERO_ADDRESS } from '../../lib/wallet-message';
 
 /**
  * Grants (docs/contracts.md §6, docs/mint.md): the main account offers an agent wallet a grant with a

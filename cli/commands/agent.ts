@@ -4,11 +4,9 @@
  * already holds, as far as the broker's kill switch mode reaches.
  */
 import { Command } from 'commander';
-import { isAddressSpelling } from '../../lib/evm-address';
-import { EVM_ADDRESS_RE } from '../../lib/wallet-message';
 import type { AgentRevokedBody } from '../../lib/wire';
-import { UsageError } from '../errors';
 import { CliContext } from '../context';
+import { addressArgument } from './grant';
 
 const counted = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
@@ -50,8 +48,7 @@ export function agentCommand(): Command {
     .action(async (wallet: string, _o: object, cmd: Command) => {
       // Checked here, before the session is read: a mistyped address costs no request and is not
       // answered as an agent this account never granted.
-      if (!EVM_ADDRESS_RE.test(wallet)) throw new UsageError(`"${wallet}" is not a wallet address: 0x and 40 hex digits`);
-      if (!isAddressSpelling(wallet)) throw new UsageError(`"${wallet}" has mixed case but not a valid EIP-55 checksum: a typo? (all lower case is fine)`);
+      addressArgument(wallet, 'is not a wallet address: 0x and 40 hex digits');
       const ctx = await CliContext.open(cmd);
       const broker = await ctx.authedBroker();
       const r = (await broker.call<AgentRevokedBody>('POST', `/v1/agents/${encodeURIComponent(wallet)}/revoke`, { auth: true })).body;

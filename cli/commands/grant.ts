@@ -18,6 +18,15 @@ import { shown, shownLines } from '../terminal-text';
 import { CliContext } from '../context';
 import { loadCliWallet, withWalletKeyOptions, type WalletKeyOptions } from '../wallet-key';
 
+/**
+ * A wallet address typed on the command line, checked as the broker checks it (lib/evm-address.ts)
+ * before any request: `notAddress` says what a malformed one is; a broken EIP-55 checksum is a typo.
+ */
+export function addressArgument(value: string, notAddress: string): void {
+  if (!EVM_ADDRESS_RE.test(value)) throw new UsageError(`"${value}" ${notAddress}`);
+  if (!isAddressSpelling(value)) throw new UsageError(`"${value}" has mixed case but not a valid EIP-55 checksum: a typo? (all lower case is fine)`);
+}
+
 type AgentGrantBody = GrantBody & { main_address?: string; acceptance_message?: string };
 
 /**
@@ -155,8 +164,7 @@ export function grantCommand(): Command {
       'a file holding the access token of a session of --approval-notify-email (agentkeys token --profile <its profile>), unless that is your own verified address',
     )
     .action(async (agent: string, o: { services?: string; expiresIn?: string } & ApprovalOptions, cmd: Command) => {
-      if (!EVM_ADDRESS_RE.test(agent)) throw new UsageError(`"${agent}" is not a 0x address`);
-      if (!isAddressSpelling(agent)) throw new UsageError(`"${agent}" has mixed case but not a valid EIP-55 checksum: a typo? (all lower case is fine)`);
+      addressArgument(agent, 'is not a 0x address');
       const body: Record<string, unknown> = { agent_address: agent };
       if (o.services) body.scope = { services: commaList(o.services) };
       if (o.expiresIn !== undefined) {
