@@ -24,7 +24,7 @@ import { brokerDataConverter } from '../adapters/temporal-options';
 import { loadConfig } from '../lib/config';
 import { testWorkflowBundle } from './harness';
 import { REPLAY_TEST_ONLY_ENV } from './replay-keys';
-import { startWorkflowTestEnv } from './support/workflow-env';
+import { historyUntil, startWorkflowTestEnv } from './support/workflow-env';
 import { waitFor } from './support/wait-for';
 
 const EventType = temporal.api.enums.v1.EventType;
@@ -163,17 +163,3 @@ void describe('killSwitchWorkflow upgraded mid-run from 1.3.0', () => {
     }
   });
 });
-
-/** Polls the run's history until `done` holds (at most 10 s). */
-async function historyUntil(
-  handle: { fetchHistory(): Promise<temporal.api.history.v1.IHistory> },
-  done: (events: HistoryEvent[]) => boolean,
-): Promise<HistoryEvent[]> {
-  const t0 = Date.now();
-  for (;;) {
-    const events = (await handle.fetchHistory()).events ?? [];
-    if (done(events)) return events;
-    if (Date.now() - t0 > 10_000) throw new Error(`history not as awaited: ${events.map((e) => EventType[e.eventType ?? 0]).join(',')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

@@ -13,7 +13,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { killSwitchChanged, killSwitchWorkflowId, type KillSwitchApplied, type KillSwitchInput } from '../workflows/kill-switch.definitions';
-import { startWorkflowTestEnv, withWorker } from './support/workflow-env';
+import { historyUntil, startWorkflowTestEnv, withWorker } from './support/workflow-env';
 import { waitFor } from './support/wait-for';
 
 const EventType = temporal.api.enums.v1.EventType;
@@ -56,17 +56,6 @@ async function statusOf(taskQueue: string, runId?: string): Promise<string | und
 
 async function eventsOf(taskQueue: string, runId: string) {
   return (await env.client.workflow.getHandle(killSwitchWorkflowId(taskQueue), runId).fetchHistory()).events ?? [];
-}
-
-/** Polls a run's history until `done` holds (at most 10 s). */
-async function historyUntil(taskQueue: string, runId: string, done: (events: Awaited<ReturnType<typeof eventsOf>>) => boolean) {
-  const t0 = Date.now();
-  for (;;) {
-    const events = await eventsOf(taskQueue, runId);
-    if (done(events)) return events;
-    if (Date.now() - t0 > 10_000) throw new Error(`history of ${runId} not as awaited: ${events.map((e) => String(e.eventType)).join(',')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** Terminates the workflow's current run, if one is still open. */
@@ -161,7 +150,7 @@ void describe('killSwitchWorkflow (mocked applyKillSwitch)', () => {
     await withWorker(env, { applyKillSwitch: hanging.applyKillSwitch }, async (taskQueue) => {
       try {
         const { signaledRunId } = await wake(taskQueue, { roundTimeoutSeconds: 1 });
-        const events = await historyUntil(taskQueue, signaledRunId, (es) =>
+        const events = await historyUntil(env.client.workflow.getHandle(killSwitchWorkflowId(taskQueue), signaledRunId), (es) =>
           [EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT, EventType.EVENT_TYPE_TIMER_STARTED].every((t) => es.some((e) => e.eventType === t)),
         );
         const timedOut = events.find((e) => e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT)!;

@@ -7,6 +7,7 @@
  * the workflow input, so nothing waits more than about a second.
  */
 import { randomBytes } from 'node:crypto';
+import { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities';
@@ -42,4 +43,20 @@ export async function withWorker<T>(env: TestWorkflowEnvironment, activities: Pa
   const taskQueue = `wf-${randomBytes(6).toString('hex')}`;
   const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: await testWorkflowBundle(), activities });
   return worker.runUntil(body(taskQueue));
+}
+
+type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
+
+/** Polls a run's history until `done` holds (at most 10 s), every 100 ms. */
+export async function historyUntil(
+  handle: { fetchHistory(): Promise<temporal.api.history.v1.IHistory> },
+  done: (events: HistoryEvent[]) => boolean,
+): Promise<HistoryEvent[]> {
+  const t0 = Date.now();
+  for (;;) {
+    const events = (await handle.fetchHistory()).events ?? [];
+    if (done(events)) return events;
+    if (Date.now() - t0 > 10_000) throw new Error(`history not as awaited: ${events.map((e) => temporal.api.enums.v1.EventType[e.eventType ?? 0]).join(',')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
