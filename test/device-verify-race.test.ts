@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { startStack, type TestStack } from './harness';
 import { deviceCode, lookUp, otherUserCode, signedIn, verify } from './device-client';
+import { holdWorkflowClientCalls } from './support/hold-calls';
 import { waitFor } from './support/wait-for';
 
 let stack: TestStack;
@@ -22,31 +23,17 @@ after(async () => {
 });
 
 /** Holds every query of a workflow handle until release(): the guess has passed the API's limits by then. */
-function holdQueries(client: Client) {
-  const wf = client.workflow as unknown as { getHandle: (...args: unknown[]) => WorkflowHandle };
-  const original = wf.getHandle;
-  let held = 0;
-  let release!: () => void;
-  const gate = new Promise<void>((resolve) => (release = resolve));
-  wf.getHandle = function (this: unknown, ...args: unknown[]) {
-    const handle = original.apply(this, args);
+const holdQueries = (client: Client) =>
+  holdWorkflowClientCalls(client, 'getHandle', (getHandle, args, wait) => {
+    const handle = getHandle(...args) as WorkflowHandle;
     const query = handle.query.bind(handle) as (...a: unknown[]) => Promise<unknown>;
     return Object.assign(Object.create(handle) as WorkflowHandle, {
       query: async (...a: unknown[]) => {
-        held += 1;
-        await gate;
+        await wait();
         return query(...a);
       },
     });
-  };
-  return {
-    held: () => held,
-    release,
-    restore: () => {
-      delete (wf as { getHandle?: unknown }).getHandle;
-    },
-  };
-}
+  });
 
 void describe('device verify: guesses sent at once', () => {
   void test('20 wrong codes at once from one account: 10 are looked up (404), 10 refused before any lookup (429)', async () => {

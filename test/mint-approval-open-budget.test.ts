@@ -14,6 +14,7 @@ import { bindAgentWithApproval, holderLogin, type Holder } from './approval-clie
 import { bindAgent } from './grant-client';
 import { apiRequest, startStack, withApiUnder, type ApiRequest, type TestStack } from './harness';
 import { walletLogin, type WalletSession } from './mint-client';
+import { holdWorkflowClientCalls } from './support/hold-calls';
 import { waitFor } from './support/wait-for';
 
 let stack: TestStack;
@@ -29,29 +30,11 @@ after(async () => {
  * Holds every mint flow the client would start (workflow id mint/…) until release(): the API has
  * then made its checks, the approval-open budget's among them, and nothing of the mint has run.
  */
-function holdMintStarts(client: Client) {
-  const wf = client.workflow as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
-  const original = wf.execute;
-  assert.ok(typeof original === 'function', 'WorkflowClient.execute');
-  let held = 0;
-  let release!: () => void;
-  const gate = new Promise<void>((resolve) => (release = resolve));
-  wf.execute = async function (this: unknown, ...args: unknown[]) {
-    const options = args[1] as { workflowId?: string } | undefined;
-    if (options?.workflowId?.startsWith('mint/')) {
-      held += 1;
-      await gate;
-    }
-    return original.apply(this, args);
-  };
-  return {
-    held: () => held,
-    release,
-    restore: () => {
-      delete wf.execute;
-    },
-  };
-}
+const holdMintStarts = (client: Client) =>
+  holdWorkflowClientCalls(client, 'execute', async (execute, args, wait) => {
+    if ((args[1] as { workflowId?: string } | undefined)?.workflowId?.startsWith('mint/')) await wait();
+    return execute(...args);
+  });
 
 const approvalsOf = async (agent: WalletSession) =>
   (await stack.db.query<{ n: number }>('SELECT count(*)::int AS n FROM approvals WHERE agent_account = $1', [agent.omni_account])).rows[0]?.n;
