@@ -57,6 +57,21 @@ export function testWorkflowBundle(): Promise<WorkflowBundleOption> {
   return bundle;
 }
 
+/** What the database's sessions other than this one are doing, and what they wait on: for a request that got no answer. */
+async function sessionsOf(url: string): Promise<string> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const r = await c.query<{ pid: number; state: string | null; wait: string | null; xact_s: string | null; query: string }>(
+      `SELECT pid, state, wait_event_type || ':' || wait_event AS wait, round(extract(epoch FROM now() - xact_start))::text AS xact_s, left(query, 160) AS query
+         FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() ORDER BY xact_start NULLS LAST`,
+    );
+    return `sessions: ${r.rows.map((x) => `[${x.pid} ${x.state ?? '-'} wait=${x.wait ?? '-'} xact=${x.xact_s ?? '-'}s ${x.query.replace(/\s+/g, ' ')}]`).join(' ') || 'none'}`;
+  } finally {
+    await c.end();
+  }
+}
+
 /** Creates an empty database on the test Postgres and returns its URL and a dropper. */
 export async function createTestDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
   const name = `akb_test_${randomBytes(6).toString('hex')}`;
@@ -90,18 +105,38 @@ export type ApiRequest = (
   opts?: { body?: unknown; token?: string; headers?: Record<string, string> },
 ) => Promise<{ status: number; headers: Headers; body: unknown; text: string }>;
 
-/** ApiRequest against the API at `baseUrl`. */
-export function apiRequest(baseUrl: string): ApiRequest {
+/**
+ * The longest a test waits for one answer: well past every deadline the API keeps (a flow's 30 s),
+ * so only a request the API holds without end meets it, and fails its test naming the request
+ * (instead of the file's 300-s timeout naming nothing).
+ */
+export const REQUEST_WAIT_MS = 90_000;
+
+/**
+ * ApiRequest against the API at `baseUrl`. `onNoAnswer` adds to the error of a request that got no
+ * answer within REQUEST_WAIT_MS what was going on then (the stack: its database's sessions).
+ */
+export function apiRequest(baseUrl: string, onNoAnswer?: () => Promise<string>): ApiRequest {
   return async (method, path, o = {}) => {
     const headers: Record<string, string> = { ...o.headers };
     if (o.body !== undefined) headers['content-type'] ??= 'application/json';
     if (o.token) headers.authorization = `Bearer ${o.token}`;
-    const res = await fetch(baseUrl + path, {
-      method,
-      headers,
-      body: o.body === undefined ? undefined : typeof o.body === 'string' ? o.body : JSON.stringify(o.body),
-    });
-    const text = await res.text();
+    const started = Date.now();
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(baseUrl + path, {
+        method,
+        headers,
+        body: o.body === undefined ? undefined : typeof o.body === 'string' ? o.body : JSON.stringify(o.body),
+        signal: AbortSignal.timeout(REQUEST_WAIT_MS),
+      });
+      text = await res.text();
+    } catch (e) {
+      if ((e as Error).name !== 'TimeoutError') throw e;
+      const state = onNoAnswer ? await onNoAnswer().catch((err: unknown) => `(could not read: ${(err as Error).message})`) : '';
+      throw new Error(`${method} ${path}: no answer within ${Date.now() - started} ms${state ? `; then ${state}` : ''}`, { cause: e });
+    }
     let body: unknown = text;
     try {
       body = JSON.parse(text);
@@ -311,7 +346,7 @@ async function startStackSteps(opts: StartStackOptions, cleanups: (() => Promise
     startWorker,
     stopWorker,
     childEnv: () => ({ ...process.env, ...env }),
-    request: apiRequest(url),
+    request: apiRequest(url, async () => `pool ${db.totalCount} open, ${db.idleCount} idle, ${db.waitingCount} waiting; ${await sessionsOf(databaseUrl)}`),
     async stop() {
       await ops?.close();
       await app.close();
