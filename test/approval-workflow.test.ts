@@ -17,7 +17,7 @@ import { FailureType } from '../workflows/definitions';
 import { approvalDecisionUpdate, approvalPollUpdate, type ApprovalInput, type ApprovalPollResult } from '../workflows/approval.definitions';
 import type { MintRequest } from '../workflows/mint.definitions';
 import type { SealPublicJwk } from '../lib/seal-key';
-import { startWorkflowTestEnv, withWorker } from './support/workflow-env';
+import { acceptedUpdates, startWorkflowTestEnv, updateRefusal, withWorker } from './support/workflow-env';
 
 let env: TestWorkflowEnvironment;
 before(async () => {
@@ -147,6 +147,29 @@ void describe('approvalWorkflow', () => {
       assert.deepEqual(calls.mint[0]?.handout, { approvalId: input.opened.approval_id });
       assert.equal(calls.decide, 1);
       assert.equal(calls.expire, 0);
+    });
+  });
+
+  void test('past its poll budget a waiting poll is refused unrecorded (429, retry after the interval); the decision and the hand-out still land', async () => {
+    const { calls, activities } = mocks();
+    await withWorker(env, activities, async (taskQueue) => {
+      const input: ApprovalInput = { ...inputOf(30_000, 1), pollsPerRun: 3 };
+      const h = await env.client.workflow.start('approvalWorkflow', { workflowId: `approval/${input.opened.approval_id}`, taskQueue, args: [input] });
+      const poll = () => h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: SEAL }] });
+      for (let i = 0; i < 3; i++) assert.ok(['pending', 'slow_down'].includes((await poll()).status));
+      for (let i = 0; i < 2; i++) {
+        const refused = await updateRefusal(poll());
+        assert.equal(refused.type, FailureType.rateLimited);
+        // The interval grew by 5 s for each poll that came too soon (here every one after the first).
+        assert.deepEqual(refused.details?.[0], { retry_after: 11 });
+      }
+      assert.equal(await acceptedUpdates(h), 3, 'a refused poll was recorded');
+      assert.equal((await h.executeUpdate(approvalDecisionUpdate, { args: [decision] })).status, 'approved');
+      // The poll that hands the credential out is taken whatever the count.
+      assert.equal((await poll()).status, 'approved');
+      assert.equal(calls.mint.length, 1);
+      assert.equal(await h.result(), 'collected');
+      assert.equal(await acceptedUpdates(h), 5);
     });
   });
 

@@ -9,9 +9,11 @@ import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
 import { AkFlow } from '../lib/search-attributes';
 import { REAUTH_SECONDS } from '../services/sessions';
-import { DEVICE_AUTHORIZATION_ID_PREFIX } from '../workflows/device-authorization.definitions';
+import { hmacHex } from '../lib/digest';
+import { DEVICE_AUTHORIZATION_ID_PREFIX, deviceDecisionUpdate, type DeviceAuthorizationInput } from '../workflows/device-authorization.definitions';
 import { ageLogins } from './approval-client';
 import { startStack, type TestStack } from './harness';
+import { acceptedUpdates } from './support/workflow-env';
 import { deviceCode, deviceRows, lookUp, otherUserCode, pollError, pollToken, signedIn, verify } from './device-client';
 
 const USER_CODE_SHOWN = /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/;
@@ -252,6 +254,44 @@ void describe('device authorization grant', () => {
     const theirs = await pollToken(stack, other.device_code);
     assert.equal((theirs.body as { error: string; interval: number }).error, 'authorization_pending');
     assert.equal((theirs.body as { interval: number }).interval, 5);
+  });
+
+  void test("past its run's poll budget a poll is slow_down, unrecorded in the run; the approval and the hand-out still land", async () => {
+    // A request as the code route opens one, with a budget of 2 polls (1,500 in the product).
+    const requestId = randomBytes(16).toString('hex');
+    const secret = randomBytes(32).toString('base64url');
+    const workflowId = DEVICE_AUTHORIZATION_ID_PREFIX + requestId;
+    const requestedAt = Math.floor(Date.now() / 1000);
+    const input: DeviceAuthorizationInput = {
+      device_code_digest: hmacHex(stack.secrets.hmacSecret, 'device-code', workflowId, secret),
+      requested_at: requestedAt,
+      expires_at: requestedAt + 600,
+      settings: { ttlSeconds: 600, intervalSeconds: 5, graceSeconds: 10, pollsPerRun: 2 },
+    };
+    const handle = await stack.temporal.workflow.start('deviceAuthorizationWorkflow', { workflowId, taskQueue: stack.config.BROKER_TASK_QUEUE, args: [input] });
+    const deviceCodeText = `${requestId}.${secret}`;
+    const errors = [];
+    for (let i = 0; i < 4; i++) errors.push(await pollToken(stack, deviceCodeText));
+    assert.deepEqual(
+      errors.map((r) => [r.status, (r.body as { error: string }).error]),
+      [
+        [400, 'authorization_pending'],
+        [400, 'slow_down'],
+        [400, 'slow_down'],
+        [400, 'slow_down'],
+      ],
+    );
+    // The refused polls say why, and to wait the interval the accepted ones grew to.
+    for (const r of errors.slice(2)) {
+      assert.match((r.body as { error_description: string }).error_description, /answered 2 polls while nothing was ready/);
+      assert.equal((r.body as { interval: number }).interval, 10);
+    }
+    assert.equal(await acceptedUpdates(handle), 2, 'a refused poll was recorded');
+    // The person approves (the decision is not a poll), and the device's next poll collects the session.
+    await handle.executeUpdate(deviceDecisionUpdate, { args: [{ action: 'approve', omni_account: (await signedIn(stack)).omni_account }] });
+    const got = await pollToken(stack, deviceCodeText);
+    assert.equal(got.status, 200, got.text);
+    assert.equal(await acceptedUpdates(handle), 4);
   });
 
   void test('invalid_request and unsupported_grant_type: a malformed token request is refused in the RFC shape', async () => {

@@ -24,7 +24,7 @@ import {
   type PasskeyCeremonyKind,
 } from '../workflows/passkey-ceremony.definitions';
 import { issueWalletChallengeUpdate, submitWalletSignatureUpdate, type WalletChallengeRequest } from '../workflows/wallet-login.definitions';
-import { startWorkflowTestEnv, withWorker } from './support/workflow-env';
+import { acceptedUpdates, startWorkflowTestEnv, updateRefusal, withWorker } from './support/workflow-env';
 
 let env: TestWorkflowEnvironment;
 before(async () => {
@@ -333,6 +333,24 @@ void describe('googleLoginWorkflow (mocked activities)', () => {
       for (let i = 0; i < 4; i++) assert.equal(await refusal(wrong()), FailureType.invalidCode);
       assert.equal(await refusal(wrong()), FailureType.tooManyAttempts);
       assert.equal(await handle.result(), 'failed');
+    });
+  });
+
+  void test('past its collect budget a collect while the sign-in waits is refused unrecorded (429); the callback and the collect that hands out land', async () => {
+    await withWorker(env, googleActivities(), async (taskQueue) => {
+      const budgeted: GoogleLoginInput = { ...input(60), settings: { ...input(60).settings, pollsPerRun: 2 } };
+      const handle = await env.client.workflow.start('googleLoginWorkflow', { workflowId: `google-login/${hex(16)}`, taskQueue, args: [budgeted] });
+      const collect = () => handle.executeUpdate(collectSessionUpdate, { args: [{ secret_digest: pollSecret, confirmation_digest: confirmation }] });
+      for (let i = 0; i < 2; i++) assert.equal((await collect()).status, 'pending');
+      const refused = await updateRefusal(collect());
+      assert.equal(refused.type, FailureType.rateLimited);
+      assert.deepEqual(refused.details?.[0], { retry_after: 1 });
+      assert.equal(await acceptedUpdates(handle), 2, 'a refused collect was recorded');
+      assert.deepEqual(await handle.executeUpdate(googleCallbackUpdate, { args: [{ params: { state, code: 'c' }, confirmation_digest: confirmation }] }), {
+        format: 'cli',
+      });
+      assert.equal((await collect()).status, 'ready');
+      assert.equal(await handle.result(), 'succeeded');
     });
   });
 

@@ -20,6 +20,8 @@ export interface ApprovalInput {
   graceSeconds: number;
   /** Seconds an approved credential waits to be collected (default 300, docs/approvals.md); the workflow tests shorten it. */
   collectWindowSeconds?: number;
+  /** Polls the run records (default MAX_POLLS_PER_RUN, workflows/poll-pacing.ts); the workflow tests lower it. */
+  pollsPerRun?: number;
 }
 
 export interface ApprovalDecisionResult {

@@ -18,7 +18,7 @@ import {
 } from './approval.definitions';
 import { flowFailure } from './failures';
 import type { MintRequest } from './mint.definitions';
-import { pollPacer } from './poll-pacing';
+import { pollBudget, pollPacer } from './poll-pacing';
 import { finishFlow, showStage } from './progress';
 
 type Status = 'pending' | 'deciding' | 'approved' | 'denied' | 'expired';
@@ -90,6 +90,7 @@ export async function approvalWorkflow(input: ApprovalInput): Promise<ApprovalOu
   // The collection window has ended uncollected: no hand-out starts after it.
   let handOutClosed = false;
   const pacer = pollPacer(opened.interval);
+  const polls = pollBudget(input.pollsPerRun);
   const stage = (value: string) => {
     showStage(value);
     upsertSearchAttributes([{ key: AkStage, value }]);
@@ -132,6 +133,7 @@ export async function approvalWorkflow(input: ApprovalInput): Promise<ApprovalOu
   setHandler(
     approvalPollUpdate,
     async (poll: ApprovalPollInput): Promise<ApprovalPollResult> => {
+      polls.count();
       expireIfDue();
       const shown = { interval: pacer.interval, expires_at: opened.expires_at };
       if (collected) return { status: 'collected', ...shown };
@@ -169,6 +171,7 @@ export async function approvalWorkflow(input: ApprovalInput): Promise<ApprovalOu
         if (poll?.agent_account !== request.caller.omniAccount) throw flowFailure(FailureType.notFound, 'no such approval request for this agent');
         // Only the shape (lib/seal-key.ts); the activity's seal checks the key itself.
         if (!isSealPublicJwk(poll.sealTo)) throw flowFailure(FailureType.badRequest, 'no seal key');
+        polls.check(status === 'approved' && !collected && !collecting && !handOutClosed, pacer.interval);
       },
     },
   );

@@ -11,6 +11,8 @@ export interface DeviceAuthorizationSettings {
   intervalSeconds: number;
   /** Seconds after expiry the flow still answers expired_token (then it ends, and any poll is invalid_grant). */
   graceSeconds: number;
+  /** Polls the run records (default MAX_POLLS_PER_RUN, workflows/poll-pacing.ts); the workflow tests lower it. */
+  pollsPerRun?: number;
 }
 
 /**

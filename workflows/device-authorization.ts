@@ -27,7 +27,7 @@ import {
   type RegisterDeviceCodeInput,
 } from './device-authorization.definitions';
 import { flowFailure } from './failures';
-import { pollPacer } from './poll-pacing';
+import { pollBudget, pollPacer } from './poll-pacing';
 import { finishFlow, showStage } from './progress';
 
 type Status = 'pending' | 'approving' | 'approved' | 'denied' | 'expired';
@@ -58,6 +58,7 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
   let session: LoginOutcome | undefined;
   let collected = false;
   const pacer = pollPacer(input.settings.intervalSeconds);
+  const polls = pollBudget(input.settings.pollsPerRun);
   const stage = (value: string) => {
     showStage(value);
     upsertSearchAttributes([{ key: AkStage, value }]);
@@ -128,6 +129,7 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
   setHandler(
     deviceTokenPollUpdate,
     (): DeviceTokenPollResult => {
+      polls.count();
       expireIfDue();
       if (status === 'approved' && session && !collected) {
         collected = true;
@@ -149,6 +151,7 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
           !constantTimeEqual(poll.device_code_digest, input.device_code_digest)
         )
           throw flowFailure(FailureType.forbidden, 'device_code does not belong to this request');
+        polls.check(status === 'approved' && session !== undefined && !collected, pacer.interval);
       },
     },
   );

@@ -11,6 +11,8 @@ export interface GoogleLoginSettings {
   maxAttempts: number;
   /** Seconds one provider call may take. */
   httpTimeoutSeconds: number;
+  /** Collects the run records (default MAX_POLLS_PER_RUN, workflows/poll-pacing.ts); the workflow tests lower it. */
+  pollsPerRun?: number;
 }
 
 /**

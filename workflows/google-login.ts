@@ -28,6 +28,10 @@ import {
   type GoogleLoginOutcome,
   type GoogleSessionClaims,
 } from './google-login.definitions';
+import { pollBudget } from './poll-pacing';
+
+/** What a collect refused past its run's budget is told to wait: the CLI's own pace (cli/commands/init.ts asks every second). */
+const GOOGLE_COLLECT_RETRY_SECONDS = 1;
 
 type Status = 'waiting' | 'exchanging' | 'succeeded' | 'expired' | 'denied' | 'failed';
 
@@ -94,6 +98,7 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
   let confirmationDigest: string | undefined;
   let wrongCodes = 0;
   let collected = false;
+  const polls = pollBudget(s.pollsPerRun);
   const stage = (value: string) => {
     showStage(value);
     upsertSearchAttributes([{ key: AkStage, value }]);
@@ -182,6 +187,7 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
   setHandler(
     collectSessionUpdate,
     (request: CollectSessionInput): CollectSessionResult => {
+      polls.count();
       if (status === 'waiting' || status === 'exchanging') return { status: 'pending' };
       if (status === 'succeeded' && session && !collected) {
         if (input.format === 'cli' && patched(GOOGLE_CLI_CONFIRMATION_PATCH)) confirmCode(request);
@@ -207,6 +213,7 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
         if (request.confirmation_digest !== undefined && (typeof request.confirmation_digest !== 'string' || !DIGEST_RE.test(request.confirmation_digest))) {
           throw flowFailure(FailureType.badRequest, 'malformed confirmation code');
         }
+        polls.check(status === 'succeeded' && session !== undefined && !collected && wrongCodes < MAX_CONFIRMATION_ATTEMPTS, GOOGLE_COLLECT_RETRY_SECONDS);
       },
     },
   );

@@ -1,8 +1,11 @@
 /**
  * Pacing of a poll-mode request (RFC 8628 §3.5, OpenID CIBA §7.3): a client that polls faster
  * than its interval hears slow_down, and its interval grows by 5 seconds for this and every later
- * poll. Workflow state only (no commands), so flows that already ran replay unchanged.
+ * poll; past a budget of polls per run, a poll that would hand nothing out is refused unrecorded.
+ * Workflow state and validators only (no commands), so flows that already ran replay unchanged.
  */
+import { FailureType } from '../lib/errors';
+import { flowFailure } from './failures';
 
 /** RFC 8628 §3.5: slow_down adds 5 seconds to the interval, for this and every later poll. */
 export const SLOW_DOWN_STEP_SECONDS = 5;
@@ -34,6 +37,44 @@ export function pollPacer(initialIntervalSeconds: number): PollPacer {
       lastPollMs = nowMs;
       if (early) interval += SLOW_DOWN_STEP_SECONDS;
       return early;
+    },
+  };
+}
+
+/**
+ * Polls one run records. Temporal records every Update a validator accepts and takes at most 2,000
+ * per run (`history.maxTotalUpdates`, temporalio/temporal v1.29.1
+ * `common/dynamicconfig/constants.go`), refusing every later one; a polled window at its longest
+ * (an hour's approval polled every second) passes that, and the other party's decision — an Update
+ * of the same run — would then be refused. A poll a validator refuses is not recorded
+ * (`service/history/workflow/update/registry.go`), so past this many the validator refuses a poll
+ * that would hand nothing out: 429 rate_limited, poll again after the interval. The run's other
+ * Updates (a registration, a callback, a decision: one each is accepted, a validator refuses a
+ * second) keep the rest, and the poll that hands out is always accepted.
+ */
+export const MAX_POLLS_PER_RUN = 1500;
+
+export interface PollBudget {
+  /** Counts a poll the run accepted: in its Update handler, before the first await. */
+  count(): void;
+  /** In the poll's validator: refuses a poll past the budget unless it hands something out. */
+  check(handsOut: boolean, intervalSeconds: number): void;
+}
+
+/** The budget of one run; `max` lowered only by the workflow tests, through the flow's input. */
+export function pollBudget(max: number = MAX_POLLS_PER_RUN): PollBudget {
+  let accepted = 0;
+  return {
+    count() {
+      accepted += 1;
+    },
+    check(handsOut: boolean, intervalSeconds: number) {
+      if (handsOut || accepted < max) return;
+      throw flowFailure(
+        FailureType.rateLimited,
+        `this request has answered ${accepted} polls while nothing was ready, all it answers: poll again in ${intervalSeconds} s`,
+        { retry_after: intervalSeconds },
+      );
     },
   };
 }

@@ -148,7 +148,8 @@ export default async function approvalRoutes(appBase: FastifyInstance) {
         description:
           'The agent that asked: 200 {status: pending | slow_down, interval, expires_at} while undecided (slow_down: it polled faster than ' +
           'interval, which grows by 5 s), 200 {status: approved, ...the credential} once (sealed to this request until it leaves the broker), ' +
-          '403 denied, 410 expired, 409 already handed out. The holder: the request as listed. Anyone else: 404.',
+          '403 denied, 410 expired, 409 already handed out, 429 (retry_after) past 1,500 polls while undecided. The holder: the request as listed. ' +
+          'Anyone else: 404.',
         security: [{ bearer: [] }],
         params: z.object({ approval_id: approvalIdSchema }),
         response: {

@@ -6,7 +6,10 @@
  * Postgres, no API: a test drives the workflow through its client and shortens its windows through
  * the workflow input, so nothing waits more than about a second.
  */
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
@@ -59,4 +62,19 @@ export async function historyUntil(
     if (Date.now() - t0 > 10_000) throw new Error(`history not as awaited: ${events.map((e) => temporal.api.enums.v1.EventType[e.eventType ?? 0]).join(',')}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** How many Updates a run's history records as accepted (a validator's refusal records none). */
+export async function acceptedUpdates(handle: { fetchHistory(): Promise<temporal.api.history.v1.IHistory> }): Promise<number> {
+  return ((await handle.fetchHistory()).events ?? []).filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length;
+}
+
+/** The ApplicationFailure an Update was refused with, asserting it was refused. */
+export async function updateRefusal(update: Promise<unknown>): Promise<ApplicationFailure> {
+  const e = await update.then(
+    () => assert.fail('the update was accepted'),
+    (err: unknown) => err,
+  );
+  assert.ok(e instanceof WorkflowUpdateFailedError && e.cause instanceof ApplicationFailure, String(e));
+  return e.cause;
 }
