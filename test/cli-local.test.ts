@@ -1947,6 +1947,27 @@ void describe('agentkeys CLI: failures a script can branch on', () => {
     }
   });
 
+  void test('a poll refused 429 while a mint waits for approval is waited out for its retry_after, not a failure', async () => {
+    const approvalId = `apr_${'cd'.repeat(16)}`;
+    let polls = 0;
+    const broker = await brokerStandIn({
+      'POST /v1/mint-oidc-jwt': () => ({ status: 202, body: { approval_id: approvalId, status: 'pending', expires_at: nowSeconds() + 300, interval: 1 } }),
+      [`GET /v1/approvals/${approvalId}`]: () =>
+        ++polls === 1
+          ? { status: 429, body: { error: 'rate_limited', message: 'this request has answered 1500 polls while nothing was ready', retry_after: 1 } }
+          : { status: 200, body: { approval_id: approvalId, status: 'approved', jwt: 'a.b.c', wallet: `0x${'11'.repeat(20)}` } },
+    });
+    try {
+      await loggedIn('limited-wait', broker.url);
+      const r = await runCli(['--json', '--profile', 'limited-wait', 'mint', 'oidc', '--wait']);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.equal((JSON.parse(r.stdout) as { jwt: string }).jwt, 'a.b.c');
+      assert.equal(polls, 2);
+    } finally {
+      await broker.close();
+    }
+  });
+
   void test("a waiting mint's answer from a hostile broker: its id is shown escaped, a request past its expiry is not waited for, a 202 without expiry or pace is refused", async () => {
     const odd = 'apr_\u001b[2J\u009b31m\u202ex';
     const pastExpiry = await brokerStandIn({

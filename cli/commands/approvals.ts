@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import type { TypedDataDefinition } from 'viem';
 import { approvalRequestHash, approvalTypedData, type ApprovalDecision } from '../../lib/approvals';
 import { canonicalJson } from '../../lib/canonical-json';
-import { ApprovalPendingError, CliError } from '../errors';
+import { ApprovalPendingError, BrokerAnswerError, CliError } from '../errors';
 import { askConfirm } from '../prompt';
 import { shown, shownJson } from '../terminal-text';
 import type { BrokerClient } from '../broker-client';
@@ -163,6 +163,12 @@ export function decisionCommands(): Command[] {
   );
 }
 
+/** A 429's `retry_after` as a wait in seconds: whole, 1 to 60 (a broker's larger or malformed value is not waited for). */
+function retryAfterOf(body: Record<string, unknown>): number {
+  const s = body.retry_after;
+  return typeof s === 'number' && Number.isFinite(s) ? Math.min(60, Math.max(1, Math.ceil(s))) : 1;
+}
+
 /**
  * The agent's side of a mint that answered 202: polls the request at its interval (slower when told
  * slow_down) until the holder decides, with a spinner; answers the credential, or throws the refusal.
@@ -182,9 +188,17 @@ export async function waitForApproval<T>(ctx: CliContext, broker: BrokerClient, 
       // after it is not waited for.
       if (Date.now() > (pending.expires_at + 60) * 1000)
         throw new CliError(`the approval request ${pending.approval_id} expired at ${iso(pending.expires_at)} without a decision: run the mint again`);
-      const r = await broker.call<PendingBody | (T & { status: 'approved' })>('GET', `/v1/approvals/${encodeURIComponent(pending.approval_id)}`, {
-        auth: true,
-      });
+      let r;
+      try {
+        r = await broker.call<PendingBody | (T & { status: 'approved' })>('GET', `/v1/approvals/${encodeURIComponent(pending.approval_id)}`, {
+          auth: true,
+        });
+      } catch (e) {
+        // Polled too often (this account's poll limit, or the request's own budget): still waiting, slower.
+        if (!(e instanceof BrokerAnswerError) || e.kind !== 'rate_limited') throw e;
+        interval = Math.max(interval, retryAfterOf(e.body));
+        continue;
+      }
       if (r.body.status === 'approved') return r.body;
       interval = pendingFrom(broker.baseUrl, r.body).interval;
     }
