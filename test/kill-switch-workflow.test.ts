@@ -66,6 +66,22 @@ async function terminate(taskQueue: string): Promise<void> {
 
 const distinct = (runs: string[]) => [...new Set(runs)];
 
+/**
+ * The run has finished a round since its last signal and settled: a round completed after that
+ * signal, and the workflow task that took the completion scheduled no other (it and the commands
+ * it issued are recorded together). Counting the mock's calls instead raced: a round could run
+ * before the test read the count, or one round could take two signals.
+ */
+function roundDoneSinceSignal(events: temporal.api.history.v1.IHistoryEvent[]): boolean {
+  const last = (type: temporal.api.enums.v1.EventType) => events.findLastIndex((e) => e.eventType === type);
+  const done = last(EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED);
+  return (
+    done > last(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) &&
+    done > last(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) &&
+    last(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) > done
+  );
+}
+
 void describe('killSwitchWorkflow (mocked applyKillSwitch)', () => {
   void test('a run that has taken its budget of signals continues as new after that round, and the new run applies again', async () => {
     const mock = applyMock(oneEntry);
@@ -75,10 +91,10 @@ void describe('killSwitchWorkflow (mocked applyKillSwitch)', () => {
         const threeSignals = async (): Promise<string> => {
           const first = await wake(taskQueue, { signalsPerRun: 3 });
           const runId = first.signaledRunId;
-          const applied = mock.runs.length;
-          await waitFor('the round of the first signal', () => (mock.runs.filter((r) => r === runId).length >= 1 ? true : undefined), 10_000);
+          const handle = env.client.workflow.getHandle(killSwitchWorkflowId(taskQueue), runId);
+          await historyUntil(handle, roundDoneSinceSignal);
           await wake(taskQueue, { signalsPerRun: 3 });
-          await waitFor('the round of the second signal', () => (mock.runs.length >= applied + 2 ? true : undefined), 10_000);
+          await historyUntil(handle, roundDoneSinceSignal);
           // Two signals: under the budget, the run goes on.
           assert.equal(await statusOf(taskQueue, runId), 'RUNNING');
           await wake(taskQueue, { signalsPerRun: 3 });
