@@ -150,7 +150,7 @@ void describe('approvalWorkflow', () => {
     });
   });
 
-  void test('past its poll budget a waiting poll is refused unrecorded (429, retry after the interval); the decision and the hand-out still land', async () => {
+  void test('past its poll budget a poll while undecided is refused unrecorded (429, retry after the interval); the decision, the hand-out and the end still land', async () => {
     const { calls, activities } = mocks();
     await withWorker(env, activities, async (taskQueue) => {
       const input: ApprovalInput = { ...inputOf(30_000, 1), pollsPerRun: 3 };
@@ -167,9 +167,25 @@ void describe('approvalWorkflow', () => {
       assert.equal((await h.executeUpdate(approvalDecisionUpdate, { args: [decision] })).status, 'approved');
       // The poll that hands the credential out is taken whatever the count.
       assert.equal((await poll()).status, 'approved');
+      // Once decided, the end is heard again (here: collected), not refused.
+      assert.equal((await poll()).status, 'collected');
       assert.equal(calls.mint.length, 1);
       assert.equal(await h.result(), 'collected');
-      assert.equal(await acceptedUpdates(h), 5);
+      assert.equal(await acceptedUpdates(h), 6);
+    });
+  });
+
+  void test('past its poll budget, a denial is still heard by the next poll', async () => {
+    const { activities } = mocks();
+    await withWorker(env, activities, async (taskQueue) => {
+      const input: ApprovalInput = { ...inputOf(30_000, 1), pollsPerRun: 1 };
+      const h = await env.client.workflow.start('approvalWorkflow', { workflowId: `approval/${input.opened.approval_id}`, taskQueue, args: [input] });
+      const poll = () => h.executeUpdate(approvalPollUpdate, { args: [{ agent_account: AGENT, sealTo: SEAL }] });
+      assert.equal((await poll()).status, 'pending');
+      assert.equal((await updateRefusal(poll())).type, FailureType.rateLimited);
+      assert.equal((await h.executeUpdate(approvalDecisionUpdate, { args: [{ ...decision, decision: 'deny' }] })).status, 'denied');
+      assert.equal((await poll()).status, 'denied');
+      assert.equal(await h.result(), 'denied');
     });
   });
 

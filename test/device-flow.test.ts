@@ -256,7 +256,7 @@ void describe('device authorization grant', () => {
     assert.equal((theirs.body as { interval: number }).interval, 5);
   });
 
-  void test("past its run's poll budget a poll is slow_down, unrecorded in the run; the approval and the hand-out still land", async () => {
+  void test("past its run's poll budget a waiting poll hears authorization_pending at its interval, unrecorded in the run; the approval and the hand-out still land", async () => {
     // A request as the code route opens one, with a budget of 2 polls (1,500 in the product).
     const requestId = randomBytes(16).toString('hex');
     const secret = randomBytes(32).toString('base64url');
@@ -277,13 +277,13 @@ void describe('device authorization grant', () => {
       [
         [400, 'authorization_pending'],
         [400, 'slow_down'],
-        [400, 'slow_down'],
-        [400, 'slow_down'],
+        [400, 'authorization_pending'],
+        [400, 'authorization_pending'],
       ],
     );
-    // The refused polls say why, and to wait the interval the accepted ones grew to.
+    // The refused polls say why, and to wait the interval the accepted ones grew to (not 5 s more each: no slow_down).
     for (const r of errors.slice(2)) {
-      assert.match((r.body as { error_description: string }).error_description, /answered 2 polls while nothing was ready/);
+      assert.match((r.body as { error_description: string }).error_description, /answered 2 polls while it waits/);
       assert.equal((r.body as { interval: number }).interval, 10);
     }
     assert.equal(await acceptedUpdates(handle), 2, 'a refused poll was recorded');

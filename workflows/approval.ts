@@ -171,7 +171,7 @@ export async function approvalWorkflow(input: ApprovalInput): Promise<ApprovalOu
         if (poll?.agent_account !== request.caller.omniAccount) throw flowFailure(FailureType.notFound, 'no such approval request for this agent');
         // Only the shape (lib/seal-key.ts); the activity's seal checks the key itself.
         if (!isSealPublicJwk(poll.sealTo)) throw flowFailure(FailureType.badRequest, 'no seal key');
-        polls.check(status === 'approved' && !collected && !collecting && !handOutClosed, pacer.interval);
+        polls.check(status === 'pending' && Date.now() < expiresAtMs, pacer.interval);
       },
     },
   );

@@ -151,7 +151,7 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
           !constantTimeEqual(poll.device_code_digest, input.device_code_digest)
         )
           throw flowFailure(FailureType.forbidden, 'device_code does not belong to this request');
-        polls.check(status === 'approved' && session !== undefined && !collected, pacer.interval);
+        polls.check(status === 'pending' && Date.now() < expiresAtMs, pacer.interval);
       },
     },
   );

@@ -213,7 +213,7 @@ export async function googleLoginWorkflow(input: GoogleLoginInput): Promise<Goog
         if (request.confirmation_digest !== undefined && (typeof request.confirmation_digest !== 'string' || !DIGEST_RE.test(request.confirmation_digest))) {
           throw flowFailure(FailureType.badRequest, 'malformed confirmation code');
         }
-        polls.check(status === 'succeeded' && session !== undefined && !collected && wrongCodes < MAX_CONFIRMATION_ATTEMPTS, GOOGLE_COLLECT_RETRY_SECONDS);
+        polls.check(status === 'waiting', GOOGLE_COLLECT_RETRY_SECONDS);
       },
     },
   );

@@ -42,23 +42,24 @@ export function pollPacer(initialIntervalSeconds: number): PollPacer {
 }
 
 /**
- * Polls one run records. Temporal records every Update a validator accepts and takes at most 2,000
- * per run (`history.maxTotalUpdates`, temporalio/temporal v1.29.1
- * `common/dynamicconfig/constants.go`), refusing every later one; a polled window at its longest
- * (an hour's approval polled every second) passes that, and the other party's decision — an Update
- * of the same run — would then be refused. A poll a validator refuses is not recorded
- * (`service/history/workflow/update/registry.go`), so past this many the validator refuses a poll
- * that would hand nothing out: 429 rate_limited, poll again after the interval. The run's other
- * Updates (a registration, a callback, a decision: one each is accepted, a validator refuses a
- * second) keep the rest, and the poll that hands out is always accepted.
+ * Polls one run records while it waits for the other party. Temporal records every Update a
+ * validator accepts and takes at most 2,000 per run (`history.maxTotalUpdates`, temporalio/temporal
+ * v1.29.1 `common/dynamicconfig/constants.go`), refusing every later one; a polled window at its
+ * longest (an hour's approval polled every second) passes that, and the other party's answer — the
+ * holder's decision, the person's approval, the provider's callback: an Update of the same run —
+ * would then be refused. A poll a validator refuses is not recorded
+ * (`service/history/workflow/update/registry.go`), so past this many polls the validator refuses
+ * a poll made while the run still waits for that answer (a poll then has nothing to hand out):
+ * 429 rate_limited, poll again after the interval. Once the other party has answered, polls are
+ * taken again: the one that hands out, and those that hear how the request ended.
  */
 export const MAX_POLLS_PER_RUN = 1500;
 
 export interface PollBudget {
   /** Counts a poll the run accepted: in its Update handler, before the first await. */
   count(): void;
-  /** In the poll's validator: refuses a poll past the budget unless it hands something out. */
-  check(handsOut: boolean, intervalSeconds: number): void;
+  /** In the poll's validator: refuses a poll past the budget while the run waits for the other party. */
+  check(waiting: boolean, intervalSeconds: number): void;
 }
 
 /** The budget of one run; `max` lowered only by the workflow tests, through the flow's input. */
@@ -68,11 +69,11 @@ export function pollBudget(max: number = MAX_POLLS_PER_RUN): PollBudget {
     count() {
       accepted += 1;
     },
-    check(handsOut: boolean, intervalSeconds: number) {
-      if (handsOut || accepted < max) return;
+    check(waiting: boolean, intervalSeconds: number) {
+      if (!waiting || accepted < max) return;
       throw flowFailure(
         FailureType.rateLimited,
-        `this request has answered ${accepted} polls while nothing was ready, all it answers: poll again in ${intervalSeconds} s`,
+        `this request has answered ${accepted} polls while it waits, all it answers before the other party does: poll again in ${intervalSeconds} s`,
         { retry_after: intervalSeconds },
       );
     },

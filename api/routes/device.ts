@@ -245,8 +245,7 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
         description:
           'Answers 400 {"error": authorization_pending | slow_down | access_denied | expired_token | invalid_grant} (§3.5) until the ' +
           'session is ready, then 200 with the session (the same body as every login), once; a later poll is invalid_grant. ' +
-          "Polling faster than `interval` answers slow_down and adds 5 s to this device's interval; so does, without adding, " +
-          'a poll past the 1,500 a request answers while nothing is ready.',
+          "Polling faster than `interval` answers slow_down and adds 5 s to this device's interval.",
         body: z.object({ device_code: z.string().max(256), grant_type: z.string().max(128) }),
         response: { 200: loginSessionSchema, 400: tokenErrorBody, 429: errorBody, 500: errorBody, 503: errorBody },
       },
@@ -271,10 +270,11 @@ export default async function deviceRoutes(appBase: FastifyInstance) {
       } catch (e) {
         const err = toBrokerError(e);
         if (err instanceof BrokerError && (err.kind === 'expired' || err.kind === 'forbidden' || err.kind === 'not_found')) return unknown();
-        // Past its run's poll budget (workflows/poll-pacing.ts): told as RFC 8628 tells a device to poll slower.
+        // Past its run's poll budget (workflows/poll-pacing.ts), refused unrecorded while nobody has
+        // answered: that is what the device hears, at its interval (slow_down would make it add 5 s each time).
         if (err instanceof BrokerError && err.kind === 'rate_limited') {
           const wait = typeof err.extra.body?.retry_after === 'number' ? err.extra.body.retry_after : undefined;
-          return tokenError(reply, 'slow_down', err.message, wait);
+          return tokenError(reply, 'authorization_pending', err.message, wait);
         }
         throw err;
       }

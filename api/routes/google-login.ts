@@ -395,7 +395,7 @@ export default async function sessionGoogleRoutes(appBase: FastifyInstance) {
           'together with confirmation_code, the code the callback page showed the person (case and dashes do not matter); ' +
           'without it 400, a wrong one 401 invalid_code with attempts_left, and after ' +
           `${MAX_CONFIRMATION_ATTEMPTS} wrong codes 429 too_many_attempts: the session is never handed out. 410 after the hand-out, ` +
-          'or when the sign-in expired or failed.',
+          'or when the sign-in expired or failed. 429 rate_limited (retry_after 1) past 1,500 polls before the person has signed in.',
         body: z.object({
           request_id: z.string().regex(REQUEST_ID_RE, 'request_id is malformed'),
           poll_secret: z.string().min(1).max(128),
