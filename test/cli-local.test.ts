@@ -1442,6 +1442,37 @@ void describe('agentkeys CLI: where a profile sends its bearer and what it opens
     }
   });
 
+  void test("init google: a poll refused 429 (the sign-in's poll budget) is one more wait, then the session is taken", async () => {
+    let polls = 0;
+    const broker = await brokerStandIn({
+      'POST /v1/session/google_oauth_login': () => ({
+        status: 200,
+        body: {
+          request_id: 'a'.repeat(32),
+          authorize_url: 'https://accounts.google.com/o/oauth2/v2/auth?x=1',
+          poll_secret: 'p',
+          expires_at: nowSeconds() + 600,
+        },
+      }),
+      'POST /v1/session/google_oauth_poll': () =>
+        ++polls === 1
+          ? { status: 429, body: { error: 'rate_limited', message: 'this request has answered 1500 polls while it waits', retry_after: 1 } }
+          : {
+              status: 200,
+              body: { token: 'minted', token_type: 'Bearer', expires_at: nowSeconds() + 3600, omni_account: `0x${'ab'.repeat(32)}`, user_id: 'u1' },
+            },
+    });
+    try {
+      const r = await runCli(['--json', '--profile', 'glimited', '--broker-url', broker.url, 'init', 'google', '--no-browser', '--code-stdin'], {
+        stdin: 'BCDF-GHJK\n',
+      });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.equal(polls, 2);
+    } finally {
+      await broker.close();
+    }
+  });
+
   void test('init google opens nothing and fails when the broker answers a sign-in address that is not https (nor loopback http), or one PowerShell would run', async () => {
     for (const address of [
       'file:///etc/passwd',

@@ -39,6 +39,9 @@ interface PendingBody {
 
 const iso = (unix: number): string => new Date(unix * 1000).toISOString();
 
+/** The longest pace a broker may set: past 2^31 ms a timer fires at once, and a broker saying so would make the wait spin. */
+const MAX_POLL_INTERVAL_SECONDS = 300;
+
 /**
  * A broker's 202 as the CLI relies on it: an id to poll, a finite expiry and a finite pace. Anything
  * else (a hostile or broken broker) would loop without pause, never end, or crash on the date.
@@ -52,7 +55,12 @@ function pendingFrom(brokerUrl: string, body: unknown): PendingBody {
     Math.abs(b.expires_at as number) < 1e11 &&
     Number.isFinite(b.interval)
   )
-    return { approval_id: b.approval_id, status: b.status ?? 'pending', expires_at: b.expires_at as number, interval: Math.max(1, b.interval as number) };
+    return {
+      approval_id: b.approval_id,
+      status: b.status ?? 'pending',
+      expires_at: b.expires_at as number,
+      interval: Math.min(MAX_POLL_INTERVAL_SECONDS, Math.max(1, b.interval as number)),
+    };
   throw new CliError(`the broker at ${brokerUrl} answered a waiting mint without an approval id, expiry and interval the CLI can use`);
 }
 

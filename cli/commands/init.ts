@@ -242,7 +242,15 @@ async function untilCodeTaken<T>(
     const code = (await nextCode(retry)).trim();
     try {
       for (;;) {
-        const r = await send(code);
+        let r;
+        try {
+          r = await send(code);
+        } catch (e) {
+          // Polled often enough that the broker asks for a pause (a sign-in's poll budget): one more wait, as for a 202.
+          if (!again || !(e instanceof BrokerAnswerError) || e.kind !== 'rate_limited') throw e;
+          await again();
+          continue;
+        }
         if (r.status === 200) return r.body as T;
         if (!again) throw new CliError(`the broker answered ${r.status}`);
         await again();
