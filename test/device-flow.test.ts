@@ -120,14 +120,17 @@ void describe('device authorization grant', () => {
     assert.deepEqual(await deviceRows(stack.db), before);
   });
 
-  void test('approving twice, or denying after approving, is 409; the device still gets one session', async () => {
+  void test('approving twice, or denying after approving, is 409 and unrecorded in the run; the device still gets one session', async () => {
     const person = await signedIn(stack);
     const dc = await deviceCode(stack);
     assert.equal((await verify(stack, person.token, dc.user_code)).status, 200);
+    const handle = stack.temporal.workflow.getHandle(DEVICE_AUTHORIZATION_ID_PREFIX + requestIdOf(dc.device_code));
+    const decided = await acceptedUpdates(handle);
     const again = await verify(stack, person.token, dc.user_code);
     assert.equal(again.status, 409, again.text);
     assert.equal((again.body as { error: string }).error, 'conflict');
     assert.equal((await verify(stack, person.token, dc.user_code, 'deny')).status, 409);
+    assert.equal(await acceptedUpdates(handle), decided, "a refused decision took one of the run's Updates");
     const got = await pollToken(stack, dc.device_code);
     assert.equal(got.status, 200, got.text);
     assert.equal((got.body as { omni_account: string }).omni_account, person.omni_account);

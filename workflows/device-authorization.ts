@@ -122,6 +122,12 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
       validator: (decision: DeviceDecisionInput) => {
         if (decision?.action !== 'approve' && decision?.action !== 'deny') throw flowFailure(FailureType.badRequest, 'action must be approve or deny');
         if (typeof decision.omni_account !== 'string' || decision.omni_account.length === 0) throw flowFailure(FailureType.badRequest, 'no account');
+        // The handler's refusals, read before anything is recorded: a decision that cannot land takes
+        // none of the run's 2,000 Updates (anyone holding the user code could otherwise spend them,
+        // and the device's own collecting poll would then be refused).
+        const due = (status === 'pending' || status === 'approved') && Date.now() >= expiresAtMs;
+        if (status === 'expired' || due) throw flowFailure(FailureType.expired, 'this code has expired or is unknown');
+        if (status !== 'pending') throw flowFailure(FailureType.conflict, 'this code has already been answered');
       },
     },
   );
