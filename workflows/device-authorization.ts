@@ -63,8 +63,21 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
     showStage(value);
     upsertSearchAttributes([{ key: AkStage, value }]);
   };
+  /** Past expires_at while the request was still open: expired, whether or not a handler has marked it yet. */
+  const isDue = () => (status === 'pending' || status === 'approved') && Date.now() >= expiresAtMs;
   const expireIfDue = () => {
-    if ((status === 'pending' || status === 'approved') && Date.now() >= expiresAtMs) status = 'expired';
+    if (isDue()) status = 'expired';
+  };
+  /**
+   * Why a decision cannot land now, if it cannot. Read by the decision's validator, so a refused
+   * decision takes none of the run's 2,000 Updates (anyone holding the user code could otherwise
+   * spend them, and the device's own collecting poll would then be refused), and again by its
+   * handler: histories recorded before the validator read it replay their refused decisions there.
+   */
+  const decisionRefusal = (): ReturnType<typeof flowFailure> | undefined => {
+    if (status === 'expired' || isDue()) return flowFailure(FailureType.expired, 'this code has expired or is unknown');
+    if (status !== 'pending') return flowFailure(FailureType.conflict, 'this code has already been answered');
+    return undefined;
   };
 
   setHandler(registerDeviceCodeUpdate, () => ({ expires_at: input.expires_at, interval: pacer.interval }), {
@@ -77,9 +90,8 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
 
   // A query changes nothing: an expiry not yet applied is only shown.
   setHandler(deviceRequestQuery, () => {
-    const due = (status === 'pending' || status === 'approved') && Date.now() >= expiresAtMs;
     return {
-      status: due ? 'expired' : status,
+      status: isDue() ? 'expired' : status,
       requested_at: input.requested_at,
       expires_at: input.expires_at,
       ...(input.client_id !== undefined ? { client_id: input.client_id } : {}),
@@ -93,8 +105,8 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
     deviceDecisionUpdate,
     async (decision: DeviceDecisionInput) => {
       expireIfDue();
-      if (status === 'expired') throw flowFailure(FailureType.expired, 'this code has expired or is unknown');
-      if (status !== 'pending') throw flowFailure(FailureType.conflict, 'this code has already been answered');
+      const refused = decisionRefusal();
+      if (refused) throw refused;
       if (decision.action === 'deny') {
         status = 'denied';
         stage('denied');
@@ -122,12 +134,8 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
       validator: (decision: DeviceDecisionInput) => {
         if (decision?.action !== 'approve' && decision?.action !== 'deny') throw flowFailure(FailureType.badRequest, 'action must be approve or deny');
         if (typeof decision.omni_account !== 'string' || decision.omni_account.length === 0) throw flowFailure(FailureType.badRequest, 'no account');
-        // The handler's refusals, read before anything is recorded: a decision that cannot land takes
-        // none of the run's 2,000 Updates (anyone holding the user code could otherwise spend them,
-        // and the device's own collecting poll would then be refused).
-        const due = (status === 'pending' || status === 'approved') && Date.now() >= expiresAtMs;
-        if (status === 'expired' || due) throw flowFailure(FailureType.expired, 'this code has expired or is unknown');
-        if (status !== 'pending') throw flowFailure(FailureType.conflict, 'this code has already been answered');
+        const refused = decisionRefusal();
+        if (refused) throw refused;
       },
     },
   );
@@ -157,7 +165,7 @@ export async function deviceAuthorizationWorkflow(input: DeviceAuthorizationInpu
           !constantTimeEqual(poll.device_code_digest, input.device_code_digest)
         )
           throw flowFailure(FailureType.forbidden, 'device_code does not belong to this request');
-        polls.check(status === 'pending' && Date.now() < expiresAtMs, pacer.interval);
+        polls.check(status === 'pending' && !isDue(), pacer.interval);
       },
     },
   );
