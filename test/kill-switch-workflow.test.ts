@@ -66,6 +66,15 @@ async function terminate(taskQueue: string): Promise<void> {
 
 const distinct = (runs: string[]) => [...new Set(runs)];
 
+/** Waits (at most 10 s) until the mock has been called from `n` different runs. */
+const callsFromRuns = (mock: { runs: string[] }, n: number) =>
+  waitFor(
+    `a call from run ${n}`,
+    () => (distinct(mock.runs).length >= n ? true : undefined),
+    10_000,
+    () => mock.runs.join(','),
+  );
+
 /**
  * The run has finished a round since its last signal and settled: a round completed after that
  * signal, and the workflow task that took the completion scheduled no other (it and the commands
@@ -102,12 +111,7 @@ void describe('killSwitchWorkflow (mocked applyKillSwitch)', () => {
         };
 
         const firstRun = await threeSignals();
-        await waitFor(
-          'a call from the next run',
-          () => (distinct(mock.runs).length >= 2 ? true : undefined),
-          10_000,
-          () => mock.runs.join(','),
-        );
+        await callsFromRuns(mock, 2);
         assert.equal(await statusOf(taskQueue, firstRun), 'CONTINUED_AS_NEW');
         const firstEvents = await eventsOf(taskQueue, firstRun);
         assert.equal(firstEvents.filter((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED).length, 3);
@@ -121,12 +125,7 @@ void describe('killSwitchWorkflow (mocked applyKillSwitch)', () => {
         // The new run got the input (the budget of 3) and starts counting from zero.
         const again = await threeSignals();
         assert.equal(again, secondRun);
-        await waitFor(
-          'a call from a third run',
-          () => (distinct(mock.runs).length >= 3 ? true : undefined),
-          10_000,
-          () => mock.runs.join(','),
-        );
+        await callsFromRuns(mock, 3);
         assert.equal(await statusOf(taskQueue, secondRun), 'CONTINUED_AS_NEW');
       } finally {
         await terminate(taskQueue);
@@ -140,12 +139,7 @@ void describe('killSwitchWorkflow (mocked applyKillSwitch)', () => {
     await withWorker(env, { applyKillSwitch: refusing.applyKillSwitch }, async (taskQueue) => {
       try {
         const { signaledRunId } = await wake(taskQueue, { roundTimeoutSeconds: 1 });
-        await waitFor(
-          'a call from the next run',
-          () => (distinct(refusing.runs).length >= 2 ? true : undefined),
-          10_000,
-          () => refusing.runs.join(','),
-        );
+        await callsFromRuns(refusing, 2);
         assert.equal(refusing.runs[0], signaledRunId);
         assert.equal(await statusOf(taskQueue, signaledRunId), 'CONTINUED_AS_NEW');
         const events = await eventsOf(taskQueue, signaledRunId);
